@@ -1,0 +1,114 @@
+// swift-tools-version:6.2
+import PackageDescription
+
+// Module layout follows ../shared/DESIGN.md: imports flow downward only
+// (Policy -> Config -> Core -> Filters/Upstream/Server -> App -> gateway).
+let strict: [SwiftSetting] = [.swiftLanguageMode(.v6)]
+
+let package = Package(
+    name: "gateway",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "gateway", targets: ["gateway"]),
+        .executable(name: "demo-upstream", targets: ["demo-upstream"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.0"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.0"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+    ],
+    targets: [
+        .target(name: "GatewayPolicy", swiftSettings: strict),
+        .target(name: "GatewayConfig", dependencies: ["GatewayPolicy"], swiftSettings: strict),
+        .target(
+            name: "GatewayCore",
+            dependencies: [
+                "GatewayPolicy", "GatewayConfig",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
+        .target(
+            name: "GatewayFilters",
+            dependencies: [
+                "GatewayCore", "GatewayPolicy", "GatewayConfig",
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
+        .target(
+            name: "GatewayUpstream",
+            dependencies: [
+                "GatewayCore", "GatewayPolicy", "GatewayConfig",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
+        .target(
+            name: "GatewayServer",
+            dependencies: [
+                "GatewayCore", "GatewayPolicy", "GatewayConfig",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
+        .target(
+            name: "GatewayApp",
+            dependencies: [
+                "GatewayConfig", "GatewayCore", "GatewayFilters", "GatewayUpstream", "GatewayServer",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            swiftSettings: strict
+        ),
+        .executableTarget(
+            name: "gateway",
+            dependencies: ["GatewayApp", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            swiftSettings: strict
+        ),
+        // The demo upstream lives beside the gateway so `make run` and the tests need nothing outside the repo.
+        .target(
+            name: "DemoUpstream",
+            dependencies: [
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ],
+            path: "examples/DemoUpstream",
+            swiftSettings: strict
+        ),
+        .executableTarget(name: "demo-upstream", dependencies: ["DemoUpstream"], path: "examples/demo-upstream", swiftSettings: strict),
+
+        .testTarget(name: "GatewayPolicyTests", dependencies: ["GatewayPolicy"], swiftSettings: strict),
+        .testTarget(name: "GatewayConfigTests", dependencies: ["GatewayConfig"], resources: [.copy("Fixtures")], swiftSettings: strict),
+        .testTarget(
+            name: "GatewayCoreTests",
+            dependencies: [
+                "GatewayCore", "GatewayFilters",
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+            ],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "GatewayIntegrationTests",
+            dependencies: [
+                "GatewayApp", "DemoUpstream",
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
+            swiftSettings: strict
+        ),
+    ]
+)
