@@ -1,0 +1,45 @@
+import Foundation
+
+/// The outcome of reading gateway.json: the config when there are no errors, and every diagnostic.
+public struct ConfigLoadResult: Sendable {
+    public let config: GatewayConfig?
+    public let diagnostics: [Diagnostic]
+
+    public var errors: [Diagnostic] { diagnostics.filter { $0.severity == .error } }
+    public var warnings: [Diagnostic] { diagnostics.filter { $0.severity == .warning } }
+}
+
+public enum ConfigLoader {
+    /// Decodes and validates a document. `config` is nil when any error was found; all errors are reported.
+    public static func load(
+        text: String,
+        environment: [String: String] = ProcessInfo.processInfo.environment
+    ) -> ConfigLoadResult {
+        let value: JSONValue
+        do {
+            value = try JSONParser.parse(text)
+        } catch {
+            return ConfigLoadResult(config: nil, diagnostics: [Diagnostic(path: "", message: "invalid JSON: \(error)")])
+        }
+        let context = DecodingContext(environment: environment)
+        let config = GatewayConfig.decode(ConfigNode(value: value, path: .root, context: context))
+        config?.validate(into: context)
+        let diagnostics = context.diagnostics
+        let hasErrors = diagnostics.contains { $0.severity == .error }
+        return ConfigLoadResult(config: hasErrors ? nil : config, diagnostics: diagnostics)
+    }
+
+    public static func load(
+        path: String,
+        environment: [String: String] = ProcessInfo.processInfo.environment
+    ) -> ConfigLoadResult {
+        guard let data = FileManager.default.contents(atPath: path) else {
+            let reason = FileManager.default.fileExists(atPath: path) ? "cannot be read" : "does not exist"
+            return ConfigLoadResult(config: nil, diagnostics: [Diagnostic(path: "", message: "\(path) \(reason)")])
+        }
+        guard let text = String(data: data, encoding: .utf8) else {
+            return ConfigLoadResult(config: nil, diagnostics: [Diagnostic(path: "", message: "\(path) is not UTF-8 text")])
+        }
+        return load(text: text, environment: environment)
+    }
+}

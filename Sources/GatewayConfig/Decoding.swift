@@ -1,0 +1,678 @@
+import GatewayPolicy
+
+// Field-by-field decoding of gateway.json. Each decoder reads every key it knows (so unknown keys can be
+// reported), records problems with their paths, and returns nil only when a value cannot be built.
+
+private let maxMilliseconds = 86_400_000  // one day: larger timeouts are almost certainly a unit mistake
+
+extension GatewayConfig {
+    static func decode(_ node: ConfigNode) -> GatewayConfig? {
+        node.object { o in
+            let workers = o.optional("workers") { $0.int(1...1024) }
+            let listeners = o.required("listeners") { $0.array(ListenerConfig.decode) }
+            let admin = o.optional("admin", AdminConfig.decode)
+            let redis = o.optional("redis", RedisConfig.decode)
+            let limits = o.optional("limits", LimitsConfig.decode) ?? LimitsConfig()
+            let trusted = o.optional("trusted_proxies") { node in
+                node.array { item -> CIDR? in
+                    guard let text = item.string() else { return nil }
+                    guard let range = CIDR(text) else {
+                        item.error("\"\(text)\" is not an IP address or CIDR range (e.g. \"10.0.0.0/8\")")
+                        return nil
+                    }
+                    return range
+                }
+            }
+            let security = o.optional("security_headers", SecurityHeadersConfig.decode) ?? SecurityHeadersConfig()
+            let rateLimiting = o.optional("rate_limiting", RateLimitingConfig.decode) ?? RateLimitingConfig()
+            let cache = o.optional("cache", CacheConfig.decode) ?? CacheConfig()
+            let auth = o.optional("auth", AuthConfig.decode)
+            let upstreams = o.required("upstreams") { node in
+                node.map { name, value in UpstreamConfig.decode(name: name, value) }.map { $0.map(\.value) }
+            }
+            let routes = o.required("routes") { $0.array(RouteConfig.decode) }
+            let logging = o.optional("logging", LoggingConfig.decode) ?? LoggingConfig()
+            guard let listeners, let upstreams, let routes else { return nil }
+            return GatewayConfig(
+                workers: workers, listeners: listeners, admin: admin, redis: redis, limits: limits,
+                trustedProxies: trusted ?? [], securityHeaders: security, rateLimiting: rateLimiting,
+                cache: cache, auth: auth, upstreams: upstreams, routes: routes, logging: logging
+            )
+        }
+    }
+}
+
+extension ListenerConfig {
+    static func decode(_ node: ConfigNode) -> ListenerConfig? {
+        node.object { o in
+            let name = o.required("name") { $0.nonEmptyString() }
+            let address = o.optional("address") { $0.bindAddress() } ?? "0.0.0.0"
+            let port = o.required("port") { $0.int(0...65535) }
+            let tls = o.optional("tls", TLSConfig.decode)
+            let redirect = o.optional("redirect_https_port") { $0.int(1...65535) }
+            guard let name, let port else { return nil }
+            return ListenerConfig(name: name, address: address, port: port, tls: tls, redirectHTTPSPort: redirect)
+        }
+    }
+}
+
+extension TLSConfig {
+    static func decode(_ node: ConfigNode) -> TLSConfig? {
+        node.object { o in
+            let certificates = o.required("certificates") { node in
+                node.array { item in
+                    item.object { c -> Certificate? in
+                        let cert = c.required("cert") { $0.nonEmptyString() }
+                        let key = c.required("key") { $0.nonEmptyString() }
+                        let names = c.optional("server_names") { $0.array { $0.hostPattern() } } ?? []
+                        guard let cert, let key else { return nil }
+                        return Certificate(cert: cert, key: key, serverNames: names)
+                    }
+                }
+            }
+            let minVersion = o.optional("min_version") { $0.oneOf(["1.2", "1.3"]).flatMap(Version.init) } ?? .tls12
+            let alpn = o.optional("alpn") { $0.array { $0.oneOf(["h2", "http/1.1"]) } } ?? ["h2", "http/1.1"]
+            let clientCA = o.optional("client_ca") { $0.nonEmptyString() }
+            let clientAuth =
+                o.optional("client_auth") { $0.oneOf(["none", "optional", "required"]).flatMap(ClientAuth.init) }
+                ?? (clientCA == nil ? ClientAuth.none : .required)
+            if let certificates, certificates.isEmpty {
+                o.node.context.error(o.path / "certificates", "at least one certificate is required")
+            }
+            if clientAuth != .none && clientCA == nil {
+                o.node.context.error(o.path / "client_ca", "client_auth \"\(clientAuth.rawValue)\" needs a client_ca file")
+            }
+            guard let certificates else { return nil }
+            return TLSConfig(
+                certificates: certificates, minVersion: minVersion, alpn: alpn, clientCA: clientCA,
+                clientAuth: clientAuth
+            )
+        }
+    }
+}
+
+extension AdminConfig {
+    static func decode(_ node: ConfigNode) -> AdminConfig? {
+        node.object { o in
+            let address = o.optional("address") { $0.bindAddress() } ?? "127.0.0.1"
+            let port = o.optional("port") { $0.int(0...65535) } ?? 9901
+            let token = o.optional("token") { $0.string() }
+            return AdminConfig(address: address, port: port, token: token?.isEmpty == true ? nil : token)
+        }
+    }
+}
+
+extension RedisConfig {
+    static func decode(_ node: ConfigNode) -> RedisConfig? {
+        node.object { o in
+            let url = o.required("url") { node -> String? in
+                guard let text = node.nonEmptyString() else { return nil }
+                let schemes = ["redis://", "rediss://", "unix://"]
+                guard schemes.contains(where: text.hasPrefix) else {
+                    node.error("expected a redis://, rediss:// or unix:// URL")
+                    return nil
+                }
+                return text
+            }
+            let poolSize = o.optional("pool_size") { $0.int(1...256) } ?? 4
+            let timeout = o.optional("timeout_ms") { $0.int(1...60_000) } ?? 100
+            guard let url else { return nil }
+            return RedisConfig(url: url, poolSize: poolSize, timeoutMs: timeout)
+        }
+    }
+}
+
+extension LimitsConfig {
+    static func decode(_ node: ConfigNode) -> LimitsConfig? {
+        node.object { o in
+            var limits = LimitsConfig()
+            // NIO's parser counts header names and values; 1 KiB..1 MiB keeps both sane.
+            limits.maxHeaderBytes = o.optional("max_header_bytes") { $0.int(1024...1_048_576) } ?? limits.maxHeaderBytes
+            limits.maxBodyBytes = o.optional("max_body_bytes") { $0.int(0...Int.max) } ?? limits.maxBodyBytes
+            limits.headerTimeoutMs = o.optional("header_timeout_ms") { $0.int(1...maxMilliseconds) } ?? limits.headerTimeoutMs
+            limits.idleTimeoutMs = o.optional("idle_timeout_ms") { $0.int(1...maxMilliseconds) } ?? limits.idleTimeoutMs
+            limits.drainTimeoutMs = o.optional("drain_timeout_ms") { $0.int(0...maxMilliseconds) } ?? limits.drainTimeoutMs
+            return limits
+        }
+    }
+}
+
+extension SecurityHeadersConfig {
+    static let referrerPolicies = [
+        "no-referrer", "no-referrer-when-downgrade", "origin", "origin-when-cross-origin", "same-origin",
+        "strict-origin", "strict-origin-when-cross-origin", "unsafe-url",
+    ]
+
+    static func decode(_ node: ConfigNode) -> SecurityHeadersConfig? {
+        node.object { o in
+            var config = SecurityHeadersConfig()
+            config.hstsMaxAgeSeconds = o.nullable("hsts_max_age_seconds", default: config.hstsMaxAgeSeconds) {
+                $0.int(0...315_360_000)
+            }
+            config.hstsIncludeSubdomains = o.optional("hsts_include_subdomains") { $0.bool() } ?? false
+            config.frameOptions = o.nullable("frame_options", default: config.frameOptions) {
+                $0.oneOf(["DENY", "SAMEORIGIN"])
+            }
+            config.contentTypeOptions = o.nullable("content_type_options", default: config.contentTypeOptions) {
+                $0.oneOf(["nosniff"])
+            }
+            config.referrerPolicy = o.nullable("referrer_policy", default: config.referrerPolicy) {
+                $0.oneOf(referrerPolicies)
+            }
+            config.contentSecurityPolicy = o.optional("content_security_policy") { $0.headerValue() }
+            config.permissionsPolicy = o.optional("permissions_policy") { $0.headerValue() }
+            config.overrideUpstream = o.optional("override_upstream") { $0.bool() } ?? false
+            return config
+        }
+    }
+}
+
+extension RateLimitingConfig {
+    static func decode(_ node: ConfigNode) -> RateLimitingConfig? {
+        node.object { o in
+            var config = RateLimitingConfig()
+            config.store = o.optional("store") { $0.oneOf(["memory", "redis"]).flatMap(Store.init) } ?? .memory
+            config.onStoreError =
+                o.optional("on_store_error") { $0.oneOf(["allow", "deny", "local"]).flatMap(OnStoreError.init) }
+                ?? .allow
+            return config
+        }
+    }
+}
+
+extension CacheConfig {
+    static func decode(_ node: ConfigNode) -> CacheConfig? {
+        node.object { o in
+            var config = CacheConfig()
+            config.store = o.optional("store") { $0.oneOf(["memory", "redis"]).flatMap(Store.init) } ?? .memory
+            config.memoryBytes = o.optional("memory_bytes") { $0.int(0...Int.max) } ?? config.memoryBytes
+            config.maxObjectBytes = o.optional("max_object_bytes") { $0.int(0...Int.max) } ?? config.maxObjectBytes
+            if config.maxObjectBytes > config.memoryBytes {
+                o.node.context.error(o.path / "max_object_bytes", "is larger than memory_bytes")
+            }
+            return config
+        }
+    }
+}
+
+extension AuthConfig {
+    static func decode(_ node: ConfigNode) -> AuthConfig? {
+        node.object { o in
+            let jwt = o.optional("jwt", JWTConfig.decode)
+            let apiKeys = o.optional("api_keys") { $0.array(APIKeyConfig.decode) } ?? []
+            var seen: Set<String> = []
+            for (index, key) in apiKeys.enumerated() where !seen.insert(key.id).inserted {
+                o.node.context.error(o.path / "api_keys" / index / "id", "duplicate API key id \"\(key.id)\"")
+            }
+            return AuthConfig(jwt: jwt, apiKeys: apiKeys)
+        }
+    }
+}
+
+extension JWTConfig {
+    static func decode(_ node: ConfigNode) -> JWTConfig? {
+        node.object { o in
+            let issuer = o.optional("issuer") { $0.nonEmptyString() }
+            let audiences = o.optional("audiences") { $0.array { $0.nonEmptyString() } } ?? []
+            let leeway = o.optional("leeway_seconds") { $0.int(0...3600) } ?? 30
+            let keys = o.optional("keys") { $0.array(Key.decode) } ?? []
+            let jwksFile = o.optional("jwks_file") { $0.nonEmptyString() }
+            let jwksURL = o.optional("jwks_url") { node -> String? in
+                guard let url = node.nonEmptyString() else { return nil }
+                guard url.hasPrefix("https://") || url.hasPrefix("http://") else {
+                    node.error("expected an http:// or https:// URL")
+                    return nil
+                }
+                return url
+            }
+            let cookie = o.optional("cookie") { $0.token() }
+            if keys.isEmpty && jwksFile == nil && jwksURL == nil {
+                o.node.context.error(o.path, "needs keys, a jwks_file or a jwks_url to verify tokens with")
+            }
+            return JWTConfig(
+                issuer: issuer, audiences: audiences, leewaySeconds: leeway, keys: keys, jwksFile: jwksFile,
+                jwksURL: jwksURL, cookie: cookie
+            )
+        }
+    }
+}
+
+extension JWTConfig.Key {
+    static func decode(_ node: ConfigNode) -> JWTConfig.Key? {
+        node.object { o in
+            let kid = o.optional("kid") { $0.nonEmptyString() }
+            let alg = o.required("alg") { $0.oneOf(JWTConfig.algorithms) }
+            let secret = o.optional("secret") { $0.nonEmptyString() }
+            let publicKey = o.optional("public_key") { $0.nonEmptyString() }
+            let publicKeyFile = o.optional("public_key_file") { $0.nonEmptyString() }
+            guard let alg else { return nil }
+            if alg.hasPrefix("HS") {
+                if secret == nil { o.node.context.error(o.path / "secret", "an \(alg) key needs a secret") }
+                if publicKey != nil || publicKeyFile != nil {
+                    o.node.context.error(o.path, "an \(alg) key takes a secret, not a public key")
+                }
+            } else {
+                if secret != nil { o.node.context.error(o.path / "secret", "an \(alg) key takes public_key or public_key_file, not a secret") }
+                if (publicKey == nil) == (publicKeyFile == nil) {
+                    o.node.context.error(o.path, "an \(alg) key needs exactly one of public_key and public_key_file")
+                }
+            }
+            return JWTConfig.Key(kid: kid, alg: alg, secret: secret, publicKey: publicKey, publicKeyFile: publicKeyFile)
+        }
+    }
+}
+
+extension APIKeyConfig {
+    static func decode(_ node: ConfigNode) -> APIKeyConfig? {
+        node.object { o in
+            let id = o.required("id") { $0.nonEmptyString() }
+            let hash = o.required("sha256") { node -> String? in
+                guard let text = node.string() else { return nil }
+                guard text.utf8.count == 64, text.allSatisfy(\.isHexDigit) else {
+                    node.error("expected 64 hex characters (the SHA-256 of the key; see `gateway hash-key`)")
+                    return nil
+                }
+                return text.lowercased()
+            }
+            let scopes = o.optional("scopes") { $0.array { $0.nonEmptyString() } } ?? []
+            guard let id, let hash else { return nil }
+            return APIKeyConfig(id: id, sha256: hash, scopes: scopes)
+        }
+    }
+}
+
+extension UpstreamConfig {
+    static func decode(name: String, _ node: ConfigNode) -> UpstreamConfig? {
+        node.object { o in
+            let targets = o.required("targets") { node -> [UpstreamTarget]? in
+                if case .array(let raw) = node.value, raw.isEmpty { node.error("at least one target is required") }
+                return node.array(UpstreamTarget.decode)
+            }
+            let balance =
+                o.optional("balance") { $0.oneOf(Balance.allCases.map(\.rawValue)).flatMap(Balance.init) } ?? .roundRobin
+            let connect = o.optional("connect_timeout_ms") { $0.int(1...maxMilliseconds) } ?? 1000
+            let read = o.optional("read_timeout_ms") { $0.int(1...maxMilliseconds) } ?? 30_000
+            let total = o.optional("total_timeout_ms") { $0.int(1...maxMilliseconds) }
+            let retries = o.optional("retries", RetryConfig.decode)
+            let breaker = o.optional("circuit_breaker", CircuitBreakerConfig.decode)
+            let health = o.optional("health_check", HealthCheckConfig.decode)
+            let pool = o.optional("pool", PoolConfig.decode) ?? PoolConfig()
+            guard let targets else { return nil }
+            return UpstreamConfig(
+                name: name, targets: targets, balance: balance, connectTimeoutMs: connect, readTimeoutMs: read,
+                totalTimeoutMs: total, retries: retries, circuitBreaker: breaker, healthCheck: health, pool: pool
+            )
+        }
+    }
+}
+
+extension UpstreamTarget {
+    /// `"http://host:port"` or `{"url": "http://host:port", "weight": 3}`.
+    static func decode(_ node: ConfigNode) -> UpstreamTarget? {
+        if case .object = node.value {
+            return node.object { o in
+                let target = o.required("url") { UpstreamTarget.parse($0) }
+                let weight = o.optional("weight") { $0.int(1...1000) } ?? 1
+                return target.map { var t = $0; t.weight = weight; return t }
+            }
+        }
+        return parse(node)
+    }
+
+    static func parse(_ node: ConfigNode) -> UpstreamTarget? {
+        guard let text = node.string() else { return nil }
+        guard let target = UpstreamTarget(url: text) else {
+            node.error("\"\(text)\" is not a valid upstream URL (expected http://host:port)")
+            return nil
+        }
+        return target
+    }
+
+    /// Parses `scheme://host[:port][/]`; paths, queries, fragments and credentials are not allowed.
+    public init?(url: String) {
+        let schemeEnd = url.firstRange(of: "://")
+        guard let schemeEnd, let scheme = Scheme(rawValue: String(url[..<schemeEnd.lowerBound]).lowercased()) else {
+            return nil
+        }
+        var rest = url[schemeEnd.upperBound...]
+        if rest.hasSuffix("/") { rest = rest.dropLast() }
+        guard !rest.isEmpty, !rest.contains(where: { "/?#@ ".contains($0) }) else { return nil }
+        var host: Substring
+        var portText: Substring?
+        if rest.hasPrefix("[") {
+            guard let close = rest.firstIndex(of: "]") else { return nil }
+            host = rest[rest.index(after: rest.startIndex)..<close]
+            let after = rest[rest.index(after: close)...]
+            if !after.isEmpty {
+                guard after.hasPrefix(":") else { return nil }
+                portText = after.dropFirst()
+            }
+            guard case .v6 = IPAddress(host) else { return nil }
+        } else {
+            let parts = rest.split(separator: ":", omittingEmptySubsequences: false)
+            guard parts.count <= 2 else { return nil }
+            host = parts[0]
+            portText = parts.count == 2 ? parts[1] : nil
+            guard !host.isEmpty, host.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "." || $0 == "-" || $0 == "_") })
+            else { return nil }
+        }
+        var port = scheme == .https ? 443 : 80
+        if let portText {
+            guard let parsed = Int(portText), (1...65535).contains(parsed) else { return nil }
+            port = parsed
+        }
+        self.init(scheme: scheme, host: host.lowercased(), port: port, weight: 1)
+    }
+}
+
+extension RetryConfig {
+    static func decode(_ node: ConfigNode) -> RetryConfig? {
+        node.object { o in
+            RetryConfig(
+                attempts: o.optional("attempts") { $0.int(0...10) } ?? 2,
+                backoffMs: o.optional("backoff_ms") { $0.int(0...60_000) } ?? 25,
+                onStatus: o.optional("on_status") { $0.array { $0.int(100...599) } } ?? [502, 503, 504],
+                budgetRatio: o.optional("budget_ratio") { $0.number(0...1) } ?? 0.2
+            )
+        }
+    }
+}
+
+extension CircuitBreakerConfig {
+    static func decode(_ node: ConfigNode) -> CircuitBreakerConfig? {
+        node.object { o in
+            CircuitBreakerConfig(
+                failureThreshold: o.optional("failure_threshold") { $0.int(1...10_000) } ?? 5,
+                openMs: o.optional("open_ms") { $0.int(1...maxMilliseconds) } ?? 30_000,
+                halfOpenRequests: o.optional("half_open_requests") { $0.int(1...1000) } ?? 1
+            )
+        }
+    }
+}
+
+extension HealthCheckConfig {
+    static func decode(_ node: ConfigNode) -> HealthCheckConfig? {
+        node.object { o in
+            let path = o.required("path") { $0.absolutePath() }
+            let config = HealthCheckConfig(
+                path: path ?? "/",
+                intervalMs: o.optional("interval_ms") { $0.int(100...maxMilliseconds) } ?? 5000,
+                timeoutMs: o.optional("timeout_ms") { $0.int(1...maxMilliseconds) } ?? 1000,
+                healthyThreshold: o.optional("healthy_threshold") { $0.int(1...100) } ?? 2,
+                unhealthyThreshold: o.optional("unhealthy_threshold") { $0.int(1...100) } ?? 3
+            )
+            return path == nil ? nil : config
+        }
+    }
+}
+
+extension PoolConfig {
+    static func decode(_ node: ConfigNode) -> PoolConfig? {
+        node.object { o in
+            var pool = PoolConfig()
+            pool.maxIdlePerTarget = o.optional("max_idle_per_target") { $0.int(0...100_000) } ?? pool.maxIdlePerTarget
+            pool.idleTimeoutMs = o.optional("idle_timeout_ms") { $0.int(1...maxMilliseconds) } ?? pool.idleTimeoutMs
+            return pool
+        }
+    }
+}
+
+extension RouteConfig {
+    static func decode(_ node: ConfigNode) -> RouteConfig? {
+        node.object { o in
+            let name = o.required("name") { $0.nonEmptyString() }
+            let match = o.optional("match", MatchConfig.decode) ?? MatchConfig()
+            let upstream = o.required("upstream") { $0.nonEmptyString() }
+            let strip = o.optional("strip_prefix") { $0.absolutePath() }
+            let preserveHost = o.optional("preserve_host") { $0.bool() } ?? true
+            let auth = o.optional("auth", RouteAuthConfig.decode)
+            let limits = o.optional("rate_limits") { $0.array(RateLimitConfig.decode) } ?? []
+            let cache = o.optional("cache", RouteCacheConfig.decode)
+            let cors = o.optional("cors", CORSConfig.decode)
+            var seen: Set<String> = []
+            for (index, limit) in limits.enumerated() where !seen.insert(limit.name).inserted {
+                o.node.context.error(o.path / "rate_limits" / index / "name", "duplicate limit name \"\(limit.name)\" in this route")
+            }
+            guard let name, let upstream else { return nil }
+            return RouteConfig(
+                name: name, match: match, upstream: upstream, stripPrefix: strip, preserveHost: preserveHost,
+                auth: auth, rateLimits: limits, cache: cache, cors: cors
+            )
+        }
+    }
+}
+
+extension MatchConfig {
+    static func decode(_ node: ConfigNode) -> MatchConfig? {
+        node.object { o in
+            var match = MatchConfig()
+            match.hosts = o.optional("hosts") { $0.array { $0.hostPattern() } } ?? []
+            match.pathPrefix = o.optional("path_prefix") { $0.absolutePath() }
+            match.path = o.optional("path") { $0.absolutePath() }
+            match.methods = o.optional("methods") { $0.array { $0.method() } } ?? []
+            match.headers =
+                o.optional("headers") { node in
+                    node.map { name, value -> String? in
+                        guard isToken(name) else {
+                            value.error("\"\(name)\" is not a valid header name")
+                            return nil
+                        }
+                        return value.headerValue()
+                    }.map { pairs in pairs.map { (name: $0.key.lowercased(), value: $0.value) } }
+                } ?? []
+            if match.path != nil && match.pathPrefix != nil {
+                o.node.context.error(o.path / "path", "use either path (exact) or path_prefix, not both")
+            }
+            return match
+        }
+    }
+}
+
+extension RouteAuthConfig {
+    static func decode(_ node: ConfigNode) -> RouteAuthConfig? {
+        node.object { o in
+            let require = o.required("require") { $0.array { $0.oneOf(["jwt", "api_key"]).flatMap(Method.init) } }
+            let scopes = o.optional("scopes") { $0.array { $0.nonEmptyString() } } ?? []
+            if let require, require.isEmpty {
+                o.node.context.error(o.path / "require", "list at least one of \"jwt\", \"api_key\" (omit auth for a public route)")
+            }
+            guard let require else { return nil }
+            return RouteAuthConfig(require: require, scopes: scopes)
+        }
+    }
+}
+
+extension RateLimitConfig {
+    static func decode(_ node: ConfigNode) -> RateLimitConfig? {
+        node.object { o in
+            let name = o.required("name") { $0.token() }
+            let algorithm = o.required("algorithm") {
+                $0.oneOf(["token_bucket", "sliding_window"]).flatMap(Algorithm.init)
+            }
+            let key = o.required("key") { node -> Key? in
+                guard let text = node.string() else { return nil }
+                switch text {
+                case "ip": return .ip
+                case "consumer": return .consumer
+                case "route": return .route
+                default:
+                    if text.hasPrefix("header:"), isToken(String(text.dropFirst(7))) {
+                        return .header(String(text.dropFirst(7)).lowercased())
+                    }
+                    let guess = closestMatch(to: text, among: ["ip", "consumer", "route"])
+                    node.error(
+                        "unknown key \"\(text)\"" + (guess.map { " (did you mean \"\($0)\"?)" } ?? "")
+                            + "; expected \"ip\", \"consumer\", \"route\" or \"header:NAME\"")
+                    return nil
+                }
+            }
+            let capacity = o.optional("capacity") { $0.int(1...1_000_000_000) }
+            let refill = o.optional("refill_per_second") { $0.number(0.000_001...1_000_000_000) }
+            let cost = o.optional("cost") { $0.int(1...1_000_000_000) } ?? 1
+            let limit = o.optional("limit") { $0.int(1...1_000_000_000) }
+            let window = o.optional("window_seconds") { $0.int(1...31_536_000) }
+            switch algorithm {
+            case .tokenBucket:
+                if capacity == nil && !o.has("capacity") { o.node.context.error(o.path / "capacity", "token_bucket needs a capacity") }
+                if refill == nil && !o.has("refill_per_second") {
+                    o.node.context.error(o.path / "refill_per_second", "token_bucket needs refill_per_second")
+                }
+                if limit != nil || window != nil { o.node.context.error(o.path, "limit and window_seconds belong to sliding_window") }
+                if let capacity, cost > capacity { o.node.context.error(o.path / "cost", "is larger than capacity; no request could ever pass") }
+            case .slidingWindow:
+                if limit == nil && !o.has("limit") { o.node.context.error(o.path / "limit", "sliding_window needs a limit") }
+                if window == nil && !o.has("window_seconds") {
+                    o.node.context.error(o.path / "window_seconds", "sliding_window needs window_seconds")
+                }
+                if capacity != nil || refill != nil { o.node.context.error(o.path, "capacity and refill_per_second belong to token_bucket") }
+            case nil:
+                break
+            }
+            guard let name, let algorithm, let key else { return nil }
+            return RateLimitConfig(
+                name: name, algorithm: algorithm, key: key, capacity: capacity, refillPerSecond: refill, cost: cost,
+                limit: limit, windowSeconds: window
+            )
+        }
+    }
+}
+
+extension RouteCacheConfig {
+    static func decode(_ node: ConfigNode) -> RouteCacheConfig? {
+        node.object { o in
+            RouteCacheConfig(
+                enabled: o.optional("enabled") { $0.bool() } ?? true,
+                defaultTTLSeconds: o.optional("default_ttl_seconds") { $0.int(0...31_536_000) } ?? 0,
+                keyHeaders: o.optional("key_headers") { $0.array { $0.token() } }?.map { $0.lowercased() } ?? [],
+                ignoreQueryParameters: o.optional("ignore_query_params") { $0.array { $0.nonEmptyString() } } ?? []
+            )
+        }
+    }
+}
+
+extension CORSConfig {
+    static func decode(_ node: ConfigNode) -> CORSConfig? {
+        node.object { o in
+            let origins = o.required("allow_origins") { node in
+                node.array { item -> String? in
+                    guard let origin = item.nonEmptyString() else { return nil }
+                    guard origin == "*" || origin.hasPrefix("http://") || origin.hasPrefix("https://") else {
+                        item.error("expected \"*\" or an origin like \"https://app.example.com\"")
+                        return nil
+                    }
+                    return origin
+                }
+            }
+            let config = CORSConfig(
+                allowOrigins: origins ?? [],
+                allowMethods: o.optional("allow_methods") { $0.array { $0.method() } } ?? ["GET", "HEAD", "POST"],
+                allowHeaders: o.optional("allow_headers") { $0.array { $0.token() } } ?? [],
+                exposeHeaders: o.optional("expose_headers") { $0.array { $0.token() } } ?? [],
+                allowCredentials: o.optional("allow_credentials") { $0.bool() } ?? false,
+                maxAgeSeconds: o.optional("max_age_seconds") { $0.int(0...86_400) }
+            )
+            if config.allowCredentials && config.allowOrigins.contains("*") {
+                o.node.context.error(o.path / "allow_credentials", "cannot be true with allow_origins \"*\" (browsers refuse it)")
+            }
+            return origins == nil ? nil : config
+        }
+    }
+}
+
+extension LoggingConfig {
+    static func decode(_ node: ConfigNode) -> LoggingConfig? {
+        node.object { o in
+            var config = LoggingConfig()
+            config.level = o.optional("level") { $0.oneOf(Level.allCases.map(\.rawValue)).flatMap(Level.init) } ?? .info
+            config.accessLog = o.optional("access_log") { $0.bool() } ?? true
+            return config
+        }
+    }
+}
+
+// MARK: - Value shapes shared by several keys
+
+/// RFC 9110 token characters (header names, methods).
+func isToken(_ text: String) -> Bool {
+    !text.isEmpty && text.utf8.allSatisfy { byte in
+        switch byte {
+        case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"),
+            UInt8(ascii: "0")...UInt8(ascii: "9"):
+            return true
+        default:
+            return "!#$%&'*+-.^_`|~".utf8.contains(byte)
+        }
+    }
+}
+
+extension ConfigNode {
+    func token() -> String? {
+        guard let text = string() else { return nil }
+        guard isToken(text) else {
+            error("\"\(text)\" is not a valid token (letters, digits and !#$%&'*+-.^_`|~)")
+            return nil
+        }
+        return text
+    }
+
+    /// A header value: no control characters, so nothing can split a response.
+    func headerValue() -> String? {
+        guard let text = string() else { return nil }
+        guard !text.unicodeScalars.contains(where: { $0.value < 0x20 && $0 != "\t" || $0.value == 0x7F }) else {
+            error("header values may not contain control characters or line breaks")
+            return nil
+        }
+        return text
+    }
+
+    func method() -> String? {
+        guard let text = string() else { return nil }
+        guard isToken(text) else {
+            error("\"\(text)\" is not a valid HTTP method")
+            return nil
+        }
+        guard text == text.uppercased() else {
+            error("methods are case-sensitive (did you mean \"\(text.uppercased())\"?)")
+            return nil
+        }
+        return text
+    }
+
+    func absolutePath() -> String? {
+        guard let text = string() else { return nil }
+        guard text.hasPrefix("/"), !text.contains("?"), !text.contains("#"),
+            !text.unicodeScalars.contains(where: { $0.value <= 0x20 || $0.value == 0x7F })
+        else {
+            error("\"\(text)\" must be a path starting with \"/\" (no query, fragment or spaces)")
+            return nil
+        }
+        return text
+    }
+
+    /// `api.example.com` or `*.example.com`; returned lowercase.
+    func hostPattern() -> String? {
+        guard let text = string() else { return nil }
+        let lowered = text.lowercased()
+        let name = lowered.hasPrefix("*.") ? String(lowered.dropFirst(2)) : lowered
+        let labelsValid = !name.isEmpty && name.split(separator: ".", omittingEmptySubsequences: false).allSatisfy { label in
+            !label.isEmpty && label.count <= 63 && label.first != "-" && label.last != "-"
+                && label.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "-" || $0 == "_") }
+        }
+        guard labelsValid || IPAddress(name) != nil else {
+            error("\"\(text)\" is not a host name (use \"api.example.com\" or \"*.example.com\", without port)")
+            return nil
+        }
+        return lowered
+    }
+
+    /// An IP literal to bind to (or "localhost").
+    func bindAddress() -> String? {
+        guard let text = string() else { return nil }
+        if text == "localhost" { return "127.0.0.1" }
+        guard IPAddress(text) != nil else {
+            error("\"\(text)\" is not an IP address to listen on (e.g. \"0.0.0.0\", \"127.0.0.1\", \"::\")")
+            return nil
+        }
+        return text
+    }
+}

@@ -1,0 +1,257 @@
+import GatewayPolicy
+
+// The typed shape of gateway.json (see ../shared/CONFIG.md and docs/configuration.md).
+// Every field has its default here, so the rest of the gateway never asks "was it set?".
+
+public struct GatewayConfig: Sendable {
+    /// Event-loop threads; nil means one per core.
+    public var workers: Int?
+    public var listeners: [ListenerConfig]
+    public var admin: AdminConfig?
+    public var redis: RedisConfig?
+    public var limits: LimitsConfig
+    public var trustedProxies: [CIDR]
+    public var securityHeaders: SecurityHeadersConfig
+    public var rateLimiting: RateLimitingConfig
+    public var cache: CacheConfig
+    public var auth: AuthConfig?
+    /// In file order.
+    public var upstreams: [UpstreamConfig]
+    public var routes: [RouteConfig]
+    public var logging: LoggingConfig
+
+    public func upstream(named name: String) -> UpstreamConfig? { upstreams.first { $0.name == name } }
+}
+
+public struct ListenerConfig: Sendable {
+    public var name: String
+    public var address: String
+    /// 0 asks the OS for a free port (useful in tests); the bound port is logged.
+    public var port: Int
+    public var tls: TLSConfig?
+    /// When set, this plaintext listener answers every request with a 308 to https on that port.
+    public var redirectHTTPSPort: Int?
+}
+
+public struct TLSConfig: Sendable {
+    public enum Version: String, Sendable { case tls12 = "1.2", tls13 = "1.3" }
+    public enum ClientAuth: String, Sendable { case none, optional, required }
+    public struct Certificate: Sendable {
+        public var cert: String
+        public var key: String
+        public var serverNames: [String]
+    }
+    public var certificates: [Certificate]
+    public var minVersion: Version
+    public var alpn: [String]
+    public var clientCA: String?
+    public var clientAuth: ClientAuth
+}
+
+public struct AdminConfig: Sendable {
+    public var address: String
+    public var port: Int
+    public var token: String?
+}
+
+public struct RedisConfig: Sendable {
+    public var url: String
+    public var poolSize: Int
+    public var timeoutMs: Int
+}
+
+public struct LimitsConfig: Sendable {
+    public var maxHeaderBytes: Int = 16_384
+    public var maxBodyBytes: Int = 10_485_760
+    public var headerTimeoutMs: Int = 10_000
+    public var idleTimeoutMs: Int = 60_000
+    /// How long a graceful stop waits for requests in flight before closing what is left.
+    public var drainTimeoutMs: Int = 10_000
+}
+
+public struct SecurityHeadersConfig: Sendable {
+    /// nil switches the header off. HSTS is only ever sent on TLS listeners.
+    public var hstsMaxAgeSeconds: Int? = 31_536_000
+    public var hstsIncludeSubdomains = false
+    public var frameOptions: String? = "DENY"
+    public var contentTypeOptions: String? = "nosniff"
+    public var referrerPolicy: String? = "strict-origin-when-cross-origin"
+    public var contentSecurityPolicy: String?
+    public var permissionsPolicy: String?
+    /// false: an upstream's own value for one of these headers is kept; true: the gateway's value wins.
+    public var overrideUpstream = false
+}
+
+public struct RateLimitingConfig: Sendable {
+    public enum Store: String, Sendable { case memory, redis }
+    public enum OnStoreError: String, Sendable { case allow, deny, local }
+    public var store: Store = .memory
+    public var onStoreError: OnStoreError = .allow
+}
+
+public struct CacheConfig: Sendable {
+    public enum Store: String, Sendable { case memory, redis }
+    public var store: Store = .memory
+    public var memoryBytes: Int = 268_435_456
+    public var maxObjectBytes: Int = 1_048_576
+}
+
+public struct AuthConfig: Sendable {
+    public var jwt: JWTConfig?
+    public var apiKeys: [APIKeyConfig]
+}
+
+public struct JWTConfig: Sendable {
+    public struct Key: Sendable {
+        public var kid: String?
+        public var alg: String
+        public var secret: String?
+        public var publicKey: String?
+        public var publicKeyFile: String?
+    }
+    public var issuer: String?
+    public var audiences: [String]
+    public var leewaySeconds: Int
+    public var keys: [Key]
+    public var jwksFile: String?
+    public var jwksURL: String?
+    public var cookie: String?
+
+    public static let algorithms = [
+        "HS256", "HS384", "HS512", "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "EdDSA",
+    ]
+}
+
+public struct APIKeyConfig: Sendable {
+    public var id: String
+    /// Lowercase hex SHA-256 of the key; the key itself is never stored.
+    public var sha256: String
+    public var scopes: [String]
+}
+
+public struct UpstreamConfig: Sendable {
+    public enum Balance: String, Sendable, CaseIterable {
+        case roundRobin = "round_robin", leastRequest = "least_request", random, consistentHash = "consistent_hash"
+    }
+    public var name: String
+    public var targets: [UpstreamTarget]
+    public var balance: Balance
+    public var connectTimeoutMs: Int
+    public var readTimeoutMs: Int
+    /// nil: no overall deadline (long downloads are bounded by the read timeout between reads).
+    public var totalTimeoutMs: Int?
+    public var retries: RetryConfig?
+    public var circuitBreaker: CircuitBreakerConfig?
+    public var healthCheck: HealthCheckConfig?
+    public var pool: PoolConfig
+}
+
+public struct UpstreamTarget: Sendable, Hashable, CustomStringConvertible {
+    public enum Scheme: String, Sendable { case http, https }
+    public var scheme: Scheme
+    /// Host name or IP literal (IPv6 without brackets).
+    public var host: String
+    public var port: Int
+    public var weight: Int
+
+    /// `host:port` as it goes in a Host header (IPv6 in brackets).
+    public var authority: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
+    public var description: String { "\(scheme.rawValue)://\(authority)" }
+}
+
+public struct RetryConfig: Sendable {
+    public var attempts: Int
+    public var backoffMs: Int
+    public var onStatus: [Int]
+    public var budgetRatio: Double
+}
+
+public struct CircuitBreakerConfig: Sendable {
+    public var failureThreshold: Int
+    public var openMs: Int
+    public var halfOpenRequests: Int
+}
+
+public struct HealthCheckConfig: Sendable {
+    public var path: String
+    public var intervalMs: Int
+    public var timeoutMs: Int
+    public var healthyThreshold: Int
+    public var unhealthyThreshold: Int
+}
+
+public struct PoolConfig: Sendable {
+    /// Idle keep-alive connections kept per target on each worker.
+    public var maxIdlePerTarget: Int = 64
+    /// Idle connections older than this are closed; keep it below the upstream's own keep-alive timeout.
+    public var idleTimeoutMs: Int = 30_000
+}
+
+public struct RouteConfig: Sendable {
+    public var name: String
+    public var match: MatchConfig
+    public var upstream: String
+    public var stripPrefix: String?
+    /// true: the client's Host goes upstream unchanged; false: the target's host:port is sent.
+    public var preserveHost: Bool
+    public var auth: RouteAuthConfig?
+    public var rateLimits: [RateLimitConfig]
+    public var cache: RouteCacheConfig?
+    public var cors: CORSConfig?
+}
+
+public struct MatchConfig: Sendable {
+    /// Lowercase; exact names or `*.suffix` wildcards. Empty: any host.
+    public var hosts: [String] = []
+    public var pathPrefix: String?
+    public var path: String?
+    /// Empty: any method.
+    public var methods: [String] = []
+    /// Lowercase names, exact values.
+    public var headers: [(name: String, value: String)] = []
+}
+
+public struct RouteAuthConfig: Sendable {
+    public enum Method: String, Sendable { case jwt, apiKey = "api_key" }
+    public var require: [Method]
+    public var scopes: [String]
+}
+
+public struct RateLimitConfig: Sendable {
+    public enum Algorithm: String, Sendable { case tokenBucket = "token_bucket", slidingWindow = "sliding_window" }
+    public enum Key: Sendable, Hashable {
+        case ip, consumer, route
+        case header(String)
+    }
+    public var name: String
+    public var algorithm: Algorithm
+    public var key: Key
+    public var capacity: Int?
+    public var refillPerSecond: Double?
+    public var cost: Int
+    public var limit: Int?
+    public var windowSeconds: Int?
+}
+
+public struct RouteCacheConfig: Sendable {
+    public var enabled: Bool
+    public var defaultTTLSeconds: Int
+    public var keyHeaders: [String]
+    public var ignoreQueryParameters: [String]
+}
+
+public struct CORSConfig: Sendable {
+    public var allowOrigins: [String]
+    public var allowMethods: [String]
+    public var allowHeaders: [String]
+    public var exposeHeaders: [String]
+    public var allowCredentials: Bool
+    public var maxAgeSeconds: Int?
+}
+
+public struct LoggingConfig: Sendable {
+    public enum Level: String, Sendable, CaseIterable { case trace, debug, info, notice, warning, error, critical }
+    public var level: Level = .info
+    /// One JSON line per request on stdout.
+    public var accessLog = true
+}

@@ -1,0 +1,116 @@
+import GatewayPolicy
+
+extension GatewayConfig {
+    /// Checks that span several keys (names that must exist or be unique, features that need each other)
+    /// and flags keys of capabilities this build does not implement yet.
+    func validate(into context: DecodingContext) {
+        let root = JSONPath.root
+
+        if listeners.isEmpty { context.error(root / "listeners", "at least one listener is required") }
+        var listenerNames: Set<String> = []
+        var endpoints: Set<String> = []
+        for (index, listener) in listeners.enumerated() {
+            let path = root / "listeners" / index
+            if !listenerNames.insert(listener.name).inserted {
+                context.error(path / "name", "duplicate listener name \"\(listener.name)\"")
+            }
+            if listener.port != 0 && !endpoints.insert("\(listener.address):\(listener.port)").inserted {
+                context.error(path / "port", "another listener already uses \(listener.address):\(listener.port)")
+            }
+            if listener.tls != nil {
+                // Failing closed: a listener the operator believes is encrypted must never serve plaintext.
+                context.error(path / "tls", "TLS termination is not available in this build yet; remove tls or use a build with TLS support")
+                if listener.redirectHTTPSPort != nil {
+                    context.error(path / "redirect_https_port", "only a plaintext listener can redirect to https")
+                }
+            }
+        }
+
+        var upstreamNames: Set<String> = []
+        for upstream in upstreams {
+            upstreamNames.insert(upstream.name)
+            let path = root / "upstreams" / upstream.name
+            for (index, target) in upstream.targets.enumerated() where target.scheme == .https {
+                context.error(path / "targets" / index, "https upstreams are not available in this build yet")
+            }
+            if upstream.balance != .roundRobin {
+                context.warning(path / "balance", "\"\(upstream.balance.rawValue)\" is not implemented yet; round_robin is used")
+            }
+            if upstream.targets.contains(where: { $0.weight != 1 }) {
+                context.warning(path / "targets", "target weights are not implemented yet; targets get equal shares")
+            }
+            if upstream.retries != nil { notYet(context, path / "retries", "retries") }
+            if upstream.circuitBreaker != nil { notYet(context, path / "circuit_breaker", "circuit breaking") }
+            if upstream.healthCheck != nil { notYet(context, path / "health_check", "active health checks") }
+            if let total = upstream.totalTimeoutMs, total < upstream.readTimeoutMs {
+                context.warning(path / "total_timeout_ms", "is shorter than read_timeout_ms, so the read timeout never applies")
+            }
+        }
+
+        var routeNames: Set<String> = []
+        var usedUpstreams: Set<String> = []
+        for (index, route) in routes.enumerated() {
+            let path = root / "routes" / index
+            if !routeNames.insert(route.name).inserted {
+                context.error(path / "name", "duplicate route name \"\(route.name)\"")
+            }
+            if upstreamNames.contains(route.upstream) {
+                usedUpstreams.insert(route.upstream)
+            } else if let guess = closestMatch(to: route.upstream, among: upstreamNames) {
+                context.error(path / "upstream", "unknown upstream \"\(route.upstream)\" (did you mean \"\(guess)\"?)")
+            } else {
+                context.error(path / "upstream", "unknown upstream \"\(route.upstream)\"")
+            }
+            if let strip = route.stripPrefix, let prefix = route.match.pathPrefix ?? route.match.path,
+                !PathRules.hasSegmentPrefix(prefix, strip)
+            {
+                context.warning(path / "strip_prefix", "\"\(strip)\" is not a prefix of the matched path \"\(prefix)\", so nothing is stripped")
+            }
+            if let auth = route.auth {
+                context.error(path / "auth", "authentication is not available in this build yet; without it this route would be public")
+                if auth.require.contains(.jwt) && self.auth?.jwt == nil {
+                    context.error(path / "auth" / "require", "\"jwt\" needs auth.jwt to be configured")
+                }
+                if auth.require.contains(.apiKey) && (self.auth?.apiKeys.isEmpty ?? true) {
+                    context.error(path / "auth" / "require", "\"api_key\" needs auth.api_keys to be configured")
+                }
+            }
+            if !route.rateLimits.isEmpty { notYet(context, path / "rate_limits", "rate limiting") }
+            if route.cache?.enabled == true { notYet(context, path / "cache", "response caching") }
+            if route.cors != nil { notYet(context, path / "cors", "CORS") }
+        }
+        for upstream in upstreams where !usedUpstreams.contains(upstream.name) {
+            context.warning(root / "upstreams" / upstream.name, "not used by any route")
+        }
+
+        let usesRedis = rateLimiting.store == .redis || cache.store == .redis
+        if usesRedis && redis == nil {
+            let key = rateLimiting.store == .redis ? root / "rate_limiting" / "store" : root / "cache" / "store"
+            context.error(key, "\"redis\" needs a top-level redis section with its url")
+        }
+        if redis != nil { notYet(context, root / "redis", "the Redis client") }
+        if admin != nil { notYet(context, root / "admin", "the admin API") }
+    }
+
+    private func notYet(_ context: DecodingContext, _ path: JSONPath, _ feature: String) {
+        context.warning(path, "\(feature) is not implemented in this build yet; this key is accepted and ignored")
+    }
+}
+
+/// Path comparisons on whole segments: "/api" is a prefix of "/api" and "/api/x", not of "/apix".
+public enum PathRules {
+    public static func hasSegmentPrefix(_ path: some StringProtocol, _ prefix: some StringProtocol) -> Bool {
+        let prefix = normalisedPrefix(prefix)
+        if prefix == "/" { return path.hasPrefix("/") }
+        guard path.hasPrefix(prefix) else { return false }
+        let rest = path.utf8.dropFirst(prefix.utf8.count)
+        return rest.isEmpty || rest.first == UInt8(ascii: "/")
+    }
+
+    /// "/api/" and "/api" name the same prefix; "/" stays "/".
+    public static func normalisedPrefix(_ prefix: some StringProtocol) -> String {
+        var text = String(prefix)
+        while text.count > 1 && text.hasSuffix("/") { text.removeLast() }
+        return text
+    }
+}
