@@ -1,0 +1,114 @@
+import GatewayPolicy
+import NIOCore
+import NIOHTTP1
+
+/// Facts about the client connection, fixed for its lifetime.
+public struct ConnectionInfo: Sendable {
+    public var listener: String
+    /// The TCP peer (nil for Unix sockets).
+    public var peer: IPAddress?
+    public var isTLS: Bool
+    /// Whether the peer is in `trusted_proxies`, so its X-Forwarded-* headers may be believed.
+    public var peerIsTrustedProxy: Bool
+
+    public init(listener: String, peer: IPAddress?, isTLS: Bool, peerIsTrustedProxy: Bool) {
+        self.listener = listener
+        self.peer = peer
+        self.isTLS = isTLS
+        self.peerIsTrustedProxy = peerIsTrustedProxy
+    }
+}
+
+/// Per-request state shared by the filters and the forwarder.
+public struct RequestContext: Sendable {
+    public var requestID: String = ""
+    public let connection: ConnectionInfo
+    /// The client as far as trusted proxies let us know it (X-Forwarded-For resolved).
+    public var clientIP: String
+    public var method: HTTPMethod
+    /// The request target as received (path and query).
+    public var uri: String
+    /// Set once routing has chosen a route.
+    public var route: CompiledRoute?
+    /// Monotonic start time, for durations.
+    public let startedAt: NIODeadline
+
+    public init(connection: ConnectionInfo, clientIP: String, method: HTTPMethod, uri: String, startedAt: NIODeadline) {
+        self.connection = connection
+        self.clientIP = clientIP
+        self.method = method
+        self.uri = uri
+        self.startedAt = startedAt
+    }
+}
+
+/// How a request ended, for completion hooks (access log, metrics).
+public struct RequestOutcome: Sendable {
+    /// The status sent to the client; 499 when the client went away first (NGINX's convention).
+    public var status: Int
+    public var bytesIn: Int
+    public var bytesOut: Int
+    /// The upstream target that served it, e.g. "127.0.0.1:9001".
+    public var upstreamTarget: String?
+    public var durationNanos: Int64
+    /// The gateway error code when the gateway answered with an error itself.
+    public var errorCode: String?
+    /// false when the response was cut short (client gone, upstream broke mid-body).
+    public var completed: Bool
+
+    public init(
+        status: Int, bytesIn: Int, bytesOut: Int, upstreamTarget: String?, durationNanos: Int64,
+        errorCode: String?, completed: Bool
+    ) {
+        self.status = status
+        self.bytesIn = bytesIn
+        self.bytesOut = bytesOut
+        self.upstreamTarget = upstreamTarget
+        self.durationNanos = durationNanos
+        self.errorCode = errorCode
+        self.completed = completed
+    }
+}
+
+/// What a filter decided about a request.
+public enum FilterDecision: Sendable {
+    case proceed
+    case respond(GatewayResponse)
+}
+
+/// A request hook's answer. Most filters decide at once; one that needs I/O (Redis, a JWKS fetch)
+/// suspends with a future completed on the connection's event loop, and may then edit the request.
+public enum FilterStep {
+    case proceed
+    case respond(GatewayResponse)
+    case suspend(EventLoopFuture<FilterResumption>)
+}
+
+public struct FilterResumption: Sendable {
+    public var decision: FilterDecision
+    /// Applied to the request on the event loop before the next filter runs.
+    public var edit: (@Sendable (inout HTTPRequestHead, inout RequestContext) -> Void)?
+
+    public init(decision: FilterDecision, edit: (@Sendable (inout HTTPRequestHead, inout RequestContext) -> Void)? = nil) {
+        self.decision = decision
+        self.edit = edit
+    }
+}
+
+/// The one filter contract (see DESIGN.md). It returns a value instead of calling `next`, so a
+/// short-circuit is plain data a test can look at.
+///
+/// Hooks run synchronously on the connection's event loop: the proxy's hot path never hops threads or
+/// allocates a task per request. Asynchronous work goes through `FilterStep.suspend`.
+public protocol GatewayFilter: Sendable {
+    func onRequest(_ head: inout HTTPRequestHead, context: inout RequestContext) -> FilterStep
+    /// Runs for every response, upstream or gateway-made, in reverse filter order.
+    func onResponse(_ head: inout HTTPResponseHead, context: RequestContext)
+    func onComplete(context: RequestContext, outcome: RequestOutcome)
+}
+
+extension GatewayFilter {
+    public func onRequest(_ head: inout HTTPRequestHead, context: inout RequestContext) -> FilterStep { .proceed }
+    public func onResponse(_ head: inout HTTPResponseHead, context: RequestContext) {}
+    public func onComplete(context: RequestContext, outcome: RequestOutcome) {}
+}

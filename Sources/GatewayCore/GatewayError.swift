@@ -1,0 +1,80 @@
+import NIOHTTP1
+
+/// An error the gateway answers itself. Each has a stable `code` for clients and dashboards; the
+/// status for each code is decided here and nowhere else.
+///
+/// Messages are fixed, client-safe sentences: internal details (addresses, errno, stack) go to the log,
+/// never into a response body.
+public struct GatewayError: Error, Hashable, Sendable, CustomStringConvertible {
+    private enum Base: String, Hashable, Sendable {
+        case routeNotFound = "ROUTE_NOT_FOUND"
+        case methodNotAllowed = "METHOD_NOT_ALLOWED"
+        case payloadTooLarge = "PAYLOAD_TOO_LARGE"
+        case headersTooLarge = "HEADERS_TOO_LARGE"
+        case requestTimeout = "REQUEST_TIMEOUT"
+        case badRequest = "BAD_REQUEST"
+        case upstreamUnavailable = "UPSTREAM_UNAVAILABLE"
+        case upstreamTimeout = "UPSTREAM_TIMEOUT"
+        case serviceUnavailable = "SERVICE_UNAVAILABLE"
+        case internalError = "INTERNAL"
+    }
+
+    private let base: Base
+    public let message: String
+    /// For 405: the methods the matched path accepts (sent as `Allow`).
+    public let allowedMethods: [String]
+
+    private init(_ base: Base, _ message: String, allowedMethods: [String] = []) {
+        self.base = base
+        self.message = message
+        self.allowedMethods = allowedMethods
+    }
+
+    public var code: String { base.rawValue }
+
+    public var status: HTTPResponseStatus {
+        switch base {
+        case .routeNotFound: return .notFound
+        case .methodNotAllowed: return .methodNotAllowed
+        case .payloadTooLarge: return .payloadTooLarge
+        case .headersTooLarge: return .requestHeaderFieldsTooLarge
+        case .requestTimeout: return .requestTimeout
+        case .badRequest: return .badRequest
+        case .upstreamUnavailable: return .badGateway
+        case .upstreamTimeout: return .gatewayTimeout
+        case .serviceUnavailable: return .serviceUnavailable
+        case .internalError: return .internalServerError
+        }
+    }
+
+    /// Whether the connection must close after this answer (the request stream can no longer be trusted).
+    public var closesConnection: Bool {
+        switch base {
+        case .badRequest, .headersTooLarge, .requestTimeout: return true
+        default: return false
+        }
+    }
+
+    public var description: String { "\(code): \(message)" }
+
+    public static let routeNotFound = GatewayError(.routeNotFound, "No route matches this request.")
+    public static func methodNotAllowed(allowed: [String]) -> GatewayError {
+        GatewayError(.methodNotAllowed, "This path does not accept this method.", allowedMethods: allowed)
+    }
+    public static let payloadTooLarge = GatewayError(.payloadTooLarge, "The request body is larger than this gateway accepts.")
+    public static let headersTooLarge = GatewayError(.headersTooLarge, "The request headers are larger than this gateway accepts.")
+    public static let requestTimeout = GatewayError(.requestTimeout, "The request was not received in time.")
+    public static func badRequest(_ message: String = "The request is malformed.") -> GatewayError {
+        GatewayError(.badRequest, message)
+    }
+    public static let upstreamUnavailable = GatewayError(.upstreamUnavailable, "The upstream service could not be reached.")
+    public static let upstreamBrokenResponse = GatewayError(.upstreamUnavailable, "The upstream service sent an invalid or incomplete response.")
+    public static let upstreamTimeout = GatewayError(.upstreamTimeout, "The upstream service did not answer in time.")
+    public static let shuttingDown = GatewayError(.serviceUnavailable, "The gateway is shutting down.")
+    public static let internalError = GatewayError(.internalError, "The gateway failed to handle this request.")
+
+    /// The single place where arbitrary errors become gateway errors: anything unknown is a 500.
+    public init(mapping error: any Error) {
+        self = (error as? GatewayError) ?? .internalError
+    }
+}

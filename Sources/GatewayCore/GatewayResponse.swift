@@ -1,0 +1,74 @@
+import NIOCore
+import NIOHTTP1
+
+/// A complete response the gateway produces itself (errors, redirects): small, so held whole.
+public struct GatewayResponse: Sendable {
+    public var head: HTTPResponseHead
+    public var body: ByteBuffer?
+
+    public init(head: HTTPResponseHead, body: ByteBuffer?) {
+        self.head = head
+        self.body = body
+    }
+
+    public init(status: HTTPResponseStatus, headers: HTTPHeaders = HTTPHeaders(), body: ByteBuffer? = nil) {
+        self.head = HTTPResponseHead(version: .http1_1, status: status, headers: headers)
+        self.body = body
+    }
+
+    /// The JSON error body every gateway error uses:
+    /// `{"error":{"code":"ROUTE_NOT_FOUND","message":"...","request_id":"..."}}`.
+    public static func error(_ error: GatewayError, requestID: String) -> GatewayResponse {
+        var json = #"{"error":{"code":""#
+        json += error.code
+        json += #"","message":"#
+        JSONText.appendQuoted(error.message, to: &json)
+        json += #","request_id":"#
+        JSONText.appendQuoted(requestID, to: &json)
+        json += "}}\n"
+        var headers = HTTPHeaders()
+        headers.add(name: "content-type", value: "application/json")
+        headers.add(name: "content-length", value: String(json.utf8.count))
+        if !error.allowedMethods.isEmpty { headers.add(name: "allow", value: error.allowedMethods.joined(separator: ", ")) }
+        if error.status == .serviceUnavailable { headers.add(name: "retry-after", value: "1") }
+        if error.closesConnection { headers.add(name: "connection", value: "close") }
+        return GatewayResponse(status: error.status, headers: headers, body: ByteBuffer(string: json))
+    }
+}
+
+/// Minimal JSON string writing for the hot paths (error bodies, log lines) without Foundation's encoder.
+public enum JSONText {
+    public static func appendQuoted(_ text: String, to output: inout String) {
+        output.append("\"")
+        var needsEscaping = false
+        for byte in text.utf8 where byte < 0x20 || byte == UInt8(ascii: "\"") || byte == UInt8(ascii: "\\") {
+            needsEscaping = true
+            break
+        }
+        if !needsEscaping {
+            output.append(text)
+        } else {
+            for scalar in text.unicodeScalars {
+                switch scalar {
+                case "\"": output.append("\\\"")
+                case "\\": output.append("\\\\")
+                case "\n": output.append("\\n")
+                case "\r": output.append("\\r")
+                case "\t": output.append("\\t")
+                case _ where scalar.value < 0x20:
+                    let hex = String(scalar.value, radix: 16)
+                    output.append("\\u" + String(repeating: "0", count: 4 - hex.count) + hex)
+                default:
+                    output.unicodeScalars.append(scalar)
+                }
+            }
+        }
+        output.append("\"")
+    }
+
+    public static func quoted(_ text: String) -> String {
+        var output = ""
+        appendQuoted(text, to: &output)
+        return output
+    }
+}

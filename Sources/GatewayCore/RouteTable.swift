@@ -1,0 +1,146 @@
+import GatewayConfig
+import NIOHTTP1
+
+/// One route from gateway.json, compiled for matching: hosts split into exact and wildcard, the path
+/// rule normalised, methods parsed, header names lowercased.
+public struct CompiledRoute: Sendable {
+    public enum PathRule: Sendable, Equatable {
+        case any
+        case exact(String)
+        /// Whole-segment prefix, without trailing slash ("/" matches everything).
+        case prefix(String)
+    }
+
+    public let index: Int
+    public let name: String
+    public let exactHosts: Set<String>
+    /// Suffixes including the dot: "*.example.com" is stored as ".example.com".
+    public let wildcardHosts: [String]
+    public let path: PathRule
+    /// nil: any method. GET implies HEAD.
+    public let methods: [HTTPMethod]?
+    public let headers: [(name: String, value: String)]
+    public let upstreamIndex: Int
+    public let upstreamName: String
+    public let stripPrefix: String?
+    public let preserveHost: Bool
+    /// Filters that run only for this route, after the global ones.
+    public let filters: [any GatewayFilter]
+
+    public init(config: RouteConfig, index: Int, upstreamIndex: Int, filters: [any GatewayFilter] = []) {
+        self.index = index
+        self.name = config.name
+        self.exactHosts = Set(config.match.hosts.filter { !$0.hasPrefix("*.") })
+        self.wildcardHosts = config.match.hosts.filter { $0.hasPrefix("*.") }.map { String($0.dropFirst()) }
+        if let exact = config.match.path {
+            self.path = .exact(exact)
+        } else if let prefix = config.match.pathPrefix {
+            self.path = .prefix(PathRules.normalisedPrefix(prefix))
+        } else {
+            self.path = .any
+        }
+        self.methods = config.match.methods.isEmpty ? nil : config.match.methods.map { HTTPMethod(rawValue: $0) }
+        self.headers = config.match.headers
+        self.upstreamIndex = upstreamIndex
+        self.upstreamName = config.upstream
+        self.stripPrefix = config.stripPrefix.map { PathRules.normalisedPrefix($0) }
+        self.preserveHost = config.preserveHost
+        self.filters = filters
+    }
+
+    var hasHostRule: Bool { !exactHosts.isEmpty || !wildcardHosts.isEmpty }
+
+    /// How well this route's host rule fits `host`: nil when it does not match. Exact beats the longest
+    /// wildcard suffix, which beats no host rule at all.
+    func hostScore(_ host: Substring) -> Int? {
+        guard hasHostRule else { return 0 }
+        if exactHosts.contains(String(host)) { return Int.max }
+        var best: Int?
+        for suffix in wildcardHosts where host.count > suffix.count && host.hasSuffix(suffix) {
+            best = max(best ?? 0, suffix.count)
+        }
+        return best
+    }
+
+    /// nil when the path does not match; otherwise a score where exact > longer prefix > shorter prefix.
+    func pathScore(_ path: Substring) -> Int? {
+        switch self.path {
+        case .any:
+            return 0
+        case .exact(let exact):
+            return path == exact ? Int.max : nil
+        case .prefix(let prefix):
+            return PathRules.hasSegmentPrefix(path, prefix) ? 1 + prefix.utf8.count : nil
+        }
+    }
+
+    func headersMatch(_ requestHeaders: HTTPHeaders) -> Bool {
+        headers.allSatisfy { rule in requestHeaders[rule.name].contains(rule.value) }
+    }
+
+    func accepts(_ method: HTTPMethod) -> Bool {
+        guard let methods else { return true }
+        return methods.contains(method) || (method == .HEAD && methods.contains(.GET))
+    }
+
+    /// The methods to list in `Allow` for a 405.
+    var allowedMethodNames: [String] {
+        guard let methods else { return [] }
+        var names = methods.map(\.rawValue)
+        if methods.contains(.GET) && !methods.contains(.HEAD) { names.append("HEAD") }
+        return names
+    }
+}
+
+public enum RouteMatch: Sendable {
+    case matched(CompiledRoute)
+    /// The path matched routes, but none of them takes this method.
+    case methodNotAllowed(allowed: [String])
+    case notFound
+}
+
+/// The immutable routing table: built once per config, read by every request.
+///
+/// Specificity, highest first: host (exact, then longest wildcard suffix, then none), path (exact, then
+/// longest prefix), number of header conditions, a method list. Ties go to the route listed first.
+public struct RouteTable: Sendable {
+    public let routes: [CompiledRoute]
+
+    public init(routes: [CompiledRoute]) { self.routes = routes }
+
+    /// - Parameters:
+    ///   - host: the request's host, lowercased and without port ("" when absent).
+    ///   - path: the request target's path, without the query.
+    public func match(host: Substring, path: Substring, method: HTTPMethod, headers: HTTPHeaders) -> RouteMatch {
+        var best: (route: CompiledRoute, score: (Int, Int, Int, Int))?
+        var allowed: [String] = []
+        var methodMismatch = false
+        for route in routes {
+            guard let hostScore = route.hostScore(host), let pathScore = route.pathScore(path),
+                route.headersMatch(headers)
+            else { continue }
+            guard route.accepts(method) else {
+                methodMismatch = true
+                for name in route.allowedMethodNames where !allowed.contains(name) { allowed.append(name) }
+                continue
+            }
+            let score = (hostScore, pathScore, route.headers.count, route.methods == nil ? 0 : 1)
+            if best == nil || score > best!.score { best = (route, score) }
+        }
+        if let best { return .matched(best.route) }
+        if methodMismatch { return .methodNotAllowed(allowed: allowed) }
+        return .notFound
+    }
+}
+
+extension PathRules {
+    /// Removes `prefix` (whole segments) from the path of `uri`, keeping the query string byte for byte.
+    /// "/api/v1/orders?x=1" without "/api" is "/v1/orders?x=1"; "/api" alone becomes "/".
+    public static func strip(_ prefix: String, from uri: String) -> String {
+        let queryStart = uri.utf8.firstIndex(of: UInt8(ascii: "?")) ?? uri.utf8.endIndex
+        let path = uri[..<queryStart]
+        guard prefix != "/", hasSegmentPrefix(path, prefix) else { return uri }
+        let rest = uri[uri.utf8.index(path.startIndex, offsetBy: prefix.utf8.count)...]
+        return rest.first == "/" ? String(rest) : "/" + rest
+    }
+}

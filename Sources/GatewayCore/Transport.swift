@@ -1,0 +1,93 @@
+import NIOCore
+import NIOHTTP1
+
+/// How the client frames the request body.
+public enum RequestBodyFraming: Sendable, Equatable {
+    case none
+    case contentLength(Int)
+    /// Chunked (HTTP/1.1) or a stream of frames (HTTP/2): the length is known only at the end.
+    case streamed
+
+    public var hasBody: Bool {
+        switch self {
+        case .none, .contentLength(0): return false
+        default: return true
+        }
+    }
+}
+
+/// The client side of one exchange, as the edge offers it (HTTP/1 today, HTTP/2 streams later).
+/// Bound to the connection's event loop; writes are not flushed until `flush()`.
+public protocol DownstreamStream: AnyObject {
+    var isWritable: Bool { get }
+    /// A 1xx response (100 Continue) ahead of the real one.
+    func writeInformational(_ head: HTTPResponseHead)
+    func writeResponseHead(_ head: HTTPResponseHead)
+    func writeResponseBody(_ buffer: ByteBuffer)
+    func writeResponseEnd(trailers: HTTPHeaders?)
+    func flush()
+    /// Ends the response as broken (the client must not take it as complete): closes the connection.
+    func abortResponse()
+    /// Stops (or resumes) reading the request body from the client, for backpressure.
+    func setRequestBodyPaused(_ paused: Bool)
+}
+
+/// What the edge tells an exchange about the client side.
+public protocol ExchangeDriver: AnyObject {
+    func requestBodyPart(_ buffer: ByteBuffer)
+    func requestEnded()
+    func downstreamWritabilityChanged(isWritable: Bool)
+    /// The client connection closed or failed before the exchange finished.
+    func downstreamClosed()
+}
+
+/// The per-connection entry point the edge calls (one instance per client connection, loop-bound).
+public protocol ConnectionResponder: AnyObject {
+    func startExchange(head: HTTPRequestHead, framing: RequestBodyFraming, stream: DownstreamStream) -> ExchangeDriver
+    /// Answers a request the edge could not even parse (400, 431, 408); the connection closes after.
+    func respondToProtocolError(_ error: GatewayError, stream: DownstreamStream)
+}
+
+// MARK: - Upstream side
+
+/// Forwards requests to upstreams; one per event loop, owning that loop's connection pools.
+public protocol UpstreamForwarder: AnyObject {
+    /// Prepares a call; nothing happens (and no delegate method runs) until `start()`.
+    func makeCall(
+        upstream: Int, head: HTTPRequestHead, framing: RequestBodyFraming, preserveHost: Bool,
+        requestID: String, delegate: UpstreamCallDelegate
+    ) -> UpstreamCall
+
+    /// Closes every idle pooled connection (graceful stop).
+    func closeIdleConnections()
+}
+
+/// One request in flight to an upstream.
+public protocol UpstreamCall: AnyObject {
+    /// false while connecting or while the upstream socket's send buffer is full.
+    var isWritable: Bool { get }
+    /// The chosen target ("127.0.0.1:9001"), once known.
+    var target: String? { get }
+    /// Leases a pooled connection (or connects) and sends the head. May fail synchronously through
+    /// the delegate.
+    func start()
+    func sendBody(_ buffer: ByteBuffer)
+    func sendEnd()
+    /// Stops (or resumes) reading the response from the upstream, for backpressure.
+    func setResponsePaused(_ paused: Bool)
+    /// The client is gone: drop the upstream connection (it is not reused).
+    func cancel()
+}
+
+public protocol UpstreamCallDelegate: AnyObject {
+    /// The request head has been handed to a connected upstream (time to send 100 Continue).
+    func upstreamConnected()
+    func upstreamResponseHead(_ head: HTTPResponseHead)
+    func upstreamResponseBody(_ buffer: ByteBuffer)
+    func upstreamResponseEnd(trailers: HTTPHeaders?)
+    /// One socket read's worth of response parts has been delivered: a good moment to flush downstream.
+    func upstreamReadComplete()
+    func upstreamWritabilityChanged(isWritable: Bool)
+    /// The call failed; `responseStarted` tells whether a head was already delivered.
+    func upstreamFailed(_ error: GatewayError)
+}

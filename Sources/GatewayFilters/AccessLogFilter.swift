@@ -1,0 +1,31 @@
+import GatewayCore
+import Logging
+
+/// One structured line per request (through swift-log, so the JSON handler renders it). Only the path
+/// is logged, not the query string, and never a header: credentials cannot leak into the log.
+public struct AccessLogFilter: GatewayFilter {
+    private let logger: Logger
+
+    public init(logger: Logger) { self.logger = logger }
+
+    public func onComplete(context: RequestContext, outcome: RequestOutcome) {
+        let uri = context.uri
+        let path = uri.utf8.firstIndex(of: UInt8(ascii: "?")).map { String(uri[..<$0]) } ?? uri
+        var metadata: Logger.Metadata = [
+            "request_id": .string(context.requestID),
+            "method": .string(context.method.rawValue),
+            "path": .string(path),
+            "route": .string(context.route?.name ?? "-"),
+            "upstream": .string(outcome.upstreamTarget ?? "-"),
+            "status": .stringConvertible(outcome.status),
+            "duration_ms": .stringConvertible(Double(outcome.durationNanos / 1000) / 1000),
+            "bytes_in": .stringConvertible(outcome.bytesIn),
+            "bytes_out": .stringConvertible(outcome.bytesOut),
+            "client_ip": .string(context.clientIP),
+            "listener": .string(context.connection.listener),
+        ]
+        if let code = outcome.errorCode { metadata["error_code"] = .string(code) }
+        if !outcome.completed { metadata["completed"] = .stringConvertible(false) }
+        logger.info("request", metadata: metadata)
+    }
+}
