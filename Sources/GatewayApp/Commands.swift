@@ -1,0 +1,88 @@
+import ArgumentParser
+import Foundation
+import GatewayConfig
+import GatewayCore
+import Logging
+import ServiceLifecycle
+
+public enum GatewayVersion {
+    public static let current = "0.1.0"
+}
+
+/// `gateway run | check | version`.
+public struct GatewayCommand: AsyncParsableCommand {
+    public static let configuration = CommandConfiguration(
+        commandName: "gateway",
+        abstract: "An API gateway and reverse proxy.",
+        subcommands: [RunCommand.self, CheckCommand.self, VersionCommand.self],
+        defaultSubcommand: RunCommand.self
+    )
+
+    public init() {}
+}
+
+public struct RunCommand: AsyncParsableCommand {
+    public static let configuration = CommandConfiguration(commandName: "run", abstract: "Run the gateway (the default).")
+
+    @Option(name: .shortAndLong, help: "Path to gateway.json.")
+    var config = "gateway.json"
+
+    public init() {}
+
+    public func run() async throws { try await execute() }
+
+    /// Named apart from `run()` so callers can never pick ParsableCommand's synchronous default by overload.
+    public func execute() async throws {
+        let result = ConfigLoader.load(path: config)
+        let level = result.config.map { Logger.Level(rawValue: $0.logging.level.rawValue) ?? .info } ?? .info
+        LoggingSystem.bootstrap { label in JSONLogHandler(label: label, level: level) }
+        let logger = Logger(label: "gateway")
+        for warning in result.warnings {
+            logger.warning("config warning", metadata: ["path": "\(warning.path)", "detail": "\(warning.message)"])
+        }
+        guard let gatewayConfig = result.config else {
+            for error in result.errors {
+                logger.error("config error", metadata: ["path": "\(error.path)", "detail": "\(error.message)"])
+            }
+            logger.critical("not starting: \(config) has \(result.errors.count) error(s); run `gateway check --config \(config)`")
+            throw ExitCode(1)
+        }
+        let group = ServiceGroup(
+            configuration: .init(
+                services: [GatewayService(config: gatewayConfig, logger: logger)],
+                gracefulShutdownSignals: [.sigterm, .sigint],
+                logger: logger))
+        do {
+            try await group.run()
+        } catch {
+            logger.critical("gateway failed", metadata: ["error": "\(error)"])
+            throw ExitCode(1)
+        }
+    }
+}
+
+public struct CheckCommand: ParsableCommand {
+    public static let configuration = CommandConfiguration(
+        commandName: "check",
+        abstract: "Validate a config file: print every problem with its JSON path, or `ok`.")
+
+    @Option(name: .shortAndLong, help: "Path to gateway.json.")
+    var config = "gateway.json"
+
+    public init() {}
+
+    public func run() throws {
+        let result = ConfigLoader.load(path: config)
+        for diagnostic in result.diagnostics { print(diagnostic) }
+        guard result.errors.isEmpty else { throw ExitCode(1) }
+        print("ok")
+    }
+}
+
+public struct VersionCommand: ParsableCommand {
+    public static let configuration = CommandConfiguration(commandName: "version", abstract: "Print the version.")
+
+    public init() {}
+
+    public func run() { print("gateway \(GatewayVersion.current)") }
+}

@@ -1,0 +1,83 @@
+import GatewayConfig
+import GatewayCore
+import GatewayFilters
+import GatewayServer
+import GatewayUpstream
+import Logging
+import NIOCore
+import NIOPosix
+import Synchronization
+
+/// A running gateway: event loops, per-loop upstream pools and the bound listeners, built from one
+/// validated config. The CLI runs one under ServiceLifecycle; tests start one in-process.
+public final class Gateway: Sendable {
+    public let config: GatewayConfig
+    public let listeners: [GatewayServer.BoundListener]
+    private let group: MultiThreadedEventLoopGroup
+    private let server: GatewayServer
+    private let forwarders: LoopLocal<any UpstreamForwarder>
+    private let logger: Logger
+
+    private init(
+        config: GatewayConfig, listeners: [GatewayServer.BoundListener], group: MultiThreadedEventLoopGroup,
+        server: GatewayServer, forwarders: LoopLocal<any UpstreamForwarder>, logger: Logger
+    ) {
+        self.config = config
+        self.listeners = listeners
+        self.group = group
+        self.server = server
+        self.forwarders = forwarders
+        self.logger = logger
+    }
+
+    /// Starts event loops and binds every listener.
+    /// - Parameters:
+    ///   - logger: operational log (start, stop, upstream failures).
+    ///   - accessLogger: one line per request; nil uses `logger`.
+    public static func start(config: GatewayConfig, logger: Logger, accessLogger: Logger? = nil) async throws -> Gateway {
+        let workers = config.workers ?? System.coreCount
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: workers)
+        do {
+            var globalFilters: [any GatewayFilter] = [RequestIDFilter(), SecurityHeadersFilter(config.securityHeaders)]
+            if config.logging.accessLog { globalFilters.append(AccessLogFilter(logger: accessLogger ?? logger)) }
+            let runtime = GatewayRuntime(
+                config: config, routes: GatewayRuntime.compileRoutes(config), globalFilters: globalFilters, logger: logger)
+            let upstreams = config.upstreams
+            let forwarders = try await LoopLocal<any UpstreamForwarder>.make(on: group) { loop, index in
+                HTTP1Forwarder(upstreams: upstreams, eventLoop: loop, loopIndex: index, logger: logger)
+            }
+            let server = GatewayServer(group: group, runtime: runtime, forwarders: forwarders)
+            let listeners = try await server.start()
+            logger.info("gateway started", metadata: ["workers": "\(workers)", "routes": "\(config.routes.count)"])
+            return Gateway(
+                config: config, listeners: listeners, group: group, server: server, forwarders: forwarders, logger: logger)
+        } catch {
+            try? await group.shutdownGracefully()
+            throw error
+        }
+    }
+
+    /// The port a listener was bound to (useful with port 0).
+    public func port(of listener: String) -> Int? { listeners.first { $0.name == listener }?.port }
+
+    /// Upstream connections opened so far, summed over event loops (proves keep-alive reuse in tests).
+    public func upstreamConnectionsOpened() async -> [String: Int] {
+        let totals = Mutex<[String: Int]>([:])
+        await forwarders.forEach { forwarder in
+            guard let forwarder = forwarder as? HTTP1Forwarder else { return }
+            let counts = forwarder.connectionsOpened
+            totals.withLock { totals in totals.merge(counts, uniquingKeysWith: +) }
+        }
+        return totals.withLock { $0 }
+    }
+
+    public var openConnections: Int { server.openConnections }
+
+    /// Graceful stop: no new connections, requests in flight finish within the drain timeout.
+    public func shutdown() async {
+        logger.info("gateway stopping", metadata: ["drain_timeout_ms": "\(config.limits.drainTimeoutMs)"])
+        await server.shutdown(timeout: .milliseconds(Int64(config.limits.drainTimeoutMs)))
+        try? await group.shutdownGracefully()
+        logger.info("gateway stopped")
+    }
+}

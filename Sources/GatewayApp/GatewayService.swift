@@ -1,0 +1,22 @@
+import GatewayConfig
+import Logging
+import ServiceLifecycle
+
+/// The gateway as a swift-service-lifecycle service: runs until a graceful shutdown (SIGTERM/SIGINT),
+/// then drains.
+public struct GatewayService: Service {
+    let config: GatewayConfig
+    let logger: Logger
+
+    public init(config: GatewayConfig, logger: Logger) {
+        self.config = config
+        self.logger = logger
+    }
+
+    public func run() async throws {
+        let gateway = try await Gateway.start(config: config, logger: logger)
+        // Returns on graceful shutdown; throws on cancellation. Either way we drain.
+        try? await gracefulShutdown()
+        await gateway.shutdown()
+    }
+}

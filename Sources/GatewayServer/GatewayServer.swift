@@ -1,0 +1,195 @@
+import GatewayConfig
+import GatewayCore
+import GatewayPolicy
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+import Synchronization
+
+/// One object per event loop, created on that loop and only ever used there.
+public struct LoopLocal<Value>: Sendable {
+    private let values: [ObjectIdentifier: NIOLoopBound<Value>]
+
+    /// Runs `make` on every loop of `group` (on that loop) and keeps the results.
+    public static func make(
+        on group: EventLoopGroup, _ make: @escaping @Sendable (EventLoop, Int) -> Value
+    ) async throws -> LoopLocal<Value> {
+        var values: [ObjectIdentifier: NIOLoopBound<Value>] = [:]
+        for (index, loop) in group.makeIterator().enumerated() {
+            let bound = try await loop.submit { NIOLoopBound(make(loop, index), eventLoop: loop) }.get()
+            values[ObjectIdentifier(loop)] = bound
+        }
+        return LoopLocal(values: values)
+    }
+
+    /// The value of the current loop. Must be called on `eventLoop`.
+    public func value(on eventLoop: EventLoop) -> Value {
+        guard let bound = values[ObjectIdentifier(eventLoop)] else {
+            preconditionFailure("event loop \(eventLoop) is not part of this group")
+        }
+        return bound.value
+    }
+
+    /// Runs `body` on every loop with that loop's value.
+    public func forEach(_ body: @escaping @Sendable (Value) -> Void) async {
+        for bound in values.values {
+            try? await bound.eventLoop.submit { body(bound.value) }.get()
+        }
+    }
+}
+
+/// Client connections that are open, so a graceful stop can ask each to finish and then wait for them.
+final class ConnectionTracker: Sendable {
+    private let channels = Mutex<[ObjectIdentifier: Channel]>([:])
+
+    func add(_ channel: Channel) {
+        channels.withLock { $0[ObjectIdentifier(channel)] = channel }
+        channel.closeFuture.whenComplete { [self] _ in
+            _ = self.channels.withLock { $0.removeValue(forKey: ObjectIdentifier(channel)) }
+        }
+    }
+
+    var count: Int { channels.withLock { $0.count } }
+    var all: [Channel] { channels.withLock { Array($0.values) } }
+}
+
+/// The network edge: binds the listeners, builds each connection's HTTP/1 pipeline, and stops gracefully.
+public final class GatewayServer: Sendable {
+    public struct BoundListener: Sendable {
+        public let name: String
+        public let address: SocketAddress
+        public var port: Int { address.port ?? 0 }
+    }
+
+    private let group: EventLoopGroup
+    private let runtime: GatewayRuntime
+    private let forwarders: LoopLocal<any UpstreamForwarder>
+    private let tracker = ConnectionTracker()
+    private let serverChannels = Mutex<[Channel]>([])
+    private let logger: Logger
+
+    public init(group: EventLoopGroup, runtime: GatewayRuntime, forwarders: LoopLocal<any UpstreamForwarder>) {
+        self.group = group
+        self.runtime = runtime
+        self.forwarders = forwarders
+        self.logger = runtime.logger
+    }
+
+    /// Binds every listener; throws (having closed what was bound) when one cannot be bound.
+    public func start() async throws -> [BoundListener] {
+        var bound: [BoundListener] = []
+        do {
+            for listener in runtime.config.listeners {
+                let channel = try await bind(listener)
+                serverChannels.withLock { $0.append(channel) }
+                let address = channel.localAddress!
+                bound.append(BoundListener(name: listener.name, address: address))
+                logger.info(
+                    "listening",
+                    metadata: ["listener": "\(listener.name)", "address": "\(address.ipAddress ?? listener.address)", "port": "\(address.port ?? 0)"])
+            }
+        } catch {
+            await closeListeners()
+            throw error
+        }
+        return bound
+    }
+
+    private func bind(_ listener: ListenerConfig) async throws -> Channel {
+        let runtime = self.runtime
+        let forwarders = self.forwarders
+        let tracker = self.tracker
+        let limits = runtime.limits
+        let trusted = runtime.trustedProxies
+        return try await ServerBootstrap(group: group)
+            .serverChannelOption(.backlog, value: 4096)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+            .childChannelOption(.maxMessagesPerRead, value: 4)
+            .childChannelInitializer { channel in
+                tracker.add(channel)
+                let peer = channel.remoteAddress.flatMap(IPAddress.init(socketAddress:))
+                let info = ConnectionInfo(
+                    listener: listener.name, peer: peer, isTLS: false,
+                    peerIsTrustedProxy: peer.map(trusted.contains) ?? false)
+                return channel.eventLoop.makeCompletedFuture {
+                    let responder = GatewayConnection(
+                        runtime: runtime, forwarder: forwarders.value(on: channel.eventLoop), info: info,
+                        eventLoop: channel.eventLoop, redirectHTTPSPort: listener.redirectHTTPSPort)
+                    try HTTP1Pipeline.configure(channel.pipeline.syncOperations, responder: responder, limits: limits)
+                }
+            }
+            .bind(host: listener.address, port: listener.port)
+            .get()
+    }
+
+    /// Graceful stop: stop accepting, let requests in flight finish (up to `timeout`), close the rest.
+    public func shutdown(timeout: TimeAmount) async {
+        await closeListeners()
+        for channel in tracker.all {
+            channel.pipeline.fireUserInboundEventTriggered(ChannelShouldQuiesceEvent())
+        }
+        let deadline = NIODeadline.now() + timeout
+        while tracker.count > 0 && NIODeadline.now() < deadline {
+            try? await Task.sleep(for: .milliseconds(20))
+        }
+        let remaining = tracker.all
+        if !remaining.isEmpty {
+            logger.warning("drain timeout: closing connections still open", metadata: ["connections": "\(remaining.count)"])
+            for channel in remaining { channel.close(promise: nil) }
+        }
+        await forwarders.forEach { $0.closeIdleConnections() }
+    }
+
+    private func closeListeners() async {
+        let channels = serverChannels.withLock { channels in
+            defer { channels.removeAll() }
+            return channels
+        }
+        for channel in channels { try? await channel.close() }
+    }
+
+    /// Open client connections (for tests and, later, metrics).
+    public var openConnections: Int { tracker.count }
+}
+
+/// The HTTP/1.1 server pipeline: raw-byte observer (header timeout), decoder with header limits,
+/// encoder (framing set explicitly by the connection handler), connection handler.
+enum HTTP1Pipeline {
+    static func configure(
+        _ pipeline: ChannelPipeline.SynchronousOperations, responder: ConnectionResponder, limits: LimitsConfig
+    ) throws {
+        let handler = HTTP1ConnectionHandler(
+            responder: responder, maxHeaderBytes: limits.maxHeaderBytes,
+            idleTimeout: .milliseconds(Int64(limits.idleTimeoutMs)),
+            headerTimeout: .milliseconds(Int64(limits.headerTimeoutMs)))
+        var decoderLimits = NIOHTTPDecoderLimitConfiguration()
+        decoderLimits.maxHeaderListSize = limits.maxHeaderBytes
+        decoderLimits.maxHeaderFieldSize = limits.maxHeaderBytes
+        var encoderConfiguration = HTTPResponseEncoder.Configuration()
+        encoderConfiguration.automaticallySetFramingHeaders = false
+        try pipeline.addHandler(ClientActivityObserver(connection: handler))
+        try pipeline.addHandler(
+            ByteToMessageHandler(HTTPRequestDecoder(leftOverBytesStrategy: .dropBytes, limitConfiguration: decoderLimits)))
+        try pipeline.addHandler(HTTPResponseEncoder(configuration: encoderConfiguration))
+        try pipeline.addHandler(handler)
+    }
+}
+
+extension IPAddress {
+    /// The IP of a socket address (nil for Unix sockets).
+    init?(socketAddress: SocketAddress) {
+        switch socketAddress {
+        case .v4(let address):
+            self = .v4(UInt32(bigEndian: address.address.sin_addr.s_addr))
+        case .v6(let address):
+            var raw = address.address.sin6_addr
+            let bytes = withUnsafeBytes(of: &raw) { Array($0) }
+            self.init(bytes: bytes)
+        case .unixDomainSocket:
+            return nil
+        }
+    }
+}

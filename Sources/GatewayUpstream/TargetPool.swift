@@ -1,0 +1,102 @@
+import GatewayConfig
+import GatewayPolicy
+import Logging
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+
+/// The keep-alive connections to one upstream target on one event loop.
+///
+/// Each event loop has its own pools, so a client connection and the upstream connection serving it
+/// share a thread: no locks, no hops. The pure `IdleConnectionPool` decides reuse and expiry.
+final class TargetPool {
+    let target: UpstreamTarget
+    /// The target's address when it is an IP literal (resolved once); nil means resolve on connect.
+    private let address: SocketAddress?
+    private let eventLoop: EventLoop
+    private let connectTimeout: TimeAmount
+    private var idle: IdleConnectionPool<UpstreamConnection>
+    private var sweep: Scheduled<Void>?
+    private let logger: Logger
+    /// Connections opened since start: the test suite reads it to prove reuse.
+    private(set) var connectionsOpened = 0
+
+    init(target: UpstreamTarget, config: UpstreamConfig, eventLoop: EventLoop, logger: Logger) {
+        self.target = target
+        self.address = IPAddress(target.host) != nil ? try? SocketAddress(ipAddress: target.host, port: target.port) : nil
+        self.eventLoop = eventLoop
+        self.connectTimeout = .milliseconds(Int64(config.connectTimeoutMs))
+        self.idle = IdleConnectionPool(
+            maxIdle: config.pool.maxIdlePerTarget,
+            idleTimeoutNanos: UInt64(config.pool.idleTimeoutMs) * 1_000_000)
+        self.logger = logger
+    }
+
+    /// The most recently parked live connection, if any.
+    func takeIdle() -> UpstreamConnection? {
+        while true {
+            let (connection, expired) = idle.take(now: NIODeadline.now().uptimeNanoseconds)
+            for stale in expired { stale.close() }
+            guard let connection else { return nil }
+            if !connection.isClosed { return connection }
+        }
+    }
+
+    /// Opens a new connection to the target.
+    func connect() -> EventLoopFuture<UpstreamConnection> {
+        connectionsOpened += 1
+        // The initializer runs on this pool's own event loop (the bootstrap's group is that one loop).
+        let boundPool = NIOLoopBound(self, eventLoop: eventLoop)
+        let bootstrap = ClientBootstrap(group: eventLoop)
+            .connectTimeout(connectTimeout)
+            .channelOption(.socketOption(.tcp_nodelay), value: 1)
+            .channelInitializer { channel in
+                let connection = UpstreamConnection(pool: boundPool.value)
+                return channel.eventLoop.makeCompletedFuture {
+                    let sync = channel.pipeline.syncOperations
+                    var encoderConfiguration = HTTPRequestEncoder.Configuration()
+                    // Framing is decided by the call (it knows how the client framed the body).
+                    encoderConfiguration.automaticallySetFramingHeaders = false
+                    try sync.addHandler(HTTPRequestEncoder(configuration: encoderConfiguration))
+                    try sync.addHandler(ByteToMessageHandler(HTTPResponseDecoder(leftOverBytesStrategy: .dropBytes)))
+                    try sync.addHandler(connection)
+                }
+            }
+        let connected: EventLoopFuture<Channel>
+        if let address {
+            connected = bootstrap.connect(to: address)
+        } else {
+            connected = bootstrap.connect(host: target.host, port: target.port)
+        }
+        return connected.flatMapThrowing { channel in
+            try channel.pipeline.syncOperations.handler(type: UpstreamConnection.self)
+        }
+    }
+
+    /// Returns a connection that finished an exchange cleanly.
+    func park(_ connection: UpstreamConnection) {
+        guard !connection.isClosed else { return }
+        if let evicted = idle.park(connection, now: NIODeadline.now().uptimeNanoseconds) { evicted.close() }
+        scheduleSweep()
+    }
+
+    func connectionClosedWhileIdle(_ connection: UpstreamConnection) {
+        idle.remove(connection)
+    }
+
+    func closeAll() {
+        sweep?.cancel()
+        sweep = nil
+        for connection in idle.drain() { connection.close() }
+    }
+
+    private func scheduleSweep() {
+        guard sweep == nil, let due = idle.nextExpiry else { return }
+        let delay = TimeAmount.nanoseconds(Int64(due &- min(due, NIODeadline.now().uptimeNanoseconds)))
+        sweep = eventLoop.assumeIsolated().scheduleTask(in: delay) { [self] in
+            self.sweep = nil
+            for connection in self.idle.expire(now: NIODeadline.now().uptimeNanoseconds) { connection.close() }
+            self.scheduleSweep()
+        }
+    }
+}
