@@ -1,0 +1,257 @@
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+import Synchronization
+
+/// A small HTTP/1.1 upstream for the demo and the tests. It needs nothing beyond SwiftNIO.
+///
+/// Endpoints (any other path echoes):
+/// - `/echo` (any method): the request as JSON (method, path, query, headers, body size and text)
+/// - `/healthz`: `{"status":"ok"}`
+/// - `/bytes/N[?chunked=1]`: N bytes, streamed with backpressure (Content-Length unless chunked)
+/// - `/slow?ms=N`: answers after N milliseconds
+/// - `/stream?chunks=N&interval_ms=M`: N chunks, M ms apart
+/// - `/status/N`: that status with a small JSON body
+/// - `/abort?after=N`: promises 1 MiB, sends N bytes, then closes (a broken upstream)
+/// - `/upload`: reads the body and answers `{"bytes":N}`
+/// - `/hop`: a response carrying hop-by-hop and identity headers a proxy must remove
+/// - `/stats`: connections accepted and requests served so far
+public final class DemoUpstream: Sendable {
+    public let name: String
+    public let port: Int
+    private let channel: Channel
+    private let stats: Stats
+
+    final class Stats: Sendable {
+        let connections = Atomic<Int>(0)
+        let requests = Atomic<Int>(0)
+    }
+
+    private init(name: String, port: Int, channel: Channel, stats: Stats) {
+        self.name = name
+        self.port = port
+        self.channel = channel
+        self.stats = stats
+    }
+
+    /// TCP connections accepted so far (lets tests prove keep-alive reuse).
+    public var connectionsAccepted: Int { stats.connections.load(ordering: .relaxed) }
+    public var requestsServed: Int { stats.requests.load(ordering: .relaxed) }
+
+    public static func start(
+        host: String = "127.0.0.1", port: Int = 0, name: String = "demo",
+        group: EventLoopGroup = MultiThreadedEventLoopGroup.singleton
+    ) async throws -> DemoUpstream {
+        let stats = Stats()
+        let channel = try await ServerBootstrap(group: group)
+            .serverChannelOption(.backlog, value: 1024)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+            .childChannelInitializer { channel in
+                stats.connections.add(1, ordering: .relaxed)
+                return channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
+                    try channel.pipeline.syncOperations.addHandler(DemoHandler(name: name, stats: stats))
+                }
+            }
+            .bind(host: host, port: port)
+            .get()
+        return DemoUpstream(name: name, port: channel.localAddress?.port ?? port, channel: channel, stats: stats)
+    }
+
+    public func shutdown() async {
+        try? await channel.close()
+    }
+}
+
+final class DemoHandler: ChannelInboundHandler {
+    typealias InboundIn = HTTPServerRequestPart
+    typealias OutboundOut = HTTPServerResponsePart
+
+    private let name: String
+    private let stats: DemoUpstream.Stats
+    private var head: HTTPRequestHead?
+    private var body = ByteBuffer()
+    private var bodyBytes = 0
+    /// Remaining bytes of a /bytes response, written as the socket drains.
+    private var pendingBytes = 0
+    private var chunk = ByteBuffer()
+
+    init(name: String, stats: DemoUpstream.Stats) {
+        self.name = name
+        self.stats = stats
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch unwrapInboundIn(data) {
+        case .head(let head):
+            self.head = head
+            body.clear()
+            bodyBytes = 0
+        case .body(var buffer):
+            bodyBytes += buffer.readableBytes
+            if body.readableBytes < 65_536 { body.writeBuffer(&buffer) }  // echo at most 64 KiB back
+        case .end:
+            stats.requests.add(1, ordering: .relaxed)
+            if let head { respond(to: head, context: context) }
+        }
+    }
+
+    private func respond(to head: HTTPRequestHead, context: ChannelHandlerContext) {
+        let (path, query) = Self.split(head.uri)
+        let keepAlive = head.isKeepAlive
+        switch path {
+        case "/healthz":
+            send(context, status: .ok, json: #"{"status":"ok","upstream":"\#(name)"}"#, keepAlive: keepAlive)
+        case "/stats":
+            send(
+                context, status: .ok,
+                json: #"{"upstream":"\#(name)","connections_accepted":\#(stats.connections.load(ordering: .relaxed)),"requests":\#(stats.requests.load(ordering: .relaxed))}"#,
+                keepAlive: keepAlive)
+        case "/upload":
+            send(context, status: .ok, json: #"{"upstream":"\#(name)","bytes":\#(bodyBytes)}"#, keepAlive: keepAlive)
+        case "/hop":
+            var headers = HTTPHeaders()
+            headers.add(name: "Connection", value: "X-Hop-Secret")
+            headers.add(name: "X-Hop-Secret", value: "must-not-pass")
+            headers.add(name: "Keep-Alive", value: "timeout=5")
+            headers.add(name: "Upgrade", value: "h2c")
+            headers.add(name: "Trailer", value: "X-Checksum")
+            headers.add(name: "X-End-To-End", value: "kept")
+            send(context, status: .ok, json: #"{"upstream":"\#(name)"}"#, keepAlive: keepAlive, extra: headers)
+        case "/slow":
+            let delay = Int64(query["ms"] ?? "") ?? 1000
+            context.eventLoop.assumeIsolated().scheduleTask(in: .milliseconds(delay)) {
+                self.send(context, status: .ok, json: #"{"upstream":"\#(self.name)","slept_ms":\#(delay)}"#, keepAlive: keepAlive)
+            }
+        case "/stream":
+            streamChunks(context, count: Int(query["chunks"] ?? "") ?? 5, interval: Int64(query["interval_ms"] ?? "") ?? 100, keepAlive: keepAlive)
+        case "/abort":
+            var headers = HTTPHeaders()
+            headers.add(name: "content-length", value: "1048576")
+            context.write(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: .ok, headers: headers))), promise: nil)
+            let count = Int(query["after"] ?? "") ?? 1000
+            context.writeAndFlush(wrapOutboundOut(.body(.byteBuffer(ByteBuffer(repeating: UInt8(ascii: "a"), count: count)))))
+                .assumeIsolated().whenComplete { _ in context.close(promise: nil) }
+        default:
+            if path.hasPrefix("/status/"), let code = Int(path.dropFirst(8)), (200...599).contains(code) {
+                send(context, status: HTTPResponseStatus(statusCode: code), json: #"{"upstream":"\#(name)","status":\#(code)}"#, keepAlive: keepAlive)
+            } else if path.hasPrefix("/bytes/"), let count = Int(path.dropFirst(7)), count >= 0 {
+                startBytes(context, count: count, chunked: query["chunked"] == "1", keepAlive: keepAlive, method: head.method)
+            } else {
+                echo(head, path: path, query: query, context: context, keepAlive: keepAlive)
+            }
+        }
+    }
+
+    private func echo(_ head: HTTPRequestHead, path: String, query: [String: String], context: ChannelHandlerContext, keepAlive: Bool) {
+        var json = #"{"upstream":"# + Self.quote(name) + #","method":"# + Self.quote(head.method.rawValue)
+        json += #","uri":"# + Self.quote(head.uri) + #","path":"# + Self.quote(path) + #","headers":{"#
+        var names: [String] = []
+        for (name, _) in head.headers where !names.contains(name.lowercased()) { names.append(name.lowercased()) }
+        json += names.map { Self.quote($0) + ":" + Self.quote(head.headers[$0].joined(separator: ", ")) }.joined(separator: ",")
+        json += #"},"body_bytes":\#(bodyBytes),"body":"# + Self.quote(String(buffer: body)) + "}"
+        var extra = HTTPHeaders()
+        extra.add(name: "Server", value: "demo-upstream")
+        extra.add(name: "X-Powered-By", value: "SwiftNIO")
+        send(context, status: .ok, json: json, keepAlive: keepAlive, extra: extra)
+    }
+
+    private func send(_ context: ChannelHandlerContext, status: HTTPResponseStatus, json: String, keepAlive: Bool, extra: HTTPHeaders = [:]) {
+        var headers = extra
+        headers.add(name: "content-type", value: "application/json")
+        headers.add(name: "content-length", value: String(json.utf8.count))
+        if !keepAlive { headers.add(name: "connection", value: "close") }
+        context.write(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: status, headers: headers))), promise: nil)
+        context.write(wrapOutboundOut(.body(.byteBuffer(ByteBuffer(string: json)))), promise: nil)
+        finish(context, keepAlive: keepAlive)
+    }
+
+    private func finish(_ context: ChannelHandlerContext, keepAlive: Bool) {
+        let done = context.writeAndFlush(wrapOutboundOut(.end(nil)))
+        if !keepAlive { done.assumeIsolated().whenComplete { _ in context.close(promise: nil) } }
+    }
+
+    private func streamChunks(_ context: ChannelHandlerContext, count: Int, interval: Int64, keepAlive: Bool) {
+        var headers = HTTPHeaders()
+        headers.add(name: "content-type", value: "text/plain")
+        context.writeAndFlush(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: .ok, headers: headers))), promise: nil)
+        sendChunk(context, index: 0, count: count, interval: interval, keepAlive: keepAlive)
+    }
+
+    private func sendChunk(_ context: ChannelHandlerContext, index: Int, count: Int, interval: Int64, keepAlive: Bool) {
+        context.eventLoop.assumeIsolated().scheduleTask(in: .milliseconds(interval)) {
+            guard context.channel.isActive else { return }
+            if index == count {
+                self.finish(context, keepAlive: keepAlive)
+                return
+            }
+            context.writeAndFlush(self.wrapOutboundOut(.body(.byteBuffer(ByteBuffer(string: "chunk \(index)\n")))), promise: nil)
+            self.sendChunk(context, index: index + 1, count: count, interval: interval, keepAlive: keepAlive)
+        }
+    }
+
+    private func startBytes(_ context: ChannelHandlerContext, count: Int, chunked: Bool, keepAlive: Bool, method: HTTPMethod) {
+        var headers = HTTPHeaders()
+        headers.add(name: "content-type", value: "application/octet-stream")
+        if !chunked { headers.add(name: "content-length", value: String(count)) }
+        if !keepAlive { headers.add(name: "connection", value: "close") }
+        context.write(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: .ok, headers: headers))), promise: nil)
+        if chunk.readableBytes == 0 { chunk = ByteBuffer(repeating: UInt8(ascii: "x"), count: 65_536) }
+        pendingBytes = method == .HEAD ? 0 : count
+        self.keepAliveAfterBytes = keepAlive
+        writeBytes(context)
+    }
+
+    private var keepAliveAfterBytes = true
+
+    /// Writes until the socket's buffer is full; `channelWritabilityChanged` resumes.
+    private func writeBytes(_ context: ChannelHandlerContext) {
+        while pendingBytes > 0 && context.channel.isWritable {
+            let size = min(pendingBytes, chunk.readableBytes)
+            pendingBytes -= size
+            context.write(wrapOutboundOut(.body(.byteBuffer(chunk.getSlice(at: chunk.readerIndex, length: size)!))), promise: nil)
+        }
+        if pendingBytes == 0 {
+            pendingBytes = -1
+            finish(context, keepAlive: keepAliveAfterBytes)
+        } else if pendingBytes > 0 {
+            context.flush()
+        }
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        if pendingBytes > 0 && context.channel.isWritable { writeBytes(context) }
+        context.fireChannelWritabilityChanged()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        context.close(promise: nil)
+    }
+
+    static func split(_ uri: String) -> (String, [String: String]) {
+        guard let mark = uri.firstIndex(of: "?") else { return (uri, [:]) }
+        var query: [String: String] = [:]
+        for pair in uri[uri.index(after: mark)...].split(separator: "&") {
+            let parts = pair.split(separator: "=", maxSplits: 1)
+            query[String(parts[0])] = parts.count > 1 ? String(parts[1]) : ""
+        }
+        return (String(uri[..<mark]), query)
+    }
+
+    static func quote(_ text: String) -> String {
+        var out = "\""
+        for scalar in text.unicodeScalars {
+            switch scalar {
+            case "\"": out += "\\\""
+            case "\\": out += "\\\\"
+            case "\n": out += "\\n"
+            case "\r": out += "\\r"
+            case "\t": out += "\\t"
+            case _ where scalar.value < 0x20: out += "?"
+            default: out.unicodeScalars.append(scalar)
+            }
+        }
+        return out + "\""
+    }
+}
