@@ -1,0 +1,122 @@
+import GatewayConfig
+import Testing
+
+@Suite struct ConfigDecodingTests {
+    func load(_ json: String, environment: [String: String] = [:]) -> ConfigLoadResult {
+        ConfigLoader.load(text: json, environment: environment)
+    }
+
+    func minimal(route: String = #"{ "name": "r", "upstream": "u" }"#, extra: String = "") -> String {
+        """
+        { \(extra) "listeners": [{ "name": "l", "port": 1 }],
+          "upstreams": { "u": { "targets": ["http://127.0.0.1:1"] } },
+          "routes": [\(route)] }
+        """
+    }
+
+    // Defaults fill every key an operator leaves out.
+    @Test func defaults() throws {
+        let config = try #require(load(minimal()).config)
+        #expect(config.workers == nil)
+        #expect(config.listeners[0].address == "0.0.0.0")
+        #expect(config.limits.maxHeaderBytes == 16_384)
+        #expect(config.limits.maxBodyBytes == 10_485_760)
+        #expect(config.limits.headerTimeoutMs == 10_000)
+        #expect(config.limits.idleTimeoutMs == 60_000)
+        #expect(config.securityHeaders.contentTypeOptions == "nosniff")
+        #expect(config.securityHeaders.hstsMaxAgeSeconds == 31_536_000)
+        let upstream = try #require(config.upstream(named: "u"))
+        #expect(upstream.connectTimeoutMs == 1000)
+        #expect(upstream.readTimeoutMs == 30_000)
+        #expect(upstream.totalTimeoutMs == nil)
+        #expect(upstream.targets[0] == UpstreamTarget(url: "http://127.0.0.1:1"))
+        #expect(config.routes[0].preserveHost)
+        #expect(config.logging.accessLog)
+    }
+
+    // ${NAME} is read from the environment; $${ escapes; a missing variable is named.
+    @Test func environmentSubstitution() throws {
+        let route = #"{ "name": "r", "upstream": "u", "strip_prefix": "/${PREFIX}" }"#
+        let config = try #require(load(minimal(route: route), environment: ["PREFIX": "api"]).config)
+        #expect(config.routes[0].stripPrefix == "/api")
+
+        let missing = load(minimal(route: route))
+        #expect(missing.errors.map(\.description) == [#"routes[0].strip_prefix: environment variable "PREFIX" is not set"#])
+
+        let escaped = #"{ "name": "r", "upstream": "u", "match": { "headers": { "x-literal": "$${NOT_A_VAR}" } } }"#
+        let literal = try #require(load(minimal(route: escaped)).config)
+        #expect(literal.routes[0].match.headers[0].value == "${NOT_A_VAR}")
+    }
+
+    // Upstream URLs: schemes, default ports, IPv6 literals; paths and credentials are refused.
+    @Test func upstreamTargets() {
+        #expect(UpstreamTarget(url: "http://example.com")?.port == 80)
+        #expect(UpstreamTarget(url: "https://example.com")?.port == 443)
+        #expect(UpstreamTarget(url: "http://[::1]:8080")?.authority == "[::1]:8080")
+        #expect(UpstreamTarget(url: "HTTP://Example.COM:81/")?.authority == "example.com:81")
+        for bad in ["example.com", "http://", "http://a:b", "http://user@host", "http://h/p", "http://h?x", "http://[zz]:1", "http://h:0"] {
+            #expect(UpstreamTarget(url: bad) == nil, "\(bad)")
+        }
+    }
+
+    // Whole-segment prefixes and stripping that keeps the query.
+    @Test func pathRules() {
+        #expect(PathRules.hasSegmentPrefix("/api", "/api"))
+        #expect(PathRules.hasSegmentPrefix("/api/x", "/api"))
+        #expect(PathRules.hasSegmentPrefix("/api/x", "/api/"))
+        #expect(!PathRules.hasSegmentPrefix("/apix", "/api"))
+        #expect(PathRules.hasSegmentPrefix("/anything", "/"))
+    }
+
+    // JSON syntax errors come with line and column.
+    @Test func syntaxErrorsAreLocated() {
+        let cases: [(String, String)] = [
+            ("", "line 1, column 1: unexpected end of file, expected a value"),
+            ("{\"a\": 1\n  \"b\": 2}", "line 2, column 3: expected ',' or '}'"),
+            ("[1,]", "line 1, column 4: trailing comma before ']'"),
+            ("{\"a\":01}", "line 1, column 7: numbers may not have leading zeros"),
+            ("\"\\x\"", "line 1, column 4: invalid escape '\\x'"),
+            ("{} {}", "line 1, column 4: unexpected content after the JSON document"),
+            ("// comment\n{}", "line 1, column 1: unexpected character '/', expected a value"),
+        ]
+        for (text, message) in cases {
+            do {
+                _ = try JSONParser.parse(text)
+                Issue.record("parsed: \(text)")
+            } catch {
+                #expect(error.description == message)
+            }
+        }
+    }
+
+    // Escapes, unicode and number kinds parse to the right values.
+    @Test func parsesValues() throws {
+        let value = try JSONParser.parse(#"{"s":"a\"b\\c\u00e9\ud83d\ude00","i":-12,"d":1.5e2,"t":true,"n":null,"a":[]}"#)
+        #expect(
+            value
+                == .object([
+                    ("s", .string("a\"b\\cé😀")), ("i", .integer(-12)), ("d", .double(150)), ("t", .bool(true)),
+                    ("n", .null), ("a", .array([])),
+                ]))
+    }
+
+    // Near misses get a suggestion; unrelated words do not.
+    @Test func didYouMean() {
+        #expect(closestMatch(to: "ordres", among: ["orders", "users"]) == "orders")
+        #expect(closestMatch(to: "prot", among: ["port", "name"]) == "port")
+        #expect(closestMatch(to: "zzz", among: ["port", "name"]) == nil)
+    }
+
+    // Rate limits must carry their algorithm's parameters.
+    @Test func rateLimitShapes() {
+        let good = #"{ "name": "r", "upstream": "u", "rate_limits": [{ "name": "w", "algorithm": "sliding_window", "key": "header:X-Tenant", "limit": 5, "window_seconds": 60 }] }"#
+        #expect(load(minimal(route: good)).errors.isEmpty)
+        let bad = #"{ "name": "r", "upstream": "u", "rate_limits": [{ "name": "w", "algorithm": "sliding_window", "key": "route", "capacity": 5 }] }"#
+        #expect(
+            load(minimal(route: bad)).errors.map(\.description) == [
+                "routes[0].rate_limits[0].limit: sliding_window needs a limit",
+                "routes[0].rate_limits[0].window_seconds: sliding_window needs window_seconds",
+                "routes[0].rate_limits[0]: capacity and refill_per_second belong to token_bucket",
+            ])
+    }
+}

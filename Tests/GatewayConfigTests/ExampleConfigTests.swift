@@ -1,0 +1,25 @@
+import Foundation
+import GatewayConfig
+import Testing
+
+/// The shipped configs (gateway.json and examples/*.json) must stay valid as the schema grows.
+@Suite struct ExampleConfigTests {
+    static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .deletingLastPathComponent()
+
+    static var files: [String] {
+        let examples = (try? FileManager.default.contentsOfDirectory(atPath: root.appendingPathComponent("examples").path)) ?? []
+        return ["gateway.json"] + examples.filter { $0.hasSuffix(".json") }.sorted().map { "examples/\($0)" }
+    }
+
+    @Test(arguments: files)
+    func isValid(_ file: String) {
+        let result = ConfigLoader.load(path: Self.root.appendingPathComponent(file).path, environment: [:])
+        #expect(result.errors.isEmpty, "\(result.errors)")
+        #expect(result.warnings.isEmpty, "\(result.warnings)")
+    }
+
+    @Test func examplesArePresent() {
+        #expect(Self.files.count >= 3)
+    }
+}

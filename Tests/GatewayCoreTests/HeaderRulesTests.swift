@@ -1,0 +1,120 @@
+import GatewayConfig
+import GatewayCore
+import GatewayFilters
+import GatewayPolicy
+import NIOCore
+import NIOHTTP1
+import Testing
+
+@Suite struct HeaderRulesTests {
+    // Hop-by-hop headers go, including those the Connection header names; end-to-end headers stay.
+    @Test func removesHopByHop() {
+        var headers = HTTPHeaders([
+            ("Connection", "Keep-Alive, X-Private"), ("X-Private", "1"), ("Keep-Alive", "timeout=5"), ("TE", "trailers"),
+            ("Transfer-Encoding", "chunked"), ("Upgrade", "h2c"), ("Proxy-Connection", "close"),
+            ("Proxy-Authorization", "secret"), ("Trailer", "X-Sum"), ("Content-Type", "text/plain"), ("X-Keep", "yes"),
+        ])
+        HeaderRules.removeHopByHop(&headers)
+        #expect(headers.map(\.name) == ["Content-Type", "X-Keep"])
+    }
+
+    // X-Forwarded-For is replaced for untrusted peers and extended for trusted ones.
+    @Test func forwardedHeaders() {
+        var untrusted = HTTPHeaders([("X-Forwarded-For", "1.1.1.1"), ("X-Forwarded-Proto", "https")])
+        HeaderRules.setForwarded(&untrusted, peer: "9.9.9.9", peerIsTrusted: false, proto: "http", host: "a.example")
+        #expect(untrusted["x-forwarded-for"] == ["9.9.9.9"])
+        #expect(untrusted["x-forwarded-proto"] == ["http"])
+        #expect(untrusted["x-forwarded-host"] == ["a.example"])
+
+        var trusted = HTTPHeaders([("X-Forwarded-For", "1.1.1.1"), ("X-Forwarded-For", "2.2.2.2")])
+        HeaderRules.setForwarded(&trusted, peer: "10.0.0.1", peerIsTrusted: true, proto: "http", host: nil)
+        #expect(trusted["x-forwarded-for"] == ["1.1.1.1, 2.2.2.2, 10.0.0.1"])
+        #expect(trusted["x-forwarded-host"] == [])
+    }
+
+    // The client is the rightmost address in X-Forwarded-For that is not a trusted proxy.
+    @Test func clientAddress() {
+        let trusted = AddressSet([CIDR("10.0.0.0/8")!])
+        let proxy = IPAddress("10.0.0.2")
+        #expect(HeaderRules.clientAddress(peer: proxy, forwardedFor: ["5.5.5.5, 10.0.0.7"], trusted: trusted) == "5.5.5.5")
+        #expect(HeaderRules.clientAddress(peer: proxy, forwardedFor: ["6.6.6.6", "5.5.5.5"], trusted: trusted) == "5.5.5.5")
+        #expect(HeaderRules.clientAddress(peer: proxy, forwardedFor: ["10.1.1.1"], trusted: trusted) == "10.1.1.1")
+        #expect(HeaderRules.clientAddress(peer: proxy, forwardedFor: ["garbage"], trusted: trusted) == "10.0.0.2")
+        #expect(HeaderRules.clientAddress(peer: IPAddress("8.8.8.8"), forwardedFor: ["1.2.3.4"], trusted: trusted) == "8.8.8.8")
+    }
+
+    @Test func hostName() {
+        #expect(HeaderRules.hostName("API.Example.com:8080") == "api.example.com")
+        #expect(HeaderRules.hostName("[::1]:8080") == "[::1]")
+        #expect(HeaderRules.hostName("plain") == "plain")
+    }
+
+    // Request ids: the allowed alphabet and length; generated ids are 32 hex digits and differ.
+    @Test func requestIDs() {
+        #expect(RequestID.isValid("abc-DEF_1.2"))
+        #expect(!RequestID.isValid(""))
+        #expect(!RequestID.isValid("has space"))
+        #expect(!RequestID.isValid("quote\""))
+        #expect(RequestID.isValid(String(repeating: "a", count: 128)))
+        #expect(!RequestID.isValid(String(repeating: "a", count: 129)))
+        let first = RequestID.generate()
+        #expect(first.count == 32 && first.allSatisfy(\.isHexDigit))
+        #expect(RequestID.generate() != first)
+    }
+
+    // Error bodies are the documented JSON shape, escaped, with status and headers from the error.
+    @Test func errorBody() {
+        let response = GatewayResponse.error(.methodNotAllowed(allowed: ["GET", "HEAD"]), requestID: "r-1")
+        #expect(response.head.status == .methodNotAllowed)
+        #expect(response.head.headers["allow"] == ["GET, HEAD"])
+        #expect(response.head.headers["content-type"] == ["application/json"])
+        let body = String(buffer: response.body!)
+        #expect(body == #"{"error":{"code":"METHOD_NOT_ALLOWED","message":"This path does not accept this method.","request_id":"r-1"}}"# + "\n")
+        #expect(response.head.headers["content-length"] == [String(body.utf8.count)])
+        #expect(JSONText.quoted("a\"b\\c\n\u{1}") == #""a\"b\\c\n\u0001""#)
+    }
+
+    // Each error code maps to one status.
+    @Test func errorStatuses() {
+        let cases: [(GatewayError, HTTPResponseStatus, String)] = [
+            (.routeNotFound, .notFound, "ROUTE_NOT_FOUND"), (.payloadTooLarge, .payloadTooLarge, "PAYLOAD_TOO_LARGE"),
+            (.headersTooLarge, .requestHeaderFieldsTooLarge, "HEADERS_TOO_LARGE"),
+            (.requestTimeout, .requestTimeout, "REQUEST_TIMEOUT"), (.badRequest(), .badRequest, "BAD_REQUEST"),
+            (.upstreamUnavailable, .badGateway, "UPSTREAM_UNAVAILABLE"), (.upstreamTimeout, .gatewayTimeout, "UPSTREAM_TIMEOUT"),
+            (.internalError, .internalServerError, "INTERNAL"),
+        ]
+        for (error, status, code) in cases {
+            #expect(error.status == status)
+            #expect(error.code == code)
+        }
+        struct Unknown: Error {}
+        #expect(GatewayError(mapping: Unknown()) == .internalError)
+    }
+
+    // Security headers: upstream values win unless told otherwise; HSTS only over TLS.
+    @Test func securityHeaders() {
+        var config = SecurityHeadersConfigForTests.make()
+        let filter = SecurityHeadersFilter(config)
+        var head = HTTPResponseHead(version: .http1_1, status: .ok, headers: HTTPHeaders([("X-Frame-Options", "SAMEORIGIN")]))
+        filter.onResponse(&head, context: SecurityHeadersConfigForTests.context(tls: false))
+        #expect(head.headers["x-frame-options"] == ["SAMEORIGIN"])
+        #expect(head.headers["x-content-type-options"] == ["nosniff"])
+        #expect(head.headers["strict-transport-security"] == [])
+
+        config.overrideUpstream = true
+        var tlsHead = HTTPResponseHead(version: .http1_1, status: .ok, headers: HTTPHeaders([("X-Frame-Options", "SAMEORIGIN")]))
+        SecurityHeadersFilter(config).onResponse(&tlsHead, context: SecurityHeadersConfigForTests.context(tls: true))
+        #expect(tlsHead.headers["x-frame-options"] == ["DENY"])
+        #expect(tlsHead.headers["strict-transport-security"] == ["max-age=31536000"])
+    }
+}
+
+enum SecurityHeadersConfigForTests {
+    static func make() -> SecurityHeadersConfig { SecurityHeadersConfig() }
+
+    static func context(tls: Bool) -> RequestContext {
+        RequestContext(
+            connection: ConnectionInfo(listener: "l", peer: nil, isTLS: tls, peerIsTrustedProxy: false), clientIP: "1.2.3.4",
+            method: .GET, uri: "/", startedAt: .now())
+    }
+}

@@ -1,0 +1,100 @@
+import GatewayConfig
+import GatewayCore
+import NIOHTTP1
+import Testing
+
+@Suite struct RouteTableTests {
+    func table(_ routes: String) throws -> RouteTable {
+        let json = """
+            { "listeners": [{ "name": "l", "port": 1 }],
+              "upstreams": { "u": { "targets": ["http://127.0.0.1:1"] }, "v": { "targets": ["http://127.0.0.1:2"] } },
+              "routes": \(routes) }
+            """
+        let result = ConfigLoader.load(text: json, environment: [:])
+        let config = try #require(result.config, "\(result.errors)")
+        return GatewayRuntime.compileRoutes(config)
+    }
+
+    func name(_ match: RouteMatch) -> String {
+        switch match {
+        case .matched(let route): return route.name
+        case .methodNotAllowed(let allowed): return "405 " + allowed.joined(separator: ",")
+        case .notFound: return "404"
+        }
+    }
+
+    func route(_ table: RouteTable, _ path: String, method: HTTPMethod = .GET, host: String = "", headers: [(String, String)] = []) -> String {
+        name(table.match(host: Substring(host), path: Substring(path), method: method, headers: HTTPHeaders(headers)))
+    }
+
+    // Prefixes match whole segments and the longest prefix wins; an exact path beats any prefix.
+    @Test func pathSpecificity() throws {
+        let table = try table("""
+            [ { "name": "root", "match": { "path_prefix": "/" }, "upstream": "u" },
+              { "name": "api", "match": { "path_prefix": "/api/" }, "upstream": "u" },
+              { "name": "orders", "match": { "path_prefix": "/api/orders" }, "upstream": "u" },
+              { "name": "exact", "match": { "path": "/api/orders/special" }, "upstream": "u" } ]
+            """)
+        #expect(route(table, "/") == "root")
+        #expect(route(table, "/apix") == "root")
+        #expect(route(table, "/api") == "api")
+        #expect(route(table, "/api/") == "api")
+        #expect(route(table, "/api/orders") == "orders")
+        #expect(route(table, "/api/orders/1") == "orders")
+        #expect(route(table, "/api/ordersx") == "api")
+        #expect(route(table, "/api/orders/special") == "exact")
+        #expect(route(table, "/api/orders/special/x") == "orders")
+    }
+
+    // Exact host beats the longest wildcard, which beats routes without hosts; wildcards need a subdomain.
+    @Test func hostSpecificity() throws {
+        let table = try table("""
+            [ { "name": "any", "match": { "path_prefix": "/" }, "upstream": "u" },
+              { "name": "wild", "match": { "hosts": ["*.example.com"] }, "upstream": "u" },
+              { "name": "deeper", "match": { "hosts": ["*.eu.example.com"] }, "upstream": "u" },
+              { "name": "exact", "match": { "hosts": ["API.example.com"] }, "upstream": "u" } ]
+            """)
+        #expect(route(table, "/x", host: "api.example.com") == "exact")
+        #expect(route(table, "/x", host: "www.example.com") == "wild")
+        #expect(route(table, "/x", host: "a.b.example.com") == "wild")
+        #expect(route(table, "/x", host: "shop.eu.example.com") == "deeper")
+        #expect(route(table, "/x", host: "example.com") == "any")
+        #expect(route(table, "/x", host: "") == "any")
+    }
+
+    // Header conditions add specificity; ties go to the route listed first.
+    @Test func headersAndTies() throws {
+        let table = try table("""
+            [ { "name": "first", "match": { "path_prefix": "/p" }, "upstream": "u" },
+              { "name": "second", "match": { "path_prefix": "/p" }, "upstream": "v" },
+              { "name": "tenant", "match": { "path_prefix": "/p", "headers": { "X-Tenant": "acme" } }, "upstream": "v" } ]
+            """)
+        #expect(route(table, "/p") == "first")
+        #expect(route(table, "/p", headers: [("x-tenant", "acme")]) == "tenant")
+        #expect(route(table, "/p", headers: [("X-TENANT", "other")]) == "first")
+    }
+
+    // A path that matches only with another method is 405 listing the allowed methods; GET allows HEAD.
+    @Test func methods() throws {
+        let table = try table("""
+            [ { "name": "read", "match": { "path_prefix": "/items", "methods": ["GET"] }, "upstream": "u" },
+              { "name": "write", "match": { "path_prefix": "/items", "methods": ["POST", "PUT"] }, "upstream": "u" },
+              { "name": "any", "match": { "path_prefix": "/open" }, "upstream": "u" } ]
+            """)
+        #expect(route(table, "/items/1", method: .GET) == "read")
+        #expect(route(table, "/items/1", method: .HEAD) == "read")
+        #expect(route(table, "/items/1", method: .PUT) == "write")
+        #expect(route(table, "/items/1", method: .DELETE) == "405 GET,HEAD,POST,PUT")
+        #expect(route(table, "/open", method: .DELETE) == "any")
+        #expect(route(table, "/closed", method: .GET) == "404")
+    }
+
+    // strip_prefix removes whole segments and keeps the query string byte for byte.
+    @Test func stripPrefix() {
+        #expect(PathRules.strip("/api", from: "/api/v1/orders?x=1&y=%20") == "/v1/orders?x=1&y=%20")
+        #expect(PathRules.strip("/api", from: "/api") == "/")
+        #expect(PathRules.strip("/api", from: "/api?x") == "/?x")
+        #expect(PathRules.strip("/api", from: "/apix/y") == "/apix/y")
+        #expect(PathRules.strip("/", from: "/a") == "/a")
+    }
+}

@@ -1,0 +1,160 @@
+import DemoUpstream
+import Foundation
+import NIOCore
+import NIOPosix
+import Testing
+
+/// Client limits and upstream failures, each answered with the JSON error body.
+@Suite struct LimitsTests {
+    // Headers beyond max_header_bytes: 431 and close.
+    @Test func oversizedHeadersAre431() async throws {
+        try await withUpstreams { upstreams in
+            try await withGateway(basicConfig(limits: #"{ "max_header_bytes": 2048 }"#), upstreams: upstreams) { gateway in
+                let client = try await gateway.connect()
+                try await client.send("GET /echo HTTP/1.1\r\nHost: x\r\nX-Big: \(String(repeating: "b", count: 4000))\r\n\r\n")
+                let response = try await client.readResponse()
+                #expect(response.status == 431)
+                #expect(response.errorCode == "HEADERS_TOO_LARGE")
+                #expect(response.errorRequestID == response.header("x-request-id"))
+                #expect(response.header("x-content-type-options") == "nosniff")
+                #expect(await client.waitForClose())
+                #expect(upstreams[0].requestsServed == 0)
+            }
+        }
+    }
+
+    // A Content-Length over max_body_bytes is refused at once with 413.
+    @Test func oversizedContentLengthIs413() async throws {
+        try await withUpstreams { upstreams in
+            try await withGateway(basicConfig(limits: #"{ "max_body_bytes": 1000 }"#), upstreams: upstreams) { gateway in
+                let client = try await gateway.connect()
+                try await client.send("POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 1001\r\n\r\n")
+                let response = try await client.readResponse()
+                #expect(response.status == 413)
+                #expect(response.errorCode == "PAYLOAD_TOO_LARGE")
+                #expect(await client.waitForClose())
+                #expect(upstreams[0].requestsServed == 0)
+            }
+        }
+    }
+
+    // A chunked body that grows past max_body_bytes mid-stream is cut off with 413.
+    @Test func oversizedChunkedBodyIs413MidStream() async throws {
+        try await withUpstreams { upstreams in
+            try await withGateway(basicConfig(limits: #"{ "max_body_bytes": 1000 }"#), upstreams: upstreams) { gateway in
+                let client = try await gateway.connect()
+                try await client.send("POST /upload HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n")
+                let chunk = String(repeating: "z", count: 600)
+                try await client.send("258\r\n\(chunk)\r\n")
+                try await client.send("258\r\n\(chunk)\r\n")
+                let response = try await client.readResponse()
+                #expect(response.status == 413)
+                #expect(response.errorCode == "PAYLOAD_TOO_LARGE")
+                #expect(await client.waitForClose())
+            }
+        }
+    }
+
+    // A request head that trickles in slower than header_timeout_ms gets 408 and the connection closes.
+    @Test func slowHeadersAre408() async throws {
+        try await withUpstreams { upstreams in
+            try await withGateway(basicConfig(limits: #"{ "header_timeout_ms": 300 }"#), upstreams: upstreams) { gateway in
+                let client = try await gateway.connect()
+                try await client.send("GET /echo HTTP/1.1\r\nHost: x\r\n")
+                try await Task.sleep(for: .milliseconds(100))
+                try await client.send("X-Slow: 1\r\n")
+                let response = try await client.readResponse(timeout: .seconds(5))
+                #expect(response.status == 408)
+                #expect(response.errorCode == "REQUEST_TIMEOUT")
+                #expect(await client.waitForClose())
+                #expect(upstreams[0].requestsServed == 0)
+            }
+        }
+    }
+
+    // Garbage and contradictory framing are 400 with the JSON body, then close.
+    @Test func malformedRequestsAre400() async throws {
+        try await withUpstreams { upstreams in
+            try await withGateway(basicConfig(), upstreams: upstreams) { gateway in
+                for bad in [
+                    "NOT HTTP AT ALL\r\n\r\n",
+                    "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+                    "GET /echo HTTP/1.1\r\n\r\n",  // HTTP/1.1 without Host
+                ] {
+                    let client = try await gateway.connect()
+                    try await client.send(bad)
+                    let response = try await client.readResponse()
+                    #expect(response.status == 400, "\(bad)")
+                    #expect(response.errorCode == "BAD_REQUEST")
+                    await client.close()
+                }
+                #expect(upstreams[0].requestsServed == 0)
+            }
+        }
+    }
+
+    // Nothing listening on the target: 502 UPSTREAM_UNAVAILABLE, and the access log names the target.
+    @Test func upstreamDownIs502() async throws {
+        let port = try await unusedPort()
+        try await withGateway(basicConfig(targets: "\"http://127.0.0.1:\(port)\"")) { gateway in
+            let response = try await gateway.request("GET", "/echo")
+            #expect(response.status == 502)
+            #expect(response.errorCode == "UPSTREAM_UNAVAILABLE")
+            #expect(!response.text.contains("\(port)"))  // no internals in the body
+            let log = try await gateway.accessLog(for: response)
+            #expect(log["upstream"] as? String == "127.0.0.1:\(port)")
+            let failure = gateway.logs.entries("upstream connect failed").first
+            #expect(failure?["request_id"] as? String == response.header("x-request-id"))
+        }
+    }
+
+    // An upstream slower than read_timeout_ms: 504 UPSTREAM_TIMEOUT.
+    @Test func slowUpstreamIs504() async throws {
+        try await withUpstreams { upstreams in
+            try await withGateway(basicConfig(upstreamExtra: #", "read_timeout_ms": 200"#), upstreams: upstreams) { gateway in
+                let started = ContinuousClock.now
+                let response = try await gateway.request("GET", "/slow?ms=3000")
+                #expect(response.status == 504)
+                #expect(response.errorCode == "UPSTREAM_TIMEOUT")
+                #expect(ContinuousClock.now - started < .seconds(2))
+                // The gateway still serves normally afterwards.
+                #expect(try await gateway.request("GET", "/echo").status == 200)
+            }
+        }
+    }
+
+    // The read timeout also applies between body reads of a response that stalls.
+    @Test func stalledResponseBodyIsCutOff() async throws {
+        try await withUpstreams { upstreams in
+            try await withGateway(basicConfig(upstreamExtra: #", "read_timeout_ms": 200"#), upstreams: upstreams) { gateway in
+                let client = try await gateway.connect()
+                try await client.send("GET /stream?chunks=3&interval_ms=1000 HTTP/1.1\r\nHost: x\r\n\r\n")
+                #expect(await client.waitForClose(timeout: .seconds(3)))
+                let response = try await client.readResponse()
+                #expect(response.status == 200)
+                #expect(!response.complete)
+            }
+        }
+    }
+
+    // total_timeout_ms bounds the whole exchange.
+    @Test func totalTimeoutIs504() async throws {
+        try await withUpstreams { upstreams in
+            let extra = #", "read_timeout_ms": 5000, "total_timeout_ms": 300"#
+            try await withGateway(basicConfig(upstreamExtra: extra), upstreams: upstreams) { gateway in
+                let response = try await gateway.request("GET", "/slow?ms=3000")
+                #expect(response.status == 504)
+                #expect(response.errorCode == "UPSTREAM_TIMEOUT")
+            }
+        }
+    }
+
+    /// A port nothing listens on: bind one, note it, close it.
+    private func unusedPort() async throws -> Int {
+        let channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .bind(host: "127.0.0.1", port: 0).get()
+        let port = channel.localAddress!.port!
+        try await channel.close()
+        return port
+    }
+}

@@ -1,0 +1,105 @@
+import DemoUpstream
+import Foundation
+import Testing
+
+/// The real `gateway` executable: memory while streaming gigabytes, graceful stop, and the CLI.
+@Suite(.serialized) struct ProcessTests {
+    static func config(upstreamPort: Int, extraLimits: String = "") -> String {
+        """
+        { "workers": 2,
+          "listeners": [{ "name": "public", "address": "127.0.0.1", "port": 0 }],
+          "limits": { "max_body_bytes": 4294967296 \(extraLimits) },
+          "upstreams": { "demo": { "targets": ["http://127.0.0.1:\(upstreamPort)"] } },
+          "routes": [{ "name": "all", "upstream": "demo" }] }
+        """
+    }
+
+    // 1 GiB down and 1 GiB up stream through the gateway while its resident memory stays under 100 MiB.
+    @Test(.timeLimit(.minutes(5))) func streamsGigabytesInBoundedMemory() async throws {
+        try await withUpstreams { upstreams in
+            let gateway = try GatewayProcess(config: Self.config(upstreamPort: upstreams[0].port))
+            try await gateway.start()
+            let gib = 1 << 30
+            let base = "http://127.0.0.1:\(gateway.port)"
+
+            let download = try await shell("curl -sS -o /dev/null -w '%{size_download} %{http_code}' \(base)/bytes/\(gib)")
+            #expect(download.stdout == "\(gib) 200", "\(download.stderr)")
+
+            let upload = try await shell(
+                "head -c \(gib) /dev/zero | curl -sS -T - -H 'Content-Type: application/octet-stream' \(base)/upload")
+            #expect(upload.stdout.contains("\"bytes\":\(gib)"), "\(upload.stdout) \(upload.stderr)")
+
+            let peak = gateway.peakResidentBytes
+            #expect(peak > 0)
+            #expect(peak < 100 << 20, "peak RSS \(peak >> 20) MiB")
+            gateway.terminate()
+            #expect(await gateway.waitForExit(timeout: .seconds(15)) == 0)
+        }
+    }
+
+    // SIGTERM: the listener closes at once, the request in flight completes, idle connections close, exit 0.
+    @Test(.timeLimit(.minutes(1))) func gracefulStopFinishesRequestsInFlight() async throws {
+        try await withUpstreams { upstreams in
+            let gateway = try GatewayProcess(config: Self.config(upstreamPort: upstreams[0].port))
+            try await gateway.start()
+
+            let idle = try await RawClient.connect(port: gateway.port)
+            try await idle.send("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            #expect(try await idle.readResponse().status == 200)
+
+            let busy = try await RawClient.connect(port: gateway.port)
+            try await busy.send("GET /slow?ms=1500 HTTP/1.1\r\nHost: x\r\n\r\n")
+            try await Task.sleep(for: .milliseconds(300))
+            gateway.terminate()
+
+            #expect(await idle.waitForClose(timeout: .seconds(3)))
+            try await Task.sleep(for: .milliseconds(200))
+            await #expect(throws: (any Error).self) { _ = try await RawClient.connect(port: gateway.port) }
+
+            let response = try await busy.readResponse(timeout: .seconds(10))
+            #expect(response.status == 200)
+            #expect(response.json["slept_ms"] as? Int == 1500)
+            #expect(response.header("connection") == "close")
+            #expect(await gateway.waitForExit(timeout: .seconds(10)) == 0)
+            #expect(gateway.logLines.contains { $0["msg"] as? String == "gateway stopped" })
+        }
+    }
+
+    // `gateway check` prints every problem with its path and exits 1, or prints ok.
+    @Test func checkCommand() async throws {
+        let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("GatewayConfigTests/Fixtures")
+        let bad = try await runCommand(Binaries.gateway, ["check", "--config", fixtures.appendingPathComponent("mistakes.json").path])
+        #expect(bad.status == 1)
+        let expected = try String(contentsOf: fixtures.appendingPathComponent("mistakes.expected"), encoding: .utf8)
+        #expect(bad.stdout == expected)
+        #expect(bad.stdout.contains(#"routes[2].upstream: unknown upstream "ordres" (did you mean "orders"?)"#))
+
+        let good = try await runCommand(Binaries.gateway, ["check", "--config", fixtures.appendingPathComponent("valid-minimal.json").path])
+        #expect(good.status == 0)
+        #expect(good.stdout == "ok\n")
+
+        let missing = try await runCommand(Binaries.gateway, ["check", "--config", "/nonexistent/gateway.json"])
+        #expect(missing.status == 1)
+        #expect(missing.stdout == "/nonexistent/gateway.json does not exist\n")
+
+        let version = try await runCommand(Binaries.gateway, ["version"])
+        #expect(version.status == 0)
+        #expect(version.stdout.hasPrefix("gateway "))
+    }
+
+    // `gateway run` refuses a broken config with JSON log lines naming each problem, and exits 1.
+    @Test func runRefusesBrokenConfig() async throws {
+        let url = FileManager.default.temporaryDirectory.appendingPathComponent("broken-\(UUID().uuidString).json")
+        try #"{ "listeners": [], "upstreams": {}, "routes": [{ "name": "r", "upstream": "nope" }] }"#.write(
+            to: url, atomically: true, encoding: .utf8)
+        defer { try? FileManager.default.removeItem(at: url) }
+        let result = try await runCommand(Binaries.gateway, ["run", "--config", url.path], timeout: .seconds(20))
+        #expect(result.status == 1)
+        let lines = result.stdout.split(separator: "\n").compactMap {
+            (try? JSONSerialization.jsonObject(with: Data($0.utf8))) as? [String: Any]
+        }
+        #expect(lines.contains { $0["path"] as? String == "listeners" && $0["level"] as? String == "error" })
+        #expect(lines.contains { $0["path"] as? String == "routes[0].upstream" })
+    }
+}

@@ -1,0 +1,223 @@
+import DemoUpstream
+import Foundation
+import Testing
+
+/// Routing, headers and error bodies, over real sockets to a real upstream.
+@Suite struct ProxyTests {
+    static let routes = """
+        [
+          { "name": "orders", "match": { "path_prefix": "/api/v1/orders", "methods": ["GET", "POST"] },
+            "upstream": "demo", "strip_prefix": "/api" },
+          { "name": "admin-only", "match": { "path": "/api/admin", "headers": { "x-role": "admin" } }, "upstream": "demo" },
+          { "name": "tenant-host", "match": { "hosts": ["*.tenant.example"], "path_prefix": "/" }, "upstream": "demo" },
+          { "name": "exact-host", "match": { "hosts": ["api.tenant.example"], "path_prefix": "/" }, "upstream": "demo",
+            "preserve_host": false },
+          { "name": "api", "match": { "path_prefix": "/api" }, "upstream": "demo", "strip_prefix": "/api" }
+        ]
+        """
+
+    // The most specific route wins; strip_prefix rewrites the path and the query passes through intact.
+    @Test func routesByPrefixAndStripsPrefixKeepingQuery() async throws {
+        try await withUpstreams { upstreams in
+            try await withGateway(basicConfig(routes: Self.routes), upstreams: upstreams) { gateway in
+                let response = try await gateway.request("GET", "/api/v1/orders/42?sort=desc&q=a%20b")
+                #expect(response.status == 200)
+                #expect(response.json["uri"] as? String == "/v1/orders/42?sort=desc&q=a%20b")
+                let log = try await gateway.accessLog(for: response)
+                #expect(log["route"] as? String == "orders")
+
+                // Whole segments only: /api/v1/ordersX is not under /api/v1/orders, so the broader route takes it.
+                let other = try await gateway.request("GET", "/api/v1/ordersX")
+                #expect(other.json["uri"] as? String == "/v1/ordersX")
+                let otherLog = try await gateway.accessLog(for: other)
+                #expect(otherLog["route"] as? String == "api")
+            }
+        }
+    }
+
+    // No route: 404 with the JSON error body carrying the same request id as the header.
+    @Test func unknownPathIs404JSON() async throws {
+        try await withUpstreams { upstreams in
+            try await withGateway(basicConfig(routes: Self.routes), upstreams: upstreams) { gateway in
+                let response = try await gateway.request("GET", "/nothing/here")
+                #expect(response.status == 404)
+                #expect(response.header("content-type") == "application/json")
+                #expect(response.errorCode == "ROUTE_NOT_FOUND")
+                let id = try #require(response.header("x-request-id"))
+                #expect(response.errorRequestID == id)
+                #expect(upstreams[0].requestsServed == 0)
+            }
+        }
+    }
+
+    // The path matches but the method does not: 405 with Allow (GET implies HEAD).
+    @Test func wrongMethodIs405WithAllow() async throws {
+        let routes = #"[{ "name": "orders", "match": { "path_prefix": "/orders", "methods": ["GET", "POST"] }, "upstream": "demo" }]"#
+        try await withUpstreams { upstreams in
+            try await withGateway(basicConfig(routes: routes), upstreams: upstreams) { gateway in
+                let response = try await gateway.request("DELETE", "/orders/1")
+                #expect(response.status == 405)
+                #expect(response.errorCode == "METHOD_NOT_ALLOWED")
+                #expect(response.header("allow") == "GET, POST, HEAD")
+                let head = try await gateway.request("HEAD", "/orders/1")
+                #expect(head.status == 200)
+            }
+        }
+    }
+
+    // Header conditions and host rules (exact beats wildcard) pick routes; preserve_host false sends the target's authority.
+    @Test func matchesHeadersAndHosts() async throws {
+        try await withUpstreams { upstreams in
+            try await withGateway(basicConfig(routes: Self.routes), upstreams: upstreams) { gateway in
+                let admin = try await gateway.request("GET", "/api/admin", headers: [("X-Role", "admin")])
+                #expect(admin.json["uri"] as? String == "/api/admin")  // admin-only route: no strip
+                let notAdmin = try await gateway.request("GET", "/api/admin", headers: [("X-Role", "user")])
+                #expect(notAdmin.json["uri"] as? String == "/admin")  // fell through to "api"
+
+                let client = try await gateway.connect()
+                try await client.send("GET /x HTTP/1.1\r\nHost: API.Tenant.Example:8080\r\n\r\nGET /y HTTP/1.1\r\nHost: other.tenant.example\r\n\r\n")
+                let exact = try await client.readResponse()
+                let wildcard = try await client.readResponse()
+                await client.close()
+                #expect(exact.echoedHeaders["host"] == "127.0.0.1:\(upstreams[0].port)")
+                #expect(exact.echoedHeaders["x-forwarded-host"] == "API.Tenant.Example:8080")
+                #expect(wildcard.echoedHeaders["host"] == "other.tenant.example")
+            }
+        }
+    }
+
+    // A well-formed client id is kept end to end; a malformed one is replaced; one is generated when absent.
+    @Test func requestIDPropagation() async throws {
+        try await withUpstreams { upstreams in
+            try await withGateway(basicConfig(), upstreams: upstreams) { gateway in
+                let kept = try await gateway.request("GET", "/echo", headers: [("X-Request-ID", "client-id_1.2")])
+                #expect(kept.header("x-request-id") == "client-id_1.2")
+                #expect(kept.echoedHeaders["x-request-id"] == "client-id_1.2")
+                let log = try #require(await gateway.logs.accessEntry(requestID: "client-id_1.2"))
+                #expect(log["status"] as? Int == 200)
+                #expect(log["method"] as? String == "GET")
+                #expect(log["path"] as? String == "/echo")
+                #expect(log["upstream"] as? String == "127.0.0.1:\(upstreams[0].port)")
+
+                let replaced = try await gateway.request("GET", "/echo", headers: [("X-Request-ID", "bad id with spaces")])
+                let fresh = try #require(replaced.header("x-request-id"))
+                #expect(fresh != "bad id with spaces")
+                #expect(fresh.count == 32)
+                #expect(replaced.echoedHeaders["x-request-id"] == fresh)
+
+                let tooLong = String(repeating: "a", count: 129)
+                let long = try await gateway.request("GET", "/echo", headers: [("X-Request-ID", tooLong)])
+                #expect(long.header("x-request-id") != tooLong)
+
+                let generated = try await gateway.request("GET", "/echo")
+                #expect(generated.header("x-request-id")?.count == 32)
+                #expect(generated.header("x-request-id") != fresh)
+            }
+        }
+    }
+
+    // Hop-by-hop headers are removed in both directions, including the ones Connection names; Server and X-Powered-By too.
+    @Test func stripsHopByHopHeadersBothWays() async throws {
+        try await withUpstreams { upstreams in
+            try await withGateway(basicConfig(), upstreams: upstreams) { gateway in
+                let request = try await gateway.request(
+                    "GET", "/echo",
+                    headers: [
+                        ("Connection", "keep-alive, X-Client-Hop"), ("X-Client-Hop", "secret"), ("Keep-Alive", "timeout=5"),
+                        ("TE", "trailers"), ("Trailer", "X-Sum"), ("Upgrade", "websocket"), ("Proxy-Connection", "keep-alive"),
+                        ("Proxy-Authorization", "Basic Zm9vOmJhcg=="), ("X-End-To-End", "yes"),
+                    ])
+                let seen = request.echoedHeaders
+                for name in ["connection", "x-client-hop", "keep-alive", "te", "trailer", "upgrade", "proxy-connection", "proxy-authorization"] {
+                    #expect(seen[name] == nil, "\(name) reached the upstream")
+                }
+                #expect(seen["x-end-to-end"] == "yes")
+                #expect(request.header("server") == nil)
+                #expect(request.header("x-powered-by") == nil)
+
+                let response = try await gateway.request("GET", "/hop")
+                #expect(response.status == 200)
+                for name in ["x-hop-secret", "keep-alive", "upgrade", "trailer"] {
+                    #expect(response.header(name) == nil, "\(name) reached the client")
+                }
+                #expect(response.header("connection") == nil)
+                #expect(response.header("x-end-to-end") == "kept")
+            }
+        }
+    }
+
+    // X-Forwarded-* from an untrusted peer are replaced; a trusted proxy's chain is extended.
+    @Test func forwardedHeadersHonourTrustedProxies() async throws {
+        try await withUpstreams { upstreams in
+            let spoof: [(String, String)] = [
+                ("X-Forwarded-For", "6.6.6.6"), ("X-Forwarded-Proto", "https"), ("X-Forwarded-Host", "evil.example"),
+            ]
+            try await withGateway(basicConfig(), upstreams: upstreams) { gateway in
+                let response = try await gateway.request("GET", "/echo", headers: spoof)
+                #expect(response.echoedHeaders["x-forwarded-for"] == "127.0.0.1")
+                #expect(response.echoedHeaders["x-forwarded-proto"] == "http")
+                #expect(response.echoedHeaders["x-forwarded-host"] == "test.local")
+                let log = try await gateway.accessLog(for: response)
+                #expect(log["client_ip"] as? String == "127.0.0.1")
+            }
+            try await withGateway(basicConfig(top: #""trusted_proxies": ["127.0.0.0/8"],"#), upstreams: upstreams) { gateway in
+                let response = try await gateway.request("GET", "/echo", headers: spoof)
+                #expect(response.echoedHeaders["x-forwarded-for"] == "6.6.6.6, 127.0.0.1")
+                #expect(response.echoedHeaders["x-forwarded-proto"] == "https")
+                #expect(response.echoedHeaders["x-forwarded-host"] == "evil.example")
+                let log = try await gateway.accessLog(for: response)
+                #expect(log["client_ip"] as? String == "6.6.6.6")
+            }
+        }
+    }
+
+    // Security headers go on upstream responses and on the gateway's own errors; never HSTS on plaintext.
+    @Test func securityHeadersOnEveryResponse() async throws {
+        let top = #""security_headers": { "content_security_policy": "default-src 'none'", "referrer_policy": null },"#
+        try await withUpstreams { upstreams in
+            try await withGateway(basicConfig(routes: #"[{ "name": "r", "match": { "path_prefix": "/ok" }, "upstream": "demo" }]"#, top: top), upstreams: upstreams) { gateway in
+                for target in ["/ok/echo", "/missing"] {
+                    let response = try await gateway.request("GET", target)
+                    #expect(response.header("x-content-type-options") == "nosniff")
+                    #expect(response.header("x-frame-options") == "DENY")
+                    #expect(response.header("content-security-policy") == "default-src 'none'")
+                    #expect(response.header("referrer-policy") == nil)  // switched off with null
+                    #expect(response.header("strict-transport-security") == nil)
+                }
+            }
+        }
+    }
+
+    // Round robin spreads requests over both targets.
+    @Test func balancesAcrossTargets() async throws {
+        try await withUpstreams(2) { upstreams in
+            let targets = #""http://127.0.0.1:$UP0", "http://127.0.0.1:$UP1""#
+            try await withGateway(basicConfig(targets: targets), upstreams: upstreams) { gateway in
+                var served: [String: Int] = [:]
+                for _ in 0..<6 {
+                    let response = try await gateway.request("GET", "/echo")
+                    served[response.json["upstream"] as? String ?? "?", default: 0] += 1
+                }
+                #expect(served == ["a": 3, "b": 3])
+            }
+        }
+    }
+
+    // A plaintext listener with redirect_https_port answers 308 to the same host, path and query.
+    @Test func redirectListener() async throws {
+        let config = """
+            { "workers": 1,
+              "listeners": [{ "name": "redirect", "address": "127.0.0.1", "port": 0, "redirect_https_port": 8443 }],
+              "upstreams": { "demo": { "targets": ["http://127.0.0.1:$UP0"] } },
+              "routes": [{ "name": "all", "upstream": "demo" }] }
+            """
+        try await withUpstreams { upstreams in
+            try await withGateway(config, upstreams: upstreams) { gateway in
+                let response = try await gateway.request("GET", "/a/b?c=d")
+                #expect(response.status == 308)
+                #expect(response.header("location") == "https://test.local:8443/a/b?c=d")
+                #expect(upstreams[0].requestsServed == 0)
+            }
+        }
+    }
+}

@@ -1,0 +1,138 @@
+import Foundation
+import Synchronization
+import Testing
+
+/// The built executables next to the test bundle (`.build/<triple>/debug/`).
+enum Binaries {
+    static var directory: URL {
+        URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().deletingLastPathComponent()
+    }
+
+    static var gateway: URL { directory.appendingPathComponent("gateway") }
+}
+
+/// Output of a finished command.
+struct CommandResult {
+    var status: Int32
+    var stdout: String
+    var stderr: String
+}
+
+/// Runs a program to completion (bounded by `timeout`) and collects its output.
+func runCommand(_ executable: URL, _ arguments: [String], timeout: Duration = .seconds(120)) async throws -> CommandResult {
+    let process = Process()
+    process.executableURL = executable
+    process.arguments = arguments
+    let out = Pipe()
+    let err = Pipe()
+    process.standardOutput = out
+    process.standardError = err
+    try process.run()
+    let deadline = ContinuousClock.now + timeout
+    let outData = Mutex(Data())
+    let errData = Mutex(Data())
+    out.fileHandleForReading.readabilityHandler = { handle in
+        let chunk = handle.availableData
+        outData.withLock { $0.append(chunk) }
+    }
+    err.fileHandleForReading.readabilityHandler = { handle in
+        let chunk = handle.availableData
+        errData.withLock { $0.append(chunk) }
+    }
+    while process.isRunning {
+        if ContinuousClock.now > deadline {
+            process.terminate()
+            Issue.record("\(executable.lastPathComponent) \(arguments) timed out")
+            break
+        }
+        try await Task.sleep(for: .milliseconds(10))
+    }
+    process.waitUntilExit()
+    out.fileHandleForReading.readabilityHandler = nil
+    err.fileHandleForReading.readabilityHandler = nil
+    let restOut = out.fileHandleForReading.readDataToEndOfFile()
+    let restErr = err.fileHandleForReading.readDataToEndOfFile()
+    return CommandResult(
+        status: process.terminationStatus,
+        stdout: String(decoding: outData.withLock { $0 } + restOut, as: UTF8.self),
+        stderr: String(decoding: errData.withLock { $0 } + restErr, as: UTF8.self))
+}
+
+/// The real `gateway` binary running on a config written to a temporary file.
+final class GatewayProcess {
+    final class Output: Sendable {
+        let data = Mutex(Data())
+    }
+
+    let process = Process()
+    private let output = Output()
+    private let configURL: URL
+    private(set) var port = 0
+
+    init(config: String) throws {
+        configURL = FileManager.default.temporaryDirectory.appendingPathComponent("gateway-test-\(UUID().uuidString).json")
+        try config.write(to: configURL, atomically: true, encoding: .utf8)
+        process.executableURL = Binaries.gateway
+        process.arguments = ["run", "--config", configURL.path]
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        process.standardError = pipe
+        pipe.fileHandleForReading.readabilityHandler = { [output] handle in
+            let chunk = handle.availableData
+            output.data.withLock { $0.append(chunk) }
+        }
+    }
+
+    deinit {
+        if process.isRunning { process.interrupt() }
+        try? FileManager.default.removeItem(at: configURL)
+    }
+
+    var log: String { String(decoding: output.data.withLock { $0 }, as: UTF8.self) }
+
+    var logLines: [[String: Any]] {
+        log.split(separator: "\n").compactMap { (try? JSONSerialization.jsonObject(with: Data($0.utf8))) as? [String: Any] }
+    }
+
+    /// Starts the process and waits for its "listening" line to learn the bound port.
+    func start() async throws {
+        try process.run()
+        let deadline = ContinuousClock.now + .seconds(20)
+        while ContinuousClock.now < deadline {
+            if let line = logLines.first(where: { $0["msg"] as? String == "listening" }), let port = line["port"] as? Int {
+                self.port = port
+                return
+            }
+            if !process.isRunning { break }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        Issue.record("gateway did not start: \(log)")
+        throw RawClient.TimeoutError(what: "the gateway to listen")
+    }
+
+    /// Peak resident memory so far (VmHWM), in bytes.
+    var peakResidentBytes: Int {
+        let status = (try? String(contentsOfFile: "/proc/\(process.processIdentifier)/status", encoding: .utf8)) ?? ""
+        let line = status.split(separator: "\n").first { $0.hasPrefix("VmHWM:") } ?? ""
+        let kilobytes = Int(line.split(separator: " ").dropFirst().first ?? "") ?? 0
+        return kilobytes * 1024
+    }
+
+    /// Sends SIGTERM (graceful stop).
+    func terminate() { process.terminate() }
+
+    /// Waits for the process to exit; returns its status, or nil on timeout.
+    func waitForExit(timeout: Duration) async -> Int32? {
+        let deadline = ContinuousClock.now + timeout
+        while process.isRunning {
+            if ContinuousClock.now > deadline { return nil }
+            try? await Task.sleep(for: .milliseconds(10))
+        }
+        return process.terminationStatus
+    }
+}
+
+/// Runs a shell pipeline (used to drive curl for multi-gigabyte transfers).
+func shell(_ script: String, timeout: Duration = .seconds(300)) async throws -> CommandResult {
+    try await runCommand(URL(fileURLWithPath: "/bin/sh"), ["-c", script], timeout: timeout)
+}
