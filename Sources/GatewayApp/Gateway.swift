@@ -48,7 +48,7 @@ public final class Gateway: Sendable {
             }
             let server = GatewayServer(group: group, runtime: runtime, forwarders: forwarders)
             let listeners = try await server.start()
-            logger.info("gateway started", metadata: ["workers": "\(workers)", "routes": "\(config.routes.count)"])
+            logger.info("gateway started", metadata: ["workers": .stringConvertible(workers), "routes": .stringConvertible(config.routes.count)])
             return Gateway(
                 config: config, listeners: listeners, group: group, server: server, forwarders: forwarders, logger: logger)
         } catch {
@@ -75,7 +75,7 @@ public final class Gateway: Sendable {
 
     /// Graceful stop: no new connections, requests in flight finish within the drain timeout.
     public func shutdown() async {
-        logger.info("gateway stopping", metadata: ["drain_timeout_ms": "\(config.limits.drainTimeoutMs)"])
+        logger.info("gateway stopping", metadata: ["drain_timeout_ms": .stringConvertible(config.limits.drainTimeoutMs)])
         await server.shutdown(timeout: .milliseconds(Int64(config.limits.drainTimeoutMs)))
         try? await group.shutdownGracefully()
         logger.info("gateway stopped")

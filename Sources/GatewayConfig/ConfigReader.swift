@@ -102,7 +102,11 @@ struct ConfigNode {
             return nil
         }
         guard range.contains(number) else {
-            error("\(number) is out of range (\(range.lowerBound)...\(range.upperBound))")
+            if range.upperBound == Int.max {
+                error("\(number) is too small (at least \(range.lowerBound))")
+            } else {
+                error("\(number) is out of range (\(range.lowerBound)...\(range.upperBound))")
+            }
             return nil
         }
         return number

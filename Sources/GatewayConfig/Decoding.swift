@@ -9,7 +9,10 @@ extension GatewayConfig {
     static func decode(_ node: ConfigNode) -> GatewayConfig? {
         node.object { o in
             let workers = o.optional("workers") { $0.int(1...1024) }
-            let listeners = o.required("listeners") { $0.array(ListenerConfig.decode) }
+            let listeners = o.required("listeners") { node -> [ListenerConfig]? in
+                if case .array(let raw) = node.value, raw.isEmpty { node.error("at least one listener is required") }
+                return node.array(ListenerConfig.decode)
+            }
             let admin = o.optional("admin", AdminConfig.decode)
             let redis = o.optional("redis", RedisConfig.decode)
             let limits = o.optional("limits", LimitsConfig.decode) ?? LimitsConfig()

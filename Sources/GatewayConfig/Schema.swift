@@ -61,6 +61,8 @@ public struct RedisConfig: Sendable {
 }
 
 public struct LimitsConfig: Sendable {
+    public init() {}
+
     public var maxHeaderBytes: Int = 16_384
     public var maxBodyBytes: Int = 10_485_760
     public var headerTimeoutMs: Int = 10_000
@@ -70,6 +72,8 @@ public struct LimitsConfig: Sendable {
 }
 
 public struct SecurityHeadersConfig: Sendable {
+    public init() {}
+
     /// nil switches the header off. HSTS is only ever sent on TLS listeners.
     public var hstsMaxAgeSeconds: Int? = 31_536_000
     public var hstsIncludeSubdomains = false
@@ -83,6 +87,8 @@ public struct SecurityHeadersConfig: Sendable {
 }
 
 public struct RateLimitingConfig: Sendable {
+    public init() {}
+
     public enum Store: String, Sendable { case memory, redis }
     public enum OnStoreError: String, Sendable { case allow, deny, local }
     public var store: Store = .memory
@@ -90,6 +96,8 @@ public struct RateLimitingConfig: Sendable {
 }
 
 public struct CacheConfig: Sendable {
+    public init() {}
+
     public enum Store: String, Sendable { case memory, redis }
     public var store: Store = .memory
     public var memoryBytes: Int = 268_435_456
@@ -181,6 +189,8 @@ public struct HealthCheckConfig: Sendable {
 }
 
 public struct PoolConfig: Sendable {
+    public init() {}
+
     /// Idle keep-alive connections kept per target on each worker.
     public var maxIdlePerTarget: Int = 64
     /// Idle connections older than this are closed; keep it below the upstream's own keep-alive timeout.
@@ -201,6 +211,8 @@ public struct RouteConfig: Sendable {
 }
 
 public struct MatchConfig: Sendable {
+    public init() {}
+
     /// Lowercase; exact names or `*.suffix` wildcards. Empty: any host.
     public var hosts: [String] = []
     public var pathPrefix: String?
@@ -250,6 +262,8 @@ public struct CORSConfig: Sendable {
 }
 
 public struct LoggingConfig: Sendable {
+    public init() {}
+
     public enum Level: String, Sendable, CaseIterable { case trace, debug, info, notice, warning, error, critical }
     public var level: Level = .info
     /// One JSON line per request on stdout.

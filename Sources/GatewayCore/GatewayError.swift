@@ -15,7 +15,6 @@ public struct GatewayError: Error, Hashable, Sendable, CustomStringConvertible {
         case badRequest = "BAD_REQUEST"
         case upstreamUnavailable = "UPSTREAM_UNAVAILABLE"
         case upstreamTimeout = "UPSTREAM_TIMEOUT"
-        case serviceUnavailable = "SERVICE_UNAVAILABLE"
         case internalError = "INTERNAL"
     }
 
@@ -42,7 +41,6 @@ public struct GatewayError: Error, Hashable, Sendable, CustomStringConvertible {
         case .badRequest: return .badRequest
         case .upstreamUnavailable: return .badGateway
         case .upstreamTimeout: return .gatewayTimeout
-        case .serviceUnavailable: return .serviceUnavailable
         case .internalError: return .internalServerError
         }
     }
@@ -70,7 +68,6 @@ public struct GatewayError: Error, Hashable, Sendable, CustomStringConvertible {
     public static let upstreamUnavailable = GatewayError(.upstreamUnavailable, "The upstream service could not be reached.")
     public static let upstreamBrokenResponse = GatewayError(.upstreamUnavailable, "The upstream service sent an invalid or incomplete response.")
     public static let upstreamTimeout = GatewayError(.upstreamTimeout, "The upstream service did not answer in time.")
-    public static let shuttingDown = GatewayError(.serviceUnavailable, "The gateway is shutting down.")
     public static let internalError = GatewayError(.internalError, "The gateway failed to handle this request.")
 
     /// The single place where arbitrary errors become gateway errors: anything unknown is a 500.

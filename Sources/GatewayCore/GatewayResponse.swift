@@ -30,7 +30,6 @@ public struct GatewayResponse: Sendable {
         headers.add(name: "content-type", value: "application/json")
         headers.add(name: "content-length", value: String(json.utf8.count))
         if !error.allowedMethods.isEmpty { headers.add(name: "allow", value: error.allowedMethods.joined(separator: ", ")) }
-        if error.status == .serviceUnavailable { headers.add(name: "retry-after", value: "1") }
         if error.closesConnection { headers.add(name: "connection", value: "close") }
         return GatewayResponse(status: error.status, headers: headers, body: ByteBuffer(string: json))
     }

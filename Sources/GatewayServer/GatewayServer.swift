@@ -88,7 +88,7 @@ public final class GatewayServer: Sendable {
                 bound.append(BoundListener(name: listener.name, address: address))
                 logger.info(
                     "listening",
-                    metadata: ["listener": "\(listener.name)", "address": "\(address.ipAddress ?? listener.address)", "port": "\(address.port ?? 0)"])
+                    metadata: ["listener": "\(listener.name)", "address": "\(address.ipAddress ?? listener.address)", "port": .stringConvertible(address.port ?? 0)])
             }
         } catch {
             await closeListeners()
@@ -137,7 +137,7 @@ public final class GatewayServer: Sendable {
         }
         let remaining = tracker.all
         if !remaining.isEmpty {
-            logger.warning("drain timeout: closing connections still open", metadata: ["connections": "\(remaining.count)"])
+            logger.warning("drain timeout: closing connections still open", metadata: ["connections": .stringConvertible(remaining.count)])
             for channel in remaining { channel.close(promise: nil) }
         }
         await forwarders.forEach { $0.closeIdleConnections() }

@@ -18,6 +18,8 @@ final class HTTP1ConnectionHandler: ChannelDuplexHandler, DownstreamStream {
     // Timeouts of the connection itself (idle keep-alive and slow request heads).
     private var deadlines: ConnectionDeadlines
     private var timer: Scheduled<Void>?
+    /// When the scheduled timer fires; a later deadline reuses it, an earlier one re-arms it.
+    private var timerFiresAt: NIODeadline?
 
     // The request being handled.
     private var exchange: ExchangeDriver?
@@ -85,8 +87,9 @@ final class HTTP1ConnectionHandler: ChannelDuplexHandler, DownstreamStream {
     /// Called by the raw-bytes observer in front of the decoder: the first byte after an idle period
     /// starts the header timeout.
     func bytesArrived() {
+        guard deadlines.phase == .idle else { return }
         deadlines.bytesArrived(now: NIODeadline.now().uptimeNanoseconds)
-        if timer == nil { scheduleTimer() }
+        scheduleTimer()
     }
 
     // MARK: Inbound
@@ -258,6 +261,8 @@ final class HTTP1ConnectionHandler: ChannelDuplexHandler, DownstreamStream {
         }
         // A response that overtakes its request body ends the connection: the rest of the body is not read.
         if requestHasBody && !requestEndSeen { closeAfterResponse = true }
+        // The gateway's own answers to broken requests ask for the connection to end.
+        if head.headers["connection"].contains(where: { $0.equalsASCIICaseInsensitive("close") }) { closeAfterResponse = true }
         if closeAfterResponse {
             if request.version.minor >= 1 { head.headers.replaceOrAdd(name: "connection", value: "close") }
         } else if request.version.minor == 0 {
@@ -313,7 +318,7 @@ final class HTTP1ConnectionHandler: ChannelDuplexHandler, DownstreamStream {
         requestHead = nil
         bodyPaused = false
         deadlines.requestFinished(now: NIODeadline.now().uptimeNanoseconds)
-        if timer == nil { scheduleTimer() }
+        scheduleTimer()
         processQueue()
         resumeReadingIfPossible()
     }
@@ -339,13 +344,19 @@ final class HTTP1ConnectionHandler: ChannelDuplexHandler, DownstreamStream {
     // MARK: Timer
 
     private func scheduleTimer() {
-        guard let context, timer == nil else { return }
-        switch deadlines.check(now: NIODeadline.now().uptimeNanoseconds) {
+        guard let context else { return }
+        let now = NIODeadline.now()
+        switch deadlines.check(now: now.uptimeNanoseconds) {
         case .none:
             return
         case .notYet(let remaining):
-            timer = context.eventLoop.assumeIsolated().scheduleTask(in: .nanoseconds(Int64(remaining))) { [self] in
+            let firesAt = now + .nanoseconds(Int64(remaining))
+            if let timerFiresAt, timer != nil, timerFiresAt <= firesAt { return }  // fires early enough; it re-checks
+            timer?.cancel()
+            timerFiresAt = firesAt
+            timer = context.eventLoop.assumeIsolated().scheduleTask(deadline: firesAt) { [self] in
                 self.timer = nil
+                self.timerFiresAt = nil
                 self.timerFired()
             }
         case .idleExpired, .headerExpired:
