@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# `make run`: start a demo upstream on every 127.0.0.1 target port of the config that nothing listens on
+# yet, then run the gateway in the foreground. Ctrl-C (SIGINT) drains the gateway and stops the demos.
+set -euo pipefail
+
+config="${1:-gateway.json}"
+bin="${BIN:-.build/debug}"
+[ -f "$config" ] || { echo "no config at $config" >&2; exit 1; }
+
+"$bin/gateway" check --config "$config" >&2 || { echo "fix $config first (see above)" >&2; exit 1; }
+
+pids=()
+cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; }
+trap cleanup EXIT
+
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+names=(a b c d e f g h)
+index=0
+for port in $(grep -oE '"https?://(127\.0\.0\.1|localhost):[0-9]+' "$config" | grep -oE '[0-9]+$' | sort -u); do
+  if port_open "$port"; then
+    echo "port $port already answers; not starting a demo upstream there" >&2
+    continue
+  fi
+  "$bin/demo-upstream" --port "$port" --name "${names[$((index % 8))]}" &
+  pids+=($!)
+  index=$((index + 1))
+done
+
+# Wait (briefly) for the demo upstreams to listen, so the first request does not race them.
+for _ in $(seq 50); do
+  ready=1
+  for port in $(grep -oE '"https?://(127\.0\.0\.1|localhost):[0-9]+' "$config" | grep -oE '[0-9]+$' | sort -u); do
+    port_open "$port" || ready=0
+  done
+  [ "$ready" = 1 ] && break
+  sleep 0.1
+done
+
+"$bin/gateway" run --config "$config" &
+gateway=$!
+trap 'kill -INT $gateway 2>/dev/null || true' INT TERM
+wait "$gateway" || true
