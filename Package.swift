@@ -97,16 +97,19 @@ let package = Package(
         .testTarget(
             name: "GatewayCoreTests",
             dependencies: [
-                "GatewayCore", "GatewayFilters",
-                .product(name: "NIOEmbedded", package: "swift-nio"),
+                "GatewayCore", "GatewayFilters", "GatewayConfig", "GatewayPolicy",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
             ],
             swiftSettings: strict
         ),
         .testTarget(
             name: "GatewayIntegrationTests",
             dependencies: [
-                "GatewayApp", "DemoUpstream",
+                "GatewayApp", "GatewayConfig", "GatewayCore", "DemoUpstream",
+                .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strict
         ),
