@@ -5,6 +5,12 @@ import PackageDescription
 // (Policy -> Config -> Core -> Filters/Upstream/Server -> App -> gateway).
 let strict: [SwiftSetting] = [.swiftLanguageMode(.v6)]
 
+let nioCore: Target.Dependency = .product(name: "NIOCore", package: "swift-nio")
+let nioPosix: Target.Dependency = .product(name: "NIOPosix", package: "swift-nio")
+let nioHTTP1: Target.Dependency = .product(name: "NIOHTTP1", package: "swift-nio")
+let logging: Target.Dependency = .product(name: "Logging", package: "swift-log")
+let nioStack: [Target.Dependency] = [nioCore, nioPosix, nioHTTP1, logging]
+
 let package = Package(
     name: "gateway",
     platforms: [.macOS(.v15)],
@@ -22,53 +28,22 @@ let package = Package(
         .target(name: "GatewayPolicy", swiftSettings: strict),
         .target(name: "GatewayConfig", dependencies: ["GatewayPolicy"], swiftSettings: strict),
         .target(
-            name: "GatewayCore",
-            dependencies: [
-                "GatewayPolicy", "GatewayConfig",
-                .product(name: "NIOCore", package: "swift-nio"),
-                .product(name: "NIOHTTP1", package: "swift-nio"),
-                .product(name: "Logging", package: "swift-log"),
-            ],
-            swiftSettings: strict
-        ),
+            name: "GatewayCore", dependencies: ["GatewayPolicy", "GatewayConfig", nioCore, nioHTTP1, logging],
+            swiftSettings: strict),
         .target(
-            name: "GatewayFilters",
-            dependencies: [
-                "GatewayCore", "GatewayPolicy", "GatewayConfig",
-                .product(name: "NIOHTTP1", package: "swift-nio"),
-                .product(name: "Logging", package: "swift-log"),
-            ],
-            swiftSettings: strict
-        ),
+            name: "GatewayFilters", dependencies: ["GatewayCore", "GatewayPolicy", "GatewayConfig", nioHTTP1, logging],
+            swiftSettings: strict),
         .target(
-            name: "GatewayUpstream",
-            dependencies: [
-                "GatewayCore", "GatewayPolicy", "GatewayConfig",
-                .product(name: "NIOCore", package: "swift-nio"),
-                .product(name: "NIOPosix", package: "swift-nio"),
-                .product(name: "NIOHTTP1", package: "swift-nio"),
-                .product(name: "Logging", package: "swift-log"),
-            ],
-            swiftSettings: strict
-        ),
+            name: "GatewayUpstream", dependencies: ["GatewayCore", "GatewayPolicy", "GatewayConfig"] + nioStack,
+            swiftSettings: strict),
         .target(
-            name: "GatewayServer",
-            dependencies: [
-                "GatewayCore", "GatewayPolicy", "GatewayConfig",
-                .product(name: "NIOCore", package: "swift-nio"),
-                .product(name: "NIOPosix", package: "swift-nio"),
-                .product(name: "NIOHTTP1", package: "swift-nio"),
-                .product(name: "Logging", package: "swift-log"),
-            ],
-            swiftSettings: strict
-        ),
+            name: "GatewayServer", dependencies: ["GatewayCore", "GatewayPolicy", "GatewayConfig"] + nioStack,
+            swiftSettings: strict),
         .target(
             name: "GatewayApp",
             dependencies: [
-                "GatewayConfig", "GatewayCore", "GatewayFilters", "GatewayUpstream", "GatewayServer",
-                .product(name: "NIOCore", package: "swift-nio"),
-                .product(name: "NIOPosix", package: "swift-nio"),
-                .product(name: "Logging", package: "swift-log"),
+                "GatewayConfig", "GatewayCore", "GatewayFilters", "GatewayUpstream", "GatewayServer", nioCore, nioPosix,
+                logging,
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
@@ -80,38 +55,18 @@ let package = Package(
             swiftSettings: strict
         ),
         // The demo upstream lives beside the gateway so `make run` and the tests need nothing outside the repo.
-        .target(
-            name: "DemoUpstream",
-            dependencies: [
-                .product(name: "NIOCore", package: "swift-nio"),
-                .product(name: "NIOPosix", package: "swift-nio"),
-                .product(name: "NIOHTTP1", package: "swift-nio"),
-            ],
-            path: "examples/DemoUpstream",
-            swiftSettings: strict
-        ),
+        .target(name: "DemoUpstream", dependencies: [nioCore, nioPosix, nioHTTP1], path: "examples/DemoUpstream", swiftSettings: strict),
         .executableTarget(name: "demo-upstream", dependencies: ["DemoUpstream"], path: "examples/demo-upstream", swiftSettings: strict),
 
         .testTarget(name: "GatewayPolicyTests", dependencies: ["GatewayPolicy"], swiftSettings: strict),
         .testTarget(name: "GatewayConfigTests", dependencies: ["GatewayConfig"], resources: [.copy("Fixtures")], swiftSettings: strict),
         .testTarget(
             name: "GatewayCoreTests",
-            dependencies: [
-                "GatewayCore", "GatewayFilters", "GatewayConfig", "GatewayPolicy",
-                .product(name: "NIOCore", package: "swift-nio"),
-                .product(name: "NIOHTTP1", package: "swift-nio"),
-            ],
-            swiftSettings: strict
-        ),
+            dependencies: ["GatewayCore", "GatewayFilters", "GatewayConfig", "GatewayPolicy", nioCore, nioHTTP1],
+            swiftSettings: strict),
         .testTarget(
             name: "GatewayIntegrationTests",
-            dependencies: [
-                "GatewayApp", "GatewayConfig", "GatewayCore", "DemoUpstream",
-                .product(name: "NIOCore", package: "swift-nio"),
-                .product(name: "NIOPosix", package: "swift-nio"),
-                .product(name: "Logging", package: "swift-log"),
-            ],
-            swiftSettings: strict
-        ),
+            dependencies: ["GatewayApp", "GatewayConfig", "GatewayCore", "DemoUpstream", nioCore, nioPosix, logging],
+            swiftSettings: strict),
     ]
 )
