@@ -71,6 +71,26 @@ public enum HeaderRules {
         return (leftmost ?? peer).description
     }
 
+    /// Splits an absolute-form request target (`http://host:8080/p?q`) into its authority and origin form
+    /// (`/p?q`, or `/` when the path is empty). nil for the usual origin form.
+    public static func splitAbsoluteForm(_ uri: String) -> (authority: String, originForm: String)? {
+        guard uri.utf8.first != UInt8(ascii: "/") else { return nil }
+        let schemeLength: Int
+        if uri.utf8.prefix(7).elementsEqual("http://".utf8, by: { ($0 | 0x20) == $1 }) {
+            schemeLength = 7
+        } else if uri.utf8.prefix(8).elementsEqual("https://".utf8, by: { ($0 | 0x20) == $1 }) {
+            schemeLength = 8
+        } else {
+            return nil
+        }
+        let rest = uri.utf8.dropFirst(schemeLength)
+        let end = rest.firstIndex { $0 == UInt8(ascii: "/") || $0 == UInt8(ascii: "?") } ?? rest.endIndex
+        let authority = String(Substring(rest[..<end]))
+        guard !authority.isEmpty, !authority.contains("@") else { return nil }
+        let tail = String(Substring(rest[end...]))
+        return (authority, tail.hasPrefix("/") ? tail : "/" + tail)
+    }
+
     /// The Host header's name part, lowercased, without port ("Api.Example.com:8080" -> "api.example.com").
     public static func hostName(_ host: String) -> Substring {
         var text = Substring(host)

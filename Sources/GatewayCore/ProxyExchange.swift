@@ -42,6 +42,12 @@ final class ProxyExchange: ExchangeDriver, UpstreamCallDelegate {
     private var runtime: GatewayRuntime { connection.runtime }
 
     init(connection: GatewayConnection, head: HTTPRequestHead, framing: RequestBodyFraming, stream: DownstreamStream) {
+        var head = head
+        // RFC 9112 §3.2.2: a server must accept the absolute form, and its authority replaces Host.
+        if let (authority, originForm) = HeaderRules.splitAbsoluteForm(head.uri) {
+            head.uri = originForm
+            head.headers.replaceOrAdd(name: "host", value: authority)
+        }
         self.connection = connection
         self.head = head
         self.framing = framing

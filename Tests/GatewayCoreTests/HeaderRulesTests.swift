@@ -43,6 +43,16 @@ import Testing
         #expect(HeaderRules.clientAddress(peer: IPAddress("8.8.8.8"), forwardedFor: ["1.2.3.4"], trusted: trusted) == "8.8.8.8")
     }
 
+    // Absolute-form targets become origin form plus the authority for Host.
+    @Test func absoluteForm() {
+        #expect(HeaderRules.splitAbsoluteForm("http://a.example:8080/p?q=1")! == ("a.example:8080", "/p?q=1"))
+        #expect(HeaderRules.splitAbsoluteForm("HTTPS://a.example")! == ("a.example", "/"))
+        #expect(HeaderRules.splitAbsoluteForm("http://a.example?x")! == ("a.example", "/?x"))
+        #expect(HeaderRules.splitAbsoluteForm("/plain") == nil)
+        #expect(HeaderRules.splitAbsoluteForm("http://user@a.example/") == nil)
+        #expect(HeaderRules.splitAbsoluteForm("*") == nil)
+    }
+
     @Test func hostName() {
         #expect(HeaderRules.hostName("API.Example.com:8080") == "api.example.com")
         #expect(HeaderRules.hostName("[::1]:8080") == "[::1]")

@@ -86,6 +86,20 @@ import Testing
         }
     }
 
+    // An absolute-form request target is routed by its authority and forwarded in origin form.
+    @Test func acceptsAbsoluteFormTargets() async throws {
+        try await withUpstreams { upstreams in
+            try await withGateway(basicConfig(routes: Self.routes), upstreams: upstreams) { gateway in
+                let response = try await gateway.request("GET", "http://api.tenant.example/orders?id=1")
+                #expect(response.status == 200)
+                #expect(response.json["uri"] as? String == "/orders?id=1")
+                #expect(response.echoedHeaders["x-forwarded-host"] == "api.tenant.example")
+                let log = try await gateway.accessLog(for: response)
+                #expect(log["route"] as? String == "exact-host")
+            }
+        }
+    }
+
     // A well-formed client id is kept end to end; a malformed one is replaced; one is generated when absent.
     @Test func requestIDPropagation() async throws {
         try await withUpstreams { upstreams in
