@@ -9,7 +9,6 @@ let nioCore: Target.Dependency = .product(name: "NIOCore", package: "swift-nio")
 let nioPosix: Target.Dependency = .product(name: "NIOPosix", package: "swift-nio")
 let nioHTTP1: Target.Dependency = .product(name: "NIOHTTP1", package: "swift-nio")
 let logging: Target.Dependency = .product(name: "Logging", package: "swift-log")
-let nioStack: [Target.Dependency] = [nioCore, nioPosix, nioHTTP1, logging]
 
 let package = Package(
     name: "gateway",
@@ -27,17 +26,19 @@ let package = Package(
     targets: [
         .target(name: "GatewayPolicy", swiftSettings: strict),
         .target(name: "GatewayConfig", dependencies: ["GatewayPolicy"], swiftSettings: strict),
+        // The HTTP/1 codec of the forwarding path: heads kept as received bytes, strict incremental parsing.
+        .target(name: "GatewayHTTP", dependencies: [nioCore], swiftSettings: strict),
         .target(
-            name: "GatewayCore", dependencies: ["GatewayPolicy", "GatewayConfig", nioCore, nioHTTP1, logging],
+            name: "GatewayCore", dependencies: ["GatewayPolicy", "GatewayConfig", "GatewayHTTP", nioCore, logging],
             swiftSettings: strict),
         .target(
-            name: "GatewayFilters", dependencies: ["GatewayCore", "GatewayPolicy", "GatewayConfig", nioHTTP1, logging],
+            name: "GatewayFilters", dependencies: ["GatewayCore", "GatewayPolicy", "GatewayConfig", "GatewayHTTP", logging],
             swiftSettings: strict),
         .target(
-            name: "GatewayUpstream", dependencies: ["GatewayCore", "GatewayPolicy", "GatewayConfig"] + nioStack,
+            name: "GatewayUpstream", dependencies: ["GatewayCore", "GatewayPolicy", "GatewayConfig", "GatewayHTTP", nioCore, nioPosix, logging],
             swiftSettings: strict),
         .target(
-            name: "GatewayServer", dependencies: ["GatewayCore", "GatewayPolicy", "GatewayConfig"] + nioStack,
+            name: "GatewayServer", dependencies: ["GatewayCore", "GatewayPolicy", "GatewayConfig", "GatewayHTTP", nioCore, nioPosix, logging],
             swiftSettings: strict),
         .target(
             name: "GatewayApp",
@@ -59,10 +60,11 @@ let package = Package(
         .executableTarget(name: "demo-upstream", dependencies: ["DemoUpstream"], path: "examples/demo-upstream", swiftSettings: strict),
 
         .testTarget(name: "GatewayPolicyTests", dependencies: ["GatewayPolicy"], swiftSettings: strict),
+        .testTarget(name: "GatewayHTTPTests", dependencies: ["GatewayHTTP", nioCore], swiftSettings: strict),
         .testTarget(name: "GatewayConfigTests", dependencies: ["GatewayConfig"], resources: [.copy("Fixtures")], swiftSettings: strict),
         .testTarget(
             name: "GatewayCoreTests",
-            dependencies: ["GatewayCore", "GatewayFilters", "GatewayConfig", "GatewayPolicy", nioCore, nioHTTP1],
+            dependencies: ["GatewayCore", "GatewayFilters", "GatewayConfig", "GatewayPolicy", "GatewayHTTP", nioCore],
             swiftSettings: strict),
         .testTarget(
             name: "GatewayIntegrationTests",

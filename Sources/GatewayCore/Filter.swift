@@ -1,6 +1,6 @@
+import GatewayHTTP
 import GatewayPolicy
 import NIOCore
-import NIOHTTP1
 
 /// Facts about the client connection, fixed for its lifetime.
 public struct ConnectionInfo: Sendable {
@@ -30,6 +30,8 @@ public struct RequestContext: Sendable {
     public var uri: String
     /// Set once routing has chosen a route.
     public var route: CompiledRoute?
+    /// The request's Host header (authority), once routing has read it.
+    public var host: String?
     /// Monotonic start time, for durations.
     public let startedAt: NIODeadline
 
@@ -87,9 +89,9 @@ public enum FilterStep {
 public struct FilterResumption: Sendable {
     public var decision: FilterDecision
     /// Applied to the request on the event loop before the next filter runs.
-    public var edit: (@Sendable (inout HTTPRequestHead, inout RequestContext) -> Void)?
+    public var edit: (@Sendable (inout RequestHead, inout RequestContext) -> Void)?
 
-    public init(decision: FilterDecision, edit: (@Sendable (inout HTTPRequestHead, inout RequestContext) -> Void)? = nil) {
+    public init(decision: FilterDecision, edit: (@Sendable (inout RequestHead, inout RequestContext) -> Void)? = nil) {
         self.decision = decision
         self.edit = edit
     }
@@ -101,14 +103,14 @@ public struct FilterResumption: Sendable {
 /// Hooks run synchronously on the connection's event loop: the proxy's hot path never hops threads or
 /// allocates a task per request. Asynchronous work goes through `FilterStep.suspend`.
 public protocol GatewayFilter: Sendable {
-    func onRequest(_ head: inout HTTPRequestHead, context: inout RequestContext) -> FilterStep
+    func onRequest(_ head: inout RequestHead, context: inout RequestContext) -> FilterStep
     /// Runs for every response, upstream or gateway-made, in reverse filter order.
-    func onResponse(_ head: inout HTTPResponseHead, context: RequestContext)
+    func onResponse(_ head: inout ResponseHead, context: RequestContext)
     func onComplete(context: RequestContext, outcome: RequestOutcome)
 }
 
 extension GatewayFilter {
-    public func onRequest(_ head: inout HTTPRequestHead, context: inout RequestContext) -> FilterStep { .proceed }
-    public func onResponse(_ head: inout HTTPResponseHead, context: RequestContext) {}
+    public func onRequest(_ head: inout RequestHead, context: inout RequestContext) -> FilterStep { .proceed }
+    public func onResponse(_ head: inout ResponseHead, context: RequestContext) {}
     public func onComplete(context: RequestContext, outcome: RequestOutcome) {}
 }

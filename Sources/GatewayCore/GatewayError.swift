@@ -1,5 +1,3 @@
-import NIOHTTP1
-
 /// An error the gateway answers itself. Each has a stable `code` for clients and dashboards; the
 /// status for each code is decided here and nowhere else.
 ///
@@ -31,17 +29,17 @@ public struct GatewayError: Error, Hashable, Sendable, CustomStringConvertible {
 
     public var code: String { base.rawValue }
 
-    public var status: HTTPResponseStatus {
+    public var status: Int {
         switch base {
-        case .routeNotFound: return .notFound
-        case .methodNotAllowed: return .methodNotAllowed
-        case .payloadTooLarge: return .payloadTooLarge
-        case .headersTooLarge: return .requestHeaderFieldsTooLarge
-        case .requestTimeout: return .requestTimeout
-        case .badRequest: return .badRequest
-        case .upstreamUnavailable: return .badGateway
-        case .upstreamTimeout: return .gatewayTimeout
-        case .internalError: return .internalServerError
+        case .routeNotFound: return 404
+        case .methodNotAllowed: return 405
+        case .payloadTooLarge: return 413
+        case .headersTooLarge: return 431
+        case .requestTimeout: return 408
+        case .badRequest: return 400
+        case .upstreamUnavailable: return 502
+        case .upstreamTimeout: return 504
+        case .internalError: return 500
         }
     }
 

@@ -1,18 +1,18 @@
+import GatewayHTTP
 import NIOCore
-import NIOHTTP1
 
 /// A complete response the gateway produces itself (errors, redirects): small, so held whole.
 public struct GatewayResponse: Sendable {
-    public var head: HTTPResponseHead
+    public var head: ResponseHead
     public var body: ByteBuffer?
 
-    public init(head: HTTPResponseHead, body: ByteBuffer?) {
+    public init(head: ResponseHead, body: ByteBuffer?) {
         self.head = head
         self.body = body
     }
 
-    public init(status: HTTPResponseStatus, headers: HTTPHeaders = HTTPHeaders(), body: ByteBuffer? = nil) {
-        self.head = HTTPResponseHead(version: .http1_1, status: status, headers: headers)
+    public init(status: Int, headers: HeaderList = HeaderList(), body: ByteBuffer? = nil) {
+        self.head = ResponseHead(status: status, headers: headers)
         self.body = body
     }
 
@@ -26,7 +26,7 @@ public struct GatewayResponse: Sendable {
         json += #","request_id":"#
         JSONText.appendQuoted(requestID, to: &json)
         json += "}}\n"
-        var headers = HTTPHeaders()
+        var headers = HeaderList()
         headers.add(name: "content-type", value: "application/json")
         headers.add(name: "content-length", value: String(json.utf8.count))
         if !error.allowedMethods.isEmpty { headers.add(name: "allow", value: error.allowedMethods.joined(separator: ", ")) }

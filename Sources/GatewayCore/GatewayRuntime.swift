@@ -1,8 +1,8 @@
 import GatewayConfig
 import GatewayPolicy
 import Logging
+import GatewayHTTP
 import NIOCore
-import NIOHTTP1
 
 /// Everything a request needs from the config, compiled once: routes, filters, limits. Immutable and
 /// shared by all event loops; a reload builds a new one instead of mutating this.
@@ -57,24 +57,24 @@ public final class GatewayConnection: ConnectionResponder {
         self.redirectHTTPSPort = redirectHTTPSPort
     }
 
-    public func startExchange(head: HTTPRequestHead, framing: RequestBodyFraming, stream: DownstreamStream) -> ExchangeDriver {
-        let exchange = ProxyExchange(connection: self, head: head, framing: framing, stream: stream)
+    public func startExchange(_ request: IncomingRequest, stream: DownstreamStream) -> ExchangeDriver {
+        let exchange = ProxyExchange(connection: self, request: request, stream: stream)
         exchange.start()
         return exchange
     }
 
     public func respondToProtocolError(_ error: GatewayError, stream: DownstreamStream) {
         var context = RequestContext(
-            connection: info, clientIP: peerText, method: .RAW(value: "-"), uri: "-", startedAt: .now())
+            connection: info, clientIP: peerText, method: .other("-"), uri: "-", startedAt: .now())
         context.requestID = RequestID.generate()
         var response = GatewayResponse.error(error, requestID: context.requestID)
         for filter in runtime.globalFilters.reversed() { filter.onResponse(&response.head, context: context) }
         stream.writeResponseHead(response.head)
         if let body = response.body { stream.writeResponseBody(body) }
-        stream.writeResponseEnd(trailers: nil)
+        stream.writeResponseEnd()
         stream.flush()
         let outcome = RequestOutcome(
-            status: Int(response.head.status.code), bytesIn: 0, bytesOut: response.body?.readableBytes ?? 0,
+            status: response.head.status, bytesIn: 0, bytesOut: response.body?.readableBytes ?? 0,
             upstreamTarget: nil, durationNanos: 0, errorCode: error.code, completed: true)
         for filter in runtime.globalFilters { filter.onComplete(context: context, outcome: outcome) }
     }

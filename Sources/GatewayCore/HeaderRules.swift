@@ -1,59 +1,74 @@
+import GatewayHTTP
 import GatewayPolicy
-import NIOHTTP1
 
 /// Header rewriting at the proxy boundary, as pure functions on header lists.
 public enum HeaderRules {
-    /// Hop-by-hop headers (RFC 9110 §7.6.1) plus the legacy ones proxies must not forward.
-    /// Lowercase; compared case-insensitively.
+    /// Hop-by-hop headers (RFC 9110 §7.6.1) plus the legacy ones proxies must not forward. Lowercase.
     static let hopByHop: [String] = [
         "connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade",
         "proxy-authorization",
     ]
 
     /// Response headers that only advertise the upstream's software.
-    static let upstreamIdentity: [String] = ["server", "x-powered-by"]
+    public static let upstreamIdentity: [String] = ["server", "x-powered-by"]
 
-    /// Removes hop-by-hop headers, including every header the Connection header names.
-    /// Cheap when there is nothing to remove, which is the common case.
-    public static func removeHopByHop(_ headers: inout HTTPHeaders, alsoRemoving extra: [String] = []) {
-        var toRemove: [String] = []
-        for (name, value) in headers {
-            if name.equalsASCIICaseInsensitive("connection") {
+    /// Removes hop-by-hop headers, including every header the Connection header names, plus `extra`.
+    /// One pass over the received fields; nothing is allocated unless Connection names other headers.
+    public static func removeHopByHop(_ headers: inout HeaderList, alsoRemoving extra: [String] = []) {
+        // Headers the Connection header names are hop-by-hop too ("close" and "keep-alive" are options).
+        var named: [String] = []
+        if headers.contains(name: "connection") {
+            for value in headers["connection"] {
                 for token in value.split(separator: ",") {
-                    let trimmed = token.trimmingASCIISpaces()
-                    if !trimmed.isEmpty { toRemove.append(trimmed.lowercased()) }
+                    let name = token.trimmingASCIISpaces().lowercased()
+                    if !name.isEmpty && name != "close" && name != "keep-alive" { named.append(name) }
                 }
-                toRemove.append("connection")
-            } else if hopByHop.contains(where: name.equalsASCIICaseInsensitive)
-                || extra.contains(where: name.equalsASCIICaseInsensitive)
-            {
-                toRemove.append(name)
             }
         }
-        for name in toRemove { headers.remove(name: name) }
+        headers.removeReceived { name in
+            isHopByHop(name) || extra.contains { name.equalsCaseInsensitively($0.utf8) }
+                || (!named.isEmpty && named.contains { name.equalsCaseInsensitively($0.utf8) })
+        }
+        headers.removeAdded { name in
+            hopByHop.contains { name.equalsCaseInsensitively($0) } || extra.contains { name.equalsCaseInsensitively($0) }
+                || named.contains { name.equalsCaseInsensitively($0) }
+        }
+    }
+
+    /// Dispatches on length and first letter, so most names are ruled out with two comparisons.
+    @inline(__always)
+    static func isHopByHop(_ name: UnsafeRawBufferPointer) -> Bool {
+        switch (name.count, name.first.map(ASCII.lower)) {
+        case (2, UInt8(ascii: "t")): return name.equalsCaseInsensitively("te".utf8)
+        case (7, UInt8(ascii: "t")): return name.equalsCaseInsensitively("trailer".utf8)
+        case (7, UInt8(ascii: "u")): return name.equalsCaseInsensitively("upgrade".utf8)
+        case (10, UInt8(ascii: "c")): return name.equalsCaseInsensitively("connection".utf8)
+        case (10, UInt8(ascii: "k")): return name.equalsCaseInsensitively("keep-alive".utf8)
+        case (16, UInt8(ascii: "p")): return name.equalsCaseInsensitively("proxy-connection".utf8)
+        case (17, UInt8(ascii: "t")): return name.equalsCaseInsensitively("transfer-encoding".utf8)
+        case (19, UInt8(ascii: "p")): return name.equalsCaseInsensitively("proxy-authorization".utf8)
+        default: return false
+        }
     }
 
     /// Sets X-Forwarded-For/-Proto/-Host for the upstream. A trusted proxy's values are kept (and XFF
     /// extended with the proxy's own address); anyone else's are replaced, so clients cannot forge them.
     public static func setForwarded(
-        _ headers: inout HTTPHeaders, peer: String, peerIsTrusted: Bool, proto: String, host: String?
+        _ headers: inout HeaderList, peer: String, peerIsTrusted: Bool, proto: String, host: String?
     ) {
-        if peerIsTrusted, headers.contains(name: "x-forwarded-for") {
-            let chain = headers["x-forwarded-for"].joined(separator: ", ")
-            headers.replaceOrAdd(name: "x-forwarded-for", value: chain + ", " + peer)
-        } else {
-            headers.replaceOrAdd(name: "x-forwarded-for", value: peer)
+        guard peerIsTrusted else {
+            headers.remove(name: "x-forwarded-for")
+            headers.remove(name: "x-forwarded-proto")
+            headers.remove(name: "x-forwarded-host")
+            headers.add(name: "x-forwarded-for", value: peer)
+            headers.add(name: "x-forwarded-proto", value: proto)
+            if let host { headers.add(name: "x-forwarded-host", value: host) }
+            return
         }
-        if !(peerIsTrusted && headers.contains(name: "x-forwarded-proto")) {
-            headers.replaceOrAdd(name: "x-forwarded-proto", value: proto)
-        }
-        if !(peerIsTrusted && headers.contains(name: "x-forwarded-host")) {
-            if let host {
-                headers.replaceOrAdd(name: "x-forwarded-host", value: host)
-            } else {
-                headers.remove(name: "x-forwarded-host")
-            }
-        }
+        let chain = headers["x-forwarded-for"]
+        headers.replaceOrAdd(name: "x-forwarded-for", value: chain.isEmpty ? peer : chain.joined(separator: ", ") + ", " + peer)
+        if !headers.contains(name: "x-forwarded-proto") { headers.add(name: "x-forwarded-proto", value: proto) }
+        if !headers.contains(name: "x-forwarded-host"), let host { headers.add(name: "x-forwarded-host", value: host) }
     }
 
     /// The client address as trusted proxies report it: walking X-Forwarded-For from the right, the
@@ -76,9 +91,9 @@ public enum HeaderRules {
     public static func splitAbsoluteForm(_ uri: String) -> (authority: String, originForm: String)? {
         guard uri.utf8.first != UInt8(ascii: "/") else { return nil }
         let schemeLength: Int
-        if uri.utf8.prefix(7).elementsEqual("http://".utf8, by: { ($0 | 0x20) == $1 }) {
+        if uri.utf8.prefix(7).elementsEqual("http://".utf8, by: { ASCII.lower($0) == $1 }) {
             schemeLength = 7
-        } else if uri.utf8.prefix(8).elementsEqual("https://".utf8, by: { ($0 | 0x20) == $1 }) {
+        } else if uri.utf8.prefix(8).elementsEqual("https://".utf8, by: { ASCII.lower($0) == $1 }) {
             schemeLength = 8
         } else {
             return nil
@@ -107,17 +122,6 @@ public enum HeaderRules {
 }
 
 extension StringProtocol {
-    /// ASCII case-insensitive equality against a lowercase literal, without allocating.
-    @inlinable
-    public func equalsASCIICaseInsensitive(_ lowercase: String) -> Bool {
-        guard self.utf8.count == lowercase.utf8.count else { return false }
-        for (a, b) in zip(self.utf8, lowercase.utf8) {
-            let folded = (a >= UInt8(ascii: "A") && a <= UInt8(ascii: "Z")) ? a | 0x20 : a
-            if folded != b { return false }
-        }
-        return true
-    }
-
     public func trimmingASCIISpaces() -> String {
         let isSpace: (Character) -> Bool = { $0 == " " || $0 == "\t" }
         guard let start = firstIndex(where: { !isSpace($0) }), let end = lastIndex(where: { !isSpace($0) }) else {

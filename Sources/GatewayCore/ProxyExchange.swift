@@ -1,7 +1,7 @@
 import GatewayConfig
+import GatewayHTTP
 import Logging
 import NIOCore
-import NIOHTTP1
 
 /// One request/response exchange: request filters, routing, forwarding with streaming in both
 /// directions, response filters, completion hooks. Lives on the client connection's event loop.
@@ -23,34 +23,36 @@ final class ProxyExchange: ExchangeDriver, UpstreamCallDelegate {
 
     private let connection: GatewayConnection
     private var stream: DownstreamStream?
-    private var head: HTTPRequestHead
+    private var head: RequestHead
     private var context: RequestContext
-    private let framing: RequestBodyFraming
+    private let framing: BodyFraming
+    private let expectsContinue: Bool
     private var state: State = .filtering
     private var call: UpstreamCall?
 
     private var heldBody: [ByteBuffer] = []
     private var requestComplete = false
-    private var expectsContinue = false
+    private var continueSent = false
     private var bytesIn = 0
     private var bytesOut = 0
-    private var status: HTTPResponseStatus?
+    private var status: Int?
     private var responseStarted = false
     private var errorCode: String?
     private var totalTimeout: Scheduled<Void>?
 
     private var runtime: GatewayRuntime { connection.runtime }
 
-    init(connection: GatewayConnection, head: HTTPRequestHead, framing: RequestBodyFraming, stream: DownstreamStream) {
-        var head = head
+    init(connection: GatewayConnection, request: IncomingRequest, stream: DownstreamStream) {
+        var head = request.head
         // RFC 9112 §3.2.2: a server must accept the absolute form, and its authority replaces Host.
-        if let (authority, originForm) = HeaderRules.splitAbsoluteForm(head.uri) {
-            head.uri = originForm
+        if let (authority, originForm) = HeaderRules.splitAbsoluteForm(head.target) {
+            head.target = originForm
             head.headers.replaceOrAdd(name: "host", value: authority)
         }
         self.connection = connection
         self.head = head
-        self.framing = framing
+        self.framing = request.framing
+        self.expectsContinue = request.expectsContinue
         self.stream = stream
         let clientIP =
             connection.info.peerIsTrustedProxy
@@ -59,7 +61,7 @@ final class ProxyExchange: ExchangeDriver, UpstreamCallDelegate {
                 trusted: connection.runtime.trustedProxies)
             : connection.peerText
         self.context = RequestContext(
-            connection: connection.info, clientIP: clientIP, method: head.method, uri: head.uri, startedAt: .now())
+            connection: connection.info, clientIP: clientIP, method: head.method, uri: head.target, startedAt: .now())
     }
 
     func start() {
@@ -112,26 +114,26 @@ final class ProxyExchange: ExchangeDriver, UpstreamCallDelegate {
             respond(redirectToHTTPS(port: port))
             return
         }
-        let hosts = head.headers["host"]
-        guard hosts.count <= 1 else {
+        let hostCount = head.headers.count(name: "host")
+        guard hostCount <= 1 else {
             respond(error: .badRequest("The request has more than one Host header."))
             return
         }
-        if hosts.isEmpty && head.version.minor >= 1 && head.version.major == 1 {
+        let hostHeader = hostCount == 1 ? head.headers.first(name: "host") : nil
+        if hostHeader == nil && head.version.minor >= 1 {
             respond(error: .badRequest("HTTP/1.1 requests need a Host header."))
             return
         }
-        let host = HeaderRules.hostName(hosts.first ?? "")
-        let uri = head.uri
-        let path = uri.utf8.firstIndex(of: UInt8(ascii: "?")).map { uri[..<$0] } ?? Substring(uri)
-        switch runtime.routes.match(host: host, path: path, method: head.method, headers: head.headers) {
+        let host = HeaderRules.hostName(hostHeader ?? "")
+        switch runtime.routes.match(host: host, path: head.path, method: head.method, headers: head.headers) {
         case .notFound:
             respond(error: .routeNotFound)
         case .methodNotAllowed(let allowed):
             respond(error: .methodNotAllowed(allowed: allowed))
         case .matched(let route):
             context.route = route
-            if case .contentLength(let length) = framing, length > runtime.limits.maxBodyBytes {
+            context.host = hostHeader
+            if case .length(let length) = framing, length > runtime.limits.maxBodyBytes {
                 respond(error: .payloadTooLarge)
                 return
             }
@@ -143,15 +145,13 @@ final class ProxyExchange: ExchangeDriver, UpstreamCallDelegate {
         guard let route = context.route, let stream else { return }
         var upstreamHead = head
         upstreamHead.version = .http1_1
-        if let prefix = route.stripPrefix { upstreamHead.uri = PathRules.strip(prefix, from: head.uri) }
-        if framing.hasBody, head.headers["expect"].contains(where: { $0.equalsASCIICaseInsensitive("100-continue") }) {
-            expectsContinue = true
-        }
-        // The gateway answers Expect itself (it sends 100 Continue once the upstream is connected).
-        HeaderRules.removeHopByHop(&upstreamHead.headers, alsoRemoving: ["expect"])
+        if let prefix = route.stripPrefix { upstreamHead.target = PathRules.strip(prefix, from: head.target) }
+        // The gateway answers Expect itself (it sends 100 Continue once the upstream is connected), and
+        // re-frames the body, so neither Expect nor the client's framing headers go upstream as they came.
+        HeaderRules.removeHopByHop(&upstreamHead.headers, alsoRemoving: ["expect", "content-length"])
         HeaderRules.setForwarded(
             &upstreamHead.headers, peer: connection.peerText, peerIsTrusted: connection.info.peerIsTrustedProxy,
-            proto: connection.info.isTLS ? "https" : "http", host: head.headers.first(name: "host"))
+            proto: connection.info.isTLS ? "https" : "http", host: context.host)
 
         let call = connection.forwarder.makeCall(
             upstream: route.upstreamIndex, head: upstreamHead, framing: framing, preserveHost: route.preserveHost,
@@ -175,10 +175,10 @@ final class ProxyExchange: ExchangeDriver, UpstreamCallDelegate {
         let host = HeaderRules.hostName(head.headers.first(name: "host") ?? "")
         guard !host.isEmpty else { return .error(.badRequest("A redirect to https needs a Host header."), requestID: context.requestID) }
         let authority = port == 443 ? String(host) : "\(host):\(port)"
-        var headers = HTTPHeaders()
-        headers.add(name: "location", value: "https://\(authority)\(head.uri)")
+        var headers = HeaderList()
+        headers.add(name: "location", value: "https://\(authority)\(head.target)")
         headers.add(name: "content-length", value: "0")
-        return GatewayResponse(status: .permanentRedirect, headers: headers)
+        return GatewayResponse(status: 308, headers: headers)
     }
 
     // MARK: ExchangeDriver (client side)
@@ -216,19 +216,19 @@ final class ProxyExchange: ExchangeDriver, UpstreamCallDelegate {
 
     func downstreamClosed() {
         if case .forwarding = state { call?.cancel() }
-        finish(status: status ?? HTTPResponseStatus(statusCode: 499), completed: false)
+        finish(status: status ?? 499, completed: false)
     }
 
     // MARK: UpstreamCallDelegate
 
     func upstreamConnected() {
-        guard expectsContinue, !requestComplete, !responseStarted, let stream else { return }
-        expectsContinue = false
-        stream.writeInformational(HTTPResponseHead(version: head.version, status: .continue))
+        guard expectsContinue, !continueSent, !requestComplete, !responseStarted, let stream else { return }
+        continueSent = true
+        stream.writeInformational(ResponseHead(status: 100, version: head.version))
         stream.flush()
     }
 
-    func upstreamResponseHead(_ upstreamHead: HTTPResponseHead) {
+    func upstreamResponseHead(_ upstreamHead: ResponseHead) {
         guard case .forwarding = state, let stream else { return }
         var response = upstreamHead
         HeaderRules.removeHopByHop(&response.headers, alsoRemoving: HeaderRules.upstreamIdentity)
@@ -248,11 +248,11 @@ final class ProxyExchange: ExchangeDriver, UpstreamCallDelegate {
         if case .forwarding = state { stream?.flush() }
     }
 
-    func upstreamResponseEnd(trailers: HTTPHeaders?) {
+    func upstreamResponseEnd() {
         guard case .forwarding = state, let stream else { return }
-        stream.writeResponseEnd(trailers: trailers)
+        stream.writeResponseEnd()
         stream.flush()
-        finish(status: status ?? .ok, completed: true)
+        finish(status: status ?? 200, completed: true)
     }
 
     func upstreamWritabilityChanged(isWritable: Bool) {
@@ -287,7 +287,7 @@ final class ProxyExchange: ExchangeDriver, UpstreamCallDelegate {
         guard let stream else { return }
         guard !responseStarted else {
             stream.abortResponse()
-            finish(status: status ?? .badGateway, completed: false)
+            finish(status: status ?? 502, completed: false)
             return
         }
         state = .respondedLocally
@@ -302,12 +302,12 @@ final class ProxyExchange: ExchangeDriver, UpstreamCallDelegate {
             bytesOut += body.readableBytes
             stream.writeResponseBody(body)
         }
-        stream.writeResponseEnd(trailers: nil)
+        stream.writeResponseEnd()
         stream.flush()
         finish(status: response.head.status, completed: true)
     }
 
-    private func applyResponseFilters(_ response: inout HTTPResponseHead) {
+    private func applyResponseFilters(_ response: inout ResponseHead) {
         if let routeFilters = context.route?.filters {
             for filter in routeFilters.reversed() { filter.onResponse(&response, context: context) }
         }
@@ -316,7 +316,7 @@ final class ProxyExchange: ExchangeDriver, UpstreamCallDelegate {
 
     // MARK: Completion
 
-    private func finish(status: HTTPResponseStatus, completed: Bool) {
+    private func finish(status: Int, completed: Bool) {
         if case .finished = state { return }
         state = .finished
         totalTimeout?.cancel()
@@ -328,7 +328,7 @@ final class ProxyExchange: ExchangeDriver, UpstreamCallDelegate {
         call = nil
         stream = nil
         let outcome = RequestOutcome(
-            status: Int(status.code), bytesIn: bytesIn, bytesOut: bytesOut, upstreamTarget: target,
+            status: status, bytesIn: bytesIn, bytesOut: bytesOut, upstreamTarget: target,
             durationNanos: (NIODeadline.now() - context.startedAt).nanoseconds, errorCode: errorCode,
             completed: completed)
         for filter in runtime.globalFilters { filter.onComplete(context: context, outcome: outcome) }

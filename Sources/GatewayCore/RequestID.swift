@@ -1,3 +1,9 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
 /// Request IDs: kept from the client when well-formed, otherwise freshly generated.
 public enum RequestID {
     /// 1-128 characters of `[A-Za-z0-9._-]`: safe in logs, headers and JSON without escaping.
@@ -16,21 +22,76 @@ public enum RequestID {
     }
 
     /// 32 lowercase hex digits (128 random bits), the same shape as a W3C trace id.
+    ///
+    /// Drawn from a per-thread xoshiro256** generator seeded from the system's entropy: ids are unique and
+    /// unguessable in practice, and no request pays for a `getrandom` system call. They identify
+    /// requests; they are not secrets and are not used as such.
     public static func generate() -> String {
-        var generator = SystemRandomNumberGenerator()
-        return generate(using: &generator)
+        let random = ThreadRandom.current
+        return generate(high: random.next(), low: random.next())
     }
 
     public static func generate(using generator: inout some RandomNumberGenerator) -> String {
-        let high = generator.next() as UInt64
-        let low = generator.next() as UInt64
-        let digits: [UInt8] = Array("0123456789abcdef".utf8)
-        return String(unsafeUninitializedCapacity: 32) { buffer in
+        generate(high: generator.next(), low: generator.next())
+    }
+
+    private static func generate(high: UInt64, low: UInt64) -> String {
+        String(unsafeUninitializedCapacity: 32) { buffer in
             for index in 0..<16 {
-                buffer[index] = digits[Int(high >> (60 - UInt64(index) * 4) & 0xF)]
-                buffer[16 + index] = digits[Int(low >> (60 - UInt64(index) * 4) & 0xF)]
+                buffer[index] = hexDigit(high >> (60 - UInt64(index) * 4))
+                buffer[16 + index] = hexDigit(low >> (60 - UInt64(index) * 4))
             }
             return 32
         }
+    }
+
+    @inline(__always)
+    private static func hexDigit(_ value: UInt64) -> UInt8 {
+        let nibble = UInt8(truncatingIfNeeded: value & 0xF)
+        return nibble < 10 ? UInt8(ascii: "0") + nibble : UInt8(ascii: "a") + nibble - 10
+    }
+}
+
+/// xoshiro256** (Blackman and Vigna), one instance per thread so no lock or atomic is needed.
+final class ThreadRandom {
+    private var s0: UInt64, s1: UInt64, s2: UInt64, s3: UInt64
+
+    private init() {
+        var system = SystemRandomNumberGenerator()
+        repeat {
+            (s0, s1, s2, s3) = (system.next(), system.next(), system.next(), system.next())
+        } while s0 | s1 | s2 | s3 == 0
+    }
+
+    func next() -> UInt64 {
+        let result = rotateLeft(s1 &* 5, by: 7) &* 9
+        let t = s1 << 17
+        s2 ^= s0
+        s3 ^= s1
+        s1 ^= s2
+        s0 ^= s3
+        s2 ^= t
+        s3 = rotateLeft(s3, by: 45)
+        return result
+    }
+
+    @inline(__always)
+    private func rotateLeft(_ value: UInt64, by amount: UInt64) -> UInt64 { value << amount | value >> (64 - amount) }
+
+    private static let key: pthread_key_t = {
+        var key = pthread_key_t()
+        let status = pthread_key_create(&key) { pointer in
+            guard let pointer else { return }
+            Unmanaged<ThreadRandom>.fromOpaque(pointer).release()
+        }
+        precondition(status == 0, "pthread_key_create failed")
+        return key
+    }()
+
+    static var current: ThreadRandom {
+        if let pointer = pthread_getspecific(key) { return Unmanaged<ThreadRandom>.fromOpaque(pointer).takeUnretainedValue() }
+        let random = ThreadRandom()
+        pthread_setspecific(key, Unmanaged.passRetained(random).toOpaque())
+        return random
     }
 }

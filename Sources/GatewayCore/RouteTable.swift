@@ -1,5 +1,5 @@
 import GatewayConfig
-import NIOHTTP1
+import GatewayHTTP
 
 /// One route from gateway.json, compiled for matching: hosts split into exact and wildcard, the path
 /// rule normalised, methods parsed, header names lowercased.
@@ -39,7 +39,7 @@ public struct CompiledRoute: Sendable {
         } else {
             self.path = .any
         }
-        self.methods = config.match.methods.isEmpty ? nil : config.match.methods.map { HTTPMethod(rawValue: $0) }
+        self.methods = config.match.methods.isEmpty ? nil : config.match.methods.map { HTTPMethod($0) }
         self.headers = config.match.headers
         self.upstreamIndex = upstreamIndex
         self.upstreamName = config.upstream
@@ -74,7 +74,7 @@ public struct CompiledRoute: Sendable {
         }
     }
 
-    func headersMatch(_ requestHeaders: HTTPHeaders) -> Bool {
+    func headersMatch(_ requestHeaders: HeaderList) -> Bool {
         headers.allSatisfy { rule in requestHeaders[rule.name].contains(rule.value) }
     }
 
@@ -86,7 +86,7 @@ public struct CompiledRoute: Sendable {
     /// The methods to list in `Allow` for a 405.
     var allowedMethodNames: [String] {
         guard let methods else { return [] }
-        var names = methods.map(\.rawValue)
+        var names = methods.map(\.name)
         if methods.contains(.GET) && !methods.contains(.HEAD) { names.append("HEAD") }
         return names
     }
@@ -111,7 +111,7 @@ public struct RouteTable: Sendable {
     /// - Parameters:
     ///   - host: the request's host, lowercased and without port ("" when absent).
     ///   - path: the request target's path, without the query.
-    public func match(host: Substring, path: Substring, method: HTTPMethod, headers: HTTPHeaders) -> RouteMatch {
+    public func match(host: Substring, path: Substring, method: HTTPMethod, headers: HeaderList) -> RouteMatch {
         var best: (route: CompiledRoute, score: (Int, Int, Int, Int))?
         var allowed: [String] = []
         var methodMismatch = false

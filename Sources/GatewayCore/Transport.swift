@@ -1,30 +1,17 @@
+import GatewayHTTP
 import NIOCore
-import NIOHTTP1
-
-/// How the client frames the request body.
-public enum RequestBodyFraming: Sendable, Equatable {
-    case none
-    case contentLength(Int)
-    /// Chunked (HTTP/1.1) or a stream of frames (HTTP/2): the length is known only at the end.
-    case streamed
-
-    public var hasBody: Bool {
-        switch self {
-        case .none, .contentLength(0): return false
-        default: return true
-        }
-    }
-}
 
 /// The client side of one exchange, as the edge offers it (HTTP/1 today, HTTP/2 streams later).
 /// Bound to the connection's event loop; writes are not flushed until `flush()`.
 public protocol DownstreamStream: AnyObject {
     var isWritable: Bool { get }
     /// A 1xx response (100 Continue) ahead of the real one.
-    func writeInformational(_ head: HTTPResponseHead)
-    func writeResponseHead(_ head: HTTPResponseHead)
+    func writeInformational(_ head: ResponseHead)
+    /// The response head; `bodyFraming` says how the body that follows is delimited by the sender
+    /// (`.length` when Content-Length is set, `.none` when no body may follow).
+    func writeResponseHead(_ head: ResponseHead)
     func writeResponseBody(_ buffer: ByteBuffer)
-    func writeResponseEnd(trailers: HTTPHeaders?)
+    func writeResponseEnd()
     func flush()
     /// Ends the response as broken (the client must not take it as complete): closes the connection.
     func abortResponse()
@@ -41,9 +28,23 @@ public protocol ExchangeDriver: AnyObject {
     func downstreamClosed()
 }
 
+/// A request as the edge hands it over: the head plus what the codec learnt about it.
+public struct IncomingRequest: Sendable {
+    public var head: RequestHead
+    /// `.none`, `.length` or `.chunked` (a body of unknown length, also used for HTTP/2 streams).
+    public var framing: BodyFraming
+    public var expectsContinue: Bool
+
+    public init(head: RequestHead, framing: BodyFraming, expectsContinue: Bool) {
+        self.head = head
+        self.framing = framing
+        self.expectsContinue = expectsContinue
+    }
+}
+
 /// The per-connection entry point the edge calls (one instance per client connection, loop-bound).
 public protocol ConnectionResponder: AnyObject {
-    func startExchange(head: HTTPRequestHead, framing: RequestBodyFraming, stream: DownstreamStream) -> ExchangeDriver
+    func startExchange(_ request: IncomingRequest, stream: DownstreamStream) -> ExchangeDriver
     /// Answers a request the edge could not even parse (400, 431, 408); the connection closes after.
     func respondToProtocolError(_ error: GatewayError, stream: DownstreamStream)
 }
@@ -54,8 +55,8 @@ public protocol ConnectionResponder: AnyObject {
 public protocol UpstreamForwarder: AnyObject {
     /// Prepares a call; nothing happens (and no delegate method runs) until `start()`.
     func makeCall(
-        upstream: Int, head: HTTPRequestHead, framing: RequestBodyFraming, preserveHost: Bool,
-        requestID: String, delegate: UpstreamCallDelegate
+        upstream: Int, head: RequestHead, framing: BodyFraming, preserveHost: Bool, requestID: String,
+        delegate: UpstreamCallDelegate
     ) -> UpstreamCall
 
     /// Closes every idle pooled connection (graceful stop).
@@ -82,12 +83,12 @@ public protocol UpstreamCall: AnyObject {
 public protocol UpstreamCallDelegate: AnyObject {
     /// The request head has been handed to a connected upstream (time to send 100 Continue).
     func upstreamConnected()
-    func upstreamResponseHead(_ head: HTTPResponseHead)
+    func upstreamResponseHead(_ head: ResponseHead)
     func upstreamResponseBody(_ buffer: ByteBuffer)
-    func upstreamResponseEnd(trailers: HTTPHeaders?)
+    func upstreamResponseEnd()
     /// One socket read's worth of response parts has been delivered: a good moment to flush downstream.
     func upstreamReadComplete()
     func upstreamWritabilityChanged(isWritable: Bool)
-    /// The call failed; `responseStarted` tells whether a head was already delivered.
+    /// The call failed; no more delegate calls follow.
     func upstreamFailed(_ error: GatewayError)
 }

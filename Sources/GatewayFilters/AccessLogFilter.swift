@@ -13,7 +13,7 @@ public struct AccessLogFilter: GatewayFilter {
         let path = uri.utf8.firstIndex(of: UInt8(ascii: "?")).map { String(uri[..<$0]) } ?? uri
         var metadata: Logger.Metadata = [
             "request_id": .string(context.requestID),
-            "method": .string(context.method.rawValue),
+            "method": .string(context.method.name),
             "path": .string(path),
             "route": .string(context.route?.name ?? "-"),
             "upstream": .string(outcome.upstreamTarget ?? "-"),

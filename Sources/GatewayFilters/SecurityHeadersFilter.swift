@@ -1,6 +1,6 @@
 import GatewayConfig
 import GatewayCore
-import NIOHTTP1
+import GatewayHTTP
 
 /// Adds the configured security headers to every response, the gateway's own errors included.
 /// HSTS goes only on TLS connections (browsers ignore it over plain HTTP, and it must not be sent there).
@@ -24,12 +24,12 @@ public struct SecurityHeadersFilter: GatewayFilter {
         self.overrideUpstream = config.overrideUpstream
     }
 
-    public func onResponse(_ head: inout HTTPResponseHead, context: RequestContext) {
+    public func onResponse(_ head: inout ResponseHead, context: RequestContext) {
         for (name, value) in always { set(name, value, in: &head.headers) }
         if context.connection.isTLS, let (name, value) = hsts { set(name, value, in: &head.headers) }
     }
 
-    private func set(_ name: String, _ value: String, in headers: inout HTTPHeaders) {
+    private func set(_ name: String, _ value: String, in headers: inout HeaderList) {
         if overrideUpstream {
             headers.replaceOrAdd(name: name, value: value)
         } else if !headers.contains(name: name) {

@@ -2,9 +2,7 @@ import GatewayConfig
 import GatewayCore
 import GatewayPolicy
 import Logging
-import NIOConcurrencyHelpers
 import NIOCore
-import NIOHTTP1
 import NIOPosix
 import Synchronization
 
@@ -155,26 +153,16 @@ public final class GatewayServer: Sendable {
     public var openConnections: Int { tracker.count }
 }
 
-/// The HTTP/1.1 server pipeline: raw-byte observer (header timeout), decoder with header limits,
-/// encoder (framing set explicitly by the connection handler), connection handler.
+/// The HTTP/1.1 server pipeline: one handler that parses, dispatches and frames (see HTTP1ConnectionHandler).
 enum HTTP1Pipeline {
     static func configure(
         _ pipeline: ChannelPipeline.SynchronousOperations, responder: ConnectionResponder, limits: LimitsConfig
     ) throws {
-        let handler = HTTP1ConnectionHandler(
-            responder: responder, maxHeaderBytes: limits.maxHeaderBytes,
-            idleTimeout: .milliseconds(Int64(limits.idleTimeoutMs)),
-            headerTimeout: .milliseconds(Int64(limits.headerTimeoutMs)))
-        var decoderLimits = NIOHTTPDecoderLimitConfiguration()
-        decoderLimits.maxHeaderListSize = limits.maxHeaderBytes
-        decoderLimits.maxHeaderFieldSize = limits.maxHeaderBytes
-        var encoderConfiguration = HTTPResponseEncoder.Configuration()
-        encoderConfiguration.automaticallySetFramingHeaders = false
-        try pipeline.addHandler(ClientActivityObserver(connection: handler))
         try pipeline.addHandler(
-            ByteToMessageHandler(HTTPRequestDecoder(leftOverBytesStrategy: .dropBytes, limitConfiguration: decoderLimits)))
-        try pipeline.addHandler(HTTPResponseEncoder(configuration: encoderConfiguration))
-        try pipeline.addHandler(handler)
+            HTTP1ConnectionHandler(
+                responder: responder, maxHeaderBytes: limits.maxHeaderBytes,
+                idleTimeout: .milliseconds(Int64(limits.idleTimeoutMs)),
+                headerTimeout: .milliseconds(Int64(limits.headerTimeoutMs))))
     }
 }
 

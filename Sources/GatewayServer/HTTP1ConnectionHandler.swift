@@ -1,44 +1,58 @@
 import GatewayCore
+import GatewayHTTP
 import GatewayPolicy
 import NIOCore
-import NIOHTTP1
 
-/// The HTTP/1.1 edge of one client connection: keep-alive, pipelining (answered in order), framing of
-/// responses, client timeouts, read backpressure and graceful close. Each request becomes an exchange
-/// from the `ConnectionResponder`; this handler only moves bytes and keeps HTTP/1 rules.
+/// The HTTP/1.1 edge of one client connection: parsing (with GatewayHTTP's strict codec), keep-alive,
+/// pipelining (answered in order), response framing, client timeouts, read backpressure and graceful
+/// close. Each request becomes an exchange from the `ConnectionResponder`; this handler only moves bytes
+/// and keeps the HTTP/1 rules.
+///
+/// It is the only handler in the pipeline: bytes in, bytes out. No per-message boxing, no second codec
+/// pass, and pipelined requests simply stay in the input buffer until their turn.
 final class HTTP1ConnectionHandler: ChannelDuplexHandler, DownstreamStream {
-    typealias InboundIn = HTTPServerRequestPart
-    typealias OutboundIn = HTTPServerResponsePart
-    typealias OutboundOut = HTTPServerResponsePart
+    typealias InboundIn = ByteBuffer
+    typealias OutboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+
+    private enum Phase {
+        /// Reading the next request head.
+        case head
+        /// Passing the current request's body to its exchange.
+        case body(BodyDecoder)
+        /// The request is complete; its response is not. Later bytes (pipelining) wait in `input`.
+        case awaitingResponse
+        /// Closing: input is ignored.
+        case closing
+    }
 
     private let responder: ConnectionResponder
-    private let maxHeaderBytes: Int
     private var context: ChannelHandlerContext?
+    private var parser: HTTP1HeadParser
+    /// Received bytes not parsed yet.
+    private var input = ByteBuffer()
+    private var phase = Phase.head
+    private var processing = false
 
-    // Timeouts of the connection itself (idle keep-alive and slow request heads).
+    // Timeouts of the connection itself (idle keep-alive and slow request heads), as one lazy timer.
     private var deadlines: ConnectionDeadlines
     private var timer: Scheduled<Void>?
-    /// When the scheduled timer fires; a later deadline reuses it, an earlier one re-arms it.
     private var timerFiresAt: NIODeadline?
 
-    // The request being handled.
+    // The current request and its response.
     private var exchange: ExchangeDriver?
-    private var requestHead: HTTPRequestHead?
+    private var requestMethod = HTTPMethod.GET
+    private var requestVersion = HTTPVersion.http1_1
     private var requestHasBody = false
     private var requestEndSeen = false
+    private var inExchange = false
     private var responseHeadWritten = false
     private var responseEnded = false
+    private var responseChunked = false
+    private var responseHasNoBody = false
     private var closeAfterResponse = false
 
-    /// What arrived for pipelined requests before the current response finished.
-    private enum Queued {
-        case part(HTTPServerRequestPart)
-        case parseError(HTTPParserError)
-    }
-    private var queued = CircularBuffer<Queued>()
-    private var processingQueue = false
-
-    // Reads are held back while the exchange cannot take more body or while requests are queued.
+    // Reads are held back while the exchange cannot take more body or pipelined requests are waiting.
     private var bodyPaused = false
     private var readPending = false
     private var draining = false
@@ -46,14 +60,18 @@ final class HTTP1ConnectionHandler: ChannelDuplexHandler, DownstreamStream {
 
     init(responder: ConnectionResponder, maxHeaderBytes: Int, idleTimeout: TimeAmount, headerTimeout: TimeAmount) {
         self.responder = responder
-        self.maxHeaderBytes = maxHeaderBytes
+        self.parser = HTTP1HeadParser(maxHeadBytes: maxHeaderBytes)
         self.deadlines = ConnectionDeadlines(
             now: NIODeadline.now().uptimeNanoseconds,
             idleTimeoutNanos: UInt64(idleTimeout.nanoseconds),
             headerTimeoutNanos: UInt64(headerTimeout.nanoseconds))
     }
 
-    private var isReadPaused: Bool { bodyPaused || !queued.isEmpty || closed }
+    private var isReadPaused: Bool {
+        if closed || bodyPaused { return true }
+        if case .awaitingResponse = phase { return input.readableBytes > 0 }
+        return false
+    }
 
     // MARK: Lifecycle
 
@@ -75,110 +93,112 @@ final class HTTP1ConnectionHandler: ChannelDuplexHandler, DownstreamStream {
 
     func channelInactive(context: ChannelHandlerContext) {
         closed = true
+        phase = .closing
         timer?.cancel()
         timer = nil
         let exchange = self.exchange
         self.exchange = nil
-        queued.removeAll()
         exchange?.downstreamClosed()
         context.fireChannelInactive()
-    }
-
-    /// Called by the raw-bytes observer in front of the decoder: the first byte after an idle period
-    /// starts the header timeout.
-    func bytesArrived() {
-        guard deadlines.phase == .idle else { return }
-        deadlines.bytesArrived(now: NIODeadline.now().uptimeNanoseconds)
-        scheduleTimer()
     }
 
     // MARK: Inbound
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        let part = unwrapInboundIn(data)
-        if closed { return }
-        if case .head = part, requestHead != nil {
-            // A pipelined request: hold it (and stop reading) until the current response is done.
-            queued.append(.part(part))
-        } else if !queued.isEmpty {
-            queued.append(.part(part))
+        guard !closed else { return }
+        let bytes = unwrapInboundIn(data)
+        if deadlines.phase == .idle {
+            deadlines.bytesArrived(now: NIODeadline.now().uptimeNanoseconds)
+            scheduleTimer()
+        }
+        if input.readableBytes == 0 {
+            input = bytes
         } else {
-            handle(part)
+            input.writeImmutableBuffer(bytes)
+        }
+        process()
+    }
+
+    /// Parses and dispatches whatever the input holds, as far as the current state allows.
+    private func process() {
+        guard !processing else { return }
+        processing = true
+        defer {
+            processing = false
+            // Do not pin a large receive buffer between reads.
+            if input.readableBytes == 0 && input.capacity > 0 { input = ByteBuffer() }
+        }
+        while !closed {
+            switch phase {
+            case .head:
+                guard input.readableBytes > 0 else { return }
+                let parsed: ParsedRequest
+                do {
+                    guard let request = try parser.parseRequest(&input) else { return }
+                    parsed = request
+                } catch {
+                    handleParseError(error)
+                    return
+                }
+                startRequest(parsed)
+            case .body(var decoder):
+                if bodyPaused { return }
+                let event: BodyDecoder.Event
+                do {
+                    guard let next = try decoder.next(&input) else {
+                        phase = .body(decoder)
+                        return
+                    }
+                    event = next
+                } catch {
+                    handleParseError(error)
+                    return
+                }
+                switch event {
+                case .data(let slice):
+                    phase = .body(decoder)
+                    exchange?.requestBodyPart(slice)
+                case .end:
+                    requestEnded()
+                }
+            case .awaitingResponse, .closing:
+                return
+            }
         }
     }
 
-    private func handle(_ part: HTTPServerRequestPart) {
-        switch part {
-        case .head(let head):
-            startRequest(head)
-        case .body(let buffer):
-            exchange?.requestBodyPart(buffer)
-        case .end:
-            requestEndSeen = true
-            let exchange = self.exchange
-            exchange?.requestEnded()
-            if responseEnded { finishExchange() }
-        }
-    }
-
-    private func startRequest(_ head: HTTPRequestHead) {
+    private func startRequest(_ parsed: ParsedRequest) {
         deadlines.requestStarted()
-        requestHead = head
+        inExchange = true
+        requestMethod = parsed.head.method
+        requestVersion = parsed.head.version
+        requestHasBody = parsed.framing != .none
         requestEndSeen = false
         responseHeadWritten = false
         responseEnded = false
-        closeAfterResponse = draining || !head.isKeepAlive
+        responseChunked = false
+        responseHasNoBody = false
+        closeAfterResponse = draining || !parsed.keepAlive
         bodyPaused = false
-
-        guard let framing = framing(of: head) else {
-            requestHasBody = true
-            closeAfterResponse = true
-            responder.respondToProtocolError(.badRequest("The request's Content-Length or Transfer-Encoding is invalid."), stream: self)
-            return
-        }
-        requestHasBody = framing.hasBody
-        if head.uri.utf8.count > maxHeaderBytes {
-            closeAfterResponse = true
-            responder.respondToProtocolError(.headersTooLarge, stream: self)
-            return
-        }
-        exchange = responder.startExchange(head: head, framing: framing, stream: self)
+        phase = requestHasBody ? .body(BodyDecoder(framing: parsed.framing)) : .awaitingResponse
+        if !requestHasBody { requestEndSeen = true }
+        let request = IncomingRequest(head: parsed.head, framing: parsed.framing, expectsContinue: parsed.expectsContinue)
+        let exchange = responder.startExchange(request, stream: self)
+        // A synchronous answer (404, 413, ...) may have finished the exchange already.
+        if inExchange { self.exchange = exchange }
+        if !requestHasBody { exchange.requestEnded() }
     }
 
-    /// How the request body is framed, or nil when its framing headers are contradictory (the decoder
-    /// already refuses most such requests; this is the last line).
-    private func framing(of head: HTTPRequestHead) -> RequestBodyFraming? {
-        let transferEncoding = head.headers["transfer-encoding"]
-        let contentLength = head.headers["content-length"]
-        if !transferEncoding.isEmpty {
-            guard contentLength.isEmpty,
-                transferEncoding.last?.split(separator: ",").last?.trimmingASCIISpaces().lowercased() == "chunked"
-            else { return nil }
-            return .streamed
-        }
-        guard let first = contentLength.first else { return RequestBodyFraming.none }
-        guard contentLength.allSatisfy({ $0 == first }), let length = Int(first), length >= 0 else { return nil }
-        return .contentLength(length)
+    private func requestEnded() {
+        requestEndSeen = true
+        phase = .awaitingResponse
+        exchange?.requestEnded()
+        if responseEnded { finishExchange() }
     }
 
-    func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        guard let parserError = error as? HTTPParserError else {
-            // I/O errors (resets): nothing sensible can be written any more.
-            context.close(promise: nil)
-            return
-        }
-        if requestHead != nil && requestEndSeen || !queued.isEmpty {
-            // It belongs to a later pipelined request: answer it in its turn.
-            queued.append(.parseError(parserError))
-            return
-        }
-        handleParseError(parserError)
-    }
-
-    /// The decoder cannot continue after a parse error: answer if we still can, then close.
-    private func handleParseError(_ error: HTTPParserError) {
-        guard !closed else { return }
+    private func handleParseError(_ error: HTTPParseError) {
         closeAfterResponse = true
+        phase = .closing
         if responseHeadWritten && !responseEnded {
             abortResponse()
             return
@@ -188,12 +208,22 @@ final class HTTP1ConnectionHandler: ChannelDuplexHandler, DownstreamStream {
             self.exchange = nil
             exchange.downstreamClosed()
         }
-        requestHead = requestHead ?? HTTPRequestHead(version: .http1_1, method: .GET, uri: "/")
+        if !inExchange {
+            inExchange = true
+            requestMethod = .GET
+            requestVersion = .http1_1
+        }
         requestHasBody = true
+        requestEndSeen = false
         responseHeadWritten = false
         responseEnded = false
         deadlines.requestStarted()
-        responder.respondToProtocolError(error == .headerOverflow ? .headersTooLarge : .badRequest(), stream: self)
+        responder.respondToProtocolError(error.kind == .headTooLarge ? .headersTooLarge : .badRequest(), stream: self)
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        // I/O errors (resets): nothing sensible can be written any more.
+        close()
     }
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
@@ -204,15 +234,7 @@ final class HTTP1ConnectionHandler: ChannelDuplexHandler, DownstreamStream {
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         if event is ChannelShouldQuiesceEvent {
             draining = true
-            if exchange == nil && requestHead == nil {
-                close()
-            } else {
-                closeAfterResponse = true
-            }
-        } else if case ChannelEvent.inputClosed = event {
-            // The client half-closed: finish what is in flight, then close.
-            closeAfterResponse = true
-            if exchange == nil && requestHead == nil { close() }
+            if inExchange { closeAfterResponse = true } else { close() }
         }
         context.fireUserInboundEventTriggered(event)
     }
@@ -237,24 +259,28 @@ final class HTTP1ConnectionHandler: ChannelDuplexHandler, DownstreamStream {
 
     var isWritable: Bool { context?.channel.isWritable ?? false }
 
-    func writeInformational(_ head: HTTPResponseHead) {
+    func writeInformational(_ head: ResponseHead) {
         guard let context, !responseHeadWritten else { return }
-        context.write(wrapOutboundOut(.head(head)), promise: nil)
+        var buffer = context.channel.allocator.buffer(capacity: 64)
+        HTTP1Writer.write(head, to: &buffer)
+        context.write(wrapOutboundOut(buffer), promise: nil)
     }
 
-    func writeResponseHead(_ head: HTTPResponseHead) {
-        guard let context, let request = requestHead, !responseHeadWritten else { return }
+    func writeResponseHead(_ head: ResponseHead) {
+        guard let context, inExchange, !responseHeadWritten else { return }
         responseHeadWritten = true
         var head = head
-        head.version = request.version
-        let code = head.status.code
-        if request.method == .HEAD || code == 204 || code == 304 || code < 200 {
+        head.version = requestVersion
+        let status = head.status
+        if requestMethod == .HEAD || status < 200 || status == 204 || status == 304 {
             // No body follows: whatever framing the upstream chose would mislead the client.
+            responseHasNoBody = true
             head.headers.remove(name: "transfer-encoding")
-            if code == 204 || code < 200 { head.headers.remove(name: "content-length") }
+            if status == 204 || status < 200 { head.headers.remove(name: "content-length") }
         } else if !head.headers.contains(name: "content-length") {
-            if request.version.major == 1 && request.version.minor >= 1 {
-                head.headers.replaceOrAdd(name: "transfer-encoding", value: "chunked")
+            if requestVersion.minor >= 1 {
+                head.headers.add(name: "transfer-encoding", value: "chunked")
+                responseChunked = true
             } else {
                 closeAfterResponse = true  // HTTP/1.0: the end of the body is the end of the connection
             }
@@ -262,33 +288,49 @@ final class HTTP1ConnectionHandler: ChannelDuplexHandler, DownstreamStream {
         // A response that overtakes its request body ends the connection: the rest of the body is not read.
         if requestHasBody && !requestEndSeen { closeAfterResponse = true }
         // The gateway's own answers to broken requests ask for the connection to end.
-        if head.headers["connection"].contains(where: { $0.equalsASCIICaseInsensitive("close") }) { closeAfterResponse = true }
+        if head.headers.containsToken("close", inField: "connection") { closeAfterResponse = true }
         if closeAfterResponse {
-            if request.version.minor >= 1 { head.headers.replaceOrAdd(name: "connection", value: "close") }
-        } else if request.version.minor == 0 {
+            if requestVersion.minor >= 1 { head.headers.replaceOrAdd(name: "connection", value: "close") }
+        } else if requestVersion.minor == 0 {
             head.headers.replaceOrAdd(name: "connection", value: "keep-alive")
         }
-        context.write(wrapOutboundOut(.head(head)), promise: nil)
+        var buffer = context.channel.allocator.buffer(capacity: head.headers.serializedSizeEstimate + 64)
+        HTTP1Writer.write(head, to: &buffer)
+        context.write(wrapOutboundOut(buffer), promise: nil)
     }
 
     func writeResponseBody(_ buffer: ByteBuffer) {
-        guard let context, responseHeadWritten, !responseEnded else { return }
-        context.write(wrapOutboundOut(.body(.byteBuffer(buffer))), promise: nil)
+        guard let context, responseHeadWritten, !responseEnded, !responseHasNoBody, buffer.readableBytes > 0 else { return }
+        if responseChunked {
+            context.write(wrapOutboundOut(HTTP1Writer.chunkHeader(size: buffer.readableBytes, allocator: context.channel.allocator)), promise: nil)
+            context.write(wrapOutboundOut(buffer), promise: nil)
+            context.write(wrapOutboundOut(HTTP1Writer.crlf), promise: nil)
+        } else {
+            context.write(wrapOutboundOut(buffer), promise: nil)
+        }
     }
 
-    func writeResponseEnd(trailers: HTTPHeaders?) {
+    func writeResponseEnd() {
         guard let context, responseHeadWritten, !responseEnded else { return }
         responseEnded = true
+        let last: ByteBuffer? = responseChunked && !responseHasNoBody ? HTTP1Writer.lastChunk : nil
         if closeAfterResponse || (requestHasBody && !requestEndSeen) {
             // Close only once everything written has reached the socket.
             exchange = nil
             closed = true
-            context.writeAndFlush(wrapOutboundOut(.end(trailers))).assumeIsolated().whenComplete { [self] _ in
-                self.context?.close(promise: nil)
+            phase = .closing
+            let written: EventLoopFuture<Void>
+            if let last {
+                written = context.writeAndFlush(wrapOutboundOut(last))
+            } else {
+                let promise = context.eventLoop.makePromise(of: Void.self)
+                context.writeAndFlush(wrapOutboundOut(ByteBuffer()), promise: promise)
+                written = promise.futureResult
             }
+            written.assumeIsolated().whenComplete { [self] _ in self.context?.close(promise: nil) }
             return
         }
-        context.write(wrapOutboundOut(.end(trailers)), promise: nil)
+        if let last { context.write(wrapOutboundOut(last), promise: nil) }
         if requestEndSeen { finishExchange() }
     }
 
@@ -300,13 +342,18 @@ final class HTTP1ConnectionHandler: ChannelDuplexHandler, DownstreamStream {
     }
 
     func setRequestBodyPaused(_ paused: Bool) {
+        guard paused != bodyPaused else { return }
         bodyPaused = paused
-        if !paused { resumeReadingIfPossible() }
+        if !paused {
+            process()
+            resumeReadingIfPossible()
+        }
     }
 
     private func close() {
         guard !closed, let context else { return }
         closed = true
+        phase = .closing
         context.close(promise: nil)
     }
 
@@ -315,30 +362,13 @@ final class HTTP1ConnectionHandler: ChannelDuplexHandler, DownstreamStream {
     /// Both the request and the response are complete: get ready for the next request on this connection.
     private func finishExchange() {
         exchange = nil
-        requestHead = nil
+        inExchange = false
         bodyPaused = false
+        phase = .head
         deadlines.requestFinished(now: NIODeadline.now().uptimeNanoseconds)
         scheduleTimer()
-        processQueue()
+        process()  // a pipelined request may already be waiting
         resumeReadingIfPossible()
-    }
-
-    private func processQueue() {
-        guard !processingQueue else { return }
-        processingQueue = true
-        defer { processingQueue = false }
-        while let next = queued.first, !closed {
-            switch next {
-            case .part(.head) where requestHead != nil, .parseError where requestHead != nil:
-                return  // the previous request is still in progress
-            case .part(let part):
-                queued.removeFirst()
-                handle(part)
-            case .parseError(let error):
-                queued.removeFirst()
-                handleParseError(error)
-            }
-        }
     }
 
     // MARK: Timer
@@ -376,28 +406,16 @@ final class HTTP1ConnectionHandler: ChannelDuplexHandler, DownstreamStream {
         case .headerExpired:
             // A slow or stalled request head (slowloris): say so, then hang up.
             closeAfterResponse = true
-            requestHead = HTTPRequestHead(version: .http1_1, method: .GET, uri: "/")
+            phase = .closing
+            inExchange = true
+            requestMethod = .GET
+            requestVersion = .http1_1
             requestHasBody = true
+            requestEndSeen = false
             responseHeadWritten = false
             responseEnded = false
             deadlines.requestStarted()
             responder.respondToProtocolError(.requestTimeout, stream: self)
         }
-    }
-}
-
-/// Sits in front of the HTTP decoder and reports raw bytes, so a partial request head starts the header
-/// timeout even though the decoder has produced nothing yet.
-final class ClientActivityObserver: ChannelInboundHandler {
-    typealias InboundIn = ByteBuffer
-    typealias InboundOut = ByteBuffer
-
-    private unowned let connection: HTTP1ConnectionHandler
-
-    init(connection: HTTP1ConnectionHandler) { self.connection = connection }
-
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        connection.bytesArrived()
-        context.fireChannelRead(data)
     }
 }

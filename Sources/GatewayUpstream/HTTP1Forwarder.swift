@@ -2,8 +2,8 @@ import GatewayConfig
 import GatewayCore
 import GatewayPolicy
 import Logging
+import GatewayHTTP
 import NIOCore
-import NIOHTTP1
 
 /// One upstream (as configured) on one event loop: its targets' pools and the balancer over them.
 final class UpstreamRuntime {
@@ -37,7 +37,7 @@ public final class HTTP1Forwarder: UpstreamForwarder {
     }
 
     public func makeCall(
-        upstream: Int, head: HTTPRequestHead, framing: RequestBodyFraming, preserveHost: Bool, requestID: String,
+        upstream: Int, head: RequestHead, framing: BodyFraming, preserveHost: Bool, requestID: String,
         delegate: UpstreamCallDelegate
     ) -> UpstreamCall {
         HTTP1UpstreamCall(

@@ -1,8 +1,8 @@
 import GatewayConfig
 import GatewayCore
+import GatewayHTTP
 import Logging
 import NIOCore
-import NIOHTTP1
 
 /// One request forwarded over HTTP/1.1: lease (or open) a connection, send the head and stream the
 /// body up, relay the response down, then park the connection for reuse or close it.
@@ -20,8 +20,9 @@ final class HTTP1UpstreamCall: UpstreamCall {
     }
 
     private let upstream: UpstreamRuntime
-    private var head: HTTPRequestHead
-    private let framing: RequestBodyFraming
+    private var head: RequestHead
+    private let framing: BodyFraming
+    private let preserveHost: Bool
     private let requestID: String
     private var delegate: UpstreamCallDelegate?
     private var state: State = .notStarted
@@ -30,32 +31,30 @@ final class HTTP1UpstreamCall: UpstreamCall {
     private var heldBody: [ByteBuffer] = []
     private var endRequested = false
     private var requestEndSent = false
-    private var bodyBytesSent = 0
-    private var responseHead: HTTPResponseHead?
+    private var responseStarted = false
+    private var responseKeepAlive = false
     private var responsePaused = false
     private var freshConnectionRetryUsed = false
 
     init(
-        upstream: UpstreamRuntime, head: HTTPRequestHead, framing: RequestBodyFraming, preserveHost: Bool,
-        requestID: String, delegate: UpstreamCallDelegate
+        upstream: UpstreamRuntime, head: RequestHead, framing: BodyFraming, preserveHost: Bool, requestID: String,
+        delegate: UpstreamCallDelegate
     ) {
         var head = head
         switch framing {
-        case .none: break
-        case .contentLength(let length): head.headers.replaceOrAdd(name: "content-length", value: String(length))
-        case .streamed: head.headers.replaceOrAdd(name: "transfer-encoding", value: "chunked")
+        case .none, .untilClose: break
+        case .length(let length): head.headers.add(name: "content-length", value: String(length))
+        case .chunked: head.headers.add(name: "transfer-encoding", value: "chunked")
         }
         self.upstream = upstream
         self.head = head
         self.framing = framing
+        self.preserveHost = preserveHost
         self.requestID = requestID
         self.delegate = delegate
-        self.preserveHost = preserveHost
     }
 
-    private let preserveHost: Bool
-
-    var target: String? { pool?.target.authority }
+    var target: String? { pool?.authority }
 
     var isWritable: Bool {
         guard case .active(let connection) = state else { return false }
@@ -67,7 +66,7 @@ final class HTTP1UpstreamCall: UpstreamCall {
         let pool = upstream.pickTarget()
         self.pool = pool
         if !preserveHost || !head.headers.contains(name: "host") {
-            head.headers.replaceOrAdd(name: "host", value: pool.target.authority)
+            head.headers.replaceOrAdd(name: "host", value: pool.authority)
         }
         if let connection = pool.takeIdle() {
             attach(connection)
@@ -92,7 +91,7 @@ final class HTTP1UpstreamCall: UpstreamCall {
                     "upstream connect failed",
                     metadata: [
                         "request_id": "\(self.requestID)", "upstream": "\(self.upstream.config.name)",
-                        "target": "\(pool.target.authority)", "error": "\(error)",
+                        "target": "\(pool.authority)", "error": "\(error)",
                     ])
                 self.fail(.upstreamUnavailable)
             }
@@ -102,11 +101,8 @@ final class HTTP1UpstreamCall: UpstreamCall {
     private func attach(_ connection: UpstreamConnection) {
         state = .active(connection)
         connection.call = self
-        connection.write(.head(head))
-        for part in heldBody {
-            bodyBytesSent += part.readableBytes
-            connection.write(.body(.byteBuffer(part)))
-        }
+        connection.writeHead(head)
+        for part in heldBody { writeBody(part, on: connection) }
         heldBody.removeAll()
         if endRequested { writeEnd(on: connection) }
         connection.flush()
@@ -117,8 +113,19 @@ final class HTTP1UpstreamCall: UpstreamCall {
         }
     }
 
+    private func writeBody(_ buffer: ByteBuffer, on connection: UpstreamConnection) {
+        guard buffer.readableBytes > 0 else { return }
+        if framing == .chunked {
+            connection.write(HTTP1Writer.chunkHeader(size: buffer.readableBytes, allocator: connection.allocator))
+            connection.write(buffer)
+            connection.write(HTTP1Writer.crlf)
+        } else {
+            connection.write(buffer)
+        }
+    }
+
     private func writeEnd(on connection: UpstreamConnection) {
-        connection.write(.end(nil))
+        if framing == .chunked { connection.write(HTTP1Writer.lastChunk) }
         requestEndSent = true
         connection.startReadTimeout(upstream.readTimeout)
     }
@@ -128,8 +135,7 @@ final class HTTP1UpstreamCall: UpstreamCall {
         case .notStarted, .connecting:
             heldBody.append(buffer)
         case .active(let connection):
-            bodyBytesSent += buffer.readableBytes
-            connection.write(.body(.byteBuffer(buffer)))
+            writeBody(buffer, on: connection)
             connection.flush()
         case .done:
             break
@@ -137,6 +143,7 @@ final class HTTP1UpstreamCall: UpstreamCall {
     }
 
     func sendEnd() {
+        guard !endRequested else { return }
         endRequested = true
         if case .active(let connection) = state {
             writeEnd(on: connection)
@@ -151,42 +158,39 @@ final class HTTP1UpstreamCall: UpstreamCall {
 
     func cancel() {
         delegate = nil
-        switch state {
-        case .active(let connection):
-            state = .done
+        if case .active(let connection) = state {
             connection.call = nil
             connection.close()
-        case .notStarted, .connecting:
-            state = .done
-        case .done:
-            break
         }
+        state = .done
         heldBody.removeAll()
     }
 
     // MARK: Events from the connection
 
-    func received(_ part: HTTPClientResponsePart, from connection: UpstreamConnection) {
+    func received(_ response: ParsedResponse, from connection: UpstreamConnection) {
         guard case .active(let current) = state, current === connection else { return }
-        switch part {
-        case .head(let head):
-            responseHead = head
-            delegate?.upstreamResponseHead(head)
-        case .body(let buffer):
-            delegate?.upstreamResponseBody(buffer)
-        case .end(let trailers):
-            finishResponse(on: connection, trailers: trailers)
-        }
+        responseStarted = true
+        responseKeepAlive = response.keepAlive
+        var head = response.head
+        // The body is re-framed downstream; a Content-Length that does not describe it must not pass.
+        if case .length = response.framing {} else if response.framing != .none { head.headers.remove(name: "content-length") }
+        delegate?.upstreamResponseHead(head)
     }
 
-    private func finishResponse(on connection: UpstreamConnection, trailers: HTTPHeaders?) {
+    func receivedBody(_ buffer: ByteBuffer, from connection: UpstreamConnection) {
+        guard case .active(let current) = state, current === connection else { return }
+        delegate?.upstreamResponseBody(buffer)
+    }
+
+    func receivedEnd(from connection: UpstreamConnection) {
+        guard case .active(let current) = state, current === connection else { return }
         state = .done
         connection.call = nil
         connection.stopReadTimeout()
         connection.hasServedRequests = true
         // Reuse only a connection whose request and response both completed and that both sides keep alive.
-        let reusable = requestEndSent && (responseHead?.isKeepAlive ?? false) && !connection.isClosed
-        if reusable {
+        if requestEndSent && responseKeepAlive && !connection.isClosed {
             connection.setReadPaused(false)
             pool?.park(connection)
         } else {
@@ -194,7 +198,7 @@ final class HTTP1UpstreamCall: UpstreamCall {
         }
         let delegate = self.delegate
         self.delegate = nil
-        delegate?.upstreamResponseEnd(trailers: trailers)
+        delegate?.upstreamResponseEnd()
     }
 
     func readComplete() {
@@ -210,10 +214,7 @@ final class HTTP1UpstreamCall: UpstreamCall {
         guard case .active(let connection) = state else { return }
         upstream.logger.warning(
             "upstream read timeout",
-            metadata: [
-                "request_id": "\(requestID)", "upstream": "\(upstream.config.name)",
-                "target": "\(connection.pool.target.authority)",
-            ])
+            metadata: ["request_id": "\(requestID)", "upstream": "\(upstream.config.name)", "target": "\(connection.pool.authority)"])
         connection.call = nil
         connection.close()
         fail(.upstreamTimeout)
@@ -228,16 +229,17 @@ final class HTTP1UpstreamCall: UpstreamCall {
         connection.call = nil
         connection.close()
         // A stale keep-alive connection: nothing was answered and nothing unrepeatable was sent.
-        if responseHead == nil, connection.hasServedRequests, !framing.hasBody, !freshConnectionRetryUsed, let pool {
+        if !responseStarted, connection.hasServedRequests, framing == .none, !freshConnectionRetryUsed, let pool {
             freshConnectionRetryUsed = true
+            requestEndSent = false
             connect(pool)
             return
         }
         upstream.logger.warning(
-            responseHead == nil ? "upstream closed before responding" : "upstream closed mid-response",
+            responseStarted ? "upstream closed mid-response" : "upstream closed before responding",
             metadata: [
-                "request_id": "\(requestID)", "upstream": "\(upstream.config.name)",
-                "target": "\(connection.pool.target.authority)", "error": "\(error.map { "\($0)" } ?? "connection closed")",
+                "request_id": "\(requestID)", "upstream": "\(upstream.config.name)", "target": "\(connection.pool.authority)",
+                "error": "\(error.map { "\($0)" } ?? "connection closed")",
             ])
         fail(.upstreamBrokenResponse)
     }

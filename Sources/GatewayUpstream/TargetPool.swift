@@ -2,7 +2,6 @@ import GatewayConfig
 import GatewayPolicy
 import Logging
 import NIOCore
-import NIOHTTP1
 import NIOPosix
 
 /// The keep-alive connections to one upstream target on one event loop.
@@ -11,6 +10,8 @@ import NIOPosix
 /// share a thread: no locks, no hops. The pure `IdleConnectionPool` decides reuse and expiry.
 final class TargetPool {
     let target: UpstreamTarget
+    /// `host:port`, computed once: it goes into Host headers and log lines.
+    let authority: String
     /// The target's address when it is an IP literal (resolved once); nil means resolve on connect.
     private let address: SocketAddress?
     private let eventLoop: EventLoop
@@ -23,6 +24,7 @@ final class TargetPool {
 
     init(target: UpstreamTarget, config: UpstreamConfig, eventLoop: EventLoop, logger: Logger) {
         self.target = target
+        self.authority = target.authority
         self.address = IPAddress(target.host) != nil ? try? SocketAddress(ipAddress: target.host, port: target.port) : nil
         self.eventLoop = eventLoop
         self.connectTimeout = .milliseconds(Int64(config.connectTimeoutMs))
@@ -53,13 +55,7 @@ final class TargetPool {
             .channelInitializer { channel in
                 let connection = UpstreamConnection(pool: boundPool.value)
                 return channel.eventLoop.makeCompletedFuture {
-                    let sync = channel.pipeline.syncOperations
-                    var encoderConfiguration = HTTPRequestEncoder.Configuration()
-                    // Framing is decided by the call (it knows how the client framed the body).
-                    encoderConfiguration.automaticallySetFramingHeaders = false
-                    try sync.addHandler(HTTPRequestEncoder(configuration: encoderConfiguration))
-                    try sync.addHandler(ByteToMessageHandler(HTTPResponseDecoder(leftOverBytesStrategy: .dropBytes)))
-                    try sync.addHandler(connection)
+                    try channel.pipeline.syncOperations.addHandler(connection)
                 }
             }
         let connected: EventLoopFuture<Channel>

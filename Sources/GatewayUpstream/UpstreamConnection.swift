@@ -1,18 +1,31 @@
 import GatewayCore
+import GatewayHTTP
 import NIOCore
-import NIOHTTP1
 
-/// One keep-alive HTTP/1.1 connection to an upstream target, and the channel handler that drives it.
+/// One keep-alive HTTP/1.1 connection to an upstream target, and the only handler in its pipeline:
+/// it parses responses with GatewayHTTP's codec and writes requests as bytes.
 ///
 /// While an exchange uses it, response parts go straight to that exchange's `HTTP1UpstreamCall` (same
 /// event loop, no hops); while parked in the pool it belongs to its `TargetPool`.
 final class UpstreamConnection: ChannelDuplexHandler, Hashable {
-    typealias InboundIn = HTTPClientResponsePart
-    typealias OutboundIn = HTTPClientRequestPart
-    typealias OutboundOut = HTTPClientRequestPart
+    typealias InboundIn = ByteBuffer
+    typealias OutboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+
+    private enum Phase {
+        /// No request outstanding.
+        case idle
+        /// Waiting for the head of the response to a request with this method.
+        case head(HTTPMethod)
+        case body(BodyDecoder)
+    }
 
     unowned let pool: TargetPool
     private var context: ChannelHandlerContext?
+    private var parser: HTTP1HeadParser
+    private var input = ByteBuffer()
+    private var phase = Phase.idle
+    private var processing = false
     /// The call using this connection, nil while idle.
     var call: HTTP1UpstreamCall?
     /// Whether this connection already served an exchange (a stale keep-alive connection may be retried).
@@ -28,17 +41,31 @@ final class UpstreamConnection: ChannelDuplexHandler, Hashable {
     private var readDeadline: NIODeadline?
     private var readTimer: Scheduled<Void>?
 
-    init(pool: TargetPool) { self.pool = pool }
+    init(pool: TargetPool, maxHeadBytes: Int = 65_536) {
+        self.pool = pool
+        self.parser = HTTP1HeadParser(maxHeadBytes: maxHeadBytes, maxFields: 256)
+    }
 
     static func == (lhs: UpstreamConnection, rhs: UpstreamConnection) -> Bool { lhs === rhs }
     func hash(into hasher: inout Hasher) { hasher.combine(ObjectIdentifier(self)) }
 
     var isWritable: Bool { context?.channel.isWritable ?? false }
 
+    var allocator: ByteBufferAllocator { context?.channel.allocator ?? ByteBufferAllocator() }
+
     // MARK: Used by the call
 
-    func write(_ part: HTTPClientRequestPart) {
-        context?.write(wrapOutboundOut(part), promise: nil)
+    /// Sends a request head; the response to it is parsed with the request's method in mind (HEAD).
+    func writeHead(_ head: RequestHead) {
+        guard let context else { return }
+        phase = .head(head.method)
+        var buffer = context.channel.allocator.buffer(capacity: head.headers.serializedSizeEstimate + head.target.utf8.count + 32)
+        HTTP1Writer.write(head, to: &buffer)
+        context.write(wrapOutboundOut(buffer), promise: nil)
+    }
+
+    func write(_ buffer: ByteBuffer) {
+        context?.write(wrapOutboundOut(buffer), promise: nil)
     }
 
     func flush() { context?.flush() }
@@ -59,6 +86,13 @@ final class UpstreamConnection: ChannelDuplexHandler, Hashable {
             readDeadline = nil  // the upstream is not slow, the client is
         } else {
             if call != nil { armReadDeadline() }
+            if input.readableBytes > 0 {
+                // Deliver what was held back, then flush it: this may run inside the client channel's
+                // writability event, and without a flush those bytes would wait for an upstream read that
+                // never comes (we are not reading), stalling the download.
+                process()
+                call?.readComplete()
+            }
             if readPending {
                 readPending = false
                 context.read()
@@ -97,21 +131,84 @@ final class UpstreamConnection: ChannelDuplexHandler, Hashable {
         }
     }
 
-    // MARK: ChannelHandler
+    // MARK: Inbound
 
     func handlerAdded(context: ChannelHandlerContext) { self.context = context }
 
     func handlerRemoved(context: ChannelHandlerContext) { self.context = nil }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        let part = unwrapInboundIn(data)
-        guard let call else {
+        let bytes = unwrapInboundIn(data)
+        guard call != nil else {
             // An idle connection has nothing to say; anything it sends makes it unusable.
             close()
             return
         }
         if readDeadline != nil { readDeadline = .now() + readTimeout }
-        call.received(part, from: self)
+        if input.readableBytes == 0 {
+            input = bytes
+        } else {
+            input.writeImmutableBuffer(bytes)
+        }
+        process()
+    }
+
+    private func process() {
+        guard !processing else { return }
+        processing = true
+        defer {
+            processing = false
+            // Bytes after a complete response that nobody asked for make the connection unusable.
+            if call == nil && input.readableBytes > 0 { close() }
+            if input.readableBytes == 0 && input.capacity > 0 { input = ByteBuffer() }
+        }
+        while let call, !isClosed, !readPaused {
+            switch phase {
+            case .idle:
+                if input.readableBytes > 0 {  // bytes nobody asked for: the connection is unusable
+                    call.connectionFailed(self, error: HTTPParseError.malformed("unexpected bytes after the response"))
+                    close()
+                }
+                return
+            case .head(let method):
+                do {
+                    guard let parsed = try parser.parseResponse(&input, requestMethod: method) else { return }
+                    if parsed.head.status < 200 {
+                        continue  // 100 Continue and other interim answers: the final one follows
+                    }
+                    phase = parsed.framing == .none ? .idle : .body(BodyDecoder(framing: parsed.framing))
+                    call.received(parsed, from: self)
+                    if parsed.framing == .none { call.receivedEnd(from: self) }
+                } catch {
+                    fail(error)
+                    return
+                }
+            case .body(var decoder):
+                do {
+                    guard let event = try decoder.next(&input) else {
+                        phase = .body(decoder)
+                        return
+                    }
+                    switch event {
+                    case .data(let slice):
+                        phase = .body(decoder)
+                        call.receivedBody(slice, from: self)
+                    case .end:
+                        phase = .idle
+                        call.receivedEnd(from: self)
+                    }
+                } catch {
+                    fail(error)
+                    return
+                }
+            }
+        }
+    }
+
+    private func fail(_ error: HTTPParseError) {
+        let call = self.call
+        close()
+        call?.connectionFailed(self, error: error)
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {
@@ -130,7 +227,13 @@ final class UpstreamConnection: ChannelDuplexHandler, Hashable {
         readTimer?.cancel()
         readTimer = nil
         if let call {
-            call.connectionClosed(self)
+            // A close-delimited body ends here; anything else was cut short.
+            if case .body(var decoder) = phase, (try? decoder.endOfInput()) == .end {
+                phase = .idle
+                call.receivedEnd(from: self)
+            } else {
+                call.connectionClosed(self)
+            }
         } else {
             pool.connectionClosedWhileIdle(self)
         }
@@ -138,9 +241,10 @@ final class UpstreamConnection: ChannelDuplexHandler, Hashable {
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        // Resets and malformed responses both end this connection; the call decides what the client sees.
-        call?.connectionFailed(self, error: error)
+        // Resets and the like end this connection; the call decides what the client sees.
+        let call = self.call
         close()
+        call?.connectionFailed(self, error: error)
     }
 
     func read(context: ChannelHandlerContext) {

@@ -1,6 +1,6 @@
 import GatewayConfig
 import GatewayCore
-import NIOHTTP1
+import GatewayHTTP
 import Testing
 
 @Suite struct RouteTableTests {
@@ -24,7 +24,7 @@ import Testing
     }
 
     func route(_ table: RouteTable, _ path: String, method: HTTPMethod = .GET, host: String = "", headers: [(String, String)] = []) -> String {
-        name(table.match(host: Substring(host), path: Substring(path), method: method, headers: HTTPHeaders(headers)))
+        name(table.match(host: Substring(host), path: Substring(path), method: method, headers: HeaderList(headers)))
     }
 
     // Prefixes match whole segments and the longest prefix wins; an exact path beats any prefix.

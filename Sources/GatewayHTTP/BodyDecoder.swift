@@ -1,0 +1,186 @@
+import NIOCore
+
+/// Cuts a message body out of the byte stream, as zero-copy slices of the received buffers.
+///
+/// Chunked decoding is strict: hex sizes of at most 16 digits, CRLF exactly where the grammar puts it,
+/// bounded chunk extensions and trailers. Trailers are read and dropped.
+public struct BodyDecoder: Sendable {
+    public enum Event: Sendable, Equatable {
+        case data(ByteBuffer)
+        case end
+    }
+
+    private enum State: Sendable {
+        case length(remaining: Int)
+        case untilClose
+        case chunkSize
+        case chunkData(remaining: Int)
+        case chunkDataEnd
+        case trailers
+        case done
+    }
+
+    private var state: State
+    /// Limit for one chunk-size line and for the trailer section.
+    private let maxLineBytes: Int
+
+    public init(framing: BodyFraming, maxLineBytes: Int = 8192) {
+        switch framing {
+        case .none: state = .done
+        case .length(let length): state = length == 0 ? .done : .length(remaining: length)
+        case .chunked: state = .chunkSize
+        case .untilClose: state = .untilClose
+        }
+        self.maxLineBytes = maxLineBytes
+    }
+
+    public var isComplete: Bool {
+        if case .done = state { return true }
+        return false
+    }
+
+    /// The next piece of the body, `.end` once (and forever after), or nil when more bytes are needed.
+    public mutating func next(_ buffer: inout ByteBuffer) throws(HTTPParseError) -> Event? {
+        while true {
+            switch state {
+            case .done:
+                return .end
+            case .length(let remaining):
+                guard buffer.readableBytes > 0 else { return nil }
+                let take = min(remaining, buffer.readableBytes)
+                let slice = buffer.readSlice(length: take)!
+                state = take == remaining ? .done : .length(remaining: remaining - take)
+                return .data(slice)
+            case .untilClose:
+                guard buffer.readableBytes > 0 else { return nil }
+                return .data(buffer.readSlice(length: buffer.readableBytes)!)
+            case .chunkSize:
+                guard let size = try readChunkSize(&buffer) else { return nil }
+                state = size == 0 ? .trailers : .chunkData(remaining: size)
+            case .chunkData(let remaining):
+                guard buffer.readableBytes > 0 else { return nil }
+                let take = min(remaining, buffer.readableBytes)
+                let slice = buffer.readSlice(length: take)!
+                state = take == remaining ? .chunkDataEnd : .chunkData(remaining: remaining - take)
+                return .data(slice)
+            case .chunkDataEnd:
+                guard buffer.readableBytes >= 2 else { return nil }
+                guard buffer.readInteger(as: UInt16.self) == 0x0D0A else { throw .malformed("missing CRLF after chunk data") }
+                state = .chunkSize
+            case .trailers:
+                guard try skipTrailers(&buffer) else { return nil }
+                state = .done
+            }
+        }
+    }
+
+    /// The peer closed the connection: fine for a close-delimited body, a truncation otherwise.
+    public mutating func endOfInput() throws(HTTPParseError) -> Event {
+        switch state {
+        case .untilClose, .done:
+            state = .done
+            return .end
+        default:
+            throw .malformed("connection closed before the end of the body")
+        }
+    }
+
+    /// `1*HEXDIG [ ; extensions ] CRLF`, or nil if the line is not complete yet.
+    private func readChunkSize(_ buffer: inout ByteBuffer) throws(HTTPParseError) -> Int? {
+        let result: Result<(size: Int, lineLength: Int)?, HTTPParseError> = buffer.withUnsafeReadableBytes { bytes in
+            var index = 0
+            var size = 0
+            while index < bytes.count, let digit = Self.hexValue(bytes[index]) {
+                guard index < 16 else { return .failure(.malformed("chunk size too large")) }
+                size = size << 4 | digit
+                index += 1
+            }
+            if index == bytes.count {
+                return bytes.count > maxLineBytes ? .failure(.malformed("chunk size line too long")) : .success(nil)
+            }
+            guard index > 0 else { return .failure(.malformed("invalid chunk size")) }
+            if bytes[index] == UInt8(ascii: ";") || bytes[index] == 0x20 || bytes[index] == 0x09 {
+                // Chunk extensions (and the whitespace some senders put before them) are skipped.
+                while index < bytes.count, bytes[index] != 0x0D {
+                    let byte = bytes[index]
+                    guard byte >= 0x20 || byte == 0x09, byte != 0x7F else { return .failure(.malformed("control character in chunk extension")) }
+                    index += 1
+                }
+            }
+            guard index < maxLineBytes else { return .failure(.malformed("chunk size line too long")) }
+            guard index + 1 < bytes.count else { return .success(nil) }
+            guard bytes[index] == 0x0D, bytes[index + 1] == 0x0A else { return .failure(.malformed("invalid chunk size line")) }
+            guard size <= Int(Int32.max) * 4096 else { return .failure(.malformed("chunk size too large")) }
+            return .success((size, index + 2))
+        }
+        guard let line = try result.get() else { return nil }
+        buffer.moveReaderIndex(forwardBy: line.lineLength)
+        return line.size
+    }
+
+    /// Skips `*( field-line CRLF ) CRLF`; false when the section is not complete yet.
+    private func skipTrailers(_ buffer: inout ByteBuffer) throws(HTTPParseError) -> Bool {
+        let result: Result<Int?, HTTPParseError> = buffer.withUnsafeReadableBytes { bytes in
+            var lineStart = 0
+            var index = 0
+            while index < bytes.count {
+                if bytes[index] == 0x0A {
+                    guard index > 0, bytes[index - 1] == 0x0D else { return .failure(.malformed("bare LF in trailers")) }
+                    if index == lineStart + 1 { return .success(index + 1) }  // the empty line
+                    lineStart = index + 1
+                } else if bytes[index] < 0x20 && bytes[index] != 0x09 && bytes[index] != 0x0D || bytes[index] == 0x7F {
+                    return .failure(.malformed("control character in trailers"))
+                }
+                index += 1
+            }
+            return bytes.count > maxLineBytes ? .failure(.malformed("trailers too large")) : .success(nil)
+        }
+        guard let length = try result.get() else { return false }
+        buffer.moveReaderIndex(forwardBy: length)
+        return true
+    }
+
+    private static func hexValue(_ byte: UInt8) -> Int? {
+        switch byte {
+        case UInt8(ascii: "0")...UInt8(ascii: "9"): return Int(byte - UInt8(ascii: "0"))
+        case UInt8(ascii: "a")...UInt8(ascii: "f"): return Int(byte - UInt8(ascii: "a") + 10)
+        case UInt8(ascii: "A")...UInt8(ascii: "F"): return Int(byte - UInt8(ascii: "A") + 10)
+        default: return nil
+        }
+    }
+}
+
+/// Writes HTTP/1.1 heads and chunk framing.
+public enum HTTP1Writer {
+    public static func write(_ head: RequestHead, to buffer: inout ByteBuffer) {
+        buffer.reserveCapacity(minimumWritableBytes: head.target.utf8.count + head.headers.serializedSizeEstimate + 32)
+        buffer.writeString(head.method.name)
+        buffer.writeStaticString(" ")
+        buffer.writeString(head.target)
+        buffer.writeStaticString(head.version.minor == 0 ? " HTTP/1.0\r\n" : " HTTP/1.1\r\n")
+        head.headers.write(to: &buffer)
+        buffer.writeStaticString("\r\n")
+    }
+
+    public static func write(_ head: ResponseHead, to buffer: inout ByteBuffer) {
+        buffer.reserveCapacity(minimumWritableBytes: head.headers.serializedSizeEstimate + 48)
+        buffer.writeStaticString(head.version.minor == 0 ? "HTTP/1.0 " : "HTTP/1.1 ")
+        buffer.writeString(String(head.status))
+        buffer.writeStaticString(" ")
+        buffer.writeString(head.reasonPhrase)
+        buffer.writeStaticString("\r\n")
+        head.headers.write(to: &buffer)
+        buffer.writeStaticString("\r\n")
+    }
+
+    /// `SIZE-IN-HEX CRLF` before a chunk's data.
+    public static func chunkHeader(size: Int, allocator: ByteBufferAllocator) -> ByteBuffer {
+        var buffer = allocator.buffer(capacity: 18)
+        buffer.writeString(String(size, radix: 16))
+        buffer.writeStaticString("\r\n")
+        return buffer
+    }
+
+    public static let crlf = ByteBuffer(string: "\r\n")
+    public static let lastChunk = ByteBuffer(string: "0\r\n\r\n")
+}

@@ -1,0 +1,220 @@
+import GatewayHTTP
+import NIOCore
+import Testing
+
+@Suite struct HTTP1ParserTests {
+    func parseRequest(_ text: String, maxHeadBytes: Int = 16384) throws(HTTPParseError) -> ParsedRequest? {
+        var parser = HTTP1HeadParser(maxHeadBytes: maxHeadBytes)
+        var buffer = ByteBuffer(string: text)
+        return try parser.parseRequest(&buffer)
+    }
+
+    // A typical request: method, target, version, fields with their spacing normalised.
+    @Test func parsesRequestHead() throws {
+        let parsed = try #require(try parseRequest("GET /a/b?c=d HTTP/1.1\r\nHost: example.com\r\nX-Spaced:\t  v a l  \r\nAccept: */*\r\n\r\n"))
+        #expect(parsed.head.method == .GET)
+        #expect(parsed.head.target == "/a/b?c=d")
+        #expect(parsed.head.path == "/a/b")
+        #expect(parsed.head.version == .http1_1)
+        #expect(parsed.head.headers.first(name: "HOST") == "example.com")
+        #expect(parsed.head.headers.first(name: "x-spaced") == "v a l")
+        #expect(parsed.framing == .none)
+        #expect(parsed.keepAlive)
+        var out = ByteBuffer()
+        HTTP1Writer.write(parsed.head, to: &out)
+        #expect(String(buffer: out) == "GET /a/b?c=d HTTP/1.1\r\nHost: example.com\r\nX-Spaced: v a l\r\nAccept: */*\r\n\r\n")
+    }
+
+    // The head may arrive a byte at a time; nothing is returned until it is complete, and body bytes stay.
+    @Test func parsesIncrementally() throws {
+        let text = "POST /x HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\n\r\nabc"
+        var parser = HTTP1HeadParser(maxHeadBytes: 1024)
+        var buffer = ByteBuffer()
+        var parsed: ParsedRequest?
+        for byte in text.utf8 {
+            buffer.writeInteger(byte)
+            if parsed == nil { parsed = try parser.parseRequest(&buffer) }
+        }
+        let request = try #require(parsed)
+        #expect(request.framing == .length(3))
+        #expect(String(buffer: buffer) == "abc")
+    }
+
+    // Framing and keep-alive from the fields that decide them.
+    @Test func framing() throws {
+        #expect(try parseRequest("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n")?.framing == .chunked)
+        #expect(try parseRequest("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 0\r\n\r\n")?.framing == BodyFraming.none)
+        #expect(try parseRequest("POST / HTTP/1.1\r\nContent-Length: 7\r\nContent-Length: 7\r\n\r\n")?.framing == .length(7))
+        #expect(try parseRequest("POST / HTTP/1.1\r\nContent-Length: 7, 7\r\n\r\n")?.framing == .length(7))
+        #expect(try parseRequest("GET / HTTP/1.1\r\nConnection: Close\r\n\r\n")?.keepAlive == false)
+        #expect(try parseRequest("GET / HTTP/1.0\r\n\r\n")?.keepAlive == false)
+        #expect(try parseRequest("GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")?.keepAlive == true)
+        #expect(try parseRequest("PUT / HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 1\r\n\r\n")?.expectsContinue == true)
+        // Leading empty lines before a request line are ignored (RFC 9112 §2.2).
+        #expect(try parseRequest("\r\n\r\nGET / HTTP/1.1\r\n\r\n")?.head.method == .GET)
+    }
+
+    // Everything a smuggler or a broken client might send is refused.
+    @Test(arguments: [
+        "GET / HTTP/1.1\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n",
+        "GET / HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n",
+        "GET / HTTP/1.1\r\nContent-Length: 5, 6\r\n\r\n",
+        "GET / HTTP/1.1\r\nContent-Length: -5\r\n\r\n",
+        "GET / HTTP/1.1\r\nContent-Length: 5x\r\n\r\n",
+        "GET / HTTP/1.1\r\nContent-Length:\r\n\r\n",
+        "GET / HTTP/1.1\r\nContent-Length: 99999999999999999999\r\n\r\n",
+        "GET / HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n",
+        "GET / HTTP/1.1\r\nTransfer-Encoding: chunked, gzip\r\n\r\n",
+        "GET / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n",
+        "GET / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n",
+        "GET / HTTP/1.1\r\nX: a\r\n folded\r\n\r\n",
+        "GET / HTTP/1.1\r\nX : a\r\n\r\n",
+        "GET / HTTP/1.1\r\n: a\r\n\r\n",
+        "GET / HTTP/1.1\r\nX: a\u{0}b\r\n\r\n",
+        "GET / HTTP/1.1\r\nX: a\rb\r\n\r\n",
+        "GET / HTTP/1.1\nHost: h\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: h\n\r\n",
+        "GET  / HTTP/1.1\r\n\r\n",
+        "GET / HTTP/2.0\r\n\r\n",
+        "GET / HTTP/1.1 \r\n\r\n",
+        "G@T / HTTP/1.1\r\n\r\n",
+        "GET /a\u{7F} HTTP/1.1\r\n\r\n",
+        "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
+    ])
+    func rejectsMalformed(_ text: String) {
+        #expect(throws: HTTPParseError.self) { _ = try parseRequest(text) }
+    }
+
+    // Heads over the limit are refused as too large, whether or not they are complete yet.
+    @Test func headSizeLimit() {
+        let big = "GET / HTTP/1.1\r\nX: \(String(repeating: "a", count: 2000))\r\n\r\n"
+        #expect(throws: HTTPParseError.headTooLarge) { _ = try parseRequest(big, maxHeadBytes: 1024) }
+        #expect(throws: HTTPParseError.headTooLarge) { _ = try parseRequest(String(big.prefix(1500)), maxHeadBytes: 1024) }
+        #expect(try! parseRequest(String(big.prefix(500)), maxHeadBytes: 1024) == nil)
+        let many = "GET / HTTP/1.1\r\n" + (0..<101).map { "X-\($0): 1\r\n" }.joined() + "\r\n"
+        #expect(throws: HTTPParseError.headTooLarge) { _ = try parseRequest(many, maxHeadBytes: 1 << 20) }
+    }
+
+    // Response heads: status, reason, framing by method and status, keep-alive.
+    @Test func parsesResponses() throws {
+        func parse(_ text: String, method: HTTPMethod = .GET) throws(HTTPParseError) -> ParsedResponse? {
+            var parser = HTTP1HeadParser(maxHeadBytes: 4096)
+            var buffer = ByteBuffer(string: text)
+            return try parser.parseResponse(&buffer, requestMethod: method)
+        }
+        let ok = try #require(try parse("HTTP/1.1 200 OK\r\nContent-Length: 5\r\nServer: x\r\n\r\n"))
+        #expect(ok.head.status == 200)
+        #expect(ok.head.reason == nil)
+        #expect(ok.framing == .length(5))
+        #expect(ok.keepAlive)
+        #expect(try parse("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n", method: .HEAD)?.framing == BodyFraming.none)
+        #expect(try parse("HTTP/1.1 204 No Content\r\n\r\n")?.framing == BodyFraming.none)
+        #expect(try parse("HTTP/1.1 304 Not Modified\r\nContent-Length: 9\r\n\r\n")?.framing == BodyFraming.none)
+        #expect(try parse("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")?.framing == .chunked)
+        let closeDelimited = try #require(try parse("HTTP/1.1 200 OK\r\n\r\n"))
+        #expect(closeDelimited.framing == .untilClose)
+        #expect(!closeDelimited.keepAlive)
+        #expect(try parse("HTTP/1.0 200 OK\r\nContent-Length: 1\r\n\r\n")?.keepAlive == false)
+        #expect(try parse("HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 1\r\n\r\n")?.keepAlive == false)
+        #expect(try parse("HTTP/1.1 418 I'm a teapot\r\nContent-Length: 0\r\n\r\n")?.head.reason == "I'm a teapot")
+        #expect(try parse("HTTP/1.1 200\r\nContent-Length: 0\r\n\r\n")?.head.status == 200)
+        #expect(throws: HTTPParseError.self) { _ = try parse("HTTP/1.1 2000 OK\r\n\r\n") }
+        #expect(throws: HTTPParseError.self) { _ = try parse("HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n") }
+        #expect(throws: HTTPParseError.self) { _ = try parse("ICY 200 OK\r\n\r\n") }
+    }
+}
+
+@Suite struct BodyDecoderTests {
+    func decodeAll(_ framing: BodyFraming, _ pieces: [String]) throws(HTTPParseError) -> (body: String, ended: Bool, rest: String) {
+        var decoder = BodyDecoder(framing: framing, maxLineBytes: 64)
+        var buffer = ByteBuffer()
+        var body = ""
+        var ended = false
+        for piece in pieces {
+            buffer.writeString(piece)
+            while !ended, let event = try decoder.next(&buffer) {
+                switch event {
+                case .data(let data): body += String(buffer: data)
+                case .end: ended = true
+                }
+            }
+        }
+        return (body, ended, String(buffer: buffer))
+    }
+
+    // Content-Length bodies end exactly at their length; what follows is the next request.
+    @Test func lengthBodies() throws {
+        let result = try decodeAll(.length(5), ["he", "llo", "GET"])
+        #expect(result.body == "hello")
+        #expect(result.ended)
+        #expect(result.rest == "GET")
+    }
+
+    // Chunked bodies, split anywhere, with extensions and trailers.
+    @Test func chunkedBodies() throws {
+        let wire = "5;ext=1\r\nhello\r\n6\r\n world\r\n0\r\nX-Trailer: t\r\n\r\nNEXT"
+        for split in 0...wire.count {
+            let index = wire.index(wire.startIndex, offsetBy: split)
+            let result = try decodeAll(.chunked, [String(wire[..<index]), String(wire[index...])])
+            #expect(result.body == "hello world")
+            #expect(result.ended)
+            #expect(result.rest == "NEXT")
+        }
+        #expect(try decodeAll(.chunked, ["A\r\n0123456789\r\n0\r\n\r\n"]).body == "0123456789")
+    }
+
+    @Test(arguments: [
+        "5\r\nhelloXX0\r\n\r\n", "g\r\n", "\r\n", "5\nhello\r\n", "11111111111111111\r\n", "5\r\nhello\r\n0\r\nX: a\nb\r\n\r\n",
+        "5;\u{1}\r\nhello\r\n",
+    ])
+    func rejectsMalformedChunks(_ wire: String) {
+        #expect(throws: HTTPParseError.self) { _ = try decodeAll(.chunked, [wire]) }
+    }
+
+    // An overlong size line or trailer section is refused rather than buffered forever.
+    @Test func boundsLines() {
+        #expect(throws: HTTPParseError.self) { _ = try decodeAll(.chunked, ["5;" + String(repeating: "e", count: 100)]) }
+        #expect(throws: HTTPParseError.self) { _ = try decodeAll(.chunked, ["0\r\nX: " + String(repeating: "t", count: 100)]) }
+    }
+
+    // End of input completes a close-delimited body and is an error for the others.
+    @Test func endOfInput() throws {
+        var untilClose = BodyDecoder(framing: .untilClose)
+        #expect(try untilClose.endOfInput() == .end)
+        var length = BodyDecoder(framing: .length(3))
+        #expect(throws: HTTPParseError.self) { _ = try length.endOfInput() }
+    }
+}
+
+@Suite struct HeaderListTests {
+    func headers(_ text: String) throws -> HeaderList {
+        var parser = HTTP1HeadParser(maxHeadBytes: 4096)
+        var buffer = ByteBuffer(string: "GET / HTTP/1.1\r\n" + text + "\r\n")
+        return try #require(try parser.parseRequest(&buffer)).head.headers
+    }
+
+    // Received and added fields read, change and serialise alike.
+    @Test func editing() throws {
+        var list = try headers("A: 1\r\nB: 2\r\na: 3\r\n")
+        #expect(list["a"] == ["1", "3"])
+        #expect(list.count == 3)
+        list.add(name: "C", value: "4")
+        list.replaceOrAdd(name: "a", value: "5")
+        #expect(list["A"] == ["5"])
+        #expect(list.contains(name: "b"))
+        list.remove(name: "B")
+        #expect(!list.contains(name: "b"))
+        #expect(list.map { "\($0.name)=\($0.value)" } == ["C=4", "a=5"])
+        var out = ByteBuffer()
+        list.write(to: &out)
+        #expect(String(buffer: out) == "C: 4\r\na: 5\r\n")
+    }
+
+    @Test func tokens() throws {
+        let list = try headers("Connection: keep-alive, Upgrade\r\nconnection: X-Foo\r\n")
+        #expect(list.containsToken("upgrade", inField: "connection"))
+        #expect(list.containsToken("x-foo", inField: "Connection"))
+        #expect(!list.containsToken("close", inField: "connection"))
+        #expect(list.connectionTokens == (close: false, keepAlive: true))
+    }
+}
