@@ -3,7 +3,7 @@ import PackageDescription
 
 // Module layout follows ../shared/DESIGN.md: imports flow downward only
 // (Policy -> Config -> Core -> Filters/Upstream/Server -> App -> gateway).
-let strict: [SwiftSetting] = [.swiftLanguageMode(.v6)]
+let strict: [SwiftSetting] = [.swiftLanguageMode(.v6), .unsafeFlags(["-enforce-exclusivity=unchecked"], .when(configuration: .release))]
 
 let nioCore: Target.Dependency = .product(name: "NIOCore", package: "swift-nio")
 let nioPosix: Target.Dependency = .product(name: "NIOPosix", package: "swift-nio")

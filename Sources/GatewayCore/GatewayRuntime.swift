@@ -6,13 +6,18 @@ import NIOCore
 
 /// Everything a request needs from the config, compiled once: routes, filters, limits. Immutable and
 /// shared by all event loops; a reload builds a new one instead of mutating this.
-public struct GatewayRuntime: Sendable {
+///
+/// A class, so that a request reading one field does not copy (and retain) the whole config.
+public final class GatewayRuntime: Sendable {
     public let config: GatewayConfig
     public let routes: RouteTable
     /// Run for every request, before routing, and for every response (reverse order).
     public let globalFilters: [any GatewayFilter]
     public let trustedProxies: AddressSet
     public let logger: Logger
+    public let limits: LimitsConfig
+    /// `total_timeout_ms` per upstream index.
+    public let totalTimeouts: [TimeAmount?]
 
     public init(config: GatewayConfig, routes: RouteTable, globalFilters: [any GatewayFilter], logger: Logger) {
         self.config = config
@@ -20,9 +25,9 @@ public struct GatewayRuntime: Sendable {
         self.globalFilters = globalFilters
         self.trustedProxies = AddressSet(config.trustedProxies)
         self.logger = logger
+        self.limits = config.limits
+        self.totalTimeouts = config.upstreams.map { $0.totalTimeoutMs.map { .milliseconds(Int64($0)) } }
     }
-
-    public var limits: LimitsConfig { config.limits }
 
     /// Compiles the route table; route i forwards to `config.upstreams[routes[i].upstreamIndex]`.
     public static func compileRoutes(_ config: GatewayConfig, routeFilters: (RouteConfig) -> [any GatewayFilter] = { _ in [] }) -> RouteTable {

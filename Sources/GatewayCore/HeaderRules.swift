@@ -12,26 +12,72 @@ public enum HeaderRules {
     /// Response headers that only advertise the upstream's software.
     public static let upstreamIdentity: [String] = ["server", "x-powered-by"]
 
-    /// Removes hop-by-hop headers, including every header the Connection header names, plus `extra`.
-    /// One pass over the received fields; nothing is allocated unless Connection names other headers.
-    public static func removeHopByHop(_ headers: inout HeaderList, alsoRemoving extra: [String] = []) {
-        // Headers the Connection header names are hop-by-hop too ("close" and "keep-alive" are options).
-        var named: [String] = []
-        if headers.contains(name: "connection") {
-            for value in headers["connection"] {
-                for token in value.split(separator: ",") {
-                    let name = token.trimmingASCIISpaces().lowercased()
-                    if !name.isEmpty && name != "close" && name != "keep-alive" { named.append(name) }
-                }
+    /// What goes upstream: no hop-by-hop headers; no `Expect` (the gateway answers it, sending 100 Continue
+    /// once the upstream is connected); no `Content-Length` (the forwarder re-frames the body); and
+    /// X-Forwarded-* per `setForwarded`. One pass over the received fields.
+    public static func prepareUpstreamRequest(
+        _ headers: inout HeaderList, peer: String, peerIsTrusted: Bool, proto: String, host: String?
+    ) {
+        let named = connectionNamedHeaders(headers)
+        headers.removeReceived { name in
+            if isHopByHop(name) || (!named.isEmpty && named.contains { ASCII.equalsCaseInsensitively(name, $0) }) { return true }
+            switch name.count {
+            case 6: return ASCII.equalsCaseInsensitively(name, "expect")
+            case 14: return ASCII.equalsCaseInsensitively(name, "content-length")
+            case 15 where !peerIsTrusted: return ASCII.equalsCaseInsensitively(name, "x-forwarded-for")
+            case 16 where !peerIsTrusted: return ASCII.equalsCaseInsensitively(name, "x-forwarded-host")
+            case 17 where !peerIsTrusted: return ASCII.equalsCaseInsensitively(name, "x-forwarded-proto")
+            default: return false
             }
         }
+        if headers.hasAddedFields {
+            headers.removeAdded { name in
+                hopByHop.contains { name.equalsCaseInsensitively($0) } || name.equalsCaseInsensitively("expect")
+                    || name.equalsCaseInsensitively("content-length")
+            }
+        }
+        setForwarded(&headers, peer: peer, peerIsTrusted: peerIsTrusted, proto: proto, host: host)
+    }
+
+    /// What goes to the client: no hop-by-hop headers and nothing that advertises the upstream's software.
+    public static func prepareDownstreamResponse(_ headers: inout HeaderList) {
+        let named = connectionNamedHeaders(headers)
         headers.removeReceived { name in
-            isHopByHop(name) || extra.contains { name.equalsCaseInsensitively($0.utf8) }
-                || (!named.isEmpty && named.contains { name.equalsCaseInsensitively($0.utf8) })
+            if isHopByHop(name) || (!named.isEmpty && named.contains { ASCII.equalsCaseInsensitively(name, $0) }) { return true }
+            switch name.count {
+            case 6: return ASCII.equalsCaseInsensitively(name, "server")
+            case 12: return ASCII.equalsCaseInsensitively(name, "x-powered-by")
+            default: return false
+            }
+        }
+        if headers.hasAddedFields {
+            headers.removeAdded { name in
+                hopByHop.contains { name.equalsCaseInsensitively($0) } || upstreamIdentity.contains { name.equalsCaseInsensitively($0) }
+            }
+        }
+    }
+
+    /// Headers the Connection header names are hop-by-hop too ("close" and "keep-alive" are options).
+    static func connectionNamedHeaders(_ headers: HeaderList) -> [String] {
+        var named: [String] = []
+        guard headers.contains(name: "connection") else { return named }
+        for value in headers["connection"] {
+            for token in value.split(separator: ",") {
+                let name = token.trimmingASCIISpaces().lowercased()
+                if !name.isEmpty && name != "close" && name != "keep-alive" { named.append(name) }
+            }
+        }
+        return named
+    }
+
+    /// Removes hop-by-hop headers, including every header the Connection header names, plus `extra`.
+    public static func removeHopByHop(_ headers: inout HeaderList, alsoRemoving extra: [String] = []) {
+        let named = connectionNamedHeaders(headers) + extra
+        headers.removeReceived { name in
+            isHopByHop(name) || (!named.isEmpty && named.contains { ASCII.equalsCaseInsensitively(name, $0) })
         }
         headers.removeAdded { name in
-            hopByHop.contains { name.equalsCaseInsensitively($0) } || extra.contains { name.equalsCaseInsensitively($0) }
-                || named.contains { name.equalsCaseInsensitively($0) }
+            hopByHop.contains { name.equalsCaseInsensitively($0) } || named.contains { name.equalsCaseInsensitively($0) }
         }
     }
 
@@ -39,14 +85,14 @@ public enum HeaderRules {
     @inline(__always)
     static func isHopByHop(_ name: UnsafeRawBufferPointer) -> Bool {
         switch (name.count, name.first.map(ASCII.lower)) {
-        case (2, UInt8(ascii: "t")): return name.equalsCaseInsensitively("te".utf8)
-        case (7, UInt8(ascii: "t")): return name.equalsCaseInsensitively("trailer".utf8)
-        case (7, UInt8(ascii: "u")): return name.equalsCaseInsensitively("upgrade".utf8)
-        case (10, UInt8(ascii: "c")): return name.equalsCaseInsensitively("connection".utf8)
-        case (10, UInt8(ascii: "k")): return name.equalsCaseInsensitively("keep-alive".utf8)
-        case (16, UInt8(ascii: "p")): return name.equalsCaseInsensitively("proxy-connection".utf8)
-        case (17, UInt8(ascii: "t")): return name.equalsCaseInsensitively("transfer-encoding".utf8)
-        case (19, UInt8(ascii: "p")): return name.equalsCaseInsensitively("proxy-authorization".utf8)
+        case (2, UInt8(ascii: "t")): return ASCII.equalsCaseInsensitively(name, "te")
+        case (7, UInt8(ascii: "t")): return ASCII.equalsCaseInsensitively(name, "trailer")
+        case (7, UInt8(ascii: "u")): return ASCII.equalsCaseInsensitively(name, "upgrade")
+        case (10, UInt8(ascii: "c")): return ASCII.equalsCaseInsensitively(name, "connection")
+        case (10, UInt8(ascii: "k")): return ASCII.equalsCaseInsensitively(name, "keep-alive")
+        case (16, UInt8(ascii: "p")): return ASCII.equalsCaseInsensitively(name, "proxy-connection")
+        case (17, UInt8(ascii: "t")): return ASCII.equalsCaseInsensitively(name, "transfer-encoding")
+        case (19, UInt8(ascii: "p")): return ASCII.equalsCaseInsensitively(name, "proxy-authorization")
         default: return false
         }
     }

@@ -114,12 +114,11 @@ final class ProxyExchange: ExchangeDriver, UpstreamCallDelegate {
             respond(redirectToHTTPS(port: port))
             return
         }
-        let hostCount = head.headers.count(name: "host")
+        let (hostHeader, hostCount) = head.headers.firstAndCount(name: "host")
         guard hostCount <= 1 else {
             respond(error: .badRequest("The request has more than one Host header."))
             return
         }
-        let hostHeader = hostCount == 1 ? head.headers.first(name: "host") : nil
         if hostHeader == nil && head.version.minor >= 1 {
             respond(error: .badRequest("HTTP/1.1 requests need a Host header."))
             return
@@ -146,10 +145,7 @@ final class ProxyExchange: ExchangeDriver, UpstreamCallDelegate {
         var upstreamHead = head
         upstreamHead.version = .http1_1
         if let prefix = route.stripPrefix { upstreamHead.target = PathRules.strip(prefix, from: head.target) }
-        // The gateway answers Expect itself (it sends 100 Continue once the upstream is connected), and
-        // re-frames the body, so neither Expect nor the client's framing headers go upstream as they came.
-        HeaderRules.removeHopByHop(&upstreamHead.headers, alsoRemoving: ["expect", "content-length"])
-        HeaderRules.setForwarded(
+        HeaderRules.prepareUpstreamRequest(
             &upstreamHead.headers, peer: connection.peerText, peerIsTrusted: connection.info.peerIsTrustedProxy,
             proto: connection.info.isTLS ? "https" : "http", host: context.host)
 
@@ -158,8 +154,8 @@ final class ProxyExchange: ExchangeDriver, UpstreamCallDelegate {
             requestID: context.requestID, delegate: self)
         self.call = call
         state = .forwarding
-        if let total = runtime.config.upstreams[route.upstreamIndex].totalTimeoutMs {
-            totalTimeout = connection.eventLoop.assumeIsolated().scheduleTask(in: .milliseconds(Int64(total))) {
+        if let total = runtime.totalTimeouts[route.upstreamIndex] {
+            totalTimeout = connection.eventLoop.assumeIsolated().scheduleTask(in: total) {
                 self.totalTimeoutFired()
             }
         }
@@ -231,7 +227,7 @@ final class ProxyExchange: ExchangeDriver, UpstreamCallDelegate {
     func upstreamResponseHead(_ upstreamHead: ResponseHead) {
         guard case .forwarding = state, let stream else { return }
         var response = upstreamHead
-        HeaderRules.removeHopByHop(&response.headers, alsoRemoving: HeaderRules.upstreamIdentity)
+        HeaderRules.prepareDownstreamResponse(&response.headers)
         applyResponseFilters(&response)
         status = response.status
         responseStarted = true

@@ -2,8 +2,8 @@ import GatewayConfig
 import GatewayHTTP
 
 /// One route from gateway.json, compiled for matching: hosts split into exact and wildcard, the path
-/// rule normalised, methods parsed, header names lowercased.
-public struct CompiledRoute: Sendable {
+/// rule normalised, methods parsed, header names lowercased. A class: requests hold a reference.
+public final class CompiledRoute: Sendable {
     public enum PathRule: Sendable, Equatable {
         case any
         case exact(String)

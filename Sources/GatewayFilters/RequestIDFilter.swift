@@ -9,17 +9,14 @@ public struct RequestIDFilter: GatewayFilter {
     public init() {}
 
     public func onRequest(_ head: inout RequestHead, context: inout RequestContext) -> FilterStep {
-        let incoming = head.headers[RequestIDFilter.header]
-        if incoming.count == 1, RequestID.isValid(incoming[0]) {
-            context.requestID = incoming[0]
-        } else {
-            context.requestID = RequestID.generate()
-            if incoming.isEmpty {
-                head.headers.add(name: RequestIDFilter.header, value: context.requestID)
-            } else {
-                head.headers.replaceOrAdd(name: RequestIDFilter.header, value: context.requestID)
-            }
+        let (incoming, count) = head.headers.firstAndCount(name: RequestIDFilter.header)
+        if count == 1, let incoming, RequestID.isValid(incoming) {
+            context.requestID = incoming
+            return .proceed
         }
+        context.requestID = RequestID.generate()
+        if count > 0 { head.headers.remove(name: RequestIDFilter.header) }
+        head.headers.add(name: RequestIDFilter.header, value: context.requestID)
         return .proceed
     }
 

@@ -153,8 +153,9 @@ public struct BodyDecoder: Sendable {
 /// Writes HTTP/1.1 heads and chunk framing.
 public enum HTTP1Writer {
     public static func write(_ head: RequestHead, to buffer: inout ByteBuffer) {
-        buffer.reserveCapacity(minimumWritableBytes: head.target.utf8.count + head.headers.serializedSizeEstimate + 32)
-        buffer.writeString(head.method.name)
+        let method = head.method.name
+        buffer.reserveCapacity(minimumWritableBytes: method.utf8.count + head.target.utf8.count + head.headers.serializedSize + 16)
+        buffer.writeString(method)
         buffer.writeStaticString(" ")
         buffer.writeString(head.target)
         buffer.writeStaticString(head.version.minor == 0 ? " HTTP/1.0\r\n" : " HTTP/1.1\r\n")
@@ -163,11 +164,12 @@ public enum HTTP1Writer {
     }
 
     public static func write(_ head: ResponseHead, to buffer: inout ByteBuffer) {
-        buffer.reserveCapacity(minimumWritableBytes: head.headers.serializedSizeEstimate + 48)
+        let reason = head.reasonPhrase
+        buffer.reserveCapacity(minimumWritableBytes: reason.utf8.count + head.headers.serializedSize + 18)
         buffer.writeStaticString(head.version.minor == 0 ? "HTTP/1.0 " : "HTTP/1.1 ")
         buffer.writeString(String(head.status))
         buffer.writeStaticString(" ")
-        buffer.writeString(head.reasonPhrase)
+        buffer.writeString(reason)
         buffer.writeStaticString("\r\n")
         head.headers.write(to: &buffer)
         buffer.writeStaticString("\r\n")
@@ -182,5 +184,7 @@ public enum HTTP1Writer {
     }
 
     public static let crlf = ByteBuffer(string: "\r\n")
+    /// A shared empty buffer, to drop references to received storage without allocating.
+    public static let emptyBuffer = ByteBuffer()
     public static let lastChunk = ByteBuffer(string: "0\r\n\r\n")
 }

@@ -310,7 +310,7 @@ public struct HTTP1HeadParser: Sendable {
         let name = UnsafeRawBufferPointer(rebasing: bytes[Int(field.nameStart)..<Int(field.nameStart + field.nameLength)])
         let value = HeaderList.value(of: field, in: bytes)
         switch name.count {
-        case 14 where name.equalsCaseInsensitively("content-length".utf8):
+        case 14 where ASCII.equalsCaseInsensitively(name, "content-length"):
             HeaderList.forEachToken(value) { element in
                 guard let length = parseDecimal(element) else {
                     facts.contentLengthInvalid = true
@@ -320,7 +320,7 @@ public struct HTTP1HeadParser: Sendable {
                 facts.contentLength = length
             }
             if value.isEmpty { facts.contentLengthInvalid = true }
-        case 17 where name.equalsCaseInsensitively("transfer-encoding".utf8):
+        case 17 where ASCII.equalsCaseInsensitively(name, "transfer-encoding"):
             facts.transferEncodingCount += 1
             HeaderList.forEachToken(value) { element in
                 if facts.chunkedLast { facts.otherCoding = true }  // anything after chunked, even chunked again
@@ -331,12 +331,12 @@ public struct HTTP1HeadParser: Sendable {
                     facts.chunkedLast = false
                 }
             }
-        case 10 where name.equalsCaseInsensitively("connection".utf8):
+        case 10 where ASCII.equalsCaseInsensitively(name, "connection"):
             HeaderList.forEachToken(value) { element in
                 if element.equalsCaseInsensitively("close".utf8) { facts.connectionClose = true }
                 if element.equalsCaseInsensitively("keep-alive".utf8) { facts.connectionKeepAlive = true }
             }
-        case 6 where name.equalsCaseInsensitively("expect".utf8):
+        case 6 where ASCII.equalsCaseInsensitively(name, "expect"):
             if value.equalsCaseInsensitively("100-continue".utf8) { facts.expectContinue = true }
         default:
             break

@@ -28,6 +28,7 @@ final class HTTP1ConnectionHandler: ChannelDuplexHandler, DownstreamStream {
 
     private let responder: ConnectionResponder
     private var context: ChannelHandlerContext?
+    private var output = WriteCoalescer()
     private var parser: HTTP1HeadParser
     /// Received bytes not parsed yet.
     private var input = ByteBuffer()
@@ -108,8 +109,9 @@ final class HTTP1ConnectionHandler: ChannelDuplexHandler, DownstreamStream {
         guard !closed else { return }
         let bytes = unwrapInboundIn(data)
         if deadlines.phase == .idle {
-            deadlines.bytesArrived(now: NIODeadline.now().uptimeNanoseconds)
-            scheduleTimer()
+            let now = NIODeadline.now()
+            deadlines.bytesArrived(now: now.uptimeNanoseconds)
+            scheduleTimer(now: now)
         }
         if input.readableBytes == 0 {
             input = bytes
@@ -125,8 +127,8 @@ final class HTTP1ConnectionHandler: ChannelDuplexHandler, DownstreamStream {
         processing = true
         defer {
             processing = false
-            // Do not pin a large receive buffer between reads.
-            if input.readableBytes == 0 && input.capacity > 0 { input = ByteBuffer() }
+            // Do not pin the receive buffer between reads (NIO reuses it when nothing else holds it).
+            if input.readableBytes == 0 && input.capacity > 0 { input = HTTP1Writer.emptyBuffer }
         }
         while !closed {
             switch phase {
@@ -263,7 +265,13 @@ final class HTTP1ConnectionHandler: ChannelDuplexHandler, DownstreamStream {
         guard let context, !responseHeadWritten else { return }
         var buffer = context.channel.allocator.buffer(capacity: 64)
         HTTP1Writer.write(head, to: &buffer)
-        context.write(wrapOutboundOut(buffer), promise: nil)
+        send(buffer)
+    }
+
+    /// Queues bytes for the client; small ones are gathered until the next flush.
+    private func send(_ buffer: ByteBuffer) {
+        guard let context else { return }
+        output.add(buffer) { context.write(self.wrapOutboundOut($0), promise: nil) }
     }
 
     func writeResponseHead(_ head: ResponseHead) {
@@ -294,47 +302,46 @@ final class HTTP1ConnectionHandler: ChannelDuplexHandler, DownstreamStream {
         } else if requestVersion.minor == 0 {
             head.headers.replaceOrAdd(name: "connection", value: "keep-alive")
         }
-        var buffer = context.channel.allocator.buffer(capacity: head.headers.serializedSizeEstimate + 64)
+        // Room for a small body too: the coalescer appends it here, and the response leaves as one write.
+        var buffer = context.channel.allocator.buffer(capacity: head.headers.serializedSize + 64 + 2048)
         HTTP1Writer.write(head, to: &buffer)
-        context.write(wrapOutboundOut(buffer), promise: nil)
+        send(buffer)
     }
 
     func writeResponseBody(_ buffer: ByteBuffer) {
         guard let context, responseHeadWritten, !responseEnded, !responseHasNoBody, buffer.readableBytes > 0 else { return }
         if responseChunked {
-            context.write(wrapOutboundOut(HTTP1Writer.chunkHeader(size: buffer.readableBytes, allocator: context.channel.allocator)), promise: nil)
-            context.write(wrapOutboundOut(buffer), promise: nil)
-            context.write(wrapOutboundOut(HTTP1Writer.crlf), promise: nil)
+            send(HTTP1Writer.chunkHeader(size: buffer.readableBytes, allocator: context.channel.allocator))
+            send(buffer)
+            send(HTTP1Writer.crlf)
         } else {
-            context.write(wrapOutboundOut(buffer), promise: nil)
+            send(buffer)
         }
     }
 
     func writeResponseEnd() {
         guard let context, responseHeadWritten, !responseEnded else { return }
         responseEnded = true
-        let last: ByteBuffer? = responseChunked && !responseHasNoBody ? HTTP1Writer.lastChunk : nil
+        if responseChunked && !responseHasNoBody { send(HTTP1Writer.lastChunk) }
         if closeAfterResponse || (requestHasBody && !requestEndSeen) {
             // Close only once everything written has reached the socket.
             exchange = nil
             closed = true
             phase = .closing
-            let written: EventLoopFuture<Void>
-            if let last {
-                written = context.writeAndFlush(wrapOutboundOut(last))
-            } else {
-                let promise = context.eventLoop.makePromise(of: Void.self)
-                context.writeAndFlush(wrapOutboundOut(ByteBuffer()), promise: promise)
-                written = promise.futureResult
+            output.drain { context.write(self.wrapOutboundOut($0), promise: nil) }
+            context.writeAndFlush(wrapOutboundOut(HTTP1Writer.emptyBuffer)).assumeIsolated().whenComplete { [self] _ in
+                self.context?.close(promise: nil)
             }
-            written.assumeIsolated().whenComplete { [self] _ in self.context?.close(promise: nil) }
             return
         }
-        if let last { context.write(wrapOutboundOut(last), promise: nil) }
         if requestEndSeen { finishExchange() }
     }
 
-    func flush() { context?.flush() }
+    func flush() {
+        guard let context else { return }
+        output.drain { context.write(self.wrapOutboundOut($0), promise: nil) }
+        context.flush()
+    }
 
     func abortResponse() {
         exchange = nil
@@ -365,17 +372,17 @@ final class HTTP1ConnectionHandler: ChannelDuplexHandler, DownstreamStream {
         inExchange = false
         bodyPaused = false
         phase = .head
-        deadlines.requestFinished(now: NIODeadline.now().uptimeNanoseconds)
-        scheduleTimer()
+        let now = NIODeadline.now()
+        deadlines.requestFinished(now: now.uptimeNanoseconds)
+        scheduleTimer(now: now)
         process()  // a pipelined request may already be waiting
         resumeReadingIfPossible()
     }
 
     // MARK: Timer
 
-    private func scheduleTimer() {
+    private func scheduleTimer(now: NIODeadline = .now()) {
         guard let context else { return }
-        let now = NIODeadline.now()
         switch deadlines.check(now: now.uptimeNanoseconds) {
         case .none:
             return

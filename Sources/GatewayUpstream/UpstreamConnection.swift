@@ -24,6 +24,7 @@ final class UpstreamConnection: ChannelDuplexHandler, Hashable {
     private var context: ChannelHandlerContext?
     private var parser: HTTP1HeadParser
     private var input = ByteBuffer()
+    private var output = WriteCoalescer()
     private var phase = Phase.idle
     private var processing = false
     /// The call using this connection, nil while idle.
@@ -59,16 +60,22 @@ final class UpstreamConnection: ChannelDuplexHandler, Hashable {
     func writeHead(_ head: RequestHead) {
         guard let context else { return }
         phase = .head(head.method)
-        var buffer = context.channel.allocator.buffer(capacity: head.headers.serializedSizeEstimate + head.target.utf8.count + 32)
+        var buffer = context.channel.allocator.buffer(capacity: head.headers.serializedSize + head.target.utf8.count + 32 + 1024)
         HTTP1Writer.write(head, to: &buffer)
-        context.write(wrapOutboundOut(buffer), promise: nil)
+        write(buffer)
     }
 
+    /// Queues bytes for the upstream; small ones are gathered until the next flush.
     func write(_ buffer: ByteBuffer) {
-        context?.write(wrapOutboundOut(buffer), promise: nil)
+        guard let context else { return }
+        output.add(buffer) { context.write(self.wrapOutboundOut($0), promise: nil) }
     }
 
-    func flush() { context?.flush() }
+    func flush() {
+        guard let context else { return }
+        output.drain { context.write(self.wrapOutboundOut($0), promise: nil) }
+        context.flush()
+    }
 
     /// Starts the read timeout (time to the first response byte, then between reads).
     func startReadTimeout(_ timeout: TimeAmount) {
@@ -160,7 +167,7 @@ final class UpstreamConnection: ChannelDuplexHandler, Hashable {
             processing = false
             // Bytes after a complete response that nobody asked for make the connection unusable.
             if call == nil && input.readableBytes > 0 { close() }
-            if input.readableBytes == 0 && input.capacity > 0 { input = ByteBuffer() }
+            if input.readableBytes == 0 && input.capacity > 0 { input = HTTP1Writer.emptyBuffer }
         }
         while let call, !isClosed, !readPaused {
             switch phase {
