@@ -58,13 +58,21 @@ public enum HeaderRules {
     }
 
     /// Headers the Connection header names are hop-by-hop too ("close" and "keep-alive" are options).
+    /// Reads the received values in place; a String is made only for an actual header name (rare).
     static func connectionNamedHeaders(_ headers: HeaderList) -> [String] {
         var named: [String] = []
-        guard headers.contains(name: "connection") else { return named }
-        for value in headers["connection"] {
-            for token in value.split(separator: ",") {
-                let name = token.trimmingASCIISpaces().lowercased()
-                if !name.isEmpty && name != "close" && name != "keep-alive" { named.append(name) }
+        headers.forEachReceivedValue(name: "connection") { value in
+            HeaderList.forEachToken(value) { token in
+                if ASCII.equalsCaseInsensitively(token, "close") || ASCII.equalsCaseInsensitively(token, "keep-alive") { return }
+                named.append(String(decoding: token, as: UTF8.self).lowercased())
+            }
+        }
+        if headers.hasAddedFields {
+            for value in headers.addedValues(name: "connection") {
+                for token in value.split(separator: ",") {
+                    let name = token.trimmingASCIISpaces().lowercased()
+                    if !name.isEmpty && name != "close" && name != "keep-alive" { named.append(name) }
+                }
             }
         }
         return named
@@ -154,16 +162,18 @@ public enum HeaderRules {
 
     /// The Host header's name part, lowercased, without port ("Api.Example.com:8080" -> "api.example.com").
     public static func hostName(_ host: String) -> Substring {
-        var text = Substring(host)
-        if text.hasPrefix("[") {  // IPv6 literal
-            if let close = text.firstIndex(of: "]") { text = text[...close] }
-        } else if let colon = text.lastIndex(of: ":") {
-            text = text[..<colon]
+        let utf8 = host.utf8
+        var end = utf8.endIndex
+        if utf8.first == UInt8(ascii: "[") {  // IPv6 literal: keep up to the closing bracket
+            if let close = utf8.firstIndex(of: UInt8(ascii: "]")) { end = utf8.index(after: close) }
+        } else if let colon = utf8.lastIndex(of: UInt8(ascii: ":")) {
+            end = colon
         }
-        if text.utf8.contains(where: { $0 >= UInt8(ascii: "A") && $0 <= UInt8(ascii: "Z") }) {
-            return Substring(text.lowercased())
+        let name = host[..<end]
+        if name.utf8.contains(where: { $0 >= UInt8(ascii: "A") && $0 <= UInt8(ascii: "Z") }) {
+            return Substring(name.lowercased())
         }
-        return text
+        return name
     }
 }
 

@@ -187,6 +187,11 @@ public struct HeaderList: Sendable, Sequence {
         added.removeAll { shouldRemove($0.name) }
     }
 
+    /// Values of `name` among the added fields only.
+    public func addedValues(name: String) -> [String] {
+        added.filter { $0.name.equalsCaseInsensitively(name) }.map(\.value)
+    }
+
     /// Calls `body` with the value bytes of every received `name` field (no allocation).
     public func forEachReceivedValue(name: String, _ body: (UnsafeRawBufferPointer) -> Void) {
         raw.withUnsafeReadableBytes { bytes in
@@ -283,7 +288,7 @@ public struct HeaderList: Sendable, Sequence {
     }
 
     /// Splits a list value on commas, trimming spaces and tabs; empty elements are skipped.
-    static func forEachToken(_ value: UnsafeRawBufferPointer, _ body: (UnsafeRawBufferPointer) -> Void) {
+    public static func forEachToken(_ value: UnsafeRawBufferPointer, _ body: (UnsafeRawBufferPointer) -> Void) {
         var start = 0
         while start < value.count {
             var end = start
