@@ -5,11 +5,14 @@ SWIFT  ?= swift
 CONFIG ?= gateway.json
 BIN    := $(shell $(SWIFT) build --show-bin-path 2>/dev/null || echo .build/debug)
 
-# Debian packages: curl drives the multi-gigabyte streaming tests and the README walk-through.
-RUN_PACKAGES  := curl
-TEST_PACKAGES := curl
+# Debian packages: curl drives the multi-gigabyte streaming tests and the README walk-through;
+# the benchmark compares against NGINX under wrk load, pinned to cores with taskset.
+RUN_PACKAGES   := curl
+TEST_PACKAGES  := curl
+BENCH_PACKAGES := nginx wrk python3 procps util-linux
+BENCH_ARGS     ?=
 
-.PHONY: all build run test check deps-run deps-test clean
+.PHONY: all build run test check bench deps-run deps-test clean
 
 all: build
 
@@ -28,6 +31,12 @@ run: deps-run build
 test: deps-test
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip-build
+
+# Gateway vs NGINX vs the bare upstream; writes bench/RESULTS.md (about 7 minutes).
+bench:
+	@scripts/ensure-packages.sh $(BENCH_PACKAGES)
+	$(SWIFT) build -c release --product gateway
+	python3 bench/run.py $(BENCH_ARGS)
 
 check: build
 	$(BIN)/gateway check --config $(CONFIG)

@@ -191,8 +191,9 @@ public struct HealthCheckConfig: Sendable {
 public struct PoolConfig: Sendable {
     public init() {}
 
-    /// Idle keep-alive connections kept per target on each worker.
-    public var maxIdlePerTarget: Int = 64
+    /// Idle keep-alive connections kept per target on each worker. Generous: a connection closed
+    /// because the pool was full must be reopened at the next burst, which costs far more than keeping it.
+    public var maxIdlePerTarget: Int = 512
     /// Idle connections older than this are closed; keep it below the upstream's own keep-alive timeout.
     public var idleTimeoutMs: Int = 30_000
 }
