@@ -93,13 +93,12 @@ final class UpstreamConnection: ChannelDuplexHandler, Hashable {
             readDeadline = nil  // the upstream is not slow, the client is
         } else {
             if call != nil { armReadDeadline() }
-            if input.readableBytes > 0 {
-                // Deliver what was held back, then flush it: this may run inside the client channel's
-                // writability event, and without a flush those bytes would wait for an upstream read that
-                // never comes (we are not reading), stalling the download.
-                process()
-                call?.readComplete()
-            }
+            // Deliver what was held back (even with no bytes left, the end of a length-delimited body may
+            // still be due), then flush it: this may run inside the client channel's writability event, and
+            // without a flush those bytes would wait for an upstream read that never comes, stalling the download.
+            let call = self.call
+            process()
+            call?.readComplete()
             if readPending {
                 readPending = false
                 context.read()
