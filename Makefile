@@ -5,19 +5,25 @@ SWIFT  ?= swift
 CONFIG ?= gateway.json
 BIN    := $(shell $(SWIFT) build --show-bin-path 2>/dev/null || echo .build/debug)
 
-# Debian packages: curl drives the multi-gigabyte streaming tests and the README walk-through;
-# the benchmark compares against NGINX under wrk load, pinned to cores with taskset.
-RUN_PACKAGES   := curl
-TEST_PACKAGES  := curl
-BENCH_PACKAGES := nginx wrk python3 procps util-linux
+# Debian packages: libhiredis-dev to build (the Redis client's protocol codec); redis-server for shared
+# rate limits (make run starts one when gateway.json needs it, the tests start their own); curl drives
+# the multi-gigabyte streaming tests and the README walk-through; the benchmark compares against NGINX
+# under wrk load, pinned to cores with taskset.
+BUILD_PACKAGES := libhiredis-dev
+RUN_PACKAGES   := $(BUILD_PACKAGES) curl redis-server
+TEST_PACKAGES  := $(BUILD_PACKAGES) curl redis-server
+BENCH_PACKAGES := $(BUILD_PACKAGES) nginx wrk python3 procps util-linux redis-server
 BENCH_ARGS     ?=
 
-.PHONY: all build run test check bench deps-run deps-test clean
+.PHONY: all build run test check bench deps-build deps-run deps-test clean
 
 all: build
 
-build:
+build: deps-build
 	$(SWIFT) build
+
+deps-build:
+	@scripts/ensure-packages.sh $(BUILD_PACKAGES)
 
 deps-run:
 	@scripts/ensure-packages.sh $(RUN_PACKAGES)

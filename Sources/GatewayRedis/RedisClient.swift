@@ -1,0 +1,283 @@
+import GatewayCore
+import GatewayPolicy
+import Logging
+import NIOCore
+import NIOPosix
+import Synchronization
+
+/// A Redis client for the gateway's hot path: SwiftNIO does the socket I/O, hiredis the protocol.
+///
+/// Every event loop keeps its own connections (`pool_size` spread over the loops, at least one each), so a
+/// request's Redis command is written and answered on the request's own thread. Commands are pipelined.
+/// A lost connection is reopened with capped, jittered backoff; while no connection is up, commands fail at
+/// once rather than wait, so a dead Redis costs a request nothing beyond a failed future.
+public final class RedisClient: Sendable {
+    public let url: RedisURL
+    let timeout: TimeAmount
+    private let pools: LoopLocal<RedisLoopPool>
+    private let logger: Logger
+
+    /// - Parameters:
+    ///   - poolSize: connections for the whole process, divided among the event loops (at least one each).
+    ///   - timeout: per command, and for connecting.
+    public init(url: RedisURL, poolSize: Int, timeout: TimeAmount, group: EventLoopGroup, logger: Logger) async throws {
+        self.url = url
+        self.timeout = timeout
+        self.logger = logger
+        let loopCount = group.makeIterator().reduce(0) { count, _ in count + 1 }
+        let perLoop = max(1, poolSize / max(1, loopCount))
+        pools = try await LoopLocal.make(on: group) { loop, _ in
+            RedisLoopPool(url: url, size: perLoop, timeout: timeout, eventLoop: loop, logger: logger)
+        }
+        await pools.forEach { $0.connectAll() }
+    }
+
+    /// Sends one command on the calling event loop's connections. Must be called on `eventLoop`.
+    public func send(_ arguments: [String], on eventLoop: EventLoop) -> EventLoopFuture<RedisValue> {
+        pools.value(on: eventLoop).send(arguments)
+    }
+
+    /// Runs a Lua script by its SHA-1; after a NOSCRIPT reply (Redis restarted or failed over) the script is
+    /// loaded again and the call retried once.
+    public func evaluate(_ script: RedisScript, keys: [String], arguments: [String], on eventLoop: EventLoop) -> EventLoopFuture<RedisValue> {
+        let command = ["EVALSHA", script.sha1, String(keys.count)] + keys + arguments
+        let pool = pools.value(on: eventLoop)
+        return pool.send(command).assumeIsolated().flatMap { reply -> EventLoopFuture<RedisValue> in
+            guard case .error(let message) = reply, message.hasPrefix("NOSCRIPT") else {
+                return eventLoop.makeSucceededFuture(reply)
+            }
+            return pool.send(["SCRIPT", "LOAD", script.source]).assumeIsolated().flatMap { loaded -> EventLoopFuture<RedisValue> in
+                if case .error(let message) = loaded { return eventLoop.makeFailedFuture(RedisError("SCRIPT LOAD failed: \(message)")) }
+                return pool.send(command)
+            }.nonisolated()
+        }.nonisolated()
+    }
+
+    /// Connections that are up right now, over all loops (for readiness checks and tests).
+    public func connectedCount() async -> Int {
+        let counts = NIOLockedCounter()
+        await pools.forEach { counts.add($0.readyCount) }
+        return counts.value
+    }
+
+    public func shutdown() async {
+        await pools.forEach { $0.shutdown() }
+    }
+}
+
+/// A lock-protected counter for gathering numbers from several loops.
+final class NIOLockedCounter: Sendable {
+    private let box = Mutex(0)
+    func add(_ value: Int) { box.withLock { $0 += value } }
+    var value: Int { box.withLock { $0 } }
+}
+
+/// The connections of one event loop.
+final class RedisLoopPool {
+    private let slots: [RedisSlot]
+    private var next = 0
+
+    init(url: RedisURL, size: Int, timeout: TimeAmount, eventLoop: EventLoop, logger: Logger) {
+        slots = (0..<size).map { _ in RedisSlot(url: url, timeout: timeout, eventLoop: eventLoop, logger: logger) }
+    }
+
+    var readyCount: Int { slots.reduce(0) { $0 + ($1.isReady ? 1 : 0) } }
+
+    func connectAll() { for slot in slots { slot.connect() } }
+
+    func send(_ arguments: [String]) -> EventLoopFuture<RedisValue> {
+        // Round-robin over the connections that are up; if none is, the first one connecting takes the
+        // command once it is ready; if none is even connecting, fail now.
+        for offset in 0..<slots.count {
+            let slot = slots[(next + offset) % slots.count]
+            if slot.isReady {
+                next = (next + offset + 1) % slots.count
+                return slot.send(arguments)
+            }
+        }
+        if let connecting = slots.first(where: \.isConnecting) { return connecting.send(arguments) }
+        for slot in slots { slot.connectIfDue() }
+        return slots[0].eventLoop.makeFailedFuture(RedisError.unavailable)
+    }
+
+    func shutdown() { for slot in slots { slot.shutdown() } }
+}
+
+/// One connection slot: connects, authenticates, selects the database, and reconnects with backoff.
+final class RedisSlot {
+    private enum State {
+        case idle
+        case connecting(waiting: [(arguments: [String], promise: EventLoopPromise<RedisValue>)])
+        case ready(RedisConnectionHandler)
+        case backoff(until: NIODeadline)
+        case shutDown
+    }
+
+    let eventLoop: EventLoop
+    private let url: RedisURL
+    private let timeout: TimeAmount
+    private let logger: Logger
+    private var state = State.idle
+    private var attempts = 0
+    private var reconnect: Scheduled<Void>?
+    private static let backoff = Backoff(baseMicros: 50_000, capMicros: 5_000_000)
+
+    init(url: RedisURL, timeout: TimeAmount, eventLoop: EventLoop, logger: Logger) {
+        self.url = url
+        self.timeout = timeout
+        self.eventLoop = eventLoop
+        self.logger = logger
+    }
+
+    var isReady: Bool {
+        if case .ready = state { return true }
+        return false
+    }
+
+    var isConnecting: Bool {
+        if case .connecting = state { return true }
+        return false
+    }
+
+    func send(_ arguments: [String]) -> EventLoopFuture<RedisValue> {
+        let promise = eventLoop.makePromise(of: RedisValue.self)
+        switch state {
+        case .ready(let connection):
+            connection.send(RESP.encode(arguments, allocator: connection.allocator), promise: promise)
+        case .connecting(var waiting):
+            waiting.append((arguments, promise))
+            state = .connecting(waiting: waiting)
+        case .idle, .backoff, .shutDown:
+            promise.fail(RedisError.unavailable)
+        }
+        return promise.futureResult
+    }
+
+    func connectIfDue() {
+        switch state {
+        case .idle: connect()
+        case .backoff(let until) where until <= .now(): connect()
+        default: break
+        }
+    }
+
+    func connect() {
+        switch state {
+        case .idle, .backoff: break
+        default: return
+        }
+        reconnect?.cancel()
+        reconnect = nil
+        state = .connecting(waiting: [])
+        let timeout = self.timeout
+        let bootstrap = ClientBootstrap(group: eventLoop)
+            .connectTimeout(timeout)
+            .channelOption(.socketOption(.tcp_nodelay), value: 1)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(RedisConnectionHandler(timeout: timeout))
+                }
+            }
+        let connected: EventLoopFuture<Channel>
+        switch url.endpoint {
+        case .tcp(let host, let port): connected = bootstrap.connect(host: host, port: port)
+        case .unix(let path): connected = bootstrap.connect(unixDomainSocketPath: path)
+        }
+        connected.assumeIsolated().whenComplete { result in
+            switch result {
+            case .failure(let error):
+                self.failed(error)
+            case .success(let channel):
+                guard let connection = try? channel.pipeline.syncOperations.handler(type: RedisConnectionHandler.self) else {
+                    channel.close(promise: nil)
+                    self.failed(RedisError.connectionClosed)
+                    return
+                }
+                self.handshake(connection).whenComplete { handshake in
+                    switch handshake {
+                    case .success: self.ready(connection)
+                    case .failure(let error): self.failed(error)
+                    }
+                }
+            }
+        }
+    }
+
+    /// AUTH (password, or user and password) and SELECT, before the connection takes commands.
+    private func handshake(_ connection: RedisConnectionHandler) -> EventLoopFuture<Void>.Isolated {
+        var commands: [[String]] = []
+        if let password = url.password {
+            commands.append(url.user.map { ["AUTH", $0, password] } ?? ["AUTH", password])
+        }
+        if url.database != 0 { commands.append(["SELECT", String(url.database)]) }
+        var chain = eventLoop.makeSucceededVoidFuture().assumeIsolated()
+        for command in commands {
+            chain = chain.flatMap { _ -> EventLoopFuture<Void> in
+                let promise = self.eventLoop.makePromise(of: RedisValue.self)
+                connection.send(RESP.encode(command, allocator: connection.allocator), promise: promise)
+                return promise.futureResult.assumeIsolated().flatMapThrowing { reply in
+                    if case .error(let message) = reply {
+                        connection.close()
+                        throw RedisError("\(command[0]) failed: \(message)")
+                    }
+                }.nonisolated()
+            }
+        }
+        return chain
+    }
+
+    private func ready(_ connection: RedisConnectionHandler) {
+        guard case .connecting(let waiting) = state else {
+            connection.close()
+            return
+        }
+        if attempts > 0 { logger.notice("redis connected again", metadata: ["after_attempts": "\(attempts)"]) }
+        attempts = 0
+        state = .ready(connection)
+        connection.onClose = { [weak self] in self?.lost() }
+        for (arguments, promise) in waiting {
+            connection.send(RESP.encode(arguments, allocator: connection.allocator), promise: promise)
+        }
+    }
+
+    private func failed(_ error: any Error) {
+        guard case .connecting(let waiting) = state else { return }
+        for (_, promise) in waiting { promise.fail(RedisError.unavailable) }
+        if attempts == 0 { logger.warning("redis connect failed", metadata: ["error": "\(error)"]) }
+        scheduleReconnect()
+    }
+
+    private func lost() {
+        guard case .ready = state else { return }  // not after shutdown
+        logger.warning("redis connection lost")
+        scheduleReconnect()
+    }
+
+    private func scheduleReconnect() {
+        let delay = Self.backoff.delayMicros(attempt: attempts, random: Double.random(in: 0..<1))
+        attempts += 1
+        let until = NIODeadline.now() + .microseconds(delay)
+        state = .backoff(until: until)
+        reconnect = eventLoop.assumeIsolated().scheduleTask(deadline: until) { self.connect() }
+    }
+
+    func shutdown() {
+        reconnect?.cancel()
+        reconnect = nil
+        let previous = state
+        state = .shutDown  // first: closing fires onClose synchronously, which must not schedule a reconnect
+        if case .ready(let connection) = previous { connection.close() }
+        if case .connecting(let waiting) = previous { for (_, promise) in waiting { promise.fail(RedisError.unavailable) } }
+    }
+}
+
+/// A Lua script with its SHA-1 (computed locally, so EVALSHA works before the script was ever loaded).
+public struct RedisScript: Sendable {
+    public let source: String
+    public let sha1: String
+
+    public init(_ source: String) {
+        self.source = source
+        self.sha1 = SHA1.hex(source)
+    }
+}

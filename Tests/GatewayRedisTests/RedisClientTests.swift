@@ -1,0 +1,169 @@
+import Foundation
+import Logging
+import NIOCore
+import NIOPosix
+import Testing
+import TestSupport
+
+@testable import GatewayRedis
+
+/// Runs `body` with a client for `url` on a one-thread event loop group.
+func withClient<T>(
+    _ url: String, poolSize: Int = 2, timeoutMs: Int64 = 500, _ body: (RedisClient, EventLoop) async throws -> T
+) async throws -> T {
+    let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+    let client = try await RedisClient(
+        url: try RedisURL.parse(url).get(), poolSize: poolSize, timeout: .milliseconds(timeoutMs), group: group,
+        logger: Logger(label: "test"))
+    do {
+        let result = try await body(client, group.next())
+        await client.shutdown()
+        try await group.shutdownGracefully()
+        return result
+    } catch {
+        await client.shutdown()
+        try await group.shutdownGracefully()
+        throw error
+    }
+}
+
+extension RedisClient {
+    func run(_ arguments: [String], on loop: EventLoop) async throws -> RedisValue {
+        try await loop.flatSubmit { self.send(arguments, on: loop) }.get()
+    }
+
+    func waitUntilConnected(_ expected: Int = 1, timeout: Duration = .seconds(10)) async throws {
+        let deadline = ContinuousClock.now + timeout
+        while await connectedCount() < expected {
+            if ContinuousClock.now > deadline { throw RedisError("no connection after \(timeout)") }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+    }
+}
+
+@Suite struct RESPTests {
+    // Commands are framed by hiredis exactly as RESP says.
+    @Test func encodes() {
+        let buffer = RESP.encode(["SET", "key", "välue", ""], allocator: ByteBufferAllocator())
+        #expect(String(buffer: buffer) == "*4\r\n$3\r\nSET\r\n$3\r\nkey\r\n$6\r\nvälue\r\n$0\r\n\r\n")
+    }
+
+    // Replies of every type, split at every byte, come out whole and in order.
+    @Test func parsesIncrementally() throws {
+        let wire = "+OK\r\n-ERR bad\r\n:42\r\n$5\r\nhello\r\n$-1\r\n*3\r\n:1\r\n$1\r\nx\r\n*0\r\n"
+        let expected: [RedisValue] = [.status("OK"), .error("ERR bad"), .integer(42), .bulk(Array("hello".utf8)), .null, .array([.integer(1), .bulk([120]), .array([])])]
+        for split in 1..<wire.utf8.count {
+            let parser = RedisReplyParser()
+            var values: [RedisValue] = []
+            let bytes = Array(wire.utf8)
+            parser.feed(ByteBuffer(bytes: bytes[..<split]))
+            while let value = try parser.next() { values.append(value) }
+            parser.feed(ByteBuffer(bytes: bytes[split...]))
+            while let value = try parser.next() { values.append(value) }
+            #expect(values == expected)
+        }
+    }
+
+    @Test func rejectsGarbage() {
+        let parser = RedisReplyParser()
+        parser.feed(ByteBuffer(string: "?what\r\n"))
+        #expect(throws: RedisError.self) { _ = try parser.next() }
+    }
+
+    // URL forms: host, port, database, credentials, Unix socket; rediss is refused.
+    @Test func urls() throws {
+        #expect(try RedisURL.parse("redis://cache.local").get() == RedisURL(endpoint: .tcp(host: "cache.local", port: 6379)))
+        #expect(try RedisURL.parse("redis://u:p%40ss@127.0.0.1:6380/3").get() == RedisURL(endpoint: .tcp(host: "127.0.0.1", port: 6380), user: "u", password: "p@ss", database: 3))
+        #expect(try RedisURL.parse("redis://:secret@h").get().password == "secret")
+        #expect(try RedisURL.parse("unix:///run/redis.sock?db=2&password=x").get() == RedisURL(endpoint: .unix(path: "/run/redis.sock"), password: "x", database: 2))
+        #expect(throws: RedisError.self) { try RedisURL.parse("rediss://h").get() }
+        #expect(throws: RedisError.self) { try RedisURL.parse("redis://h/x").get() }
+        #expect(throws: RedisError.self) { try RedisURL.parse("http://h").get() }
+    }
+}
+
+@Suite(.serialized) struct RedisClientTests {
+    // Plain commands, and a thousand pipelined commands on one connection answered in order.
+    @Test func commandsAndPipelining() async throws {
+        let server = try await RedisServer()
+        try await withClient(server.url, poolSize: 1) { client, loop in
+            try await client.waitUntilConnected()
+            #expect(try await client.run(["SET", "greeting", "hello"], on: loop) == .status("OK"))
+            #expect(try await client.run(["GET", "greeting"], on: loop) == .bulk(Array("hello".utf8)))
+            #expect(try await client.run(["GET", "missing"], on: loop) == .null)
+            if case .error(let message) = try await client.run(["NOSUCHCOMMAND"], on: loop) {
+                #expect(message.hasPrefix("ERR"))
+            } else {
+                Issue.record("expected an error reply")
+            }
+            let replies = try await loop.flatSubmit {
+                EventLoopFuture.whenAllSucceed((0..<1000).map { _ in client.send(["INCR", "counter"], on: loop) }, on: loop)
+            }.get()
+            #expect(replies == (1...1000).map { RedisValue.integer($0) })
+        }
+    }
+
+    // AUTH from the URL (password, and user plus password), SELECT from the path, and the Unix socket.
+    @Test func authenticationDatabaseAndUnixSocket() async throws {
+        let server = try await RedisServer(password: "s3cret")
+        _ = try await server.command(["ACL", "SETUSER", "gateway", "on", ">userpass", "~*", "+@all"])
+        try await withClient("redis://:s3cret@127.0.0.1:\(server.port)/5") { client, loop in
+            try await client.waitUntilConnected()
+            #expect(try await client.run(["SET", "where", "db5"], on: loop) == .status("OK"))
+        }
+        #expect(try await server.command(["-n", "5", "GET", "where"]).contains("db5"))
+        try await withClient("redis://gateway:userpass@127.0.0.1:\(server.port)") { client, loop in
+            try await client.waitUntilConnected()
+            #expect(try await client.run(["ACL", "WHOAMI"], on: loop) == .bulk(Array("gateway".utf8)))
+        }
+        try await withClient("unix://\(server.socketPath)?password=s3cret&db=5") { client, loop in
+            try await client.waitUntilConnected()
+            #expect(try await client.run(["GET", "where"], on: loop) == .bulk(Array("db5".utf8)))
+        }
+        // A wrong password never yields a usable connection; commands fail instead of hanging.
+        try await withClient("redis://:wrong@127.0.0.1:\(server.port)") { client, loop in
+            try await Task.sleep(for: .milliseconds(200))
+            #expect(await client.connectedCount() == 0)
+            await #expect(throws: RedisError.self) { _ = try await client.run(["PING"], on: loop) }
+        }
+    }
+
+    // A frozen Redis costs a command its timeout, not more; a killed one fails commands at once; both recover.
+    @Test func timeoutsOutagesAndReconnect() async throws {
+        let server = try await RedisServer()
+        try await withClient(server.url, poolSize: 1, timeoutMs: 300) { client, loop in
+            try await client.waitUntilConnected()
+            server.pause(true)
+            let started = ContinuousClock.now
+            await #expect(throws: RedisError.timeout) { _ = try await client.run(["PING"], on: loop) }
+            let waited = ContinuousClock.now - started
+            #expect(waited >= .milliseconds(250) && waited < .seconds(2))
+            server.pause(false)
+            try await client.waitUntilConnected()
+            #expect(try await client.run(["PING"], on: loop) == .status("PONG"))
+
+            server.kill()
+            try await Task.sleep(for: .milliseconds(100))
+            let failedAt = ContinuousClock.now
+            await #expect(throws: RedisError.self) { _ = try await client.run(["PING"], on: loop) }
+            #expect(ContinuousClock.now - failedAt < .milliseconds(200))
+            try await server.start()
+            try await client.waitUntilConnected()
+            #expect(try await client.run(["PING"], on: loop) == .status("PONG"))
+        }
+    }
+
+    // EVALSHA works before the script was ever loaded and again after SCRIPT FLUSH (NOSCRIPT is handled).
+    @Test func scriptsSurviveFlush() async throws {
+        let server = try await RedisServer()
+        let script = RedisScript("return {KEYS[1], ARGV[1]}")
+        try await withClient(server.url) { client, loop in
+            try await client.waitUntilConnected()
+            let run = { try await loop.flatSubmit { client.evaluate(script, keys: ["k"], arguments: ["v"], on: loop) }.get() }
+            #expect(try await run() == .array([.bulk([107]), .bulk([118])]))
+            #expect(try await run() == .array([.bulk([107]), .bulk([118])]))
+            _ = try await server.command(["SCRIPT", "FLUSH"])
+            #expect(try await run() == .array([.bulk([107]), .bulk([118])]))
+        }
+    }
+}
