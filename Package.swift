@@ -26,6 +26,13 @@ let package = Package(
     targets: [
         .target(name: "GatewayPolicy", swiftSettings: strict),
         .target(name: "GatewayConfig", dependencies: ["GatewayPolicy"], swiftSettings: strict),
+        // Redis: hiredis (Debian libhiredis-dev) encodes commands and parses replies; SwiftNIO does the I/O.
+        // No pkgConfig: hiredis.pc's -D_FILE_OFFSET_BITS=64 only earns a SwiftPM warning, and the headers
+        // and library are on the default paths.
+        .systemLibrary(name: "CHiredis", providers: [.apt(["libhiredis-dev"])]),
+        .target(
+            name: "GatewayRedis", dependencies: ["CHiredis", "GatewayCore", "GatewayPolicy", nioCore, nioPosix, logging],
+            swiftSettings: strict),
         // The HTTP/1 codec of the forwarding path: heads kept as received bytes, strict incremental parsing.
         .target(name: "GatewayHTTP", dependencies: [nioCore], swiftSettings: strict),
         .target(
@@ -43,7 +50,7 @@ let package = Package(
         .target(
             name: "GatewayApp",
             dependencies: [
-                "GatewayConfig", "GatewayCore", "GatewayFilters", "GatewayUpstream", "GatewayServer", nioCore, nioPosix,
+                "GatewayConfig", "GatewayCore", "GatewayFilters", "GatewayUpstream", "GatewayServer", "GatewayRedis", nioCore, nioPosix,
                 logging,
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -61,14 +68,26 @@ let package = Package(
 
         .testTarget(name: "GatewayPolicyTests", dependencies: ["GatewayPolicy"], swiftSettings: strict),
         .testTarget(name: "GatewayHTTPTests", dependencies: ["GatewayHTTP", nioCore], swiftSettings: strict),
+        // Helpers shared by test targets (a throwaway redis-server per test).
+        .target(name: "TestSupport", dependencies: [nioCore, nioPosix], path: "Tests/TestSupport", swiftSettings: strict),
+        .testTarget(
+            name: "GatewayRedisTests",
+            dependencies: [
+                "GatewayRedis", "GatewayCore", "GatewayFilters", "GatewayPolicy", "GatewayConfig", "TestSupport", nioCore,
+                nioPosix, logging,
+            ],
+            swiftSettings: strict),
         .testTarget(name: "GatewayConfigTests", dependencies: ["GatewayConfig"], resources: [.copy("Fixtures")], swiftSettings: strict),
         .testTarget(
             name: "GatewayCoreTests",
-            dependencies: ["GatewayCore", "GatewayFilters", "GatewayConfig", "GatewayPolicy", "GatewayHTTP", nioCore],
+            dependencies: [
+                "GatewayCore", "GatewayFilters", "GatewayConfig", "GatewayPolicy", "GatewayHTTP", nioCore,
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+            ],
             swiftSettings: strict),
         .testTarget(
             name: "GatewayIntegrationTests",
-            dependencies: ["GatewayApp", "GatewayConfig", "GatewayCore", "DemoUpstream", nioCore, nioPosix, logging],
+            dependencies: ["GatewayApp", "GatewayConfig", "GatewayCore", "DemoUpstream", "TestSupport", nioCore, nioPosix, logging],
             swiftSettings: strict),
     ]
 )

@@ -37,6 +37,23 @@ for _ in $(seq 50); do
   sleep 0.1
 done
 
+# A local Redis when the config points at one on this machine and nothing answers there yet.
+redis_url=$(grep -oE '"url" *: *"redis://[^"]*"' "$config" | head -1 | sed -E 's/.*"(redis:\/\/[^"]*)"/\1/' || true)
+if [ -n "$redis_url" ]; then
+  redis_hostport=$(echo "$redis_url" | sed -E 's#redis://([^@/]*@)?##; s#/.*##')
+  redis_host=${redis_hostport%%:*}
+  redis_port=${redis_hostport##*:}
+  [ "$redis_port" = "$redis_hostport" ] && redis_port=6379
+  if [ "$redis_host" = "127.0.0.1" ] || [ "$redis_host" = "localhost" ]; then
+    if ! port_open "$redis_port"; then
+      echo "starting redis-server on 127.0.0.1:$redis_port for $config" >&2
+      redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly no --daemonize no --loglevel warning &
+      pids+=($!)
+      for _ in $(seq 50); do port_open "$redis_port" && break; sleep 0.1; done
+    fi
+  fi
+fi
+
 "$bin/gateway" run --config "$config" &
 gateway=$!
 trap 'kill -INT $gateway 2>/dev/null || true' INT TERM

@@ -1,6 +1,7 @@
 import GatewayConfig
 import GatewayCore
 import GatewayFilters
+import GatewayRedis
 import GatewayServer
 import GatewayUpstream
 import Logging
@@ -17,10 +18,15 @@ public final class Gateway: Sendable {
     private let server: GatewayServer
     private let forwarders: LoopLocal<any UpstreamForwarder>
     private let logger: Logger
+    /// The shared Redis client, when gateway.json has a `redis` section.
+    public let redis: RedisClient?
+    /// The rate-limit store routes use (for tests and, later, metrics).
+    public let rateLimitStore: RateLimitStore
 
     private init(
         config: GatewayConfig, listeners: [GatewayServer.BoundListener], group: MultiThreadedEventLoopGroup,
-        server: GatewayServer, forwarders: LoopLocal<any UpstreamForwarder>, logger: Logger
+        server: GatewayServer, forwarders: LoopLocal<any UpstreamForwarder>, logger: Logger, redis: RedisClient?,
+        rateLimitStore: RateLimitStore
     ) {
         self.config = config
         self.listeners = listeners
@@ -28,6 +34,8 @@ public final class Gateway: Sendable {
         self.server = server
         self.forwarders = forwarders
         self.logger = logger
+        self.redis = redis
+        self.rateLimitStore = rateLimitStore
     }
 
     /// Starts event loops and binds every listener.
@@ -40,8 +48,14 @@ public final class Gateway: Sendable {
         do {
             var globalFilters: [any GatewayFilter] = [RequestIDFilter(), SecurityHeadersFilter(config.securityHeaders)]
             if config.logging.accessLog { globalFilters.append(AccessLogFilter(logger: accessLogger ?? logger)) }
-            let runtime = GatewayRuntime(
-                config: config, routes: GatewayRuntime.compileRoutes(config), globalFilters: globalFilters, logger: logger)
+            let redis = try await makeRedisClient(config, group: group, logger: logger)
+            let rateLimitStore = makeRateLimitStore(config, redis: redis, logger: logger)
+            let routes = GatewayRuntime.compileRoutes(config) { route in
+                route.rateLimits.isEmpty
+                    ? []
+                    : [RateLimitFilter(routeName: route.name, rules: route.rateLimits.map(RateLimitRule.init), store: rateLimitStore, logger: logger)]
+            }
+            let runtime = GatewayRuntime(config: config, routes: routes, globalFilters: globalFilters, logger: logger)
             let upstreams = config.upstreams
             let forwarders = try await LoopLocal<any UpstreamForwarder>.make(on: group) { loop, index in
                 HTTP1Forwarder(upstreams: upstreams, eventLoop: loop, loopIndex: index, logger: logger)
@@ -50,11 +64,27 @@ public final class Gateway: Sendable {
             let listeners = try await server.start()
             logger.info("gateway started", metadata: ["workers": .stringConvertible(workers), "routes": .stringConvertible(config.routes.count)])
             return Gateway(
-                config: config, listeners: listeners, group: group, server: server, forwarders: forwarders, logger: logger)
+                config: config, listeners: listeners, group: group, server: server, forwarders: forwarders, logger: logger,
+                redis: redis, rateLimitStore: rateLimitStore)
         } catch {
             try? await group.shutdownGracefully()
             throw error
         }
+    }
+
+    private static func makeRedisClient(_ config: GatewayConfig, group: EventLoopGroup, logger: Logger) async throws -> RedisClient? {
+        guard let redis = config.redis else { return nil }
+        let url = try RedisURL.parse(redis.url).get()
+        return try await RedisClient(
+            url: url, poolSize: redis.poolSize, timeout: .milliseconds(Int64(redis.timeoutMs)), group: group,
+            logger: logger)
+    }
+
+    /// `memory`: this process's counters. `redis`: shared counters behind the `on_store_error` policy.
+    private static func makeRateLimitStore(_ config: GatewayConfig, redis: RedisClient?, logger: Logger) -> RateLimitStore {
+        guard config.rateLimiting.store == .redis, let redis else { return MemoryRateLimitStore() }
+        return FailoverRateLimitStore(
+            primary: RedisRateLimitStore(client: redis), mode: config.rateLimiting.onStoreError, logger: logger)
     }
 
     /// The port a listener was bound to (useful with port 0).
@@ -77,6 +107,7 @@ public final class Gateway: Sendable {
     public func shutdown() async {
         logger.info("gateway stopping", metadata: ["drain_timeout_ms": .stringConvertible(config.limits.drainTimeoutMs)])
         await server.shutdown(timeout: .milliseconds(Int64(config.limits.drainTimeoutMs)))
+        await redis?.shutdown()
         try? await group.shutdownGracefully()
         logger.info("gateway stopped")
     }

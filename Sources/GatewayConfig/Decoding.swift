@@ -1,3 +1,4 @@
+import Foundation
 import GatewayPolicy
 
 // Field-by-field decoding of gateway.json. Each decoder reads every key it knows (so unknown keys can be
@@ -110,9 +111,18 @@ extension RedisConfig {
         node.object { o in
             let url = o.required("url") { node -> String? in
                 guard let text = node.nonEmptyString() else { return nil }
-                let schemes = ["redis://", "rediss://", "unix://"]
-                guard schemes.contains(where: text.hasPrefix) else {
-                    node.error("expected a redis://, rediss:// or unix:// URL")
+                if text.hasPrefix("rediss://") {
+                    node.error("rediss:// (Redis over TLS) is not supported by this build yet; use redis:// or unix://")
+                    return nil
+                }
+                guard text.hasPrefix("redis://") || text.hasPrefix("unix://") else {
+                    node.error("expected a redis:// or unix:// URL")
+                    return nil
+                }
+                guard let components = URLComponents(string: text),
+                    text.hasPrefix("unix://") ? !components.path.isEmpty : !(components.host ?? "").isEmpty
+                else {
+                    node.error("\"\(text)\" is not a valid Redis URL (redis://[user:password@]host[:port][/db] or unix:///path)")
                     return nil
                 }
                 return text
@@ -514,6 +524,7 @@ extension RateLimitConfig {
             let cost = o.optional("cost") { $0.int(1...1_000_000_000) } ?? 1
             let limit = o.optional("limit") { $0.int(1...1_000_000_000) }
             let window = o.optional("window_seconds") { $0.int(1...31_536_000) }
+            let enforce = o.optional("enforce") { $0.bool() } ?? true
             switch algorithm {
             case .tokenBucket:
                 if capacity == nil && !o.has("capacity") { o.node.context.error(o.path / "capacity", "token_bucket needs a capacity") }
@@ -528,13 +539,14 @@ extension RateLimitConfig {
                     o.node.context.error(o.path / "window_seconds", "sliding_window needs window_seconds")
                 }
                 if capacity != nil || refill != nil { o.node.context.error(o.path, "capacity and refill_per_second belong to token_bucket") }
+                if let limit, cost > limit { o.node.context.error(o.path / "cost", "is larger than limit; no request could ever pass") }
             case nil:
                 break
             }
             guard let name, let algorithm, let key else { return nil }
             return RateLimitConfig(
                 name: name, algorithm: algorithm, key: key, capacity: capacity, refillPerSecond: refill, cost: cost,
-                limit: limit, windowSeconds: window
+                limit: limit, windowSeconds: window, enforce: enforce
             )
         }
     }

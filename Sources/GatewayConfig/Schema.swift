@@ -244,6 +244,8 @@ public struct RateLimitConfig: Sendable {
     public var cost: Int
     public var limit: Int?
     public var windowSeconds: Int?
+    /// false: shadow mode (decisions are logged and counted, never enforced).
+    public var enforce: Bool
 }
 
 public struct RouteCacheConfig: Sendable {

@@ -74,7 +74,9 @@ extension GatewayConfig {
                     context.error(path / "auth" / "require", "\"api_key\" needs auth.api_keys to be configured")
                 }
             }
-            if !route.rateLimits.isEmpty { notYet(context, path / "rate_limits", "rate limiting") }
+            if route.rateLimits.contains(where: { $0.key == .consumer }) && route.auth == nil {
+                context.warning(path / "rate_limits", "key \"consumer\" on a route without auth counts per client ip")
+            }
             if route.cache?.enabled == true { notYet(context, path / "cache", "response caching") }
             if route.cors != nil { notYet(context, path / "cors", "CORS") }
         }
@@ -87,7 +89,6 @@ extension GatewayConfig {
             let key = rateLimiting.store == .redis ? root / "rate_limiting" / "store" : root / "cache" / "store"
             context.error(key, "\"redis\" needs a top-level redis section with its url")
         }
-        if redis != nil { notYet(context, root / "redis", "the Redis client") }
         if admin != nil { notYet(context, root / "admin", "the admin API") }
     }
 

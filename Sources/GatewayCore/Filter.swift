@@ -32,10 +32,20 @@ public struct RequestContext: Sendable {
     public var route: CompiledRoute?
     /// The request's Host header (authority), once routing has read it.
     public var host: String?
+    /// Who is calling, once authentication has said (JWT `sub` or API-key id); nil when anonymous.
+    public var consumer: String?
+    /// Headers filters want on the response, whoever produces it (rate-limit state, for one).
+    public var responseHeaders: [(name: String, value: String)] = []
+    /// The connection's event loop: filters that suspend complete their futures here.
+    public let eventLoop: EventLoop
     /// Monotonic start time, for durations.
     public let startedAt: NIODeadline
 
-    public init(connection: ConnectionInfo, clientIP: String, method: HTTPMethod, uri: String, startedAt: NIODeadline) {
+    public init(
+        connection: ConnectionInfo, clientIP: String, method: HTTPMethod, uri: String, startedAt: NIODeadline,
+        eventLoop: EventLoop
+    ) {
+        self.eventLoop = eventLoop
         self.connection = connection
         self.clientIP = clientIP
         self.method = method

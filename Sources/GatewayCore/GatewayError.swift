@@ -13,6 +13,8 @@ public struct GatewayError: Error, Hashable, Sendable, CustomStringConvertible {
         case badRequest = "BAD_REQUEST"
         case upstreamUnavailable = "UPSTREAM_UNAVAILABLE"
         case upstreamTimeout = "UPSTREAM_TIMEOUT"
+        case rateLimited = "RATE_LIMITED"
+        case rateLimitUnavailable = "RATE_LIMIT_UNAVAILABLE"
         case internalError = "INTERNAL"
     }
 
@@ -20,11 +22,14 @@ public struct GatewayError: Error, Hashable, Sendable, CustomStringConvertible {
     public let message: String
     /// For 405: the methods the matched path accepts (sent as `Allow`).
     public let allowedMethods: [String]
+    /// For 429: seconds until a retry may succeed (sent as `Retry-After`).
+    public let retryAfterSeconds: Int?
 
-    private init(_ base: Base, _ message: String, allowedMethods: [String] = []) {
+    private init(_ base: Base, _ message: String, allowedMethods: [String] = [], retryAfterSeconds: Int? = nil) {
         self.base = base
         self.message = message
         self.allowedMethods = allowedMethods
+        self.retryAfterSeconds = retryAfterSeconds
     }
 
     public var code: String { base.rawValue }
@@ -39,6 +44,8 @@ public struct GatewayError: Error, Hashable, Sendable, CustomStringConvertible {
         case .badRequest: return 400
         case .upstreamUnavailable: return 502
         case .upstreamTimeout: return 504
+        case .rateLimited: return 429
+        case .rateLimitUnavailable: return 503
         case .internalError: return 500
         }
     }
@@ -67,6 +74,11 @@ public struct GatewayError: Error, Hashable, Sendable, CustomStringConvertible {
     public static let upstreamBrokenResponse = GatewayError(.upstreamUnavailable, "The upstream service sent an invalid or incomplete response.")
     public static let upstreamTimeout = GatewayError(.upstreamTimeout, "The upstream service did not answer in time.")
     public static let internalError = GatewayError(.internalError, "The gateway failed to handle this request.")
+    public static func rateLimited(retryAfterSeconds: Int) -> GatewayError {
+        GatewayError(.rateLimited, "Too many requests; retry later.", retryAfterSeconds: max(1, retryAfterSeconds))
+    }
+    public static let rateLimitUnavailable = GatewayError(
+        .rateLimitUnavailable, "Rate limits cannot be checked right now; retry later.", retryAfterSeconds: 1)
 
     /// The single place where arbitrary errors become gateway errors: anything unknown is a 500.
     public init(mapping error: any Error) {

@@ -70,7 +70,7 @@ public final class GatewayConnection: ConnectionResponder {
 
     public func respondToProtocolError(_ error: GatewayError, stream: DownstreamStream) {
         var context = RequestContext(
-            connection: info, clientIP: peerText, method: .other("-"), uri: "-", startedAt: .now())
+            connection: info, clientIP: peerText, method: .other("-"), uri: "-", startedAt: .now(), eventLoop: eventLoop)
         context.requestID = RequestID.generate()
         var response = GatewayResponse.error(error, requestID: context.requestID)
         for filter in runtime.globalFilters.reversed() { filter.onResponse(&response.head, context: context) }

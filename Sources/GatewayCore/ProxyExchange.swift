@@ -61,7 +61,8 @@ final class ProxyExchange: ExchangeDriver, UpstreamCallDelegate {
                 trusted: connection.runtime.trustedProxies)
             : connection.peerText
         self.context = RequestContext(
-            connection: connection.info, clientIP: clientIP, method: head.method, uri: head.target, startedAt: .now())
+            connection: connection.info, clientIP: clientIP, method: head.method, uri: head.target, startedAt: .now(),
+            eventLoop: connection.eventLoop)
     }
 
     func start() {
@@ -304,6 +305,7 @@ final class ProxyExchange: ExchangeDriver, UpstreamCallDelegate {
     }
 
     private func applyResponseFilters(_ response: inout ResponseHead) {
+        for (name, value) in context.responseHeaders { response.headers.replaceOrAdd(name: name, value: value) }
         if let routeFilters = context.route?.filters {
             for filter in routeFilters.reversed() { filter.onResponse(&response, context: context) }
         }

@@ -4,6 +4,7 @@ import GatewayFilters
 import GatewayHTTP
 import GatewayPolicy
 import NIOCore
+import NIOEmbedded
 import Testing
 
 @Suite struct HeaderRulesTests {
@@ -130,6 +131,6 @@ enum SecurityHeadersConfigForTests {
     static func context(tls: Bool) -> RequestContext {
         RequestContext(
             connection: ConnectionInfo(listener: "l", peer: nil, isTLS: tls, peerIsTrustedProxy: false), clientIP: "1.2.3.4",
-            method: .GET, uri: "/", startedAt: .now())
+            method: .GET, uri: "/", startedAt: .now(), eventLoop: EmbeddedEventLoop())
     }
 }

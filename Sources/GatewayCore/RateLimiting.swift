@@ -1,0 +1,107 @@
+import GatewayConfig
+import GatewayPolicy
+import NIOCore
+
+/// One configured limit, compiled: its algorithm with numbers in the units the stores use.
+public struct RateLimitRule: Sendable {
+    public enum Algorithm: Sendable, Equatable {
+        case tokenBucket(TokenBucket)
+        case slidingWindow(SlidingWindowLog)
+    }
+
+    public let name: String
+    public let algorithm: Algorithm
+    public let cost: Int
+    public let key: RateLimitConfig.Key
+    /// false: shadow mode, the decision is logged and counted but never rejects.
+    public let enforce: Bool
+
+    public init(name: String, algorithm: Algorithm, cost: Int = 1, key: RateLimitConfig.Key = .ip, enforce: Bool = true) {
+        self.name = name
+        self.algorithm = algorithm
+        self.cost = cost
+        self.key = key
+        self.enforce = enforce
+    }
+
+    public init(config: RateLimitConfig) {
+        name = config.name
+        cost = config.cost
+        key = config.key
+        enforce = config.enforce
+        switch config.algorithm {
+        case .tokenBucket:
+            algorithm = .tokenBucket(TokenBucket(capacity: Double(config.capacity ?? 1), refillPerSecond: config.refillPerSecond ?? 1))
+        case .slidingWindow:
+            algorithm = .slidingWindow(SlidingWindowLog(limit: config.limit ?? 1, windowMicros: Int64(config.windowSeconds ?? 1) * 1_000_000))
+        }
+    }
+
+    /// The quota as headers state it: `q` (requests) and `w` (seconds) of RateLimit-Policy.
+    public var quota: (limit: Int, windowSeconds: Int) {
+        switch algorithm {
+        case .tokenBucket(let bucket):
+            return (Int(bucket.capacity), max(1, Int((bucket.capacity / bucket.refillPerSecond).rounded(.up))))
+        case .slidingWindow(let window):
+            return (window.limit, Int(window.windowMicros / 1_000_000))
+        }
+    }
+}
+
+/// One limit to apply to one request: the rule and the storage key it counts under.
+public struct RateLimitCheck: Sendable {
+    public let rule: RateLimitRule
+    public let key: String
+
+    public init(rule: RateLimitRule, key: String) {
+        self.rule = rule
+        self.key = key
+    }
+}
+
+/// Everything one request asks of a store, decided atomically: either every enforced limit allows it and
+/// all of them are charged, or nothing is charged.
+public struct RateLimitRequest: Sendable {
+    /// Shared by all keys of the request (`{route}`), so a Redis Cluster keeps them in one slot and one
+    /// script can decide them together.
+    public let hashTag: String
+    public let checks: [RateLimitCheck]
+    /// Unique per request (the request id): makes sliding-window log entries distinct.
+    public let nonce: String
+
+    public init(hashTag: String, checks: [RateLimitCheck], nonce: String) {
+        self.hashTag = hashTag
+        self.checks = checks
+        self.nonce = nonce
+    }
+}
+
+public struct RateLimitResult: Sendable, Equatable {
+    /// Every enforced limit allowed the request (shadow limits never refuse).
+    public let allowed: Bool
+    /// One per check, in order.
+    public let evaluations: [LimitEvaluation]
+
+    public init(allowed: Bool, evaluations: [LimitEvaluation]) {
+        self.allowed = allowed
+        self.evaluations = evaluations
+    }
+}
+
+/// A store's answer: at once (in memory) or later (Redis, on the caller's event loop).
+public enum RateLimitAnswer {
+    case now(RateLimitResult)
+    case later(EventLoopFuture<RateLimitResult>)
+}
+
+/// Where counters live: `memory` (this process) or `redis` (shared by every instance).
+public protocol RateLimitStore: Sendable {
+    func check(_ request: RateLimitRequest, on eventLoop: EventLoop) -> RateLimitAnswer
+}
+
+/// Why a store could not decide (Redis down, timed out, script error). The filter applies `on_store_error`.
+public struct RateLimitStoreError: Error, Sendable, CustomStringConvertible {
+    public let reason: String
+    public init(_ reason: String) { self.reason = reason }
+    public var description: String { reason }
+}

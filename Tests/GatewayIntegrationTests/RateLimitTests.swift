@@ -1,0 +1,190 @@
+import DemoUpstream
+import Foundation
+import Testing
+import TestSupport
+
+/// Rate limits over real sockets: the memory store in-process, and Redis shared by separate gateway
+/// processes, including Redis dying mid-test.
+@Suite(.serialized) struct RateLimitTests {
+    static func config(upstreamPort: Int, limits: String, redis: String? = nil, onError: String = "allow", listenerPort: Int = 0) -> String {
+        let store = redis == nil ? "" : #""redis": { "url": "\#(redis!)", "timeout_ms": 200, "pool_size": 2 }, "rate_limiting": { "store": "redis", "on_store_error": "\#(onError)" },"#
+        return """
+            { "workers": 2, \(store)
+              "listeners": [{ "name": "public", "address": "127.0.0.1", "port": \(listenerPort) }],
+              "upstreams": { "demo": { "targets": ["http://127.0.0.1:\(upstreamPort)"] } },
+              "routes": [{ "name": "limited", "upstream": "demo", "rate_limits": \(limits) }] }
+            """
+    }
+
+    /// Sends `count` requests at once (one connection each) and returns their statuses and responses.
+    static func burst(_ ports: [Int], count: Int, path: String = "/echo", headers: String = "") async throws -> [TestResponse] {
+        try await withThrowingTaskGroup(of: TestResponse.self) { group in
+            for index in 0..<count {
+                let port = ports[index % ports.count]
+                group.addTask {
+                    let client = try await RawClient.connect(port: port)
+                    try await client.send("GET \(path) HTTP/1.1\r\nHost: x\r\n\(headers)\r\n")
+                    let response = try await client.readResponse(timeout: .seconds(20))
+                    await client.close()
+                    return response
+                }
+            }
+            var responses: [TestResponse] = []
+            for try await response in group { responses.append(response) }
+            return responses
+        }
+    }
+
+    // In memory: headers on every answer, then 429 JSON with Retry-After once the window is used up.
+    @Test func memoryStoreLimitsAndHeaders() async throws {
+        let limits = #"[{ "name": "per-ip", "algorithm": "sliding_window", "key": "ip", "limit": 3, "window_seconds": 60 }]"#
+        try await withUpstreams { upstreams in
+            try await withGateway(Self.config(upstreamPort: upstreams[0].port, limits: limits), upstreams: upstreams) { gateway in
+                for remaining in [2, 1, 0] {
+                    let response = try await gateway.request("GET", "/echo")
+                    #expect(response.status == 200)
+                    #expect(response.header("x-ratelimit-limit") == "3")
+                    #expect(response.header("x-ratelimit-remaining") == String(remaining))
+                    #expect(response.header("ratelimit-policy") == #""per-ip";q=3;w=60"#)
+                    #expect(response.header("ratelimit")?.hasPrefix(#""per-ip";r=\#(remaining);t="#) == true)
+                }
+                let refused = try await gateway.request("GET", "/echo")
+                #expect(refused.status == 429)
+                #expect(refused.errorCode == "RATE_LIMITED")
+                #expect(Int(refused.header("retry-after") ?? "") ?? 0 >= 59)
+                #expect(refused.header("x-ratelimit-remaining") == "0")
+                #expect(upstreams[0].requestsServed == 3)
+            }
+        }
+    }
+
+    // Header keys count per header value; shadow limits never refuse.
+    @Test func headerKeysAndShadowMode() async throws {
+        let limits = """
+            [{ "name": "per-tenant", "algorithm": "token_bucket", "key": "header:X-Tenant", "capacity": 2, "refill_per_second": 0.001 },
+             { "name": "watch", "algorithm": "sliding_window", "key": "route", "limit": 1, "window_seconds": 60, "enforce": false }]
+            """
+        try await withUpstreams { upstreams in
+            try await withGateway(Self.config(upstreamPort: upstreams[0].port, limits: limits), upstreams: upstreams) { gateway in
+                func status(_ tenant: String) async throws -> Int {
+                    try await gateway.request("GET", "/echo", headers: [("X-Tenant", tenant)]).status
+                }
+                for tenant in ["a", "a", "b", "b"] {
+                    let code = try await status(tenant)
+                    #expect(code == 200)
+                }
+                let exhausted = try await status("a")
+                let other = try await status("c")
+                #expect(exhausted == 429)
+                #expect(other == 200)
+                #expect(gateway.logs.entries("rate limit would reject (shadow mode)").count >= 3)
+            }
+        }
+    }
+
+    // Two gateway processes share one Redis: of 200 concurrent requests against 50 per minute, exactly 50 pass.
+    @Test(.timeLimit(.minutes(2))) func exactAcrossInstances() async throws {
+        let redis = try await RedisServer()
+        let limits = #"[{ "name": "shared", "algorithm": "sliding_window", "key": "route", "limit": 50, "window_seconds": 60 }]"#
+        try await withUpstreams { upstreams in
+            let first = try GatewayProcess(config: Self.config(upstreamPort: upstreams[0].port, limits: limits, redis: redis.url))
+            let second = try GatewayProcess(config: Self.config(upstreamPort: upstreams[0].port, limits: limits, redis: redis.url))
+            try await first.start()
+            try await second.start()
+            let responses = try await Self.burst([first.port, second.port], count: 200)
+            let histogram = Dictionary(grouping: responses, by: { "\($0.status) \($0.errorCode ?? "")" }).mapValues(\.count)
+            #expect(responses.filter { $0.status == 200 }.count == 50, "\(histogram)")
+            let refused = responses.filter { $0.status == 429 }
+            #expect(refused.count == 150)
+            #expect(refused.allSatisfy { $0.errorCode == "RATE_LIMITED" && Int($0.header("retry-after") ?? "") ?? 0 >= 1 })
+            #expect(refused.allSatisfy { $0.header("x-ratelimit-remaining") == "0" && $0.header("x-ratelimit-limit") == "50" })
+            #expect(upstreams[0].requestsServed == 50)
+            first.terminate()
+            second.terminate()
+            _ = await first.waitForExit(timeout: .seconds(10))
+            _ = await second.waitForExit(timeout: .seconds(10))
+        }
+    }
+
+    // A Redis token bucket refills at its configured rate (bounds from measured times, so load cannot flake it).
+    @Test func tokenBucketRefillsInRedis() async throws {
+        let redis = try await RedisServer()
+        let limits = #"[{ "name": "bucket", "algorithm": "token_bucket", "key": "ip", "capacity": 4, "refill_per_second": 4 }]"#
+        try await withUpstreams { upstreams in
+            try await withGateway(Self.config(upstreamPort: upstreams[0].port, limits: limits, redis: redis.url), upstreams: upstreams) { gateway in
+                try await gateway.waitForRedis()
+                let firstStart = ContinuousClock.now
+                let first = try await Self.burst([gateway.port], count: 6)
+                let firstEnd = ContinuousClock.now
+                #expect(first.filter { $0.status == 200 }.count >= 4)
+                try await Task.sleep(for: .milliseconds(600))
+                let secondStart = ContinuousClock.now
+                let second = try await Self.burst([gateway.port], count: 6)
+                let secondEnd = ContinuousClock.now
+                // Tokens refilled between the two bursts: at least rate x (quiet gap), at most rate x (whole span).
+                let seconds = { (duration: Duration) in Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18 }
+                let atLeast = Int(4 * seconds(secondStart - firstEnd))
+                let atMost = min(4, Int(4 * seconds(secondEnd - firstStart)) + 1)
+                let allowed = second.filter { $0.status == 200 }.count
+                #expect(allowed >= min(atLeast, 4) && allowed <= atMost, "allowed \(allowed), expected \(atLeast)...\(atMost)")
+            }
+        }
+    }
+
+    // Redis dies mid-test: allow passes, deny answers 503, local falls back to in-process limits; all recover.
+    @Test(.timeLimit(.minutes(2)), arguments: ["allow", "deny", "local"])
+    func redisOutage(_ mode: String) async throws {
+        let redis = try await RedisServer()
+        let limits = #"[{ "name": "shared", "algorithm": "sliding_window", "key": "route", "limit": 3, "window_seconds": 60 }]"#
+        try await withUpstreams { upstreams in
+            try await withGateway(
+                Self.config(upstreamPort: upstreams[0].port, limits: limits, redis: redis.url, onError: mode), upstreams: upstreams
+            ) { gateway in
+                try await gateway.waitForRedis()
+                #expect(try await gateway.request("GET", "/echo").status == 200)
+                redis.kill()
+                let started = ContinuousClock.now
+                let during = try await (0..<5).asyncMap { _ in try await gateway.request("GET", "/echo") }
+                #expect(ContinuousClock.now - started < .seconds(3))  // never stalls beyond the Redis timeout
+                switch mode {
+                case "allow":
+                    #expect(during.allSatisfy { $0.status == 200 })
+                    #expect(during.allSatisfy { $0.header("x-ratelimit-limit") == nil })
+                case "deny":
+                    #expect(during.allSatisfy { $0.status == 503 && $0.errorCode == "RATE_LIMIT_UNAVAILABLE" })
+                default:
+                    // In-process counters start from zero: 3 pass, then the local limit refuses.
+                    #expect(during.map(\.status) == [200, 200, 200, 429, 429])
+                }
+                let outageLogs = gateway.logs.entries("rate limit store unavailable")
+                #expect(outageLogs.count == 1)  // once per outage, not per request
+
+                try await redis.start()
+                try await gateway.waitForRedis()
+                // Shared counting again: a fresh Redis holds one slot per request from here on.
+                let after = try await (0..<4).asyncMap { _ in try await gateway.request("GET", "/echo") }
+                #expect(after.map(\.status) == [200, 200, 200, 429])
+                #expect(gateway.logs.entries("rate limit store available again").count == 1)
+            }
+        }
+    }
+}
+
+extension TestGateway {
+    /// Waits until the gateway's Redis client has a connection on every loop.
+    func waitForRedis(timeout: Duration = .seconds(10)) async throws {
+        let deadline = ContinuousClock.now + timeout
+        while await (gateway.redis?.connectedCount() ?? 0) < 2 {
+            if ContinuousClock.now > deadline { throw RawClient.TimeoutError(what: "Redis connections") }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+    }
+}
+
+extension Sequence {
+    func asyncMap<T>(_ transform: (Element) async throws -> T) async rethrows -> [T] {
+        var results: [T] = []
+        for element in self { results.append(try await transform(element)) }
+        return results
+    }
+}

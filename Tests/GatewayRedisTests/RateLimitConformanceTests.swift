@@ -1,0 +1,165 @@
+import Foundation
+import GatewayCore
+import GatewayFilters
+import GatewayPolicy
+import GatewayRedis
+import Logging
+import NIOCore
+import NIOPosix
+import Synchronization
+import Testing
+import TestSupport
+
+/// One scenario: limits, then requests at given times with what must happen.
+struct RateLimitVector: CustomStringConvertible {
+    struct Step {
+        var at: Double  // seconds
+        var allowed: Bool
+        var remaining: [Int]? = nil
+        var retryAfter: Double? = nil  // seconds, of the first limit that refuses
+    }
+
+    var name: String
+    var rules: [RateLimitRule]
+    var steps: [Step]
+    var description: String { name }
+}
+
+let second: Int64 = 1_000_000
+let vectors: [RateLimitVector] = [
+    RateLimitVector(
+        name: "token bucket drains and refills",
+        rules: [RateLimitRule(name: "b", algorithm: .tokenBucket(TokenBucket(capacity: 3, refillPerSecond: 1)))],
+        steps: [
+            .init(at: 0, allowed: true, remaining: [2]), .init(at: 0, allowed: true, remaining: [1]),
+            .init(at: 0, allowed: true, remaining: [0]), .init(at: 0, allowed: false, remaining: [0], retryAfter: 1),
+            .init(at: 0.5, allowed: false, retryAfter: 0.5), .init(at: 1, allowed: true, remaining: [0]),
+            .init(at: 10, allowed: true, remaining: [2]),
+        ]),
+    RateLimitVector(
+        name: "token bucket with cost and fractional refill",
+        rules: [RateLimitRule(name: "b", algorithm: .tokenBucket(TokenBucket(capacity: 5, refillPerSecond: 0.5)), cost: 2)],
+        steps: [
+            .init(at: 0, allowed: true, remaining: [3]), .init(at: 0.1, allowed: true, remaining: [1]),
+            .init(at: 0.2, allowed: false, remaining: [1], retryAfter: 1.8), .init(at: 2.2, allowed: true, remaining: [0]),
+        ]),
+    RateLimitVector(
+        name: "sliding window is exact at the edge",
+        rules: [RateLimitRule(name: "w", algorithm: .slidingWindow(SlidingWindowLog(limit: 3, windowMicros: 10 * second)))],
+        steps: [
+            .init(at: 1, allowed: true, remaining: [2]), .init(at: 2, allowed: true, remaining: [1]),
+            .init(at: 9, allowed: true, remaining: [0]), .init(at: 10.5, allowed: false, remaining: [0], retryAfter: 0.5),
+            .init(at: 11, allowed: true, remaining: [0]), .init(at: 11.5, allowed: false, retryAfter: 0.5),
+            .init(at: 30, allowed: true, remaining: [2]),
+        ]),
+    RateLimitVector(
+        name: "a request refused by one limit is charged by none",
+        rules: [
+            RateLimitRule(name: "burst", algorithm: .tokenBucket(TokenBucket(capacity: 2, refillPerSecond: 1))),
+            RateLimitRule(name: "window", algorithm: .slidingWindow(SlidingWindowLog(limit: 3, windowMicros: 10 * second))),
+        ],
+        steps: [
+            .init(at: 0, allowed: true, remaining: [1, 2]), .init(at: 0, allowed: true, remaining: [0, 1]),
+            .init(at: 0, allowed: false, remaining: [0, 0], retryAfter: 1),  // burst refuses; window not charged
+            .init(at: 2, allowed: true, remaining: [1, 0]),  // the window still had its last slot
+            .init(at: 2, allowed: false, remaining: [0, 0], retryAfter: 8),  // window refuses; burst not charged
+            .init(at: 2, allowed: false, remaining: [0, 0], retryAfter: 8),
+        ]),
+    RateLimitVector(
+        name: "shadow limits never refuse and are not charged when they would",
+        rules: [
+            RateLimitRule(name: "enforced", algorithm: .slidingWindow(SlidingWindowLog(limit: 5, windowMicros: 10 * second))),
+            RateLimitRule(name: "shadow", algorithm: .tokenBucket(TokenBucket(capacity: 1, refillPerSecond: 1)), enforce: false),
+        ],
+        steps: [
+            .init(at: 0, allowed: true, remaining: [4, 0]), .init(at: 0.1, allowed: true, remaining: [3, 0]),
+            .init(at: 1.1, allowed: true, remaining: [2, 0]),
+        ]),
+]
+
+/// Replays a vector against a store and returns every result.
+func replay(_ vector: RateLimitVector, prefix: String, check: (RateLimitRequest, Int64) async throws -> RateLimitResult) async throws -> [RateLimitResult] {
+    var results: [RateLimitResult] = []
+    let checks = vector.rules.map { RateLimitCheck(rule: $0, key: "gw:rl:{\(prefix)}:\($0.name)") }
+    for (index, step) in vector.steps.enumerated() {
+        let request = RateLimitRequest(hashTag: prefix, checks: checks, nonce: "n\(index)")
+        results.append(try await check(request, Int64(step.at * 1_000_000)))
+    }
+    return results
+}
+
+func verify(_ vector: RateLimitVector, _ results: [RateLimitResult], store: String) {
+    for (step, result) in zip(vector.steps, results) {
+        #expect(result.allowed == step.allowed, "\(store) \(vector.name) at \(step.at)s")
+        if let remaining = step.remaining {
+            #expect(result.evaluations.map(\.remaining) == remaining, "\(store) \(vector.name) at \(step.at)s")
+        }
+        if let retry = step.retryAfter, let refusing = result.evaluations.first(where: { !$0.allowed }) {
+            // Within a microsecond: both stores round the same float arithmetic up to whole microseconds.
+            #expect(abs(refusing.retryAfterMicros - Int64(retry * 1_000_000)) <= 1, "\(store) \(vector.name) at \(step.at)s")
+        }
+    }
+}
+
+@Suite(.serialized) struct RateLimitConformanceTests {
+    // The same vectors give the same decisions, remaining counts and retry times in memory and in Redis.
+    @Test func memoryAndRedisAgree() async throws {
+        let server = try await RedisServer()
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let client = try await RedisClient(
+            url: try RedisURL.parse(server.url).get(), poolSize: 1, timeout: .seconds(2), group: group,
+            logger: Logger(label: "test"))
+        defer { Task { await client.shutdown(); try? await group.shutdownGracefully() } }
+        try await client.waitUntilConnected()
+        let now = Mutex<Int64>(0)
+        let redisStore = RedisRateLimitStore(client: client, clockOverride: { now.withLock { $0 } })
+        let loop = group.next()
+        for vector in vectors {
+            let memory = MemoryRateLimitStore()
+            let memoryResults = try await replay(vector, prefix: "mem") { request, at in memory.check(request, now: at) }
+            verify(vector, memoryResults, store: "memory")
+            let prefix = "r\(UUID().uuidString.prefix(8))"
+            let redisResults = try await replay(vector, prefix: prefix) { request, at in
+                now.withLock { $0 = at }
+                guard case .later(let future) = try await loop.submit({ redisStore.check(request, on: loop) }).get() else {
+                    throw RateLimitStoreError("expected an asynchronous answer")
+                }
+                return try await future.get()
+            }
+            verify(vector, redisResults, store: "redis")
+            #expect(memoryResults == redisResults, "\(vector.name)")
+        }
+    }
+
+    // Keys carry a TTL (no idle key lives forever) and are namespaced under one hash tag per route.
+    @Test func keysExpireAndShareAHashTag() async throws {
+        let server = try await RedisServer()
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let client = try await RedisClient(
+            url: try RedisURL.parse(server.url).get(), poolSize: 1, timeout: .seconds(2), group: group,
+            logger: Logger(label: "test"))
+        defer { Task { await client.shutdown(); try? await group.shutdownGracefully() } }
+        try await client.waitUntilConnected()
+        let store = RedisRateLimitStore(client: client)
+        let rules = [
+            RateLimitRule(name: "b", algorithm: .tokenBucket(TokenBucket(capacity: 10, refillPerSecond: 5))),
+            RateLimitRule(name: "w", algorithm: .slidingWindow(SlidingWindowLog(limit: 10, windowMicros: 3 * second))),
+        ]
+        let request = RateLimitRequest(
+            hashTag: "orders", checks: rules.map { RateLimitCheck(rule: $0, key: "gw:rl:{orders}:\($0.name):ip:127.0.0.1") },
+            nonce: "x")
+        let loop = group.next()
+        guard case .later(let future) = try await loop.submit({ store.check(request, on: loop) }).get() else {
+            Issue.record("expected an asynchronous answer")
+            return
+        }
+        #expect(try await future.get().allowed)
+        let bucketTTL = Int(try await server.command(["PTTL", "gw:rl:{orders}:b:ip:127.0.0.1"]).trimmingCharacters(in: .whitespacesAndNewlines)) ?? -1
+        let windowTTL = Int(try await server.command(["PTTL", "gw:rl:{orders}:w:ip:127.0.0.1"]).trimmingCharacters(in: .whitespacesAndNewlines)) ?? -1
+        #expect(bucketTTL > 0 && bucketTTL <= 1200)  // (10 - 9) / 5 s to refill, plus a second
+        #expect(windowTTL > 0 && windowTTL <= 3000)
+        let slotA = try await server.command(["CLUSTER", "KEYSLOT", "gw:rl:{orders}:b:ip:127.0.0.1"])
+        let slotB = try await server.command(["CLUSTER", "KEYSLOT", "gw:rl:{orders}:w:header:abc"])
+        #expect(slotA == slotB)
+    }
+}
