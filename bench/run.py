@@ -33,6 +33,7 @@ TICKS = os.sysconf("SC_CLK_TCK")
 UPSTREAM_PORT = 19001
 GATEWAY_PORT = 18080
 NGINX_PORT = 18081
+REDIS_PORT = 19379
 
 PROXY_CPU = "0"
 LOAD_CPU = "1"
@@ -47,6 +48,12 @@ SCENARIOS = {
     # thousand busy ones would need ten thousand upstream sockets too, over this machine's 20,000 file
     # descriptor limit per process, which cannot be raised here.)
     "conns-10k": ("10,000 connections (9,000 idle + 1,000 busy), 1 KB GET", "/1k", 1000, None, 9000),
+}
+
+# Gateway-only comparisons: the same request on a route with a Redis-backed limit that never trips and
+# on a route without limits (NGINX has no shared rate limits to compare with).
+FEATURES = {
+    "ratelimit-redis": ("Redis token bucket that never trips, 64 connections, 1 KB GET", "/limited/1k", "/1k", 64),
 }
 
 
@@ -209,6 +216,15 @@ def open_idle_connections(port, count):
     return sockets
 
 
+def measure_path(service, path, connections, duration):
+    before = cpu_seconds(service.pids)
+    data = run_wrk(service.port, path, connections, duration, None)
+    after = cpu_seconds(service.pids)
+    data["rps"] = data["requests"] / (data["duration_us"] / 1e6)
+    data["cpu_us_per_request"] = (after - before) * 1e6 / max(data["requests"], 1)
+    return data
+
+
 def idle_rss_per_connection(service, count):
     """Opens `count` keep-alive connections (one request each), then compares the proxy's RSS."""
     time.sleep(0.5)
@@ -256,7 +272,7 @@ def ratio(a, b):
     return f"{a / b:.2f}x"
 
 
-def write_results(path, machine, args, results, idle, started):
+def write_results(path, machine, args, results, idle, started, features):
     lines = [
         "# Benchmark results",
         "",
@@ -314,7 +330,26 @@ def write_results(path, machine, args, results, idle, started):
         "| scenario | req/s | CPU µs/req | p99 |",
         "|---|---:|---:|---:|",
     ] + ratios
+    if features:
+        lines += ["", "## Gateway features (gateway only)", "",
+                  "The same 1 KB GET through a route with the feature and through one without it.", "",
+                  "| feature | req/s with | req/s without | ratio | p99 with | p99 without | added p99 | CPU µs/req with | without |",
+                  "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        for name, (title, *_rest) in FEATURES.items():
+            with_runs, without_runs = features.get((name, "with"), []), features.get((name, "without"), [])
+            if not with_runs or not without_runs:
+                continue
+            w_rps, o_rps = median([r["rps"] for r in with_runs]), median([r["rps"] for r in without_runs])
+            w_p99, o_p99 = median([r["p99_us"] / 1000 for r in with_runs]), median([r["p99_us"] / 1000 for r in without_runs])
+            w_cpu, o_cpu = median([r["cpu_us_per_request"] for r in with_runs]), median([r["cpu_us_per_request"] for r in without_runs])
+            summary[name] = (w_rps / o_rps, w_p99 - o_p99)
+            lines.append(f"| {title} | {fmt(w_rps, 0)} | {fmt(o_rps, 0)} | {ratio(w_rps, o_rps)} | {fmt(w_p99, 2)} ms | "
+                         f"{fmt(o_p99, 2)} ms | {fmt(w_p99 - o_p99, 2)} ms | {fmt(w_cpu)} | {fmt(o_cpu)} |")
     targets = []
+    if "ratelimit-redis" in summary:
+        throughput, added = summary["ratelimit-redis"]
+        targets.append(f"| Redis rate limit: req/s >= 0.8x the unlimited route | {'met' if throughput >= 0.8 else 'not met'} | {throughput:.2f}x |")
+        targets.append(f"| Redis rate limit: added p99 < 1 ms at 64 connections | {'met' if added < 1 else 'not met'} | {added:.2f} ms |")
     if "get-1k" in summary:
         g, n = summary["get-1k"]
         checks = [
@@ -327,7 +362,7 @@ def write_results(path, machine, args, results, idle, started):
         per = idle["gateway"][1]
         targets.append(f"| idle keep-alive connection < 20 KiB RSS | {'met' if per < 20 * 1024 else 'not met'} | {per / 1024:.1f} KiB |")
     if targets:
-        lines += ["", "## Targets (issue 3)", "", "| target | status | measured |", "|---|---|---|"] + targets
+        lines += ["", "## Targets", "", "| target | status | measured |", "|---|---|---|"] + targets
     if idle:
         lines += ["", "## Memory per idle keep-alive connection", "",
                   "| target | connections | RSS before | RSS after | per connection |", "|---|---:|---:|---:|---:|"]
@@ -346,6 +381,7 @@ def main():
     parser.add_argument("--repeat", type=int, default=2, help="runs per target and scenario (interleaved)")
     parser.add_argument("--scenarios", default=",".join(SCENARIOS), help="comma-separated: " + ", ".join(SCENARIOS))
     parser.add_argument("--idle-connections", type=int, default=10000, help="0 skips the idle-connection RSS test")
+    parser.add_argument("--no-features", dest="features", action="store_false", help="skip the gateway-only feature runs")
     parser.add_argument("--gateway", default=str(ROOT / ".build/release/gateway"))
     parser.add_argument("--out", default=str(BENCH / "RESULTS.md"))
     args = parser.parse_args()
@@ -353,7 +389,7 @@ def main():
     unknown = [s for s in args.scenarios if s not in SCENARIOS]
     if unknown:
         parser.error(f"unknown scenarios: {unknown}")
-    for tool in ("nginx", "wrk", "taskset"):
+    for tool in ("nginx", "wrk", "taskset", "redis-server"):
         if not shutil.which(tool):
             parser.error(f"{tool} is missing (make bench installs it)")
     if os.cpu_count() < 2:
@@ -365,7 +401,10 @@ def main():
     (WORK / "www").mkdir(parents=True)
     (WORK / "www" / "1k").write_bytes(b"x" * 1024)
     (WORK / "www" / "64k").write_bytes(b"y" * 65536)
-    values = {"DIR": WORK, "UPSTREAM_PORT": UPSTREAM_PORT, "NGINX_PORT": NGINX_PORT, "GATEWAY_PORT": GATEWAY_PORT}
+    values = {
+        "DIR": WORK, "UPSTREAM_PORT": UPSTREAM_PORT, "NGINX_PORT": NGINX_PORT, "GATEWAY_PORT": GATEWAY_PORT,
+        "REDIS_PORT": REDIS_PORT,
+    }
     upstream_conf = render("nginx-upstream.conf", WORK / "upstream.conf", values)
     proxy_conf = render("nginx-proxy.conf", WORK / "proxy.conf", values)
     gateway_conf = render("gateway.json", WORK / "gateway.json", values)
@@ -375,6 +414,10 @@ def main():
         log("starting the upstream, NGINX and the gateway")
         upstream = Service("upstream", ["nginx", "-c", str(upstream_conf), "-p", str(WORK)], UPSTREAM_PORT, LOAD_CPU)
         services.append(upstream)
+        redis = Service(
+            "redis", ["redis-server", "--port", str(REDIS_PORT), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+                      "--daemonize", "no", "--dir", str(WORK)], REDIS_PORT, LOAD_CPU)
+        services.append(redis)
         nginx = Service("nginx", ["nginx", "-c", str(proxy_conf), "-p", str(WORK)], NGINX_PORT, PROXY_CPU)
         services.append(nginx)
         gateway = Service("gateway", [args.gateway, "run", "--config", str(gateway_conf)], GATEWAY_PORT, PROXY_CPU)
@@ -409,7 +452,17 @@ def main():
                 log(f"{scenario} bare upstream #{repeat + 1}: {data['rps']:,.0f} req/s")
                 time.sleep(1)  # let sockets closed by the previous run leave TIME_WAIT pressure behind
 
-        write_results(Path(args.out), machine_description(), args, results, idle, started)
+        features = {}
+        if args.features:
+            for name, (title, limited_path, plain_path, connections) in FEATURES.items():
+                for repeat in range(args.repeat):
+                    for variant, path in (("with", limited_path), ("without", plain_path)):
+                        data = measure_path(gateway, path, connections, args.duration)
+                        features.setdefault((name, variant), []).append(data)
+                        log(f"{name} {variant} #{repeat + 1}: {data['rps']:,.0f} req/s, p99 {data['p99_us'] / 1000:.2f} ms, "
+                            f"{fmt(data['cpu_us_per_request'])} µs CPU/req")
+
+        write_results(Path(args.out), machine_description(), args, results, idle, started, features)
         log(f"wrote {args.out}")
         print(Path(args.out).read_text())
     finally:

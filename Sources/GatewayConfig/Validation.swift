@@ -100,11 +100,19 @@ extension GatewayConfig {
 /// Path comparisons on whole segments: "/api" is a prefix of "/api" and "/api/x", not of "/apix".
 public enum PathRules {
     public static func hasSegmentPrefix(_ path: some StringProtocol, _ prefix: some StringProtocol) -> Bool {
-        let prefix = normalisedPrefix(prefix)
-        if prefix == "/" { return path.hasPrefix("/") }
-        guard path.hasPrefix(prefix) else { return false }
-        let rest = path.utf8.dropFirst(prefix.utf8.count)
-        return rest.isEmpty || rest.first == UInt8(ascii: "/")
+        hasNormalisedSegmentPrefix(Substring(path), normalisedPrefix(prefix))
+    }
+
+    /// The per-request form: `prefix` is already normalised (routes normalise theirs once), and the
+    /// comparison runs on UTF-8 bytes.
+    @inlinable
+    public static func hasNormalisedSegmentPrefix(_ path: Substring, _ prefix: String) -> Bool {
+        let pathBytes = path.utf8
+        let prefixBytes = prefix.utf8
+        if prefixBytes.count == 1 { return pathBytes.first == UInt8(ascii: "/") }  // "/" matches every path
+        guard pathBytes.count >= prefixBytes.count, pathBytes.starts(with: prefixBytes) else { return false }
+        let next = pathBytes.index(pathBytes.startIndex, offsetBy: prefixBytes.count)
+        return next == pathBytes.endIndex || pathBytes[next] == UInt8(ascii: "/")
     }
 
     /// "/api/" and "/api" name the same prefix; "/" stays "/".

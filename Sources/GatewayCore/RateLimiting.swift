@@ -15,6 +15,9 @@ public struct RateLimitRule: Sendable {
     public let key: RateLimitConfig.Key
     /// false: shadow mode, the decision is logged and counted but never rejects.
     public let enforce: Bool
+    /// The rule as a shared store's script takes it: algorithm ("tb"/"sw"), two parameters (capacity and
+    /// refill per second, or limit and window in µs), cost, enforce ("1"/"0"). Built once, not per request.
+    public let scriptArguments: [String]
 
     public init(name: String, algorithm: Algorithm, cost: Int = 1, key: RateLimitConfig.Key = .ip, enforce: Bool = true) {
         self.name = name
@@ -22,19 +25,33 @@ public struct RateLimitRule: Sendable {
         self.cost = cost
         self.key = key
         self.enforce = enforce
+        switch algorithm {
+        case .tokenBucket(let bucket):
+            scriptArguments = ["tb", Self.number(bucket.capacity), Self.number(bucket.refillPerSecond), String(cost), enforce ? "1" : "0"]
+        case .slidingWindow(let window):
+            scriptArguments = ["sw", String(window.limit), String(window.windowMicros), String(cost), enforce ? "1" : "0"]
+        }
     }
 
     public init(config: RateLimitConfig) {
-        name = config.name
-        cost = config.cost
-        key = config.key
-        enforce = config.enforce
+        let algorithm: Algorithm
         switch config.algorithm {
         case .tokenBucket:
             algorithm = .tokenBucket(TokenBucket(capacity: Double(config.capacity ?? 1), refillPerSecond: config.refillPerSecond ?? 1))
         case .slidingWindow:
             algorithm = .slidingWindow(SlidingWindowLog(limit: config.limit ?? 1, windowMicros: Int64(config.windowSeconds ?? 1) * 1_000_000))
         }
+        self.init(name: config.name, algorithm: algorithm, cost: config.cost, key: config.key, enforce: config.enforce)
+    }
+
+    /// Whole numbers without a fraction (Lua's tonumber reads both forms; exact either way).
+    static func number(_ value: Double) -> String {
+        value == value.rounded() && abs(value) < 1e15 ? String(Int64(value)) : "\(value)"
+    }
+
+    public var isSlidingWindow: Bool {
+        if case .slidingWindow = algorithm { return true }
+        return false
     }
 
     /// The quota as headers state it: `q` (requests) and `w` (seconds) of RateLimit-Policy.
@@ -88,15 +105,14 @@ public struct RateLimitResult: Sendable, Equatable {
     }
 }
 
-/// A store's answer: at once (in memory) or later (Redis, on the caller's event loop).
-public enum RateLimitAnswer {
-    case now(RateLimitResult)
-    case later(EventLoopFuture<RateLimitResult>)
-}
-
 /// Where counters live: `memory` (this process) or `redis` (shared by every instance).
 public protocol RateLimitStore: Sendable {
-    func check(_ request: RateLimitRequest, on eventLoop: EventLoop) -> RateLimitAnswer
+    /// Decides `request`. `completion` runs exactly once, on `eventLoop`: right away for the memory store,
+    /// when the reply arrives for Redis. A callback rather than a future: on the hot path it saves the
+    /// promise-and-closure chain each layer of futures would allocate per request.
+    func check(
+        _ request: RateLimitRequest, on eventLoop: EventLoop,
+        completion: @escaping (Result<RateLimitResult, any Error>) -> Void)
 }
 
 /// Why a store could not decide (Redis down, timed out, script error). The filter applies `on_store_error`.

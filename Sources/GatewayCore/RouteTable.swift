@@ -70,7 +70,7 @@ public final class CompiledRoute: Sendable {
         case .exact(let exact):
             return path == exact ? Int.max : nil
         case .prefix(let prefix):
-            return PathRules.hasSegmentPrefix(path, prefix) ? 1 + prefix.utf8.count : nil
+            return PathRules.hasNormalisedSegmentPrefix(path, prefix) ? 1 + prefix.utf8.count : nil
         }
     }
 
@@ -136,11 +136,12 @@ public struct RouteTable: Sendable {
 extension PathRules {
     /// Removes `prefix` (whole segments) from the path of `uri`, keeping the query string byte for byte.
     /// "/api/v1/orders?x=1" without "/api" is "/v1/orders?x=1"; "/api" alone becomes "/".
+    /// `prefix` must be normalised (compiled routes hold it so).
     public static func strip(_ prefix: String, from uri: String) -> String {
         let queryStart = uri.utf8.firstIndex(of: UInt8(ascii: "?")) ?? uri.utf8.endIndex
         let path = uri[..<queryStart]
-        guard prefix != "/", hasSegmentPrefix(path, prefix) else { return uri }
-        let rest = uri[uri.utf8.index(path.startIndex, offsetBy: prefix.utf8.count)...]
-        return rest.first == "/" ? String(rest) : "/" + rest
+        guard prefix.utf8.count > 1, hasNormalisedSegmentPrefix(path, prefix) else { return uri }
+        let rest = uri[uri.utf8.index(uri.utf8.startIndex, offsetBy: prefix.utf8.count)...]
+        return rest.utf8.first == UInt8(ascii: "/") ? String(rest) : "/" + rest
     }
 }

@@ -41,8 +41,11 @@ public final class MemoryRateLimitStore: RateLimitStore {
     /// Keys currently held (for tests).
     public var keyCount: Int { shards.reduce(0) { total, shard in total + shard.content.withLock { $0.entries.count } } }
 
-    public func check(_ request: RateLimitRequest, on eventLoop: EventLoop) -> RateLimitAnswer {
-        .now(check(request, now: clock()))
+    public func check(
+        _ request: RateLimitRequest, on eventLoop: EventLoop,
+        completion: @escaping (Result<RateLimitResult, any Error>) -> Void
+    ) {
+        completion(.success(check(request, now: clock())))
     }
 
     public func check(_ request: RateLimitRequest, now: Int64) -> RateLimitResult {

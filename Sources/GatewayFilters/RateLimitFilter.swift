@@ -12,8 +12,16 @@ import Synchronization
 /// Headers: `X-RateLimit-Limit/-Remaining/-Reset` for the most constrained enforced limit, and the IETF
 /// draft's `RateLimit-Policy` and `RateLimit` listing every enforced limit.
 public struct RateLimitFilter: GatewayFilter {
+    /// A rule with what is fixed per route: its key prefix and header texts.
+    private struct Limit: Sendable {
+        let rule: RateLimitRule
+        /// `gw:rl:{route}:limit:`
+        let keyPrefix: String
+        let limitText: String
+    }
+
     private let routeName: String
-    private let rules: [RateLimitRule]
+    private let limits: [Limit]
     private let store: RateLimitStore
     private let logger: Logger
     /// `RateLimit-Policy`, fixed per route.
@@ -21,7 +29,7 @@ public struct RateLimitFilter: GatewayFilter {
 
     public init(routeName: String, rules: [RateLimitRule], store: RateLimitStore, logger: Logger) {
         self.routeName = routeName
-        self.rules = rules
+        self.limits = rules.map { Limit(rule: $0, keyPrefix: "gw:rl:{\(routeName)}:\($0.name):", limitText: String($0.quota.limit)) }
         self.store = store
         self.logger = logger
         let enforced = rules.filter(\.enforce)
@@ -31,81 +39,113 @@ public struct RateLimitFilter: GatewayFilter {
     }
 
     public func onRequest(_ head: inout RequestHead, context: inout RequestContext) -> FilterStep {
-        let checks = rules.map { RateLimitCheck(rule: $0, key: key(for: $0, head: head, context: context)) }
+        var checks: [RateLimitCheck] = []
+        checks.reserveCapacity(limits.count)
+        for limit in limits { checks.append(RateLimitCheck(rule: limit.rule, key: key(for: limit, head: head, context: context))) }
         let request = RateLimitRequest(hashTag: routeName, checks: checks, nonce: context.requestID)
-        switch store.check(request, on: context.eventLoop) {
-        case .now(let result):
-            context.responseHeaders += headers(for: result)
-            return decide(result, checks: checks, requestID: context.requestID)
-        case .later(let future):
-            let requestID = context.requestID
-            return .suspend(
-                future.map { result in
-                    let headers = self.headers(for: result)
-                    let decision: FilterDecision
-                    switch self.decide(result, checks: checks, requestID: requestID) {
-                    case .respond(let response): decision = .respond(response)
-                    default: decision = .proceed
-                    }
-                    return FilterResumption(decision: decision) { _, context in context.responseHeaders += headers }
-                }.flatMapErrorThrowing { error in
-                    guard error is RateLimitStoreError else { throw error }
-                    return FilterResumption(decision: .respond(.error(.rateLimitUnavailable, requestID: requestID)))
-                })
+        let requestID = context.requestID
+        // The memory store answers inside `check`; Redis answers later, on this event loop.
+        var immediate: Result<RateLimitResult, any Error>?
+        var pending: EventLoopPromise<FilterResumption>?
+        store.check(request, on: context.eventLoop) { result in
+            if let promise = pending {
+                promise.succeed(self.resumption(for: result, checks: checks, requestID: requestID))
+            } else {
+                immediate = result
+            }
         }
+        if let immediate {
+            let resumption = resumption(for: immediate, checks: checks, requestID: requestID)
+            resumption.edit?(&head, &context)
+            switch resumption.decision {
+            case .proceed: return .proceed
+            case .respond(let response): return .respond(response)
+            }
+        }
+        let promise = context.eventLoop.makePromise(of: FilterResumption.self)
+        pending = promise
+        return .suspend(promise.futureResult)
     }
 
-    private func decide(_ result: RateLimitResult, checks: [RateLimitCheck], requestID: String) -> FilterStep {
+    private func resumption(for result: Result<RateLimitResult, any Error>, checks: [RateLimitCheck], requestID: String) -> FilterResumption {
+        guard case .success(let result) = result else {
+            // Only `on_store_error: deny` lets a store failure reach here.
+            return FilterResumption(decision: .respond(.error(.rateLimitUnavailable, requestID: requestID)))
+        }
+        let headers: [(name: String, value: String)] = self.headers(for: result)
+        var edit: (@Sendable (inout RequestHead, inout RequestContext) -> Void)?
+        if !headers.isEmpty {
+            edit = { (_: inout RequestHead, context: inout RequestContext) in context.responseHeaders += headers }
+        }
         for (check, evaluation) in zip(checks, result.evaluations) where !check.rule.enforce && !evaluation.allowed {
             logger.notice(
                 "rate limit would reject (shadow mode)",
                 metadata: ["request_id": "\(requestID)", "route": "\(routeName)", "limit": "\(check.rule.name)"])
         }
-        guard !result.allowed else { return .proceed }
-        let retryMicros = zip(checks, result.evaluations).filter { $0.rule.enforce && !$1.allowed }.map(\.1.retryAfterMicros).max() ?? 1_000_000
-        return .respond(.error(.rateLimited(retryAfterSeconds: Int((Double(retryMicros) / 1_000_000).rounded(.up))), requestID: requestID))
+        guard !result.allowed else { return FilterResumption(decision: .proceed, edit: edit) }
+        var retryMicros: Int64 = 0
+        for (check, evaluation) in zip(checks, result.evaluations) where check.rule.enforce && !evaluation.allowed {
+            retryMicros = max(retryMicros, evaluation.retryAfterMicros)
+        }
+        let retrySeconds = Int((Double(max(retryMicros, 1)) / 1_000_000).rounded(.up))
+        return FilterResumption(decision: .respond(.error(.rateLimited(retryAfterSeconds: retrySeconds), requestID: requestID)), edit: edit)
     }
 
     private func headers(for result: RateLimitResult) -> [(name: String, value: String)] {
-        let enforced = zip(rules, result.evaluations).filter { $0.0.enforce }
-        guard let policyHeader, !enforced.isEmpty else { return [] }
-        // The most constrained limit speaks for the X-RateLimit-* trio.
-        let (rule, tightest) = enforced.min { a, b in a.1.remaining < b.1.remaining || (a.1.remaining == b.1.remaining && !a.1.allowed) }!
-        let seconds: (Int64) -> Int = { max(0, Int((Double($0) / 1_000_000).rounded(.up))) }
-        let state = enforced.map { "\"\($0.0.name)\";r=\($0.1.remaining);t=\(seconds($0.1.resetAfterMicros))" }.joined(separator: ", ")
+        guard let policyHeader, result.evaluations.count == limits.count else { return [] }
+        // The most constrained enforced limit speaks for the X-RateLimit-* trio.
+        var tightest: Int?
+        var state = ""
+        for index in limits.indices where limits[index].rule.enforce {
+            let evaluation = result.evaluations[index]
+            if let current = tightest {
+                let best = result.evaluations[current]
+                if evaluation.remaining < best.remaining || (evaluation.remaining == best.remaining && !evaluation.allowed) { tightest = index }
+            } else {
+                tightest = index
+            }
+            if !state.isEmpty { state += ", " }
+            state += "\"\(limits[index].rule.name)\";r=\(evaluation.remaining);t=\(Self.seconds(evaluation.resetAfterMicros))"
+        }
+        guard let tightest else { return [] }
+        let evaluation = result.evaluations[tightest]
         return [
-            ("x-ratelimit-limit", String(rule.quota.limit)),
-            ("x-ratelimit-remaining", String(tightest.remaining)),
-            ("x-ratelimit-reset", String(seconds(tightest.resetAfterMicros))),
+            ("x-ratelimit-limit", limits[tightest].limitText),
+            ("x-ratelimit-remaining", String(evaluation.remaining)),
+            ("x-ratelimit-reset", String(Self.seconds(evaluation.resetAfterMicros))),
             ("ratelimit-policy", policyHeader),
             ("ratelimit", state),
         ]
     }
 
+    private static func seconds(_ micros: Int64) -> Int { max(0, Int((micros + 999_999) / 1_000_000)) }
+
     /// `gw:rl:{route}:limit:kind:value`. Values that are long or contain characters unsafe in a key (a `}`
     /// would end the hash tag early) are replaced by their SHA-1.
-    private func key(for rule: RateLimitRule, head: RequestHead, context: RequestContext) -> String {
-        let kind: String
-        let value: String
-        switch rule.key {
+    private func key(for limit: Limit, head: RequestHead, context: RequestContext) -> String {
+        let kindAndValue: String
+        switch limit.rule.key {
         case .ip:
-            (kind, value) = ("ip", context.clientIP)
+            kindAndValue = "ip:" + Self.safe(context.clientIP)
         case .consumer:
             if let consumer = context.consumer {
-                (kind, value) = ("consumer", consumer)
+                kindAndValue = "consumer:" + Self.safe(consumer)
             } else {
-                (kind, value) = ("ip", context.clientIP)
+                kindAndValue = "ip:" + Self.safe(context.clientIP)
             }
         case .route:
-            (kind, value) = ("route", "")
+            kindAndValue = "route:"
         case .header(let name):
-            (kind, value) = ("header", head.headers.first(name: name) ?? "")
+            kindAndValue = "header:" + Self.safe(head.headers.first(name: name) ?? "")
         }
-        let safe =
-            value.utf8.count <= 64
-                && value.utf8.allSatisfy { ASCII.isToken($0) && $0 != UInt8(ascii: "{") && $0 != UInt8(ascii: "}") || $0 == UInt8(ascii: ":") }
-            ? value : "sha1-" + SHA1.hex(value)
-        return "gw:rl:{\(routeName)}:\(rule.name):\(kind):\(safe)"
+        return limit.keyPrefix + kindAndValue
+    }
+
+    private static func safe(_ value: String) -> String {
+        let plain = value.utf8.count <= 64 && value.utf8.allSatisfy { byte in
+            (ASCII.isToken(byte) && byte != UInt8(ascii: "{") && byte != UInt8(ascii: "}")) || byte == UInt8(ascii: ":")
+        }
+        return plain ? value : "sha1-" + SHA1.hex(value)
     }
 }
 
@@ -130,30 +170,26 @@ public final class FailoverRateLimitStore: RateLimitStore {
     /// Decisions the primary store could not make since start.
     public var storeFailures: Int { failures.load(ordering: .relaxed) }
 
-    public func check(_ request: RateLimitRequest, on eventLoop: EventLoop) -> RateLimitAnswer {
-        switch primary.check(request, on: eventLoop) {
-        case .now(let result):
-            recovered()
-            return .now(result)
-        case .later(let future):
-            return .later(
-                future.map { result in
-                    self.recovered()
-                    return result
-                }.flatMapError { error in
-                    self.failed(error)
-                    switch self.mode {
-                    case .allow:
-                        return eventLoop.makeSucceededFuture(RateLimitResult(allowed: true, evaluations: []))
-                    case .deny:
-                        return eventLoop.makeFailedFuture(error is RateLimitStoreError ? error : RateLimitStoreError("\(error)"))
-                    case .local:
-                        guard case .now(let result) = self.local.check(request, on: eventLoop) else {
-                            return eventLoop.makeFailedFuture(error)
-                        }
-                        return eventLoop.makeSucceededFuture(result)
-                    }
-                })
+    public func check(
+        _ request: RateLimitRequest, on eventLoop: EventLoop,
+        completion: @escaping (Result<RateLimitResult, any Error>) -> Void
+    ) {
+        primary.check(request, on: eventLoop) { result in
+            switch result {
+            case .success:
+                self.recovered()
+                completion(result)
+            case .failure(let error):
+                self.failed(error)
+                switch self.mode {
+                case .allow:
+                    completion(.success(RateLimitResult(allowed: true, evaluations: [])))
+                case .deny:
+                    completion(.failure(error))
+                case .local:
+                    self.local.check(request, on: eventLoop, completion: completion)
+                }
+            }
         }
     }
 

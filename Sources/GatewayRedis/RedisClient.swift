@@ -32,25 +32,48 @@ public final class RedisClient: Sendable {
         await pools.forEach { $0.connectAll() }
     }
 
-    /// Sends one command on the calling event loop's connections. Must be called on `eventLoop`.
+    /// Sends one command on the calling event loop's connections; `completion` runs on that loop with the
+    /// reply (an error reply is a value) or the failure. Must be called on `eventLoop`.
+    public func send(_ arguments: [String], on eventLoop: EventLoop, completion: @escaping (Result<RedisValue, RedisError>) -> Void) {
+        pools.value(on: eventLoop).send(arguments, completion: completion)
+    }
+
     public func send(_ arguments: [String], on eventLoop: EventLoop) -> EventLoopFuture<RedisValue> {
-        pools.value(on: eventLoop).send(arguments)
+        let promise = eventLoop.makePromise(of: RedisValue.self)
+        send(arguments, on: eventLoop) { promise.completeWith($0.mapError { $0 }) }
+        return promise.futureResult
     }
 
     /// Runs a Lua script by its SHA-1; after a NOSCRIPT reply (Redis restarted or failed over) the script is
-    /// loaded again and the call retried once.
-    public func evaluate(_ script: RedisScript, keys: [String], arguments: [String], on eventLoop: EventLoop) -> EventLoopFuture<RedisValue> {
-        let command = ["EVALSHA", script.sha1, String(keys.count)] + keys + arguments
+    /// loaded again and the call retried once. Must be called on `eventLoop`.
+    public func evaluate(
+        _ script: RedisScript, keys: [String], arguments: [String], on eventLoop: EventLoop,
+        completion: @escaping (Result<RedisValue, RedisError>) -> Void
+    ) {
+        var command = ["EVALSHA", script.sha1, String(keys.count)]
+        command.reserveCapacity(3 + keys.count + arguments.count)
+        command += keys
+        command += arguments
         let pool = pools.value(on: eventLoop)
-        return pool.send(command).assumeIsolated().flatMap { reply -> EventLoopFuture<RedisValue> in
-            guard case .error(let message) = reply, message.hasPrefix("NOSCRIPT") else {
-                return eventLoop.makeSucceededFuture(reply)
+        pool.send(command) { result in
+            guard case .success(.error(let message)) = result, message.hasPrefix("NOSCRIPT") else {
+                completion(result)
+                return
             }
-            return pool.send(["SCRIPT", "LOAD", script.source]).assumeIsolated().flatMap { loaded -> EventLoopFuture<RedisValue> in
-                if case .error(let message) = loaded { return eventLoop.makeFailedFuture(RedisError("SCRIPT LOAD failed: \(message)")) }
-                return pool.send(command)
-            }.nonisolated()
-        }.nonisolated()
+            pool.send(["SCRIPT", "LOAD", script.source]) { loaded in
+                switch loaded {
+                case .success(.error(let message)): completion(.failure(RedisError("SCRIPT LOAD failed: \(message)")))
+                case .failure(let error): completion(.failure(error))
+                case .success: pool.send(command, completion: completion)
+                }
+            }
+        }
+    }
+
+    public func evaluate(_ script: RedisScript, keys: [String], arguments: [String], on eventLoop: EventLoop) -> EventLoopFuture<RedisValue> {
+        let promise = eventLoop.makePromise(of: RedisValue.self)
+        evaluate(script, keys: keys, arguments: arguments, on: eventLoop) { promise.completeWith($0.mapError { $0 }) }
+        return promise.futureResult
     }
 
     /// Connections that are up right now, over all loops (for readiness checks and tests).
@@ -85,19 +108,23 @@ final class RedisLoopPool {
 
     func connectAll() { for slot in slots { slot.connect() } }
 
-    func send(_ arguments: [String]) -> EventLoopFuture<RedisValue> {
+    func send(_ arguments: [String], completion: @escaping (Result<RedisValue, RedisError>) -> Void) {
         // Round-robin over the connections that are up; if none is, the first one connecting takes the
         // command once it is ready; if none is even connecting, fail now.
         for offset in 0..<slots.count {
             let slot = slots[(next + offset) % slots.count]
             if slot.isReady {
                 next = (next + offset + 1) % slots.count
-                return slot.send(arguments)
+                slot.send(arguments, completion: completion)
+                return
             }
         }
-        if let connecting = slots.first(where: \.isConnecting) { return connecting.send(arguments) }
+        if let connecting = slots.first(where: \.isConnecting) {
+            connecting.send(arguments, completion: completion)
+            return
+        }
         for slot in slots { slot.connectIfDue() }
-        return slots[0].eventLoop.makeFailedFuture(RedisError.unavailable)
+        completion(.failure(.unavailable))
     }
 
     func shutdown() { for slot in slots { slot.shutdown() } }
@@ -107,7 +134,7 @@ final class RedisLoopPool {
 final class RedisSlot {
     private enum State {
         case idle
-        case connecting(waiting: [(arguments: [String], promise: EventLoopPromise<RedisValue>)])
+        case connecting(waiting: [(arguments: [String], completion: RedisConnectionHandler.Completion)])
         case ready(RedisConnectionHandler)
         case backoff(until: NIODeadline)
         case shutDown
@@ -139,18 +166,16 @@ final class RedisSlot {
         return false
     }
 
-    func send(_ arguments: [String]) -> EventLoopFuture<RedisValue> {
-        let promise = eventLoop.makePromise(of: RedisValue.self)
+    func send(_ arguments: [String], completion: @escaping RedisConnectionHandler.Completion) {
         switch state {
         case .ready(let connection):
-            connection.send(RESP.encode(arguments, allocator: connection.allocator), promise: promise)
+            connection.send(RESP.encode(arguments, allocator: connection.allocator), completion: completion)
         case .connecting(var waiting):
-            waiting.append((arguments, promise))
+            waiting.append((arguments, completion))
             state = .connecting(waiting: waiting)
         case .idle, .backoff, .shutDown:
-            promise.fail(RedisError.unavailable)
+            completion(.failure(.unavailable))
         }
-        return promise.futureResult
     }
 
     func connectIfDue() {
@@ -214,7 +239,7 @@ final class RedisSlot {
         for command in commands {
             chain = chain.flatMap { _ -> EventLoopFuture<Void> in
                 let promise = self.eventLoop.makePromise(of: RedisValue.self)
-                connection.send(RESP.encode(command, allocator: connection.allocator), promise: promise)
+                connection.send(RESP.encode(command, allocator: connection.allocator)) { promise.completeWith($0.mapError { $0 }) }
                 return promise.futureResult.assumeIsolated().flatMapThrowing { reply in
                     if case .error(let message) = reply {
                         connection.close()
@@ -235,14 +260,14 @@ final class RedisSlot {
         attempts = 0
         state = .ready(connection)
         connection.onClose = { [weak self] in self?.lost() }
-        for (arguments, promise) in waiting {
-            connection.send(RESP.encode(arguments, allocator: connection.allocator), promise: promise)
+        for (arguments, completion) in waiting {
+            connection.send(RESP.encode(arguments, allocator: connection.allocator), completion: completion)
         }
     }
 
     private func failed(_ error: any Error) {
         guard case .connecting(let waiting) = state else { return }
-        for (_, promise) in waiting { promise.fail(RedisError.unavailable) }
+        for (_, completion) in waiting { completion(.failure(.unavailable)) }
         if attempts == 0 { logger.warning("redis connect failed", metadata: ["error": "\(error)"]) }
         scheduleReconnect()
     }
@@ -267,7 +292,7 @@ final class RedisSlot {
         let previous = state
         state = .shutDown  // first: closing fires onClose synchronously, which must not schedule a reconnect
         if case .ready(let connection) = previous { connection.close() }
-        if case .connecting(let waiting) = previous { for (_, promise) in waiting { promise.fail(RedisError.unavailable) } }
+        if case .connecting(let waiting) = previous { for (_, completion) in waiting { completion(.failure(.unavailable)) } }
     }
 }
 

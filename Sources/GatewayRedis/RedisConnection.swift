@@ -9,8 +9,11 @@ final class RedisConnectionHandler: ChannelInboundHandler {
     typealias InboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
 
+    /// Called with the reply (an error reply is a value, not a failure) or with why there is none.
+    typealias Completion = (Result<RedisValue, RedisError>) -> Void
+
     private struct Pending {
-        var promise: EventLoopPromise<RedisValue>
+        var completion: Completion
         var deadline: NIODeadline
     }
 
@@ -30,14 +33,14 @@ final class RedisConnectionHandler: ChannelInboundHandler {
 
     var allocator: ByteBufferAllocator { context?.channel.allocator ?? ByteBufferAllocator() }
 
-    /// Sends an encoded command; `promise` gets its reply (an error reply is a value, not a failure).
-    func send(_ command: ByteBuffer, promise: EventLoopPromise<RedisValue>) {
+    /// Sends an encoded command; `completion` gets its reply.
+    func send(_ command: ByteBuffer, completion: @escaping Completion) {
         guard let context, !isClosed else {
-            promise.fail(RedisError.connectionClosed)
+            completion(.failure(.connectionClosed))
             return
         }
         let deadline = NIODeadline.now() + timeout
-        pending.append(Pending(promise: promise, deadline: deadline))
+        pending.append(Pending(completion: completion, deadline: deadline))
         context.write(wrapOutboundOut(command), promise: nil)
         if !flushScheduled {
             flushScheduled = true
@@ -59,7 +62,7 @@ final class RedisConnectionHandler: ChannelInboundHandler {
 
     func handlerRemoved(context: ChannelHandlerContext) {
         self.context = nil
-        failAll(RedisError.connectionClosed)
+        failAll(.connectionClosed)
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -71,7 +74,7 @@ final class RedisConnectionHandler: ChannelInboundHandler {
                     context.close(promise: nil)
                     return
                 }
-                next.promise.succeed(reply)
+                next.completion(.success(reply))
             }
         } catch {
             failAll(error)
@@ -80,7 +83,7 @@ final class RedisConnectionHandler: ChannelInboundHandler {
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        failAll(RedisError.connectionClosed)
+        failAll(.connectionClosed)
         context.fireChannelInactive()
     }
 
@@ -89,12 +92,12 @@ final class RedisConnectionHandler: ChannelInboundHandler {
         context.close(promise: nil)
     }
 
-    private func failAll(_ error: any Error) {
+    private func failAll(_ error: RedisError) {
         let wasClosed = isClosed
         isClosed = true
         timer?.cancel()
         timer = nil
-        while let next = pending.popFirst() { next.promise.fail(error) }
+        while let next = pending.popFirst() { next.completion(.failure(error)) }
         if !wasClosed {
             let onClose = self.onClose
             self.onClose = nil
@@ -110,7 +113,7 @@ final class RedisConnectionHandler: ChannelInboundHandler {
             self.timer = nil
             guard let oldest = self.pending.first else { return }
             if oldest.deadline <= .now() {
-                self.failAll(RedisError.timeout)
+                self.failAll(.timeout)
                 self.context?.close(promise: nil)
             } else {
                 self.scheduleTimer(at: oldest.deadline)

@@ -8,6 +8,8 @@ import NIOCore
 /// The script reads the time from Redis `TIME` (no clock skew between instances), evaluates every limit of
 /// the request, and charges them only if every enforced one allows it. Its arithmetic mirrors
 /// `TokenBucket` and `SlidingWindowLog` in GatewayPolicy step for step (the conformance suite checks it).
+/// A bucket is one string key "tokens:updatedAtMicros" (GET, then SET with PX: two calls); a window is a
+/// sorted set of request times.
 /// All keys of a request share the `{route}` hash tag, so in a Redis Cluster they live in one slot.
 public final class RedisRateLimitStore: RateLimitStore {
     private let client: RedisClient
@@ -19,29 +21,34 @@ public final class RedisRateLimitStore: RateLimitStore {
         self.clockOverride = clockOverride
     }
 
-    public func check(_ request: RateLimitRequest, on eventLoop: EventLoop) -> RateLimitAnswer {
-        var arguments = [clockOverride.map { String($0()) } ?? "", request.nonce]
+    public func check(
+        _ request: RateLimitRequest, on eventLoop: EventLoop,
+        completion: @escaping (Result<RateLimitResult, any Error>) -> Void
+    ) {
+        var keys: [String] = []
+        var arguments: [String] = []
+        keys.reserveCapacity(request.checks.count)
         arguments.reserveCapacity(2 + request.checks.count * 5)
+        arguments.append(clockOverride.map { String($0()) } ?? "")
+        // The nonce only makes sliding-window log entries unique; token buckets do not need it.
+        arguments.append(request.checks.contains { $0.rule.isSlidingWindow } ? request.nonce : "")
         for check in request.checks {
-            switch check.rule.algorithm {
-            case .tokenBucket(let bucket):
-                arguments += ["tb", Self.number(bucket.capacity), Self.number(bucket.refillPerSecond)]
-            case .slidingWindow(let window):
-                arguments += ["sw", String(window.limit), String(window.windowMicros)]
-            }
-            arguments += [String(check.rule.cost), check.rule.enforce ? "1" : "0"]
+            keys.append(check.key)
+            arguments += check.rule.scriptArguments
         }
-        let future = client.evaluate(Self.script, keys: request.checks.map(\.key), arguments: arguments, on: eventLoop)
-            .flatMapThrowing { reply -> RateLimitResult in
-                try Self.result(from: reply, checks: request.checks.count)
-            }.flatMapErrorThrowing { error in
-                throw error as? RateLimitStoreError ?? RateLimitStoreError("\(error)")
+        let count = request.checks.count
+        client.evaluate(Self.script, keys: keys, arguments: arguments, on: eventLoop) { reply in
+            switch reply {
+            case .success(let value):
+                do {
+                    completion(.success(try Self.result(from: value, checks: count)))
+                } catch {
+                    completion(.failure(error))
+                }
+            case .failure(let error):
+                completion(.failure(RateLimitStoreError("\(error)")))
             }
-        return .later(future)
-    }
-
-    static func number(_ value: Double) -> String {
-        value == value.rounded() && abs(value) < 1e15 ? String(Int64(value)) : "\(value)"
+        }
     }
 
     static func result(from reply: RedisValue, checks: Int) throws -> RateLimitResult {
@@ -90,11 +97,12 @@ public final class RedisRateLimitStore: RateLimitStore {
           local allowed, remaining, retry, reset
           if kind == "tb" then
             local capacity, rate = p1, p2
-            local stored = redis.call('HMGET', key, 't', 'u')
+            local stored = redis.call('GET', key)
             local tokens = capacity
-            if stored[1] then
-              local elapsed = math.max(0, now - tonumber(stored[2])) / 1000000
-              tokens = math.min(capacity, tonumber(stored[1]) + elapsed * rate)
+            if stored then
+              local sep = string.find(stored, ':', 1, true)
+              local elapsed = math.max(0, now - tonumber(string.sub(stored, sep + 1))) / 1000000
+              tokens = math.min(capacity, tonumber(string.sub(stored, 1, sep - 1)) + elapsed * rate)
             end
             if tokens >= cost then
               local left = tokens - cost
@@ -140,8 +148,7 @@ public final class RedisRateLimitStore: RateLimitStore {
               local key = KEYS[i]
               if kind == "tb" then
                 local left = states[i] - cost
-                redis.call('HSET', key, 't', string.format('%.17g', left), 'u', string.format('%d', now))
-                redis.call('PEXPIRE', key, math.ceil(((p1 - left) / p2 * 1000000 + 1000000) / 1000))
+                redis.call('SET', key, string.format('%.17g:%d', left, now), 'PX', math.ceil(((p1 - left) / p2 * 1000000 + 1000000) / 1000))
               else
                 for c = 1, cost do
                   redis.call('ZADD', key, now, string.format('%d', now) .. ':' .. nonce .. ':' .. c)
