@@ -283,8 +283,8 @@ def write_results(path, machine, args, results, idle, started, features):
         f"- Software: {machine['swift']}; {machine['nginx']}; wrk 4.1",
         f"- Command: `python3 bench/run.py --duration {args.duration} --repeat {args.repeat}"
         f" --scenarios {','.join(args.scenarios)}`",
-        "- Layout: the proxy under test alone on CPU 0 (`taskset`); wrk and the upstream (NGINX serving fixed bodies)"
-        " on CPU 1. Gateway: release build, `workers: 1`, access log off, 1,024 idle upstream connections kept."
+        "- Layout: the proxy under test alone on CPU 0 (`taskset`); wrk, the upstream (NGINX serving fixed bodies)"
+        " and the gateway's Redis on CPU 1. Gateway: release build, `workers: 1`, access log off, 1,024 idle upstream connections kept."
         " NGINX: `worker_processes 1`, upstream `keepalive 1024`, `proxy_request_buffering off` (it streams"
         " bodies like the gateway), access log off, the same headers added (X-Request-ID, security headers,"
         " X-Forwarded-For). Templates: `bench/templates/`.",
