@@ -11,7 +11,7 @@ BIN    := $(shell $(SWIFT) build --show-bin-path 2>/dev/null || echo .build/debu
 # under wrk load, pinned to cores with taskset.
 BUILD_PACKAGES := libhiredis-dev
 RUN_PACKAGES   := $(BUILD_PACKAGES) curl redis-server
-TEST_PACKAGES  := $(BUILD_PACKAGES) curl redis-server
+TEST_PACKAGES  := $(BUILD_PACKAGES) curl redis-server python3
 BENCH_PACKAGES := $(BUILD_PACKAGES) nginx wrk python3 procps util-linux redis-server
 BENCH_ARGS     ?=
 
@@ -35,6 +35,7 @@ run: deps-run build
 	BIN=$(BIN) scripts/run-demo.sh $(CONFIG)
 
 test: deps-test
+	python3 scripts/check-test-macros.py
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip-build
 

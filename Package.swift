@@ -67,7 +67,7 @@ let package = Package(
         .executableTarget(name: "demo-upstream", dependencies: ["DemoUpstream"], path: "examples/demo-upstream", swiftSettings: strict),
 
         .testTarget(name: "GatewayPolicyTests", dependencies: ["GatewayPolicy"], swiftSettings: strict),
-        .testTarget(name: "GatewayHTTPTests", dependencies: ["GatewayHTTP", nioCore], swiftSettings: strict),
+        .testTarget(name: "GatewayHTTPTests", dependencies: ["GatewayHTTP", "TestSupport", nioCore], swiftSettings: strict),
         // Helpers shared by test targets (a throwaway redis-server per test).
         .target(name: "TestSupport", dependencies: [nioCore, nioPosix], path: "Tests/TestSupport", swiftSettings: strict),
         .testTarget(
@@ -87,7 +87,7 @@ let package = Package(
             swiftSettings: strict),
         .testTarget(
             name: "GatewayIntegrationTests",
-            dependencies: ["GatewayApp", "GatewayConfig", "GatewayCore", "DemoUpstream", "TestSupport", nioCore, nioPosix, logging],
+            dependencies: ["GatewayApp", "GatewayConfig", "GatewayCore", "GatewayUpstream", "DemoUpstream", "TestSupport", nioCore, nioPosix, logging],
             swiftSettings: strict),
     ]
 )

@@ -1,6 +1,7 @@
 import DemoUpstream
 import Foundation
 import Testing
+import TestSupport
 
 /// The real `gateway` executable: memory while streaming gigabytes, graceful stop, and the CLI.
 @Suite(.serialized) struct ProcessTests {
@@ -54,14 +55,16 @@ import Testing
 
             #expect(await idle.waitForClose(timeout: .seconds(3)))
             try await Task.sleep(for: .milliseconds(200))
-            await #expect(throws: (any Error).self) { _ = try await RawClient.connect(port: gateway.port) }
+            let refused = await thrownError(async: { _ = try await RawClient.connect(port: gateway.port) })
+            #expect(refused != nil, "the listener is closed")
 
             let response = try await busy.readResponse(timeout: .seconds(10))
             #expect(response.status == 200)
             #expect(response.json["slept_ms"] as? Int == 1500)
             #expect(response.header("connection") == "close")
             #expect(await gateway.waitForExit(timeout: .seconds(10)) == 0)
-            #expect(gateway.logLines.contains { $0["msg"] as? String == "gateway stopped" })
+            let stopped = gateway.logLines.contains { $0["msg"] as? String == "gateway stopped" }
+            #expect(stopped)
         }
     }
 
@@ -99,7 +102,9 @@ import Testing
         let lines = result.stdout.split(separator: "\n").compactMap {
             (try? JSONSerialization.jsonObject(with: Data($0.utf8))) as? [String: Any]
         }
-        #expect(lines.contains { $0["path"] as? String == "listeners" && $0["level"] as? String == "error" })
-        #expect(lines.contains { $0["path"] as? String == "routes[0].upstream" })
+        let listenerError = lines.contains { $0["path"] as? String == "listeners" && $0["level"] as? String == "error" }
+        let upstreamError = lines.contains { $0["path"] as? String == "routes[0].upstream" }
+        #expect(listenerError)
+        #expect(upstreamError)
     }
 }

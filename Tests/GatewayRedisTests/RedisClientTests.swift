@@ -67,7 +67,10 @@ extension RedisClient {
     @Test func rejectsGarbage() {
         let parser = RedisReplyParser()
         parser.feed(ByteBuffer(string: "?what\r\n"))
-        #expect(throws: RedisError.self) { _ = try parser.next() }
+        do {
+            let error = thrownError { _ = try parser.next() }
+            #expect(error is RedisError, "\(String(describing: error))")
+        }
     }
 
     // URL forms: host, port, database, credentials, Unix socket; rediss is refused.
@@ -76,9 +79,18 @@ extension RedisClient {
         #expect(try RedisURL.parse("redis://u:p%40ss@127.0.0.1:6380/3").get() == RedisURL(endpoint: .tcp(host: "127.0.0.1", port: 6380), user: "u", password: "p@ss", database: 3))
         #expect(try RedisURL.parse("redis://:secret@h").get().password == "secret")
         #expect(try RedisURL.parse("unix:///run/redis.sock?db=2&password=x").get() == RedisURL(endpoint: .unix(path: "/run/redis.sock"), password: "x", database: 2))
-        #expect(throws: RedisError.self) { try RedisURL.parse("rediss://h").get() }
-        #expect(throws: RedisError.self) { try RedisURL.parse("redis://h/x").get() }
-        #expect(throws: RedisError.self) { try RedisURL.parse("http://h").get() }
+        do {
+            let error = thrownError { _ = try RedisURL.parse("rediss://h").get() }
+            #expect(error is RedisError, "\(String(describing: error))")
+        }
+        do {
+            let error = thrownError { _ = try RedisURL.parse("redis://h/x").get() }
+            #expect(error is RedisError, "\(String(describing: error))")
+        }
+        do {
+            let error = thrownError { _ = try RedisURL.parse("http://h").get() }
+            #expect(error is RedisError, "\(String(describing: error))")
+        }
     }
 }
 
@@ -99,7 +111,8 @@ extension RedisClient {
             let replies = try await loop.flatSubmit {
                 EventLoopFuture.whenAllSucceed((0..<1000).map { _ in client.send(["INCR", "counter"], on: loop) }, on: loop)
             }.get()
-            #expect(replies == (1...1000).map { RedisValue.integer($0) })
+            let expected = (1...1000).map { RedisValue.integer($0) }
+            #expect(replies == expected)
         }
     }
 
@@ -124,7 +137,10 @@ extension RedisClient {
         try await withClient("redis://:wrong@127.0.0.1:\(server.port)") { client, loop in
             try await Task.sleep(for: .milliseconds(200))
             #expect(await client.connectedCount() == 0)
-            await #expect(throws: RedisError.self) { _ = try await client.run(["PING"], on: loop) }
+            do {
+                let error = await thrownError(async: { _ = try await client.run(["PING"], on: loop) })
+                #expect(error is RedisError, "\(String(describing: error))")
+            }
         }
     }
 
@@ -135,7 +151,10 @@ extension RedisClient {
             try await client.waitUntilConnected()
             server.pause(true)
             let started = ContinuousClock.now
-            await #expect(throws: RedisError.timeout) { _ = try await client.run(["PING"], on: loop) }
+            do {
+                let error = await thrownError(async: { _ = try await client.run(["PING"], on: loop) })
+                #expect(error as? RedisError == RedisError.timeout, "\(String(describing: error))")
+            }
             let waited = ContinuousClock.now - started
             #expect(waited >= .milliseconds(250) && waited < .seconds(2))
             server.pause(false)
@@ -145,7 +164,10 @@ extension RedisClient {
             server.kill()
             try await Task.sleep(for: .milliseconds(100))
             let failedAt = ContinuousClock.now
-            await #expect(throws: RedisError.self) { _ = try await client.run(["PING"], on: loop) }
+            do {
+                let error = await thrownError(async: { _ = try await client.run(["PING"], on: loop) })
+                #expect(error is RedisError, "\(String(describing: error))")
+            }
             #expect(ContinuousClock.now - failedAt < .milliseconds(200))
             try await server.start()
             try await client.waitUntilConnected()
