@@ -17,6 +17,8 @@ public final class Gateway: Sendable {
     private let group: MultiThreadedEventLoopGroup
     private let server: GatewayServer
     private let forwarders: LoopLocal<any UpstreamForwarder>
+    /// Every upstream's shared state: breakers, health, in-flight counts.
+    public let upstreams: UpstreamSet
     private let logger: Logger
     /// The shared Redis client, when gateway.json has a `redis` section.
     public let redis: RedisClient?
@@ -25,7 +27,7 @@ public final class Gateway: Sendable {
 
     private init(
         config: GatewayConfig, listeners: [GatewayServer.BoundListener], group: MultiThreadedEventLoopGroup,
-        server: GatewayServer, forwarders: LoopLocal<any UpstreamForwarder>, logger: Logger, redis: RedisClient?,
+        server: GatewayServer, forwarders: LoopLocal<any UpstreamForwarder>, upstreams: UpstreamSet, logger: Logger, redis: RedisClient?,
         rateLimitStore: RateLimitStore
     ) {
         self.config = config
@@ -33,6 +35,7 @@ public final class Gateway: Sendable {
         self.group = group
         self.server = server
         self.forwarders = forwarders
+        self.upstreams = upstreams
         self.logger = logger
         self.redis = redis
         self.rateLimitStore = rateLimitStore
@@ -56,15 +59,17 @@ public final class Gateway: Sendable {
                     : [RateLimitFilter(routeName: route.name, rules: route.rateLimits.map(RateLimitRule.init), store: rateLimitStore, logger: logger)]
             }
             let runtime = GatewayRuntime(config: config, routes: routes, globalFilters: globalFilters, logger: logger)
-            let upstreams = config.upstreams
+            let upstreams = UpstreamSet(configs: config.upstreams, logger: logger)
             let forwarders = try await LoopLocal<any UpstreamForwarder>.make(on: group) { loop, index in
-                HTTP1Forwarder(upstreams: upstreams, eventLoop: loop, loopIndex: index, logger: logger)
+                upstreams.makeForwarder(eventLoop: loop, loopIndex: index, loopCount: workers, logger: logger)
             }
+            try await upstreams.startHealthChecks(on: group.next())
             let server = GatewayServer(group: group, runtime: runtime, forwarders: forwarders)
             let listeners = try await server.start()
             logger.info("gateway started", metadata: ["workers": .stringConvertible(workers), "routes": .stringConvertible(config.routes.count)])
             return Gateway(
-                config: config, listeners: listeners, group: group, server: server, forwarders: forwarders, logger: logger,
+                config: config, listeners: listeners, group: group, server: server, forwarders: forwarders, upstreams: upstreams,
+                logger: logger,
                 redis: redis, rateLimitStore: rateLimitStore)
         } catch {
             try? await group.shutdownGracefully()
@@ -107,6 +112,7 @@ public final class Gateway: Sendable {
     public func shutdown() async {
         logger.info("gateway stopping", metadata: ["drain_timeout_ms": .stringConvertible(config.limits.drainTimeoutMs)])
         await server.shutdown(timeout: .milliseconds(Int64(config.limits.drainTimeoutMs)))
+        await upstreams.stopHealthChecks()
         await redis?.shutdown()
         try? await group.shutdownGracefully()
         logger.info("gateway stopped")

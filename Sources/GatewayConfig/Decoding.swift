@@ -310,10 +310,25 @@ extension UpstreamConfig {
             let breaker = o.optional("circuit_breaker", CircuitBreakerConfig.decode)
             let health = o.optional("health_check", HealthCheckConfig.decode)
             let pool = o.optional("pool", PoolConfig.decode) ?? PoolConfig()
+            let hashOn = o.optional("hash_on") { node -> HashOn? in
+                guard let text = node.string() else { return nil }
+                if text == "ip" { return .ip }
+                if text.hasPrefix("header:"), isToken(String(text.dropFirst(7))) { return .header(String(text.dropFirst(7)).lowercased()) }
+                if text.hasPrefix("cookie:"), isToken(String(text.dropFirst(7))) { return .cookie(String(text.dropFirst(7))) }
+                node.error("expected \"ip\", \"header:NAME\" or \"cookie:NAME\"")
+                return nil
+            }
+            if o.has("hash_on") && balance != .consistentHash {
+                o.node.context.warning(o.path / "hash_on", "only consistent_hash uses hash_on")
+            }
+            let maxRequests = o.optional("max_requests") { $0.int(1...10_000_000) }
+            let maxConnections = o.optional("max_connections") { $0.int(1...10_000_000) }
+            let maxPending = o.optional("max_pending_requests") { $0.int(0...10_000_000) } ?? 1024
             guard let targets else { return nil }
             return UpstreamConfig(
                 name: name, targets: targets, balance: balance, connectTimeoutMs: connect, readTimeoutMs: read,
-                totalTimeoutMs: total, retries: retries, circuitBreaker: breaker, healthCheck: health, pool: pool
+                totalTimeoutMs: total, retries: retries, circuitBreaker: breaker, healthCheck: health, pool: pool,
+                hashOn: hashOn ?? .ip, maxRequests: maxRequests, maxConnections: maxConnections, maxPendingRequests: maxPending
             )
         }
     }
@@ -381,11 +396,14 @@ extension UpstreamTarget {
 extension RetryConfig {
     static func decode(_ node: ConfigNode) -> RetryConfig? {
         node.object { o in
-            RetryConfig(
+            let backoff = o.optional("backoff_ms") { $0.int(0...60_000) } ?? 25
+            return RetryConfig(
                 attempts: o.optional("attempts") { $0.int(0...10) } ?? 2,
-                backoffMs: o.optional("backoff_ms") { $0.int(0...60_000) } ?? 25,
+                backoffMs: backoff,
                 onStatus: o.optional("on_status") { $0.array { $0.int(100...599) } } ?? [502, 503, 504],
-                budgetRatio: o.optional("budget_ratio") { $0.number(0...1) } ?? 0.2
+                budgetRatio: o.optional("budget_ratio") { $0.number(0...1) } ?? 0.2,
+                perTryTimeoutMs: o.optional("per_try_timeout_ms") { $0.int(1...maxMilliseconds) },
+                maxBackoffMs: o.optional("max_backoff_ms") { $0.int(0...600_000) } ?? max(backoff * 10, 250)
             )
         }
     }
@@ -394,10 +412,17 @@ extension RetryConfig {
 extension CircuitBreakerConfig {
     static func decode(_ node: ConfigNode) -> CircuitBreakerConfig? {
         node.object { o in
-            CircuitBreakerConfig(
+            let open = o.optional("open_ms") { $0.int(1...maxMilliseconds) } ?? 30_000
+            return CircuitBreakerConfig(
                 failureThreshold: o.optional("failure_threshold") { $0.int(1...10_000) } ?? 5,
-                openMs: o.optional("open_ms") { $0.int(1...maxMilliseconds) } ?? 30_000,
-                halfOpenRequests: o.optional("half_open_requests") { $0.int(1...1000) } ?? 1
+                openMs: open,
+                halfOpenRequests: o.optional("half_open_requests") { $0.int(1...1000) } ?? 1,
+                failureRatio: o.optional("failure_ratio") { $0.number(0...1) },
+                minimumRequests: o.optional("minimum_requests") { $0.int(1...1_000_000) } ?? 20,
+                windowMs: o.optional("window_ms") { $0.int(100...maxMilliseconds) } ?? 10_000,
+                maxOpenMs: o.optional("max_open_ms") { $0.int(1...maxMilliseconds) } ?? max(open, 300_000),
+                failureStatuses: o.optional("failure_statuses") { $0.array { $0.int(100...599) } } ?? [502, 503, 504],
+                maxEjectionPercent: o.optional("max_ejection_percent") { $0.int(0...100) } ?? 100
             )
         }
     }

@@ -152,6 +152,20 @@ public struct UpstreamConfig: Sendable {
     public var circuitBreaker: CircuitBreakerConfig?
     public var healthCheck: HealthCheckConfig?
     public var pool: PoolConfig
+    /// What `consistent_hash` hashes.
+    public var hashOn: HashOn
+    /// Requests in flight to this upstream, process-wide; nil is unlimited. Beyond it: 503.
+    public var maxRequests: Int?
+    /// Open connections to this upstream, spread evenly over the event loops; nil is unlimited.
+    public var maxConnections: Int?
+    /// Requests waiting for a connection when `max_connections` is reached (per event loop, spread like it).
+    public var maxPendingRequests: Int
+
+    public enum HashOn: Sendable, Hashable {
+        case ip
+        case header(String)
+        case cookie(String)
+    }
 }
 
 public struct UpstreamTarget: Sendable, Hashable, CustomStringConvertible {
@@ -172,12 +186,26 @@ public struct RetryConfig: Sendable {
     public var backoffMs: Int
     public var onStatus: [Int]
     public var budgetRatio: Double
+    /// Each try's deadline for the response head; nil: only read_timeout_ms applies.
+    public var perTryTimeoutMs: Int?
+    /// Ceiling of the exponential backoff.
+    public var maxBackoffMs: Int
 }
 
 public struct CircuitBreakerConfig: Sendable {
     public var failureThreshold: Int
     public var openMs: Int
     public var halfOpenRequests: Int
+    /// Opens when more than this share of requests in the window failed (with at least `minimumRequests`).
+    public var failureRatio: Double?
+    public var minimumRequests: Int
+    public var windowMs: Int
+    /// Repeated trips double the open period up to this.
+    public var maxOpenMs: Int
+    /// Upstream statuses that count as failures (connect errors, resets and timeouts always do).
+    public var failureStatuses: [Int]
+    /// At most this share of the targets is shut out by open breakers; beyond it all are used (panic mode).
+    public var maxEjectionPercent: Int
 }
 
 public struct HealthCheckConfig: Sendable {

@@ -32,15 +32,9 @@ extension GatewayConfig {
             for (index, target) in upstream.targets.enumerated() where target.scheme == .https {
                 context.error(path / "targets" / index, "https upstreams are not available in this build yet")
             }
-            if upstream.balance != .roundRobin {
-                context.warning(path / "balance", "\"\(upstream.balance.rawValue)\" is not implemented yet; round_robin is used")
+            if let retries = upstream.retries, let perTry = retries.perTryTimeoutMs, let total = upstream.totalTimeoutMs, perTry >= total {
+                context.warning(path / "retries" / "per_try_timeout_ms", "is not shorter than total_timeout_ms, so no retry fits")
             }
-            if upstream.targets.contains(where: { $0.weight != 1 }) {
-                context.warning(path / "targets", "target weights are not implemented yet; targets get equal shares")
-            }
-            if upstream.retries != nil { notYet(context, path / "retries", "retries") }
-            if upstream.circuitBreaker != nil { notYet(context, path / "circuit_breaker", "circuit breaking") }
-            if upstream.healthCheck != nil { notYet(context, path / "health_check", "active health checks") }
             if let total = upstream.totalTimeoutMs, total < upstream.readTimeoutMs {
                 context.warning(path / "total_timeout_ms", "is shorter than read_timeout_ms, so the read timeout never applies")
             }

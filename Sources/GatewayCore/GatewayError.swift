@@ -4,18 +4,29 @@
 /// Messages are fixed, client-safe sentences: internal details (addresses, errno, stack) go to the log,
 /// never into a response body.
 public struct GatewayError: Error, Hashable, Sendable, CustomStringConvertible {
-    private enum Base: String, Hashable, Sendable {
-        case routeNotFound = "ROUTE_NOT_FOUND"
-        case methodNotAllowed = "METHOD_NOT_ALLOWED"
-        case payloadTooLarge = "PAYLOAD_TOO_LARGE"
-        case headersTooLarge = "HEADERS_TOO_LARGE"
-        case requestTimeout = "REQUEST_TIMEOUT"
-        case badRequest = "BAD_REQUEST"
-        case upstreamUnavailable = "UPSTREAM_UNAVAILABLE"
-        case upstreamTimeout = "UPSTREAM_TIMEOUT"
-        case rateLimited = "RATE_LIMITED"
-        case rateLimitUnavailable = "RATE_LIMIT_UNAVAILABLE"
-        case internalError = "INTERNAL"
+    private enum Base: Hashable, Sendable {
+        case routeNotFound, methodNotAllowed, payloadTooLarge, headersTooLarge, requestTimeout, badRequest
+        /// 502: the upstream could not be reached or answered badly.
+        case upstreamUnavailable
+        /// 503: the gateway did not try, because every target is shut out or the upstream is at capacity.
+        case upstreamShutOut
+        case upstreamTimeout, rateLimited, rateLimitUnavailable, internalError
+
+        var code: String {
+            switch self {
+            case .routeNotFound: return "ROUTE_NOT_FOUND"
+            case .methodNotAllowed: return "METHOD_NOT_ALLOWED"
+            case .payloadTooLarge: return "PAYLOAD_TOO_LARGE"
+            case .headersTooLarge: return "HEADERS_TOO_LARGE"
+            case .requestTimeout: return "REQUEST_TIMEOUT"
+            case .badRequest: return "BAD_REQUEST"
+            case .upstreamUnavailable, .upstreamShutOut: return "UPSTREAM_UNAVAILABLE"
+            case .upstreamTimeout: return "UPSTREAM_TIMEOUT"
+            case .rateLimited: return "RATE_LIMITED"
+            case .rateLimitUnavailable: return "RATE_LIMIT_UNAVAILABLE"
+            case .internalError: return "INTERNAL"
+            }
+        }
     }
 
     private let base: Base
@@ -32,7 +43,7 @@ public struct GatewayError: Error, Hashable, Sendable, CustomStringConvertible {
         self.retryAfterSeconds = retryAfterSeconds
     }
 
-    public var code: String { base.rawValue }
+    public var code: String { base.code }
 
     public var status: Int {
         switch base {
@@ -43,6 +54,7 @@ public struct GatewayError: Error, Hashable, Sendable, CustomStringConvertible {
         case .requestTimeout: return 408
         case .badRequest: return 400
         case .upstreamUnavailable: return 502
+        case .upstreamShutOut: return 503
         case .upstreamTimeout: return 504
         case .rateLimited: return 429
         case .rateLimitUnavailable: return 503
@@ -71,6 +83,12 @@ public struct GatewayError: Error, Hashable, Sendable, CustomStringConvertible {
         GatewayError(.badRequest, message)
     }
     public static let upstreamUnavailable = GatewayError(.upstreamUnavailable, "The upstream service could not be reached.")
+    /// Every target is shut out (breakers open or health checks failing): answered at once.
+    public static func upstreamUnavailable(retryAfterSeconds: Int) -> GatewayError {
+        GatewayError(.upstreamShutOut, "The upstream service is unavailable; retry later.", retryAfterSeconds: max(1, retryAfterSeconds))
+    }
+    /// A concurrency cap of the upstream (max_requests, max_pending_requests) is reached.
+    public static let upstreamOverloaded = GatewayError(.upstreamShutOut, "The upstream service is at capacity; retry later.", retryAfterSeconds: 1)
     public static let upstreamBrokenResponse = GatewayError(.upstreamUnavailable, "The upstream service sent an invalid or incomplete response.")
     public static let upstreamTimeout = GatewayError(.upstreamTimeout, "The upstream service did not answer in time.")
     public static let internalError = GatewayError(.internalError, "The gateway failed to handle this request.")

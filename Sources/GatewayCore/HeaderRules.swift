@@ -175,6 +175,18 @@ public enum HeaderRules {
         }
         return name
     }
+
+    /// The value of cookie `name` in the request's Cookie headers (RFC 6265 §5.4: `a=1; b=2`), first wins.
+    public static func cookie(named name: String, in headers: HeaderList) -> String? {
+        for field in headers["cookie"] {
+            for pair in field.split(separator: ";") {
+                let trimmed = pair.trimmingASCIISpaces()
+                guard let equals = trimmed.firstIndex(of: "="), trimmed[..<equals] == name else { continue }
+                return String(trimmed[trimmed.index(after: equals)...])
+            }
+        }
+        return nil
+    }
 }
 
 extension StringProtocol {

@@ -152,7 +152,7 @@ final class ProxyExchange: ExchangeDriver, UpstreamCallDelegate {
 
         let call = connection.forwarder.makeCall(
             upstream: route.upstreamIndex, head: upstreamHead, framing: framing, preserveHost: route.preserveHost,
-            requestID: context.requestID, delegate: self)
+            requestID: context.requestID, clientIP: context.clientIP, delegate: self)
         self.call = call
         state = .forwarding
         if let total = runtime.totalTimeouts[route.upstreamIndex] {

@@ -54,8 +54,9 @@ public protocol ConnectionResponder: AnyObject {
 /// Forwards requests to upstreams; one per event loop, owning that loop's connection pools.
 public protocol UpstreamForwarder: AnyObject {
     /// Prepares a call; nothing happens (and no delegate method runs) until `start()`.
+    /// `clientIP` is the client's address (a consistent-hash key).
     func makeCall(
-        upstream: Int, head: RequestHead, framing: BodyFraming, preserveHost: Bool, requestID: String,
+        upstream: Int, head: RequestHead, framing: BodyFraming, preserveHost: Bool, requestID: String, clientIP: String,
         delegate: UpstreamCallDelegate
     ) -> UpstreamCall
 

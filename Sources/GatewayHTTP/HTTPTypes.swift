@@ -20,6 +20,14 @@ public enum HTTPMethod: Hashable, Sendable, CustomStringConvertible {
         }
     }
 
+    /// RFC 9110 §9.2.2: repeating the request has the same effect as sending it once, so a proxy may retry it.
+    public var isIdempotent: Bool {
+        switch self {
+        case .GET, .HEAD, .OPTIONS, .TRACE, .PUT, .DELETE: return true
+        case .POST, .PATCH, .CONNECT, .other: return false
+        }
+    }
+
     /// Parses the method token from raw bytes without allocating for the well-known methods.
     init(bytes: UnsafeRawBufferPointer) {
         switch bytes.count {

@@ -1,28 +1,45 @@
 import GatewayConfig
 import GatewayCore
-import GatewayPolicy
-import Logging
 import GatewayHTTP
+import Logging
 import NIOCore
 
-/// One upstream (as configured) on one event loop: its targets' pools and the balancer over them.
-final class UpstreamRuntime {
-    let config: UpstreamConfig
-    let readTimeout: TimeAmount
-    let pools: [TargetPool]
-    let logger: Logger
-    private var balancer: RoundRobin
+/// Every configured upstream, process-wide: the state all event loops share (breakers, health, in-flight
+/// counts, retry budgets), the per-loop forwarders built on it, and the active health checks.
+public final class UpstreamSet: Sendable {
+    let upstreams: [UpstreamShared]
+    private let healthCheckers: [HealthChecker]
 
-    init(config: UpstreamConfig, eventLoop: EventLoop, loopIndex: Int, logger: Logger) {
-        self.config = config
-        self.readTimeout = .milliseconds(Int64(config.readTimeoutMs))
-        self.pools = config.targets.map { TargetPool(target: $0, config: config, eventLoop: eventLoop, logger: logger) }
-        self.logger = logger
-        // Loops start at different targets so that, across loops, the first requests spread out.
-        self.balancer = RoundRobin(count: max(1, pools.count), start: loopIndex)
+    /// - Parameter configs: in the runtime's order (routes refer to upstreams by index).
+    public init(configs: [UpstreamConfig], logger: Logger) {
+        upstreams = configs.map { UpstreamShared(config: $0, logger: logger) }
+        healthCheckers = upstreams.compactMap { upstream in
+            upstream.config.healthCheck.map { HealthChecker(upstream: upstream, settings: $0, logger: logger) }
+        }
     }
 
-    func pickTarget() -> TargetPool { pools[balancer.pick()] }
+    /// The forwarder of one event loop (call on that loop).
+    public func makeForwarder(eventLoop: EventLoop, loopIndex: Int, loopCount: Int, logger: Logger) -> HTTP1Forwarder {
+        HTTP1Forwarder(
+            upstreams: upstreams.map {
+                UpstreamRuntime(config: $0.config, shared: $0, eventLoop: eventLoop, loopIndex: loopIndex, loopCount: loopCount, logger: logger)
+            },
+            eventLoop: eventLoop)
+    }
+
+    /// Starts the active health checks (one timer per upstream that configures them).
+    public func startHealthChecks(on eventLoop: EventLoop) async throws {
+        for checker in healthCheckers { try await checker.start(on: eventLoop) }
+    }
+
+    public func stopHealthChecks() async {
+        for checker in healthCheckers { await checker.stop() }
+    }
+
+    /// Every target with its health, breaker state and requests in flight (for the admin API and metrics).
+    public func targetStates() -> [UpstreamTargetState] {
+        upstreams.flatMap { $0.snapshot() }
+    }
 }
 
 /// The forwarder of one event loop: owns that loop's upstream connection pools.
@@ -30,19 +47,19 @@ public final class HTTP1Forwarder: UpstreamForwarder {
     private let upstreams: [UpstreamRuntime]
     public let eventLoop: EventLoop
 
-    /// - Parameter upstreams: in the runtime's order (routes refer to them by index).
-    public init(upstreams: [UpstreamConfig], eventLoop: EventLoop, loopIndex: Int, logger: Logger) {
+    init(upstreams: [UpstreamRuntime], eventLoop: EventLoop) {
         self.eventLoop = eventLoop
-        self.upstreams = upstreams.map { UpstreamRuntime(config: $0, eventLoop: eventLoop, loopIndex: loopIndex, logger: logger) }
+        self.upstreams = upstreams
     }
 
     public func makeCall(
-        upstream: Int, head: RequestHead, framing: BodyFraming, preserveHost: Bool, requestID: String,
+        upstream: Int, head: RequestHead, framing: BodyFraming, preserveHost: Bool, requestID: String, clientIP: String,
         delegate: UpstreamCallDelegate
     ) -> UpstreamCall {
-        HTTP1UpstreamCall(
-            upstream: upstreams[upstream], head: head, framing: framing, preserveHost: preserveHost,
-            requestID: requestID, delegate: delegate)
+        let runtime = upstreams[upstream]
+        return HTTP1UpstreamCall(
+            upstream: runtime, head: head, framing: framing, preserveHost: preserveHost, requestID: requestID,
+            hashKey: runtime.hashKey(headers: head.headers, clientIP: clientIP), delegate: delegate)
     }
 
     /// Connections opened per upstream name since start (for tests and, later, metrics).

@@ -4,33 +4,69 @@ import GatewayHTTP
 import Logging
 import NIOCore
 
-/// One request forwarded over HTTP/1.1: lease (or open) a connection, send the head and stream the
-/// body up, relay the response down, then park the connection for reuse or close it.
+/// One request forwarded over HTTP/1.1, in one or more tries: pick a target, lease (or open) a connection,
+/// send the head and stream the body up, relay the response down, then park the connection or close it.
 ///
-/// A reused keep-alive connection may have been closed by the upstream just before we used it. When
-/// that happens before any response byte and the request has no body, the request is sent again on a
-/// fresh connection (as NGINX does); bodies are not replayed because they are streamed, not kept.
+/// A try fails on a connect error, a reset or close before the response head, a timeout (per try or read)
+/// or a status listed in `retries.on_status`. The failure counts against the target's breaker, and the
+/// request goes to another target after a backoff when all of these hold:
+/// - tries are left (`retries.attempts`) and the retry budget allows one;
+/// - nothing unrepeatable left the gateway: bodies are streamed, not kept, so no body byte was written,
+///   and a non-idempotent request had not been completely sent (its upstream cannot have acted on it);
+/// - the retry still fits in the request's total deadline.
+///
+/// Independently, a reused keep-alive connection that the upstream closed just before we used it is
+/// retried once on a fresh connection, as NGINX does: that is a race on an idle socket, not a target failure.
 final class HTTP1UpstreamCall: UpstreamCall {
     private enum State {
         case notStarted
+        /// Queued at the upstream's connection cap.
+        case waitingForConnection(Scheduled<Void>)
         /// Waiting for a new connection; body parts are held (the exchange sees `isWritable == false`).
         case connecting
         case active(UpstreamConnection)
+        /// Pausing before the next try.
+        case backingOff(Scheduled<Void>)
         case done
     }
 
     private let upstream: UpstreamRuntime
     private var head: RequestHead
     private let framing: BodyFraming
-    private let preserveHost: Bool
+    /// Whether each target's authority goes into Host (false keeps the client's Host).
+    private let setsHost: Bool
     private let requestID: String
+    private let hashKey: String?
     private var delegate: UpstreamCallDelegate?
     private var state: State = .notStarted
-    private var pool: TargetPool?
+
+    /// The target of the current (or last) try.
+    private(set) var pool: TargetPool?
+    /// Targets tried so far, in order (indices into the upstream's targets).
+    private var tried: [Int] = []
+    /// Bumped per connection attempt, so that a connect abandoned meanwhile is recognised when it completes.
+    private var connectID = 0
+    /// The current try was admitted as a half-open probe.
+    private var probe = false
+    /// The current try's outcome has not been reported to the target's breaker yet.
+    private var verdictPending = false
+    /// The current try counts in its target's in-flight requests.
+    private var countedInFlight = false
+    /// The request counts against `max_requests`.
+    private var countedRequest = false
+    private var perTryTimer: Scheduled<Void>?
+    /// No retry may start after this (from `total_timeout_ms`).
+    private let deadline: NIODeadline?
+    private var lastError = GatewayError.upstreamUnavailable
 
     private var heldBody: [ByteBuffer] = []
+    /// Some request body left for an upstream: the request can no longer be replayed.
+    private var bodySent = false
     private var endRequested = false
+    /// The current try sent the whole request.
     private var requestEndSent = false
+    /// Some try sent the whole request: a non-idempotent one may have been acted on and is not retried.
+    private var completeRequestSent = false
     private var responseStarted = false
     private var responseKeepAlive = false
     private var responsePaused = false
@@ -38,7 +74,7 @@ final class HTTP1UpstreamCall: UpstreamCall {
 
     init(
         upstream: UpstreamRuntime, head: RequestHead, framing: BodyFraming, preserveHost: Bool, requestID: String,
-        delegate: UpstreamCallDelegate
+        hashKey: String?, delegate: UpstreamCallDelegate
     ) {
         var head = head
         switch framing {
@@ -46,15 +82,21 @@ final class HTTP1UpstreamCall: UpstreamCall {
         case .length(let length): head.headers.add(name: "content-length", value: String(length))
         case .chunked: head.headers.add(name: "transfer-encoding", value: "chunked")
         }
+        self.setsHost = !preserveHost || !head.headers.contains(name: "host")
         self.upstream = upstream
         self.head = head
         self.framing = framing
-        self.preserveHost = preserveHost
         self.requestID = requestID
+        self.hashKey = hashKey
         self.delegate = delegate
+        self.deadline = upstream.totalTimeout.map { .now() + $0 }
     }
 
-    var target: String? { pool?.authority }
+    /// The target that answered, or every target tried in order ("a, b") when there were retries.
+    var target: String? {
+        guard tried.count > 1 else { return pool?.authority }
+        return tried.map { upstream.pools[$0].authority }.joined(separator: ", ")
+    }
 
     var isWritable: Bool {
         guard case .active(let connection) = state else { return false }
@@ -63,42 +105,184 @@ final class HTTP1UpstreamCall: UpstreamCall {
 
     func start() {
         guard case .notStarted = state else { return }
-        let pool = upstream.pickTarget()
-        self.pool = pool
-        if !preserveHost || !head.headers.contains(name: "host") {
-            head.headers.replaceOrAdd(name: "host", value: pool.authority)
+        if let maxRequests = upstream.config.maxRequests {
+            countedRequest = true
+            if upstream.shared.requestsInFlight.wrappingAdd(1, ordering: .relaxed).newValue > maxRequests {
+                log("upstream at max_requests", level: .debug)
+                fail(.upstreamOverloaded)
+                return
+            }
         }
-        if let connection = pool.takeIdle() {
-            attach(connection)
-        } else {
-            connect(pool)
+        upstream.shared.recordRequest(now: UpstreamShared.now())
+        startTry()
+    }
+
+    // MARK: Tries
+
+    private func startTry() {
+        switch upstream.choose(tried: tried, hashKey: hashKey) {
+        case .shutOut(let retryAfter):
+            if tried.isEmpty {
+                log("no upstream target available", level: .debug)
+                fail(.upstreamUnavailable(retryAfterSeconds: retryAfter))
+            } else {
+                fail(lastError)
+            }
+        case .target(let pool, let probe):
+            tried.append(pool.index)
+            self.pool = pool
+            self.probe = probe
+            verdictPending = true
+            countedInFlight = true
+            requestEndSent = false
+            pool.shared.inFlight.wrappingAdd(1, ordering: .relaxed)
+            if setsHost { head.headers.replaceOrAdd(name: "host", value: pool.authority) }
+            if let perTry = upstream.perTryTimeout {
+                let number = tried.count
+                perTryTimer = upstream.eventLoop.assumeIsolated().scheduleTask(in: perTry) { [self] in
+                    guard tried.count == number else { return }
+                    perTryTimer = nil
+                    perTryTimedOut()
+                }
+            }
+            upstream.acquireConnection(for: self, to: pool)
         }
     }
 
-    private func connect(_ pool: TargetPool) {
+    /// The current try failed before a response reached the client: retry it elsewhere when allowed,
+    /// otherwise answer `error`.
+    private func tryFailed(_ error: GatewayError) {
+        perTryTimer?.cancel()
+        perTryTimer = nil
+        lastError = error
+        report(success: false)
+        endTry()
+        if mayRetry() {
+            scheduleRetry()
+        } else {
+            fail(error)
+        }
+    }
+
+    private var isReplayable: Bool {
+        !bodySent && (head.method.isIdempotent || !completeRequestSent)
+    }
+
+    /// Whether another try is allowed; takes one retry from the budget when it is.
+    private func mayRetry() -> Bool {
+        guard !responseStarted, tried.count < upstream.maxTries, isReplayable else { return false }
+        if let deadline, NIODeadline.now() >= deadline { return false }
+        guard upstream.shared.tryRetry(now: UpstreamShared.now()) else {
+            log("retry budget exhausted", level: .info)
+            return false
+        }
+        return true
+    }
+
+    private func scheduleRetry() {
+        var delay = upstream.backoffDelay(retry: tried.count - 1)
+        if let deadline {
+            let left = deadline - .now()
+            if delay >= left { delay = max(.zero, left - .milliseconds(1)) }
+        }
+        log("retrying upstream request", level: .info, extra: ["try": "\(tried.count + 1)", "backoff_ms": "\(delay.nanoseconds / 1_000_000)"])
+        state = .backingOff(
+            upstream.eventLoop.assumeIsolated().scheduleTask(in: delay) { [self] in
+                guard case .backingOff = state else { return }
+                startTry()
+            })
+    }
+
+    /// Tells the target's breaker how the current try went (once per try).
+    private func report(success: Bool) {
+        guard verdictPending, let pool else { return }
+        verdictPending = false
+        if let change = pool.shared.record(success: success, now: UpstreamShared.now()) {
+            upstream.shared.logTransition(pool.shared, to: change)
+        }
+    }
+
+    /// The current try ended without a verdict on the target (the client left, or the gateway's own caps):
+    /// a half-open probe slot is handed back so the breaker cannot wedge.
+    private func abandonVerdict() {
+        guard verdictPending, let pool else { return }
+        verdictPending = false
+        pool.shared.release(probe: probe)
+    }
+
+    /// The current try no longer occupies its target.
+    private func endTry() {
+        guard countedInFlight, let pool else { return }
+        countedInFlight = false
+        pool.shared.inFlight.wrappingSubtract(1, ordering: .relaxed)
+    }
+
+    private func perTryTimedOut() {
+        switch state {
+        case .waitingForConnection(let timer):
+            timer.cancel()
+            upstream.removeWaiter(self)
+        case .active(let connection):
+            guard !responseStarted else { return }
+            connection.call = nil
+            connection.close()
+        case .connecting, .notStarted, .backingOff, .done:
+            break
+        }
+        guard !responseStarted, isInTry else { return }
+        log("upstream per-try timeout", level: .warning)
+        tryFailed(.upstreamTimeout)
+    }
+
+    private var isInTry: Bool {
+        switch state {
+        case .waitingForConnection, .connecting, .active: return true
+        case .notStarted, .backingOff, .done: return false
+        }
+    }
+
+    // MARK: Connections (driven by UpstreamRuntime)
+
+    func waitForConnection(timeout: TimeAmount) {
+        state = .waitingForConnection(
+            upstream.eventLoop.assumeIsolated().scheduleTask(in: timeout) { [self] in
+                guard case .waitingForConnection = state else { return }
+                upstream.removeWaiter(self)
+                log("no upstream connection slot freed in time (max_connections)", level: .debug)
+                abandonVerdict()  // the target did nothing wrong
+                fail(.upstreamOverloaded)
+            })
+    }
+
+    func connectionCapReached() {
+        log("upstream at max_connections and max_pending_requests", level: .debug)
+        abandonVerdict()
+        fail(.upstreamOverloaded)
+    }
+
+    func connect(to pool: TargetPool) {
+        if case .waitingForConnection(let timer) = state { timer.cancel() }
         state = .connecting
+        connectID += 1
+        let id = connectID
         pool.connect().assumeIsolated().whenComplete { result in
             switch result {
             case .success(let connection):
-                guard case .connecting = self.state else {
-                    connection.close()  // cancelled meanwhile
+                guard self.connectID == id, case .connecting = self.state else {
+                    pool.park(connection)  // abandoned meanwhile; still a good connection
                     return
                 }
                 self.attach(connection)
             case .failure(let error):
-                guard case .connecting = self.state else { return }
-                self.upstream.logger.warning(
-                    "upstream connect failed",
-                    metadata: [
-                        "request_id": "\(self.requestID)", "upstream": "\(self.upstream.config.name)",
-                        "target": "\(pool.authority)", "error": "\(error)",
-                    ])
-                self.fail(.upstreamUnavailable)
+                guard self.connectID == id, case .connecting = self.state else { return }
+                self.log("upstream connect failed", level: .warning, extra: ["error": "\(error)"])
+                self.tryFailed(.upstreamUnavailable)
             }
         }
     }
 
-    private func attach(_ connection: UpstreamConnection) {
+    func attach(_ connection: UpstreamConnection) {
+        if case .waitingForConnection(let timer) = state { timer.cancel() }
         state = .active(connection)
         connection.call = self
         connection.writeHead(head)
@@ -115,6 +299,7 @@ final class HTTP1UpstreamCall: UpstreamCall {
 
     private func writeBody(_ buffer: ByteBuffer, on connection: UpstreamConnection) {
         guard buffer.readableBytes > 0 else { return }
+        bodySent = true
         if framing == .chunked {
             connection.write(HTTP1Writer.chunkHeader(size: buffer.readableBytes, allocator: connection.allocator))
             connection.write(buffer)
@@ -127,12 +312,15 @@ final class HTTP1UpstreamCall: UpstreamCall {
     private func writeEnd(on connection: UpstreamConnection) {
         if framing == .chunked { connection.write(HTTP1Writer.lastChunk) }
         requestEndSent = true
+        completeRequestSent = true
         connection.startReadTimeout(upstream.readTimeout)
     }
 
+    // MARK: UpstreamCall (driven by the exchange)
+
     func sendBody(_ buffer: ByteBuffer) {
         switch state {
-        case .notStarted, .connecting:
+        case .notStarted, .connecting, .waitingForConnection, .backingOff:
             heldBody.append(buffer)
         case .active(let connection):
             writeBody(buffer, on: connection)
@@ -158,18 +346,41 @@ final class HTTP1UpstreamCall: UpstreamCall {
 
     func cancel() {
         delegate = nil
-        if case .active(let connection) = state {
+        switch state {
+        case .active(let connection):
             connection.call = nil
             connection.close()
+        case .waitingForConnection(let timer), .backingOff(let timer):
+            timer.cancel()
+            upstream.removeWaiter(self)
+        case .notStarted, .connecting, .done:
+            break
         }
-        state = .done
-        heldBody.removeAll()
+        abandonVerdict()  // the client left: that says nothing about the target
+        finish()
     }
 
     // MARK: Events from the connection
 
     func received(_ response: ParsedResponse, from connection: UpstreamConnection) {
         guard case .active(let current) = state, current === connection else { return }
+        perTryTimer?.cancel()
+        perTryTimer = nil
+        let status = response.head.status
+        let failed = upstream.shared.failureStatuses.contains(status)
+        if upstream.shared.retryStatuses.contains(status) {
+            report(success: !failed)
+            if mayRetry() {
+                // Drop this answer (and its connection, rather than reading the body through) and try elsewhere.
+                log("upstream answered a retryable status", level: .info, extra: ["status": "\(status)"])
+                connection.call = nil
+                connection.close()
+                endTry()
+                scheduleRetry()
+                return
+            }
+        }
+        report(success: !failed)
         responseStarted = true
         responseKeepAlive = response.keepAlive
         var head = response.head
@@ -196,6 +407,7 @@ final class HTTP1UpstreamCall: UpstreamCall {
         } else {
             connection.close()
         }
+        finish()
         let delegate = self.delegate
         self.delegate = nil
         delegate?.upstreamResponseEnd()
@@ -212,12 +424,14 @@ final class HTTP1UpstreamCall: UpstreamCall {
 
     func connectionTimedOut() {
         guard case .active(let connection) = state else { return }
-        upstream.logger.warning(
-            "upstream read timeout",
-            metadata: ["request_id": "\(requestID)", "upstream": "\(upstream.config.name)", "target": "\(connection.pool.authority)"])
+        log("upstream read timeout", level: .warning)
         connection.call = nil
         connection.close()
-        fail(.upstreamTimeout)
+        if responseStarted {
+            fail(.upstreamTimeout)
+        } else {
+            tryFailed(.upstreamTimeout)
+        }
     }
 
     func connectionClosed(_ connection: UpstreamConnection) {
@@ -229,26 +443,48 @@ final class HTTP1UpstreamCall: UpstreamCall {
         connection.call = nil
         connection.close()
         // A stale keep-alive connection: nothing was answered and nothing unrepeatable was sent.
-        if !responseStarted, connection.hasServedRequests, framing == .none, !freshConnectionRetryUsed, let pool {
+        if !responseStarted, connection.hasServedRequests, !bodySent, !freshConnectionRetryUsed, let pool {
             freshConnectionRetryUsed = true
             requestEndSent = false
-            connect(pool)
+            connect(to: pool)
             return
         }
-        upstream.logger.warning(
-            responseStarted ? "upstream closed mid-response" : "upstream closed before responding",
-            metadata: [
-                "request_id": "\(requestID)", "upstream": "\(upstream.config.name)", "target": "\(connection.pool.authority)",
-                "error": "\(error.map { "\($0)" } ?? "connection closed")",
-            ])
-        fail(.upstreamBrokenResponse)
+        log(
+            responseStarted ? "upstream closed mid-response" : "upstream closed before responding", level: .warning,
+            extra: ["error": "\(error.map { "\($0)" } ?? "connection closed")"])
+        if responseStarted {
+            fail(.upstreamBrokenResponse)
+        } else {
+            tryFailed(.upstreamBrokenResponse)
+        }
+    }
+
+    // MARK: Endings
+
+    /// Releases what the request holds: timers, held body, its share of the target and the upstream.
+    private func finish() {
+        state = .done
+        perTryTimer?.cancel()
+        perTryTimer = nil
+        heldBody.removeAll()
+        endTry()
+        if countedRequest {
+            countedRequest = false
+            upstream.shared.requestsInFlight.wrappingSubtract(1, ordering: .relaxed)
+        }
     }
 
     private func fail(_ error: GatewayError) {
-        state = .done
-        heldBody.removeAll()
+        finish()
         let delegate = self.delegate
         self.delegate = nil
         delegate?.upstreamFailed(error)
+    }
+
+    private func log(_ message: Logger.Message, level: Logger.Level, extra: Logger.Metadata = [:]) {
+        var metadata: Logger.Metadata = ["request_id": "\(requestID)", "upstream": "\(upstream.config.name)"]
+        if let pool { metadata["target"] = "\(pool.authority)" }
+        metadata.merge(extra) { $1 }
+        upstream.logger.log(level: level, message, metadata: metadata)
     }
 }

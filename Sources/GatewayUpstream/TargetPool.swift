@@ -9,6 +9,7 @@ import NIOPosix
 /// Each event loop has its own pools, so a client connection and the upstream connection serving it
 /// share a thread: no locks, no hops. The pure `IdleConnectionPool` decides reuse and expiry.
 final class TargetPool {
+    let shared: TargetShared
     let target: UpstreamTarget
     /// `host:port`, computed once: it goes into Host headers and log lines.
     let authority: String
@@ -18,21 +19,25 @@ final class TargetPool {
     private let connectTimeout: TimeAmount
     private var idle: IdleConnectionPool<UpstreamConnection>
     private var sweep: Scheduled<Void>?
-    private let logger: Logger
+    /// The upstream this pool belongs to (it owns the pool), for the connection cap.
+    private unowned let runtime: UpstreamRuntime
     /// Connections opened since start: the test suite reads it to prove reuse.
     private(set) var connectionsOpened = 0
 
-    init(target: UpstreamTarget, config: UpstreamConfig, eventLoop: EventLoop, logger: Logger) {
-        self.target = target
-        self.authority = target.authority
+    init(shared: TargetShared, runtime: UpstreamRuntime) {
+        self.shared = shared
+        self.target = shared.target
+        self.authority = shared.authority
         self.address = IPAddress(target.host) != nil ? try? SocketAddress(ipAddress: target.host, port: target.port) : nil
-        self.eventLoop = eventLoop
-        self.connectTimeout = .milliseconds(Int64(config.connectTimeoutMs))
+        self.eventLoop = runtime.eventLoop
+        self.connectTimeout = runtime.connectTimeout
         self.idle = IdleConnectionPool(
-            maxIdle: config.pool.maxIdlePerTarget,
-            idleTimeoutNanos: UInt64(config.pool.idleTimeoutMs) * 1_000_000)
-        self.logger = logger
+            maxIdle: runtime.config.pool.maxIdlePerTarget,
+            idleTimeoutNanos: UInt64(runtime.config.pool.idleTimeoutMs) * 1_000_000)
+        self.runtime = runtime
     }
+
+    var index: Int { shared.index }
 
     /// The most recently parked live connection, if any.
     func takeIdle() -> UpstreamConnection? {
@@ -44,18 +49,20 @@ final class TargetPool {
         }
     }
 
-    /// Opens a new connection to the target.
+    /// Opens a new connection to the target. It holds a slot of the upstream's connection cap from now
+    /// until it closes (or fails to connect).
     func connect() -> EventLoopFuture<UpstreamConnection> {
         connectionsOpened += 1
+        let connection = UpstreamConnection(pool: self)
+        runtime.connectionOpened()
         // The initializer runs on this pool's own event loop (the bootstrap's group is that one loop).
-        let boundPool = NIOLoopBound(self, eventLoop: eventLoop)
+        let boundConnection = NIOLoopBound(connection, eventLoop: eventLoop)
         let bootstrap = ClientBootstrap(group: eventLoop)
             .connectTimeout(connectTimeout)
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
             .channelInitializer { channel in
-                let connection = UpstreamConnection(pool: boundPool.value)
-                return channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandler(connection)
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(boundConnection.value)
                 }
             }
         let connected: EventLoopFuture<Channel>
@@ -64,9 +71,10 @@ final class TargetPool {
         } else {
             connected = bootstrap.connect(host: target.host, port: target.port)
         }
-        return connected.flatMapThrowing { channel in
-            try channel.pipeline.syncOperations.handler(type: UpstreamConnection.self)
-        }
+        return connected.assumeIsolated().map { _ in connection }.flatMapErrorThrowing { error in
+            connection.connectFailed()
+            throw error
+        }.nonisolated()
     }
 
     /// Returns a connection that finished an exchange cleanly.
@@ -74,10 +82,13 @@ final class TargetPool {
         guard !connection.isClosed else { return }
         if let evicted = idle.park(connection, now: NIODeadline.now().uptimeNanoseconds) { evicted.close() }
         scheduleSweep()
+        runtime.connectionParked()
     }
 
-    func connectionClosedWhileIdle(_ connection: UpstreamConnection) {
-        idle.remove(connection)
+    /// A connection of this pool closed (or never connected): it leaves the idle list and frees its slot.
+    func connectionEnded(_ connection: UpstreamConnection) {
+        if connection.call == nil { idle.remove(connection) }  // only an unused connection can be parked
+        runtime.connectionEnded()
     }
 
     func closeAll() {

@@ -32,6 +32,8 @@ final class UpstreamConnection: ChannelDuplexHandler, Hashable {
     /// Whether this connection already served an exchange (a stale keep-alive connection may be retried).
     var hasServedRequests = false
     private(set) var isClosed = false
+    /// Whether the pool was told this connection is gone (exactly once, whichever way it ends).
+    private var ended = false
 
     // Backpressure: reads the channel asked for while the client was not keeping up.
     private var readPaused = false
@@ -113,6 +115,19 @@ final class UpstreamConnection: ChannelDuplexHandler, Hashable {
         readTimer?.cancel()
         readTimer = nil
         context?.close(promise: nil)
+        end()
+    }
+
+    /// The connect attempt failed: this connection never existed for the pool.
+    func connectFailed() {
+        isClosed = true
+        end()
+    }
+
+    private func end() {
+        guard !ended else { return }
+        ended = true
+        pool.connectionEnded(self)
     }
 
     // MARK: Timer
@@ -141,7 +156,11 @@ final class UpstreamConnection: ChannelDuplexHandler, Hashable {
 
     func handlerAdded(context: ChannelHandlerContext) { self.context = context }
 
-    func handlerRemoved(context: ChannelHandlerContext) { self.context = nil }
+    func handlerRemoved(context: ChannelHandlerContext) {
+        self.context = nil
+        isClosed = true
+        end()
+    }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let bytes = unwrapInboundIn(data)
@@ -240,9 +259,8 @@ final class UpstreamConnection: ChannelDuplexHandler, Hashable {
             } else {
                 call.connectionClosed(self)
             }
-        } else {
-            pool.connectionClosedWhileIdle(self)
         }
+        end()
         context.fireChannelInactive()
     }
 

@@ -16,22 +16,44 @@ import Synchronization
 /// - `/upload`: reads the body and answers `{"bytes":N}`
 /// - `/hop`: a response carrying hop-by-hop and identity headers a proxy must remove
 /// - `/stats`: connections accepted and requests served so far
+///
+/// `behaviour` turns it into a sick upstream for resilience tests and demos: slow, failing, dropping
+/// requests, or failing its health checks (all but `/stats` are affected).
 public final class DemoUpstream: Sendable {
     public let name: String
     public let port: Int
     private let channel: Channel
     private let stats: Stats
+    public let behaviour: Behaviour
 
     final class Stats: Sendable {
         let connections = Atomic<Int>(0)
         let requests = Atomic<Int>(0)
     }
 
-    private init(name: String, port: Int, channel: Channel, stats: Stats) {
+    /// How the upstream misbehaves; every setting can change while it runs.
+    public final class Behaviour: Sendable {
+        /// Delay before every answer except /healthz and /stats (0: none).
+        public let delayMs = Atomic<Int>(0)
+        /// Answer every request except /healthz and /stats with this status (0: behave).
+        public let failStatus = Atomic<Int>(0)
+        /// Close the connection after reading a request, without answering.
+        public let dropRequests = Atomic<Bool>(false)
+        /// The status /healthz answers.
+        public let healthStatus = Atomic<Int>(200)
+
+        public init(delayMs: Int = 0, failStatus: Int = 0) {
+            self.delayMs.store(delayMs, ordering: .relaxed)
+            self.failStatus.store(failStatus, ordering: .relaxed)
+        }
+    }
+
+    private init(name: String, port: Int, channel: Channel, stats: Stats, behaviour: Behaviour) {
         self.name = name
         self.port = port
         self.channel = channel
         self.stats = stats
+        self.behaviour = behaviour
     }
 
     /// TCP connections accepted so far (lets tests prove keep-alive reuse).
@@ -39,7 +61,7 @@ public final class DemoUpstream: Sendable {
     public var requestsServed: Int { stats.requests.load(ordering: .relaxed) }
 
     public static func start(
-        host: String = "127.0.0.1", port: Int = 0, name: String = "demo",
+        host: String = "127.0.0.1", port: Int = 0, name: String = "demo", behaviour: Behaviour = Behaviour(),
         group: EventLoopGroup = MultiThreadedEventLoopGroup.singleton
     ) async throws -> DemoUpstream {
         let stats = Stats()
@@ -51,12 +73,12 @@ public final class DemoUpstream: Sendable {
                 stats.connections.add(1, ordering: .relaxed)
                 return channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
-                    try channel.pipeline.syncOperations.addHandler(DemoHandler(name: name, stats: stats))
+                    try channel.pipeline.syncOperations.addHandler(DemoHandler(name: name, stats: stats, behaviour: behaviour))
                 }
             }
             .bind(host: host, port: port)
             .get()
-        return DemoUpstream(name: name, port: channel.localAddress?.port ?? port, channel: channel, stats: stats)
+        return DemoUpstream(name: name, port: channel.localAddress?.port ?? port, channel: channel, stats: stats, behaviour: behaviour)
     }
 
     public func shutdown() async {
@@ -70,6 +92,7 @@ final class DemoHandler: ChannelInboundHandler {
 
     private let name: String
     private let stats: DemoUpstream.Stats
+    private let behaviour: DemoUpstream.Behaviour
     private var head: HTTPRequestHead?
     private var body = ByteBuffer()
     private var bodyBytes = 0
@@ -77,9 +100,10 @@ final class DemoHandler: ChannelInboundHandler {
     private var pendingBytes = 0
     private var chunk = ByteBuffer()
 
-    init(name: String, stats: DemoUpstream.Stats) {
+    init(name: String, stats: DemoUpstream.Stats, behaviour: DemoUpstream.Behaviour) {
         self.name = name
         self.stats = stats
+        self.behaviour = behaviour
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -93,7 +117,35 @@ final class DemoHandler: ChannelInboundHandler {
             if body.readableBytes < 65_536 { body.writeBuffer(&buffer) }  // echo at most 64 KiB back
         case .end:
             stats.requests.add(1, ordering: .relaxed)
-            if let head { respond(to: head, context: context) }
+            if let head { misbehave(head, context: context) }
+        }
+    }
+
+    /// Applies `behaviour` before answering normally.
+    private func misbehave(_ head: HTTPRequestHead, context: ChannelHandlerContext) {
+        let path = Self.split(head.uri).0
+        guard path != "/stats" && path != "/healthz" else { return respond(to: head, context: context) }
+        if behaviour.dropRequests.load(ordering: .relaxed) {
+            context.close(promise: nil)
+            return
+        }
+        let failStatus = behaviour.failStatus.load(ordering: .relaxed)
+        let delay = behaviour.delayMs.load(ordering: .relaxed)
+        let answer = {
+            if failStatus > 0 {
+                self.send(
+                    context, status: HTTPResponseStatus(statusCode: failStatus),
+                    json: #"{"upstream":"\#(self.name)","status":\#(failStatus)}"#, keepAlive: head.isKeepAlive)
+            } else {
+                self.respond(to: head, context: context)
+            }
+        }
+        if delay > 0 {
+            context.eventLoop.assumeIsolated().scheduleTask(in: .milliseconds(Int64(delay))) {
+                if context.channel.isActive { answer() }
+            }
+        } else {
+            answer()
         }
     }
 
@@ -102,7 +154,10 @@ final class DemoHandler: ChannelInboundHandler {
         let keepAlive = head.isKeepAlive
         switch path {
         case "/healthz":
-            send(context, status: .ok, json: #"{"status":"ok","upstream":"\#(name)"}"#, keepAlive: keepAlive)
+            let status = behaviour.healthStatus.load(ordering: .relaxed)
+            send(
+                context, status: HTTPResponseStatus(statusCode: status),
+                json: #"{"status":"\#(status == 200 ? "ok" : "failing")","upstream":"\#(name)"}"#, keepAlive: keepAlive)
         case "/stats":
             send(
                 context, status: .ok,

@@ -1,10 +1,12 @@
 import DemoUpstream
 import Foundation
+import Synchronization
 
-// demo-upstream [--host 127.0.0.1] [--port 9001] [--name a]
+// demo-upstream [--host 127.0.0.1] [--port 9001] [--name a] [--delay-ms N] [--fail-status N]
 var host = "127.0.0.1"
 var port = 9001
 var name = "demo"
+let behaviour = DemoUpstream.Behaviour()
 var arguments = CommandLine.arguments.dropFirst()
 while let flag = arguments.popFirst() {
     guard let value = arguments.popFirst() else { break }
@@ -12,12 +14,14 @@ while let flag = arguments.popFirst() {
     case "--host": host = value
     case "--port": port = Int(value) ?? port
     case "--name": name = value
+    case "--delay-ms": behaviour.delayMs.store(Int(value) ?? 0, ordering: .relaxed)
+    case "--fail-status": behaviour.failStatus.store(Int(value) ?? 0, ordering: .relaxed)
     default:
         FileHandle.standardError.write("unknown option \(flag)\n".data(using: .utf8)!)
         exit(2)
     }
 }
-let server = try await DemoUpstream.start(host: host, port: port, name: name)
+let server = try await DemoUpstream.start(host: host, port: port, name: name, behaviour: behaviour)
 FileHandle.standardOutput.write(
     #"{"msg":"demo upstream listening","upstream":"\#(name)","address":"\#(host)","port":\#(server.port)}"#.data(using: .utf8)! + Data("\n".utf8))
 // Serve until killed.

@@ -9,6 +9,61 @@ enum Binaries {
     }
 
     static var gateway: URL { directory.appendingPathComponent("gateway") }
+    static var demoUpstream: URL { directory.appendingPathComponent("demo-upstream") }
+}
+
+/// The `demo-upstream` binary as a separate process, so a test can kill it outright (SIGKILL: the
+/// kernel resets its connections) and start it again on the same port.
+final class DemoUpstreamProcess {
+    let name: String
+    private(set) var port: Int
+    private var process: Process?
+    private let extraArguments: [String]
+
+    init(name: String, port: Int = 0, arguments: [String] = []) {
+        self.name = name
+        self.port = port
+        self.extraArguments = arguments
+    }
+
+    deinit { kill() }
+
+    /// Starts the process and waits for its listening line (which carries the port).
+    func start() async throws {
+        let process = Process()
+        process.executableURL = Binaries.demoUpstream
+        process.arguments = ["--port", String(port), "--name", name] + extraArguments
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        let output = Mutex(Data())
+        pipe.fileHandleForReading.readabilityHandler = { handle in
+            let chunk = handle.availableData
+            output.withLock { $0.append(chunk) }
+        }
+        try process.run()
+        self.process = process
+        let deadline = ContinuousClock.now + .seconds(20)
+        while ContinuousClock.now < deadline {
+            let text = String(decoding: output.withLock { $0 }, as: UTF8.self)
+            if let line = text.split(separator: "\n").first,
+                let json = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
+                let port = json["port"] as? Int
+            {
+                pipe.fileHandleForReading.readabilityHandler = nil
+                self.port = port
+                return
+            }
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        throw RawClient.TimeoutError(what: "demo-upstream \(name) to listen")
+    }
+
+    /// SIGKILL, and waits for the process to be gone.
+    func kill() {
+        guard let process, process.isRunning else { return }
+        Foundation.kill(process.processIdentifier, SIGKILL)
+        process.waitUntilExit()
+    }
 }
 
 /// Output of a finished command.

@@ -1,0 +1,196 @@
+import GatewayConfig
+import GatewayHTTP
+import GatewayPolicy
+import Logging
+import NIOCore
+import NIOPosix
+import Synchronization
+
+/// Active health checks of one upstream: every `interval_ms`, a `GET path` to each target on a fresh
+/// connection. A 2xx or 3xx answer within `timeout_ms` is a pass; anything else (refused, reset, timeout,
+/// other status) a failure. `HealthCheckState` turns the streaks into healthy/unhealthy; unhealthy targets
+/// get no traffic until they pass again. Transitions are logged.
+final class HealthChecker: Sendable {
+    private let upstream: UpstreamShared
+    private let settings: HealthCheckConfig
+    private let logger: Logger
+    private let running = Mutex<(task: RepeatedTask, prober: NIOLoopBound<Prober>)?>(nil)
+
+    init(upstream: UpstreamShared, settings: HealthCheckConfig, logger: Logger) {
+        self.upstream = upstream
+        self.settings = settings
+        self.logger = logger
+    }
+
+    func start(on eventLoop: EventLoop) async throws {
+        let upstream = self.upstream
+        let settings = self.settings
+        let logger = self.logger
+        // Created on its loop: the prober's state is only touched there.
+        let prober = try await eventLoop.submit {
+            NIOLoopBound(Prober(upstream: upstream, settings: settings, logger: logger, eventLoop: eventLoop), eventLoop: eventLoop)
+        }.get()
+        let task = eventLoop.scheduleRepeatedTask(initialDelay: .zero, delay: .milliseconds(Int64(settings.intervalMs))) { _ in
+            prober.value.probeAll()
+        }
+        running.withLock { $0 = (task, prober) }
+    }
+
+    func stop() async {
+        guard let (task, prober) = running.withLock({ running in defer { running = nil }; return running }) else { return }
+        let stopped = prober.eventLoop.makePromise(of: Void.self)
+        task.cancel(promise: stopped)
+        try? await stopped.futureResult.get()
+        try? await prober.eventLoop.submit { prober.value.closeAll() }.get()
+    }
+
+    /// The loop-bound part: per-target streaks and the probes in flight.
+    final class Prober {
+        private let upstream: UpstreamShared
+        private let settings: HealthCheckConfig
+        private let logger: Logger
+        private let eventLoop: EventLoop
+        private var states: [HealthCheckState]
+        /// Whether a check of each target is under way (a slow target is not checked twice at once).
+        private var busy: [Bool]
+        private var channels: [Channel?]
+
+        init(upstream: UpstreamShared, settings: HealthCheckConfig, logger: Logger, eventLoop: EventLoop) {
+            self.upstream = upstream
+            self.settings = settings
+            self.logger = logger
+            self.eventLoop = eventLoop
+            states = upstream.targets.map { _ in
+                HealthCheckState(healthyThreshold: settings.healthyThreshold, unhealthyThreshold: settings.unhealthyThreshold)
+            }
+            busy = Array(repeating: false, count: upstream.targets.count)
+            channels = Array(repeating: nil, count: upstream.targets.count)
+        }
+
+        func probeAll() {
+            for index in upstream.targets.indices where !busy[index] { probe(index) }
+        }
+
+        func closeAll() {
+            for channel in channels { channel?.close(promise: nil) }
+        }
+
+        private func probe(_ index: Int) {
+            busy[index] = true
+            let target = upstream.targets[index]
+            let timeout = TimeAmount.milliseconds(Int64(settings.timeoutMs))
+            let result = eventLoop.makePromise(of: Int.self)
+            let request = "GET \(settings.path) HTTP/1.1\r\nHost: \(target.authority)\r\nUser-Agent: gateway-health-check\r\nConnection: close\r\n\r\n"
+            let connected = ClientBootstrap(group: eventLoop)
+                .connectTimeout(timeout)
+                .channelInitializer { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        try channel.pipeline.syncOperations.addHandler(HealthProbeHandler(request: request, result: result))
+                    }
+                }
+                .connect(host: target.target.host, port: target.target.port)
+            let timer = eventLoop.assumeIsolated().scheduleTask(in: timeout) {
+                result.fail(HealthProbeError.timedOut)
+            }
+            connected.assumeIsolated().whenComplete { outcome in
+                switch outcome {
+                case .success(let channel):
+                    if self.busy[index] { self.channels[index] = channel }  // closed below when the check ends
+                    result.futureResult.whenComplete { _ in channel.close(promise: nil) }
+                case .failure(let error):
+                    result.fail(error)
+                }
+            }
+            result.futureResult.assumeIsolated().whenComplete { outcome in
+                timer.cancel()
+                self.busy[index] = false
+                self.channels[index] = nil
+                let passed: Bool
+                let detail: String
+                switch outcome {
+                case .success(let status):
+                    passed = (200..<400).contains(status)
+                    detail = "status \(status)"
+                case .failure(let error):
+                    passed = false
+                    detail = "\(error)"
+                }
+                self.record(index, passed: passed, detail: detail)
+            }
+        }
+
+        private func record(_ index: Int, passed: Bool, detail: String) {
+            guard let healthy = states[index].record(success: passed) else { return }
+            let target = upstream.targets[index]
+            target.healthy.store(healthy, ordering: .relaxed)
+            let metadata: Logger.Metadata = [
+                "upstream": "\(upstream.config.name)", "target": "\(target.authority)", "health": "\(healthy ? "healthy" : "unhealthy")",
+                "last_check": "\(detail)",
+            ]
+            if healthy {
+                logger.info("upstream target healthy", metadata: metadata)
+            } else {
+                logger.warning("upstream target unhealthy", metadata: metadata)
+            }
+        }
+    }
+}
+
+enum HealthProbeError: Error, CustomStringConvertible {
+    case timedOut
+    case closedWithoutAnswer
+
+    var description: String {
+        switch self {
+        case .timedOut: return "timed out"
+        case .closedWithoutAnswer: return "closed without an answer"
+        }
+    }
+}
+
+/// Sends the check request and completes with the status of the answer.
+final class HealthProbeHandler: ChannelInboundHandler {
+    typealias InboundIn = ByteBuffer
+
+    private let request: String
+    private let result: EventLoopPromise<Int>
+    private var parser = HTTP1HeadParser(maxHeadBytes: 65_536, maxFields: 256)
+    private var input = ByteBuffer()
+
+    init(request: String, result: EventLoopPromise<Int>) {
+        self.request = request
+        self.result = result
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        context.writeAndFlush(NIOAny(context.channel.allocator.buffer(string: request)), promise: nil)
+        context.fireChannelActive()
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        var bytes = unwrapInboundIn(data)
+        input.writeBuffer(&bytes)
+        do {
+            while let response = try parser.parseResponse(&input, requestMethod: .GET) {
+                if response.head.status >= 200 {
+                    result.succeed(response.head.status)
+                    context.close(promise: nil)
+                    return
+                }
+            }
+        } catch {
+            result.fail(error)
+            context.close(promise: nil)
+        }
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        result.fail(HealthProbeError.closedWithoutAnswer)
+        context.fireChannelInactive()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        result.fail(error)
+        context.close(promise: nil)
+    }
+}

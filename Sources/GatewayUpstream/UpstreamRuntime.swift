@@ -1,0 +1,193 @@
+import GatewayConfig
+import GatewayCore
+import GatewayHTTP
+import GatewayPolicy
+import Logging
+import NIOCore
+
+/// One upstream (as configured) on one event loop: its targets' connection pools, the balancer over them,
+/// and this loop's share of the connection cap with the requests queued for it.
+///
+/// Loop-bound, so none of this needs a lock; what all loops must agree on (breakers, health, in-flight
+/// counts, the retry budget) lives in the process-wide `UpstreamShared`.
+final class UpstreamRuntime {
+    let config: UpstreamConfig
+    let shared: UpstreamShared
+    let eventLoop: EventLoop
+    let logger: Logger
+    private(set) var pools: [TargetPool] = []
+
+    let readTimeout: TimeAmount
+    let connectTimeout: TimeAmount
+    let perTryTimeout: TimeAmount?
+    let totalTimeout: TimeAmount?
+    /// Tries per request: the first plus `retries.attempts`.
+    let maxTries: Int
+    private let backoff: Backoff?
+
+    private var balancer: Balancer
+    private var random = SplitMix64()
+
+    /// Connections open or being opened to any target of this upstream on this loop.
+    private(set) var openConnections = 0
+    /// This loop's share of `max_connections` (nil: unlimited).
+    private let connectionLimit: Int?
+    /// This loop's share of `max_pending_requests`.
+    private let pendingLimit: Int
+    /// Requests waiting for a connection slot, oldest first.
+    private var waiters: [HTTP1UpstreamCall] = []
+    private var serveScheduled = false
+
+    init(config: UpstreamConfig, shared: UpstreamShared, eventLoop: EventLoop, loopIndex: Int, loopCount: Int, logger: Logger) {
+        self.config = config
+        self.shared = shared
+        self.eventLoop = eventLoop
+        self.logger = logger
+        self.readTimeout = .milliseconds(Int64(config.readTimeoutMs))
+        self.connectTimeout = .milliseconds(Int64(config.connectTimeoutMs))
+        self.perTryTimeout = config.retries?.perTryTimeoutMs.map { .milliseconds(Int64($0)) }
+        self.totalTimeout = config.totalTimeoutMs.map { .milliseconds(Int64($0)) }
+        self.maxTries = 1 + (config.retries?.attempts ?? 0)
+        if let retries = config.retries, retries.backoffMs > 0 {
+            let base = Int64(retries.backoffMs) * 1000
+            backoff = Backoff(baseMicros: base, capMicros: max(base, Int64(retries.maxBackoffMs) * 1000))
+        } else {
+            backoff = nil
+        }
+        // Caps are split evenly over the loops (each gets at least one), so no loop waits on another's.
+        let loops = max(1, loopCount)
+        connectionLimit = config.maxConnections.map { max(1, ($0 + loops - 1) / loops) }
+        pendingLimit = (config.maxPendingRequests + loops - 1) / loops
+        let strategy: Balancer.Strategy
+        switch config.balance {
+        case .roundRobin: strategy = .roundRobin
+        case .random: strategy = .random
+        case .leastRequest: strategy = .leastRequest
+        case .consistentHash: strategy = .consistentHash
+        }
+        balancer = Balancer(strategy: strategy, weights: config.targets.map(\.weight))
+        // Loops start at different targets so that, across loops, the first requests spread out.
+        for _ in 0..<(loopIndex % max(1, config.targets.count)) {
+            _ = balancer.pick(eligible: { _ in true }, random: &random)
+        }
+        pools = shared.targets.map { TargetPool(shared: $0, runtime: self) }
+    }
+
+    // MARK: Choosing a target
+
+    enum Choice {
+        /// Send to this target; `probe` when its breaker admitted the request as a half-open probe.
+        case target(TargetPool, probe: Bool)
+        /// No target may take the request now.
+        case shutOut(retryAfterSeconds: Int)
+    }
+
+    /// Picks a target the balancer likes among those that are healthy and whose breaker admits a request,
+    /// preferring ones this request has not tried yet.
+    func choose(tried: [Int], hashKey: String?) -> Choice {
+        let now = UpstreamShared.now()
+        let panic = shared.inPanic(now: now)
+        var refused: [Int] = []
+        for avoidTried in [true, false] where avoidTried || !tried.isEmpty {
+            while true {
+                let pick = balancer.pick(
+                    eligible: { index in
+                        !(avoidTried && tried.contains(index)) && !refused.contains(index)
+                            && self.shared.isEligible(index, now: now, panic: panic)
+                    },
+                    inFlight: { self.shared.targets[$0].inFlight.load(ordering: .relaxed) },
+                    hashKey: hashKey, random: &random)
+                guard let pick else { break }
+                if panic { return .target(pools[pick], probe: false) }
+                let (admission, change) = shared.targets[pick].admit(now: now)
+                if let change { shared.logTransition(shared.targets[pick], to: change) }
+                switch admission {
+                case .allowed: return .target(pools[pick], probe: false)
+                case .probe: return .target(pools[pick], probe: true)
+                case .refused: refused.append(pick)  // another loop took the last probe slot meanwhile
+                }
+            }
+        }
+        return .shutOut(retryAfterSeconds: shared.retryAfterSeconds(now: now))
+    }
+
+    /// The pause before retry number `retry` (0 for the first retry): exponential from `backoff_ms`, with jitter.
+    func backoffDelay(retry: Int) -> TimeAmount {
+        guard let backoff else { return .zero }
+        let unit = Double(random.next() >> 11) / Double(1 << 53)
+        return .microseconds(backoff.delayMicros(attempt: retry, random: unit))
+    }
+
+    /// The consistent-hash key of a request (nil when the balancer does not hash or the key is absent).
+    func hashKey(headers: HeaderList, clientIP: String) -> String? {
+        guard config.balance == .consistentHash else { return nil }
+        switch config.hashOn {
+        case .ip: return clientIP
+        case .header(let name): return headers.first(name: name)
+        case .cookie(let name): return HeaderRules.cookie(named: name, in: headers)
+        }
+    }
+
+    // MARK: Connections and the connection cap
+
+    /// Gives `call` a connection to `pool`: an idle one, a new one within the cap, or a place in the queue.
+    func acquireConnection(for call: HTTP1UpstreamCall, to pool: TargetPool) {
+        if let connection = pool.takeIdle() {
+            call.attach(connection)
+        } else if makeRoom(for: pool) {
+            call.connect(to: pool)
+        } else if waiters.count < pendingLimit {
+            waiters.append(call)
+            call.waitForConnection(timeout: connectTimeout)
+        } else {
+            call.connectionCapReached()
+        }
+    }
+
+    func removeWaiter(_ call: HTTP1UpstreamCall) {
+        if let index = waiters.firstIndex(where: { $0 === call }) { waiters.remove(at: index) }
+    }
+
+    /// Whether a new connection to `pool` fits under the cap, closing another target's idle connection
+    /// to make room when needed.
+    private func makeRoom(for pool: TargetPool) -> Bool {
+        guard let connectionLimit, openConnections >= connectionLimit else { return true }
+        for other in pools where other !== pool {
+            if let idle = other.takeIdle() {
+                idle.close()  // releases its slot at once
+                return openConnections < connectionLimit
+            }
+        }
+        return false
+    }
+
+    func connectionOpened() { openConnections += 1 }
+
+    func connectionEnded() {
+        openConnections -= 1
+        scheduleServingWaiters()
+    }
+
+    func connectionParked() { scheduleServingWaiters() }
+
+    /// Hands freed slots and parked connections to queued requests, on a later tick: this runs from inside
+    /// another call's close or park, which must finish first.
+    private func scheduleServingWaiters() {
+        guard !waiters.isEmpty, !serveScheduled else { return }
+        serveScheduled = true
+        eventLoop.assumeIsolated().execute { [self] in
+            serveScheduled = false
+            while let call = waiters.first, let pool = call.pool {
+                if let connection = pool.takeIdle() {
+                    waiters.removeFirst()
+                    call.attach(connection)
+                } else if makeRoom(for: pool) {
+                    waiters.removeFirst()
+                    call.connect(to: pool)
+                } else {
+                    break
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,177 @@
+import GatewayConfig
+import GatewayPolicy
+import Logging
+import NIOCore
+import Synchronization
+
+/// What every event loop shares about one upstream target: its circuit breaker, its health (from active
+/// checks) and how many requests it is serving. Breakers must be process-wide: a target that fails for one
+/// loop fails for all of them.
+final class TargetShared: Sendable {
+    let index: Int
+    let target: UpstreamTarget
+    let authority: String
+    private let breaker: Mutex<CircuitBreaker?>
+    let hasBreaker: Bool
+    /// Mirrors "the breaker is closed", so the common case admits without taking the lock.
+    private let breakerClosed = Atomic<Bool>(true)
+    let healthy = Atomic<Bool>(true)
+    let inFlight = Atomic<Int>(0)
+
+    init(index: Int, target: UpstreamTarget, breaker: CircuitBreaker.Settings?) {
+        self.index = index
+        self.target = target
+        self.authority = target.authority
+        self.breaker = Mutex(breaker.map { CircuitBreaker(settings: $0) })
+        self.hasBreaker = breaker != nil
+    }
+
+    /// Whether the breaker is open right now (for ejection accounting; a due half-open counts as closed).
+    func isShutOut(now: Int64) -> Bool {
+        guard hasBreaker, !breakerClosed.load(ordering: .relaxed) else { return false }
+        return breaker.withLock { !($0?.wouldAdmit(now: now) ?? true) }
+    }
+
+    func wouldAdmit(now: Int64) -> Bool {
+        guard hasBreaker, !breakerClosed.load(ordering: .relaxed) else { return true }
+        return breaker.withLock { $0?.wouldAdmit(now: now) ?? true }
+    }
+
+    /// The breaker's answer, and the state it moved to if admitting changed it (open -> half-open).
+    func admit(now: Int64) -> (CircuitBreaker.Admission, CircuitBreaker.State?) {
+        guard hasBreaker, !breakerClosed.load(ordering: .relaxed) else { return (.allowed, nil) }
+        return breaker.withLock { breaker in
+            guard let before = breaker?.state, let admission = breaker?.admit(now: now), let after = breaker?.state else {
+                return (.allowed, nil)
+            }
+            return (admission, after == before ? nil : after)
+        }
+    }
+
+    /// Returns the new state when the outcome changed it.
+    func record(success: Bool, now: Int64) -> CircuitBreaker.State? {
+        guard hasBreaker else { return nil }
+        return breaker.withLock { breaker in
+            let change = breaker?.record(success: success, now: now)
+            breakerClosed.store(breaker?.state == .closed, ordering: .relaxed)
+            return change
+        }
+    }
+
+    func release(probe: Bool) {
+        guard probe, hasBreaker else { return }
+        breaker.withLock { $0?.release(probe: true) }
+    }
+
+    func retryAfterMicros(now: Int64) -> Int64 {
+        guard hasBreaker else { return 1_000_000 }
+        return breaker.withLock { breaker in
+            if case .open(let until) = breaker?.state { return max(1, until - now) }
+            return 1_000_000
+        }
+    }
+
+    var breakerState: CircuitBreaker.State {
+        breaker.withLock { $0?.state } ?? .closed
+    }
+}
+
+/// Process-wide state of one upstream: its targets, the retry budget and the in-flight request count.
+final class UpstreamShared: Sendable {
+    let config: UpstreamConfig
+    let targets: [TargetShared]
+    private let retryBudget: Mutex<RetryBudget?>
+    let requestsInFlight = Atomic<Int>(0)
+    let retryStatuses: Set<Int>
+    let failureStatuses: Set<Int>
+    let logger: Logger
+
+    init(config: UpstreamConfig, logger: Logger) {
+        self.config = config
+        let breaker = config.circuitBreaker.map { settings in
+            CircuitBreaker.Settings(
+                failureThreshold: settings.failureThreshold, failureRatio: settings.failureRatio,
+                minimumRequests: settings.minimumRequests, windowMicros: Int64(settings.windowMs) * 1000,
+                openMicros: Int64(settings.openMs) * 1000, maxOpenMicros: Int64(settings.maxOpenMs) * 1000,
+                halfOpenRequests: settings.halfOpenRequests)
+        }
+        self.targets = config.targets.enumerated().map { TargetShared(index: $0, target: $1, breaker: breaker) }
+        self.retryBudget = Mutex(config.retries.map { RetryBudget(ratio: $0.budgetRatio) })
+        self.retryStatuses = Set(config.retries?.onStatus ?? [])
+        self.failureStatuses = Set(config.circuitBreaker?.failureStatuses ?? [])
+        self.logger = logger
+    }
+
+    static func now() -> Int64 { Int64(NIODeadline.now().uptimeNanoseconds / 1000) }
+
+    /// Whether open breakers shut out more targets than `max_ejection_percent` allows; then breakers are
+    /// ignored (panic mode) so that some traffic still flows.
+    func inPanic(now: Int64) -> Bool {
+        guard let percent = config.circuitBreaker?.maxEjectionPercent, percent < 100 else { return false }
+        let shutOut = targets.reduce(0) { $0 + ($1.isShutOut(now: now) ? 1 : 0) }
+        return shutOut * 100 > targets.count * percent
+    }
+
+    /// A target may take a request: healthy by active checks (when configured) and admitted by its breaker.
+    func isEligible(_ index: Int, now: Int64, panic: Bool) -> Bool {
+        let target = targets[index]
+        guard target.healthy.load(ordering: .relaxed) else { return false }
+        return panic || target.wouldAdmit(now: now)
+    }
+
+    /// Seconds until the first shut-out target may be tried again (for Retry-After): the end of an open
+    /// breaker, or the next health check for a target that failed them.
+    func retryAfterSeconds(now: Int64) -> Int {
+        let healthInterval = Int64(config.healthCheck?.intervalMs ?? 1000) * 1000
+        let micros = targets.map { target in
+            target.healthy.load(ordering: .relaxed) ? target.retryAfterMicros(now: now) : healthInterval
+        }.min() ?? 1_000_000
+        return Int((micros + 999_999) / 1_000_000)
+    }
+
+    func logTransition(_ target: TargetShared, to state: CircuitBreaker.State) {
+        let name: String
+        switch state {
+        case .closed: name = "closed"
+        case .open: name = "open"
+        case .halfOpen: name = "half-open"
+        }
+        logger.warning(
+            "circuit breaker \(name)", metadata: ["upstream": "\(config.name)", "target": "\(target.authority)", "state": "\(name)"])
+    }
+
+    func tryRetry(now: Int64) -> Bool {
+        guard config.retries != nil else { return false }
+        return retryBudget.withLock { $0?.tryRetry(now: now) ?? false }
+    }
+
+    func recordRequest(now: Int64) {
+        guard config.retries != nil else { return }
+        retryBudget.withLock { $0?.recordRequest(now: now) }
+    }
+
+    /// Targets with their health, breaker state and load (for the admin API and metrics).
+    func snapshot() -> [UpstreamTargetState] {
+        targets.map { target in
+            let breaker: String
+            switch target.breakerState {
+            case .closed: breaker = "closed"
+            case .open: breaker = "open"
+            case .halfOpen: breaker = "half-open"
+            }
+            return UpstreamTargetState(
+                upstream: config.name, target: target.authority, healthy: target.healthy.load(ordering: .relaxed),
+                breaker: breaker, inFlight: target.inFlight.load(ordering: .relaxed))
+        }
+    }
+}
+
+/// One target's state as operators see it.
+public struct UpstreamTargetState: Sendable, Equatable {
+    public let upstream: String
+    public let target: String
+    public let healthy: Bool
+    /// "closed", "open" or "half-open".
+    public let breaker: String
+    public let inFlight: Int
+}

@@ -1,0 +1,309 @@
+import DemoUpstream
+import Foundation
+import GatewayUpstream
+import Testing
+
+/// Balancing, breakers, retries, caps and health checks against real upstreams on 127.0.0.1: demo
+/// upstreams in-process (made slow or failing on demand) and as separate processes (killed outright).
+@Suite(.serialized) struct ResilienceTests {
+    /// One upstream "demo" over `targets`, with `extra` keys added to it.
+    static func config(targets: [Int], extra: String, workers: Int = 1) -> String {
+        let list = targets.map { #""http://127.0.0.1:\#($0)""# }.joined(separator: ", ")
+        return """
+            { "workers": \(workers),
+              "listeners": [{ "name": "test", "address": "127.0.0.1", "port": 0 }],
+              "upstreams": { "demo": { "targets": [\(list)], \(extra) } },
+              "routes": [{ "name": "all", "upstream": "demo" }] }
+            """
+    }
+
+    /// `count` requests with up to `concurrency` in flight at once.
+    static func requests(
+        _ gateway: TestGateway, count: Int, concurrency: Int = 1, method: String = "GET", path: String = "/echo",
+        headers: [(String, String)] = [], body: String? = nil
+    ) async throws -> [TestResponse] {
+        try await withThrowingTaskGroup(of: [TestResponse].self) { group in
+            for worker in 0..<concurrency {
+                group.addTask {
+                    var responses: [TestResponse] = []
+                    for _ in stride(from: worker, to: count, by: concurrency) {
+                        responses.append(try await gateway.request(method, path, headers: headers, body: body))
+                    }
+                    return responses
+                }
+            }
+            var all: [TestResponse] = []
+            for try await part in group { all += part }
+            return all
+        }
+    }
+
+    static func upstreamName(_ response: TestResponse) -> String? { response.json["upstream"] as? String }
+
+    /// "200 a"-style summaries, so assertions compare plain values (no closures inside test macros).
+    static func outcomes(_ responses: [TestResponse]) -> Set<String> {
+        Set(responses.map { "\($0.status) \(upstreamName($0) ?? $0.errorCode ?? "-")" })
+    }
+
+    static func count(_ responses: [TestResponse], status: Int) -> Int {
+        responses.reduce(0) { $0 + ($1.status == status ? 1 : 0) }
+    }
+
+    static func count(_ responses: [TestResponse], upstream: String) -> Int {
+        responses.reduce(0) { $0 + (upstreamName($1) == upstream ? 1 : 0) }
+    }
+
+    /// Log lines with message `message` about `target`.
+    static func logged(_ gateway: TestGateway, _ message: String, target port: Int) -> Int {
+        gateway.logs.entries(message).reduce(0) { $0 + ($1["target"] as? String == "127.0.0.1:\(port)" ? 1 : 0) }
+    }
+
+    static func state(_ gateway: TestGateway, target port: Int) -> UpstreamTargetState? {
+        gateway.gateway.upstreams.targetStates().first { $0.target == "127.0.0.1:\(port)" }
+    }
+
+    /// Connections a demo-upstream process accepted, asked directly (the asking connection counts too).
+    static func connectionsAccepted(port: Int) async throws -> Int {
+        let client = try await RawClient.connect(port: port)
+        try await client.send("GET /stats HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        let response = try await client.readResponse()
+        await client.close()
+        return try #require(response.json["connections_accepted"] as? Int)
+    }
+
+    // Killing one of two targets: GETs keep succeeding (retried on the other), its breaker opens and stays
+    // open after it comes back (no connection reaches it), then a half-open probe closes it.
+    @Test func killedTargetIsRetriedAroundAndItsBreakerRecovers() async throws {
+        let a = DemoUpstreamProcess(name: "a")
+        let b = DemoUpstreamProcess(name: "b")
+        try await a.start()
+        try await b.start()
+        defer {
+            a.kill()
+            b.kill()
+        }
+        let json = Self.config(
+            targets: [a.port, b.port],
+            extra: #""retries": { "attempts": 2, "backoff_ms": 5 }, "circuit_breaker": { "failure_threshold": 3, "open_ms": 2000 }"#,
+            workers: 2)
+        try await withGateway(json) { gateway in
+            let before = try await Self.requests(gateway, count: 20, concurrency: 2)
+            #expect(Self.outcomes(before) == ["200 a", "200 b"])
+
+            b.kill()
+            let during = try await Self.requests(gateway, count: 40, concurrency: 2)
+            #expect(Self.outcomes(during) == ["200 a"], "GETs are retried on the live target")
+            #expect(Self.state(gateway, target: b.port)?.breaker == "open")
+            #expect(Self.logged(gateway, "circuit breaker open", target: b.port) >= 1)
+
+            // Back on the same port, but the breaker is still open: no traffic reaches it.
+            try await b.start()
+            let accepted = try await Self.connectionsAccepted(port: b.port)
+            let whileOpen = try await Self.requests(gateway, count: 20)
+            #expect(Self.outcomes(whileOpen) == ["200 a"])
+            #expect(try await Self.connectionsAccepted(port: b.port) == accepted + 1, "only our own /stats connection")
+
+            // After open_ms a probe goes through, succeeds and closes the breaker; b serves again.
+            try await Task.sleep(for: .milliseconds(2100))
+            let after = try await Self.requests(gateway, count: 20)
+            #expect(Self.outcomes(after) == ["200 a", "200 b"])
+            #expect(Self.state(gateway, target: b.port)?.breaker == "closed")
+            #expect(Self.logged(gateway, "circuit breaker half-open", target: b.port) >= 1)
+            #expect(Self.logged(gateway, "circuit breaker closed", target: b.port) >= 1)
+        }
+    }
+
+    // Every target failing: tries take the read timeout until the breakers open; then the gateway answers
+    // 503 at once, without touching the upstream, with Retry-After.
+    @Test func allTargetsDownIsAFast503() async throws {
+        try await withUpstreams(2) { upstreams in
+            for upstream in upstreams { upstream.behaviour.delayMs.store(5000, ordering: .relaxed) }
+            let json = Self.config(
+                targets: upstreams.map(\.port),
+                extra: #""read_timeout_ms": 300, "circuit_breaker": { "failure_threshold": 1, "open_ms": 30000 }"#)
+            try await withGateway(json) { gateway in
+                for _ in 0..<2 {
+                    let started = ContinuousClock.now
+                    let response = try await gateway.request("GET", "/echo")
+                    #expect(response.status == 504)
+                    #expect(ContinuousClock.now - started >= .milliseconds(290))
+                }
+                let served = upstreams.map(\.requestsServed)
+                let started = ContinuousClock.now
+                let shutOut = try await gateway.request("GET", "/echo")
+                #expect(ContinuousClock.now - started < .milliseconds(150))
+                #expect(shutOut.status == 503)
+                #expect(shutOut.errorCode == "UPSTREAM_UNAVAILABLE")
+                #expect(shutOut.errorRequestID == shutOut.header("x-request-id"))
+                let retryAfter = Int(shutOut.header("retry-after") ?? "") ?? 0
+                #expect((25...30).contains(retryAfter), "open_ms 30000 minus the time since the breaker opened")
+                #expect(upstreams.map(\.requestsServed) == served)
+                #expect(gateway.gateway.upstreams.targetStates().map(\.breaker) == ["open", "open"])
+            }
+        }
+    }
+
+    // A slow target costs one per-try timeout, then the request is retried on the other target; a lone
+    // slow target gives 504 once every try timed out.
+    @Test func perTryTimeoutRetriesElsewhere() async throws {
+        try await withUpstreams(2) { upstreams in
+            upstreams[0].behaviour.delayMs.store(3000, ordering: .relaxed)
+            let retries = #""retries": { "attempts": 1, "backoff_ms": 0, "per_try_timeout_ms": 300 }"#
+            try await withGateway(Self.config(targets: upstreams.map(\.port), extra: retries)) { gateway in
+                var slowest = Duration.zero
+                for _ in 0..<4 {
+                    let started = ContinuousClock.now
+                    let response = try await gateway.request("GET", "/echo")
+                    slowest = max(slowest, ContinuousClock.now - started)
+                    #expect(response.status == 200)
+                    #expect(Self.upstreamName(response) == "b")
+                }
+                #expect(slowest >= .milliseconds(290), "requests that went to a first waited one per-try timeout")
+                #expect(slowest < .milliseconds(2000))
+            }
+            try await withGateway(Self.config(targets: [upstreams[0].port], extra: retries)) { gateway in
+                let started = ContinuousClock.now
+                let response = try await gateway.request("GET", "/echo")
+                let elapsed = ContinuousClock.now - started
+                #expect(response.status == 504)
+                #expect(response.errorCode == "UPSTREAM_TIMEOUT")
+                #expect(elapsed >= .milliseconds(590), "two tries of 300 ms")
+                #expect(elapsed < .milliseconds(2000))
+            }
+        }
+    }
+
+    // A target that drops requests after reading them: a GET is retried elsewhere, a POST whose body was
+    // sent is not (the upstream may have acted on it).
+    @Test func postIsNotRetriedAfterItsBodyWasSent() async throws {
+        try await withUpstreams(2) { upstreams in
+            upstreams[0].behaviour.dropRequests.store(true, ordering: .relaxed)
+            let json = Self.config(targets: upstreams.map(\.port), extra: #""retries": { "attempts": 2, "backoff_ms": 0 }"#)
+            try await withGateway(json) { gateway in
+                let gets = try await Self.requests(gateway, count: 4)
+                #expect(Self.outcomes(gets) == ["200 b"])
+
+                let servedByB = upstreams[1].requestsServed
+                var statuses: [Int] = []
+                for _ in 0..<4 {
+                    statuses.append(try await gateway.request("POST", "/upload", body: String(repeating: "x", count: 1000)).status)
+                }
+                // Round robin alternates: the POSTs that went to a fail with 502, none is replayed on b.
+                #expect(statuses.sorted() == [200, 200, 502, 502])
+                #expect(upstreams[1].requestsServed == servedByB + 2)
+            }
+        }
+    }
+
+    // Under a 100% failing upstream, retries stay within the budget (20% of requests, at least 3).
+    @Test func retryBudgetCapsRetries() async throws {
+        try await withUpstreams(1) { upstreams in
+            upstreams[0].behaviour.failStatus.store(503, ordering: .relaxed)
+            let json = Self.config(
+                targets: [upstreams[0].port], extra: #""retries": { "attempts": 3, "backoff_ms": 0, "budget_ratio": 0.2 }"#)
+            try await withGateway(json) { gateway in
+                let responses = try await Self.requests(gateway, count: 100, concurrency: 4)
+                #expect(Self.outcomes(responses) == ["503 a"], "the upstream's own answer passes once retries stop")
+                let served = upstreams[0].requestsServed
+                #expect(served >= 110, "some retries happened")
+                #expect(served <= 125, "without a budget 100 requests would make 400 tries; made \(served)")
+                #expect(gateway.logs.entries("retry budget exhausted").count > 0)
+            }
+        }
+    }
+
+    // least_request: a target whose requests pile up gets few new ones.
+    @Test func leastRequestPrefersTheLessBusyTarget() async throws {
+        try await withUpstreams(2) { upstreams in
+            upstreams[0].behaviour.delayMs.store(400, ordering: .relaxed)
+            let json = Self.config(targets: upstreams.map(\.port), extra: #""balance": "least_request""#)
+            try await withGateway(json) { gateway in
+                let responses = try await Self.requests(gateway, count: 60, concurrency: 4)
+                let toSlow = Self.count(responses, upstream: "a")
+                #expect(Self.count(responses, status: 200) == 60)
+                #expect(toSlow <= 12, "round robin would send 30 to the slow target; least_request sent \(toSlow)")
+            }
+        }
+    }
+
+    // consistent_hash on a header: one key always reaches the same target; keys spread over both.
+    @Test func consistentHashIsSticky() async throws {
+        try await withUpstreams(2) { upstreams in
+            let json = Self.config(targets: upstreams.map(\.port), extra: #""balance": "consistent_hash", "hash_on": "header:x-user""#)
+            try await withGateway(json) { gateway in
+                var owners: [String: Set<String>] = [:]
+                for round in 0..<3 {
+                    for user in 0..<12 {
+                        let response = try await gateway.request("GET", "/echo", headers: [("X-User", "user-\(user)")])
+                        owners["user-\(user)", default: []].insert(Self.upstreamName(response) ?? "?")
+                    }
+                    _ = round
+                }
+                let ownersPerKey = Set(owners.values.map(\.count))
+                let used = owners.values.reduce(into: Set<String>()) { $0.formUnion($1) }
+                #expect(ownersPerKey == [1])
+                #expect(used == ["a", "b"])
+            }
+        }
+    }
+
+    // max_requests and max_connections answer 503 beyond the cap; within max_pending_requests a request
+    // waits for a connection instead.
+    @Test func concurrencyCapsAnswer503() async throws {
+        try await withUpstreams(1) { upstreams in
+            upstreams[0].behaviour.delayMs.store(500, ordering: .relaxed)
+            try await withGateway(Self.config(targets: [upstreams[0].port], extra: #""max_requests": 2"#)) { gateway in
+                let responses = try await Self.requests(gateway, count: 5, concurrency: 5)
+                let refused = responses.filter { $0.status == 503 }
+                let retryAfters = Set(refused.map { "\($0.errorCode ?? "-") \($0.header("retry-after") ?? "-")" })
+                #expect(Self.count(responses, status: 200) == 2)
+                #expect(refused.count == 3)
+                #expect(retryAfters == ["UPSTREAM_UNAVAILABLE 1"])
+            }
+            let accepted = upstreams[0].connectionsAccepted
+            let json = Self.config(targets: [upstreams[0].port], extra: #""max_connections": 1, "max_pending_requests": 1"#)
+            try await withGateway(json) { gateway in
+                let started = ContinuousClock.now
+                let responses = try await Self.requests(gateway, count: 3, concurrency: 3)
+                #expect(Self.count(responses, status: 200) == 2, "one served at once, one after waiting")
+                #expect(Self.count(responses, status: 503) == 1)
+                #expect(ContinuousClock.now - started >= .milliseconds(950))
+                #expect(upstreams[0].connectionsAccepted == accepted + 1)
+            }
+        }
+    }
+
+    // Active health checks take a failing target out of rotation and put it back once it passes again.
+    @Test func healthChecksMarkTargetsOutAndIn() async throws {
+        try await withUpstreams(2) { upstreams in
+            let json = Self.config(
+                targets: upstreams.map(\.port),
+                extra: #""health_check": { "path": "/healthz", "interval_ms": 100, "timeout_ms": 200, "unhealthy_threshold": 2, "healthy_threshold": 2 }"#)
+            try await withGateway(json) { gateway in
+                upstreams[0].behaviour.healthStatus.store(503, ordering: .relaxed)
+                try await waitUntil { Self.state(gateway, target: upstreams[0].port)?.healthy == false }
+                let out = try await Self.requests(gateway, count: 10)
+                #expect(Self.outcomes(out) == ["200 b"])
+                #expect(gateway.logs.entries("upstream target unhealthy").count == 1)
+
+                upstreams[0].behaviour.healthStatus.store(200, ordering: .relaxed)
+                try await waitUntil { Self.state(gateway, target: upstreams[0].port)?.healthy == true }
+                let back = try await Self.requests(gateway, count: 10)
+                #expect(Self.outcomes(back) == ["200 a", "200 b"])
+                #expect(gateway.logs.entries("upstream target healthy").count == 1)
+            }
+        }
+    }
+}
+
+/// Polls `condition` every 20 ms for up to `timeout`.
+func waitUntil(timeout: Duration = .seconds(5), _ condition: () -> Bool) async throws {
+    let deadline = ContinuousClock.now + timeout
+    while !condition() {
+        guard ContinuousClock.now < deadline else {
+            Issue.record("condition not met within \(timeout)")
+            return
+        }
+        try await Task.sleep(for: .milliseconds(20))
+    }
+}
