@@ -7,19 +7,23 @@ cd "$(dirname "$0")/.."
 seconds="${1:-8}"
 connections="${CONNECTIONS:-50}"
 path="${2:-/1k}"
-scripts/ensure-packages.sh nginx wrk linux-perf >/dev/null
+scripts/ensure-packages.sh nginx wrk linux-perf redis-server >/dev/null
 swift build -c release --product gateway >/dev/null
 work=bench/.work
 mkdir -p "$work/www"
 head -c 1024 /dev/zero | tr '\0' x > "$work/www/1k"
 head -c 65536 /dev/zero | tr '\0' y > "$work/www/64k"
 sed -e "s|@DIR@|$PWD/$work|g" -e "s|@UPSTREAM_PORT@|19001|g" bench/templates/nginx-upstream.conf > "$work/upstream.conf"
-sed -e "s|@DIR@|$PWD/$work|g" -e "s|@UPSTREAM_PORT@|19001|g" -e "s|@GATEWAY_PORT@|18080|g" bench/templates/gateway.json > "$work/gateway.json"
+sed -e "s|@DIR@|$PWD/$work|g" -e "s|@UPSTREAM_PORT@|19001|g" -e "s|@GATEWAY_PORT@|18080|g" -e "s|@REDIS_PORT@|16379|g" \
+  bench/templates/gateway.json > "$work/gateway.json"
+# The template's /limited route keeps its counters in Redis (profile it with path /limited/1k).
+taskset -c 1 redis-server --port 16379 --bind 127.0.0.1 --save '' --appendonly no > /dev/null &
+redis=$!
 taskset -c 1 nginx -c "$PWD/$work/upstream.conf" -p "$PWD/$work" &
 upstream=$!
 taskset -c 0 .build/release/gateway run --config "$work/gateway.json" > "$work/gateway.log" 2>&1 &
 gateway=$!
-trap 'kill $gateway $upstream 2>/dev/null || true' EXIT
+trap 'kill $gateway $upstream $redis 2>/dev/null || true' EXIT
 sleep 1
 taskset -c 1 wrk -t1 -c50 -d2s "http://127.0.0.1:18080$path" > /dev/null
 taskset -c 1 wrk -t1 -c"$connections" -d"$((seconds + 2))s" "http://127.0.0.1:18080$path" > "$work/profile-wrk.txt" &

@@ -43,7 +43,7 @@ final class HTTP1UpstreamCall: UpstreamCall {
     /// The target of the current (or last) try.
     private(set) var pool: TargetPool?
     /// Targets tried so far, in order (indices into the upstream's targets).
-    private var tried: [Int] = []
+    private var tried = TriedTargets()
     /// Bumped per connection attempt, so that a connect abandoned meanwhile is recognised when it completes.
     private var connectID = 0
     /// The current try was admitted as a half-open probe.
@@ -95,7 +95,7 @@ final class HTTP1UpstreamCall: UpstreamCall {
     /// The target that answered, or every target tried in order ("a, b") when there were retries.
     var target: String? {
         guard tried.count > 1 else { return pool?.authority }
-        return tried.map { upstream.pools[$0].authority }.joined(separator: ", ")
+        return tried.all.map { upstream.pools[$0].authority }.joined(separator: ", ")
     }
 
     var isWritable: Bool {
@@ -113,7 +113,7 @@ final class HTTP1UpstreamCall: UpstreamCall {
                 return
             }
         }
-        upstream.shared.recordRequest(now: UpstreamShared.now())
+        upstream.shared.recordRequest()
         startTry()
     }
 

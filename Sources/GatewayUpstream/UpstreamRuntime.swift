@@ -84,31 +84,37 @@ final class UpstreamRuntime {
 
     /// Picks a target the balancer likes among those that are healthy and whose breaker admits a request,
     /// preferring ones this request has not tried yet.
-    func choose(tried: [Int], hashKey: String?) -> Choice {
+    func choose(tried: TriedTargets, hashKey: String?) -> Choice {
         let now = UpstreamShared.now()
         let panic = shared.inPanic(now: now)
-        var refused: [Int] = []
-        for avoidTried in [true, false] where avoidTried || !tried.isEmpty {
-            while true {
-                let pick = balancer.pick(
-                    eligible: { index in
-                        !(avoidTried && tried.contains(index)) && !refused.contains(index)
-                            && self.shared.isEligible(index, now: now, panic: panic)
-                    },
-                    inFlight: { self.shared.targets[$0].inFlight.load(ordering: .relaxed) },
-                    hashKey: hashKey, random: &random)
-                guard let pick else { break }
-                if panic { return .target(pools[pick], probe: false) }
-                let (admission, change) = shared.targets[pick].admit(now: now)
-                if let change { shared.logTransition(shared.targets[pick], to: change) }
-                switch admission {
-                case .allowed: return .target(pools[pick], probe: false)
-                case .probe: return .target(pools[pick], probe: true)
-                case .refused: refused.append(pick)  // another loop took the last probe slot meanwhile
-                }
-            }
+        if let choice = pickAdmitted(now: now, panic: panic, hashKey: hashKey, allowed: { !tried.contains($0) }) {
+            return choice
+        }
+        if !tried.isEmpty, let choice = pickAdmitted(now: now, panic: panic, hashKey: hashKey, allowed: { _ in true }) {
+            return choice
         }
         return .shutOut(retryAfterSeconds: shared.retryAfterSeconds(now: now))
+    }
+
+    private func pickAdmitted(now: Int64, panic: Bool, hashKey: String?, allowed: (Int) -> Bool) -> Choice? {
+        var refused: [Int] = []
+        while true {
+            let pick = balancer.pick(
+                eligible: { index in
+                    allowed(index) && !refused.contains(index) && self.shared.isEligible(index, now: now, panic: panic)
+                },
+                inFlight: { self.shared.targets[$0].inFlight.load(ordering: .relaxed) },
+                hashKey: hashKey, random: &random)
+            guard let pick else { return nil }
+            if panic { return .target(pools[pick], probe: false) }
+            let (admission, change) = shared.targets[pick].admit(now: now)
+            if let change { shared.logTransition(shared.targets[pick], to: change) }
+            switch admission {
+            case .allowed: return .target(pools[pick], probe: false)
+            case .probe: return .target(pools[pick], probe: true)
+            case .refused: refused.append(pick)  // another loop took the last probe slot meanwhile
+            }
+        }
     }
 
     /// The pause before retry number `retry` (0 for the first retry): exponential from `backoff_ms`, with jitter.
@@ -190,4 +196,24 @@ final class UpstreamRuntime {
             }
         }
     }
+}
+
+/// The targets one request tried, in order. Most requests make one try, which needs no allocation.
+struct TriedTargets {
+    private(set) var count = 0
+    private var first = -1
+    private var rest: [Int] = []
+
+    var isEmpty: Bool { count == 0 }
+
+    mutating func append(_ index: Int) {
+        if count == 0 { first = index } else { rest.append(index) }
+        count += 1
+    }
+
+    func contains(_ index: Int) -> Bool {
+        count > 0 && (first == index || rest.contains(index))
+    }
+
+    var all: [Int] { count == 0 ? [] : [first] + rest }
 }

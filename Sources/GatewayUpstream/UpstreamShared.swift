@@ -145,8 +145,9 @@ final class UpstreamShared: Sendable {
         return retryBudget.withLock { $0?.tryRetry(now: now) ?? false }
     }
 
-    func recordRequest(now: Int64) {
+    func recordRequest() {
         guard config.retries != nil else { return }
+        let now = Self.now()
         retryBudget.withLock { $0?.recordRequest(now: now) }
     }
 
