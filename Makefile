@@ -10,8 +10,8 @@ BIN    := $(shell $(SWIFT) build --show-bin-path 2>/dev/null || echo .build/debu
 # the multi-gigabyte streaming tests and the README walk-through; the benchmark compares against NGINX
 # under wrk load, pinned to cores with taskset.
 BUILD_PACKAGES := libhiredis-dev
-RUN_PACKAGES   := $(BUILD_PACKAGES) curl redis-server
-TEST_PACKAGES  := $(BUILD_PACKAGES) curl redis-server python3
+RUN_PACKAGES   := $(BUILD_PACKAGES) curl redis-server openssl
+TEST_PACKAGES  := $(BUILD_PACKAGES) curl redis-server python3 openssl nghttp2-client
 BENCH_PACKAGES := $(BUILD_PACKAGES) nginx wrk python3 procps util-linux redis-server
 BENCH_ARGS     ?=
 

@@ -9,6 +9,8 @@ let nioCore: Target.Dependency = .product(name: "NIOCore", package: "swift-nio")
 let nioPosix: Target.Dependency = .product(name: "NIOPosix", package: "swift-nio")
 let nioHTTP1: Target.Dependency = .product(name: "NIOHTTP1", package: "swift-nio")
 let logging: Target.Dependency = .product(name: "Logging", package: "swift-log")
+let nioSSL: Target.Dependency = .product(name: "NIOSSL", package: "swift-nio-ssl")
+let nioHTTP2: Target.Dependency = .product(name: "NIOHTTP2", package: "swift-nio-http2")
 
 let package = Package(
     name: "gateway",
@@ -22,6 +24,10 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.0"),
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.0"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.0"),
+        .package(url: "https://github.com/apple/swift-nio-http2.git", from: "1.46.0"),
+        // X509 reads client certificates' subjects and certificate names for `gateway check`.
+        .package(url: "https://github.com/apple/swift-certificates.git", from: "1.21.0"),
     ],
     targets: [
         .target(name: "GatewayPolicy", swiftSettings: strict),
@@ -41,18 +47,30 @@ let package = Package(
         .target(
             name: "GatewayFilters", dependencies: ["GatewayCore", "GatewayPolicy", "GatewayConfig", "GatewayHTTP", logging],
             swiftSettings: strict),
+        // TLS material: server contexts with SNI and reload, upstream client contexts, file checks.
         .target(
-            name: "GatewayUpstream", dependencies: ["GatewayCore", "GatewayPolicy", "GatewayConfig", "GatewayHTTP", nioCore, nioPosix, logging],
+            name: "GatewayTLS",
+            dependencies: ["GatewayConfig", nioCore, nioSSL, logging, .product(name: "X509", package: "swift-certificates")],
             swiftSettings: strict),
         .target(
-            name: "GatewayServer", dependencies: ["GatewayCore", "GatewayPolicy", "GatewayConfig", "GatewayHTTP", nioCore, nioPosix, logging],
+            name: "GatewayUpstream",
+            dependencies: ["GatewayCore", "GatewayPolicy", "GatewayConfig", "GatewayHTTP", "GatewayTLS", nioCore, nioPosix, nioSSL, logging],
+            swiftSettings: strict),
+        .target(
+            name: "GatewayServer",
+            dependencies: [
+                "GatewayCore", "GatewayPolicy", "GatewayConfig", "GatewayHTTP", "GatewayTLS", nioCore, nioPosix, nioSSL, nioHTTP2,
+                .product(name: "NIOTLS", package: "swift-nio"), logging,
+            ],
             swiftSettings: strict),
         .target(
             name: "GatewayApp",
             dependencies: [
-                "GatewayConfig", "GatewayCore", "GatewayFilters", "GatewayUpstream", "GatewayServer", "GatewayRedis", nioCore, nioPosix,
+                "GatewayConfig", "GatewayCore", "GatewayFilters", "GatewayUpstream", "GatewayServer", "GatewayRedis", "GatewayTLS", nioCore,
+                nioPosix,
                 logging,
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: strict
@@ -63,10 +81,11 @@ let package = Package(
             swiftSettings: strict
         ),
         // The demo upstream lives beside the gateway so `make run` and the tests need nothing outside the repo.
-        .target(name: "DemoUpstream", dependencies: [nioCore, nioPosix, nioHTTP1], path: "examples/DemoUpstream", swiftSettings: strict),
+        .target(name: "DemoUpstream", dependencies: [nioCore, nioPosix, nioHTTP1, nioSSL], path: "examples/DemoUpstream", swiftSettings: strict),
         .executableTarget(name: "demo-upstream", dependencies: ["DemoUpstream"], path: "examples/demo-upstream", swiftSettings: strict),
 
         .testTarget(name: "GatewayPolicyTests", dependencies: ["GatewayPolicy"], swiftSettings: strict),
+        .testTarget(name: "GatewayTLSTests", dependencies: ["GatewayTLS", "GatewayConfig", "TestSupport", nioSSL], swiftSettings: strict),
         .testTarget(name: "GatewayHTTPTests", dependencies: ["GatewayHTTP", "TestSupport", nioCore], swiftSettings: strict),
         // Helpers shared by test targets (a throwaway redis-server per test).
         .target(name: "TestSupport", dependencies: [nioCore, nioPosix], path: "Tests/TestSupport", swiftSettings: strict),
@@ -87,7 +106,10 @@ let package = Package(
             swiftSettings: strict),
         .testTarget(
             name: "GatewayIntegrationTests",
-            dependencies: ["GatewayApp", "GatewayConfig", "GatewayCore", "GatewayUpstream", "DemoUpstream", "TestSupport", nioCore, nioPosix, logging],
+            dependencies: [
+                "GatewayApp", "GatewayConfig", "GatewayCore", "GatewayUpstream", "DemoUpstream", "TestSupport", nioCore, nioPosix, nioSSL,
+                .product(name: "NIOTLS", package: "swift-nio"), logging,
+            ],
             swiftSettings: strict),
     ]
 )

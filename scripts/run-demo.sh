@@ -7,6 +7,9 @@ config="${1:-gateway.json}"
 bin="${BIN:-.build/debug}"
 [ -f "$config" ] || { echo "no config at $config" >&2; exit 1; }
 
+# The development certificate of gateway.json's TLS listener (certs/dev-*.pem), made on first run.
+if grep -q '"certs/dev-cert.pem"' "$config"; then scripts/dev-cert.sh "$(dirname "$config")/certs"; fi
+
 "$bin/gateway" check --config "$config" >&2 || { echo "fix $config first (see above)" >&2; exit 1; }
 
 pids=()

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import GatewayConfig
 import GatewayCore
+import GatewayTLS
 import Logging
 import ServiceLifecycle
 
@@ -33,7 +34,7 @@ public struct RunCommand: AsyncParsableCommand {
 
     /// Named apart from `run()` so callers can never pick ParsableCommand's synchronous default by overload.
     public func execute() async throws {
-        let result = ConfigLoader.load(path: config)
+        let result = ConfigCheck.load(path: config)
         let level = result.config.map { Logger.Level(rawValue: $0.logging.level.rawValue) ?? .info } ?? .info
         LoggingSystem.bootstrap { label in JSONLogHandler(label: label, level: level) }
         let logger = Logger(label: "gateway")
@@ -72,10 +73,23 @@ public struct CheckCommand: ParsableCommand {
     public init() {}
 
     public func run() throws {
-        let result = ConfigLoader.load(path: config)
+        let result = ConfigCheck.load(path: config)
         for diagnostic in result.diagnostics { print(diagnostic) }
         guard result.errors.isEmpty else { throw ExitCode(1) }
         print("ok")
+    }
+}
+
+/// The config as `run` and `check` see it: gateway.json's own rules, then the files it names (certificates
+/// and keys must exist, parse and match).
+enum ConfigCheck {
+    static func load(path: String) -> ConfigLoadResult {
+        let result = ConfigLoader.load(path: path)
+        guard let config = result.config else { return result }
+        let findings = TLSCheck.findings(config)
+        guard !findings.isEmpty else { return result }
+        let diagnostics = result.diagnostics + findings.map { Diagnostic(path: $0.path, message: $0.message, severity: $0.isError ? .error : .warning) }
+        return ConfigLoadResult(config: findings.contains(where: \.isError) ? nil : config, diagnostics: diagnostics)
     }
 }
 

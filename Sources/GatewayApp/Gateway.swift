@@ -59,12 +59,12 @@ public final class Gateway: Sendable {
                     : [RateLimitFilter(routeName: route.name, rules: route.rateLimits.map(RateLimitRule.init), store: rateLimitStore, logger: logger)]
             }
             let runtime = GatewayRuntime(config: config, routes: routes, globalFilters: globalFilters, logger: logger)
-            let upstreams = UpstreamSet(configs: config.upstreams, logger: logger)
+            let upstreams = try UpstreamSet(configs: config.upstreams, logger: logger)
             let forwarders = try await LoopLocal<any UpstreamForwarder>.make(on: group) { loop, index in
                 upstreams.makeForwarder(eventLoop: loop, loopIndex: index, loopCount: workers, logger: logger)
             }
             try await upstreams.startHealthChecks(on: group.next())
-            let server = GatewayServer(group: group, runtime: runtime, forwarders: forwarders)
+            let server = try GatewayServer(group: group, runtime: runtime, forwarders: forwarders)
             let listeners = try await server.start()
             logger.info("gateway started", metadata: ["workers": .stringConvertible(workers), "routes": .stringConvertible(config.routes.count)])
             return Gateway(
@@ -91,6 +91,11 @@ public final class Gateway: Sendable {
         return FailoverRateLimitStore(
             primary: RedisRateLimitStore(client: redis), mode: config.rateLimiting.onStoreError, logger: logger)
     }
+
+    /// Reads the TLS listeners' certificate files again (SIGHUP): new handshakes use them, open connections
+    /// keep theirs, a listener whose files fail keeps its old ones. Returns the errors by listener.
+    @discardableResult
+    public func reloadCertificates() -> [String: String] { server.reloadCertificates() }
 
     /// The port a listener was bound to (useful with port 0).
     public func port(of listener: String) -> Int? { listeners.first { $0.name == listener }?.port }

@@ -5,15 +5,22 @@ public struct ConfigLoadResult: Sendable {
     public let config: GatewayConfig?
     public let diagnostics: [Diagnostic]
 
+    public init(config: GatewayConfig?, diagnostics: [Diagnostic]) {
+        self.config = config
+        self.diagnostics = diagnostics
+    }
+
     public var errors: [Diagnostic] { diagnostics.filter { $0.severity == .error } }
     public var warnings: [Diagnostic] { diagnostics.filter { $0.severity == .warning } }
 }
 
 public enum ConfigLoader {
     /// Decodes and validates a document. `config` is nil when any error was found; all errors are reported.
+    /// - Parameter baseDirectory: where relative file paths in the config point from (nil: the working directory).
     public static func load(
         text: String,
-        environment: [String: String] = ProcessInfo.processInfo.environment
+        environment: [String: String] = ProcessInfo.processInfo.environment,
+        baseDirectory: String? = nil
     ) -> ConfigLoadResult {
         let value: JSONValue
         do {
@@ -21,7 +28,7 @@ public enum ConfigLoader {
         } catch {
             return ConfigLoadResult(config: nil, diagnostics: [Diagnostic(path: "", message: "invalid JSON: \(error)")])
         }
-        let context = DecodingContext(environment: environment)
+        let context = DecodingContext(environment: environment, baseDirectory: baseDirectory)
         let config = GatewayConfig.decode(ConfigNode(value: value, path: .root, context: context))
         config?.validate(into: context)
         let diagnostics = context.diagnostics
@@ -40,6 +47,7 @@ public enum ConfigLoader {
         guard let text = String(data: data, encoding: .utf8) else {
             return ConfigLoadResult(config: nil, diagnostics: [Diagnostic(path: "", message: "\(path) is not UTF-8 text")])
         }
-        return load(text: text, environment: environment)
+        let directory = URL(fileURLWithPath: path).deletingLastPathComponent().path
+        return load(text: text, environment: environment, baseDirectory: directory)
     }
 }

@@ -2,8 +2,13 @@
 final class DecodingContext {
     private(set) var diagnostics: [Diagnostic] = []
     let environment: [String: String]
+    /// Relative file paths (certificates, keys, CA files) are resolved against this: the config file's folder.
+    let baseDirectory: String?
 
-    init(environment: [String: String]) { self.environment = environment }
+    init(environment: [String: String], baseDirectory: String? = nil) {
+        self.environment = environment
+        self.baseDirectory = baseDirectory
+    }
 
     func error(_ path: JSONPath, _ message: String) {
         diagnostics.append(Diagnostic(path: path.description, message: message))
@@ -73,6 +78,14 @@ struct ConfigNode {
             return nil
         }
         return context.substitute(text, at: path)
+    }
+
+    /// A file path, made absolute against the config file's folder (files are read when the gateway starts
+    /// and by `gateway check`, not while decoding).
+    func filePath() -> String? {
+        guard let path = nonEmptyString() else { return nil }
+        guard !path.hasPrefix("/"), let base = context.baseDirectory else { return path }
+        return base.hasSuffix("/") ? base + path : base + "/" + path
     }
 
     func nonEmptyString() -> String? {

@@ -54,8 +54,12 @@ extension ListenerConfig {
             let port = o.required("port") { $0.int(0...65535) }
             let tls = o.optional("tls", TLSConfig.decode)
             let redirect = o.optional("redirect_https_port") { $0.int(1...65535) }
+            let h2c = o.optional("h2c") { $0.bool() } ?? false
+            if tls != nil && h2c {
+                o.node.context.error(o.path / "h2c", "h2c is for plaintext listeners; a TLS listener offers h2 through alpn")
+            }
             guard let name, let port else { return nil }
-            return ListenerConfig(name: name, address: address, port: port, tls: tls, redirectHTTPSPort: redirect)
+            return ListenerConfig(name: name, address: address, port: port, tls: tls, redirectHTTPSPort: redirect, h2c: h2c)
         }
     }
 }
@@ -66,8 +70,8 @@ extension TLSConfig {
             let certificates = o.required("certificates") { node in
                 node.array { item in
                     item.object { c -> Certificate? in
-                        let cert = c.required("cert") { $0.nonEmptyString() }
-                        let key = c.required("key") { $0.nonEmptyString() }
+                        let cert = c.required("cert") { $0.filePath() }
+                        let key = c.required("key") { $0.filePath() }
                         let names = c.optional("server_names") { $0.array { $0.hostPattern() } } ?? []
                         guard let cert, let key else { return nil }
                         return Certificate(cert: cert, key: key, serverNames: names)
@@ -76,7 +80,15 @@ extension TLSConfig {
             }
             let minVersion = o.optional("min_version") { $0.oneOf(["1.2", "1.3"]).flatMap(Version.init) } ?? .tls12
             let alpn = o.optional("alpn") { $0.array { $0.oneOf(["h2", "http/1.1"]) } } ?? ["h2", "http/1.1"]
-            let clientCA = o.optional("client_ca") { $0.nonEmptyString() }
+            let clientCA = o.optional("client_ca") { $0.filePath() }
+            let subjectHeader = o.optional("client_subject_header") { node -> String? in
+                guard let name = node.nonEmptyString() else { return nil }
+                guard isToken(name) else {
+                    node.error("\"\(name)\" is not a valid header name")
+                    return nil
+                }
+                return name.lowercased()
+            } ?? "x-client-cert-subject"
             let clientAuth =
                 o.optional("client_auth") { $0.oneOf(["none", "optional", "required"]).flatMap(ClientAuth.init) }
                 ?? (clientCA == nil ? ClientAuth.none : .required)
@@ -89,7 +101,7 @@ extension TLSConfig {
             guard let certificates else { return nil }
             return TLSConfig(
                 certificates: certificates, minVersion: minVersion, alpn: alpn, clientCA: clientCA,
-                clientAuth: clientAuth
+                clientAuth: clientAuth, clientSubjectHeader: subjectHeader
             )
         }
     }
@@ -310,6 +322,7 @@ extension UpstreamConfig {
             let breaker = o.optional("circuit_breaker", CircuitBreakerConfig.decode)
             let health = o.optional("health_check", HealthCheckConfig.decode)
             let pool = o.optional("pool", PoolConfig.decode) ?? PoolConfig()
+            let tls = o.optional("tls", UpstreamTLSConfig.decode) ?? UpstreamTLSConfig()
             let hashOn = o.optional("hash_on") { node -> HashOn? in
                 guard let text = node.string() else { return nil }
                 if text == "ip" { return .ip }
@@ -327,7 +340,7 @@ extension UpstreamConfig {
             guard let targets else { return nil }
             return UpstreamConfig(
                 name: name, targets: targets, balance: balance, connectTimeoutMs: connect, readTimeoutMs: read,
-                totalTimeoutMs: total, retries: retries, circuitBreaker: breaker, healthCheck: health, pool: pool,
+                totalTimeoutMs: total, retries: retries, circuitBreaker: breaker, healthCheck: health, pool: pool, tls: tls,
                 hashOn: hashOn ?? .ip, maxRequests: maxRequests, maxConnections: maxConnections, maxPendingRequests: maxPending
             )
         }
@@ -390,6 +403,26 @@ extension UpstreamTarget {
             port = parsed
         }
         self.init(scheme: scheme, host: host.lowercased(), port: port, weight: 1)
+    }
+}
+
+extension UpstreamTLSConfig {
+    static func decode(_ node: ConfigNode) -> UpstreamTLSConfig? {
+        node.object { o in
+            var tls = UpstreamTLSConfig()
+            tls.caFile = o.optional("ca_file") { $0.filePath() }
+            tls.serverName = o.optional("server_name") { $0.hostPattern() }
+            tls.clientCert = o.optional("client_cert") { $0.filePath() }
+            tls.clientKey = o.optional("client_key") { $0.filePath() }
+            tls.insecureSkipVerify = o.optional("insecure_skip_verify") { $0.bool() } ?? false
+            if (tls.clientCert == nil) != (tls.clientKey == nil) {
+                o.node.context.error(o.path / (tls.clientCert == nil ? "client_cert" : "client_key"), "client_cert and client_key go together")
+            }
+            if tls.insecureSkipVerify && tls.caFile != nil {
+                o.node.context.warning(o.path / "ca_file", "unused: insecure_skip_verify accepts any certificate")
+            }
+            return tls
+        }
     }
 }
 

@@ -31,6 +31,8 @@ public struct ListenerConfig: Sendable {
     public var tls: TLSConfig?
     /// When set, this plaintext listener answers every request with a 308 to https on that port.
     public var redirectHTTPSPort: Int?
+    /// A plaintext listener also accepts HTTP/2 with prior knowledge (h2c), told apart by its preface.
+    public var h2c: Bool
 }
 
 public struct TLSConfig: Sendable {
@@ -46,6 +48,22 @@ public struct TLSConfig: Sendable {
     public var alpn: [String]
     public var clientCA: String?
     public var clientAuth: ClientAuth
+    /// The header that carries a verified client certificate's subject upstream (any client-sent one is removed).
+    public var clientSubjectHeader: String
+}
+
+/// How the gateway talks TLS to an upstream's `https://` targets.
+public struct UpstreamTLSConfig: Sendable {
+    public init() {}
+
+    /// PEM CA bundle the upstream certificate must chain to; nil: the system trust store.
+    public var caFile: String?
+    /// SNI and the name the certificate must carry; nil: the target's host (when it is a name).
+    public var serverName: String?
+    public var clientCert: String?
+    public var clientKey: String?
+    /// Accept any upstream certificate. Never a default; logged as a warning at start.
+    public var insecureSkipVerify = false
 }
 
 public struct AdminConfig: Sendable {
@@ -152,6 +170,8 @@ public struct UpstreamConfig: Sendable {
     public var circuitBreaker: CircuitBreakerConfig?
     public var healthCheck: HealthCheckConfig?
     public var pool: PoolConfig
+    /// Used for `https://` targets.
+    public var tls: UpstreamTLSConfig
     /// What `consistent_hash` hashes.
     public var hashOn: HashOn
     /// Requests in flight to this upstream, process-wide; nil is unlimited. Beyond it: 503.

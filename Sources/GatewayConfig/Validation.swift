@@ -16,12 +16,8 @@ extension GatewayConfig {
             if listener.port != 0 && !endpoints.insert("\(listener.address):\(listener.port)").inserted {
                 context.error(path / "port", "another listener already uses \(listener.address):\(listener.port)")
             }
-            if listener.tls != nil {
-                // Failing closed: a listener the operator believes is encrypted must never serve plaintext.
-                context.error(path / "tls", "TLS termination is not available in this build yet; remove tls or use a build with TLS support")
-                if listener.redirectHTTPSPort != nil {
-                    context.error(path / "redirect_https_port", "only a plaintext listener can redirect to https")
-                }
+            if listener.tls != nil && listener.redirectHTTPSPort != nil {
+                context.error(path / "redirect_https_port", "only a plaintext listener can redirect to https")
             }
         }
 
@@ -29,8 +25,12 @@ extension GatewayConfig {
         for upstream in upstreams {
             upstreamNames.insert(upstream.name)
             let path = root / "upstreams" / upstream.name
-            for (index, target) in upstream.targets.enumerated() where target.scheme == .https {
-                context.error(path / "targets" / index, "https upstreams are not available in this build yet")
+            let usesTLS = upstream.targets.contains { $0.scheme == .https }
+            if !usesTLS && (upstream.tls.caFile != nil || upstream.tls.clientCert != nil || upstream.tls.insecureSkipVerify) {
+                context.warning(path / "tls", "unused: no target is https://")
+            } else if usesTLS && upstream.tls.insecureSkipVerify {
+                context.warning(
+                    path / "tls" / "insecure_skip_verify", "upstream certificates are not verified: anyone on the path can impersonate the upstream")
             }
             if let retries = upstream.retries, let perTry = retries.perTryTimeoutMs, let total = upstream.totalTimeoutMs, perTry >= total {
                 context.warning(path / "retries" / "per_try_timeout_ms", "is not shorter than total_timeout_ms, so no retry fits")

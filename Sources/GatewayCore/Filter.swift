@@ -10,12 +10,21 @@ public struct ConnectionInfo: Sendable {
     public var isTLS: Bool
     /// Whether the peer is in `trusted_proxies`, so its X-Forwarded-* headers may be believed.
     public var peerIsTrustedProxy: Bool
+    /// The subject of the client certificate the TLS handshake verified (mTLS), e.g. `CN=billing,O=Example`.
+    public var clientCertificateSubject: String?
+    /// The listener's header for that subject upstream (`tls.client_subject_header`), when it checks client certificates.
+    public var clientSubjectHeader: String?
 
-    public init(listener: String, peer: IPAddress?, isTLS: Bool, peerIsTrustedProxy: Bool) {
+    public init(
+        listener: String, peer: IPAddress?, isTLS: Bool, peerIsTrustedProxy: Bool, clientCertificateSubject: String? = nil,
+        clientSubjectHeader: String? = nil
+    ) {
         self.listener = listener
         self.peer = peer
         self.isTLS = isTLS
         self.peerIsTrustedProxy = peerIsTrustedProxy
+        self.clientCertificateSubject = clientCertificateSubject
+        self.clientSubjectHeader = clientSubjectHeader
     }
 }
 

@@ -18,6 +18,9 @@ public final class GatewayRuntime: Sendable {
     public let limits: LimitsConfig
     /// `total_timeout_ms` per upstream index.
     public let totalTimeouts: [TimeAmount?]
+    /// Headers that carry verified client-certificate subjects upstream. Clients may not send them: they are
+    /// removed from every request, on every listener, and set only from a verified certificate.
+    public let clientSubjectHeaders: [String]
 
     public init(config: GatewayConfig, routes: RouteTable, globalFilters: [any GatewayFilter], logger: Logger) {
         self.config = config
@@ -27,6 +30,12 @@ public final class GatewayRuntime: Sendable {
         self.logger = logger
         self.limits = config.limits
         self.totalTimeouts = config.upstreams.map { $0.totalTimeoutMs.map { .milliseconds(Int64($0)) } }
+        var subjectHeaders: [String] = []
+        for listener in config.listeners {
+            guard let tls = listener.tls, tls.clientAuth != .none, !subjectHeaders.contains(tls.clientSubjectHeader) else { continue }
+            subjectHeaders.append(tls.clientSubjectHeader)
+        }
+        self.clientSubjectHeaders = subjectHeaders
     }
 
     /// Compiles the route table; route i forwards to `config.upstreams[routes[i].upstreamIndex]`.

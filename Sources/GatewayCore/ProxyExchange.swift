@@ -149,6 +149,10 @@ final class ProxyExchange: ExchangeDriver, UpstreamCallDelegate {
         HeaderRules.prepareUpstreamRequest(
             &upstreamHead.headers, peer: connection.peerText, peerIsTrusted: connection.info.peerIsTrustedProxy,
             proto: connection.info.isTLS ? "https" : "http", host: context.host)
+        for name in runtime.clientSubjectHeaders { upstreamHead.headers.remove(name: name) }
+        if let name = connection.info.clientSubjectHeader, let subject = connection.info.clientCertificateSubject {
+            upstreamHead.headers.add(name: name, value: subject)
+        }
 
         let call = connection.forwarder.makeCall(
             upstream: route.upstreamIndex, head: upstreamHead, framing: framing, preserveHost: route.preserveHost,

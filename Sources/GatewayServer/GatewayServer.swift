@@ -1,6 +1,7 @@
 import GatewayConfig
 import GatewayCore
 import GatewayPolicy
+import GatewayTLS
 import Logging
 import NIOCore
 import NIOPosix
@@ -35,12 +36,43 @@ public final class GatewayServer: Sendable {
     private let tracker = ConnectionTracker()
     private let serverChannels = Mutex<[Channel]>([])
     private let logger: Logger
+    /// The TLS state of each TLS listener, by listener name.
+    private let tls: [String: ServerTLS]
 
-    public init(group: EventLoopGroup, runtime: GatewayRuntime, forwarders: LoopLocal<any UpstreamForwarder>) {
+    /// Reads every TLS listener's certificates; throws when one cannot be used.
+    public init(group: EventLoopGroup, runtime: GatewayRuntime, forwarders: LoopLocal<any UpstreamForwarder>) throws {
         self.group = group
         self.runtime = runtime
         self.forwarders = forwarders
         self.logger = runtime.logger
+        var tls: [String: ServerTLS] = [:]
+        for listener in runtime.config.listeners {
+            guard let settings = listener.tls else { continue }
+            let serverTLS = try ServerTLS(listener: listener.name, settings: settings)
+            if !serverTLS.prefersServerCiphers {
+                logger.warning("TLS: the server's cipher order cannot be set; clients choose among the offered suites", metadata: ["listener": "\(listener.name)"])
+            }
+            tls[listener.name] = serverTLS
+        }
+        self.tls = tls
+    }
+
+    /// Reads every TLS listener's certificate and key files again (SIGHUP, admin API). New handshakes use the
+    /// new files; open connections keep theirs. A listener whose files fail keeps its old certificates and
+    /// logs the error. Returns the errors by listener name.
+    @discardableResult
+    public func reloadCertificates() -> [String: String] {
+        var failures: [String: String] = [:]
+        for (name, listener) in tls.sorted(by: { $0.key < $1.key }) {
+            do {
+                try listener.reload()
+                logger.info("certificates reloaded", metadata: ["listener": "\(name)"])
+            } catch {
+                failures[name] = "\(error)"
+                logger.error("certificate reload failed; keeping the previous certificates", metadata: ["listener": "\(name)", "error": "\(error)"])
+            }
+        }
+        return failures
     }
 
     /// Binds every listener; throws (having closed what was bound) when one cannot be bound.
@@ -69,6 +101,8 @@ public final class GatewayServer: Sendable {
         let tracker = self.tracker
         let limits = runtime.limits
         let trusted = runtime.trustedProxies
+        let tls = self.tls[listener.name]
+        let subjectHeader = listener.tls.flatMap { $0.clientAuth == .none ? nil : $0.clientSubjectHeader }
         return try await ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 4096)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
@@ -78,13 +112,30 @@ public final class GatewayServer: Sendable {
                 tracker.add(channel)
                 let peer = channel.remoteAddress.flatMap(IPAddress.init(socketAddress:))
                 let info = ConnectionInfo(
-                    listener: listener.name, peer: peer, isTLS: false,
-                    peerIsTrustedProxy: peer.map(trusted.contains) ?? false)
+                    listener: listener.name, peer: peer, isTLS: tls != nil,
+                    peerIsTrustedProxy: peer.map(trusted.contains) ?? false, clientSubjectHeader: subjectHeader)
                 return channel.eventLoop.makeCompletedFuture {
-                    let responder = GatewayConnection(
-                        runtime: runtime, forwarder: forwarders.value(on: channel.eventLoop), info: info,
-                        eventLoop: channel.eventLoop, redirectHTTPSPort: listener.redirectHTTPSPort)
-                    try HTTP1Pipeline.configure(channel.pipeline.syncOperations, responder: responder, limits: limits)
+                    let makeResponder = { (clientSubject: String?) -> ConnectionResponder in
+                        var info = info
+                        info.clientCertificateSubject = clientSubject
+                        return GatewayConnection(
+                            runtime: runtime, forwarder: forwarders.value(on: channel.eventLoop), info: info,
+                            eventLoop: channel.eventLoop, redirectHTTPSPort: listener.redirectHTTPSPort)
+                    }
+                    if let tls {
+                        try TLSPipeline.configure(channel, tls: tls, limits: limits, makeResponder: makeResponder)
+                    } else if listener.h2c {
+                        try channel.pipeline.syncOperations.addHandler(
+                            H2CPrefaceDetector { http2 in
+                                if http2 {
+                                    try HTTP2Pipeline.configure(channel, responder: makeResponder(nil), limits: limits)
+                                } else {
+                                    try HTTP1Pipeline.configure(channel.pipeline.syncOperations, responder: makeResponder(nil), limits: limits)
+                                }
+                            })
+                    } else {
+                        try HTTP1Pipeline.configure(channel.pipeline.syncOperations, responder: makeResponder(nil), limits: limits)
+                    }
                 }
             }
             .bind(host: listener.address, port: listener.port)

@@ -11,8 +11,9 @@ public final class UpstreamSet: Sendable {
     private let healthCheckers: [HealthChecker]
 
     /// - Parameter configs: in the runtime's order (routes refer to upstreams by index).
-    public init(configs: [UpstreamConfig], logger: Logger) {
-        upstreams = configs.map { UpstreamShared(config: $0, logger: logger) }
+    /// Throws when an upstream's TLS files cannot be used.
+    public init(configs: [UpstreamConfig], logger: Logger) throws {
+        upstreams = try configs.map { try UpstreamShared(config: $0, logger: logger) }
         healthCheckers = upstreams.compactMap { upstream in
             upstream.config.healthCheck.map { HealthChecker(upstream: upstream, settings: $0, logger: logger) }
         }

@@ -1,9 +1,11 @@
 import GatewayConfig
 import GatewayHTTP
 import GatewayPolicy
+import GatewayTLS
 import Logging
 import NIOCore
 import NIOPosix
+import NIOSSL
 import Synchronization
 
 /// Active health checks of one upstream: every `interval_ms`, a `GET path` to each target on a fresh
@@ -81,10 +83,15 @@ final class HealthChecker: Sendable {
             let timeout = TimeAmount.milliseconds(Int64(settings.timeoutMs))
             let result = eventLoop.makePromise(of: Int.self)
             let request = "GET \(settings.path) HTTP/1.1\r\nHost: \(target.authority)\r\nUser-Agent: gateway-health-check\r\nConnection: close\r\n\r\n"
+            let tls = target.target.scheme == .https ? upstream.tlsContext : nil
+            let serverName = UpstreamTLS.serverName(for: target.target, settings: upstream.config.tls)
             let connected = ClientBootstrap(group: eventLoop)
                 .connectTimeout(timeout)
                 .channelInitializer { channel in
                     channel.eventLoop.makeCompletedFuture {
+                        if let tls {
+                            try channel.pipeline.syncOperations.addHandler(NIOSSLClientHandler(context: tls, serverHostname: serverName))
+                        }
                         try channel.pipeline.syncOperations.addHandler(HealthProbeHandler(request: request, result: result))
                     }
                 }

@@ -1,8 +1,10 @@
 import GatewayConfig
 import GatewayPolicy
+import GatewayTLS
 import Logging
 import NIOCore
 import NIOPosix
+import NIOSSL
 
 /// The keep-alive connections to one upstream target on one event loop.
 ///
@@ -17,6 +19,8 @@ final class TargetPool {
     private let address: SocketAddress?
     private let eventLoop: EventLoop
     private let connectTimeout: TimeAmount
+    /// TLS for an `https://` target, with the SNI name to send.
+    private let tls: (context: NIOSSLContext, serverName: String?)?
     private var idle: IdleConnectionPool<UpstreamConnection>
     private var sweep: Scheduled<Void>?
     /// The upstream this pool belongs to (it owns the pool), for the connection cap.
@@ -31,6 +35,11 @@ final class TargetPool {
         self.address = IPAddress(target.host) != nil ? try? SocketAddress(ipAddress: target.host, port: target.port) : nil
         self.eventLoop = runtime.eventLoop
         self.connectTimeout = runtime.connectTimeout
+        if shared.target.scheme == .https, let context = runtime.shared.tlsContext {
+            tls = (context, UpstreamTLS.serverName(for: shared.target, settings: runtime.config.tls))
+        } else {
+            tls = nil
+        }
         self.idle = IdleConnectionPool(
             maxIdle: runtime.config.pool.maxIdlePerTarget,
             idleTimeoutNanos: UInt64(runtime.config.pool.idleTimeoutMs) * 1_000_000)
@@ -57,11 +66,18 @@ final class TargetPool {
         runtime.connectionOpened()
         // The initializer runs on this pool's own event loop (the bootstrap's group is that one loop).
         let boundConnection = NIOLoopBound(connection, eventLoop: eventLoop)
+        let tls = self.tls
         let bootstrap = ClientBootstrap(group: eventLoop)
             .connectTimeout(connectTimeout)
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
+                    if let tls {
+                        // Writes wait in the TLS handler until the handshake is done; a failed handshake
+                        // (an untrusted certificate, say) ends the connection before any response: a 502.
+                        try channel.pipeline.syncOperations.addHandler(
+                            NIOSSLClientHandler(context: tls.context, serverHostname: tls.serverName))
+                    }
                     try channel.pipeline.syncOperations.addHandler(boundConnection.value)
                 }
             }

@@ -1,7 +1,9 @@
 import GatewayConfig
 import GatewayPolicy
+import GatewayTLS
 import Logging
 import NIOCore
+import NIOSSL
 import Synchronization
 
 /// What every event loop shares about one upstream target: its circuit breaker, its health (from active
@@ -85,9 +87,16 @@ final class UpstreamShared: Sendable {
     let retryStatuses: Set<Int>
     let failureStatuses: Set<Int>
     let logger: Logger
+    /// For `https://` targets (built once: contexts are shared by all loops).
+    let tlsContext: NIOSSLContext?
 
-    init(config: UpstreamConfig, logger: Logger) {
+    init(config: UpstreamConfig, logger: Logger) throws {
         self.config = config
+        if config.targets.contains(where: { $0.scheme == .https }) {
+            tlsContext = try UpstreamTLS.makeContext(config.tls)
+        } else {
+            tlsContext = nil
+        }
         let breaker = config.circuitBreaker.map { settings in
             CircuitBreaker.Settings(
                 failureThreshold: settings.failureThreshold, failureRatio: settings.failureRatio,

@@ -34,6 +34,41 @@ import Testing
         #expect(config.logging.accessLog)
     }
 
+    // TLS keys: relative files resolve against the config's folder; mistakes are reported with their paths.
+    @Test func tlsShapes() throws {
+        let json = """
+            { "listeners": [
+                { "name": "s", "port": 443, "h2c": true,
+                  "tls": { "certificates": [{ "cert": "certs/a.pem", "key": "/etc/keys/a-key.pem", "server_names": ["*.example.com"] }],
+                           "client_ca": "ca.pem", "client_subject_header": "X Bad" } },
+                { "name": "p", "port": 80, "h2c": true }],
+              "upstreams": { "u": { "targets": ["https://api.internal:8443"], "tls": { "client_cert": "c.pem" } },
+                             "v": { "targets": ["http://127.0.0.1:1"], "tls": { "insecure_skip_verify": true } } },
+              "routes": [{ "name": "r", "upstream": "u" }, { "name": "r2", "upstream": "v", "match": { "path_prefix": "/v" } }] }
+            """
+        let result = ConfigLoader.load(text: json, environment: [:], baseDirectory: "/srv/gateway")
+        #expect(
+            result.errors.map(\.description) == [
+                #"listeners[0].tls.client_subject_header: "X Bad" is not a valid header name"#,
+                #"listeners[0].h2c: h2c is for plaintext listeners; a TLS listener offers h2 through alpn"#,
+                "upstreams.u.tls.client_key: client_cert and client_key go together",
+            ])
+        #expect(result.warnings.map(\.description) == ["warning: upstreams.v.tls: unused: no target is https://"])
+
+        let fixed = json.replacingOccurrences(of: #""h2c": true,"#, with: "").replacingOccurrences(of: #", "client_subject_header": "X Bad""#, with: "")
+            .replacingOccurrences(of: #""client_cert": "c.pem""#, with: #""ca_file": "ca/internal.pem""#)
+        let config = try #require(ConfigLoader.load(text: fixed, environment: [:], baseDirectory: "/srv/gateway").config)
+        let tls = try #require(config.listeners[0].tls)
+        #expect(tls.certificates[0].cert == "/srv/gateway/certs/a.pem")
+        #expect(tls.certificates[0].key == "/etc/keys/a-key.pem")
+        #expect(tls.clientCA == "/srv/gateway/ca.pem")
+        #expect(tls.clientAuth == .required)
+        #expect(tls.clientSubjectHeader == "x-client-cert-subject")
+        #expect(tls.alpn == ["h2", "http/1.1"])
+        #expect(config.listeners[1].h2c)
+        #expect(config.upstream(named: "u")?.tls.caFile == "/srv/gateway/ca/internal.pem")
+    }
+
     // ${NAME} is read from the environment; $${ escapes; a missing variable is named.
     @Test func environmentSubstitution() throws {
         let route = #"{ "name": "r", "upstream": "u", "strip_prefix": "/${PREFIX}" }"#

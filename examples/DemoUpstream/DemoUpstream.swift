@@ -1,6 +1,7 @@
 import NIOCore
 import NIOHTTP1
 import NIOPosix
+import NIOSSL
 import Synchronization
 
 /// A small HTTP/1.1 upstream for the demo and the tests. It needs nothing beyond SwiftNIO.
@@ -62,7 +63,7 @@ public final class DemoUpstream: Sendable {
 
     public static func start(
         host: String = "127.0.0.1", port: Int = 0, name: String = "demo", behaviour: Behaviour = Behaviour(),
-        group: EventLoopGroup = MultiThreadedEventLoopGroup.singleton
+        tls: NIOSSLContext? = nil, group: EventLoopGroup = MultiThreadedEventLoopGroup.singleton
     ) async throws -> DemoUpstream {
         let stats = Stats()
         let channel = try await ServerBootstrap(group: group)
@@ -72,6 +73,7 @@ public final class DemoUpstream: Sendable {
             .childChannelInitializer { channel in
                 stats.connections.add(1, ordering: .relaxed)
                 return channel.eventLoop.makeCompletedFuture {
+                    if let tls { try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: tls)) }
                     try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
                     try channel.pipeline.syncOperations.addHandler(DemoHandler(name: name, stats: stats, behaviour: behaviour))
                 }

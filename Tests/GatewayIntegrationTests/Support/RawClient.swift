@@ -1,6 +1,8 @@
 import Foundation
 import NIOCore
 import NIOPosix
+import NIOSSL
+import NIOTLS
 import Synchronization
 
 /// A deliberately dumb HTTP/1.1 client over a real TCP socket: it sends exactly the bytes a test
@@ -59,6 +61,64 @@ final class RawClient {
             .connect(host: host, port: port)
             .get()
         return RawClient(channel: channel, inbox: inbox)
+    }
+
+    /// Connects over TLS and completes the handshake (throws when the server refuses it).
+    static func connectTLS(
+        port: Int, configuration: TLSConfiguration, serverName: String? = nil, host: String = "127.0.0.1"
+    ) async throws -> RawClient {
+        let inbox = Inbox()
+        let context = try NIOSSLContext(configuration: configuration)
+        let handshake = MultiThreadedEventLoopGroup.singleton.next().makePromise(of: Void.self)
+        let channel = try await ClientBootstrap(group: handshake.futureResult.eventLoop)
+            .connectTimeout(.seconds(5))
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(NIOSSLClientHandler(context: context, serverHostname: serverName))
+                    try channel.pipeline.syncOperations.addHandler(HandshakeWatcher(promise: handshake))
+                    try channel.pipeline.syncOperations.addHandler(Collector(inbox: inbox))
+                }
+            }
+            .connect(host: host, port: port)
+            .get()
+        do {
+            try await handshake.futureResult.get()
+        } catch {
+            try? await channel.close()
+            throw error
+        }
+        return RawClient(channel: channel, inbox: inbox)
+    }
+
+    /// The certificate the server presented (TLS connections).
+    func peerCertificate() async throws -> NIOSSLCertificate? {
+        let channel = self.channel
+        return try await channel.eventLoop.submit {
+            try channel.pipeline.syncOperations.handler(type: NIOSSLClientHandler.self).peerCertificate
+        }.get()
+    }
+
+    /// Completes when the TLS handshake does, fails when the connection dies first.
+    final class HandshakeWatcher: ChannelInboundHandler, Sendable {
+        typealias InboundIn = ByteBuffer
+        typealias InboundOut = ByteBuffer
+        let promise: EventLoopPromise<Void>
+        init(promise: EventLoopPromise<Void>) { self.promise = promise }
+
+        func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+            if case TLSUserEvent.handshakeCompleted = event { promise.succeed() }
+            context.fireUserInboundEventTriggered(event)
+        }
+
+        func errorCaught(context: ChannelHandlerContext, error: any Error) {
+            promise.fail(error)
+            context.fireErrorCaught(error)
+        }
+
+        func channelInactive(context: ChannelHandlerContext) {
+            promise.fail(ChannelError.ioOnClosedChannel)
+            context.fireChannelInactive()
+        }
     }
 
     func send(_ text: String) async throws {

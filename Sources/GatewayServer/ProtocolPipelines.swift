@@ -1,0 +1,140 @@
+import GatewayConfig
+import GatewayCore
+import GatewayTLS
+import NIOCore
+import NIOHTTP2
+import NIOSSL
+import NIOTLS
+
+/// HTTP/2 on a connection (after ALPN "h2", or h2c with prior knowledge): NIO's frame codec and stream
+/// multiplexer, a connection manager for idle timeout and graceful shutdown (GOAWAY, then close once the
+/// streams are done), and an `HTTP2StreamHandler` per stream.
+enum HTTP2Pipeline {
+    /// Streams one client may have open at once; more are refused by the protocol (REFUSED_STREAM).
+    static let maxConcurrentStreams = 128
+    /// Per-stream receive window: how much request body a client may send ahead of the upstream taking it.
+    static let streamWindow = 131_072
+
+    static func configure(_ channel: Channel, responder: ConnectionResponder, limits: LimitsConfig) throws {
+        var connection = NIOHTTP2Handler.ConnectionConfiguration()
+        connection.initialSettings = [
+            HTTP2Setting(parameter: .maxConcurrentStreams, value: maxConcurrentStreams),
+            HTTP2Setting(parameter: .maxHeaderListSize, value: limits.maxHeaderBytes),
+            HTTP2Setting(parameter: .initialWindowSize, value: streamWindow),
+        ]
+        var stream = NIOHTTP2Handler.StreamConfiguration()
+        stream.targetWindowSize = streamWindow
+        stream.outboundBufferSizeHighWatermark = 65_536
+        stream.outboundBufferSizeLowWatermark = 32_768
+        let manager = NIOHTTP2ServerConnectionManagementHandler(
+            eventLoop: channel.eventLoop,
+            configuration: .init(
+                maxIdleTime: .milliseconds(Int64(limits.idleTimeoutMs)), maxAge: nil,
+                maxGraceTime: .milliseconds(Int64(limits.drainTimeoutMs)), keepalive: nil))
+        let boundResponder = NIOLoopBound(responder, eventLoop: channel.eventLoop)
+        let handler = NIOHTTP2Handler(
+            mode: .server, eventLoop: channel.eventLoop, connectionConfiguration: connection, streamConfiguration: stream,
+            streamDelegate: manager.http2StreamDelegate
+        ) { streamChannel in
+            streamChannel.eventLoop.makeCompletedFuture {
+                try streamChannel.pipeline.syncOperations.addHandler(HTTP2StreamHandler(responder: boundResponder.value))
+            }
+        }
+        let sync = channel.pipeline.syncOperations
+        try sync.addHandler(handler)
+        try sync.addHandler(manager)
+    }
+}
+
+/// TLS termination: the handshake (bounded by `header_timeout_ms`), then HTTP/2 or HTTP/1.1 as ALPN chose.
+/// The connection's responder is made after the handshake, when the client certificate is known.
+enum TLSPipeline {
+    static func configure(
+        _ channel: Channel, tls: ServerTLS, limits: LimitsConfig,
+        makeResponder: @escaping (_ clientSubject: String?) -> ConnectionResponder
+    ) throws {
+        let sync = channel.pipeline.syncOperations
+        let ssl = NIOSSLServerHandler(context: tls.context)
+        try sync.addHandler(ssl)
+        try sync.addHandler(HandshakeTimeout(timeout: .milliseconds(Int64(limits.headerTimeoutMs))))
+        try sync.addHandler(
+            ApplicationProtocolNegotiationHandler { result, channel in
+                channel.eventLoop.makeCompletedFuture {
+                    let subject = ssl.peerCertificate.flatMap(PeerIdentity.subject(of:))
+                    let responder = makeResponder(subject)
+                    if case .negotiated("h2") = result {
+                        try HTTP2Pipeline.configure(channel, responder: responder, limits: limits)
+                    } else {
+                        try HTTP1Pipeline.configure(channel.pipeline.syncOperations, responder: responder, limits: limits)
+                    }
+                }
+            })
+    }
+}
+
+/// Closes a connection whose TLS handshake does not finish in time (a slow or stuck client would otherwise
+/// hold the socket forever: the HTTP timeouts only start once there is HTTP).
+final class HandshakeTimeout: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = NIOAny
+
+    private let timeout: TimeAmount
+    private var timer: Scheduled<Void>?
+
+    init(timeout: TimeAmount) { self.timeout = timeout }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        let channel = context.channel
+        timer = context.eventLoop.assumeIsolated().scheduleTask(in: timeout) { channel.close(promise: nil) }
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        timer?.cancel()
+        timer = nil
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        context.fireUserInboundEventTriggered(event)  // first: a removed handler's context no longer forwards
+        if case TLSUserEvent.handshakeCompleted = event {
+            timer?.cancel()
+            timer = nil
+            context.pipeline.syncOperations.removeHandler(context: context, promise: nil)
+        }
+    }
+}
+
+/// On a plaintext listener with `h2c`, tells HTTP/2 with prior knowledge (its fixed connection preface) from
+/// HTTP/1.1 by the first bytes, configures the matching pipeline, and replays those bytes into it.
+final class H2CPrefaceDetector: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = ByteBuffer
+    typealias InboundOut = ByteBuffer
+
+    private static let preface = Array("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".utf8)
+    private let configure: (_ http2: Bool) throws -> Void
+    private var buffered: ByteBuffer?
+
+    init(configure: @escaping (_ http2: Bool) throws -> Void) { self.configure = configure }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        var bytes = unwrapInboundIn(data)
+        if var buffered {
+            buffered.writeBuffer(&bytes)
+            self.buffered = buffered
+        } else {
+            buffered = bytes
+        }
+        guard let seen = buffered else { return }
+        let count = min(seen.readableBytes, Self.preface.count)
+        let matches = seen.readableBytesView.prefix(count).elementsEqual(Self.preface.prefix(count))
+        guard !matches || count == Self.preface.count else { return }  // a prefix of the preface so far: wait
+        do {
+            try configure(matches)
+        } catch {
+            context.close(promise: nil)
+            return
+        }
+        self.buffered = nil
+        context.fireChannelRead(wrapInboundOut(seen))
+        context.fireChannelReadComplete()
+        context.pipeline.syncOperations.removeHandler(context: context, promise: nil)
+    }
+}

@@ -1,0 +1,157 @@
+import GatewayConfig
+import Logging
+import NIOCore
+import NIOSSL
+import Synchronization
+
+/// The TLS side of one listener: its certificates (chosen by SNI), protocol versions, ciphers, ALPN and client
+/// certificate rules, as a NIOSSLContext that a reload can replace.
+///
+/// Each new connection takes the context current at accept time, so a reload changes new handshakes only;
+/// connections already open keep the certificate they were made with.
+public final class ServerTLS: Sendable {
+    public let listener: String
+    private let settings: TLSConfig
+    private let current: Mutex<NIOSSLContext>
+    /// Whether the server's cipher order applies (see `ServerCipherOrder`); false only if swift-nio-ssl changed.
+    public let prefersServerCiphers: Bool
+
+    /// Reads every certificate and key; throws the first problem found (`check` reports all of them).
+    public init(listener: String, settings: TLSConfig) throws {
+        self.listener = listener
+        self.settings = settings
+        let context = try Self.makeContext(settings)
+        self.prefersServerCiphers = ServerCipherOrder.apply(to: context)
+        self.current = Mutex(context)
+    }
+
+    public var context: NIOSSLContext { current.withLock { $0 } }
+
+    /// Reads the files again. On success new handshakes use them; on failure the old context stays.
+    public func reload() throws {
+        let context = try Self.makeContext(settings)
+        _ = ServerCipherOrder.apply(to: context)
+        current.withLock { $0 = context }
+    }
+
+    /// Forward-secret AEAD suites only (Mozilla's "intermediate" list, as in NGINX's recommended setup). TLS 1.3
+    /// suites are fixed by BoringSSL and are all forward-secret AEAD.
+    public static let cipherSuites = [
+        "ECDHE-ECDSA-AES128-GCM-SHA256", "ECDHE-RSA-AES128-GCM-SHA256",
+        "ECDHE-ECDSA-AES256-GCM-SHA384", "ECDHE-RSA-AES256-GCM-SHA384",
+        "ECDHE-ECDSA-CHACHA20-POLY1305", "ECDHE-RSA-CHACHA20-POLY1305",
+    ].joined(separator: ":")
+
+    static func makeContext(_ settings: TLSConfig) throws -> NIOSSLContext {
+        let identities = try settings.certificates.map(CertificateIdentity.load)
+        guard let first = identities.first else { throw TLSFileError(file: "", problem: "no certificate configured") }
+        var configuration = TLSConfiguration.makeServerConfiguration(
+            certificateChain: first.chain.map { .certificate($0) }, privateKey: .privateKey(first.key))
+        configuration.minimumTLSVersion = settings.minVersion == .tls13 ? .tlsv13 : .tlsv12
+        configuration.cipherSuites = cipherSuites
+        configuration.applicationProtocols = settings.alpn
+        if let caFile = settings.clientCA {
+            configuration.trustRoots = .certificates(try loadCertificates(caFile))
+            configuration.sendCANameList = true
+            configuration.certificateVerification = settings.clientAuth == .required ? .noHostnameVerification : .optionalVerification
+        }
+        if identities.count > 1 {
+            let selector = SNISelector(names: settings.certificates.map(\.serverNames))
+            let overrides = identities.map { identity in
+                var override = NIOSSLContextConfigurationOverride()
+                override.certificateChain = identity.chain.map { .certificate($0) }
+                override.privateKey = .privateKey(identity.key)
+                return override
+            }
+            configuration.sslContextCallback = { values, promise in
+                let index = selector.certificate(for: values.serverHostname)
+                promise.succeed(index == 0 ? .noChanges : overrides[index])
+            }
+        }
+        return try NIOSSLContext(configuration: configuration)
+    }
+}
+
+/// A certificate chain with its private key, checked to belong together.
+struct CertificateIdentity {
+    let chain: [NIOSSLCertificate]
+    let key: NIOSSLPrivateKey
+
+    static func load(_ certificate: TLSConfig.Certificate) throws -> CertificateIdentity {
+        try load(cert: certificate.cert, key: certificate.key)
+    }
+
+    static func load(cert: String, key: String) throws -> CertificateIdentity {
+        let chain = try loadCertificates(cert)
+        let privateKey: NIOSSLPrivateKey
+        do {
+            privateKey = try NIOSSLPrivateKey(file: key, format: .pem)
+        } catch {
+            throw TLSFileError(file: key, problem: readProblem(key, "is not a PEM private key (RSA or ECDSA)"))
+        }
+        // BoringSSL refuses a key that does not belong to the leaf certificate.
+        do {
+            _ = try NIOSSLContext(
+                configuration: .makeServerConfiguration(certificateChain: chain.map { .certificate($0) }, privateKey: .privateKey(privateKey)))
+        } catch {
+            throw TLSFileError(file: key, problem: "does not match the certificate in \(cert)")
+        }
+        return CertificateIdentity(chain: chain, key: privateKey)
+    }
+}
+
+func loadCertificates(_ file: String) throws -> [NIOSSLCertificate] {
+    let chain: [NIOSSLCertificate]
+    do {
+        chain = try NIOSSLCertificate.fromPEMFile(file)
+    } catch {
+        throw TLSFileError(file: file, problem: readProblem(file, "is not a PEM certificate file"))
+    }
+    guard !chain.isEmpty else { throw TLSFileError(file: file, problem: "holds no certificate") }
+    return chain
+}
+
+private func readProblem(_ file: String, _ fallback: String) -> String {
+    if !FileManagerLite.exists(file) { return "does not exist" }
+    if !FileManagerLite.readable(file) { return "cannot be read" }
+    return fallback
+}
+
+/// A TLS file that could not be used, with the reason.
+public struct TLSFileError: Error, CustomStringConvertible {
+    public let file: String
+    public let problem: String
+    public var description: String { file.isEmpty ? problem : "\(file) \(problem)" }
+}
+
+/// Picks the certificate for a client's SNI name: an exact `server_names` match first, then a wildcard
+/// (`*.example.com` covers `api.example.com`, not `example.com` nor `a.b.example.com`), else the first
+/// certificate (also when the client sent no SNI).
+public struct SNISelector: Sendable {
+    private let exact: [String: Int]
+    private let wildcards: [String: Int]
+
+    public init(names: [[String]]) {
+        var exact: [String: Int] = [:]
+        var wildcards: [String: Int] = [:]
+        for (index, list) in names.enumerated() {
+            for name in list {
+                if name.hasPrefix("*.") {
+                    if wildcards[String(name.dropFirst(2))] == nil { wildcards[String(name.dropFirst(2))] = index }
+                } else if exact[name] == nil {
+                    exact[name] = index
+                }
+            }
+        }
+        self.exact = exact
+        self.wildcards = wildcards
+    }
+
+    public func certificate(for serverName: String?) -> Int {
+        guard var name = serverName?.lowercased(), !name.isEmpty else { return 0 }
+        if name.hasSuffix(".") { name.removeLast() }
+        if let index = exact[name] { return index }
+        if let dot = name.firstIndex(of: "."), let index = wildcards[String(name[name.index(after: dot)...])] { return index }
+        return 0
+    }
+}

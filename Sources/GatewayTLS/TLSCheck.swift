@@ -1,0 +1,102 @@
+import GatewayConfig
+import NIOSSL
+import X509
+
+/// What `gateway check` (and start-up) finds wrong with the TLS files a config names: every certificate and
+/// key must exist, parse and belong together; a server name a certificate does not cover is a warning.
+public enum TLSCheck {
+    public struct Finding: Sendable, Equatable {
+        public let path: String
+        public let message: String
+        public let isError: Bool
+    }
+
+    public static func findings(_ config: GatewayConfig) -> [Finding] {
+        var findings: [Finding] = []
+        for (listenerIndex, listener) in config.listeners.enumerated() {
+            guard let tls = listener.tls else { continue }
+            let base = "listeners[\(listenerIndex)].tls"
+            for (index, certificate) in tls.certificates.enumerated() {
+                let path = "\(base).certificates[\(index)]"
+                do {
+                    let identity = try CertificateIdentity.load(certificate)
+                    let covered = coveredNames(identity.chain[0])
+                    for name in certificate.serverNames where !covers(covered, name) {
+                        findings.append(
+                            Finding(
+                                path: "\(path).server_names", message: "\"\(name)\" is not among the certificate's names \(covered.sorted())",
+                                isError: false))
+                    }
+                } catch let error as TLSFileError {
+                    findings.append(Finding(path: "\(path).\(error.file == certificate.key ? "key" : "cert")", message: error.description, isError: true))
+                } catch {
+                    findings.append(Finding(path: path, message: "\(error)", isError: true))
+                }
+            }
+            if let caFile = tls.clientCA {
+                do { _ = try loadCertificates(caFile) } catch {
+                    findings.append(Finding(path: "\(base).client_ca", message: "\(error)", isError: true))
+                }
+            }
+        }
+        for upstream in config.upstreams where upstream.targets.contains(where: { $0.scheme == .https }) {
+            let path = "upstreams.\(upstream.name).tls"
+            do {
+                _ = try UpstreamTLS.makeContext(upstream.tls)
+            } catch let error as TLSFileError {
+                let key = error.file == upstream.tls.caFile ? "ca_file" : error.file == upstream.tls.clientKey ? "client_key" : "client_cert"
+                findings.append(Finding(path: "\(path).\(key)", message: error.description, isError: true))
+            } catch {
+                findings.append(Finding(path: path, message: "\(error)", isError: true))
+            }
+        }
+        return findings
+    }
+
+    /// DNS names (and IPs) a certificate is valid for: its subject alternative names, else its common name.
+    static func coveredNames(_ certificate: NIOSSLCertificate) -> [String] {
+        guard let der = try? certificate.toDERBytes(), let parsed = try? X509.Certificate(derEncoded: der) else { return [] }
+        var names: [String] = []
+        if let san = try? parsed.extensions.subjectAlternativeNames {
+            for name in san {
+                switch name {
+                case .dnsName(let dns): names.append(dns.lowercased())
+                case .ipAddress(let bytes): names.append(ipText(Array(bytes.bytes)))
+                default: break
+                }
+            }
+        }
+        if names.isEmpty {
+            for rdn in parsed.subject {
+                for attribute in rdn where attribute.type == .RDNAttributeType.commonName {
+                    names.append("\(attribute.value)".lowercased())
+                }
+            }
+        }
+        return names
+    }
+
+    static func covers(_ names: [String], _ wanted: String) -> Bool {
+        names.contains { name in
+            if name == wanted { return true }
+            // A wildcard certificate covers one label; a wildcard server_name needs a wildcard certificate.
+            guard name.hasPrefix("*."), !wanted.hasPrefix("*.") else { return false }
+            guard let dot = wanted.firstIndex(of: ".") else { return false }
+            return wanted[wanted.index(after: dot)...] == name.dropFirst(2)
+        }
+    }
+
+    private static func ipText(_ bytes: [UInt8]) -> String {
+        if bytes.count == 4 { return bytes.map(String.init).joined(separator: ".") }
+        return stride(from: 0, to: bytes.count, by: 2).map { String(UInt16(bytes[$0]) << 8 | UInt16(bytes[$0 + 1]), radix: 16) }
+            .joined(separator: ":")
+    }
+}
+
+/// A verified client certificate's subject as text (RFC 4514 style: `CN=client-1,O=Example`).
+public enum PeerIdentity {
+    public static func subject(of certificate: NIOSSLCertificate) -> String? {
+        guard let der = try? certificate.toDERBytes(), let parsed = try? X509.Certificate(derEncoded: der) else { return nil }
+        return parsed.subject.description
+    }
+}

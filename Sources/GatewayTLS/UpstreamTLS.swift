@@ -1,0 +1,34 @@
+import GatewayConfig
+import NIOSSL
+
+/// The client side of TLS to an upstream's `https://` targets.
+public enum UpstreamTLS {
+    /// The context for one upstream. Verification is on unless `insecure_skip_verify` says otherwise: against
+    /// `ca_file` when given, else the system trust store.
+    public static func makeContext(_ settings: UpstreamTLSConfig) throws -> NIOSSLContext {
+        var configuration = TLSConfiguration.makeClientConfiguration()
+        configuration.minimumTLSVersion = .tlsv12
+        configuration.applicationProtocols = ["http/1.1"]
+        if settings.insecureSkipVerify {
+            configuration.certificateVerification = .none
+        } else {
+            configuration.certificateVerification = .fullVerification
+            if let caFile = settings.caFile { configuration.trustRoots = .certificates(try loadCertificates(caFile)) }
+        }
+        if let cert = settings.clientCert, let key = settings.clientKey {
+            let identity = try CertificateIdentity.load(cert: cert, key: key)
+            configuration.certificateChain = identity.chain.map { .certificate($0) }
+            configuration.privateKey = .privateKey(identity.key)
+        }
+        return try NIOSSLContext(configuration: configuration)
+    }
+
+    /// The SNI name for a target: `server_name` when set, else the target's host unless it is an IP literal
+    /// (SNI carries names only; an IP target's certificate is then checked against the IP).
+    public static func serverName(for target: UpstreamTarget, settings: UpstreamTLSConfig) -> String? {
+        if let name = settings.serverName { return name }
+        let host = target.host
+        let isIP = host.contains(":") || host.split(separator: ".").allSatisfy { !$0.isEmpty && $0.allSatisfy(\.isNumber) }
+        return isIP ? nil : host
+    }
+}

@@ -1,0 +1,297 @@
+import DemoUpstream
+import Foundation
+import NIOCore
+import NIOSSL
+import Testing
+import TestSupport
+
+/// TLS termination and HTTP/2 over real handshakes on 127.0.0.1, with certificates made by openssl per test.
+@Suite(.serialized) struct TLSTests {
+    /// One TLS listener (port 0) with `tls` settings, a plaintext one, one upstream, one route.
+    static func config(tls: String, upstream: String, upstreamExtra: String = "", plainExtra: String = "") -> String {
+        """
+        { "workers": 1,
+          "listeners": [{ "name": "tls", "address": "127.0.0.1", "port": 0, "tls": \(tls) },
+                        { "name": "plain", "address": "127.0.0.1", "port": 0 \(plainExtra) }],
+          "upstreams": { "demo": { "targets": ["\(upstream)"] \(upstreamExtra) } },
+          "routes": [{ "name": "all", "upstream": "demo" }] }
+        """
+    }
+
+    static func certificates(_ entries: [(cert: String, key: String, names: [String])]) -> String {
+        let list = entries.map { entry in
+            let names = entry.names.map { "\"\($0)\"" }.joined(separator: ", ")
+            return #"{ "cert": "\#(entry.cert)", "key": "\#(entry.key)", "server_names": [\#(names)] }"#
+        }.joined(separator: ", ")
+        return "[\(list)]"
+    }
+
+    /// A client that trusts `pki`'s CA; `only` pins one protocol version.
+    static func client(trusting pki: TestPKI, only version: TLSVersion? = nil) -> TLSConfiguration {
+        var configuration = TLSConfiguration.makeClientConfiguration()
+        configuration.trustRoots = .file(pki.caFile)
+        configuration.applicationProtocols = ["http/1.1"]
+        if let version {
+            configuration.minimumTLSVersion = version
+            configuration.maximumTLSVersion = version
+        }
+        return configuration
+    }
+
+    static func served(_ client: RawClient) async throws -> String { names(of: try await client.peerCertificate()) }
+
+    /// Sends one GET on an open connection and reads the answer.
+    static func get(_ client: RawClient, _ path: String = "/echo", host: String = "localhost", headers: String = "") async throws -> TestResponse {
+        try await client.send("GET \(path) HTTP/1.1\r\nHost: \(host)\r\n\(headers)\r\n")
+        return try await client.readResponse()
+    }
+
+    static func names(of certificate: NIOSSLCertificate?) -> String { certificate.map { "\($0)" } ?? "none" }
+
+    // TLS 1.2 and 1.3 handshakes succeed (with HSTS on the answer), TLS 1.1 is refused; plaintext gets no HSTS.
+    @Test func versionsAndHSTS() async throws {
+        let pki = try TestPKI()
+        let server = try pki.issueServer("server", names: ["localhost", "127.0.0.1"])
+        try await withUpstreams { upstreams in
+            let tls = #"{ "certificates": \#(Self.certificates([(server.cert, server.key, ["localhost"])])) }"#
+            try await withGateway(Self.config(tls: tls, upstream: "http://127.0.0.1:\(upstreams[0].port)")) { gateway in
+                let port = gateway.gateway.listeners[0].port
+                for version in [TLSVersion.tlsv12, .tlsv13] {
+                    let client = try await RawClient.connectTLS(port: port, configuration: Self.client(trusting: pki, only: version), serverName: "localhost")
+                    let response = try await Self.get(client)
+                    #expect(response.status == 200, "\(version)")
+                    #expect(response.header("strict-transport-security") == "max-age=31536000")
+                    #expect(response.echoedHeaders["x-forwarded-proto"] == "https")
+                    await client.close()
+                }
+                let old = await thrownError(async: {
+                    _ = try await RawClient.connectTLS(port: port, configuration: Self.client(trusting: pki, only: .tlsv11), serverName: "localhost")
+                })
+                #expect(old != nil, "TLS 1.1 must be refused")
+                let plain = try await RawClient.connect(port: gateway.gateway.listeners[1].port)
+                let plainResponse = try await Self.get(plain)
+                #expect(plainResponse.status == 200)
+                #expect(plainResponse.header("strict-transport-security") == nil)
+                await plain.close()
+            }
+        }
+    }
+
+    // SNI picks the certificate: exact names, a wildcard, and the first certificate without SNI or for an
+    // unknown name. RSA and ECDSA certificates side by side.
+    @Test func sniSelectsTheCertificate() async throws {
+        let pki = try TestPKI()
+        let first = try pki.issueServer("first", names: ["api.test"])
+        let second = try pki.issueServer("second", names: ["*.apps.test"], rsa: true)
+        let third = try pki.issueServer("third", names: ["admin.test"])
+        try await withUpstreams { upstreams in
+            let certificates = Self.certificates([
+                (first.cert, first.key, ["api.test"]), (second.cert, second.key, ["*.apps.test"]), (third.cert, third.key, ["admin.test"]),
+            ])
+            try await withGateway(Self.config(tls: #"{ "certificates": \#(certificates) }"#, upstream: "http://127.0.0.1:\(upstreams[0].port)")) { gateway in
+                let port = gateway.gateway.listeners[0].port
+                var served: [String: String] = [:]
+                var anyName = Self.client(trusting: pki)
+                anyName.certificateVerification = .noHostnameVerification  // to see what an unknown name gets
+                for name in ["api.test", "shop.apps.test", "admin.test", "unknown.test"] {
+                    let client = try await RawClient.connectTLS(port: port, configuration: name == "unknown.test" ? anyName : Self.client(trusting: pki), serverName: name)
+                    served[name] = try await Self.served(client)
+                    await client.close()
+                }
+                let bare = try await RawClient.connectTLS(port: port, configuration: anyName, serverName: nil)
+                served["-"] = try await Self.served(bare)
+                await bare.close()
+                #expect(served["api.test"]?.contains("alternative_names=api.test") == true, "\(served)")
+                #expect(served["shop.apps.test"]?.contains("alternative_names=*.apps.test") == true, "\(served)")
+                #expect(served["admin.test"]?.contains("alternative_names=admin.test") == true, "\(served)")
+                #expect(served["unknown.test"]?.contains("alternative_names=api.test") == true, "\(served)")
+                #expect(served["-"]?.contains("alternative_names=api.test") == true, "\(served)")
+            }
+        }
+    }
+
+    // ALPN h2: curl speaks HTTP/2 through the same routing, filters and streaming as HTTP/1.1; h2load keeps
+    // 100 streams in flight on one connection; h2c with prior knowledge works on a plaintext listener.
+    @Test func http2ThroughTheSameChain() async throws {
+        let pki = try TestPKI()
+        let server = try pki.issueServer("server", names: ["localhost"])
+        try await withUpstreams { upstreams in
+            let tls = #"{ "certificates": \#(Self.certificates([(server.cert, server.key, ["localhost"])])) }"#
+            let json = Self.config(tls: tls, upstream: "http://127.0.0.1:\(upstreams[0].port)", plainExtra: #", "h2c": true"#)
+            try await withGateway(json) { gateway in
+                let port = gateway.gateway.listeners[0].port
+                let plainPort = gateway.gateway.listeners[1].port
+                let base = "curl -s --cacert \(pki.caFile) --resolve localhost:\(port):127.0.0.1 --http2"
+                let echo = try await shell(#"\#(base) -D - -H 'X-Request-ID: h2-test-1' https://localhost:\#(port)/echo?q=1"#, timeout: .seconds(30))
+                #expect(echo.stdout.hasPrefix("HTTP/2 200"), "\(echo.stdout) \(echo.stderr)")
+                #expect(echo.stdout.contains("x-request-id: h2-test-1"))
+                #expect(echo.stdout.contains("strict-transport-security: max-age=31536000"))
+                #expect(echo.stdout.contains(#""uri":"/echo?q=1""#))
+                #expect(echo.stdout.contains(#""x-forwarded-proto":"https""#))
+
+                let big = try await shell(#"\#(base) -o /dev/null -w '%{http_version} %{http_code} %{size_download}' https://localhost:\#(port)/bytes/30000000"#, timeout: .seconds(60))
+                #expect(big.stdout == "2 200 30000000")
+                let upload = try await shell(
+                    #"head -c 3000000 /dev/zero | \#(base) -T - https://localhost:\#(port)/upload"#, timeout: .seconds(60))
+                #expect(upload.stdout.contains(#""bytes":3000000"#), "\(upload.stdout) \(upload.stderr)")
+                let missing = try await shell(#"\#(base) -o /dev/null -w '%{http_version} %{http_code}' https://localhost:\#(port)/nothing"#)
+                #expect(missing.stdout == "2 200")  // the catch-all route forwards it; the demo echoes
+
+                let streams = try await shell("h2load -n 100 -c 1 -m 100 https://127.0.0.1:\(port)/echo", timeout: .seconds(60))
+                #expect(streams.stdout.contains("100 succeeded"), "\(streams.stdout)")
+                #expect(streams.stdout.contains("100 2xx"))
+
+                let h2c = try await shell("curl -s --http2-prior-knowledge -o /dev/null -w '%{http_version} %{http_code}' http://127.0.0.1:\(plainPort)/echo")
+                #expect(h2c.stdout == "2 200")
+                let http1 = try await shell("curl -s -o /dev/null -w '%{http_version} %{http_code}' http://127.0.0.1:\(plainPort)/echo")
+                #expect(http1.stdout == "1.1 200")
+            }
+        }
+    }
+
+    // A reload changes the certificate for new handshakes while an open connection keeps working; a reload
+    // with a broken file keeps the current certificate.
+    @Test func certificateReload() async throws {
+        let pki = try TestPKI()
+        let old = try pki.issueServer("old", names: ["localhost"])
+        let new = try pki.issueServer("new", names: ["localhost", "reloaded.test"])
+        let certPath = pki.path("live.pem")
+        let keyPath = pki.path("live-key.pem")
+        try FileManager.default.copyItem(atPath: old.cert, toPath: certPath)
+        try FileManager.default.copyItem(atPath: old.key, toPath: keyPath)
+        try await withUpstreams { upstreams in
+            let tls = #"{ "certificates": \#(Self.certificates([(certPath, keyPath, ["localhost"])])) }"#
+            try await withGateway(Self.config(tls: tls, upstream: "http://127.0.0.1:\(upstreams[0].port)")) { gateway in
+                let port = gateway.gateway.listeners[0].port
+                let before = try await RawClient.connectTLS(port: port, configuration: Self.client(trusting: pki), serverName: "localhost")
+                let first = try await Self.get(before)
+                let firstCertificate = try await Self.served(before)
+                #expect(first.status == 200)
+                #expect(!firstCertificate.contains("reloaded.test"))
+
+                try FileManager.default.removeItem(atPath: certPath)
+                try FileManager.default.removeItem(atPath: keyPath)
+                try FileManager.default.copyItem(atPath: new.cert, toPath: certPath)
+                try FileManager.default.copyItem(atPath: new.key, toPath: keyPath)
+                #expect(gateway.gateway.reloadCertificates().isEmpty)
+
+                let after = try await RawClient.connectTLS(port: port, configuration: Self.client(trusting: pki), serverName: "localhost")
+                let afterCertificate = try await Self.served(after)
+                let afterResponse = try await Self.get(after)
+                let beforeAgain = try await Self.get(before)
+                #expect(afterCertificate.contains("reloaded.test"))
+                #expect(afterResponse.status == 200)
+                #expect(beforeAgain.status == 200, "the old connection keeps working")
+                await after.close()
+                await before.close()
+
+                try "not a key".write(toFile: keyPath, atomically: true, encoding: .utf8)
+                let failures = gateway.gateway.reloadCertificates()
+                #expect(failures["tls"]?.contains("live-key.pem") == true, "\(failures)")
+                #expect(gateway.logs.entries("certificate reload failed; keeping the previous certificates").count == 1)
+                let still = try await RawClient.connectTLS(port: port, configuration: Self.client(trusting: pki), serverName: "localhost")
+                let stillCertificate = try await Self.served(still)
+                #expect(stillCertificate.contains("reloaded.test"))
+                await still.close()
+            }
+        }
+    }
+
+    // mTLS required: no client certificate, no handshake. With one, its verified subject goes upstream in
+    // the configured header, replacing whatever the client put there; a plaintext client cannot forge it.
+    @Test func mutualTLS() async throws {
+        let pki = try TestPKI()
+        let server = try pki.issueServer("server", names: ["localhost"])
+        let clientCert = try pki.issueClient("client", subject: "/CN=client-1/O=Example")
+        try await withUpstreams { upstreams in
+            let tls = #"{ "certificates": \#(Self.certificates([(server.cert, server.key, ["localhost"])])), "client_ca": "\#(pki.caFile)", "client_auth": "required", "client_subject_header": "X-Client-Subject" }"#
+            try await withGateway(Self.config(tls: tls, upstream: "http://127.0.0.1:\(upstreams[0].port)")) { gateway in
+                let port = gateway.gateway.listeners[0].port
+                let anonymous = await thrownError(async: {
+                    let client = try await RawClient.connectTLS(port: port, configuration: Self.client(trusting: pki), serverName: "localhost")
+                    _ = try await Self.get(client)  // TLS 1.3 may report the refusal only at the first read
+                })
+                #expect(anonymous != nil, "a client without a certificate must be refused")
+
+                var withCertificate = Self.client(trusting: pki)
+                withCertificate.certificateChain = try NIOSSLCertificate.fromPEMFile(clientCert.cert).map { .certificate($0) }
+                withCertificate.privateKey = .privateKey(try NIOSSLPrivateKey(file: clientCert.key, format: .pem))
+                let client = try await RawClient.connectTLS(port: port, configuration: withCertificate, serverName: "localhost")
+                let response = try await Self.get(client, headers: "X-Client-Subject: CN=admin\r\n")
+                #expect(response.status == 200)
+                #expect(response.echoedHeaders["x-client-subject"] == "O=Example,CN=client-1" || response.echoedHeaders["x-client-subject"] == "CN=client-1,O=Example", "\(response.echoedHeaders)")
+                await client.close()
+
+                let plain = try await RawClient.connect(port: gateway.gateway.listeners[1].port)
+                let forged = try await Self.get(plain, headers: "X-Client-Subject: CN=admin\r\n")
+                #expect(forged.echoedHeaders["x-client-subject"] == nil)
+                await plain.close()
+            }
+        }
+    }
+
+    // Upstream TLS: an upstream whose certificate is not trusted gets a 502 JSON error; with its CA as
+    // ca_file the request goes through (SNI and name checked).
+    @Test func upstreamTLSVerifiesCertificates() async throws {
+        let pki = try TestPKI(name: "upstream")
+        let upstreamCert = try pki.issueServer("backend", names: ["backend.test", "127.0.0.1"])
+        var serverConfiguration = TLSConfiguration.makeServerConfiguration(
+            certificateChain: try NIOSSLCertificate.fromPEMFile(upstreamCert.cert).map { .certificate($0) },
+            privateKey: .privateKey(try NIOSSLPrivateKey(file: upstreamCert.key, format: .pem)))
+        serverConfiguration.applicationProtocols = ["http/1.1"]
+        let upstream = try await DemoUpstream.start(name: "secure", tls: try NIOSSLContext(configuration: serverConfiguration))
+        defer { Task { await upstream.shutdown() } }
+        let target = "https://127.0.0.1:\(upstream.port)"
+        let json = basicConfig(targets: #""\#(target)""#)
+        try await withGateway(json) { gateway in
+            let response = try await gateway.request("GET", "/echo")
+            #expect(response.status == 502)
+            #expect(response.errorCode == "UPSTREAM_UNAVAILABLE")
+        }
+        let trusted = basicConfig(targets: #""\#(target)""#, upstreamExtra: #", "tls": { "ca_file": "\#(pki.caFile)", "server_name": "backend.test" }"#)
+        try await withGateway(trusted) { gateway in
+            let response = try await gateway.request("GET", "/echo")
+            #expect(response.status == 200, "\(response)")
+            #expect(Self.upstreamName(response) == "secure")
+        }
+        let byIP = basicConfig(targets: #""\#(target)""#, upstreamExtra: #", "tls": { "ca_file": "\#(pki.caFile)" }"#)
+        try await withGateway(byIP) { gateway in
+            let response = try await gateway.request("GET", "/echo")
+            #expect(response.status == 200, "the certificate names the IP too")
+        }
+    }
+
+    static func upstreamName(_ response: TestResponse) -> String? { response.json["upstream"] as? String }
+
+    // A client that connects and never finishes the handshake is dropped at header_timeout_ms.
+    @Test func stalledHandshakeIsClosed() async throws {
+        let pki = try TestPKI()
+        let server = try pki.issueServer("server", names: ["localhost"])
+        let tls = #"{ "certificates": \#(Self.certificates([(server.cert, server.key, ["localhost"])])) }"#
+        let json = Self.config(tls: tls, upstream: "http://127.0.0.1:9").replacingOccurrences(
+            of: #""workers": 1,"#, with: #""workers": 1, "limits": { "header_timeout_ms": 300 },"#)
+        try await withGateway(json) { gateway in
+            let client = try await RawClient.connect(port: gateway.gateway.listeners[0].port)
+            let started = ContinuousClock.now
+            #expect(await client.waitForClose(timeout: .seconds(3)))
+            #expect(ContinuousClock.now - started >= .milliseconds(250))
+        }
+    }
+
+    // `gateway check` reads the files: a key that belongs to another certificate and a missing file are errors
+    // with their JSON paths; a server name the certificate does not cover is a warning.
+    @Test func checkValidatesTLSFiles() async throws {
+        let pki = try TestPKI()
+        let one = try pki.issueServer("one", names: ["one.test"])
+        let two = try pki.issueServer("two", names: ["two.test"])
+        let tls = #"{ "certificates": [{ "cert": "\#(one.cert)", "key": "\#(two.key)" }, { "cert": "\#(pki.path("missing.pem"))", "key": "\#(one.key)" }, { "cert": "\#(two.cert)", "key": "\#(two.key)", "server_names": ["other.test"] }] }"#
+        let file = pki.path("gateway.json")
+        try Self.config(tls: tls, upstream: "http://127.0.0.1:9").write(toFile: file, atomically: true, encoding: .utf8)
+        let result = try await runCommand(Binaries.gateway, ["check", "--config", file])
+        let lines = result.stdout.split(separator: "\n").map(String.init)
+        #expect(result.status == 1)
+        #expect(lines.contains("listeners[0].tls.certificates[0].key: \(two.key) does not match the certificate in \(one.cert)"), "\(lines)")
+        #expect(lines.contains("listeners[0].tls.certificates[1].cert: \(pki.path("missing.pem")) does not exist"), "\(lines)")
+        #expect(lines.contains(#"warning: listeners[0].tls.certificates[2].server_names: "other.test" is not among the certificate's names ["two.test"]"#), "\(lines)")
+    }
+}

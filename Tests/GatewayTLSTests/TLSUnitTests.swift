@@ -1,0 +1,54 @@
+@testable import GatewayConfig
+@testable import GatewayTLS
+import NIOSSL
+import Testing
+import TestSupport
+
+@Suite struct SNISelectorTests {
+    let selector = SNISelector(names: [["api.example.com"], ["*.apps.example.com", "www.example.com"], ["api.example.com"]])
+
+    @Test func exactThenWildcardThenDefault() {
+        #expect(selector.certificate(for: "api.example.com") == 0)
+        #expect(selector.certificate(for: "API.Example.com.") == 0, "case and a trailing dot do not matter")
+        #expect(selector.certificate(for: "www.example.com") == 1)
+        #expect(selector.certificate(for: "shop.apps.example.com") == 1)
+        #expect(selector.certificate(for: "a.shop.apps.example.com") == 0, "a wildcard covers one label")
+        #expect(selector.certificate(for: "apps.example.com") == 0)
+        #expect(selector.certificate(for: "unknown.test") == 0)
+        #expect(selector.certificate(for: nil) == 0)
+        #expect(selector.certificate(for: "") == 0)
+    }
+}
+
+@Suite struct TLSCheckTests {
+    @Test func nameCoverage() {
+        #expect(TLSCheck.covers(["api.test"], "api.test"))
+        #expect(TLSCheck.covers(["*.test"], "api.test"))
+        #expect(!TLSCheck.covers(["*.test"], "a.api.test"))
+        #expect(!TLSCheck.covers(["*.test"], "*.other"))
+        #expect(TLSCheck.covers(["*.test"], "*.test"))
+        #expect(!TLSCheck.covers(["api.test"], "*.test"))
+    }
+
+    // The server's cipher order is set through reflection on swift-nio-ssl's context: this fails loudly if
+    // an upgrade renames what it relies on.
+    @Test func serverCipherOrderApplies() throws {
+        let pki = try TestPKI()
+        let server = try pki.issueServer("server", names: ["localhost"])
+        let settings = TLSConfig(
+            certificates: [.init(cert: server.cert, key: server.key, serverNames: ["localhost"])], minVersion: .tls12,
+            alpn: ["h2", "http/1.1"], clientCA: nil, clientAuth: .none, clientSubjectHeader: "x-client-cert-subject")
+        let tls = try ServerTLS(listener: "test", settings: settings)
+        #expect(tls.prefersServerCiphers)
+    }
+
+    @Test func certificateNames() throws {
+        let pki = try TestPKI()
+        let server = try pki.issueServer("server", names: ["api.test", "*.apps.test", "127.0.0.1"])
+        let certificate = try NIOSSLCertificate.fromPEMFile(server.cert)[0]
+        #expect(TLSCheck.coveredNames(certificate).sorted() == ["*.apps.test", "127.0.0.1", "api.test"])
+        let client = try pki.issueClient("client", subject: "/CN=client-1/O=Example")
+        let subject = PeerIdentity.subject(of: try NIOSSLCertificate.fromPEMFile(client.cert)[0])
+        #expect(subject == "O=Example,CN=client-1" || subject == "CN=client-1,O=Example")
+    }
+}

@@ -1,0 +1,78 @@
+import Foundation
+
+/// Throwaway certificates for TLS tests, made with the openssl CLI in a temporary folder (nothing secret is
+/// ever committed): a CA, certificates it signs for given names, and client certificates.
+public final class TestPKI: @unchecked Sendable {
+    // @unchecked: used by one test at a time; the files are written once per call.
+    public let directory: URL
+    public let name: String
+
+    /// A new CA called `name` (its key and certificate are `<name>-ca-key.pem` and `<name>-ca.pem`).
+    public init(name: String = "test") throws {
+        self.name = name
+        directory = FileManager.default.temporaryDirectory.appendingPathComponent("pki-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        try Self.openssl(
+            ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "2",
+             "-keyout", path("\(name)-ca-key.pem"), "-out", path("\(name)-ca.pem"), "-subj", "/CN=\(name) test CA",
+             "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign"],
+            in: directory)
+    }
+
+    deinit { try? FileManager.default.removeItem(at: directory) }
+
+    public var caFile: String { path("\(name)-ca.pem") }
+
+    public func path(_ file: String) -> String { directory.appendingPathComponent(file).path }
+
+    /// Issues a server certificate for `names` (DNS names or IPs) into `<file>.pem` / `<file>-key.pem`.
+    /// `rsa: true` makes an RSA 2048 key instead of ECDSA P-256.
+    @discardableResult
+    public func issueServer(_ file: String, names: [String], rsa: Bool = false) throws -> (cert: String, key: String) {
+        let san = names.map { $0.allSatisfy { $0.isNumber || $0 == "." } ? "IP:\($0)" : "DNS:\($0)" }.joined(separator: ",")
+        return try issue(file, subject: "/CN=\(names.first ?? "server")", extensions: "subjectAltName=\(san)\nextendedKeyUsage=serverAuth", rsa: rsa)
+    }
+
+    /// Issues a client certificate with `subject` (e.g. "/CN=client-1/O=Example").
+    @discardableResult
+    public func issueClient(_ file: String, subject: String) throws -> (cert: String, key: String) {
+        try issue(file, subject: subject, extensions: "extendedKeyUsage=clientAuth", rsa: false)
+    }
+
+    private func issue(_ file: String, subject: String, extensions: String, rsa: Bool) throws -> (cert: String, key: String) {
+        let key = path("\(file)-key.pem")
+        let cert = path("\(file).pem")
+        let request = path("\(file).csr")
+        let extFile = path("\(file).ext")
+        try extensions.write(toFile: extFile, atomically: true, encoding: .utf8)
+        let keyArguments = rsa ? ["-newkey", "rsa:2048"] : ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"]
+        try Self.openssl(["req", "-new"] + keyArguments + ["-nodes", "-keyout", key, "-out", request, "-subj", subject], in: directory)
+        try Self.openssl(
+            ["x509", "-req", "-in", request, "-CA", caFile, "-CAkey", path("\(name)-ca-key.pem"), "-CAcreateserial",
+             "-days", "2", "-out", cert, "-extfile", extFile],
+            in: directory)
+        return (cert, key)
+    }
+
+    public struct OpenSSLFailed: Error, CustomStringConvertible {
+        public let arguments: [String]
+        public let output: String
+        public var description: String { "openssl \(arguments.joined(separator: " ")) failed: \(output)" }
+    }
+
+    static func openssl(_ arguments: [String], in directory: URL) throws {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/openssl")
+        process.arguments = arguments
+        process.currentDirectoryURL = directory
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        process.standardError = pipe
+        try process.run()
+        let output = pipe.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        guard process.terminationStatus == 0 else {
+            throw OpenSSLFailed(arguments: arguments, output: String(decoding: output, as: UTF8.self))
+        }
+    }
+}
