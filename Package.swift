@@ -28,6 +28,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-nio-http2.git", from: "1.46.0"),
         // X509 reads client certificates' subjects and certificate names for `gateway check`.
         .package(url: "https://github.com/apple/swift-certificates.git", from: "1.21.0"),
+        .package(url: "https://github.com/vapor/jwt-kit.git", from: "5.7.0"),
+        .package(url: "https://github.com/apple/swift-crypto.git", "4.1.0"..<"6.0.0"),
     ],
     targets: [
         .target(name: "GatewayPolicy", swiftSettings: strict),
@@ -52,6 +54,15 @@ let package = Package(
             name: "GatewayTLS",
             dependencies: ["GatewayConfig", nioCore, nioSSL, logging, .product(name: "X509", package: "swift-certificates")],
             swiftSettings: strict),
+        // Authentication: JWT rules of our own over jwt-kit's key types and signature algorithms; API keys
+        // as SHA-256 digests (swift-crypto).
+        .target(
+            name: "GatewayAuth",
+            dependencies: [
+                "GatewayCore", "GatewayConfig", "GatewayHTTP", nioCore, nioPosix, nioSSL, logging,
+                .product(name: "JWTKit", package: "jwt-kit"), .product(name: "Crypto", package: "swift-crypto"),
+            ],
+            swiftSettings: strict),
         .target(
             name: "GatewayUpstream",
             dependencies: ["GatewayCore", "GatewayPolicy", "GatewayConfig", "GatewayHTTP", "GatewayTLS", nioCore, nioPosix, nioSSL, logging],
@@ -66,7 +77,7 @@ let package = Package(
         .target(
             name: "GatewayApp",
             dependencies: [
-                "GatewayConfig", "GatewayCore", "GatewayFilters", "GatewayUpstream", "GatewayServer", "GatewayRedis", "GatewayTLS", nioCore,
+                "GatewayConfig", "GatewayCore", "GatewayFilters", "GatewayUpstream", "GatewayServer", "GatewayRedis", "GatewayTLS", "GatewayAuth", nioCore,
                 nioPosix,
                 logging,
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -85,6 +96,9 @@ let package = Package(
         .executableTarget(name: "demo-upstream", dependencies: ["DemoUpstream"], path: "examples/demo-upstream", swiftSettings: strict),
 
         .testTarget(name: "GatewayPolicyTests", dependencies: ["GatewayPolicy"], swiftSettings: strict),
+        .testTarget(
+            name: "GatewayAuthTests", dependencies: ["GatewayAuth", "GatewayConfig", .product(name: "Crypto", package: "swift-crypto")],
+            swiftSettings: strict),
         .testTarget(name: "GatewayTLSTests", dependencies: ["GatewayTLS", "GatewayConfig", "TestSupport", nioSSL], swiftSettings: strict),
         .testTarget(name: "GatewayHTTPTests", dependencies: ["GatewayHTTP", "TestSupport", nioCore], swiftSettings: strict),
         // Helpers shared by test targets (a throwaway redis-server per test).
@@ -108,7 +122,7 @@ let package = Package(
             name: "GatewayIntegrationTests",
             dependencies: [
                 "GatewayApp", "GatewayConfig", "GatewayCore", "GatewayUpstream", "DemoUpstream", "TestSupport", nioCore, nioPosix, nioSSL,
-                .product(name: "NIOTLS", package: "swift-nio"), logging,
+                .product(name: "NIOTLS", package: "swift-nio"), logging, .product(name: "JWTKit", package: "jwt-kit"),
             ],
             swiftSettings: strict),
     ]

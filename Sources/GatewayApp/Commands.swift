@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import GatewayAuth
 import GatewayConfig
 import GatewayCore
 import GatewayTLS
@@ -15,7 +16,7 @@ public struct GatewayCommand: AsyncParsableCommand {
     public static let configuration = CommandConfiguration(
         commandName: "gateway",
         abstract: "An API gateway and reverse proxy.",
-        subcommands: [RunCommand.self, CheckCommand.self, VersionCommand.self],
+        subcommands: [RunCommand.self, CheckCommand.self, HashKeyCommand.self, VersionCommand.self],
         defaultSubcommand: RunCommand.self
     )
 
@@ -34,7 +35,7 @@ public struct RunCommand: AsyncParsableCommand {
 
     /// Named apart from `run()` so callers can never pick ParsableCommand's synchronous default by overload.
     public func execute() async throws {
-        let result = ConfigCheck.load(path: config)
+        let result = await ConfigCheck.load(path: config)
         let level = result.config.map { Logger.Level(rawValue: $0.logging.level.rawValue) ?? .info } ?? .info
         LoggingSystem.bootstrap { label in JSONLogHandler(label: label, level: level) }
         let logger = Logger(label: "gateway")
@@ -62,7 +63,7 @@ public struct RunCommand: AsyncParsableCommand {
     }
 }
 
-public struct CheckCommand: ParsableCommand {
+public struct CheckCommand: AsyncParsableCommand {
     public static let configuration = CommandConfiguration(
         commandName: "check",
         abstract: "Validate a config file: print every problem with its JSON path, or `ok`.")
@@ -72,24 +73,53 @@ public struct CheckCommand: ParsableCommand {
 
     public init() {}
 
-    public func run() throws {
-        let result = ConfigCheck.load(path: config)
+    public func run() async throws { try await execute() }
+
+    public func execute() async throws {
+        let result = await ConfigCheck.load(path: config)
         for diagnostic in result.diagnostics { print(diagnostic) }
         guard result.errors.isEmpty else { throw ExitCode(1) }
         print("ok")
     }
 }
 
-/// The config as `run` and `check` see it: gateway.json's own rules, then the files it names (certificates
-/// and keys must exist, parse and match).
+/// The config as `run` and `check` see it: gateway.json's own rules, then the files and keys it names
+/// (certificates and keys must exist, parse and match; JWT keys must load).
 enum ConfigCheck {
-    static func load(path: String) -> ConfigLoadResult {
+    static func load(path: String) async -> ConfigLoadResult {
         let result = ConfigLoader.load(path: path)
         guard let config = result.config else { return result }
-        let findings = TLSCheck.findings(config)
+        var findings = TLSCheck.findings(config).map { (path: $0.path, message: $0.message, isError: $0.isError) }
+        if let jwt = config.auth?.jwt { findings += await KeyLoader.findings(jwt) }
         guard !findings.isEmpty else { return result }
         let diagnostics = result.diagnostics + findings.map { Diagnostic(path: $0.path, message: $0.message, severity: $0.isError ? .error : .warning) }
         return ConfigLoadResult(config: findings.contains(where: \.isError) ? nil : config, diagnostics: diagnostics)
+    }
+}
+
+/// `gateway hash-key`: the SHA-256 to put in `auth.api_keys[].sha256` for a key read from stdin, or with
+/// `--generate` a new random key and its hash. Keys are never taken as arguments (they would land in shell
+/// history and process lists).
+public struct HashKeyCommand: ParsableCommand {
+    public static let configuration = CommandConfiguration(
+        commandName: "hash-key", abstract: "Print the SHA-256 of an API key read from stdin (or --generate a new key).")
+
+    @Flag(help: "Make a new random key and print it with its hash.")
+    var generate = false
+
+    public init() {}
+
+    public func run() throws {
+        if generate {
+            let key = APIKeyTable.generateKey()
+            print("key:    \(key)")
+            print("sha256: \(APIKeyTable.digestHex(of: key))")
+            return
+        }
+        guard let line = readLine(strippingNewline: true), !line.isEmpty else {
+            throw ValidationError("expected the key on stdin (for example: printf %s \"$KEY\" | gateway hash-key)")
+        }
+        print(APIKeyTable.digestHex(of: line))
     }
 }
 

@@ -1,3 +1,4 @@
+import GatewayAuth
 import GatewayConfig
 import GatewayCore
 import GatewayFilters
@@ -24,11 +25,13 @@ public final class Gateway: Sendable {
     public let redis: RedisClient?
     /// The rate-limit store routes use (for tests and, later, metrics).
     public let rateLimitStore: RateLimitStore
+    /// JWT keys and API keys, when gateway.json has an `auth` section.
+    public let authenticator: Authenticator?
 
     private init(
         config: GatewayConfig, listeners: [GatewayServer.BoundListener], group: MultiThreadedEventLoopGroup,
         server: GatewayServer, forwarders: LoopLocal<any UpstreamForwarder>, upstreams: UpstreamSet, logger: Logger, redis: RedisClient?,
-        rateLimitStore: RateLimitStore
+        rateLimitStore: RateLimitStore, authenticator: Authenticator?
     ) {
         self.config = config
         self.listeners = listeners
@@ -39,6 +42,7 @@ public final class Gateway: Sendable {
         self.logger = logger
         self.redis = redis
         self.rateLimitStore = rateLimitStore
+        self.authenticator = authenticator
     }
 
     /// Starts event loops and binds every listener.
@@ -53,10 +57,18 @@ public final class Gateway: Sendable {
             if config.logging.accessLog { globalFilters.append(AccessLogFilter(logger: accessLogger ?? logger)) }
             let redis = try await makeRedisClient(config, group: group, logger: logger)
             let rateLimitStore = makeRateLimitStore(config, redis: redis, logger: logger)
+            let authenticator = try await config.auth.asyncMap { try await Authenticator.make($0, eventLoop: group.next(), logger: logger) }
+            // Per route: authentication first (rate limits may key on the consumer it establishes), then limits.
             let routes = GatewayRuntime.compileRoutes(config) { route in
-                route.rateLimits.isEmpty
-                    ? []
-                    : [RateLimitFilter(routeName: route.name, rules: route.rateLimits.map(RateLimitRule.init), store: rateLimitStore, logger: logger)]
+                var filters: [any GatewayFilter] = []
+                if let auth = route.auth, let authenticator {
+                    filters.append(AuthFilter(routeName: route.name, config: auth, authenticator: authenticator, logger: logger))
+                }
+                if !route.rateLimits.isEmpty {
+                    filters.append(
+                        RateLimitFilter(routeName: route.name, rules: route.rateLimits.map(RateLimitRule.init), store: rateLimitStore, logger: logger))
+                }
+                return filters
             }
             let runtime = GatewayRuntime(config: config, routes: routes, globalFilters: globalFilters, logger: logger)
             let upstreams = try UpstreamSet(configs: config.upstreams, logger: logger)
@@ -70,7 +82,7 @@ public final class Gateway: Sendable {
             return Gateway(
                 config: config, listeners: listeners, group: group, server: server, forwarders: forwarders, upstreams: upstreams,
                 logger: logger,
-                redis: redis, rateLimitStore: rateLimitStore)
+                redis: redis, rateLimitStore: rateLimitStore, authenticator: authenticator)
         } catch {
             try? await group.shutdownGracefully()
             throw error
@@ -118,8 +130,16 @@ public final class Gateway: Sendable {
         logger.info("gateway stopping", metadata: ["drain_timeout_ms": .stringConvertible(config.limits.drainTimeoutMs)])
         await server.shutdown(timeout: .milliseconds(Int64(config.limits.drainTimeoutMs)))
         await upstreams.stopHealthChecks()
+        authenticator?.stop()
         await redis?.shutdown()
         try? await group.shutdownGracefully()
         logger.info("gateway stopped")
+    }
+}
+
+extension Optional {
+    func asyncMap<T>(_ transform: (Wrapped) async throws -> T) async rethrows -> T? {
+        guard let value = self else { return nil }
+        return try await transform(value)
     }
 }

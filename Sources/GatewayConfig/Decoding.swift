@@ -241,7 +241,7 @@ extension JWTConfig {
             let audiences = o.optional("audiences") { $0.array { $0.nonEmptyString() } } ?? []
             let leeway = o.optional("leeway_seconds") { $0.int(0...3600) } ?? 30
             let keys = o.optional("keys") { $0.array(Key.decode) } ?? []
-            let jwksFile = o.optional("jwks_file") { $0.nonEmptyString() }
+            let jwksFile = o.optional("jwks_file") { $0.filePath() }
             let jwksURL = o.optional("jwks_url") { node -> String? in
                 guard let url = node.nonEmptyString() else { return nil }
                 guard url.hasPrefix("https://") || url.hasPrefix("http://") else {
@@ -251,13 +251,41 @@ extension JWTConfig {
                 return url
             }
             let cookie = o.optional("cookie") { $0.token() }
+            let refresh = o.optional("jwks_refresh_seconds") { $0.int(30...86_400) } ?? 300
+            let minRefetch = o.optional("jwks_min_refetch_seconds") { $0.int(1...3600) } ?? 10
+            let forward = o.optional("forward_claims") { node -> [(claim: String, header: String)]? in
+                node.map { name, value -> String? in
+                    guard let header = value.token() else { return nil }
+                    let lowered = header.lowercased()
+                    let reserved = ["host", "authorization", "cookie", "content-length", "transfer-encoding", "connection"]
+                    if lowered.hasPrefix("x-auth-") || reserved.contains(lowered) {
+                        value.error("\"\(header)\" is reserved; choose another header name")
+                        return nil
+                    }
+                    return lowered
+                }?.map { (claim: $0.key, header: $0.value) }
+            } ?? []
             if keys.isEmpty && jwksFile == nil && jwksURL == nil {
                 o.node.context.error(o.path, "needs keys, a jwks_file or a jwks_url to verify tokens with")
             }
-            return JWTConfig(
+            if keys.count > 1 {
+                var kids: Set<String> = []
+                for (index, key) in keys.enumerated() {
+                    guard let kid = key.kid else {
+                        o.node.context.error(o.path / "keys" / index / "kid", "required when there are several keys (tokens pick their key by kid)")
+                        continue
+                    }
+                    if !kids.insert(kid).inserted { o.node.context.error(o.path / "keys" / index / "kid", "duplicate kid \"\(kid)\"") }
+                }
+            }
+            var config = JWTConfig(
                 issuer: issuer, audiences: audiences, leewaySeconds: leeway, keys: keys, jwksFile: jwksFile,
                 jwksURL: jwksURL, cookie: cookie
             )
+            config.jwksRefreshSeconds = refresh
+            config.jwksMinRefetchSeconds = minRefetch
+            config.forwardClaims = forward
+            return config
         }
     }
 }
@@ -269,10 +297,15 @@ extension JWTConfig.Key {
             let alg = o.required("alg") { $0.oneOf(JWTConfig.algorithms) }
             let secret = o.optional("secret") { $0.nonEmptyString() }
             let publicKey = o.optional("public_key") { $0.nonEmptyString() }
-            let publicKeyFile = o.optional("public_key_file") { $0.nonEmptyString() }
+            let publicKeyFile = o.optional("public_key_file") { $0.filePath() }
             guard let alg else { return nil }
             if alg.hasPrefix("HS") {
                 if secret == nil { o.node.context.error(o.path / "secret", "an \(alg) key needs a secret") }
+                // RFC 7518 §3.2: the key must be at least as long as the hash output.
+                let minimum = Int(alg.dropFirst(2))! / 8
+                if let secret, secret.utf8.count < minimum {
+                    o.node.context.error(o.path / "secret", "an \(alg) secret needs at least \(minimum) bytes (it has \(secret.utf8.count))")
+                }
                 if publicKey != nil || publicKeyFile != nil {
                     o.node.context.error(o.path, "an \(alg) key takes a secret, not a public key")
                 }

@@ -142,6 +142,12 @@ public struct JWTConfig: Sendable {
     public var jwksFile: String?
     public var jwksURL: String?
     public var cookie: String?
+    /// How often a `jwks_url` is fetched again (unless its Cache-Control max-age says otherwise).
+    public var jwksRefreshSeconds: Int = 300
+    /// The least time between two fetches caused by tokens with unknown kids.
+    public var jwksMinRefetchSeconds: Int = 10
+    /// Claims sent upstream as headers: claim name -> header name.
+    public var forwardClaims: [(claim: String, header: String)] = []
 
     public static let algorithms = [
         "HS256", "HS384", "HS512", "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "EdDSA",

@@ -60,7 +60,6 @@ extension GatewayConfig {
                 context.warning(path / "strip_prefix", "\"\(strip)\" is not a prefix of the matched path \"\(prefix)\", so nothing is stripped")
             }
             if let auth = route.auth {
-                context.error(path / "auth", "authentication is not available in this build yet; without it this route would be public")
                 if auth.require.contains(.jwt) && self.auth?.jwt == nil {
                     context.error(path / "auth" / "require", "\"jwt\" needs auth.jwt to be configured")
                 }

@@ -10,7 +10,7 @@ public struct GatewayError: Error, Hashable, Sendable, CustomStringConvertible {
         case upstreamUnavailable
         /// 503: the gateway did not try, because every target is shut out or the upstream is at capacity.
         case upstreamShutOut
-        case upstreamTimeout, rateLimited, rateLimitUnavailable, internalError
+        case upstreamTimeout, rateLimited, rateLimitUnavailable, internalError, unauthenticated, forbidden
 
         var code: String {
             switch self {
@@ -25,6 +25,8 @@ public struct GatewayError: Error, Hashable, Sendable, CustomStringConvertible {
             case .rateLimited: return "RATE_LIMITED"
             case .rateLimitUnavailable: return "RATE_LIMIT_UNAVAILABLE"
             case .internalError: return "INTERNAL"
+            case .unauthenticated: return "UNAUTHENTICATED"
+            case .forbidden: return "FORBIDDEN"
             }
         }
     }
@@ -35,12 +37,15 @@ public struct GatewayError: Error, Hashable, Sendable, CustomStringConvertible {
     public let allowedMethods: [String]
     /// For 429: seconds until a retry may succeed (sent as `Retry-After`).
     public let retryAfterSeconds: Int?
+    /// For 401/403: the `WWW-Authenticate` challenge.
+    public let challenge: String?
 
-    private init(_ base: Base, _ message: String, allowedMethods: [String] = [], retryAfterSeconds: Int? = nil) {
+    private init(_ base: Base, _ message: String, allowedMethods: [String] = [], retryAfterSeconds: Int? = nil, challenge: String? = nil) {
         self.base = base
         self.message = message
         self.allowedMethods = allowedMethods
         self.retryAfterSeconds = retryAfterSeconds
+        self.challenge = challenge
     }
 
     public var code: String { base.code }
@@ -59,6 +64,8 @@ public struct GatewayError: Error, Hashable, Sendable, CustomStringConvertible {
         case .rateLimited: return 429
         case .rateLimitUnavailable: return 503
         case .internalError: return 500
+        case .unauthenticated: return 401
+        case .forbidden: return 403
         }
     }
 
@@ -94,6 +101,13 @@ public struct GatewayError: Error, Hashable, Sendable, CustomStringConvertible {
     public static let internalError = GatewayError(.internalError, "The gateway failed to handle this request.")
     public static func rateLimited(retryAfterSeconds: Int) -> GatewayError {
         GatewayError(.rateLimited, "Too many requests; retry later.", retryAfterSeconds: max(1, retryAfterSeconds))
+    }
+    /// One message for every authentication failure, so a client learns nothing about which check failed.
+    public static func unauthenticated(challenge: String) -> GatewayError {
+        GatewayError(.unauthenticated, "Authentication is required, or the credentials are not valid.", challenge: challenge)
+    }
+    public static func forbidden(challenge: String) -> GatewayError {
+        GatewayError(.forbidden, "The credentials do not grant access to this resource.", challenge: challenge)
     }
     public static let rateLimitUnavailable = GatewayError(
         .rateLimitUnavailable, "Rate limits cannot be checked right now; retry later.", retryAfterSeconds: 1)

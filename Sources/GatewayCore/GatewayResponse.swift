@@ -31,6 +31,7 @@ public struct GatewayResponse: Sendable {
         headers.add(name: "content-length", value: String(json.utf8.count))
         if !error.allowedMethods.isEmpty { headers.add(name: "allow", value: error.allowedMethods.joined(separator: ", ")) }
         if let retryAfter = error.retryAfterSeconds { headers.add(name: "retry-after", value: String(retryAfter)) }
+        if let challenge = error.challenge { headers.add(name: "www-authenticate", value: challenge) }
         if error.closesConnection { headers.add(name: "connection", value: "close") }
         return GatewayResponse(status: error.status, headers: headers, body: ByteBuffer(string: json))
     }

@@ -39,6 +39,15 @@ public enum HeaderRules {
         setForwarded(&headers, peer: peer, peerIsTrusted: peerIsTrusted, proto: proto, host: host)
     }
 
+    /// Removes client-sent `X-Auth-*` headers (any case): only the gateway's authentication sets them, so an
+    /// upstream can trust them. Runs when a request arrives, before any filter.
+    public static func removeClientIdentityHeaders(_ headers: inout HeaderList) {
+        headers.removeReceived { name in name.count > 7 && ASCII.equalsCaseInsensitively(UnsafeRawBufferPointer(rebasing: name[0..<7]), "x-auth-") }
+        if headers.hasAddedFields {
+            headers.removeAdded { name in name.utf8.count > 7 && name.lowercased().hasPrefix("x-auth-") }
+        }
+    }
+
     /// What goes to the client: no hop-by-hop headers and nothing that advertises the upstream's software.
     public static func prepareDownstreamResponse(_ headers: inout HeaderList) {
         let named = connectionNamedHeaders(headers)

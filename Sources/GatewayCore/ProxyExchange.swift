@@ -49,6 +49,7 @@ final class ProxyExchange: ExchangeDriver, UpstreamCallDelegate {
             head.target = originForm
             head.headers.replaceOrAdd(name: "host", value: authority)
         }
+        HeaderRules.removeClientIdentityHeaders(&head.headers)
         self.connection = connection
         self.head = head
         self.framing = request.framing

@@ -2,7 +2,8 @@ import GatewayCore
 import Logging
 
 /// One structured line per request (through swift-log, so the JSON handler renders it). Only the path
-/// is logged, not the query string, and never a header: credentials cannot leak into the log.
+/// is logged, not the query string, and never a header: credentials cannot leak into the log. The consumer
+/// (JWT subject or API-key id) is logged once authentication has established it.
 public struct AccessLogFilter: GatewayFilter {
     private let logger: Logger
 
@@ -25,6 +26,7 @@ public struct AccessLogFilter: GatewayFilter {
             "listener": .string(context.connection.listener),
         ]
         if let code = outcome.errorCode { metadata["error_code"] = .string(code) }
+        if let consumer = context.consumer { metadata["consumer"] = .string(consumer) }  // the key id, never the key
         if !outcome.completed { metadata["completed"] = .stringConvertible(false) }
         logger.info("request", metadata: metadata)
     }

@@ -6,6 +6,8 @@ do {
     var command = try GatewayCommand.parseAsRoot()
     if let run = command as? RunCommand {
         try await run.execute()
+    } else if let check = command as? CheckCommand {
+        try await check.execute()
     } else {
         try command.run()
     }

@@ -5,7 +5,7 @@ import Testing
 /// Each `Fixtures/NAME.json` is checked against `Fixtures/NAME.expected`: the exact lines
 /// `gateway check` prints (every diagnostic with its path, then `ok` when there are no errors).
 @Suite struct FixtureTests {
-    static let environment = ["GATEWAY_ADMIN_TOKEN": "t", "JWT_SECRET": "s"]
+    static let environment = ["GATEWAY_ADMIN_TOKEN": "t", "JWT_SECRET": "a-test-secret-of-at-least-32-bytes!!"]
 
     static var fixtures: [String] {
         let directory = Bundle.module.resourceURL!.appendingPathComponent("Fixtures")

@@ -42,6 +42,8 @@ public final class DemoUpstream: Sendable {
         public let dropRequests = Atomic<Bool>(false)
         /// The status /healthz answers.
         public let healthStatus = Atomic<Int>(200)
+        /// Fixed JSON documents by path (a JWKS for the auth tests, say), served with Cache-Control: no-cache.
+        public let documents = Mutex<[String: String]>([:])
 
         public init(delayMs: Int = 0, failStatus: Int = 0) {
             self.delayMs.store(delayMs, ordering: .relaxed)
@@ -127,6 +129,11 @@ final class DemoHandler: ChannelInboundHandler {
     private func misbehave(_ head: HTTPRequestHead, context: ChannelHandlerContext) {
         let path = Self.split(head.uri).0
         guard path != "/stats" && path != "/healthz" else { return respond(to: head, context: context) }
+        if let document = behaviour.documents.withLock({ $0[path] }) {
+            var headers = HTTPHeaders()
+            headers.add(name: "cache-control", value: "no-cache")
+            return send(context, status: .ok, json: document, keepAlive: head.isKeepAlive, extra: headers)
+        }
         if behaviour.dropRequests.load(ordering: .relaxed) {
             context.close(promise: nil)
             return

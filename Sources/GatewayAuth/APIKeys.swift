@@ -1,0 +1,64 @@
+import Crypto
+import GatewayConfig
+
+/// The configured API keys, as SHA-256 digests only. A presented key is hashed and compared with every
+/// digest in constant time (no early exit, no dictionary lookup whose timing depends on the key).
+public struct APIKeyTable: Sendable {
+    struct Entry: Sendable {
+        let id: String
+        let digest: [UInt8]
+        let scopes: [String]
+    }
+
+    let entries: [Entry]
+
+    public init(_ keys: [APIKeyConfig]) {
+        entries = keys.map { Entry(id: $0.id, digest: Self.bytes(hex: $0.sha256), scopes: $0.scopes) }
+    }
+
+    public var isEmpty: Bool { entries.isEmpty }
+
+    /// The identity of `key`, or nil when no configured key matches.
+    public func identify(_ key: String) -> Identity? {
+        let digest = Array(SHA256.hash(data: Array(key.utf8)))
+        var match: Entry?
+        for entry in entries {
+            var difference: UInt8 = 0
+            for (a, b) in zip(digest, entry.digest) { difference |= a ^ b }
+            if difference == 0 && match == nil { match = entry }
+        }
+        return match.map { Identity(method: .apiKey, subject: $0.id, scopes: $0.scopes) }
+    }
+
+    /// Lowercase hex SHA-256 of a key, as `auth.api_keys[].sha256` wants it.
+    public static func digestHex(of key: String) -> String {
+        SHA256.hash(data: Array(key.utf8)).map { byte in
+            let hex = String(byte, radix: 16)
+            return byte < 16 ? "0" + hex : hex
+        }.joined()
+    }
+
+    /// A new random key: 32 bytes from the system's secure generator, base64url, prefixed `gw_`.
+    public static func generateKey() -> String {
+        var generator = SystemRandomNumberGenerator()
+        return "gw_" + Base64URL.encode((0..<32).map { _ in UInt8.random(in: 0...255, using: &generator) })
+    }
+
+    static func bytes(hex: String) -> [UInt8] {
+        var bytes: [UInt8] = []
+        var iterator = hex.utf8.makeIterator()
+        while let high = iterator.next(), let low = iterator.next() {
+            bytes.append(nibble(high) << 4 | nibble(low))
+        }
+        return bytes
+    }
+
+    private static func nibble(_ byte: UInt8) -> UInt8 {
+        switch byte {
+        case UInt8(ascii: "0")...UInt8(ascii: "9"): return byte - UInt8(ascii: "0")
+        case UInt8(ascii: "a")...UInt8(ascii: "f"): return byte - UInt8(ascii: "a") + 10
+        case UInt8(ascii: "A")...UInt8(ascii: "F"): return byte - UInt8(ascii: "A") + 10
+        default: return 0
+        }
+    }
+}

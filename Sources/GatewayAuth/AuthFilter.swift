@@ -1,0 +1,147 @@
+import GatewayConfig
+import GatewayCore
+import GatewayHTTP
+import Logging
+import NIOCore
+
+/// A route's authentication: any one of the accepted methods must present a valid credential (JWT as
+/// `Authorization: Bearer` or the configured cookie; API key as `X-API-Key` or `Authorization: ApiKey`), and
+/// that credential must hold every required scope.
+///
+/// - No valid credential: 401 `UNAUTHENTICATED` with `WWW-Authenticate`, the same message whatever went
+///   wrong (unknown key, bad signature, expired...); the reason goes to the log, never the credential.
+/// - Valid but lacking a scope: 403 `FORBIDDEN`.
+/// - Valid: the consumer is the JWT `sub` or the API key's id (rate limits and the access log use it), and
+///   `X-Auth-Subject`, `X-Auth-Scopes`, `X-Auth-Method` (and forwarded claims) go upstream. API keys
+///   themselves never leave the gateway. Client-sent `X-Auth-*` headers are removed before any filter runs.
+public struct AuthFilter: GatewayFilter {
+    private let routeName: String
+    private let methods: [RouteAuthConfig.Method]
+    private let scopes: [String]
+    private let authenticator: Authenticator
+    private let logger: Logger
+    private let challenge: String
+
+    public init(routeName: String, config: RouteAuthConfig, authenticator: Authenticator, logger: Logger) {
+        self.routeName = routeName
+        self.methods = config.require
+        self.scopes = config.scopes
+        self.authenticator = authenticator
+        self.logger = logger
+        self.challenge = config.require.contains(.jwt) ? #"Bearer realm="gateway""# : #"ApiKey realm="gateway""#
+    }
+
+    public func onRequest(_ head: inout RequestHead, context: inout RequestContext) -> FilterStep {
+        var presented = false
+        var unknownKID: String?
+        var reasons: [String] = []
+        for method in methods {
+            switch method {
+            case .jwt:
+                guard let token = Self.bearerToken(head.headers) ?? authenticator.cookie.flatMap({ HeaderRules.cookie(named: $0, in: head.headers) })
+                else { continue }
+                presented = true
+                switch authenticator.verifyJWT(token) {
+                case .success(let identity):
+                    return accept(identity, head: &head, context: &context)
+                case .failure(.unknownKey(let kid)):
+                    unknownKID = token
+                    reasons.append("jwt: no key for kid \(kid ?? "(none)")")
+                case .failure(let rejection):
+                    reasons.append("jwt: \(rejection)")
+                }
+            case .apiKey:
+                guard let key = Self.apiKey(head.headers) else { continue }
+                presented = true
+                if let identity = authenticator.apiKeys.identify(key) {
+                    return accept(identity, head: &head, context: &context)
+                }
+                reasons.append("api_key: unknown key")
+            }
+        }
+        // A token naming a kid we have not seen may be signed with a rotated key: fetch the JWKS once and retry.
+        if let token = unknownKID, let refetch = authenticator.refetchKeys() {
+            let requestID = context.requestID
+            let fallback = reasons
+            let this = self
+            return .suspend(
+                refetch.hop(to: context.eventLoop).map { _ in
+                    this.resume(token: token, requestID: requestID, reasons: fallback)
+                }.recover { _ in
+                    FilterResumption(decision: .respond(this.unauthenticated(presented: true, requestID: requestID, reasons: fallback)))
+                })
+        }
+        return .respond(unauthenticated(presented: presented, requestID: context.requestID, reasons: reasons))
+    }
+
+    private func resume(token: String, requestID: String, reasons: [String]) -> FilterResumption {
+        switch authenticator.verifyJWT(token) {
+        case .success(let identity):
+            if let missing = missingScopes(identity) {
+                return FilterResumption(decision: .respond(forbidden(identity, missing: missing, requestID: requestID)))
+            }
+            let this = self
+            return FilterResumption(decision: .proceed) { head, context in this.admit(identity, head: &head, context: &context) }
+        case .failure(let rejection):
+            return FilterResumption(
+                decision: .respond(unauthenticated(presented: true, requestID: requestID, reasons: reasons + ["jwt after JWKS refetch: \(rejection)"])))
+        }
+    }
+
+    private func accept(_ identity: Identity, head: inout RequestHead, context: inout RequestContext) -> FilterStep {
+        if let missing = missingScopes(identity) { return .respond(forbidden(identity, missing: missing, requestID: context.requestID)) }
+        admit(identity, head: &head, context: &context)
+        return .proceed
+    }
+
+    private func missingScopes(_ identity: Identity) -> [String]? {
+        let missing = scopes.filter { !identity.scopes.contains($0) }
+        return missing.isEmpty ? nil : missing
+    }
+
+    private func admit(_ identity: Identity, head: inout RequestHead, context: inout RequestContext) {
+        context.consumer = identity.subject
+        if identity.method == .apiKey {
+            head.headers.remove(name: "x-api-key")
+            if Self.authorization(head.headers, scheme: "apikey") != nil { head.headers.remove(name: "authorization") }
+        }
+        head.headers.add(name: "x-auth-subject", value: identity.subject)
+        head.headers.add(name: "x-auth-scopes", value: identity.scopes.joined(separator: " "))
+        head.headers.add(name: "x-auth-method", value: identity.method.rawValue)
+        for (name, value) in identity.forwardedClaims { head.headers.add(name: name, value: value) }
+    }
+
+    private func unauthenticated(presented: Bool, requestID: String, reasons: [String]) -> GatewayResponse {
+        logger.info(
+            "authentication failed",
+            metadata: ["request_id": "\(requestID)", "route": "\(routeName)", "reason": "\(presented ? reasons.joined(separator: "; ") : "no credentials")"])
+        // RFC 6750 §3.1: invalid_token when a token was presented and refused; no error code when none was sent.
+        let header = presented && challenge.hasPrefix("Bearer") ? challenge + #", error="invalid_token""# : challenge
+        return .error(.unauthenticated(challenge: header), requestID: requestID)
+    }
+
+    private func forbidden(_ identity: Identity, missing: [String], requestID: String) -> GatewayResponse {
+        logger.info(
+            "authorization failed",
+            metadata: ["request_id": "\(requestID)", "route": "\(routeName)", "consumer": "\(identity.subject)", "missing_scopes": "\(missing.joined(separator: " "))"])
+        let header = challenge + #", error="insufficient_scope", scope=""# + scopes.joined(separator: " ") + "\""
+        return .error(.forbidden(challenge: header), requestID: requestID)
+    }
+
+    // MARK: Credentials
+
+    static func bearerToken(_ headers: HeaderList) -> String? { authorization(headers, scheme: "bearer") }
+
+    static func apiKey(_ headers: HeaderList) -> String? {
+        if let key = headers.first(name: "x-api-key"), !key.isEmpty { return key }
+        return authorization(headers, scheme: "apikey")
+    }
+
+    /// The credentials of an `Authorization: <scheme> <credentials>` header (scheme case-insensitive).
+    static func authorization(_ headers: HeaderList, scheme: String) -> String? {
+        guard let value = headers.first(name: "authorization") else { return nil }
+        guard let space = value.firstIndex(of: " "), value[..<space].lowercased() == scheme else { return nil }
+        let credentials = value[value.index(after: space)...].trimmingASCIISpaces()
+        return credentials.isEmpty ? nil : credentials
+    }
+}

@@ -1,0 +1,194 @@
+import Foundation
+import GatewayConfig
+import GatewayHTTP
+import Logging
+import NIOCore
+import Synchronization
+
+/// Everything authentication needs, process-wide: the JWT rules and keys (configured, from a JWKS file,
+/// and from a JWKS URL kept fresh in the background) and the API-key table. Verification itself is
+/// synchronous on the request's event loop; only a JWKS fetch goes to the network.
+public final class Authenticator: Sendable {
+    public let verifier: JWTVerifier?
+    public let apiKeys: APIKeyTable
+    /// The cookie a JWT may also come in.
+    public let cookie: String?
+    /// Configured keys and the JWKS file's keys (fixed), merged with the JWKS URL's latest good keys.
+    private let keySet: Mutex<JWTKeySet>
+    private let staticKeys: JWTKeySet
+    private let jwks: JWKSSource?
+    private let logger: Logger
+
+    private init(
+        verifier: JWTVerifier?, apiKeys: APIKeyTable, cookie: String?, staticKeys: JWTKeySet, jwks: JWKSSource?, logger: Logger
+    ) {
+        self.verifier = verifier
+        self.apiKeys = apiKeys
+        self.cookie = cookie
+        self.staticKeys = staticKeys
+        self.keySet = Mutex(staticKeys)
+        self.jwks = jwks
+        self.logger = logger
+    }
+
+    /// Loads every key; with a `jwks_url`, fetches it once (a failure is logged, not fatal: configured keys
+    /// still work and the fetch is retried) and keeps it fresh on `eventLoop`.
+    public static func make(_ config: AuthConfig, eventLoop: EventLoop, logger: Logger) async throws -> Authenticator {
+        var verifier: JWTVerifier?
+        var staticKeys: [VerificationKey] = []
+        var source: JWKSSource?
+        if let jwt = config.jwt {
+            verifier = JWTVerifier(
+                issuer: jwt.issuer, audiences: jwt.audiences, leewaySeconds: jwt.leewaySeconds,
+                forwardClaims: jwt.forwardClaims.map { (claim: $0.claim, header: $0.header) })
+            staticKeys = try await KeyLoader.configuredKeys(jwt)
+            if let file = jwt.jwksFile {
+                guard let data = FileManager.default.contents(atPath: file) else {
+                    throw KeyLoader.KeyError(path: "auth.jwt.jwks_file", message: "\(file) cannot be read")
+                }
+                let (keys, skipped) = try await KeyLoader.jwksKeys(data)
+                for reason in skipped { logger.warning("JWKS key skipped", metadata: ["source": "\(file)", "reason": "\(reason)"]) }
+                staticKeys += keys
+            }
+            if let url = jwt.jwksURL {
+                source = JWKSSource(
+                    url: url, refresh: .seconds(Int64(jwt.jwksRefreshSeconds)), minimumRefetch: .seconds(Int64(jwt.jwksMinRefetchSeconds)),
+                    eventLoop: eventLoop, logger: logger)
+            }
+        }
+        let authenticator = Authenticator(
+            verifier: verifier, apiKeys: APIKeyTable(config.apiKeys), cookie: config.jwt?.cookie, staticKeys: JWTKeySet(staticKeys),
+            jwks: source, logger: logger)
+        if let source {
+            source.onUpdate = { [weak authenticator] fetched in authenticator?.publish(fetched) }
+            await source.start()
+        }
+        return authenticator
+    }
+
+    private func publish(_ fetched: JWTKeySet) {
+        let merged = staticKeys.merging(fetched)
+        keySet.withLock { $0 = merged }
+    }
+
+    public var keys: JWTKeySet { keySet.withLock { $0 } }
+
+    /// Seconds since 1970 (JWT NumericDate).
+    static func now() -> Int64 { Int64(Date().timeIntervalSince1970) }
+
+    public func verifyJWT(_ token: String) -> Result<Identity, JWTRejection> {
+        guard let verifier else { return .failure(.unknownKey(nil)) }
+        return verifier.verify(token, keys: keys, now: Self.now())
+    }
+
+    /// A JWKS refetch for a token whose `kid` is unknown, when a JWKS URL is configured and the last fetch is
+    /// not too recent (so unknown kids cannot make the gateway hammer the JWKS endpoint). nil otherwise.
+    public func refetchKeys() -> EventLoopFuture<Void>? { jwks?.refetch() }
+
+    public func stop() { jwks?.stop() }
+}
+
+/// A JWKS URL's keys: fetched at start, refreshed every `refresh` (or the document's Cache-Control max-age,
+/// between 30 s and 1 day), refetched on demand at most every `minimumRefetch`. A failed fetch keeps the last
+/// good keys and is retried after 30 s.
+final class JWKSSource: @unchecked Sendable {
+    // @unchecked: all mutable state is touched on `eventLoop` only, except `onUpdate`, set once before start.
+    let url: String
+    let refresh: TimeAmount
+    let minimumRefetch: TimeAmount
+    let eventLoop: EventLoop
+    let logger: Logger
+    var onUpdate: (@Sendable (JWTKeySet) -> Void)?
+
+    private var lastAttempt: NIODeadline?
+    private var inFlight: EventLoopFuture<Void>?
+    private var timer: Scheduled<Void>?
+    private var stopped = false
+
+    init(url: String, refresh: TimeAmount, minimumRefetch: TimeAmount, eventLoop: EventLoop, logger: Logger) {
+        self.url = url
+        self.refresh = refresh
+        self.minimumRefetch = minimumRefetch
+        self.eventLoop = eventLoop
+        self.logger = logger
+    }
+
+    /// The first fetch (waited for, so tokens verify from the first request when the endpoint is up).
+    func start() async {
+        _ = try? await eventLoop.flatSubmit { self.fetch() }.get()
+    }
+
+    func stop() {
+        eventLoop.execute {
+            self.stopped = true
+            self.timer?.cancel()
+        }
+    }
+
+    func refetch() -> EventLoopFuture<Void>? {
+        // Called from any loop; the decision is taken on ours.
+        let promise = eventLoop.makePromise(of: Bool.self)
+        eventLoop.execute {
+            if self.inFlight != nil { return promise.succeed(true) }
+            if let last = self.lastAttempt, NIODeadline.now() - last < self.minimumRefetch { return promise.succeed(false) }
+            promise.succeed(true)
+        }
+        return promise.futureResult.flatMap { allowed in
+            guard allowed else { return self.eventLoop.makeFailedFuture(RefetchRefused()) }
+            return self.fetch()
+        }
+    }
+
+    struct RefetchRefused: Error {}
+
+    private func fetch() -> EventLoopFuture<Void> {
+        eventLoop.preconditionInEventLoop()
+        if let inFlight { return inFlight }
+        lastAttempt = .now()
+        let done = HTTPFetch.get(url, on: eventLoop, timeout: .seconds(5), maxBytes: 1 << 20).flatMap { response -> EventLoopFuture<TimeAmount> in
+            guard response.status == 200 else {
+                return self.eventLoop.makeFailedFuture(KeyLoader.KeyError(path: "auth.jwt.jwks_url", message: "answered \(response.status)"))
+            }
+            let promise = self.eventLoop.makePromise(of: TimeAmount.self)
+            let body = Data(response.body)
+            let maxAge = Self.maxAge(response.headers)
+            let url = self.url
+            let logger = self.logger
+            let onUpdate = self.onUpdate
+            let fallback = self.refresh
+            promise.completeWithTask {
+                let (keys, skipped) = try await KeyLoader.jwksKeys(body)
+                for reason in skipped { logger.warning("JWKS key skipped", metadata: ["source": "\(url)", "reason": "\(reason)"]) }
+                onUpdate?(JWTKeySet(keys))
+                logger.info("JWKS loaded", metadata: ["source": "\(url)", "keys": "\(keys.count)"])
+                return maxAge.map { .seconds(min(86_400, max(30, $0))) } ?? fallback
+            }
+            return promise.futureResult
+        }
+        let result = done.map { next in self.schedule(in: next) }.flatMapErrorThrowing { error in
+            self.logger.warning("JWKS fetch failed; keeping the last good keys", metadata: ["source": "\(self.url)", "error": "\(error)"])
+            self.schedule(in: .seconds(30))
+            throw error
+        }
+        inFlight = result
+        result.whenComplete { _ in self.inFlight = nil }
+        return result
+    }
+
+    private func schedule(in delay: TimeAmount) {
+        timer?.cancel()
+        guard !stopped else { return }
+        timer = eventLoop.scheduleTask(in: delay) { _ = self.fetch() }
+    }
+
+    /// `Cache-Control: max-age=N` in seconds.
+    static func maxAge(_ headers: HeaderList) -> Int64? {
+        for value in headers["cache-control"] {
+            for directive in value.split(separator: ",") {
+                let trimmed = directive.trimmingCharacters(in: .whitespaces).lowercased()
+                if trimmed.hasPrefix("max-age="), let seconds = Int64(trimmed.dropFirst(8)) { return seconds }
+            }
+        }
+        return nil
+    }
+}

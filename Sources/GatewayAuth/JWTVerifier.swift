@@ -1,0 +1,282 @@
+import GatewayConfig
+import JWTKit
+
+/// A key that may verify tokens, pinned to one algorithm: a token must name exactly this `alg`.
+public struct VerificationKey: Sendable {
+    public let kid: String?
+    public let alg: String
+    let algorithm: any JWTAlgorithm
+
+    init(kid: String?, alg: String, algorithm: any JWTAlgorithm) {
+        self.kid = kid
+        self.alg = alg
+        self.algorithm = algorithm
+    }
+}
+
+/// The keys tokens are checked against, by `kid`. Immutable; a JWKS refresh builds a new one.
+public final class JWTKeySet: Sendable {
+    let byKID: [String: VerificationKey]
+    /// Used for tokens without `kid` only when it is the one key there is (never a guess among several).
+    let soleKey: VerificationKey?
+
+    public init(_ keys: [VerificationKey]) {
+        var byKID: [String: VerificationKey] = [:]
+        for key in keys { if let kid = key.kid, byKID[kid] == nil { byKID[kid] = key } }
+        self.byKID = byKID
+        self.soleKey = keys.count == 1 ? keys[0] : nil
+    }
+
+    public var count: Int { byKID.count + (soleKey != nil && soleKey?.kid == nil ? 1 : 0) }
+
+    func key(for kid: String?) -> VerificationKey? {
+        guard let kid else { return soleKey }
+        return byKID[kid]
+    }
+
+    /// This set plus `other`'s keys whose kid is not taken (configured keys win over fetched ones).
+    func merging(_ other: JWTKeySet) -> JWTKeySet {
+        var keys = Array(byKID.values)
+        if let sole = soleKey, sole.kid == nil { keys.append(sole) }
+        for (kid, key) in other.byKID where byKID[kid] == nil { keys.append(key) }
+        return JWTKeySet(keys)
+    }
+}
+
+/// Who a valid credential says the caller is.
+public struct Identity: Sendable, Equatable {
+    public enum Method: String, Sendable { case jwt, apiKey = "api_key" }
+    public var method: Method
+    /// JWT `sub`, or the API key's id.
+    public var subject: String
+    public var scopes: [String]
+    /// Claims to forward upstream as headers (JWT only): (header, value).
+    public var forwardedClaims: [(String, String)] = []
+
+    public static func == (lhs: Identity, rhs: Identity) -> Bool {
+        lhs.method == rhs.method && lhs.subject == rhs.subject && lhs.scopes == rhs.scopes
+            && lhs.forwardedClaims.map { "\($0.0)=\($0.1)" } == rhs.forwardedClaims.map { "\($0.0)=\($0.1)" }
+    }
+}
+
+/// Why a token was refused (for the log; clients always get the same 401).
+public enum JWTRejection: Error, Equatable, Sendable, CustomStringConvertible {
+    case tooLong
+    case malformed(String)
+    case forbiddenHeader(String)
+    case unknownKey(String?)
+    case algorithmMismatch(token: String, key: String)
+    case badSignature
+    case expired
+    case notYetValid
+    case issuedInFuture
+    case wrongIssuer
+    case wrongAudience
+    case badClaim(String)
+    case missingClaim(String)
+
+    public var description: String {
+        switch self {
+        case .tooLong: return "token longer than 8 KiB"
+        case .malformed(let why): return "malformed token: \(why)"
+        case .forbiddenHeader(let header): return "token header \(header) is not accepted"
+        case .unknownKey(let kid): return "no key for kid \(kid.map { "\"\($0)\"" } ?? "(none)")"
+        case .algorithmMismatch(let token, let key): return "token alg \(token) does not match the key's \(key)"
+        case .badSignature: return "bad signature"
+        case .expired: return "expired"
+        case .notYetValid: return "not valid yet (nbf)"
+        case .issuedInFuture: return "issued in the future (iat)"
+        case .wrongIssuer: return "wrong issuer"
+        case .wrongAudience: return "wrong audience"
+        case .badClaim(let claim): return "claim \(claim) has the wrong type"
+        case .missingClaim(let claim): return "claim \(claim) is missing"
+        }
+    }
+}
+
+/// Verifies a compact JWS (RFC 7515/7519) against pinned keys, synchronously and without allocation-heavy
+/// decoding: the rules are the gateway's, jwt-kit supplies the signature algorithms.
+///
+/// Refused: more than 8 KiB; anything but three base64url parts; `alg: none` or any `alg` other than the
+/// selected key's (so an HS token can never be checked with an RSA public key as its secret); header keys
+/// `jwk`, `jku`, `x5u`, `x5c` (keys the token brings itself); any `crit` extension; duplicate JSON names; a
+/// missing or non-numeric `exp`; `nbf`/`iat` in the future beyond the leeway; `iss` not equal to `issuer`;
+/// no `aud` among `audiences` (when configured).
+public struct JWTVerifier: Sendable {
+    public static let maxTokenBytes = 8192
+
+    public let issuer: String?
+    public let audiences: [String]
+    public let leewaySeconds: Int
+    /// claim name -> header name, forwarded upstream.
+    public let forwardClaims: [(claim: String, header: String)]
+
+    public init(issuer: String?, audiences: [String], leewaySeconds: Int, forwardClaims: [(claim: String, header: String)] = []) {
+        self.issuer = issuer
+        self.audiences = audiences
+        self.leewaySeconds = leewaySeconds
+        self.forwardClaims = forwardClaims
+    }
+
+    /// The `kid` a token names (nil when absent or unreadable), to decide whether a JWKS refresh may help.
+    public static func keyID(of token: String) -> String? {
+        guard let dot = token.utf8.firstIndex(of: UInt8(ascii: ".")),
+            let bytes = Base64URL.decode(token[..<dot].utf8),
+            case .object(let fields)? = try? JSONParser.parse(bytes)
+        else { return nil }
+        for (key, value) in fields where key == "kid" {
+            if case .string(let kid) = value { return kid }
+        }
+        return nil
+    }
+
+    /// - Parameter now: seconds since 1970.
+    public func verify(_ token: String, keys: JWTKeySet, now: Int64) -> Result<Identity, JWTRejection> {
+        guard token.utf8.count <= Self.maxTokenBytes else { return .failure(.tooLong) }
+        let parts = token.utf8.split(separator: UInt8(ascii: "."), omittingEmptySubsequences: false)
+        guard parts.count == 3, !parts[0].isEmpty, !parts[1].isEmpty, !parts[2].isEmpty else {
+            return .failure(.malformed("expected three non-empty parts"))
+        }
+        guard let headerBytes = Base64URL.decode(Substring(parts[0]).utf8),
+            let payloadBytes = Base64URL.decode(Substring(parts[1]).utf8),
+            let signature = Base64URL.decode(Substring(parts[2]).utf8)
+        else { return .failure(.malformed("not base64url")) }
+        guard case .object(let header)? = try? JSONParser.parse(headerBytes), !hasDuplicates(header) else {
+            return .failure(.malformed("header is not a JSON object"))
+        }
+
+        var alg: String?
+        var kid: String?
+        for (name, value) in header {
+            switch name {
+            case "alg":
+                guard case .string(let text) = value else { return .failure(.malformed("alg is not a string")) }
+                alg = text
+            case "kid":
+                guard case .string(let text) = value else { return .failure(.malformed("kid is not a string")) }
+                kid = text
+            case "jwk", "jku", "x5u", "x5c":
+                return .failure(.forbiddenHeader(name))
+            case "crit":
+                // RFC 7515 §4.1.11: extensions the recipient does not understand must be refused; we know none.
+                return .failure(.forbiddenHeader("crit"))
+            default:
+                break
+            }
+        }
+        guard let alg else { return .failure(.malformed("no alg")) }
+        guard alg != "none" else { return .failure(.forbiddenHeader("alg none")) }
+        guard let key = keys.key(for: kid) else { return .failure(.unknownKey(kid)) }
+        guard alg == key.alg else { return .failure(.algorithmMismatch(token: alg, key: key.alg)) }
+
+        let signingInput = token.utf8.prefix(parts[0].count + 1 + parts[1].count)
+        guard (try? key.algorithm.verify(signature, signs: Array(signingInput))) == true else { return .failure(.badSignature) }
+
+        guard case .object(let claims)? = try? JSONParser.parse(payloadBytes), !hasDuplicates(claims) else {
+            return .failure(.malformed("payload is not a JSON object"))
+        }
+        return check(claims, now: now)
+    }
+
+    private func check(_ claims: [(key: String, value: JSONValue)], now: Int64) -> Result<Identity, JWTRejection> {
+        var expiry: Double?
+        var subject = ""
+        var scopes: [String] = []
+        var audienceMatched = audiences.isEmpty
+        var issuerMatched = issuer == nil
+        let leeway = Double(leewaySeconds)
+        let current = Double(now)
+        var forwarded: [(String, String)] = []
+        for (name, value) in claims {
+            switch name {
+            case "exp":
+                guard let seconds = value.number else { return .failure(.badClaim("exp")) }
+                expiry = seconds
+            case "nbf":
+                guard let seconds = value.number else { return .failure(.badClaim("nbf")) }
+                if current + leeway < seconds { return .failure(.notYetValid) }
+            case "iat":
+                guard let seconds = value.number else { return .failure(.badClaim("iat")) }
+                if current + leeway < seconds { return .failure(.issuedInFuture) }
+            case "iss":
+                guard case .string(let text) = value else { return .failure(.badClaim("iss")) }
+                if let issuer { issuerMatched = text == issuer }
+            case "aud":
+                switch value {
+                case .string(let text): audienceMatched = audienceMatched || audiences.contains(text)
+                case .array(let items):
+                    for item in items {
+                        guard case .string(let text) = item else { return .failure(.badClaim("aud")) }
+                        if audiences.contains(text) { audienceMatched = true }
+                    }
+                default: return .failure(.badClaim("aud"))
+                }
+            case "sub":
+                guard case .string(let text) = value else { return .failure(.badClaim("sub")) }
+                subject = text
+            case "scope":
+                guard case .string(let text) = value else { return .failure(.badClaim("scope")) }
+                scopes += text.split(separator: " ").map(String.init)
+            case "scp":
+                switch value {
+                case .string(let text): scopes += text.split(separator: " ").map(String.init)
+                case .array(let items):
+                    for item in items {
+                        guard case .string(let text) = item else { return .failure(.badClaim("scp")) }
+                        scopes.append(text)
+                    }
+                default: return .failure(.badClaim("scp"))
+                }
+            default:
+                break
+            }
+            for (claim, header) in forwardClaims where claim == name {
+                if let text = value.headerText { forwarded.append((header, text)) }
+            }
+        }
+        guard let expiry else { return .failure(.missingClaim("exp")) }
+        guard current - leeway < expiry else { return .failure(.expired) }
+        guard issuerMatched else { return .failure(.wrongIssuer) }
+        guard audienceMatched else { return .failure(.wrongAudience) }
+        return .success(Identity(method: .jwt, subject: subject, scopes: scopes, forwardedClaims: forwarded))
+    }
+
+    private func hasDuplicates(_ fields: [(key: String, value: JSONValue)]) -> Bool {
+        var seen = Set<String>()
+        for (key, _) in fields where !seen.insert(key).inserted { return true }
+        return false
+    }
+}
+
+extension JSONValue {
+    /// A NumericDate: a JSON number (strings are refused).
+    var number: Double? {
+        switch self {
+        case .integer(let value): return Double(value)
+        case .double(let value): return value
+        default: return nil
+        }
+    }
+
+    /// A claim's value as header text: strings as they are, numbers and booleans printed, arrays of strings
+    /// space-separated; anything else (objects, control characters) is not forwarded.
+    var headerText: String? {
+        let text: String
+        switch self {
+        case .string(let value): text = value
+        case .integer(let value): text = String(value)
+        case .double(let value): text = String(value)
+        case .bool(let value): text = value ? "true" : "false"
+        case .array(let items):
+            var parts: [String] = []
+            for item in items {
+                guard case .string(let value) = item else { return nil }
+                parts.append(value)
+            }
+            text = parts.joined(separator: " ")
+        default: return nil
+        }
+        guard text.utf8.allSatisfy({ $0 >= 0x20 && $0 != 0x7F }) else { return nil }
+        return text
+    }
+}

@@ -1,0 +1,371 @@
+import DemoUpstream
+import Foundation
+import JWTKit
+import Testing
+import TestSupport
+
+/// Signs arbitrary header/payload JSON with a jwt-kit algorithm, so tests can also build tokens no honest
+/// library would (alg none, confused algorithms, forbidden headers, wrong claim types).
+struct TokenFactory: Sendable {
+    let alg: String
+    let kid: String?
+    let algorithm: any JWTAlgorithm
+
+    static func make(alg: String, kid: String?, _ add: (JWTKeyCollection, JWKIdentifier?) async -> Void) async throws -> TokenFactory {
+        let collection = JWTKeyCollection()
+        let identifier = kid.map { JWKIdentifier(string: $0) }
+        await add(collection, identifier)
+        return TokenFactory(alg: alg, kid: kid, algorithm: try await collection.getKey(for: identifier, alg: alg))
+    }
+
+    func token(claims: [String: Any], header: [String: Any] = [:], alg: String? = nil, kid: String?? = .none) -> String {
+        var fields: [String: Any] = ["typ": "JWT", "alg": alg ?? self.alg]
+        if let kid = kid ?? self.kid { fields["kid"] = kid }
+        for (name, value) in header { fields[name] = value }
+        let signingInput = Self.part(fields) + "." + Self.part(claims)
+        let signature = try! algorithm.sign(Array(signingInput.utf8))
+        return signingInput + "." + Self.base64URL(signature)
+    }
+
+    static func part(_ object: [String: Any]) -> String {
+        base64URL(try! JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]))
+    }
+
+    static func base64URL(_ bytes: some Sequence<UInt8>) -> String {
+        Data(bytes).base64EncodedString().replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_")
+            .replacingOccurrences(of: "=", with: "")
+    }
+}
+
+/// JWT and API-key authentication over real sockets, with keys generated per test run.
+@Suite(.serialized) struct AuthTests {
+    static let now = Int(Date().timeIntervalSince1970)
+
+    static func claims(_ extra: [String: Any] = [:]) -> [String: Any] {
+        var claims: [String: Any] = [
+            "sub": "user-42", "iss": "https://id.test/", "aud": "orders-api", "exp": now + 600, "iat": now - 5,
+            "scope": "orders:read orders:write",
+        ]
+        for (name, value) in extra { claims[name] = value }
+        return claims
+    }
+
+    /// The key material of one run: every algorithm's signer, and the config entries verifying them.
+    struct Keys {
+        var factories: [TokenFactory] = []
+        var configEntries: [String] = []
+        var rsaPublicPEM = ""
+        /// Holds the key files (removed when the last reference goes).
+        var pki: TestPKI?
+    }
+
+    static func makeKeys() async throws -> Keys {
+        var keys = Keys()
+        for bits in [256, 384, 512] {
+            let secret = (0..<(bits / 8)).map { _ in String(format: "%02x", UInt8.random(in: 0...255)) }.joined()
+            let alg = "HS\(bits)"
+            let digest: DigestAlgorithm = bits == 256 ? .sha256 : bits == 384 ? .sha384 : .sha512
+            keys.factories.append(try await TokenFactory.make(alg: alg, kid: "hs\(bits)") { await $0.add(hmac: HMACKey(from: secret), digestAlgorithm: digest, kid: $1) })
+            keys.configEntries.append(#"{ "kid": "hs\#(bits)", "alg": "\#(alg)", "secret": "\#(secret)" }"#)
+        }
+        let pki = try TestPKI()
+        keys.pki = pki
+        let rsaKey = pki.path("rsa.pem")
+        try shellSync("openssl genrsa -out \(rsaKey) 2048")
+        let rsaPrivate = try Insecure.RSA.PrivateKey(pem: String(contentsOfFile: rsaKey, encoding: .utf8))
+        keys.rsaPublicPEM = rsaPrivate.publicKey.pemRepresentation
+        let escapedRSA = keys.rsaPublicPEM.replacingOccurrences(of: "\n", with: "\\n")
+        for (prefix, pss) in [("RS", false), ("PS", true)] {
+            for bits in [256, 384, 512] {
+                let alg = "\(prefix)\(bits)"
+                let digest: DigestAlgorithm = bits == 256 ? .sha256 : bits == 384 ? .sha384 : .sha512
+                keys.factories.append(
+                    try await TokenFactory.make(alg: alg, kid: alg.lowercased()) { collection, kid in
+                        if pss {
+                            await collection.add(pss: rsaPrivate, digestAlgorithm: digest, kid: kid)
+                        } else {
+                            await collection.add(rsa: rsaPrivate, digestAlgorithm: digest, kid: kid)
+                        }
+                    })
+                keys.configEntries.append(#"{ "kid": "\#(alg.lowercased())", "alg": "\#(alg)", "public_key": "\#(escapedRSA)" }"#)
+            }
+        }
+        let es256 = ES256PrivateKey()
+        keys.factories.append(try await TokenFactory.make(alg: "ES256", kid: "es256") { await $0.add(ecdsa: es256, kid: $1) })
+        keys.configEntries.append(#"{ "kid": "es256", "alg": "ES256", "public_key": "\#(es256.publicKey.pemRepresentation.replacingOccurrences(of: "\n", with: "\\n"))" }"#)
+        let es384 = ES384PrivateKey()
+        keys.factories.append(try await TokenFactory.make(alg: "ES384", kid: "es384") { await $0.add(ecdsa: es384, kid: $1) })
+        let es384File = pki.path("es384.pem")
+        try es384.publicKey.pemRepresentation.write(toFile: es384File, atomically: true, encoding: .utf8)
+        keys.configEntries.append(#"{ "kid": "es384", "alg": "ES384", "public_key_file": "\#(es384File)" }"#)
+        let ed = try EdDSA.PrivateKey(curve: .ed25519)
+        keys.factories.append(try await TokenFactory.make(alg: "EdDSA", kid: "ed") { await $0.add(eddsa: ed, kid: $1) })
+        keys.configEntries.append(#"{ "kid": "ed", "alg": "EdDSA", "public_key": "\#(ed.publicKey.pemRepresentation.replacingOccurrences(of: "\n", with: "\\n"))" }"#)
+        return keys
+    }
+
+    static let apiKey = "gw_test-key-for-billing"
+    static let readOnlyKey = "gw_test-key-read-only"
+
+    static func config(upstreamPort: Int, jwt: String, routes: String? = nil) -> String {
+        let billing = APIKeyDigest.hex(apiKey)
+        let readOnly = APIKeyDigest.hex(readOnlyKey)
+        return """
+            { "workers": 1,
+              "listeners": [{ "name": "test", "address": "127.0.0.1", "port": 0 }],
+              "auth": {
+                "jwt": \(jwt),
+                "api_keys": [{ "id": "billing-svc", "sha256": "\(billing)", "scopes": ["orders:read", "orders:write"] },
+                             { "id": "reader", "sha256": "\(readOnly)", "scopes": ["orders:read"] }] },
+              "upstreams": { "demo": { "targets": ["http://127.0.0.1:\(upstreamPort)"] } },
+              "routes": \(routes ?? #"""
+                [{ "name": "write", "match": { "path_prefix": "/write" }, "upstream": "demo", "auth": { "require": ["jwt", "api_key"], "scopes": ["orders:write"] } },
+                 { "name": "orders", "match": { "path_prefix": "/orders" }, "upstream": "demo", "auth": { "require": ["jwt", "api_key"], "scopes": ["orders:read"] } },
+                 { "name": "public", "upstream": "demo" }]
+                """#) }
+            """
+    }
+
+    static func jwtSection(keys: [String], extra: String = "") -> String {
+        #"{ "issuer": "https://id.test/", "audiences": ["orders-api", "other"], "leeway_seconds": 30, "keys": [\#(keys.joined(separator: ", "))] \#(extra) }"#
+    }
+
+    // Valid tokens of every algorithm pass, and the identity goes upstream.
+    @Test func everyAlgorithmVerifies() async throws {
+        let keys = try await Self.makeKeys()
+        try await withUpstreams { upstreams in
+            try await withGateway(Self.config(upstreamPort: upstreams[0].port, jwt: Self.jwtSection(keys: keys.configEntries))) { gateway in
+                var passed: [String] = []
+                for factory in keys.factories {
+                    let response = try await gateway.request("GET", "/orders/1", headers: [("Authorization", "Bearer \(factory.token(claims: Self.claims()))")])
+                    if response.status == 200 && response.echoedHeaders["x-auth-subject"] == "user-42" && response.echoedHeaders["x-auth-method"] == "jwt"
+                        && response.echoedHeaders["x-auth-scopes"] == "orders:read orders:write"
+                    {
+                        passed.append(factory.alg)
+                    } else {
+                        Issue.record("\(factory.alg): \(response)")
+                    }
+                }
+                #expect(passed == ["HS256", "HS384", "HS512", "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "EdDSA"])
+            }
+        }
+    }
+
+    // Every kind of bad token gets the same 401 and never reaches the upstream.
+    @Test func badTokensAreRefusedBeforeTheUpstream() async throws {
+        let keys = try await Self.makeKeys()
+        let hs = keys.factories[0]
+        let rs = keys.factories[3]
+        // HS/RS confusion: an HS256 token "signed" with the RSA public key as the secret, naming the RSA kid.
+        let confused = try await TokenFactory.make(alg: "HS256", kid: "rs256") {
+            await $0.add(hmac: HMACKey(from: keys.rsaPublicPEM), digestAlgorithm: .sha256, kid: $1)
+        }
+        let valid = hs.token(claims: Self.claims())
+        let parts = valid.split(separator: ".").map(String.init)
+        let tampered = parts[0] + "." + TokenFactory.part(Self.claims(["sub": "admin"])) + "." + parts[2]
+        let unsigned = TokenFactory.part(["alg": "none", "typ": "JWT"]) + "." + TokenFactory.part(Self.claims()) + "."
+        let cases: [(String, String)] = [
+            ("expired", hs.token(claims: Self.claims(["exp": Self.now - 120]))),
+            ("not yet valid", hs.token(claims: Self.claims(["nbf": Self.now + 600]))),
+            ("issued in the future", hs.token(claims: Self.claims(["iat": Self.now + 600]))),
+            ("no exp", hs.token(claims: Self.claims().filter { $0.key != "exp" })),
+            ("exp as a string", hs.token(claims: Self.claims(["exp": "\(Self.now + 600)"]))),
+            ("wrong issuer", hs.token(claims: Self.claims(["iss": "https://evil.test/"]))),
+            ("wrong audience", hs.token(claims: Self.claims(["aud": ["someone-else"]]))),
+            ("bad signature", tampered),
+            ("truncated", parts[0] + "." + parts[1]),
+            ("alg none", unsigned),
+            ("alg none with a signature", hs.token(claims: Self.claims(), alg: "none")),
+            ("HS/RS confusion", confused.token(claims: Self.claims())),
+            ("RS token claiming HS", rs.token(claims: Self.claims(), alg: "HS256")),
+            ("unknown kid", hs.token(claims: Self.claims(), kid: "nobody")),
+            ("embedded jwk", hs.token(claims: Self.claims(), header: ["jwk": ["kty": "oct", "k": "AAAA"]])),
+            ("jku", hs.token(claims: Self.claims(), header: ["jku": "https://evil.test/jwks"])),
+            ("x5u", hs.token(claims: Self.claims(), header: ["x5u": "https://evil.test/cert"])),
+            ("crit", hs.token(claims: Self.claims(), header: ["crit": ["exp"]])),
+            ("malformed base64", "abc$.def.ghi"),
+            ("malformed JSON", TokenFactory.base64URL(Array("{not json".utf8)) + "." + parts[1] + "." + parts[2]),
+            ("oversized", hs.token(claims: Self.claims(["pad": String(repeating: "x", count: 9000)]))),
+        ]
+        try await withUpstreams { upstreams in
+            try await withGateway(Self.config(upstreamPort: upstreams[0].port, jwt: Self.jwtSection(keys: keys.configEntries))) { gateway in
+                let ok = try await gateway.request("GET", "/orders/1", headers: [("Authorization", "Bearer \(valid)")])
+                #expect(ok.status == 200)
+                let served = upstreams[0].requestsServed
+                var outcomes: [String] = []
+                for (name, token) in cases {
+                    let response = try await gateway.request("GET", "/orders/1", headers: [("Authorization", "Bearer \(token)")])
+                    outcomes.append("\(name): \(response.status) \(response.errorCode ?? "-") \(response.header("www-authenticate") ?? "-")")
+                }
+                let expected = cases.map { #"\#($0.0): 401 UNAUTHENTICATED Bearer realm="gateway", error="invalid_token""# }
+                #expect(outcomes == expected)
+                #expect(upstreams[0].requestsServed == served, "no bad token reached the upstream")
+                let messages = Set(gateway.logs.entries("authentication failed").compactMap { $0["reason"] as? String })
+                #expect(messages.count > 10, "the log says why, the client does not")
+            }
+        }
+    }
+
+    // API keys: the right key passes with its id forwarded (the key itself does not go upstream), a wrong key
+    // is 401, a missing scope 403, no credentials 401 without an error code; X-Auth-* from clients is dropped.
+    @Test func apiKeysScopesAndSpoofing() async throws {
+        let keys = try await Self.makeKeys()
+        try await withUpstreams { upstreams in
+            try await withGateway(Self.config(upstreamPort: upstreams[0].port, jwt: Self.jwtSection(keys: keys.configEntries))) { gateway in
+                let byHeader = try await gateway.request("GET", "/write/1", headers: [("X-API-Key", Self.apiKey), ("X-Auth-Subject", "root")])
+                #expect(byHeader.status == 200)
+                #expect(byHeader.echoedHeaders["x-auth-subject"] == "billing-svc")
+                #expect(byHeader.echoedHeaders["x-auth-method"] == "api_key")
+                #expect(byHeader.echoedHeaders["x-api-key"] == nil)
+                let byAuthorization = try await gateway.request("GET", "/orders/1", headers: [("Authorization", "ApiKey \(Self.readOnlyKey)")])
+                #expect(byAuthorization.status == 200)
+                #expect(byAuthorization.echoedHeaders["x-auth-subject"] == "reader")
+                #expect(byAuthorization.echoedHeaders["authorization"] == nil)
+
+                let wrong = try await gateway.request("GET", "/orders/1", headers: [("X-API-Key", "gw_not-a-key")])
+                #expect(wrong.status == 401)
+                #expect(wrong.errorCode == "UNAUTHENTICATED")
+                let missingScope = try await gateway.request("GET", "/write/1", headers: [("X-API-Key", Self.readOnlyKey)])
+                #expect(missingScope.status == 403)
+                #expect(missingScope.errorCode == "FORBIDDEN")
+                #expect(missingScope.header("www-authenticate")?.contains(#"error="insufficient_scope""#) == true)
+                let jwtLacking = try await gateway.request(
+                    "GET", "/write/1", headers: [("Authorization", "Bearer \(keys.factories[0].token(claims: Self.claims(["scope": "orders:read"])))")])
+                #expect(jwtLacking.status == 403)
+                let none = try await gateway.request("GET", "/orders/1")
+                #expect(none.status == 401)
+                #expect(none.header("www-authenticate") == #"Bearer realm="gateway""#)
+                #expect(none.errorRequestID == none.header("x-request-id"))
+
+                let spoofed = try await gateway.request(
+                    "GET", "/public", headers: [("X-Auth-Subject", "admin"), ("x-auth-scopes", "everything"), ("X-AUTH-METHOD", "jwt")])
+                #expect(spoofed.status == 200)
+                let leaked = spoofed.echoedHeaders.keys.filter { $0.hasPrefix("x-auth-") }
+                #expect(leaked.isEmpty, "\(leaked)")
+
+                let logText = gateway.logs.all.joined(separator: "\n")
+                #expect(!logText.contains(Self.apiKey) && !logText.contains(Self.readOnlyKey) && !logText.contains("gw_not-a-key"))
+                let access = try await gateway.accessLog(for: byHeader)
+                #expect(access["consumer"] as? String == "billing-svc")
+            }
+        }
+    }
+
+    // The consumer a credential establishes is the rate-limit key: each API key gets its own budget.
+    @Test func consumerKeyedRateLimits() async throws {
+        let keys = try await Self.makeKeys()
+        try await withUpstreams { upstreams in
+            let routes = #"""
+                [{ "name": "limited", "upstream": "demo", "auth": { "require": ["api_key"] },
+                   "rate_limits": [{ "name": "per-consumer", "algorithm": "sliding_window", "key": "consumer", "limit": 2, "window_seconds": 60 }] }]
+                """#
+            try await withGateway(Self.config(upstreamPort: upstreams[0].port, jwt: Self.jwtSection(keys: keys.configEntries), routes: routes)) { gateway in
+                var statuses: [String] = []
+                for key in [Self.apiKey, Self.apiKey, Self.apiKey, Self.readOnlyKey, Self.readOnlyKey] {
+                    statuses.append(String(try await gateway.request("GET", "/x", headers: [("X-API-Key", key)]).status))
+                }
+                #expect(statuses == ["200", "200", "429", "200", "200"])
+                let anonymous = try await gateway.request("GET", "/x")
+                #expect(anonymous.status == 401)
+                #expect(anonymous.header("www-authenticate") == #"ApiKey realm="gateway""#)
+            }
+        }
+    }
+
+    // JWKS from a URL: a token with a new kid is accepted after the gateway refetches (no restart); when the
+    // JWKS server is gone the keys it served keep working.
+    @Test func jwksRotationAndOutage() async throws {
+        let first = try EdDSA.PrivateKey(curve: .ed25519)
+        let second = try EdDSA.PrivateKey(curve: .ed25519)
+        let one = try await TokenFactory.make(alg: "EdDSA", kid: "k1") { await $0.add(eddsa: first, kid: $1) }
+        let two = try await TokenFactory.make(alg: "EdDSA", kid: "k2") { await $0.add(eddsa: second, kid: $1) }
+        func jwk(_ key: EdDSA.PrivateKey, kid: String) -> String {
+            #"{ "kty": "OKP", "crv": "Ed25519", "use": "sig", "kid": "\#(kid)", "x": "\#(TokenFactory.base64URL(key.publicKey.rawRepresentation))" }"#
+        }
+        let jwksServer = try await DemoUpstream.start(name: "idp")
+        jwksServer.behaviour.documents.withLock { $0["/jwks.json"] = #"{ "keys": [\#(jwk(first, kid: "k1")), { "kty": "EC", "use": "enc", "kid": "e1" }] }"# }
+        try await withUpstreams { upstreams in
+            let jwt = #"{ "issuer": "https://id.test/", "audiences": ["orders-api"], "jwks_url": "http://127.0.0.1:\#(jwksServer.port)/jwks.json", "jwks_min_refetch_seconds": 1 }"#
+            try await withGateway(Self.config(upstreamPort: upstreams[0].port, jwt: jwt)) { gateway in
+                let firstToken = try await gateway.request("GET", "/orders/1", headers: [("Authorization", "Bearer \(one.token(claims: Self.claims()))")])
+                #expect(firstToken.status == 200)
+                let unknown = try await gateway.request("GET", "/orders/1", headers: [("Authorization", "Bearer \(two.token(claims: Self.claims()))")])
+                #expect(unknown.status == 401, "k2 is not published yet")
+
+                jwksServer.behaviour.documents.withLock { $0["/jwks.json"] = #"{ "keys": [\#(jwk(first, kid: "k1")), \#(jwk(second, kid: "k2"))] }"# }
+                try await Task.sleep(for: .milliseconds(1100))  // past jwks_min_refetch_seconds
+                let rotated = try await gateway.request("GET", "/orders/1", headers: [("Authorization", "Bearer \(two.token(claims: Self.claims()))")])
+                #expect(rotated.status == 200, "a new kid triggers a refetch")
+
+                await jwksServer.shutdown()
+                try await Task.sleep(for: .milliseconds(1100))
+                let stale = try await gateway.request("GET", "/orders/1", headers: [("Authorization", "Bearer \(one.token(claims: Self.claims(), kid: "k9"))")])
+                #expect(stale.status == 401, "an unknown kid while the JWKS server is down")
+                let kept = try await gateway.request("GET", "/orders/1", headers: [("Authorization", "Bearer \(two.token(claims: Self.claims()))")])
+                #expect(kept.status == 200, "the last good keys keep working")
+                #expect(gateway.logs.entries("JWKS fetch failed; keeping the last good keys").count >= 1)
+                #expect(gateway.logs.entries("JWKS key skipped").count == 1, "the encryption key")
+            }
+        }
+    }
+
+    // `gateway check` loads the JWT keys: a missing key file and a key that does not parse are errors.
+    @Test func checkLoadsKeys() async throws {
+        let pki = try TestPKI()
+        let file = pki.path("gateway.json")
+        let json = #"""
+            { "listeners": [{ "name": "l", "port": 1 }],
+              "auth": { "jwt": { "keys": [ { "kid": "a", "alg": "RS256", "public_key_file": "missing.pem" },
+                                           { "kid": "b", "alg": "ES256", "public_key": "-----BEGIN PUBLIC KEY-----\\nAAAA\\n-----END PUBLIC KEY-----" } ] } },
+              "upstreams": { "u": { "targets": ["http://127.0.0.1:1"] } },
+              "routes": [{ "name": "r", "upstream": "u", "auth": { "require": ["jwt"] } }] }
+            """#
+        try json.write(toFile: file, atomically: true, encoding: .utf8)
+        let result = try await runCommand(Binaries.gateway, ["check", "--config", file])
+        #expect(result.status == 1)
+        let lines = result.stdout.split(separator: "\n").map(String.init)
+        #expect(lines.first == "auth.jwt.keys[0].public_key_file: \(pki.path("missing.pem")) cannot be read", "\(lines)")
+        #expect(lines.count == 2 && lines[1].hasPrefix("auth.jwt.keys[1]: cannot be used as an ES256 key"), "\(lines)")
+    }
+
+    // `gateway hash-key` prints the digest auth.api_keys wants; --generate makes a key that hashes to what it prints.
+    @Test func hashKeyCommand() async throws {
+        let hashed = try await shell("printf %s '\(Self.apiKey)' | \(Binaries.gateway.path) hash-key")
+        #expect(hashed.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == APIKeyDigest.hex(Self.apiKey))
+        let generated = try await shell("\(Binaries.gateway.path) hash-key --generate")
+        let lines = generated.stdout.split(separator: "\n").map { $0.split(separator: " ").last.map(String.init) ?? "" }
+        #expect(lines.count == 2)
+        #expect(lines.first?.hasPrefix("gw_") == true)
+        #expect(lines.count == 2 && APIKeyDigest.hex(lines[0]) == lines[1])
+    }
+}
+
+/// SHA-256 hex via the shell's sha256sum (independent of the gateway's own code).
+enum APIKeyDigest {
+    static func hex(_ key: String) -> String {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/sha256sum")
+        let input = Pipe()
+        let output = Pipe()
+        process.standardInput = input
+        process.standardOutput = output
+        try! process.run()
+        input.fileHandleForWriting.write(Data(key.utf8))
+        try! input.fileHandleForWriting.close()
+        let data = output.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return String(decoding: data, as: UTF8.self).split(separator: " ").first.map(String.init) ?? ""
+    }
+}
+
+func shellSync(_ command: String) throws {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: "/bin/sh")
+    process.arguments = ["-c", command]
+    process.standardOutput = FileHandle.nullDevice
+    process.standardError = FileHandle.nullDevice
+    try process.run()
+    process.waitUntilExit()
+    struct Failed: Error {}
+    guard process.terminationStatus == 0 else { throw Failed() }
+}
