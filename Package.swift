@@ -30,6 +30,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-certificates.git", from: "1.21.0"),
         .package(url: "https://github.com/vapor/jwt-kit.git", from: "5.7.0"),
         .package(url: "https://github.com/apple/swift-crypto.git", "4.1.0"..<"6.0.0"),
+        .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.0"),
     ],
     targets: [
         .target(name: "GatewayPolicy", swiftSettings: strict),
@@ -44,10 +46,12 @@ let package = Package(
         // The HTTP/1 codec of the forwarding path: heads kept as received bytes, strict incremental parsing.
         .target(name: "GatewayHTTP", dependencies: [nioCore], swiftSettings: strict),
         .target(
-            name: "GatewayCore", dependencies: ["GatewayPolicy", "GatewayConfig", "GatewayHTTP", nioCore, logging],
+            name: "GatewayCore",
+            dependencies: ["GatewayPolicy", "GatewayConfig", "GatewayHTTP", nioCore, logging, .product(name: "CoreMetrics", package: "swift-metrics")],
             swiftSettings: strict),
         .target(
-            name: "GatewayFilters", dependencies: ["GatewayCore", "GatewayPolicy", "GatewayConfig", "GatewayHTTP", logging],
+            name: "GatewayFilters",
+            dependencies: ["GatewayCore", "GatewayPolicy", "GatewayConfig", "GatewayHTTP", logging, .product(name: "CoreMetrics", package: "swift-metrics")],
             swiftSettings: strict),
         // TLS material: server contexts with SNI and reload, upstream client contexts, file checks.
         .target(
@@ -71,7 +75,7 @@ let package = Package(
             name: "GatewayServer",
             dependencies: [
                 "GatewayCore", "GatewayPolicy", "GatewayConfig", "GatewayHTTP", "GatewayTLS", nioCore, nioPosix, nioSSL, nioHTTP2,
-                .product(name: "NIOTLS", package: "swift-nio"), logging,
+                .product(name: "NIOTLS", package: "swift-nio"), logging, .product(name: "CoreMetrics", package: "swift-metrics"),
             ],
             swiftSettings: strict),
         .target(
@@ -82,6 +86,7 @@ let package = Package(
                 logging,
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+                .product(name: "Prometheus", package: "swift-prometheus"), .product(name: "CoreMetrics", package: "swift-metrics"), nioHTTP1,
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: strict

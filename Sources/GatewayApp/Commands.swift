@@ -51,7 +51,7 @@ public struct RunCommand: AsyncParsableCommand {
         }
         let group = ServiceGroup(
             configuration: .init(
-                services: [GatewayService(config: gatewayConfig, logger: logger)],
+                services: [GatewayService(config: gatewayConfig, logger: logger, configPath: config)],
                 gracefulShutdownSignals: [.sigterm, .sigint],
                 logger: logger))
         do {

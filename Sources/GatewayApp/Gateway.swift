@@ -5,88 +5,200 @@ import GatewayFilters
 import GatewayRedis
 import GatewayServer
 import GatewayUpstream
+import Foundation
 import Logging
 import NIOCore
 import NIOPosix
+import Prometheus
 import Synchronization
 
-/// A running gateway: event loops, per-loop upstream pools and the bound listeners, built from one
-/// validated config. The CLI runs one under ServiceLifecycle; tests start one in-process.
+/// A running gateway: event loops, listeners, and the parts a config builds (routes and filters, upstream
+/// pools, authentication, rate-limit store, Redis). The CLI runs one under ServiceLifecycle; tests start one
+/// in-process.
+///
+/// A reload builds a complete new set of parts from a validated config and swaps it in at once: requests
+/// in flight finish with the parts they started with, connections stay open and use the new parts from
+/// their next request. Parts whose config did not change are carried over (upstream pools, breakers,
+/// health, Redis, in-memory rate-limit counters), so a reload does not reconnect or forget.
 public final class Gateway: Sendable {
-    public let config: GatewayConfig
-    public let listeners: [GatewayServer.BoundListener]
+    /// The parts one config builds.
+    struct Parts: Sendable {
+        let config: GatewayConfig
+        let upstreams: UpstreamSet
+        let authenticator: Authenticator?
+        let redis: RedisClient?
+        let rateLimitStore: RateLimitStore
+    }
+
     private let group: MultiThreadedEventLoopGroup
+    private let workers: Int
     private let server: GatewayServer
-    private let forwarders: LoopLocal<any UpstreamForwarder>
-    /// Every upstream's shared state: breakers, health, in-flight counts.
-    public let upstreams: UpstreamSet
+    private let holder: RuntimeHolder
+    private let parts: Mutex<Parts>
+    private let reloading = Mutex(false)
+    private let draining = Atomic<Bool>(false)
     private let logger: Logger
-    /// The shared Redis client, when gateway.json has a `redis` section.
-    public let redis: RedisClient?
-    /// The rate-limit store routes use (for tests and, later, metrics).
-    public let rateLimitStore: RateLimitStore
-    /// JWT keys and API keys, when gateway.json has an `auth` section.
-    public let authenticator: Authenticator?
+    private let accessLogger: Logger?
+    /// The file a reload reads (SIGHUP, `POST /reload`); nil for a gateway started from a config in memory.
+    public let configPath: String?
+    private let admin = Mutex<AdminServer?>(nil)
+    private let watcher = Mutex<Task<Void, Never>?>(nil)
+    /// Where the metrics live (`/metrics` renders it).
+    public let registry: PrometheusCollectorRegistry
+    public let metrics: GatewayMetrics
 
     private init(
-        config: GatewayConfig, listeners: [GatewayServer.BoundListener], group: MultiThreadedEventLoopGroup,
-        server: GatewayServer, forwarders: LoopLocal<any UpstreamForwarder>, upstreams: UpstreamSet, logger: Logger, redis: RedisClient?,
-        rateLimitStore: RateLimitStore, authenticator: Authenticator?
+        group: MultiThreadedEventLoopGroup, workers: Int, server: GatewayServer, holder: RuntimeHolder, parts: Parts, logger: Logger,
+        accessLogger: Logger?, registry: PrometheusCollectorRegistry, metrics: GatewayMetrics, configPath: String?
     ) {
-        self.config = config
-        self.listeners = listeners
+        self.configPath = configPath
         self.group = group
+        self.workers = workers
         self.server = server
-        self.forwarders = forwarders
-        self.upstreams = upstreams
+        self.holder = holder
+        self.parts = Mutex(parts)
         self.logger = logger
-        self.redis = redis
-        self.rateLimitStore = rateLimitStore
-        self.authenticator = authenticator
+        self.accessLogger = accessLogger
+        self.registry = registry
+        self.metrics = metrics
+    }
+
+    /// The running config.
+    public var config: GatewayConfig { parts.withLock { $0.config } }
+    /// Every upstream's shared state: breakers, health, in-flight counts.
+    public var upstreams: UpstreamSet { parts.withLock { $0.upstreams } }
+    /// The shared Redis client, when gateway.json has a `redis` section.
+    public var redis: RedisClient? { parts.withLock { $0.redis } }
+    /// The rate-limit store routes use.
+    public var rateLimitStore: RateLimitStore { parts.withLock { $0.rateLimitStore } }
+    /// JWT keys and API keys, when gateway.json has an `auth` section.
+    public var authenticator: Authenticator? { parts.withLock { $0.authenticator } }
+
+    /// The bound listeners, in config order.
+    public var listeners: [GatewayServer.BoundListener] {
+        let bound = server.boundListeners
+        return config.listeners.compactMap { listener in bound.first { $0.name == listener.name } }
     }
 
     /// Starts event loops and binds every listener.
     /// - Parameters:
     ///   - logger: operational log (start, stop, upstream failures).
     ///   - accessLogger: one line per request; nil uses `logger`.
-    public static func start(config: GatewayConfig, logger: Logger, accessLogger: Logger? = nil) async throws -> Gateway {
+    ///   - configPath: the file SIGHUP and `POST /reload` read again.
+    public static func start(config: GatewayConfig, logger: Logger, accessLogger: Logger? = nil, configPath: String? = nil) async throws -> Gateway {
         let workers = config.workers ?? System.coreCount
         let group = MultiThreadedEventLoopGroup(numberOfThreads: workers)
+        let registry = PrometheusCollectorRegistry()
+        var factory = PrometheusMetricsFactory(registry: registry)
+        factory.defaultDurationHistogramBuckets = [
+            .microseconds(500), .milliseconds(1), .milliseconds(2), .milliseconds(5), .milliseconds(10), .milliseconds(25),
+            .milliseconds(50), .milliseconds(100), .milliseconds(250), .milliseconds(500), .seconds(1), .milliseconds(2500),
+            .seconds(5), .seconds(10), .seconds(30),
+        ]
+        let metrics = GatewayMetrics(factory: factory)
         do {
-            var globalFilters: [any GatewayFilter] = [RequestIDFilter(), SecurityHeadersFilter(config.securityHeaders)]
-            if config.logging.accessLog { globalFilters.append(AccessLogFilter(logger: accessLogger ?? logger)) }
-            let redis = try await makeRedisClient(config, group: group, logger: logger)
-            let rateLimitStore = makeRateLimitStore(config, redis: redis, logger: logger)
-            let authenticator = try await config.auth.asyncMap { try await Authenticator.make($0, eventLoop: group.next(), logger: logger) }
-            // Per route: authentication first (rate limits may key on the consumer it establishes), then limits.
-            let routes = GatewayRuntime.compileRoutes(config) { route in
-                var filters: [any GatewayFilter] = []
-                if let auth = route.auth, let authenticator {
-                    filters.append(AuthFilter(routeName: route.name, config: auth, authenticator: authenticator, logger: logger))
-                }
-                if !route.rateLimits.isEmpty {
-                    filters.append(
-                        RateLimitFilter(routeName: route.name, rules: route.rateLimits.map(RateLimitRule.init), store: rateLimitStore, logger: logger))
-                }
-                return filters
+            let (parts, active) = try await build(
+                config, previous: nil, group: group, workers: workers, metrics: metrics, logger: logger, accessLogger: accessLogger)
+            let holder = RuntimeHolder(active)
+            let server = GatewayServer(group: group, holder: holder, metrics: metrics)
+            do {
+                _ = try await server.start()
+            } catch {
+                await retire(parts, keeping: nil)
+                throw error
             }
-            let runtime = GatewayRuntime(config: config, routes: routes, globalFilters: globalFilters, logger: logger)
-            let upstreams = try UpstreamSet(configs: config.upstreams, logger: logger)
-            let forwarders = try await LoopLocal<any UpstreamForwarder>.make(on: group) { loop, index in
-                upstreams.makeForwarder(eventLoop: loop, loopIndex: index, loopCount: workers, logger: logger)
+            let gateway = Gateway(
+                group: group, workers: workers, server: server, holder: holder, parts: parts, logger: logger, accessLogger: accessLogger,
+                registry: registry, metrics: metrics, configPath: configPath)
+            if let adminConfig = config.admin {
+                do {
+                    let admin = try await AdminServer.start(config: adminConfig, gateway: gateway, group: group, logger: logger)
+                    gateway.admin.withLock { $0 = admin }
+                } catch {
+                    await server.shutdown(timeout: .zero)
+                    await retire(parts, keeping: nil)
+                    throw error
+                }
             }
-            try await upstreams.startHealthChecks(on: group.next())
-            let server = try GatewayServer(group: group, runtime: runtime, forwarders: forwarders)
-            let listeners = try await server.start()
+            gateway.startWatchingConfigFile()
             logger.info("gateway started", metadata: ["workers": .stringConvertible(workers), "routes": .stringConvertible(config.routes.count)])
-            return Gateway(
-                config: config, listeners: listeners, group: group, server: server, forwarders: forwarders, upstreams: upstreams,
-                logger: logger,
-                redis: redis, rateLimitStore: rateLimitStore, authenticator: authenticator)
+            return gateway
         } catch {
             try? await group.shutdownGracefully()
             throw error
         }
+    }
+
+    /// Builds everything a config describes, reusing from `previous` what did not change.
+    private static func build(
+        _ config: GatewayConfig, previous: (parts: Parts, active: RuntimeHolder.Active)?, group: MultiThreadedEventLoopGroup, workers: Int,
+        metrics: GatewayMetrics, logger: Logger, accessLogger: Logger?
+    ) async throws -> (Parts, RuntimeHolder.Active) {
+        let old = previous?.parts
+        let redis: RedisClient?
+        if let old, old.config.redis == config.redis {
+            redis = old.redis
+        } else {
+            redis = try await makeRedisClient(config, group: group, logger: logger)
+        }
+        let rateLimitStore: RateLimitStore
+        if let old, old.config.rateLimiting == config.rateLimiting, old.redis === redis {
+            rateLimitStore = old.rateLimitStore  // counters survive the reload
+        } else {
+            rateLimitStore = makeRateLimitStore(config, redis: redis, logger: logger)
+        }
+        let authenticator: Authenticator?
+        do {
+            authenticator = try await config.auth.asyncMap { try await Authenticator.make($0, eventLoop: group.next(), logger: logger) }
+        } catch {
+            if let redis, redis !== old?.redis { await redis.shutdown() }
+            throw error
+        }
+        let upstreams: UpstreamSet
+        do {
+            upstreams = try UpstreamSet(configs: config.upstreams, logger: logger, metrics: metrics, previous: old?.upstreams)
+        } catch {
+            authenticator?.stop()
+            if let redis, redis !== old?.redis { await redis.shutdown() }
+            throw error
+        }
+
+        var globalFilters: [any GatewayFilter] = [RequestIDFilter(), TraceContextFilter(), SecurityHeadersFilter(config.securityHeaders)]
+        if config.logging.accessLog { globalFilters.append(AccessLogFilter(logger: accessLogger ?? logger)) }
+        // Per route: authentication first (rate limits may key on the consumer it establishes), then limits.
+        let routes = GatewayRuntime.compileRoutes(config, metrics: metrics) { route in
+            var filters: [any GatewayFilter] = []
+            if let auth = route.auth, let authenticator {
+                filters.append(AuthFilter(routeName: route.name, config: auth, authenticator: authenticator, logger: logger, metrics: metrics))
+            }
+            if !route.rateLimits.isEmpty {
+                filters.append(
+                    RateLimitFilter(
+                        routeName: route.name, rules: route.rateLimits.map(RateLimitRule.init), store: rateLimitStore, logger: logger,
+                        metrics: metrics))
+            }
+            return filters
+        }
+        let runtime = GatewayRuntime(config: config, routes: routes, globalFilters: globalFilters, logger: logger, metrics: metrics)
+        let previousForwarders = previous?.active.forwarders
+        let forwarders = try await LoopLocal<any UpstreamForwarder>.make(on: group) { loop, index in
+            upstreams.makeForwarder(
+                eventLoop: loop, loopIndex: index, loopCount: workers, logger: logger, previous: previousForwarders?.value(on: loop))
+        }
+        try await upstreams.startHealthChecks(on: group.next())
+        let parts = Parts(config: config, upstreams: upstreams, authenticator: authenticator, redis: redis, rateLimitStore: rateLimitStore)
+        return (parts, RuntimeHolder.Active(runtime: runtime, forwarders: forwarders))
+    }
+
+    /// Stops what `parts` holds that `keeping` does not reuse.
+    private static func retire(_ parts: Parts, keeping: Parts?) async {
+        if let keeping {
+            await parts.upstreams.retire(replacedBy: keeping.upstreams)
+        } else {
+            await parts.upstreams.stopHealthChecks()
+        }
+        if parts.authenticator !== keeping?.authenticator { parts.authenticator?.stop() }
+        if let redis = parts.redis, redis !== keeping?.redis { await redis.shutdown() }
     }
 
     private static func makeRedisClient(_ config: GatewayConfig, group: EventLoopGroup, logger: Logger) async throws -> RedisClient? {
@@ -104,10 +216,104 @@ public final class Gateway: Sendable {
             primary: RedisRateLimitStore(client: redis), mode: config.rateLimiting.onStoreError, logger: logger)
     }
 
-    /// Reads the TLS listeners' certificate files again (SIGHUP): new handshakes use them, open connections
-    /// keep theirs, a listener whose files fail keeps its old ones. Returns the errors by listener.
+    // MARK: Reload
+
+    public struct ReloadError: Error, CustomStringConvertible {
+        public let problems: [String]
+        public var description: String { problems.joined(separator: "; ") }
+    }
+
+    /// Replaces the running config with `config` (already validated). Nothing changes when any part of it
+    /// cannot be built (a certificate that does not load, a port that cannot be bound, ...): the error is
+    /// logged, counted and thrown.
+    public func reload(config newConfig: GatewayConfig) async throws {
+        let busy = reloading.withLock { reloading in
+            defer { reloading = true }
+            return reloading
+        }
+        guard !busy else { throw ReloadError(problems: ["a reload is already running"]) }
+        defer { reloading.withLock { $0 = false } }
+        do {
+            try await apply(newConfig)
+            metrics.configReload(outcome: "success")
+            logger.info("config reloaded", metadata: ["routes": .stringConvertible(newConfig.routes.count)])
+        } catch {
+            metrics.configReload(outcome: "failure")
+            logger.error("config reload failed; still running the previous config", metadata: ["error": "\(error)"])
+            throw error
+        }
+    }
+
+    private func apply(_ newConfig: GatewayConfig) async throws {
+        if (newConfig.workers ?? System.coreCount) != workers {
+            logger.warning("reload: a new worker count takes effect at the next restart", metadata: ["workers": .stringConvertible(workers)])
+        }
+        let oldParts = parts.withLock { $0 }
+        let oldActive = holder.current
+        let (newParts, newActive) = try await Self.build(
+            newConfig, previous: (oldParts, oldActive), group: group, workers: workers, metrics: metrics, logger: logger,
+            accessLogger: accessLogger)
+        let plan: GatewayServer.ListenerPlan
+        do {
+            plan = try await server.prepareListeners(newConfig.listeners)
+        } catch {
+            await Self.retire(newParts, keeping: oldParts)
+            throw error
+        }
+        holder.replace(with: newActive)
+        parts.withLock { $0 = newParts }
+        await server.commit(plan)
+        await Self.retire(oldParts, keeping: newParts)
+        await oldActive.forwarders.forEach { forwarder in
+            (forwarder as? HTTP1Forwarder)?.closeIdleConnections(notKeptBy: newParts.upstreams)
+        }
+    }
+
+    /// Reads `configPath` again and reloads it (SIGHUP, `POST /reload`), then the TLS certificate files of
+    /// listeners whose TLS settings did not change (a renewed certificate under the same file names).
+    public func reloadFromFile() async throws {
+        guard let configPath else { throw ReloadError(problems: ["this gateway was not started from a file"]) }
+        let result = await ConfigCheck.load(path: configPath)
+        guard let newConfig = result.config else {
+            let problems = result.errors.map(\.description)
+            metrics.configReload(outcome: "failure")
+            logger.error("config reload failed; still running the previous config", metadata: ["errors": "\(problems.joined(separator: "; "))"])
+            throw ReloadError(problems: problems)
+        }
+        for warning in result.warnings { logger.warning("config warning", metadata: ["path": "\(warning.path)", "detail": "\(warning.message)"]) }
+        try await reload(config: newConfig)
+        reloadCertificates()
+    }
+
+    /// Polls `configPath` while `reload.watch` is on and reloads when its bytes change. A file that fails to
+    /// load is reported once (its bytes count as seen), not at every poll.
+    private func startWatchingConfigFile() {
+        guard let configPath else { return }
+        let task = Task { [weak self] in
+            var seen = FileManager.default.contents(atPath: configPath)
+            while !Task.isCancelled {
+                guard let interval = self?.config.reload.intervalMs else { return }
+                try? await Task.sleep(for: .milliseconds(interval))
+                guard let self, self.config.reload.watch, !Task.isCancelled else { continue }
+                let current = FileManager.default.contents(atPath: configPath)
+                guard current != seen else { continue }
+                seen = current
+                self.logger.info("config file changed; reloading", metadata: ["path": "\(configPath)"])
+                try? await self.reloadFromFile()
+            }
+        }
+        watcher.withLock { $0 = task }
+    }
+
+    /// The admin API's port (useful with port 0), when it is configured.
+    public var adminPort: Int? { admin.withLock { $0?.port } }
+
+    /// Reads the TLS listeners' certificate files again: new handshakes use them, open connections keep
+    /// theirs, a listener whose files fail keeps its old ones. Returns the errors by listener.
     @discardableResult
     public func reloadCertificates() -> [String: String] { server.reloadCertificates() }
+
+    // MARK: State
 
     /// The port a listener was bound to (useful with port 0).
     public func port(of listener: String) -> Int? { listeners.first { $0.name == listener }?.port }
@@ -115,7 +321,7 @@ public final class Gateway: Sendable {
     /// Upstream connections opened so far, summed over event loops (proves keep-alive reuse in tests).
     public func upstreamConnectionsOpened() async -> [String: Int] {
         let totals = Mutex<[String: Int]>([:])
-        await forwarders.forEach { forwarder in
+        await holder.current.forwarders.forEach { forwarder in
             guard let forwarder = forwarder as? HTTP1Forwarder else { return }
             let counts = forwarder.connectionsOpened
             totals.withLock { totals in totals.merge(counts, uniquingKeysWith: +) }
@@ -125,13 +331,24 @@ public final class Gateway: Sendable {
 
     public var openConnections: Int { server.openConnections }
 
-    /// Graceful stop: no new connections, requests in flight finish within the drain timeout.
+    /// Whether the gateway should get traffic: not draining, and Redis answering when it is configured.
+    public func readiness() async -> (ready: Bool, problems: [String]) {
+        var problems: [String] = []
+        if draining.load(ordering: .relaxed) { problems.append("draining") }
+        if let redis, await redis.connectedCount() == 0 { problems.append("redis unreachable") }
+        return (problems.isEmpty, problems)
+    }
+
+    /// Graceful stop: readiness turns false, no new connections, requests in flight finish within the drain
+    /// timeout (HTTP/2 clients get GOAWAY), then everything closes.
     public func shutdown() async {
-        logger.info("gateway stopping", metadata: ["drain_timeout_ms": .stringConvertible(config.limits.drainTimeoutMs)])
-        await server.shutdown(timeout: .milliseconds(Int64(config.limits.drainTimeoutMs)))
-        await upstreams.stopHealthChecks()
-        authenticator?.stop()
-        await redis?.shutdown()
+        draining.store(true, ordering: .relaxed)
+        watcher.withLock { $0 }?.cancel()
+        let drain = config.limits.drainTimeoutMs
+        logger.info("gateway stopping", metadata: ["drain_timeout_ms": .stringConvertible(drain)])
+        await server.shutdown(timeout: .milliseconds(Int64(drain)))
+        await admin.withLock({ $0 })?.stop()
+        await Self.retire(parts.withLock { $0 }, keeping: nil)
         try? await group.shutdownGracefully()
         logger.info("gateway stopped")
     }

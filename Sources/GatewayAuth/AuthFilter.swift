@@ -21,8 +21,10 @@ public struct AuthFilter: GatewayFilter {
     private let authenticator: Authenticator
     private let logger: Logger
     private let challenge: String
+    private let metrics: GatewayMetrics
 
-    public init(routeName: String, config: RouteAuthConfig, authenticator: Authenticator, logger: Logger) {
+    public init(routeName: String, config: RouteAuthConfig, authenticator: Authenticator, logger: Logger, metrics: GatewayMetrics = .disabled) {
+        self.metrics = metrics
         self.routeName = routeName
         self.methods = config.require
         self.scopes = config.scopes
@@ -35,6 +37,7 @@ public struct AuthFilter: GatewayFilter {
         var presented = false
         var unknownKID: String?
         var reasons: [String] = []
+        var code = "missing_credentials"
         for method in methods {
             switch method {
             case .jwt:
@@ -46,8 +49,10 @@ public struct AuthFilter: GatewayFilter {
                     return accept(identity, head: &head, context: &context)
                 case .failure(.unknownKey(let kid)):
                     unknownKID = token
+                    code = "unknown_key"
                     reasons.append("jwt: no key for kid \(kid ?? "(none)")")
                 case .failure(let rejection):
+                    code = rejection.code
                     reasons.append("jwt: \(rejection)")
                 }
             case .apiKey:
@@ -56,6 +61,7 @@ public struct AuthFilter: GatewayFilter {
                 if let identity = authenticator.apiKeys.identify(key) {
                     return accept(identity, head: &head, context: &context)
                 }
+                code = "unknown_api_key"
                 reasons.append("api_key: unknown key")
             }
         }
@@ -68,10 +74,10 @@ public struct AuthFilter: GatewayFilter {
                 refetch.hop(to: context.eventLoop).map { _ in
                     this.resume(token: token, requestID: requestID, reasons: fallback)
                 }.recover { _ in
-                    FilterResumption(decision: .respond(this.unauthenticated(presented: true, requestID: requestID, reasons: fallback)))
+                    FilterResumption(decision: .respond(this.unauthenticated(presented: true, requestID: requestID, reasons: fallback, code: "unknown_key")))
                 })
         }
-        return .respond(unauthenticated(presented: presented, requestID: context.requestID, reasons: reasons))
+        return .respond(unauthenticated(presented: presented, requestID: context.requestID, reasons: reasons, code: code))
     }
 
     private func resume(token: String, requestID: String, reasons: [String]) -> FilterResumption {
@@ -84,7 +90,8 @@ public struct AuthFilter: GatewayFilter {
             return FilterResumption(decision: .proceed) { head, context in this.admit(identity, head: &head, context: &context) }
         case .failure(let rejection):
             return FilterResumption(
-                decision: .respond(unauthenticated(presented: true, requestID: requestID, reasons: reasons + ["jwt after JWKS refetch: \(rejection)"])))
+                decision: .respond(
+                    unauthenticated(presented: true, requestID: requestID, reasons: reasons + ["jwt after JWKS refetch: \(rejection)"], code: rejection.code)))
         }
     }
 
@@ -111,7 +118,8 @@ public struct AuthFilter: GatewayFilter {
         for (name, value) in identity.forwardedClaims { head.headers.add(name: name, value: value) }
     }
 
-    private func unauthenticated(presented: Bool, requestID: String, reasons: [String]) -> GatewayResponse {
+    private func unauthenticated(presented: Bool, requestID: String, reasons: [String], code: String) -> GatewayResponse {
+        metrics.authFailure(route: routeName, reason: code)
         logger.info(
             "authentication failed",
             metadata: ["request_id": "\(requestID)", "route": "\(routeName)", "reason": "\(presented ? reasons.joined(separator: "; ") : "no credentials")"])
@@ -121,6 +129,7 @@ public struct AuthFilter: GatewayFilter {
     }
 
     private func forbidden(_ identity: Identity, missing: [String], requestID: String) -> GatewayResponse {
+        metrics.authFailure(route: routeName, reason: "insufficient_scope")
         logger.info(
             "authorization failed",
             metadata: ["request_id": "\(requestID)", "route": "\(routeName)", "consumer": "\(identity.subject)", "missing_scopes": "\(missing.joined(separator: " "))"])

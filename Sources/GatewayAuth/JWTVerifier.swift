@@ -75,6 +75,25 @@ public enum JWTRejection: Error, Equatable, Sendable, CustomStringConvertible {
     case badClaim(String)
     case missingClaim(String)
 
+    /// A fixed code for metrics labels.
+    public var code: String {
+        switch self {
+        case .tooLong: return "too_long"
+        case .malformed: return "malformed"
+        case .forbiddenHeader: return "forbidden_header"
+        case .unknownKey: return "unknown_key"
+        case .algorithmMismatch: return "algorithm_mismatch"
+        case .badSignature: return "bad_signature"
+        case .expired: return "expired"
+        case .notYetValid: return "not_yet_valid"
+        case .issuedInFuture: return "issued_in_future"
+        case .wrongIssuer: return "wrong_issuer"
+        case .wrongAudience: return "wrong_audience"
+        case .badClaim: return "bad_claim"
+        case .missingClaim: return "missing_claim"
+        }
+    }
+
     public var description: String {
         switch self {
         case .tooLong: return "token longer than 8 KiB"

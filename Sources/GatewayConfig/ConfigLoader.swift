@@ -29,7 +29,8 @@ public enum ConfigLoader {
             return ConfigLoadResult(config: nil, diagnostics: [Diagnostic(path: "", message: "invalid JSON: \(error)")])
         }
         let context = DecodingContext(environment: environment, baseDirectory: baseDirectory)
-        let config = GatewayConfig.decode(ConfigNode(value: value, path: .root, context: context))
+        var config = GatewayConfig.decode(ConfigNode(value: value, path: .root, context: context))
+        config?.source = value
         config?.validate(into: context)
         let diagnostics = context.diagnostics
         let hasErrors = diagnostics.contains { $0.severity == .error }

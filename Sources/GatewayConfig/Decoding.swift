@@ -36,11 +36,12 @@ extension GatewayConfig {
             }
             let routes = o.required("routes") { $0.array(RouteConfig.decode) }
             let logging = o.optional("logging", LoggingConfig.decode) ?? LoggingConfig()
+            let reload = o.optional("reload", ReloadConfig.decode) ?? ReloadConfig()
             guard let listeners, let upstreams, let routes else { return nil }
             return GatewayConfig(
                 workers: workers, listeners: listeners, admin: admin, redis: redis, limits: limits,
                 trustedProxies: trusted ?? [], securityHeaders: security, rateLimiting: rateLimiting,
-                cache: cache, auth: auth, upstreams: upstreams, routes: routes, logging: logging
+                cache: cache, auth: auth, upstreams: upstreams, routes: routes, logging: logging, reload: reload
             )
         }
     }
@@ -103,6 +104,17 @@ extension TLSConfig {
                 certificates: certificates, minVersion: minVersion, alpn: alpn, clientCA: clientCA,
                 clientAuth: clientAuth, clientSubjectHeader: subjectHeader
             )
+        }
+    }
+}
+
+extension ReloadConfig {
+    static func decode(_ node: ConfigNode) -> ReloadConfig? {
+        node.object { o in
+            var config = ReloadConfig()
+            config.watch = o.optional("watch") { $0.bool() } ?? config.watch
+            config.intervalMs = o.optional("interval_ms") { $0.int(100...maxMilliseconds) } ?? config.intervalMs
+            return config
         }
     }
 }

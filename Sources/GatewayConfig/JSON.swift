@@ -302,3 +302,80 @@ public struct JSONParser {
         return index - start
     }
 }
+
+extension JSONValue {
+    /// Compact JSON text (object keys in their original order).
+    public var rendered: String {
+        var output = ""
+        render(into: &output)
+        return output
+    }
+
+    private func render(into output: inout String) {
+        switch self {
+        case .null: output += "null"
+        case .bool(let value): output += value ? "true" : "false"
+        case .integer(let value): output += String(value)
+        case .double(let value): output += value.isFinite ? String(value) : "null"
+        case .string(let value): JSONValue.quote(value, into: &output)
+        case .array(let items):
+            output += "["
+            for (index, item) in items.enumerated() {
+                if index > 0 { output += "," }
+                item.render(into: &output)
+            }
+            output += "]"
+        case .object(let fields):
+            output += "{"
+            for (index, field) in fields.enumerated() {
+                if index > 0 { output += "," }
+                JSONValue.quote(field.key, into: &output)
+                output += ":"
+                field.value.render(into: &output)
+            }
+            output += "}"
+        }
+    }
+
+    private static func quote(_ text: String, into output: inout String) {
+        output += "\""
+        for scalar in text.unicodeScalars {
+            switch scalar {
+            case "\"": output += "\\\""
+            case "\\": output += "\\\\"
+            case "\n": output += "\\n"
+            case "\r": output += "\\r"
+            case "\t": output += "\\t"
+            case _ where scalar.value < 0x20:
+                let hex = String(scalar.value, radix: 16)
+                output += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
+            default: output.unicodeScalars.append(scalar)
+            }
+        }
+        output += "\""
+    }
+
+    /// A copy safe to show: values under keys that hold secrets (`secret`, `token`, `password`) become
+    /// `"<redacted>"`, and credentials inside URLs (`redis://user:pass@host`) are cut out.
+    public func redactingSecrets() -> JSONValue {
+        switch self {
+        case .object(let fields):
+            return .object(
+                fields.map { field in
+                    switch field.key {
+                    case "secret", "token", "password": return (field.key, .string("<redacted>"))
+                    default: return (field.key, field.value.redactingSecrets())
+                    }
+                })
+        case .array(let items):
+            return .array(items.map { $0.redactingSecrets() })
+        case .string(let text):
+            guard let scheme = text.range(of: "://"), let at = text[scheme.upperBound...].firstIndex(of: "@") else { return self }
+            let authority = text[scheme.upperBound..<at]
+            guard !authority.contains("/") else { return self }
+            return .string(String(text[..<scheme.upperBound]) + "<redacted>" + String(text[at...]))
+        default:
+            return self
+        }
+    }
+}

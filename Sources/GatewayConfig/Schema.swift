@@ -19,11 +19,14 @@ public struct GatewayConfig: Sendable {
     public var upstreams: [UpstreamConfig]
     public var routes: [RouteConfig]
     public var logging: LoggingConfig
+    public var reload = ReloadConfig()
+    /// The document as written (before `${ENV}` substitution), for the admin API's `/config`.
+    public var source: JSONValue?
 
     public func upstream(named name: String) -> UpstreamConfig? { upstreams.first { $0.name == name } }
 }
 
-public struct ListenerConfig: Sendable {
+public struct ListenerConfig: Sendable, Equatable {
     public var name: String
     public var address: String
     /// 0 asks the OS for a free port (useful in tests); the bound port is logged.
@@ -35,10 +38,10 @@ public struct ListenerConfig: Sendable {
     public var h2c: Bool
 }
 
-public struct TLSConfig: Sendable {
+public struct TLSConfig: Sendable, Equatable {
     public enum Version: String, Sendable { case tls12 = "1.2", tls13 = "1.3" }
     public enum ClientAuth: String, Sendable { case none, optional, required }
-    public struct Certificate: Sendable {
+    public struct Certificate: Sendable, Equatable {
         public var cert: String
         public var key: String
         public var serverNames: [String]
@@ -53,7 +56,7 @@ public struct TLSConfig: Sendable {
 }
 
 /// How the gateway talks TLS to an upstream's `https://` targets.
-public struct UpstreamTLSConfig: Sendable {
+public struct UpstreamTLSConfig: Sendable, Equatable {
     public init() {}
 
     /// PEM CA bundle the upstream certificate must chain to; nil: the system trust store.
@@ -72,10 +75,19 @@ public struct AdminConfig: Sendable {
     public var token: String?
 }
 
-public struct RedisConfig: Sendable {
+public struct RedisConfig: Sendable, Equatable {
     public var url: String
     public var poolSize: Int
     public var timeoutMs: Int
+}
+
+/// Reloading gateway.json when it changes on disk (opt-in; SIGHUP and `POST /reload` always work).
+public struct ReloadConfig: Sendable, Equatable {
+    public init() {}
+
+    public var watch = false
+    /// How often the file is compared with what was last loaded.
+    public var intervalMs = 2_000
 }
 
 public struct LimitsConfig: Sendable {
@@ -104,7 +116,7 @@ public struct SecurityHeadersConfig: Sendable {
     public var overrideUpstream = false
 }
 
-public struct RateLimitingConfig: Sendable {
+public struct RateLimitingConfig: Sendable, Equatable {
     public init() {}
 
     public enum Store: String, Sendable { case memory, redis }
@@ -161,7 +173,7 @@ public struct APIKeyConfig: Sendable {
     public var scopes: [String]
 }
 
-public struct UpstreamConfig: Sendable {
+public struct UpstreamConfig: Sendable, Equatable {
     public enum Balance: String, Sendable, CaseIterable {
         case roundRobin = "round_robin", leastRequest = "least_request", random, consistentHash = "consistent_hash"
     }
@@ -207,7 +219,7 @@ public struct UpstreamTarget: Sendable, Hashable, CustomStringConvertible {
     public var description: String { "\(scheme.rawValue)://\(authority)" }
 }
 
-public struct RetryConfig: Sendable {
+public struct RetryConfig: Sendable, Equatable {
     public var attempts: Int
     public var backoffMs: Int
     public var onStatus: [Int]
@@ -218,7 +230,7 @@ public struct RetryConfig: Sendable {
     public var maxBackoffMs: Int
 }
 
-public struct CircuitBreakerConfig: Sendable {
+public struct CircuitBreakerConfig: Sendable, Equatable {
     public var failureThreshold: Int
     public var openMs: Int
     public var halfOpenRequests: Int
@@ -234,7 +246,7 @@ public struct CircuitBreakerConfig: Sendable {
     public var maxEjectionPercent: Int
 }
 
-public struct HealthCheckConfig: Sendable {
+public struct HealthCheckConfig: Sendable, Equatable {
     public var path: String
     public var intervalMs: Int
     public var timeoutMs: Int
@@ -242,7 +254,7 @@ public struct HealthCheckConfig: Sendable {
     public var unhealthyThreshold: Int
 }
 
-public struct PoolConfig: Sendable {
+public struct PoolConfig: Sendable, Equatable {
     public init() {}
 
     /// Idle keep-alive connections kept per target on each worker. Generous: a connection closed

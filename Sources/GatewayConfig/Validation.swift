@@ -82,7 +82,13 @@ extension GatewayConfig {
             let key = rateLimiting.store == .redis ? root / "rate_limiting" / "store" : root / "cache" / "store"
             context.error(key, "\"redis\" needs a top-level redis section with its url")
         }
-        if admin != nil { notYet(context, root / "admin", "the admin API") }
+        if let admin, admin.token == nil, !Self.isLoopback(admin.address) {
+            context.warning(root / "admin" / "address", "the admin API listens beyond loopback without a token: anyone who reaches it can reload and read the config")
+        }
+    }
+
+    private static func isLoopback(_ address: String) -> Bool {
+        address == "localhost" || address == "::1" || address.hasPrefix("127.")
     }
 
     private func notYet(_ context: DecodingContext, _ path: JSONPath, _ feature: String) {

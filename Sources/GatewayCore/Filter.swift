@@ -41,6 +41,8 @@ public struct RequestContext: Sendable {
     public var route: CompiledRoute?
     /// The request's Host header (authority), once routing has read it.
     public var host: String?
+    /// The W3C trace this request belongs to (32 hex digits), continued from `traceparent` or started here.
+    public var traceID: String?
     /// Who is calling, once authentication has said (JWT `sub` or API-key id); nil when anonymous.
     public var consumer: String?
     /// Headers filters want on the response, whoever produces it (rate-limit state, for one).

@@ -3,6 +3,7 @@ import GatewayPolicy
 import Logging
 import GatewayHTTP
 import NIOCore
+import Synchronization
 
 /// Everything a request needs from the config, compiled once: routes, filters, limits. Immutable and
 /// shared by all event loops; a reload builds a new one instead of mutating this.
@@ -21,8 +22,15 @@ public final class GatewayRuntime: Sendable {
     /// Headers that carry verified client-certificate subjects upstream. Clients may not send them: they are
     /// removed from every request, on every listener, and set only from a verified certificate.
     public let clientSubjectHeaders: [String]
+    public let metrics: GatewayMetrics
+    /// Request metrics of requests no route matched (404, 405, redirects, protocol errors).
+    public let unroutedMetrics: RouteMetrics
 
-    public init(config: GatewayConfig, routes: RouteTable, globalFilters: [any GatewayFilter], logger: Logger) {
+    public init(
+        config: GatewayConfig, routes: RouteTable, globalFilters: [any GatewayFilter], logger: Logger, metrics: GatewayMetrics = .disabled
+    ) {
+        self.metrics = metrics
+        self.unroutedMetrics = metrics.route("-")
         self.config = config
         self.routes = routes
         self.globalFilters = globalFilters
@@ -39,19 +47,60 @@ public final class GatewayRuntime: Sendable {
     }
 
     /// Compiles the route table; route i forwards to `config.upstreams[routes[i].upstreamIndex]`.
-    public static func compileRoutes(_ config: GatewayConfig, routeFilters: (RouteConfig) -> [any GatewayFilter] = { _ in [] }) -> RouteTable {
+    public static func compileRoutes(
+        _ config: GatewayConfig, metrics: GatewayMetrics = .disabled, routeFilters: (RouteConfig) -> [any GatewayFilter] = { _ in [] }
+    ) -> RouteTable {
         let upstreamIndex = Dictionary(config.upstreams.enumerated().map { ($1.name, $0) }, uniquingKeysWith: { a, _ in a })
         let routes = config.routes.enumerated().map { index, route in
-            CompiledRoute(config: route, index: index, upstreamIndex: upstreamIndex[route.upstream] ?? 0, filters: routeFilters(route))
+            CompiledRoute(
+                config: route, index: index, upstreamIndex: upstreamIndex[route.upstream] ?? 0, filters: routeFilters(route), metrics: metrics)
         }
         return RouteTable(routes: routes)
     }
 }
 
+/// What new requests use: the runtime (routes, filters, limits) and each loop's forwarder. A reload builds a
+/// new one and swaps it in; requests already running keep the one they started with, connections pick up
+/// the new one at their next request.
+public final class RuntimeHolder: Sendable {
+    public struct Active: Sendable {
+        public let runtime: GatewayRuntime
+        public let forwarders: LoopLocal<any UpstreamForwarder>
+
+        public init(runtime: GatewayRuntime, forwarders: LoopLocal<any UpstreamForwarder>) {
+            self.runtime = runtime
+            self.forwarders = forwarders
+        }
+    }
+
+    private let generation = Atomic<Int>(0)
+    private let active: Mutex<Active>
+
+    public init(_ active: Active) { self.active = Mutex(active) }
+
+    public var current: Active { active.withLock { $0 } }
+
+    /// Bumped by every swap: a connection compares it (one atomic load) before each request.
+    public var generationNumber: Int { generation.load(ordering: .acquiring) }
+
+    /// Installs `new`; returns what it replaced.
+    @discardableResult
+    public func replace(with new: Active) -> Active {
+        let old = active.withLock { active in
+            defer { active = new }
+            return active
+        }
+        generation.wrappingAdd(1, ordering: .releasing)
+        return old
+    }
+}
+
 /// The responder for one client connection: it turns each request head into an exchange.
 public final class GatewayConnection: ConnectionResponder {
-    let runtime: GatewayRuntime
-    let forwarder: UpstreamForwarder
+    private let holder: RuntimeHolder
+    private var generation = -1
+    private var cachedRuntime: GatewayRuntime?
+    private var cachedForwarder: UpstreamForwarder?
     let info: ConnectionInfo
     let eventLoop: EventLoop
     /// The peer as text, computed once per connection rather than per request.
@@ -59,16 +108,24 @@ public final class GatewayConnection: ConnectionResponder {
     /// A plaintext listener with `redirect_https_port` answers everything with a redirect.
     let redirectHTTPSPort: Int?
 
-    public init(
-        runtime: GatewayRuntime, forwarder: UpstreamForwarder, info: ConnectionInfo, eventLoop: EventLoop,
-        redirectHTTPSPort: Int? = nil
-    ) {
-        self.runtime = runtime
-        self.forwarder = forwarder
+    public init(holder: RuntimeHolder, info: ConnectionInfo, eventLoop: EventLoop, redirectHTTPSPort: Int? = nil) {
+        self.holder = holder
         self.info = info
         self.eventLoop = eventLoop
         self.peerText = info.peer?.description ?? "unix"
         self.redirectHTTPSPort = redirectHTTPSPort
+    }
+
+    /// The runtime and this loop's forwarder for a new request (refreshed after a reload).
+    func snapshot() -> (GatewayRuntime, UpstreamForwarder) {
+        let current = holder.generationNumber
+        if current != generation || cachedRuntime == nil {
+            let active = holder.current
+            cachedRuntime = active.runtime
+            cachedForwarder = active.forwarders.value(on: eventLoop)
+            generation = current
+        }
+        return (cachedRuntime!, cachedForwarder!)
     }
 
     public func startExchange(_ request: IncomingRequest, stream: DownstreamStream) -> ExchangeDriver {
@@ -78,6 +135,7 @@ public final class GatewayConnection: ConnectionResponder {
     }
 
     public func respondToProtocolError(_ error: GatewayError, stream: DownstreamStream) {
+        let (runtime, _) = snapshot()
         var context = RequestContext(
             connection: info, clientIP: peerText, method: .other("-"), uri: "-", startedAt: .now(), eventLoop: eventLoop)
         context.requestID = RequestID.generate()
@@ -90,6 +148,7 @@ public final class GatewayConnection: ConnectionResponder {
         let outcome = RequestOutcome(
             status: response.head.status, bytesIn: 0, bytesOut: response.body?.readableBytes ?? 0,
             upstreamTarget: nil, durationNanos: 0, errorCode: error.code, completed: true)
+        runtime.unroutedMetrics.record(method: .other("-"), status: outcome.status, durationNanos: 0)
         for filter in runtime.globalFilters { filter.onComplete(context: context, outcome: outcome) }
     }
 }

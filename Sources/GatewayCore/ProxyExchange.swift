@@ -40,7 +40,9 @@ final class ProxyExchange: ExchangeDriver, UpstreamCallDelegate {
     private var errorCode: String?
     private var totalTimeout: Scheduled<Void>?
 
-    private var runtime: GatewayRuntime { connection.runtime }
+    /// The runtime and forwarder current when the request arrived: a reload meanwhile does not change them.
+    private let runtime: GatewayRuntime
+    private let forwarder: UpstreamForwarder
 
     init(connection: GatewayConnection, request: IncomingRequest, stream: DownstreamStream) {
         var head = request.head
@@ -51,6 +53,7 @@ final class ProxyExchange: ExchangeDriver, UpstreamCallDelegate {
         }
         HeaderRules.removeClientIdentityHeaders(&head.headers)
         self.connection = connection
+        (self.runtime, self.forwarder) = connection.snapshot()
         self.head = head
         self.framing = request.framing
         self.expectsContinue = request.expectsContinue
@@ -59,7 +62,7 @@ final class ProxyExchange: ExchangeDriver, UpstreamCallDelegate {
             connection.info.peerIsTrustedProxy
             ? HeaderRules.clientAddress(
                 peer: connection.info.peer, forwardedFor: head.headers["x-forwarded-for"],
-                trusted: connection.runtime.trustedProxies)
+                trusted: runtime.trustedProxies)
             : connection.peerText
         self.context = RequestContext(
             connection: connection.info, clientIP: clientIP, method: head.method, uri: head.target, startedAt: .now(),
@@ -155,7 +158,7 @@ final class ProxyExchange: ExchangeDriver, UpstreamCallDelegate {
             upstreamHead.headers.add(name: name, value: subject)
         }
 
-        let call = connection.forwarder.makeCall(
+        let call = forwarder.makeCall(
             upstream: route.upstreamIndex, head: upstreamHead, framing: framing, preserveHost: route.preserveHost,
             requestID: context.requestID, clientIP: context.clientIP, delegate: self)
         self.call = call
@@ -334,6 +337,7 @@ final class ProxyExchange: ExchangeDriver, UpstreamCallDelegate {
             status: status, bytesIn: bytesIn, bytesOut: bytesOut, upstreamTarget: target,
             durationNanos: (NIODeadline.now() - context.startedAt).nanoseconds, errorCode: errorCode,
             completed: completed)
+        (context.route?.metrics ?? runtime.unroutedMetrics).record(method: context.method, status: status, durationNanos: outcome.durationNanos)
         for filter in runtime.globalFilters { filter.onComplete(context: context, outcome: outcome) }
         if let routeFilters = context.route?.filters {
             for filter in routeFilters { filter.onComplete(context: context, outcome: outcome) }

@@ -31,6 +31,16 @@ public enum RequestID {
         return generate(high: random.next(), low: random.next())
     }
 
+    /// 16 lowercase hex digits (64 random bits): a W3C span (parent) id.
+    public static func generateSpanID() -> String {
+        var value: UInt64 = 0
+        while value == 0 { value = ThreadRandom.current.next() }  // all zeros is invalid
+        return String(unsafeUninitializedCapacity: 16) { buffer in
+            for index in 0..<16 { buffer[index] = hexDigit(value >> (60 - UInt64(index) * 4)) }
+            return 16
+        }
+    }
+
     public static func generate(using generator: inout some RandomNumberGenerator) -> String {
         generate(high: generator.next(), low: generator.next())
     }

@@ -26,8 +26,12 @@ public final class CompiledRoute: Sendable {
     public let preserveHost: Bool
     /// Filters that run only for this route, after the global ones.
     public let filters: [any GatewayFilter]
+    public let metrics: RouteMetrics
 
-    public init(config: RouteConfig, index: Int, upstreamIndex: Int, filters: [any GatewayFilter] = []) {
+    public init(
+        config: RouteConfig, index: Int, upstreamIndex: Int, filters: [any GatewayFilter] = [], metrics: GatewayMetrics = .disabled
+    ) {
+        self.metrics = metrics.route(config.name)
         self.index = index
         self.name = config.name
         self.exactHosts = Set(config.match.hosts.filter { !$0.hasPrefix("*.") })

@@ -26,6 +26,7 @@ public struct AccessLogFilter: GatewayFilter {
             "listener": .string(context.connection.listener),
         ]
         if let code = outcome.errorCode { metadata["error_code"] = .string(code) }
+        if let traceID = context.traceID { metadata["trace_id"] = .string(traceID) }
         if let consumer = context.consumer { metadata["consumer"] = .string(consumer) }  // the key id, never the key
         if !outcome.completed { metadata["completed"] = .stringConvertible(false) }
         logger.info("request", metadata: metadata)

@@ -2,6 +2,7 @@ import GatewayConfig
 import GatewayCore
 import GatewayHTTP
 import GatewayPolicy
+import CoreMetrics
 import Logging
 import NIOCore
 import Synchronization
@@ -18,6 +19,10 @@ public struct RateLimitFilter: GatewayFilter {
         /// `gw:rl:{route}:limit:`
         let keyPrefix: String
         let limitText: String
+        /// `gateway_rate_limit_decisions_total` by outcome: allowed, limited, shadow_limited.
+        let allowed: Counter
+        let limited: Counter
+        let shadowLimited: Counter
     }
 
     private let routeName: String
@@ -27,9 +32,19 @@ public struct RateLimitFilter: GatewayFilter {
     /// `RateLimit-Policy`, fixed per route.
     private let policyHeader: String?
 
-    public init(routeName: String, rules: [RateLimitRule], store: RateLimitStore, logger: Logger) {
+    private let storeErrors: Counter
+
+    public init(routeName: String, rules: [RateLimitRule], store: RateLimitStore, logger: Logger, metrics: GatewayMetrics = .disabled) {
         self.routeName = routeName
-        self.limits = rules.map { Limit(rule: $0, keyPrefix: "gw:rl:{\(routeName)}:\($0.name):", limitText: String($0.quota.limit)) }
+        func decisions(_ rule: RateLimitRule, _ outcome: String) -> Counter {
+            metrics.counter("gateway_rate_limit_decisions_total", [("route", routeName), ("limit", rule.name), ("outcome", outcome)])
+        }
+        self.limits = rules.map {
+            Limit(
+                rule: $0, keyPrefix: "gw:rl:{\(routeName)}:\($0.name):", limitText: String($0.quota.limit), allowed: decisions($0, "allowed"),
+                limited: decisions($0, "limited"), shadowLimited: decisions($0, "shadow_limited"))
+        }
+        self.storeErrors = metrics.counter("gateway_rate_limit_decisions_total", [("route", routeName), ("limit", "*"), ("outcome", "store_error")])
         self.store = store
         self.logger = logger
         let enforced = rules.filter(\.enforce)
@@ -69,6 +84,7 @@ public struct RateLimitFilter: GatewayFilter {
 
     private func resumption(for result: Result<RateLimitResult, any Error>, checks: [RateLimitCheck], requestID: String) -> FilterResumption {
         guard case .success(let result) = result else {
+            storeErrors.increment()
             // Only `on_store_error: deny` lets a store failure reach here.
             return FilterResumption(decision: .respond(.error(.rateLimitUnavailable, requestID: requestID)))
         }
@@ -76,6 +92,15 @@ public struct RateLimitFilter: GatewayFilter {
         var edit: (@Sendable (inout RequestHead, inout RequestContext) -> Void)?
         if !headers.isEmpty {
             edit = { (_: inout RequestHead, context: inout RequestContext) in context.responseHeaders += headers }
+        }
+        for (limit, evaluation) in zip(limits, result.evaluations) {
+            if evaluation.allowed {
+                limit.allowed.increment()
+            } else if limit.rule.enforce {
+                limit.limited.increment()
+            } else {
+                limit.shadowLimited.increment()
+            }
         }
         for (check, evaluation) in zip(checks, result.evaluations) where !check.rule.enforce && !evaluation.allowed {
             logger.notice(

@@ -1,3 +1,4 @@
+import CoreMetrics
 import GatewayConfig
 import GatewayCore
 import GatewayPolicy
@@ -22,7 +23,34 @@ final class ConnectionTracker: Sendable {
     var all: [Channel] { channels.withLock { Array($0.values) } }
 }
 
-/// The network edge: binds the listeners, builds each connection's HTTP/1 pipeline, and stops gracefully.
+/// One bound listener: its socket, its settings and its TLS state. Settings and TLS may be replaced by a
+/// reload; each new connection reads them when it is accepted.
+final class ListenerState: Sendable {
+    struct Settings: Sendable {
+        let config: ListenerConfig
+        let tls: ServerTLS?
+    }
+
+    let name: String
+    private let current: Mutex<Settings>
+    let channel: Mutex<Channel?> = Mutex(nil)
+    let connectionsAccepted: Counter
+    let activeConnections: Meter
+
+    init(config: ListenerConfig, tls: ServerTLS?, metrics: GatewayMetrics) {
+        self.name = config.name
+        self.current = Mutex(Settings(config: config, tls: tls))
+        self.connectionsAccepted = metrics.counter("gateway_connections_total", [("listener", config.name)])
+        self.activeConnections = metrics.meter("gateway_active_connections", [("listener", config.name)])
+    }
+
+    var settings: Settings { current.withLock { $0 } }
+
+    func update(_ settings: Settings) { current.withLock { $0 = settings } }
+}
+
+/// The network edge: binds the listeners, builds each connection's pipeline (TLS, HTTP/1.1 or HTTP/2),
+/// applies listener changes from a reload, and stops gracefully.
 public final class GatewayServer: Sendable {
     public struct BoundListener: Sendable {
         public let name: String
@@ -31,30 +59,17 @@ public final class GatewayServer: Sendable {
     }
 
     private let group: EventLoopGroup
-    private let runtime: GatewayRuntime
-    private let forwarders: LoopLocal<any UpstreamForwarder>
+    private let holder: RuntimeHolder
+    private let metrics: GatewayMetrics
     private let tracker = ConnectionTracker()
-    private let serverChannels = Mutex<[Channel]>([])
+    private let listeners = Mutex<[String: ListenerState]>([:])
     private let logger: Logger
-    /// The TLS state of each TLS listener, by listener name.
-    private let tls: [String: ServerTLS]
 
-    /// Reads every TLS listener's certificates; throws when one cannot be used.
-    public init(group: EventLoopGroup, runtime: GatewayRuntime, forwarders: LoopLocal<any UpstreamForwarder>) throws {
+    public init(group: EventLoopGroup, holder: RuntimeHolder, metrics: GatewayMetrics = .disabled) {
         self.group = group
-        self.runtime = runtime
-        self.forwarders = forwarders
-        self.logger = runtime.logger
-        var tls: [String: ServerTLS] = [:]
-        for listener in runtime.config.listeners {
-            guard let settings = listener.tls else { continue }
-            let serverTLS = try ServerTLS(listener: listener.name, settings: settings)
-            if !serverTLS.prefersServerCiphers {
-                logger.warning("TLS: the server's cipher order cannot be set; clients choose among the offered suites", metadata: ["listener": "\(listener.name)"])
-            }
-            tls[listener.name] = serverTLS
-        }
-        self.tls = tls
+        self.holder = holder
+        self.metrics = metrics
+        self.logger = holder.current.runtime.logger
     }
 
     /// Reads every TLS listener's certificate and key files again (SIGHUP, admin API). New handshakes use the
@@ -63,46 +78,139 @@ public final class GatewayServer: Sendable {
     @discardableResult
     public func reloadCertificates() -> [String: String] {
         var failures: [String: String] = [:]
-        for (name, listener) in tls.sorted(by: { $0.key < $1.key }) {
+        let states = listeners.withLock { Array($0.values) }.sorted { $0.name < $1.name }
+        for state in states {
+            guard let tls = state.settings.tls else { continue }
             do {
-                try listener.reload()
-                logger.info("certificates reloaded", metadata: ["listener": "\(name)"])
+                try tls.reload()
+                logger.info("certificates reloaded", metadata: ["listener": "\(state.name)"])
             } catch {
-                failures[name] = "\(error)"
-                logger.error("certificate reload failed; keeping the previous certificates", metadata: ["listener": "\(name)", "error": "\(error)"])
+                failures[state.name] = "\(error)"
+                logger.error("certificate reload failed; keeping the previous certificates", metadata: ["listener": "\(state.name)", "error": "\(error)"])
             }
         }
         return failures
     }
 
-    /// Binds every listener; throws (having closed what was bound) when one cannot be bound.
+    /// Binds every listener of the current config; throws (having closed what was bound) when one cannot be
+    /// bound or its certificates cannot be used.
     public func start() async throws -> [BoundListener] {
-        var bound: [BoundListener] = []
-        do {
-            for listener in runtime.config.listeners {
-                let channel = try await bind(listener)
-                serverChannels.withLock { $0.append(channel) }
-                let address = channel.localAddress!
-                bound.append(BoundListener(name: listener.name, address: address))
-                logger.info(
-                    "listening",
-                    metadata: ["listener": "\(listener.name)", "address": "\(address.ipAddress ?? listener.address)", "port": .stringConvertible(address.port ?? 0)])
-            }
-        } catch {
-            await closeListeners()
-            throw error
-        }
-        return bound
+        let plan = try await prepare(holder.current.runtime.config.listeners)
+        return plan.added.map { BoundListener(name: $0.name, address: $0.address) }
     }
 
-    private func bind(_ listener: ListenerConfig) async throws -> Channel {
-        let runtime = self.runtime
-        let forwarders = self.forwarders
+    /// The listeners as they are now.
+    public var boundListeners: [BoundListener] {
+        listeners.withLock { states in
+            states.values.compactMap { state in
+                state.channel.withLock { $0?.localAddress }.map { BoundListener(name: state.name, address: $0) }
+            }
+        }.sorted { $0.name < $1.name }
+    }
+
+    /// What a reload changes at the edge, prepared without disturbing anything: new sockets are bound and
+    /// new TLS states loaded. `commit()` puts it in place; `abandon()` closes what was opened.
+    public final class ListenerPlan: Sendable {
+        fileprivate let added: [(name: String, address: SocketAddress)]
+        fileprivate let newStates: [ListenerState]
+        fileprivate let updates: [(ListenerState, ListenerState.Settings)]
+        fileprivate let removed: [ListenerState]
+
+        fileprivate init(
+            added: [(name: String, address: SocketAddress)], newStates: [ListenerState], updates: [(ListenerState, ListenerState.Settings)],
+            removed: [ListenerState]
+        ) {
+            self.added = added
+            self.newStates = newStates
+            self.updates = updates
+            self.removed = removed
+        }
+    }
+
+    /// Loads TLS for every listener of `configs` and binds those that are new (or moved address or port).
+    /// Nothing changes for running listeners until `commit`.
+    public func prepareListeners(_ configs: [ListenerConfig]) async throws -> ListenerPlan {
+        let current = listeners.withLock { $0 }
+        var fresh: [ListenerConfig] = []
+        var updates: [(ListenerState, ListenerState.Settings)] = []
+        var kept: Set<String> = []
+        var loadedTLS: [String: ServerTLS] = [:]
+        for config in configs {
+            if let tls = config.tls {
+                // Unchanged TLS settings keep their state (and a SIGHUP-reloaded certificate).
+                if let state = current[config.name], state.settings.config.tls == tls, let existing = state.settings.tls {
+                    loadedTLS[config.name] = existing
+                } else {
+                    loadedTLS[config.name] = try makeTLS(config.name, tls)
+                }
+            }
+            if let state = current[config.name], state.settings.config.address == config.address, state.settings.config.port == config.port {
+                kept.insert(config.name)
+                updates.append((state, ListenerState.Settings(config: config, tls: loadedTLS[config.name])))
+            } else {
+                fresh.append(config)
+            }
+        }
+        var newStates: [ListenerState] = []
+        var added: [(name: String, address: SocketAddress)] = []
+        do {
+            for config in fresh {
+                let state = ListenerState(config: config, tls: loadedTLS[config.name], metrics: metrics)
+                let channel = try await bind(state)
+                state.channel.withLock { $0 = channel }
+                newStates.append(state)
+                added.append((config.name, channel.localAddress!))
+            }
+        } catch {
+            for state in newStates { try? await state.channel.withLock({ $0 })?.close() }
+            throw error
+        }
+        let removed = current.values.filter { !kept.contains($0.name) }
+        return ListenerPlan(added: added, newStates: newStates, updates: updates, removed: removed)
+    }
+
+    /// Puts a prepared plan in place: new listeners accept, changed settings apply to new connections,
+    /// removed listeners stop accepting (their open connections finish normally).
+    public func commit(_ plan: ListenerPlan) async {
+        for (state, settings) in plan.updates { state.update(settings) }
+        listeners.withLock { states in
+            for state in plan.removed { states.removeValue(forKey: state.name) }
+            for state in plan.newStates { states[state.name] = state }
+        }
+        for state in plan.newStates {
+            let address = state.channel.withLock { $0?.localAddress }
+            logger.info(
+                "listening",
+                metadata: ["listener": "\(state.name)", "address": "\(address?.ipAddress ?? state.settings.config.address)", "port": .stringConvertible(address?.port ?? 0)])
+        }
+        for state in plan.removed {
+            try? await state.channel.withLock({ $0 })?.close()
+            logger.info("listener closed", metadata: ["listener": "\(state.name)"])
+        }
+    }
+
+    public func abandon(_ plan: ListenerPlan) async {
+        for state in plan.newStates { try? await state.channel.withLock({ $0 })?.close() }
+    }
+
+    private func prepare(_ configs: [ListenerConfig]) async throws -> ListenerPlan {
+        let plan = try await prepareListeners(configs)
+        await commit(plan)
+        return plan
+    }
+
+    private func makeTLS(_ name: String, _ settings: TLSConfig) throws -> ServerTLS {
+        let serverTLS = try ServerTLS(listener: name, settings: settings)
+        if !serverTLS.prefersServerCiphers {
+            logger.warning("TLS: the server's cipher order cannot be set; clients choose among the offered suites", metadata: ["listener": "\(name)"])
+        }
+        return serverTLS
+    }
+
+    private func bind(_ state: ListenerState) async throws -> Channel {
+        let holder = self.holder
         let tracker = self.tracker
-        let limits = runtime.limits
-        let trusted = runtime.trustedProxies
-        let tls = self.tls[listener.name]
-        let subjectHeader = listener.tls.flatMap { $0.clientAuth == .none ? nil : $0.clientSubjectHeader }
+        let config = state.settings.config
         return try await ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 4096)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
@@ -110,17 +218,26 @@ public final class GatewayServer: Sendable {
             .childChannelOption(.maxMessagesPerRead, value: 4)
             .childChannelInitializer { channel in
                 tracker.add(channel)
+                state.connectionsAccepted.increment()
+                state.activeConnections.increment()
+                channel.closeFuture.whenComplete { _ in state.activeConnections.decrement() }
+                // Read at accept: a reload changes settings for new connections only.
+                let settings = state.settings
+                let runtime = holder.current.runtime
+                let limits = runtime.limits
+                let listener = settings.config
+                let tls = settings.tls
                 let peer = channel.remoteAddress.flatMap(IPAddress.init(socketAddress:))
+                let subjectHeader = listener.tls.flatMap { $0.clientAuth == .none ? nil : $0.clientSubjectHeader }
                 let info = ConnectionInfo(
                     listener: listener.name, peer: peer, isTLS: tls != nil,
-                    peerIsTrustedProxy: peer.map(trusted.contains) ?? false, clientSubjectHeader: subjectHeader)
+                    peerIsTrustedProxy: peer.map(runtime.trustedProxies.contains) ?? false, clientSubjectHeader: subjectHeader)
                 return channel.eventLoop.makeCompletedFuture {
                     let makeResponder = { (clientSubject: String?) -> ConnectionResponder in
                         var info = info
                         info.clientCertificateSubject = clientSubject
                         return GatewayConnection(
-                            runtime: runtime, forwarder: forwarders.value(on: channel.eventLoop), info: info,
-                            eventLoop: channel.eventLoop, redirectHTTPSPort: listener.redirectHTTPSPort)
+                            holder: holder, info: info, eventLoop: channel.eventLoop, redirectHTTPSPort: listener.redirectHTTPSPort)
                     }
                     if let tls {
                         try TLSPipeline.configure(channel, tls: tls, limits: limits, makeResponder: makeResponder)
@@ -138,7 +255,7 @@ public final class GatewayServer: Sendable {
                     }
                 }
             }
-            .bind(host: listener.address, port: listener.port)
+            .bind(host: config.address, port: config.port)
             .get()
     }
 
@@ -157,18 +274,18 @@ public final class GatewayServer: Sendable {
             logger.warning("drain timeout: closing connections still open", metadata: ["connections": .stringConvertible(remaining.count)])
             for channel in remaining { channel.close(promise: nil) }
         }
-        await forwarders.forEach { $0.closeIdleConnections() }
+        await holder.current.forwarders.forEach { $0.closeIdleConnections() }
     }
 
     private func closeListeners() async {
-        let channels = serverChannels.withLock { channels in
-            defer { channels.removeAll() }
-            return channels
+        let states = listeners.withLock { states in
+            defer { states.removeAll() }
+            return Array(states.values)
         }
-        for channel in channels { try? await channel.close() }
+        for state in states { try? await state.channel.withLock({ $0 })?.close() }
     }
 
-    /// Open client connections (for tests and, later, metrics).
+    /// Open client connections (for tests and the admin API).
     public var openConnections: Int { tracker.count }
 }
 

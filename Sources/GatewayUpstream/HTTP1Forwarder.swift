@@ -10,25 +10,44 @@ public final class UpstreamSet: Sendable {
     let upstreams: [UpstreamShared]
     private let healthCheckers: [HealthChecker]
 
-    /// - Parameter configs: in the runtime's order (routes refer to upstreams by index).
+    /// - Parameters:
+    ///   - configs: in the runtime's order (routes refer to upstreams by index).
+    ///   - previous: the set a reload replaces. An upstream whose config did not change keeps its state
+    ///     (breakers, health, health checks, and on each loop its connection pools).
     /// Throws when an upstream's TLS files cannot be used.
-    public init(configs: [UpstreamConfig], logger: Logger) throws {
-        upstreams = try configs.map { try UpstreamShared(config: $0, logger: logger) }
-        healthCheckers = upstreams.compactMap { upstream in
-            upstream.config.healthCheck.map { HealthChecker(upstream: upstream, settings: $0, logger: logger) }
+    public init(configs: [UpstreamConfig], logger: Logger, metrics: GatewayMetrics = .disabled, previous: UpstreamSet? = nil) throws {
+        var upstreams: [UpstreamShared] = []
+        var checkers: [HealthChecker] = []
+        for config in configs {
+            if let old = previous?.upstreams.first(where: { $0.config == config }) {
+                upstreams.append(old)
+                if let checker = previous?.healthCheckers.first(where: { $0.upstream === old }) { checkers.append(checker) }
+            } else {
+                let shared = try UpstreamShared(config: config, logger: logger, metrics: metrics)
+                upstreams.append(shared)
+                if let settings = config.healthCheck { checkers.append(HealthChecker(upstream: shared, settings: settings, logger: logger)) }
+            }
         }
+        self.upstreams = upstreams
+        self.healthCheckers = checkers
     }
 
-    /// The forwarder of one event loop (call on that loop).
-    public func makeForwarder(eventLoop: EventLoop, loopIndex: Int, loopCount: Int, logger: Logger) -> HTTP1Forwarder {
-        HTTP1Forwarder(
-            upstreams: upstreams.map {
-                UpstreamRuntime(config: $0.config, shared: $0, eventLoop: eventLoop, loopIndex: loopIndex, loopCount: loopCount, logger: logger)
+    /// The forwarder of one event loop (call on that loop). `previous` is that loop's forwarder before a
+    /// reload: upstreams kept by the reload keep their pools.
+    public func makeForwarder(
+        eventLoop: EventLoop, loopIndex: Int, loopCount: Int, logger: Logger, previous: (any UpstreamForwarder)? = nil
+    ) -> HTTP1Forwarder {
+        let old = previous as? HTTP1Forwarder
+        return HTTP1Forwarder(
+            upstreams: upstreams.map { shared in
+                old?.runtime(for: shared)
+                    ?? UpstreamRuntime(
+                        config: shared.config, shared: shared, eventLoop: eventLoop, loopIndex: loopIndex, loopCount: loopCount, logger: logger)
             },
             eventLoop: eventLoop)
     }
 
-    /// Starts the active health checks (one timer per upstream that configures them).
+    /// Starts the active health checks that are not running yet (one timer per upstream that has them).
     public func startHealthChecks(on eventLoop: EventLoop) async throws {
         for checker in healthCheckers { try await checker.start(on: eventLoop) }
     }
@@ -36,6 +55,13 @@ public final class UpstreamSet: Sendable {
     public func stopHealthChecks() async {
         for checker in healthCheckers { await checker.stop() }
     }
+
+    /// After a reload to `replacement`: stops the health checks of upstreams it did not keep.
+    public func retire(replacedBy replacement: UpstreamSet) async {
+        for checker in healthCheckers where !replacement.healthCheckers.contains(where: { $0 === checker }) { await checker.stop() }
+    }
+
+    func keeps(_ shared: UpstreamShared) -> Bool { upstreams.contains { $0 === shared } }
 
     /// Every target with its health, breaker state and requests in flight (for the admin API and metrics).
     public func targetStates() -> [UpstreamTargetState] {
@@ -74,4 +100,11 @@ public final class HTTP1Forwarder: UpstreamForwarder {
     public func closeIdleConnections() {
         for upstream in upstreams { for pool in upstream.pools { pool.closeAll() } }
     }
+
+    /// After a reload: closes the idle connections of upstreams the new set does not keep.
+    public func closeIdleConnections(notKeptBy set: UpstreamSet) {
+        for upstream in upstreams where !set.keeps(upstream.shared) { for pool in upstream.pools { pool.closeAll() } }
+    }
+
+    func runtime(for shared: UpstreamShared) -> UpstreamRuntime? { upstreams.first { $0.shared === shared } }
 }

@@ -55,6 +55,7 @@ final class HTTP1UpstreamCall: UpstreamCall {
     /// The request counts against `max_requests`.
     private var countedRequest = false
     private var perTryTimer: Scheduled<Void>?
+    private var tryStartedAt = NIODeadline.now()
     /// No retry may start after this (from `total_timeout_ms`).
     private let deadline: NIODeadline?
     private var lastError = GatewayError.upstreamUnavailable
@@ -130,6 +131,7 @@ final class HTTP1UpstreamCall: UpstreamCall {
             }
         case .target(let pool, let probe):
             tried.append(pool.index)
+            tryStartedAt = .now()
             self.pool = pool
             self.probe = probe
             verdictPending = true
@@ -151,7 +153,9 @@ final class HTTP1UpstreamCall: UpstreamCall {
 
     /// The current try failed before a response reached the client: retry it elsewhere when allowed,
     /// otherwise answer `error`.
-    private func tryFailed(_ error: GatewayError) {
+    /// - Parameter kind: for `gateway_upstream_errors_total`: connect, timeout or reset.
+    private func tryFailed(_ error: GatewayError, kind: String) {
+        pool?.shared.metrics.failed(kind)
         perTryTimer?.cancel()
         perTryTimer = nil
         lastError = error
@@ -231,7 +235,7 @@ final class HTTP1UpstreamCall: UpstreamCall {
         }
         guard !responseStarted, isInTry else { return }
         log("upstream per-try timeout", level: .warning)
-        tryFailed(.upstreamTimeout)
+        tryFailed(.upstreamTimeout, kind: "timeout")
     }
 
     private var isInTry: Bool {
@@ -250,11 +254,13 @@ final class HTTP1UpstreamCall: UpstreamCall {
                 upstream.removeWaiter(self)
                 log("no upstream connection slot freed in time (max_connections)", level: .debug)
                 abandonVerdict()  // the target did nothing wrong
+                pool?.shared.metrics.failed("overloaded")
                 fail(.upstreamOverloaded)
             })
     }
 
     func connectionCapReached() {
+        pool?.shared.metrics.failed("overloaded")
         log("upstream at max_connections and max_pending_requests", level: .debug)
         abandonVerdict()
         fail(.upstreamOverloaded)
@@ -276,7 +282,7 @@ final class HTTP1UpstreamCall: UpstreamCall {
             case .failure(let error):
                 guard self.connectID == id, case .connecting = self.state else { return }
                 self.log("upstream connect failed", level: .warning, extra: ["error": "\(error)"])
-                self.tryFailed(.upstreamUnavailable)
+                self.tryFailed(.upstreamUnavailable, kind: "connect")
             }
         }
     }
@@ -368,6 +374,10 @@ final class HTTP1UpstreamCall: UpstreamCall {
         perTryTimer = nil
         let status = response.head.status
         let failed = upstream.shared.failureStatuses.contains(status)
+        if let pool {
+            pool.shared.metrics.answered(afterNanos: (NIODeadline.now() - tryStartedAt).nanoseconds)
+            if failed || upstream.shared.retryStatuses.contains(status) { pool.shared.metrics.failed("status") }
+        }
         if upstream.shared.retryStatuses.contains(status) {
             report(success: !failed)
             if mayRetry() {
@@ -430,7 +440,7 @@ final class HTTP1UpstreamCall: UpstreamCall {
         if responseStarted {
             fail(.upstreamTimeout)
         } else {
-            tryFailed(.upstreamTimeout)
+            tryFailed(.upstreamTimeout, kind: "timeout")
         }
     }
 
@@ -455,7 +465,7 @@ final class HTTP1UpstreamCall: UpstreamCall {
         if responseStarted {
             fail(.upstreamBrokenResponse)
         } else {
-            tryFailed(.upstreamBrokenResponse)
+            tryFailed(.upstreamBrokenResponse, kind: "reset")
         }
     }
 

@@ -13,7 +13,7 @@ import Synchronization
 /// other status) a failure. `HealthCheckState` turns the streaks into healthy/unhealthy; unhealthy targets
 /// get no traffic until they pass again. Transitions are logged.
 final class HealthChecker: Sendable {
-    private let upstream: UpstreamShared
+    let upstream: UpstreamShared
     private let settings: HealthCheckConfig
     private let logger: Logger
     private let running = Mutex<(task: RepeatedTask, prober: NIOLoopBound<Prober>)?>(nil)
@@ -25,6 +25,7 @@ final class HealthChecker: Sendable {
     }
 
     func start(on eventLoop: EventLoop) async throws {
+        guard running.withLock({ $0 == nil }) else { return }
         let upstream = self.upstream
         let settings = self.settings
         let logger = self.logger
@@ -130,6 +131,7 @@ final class HealthChecker: Sendable {
             guard let healthy = states[index].record(success: passed) else { return }
             let target = upstream.targets[index]
             target.healthy.store(healthy, ordering: .relaxed)
+            target.metrics.health(healthy)
             let metadata: Logger.Metadata = [
                 "upstream": "\(upstream.config.name)", "target": "\(target.authority)", "health": "\(healthy ? "healthy" : "unhealthy")",
                 "last_check": "\(detail)",

@@ -1,4 +1,5 @@
 import GatewayConfig
+import GatewayCore
 import GatewayPolicy
 import GatewayTLS
 import Logging
@@ -19,11 +20,13 @@ final class TargetShared: Sendable {
     private let breakerClosed = Atomic<Bool>(true)
     let healthy = Atomic<Bool>(true)
     let inFlight = Atomic<Int>(0)
+    let metrics: TargetMetrics
 
-    init(index: Int, target: UpstreamTarget, breaker: CircuitBreaker.Settings?) {
+    init(index: Int, target: UpstreamTarget, breaker: CircuitBreaker.Settings?, metrics: TargetMetrics) {
         self.index = index
         self.target = target
         self.authority = target.authority
+        self.metrics = metrics
         self.breaker = Mutex(breaker.map { CircuitBreaker(settings: $0) })
         self.hasBreaker = breaker != nil
     }
@@ -90,7 +93,7 @@ final class UpstreamShared: Sendable {
     /// For `https://` targets (built once: contexts are shared by all loops).
     let tlsContext: NIOSSLContext?
 
-    init(config: UpstreamConfig, logger: Logger) throws {
+    init(config: UpstreamConfig, logger: Logger, metrics: GatewayMetrics) throws {
         self.config = config
         if config.targets.contains(where: { $0.scheme == .https }) {
             tlsContext = try UpstreamTLS.makeContext(config.tls)
@@ -104,7 +107,10 @@ final class UpstreamShared: Sendable {
                 openMicros: Int64(settings.openMs) * 1000, maxOpenMicros: Int64(settings.maxOpenMs) * 1000,
                 halfOpenRequests: settings.halfOpenRequests)
         }
-        self.targets = config.targets.enumerated().map { TargetShared(index: $0, target: $1, breaker: breaker) }
+        self.targets = config.targets.enumerated().map { index, target in
+            TargetShared(index: index, target: target, breaker: breaker, metrics: metrics.target(upstream: config.name, target: target.authority))
+        }
+        if breaker != nil { for target in targets { target.metrics.breakerState(0) } }
         self.retryBudget = Mutex(config.retries.map { RetryBudget(ratio: $0.budgetRatio) })
         self.retryStatuses = Set(config.retries?.onStatus ?? [])
         self.failureStatuses = Set(config.circuitBreaker?.failureStatuses ?? [])
@@ -141,9 +147,15 @@ final class UpstreamShared: Sendable {
     func logTransition(_ target: TargetShared, to state: CircuitBreaker.State) {
         let name: String
         switch state {
-        case .closed: name = "closed"
-        case .open: name = "open"
-        case .halfOpen: name = "half-open"
+        case .closed:
+            name = "closed"
+            target.metrics.breakerState(0)
+        case .open:
+            name = "open"
+            target.metrics.breakerState(2)
+        case .halfOpen:
+            name = "half-open"
+            target.metrics.breakerState(1)
         }
         logger.warning(
             "circuit breaker \(name)", metadata: ["upstream": "\(config.name)", "target": "\(target.authority)", "state": "\(name)"])

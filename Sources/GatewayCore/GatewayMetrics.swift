@@ -1,0 +1,201 @@
+import CoreMetrics
+import GatewayHTTP
+import Synchronization
+
+/// The gateway's metrics through swift-metrics (the Prometheus backend lives in the app). Names start with
+/// `gateway_`; label values are bounded: route, upstream, target and listener names from the config, method
+/// folded to the standard ones, status to its class, reasons and outcomes from fixed lists. Never a raw path,
+/// header or credential.
+///
+/// Handles are created once per label set and kept, so recording costs a dictionary lookup under an
+/// uncontended lock rather than a registry lookup.
+public final class GatewayMetrics: Sendable {
+    private let factory: any MetricsFactory
+    private let counters = Mutex<[String: Counter]>([:])
+    private let timers = Mutex<[String: Timer]>([:])
+    private let meters = Mutex<[String: Meter]>([:])
+    private let gauges = Mutex<[String: Gauge]>([:])
+
+    public init(factory: any MetricsFactory) {
+        self.factory = factory
+    }
+
+    /// Metrics that go nowhere (tests and tools that do not scrape).
+    public static let disabled = GatewayMetrics(factory: NOOPMetricsHandler.instance)
+
+    // MARK: Requests
+
+    /// The request metrics of one route (made once per route: recording needs no label building).
+    public func route(_ name: String) -> RouteMetrics { RouteMetrics(route: name, metrics: self) }
+
+    /// The metrics of one upstream target.
+    public func target(upstream: String, target: String) -> TargetMetrics {
+        TargetMetrics(
+            duration: timer("gateway_upstream_request_duration_seconds", [("upstream", upstream), ("target", target)]),
+            upstream: upstream, target: target, metrics: self)
+    }
+
+    /// 0 closed, 1 half-open, 2 open.
+    public func breakerState(upstream: String, target: String, state: Int) {
+        gauge("gateway_circuit_breaker_state", [("upstream", upstream), ("target", target)]).record(state)
+    }
+
+    /// 1 healthy, 0 failing its active health checks.
+    public func targetHealth(upstream: String, target: String, healthy: Bool) {
+        gauge("gateway_upstream_target_healthy", [("upstream", upstream), ("target", target)]).record(healthy ? 1 : 0)
+    }
+
+    // MARK: Filters
+
+    /// outcome: `allowed`, `limited`, `shadow_limited` (shadow mode would have refused) or `store_error`.
+    public func rateLimitDecision(route: String, limit: String, outcome: String) {
+        counter("gateway_rate_limit_decisions_total", [("route", route), ("limit", limit), ("outcome", outcome)]).increment()
+    }
+
+    /// reason: a fixed code (`expired`, `bad_signature`, `unknown_api_key`, `missing_credentials`, ...).
+    public func authFailure(route: String, reason: String) {
+        counter("gateway_auth_failures_total", [("route", route), ("reason", reason)]).increment()
+    }
+
+    /// result: `hit`, `miss`, `stale`, `revalidated`, `bypass`.
+    public func cacheLookup(route: String, result: String) {
+        counter("gateway_cache_lookups_total", [("route", route), ("result", result)]).increment()
+    }
+
+    /// outcome: `success` or `failure`.
+    public func configReload(outcome: String) {
+        counter("gateway_config_reloads_total", [("outcome", outcome)]).increment()
+    }
+
+    // MARK: Labels
+
+    static func methodLabel(_ method: HTTPMethod) -> String {
+        switch method {
+        case .other: return "OTHER"
+        default: return method.name
+        }
+    }
+
+    static func statusClass(_ status: Int) -> String {
+        switch status {
+        case 100..<200: return "1xx"
+        case 200..<300: return "2xx"
+        case 300..<400: return "3xx"
+        case 400..<500: return "4xx"
+        default: return "5xx"
+        }
+    }
+
+    // MARK: Handle caches
+
+    private static func key(_ name: String, _ labels: [(String, String)]) -> String {
+        var key = name
+        for (label, value) in labels {
+            key += "|"
+            key += label
+            key += "="
+            key += value
+        }
+        return key
+    }
+
+    public func counter(_ name: String, _ labels: [(String, String)]) -> Counter {
+        let key = Self.key(name, labels)
+        return counters.withLock { cache in
+            if let counter = cache[key] { return counter }
+            let counter = Counter(label: name, dimensions: labels, factory: factory)
+            cache[key] = counter
+            return counter
+        }
+    }
+
+    public func timer(_ name: String, _ labels: [(String, String)]) -> Timer {
+        let key = Self.key(name, labels)
+        return timers.withLock { cache in
+            if let timer = cache[key] { return timer }
+            let timer = Timer(label: name, dimensions: labels, factory: factory)
+            cache[key] = timer
+            return timer
+        }
+    }
+
+    public func meter(_ name: String, _ labels: [(String, String)]) -> Meter {
+        let key = Self.key(name, labels)
+        return meters.withLock { cache in
+            if let meter = cache[key] { return meter }
+            let meter = Meter(label: name, dimensions: labels, factory: factory)
+            cache[key] = meter
+            return meter
+        }
+    }
+
+    private func gauge(_ name: String, _ labels: [(String, String)]) -> Gauge {
+        let key = Self.key(name, labels)
+        return gauges.withLock { cache in
+            if let gauge = cache[key] { return gauge }
+            let gauge = Gauge(label: name, dimensions: labels, factory: factory)
+            cache[key] = gauge
+            return gauge
+        }
+    }
+}
+
+/// `gateway_requests_total{route,method,status_class}` and `gateway_request_duration_seconds{route}` for one
+/// route. Counters are made on first use of a method/status pair (so unused pairs do not clutter /metrics).
+public final class RouteMetrics: Sendable {
+    private static let methods: [HTTPMethod] = [.GET, .HEAD, .POST, .PUT, .DELETE, .PATCH, .OPTIONS]
+    private let route: String
+    private let metrics: GatewayMetrics
+    private let duration: Timer
+    /// 8 method slots (7 standard + OTHER) x 5 status classes.
+    private let counters = Mutex<[Counter?]>(Array(repeating: nil, count: 40))
+
+    init(route: String, metrics: GatewayMetrics) {
+        self.route = route
+        self.metrics = metrics
+        self.duration = metrics.timer("gateway_request_duration_seconds", [("route", route)])
+    }
+
+    public func record(method: HTTPMethod, status: Int, durationNanos: Int64) {
+        let methodSlot = Self.methods.firstIndex(of: method) ?? 7
+        let classSlot = min(4, max(0, status / 100 - 1))
+        let slot = methodSlot * 5 + classSlot
+        let counter = counters.withLock { counters in
+            if let counter = counters[slot] { return counter }
+            let counter = metrics.counter(
+                "gateway_requests_total",
+                [("route", route), ("method", GatewayMetrics.methodLabel(method)), ("status_class", GatewayMetrics.statusClass(status))])
+            counters[slot] = counter
+            return counter
+        }
+        counter.increment()
+        duration.recordNanoseconds(durationNanos)
+    }
+}
+
+/// `gateway_upstream_request_duration_seconds{upstream,target}` and `gateway_upstream_errors_total{...,kind}`.
+public final class TargetMetrics: Sendable {
+    private let duration: Timer
+    private let upstream: String
+    private let target: String
+    private let metrics: GatewayMetrics
+
+    init(duration: Timer, upstream: String, target: String, metrics: GatewayMetrics) {
+        self.duration = duration
+        self.upstream = upstream
+        self.target = target
+        self.metrics = metrics
+    }
+
+    /// A try that got a response head after `nanos`.
+    public func answered(afterNanos nanos: Int64) { duration.recordNanoseconds(nanos) }
+
+    /// kind: `connect`, `timeout`, `reset`, `status` (a failure status), `overloaded`.
+    public func failed(_ kind: String) {
+        metrics.counter("gateway_upstream_errors_total", [("upstream", upstream), ("target", target), ("kind", kind)]).increment()
+    }
+
+    public func breakerState(_ state: Int) { metrics.breakerState(upstream: upstream, target: target, state: state) }
+
+    public func health(_ healthy: Bool) { metrics.targetHealth(upstream: upstream, target: target, healthy: healthy) }
+}

@@ -1,0 +1,380 @@
+import DemoUpstream
+import Foundation
+import GatewayApp
+import GatewayConfig
+import GatewayCore
+import Logging
+import Testing
+import TestSupport
+
+/// Operating the gateway: Prometheus metrics, the admin API, hot reload, trace context and graceful drain.
+@Suite struct OperationsTests {
+    static let adminToken = "admin-secret-for-tests"
+    /// sha256("demo-key-not-for-production"), the key in examples/auth.json.
+    static let demoKeyHash = "921b2420e0ad6a6e53d96f07f636bfed8e57f0bdc92abeb3173ec00ff4385bc6"
+
+    /// One admin call on a fresh connection.
+    static func admin(_ gateway: Gateway, _ path: String, method: String = "GET", token: String? = adminToken) async throws -> TestResponse {
+        let port = try #require(gateway.adminPort)
+        var text = "\(method) \(path) HTTP/1.1\r\nHost: admin\r\n"
+        if let token { text += "Authorization: Bearer \(token)\r\n" }
+        return try await exchange(port: port, text + "\r\n")
+    }
+
+    static func get(_ port: Int, _ path: String, headers: String = "") async throws -> TestResponse {
+        try await exchange(port: port, "GET \(path) HTTP/1.1\r\nHost: test.local\r\n\(headers)\r\n")
+    }
+
+    static func exchange(port: Int, _ request: String) async throws -> TestResponse {
+        let client = try await RawClient.connect(port: port)
+        do {
+            try await client.send(request)
+            let response = try await client.readResponse()
+            await client.close()
+            return response
+        } catch {
+            await client.close()
+            throw error
+        }
+    }
+
+    /// A gateway started from a config file (so reloads have something to read), stopped after `body`.
+    static func withFileGateway<T>(
+        _ json: String, upstreams: [DemoUpstream], _ body: (Gateway, ConfigFile, LogCapture) async throws -> T
+    ) async throws -> T {
+        let file = try ConfigFile(json, upstreams: upstreams)
+        defer { file.remove() }
+        let config = try makeConfig(json, upstreams: upstreams)
+        let logs = LogCapture()
+        let sink = logs.sink
+        let logger = Logger(label: "gateway") { label in JSONLogHandler(label: label, level: .info, sink: sink) }
+        let gateway = try await Gateway.start(config: config, logger: logger, configPath: file.path)
+        do {
+            let result = try await body(gateway, file, logs)
+            await gateway.shutdown()
+            return result
+        } catch {
+            await gateway.shutdown()
+            throw error
+        }
+    }
+
+    static func config(routes: String, top: String = "", listeners: String = "") -> String {
+        """
+        { "workers": 1,
+          "listeners": [{ "name": "test", "address": "127.0.0.1", "port": 0 } \(listeners)],
+          "admin": { "address": "127.0.0.1", "port": 0, "token": "\(adminToken)" },
+          \(top)
+          "upstreams": { "a": { "targets": ["http://127.0.0.1:$UP0"], "circuit_breaker": { "failure_threshold": 5 } }, "b": { "targets": ["http://127.0.0.1:$UP1"] } },
+          "routes": \(routes) }
+        """
+    }
+
+    // After known traffic, /metrics shows exactly those counts: requests by route, method and status class,
+    // durations, upstream calls per target, rate-limit decisions, auth failures, open connections.
+    @Test func metricsCountTraffic() async throws {
+        try await withUpstreams(2) { upstreams in
+            let json = Self.config(
+                routes: #"""
+                    [{ "name": "limited", "match": { "path_prefix": "/limited" }, "upstream": "a",
+                       "rate_limits": [{ "name": "burst", "algorithm": "token_bucket", "key": "route", "capacity": 2, "refill_per_second": 0.001 }] },
+                     { "name": "secure", "match": { "path_prefix": "/secure" }, "upstream": "a", "auth": { "require": ["api_key"] } },
+                     { "name": "api", "match": { "path_prefix": "/api" }, "strip_prefix": "/api", "upstream": "a" }]
+                    """#,
+                top: #""auth": { "api_keys": [{ "id": "demo", "sha256": "\#(Self.demoKeyHash)" }] },"#)
+            try await withGateway(json, upstreams: upstreams) { test in
+                for _ in 0..<3 { #expect(try await test.request("GET", "/api/echo").status == 200) }
+                #expect(try await test.request("GET", "/api/status/503").status == 503)
+                #expect(try await test.request("POST", "/api/echo", body: "x").status == 200)
+                #expect(try await test.request("GET", "/nowhere").status == 404)
+                let limited = [try await test.request("GET", "/limited/1"), try await test.request("GET", "/limited/2"), try await test.request("GET", "/limited/3")]
+                #expect(limited.map(\.status) == [200, 200, 429])
+                #expect(try await test.request("GET", "/secure/x").status == 401)
+                #expect(try await test.request("GET", "/secure/x", headers: [("X-API-Key", "demo-key-not-for-production")]).status == 200)
+                let held = try await test.connect()  // one connection stays open during the scrape
+
+                let scrape = try await Self.admin(test.gateway, "/metrics")
+                #expect(scrape.status == 200)
+                #expect(scrape.header("content-type")?.hasPrefix("text/plain; version=0.0.4") == true)
+                let metrics = PrometheusText(scrape.text)
+                #expect(metrics.value("gateway_requests_total", ["route": "api", "method": "GET", "status_class": "2xx"]) == 3)
+                #expect(metrics.value("gateway_requests_total", ["route": "api", "method": "GET", "status_class": "5xx"]) == 1)
+                #expect(metrics.value("gateway_requests_total", ["route": "api", "method": "POST", "status_class": "2xx"]) == 1)
+                #expect(metrics.value("gateway_requests_total", ["route": "-", "method": "GET", "status_class": "4xx"]) == 1)
+                #expect(metrics.value("gateway_requests_total", ["route": "limited", "method": "GET", "status_class": "4xx"]) == 1)
+                #expect(metrics.value("gateway_request_duration_seconds_count", ["route": "api"]) == 5)
+                let target = "127.0.0.1:\(upstreams[0].port)"
+                // 5 on /api, 2 admitted on /limited, 1 admitted on /secure.
+                #expect(metrics.value("gateway_upstream_request_duration_seconds_count", ["upstream": "a", "target": target]) == 8)
+                #expect(metrics.value("gateway_rate_limit_decisions_total", ["route": "limited", "limit": "burst", "outcome": "allowed"]) == 2)
+                #expect(metrics.value("gateway_rate_limit_decisions_total", ["route": "limited", "limit": "burst", "outcome": "limited"]) == 1)
+                #expect(metrics.value("gateway_auth_failures_total", ["route": "secure", "reason": "missing_credentials"]) == 1)
+                #expect(metrics.value("gateway_circuit_breaker_state", ["upstream": "a", "target": target]) == 0)
+                // The held connection and the admin's own connection do not count: the admin API is not a listener.
+                #expect(metrics.value("gateway_active_connections", ["listener": "test"]) == 1)
+                #expect(metrics.value("gateway_connections_total", ["listener": "test"]) == 12)
+                await held.close()
+            }
+        }
+    }
+
+    // With a token, every admin call needs it (401 JSON otherwise); /config hides secrets; /upstreams lists
+    // targets; unknown paths and wrong methods get JSON errors.
+    @Test func adminAPI() async throws {
+        try await withUpstreams(2) { upstreams in
+            let json = Self.config(
+                routes: #"[{ "name": "api", "upstream": "a" }]"#,
+                top: #""auth": { "jwt": { "keys": [{ "kid": "k1", "alg": "HS256", "secret": "a-very-long-shared-secret-for-hmac-256" }] } },"#)
+            try await withGateway(json, upstreams: upstreams) { test in
+                let gateway = test.gateway
+                for token in [nil, "wrong", Self.adminToken + "x"] {
+                    let refused = try await Self.admin(gateway, "/healthz", token: token)
+                    #expect(refused.status == 401, "token \(token ?? "none")")
+                    #expect(refused.errorCode == "UNAUTHENTICATED")
+                    #expect(refused.header("www-authenticate")?.hasPrefix("Bearer") == true)
+                }
+                #expect(try await Self.admin(gateway, "/healthz").status == 200)
+                let ready = try await Self.admin(gateway, "/readyz")
+                #expect(ready.status == 200)
+                #expect(ready.json["ready"] as? Bool == true)
+
+                let config = try await Self.admin(gateway, "/config")
+                #expect(config.status == 200)
+                #expect(!config.text.contains(Self.adminToken))
+                #expect(!config.text.contains("a-very-long-shared-secret"))
+                let routes = config.json["routes"] as? [[String: Any]]
+                #expect(routes?.first?["name"] as? String == "api")
+
+                let states = try await Self.admin(gateway, "/upstreams")
+                let targets = states.json["targets"] as? [[String: Any]] ?? []
+                #expect(targets.count == 2)
+                #expect(targets.first?["upstream"] as? String == "a")
+                #expect(targets.first?["healthy"] as? Bool == true)
+                #expect(targets.first?["breaker"] as? String == "closed")
+
+                let missing = try await Self.admin(gateway, "/nothing")
+                #expect(missing.status == 404)
+                #expect(missing.errorCode == "ROUTE_NOT_FOUND")
+                let wrongMethod = try await Self.admin(gateway, "/reload", method: "GET")
+                #expect(wrongMethod.status == 405)
+                #expect(wrongMethod.header("allow") == "POST")
+                // Started without a file: nothing to reload.
+                let reload = try await Self.admin(gateway, "/reload", method: "POST")
+                #expect(reload.status == 422)
+            }
+        }
+    }
+
+    // A reload adds a route, an upstream and a listener while a slow streamed response started before it
+    // completes intact and a keep-alive connection moves to the new routes; a broken file then changes
+    // nothing; a third file removes the listener again. Reloads are counted by outcome.
+    @Test(.timeLimit(.minutes(1))) func reloadWhileStreaming() async throws {
+        try await withUpstreams(2) { upstreams in
+            let before = Self.config(routes: #"[{ "name": "old", "upstream": "a" }]"#)
+            try await Self.withFileGateway(before, upstreams: upstreams) { gateway, file, _ in
+                let port = try #require(gateway.port(of: "test"))
+                let keepAlive = try await RawClient.connect(port: port)
+                try await keepAlive.send("GET /new/x HTTP/1.1\r\nHost: t\r\n\r\n")
+                #expect(try await keepAlive.readResponse().json["upstream"] as? String == "a")
+
+                let stream = try await RawClient.connect(port: port)
+                try await stream.send("GET /stream?chunks=10&interval_ms=100 HTTP/1.1\r\nHost: t\r\n\r\n")
+                try await Task.sleep(for: .milliseconds(250))
+
+                let after = Self.config(
+                    routes: #"""
+                        [{ "name": "new", "match": { "path_prefix": "/new" }, "upstream": "b" },
+                         { "name": "old", "upstream": "a" }]
+                        """#,
+                    listeners: #", { "name": "extra", "address": "127.0.0.1", "port": 0 }"#)
+                try file.write(after, upstreams: upstreams)
+                let reloaded = try await Self.admin(gateway, "/reload", method: "POST")
+                #expect(reloaded.status == 200, "\(reloaded)")
+
+                try await keepAlive.send("GET /new/x HTTP/1.1\r\nHost: t\r\n\r\n")
+                let moved = try await keepAlive.readResponse()
+                #expect(moved.status == 200)
+                #expect(moved.json["upstream"] as? String == "b")
+                let extraPort = try #require(gateway.port(of: "extra"))
+                #expect(try await Self.get(extraPort, "/new/y").json["upstream"] as? String == "b")
+
+                let streamed = try await stream.readResponse(timeout: .seconds(10))
+                #expect(streamed.status == 200)
+                #expect(streamed.complete)
+                let chunks = (0..<10).map { "chunk \($0)\n" }.joined()
+                #expect(streamed.text == chunks)
+                await stream.close()
+                await keepAlive.close()
+
+                // A broken file: 422 with the problem and its path; the running routes stay.
+                try file.write(after.replacingOccurrences(of: #""upstream": "b""#, with: #""upstream": "nope""#), upstreams: upstreams)
+                let refused = try await Self.admin(gateway, "/reload", method: "POST")
+                #expect(refused.status == 422)
+                let problems = refused.json["problems"] as? [String] ?? []
+                let named = problems.contains { $0.contains("routes[0].upstream") }
+                #expect(named, "\(problems)")
+                #expect(try await Self.get(port, "/new/z").json["upstream"] as? String == "b")
+                #expect(gateway.port(of: "extra") == extraPort)
+
+                try file.write(before, upstreams: upstreams)
+                #expect(try await Self.admin(gateway, "/reload", method: "POST").status == 200)
+                #expect(gateway.port(of: "extra") == nil)
+                let closed = await thrownError(async: { _ = try await RawClient.connect(port: extraPort) })
+                #expect(closed != nil, "the removed listener no longer accepts")
+                #expect(try await Self.get(port, "/new/z").json["upstream"] as? String == "a")
+
+                let metrics = PrometheusText(try await Self.admin(gateway, "/metrics").text)
+                #expect(metrics.value("gateway_config_reloads_total", ["outcome": "success"]) == 2)
+                #expect(metrics.value("gateway_config_reloads_total", ["outcome": "failure"]) == 1)
+            }
+        }
+    }
+
+    // With `reload.watch`, saving the file is enough.
+    @Test(.timeLimit(.minutes(1))) func reloadWhenTheFileChanges() async throws {
+        try await withUpstreams(2) { upstreams in
+            let top = #""reload": { "watch": true, "interval_ms": 100 },"#
+            let before = Self.config(routes: #"[{ "name": "old", "match": { "path_prefix": "/old" }, "upstream": "a" }]"#, top: top)
+            try await Self.withFileGateway(before, upstreams: upstreams) { gateway, file, logs in
+                let port = try #require(gateway.port(of: "test"))
+                #expect(try await Self.get(port, "/new").status == 404)
+                try file.write(before.replacingOccurrences(of: "/old", with: "/new"), upstreams: upstreams)
+                let deadline = ContinuousClock.now + .seconds(10)
+                var status = 404
+                while status != 200 && ContinuousClock.now < deadline {
+                    try await Task.sleep(for: .milliseconds(50))
+                    status = try await Self.get(port, "/new").status
+                }
+                #expect(status == 200)
+                let noticed = logs.entries("config file changed; reloading")
+                #expect(!noticed.isEmpty)
+            }
+        }
+    }
+
+    // The upstream gets a traceparent continuing the client's trace (new parent span, same trace id and
+    // flags, tracestate kept) or starting one; the access log carries the trace id.
+    @Test func traceContext() async throws {
+        try await withUpstreams { upstreams in
+            try await withGateway(basicConfig(), upstreams: upstreams) { test in
+                let traceID = "4bf92f3577b34da6a3ce929d0e0e4736"
+                let continued = try await test.request("GET",                     "/echo", headers: [("traceparent", "00-\(traceID)-00f067aa0ba902b7-01"), ("tracestate", "vendor=opaque")])
+                let sent = continued.echoedHeaders["traceparent"] ?? ""
+                let parts = sent.split(separator: "-").map(String.init)
+                #expect(parts.count == 4)
+                #expect(parts.first == "00")
+                #expect(parts.dropFirst().first == traceID)
+                #expect(parts.dropFirst(2).first != "00f067aa0ba902b7")
+                #expect(parts.dropFirst(2).first?.count == 16)
+                #expect(parts.last == "01")
+                #expect(continued.echoedHeaders["tracestate"] == "vendor=opaque")
+                let log = try await test.accessLog(for: continued)
+                #expect(log["trace_id"] as? String == traceID)
+
+                // An invalid traceparent starts a new trace and drops tracestate.
+                let started = try await test.request("GET", "/echo", headers: [("traceparent", "00-zzzz-00f067aa0ba902b7-01"), ("tracestate", "a=b")])
+                let fresh = started.echoedHeaders["traceparent"] ?? ""
+                #expect(fresh.count == 55)
+                #expect(!fresh.contains("zzzz"))
+                #expect(started.echoedHeaders["tracestate"] == nil)
+                let startedLog = try await test.accessLog(for: started)
+                #expect(startedLog["trace_id"] as? String == String(fresh.split(separator: "-").dropFirst().first ?? ""))
+            }
+        }
+    }
+
+    // Graceful stop: /readyz turns 503 at once, the listener stops accepting, HTTP/1.1 and HTTP/2 requests in
+    // flight all complete (the HTTP/2 client gets GOAWAY first).
+    @Test(.timeLimit(.minutes(1))) func drainLosesNothing() async throws {
+        try await withUpstreams { upstreams in
+            let json = Self.config(
+                routes: #"[{ "name": "all", "upstream": "a" }]"#,
+                listeners: #", { "name": "h2c", "address": "127.0.0.1", "port": 0, "h2c": true }"#)
+            let config = try makeConfig(json, upstreams: upstreams + upstreams)
+            let logger = Logger(label: "gateway") { _ in SwiftLogNoOpLogHandler() }
+            let gateway = try await Gateway.start(config: config, logger: logger)
+            let port = try #require(gateway.port(of: "test"))
+            let h2Port = try #require(gateway.port(of: "h2c"))
+
+            var clients: [RawClient] = []
+            for index in 0..<5 {
+                let client = try await RawClient.connect(port: port)
+                try await client.send("GET /slow?ms=\(800 + index * 50) HTTP/1.1\r\nHost: t\r\n\r\n")
+                clients.append(client)
+            }
+            async let http2 = shell("nghttp -v http://127.0.0.1:\(h2Port)/slow?ms=900", timeout: .seconds(30))
+            try await Task.sleep(for: .milliseconds(300))
+            let stopping = Task { await gateway.shutdown() }
+
+            var readiness = 200
+            let deadline = ContinuousClock.now + .seconds(2)
+            while readiness == 200 && ContinuousClock.now < deadline {
+                readiness = try await Self.admin(gateway, "/readyz").status
+            }
+            #expect(readiness == 503)
+            let refused = await thrownError(async: { _ = try await RawClient.connect(port: port) })
+            #expect(refused != nil, "the listener is closed while draining")
+
+            for (index, client) in clients.enumerated() {
+                let response = try await client.readResponse(timeout: .seconds(10))
+                #expect(response.status == 200)
+                #expect(response.json["slept_ms"] as? Int == 800 + index * 50)
+                await client.close()
+            }
+            let h2 = try await http2
+            #expect(h2.stdout.contains("recv GOAWAY frame"), "\(h2.stdout)")
+            #expect(h2.stdout.contains(#""slept_ms":900"#), "\(h2.stdout)")
+            await stopping.value
+        }
+    }
+}
+
+/// A gateway.json on disk; `$UPn` placeholders are replaced as in `makeConfig`.
+struct ConfigFile {
+    let path: String
+
+    init(_ json: String, upstreams: [DemoUpstream]) throws {
+        path = FileManager.default.temporaryDirectory.appendingPathComponent("gateway-\(UUID().uuidString).json").path
+        try write(json, upstreams: upstreams)
+    }
+
+    func write(_ json: String, upstreams: [DemoUpstream]) throws {
+        var text = json
+        for (index, upstream) in upstreams.enumerated().reversed() {
+            text = text.replacingOccurrences(of: "$UP\(index)", with: String(upstream.port))
+        }
+        try text.write(toFile: path, atomically: true, encoding: .utf8)
+    }
+
+    func remove() { try? FileManager.default.removeItem(atPath: path) }
+}
+
+/// The Prometheus text format, parsed enough to look up one sample by name and exact label set.
+struct PrometheusText {
+    struct Sample {
+        var name: String
+        var labels: [String: String]
+        var value: Double
+    }
+
+    let samples: [Sample]
+
+    init(_ text: String) {
+        samples = text.split(separator: "\n").compactMap { line -> Sample? in
+            guard !line.hasPrefix("#"), let space = line.lastIndex(of: " "), let value = Double(line[line.index(after: space)...]) else {
+                return nil
+            }
+            let series = line[..<space]
+            guard let brace = series.firstIndex(of: "{") else { return Sample(name: String(series), labels: [:], value: value) }
+            var labels: [String: String] = [:]
+            for match in series[brace...].matches(of: /([a-zA-Z_][a-zA-Z0-9_]*)="([^"]*)"/) {
+                labels[String(match.1)] = String(match.2)
+            }
+            return Sample(name: String(series[..<brace]), labels: labels, value: value)
+        }
+    }
+
+    func value(_ name: String, _ labels: [String: String]) -> Double? {
+        samples.first { $0.name == name && $0.labels == labels }?.value
+    }
+}
