@@ -97,7 +97,7 @@ let package = Package(
             swiftSettings: strict
         ),
         // The demo upstream lives beside the gateway so `make run` and the tests need nothing outside the repo.
-        .target(name: "DemoUpstream", dependencies: [nioCore, nioPosix, nioHTTP1, nioSSL], path: "examples/DemoUpstream", swiftSettings: strict),
+        .target(name: "DemoUpstream", dependencies: [nioCore, nioPosix, nioHTTP1, nioSSL, .product(name: "NIOWebSocket", package: "swift-nio")], path: "examples/DemoUpstream", swiftSettings: strict),
         .executableTarget(name: "demo-upstream", dependencies: ["DemoUpstream"], path: "examples/demo-upstream", swiftSettings: strict),
 
         .testTarget(name: "GatewayPolicyTests", dependencies: ["GatewayPolicy"], swiftSettings: strict),

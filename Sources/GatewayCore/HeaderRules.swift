@@ -39,6 +39,15 @@ public enum HeaderRules {
         setForwarded(&headers, peer: peer, peerIsTrusted: peerIsTrusted, proto: proto, host: host)
     }
 
+    /// The protocol named by `Upgrade` when `Connection` lists `upgrade` (RFC 9110 §7.8), for a request asking
+    /// to switch or a 101 answer. `h2c` does not count: HTTP/2 has its own way in (RFC 9113 §3.1).
+    public static func requestedUpgrade(_ headers: HeaderList) -> String? {
+        guard headers.containsToken("upgrade", inField: "connection"), let value = headers.first(name: "upgrade") else { return nil }
+        let trimmed = value.trimmingASCIISpaces()
+        guard !trimmed.isEmpty, !trimmed.lowercased().hasPrefix("h2c") else { return nil }
+        return trimmed
+    }
+
     /// Removes client-sent `X-Auth-*` headers (any case): only the gateway's authentication sets them, so an
     /// upstream can trust them. Runs when a request arrives, before any filter.
     public static func removeClientIdentityHeaders(_ headers: inout HeaderList) {

@@ -14,6 +14,8 @@ final class ProxyExchange: ExchangeDriver, UpstreamCallDelegate {
         case filtering
         /// `call` carries the request upstream and the response back.
         case forwarding
+        /// After 101 Switching Protocols: bytes flow both ways until either side closes.
+        case tunnel
         /// The gateway answered itself; whatever request body still arrives is dropped.
         case respondedLocally
         case finished
@@ -39,6 +41,8 @@ final class ProxyExchange: ExchangeDriver, UpstreamCallDelegate {
     private var responseStarted = false
     private var errorCode: String?
     private var totalTimeout: Scheduled<Void>?
+    /// The protocol an HTTP/1.1 client asked to switch to (`Upgrade`, with `Connection: upgrade`), e.g. websocket.
+    private let upgrade: String?
 
     /// The runtime and forwarder current when the request arrived: a reload meanwhile does not change them.
     private let runtime: GatewayRuntime
@@ -52,6 +56,7 @@ final class ProxyExchange: ExchangeDriver, UpstreamCallDelegate {
             head.headers.replaceOrAdd(name: "host", value: authority)
         }
         HeaderRules.removeClientIdentityHeaders(&head.headers)
+        self.upgrade = head.version == .http1_1 ? HeaderRules.requestedUpgrade(head.headers) : nil
         self.connection = connection
         (self.runtime, self.forwarder) = connection.snapshot()
         self.head = head
@@ -153,6 +158,11 @@ final class ProxyExchange: ExchangeDriver, UpstreamCallDelegate {
         HeaderRules.prepareUpstreamRequest(
             &upstreamHead.headers, peer: connection.peerText, peerIsTrusted: connection.info.peerIsTrustedProxy,
             proto: connection.info.isTLS ? "https" : "http", host: context.host)
+        if let upgrade {
+            // Hop-by-hop, so removed above; an upgrade is asked of the next hop again.
+            upstreamHead.headers.add(name: "connection", value: "upgrade")
+            upstreamHead.headers.add(name: "upgrade", value: upgrade)
+        }
         for name in runtime.clientSubjectHeaders { upstreamHead.headers.remove(name: name) }
         if let name = connection.info.clientSubjectHeader, let subject = connection.info.clientCertificateSubject {
             upstreamHead.headers.add(name: name, value: subject)
@@ -190,9 +200,15 @@ final class ProxyExchange: ExchangeDriver, UpstreamCallDelegate {
 
     func requestBodyPart(_ buffer: ByteBuffer) {
         bytesIn += buffer.readableBytes
+        if case .tunnel = state {
+            // Tunnelled bytes are not a request body: no size limit applies.
+            call?.sendBody(buffer)
+            if call?.isWritable == false { stream?.setRequestBodyPaused(true) }
+            return
+        }
         if bytesIn > runtime.limits.maxBodyBytes {
             switch state {
-            case .respondedLocally, .finished: return
+            case .tunnel, .respondedLocally, .finished: return
             case .filtering, .forwarding: respond(error: .payloadTooLarge)
             }
             return
@@ -205,7 +221,7 @@ final class ProxyExchange: ExchangeDriver, UpstreamCallDelegate {
             guard let call else { return }
             call.sendBody(buffer)
             if !call.isWritable { stream?.setRequestBodyPaused(true) }
-        case .respondedLocally, .finished:
+        case .tunnel, .respondedLocally, .finished:
             break
         }
     }
@@ -216,12 +232,25 @@ final class ProxyExchange: ExchangeDriver, UpstreamCallDelegate {
     }
 
     func downstreamWritabilityChanged(isWritable: Bool) {
-        if case .forwarding = state { call?.setResponsePaused(!isWritable) }
+        if isRelaying { call?.setResponsePaused(!isWritable) }
     }
 
     func downstreamClosed() {
-        if case .forwarding = state { call?.cancel() }
-        finish(status: status ?? 499, completed: false)
+        if isRelaying { call?.cancel() }
+        // Closing is how a tunnel ends: that is a complete exchange.
+        if case .tunnel = state {
+            finish(status: 101, completed: true)
+        } else {
+            finish(status: status ?? 499, completed: false)
+        }
+    }
+
+    /// Bytes move between the client and the upstream call.
+    private var isRelaying: Bool {
+        switch state {
+        case .forwarding, .tunnel: return true
+        case .filtering, .respondedLocally, .finished: return false
+        }
     }
 
     // MARK: UpstreamCallDelegate
@@ -236,37 +265,52 @@ final class ProxyExchange: ExchangeDriver, UpstreamCallDelegate {
     func upstreamResponseHead(_ upstreamHead: ResponseHead) {
         guard case .forwarding = state, let stream else { return }
         var response = upstreamHead
+        let switching = response.status == 101 ? HeaderRules.requestedUpgrade(response.headers) : nil
         HeaderRules.prepareDownstreamResponse(&response.headers)
+        if let switching {
+            response.headers.add(name: "connection", value: "upgrade")
+            response.headers.add(name: "upgrade", value: switching)
+        }
         applyResponseFilters(&response)
         status = response.status
         responseStarted = true
         stream.writeResponseHead(response)
+        if switching != nil {
+            // A tunnel lives as long as its two sides do: no total timeout.
+            state = .tunnel
+            totalTimeout?.cancel()
+            totalTimeout = nil
+            stream.switchToTunnel()
+        }
     }
 
     func upstreamResponseBody(_ buffer: ByteBuffer) {
-        guard case .forwarding = state else { return }
+        guard isRelaying else { return }
         bytesOut += buffer.readableBytes
         stream?.writeResponseBody(buffer)
     }
 
     func upstreamReadComplete() {
-        if case .forwarding = state { stream?.flush() }
+        if isRelaying { stream?.flush() }
     }
 
     func upstreamResponseEnd() {
-        guard case .forwarding = state, let stream else { return }
+        guard isRelaying, let stream else { return }
         stream.writeResponseEnd()
         stream.flush()
         finish(status: status ?? 200, completed: true)
     }
 
     func upstreamWritabilityChanged(isWritable: Bool) {
-        if case .forwarding = state { stream?.setRequestBodyPaused(!isWritable) }
+        if isRelaying { stream?.setRequestBodyPaused(!isWritable) }
     }
 
     func upstreamFailed(_ error: GatewayError) {
-        guard case .forwarding = state else { return }
-        respond(error: error)
+        switch state {
+        case .forwarding: respond(error: error)
+        case .tunnel: upstreamResponseEnd()  // the upstream side of the tunnel broke: close the client's
+        case .filtering, .respondedLocally, .finished: break
+        }
     }
 
     private func totalTimeoutFired() {
@@ -288,7 +332,7 @@ final class ProxyExchange: ExchangeDriver, UpstreamCallDelegate {
 
     /// Writes a complete gateway-made response, or breaks the connection if a response is already under way.
     private func respond(_ response: GatewayResponse) {
-        if case .forwarding = state { call?.cancel() }
+        if isRelaying { call?.cancel() }
         guard let stream else { return }
         guard !responseStarted else {
             stream.abortResponse()

@@ -17,6 +17,11 @@ public protocol DownstreamStream: AnyObject {
     func abortResponse()
     /// Stops (or resumes) reading the request body from the client, for backpressure.
     func setRequestBodyPaused(_ paused: Bool)
+    /// After a `101 Switching Protocols` head: the connection becomes a byte tunnel. Every byte the client
+    /// sends from now on (including any already received after the request head) arrives as a request
+    /// body part, `writeResponseBody` writes raw bytes, and `writeResponseEnd` closes the connection once
+    /// they are flushed. Only HTTP/1.1 connections can switch; others close.
+    func switchToTunnel()
 }
 
 /// What the edge tells an exchange about the client side.

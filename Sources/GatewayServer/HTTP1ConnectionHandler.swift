@@ -22,6 +22,8 @@ final class HTTP1ConnectionHandler: ChannelDuplexHandler, DownstreamStream {
         case body(BodyDecoder)
         /// The request is complete; its response is not. Later bytes (pipelining) wait in `input`.
         case awaitingResponse
+        /// After 101 Switching Protocols: every byte goes to the exchange as it is, both ways.
+        case tunnel
         /// Closing: input is ignored.
         case closing
     }
@@ -163,6 +165,12 @@ final class HTTP1ConnectionHandler: ChannelDuplexHandler, DownstreamStream {
                 case .end:
                     requestEnded()
                 }
+            case .tunnel:
+                guard input.readableBytes > 0 else { return }
+                let bytes = input
+                input = HTTP1Writer.emptyBuffer
+                exchange?.requestBodyPart(bytes)
+                return
             case .awaitingResponse, .closing:
                 return
             }
@@ -280,6 +288,15 @@ final class HTTP1ConnectionHandler: ChannelDuplexHandler, DownstreamStream {
         var head = head
         head.version = requestVersion
         let status = head.status
+        if status == 101 {
+            // Switching protocols: the exchange set Connection/Upgrade; no body framing and no keep-alive
+            // rules apply, the tunnel follows (`switchToTunnel`).
+            responseHasNoBody = true
+            var buffer = context.channel.allocator.buffer(capacity: head.headers.serializedSize + 64)
+            HTTP1Writer.write(head, to: &buffer)
+            send(buffer)
+            return
+        }
         if requestMethod == .HEAD || status < 200 || status == 204 || status == 304 {
             // No body follows: whatever framing the upstream chose would mislead the client.
             responseHasNoBody = true
@@ -309,6 +326,10 @@ final class HTTP1ConnectionHandler: ChannelDuplexHandler, DownstreamStream {
     }
 
     func writeResponseBody(_ buffer: ByteBuffer) {
+        if case .tunnel = phase {
+            if !closed { send(buffer) }
+            return
+        }
         guard let context, responseHeadWritten, !responseEnded, !responseHasNoBody, buffer.readableBytes > 0 else { return }
         if responseChunked {
             send(HTTP1Writer.chunkHeader(size: buffer.readableBytes, allocator: context.channel.allocator))
@@ -322,6 +343,7 @@ final class HTTP1ConnectionHandler: ChannelDuplexHandler, DownstreamStream {
     func writeResponseEnd() {
         guard let context, responseHeadWritten, !responseEnded else { return }
         responseEnded = true
+        if case .tunnel = phase { closeAfterResponse = true }
         if responseChunked && !responseHasNoBody { send(HTTP1Writer.lastChunk) }
         if closeAfterResponse || (requestHasBody && !requestEndSeen) {
             // Close only once everything written has reached the socket.
@@ -341,6 +363,17 @@ final class HTTP1ConnectionHandler: ChannelDuplexHandler, DownstreamStream {
         guard let context else { return }
         output.drain { context.write(self.wrapOutboundOut($0), promise: nil) }
         context.flush()
+    }
+
+    func switchToTunnel() {
+        guard responseHeadWritten, !responseEnded, !closed else { return }
+        // The tunnel ends with the connection; neither idle nor header timeouts apply inside it.
+        phase = .tunnel
+        requestEndSeen = true
+        bodyPaused = false
+        flush()
+        process()  // bytes the client sent right after the request head
+        resumeReadingIfPossible()
     }
 
     func abortResponse() {

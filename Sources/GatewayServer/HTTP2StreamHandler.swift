@@ -140,6 +140,9 @@ final class HTTP2StreamHandler: ChannelDuplexHandler, DownstreamStream {
 
     func flush() { context?.flush() }
 
+    /// HTTP/2 has no Upgrade (RFC 9113 §8.6); exchanges never ask, and a stream cannot become a tunnel.
+    func switchToTunnel() { abortResponse() }
+
     func abortResponse() {
         guard let context, !responseEnded else { return }
         responseEnded = true

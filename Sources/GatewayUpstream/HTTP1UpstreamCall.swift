@@ -72,6 +72,9 @@ final class HTTP1UpstreamCall: UpstreamCall {
     private var responseKeepAlive = false
     private var responsePaused = false
     private var freshConnectionRetryUsed = false
+    /// The request asks to switch protocols. Its connection is not reused even when the upstream declines:
+    /// servers do not all return cleanly to HTTP after weighing an upgrade (SwiftNIO's own upgrader stalls).
+    private let asksUpgrade: Bool
 
     init(
         upstream: UpstreamRuntime, head: RequestHead, framing: BodyFraming, preserveHost: Bool, requestID: String,
@@ -84,6 +87,7 @@ final class HTTP1UpstreamCall: UpstreamCall {
         case .chunked: head.headers.add(name: "transfer-encoding", value: "chunked")
         }
         self.setsHost = !preserveHost || !head.headers.contains(name: "host")
+        self.asksUpgrade = head.headers.containsToken("upgrade", inField: "connection")
         self.upstream = upstream
         self.head = head
         self.framing = framing
@@ -306,7 +310,7 @@ final class HTTP1UpstreamCall: UpstreamCall {
     private func writeBody(_ buffer: ByteBuffer, on connection: UpstreamConnection) {
         guard buffer.readableBytes > 0 else { return }
         bodySent = true
-        if framing == .chunked {
+        if framing == .chunked && !connection.isTunnel {
             connection.write(HTTP1Writer.chunkHeader(size: buffer.readableBytes, allocator: connection.allocator))
             connection.write(buffer)
             connection.write(HTTP1Writer.crlf)
@@ -411,7 +415,7 @@ final class HTTP1UpstreamCall: UpstreamCall {
         connection.stopReadTimeout()
         connection.hasServedRequests = true
         // Reuse only a connection whose request and response both completed and that both sides keep alive.
-        if requestEndSent && responseKeepAlive && !connection.isClosed {
+        if requestEndSent && responseKeepAlive && !asksUpgrade && !connection.isClosed {
             connection.setReadPaused(false)
             pool?.park(connection)
         } else {

@@ -15,9 +15,12 @@ final class UpstreamConnection: ChannelDuplexHandler, Hashable {
     private enum Phase {
         /// No request outstanding.
         case idle
-        /// Waiting for the head of the response to a request with this method.
-        case head(HTTPMethod)
+        /// Waiting for the head of the response to a request with this method; `upgrade` when the request
+        /// asked to switch protocols (then a 101 is the final answer, not an interim one).
+        case head(HTTPMethod, upgrade: Bool)
         case body(BodyDecoder)
+        /// After 101 Switching Protocols: every byte goes to the call as it is, until either side closes.
+        case tunnel
     }
 
     unowned let pool: TargetPool
@@ -61,7 +64,7 @@ final class UpstreamConnection: ChannelDuplexHandler, Hashable {
     /// Sends a request head; the response to it is parsed with the request's method in mind (HEAD).
     func writeHead(_ head: RequestHead) {
         guard let context else { return }
-        phase = .head(head.method)
+        phase = .head(head.method, upgrade: head.headers.containsToken("upgrade", inField: "connection"))
         var buffer = context.channel.allocator.buffer(capacity: head.headers.serializedSize + head.target.utf8.count + 32 + 1024)
         HTTP1Writer.write(head, to: &buffer)
         write(buffer)
@@ -82,11 +85,17 @@ final class UpstreamConnection: ChannelDuplexHandler, Hashable {
     /// Starts the read timeout (time to the first response byte, then between reads).
     func startReadTimeout(_ timeout: TimeAmount) {
         readTimeout = timeout
+        if case .tunnel = phase { return }  // a tunnel may be quiet for as long as both sides like
         guard !readPaused else { return }
         armReadDeadline()
     }
 
     func stopReadTimeout() { readDeadline = nil }
+
+    var isTunnel: Bool {
+        if case .tunnel = phase { return true }
+        return false
+    }
 
     func setReadPaused(_ paused: Bool) {
         guard paused != readPaused, let context else { return }
@@ -94,7 +103,7 @@ final class UpstreamConnection: ChannelDuplexHandler, Hashable {
         if paused {
             readDeadline = nil  // the upstream is not slow, the client is
         } else {
-            if call != nil { armReadDeadline() }
+            if call != nil, !isTunnel { armReadDeadline() }
             // Deliver what was held back (even with no bytes left, the end of a length-delimited body may
             // still be due), then flush it: this may run inside the client channel's writability event, and
             // without a flush those bytes would wait for an upstream read that never comes, stalling the download.
@@ -195,9 +204,16 @@ final class UpstreamConnection: ChannelDuplexHandler, Hashable {
                     close()
                 }
                 return
-            case .head(let method):
+            case .head(let method, let upgrade):
                 do {
                     guard let parsed = try parser.parseResponse(&input, requestMethod: method) else { return }
+                    if parsed.head.status == 101 && upgrade {
+                        // The connection now belongs to the tunnel; it never returns to the pool.
+                        phase = .tunnel
+                        stopReadTimeout()
+                        call.received(parsed, from: self)
+                        continue
+                    }
                     if parsed.head.status < 200 {
                         continue  // 100 Continue and other interim answers: the final one follows
                     }
@@ -208,6 +224,12 @@ final class UpstreamConnection: ChannelDuplexHandler, Hashable {
                     fail(error)
                     return
                 }
+            case .tunnel:
+                guard input.readableBytes > 0 else { return }
+                let bytes = input
+                input = HTTP1Writer.emptyBuffer
+                call.receivedBody(bytes, from: self)
+                return
             case .body(var decoder):
                 do {
                     guard let event = try decoder.next(&input) else {
@@ -252,8 +274,10 @@ final class UpstreamConnection: ChannelDuplexHandler, Hashable {
         readTimer?.cancel()
         readTimer = nil
         if let call {
-            // A close-delimited body ends here; anything else was cut short.
-            if case .body(var decoder) = phase, (try? decoder.endOfInput()) == .end {
+            // A close-delimited body (or a tunnel) ends here; anything else was cut short.
+            if case .tunnel = phase {
+                call.receivedEnd(from: self)
+            } else if case .body(var decoder) = phase, (try? decoder.endOfInput()) == .end {
                 phase = .idle
                 call.receivedEnd(from: self)
             } else {

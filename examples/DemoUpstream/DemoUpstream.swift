@@ -2,6 +2,7 @@ import NIOCore
 import NIOHTTP1
 import NIOPosix
 import NIOSSL
+import NIOWebSocket
 import Synchronization
 
 /// A small HTTP/1.1 upstream for the demo and the tests. It needs nothing beyond SwiftNIO.
@@ -17,6 +18,7 @@ import Synchronization
 /// - `/upload`: reads the body and answers `{"bytes":N}`
 /// - `/hop`: a response carrying hop-by-hop and identity headers a proxy must remove
 /// - `/stats`: connections accepted and requests served so far
+/// - `/ws`: a WebSocket echo (text and binary messages come back as they were sent; pings are answered)
 ///
 /// `behaviour` turns it into a sick upstream for resilience tests and demos: slow, failing, dropping
 /// requests, or failing its health checks (all but `/stats` are affected).
@@ -76,8 +78,27 @@ public final class DemoUpstream: Sendable {
                 stats.connections.add(1, ordering: .relaxed)
                 return channel.eventLoop.makeCompletedFuture {
                     if let tls { try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: tls)) }
-                    try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
-                    try channel.pipeline.syncOperations.addHandler(DemoHandler(name: name, stats: stats, behaviour: behaviour))
+                    let demo = DemoHandler(name: name, stats: stats, behaviour: behaviour)
+                    let webSocket = NIOWebSocketServerUpgrader(
+                        maxFrameSize: 1 << 20,
+                        shouldUpgrade: { channel, head in
+                            channel.eventLoop.makeSucceededFuture(DemoHandler.split(head.uri).0 == "/ws" ? HTTPHeaders() : nil)
+                        },
+                        upgradePipelineHandler: { channel, _ in
+                            channel.eventLoop.makeCompletedFuture {
+                                try channel.pipeline.syncOperations.addHandler(WebSocketEcho())
+                            }
+                        })
+                    let loopBoundDemo = NIOLoopBound(demo, eventLoop: channel.eventLoop)
+                    try channel.pipeline.syncOperations.configureHTTPServerPipeline(
+                        withServerUpgrade: (
+                            upgraders: [webSocket],
+                            completionHandler: { context in
+                                context.pipeline.syncOperations.removeHandler(loopBoundDemo.value, promise: nil)
+                            }
+                        ),
+                        withErrorHandling: true)
+                    try channel.pipeline.syncOperations.addHandler(demo)
                 }
             }
             .bind(host: host, port: port)
@@ -90,7 +111,7 @@ public final class DemoUpstream: Sendable {
     }
 }
 
-final class DemoHandler: ChannelInboundHandler {
+final class DemoHandler: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundIn = HTTPServerRequestPart
     typealias OutboundOut = HTTPServerResponsePart
 
@@ -290,6 +311,8 @@ final class DemoHandler: ChannelInboundHandler {
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        // A declined WebSocket upgrade (not /ws) is reported as an error; the request is then answered normally.
+        if error is NIOWebSocketUpgradeError { return }
         context.close(promise: nil)
     }
 
@@ -317,5 +340,31 @@ final class DemoHandler: ChannelInboundHandler {
             }
         }
         return out + "\""
+    }
+}
+
+/// The /ws endpoint after the upgrade: echoes data messages, answers pings, and closes when asked.
+final class WebSocketEcho: ChannelInboundHandler {
+    typealias InboundIn = WebSocketFrame
+    typealias OutboundOut = WebSocketFrame
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let frame = unwrapInboundIn(data)
+        switch frame.opcode {
+        case .text, .binary, .continuation:
+            context.writeAndFlush(
+                wrapOutboundOut(WebSocketFrame(fin: frame.fin, opcode: frame.opcode, data: frame.unmaskedData)), promise: nil)
+        case .ping:
+            context.writeAndFlush(wrapOutboundOut(WebSocketFrame(fin: true, opcode: .pong, data: frame.unmaskedData)), promise: nil)
+        case .connectionClose:
+            context.writeAndFlush(wrapOutboundOut(WebSocketFrame(fin: true, opcode: .connectionClose, data: frame.unmaskedData)))
+                .assumeIsolated().whenComplete { _ in context.close(promise: nil) }
+        default:
+            break
+        }
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        context.close(promise: nil)
     }
 }

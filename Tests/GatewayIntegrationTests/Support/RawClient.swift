@@ -166,6 +166,42 @@ final class RawClient {
         }
     }
 
+    /// Waits for `count` raw bytes and takes them (for protocols after an upgrade).
+    func readBytes(_ count: Int, timeout: Duration = .seconds(10)) async throws -> [UInt8] {
+        let deadline = ContinuousClock.now + timeout
+        while true {
+            let taken: [UInt8]? = inbox.state.withLock { state in
+                guard state.bytes.count >= count else { return nil }
+                defer { state.bytes.removeFirst(count) }
+                return Array(state.bytes[0..<count])
+            }
+            if let taken { return taken }
+            if isClosed { throw TimeoutError(what: "\(count) bytes, but the connection closed") }
+            if ContinuousClock.now > deadline { throw TimeoutError(what: "\(count) bytes") }
+            try await Task.sleep(for: .milliseconds(1))
+        }
+    }
+
+    /// Waits for a response head (through the blank line) and takes it, leaving what follows.
+    func readHead(timeout: Duration = .seconds(10)) async throws -> String {
+        let deadline = ContinuousClock.now + timeout
+        let end: [UInt8] = Array("\r\n\r\n".utf8)
+        while true {
+            let head: String? = inbox.state.withLock { state in
+                guard state.bytes.count >= 4 else { return nil }
+                for index in 0...(state.bytes.count - 4) where Array(state.bytes[index..<index + 4]) == end {
+                    defer { state.bytes.removeFirst(index + 4) }
+                    return String(decoding: state.bytes[0..<index], as: UTF8.self)
+                }
+                return nil
+            }
+            if let head { return head }
+            if isClosed { throw TimeoutError(what: "a response head, but the connection closed") }
+            if ContinuousClock.now > deadline { throw TimeoutError(what: "a response head") }
+            try await Task.sleep(for: .milliseconds(1))
+        }
+    }
+
     /// Bytes received so far and not yet parsed.
     var pendingText: String { inbox.state.withLock { String(decoding: $0.bytes, as: UTF8.self) } }
 }
