@@ -60,10 +60,14 @@ let package = Package(
             swiftSettings: strict),
         // Authentication: JWT rules of our own over jwt-kit's key types and signature algorithms; API keys
         // as SHA-256 digests (swift-crypto).
+        // One-shot HTTP requests the gateway makes for itself (JWKS documents, OTLP exports).
+        .target(name: "GatewayClient", dependencies: ["GatewayHTTP", nioCore, nioPosix, nioSSL], swiftSettings: strict),
+        // Request spans exported over OTLP/HTTP (JSON) when configured.
+        .target(name: "GatewayTelemetry", dependencies: ["GatewayCore", "GatewayConfig", "GatewayClient", nioCore, logging], swiftSettings: strict),
         .target(
             name: "GatewayAuth",
             dependencies: [
-                "GatewayCore", "GatewayConfig", "GatewayHTTP", nioCore, nioPosix, nioSSL, logging,
+                "GatewayCore", "GatewayConfig", "GatewayHTTP", "GatewayClient", nioCore, nioPosix, nioSSL, logging,
                 .product(name: "JWTKit", package: "jwt-kit"), .product(name: "Crypto", package: "swift-crypto"),
             ],
             swiftSettings: strict),
@@ -81,7 +85,7 @@ let package = Package(
         .target(
             name: "GatewayApp",
             dependencies: [
-                "GatewayConfig", "GatewayCore", "GatewayFilters", "GatewayUpstream", "GatewayServer", "GatewayRedis", "GatewayTLS", "GatewayAuth", nioCore,
+                "GatewayConfig", "GatewayCore", "GatewayFilters", "GatewayUpstream", "GatewayServer", "GatewayRedis", "GatewayTLS", "GatewayAuth", "GatewayTelemetry", nioCore,
                 nioPosix,
                 logging,
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

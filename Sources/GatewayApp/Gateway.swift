@@ -4,6 +4,7 @@ import GatewayCore
 import GatewayFilters
 import GatewayRedis
 import GatewayServer
+import GatewayTelemetry
 import GatewayUpstream
 import Foundation
 import Logging
@@ -28,6 +29,7 @@ public final class Gateway: Sendable {
         let authenticator: Authenticator?
         let redis: RedisClient?
         let rateLimitStore: RateLimitStore
+        let exporter: OTLPExporter?
     }
 
     private let group: MultiThreadedEventLoopGroup
@@ -163,7 +165,18 @@ public final class Gateway: Sendable {
             throw error
         }
 
+        let exporter: OTLPExporter?
+        if let old, let kept = old.exporter, kept.config == config.tracing {
+            exporter = kept
+        } else if let tracing = config.tracing {
+            let made = OTLPExporter(config: tracing, eventLoop: group.next(), logger: logger)
+            made.start()
+            exporter = made
+        } else {
+            exporter = nil
+        }
         var globalFilters: [any GatewayFilter] = [RequestIDFilter(), TraceContextFilter(), SecurityHeadersFilter(config.securityHeaders)]
+        if let exporter { globalFilters.append(SpanExportFilter(exporter: exporter)) }
         if config.logging.accessLog { globalFilters.append(AccessLogFilter(logger: accessLogger ?? logger)) }
         // Per route: authentication first (rate limits may key on the consumer it establishes), then limits.
         let routes = GatewayRuntime.compileRoutes(config, metrics: metrics) { route in
@@ -186,7 +199,8 @@ public final class Gateway: Sendable {
                 eventLoop: loop, loopIndex: index, loopCount: workers, logger: logger, previous: previousForwarders?.value(on: loop))
         }
         try await upstreams.startHealthChecks(on: group.next())
-        let parts = Parts(config: config, upstreams: upstreams, authenticator: authenticator, redis: redis, rateLimitStore: rateLimitStore)
+        let parts = Parts(
+            config: config, upstreams: upstreams, authenticator: authenticator, redis: redis, rateLimitStore: rateLimitStore, exporter: exporter)
         return (parts, RuntimeHolder.Active(runtime: runtime, forwarders: forwarders))
     }
 
@@ -199,6 +213,7 @@ public final class Gateway: Sendable {
         }
         if parts.authenticator !== keeping?.authenticator { parts.authenticator?.stop() }
         if let redis = parts.redis, redis !== keeping?.redis { await redis.shutdown() }
+        if let exporter = parts.exporter, exporter !== keeping?.exporter { await exporter.shutdown() }
     }
 
     private static func makeRedisClient(_ config: GatewayConfig, group: EventLoopGroup, logger: Logger) async throws -> RedisClient? {

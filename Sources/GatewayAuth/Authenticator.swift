@@ -1,4 +1,5 @@
 import Foundation
+import GatewayClient
 import GatewayConfig
 import GatewayHTTP
 import Logging

@@ -37,11 +37,12 @@ extension GatewayConfig {
             let routes = o.required("routes") { $0.array(RouteConfig.decode) }
             let logging = o.optional("logging", LoggingConfig.decode) ?? LoggingConfig()
             let reload = o.optional("reload", ReloadConfig.decode) ?? ReloadConfig()
+            let tracing = o.optional("tracing", TracingConfig.decode)
             guard let listeners, let upstreams, let routes else { return nil }
             return GatewayConfig(
                 workers: workers, listeners: listeners, admin: admin, redis: redis, limits: limits,
                 trustedProxies: trusted ?? [], securityHeaders: security, rateLimiting: rateLimiting,
-                cache: cache, auth: auth, upstreams: upstreams, routes: routes, logging: logging, reload: reload
+                cache: cache, auth: auth, upstreams: upstreams, routes: routes, logging: logging, reload: reload, tracing: tracing
             )
         }
     }
@@ -104,6 +105,40 @@ extension TLSConfig {
                 certificates: certificates, minVersion: minVersion, alpn: alpn, clientCA: clientCA,
                 clientAuth: clientAuth, clientSubjectHeader: subjectHeader
             )
+        }
+    }
+}
+
+extension TracingConfig {
+    static func decode(_ node: ConfigNode) -> TracingConfig? {
+        node.object { o in
+            let endpoint = o.required("otlp_endpoint") { node -> String? in
+                guard let url = node.nonEmptyString() else { return nil }
+                guard url.hasPrefix("https://") || url.hasPrefix("http://") else {
+                    node.error("expected the collector's http:// or https:// traces URL, e.g. http://127.0.0.1:4318/v1/traces")
+                    return nil
+                }
+                return url
+            }
+            let serviceName = o.optional("service_name") { $0.nonEmptyString() }
+            let interval = o.optional("flush_interval_ms") { $0.int(10...maxMilliseconds) }
+            let queue = o.optional("max_queue_spans") { $0.int(1...1_000_000) }
+            let headers = o.optional("headers") { node in
+                node.map { name, value -> String? in
+                    guard isToken(name) else {
+                        value.error("\"\(name)\" is not a valid header name")
+                        return nil
+                    }
+                    return value.string()
+                }
+            }
+            guard let endpoint else { return nil }
+            var config = TracingConfig(otlpEndpoint: endpoint)
+            config.serviceName = serviceName ?? config.serviceName
+            config.flushIntervalMs = interval ?? config.flushIntervalMs
+            config.maxQueueSpans = queue ?? config.maxQueueSpans
+            for (name, value) in headers ?? [] { config.headers[name] = value }
+            return config
         }
     }
 }

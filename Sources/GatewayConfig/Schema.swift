@@ -20,6 +20,8 @@ public struct GatewayConfig: Sendable {
     public var routes: [RouteConfig]
     public var logging: LoggingConfig
     public var reload = ReloadConfig()
+    /// Span export; nil (the default) exports nothing (trace context is still propagated).
+    public var tracing: TracingConfig?
     /// The document as written (before `${ENV}` substitution), for the admin API's `/config`.
     public var source: JSONValue?
 
@@ -328,6 +330,22 @@ public struct CORSConfig: Sendable {
     public var exposeHeaders: [String]
     public var allowCredentials: Bool
     public var maxAgeSeconds: Int?
+}
+
+/// Request spans sent to an OpenTelemetry collector over OTLP/HTTP with JSON encoding.
+public struct TracingConfig: Sendable, Equatable {
+    public init(otlpEndpoint: String) { self.otlpEndpoint = otlpEndpoint }
+
+    /// The collector's traces URL, e.g. `http://127.0.0.1:4318/v1/traces`.
+    public var otlpEndpoint: String
+    public var serviceName = "gateway"
+    /// How often queued spans are sent.
+    public var flushIntervalMs = 1_000
+    /// Spans waiting beyond this are dropped (and counted) rather than held: the collector being slow or
+    /// down must not grow the gateway's memory.
+    public var maxQueueSpans = 8_192
+    /// Extra request headers for the collector (an API key, say).
+    public var headers: [String: String] = [:]
 }
 
 public struct LoggingConfig: Sendable {

@@ -43,6 +43,12 @@ public struct RequestContext: Sendable {
     public var host: String?
     /// The W3C trace this request belongs to (32 hex digits), continued from `traceparent` or started here.
     public var traceID: String?
+    /// The gateway's span in that trace (16 hex digits): the parent the upstream sees in `traceparent`.
+    public var spanID: String?
+    /// The client's span, when it sent a valid `traceparent`.
+    public var parentSpanID: String?
+    /// The trace's sampled flag: only sampled requests are exported as spans.
+    public var traceSampled = false
     /// Who is calling, once authentication has said (JWT `sub` or API-key id); nil when anonymous.
     public var consumer: String?
     /// Headers filters want on the response, whoever produces it (rate-limit state, for one).

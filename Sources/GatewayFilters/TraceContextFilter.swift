@@ -19,20 +19,25 @@ public struct TraceContextFilter: GatewayFilter {
         if let parsed {
             traceID = parsed.traceID
             flags = parsed.flags
+            context.parentSpanID = parsed.parentID
         } else {
             traceID = Self.isTraceID(context.requestID) ? context.requestID : RequestID.generate()
             flags = "01"
             if head.headers.contains(name: "tracestate") { head.headers.remove(name: "tracestate") }
         }
         if count > 0 { head.headers.remove(name: "traceparent") }
-        head.headers.add(name: "traceparent", value: "00-\(traceID)-\(RequestID.generateSpanID())-\(flags)")
+        let spanID = RequestID.generateSpanID()
+        head.headers.add(name: "traceparent", value: "00-\(traceID)-\(spanID)-\(flags)")
         context.traceID = traceID
+        context.spanID = spanID
+        // The sampled bit is the lowest of the flags byte.
+        context.traceSampled = (UInt8(flags, radix: 16) ?? 0) & 1 == 1
         return .proceed
     }
 
-    /// (trace id, flags) of a valid `traceparent`: version 00 exactly `00-<32 hex>-<16 hex>-<2 hex>`; a later
+    /// (trace id, parent id, flags) of a valid `traceparent`: version 00 exactly `00-<32 hex>-<16 hex>-<2 hex>`; a later
     /// version may append fields (we read the first four); `ff`, all-zero ids and uppercase hex are invalid.
-    static func parse(_ value: String) -> (traceID: String, flags: String)? {
+    static func parse(_ value: String) -> (traceID: String, parentID: String, flags: String)? {
         let bytes = Array(value.utf8)
         guard bytes.count >= 55, isHex(bytes[0..<2]), !(bytes[0] == UInt8(ascii: "f") && bytes[1] == UInt8(ascii: "f")) else { return nil }
         let isVersionZero = bytes[0] == UInt8(ascii: "0") && bytes[1] == UInt8(ascii: "0")
@@ -42,7 +47,7 @@ public struct TraceContextFilter: GatewayFilter {
         let parent = bytes[36..<52]
         let flags = bytes[53..<55]
         guard isHex(trace), isHex(parent), isHex(flags), !allZero(trace), !allZero(parent) else { return nil }
-        return (String(decoding: trace, as: UTF8.self), String(decoding: flags, as: UTF8.self))
+        return (String(decoding: trace, as: UTF8.self), String(decoding: parent, as: UTF8.self), String(decoding: flags, as: UTF8.self))
     }
 
     static func isTraceID(_ text: String) -> Bool {

@@ -283,6 +283,102 @@ import TestSupport
         }
     }
 
+    // With `tracing`, every sampled request becomes an OTLP span at the collector: the client's trace and
+    // parent, the span id the upstream saw as its parent, route, status; unsampled requests are not sent.
+    @Test(.timeLimit(.minutes(1))) func spansExportedOverOTLP() async throws {
+        try await withUpstreams(2) { upstreams in
+            let json = Self.config(
+                routes: #"[{ "name": "api", "upstream": "a" }]"#,
+                top: #""tracing": { "otlp_endpoint": "http://127.0.0.1:$UP1/v1/traces", "flush_interval_ms": 50, "service_name": "edge" },"#)
+            try await withGateway(json, upstreams: upstreams) { test in
+                let traceID = "0af7651916cd43dd8448eb211c80319c"
+                let parentID = "b7ad6b7169203331"
+                let sampled = try await test.request("GET", "/echo", headers: [("traceparent", "00-\(traceID)-\(parentID)-01")])
+                let upstreamParent = String(sampled.echoedHeaders["traceparent"]?.split(separator: "-").dropFirst(2).first ?? "")
+                let unsampledTrace = "1af7651916cd43dd8448eb211c80319c"
+                _ = try await test.request("GET", "/echo", headers: [("traceparent", "00-\(unsampledTrace)-\(parentID)-00")])
+                let failed = try await test.request("GET", "/status/503")
+                let failedTrace = try #require(failed.header("x-request-id"))
+
+                var spans: [[String: Any]] = []
+                let deadline = ContinuousClock.now + .seconds(10)
+                while spans.count < 2 && ContinuousClock.now < deadline {
+                    try await Task.sleep(for: .milliseconds(50))
+                    spans = Self.collectedSpans(upstreams[1])
+                }
+                let documents = upstreams[1].behaviour.collected.withLock { $0 }
+                let first = try #require(documents.first)
+                #expect(first.contains(#"{"key":"service.name","value":{"stringValue":"edge"}}"#))
+
+                let matching = spans.first { $0["traceId"] as? String == traceID }
+                let span = try #require(matching)
+                #expect(span["spanId"] as? String == upstreamParent)
+                #expect(span["parentSpanId"] as? String == parentID)
+                #expect(span["name"] as? String == "GET api")
+                #expect(span["kind"] as? Int == 2)
+                let attributes = Self.attributes(span)
+                #expect(attributes["http.response.status_code"] == "200")
+                #expect(attributes["http.route"] == "api")
+                #expect(attributes["url.path"] == "/echo")
+                #expect(attributes["gateway.request_id"] == sampled.header("x-request-id"))
+                let start = UInt64(span["startTimeUnixNano"] as? String ?? "") ?? 0
+                let end = UInt64(span["endTimeUnixNano"] as? String ?? "") ?? 0
+                #expect(start > 1_700_000_000_000_000_000)
+                #expect(end >= start)
+
+                let failedSpan = spans.first { $0["traceId"] as? String == failedTrace }
+                let error = try #require(failedSpan)
+                #expect(error["parentSpanId"] == nil)
+                #expect((error["status"] as? [String: Any])?["code"] as? Int == 2)
+                let unsampled = spans.filter { $0["traceId"] as? String == unsampledTrace }
+                #expect(unsampled.isEmpty)
+            }
+        }
+    }
+
+    // A dead collector costs spans, never requests, and is logged once per outage, not per batch.
+    @Test(.timeLimit(.minutes(1))) func deadCollectorOnlyCostsSpans() async throws {
+        try await withUpstreams(2) { upstreams in
+            let deadPort = try await RedisServer.freePort()
+            let json = Self.config(
+                routes: #"[{ "name": "api", "upstream": "a" }]"#,
+                top: #""tracing": { "otlp_endpoint": "http://127.0.0.1:\#(deadPort)/v1/traces", "flush_interval_ms": 20 },"#)
+            try await withGateway(json, upstreams: upstreams) { test in
+                for _ in 0..<5 {
+                    #expect(try await test.request("GET", "/echo").status == 200)
+                    try await Task.sleep(for: .milliseconds(40))
+                }
+                try await Task.sleep(for: .milliseconds(200))
+                let warnings = test.logs.entries("span export failed; dropping spans until the collector answers")
+                #expect(warnings.count == 1)
+            }
+        }
+    }
+
+    static func collectedSpans(_ collector: DemoUpstream) -> [[String: Any]] {
+        let documents = collector.behaviour.collected.withLock { $0 }
+        var spans: [[String: Any]] = []
+        for document in documents {
+            let object = (try? JSONSerialization.jsonObject(with: Data(document.utf8))) as? [String: Any]
+            for resource in object?["resourceSpans"] as? [[String: Any]] ?? [] {
+                for scope in resource["scopeSpans"] as? [[String: Any]] ?? [] {
+                    spans += scope["spans"] as? [[String: Any]] ?? []
+                }
+            }
+        }
+        return spans
+    }
+
+    /// A span's attributes as key -> value text (string or int values).
+    static func attributes(_ span: [String: Any]) -> [String: String] {
+        var result: [String: String] = [:]
+        for attribute in span["attributes"] as? [[String: Any]] ?? [] {
+            guard let key = attribute["key"] as? String, let value = attribute["value"] as? [String: Any] else { continue }
+            result[key] = (value["stringValue"] as? String) ?? (value["intValue"] as? String)
+        }
+        return result
+    }
+
     // Graceful stop: /readyz turns 503 at once, the listener stops accepting, HTTP/1.1 and HTTP/2 requests in
     // flight all complete (the HTTP/2 client gets GOAWAY first).
     @Test(.timeLimit(.minutes(1))) func drainLosesNothing() async throws {

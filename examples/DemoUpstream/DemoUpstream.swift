@@ -18,6 +18,7 @@ import Synchronization
 /// - `/upload`: reads the body and answers `{"bytes":N}`
 /// - `/hop`: a response carrying hop-by-hop and identity headers a proxy must remove
 /// - `/stats`: connections accepted and requests served so far
+/// - `/v1/traces`: keeps the body (an OTLP collector stand-in; `behaviour.collected`)
 /// - `/ws`: a WebSocket echo (text and binary messages come back as they were sent; pings are answered)
 ///
 /// `behaviour` turns it into a sick upstream for resilience tests and demos: slow, failing, dropping
@@ -46,6 +47,8 @@ public final class DemoUpstream: Sendable {
         public let healthStatus = Atomic<Int>(200)
         /// Fixed JSON documents by path (a JWKS for the auth tests, say), served with Cache-Control: no-cache.
         public let documents = Mutex<[String: String]>([:])
+        /// Bodies POSTed to /v1/traces (the upstream standing in for an OpenTelemetry collector).
+        public let collected = Mutex<[String]>([])
 
         public init(delayMs: Int = 0, failStatus: Int = 0) {
             self.delayMs.store(delayMs, ordering: .relaxed)
@@ -193,6 +196,9 @@ final class DemoHandler: ChannelInboundHandler, RemovableChannelHandler {
                 context, status: .ok,
                 json: #"{"upstream":"\#(name)","connections_accepted":\#(stats.connections.load(ordering: .relaxed)),"requests":\#(stats.requests.load(ordering: .relaxed))}"#,
                 keepAlive: keepAlive)
+        case "/v1/traces":
+            behaviour.collected.withLock { $0.append(String(buffer: body)) }
+            send(context, status: .ok, json: "{}", keepAlive: keepAlive)
         case "/upload":
             send(context, status: .ok, json: #"{"upstream":"\#(name)","bytes":\#(bodyBytes)}"#, keepAlive: keepAlive)
         case "/hop":

@@ -3,23 +3,23 @@ import NIOCore
 import NIOPosix
 import NIOSSL
 
-/// A one-shot HTTP/1.1 GET (for JWKS documents): a fresh connection, `Connection: close`, the response read
-/// to the end with the gateway's own parser, bounded in size and time. https verifies the server against the
-/// system trust store.
-enum HTTPFetch {
-    struct Response {
-        var status: Int
-        var headers: HeaderList
-        var body: [UInt8]
+/// A one-shot HTTP/1.1 request for the gateway's own needs (JWKS documents, OTLP exports): a fresh
+/// connection, `Connection: close`, the response read to the end with the gateway's own parser, bounded in
+/// size and time. https verifies the server against the system trust store.
+public enum HTTPFetch {
+    public struct Response: Sendable {
+        public var status: Int
+        public var headers: HeaderList
+        public var body: [UInt8]
     }
 
-    enum FetchError: Error, CustomStringConvertible {
+    public enum FetchError: Error, CustomStringConvertible {
         case badURL(String)
         case tooLarge
         case timedOut
         case incomplete
 
-        var description: String {
+        public var description: String {
             switch self {
             case .badURL(let url): return "cannot fetch \(url)"
             case .tooLarge: return "the response is larger than allowed"
@@ -29,14 +29,14 @@ enum HTTPFetch {
         }
     }
 
-    struct Target {
-        let https: Bool
-        let host: String
-        let port: Int
-        let path: String
+    public struct Target: Sendable {
+        public let https: Bool
+        public let host: String
+        public let port: Int
+        public let path: String
     }
 
-    static func parse(_ url: String) -> Target? {
+    public static func parse(_ url: String) -> Target? {
         let https: Bool
         let rest: Substring
         if url.hasPrefix("https://") {
@@ -66,14 +66,24 @@ enum HTTPFetch {
         return Target(https: https, host: host, port: port, path: path)
     }
 
-    static func get(_ url: String, on eventLoop: EventLoop, timeout: TimeAmount, maxBytes: Int) -> EventLoopFuture<Response> {
+    public static func get(_ url: String, on eventLoop: EventLoop, timeout: TimeAmount, maxBytes: Int) -> EventLoopFuture<Response> {
+        request("GET", url, headers: [("Accept", "application/json")], on: eventLoop, timeout: timeout, maxBytes: maxBytes)
+    }
+
+    /// Sends `method` with `body` (Content-Length framed when present) and reads the whole response.
+    public static func request(
+        _ method: String, _ url: String, headers: [(String, String)] = [], body: [UInt8]? = nil, on eventLoop: EventLoop,
+        timeout: TimeAmount, maxBytes: Int
+    ) -> EventLoopFuture<Response> {
         guard let target = parse(url) else { return eventLoop.makeFailedFuture(FetchError.badURL(url)) }
         let promise = eventLoop.makePromise(of: Response.self)
         let hostHeader = target.host.contains(":") ? "[\(target.host)]" : target.host
         let defaultPort = target.https ? 443 : 80
-        let request =
-            "GET \(target.path) HTTP/1.1\r\nHost: \(hostHeader)\(target.port == defaultPort ? "" : ":\(target.port)")\r\n"
-            + "Accept: application/json\r\nUser-Agent: gateway\r\nConnection: close\r\n\r\n"
+        var head = "\(method) \(target.path) HTTP/1.1\r\nHost: \(hostHeader)\(target.port == defaultPort ? "" : ":\(target.port)")\r\n"
+        for (name, value) in headers { head += "\(name): \(value)\r\n" }
+        if let body { head += "Content-Length: \(body.count)\r\n" }
+        head += "User-Agent: gateway\r\nConnection: close\r\n\r\n"
+        let request = Array(head.utf8) + (body ?? [])
         let tls: NIOSSLContext?
         do {
             tls = target.https ? try NIOSSLContext(configuration: .makeClientConfiguration()) : nil
@@ -106,19 +116,19 @@ enum HTTPFetch {
 private final class FetchHandler: ChannelInboundHandler {
     typealias InboundIn = ByteBuffer
 
-    private let request: String
+    private let request: [UInt8]
     private let maxBytes: Int
     private let promise: EventLoopPromise<HTTPFetch.Response>
     private var input = ByteBuffer()
 
-    init(request: String, maxBytes: Int, promise: EventLoopPromise<HTTPFetch.Response>) {
+    init(request: [UInt8], maxBytes: Int, promise: EventLoopPromise<HTTPFetch.Response>) {
         self.request = request
         self.maxBytes = maxBytes
         self.promise = promise
     }
 
     func channelActive(context: ChannelHandlerContext) {
-        context.writeAndFlush(NIOAny(context.channel.allocator.buffer(string: request)), promise: nil)
+        context.writeAndFlush(NIOAny(context.channel.allocator.buffer(bytes: request)), promise: nil)
         context.fireChannelActive()
     }
 
