@@ -230,6 +230,28 @@ import TestSupport
         }
     }
 
+    // An HTTP/2 connection opened before a reload stays open and its next request uses the new routes.
+    @Test(.timeLimit(.minutes(1))) func http2ConnectionSurvivesReload() async throws {
+        try await withUpstreams(2) { upstreams in
+            let h2c = #", { "name": "h2c", "address": "127.0.0.1", "port": 0, "h2c": true }"#
+            let before = Self.config(routes: #"[{ "name": "old", "upstream": "a" }]"#, listeners: h2c)
+            try await Self.withFileGateway(before, upstreams: upstreams) { gateway, file, _ in
+                let port = try #require(gateway.port(of: "h2c"))
+                let client = try await H2Client.connect(port: port)
+                let first = try await client.get("/echo")
+                #expect(first.status == 200)
+                #expect(first.body.contains(#""upstream":"a""#))
+                try file.write(Self.config(routes: #"[{ "name": "new", "upstream": "b" }]"#, listeners: h2c), upstreams: upstreams)
+                #expect(try await Self.admin(gateway, "/reload", method: "POST").status == 200)
+                let second = try await client.get("/echo")
+                #expect(second.status == 200)
+                #expect(second.body.contains(#""upstream":"b""#), "the same connection now routes with the new config")
+                #expect(gateway.openConnections == 1, "one HTTP/2 connection carried both")
+                await client.close()
+            }
+        }
+    }
+
     // With `reload.watch`, saving the file is enough.
     @Test(.timeLimit(.minutes(1))) func reloadWhenTheFileChanges() async throws {
         try await withUpstreams(2) { upstreams in

@@ -68,6 +68,41 @@ import TestSupport
         }
     }
 
+    // SIGHUP reloads gateway.json: a good file takes effect, a broken one is refused and changes nothing.
+    @Test(.timeLimit(.minutes(1))) func sighupReloads() async throws {
+        try await withUpstreams(2) { upstreams in
+            let gateway = try GatewayProcess(config: Self.config(upstreamPort: upstreams[0].port))
+            try await gateway.start()
+            let base = "http://127.0.0.1:\(gateway.port)"
+            let before = try await shell("curl -s \(base)/echo")
+            #expect(before.stdout.contains(#""upstream":"a""#))
+
+            // The listener stays as it was (port 0 means "the port already bound" to a reload).
+            try gateway.rewriteConfig(Self.config(upstreamPort: upstreams[1].port))
+            gateway.hangUp()
+            var answer = ""
+            let deadline = ContinuousClock.now + .seconds(10)
+            while !answer.contains(#""upstream":"b""#) && ContinuousClock.now < deadline {
+                try await Task.sleep(for: .milliseconds(50))
+                answer = try await shell("curl -s \(base)/echo").stdout
+            }
+            #expect(answer.contains(#""upstream":"b""#), "\(gateway.log)")
+
+            try gateway.rewriteConfig(#"{ "listeners": [], "upstreams": {}, "routes": [] }"#)
+            gateway.hangUp()
+            var refused = false
+            let second = ContinuousClock.now + .seconds(10)
+            while !refused && ContinuousClock.now < second {
+                try await Task.sleep(for: .milliseconds(50))
+                refused = gateway.logLines.contains { $0["msg"] as? String == "config reload failed; still running the previous config" }
+            }
+            #expect(refused)
+            #expect(try await shell("curl -s \(base)/echo").stdout.contains(#""upstream":"b""#))
+            gateway.terminate()
+            #expect(await gateway.waitForExit(timeout: .seconds(10)) == 0)
+        }
+    }
+
     // `gateway check` prints every problem with its path and exits 1, or prints ok.
     @Test func checkCommand() async throws {
         let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()

@@ -176,6 +176,12 @@ final class GatewayProcess {
     /// Sends SIGTERM (graceful stop).
     func terminate() { process.terminate() }
 
+    /// Replaces the config file (a reload reads it).
+    func rewriteConfig(_ config: String) throws { try config.write(to: configURL, atomically: true, encoding: .utf8) }
+
+    /// Sends SIGHUP (reload).
+    func hangUp() { kill(process.processIdentifier, SIGHUP) }
+
     /// Waits for the process to exit; returns its status, or nil on timeout.
     func waitForExit(timeout: Duration) async -> Int32? {
         let deadline = ContinuousClock.now + timeout

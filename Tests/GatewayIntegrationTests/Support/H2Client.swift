@@ -1,0 +1,78 @@
+import NIOCore
+import NIOHTTP1
+import NIOHTTP2
+import NIOPosix
+import Synchronization
+
+/// An HTTP/2 client (h2c, prior knowledge) that keeps one connection and sends requests on it whenever
+/// the test says, so a test can pause between streams (curl 7.88 cannot reuse a prior-knowledge connection).
+final class H2Client: Sendable {
+    struct Response: Sendable {
+        var status: Int
+        var body: String
+    }
+
+    let channel: Channel
+    private let multiplexer: NIOHTTP2Handler.StreamMultiplexer
+
+    private init(channel: Channel, multiplexer: NIOHTTP2Handler.StreamMultiplexer) {
+        self.channel = channel
+        self.multiplexer = multiplexer
+    }
+
+    static func connect(port: Int) async throws -> H2Client {
+        let box = Mutex<NIOHTTP2Handler.StreamMultiplexer?>(nil)
+        let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .connectTimeout(.seconds(5))
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    let multiplexer = try channel.pipeline.syncOperations.configureHTTP2Pipeline(
+                        mode: .client, connectionConfiguration: .init(), streamConfiguration: .init()
+                    ) { stream in stream.eventLoop.makeSucceededVoidFuture() }
+                    box.withLock { $0 = multiplexer }
+                }
+            }
+            .connect(host: "127.0.0.1", port: port)
+            .get()
+        guard let multiplexer = box.withLock({ $0 }) else { throw ChannelError.inappropriateOperationForState }
+        return H2Client(channel: channel, multiplexer: multiplexer)
+    }
+
+    /// One request on a new stream of the same connection.
+    func get(_ path: String) async throws -> Response {
+        let promise = channel.eventLoop.makePromise(of: Response.self)
+        let stream = try await multiplexer.createStreamChannel { stream in
+            stream.eventLoop.makeCompletedFuture {
+                try stream.pipeline.syncOperations.addHandler(HTTP2FramePayloadToHTTP1ClientCodec(httpProtocol: .http))
+                try stream.pipeline.syncOperations.addHandler(Collector(promise: promise))
+            }
+        }.get()
+        let head = HTTPRequestHead(version: .http1_1, method: .GET, uri: path, headers: ["host": "test.local"])
+        stream.write(HTTPClientRequestPart.head(head), promise: nil)
+        try await stream.writeAndFlush(HTTPClientRequestPart.end(nil))
+        return try await promise.futureResult.get()
+    }
+
+    func close() async { try? await channel.close() }
+
+    final class Collector: ChannelInboundHandler {
+        typealias InboundIn = HTTPClientResponsePart
+        let promise: EventLoopPromise<Response>
+        var status = 0
+        var body = ""
+
+        init(promise: EventLoopPromise<Response>) { self.promise = promise }
+
+        func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+            switch unwrapInboundIn(data) {
+            case .head(let head): status = Int(head.status.code)
+            case .body(let buffer): body += String(buffer: buffer)
+            case .end: promise.succeed(Response(status: status, body: body))
+            }
+        }
+
+        func channelInactive(context: ChannelHandlerContext) {
+            promise.fail(ChannelError.eof)
+        }
+    }
+}
