@@ -16,6 +16,7 @@ import NIOPosix
 /// - `GET /upstreams`: every target with its health, breaker state and requests in flight.
 /// - `POST /reload`: reload gateway.json (as SIGHUP does); 200, or 422 with the problems (nothing changed).
 /// - `POST /certificates/reload`: read the TLS certificate files again.
+/// - `POST /cache/purge[?url=URL|?route=NAME]`: drop stored responses (both cache tiers).
 final class AdminServer: Sendable {
     private let channel: Channel
 
@@ -72,6 +73,8 @@ final class AdminHandler: ChannelInboundHandler {
     private func handle(_ head: HTTPRequestHead, context: ChannelHandlerContext) {
         let requestID = RequestID.generate()
         let path = String(head.uri.split(separator: "?", maxSplits: 1).first ?? "")
+        var query: [String: String] = [:]
+        for item in URLComponents(string: head.uri)?.queryItems ?? [] { query[item.name] = item.value ?? "" }
         guard authorized(head) else {
             var headers = HTTPHeaders()
             headers.add(name: "www-authenticate", value: #"Bearer realm="gateway-admin""#)
@@ -91,7 +94,7 @@ final class AdminHandler: ChannelInboundHandler {
         let boundSelf = NIOLoopBound(self, eventLoop: loop)
         let gateway = self.gateway
         let promise = loop.makePromise(of: AdminReply.self)
-        promise.completeWithTask { await endpoint.perform(gateway: gateway) }
+        promise.completeWithTask { [query] in await endpoint.perform(gateway: gateway, query: query) }
         promise.futureResult.whenSuccess { reply in
             boundSelf.value.send(boundContext.value, status: reply.status, contentType: reply.contentType, body: reply.body, keepAlive: keepAlive)
         }
@@ -154,15 +157,16 @@ enum AdminEndpoint: String, Sendable {
     case upstreams = "/upstreams"
     case reload = "/reload"
     case certificatesReload = "/certificates/reload"
+    case cachePurge = "/cache/purge"
 
     var method: HTTPMethod {
         switch self {
-        case .reload, .certificatesReload: .POST
+        case .reload, .certificatesReload, .cachePurge: .POST
         default: .GET
         }
     }
 
-    func perform(gateway: Gateway) async -> AdminReply {
+    func perform(gateway: Gateway, query: [String: String]) async -> AdminReply {
         switch self {
         case .healthz: AdminReply(.ok, "application/json", #"{"status":"ok"}"#)
         case .readyz: await Self.readiness(gateway)
@@ -171,6 +175,7 @@ enum AdminEndpoint: String, Sendable {
         case .upstreams: Self.upstreams(gateway)
         case .reload: await Self.reload(gateway)
         case .certificatesReload: Self.reloadCertificates(gateway)
+        case .cachePurge: await Self.purgeCache(gateway, query: query)
         }
     }
 
@@ -205,6 +210,16 @@ enum AdminEndpoint: String, Sendable {
             return AdminReply(.unprocessableEntity, "application/json", JSONValue.object([("reloaded", .bool(false)), ("problems", problems)]).rendered)
         } catch {
             return AdminReply(.unprocessableEntity, "application/json", JSONValue.object([("reloaded", .bool(false)), ("problems", .array([.string("\(error)")]))]).rendered)
+        }
+    }
+
+    /// `?url=URL` drops one URI's stored responses, `?route=NAME` a route's, neither drops everything.
+    private static func purgeCache(_ gateway: Gateway, query: [String: String]) async -> AdminReply {
+        do {
+            let purged = try await gateway.purgeCache(url: query["url"], route: query["route"])
+            return AdminReply(.ok, "application/json", JSONValue.object([("purged", .integer(purged))]).rendered)
+        } catch {
+            return AdminReply(.unprocessableEntity, "application/json", JSONValue.object([("error", .string("\(error)"))]).rendered)
         }
     }
 

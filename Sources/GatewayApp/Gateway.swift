@@ -30,6 +30,7 @@ public final class Gateway: Sendable {
         let redis: RedisClient?
         let rateLimitStore: RateLimitStore
         let exporter: OTLPExporter?
+        let cache: ResponseCache?
     }
 
     private let group: MultiThreadedEventLoopGroup
@@ -178,8 +179,17 @@ public final class Gateway: Sendable {
         var globalFilters: [any GatewayFilter] = [RequestIDFilter(), TraceContextFilter(), SecurityHeadersFilter(config.securityHeaders)]
         if let exporter { globalFilters.append(SpanExportFilter(exporter: exporter)) }
         if config.logging.accessLog { globalFilters.append(AccessLogFilter(logger: accessLogger ?? logger)) }
+        // One cache for every route that enables it; kept across reloads while its settings stay.
+        let cache: ResponseCache?
+        if !config.routes.contains(where: { $0.cache?.enabled == true }) {
+            cache = nil
+        } else if let old, let kept = old.cache, kept.config == config.cache, old.redis === redis {
+            cache = kept
+        } else {
+            cache = ResponseCache(config: config.cache, shared: makeSharedCacheTier(config, redis: redis))
+        }
         // Per route: authentication first (rate limits may key on the consumer it establishes), then limits.
-        let routes = GatewayRuntime.compileRoutes(config, metrics: metrics) { route in
+        let routes = GatewayRuntime.compileRoutes(config, metrics: metrics, cache: cache) { route in
             var filters: [any GatewayFilter] = []
             if let auth = route.auth, let authenticator {
                 filters.append(AuthFilter(routeName: route.name, config: auth, authenticator: authenticator, logger: logger, metrics: metrics))
@@ -200,7 +210,8 @@ public final class Gateway: Sendable {
         }
         try await upstreams.startHealthChecks(on: group.next())
         let parts = Parts(
-            config: config, upstreams: upstreams, authenticator: authenticator, redis: redis, rateLimitStore: rateLimitStore, exporter: exporter)
+            config: config, upstreams: upstreams, authenticator: authenticator, redis: redis, rateLimitStore: rateLimitStore, exporter: exporter,
+            cache: cache)
         return (parts, RuntimeHolder.Active(runtime: runtime, forwarders: forwarders))
     }
 
@@ -222,6 +233,12 @@ public final class Gateway: Sendable {
         return try await RedisClient(
             url: url, poolSize: redis.poolSize, timeout: .milliseconds(Int64(redis.timeoutMs)), group: group,
             logger: logger)
+    }
+
+    /// The Redis tier behind the memory one when `cache.store` is `redis`.
+    private static func makeSharedCacheTier(_ config: GatewayConfig, redis: RedisClient?) -> SharedCacheTier? {
+        guard config.cache.store == .redis, let redis else { return nil }
+        return RedisCacheTier(client: redis)
     }
 
     /// `memory`: this process's counters. `redis`: shared counters behind the `on_store_error` policy.
@@ -318,6 +335,39 @@ public final class Gateway: Sendable {
             }
         }
         watcher.withLock { $0 = task }
+    }
+
+    public struct PurgeError: Error, CustomStringConvertible {
+        public let description: String
+    }
+
+    /// Drops stored responses: one URL (absolute, or a path on any host), one route's, or everything.
+    /// Returns how many URIs were dropped (from memory, or from Redis when it can tell more).
+    public func purgeCache(url: String?, route: String?) async throws -> Int {
+        guard let cache = parts.withLock({ $0.cache }) else { return 0 }
+        let loop = group.next()
+        if let url {
+            guard let components = URLComponents(string: url), !components.percentEncodedPath.isEmpty else {
+                throw PurgeError(description: "url must be an absolute URL (http://host/path?query) or a path")
+            }
+            var target = components.percentEncodedPath
+            if let query = components.percentEncodedQuery { target += "?" + query }
+            let hosts = components.host.map { [$0 + (components.port.map { ":\($0)" } ?? "")] } ?? []
+            var dropped = 0
+            for route in holder.current.runtime.routes.routes {
+                guard let policy = route.cache else { continue }
+                for host in hosts.isEmpty ? cache.hosts(path: target) : hosts {
+                    let key = policy.key(host: host, target: target)
+                    if cache.memoryVariants(key) != nil { dropped += 1 }
+                    cache.invalidate(key, on: loop)
+                }
+            }
+            return dropped
+        }
+        if let route, !config.routes.contains(where: { $0.name == route }) {
+            throw PurgeError(description: "no route is named \"\(route)\"")
+        }
+        return try await cache.purge(route: route, on: loop).get()
     }
 
     /// The admin API's port (useful with port 0), when it is configured.

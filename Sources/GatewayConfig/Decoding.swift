@@ -259,6 +259,7 @@ extension CacheConfig {
             config.store = o.optional("store") { $0.oneOf(["memory", "redis"]).flatMap(Store.init) } ?? .memory
             config.memoryBytes = o.optional("memory_bytes") { $0.int(0...Int.max) } ?? config.memoryBytes
             config.maxObjectBytes = o.optional("max_object_bytes") { $0.int(0...Int.max) } ?? config.maxObjectBytes
+            config.lockTimeoutMs = o.optional("lock_timeout_ms") { $0.int(0...maxMilliseconds) } ?? config.lockTimeoutMs
             if config.maxObjectBytes > config.memoryBytes {
                 o.node.context.error(o.path / "max_object_bytes", "is larger than memory_bytes")
             }
@@ -693,12 +694,14 @@ extension RateLimitConfig {
 extension RouteCacheConfig {
     static func decode(_ node: ConfigNode) -> RouteCacheConfig? {
         node.object { o in
-            RouteCacheConfig(
+            var config = RouteCacheConfig(
                 enabled: o.optional("enabled") { $0.bool() } ?? true,
                 defaultTTLSeconds: o.optional("default_ttl_seconds") { $0.int(0...31_536_000) } ?? 0,
                 keyHeaders: o.optional("key_headers") { $0.array { $0.token() } }?.map { $0.lowercased() } ?? [],
                 ignoreQueryParameters: o.optional("ignore_query_params") { $0.array { $0.nonEmptyString() } } ?? []
             )
+            config.allowSetCookie = o.optional("allow_set_cookie") { $0.bool() } ?? false
+            return config
         }
     }
 }

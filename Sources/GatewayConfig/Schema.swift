@@ -127,13 +127,16 @@ public struct RateLimitingConfig: Sendable, Equatable {
     public var onStoreError: OnStoreError = .allow
 }
 
-public struct CacheConfig: Sendable {
+public struct CacheConfig: Sendable, Equatable {
     public init() {}
 
     public enum Store: String, Sendable { case memory, redis }
     public var store: Store = .memory
     public var memoryBytes: Int = 268_435_456
     public var maxObjectBytes: Int = 1_048_576
+    /// How long concurrent misses for one key wait for the request already fetching it, before each goes
+    /// upstream on its own.
+    public var lockTimeoutMs: Int = 5_000
 }
 
 public struct AuthConfig: Sendable {
@@ -321,6 +324,8 @@ public struct RouteCacheConfig: Sendable {
     public var defaultTTLSeconds: Int
     public var keyHeaders: [String]
     public var ignoreQueryParameters: [String]
+    /// Store responses that set cookies (the stored copy never carries the Set-Cookie).
+    public var allowSetCookie = false
 }
 
 public struct CORSConfig: Sendable {

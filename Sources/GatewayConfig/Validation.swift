@@ -70,7 +70,6 @@ extension GatewayConfig {
             if route.rateLimits.contains(where: { $0.key == .consumer }) && route.auth == nil {
                 context.warning(path / "rate_limits", "key \"consumer\" on a route without auth counts per client ip")
             }
-            if route.cache?.enabled == true { notYet(context, path / "cache", "response caching") }
             if route.cors != nil { notYet(context, path / "cors", "CORS") }
         }
         for upstream in upstreams where !usedUpstreams.contains(upstream.name) {

@@ -11,6 +11,8 @@ public struct GatewayError: Error, Hashable, Sendable, CustomStringConvertible {
         /// 503: the gateway did not try, because every target is shut out or the upstream is at capacity.
         case upstreamShutOut
         case upstreamTimeout, rateLimited, rateLimitUnavailable, internalError, unauthenticated, forbidden
+        /// 504 for `Cache-Control: only-if-cached` with nothing usable stored (RFC 9111 §5.2.1.7).
+        case notCached
 
         var code: String {
             switch self {
@@ -27,6 +29,7 @@ public struct GatewayError: Error, Hashable, Sendable, CustomStringConvertible {
             case .internalError: return "INTERNAL"
             case .unauthenticated: return "UNAUTHENTICATED"
             case .forbidden: return "FORBIDDEN"
+            case .notCached: return "NOT_CACHED"
             }
         }
     }
@@ -66,6 +69,7 @@ public struct GatewayError: Error, Hashable, Sendable, CustomStringConvertible {
         case .internalError: return 500
         case .unauthenticated: return 401
         case .forbidden: return 403
+        case .notCached: return 504
         }
     }
 
@@ -109,6 +113,7 @@ public struct GatewayError: Error, Hashable, Sendable, CustomStringConvertible {
     public static func forbidden(challenge: String) -> GatewayError {
         GatewayError(.forbidden, "The credentials do not grant access to this resource.", challenge: challenge)
     }
+    public static let notCached = GatewayError(.notCached, "The request asked for a cached response only, and none is stored.")
     public static let rateLimitUnavailable = GatewayError(
         .rateLimitUnavailable, "Rate limits cannot be checked right now; retry later.", retryAfterSeconds: 1)
 

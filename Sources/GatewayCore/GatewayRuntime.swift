@@ -48,12 +48,14 @@ public final class GatewayRuntime: Sendable {
 
     /// Compiles the route table; route i forwards to `config.upstreams[routes[i].upstreamIndex]`.
     public static func compileRoutes(
-        _ config: GatewayConfig, metrics: GatewayMetrics = .disabled, routeFilters: (RouteConfig) -> [any GatewayFilter] = { _ in [] }
+        _ config: GatewayConfig, metrics: GatewayMetrics = .disabled, cache: ResponseCache? = nil,
+        routeFilters: (RouteConfig) -> [any GatewayFilter] = { _ in [] }
     ) -> RouteTable {
         let upstreamIndex = Dictionary(config.upstreams.enumerated().map { ($1.name, $0) }, uniquingKeysWith: { a, _ in a })
         let routes = config.routes.enumerated().map { index, route in
             CompiledRoute(
-                config: route, index: index, upstreamIndex: upstreamIndex[route.upstream] ?? 0, filters: routeFilters(route), metrics: metrics)
+                config: route, index: index, upstreamIndex: upstreamIndex[route.upstream] ?? 0, filters: routeFilters(route), metrics: metrics,
+                cache: cache)
         }
         return RouteTable(routes: routes)
     }

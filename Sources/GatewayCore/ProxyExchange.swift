@@ -9,7 +9,7 @@ import NIOCore
 /// The phases follow DESIGN.md: global filters -> route match -> route filters -> forward; responses
 /// pass the filters in reverse; any gateway error becomes its JSON response in `respond(error:)`.
 final class ProxyExchange: ExchangeDriver, UpstreamCallDelegate {
-    private enum State {
+    enum State {
         /// Running request filters; body parts that arrive meanwhile are held (reading is paused).
         case filtering
         /// `call` carries the request upstream and the response back.
@@ -23,30 +23,32 @@ final class ProxyExchange: ExchangeDriver, UpstreamCallDelegate {
 
     private enum FilterStage { case global, route }
 
-    private let connection: GatewayConnection
-    private var stream: DownstreamStream?
-    private var head: RequestHead
-    private var context: RequestContext
+    let connection: GatewayConnection
+    var stream: DownstreamStream?
+    var head: RequestHead
+    var context: RequestContext
     private let framing: BodyFraming
     private let expectsContinue: Bool
-    private var state: State = .filtering
-    private var call: UpstreamCall?
+    var state: State = .filtering
+    var call: UpstreamCall?
 
     private var heldBody: [ByteBuffer] = []
-    private var requestComplete = false
+    var requestComplete = false
     private var continueSent = false
     private var bytesIn = 0
     private var bytesOut = 0
-    private var status: Int?
-    private var responseStarted = false
+    var status: Int?
+    var responseStarted = false
     private var errorCode: String?
     private var totalTimeout: Scheduled<Void>?
     /// The protocol an HTTP/1.1 client asked to switch to (`Upgrade`, with `Connection: upgrade`), e.g. websocket.
-    private let upgrade: String?
+    let upgrade: String?
+    /// The cache's view of this exchange, on routes with `cache.enabled`.
+    var caching: CacheState?
 
     /// The runtime and forwarder current when the request arrived: a reload meanwhile does not change them.
-    private let runtime: GatewayRuntime
-    private let forwarder: UpstreamForwarder
+    let runtime: GatewayRuntime
+    let forwarder: UpstreamForwarder
 
     init(connection: GatewayConnection, request: IncomingRequest, stream: DownstreamStream) {
         var head = request.head
@@ -100,7 +102,7 @@ final class ProxyExchange: ExchangeDriver, UpstreamCallDelegate {
         }
         switch stage {
         case .global: route()
-        case .route: forward()
+        case .route: lookupCache()
         }
     }
 
@@ -150,24 +152,9 @@ final class ProxyExchange: ExchangeDriver, UpstreamCallDelegate {
         }
     }
 
-    private func forward() {
+    func forward() {
         guard let route = context.route, let stream else { return }
-        var upstreamHead = head
-        upstreamHead.version = .http1_1
-        if let prefix = route.stripPrefix { upstreamHead.target = PathRules.strip(prefix, from: head.target) }
-        HeaderRules.prepareUpstreamRequest(
-            &upstreamHead.headers, peer: connection.peerText, peerIsTrusted: connection.info.peerIsTrustedProxy,
-            proto: connection.info.isTLS ? "https" : "http", host: context.host)
-        if let upgrade {
-            // Hop-by-hop, so removed above; an upgrade is asked of the next hop again.
-            upstreamHead.headers.add(name: "connection", value: "upgrade")
-            upstreamHead.headers.add(name: "upgrade", value: upgrade)
-        }
-        for name in runtime.clientSubjectHeaders { upstreamHead.headers.remove(name: name) }
-        if let name = connection.info.clientSubjectHeader, let subject = connection.info.clientCertificateSubject {
-            upstreamHead.headers.add(name: name, value: subject)
-        }
-
+        let upstreamHead = makeUpstreamHead(route)
         let call = forwarder.makeCall(
             upstream: route.upstreamIndex, head: upstreamHead, framing: framing, preserveHost: route.preserveHost,
             requestID: context.requestID, clientIP: context.clientIP, delegate: self)
@@ -184,6 +171,30 @@ final class ProxyExchange: ExchangeDriver, UpstreamCallDelegate {
         heldBody.removeAll()
         if requestComplete { call.sendEnd() }
         stream.setRequestBodyPaused(!call.isWritable)
+    }
+
+    /// The request as the upstream gets it: version, strip_prefix, hop-by-hop and forwarding headers,
+    /// the upgrade asked again, client-certificate subject, and the cache's validators when revalidating.
+    func makeUpstreamHead(_ route: CompiledRoute) -> RequestHead {
+        var upstreamHead = head
+        upstreamHead.version = .http1_1
+        if let prefix = route.stripPrefix { upstreamHead.target = PathRules.strip(prefix, from: head.target) }
+        HeaderRules.prepareUpstreamRequest(
+            &upstreamHead.headers, peer: connection.peerText, peerIsTrusted: connection.info.peerIsTrustedProxy,
+            proto: connection.info.isTLS ? "https" : "http", host: context.host)
+        if let upgrade {
+            // Hop-by-hop, so removed above; an upgrade is asked of the next hop again.
+            upstreamHead.headers.add(name: "connection", value: "upgrade")
+            upstreamHead.headers.add(name: "upgrade", value: upgrade)
+        }
+        for name in runtime.clientSubjectHeaders { upstreamHead.headers.remove(name: name) }
+        if let name = connection.info.clientSubjectHeader, let subject = connection.info.clientCertificateSubject {
+            upstreamHead.headers.add(name: name, value: subject)
+        }
+        if let caching, caching.revalidating, let stale = caching.stale {
+            CacheState.addValidators(of: stale, to: &upstreamHead.headers)
+        }
+        return upstreamHead
     }
 
     private func redirectToHTTPS(port: Int) -> GatewayResponse {
@@ -246,7 +257,7 @@ final class ProxyExchange: ExchangeDriver, UpstreamCallDelegate {
     }
 
     /// Bytes move between the client and the upstream call.
-    private var isRelaying: Bool {
+    var isRelaying: Bool {
         switch state {
         case .forwarding, .tunnel: return true
         case .filtering, .respondedLocally, .finished: return false
@@ -267,6 +278,7 @@ final class ProxyExchange: ExchangeDriver, UpstreamCallDelegate {
         var response = upstreamHead
         let switching = response.status == 101 ? HeaderRules.requestedUpgrade(response.headers) : nil
         HeaderRules.prepareDownstreamResponse(&response.headers)
+        if caching != nil, cacheResponseHead(&response) != .forward { return }  // the cache answers instead
         if let switching {
             response.headers.add(name: "connection", value: "upgrade")
             response.headers.add(name: "upgrade", value: switching)
@@ -286,6 +298,7 @@ final class ProxyExchange: ExchangeDriver, UpstreamCallDelegate {
 
     func upstreamResponseBody(_ buffer: ByteBuffer) {
         guard isRelaying else { return }
+        if caching != nil { cacheResponseBody(buffer) }
         bytesOut += buffer.readableBytes
         stream?.writeResponseBody(buffer)
     }
@@ -296,6 +309,7 @@ final class ProxyExchange: ExchangeDriver, UpstreamCallDelegate {
 
     func upstreamResponseEnd() {
         guard isRelaying, let stream else { return }
+        if caching != nil, !cacheResponseEnd() { return }  // a 304 refreshed the stored copy, served instead
         stream.writeResponseEnd()
         stream.flush()
         finish(status: status ?? 200, completed: true)
@@ -307,7 +321,9 @@ final class ProxyExchange: ExchangeDriver, UpstreamCallDelegate {
 
     func upstreamFailed(_ error: GatewayError) {
         switch state {
-        case .forwarding: respond(error: error)
+        case .forwarding:
+            if caching != nil, !responseStarted, serveStaleOnError() { return }
+            respond(error: error)
         case .tunnel: upstreamResponseEnd()  // the upstream side of the tunnel broke: close the client's
         case .filtering, .respondedLocally, .finished: break
         }
@@ -325,13 +341,13 @@ final class ProxyExchange: ExchangeDriver, UpstreamCallDelegate {
 
     // MARK: Responses made by the gateway
 
-    private func respond(error: GatewayError) {
+    func respond(error: GatewayError) {
         errorCode = error.code
         respond(.error(error, requestID: context.requestID))
     }
 
     /// Writes a complete gateway-made response, or breaks the connection if a response is already under way.
-    private func respond(_ response: GatewayResponse) {
+    func respond(_ response: GatewayResponse) {
         if isRelaying { call?.cancel() }
         guard let stream else { return }
         guard !responseStarted else {
@@ -373,6 +389,7 @@ final class ProxyExchange: ExchangeDriver, UpstreamCallDelegate {
         totalTimeout = nil
         heldBody.removeAll()
         let target = call?.target
+        if caching != nil { cacheExchangeFinished() }
         // Drop the references both ways so the connection handler, this exchange and the upstream call
         // do not keep each other alive.
         call = nil

@@ -27,11 +27,19 @@ public final class CompiledRoute: Sendable {
     /// Filters that run only for this route, after the global ones.
     public let filters: [any GatewayFilter]
     public let metrics: RouteMetrics
+    /// Set when the route has `cache.enabled`.
+    public let cache: RouteCachePolicy?
 
     public init(
-        config: RouteConfig, index: Int, upstreamIndex: Int, filters: [any GatewayFilter] = [], metrics: GatewayMetrics = .disabled
+        config: RouteConfig, index: Int, upstreamIndex: Int, filters: [any GatewayFilter] = [], metrics: GatewayMetrics = .disabled,
+        cache: ResponseCache? = nil
     ) {
         self.metrics = metrics.route(config.name)
+        if let cache, let settings = config.cache, settings.enabled {
+            self.cache = RouteCachePolicy(cache: cache, route: config.name, config: settings)
+        } else {
+            self.cache = nil
+        }
         self.index = index
         self.name = config.name
         self.exactHosts = Set(config.match.hosts.filter { !$0.hasPrefix("*.") })

@@ -35,7 +35,14 @@ public final class RedisClient: Sendable {
     /// Sends one command on the calling event loop's connections; `completion` runs on that loop with the
     /// reply (an error reply is a value) or the failure. Must be called on `eventLoop`.
     public func send(_ arguments: [String], on eventLoop: EventLoop, completion: @escaping (Result<RedisValue, RedisError>) -> Void) {
-        pools.value(on: eventLoop).send(arguments, completion: completion)
+        pools.value(on: eventLoop).send(.text(arguments), completion: completion)
+    }
+
+    /// A command whose arguments are raw bytes (binary-safe). Must be called on `eventLoop`.
+    public func send(binary arguments: [[UInt8]], on eventLoop: EventLoop) -> EventLoopFuture<RedisValue> {
+        let promise = eventLoop.makePromise(of: RedisValue.self)
+        pools.value(on: eventLoop).send(.binary(arguments)) { promise.completeWith($0.mapError { $0 }) }
+        return promise.futureResult
     }
 
     public func send(_ arguments: [String], on eventLoop: EventLoop) -> EventLoopFuture<RedisValue> {
@@ -55,16 +62,16 @@ public final class RedisClient: Sendable {
         command += keys
         command += arguments
         let pool = pools.value(on: eventLoop)
-        pool.send(command) { result in
+        pool.send(.text(command)) { result in
             guard case .success(.error(let message)) = result, message.hasPrefix("NOSCRIPT") else {
                 completion(result)
                 return
             }
-            pool.send(["SCRIPT", "LOAD", script.source]) { loaded in
+            pool.send(.text(["SCRIPT", "LOAD", script.source])) { loaded in
                 switch loaded {
                 case .success(.error(let message)): completion(.failure(RedisError("SCRIPT LOAD failed: \(message)")))
                 case .failure(let error): completion(.failure(error))
-                case .success: pool.send(command, completion: completion)
+                case .success: pool.send(.text(command), completion: completion)
                 }
             }
         }
@@ -108,7 +115,7 @@ final class RedisLoopPool {
 
     func connectAll() { for slot in slots { slot.connect() } }
 
-    func send(_ arguments: [String], completion: @escaping (Result<RedisValue, RedisError>) -> Void) {
+    func send(_ arguments: RedisCommand, completion: @escaping (Result<RedisValue, RedisError>) -> Void) {
         // Round-robin over the connections that are up; if none is, the first one connecting takes the
         // command once it is ready; if none is even connecting, fail now.
         for offset in 0..<slots.count {
@@ -134,7 +141,7 @@ final class RedisLoopPool {
 final class RedisSlot {
     private enum State {
         case idle
-        case connecting(waiting: [(arguments: [String], completion: RedisConnectionHandler.Completion)])
+        case connecting(waiting: [(arguments: RedisCommand, completion: RedisConnectionHandler.Completion)])
         case ready(RedisConnectionHandler)
         case backoff(until: NIODeadline)
         case shutDown
@@ -166,10 +173,10 @@ final class RedisSlot {
         return false
     }
 
-    func send(_ arguments: [String], completion: @escaping RedisConnectionHandler.Completion) {
+    func send(_ arguments: RedisCommand, completion: @escaping RedisConnectionHandler.Completion) {
         switch state {
         case .ready(let connection):
-            connection.send(RESP.encode(arguments, allocator: connection.allocator), completion: completion)
+            connection.send(arguments.encode(allocator: connection.allocator), completion: completion)
         case .connecting(var waiting):
             waiting.append((arguments, completion))
             state = .connecting(waiting: waiting)
@@ -261,7 +268,7 @@ final class RedisSlot {
         state = .ready(connection)
         connection.onClose = { [weak self] in self?.lost() }
         for (arguments, completion) in waiting {
-            connection.send(RESP.encode(arguments, allocator: connection.allocator), completion: completion)
+            connection.send(arguments.encode(allocator: connection.allocator), completion: completion)
         }
     }
 
@@ -304,5 +311,18 @@ public struct RedisScript: Sendable {
     public init(_ source: String) {
         self.source = source
         self.sha1 = SHA1.hex(source)
+    }
+}
+
+/// A command's arguments: text (most commands) or raw bytes.
+enum RedisCommand {
+    case text([String])
+    case binary([[UInt8]])
+
+    func encode(allocator: ByteBufferAllocator) -> ByteBuffer {
+        switch self {
+        case .text(let arguments): return RESP.encode(arguments, allocator: allocator)
+        case .binary(let arguments): return RESP.encode(bytes: arguments, allocator: allocator)
+        }
     }
 }

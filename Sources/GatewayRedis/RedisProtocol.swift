@@ -45,14 +45,19 @@ public struct RedisError: Error, Sendable, Hashable, CustomStringConvertible {
 enum RESP {
     /// Encodes one command. hiredis allocates the result; it is copied into a ByteBuffer and freed.
     static func encode(_ arguments: [String], allocator: ByteBufferAllocator) -> ByteBuffer {
+        encode(bytes: arguments.map(\.utf8), allocator: allocator)
+    }
+
+    /// Binary-safe: arguments are byte sequences (cached response bodies, say).
+    static func encode<Bytes: Collection<UInt8>>(bytes arguments: [Bytes], allocator: ByteBufferAllocator) -> ByteBuffer {
         var storage: [UInt8] = []
         var offsets: [Int] = []
         var lengths: [Int] = []
-        storage.reserveCapacity(arguments.reduce(0) { $0 + $1.utf8.count })
+        storage.reserveCapacity(arguments.reduce(0) { $0 + $1.count })
         for argument in arguments {
             offsets.append(storage.count)
-            lengths.append(argument.utf8.count)
-            storage.append(contentsOf: argument.utf8)
+            lengths.append(argument.count)
+            storage.append(contentsOf: argument)
         }
         if storage.isEmpty { storage.append(0) }  // a valid base address even for empty arguments
         var target: UnsafeMutablePointer<CChar>?

@@ -126,10 +126,11 @@ import Testing
     // The read timeout also applies between body reads of a response that stalls.
     @Test func stalledResponseBodyIsCutOff() async throws {
         try await withUpstreams { upstreams in
-            try await withGateway(basicConfig(upstreamExtra: #", "read_timeout_ms": 200"#), upstreams: upstreams) { gateway in
+            // The head comes at once, the first chunk after 2 s: generous margins, as other tests load the machine.
+            try await withGateway(basicConfig(upstreamExtra: #", "read_timeout_ms": 700"#), upstreams: upstreams) { gateway in
                 let client = try await gateway.connect()
-                try await client.send("GET /stream?chunks=3&interval_ms=1000 HTTP/1.1\r\nHost: x\r\n\r\n")
-                #expect(await client.waitForClose(timeout: .seconds(3)))
+                try await client.send("GET /stream?chunks=3&interval_ms=2000 HTTP/1.1\r\nHost: x\r\n\r\n")
+                #expect(await client.waitForClose(timeout: .seconds(5)))
                 let response = try await client.readResponse()
                 #expect(response.status == 200)
                 #expect(!response.complete)

@@ -18,6 +18,9 @@ import Synchronization
 /// - `/upload`: reads the body and answers `{"bytes":N}`
 /// - `/hop`: a response carrying hop-by-hop and identity headers a proxy must remove
 /// - `/stats`: connections accepted and requests served so far
+/// - `/cacheable?cc=..&etag=..&last_modified=..&vary=..&cookie=1&status=N&size=N`: a response with those caching
+///   headers (query values percent-decoded) and a body naming the upstream and counting hits on this path;
+///   answers 304 when If-None-Match matches the etag
 /// - `/v1/traces`: keeps the body (an OTLP collector stand-in; `behaviour.collected`)
 /// - `/ws`: a WebSocket echo (text and binary messages come back as they were sent; pings are answered)
 ///
@@ -47,6 +50,8 @@ public final class DemoUpstream: Sendable {
         public let healthStatus = Atomic<Int>(200)
         /// Fixed JSON documents by path (a JWKS for the auth tests, say), served with Cache-Control: no-cache.
         public let documents = Mutex<[String: String]>([:])
+        /// Requests /cacheable has answered (304s included).
+        public let cacheableHits = Atomic<Int>(0)
         /// Bodies POSTed to /v1/traces (the upstream standing in for an OpenTelemetry collector).
         public let collected = Mutex<[String]>([])
 
@@ -196,6 +201,8 @@ final class DemoHandler: ChannelInboundHandler, RemovableChannelHandler {
                 context, status: .ok,
                 json: #"{"upstream":"\#(name)","connections_accepted":\#(stats.connections.load(ordering: .relaxed)),"requests":\#(stats.requests.load(ordering: .relaxed))}"#,
                 keepAlive: keepAlive)
+        case "/cacheable":
+            cacheable(head, query: query, context: context, keepAlive: keepAlive)
         case "/v1/traces":
             behaviour.collected.withLock { $0.append(String(buffer: body)) }
             send(context, status: .ok, json: "{}", keepAlive: keepAlive)
@@ -233,6 +240,53 @@ final class DemoHandler: ChannelInboundHandler, RemovableChannelHandler {
                 echo(head, path: path, query: query, context: context, keepAlive: keepAlive)
             }
         }
+    }
+
+    private func cacheable(_ head: HTTPRequestHead, query: [String: String], context: ChannelHandlerContext, keepAlive: Bool) {
+        let value = { (name: String) in query[name].map(Self.percentDecoded) }
+        var headers = HTTPHeaders()
+        if let cc = value("cc") { headers.add(name: "Cache-Control", value: cc) }
+        if let etag = value("etag") { headers.add(name: "ETag", value: etag) }
+        if let modified = value("last_modified") { headers.add(name: "Last-Modified", value: modified) }
+        if let vary = value("vary") { headers.add(name: "Vary", value: vary) }
+        if query["cookie"] == "1" { headers.add(name: "Set-Cookie", value: "session=secret; HttpOnly") }
+        let hits = behaviour.cacheableHits.wrappingAdd(1, ordering: .relaxed).newValue
+        if let etag = value("etag"), head.headers["if-none-match"].contains(etag) {
+            headers.add(name: "content-length", value: "0")
+            context.write(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: .notModified, headers: headers))), promise: nil)
+            finish(context, keepAlive: keepAlive)
+            return
+        }
+        let status = Int(query["status"] ?? "") ?? 200
+        if let size = Int(query["size"] ?? "") {
+            headers.add(name: "content-type", value: "application/octet-stream")
+            headers.add(name: "content-length", value: String(size))
+            context.write(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: HTTPResponseStatus(statusCode: status), headers: headers))), promise: nil)
+            if chunk.readableBytes == 0 { chunk = ByteBuffer(repeating: UInt8(ascii: "x"), count: 65_536) }
+            pendingBytes = size
+            keepAliveAfterBytes = keepAlive
+            writeBytes(context)
+            return
+        }
+        let varied = value("vary").map { name in head.headers[name].joined(separator: ", ") } ?? ""
+        send(
+            context, status: HTTPResponseStatus(statusCode: status),
+            json: #"{"upstream":"\#(name)","hit":\#(hits),"varied":"\#(varied)"}"#, keepAlive: keepAlive, extra: headers)
+    }
+
+    static func percentDecoded(_ text: String) -> String {
+        var bytes: [UInt8] = []
+        var iterator = Array(text.utf8).makeIterator()
+        while let byte = iterator.next() {
+            if byte == UInt8(ascii: "%"), let high = iterator.next(), let low = iterator.next(),
+                let value = UInt8(String(decoding: [high, low], as: UTF8.self), radix: 16)
+            {
+                bytes.append(value)
+            } else {
+                bytes.append(byte == UInt8(ascii: "+") ? UInt8(ascii: " ") : byte)
+            }
+        }
+        return String(decoding: bytes, as: UTF8.self)
     }
 
     private func echo(_ head: HTTPRequestHead, path: String, query: [String: String], context: ChannelHandlerContext, keepAlive: Bool) {

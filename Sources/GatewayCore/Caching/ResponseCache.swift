@@ -1,0 +1,260 @@
+import GatewayConfig
+import GatewayHTTP
+import GatewayPolicy
+import NIOCore
+import Synchronization
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+
+/// One stored response (one variant of a URI).
+public struct CacheEntry: Sendable {
+    public var status: Int
+    /// As it goes to clients: no hop-by-hop fields, no Set-Cookie, no Age, Content-Length set.
+    public var headers: [(name: String, value: String)]
+    public var body: ByteBuffer
+    /// When the request that fetched it left and when its response arrived (Unix seconds).
+    public var requestTime: Int
+    public var responseTime: Int
+    public var facts: HTTPCaching.Response
+    public var lifetime: Int
+    /// The request header values it was selected by: the route's `key_headers`, then the response's `Vary`.
+    public var selectors: [(name: String, value: String?)]
+    public var route: String
+    /// May answer requests that carry Authorization (RFC 9111 §3.5: public, s-maxage or must-revalidate).
+    public var shareableWithAuthorization: Bool
+
+    public init(
+        status: Int, headers: [(name: String, value: String)], body: ByteBuffer, requestTime: Int, responseTime: Int,
+        facts: HTTPCaching.Response, lifetime: Int, selectors: [(name: String, value: String?)], route: String
+    ) {
+        self.status = status
+        self.headers = headers
+        self.body = body
+        self.requestTime = requestTime
+        self.responseTime = responseTime
+        self.facts = facts
+        self.lifetime = lifetime
+        self.selectors = selectors
+        self.route = route
+        let cc = facts.cacheControl
+        self.shareableWithAuthorization = cc.isPublic || cc.sMaxAge != nil || cc.mustRevalidate
+    }
+
+    /// The cache-relevant facts of a response head.
+    public static func facts(of response: ResponseHead) -> HTTPCaching.Response {
+        let headers = response.headers
+        let expiresText = headers.first(name: "expires")
+        let expires = expiresText.flatMap(HTTPDate.parse)
+        let vary = headers.values(name: "vary").flatMap { $0.split(separator: ",") }.map { $0.trimmingASCIISpaces() }
+        return HTTPCaching.Response(
+            status: response.status, cacheControl: CacheControl(headers.values(name: "cache-control")),
+            date: headers.first(name: "date").flatMap(HTTPDate.parse), expires: expires,
+            expiresInvalid: expiresText != nil && expires == nil, lastModified: headers.first(name: "last-modified").flatMap(HTTPDate.parse),
+            age: headers.first(name: "age").flatMap { Int($0.trimmingASCIISpaces()) },
+            hasValidator: headers.contains(name: "etag") || headers.contains(name: "last-modified"),
+            setsCookie: headers.contains(name: "set-cookie"), varyAny: vary.contains("*"))
+    }
+
+    var cost: Int { body.readableBytes + headers.reduce(256) { $0 + $1.name.utf8.count + $1.value.utf8.count + 4 } }
+
+    public func age(now: Int) -> Int { HTTPCaching.currentAge(facts, requestTime: requestTime, responseTime: responseTime, now: now) }
+
+    public func header(_ name: String) -> String? { headers.first { $0.name.lowercased() == name }?.value }
+
+    /// The request asks for this variant: every selecting header has the value it was stored for.
+    public func selected(by requestHeaders: HeaderList) -> Bool {
+        selectors.allSatisfy { ResponseCache.selectorValue($0.name, in: requestHeaders) == $0.value }
+    }
+
+    /// Seconds Redis (or any shared tier) should keep it: as long as it may still be served or revalidated.
+    public var retention: Int {
+        let stale = max(facts.cacheControl.staleWhileRevalidate ?? 0, facts.cacheControl.staleIfError ?? 0)
+        let validator = facts.hasValidator ? 3600 : 0  // a stale copy with a validator still saves a body transfer
+        return max(1, lifetime + max(stale, validator))
+    }
+}
+
+/// A tier shared by gateway instances (Redis), behind the in-memory one.
+public protocol SharedCacheTier: Sendable {
+    func fetch(_ key: String, on eventLoop: EventLoop) -> EventLoopFuture<[CacheEntry]>
+    func store(_ key: String, variants: [CacheEntry], on eventLoop: EventLoop)
+    func remove(_ key: String, on eventLoop: EventLoop)
+    /// Everything of one route (nil: everything); the count when it can tell.
+    func purge(route: String?, on eventLoop: EventLoop) -> EventLoopFuture<Int>
+}
+
+/// The response cache shared by every route and event loop: an LRU memory tier bounded by
+/// `cache.memory_bytes`, an optional shared tier, request collapsing, and background refreshes.
+public final class ResponseCache: Sendable {
+    public let config: CacheConfig
+    public let shared: SharedCacheTier?
+    private let memory: Mutex<LRUCache<String, [CacheEntry]>>
+    /// Keys being fetched by a leader, with the requests waiting for it.
+    private let fills = Mutex<[String: [Waiter]]>([:])
+    /// Keys with a background refresh in flight (stale-while-revalidate refreshes once).
+    private let refreshing = Mutex<Set<String>>([])
+    /// Most variants kept per URI (a Vary on a high-cardinality header must not fill the cache with one URI).
+    static let maxVariants = 16
+
+    struct Waiter {
+        let id: Int
+        let resume: @Sendable () -> Void
+    }
+
+    private let waiterIDs = Atomic<Int>(0)
+
+    public init(config: CacheConfig, shared: SharedCacheTier? = nil) {
+        self.config = config
+        self.shared = shared
+        self.memory = Mutex(LRUCache(capacity: config.memoryBytes))
+    }
+
+    /// Unix seconds now (wall clock: ages and HTTP dates are wall-clock quantities).
+    public static func now() -> Int {
+        var now = timespec()
+        clock_gettime(CLOCK_REALTIME, &now)
+        return Int(now.tv_sec)
+    }
+
+    // MARK: Lookup and store
+
+    public func memoryVariants(_ key: String) -> [CacheEntry]? { memory.withLock { $0.get(key) } }
+
+    /// The shared tier's variants (copied into memory when found).
+    public func sharedVariants(_ key: String, on eventLoop: EventLoop) -> EventLoopFuture<[CacheEntry]>? {
+        guard let shared else { return nil }
+        return shared.fetch(key, on: eventLoop).map { variants in
+            if !variants.isEmpty { _ = self.memory.withLock { $0.set(key, variants, cost: variants.reduce(0) { $0 + $1.cost }) } }
+            return variants
+        }
+    }
+
+    /// Stores `entry`, replacing the variant with the same selectors.
+    public func store(_ key: String, _ entry: CacheEntry, on eventLoop: EventLoop) {
+        guard entry.body.readableBytes <= config.maxObjectBytes else { return }
+        let variants = memory.withLock { lru -> [CacheEntry] in
+            var variants = lru.peek(key) ?? []
+            variants.removeAll { existing in
+                existing.selectors.count == entry.selectors.count
+                    && zip(existing.selectors, entry.selectors).allSatisfy { $0.name == $1.name && $0.value == $1.value }
+            }
+            variants.insert(entry, at: 0)
+            if variants.count > Self.maxVariants { variants.removeLast(variants.count - Self.maxVariants) }
+            lru.set(key, variants, cost: variants.reduce(0) { $0 + $1.cost })
+            return variants
+        }
+        shared?.store(key, variants: variants, on: eventLoop)
+    }
+
+    /// Drops every variant of a URI (unsafe methods, purge by URL).
+    public func invalidate(_ key: String, on eventLoop: EventLoop) {
+        _ = memory.withLock { $0.remove(key) }
+        shared?.remove(key, on: eventLoop)
+    }
+
+    /// Drops a route's entries (nil: all) from both tiers; the number dropped from memory.
+    public func purge(route: String?, on eventLoop: EventLoop) -> EventLoopFuture<Int> {
+        let dropped = memory.withLock { lru -> Int in
+            let before = lru.count
+            if let route {
+                lru.removeAll { _, variants in variants.contains { $0.route == route } }
+            } else {
+                lru.removeAll { _, _ in true }
+            }
+            return before - lru.count
+        }
+        guard let shared else { return eventLoop.makeSucceededFuture(dropped) }
+        return shared.purge(route: route, on: eventLoop).map { max($0, dropped) }
+    }
+
+    /// Hosts with something stored for `target` in memory (purging a bare path finds them this way).
+    public func hosts(path target: String) -> [String] {
+        memory.withLock { lru in
+            lru.keysByRecency.compactMap { key -> String? in
+                guard key.hasSuffix(target) else { return nil }
+                let host = String(key.dropLast(target.utf8.count))
+                return host.contains("/") ? nil : host
+            }
+        }
+    }
+
+    public var memoryUsage: (entries: Int, bytes: Int) { memory.withLock { ($0.count, $0.totalCost) } }
+
+    // MARK: Request collapsing
+
+    /// Becomes the one fetching `key` (true), or queues `resume` to run when that fetch ends (false).
+    /// Returns the waiter id for `abandon`.
+    public func joinFill(_ key: String, resume: @escaping @Sendable () -> Void) -> (leader: Bool, waiter: Int) {
+        let id = waiterIDs.wrappingAdd(1, ordering: .relaxed).newValue
+        let leader = fills.withLock { fills -> Bool in
+            if fills[key] == nil {
+                fills[key] = []
+                return true
+            }
+            fills[key]!.append(Waiter(id: id, resume: resume))
+            return false
+        }
+        return (leader, id)
+    }
+
+    /// The leader's fetch ended (stored or not): everyone waiting looks again.
+    public func endFill(_ key: String) {
+        let waiters = fills.withLock { $0.removeValue(forKey: key) } ?? []
+        for waiter in waiters { waiter.resume() }
+    }
+
+    /// A waiter gave up (its own timeout, or its client left).
+    public func abandon(_ key: String, waiter: Int) {
+        fills.withLock { fills in fills[key]?.removeAll { $0.id == waiter } }
+    }
+
+    /// Claims the one background refresh for `key`.
+    public func beginRefresh(_ key: String) -> Bool { refreshing.withLock { $0.insert(key).inserted } }
+    public func endRefresh(_ key: String) { _ = refreshing.withLock { $0.remove(key) } }
+
+    // MARK: Keys and selectors
+
+    /// A request header's value as a selector compares it: field lines joined, spaces trimmed, nil when absent.
+    static func selectorValue(_ name: String, in headers: HeaderList) -> String? {
+        var values: [String] = []
+        for field in headers where field.name.lowercased() == name { values.append(field.value.trimmingASCIISpaces()) }
+        return values.isEmpty ? nil : values.joined(separator: ", ")
+    }
+}
+
+/// A route's cache settings, compiled.
+public struct RouteCachePolicy: Sendable {
+    public let cache: ResponseCache
+    public let route: String
+    public let defaultTTL: Int
+    public let keyHeaders: [String]
+    public let ignoredQueryParameters: Set<String>
+    public let allowSetCookie: Bool
+
+    public init(cache: ResponseCache, route: String, config: RouteCacheConfig) {
+        self.cache = cache
+        self.route = route
+        self.defaultTTL = config.defaultTTLSeconds
+        self.keyHeaders = config.keyHeaders
+        self.ignoredQueryParameters = Set(config.ignoreQueryParameters)
+        self.allowSetCookie = config.allowSetCookie
+    }
+
+    /// The URI part of the key: lowercased host, path, and the query without ignored parameters.
+    public func key(host: String, target: String) -> String {
+        var key = host.lowercased()
+        guard let mark = target.firstIndex(of: "?") else { return key + target }
+        key += target[..<mark]
+        let query = target[target.index(after: mark)...]
+        let kept = query.split(separator: "&", omittingEmptySubsequences: false).filter { pair in
+            let name = pair.split(separator: "=", maxSplits: 1).first.map(String.init) ?? ""
+            return !ignoredQueryParameters.contains(name)
+        }
+        if !kept.isEmpty { key += "?" + kept.joined(separator: "&") }
+        return key
+    }
+}
