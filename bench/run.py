@@ -48,6 +48,9 @@ SCENARIOS = {
     # thousand busy ones would need ten thousand upstream sockets too, over this machine's 20,000 file
     # descriptor limit per process, which cannot be raised here.)
     "conns-10k": ("10,000 connections (9,000 idle + 1,000 busy), 1 KB GET", "/1k", 1000, None, 9000),
+    # Both proxies answer from their cache (the gateway's memory LRU, NGINX's proxy_cache); the bare-upstream
+    # run serves the same file directly.
+    "cache-hit": ("1 KB cache hit (gateway cache vs NGINX proxy_cache)", "/cached/1k", 50, None, 0),
 }
 
 # Gateway-only comparisons: the same request on a route with a Redis-backed limit that never trips and

@@ -205,6 +205,25 @@ import TestSupport
         }
     }
 
+    // stale-if-error also covers an upstream that fails without answering (connections dropped), not only 5xx.
+    @Test(.timeLimit(.minutes(1))) func staleIfErrorWhenTheUpstreamIsGone() async throws {
+        let upstream = try await DemoUpstream.start(name: "gone")
+        let config = Self.config().replacingOccurrences(of: "$UP0", with: String(upstream.port))
+        try await withGateway(config) { test in
+            let path = Self.path("max-age=1, stale-if-error=60")
+            #expect(try await test.request("GET", path).header("x-cache") == "MISS")
+            upstream.behaviour.dropRequests.store(true, ordering: .relaxed)
+            try await Task.sleep(for: .milliseconds(2_100))
+            let rescued = try await test.request("GET", path)
+            #expect(rescued.status == 200)
+            #expect(rescued.header("x-cache") == "STALE")
+            #expect(rescued.json["upstream"] as? String == "gone")
+            let other = try await test.request("GET", Self.path("max-age=1", "&p=other"))
+            #expect(other.status == 502)
+        }
+        await upstream.shutdown()
+    }
+
     // A successful POST, PUT or DELETE invalidates the target URI; only-if-cached gets 504 when nothing is stored.
     @Test func unsafeMethodsInvalidate() async throws {
         try await withUpstreams { upstreams in
