@@ -204,6 +204,9 @@ extension LimitsConfig {
             limits.headerTimeoutMs = o.optional("header_timeout_ms") { $0.int(1...maxMilliseconds) } ?? limits.headerTimeoutMs
             limits.idleTimeoutMs = o.optional("idle_timeout_ms") { $0.int(1...maxMilliseconds) } ?? limits.idleTimeoutMs
             limits.drainTimeoutMs = o.optional("drain_timeout_ms") { $0.int(0...maxMilliseconds) } ?? limits.drainTimeoutMs
+            limits.encodedSlashes =
+                o.optional("encoded_slashes") { $0.oneOf(LimitsConfig.EncodedSlashes.allCases.map(\.rawValue)).flatMap(LimitsConfig.EncodedSlashes.init) }
+                ?? limits.encodedSlashes
             return limits
         }
     }

@@ -101,6 +101,9 @@ public struct LimitsConfig: Sendable {
     public var idleTimeoutMs: Int = 60_000
     /// How long a graceful stop waits for requests in flight before closing what is left.
     public var drainTimeoutMs: Int = 10_000
+    /// `%2F` / `%5C` in a path: rejected with 400 (default), or kept encoded (never a segment separator).
+    public enum EncodedSlashes: String, Sendable, CaseIterable { case reject, keep }
+    public var encodedSlashes: EncodedSlashes = .reject
 }
 
 public struct SecurityHeadersConfig: Sendable {

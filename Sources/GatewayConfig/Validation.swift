@@ -108,9 +108,19 @@ public enum PathRules {
         let pathBytes = path.utf8
         let prefixBytes = prefix.utf8
         if prefixBytes.count == 1 { return pathBytes.first == UInt8(ascii: "/") }  // "/" matches every path
-        guard pathBytes.count >= prefixBytes.count, pathBytes.starts(with: prefixBytes) else { return false }
+        // ASCII case-insensitive: "/API/x" must not slip past the route that guards "/api" to a catch-all
+        // (many backends treat paths case-insensitively).
+        guard pathBytes.count >= prefixBytes.count,
+            pathBytes.starts(with: prefixBytes, by: { $0 == $1 || ($0 | 0x20 == $1 | 0x20 && ($0 | 0x20) >= 0x61 && ($0 | 0x20) <= 0x7A) })
+        else { return false }
         let next = pathBytes.index(pathBytes.startIndex, offsetBy: prefixBytes.count)
         return next == pathBytes.endIndex || pathBytes[next] == UInt8(ascii: "/")
+    }
+
+    /// Exact path equality, ASCII case-insensitive like prefixes.
+    @inlinable
+    public static func pathEquals(_ path: Substring, _ exact: String) -> Bool {
+        path.utf8.elementsEqual(exact.utf8) { $0 == $1 || ($0 | 0x20 == $1 | 0x20 && ($0 | 0x20) >= 0x61 && ($0 | 0x20) <= 0x7A) }
     }
 
     /// "/api/" and "/api" name the same prefix; "/" stays "/".

@@ -43,6 +43,8 @@ final class ProxyExchange: ExchangeDriver, UpstreamCallDelegate {
     private var totalTimeout: Scheduled<Void>?
     /// The protocol an HTTP/1.1 client asked to switch to (`Upgrade`, with `Connection: upgrade`), e.g. websocket.
     let upgrade: String?
+    /// Set when the request path cannot be normalised: answered 400 before routing.
+    private var pathFailure: PathNormalizer.Failure?
     /// The cache's view of this exchange, on routes with `cache.enabled`.
     var caching: CacheState?
 
@@ -58,9 +60,16 @@ final class ProxyExchange: ExchangeDriver, UpstreamCallDelegate {
             head.headers.replaceOrAdd(name: "host", value: authority)
         }
         HeaderRules.removeClientIdentityHeaders(&head.headers)
+        // One normalised path for routing, filters, the cache key and the upstream (see PathNormalizer).
+        let (runtime, forwarder) = connection.snapshot()
+        let policy: PathNormalizer.EncodedSlashes = runtime.limits.encodedSlashes == .keep ? .keep : .reject
+        switch PathNormalizer.normalize(head.target, encodedSlashes: policy) {
+        case .success(let target): head.target = target
+        case .failure(let failure): self.pathFailure = failure
+        }
         self.upgrade = head.version == .http1_1 ? HeaderRules.requestedUpgrade(head.headers) : nil
         self.connection = connection
-        (self.runtime, self.forwarder) = connection.snapshot()
+        (self.runtime, self.forwarder) = (runtime, forwarder)
         self.head = head
         self.framing = request.framing
         self.expectsContinue = request.expectsContinue
@@ -122,6 +131,10 @@ final class ProxyExchange: ExchangeDriver, UpstreamCallDelegate {
     }
 
     private func route() {
+        if let pathFailure {
+            respond(error: .badRequest(pathFailure.description))
+            return
+        }
         if let port = connection.redirectHTTPSPort {
             respond(redirectToHTTPS(port: port))
             return

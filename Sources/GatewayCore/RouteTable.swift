@@ -80,7 +80,7 @@ public final class CompiledRoute: Sendable {
         case .any:
             return 0
         case .exact(let exact):
-            return path == exact ? Int.max : nil
+            return PathRules.pathEquals(path, exact) ? Int.max : nil
         case .prefix(let prefix):
             return PathRules.hasNormalisedSegmentPrefix(path, prefix) ? 1 + prefix.utf8.count : nil
         }
