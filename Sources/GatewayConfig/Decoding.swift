@@ -207,6 +207,14 @@ extension LimitsConfig {
             limits.encodedSlashes =
                 o.optional("encoded_slashes") { $0.oneOf(LimitsConfig.EncodedSlashes.allCases.map(\.rawValue)).flatMap(LimitsConfig.EncodedSlashes.init) }
                 ?? limits.encodedSlashes
+            limits.maxConnections = o.optional("max_connections") { $0.int(1...1_000_000) } ?? limits.maxConnections
+            limits.maxConnectionsPerIP = o.optional("max_connections_per_ip") { $0.int(0...1_000_000) } ?? limits.maxConnectionsPerIP
+            limits.maxRequestsPerConnection =
+                o.optional("max_requests_per_connection") { $0.int(1...Int.max) } ?? limits.maxRequestsPerConnection
+            limits.maxHeaderCount = o.optional("max_header_count") { $0.int(1...10_000) } ?? limits.maxHeaderCount
+            limits.bodyTimeoutMs = o.optional("body_timeout_ms") { $0.int(1...maxMilliseconds) } ?? limits.bodyTimeoutMs
+            limits.http2MaxConcurrentStreams =
+                o.optional("http2_max_concurrent_streams") { $0.int(1...10_000) } ?? limits.http2MaxConcurrentStreams
             return limits
         }
     }

@@ -104,6 +104,18 @@ public struct LimitsConfig: Sendable {
     /// `%2F` / `%5C` in a path: rejected with 400 (default), or kept encoded (never a segment separator).
     public enum EncodedSlashes: String, Sendable, CaseIterable { case reject, keep }
     public var encodedSlashes: EncodedSlashes = .reject
+    /// Client connections open at once, over all listeners; more are closed at accept.
+    public var maxConnections = 16_384
+    /// Per client address (0: no per-address limit).
+    public var maxConnectionsPerIP = 0
+    /// Requests on one HTTP/1.1 keep-alive connection before it is closed (the last answer says `close`).
+    public var maxRequestsPerConnection = 10_000
+    /// Header fields in one request head (more: 431).
+    public var maxHeaderCount = 100
+    /// The longest pause between two reads of a request body (slow-body defence; 408).
+    public var bodyTimeoutMs = 30_000
+    /// Concurrent HTTP/2 streams per connection (SETTINGS_MAX_CONCURRENT_STREAMS).
+    public var http2MaxConcurrentStreams = 128
 }
 
 public struct SecurityHeadersConfig: Sendable {

@@ -10,17 +10,48 @@ import Synchronization
 
 /// Client connections that are open, so a graceful stop can ask each to finish and then wait for them.
 final class ConnectionTracker: Sendable {
-    private let channels = Mutex<[ObjectIdentifier: Channel]>([:])
-
-    func add(_ channel: Channel) {
-        channels.withLock { $0[ObjectIdentifier(channel)] = channel }
-        channel.closeFuture.whenComplete { [self] _ in
-            _ = self.channels.withLock { $0.removeValue(forKey: ObjectIdentifier(channel)) }
-        }
+    private struct State {
+        var channels: [ObjectIdentifier: Channel] = [:]
+        var counter = ConnectionCounter()
     }
 
-    var count: Int { channels.withLock { $0.count } }
-    var all: [Channel] { channels.withLock { Array($0.values) } }
+    private let state = Mutex(State())
+
+    /// Admits a new connection against the limits (and tracks it until it closes), or says why not.
+    func admit(_ channel: Channel, from address: IPAddress?, limits: LimitsConfig) -> ConnectionCounter.Verdict {
+        let verdict = state.withLock { state in
+            let verdict = state.counter.admit(address, maxTotal: limits.maxConnections, maxPerAddress: limits.maxConnectionsPerIP)
+            if verdict == .admitted { state.channels[ObjectIdentifier(channel)] = channel }
+            return verdict
+        }
+        guard verdict == .admitted else { return verdict }
+        let countedPerAddress = limits.maxConnectionsPerIP > 0
+        channel.closeFuture.whenComplete { [self] _ in
+            self.state.withLock { state in
+                state.channels.removeValue(forKey: ObjectIdentifier(channel))
+                state.counter.release(address, countedPerAddress: countedPerAddress)
+            }
+        }
+        return verdict
+    }
+
+    var count: Int { state.withLock { $0.channels.count } }
+    var all: [Channel] { state.withLock { Array($0.channels.values) } }
+}
+
+/// Lets a message through at most once per interval.
+final class LogThrottle: Sendable {
+    private let last = Atomic<Int64>(Int64.min / 2)
+    private let interval: Int64
+
+    init(interval: TimeAmount) { self.interval = interval.nanoseconds }
+
+    func shouldLog(now: NIODeadline) -> Bool {
+        let nanos = Int64(now.uptimeNanoseconds)
+        let previous = last.load(ordering: .relaxed)
+        guard nanos - previous >= interval else { return false }
+        return last.compareExchange(expected: previous, desired: nanos, ordering: .relaxed).exchanged
+    }
 }
 
 /// One bound listener: its socket, its settings and its TLS state. Settings and TLS may be replaced by a
@@ -36,6 +67,8 @@ final class ListenerState: Sendable {
     let channel: Mutex<Channel?> = Mutex(nil)
     let connectionsAccepted: Counter
     let activeConnections: Meter
+    /// Refused connections are logged at most every few seconds (an attack must not flood the log).
+    let rejectionLog = LogThrottle(interval: .seconds(5))
 
     init(config: ListenerConfig, tls: ServerTLS?, metrics: GatewayMetrics) {
         self.name = config.name
@@ -216,8 +249,19 @@ public final class GatewayServer: Sendable {
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
             .childChannelOption(.maxMessagesPerRead, value: 4)
-            .childChannelInitializer { channel in
-                tracker.add(channel)
+            .childChannelInitializer { [logger, metrics] channel in
+                let address = channel.remoteAddress.flatMap(IPAddress.init(socketAddress:))
+                let verdict = tracker.admit(channel, from: address, limits: holder.current.runtime.limits)
+                guard verdict == .admitted else {
+                    // Over max_connections or max_connections_per_ip: closed at once, counted, logged sparingly.
+                    let reason = verdict == .tooManyConnections ? "max_connections" : "max_connections_per_ip"
+                    metrics.counter("gateway_connections_rejected_total", [("listener", state.name), ("reason", reason)]).increment()
+                    if state.rejectionLog.shouldLog(now: NIODeadline.now()) {
+                        logger.warning(
+                            "connections refused at a limit", metadata: ["listener": "\(state.name)", "limit": "\(reason)", "peer": "\(address?.description ?? "-")"])
+                    }
+                    return channel.close()
+                }
                 state.connectionsAccepted.increment()
                 state.activeConnections.increment()
                 channel.closeFuture.whenComplete { _ in state.activeConnections.decrement() }
@@ -296,9 +340,10 @@ enum HTTP1Pipeline {
     ) throws {
         try pipeline.addHandler(
             HTTP1ConnectionHandler(
-                responder: responder, maxHeaderBytes: limits.maxHeaderBytes,
+                responder: responder, maxHeaderBytes: limits.maxHeaderBytes, maxHeaderCount: limits.maxHeaderCount,
                 idleTimeout: .milliseconds(Int64(limits.idleTimeoutMs)),
-                headerTimeout: .milliseconds(Int64(limits.headerTimeoutMs))))
+                headerTimeout: .milliseconds(Int64(limits.headerTimeoutMs)),
+                bodyTimeout: .milliseconds(Int64(limits.bodyTimeoutMs)), maxRequests: limits.maxRequestsPerConnection))
     }
 }
 

@@ -29,6 +29,9 @@ final class HTTP1ConnectionHandler: ChannelDuplexHandler, DownstreamStream {
     }
 
     private let responder: ConnectionResponder
+    /// Requests on this connection so far, against `max_requests_per_connection`.
+    private var requestsStarted = 0
+    private let maxRequests: Int
     private var context: ChannelHandlerContext?
     private var output = WriteCoalescer()
     private var parser: HTTP1HeadParser
@@ -61,13 +64,18 @@ final class HTTP1ConnectionHandler: ChannelDuplexHandler, DownstreamStream {
     private var draining = false
     private var closed = false
 
-    init(responder: ConnectionResponder, maxHeaderBytes: Int, idleTimeout: TimeAmount, headerTimeout: TimeAmount) {
+    init(
+        responder: ConnectionResponder, maxHeaderBytes: Int, maxHeaderCount: Int = 100, idleTimeout: TimeAmount, headerTimeout: TimeAmount,
+        bodyTimeout: TimeAmount = .seconds(30), maxRequests: Int = .max
+    ) {
         self.responder = responder
-        self.parser = HTTP1HeadParser(maxHeadBytes: maxHeaderBytes)
+        self.maxRequests = maxRequests
+        self.parser = HTTP1HeadParser(maxHeadBytes: maxHeaderBytes, maxFields: maxHeaderCount)
         self.deadlines = ConnectionDeadlines(
             now: NIODeadline.now().uptimeNanoseconds,
             idleTimeoutNanos: UInt64(idleTimeout.nanoseconds),
-            headerTimeoutNanos: UInt64(headerTimeout.nanoseconds))
+            headerTimeoutNanos: UInt64(headerTimeout.nanoseconds),
+            bodyTimeoutNanos: UInt64(bodyTimeout.nanoseconds))
     }
 
     private var isReadPaused: Bool {
@@ -161,6 +169,7 @@ final class HTTP1ConnectionHandler: ChannelDuplexHandler, DownstreamStream {
                 switch event {
                 case .data(let slice):
                     phase = .body(decoder)
+                    if deadlines.phase == .readingBody { deadlines.bodyBytesArrived(now: NIODeadline.now().uptimeNanoseconds) }
                     exchange?.requestBodyPart(slice)
                 case .end:
                     requestEnded()
@@ -178,7 +187,15 @@ final class HTTP1ConnectionHandler: ChannelDuplexHandler, DownstreamStream {
     }
 
     private func startRequest(_ parsed: ParsedRequest) {
-        deadlines.requestStarted()
+        let bodyFollows = parsed.framing != .none
+        if bodyFollows {
+            let now = NIODeadline.now()
+            deadlines.requestStarted(bodyFollows: true, now: now.uptimeNanoseconds)
+            scheduleTimer(now: now)
+        } else {
+            deadlines.requestStarted()
+        }
+        requestsStarted += 1
         inExchange = true
         requestMethod = parsed.head.method
         requestVersion = parsed.head.version
@@ -188,7 +205,7 @@ final class HTTP1ConnectionHandler: ChannelDuplexHandler, DownstreamStream {
         responseEnded = false
         responseChunked = false
         responseHasNoBody = false
-        closeAfterResponse = draining || !parsed.keepAlive
+        closeAfterResponse = draining || !parsed.keepAlive || requestsStarted >= maxRequests
         bodyPaused = false
         phase = requestHasBody ? .body(BodyDecoder(framing: parsed.framing)) : .awaitingResponse
         if !requestHasBody { requestEndSeen = true }
@@ -200,6 +217,7 @@ final class HTTP1ConnectionHandler: ChannelDuplexHandler, DownstreamStream {
     }
 
     private func requestEnded() {
+        deadlines.bodyFinished()
         requestEndSeen = true
         phase = .awaitingResponse
         exchange?.requestEnded()
@@ -384,6 +402,11 @@ final class HTTP1ConnectionHandler: ChannelDuplexHandler, DownstreamStream {
     func setRequestBodyPaused(_ paused: Bool) {
         guard paused != bodyPaused else { return }
         bodyPaused = paused
+        if deadlines.phase == .readingBody {
+            let now = NIODeadline.now()
+            deadlines.bodyReadingPaused(paused, now: now.uptimeNanoseconds)
+            if !paused { scheduleTimer(now: now) }
+        }
         if !paused {
             process()
             resumeReadingIfPossible()
@@ -429,7 +452,7 @@ final class HTTP1ConnectionHandler: ChannelDuplexHandler, DownstreamStream {
                 self.timerFiresAt = nil
                 self.timerFired()
             }
-        case .idleExpired, .headerExpired:
+        case .idleExpired, .headerExpired, .bodyExpired:
             timerFired()
         }
     }
@@ -456,6 +479,22 @@ final class HTTP1ConnectionHandler: ChannelDuplexHandler, DownstreamStream {
             responseEnded = false
             deadlines.requestStarted()
             responder.respondToProtocolError(.requestTimeout, stream: self)
+        case .bodyExpired:
+            // The client stopped sending its body (slow-body attack, or a dead client): the exchange cannot
+            // finish. 408 if nothing was answered yet, then close.
+            closeAfterResponse = true
+            phase = .closing
+            deadlines.bodyFinished()
+            if let exchange {
+                self.exchange = nil
+                exchange.downstreamClosed()
+            }
+            if responseHeadWritten {
+                close()
+            } else {
+                responseEnded = false
+                responder.respondToProtocolError(.requestTimeout, stream: self)
+            }
         }
     }
 }

@@ -10,15 +10,13 @@ import NIOTLS
 /// multiplexer, a connection manager for idle timeout and graceful shutdown (GOAWAY, then close once the
 /// streams are done), and an `HTTP2StreamHandler` per stream.
 enum HTTP2Pipeline {
-    /// Streams one client may have open at once; more are refused by the protocol (REFUSED_STREAM).
-    static let maxConcurrentStreams = 128
     /// Per-stream receive window: how much request body a client may send ahead of the upstream taking it.
     static let streamWindow = 131_072
 
     static func configure(_ channel: Channel, responder: ConnectionResponder, limits: LimitsConfig) throws {
         var connection = NIOHTTP2Handler.ConnectionConfiguration()
         connection.initialSettings = [
-            HTTP2Setting(parameter: .maxConcurrentStreams, value: maxConcurrentStreams),
+            HTTP2Setting(parameter: .maxConcurrentStreams, value: limits.http2MaxConcurrentStreams),
             HTTP2Setting(parameter: .maxHeaderListSize, value: limits.maxHeaderBytes),
             HTTP2Setting(parameter: .initialWindowSize, value: streamWindow),
         ]
@@ -43,6 +41,18 @@ enum HTTP2Pipeline {
         let sync = channel.pipeline.syncOperations
         try sync.addHandler(handler)
         try sync.addHandler(manager)
+        try sync.addHandler(HTTP2ConnectionErrorHandler())
+    }
+}
+
+/// NIOHTTP2 answers a connection error (a protocol violation, or its denial-of-service heuristics: rapid
+/// reset, control-frame floods, too many glitches) with GOAWAY and then reports it here. Such a client gets
+/// no grace period: the connection closes at once instead of lingering until its streams drain.
+final class HTTP2ConnectionErrorHandler: ChannelInboundHandler, Sendable {
+    typealias InboundIn = HTTP2Frame
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        context.close(promise: nil)
     }
 }
 

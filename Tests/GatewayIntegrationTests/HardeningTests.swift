@@ -33,3 +33,223 @@ import TestSupport
         }
     }
 }
+
+/// Request smuggling and parser edge cases: raw bytes in, the expected answer out, and nothing ambiguous
+/// ever reaching the upstream.
+@Suite struct SmugglingTests {
+    /// (name, raw request, expected status; nil: the gateway just closes).
+    static let rejected: [(String, String, Int?)] = [
+        ("CL and TE", "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400),
+        ("TE and CL", "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nContent-Length: 4\r\n\r\n0\r\n\r\n", 400),
+        ("two differing CL", "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nContent-Length: 5\r\n\r\nabcde", 400),
+        ("CL list", "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 4, 5\r\n\r\nabcde", 400),
+        ("CL sign", "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: +4\r\n\r\nabcd", 400),
+        ("TE not chunked last", "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked, gzip\r\n\r\n0\r\n\r\n", 400),
+        ("TE gzip", "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\nabcd", 400),
+        ("TE identity", "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: identity\r\n\r\nabcd", 400),
+        ("TE in HTTP/1.0", "POST /echo HTTP/1.0\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400),
+        ("obs-fold", "GET /echo HTTP/1.1\r\nHost: x\r\nX-A: a\r\n  folded\r\n\r\n", 400),
+        ("bare CR", "GET /echo HTTP/1.1\r\nHost: x\r\nX-A: a\rb\r\n\r\n", 400),
+        ("bare LF", "GET /echo HTTP/1.1\nHost: x\n\n", 400),
+        ("NUL in value", "GET /echo HTTP/1.1\r\nHost: x\r\nX-A: a\u{0}b\r\n\r\n", 400),
+        ("control in name", "GET /echo HTTP/1.1\r\nHost: x\r\nX\u{1}A: a\r\n\r\n", 400),
+        ("space before colon", "GET /echo HTTP/1.1\r\nHost : x\r\n\r\n", 400),
+        ("bad chunk size", "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nab\r\n0\r\n\r\n", 400),
+        ("huge chunk size", "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nfffffffffffffffffff\r\nab\r\n0\r\n\r\n", 400),
+        ("two Host", "GET /echo HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400),
+        ("no Host", "GET /echo HTTP/1.1\r\nX-A: a\r\n\r\n", 400),
+        ("double space", "GET  /echo HTTP/1.1\r\nHost: x\r\n\r\n", 400),
+        ("bad method", "G(T /echo HTTP/1.1\r\nHost: x\r\n\r\n", 400),
+        ("HTTP/2 in HTTP/1 framing", "GET /echo HTTP/2.0\r\nHost: x\r\n\r\n", 400),
+    ]
+
+    @Test(arguments: rejected.indices) func rejectedAndClosed(_ index: Int) async throws {
+        let (name, raw, status) = Self.rejected[index]
+        try await withUpstreams { upstreams in
+            try await withGateway(basicConfig(), upstreams: upstreams) { test in
+                let before = upstreams[0].requestsServed
+                let client = try await test.connect()
+                try await client.send(raw)
+                if let status {
+                    let response = try await client.readResponse()
+                    #expect(response.status == status, "\(name)")
+                    #expect(response.errorCode == "BAD_REQUEST", "\(name)")
+                }
+                #expect(await client.waitForClose(timeout: .seconds(5)), "\(name): the connection closes")
+                #expect(upstreams[0].requestsServed == before, "\(name): nothing reached the upstream")
+                await client.close()
+            }
+        }
+    }
+
+    // Well-formed but unusual requests are accepted and sent upstream in one canonical form.
+    @Test func canonicalForwarding() async throws {
+        try await withUpstreams { upstreams in
+            try await withGateway(basicConfig(), upstreams: upstreams) { test in
+                let client = try await test.connect()
+                // Chunked with an extension and a trailer, "Chunked" in odd case: the upstream gets the same bytes.
+                try await client.send(
+                    "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: Chunked\r\n\r\n3;ext=1\r\nabc\r\n2\r\nde\r\n0\r\nX-Trailer: t\r\n\r\n")
+                let chunked = try await client.readResponse()
+                #expect(chunked.status == 200)
+                #expect(chunked.json["body"] as? String == "abcde")
+                // Absolute form: its authority replaces Host.
+                try await client.send("GET http://other.example/echo?q=1 HTTP/1.1\r\nHost: x\r\n\r\n")
+                let absolute = try await client.readResponse()
+                #expect(absolute.echoedHeaders["host"] == "other.example")
+                #expect(absolute.json["uri"] as? String == "/echo?q=1")
+                // Pipelined requests are answered in order.
+                try await client.send("GET /echo?n=1 HTTP/1.1\r\nHost: x\r\n\r\nGET /echo?n=2 HTTP/1.1\r\nHost: x\r\n\r\n")
+                let first = try await client.readResponse()
+                let second = try await client.readResponse()
+                #expect(first.json["uri"] as? String == "/echo?n=1")
+                #expect(second.json["uri"] as? String == "/echo?n=2")
+                await client.close()
+            }
+        }
+    }
+}
+
+/// Abuse limits, with real sockets.
+@Suite struct AbuseLimitTests {
+    static func config(_ limits: String) -> String { basicConfig(limits: limits, top: #""admin": { "address": "127.0.0.1", "port": 0 },"#) }
+
+    // max_connections_per_ip: the next connection from the same address is closed at once, and counted.
+    @Test func connectionsPerAddress() async throws {
+        try await withUpstreams { upstreams in
+            try await withGateway(Self.config(#"{ "max_connections_per_ip": 2 }"#), upstreams: upstreams) { test in
+                var held: [RawClient] = []
+                for _ in 0..<2 {
+                    let client = try await test.connect()
+                    try await client.send("GET /echo HTTP/1.1\r\nHost: x\r\n\r\n")
+                    #expect(try await client.readResponse().status == 200)
+                    held.append(client)
+                }
+                let refused = try await test.connect()
+                #expect(await refused.waitForClose(timeout: .seconds(5)))
+                await held[0].close()
+                try await Task.sleep(for: .milliseconds(100))
+                let again = try await test.connect()
+                try await again.send("GET /echo HTTP/1.1\r\nHost: x\r\n\r\n")
+                #expect(try await again.readResponse().status == 200)
+                await again.close()
+                await held[1].close()
+                let metrics = PrometheusText(try await OperationsTests.admin(test.gateway, "/metrics", token: nil).text)
+                #expect(metrics.value("gateway_connections_rejected_total", ["listener": "test", "reason": "max_connections_per_ip"]) == 1)
+            }
+        }
+    }
+
+    // max_connections over all clients.
+    @Test func connectionsOverall() async throws {
+        try await withUpstreams { upstreams in
+            try await withGateway(Self.config(#"{ "max_connections": 1 }"#), upstreams: upstreams) { test in
+                let first = try await test.connect()
+                try await first.send("GET /echo HTTP/1.1\r\nHost: x\r\n\r\n")
+                #expect(try await first.readResponse().status == 200)
+                let second = try await test.connect()
+                #expect(await second.waitForClose(timeout: .seconds(5)))
+                await first.close()
+            }
+        }
+    }
+
+    // max_requests_per_connection: the last allowed answer says close, then the connection ends.
+    @Test func requestsPerConnection() async throws {
+        try await withUpstreams { upstreams in
+            try await withGateway(Self.config(#"{ "max_requests_per_connection": 3 }"#), upstreams: upstreams) { test in
+                let client = try await test.connect()
+                for index in 1...3 {
+                    try await client.send("GET /echo HTTP/1.1\r\nHost: x\r\n\r\n")
+                    let response = try await client.readResponse()
+                    #expect(response.status == 200)
+                    #expect((response.header("connection") == "close") == (index == 3))
+                }
+                #expect(await client.waitForClose(timeout: .seconds(5)))
+            }
+        }
+    }
+
+    // max_header_count: 431.
+    @Test func headerCount() async throws {
+        try await withUpstreams { upstreams in
+            try await withGateway(Self.config(#"{ "max_header_count": 10 }"#), upstreams: upstreams) { test in
+                let many = (0..<20).map { "X-H\($0): v" }
+                let response = try await test.request("GET", "/echo", headers: many.map { line in
+                    let parts = line.split(separator: ":", maxSplits: 1)
+                    return (String(parts[0]), String(parts[1]).trimmingCharacters(in: .whitespaces))
+                })
+                #expect(response.status == 431)
+                #expect(try await test.request("GET", "/echo").status == 200)
+            }
+        }
+    }
+
+    // body_timeout_ms: a client that stops sending its body gets 408 and is disconnected; a slow upstream
+    // that makes the gateway stop reading does not count against the client.
+    @Test(.timeLimit(.minutes(1))) func slowBody() async throws {
+        try await withUpstreams { upstreams in
+            try await withGateway(Self.config(#"{ "body_timeout_ms": 1000 }"#), upstreams: upstreams) { test in
+                let client = try await test.connect()
+                try await client.send("POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n0123456789")
+                let started = ContinuousClock.now
+                let response = try await client.readResponse(timeout: .seconds(5))
+                #expect(response.status == 408)
+                #expect(response.errorCode == "REQUEST_TIMEOUT")
+                #expect(ContinuousClock.now - started < .seconds(4))
+                #expect(await client.waitForClose(timeout: .seconds(3)))
+                // A body that keeps coming, a little at a time within the limit, is fine.
+                let steady = try await test.connect()
+                try await steady.send("POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 30\r\n\r\n")
+                for _ in 0..<3 {
+                    try await Task.sleep(for: .milliseconds(300))
+                    try await steady.send("0123456789")
+                }
+                let done = try await steady.readResponse()
+                #expect(done.status == 200)
+                #expect(done.json["bytes"] as? Int == 30)
+                await steady.close()
+            }
+        }
+    }
+
+    // HTTP/2 rapid reset (CVE-2023-44487): a client opening and cancelling streams in a loop is cut off with GOAWAY.
+    @Test(.timeLimit(.minutes(1))) func http2RapidReset() async throws {
+        try await withUpstreams { upstreams in
+            let json = basicConfig().replacingOccurrences(of: #""port": 0 }"#, with: #""port": 0, "h2c": true }"#)
+            try await withGateway(json, upstreams: upstreams) { test in
+                let client = try await test.connect()
+                var bytes = Array("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".utf8)
+                bytes += Self.frame(type: 0x4, flags: 0, stream: 0, payload: [])  // SETTINGS
+                // HPACK: :method GET, :scheme http, :path /, :authority x (literal, indexed name 1).
+                let block: [UInt8] = [0x82, 0x86, 0x84, 0x41, 0x01, UInt8(ascii: "x")]
+                for index in 0..<400 {
+                    let stream = UInt32(1 + 2 * index)
+                    bytes += Self.frame(type: 0x1, flags: 0x5, stream: stream, payload: block)  // HEADERS, END_STREAM|END_HEADERS
+                    bytes += Self.frame(type: 0x3, flags: 0, stream: stream, payload: [0, 0, 0, 0x8])  // RST_STREAM CANCEL
+                }
+                try? await client.send(bytes: bytes)
+                #expect(await client.waitForClose(timeout: .seconds(10)), "the connection is cut off")
+                // A GOAWAY frame (type 7) came before the close.
+                let received = client.pendingBytes
+                #expect(Self.containsFrame(type: 0x7, in: received))
+            }
+        }
+    }
+
+    static func frame(type: UInt8, flags: UInt8, stream: UInt32, payload: [UInt8]) -> [UInt8] {
+        let length = payload.count
+        return [UInt8(length >> 16), UInt8((length >> 8) & 0xFF), UInt8(length & 0xFF), type, flags,
+                UInt8((stream >> 24) & 0x7F), UInt8((stream >> 16) & 0xFF), UInt8((stream >> 8) & 0xFF), UInt8(stream & 0xFF)] + payload
+    }
+
+    static func containsFrame(type: UInt8, in bytes: [UInt8]) -> Bool {
+        var offset = 0
+        while offset + 9 <= bytes.count {
+            let length = Int(bytes[offset]) << 16 | Int(bytes[offset + 1]) << 8 | Int(bytes[offset + 2])
+            if bytes[offset + 3] == type { return true }
+            offset += 9 + length
+        }
+        return false
+    }
+}

@@ -202,6 +202,9 @@ final class RawClient {
         }
     }
 
+    /// Bytes received so far and not yet parsed, raw.
+    var pendingBytes: [UInt8] { inbox.state.withLock { $0.bytes } }
+
     /// Bytes received so far and not yet parsed.
     var pendingText: String { inbox.state.withLock { String(decoding: $0.bytes, as: UTF8.self) } }
 }
