@@ -15,7 +15,7 @@ TEST_PACKAGES  := $(BUILD_PACKAGES) curl redis-server python3 openssl nghttp2-cl
 BENCH_PACKAGES := $(BUILD_PACKAGES) nginx wrk python3 procps util-linux redis-server
 BENCH_ARGS     ?=
 
-.PHONY: all build run test check bench deps-build deps-run deps-test clean
+.PHONY: all build run test check bench fuzz fuzz-smoke deps-build deps-run deps-test clean
 
 all: build
 
@@ -38,6 +38,25 @@ test: deps-test
 	python3 scripts/check-test-macros.py
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip-build
+	$(MAKE) fuzz-smoke
+
+# libFuzzer targets (Fuzz/): the config decoder, and the request head parser + path normaliser + body
+# decoder. Built with their own scratch path (every module instrumented). `make fuzz` runs each for
+# FUZZ_SECONDS on a working copy of Fuzz/corpus; a crash leaves its input in .build-fuzz/artifacts/ (turn
+# it into a test and keep it under Fuzz/regressions/). `fuzz-smoke` (part of make test) builds them,
+# replays every regression input and fuzzes each for a few seconds.
+FUZZ_SECONDS ?= 300
+FUZZ_TARGETS := fuzz-config fuzz-http
+FUZZ_BUILD    = GATEWAY_FUZZ=1 $(SWIFT) build --scratch-path .build-fuzz -c release \
+                -Xswiftc -sanitize=fuzzer,address -Xswiftc -parse-as-library
+
+fuzz:
+	@for target in $(FUZZ_TARGETS); do $(FUZZ_BUILD) --product $$target || exit 1; done
+	@scripts/fuzz.sh $(FUZZ_SECONDS) $(FUZZ_TARGETS)
+
+fuzz-smoke:
+	@for target in $(FUZZ_TARGETS); do $(FUZZ_BUILD) --product $$target || exit 1; done
+	@scripts/fuzz.sh 5 $(FUZZ_TARGETS)
 
 # Gateway vs NGINX vs the bare upstream; writes bench/RESULTS.md (about 7 minutes).
 bench:

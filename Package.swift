@@ -136,3 +136,12 @@ let package = Package(
             swiftSettings: strict),
     ]
 )
+
+// Fuzz targets (libFuzzer), only when `make fuzz` asks for them: they have no main of their own (libFuzzer
+// brings it), so an ordinary build could not link them.
+if Context.environment["GATEWAY_FUZZ"] != nil {
+    package.targets += [
+        .executableTarget(name: "fuzz-config", dependencies: ["GatewayConfig"], path: "Fuzz/config", swiftSettings: [.swiftLanguageMode(.v6)]),
+        .executableTarget(name: "fuzz-http", dependencies: ["GatewayHTTP", nioCore], path: "Fuzz/http", swiftSettings: [.swiftLanguageMode(.v6)]),
+    ]
+}

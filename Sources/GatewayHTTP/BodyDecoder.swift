@@ -2,7 +2,7 @@ import NIOCore
 
 /// Cuts a message body out of the byte stream, as zero-copy slices of the received buffers.
 ///
-/// Chunked decoding is strict: hex sizes of at most 16 digits, CRLF exactly where the grammar puts it,
+/// Chunked decoding is strict: hex sizes up to 8 TiB (at most 32 digits with leading zeros), CRLF exactly where the grammar puts it,
 /// bounded chunk extensions and trailers. Trailers are read and dropped.
 public struct BodyDecoder: Sendable {
     public enum Event: Sendable, Equatable {
@@ -91,7 +91,10 @@ public struct BodyDecoder: Sendable {
             var index = 0
             var size = 0
             while index < bytes.count, let digit = Self.hexValue(bytes[index]) {
-                guard index < 16 else { return .failure(.malformed("chunk size too large")) }
+                // Leading zeros are harmless; a value past the limit is refused before it can wrap (a 16-digit
+                // size would turn negative).
+                guard size <= Int(Int32.max) * 4096 else { return .failure(.malformed("chunk size too large")) }
+                guard index < 32 else { return .failure(.malformed("chunk size too large")) }
                 size = size << 4 | digit
                 index += 1
             }
@@ -110,7 +113,7 @@ public struct BodyDecoder: Sendable {
             guard index < maxLineBytes else { return .failure(.malformed("chunk size line too long")) }
             guard index + 1 < bytes.count else { return .success(nil) }
             guard bytes[index] == 0x0D, bytes[index + 1] == 0x0A else { return .failure(.malformed("invalid chunk size line")) }
-            guard size <= Int(Int32.max) * 4096 else { return .failure(.malformed("chunk size too large")) }
+            guard size >= 0, size <= Int(Int32.max) * 4096 else { return .failure(.malformed("chunk size too large")) }
             return .success((size, index + 2))
         }
         guard let line = try result.get() else { return nil }

@@ -183,11 +183,14 @@ import TestSupport
             #expect(result.rest == "NEXT")
         }
         #expect(try decodeAll(.chunked, ["A\r\n0123456789\r\n0\r\n\r\n"]).body == "0123456789")
+        #expect(try decodeAll(.chunked, ["0000000000000000000A\r\n0123456789\r\n0\r\n\r\n"]).body == "0123456789")
     }
 
     @Test(arguments: [
         "5\r\nhelloXX0\r\n\r\n", "g\r\n", "\r\n", "5\nhello\r\n", "11111111111111111\r\n", "5\r\nhello\r\n0\r\nX: a\nb\r\n\r\n",
         "5;\u{1}\r\nhello\r\n",
+        // Found by fuzz-http: 16 hex digits wrapped to a negative size and crashed the decoder.
+        "BBBBBBBBBBBBBBBB\t\t\r\n\r\n", "8000000000000000\r\n", "FFFFFFFFFFFFFFFF\r\nx\r\n",
     ])
     func rejectsMalformedChunks(_ wire: String) {
         do {

@@ -56,6 +56,7 @@ import TestSupport
         ("space before colon", "GET /echo HTTP/1.1\r\nHost : x\r\n\r\n", 400),
         ("bad chunk size", "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nab\r\n0\r\n\r\n", 400),
         ("huge chunk size", "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nfffffffffffffffffff\r\nab\r\n0\r\n\r\n", 400),
+        ("wrapping chunk size", "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nBBBBBBBBBBBBBBBB\r\nab\r\n0\r\n\r\n", 400),
         ("two Host", "GET /echo HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400),
         ("no Host", "GET /echo HTTP/1.1\r\nX-A: a\r\n\r\n", 400),
         ("double space", "GET  /echo HTTP/1.1\r\nHost: x\r\n\r\n", 400),

@@ -1,0 +1,29 @@
+import GatewayConfig
+
+/// libFuzzer entry point: any bytes as gateway.json. The loader must report problems, never crash, and a
+/// document it accepts must render and load again to the same verdict.
+@_cdecl("LLVMFuzzerTestOneInput")
+public func fuzzConfig(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
+    let text = String(decoding: UnsafeBufferPointer(start: data, count: size), as: UTF8.self)
+    let result = ConfigLoader.load(text: text, environment: ["SECRET": "fuzz"])
+    if let config = result.config, let source = config.source {
+        let again = ConfigLoader.load(text: source.rendered, environment: ["SECRET": "fuzz"])
+        precondition(again.config != nil, "a valid config rendered back must stay valid")
+    }
+    return 0
+}
+
+/// SwiftPM links an executable's entry point as `<module>_main`; ours hands control to libFuzzer's driver,
+/// so the same binary fuzzes (`fuzz-config corpus/`) or replays crash files (`fuzz-config crash-...`).
+@_cdecl("fuzz_config_main")
+public func fuzzMain(_ argc: CInt, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>) -> CInt {
+    var count = argc
+    var arguments: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>? = argv
+    return LLVMFuzzerRunDriver(&count, &arguments, fuzzConfig)
+}
+
+@_silgen_name("LLVMFuzzerRunDriver")
+func LLVMFuzzerRunDriver(
+    _ argc: UnsafeMutablePointer<CInt>, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?>,
+    _ callback: @convention(c) (UnsafePointer<UInt8>, Int) -> CInt
+) -> CInt
