@@ -15,7 +15,7 @@ TEST_PACKAGES  := $(BUILD_PACKAGES) curl redis-server python3 openssl nghttp2-cl
 BENCH_PACKAGES := $(BUILD_PACKAGES) nginx wrk python3 procps util-linux redis-server
 BENCH_ARGS     ?=
 
-.PHONY: all build run test check bench fuzz fuzz-smoke deps-build deps-run deps-test clean
+.PHONY: all build run test check bench soak fuzz fuzz-smoke deps-build deps-run deps-test clean
 
 all: build
 
@@ -63,6 +63,12 @@ bench:
 	@scripts/ensure-packages.sh $(BENCH_PACKAGES)
 	$(SWIFT) build -c release --product gateway
 	python3 bench/run.py $(BENCH_ARGS)
+
+# Ten minutes of steady mixed load; passes when nothing failed and RSS and descriptors stayed flat.
+soak:
+	@scripts/ensure-packages.sh $(BENCH_PACKAGES)
+	$(SWIFT) build -c release --product gateway
+	python3 bench/soak.py $(SOAK_ARGS)
 
 check: build
 	$(BIN)/gateway check --config $(CONFIG)
