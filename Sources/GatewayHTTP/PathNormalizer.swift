@@ -31,10 +31,12 @@ public enum PathNormalizer {
 
     public static func normalize(_ target: String, encodedSlashes: EncodedSlashes = .reject) -> Result<String, Failure> {
         if target == "*" { return .success(target) }  // OPTIONS *
+        guard target.utf8.first == UInt8(ascii: "/") else { return .failure(.notOriginForm) }
+        // The common case is checked on the string's own bytes: no copy, no allocation.
+        let pathBytes = target.utf8.prefix { $0 != UInt8(ascii: "?") }
+        if isAlreadyNormal(pathBytes) { return .success(target) }
         let bytes = Array(target.utf8)
-        guard bytes.first == UInt8(ascii: "/") else { return .failure(.notOriginForm) }
-        let pathEnd = bytes.firstIndex(of: UInt8(ascii: "?")) ?? bytes.endIndex
-        if isAlreadyNormal(bytes[..<pathEnd]) { return .success(target) }
+        let pathEnd = pathBytes.count
 
         // Decode what may be decoded, segment by segment.
         var segments: [[UInt8]] = []
@@ -97,7 +99,7 @@ public enum PathNormalizer {
     }
 
     /// No `%`, no backslash, no empty, `.` or `..` segment: nothing to do (the common case, no allocation).
-    static func isAlreadyNormal(_ path: ArraySlice<UInt8>) -> Bool {
+    static func isAlreadyNormal(_ path: some Sequence<UInt8>) -> Bool {
         var previous: UInt8 = 0
         var segmentLength = 0
         var dots = 0
