@@ -100,42 +100,31 @@ public final class GatewayMetrics: Sendable {
     }
 
     public func counter(_ name: String, _ labels: [(String, String)]) -> Counter {
-        let key = Self.key(name, labels)
-        return counters.withLock { cache in
-            if let counter = cache[key] { return counter }
-            let counter = Counter(label: name, dimensions: labels, factory: factory)
-            cache[key] = counter
-            return counter
-        }
+        Self.cached(counters, name, labels) { Counter(label: name, dimensions: labels, factory: factory) }
     }
 
     public func timer(_ name: String, _ labels: [(String, String)]) -> Timer {
-        let key = Self.key(name, labels)
-        return timers.withLock { cache in
-            if let timer = cache[key] { return timer }
-            let timer = Timer(label: name, dimensions: labels, factory: factory)
-            cache[key] = timer
-            return timer
-        }
+        Self.cached(timers, name, labels) { Timer(label: name, dimensions: labels, factory: factory) }
     }
 
     public func meter(_ name: String, _ labels: [(String, String)]) -> Meter {
-        let key = Self.key(name, labels)
-        return meters.withLock { cache in
-            if let meter = cache[key] { return meter }
-            let meter = Meter(label: name, dimensions: labels, factory: factory)
-            cache[key] = meter
-            return meter
-        }
+        Self.cached(meters, name, labels) { Meter(label: name, dimensions: labels, factory: factory) }
     }
 
     private func gauge(_ name: String, _ labels: [(String, String)]) -> Gauge {
-        let key = Self.key(name, labels)
-        return gauges.withLock { cache in
-            if let gauge = cache[key] { return gauge }
-            let gauge = Gauge(label: name, dimensions: labels, factory: factory)
-            cache[key] = gauge
-            return gauge
+        Self.cached(gauges, name, labels) { Gauge(label: name, dimensions: labels, factory: factory) }
+    }
+
+    /// The handle for one name and label set, made once.
+    private static func cached<Handle>(
+        _ cache: borrowing Mutex<[String: Handle]>, _ name: String, _ labels: [(String, String)], make: () -> Handle
+    ) -> Handle {
+        let key = key(name, labels)
+        return cache.withLock { cache in
+            if let handle = cache[key] { return handle }
+            let handle = make()
+            cache[key] = handle
+            return handle
         }
     }
 }

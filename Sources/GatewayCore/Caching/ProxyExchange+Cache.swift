@@ -292,36 +292,10 @@ extension ProxyExchange {
 
     /// A copy of a storable response, or nil (not storable, or announced larger than max_object_bytes).
     private func makeFill(_ response: ResponseHead, cacheState: CacheState) -> CacheFill? {
-        let facts = CacheEntry.facts(of: response)
-        let policy = cacheState.policy
-        guard
-            HTTPCaching.storability(
-                method: "GET", request: cacheState.requestCC, hasAuthorization: head.headers.contains(name: "authorization"),
-                response: facts, allowSetCookie: policy.allowSetCookie, defaultTTL: policy.defaultTTL) == nil
-        else { return nil }
-        let limit = policy.cache.config.maxObjectBytes
-        if let length = response.headers.first(name: "content-length").flatMap(Int.init), length > limit { return nil }
-        let responseTime = ResponseCache.now()
-        var headers: [(name: String, value: String)] = []
-        for (name, value) in response.headers {
-            switch name.lowercased() {
-            case "set-cookie", "age", "x-cache", "content-length", "transfer-encoding": continue
-            default: headers.append((name, value))
-            }
-        }
-        var stored = facts
-        if facts.date == nil {
-            headers.append((name: "date", value: HTTPDate.format(responseTime)))
-            stored.date = responseTime
-        }
-        let varyNames = response.headers.values(name: "vary").flatMap { $0.split(separator: ",") }.map { $0.trimmingASCIISpaces().lowercased() }
-        let selectorNames = policy.keyHeaders + varyNames.filter { !policy.keyHeaders.contains($0) && !$0.isEmpty }
-        let selectors = selectorNames.map { (name: $0, value: ResponseCache.selectorValue($0, in: head.headers)) }
-        let entry = CacheEntry(
-            status: response.status, headers: headers, body: ByteBuffer(), requestTime: cacheState.requestTime, responseTime: responseTime,
-            facts: stored, lifetime: HTTPCaching.freshnessLifetime(stored, responseTime: responseTime, defaultTTL: policy.defaultTTL),
-            selectors: selectors, route: policy.route)
-        return CacheFill(entry: entry, limit: limit)
+        CacheEntry.beginning(
+            response, requestHeaders: head.headers, requestCC: cacheState.requestCC, policy: cacheState.policy,
+            requestTime: cacheState.requestTime
+        ).map { CacheFill(entry: $0, limit: cacheState.policy.cache.config.maxObjectBytes) }
     }
 
     /// RFC 9111 §4.3.4: a 304 updates the stored headers it carries and restarts the entry's age.
@@ -445,28 +419,7 @@ final class BackgroundRefresh: UpstreamCallDelegate {
             refreshed = ProxyExchange.refresh(stale, with: response, requestTime: requestTime)
             return
         }
-        let facts = CacheEntry.facts(of: response)
-        guard
-            HTTPCaching.storability(
-                method: "GET", request: CacheControl(), hasAuthorization: requestHeaders.contains(name: "authorization"), response: facts,
-                allowSetCookie: policy.allowSetCookie, defaultTTL: policy.defaultTTL) == nil
-        else { return }
-        let responseTime = ResponseCache.now()
-        var headers: [(name: String, value: String)] = []
-        for (name, value) in response.headers where !["set-cookie", "age", "x-cache", "content-length"].contains(name.lowercased()) {
-            headers.append((name, value))
-        }
-        var stored = facts
-        if stored.date == nil {
-            headers.append((name: "date", value: HTTPDate.format(responseTime)))
-            stored.date = responseTime
-        }
-        let varyNames = response.headers.values(name: "vary").flatMap { $0.split(separator: ",") }.map { $0.trimmingASCIISpaces().lowercased() }
-        let names = policy.keyHeaders + varyNames.filter { !policy.keyHeaders.contains($0) && !$0.isEmpty }
-        fill = CacheEntry(
-            status: response.status, headers: headers, body: ByteBuffer(), requestTime: requestTime, responseTime: responseTime,
-            facts: stored, lifetime: HTTPCaching.freshnessLifetime(stored, responseTime: responseTime, defaultTTL: policy.defaultTTL),
-            selectors: names.map { (name: $0, value: ResponseCache.selectorValue($0, in: requestHeaders)) }, route: policy.route)
+        fill = CacheEntry.beginning(response, requestHeaders: requestHeaders, requestCC: CacheControl(), policy: policy, requestTime: requestTime)
     }
 
     func upstreamResponseBody(_ buffer: ByteBuffer) {
@@ -497,5 +450,44 @@ final class BackgroundRefresh: UpstreamCallDelegate {
         cache.endRefresh(key)
         call = nil
         fill = nil
+    }
+}
+
+extension CacheEntry {
+    /// The entry a storable response will become, its body still empty (it fills as the response streams);
+    /// nil when RFC 9111 does not allow storing it, or its Content-Length already exceeds max_object_bytes.
+    /// The stored headers leave out Set-Cookie, Age, X-Cache and the framing fields, and gain a Date when
+    /// the upstream sent none.
+    static func beginning(
+        _ response: ResponseHead, requestHeaders: HeaderList, requestCC: CacheControl, policy: RouteCachePolicy, requestTime: Int
+    ) -> CacheEntry? {
+        let facts = CacheEntry.facts(of: response)
+        guard
+            HTTPCaching.storability(
+                method: "GET", request: requestCC, hasAuthorization: requestHeaders.contains(name: "authorization"), response: facts,
+                allowSetCookie: policy.allowSetCookie, defaultTTL: policy.defaultTTL) == nil
+        else { return nil }
+        if let length = response.headers.first(name: "content-length").flatMap(Int.init), length > policy.cache.config.maxObjectBytes {
+            return nil
+        }
+        let responseTime = ResponseCache.now()
+        var headers: [(name: String, value: String)] = []
+        for (name, value) in response.headers {
+            switch name.lowercased() {
+            case "set-cookie", "age", "x-cache", "content-length", "transfer-encoding": continue
+            default: headers.append((name, value))
+            }
+        }
+        var stored = facts
+        if facts.date == nil {
+            headers.append((name: "date", value: HTTPDate.format(responseTime)))
+            stored.date = responseTime
+        }
+        let varyNames = response.headers.values(name: "vary").flatMap { $0.split(separator: ",") }.map { $0.trimmingASCIISpaces().lowercased() }
+        let selectorNames = policy.keyHeaders + varyNames.filter { !policy.keyHeaders.contains($0) && !$0.isEmpty }
+        return CacheEntry(
+            status: response.status, headers: headers, body: ByteBuffer(), requestTime: requestTime, responseTime: responseTime,
+            facts: stored, lifetime: HTTPCaching.freshnessLifetime(stored, responseTime: responseTime, defaultTTL: policy.defaultTTL),
+            selectors: selectorNames.map { (name: $0, value: ResponseCache.selectorValue($0, in: requestHeaders)) }, route: policy.route)
     }
 }
