@@ -57,10 +57,6 @@ public final class GatewayMetrics: Sendable {
         counter("gateway_auth_failures_total", [("route", route), ("reason", reason)]).increment()
     }
 
-    /// result: `hit`, `miss`, `stale`, `revalidated`, `bypass`.
-    public func cacheLookup(route: String, result: String) {
-        counter("gateway_cache_lookups_total", [("route", route), ("result", result)]).increment()
-    }
 
     /// outcome: `success` or `failure`.
     public func configReload(outcome: String) {

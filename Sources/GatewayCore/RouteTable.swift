@@ -36,7 +36,7 @@ public final class CompiledRoute: Sendable {
     ) {
         self.metrics = metrics.route(config.name)
         if let cache, let settings = config.cache, settings.enabled {
-            self.cache = RouteCachePolicy(cache: cache, route: config.name, config: settings)
+            self.cache = RouteCachePolicy(cache: cache, route: config.name, config: settings, metrics: metrics)
         } else {
             self.cache = nil
         }

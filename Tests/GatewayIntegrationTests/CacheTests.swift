@@ -187,7 +187,8 @@ import TestSupport
                     refreshed = try await test.request("GET", swr)
                 }
                 #expect(refreshed.header("x-cache") == "HIT")
-                #expect(refreshed.json["hit"] as? Int == 2, "the background refresh stored a new copy")
+                // A newer copy than the first (on a loaded machine the refreshed one may itself have gone stale once).
+                #expect((refreshed.json["hit"] as? Int ?? 0) >= 2, "the background refresh stored a new copy")
 
                 let sie = Self.path("max-age=1, stale-if-error=60")
                 let plain = Self.path("max-age=1", "&p=nosie")

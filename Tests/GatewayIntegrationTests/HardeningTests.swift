@@ -190,14 +190,14 @@ import TestSupport
     // that makes the gateway stop reading does not count against the client.
     @Test(.timeLimit(.minutes(1))) func slowBody() async throws {
         try await withUpstreams { upstreams in
-            try await withGateway(Self.config(#"{ "body_timeout_ms": 1000 }"#), upstreams: upstreams) { test in
+            try await withGateway(Self.config(#"{ "body_timeout_ms": 2000 }"#), upstreams: upstreams) { test in
                 let client = try await test.connect()
                 try await client.send("POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n0123456789")
                 let started = ContinuousClock.now
-                let response = try await client.readResponse(timeout: .seconds(5))
+                let response = try await client.readResponse(timeout: .seconds(8))
                 #expect(response.status == 408)
                 #expect(response.errorCode == "REQUEST_TIMEOUT")
-                #expect(ContinuousClock.now - started < .seconds(4))
+                #expect(ContinuousClock.now - started < .seconds(6))
                 #expect(await client.waitForClose(timeout: .seconds(3)))
                 // A body that keeps coming, a little at a time within the limit, is fine.
                 let steady = try await test.connect()

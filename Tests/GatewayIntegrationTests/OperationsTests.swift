@@ -417,11 +417,14 @@ import TestSupport
             var clients: [RawClient] = []
             for index in 0..<5 {
                 let client = try await RawClient.connect(port: port)
-                try await client.send("GET /slow?ms=\(800 + index * 50) HTTP/1.1\r\nHost: t\r\n\r\n")
+                try await client.send("GET /slow?ms=\(1500 + index * 50) HTTP/1.1\r\nHost: t\r\n\r\n")
                 clients.append(client)
             }
-            async let http2 = shell("nghttp -v http://127.0.0.1:\(h2Port)/slow?ms=900", timeout: .seconds(30))
-            try await Task.sleep(for: .milliseconds(300))
+            async let http2 = shell("nghttp -v http://127.0.0.1:\(h2Port)/slow?ms=1500", timeout: .seconds(30))
+            // Stop only once all six requests are in flight (the upstream has them), even on a loaded machine.
+            let arrived = ContinuousClock.now + .seconds(10)
+            while upstreams[0].requestsServed < 6 && ContinuousClock.now < arrived { try await Task.sleep(for: .milliseconds(10)) }
+            #expect(upstreams[0].requestsServed == 6)
             let stopping = Task { await gateway.shutdown() }
 
             var readiness = 200
@@ -436,12 +439,12 @@ import TestSupport
             for (index, client) in clients.enumerated() {
                 let response = try await client.readResponse(timeout: .seconds(10))
                 #expect(response.status == 200)
-                #expect(response.json["slept_ms"] as? Int == 800 + index * 50)
+                #expect(response.json["slept_ms"] as? Int == 1500 + index * 50)
                 await client.close()
             }
             let h2 = try await http2
             #expect(h2.stdout.contains("recv GOAWAY frame"), "\(h2.stdout)")
-            #expect(h2.stdout.contains(#""slept_ms":900"#), "\(h2.stdout)")
+            #expect(h2.stdout.contains(#""slept_ms":1500"#), "\(h2.stdout)")
             await stopping.value
         }
     }

@@ -105,7 +105,7 @@ extension String {
 
                 try await socket.send(opcode: 0x8, [0x03, 0xE8])
                 #expect(try await socket.receive().opcode == 0x8)
-                #expect(await socket.raw.waitForClose(timeout: .seconds(5)), "the upstream closed, so does the client's side")
+                #expect(await socket.raw.waitForClose(timeout: .seconds(15)), "the upstream closed, so does the client's side")
 
                 let log = try #require(await test.logs.accessEntry(requestID: requestID ?? "-"))
                 #expect(log["status"] as? Int == 101)

@@ -281,7 +281,7 @@ extension ProxyExchange {
         releaseLeadership(&cacheState)
         cacheState.fill = nil
         caching = nil
-        runtime.metrics.cacheLookup(route: cacheState.policy.route, result: cacheState.result.lowercased())
+        cacheState.policy.lookups[cacheState.result]?.increment()
     }
 
     private func releaseLeadership(_ cacheState: inout CacheState) {
@@ -365,10 +365,11 @@ extension ProxyExchange {
 }
 
 extension HeaderList {
-    /// Every value of a field, one per field line.
+    /// Every value of a field, one per field line (received ones read in place: no other field is copied).
     public func values(name: String) -> [String] {
         var values: [String] = []
-        for field in self where field.name.lowercased() == name { values.append(field.value) }
+        forEachReceivedValue(name: name) { values.append(String(decoding: $0, as: UTF8.self)) }
+        if hasAddedFields { values += addedValues(name: name) }
         return values
     }
 }

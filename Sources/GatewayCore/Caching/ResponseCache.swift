@@ -1,3 +1,4 @@
+import CoreMetrics
 import GatewayConfig
 import GatewayHTTP
 import GatewayPolicy
@@ -220,8 +221,7 @@ public final class ResponseCache: Sendable {
 
     /// A request header's value as a selector compares it: field lines joined, spaces trimmed, nil when absent.
     static func selectorValue(_ name: String, in headers: HeaderList) -> String? {
-        var values: [String] = []
-        for field in headers where field.name.lowercased() == name { values.append(field.value.trimmingASCIISpaces()) }
+        let values = headers.values(name: name).map { $0.trimmingASCIISpaces() }
         return values.isEmpty ? nil : values.joined(separator: ", ")
     }
 }
@@ -234,10 +234,17 @@ public struct RouteCachePolicy: Sendable {
     public let keyHeaders: [String]
     public let ignoredQueryParameters: Set<String>
     public let allowSetCookie: Bool
+    /// `gateway_cache_lookups_total{route,result}` handles, made once (a hit must not build label strings).
+    let lookups: [String: Counter]
 
-    public init(cache: ResponseCache, route: String, config: RouteCacheConfig) {
+    public init(cache: ResponseCache, route: String, config: RouteCacheConfig, metrics: GatewayMetrics = .disabled) {
         self.cache = cache
         self.route = route
+        var lookups: [String: Counter] = [:]
+        for result in ["HIT", "MISS", "STALE", "REVALIDATED", "BYPASS"] {
+            lookups[result] = metrics.counter("gateway_cache_lookups_total", [("route", route), ("result", result.lowercased())])
+        }
+        self.lookups = lookups
         self.defaultTTL = config.defaultTTLSeconds
         self.keyHeaders = config.keyHeaders
         self.ignoredQueryParameters = Set(config.ignoreQueryParameters)
