@@ -8,6 +8,8 @@ let strict: [SwiftSetting] = [.swiftLanguageMode(.v6), .unsafeFlags(["-enforce-e
 let nioCore: Target.Dependency = .product(name: "NIOCore", package: "swift-nio")
 let nioPosix: Target.Dependency = .product(name: "NIOPosix", package: "swift-nio")
 let nioHTTP1: Target.Dependency = .product(name: "NIOHTTP1", package: "swift-nio")
+// Locks: NIOLockedValueBox (pthread) rather than Synchronization.Mutex, whose futex ThreadSanitizer cannot see.
+let nioLocks: Target.Dependency = .product(name: "NIOConcurrencyHelpers", package: "swift-nio")
 let logging: Target.Dependency = .product(name: "Logging", package: "swift-log")
 let nioSSL: Target.Dependency = .product(name: "NIOSSL", package: "swift-nio-ssl")
 let nioHTTP2: Target.Dependency = .product(name: "NIOHTTP2", package: "swift-nio-http2")
@@ -41,50 +43,50 @@ let package = Package(
         // and library are on the default paths.
         .systemLibrary(name: "CHiredis", providers: [.apt(["libhiredis-dev"])]),
         .target(
-            name: "GatewayRedis", dependencies: ["CHiredis", "GatewayCore", "GatewayPolicy", nioCore, nioPosix, logging],
+            name: "GatewayRedis", dependencies: [nioLocks, "CHiredis", "GatewayCore", "GatewayPolicy", nioCore, nioPosix, logging],
             swiftSettings: strict),
         // The HTTP/1 codec of the forwarding path: heads kept as received bytes, strict incremental parsing.
         .target(name: "GatewayHTTP", dependencies: [nioCore], swiftSettings: strict),
         .target(
             name: "GatewayCore",
-            dependencies: ["GatewayPolicy", "GatewayConfig", "GatewayHTTP", nioCore, logging, .product(name: "CoreMetrics", package: "swift-metrics")],
+            dependencies: [nioLocks, "GatewayPolicy", "GatewayConfig", "GatewayHTTP", nioCore, logging, .product(name: "CoreMetrics", package: "swift-metrics")],
             swiftSettings: strict),
         .target(
             name: "GatewayFilters",
-            dependencies: ["GatewayCore", "GatewayPolicy", "GatewayConfig", "GatewayHTTP", logging, .product(name: "CoreMetrics", package: "swift-metrics")],
+            dependencies: [nioLocks, "GatewayCore", "GatewayPolicy", "GatewayConfig", "GatewayHTTP", logging, .product(name: "CoreMetrics", package: "swift-metrics")],
             swiftSettings: strict),
         // TLS material: server contexts with SNI and reload, upstream client contexts, file checks.
         .target(
             name: "GatewayTLS",
-            dependencies: ["GatewayConfig", nioCore, nioSSL, logging, .product(name: "X509", package: "swift-certificates")],
+            dependencies: [nioLocks, "GatewayConfig", nioCore, nioSSL, logging, .product(name: "X509", package: "swift-certificates")],
             swiftSettings: strict),
         // Authentication: JWT rules of our own over jwt-kit's key types and signature algorithms; API keys
         // as SHA-256 digests (swift-crypto).
         // One-shot HTTP requests the gateway makes for itself (JWKS documents, OTLP exports).
         .target(name: "GatewayClient", dependencies: ["GatewayHTTP", nioCore, nioPosix, nioSSL], swiftSettings: strict),
         // Request spans exported over OTLP/HTTP (JSON) when configured.
-        .target(name: "GatewayTelemetry", dependencies: ["GatewayCore", "GatewayConfig", "GatewayClient", nioCore, logging], swiftSettings: strict),
+        .target(name: "GatewayTelemetry", dependencies: [nioLocks, "GatewayCore", "GatewayConfig", "GatewayClient", nioCore, logging], swiftSettings: strict),
         .target(
             name: "GatewayAuth",
-            dependencies: [
+            dependencies: [nioLocks, 
                 "GatewayCore", "GatewayConfig", "GatewayHTTP", "GatewayClient", nioCore, nioPosix, nioSSL, logging,
                 .product(name: "JWTKit", package: "jwt-kit"), .product(name: "Crypto", package: "swift-crypto"),
             ],
             swiftSettings: strict),
         .target(
             name: "GatewayUpstream",
-            dependencies: ["GatewayCore", "GatewayPolicy", "GatewayConfig", "GatewayHTTP", "GatewayTLS", nioCore, nioPosix, nioSSL, logging],
+            dependencies: [nioLocks, "GatewayCore", "GatewayPolicy", "GatewayConfig", "GatewayHTTP", "GatewayTLS", nioCore, nioPosix, nioSSL, logging],
             swiftSettings: strict),
         .target(
             name: "GatewayServer",
-            dependencies: [
+            dependencies: [nioLocks, 
                 "GatewayCore", "GatewayPolicy", "GatewayConfig", "GatewayHTTP", "GatewayTLS", nioCore, nioPosix, nioSSL, nioHTTP2,
                 .product(name: "NIOTLS", package: "swift-nio"), logging, .product(name: "CoreMetrics", package: "swift-metrics"),
             ],
             swiftSettings: strict),
         .target(
             name: "GatewayApp",
-            dependencies: [
+            dependencies: [nioLocks, 
                 "GatewayConfig", "GatewayCore", "GatewayFilters", "GatewayUpstream", "GatewayServer", "GatewayRedis", "GatewayTLS", "GatewayAuth", "GatewayTelemetry", nioCore,
                 nioPosix,
                 logging,
@@ -101,7 +103,7 @@ let package = Package(
             swiftSettings: strict
         ),
         // The demo upstream lives beside the gateway so `make run` and the tests need nothing outside the repo.
-        .target(name: "DemoUpstream", dependencies: [nioCore, nioPosix, nioHTTP1, nioSSL, .product(name: "NIOWebSocket", package: "swift-nio")], path: "examples/DemoUpstream", swiftSettings: strict),
+        .target(name: "DemoUpstream", dependencies: [nioLocks, nioCore, nioPosix, nioHTTP1, nioSSL, .product(name: "NIOWebSocket", package: "swift-nio")], path: "examples/DemoUpstream", swiftSettings: strict),
         .executableTarget(name: "demo-upstream", dependencies: ["DemoUpstream"], path: "examples/demo-upstream", swiftSettings: strict),
 
         .testTarget(name: "GatewayPolicyTests", dependencies: ["GatewayPolicy"], swiftSettings: strict),
@@ -114,7 +116,7 @@ let package = Package(
         .target(name: "TestSupport", dependencies: [nioCore, nioPosix], path: "Tests/TestSupport", swiftSettings: strict),
         .testTarget(
             name: "GatewayRedisTests",
-            dependencies: [
+            dependencies: [nioLocks, 
                 "GatewayRedis", "GatewayCore", "GatewayFilters", "GatewayPolicy", "GatewayConfig", "TestSupport", nioCore,
                 nioPosix, logging,
             ],
@@ -129,7 +131,7 @@ let package = Package(
             swiftSettings: strict),
         .testTarget(
             name: "GatewayIntegrationTests",
-            dependencies: [
+            dependencies: [nioLocks, 
                 "GatewayApp", "GatewayConfig", "GatewayCore", "GatewayUpstream", "DemoUpstream", "TestSupport", nioCore, nioPosix, nioSSL,
                 nioHTTP1, nioHTTP2, .product(name: "NIOTLS", package: "swift-nio"), logging, .product(name: "JWTKit", package: "jwt-kit"),
             ],

@@ -1,4 +1,5 @@
 import GatewayAuth
+import NIOConcurrencyHelpers
 import GatewayConfig
 import GatewayCore
 import GatewayFilters
@@ -37,15 +38,15 @@ public final class Gateway: Sendable {
     private let workers: Int
     private let server: GatewayServer
     private let holder: RuntimeHolder
-    private let parts: Mutex<Parts>
-    private let reloading = Mutex(false)
+    private let parts: NIOLockedValueBox<Parts>
+    private let reloading = NIOLockedValueBox(false)
     private let draining = Atomic<Bool>(false)
     private let logger: Logger
     private let accessLogger: Logger?
     /// The file a reload reads (SIGHUP, `POST /reload`); nil for a gateway started from a config in memory.
     public let configPath: String?
-    private let admin = Mutex<AdminServer?>(nil)
-    private let watcher = Mutex<Task<Void, Never>?>(nil)
+    private let admin = NIOLockedValueBox<AdminServer?>(nil)
+    private let watcher = NIOLockedValueBox<Task<Void, Never>?>(nil)
     /// Where the metrics live (`/metrics` renders it).
     public let registry: PrometheusCollectorRegistry
     public let metrics: GatewayMetrics
@@ -59,7 +60,7 @@ public final class Gateway: Sendable {
         self.workers = workers
         self.server = server
         self.holder = holder
-        self.parts = Mutex(parts)
+        self.parts = NIOLockedValueBox(parts)
         self.logger = logger
         self.accessLogger = accessLogger
         self.registry = registry
@@ -67,15 +68,15 @@ public final class Gateway: Sendable {
     }
 
     /// The running config.
-    public var config: GatewayConfig { parts.withLock { $0.config } }
+    public var config: GatewayConfig { parts.withLockedValue { $0.config } }
     /// Every upstream's shared state: breakers, health, in-flight counts.
-    public var upstreams: UpstreamSet { parts.withLock { $0.upstreams } }
+    public var upstreams: UpstreamSet { parts.withLockedValue { $0.upstreams } }
     /// The shared Redis client, when gateway.json has a `redis` section.
-    public var redis: RedisClient? { parts.withLock { $0.redis } }
+    public var redis: RedisClient? { parts.withLockedValue { $0.redis } }
     /// The rate-limit store routes use.
-    public var rateLimitStore: RateLimitStore { parts.withLock { $0.rateLimitStore } }
+    public var rateLimitStore: RateLimitStore { parts.withLockedValue { $0.rateLimitStore } }
     /// JWT keys and API keys, when gateway.json has an `auth` section.
-    public var authenticator: Authenticator? { parts.withLock { $0.authenticator } }
+    public var authenticator: Authenticator? { parts.withLockedValue { $0.authenticator } }
 
     /// The bound listeners, in config order.
     public var listeners: [GatewayServer.BoundListener] {
@@ -116,7 +117,7 @@ public final class Gateway: Sendable {
             if let adminConfig = config.admin {
                 do {
                     let admin = try await AdminServer.start(config: adminConfig, gateway: gateway, group: group, logger: logger)
-                    gateway.admin.withLock { $0 = admin }
+                    gateway.admin.withLockedValue { $0 = admin }
                 } catch {
                     await server.shutdown(timeout: .zero)
                     await retire(parts, keeping: nil)
@@ -259,12 +260,12 @@ public final class Gateway: Sendable {
     /// cannot be built (a certificate that does not load, a port that cannot be bound, ...): the error is
     /// logged, counted and thrown.
     public func reload(config newConfig: GatewayConfig) async throws {
-        let busy = reloading.withLock { reloading in
+        let busy = reloading.withLockedValue { reloading in
             defer { reloading = true }
             return reloading
         }
         guard !busy else { throw ReloadError(problems: ["a reload is already running"]) }
-        defer { reloading.withLock { $0 = false } }
+        defer { reloading.withLockedValue { $0 = false } }
         do {
             try await apply(newConfig)
             metrics.configReload(outcome: "success")
@@ -280,7 +281,7 @@ public final class Gateway: Sendable {
         if (newConfig.workers ?? System.coreCount) != workers {
             logger.warning("reload: a new worker count takes effect at the next restart", metadata: ["workers": .stringConvertible(workers)])
         }
-        let oldParts = parts.withLock { $0 }
+        let oldParts = parts.withLockedValue { $0 }
         let oldActive = holder.current
         let (newParts, newActive) = try await Self.build(
             newConfig, previous: (oldParts, oldActive), group: group, workers: workers, metrics: metrics, logger: logger,
@@ -293,7 +294,7 @@ public final class Gateway: Sendable {
             throw error
         }
         holder.replace(with: newActive)
-        parts.withLock { $0 = newParts }
+        parts.withLockedValue { $0 = newParts }
         await server.commit(plan)
         await Self.retire(oldParts, keeping: newParts)
         await oldActive.forwarders.forEach { forwarder in
@@ -334,7 +335,7 @@ public final class Gateway: Sendable {
                 try? await self.reloadFromFile()
             }
         }
-        watcher.withLock { $0 = task }
+        watcher.withLockedValue { $0 = task }
     }
 
     public struct PurgeError: Error, CustomStringConvertible {
@@ -344,7 +345,7 @@ public final class Gateway: Sendable {
     /// Drops stored responses: one URL (absolute, or a path on any host), one route's, or everything.
     /// Returns how many URIs were dropped (from memory, or from Redis when it can tell more).
     public func purgeCache(url: String?, route: String?) async throws -> Int {
-        guard let cache = parts.withLock({ $0.cache }) else { return 0 }
+        guard let cache = parts.withLockedValue({ $0.cache }) else { return 0 }
         let loop = group.next()
         if let url {
             guard let components = URLComponents(string: url), !components.percentEncodedPath.isEmpty else {
@@ -371,7 +372,7 @@ public final class Gateway: Sendable {
     }
 
     /// The admin API's port (useful with port 0), when it is configured.
-    public var adminPort: Int? { admin.withLock { $0?.port } }
+    public var adminPort: Int? { admin.withLockedValue { $0?.port } }
 
     /// Reads the TLS listeners' certificate files again: new handshakes use them, open connections keep
     /// theirs, a listener whose files fail keeps its old ones. Returns the errors by listener.
@@ -385,13 +386,13 @@ public final class Gateway: Sendable {
 
     /// Upstream connections opened so far, summed over event loops (proves keep-alive reuse in tests).
     public func upstreamConnectionsOpened() async -> [String: Int] {
-        let totals = Mutex<[String: Int]>([:])
+        let totals = NIOLockedValueBox<[String: Int]>([:])
         await holder.current.forwarders.forEach { forwarder in
             guard let forwarder = forwarder as? HTTP1Forwarder else { return }
             let counts = forwarder.connectionsOpened
-            totals.withLock { totals in totals.merge(counts, uniquingKeysWith: +) }
+            totals.withLockedValue { totals in totals.merge(counts, uniquingKeysWith: +) }
         }
-        return totals.withLock { $0 }
+        return totals.withLockedValue { $0 }
     }
 
     public var openConnections: Int { server.openConnections }
@@ -408,12 +409,12 @@ public final class Gateway: Sendable {
     /// timeout (HTTP/2 clients get GOAWAY), then everything closes.
     public func shutdown() async {
         draining.store(true, ordering: .relaxed)
-        watcher.withLock { $0 }?.cancel()
+        watcher.withLockedValue { $0 }?.cancel()
         let drain = config.limits.drainTimeoutMs
         logger.info("gateway stopping", metadata: ["drain_timeout_ms": .stringConvertible(drain)])
         await server.shutdown(timeout: .milliseconds(Int64(drain)))
-        await admin.withLock({ $0 })?.stop()
-        await Self.retire(parts.withLock { $0 }, keeping: nil)
+        await admin.withLockedValue({ $0 })?.stop()
+        await Self.retire(parts.withLockedValue { $0 }, keeping: nil)
         try? await group.shutdownGracefully()
         logger.info("gateway stopped")
     }

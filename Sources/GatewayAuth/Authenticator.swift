@@ -1,4 +1,5 @@
 import Foundation
+import NIOConcurrencyHelpers
 import GatewayClient
 import GatewayConfig
 import GatewayHTTP
@@ -15,7 +16,7 @@ public final class Authenticator: Sendable {
     /// The cookie a JWT may also come in.
     public let cookie: String?
     /// Configured keys and the JWKS file's keys (fixed), merged with the JWKS URL's latest good keys.
-    private let keySet: Mutex<JWTKeySet>
+    private let keySet: NIOLockedValueBox<JWTKeySet>
     private let staticKeys: JWTKeySet
     private let jwks: JWKSSource?
     private let logger: Logger
@@ -27,7 +28,7 @@ public final class Authenticator: Sendable {
         self.apiKeys = apiKeys
         self.cookie = cookie
         self.staticKeys = staticKeys
-        self.keySet = Mutex(staticKeys)
+        self.keySet = NIOLockedValueBox(staticKeys)
         self.jwks = jwks
         self.logger = logger
     }
@@ -69,10 +70,10 @@ public final class Authenticator: Sendable {
 
     private func publish(_ fetched: JWTKeySet) {
         let merged = staticKeys.merging(fetched)
-        keySet.withLock { $0 = merged }
+        keySet.withLockedValue { $0 = merged }
     }
 
-    public var keys: JWTKeySet { keySet.withLock { $0 } }
+    public var keys: JWTKeySet { keySet.withLockedValue { $0 } }
 
     /// Seconds since 1970 (JWT NumericDate).
     static func now() -> Int64 { Int64(Date().timeIntervalSince1970) }

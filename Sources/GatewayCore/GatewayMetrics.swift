@@ -1,4 +1,5 @@
 import CoreMetrics
+import NIOConcurrencyHelpers
 import GatewayHTTP
 import Synchronization
 
@@ -11,10 +12,10 @@ import Synchronization
 /// uncontended lock rather than a registry lookup.
 public final class GatewayMetrics: Sendable {
     private let factory: any MetricsFactory
-    private let counters = Mutex<[String: Counter]>([:])
-    private let timers = Mutex<[String: Timer]>([:])
-    private let meters = Mutex<[String: Meter]>([:])
-    private let gauges = Mutex<[String: Gauge]>([:])
+    private let counters = NIOLockedValueBox<[String: Counter]>([:])
+    private let timers = NIOLockedValueBox<[String: Timer]>([:])
+    private let meters = NIOLockedValueBox<[String: Meter]>([:])
+    private let gauges = NIOLockedValueBox<[String: Gauge]>([:])
 
     public init(factory: any MetricsFactory) {
         self.factory = factory
@@ -113,10 +114,10 @@ public final class GatewayMetrics: Sendable {
 
     /// The handle for one name and label set, made once.
     private static func cached<Handle>(
-        _ cache: borrowing Mutex<[String: Handle]>, _ name: String, _ labels: [(String, String)], make: () -> Handle
+        _ cache: NIOLockedValueBox<[String: Handle]>, _ name: String, _ labels: [(String, String)], make: () -> Handle
     ) -> Handle {
         let key = key(name, labels)
-        return cache.withLock { cache in
+        return cache.withLockedValue { cache in
             if let handle = cache[key] { return handle }
             let handle = make()
             cache[key] = handle
@@ -133,7 +134,7 @@ public final class RouteMetrics: Sendable {
     private let metrics: GatewayMetrics
     private let duration: Timer
     /// 8 method slots (7 standard + OTHER) x 5 status classes.
-    private let counters = Mutex<[Counter?]>(Array(repeating: nil, count: 40))
+    private let counters = NIOLockedValueBox<[Counter?]>(Array(repeating: nil, count: 40))
 
     init(route: String, metrics: GatewayMetrics) {
         self.route = route
@@ -145,7 +146,7 @@ public final class RouteMetrics: Sendable {
         let methodSlot = Self.methods.firstIndex(of: method) ?? 7
         let classSlot = min(4, max(0, status / 100 - 1))
         let slot = methodSlot * 5 + classSlot
-        let counter = counters.withLock { counters in
+        let counter = counters.withLockedValue { counters in
             if let counter = counters[slot] { return counter }
             let counter = metrics.counter(
                 "gateway_requests_total",

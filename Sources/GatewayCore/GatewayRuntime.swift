@@ -1,4 +1,5 @@
 import GatewayConfig
+import NIOConcurrencyHelpers
 import GatewayPolicy
 import Logging
 import GatewayHTTP
@@ -76,11 +77,11 @@ public final class RuntimeHolder: Sendable {
     }
 
     private let generation = Atomic<Int>(0)
-    private let active: Mutex<Active>
+    private let active: NIOLockedValueBox<Active>
 
-    public init(_ active: Active) { self.active = Mutex(active) }
+    public init(_ active: Active) { self.active = NIOLockedValueBox(active) }
 
-    public var current: Active { active.withLock { $0 } }
+    public var current: Active { active.withLockedValue { $0 } }
 
     /// Bumped by every swap: a connection compares it (one atomic load) before each request.
     public var generationNumber: Int { generation.load(ordering: .acquiring) }
@@ -88,7 +89,7 @@ public final class RuntimeHolder: Sendable {
     /// Installs `new`; returns what it replaced.
     @discardableResult
     public func replace(with new: Active) -> Active {
-        let old = active.withLock { active in
+        let old = active.withLockedValue { active in
             defer { active = new }
             return active
         }

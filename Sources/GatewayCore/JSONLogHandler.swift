@@ -1,4 +1,5 @@
 import Foundation
+import NIOConcurrencyHelpers
 import Logging
 import Synchronization
 
@@ -9,7 +10,7 @@ public struct JSONLogHandler: LogHandler {
     /// Where lines go; one lock keeps concurrent lines whole.
     public final class Sink: Sendable {
         private let write: @Sendable (String) -> Void
-        private let lock = Mutex(())
+        private let lock = NIOLockedValueBox(())
 
         public init(write: @escaping @Sendable (String) -> Void) { self.write = write }
 
@@ -25,7 +26,7 @@ public struct JSONLogHandler: LogHandler {
             }
         }
 
-        func emit(_ line: String) { lock.withLock { _ in write(line) } }
+        func emit(_ line: String) { lock.withLockedValue { _ in write(line) } }
     }
 
     public var metadata: Logger.Metadata = [:]

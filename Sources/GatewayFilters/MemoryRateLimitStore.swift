@@ -1,4 +1,5 @@
 import GatewayCore
+import NIOConcurrencyHelpers
 import GatewayPolicy
 import NIOCore
 import Synchronization
@@ -24,7 +25,7 @@ public final class MemoryRateLimitStore: RateLimitStore {
             var entries: [String: Stored] = [:]
             var operationsSinceSweep = 0
         }
-        let content = Mutex(Content())
+        let content = NIOLockedValueBox(Content())
     }
 
     private let shards: [Shard]
@@ -39,7 +40,7 @@ public final class MemoryRateLimitStore: RateLimitStore {
     public static let monotonicMicros: @Sendable () -> Int64 = { Int64(NIODeadline.now().uptimeNanoseconds / 1000) }
 
     /// Keys currently held (for tests).
-    public var keyCount: Int { shards.reduce(0) { total, shard in total + shard.content.withLock { $0.entries.count } } }
+    public var keyCount: Int { shards.reduce(0) { total, shard in total + shard.content.withLockedValue { $0.entries.count } } }
 
     public func check(
         _ request: RateLimitRequest, on eventLoop: EventLoop,
@@ -50,7 +51,7 @@ public final class MemoryRateLimitStore: RateLimitStore {
 
     public func check(_ request: RateLimitRequest, now: Int64) -> RateLimitResult {
         let shard = shards[Int(UInt(bitPattern: request.hashTag.hashValue) % UInt(shards.count))]
-        return shard.content.withLock { content in
+        return shard.content.withLockedValue { content in
             content.operationsSinceSweep += 1
             if content.operationsSinceSweep >= 1024 {
                 content.operationsSinceSweep = 0

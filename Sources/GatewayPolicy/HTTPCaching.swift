@@ -312,7 +312,7 @@ public enum HTTPDate {
 /// A least-recently-used map bounded by a total cost (bytes), for the in-memory cache tier.
 /// O(1) get, insert and eviction (a dictionary over a doubly linked list kept in arrays).
 public struct LRUCache<Key: Hashable, Value> {
-    private struct Node {
+    fileprivate struct Node {
         var key: Key
         var value: Value
         var cost: Int
@@ -415,3 +415,6 @@ public struct LRUCache<Key: Hashable, Value> {
         if tail < 0 { tail = slot }
     }
 }
+
+extension LRUCache: Sendable where Key: Sendable, Value: Sendable {}
+extension LRUCache.Node: Sendable where Key: Sendable, Value: Sendable {}

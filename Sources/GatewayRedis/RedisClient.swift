@@ -1,4 +1,5 @@
 import GatewayCore
+import NIOConcurrencyHelpers
 import GatewayPolicy
 import Logging
 import NIOCore
@@ -97,9 +98,9 @@ public final class RedisClient: Sendable {
 
 /// A lock-protected counter for gathering numbers from several loops.
 final class NIOLockedCounter: Sendable {
-    private let box = Mutex(0)
-    func add(_ value: Int) { box.withLock { $0 += value } }
-    var value: Int { box.withLock { $0 } }
+    private let box = NIOLockedValueBox(0)
+    func add(_ value: Int) { box.withLockedValue { $0 += value } }
+    var value: Int { box.withLockedValue { $0 } }
 }
 
 /// The connections of one event loop.

@@ -1,4 +1,5 @@
 import CoreMetrics
+import NIOConcurrencyHelpers
 import GatewayConfig
 import GatewayCore
 import GatewayPolicy
@@ -15,11 +16,11 @@ final class ConnectionTracker: Sendable {
         var counter = ConnectionCounter()
     }
 
-    private let state = Mutex(State())
+    private let state = NIOLockedValueBox(State())
 
     /// Admits a new connection against the limits (and tracks it until it closes), or says why not.
     func admit(_ channel: Channel, from address: IPAddress?, limits: LimitsConfig) -> ConnectionCounter.Verdict {
-        let verdict = state.withLock { state in
+        let verdict = state.withLockedValue { state in
             let verdict = state.counter.admit(address, maxTotal: limits.maxConnections, maxPerAddress: limits.maxConnectionsPerIP)
             if verdict == .admitted { state.channels[ObjectIdentifier(channel)] = channel }
             return verdict
@@ -27,7 +28,7 @@ final class ConnectionTracker: Sendable {
         guard verdict == .admitted else { return verdict }
         let countedPerAddress = limits.maxConnectionsPerIP > 0
         channel.closeFuture.whenComplete { [self] _ in
-            self.state.withLock { state in
+            self.state.withLockedValue { state in
                 state.channels.removeValue(forKey: ObjectIdentifier(channel))
                 state.counter.release(address, countedPerAddress: countedPerAddress)
             }
@@ -35,8 +36,8 @@ final class ConnectionTracker: Sendable {
         return verdict
     }
 
-    var count: Int { state.withLock { $0.channels.count } }
-    var all: [Channel] { state.withLock { Array($0.channels.values) } }
+    var count: Int { state.withLockedValue { $0.channels.count } }
+    var all: [Channel] { state.withLockedValue { Array($0.channels.values) } }
 }
 
 /// Lets a message through at most once per interval.
@@ -63,8 +64,8 @@ final class ListenerState: Sendable {
     }
 
     let name: String
-    private let current: Mutex<Settings>
-    let channel: Mutex<Channel?> = Mutex(nil)
+    private let current: NIOLockedValueBox<Settings>
+    let channel: NIOLockedValueBox<Channel?> = NIOLockedValueBox(nil)
     let connectionsAccepted: Counter
     let activeConnections: Meter
     /// Refused connections are logged at most every few seconds (an attack must not flood the log).
@@ -72,14 +73,14 @@ final class ListenerState: Sendable {
 
     init(config: ListenerConfig, tls: ServerTLS?, metrics: GatewayMetrics) {
         self.name = config.name
-        self.current = Mutex(Settings(config: config, tls: tls))
+        self.current = NIOLockedValueBox(Settings(config: config, tls: tls))
         self.connectionsAccepted = metrics.counter("gateway_connections_total", [("listener", config.name)])
         self.activeConnections = metrics.meter("gateway_active_connections", [("listener", config.name)])
     }
 
-    var settings: Settings { current.withLock { $0 } }
+    var settings: Settings { current.withLockedValue { $0 } }
 
-    func update(_ settings: Settings) { current.withLock { $0 = settings } }
+    func update(_ settings: Settings) { current.withLockedValue { $0 = settings } }
 }
 
 /// The network edge: binds the listeners, builds each connection's pipeline (TLS, HTTP/1.1 or HTTP/2),
@@ -95,7 +96,7 @@ public final class GatewayServer: Sendable {
     private let holder: RuntimeHolder
     private let metrics: GatewayMetrics
     private let tracker = ConnectionTracker()
-    private let listeners = Mutex<[String: ListenerState]>([:])
+    private let listeners = NIOLockedValueBox<[String: ListenerState]>([:])
     private let logger: Logger
 
     public init(group: EventLoopGroup, holder: RuntimeHolder, metrics: GatewayMetrics = .disabled) {
@@ -111,7 +112,7 @@ public final class GatewayServer: Sendable {
     @discardableResult
     public func reloadCertificates() -> [String: String] {
         var failures: [String: String] = [:]
-        let states = listeners.withLock { Array($0.values) }.sorted { $0.name < $1.name }
+        let states = listeners.withLockedValue { Array($0.values) }.sorted { $0.name < $1.name }
         for state in states {
             guard let tls = state.settings.tls else { continue }
             do {
@@ -134,9 +135,9 @@ public final class GatewayServer: Sendable {
 
     /// The listeners as they are now.
     public var boundListeners: [BoundListener] {
-        listeners.withLock { states in
+        listeners.withLockedValue { states in
             states.values.compactMap { state in
-                state.channel.withLock { $0?.localAddress }.map { BoundListener(name: state.name, address: $0) }
+                state.channel.withLockedValue { $0?.localAddress }.map { BoundListener(name: state.name, address: $0) }
             }
         }.sorted { $0.name < $1.name }
     }
@@ -163,7 +164,7 @@ public final class GatewayServer: Sendable {
     /// Loads TLS for every listener of `configs` and binds those that are new (or moved address or port).
     /// Nothing changes for running listeners until `commit`.
     public func prepareListeners(_ configs: [ListenerConfig]) async throws -> ListenerPlan {
-        let current = listeners.withLock { $0 }
+        let current = listeners.withLockedValue { $0 }
         var fresh: [ListenerConfig] = []
         var updates: [(ListenerState, ListenerState.Settings)] = []
         var kept: Set<String> = []
@@ -190,12 +191,12 @@ public final class GatewayServer: Sendable {
             for config in fresh {
                 let state = ListenerState(config: config, tls: loadedTLS[config.name], metrics: metrics)
                 let channel = try await bind(state)
-                state.channel.withLock { $0 = channel }
+                state.channel.withLockedValue { $0 = channel }
                 newStates.append(state)
                 added.append((config.name, channel.localAddress!))
             }
         } catch {
-            for state in newStates { try? await state.channel.withLock({ $0 })?.close() }
+            for state in newStates { try? await state.channel.withLockedValue({ $0 })?.close() }
             throw error
         }
         let removed = current.values.filter { !kept.contains($0.name) }
@@ -206,24 +207,24 @@ public final class GatewayServer: Sendable {
     /// removed listeners stop accepting (their open connections finish normally).
     public func commit(_ plan: ListenerPlan) async {
         for (state, settings) in plan.updates { state.update(settings) }
-        listeners.withLock { states in
+        listeners.withLockedValue { states in
             for state in plan.removed { states.removeValue(forKey: state.name) }
             for state in plan.newStates { states[state.name] = state }
         }
         for state in plan.newStates {
-            let address = state.channel.withLock { $0?.localAddress }
+            let address = state.channel.withLockedValue { $0?.localAddress }
             logger.info(
                 "listening",
                 metadata: ["listener": "\(state.name)", "address": "\(address?.ipAddress ?? state.settings.config.address)", "port": .stringConvertible(address?.port ?? 0)])
         }
         for state in plan.removed {
-            try? await state.channel.withLock({ $0 })?.close()
+            try? await state.channel.withLockedValue({ $0 })?.close()
             logger.info("listener closed", metadata: ["listener": "\(state.name)"])
         }
     }
 
     public func abandon(_ plan: ListenerPlan) async {
-        for state in plan.newStates { try? await state.channel.withLock({ $0 })?.close() }
+        for state in plan.newStates { try? await state.channel.withLockedValue({ $0 })?.close() }
     }
 
     private func prepare(_ configs: [ListenerConfig]) async throws -> ListenerPlan {
@@ -322,11 +323,11 @@ public final class GatewayServer: Sendable {
     }
 
     private func closeListeners() async {
-        let states = listeners.withLock { states in
+        let states = listeners.withLockedValue { states in
             defer { states.removeAll() }
             return Array(states.values)
         }
-        for state in states { try? await state.channel.withLock({ $0 })?.close() }
+        for state in states { try? await state.channel.withLockedValue({ $0 })?.close() }
     }
 
     /// Open client connections (for tests and the admin API).

@@ -1,4 +1,5 @@
 import GatewayConfig
+import NIOConcurrencyHelpers
 import Logging
 import NIOCore
 import NIOSSL
@@ -12,7 +13,7 @@ import Synchronization
 public final class ServerTLS: Sendable {
     public let listener: String
     private let settings: TLSConfig
-    private let current: Mutex<NIOSSLContext>
+    private let current: NIOLockedValueBox<NIOSSLContext>
     /// Whether the server's cipher order applies (see `ServerCipherOrder`); false only if swift-nio-ssl changed.
     public let prefersServerCiphers: Bool
 
@@ -22,16 +23,16 @@ public final class ServerTLS: Sendable {
         self.settings = settings
         let context = try Self.makeContext(settings)
         self.prefersServerCiphers = ServerCipherOrder.apply(to: context)
-        self.current = Mutex(context)
+        self.current = NIOLockedValueBox(context)
     }
 
-    public var context: NIOSSLContext { current.withLock { $0 } }
+    public var context: NIOSSLContext { current.withLockedValue { $0 } }
 
     /// Reads the files again. On success new handshakes use them; on failure the old context stays.
     public func reload() throws {
         let context = try Self.makeContext(settings)
         _ = ServerCipherOrder.apply(to: context)
-        current.withLock { $0 = context }
+        current.withLockedValue { $0 = context }
     }
 
     /// Forward-secret AEAD suites only (Mozilla's "intermediate" list, as in NGINX's recommended setup). TLS 1.3

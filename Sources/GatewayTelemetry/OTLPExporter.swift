@@ -1,4 +1,5 @@
 import GatewayClient
+import NIOConcurrencyHelpers
 import GatewayConfig
 import GatewayCore
 import Logging
@@ -45,8 +46,8 @@ public final class OTLPExporter: Sendable {
     public let config: TracingConfig
     private let eventLoop: EventLoop
     private let logger: Logger
-    private let state = Mutex(State())
-    private let timer = Mutex<RepeatedTask?>(nil)
+    private let state = NIOLockedValueBox(State())
+    private let timer = NIOLockedValueBox<RepeatedTask?>(nil)
     /// One batch at a time is in flight: the next waits for it.
     private let sending = Atomic<Bool>(false)
 
@@ -71,19 +72,19 @@ public final class OTLPExporter: Sendable {
         let task = eventLoop.scheduleRepeatedTask(initialDelay: interval, delay: interval) { [weak self] _ in
             self?.flush()
         }
-        timer.withLock { $0 = task }
+        timer.withLockedValue { $0 = task }
     }
 
     /// Stops the timer and sends what is queued (bounded by a few seconds).
     public func shutdown() async {
-        timer.withLock { $0 }?.cancel()
-        for _ in 0..<4 where state.withLock({ !$0.queue.isEmpty }) {
+        timer.withLockedValue { $0 }?.cancel()
+        for _ in 0..<4 where state.withLockedValue({ !$0.queue.isEmpty }) {
             try? await flush(force: true).get()
         }
     }
 
     public func record(_ span: SpanRecord) {
-        state.withLock { state in
+        state.withLockedValue { state in
             if state.queue.count >= config.maxQueueSpans {
                 state.dropped += 1
             } else {
@@ -93,12 +94,12 @@ public final class OTLPExporter: Sendable {
     }
 
     /// Spans sent and dropped so far (for tests and the admin API).
-    public var counts: (exported: Int, dropped: Int) { state.withLock { ($0.exported, $0.dropped) } }
+    public var counts: (exported: Int, dropped: Int) { state.withLockedValue { ($0.exported, $0.dropped) } }
 
     @discardableResult
     func flush(force: Bool = false) -> EventLoopFuture<Void> {
         guard force || !sending.exchange(true, ordering: .acquiring) else { return eventLoop.makeSucceededVoidFuture() }
-        let batch = state.withLock { state -> [SpanRecord] in
+        let batch = state.withLockedValue { state -> [SpanRecord] in
             let count = min(Self.maxBatch, state.queue.count)
             defer { state.queue.removeFirst(count) }
             return Array(state.queue.prefix(count))
@@ -115,7 +116,7 @@ public final class OTLPExporter: Sendable {
             "POST", config.otlpEndpoint, headers: headers, body: body, on: eventLoop, timeout: .seconds(10), maxBytes: 65_536
         ).map { response -> Void in
             let ok = (200..<300).contains(response.status)
-            let recovered = self.state.withLock { state -> Bool in
+            let recovered = self.state.withLockedValue { state -> Bool in
                 let wasFailing = state.failing
                 if ok { state.exported += batch.count } else { state.dropped += batch.count }
                 state.failing = !ok
@@ -124,7 +125,7 @@ public final class OTLPExporter: Sendable {
             if recovered { logger.info("span export works again", metadata: ["endpoint": "\(self.config.otlpEndpoint)"]) }
             if !ok { self.exportFailed("the collector answered \(response.status)", batch: batch.count) }
         }.recover { error in
-            self.state.withLock { $0.dropped += batch.count }
+            self.state.withLockedValue { $0.dropped += batch.count }
             self.exportFailed("\(error)", batch: batch.count)
         }.always { _ in
             self.sending.store(false, ordering: .releasing)
@@ -132,7 +133,7 @@ public final class OTLPExporter: Sendable {
     }
 
     private func exportFailed(_ reason: String, batch: Int) {
-        let first = state.withLock { state -> Bool in
+        let first = state.withLockedValue { state -> Bool in
             defer { state.failing = true }
             return !state.failing
         }

@@ -1,4 +1,5 @@
 import GatewayConfig
+import NIOConcurrencyHelpers
 import GatewayHTTP
 import GatewayPolicy
 import GatewayTLS
@@ -16,7 +17,7 @@ final class HealthChecker: Sendable {
     let upstream: UpstreamShared
     private let settings: HealthCheckConfig
     private let logger: Logger
-    private let running = Mutex<(task: RepeatedTask, prober: NIOLoopBound<Prober>)?>(nil)
+    private let running = NIOLockedValueBox<(task: RepeatedTask, prober: NIOLoopBound<Prober>)?>(nil)
 
     init(upstream: UpstreamShared, settings: HealthCheckConfig, logger: Logger) {
         self.upstream = upstream
@@ -25,7 +26,7 @@ final class HealthChecker: Sendable {
     }
 
     func start(on eventLoop: EventLoop) async throws {
-        guard running.withLock({ $0 == nil }) else { return }
+        guard running.withLockedValue({ $0 == nil }) else { return }
         let upstream = self.upstream
         let settings = self.settings
         let logger = self.logger
@@ -36,11 +37,11 @@ final class HealthChecker: Sendable {
         let task = eventLoop.scheduleRepeatedTask(initialDelay: .zero, delay: .milliseconds(Int64(settings.intervalMs))) { _ in
             prober.value.probeAll()
         }
-        running.withLock { $0 = (task, prober) }
+        running.withLockedValue { $0 = (task, prober) }
     }
 
     func stop() async {
-        guard let (task, prober) = running.withLock({ running in defer { running = nil }; return running }) else { return }
+        guard let (task, prober) = running.withLockedValue({ running in defer { running = nil }; return running }) else { return }
         let stopped = prober.eventLoop.makePromise(of: Void.self)
         task.cancel(promise: stopped)
         try? await stopped.futureResult.get()

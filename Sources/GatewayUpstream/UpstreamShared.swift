@@ -1,4 +1,5 @@
 import GatewayConfig
+import NIOConcurrencyHelpers
 import GatewayCore
 import GatewayPolicy
 import GatewayTLS
@@ -14,7 +15,7 @@ final class TargetShared: Sendable {
     let index: Int
     let target: UpstreamTarget
     let authority: String
-    private let breaker: Mutex<CircuitBreaker?>
+    private let breaker: NIOLockedValueBox<CircuitBreaker?>
     let hasBreaker: Bool
     /// Mirrors "the breaker is closed", so the common case admits without taking the lock.
     private let breakerClosed = Atomic<Bool>(true)
@@ -27,25 +28,25 @@ final class TargetShared: Sendable {
         self.target = target
         self.authority = target.authority
         self.metrics = metrics
-        self.breaker = Mutex(breaker.map { CircuitBreaker(settings: $0) })
+        self.breaker = NIOLockedValueBox(breaker.map { CircuitBreaker(settings: $0) })
         self.hasBreaker = breaker != nil
     }
 
     /// Whether the breaker is open right now (for ejection accounting; a due half-open counts as closed).
     func isShutOut(now: Int64) -> Bool {
         guard hasBreaker, !breakerClosed.load(ordering: .relaxed) else { return false }
-        return breaker.withLock { !($0?.wouldAdmit(now: now) ?? true) }
+        return breaker.withLockedValue { !($0?.wouldAdmit(now: now) ?? true) }
     }
 
     func wouldAdmit(now: Int64) -> Bool {
         guard hasBreaker, !breakerClosed.load(ordering: .relaxed) else { return true }
-        return breaker.withLock { $0?.wouldAdmit(now: now) ?? true }
+        return breaker.withLockedValue { $0?.wouldAdmit(now: now) ?? true }
     }
 
     /// The breaker's answer, and the state it moved to if admitting changed it (open -> half-open).
     func admit(now: Int64) -> (CircuitBreaker.Admission, CircuitBreaker.State?) {
         guard hasBreaker, !breakerClosed.load(ordering: .relaxed) else { return (.allowed, nil) }
-        return breaker.withLock { breaker in
+        return breaker.withLockedValue { breaker in
             guard let before = breaker?.state, let admission = breaker?.admit(now: now), let after = breaker?.state else {
                 return (.allowed, nil)
             }
@@ -56,7 +57,7 @@ final class TargetShared: Sendable {
     /// Returns the new state when the outcome changed it.
     func record(success: Bool, now: Int64) -> CircuitBreaker.State? {
         guard hasBreaker else { return nil }
-        return breaker.withLock { breaker in
+        return breaker.withLockedValue { breaker in
             let change = breaker?.record(success: success, now: now)
             breakerClosed.store(breaker?.state == .closed, ordering: .relaxed)
             return change
@@ -65,19 +66,19 @@ final class TargetShared: Sendable {
 
     func release(probe: Bool) {
         guard probe, hasBreaker else { return }
-        breaker.withLock { $0?.release(probe: true) }
+        breaker.withLockedValue { $0?.release(probe: true) }
     }
 
     func retryAfterMicros(now: Int64) -> Int64 {
         guard hasBreaker else { return 1_000_000 }
-        return breaker.withLock { breaker in
+        return breaker.withLockedValue { breaker in
             if case .open(let until) = breaker?.state { return max(1, until - now) }
             return 1_000_000
         }
     }
 
     var breakerState: CircuitBreaker.State {
-        breaker.withLock { $0?.state } ?? .closed
+        breaker.withLockedValue { $0?.state } ?? .closed
     }
 }
 
@@ -85,7 +86,7 @@ final class TargetShared: Sendable {
 final class UpstreamShared: Sendable {
     let config: UpstreamConfig
     let targets: [TargetShared]
-    private let retryBudget: Mutex<RetryBudget?>
+    private let retryBudget: NIOLockedValueBox<RetryBudget?>
     let requestsInFlight = Atomic<Int>(0)
     let retryStatuses: Set<Int>
     let failureStatuses: Set<Int>
@@ -111,7 +112,7 @@ final class UpstreamShared: Sendable {
             TargetShared(index: index, target: target, breaker: breaker, metrics: metrics.target(upstream: config.name, target: target.authority))
         }
         if breaker != nil { for target in targets { target.metrics.breakerState(0) } }
-        self.retryBudget = Mutex(config.retries.map { RetryBudget(ratio: $0.budgetRatio) })
+        self.retryBudget = NIOLockedValueBox(config.retries.map { RetryBudget(ratio: $0.budgetRatio) })
         self.retryStatuses = Set(config.retries?.onStatus ?? [])
         self.failureStatuses = Set(config.circuitBreaker?.failureStatuses ?? [])
         self.logger = logger
@@ -163,13 +164,13 @@ final class UpstreamShared: Sendable {
 
     func tryRetry(now: Int64) -> Bool {
         guard config.retries != nil else { return false }
-        return retryBudget.withLock { $0?.tryRetry(now: now) ?? false }
+        return retryBudget.withLockedValue { $0?.tryRetry(now: now) ?? false }
     }
 
     func recordRequest() {
         guard config.retries != nil else { return }
         let now = Self.now()
-        retryBudget.withLock { $0?.recordRequest(now: now) }
+        retryBudget.withLockedValue { $0?.recordRequest(now: now) }
     }
 
     /// Targets with their health, breaker state and load (for the admin API and metrics).

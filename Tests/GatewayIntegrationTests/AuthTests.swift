@@ -283,7 +283,7 @@ struct TokenFactory: Sendable {
             #"{ "kty": "OKP", "crv": "Ed25519", "use": "sig", "kid": "\#(kid)", "x": "\#(TokenFactory.base64URL(key.publicKey.rawRepresentation))" }"#
         }
         let jwksServer = try await DemoUpstream.start(name: "idp")
-        jwksServer.behaviour.documents.withLock { $0["/jwks.json"] = #"{ "keys": [\#(jwk(first, kid: "k1")), { "kty": "EC", "use": "enc", "kid": "e1" }] }"# }
+        jwksServer.behaviour.documents.withLockedValue { $0["/jwks.json"] = #"{ "keys": [\#(jwk(first, kid: "k1")), { "kty": "EC", "use": "enc", "kid": "e1" }] }"# }
         try await withUpstreams { upstreams in
             let jwt = #"{ "issuer": "https://id.test/", "audiences": ["orders-api"], "jwks_url": "http://127.0.0.1:\#(jwksServer.port)/jwks.json", "jwks_min_refetch_seconds": 1 }"#
             try await withGateway(Self.config(upstreamPort: upstreams[0].port, jwt: jwt)) { gateway in
@@ -292,7 +292,7 @@ struct TokenFactory: Sendable {
                 let unknown = try await gateway.request("GET", "/orders/1", headers: [("Authorization", "Bearer \(two.token(claims: Self.claims()))")])
                 #expect(unknown.status == 401, "k2 is not published yet")
 
-                jwksServer.behaviour.documents.withLock { $0["/jwks.json"] = #"{ "keys": [\#(jwk(first, kid: "k1")), \#(jwk(second, kid: "k2"))] }"# }
+                jwksServer.behaviour.documents.withLockedValue { $0["/jwks.json"] = #"{ "keys": [\#(jwk(first, kid: "k1")), \#(jwk(second, kid: "k2"))] }"# }
                 try await Task.sleep(for: .milliseconds(1100))  // past jwks_min_refetch_seconds
                 let rotated = try await gateway.request("GET", "/orders/1", headers: [("Authorization", "Bearer \(two.token(claims: Self.claims()))")])
                 #expect(rotated.status == 200, "a new kid triggers a refetch")

@@ -328,7 +328,7 @@ import TestSupport
                     try await Task.sleep(for: .milliseconds(50))
                     spans = Self.collectedSpans(upstreams[1])
                 }
-                let documents = upstreams[1].behaviour.collected.withLock { $0 }
+                let documents = upstreams[1].behaviour.collected.withLockedValue { $0 }
                 let first = try #require(documents.first)
                 #expect(first.contains(#"{"key":"service.name","value":{"stringValue":"edge"}}"#))
 
@@ -378,7 +378,7 @@ import TestSupport
     }
 
     static func collectedSpans(_ collector: DemoUpstream) -> [[String: Any]] {
-        let documents = collector.behaviour.collected.withLock { $0 }
+        let documents = collector.behaviour.collected.withLockedValue { $0 }
         var spans: [[String: Any]] = []
         for document in documents {
             let object = (try? JSONSerialization.jsonObject(with: Data(document.utf8))) as? [String: Any]

@@ -1,4 +1,5 @@
 import Foundation
+import NIOConcurrencyHelpers
 import GatewayCore
 import GatewayFilters
 import GatewayPolicy
@@ -122,8 +123,8 @@ func verify(_ vector: RateLimitVector, _ results: [RateLimitResult], store: Stri
             logger: Logger(label: "test"))
         defer { Task { await client.shutdown(); try? await group.shutdownGracefully() } }
         try await client.waitUntilConnected()
-        let now = Mutex<Int64>(0)
-        let redisStore = RedisRateLimitStore(client: client, clockOverride: { now.withLock { $0 } })
+        let now = NIOLockedValueBox<Int64>(0)
+        let redisStore = RedisRateLimitStore(client: client, clockOverride: { now.withLockedValue { $0 } })
         let loop = group.next()
         for vector in vectors {
             let memory = MemoryRateLimitStore()
@@ -131,7 +132,7 @@ func verify(_ vector: RateLimitVector, _ results: [RateLimitResult], store: Stri
             verify(vector, memoryResults, store: "memory")
             let prefix = "r\(UUID().uuidString.prefix(8))"
             let redisResults = try await replay(vector, prefix: prefix) { request, at in
-                now.withLock { $0 = at }
+                now.withLockedValue { $0 = at }
                 return try await redisStore.check(request, on: loop)
             }
             verify(vector, redisResults, store: "redis")

@@ -1,4 +1,5 @@
 import NIOCore
+import NIOConcurrencyHelpers
 import NIOHTTP1
 import NIOPosix
 import NIOSSL
@@ -49,11 +50,11 @@ public final class DemoUpstream: Sendable {
         /// The status /healthz answers.
         public let healthStatus = Atomic<Int>(200)
         /// Fixed JSON documents by path (a JWKS for the auth tests, say), served with Cache-Control: no-cache.
-        public let documents = Mutex<[String: String]>([:])
+        public let documents = NIOLockedValueBox<[String: String]>([:])
         /// Requests /cacheable has answered (304s included).
         public let cacheableHits = Atomic<Int>(0)
         /// Bodies POSTed to /v1/traces (the upstream standing in for an OpenTelemetry collector).
-        public let collected = Mutex<[String]>([])
+        public let collected = NIOLockedValueBox<[String]>([])
 
         public init(delayMs: Int = 0, failStatus: Int = 0) {
             self.delayMs.store(delayMs, ordering: .relaxed)
@@ -158,7 +159,7 @@ final class DemoHandler: ChannelInboundHandler, RemovableChannelHandler {
     private func misbehave(_ head: HTTPRequestHead, context: ChannelHandlerContext) {
         let path = Self.split(head.uri).0
         guard path != "/stats" && path != "/healthz" else { return respond(to: head, context: context) }
-        if let document = behaviour.documents.withLock({ $0[path] }) {
+        if let document = behaviour.documents.withLockedValue({ $0[path] }) {
             var headers = HTTPHeaders()
             headers.add(name: "cache-control", value: "no-cache")
             return send(context, status: .ok, json: document, keepAlive: head.isKeepAlive, extra: headers)
@@ -204,7 +205,7 @@ final class DemoHandler: ChannelInboundHandler, RemovableChannelHandler {
         case "/cacheable":
             cacheable(head, query: query, context: context, keepAlive: keepAlive)
         case "/v1/traces":
-            behaviour.collected.withLock { $0.append(String(buffer: body)) }
+            behaviour.collected.withLockedValue { $0.append(String(buffer: body)) }
             send(context, status: .ok, json: "{}", keepAlive: keepAlive)
         case "/upload":
             send(context, status: .ok, json: #"{"upstream":"\#(name)","bytes":\#(bodyBytes)}"#, keepAlive: keepAlive)

@@ -1,4 +1,5 @@
 import CoreMetrics
+import NIOConcurrencyHelpers
 import GatewayConfig
 import GatewayHTTP
 import GatewayPolicy
@@ -93,11 +94,11 @@ public protocol SharedCacheTier: Sendable {
 public final class ResponseCache: Sendable {
     public let config: CacheConfig
     public let shared: SharedCacheTier?
-    private let memory: Mutex<LRUCache<String, [CacheEntry]>>
+    private let memory: NIOLockedValueBox<LRUCache<String, [CacheEntry]>>
     /// Keys being fetched by a leader, with the requests waiting for it.
-    private let fills = Mutex<[String: [Waiter]]>([:])
+    private let fills = NIOLockedValueBox<[String: [Waiter]]>([:])
     /// Keys with a background refresh in flight (stale-while-revalidate refreshes once).
-    private let refreshing = Mutex<Set<String>>([])
+    private let refreshing = NIOLockedValueBox<Set<String>>([])
     /// Most variants kept per URI (a Vary on a high-cardinality header must not fill the cache with one URI).
     static let maxVariants = 16
 
@@ -111,7 +112,7 @@ public final class ResponseCache: Sendable {
     public init(config: CacheConfig, shared: SharedCacheTier? = nil) {
         self.config = config
         self.shared = shared
-        self.memory = Mutex(LRUCache(capacity: config.memoryBytes))
+        self.memory = NIOLockedValueBox(LRUCache(capacity: config.memoryBytes))
     }
 
     /// Unix seconds now (wall clock: ages and HTTP dates are wall-clock quantities).
@@ -123,13 +124,13 @@ public final class ResponseCache: Sendable {
 
     // MARK: Lookup and store
 
-    public func memoryVariants(_ key: String) -> [CacheEntry]? { memory.withLock { $0.get(key) } }
+    public func memoryVariants(_ key: String) -> [CacheEntry]? { memory.withLockedValue { $0.get(key) } }
 
     /// The shared tier's variants (copied into memory when found).
     public func sharedVariants(_ key: String, on eventLoop: EventLoop) -> EventLoopFuture<[CacheEntry]>? {
         guard let shared else { return nil }
         return shared.fetch(key, on: eventLoop).map { variants in
-            if !variants.isEmpty { _ = self.memory.withLock { $0.set(key, variants, cost: variants.reduce(0) { $0 + $1.cost }) } }
+            if !variants.isEmpty { _ = self.memory.withLockedValue { $0.set(key, variants, cost: variants.reduce(0) { $0 + $1.cost }) } }
             return variants
         }
     }
@@ -137,7 +138,7 @@ public final class ResponseCache: Sendable {
     /// Stores `entry`, replacing the variant with the same selectors.
     public func store(_ key: String, _ entry: CacheEntry, on eventLoop: EventLoop) {
         guard entry.body.readableBytes <= config.maxObjectBytes else { return }
-        let variants = memory.withLock { lru -> [CacheEntry] in
+        let variants = memory.withLockedValue { lru -> [CacheEntry] in
             var variants = lru.peek(key) ?? []
             variants.removeAll { existing in
                 existing.selectors.count == entry.selectors.count
@@ -153,13 +154,13 @@ public final class ResponseCache: Sendable {
 
     /// Drops every variant of a URI (unsafe methods, purge by URL).
     public func invalidate(_ key: String, on eventLoop: EventLoop) {
-        _ = memory.withLock { $0.remove(key) }
+        _ = memory.withLockedValue { $0.remove(key) }
         shared?.remove(key, on: eventLoop)
     }
 
     /// Drops a route's entries (nil: all) from both tiers; the number dropped from memory.
     public func purge(route: String?, on eventLoop: EventLoop) -> EventLoopFuture<Int> {
-        let dropped = memory.withLock { lru -> Int in
+        let dropped = memory.withLockedValue { lru -> Int in
             let before = lru.count
             if let route {
                 lru.removeAll { _, variants in variants.contains { $0.route == route } }
@@ -174,7 +175,7 @@ public final class ResponseCache: Sendable {
 
     /// Hosts with something stored for `target` in memory (purging a bare path finds them this way).
     public func hosts(path target: String) -> [String] {
-        memory.withLock { lru in
+        memory.withLockedValue { lru in
             lru.keysByRecency.compactMap { key -> String? in
                 guard key.hasSuffix(target) else { return nil }
                 let host = String(key.dropLast(target.utf8.count))
@@ -183,7 +184,7 @@ public final class ResponseCache: Sendable {
         }
     }
 
-    public var memoryUsage: (entries: Int, bytes: Int) { memory.withLock { ($0.count, $0.totalCost) } }
+    public var memoryUsage: (entries: Int, bytes: Int) { memory.withLockedValue { ($0.count, $0.totalCost) } }
 
     // MARK: Request collapsing
 
@@ -191,7 +192,7 @@ public final class ResponseCache: Sendable {
     /// Returns the waiter id for `abandon`.
     public func joinFill(_ key: String, resume: @escaping @Sendable () -> Void) -> (leader: Bool, waiter: Int) {
         let id = waiterIDs.wrappingAdd(1, ordering: .relaxed).newValue
-        let leader = fills.withLock { fills -> Bool in
+        let leader = fills.withLockedValue { fills -> Bool in
             if fills[key] == nil {
                 fills[key] = []
                 return true
@@ -204,18 +205,18 @@ public final class ResponseCache: Sendable {
 
     /// The leader's fetch ended (stored or not): everyone waiting looks again.
     public func endFill(_ key: String) {
-        let waiters = fills.withLock { $0.removeValue(forKey: key) } ?? []
+        let waiters = fills.withLockedValue { $0.removeValue(forKey: key) } ?? []
         for waiter in waiters { waiter.resume() }
     }
 
     /// A waiter gave up (its own timeout, or its client left).
     public func abandon(_ key: String, waiter: Int) {
-        fills.withLock { fills in fills[key]?.removeAll { $0.id == waiter } }
+        fills.withLockedValue { fills in fills[key]?.removeAll { $0.id == waiter } }
     }
 
     /// Claims the one background refresh for `key`.
-    public func beginRefresh(_ key: String) -> Bool { refreshing.withLock { $0.insert(key).inserted } }
-    public func endRefresh(_ key: String) { _ = refreshing.withLock { $0.remove(key) } }
+    public func beginRefresh(_ key: String) -> Bool { refreshing.withLockedValue { $0.insert(key).inserted } }
+    public func endRefresh(_ key: String) { _ = refreshing.withLockedValue { $0.remove(key) } }
 
     // MARK: Keys and selectors
 

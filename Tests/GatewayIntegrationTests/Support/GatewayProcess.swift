@@ -1,4 +1,5 @@
 import Foundation
+import NIOConcurrencyHelpers
 import Synchronization
 import Testing
 
@@ -35,16 +36,16 @@ final class DemoUpstreamProcess {
         process.arguments = ["--port", String(port), "--name", name] + extraArguments
         let pipe = Pipe()
         process.standardOutput = pipe
-        let output = Mutex(Data())
+        let output = NIOLockedValueBox(Data())
         pipe.fileHandleForReading.readabilityHandler = { handle in
             let chunk = handle.availableData
-            output.withLock { $0.append(chunk) }
+            output.withLockedValue { $0.append(chunk) }
         }
         try process.run()
         self.process = process
         let deadline = ContinuousClock.now + .seconds(20)
         while ContinuousClock.now < deadline {
-            let text = String(decoding: output.withLock { $0 }, as: UTF8.self)
+            let text = String(decoding: output.withLockedValue { $0 }, as: UTF8.self)
             if let line = text.split(separator: "\n").first,
                 let json = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
                 let port = json["port"] as? Int
@@ -84,15 +85,15 @@ func runCommand(_ executable: URL, _ arguments: [String], timeout: Duration = .s
     process.standardError = err
     try process.run()
     let deadline = ContinuousClock.now + timeout
-    let outData = Mutex(Data())
-    let errData = Mutex(Data())
+    let outData = NIOLockedValueBox(Data())
+    let errData = NIOLockedValueBox(Data())
     out.fileHandleForReading.readabilityHandler = { handle in
         let chunk = handle.availableData
-        outData.withLock { $0.append(chunk) }
+        outData.withLockedValue { $0.append(chunk) }
     }
     err.fileHandleForReading.readabilityHandler = { handle in
         let chunk = handle.availableData
-        errData.withLock { $0.append(chunk) }
+        errData.withLockedValue { $0.append(chunk) }
     }
     while process.isRunning {
         if ContinuousClock.now > deadline {
@@ -109,14 +110,14 @@ func runCommand(_ executable: URL, _ arguments: [String], timeout: Duration = .s
     let restErr = err.fileHandleForReading.readDataToEndOfFile()
     return CommandResult(
         status: process.terminationStatus,
-        stdout: String(decoding: outData.withLock { $0 } + restOut, as: UTF8.self),
-        stderr: String(decoding: errData.withLock { $0 } + restErr, as: UTF8.self))
+        stdout: String(decoding: outData.withLockedValue { $0 } + restOut, as: UTF8.self),
+        stderr: String(decoding: errData.withLockedValue { $0 } + restErr, as: UTF8.self))
 }
 
 /// The real `gateway` binary running on a config written to a temporary file.
 final class GatewayProcess {
     final class Output: Sendable {
-        let data = Mutex(Data())
+        let data = NIOLockedValueBox(Data())
     }
 
     let process = Process()
@@ -134,7 +135,7 @@ final class GatewayProcess {
         process.standardError = pipe
         pipe.fileHandleForReading.readabilityHandler = { [output] handle in
             let chunk = handle.availableData
-            output.data.withLock { $0.append(chunk) }
+            output.data.withLockedValue { $0.append(chunk) }
         }
     }
 
@@ -143,7 +144,7 @@ final class GatewayProcess {
         try? FileManager.default.removeItem(at: configURL)
     }
 
-    var log: String { String(decoding: output.data.withLock { $0 }, as: UTF8.self) }
+    var log: String { String(decoding: output.data.withLockedValue { $0 }, as: UTF8.self) }
 
     var logLines: [[String: Any]] {
         log.split(separator: "\n").compactMap { (try? JSONSerialization.jsonObject(with: Data($0.utf8))) as? [String: Any] }

@@ -1,4 +1,5 @@
 import NIOCore
+import NIOConcurrencyHelpers
 import NIOHTTP1
 import NIOHTTP2
 import NIOPosix
@@ -21,7 +22,7 @@ final class H2Client: Sendable {
     }
 
     static func connect(port: Int) async throws -> H2Client {
-        let box = Mutex<NIOHTTP2Handler.StreamMultiplexer?>(nil)
+        let box = NIOLockedValueBox<NIOHTTP2Handler.StreamMultiplexer?>(nil)
         let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .connectTimeout(.seconds(5))
             .channelInitializer { channel in
@@ -29,12 +30,12 @@ final class H2Client: Sendable {
                     let multiplexer = try channel.pipeline.syncOperations.configureHTTP2Pipeline(
                         mode: .client, connectionConfiguration: .init(), streamConfiguration: .init()
                     ) { stream in stream.eventLoop.makeSucceededVoidFuture() }
-                    box.withLock { $0 = multiplexer }
+                    box.withLockedValue { $0 = multiplexer }
                 }
             }
             .connect(host: "127.0.0.1", port: port)
             .get()
-        guard let multiplexer = box.withLock({ $0 }) else { throw ChannelError.inappropriateOperationForState }
+        guard let multiplexer = box.withLockedValue({ $0 }) else { throw ChannelError.inappropriateOperationForState }
         return H2Client(channel: channel, multiplexer: multiplexer)
     }
 

@@ -1,4 +1,5 @@
 import DemoUpstream
+import NIOConcurrencyHelpers
 import Foundation
 import GatewayApp
 import GatewayConfig
@@ -9,13 +10,13 @@ import Testing
 
 /// Log lines written by an in-process gateway, kept for assertions.
 final class LogCapture: Sendable {
-    private let lines = Mutex<[String]>([])
+    private let lines = NIOLockedValueBox<[String]>([])
 
     var sink: JSONLogHandler.Sink {
-        JSONLogHandler.Sink { [self] line in self.lines.withLock { $0.append(line) } }
+        JSONLogHandler.Sink { [self] line in self.lines.withLockedValue { $0.append(line) } }
     }
 
-    var all: [String] { lines.withLock { $0 } }
+    var all: [String] { lines.withLockedValue { $0 } }
 
     /// Parsed JSON objects of every line whose msg is `message`.
     func entries(_ message: String) -> [[String: Any]] {

@@ -1,4 +1,5 @@
 import Foundation
+import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
 import NIOSSL
@@ -19,7 +20,7 @@ final class RawClient {
             var bytes: [UInt8] = []
             var closed = false
         }
-        let state = Mutex(State())
+        let state = NIOLockedValueBox(State())
     }
 
     final class Collector: ChannelInboundHandler, Sendable {
@@ -29,11 +30,11 @@ final class RawClient {
 
         func channelRead(context: ChannelHandlerContext, data: NIOAny) {
             let buffer = unwrapInboundIn(data)
-            inbox.state.withLock { $0.bytes.append(contentsOf: buffer.readableBytesView) }
+            inbox.state.withLockedValue { $0.bytes.append(contentsOf: buffer.readableBytesView) }
         }
 
         func channelInactive(context: ChannelHandlerContext) {
-            inbox.state.withLock { $0.closed = true }
+            inbox.state.withLockedValue { $0.closed = true }
         }
 
         func errorCaught(context: ChannelHandlerContext, error: any Error) {
@@ -133,7 +134,7 @@ final class RawClient {
         try? await channel.close()
     }
 
-    var isClosed: Bool { inbox.state.withLock { $0.closed } }
+    var isClosed: Bool { inbox.state.withLockedValue { $0.closed } }
 
     /// Waits until the server closes the connection; returns false on timeout.
     func waitForClose(timeout: Duration = .seconds(5)) async -> Bool {
@@ -150,7 +151,7 @@ final class RawClient {
         let deadline = ContinuousClock.now + timeout
         while true {
             let closed = isClosed
-            let parsed: TestResponse? = inbox.state.withLock { state in
+            let parsed: TestResponse? = inbox.state.withLockedValue { state in
                 guard let (response, consumed) = TestResponse.parse(state.bytes, isHead: head, closed: closed) else {
                     return nil
                 }
@@ -170,7 +171,7 @@ final class RawClient {
     func readBytes(_ count: Int, timeout: Duration = .seconds(10)) async throws -> [UInt8] {
         let deadline = ContinuousClock.now + timeout
         while true {
-            let taken: [UInt8]? = inbox.state.withLock { state in
+            let taken: [UInt8]? = inbox.state.withLockedValue { state in
                 guard state.bytes.count >= count else { return nil }
                 defer { state.bytes.removeFirst(count) }
                 return Array(state.bytes[0..<count])
@@ -187,7 +188,7 @@ final class RawClient {
         let deadline = ContinuousClock.now + timeout
         let end: [UInt8] = Array("\r\n\r\n".utf8)
         while true {
-            let head: String? = inbox.state.withLock { state in
+            let head: String? = inbox.state.withLockedValue { state in
                 guard state.bytes.count >= 4 else { return nil }
                 for index in 0...(state.bytes.count - 4) where Array(state.bytes[index..<index + 4]) == end {
                     defer { state.bytes.removeFirst(index + 4) }
@@ -203,10 +204,10 @@ final class RawClient {
     }
 
     /// Bytes received so far and not yet parsed, raw.
-    var pendingBytes: [UInt8] { inbox.state.withLock { $0.bytes } }
+    var pendingBytes: [UInt8] { inbox.state.withLockedValue { $0.bytes } }
 
     /// Bytes received so far and not yet parsed.
-    var pendingText: String { inbox.state.withLock { String(decoding: $0.bytes, as: UTF8.self) } }
+    var pendingText: String { inbox.state.withLockedValue { String(decoding: $0.bytes, as: UTF8.self) } }
 }
 
 /// One parsed HTTP/1.1 response.
