@@ -2,8 +2,7 @@
 // that Synchronization.Mutex locks with. Four threads update a dictionary only under the Mutex, and TSan
 // still reports races; the same program with NSLock (pthread, which TSan intercepts) reports none.
 //   swiftc -sanitize=thread -O scripts/tsan-mutex-repro.swift -o /tmp/repro && /tmp/repro
-// (Swift 6.3.1, Linux x86_64.) Reports confined to Mutex-protected state in the gateway's TSan runs are
-// these false positives.
+// (Swift 6.3.1, Linux x86_64.) This is why the gateway locks with NIOLockedValueBox (pthread) instead.
 import Synchronization
 import Foundation
 
