@@ -1,4 +1,5 @@
 import Foundation
+import GatewayAuth
 import GatewayConfig
 import GatewayCore
 import Logging
@@ -103,13 +104,7 @@ final class AdminHandler: ChannelInboundHandler {
     private func authorized(_ head: HTTPRequestHead) -> Bool {
         guard let token else { return true }
         guard let value = head.headers.first(name: "authorization"), value.lowercased().hasPrefix("bearer ") else { return false }
-        let presented = Array(value.utf8.dropFirst(7))
-        let expected = Array(token.utf8)
-        var difference = UInt8(presented.count == expected.count ? 0 : 1)
-        for index in 0..<max(presented.count, expected.count) {
-            difference |= (index < presented.count ? presented[index] : 0) ^ (index < expected.count ? expected[index] : 0)
-        }
-        return difference == 0
+        return ConstantTime.equals(Array(value.utf8.dropFirst(7)), Array(token.utf8))
     }
 
     private func error(

@@ -23,9 +23,7 @@ public struct APIKeyTable: Sendable {
         let digest = Array(SHA256.hash(data: Array(key.utf8)))
         var match: Entry?
         for entry in entries {
-            var difference: UInt8 = 0
-            for (a, b) in zip(digest, entry.digest) { difference |= a ^ b }
-            if difference == 0 && match == nil { match = entry }
+            if ConstantTime.equals(digest, entry.digest) && match == nil { match = entry }
         }
         return match.map { Identity(method: .apiKey, subject: $0.id, scopes: $0.scopes) }
     }
@@ -60,5 +58,17 @@ public struct APIKeyTable: Sendable {
         case UInt8(ascii: "A")...UInt8(ascii: "F"): return byte - UInt8(ascii: "A") + 10
         default: return 0
         }
+    }
+}
+
+/// Comparison of secrets whose time does not depend on where they differ (no early exit).
+public enum ConstantTime {
+    /// Equal length and bytes; the time depends only on the longer length.
+    public static func equals(_ a: [UInt8], _ b: [UInt8]) -> Bool {
+        var difference = UInt8(a.count == b.count ? 0 : 1)
+        for index in 0..<max(a.count, b.count) {
+            difference |= (index < a.count ? a[index] : 0) ^ (index < b.count ? b[index] : 0)
+        }
+        return difference == 0
     }
 }
