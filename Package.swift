@@ -65,7 +65,7 @@ let package = Package(
         // One-shot HTTP requests the gateway makes for itself (JWKS documents, OTLP exports).
         .target(name: "GatewayClient", dependencies: ["GatewayHTTP", nioCore, nioPosix, nioSSL], swiftSettings: strict),
         // Request spans exported over OTLP/HTTP (JSON) when configured.
-        .target(name: "GatewayTelemetry", dependencies: [nioLocks, "GatewayCore", "GatewayConfig", "GatewayClient", nioCore, logging], swiftSettings: strict),
+        .target(name: "GatewayTelemetry", dependencies: [nioLocks, "GatewayCore", "GatewayConfig", "GatewayClient", nioCore, logging, .product(name: "CoreMetrics", package: "swift-metrics")], swiftSettings: strict),
         .target(
             name: "GatewayAuth",
             dependencies: [nioLocks, 

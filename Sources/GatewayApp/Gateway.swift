@@ -171,7 +171,7 @@ public final class Gateway: Sendable {
         if let old, let kept = old.exporter, kept.config == config.tracing {
             exporter = kept
         } else if let tracing = config.tracing {
-            let made = OTLPExporter(config: tracing, eventLoop: group.next(), logger: logger)
+            let made = OTLPExporter(config: tracing, eventLoop: group.next(), logger: logger, metrics: metrics)
             made.start()
             exporter = made
         } else {
@@ -359,8 +359,7 @@ public final class Gateway: Sendable {
                 guard let policy = route.cache else { continue }
                 for host in hosts.isEmpty ? cache.hosts(path: target) : hosts {
                     let key = policy.key(host: host, target: target)
-                    if cache.memoryVariants(key) != nil { dropped += 1 }
-                    cache.invalidate(key, on: loop)
+                    if cache.invalidate(key, on: loop) { dropped += 1 }
                 }
             }
             return dropped

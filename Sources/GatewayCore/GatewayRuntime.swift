@@ -18,6 +18,8 @@ public final class GatewayRuntime: Sendable {
     public let trustedProxies: AddressSet
     public let logger: Logger
     public let limits: LimitsConfig
+    /// `limits.encoded_slashes` in the path normaliser's terms, decided once.
+    public let encodedSlashes: PathNormalizer.EncodedSlashes
     /// `total_timeout_ms` per upstream index.
     public let totalTimeouts: [TimeAmount?]
     /// Headers that carry verified client-certificate subjects upstream. Clients may not send them: they are
@@ -38,6 +40,7 @@ public final class GatewayRuntime: Sendable {
         self.trustedProxies = AddressSet(config.trustedProxies)
         self.logger = logger
         self.limits = config.limits
+        self.encodedSlashes = config.limits.encodedSlashes == .keep ? .keep : .reject
         self.totalTimeouts = config.upstreams.map { $0.totalTimeoutMs.map { .milliseconds(Int64($0)) } }
         var subjectHeaders: [String] = []
         for listener in config.listeners {

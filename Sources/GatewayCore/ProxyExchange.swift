@@ -62,8 +62,7 @@ final class ProxyExchange: ExchangeDriver, UpstreamCallDelegate {
         HeaderRules.removeClientIdentityHeaders(&head.headers)
         // One normalised path for routing, filters, the cache key and the upstream (see PathNormalizer).
         let (runtime, forwarder) = connection.snapshot()
-        let policy: PathNormalizer.EncodedSlashes = runtime.limits.encodedSlashes == .keep ? .keep : .reject
-        switch PathNormalizer.normalize(head.target, encodedSlashes: policy) {
+        switch PathNormalizer.normalize(head.target, encodedSlashes: runtime.encodedSlashes) {
         case .success(let target): head.target = target
         case .failure(let failure): self.pathFailure = failure
         }

@@ -28,6 +28,14 @@ public enum HTTPMethod: Hashable, Sendable, CustomStringConvertible {
         }
     }
 
+    /// RFC 9110 §9.2.1: the method asks for nothing to change (a cache may answer it; others invalidate).
+    public var isSafe: Bool {
+        switch self {
+        case .GET, .HEAD, .OPTIONS, .TRACE: return true
+        default: return false
+        }
+    }
+
     /// Parses the method token from raw bytes without allocating for the well-known methods.
     init(bytes: UnsafeRawBufferPointer) {
         switch bytes.count {

@@ -192,6 +192,14 @@ public struct HeaderList: Sendable, Sequence {
         added.filter { $0.name.equalsCaseInsensitively(name) }.map(\.value)
     }
 
+    /// Every value of `name`, one per field line (received values are read in place; no other field is copied).
+    public func values(name: String) -> [String] {
+        var values: [String] = []
+        forEachReceivedValue(name: name) { values.append(String(decoding: $0, as: UTF8.self)) }
+        if !added.isEmpty { values += addedValues(name: name) }
+        return values
+    }
+
     /// Calls `body` with the value bytes of every received `name` field (no allocation).
     public func forEachReceivedValue(name: String, _ body: (UnsafeRawBufferPointer) -> Void) {
         raw.withUnsafeReadableBytes { bytes in

@@ -121,5 +121,4 @@ public struct ConnectionCounter: Sendable {
         if count <= 1 { perAddress.removeValue(forKey: address) } else { perAddress[address] = count - 1 }
     }
 
-    public func connections(from address: IPAddress) -> Int { perAddress[address, default: 0] }
 }

@@ -1,3 +1,4 @@
+import CoreMetrics
 import GatewayClient
 import NIOConcurrencyHelpers
 import GatewayConfig
@@ -5,12 +6,6 @@ import GatewayCore
 import Logging
 import NIOCore
 import Synchronization
-
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Musl)
-import Musl
-#endif
 
 /// One finished request as an OpenTelemetry server span.
 public struct SpanRecord: Sendable, Equatable {
@@ -53,18 +48,26 @@ public final class OTLPExporter: Sendable {
 
     private struct State {
         var queue: [SpanRecord] = []
-        var dropped = 0
-        var exported = 0
         var failing = false
     }
+
+    /// `gateway_spans_total{outcome}`: spans the collector accepted, and spans dropped (queue full, or a batch
+    /// the collector refused or could not be reached for).
+    private let exported: Counter
+    private let dropped: Counter
+    /// Content-Type and the configured extra headers, fixed per exporter.
+    private let requestHeaders: [(String, String)]
 
     /// At most this many spans per request to the collector.
     static let maxBatch = 512
 
-    public init(config: TracingConfig, eventLoop: EventLoop, logger: Logger) {
+    public init(config: TracingConfig, eventLoop: EventLoop, logger: Logger, metrics: GatewayMetrics = .disabled) {
         self.config = config
         self.eventLoop = eventLoop
         self.logger = logger
+        self.exported = metrics.counter("gateway_spans_total", [("outcome", "exported")])
+        self.dropped = metrics.counter("gateway_spans_total", [("outcome", "dropped")])
+        self.requestHeaders = [("Content-Type", "application/json")] + config.headers.sorted { $0.key < $1.key }.map { ($0.key, $0.value) }
     }
 
     public func start() {
@@ -84,17 +87,13 @@ public final class OTLPExporter: Sendable {
     }
 
     public func record(_ span: SpanRecord) {
-        state.withLockedValue { state in
-            if state.queue.count >= config.maxQueueSpans {
-                state.dropped += 1
-            } else {
-                state.queue.append(span)
-            }
+        let queued = state.withLockedValue { state -> Bool in
+            guard state.queue.count < config.maxQueueSpans else { return false }
+            state.queue.append(span)
+            return true
         }
+        if !queued { dropped.increment() }
     }
-
-    /// Spans sent and dropped so far (for tests and the admin API).
-    public var counts: (exported: Int, dropped: Int) { state.withLockedValue { ($0.exported, $0.dropped) } }
 
     @discardableResult
     func flush(force: Bool = false) -> EventLoopFuture<Void> {
@@ -109,23 +108,20 @@ public final class OTLPExporter: Sendable {
             return eventLoop.makeSucceededVoidFuture()
         }
         let body = Array(Self.encode(batch, serviceName: config.serviceName).utf8)
-        var headers = [("Content-Type", "application/json")]
-        for (name, value) in config.headers.sorted(by: { $0.key < $1.key }) { headers.append((name, value)) }
         let logger = self.logger
         return HTTPFetch.request(
-            "POST", config.otlpEndpoint, headers: headers, body: body, on: eventLoop, timeout: .seconds(10), maxBytes: 65_536
+            "POST", config.otlpEndpoint, headers: requestHeaders, body: body, on: eventLoop, timeout: .seconds(10), maxBytes: 65_536
         ).map { response -> Void in
             let ok = (200..<300).contains(response.status)
+            (ok ? self.exported : self.dropped).increment(by: Int64(batch.count))
             let recovered = self.state.withLockedValue { state -> Bool in
-                let wasFailing = state.failing
-                if ok { state.exported += batch.count } else { state.dropped += batch.count }
-                state.failing = !ok
-                return wasFailing && ok
+                defer { state.failing = !ok }
+                return state.failing && ok
             }
             if recovered { logger.info("span export works again", metadata: ["endpoint": "\(self.config.otlpEndpoint)"]) }
             if !ok { self.exportFailed("the collector answered \(response.status)", batch: batch.count) }
         }.recover { error in
-            self.state.withLockedValue { $0.dropped += batch.count }
+            self.dropped.increment(by: Int64(batch.count))
             self.exportFailed("\(error)", batch: batch.count)
         }.always { _ in
             self.sending.store(false, ordering: .releasing)
@@ -171,12 +167,6 @@ public final class OTLPExporter: Sendable {
 
     static func quote(_ text: String) -> String { JSONText.quoted(text) }
 
-    /// Wall-clock time now, in nanoseconds since the Unix epoch.
-    static func unixNanosNow() -> UInt64 {
-        var now = timespec()
-        clock_gettime(CLOCK_REALTIME, &now)
-        return UInt64(now.tv_sec) * 1_000_000_000 + UInt64(now.tv_nsec)
-    }
 }
 
 /// Turns each finished, sampled request into a span for the exporter (a completion hook: it adds no work
@@ -188,7 +178,7 @@ public struct SpanExportFilter: GatewayFilter {
 
     public func onComplete(context: RequestContext, outcome: RequestOutcome) {
         guard context.traceSampled, let traceID = context.traceID, let spanID = context.spanID else { return }
-        let end = OTLPExporter.unixNanosNow()
+        let end = WallClock.nanoseconds()
         let duration = UInt64(max(0, outcome.durationNanos))
         let routeName = context.route?.name
         var attributes: [(key: String, value: SpanRecord.AttributeValue)] = [

@@ -354,6 +354,8 @@ import TestSupport
                 #expect((error["status"] as? [String: Any])?["code"] as? Int == 2)
                 let unsampled = spans.filter { $0["traceId"] as? String == unsampledTrace }
                 #expect(unsampled.isEmpty)
+                let exported = Self.scrape(test.gateway).value("gateway_spans_total", ["outcome": "exported"]) ?? 0
+                #expect(exported >= 2)
             }
         }
     }
@@ -373,8 +375,18 @@ import TestSupport
                 try await Task.sleep(for: .milliseconds(200))
                 let warnings = test.logs.entries("span export failed; dropping spans until the collector answers")
                 #expect(warnings.count == 1)
+                let metrics = Self.scrape(test.gateway)
+                #expect((metrics.value("gateway_spans_total", ["outcome": "dropped"]) ?? 0) >= 1)
+                #expect((metrics.value("gateway_spans_total", ["outcome": "exported"]) ?? 0) == 0)
             }
         }
+    }
+
+    /// The gateway's metrics, read directly from its registry.
+    static func scrape(_ gateway: Gateway) -> PrometheusText {
+        var bytes: [UInt8] = []
+        gateway.registry.emit(into: &bytes)
+        return PrometheusText(String(decoding: bytes, as: UTF8.self))
     }
 
     static func collectedSpans(_ collector: DemoUpstream) -> [[String: Any]] {

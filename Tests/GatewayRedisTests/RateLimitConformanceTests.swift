@@ -114,15 +114,22 @@ func verify(_ vector: RateLimitVector, _ results: [RateLimitResult], store: Stri
 }
 
 @Suite(.serialized) struct RateLimitConformanceTests {
-    // The same vectors give the same decisions, remaining counts and retry times in memory and in Redis.
-    @Test func memoryAndRedisAgree() async throws {
+    /// A throwaway redis-server and a connected one-connection client on its own event loop.
+    static func connectedClient() async throws -> (RedisServer, MultiThreadedEventLoopGroup, RedisClient) {
         let server = try await RedisServer()
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         let client = try await RedisClient(
             url: try RedisURL.parse(server.url).get(), poolSize: 1, timeout: .seconds(2), group: group,
             logger: Logger(label: "test"))
-        defer { Task { await client.shutdown(); try? await group.shutdownGracefully() } }
         try await client.waitUntilConnected()
+        return (server, group, client)
+    }
+
+    // The same vectors give the same decisions, remaining counts and retry times in memory and in Redis.
+    @Test func memoryAndRedisAgree() async throws {
+        let (server, group, client) = try await Self.connectedClient()
+        defer { Task { await client.shutdown(); try? await group.shutdownGracefully() } }
+        defer { withExtendedLifetime(server) {} }
         let now = NIOLockedValueBox<Int64>(0)
         let redisStore = RedisRateLimitStore(client: client, clockOverride: { now.withLockedValue { $0 } })
         let loop = group.next()
@@ -142,13 +149,9 @@ func verify(_ vector: RateLimitVector, _ results: [RateLimitResult], store: Stri
 
     // Keys carry a TTL (no idle key lives forever) and are namespaced under one hash tag per route.
     @Test func keysExpireAndShareAHashTag() async throws {
-        let server = try await RedisServer()
-        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
-        let client = try await RedisClient(
-            url: try RedisURL.parse(server.url).get(), poolSize: 1, timeout: .seconds(2), group: group,
-            logger: Logger(label: "test"))
+        let (server, group, client) = try await Self.connectedClient()
         defer { Task { await client.shutdown(); try? await group.shutdownGracefully() } }
-        try await client.waitUntilConnected()
+        defer { withExtendedLifetime(server) {} }
         let store = RedisRateLimitStore(client: client)
         let rules = [
             RateLimitRule(name: "b", algorithm: .tokenBucket(TokenBucket(capacity: 10, refillPerSecond: 5))),

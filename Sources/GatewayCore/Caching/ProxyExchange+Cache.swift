@@ -8,7 +8,7 @@ struct CacheState {
     let key: String
     let requestCC: CacheControl
     /// `X-Cache` for the client and the `gateway_cache_lookups_total` result.
-    var result = "MISS"
+    var result = CacheResult.miss
     /// A stored response that could not be used as it is: revalidated with the upstream, or served if the
     /// upstream fails (stale-if-error).
     var stale: CacheEntry?
@@ -28,6 +28,13 @@ struct CacheState {
         if let etag = entry.header("etag") { headers.add(name: "if-none-match", value: etag) }
         if let lastModified = entry.header("last-modified") { headers.add(name: "if-modified-since", value: lastModified) }
     }
+}
+
+/// What the cache did for an exchange: the `X-Cache` value, and the metric label in lower case.
+enum CacheResult: String, CaseIterable, Sendable {
+    case hit = "HIT", miss = "MISS", stale = "STALE", revalidated = "REVALIDATED", bypass = "BYPASS"
+
+    var label: String { rawValue.lowercased() }
 }
 
 /// A response being copied into the cache as it streams to the client.
@@ -50,12 +57,12 @@ extension ProxyExchange {
         let key = policy.key(host: HeaderRules.hostName(head.headers.first(name: "host") ?? "").description, target: head.target)
         var cacheState = CacheState(policy: policy, key: key, requestCC: CacheControl(head.headers.values(name: "cache-control")))
         guard method == .GET || method == .HEAD, upgrade == nil else {
-            cacheState.result = "BYPASS"
+            cacheState.result = .bypass
             caching = cacheState
             return forward()
         }
         if cacheState.requestCC.noStore {
-            cacheState.result = "BYPASS"
+            cacheState.result = .bypass
             caching = cacheState
             return forward()
         }
@@ -83,15 +90,15 @@ extension ProxyExchange {
         let pragmaNoCache = head.headers.containsToken("no-cache", inField: "pragma")
         switch HTTPCaching.use(entry.facts, request: cacheState.requestCC, requestPragmaNoCache: pragmaNoCache, age: age, lifetime: entry.lifetime) {
         case .fresh:
-            serveFromCache(entry, as: "HIT", now: now)
+            serveFromCache(entry, as: .hit, now: now)
         case .staleWhileRevalidate:
             refreshInBackground(entry)
-            serveFromCache(entry, as: "STALE", now: now)
+            serveFromCache(entry, as: .stale, now: now)
         case .revalidate:
             cacheState.stale = entry
             if entry.facts.hasValidator && !cacheState.requestCC.onlyIfCached {
                 cacheState.revalidating = true
-                cacheState.result = "REVALIDATED"
+                cacheState.result = .revalidated
                 caching = cacheState
                 forward()
             } else {
@@ -104,7 +111,7 @@ extension ProxyExchange {
     /// Nothing usable stored: forward, after any fetch of the same key already in flight (collapsing).
     private func miss(mayWait: Bool) {
         guard var cacheState = caching else { return forward() }
-        cacheState.result = "MISS"
+        cacheState.result = .miss
         if cacheState.requestCC.onlyIfCached {
             caching = cacheState
             return respond(error: .notCached)
@@ -158,24 +165,25 @@ extension ProxyExchange {
     // MARK: Answers from the cache
 
     /// Answers with a stored response (or 304 when the client's own validators match it).
-    func serveFromCache(_ entry: CacheEntry, as result: String, now: Int) {
+    func serveFromCache(_ entry: CacheEntry, as result: CacheResult, now: Int) {
         caching?.result = result
         var headers = HeaderList()
         if entry.status == 200 && clientValidatorsMatch(entry) {
             for (name, value) in entry.headers where notModifiedFields.contains(name.lowercased()) { headers.add(name: name, value: value) }
             headers.add(name: "age", value: String(entry.age(now: now)))
-            headers.add(name: "x-cache", value: result)
+            headers.add(name: "x-cache", value: result.rawValue)
             return respond(GatewayResponse(status: 304, headers: headers))
         }
         for (name, value) in entry.headers { headers.add(name: name, value: value) }
         headers.add(name: "age", value: String(entry.age(now: now)))
-        headers.add(name: "x-cache", value: result)
+        headers.add(name: "x-cache", value: result.rawValue)
         respond(GatewayResponse(status: entry.status, headers: headers, body: entry.body))
     }
 
     /// RFC 9110 §13.1: If-None-Match (weak comparison) takes precedence over If-Modified-Since.
     private func clientValidatorsMatch(_ entry: CacheEntry) -> Bool {
-        if let ifNoneMatch = head.headers.values(name: "if-none-match").joined(separator: ",").nilIfEmpty {
+        let ifNoneMatch = head.headers.values(name: "if-none-match").joined(separator: ",")
+        if !ifNoneMatch.isEmpty {
             guard let etag = entry.header("etag") else { return false }
             let tags = ifNoneMatch.split(separator: ",").map { $0.trimmingASCIISpaces() }
             return tags.contains("*") || tags.contains { Self.weakTag($0) == Self.weakTag(etag) }
@@ -197,7 +205,7 @@ extension ProxyExchange {
         guard HTTPCaching.mayServeOnError(stale.facts, request: cacheState.requestCC, age: stale.age(now: now), lifetime: stale.lifetime)
         else { return false }
         caching?.revalidating = false
-        serveFromCache(stale, as: "STALE", now: now)
+        serveFromCache(stale, as: .stale, now: now)
         return true
     }
 
@@ -219,7 +227,7 @@ extension ProxyExchange {
         let status = response.status
         if !head.method.isSafe {
             if (200..<400).contains(status) { invalidate(after: response, policy: cacheState.policy) }
-            response.headers.replaceOrAdd(name: "x-cache", value: cacheState.result)
+            response.headers.replaceOrAdd(name: "x-cache", value: cacheState.result.rawValue)
             return .forward
         }
         if cacheState.revalidating, status == 304, let stale = cacheState.stale {
@@ -228,12 +236,12 @@ extension ProxyExchange {
             return .absorb
         }
         if status >= 500, !responseStarted, serveStaleOnError() { return .answered }
-        if cacheState.revalidating { cacheState.result = "MISS" }  // a full answer replaces the stored copy
-        if head.method == .GET, status != 304, cacheState.result != "BYPASS" {
+        if cacheState.revalidating { cacheState.result = .miss }  // a full answer replaces the stored copy
+        if head.method == .GET, status != 304, cacheState.result != .bypass {
             cacheState.fill = makeFill(response, cacheState: cacheState)
         }
         if cacheState.fill == nil { releaseLeadership(&cacheState) }
-        response.headers.replaceOrAdd(name: "x-cache", value: cacheState.result)
+        response.headers.replaceOrAdd(name: "x-cache", value: cacheState.result.rawValue)
         caching = cacheState
         return .forward
     }
@@ -259,7 +267,7 @@ extension ProxyExchange {
             cacheState.refreshed = nil
             caching = cacheState
             cacheState.policy.cache.store(cacheState.key, refreshed, on: connection.eventLoop)
-            serveFromCache(refreshed, as: "REVALIDATED", now: ResponseCache.now())
+            serveFromCache(refreshed, as: .revalidated, now: ResponseCache.now())
             return false
         }
         if var fill = cacheState.fill {
@@ -307,7 +315,7 @@ extension ProxyExchange {
             guard !["content-length", "transfer-encoding", "set-cookie", "age", "x-cache", "content-encoding"].contains(lower) else { continue }
             updated[lower, default: []].append(value)
         }
-        let responseTime = now()
+        let responseTime = ResponseCache.now()
         // The validation happened now: without a Date of its own, the 304 dates the refreshed copy.
         if updated["date"] == nil { updated["date"] = [HTTPDate.format(responseTime)] }
         entry.headers.removeAll { updated[$0.name.lowercased()] != nil }
@@ -322,8 +330,6 @@ extension ProxyExchange {
         entry.lifetime = HTTPCaching.freshnessLifetime(facts, responseTime: responseTime, defaultTTL: stale.lifetime)
         return entry
     }
-
-    private static func now() -> Int { ResponseCache.now() }
 
     /// RFC 9111 §4.4: after a successful unsafe request, the target URI and same-host Location and
     /// Content-Location are invalid.
@@ -361,30 +367,6 @@ extension ProxyExchange {
         refresh.call = call
         call.start()
         call.sendEnd()
-    }
-}
-
-extension HeaderList {
-    /// Every value of a field, one per field line (received ones read in place: no other field is copied).
-    public func values(name: String) -> [String] {
-        var values: [String] = []
-        forEachReceivedValue(name: name) { values.append(String(decoding: $0, as: UTF8.self)) }
-        if hasAddedFields { values += addedValues(name: name) }
-        return values
-    }
-}
-
-extension String {
-    var nilIfEmpty: String? { isEmpty ? nil : self }
-}
-
-extension HTTPMethod {
-    /// RFC 9110 §9.2.1.
-    public var isSafe: Bool {
-        switch self {
-        case .GET, .HEAD, .OPTIONS, .TRACE: return true
-        default: return false
-        }
     }
 }
 

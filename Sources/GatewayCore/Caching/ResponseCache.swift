@@ -6,12 +6,6 @@ import GatewayPolicy
 import NIOCore
 import Synchronization
 
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Musl)
-import Musl
-#endif
-
 /// One stored response (one variant of a URI).
 public struct CacheEntry: Sendable {
     public var status: Int
@@ -116,11 +110,7 @@ public final class ResponseCache: Sendable {
     }
 
     /// Unix seconds now (wall clock: ages and HTTP dates are wall-clock quantities).
-    public static func now() -> Int {
-        var now = timespec()
-        clock_gettime(CLOCK_REALTIME, &now)
-        return Int(now.tv_sec)
-    }
+    public static func now() -> Int { Int(WallClock.nanoseconds() / 1_000_000_000) }
 
     // MARK: Lookup and store
 
@@ -153,9 +143,12 @@ public final class ResponseCache: Sendable {
     }
 
     /// Drops every variant of a URI (unsafe methods, purge by URL).
-    public func invalidate(_ key: String, on eventLoop: EventLoop) {
-        _ = memory.withLockedValue { $0.remove(key) }
+    /// Returns whether the memory tier held it.
+    @discardableResult
+    public func invalidate(_ key: String, on eventLoop: EventLoop) -> Bool {
+        let held = memory.withLockedValue { $0.remove(key) } != nil
         shared?.remove(key, on: eventLoop)
+        return held
     }
 
     /// Drops a route's entries (nil: all) from both tiers; the number dropped from memory.
@@ -183,8 +176,6 @@ public final class ResponseCache: Sendable {
             }
         }
     }
-
-    public var memoryUsage: (entries: Int, bytes: Int) { memory.withLockedValue { ($0.count, $0.totalCost) } }
 
     // MARK: Request collapsing
 
@@ -236,14 +227,14 @@ public struct RouteCachePolicy: Sendable {
     public let ignoredQueryParameters: Set<String>
     public let allowSetCookie: Bool
     /// `gateway_cache_lookups_total{route,result}` handles, made once (a hit must not build label strings).
-    let lookups: [String: Counter]
+    let lookups: [CacheResult: Counter]
 
     public init(cache: ResponseCache, route: String, config: RouteCacheConfig, metrics: GatewayMetrics = .disabled) {
         self.cache = cache
         self.route = route
-        var lookups: [String: Counter] = [:]
-        for result in ["HIT", "MISS", "STALE", "REVALIDATED", "BYPASS"] {
-            lookups[result] = metrics.counter("gateway_cache_lookups_total", [("route", route), ("result", result.lowercased())])
+        var lookups: [CacheResult: Counter] = [:]
+        for result in CacheResult.allCases {
+            lookups[result] = metrics.counter("gateway_cache_lookups_total", [("route", route), ("result", result.label)])
         }
         self.lookups = lookups
         self.defaultTTL = config.defaultTTLSeconds
