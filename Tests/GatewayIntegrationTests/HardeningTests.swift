@@ -214,6 +214,19 @@ import TestSupport
         }
     }
 
+    // http2_max_concurrent_streams is what the gateway announces in its SETTINGS.
+    @Test func http2StreamLimitIsAnnounced() async throws {
+        try await withUpstreams { upstreams in
+            let json = basicConfig(limits: #"{ "http2_max_concurrent_streams": 7 }"#)
+                .replacingOccurrences(of: #""port": 0 }"#, with: #""port": 0, "h2c": true }"#)
+            try await withGateway(json, upstreams: upstreams) { test in
+                let result = try await shell("nghttp -nv http://127.0.0.1:\(test.port)/echo", timeout: .seconds(30))
+                #expect(result.stdout.contains("SETTINGS_MAX_CONCURRENT_STREAMS(0x03):7"), "\(result.stdout)")
+                #expect(result.stdout.contains(":status: 200"))
+            }
+        }
+    }
+
     // HTTP/2 rapid reset (CVE-2023-44487): a client opening and cancelling streams in a loop is cut off with GOAWAY.
     @Test(.timeLimit(.minutes(1))) func http2RapidReset() async throws {
         try await withUpstreams { upstreams in
