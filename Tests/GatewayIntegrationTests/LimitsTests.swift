@@ -111,12 +111,13 @@ import Testing
     // An upstream slower than read_timeout_ms: 504 UPSTREAM_TIMEOUT.
     @Test func slowUpstreamIs504() async throws {
         try await withUpstreams { upstreams in
-            try await withGateway(basicConfig(upstreamExtra: #", "read_timeout_ms": 200"#), upstreams: upstreams) { gateway in
+            // 1 s: long enough that the follow-up request is not cut off on a loaded machine, far below the 5 s.
+            try await withGateway(basicConfig(upstreamExtra: #", "read_timeout_ms": 1000"#), upstreams: upstreams) { gateway in
                 let started = ContinuousClock.now
-                let response = try await gateway.request("GET", "/slow?ms=3000")
+                let response = try await gateway.request("GET", "/slow?ms=5000")
                 #expect(response.status == 504)
                 #expect(response.errorCode == "UPSTREAM_TIMEOUT")
-                #expect(ContinuousClock.now - started < .seconds(2))
+                #expect(ContinuousClock.now - started < .seconds(4))
                 // The gateway still serves normally afterwards.
                 #expect(try await gateway.request("GET", "/echo").status == 200)
             }

@@ -436,7 +436,7 @@ import TestSupport
             // Stop only once all six requests are in flight (the upstream has them), even on a loaded machine.
             let arrived = ContinuousClock.now + .seconds(10)
             while upstreams[0].requestsServed < 6 && ContinuousClock.now < arrived { try await Task.sleep(for: .milliseconds(10)) }
-            #expect(upstreams[0].requestsServed == 6)
+            #expect(upstreams[0].requestsServed >= 6)
             let stopping = Task { await gateway.shutdown() }
 
             var readiness = 200
