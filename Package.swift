@@ -75,7 +75,10 @@ let package = Package(
             swiftSettings: strict),
         .target(
             name: "GatewayUpstream",
-            dependencies: [nioLocks, "GatewayCore", "GatewayPolicy", "GatewayConfig", "GatewayHTTP", "GatewayTLS", nioCore, nioPosix, nioSSL, logging],
+            dependencies: [
+                nioLocks, "GatewayCore", "GatewayPolicy", "GatewayConfig", "GatewayHTTP", "GatewayTLS", nioCore, nioPosix, nioSSL, nioHTTP2,
+                .product(name: "NIOTLS", package: "swift-nio"), logging,
+            ],
             swiftSettings: strict),
         .target(
             name: "GatewayServer",
@@ -103,7 +106,7 @@ let package = Package(
             swiftSettings: strict
         ),
         // The demo upstream lives beside the gateway so `make run` and the tests need nothing outside the repo.
-        .target(name: "DemoUpstream", dependencies: [nioLocks, nioCore, nioPosix, nioHTTP1, nioSSL, .product(name: "NIOWebSocket", package: "swift-nio")], path: "examples/DemoUpstream", swiftSettings: strict),
+        .target(name: "DemoUpstream", dependencies: [nioLocks, nioCore, nioPosix, nioHTTP1, nioHTTP2, nioSSL, .product(name: "NIOWebSocket", package: "swift-nio")], path: "examples/DemoUpstream", swiftSettings: strict),
         .executableTarget(name: "demo-upstream", dependencies: ["DemoUpstream"], path: "examples/demo-upstream", swiftSettings: strict),
 
         .testTarget(name: "GatewayPolicyTests", dependencies: ["GatewayPolicy"], swiftSettings: strict),

@@ -298,7 +298,7 @@ public final class Gateway: Sendable {
         await server.commit(plan)
         await Self.retire(oldParts, keeping: newParts)
         await oldActive.forwarders.forEach { forwarder in
-            (forwarder as? HTTP1Forwarder)?.closeIdleConnections(notKeptBy: newParts.upstreams)
+            (forwarder as? LoopForwarder)?.closeIdleConnections(notKeptBy: newParts.upstreams)
         }
     }
 
@@ -387,7 +387,7 @@ public final class Gateway: Sendable {
     public func upstreamConnectionsOpened() async -> [String: Int] {
         let totals = NIOLockedValueBox<[String: Int]>([:])
         await holder.current.forwarders.forEach { forwarder in
-            guard let forwarder = forwarder as? HTTP1Forwarder else { return }
+            guard let forwarder = forwarder as? LoopForwarder else { return }
             let counts = forwarder.connectionsOpened
             totals.withLockedValue { totals in totals.merge(counts, uniquingKeysWith: +) }
         }

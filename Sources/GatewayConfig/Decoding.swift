@@ -401,9 +401,10 @@ extension APIKeyConfig {
 extension UpstreamConfig {
     static func decode(name: String, _ node: ConfigNode) -> UpstreamConfig? {
         node.object { o in
+            let httpProtocol = o.optional("protocol", UpstreamTarget.HTTPProtocol.decode) ?? .http1
             let targets = o.required("targets") { node -> [UpstreamTarget]? in
                 if case .array(let raw) = node.value, raw.isEmpty { node.error("at least one target is required") }
-                return node.array(UpstreamTarget.decode)
+                return node.array { UpstreamTarget.decode($0, defaultProtocol: httpProtocol) }
             }
             let balance =
                 o.optional("balance") { $0.oneOf(Balance.allCases.map(\.rawValue)).flatMap(Balance.init) } ?? .roundRobin
@@ -439,17 +440,25 @@ extension UpstreamConfig {
     }
 }
 
+extension UpstreamTarget.HTTPProtocol {
+    static func decode(_ node: ConfigNode) -> UpstreamTarget.HTTPProtocol? {
+        node.oneOf(allCases.map(\.rawValue)).flatMap(Self.init)
+    }
+}
+
 extension UpstreamTarget {
-    /// `"http://host:port"` or `{"url": "http://host:port", "weight": 3}`.
-    static func decode(_ node: ConfigNode) -> UpstreamTarget? {
+    /// `"http://host:port"` or `{"url": "http://host:port", "weight": 3, "protocol": "h2"}`; the upstream's
+    /// `protocol` applies unless the target names its own.
+    static func decode(_ node: ConfigNode, defaultProtocol: HTTPProtocol) -> UpstreamTarget? {
         if case .object = node.value {
             return node.object { o in
                 let target = o.required("url") { UpstreamTarget.parse($0) }
                 let weight = o.optional("weight") { $0.int(1...1000) } ?? 1
-                return target.map { var t = $0; t.weight = weight; return t }
+                let httpProtocol = o.optional("protocol", HTTPProtocol.decode) ?? defaultProtocol
+                return target.map { var t = $0; t.weight = weight; t.httpProtocol = httpProtocol; return t }
             }
         }
-        return parse(node)
+        return parse(node).map { var t = $0; t.httpProtocol = defaultProtocol; return t }
     }
 
     static func parse(_ node: ConfigNode) -> UpstreamTarget? {

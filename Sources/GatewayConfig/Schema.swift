@@ -228,11 +228,26 @@ public struct UpstreamConfig: Sendable, Equatable {
 
 public struct UpstreamTarget: Sendable, Hashable, CustomStringConvertible {
     public enum Scheme: String, Sendable { case http, https }
+    /// The HTTP version spoken to the target, named like its ALPN identifier.
+    public enum HTTPProtocol: String, Sendable, CaseIterable {
+        case http1 = "http/1.1"
+        /// HTTP/2: over TLS with ALPN "h2" for `https://` targets, with prior knowledge (h2c) for `http://` ones.
+        case h2
+    }
     public var scheme: Scheme
     /// Host name or IP literal (IPv6 without brackets).
     public var host: String
     public var port: Int
     public var weight: Int
+    public var httpProtocol: HTTPProtocol = .http1
+
+    public init(scheme: Scheme, host: String, port: Int, weight: Int, httpProtocol: HTTPProtocol = .http1) {
+        self.scheme = scheme
+        self.host = host
+        self.port = port
+        self.weight = weight
+        self.httpProtocol = httpProtocol
+    }
 
     /// `host:port` as it goes in a Host header (IPv6 in brackets).
     public var authority: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }

@@ -43,6 +43,12 @@ public struct ParsedResponse: Sendable {
     public var framing: BodyFraming
     /// The upstream allows reusing the connection afterwards.
     public var keepAlive: Bool
+
+    public init(head: ResponseHead, framing: BodyFraming, keepAlive: Bool) {
+        self.head = head
+        self.framing = framing
+        self.keepAlive = keepAlive
+    }
 }
 
 /// Incremental, strict HTTP/1.x head parser.

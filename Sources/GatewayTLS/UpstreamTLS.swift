@@ -4,11 +4,12 @@ import NIOSSL
 /// The client side of TLS to an upstream's `https://` targets.
 public enum UpstreamTLS {
     /// The context for one upstream. Verification is on unless `insecure_skip_verify` says otherwise: against
-    /// `ca_file` when given, else the system trust store.
-    public static func makeContext(_ settings: UpstreamTLSConfig) throws -> NIOSSLContext {
+    /// `ca_file` when given, else the system trust store. `applicationProtocols` is what ALPN offers:
+    /// "http/1.1" or, for HTTP/2 targets, "h2" alone (an upstream that cannot speak it must refuse, not downgrade).
+    public static func makeContext(_ settings: UpstreamTLSConfig, applicationProtocols: [String] = ["http/1.1"]) throws -> NIOSSLContext {
         var configuration = TLSConfiguration.makeClientConfiguration()
         configuration.minimumTLSVersion = .tlsv12
-        configuration.applicationProtocols = ["http/1.1"]
+        configuration.applicationProtocols = applicationProtocols
         if settings.insecureSkipVerify {
             configuration.certificateVerification = .none
         } else {

@@ -5,6 +5,8 @@ import GatewayPolicy
 import GatewayTLS
 import Logging
 import NIOCore
+import NIOHPACK
+import NIOHTTP2
 import NIOPosix
 import NIOSSL
 import Synchronization
@@ -85,12 +87,28 @@ final class HealthChecker: Sendable {
             let timeout = TimeAmount.milliseconds(Int64(settings.timeoutMs))
             let result = eventLoop.makePromise(of: Int.self)
             let request = "GET \(settings.path) HTTP/1.1\r\nHost: \(target.authority)\r\nUser-Agent: gateway-health-check\r\nConnection: close\r\n\r\n"
-            let tls = target.target.scheme == .https ? upstream.tlsContext : nil
+            let http2 = target.target.httpProtocol == .h2
+            let tls = target.target.scheme == .https ? (http2 ? upstream.http2TLSContext : upstream.tlsContext) : nil
             let serverName = UpstreamTLS.serverName(for: target.target, settings: upstream.config.tls)
+            let path = settings.path
             let connected = ClientBootstrap(group: eventLoop)
                 .connectTimeout(timeout)
                 .channelInitializer { channel in
                     channel.eventLoop.makeCompletedFuture {
+                        if http2 {
+                            // The same check as one stream of a short-lived HTTP/2 connection.
+                            let ready = channel.eventLoop.makePromise(of: NIOHTTP2Handler.StreamMultiplexer.self)
+                            try HTTP2Session.configureClient(channel, tls: tls.map { ($0, serverName) }, session: nil, ready: ready)
+                            ready.futureResult.flatMap { multiplexer in
+                                multiplexer.createStreamChannel { stream in
+                                    stream.eventLoop.makeCompletedFuture {
+                                        try stream.pipeline.syncOperations.addHandler(
+                                            HTTP2HealthProbeHandler(path: path, target: target.target, result: result))
+                                    }
+                                }
+                            }.whenFailure { result.fail($0) }
+                            return
+                        }
                         if let tls {
                             try channel.pipeline.syncOperations.addHandler(NIOSSLClientHandler(context: tls, serverHostname: serverName))
                         }
@@ -192,6 +210,54 @@ final class HealthProbeHandler: ChannelInboundHandler {
             result.fail(error)
             context.close(promise: nil)
         }
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        result.fail(HealthProbeError.closedWithoutAnswer)
+        context.fireChannelInactive()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        result.fail(error)
+        context.close(promise: nil)
+    }
+}
+
+/// The HTTP/2 form of the check: one GET stream; completes with the status of the final answer.
+final class HTTP2HealthProbeHandler: ChannelInboundHandler {
+    typealias InboundIn = HTTP2Frame.FramePayload
+    typealias OutboundOut = HTTP2Frame.FramePayload
+
+    private let fields: HPACKHeaders
+    private let result: EventLoopPromise<Int>
+
+    init(path: String, target: UpstreamTarget, result: EventLoopPromise<Int>) {
+        fields = [
+            ":method": "GET", ":scheme": target.scheme.rawValue, ":authority": target.authority, ":path": path,
+            "user-agent": "gateway-health-check",
+        ]
+        self.result = result
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        if context.channel.isActive { send(context) }
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        send(context)
+        context.fireChannelActive()
+    }
+
+    private func send(_ context: ChannelHandlerContext) {
+        context.writeAndFlush(wrapOutboundOut(.headers(.init(headers: fields, endStream: true))), promise: nil)
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        guard case .headers(let headers) = unwrapInboundIn(data), let status = headers.headers.first(name: ":status").flatMap({ Int($0) }),
+            status >= 200
+        else { return }
+        result.succeed(status)
+        context.close(promise: nil)
     }
 
     func channelInactive(context: ChannelHandlerContext) {

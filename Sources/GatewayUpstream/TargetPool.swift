@@ -3,10 +3,12 @@ import GatewayPolicy
 import GatewayTLS
 import Logging
 import NIOCore
+import NIOHTTP2
 import NIOPosix
 import NIOSSL
 
-/// The keep-alive connections to one upstream target on one event loop.
+/// The keep-alive connections to one upstream target on one event loop (for an `h2` target: its HTTP/2
+/// session, whose streams carry the requests).
 ///
 /// Each event loop has its own pools, so a client connection and the upstream connection serving it
 /// share a thread: no locks, no hops. The pure `IdleConnectionPool` decides reuse and expiry.
@@ -17,12 +19,14 @@ final class TargetPool {
     let authority: String
     /// The target's address when it is an IP literal (resolved once); nil means resolve on connect.
     private let address: SocketAddress?
-    private let eventLoop: EventLoop
+    let eventLoop: EventLoop
     private let connectTimeout: TimeAmount
     /// TLS for an `https://` target, with the SNI name to send.
     private let tls: (context: NIOSSLContext, serverName: String?)?
     private var idle: IdleConnectionPool<UpstreamConnection>
     private var sweep: Scheduled<Void>?
+    /// For an `h2` target: the HTTP/2 connection the requests share (nil for HTTP/1.1 targets).
+    private var session: HTTP2Session?
     /// The upstream this pool belongs to (it owns the pool), for the connection cap.
     private unowned let runtime: UpstreamRuntime
     /// Connections opened since start: the test suite reads it to prove reuse.
@@ -35,7 +39,8 @@ final class TargetPool {
         self.address = IPAddress(target.host) != nil ? try? SocketAddress(ipAddress: target.host, port: target.port) : nil
         self.eventLoop = runtime.eventLoop
         self.connectTimeout = runtime.connectTimeout
-        if shared.target.scheme == .https, let context = runtime.shared.tlsContext {
+        let http2 = shared.target.httpProtocol == .h2
+        if shared.target.scheme == .https, let context = http2 ? runtime.shared.http2TLSContext : runtime.shared.tlsContext {
             tls = (context, UpstreamTLS.serverName(for: shared.target, settings: runtime.config.tls))
         } else {
             tls = nil
@@ -44,7 +49,18 @@ final class TargetPool {
             maxIdle: runtime.config.pool.maxIdlePerTarget,
             idleTimeoutNanos: UInt64(runtime.config.pool.idleTimeoutMs) * 1_000_000)
         self.runtime = runtime
+        if http2 {
+            session = HTTP2Session(
+                pool: self, tls: tls, connectTimeout: connectTimeout,
+                idleTimeout: .milliseconds(Int64(runtime.config.pool.idleTimeoutMs)))
+        }
     }
+
+    /// Requests to this target are streams on one HTTP/2 connection: they never wait for a connection slot.
+    var isHTTP2: Bool { session != nil }
+
+    /// The last stream id of a GOAWAY on the current HTTP/2 connection (streams above it were not processed).
+    var http2GoAwayLastStreamID: HTTP2StreamID? { session?.goAwayLastStreamID }
 
     var index: Int { shared.index }
 
@@ -58,12 +74,12 @@ final class TargetPool {
         }
     }
 
-    /// Opens a new connection to the target. It holds a slot of the upstream's connection cap from now
-    /// until it closes (or fails to connect).
-    func connect() -> EventLoopFuture<UpstreamConnection> {
-        connectionsOpened += 1
+    /// A new link to the target: a new HTTP/1.1 connection (holding a slot of the upstream's connection cap
+    /// from now until it closes or fails to connect), or a new stream on the HTTP/2 session.
+    func connect() -> EventLoopFuture<any UpstreamLink> {
+        if let session { return session.openStream() }
         let connection = UpstreamConnection(pool: self)
-        runtime.connectionOpened()
+        connectionStarted()
         // The initializer runs on this pool's own event loop (the bootstrap's group is that one loop).
         let boundConnection = NIOLoopBound(connection, eventLoop: eventLoop)
         let tls = self.tls
@@ -81,16 +97,27 @@ final class TargetPool {
                     try channel.pipeline.syncOperations.addHandler(boundConnection.value)
                 }
             }
-        let connected: EventLoopFuture<Channel>
-        if let address {
-            connected = bootstrap.connect(to: address)
-        } else {
-            connected = bootstrap.connect(host: target.host, port: target.port)
-        }
-        return connected.assumeIsolated().map { _ in connection }.flatMapErrorThrowing { error in
+        return connect(bootstrap).assumeIsolated().map { _ -> any UpstreamLink in connection }.flatMapErrorThrowing { error in
             connection.connectFailed()
             throw error
         }.nonisolated()
+    }
+
+    /// Connects `bootstrap` to the target's address.
+    func connect(_ bootstrap: ClientBootstrap) -> EventLoopFuture<Channel> {
+        if let address { return bootstrap.connect(to: address) }
+        return bootstrap.connect(host: target.host, port: target.port)
+    }
+
+    /// A connection to the target is being opened: it counts against the upstream's cap until it ends.
+    func connectionStarted() {
+        connectionsOpened += 1
+        runtime.connectionOpened()
+    }
+
+    /// A connection ended (or failed to open) without being an idle pooled one.
+    func connectionFinished() {
+        runtime.connectionEnded()
     }
 
     /// Returns a connection that finished an exchange cleanly.
@@ -108,6 +135,7 @@ final class TargetPool {
     }
 
     func closeAll() {
+        session?.closeWhenIdle()
         sweep?.cancel()
         sweep = nil
         for connection in idle.drain() { connection.close() }

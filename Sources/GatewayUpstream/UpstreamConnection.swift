@@ -5,9 +5,9 @@ import NIOCore
 /// One keep-alive HTTP/1.1 connection to an upstream target, and the only handler in its pipeline:
 /// it parses responses with GatewayHTTP's codec and writes requests as bytes.
 ///
-/// While an exchange uses it, response parts go straight to that exchange's `HTTP1UpstreamCall` (same
+/// While an exchange uses it, response parts go straight to that exchange's `ForwardingCall` (same
 /// event loop, no hops); while parked in the pool it belongs to its `TargetPool`.
-final class UpstreamConnection: ChannelDuplexHandler, Hashable {
+final class UpstreamConnection: ChannelDuplexHandler, Hashable, UpstreamLink {
     typealias InboundIn = ByteBuffer
     typealias OutboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
@@ -31,7 +31,7 @@ final class UpstreamConnection: ChannelDuplexHandler, Hashable {
     private var phase = Phase.idle
     private var processing = false
     /// The call using this connection, nil while idle.
-    var call: HTTP1UpstreamCall?
+    var call: ForwardingCall?
     /// Whether this connection already served an exchange (a stale keep-alive connection may be retried).
     var hasServedRequests = false
     private(set) var isClosed = false
@@ -41,15 +41,18 @@ final class UpstreamConnection: ChannelDuplexHandler, Hashable {
     // Backpressure: reads the channel asked for while the client was not keeping up.
     private var readPaused = false
     private var readPending = false
-
-    // Read timeout as a deadline checked by one lazily re-armed timer (no per-read timer churn).
-    private var readTimeout: TimeAmount = .seconds(30)
-    private var readDeadline: NIODeadline?
-    private var readTimer: Scheduled<Void>?
+    private let readDeadline: ReadDeadline
+    /// How the body of the request in flight is framed.
+    private var requestFraming = BodyFraming.none
 
     init(pool: TargetPool, maxHeadBytes: Int = 65_536) {
         self.pool = pool
         self.parser = HTTP1HeadParser(maxHeadBytes: maxHeadBytes, maxFields: 256)
+        self.readDeadline = ReadDeadline(eventLoop: pool.eventLoop)
+        readDeadline.onExpiry = { [weak self] in
+            guard let self, !self.isClosed else { return }
+            self.call?.connectionTimedOut()
+        }
     }
 
     static func == (lhs: UpstreamConnection, rhs: UpstreamConnection) -> Bool { lhs === rhs }
@@ -57,21 +60,45 @@ final class UpstreamConnection: ChannelDuplexHandler, Hashable {
 
     var isWritable: Bool { context?.channel.isWritable ?? false }
 
-    var allocator: ByteBufferAllocator { context?.channel.allocator ?? ByteBufferAllocator() }
+    /// A keep-alive connection that already served an exchange: when it fails before answering, the upstream
+    /// most likely closed it while idle, just as it was reused.
+    var failedBeforeUse: Bool { hasServedRequests }
 
     // MARK: Used by the call
 
     /// Sends a request head; the response to it is parsed with the request's method in mind (HEAD).
-    func writeHead(_ head: RequestHead) {
+    func writeHead(_ head: RequestHead, framing: BodyFraming) {
         guard let context else { return }
+        requestFraming = framing
         phase = .head(head.method, upgrade: head.headers.containsToken("upgrade", inField: "connection"))
         var buffer = context.channel.allocator.buffer(capacity: head.headers.serializedSize + head.target.utf8.count + 32 + 1024)
         HTTP1Writer.write(head, to: &buffer)
         write(buffer)
     }
 
+    func writeBody(_ buffer: ByteBuffer) {
+        guard let context else { return }
+        if requestFraming == .chunked && !isTunnel {
+            write(HTTP1Writer.chunkHeader(size: buffer.readableBytes, allocator: context.channel.allocator))
+            write(buffer)
+            write(HTTP1Writer.crlf)
+        } else {
+            write(buffer)
+        }
+    }
+
+    func writeEnd() {
+        if requestFraming == .chunked { write(HTTP1Writer.lastChunk) }
+    }
+
+    func release() {
+        hasServedRequests = true
+        setReadPaused(false)
+        pool.park(self)
+    }
+
     /// Queues bytes for the upstream; small ones are gathered until the next flush.
-    func write(_ buffer: ByteBuffer) {
+    private func write(_ buffer: ByteBuffer) {
         guard let context else { return }
         output.add(buffer) { context.write(self.wrapOutboundOut($0), promise: nil) }
     }
@@ -84,13 +111,12 @@ final class UpstreamConnection: ChannelDuplexHandler, Hashable {
 
     /// Starts the read timeout (time to the first response byte, then between reads).
     func startReadTimeout(_ timeout: TimeAmount) {
-        readTimeout = timeout
         if case .tunnel = phase { return }  // a tunnel may be quiet for as long as both sides like
         guard !readPaused else { return }
-        armReadDeadline()
+        readDeadline.arm(timeout)
     }
 
-    func stopReadTimeout() { readDeadline = nil }
+    func stopReadTimeout() { readDeadline.disarm() }
 
     var isTunnel: Bool {
         if case .tunnel = phase { return true }
@@ -101,9 +127,9 @@ final class UpstreamConnection: ChannelDuplexHandler, Hashable {
         guard paused != readPaused, let context else { return }
         readPaused = paused
         if paused {
-            readDeadline = nil  // the upstream is not slow, the client is
+            readDeadline.disarm()  // the upstream is not slow, the client is
         } else {
-            if call != nil, !isTunnel { armReadDeadline() }
+            if call != nil, !isTunnel { readDeadline.arm() }
             // Deliver what was held back (even with no bytes left, the end of a length-delimited body may
             // still be due), then flush it: this may run inside the client channel's writability event, and
             // without a flush those bytes would wait for an upstream read that never comes, stalling the download.
@@ -120,9 +146,7 @@ final class UpstreamConnection: ChannelDuplexHandler, Hashable {
     func close() {
         guard !isClosed else { return }
         isClosed = true
-        readDeadline = nil
-        readTimer?.cancel()
-        readTimer = nil
+        readDeadline.cancel()
         context?.close(promise: nil)
         end()
     }
@@ -137,28 +161,6 @@ final class UpstreamConnection: ChannelDuplexHandler, Hashable {
         guard !ended else { return }
         ended = true
         pool.connectionEnded(self)
-    }
-
-    // MARK: Timer
-
-    private func armReadDeadline() {
-        readDeadline = .now() + readTimeout
-        if readTimer == nil { scheduleReadTimer(in: readTimeout) }
-    }
-
-    private func scheduleReadTimer(in delay: TimeAmount) {
-        guard let context else { return }
-        readTimer = context.eventLoop.assumeIsolated().scheduleTask(in: delay) { [self] in
-            self.readTimer = nil
-            guard let deadline = self.readDeadline, !self.isClosed else { return }
-            let now = NIODeadline.now()
-            if now < deadline {
-                self.scheduleReadTimer(in: deadline - now)
-            } else {
-                self.readDeadline = nil
-                self.call?.connectionTimedOut()
-            }
-        }
     }
 
     // MARK: Inbound
@@ -178,7 +180,7 @@ final class UpstreamConnection: ChannelDuplexHandler, Hashable {
             close()
             return
         }
-        if readDeadline != nil { readDeadline = .now() + readTimeout }
+        readDeadline.extend()
         if input.readableBytes == 0 {
             input = bytes
         } else {
@@ -270,9 +272,7 @@ final class UpstreamConnection: ChannelDuplexHandler, Hashable {
 
     func channelInactive(context: ChannelHandlerContext) {
         isClosed = true
-        readDeadline = nil
-        readTimer?.cancel()
-        readTimer = nil
+        readDeadline.cancel()
         if let call {
             // A close-delimited body (or a tunnel) ends here; anything else was cut short.
             if case .tunnel = phase {

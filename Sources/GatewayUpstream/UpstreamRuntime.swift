@@ -35,7 +35,7 @@ final class UpstreamRuntime {
     /// This loop's share of `max_pending_requests`.
     private let pendingLimit: Int
     /// Requests waiting for a connection slot, oldest first.
-    private var waiters: [HTTP1UpstreamCall] = []
+    private var waiters: [ForwardingCall] = []
     private var serveScheduled = false
 
     init(config: UpstreamConfig, shared: UpstreamShared, eventLoop: EventLoop, loopIndex: Int, loopCount: Int, logger: Logger) {
@@ -137,8 +137,10 @@ final class UpstreamRuntime {
     // MARK: Connections and the connection cap
 
     /// Gives `call` a connection to `pool`: an idle one, a new one within the cap, or a place in the queue.
-    func acquireConnection(for call: HTTP1UpstreamCall, to pool: TargetPool) {
-        if let connection = pool.takeIdle() {
+    func acquireConnection(for call: ForwardingCall, to pool: TargetPool) {
+        if pool.isHTTP2 {
+            call.connect(to: pool)
+        } else if let connection = pool.takeIdle() {
             call.attach(connection)
         } else if makeRoom(for: pool) {
             call.connect(to: pool)
@@ -150,7 +152,7 @@ final class UpstreamRuntime {
         }
     }
 
-    func removeWaiter(_ call: HTTP1UpstreamCall) {
+    func removeWaiter(_ call: ForwardingCall) {
         if let index = waiters.firstIndex(where: { $0 === call }) { waiters.remove(at: index) }
     }
 

@@ -91,16 +91,15 @@ final class UpstreamShared: Sendable {
     let retryStatuses: Set<Int>
     let failureStatuses: Set<Int>
     let logger: Logger
-    /// For `https://` targets (built once: contexts are shared by all loops).
+    /// For `https://` targets (built once: contexts are shared by all loops); `h2` targets offer only "h2".
     let tlsContext: NIOSSLContext?
+    let http2TLSContext: NIOSSLContext?
 
     init(config: UpstreamConfig, logger: Logger, metrics: GatewayMetrics) throws {
         self.config = config
-        if config.targets.contains(where: { $0.scheme == .https }) {
-            tlsContext = try UpstreamTLS.makeContext(config.tls)
-        } else {
-            tlsContext = nil
-        }
+        let secure = config.targets.filter { $0.scheme == .https }
+        tlsContext = secure.contains { $0.httpProtocol == .http1 } ? try UpstreamTLS.makeContext(config.tls) : nil
+        http2TLSContext = secure.contains { $0.httpProtocol == .h2 } ? try UpstreamTLS.makeContext(config.tls, applicationProtocols: ["h2"]) : nil
         let breaker = config.circuitBreaker.map { settings in
             CircuitBreaker.Settings(
                 failureThreshold: settings.failureThreshold, failureRatio: settings.failureRatio,

@@ -94,6 +94,28 @@ import Testing
         }
     }
 
+    // `protocol` on the upstream applies to its targets unless a target names its own; wrong values are errors.
+    @Test func upstreamProtocols() throws {
+        let json = """
+            { "listeners": [{ "name": "l", "port": 1 }],
+              "upstreams": { "u": { "protocol": "h2",
+                                    "targets": ["http://127.0.0.1:1", { "url": "https://h:2", "protocol": "http/1.1" }] } },
+              "routes": [{ "name": "r", "upstream": "u" }] }
+            """
+        let config = try #require(load(json).config)
+        let targets = try #require(config.upstream(named: "u")).targets
+        #expect(targets.map(\.httpProtocol) == [.h2, .http1])
+        #expect(try #require(load(minimal()).config).upstreams[0].targets[0].httpProtocol == .http1)
+
+        let bad = json.replacingOccurrences(of: #""protocol": "h2""#, with: #""protocol": "h3""#)
+            .replacingOccurrences(of: #""protocol": "http/1.1""#, with: #""protocol": 2"#)
+        #expect(
+            load(bad).errors.map(\.description) == [
+                #"upstreams.u.protocol: unknown value "h3" (did you mean "h2"?); expected one of "http/1.1", "h2""#,
+                "upstreams.u.targets[1].protocol: expected a string, found a number",
+            ])
+    }
+
     // Whole-segment prefixes and stripping that keeps the query.
     @Test func pathRules() {
         #expect(PathRules.hasSegmentPrefix("/api", "/api"))

@@ -1,15 +1,18 @@
 import NIOCore
 import NIOConcurrencyHelpers
 import NIOHTTP1
+import NIOHTTP2
 import NIOPosix
 import NIOSSL
 import NIOWebSocket
 import Synchronization
 
-/// A small HTTP/1.1 upstream for the demo and the tests. It needs nothing beyond SwiftNIO.
+/// A small HTTP/1.1 upstream for the demo and the tests. It needs nothing beyond SwiftNIO. Started with
+/// `http2: true` it speaks HTTP/2 instead (with prior knowledge, or after TLS whose ALPN offers "h2"); the
+/// endpoints are the same, except `/ws`.
 ///
 /// Endpoints (any other path echoes):
-/// - `/echo` (any method): the request as JSON (method, path, query, headers, body size and text)
+/// - `/echo` (any method): the request as JSON (method, path, version, headers, body size and text)
 /// - `/healthz`: `{"status":"ok"}`
 /// - `/bytes/N[?chunked=1]`: N bytes, streamed with backpressure (Content-Length unless chunked)
 /// - `/slow?ms=N`: answers after N milliseconds
@@ -76,7 +79,7 @@ public final class DemoUpstream: Sendable {
 
     public static func start(
         host: String = "127.0.0.1", port: Int = 0, name: String = "demo", behaviour: Behaviour = Behaviour(),
-        tls: NIOSSLContext? = nil, group: EventLoopGroup = MultiThreadedEventLoopGroup.singleton
+        tls: NIOSSLContext? = nil, http2: Bool = false, group: EventLoopGroup = MultiThreadedEventLoopGroup.singleton
     ) async throws -> DemoUpstream {
         let stats = Stats()
         let channel = try await ServerBootstrap(group: group)
@@ -87,6 +90,17 @@ public final class DemoUpstream: Sendable {
                 stats.connections.add(1, ordering: .relaxed)
                 return channel.eventLoop.makeCompletedFuture {
                     if let tls { try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: tls)) }
+                    if http2 {
+                        _ = try channel.pipeline.syncOperations.configureHTTP2Pipeline(
+                            mode: .server, connectionConfiguration: .init(), streamConfiguration: .init()
+                        ) { stream in
+                            stream.eventLoop.makeCompletedFuture {
+                                try stream.pipeline.syncOperations.addHandlers(
+                                    HTTP2FramePayloadToHTTP1ServerCodec(), DemoHandler(name: name, stats: stats, behaviour: behaviour))
+                            }
+                        }
+                        return
+                    }
                     let demo = DemoHandler(name: name, stats: stats, behaviour: behaviour)
                     let webSocket = NIOWebSocketServerUpgrader(
                         maxFrameSize: 1 << 20,
@@ -292,7 +306,7 @@ final class DemoHandler: ChannelInboundHandler, RemovableChannelHandler {
 
     private func echo(_ head: HTTPRequestHead, path: String, query: [String: String], context: ChannelHandlerContext, keepAlive: Bool) {
         var json = #"{"upstream":"# + Self.quote(name) + #","method":"# + Self.quote(head.method.rawValue)
-        json += #","uri":"# + Self.quote(head.uri) + #","path":"# + Self.quote(path) + #","headers":{"#
+        json += #","uri":"# + Self.quote(head.uri) + #","version":"# + Self.quote("\(head.version)") + #","path":"# + Self.quote(path) + #","headers":{"#
         var names: [String] = []
         for (name, _) in head.headers where !names.contains(name.lowercased()) { names.append(name.lowercased()) }
         json += names.map { Self.quote($0) + ":" + Self.quote(head.headers[$0].joined(separator: ", ")) }.joined(separator: ",")

@@ -4,8 +4,9 @@ import GatewayHTTP
 import Logging
 import NIOCore
 
-/// One request forwarded over HTTP/1.1, in one or more tries: pick a target, lease (or open) a connection,
-/// send the head and stream the body up, relay the response down, then park the connection or close it.
+/// One request forwarded to an upstream, in one or more tries: pick a target, lease (or open) a link to it (a
+/// pooled HTTP/1.1 connection or a new stream on the target's HTTP/2 connection), send the head and stream
+/// the body up, relay the response down, then release the link or close it.
 ///
 /// A try fails on a connect error, a reset or close before the response head, a timeout (per try or read)
 /// or a status listed in `retries.on_status`. The failure counts against the target's breaker, and the
@@ -15,16 +16,16 @@ import NIOCore
 ///   and a non-idempotent request had not been completely sent (its upstream cannot have acted on it);
 /// - the retry still fits in the request's total deadline.
 ///
-/// Independently, a reused keep-alive connection that the upstream closed just before we used it is
-/// retried once on a fresh connection, as NGINX does: that is a race on an idle socket, not a target failure.
-final class HTTP1UpstreamCall: UpstreamCall {
+/// Independently, a reused keep-alive connection that the upstream closed just before we used it (or an
+/// HTTP/2 stream it refused) is retried once on a fresh link, as NGINX does: that is a race, not a target failure.
+final class ForwardingCall: UpstreamCall {
     private enum State {
         case notStarted
         /// Queued at the upstream's connection cap.
         case waitingForConnection(Scheduled<Void>)
-        /// Waiting for a new connection; body parts are held (the exchange sees `isWritable == false`).
+        /// Waiting for a new link; body parts are held (the exchange sees `isWritable == false`).
         case connecting
-        case active(UpstreamConnection)
+        case active(any UpstreamLink)
         /// Pausing before the next try.
         case backingOff(Scheduled<Void>)
         case done
@@ -277,12 +278,13 @@ final class HTTP1UpstreamCall: UpstreamCall {
         let id = connectID
         pool.connect().assumeIsolated().whenComplete { result in
             switch result {
-            case .success(let connection):
+            case .success(let link):
                 guard self.connectID == id, case .connecting = self.state else {
-                    pool.park(connection)  // abandoned meanwhile; still a good connection
+                    // Abandoned meanwhile: a new connection is still good for the pool; a stream is not.
+                    if let connection = link as? UpstreamConnection { pool.park(connection) } else { link.close() }
                     return
                 }
-                self.attach(connection)
+                self.attach(link)
             case .failure(let error):
                 guard self.connectID == id, case .connecting = self.state else { return }
                 self.log("upstream connect failed", level: .warning, extra: ["error": "\(error)"])
@@ -291,11 +293,11 @@ final class HTTP1UpstreamCall: UpstreamCall {
         }
     }
 
-    func attach(_ connection: UpstreamConnection) {
+    func attach(_ connection: any UpstreamLink) {
         if case .waitingForConnection(let timer) = state { timer.cancel() }
         state = .active(connection)
         connection.call = self
-        connection.writeHead(head)
+        connection.writeHead(head, framing: framing)
         for part in heldBody { writeBody(part, on: connection) }
         heldBody.removeAll()
         if endRequested { writeEnd(on: connection) }
@@ -307,20 +309,14 @@ final class HTTP1UpstreamCall: UpstreamCall {
         }
     }
 
-    private func writeBody(_ buffer: ByteBuffer, on connection: UpstreamConnection) {
+    private func writeBody(_ buffer: ByteBuffer, on connection: any UpstreamLink) {
         guard buffer.readableBytes > 0 else { return }
         bodySent = true
-        if framing == .chunked && !connection.isTunnel {
-            connection.write(HTTP1Writer.chunkHeader(size: buffer.readableBytes, allocator: connection.allocator))
-            connection.write(buffer)
-            connection.write(HTTP1Writer.crlf)
-        } else {
-            connection.write(buffer)
-        }
+        connection.writeBody(buffer)
     }
 
-    private func writeEnd(on connection: UpstreamConnection) {
-        if framing == .chunked { connection.write(HTTP1Writer.lastChunk) }
+    private func writeEnd(on connection: any UpstreamLink) {
+        connection.writeEnd()
         requestEndSent = true
         completeRequestSent = true
         connection.startReadTimeout(upstream.readTimeout)
@@ -372,7 +368,7 @@ final class HTTP1UpstreamCall: UpstreamCall {
 
     // MARK: Events from the connection
 
-    func received(_ response: ParsedResponse, from connection: UpstreamConnection) {
+    func received(_ response: ParsedResponse, from connection: any UpstreamLink) {
         guard case .active(let current) = state, current === connection else { return }
         perTryTimer?.cancel()
         perTryTimer = nil
@@ -403,21 +399,19 @@ final class HTTP1UpstreamCall: UpstreamCall {
         delegate?.upstreamResponseHead(head)
     }
 
-    func receivedBody(_ buffer: ByteBuffer, from connection: UpstreamConnection) {
+    func receivedBody(_ buffer: ByteBuffer, from connection: any UpstreamLink) {
         guard case .active(let current) = state, current === connection else { return }
         delegate?.upstreamResponseBody(buffer)
     }
 
-    func receivedEnd(from connection: UpstreamConnection) {
+    func receivedEnd(from connection: any UpstreamLink) {
         guard case .active(let current) = state, current === connection else { return }
         state = .done
         connection.call = nil
         connection.stopReadTimeout()
-        connection.hasServedRequests = true
         // Reuse only a connection whose request and response both completed and that both sides keep alive.
         if requestEndSent && responseKeepAlive && !asksUpgrade && !connection.isClosed {
-            connection.setReadPaused(false)
-            pool?.park(connection)
+            connection.release()
         } else {
             connection.close()
         }
@@ -448,16 +442,16 @@ final class HTTP1UpstreamCall: UpstreamCall {
         }
     }
 
-    func connectionClosed(_ connection: UpstreamConnection) {
+    func connectionClosed(_ connection: any UpstreamLink) {
         connectionFailed(connection, error: nil)
     }
 
-    func connectionFailed(_ connection: UpstreamConnection, error: (any Error)?) {
+    func connectionFailed(_ connection: any UpstreamLink, error: (any Error)?) {
         guard case .active(let current) = state, current === connection else { return }
         connection.call = nil
         connection.close()
         // A stale keep-alive connection: nothing was answered and nothing unrepeatable was sent.
-        if !responseStarted, connection.hasServedRequests, !bodySent, !freshConnectionRetryUsed, let pool {
+        if !responseStarted, connection.failedBeforeUse, !bodySent, !freshConnectionRetryUsed, let pool {
             freshConnectionRetryUsed = true
             requestEndSent = false
             connect(to: pool)

@@ -36,9 +36,9 @@ public final class UpstreamSet: Sendable {
     /// reload: upstreams kept by the reload keep their pools.
     public func makeForwarder(
         eventLoop: EventLoop, loopIndex: Int, loopCount: Int, logger: Logger, previous: (any UpstreamForwarder)? = nil
-    ) -> HTTP1Forwarder {
-        let old = previous as? HTTP1Forwarder
-        return HTTP1Forwarder(
+    ) -> LoopForwarder {
+        let old = previous as? LoopForwarder
+        return LoopForwarder(
             upstreams: upstreams.map { shared in
                 old?.runtime(for: shared)
                     ?? UpstreamRuntime(
@@ -70,7 +70,7 @@ public final class UpstreamSet: Sendable {
 }
 
 /// The forwarder of one event loop: owns that loop's upstream connection pools.
-public final class HTTP1Forwarder: UpstreamForwarder {
+public final class LoopForwarder: UpstreamForwarder {
     private let upstreams: [UpstreamRuntime]
     public let eventLoop: EventLoop
 
@@ -84,7 +84,7 @@ public final class HTTP1Forwarder: UpstreamForwarder {
         delegate: UpstreamCallDelegate
     ) -> UpstreamCall {
         let runtime = upstreams[upstream]
-        return HTTP1UpstreamCall(
+        return ForwardingCall(
             upstream: runtime, head: head, framing: framing, preserveHost: preserveHost, requestID: requestID,
             hashKey: runtime.hashKey(headers: head.headers, clientIP: clientIP), delegate: delegate)
     }

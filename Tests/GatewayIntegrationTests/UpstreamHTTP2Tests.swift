@@ -1,0 +1,190 @@
+import DemoUpstream
+import Foundation
+import NIOSSL
+import TestSupport
+import Testing
+
+/// Upstream targets that speak HTTP/2 (`"protocol": "h2"`): h2c with prior knowledge and TLS with ALPN,
+/// against a real HTTP/2 server (the demo upstream on SwiftNIO's HTTP/2 stack) on 127.0.0.1.
+@Suite struct UpstreamHTTP2Tests {
+    static func config(target: String, upstreamExtra: String = "", limits: String = "{}") -> String {
+        basicConfig(targets: target, limits: limits, upstreamExtra: #", "protocol": "h2""# + upstreamExtra)
+    }
+
+    // Requests from HTTP/1.1 clients reach the upstream as HTTP/2 streams with the right pseudo-headers, and
+    // many concurrent requests share one upstream connection.
+    @Test func forwardsOverH2CAndMultiplexes() async throws {
+        let upstream = try await DemoUpstream.start(name: "h2", http2: true)
+        defer { Task { await upstream.shutdown() } }
+        try await withGateway(Self.config(target: #""http://127.0.0.1:\#(upstream.port)""#)) { gateway in
+            let response = try await gateway.request("GET", "/echo/x?q=1", headers: [("X-Custom", "yes"), ("Connection", "keep-alive, X-Hop"), ("X-Hop", "1")])
+            #expect(response.status == 200, "\(response)")
+            #expect(response.json["version"] as? String == "HTTP/2.0")
+            #expect(response.json["uri"] as? String == "/echo/x?q=1")
+            let headers = try #require(response.json["headers"] as? [String: String])
+            #expect(headers["host"] == "test.local", ":authority carries the client's Host")
+            #expect(headers["x-custom"] == "yes")
+            #expect(headers["x-hop"] == nil, "a header the Connection field names is hop-by-hop")
+            #expect(headers["connection"] == nil)
+
+            let statuses = try await withThrowingTaskGroup(of: Int.self) { group in
+                for index in 0..<40 { group.addTask { try await gateway.request("GET", "/echo/\(index)").status } }
+                return try await group.reduce(into: [Int]()) { $0.append($1) }
+            }
+            #expect(statuses == Array(repeating: 200, count: 40))
+            #expect(upstream.connectionsAccepted == 1, "every request was a stream on one connection")
+            #expect(upstream.requestsServed == 41)
+        }
+    }
+
+    // Bodies stream both ways through HTTP/2 flow control: a 20 MB download and an 8 MiB upload, on a client
+    // connection that is reused afterwards; a HEAD and an empty 204 keep their framing.
+    @Test func streamsLargeBodiesBothWays() async throws {
+        let upstream = try await DemoUpstream.start(name: "h2", http2: true)
+        defer { Task { await upstream.shutdown() } }
+        let json = Self.config(target: #""http://127.0.0.1:\#(upstream.port)""#, limits: #"{ "max_body_bytes": 100000000 }"#)
+        try await withGateway(json) { gateway in
+            let client = try await gateway.connect()
+            try await client.send("GET /bytes/20000000 HTTP/1.1\r\nHost: x\r\n\r\n")
+            let download = try await client.readResponse(timeout: .seconds(60))
+            #expect(download.status == 200)
+            #expect(download.body.count == 20_000_000)
+            #expect(download.complete)
+
+            let chunk = [UInt8](repeating: 0x61, count: 1 << 20)
+            try await client.send("POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: \(8 << 20)\r\n\r\n")
+            for _ in 0..<8 { try await client.send(bytes: chunk) }
+            let upload = try await client.readResponse(timeout: .seconds(60))
+            #expect(upload.json["bytes"] as? Int == 8 << 20)
+
+            try await client.send("POST /upload HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n")
+            let chunked = try await client.readResponse()
+            #expect(chunked.json["bytes"] as? Int == 5)
+
+            try await client.send("HEAD /bytes/1000 HTTP/1.1\r\nHost: x\r\n\r\n")
+            let head = try await client.readResponse(head: true)
+            #expect(head.status == 200)
+            #expect(head.header("content-length") == "1000")
+
+            try await client.send("GET /status/204 HTTP/1.1\r\nHost: x\r\n\r\n")
+            let empty = try await client.readResponse()
+            #expect(empty.status == 204)
+            #expect(empty.body.isEmpty)
+            await client.close()
+        }
+        #expect(upstream.connectionsAccepted == 1)
+    }
+
+    // TLS to an h2 target: ALPN negotiates h2 and the certificate is verified against ca_file; an upstream
+    // that offers only http/1.1 is refused (502 JSON), not spoken to in the wrong protocol.
+    @Test func negotiatesH2OverTLS() async throws {
+        let pki = try TestPKI(name: "upstream-h2")
+        let cert = try pki.issueServer("backend", names: ["backend.test", "127.0.0.1"])
+        func serverContext(alpn: [String]) throws -> NIOSSLContext {
+            var configuration = TLSConfiguration.makeServerConfiguration(
+                certificateChain: try NIOSSLCertificate.fromPEMFile(cert.cert).map { .certificate($0) },
+                privateKey: .privateKey(try NIOSSLPrivateKey(file: cert.key, format: .pem)))
+            configuration.applicationProtocols = alpn
+            return try NIOSSLContext(configuration: configuration)
+        }
+        let secure = try await DemoUpstream.start(name: "h2-tls", tls: try serverContext(alpn: ["h2"]), http2: true)
+        let http1Only = try await DemoUpstream.start(name: "h1-tls", tls: try serverContext(alpn: ["http/1.1"]))
+        defer {
+            Task {
+                await secure.shutdown()
+                await http1Only.shutdown()
+            }
+        }
+        let tls = #", "tls": { "ca_file": "\#(pki.caFile)", "server_name": "backend.test" }"#
+        try await withGateway(Self.config(target: #""https://127.0.0.1:\#(secure.port)""#, upstreamExtra: tls)) { gateway in
+            let response = try await gateway.request("GET", "/echo")
+            #expect(response.status == 200, "\(response)")
+            #expect(response.json["upstream"] as? String == "h2-tls")
+            #expect(response.json["version"] as? String == "HTTP/2.0")
+        }
+        try await withGateway(Self.config(target: #""https://127.0.0.1:\#(http1Only.port)""#, upstreamExtra: tls)) { gateway in
+            let response = try await gateway.request("GET", "/echo")
+            #expect(response.status == 502)
+            #expect(response.errorCode == "UPSTREAM_UNAVAILABLE")
+            #expect(http1Only.requestsServed == 0)
+        }
+        // Untrusted certificate: refused as for HTTP/1.1 targets.
+        try await withGateway(Self.config(target: #""https://127.0.0.1:\#(secure.port)""#)) { gateway in
+            let response = try await gateway.request("GET", "/echo")
+            #expect(response.status == 502)
+        }
+    }
+
+    // Resilience works the same on h2 targets: a dead target is retried on the live one, a slow answer hits
+    // the read timeout (504), a retryable status is retried, and active health checks run over HTTP/2.
+    @Test func retriesTimeoutsAndHealthChecks() async throws {
+        let live = try await DemoUpstream.start(name: "live", http2: true)
+        let sick = try await DemoUpstream.start(name: "sick", http2: true)
+        defer {
+            Task {
+                await live.shutdown()
+                await sick.shutdown()
+            }
+        }
+        let dead = try await DemoUpstream.start(name: "dead", http2: true)
+        let deadPort = dead.port
+        await dead.shutdown()
+
+        let targets = #""http://127.0.0.1:\#(deadPort)", "http://127.0.0.1:\#(live.port)""#
+        let retries = #", "read_timeout_ms": 300, "retries": { "attempts": 1, "backoff_ms": 0 }"#
+        try await withGateway(Self.config(target: targets, upstreamExtra: retries)) { gateway in
+            for _ in 0..<4 {
+                let response = try await gateway.request("GET", "/echo")
+                #expect(response.status == 200)
+                #expect(response.json["upstream"] as? String == "live")
+            }
+            let slow = try await gateway.request("GET", "/slow?ms=3000")
+            #expect(slow.status == 504)
+            #expect(slow.errorCode == "UPSTREAM_TIMEOUT")
+        }
+
+        sick.behaviour.failStatus.store(503, ordering: .relaxed)
+        let health = #", "health_check": { "path": "/healthz", "interval_ms": 100, "timeout_ms": 500, "unhealthy_threshold": 1, "healthy_threshold": 1 }"#
+        let pair = #""http://127.0.0.1:\#(sick.port)", "http://127.0.0.1:\#(live.port)""#
+        try await withGateway(Self.config(target: pair, upstreamExtra: #", "retries": { "attempts": 1, "backoff_ms": 0 }"# + health)) { gateway in
+            for _ in 0..<4 {
+                let response = try await gateway.request("GET", "/echo")
+                #expect(response.status == 200, "a 503 from sick is retried on live")
+            }
+            sick.behaviour.healthStatus.store(503, ordering: .relaxed)
+            try await waitUntil { gateway.gateway.upstreams.targetStates().first { $0.target.hasSuffix(":\(sick.port)") }?.healthy == false }
+            sick.behaviour.healthStatus.store(200, ordering: .relaxed)
+            try await waitUntil { gateway.gateway.upstreams.targetStates().first { $0.target.hasSuffix(":\(sick.port)") }?.healthy == true }
+        }
+    }
+
+    // A client that leaves mid-download resets only its stream: the upstream connection keeps serving.
+    @Test func clientLeavingResetsOnlyItsStream() async throws {
+        let upstream = try await DemoUpstream.start(name: "h2", http2: true)
+        defer { Task { await upstream.shutdown() } }
+        try await withGateway(Self.config(target: #""http://127.0.0.1:\#(upstream.port)""#)) { gateway in
+            let leaving = try await gateway.connect()
+            try await leaving.send("GET /bytes/50000000 HTTP/1.1\r\nHost: x\r\n\r\n")
+            _ = try await leaving.readBytes(100_000)
+            await leaving.close()
+            let after = try await gateway.request("GET", "/echo")
+            #expect(after.status == 200)
+            #expect(upstream.connectionsAccepted == 1)
+        }
+    }
+
+    // An HTTP/2 connection without streams closes after pool.idle_timeout_ms; the next request opens a new one.
+    @Test func idleConnectionClosesAndReopens() async throws {
+        let upstream = try await DemoUpstream.start(name: "h2", http2: true)
+        defer { Task { await upstream.shutdown() } }
+        let json = Self.config(target: #""http://127.0.0.1:\#(upstream.port)""#, upstreamExtra: #", "pool": { "idle_timeout_ms": 200 }"#)
+        try await withGateway(json) { gateway in
+            #expect(try await gateway.request("GET", "/echo").status == 200)
+            #expect(try await gateway.request("GET", "/echo").status == 200)
+            #expect(upstream.connectionsAccepted == 1)
+            try await Task.sleep(for: .milliseconds(600))
+            #expect(try await gateway.request("GET", "/echo").status == 200)
+            #expect(upstream.connectionsAccepted == 2)
+        }
+    }
+}
