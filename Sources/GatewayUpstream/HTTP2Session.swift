@@ -14,19 +14,18 @@ import NIOTLS
 final class HTTP2Session {
     private enum State {
         case idle
-        case connecting([EventLoopPromise<NIOHTTP2Handler.StreamMultiplexer>])
-        case ready(Channel, NIOHTTP2Handler.StreamMultiplexer)
+        case connecting([EventLoopPromise<NIOLoopBound<HTTP2Connection>>])
+        case ready(HTTP2Connection)
     }
 
     private unowned let pool: TargetPool
     private let eventLoop: EventLoop
     private var state = State.idle
-    private var openStreams = 0
     private var idleTimer: Scheduled<Void>?
     private let idleTimeout: TimeAmount
     private let connectTimeout: TimeAmount
     private let tls: (context: NIOSSLContext, serverName: String?)?
-    /// Set by `closeWhenIdle()` (shutdown, reload): no new connection is kept open past its last stream.
+    /// Set by `closeWhenIdle()` (shutdown, reload): the connection closes once its last stream ends.
     private var closing = false
 
     init(pool: TargetPool, tls: (context: NIOSSLContext, serverName: String?)?, connectTimeout: TimeAmount, idleTimeout: TimeAmount) {
@@ -41,12 +40,13 @@ final class HTTP2Session {
     func openStream() -> EventLoopFuture<any UpstreamLink> {
         let stream = HTTP2UpstreamStream(pool: pool)
         let boundStream = NIOLoopBound(stream, eventLoop: eventLoop)
-        return multiplexer().flatMap { multiplexer in
-            multiplexer.createStreamChannel { channel in
+        return currentConnection().flatMap { connection in
+            connection.value.multiplexer.createStreamChannel { channel in
                 channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(boundStream.value) }
-            }
-        }.assumeIsolated().map { channel -> any UpstreamLink in
-            self.streamOpened(channel)
+            }.map { (connection, $0) }
+        }.assumeIsolated().map { connection, channel -> any UpstreamLink in
+            stream.connection = connection.value
+            self.streamOpened(channel, on: connection.value)
             return stream
         }.nonisolated()
     }
@@ -54,22 +54,22 @@ final class HTTP2Session {
     /// Closes the connection now if no stream uses it, else once the last one ends.
     func closeWhenIdle() {
         closing = true
-        if openStreams == 0 { closeConnection() }
+        if case .ready(let connection) = state, connection.streams == 0 { close(connection) }
     }
 
     // MARK: The connection
 
-    private func multiplexer() -> EventLoopFuture<NIOHTTP2Handler.StreamMultiplexer> {
+    private func currentConnection() -> EventLoopFuture<NIOLoopBound<HTTP2Connection>> {
         switch state {
-        case .ready(_, let multiplexer):
-            return eventLoop.makeSucceededFuture(multiplexer)
+        case .ready(let connection):
+            return eventLoop.makeSucceededFuture(NIOLoopBound(connection, eventLoop: eventLoop))
         case .connecting(var waiting):
-            let promise = eventLoop.makePromise(of: NIOHTTP2Handler.StreamMultiplexer.self)
+            let promise = eventLoop.makePromise(of: NIOLoopBound<HTTP2Connection>.self)
             waiting.append(promise)
             state = .connecting(waiting)
             return promise.futureResult
         case .idle:
-            let promise = eventLoop.makePromise(of: NIOHTTP2Handler.StreamMultiplexer.self)
+            let promise = eventLoop.makePromise(of: NIOLoopBound<HTTP2Connection>.self)
             state = .connecting([promise])
             connect()
             return promise.futureResult
@@ -79,7 +79,7 @@ final class HTTP2Session {
     private func connect() {
         closing = false
         pool.connectionStarted()
-        let ready = eventLoop.makePromise(of: NIOHTTP2Handler.StreamMultiplexer.self)
+        let ready = eventLoop.makePromise(of: NIOLoopBound<HTTP2Connection>.self)
         let boundSelf = NIOLoopBound(self, eventLoop: eventLoop)
         let tls = self.tls
         let bootstrap = ClientBootstrap(group: eventLoop)
@@ -103,20 +103,21 @@ final class HTTP2Session {
             case .success(let channel):
                 channel.closeFuture.assumeIsolated().whenComplete { _ in
                     ready.fail(ChannelError.ioOnClosedChannel)  // closed during the handshake
-                    self.connectionClosed(channel)
+                    self.pool.connectionFinished()
+                    if case .ready(let current) = self.state, current.channel === channel { self.state = .idle }
                 }
                 // For h2c `ready` is already complete here (the pipeline was set up before connecting).
                 ready.futureResult.assumeIsolated().whenComplete { result in
                     handshakeTimer.cancel()
                     switch result {
-                    case .success(let multiplexer):
+                    case .success(let connection):
                         guard case .connecting(let waiting) = self.state else {
                             channel.close(promise: nil)
                             return
                         }
-                        self.state = .ready(channel, multiplexer)
-                        for promise in waiting { promise.succeed(multiplexer) }
-                        if self.openStreams == 0 { self.scheduleIdleClose() }
+                        self.state = .ready(connection.value)
+                        for promise in waiting { promise.succeed(connection) }
+                        if connection.value.streams == 0 { self.scheduleIdleClose() }
                     case .failure(let error):
                         channel.close(promise: nil)
                         self.failWaiting(error)
@@ -133,13 +134,13 @@ final class HTTP2Session {
     }
 
     /// Sets up the client side of HTTP/2 on a new connection: TLS with ALPN "h2" (refusing anything else) when
-    /// `tls` is given, then NIOHTTP2's codec; `ready` gets the multiplexer that opens streams.
+    /// `tls` is given, then NIOHTTP2's codec; `ready` gets the connection, whose multiplexer opens streams.
     static func configureClient(
         _ channel: Channel, tls: (context: NIOSSLContext, serverName: String?)?, session: HTTP2Session?,
-        ready: EventLoopPromise<NIOHTTP2Handler.StreamMultiplexer>
+        ready: EventLoopPromise<NIOLoopBound<HTTP2Connection>>
     ) throws {
         guard let tls else {
-            ready.succeed(try configureHTTP2(channel, session: session))
+            ready.succeed(NIOLoopBound(try configureHTTP2(channel, session: session), eventLoop: channel.eventLoop))
             return
         }
         let sync = channel.pipeline.syncOperations
@@ -148,7 +149,7 @@ final class HTTP2Session {
             ApplicationProtocolNegotiationHandler { result, channel in
                 channel.eventLoop.makeCompletedFuture {
                     guard case .negotiated("h2") = result else { throw UpstreamHTTP2Error.alpnRefused }
-                    ready.succeed(try configureHTTP2(channel, session: session))
+                    ready.succeed(NIOLoopBound(try configureHTTP2(channel, session: session), eventLoop: channel.eventLoop))
                 }.flatMapErrorThrowing { error in
                     ready.fail(error)
                     throw error
@@ -156,9 +157,9 @@ final class HTTP2Session {
             })
     }
 
-    private static func configureHTTP2(_ channel: Channel, session: HTTP2Session?) throws -> NIOHTTP2Handler.StreamMultiplexer {
-        var connection = NIOHTTP2Handler.ConnectionConfiguration()
-        connection.initialSettings = [
+    private static func configureHTTP2(_ channel: Channel, session: HTTP2Session?) throws -> HTTP2Connection {
+        var settings = NIOHTTP2Handler.ConnectionConfiguration()
+        settings.initialSettings = [
             HTTP2Setting(parameter: .enablePush, value: 0),
             HTTP2Setting(parameter: .initialWindowSize, value: streamWindow),
             HTTP2Setting(parameter: .maxHeaderListSize, value: 65_536),
@@ -168,14 +169,15 @@ final class HTTP2Session {
         stream.outboundBufferSizeHighWatermark = 65_536
         stream.outboundBufferSizeLowWatermark = 32_768
         let handler = NIOHTTP2Handler(
-            mode: .client, eventLoop: channel.eventLoop, connectionConfiguration: connection, streamConfiguration: stream
+            mode: .client, eventLoop: channel.eventLoop, connectionConfiguration: settings, streamConfiguration: stream
         ) { pushed in
             pushed.close()  // push is disabled; a server that pushes anyway gets its stream closed
         }
         let sync = channel.pipeline.syncOperations
         try sync.addHandler(handler)
-        try sync.addHandler(HTTP2SessionHandler(session: session))
-        return try handler.syncMultiplexer()
+        let connection = HTTP2Connection(channel: channel, multiplexer: try handler.syncMultiplexer())
+        try sync.addHandler(HTTP2ConnectionHandler(connection: connection, session: session))
+        return connection
     }
 
     /// Per-stream receive window: how much response body a stream may buffer while the client is slow.
@@ -183,17 +185,18 @@ final class HTTP2Session {
 
     // MARK: Streams and the connection's life
 
-    /// The GOAWAY the upstream sent on the current connection: streams above it were never processed.
-    private(set) var goAwayLastStreamID: HTTP2StreamID?
-
-    private func streamOpened(_ channel: Channel) {
-        openStreams += 1
+    private func streamOpened(_ channel: Channel, on connection: HTTP2Connection) {
+        connection.streams += 1
         idleTimer?.cancel()
         idleTimer = nil
         channel.closeFuture.assumeIsolated().whenComplete { _ in
-            self.openStreams -= 1
-            guard self.openStreams == 0 else { return }
-            if self.closing { self.closeConnection() } else { self.scheduleIdleClose() }
+            connection.streams -= 1
+            guard connection.streams == 0 else { return }
+            guard case .ready(let current) = self.state, current === connection, !self.closing else {
+                self.close(connection)  // retired by GOAWAY or a newer connection, or the gateway is stopping
+                return
+            }
+            self.scheduleIdleClose()
         }
     }
 
@@ -201,44 +204,58 @@ final class HTTP2Session {
         idleTimer?.cancel()
         idleTimer = eventLoop.assumeIsolated().scheduleTask(in: idleTimeout) {
             self.idleTimer = nil
-            if self.openStreams == 0 { self.closeConnection() }
+            if case .ready(let connection) = self.state, connection.streams == 0 { self.close(connection) }
         }
     }
 
-    private func closeConnection() {
-        idleTimer?.cancel()
-        idleTimer = nil
-        if case .ready(let channel, _) = state { channel.close(promise: nil) }
-    }
-
-    /// The upstream sent GOAWAY: streams already open finish; new ones go to a new connection.
-    fileprivate func receivedGoAway(lastStreamID: HTTP2StreamID, on channel: Channel) {
-        guard case .ready(let current, _) = state, current === channel else { return }
-        goAwayLastStreamID = lastStreamID
-        state = .idle
-        if openStreams == 0 { channel.close(promise: nil) }
-    }
-
-    private func connectionClosed(_ channel: Channel) {
-        pool.connectionFinished()
-        if case .ready(let current, _) = state, current === channel {
+    private func close(_ connection: HTTP2Connection) {
+        if case .ready(let current) = state, current === connection {
+            idleTimer?.cancel()
+            idleTimer = nil
             state = .idle
-            goAwayLastStreamID = nil
         }
+        connection.channel.close(promise: nil)
+    }
+
+    /// The upstream sent GOAWAY: the streams it took finish; new ones go to a new connection.
+    fileprivate func receivedGoAway(on connection: HTTP2Connection) {
+        guard case .ready(let current) = state, current === connection else { return }
+        state = .idle
+        if connection.streams == 0 { connection.channel.close(promise: nil) }
     }
 }
 
-/// Tells the session about GOAWAY, and closes the connection on a connection error.
-private final class HTTP2SessionHandler: ChannelInboundHandler {
+/// One HTTP/2 connection of a session: the multiplexer that opens its streams, how many are open, and the
+/// GOAWAY the upstream sent on it.
+final class HTTP2Connection {
+    let channel: Channel
+    let multiplexer: NIOHTTP2Handler.StreamMultiplexer
+    var streams = 0
+    /// Streams above this id were never processed by the upstream (safe to send again).
+    var goAwayLastStreamID: HTTP2StreamID?
+
+    init(channel: Channel, multiplexer: NIOHTTP2Handler.StreamMultiplexer) {
+        self.channel = channel
+        self.multiplexer = multiplexer
+    }
+}
+
+/// Records GOAWAY on the connection (and tells the session), and closes the connection on a connection error.
+private final class HTTP2ConnectionHandler: ChannelInboundHandler {
     typealias InboundIn = HTTP2Frame
 
+    private let connection: HTTP2Connection
     private let session: HTTP2Session?
 
-    init(session: HTTP2Session?) { self.session = session }
+    init(connection: HTTP2Connection, session: HTTP2Session?) {
+        self.connection = connection
+        self.session = session
+    }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         if case .goAway(let lastStreamID, _, _) = unwrapInboundIn(data).payload {
-            session?.receivedGoAway(lastStreamID: lastStreamID, on: context.channel)
+            connection.goAwayLastStreamID = lastStreamID
+            session?.receivedGoAway(on: connection)
         }
     }
 

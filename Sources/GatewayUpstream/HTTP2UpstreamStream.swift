@@ -19,6 +19,8 @@ final class HTTP2UpstreamStream: ChannelDuplexHandler, UpstreamLink {
     private(set) var isClosed = false
     var isTunnel: Bool { false }
     private(set) var failedBeforeUse = false
+    /// The HTTP/2 connection this stream is on (set once the stream exists).
+    var connection: HTTP2Connection?
 
     /// HEADERS are held until the first body part, the end or a flush, so a request without a body goes as
     /// one HEADERS frame with END_STREAM.
@@ -167,30 +169,44 @@ final class HTTP2UpstreamStream: ChannelDuplexHandler, UpstreamLink {
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        isClosed = true
-        readDeadline.cancel()
-        if !responseEnded, let call {
-            noteIfUnprocessed(context)
-            call.connectionClosed(self)
-        }
+        streamEnded(early: nil, context: context)
         context.fireChannelInactive()
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        // RST_STREAM from the upstream, or the connection failing under the stream.
-        if let closed = error as? NIOHTTP2Errors.StreamClosed, closed.errorCode == .refusedStream { failedBeforeUse = true }
-        noteIfUnprocessed(context)
-        fail(error)
+        // RST_STREAM from the upstream, a GOAWAY that left this stream out, or the connection failing.
+        streamEnded(early: error, context: context)
+        context.close(promise: nil)
     }
 
-    /// Streams above a GOAWAY's last stream id, or never sent at all, were not processed by the upstream.
-    private func noteIfUnprocessed(_ context: ChannelHandlerContext) {
-        guard !responseStarted else { return }
-        guard let id = try? context.channel.syncOptions?.getOption(HTTP2StreamChannelOptions.streamID) else {
-            failedBeforeUse = true  // no stream id: the request never left
-            return
+    private var endReported = false
+
+    /// The stream ended before the response did: tell the call, saying whether the upstream never processed
+    /// the request (then it may go again on a fresh stream).
+    private func streamEnded(early error: (any Error)?, context: ChannelHandlerContext) {
+        isClosed = true
+        readDeadline.cancel()
+        guard !responseEnded, !endReported, call != nil else { return }
+        endReported = true
+        if let closed = error as? NIOHTTP2Errors.StreamClosed, closed.errorCode == .refusedStream { failedBeforeUse = true }
+        let id = try? context.channel.syncOptions?.getOption(HTTP2StreamChannelOptions.streamID)  // nil: never sent
+        // NIOHTTP2 drops the streams a GOAWAY leaves out before it passes the GOAWAY frame on: decide on the next
+        // tick, when the connection has seen it (and the session no longer offers it for the retry).
+        context.eventLoop.assumeIsolated().execute { [self] in
+            if !responseStarted {
+                if let id {
+                    if let last = connection?.goAwayLastStreamID, id > last { failedBeforeUse = true }
+                } else {
+                    failedBeforeUse = true
+                }
+            }
+            guard let call else { return }
+            if let error {
+                call.connectionFailed(self, error: error)
+            } else {
+                call.connectionClosed(self)
+            }
         }
-        if let last = pool.http2GoAwayLastStreamID, id > last { failedBeforeUse = true }
     }
 
     func read(context: ChannelHandlerContext) {

@@ -97,10 +97,10 @@ final class HealthChecker: Sendable {
                     channel.eventLoop.makeCompletedFuture {
                         if http2 {
                             // The same check as one stream of a short-lived HTTP/2 connection.
-                            let ready = channel.eventLoop.makePromise(of: NIOHTTP2Handler.StreamMultiplexer.self)
+                            let ready = channel.eventLoop.makePromise(of: NIOLoopBound<HTTP2Connection>.self)
                             try HTTP2Session.configureClient(channel, tls: tls.map { ($0, serverName) }, session: nil, ready: ready)
-                            ready.futureResult.flatMap { multiplexer in
-                                multiplexer.createStreamChannel { stream in
+                            ready.futureResult.flatMap { connection in
+                                connection.value.multiplexer.createStreamChannel { stream in
                                     stream.eventLoop.makeCompletedFuture {
                                         try stream.pipeline.syncOperations.addHandler(
                                             HTTP2HealthProbeHandler(path: path, target: target.target, result: result))

@@ -3,7 +3,6 @@ import GatewayPolicy
 import GatewayTLS
 import Logging
 import NIOCore
-import NIOHTTP2
 import NIOPosix
 import NIOSSL
 
@@ -58,9 +57,6 @@ final class TargetPool {
 
     /// Requests to this target are streams on one HTTP/2 connection: they never wait for a connection slot.
     var isHTTP2: Bool { session != nil }
-
-    /// The last stream id of a GOAWAY on the current HTTP/2 connection (streams above it were not processed).
-    var http2GoAwayLastStreamID: HTTP2StreamID? { session?.goAwayLastStreamID }
 
     var index: Int { shared.index }
 

@@ -187,4 +187,24 @@ import Testing
             #expect(upstream.connectionsAccepted == 2)
         }
     }
+
+    // GOAWAY from the upstream: the stream it took is answered, the ones above its last stream id are sent
+    // again on a new connection (without `retries`: the upstream says it did not process them), and later
+    // requests use the new connection.
+    @Test func goAwayMovesToANewConnection() async throws {
+        let upstream = try await DemoUpstream.start(name: "h2", http2: true)
+        defer { Task { await upstream.shutdown() } }
+        upstream.behaviour.goAwayAtRequest.store(10, ordering: .relaxed)
+        try await withGateway(Self.config(target: #""http://127.0.0.1:\#(upstream.port)""#)) { gateway in
+            let statuses = try await withThrowingTaskGroup(of: Int.self) { group in
+                for _ in 0..<20 { group.addTask { try await gateway.request("GET", "/slow?ms=300").status } }
+                return try await group.reduce(into: [Int]()) { $0.append($1) }
+            }
+            #expect(statuses == Array(repeating: 200, count: 20))
+            #expect(upstream.connectionsAccepted == 2)
+            #expect(upstream.requestsServed >= 29, "requests 2-10 reached the upstream twice: dropped by GOAWAY, then sent again")
+            #expect(try await gateway.request("GET", "/echo").status == 200)
+            #expect(upstream.connectionsAccepted == 2)
+        }
+    }
 }

@@ -56,6 +56,9 @@ public final class DemoUpstream: Sendable {
         public let documents = NIOLockedValueBox<[String: String]>([:])
         /// Requests /cacheable has answered (304s included).
         public let cacheableHits = Atomic<Int>(0)
+        /// Over HTTP/2: the connection that carries request number N (counted from start) gets GOAWAY right after
+        /// it, naming only the connection's first stream as processed: the others in flight are dropped (0: never).
+        public let goAwayAtRequest = Atomic<Int>(0)
         /// Bodies POSTed to /v1/traces (the upstream standing in for an OpenTelemetry collector).
         public let collected = NIOLockedValueBox<[String]>([])
 
@@ -164,9 +167,18 @@ final class DemoHandler: ChannelInboundHandler, RemovableChannelHandler {
             bodyBytes += buffer.readableBytes
             if body.readableBytes < 65_536 { body.writeBuffer(&buffer) }  // echo at most 64 KiB back
         case .end:
-            stats.requests.add(1, ordering: .relaxed)
+            let number = stats.requests.add(1, ordering: .relaxed).newValue
+            if number == behaviour.goAwayAtRequest.load(ordering: .relaxed) { goAway(context) }
             if let head { misbehave(head, context: context) }
         }
+    }
+
+    /// Sends GOAWAY on this stream's HTTP/2 connection, naming stream 1 as the last processed: every other
+    /// stream of the connection is dropped unanswered.
+    private func goAway(_ context: ChannelHandlerContext) {
+        guard let parent = context.channel.parent else { return }
+        let goAway = HTTP2Frame(streamID: .rootStream, payload: .goAway(lastStreamID: 1, errorCode: .noError, opaqueData: nil))
+        parent.writeAndFlush(goAway, promise: nil)
     }
 
     /// Applies `behaviour` before answering normally.
