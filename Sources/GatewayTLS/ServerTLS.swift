@@ -3,6 +3,7 @@ import NIOConcurrencyHelpers
 import Logging
 import NIOCore
 import NIOSSL
+import X509
 import Synchronization
 
 /// The TLS side of one listener: its certificates (chosen by SNI), protocol versions, ciphers, ALPN and client
@@ -90,14 +91,32 @@ struct CertificateIdentity {
         } catch {
             throw TLSFileError(file: key, problem: readProblem(key, "is not a PEM private key (RSA or ECDSA)"))
         }
-        // BoringSSL refuses a key that does not belong to the leaf certificate.
-        do {
-            _ = try NIOSSLContext(
-                configuration: .makeServerConfiguration(certificateChain: chain.map { .certificate($0) }, privateKey: .privateKey(privateKey)))
-        } catch {
+        guard belong(chain, privateKey, keyFile: key) else {
             throw TLSFileError(file: key, problem: "does not match the certificate in \(cert)")
         }
         return CertificateIdentity(chain: chain, key: privateKey)
+    }
+
+    /// Whether the key belongs to the leaf certificate: their public keys compared. Only for a key X509 cannot
+    /// read does BoringSSL decide, by refusing a context built from the pair; that is not the first choice
+    /// because NIOSSLContext leaks its SSL_CTX when its initialiser throws (LeakSanitizer found it).
+    private static func belong(_ chain: [NIOSSLCertificate], _ key: NIOSSLPrivateKey, keyFile: String) -> Bool {
+        if let leaf = chain.first, let certificate = try? Certificate(derEncoded: leaf.toDERBytes()),
+            let text = try? String(contentsOfFile: keyFile, encoding: .utf8),
+            let block = privateKeyBlock(in: text), let privateKey = try? Certificate.PrivateKey(pemEncoded: block)
+        {
+            return privateKey.publicKey == certificate.publicKey
+        }
+        let configuration = TLSConfiguration.makeServerConfiguration(certificateChain: chain.map { .certificate($0) }, privateKey: .privateKey(key))
+        return (try? NIOSSLContext(configuration: configuration)) != nil
+    }
+
+    /// The first `-----BEGIN ... PRIVATE KEY-----` block of a PEM file (which may also hold EC parameters).
+    private static func privateKeyBlock(in text: String) -> String? {
+        guard let begin = text.range(of: #"-----BEGIN [A-Z ]*PRIVATE KEY-----"#, options: .regularExpression),
+            let end = text.range(of: #"-----END [A-Z ]*PRIVATE KEY-----"#, options: .regularExpression, range: begin.upperBound..<text.endIndex)
+        else { return nil }
+        return String(text[begin.lowerBound..<end.upperBound])
     }
 }
 
