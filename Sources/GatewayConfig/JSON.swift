@@ -1,6 +1,8 @@
 /// A parsed JSON document. Objects keep their key order (diagnostics follow the file) and duplicate keys
 /// are a parse error rather than a silent "last one wins".
-public indirect enum JSONValue: Sendable, Equatable {
+/// Not `indirect`: arrays already box the nested values, and indirect cases keep their tag in the pointer's spare
+/// bits, which hides them from LeakSanitizer (every config would look leaked; scripts/sanitizers/lsan-indirect-enum.swift).
+public enum JSONValue: Sendable, Equatable {
     case null
     case bool(Bool)
     /// A number written without fraction or exponent that fits an `Int`.
