@@ -24,15 +24,21 @@ final class HTTP2Session {
     private var idleTimer: Scheduled<Void>?
     private let idleTimeout: TimeAmount
     private let connectTimeout: TimeAmount
+    /// Bounds the TLS handshake and ALPN, as it bounds the wait for an HTTP/1.1 answer (read_timeout_ms).
+    private let handshakeTimeout: TimeAmount
     private let tls: (context: NIOSSLContext, serverName: String?)?
     /// Set by `closeWhenIdle()` (shutdown, reload): the connection closes once its last stream ends.
     private var closing = false
 
-    init(pool: TargetPool, tls: (context: NIOSSLContext, serverName: String?)?, connectTimeout: TimeAmount, idleTimeout: TimeAmount) {
+    init(
+        pool: TargetPool, tls: (context: NIOSSLContext, serverName: String?)?, connectTimeout: TimeAmount, handshakeTimeout: TimeAmount,
+        idleTimeout: TimeAmount
+    ) {
         self.pool = pool
         self.eventLoop = pool.eventLoop
         self.tls = tls
         self.connectTimeout = connectTimeout
+        self.handshakeTimeout = handshakeTimeout
         self.idleTimeout = idleTimeout
     }
 
@@ -82,19 +88,13 @@ final class HTTP2Session {
         let ready = eventLoop.makePromise(of: NIOLoopBound<HTTP2Connection>.self)
         let boundSelf = NIOLoopBound(self, eventLoop: eventLoop)
         let tls = self.tls
-        let bootstrap = ClientBootstrap(group: eventLoop)
-            .connectTimeout(connectTimeout)
-            .channelOption(.socketOption(.tcp_nodelay), value: 1)
-            .channelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    try HTTP2Session.configureClient(channel, tls: tls, session: boundSelf.value, ready: ready)
-                }
-            }
-        // The TCP connect is bounded by connect_timeout_ms; the TLS handshake and ALPN by as much again.
-        let handshakeTimer = eventLoop.assumeIsolated().scheduleTask(in: connectTimeout * 2) {
+        // The TCP connect is bounded by connect_timeout_ms, the TLS handshake and ALPN by read_timeout_ms.
+        let handshakeTimer = eventLoop.assumeIsolated().scheduleTask(in: connectTimeout + handshakeTimeout) {
             ready.fail(UpstreamHTTP2Error.handshakeTimedOut)
         }
-        pool.connect(bootstrap).assumeIsolated().whenComplete { result in
+        pool.openChannel { channel in
+            try HTTP2Session.configureClient(channel, tls: tls, session: boundSelf.value, ready: ready)
+        }.assumeIsolated().whenComplete { result in
             switch result {
             case .failure(let error):
                 handshakeTimer.cancel()

@@ -50,7 +50,7 @@ final class TargetPool {
         self.runtime = runtime
         if http2 {
             session = HTTP2Session(
-                pool: self, tls: tls, connectTimeout: connectTimeout,
+                pool: self, tls: tls, connectTimeout: connectTimeout, handshakeTimeout: runtime.readTimeout,
                 idleTimeout: .milliseconds(Int64(runtime.config.pool.idleTimeoutMs)))
         }
     }
@@ -79,28 +79,26 @@ final class TargetPool {
         // The initializer runs on this pool's own event loop (the bootstrap's group is that one loop).
         let boundConnection = NIOLoopBound(connection, eventLoop: eventLoop)
         let tls = self.tls
-        let bootstrap = ClientBootstrap(group: eventLoop)
-            .connectTimeout(connectTimeout)
-            .channelOption(.socketOption(.tcp_nodelay), value: 1)
-            .channelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    if let tls {
-                        // Writes wait in the TLS handler until the handshake is done; a failed handshake
-                        // (an untrusted certificate, say) ends the connection before any response: a 502.
-                        try channel.pipeline.syncOperations.addHandler(
-                            NIOSSLClientHandler(context: tls.context, serverHostname: tls.serverName))
-                    }
-                    try channel.pipeline.syncOperations.addHandler(boundConnection.value)
-                }
+        return openChannel { channel in
+            if let tls {
+                // Writes wait in the TLS handler until the handshake is done; a failed handshake
+                // (an untrusted certificate, say) ends the connection before any response: a 502.
+                try channel.pipeline.syncOperations.addHandler(NIOSSLClientHandler(context: tls.context, serverHostname: tls.serverName))
             }
-        return connect(bootstrap).assumeIsolated().map { _ -> any UpstreamLink in connection }.flatMapErrorThrowing { error in
+            try channel.pipeline.syncOperations.addHandler(boundConnection.value)
+        }.assumeIsolated().map { _ -> any UpstreamLink in connection }.flatMapErrorThrowing { error in
             connection.connectFailed()
             throw error
         }.nonisolated()
     }
 
-    /// Connects `bootstrap` to the target's address.
-    func connect(_ bootstrap: ClientBootstrap) -> EventLoopFuture<Channel> {
+    /// Connects to the target (within connect_timeout_ms, Nagle off); `configure` sets up the new channel's
+    /// pipeline, on this pool's event loop.
+    func openChannel(configure: @escaping @Sendable (Channel) throws -> Void) -> EventLoopFuture<Channel> {
+        let bootstrap = ClientBootstrap(group: eventLoop)
+            .connectTimeout(connectTimeout)
+            .channelOption(.socketOption(.tcp_nodelay), value: 1)
+            .channelInitializer { channel in channel.eventLoop.makeCompletedFuture { try configure(channel) } }
         if let address { return bootstrap.connect(to: address) }
         return bootstrap.connect(host: target.host, port: target.port)
     }
