@@ -10,7 +10,7 @@ public struct JSONLogHandler: LogHandler {
     /// Where lines go; one lock keeps concurrent lines whole.
     public final class Sink: Sendable {
         private let write: @Sendable (String) -> Void
-        private let lock = NIOLockedValueBox(())
+        private let lock = NIOLock()
 
         public init(write: @escaping @Sendable (String) -> Void) { self.write = write }
 
@@ -26,7 +26,7 @@ public struct JSONLogHandler: LogHandler {
             }
         }
 
-        func emit(_ line: String) { lock.withLockedValue { _ in write(line) } }
+        func emit(_ line: String) { lock.withLock { write(line) } }
     }
 
     public var metadata: Logger.Metadata = [:]
