@@ -15,7 +15,7 @@ TEST_PACKAGES  := $(BUILD_PACKAGES) curl redis-server python3 openssl nghttp2-cl
 BENCH_PACKAGES := $(BUILD_PACKAGES) nginx wrk python3 procps util-linux redis-server
 BENCH_ARGS     ?=
 
-.PHONY: all build run test check bench soak fuzz fuzz-smoke deps-build deps-run deps-test clean
+.PHONY: all build run test check bench soak fuzz fuzz-smoke sanitize deps-build deps-run deps-test clean
 
 all: build
 
@@ -57,6 +57,13 @@ fuzz:
 fuzz-smoke:
 	@for target in $(FUZZ_TARGETS); do $(FUZZ_BUILD) --product $$target || exit 1; done
 	@scripts/fuzz.sh 5 $(FUZZ_TARGETS)
+
+# The integration suite under ThreadSanitizer and AddressSanitizer/LeakSanitizer (SANITIZERS="thread address"),
+# each in its own scratch path, run serially with a time scale for the sanitizers' slowdown; any report fails
+# it. About 25 minutes from scratch on 2 cores (mostly the two instrumented builds).
+SANITIZERS ?= thread address
+sanitize: deps-test
+	scripts/sanitize.sh $(SANITIZERS)
 
 # Gateway vs NGINX vs the bare upstream; writes bench/RESULTS.md (about 7 minutes).
 bench:

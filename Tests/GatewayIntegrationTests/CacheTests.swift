@@ -121,14 +121,15 @@ import TestSupport
         try await withUpstreams { upstreams in
             try await withGateway(Self.config(), upstreams: upstreams) { test in
                 // Ages count whole seconds: max-age=3 stays fresh for at least two.
-                let path = Self.path("max-age=3", "&etag=%22v1%22")
+                let maxAge = 3 * TestTime.scale
+                let path = Self.path("max-age=\(maxAge)", "&etag=%22v1%22")
                 let first = try await test.request("GET", path)
                 #expect(first.header("x-cache") == "MISS")
                 let conditional = try await test.request("GET", path, headers: [("If-None-Match", #"W/"v1""#)])
                 #expect(conditional.status == 304)
                 #expect(conditional.header("x-cache") == "HIT")
                 #expect(conditional.header("etag") == #""v1""#)
-                try await Task.sleep(for: .milliseconds(4_100))
+                try await Task.sleep(for: .milliseconds((maxAge + 1) * 1000 + 100))
                 let revalidated = try await test.request("GET", path)
                 #expect(revalidated.status == 200)
                 #expect(revalidated.header("x-cache") == "REVALIDATED")
@@ -295,7 +296,10 @@ import TestSupport
                 #expect(result.stdout.hasSuffix("\(size)\n"), "\(result.stdout)")
             }
             #expect(Self.hits(upstreams[0]) == 2)
-            #expect(gateway.peakResidentBytes < 80 << 20, "peak RSS \(gateway.peakResidentBytes >> 20) MiB")
+            // Sanitizer runtimes have memory of their own (shadow memory, quarantines): the bound holds for real builds.
+            if TestTime.sanitizer == nil {
+                #expect(gateway.peakResidentBytes < 80 << 20, "peak RSS \(gateway.peakResidentBytes >> 20) MiB")
+            }
             gateway.terminate()
             #expect(await gateway.waitForExit(timeout: .seconds(10)) == 0)
         }

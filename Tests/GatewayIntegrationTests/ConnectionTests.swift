@@ -141,19 +141,25 @@ import Testing
         try await withUpstreams { upstreams in
             try await withGateway(basicConfig(limits: #"{ "max_body_bytes": 100000000 }"#), upstreams: upstreams) { gateway in
                 let client = try await gateway.connect()
-                try await client.send("GET /bytes/20000000 HTTP/1.1\r\nHost: x\r\n\r\n")
-                let download = try await client.readResponse(timeout: .seconds(60))
-                #expect(download.body.count == 20_000_000)
-                #expect(download.complete)
-
-                let chunk = [UInt8](repeating: 0x61, count: 1 << 20)
-                try await client.send("POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: \(8 << 20)\r\n\r\n")
-                for _ in 0..<8 { try await client.send(bytes: chunk) }
-                let upload = try await client.readResponse(timeout: .seconds(60))
-                #expect(upload.json["bytes"] as? Int == 8 << 20)
+                try await Self.expectLargeBodiesStream(on: client)
                 await client.close()
             }
         }
+    }
+
+    /// A 20 MB download, then an 8 MiB upload, on one client connection (through a gateway on the demo upstream).
+    static func expectLargeBodiesStream(on client: RawClient) async throws {
+        try await client.send("GET /bytes/20000000 HTTP/1.1\r\nHost: x\r\n\r\n")
+        let download = try await client.readResponse(timeout: .seconds(60))
+        #expect(download.status == 200)
+        #expect(download.body.count == 20_000_000)
+        #expect(download.complete)
+
+        let chunk = [UInt8](repeating: 0x61, count: 1 << 20)
+        try await client.send("POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: \(8 << 20)\r\n\r\n")
+        for _ in 0..<8 { try await client.send(bytes: chunk) }
+        let upload = try await client.readResponse(timeout: .seconds(60))
+        #expect(upload.json["bytes"] as? Int == 8 << 20)
     }
 
     // An upstream that dies mid-body breaks the client response (connection closed, body short), never a silent truncation.
@@ -178,13 +184,13 @@ import Testing
     // An idle keep-alive connection is closed after idle_timeout_ms.
     @Test func closesIdleConnections() async throws {
         try await withUpstreams { upstreams in
-            try await withGateway(basicConfig(limits: #"{ "idle_timeout_ms": 300 }"#), upstreams: upstreams) { gateway in
+            try await withGateway(basicConfig(limits: #"{ "idle_timeout_ms": \#(TestTime.ms(300)) }"#), upstreams: upstreams) { gateway in
                 let client = try await gateway.connect()
                 try await client.send("GET /echo HTTP/1.1\r\nHost: x\r\n\r\n")
                 _ = try await client.readResponse()
-                try await Task.sleep(for: .milliseconds(100))
+                try await Task.sleep(for: TestTime.duration(ms: 100))
                 #expect(!client.isClosed)
-                #expect(await client.waitForClose(timeout: .seconds(3)))
+                #expect(await client.waitForClose(timeout: TestTime.seconds(3)))
             }
         }
     }

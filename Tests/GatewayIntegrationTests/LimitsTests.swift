@@ -112,12 +112,13 @@ import Testing
     @Test func slowUpstreamIs504() async throws {
         try await withUpstreams { upstreams in
             // 1 s: long enough that the follow-up request is not cut off on a loaded machine, far below the 5 s.
-            try await withGateway(basicConfig(upstreamExtra: #", "read_timeout_ms": 1000"#), upstreams: upstreams) { gateway in
+            let json = basicConfig(upstreamExtra: #", "read_timeout_ms": \#(TestTime.ms(1000))"#)
+            try await withGateway(json, upstreams: upstreams) { gateway in
                 let started = ContinuousClock.now
-                let response = try await gateway.request("GET", "/slow?ms=5000")
+                let response = try await gateway.request("GET", "/slow?ms=\(TestTime.ms(5000))", timeout: TestTime.seconds(10))
                 #expect(response.status == 504)
                 #expect(response.errorCode == "UPSTREAM_TIMEOUT")
-                #expect(ContinuousClock.now - started < .seconds(4))
+                #expect(ContinuousClock.now - started < TestTime.seconds(4))
                 // The gateway still serves normally afterwards.
                 #expect(try await gateway.request("GET", "/echo").status == 200)
             }
@@ -128,10 +129,10 @@ import Testing
     @Test func stalledResponseBodyIsCutOff() async throws {
         try await withUpstreams { upstreams in
             // The head comes at once, the first chunk after 2 s: generous margins, as other tests load the machine.
-            try await withGateway(basicConfig(upstreamExtra: #", "read_timeout_ms": 700"#), upstreams: upstreams) { gateway in
+            try await withGateway(basicConfig(upstreamExtra: #", "read_timeout_ms": \#(TestTime.ms(700))"#), upstreams: upstreams) { gateway in
                 let client = try await gateway.connect()
-                try await client.send("GET /stream?chunks=3&interval_ms=2000 HTTP/1.1\r\nHost: x\r\n\r\n")
-                #expect(await client.waitForClose(timeout: .seconds(5)))
+                try await client.send("GET /stream?chunks=3&interval_ms=\(TestTime.ms(2000)) HTTP/1.1\r\nHost: x\r\n\r\n")
+                #expect(await client.waitForClose(timeout: TestTime.seconds(5)))
                 let response = try await client.readResponse()
                 #expect(response.status == 200)
                 #expect(!response.complete)

@@ -32,7 +32,10 @@ import TestSupport
 
             let peak = gateway.peakResidentBytes
             #expect(peak > 0)
-            #expect(peak < 100 << 20, "peak RSS \(peak >> 20) MiB")
+            // Sanitizer runtimes have memory of their own (shadow memory, quarantines): the bound holds for real builds.
+            if TestTime.sanitizer == nil {
+                #expect(peak < 100 << 20, "peak RSS \(peak >> 20) MiB")
+            }
             gateway.terminate()
             #expect(await gateway.waitForExit(timeout: .seconds(15)) == 0)
         }

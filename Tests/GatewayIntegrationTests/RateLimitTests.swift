@@ -7,7 +7,7 @@ import TestSupport
 /// processes, including Redis dying mid-test.
 @Suite(.serialized) struct RateLimitTests {
     static func config(upstreamPort: Int, limits: String, redis: String? = nil, onError: String = "allow", listenerPort: Int = 0) -> String {
-        let store = redis == nil ? "" : #""redis": { "url": "\#(redis!)", "timeout_ms": 200, "pool_size": 2 }, "rate_limiting": { "store": "redis", "on_store_error": "\#(onError)" },"#
+        let store = redis == nil ? "" : #""redis": { "url": "\#(redis!)", "timeout_ms": \#(TestTime.ms(200)), "pool_size": 2 }, "rate_limiting": { "store": "redis", "on_store_error": "\#(onError)" },"#
         return """
             { "workers": 2, \(store)
               "listeners": [{ "name": "public", "address": "127.0.0.1", "port": \(listenerPort) }],

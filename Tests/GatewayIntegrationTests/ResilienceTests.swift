@@ -84,7 +84,7 @@ import Testing
         }
         let json = Self.config(
             targets: [a.port, b.port],
-            extra: #""retries": { "attempts": 2, "backoff_ms": 5 }, "circuit_breaker": { "failure_threshold": 3, "open_ms": 2000 }"#,
+            extra: #""retries": { "attempts": 2, "backoff_ms": 5 }, "circuit_breaker": { "failure_threshold": 3, "open_ms": \#(TestTime.ms(2000)) }"#,
             workers: 2)
         try await withGateway(json) { gateway in
             let before = try await Self.requests(gateway, count: 20, concurrency: 2)
@@ -104,7 +104,7 @@ import Testing
             #expect(try await Self.connectionsAccepted(port: b.port) == accepted + 1, "only our own /stats connection")
 
             // After open_ms a probe goes through, succeeds and closes the breaker; b serves again.
-            try await Task.sleep(for: .milliseconds(2100))
+            try await Task.sleep(for: TestTime.duration(ms: 2100))
             let after = try await Self.requests(gateway, count: 20)
             #expect(Self.outcomes(after) == ["200 a", "200 b"])
             #expect(Self.state(gateway, target: b.port)?.breaker == "closed")
@@ -315,7 +315,7 @@ import Testing
 }
 
 /// Polls `condition` every 20 ms for up to `timeout`.
-func waitUntil(timeout: Duration = .seconds(5), _ condition: () -> Bool) async throws {
+func waitUntil(timeout: Duration = TestTime.seconds(5), _ condition: () -> Bool) async throws {
     let deadline = ContinuousClock.now + timeout
     while !condition() {
         guard ContinuousClock.now < deadline else {

@@ -45,17 +45,7 @@ import Testing
         let json = Self.config(target: #""http://127.0.0.1:\#(upstream.port)""#, limits: #"{ "max_body_bytes": 100000000 }"#)
         try await withGateway(json) { gateway in
             let client = try await gateway.connect()
-            try await client.send("GET /bytes/20000000 HTTP/1.1\r\nHost: x\r\n\r\n")
-            let download = try await client.readResponse(timeout: .seconds(60))
-            #expect(download.status == 200)
-            #expect(download.body.count == 20_000_000)
-            #expect(download.complete)
-
-            let chunk = [UInt8](repeating: 0x61, count: 1 << 20)
-            try await client.send("POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: \(8 << 20)\r\n\r\n")
-            for _ in 0..<8 { try await client.send(bytes: chunk) }
-            let upload = try await client.readResponse(timeout: .seconds(60))
-            #expect(upload.json["bytes"] as? Int == 8 << 20)
+            try await ConnectionTests.expectLargeBodiesStream(on: client)
 
             try await client.send("POST /upload HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n")
             let chunked = try await client.readResponse()
@@ -131,20 +121,20 @@ import Testing
         await dead.shutdown()
 
         let targets = #""http://127.0.0.1:\#(deadPort)", "http://127.0.0.1:\#(live.port)""#
-        let retries = #", "read_timeout_ms": 300, "retries": { "attempts": 1, "backoff_ms": 0 }"#
+        let retries = #", "read_timeout_ms": \#(TestTime.ms(300)), "retries": { "attempts": 1, "backoff_ms": 0 }"#
         try await withGateway(Self.config(target: targets, upstreamExtra: retries)) { gateway in
             for _ in 0..<4 {
                 let response = try await gateway.request("GET", "/echo")
                 #expect(response.status == 200)
                 #expect(response.json["upstream"] as? String == "live")
             }
-            let slow = try await gateway.request("GET", "/slow?ms=3000")
+            let slow = try await gateway.request("GET", "/slow?ms=\(TestTime.ms(3000))")
             #expect(slow.status == 504)
             #expect(slow.errorCode == "UPSTREAM_TIMEOUT")
         }
 
         sick.behaviour.failStatus.store(503, ordering: .relaxed)
-        let health = #", "health_check": { "path": "/healthz", "interval_ms": 100, "timeout_ms": 500, "unhealthy_threshold": 1, "healthy_threshold": 1 }"#
+        let health = #", "health_check": { "path": "/healthz", "interval_ms": 100, "timeout_ms": \#(TestTime.ms(500)), "unhealthy_threshold": 1, "healthy_threshold": 1 }"#
         let pair = #""http://127.0.0.1:\#(sick.port)", "http://127.0.0.1:\#(live.port)""#
         try await withGateway(Self.config(target: pair, upstreamExtra: #", "retries": { "attempts": 1, "backoff_ms": 0 }"# + health)) { gateway in
             for _ in 0..<4 {
@@ -177,12 +167,12 @@ import Testing
     @Test func idleConnectionClosesAndReopens() async throws {
         let upstream = try await DemoUpstream.start(name: "h2", http2: true)
         defer { Task { await upstream.shutdown() } }
-        let json = Self.config(target: #""http://127.0.0.1:\#(upstream.port)""#, upstreamExtra: #", "pool": { "idle_timeout_ms": 200 }"#)
+        let json = Self.config(target: #""http://127.0.0.1:\#(upstream.port)""#, upstreamExtra: #", "pool": { "idle_timeout_ms": \#(TestTime.ms(200)) }"#)
         try await withGateway(json) { gateway in
             #expect(try await gateway.request("GET", "/echo").status == 200)
             #expect(try await gateway.request("GET", "/echo").status == 200)
             #expect(upstream.connectionsAccepted == 1)
-            try await Task.sleep(for: .milliseconds(600))
+            try await Task.sleep(for: TestTime.duration(ms: 600))
             #expect(try await gateway.request("GET", "/echo").status == 200)
             #expect(upstream.connectionsAccepted == 2)
         }

@@ -52,3 +52,29 @@ import TestSupport
         #expect(subject == "O=Example,CN=client-1" || subject == "CN=client-1,O=Example")
     }
 }
+
+/// Key and certificate belong together when their public keys match, whatever the key's PEM form.
+@Suite struct CertificateIdentityTests {
+    @Test func keysMatchTheirCertificatesOnly() throws {
+        let pki = try TestPKI()
+        let ecdsa = try pki.issueServer("ecdsa", names: ["a.test"])
+        let rsa = try pki.issueServer("rsa", names: ["b.test"], rsa: true)
+        #expect(try CertificateIdentity.load(cert: ecdsa.cert, key: ecdsa.key).chain.count == 1)
+        #expect(try CertificateIdentity.load(cert: rsa.cert, key: rsa.key).chain.count == 1)
+
+        // Traditional "RSA PRIVATE KEY" and "EC PRIVATE KEY" files (the latter after an EC PARAMETERS block).
+        let traditional = pki.path("rsa-traditional.pem")
+        try TestPKI.openssl(["pkey", "-in", rsa.key, "-traditional", "-out", traditional], in: pki.directory)
+        #expect(try CertificateIdentity.load(cert: rsa.cert, key: traditional).chain.count == 1)
+        let sec1 = pki.path("ec-sec1.pem")
+        let sec1Cert = pki.path("ec-sec1-cert.pem")
+        try TestPKI.openssl(["ecparam", "-name", "prime256v1", "-genkey", "-out", sec1], in: pki.directory)
+        try TestPKI.openssl(["req", "-x509", "-key", sec1, "-out", sec1Cert, "-days", "1", "-subj", "/CN=c.test"], in: pki.directory)
+        #expect(try CertificateIdentity.load(cert: sec1Cert, key: sec1).chain.count == 1)
+
+        for (cert, key) in [(ecdsa.cert, rsa.key), (rsa.cert, ecdsa.key), (sec1Cert, ecdsa.key), (ecdsa.cert, sec1)] {
+            let error = thrownError { _ = try CertificateIdentity.load(cert: cert, key: key) } as? TLSFileError
+            #expect(error?.problem == "does not match the certificate in \(cert)")
+        }
+    }
+}

@@ -60,7 +60,7 @@ public final class TestPKI: @unchecked Sendable {
         public var description: String { "openssl \(arguments.joined(separator: " ")) failed: \(output)" }
     }
 
-    static func openssl(_ arguments: [String], in directory: URL) throws {
+    public static func openssl(_ arguments: [String], in directory: URL) throws {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/openssl")
         process.arguments = arguments

@@ -46,7 +46,8 @@ struct TestGateway {
 
     /// Sends one request on a fresh connection and reads the response.
     func request(
-        _ method: String = "GET", _ target: String, headers: [(String, String)] = [], body: String? = nil
+        _ method: String = "GET", _ target: String, headers: [(String, String)] = [], body: String? = nil,
+        timeout: Duration = TestTime.seconds(10)
     ) async throws -> TestResponse {
         let client = try await connect()
         var text = "\(method) \(target) HTTP/1.1\r\nHost: test.local\r\n"
@@ -55,7 +56,7 @@ struct TestGateway {
         text += "\r\n" + (body ?? "")
         do {
             try await client.send(text)
-            let response = try await client.readResponse(head: method == "HEAD")
+            let response = try await client.readResponse(head: method == "HEAD", timeout: timeout)
             await client.close()
             return response
         } catch {
@@ -132,4 +133,17 @@ func basicConfig(
       "routes": \(routes ?? #"[{ "name": "all", "upstream": "demo" }]"#)
     }
     """
+}
+
+/// Time in tests that configure short timeouts. Sanitized builds run several times slower, so their runs
+/// (`make sanitize`) set GATEWAY_TEST_TIME_SCALE: the timeouts a test configures and the waits that go with
+/// them stretch alike, and what the test proves stays the same. 1 in ordinary runs.
+enum TestTime {
+    static let scale: Int = max(1, Int(ProcessInfo.processInfo.environment["GATEWAY_TEST_TIME_SCALE"] ?? "") ?? 1)
+    /// The sanitizer the tests run under ("address", "thread"), if any.
+    static let sanitizer: String? = ProcessInfo.processInfo.environment["GATEWAY_TEST_SANITIZER"]
+
+    static func ms(_ milliseconds: Int) -> Int { milliseconds * scale }
+    static func duration(ms milliseconds: Int) -> Duration { .milliseconds(milliseconds * scale) }
+    static func seconds(_ seconds: Int) -> Duration { .seconds(seconds * scale) }
 }
