@@ -135,10 +135,10 @@ final class HTTP2UpstreamStream: ChannelDuplexHandler, UpstreamLink {
                 call.received(response, from: self)
                 if headers.endStream { endResponse() }
             } catch {
-                fail(error)
+                closeReportingFailure(error)
             }
         case .data(let data):
-            guard responseStarted else { return fail(UpstreamHTTP2Error.malformedResponse("DATA before HEADERS")) }
+            guard responseStarted else { return closeReportingFailure(UpstreamHTTP2Error.malformedResponse("DATA before HEADERS")) }
             if case .byteBuffer(let buffer) = data.data, buffer.readableBytes > 0 { call.receivedBody(buffer, from: self) }
             if data.endStream { endResponse() }
         default:
@@ -150,12 +150,6 @@ final class HTTP2UpstreamStream: ChannelDuplexHandler, UpstreamLink {
         responseEnded = true
         readDeadline.cancel()
         call?.receivedEnd(from: self)
-    }
-
-    private func fail(_ error: any Error) {
-        let call = self.call
-        close()
-        call?.connectionFailed(self, error: error)
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {

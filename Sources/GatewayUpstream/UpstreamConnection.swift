@@ -223,7 +223,7 @@ final class UpstreamConnection: ChannelDuplexHandler, Hashable, UpstreamLink {
                     call.received(parsed, from: self)
                     if parsed.framing == .none { call.receivedEnd(from: self) }
                 } catch {
-                    fail(error)
+                    closeReportingFailure(error)
                     return
                 }
             case .tunnel:
@@ -247,17 +247,11 @@ final class UpstreamConnection: ChannelDuplexHandler, Hashable, UpstreamLink {
                         call.receivedEnd(from: self)
                     }
                 } catch {
-                    fail(error)
+                    closeReportingFailure(error)
                     return
                 }
             }
         }
-    }
-
-    private func fail(_ error: HTTPParseError) {
-        let call = self.call
-        close()
-        call?.connectionFailed(self, error: error)
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {
@@ -290,9 +284,7 @@ final class UpstreamConnection: ChannelDuplexHandler, Hashable, UpstreamLink {
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
         // Resets and the like end this connection; the call decides what the client sees.
-        let call = self.call
-        close()
-        call?.connectionFailed(self, error: error)
+        closeReportingFailure(error)
     }
 
     func read(context: ChannelHandlerContext) {

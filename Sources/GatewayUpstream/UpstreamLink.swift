@@ -35,6 +35,15 @@ protocol UpstreamLink: AnyObject {
     func close()
 }
 
+extension UpstreamLink {
+    /// Drops the link, then tells its call why (the call may retry on another link).
+    func closeReportingFailure(_ error: any Error) {
+        let call = self.call
+        close()
+        call?.connectionFailed(self, error: error)
+    }
+}
+
 /// A read timeout kept as a deadline that every read pushes back, checked by one lazily re-armed timer:
 /// no timer is scheduled or cancelled per read.
 final class ReadDeadline {
