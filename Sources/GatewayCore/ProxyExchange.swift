@@ -385,6 +385,9 @@ final class ProxyExchange: ExchangeDriver, UpstreamCallDelegate {
     }
 
     private func applyResponseFilters(_ response: inout ResponseHead) {
+        // One copy of the context for all the hooks: passing the stored property to each call would copy it
+        // (and retain everything in it) once per call.
+        let context = self.context
         for (name, value) in context.responseHeaders { response.headers.replaceOrAdd(name: name, value: value) }
         if let routeFilters = context.route?.filters {
             for filter in routeFilters.reversed() { filter.onResponse(&response, context: context) }
@@ -402,6 +405,7 @@ final class ProxyExchange: ExchangeDriver, UpstreamCallDelegate {
         heldBody.removeAll()
         let target = call?.target
         if caching != nil { cacheExchangeFinished() }
+        let context = self.context  // one copy for every completion hook, as in applyResponseFilters
         // Drop the references both ways so the connection handler, this exchange and the upstream call
         // do not keep each other alive.
         call = nil
