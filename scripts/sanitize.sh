@@ -8,6 +8,8 @@
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 sanitizers=${*:-thread address}
+# A scale given by the caller applies to every sanitizer; otherwise each gets its own default.
+given_scale=${GATEWAY_TEST_TIME_SCALE:-}
 for sanitizer in $sanitizers; do
     case $sanitizer in
         thread) scratch=.build-tsan ;;
@@ -20,12 +22,12 @@ for sanitizer in $sanitizers; do
     export GATEWAY_TEST_SANITIZER=$sanitizer
     case $sanitizer in
         thread)
-            export GATEWAY_TEST_TIME_SCALE=${GATEWAY_TEST_TIME_SCALE:-4}
+            export GATEWAY_TEST_TIME_SCALE=${given_scale:-4}
             # exitcode: a report fails the process that made it even when it carries on.
             export TSAN_OPTIONS="halt_on_error=0:exitcode=66:suppressions=$here/sanitizers/tsan.supp"
             ;;
         address)
-            export GATEWAY_TEST_TIME_SCALE=${GATEWAY_TEST_TIME_SCALE:-3}
+            export GATEWAY_TEST_TIME_SCALE=${given_scale:-3}
             # Every process writes its reports to $reports. The gateway and demo processes the tests start
             # check for leaks when they exit; the test process itself does not (docs/threat-model.md: LeakSanitizer
             # misreads Swift's spare-bit-tagged enum payloads and Foundation's Process objects in the harness).
