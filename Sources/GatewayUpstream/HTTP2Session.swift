@@ -159,6 +159,9 @@ final class HTTP2Session {
 
     private static func configureHTTP2(_ channel: Channel, session: HTTP2Session?) throws -> HTTP2Connection {
         var settings = NIOHTTP2Handler.ConnectionConfiguration()
+        // The connection's own receive window is shared by all its streams: at HTTP/2's default (64 KiB) all the
+        // responses on a connection together could move only 64 KiB per round trip to the upstream.
+        settings.targetWindowSize = connectionWindow
         settings.initialSettings = [
             HTTP2Setting(parameter: .enablePush, value: 0),
             HTTP2Setting(parameter: .initialWindowSize, value: streamWindow),
@@ -182,6 +185,8 @@ final class HTTP2Session {
 
     /// Per-stream receive window: how much response body a stream may buffer while the client is slow.
     static let streamWindow = 262_144
+    /// The connection's receive window: room for 16 streams' windows at once.
+    static let connectionWindow = 16 * streamWindow
 
     // MARK: Streams and the connection's life
 

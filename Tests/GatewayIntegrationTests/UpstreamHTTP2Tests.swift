@@ -197,4 +197,27 @@ import Testing
             #expect(upstream.connectionsAccepted == 2)
         }
     }
+
+    // Clients that stop reading pause only their own streams: another download on the same upstream
+    // connection goes on.
+    @Test func stalledClientDoesNotHoldUpOthers() async throws {
+        let upstream = try await DemoUpstream.start(name: "h2", http2: true)
+        defer { Task { await upstream.shutdown() } }
+        try await withGateway(Self.config(target: #""http://127.0.0.1:\#(upstream.port)""#)) { gateway in
+            var stalled: [RawClient] = []
+            for _ in 0..<4 {
+                let client = try await RawClient.connect(port: gateway.port, reading: false)
+                try await client.send("GET /bytes/50000000 HTTP/1.1\r\nHost: x\r\n\r\n")
+                stalled.append(client)
+            }
+            try await Task.sleep(for: .milliseconds(300))
+            let reader = try await gateway.connect()
+            try await reader.send("GET /bytes/4000000 HTTP/1.1\r\nHost: x\r\n\r\n")
+            let response = try await reader.readResponse(timeout: TestTime.seconds(10))
+            #expect(response.body.count == 4_000_000)
+            #expect(upstream.connectionsAccepted == 1, "all on one HTTP/2 connection")
+            await reader.close()
+            for client in stalled { await client.close() }
+        }
+    }
 }

@@ -50,10 +50,12 @@ final class RawClient {
         self.inbox = inbox
     }
 
-    static func connect(port: Int, host: String = "127.0.0.1") async throws -> RawClient {
+    /// - Parameter reading: false makes a client that never reads (the server's writes back up, as with a stalled reader).
+    static func connect(port: Int, host: String = "127.0.0.1", reading: Bool = true) async throws -> RawClient {
         let inbox = Inbox()
         let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .connectTimeout(.seconds(5))
+            .channelOption(.autoRead, value: reading)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandler(Collector(inbox: inbox))
