@@ -5,7 +5,6 @@ import GatewayConfig
 import GatewayHTTP
 import Logging
 import NIOCore
-import Synchronization
 
 /// Everything authentication needs, process-wide: the JWT rules and keys (configured, from a JWKS file,
 /// and from a JWKS URL kept fresh in the background) and the API-key table. Verification itself is

@@ -1,7 +1,6 @@
 import CoreMetrics
 import NIOConcurrencyHelpers
 import GatewayHTTP
-import Synchronization
 
 /// The gateway's metrics through swift-metrics (the Prometheus backend lives in the app). Names start with
 /// `gateway_`; label values are bounded: route, upstream, target and listener names from the config, method

@@ -1,7 +1,6 @@
 import Foundation
 import NIOConcurrencyHelpers
 import Logging
-import Synchronization
 
 /// A swift-log handler writing one JSON object per line:
 /// `{"time":"2026-11-30T12:00:00.123Z","level":"info","msg":"request","request_id":"...",...}`.

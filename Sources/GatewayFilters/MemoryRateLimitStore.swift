@@ -2,7 +2,6 @@ import GatewayCore
 import NIOConcurrencyHelpers
 import GatewayPolicy
 import NIOCore
-import Synchronization
 
 /// Rate-limit counters in this process (the `memory` store, and the `local` fallback when Redis is down).
 ///

@@ -4,7 +4,6 @@ import GatewayPolicy
 import Logging
 import NIOCore
 import NIOPosix
-import Synchronization
 
 /// A Redis client for the gateway's hot path: SwiftNIO does the socket I/O, hiredis the protocol.
 ///

@@ -212,10 +212,7 @@ final class HTTP2StreamHandler: ChannelDuplexHandler, DownstreamStream {
         fields.add(name: ":status", value: String(head.status))
         for (name, value) in head.headers {
             let lowered = name.lowercased()
-            switch lowered {
-            case "connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade": continue
-            default: fields.add(name: lowered, value: value)
-            }
+            if !HTTP2Fields.isConnectionSpecific(lowered) { fields.add(name: lowered, value: value) }
         }
         return fields
     }

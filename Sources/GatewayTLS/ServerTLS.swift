@@ -4,7 +4,6 @@ import Logging
 import NIOCore
 import NIOSSL
 import X509
-import Synchronization
 
 /// The TLS side of one listener: its certificates (chosen by SNI), protocol versions, ciphers, ALPN and client
 /// certificate rules, as a NIOSSLContext that a reload can replace.

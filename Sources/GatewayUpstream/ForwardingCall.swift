@@ -280,8 +280,7 @@ final class ForwardingCall: UpstreamCall {
             switch result {
             case .success(let link):
                 guard self.connectID == id, case .connecting = self.state else {
-                    // Abandoned meanwhile: a new connection is still good for the pool; a stream is not.
-                    if let connection = link as? UpstreamConnection { pool.park(connection) } else { link.close() }
+                    link.giveBack()  // abandoned meanwhile
                     return
                 }
                 self.attach(link)

@@ -101,6 +101,9 @@ final class HTTP2UpstreamStream: ChannelDuplexHandler, UpstreamLink {
     /// The stream closes by itself once both sides ended it.
     func release() {}
 
+    /// A stream nobody will use is reset.
+    func giveBack() { close() }
+
     func close() {
         guard !isClosed else { return }
         isClosed = true
@@ -213,8 +216,9 @@ final class HTTP2UpstreamStream: ChannelDuplexHandler, UpstreamLink {
 
     // MARK: Mapping between heads and HTTP/2 fields
 
-    /// Request fields: pseudo-headers first, `:authority` from Host, names lowercased, connection-specific
-    /// fields and those the Connection header names removed, `TE` kept only as "trailers".
+    /// Request fields: pseudo-headers first, `:authority` from Host, names lowercased. Hop-by-hop fields are
+    /// already gone (HeaderRules.prepareUpstreamRequest); what is dropped here is what the forwarding itself
+    /// adds and HTTP/2 forbids: Transfer-Encoding, and the Connection/Upgrade of an upgrade request.
     static func fields(of head: RequestHead, scheme: String, defaultAuthority: String) -> HPACKHeaders {
         var fields = HPACKHeaders()
         fields.reserveCapacity(head.headers.count + 4)
@@ -222,16 +226,9 @@ final class HTTP2UpstreamStream: ChannelDuplexHandler, UpstreamLink {
         fields.add(name: ":scheme", value: scheme)
         fields.add(name: ":authority", value: head.headers.first(name: "host") ?? defaultAuthority)
         fields.add(name: ":path", value: head.target)
-        let hasConnection = head.headers.contains(name: "connection")
         for (name, value) in head.headers {
             let lowered = name.lowercased()
-            switch lowered {
-            case "host", "connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade": continue
-            case "te" where value.lowercased() != "trailers": continue
-            default:
-                if hasConnection && head.headers.containsToken(lowered, inField: "connection") { continue }
-                fields.add(name: lowered, value: value)
-            }
+            if lowered != "host" && !HTTP2Fields.isConnectionSpecific(lowered) { fields.add(name: lowered, value: value) }
         }
         return fields
     }

@@ -9,7 +9,6 @@ import NIOHPACK
 import NIOHTTP2
 import NIOPosix
 import NIOSSL
-import Synchronization
 
 /// Active health checks of one upstream: every `interval_ms`, a `GET path` to each target on a fresh
 /// connection. A 2xx or 3xx answer within `timeout_ms` is a pass; anything else (refused, reset, timeout,
@@ -88,7 +87,7 @@ final class HealthChecker: Sendable {
             let result = eventLoop.makePromise(of: Int.self)
             let request = "GET \(settings.path) HTTP/1.1\r\nHost: \(target.authority)\r\nUser-Agent: gateway-health-check\r\nConnection: close\r\n\r\n"
             let http2 = target.target.httpProtocol == .h2
-            let tls = target.target.scheme == .https ? (http2 ? upstream.http2TLSContext : upstream.tlsContext) : nil
+            let tls = upstream.tlsContext(for: target.target)
             let serverName = UpstreamTLS.serverName(for: target.target, settings: upstream.config.tls)
             let path = settings.path
             let connected = ClientBootstrap(group: eventLoop)
@@ -232,10 +231,10 @@ final class HTTP2HealthProbeHandler: ChannelInboundHandler {
     private let result: EventLoopPromise<Int>
 
     init(path: String, target: UpstreamTarget, result: EventLoopPromise<Int>) {
-        fields = [
-            ":method": "GET", ":scheme": target.scheme.rawValue, ":authority": target.authority, ":path": path,
-            "user-agent": "gateway-health-check",
-        ]
+        var headers = HeaderList()
+        headers.add(name: "user-agent", value: "gateway-health-check")
+        fields = HTTP2UpstreamStream.fields(
+            of: RequestHead(method: .GET, target: path, headers: headers), scheme: target.scheme.rawValue, defaultAuthority: target.authority)
         self.result = result
     }
 

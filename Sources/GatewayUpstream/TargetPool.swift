@@ -38,17 +38,12 @@ final class TargetPool {
         self.address = IPAddress(target.host) != nil ? try? SocketAddress(ipAddress: target.host, port: target.port) : nil
         self.eventLoop = runtime.eventLoop
         self.connectTimeout = runtime.connectTimeout
-        let http2 = shared.target.httpProtocol == .h2
-        if shared.target.scheme == .https, let context = http2 ? runtime.shared.http2TLSContext : runtime.shared.tlsContext {
-            tls = (context, UpstreamTLS.serverName(for: shared.target, settings: runtime.config.tls))
-        } else {
-            tls = nil
-        }
+        tls = runtime.shared.tlsContext(for: shared.target).map { ($0, UpstreamTLS.serverName(for: shared.target, settings: runtime.config.tls)) }
         self.idle = IdleConnectionPool(
             maxIdle: runtime.config.pool.maxIdlePerTarget,
             idleTimeoutNanos: UInt64(runtime.config.pool.idleTimeoutMs) * 1_000_000)
         self.runtime = runtime
-        if http2 {
+        if shared.target.httpProtocol == .h2 {
             session = HTTP2Session(
                 pool: self, tls: tls, connectTimeout: connectTimeout, handshakeTimeout: runtime.readTimeout,
                 idleTimeout: .milliseconds(Int64(runtime.config.pool.idleTimeoutMs)))

@@ -97,6 +97,8 @@ final class UpstreamConnection: ChannelDuplexHandler, Hashable, UpstreamLink {
         pool.park(self)
     }
 
+    func giveBack() { pool.park(self) }
+
     /// Queues bytes for the upstream; small ones are gathered until the next flush.
     private func write(_ buffer: ByteBuffer) {
         guard let context else { return }

@@ -31,6 +31,9 @@ protocol UpstreamLink: AnyObject {
     func setReadPaused(_ paused: Bool)
     /// The exchange completed cleanly on both sides: an HTTP/1.1 connection goes back to its pool.
     func release()
+    /// A new link its call no longer wants (the try ended while it was being made): a fresh HTTP/1.1
+    /// connection is still good for the pool; an HTTP/2 stream is reset.
+    func giveBack()
     /// Drops the link (it is not reused); on HTTP/2 only the stream is reset.
     func close()
 }

@@ -119,6 +119,12 @@ final class UpstreamShared: Sendable {
 
     static func now() -> Int64 { Int64(NIODeadline.now().uptimeNanoseconds / 1000) }
 
+    /// The TLS context for a target: none for `http://`, the one offering only "h2" for `h2` targets.
+    func tlsContext(for target: UpstreamTarget) -> NIOSSLContext? {
+        guard target.scheme == .https else { return nil }
+        return target.httpProtocol == .h2 ? http2TLSContext : tlsContext
+    }
+
     /// Whether open breakers shut out more targets than `max_ejection_percent` allows; then breakers are
     /// ignored (panic mode) so that some traffic still flows.
     func inPanic(now: Int64) -> Bool {
