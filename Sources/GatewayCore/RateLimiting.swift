@@ -16,8 +16,9 @@ public struct RateLimitRule: Sendable {
     /// false: shadow mode, the decision is logged and counted but never rejects.
     public let enforce: Bool
     /// The rule as a shared store's script takes it: algorithm ("tb"/"sw"), two parameters (capacity and
-    /// refill per second, or limit and window in µs), cost, enforce ("1"/"0"). Built once, not per request.
-    public let scriptArguments: [String]
+    /// refill per second, or limit and window in µs), cost, enforce ("1"/"0"), separated by spaces. Built
+    /// once, not per request.
+    public let scriptText: String
 
     public init(name: String, algorithm: Algorithm, cost: Int = 1, key: RateLimitConfig.Key = .ip, enforce: Bool = true) {
         self.name = name
@@ -27,9 +28,9 @@ public struct RateLimitRule: Sendable {
         self.enforce = enforce
         switch algorithm {
         case .tokenBucket(let bucket):
-            scriptArguments = ["tb", Self.number(bucket.capacity), Self.number(bucket.refillPerSecond), String(cost), enforce ? "1" : "0"]
+            scriptText = "tb \(Self.number(bucket.capacity)) \(Self.number(bucket.refillPerSecond)) \(cost) \(enforce ? 1 : 0)"
         case .slidingWindow(let window):
-            scriptArguments = ["sw", String(window.limit), String(window.windowMicros), String(cost), enforce ? "1" : "0"]
+            scriptText = "sw \(window.limit) \(window.windowMicros) \(cost) \(enforce ? 1 : 0)"
         }
     }
 
@@ -85,11 +86,15 @@ public struct RateLimitRequest: Sendable {
     public let checks: [RateLimitCheck]
     /// Unique per request (the request id): makes sliding-window log entries distinct.
     public let nonce: String
+    /// Every check's `RateLimitRule.scriptText`, in order, separated by ";". A route's requests all have the
+    /// same, so its filter builds it once and passes it in.
+    public let scriptRules: String
 
-    public init(hashTag: String, checks: [RateLimitCheck], nonce: String) {
+    public init(hashTag: String, checks: [RateLimitCheck], nonce: String, scriptRules: String? = nil) {
         self.hashTag = hashTag
         self.checks = checks
         self.nonce = nonce
+        self.scriptRules = scriptRules ?? checks.map(\.rule.scriptText).joined(separator: ";")
     }
 }
 

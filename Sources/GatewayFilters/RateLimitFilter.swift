@@ -13,8 +13,23 @@ import Synchronization
 /// Headers: `X-RateLimit-Limit/-Remaining/-Reset` for the most constrained enforced limit, and the IETF
 /// draft's `RateLimit-Policy` and `RateLimit` listing every enforced limit.
 public struct RateLimitFilter: GatewayFilter {
+    /// Everything fixed per route lives in one object, so the per-request closures hold one reference
+    /// rather than a copy of every field.
+    private let limiter: RouteRateLimiter
+
+    public init(routeName: String, rules: [RateLimitRule], store: RateLimitStore, logger: Logger, metrics: GatewayMetrics = .disabled) {
+        limiter = RouteRateLimiter(routeName: routeName, rules: rules, store: store, logger: logger, metrics: metrics)
+    }
+
+    public func onRequest(_ head: inout RequestHead, context: inout RequestContext) -> FilterStep {
+        limiter.onRequest(&head, context: &context)
+    }
+}
+
+/// One route's limits: keys, the store call, the decision and its headers.
+private final class RouteRateLimiter: Sendable {
     /// A rule with what is fixed per route: its key prefix and header texts.
-    private struct Limit: Sendable {
+    private final class Limit: Sendable {
         let rule: RateLimitRule
         /// `gw:rl:{route}:limit:`
         let keyPrefix: String
@@ -23,6 +38,41 @@ public struct RateLimitFilter: GatewayFilter {
         let allowed: Counter
         let limited: Counter
         let shadowLimited: Counter
+
+        init(rule: RateLimitRule, keyPrefix: String, limitText: String, allowed: Counter, limited: Counter, shadowLimited: Counter) {
+            self.rule = rule
+            self.keyPrefix = keyPrefix
+            self.limitText = limitText
+            self.allowed = allowed
+            self.limited = limited
+            self.shadowLimited = shadowLimited
+        }
+    }
+
+    /// One request's decision in flight: what the store's answer is applied to. The store's callback holds
+    /// only this object.
+    private final class Decision {
+        let limiter: RouteRateLimiter
+        let checks: [RateLimitCheck]
+        let requestID: String
+        /// Set when the store answered inside `check` (the memory store).
+        var immediate: Result<RateLimitResult, any Error>?
+        /// Set when the filter suspended to wait for the answer (Redis).
+        var promise: EventLoopPromise<FilterResumption>?
+
+        init(limiter: RouteRateLimiter, checks: [RateLimitCheck], requestID: String) {
+            self.limiter = limiter
+            self.checks = checks
+            self.requestID = requestID
+        }
+
+        func answered(_ result: Result<RateLimitResult, any Error>) {
+            if let promise {
+                promise.succeed(limiter.resumption(for: result, checks: checks, requestID: requestID))
+            } else {
+                immediate = result
+            }
+        }
     }
 
     private let routeName: String
@@ -31,10 +81,12 @@ public struct RateLimitFilter: GatewayFilter {
     private let logger: Logger
     /// `RateLimit-Policy`, fixed per route.
     private let policyHeader: String?
+    /// Every limit's rule as a shared store's script takes it (`RateLimitRequest.scriptRules`).
+    private let scriptRules: String
 
     private let storeErrors: Counter
 
-    public init(routeName: String, rules: [RateLimitRule], store: RateLimitStore, logger: Logger, metrics: GatewayMetrics = .disabled) {
+    init(routeName: String, rules: [RateLimitRule], store: RateLimitStore, logger: Logger, metrics: GatewayMetrics) {
         self.routeName = routeName
         func decisions(_ rule: RateLimitRule, _ outcome: String) -> Counter {
             metrics.counter("gateway_rate_limit_decisions_total", [("route", routeName), ("limit", rule.name), ("outcome", outcome)])
@@ -47,30 +99,23 @@ public struct RateLimitFilter: GatewayFilter {
         self.storeErrors = metrics.counter("gateway_rate_limit_decisions_total", [("route", routeName), ("limit", "*"), ("outcome", "store_error")])
         self.store = store
         self.logger = logger
+        self.scriptRules = rules.map(\.scriptText).joined(separator: ";")
         let enforced = rules.filter(\.enforce)
         policyHeader =
             enforced.isEmpty
             ? nil : enforced.map { "\"\($0.name)\";q=\($0.quota.limit);w=\($0.quota.windowSeconds)" }.joined(separator: ", ")
     }
 
-    public func onRequest(_ head: inout RequestHead, context: inout RequestContext) -> FilterStep {
+    func onRequest(_ head: inout RequestHead, context: inout RequestContext) -> FilterStep {
         var checks: [RateLimitCheck] = []
         checks.reserveCapacity(limits.count)
         for limit in limits { checks.append(RateLimitCheck(rule: limit.rule, key: key(for: limit, head: head, context: context))) }
-        let request = RateLimitRequest(hashTag: routeName, checks: checks, nonce: context.requestID)
-        let requestID = context.requestID
+        let request = RateLimitRequest(hashTag: routeName, checks: checks, nonce: context.requestID, scriptRules: scriptRules)
+        let decision = Decision(limiter: self, checks: checks, requestID: context.requestID)
         // The memory store answers inside `check`; Redis answers later, on this event loop.
-        var immediate: Result<RateLimitResult, any Error>?
-        var pending: EventLoopPromise<FilterResumption>?
-        store.check(request, on: context.eventLoop) { result in
-            if let promise = pending {
-                promise.succeed(self.resumption(for: result, checks: checks, requestID: requestID))
-            } else {
-                immediate = result
-            }
-        }
-        if let immediate {
-            let resumption = resumption(for: immediate, checks: checks, requestID: requestID)
+        store.check(request, on: context.eventLoop, completion: decision.answered)
+        if let immediate = decision.immediate {
+            let resumption = resumption(for: immediate, checks: checks, requestID: context.requestID)
             resumption.edit?(&head, &context)
             switch resumption.decision {
             case .proceed: return .proceed
@@ -78,11 +123,11 @@ public struct RateLimitFilter: GatewayFilter {
             }
         }
         let promise = context.eventLoop.makePromise(of: FilterResumption.self)
-        pending = promise
+        decision.promise = promise
         return .suspend(promise.futureResult)
     }
 
-    private func resumption(for result: Result<RateLimitResult, any Error>, checks: [RateLimitCheck], requestID: String) -> FilterResumption {
+    fileprivate func resumption(for result: Result<RateLimitResult, any Error>, checks: [RateLimitCheck], requestID: String) -> FilterResumption {
         guard case .success(let result) = result else {
             storeErrors.increment()
             // Only `on_store_error: deny` lets a store failure reach here.

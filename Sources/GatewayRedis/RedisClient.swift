@@ -13,6 +13,8 @@ import NIOPosix
 /// once rather than wait, so a dead Redis costs a request nothing beyond a failed future.
 public final class RedisClient: Sendable {
     public let url: RedisURL
+    /// The loops commands may be sent from (each has its own connections).
+    public let eventLoops: [EventLoop]
     let timeout: TimeAmount
     private let pools: LoopLocal<RedisLoopPool>
     private let logger: Logger
@@ -24,8 +26,8 @@ public final class RedisClient: Sendable {
         self.url = url
         self.timeout = timeout
         self.logger = logger
-        let loopCount = group.makeIterator().reduce(0) { count, _ in count + 1 }
-        let perLoop = max(1, poolSize / max(1, loopCount))
+        eventLoops = Array(group.makeIterator())
+        let perLoop = max(1, poolSize / max(1, eventLoops.count))
         pools = try await LoopLocal.make(on: group) { loop, _ in
             RedisLoopPool(url: url, size: perLoop, timeout: timeout, eventLoop: loop, logger: logger)
         }

@@ -147,6 +147,56 @@ func verify(_ vector: RateLimitVector, _ results: [RateLimitResult], store: Stri
         }
     }
 
+    // Requests arriving in one event-loop tick are decided by one script call per route (at most
+    // maximumBatch requests each), one after another, with the same results as deciding them one at a time.
+    @Test func requestsOfOneTickShareAScriptCall() async throws {
+        let (server, group, client) = try await Self.connectedClient()
+        defer { Task { await client.shutdown(); try? await group.shutdownGracefully() } }
+        defer { withExtendedLifetime(server) {} }
+        let now = NIOLockedValueBox<Int64>(5 * second)
+        let store = RedisRateLimitStore(client: client, clockOverride: { now.withLockedValue { $0 } })
+        let loop = group.next()
+        let bucket = RateLimitRule(name: "b", algorithm: .tokenBucket(TokenBucket(capacity: 10, refillPerSecond: 1)))
+        let window = RateLimitRule(name: "w", algorithm: .slidingWindow(SlidingWindowLog(limit: 15, windowMicros: 10 * second)))
+        let small = RateLimitRule(name: "s", algorithm: .slidingWindow(SlidingWindowLog(limit: 5, windowMicros: 10 * second)))
+        let shadow = RateLimitRule(
+            name: "x", algorithm: .tokenBucket(TokenBucket(capacity: 3, refillPerSecond: 1)), enforce: false)
+        // 70 requests to route "a" (a bucket of 10, a window of 15, and a shadow bucket of 3) interleaved
+        // with 20 to route "b" (a window of 5).
+        let requests = (0..<90).map { index in
+            index % 9 < 7
+                ? RateLimitRequest(
+                    hashTag: "a", checks: [bucket, window, shadow].map { RateLimitCheck(rule: $0, key: "gw:rl:{a}:\($0.name)") },
+                    nonce: "n\(index)")
+                : RateLimitRequest(hashTag: "b", checks: [RateLimitCheck(rule: small, key: "gw:rl:{b}:s")], nonce: "n\(index)")
+        }
+        // Load the script first, so the statistics count only the batch.
+        _ = try await store.check(RateLimitRequest(hashTag: "warm", checks: [], nonce: "w"), on: loop)
+        _ = try await server.command(["CONFIG", "RESETSTAT"])
+
+        let batched = try await loop.flatSubmit { () -> EventLoopFuture<[RateLimitResult]> in
+            let futures = requests.map { request in
+                let promise = loop.makePromise(of: RateLimitResult.self)
+                store.check(request, on: loop) { promise.completeWith($0) }
+                return promise.futureResult
+            }
+            return EventLoopFuture.whenAllSucceed(futures, on: loop)
+        }.get()
+
+        let memory = MemoryRateLimitStore()
+        let expected = requests.map { memory.check($0, now: 5 * second) }
+        #expect(batched == expected)
+        #expect(batched.filter(\.allowed).count == 15)  // a: 10 (the bucket), b: 5
+        #expect(batched.first?.evaluations.map(\.remaining) == [9, 14, 2])
+        let stats = try await server.command(["INFO", "commandstats"])
+        let evalsha = stats.split(whereSeparator: \.isNewline).first { $0.hasPrefix("cmdstat_evalsha:") }
+        #expect(evalsha?.hasPrefix("cmdstat_evalsha:calls=3,") == true, "\(stats)")  // a: 64 + 6, b: 20
+
+        // What the batch wrote is what one-at-a-time decisions would have left: the next request agrees.
+        let next = try await store.check(requests[0], on: loop)
+        #expect(next == memory.check(requests[0], now: 5 * second))
+    }
+
     // Keys carry a TTL (no idle key lives forever) and are namespaced under one hash tag per route.
     @Test func keysExpireAndShareAHashTag() async throws {
         let (server, group, client) = try await Self.connectedClient()
