@@ -151,15 +151,10 @@ public struct HeaderList: Sendable, Sequence {
 
     /// Removes every field named `name`.
     public mutating func remove(name: String) {
-        if !rawFields.isEmpty {
-            let raw = self.raw
-            raw.withUnsafeReadableBytes { bytes in
-                for index in rawFields.indices where !rawFields[index].removed && Self.nameEquals(rawFields[index], name, in: bytes) {
-                    rawFields[index].removed = true
-                }
-            }
+        markReceivedRemoved { bytes, field in Self.nameEquals(field, name, in: bytes) }
+        if !added.isEmpty, added.contains(where: { $0.name.equalsCaseInsensitively(name) }) {
+            added.removeAll { $0.name.equalsCaseInsensitively(name) }
         }
-        if !added.isEmpty { added.removeAll { $0.name.equalsCaseInsensitively(name) } }
     }
 
     /// Sets `name` to exactly one field with `value`.
@@ -171,20 +166,31 @@ public struct HeaderList: Sendable, Sequence {
     /// Removes received fields for which `shouldRemove(name)` is true, in one pass over the raw bytes.
     /// `shouldRemove` sees the name's bytes, so nothing is allocated for the fields that stay.
     public mutating func removeReceived(where shouldRemove: (UnsafeRawBufferPointer) -> Bool) {
-        guard !rawFields.isEmpty else { return }
-        let raw = self.raw
-        raw.withUnsafeReadableBytes { bytes in
-            for index in rawFields.indices where !rawFields[index].removed {
-                let field = rawFields[index]
-                let name = UnsafeRawBufferPointer(rebasing: bytes[Int(field.nameStart)..<Int(field.nameStart + field.nameLength)])
-                if shouldRemove(name) { rawFields[index].removed = true }
-            }
+        markReceivedRemoved { bytes, field in
+            shouldRemove(UnsafeRawBufferPointer(rebasing: bytes[Int(field.nameStart)..<Int(field.nameStart + field.nameLength)]))
         }
     }
 
     /// Removes added fields whose name satisfies the predicate.
     public mutating func removeAdded(where shouldRemove: (String) -> Bool) {
+        // Looked for first: `removeAll` copies the (usually shared) array even when it removes nothing.
+        guard added.contains(where: { shouldRemove($0.name) }) else { return }
         added.removeAll { shouldRemove($0.name) }
+    }
+
+    /// Marks the received fields `matches` picks as removed. The fields array is usually shared with the
+    /// parsed message it came from, so it is only written (and so copied) once a field actually goes: a
+    /// write inside the search loop would make the optimiser copy it up front, for nothing, on every call.
+    private mutating func markReceivedRemoved(_ matches: (UnsafeRawBufferPointer, RawField) -> Bool) {
+        guard !rawFields.isEmpty else { return }
+        let raw = self.raw
+        raw.withUnsafeReadableBytes { bytes in
+            guard let first = rawFields.firstIndex(where: { !$0.removed && matches(bytes, $0) }) else { return }
+            rawFields[first].removed = true
+            for index in (first + 1)..<rawFields.count where !rawFields[index].removed && matches(bytes, rawFields[index]) {
+                rawFields[index].removed = true
+            }
+        }
     }
 
     /// Values of `name` among the added fields only.
