@@ -12,7 +12,7 @@ BIN    := $(shell $(SWIFT) build --show-bin-path 2>/dev/null || echo .build/debu
 BUILD_PACKAGES := libhiredis-dev
 RUN_PACKAGES   := $(BUILD_PACKAGES) curl redis-server openssl
 TEST_PACKAGES  := $(BUILD_PACKAGES) curl redis-server python3 openssl nghttp2-client
-BENCH_PACKAGES := $(BUILD_PACKAGES) nginx wrk python3 procps util-linux redis-server
+BENCH_PACKAGES := $(BUILD_PACKAGES) nginx wrk python3 procps util-linux redis-server openssl
 BENCH_ARGS     ?=
 
 .PHONY: all build run test check bench soak fuzz fuzz-smoke sanitize deps-build deps-run deps-test clean

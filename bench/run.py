@@ -11,7 +11,10 @@ Traffic goes to 127.0.0.1 only and every run is bounded by --duration.
 """
 
 import argparse
+import base64
 import datetime
+import hashlib
+import hmac
 import json
 import os
 import platform
@@ -33,24 +36,38 @@ TICKS = os.sysconf("SC_CLK_TCK")
 UPSTREAM_PORT = 19001
 GATEWAY_PORT = 18080
 NGINX_PORT = 18081
+GATEWAY_TLS_PORT = 18443
+NGINX_TLS_PORT = 18444
 REDIS_PORT = 19379
 
 PROXY_CPU = "0"
 LOAD_CPU = "1"
 
-# name: (title, path, active connections, POST body bytes (None = GET), idle keep-alive connections held open)
+# name: (title, path, active connections, POST body bytes (None = GET), idle keep-alive connections held open,
+# options: "tls" (both proxies over TLS on their TLS ports), "jwt" (an Authorization header with a valid token),
+# "upstream_path" (what the bare-upstream run asks for, when the proxies' path has a prefix))
 SCENARIOS = {
-    "get-1k": ("1 KB GET", "/1k", 50, None, 0),
-    "get-64k": ("64 KB GET", "/64k", 50, None, 0),
-    "post-1m": ("1 MB POST", "/upload", 16, 1 << 20, 0),
-    "conns-1k": ("1,000 connections, 1 KB GET", "/1k", 1000, None, 0),
+    "get-1k": ("1 KB GET", "/1k", 50, None, 0, {}),
+    "get-64k": ("64 KB GET", "/64k", 50, None, 0, {}),
+    "post-1m": ("1 MB POST", "/upload", 16, 1 << 20, 0, {}),
+    "conns-1k": ("1,000 connections, 1 KB GET", "/1k", 1000, None, 0, {}),
     # 10,000 concurrent keep-alive connections: 9,000 idle ones held open plus 1,000 busy ones. (Ten
     # thousand busy ones would need ten thousand upstream sockets too, over this machine's 20,000 file
     # descriptor limit per process, which cannot be raised here.)
-    "conns-10k": ("10,000 connections (9,000 idle + 1,000 busy), 1 KB GET", "/1k", 1000, None, 9000),
+    "conns-10k": ("10,000 connections (9,000 idle + 1,000 busy), 1 KB GET", "/1k", 1000, None, 9000, {}),
+    # TLS termination on keep-alive connections (the handshake once per connection; the cost per request is
+    # the record layer): the gateway's swift-nio-ssl (BoringSSL) against NGINX's OpenSSL, same ECDSA P-256
+    # certificate, TLS 1.3 as wrk negotiates it. The bare-upstream run is plain HTTP.
+    "tls-1k": ("1 KB GET over TLS", "/1k", 50, None, 0, {"tls": True}),
+    # The gateway's full filter chain: JWT validation (HS256), a Redis token bucket per consumer that never
+    # trips, security headers, request id and trace context. NGINX has no JWT validation or shared rate
+    # limits in its free edition: it proxies the same request plainly, so this ratio is the price of the
+    # features against NGINX doing less.
+    "chain-1k": ("1 KB GET through JWT + Redis rate limit + security headers (NGINX: plain proxying)", "/chain/1k", 50,
+                 None, 0, {"jwt": True, "upstream_path": "/1k"}),
     # Both proxies answer from their cache (the gateway's memory LRU, NGINX's proxy_cache); the bare-upstream
     # run serves the same file directly.
-    "cache-hit": ("1 KB cache hit (gateway cache vs NGINX proxy_cache)", "/cached/1k", 50, None, 0),
+    "cache-hit": ("1 KB cache hit (gateway cache vs NGINX proxy_cache)", "/cached/1k", 50, None, 0, {}),
 }
 
 # Gateway-only comparisons: the same request on a route with a Redis-backed limit that never trips and
@@ -118,9 +135,10 @@ def rss_bytes(pids):
 
 
 class Service:
-    def __init__(self, name, command, port, cpu, cwd=None):
+    def __init__(self, name, command, port, cpu, cwd=None, tls_port=None):
         self.name = name
         self.port = port
+        self.tls_port = tls_port
         log_file = open(WORK / f"{name}.log", "w")
         self.process = subprocess.Popen(
             ["taskset", "-c", cpu] + command, stdout=log_file, stderr=subprocess.STDOUT, cwd=cwd,
@@ -141,20 +159,48 @@ class Service:
                 self.process.kill()
 
 
+# The HS256 secret the bench gateway's JWT key reads from its environment, and a token it accepts.
+JWT_SECRET = "bench-secret-0123456789abcdef0123456789abcdef"
+
+
+def bench_token():
+    def b64(data):
+        return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+    now = int(time.time())
+    header = b64(json.dumps({"alg": "HS256", "typ": "JWT", "kid": "bench"}).encode())
+    claims = b64(json.dumps({"iss": "https://bench.test/", "aud": "bench", "sub": "bench-client",
+                             "iat": now, "exp": now + 86400}).encode())
+    signature = hmac.new(JWT_SECRET.encode(), f"{header}.{claims}".encode(), hashlib.sha256).digest()
+    return f"{header}.{claims}.{b64(signature)}"
+
+
+def make_certificate(directory):
+    """A self-signed ECDSA P-256 certificate for both proxies' TLS listeners."""
+    directory.mkdir(parents=True, exist_ok=True)
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+         "-keyout", str(directory / "key.pem"), "-out", str(directory / "cert.pem"), "-days", "2",
+         "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+        check=True, capture_output=True)
+
+
 def raise_fd_limit():
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
-def run_wrk(port, path, connections, duration, body):
+def run_wrk(port, path, connections, duration, body, tls=False, headers=()):
     threads = 1 if connections <= 1000 else 2
     env = dict(os.environ)
     if body:
         env["WRK_BODY_BYTES"] = str(body)
     command = [
         "taskset", "-c", LOAD_CPU, "wrk", "-t", str(threads), "-c", str(connections), "-d", f"{duration}s",
-        "--timeout", "10s", "-s", str(BENCH / "templates" / "report.lua"), f"http://127.0.0.1:{port}{path}",
+        "--timeout", "10s", "-s", str(BENCH / "templates" / "report.lua"),
     ]
+    for header in headers:
+        command += ["-H", header]
+    command.append(f"{'https' if tls else 'http'}://127.0.0.1:{port}{path}")
     result = subprocess.run(command, capture_output=True, text=True, env=env, preexec_fn=raise_fd_limit,
                             timeout=duration + 60)
     for line in result.stdout.splitlines():
@@ -172,13 +218,19 @@ def run_wrk(port, path, connections, duration, body):
 
 
 def measure(service, scenario, duration):
-    _, path, connections, body, idle = SCENARIOS[scenario]
+    _, path, connections, body, idle, options = SCENARIOS[scenario]
     pids = service.pids if service else []
     port = service.port if service else UPSTREAM_PORT
+    tls = bool(service and options.get("tls"))
+    if tls:
+        port = service.tls_port
+    if not service:
+        path = options.get("upstream_path", path)
+    headers = [f"Authorization: Bearer {bench_token()}"] if service and options.get("jwt") else []
     held = open_idle_connections(port, idle) if idle else []
     try:
         before = cpu_seconds(pids)
-        data = run_wrk(port, path, connections, duration, body)
+        data = run_wrk(port, path, connections, duration, body, tls=tls, headers=headers)
         after = cpu_seconds(pids)
     finally:
         for s in held:
@@ -392,7 +444,7 @@ def main():
     unknown = [s for s in args.scenarios if s not in SCENARIOS]
     if unknown:
         parser.error(f"unknown scenarios: {unknown}")
-    for tool in ("nginx", "wrk", "taskset", "redis-server"):
+    for tool in ("nginx", "wrk", "taskset", "redis-server", "openssl"):
         if not shutil.which(tool):
             parser.error(f"{tool} is missing (make bench installs it)")
     if os.cpu_count() < 2:
@@ -404,9 +456,11 @@ def main():
     (WORK / "www").mkdir(parents=True)
     (WORK / "www" / "1k").write_bytes(b"x" * 1024)
     (WORK / "www" / "64k").write_bytes(b"y" * 65536)
+    make_certificate(WORK / "tls")
+    os.environ["BENCH_JWT_SECRET"] = JWT_SECRET
     values = {
         "DIR": WORK, "UPSTREAM_PORT": UPSTREAM_PORT, "NGINX_PORT": NGINX_PORT, "GATEWAY_PORT": GATEWAY_PORT,
-        "REDIS_PORT": REDIS_PORT,
+        "REDIS_PORT": REDIS_PORT, "GATEWAY_TLS_PORT": GATEWAY_TLS_PORT, "NGINX_TLS_PORT": NGINX_TLS_PORT,
     }
     upstream_conf = render("nginx-upstream.conf", WORK / "upstream.conf", values)
     proxy_conf = render("nginx-proxy.conf", WORK / "proxy.conf", values)
@@ -421,9 +475,11 @@ def main():
             "redis", ["redis-server", "--port", str(REDIS_PORT), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
                       "--daemonize", "no", "--dir", str(WORK)], REDIS_PORT, LOAD_CPU)
         services.append(redis)
-        nginx = Service("nginx", ["nginx", "-c", str(proxy_conf), "-p", str(WORK)], NGINX_PORT, PROXY_CPU)
+        nginx = Service("nginx", ["nginx", "-c", str(proxy_conf), "-p", str(WORK)], NGINX_PORT, PROXY_CPU,
+                        tls_port=NGINX_TLS_PORT)
         services.append(nginx)
-        gateway = Service("gateway", [args.gateway, "run", "--config", str(gateway_conf)], GATEWAY_PORT, PROXY_CPU)
+        gateway = Service("gateway", [args.gateway, "run", "--config", str(gateway_conf)], GATEWAY_PORT, PROXY_CPU,
+                          tls_port=GATEWAY_TLS_PORT)
         services.append(gateway)
         targets = {"gateway": gateway, "nginx": nginx}
 
