@@ -18,12 +18,16 @@ public final class Authenticator: Sendable {
     private let keySet: NIOLockedValueBox<JWTKeySet>
     private let staticKeys: JWTKeySet
     private let jwks: JWKSSource?
+    /// nil when `auth.jwt.cache_size` is 0.
+    private let verifiedTokens: VerifiedTokenCache?
     private let logger: Logger
 
     private init(
-        verifier: JWTVerifier?, apiKeys: APIKeyTable, cookie: String?, staticKeys: JWTKeySet, jwks: JWKSSource?, logger: Logger
+        verifier: JWTVerifier?, apiKeys: APIKeyTable, cookie: String?, staticKeys: JWTKeySet, jwks: JWKSSource?,
+        cacheSize: Int, logger: Logger
     ) {
         self.verifier = verifier
+        self.verifiedTokens = cacheSize > 0 ? VerifiedTokenCache(capacity: cacheSize) : nil
         self.apiKeys = apiKeys
         self.cookie = cookie
         self.staticKeys = staticKeys
@@ -59,7 +63,7 @@ public final class Authenticator: Sendable {
         }
         let authenticator = Authenticator(
             verifier: verifier, apiKeys: APIKeyTable(config.apiKeys), cookie: config.jwt?.cookie, staticKeys: JWTKeySet(staticKeys),
-            jwks: source, logger: logger)
+            jwks: source, cacheSize: config.jwt?.cacheSize ?? 0, logger: logger)
         if let source {
             source.onUpdate = { [weak authenticator] fetched in authenticator?.publish(fetched) }
             await source.start()
@@ -70,6 +74,7 @@ public final class Authenticator: Sendable {
     private func publish(_ fetched: JWTKeySet) {
         let merged = staticKeys.merging(fetched)
         keySet.withLockedValue { $0 = merged }
+        verifiedTokens?.removeAll()  // entries name the old key set and would miss anyway; free them now
     }
 
     public var keys: JWTKeySet { keySet.withLockedValue { $0 } }
@@ -79,7 +84,12 @@ public final class Authenticator: Sendable {
 
     public func verifyJWT(_ token: String) -> Result<Identity, JWTRejection> {
         guard let verifier else { return .failure(.unknownKey(nil)) }
-        return verifier.verify(token, keys: keys, now: Self.now())
+        let keys = self.keys
+        let now = Self.now()
+        if let verifiedTokens, let identity = verifiedTokens.identity(of: token, keys: keys, now: now) { return .success(identity) }
+        let result = verifier.verifiedToken(token, keys: keys, now: now)
+        if case .success(let verified) = result { verifiedTokens?.insert(token, verified, keys: keys) }
+        return result.map(\.identity)
     }
 
     /// A JWKS refetch for a token whose `kid` is unknown, when a JWKS URL is configured and the last fetch is

@@ -151,6 +151,20 @@ public struct JWTVerifier: Sendable {
 
     /// - Parameter now: seconds since 1970.
     public func verify(_ token: String, keys: JWTKeySet, now: Int64) -> Result<Identity, JWTRejection> {
+        verifiedToken(token, keys: keys, now: now).map(\.identity)
+    }
+
+    /// A token that verified, with the time window its claims accept (what a cache must check again).
+    public struct Verified: Sendable {
+        public var identity: Identity
+        /// Seconds since 1970 from which `nbf` and `iat` (with the leeway) accept the token.
+        public var validFrom: Double
+        /// Seconds since 1970 from which `exp` (with the leeway) refuses it.
+        public var validUntil: Double
+    }
+
+    /// `verify`, also returning the window in which the claims accept the token.
+    public func verifiedToken(_ token: String, keys: JWTKeySet, now: Int64) -> Result<Verified, JWTRejection> {
         guard token.utf8.count <= Self.maxTokenBytes else { return .failure(.tooLong) }
         let parts = token.utf8.split(separator: UInt8(ascii: "."), omittingEmptySubsequences: false)
         guard parts.count == 3, !parts[0].isEmpty, !parts[1].isEmpty, !parts[2].isEmpty else {
@@ -197,8 +211,9 @@ public struct JWTVerifier: Sendable {
         return check(claims, now: now)
     }
 
-    private func check(_ claims: [(key: String, value: JSONValue)], now: Int64) -> Result<Identity, JWTRejection> {
+    private func check(_ claims: [(key: String, value: JSONValue)], now: Int64) -> Result<Verified, JWTRejection> {
         var expiry: Double?
+        var notBefore = -Double.infinity
         var subject = ""
         var scopes: [String] = []
         var audienceMatched = audiences.isEmpty
@@ -214,9 +229,11 @@ public struct JWTVerifier: Sendable {
             case "nbf":
                 guard let seconds = value.number else { return .failure(.badClaim("nbf")) }
                 if current + leeway < seconds { return .failure(.notYetValid) }
+                notBefore = max(notBefore, seconds)
             case "iat":
                 guard let seconds = value.number else { return .failure(.badClaim("iat")) }
                 if current + leeway < seconds { return .failure(.issuedInFuture) }
+                notBefore = max(notBefore, seconds)
             case "iss":
                 guard case .string(let text) = value else { return .failure(.badClaim("iss")) }
                 if let issuer { issuerMatched = text == issuer }
@@ -257,7 +274,10 @@ public struct JWTVerifier: Sendable {
         guard current - leeway < expiry else { return .failure(.expired) }
         guard issuerMatched else { return .failure(.wrongIssuer) }
         guard audienceMatched else { return .failure(.wrongAudience) }
-        return .success(Identity(method: .jwt, subject: subject, scopes: scopes, forwardedClaims: forwarded))
+        return .success(
+            Verified(
+                identity: Identity(method: .jwt, subject: subject, scopes: scopes, forwardedClaims: forwarded),
+                validFrom: notBefore - leeway, validUntil: expiry + leeway))
     }
 
     private func hasDuplicates(_ fields: [(key: String, value: JSONValue)]) -> Bool {

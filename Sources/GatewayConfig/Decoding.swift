@@ -312,6 +312,7 @@ extension JWTConfig {
             let cookie = o.optional("cookie") { $0.token() }
             let refresh = o.optional("jwks_refresh_seconds") { $0.int(30...86_400) } ?? 300
             let minRefetch = o.optional("jwks_min_refetch_seconds") { $0.int(1...3600) } ?? 10
+            let cacheSize = o.optional("cache_size") { $0.int(0...1_000_000) } ?? 4096
             let forward = o.optional("forward_claims") { node -> [(claim: String, header: String)]? in
                 node.map { name, value -> String? in
                     guard let header = value.token() else { return nil }
@@ -343,6 +344,7 @@ extension JWTConfig {
             )
             config.jwksRefreshSeconds = refresh
             config.jwksMinRefetchSeconds = minRefetch
+            config.cacheSize = cacheSize
             config.forwardClaims = forward
             return config
         }

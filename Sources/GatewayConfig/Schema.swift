@@ -180,6 +180,9 @@ public struct JWTConfig: Sendable {
     public var jwksMinRefetchSeconds: Int = 10
     /// Claims sent upstream as headers: claim name -> header name.
     public var forwardClaims: [(claim: String, header: String)] = []
+    /// Verified tokens remembered (per process) so a client's next request skips the signature check; 0 turns
+    /// the cache off.
+    public var cacheSize: Int = 4096
 
     public static let algorithms = [
         "HS256", "HS384", "HS512", "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "EdDSA",

@@ -26,6 +26,35 @@ import Testing
         verifier.verify(Self.token(payload), keys: try await Self.keys(), now: now)
     }
 
+    // The verified-token cache answers only for the same token, the same key set and a time its claims
+    // still accept (nbf/iat and exp with the leeway, checked again on every hit); it stays within capacity.
+    @Test func verifiedTokenCacheRechecksTimeAndKeys() async throws {
+        let verifier = JWTVerifier(issuer: nil, audiences: [], leewaySeconds: 30)
+        let keys = try await Self.keys()
+        let token = Self.token(#"{"sub":"u1","exp":\#(now + 100),"nbf":\#(now - 10)}"#)
+        let verified = try verifier.verifiedToken(token, keys: keys, now: now).get()
+        #expect(verified.validFrom == Double(now - 40) && verified.validUntil == Double(now + 130))
+        let cache = VerifiedTokenCache(capacity: 2)
+        cache.insert(token, verified, keys: keys)
+        #expect(cache.identity(of: token, keys: keys, now: now)?.subject == "u1")
+        #expect(cache.identity(of: token, keys: keys, now: now + 129)?.subject == "u1")
+        #expect(cache.identity(of: token, keys: keys, now: now + 130) == nil, "expired (exp + leeway)")
+        #expect(cache.count == 0, "an entry that no longer applies is dropped")
+        cache.insert(token, verified, keys: keys)
+        #expect(cache.identity(of: token, keys: keys, now: now - 41) == nil, "before nbf - leeway (a clock stepped back)")
+        cache.insert(token, verified, keys: keys)
+        #expect(cache.identity(of: token, keys: try await Self.keys(), now: now) == nil, "another key set (a JWKS refresh)")
+        #expect(cache.identity(of: token + "x", keys: keys, now: now) == nil)
+        for index in 0..<5 {
+            let other = Self.token(#"{"sub":"u\#(index)","exp":\#(now + 100)}"#)
+            cache.insert(other, try verifier.verifiedToken(other, keys: keys, now: now).get(), keys: keys)
+        }
+        #expect(cache.count == 2)
+        let empty = VerifiedTokenCache(capacity: 0)
+        empty.insert(token, verified, keys: keys)
+        #expect(empty.count == 0)
+    }
+
     // exp and nbf with the leeway on both sides of each boundary.
     @Test func timeClaimsAndLeeway() async throws {
         #expect(try await verify(#"{"iss":"i","aud":"a1","exp":\#(now - 29)}"#).isSuccess, "expired 29 s ago: within the leeway")

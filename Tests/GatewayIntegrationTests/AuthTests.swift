@@ -272,6 +272,26 @@ struct TokenFactory: Sendable {
         }
     }
 
+    // A token the gateway verified (and cached) still stops working the second its exp passes: the cache
+    // checks the time claims on every hit. Leeway 0; the token lives about two seconds.
+    @Test func cachedTokenExpiresOnTime() async throws {
+        let keys = try await Self.makeKeys()
+        let jwt = #"{ "issuer": "https://id.test/", "audiences": ["orders-api"], "leeway_seconds": 0, "keys": [\#(keys.configEntries[0])] }"#
+        try await withUpstreams { upstreams in
+            try await withGateway(Self.config(upstreamPort: upstreams[0].port, jwt: jwt)) { gateway in
+                let expiry = Int(Date().timeIntervalSince1970) + 2
+                let token = keys.factories[0].token(claims: Self.claims(["exp": expiry]))
+                for _ in 0..<3 {
+                    let response = try await gateway.request("GET", "/orders/1", headers: [("Authorization", "Bearer \(token)")])
+                    #expect(response.status == 200)
+                }
+                while Int(Date().timeIntervalSince1970) < expiry { try await Task.sleep(for: .milliseconds(100)) }
+                let late = try await gateway.request("GET", "/orders/1", headers: [("Authorization", "Bearer \(token)")])
+                #expect(late.status == 401)
+            }
+        }
+    }
+
     // JWKS from a URL: a token with a new kid is accepted after the gateway refetches (no restart); when the
     // JWKS server is gone the keys it served keep working.
     @Test func jwksRotationAndOutage() async throws {
