@@ -27,12 +27,33 @@ public struct TraceContextFilter: GatewayFilter {
         }
         if count > 0 { head.headers.remove(name: "traceparent") }
         let spanID = RequestID.generateSpanID()
-        head.headers.add(name: "traceparent", value: "00-\(traceID)-\(spanID)-\(flags)")
+        head.headers.add(name: "traceparent", value: Self.traceparent(traceID: traceID, spanID: spanID, flags: flags))
         context.traceID = traceID
         context.spanID = spanID
         // The sampled bit is the lowest of the flags byte.
         context.traceSampled = (UInt8(flags, radix: 16) ?? 0) & 1 == 1
         return .proceed
+    }
+
+    /// `00-<trace id>-<span id>-<flags>`, written into one allocation (interpolation builds it in pieces).
+    static func traceparent(traceID: String, spanID: String, flags: String) -> String {
+        let count = 3 + traceID.utf8.count + 1 + spanID.utf8.count + 1 + flags.utf8.count
+        return String(unsafeUninitializedCapacity: count) { buffer in
+            var offset = 0
+            func append(_ text: String) {
+                for byte in text.utf8 {
+                    buffer[offset] = byte
+                    offset += 1
+                }
+            }
+            append("00-")
+            append(traceID)
+            append("-")
+            append(spanID)
+            append("-")
+            append(flags)
+            return offset
+        }
     }
 
     /// (trace id, parent id, flags) of a valid `traceparent`: version 00 exactly `00-<32 hex>-<16 hex>-<2 hex>`; a later
@@ -56,7 +77,10 @@ public struct TraceContextFilter: GatewayFilter {
     }
 
     private static func isHex(_ bytes: some Sequence<UInt8>) -> Bool {
-        bytes.allSatisfy { (UInt8(ascii: "0")...UInt8(ascii: "9")).contains($0) || (UInt8(ascii: "a")...UInt8(ascii: "f")).contains($0) }
+        for byte in bytes {
+            guard (byte &- UInt8(ascii: "0")) < 10 || (byte &- UInt8(ascii: "a")) < 6 else { return false }
+        }
+        return true
     }
 
     private static func allZero(_ bytes: some Sequence<UInt8>) -> Bool { bytes.allSatisfy { $0 == UInt8(ascii: "0") } }
