@@ -14,8 +14,13 @@ mkdir -p "$work/www"
 head -c 1024 /dev/zero | tr '\0' x > "$work/www/1k"
 head -c 65536 /dev/zero | tr '\0' y > "$work/www/64k"
 sed -e "s|@DIR@|$PWD/$work|g" -e "s|@UPSTREAM_PORT@|19001|g" bench/templates/nginx-upstream.conf > "$work/upstream.conf"
+# The template's TLS listener and JWT route need a certificate and the JWT secret (as bench/run.py makes them).
+mkdir -p "$work/tls"
+[ -f "$work/tls/cert.pem" ] || openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+  -keyout "$work/tls/key.pem" -out "$work/tls/cert.pem" -days 2 -subj /CN=127.0.0.1 2>/dev/null
+export BENCH_JWT_SECRET=bench-secret-0123456789abcdef0123456789abcdef
 sed -e "s|@DIR@|$PWD/$work|g" -e "s|@UPSTREAM_PORT@|19001|g" -e "s|@GATEWAY_PORT@|18080|g" -e "s|@REDIS_PORT@|16379|g" \
-  bench/templates/gateway.json > "$work/gateway.json"
+  -e "s|@GATEWAY_TLS_PORT@|18443|g" bench/templates/gateway.json > "$work/gateway.json"
 # The template's /limited route keeps its counters in Redis (profile it with path /limited/1k).
 taskset -c 1 redis-server --port 16379 --bind 127.0.0.1 --save '' --appendonly no > /dev/null &
 redis=$!
