@@ -285,9 +285,9 @@ final class ProxyExchange: ExchangeDriver, UpstreamCallDelegate {
         stream.flush()
     }
 
-    func upstreamResponseHead(_ upstreamHead: ResponseHead) {
+    func upstreamResponseHead(_ upstreamHead: consuming ResponseHead) {
         guard case .forwarding = state, let stream else { return }
-        var response = upstreamHead
+        var response = consume upstreamHead
         let switching = response.status == 101 ? HeaderRules.requestedUpgrade(response.headers) : nil
         HeaderRules.prepareDownstreamResponse(&response.headers)
         if caching != nil, cacheResponseHead(&response) != .forward { return }  // the cache answers instead

@@ -89,7 +89,7 @@ public protocol UpstreamCall: AnyObject {
 public protocol UpstreamCallDelegate: AnyObject {
     /// The request head has been handed to a connected upstream (time to send 100 Continue).
     func upstreamConnected()
-    func upstreamResponseHead(_ head: ResponseHead)
+    func upstreamResponseHead(_ head: consuming ResponseHead)
     func upstreamResponseBody(_ buffer: ByteBuffer)
     func upstreamResponseEnd()
     /// One socket read's worth of response parts has been delivered: a good moment to flush downstream.

@@ -367,7 +367,7 @@ final class ForwardingCall: UpstreamCall {
 
     // MARK: Events from the connection
 
-    func received(_ response: ParsedResponse, from connection: any UpstreamLink) {
+    func received(_ response: consuming ParsedResponse, from connection: any UpstreamLink) {
         guard case .active(let current) = state, current === connection else { return }
         perTryTimer?.cancel()
         perTryTimer = nil
@@ -392,10 +392,11 @@ final class ForwardingCall: UpstreamCall {
         report(success: !failed)
         responseStarted = true
         responseKeepAlive = response.keepAlive
-        var head = response.head
+        let framing = response.framing
+        var head = (consume response).head
         // The body is re-framed downstream; a Content-Length that does not describe it must not pass.
-        if case .length = response.framing {} else if response.framing != .none { head.headers.remove(name: "content-length") }
-        delegate?.upstreamResponseHead(head)
+        if case .length = framing {} else if framing != .none { head.headers.remove(name: "content-length") }
+        delegate?.upstreamResponseHead(consume head)
     }
 
     func receivedBody(_ buffer: ByteBuffer, from connection: any UpstreamLink) {

@@ -221,9 +221,12 @@ final class UpstreamConnection: ChannelDuplexHandler, Hashable, UpstreamLink {
                     if parsed.head.status < 200 {
                         continue  // 100 Continue and other interim answers: the final one follows
                     }
-                    phase = parsed.framing == .none ? .idle : .body(BodyDecoder(framing: parsed.framing))
-                    call.received(parsed, from: self)
-                    if parsed.framing == .none { call.receivedEnd(from: self) }
+                    let framing = parsed.framing
+                    phase = framing == .none ? .idle : .body(BodyDecoder(framing: framing))
+                    // Handed over, not copied: the head's field list is then the exchange's alone, and
+                    // removing hop-by-hop fields from it does not copy it.
+                    call.received(consume parsed, from: self)
+                    if framing == .none { call.receivedEnd(from: self) }
                 } catch {
                     closeReportingFailure(error)
                     return

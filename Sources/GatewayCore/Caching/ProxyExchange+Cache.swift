@@ -395,8 +395,8 @@ final class BackgroundRefresh: UpstreamCallDelegate {
 
     func upstreamConnected() {}
 
-    func upstreamResponseHead(_ head: ResponseHead) {
-        var response = head
+    func upstreamResponseHead(_ head: consuming ResponseHead) {
+        var response = consume head
         HeaderRules.prepareDownstreamResponse(&response.headers)
         if response.status == 304 {
             refreshed = ProxyExchange.refresh(stale, with: response, requestTime: requestTime)
