@@ -106,11 +106,51 @@ public enum FilterDecision: Sendable {
 }
 
 /// A request hook's answer. Most filters decide at once; one that needs I/O (Redis, a JWKS fetch)
-/// suspends with a future completed on the connection's event loop, and may then edit the request.
+/// suspends until it knows, on the connection's event loop, and may then edit the request.
 public enum FilterStep {
     case proceed
     case respond(GatewayResponse)
+    /// Waits for a future completed on the connection's event loop.
     case suspend(EventLoopFuture<FilterResumption>)
+    /// Waits for `FilterSuspension.resume`: for filters that suspend on every request (a Redis rate limit),
+    /// where a promise, its future and a callback per request are measurable.
+    case suspended(FilterSuspension)
+}
+
+/// A decision a filter will make later, resumed once on the connection's event loop. A filter may subclass
+/// it to keep its per-request state in the same object.
+///
+/// Not thread-safe: created, resumed and waited for on the connection's event loop only.
+open class FilterSuspension {
+    private var resumption: FilterResumption?
+    private var waiter: (any FilterSuspensionWaiter)?
+
+    public init() {}
+
+    /// Hands the decision to whoever waits (now, or when they start waiting). Later calls are ignored.
+    public final func resume(_ resumption: FilterResumption) {
+        if let waiter {
+            self.waiter = nil
+            waiter.filterResumed(resumption)
+        } else if self.resumption == nil {
+            self.resumption = resumption
+        }
+    }
+
+    /// Called by the exchange: `waiter` gets the decision once, at once if it is already known.
+    final func wait(_ waiter: any FilterSuspensionWaiter) {
+        if let resumption {
+            self.resumption = nil
+            waiter.filterResumed(resumption)
+        } else {
+            self.waiter = waiter
+        }
+    }
+}
+
+/// What waits for a `FilterSuspension` (the exchange).
+protocol FilterSuspensionWaiter: AnyObject {
+    func filterResumed(_ resumption: FilterResumption)
 }
 
 public struct FilterResumption: Sendable {

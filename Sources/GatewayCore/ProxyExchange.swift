@@ -8,7 +8,7 @@ import NIOCore
 ///
 /// The phases follow DESIGN.md: global filters -> route match -> route filters -> forward; responses
 /// pass the filters in reverse; any gateway error becomes its JSON response in `respond(error:)`.
-final class ProxyExchange: ExchangeDriver, UpstreamCallDelegate {
+final class ProxyExchange: ExchangeDriver, UpstreamCallDelegate, FilterSuspensionWaiter {
     enum State {
         /// Running request filters; body parts that arrive meanwhile are held (reading is paused).
         case filtering
@@ -47,6 +47,8 @@ final class ProxyExchange: ExchangeDriver, UpstreamCallDelegate {
     private var pathFailure: PathNormalizer.Failure?
     /// The cache's view of this exchange, on routes with `cache.enabled`.
     var caching: CacheState?
+    /// Where filtering goes on once a `FilterSuspension` resumes.
+    private var suspendedAt: (stage: FilterStage, next: Int)?
 
     /// The runtime and forwarder current when the request arrived: a reload meanwhile does not change them.
     let runtime: GatewayRuntime
@@ -106,12 +108,22 @@ final class ProxyExchange: ExchangeDriver, UpstreamCallDelegate {
                     self.resume(stage, at: next, with: result)
                 }
                 return
+            case .suspended(let suspension):
+                suspendedAt = (stage, index + 1)
+                suspension.wait(self)
+                return
             }
         }
         switch stage {
         case .global: route()
         case .route: lookupCache()
         }
+    }
+
+    func filterResumed(_ resumption: FilterResumption) {
+        guard let (stage, next) = suspendedAt else { return }
+        suspendedAt = nil
+        resume(stage, at: next, with: .success(resumption))
     }
 
     private func resume(_ stage: FilterStage, at index: Int, with result: Result<FilterResumption, any Error>) {

@@ -49,16 +49,15 @@ private final class RouteRateLimiter: Sendable {
         }
     }
 
-    /// One request's decision in flight: what the store's answer is applied to. The store's callback holds
-    /// only this object.
-    private final class Decision {
+    /// One request's decision in flight, and the suspension the exchange waits on: what the store's answer
+    /// is applied to. The store's callback holds only this object.
+    private final class Decision: FilterSuspension {
         let limiter: RouteRateLimiter
         let checks: [RateLimitCheck]
         let requestID: String
-        /// Set when the store answered inside `check` (the memory store).
+        /// True while the store's `check` runs: an answer then (the memory store's) is used at once.
+        var checking = true
         var immediate: Result<RateLimitResult, any Error>?
-        /// Set when the filter suspended to wait for the answer (Redis).
-        var promise: EventLoopPromise<FilterResumption>?
 
         init(limiter: RouteRateLimiter, checks: [RateLimitCheck], requestID: String) {
             self.limiter = limiter
@@ -67,10 +66,10 @@ private final class RouteRateLimiter: Sendable {
         }
 
         func answered(_ result: Result<RateLimitResult, any Error>) {
-            if let promise {
-                promise.succeed(limiter.resumption(for: result, checks: checks, requestID: requestID))
-            } else {
+            if checking {
                 immediate = result
+            } else {
+                resume(limiter.resumption(for: result, checks: checks, requestID: requestID))
             }
         }
     }
@@ -114,6 +113,7 @@ private final class RouteRateLimiter: Sendable {
         let decision = Decision(limiter: self, checks: checks, requestID: context.requestID)
         // The memory store answers inside `check`; Redis answers later, on this event loop.
         store.check(request, on: context.eventLoop, completion: decision.answered)
+        decision.checking = false
         if let immediate = decision.immediate {
             let resumption = resumption(for: immediate, checks: checks, requestID: context.requestID)
             resumption.edit?(&head, &context)
@@ -122,9 +122,7 @@ private final class RouteRateLimiter: Sendable {
             case .respond(let response): return .respond(response)
             }
         }
-        let promise = context.eventLoop.makePromise(of: FilterResumption.self)
-        decision.promise = promise
-        return .suspend(promise.futureResult)
+        return .suspended(decision)
     }
 
     fileprivate func resumption(for result: Result<RateLimitResult, any Error>, checks: [RateLimitCheck], requestID: String) -> FilterResumption {

@@ -144,8 +144,9 @@ public struct HeaderList: Sendable, Sequence {
     // MARK: Changing
 
     public mutating func add(name: String, value: String) {
-        // A proxy adds a handful of fields per message; reserving once avoids growing the array 3-4 times.
-        if added.capacity == 0 { added.reserveCapacity(8) }
+        // A proxy adds a handful of fields per message (a response on a rate-limited route: security headers,
+        // the request id and five rate-limit fields); reserving once avoids growing the array.
+        if added.capacity == 0 { added.reserveCapacity(16) }
         added.append((name, value))
     }
 
