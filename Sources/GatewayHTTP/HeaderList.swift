@@ -153,9 +153,7 @@ public struct HeaderList: Sendable, Sequence {
     /// Removes every field named `name`.
     public mutating func remove(name: String) {
         markReceivedRemoved { bytes, field in Self.nameEquals(field, name, in: bytes) }
-        if !added.isEmpty, added.contains(where: { $0.name.equalsCaseInsensitively(name) }) {
-            added.removeAll { $0.name.equalsCaseInsensitively(name) }
-        }
+        if !added.isEmpty { removeAdded { $0.equalsCaseInsensitively(name) } }
     }
 
     /// Sets `name` to exactly one field with `value`.
