@@ -75,7 +75,7 @@ public struct AuthFilter: GatewayFilter {
                     this.resume(token: token, requestID: requestID, reasons: fallback)
                 }.recover { _ in
                     FilterResumption(decision: .respond(this.unauthenticated(presented: true, requestID: requestID, reasons: fallback, code: "unknown_key")))
-                })
+                }, on: context.eventLoop)
         }
         return .respond(unauthenticated(presented: presented, requestID: context.requestID, reasons: reasons, code: code))
     }

@@ -110,38 +110,47 @@ public enum FilterDecision: Sendable {
 public enum FilterStep {
     case proceed
     case respond(GatewayResponse)
-    /// Waits for a future completed on the connection's event loop.
-    case suspend(EventLoopFuture<FilterResumption>)
-    /// Waits for `FilterSuspension.resume`: for filters that suspend on every request (a Redis rate limit),
-    /// where a promise, its future and a callback per request are measurable.
-    case suspended(FilterSuspension)
+    /// Waits for `FilterSuspension.resume`.
+    case suspend(FilterSuspension)
+
+    /// Waits for a future (completed on any loop); the filters go on on `eventLoop`, the connection's. A
+    /// failed future becomes the error response its error maps to.
+    public static func suspend(_ future: EventLoopFuture<FilterResumption>, on eventLoop: EventLoop) -> FilterStep {
+        let suspension = FilterSuspension()
+        future.hop(to: eventLoop).assumeIsolated().whenComplete { suspension.resume($0) }
+        return .suspend(suspension)
+    }
 }
 
-/// A decision a filter will make later, resumed once on the connection's event loop. A filter may subclass
-/// it to keep its per-request state in the same object.
+/// A decision a filter will make later, resumed once on the connection's event loop. A filter that suspends
+/// on every request (a Redis rate limit) may subclass it to keep its per-request state in the same object:
+/// no promise, future and callback per request.
 ///
 /// Not thread-safe: created, resumed and waited for on the connection's event loop only.
 open class FilterSuspension {
-    private var resumption: FilterResumption?
+    private var result: Result<FilterResumption, any Error>?
     private var waiter: (any FilterSuspensionWaiter)?
 
     public init() {}
 
-    /// Hands the decision to whoever waits (now, or when they start waiting). Later calls are ignored.
-    public final func resume(_ resumption: FilterResumption) {
+    /// Hands the decision (or why there is none) to whoever waits, now or when they start waiting. Later
+    /// calls are ignored.
+    public final func resume(_ result: Result<FilterResumption, any Error>) {
         if let waiter {
             self.waiter = nil
-            waiter.filterResumed(resumption)
-        } else if self.resumption == nil {
-            self.resumption = resumption
+            waiter.filterResumed(result)
+        } else if self.result == nil {
+            self.result = result
         }
     }
 
+    public final func resume(_ resumption: FilterResumption) { resume(.success(resumption)) }
+
     /// Called by the exchange: `waiter` gets the decision once, at once if it is already known.
     final func wait(_ waiter: any FilterSuspensionWaiter) {
-        if let resumption {
-            self.resumption = nil
-            waiter.filterResumed(resumption)
+        if let result {
+            self.result = nil
+            waiter.filterResumed(result)
         } else {
             self.waiter = waiter
         }
@@ -150,7 +159,7 @@ open class FilterSuspension {
 
 /// What waits for a `FilterSuspension` (the exchange).
 protocol FilterSuspensionWaiter: AnyObject {
-    func filterResumed(_ resumption: FilterResumption)
+    func filterResumed(_ result: Result<FilterResumption, any Error>)
 }
 
 public struct FilterResumption: Sendable {

@@ -102,13 +102,7 @@ final class ProxyExchange: ExchangeDriver, UpstreamCallDelegate, FilterSuspensio
             case .respond(let response):
                 respond(response)
                 return
-            case .suspend(let future):
-                let next = index + 1
-                future.hop(to: connection.eventLoop).assumeIsolated().whenComplete { result in
-                    self.resume(stage, at: next, with: result)
-                }
-                return
-            case .suspended(let suspension):
+            case .suspend(let suspension):
                 suspendedAt = (stage, index + 1)
                 suspension.wait(self)
                 return
@@ -120,10 +114,10 @@ final class ProxyExchange: ExchangeDriver, UpstreamCallDelegate, FilterSuspensio
         }
     }
 
-    func filterResumed(_ resumption: FilterResumption) {
+    func filterResumed(_ result: Result<FilterResumption, any Error>) {
         guard let (stage, next) = suspendedAt else { return }
         suspendedAt = nil
-        resume(stage, at: next, with: .success(resumption))
+        resume(stage, at: next, with: result)
     }
 
     private func resume(_ stage: FilterStage, at index: Int, with result: Result<FilterResumption, any Error>) {

@@ -122,7 +122,7 @@ private final class RouteRateLimiter: Sendable {
             case .respond(let response): return .respond(response)
             }
         }
-        return .suspended(decision)
+        return .suspend(decision)
     }
 
     fileprivate func resumption(for result: Result<RateLimitResult, any Error>, checks: [RateLimitCheck], requestID: String) -> FilterResumption {

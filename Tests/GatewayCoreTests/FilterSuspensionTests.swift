@@ -5,8 +5,13 @@ import Testing
 /// after the exchange starts waiting.
 @Suite struct FilterSuspensionTests {
     final class Waiter: FilterSuspensionWaiter {
-        var received: [FilterResumption] = []
-        func filterResumed(_ resumption: FilterResumption) { received.append(resumption) }
+        var received: [String] = []
+        func filterResumed(_ result: Result<FilterResumption, any Error>) {
+            switch result {
+            case .success(let resumption): received.append(FilterSuspensionTests.decision(resumption))
+            case .failure(let error): received.append("failed \(error)")
+            }
+        }
     }
 
     static func decision(_ resumption: FilterResumption) -> String {
@@ -23,7 +28,7 @@ import Testing
         #expect(waiter.received.isEmpty)
         suspension.resume(FilterResumption(decision: .proceed))
         suspension.resume(FilterResumption(decision: .respond(GatewayResponse(status: 429))))
-        #expect(waiter.received.map(Self.decision) == ["proceed"], "the first decision only")
+        #expect(waiter.received == ["proceed"], "the first decision only")
     }
 
     @Test func resumedBeforeTheWaitStarts() {
@@ -32,6 +37,17 @@ import Testing
         suspension.resume(FilterResumption(decision: .proceed))
         let waiter = Waiter()
         suspension.wait(waiter)
-        #expect(waiter.received.map(Self.decision) == ["respond 503"], "delivered at once, the first decision only")
+        #expect(waiter.received == ["respond 503"], "delivered at once, the first decision only")
+    }
+
+    struct Broken: Error {}
+
+    // A failed future (a JWKS refetch that failed, say) reaches the waiter as that failure.
+    @Test func failureReachesTheWaiter() {
+        let suspension = FilterSuspension()
+        let waiter = Waiter()
+        suspension.wait(waiter)
+        suspension.resume(.failure(Broken()))
+        #expect(waiter.received == ["failed Broken()"])
     }
 }
