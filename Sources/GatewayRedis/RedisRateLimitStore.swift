@@ -20,27 +20,21 @@ public final class RedisRateLimitStore: RateLimitStore {
     /// Bounds how long one script call keeps Redis busy (a few hundred microseconds at most).
     static let maximumBatch = 64
 
-    private let batchers: [ObjectIdentifier: NIOLoopBoundBox<DecisionBatcher>]
+    private let batchers: LoopLocal<DecisionBatcher>
 
     /// - Parameter clockOverride: tests pin the script's clock to replay vectors; production leaves it nil
     ///   (Redis TIME).
     public init(client: RedisClient, clockOverride: (@Sendable () -> Int64)? = nil) {
-        var batchers: [ObjectIdentifier: NIOLoopBoundBox<DecisionBatcher>] = [:]
-        for loop in client.eventLoops {
-            batchers[ObjectIdentifier(loop)] = .makeBoxSendingValue(
-                DecisionBatcher(client: client, eventLoop: loop, clockOverride: clockOverride), eventLoop: loop)
+        batchers = LoopLocal(loops: client.eventLoops) { loop in
+            DecisionBatcher(client: client, eventLoop: loop, clockOverride: clockOverride)
         }
-        self.batchers = batchers
     }
 
     public func check(
         _ request: RateLimitRequest, on eventLoop: EventLoop,
         completion: @escaping (Result<RateLimitResult, any Error>) -> Void
     ) {
-        guard let batcher = batchers[ObjectIdentifier(eventLoop)] else {
-            preconditionFailure("event loop \(eventLoop) is not one of the Redis client's")
-        }
-        batcher.value.add(request, completion: completion)
+        batchers.value(on: eventLoop).add(request, completion: completion)
     }
 
     /// Splits the script's reply, one text of integers separated by spaces, into one result per request.
