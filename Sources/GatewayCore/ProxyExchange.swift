@@ -304,7 +304,7 @@ final class ProxyExchange: ExchangeDriver, UpstreamCallDelegate, FilterSuspensio
         applyResponseFilters(&response)
         status = response.status
         responseStarted = true
-        stream.writeResponseHead(response)
+        stream.writeResponseHead(consume response)
         if switching != nil {
             // A tunnel lives as long as its two sides do: no total timeout.
             state = .tunnel
@@ -391,14 +391,19 @@ final class ProxyExchange: ExchangeDriver, UpstreamCallDelegate, FilterSuspensio
     }
 
     private func applyResponseFilters(_ response: inout ResponseHead) {
-        // One copy of the context for all the hooks: passing the stored property to each call would copy it
-        // (and retain everything in it) once per call.
-        let context = self.context
+        Self.applyResponseFilters(&response, context: &context, globalFilters: runtime.globalFilters)
+    }
+
+    /// The hooks get the context by exclusive access: passing the stored property itself to each hook would
+    /// copy it (retaining everything in it) once per call, and even one local copy costs a dozen retains.
+    private static func applyResponseFilters(
+        _ response: inout ResponseHead, context: inout RequestContext, globalFilters: [any GatewayFilter]
+    ) {
         for (name, value) in context.responseHeaders { response.headers.replaceOrAdd(name: name, value: value) }
         if let routeFilters = context.route?.filters {
             for filter in routeFilters.reversed() { filter.onResponse(&response, context: context) }
         }
-        for filter in runtime.globalFilters.reversed() { filter.onResponse(&response, context: context) }
+        for filter in globalFilters.reversed() { filter.onResponse(&response, context: context) }
     }
 
     // MARK: Completion
@@ -411,7 +416,6 @@ final class ProxyExchange: ExchangeDriver, UpstreamCallDelegate, FilterSuspensio
         heldBody.removeAll()
         let target = call?.target
         if caching != nil { cacheExchangeFinished() }
-        let context = self.context  // one copy for every completion hook, as in applyResponseFilters
         // Drop the references both ways so the connection handler, this exchange and the upstream call
         // do not keep each other alive.
         call = nil
@@ -420,7 +424,13 @@ final class ProxyExchange: ExchangeDriver, UpstreamCallDelegate, FilterSuspensio
             status: status, bytesIn: bytesIn, bytesOut: bytesOut, upstreamTarget: target,
             durationNanos: (NIODeadline.now() - context.startedAt).nanoseconds, errorCode: errorCode,
             completed: completed)
-        (context.route?.metrics ?? runtime.unroutedMetrics).record(method: context.method, status: status, durationNanos: outcome.durationNanos)
+        Self.complete(outcome, context: &context, runtime: runtime)
+    }
+
+    /// Metrics and completion hooks; the context by exclusive access, as in `applyResponseFilters`.
+    private static func complete(_ outcome: RequestOutcome, context: inout RequestContext, runtime: GatewayRuntime) {
+        (context.route?.metrics ?? runtime.unroutedMetrics).record(
+            method: context.method, status: outcome.status, durationNanos: outcome.durationNanos)
         for filter in runtime.globalFilters { filter.onComplete(context: context, outcome: outcome) }
         if let routeFilters = context.route?.filters {
             for filter in routeFilters { filter.onComplete(context: context, outcome: outcome) }

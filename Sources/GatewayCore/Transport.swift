@@ -9,7 +9,7 @@ public protocol DownstreamStream: AnyObject {
     func writeInformational(_ head: ResponseHead)
     /// The response head; `bodyFraming` says how the body that follows is delimited by the sender
     /// (`.length` when Content-Length is set, `.none` when no body may follow).
-    func writeResponseHead(_ head: ResponseHead)
+    func writeResponseHead(_ head: consuming ResponseHead)
     func writeResponseBody(_ buffer: ByteBuffer)
     func writeResponseEnd()
     func flush()
@@ -60,8 +60,9 @@ public protocol ConnectionResponder: AnyObject {
 public protocol UpstreamForwarder: AnyObject {
     /// Prepares a call; nothing happens (and no delegate method runs) until `start()`.
     /// `clientIP` is the client's address (a consistent-hash key).
+    /// The head is handed over (`consuming`): the call keeps it for retries without copying it.
     func makeCall(
-        upstream: Int, head: RequestHead, framing: BodyFraming, preserveHost: Bool, requestID: String, clientIP: String,
+        upstream: Int, head: consuming RequestHead, framing: BodyFraming, preserveHost: Bool, requestID: String, clientIP: String,
         delegate: UpstreamCallDelegate
     ) -> UpstreamCall
 

@@ -179,11 +179,9 @@ public enum HTTP1Writer {
     }
 
     /// `SIZE-IN-HEX CRLF` before a chunk's data.
-    public static func chunkHeader(size: Int, allocator: ByteBufferAllocator) -> ByteBuffer {
-        var buffer = allocator.buffer(capacity: 18)
+    public static func writeChunkHeader(size: Int, to buffer: inout ByteBuffer) {
         buffer.writeString(String(size, radix: 16))
         buffer.writeStaticString("\r\n")
-        return buffer
     }
 
     public static let crlf = ByteBuffer(string: "\r\n")

@@ -3,38 +3,73 @@ import NIOCore
 /// Gathers small writes (a head, a short body, chunk framing) into one buffer until the next flush, so a
 /// typical small response leaves as one channel write and one iovec instead of three or four. Large
 /// buffers are passed through untouched (after whatever was gathered), so nothing big is copied.
-public struct WriteCoalescer: Sendable {
+///
+/// The gathering buffer comes from the event loop's `WriteScratch` and goes back there once handed to the
+/// channel, which usually writes it out at once and lets go: the next connection on that loop to write
+/// reuses its storage. Heads are serialised straight into it (`append`), so a keep-alive exchange allocates
+/// no buffer for its heads, and an idle connection holds none.
+public struct WriteCoalescer {
     /// Buffers up to this size are copied into the pending one.
     public static let maxCopyBytes = 4096
     /// Pending data beyond this size is written out even before a flush.
     public static let maxPendingBytes = 16_384
+    /// A drained buffer up to this capacity goes back to the scratch for reuse.
+    public static let maxKeptCapacity = 8192
 
-    private var pending: ByteBuffer?
+    /// Room for a typical head and a small body.
+    static let initialCapacity = 2048
+    private static let allocator = ByteBufferAllocator()
 
-    public init() {}
+    private let scratch: WriteScratch
+    /// The gathering buffer while `hasPending`.
+    private var buffer = HTTP1Writer.emptyBuffer
+    private var hasPending = false
 
-    public var isEmpty: Bool { pending == nil }
+    public init(scratch: WriteScratch = WriteScratch()) { self.scratch = scratch }
 
-    /// Adds `buffer`; calls `write` for anything that must go out now, in order.
-    public mutating func add(_ buffer: ByteBuffer, write: (ByteBuffer) -> Void) {
-        guard buffer.readableBytes <= Self.maxCopyBytes else {
+    public var isEmpty: Bool { !hasPending }
+
+    /// Adds `bytes`; calls `write` for anything that must go out now, in order.
+    public mutating func add(_ bytes: ByteBuffer, write: (ByteBuffer) -> Void) {
+        guard bytes.readableBytes <= Self.maxCopyBytes else {
             drain(write: write)
-            write(buffer)
+            write(bytes)
             return
         }
-        if pending == nil {
-            pending = buffer
-        } else {
-            pending!.writeImmutableBuffer(buffer)
+        append(write: write) { $0.writeImmutableBuffer(bytes) }
+    }
+
+    /// Lets `serialise` write into the pending buffer directly (a head, a chunk header): no buffer of its own.
+    public mutating func append(write: (ByteBuffer) -> Void, _ serialise: (inout ByteBuffer) -> Void) {
+        if !hasPending {
+            // Borrowed from the loop. The channel has written it out and let go by now, unless a write it
+            // could not finish still holds it (or another connection has it pending): then `clear` leaves
+            // that storage alone and allocates anew.
+            swap(&buffer, &scratch.buffer)
+            if buffer.capacity == 0 {
+                buffer = Self.allocator.buffer(capacity: Self.initialCapacity)
+            } else {
+                buffer.clear()
+            }
+            hasPending = true
         }
-        if pending!.readableBytes >= Self.maxPendingBytes { drain(write: write) }
+        serialise(&buffer)
+        if buffer.readableBytes >= Self.maxPendingBytes { drain(write: write) }
     }
 
     /// Hands over what is pending (call before flushing).
     public mutating func drain(write: (ByteBuffer) -> Void) {
-        if let pending {
-            self.pending = nil
-            write(pending)
-        }
+        guard hasPending else { return }
+        hasPending = false
+        write(buffer)
+        if buffer.capacity <= Self.maxKeptCapacity { scratch.buffer = buffer }
+        buffer = HTTP1Writer.emptyBuffer
     }
+}
+
+/// The gathering buffer the connections of one event loop share (see `WriteCoalescer`). Loop-bound.
+public final class WriteScratch {
+    fileprivate var buffer = HTTP1Writer.emptyBuffer
+
+    public init() {}
 }

@@ -2,6 +2,7 @@ import CoreMetrics
 import NIOConcurrencyHelpers
 import GatewayConfig
 import GatewayCore
+import GatewayHTTP
 import GatewayPolicy
 import GatewayTLS
 import Logging
@@ -98,9 +99,12 @@ public final class GatewayServer: Sendable {
     private let tracker = ConnectionTracker()
     private let listeners = NIOLockedValueBox<[String: ListenerState]>([:])
     private let logger: Logger
+    /// Each loop's gathering buffer for HTTP/1.1 responses (see `WriteCoalescer`).
+    private let writeScratch: LoopLocal<WriteScratch>
 
     public init(group: EventLoopGroup, holder: RuntimeHolder, metrics: GatewayMetrics = .disabled) {
         self.group = group
+        self.writeScratch = LoopLocal(loops: Array(group.makeIterator())) { _ in WriteScratch() }
         self.holder = holder
         self.metrics = metrics
         self.logger = holder.current.runtime.logger
@@ -250,7 +254,7 @@ public final class GatewayServer: Sendable {
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
             .childChannelOption(.maxMessagesPerRead, value: 4)
-            .childChannelInitializer { [logger, metrics] channel in
+            .childChannelInitializer { [logger, metrics, writeScratch] channel in
                 let address = channel.remoteAddress.flatMap(IPAddress.init(socketAddress:))
                 let verdict = tracker.admit(channel, from: address, limits: holder.current.runtime.limits)
                 guard verdict == .admitted else {
@@ -285,18 +289,20 @@ public final class GatewayServer: Sendable {
                             holder: holder, info: info, eventLoop: channel.eventLoop, redirectHTTPSPort: listener.redirectHTTPSPort)
                     }
                     if let tls {
-                        try TLSPipeline.configure(channel, tls: tls, limits: limits, makeResponder: makeResponder)
+                        try TLSPipeline.configure(channel, tls: tls, limits: limits, scratch: writeScratch, makeResponder: makeResponder)
                     } else if listener.h2c {
                         try channel.pipeline.syncOperations.addHandler(
                             H2CPrefaceDetector { http2 in
                                 if http2 {
                                     try HTTP2Pipeline.configure(channel, responder: makeResponder(nil), limits: limits)
                                 } else {
-                                    try HTTP1Pipeline.configure(channel.pipeline.syncOperations, responder: makeResponder(nil), limits: limits)
+                                    try HTTP1Pipeline.configure(
+                                        channel.pipeline.syncOperations, responder: makeResponder(nil), limits: limits, scratch: writeScratch)
                                 }
                             })
                     } else {
-                        try HTTP1Pipeline.configure(channel.pipeline.syncOperations, responder: makeResponder(nil), limits: limits)
+                        try HTTP1Pipeline.configure(
+                                        channel.pipeline.syncOperations, responder: makeResponder(nil), limits: limits, scratch: writeScratch)
                     }
                 }
             }
@@ -337,11 +343,12 @@ public final class GatewayServer: Sendable {
 /// The HTTP/1.1 server pipeline: one handler that parses, dispatches and frames (see HTTP1ConnectionHandler).
 enum HTTP1Pipeline {
     static func configure(
-        _ pipeline: ChannelPipeline.SynchronousOperations, responder: ConnectionResponder, limits: LimitsConfig
+        _ pipeline: ChannelPipeline.SynchronousOperations, responder: ConnectionResponder, limits: LimitsConfig,
+        scratch: LoopLocal<WriteScratch>
     ) throws {
         try pipeline.addHandler(
             HTTP1ConnectionHandler(
-                responder: responder, maxHeaderBytes: limits.maxHeaderBytes, maxHeaderCount: limits.maxHeaderCount,
+                responder: responder, writeScratch: scratch.value(on: pipeline.eventLoop), maxHeaderBytes: limits.maxHeaderBytes, maxHeaderCount: limits.maxHeaderCount,
                 idleTimeout: .milliseconds(Int64(limits.idleTimeoutMs)),
                 headerTimeout: .milliseconds(Int64(limits.headerTimeoutMs)),
                 bodyTimeout: .milliseconds(Int64(limits.bodyTimeoutMs)), maxRequests: limits.maxRequestsPerConnection))

@@ -33,7 +33,10 @@ final class HTTP1ConnectionHandler: ChannelDuplexHandler, DownstreamStream {
     private var requestsStarted = 0
     private let maxRequests: Int
     private var context: ChannelHandlerContext?
-    private var output = WriteCoalescer()
+    private var output: WriteCoalescer
+    /// Bytes were written since the last flush. A flush with nothing new still walks the channel pipeline, and
+    /// an exchange asks for one after its response's end and again when the upstream read completes.
+    private var unflushed = false
     private var parser: HTTP1HeadParser
     /// Received bytes not parsed yet.
     private var input = ByteBuffer()
@@ -65,10 +68,11 @@ final class HTTP1ConnectionHandler: ChannelDuplexHandler, DownstreamStream {
     private var closed = false
 
     init(
-        responder: ConnectionResponder, maxHeaderBytes: Int, maxHeaderCount: Int = 100, idleTimeout: TimeAmount, headerTimeout: TimeAmount,
-        bodyTimeout: TimeAmount = .seconds(30), maxRequests: Int = .max
+        responder: ConnectionResponder, writeScratch: WriteScratch, maxHeaderBytes: Int, maxHeaderCount: Int = 100,
+        idleTimeout: TimeAmount, headerTimeout: TimeAmount, bodyTimeout: TimeAmount = .seconds(30), maxRequests: Int = .max
     ) {
         self.responder = responder
+        self.output = WriteCoalescer(scratch: writeScratch)
         self.maxRequests = maxRequests
         self.parser = HTTP1HeadParser(maxHeadBytes: maxHeaderBytes, maxFields: maxHeaderCount)
         self.deadlines = ConnectionDeadlines(
@@ -288,31 +292,34 @@ final class HTTP1ConnectionHandler: ChannelDuplexHandler, DownstreamStream {
     var isWritable: Bool { context?.channel.isWritable ?? false }
 
     func writeInformational(_ head: ResponseHead) {
-        guard let context, !responseHeadWritten else { return }
-        var buffer = context.channel.allocator.buffer(capacity: 64)
-        HTTP1Writer.write(head, to: &buffer)
-        send(buffer)
+        guard !responseHeadWritten else { return }
+        send { HTTP1Writer.write(head, to: &$0) }
     }
 
     /// Queues bytes for the client; small ones are gathered until the next flush.
     private func send(_ buffer: ByteBuffer) {
         guard let context else { return }
         output.add(buffer) { context.write(self.wrapOutboundOut($0), promise: nil) }
+        unflushed = true
     }
 
-    func writeResponseHead(_ head: ResponseHead) {
-        guard let context, inExchange, !responseHeadWritten else { return }
+    /// Queues bytes `serialise` writes straight into the gathering buffer (heads, chunk framing).
+    private func send(_ serialise: (inout ByteBuffer) -> Void) {
+        guard let context else { return }
+        output.append(write: { context.write(self.wrapOutboundOut($0), promise: nil) }, serialise)
+        unflushed = true
+    }
+
+    func writeResponseHead(_ head: consuming ResponseHead) {
+        guard inExchange, !responseHeadWritten else { return }
         responseHeadWritten = true
-        var head = head
         head.version = requestVersion
         let status = head.status
         if status == 101 {
             // Switching protocols: the exchange set Connection/Upgrade; no body framing and no keep-alive
             // rules apply, the tunnel follows (`switchToTunnel`).
             responseHasNoBody = true
-            var buffer = context.channel.allocator.buffer(capacity: head.headers.serializedSize + 64)
-            HTTP1Writer.write(head, to: &buffer)
-            send(buffer)
+            send { HTTP1Writer.write(head, to: &$0) }
             return
         }
         if requestMethod == .HEAD || status < 200 || status == 204 || status == 304 {
@@ -337,10 +344,8 @@ final class HTTP1ConnectionHandler: ChannelDuplexHandler, DownstreamStream {
         } else if requestVersion.minor == 0 {
             head.headers.replaceOrAdd(name: "connection", value: "keep-alive")
         }
-        // Room for a small body too: the coalescer appends it here, and the response leaves as one write.
-        var buffer = context.channel.allocator.buffer(capacity: head.headers.serializedSize + 64 + 2048)
-        HTTP1Writer.write(head, to: &buffer)
-        send(buffer)
+        // A small body follows in the same buffer, and the response leaves as one write.
+        send { HTTP1Writer.write(head, to: &$0) }
     }
 
     func writeResponseBody(_ buffer: ByteBuffer) {
@@ -348,9 +353,9 @@ final class HTTP1ConnectionHandler: ChannelDuplexHandler, DownstreamStream {
             if !closed { send(buffer) }
             return
         }
-        guard let context, responseHeadWritten, !responseEnded, !responseHasNoBody, buffer.readableBytes > 0 else { return }
+        guard responseHeadWritten, !responseEnded, !responseHasNoBody, buffer.readableBytes > 0 else { return }
         if responseChunked {
-            send(HTTP1Writer.chunkHeader(size: buffer.readableBytes, allocator: context.channel.allocator))
+            send { HTTP1Writer.writeChunkHeader(size: buffer.readableBytes, to: &$0) }
             send(buffer)
             send(HTTP1Writer.crlf)
         } else {
@@ -369,6 +374,7 @@ final class HTTP1ConnectionHandler: ChannelDuplexHandler, DownstreamStream {
             closed = true
             phase = .closing
             output.drain { context.write(self.wrapOutboundOut($0), promise: nil) }
+            unflushed = false
             context.writeAndFlush(wrapOutboundOut(HTTP1Writer.emptyBuffer)).assumeIsolated().whenComplete { [self] _ in
                 self.context?.close(promise: nil)
             }
@@ -378,7 +384,8 @@ final class HTTP1ConnectionHandler: ChannelDuplexHandler, DownstreamStream {
     }
 
     func flush() {
-        guard let context else { return }
+        guard let context, unflushed else { return }
+        unflushed = false
         output.drain { context.write(self.wrapOutboundOut($0), promise: nil) }
         context.flush()
     }

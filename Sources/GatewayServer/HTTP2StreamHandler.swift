@@ -109,7 +109,7 @@ final class HTTP2StreamHandler: ChannelDuplexHandler, DownstreamStream {
         context.write(wrapOutboundOut(.headers(.init(headers: fields))), promise: nil)
     }
 
-    func writeResponseHead(_ head: ResponseHead) {
+    func writeResponseHead(_ head: consuming ResponseHead) {
         pendingHead = Self.fields(of: head)
     }
 

@@ -1,5 +1,6 @@
 import GatewayConfig
 import GatewayCore
+import GatewayHTTP
 import GatewayTLS
 import NIOCore
 import NIOHTTP2
@@ -60,7 +61,7 @@ final class HTTP2ConnectionErrorHandler: ChannelInboundHandler, Sendable {
 /// The connection's responder is made after the handshake, when the client certificate is known.
 enum TLSPipeline {
     static func configure(
-        _ channel: Channel, tls: ServerTLS, limits: LimitsConfig,
+        _ channel: Channel, tls: ServerTLS, limits: LimitsConfig, scratch: LoopLocal<WriteScratch>,
         makeResponder: @escaping (_ clientSubject: String?) -> ConnectionResponder
     ) throws {
         let sync = channel.pipeline.syncOperations
@@ -75,7 +76,7 @@ enum TLSPipeline {
                     if case .negotiated("h2") = result {
                         try HTTP2Pipeline.configure(channel, responder: responder, limits: limits)
                     } else {
-                        try HTTP1Pipeline.configure(channel.pipeline.syncOperations, responder: responder, limits: limits)
+                        try HTTP1Pipeline.configure(channel.pipeline.syncOperations, responder: responder, limits: limits, scratch: scratch)
                     }
                 }
             })

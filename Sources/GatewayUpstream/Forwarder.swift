@@ -80,13 +80,14 @@ public final class LoopForwarder: UpstreamForwarder {
     }
 
     public func makeCall(
-        upstream: Int, head: RequestHead, framing: BodyFraming, preserveHost: Bool, requestID: String, clientIP: String,
+        upstream: Int, head: consuming RequestHead, framing: BodyFraming, preserveHost: Bool, requestID: String, clientIP: String,
         delegate: UpstreamCallDelegate
     ) -> UpstreamCall {
         let runtime = upstreams[upstream]
+        let hashKey = runtime.hashKey(headers: head.headers, clientIP: clientIP)
         return ForwardingCall(
             upstream: runtime, head: head, framing: framing, preserveHost: preserveHost, requestID: requestID,
-            hashKey: runtime.hashKey(headers: head.headers, clientIP: clientIP), delegate: delegate)
+            hashKey: hashKey, delegate: delegate)
     }
 
     /// Connections opened per upstream name since start (for tests and, later, metrics).

@@ -56,7 +56,7 @@ final class ForwardingCall: UpstreamCall {
     /// The request counts against `max_requests`.
     private var countedRequest = false
     private var perTryTimer: Scheduled<Void>?
-    private var tryStartedAt = NIODeadline.now()
+    private var tryStartedAt = NIODeadline.uptimeNanoseconds(0)  // set as each try starts
     /// No retry may start after this (from `total_timeout_ms`).
     private let deadline: NIODeadline?
     private var lastError = GatewayError.upstreamUnavailable
@@ -78,10 +78,9 @@ final class ForwardingCall: UpstreamCall {
     private let asksUpgrade: Bool
 
     init(
-        upstream: UpstreamRuntime, head: RequestHead, framing: BodyFraming, preserveHost: Bool, requestID: String,
+        upstream: UpstreamRuntime, head: consuming RequestHead, framing: BodyFraming, preserveHost: Bool, requestID: String,
         hashKey: String?, delegate: UpstreamCallDelegate
     ) {
-        var head = head
         switch framing {
         case .none, .untilClose: break
         case .length(let length): head.headers.add(name: "content-length", value: String(length))

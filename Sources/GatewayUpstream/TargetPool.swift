@@ -1,4 +1,5 @@
 import GatewayConfig
+import GatewayHTTP
 import GatewayPolicy
 import GatewayTLS
 import Logging
@@ -28,6 +29,8 @@ final class TargetPool {
     private var session: HTTP2Session?
     /// The upstream this pool belongs to (it owns the pool), for the connection cap.
     private unowned let runtime: UpstreamRuntime
+    /// The gathering buffer this pool's connections share for their writes (see `WriteCoalescer`).
+    let writeScratch = WriteScratch()
     /// Connections opened since start: the test suite reads it to prove reuse.
     private(set) var connectionsOpened = 0
 

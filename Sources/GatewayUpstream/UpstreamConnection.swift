@@ -27,7 +27,10 @@ final class UpstreamConnection: ChannelDuplexHandler, Hashable, UpstreamLink {
     private var context: ChannelHandlerContext?
     private var parser: HTTP1HeadParser
     private var input = ByteBuffer()
-    private var output = WriteCoalescer()
+    private var output: WriteCoalescer
+    /// Bytes were written since the last flush (a call flushes after the head and again after the end of the
+    /// request, often with nothing new: a flush still walks the channel pipeline).
+    private var unflushed = false
     private var phase = Phase.idle
     private var processing = false
     /// The call using this connection, nil while idle.
@@ -47,6 +50,7 @@ final class UpstreamConnection: ChannelDuplexHandler, Hashable, UpstreamLink {
 
     init(pool: TargetPool, maxHeadBytes: Int = 65_536) {
         self.pool = pool
+        self.output = WriteCoalescer(scratch: pool.writeScratch)
         self.parser = HTTP1HeadParser(maxHeadBytes: maxHeadBytes, maxFields: 256)
         self.readDeadline = ReadDeadline(eventLoop: pool.eventLoop)
         readDeadline.onExpiry = { [weak self] in
@@ -68,18 +72,15 @@ final class UpstreamConnection: ChannelDuplexHandler, Hashable, UpstreamLink {
 
     /// Sends a request head; the response to it is parsed with the request's method in mind (HEAD).
     func writeHead(_ head: RequestHead, framing: BodyFraming) {
-        guard let context else { return }
+        guard context != nil else { return }
         requestFraming = framing
         phase = .head(head.method, upgrade: head.headers.containsToken("upgrade", inField: "connection"))
-        var buffer = context.channel.allocator.buffer(capacity: head.headers.serializedSize + head.target.utf8.count + 32 + 1024)
-        HTTP1Writer.write(head, to: &buffer)
-        write(buffer)
+        write { HTTP1Writer.write(head, to: &$0) }
     }
 
     func writeBody(_ buffer: ByteBuffer) {
-        guard let context else { return }
         if requestFraming == .chunked && !isTunnel {
-            write(HTTP1Writer.chunkHeader(size: buffer.readableBytes, allocator: context.channel.allocator))
+            write { HTTP1Writer.writeChunkHeader(size: buffer.readableBytes, to: &$0) }
             write(buffer)
             write(HTTP1Writer.crlf)
         } else {
@@ -103,10 +104,19 @@ final class UpstreamConnection: ChannelDuplexHandler, Hashable, UpstreamLink {
     private func write(_ buffer: ByteBuffer) {
         guard let context else { return }
         output.add(buffer) { context.write(self.wrapOutboundOut($0), promise: nil) }
+        unflushed = true
+    }
+
+    /// Queues bytes `serialise` writes straight into the gathering buffer (heads, chunk framing).
+    private func write(_ serialise: (inout ByteBuffer) -> Void) {
+        guard let context else { return }
+        output.append(write: { context.write(self.wrapOutboundOut($0), promise: nil) }, serialise)
+        unflushed = true
     }
 
     func flush() {
-        guard let context else { return }
+        guard let context, unflushed else { return }
+        unflushed = false
         output.drain { context.write(self.wrapOutboundOut($0), promise: nil) }
         context.flush()
     }
