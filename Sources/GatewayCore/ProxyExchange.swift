@@ -172,7 +172,8 @@ final class ProxyExchange: ExchangeDriver, UpstreamCallDelegate, FilterSuspensio
 
     func forward() {
         guard let route = context.route, let stream else { return }
-        let upstreamHead = makeUpstreamHead(route)
+        // Without a cache nothing reads the request's fields after this: the upstream head takes them over.
+        let upstreamHead = makeUpstreamHead(route, takingFields: caching == nil)
         let call = forwarder.makeCall(
             upstream: route.upstreamIndex, head: upstreamHead, framing: framing, preserveHost: route.preserveHost,
             requestID: context.requestID, clientIP: context.clientIP, delegate: self)
@@ -193,8 +194,10 @@ final class ProxyExchange: ExchangeDriver, UpstreamCallDelegate, FilterSuspensio
 
     /// The request as the upstream gets it: version, strip_prefix, hop-by-hop and forwarding headers,
     /// the upgrade asked again, client-certificate subject, and the cache's validators when revalidating.
-    func makeUpstreamHead(_ route: CompiledRoute) -> RequestHead {
+    /// `takingFields`: the exchange lets go of its field lists, so that editing them here copies nothing.
+    func makeUpstreamHead(_ route: CompiledRoute, takingFields: Bool = false) -> RequestHead {
         var upstreamHead = head
+        if takingFields { head.headers = HeaderList() }
         upstreamHead.version = .http1_1
         if let prefix = route.stripPrefix { upstreamHead.target = PathRules.strip(prefix, from: head.target) }
         HeaderRules.prepareUpstreamRequest(
