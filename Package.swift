@@ -47,9 +47,11 @@ let package = Package(
             swiftSettings: strict),
         // The HTTP/1 codec of the forwarding path: heads kept as received bytes, strict incremental parsing.
         .target(name: "GatewayHTTP", dependencies: [nioCore], swiftSettings: strict),
+        // The clock read once per event (a thread-local reading; see EventClock).
+        .target(name: "CEventClock"),
         .target(
             name: "GatewayCore",
-            dependencies: [nioLocks, "GatewayPolicy", "GatewayConfig", "GatewayHTTP", nioCore, logging, .product(name: "CoreMetrics", package: "swift-metrics")],
+            dependencies: [nioLocks, "CEventClock", "GatewayPolicy", "GatewayConfig", "GatewayHTTP", nioCore, logging, .product(name: "CoreMetrics", package: "swift-metrics")],
             swiftSettings: strict),
         .target(
             name: "GatewayFilters",

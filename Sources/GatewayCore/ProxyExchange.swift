@@ -82,7 +82,7 @@ final class ProxyExchange: ExchangeDriver, UpstreamCallDelegate, FilterSuspensio
                 trusted: runtime.trustedProxies)
             : connection.peerText
         self.context = RequestContext(
-            connection: connection.info, clientIP: clientIP, method: head.method, uri: head.target, startedAt: .now(),
+            connection: connection.info, clientIP: clientIP, method: head.method, uri: head.target, startedAt: EventClock.now(),
             eventLoop: connection.eventLoop)
     }
 
@@ -425,7 +425,7 @@ final class ProxyExchange: ExchangeDriver, UpstreamCallDelegate, FilterSuspensio
         stream = nil
         let outcome = RequestOutcome(
             status: status, bytesIn: bytesIn, bytesOut: bytesOut, upstreamTarget: target,
-            durationNanos: (NIODeadline.now() - context.startedAt).nanoseconds, errorCode: errorCode,
+            durationNanos: (EventClock.now() - context.startedAt).nanoseconds, errorCode: errorCode,
             completed: completed)
         Self.complete(outcome, context: &context, runtime: runtime)
     }

@@ -122,17 +122,20 @@ final class HTTP1ConnectionHandler: ChannelDuplexHandler, DownstreamStream {
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         guard !closed else { return }
         let bytes = unwrapInboundIn(data)
-        if deadlines.phase == .idle {
-            let now = NIODeadline.now()
-            deadlines.bytesArrived(now: now.uptimeNanoseconds)
-            scheduleTimer(now: now)
+        // One clock reading for everything this read sets off (the exchange's start, the upstream try, ...).
+        EventClock.event {
+            if deadlines.phase == .idle {
+                let now = EventClock.now()
+                deadlines.bytesArrived(now: now.uptimeNanoseconds)
+                scheduleTimer(now: now)
+            }
+            if input.readableBytes == 0 {
+                input = bytes
+            } else {
+                input.writeImmutableBuffer(bytes)
+            }
+            process()
         }
-        if input.readableBytes == 0 {
-            input = bytes
-        } else {
-            input.writeImmutableBuffer(bytes)
-        }
-        process()
     }
 
     /// Parses and dispatches whatever the input holds, as far as the current state allows.
@@ -173,7 +176,7 @@ final class HTTP1ConnectionHandler: ChannelDuplexHandler, DownstreamStream {
                 switch event {
                 case .data(let slice):
                     phase = .body(decoder)
-                    if deadlines.phase == .readingBody { deadlines.bodyBytesArrived(now: NIODeadline.now().uptimeNanoseconds) }
+                    if deadlines.phase == .readingBody { deadlines.bodyBytesArrived(now: EventClock.now().uptimeNanoseconds) }
                     exchange?.requestBodyPart(slice)
                 case .end:
                     requestEnded()
@@ -193,7 +196,7 @@ final class HTTP1ConnectionHandler: ChannelDuplexHandler, DownstreamStream {
     private func startRequest(_ parsed: ParsedRequest) {
         let bodyFollows = parsed.framing != .none
         if bodyFollows {
-            let now = NIODeadline.now()
+            let now = EventClock.now()
             deadlines.requestStarted(bodyFollows: true, now: now.uptimeNanoseconds)
             scheduleTimer(now: now)
         } else {
@@ -410,7 +413,7 @@ final class HTTP1ConnectionHandler: ChannelDuplexHandler, DownstreamStream {
         guard paused != bodyPaused else { return }
         bodyPaused = paused
         if deadlines.phase == .readingBody {
-            let now = NIODeadline.now()
+            let now = EventClock.now()
             deadlines.bodyReadingPaused(paused, now: now.uptimeNanoseconds)
             if !paused { scheduleTimer(now: now) }
         }
@@ -435,7 +438,7 @@ final class HTTP1ConnectionHandler: ChannelDuplexHandler, DownstreamStream {
         inExchange = false
         bodyPaused = false
         phase = .head
-        let now = NIODeadline.now()
+        let now = EventClock.now()
         deadlines.requestFinished(now: now.uptimeNanoseconds)
         scheduleTimer(now: now)
         process()  // a pipelined request may already be waiting
@@ -444,7 +447,7 @@ final class HTTP1ConnectionHandler: ChannelDuplexHandler, DownstreamStream {
 
     // MARK: Timer
 
-    private func scheduleTimer(now: NIODeadline = .now()) {
+    private func scheduleTimer(now: NIODeadline = EventClock.now()) {
         guard let context else { return }
         switch deadlines.check(now: now.uptimeNanoseconds) {
         case .none:

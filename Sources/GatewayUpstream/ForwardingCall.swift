@@ -94,7 +94,7 @@ final class ForwardingCall: UpstreamCall {
         self.requestID = requestID
         self.hashKey = hashKey
         self.delegate = delegate
-        self.deadline = upstream.totalTimeout.map { .now() + $0 }
+        self.deadline = upstream.totalTimeout.map { EventClock.now() + $0 }
     }
 
     /// The target that answered, or every target tried in order ("a, b") when there were retries.
@@ -135,7 +135,7 @@ final class ForwardingCall: UpstreamCall {
             }
         case .target(let pool, let probe):
             tried.append(pool.index)
-            tryStartedAt = .now()
+            tryStartedAt = EventClock.now()
             self.pool = pool
             self.probe = probe
             verdictPending = true
@@ -179,7 +179,7 @@ final class ForwardingCall: UpstreamCall {
     /// Whether another try is allowed; takes one retry from the budget when it is.
     private func mayRetry() -> Bool {
         guard !responseStarted, tried.count < upstream.maxTries, isReplayable else { return false }
-        if let deadline, NIODeadline.now() >= deadline { return false }
+        if let deadline, EventClock.now() >= deadline { return false }
         guard upstream.shared.tryRetry(now: UpstreamShared.now()) else {
             log("retry budget exhausted", level: .info)
             return false
@@ -190,7 +190,7 @@ final class ForwardingCall: UpstreamCall {
     private func scheduleRetry() {
         var delay = upstream.backoffDelay(retry: tried.count - 1)
         if let deadline {
-            let left = deadline - .now()
+            let left = deadline - EventClock.now()
             if delay >= left { delay = max(.zero, left - .milliseconds(1)) }
         }
         log("retrying upstream request", level: .info, extra: ["try": "\(tried.count + 1)", "backoff_ms": "\(delay.nanoseconds / 1_000_000)"])
@@ -373,7 +373,7 @@ final class ForwardingCall: UpstreamCall {
         let status = response.head.status
         let failed = upstream.shared.failureStatuses.contains(status)
         if let pool {
-            pool.shared.metrics.answered(afterNanos: (NIODeadline.now() - tryStartedAt).nanoseconds)
+            pool.shared.metrics.answered(afterNanos: (EventClock.now() - tryStartedAt).nanoseconds)
             if failed || upstream.shared.retryStatuses.contains(status) { pool.shared.metrics.failed("status") }
         }
         if upstream.shared.retryStatuses.contains(status) {

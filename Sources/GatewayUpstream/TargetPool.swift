@@ -1,4 +1,5 @@
 import GatewayConfig
+import GatewayCore
 import GatewayHTTP
 import GatewayPolicy
 import GatewayTLS
@@ -61,7 +62,7 @@ final class TargetPool {
     /// The most recently parked live connection, if any.
     func takeIdle() -> UpstreamConnection? {
         while true {
-            let (connection, expired) = idle.take(now: NIODeadline.now().uptimeNanoseconds)
+            let (connection, expired) = idle.take(now: EventClock.now().uptimeNanoseconds)
             for stale in expired { stale.close() }
             guard let connection else { return nil }
             if !connection.isClosed { return connection }
@@ -115,7 +116,7 @@ final class TargetPool {
     /// Returns a connection that finished an exchange cleanly.
     func park(_ connection: UpstreamConnection) {
         guard !connection.isClosed else { return }
-        if let evicted = idle.park(connection, now: NIODeadline.now().uptimeNanoseconds) { evicted.close() }
+        if let evicted = idle.park(connection, now: EventClock.now().uptimeNanoseconds) { evicted.close() }
         scheduleSweep()
         runtime.connectionParked()
     }

@@ -192,13 +192,16 @@ final class UpstreamConnection: ChannelDuplexHandler, Hashable, UpstreamLink {
             close()
             return
         }
-        readDeadline.extend()
-        if input.readableBytes == 0 {
-            input = bytes
-        } else {
-            input.writeImmutableBuffer(bytes)
+        // One clock reading for everything this read sets off (deadlines, metrics, the exchange's end, ...).
+        EventClock.event {
+            readDeadline.extend()
+            if input.readableBytes == 0 {
+                input = bytes
+            } else {
+                input.writeImmutableBuffer(bytes)
+            }
+            process()
         }
-        process()
     }
 
     private func process() {

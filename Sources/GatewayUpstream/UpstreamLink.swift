@@ -1,3 +1,4 @@
+import GatewayCore
 import GatewayHTTP
 import NIOCore
 
@@ -64,13 +65,13 @@ final class ReadDeadline {
     /// Starts counting `timeout` (or the last one given) from now.
     func arm(_ timeout: TimeAmount? = nil) {
         if let timeout { self.timeout = timeout }
-        deadline = .now() + self.timeout
+        deadline = EventClock.now() + self.timeout
         if timer == nil { schedule(in: self.timeout) }
     }
 
     /// Something was read: the deadline moves (only while armed).
     func extend() {
-        if deadline != nil { deadline = .now() + timeout }
+        if deadline != nil { deadline = EventClock.now() + timeout }
     }
 
     func disarm() { deadline = nil }

@@ -117,7 +117,7 @@ final class UpstreamShared: Sendable {
         self.logger = logger
     }
 
-    static func now() -> Int64 { Int64(NIODeadline.now().uptimeNanoseconds / 1000) }
+    static func now() -> Int64 { Int64(EventClock.now().uptimeNanoseconds / 1000) }
 
     /// The TLS context for a target: none for `http://`, the one offering only "h2" for `h2` targets.
     func tlsContext(for target: UpstreamTarget) -> NIOSSLContext? {
