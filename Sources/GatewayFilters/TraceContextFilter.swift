@@ -41,9 +41,11 @@ public struct TraceContextFilter: GatewayFilter {
         return String(unsafeUninitializedCapacity: count) { buffer in
             var offset = 0
             func append(_ text: String) {
-                for byte in text.utf8 {
-                    buffer[offset] = byte
-                    offset += 1
+                var text = text
+                text.withUTF8 { bytes in
+                    UnsafeMutableRawBufferPointer(UnsafeMutableBufferPointer(rebasing: buffer[offset...]))
+                        .copyMemory(from: UnsafeRawBufferPointer(bytes))
+                    offset += bytes.count
                 }
             }
             append("00-")
@@ -72,8 +74,8 @@ public struct TraceContextFilter: GatewayFilter {
     }
 
     static func isTraceID(_ text: String) -> Bool {
-        let bytes = text.utf8
-        return bytes.count == 32 && isHex(bytes) && !allZero(bytes)
+        var text = text
+        return text.withUTF8 { $0.count == 32 && isHex($0) && !allZero($0) }
     }
 
     private static func isHex(_ bytes: some Sequence<UInt8>) -> Bool {
