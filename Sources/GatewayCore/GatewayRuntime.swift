@@ -134,8 +134,8 @@ public final class GatewayConnection: ConnectionResponder {
         return (cachedRuntime!, cachedForwarder!)
     }
 
-    public func startExchange(_ request: IncomingRequest, stream: DownstreamStream) -> ExchangeDriver {
-        let exchange = ProxyExchange(connection: self, request: request, stream: stream)
+    public func startExchange(_ request: consuming IncomingRequest, stream: DownstreamStream) -> ExchangeDriver {
+        let exchange = ProxyExchange(connection: self, request: consume request, stream: stream)
         exchange.start()
         return exchange
     }

@@ -180,18 +180,19 @@ public enum HeaderRules {
 
     /// The Host header's name part, lowercased, without port ("Api.Example.com:8080" -> "api.example.com").
     public static func hostName(_ host: String) -> Substring {
-        let utf8 = host.utf8
-        var end = utf8.endIndex
-        if utf8.first == UInt8(ascii: "[") {  // IPv6 literal: keep up to the closing bracket
-            if let close = utf8.firstIndex(of: UInt8(ascii: "]")) { end = utf8.index(after: close) }
-        } else if let colon = utf8.lastIndex(of: UInt8(ascii: ":")) {
-            end = colon
+        var host = host  // for withUTF8 (a native string is not copied)
+        // One pass over the contiguous bytes: String.UTF8View walks byte by byte with more checks.
+        let (end, hasUppercase) = host.withUTF8 { bytes -> (Int, Bool) in
+            var end = bytes.count
+            if bytes.first == UInt8(ascii: "[") {  // IPv6 literal: keep up to the closing bracket
+                if let close = bytes.firstIndex(of: UInt8(ascii: "]")) { end = close + 1 }
+            } else if let colon = bytes.lastIndex(of: UInt8(ascii: ":")) {
+                end = colon
+            }
+            return (end, bytes[..<end].contains { $0 &- UInt8(ascii: "A") < 26 })
         }
-        let name = host[..<end]
-        if name.utf8.contains(where: { $0 >= UInt8(ascii: "A") && $0 <= UInt8(ascii: "Z") }) {
-            return Substring(name.lowercased())
-        }
-        return name
+        let name = host[..<host.utf8.index(host.utf8.startIndex, offsetBy: end)]
+        return hasUppercase ? Substring(name.lowercased()) : name
     }
 
     /// The value of cookie `name` in the request's Cookie headers (RFC 6265 §5.4: `a=1; b=2`), first wins.

@@ -54,8 +54,10 @@ final class ProxyExchange: ExchangeDriver, UpstreamCallDelegate, FilterSuspensio
     let runtime: GatewayRuntime
     let forwarder: UpstreamForwarder
 
-    init(connection: GatewayConnection, request: IncomingRequest, stream: DownstreamStream) {
-        var head = request.head
+    init(connection: GatewayConnection, request: consuming IncomingRequest, stream: DownstreamStream) {
+        let framing = request.framing
+        let expectsContinue = request.expectsContinue
+        var head = (consume request).head
         // RFC 9112 §3.2.2: a server must accept the absolute form, and its authority replaces Host.
         if let (authority, originForm) = HeaderRules.splitAbsoluteForm(head.target) {
             head.target = originForm
@@ -71,9 +73,8 @@ final class ProxyExchange: ExchangeDriver, UpstreamCallDelegate, FilterSuspensio
         self.upgrade = head.version == .http1_1 ? HeaderRules.requestedUpgrade(head.headers) : nil
         self.connection = connection
         (self.runtime, self.forwarder) = (runtime, forwarder)
-        self.head = head
-        self.framing = request.framing
-        self.expectsContinue = request.expectsContinue
+        self.framing = framing
+        self.expectsContinue = expectsContinue
         self.stream = stream
         let clientIP =
             connection.info.peerIsTrustedProxy
@@ -84,6 +85,7 @@ final class ProxyExchange: ExchangeDriver, UpstreamCallDelegate, FilterSuspensio
         self.context = RequestContext(
             connection: connection.info, clientIP: clientIP, method: head.method, uri: head.target, startedAt: EventClock.now(),
             eventLoop: connection.eventLoop)
+        self.head = head  // last: moved, not copied
     }
 
     func start() {
@@ -144,7 +146,7 @@ final class ProxyExchange: ExchangeDriver, UpstreamCallDelegate, FilterSuspensio
             respond(redirectToHTTPS(port: port))
             return
         }
-        let (hostHeader, hostCount) = head.headers.firstAndCount(name: "host")
+        let (hostHeader, hostCount) = Self.hostField(&head)
         guard hostCount <= 1 else {
             respond(error: .badRequest("The request has more than one Host header."))
             return
@@ -154,7 +156,7 @@ final class ProxyExchange: ExchangeDriver, UpstreamCallDelegate, FilterSuspensio
             return
         }
         let host = HeaderRules.hostName(hostHeader ?? "")
-        switch runtime.routes.match(host: host, path: head.path, method: head.method, headers: head.headers) {
+        switch Self.match(&head, host: host, in: runtime.routes) {
         case .notFound:
             respond(error: .routeNotFound)
         case .methodNotAllowed(let allowed):
@@ -170,12 +172,22 @@ final class ProxyExchange: ExchangeDriver, UpstreamCallDelegate, FilterSuspensio
         }
     }
 
+    /// The Host field and how many there are; the head by exclusive access, as in `match`.
+    private static func hostField(_ head: inout RequestHead) -> (first: String?, count: Int) {
+        head.headers.firstAndCount(name: "host")
+    }
+
+    /// The head by exclusive access: passing the stored property's parts would copy them.
+    private static func match(_ head: inout RequestHead, host: Substring, in routes: RouteTable) -> RouteMatch {
+        routes.match(host: host, path: head.path, method: head.method, headers: head.headers)
+    }
+
     func forward() {
         guard let route = context.route, let stream else { return }
         // Without a cache nothing reads the request's fields after this: the upstream head takes them over.
         let upstreamHead = makeUpstreamHead(route, takingFields: caching == nil)
         let call = forwarder.makeCall(
-            upstream: route.upstreamIndex, head: upstreamHead, framing: framing, preserveHost: route.preserveHost,
+            upstream: route.upstreamIndex, head: consume upstreamHead, framing: framing, preserveHost: route.preserveHost,
             requestID: context.requestID, clientIP: context.clientIP, delegate: self)
         self.call = call
         state = .forwarding
@@ -196,9 +208,12 @@ final class ProxyExchange: ExchangeDriver, UpstreamCallDelegate, FilterSuspensio
     /// the upgrade asked again, client-certificate subject, and the cache's validators when revalidating.
     /// `takingFields`: the exchange lets go of its field lists, so that editing them here copies nothing.
     func makeUpstreamHead(_ route: CompiledRoute, takingFields: Bool = false) -> RequestHead {
-        var upstreamHead = head
-        if takingFields { head.headers = HeaderList() }
-        upstreamHead.version = .http1_1
+        var upstreamHead = RequestHead(method: head.method, target: head.target, version: .http1_1)
+        if takingFields {
+            swap(&upstreamHead.headers, &head.headers)
+        } else {
+            upstreamHead.headers = head.headers
+        }
         if let prefix = route.stripPrefix { upstreamHead.target = PathRules.strip(prefix, from: head.target) }
         HeaderRules.prepareUpstreamRequest(
             &upstreamHead.headers, peer: connection.peerText, peerIsTrusted: connection.info.peerIsTrustedProxy,

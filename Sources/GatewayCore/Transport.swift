@@ -49,7 +49,7 @@ public struct IncomingRequest: Sendable {
 
 /// The per-connection entry point the edge calls (one instance per client connection, loop-bound).
 public protocol ConnectionResponder: AnyObject {
-    func startExchange(_ request: IncomingRequest, stream: DownstreamStream) -> ExchangeDriver
+    func startExchange(_ request: consuming IncomingRequest, stream: DownstreamStream) -> ExchangeDriver
     /// Answers a request the edge could not even parse (400, 431, 408); the connection closes after.
     func respondToProtocolError(_ error: GatewayError, stream: DownstreamStream)
 }

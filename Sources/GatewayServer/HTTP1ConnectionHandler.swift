@@ -159,7 +159,7 @@ final class HTTP1ConnectionHandler: ChannelDuplexHandler, DownstreamStream {
                     handleParseError(error)
                     return
                 }
-                startRequest(parsed)
+                startRequest(consume parsed)
             case .body(var decoder):
                 if bodyPaused { return }
                 let event: BodyDecoder.Event
@@ -193,7 +193,7 @@ final class HTTP1ConnectionHandler: ChannelDuplexHandler, DownstreamStream {
         }
     }
 
-    private func startRequest(_ parsed: ParsedRequest) {
+    private func startRequest(_ parsed: consuming ParsedRequest) {
         let bodyFollows = parsed.framing != .none
         if bodyFollows {
             let now = EventClock.now()
@@ -216,8 +216,11 @@ final class HTTP1ConnectionHandler: ChannelDuplexHandler, DownstreamStream {
         bodyPaused = false
         phase = requestHasBody ? .body(BodyDecoder(framing: parsed.framing)) : .awaitingResponse
         if !requestHasBody { requestEndSeen = true }
-        let request = IncomingRequest(head: parsed.head, framing: parsed.framing, expectsContinue: parsed.expectsContinue)
-        let exchange = responder.startExchange(request, stream: self)
+        let framing = parsed.framing
+        let expectsContinue = parsed.expectsContinue
+        // Handed over, not copied: the exchange edits the head's field lists.
+        let request = IncomingRequest(head: (consume parsed).head, framing: framing, expectsContinue: expectsContinue)
+        let exchange = responder.startExchange(consume request, stream: self)
         // A synchronous answer (404, 413, ...) may have finished the exchange already.
         if inExchange { self.exchange = exchange }
         if !requestHasBody { exchange.requestEnded() }

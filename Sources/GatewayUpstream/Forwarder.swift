@@ -86,7 +86,7 @@ public final class LoopForwarder: UpstreamForwarder {
         let runtime = upstreams[upstream]
         let hashKey = runtime.hashKey(headers: head.headers, clientIP: clientIP)
         return ForwardingCall(
-            upstream: runtime, head: head, framing: framing, preserveHost: preserveHost, requestID: requestID,
+            upstream: runtime, head: consume head, framing: framing, preserveHost: preserveHost, requestID: requestID,
             hashKey: hashKey, delegate: delegate)
     }
 

@@ -89,7 +89,7 @@ final class ForwardingCall: UpstreamCall {
         self.setsHost = !preserveHost || !head.headers.contains(name: "host")
         self.asksUpgrade = head.headers.containsToken("upgrade", inField: "connection")
         self.upstream = upstream
-        self.head = head
+        self.head = consume head
         self.framing = framing
         self.requestID = requestID
         self.hashKey = hashKey
@@ -295,7 +295,7 @@ final class ForwardingCall: UpstreamCall {
         if case .waitingForConnection(let timer) = state { timer.cancel() }
         state = .active(connection)
         connection.call = self
-        connection.writeHead(head, framing: framing)
+        Self.write(&head, framing: framing, to: connection)
         for part in heldBody { writeBody(part, on: connection) }
         heldBody.removeAll()
         if endRequested { writeEnd(on: connection) }
@@ -305,6 +305,11 @@ final class ForwardingCall: UpstreamCall {
         if case .active(let current) = state, current === connection, connection.isWritable {
             delegate?.upstreamWritabilityChanged(isWritable: true)
         }
+    }
+
+    /// The head by exclusive access: passing the stored property itself would copy it (retaining its parts).
+    private static func write(_ head: inout RequestHead, framing: BodyFraming, to link: any UpstreamLink) {
+        link.writeHead(head, framing: framing)
     }
 
     private func writeBody(_ buffer: ByteBuffer, on connection: any UpstreamLink) {
