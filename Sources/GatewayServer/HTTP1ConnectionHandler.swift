@@ -92,6 +92,7 @@ final class HTTP1ConnectionHandler: ChannelDuplexHandler, DownstreamStream {
 
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
+        channelWritable = context.channel.isWritable
         if context.channel.isActive { scheduleTimer() }
     }
 
@@ -265,7 +266,8 @@ final class HTTP1ConnectionHandler: ChannelDuplexHandler, DownstreamStream {
     }
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
-        exchange?.downstreamWritabilityChanged(isWritable: context.channel.isWritable)
+        channelWritable = context.channel.isWritable
+        exchange?.downstreamWritabilityChanged(isWritable: channelWritable)
         context.fireChannelWritabilityChanged()
     }
 
@@ -295,7 +297,10 @@ final class HTTP1ConnectionHandler: ChannelDuplexHandler, DownstreamStream {
 
     // MARK: DownstreamStream
 
-    var isWritable: Bool { context?.channel.isWritable ?? false }
+    /// The channel's writability as NIO last reported it (see `channelWritabilityChanged`): asking the channel
+    /// itself goes through the pipeline's reference to it.
+    private var channelWritable = true
+    var isWritable: Bool { context != nil && channelWritable }
 
     func writeInformational(_ head: ResponseHead) {
         guard !responseHeadWritten else { return }
@@ -392,8 +397,14 @@ final class HTTP1ConnectionHandler: ChannelDuplexHandler, DownstreamStream {
     func flush() {
         guard let context, unflushed else { return }
         unflushed = false
-        output.drain { context.write(self.wrapOutboundOut($0), promise: nil) }
-        context.flush()
+        // The gathered bytes go down the pipeline together with the flush (one pass instead of two).
+        var gathered: ByteBuffer?
+        output.drain { gathered = $0 }
+        if let gathered {
+            context.writeAndFlush(wrapOutboundOut(gathered), promise: nil)
+        } else {
+            context.flush()
+        }
     }
 
     func switchToTunnel() {

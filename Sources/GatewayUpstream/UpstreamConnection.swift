@@ -62,7 +62,10 @@ final class UpstreamConnection: ChannelDuplexHandler, Hashable, UpstreamLink {
     static func == (lhs: UpstreamConnection, rhs: UpstreamConnection) -> Bool { lhs === rhs }
     func hash(into hasher: inout Hasher) { hasher.combine(ObjectIdentifier(self)) }
 
-    var isWritable: Bool { context?.channel.isWritable ?? false }
+    /// The channel's writability as NIO last reported it: asked per request and per body part, and asking the
+    /// channel itself goes through the pipeline's reference to it.
+    private var channelWritable = true
+    var isWritable: Bool { context != nil && channelWritable }
 
     /// A keep-alive connection that already served an exchange: when it fails before answering, the upstream
     /// most likely closed it while idle, just as it was reused.
@@ -117,8 +120,14 @@ final class UpstreamConnection: ChannelDuplexHandler, Hashable, UpstreamLink {
     func flush() {
         guard let context, unflushed else { return }
         unflushed = false
-        output.drain { context.write(self.wrapOutboundOut($0), promise: nil) }
-        context.flush()
+        // The gathered bytes go down the pipeline together with the flush (one pass instead of two).
+        var gathered: ByteBuffer?
+        output.drain { gathered = $0 }
+        if let gathered {
+            context.writeAndFlush(wrapOutboundOut(gathered), promise: nil)
+        } else {
+            context.flush()
+        }
     }
 
     /// Starts the read timeout (time to the first response byte, then between reads).
@@ -177,7 +186,10 @@ final class UpstreamConnection: ChannelDuplexHandler, Hashable, UpstreamLink {
 
     // MARK: Inbound
 
-    func handlerAdded(context: ChannelHandlerContext) { self.context = context }
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+        channelWritable = context.channel.isWritable
+    }
 
     func handlerRemoved(context: ChannelHandlerContext) {
         self.context = nil
@@ -278,7 +290,8 @@ final class UpstreamConnection: ChannelDuplexHandler, Hashable, UpstreamLink {
     }
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
-        call?.writabilityChanged(isWritable: context.channel.isWritable)
+        channelWritable = context.channel.isWritable
+        call?.writabilityChanged(isWritable: channelWritable)
         context.fireChannelWritabilityChanged()
     }
 
