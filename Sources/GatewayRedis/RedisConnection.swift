@@ -1,3 +1,4 @@
+import GatewayCore
 import NIOCore
 
 /// One pipelined connection to Redis: commands are written as they come, replies are matched to them in
@@ -67,18 +68,22 @@ final class RedisConnectionHandler: ChannelInboundHandler {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         parser.feed(unwrapInboundIn(data))
-        do {
-            while let reply = try parser.next() {
-                guard let next = pending.popFirst() else {
-                    // A reply nobody asked for: the stream cannot be trusted any more.
-                    context.close(promise: nil)
-                    return
+        // One clock reading for the requests these replies resume (a batch of rate-limit decisions goes on
+        // to forward up to 64 of them).
+        EventClock.event {
+            do throws(RedisError) {
+                while let reply = try parser.next() {
+                    guard let next = pending.popFirst() else {
+                        // A reply nobody asked for: the stream cannot be trusted any more.
+                        context.close(promise: nil)
+                        return
+                    }
+                    next.completion(.success(reply))
                 }
-                next.completion(.success(reply))
+            } catch {
+                failAll(error)
+                context.close(promise: nil)
             }
-        } catch {
-            failAll(error)
-            context.close(promise: nil)
         }
     }
 
