@@ -43,8 +43,11 @@ public struct RequestContext: Sendable {
     public var host: String?
     /// The W3C trace this request belongs to (32 hex digits), continued from `traceparent` or started here.
     public var traceID: String?
-    /// The gateway's span in that trace (16 hex digits): the parent the upstream sees in `traceparent`.
-    public var spanID: String?
+    /// The gateway's span in that trace (64 random bits; 0 until trace context is set): the parent the upstream
+    /// sees in `traceparent`. Kept as bits: only exported spans need its text.
+    public var spanBits: UInt64 = 0
+    /// The span id as 16 hex digits, when there is one.
+    public var spanID: String? { spanBits == 0 ? nil : RequestID.spanID(spanBits) }
     /// The client's span, when it sent a valid `traceparent`.
     public var parentSpanID: String?
     /// The trace's sampled flag: only sampled requests are exported as spans.

@@ -31,14 +31,24 @@ public enum RequestID {
         return generate(high: random.next(), low: random.next())
     }
 
-    /// 16 lowercase hex digits (64 random bits): a W3C span (parent) id.
-    public static func generateSpanID() -> String {
+    /// 64 random bits, never all zero (invalid): a W3C span (parent) id.
+    public static func generateSpanBits() -> UInt64 {
         var value: UInt64 = 0
-        while value == 0 { value = ThreadRandom.current.next() }  // all zeros is invalid
-        return String(unsafeUninitializedCapacity: 16) { buffer in
-            for index in 0..<16 { buffer[index] = hexDigit(value >> (60 - UInt64(index) * 4)) }
+        while value == 0 { value = ThreadRandom.current.next() }
+        return value
+    }
+
+    /// A span id as its 16 lowercase hex digits.
+    public static func spanID(_ bits: UInt64) -> String {
+        String(unsafeUninitializedCapacity: 16) { buffer in
+            writeHex(bits, to: buffer, at: 0)
             return 16
         }
+    }
+
+    /// Writes `value` as 16 lowercase hex digits at `offset`.
+    public static func writeHex(_ value: UInt64, to buffer: UnsafeMutableBufferPointer<UInt8>, at offset: Int) {
+        for index in 0..<16 { buffer[offset + index] = hexDigit(value >> (60 - UInt64(index) * 4)) }
     }
 
     public static func generate(using generator: inout some RandomNumberGenerator) -> String {

@@ -26,18 +26,18 @@ public struct TraceContextFilter: GatewayFilter {
             if head.headers.contains(name: "tracestate") { head.headers.remove(name: "tracestate") }
         }
         if count > 0 { head.headers.remove(name: "traceparent") }
-        let spanID = RequestID.generateSpanID()
-        head.headers.add(name: "traceparent", value: Self.traceparent(traceID: traceID, spanID: spanID, flags: flags))
+        let spanBits = RequestID.generateSpanBits()
+        head.headers.add(name: "traceparent", value: Self.traceparent(traceID: traceID, spanBits: spanBits, flags: flags))
         context.traceID = traceID
-        context.spanID = spanID
+        context.spanBits = spanBits
         // The sampled bit is the lowest of the flags byte.
         context.traceSampled = (UInt8(flags, radix: 16) ?? 0) & 1 == 1
         return .proceed
     }
 
     /// `00-<trace id>-<span id>-<flags>`, written into one allocation (interpolation builds it in pieces).
-    static func traceparent(traceID: String, spanID: String, flags: String) -> String {
-        let count = 3 + traceID.utf8.count + 1 + spanID.utf8.count + 1 + flags.utf8.count
+    static func traceparent(traceID: String, spanBits: UInt64, flags: String) -> String {
+        let count = 3 + traceID.utf8.count + 1 + 16 + 1 + flags.utf8.count
         return String(unsafeUninitializedCapacity: count) { buffer in
             var offset = 0
             func append(_ text: String) {
@@ -51,7 +51,8 @@ public struct TraceContextFilter: GatewayFilter {
             append("00-")
             append(traceID)
             append("-")
-            append(spanID)
+            RequestID.writeHex(spanBits, to: buffer, at: offset)
+            offset += 16
             append("-")
             append(flags)
             return offset

@@ -64,6 +64,11 @@ import Testing
         #expect(HeaderRules.hostName("API.Example.com:8080") == "api.example.com")
         #expect(HeaderRules.hostName("[::1]:8080") == "[::1]")
         #expect(HeaderRules.hostName("plain") == "plain")
+        #expect(HeaderRules.hostName("") == "")
+        #expect(HeaderRules.hostName("[::ABCD]") == "[::abcd]")
+        #expect(HeaderRules.hostName("[::1]:8080:9") == "[::1]")
+        #expect(HeaderRules.hostName("example.com:") == "example.com")
+        #expect(HeaderRules.hostName("caf\u{E9}.example:80") == "caf\u{E9}.example")
     }
 
     // Request ids: the allowed alphabet and length; generated ids are 32 hex digits and differ.
@@ -77,6 +82,21 @@ import Testing
         let first = RequestID.generate()
         #expect(first.count == 32 && first.allSatisfy(\.isHexDigit))
         #expect(RequestID.generate() != first)
+    }
+
+    // Span ids: 64 random bits, never zero, written as 16 lowercase hex digits (leading zeros kept).
+    @Test func spanIDs() {
+        #expect(RequestID.spanID(0x00f0_67aa_0ba9_02b7) == "00f067aa0ba902b7")
+        #expect(RequestID.spanID(.max) == "ffffffffffffffff")
+        let bits = RequestID.generateSpanBits()
+        #expect(bits != 0)
+        #expect(RequestID.generateSpanBits() != bits)
+        var context = RequestContext(
+            connection: ConnectionInfo(listener: "l", peer: nil, isTLS: false, peerIsTrustedProxy: false), clientIP: "-",
+            method: .GET, uri: "/", startedAt: .now(), eventLoop: EmbeddedEventLoop())
+        #expect(context.spanID == nil)
+        context.spanBits = 0x1
+        #expect(context.spanID == "0000000000000001")
     }
 
     // Error bodies are the documented JSON shape, escaped, with status and headers from the error.
