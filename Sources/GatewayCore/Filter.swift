@@ -169,10 +169,29 @@ public struct FilterResumption: Sendable {
     public var decision: FilterDecision
     /// Applied to the request on the event loop before the next filter runs.
     public var edit: (@Sendable (inout RequestHead, inout RequestContext) -> Void)?
+    /// Added to `RequestContext.responseHeaders` (the response gets them whoever produces it). Plain data
+    /// rather than an `edit`: the common case needs no closure.
+    public var responseHeaders: [(name: String, value: String)]
 
-    public init(decision: FilterDecision, edit: (@Sendable (inout RequestHead, inout RequestContext) -> Void)? = nil) {
+    public init(
+        decision: FilterDecision, responseHeaders: [(name: String, value: String)] = [],
+        edit: (@Sendable (inout RequestHead, inout RequestContext) -> Void)? = nil
+    ) {
         self.decision = decision
+        self.responseHeaders = responseHeaders
         self.edit = edit
+    }
+
+    /// Applies the response headers and the edit to the request.
+    public func apply(to head: inout RequestHead, context: inout RequestContext) {
+        if !responseHeaders.isEmpty {
+            if context.responseHeaders.isEmpty {
+                context.responseHeaders = responseHeaders
+            } else {
+                context.responseHeaders += responseHeaders
+            }
+        }
+        edit?(&head, &context)
     }
 }
 

@@ -126,7 +126,7 @@ final class ProxyExchange: ExchangeDriver, UpstreamCallDelegate, FilterSuspensio
         guard case .filtering = state else { return }  // the client left meanwhile
         switch result {
         case .success(let resumption):
-            resumption.edit?(&head, &context)
+            resumption.apply(to: &head, context: &context)
             switch resumption.decision {
             case .proceed: runFilters(stage, from: index)
             case .respond(let response): respond(response)

@@ -116,7 +116,7 @@ private final class RouteRateLimiter: Sendable {
         decision.checking = false
         if let immediate = decision.immediate {
             let resumption = resumption(for: immediate, checks: checks, requestID: context.requestID)
-            resumption.edit?(&head, &context)
+            resumption.apply(to: &head, context: &context)
             switch resumption.decision {
             case .proceed: return .proceed
             case .respond(let response): return .respond(response)
@@ -132,10 +132,6 @@ private final class RouteRateLimiter: Sendable {
             return FilterResumption(decision: .respond(.error(.rateLimitUnavailable, requestID: requestID)))
         }
         let headers: [(name: String, value: String)] = self.headers(for: result)
-        var edit: (@Sendable (inout RequestHead, inout RequestContext) -> Void)?
-        if !headers.isEmpty {
-            edit = { (_: inout RequestHead, context: inout RequestContext) in context.responseHeaders += headers }
-        }
         for (limit, evaluation) in zip(limits, result.evaluations) {
             if evaluation.allowed {
                 limit.allowed.increment()
@@ -150,13 +146,14 @@ private final class RouteRateLimiter: Sendable {
                 "rate limit would reject (shadow mode)",
                 metadata: ["request_id": "\(requestID)", "route": "\(routeName)", "limit": "\(check.rule.name)"])
         }
-        guard !result.allowed else { return FilterResumption(decision: .proceed, edit: edit) }
+        guard !result.allowed else { return FilterResumption(decision: .proceed, responseHeaders: headers) }
         var retryMicros: Int64 = 0
         for (check, evaluation) in zip(checks, result.evaluations) where check.rule.enforce && !evaluation.allowed {
             retryMicros = max(retryMicros, evaluation.retryAfterMicros)
         }
         let retrySeconds = Int((Double(max(retryMicros, 1)) / 1_000_000).rounded(.up))
-        return FilterResumption(decision: .respond(.error(.rateLimited(retryAfterSeconds: retrySeconds), requestID: requestID)), edit: edit)
+        return FilterResumption(
+            decision: .respond(.error(.rateLimited(retryAfterSeconds: retrySeconds), requestID: requestID)), responseHeaders: headers)
     }
 
     private func headers(for result: RateLimitResult) -> [(name: String, value: String)] {
