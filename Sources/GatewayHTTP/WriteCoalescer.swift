@@ -73,3 +73,55 @@ public final class WriteScratch {
 
     public init() {}
 }
+
+/// A connection handler's outgoing bytes: small writes gathered by a `WriteCoalescer` and sent with the next
+/// flush, which is skipped when nothing was written since the last one (a flush still walks the channel
+/// pipeline, and exchanges ask for one at the end of a response and again when a read completes).
+///
+/// Writes reach the channel while this value is being modified: a write can only make the channel unwritable,
+/// which pauses the other side and writes nothing here. A flush can make it writable again, which resumes the
+/// other side and may write here at once, so the flush itself is taken out first (`takeFlush`) and sent
+/// after: `output.takeFlush().send(on: context)`.
+public struct ChannelOutput {
+    private var coalescer: WriteCoalescer
+    private var unflushed = false
+
+    public init(scratch: WriteScratch) { coalescer = WriteCoalescer(scratch: scratch) }
+
+    /// Queues `buffer`; small ones are gathered until the next flush.
+    public mutating func write(_ buffer: ByteBuffer, to context: ChannelHandlerContext) {
+        coalescer.add(buffer) { context.write(NIOAny($0), promise: nil) }
+        unflushed = true
+    }
+
+    /// Queues what `serialise` writes straight into the gathering buffer (heads, chunk framing).
+    public mutating func write(to context: ChannelHandlerContext, _ serialise: (inout ByteBuffer) -> Void) {
+        coalescer.append(write: { context.write(NIOAny($0), promise: nil) }, serialise)
+        unflushed = true
+    }
+
+    /// What the next flush sends (nothing when nothing was written since the last one).
+    public mutating func takeFlush() -> PendingFlush {
+        guard unflushed else { return PendingFlush(needed: false, gathered: nil) }
+        unflushed = false
+        var gathered: ByteBuffer?
+        coalescer.drain { gathered = $0 }
+        return PendingFlush(needed: true, gathered: gathered)
+    }
+}
+
+/// A flush taken out of a `ChannelOutput`.
+public struct PendingFlush {
+    fileprivate let needed: Bool
+    fileprivate let gathered: ByteBuffer?
+
+    public func send(on context: ChannelHandlerContext) {
+        guard needed else { return }
+        // The gathered bytes go down the pipeline together with the flush (one pass instead of two).
+        if let gathered {
+            context.writeAndFlush(NIOAny(gathered), promise: nil)
+        } else {
+            context.flush()
+        }
+    }
+}

@@ -33,10 +33,7 @@ final class HTTP1ConnectionHandler: ChannelDuplexHandler, DownstreamStream {
     private var requestsStarted = 0
     private let maxRequests: Int
     private var context: ChannelHandlerContext?
-    private var output: WriteCoalescer
-    /// Bytes were written since the last flush. A flush with nothing new still walks the channel pipeline, and
-    /// an exchange asks for one after its response's end and again when the upstream read completes.
-    private var unflushed = false
+    private var output: ChannelOutput
     private var parser: HTTP1HeadParser
     /// Received bytes not parsed yet.
     private var input = ByteBuffer()
@@ -72,7 +69,7 @@ final class HTTP1ConnectionHandler: ChannelDuplexHandler, DownstreamStream {
         idleTimeout: TimeAmount, headerTimeout: TimeAmount, bodyTimeout: TimeAmount = .seconds(30), maxRequests: Int = .max
     ) {
         self.responder = responder
-        self.output = WriteCoalescer(scratch: writeScratch)
+        self.output = ChannelOutput(scratch: writeScratch)
         self.maxRequests = maxRequests
         self.parser = HTTP1HeadParser(maxHeadBytes: maxHeaderBytes, maxFields: maxHeaderCount)
         self.deadlines = ConnectionDeadlines(
@@ -307,18 +304,14 @@ final class HTTP1ConnectionHandler: ChannelDuplexHandler, DownstreamStream {
         send { HTTP1Writer.write(head, to: &$0) }
     }
 
-    /// Queues bytes for the client; small ones are gathered until the next flush.
     private func send(_ buffer: ByteBuffer) {
         guard let context else { return }
-        output.add(buffer) { context.write(self.wrapOutboundOut($0), promise: nil) }
-        unflushed = true
+        output.write(buffer, to: context)
     }
 
-    /// Queues bytes `serialise` writes straight into the gathering buffer (heads, chunk framing).
     private func send(_ serialise: (inout ByteBuffer) -> Void) {
         guard let context else { return }
-        output.append(write: { context.write(self.wrapOutboundOut($0), promise: nil) }, serialise)
-        unflushed = true
+        output.write(to: context, serialise)
     }
 
     func writeResponseHead(_ head: consuming ResponseHead) {
@@ -384,8 +377,7 @@ final class HTTP1ConnectionHandler: ChannelDuplexHandler, DownstreamStream {
             exchange = nil
             closed = true
             phase = .closing
-            output.drain { context.write(self.wrapOutboundOut($0), promise: nil) }
-            unflushed = false
+            output.takeFlush().send(on: context)
             context.writeAndFlush(wrapOutboundOut(HTTP1Writer.emptyBuffer)).assumeIsolated().whenComplete { [self] _ in
                 self.context?.close(promise: nil)
             }
@@ -395,16 +387,8 @@ final class HTTP1ConnectionHandler: ChannelDuplexHandler, DownstreamStream {
     }
 
     func flush() {
-        guard let context, unflushed else { return }
-        unflushed = false
-        // The gathered bytes go down the pipeline together with the flush (one pass instead of two).
-        var gathered: ByteBuffer?
-        output.drain { gathered = $0 }
-        if let gathered {
-            context.writeAndFlush(wrapOutboundOut(gathered), promise: nil)
-        } else {
-            context.flush()
-        }
+        guard let context else { return }
+        output.takeFlush().send(on: context)
     }
 
     func switchToTunnel() {

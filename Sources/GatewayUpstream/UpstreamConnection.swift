@@ -27,10 +27,7 @@ final class UpstreamConnection: ChannelDuplexHandler, Hashable, UpstreamLink {
     private var context: ChannelHandlerContext?
     private var parser: HTTP1HeadParser
     private var input = ByteBuffer()
-    private var output: WriteCoalescer
-    /// Bytes were written since the last flush (a call flushes after the head and again after the end of the
-    /// request, often with nothing new: a flush still walks the channel pipeline).
-    private var unflushed = false
+    private var output: ChannelOutput
     private var phase = Phase.idle
     private var processing = false
     /// The call using this connection, nil while idle.
@@ -50,7 +47,7 @@ final class UpstreamConnection: ChannelDuplexHandler, Hashable, UpstreamLink {
 
     init(pool: TargetPool, maxHeadBytes: Int = 65_536) {
         self.pool = pool
-        self.output = WriteCoalescer(scratch: pool.writeScratch)
+        self.output = ChannelOutput(scratch: pool.writeScratch)
         self.parser = HTTP1HeadParser(maxHeadBytes: maxHeadBytes, maxFields: 256)
         self.readDeadline = ReadDeadline(eventLoop: pool.eventLoop)
         readDeadline.onExpiry = { [weak self] in
@@ -103,31 +100,19 @@ final class UpstreamConnection: ChannelDuplexHandler, Hashable, UpstreamLink {
 
     func giveBack() { pool.park(self) }
 
-    /// Queues bytes for the upstream; small ones are gathered until the next flush.
     private func write(_ buffer: ByteBuffer) {
         guard let context else { return }
-        output.add(buffer) { context.write(self.wrapOutboundOut($0), promise: nil) }
-        unflushed = true
+        output.write(buffer, to: context)
     }
 
-    /// Queues bytes `serialise` writes straight into the gathering buffer (heads, chunk framing).
     private func write(_ serialise: (inout ByteBuffer) -> Void) {
         guard let context else { return }
-        output.append(write: { context.write(self.wrapOutboundOut($0), promise: nil) }, serialise)
-        unflushed = true
+        output.write(to: context, serialise)
     }
 
     func flush() {
-        guard let context, unflushed else { return }
-        unflushed = false
-        // The gathered bytes go down the pipeline together with the flush (one pass instead of two).
-        var gathered: ByteBuffer?
-        output.drain { gathered = $0 }
-        if let gathered {
-            context.writeAndFlush(wrapOutboundOut(gathered), promise: nil)
-        } else {
-            context.flush()
-        }
+        guard let context else { return }
+        output.takeFlush().send(on: context)
     }
 
     /// Starts the read timeout (time to the first response byte, then between reads).
