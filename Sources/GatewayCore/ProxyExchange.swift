@@ -184,8 +184,7 @@ final class ProxyExchange: ExchangeDriver, UpstreamCallDelegate, FilterSuspensio
 
     func forward() {
         guard let route = context.route, let stream else { return }
-        // Without a cache nothing reads the request's fields after this: the upstream head takes them over.
-        let upstreamHead = makeUpstreamHead(route, takingFields: caching == nil)
+        let upstreamHead = makeUpstreamHead(route)
         let call = forwarder.makeCall(
             upstream: route.upstreamIndex, head: consume upstreamHead, framing: framing, preserveHost: route.preserveHost,
             requestID: context.requestID, clientIP: context.clientIP, delegate: self)
@@ -206,10 +205,11 @@ final class ProxyExchange: ExchangeDriver, UpstreamCallDelegate, FilterSuspensio
 
     /// The request as the upstream gets it: version, strip_prefix, hop-by-hop and forwarding headers,
     /// the upgrade asked again, client-certificate subject, and the cache's validators when revalidating.
-    /// `takingFields`: the exchange lets go of its field lists, so that editing them here copies nothing.
-    func makeUpstreamHead(_ route: CompiledRoute, takingFields: Bool = false) -> RequestHead {
+    func makeUpstreamHead(_ route: CompiledRoute) -> RequestHead {
         var upstreamHead = RequestHead(method: head.method, target: head.target, version: .http1_1)
-        if takingFields {
+        if caching == nil {
+            // Nothing reads the request's fields after forwarding but the cache: without one, the upstream head
+            // takes the field lists over, so that editing them below copies nothing.
             swap(&upstreamHead.headers, &head.headers)
         } else {
             upstreamHead.headers = head.headers

@@ -57,10 +57,8 @@ public enum RequestID {
 
     private static func generate(high: UInt64, low: UInt64) -> String {
         String(unsafeUninitializedCapacity: 32) { buffer in
-            for index in 0..<16 {
-                buffer[index] = hexDigit(high >> (60 - UInt64(index) * 4))
-                buffer[16 + index] = hexDigit(low >> (60 - UInt64(index) * 4))
-            }
+            writeHex(high, to: buffer, at: 0)
+            writeHex(low, to: buffer, at: 16)
             return 32
         }
     }

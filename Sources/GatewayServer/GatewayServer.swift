@@ -302,7 +302,7 @@ public final class GatewayServer: Sendable {
                             })
                     } else {
                         try HTTP1Pipeline.configure(
-                                        channel.pipeline.syncOperations, responder: makeResponder(nil), limits: limits, scratch: writeScratch)
+                            channel.pipeline.syncOperations, responder: makeResponder(nil), limits: limits, scratch: writeScratch)
                     }
                 }
             }
