@@ -285,6 +285,12 @@ final class ForwardingCall: UpstreamCall {
                 self.attach(link)
             case .failure(let error):
                 guard self.connectID == id, case .connecting = self.state else { return }
+                if case UpstreamHTTP2Error.connectionRetired = error, !self.freshConnectionRetryUsed {
+                    // Nothing reached the upstream: a race with its GOAWAY, like a stale keep-alive connection.
+                    self.freshConnectionRetryUsed = true
+                    self.connect(to: pool)
+                    return
+                }
                 self.log("upstream connect failed", level: .warning, extra: ["error": "\(error)"])
                 self.tryFailed(.upstreamUnavailable, kind: "connect")
             }

@@ -49,7 +49,13 @@ final class HTTP2Session {
         return currentConnection().flatMap { connection in
             connection.value.multiplexer.createStreamChannel { channel in
                 channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(boundStream.value) }
-            }.map { (connection, $0) }
+            }.map { (connection, $0) }.flatMapErrorThrowing { error in
+                // The upstream retired the connection while the stream was being set up: nothing was sent.
+                if connection.value.goAwayLastStreamID != nil || !connection.value.channel.isActive {
+                    throw UpstreamHTTP2Error.connectionRetired
+                }
+                throw error
+            }
         }.assumeIsolated().map { connection, channel -> any UpstreamLink in
             stream.connection = connection.value
             self.streamOpened(channel, on: connection.value)
@@ -265,6 +271,10 @@ private final class HTTP2ConnectionHandler: ChannelInboundHandler {
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        // A stream opened while the upstream's GOAWAY was on its way: NIOHTTP2 refuses its HEADERS and reports it
+        // here too, but only that stream fails (and is sent again elsewhere). Closing would cut off the streams the
+        // upstream is still answering.
+        if error is NIOHTTP2Errors.CreatedStreamAfterGoaway { return }
         // A connection error (a protocol violation by the upstream): NIOHTTP2 sent GOAWAY; the streams fail.
         context.close(promise: nil)
     }
@@ -274,9 +284,12 @@ enum UpstreamHTTP2Error: Error, CustomStringConvertible {
     case alpnRefused
     case handshakeTimedOut
     case malformedResponse(String)
+    /// A stream could not be set up because the connection received GOAWAY or closed meanwhile.
+    case connectionRetired
 
     var description: String {
         switch self {
+        case .connectionRetired: return "the upstream retired its HTTP/2 connection while a stream was being opened"
         case .alpnRefused: return "the upstream did not agree to HTTP/2 (ALPN h2)"
         case .handshakeTimedOut: return "TLS handshake with the upstream timed out"
         case .malformedResponse(let why): return "malformed HTTP/2 response: \(why)"

@@ -73,7 +73,11 @@ final class HTTP2UpstreamStream: ChannelDuplexHandler, UpstreamLink {
     private func sendPendingHead(endStream: Bool) {
         guard let context, let fields = pendingHead else { return }
         pendingHead = nil
-        context.write(wrapOutboundOut(.headers(.init(headers: fields, endStream: endStream))), promise: nil)
+        // NIOHTTP2 fails the HEADERS that would open a stream after the upstream's GOAWAY (and nothing else
+        // ends the stream): close it, so that the call sends the request again on the next connection.
+        let opened = context.eventLoop.makePromise(of: Void.self)
+        opened.futureResult.assumeIsolated().whenFailure { _ in context.close(promise: nil) }
+        context.write(wrapOutboundOut(.headers(.init(headers: fields, endStream: endStream))), promise: opened)
     }
 
     func startReadTimeout(_ timeout: TimeAmount) {
