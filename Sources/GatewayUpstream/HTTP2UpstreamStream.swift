@@ -35,11 +35,14 @@ final class HTTP2UpstreamStream: ChannelDuplexHandler, UpstreamLink {
     init(pool: TargetPool) {
         self.pool = pool
         self.readDeadline = ReadDeadline(eventLoop: pool.eventLoop)
-        readDeadline.onExpiry = { [weak self] in
-            guard let self, !self.isClosed else { return }
+        // Unowned (and cancelled in deinit), as in UpstreamConnection: no side table for a weak reference.
+        readDeadline.onExpiry = { [unowned self] in
+            guard !self.isClosed else { return }
             self.call?.connectionTimedOut()
         }
     }
+
+    deinit { readDeadline.cancel() }
 
     var isWritable: Bool { context?.channel.isWritable ?? false }
 

@@ -50,11 +50,16 @@ final class UpstreamConnection: ChannelDuplexHandler, Hashable, UpstreamLink {
         self.output = ChannelOutput(scratch: pool.writeScratch)
         self.parser = HTTP1HeadParser(maxHeadBytes: maxHeadBytes, maxFields: 256)
         self.readDeadline = ReadDeadline(eventLoop: pool.eventLoop)
-        readDeadline.onExpiry = { [weak self] in
-            guard let self, !self.isClosed else { return }
+        // Unowned, not weak: a weak reference gives the object a side table, and every retain and release of it
+        // (several per request, many inside NIO's pipeline) then takes the runtime's slow path. `deinit`
+        // cancels the deadline, so the callback never runs after the connection is gone.
+        readDeadline.onExpiry = { [unowned self] in
+            guard !self.isClosed else { return }
             self.call?.connectionTimedOut()
         }
     }
+
+    deinit { readDeadline.cancel() }
 
     static func == (lhs: UpstreamConnection, rhs: UpstreamConnection) -> Bool { lhs === rhs }
     func hash(into hasher: inout Hasher) { hasher.combine(ObjectIdentifier(self)) }

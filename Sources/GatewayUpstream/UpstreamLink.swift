@@ -55,7 +55,8 @@ final class ReadDeadline {
     private var timeout: TimeAmount = .seconds(30)
     private var deadline: NIODeadline?
     private var timer: Scheduled<Void>?
-    /// Runs when the deadline passes (once per arming).
+    /// Runs when the deadline passes (once per arming). Its owner holds it, so it must not capture the owner
+    /// strongly; an owner that captures itself unowned cancels the deadline in its deinit.
     var onExpiry: (() -> Void)?
 
     init(eventLoop: EventLoop) { self.eventLoop = eventLoop }
