@@ -156,24 +156,45 @@ public struct BodyDecoder: Sendable {
 /// Writes HTTP/1.1 heads and chunk framing.
 public enum HTTP1Writer {
     public static func write(_ head: RequestHead, to buffer: inout ByteBuffer) {
-        let method = head.method.name
-        buffer.reserveCapacity(minimumWritableBytes: method.utf8.count + head.target.utf8.count + head.headers.serializedSize + 16)
-        buffer.writeString(method)
-        buffer.writeStaticString(" ")
-        buffer.writeString(head.target)
-        buffer.writeStaticString(head.version.minor == 0 ? " HTTP/1.0\r\n" : " HTTP/1.1\r\n")
+        var method = head.method.name
+        var target = head.target
+        let version: StaticString = head.version.minor == 0 ? " HTTP/1.0\r\n" : " HTTP/1.1\r\n"
+        buffer.reserveCapacity(minimumWritableBytes: method.utf8.count + target.utf8.count + head.headers.serializedSize + 16)
+        // The start line in one write: each small ByteBuffer write pays a uniqueness and capacity check.
+        _ = method.withUTF8 { method in
+            target.withUTF8 { target in
+                buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: method.count + target.count + version.utf8CodeUnitCount + 1) {
+                    var line = LineWriter($0)
+                    line.append(method)
+                    line.append(" ")
+                    line.append(target)
+                    line.append(version)
+                    return line.offset
+                }
+            }
+        }
         head.headers.write(to: &buffer)
         buffer.writeStaticString("\r\n")
     }
 
     public static func write(_ head: ResponseHead, to buffer: inout ByteBuffer) {
-        let reason = head.reasonPhrase
-        buffer.reserveCapacity(minimumWritableBytes: reason.utf8.count + head.headers.serializedSize + 18)
-        buffer.writeStaticString(head.version.minor == 0 ? "HTTP/1.0 " : "HTTP/1.1 ")
-        buffer.writeString(String(head.status))
-        buffer.writeStaticString(" ")
-        buffer.writeString(reason)
-        buffer.writeStaticString("\r\n")
+        var reason = head.reasonPhrase
+        let version: StaticString = head.version.minor == 0 ? "HTTP/1.0 " : "HTTP/1.1 "
+        // Parsed and gateway-made statuses have three digits; anything else is written as text.
+        var status = (100...999).contains(head.status) ? nil : String(head.status)
+        buffer.reserveCapacity(minimumWritableBytes: reason.utf8.count + (status?.utf8.count ?? 3) + head.headers.serializedSize + 16)
+        reason.withUTF8 { reason in
+            let size = version.utf8CodeUnitCount + (status?.utf8.count ?? 3) + 1 + reason.count + 2
+            buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: size) {
+                var line = LineWriter($0)
+                line.append(version)
+                if status == nil { line.appendDigits(of: head.status) } else { status!.withUTF8 { line.append($0) } }
+                line.append(" ")
+                line.append(reason)
+                line.append("\r\n")
+                return line.offset
+            }
+        }
         head.headers.write(to: &buffer)
         buffer.writeStaticString("\r\n")
     }
@@ -188,4 +209,31 @@ public enum HTTP1Writer {
     /// A shared empty buffer, to drop references to received storage without allocating.
     public static let emptyBuffer = ByteBuffer()
     public static let lastChunk = ByteBuffer(string: "0\r\n\r\n")
+}
+
+
+/// Appends a start line's parts to writable bytes sized for them beforehand.
+private struct LineWriter {
+    private let out: UnsafeMutableRawBufferPointer
+    private(set) var offset = 0
+
+    init(_ out: UnsafeMutableRawBufferPointer) { self.out = out }
+
+    mutating func append(_ text: StaticString) {
+        (out.baseAddress! + offset).copyMemory(from: text.utf8Start, byteCount: text.utf8CodeUnitCount)
+        offset += text.utf8CodeUnitCount
+    }
+
+    mutating func append(_ bytes: UnsafeBufferPointer<UInt8>) {
+        if let base = bytes.baseAddress, bytes.count > 0 { (out.baseAddress! + offset).copyMemory(from: base, byteCount: bytes.count) }
+        offset += bytes.count
+    }
+
+    /// A three-digit status code.
+    mutating func appendDigits(of status: Int) {
+        out[offset] = UInt8(truncatingIfNeeded: 0x30 + status / 100)
+        out[offset + 1] = UInt8(truncatingIfNeeded: 0x30 + status / 10 % 10)
+        out[offset + 2] = UInt8(truncatingIfNeeded: 0x30 + status % 10)
+        offset += 3
+    }
 }

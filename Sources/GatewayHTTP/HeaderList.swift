@@ -241,12 +241,31 @@ public struct HeaderList: Sendable, Sequence {
             }
             if !rawFields.isEmpty {
                 raw.withUnsafeReadableBytes { bytes in
+                    // Fields that arrived in canonical form one after another (as most do) are copied as one
+                    // block: a run of received lines, flushed when a field was removed or needs rewriting.
+                    var run = 0..<0
                     for field in rawFields where !field.removed {
+                        if let line = Self.canonicalLine(of: field, in: bytes) {
+                            if run.isEmpty {
+                                run = line
+                            } else if line.lowerBound == run.upperBound {
+                                run = run.lowerBound..<line.upperBound
+                            } else {
+                                append(UnsafeRawBufferPointer(rebasing: bytes[run]))
+                                run = line
+                            }
+                            continue
+                        }
+                        if !run.isEmpty {
+                            append(UnsafeRawBufferPointer(rebasing: bytes[run]))
+                            run = 0..<0
+                        }
                         append(UnsafeRawBufferPointer(rebasing: bytes[Int(field.nameStart)..<Int(field.nameStart + field.nameLength)]))
                         appendSeparator()
                         append(Self.value(of: field, in: bytes))
                         appendCRLF()
                     }
+                    if !run.isEmpty { append(UnsafeRawBufferPointer(rebasing: bytes[run])) }
                 }
             }
             for field in added {
@@ -261,6 +280,18 @@ public struct HeaderList: Sendable, Sequence {
         }
         precondition(written == size)
         buffer.moveWriterIndex(forwardBy: written)
+    }
+
+    /// The field's whole received line when it is already `name: value\r\n` (one space, CRLF), so that
+    /// writing it is copying it.
+    @inline(__always)
+    static func canonicalLine(of field: RawField, in bytes: UnsafeRawBufferPointer) -> Range<Int>? {
+        let nameEnd = Int(field.nameStart + field.nameLength)
+        let valueEnd = Int(field.valueStart + field.valueLength)
+        guard Int(field.valueStart) == nameEnd + 2, valueEnd + 2 <= bytes.count, bytes[nameEnd] == UInt8(ascii: ":"),
+            bytes[nameEnd + 1] == UInt8(ascii: " "), bytes[valueEnd] == 0x0D, bytes[valueEnd + 1] == 0x0A
+        else { return nil }
+        return Int(field.nameStart)..<(valueEnd + 2)
     }
 
     /// Exact number of bytes `write(to:)` produces.

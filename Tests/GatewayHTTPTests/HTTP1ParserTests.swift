@@ -248,6 +248,24 @@ import TestSupport
         #expect(String(buffer: out) == "C: 4\r\na: 5\r\n")
     }
 
+    // Serialising copies runs of canonical received lines as they are and rewrites the others; removed
+    // fields break a run, and what was added follows.
+    @Test func writesReceivedLinesCanonically() throws {
+        var list = try headers("A: 1\r\nB: 2\r\nC:3\r\nD: 4\r\nE:  5 \r\nF: 6\r\nG: 7\r\nH: \r\nI:\r\n")
+        var out = ByteBuffer()
+        list.write(to: &out)
+        #expect(String(buffer: out) == "A: 1\r\nB: 2\r\nC: 3\r\nD: 4\r\nE: 5\r\nF: 6\r\nG: 7\r\nH: \r\nI: \r\n")
+        #expect(out.readableBytes == list.serializedSize)
+
+        list.remove(name: "b")
+        list.remove(name: "g")
+        list.add(name: "Z", value: "9")
+        out.clear()
+        list.write(to: &out)
+        #expect(String(buffer: out) == "A: 1\r\nC: 3\r\nD: 4\r\nE: 5\r\nF: 6\r\nH: \r\nI: \r\nZ: 9\r\n")
+        #expect(out.readableBytes == list.serializedSize)
+    }
+
     @Test func tokens() throws {
         let list = try headers("Connection: keep-alive, Upgrade\r\nconnection: X-Foo\r\n")
         #expect(list.containsToken("upgrade", inField: "connection"))
