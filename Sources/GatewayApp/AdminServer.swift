@@ -181,9 +181,7 @@ enum AdminEndpoint: String, Sendable {
     }
 
     private static func metrics(_ gateway: Gateway) -> AdminReply {
-        var bytes: [UInt8] = []
-        gateway.registry.emit(into: &bytes)
-        return AdminReply(.ok, "text/plain; version=0.0.4; charset=utf-8", String(decoding: bytes, as: UTF8.self))
+        AdminReply(.ok, "text/plain; version=0.0.4; charset=utf-8", gateway.prometheusText())
     }
 
     private static func upstreams(_ gateway: Gateway) -> AdminReply {

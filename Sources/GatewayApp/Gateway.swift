@@ -47,7 +47,7 @@ public final class Gateway: Sendable {
     public let configPath: String?
     private let admin = NIOLockedValueBox<AdminServer?>(nil)
     private let watcher = NIOLockedValueBox<Task<Void, Never>?>(nil)
-    /// Where the metrics live (`/metrics` renders it).
+    /// Where the metrics live (`/metrics` renders them with `prometheusText()`).
     public let registry: PrometheusCollectorRegistry
     public let metrics: GatewayMetrics
 
@@ -65,6 +65,14 @@ public final class Gateway: Sendable {
         self.accessLogger = accessLogger
         self.registry = registry
         self.metrics = metrics
+    }
+
+    /// Every metric in Prometheus text: the registry's, then the request duration histograms.
+    public func prometheusText() -> String {
+        var bytes: [UInt8] = []
+        registry.emit(into: &bytes)
+        metrics.emitHistograms(into: &bytes)
+        return String(decoding: bytes, as: UTF8.self)
     }
 
     /// The running config.
@@ -94,11 +102,7 @@ public final class Gateway: Sendable {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: workers)
         let registry = PrometheusCollectorRegistry()
         var factory = PrometheusMetricsFactory(registry: registry)
-        factory.defaultDurationHistogramBuckets = [
-            .microseconds(500), .milliseconds(1), .milliseconds(2), .milliseconds(5), .milliseconds(10), .milliseconds(25),
-            .milliseconds(50), .milliseconds(100), .milliseconds(250), .milliseconds(500), .seconds(1), .milliseconds(2500),
-            .seconds(5), .seconds(10), .seconds(30),
-        ]
+        factory.defaultDurationHistogramBuckets = GatewayMetrics.durationBounds
         let metrics = GatewayMetrics(factory: factory)
         do {
             let (parts, active) = try await build(

@@ -15,6 +15,16 @@ public final class GatewayMetrics: Sendable {
     private let timers = NIOLockedValueBox<[String: Timer]>([:])
     private let meters = NIOLockedValueBox<[String: Meter]>([:])
     private let gauges = NIOLockedValueBox<[String: Gauge]>([:])
+    /// The per-request duration histograms, kept out of the factory (see `LatencyHistogram`) and emitted by
+    /// `emitHistograms(into:)` after the registry's metrics.
+    private let histograms = NIOLockedValueBox<[String: LatencyHistogram]>([:])
+
+    /// Bucket bounds of every duration histogram: 0.5 ms to 30 s.
+    public static let durationBounds: [Duration] = [
+        .microseconds(500), .milliseconds(1), .milliseconds(2), .milliseconds(5), .milliseconds(10), .milliseconds(25),
+        .milliseconds(50), .milliseconds(100), .milliseconds(250), .milliseconds(500), .seconds(1), .milliseconds(2500),
+        .seconds(5), .seconds(10), .seconds(30),
+    ]
 
     public init(factory: any MetricsFactory) {
         self.factory = factory
@@ -31,7 +41,7 @@ public final class GatewayMetrics: Sendable {
     /// The metrics of one upstream target.
     public func target(upstream: String, target: String) -> TargetMetrics {
         TargetMetrics(
-            duration: timer("gateway_upstream_request_duration_seconds", [("upstream", upstream), ("target", target)]),
+            duration: latencyHistogram("gateway_upstream_request_duration_seconds", [("upstream", upstream), ("target", target)]),
             upstream: upstream, target: target, metrics: self)
     }
 
@@ -103,6 +113,30 @@ public final class GatewayMetrics: Sendable {
         Self.cached(timers, name, labels) { Timer(label: name, dimensions: labels, factory: factory) }
     }
 
+    public func latencyHistogram(_ name: String, _ labels: [(String, String)]) -> LatencyHistogram {
+        Self.cached(histograms, name, labels) {
+            LatencyHistogram(name: name, labels: labels, bounds: Self.durationBounds.map(Self.nanoseconds))
+        }
+    }
+
+    /// The duration histograms in Prometheus text, one `# TYPE` line per name.
+    public func emitHistograms(into out: inout [UInt8]) {
+        let byKey = histograms.withLockedValue { $0 }
+        var byName: [String: [LatencyHistogram]] = [:]
+        for key in byKey.keys.sorted() {
+            let name = String(key.prefix { $0 != "|" })
+            byName[name, default: []].append(byKey[key]!)
+        }
+        for (name, series) in byName.sorted(by: { $0.key < $1.key }) {
+            out.append(contentsOf: "# TYPE \(name) histogram\n".utf8)
+            for histogram in series { histogram.emit(into: &out) }
+        }
+    }
+
+    private static func nanoseconds(_ duration: Duration) -> Int64 {
+        duration.components.seconds * 1_000_000_000 + duration.components.attoseconds / 1_000_000_000
+    }
+
     public func meter(_ name: String, _ labels: [(String, String)]) -> Meter {
         Self.cached(meters, name, labels) { Meter(label: name, dimensions: labels, factory: factory) }
     }
@@ -131,14 +165,14 @@ public final class RouteMetrics: Sendable {
     private static let methods: [HTTPMethod] = [.GET, .HEAD, .POST, .PUT, .DELETE, .PATCH, .OPTIONS]
     private let route: String
     private let metrics: GatewayMetrics
-    private let duration: Timer
+    private let duration: LatencyHistogram
     /// 8 method slots (7 standard + OTHER) x 5 status classes.
     private let counters = NIOLockedValueBox<[Counter?]>(Array(repeating: nil, count: 40))
 
     init(route: String, metrics: GatewayMetrics) {
         self.route = route
         self.metrics = metrics
-        self.duration = metrics.timer("gateway_request_duration_seconds", [("route", route)])
+        self.duration = metrics.latencyHistogram("gateway_request_duration_seconds", [("route", route)])
     }
 
     public func record(method: HTTPMethod, status: Int, durationNanos: Int64) {
@@ -154,18 +188,18 @@ public final class RouteMetrics: Sendable {
             return counter
         }
         counter.increment()
-        duration.recordNanoseconds(durationNanos)
+        duration.record(nanoseconds: durationNanos)
     }
 }
 
 /// `gateway_upstream_request_duration_seconds{upstream,target}` and `gateway_upstream_errors_total{...,kind}`.
 public final class TargetMetrics: Sendable {
-    private let duration: Timer
+    private let duration: LatencyHistogram
     private let upstream: String
     private let target: String
     private let metrics: GatewayMetrics
 
-    init(duration: Timer, upstream: String, target: String, metrics: GatewayMetrics) {
+    init(duration: LatencyHistogram, upstream: String, target: String, metrics: GatewayMetrics) {
         self.duration = duration
         self.upstream = upstream
         self.target = target
@@ -173,7 +207,7 @@ public final class TargetMetrics: Sendable {
     }
 
     /// A try that got a response head after `nanos`.
-    public func answered(afterNanos nanos: Int64) { duration.recordNanoseconds(nanos) }
+    public func answered(afterNanos nanos: Int64) { duration.record(nanoseconds: nanos) }
 
     /// kind: `connect`, `timeout`, `reset`, `status` (a failure status), `overloaded`.
     public func failed(_ kind: String) {

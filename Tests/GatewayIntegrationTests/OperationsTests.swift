@@ -103,6 +103,8 @@ import TestSupport
                 #expect(metrics.value("gateway_requests_total", ["route": "-", "method": "GET", "status_class": "4xx"]) == 1)
                 #expect(metrics.value("gateway_requests_total", ["route": "limited", "method": "GET", "status_class": "4xx"]) == 1)
                 #expect(metrics.value("gateway_request_duration_seconds_count", ["route": "api"]) == 5)
+                #expect(metrics.value("gateway_request_duration_seconds_bucket", ["route": "api", "le": "+Inf"]) == 5)
+                #expect(scrape.text.components(separatedBy: "# TYPE gateway_request_duration_seconds histogram\n").count == 2)
                 let target = "127.0.0.1:\(upstreams[0].port)"
                 // 5 on /api, 2 admitted on /limited, 1 admitted on /secure.
                 #expect(metrics.value("gateway_upstream_request_duration_seconds_count", ["upstream": "a", "target": target]) == 8)
@@ -382,11 +384,9 @@ import TestSupport
         }
     }
 
-    /// The gateway's metrics, read directly from its registry.
+    /// The gateway's metrics as `/metrics` renders them.
     static func scrape(_ gateway: Gateway) -> PrometheusText {
-        var bytes: [UInt8] = []
-        gateway.registry.emit(into: &bytes)
-        return PrometheusText(String(decoding: bytes, as: UTF8.self))
+        PrometheusText(gateway.prometheusText())
     }
 
     static func collectedSpans(_ collector: DemoUpstream) -> [[String: Any]] {
