@@ -101,9 +101,7 @@ public final class Gateway: Sendable {
         let workers = config.workers ?? System.coreCount
         let group = MultiThreadedEventLoopGroup(numberOfThreads: workers)
         let registry = PrometheusCollectorRegistry()
-        var factory = PrometheusMetricsFactory(registry: registry)
-        factory.defaultDurationHistogramBuckets = GatewayMetrics.durationBounds
-        let metrics = GatewayMetrics(factory: factory)
+        let metrics = GatewayMetrics(factory: PrometheusMetricsFactory(registry: registry))
         do {
             let (parts, active) = try await build(
                 config, previous: nil, group: group, workers: workers, metrics: metrics, logger: logger, accessLogger: accessLogger)

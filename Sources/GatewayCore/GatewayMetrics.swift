@@ -12,19 +12,18 @@ import GatewayHTTP
 public final class GatewayMetrics: Sendable {
     private let factory: any MetricsFactory
     private let counters = NIOLockedValueBox<[String: Counter]>([:])
-    private let timers = NIOLockedValueBox<[String: Timer]>([:])
     private let meters = NIOLockedValueBox<[String: Meter]>([:])
     private let gauges = NIOLockedValueBox<[String: Gauge]>([:])
-    /// The per-request duration histograms, kept out of the factory (see `LatencyHistogram`) and emitted by
-    /// `emitHistograms(into:)` after the registry's metrics.
+    /// The duration histograms (the two per-request ones), kept out of the factory (see `LatencyHistogram`)
+    /// and emitted by `emitHistograms(into:)` after the registry's metrics.
     private let histograms = NIOLockedValueBox<[String: LatencyHistogram]>([:])
 
-    /// Bucket bounds of every duration histogram: 0.5 ms to 30 s.
-    public static let durationBounds: [Duration] = [
+    /// Bucket bounds of every duration histogram in nanoseconds: 0.5 ms to 30 s.
+    private static let durationBounds: [Int64] = [
         .microseconds(500), .milliseconds(1), .milliseconds(2), .milliseconds(5), .milliseconds(10), .milliseconds(25),
         .milliseconds(50), .milliseconds(100), .milliseconds(250), .milliseconds(500), .seconds(1), .milliseconds(2500),
         .seconds(5), .seconds(10), .seconds(30),
-    ]
+    ].map { (bound: Duration) in bound.components.seconds * 1_000_000_000 + bound.components.attoseconds / 1_000_000_000 }
 
     public init(factory: any MetricsFactory) {
         self.factory = factory
@@ -109,32 +108,21 @@ public final class GatewayMetrics: Sendable {
         Self.cached(counters, name, labels) { Counter(label: name, dimensions: labels, factory: factory) }
     }
 
-    public func timer(_ name: String, _ labels: [(String, String)]) -> Timer {
-        Self.cached(timers, name, labels) { Timer(label: name, dimensions: labels, factory: factory) }
-    }
-
     public func latencyHistogram(_ name: String, _ labels: [(String, String)]) -> LatencyHistogram {
-        Self.cached(histograms, name, labels) {
-            LatencyHistogram(name: name, labels: labels, bounds: Self.durationBounds.map(Self.nanoseconds))
-        }
+        Self.cached(histograms, name, labels) { LatencyHistogram(name: name, labels: labels, bounds: Self.durationBounds) }
     }
 
-    /// The duration histograms in Prometheus text, one `# TYPE` line per name.
+    /// The duration histograms in Prometheus text, one `# TYPE` line per name. Keys start with the name and
+    /// `|`, so sorted keys keep each name's series together.
     public func emitHistograms(into out: inout [UInt8]) {
-        let byKey = histograms.withLockedValue { $0 }
-        var byName: [String: [LatencyHistogram]] = [:]
-        for key in byKey.keys.sorted() {
-            let name = String(key.prefix { $0 != "|" })
-            byName[name, default: []].append(byKey[key]!)
+        var currentName: String?
+        for (_, histogram) in histograms.withLockedValue({ $0 }).sorted(by: { $0.key < $1.key }) {
+            if histogram.name != currentName {
+                out.append(contentsOf: "# TYPE \(histogram.name) histogram\n".utf8)
+                currentName = histogram.name
+            }
+            histogram.emit(into: &out)
         }
-        for (name, series) in byName.sorted(by: { $0.key < $1.key }) {
-            out.append(contentsOf: "# TYPE \(name) histogram\n".utf8)
-            for histogram in series { histogram.emit(into: &out) }
-        }
-    }
-
-    private static func nanoseconds(_ duration: Duration) -> Int64 {
-        duration.components.seconds * 1_000_000_000 + duration.components.attoseconds / 1_000_000_000
     }
 
     public func meter(_ name: String, _ labels: [(String, String)]) -> Meter {

@@ -8,9 +8,9 @@ import NIOConcurrencyHelpers
 /// user time. Here the bucket is found on plain integers before the lock is taken, and the lock covers three
 /// additions. Buckets are counted individually and summed when scraped.
 public final class LatencyHistogram: Sendable {
+    public let name: String
     /// Upper bounds in nanoseconds, ascending (Prometheus `le`; the `+Inf` bucket is implied).
-    public let bounds: [Int64]
-    private let name: String
+    private let bounds: [Int64]
     /// `label="value",...` rendered once, or empty.
     private let labels: String
     private let state: NIOLockedValueBox<State>

@@ -180,15 +180,13 @@ public enum HTTP1Writer {
     public static func write(_ head: ResponseHead, to buffer: inout ByteBuffer) {
         var reason = head.reasonPhrase
         let version: StaticString = head.version.minor == 0 ? "HTTP/1.0 " : "HTTP/1.1 "
-        // Parsed and gateway-made statuses have three digits; anything else is written as text.
-        var status = (100...999).contains(head.status) ? nil : String(head.status)
-        buffer.reserveCapacity(minimumWritableBytes: reason.utf8.count + (status?.utf8.count ?? 3) + head.headers.serializedSize + 16)
+        buffer.reserveCapacity(minimumWritableBytes: reason.utf8.count + head.headers.serializedSize + 40)
         reason.withUTF8 { reason in
-            let size = version.utf8CodeUnitCount + (status?.utf8.count ?? 3) + 1 + reason.count + 2
+            let size = version.utf8CodeUnitCount + LineWriter.maxDecimalLength + 1 + reason.count + 2
             buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: size) {
                 var line = LineWriter($0)
                 line.append(version)
-                if status == nil { line.appendDigits(of: head.status) } else { status!.withUTF8 { line.append($0) } }
+                line.appendDecimal(head.status)
                 line.append(" ")
                 line.append(reason)
                 line.append("\r\n")
@@ -211,7 +209,6 @@ public enum HTTP1Writer {
     public static let lastChunk = ByteBuffer(string: "0\r\n\r\n")
 }
 
-
 /// Appends a start line's parts to writable bytes sized for them beforehand.
 private struct LineWriter {
     private let out: UnsafeMutableRawBufferPointer
@@ -229,11 +226,26 @@ private struct LineWriter {
         offset += bytes.count
     }
 
-    /// A three-digit status code.
-    mutating func appendDigits(of status: Int) {
-        out[offset] = UInt8(truncatingIfNeeded: 0x30 + status / 100)
-        out[offset + 1] = UInt8(truncatingIfNeeded: 0x30 + status / 10 % 10)
-        out[offset + 2] = UInt8(truncatingIfNeeded: 0x30 + status % 10)
-        offset += 3
+    /// The most bytes `appendDecimal` writes (a sign and 19 digits).
+    static let maxDecimalLength = 20
+
+    /// `value` in decimal (a status code: three digits in practice, any Int written correctly).
+    mutating func appendDecimal(_ value: Int) {
+        if value < 0 {
+            out[offset] = UInt8(ascii: "-")
+            offset += 1
+        }
+        var magnitude = value.magnitude
+        var digits = 1
+        while magnitude >= 10 {
+            magnitude /= 10
+            digits += 1
+        }
+        magnitude = value.magnitude
+        for index in stride(from: offset + digits - 1, through: offset, by: -1) {
+            out[index] = UInt8(truncatingIfNeeded: 0x30 + magnitude % 10)
+            magnitude /= 10
+        }
+        offset += digits
     }
 }

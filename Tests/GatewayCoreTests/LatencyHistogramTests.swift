@@ -35,16 +35,19 @@ import Testing
         #expect(LatencyHistogram.seconds(-1_500_000_000) == "-1.5")
     }
 
-    // The registry side: one `# TYPE` line per name, every label set under it.
+    // The registry side: one `# TYPE` line per name, every label set under it, also when one name is the
+    // start of another.
     @Test func metricsEmitEachNameOnce() {
         let metrics = GatewayMetrics.disabled
         metrics.latencyHistogram("x_seconds", [("route", "b")]).record(nanoseconds: 1)
+        metrics.latencyHistogram("x_seconds_b", [("route", "a")]).record(nanoseconds: 1)
         metrics.latencyHistogram("x_seconds", [("route", "a")]).record(nanoseconds: 1)
         #expect(metrics.latencyHistogram("x_seconds", [("route", "a")]) === metrics.latencyHistogram("x_seconds", [("route", "a")]))
         var out: [UInt8] = []
         metrics.emitHistograms(into: &out)
         let text = String(decoding: out, as: UTF8.self)
         #expect(text.components(separatedBy: "# TYPE x_seconds histogram\n").count == 2)
+        #expect(text.components(separatedBy: "# TYPE x_seconds_b histogram\n").count == 2)
         #expect(text.contains("x_seconds_count{route=\"a\"} 1\n") && text.contains("x_seconds_count{route=\"b\"} 1\n"))
     }
 }

@@ -26,6 +26,18 @@ import TestSupport
         #expect(String(buffer: out) == "GET /a/b?c=d HTTP/1.1\r\nHost: example.com\r\nX-Spaced: v a l\r\nAccept: */*\r\n\r\n")
     }
 
+    // Status lines carry the status in decimal whatever its width, the version and the reason as given.
+    @Test func writesStatusLines() {
+        for (status, version, line) in [
+            (200, HTTPVersion.http1_1, "HTTP/1.1 200 OK\r\n"), (404, .http1_0, "HTTP/1.0 404 Not Found\r\n"),
+            (7, .http1_1, "HTTP/1.1 7 \r\n"), (1234, .http1_1, "HTTP/1.1 1234 \r\n"), (-5, .http1_1, "HTTP/1.1 -5 \r\n"),
+        ] {
+            var out = ByteBuffer()
+            HTTP1Writer.write(ResponseHead(status: status, version: version, headers: HeaderList([("A", "1")])), to: &out)
+            #expect(String(buffer: out) == line + "A: 1\r\n\r\n")
+        }
+    }
+
     // The head may arrive a byte at a time; nothing is returned until it is complete, and body bytes stay.
     @Test func parsesIncrementally() throws {
         let text = "POST /x HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\n\r\nabc"
