@@ -11,7 +11,6 @@ it for 2 s, then measures; the medians are printed at the end. This machine kind
 within minutes, so compare neighbouring runs and medians, not single numbers.
 """
 import os
-import shutil
 import statistics
 import sys
 import time
@@ -32,22 +31,10 @@ def main():
     connections = int(os.environ.get("ABCONNS", "50"))
     seconds = int(os.environ.get("ABSECS", "6"))
     R.raise_fd_limit()
-    shutil.rmtree(R.WORK, ignore_errors=True)
-    (R.WORK / "www").mkdir(parents=True)
-    (R.WORK / "www" / "1k").write_bytes(b"x" * 1024)
-    (R.WORK / "www" / "64k").write_bytes(b"y" * 65536)
-    R.make_certificate(R.WORK / "tls")
-    os.environ["BENCH_JWT_SECRET"] = R.JWT_SECRET
-    values = {"DIR": R.WORK, "UPSTREAM_PORT": R.UPSTREAM_PORT, "NGINX_PORT": R.NGINX_PORT, "GATEWAY_PORT": R.GATEWAY_PORT,
-              "REDIS_PORT": R.REDIS_PORT, "GATEWAY_TLS_PORT": R.GATEWAY_TLS_PORT, "NGINX_TLS_PORT": R.NGINX_TLS_PORT}
-    upstream_conf = R.render("nginx-upstream.conf", R.WORK / "upstream.conf", values)
-    gateway_conf = R.render("gateway.json", R.WORK / "gateway.json", values)
+    upstream_conf, _, gateway_conf = R.prepare_work()
     services, results = [], {binary: [] for binary in binaries}
     try:
-        services.append(R.Service("upstream", ["nginx", "-c", str(upstream_conf), "-p", str(R.WORK)], R.UPSTREAM_PORT, R.LOAD_CPU))
-        services.append(R.Service(
-            "redis", ["redis-server", "--port", str(R.REDIS_PORT), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-                      "--dir", str(R.WORK)], R.REDIS_PORT, R.LOAD_CPU))
+        R.start_backends(upstream_conf, services)
         for round_index in range(rounds):
             for binary in (binaries if round_index % 2 == 0 else list(reversed(binaries))):
                 gateway = R.Service("gateway", [binary, "run", "--config", str(gateway_conf)], R.GATEWAY_PORT, R.PROXY_CPU)

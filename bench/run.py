@@ -430,6 +430,32 @@ def write_results(path, machine, args, results, idle, started, features):
     path.write_text("\n".join(lines) + "\n")
 
 
+def prepare_work():
+    """A fresh WORK directory: the upstream's bodies, a certificate, and the rendered configs (upstream NGINX,
+    proxy NGINX, gateway)."""
+    shutil.rmtree(WORK, ignore_errors=True)
+    (WORK / "www").mkdir(parents=True)
+    (WORK / "www" / "1k").write_bytes(b"x" * 1024)
+    (WORK / "www" / "64k").write_bytes(b"y" * 65536)
+    make_certificate(WORK / "tls")
+    os.environ["BENCH_JWT_SECRET"] = JWT_SECRET
+    values = {
+        "DIR": WORK, "UPSTREAM_PORT": UPSTREAM_PORT, "NGINX_PORT": NGINX_PORT, "GATEWAY_PORT": GATEWAY_PORT,
+        "REDIS_PORT": REDIS_PORT, "GATEWAY_TLS_PORT": GATEWAY_TLS_PORT, "NGINX_TLS_PORT": NGINX_TLS_PORT,
+    }
+    return (render("nginx-upstream.conf", WORK / "upstream.conf", values),
+            render("nginx-proxy.conf", WORK / "proxy.conf", values),
+            render("gateway.json", WORK / "gateway.json", values))
+
+
+def start_backends(upstream_conf, services):
+    """The upstream NGINX and the gateway's Redis on the load CPU, appended to `services` as they start."""
+    services.append(Service("upstream", ["nginx", "-c", str(upstream_conf), "-p", str(WORK)], UPSTREAM_PORT, LOAD_CPU))
+    services.append(Service(
+        "redis", ["redis-server", "--port", str(REDIS_PORT), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+                  "--daemonize", "no", "--dir", str(WORK)], REDIS_PORT, LOAD_CPU))
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--duration", type=int, default=10, help="seconds per run")
@@ -452,29 +478,12 @@ def main():
     raise_fd_limit()
 
     started = datetime.datetime.now(datetime.timezone.utc)
-    shutil.rmtree(WORK, ignore_errors=True)
-    (WORK / "www").mkdir(parents=True)
-    (WORK / "www" / "1k").write_bytes(b"x" * 1024)
-    (WORK / "www" / "64k").write_bytes(b"y" * 65536)
-    make_certificate(WORK / "tls")
-    os.environ["BENCH_JWT_SECRET"] = JWT_SECRET
-    values = {
-        "DIR": WORK, "UPSTREAM_PORT": UPSTREAM_PORT, "NGINX_PORT": NGINX_PORT, "GATEWAY_PORT": GATEWAY_PORT,
-        "REDIS_PORT": REDIS_PORT, "GATEWAY_TLS_PORT": GATEWAY_TLS_PORT, "NGINX_TLS_PORT": NGINX_TLS_PORT,
-    }
-    upstream_conf = render("nginx-upstream.conf", WORK / "upstream.conf", values)
-    proxy_conf = render("nginx-proxy.conf", WORK / "proxy.conf", values)
-    gateway_conf = render("gateway.json", WORK / "gateway.json", values)
+    upstream_conf, proxy_conf, gateway_conf = prepare_work()
 
     services = []
     try:
         log("starting the upstream, NGINX and the gateway")
-        upstream = Service("upstream", ["nginx", "-c", str(upstream_conf), "-p", str(WORK)], UPSTREAM_PORT, LOAD_CPU)
-        services.append(upstream)
-        redis = Service(
-            "redis", ["redis-server", "--port", str(REDIS_PORT), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-                      "--daemonize", "no", "--dir", str(WORK)], REDIS_PORT, LOAD_CPU)
-        services.append(redis)
+        start_backends(upstream_conf, services)
         nginx = Service("nginx", ["nginx", "-c", str(proxy_conf), "-p", str(WORK)], NGINX_PORT, PROXY_CPU,
                         tls_port=NGINX_TLS_PORT)
         services.append(nginx)
