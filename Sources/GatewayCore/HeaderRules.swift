@@ -57,6 +57,12 @@ public enum HeaderRules {
         }
     }
 
+    /// A final response leaves with a `Date` (RFC 9110 §6.6.1): an origin with a clock must send one on 2xx-4xx, and a
+    /// proxy with a clock must add one to a forwarded response that lacks it. An upstream's own `Date` is kept.
+    public static func addDateIfMissing(_ headers: inout HeaderList) {
+        if !headers.contains(name: "date") { headers.add(name: "date", value: WallClock.httpDate()) }
+    }
+
     /// What goes to the client: no hop-by-hop headers and nothing that advertises the upstream's software.
     public static func prepareDownstreamResponse(_ headers: inout HeaderList) {
         let named = connectionNamedHeaders(headers)

@@ -96,20 +96,7 @@ final class ThreadRandom {
     @inline(__always)
     private func rotateLeft(_ value: UInt64, by amount: UInt64) -> UInt64 { value << amount | value >> (64 - amount) }
 
-    private static let key: pthread_key_t = {
-        var key = pthread_key_t()
-        let status = pthread_key_create(&key) { pointer in
-            guard let pointer else { return }
-            Unmanaged<ThreadRandom>.fromOpaque(pointer).release()
-        }
-        precondition(status == 0, "pthread_key_create failed")
-        return key
-    }()
+    private static let slot = ThreadSlot()
 
-    static var current: ThreadRandom {
-        if let pointer = pthread_getspecific(key) { return Unmanaged<ThreadRandom>.fromOpaque(pointer).takeUnretainedValue() }
-        let random = ThreadRandom()
-        pthread_setspecific(key, Unmanaged.passRetained(random).toOpaque())
-        return random
-    }
+    static var current: ThreadRandom { slot.object(ThreadRandom.init) }
 }

@@ -3,6 +3,7 @@ import Glibc
 #elseif canImport(Musl)
 import Musl
 #endif
+import GatewayPolicy
 
 /// Wall-clock time (CLOCK_REALTIME), for what is a calendar quantity: HTTP dates, cache ages, span times.
 /// Durations use the monotonic NIODeadline instead.
@@ -13,4 +14,39 @@ public enum WallClock {
         clock_gettime(CLOCK_REALTIME, &now)
         return UInt64(now.tv_sec) * 1_000_000_000 + UInt64(now.tv_nsec)
     }
+}
+
+extension WallClock {
+    /// The current time as an HTTP `Date` value (IMF-fixdate, RFC 9110 §5.6.7), e.g.
+    /// `Sun, 06 Dec 2026 09:46:17 GMT`. Formatted at most once per second per thread, as NGINX caches its
+    /// time string: every response the gateway sends without an upstream `Date` carries one.
+    public static func httpDate() -> String {
+        DateText.current.text(forSecond: Int(coarseSeconds()))
+    }
+
+    /// Whole seconds since the Unix epoch from the coarse real-time clock: no system call, and precise
+    /// enough for a value with a resolution of one second.
+    static func coarseSeconds() -> Int {
+        var now = timespec()
+        clock_gettime(CLOCK_REALTIME_COARSE, &now)
+        return now.tv_sec
+    }
+}
+
+/// One thread's last formatted `Date` value and the second it is for.
+private final class DateText {
+    private var second = Int.min
+    private var text = ""
+
+    func text(forSecond now: Int) -> String {
+        if now != second {
+            second = now
+            text = HTTPDate.format(now)
+        }
+        return text
+    }
+
+    private static let slot = ThreadSlot()
+
+    static var current: DateText { slot.object(DateText.init) }
 }

@@ -348,6 +348,7 @@ final class HTTP1ConnectionHandler: ChannelDuplexHandler, DownstreamStream {
         } else if requestVersion.minor == 0 {
             head.headers.replaceOrAdd(name: "connection", value: "keep-alive")
         }
+        HeaderRules.addDateIfMissing(&head.headers)
         // A small body follows in the same buffer, and the response leaves as one write.
         send { HTTP1Writer.write(head, to: &$0) }
     }

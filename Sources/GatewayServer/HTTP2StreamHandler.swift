@@ -110,6 +110,7 @@ final class HTTP2StreamHandler: ChannelDuplexHandler, DownstreamStream {
     }
 
     func writeResponseHead(_ head: consuming ResponseHead) {
+        HeaderRules.addDateIfMissing(&head.headers)
         pendingHead = Self.fields(of: head)
     }
 

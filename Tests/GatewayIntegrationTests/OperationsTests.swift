@@ -139,6 +139,7 @@ import TestSupport
                 let ready = try await Self.admin(gateway, "/readyz")
                 #expect(ready.status == 200)
                 #expect(ready.json["ready"] as? Bool == true)
+                #expect(ready.header("date")?.hasSuffix(" GMT") == true, "admin responses carry a Date too")
 
                 let config = try await Self.admin(gateway, "/config")
                 #expect(config.status == 200)

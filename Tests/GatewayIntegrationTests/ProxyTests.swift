@@ -202,6 +202,36 @@ import Testing
         }
     }
 
+    // Every final response carries a Date (RFC 9110 §6.6.1): added when the upstream sent none, the upstream's own
+    // passed on unchanged, and on the gateway's own errors; over HTTP/1.1 and HTTP/2.
+    @Test func dateOnEveryResponse() async throws {
+        let routes = #"[{ "name": "echo", "match": { "path_prefix": "/echo" }, "upstream": "demo" }, { "name": "cacheable", "match": { "path_prefix": "/cacheable" }, "upstream": "demo" }]"#
+        let json = basicConfig(routes: routes).replacingOccurrences(of: #""port": 0 }"#, with: #""port": 0, "h2c": true }"#)
+        let formatter = DateFormatter()
+        formatter.locale = Locale(identifier: "en_US_POSIX")
+        formatter.timeZone = TimeZone(identifier: "GMT")
+        formatter.dateFormat = "EEE, dd MMM yyyy HH:mm:ss 'GMT'"
+        try await withUpstreams { upstreams in
+            try await withGateway(json, upstreams: upstreams) { gateway in
+                for target in ["/echo", "/missing"] {
+                    let response = try await gateway.request("GET", target)
+                    #expect(response.status == (target == "/echo" ? 200 : 404))
+                    #expect(response.headers("date").count == 1)
+                    let date = try #require(response.header("date").flatMap(formatter.date(from:)), "\(response)")
+                    #expect(abs(date.timeIntervalSinceNow) < 5)
+                }
+                let upstreamDate = "Tue, 01 Dec 2026 08:00:00 GMT"
+                let kept = try await gateway.request("GET", "/cacheable?cc=no-store&date=\(upstreamDate.replacingOccurrences(of: " ", with: "%20"))")
+                #expect(kept.headers("date") == [upstreamDate])
+                let h2 = try await shell("nghttp -v http://127.0.0.1:\(gateway.port)/echo", timeout: .seconds(30))
+                #expect(h2.stdout.contains(":status: 200"), "\(h2.stdout)")
+                let line = h2.stdout.split(separator: "\n").first { $0.contains(" date: ") }
+                let h2Date = try #require(line.map { String($0[$0.range(of: " date: ")!.upperBound...]) }, "\(h2.stdout)")
+                #expect(formatter.date(from: h2Date).map { abs($0.timeIntervalSinceNow) < 5 } == true, "\(h2Date)")
+            }
+        }
+    }
+
     // Round robin spreads requests over both targets.
     @Test func balancesAcrossTargets() async throws {
         try await withUpstreams(2) { upstreams in

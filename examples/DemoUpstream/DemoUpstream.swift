@@ -276,6 +276,7 @@ final class DemoHandler: ChannelInboundHandler, RemovableChannelHandler {
         if let etag = value("etag") { headers.add(name: "ETag", value: etag) }
         if let modified = value("last_modified") { headers.add(name: "Last-Modified", value: modified) }
         if let vary = value("vary") { headers.add(name: "Vary", value: vary) }
+        if let date = value("date") { headers.add(name: "Date", value: date) }
         if query["cookie"] == "1" { headers.add(name: "Set-Cookie", value: "session=secret; HttpOnly") }
         let hits = behaviour.cacheableHits.wrappingAdd(1, ordering: .relaxed).newValue
         if let etag = value("etag"), head.headers["if-none-match"].contains(etag) {
