@@ -7,7 +7,8 @@
 ///   (`//`) are merged;
 /// - an encoded slash or backslash (`%2F`, `%5C`) is rejected or kept encoded, by policy (`reject` default:
 ///   backends disagree about whether it separates segments);
-/// - invalid percent-encodings, an encoded NUL and a raw backslash are rejected.
+/// - invalid percent-encodings, an encoded NUL and a raw backslash are rejected, and so is a fragment (`#`): a
+///   client never sends one (RFC 9112 §3.2), and a backend that drops it would see another path than was routed.
 ///
 /// The query is left as it is.
 public enum PathNormalizer {
@@ -16,7 +17,7 @@ public enum PathNormalizer {
     }
 
     public enum Failure: Error, Equatable, Sendable, CustomStringConvertible {
-        case invalidPercentEncoding, encodedNul, encodedSlash, backslash, notOriginForm
+        case invalidPercentEncoding, encodedNul, encodedSlash, backslash, fragment, notOriginForm
 
         public var description: String {
             switch self {
@@ -24,6 +25,7 @@ public enum PathNormalizer {
             case .encodedNul: return "The request path contains an encoded NUL."
             case .encodedSlash: return "The request path contains an encoded slash, which this gateway does not accept."
             case .backslash: return "The request path contains a backslash."
+            case .fragment: return "The request target contains a fragment ('#'), which requests do not carry."
             case .notOriginForm: return "The request target is not a path."
             }
         }
@@ -34,6 +36,7 @@ public enum PathNormalizer {
         guard target.utf8.first == UInt8(ascii: "/") else { return .failure(.notOriginForm) }
         // The common case is checked on the string's own bytes: no copy, no allocation.
         let pathBytes = target.utf8.prefix { $0 != UInt8(ascii: "?") }
+        if target.utf8.dropFirst(pathBytes.count).contains(UInt8(ascii: "#")) { return .failure(.fragment) }
         if isAlreadyNormal(pathBytes) { return .success(target) }
         let bytes = Array(target.utf8)
         let pathEnd = pathBytes.count
@@ -64,6 +67,8 @@ public enum PathNormalizer {
                 closeSegment()
             case UInt8(ascii: "\\"):
                 return .failure(.backslash)
+            case UInt8(ascii: "#"):
+                return .failure(.fragment)
             case UInt8(ascii: "%"):
                 guard index + 2 < pathEnd, let high = hexValue(bytes[index + 1]), let low = hexValue(bytes[index + 2])
                 else { return .failure(.invalidPercentEncoding) }
@@ -98,14 +103,14 @@ public enum PathNormalizer {
         return .success(String(decoding: path, as: UTF8.self))
     }
 
-    /// No `%`, no backslash, no empty, `.` or `..` segment: nothing to do (the common case, no allocation).
+    /// No `%`, no backslash, no `#`, no empty, `.` or `..` segment: nothing to do (the common case, no allocation).
     static func isAlreadyNormal(_ path: some Sequence<UInt8>) -> Bool {
         var previous: UInt8 = 0
         var segmentLength = 0
         var dots = 0
         for byte in path {
             switch byte {
-            case UInt8(ascii: "%"), UInt8(ascii: "\\"): return false
+            case UInt8(ascii: "%"), UInt8(ascii: "\\"), UInt8(ascii: "#"): return false
             case UInt8(ascii: "/"):
                 if previous == UInt8(ascii: "/") { return false }
                 if segmentLength > 0 && segmentLength == dots && dots <= 2 { return false }

@@ -26,6 +26,10 @@ import Testing
         ("/bad%zz", .failure(.invalidPercentEncoding)),
         ("/bad%2", .failure(.invalidPercentEncoding)),
         ("/nul%00", .failure(.encodedNul)),
+        ("/admin#x", .failure(.fragment)),
+        ("/admin#/../public", .failure(.fragment)),  // a backend dropping the fragment would serve /admin
+        ("/a?b=1#c", .failure(.fragment)),
+        ("/a%23b", .success("/a%23b")),  // an encoded "#" is data
         ("*", .success("*")),
         ("relative", .failure(.notOriginForm)),
     ]

@@ -12,7 +12,7 @@ import TestSupport
     static let top = #""auth": { "api_keys": [{ "id": "demo", "sha256": "\#(OperationsTests.demoKeyHash)" }] },"#
 
     // Dot segments, encoded dots, doubled slashes and case changes cannot reach /admin without its key;
-    // the upstream sees the normalised path that was matched; encoded slashes and bad escapes are 400.
+    // the upstream sees the normalised path that was matched; encoded slashes, bad escapes and fragments are 400.
     @Test func pathTricksCannotBypassARoute() async throws {
         try await withUpstreams { upstreams in
             try await withGateway(basicConfig(routes: Self.protectedRoutes, top: Self.top), upstreams: upstreams) { test in
@@ -24,6 +24,13 @@ import TestSupport
                 #expect(try await test.request("GET", "/admin%2Fx").status == 400)
                 #expect(try await test.request("GET", "/a%zz").status == 400)
                 #expect(try await test.request("GET", "/a%00b").status == 400)
+                // A fragment is never sent: "/admin#" is not under /admin for the route table (the segment is "admin#"),
+                // but a backend dropping the fragment would serve /admin to the public route's caller.
+                for attack in ["/admin#", "/admin#x", "/admin?#x"] {
+                    let fragment = try await test.request("GET", attack)
+                    #expect(fragment.status == 400, "\(attack) -> \(fragment.status)")
+                    #expect(fragment.errorCode == "BAD_REQUEST")
+                }
                 let normalised = try await test.request("GET", "/public/./a/../b//c?q=%2e%2e")
                 #expect(normalised.json["uri"] as? String == "/public/b/c?q=%2e%2e")
                 let keyed = try await test.request("GET", "/public/../admin/x", headers: [("X-API-Key", "demo-key-not-for-production")])
