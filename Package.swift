@@ -105,7 +105,12 @@ let package = Package(
         .executableTarget(
             name: "gateway",
             dependencies: ["GatewayApp", .product(name: "ArgumentParser", package: "swift-argument-parser")],
-            swiftSettings: strict
+            swiftSettings: strict,
+            // Release builds allocate through jemalloc (Debian libjemalloc-dev), as Vapor's deployment template does:
+            // a read event that starts hundreds of requests overflows glibc's per-thread cache, and at 1,000
+            // connections glibc's malloc and free took 5.5% of the gateway's CPU samples against 1.5% for jemalloc
+            // (bench/NOTES.md). Debug and sanitizer builds keep glibc's allocator, which the sanitizers replace.
+            linkerSettings: [.linkedLibrary("jemalloc", .when(platforms: [.linux], configuration: .release))]
         ),
         // The demo upstream lives beside the gateway so `make run` and the tests need nothing outside the repo.
         .target(name: "DemoUpstream", dependencies: [nioLocks, nioCore, nioPosix, nioHTTP1, nioHTTP2, nioSSL, .product(name: "NIOWebSocket", package: "swift-nio")], path: "examples/DemoUpstream", swiftSettings: strict),
