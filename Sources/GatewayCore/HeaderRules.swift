@@ -184,6 +184,57 @@ public enum HeaderRules {
         return (authority, tail.hasPrefix("/") ? tail : "/" + tail)
     }
 
+    /// Whether a Host value is `uri-host [":" port]` (RFC 9112 §3.2 requires 400 otherwise): a bracketed IP literal
+    /// or a reg-name of unreserved characters, percent-escapes and sub-delims (no `..`, as NGINX), then an optional
+    /// port of up to five digits below 65536. Empty is valid (a target without authority). What fails here (a space,
+    /// `@`, `/`, `\`) is what Host-header injection against backends that build URLs from Host looks like.
+    public static func isValidHost(_ host: String) -> Bool {
+        var host = host  // for withUTF8 (a native string is not copied)
+        return host.withUTF8 { bytes in
+            var index = 0
+            if bytes.first == UInt8(ascii: "[") {
+                guard let close = bytes.firstIndex(of: UInt8(ascii: "]")), close > 1 else { return false }
+                for byte in bytes[1..<close] where !(isHexDigit(byte) || byte == UInt8(ascii: ":") || byte == UInt8(ascii: ".")) {
+                    return false
+                }
+                index = close + 1
+            } else {
+                var previous: UInt8 = 0
+                while index < bytes.count, bytes[index] != UInt8(ascii: ":") {
+                    let byte = bytes[index]
+                    guard isRegNameByte(byte), !(byte == UInt8(ascii: ".") && previous == byte) else { return false }
+                    previous = byte
+                    index += 1
+                }
+            }
+            guard index < bytes.count else { return true }
+            guard bytes[index] == UInt8(ascii: ":"), bytes.count - index - 1 <= 5 else { return false }
+            var port = 0
+            for byte in bytes[(index + 1)...] {
+                guard byte &- UInt8(ascii: "0") < 10 else { return false }
+                port = port * 10 + Int(byte &- UInt8(ascii: "0"))
+            }
+            return port <= 65_535
+        }
+    }
+
+    /// RFC 3986 reg-name: unreserved, "%" (of a pct-encoding) and sub-delims.
+    private static func isRegNameByte(_ byte: UInt8) -> Bool {
+        switch byte {
+        case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "0")...UInt8(ascii: "9"),
+            UInt8(ascii: "-"), UInt8(ascii: "."), UInt8(ascii: "_"), UInt8(ascii: "~"), UInt8(ascii: "%"),
+            UInt8(ascii: "!"), UInt8(ascii: "$"), UInt8(ascii: "&"), UInt8(ascii: "'"), UInt8(ascii: "("), UInt8(ascii: ")"),
+            UInt8(ascii: "*"), UInt8(ascii: "+"), UInt8(ascii: ","), UInt8(ascii: ";"), UInt8(ascii: "="):
+            return true
+        default:
+            return false
+        }
+    }
+
+    private static func isHexDigit(_ byte: UInt8) -> Bool {
+        byte &- UInt8(ascii: "0") < 10 || ASCII.lower(byte) &- UInt8(ascii: "a") < 6
+    }
+
     /// The Host header's name part, lowercased, without port ("Api.Example.com:8080" -> "api.example.com").
     public static func hostName(_ host: String) -> Substring {
         var host = host  // for withUTF8 (a native string is not copied)

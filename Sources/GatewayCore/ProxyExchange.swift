@@ -142,13 +142,17 @@ final class ProxyExchange: ExchangeDriver, UpstreamCallDelegate, FilterSuspensio
             respond(error: .badRequest(pathFailure.description))
             return
         }
-        if let port = connection.redirectHTTPSPort {
-            respond(redirectToHTTPS(port: port))
-            return
-        }
         let (hostHeader, hostCount) = Self.hostField(&head)
         guard hostCount <= 1 else {
             respond(error: .badRequest("The request has more than one Host header."))
+            return
+        }
+        if let hostHeader, !HeaderRules.isValidHost(hostHeader) {
+            respond(error: .badRequest("The request's Host header is not a valid host[:port]."))
+            return
+        }
+        if let port = connection.redirectHTTPSPort {
+            respond(redirectToHTTPS(port: port))
             return
         }
         if hostHeader == nil && head.version.minor >= 1 {

@@ -65,6 +65,11 @@ import TestSupport
         ("huge chunk size", "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nfffffffffffffffffff\r\nab\r\n0\r\n\r\n", 400),
         ("wrapping chunk size", "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nBBBBBBBBBBBBBBBB\r\nab\r\n0\r\n\r\n", 400),
         ("two Host", "GET /echo HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400),
+        ("Host with a space", "GET /echo HTTP/1.1\r\nHost: a b\r\n\r\n", 400),
+        ("Host with userinfo", "GET /echo HTTP/1.1\r\nHost: evil.example@x\r\n\r\n", 400),
+        ("Host with a path", "GET /echo HTTP/1.1\r\nHost: x/../reset\r\n\r\n", 400),
+        ("Host with a bad port", "GET /echo HTTP/1.1\r\nHost: x:8o\r\n\r\n", 400),
+        ("absolute form with a bad port", "GET http://x:99999/echo HTTP/1.1\r\nHost: x\r\n\r\n", 400),
         ("no Host", "GET /echo HTTP/1.1\r\nX-A: a\r\n\r\n", 400),
         ("double space", "GET  /echo HTTP/1.1\r\nHost: x\r\n\r\n", 400),
         ("bad method", "G(T /echo HTTP/1.1\r\nHost: x\r\n\r\n", 400),
@@ -106,6 +111,13 @@ import TestSupport
                 let absolute = try await client.readResponse()
                 #expect(absolute.echoedHeaders["host"] == "other.example")
                 #expect(absolute.json["uri"] as? String == "/echo?q=1")
+                // IPv6 literals, ports and a trailing dot are valid Host values.
+                for host in ["[::1]:8080", "Example.COM.", "example.com:"] {
+                    try await client.send("GET /echo HTTP/1.1\r\nHost: \(host)\r\n\r\n")
+                    let valid = try await client.readResponse()
+                    #expect(valid.status == 200, "\(host)")
+                    #expect(valid.echoedHeaders["host"] == host)
+                }
                 // Pipelined requests are answered in order.
                 try await client.send("GET /echo?n=1 HTTP/1.1\r\nHost: x\r\n\r\nGET /echo?n=2 HTTP/1.1\r\nHost: x\r\n\r\n")
                 let first = try await client.readResponse()
