@@ -186,35 +186,30 @@ public enum HeaderRules {
 
     /// Whether a Host value is `uri-host [":" port]` (RFC 9112 §3.2 requires 400 otherwise): a bracketed IP literal
     /// or a reg-name of unreserved characters, percent-escapes and sub-delims (no `..`, as NGINX), then an optional
-    /// port of up to five digits below 65536. Empty is valid (a target without authority). What fails here (a space,
-    /// `@`, `/`, `\`) is what Host-header injection against backends that build URLs from Host looks like.
+    /// port below 65536. Empty is valid (a target without authority). What fails here (a space, `@`, `/`, `\`) is
+    /// what Host-header injection against backends that build URLs from Host looks like.
     public static func isValidHost(_ host: String) -> Bool {
         var host = host  // for withUTF8 (a native string is not copied)
         return host.withUTF8 { bytes in
-            var index = 0
+            var nameEnd = 0
             if bytes.first == UInt8(ascii: "[") {
-                guard let close = bytes.firstIndex(of: UInt8(ascii: "]")), close > 1 else { return false }
-                for byte in bytes[1..<close] where !(isHexDigit(byte) || byte == UInt8(ascii: ":") || byte == UInt8(ascii: ".")) {
-                    return false
-                }
-                index = close + 1
+                guard let close = bytes.firstIndex(of: UInt8(ascii: "]")),
+                    IPAddress(String(decoding: bytes[1..<close], as: UTF8.self)) != nil
+                else { return false }
+                nameEnd = close + 1
             } else {
                 var previous: UInt8 = 0
-                while index < bytes.count, bytes[index] != UInt8(ascii: ":") {
-                    let byte = bytes[index]
+                while nameEnd < bytes.count, bytes[nameEnd] != UInt8(ascii: ":") {
+                    let byte = bytes[nameEnd]
                     guard isRegNameByte(byte), !(byte == UInt8(ascii: ".") && previous == byte) else { return false }
                     previous = byte
-                    index += 1
+                    nameEnd += 1
                 }
             }
-            guard index < bytes.count else { return true }
-            guard bytes[index] == UInt8(ascii: ":"), bytes.count - index - 1 <= 5 else { return false }
-            var port = 0
-            for byte in bytes[(index + 1)...] {
-                guard byte &- UInt8(ascii: "0") < 10 else { return false }
-                port = port * 10 + Int(byte &- UInt8(ascii: "0"))
-            }
-            return port <= 65_535
+            guard nameEnd < bytes.count else { return true }
+            guard bytes[nameEnd] == UInt8(ascii: ":") else { return false }
+            let port = UnsafeRawBufferPointer(UnsafeBufferPointer(rebasing: bytes[(nameEnd + 1)...]))
+            return port.isEmpty || ASCII.parseDecimal(port).map { $0 <= 65_535 } == true
         }
     }
 
@@ -229,10 +224,6 @@ public enum HeaderRules {
         default:
             return false
         }
-    }
-
-    private static func isHexDigit(_ byte: UInt8) -> Bool {
-        byte &- UInt8(ascii: "0") < 10 || ASCII.lower(byte) &- UInt8(ascii: "a") < 6
     }
 
     /// The Host header's name part, lowercased, without port ("Api.Example.com:8080" -> "api.example.com").

@@ -21,7 +21,7 @@ extension WallClock {
     /// `Sun, 06 Dec 2026 09:46:17 GMT`. Formatted at most once per second per thread, as NGINX caches its
     /// time string: every response the gateway sends without an upstream `Date` carries one.
     public static func httpDate() -> String {
-        DateText.current.text(forSecond: Int(coarseSeconds()))
+        DateText.current.text(forSecond: coarseSeconds())
     }
 
     /// Whole seconds since the Unix epoch from the coarse real-time clock: no system call, and precise

@@ -318,7 +318,7 @@ public struct HTTP1HeadParser: Sendable {
         switch name.count {
         case 14 where ASCII.equalsCaseInsensitively(name, "content-length"):
             HeaderList.forEachToken(value) { element in
-                guard let length = parseDecimal(element) else {
+                guard let length = ASCII.parseDecimal(element) else {
                     facts.contentLengthInvalid = true
                     return
                 }
@@ -347,17 +347,5 @@ public struct HTTP1HeadParser: Sendable {
         default:
             break
         }
-    }
-
-    /// 1*DIGIT, at most 18 digits (no overflow, no signs, no spaces).
-    static func parseDecimal(_ bytes: UnsafeRawBufferPointer) -> Int? {
-        guard !bytes.isEmpty, bytes.count <= 18 else { return nil }
-        var value = 0
-        for byte in bytes {
-            let digit = byte &- UInt8(ascii: "0")
-            guard digit <= 9 else { return nil }
-            value = value * 10 + Int(digit)
-        }
-        return value
     }
 }

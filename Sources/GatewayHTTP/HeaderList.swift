@@ -388,6 +388,19 @@ public enum ASCII {
         return false
     }
 
+    /// 1*DIGIT, at most 18 digits (no overflow, no signs, no spaces).
+    @inlinable
+    public static func parseDecimal(_ bytes: UnsafeRawBufferPointer) -> Int? {
+        guard !bytes.isEmpty, bytes.count <= 18 else { return nil }
+        var value = 0
+        for byte in bytes {
+            let digit = byte &- UInt8(ascii: "0")
+            guard digit <= 9 else { return nil }
+            value = value * 10 + Int(digit)
+        }
+        return value
+    }
+
     /// Compares bytes with a (usually lowercase literal) name, ignoring ASCII case.
     @inlinable
     public static func equalsCaseInsensitively(_ bytes: UnsafeRawBufferPointer, _ name: String) -> Bool {
