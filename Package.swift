@@ -71,7 +71,7 @@ let package = Package(
         .target(
             name: "GatewayAuth",
             dependencies: [nioLocks, 
-                "GatewayCore", "GatewayConfig", "GatewayHTTP", "GatewayClient", nioCore, nioPosix, nioSSL, logging,
+                "GatewayCore", "GatewayConfig", "GatewayHTTP", "GatewayPolicy", "GatewayClient", nioCore, nioPosix, nioSSL, logging,
                 .product(name: "JWTKit", package: "jwt-kit"), .product(name: "Crypto", package: "swift-crypto"),
             ],
             swiftSettings: strict),

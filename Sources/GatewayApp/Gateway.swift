@@ -191,9 +191,11 @@ public final class Gateway: Sendable {
         } else {
             cache = ResponseCache(config: config.cache, shared: makeSharedCacheTier(config, redis: redis))
         }
-        // Per route: authentication first (rate limits may key on the consumer it establishes), then limits.
+        // Per route: CORS first (a browser's preflight carries no credentials and is answered before any check),
+        // then authentication (rate limits may key on the consumer it establishes), then limits.
         let routes = GatewayRuntime.compileRoutes(config, metrics: metrics, cache: cache) { route in
             var filters: [any GatewayFilter] = []
+            if let cors = route.cors { filters.append(CORSFilter(cors)) }
             if let auth = route.auth, let authenticator {
                 filters.append(AuthFilter(routeName: route.name, config: auth, authenticator: authenticator, logger: logger, metrics: metrics))
             }

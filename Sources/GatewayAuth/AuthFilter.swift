@@ -1,6 +1,7 @@
 import GatewayConfig
 import GatewayCore
 import GatewayHTTP
+import GatewayPolicy
 import Logging
 import NIOCore
 

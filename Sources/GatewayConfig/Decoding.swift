@@ -734,8 +734,8 @@ extension CORSConfig {
             let origins = o.required("allow_origins") { node in
                 node.array { item -> String? in
                     guard let origin = item.nonEmptyString() else { return nil }
-                    guard origin == "*" || origin.hasPrefix("http://") || origin.hasPrefix("https://") else {
-                        item.error("expected \"*\" or an origin like \"https://app.example.com\"")
+                    guard CORSPolicy.parseOrigin(origin) != nil else {
+                        item.error("expected \"*\", an origin like \"https://app.example.com\" (scheme, host and port only, no path or trailing slash) or \"https://*.example.com\"")
                         return nil
                     }
                     return origin
@@ -743,7 +743,7 @@ extension CORSConfig {
             }
             let config = CORSConfig(
                 allowOrigins: origins ?? [],
-                allowMethods: o.optional("allow_methods") { $0.array { $0.method() } } ?? ["GET", "HEAD", "POST"],
+                allowMethods: o.optional("allow_methods") { $0.array { item in item.isString("*") ? "*" : item.method() } } ?? ["GET", "HEAD", "POST"],
                 allowHeaders: o.optional("allow_headers") { $0.array { $0.token() } } ?? [],
                 exposeHeaders: o.optional("expose_headers") { $0.array { $0.token() } } ?? [],
                 allowCredentials: o.optional("allow_credentials") { $0.bool() } ?? false,
@@ -801,6 +801,12 @@ extension ConfigNode {
             return nil
         }
         return text
+    }
+
+    /// Whether the value is this exact string (before substitution), without reporting anything if not.
+    func isString(_ text: String) -> Bool {
+        if case .string(let value) = value { return value == text }
+        return false
     }
 
     func method() -> String? {

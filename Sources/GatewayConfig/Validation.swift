@@ -70,7 +70,6 @@ extension GatewayConfig {
             if route.rateLimits.contains(where: { $0.key == .consumer }) && route.auth == nil {
                 context.warning(path / "rate_limits", "key \"consumer\" on a route without auth counts per client ip")
             }
-            if route.cors != nil { notYet(context, path / "cors", "CORS") }
         }
         for upstream in upstreams where !usedUpstreams.contains(upstream.name) {
             context.warning(root / "upstreams" / upstream.name, "not used by any route")
@@ -88,10 +87,6 @@ extension GatewayConfig {
 
     private static func isLoopback(_ address: String) -> Bool {
         address == "localhost" || address == "::1" || address.hasPrefix("127.")
-    }
-
-    private func notYet(_ context: DecodingContext, _ path: JSONPath, _ feature: String) {
-        context.warning(path, "this build does not implement \(feature) yet; the key is accepted and ignored")
     }
 }
 

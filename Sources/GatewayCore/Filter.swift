@@ -54,6 +54,9 @@ public struct RequestContext: Sendable {
     public var traceSampled = false
     /// Who is calling, once authentication has said (JWT `sub` or API-key id); nil when anonymous.
     public var consumer: String?
+    /// The `Access-Control-Allow-Origin` a route's CORS filter granted this request (nil: not a cross-origin
+    /// request it allows): every response of the request carries it, the gateway's own errors included.
+    public var corsAllowOrigin: String?
     /// Headers filters want on the response, whoever produces it (rate-limit state, for one).
     public var responseHeaders: [(name: String, value: String)] = []
     /// The connection's event loop: filters that suspend complete their futures here.

@@ -13,6 +13,8 @@ public struct GatewayError: Error, Hashable, Sendable, CustomStringConvertible {
         case upstreamTimeout, rateLimited, rateLimitUnavailable, internalError, unauthenticated, forbidden
         /// 504 for `Cache-Control: only-if-cached` with nothing usable stored (RFC 9111 §5.2.1.7).
         case notCached
+        /// 403 for a CORS preflight the route's `cors` does not allow.
+        case corsRefused
 
         var code: String {
             switch self {
@@ -30,6 +32,7 @@ public struct GatewayError: Error, Hashable, Sendable, CustomStringConvertible {
             case .unauthenticated: return "UNAUTHENTICATED"
             case .forbidden: return "FORBIDDEN"
             case .notCached: return "NOT_CACHED"
+            case .corsRefused: return "CORS_NOT_ALLOWED"
             }
         }
     }
@@ -70,6 +73,7 @@ public struct GatewayError: Error, Hashable, Sendable, CustomStringConvertible {
         case .unauthenticated: return 401
         case .forbidden: return 403
         case .notCached: return 504
+        case .corsRefused: return 403
         }
     }
 
@@ -114,6 +118,8 @@ public struct GatewayError: Error, Hashable, Sendable, CustomStringConvertible {
         GatewayError(.forbidden, "The credentials do not grant access to this resource.", challenge: challenge)
     }
     public static let notCached = GatewayError(.notCached, "The request asked for a cached response only, and none is stored.")
+    /// A preflight asked for something the route's `cors` does not allow: the message says which part.
+    public static func corsNotAllowed(_ message: String) -> GatewayError { GatewayError(.corsRefused, message) }
     public static let rateLimitUnavailable = GatewayError(
         .rateLimitUnavailable, "Rate limits cannot be checked right now; retry later.", retryAfterSeconds: 1)
 

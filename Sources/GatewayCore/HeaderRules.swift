@@ -63,6 +63,12 @@ public enum HeaderRules {
         if !headers.contains(name: "date") { headers.add(name: "date", value: WallClock.httpDate()) }
     }
 
+    /// Adds `name` to the response's `Vary` unless it is there already (or `Vary: *` covers everything).
+    public static func addVary(_ name: String, to headers: inout HeaderList) {
+        guard !headers.containsToken(name, inField: "vary"), !headers.containsToken("*", inField: "vary") else { return }
+        headers.add(name: "vary", value: name)
+    }
+
     /// What goes to the client: no hop-by-hop headers and nothing that advertises the upstream's software.
     public static func prepareDownstreamResponse(_ headers: inout HeaderList) {
         let named = connectionNamedHeaders(headers)
@@ -253,15 +259,5 @@ public enum HeaderRules {
             }
         }
         return nil
-    }
-}
-
-extension StringProtocol {
-    public func trimmingASCIISpaces() -> String {
-        let isSpace: (Character) -> Bool = { $0 == " " || $0 == "\t" }
-        guard let start = firstIndex(where: { !isSpace($0) }), let end = lastIndex(where: { !isSpace($0) }) else {
-            return ""
-        }
-        return String(self[start...end])
     }
 }

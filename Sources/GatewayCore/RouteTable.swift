@@ -29,6 +29,8 @@ public final class CompiledRoute: Sendable {
     public let metrics: RouteMetrics
     /// Set when the route has `cache.enabled`.
     public let cache: RouteCachePolicy?
+    /// The route has `cors`: a preflight matches it by the method it asks about (see `RouteTable.match`).
+    public let answersPreflight: Bool
 
     public init(
         config: RouteConfig, index: Int, upstreamIndex: Int, filters: [any GatewayFilter] = [], metrics: GatewayMetrics = .disabled,
@@ -58,6 +60,7 @@ public final class CompiledRoute: Sendable {
         self.stripPrefix = config.stripPrefix.map { PathRules.normalisedPrefix($0) }
         self.preserveHost = config.preserveHost
         self.filters = filters
+        self.answersPreflight = config.cors != nil
     }
 
     var hasHostRule: Bool { !exactHosts.isEmpty || !wildcardHosts.isEmpty }
@@ -90,9 +93,13 @@ public final class CompiledRoute: Sendable {
         headers.allSatisfy { rule in requestHeaders[rule.name].contains(rule.value) }
     }
 
-    func accepts(_ method: HTTPMethod) -> Bool {
+    func accepts(_ method: HTTPMethod, preflightFor requested: HTTPMethod?) -> Bool {
         guard let methods else { return true }
-        return methods.contains(method) || (method == .HEAD && methods.contains(.GET))
+        if methods.contains(method) || (method == .HEAD && methods.contains(.GET)) { return true }
+        // A browser's preflight for a method the route takes is the route's to answer (its CORS filter does),
+        // so `match.methods` need not list OPTIONS.
+        if answersPreflight, let requested { return accepts(requested, preflightFor: nil) }
+        return false
     }
 
     /// The methods to list in `Allow` for a 405.
@@ -127,11 +134,15 @@ public struct RouteTable: Sendable {
         var best: (route: CompiledRoute, score: (Int, Int, Int, Int))?
         var allowed: [String] = []
         var methodMismatch = false
+        // A CORS preflight: OPTIONS from a browser, asking whether the method it names may follow.
+        let preflightFor =
+            method == .OPTIONS && headers.contains(name: "origin")
+            ? headers.first(name: "access-control-request-method").map(HTTPMethod.init) : nil
         for route in routes {
             guard let hostScore = route.hostScore(host), let pathScore = route.pathScore(path),
                 route.headersMatch(headers)
             else { continue }
-            guard route.accepts(method) else {
+            guard route.accepts(method, preflightFor: preflightFor) else {
                 methodMismatch = true
                 for name in route.allowedMethodNames where !allowed.contains(name) { allowed.append(name) }
                 continue

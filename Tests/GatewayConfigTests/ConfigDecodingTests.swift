@@ -176,4 +176,23 @@ import Testing
                 "routes[0].rate_limits[0]: capacity and refill_per_second belong to token_bucket",
             ])
     }
+
+    // CORS origins are whole origins (a path or trailing slash would never match what browsers send); `*` must
+    // not be combined with credentials.
+    @Test func corsShapes() {
+        let good = #"{ "name": "r", "upstream": "u", "cors": { "allow_origins": ["https://app.test", "http://localhost:3000", "https://*.example.com"], "allow_methods": ["*"], "allow_headers": ["*"], "max_age_seconds": 600 } }"#
+        #expect(load(minimal(route: good)).errors.isEmpty)
+        #expect(load(minimal(route: good)).warnings.isEmpty)
+        let bad = #"{ "name": "r", "upstream": "u", "cors": { "allow_origins": ["https://app.test/", "app.test", "https://a.*.test", "*"], "allow_methods": ["get"], "allow_credentials": true, "max_age_seconds": -1 } }"#
+        let shape = "expected \"*\", an origin like \"https://app.example.com\" (scheme, host and port only, no path or trailing slash) or \"https://*.example.com\""
+        #expect(
+            load(minimal(route: bad)).errors.map(\.description) == [
+                "routes[0].cors.allow_origins[0]: \(shape)",
+                "routes[0].cors.allow_origins[1]: \(shape)",
+                "routes[0].cors.allow_origins[2]: \(shape)",
+                "routes[0].cors.allow_methods[0]: methods are case-sensitive (did you mean \"GET\"?)",
+                "routes[0].cors.max_age_seconds: -1 is out of range (0...86400)",
+                "routes[0].cors.allow_credentials: cannot be true with allow_origins \"*\" (browsers refuse it)",
+            ])
+    }
 }

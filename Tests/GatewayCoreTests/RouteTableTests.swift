@@ -89,6 +89,26 @@ import Testing
         #expect(route(table, "/closed", method: .GET) == "404")
     }
 
+    // A CORS preflight (OPTIONS with Origin and Access-Control-Request-Method) matches a route with `cors` by the
+    // method it asks about; without `cors`, or without Origin, OPTIONS is an ordinary method.
+    @Test func preflightsMatchByTheRequestedMethod() throws {
+        let table = try table("""
+            [ { "name": "read", "match": { "path_prefix": "/items", "methods": ["GET"] }, "upstream": "u",
+                "cors": { "allow_origins": ["https://app.test"] } },
+              { "name": "write", "match": { "path_prefix": "/items", "methods": ["POST"] }, "upstream": "u",
+                "cors": { "allow_origins": ["https://app.test"] } },
+              { "name": "plain", "match": { "path_prefix": "/plain", "methods": ["GET"] }, "upstream": "u" } ]
+            """)
+        let asking = { (method: String) in [("Origin", "https://app.test"), ("Access-Control-Request-Method", method)] }
+        #expect(route(table, "/items/1", method: .OPTIONS, headers: asking("GET")) == "read")
+        #expect(route(table, "/items/1", method: .OPTIONS, headers: asking("HEAD")) == "read")
+        #expect(route(table, "/items/1", method: .OPTIONS, headers: asking("POST")) == "write")
+        #expect(route(table, "/items/1", method: .OPTIONS, headers: asking("DELETE")) == "405 GET,HEAD,POST")
+        #expect(route(table, "/items/1", method: .OPTIONS, headers: [("Access-Control-Request-Method", "GET")]) == "405 GET,HEAD,POST")
+        #expect(route(table, "/items/1", method: .OPTIONS) == "405 GET,HEAD,POST")
+        #expect(route(table, "/plain", method: .OPTIONS, headers: asking("GET")) == "405 GET,HEAD")
+    }
+
     // strip_prefix removes whole segments and keeps the query string byte for byte.
     @Test func stripPrefix() {
         #expect(PathRules.strip("/api", from: "/api/v1/orders?x=1&y=%20") == "/v1/orders?x=1&y=%20")

@@ -22,8 +22,8 @@ import Synchronization
 /// - `/upload`: reads the body and answers `{"bytes":N}`
 /// - `/hop`: a response carrying hop-by-hop and identity headers a proxy must remove
 /// - `/stats`: connections accepted and requests served so far
-/// - `/cacheable?cc=..&etag=..&last_modified=..&vary=..&cookie=1&status=N&size=N`: a response with those caching
-///   headers (query values percent-decoded) and a body naming the upstream and counting hits on this path;
+/// - `/cacheable?cc=..&etag=..&last_modified=..&vary=..&cookie=1&allow_origin=..&status=N&size=N`: a response with
+///   those caching (and CORS) headers (query values percent-decoded) and a body naming the upstream and counting hits on this path;
 ///   answers 304 when If-None-Match matches the etag
 /// - `/v1/traces`: keeps the body (an OTLP collector stand-in; `behaviour.collected`)
 /// - `/ws`: a WebSocket echo (text and binary messages come back as they were sent; pings are answered)
@@ -278,6 +278,11 @@ final class DemoHandler: ChannelInboundHandler, RemovableChannelHandler {
         if let vary = value("vary") { headers.add(name: "Vary", value: vary) }
         if let date = value("date") { headers.add(name: "Date", value: date) }
         if query["cookie"] == "1" { headers.add(name: "Set-Cookie", value: "session=secret; HttpOnly") }
+        // A backend doing its own CORS (which a gateway route with `cors` replaces).
+        if let origin = value("allow_origin") {
+            headers.add(name: "Access-Control-Allow-Origin", value: origin)
+            headers.add(name: "Access-Control-Allow-Credentials", value: "true")
+        }
         let hits = behaviour.cacheableHits.wrappingAdd(1, ordering: .relaxed).newValue
         if let etag = value("etag"), head.headers["if-none-match"].contains(etag) {
             headers.add(name: "content-length", value: "0")
