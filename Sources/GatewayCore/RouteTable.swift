@@ -89,16 +89,20 @@ public final class CompiledRoute: Sendable {
         }
     }
 
-    func headersMatch(_ requestHeaders: HeaderList) -> Bool {
-        headers.allSatisfy { rule in requestHeaders[rule.name].contains(rule.value) }
+    func headersMatch(_ requestHeaders: HeaderList, preflight: Preflight?) -> Bool {
+        // A preflight carries only the names of the headers the request will have (Access-Control-Request-Headers).
+        if answersPreflight, let preflight {
+            return headers.allSatisfy { rule in preflight.headerNames.contains { $0.equalsCaseInsensitively(rule.name) } }
+        }
+        return headers.allSatisfy { rule in requestHeaders[rule.name].contains(rule.value) }
     }
 
-    func accepts(_ method: HTTPMethod, preflightFor requested: HTTPMethod?) -> Bool {
+    func accepts(_ method: HTTPMethod, preflight: Preflight?) -> Bool {
         guard let methods else { return true }
         if methods.contains(method) || (method == .HEAD && methods.contains(.GET)) { return true }
         // A browser's preflight for a method the route takes is the route's to answer (its CORS filter does),
         // so `match.methods` need not list OPTIONS.
-        if answersPreflight, let requested { return accepts(requested, preflightFor: nil) }
+        if answersPreflight, let preflight { return accepts(preflight.method, preflight: nil) }
         return false
     }
 
@@ -108,6 +112,19 @@ public final class CompiledRoute: Sendable {
         var names = methods.map(\.name)
         if methods.contains(.GET) && !methods.contains(.HEAD) { names.append("HEAD") }
         return names
+    }
+}
+
+/// A CORS preflight: OPTIONS from a browser, asking whether a request with this method and these headers may
+/// follow. Routes with `cors` match it as they would match that request.
+struct Preflight {
+    let method: HTTPMethod
+    let headerNames: [String]
+
+    init?(_ headers: HeaderList) {
+        guard headers.contains(name: "origin"), let method = headers.first(name: "access-control-request-method") else { return nil }
+        self.method = HTTPMethod(method)
+        self.headerNames = headers["access-control-request-headers"].flatMap { $0.split(separator: ",") }.map { $0.trimmingASCIISpaces() }
     }
 }
 
@@ -134,15 +151,12 @@ public struct RouteTable: Sendable {
         var best: (route: CompiledRoute, score: (Int, Int, Int, Int))?
         var allowed: [String] = []
         var methodMismatch = false
-        // A CORS preflight: OPTIONS from a browser, asking whether the method it names may follow.
-        let preflightFor =
-            method == .OPTIONS && headers.contains(name: "origin")
-            ? headers.first(name: "access-control-request-method").map(HTTPMethod.init) : nil
+        let preflight = method == .OPTIONS ? Preflight(headers) : nil
         for route in routes {
             guard let hostScore = route.hostScore(host), let pathScore = route.pathScore(path),
-                route.headersMatch(headers)
+                route.headersMatch(headers, preflight: preflight)
             else { continue }
-            guard route.accepts(method, preflightFor: preflightFor) else {
+            guard route.accepts(method, preflight: preflight) else {
                 methodMismatch = true
                 for name in route.allowedMethodNames where !allowed.contains(name) { allowed.append(name) }
                 continue

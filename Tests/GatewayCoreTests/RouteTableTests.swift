@@ -109,6 +109,25 @@ import Testing
         #expect(route(table, "/plain", method: .OPTIONS, headers: asking("GET")) == "405 GET,HEAD")
     }
 
+    // A preflight carries the names of the request's headers, not their values: a cors route's header conditions
+    // match it when the names are listed.
+    @Test func preflightsMatchHeaderConditionsByName() throws {
+        let table = try table("""
+            [ { "name": "tenant", "match": { "path_prefix": "/t", "headers": { "x-tenant": "acme" } }, "upstream": "u",
+                "cors": { "allow_origins": ["https://app.test"] } },
+              { "name": "plain", "match": { "path_prefix": "/p", "headers": { "x-tenant": "acme" } }, "upstream": "u" } ]
+            """)
+        let asking = { (names: String) in
+            [("Origin", "https://app.test"), ("Access-Control-Request-Method", "POST"), ("Access-Control-Request-Headers", names)]
+        }
+        #expect(route(table, "/t", method: .OPTIONS, headers: asking("content-type, X-Tenant")) == "tenant")
+        #expect(route(table, "/t", method: .OPTIONS, headers: asking("content-type")) == "404")
+        #expect(route(table, "/t", method: .OPTIONS, headers: [("Origin", "https://app.test"), ("Access-Control-Request-Method", "POST")]) == "404")
+        #expect(route(table, "/t", method: .GET, headers: [("X-Tenant", "other")]) == "404")
+        #expect(route(table, "/t", method: .GET, headers: [("X-Tenant", "acme")]) == "tenant")
+        #expect(route(table, "/p", method: .OPTIONS, headers: asking("x-tenant")) == "404")
+    }
+
     // strip_prefix removes whole segments and keeps the query string byte for byte.
     @Test func stripPrefix() {
         #expect(PathRules.strip("/api", from: "/api/v1/orders?x=1&y=%20") == "/v1/orders?x=1&y=%20")
