@@ -1,4 +1,5 @@
 import DemoUpstream
+import Foundation
 import Testing
 
 /// Route-level `cors` over real sockets: preflights answered by the gateway before authentication, allowed
@@ -140,6 +141,28 @@ import Testing
                 #expect(other.header("access-control-allow-origin") == nil)
                 #expect(again.header("access-control-allow-origin") == Self.app)
                 #expect(again.headers("vary") == ["Origin"])
+            }
+        }
+    }
+
+    // The same over HTTP/2 (h2c): the preflight answered by the gateway, the actual request marked.
+    @Test func http2() async throws {
+        try await withUpstreams { upstreams in
+            let h2c = Self.config().replacingOccurrences(of: #""port": 0 }"#, with: #""port": 0, "h2c": true }"#)
+            try await withGateway(h2c, upstreams: upstreams) { gateway in
+                let client = try await H2Client.connect(port: gateway.port)
+                let preflight = try await client.request("OPTIONS", "/api/orders", headers: Self.preflight(origin: Self.app, method: "POST"))
+                let refused = try await client.request("OPTIONS", "/api/orders", headers: Self.preflight(origin: "https://evil.example", method: "POST"))
+                let actual = try await client.request("GET", "/api/echo", headers: [("origin", Self.app), ("x-api-key", Self.apiKey)])
+                await client.close()
+                #expect(preflight.status == 204)
+                #expect(preflight.header("access-control-allow-origin") == Self.app)
+                #expect(preflight.header("access-control-allow-methods") == "GET, POST")
+                #expect(refused.status == 403)
+                #expect(refused.body.contains("CORS_NOT_ALLOWED"))
+                #expect(actual.status == 200)
+                #expect(actual.header("access-control-allow-origin") == Self.app)
+                #expect(upstreams[0].requestsServed == 1)
             }
         }
     }

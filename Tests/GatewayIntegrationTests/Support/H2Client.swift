@@ -11,6 +11,9 @@ final class H2Client: Sendable {
     struct Response: Sendable {
         var status: Int
         var body: String
+        var headers: [(name: String, value: String)] = []
+
+        func header(_ name: String) -> String? { headers.first { $0.name.lowercased() == name }?.value }
     }
 
     let channel: Channel
@@ -39,8 +42,11 @@ final class H2Client: Sendable {
         return H2Client(channel: channel, multiplexer: multiplexer)
     }
 
-    /// One request on a new stream of the same connection.
-    func get(_ path: String) async throws -> Response {
+    /// One GET on a new stream of the same connection.
+    func get(_ path: String) async throws -> Response { try await request("GET", path) }
+
+    /// One request without a body on a new stream of the same connection.
+    func request(_ method: String, _ path: String, headers: [(String, String)] = []) async throws -> Response {
         let promise = channel.eventLoop.makePromise(of: Response.self)
         let stream = try await multiplexer.createStreamChannel { stream in
             stream.eventLoop.makeCompletedFuture {
@@ -48,7 +54,9 @@ final class H2Client: Sendable {
                 try stream.pipeline.syncOperations.addHandler(Collector(promise: promise))
             }
         }.get()
-        let head = HTTPRequestHead(version: .http1_1, method: .GET, uri: path, headers: ["host": "test.local"])
+        var fields = HTTPHeaders([("host", "test.local")])
+        for (name, value) in headers { fields.add(name: name, value: value) }
+        let head = HTTPRequestHead(version: .http1_1, method: HTTPMethod(rawValue: method), uri: path, headers: fields)
         stream.write(HTTPClientRequestPart.head(head), promise: nil)
         try await stream.writeAndFlush(HTTPClientRequestPart.end(nil))
         return try await promise.futureResult.get()
@@ -61,14 +69,17 @@ final class H2Client: Sendable {
         let promise: EventLoopPromise<Response>
         var status = 0
         var body = ""
+        var headers: [(name: String, value: String)] = []
 
         init(promise: EventLoopPromise<Response>) { self.promise = promise }
 
         func channelRead(context: ChannelHandlerContext, data: NIOAny) {
             switch unwrapInboundIn(data) {
-            case .head(let head): status = Int(head.status.code)
+            case .head(let head):
+                status = Int(head.status.code)
+                headers = head.headers.map { ($0.name, $0.value) }
             case .body(let buffer): body += String(buffer: buffer)
-            case .end: promise.succeed(Response(status: status, body: body))
+            case .end: promise.succeed(Response(status: status, body: body, headers: headers))
             }
         }
 
