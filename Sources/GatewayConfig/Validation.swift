@@ -67,6 +67,7 @@ extension GatewayConfig {
                     context.error(path / "auth" / "require", "\"api_key\" needs auth.api_keys to be configured")
                 }
             }
+            if let cors = route.cors, let auth = route.auth { checkCredentials(cors, auth, at: path / "cors", context) }
             if route.rateLimits.contains(where: { $0.key == .consumer }) && route.auth == nil {
                 context.warning(path / "rate_limits", "key \"consumer\" on a route without auth counts per client ip")
             }
@@ -83,6 +84,26 @@ extension GatewayConfig {
         if let admin, admin.token == nil, !Self.isLoopback(admin.address) {
             context.warning(root / "admin" / "address", "the admin API listens beyond loopback without a token: anyone who reaches it can reload and read the config")
         }
+    }
+
+    /// A browser sends a route's credentials cross-origin only when `cors` lets it: a header must be in
+    /// `allow_headers`, a cookie needs `allow_credentials`. When none of the accepted credentials can be sent,
+    /// every browser call fails its preflight or arrives without credentials, which is hard to tell from outside.
+    private func checkCredentials(_ cors: CORSConfig, _ auth: RouteAuthConfig, at path: JSONPath, _ context: DecodingContext) {
+        let allowed = Set(cors.allowHeaders.map { $0.lowercased() })
+        let sendsHeader = { (name: String) in allowed.contains("*") || allowed.contains(name) }
+        var missing: [String] = []
+        if auth.require.contains(.jwt) {
+            let hasCookie = self.auth?.jwt?.cookie != nil
+            if sendsHeader("authorization") || (hasCookie && cors.allowCredentials) { return }
+            missing.append("\"Authorization\" in allow_headers for the JWT" + (hasCookie ? " (or allow_credentials for its cookie)" : ""))
+        }
+        if auth.require.contains(.apiKey) {
+            if sendsHeader("x-api-key") || sendsHeader("authorization") { return }
+            missing.append("\"X-API-Key\" in allow_headers for the API key")
+        }
+        guard !missing.isEmpty else { return }
+        context.warning(path, "browsers cannot send this route's credentials cross-origin; it needs \(missing.joined(separator: " or "))")
     }
 
     private static func isLoopback(_ address: String) -> Bool {

@@ -1,3 +1,4 @@
+import Foundation
 import GatewayConfig
 import Testing
 
@@ -194,5 +195,28 @@ import Testing
                 "routes[0].cors.max_age_seconds: -1 is out of range (0...86400)",
                 "routes[0].cors.allow_credentials: cannot be true with allow_origins \"*\" (browsers refuse it)",
             ])
+    }
+
+    // A cors route whose credentials browsers could not send cross-origin is flagged.
+    @Test func corsWithoutTheRouteCredentials() {
+        let auth = #""auth": { "api_keys": [{ "id": "k", "sha256": "\#(String(repeating: "a", count: 64))", "scopes": [] }], "jwt": { "keys": [{ "kid": "k", "alg": "HS256", "secret": "\#(String(repeating: "s", count: 32))" }] } },"#
+        let route = { (require: String, cors: String) in
+            #"{ "name": "r", "upstream": "u", "auth": { "require": [\#(require)] }, "cors": { "allow_origins": ["https://app.test"] \#(cors) } }"#
+        }
+        let jwtMissing = load(minimal(route: route(#""jwt""#, ""), extra: auth)).warnings.map(\.description)
+        let keyMissing = load(minimal(route: route(#""api_key""#, #", "allow_headers": ["Content-Type"]"#), extra: auth)).warnings.map(\.description)
+        let neither = load(minimal(route: route(#""jwt", "api_key""#, ""), extra: auth)).warnings.count
+        let listed = load(minimal(route: route(#""jwt", "api_key""#, #", "allow_headers": ["x-api-key"]"#), extra: auth)).warnings
+        let wildcard = load(minimal(route: route(#""jwt", "api_key""#, #", "allow_headers": ["*"]"#), extra: auth)).warnings
+        #expect(jwtMissing == [#"warning: routes[0].cors: browsers cannot send this route's credentials cross-origin; it needs "Authorization" in allow_headers for the JWT"#])
+        #expect(keyMissing == [#"warning: routes[0].cors: browsers cannot send this route's credentials cross-origin; it needs "X-API-Key" in allow_headers for the API key"#])
+        let cookieAuth = auth.replacingOccurrences(of: #""jwt": {"#, with: #""jwt": { "cookie": "session","#)
+        let cookie = load(minimal(route: route(#""jwt""#, #", "allow_credentials": true"#), extra: cookieAuth)).warnings
+        let cookieWithoutCredentials = load(minimal(route: route(#""jwt""#, ""), extra: cookieAuth)).warnings.map(\.description)
+        #expect(cookie.isEmpty)
+        #expect(cookieWithoutCredentials == [#"warning: routes[0].cors: browsers cannot send this route's credentials cross-origin; it needs "Authorization" in allow_headers for the JWT (or allow_credentials for its cookie)"#])
+        #expect(neither == 1)
+        #expect(listed.isEmpty)
+        #expect(wildcard.isEmpty)
     }
 }
