@@ -1,8 +1,8 @@
 import GatewayPolicy
 
 extension GatewayConfig {
-    /// Checks that span several keys (names that must exist or be unique, features that need each other)
-    /// and flags keys of capabilities this build does not implement yet.
+    /// Checks that span several keys (names that must exist or be unique, features that need each other,
+    /// combinations that cannot work as meant).
     func validate(into context: DecodingContext) {
         let root = JSONPath.root
 

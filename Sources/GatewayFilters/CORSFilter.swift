@@ -12,13 +12,11 @@ import GatewayPolicy
 /// the response from the page; same-origin requests carry an Origin too), only without CORS headers.
 public struct CORSFilter: GatewayFilter {
     private let policy: CORSPolicy
-    private let exposeHeaders: String?
 
     public init(_ config: CORSConfig) {
         self.policy = CORSPolicy(
             origins: config.allowOrigins, allowMethods: config.allowMethods, allowHeaders: config.allowHeaders,
             exposeHeaders: config.exposeHeaders, allowCredentials: config.allowCredentials, maxAgeSeconds: config.maxAgeSeconds)
-        self.exposeHeaders = config.exposeHeaders.isEmpty ? nil : config.exposeHeaders.joined(separator: ", ")
     }
 
     public func onRequest(_ head: inout RequestHead, context: inout RequestContext) -> FilterStep {
@@ -61,7 +59,7 @@ public struct CORSFilter: GatewayFilter {
         if let origin = context.corsAllowOrigin {
             head.headers.add(name: "access-control-allow-origin", value: origin)
             if policy.allowCredentials { head.headers.add(name: "access-control-allow-credentials", value: "true") }
-            if let exposeHeaders { head.headers.add(name: "access-control-expose-headers", value: exposeHeaders) }
+            if let exposeHeaders = policy.exposeHeaders { head.headers.add(name: "access-control-expose-headers", value: exposeHeaders) }
         }
         // Responses to other origins (or none) differ, so a cache must keep them apart.
         if policy.variesByOrigin { HeaderRules.addVary("Origin", to: &head.headers) }

@@ -35,7 +35,8 @@ public struct CORSPolicy: Sendable {
     public let origins: [OriginRule]
     public let allowMethods: [String]
     public let allowHeaders: [String]
-    public let exposeHeaders: [String]
+    /// The `Access-Control-Expose-Headers` value, when there are any.
+    public let exposeHeaders: String?
     public let allowCredentials: Bool
     public let maxAgeSeconds: Int?
     /// Whether `Access-Control-Allow-Origin` depends on the request's Origin (so caches must key on it):
@@ -55,7 +56,7 @@ public struct CORSPolicy: Sendable {
         self.origins = origins.compactMap(Self.parseOrigin)
         self.allowMethods = allowMethods
         self.allowHeaders = allowHeaders.map { $0.lowercased() }
-        self.exposeHeaders = exposeHeaders
+        self.exposeHeaders = exposeHeaders.isEmpty ? nil : exposeHeaders.joined(separator: ", ")
         self.allowCredentials = allowCredentials
         self.maxAgeSeconds = maxAgeSeconds
         self.anyMethod = allowMethods.contains("*")
