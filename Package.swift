@@ -43,7 +43,7 @@ let package = Package(
         // and library are on the default paths.
         .systemLibrary(name: "CHiredis", providers: [.apt(["libhiredis-dev"])]),
         .target(
-            name: "GatewayRedis", dependencies: [nioLocks, "CHiredis", "GatewayCore", "GatewayPolicy", nioCore, nioPosix, logging],
+            name: "GatewayRedis", dependencies: [nioLocks, "CHiredis", "GatewayCore", "GatewayPolicy", nioCore, nioPosix, nioSSL, logging],
             swiftSettings: strict),
         // The HTTP/1 codec of the forwarding path: heads kept as received bytes, strict incremental parsing.
         .target(name: "GatewayHTTP", dependencies: [nioCore], swiftSettings: strict),
@@ -127,8 +127,8 @@ let package = Package(
         .testTarget(
             name: "GatewayRedisTests",
             dependencies: [nioLocks, 
-                "GatewayRedis", "GatewayCore", "GatewayFilters", "GatewayPolicy", "GatewayConfig", "TestSupport", nioCore,
-                nioPosix, logging,
+                "GatewayRedis", "GatewayCore", "GatewayFilters", "GatewayPolicy", "GatewayConfig", "GatewayTLS", "TestSupport", nioCore,
+                nioPosix, nioSSL, logging,
             ],
             swiftSettings: strict),
         .testTarget(name: "GatewayConfigTests", dependencies: ["GatewayConfig"], resources: [.copy("Fixtures")], swiftSettings: strict),

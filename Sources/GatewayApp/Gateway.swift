@@ -6,6 +6,7 @@ import GatewayFilters
 import GatewayRedis
 import GatewayServer
 import GatewayTelemetry
+import GatewayTLS
 import GatewayUpstream
 import Foundation
 import Logging
@@ -235,8 +236,15 @@ public final class Gateway: Sendable {
     private static func makeRedisClient(_ config: GatewayConfig, group: EventLoopGroup, logger: Logger) async throws -> RedisClient? {
         guard let redis = config.redis else { return nil }
         let url = try RedisURL.parse(redis.url).get()
+        var tls: RedisTLS?
+        if url.tls, case .tcp(let host, _) = url.endpoint {
+            // Redis speaks no ALPN; its certificate is checked like an upstream's (ca_file or the system roots).
+            tls = RedisTLS(
+                context: try UpstreamTLS.makeContext(redis.tls, applicationProtocols: []),
+                serverName: UpstreamTLS.serverName(host: host, settings: redis.tls))
+        }
         return try await RedisClient(
-            url: url, poolSize: redis.poolSize, timeout: .milliseconds(Int64(redis.timeoutMs)), group: group,
+            url: url, poolSize: redis.poolSize, timeout: .milliseconds(Int64(redis.timeoutMs)), tls: tls, group: group,
             logger: logger)
     }
 

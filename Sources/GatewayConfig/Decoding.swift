@@ -170,26 +170,28 @@ extension RedisConfig {
         node.object { o in
             let url = o.required("url") { node -> String? in
                 guard let text = node.nonEmptyString() else { return nil }
-                if text.hasPrefix("rediss://") {
-                    node.error("rediss:// (Redis over TLS) is not supported by this build yet; use redis:// or unix://")
-                    return nil
-                }
-                guard text.hasPrefix("redis://") || text.hasPrefix("unix://") else {
-                    node.error("expected a redis:// or unix:// URL")
+                guard text.hasPrefix("redis://") || text.hasPrefix("rediss://") || text.hasPrefix("unix://") else {
+                    node.error("expected a redis://, rediss:// (TLS) or unix:// URL")
                     return nil
                 }
                 guard let components = URLComponents(string: text),
                     text.hasPrefix("unix://") ? !components.path.isEmpty : !(components.host ?? "").isEmpty
                 else {
-                    node.error("\"\(text)\" is not a valid Redis URL (redis://[user:password@]host[:port][/db] or unix:///path)")
+                    node.error("\"\(text)\" is not a valid Redis URL (redis[s]://[user:password@]host[:port][/db] or unix:///path)")
                     return nil
                 }
                 return text
             }
             let poolSize = o.optional("pool_size") { $0.int(1...256) } ?? 4
             let timeout = o.optional("timeout_ms") { $0.int(1...60_000) } ?? 100
+            let tls = o.optional("tls", UpstreamTLSConfig.decode)
             guard let url else { return nil }
-            return RedisConfig(url: url, poolSize: poolSize, timeoutMs: timeout)
+            var config = RedisConfig(url: url, poolSize: poolSize, timeoutMs: timeout)
+            if let tls {
+                config.tls = tls
+                if !config.usesTLS { o.node.context.warning(o.path / "tls", "unused: the url is not rediss://") }
+            }
+            return config
         }
     }
 }

@@ -81,6 +81,11 @@ public struct RedisConfig: Sendable, Equatable {
     public var url: String
     public var poolSize: Int
     public var timeoutMs: Int
+    /// For `rediss://` URLs: how the server is verified (and the client certificate, if Redis asks for one).
+    public var tls = UpstreamTLSConfig()
+
+    /// Whether the URL asks for TLS.
+    public var usesTLS: Bool { url.hasPrefix("rediss://") }
 }
 
 /// Reloading gateway.json when it changes on disk (opt-in; SIGHUP and `POST /reload` always work).

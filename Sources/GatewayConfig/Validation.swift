@@ -76,6 +76,9 @@ extension GatewayConfig {
             context.warning(root / "upstreams" / upstream.name, "not used by any route")
         }
 
+        if let redis, redis.usesTLS, redis.tls.insecureSkipVerify {
+            context.warning(root / "redis" / "tls" / "insecure_skip_verify", "the Redis certificate is not verified: anyone on the path can impersonate Redis")
+        }
         let usesRedis = rateLimiting.store == .redis || cache.store == .redis
         if usesRedis && redis == nil {
             let key = rateLimiting.store == .redis ? root / "rate_limiting" / "store" : root / "cache" / "store"

@@ -4,6 +4,19 @@ import GatewayPolicy
 import Logging
 import NIOCore
 import NIOPosix
+import NIOSSL
+
+/// TLS to Redis (`rediss://`): the client context (trust roots, client certificate) and the name the server's
+/// certificate must carry (nil: checked against the address connected to).
+public struct RedisTLS: Sendable {
+    public let context: NIOSSLContext
+    public let serverName: String?
+
+    public init(context: NIOSSLContext, serverName: String?) {
+        self.context = context
+        self.serverName = serverName
+    }
+}
 
 /// A Redis client for the gateway's hot path: SwiftNIO does the socket I/O, hiredis the protocol.
 ///
@@ -21,15 +34,17 @@ public final class RedisClient: Sendable {
 
     /// - Parameters:
     ///   - poolSize: connections for the whole process, divided among the event loops (at least one each).
-    ///   - timeout: per command, and for connecting.
-    public init(url: RedisURL, poolSize: Int, timeout: TimeAmount, group: EventLoopGroup, logger: Logger) async throws {
+    ///   - timeout: per command, and for connecting (the TLS handshake included).
+    ///   - tls: required for a `rediss://` URL.
+    public init(url: RedisURL, poolSize: Int, timeout: TimeAmount, tls: RedisTLS? = nil, group: EventLoopGroup, logger: Logger) async throws {
+        guard url.tls == (tls != nil) else { throw RedisError(url.tls ? "rediss:// needs TLS settings" : "TLS settings need a rediss:// URL") }
         self.url = url
         self.timeout = timeout
         self.logger = logger
         eventLoops = Array(group.makeIterator())
         let perLoop = max(1, poolSize / max(1, eventLoops.count))
         pools = try await LoopLocal.make(on: group) { loop, _ in
-            RedisLoopPool(url: url, size: perLoop, timeout: timeout, eventLoop: loop, logger: logger)
+            RedisLoopPool(url: url, size: perLoop, timeout: timeout, tls: tls, eventLoop: loop, logger: logger)
         }
         await pools.forEach { $0.connectAll() }
     }
@@ -109,8 +124,8 @@ final class RedisLoopPool {
     private let slots: [RedisSlot]
     private var next = 0
 
-    init(url: RedisURL, size: Int, timeout: TimeAmount, eventLoop: EventLoop, logger: Logger) {
-        slots = (0..<size).map { _ in RedisSlot(url: url, timeout: timeout, eventLoop: eventLoop, logger: logger) }
+    init(url: RedisURL, size: Int, timeout: TimeAmount, tls: RedisTLS?, eventLoop: EventLoop, logger: Logger) {
+        slots = (0..<size).map { _ in RedisSlot(url: url, timeout: timeout, tls: tls, eventLoop: eventLoop, logger: logger) }
     }
 
     var readyCount: Int { slots.reduce(0) { $0 + ($1.isReady ? 1 : 0) } }
@@ -139,7 +154,8 @@ final class RedisLoopPool {
     func shutdown() { for slot in slots { slot.shutdown() } }
 }
 
-/// One connection slot: connects, authenticates, selects the database, and reconnects with backoff.
+/// One connection slot: connects (with TLS for rediss://), authenticates, selects the database, and reconnects
+/// with backoff.
 final class RedisSlot {
     private enum State {
         case idle
@@ -152,15 +168,17 @@ final class RedisSlot {
     let eventLoop: EventLoop
     private let url: RedisURL
     private let timeout: TimeAmount
+    private let tls: RedisTLS?
     private let logger: Logger
     private var state = State.idle
     private var attempts = 0
     private var reconnect: Scheduled<Void>?
     private static let backoff = Backoff(baseMicros: 50_000, capMicros: 5_000_000)
 
-    init(url: RedisURL, timeout: TimeAmount, eventLoop: EventLoop, logger: Logger) {
+    init(url: RedisURL, timeout: TimeAmount, tls: RedisTLS?, eventLoop: EventLoop, logger: Logger) {
         self.url = url
         self.timeout = timeout
+        self.tls = tls
         self.eventLoop = eventLoop
         self.logger = logger
     }
@@ -204,11 +222,15 @@ final class RedisSlot {
         reconnect = nil
         state = .connecting(waiting: [])
         let timeout = self.timeout
+        let tls = self.tls
         let bootstrap = ClientBootstrap(group: eventLoop)
             .connectTimeout(timeout)
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
+                    if let tls {
+                        try channel.pipeline.syncOperations.addHandler(NIOSSLClientHandler(context: tls.context, serverHostname: tls.serverName))
+                    }
                     try channel.pipeline.syncOperations.addHandler(RedisConnectionHandler(timeout: timeout))
                 }
             }
@@ -237,9 +259,12 @@ final class RedisSlot {
         }
     }
 
-    /// AUTH (password, or user and password) and SELECT, before the connection takes commands.
+    /// AUTH (password, or user and password) and SELECT, before the connection takes commands; over TLS at least a
+    /// PING, so that a connection is ready only once the TLS handshake (certificate checks included) has succeeded
+    /// and a refused certificate is reported as a failed connect.
     private func handshake(_ connection: RedisConnectionHandler) -> EventLoopFuture<Void>.Isolated {
         var commands: [[String]] = []
+        if tls != nil && url.password == nil && url.database == 0 { commands.append(["PING"]) }
         if let password = url.password {
             commands.append(url.user.map { ["AUTH", $0, password] } ?? ["AUTH", password])
         }

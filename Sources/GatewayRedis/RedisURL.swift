@@ -1,6 +1,6 @@
 import Foundation
 
-/// Where and how to reach Redis: `redis://[user[:password]@]host[:port][/db]` or
+/// Where and how to reach Redis: `redis://[user[:password]@]host[:port][/db]`, the same with `rediss://` (TLS), or
 /// `unix:///path/to/redis.sock[?db=N&password=P&user=U]`.
 public struct RedisURL: Sendable, Equatable {
     public enum Endpoint: Sendable, Equatable {
@@ -12,26 +12,26 @@ public struct RedisURL: Sendable, Equatable {
     public var user: String?
     public var password: String?
     public var database: Int
+    /// `rediss://`: the connection is TLS.
+    public var tls: Bool
 
-    public init(endpoint: Endpoint, user: String? = nil, password: String? = nil, database: Int = 0) {
+    public init(endpoint: Endpoint, user: String? = nil, password: String? = nil, database: Int = 0, tls: Bool = false) {
         self.endpoint = endpoint
         self.user = user
         self.password = password
         self.database = database
+        self.tls = tls
     }
 
     /// Parses a URL; nil (with a reason) when it is not one of the supported forms.
     public static func parse(_ text: String) -> Result<RedisURL, RedisError> {
-        if text.hasPrefix("rediss://") {
-            return .failure(RedisError("rediss:// (Redis over TLS) is not supported by this build"))
-        }
         guard let components = URLComponents(string: text), let scheme = components.scheme else {
             return .failure(RedisError("not a URL"))
         }
         let user = components.user.flatMap { $0.isEmpty ? nil : $0.removingPercentEncoding }
         let password = components.password.flatMap { $0.removingPercentEncoding }
         switch scheme {
-        case "redis":
+        case "redis", "rediss":
             guard let host = components.host, !host.isEmpty else { return .failure(RedisError("missing host")) }
             let port = components.port ?? 6379
             var database = 0
@@ -40,7 +40,8 @@ public struct RedisURL: Sendable, Equatable {
                 guard let number = Int(path), number >= 0 else { return .failure(RedisError("the path must be a database number")) }
                 database = number
             }
-            return .success(RedisURL(endpoint: .tcp(host: host, port: port), user: user, password: password, database: database))
+            return .success(
+                RedisURL(endpoint: .tcp(host: host, port: port), user: user, password: password, database: database, tls: scheme == "rediss"))
         case "unix":
             guard !components.path.isEmpty else { return .failure(RedisError("missing socket path")) }
             let items = components.queryItems ?? []

@@ -40,17 +40,25 @@ public enum TLSCheck {
             }
         }
         for upstream in config.upstreams where upstream.targets.contains(where: { $0.scheme == .https }) {
-            let path = "upstreams.\(upstream.name).tls"
-            do {
-                _ = try UpstreamTLS.makeContext(upstream.tls)
-            } catch let error as TLSFileError {
-                let key = error.file == upstream.tls.caFile ? "ca_file" : error.file == upstream.tls.clientKey ? "client_key" : "client_cert"
-                findings.append(Finding(path: "\(path).\(key)", message: error.description, isError: true))
-            } catch {
-                findings.append(Finding(path: path, message: "\(error)", isError: true))
-            }
+            if let finding = clientContextFinding(upstream.tls, at: "upstreams.\(upstream.name).tls") { findings.append(finding) }
+        }
+        if let redis = config.redis, redis.usesTLS, let finding = clientContextFinding(redis.tls, at: "redis.tls") {
+            findings.append(finding)
         }
         return findings
+    }
+
+    /// Whether the client-side TLS files (CA bundle, client certificate and key) load, naming the one that does not.
+    private static func clientContextFinding(_ settings: UpstreamTLSConfig, at path: String) -> Finding? {
+        do {
+            _ = try UpstreamTLS.makeContext(settings)
+            return nil
+        } catch let error as TLSFileError {
+            let key = error.file == settings.caFile ? "ca_file" : error.file == settings.clientKey ? "client_key" : "client_cert"
+            return Finding(path: "\(path).\(key)", message: error.description, isError: true)
+        } catch {
+            return Finding(path: path, message: "\(error)", isError: true)
+        }
     }
 
     /// DNS names (and IPs) a certificate is valid for: its subject alternative names, else its common name.

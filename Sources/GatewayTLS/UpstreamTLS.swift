@@ -1,7 +1,7 @@
 import GatewayConfig
 import NIOSSL
 
-/// The client side of TLS to an upstream's `https://` targets.
+/// The client side of TLS to an upstream's `https://` targets (and to Redis, for `rediss://`).
 public enum UpstreamTLS {
     /// The context for one upstream. Verification is on unless `insecure_skip_verify` says otherwise: against
     /// `ca_file` when given, else the system trust store. `applicationProtocols` is what ALPN offers:
@@ -27,8 +27,12 @@ public enum UpstreamTLS {
     /// The SNI name for a target: `server_name` when set, else the target's host unless it is an IP literal
     /// (SNI carries names only; an IP target's certificate is then checked against the IP).
     public static func serverName(for target: UpstreamTarget, settings: UpstreamTLSConfig) -> String? {
+        serverName(host: target.host, settings: settings)
+    }
+
+    /// The same for any host (Redis's, say).
+    public static func serverName(host: String, settings: UpstreamTLSConfig) -> String? {
         if let name = settings.serverName { return name }
-        let host = target.host
         let isIP = host.contains(":") || host.split(separator: ".").allSatisfy { !$0.isEmpty && $0.allSatisfy(\.isNumber) }
         return isIP ? nil : host
     }

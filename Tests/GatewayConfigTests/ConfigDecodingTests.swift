@@ -219,4 +219,21 @@ import Testing
         #expect(listed.isEmpty)
         #expect(wildcard.isEmpty)
     }
+
+    // rediss:// takes the client TLS settings upstreams use; they are flagged where they do nothing or weaken it.
+    @Test func redisTLS() throws {
+        let tls = #""redis": { "url": "rediss://:pw@redis.internal:6380/0", "tls": { "server_name": "redis.internal" } },"#
+        let loaded = load(minimal(extra: tls))
+        #expect(loaded.errors.isEmpty)
+        #expect(loaded.warnings.isEmpty)
+        let redis = try #require(loaded.config?.redis)
+        #expect(redis.usesTLS)
+        #expect(redis.tls.serverName == "redis.internal")
+        let plain = load(minimal(extra: #""redis": { "url": "redis://127.0.0.1", "tls": { "insecure_skip_verify": true } },"#)).warnings.map(\.description)
+        #expect(plain == ["warning: redis.tls: unused: the url is not rediss://"])
+        let insecure = load(minimal(extra: #""redis": { "url": "rediss://127.0.0.1", "tls": { "insecure_skip_verify": true } },"#)).warnings.map(\.description)
+        #expect(insecure == ["warning: redis.tls.insecure_skip_verify: the Redis certificate is not verified: anyone on the path can impersonate Redis"])
+        let wrong = load(minimal(extra: #""redis": { "url": "http://127.0.0.1" },"#)).errors.map(\.description)
+        #expect(wrong == ["redis.url: expected a redis://, rediss:// (TLS) or unix:// URL"])
+    }
 }

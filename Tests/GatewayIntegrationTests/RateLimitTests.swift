@@ -139,6 +139,26 @@ import TestSupport
         }
     }
 
+    // rediss://: the limits are kept in a Redis reached over TLS (verified against ca_file and server_name).
+    @Test func redisOverTLS() async throws {
+        let pki = try TestPKI(name: "redis")
+        let certificate = try pki.issueServer("redis", names: ["redis.internal"])
+        let redis = try await RedisServer(tls: .init(cert: certificate.cert, key: certificate.key, clientCA: pki.caFile))
+        let limits = #"[{ "name": "window", "algorithm": "sliding_window", "key": "route", "limit": 3, "window_seconds": 60 }]"#
+        try await withUpstreams { upstreams in
+            let config = Self.config(upstreamPort: upstreams[0].port, limits: limits, redis: redis.url).replacingOccurrences(
+                of: #""pool_size": 2 }"#, with: #""pool_size": 2, "tls": { "ca_file": "\#(pki.caFile)", "server_name": "redis.internal" } }"#)
+            #expect(config.contains("rediss://") && config.contains("redis.internal"))
+            try await withGateway(config, upstreams: upstreams) { gateway in
+                try await gateway.waitForRedis()
+                var statuses: [Int] = []
+                for _ in 0..<5 { statuses.append(try await gateway.request("GET", "/echo").status) }
+                #expect(statuses == [200, 200, 200, 429, 429])
+                #expect(try await redis.command(["DBSIZE"]).trimmingCharacters(in: .whitespacesAndNewlines) != "0")
+            }
+        }
+    }
+
     // Redis dies mid-test: allow passes, deny answers 503, local falls back to in-process limits; all recover.
     @Test(.timeLimit(.minutes(2)), arguments: ["allow", "deny", "local"])
     func redisOutage(_ mode: String) async throws {

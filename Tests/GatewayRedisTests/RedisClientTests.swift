@@ -1,4 +1,6 @@
 import Foundation
+import GatewayConfig
+import GatewayTLS
 import Logging
 import NIOCore
 import NIOPosix
@@ -8,13 +10,19 @@ import TestSupport
 @testable import GatewayRedis
 
 /// Runs `body` with a client for `url` on a one-thread event loop group.
+/// `tls`: the settings for a rediss:// URL, made into a context as the gateway does.
 func withClient<T>(
-    _ url: String, poolSize: Int = 2, timeoutMs: Int64 = 500, _ body: (RedisClient, EventLoop) async throws -> T
+    _ url: String, poolSize: Int = 2, timeoutMs: Int64 = 500, tls: UpstreamTLSConfig? = nil, _ body: (RedisClient, EventLoop) async throws -> T
 ) async throws -> T {
     let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+    let parsed = try RedisURL.parse(url).get()
+    var redisTLS: RedisTLS?
+    if let tls, case .tcp(let host, _) = parsed.endpoint {
+        redisTLS = RedisTLS(
+            context: try UpstreamTLS.makeContext(tls, applicationProtocols: []), serverName: UpstreamTLS.serverName(host: host, settings: tls))
+    }
     let client = try await RedisClient(
-        url: try RedisURL.parse(url).get(), poolSize: poolSize, timeout: .milliseconds(timeoutMs), group: group,
-        logger: Logger(label: "test"))
+        url: parsed, poolSize: poolSize, timeout: .milliseconds(timeoutMs), tls: redisTLS, group: group, logger: Logger(label: "test"))
     do {
         let result = try await body(client, group.next())
         await client.shutdown()
@@ -73,16 +81,14 @@ extension RedisClient {
         }
     }
 
-    // URL forms: host, port, database, credentials, Unix socket; rediss is refused.
+    // URL forms: host, port, database, credentials, TLS, Unix socket.
     @Test func urls() throws {
         #expect(try RedisURL.parse("redis://cache.local").get() == RedisURL(endpoint: .tcp(host: "cache.local", port: 6379)))
         #expect(try RedisURL.parse("redis://u:p%40ss@127.0.0.1:6380/3").get() == RedisURL(endpoint: .tcp(host: "127.0.0.1", port: 6380), user: "u", password: "p@ss", database: 3))
         #expect(try RedisURL.parse("redis://:secret@h").get().password == "secret")
         #expect(try RedisURL.parse("unix:///run/redis.sock?db=2&password=x").get() == RedisURL(endpoint: .unix(path: "/run/redis.sock"), password: "x", database: 2))
-        do {
-            let error = thrownError { _ = try RedisURL.parse("rediss://h").get() }
-            #expect(error is RedisError, "\(String(describing: error))")
-        }
+        #expect(try RedisURL.parse("rediss://:pw@cache.local:6380/1").get() == RedisURL(endpoint: .tcp(host: "cache.local", port: 6380), password: "pw", database: 1, tls: true))
+        #expect(try RedisURL.parse("redis://cache.local").get().tls == false)
         do {
             let error = thrownError { _ = try RedisURL.parse("redis://h/x").get() }
             #expect(error is RedisError, "\(String(describing: error))")
@@ -141,6 +147,57 @@ extension RedisClient {
                 let error = await thrownError(async: { _ = try await client.run(["PING"], on: loop) })
                 #expect(error is RedisError, "\(String(describing: error))")
             }
+        }
+    }
+
+    // rediss://: commands over TLS, the server verified against ca_file and by the name its certificate carries
+    // (server_name; the URL's host when that is a name), and a client certificate when Redis asks for one. A server
+    // that cannot be verified, or that refuses us, is never connected: commands fail at once instead of going out
+    // unprotected.
+    @Test func tls() async throws {
+        let pki = try TestPKI(name: "redis")
+        let certificate = try pki.issueServer("redis", names: ["redis.internal"])
+        let gateway = try pki.issueClient("gateway", subject: "/CN=gateway")
+        let stranger = try TestPKI(name: "stranger")
+        let server = try await RedisServer(tls: .init(cert: certificate.cert, key: certificate.key, clientCA: pki.caFile))
+        #expect(server.url.hasPrefix("rediss://"))
+        var trusted = UpstreamTLSConfig()
+        trusted.caFile = pki.caFile
+        trusted.serverName = "redis.internal"
+        try await withClient(server.url, tls: trusted) { client, loop in
+            try await client.waitUntilConnected(2)
+            #expect(try await client.run(["SET", "over", "tls"], on: loop) == .status("OK"))
+        }
+        #expect(try await server.command(["GET", "over"]).contains("tls"))
+
+        var untrusted = trusted
+        untrusted.caFile = stranger.caFile
+        var wrongName = trusted
+        wrongName.serverName = "other.internal"
+        var byAddress = trusted  // the certificate names no IP address
+        byAddress.serverName = nil
+        for settings in [untrusted, wrongName, byAddress] {
+            try await withClient(server.url, tls: settings) { client, loop in
+                try await Task.sleep(for: .milliseconds(300))
+                #expect(await client.connectedCount() == 0, "\(settings)")
+                let error = await thrownError(async: { _ = try await client.run(["PING"], on: loop) })
+                #expect(error is RedisError, "\(String(describing: error))")
+            }
+        }
+
+        // Mutual TLS: without a client certificate Redis refuses the handshake; with one it serves.
+        let strict = try await RedisServer(
+            tls: .init(cert: certificate.cert, key: certificate.key, clientCA: pki.caFile, requireClientCertificate: true))
+        try await withClient(strict.url, tls: trusted) { client, _ in
+            try await Task.sleep(for: .milliseconds(300))
+            #expect(await client.connectedCount() == 0)
+        }
+        var withCertificate = trusted
+        withCertificate.clientCert = gateway.cert
+        withCertificate.clientKey = gateway.key
+        try await withClient(strict.url, tls: withCertificate) { client, loop in
+            try await client.waitUntilConnected()
+            #expect(try await client.run(["PING"], on: loop) == .status("PONG"))
         }
     }
 

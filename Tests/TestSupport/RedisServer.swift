@@ -4,17 +4,36 @@ import NIOPosix
 
 /// A throwaway `redis-server` on a free 127.0.0.1 port (and a Unix socket), owned by one test.
 /// It can be stopped, paused and started again on the same port to exercise outages.
+/// With `tls`, the port speaks TLS only (`rediss://`); the Unix socket stays plaintext for checking from outside.
 public final class RedisServer: @unchecked Sendable {
+    public struct TLS: Sendable {
+        public var cert: String
+        public var key: String
+        /// The CA client certificates must chain to.
+        public var clientCA: String
+        /// Whether a client must present a certificate (`tls-auth-clients yes`).
+        public var requireClientCertificate: Bool
+
+        public init(cert: String, key: String, clientCA: String, requireClientCertificate: Bool = false) {
+            self.cert = cert
+            self.key = key
+            self.clientCA = clientCA
+            self.requireClientCertificate = requireClientCertificate
+        }
+    }
+
     // @unchecked: the Process is only touched by the test that owns this server, one call at a time.
     public let port: Int
     public let socketPath: String
     public let password: String?
+    public let tls: TLS?
     private var process: Process?
     private let directory: URL
 
-    public init(password: String? = nil) async throws {
+    public init(password: String? = nil, tls: TLS? = nil) async throws {
         self.port = try await Self.freePort()
         self.password = password
+        self.tls = tls
         directory = FileManager.default.temporaryDirectory.appendingPathComponent("redis-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         socketPath = directory.appendingPathComponent("redis.sock").path
@@ -28,8 +47,9 @@ public final class RedisServer: @unchecked Sendable {
     }
 
     public var url: String {
-        if let password { return "redis://:\(password)@127.0.0.1:\(port)" }
-        return "redis://127.0.0.1:\(port)"
+        let scheme = tls == nil ? "redis" : "rediss"
+        if let password { return "\(scheme)://:\(password)@127.0.0.1:\(port)" }
+        return "\(scheme)://127.0.0.1:\(port)"
     }
 
     /// Starts (or restarts) the server and waits until it answers PING.
@@ -37,9 +57,17 @@ public final class RedisServer: @unchecked Sendable {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: Self.binary)
         var arguments = [
-            "--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--daemonize", "no",
+            "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--daemonize", "no",
             "--unixsocket", socketPath, "--unixsocketperm", "700", "--dir", directory.path, "--loglevel", "warning",
         ]
+        if let tls {
+            arguments += [
+                "--port", "0", "--tls-port", String(port), "--tls-cert-file", tls.cert, "--tls-key-file", tls.key,
+                "--tls-ca-cert-file", tls.clientCA, "--tls-auth-clients", tls.requireClientCertificate ? "yes" : "no",
+            ]
+        } else {
+            arguments += ["--port", String(port)]
+        }
         if let password { arguments += ["--requirepass", password] }
         process.arguments = arguments
         process.standardOutput = FileHandle.nullDevice
@@ -73,7 +101,7 @@ public final class RedisServer: @unchecked Sendable {
     public func command(_ arguments: [String]) async throws -> String {
         let cli = Process()
         cli.executableURL = URL(fileURLWithPath: "/usr/bin/redis-cli")
-        var all = ["-h", "127.0.0.1", "-p", String(port)]
+        var all = tls == nil ? ["-h", "127.0.0.1", "-p", String(port)] : ["-s", socketPath]
         if let password { all += ["-a", password, "--no-auth-warning"] }
         cli.arguments = all + arguments
         let pipe = Pipe()
