@@ -14,7 +14,8 @@ public enum HeaderRules {
 
     /// What goes upstream: no hop-by-hop headers; no `Expect` (the gateway answers it, sending 100 Continue
     /// once the upstream is connected); no `Content-Length` (the forwarder re-frames the body); and
-    /// X-Forwarded-* per `setForwarded`. One pass over the received fields.
+    /// X-Forwarded-* per `setForwarded` (an untrusted client's `X-Forwarded-Prefix` dropped too). One pass over
+    /// the received fields.
     public static func prepareUpstreamRequest(
         _ headers: inout HeaderList, peer: String, peerIsTrusted: Bool, proto: String, host: String?
     ) {
@@ -27,6 +28,7 @@ public enum HeaderRules {
             case 15 where !peerIsTrusted: return ASCII.equalsCaseInsensitively(name, "x-forwarded-for")
             case 16 where !peerIsTrusted: return ASCII.equalsCaseInsensitively(name, "x-forwarded-host")
             case 17 where !peerIsTrusted: return ASCII.equalsCaseInsensitively(name, "x-forwarded-proto")
+            case 18 where !peerIsTrusted: return ASCII.equalsCaseInsensitively(name, "x-forwarded-prefix")
             default: return false
             }
         }
@@ -153,6 +155,14 @@ public enum HeaderRules {
         headers.replaceOrAdd(name: "x-forwarded-for", value: chain.isEmpty ? peer : chain.joined(separator: ", ") + ", " + peer)
         if !headers.contains(name: "x-forwarded-proto") { headers.add(name: "x-forwarded-proto", value: proto) }
         if !headers.contains(name: "x-forwarded-host"), let host { headers.add(name: "x-forwarded-host", value: host) }
+    }
+
+    /// `X-Forwarded-Prefix` for a route that strips a prefix: the path part the upstream does not see, so it can
+    /// build links the client can follow (Spring, ASP.NET, Traefik's convention). A trusted proxy's own prefix
+    /// comes first. Only called after `prepareUpstreamRequest`, which drops an untrusted client's value.
+    public static func setForwardedPrefix(_ headers: inout HeaderList, removed: Substring) {
+        let outer = headers.first(name: "x-forwarded-prefix").map { $0.hasSuffix("/") ? String($0.dropLast()) : $0 } ?? ""
+        headers.replaceOrAdd(name: "x-forwarded-prefix", value: outer + removed)
     }
 
     /// The client address as trusted proxies report it: walking X-Forwarded-For from the right, the

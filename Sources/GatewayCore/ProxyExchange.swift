@@ -218,10 +218,13 @@ final class ProxyExchange: ExchangeDriver, UpstreamCallDelegate, FilterSuspensio
         } else {
             upstreamHead.headers = head.headers
         }
-        if let prefix = route.stripPrefix { upstreamHead.target = PathRules.strip(prefix, from: head.target) }
         HeaderRules.prepareUpstreamRequest(
             &upstreamHead.headers, peer: connection.peerText, peerIsTrusted: connection.info.peerIsTrustedProxy,
             proto: connection.info.isTLS ? "https" : "http", host: context.host)
+        if let prefix = route.stripPrefix, let (target, removed) = PathRules.stripping(prefix, from: head.target) {
+            upstreamHead.target = target
+            HeaderRules.setForwardedPrefix(&upstreamHead.headers, removed: removed)
+        }
         if let upgrade {
             // Hop-by-hop, so removed above; an upgrade is asked of the next hop again.
             upstreamHead.headers.add(name: "connection", value: "upgrade")

@@ -175,10 +175,17 @@ extension PathRules {
     /// "/api/v1/orders?x=1" without "/api" is "/v1/orders?x=1"; "/api" alone becomes "/".
     /// `prefix` must be normalised (compiled routes hold it so).
     public static func strip(_ prefix: String, from uri: String) -> String {
+        stripping(prefix, from: uri)?.uri ?? uri
+    }
+
+    /// `strip`, also telling the part removed as the client wrote it (path rules ignore case): nil when `uri` is
+    /// not under `prefix`, or `prefix` is "/".
+    public static func stripping(_ prefix: String, from uri: String) -> (uri: String, removed: Substring)? {
         let queryStart = uri.utf8.firstIndex(of: UInt8(ascii: "?")) ?? uri.utf8.endIndex
         let path = uri[..<queryStart]
-        guard prefix.utf8.count > 1, hasNormalisedSegmentPrefix(path, prefix) else { return uri }
-        let rest = uri[uri.utf8.index(uri.utf8.startIndex, offsetBy: prefix.utf8.count)...]
-        return rest.utf8.first == UInt8(ascii: "/") ? String(rest) : "/" + rest
+        guard prefix.utf8.count > 1, hasNormalisedSegmentPrefix(path, prefix) else { return nil }
+        let split = uri.utf8.index(uri.utf8.startIndex, offsetBy: prefix.utf8.count)
+        let rest = uri[split...]
+        return (rest.utf8.first == UInt8(ascii: "/") ? String(rest) : "/" + rest, uri[..<split])
     }
 }

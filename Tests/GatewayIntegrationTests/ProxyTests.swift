@@ -185,6 +185,34 @@ import Testing
         }
     }
 
+    // A route that strips a prefix tells the upstream what it removed (X-Forwarded-Prefix, as the client wrote it),
+    // after a trusted proxy's own prefix; an untrusted client's value never passes.
+    @Test func forwardedPrefixForStrippedRoutes() async throws {
+        let routes = #"""
+            [{ "name": "api", "match": { "path_prefix": "/api" }, "upstream": "demo", "strip_prefix": "/api" },
+             { "name": "plain", "match": { "path_prefix": "/plain" }, "upstream": "demo" }]
+            """#
+        let spoof = [("X-Forwarded-Prefix", "/edge/")]
+        try await withUpstreams { upstreams in
+            try await withGateway(basicConfig(routes: routes), upstreams: upstreams) { gateway in
+                let stripped = try await gateway.request("GET", "/API/v1/x?q=1", headers: spoof)
+                #expect(stripped.json["uri"] as? String == "/v1/x?q=1")
+                #expect(stripped.echoedHeaders["x-forwarded-prefix"] == "/API")
+                let whole = try await gateway.request("GET", "/api")
+                #expect(whole.json["uri"] as? String == "/")
+                #expect(whole.echoedHeaders["x-forwarded-prefix"] == "/api")
+                let plain = try await gateway.request("GET", "/plain/x", headers: spoof)
+                #expect(plain.echoedHeaders["x-forwarded-prefix"] == nil)
+            }
+            try await withGateway(basicConfig(routes: routes, top: #""trusted_proxies": ["127.0.0.0/8"],"#), upstreams: upstreams) { gateway in
+                let stripped = try await gateway.request("GET", "/api/v1/x", headers: spoof)
+                #expect(stripped.echoedHeaders["x-forwarded-prefix"] == "/edge/api")
+                let plain = try await gateway.request("GET", "/plain/x", headers: spoof)
+                #expect(plain.echoedHeaders["x-forwarded-prefix"] == "/edge/")
+            }
+        }
+    }
+
     // Security headers go on upstream responses and on the gateway's own errors; never HSTS on plaintext.
     @Test func securityHeadersOnEveryResponse() async throws {
         let top = #""security_headers": { "content_security_policy": "default-src 'none'", "referrer_policy": null },"#
