@@ -92,7 +92,7 @@ let package = Package(
         .target(
             name: "GatewayApp",
             dependencies: [nioLocks, 
-                "GatewayConfig", "GatewayCore", "GatewayFilters", "GatewayUpstream", "GatewayServer", "GatewayRedis", "GatewayTLS", "GatewayAuth", "GatewayTelemetry", nioCore,
+                "GatewayConfig", "GatewayCore", "GatewayFilters", "GatewayPolicy", "GatewayUpstream", "GatewayServer", "GatewayRedis", "GatewayTLS", "GatewayAuth", "GatewayTelemetry", nioCore,
                 nioPosix,
                 logging,
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

@@ -3,6 +3,7 @@ import NIOConcurrencyHelpers
 import GatewayConfig
 import GatewayCore
 import GatewayFilters
+import GatewayPolicy
 import GatewayRedis
 import GatewayServer
 import GatewayTelemetry
@@ -192,10 +193,13 @@ public final class Gateway: Sendable {
         } else {
             cache = ResponseCache(config: config.cache, shared: makeSharedCacheTier(config, redis: redis))
         }
-        // Per route: CORS first (a browser's preflight carries no credentials and is answered before any check),
-        // then authentication (rate limits may key on the consumer it establishes), then limits.
+        // Per route: client addresses first (a refused one gets nothing else), then CORS (a browser's preflight
+        // carries no credentials and is answered before any check), then authentication (rate limits may key on
+        // the consumer it establishes), then limits.
         let routes = GatewayRuntime.compileRoutes(config, metrics: metrics, cache: cache) { route in
             var filters: [any GatewayFilter] = []
+            let addresses = AddressRule(deny: route.denyIPs, allow: route.allowIPs)
+            if !addresses.isEmpty { filters.append(ClientAddressFilter(addresses)) }
             if let cors = route.cors { filters.append(CORSFilter(cors)) }
             if let auth = route.auth, let authenticator {
                 filters.append(AuthFilter(routeName: route.name, config: auth, authenticator: authenticator, logger: logger, metrics: metrics))

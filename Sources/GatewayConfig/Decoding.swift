@@ -17,16 +17,7 @@ extension GatewayConfig {
             let admin = o.optional("admin", AdminConfig.decode)
             let redis = o.optional("redis", RedisConfig.decode)
             let limits = o.optional("limits", LimitsConfig.decode) ?? LimitsConfig()
-            let trusted = o.optional("trusted_proxies") { node in
-                node.array { item -> CIDR? in
-                    guard let text = item.string() else { return nil }
-                    guard let range = CIDR(text) else {
-                        item.error("\"\(text)\" is not an IP address or CIDR range (e.g. \"10.0.0.0/8\")")
-                        return nil
-                    }
-                    return range
-                }
-            }
+            let trusted = o.optional("trusted_proxies") { $0.addressRanges() }
             let security = o.optional("security_headers", SecurityHeadersConfig.decode) ?? SecurityHeadersConfig()
             let rateLimiting = o.optional("rate_limiting", RateLimitingConfig.decode) ?? RateLimitingConfig()
             let cache = o.optional("cache", CacheConfig.decode) ?? CacheConfig()
@@ -609,11 +600,15 @@ extension RouteConfig {
             for (index, limit) in limits.enumerated() where !seen.insert(limit.name).inserted {
                 o.node.context.error(o.path / "rate_limits" / index / "name", "duplicate limit name \"\(limit.name)\" in this route")
             }
+            let denyIPs = o.optional("deny_ips") { $0.addressRanges() } ?? []
+            let allowIPs = o.optional("allow_ips") { $0.addressRanges() } ?? []
             guard let name, let upstream else { return nil }
-            return RouteConfig(
+            var route = RouteConfig(
                 name: name, match: match, upstream: upstream, stripPrefix: strip, preserveHost: preserveHost,
                 auth: auth, rateLimits: limits, cache: cache, cors: cors
             )
+            (route.denyIPs, route.allowIPs) = (denyIPs, allowIPs)
+            return route
         }
     }
 }
@@ -803,6 +798,18 @@ extension ConfigNode {
             return nil
         }
         return text
+    }
+
+    /// An array of IP addresses and CIDR ranges (`"10.0.0.0/8"`, `"127.0.0.1"`, `"fd00::/8"`).
+    func addressRanges() -> [CIDR]? {
+        array { item -> CIDR? in
+            guard let text = item.string() else { return nil }
+            guard let range = CIDR(text) else {
+                item.error("\"\(text)\" is not an IP address or CIDR range (e.g. \"10.0.0.0/8\")")
+                return nil
+            }
+            return range
+        }
     }
 
     /// Whether the value is this exact string (before substitution), without reporting anything if not.

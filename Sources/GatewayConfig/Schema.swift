@@ -318,6 +318,10 @@ public struct RouteConfig: Sendable {
     public var rateLimits: [RateLimitConfig]
     public var cache: RouteCacheConfig?
     public var cors: CORSConfig?
+    /// Client addresses (after `trusted_proxies`) refused on this route, whatever `allow_ips` says.
+    public var denyIPs: [CIDR] = []
+    /// When not empty, only these client addresses may use the route.
+    public var allowIPs: [CIDR] = []
 }
 
 public struct MatchConfig: Sendable {

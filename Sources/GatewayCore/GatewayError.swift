@@ -15,6 +15,8 @@ public struct GatewayError: Error, Hashable, Sendable, CustomStringConvertible {
         case notCached
         /// 403 for a CORS preflight the route's `cors` does not allow.
         case corsRefused
+        /// 403: the route's `deny_ips` / `allow_ips` refuse the client's address.
+        case addressRefused
 
         var code: String {
             switch self {
@@ -33,6 +35,7 @@ public struct GatewayError: Error, Hashable, Sendable, CustomStringConvertible {
             case .forbidden: return "FORBIDDEN"
             case .notCached: return "NOT_CACHED"
             case .corsRefused: return "CORS_NOT_ALLOWED"
+            case .addressRefused: return "IP_NOT_ALLOWED"
             }
         }
     }
@@ -73,7 +76,7 @@ public struct GatewayError: Error, Hashable, Sendable, CustomStringConvertible {
         case .unauthenticated: return 401
         case .forbidden: return 403
         case .notCached: return 504
-        case .corsRefused: return 403
+        case .corsRefused, .addressRefused: return 403
         }
     }
 
@@ -120,6 +123,7 @@ public struct GatewayError: Error, Hashable, Sendable, CustomStringConvertible {
     public static let notCached = GatewayError(.notCached, "The request asked for a cached response only, and none is stored.")
     /// A preflight asked for something the route's `cors` does not allow: the message says which part.
     public static func corsNotAllowed(_ message: String) -> GatewayError { GatewayError(.corsRefused, message) }
+    public static let ipNotAllowed = GatewayError(.addressRefused, "This route does not accept requests from this client address.")
     public static let rateLimitUnavailable = GatewayError(
         .rateLimitUnavailable, "Rate limits cannot be checked right now; retry later.", retryAfterSeconds: 1)
 

@@ -196,3 +196,23 @@ public struct AddressSet: Sendable {
     public var isEmpty: Bool { ranges.isEmpty }
     public func contains(_ address: IPAddress) -> Bool { ranges.contains { $0.contains(address) } }
 }
+
+/// A route's client-address rule (`deny_ips`, `allow_ips`): denied ranges always lose; when allowed ranges are
+/// given, nothing outside them passes. An address that is not known (a Unix-socket client) matches no range.
+public struct AddressRule: Sendable {
+    public let deny: AddressSet
+    public let allow: AddressSet
+
+    public init(deny: [CIDR], allow: [CIDR]) {
+        self.deny = AddressSet(deny)
+        self.allow = AddressSet(allow)
+    }
+
+    public var isEmpty: Bool { deny.isEmpty && allow.isEmpty }
+
+    public func permits(_ address: IPAddress?) -> Bool {
+        guard let address else { return allow.isEmpty }
+        if deny.contains(address) { return false }
+        return allow.isEmpty || allow.contains(address)
+    }
+}

@@ -236,4 +236,17 @@ import Testing
         let wrong = load(minimal(extra: #""redis": { "url": "http://127.0.0.1" },"#)).errors.map(\.description)
         #expect(wrong == ["redis.url: expected a redis://, rediss:// (TLS) or unix:// URL"])
     }
+
+    // Route address rules take addresses and CIDR ranges, each mistake reported at its index.
+    @Test func routeAddressRules() throws {
+        let good = load(minimal(route: #"{ "name": "r", "upstream": "u", "allow_ips": ["10.0.0.0/8", "::1"], "deny_ips": ["10.9.0.0/16"] }"#))
+        let route = try #require(good.config?.routes.first)
+        #expect(route.allowIPs.map(\.description) == ["10.0.0.0/8", "::1/128"])
+        #expect(route.denyIPs.map(\.description) == ["10.9.0.0/16"])
+        let bad = load(minimal(route: #"{ "name": "r", "upstream": "u", "allow_ips": ["10.0.0.0/33", "intranet"] }"#)).errors.map(\.description)
+        #expect(bad == [
+            #"routes[0].allow_ips[0]: "10.0.0.0/33" is not an IP address or CIDR range (e.g. "10.0.0.0/8")"#,
+            #"routes[0].allow_ips[1]: "intranet" is not an IP address or CIDR range (e.g. "10.0.0.0/8")"#,
+        ])
+    }
 }

@@ -213,6 +213,35 @@ import Testing
         }
     }
 
+    // deny_ips / allow_ips refuse other client addresses with 403 before the upstream; the address is the one
+    // trusted_proxies resolve (a spoofed X-Forwarded-For from anyone else changes nothing).
+    @Test func clientAddressRules() async throws {
+        let routes = #"""
+            [{ "name": "internal", "match": { "path_prefix": "/internal" }, "upstream": "demo", "allow_ips": ["10.0.0.0/8"] },
+             { "name": "local", "match": { "path_prefix": "/local" }, "upstream": "demo", "allow_ips": ["127.0.0.1", "::1"] },
+             { "name": "blocked", "match": { "path_prefix": "/blocked" }, "upstream": "demo", "deny_ips": ["127.0.0.0/8"], "allow_ips": ["127.0.0.1"] },
+             { "name": "open", "upstream": "demo" }]
+            """#
+        let spoof = [("X-Forwarded-For", "10.1.2.3")]
+        try await withUpstreams { upstreams in
+            try await withGateway(basicConfig(routes: routes), upstreams: upstreams) { gateway in
+                var outcomes: [String] = []
+                for path in ["/internal/x", "/local/x", "/blocked/x", "/open/x"] {
+                    let response = try await gateway.request("GET", path, headers: spoof)
+                    outcomes.append("\(path) \(response.status) \(response.errorCode ?? "-")")
+                }
+                #expect(outcomes == ["/internal/x 403 IP_NOT_ALLOWED", "/local/x 200 -", "/blocked/x 403 IP_NOT_ALLOWED", "/open/x 200 -"])
+                #expect(upstreams[0].requestsServed == 2)
+            }
+            try await withGateway(basicConfig(routes: routes, top: #""trusted_proxies": ["127.0.0.0/8"],"#), upstreams: upstreams) { gateway in
+                let viaProxy = try await gateway.request("GET", "/internal/x", headers: spoof)
+                #expect(viaProxy.status == 200)
+                let outsider = try await gateway.request("GET", "/internal/x", headers: [("X-Forwarded-For", "198.51.100.7")])
+                #expect(outsider.status == 403)
+            }
+        }
+    }
+
     // Security headers go on upstream responses and on the gateway's own errors; never HSTS on plaintext.
     @Test func securityHeadersOnEveryResponse() async throws {
         let top = #""security_headers": { "content_security_policy": "default-src 'none'", "referrer_policy": null },"#

@@ -46,4 +46,21 @@ import Testing
         #expect(IPAddress(bytes: [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xFF, 0xFF, 1, 2, 3, 4]) == IPAddress("1.2.3.4"))
         #expect(IPAddress(bytes: [1, 2, 3]) == nil)
     }
+
+    // deny_ips always wins; a non-empty allow_ips admits only its ranges; an unknown address matches no range.
+    @Test func addressRules() throws {
+        let ranges = { (texts: [String]) in texts.compactMap { CIDR($0) } }
+        let insiders = AddressRule(deny: ranges(["10.9.0.0/16"]), allow: ranges(["10.0.0.0/8", "fd00::/8"]))
+        #expect(insiders.permits(IPAddress("10.1.2.3")))
+        #expect(insiders.permits(IPAddress("::ffff:10.1.2.3")))
+        #expect(insiders.permits(IPAddress("fd00::1")))
+        #expect(!insiders.permits(IPAddress("10.9.1.1")))
+        #expect(!insiders.permits(IPAddress("192.168.1.1")))
+        #expect(!insiders.permits(nil))
+        let blockOnly = AddressRule(deny: ranges(["203.0.113.0/24"]), allow: [])
+        #expect(blockOnly.permits(IPAddress("198.51.100.7")))
+        #expect(!blockOnly.permits(IPAddress("203.0.113.9")))
+        #expect(blockOnly.permits(nil))
+        #expect(AddressRule(deny: [], allow: []).isEmpty)
+    }
 }
