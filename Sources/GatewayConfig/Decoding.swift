@@ -602,12 +602,16 @@ extension RouteConfig {
             }
             let denyIPs = o.optional("deny_ips") { $0.addressRanges() } ?? []
             let allowIPs = o.optional("allow_ips") { $0.addressRanges() } ?? []
+            let requestHeaders = o.optional("request_headers") { HeaderEdits.decode($0, reserved: HeaderEdits.reservedInRequests) }
+            let responseHeaders = o.optional("response_headers") { HeaderEdits.decode($0, reserved: HeaderEdits.reservedInResponses) }
             guard let name, let upstream else { return nil }
             var route = RouteConfig(
                 name: name, match: match, upstream: upstream, stripPrefix: strip, preserveHost: preserveHost,
                 auth: auth, rateLimits: limits, cache: cache, cors: cors
             )
             (route.denyIPs, route.allowIPs) = (denyIPs, allowIPs)
+            route.requestHeaders = requestHeaders ?? HeaderEdits()
+            route.responseHeaders = responseHeaders ?? HeaderEdits()
             return route
         }
     }
@@ -750,6 +754,47 @@ extension CORSConfig {
                 o.node.context.error(o.path / "allow_credentials", "cannot be true with allow_origins \"*\" (browsers refuse it)")
             }
             return origins == nil ? nil : config
+        }
+    }
+}
+
+extension HeaderEdits {
+    /// Fields the gateway owns in a request: framing and hop-by-hop fields (the forwarder writes its own), Host
+    /// (`preserve_host` decides it), and the identity authentication vouches for.
+    static let reservedInRequests: [String] = framingFields + ["host", "expect", "x-auth-subject", "x-auth-scopes", "x-auth-method"]
+    /// Fields the gateway owns in a response: framing and hop-by-hop fields.
+    static let reservedInResponses: [String] = framingFields
+    private static let framingFields = [
+        "content-length", "transfer-encoding", "connection", "keep-alive", "proxy-connection", "te", "trailer", "upgrade",
+    ]
+
+    static func decode(_ node: ConfigNode, reserved: [String]) -> HeaderEdits? {
+        node.object { o in
+            var edits = HeaderEdits()
+            let allowed = { (name: String, at: ConfigNode) -> Bool in
+                guard isToken(name) else {
+                    at.error("\"\(name)\" is not a valid header name")
+                    return false
+                }
+                guard !reserved.contains(name.lowercased()) else {
+                    at.error("\(name) is set by the gateway itself and cannot be changed here")
+                    return false
+                }
+                return true
+            }
+            edits.remove = o.optional("remove") { node in
+                node.array { item -> String? in
+                    guard let name = item.string(), allowed(name, item) else { return nil }
+                    return name.lowercased()
+                }
+            } ?? []
+            edits.set = (o.optional("set") { node in
+                node.map { name, value -> String? in
+                    guard allowed(name, value) else { return nil }
+                    return value.headerValue()
+                }
+            } ?? []).map { (name: $0.key.lowercased(), value: $0.value) }
+            return edits
         }
     }
 }

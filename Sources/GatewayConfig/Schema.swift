@@ -322,6 +322,22 @@ public struct RouteConfig: Sendable {
     public var denyIPs: [CIDR] = []
     /// When not empty, only these client addresses may use the route.
     public var allowIPs: [CIDR] = []
+    /// Changes to the request the upstream gets.
+    public var requestHeaders = HeaderEdits()
+    /// Changes to every response of the route (the upstream's, cached ones and the gateway's own errors).
+    public var responseHeaders = HeaderEdits()
+}
+
+/// A route's `request_headers` / `response_headers`: fields removed, then fields set (replacing any of that name).
+public struct HeaderEdits: Sendable {
+    public init() {}
+
+    /// Lowercase names.
+    public var remove: [String] = []
+    /// Lowercase names, values as written.
+    public var set: [(name: String, value: String)] = []
+
+    public var isEmpty: Bool { remove.isEmpty && set.isEmpty }
 }
 
 public struct MatchConfig: Sendable {

@@ -1,3 +1,4 @@
+import GatewayConfig
 import GatewayHTTP
 import GatewayPolicy
 
@@ -63,6 +64,12 @@ public enum HeaderRules {
     /// proxy with a clock must add one to a forwarded response that lacks it. An upstream's own `Date` is kept.
     public static func addDateIfMissing(_ headers: inout HeaderList) {
         if !headers.contains(name: "date") { headers.add(name: "date", value: WallClock.httpDate()) }
+    }
+
+    /// A route's `request_headers` / `response_headers`: removals, then values set (replacing that name's fields).
+    public static func apply(_ edits: HeaderEdits, to headers: inout HeaderList) {
+        for name in edits.remove { headers.remove(name: name) }
+        for (name, value) in edits.set { headers.replaceOrAdd(name: name, value: value) }
     }
 
     /// Adds `name` to the response's `Vary` unless it is there already (or `Vary: *` covers everything).

@@ -31,6 +31,8 @@ public final class CompiledRoute: Sendable {
     public let cache: RouteCachePolicy?
     /// The route has `cors`: a preflight matches it by the method it asks about (see `RouteTable.match`).
     public let answersPreflight: Bool
+    /// `request_headers`: applied last to the request the upstream gets, so they also cover the forwarding headers.
+    public let requestHeaderEdits: HeaderEdits
 
     public init(
         config: RouteConfig, index: Int, upstreamIndex: Int, filters: [any GatewayFilter] = [], metrics: GatewayMetrics = .disabled,
@@ -61,6 +63,7 @@ public final class CompiledRoute: Sendable {
         self.preserveHost = config.preserveHost
         self.filters = filters
         self.answersPreflight = config.cors != nil
+        self.requestHeaderEdits = config.requestHeaders
     }
 
     var hasHostRule: Bool { !exactHosts.isEmpty || !wildcardHosts.isEmpty }

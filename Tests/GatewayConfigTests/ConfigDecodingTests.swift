@@ -249,4 +249,23 @@ import Testing
             #"routes[0].allow_ips[1]: "intranet" is not an IP address or CIDR range (e.g. "10.0.0.0/8")"#,
         ])
     }
+
+    // Header edits take header names and safe values; fields the gateway owns cannot be edited.
+    @Test func routeHeaderEdits() throws {
+        let good = load(minimal(route: #"{ "name": "r", "upstream": "u", "request_headers": { "remove": ["X-Debug"], "set": { "X-Tenant": "acme" } }, "response_headers": { "set": { "Cache-Control": "no-store" } } }"#))
+        let route = try #require(good.config?.routes.first)
+        #expect(route.requestHeaders.remove == ["x-debug"])
+        let requestSet = route.requestHeaders.set.map { "\($0.name)=\($0.value)" }
+        let responseSet = route.responseHeaders.set.map { "\($0.name)=\($0.value)" }
+        #expect(requestSet == ["x-tenant=acme"])
+        #expect(responseSet == ["cache-control=no-store"])
+        let bad = load(minimal(route: #"{ "name": "r", "upstream": "u", "request_headers": { "remove": ["Host"], "set": { "X-Auth-Subject": "admin", "x-a": "1\r\nx-b: 2", "bad name": "x" } }, "response_headers": { "remove": ["Transfer-Encoding"] } }"#)).errors.map(\.description)
+        #expect(bad == [
+            "routes[0].request_headers.remove[0]: Host is set by the gateway itself and cannot be changed here",
+            "routes[0].request_headers.set.X-Auth-Subject: X-Auth-Subject is set by the gateway itself and cannot be changed here",
+            "routes[0].request_headers.set.x-a: header values may not contain control characters or line breaks",
+            #"routes[0].request_headers.set["bad name"]: "bad name" is not a valid header name"#,
+            "routes[0].response_headers.remove[0]: Transfer-Encoding is set by the gateway itself and cannot be changed here",
+        ])
+    }
 }

@@ -242,6 +242,45 @@ import Testing
         }
     }
 
+    // request_headers edit what the upstream gets (the forwarding headers included, a client's value overridden);
+    // response_headers edit every response of the route, the upstream's and the gateway's own errors.
+    @Test func routeHeaderEdits() async throws {
+        let routes = #"""
+            [{ "name": "edited", "match": { "path_prefix": "/edited" }, "upstream": "demo", "strip_prefix": "/edited",
+               "request_headers": { "remove": ["X-Debug", "x-forwarded-for"], "set": { "X-Tenant": "acme", "x-source": "gateway" } },
+               "response_headers": { "remove": ["x-end-to-end"], "set": { "Cache-Control": "no-store", "x-route": "edited" } } },
+             { "name": "plain", "upstream": "demo" }]
+            """#
+        try await withUpstreams { upstreams in
+            try await withGateway(basicConfig(routes: routes, limits: #"{ "max_body_bytes": 16 }"#), upstreams: upstreams) { gateway in
+                let clientHeaders = [("X-Debug", "1"), ("X-Tenant", "evil"), ("X-Kept", "yes")]
+                let echoed = try await gateway.request("GET", "/edited/echo", headers: clientHeaders)
+                #expect(echoed.status == 200)
+                #expect(echoed.echoedHeaders["x-tenant"] == "acme")
+                #expect(echoed.echoedHeaders["x-source"] == "gateway")
+                #expect(echoed.echoedHeaders["x-debug"] == nil)
+                #expect(echoed.echoedHeaders["x-forwarded-for"] == nil)
+                #expect(echoed.echoedHeaders["x-kept"] == "yes")
+                #expect(echoed.echoedHeaders["x-forwarded-proto"] == "http")
+                #expect(echoed.header("x-route") == "edited")
+
+                let hop = try await gateway.request("GET", "/edited/hop")
+                #expect(hop.header("x-end-to-end") == nil)
+                let cached = try await gateway.request("GET", "/edited/cacheable?cc=public%2C%20max-age%3D60")
+                #expect(cached.headers("cache-control") == ["no-store"])
+
+                let refused = try await gateway.request("POST", "/edited/upload", body: String(repeating: "x", count: 64))
+                #expect(refused.status == 413)
+                #expect(refused.header("x-route") == "edited")
+                #expect(refused.header("cache-control") == "no-store")
+
+                let plain = try await gateway.request("GET", "/hop", headers: clientHeaders)
+                #expect(plain.header("x-end-to-end") == "kept")
+                #expect(plain.header("x-route") == nil)
+            }
+        }
+    }
+
     // Security headers go on upstream responses and on the gateway's own errors; never HSTS on plaintext.
     @Test func securityHeadersOnEveryResponse() async throws {
         let top = #""security_headers": { "content_security_policy": "default-src 'none'", "referrer_policy": null },"#
