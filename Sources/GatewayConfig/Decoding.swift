@@ -602,6 +602,7 @@ extension RouteConfig {
             }
             let denyIPs = o.optional("deny_ips") { $0.addressRanges() } ?? []
             let allowIPs = o.optional("allow_ips") { $0.addressRanges() } ?? []
+            let maxBodyBytes = o.optional("max_body_bytes") { $0.int(0...Int.max) }
             let requestHeaders = o.optional("request_headers") { HeaderEdits.decode($0, reserved: HeaderEdits.reservedInRequests) }
             let responseHeaders = o.optional("response_headers") { HeaderEdits.decode($0, reserved: HeaderEdits.reservedInResponses) }
             guard let name, let upstream else { return nil }
@@ -610,6 +611,7 @@ extension RouteConfig {
                 auth: auth, rateLimits: limits, cache: cache, cors: cors
             )
             (route.denyIPs, route.allowIPs) = (denyIPs, allowIPs)
+            route.maxBodyBytes = maxBodyBytes
             route.requestHeaders = requestHeaders ?? HeaderEdits()
             route.responseHeaders = responseHeaders ?? HeaderEdits()
             return route

@@ -322,6 +322,8 @@ public struct RouteConfig: Sendable {
     public var denyIPs: [CIDR] = []
     /// When not empty, only these client addresses may use the route.
     public var allowIPs: [CIDR] = []
+    /// This route's largest request body, instead of `limits.max_body_bytes`.
+    public var maxBodyBytes: Int?
     /// Changes to the request the upstream gets.
     public var requestHeaders = HeaderEdits()
     /// Changes to every response of the route (the upstream's, cached ones and the gateway's own errors).

@@ -168,7 +168,7 @@ final class ProxyExchange: ExchangeDriver, UpstreamCallDelegate, FilterSuspensio
         case .matched(let route):
             context.route = route
             context.host = hostHeader
-            if case .length(let length) = framing, length > runtime.limits.maxBodyBytes {
+            if case .length(let length) = framing, length > maxBodyBytes {
                 respond(error: .payloadTooLarge)
                 return
             }
@@ -261,7 +261,7 @@ final class ProxyExchange: ExchangeDriver, UpstreamCallDelegate, FilterSuspensio
             if call?.isWritable == false { stream?.setRequestBodyPaused(true) }
             return
         }
-        if bytesIn > runtime.limits.maxBodyBytes {
+        if bytesIn > maxBodyBytes {
             switch state {
             case .tunnel, .respondedLocally, .finished: return
             case .filtering, .forwarding: respond(error: .payloadTooLarge)
@@ -299,6 +299,10 @@ final class ProxyExchange: ExchangeDriver, UpstreamCallDelegate, FilterSuspensio
             finish(status: status ?? 499, completed: false)
         }
     }
+
+    /// The route's body limit once routing has chosen one (it does when the head arrives, before body parts come),
+    /// else `limits.max_body_bytes`.
+    private var maxBodyBytes: Int { context.route?.maxBodyBytes ?? runtime.limits.maxBodyBytes }
 
     /// Bytes move between the client and the upstream call.
     var isRelaying: Bool {

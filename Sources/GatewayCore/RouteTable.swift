@@ -31,6 +31,8 @@ public final class CompiledRoute: Sendable {
     public let cache: RouteCachePolicy?
     /// The route has `cors`: a preflight matches it by the method it asks about (see `RouteTable.match`).
     public let answersPreflight: Bool
+    /// The route's `max_body_bytes`, if it overrides `limits.max_body_bytes`.
+    public let maxBodyBytes: Int?
     /// `request_headers`: applied last to the request the upstream gets, so they also cover the forwarding headers.
     public let requestHeaderEdits: HeaderEdits
 
@@ -64,6 +66,7 @@ public final class CompiledRoute: Sendable {
         self.filters = filters
         self.answersPreflight = config.cors != nil
         self.requestHeaderEdits = config.requestHeaders
+        self.maxBodyBytes = config.maxBodyBytes
     }
 
     var hasHostRule: Bool { !exactHosts.isEmpty || !wildcardHosts.isEmpty }

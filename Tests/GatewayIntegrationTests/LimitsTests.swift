@@ -55,6 +55,37 @@ import Testing
         }
     }
 
+    // A route's max_body_bytes replaces the global limit for that route, larger or smaller, for Content-Length and
+    // chunked bodies alike.
+    @Test func routeBodyLimits() async throws {
+        let routes = #"""
+            [{ "name": "uploads", "match": { "path_prefix": "/big" }, "upstream": "demo", "strip_prefix": "/big", "max_body_bytes": 100000 },
+             { "name": "tiny", "match": { "path_prefix": "/tiny" }, "upstream": "demo", "strip_prefix": "/tiny", "max_body_bytes": 10 },
+             { "name": "rest", "upstream": "demo" }]
+            """#
+        try await withUpstreams { upstreams in
+            try await withGateway(basicConfig(routes: routes, limits: #"{ "max_body_bytes": 1000 }"#), upstreams: upstreams) { gateway in
+                let body = String(repeating: "b", count: 5000)
+                let big = try await gateway.request("POST", "/big/upload", body: body)
+                #expect(big.status == 200)
+                #expect(big.json["bytes"] as? Int == 5000)
+                let rest = try await gateway.request("POST", "/upload", body: body)
+                #expect(rest.status == 413)
+                let tiny = try await gateway.request("POST", "/tiny/upload", body: "eleven byte")
+                #expect(tiny.status == 413)
+
+                let client = try await gateway.connect()
+                try await client.send("POST /big/upload HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n")
+                let chunk = String(repeating: "z", count: 3000)
+                try await client.send("bb8\r\n\(chunk)\r\nbb8\r\n\(chunk)\r\n0\r\n\r\n")
+                let chunked = try await client.readResponse()
+                await client.close()
+                #expect(chunked.status == 200)
+                #expect(chunked.json["bytes"] as? Int == 6000)
+            }
+        }
+    }
+
     // A request head that trickles in slower than header_timeout_ms gets 408 and the connection closes.
     @Test func slowHeadersAre408() async throws {
         try await withUpstreams { upstreams in
