@@ -603,6 +603,8 @@ extension RouteConfig {
             let denyIPs = o.optional("deny_ips") { $0.addressRanges() } ?? []
             let allowIPs = o.optional("allow_ips") { $0.addressRanges() } ?? []
             let maxBodyBytes = o.optional("max_body_bytes") { $0.int(0...Int.max) }
+            let readTimeout = o.optional("read_timeout_ms") { $0.int(1...maxMilliseconds) }
+            let totalTimeout = o.optional("total_timeout_ms") { $0.int(1...maxMilliseconds) }
             let requestHeaders = o.optional("request_headers") { HeaderEdits.decode($0, reserved: HeaderEdits.reservedInRequests) }
             let responseHeaders = o.optional("response_headers") { HeaderEdits.decode($0, reserved: HeaderEdits.reservedInResponses) }
             guard let name, let upstream else { return nil }
@@ -612,6 +614,7 @@ extension RouteConfig {
             )
             (route.denyIPs, route.allowIPs) = (denyIPs, allowIPs)
             route.maxBodyBytes = maxBodyBytes
+            (route.readTimeoutMs, route.totalTimeoutMs) = (readTimeout, totalTimeout)
             route.requestHeaders = requestHeaders ?? HeaderEdits()
             route.responseHeaders = responseHeaders ?? HeaderEdits()
             return route

@@ -324,6 +324,9 @@ public struct RouteConfig: Sendable {
     public var allowIPs: [CIDR] = []
     /// This route's largest request body, instead of `limits.max_body_bytes`.
     public var maxBodyBytes: Int?
+    /// This route's upstream timeouts, instead of its upstream's `read_timeout_ms` / `total_timeout_ms`.
+    public var readTimeoutMs: Int?
+    public var totalTimeoutMs: Int?
     /// Changes to the request the upstream gets.
     public var requestHeaders = HeaderEdits()
     /// Changes to every response of the route (the upstream's, cached ones and the gateway's own errors).

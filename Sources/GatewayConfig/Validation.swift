@@ -68,6 +68,11 @@ extension GatewayConfig {
                 }
             }
             if let cors = route.cors, let auth = route.auth { checkCredentials(cors, auth, at: path / "cors", context) }
+            if let total = route.totalTimeoutMs, let upstream = upstreams.first(where: { $0.name == route.upstream }),
+                total < route.readTimeoutMs ?? upstream.readTimeoutMs
+            {
+                context.warning(path / "total_timeout_ms", "is shorter than the read timeout, so the read timeout never applies")
+            }
             if route.rateLimits.contains(where: { $0.key == .consumer }) && route.auth == nil {
                 context.warning(path / "rate_limits", "key \"consumer\" on a route without auth counts per client ip")
             }

@@ -191,10 +191,10 @@ final class ProxyExchange: ExchangeDriver, UpstreamCallDelegate, FilterSuspensio
         let upstreamHead = makeUpstreamHead(route)
         let call = forwarder.makeCall(
             upstream: route.upstreamIndex, head: consume upstreamHead, framing: framing, preserveHost: route.preserveHost,
-            requestID: context.requestID, clientIP: context.clientIP, delegate: self)
+            requestID: context.requestID, clientIP: context.clientIP, timeouts: route.timeouts, delegate: self)
         self.call = call
         state = .forwarding
-        if let total = runtime.totalTimeouts[route.upstreamIndex] {
+        if let total = route.timeouts.total ?? runtime.totalTimeouts[route.upstreamIndex] {
             totalTimeout = connection.eventLoop.assumeIsolated().scheduleTask(in: total) {
                 self.totalTimeoutFired()
             }

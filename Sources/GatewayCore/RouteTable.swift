@@ -33,6 +33,8 @@ public final class CompiledRoute: Sendable {
     public let answersPreflight: Bool
     /// The route's `max_body_bytes`, if it overrides `limits.max_body_bytes`.
     public let maxBodyBytes: Int?
+    /// The route's `read_timeout_ms` / `total_timeout_ms`, if they override its upstream's.
+    public let timeouts: CallTimeouts
     /// `request_headers`: applied last to the request the upstream gets, so they also cover the forwarding headers.
     public let requestHeaderEdits: HeaderEdits
 
@@ -67,6 +69,8 @@ public final class CompiledRoute: Sendable {
         self.answersPreflight = config.cors != nil
         self.requestHeaderEdits = config.requestHeaders
         self.maxBodyBytes = config.maxBodyBytes
+        self.timeouts = CallTimeouts(
+            read: config.readTimeoutMs.map { .milliseconds(Int64($0)) }, total: config.totalTimeoutMs.map { .milliseconds(Int64($0)) })
     }
 
     var hasHostRule: Bool { !exactHosts.isEmpty || !wildcardHosts.isEmpty }

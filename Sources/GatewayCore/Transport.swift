@@ -56,6 +56,17 @@ public protocol ConnectionResponder: AnyObject {
 
 // MARK: - Upstream side
 
+/// A route's own upstream timeouts (`read_timeout_ms`, `total_timeout_ms`); nil: the upstream's.
+public struct CallTimeouts: Sendable {
+    public var read: TimeAmount?
+    public var total: TimeAmount?
+
+    public init(read: TimeAmount? = nil, total: TimeAmount? = nil) {
+        self.read = read
+        self.total = total
+    }
+}
+
 /// Forwards requests to upstreams; one per event loop, owning that loop's connection pools.
 public protocol UpstreamForwarder: AnyObject {
     /// Prepares a call; nothing happens (and no delegate method runs) until `start()`.
@@ -63,7 +74,7 @@ public protocol UpstreamForwarder: AnyObject {
     /// The head is handed over (`consuming`): the call keeps it for retries without copying it.
     func makeCall(
         upstream: Int, head: consuming RequestHead, framing: BodyFraming, preserveHost: Bool, requestID: String, clientIP: String,
-        delegate: UpstreamCallDelegate
+        timeouts: CallTimeouts, delegate: UpstreamCallDelegate
     ) -> UpstreamCall
 
     /// Closes every idle pooled connection (graceful stop).

@@ -81,13 +81,13 @@ public final class LoopForwarder: UpstreamForwarder {
 
     public func makeCall(
         upstream: Int, head: consuming RequestHead, framing: BodyFraming, preserveHost: Bool, requestID: String, clientIP: String,
-        delegate: UpstreamCallDelegate
+        timeouts: CallTimeouts, delegate: UpstreamCallDelegate
     ) -> UpstreamCall {
         let runtime = upstreams[upstream]
         let hashKey = runtime.hashKey(headers: head.headers, clientIP: clientIP)
         return ForwardingCall(
             upstream: runtime, head: consume head, framing: framing, preserveHost: preserveHost, requestID: requestID,
-            hashKey: hashKey, delegate: delegate)
+            hashKey: hashKey, timeouts: timeouts, delegate: delegate)
     }
 
     /// Connections opened per upstream name since start (for tests and, later, metrics).

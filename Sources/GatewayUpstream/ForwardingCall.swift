@@ -59,6 +59,8 @@ final class ForwardingCall: UpstreamCall {
     private var tryStartedAt = NIODeadline.uptimeNanoseconds(0)  // set as each try starts
     /// No retry may start after this (from `total_timeout_ms`).
     private let deadline: NIODeadline?
+    /// The route's read timeout, or the upstream's.
+    private let readTimeout: TimeAmount
     private var lastError = GatewayError.upstreamUnavailable
 
     private var heldBody: [ByteBuffer] = []
@@ -79,7 +81,7 @@ final class ForwardingCall: UpstreamCall {
 
     init(
         upstream: UpstreamRuntime, head: consuming RequestHead, framing: BodyFraming, preserveHost: Bool, requestID: String,
-        hashKey: String?, delegate: UpstreamCallDelegate
+        hashKey: String?, timeouts: CallTimeouts = CallTimeouts(), delegate: UpstreamCallDelegate
     ) {
         switch framing {
         case .none, .untilClose: break
@@ -94,7 +96,8 @@ final class ForwardingCall: UpstreamCall {
         self.requestID = requestID
         self.hashKey = hashKey
         self.delegate = delegate
-        self.deadline = upstream.totalTimeout.map { EventClock.now() + $0 }
+        self.readTimeout = timeouts.read ?? upstream.readTimeout
+        self.deadline = (timeouts.total ?? upstream.totalTimeout).map { EventClock.now() + $0 }
     }
 
     /// The target that answered, or every target tried in order ("a, b") when there were retries.
@@ -328,7 +331,7 @@ final class ForwardingCall: UpstreamCall {
         connection.writeEnd()
         requestEndSent = true
         completeRequestSent = true
-        connection.startReadTimeout(upstream.readTimeout)
+        connection.startReadTimeout(readTimeout)
     }
 
     // MARK: UpstreamCall (driven by the exchange)

@@ -55,6 +55,8 @@ final class ReadDeadline {
     private var timeout: TimeAmount = .seconds(30)
     private var deadline: NIODeadline?
     private var timer: Scheduled<Void>?
+    /// When `timer` fires.
+    private var timerDue: NIODeadline?
     /// Runs when the deadline passes (once per arming). Its owner holds it, so it must not capture the owner
     /// strongly; an owner that captures itself unowned cancels the deadline in its deinit.
     var onExpiry: (() -> Void)?
@@ -66,7 +68,13 @@ final class ReadDeadline {
     /// Starts counting `timeout` (or the last one given) from now.
     func arm(_ timeout: TimeAmount? = nil) {
         if let timeout { self.timeout = timeout }
-        deadline = EventClock.now() + self.timeout
+        let deadline = EventClock.now() + self.timeout
+        self.deadline = deadline
+        // The timer left from a longer timeout (another route's request on this pooled connection) would fire late.
+        if let timerDue, timerDue > deadline {
+            timer?.cancel()
+            timer = nil
+        }
         if timer == nil { schedule(in: self.timeout) }
     }
 
@@ -85,6 +93,7 @@ final class ReadDeadline {
     }
 
     private func schedule(in delay: TimeAmount) {
+        timerDue = EventClock.now() + delay
         timer = eventLoop.assumeIsolated().scheduleTask(in: delay) { [self] in
             timer = nil
             guard let deadline else { return }

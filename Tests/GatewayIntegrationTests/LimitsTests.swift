@@ -183,6 +183,33 @@ import Testing
         }
     }
 
+    // A route's read_timeout_ms / total_timeout_ms replace its upstream's for that route only.
+    @Test func routeTimeouts() async throws {
+        let routes = #"""
+            [{ "name": "patient", "match": { "path_prefix": "/patient" }, "upstream": "demo", "strip_prefix": "/patient",
+               "read_timeout_ms": \#(TestTime.ms(5000)) },
+             { "name": "hasty", "match": { "path_prefix": "/hasty" }, "upstream": "demo", "strip_prefix": "/hasty",
+               "total_timeout_ms": \#(TestTime.ms(300)) },
+             { "name": "rest", "upstream": "demo" }]
+            """#
+        try await withUpstreams { upstreams in
+            let json = basicConfig(routes: routes, upstreamExtra: #", "read_timeout_ms": \#(TestTime.ms(300))"#)
+            try await withGateway(json, upstreams: upstreams) { gateway in
+                let slow = "/slow?ms=\(TestTime.ms(1000))"
+                let patient = try await gateway.request("GET", "/patient" + slow)
+                #expect(patient.status == 200)
+                let rest = try await gateway.request("GET", slow)
+                #expect(rest.status == 504)
+                #expect(rest.errorCode == "UPSTREAM_TIMEOUT")
+                // The upstream's read timeout would also fire; the route's shorter total one answers first.
+                let started = ContinuousClock.now
+                let hasty = try await gateway.request("GET", "/hasty/slow?ms=\(TestTime.ms(5000))")
+                #expect(hasty.status == 504)
+                #expect(ContinuousClock.now - started < TestTime.seconds(3))
+            }
+        }
+    }
+
     /// A port nothing listens on: bind one, note it, close it.
     private func unusedPort() async throws -> Int {
         let channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)

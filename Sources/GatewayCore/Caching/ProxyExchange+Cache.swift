@@ -363,7 +363,7 @@ extension ProxyExchange {
             eventLoop: connection.eventLoop)
         let call = forwarder.makeCall(
             upstream: route.upstreamIndex, head: upstreamHead, framing: .none, preserveHost: route.preserveHost,
-            requestID: context.requestID, clientIP: context.clientIP, delegate: refresh)
+            requestID: context.requestID, clientIP: context.clientIP, timeouts: route.timeouts, delegate: refresh)
         refresh.call = call
         call.start()
         call.sendEnd()
