@@ -57,6 +57,9 @@ public struct RequestContext: Sendable {
     /// The `Access-Control-Allow-Origin` a route's CORS filter granted this request (nil: not a cross-origin
     /// request it allows): every response of the request carries it, the gateway's own errors included.
     public var corsAllowOrigin: String?
+    /// For the access log, when it is on: the client's `User-Agent` and HTTP version.
+    public var userAgent: String?
+    public var version: HTTPVersion?
     /// Headers filters want on the response, whoever produces it (rate-limit state, for one).
     public var responseHeaders: [(name: String, value: String)] = []
     /// The connection's event loop: filters that suspend complete their futures here.

@@ -1,13 +1,21 @@
 import GatewayCore
+import GatewayHTTP
 import Logging
 
 /// One structured line per request (through swift-log, so the JSON handler renders it). Only the path
-/// is logged, not the query string, and never a header: credentials cannot leak into the log. The consumer
-/// (JWT subject or API-key id) is logged once authentication has established it.
+/// is logged, not the query string, and of the headers only `User-Agent` (and the Host routing read): credentials
+/// cannot leak into the log. The consumer (JWT subject or API-key id) is logged once authentication has
+/// established it.
 public struct AccessLogFilter: GatewayFilter {
     private let logger: Logger
 
     public init(logger: Logger) { self.logger = logger }
+
+    public func onRequest(_ head: inout RequestHead, context: inout RequestContext) -> FilterStep {
+        context.userAgent = head.headers.first(name: "user-agent")
+        context.version = head.version
+        return .proceed
+    }
 
     public func onComplete(context: RequestContext, outcome: RequestOutcome) {
         let uri = context.uri
@@ -28,6 +36,9 @@ public struct AccessLogFilter: GatewayFilter {
         if let code = outcome.errorCode { metadata["error_code"] = .string(code) }
         if let traceID = context.traceID { metadata["trace_id"] = .string(traceID) }
         if let consumer = context.consumer { metadata["consumer"] = .string(consumer) }  // the key id, never the key
+        if let host = context.host { metadata["host"] = .string(host) }
+        if let userAgent = context.userAgent { metadata["user_agent"] = .string(userAgent) }
+        if let version = context.version { metadata["protocol"] = .string(version.major == 2 ? "HTTP/2" : version.description) }
         if !outcome.completed { metadata["completed"] = .stringConvertible(false) }
         logger.info("request", metadata: metadata)
     }

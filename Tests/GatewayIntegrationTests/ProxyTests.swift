@@ -281,6 +281,29 @@ import Testing
         }
     }
 
+    // The access log names the client's software, protocol and Host (operators' usual questions), never the query.
+    @Test func accessLogFields() async throws {
+        try await withUpstreams { upstreams in
+            let config = basicConfig().replacingOccurrences(of: #""port": 0 }"#, with: #""port": 0, "h2c": true }"#)
+            try await withGateway(config, upstreams: upstreams) { gateway in
+                let response = try await gateway.request("GET", "/echo?token=secret", headers: [("User-Agent", "probe/1.0")])
+                let log = try await gateway.accessLog(for: response)
+                #expect(log["user_agent"] as? String == "probe/1.0")
+                #expect(log["protocol"] as? String == "HTTP/1.1")
+                #expect(log["host"] as? String == "test.local")
+                #expect(log["path"] as? String == "/echo")
+
+                let client = try await H2Client.connect(port: gateway.port)
+                let h2 = try await client.request("GET", "/echo", headers: [("x-request-id", "h2-access-log-1")])
+                await client.close()
+                #expect(h2.status == 200)
+                let h2Log = try #require(await gateway.logs.accessEntry(requestID: "h2-access-log-1"))
+                #expect(h2Log["protocol"] as? String == "HTTP/2")
+                #expect(h2Log["user_agent"] == nil)
+            }
+        }
+    }
+
     // Security headers go on upstream responses and on the gateway's own errors; never HSTS on plaintext.
     @Test func securityHeadersOnEveryResponse() async throws {
         let top = #""security_headers": { "content_security_policy": "default-src 'none'", "referrer_policy": null },"#
