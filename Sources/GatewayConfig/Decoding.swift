@@ -51,8 +51,11 @@ extension ListenerConfig {
             if tls != nil && h2c {
                 o.node.context.error(o.path / "h2c", "h2c is for plaintext listeners; a TLS listener offers h2 through alpn")
             }
+            let proxyProtocol = o.optional("proxy_protocol") { $0.bool() } ?? false
             guard let name, let port else { return nil }
-            return ListenerConfig(name: name, address: address, port: port, tls: tls, redirectHTTPSPort: redirect, h2c: h2c)
+            var listener = ListenerConfig(name: name, address: address, port: port, tls: tls, redirectHTTPSPort: redirect, h2c: h2c)
+            listener.proxyProtocol = proxyProtocol
+            return listener
         }
     }
 }

@@ -38,6 +38,8 @@ public struct ListenerConfig: Sendable, Equatable {
     public var redirectHTTPSPort: Int?
     /// A plaintext listener also accepts HTTP/2 with prior knowledge (h2c), told apart by its preface.
     public var h2c: Bool
+    /// Every connection starts with a PROXY protocol header (v1 or v2) from a trusted load balancer, naming the client.
+    public var proxyProtocol = false
 }
 
 public struct TLSConfig: Sendable, Equatable {

@@ -16,6 +16,10 @@ extension GatewayConfig {
             if listener.port != 0 && !endpoints.insert("\(listener.address):\(listener.port)").inserted {
                 context.error(path / "port", "another listener already uses \(listener.address):\(listener.port)")
             }
+            if listener.proxyProtocol && trustedProxies.isEmpty {
+                context.error(
+                    path / "proxy_protocol", "needs trusted_proxies: the load balancers allowed to send the header (connections from anyone else are refused)")
+            }
             if listener.tls != nil && listener.redirectHTTPSPort != nil {
                 context.error(path / "redirect_https_port", "only a plaintext listener can redirect to https")
             }

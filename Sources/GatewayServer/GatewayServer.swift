@@ -278,10 +278,17 @@ public final class GatewayServer: Sendable {
                 let tls = settings.tls
                 let peer = channel.remoteAddress.flatMap(IPAddress.init(socketAddress:))
                 let subjectHeader = listener.tls.flatMap { $0.clientAuth == .none ? nil : $0.clientSubjectHeader }
-                let info = ConnectionInfo(
-                    listener: listener.name, peer: peer, isTLS: tls != nil,
-                    peerIsTrustedProxy: peer.map(runtime.trustedProxies.contains) ?? false, clientSubjectHeader: subjectHeader)
-                return channel.eventLoop.makeCompletedFuture {
+                let trusted = runtime.trustedProxies
+                if listener.proxyProtocol && !(peer.map(trusted.contains) ?? false) {
+                    // Only a trusted load balancer may say who the client is.
+                    metrics.counter("gateway_connections_rejected_total", [("listener", state.name), ("reason", "proxy_protocol_untrusted")]).increment()
+                    return channel.close()
+                }
+                // The pipeline, for the client the connection comes from (a PROXY header may name another than the peer).
+                let configure = { (client: IPAddress?) throws -> Void in
+                    let info = ConnectionInfo(
+                        listener: listener.name, peer: client, isTLS: tls != nil,
+                        peerIsTrustedProxy: client.map(trusted.contains) ?? false, clientSubjectHeader: subjectHeader)
                     let makeResponder = { (clientSubject: String?) -> ConnectionResponder in
                         var info = info
                         info.clientCertificateSubject = clientSubject
@@ -303,6 +310,17 @@ public final class GatewayServer: Sendable {
                     } else {
                         try HTTP1Pipeline.configure(
                             channel.pipeline.syncOperations, responder: makeResponder(nil), limits: limits, scratch: writeScratch)
+                    }
+                }
+                return channel.eventLoop.makeCompletedFuture {
+                    if listener.proxyProtocol {
+                        // The balancer's own connections (LOCAL, health checks) name no client: the peer stands.
+                        let reader = ProxyProtocolReader(timeout: .milliseconds(Int64(limits.headerTimeoutMs))) { source in
+                            try configure(source ?? peer)
+                        }
+                        try channel.pipeline.syncOperations.addHandler(reader)
+                    } else {
+                        try configure(peer)
                     }
                 }
             }

@@ -1,6 +1,7 @@
 import GatewayConfig
 import GatewayCore
 import GatewayHTTP
+import GatewayPolicy
 import GatewayTLS
 import NIOCore
 import NIOHTTP2
@@ -147,5 +148,60 @@ final class H2CPrefaceDetector: ChannelInboundHandler, RemovableChannelHandler {
         context.fireChannelRead(wrapInboundOut(seen))
         context.fireChannelReadComplete()
         context.pipeline.syncOperations.removeHandler(context: context, promise: nil)
+    }
+}
+
+/// On a listener with `proxy_protocol`, reads the PROXY header a load balancer sends first, then builds the
+/// connection's pipeline for the client it names and replays the bytes after the header into it. A connection
+/// whose first bytes are not a valid header, or that sends none within `header_timeout_ms`, is closed.
+final class ProxyProtocolReader: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = ByteBuffer
+    typealias InboundOut = ByteBuffer
+
+    private let timeout: TimeAmount
+    private let configure: (_ source: IPAddress?) throws -> Void
+    private var received: [UInt8] = []
+    private var timer: Scheduled<Void>?
+
+    init(timeout: TimeAmount, configure: @escaping (_ source: IPAddress?) throws -> Void) {
+        self.timeout = timeout
+        self.configure = configure
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        let channel = context.channel
+        timer = context.eventLoop.assumeIsolated().scheduleTask(in: timeout) { channel.close(promise: nil) }
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        timer?.cancel()
+        timer = nil
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let bytes = unwrapInboundIn(data)
+        received += bytes.readableBytesView
+        switch ProxyProtocol.parse(received) {
+        case .needMore:
+            return
+        case .invalid:
+            context.close(promise: nil)
+        case .header(let length, let source):
+            do {
+                try configure(source)
+            } catch {
+                context.close(promise: nil)
+                return
+            }
+            timer?.cancel()
+            timer = nil
+            let rest = received[length...]
+            received = []
+            if !rest.isEmpty {
+                context.fireChannelRead(wrapInboundOut(context.channel.allocator.buffer(bytes: rest)))
+                context.fireChannelReadComplete()
+            }
+            context.pipeline.syncOperations.removeHandler(context: context, promise: nil)
+        }
     }
 }

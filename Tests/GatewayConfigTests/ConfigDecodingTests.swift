@@ -268,4 +268,17 @@ import Testing
             "routes[0].response_headers.remove[0]: Transfer-Encoding is set by the gateway itself and cannot be changed here",
         ])
     }
+
+    // A PROXY protocol listener needs trusted_proxies: only those peers may say who the client is.
+    @Test func proxyProtocolNeedsTrustedProxies() {
+        let listener = #""listeners": [{ "name": "l", "port": 1, "proxy_protocol": true }],"#
+        let config = { (trusted: String) in
+            #"{ \#(trusted) \#(listener) "upstreams": { "u": { "targets": ["http://127.0.0.1:1"] } }, "routes": [{ "name": "r", "upstream": "u" }] }"#
+        }
+        let without = load(config("")).errors.map(\.description)
+        #expect(without == ["listeners[0].proxy_protocol: needs trusted_proxies: the load balancers allowed to send the header (connections from anyone else are refused)"])
+        let with = load(config(#""trusted_proxies": ["10.0.0.0/8"],"#))
+        #expect(with.errors.isEmpty)
+        #expect(with.config?.listeners.first?.proxyProtocol == true)
+    }
 }

@@ -304,6 +304,57 @@ import Testing
         }
     }
 
+    // proxy_protocol: a trusted load balancer's PROXY header (v1 or v2) names the client, for the upstream's
+    // X-Forwarded-For, the access log and allow_ips; a connection without a valid header gets nothing.
+    @Test func proxyProtocolNamesTheClient() async throws {
+        let routes = #"""
+            [{ "name": "partners", "match": { "path_prefix": "/partners" }, "upstream": "demo", "strip_prefix": "/partners", "allow_ips": ["203.0.113.0/24"] },
+             { "name": "rest", "upstream": "demo" }]
+            """#
+        let trusted = #""trusted_proxies": ["127.0.0.1"],"#
+        try await withUpstreams { upstreams in
+            let config = basicConfig(routes: routes, top: trusted).replacingOccurrences(of: #""port": 0 }"#, with: #""port": 0, "proxy_protocol": true }"#)
+            try await withGateway(config, upstreams: upstreams) { gateway in
+                let v1 = try await gateway.connect()
+                try await v1.send("PROXY TCP4 203.0.113.7 127.0.0.1 51234 80\r\nGET /partners/echo HTTP/1.1\r\nHost: x\r\nX-Forwarded-For: 6.6.6.6\r\n\r\n")
+                let first = try await v1.readResponse()
+                #expect(first.status == 200)
+                #expect(first.echoedHeaders["x-forwarded-for"] == "203.0.113.7")
+                let log = try await gateway.accessLog(for: first)
+                #expect(log["client_ip"] as? String == "203.0.113.7")
+                // The same connection keeps its client.
+                try await v1.send("GET /echo HTTP/1.1\r\nHost: x\r\n\r\n")
+                #expect(try await v1.readResponse().echoedHeaders["x-forwarded-for"] == "203.0.113.7")
+                await v1.close()
+
+                // Version 2, split across writes; an IPv6 client outside allow_ips.
+                let v2 = try await gateway.connect()
+                let signature: [UInt8] = [0x0D, 0x0A, 0x0D, 0x0A, 0x00, 0x0D, 0x0A, 0x51, 0x55, 0x49, 0x54, 0x0A]
+                let source: [UInt8] = [0x20, 0x01, 0x0D, 0xB8] + Array(repeating: 0, count: 11) + [9]
+                let header = signature + [0x21, 0x21, 0, 36] + source + Array(repeating: 0, count: 16) + [0, 1, 0, 80]
+                try await v2.send(bytes: Array(header.prefix(10)))
+                try await v2.send(bytes: Array(header.dropFirst(10)) + Array("GET /partners/echo HTTP/1.1\r\nHost: x\r\n\r\n".utf8))
+                let refused = try await v2.readResponse()
+                #expect(refused.status == 403)
+                #expect(refused.errorCode == "IP_NOT_ALLOWED")
+                await v2.close()
+
+                // No header: closed without an answer.
+                let bare = try await gateway.connect()
+                try await bare.send("GET /echo HTTP/1.1\r\nHost: x\r\n\r\n")
+                #expect(await bare.waitForClose())
+                #expect(upstreams[0].requestsServed == 2)
+            }
+            // Only trusted peers may send the header: anyone else is closed at once.
+            let untrusted = config.replacingOccurrences(of: #"["127.0.0.1"]"#, with: #"["10.0.0.0/8"]"#)
+            try await withGateway(untrusted, upstreams: upstreams) { gateway in
+                let client = try await gateway.connect()
+                try? await client.send("PROXY TCP4 203.0.113.7 127.0.0.1 51234 80\r\nGET /echo HTTP/1.1\r\nHost: x\r\n\r\n")
+                #expect(await client.waitForClose())
+            }
+        }
+    }
+
     // Security headers go on upstream responses and on the gateway's own errors; never HSTS on plaintext.
     @Test func securityHeadersOnEveryResponse() async throws {
         let top = #""security_headers": { "content_security_policy": "default-src 'none'", "referrer_policy": null },"#

@@ -48,6 +48,28 @@ import TestSupport
 
     static func names(of certificate: NIOSSLCertificate?) -> String { certificate.map { "\($0)" } ?? "none" }
 
+    // A TLS listener behind a TCP load balancer: the PROXY header comes in the clear, then the handshake.
+    @Test func proxyProtocolBeforeTheHandshake() async throws {
+        let pki = try TestPKI()
+        let server = try pki.issueServer("server", names: ["localhost"])
+        try await withUpstreams { upstreams in
+            let tls = #"{ "certificates": \#(Self.certificates([(server.cert, server.key, ["localhost"])])) }"#
+            let config = Self.config(tls: tls, upstream: "http://127.0.0.1:\(upstreams[0].port)")
+                .replacingOccurrences(of: #""tls": {"#, with: #""proxy_protocol": true, "tls": {"#)
+                .replacingOccurrences(of: #"{ "workers": 1,"#, with: #"{ "workers": 1, "trusted_proxies": ["127.0.0.1"],"#)
+            try await withGateway(config) { gateway in
+                let header = Array("PROXY TCP4 198.51.100.20 127.0.0.1 40000 443\r\n".utf8)
+                let client = try await RawClient.connectTLS(
+                    port: gateway.gateway.listeners[0].port, configuration: Self.client(trusting: pki), serverName: "localhost", preamble: header)
+                let response = try await Self.get(client)
+                await client.close()
+                #expect(response.status == 200)
+                #expect(response.echoedHeaders["x-forwarded-for"] == "198.51.100.20")
+                #expect(response.echoedHeaders["x-forwarded-proto"] == "https")
+            }
+        }
+    }
+
     // TLS 1.2 and 1.3 handshakes succeed (with HSTS on the answer), TLS 1.1 is refused; plaintext gets no HSTS.
     @Test func versionsAndHSTS() async throws {
         let pki = try TestPKI()

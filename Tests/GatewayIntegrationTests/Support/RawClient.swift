@@ -67,8 +67,9 @@ final class RawClient {
     }
 
     /// Connects over TLS and completes the handshake (throws when the server refuses it).
+    /// `preamble`: bytes sent in the clear before the handshake (a load balancer's PROXY header).
     static func connectTLS(
-        port: Int, configuration: TLSConfiguration, serverName: String? = nil, host: String = "127.0.0.1"
+        port: Int, configuration: TLSConfiguration, serverName: String? = nil, host: String = "127.0.0.1", preamble: [UInt8]? = nil
     ) async throws -> RawClient {
         let inbox = Inbox()
         let context = try NIOSSLContext(configuration: configuration)
@@ -77,6 +78,7 @@ final class RawClient {
             .connectTimeout(.seconds(5))
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
+                    if let preamble { try channel.pipeline.syncOperations.addHandler(PreambleWriter(bytes: preamble)) }
                     try channel.pipeline.syncOperations.addHandler(NIOSSLClientHandler(context: context, serverHostname: serverName))
                     try channel.pipeline.syncOperations.addHandler(HandshakeWatcher(promise: handshake))
                     try channel.pipeline.syncOperations.addHandler(Collector(inbox: inbox))
@@ -91,6 +93,18 @@ final class RawClient {
             throw error
         }
         return RawClient(channel: channel, inbox: inbox)
+    }
+
+    /// Writes its bytes as soon as the connection is up, ahead of anything the handlers after it send.
+    final class PreambleWriter: ChannelInboundHandler {
+        typealias InboundIn = ByteBuffer
+        let bytes: [UInt8]
+        init(bytes: [UInt8]) { self.bytes = bytes }
+
+        func channelActive(context: ChannelHandlerContext) {
+            context.writeAndFlush(NIOAny(context.channel.allocator.buffer(bytes: bytes)), promise: nil)
+            context.fireChannelActive()
+        }
     }
 
     /// The certificate the server presented (TLS connections).
