@@ -299,7 +299,7 @@ public final class GatewayServer: Sendable {
                         try TLSPipeline.configure(channel, tls: tls, limits: limits, scratch: writeScratch, makeResponder: makeResponder)
                     } else if listener.h2c {
                         try channel.pipeline.syncOperations.addHandler(
-                            H2CPrefaceDetector { http2 in
+                            H2CPrefaceDetector(timeout: .milliseconds(Int64(limits.headerTimeoutMs))) { http2 in
                                 if http2 {
                                     try HTTP2Pipeline.configure(channel, responder: makeResponder(nil), limits: limits)
                                 } else {

@@ -115,16 +115,32 @@ final class HandshakeTimeout: ChannelInboundHandler, RemovableChannelHandler {
 }
 
 /// On a plaintext listener with `h2c`, tells HTTP/2 with prior knowledge (its fixed connection preface) from
-/// HTTP/1.1 by the first bytes, configures the matching pipeline, and replays those bytes into it.
+/// HTTP/1.1 by the first bytes, configures the matching pipeline, and replays those bytes into it. A connection
+/// that sends nothing within `timeout` is closed (no HTTP timer runs before there is a pipeline).
 final class H2CPrefaceDetector: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundIn = ByteBuffer
     typealias InboundOut = ByteBuffer
 
     private static let preface = Array("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".utf8)
+    private let timeout: TimeAmount
     private let configure: (_ http2: Bool) throws -> Void
     private var buffered: ByteBuffer?
+    private var timer: Scheduled<Void>?
 
-    init(configure: @escaping (_ http2: Bool) throws -> Void) { self.configure = configure }
+    init(timeout: TimeAmount, configure: @escaping (_ http2: Bool) throws -> Void) {
+        self.timeout = timeout
+        self.configure = configure
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        let channel = context.channel
+        timer = context.eventLoop.assumeIsolated().scheduleTask(in: timeout) { channel.close(promise: nil) }
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        timer?.cancel()
+        timer = nil
+    }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         var bytes = unwrapInboundIn(data)
@@ -144,6 +160,8 @@ final class H2CPrefaceDetector: ChannelInboundHandler, RemovableChannelHandler {
             context.close(promise: nil)
             return
         }
+        timer?.cancel()
+        timer = nil
         self.buffered = nil
         context.fireChannelRead(wrapInboundOut(seen))
         context.fireChannelReadComplete()

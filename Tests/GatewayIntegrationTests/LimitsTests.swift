@@ -103,6 +103,21 @@ import Testing
         }
     }
 
+    // A connection that never sends a byte is closed too, on every kind of listener (plain, h2c, PROXY protocol):
+    // the first bytes decide the pipeline there, and waiting for them must not hold the socket forever.
+    @Test func silentConnectionsAreClosed() async throws {
+        try await withUpstreams { upstreams in
+            let config = basicConfig(limits: #"{ "header_timeout_ms": 300, "idle_timeout_ms": 300 }"#, top: #""trusted_proxies": ["127.0.0.1"],"#)
+            for extra in ["", #", "h2c": true"#, #", "proxy_protocol": true"#] {
+                let json = config.replacingOccurrences(of: #""port": 0 }"#, with: #""port": 0 \#(extra) }"#)
+                try await withGateway(json, upstreams: upstreams) { gateway in
+                    let client = try await gateway.connect()
+                    #expect(await client.waitForClose(timeout: .seconds(5)), "listener extra: \(extra)")
+                }
+            }
+        }
+    }
+
     // Garbage and contradictory framing are 400 with the JSON body, then close.
     @Test func malformedRequestsAre400() async throws {
         try await withUpstreams { upstreams in
