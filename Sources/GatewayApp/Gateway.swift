@@ -210,6 +210,7 @@ public final class Gateway: Sendable {
                         routeName: route.name, rules: route.rateLimits.map(RateLimitRule.init), store: rateLimitStore, logger: logger,
                         metrics: metrics))
             }
+            if let answer = route.answer { filters.append(RouteAnswerFilter(answer, stripPrefix: route.stripPrefix)) }
             if !route.responseHeaders.isEmpty { filters.append(ResponseHeaderEditsFilter(route.responseHeaders)) }
             return filters
         }

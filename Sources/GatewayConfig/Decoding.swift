@@ -592,7 +592,13 @@ extension RouteConfig {
         node.object { o in
             let name = o.required("name") { $0.nonEmptyString() }
             let match = o.optional("match", MatchConfig.decode) ?? MatchConfig()
-            let upstream = o.required("upstream") { $0.nonEmptyString() }
+            let answers = o.has("redirect") || o.has("respond")
+            let answer = RouteAnswer.decode(o)
+            // A route that answers itself needs no upstream (and may not name one).
+            let upstream = !answers ? o.required("upstream") { $0.nonEmptyString() } : o.optional("upstream") { node -> String? in
+                node.error("a route with \(o.has("redirect") ? "redirect" : "respond") answers itself and forwards nowhere")
+                return nil
+            } ?? ""
             let strip = o.optional("strip_prefix") { $0.absolutePath() }
             let preserveHost = o.optional("preserve_host") { $0.bool() } ?? true
             let auth = o.optional("auth", RouteAuthConfig.decode)
@@ -617,6 +623,7 @@ extension RouteConfig {
             )
             (route.denyIPs, route.allowIPs) = (denyIPs, allowIPs)
             route.maxBodyBytes = maxBodyBytes
+            route.answer = answer
             (route.readTimeoutMs, route.totalTimeoutMs) = (readTimeout, totalTimeout)
             route.requestHeaders = requestHeaders ?? HeaderEdits()
             route.responseHeaders = responseHeaders ?? HeaderEdits()
@@ -763,6 +770,54 @@ extension CORSConfig {
             }
             return origins == nil ? nil : config
         }
+    }
+}
+
+extension RouteAnswer {
+    static func decode(_ o: ObjectReader) -> RouteAnswer? {
+        let redirect = o.optional("redirect") { node in
+            node.object { r -> RouteAnswer? in
+                let location = r.required("location") { node -> String? in
+                    guard let text = node.headerValue() else { return nil }
+                    guard text.hasPrefix("https://") || text.hasPrefix("http://") || text.hasPrefix("/") else {
+                        node.error("expected an absolute URL (https://...) or a path (/...)")
+                        return nil
+                    }
+                    return text
+                }
+                let status = r.optional("status") { node -> Int? in
+                    guard let status = node.int(301...308) else { return nil }
+                    guard [301, 302, 303, 307, 308].contains(status) else {
+                        node.error("expected 301, 302, 303, 307 or 308")
+                        return nil
+                    }
+                    return status
+                } ?? 308
+                let appendPath = r.optional("append_path") { $0.bool() } ?? false
+                return location.map { .redirect(location: $0, status: status, appendPath: appendPath) }
+            }
+        }
+        let respond = o.optional("respond") { node in
+            node.object { r -> RouteAnswer? in
+                let status = r.required("status") { $0.int(400...599) }
+                let code = r.required("code") { node -> String? in
+                    guard let code = node.nonEmptyString() else { return nil }
+                    guard code.allSatisfy({ $0.isASCII && ($0.isUppercase || $0.isNumber || $0 == "_") }) else {
+                        node.error("codes are upper case with underscores, like the gateway's own (e.g. \"API_RETIRED\")")
+                        return nil
+                    }
+                    return code
+                }
+                let message = r.required("message") { $0.nonEmptyString() }
+                let retryAfter = r.optional("retry_after_seconds") { $0.int(1...86_400) }
+                guard let status, let code, let message else { return nil }
+                return .error(status: status, code: code, message: message, retryAfterSeconds: retryAfter)
+            }
+        }
+        if o.has("redirect") && o.has("respond") {
+            o.node.context.error(o.path / "respond", "a route either redirects or responds, not both")
+        }
+        return redirect ?? respond
     }
 }
 

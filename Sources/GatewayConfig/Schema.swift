@@ -329,10 +329,20 @@ public struct RouteConfig: Sendable {
     /// This route's upstream timeouts, instead of its upstream's `read_timeout_ms` / `total_timeout_ms`.
     public var readTimeoutMs: Int?
     public var totalTimeoutMs: Int?
+    /// The route answers itself instead of forwarding (after its address, CORS, auth and rate-limit checks).
+    public var answer: RouteAnswer?
     /// Changes to the request the upstream gets.
     public var requestHeaders = HeaderEdits()
     /// Changes to every response of the route (the upstream's, cached ones and the gateway's own errors).
     public var responseHeaders = HeaderEdits()
+}
+
+/// What a route without an upstream answers.
+public enum RouteAnswer: Sendable, Equatable {
+    /// `redirect`: `location`, with the request's path and query appended when `appendPath` (after `strip_prefix`).
+    case redirect(location: String, status: Int, appendPath: Bool)
+    /// `respond`: a gateway error in the usual JSON shape (a retired API version, a maintenance window).
+    case error(status: Int, code: String, message: String, retryAfterSeconds: Int?)
 }
 
 /// A route's `request_headers` / `response_headers`: fields removed, then fields set (replacing any of that name).

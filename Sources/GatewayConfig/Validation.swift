@@ -51,7 +51,9 @@ extension GatewayConfig {
             if !routeNames.insert(route.name).inserted {
                 context.error(path / "name", "duplicate route name \"\(route.name)\"")
             }
-            if upstreamNames.contains(route.upstream) {
+            if route.upstream.isEmpty {
+                // Answers itself (redirect or respond): no upstream to check.
+            } else if upstreamNames.contains(route.upstream) {
                 usedUpstreams.insert(route.upstream)
             } else if let guess = closestMatch(to: route.upstream, among: upstreamNames) {
                 context.error(path / "upstream", "unknown upstream \"\(route.upstream)\" (did you mean \"\(guess)\"?)")

@@ -19,21 +19,27 @@ public struct GatewayResponse: Sendable {
     /// The JSON error body every gateway error uses:
     /// `{"error":{"code":"ROUTE_NOT_FOUND","message":"...","request_id":"..."}}`.
     public static func error(_ error: GatewayError, requestID: String) -> GatewayResponse {
-        var json = #"{"error":{"code":""#
-        json += error.code
-        json += #"","message":"#
-        JSONText.appendQuoted(error.message, to: &json)
+        var response = Self.error(status: error.status, code: error.code, message: error.message, requestID: requestID)
+        if !error.allowedMethods.isEmpty { response.head.headers.add(name: "allow", value: error.allowedMethods.joined(separator: ", ")) }
+        if let retryAfter = error.retryAfterSeconds { response.head.headers.add(name: "retry-after", value: String(retryAfter)) }
+        if let challenge = error.challenge { response.head.headers.add(name: "www-authenticate", value: challenge) }
+        if error.closesConnection { response.head.headers.add(name: "connection", value: "close") }
+        return response
+    }
+
+    /// The same JSON shape for an error an operator configured (a route's `respond`).
+    public static func error(status: Int, code: String, message: String, requestID: String) -> GatewayResponse {
+        var json = #"{"error":{"code":"#
+        JSONText.appendQuoted(code, to: &json)
+        json += #","message":"#
+        JSONText.appendQuoted(message, to: &json)
         json += #","request_id":"#
         JSONText.appendQuoted(requestID, to: &json)
         json += "}}\n"
         var headers = HeaderList()
         headers.add(name: "content-type", value: "application/json")
         headers.add(name: "content-length", value: String(json.utf8.count))
-        if !error.allowedMethods.isEmpty { headers.add(name: "allow", value: error.allowedMethods.joined(separator: ", ")) }
-        if let retryAfter = error.retryAfterSeconds { headers.add(name: "retry-after", value: String(retryAfter)) }
-        if let challenge = error.challenge { headers.add(name: "www-authenticate", value: challenge) }
-        if error.closesConnection { headers.add(name: "connection", value: "close") }
-        return GatewayResponse(status: error.status, headers: headers, body: ByteBuffer(string: json))
+        return GatewayResponse(status: status, headers: headers, body: ByteBuffer(string: json))
     }
 }
 

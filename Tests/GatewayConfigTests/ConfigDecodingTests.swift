@@ -281,4 +281,23 @@ import Testing
         #expect(with.errors.isEmpty)
         #expect(with.config?.listeners.first?.proxyProtocol == true)
     }
+
+    // A route that answers itself names no upstream; its answer is checked like everything else.
+    @Test func routeAnswers() throws {
+        let good = load(minimal(route: #"{ "name": "r", "redirect": { "location": "https://new.example.com", "append_path": true } }"#))
+        #expect(good.errors.isEmpty)
+        #expect(good.config?.routes.first?.answer == .redirect(location: "https://new.example.com", status: 308, appendPath: true))
+        let respond = load(minimal(route: #"{ "name": "r", "respond": { "status": 410, "code": "GONE", "message": "Gone." } }"#))
+        #expect(respond.config?.routes.first?.answer == .error(status: 410, code: "GONE", message: "Gone.", retryAfterSeconds: nil))
+        let bad = load(minimal(route: #"{ "name": "r", "upstream": "u", "redirect": { "location": "new.example.com", "status": 304 }, "respond": { "status": 200, "code": "gone", "message": "" } }"#)).errors.map(\.description)
+        #expect(bad == [
+            "routes[0].redirect.location: expected an absolute URL (https://...) or a path (/...)",
+            "routes[0].redirect.status: expected 301, 302, 303, 307 or 308",
+            "routes[0].respond.status: 200 is out of range (400...599)",
+            #"routes[0].respond.code: codes are upper case with underscores, like the gateway's own (e.g. "API_RETIRED")"#,
+            "routes[0].respond.message: must not be empty",
+            "routes[0].respond: a route either redirects or responds, not both",
+            "routes[0].upstream: a route with redirect answers itself and forwards nowhere",
+        ])
+    }
 }

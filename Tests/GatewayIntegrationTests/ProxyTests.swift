@@ -355,6 +355,46 @@ import Testing
         }
     }
 
+    // Routes that answer themselves: a redirect (the path after strip_prefix and the query appended) and a
+    // configured JSON error; the route's other checks still run first, and nothing reaches the upstream.
+    @Test func routesThatAnswerThemselves() async throws {
+        let routes = #"""
+            [{ "name": "moved", "match": { "path_prefix": "/old" }, "strip_prefix": "/old",
+               "redirect": { "location": "https://new.example.com/api/", "append_path": true } },
+             { "name": "moved-here", "match": { "path": "/docs" }, "redirect": { "location": "/developer/docs", "status": 302 } },
+             { "name": "retired", "match": { "path_prefix": "/v1" },
+               "respond": { "status": 410, "code": "API_RETIRED", "message": "v1 was retired; use /v2." },
+               "response_headers": { "set": { "sunset": "Sat, 01 Nov 2025 00:00:00 GMT" } } },
+             { "name": "maintenance", "match": { "path_prefix": "/billing" }, "allow_ips": ["10.0.0.0/8"],
+               "respond": { "status": 503, "code": "MAINTENANCE", "message": "Billing is down for maintenance.", "retry_after_seconds": 600 } },
+             { "name": "rest", "upstream": "demo" }]
+            """#
+        try await withUpstreams { upstreams in
+            try await withGateway(basicConfig(routes: routes), upstreams: upstreams) { gateway in
+                let moved = try await gateway.request("POST", "/old/items/7?expand=a%20b", body: "{}")
+                #expect(moved.status == 308)
+                #expect(moved.header("location") == "https://new.example.com/api/items/7?expand=a%20b")
+                let here = try await gateway.request("GET", "/docs")
+                #expect(here.status == 302)
+                #expect(here.header("location") == "/developer/docs")
+
+                let retired = try await gateway.request("GET", "/v1/orders")
+                #expect(retired.status == 410)
+                #expect(retired.errorCode == "API_RETIRED")
+                #expect((retired.json["error"] as? [String: Any])?["message"] as? String == "v1 was retired; use /v2.")
+                #expect(retired.errorRequestID == retired.header("x-request-id"))
+                #expect(retired.header("sunset") == "Sat, 01 Nov 2025 00:00:00 GMT")
+                let log = try await gateway.accessLog(for: retired)
+                #expect(log["route"] as? String == "retired")
+
+                // allow_ips runs before the answer: the maintenance page is for the internal network only.
+                let outside = try await gateway.request("GET", "/billing/invoices")
+                #expect(outside.errorCode == "IP_NOT_ALLOWED")
+                #expect(upstreams[0].requestsServed == 0)
+            }
+        }
+    }
+
     // Security headers go on upstream responses and on the gateway's own errors; never HSTS on plaintext.
     @Test func securityHeadersOnEveryResponse() async throws {
         let top = #""security_headers": { "content_security_policy": "default-src 'none'", "referrer_policy": null },"#

@@ -1,0 +1,36 @@
+import GatewayConfig
+import GatewayCore
+import GatewayHTTP
+
+/// A route's `redirect` or `respond`: the route answers itself instead of forwarding. It runs after the route's
+/// other request checks (addresses, CORS, authentication, rate limits), so a protected redirect stays protected,
+/// and its answer gets the route's response headers like any other.
+public struct RouteAnswerFilter: GatewayFilter {
+    private let answer: RouteAnswer
+    private let stripPrefix: String?
+
+    public init(_ answer: RouteAnswer, stripPrefix: String?) {
+        self.answer = answer
+        self.stripPrefix = stripPrefix.map { PathRules.normalisedPrefix($0) }
+    }
+
+    public func onRequest(_ head: inout RequestHead, context: inout RequestContext) -> FilterStep {
+        switch answer {
+        case .redirect(let location, let status, let appendPath):
+            var target = location
+            if appendPath {
+                let rest = stripPrefix.map { PathRules.strip($0, from: head.target) } ?? head.target
+                if target.hasSuffix("/") && rest.hasPrefix("/") { target.removeLast() }
+                target += rest
+            }
+            var headers = HeaderList()
+            headers.add(name: "location", value: target)
+            headers.add(name: "content-length", value: "0")
+            return .respond(GatewayResponse(status: status, headers: headers))
+        case .error(let status, let code, let message, let retryAfterSeconds):
+            var response = GatewayResponse.error(status: status, code: code, message: message, requestID: context.requestID)
+            if let retryAfterSeconds { response.head.headers.add(name: "retry-after", value: String(retryAfterSeconds)) }
+            return .respond(response)
+        }
+    }
+}
