@@ -5,6 +5,8 @@ import NIOCore
 public struct GatewayResponse: Sendable {
     public var head: ResponseHead
     public var body: ByteBuffer?
+    /// The error code of a JSON error response (for the access log's `error_code`).
+    public var errorCode: String?
 
     public init(head: ResponseHead, body: ByteBuffer?) {
         self.head = head
@@ -39,7 +41,9 @@ public struct GatewayResponse: Sendable {
         var headers = HeaderList()
         headers.add(name: "content-type", value: "application/json")
         headers.add(name: "content-length", value: String(json.utf8.count))
-        return GatewayResponse(status: status, headers: headers, body: ByteBuffer(string: json))
+        var response = GatewayResponse(status: status, headers: headers, body: ByteBuffer(string: json))
+        response.errorCode = code
+        return response
     }
 }
 

@@ -404,6 +404,7 @@ final class ProxyExchange: ExchangeDriver, UpstreamCallDelegate, FilterSuspensio
             return
         }
         state = .respondedLocally
+        if let code = response.errorCode { errorCode = code }
         var response = response
         response.head.version = head.version
         applyResponseFilters(&response.head)

@@ -386,10 +386,13 @@ import Testing
                 #expect(retired.header("sunset") == "Sat, 01 Nov 2025 00:00:00 GMT")
                 let log = try await gateway.accessLog(for: retired)
                 #expect(log["route"] as? String == "retired")
+                #expect(log["error_code"] as? String == "API_RETIRED")
 
                 // allow_ips runs before the answer: the maintenance page is for the internal network only.
                 let outside = try await gateway.request("GET", "/billing/invoices")
                 #expect(outside.errorCode == "IP_NOT_ALLOWED")
+                let outsideLog = try await gateway.accessLog(for: outside)
+                #expect(outsideLog["error_code"] as? String == "IP_NOT_ALLOWED")
                 #expect(upstreams[0].requestsServed == 0)
             }
         }
