@@ -84,31 +84,42 @@ enum TLSPipeline {
     }
 }
 
-/// Closes a connection whose TLS handshake does not finish in time (a slow or stuck client would otherwise
-/// hold the socket forever: the HTTP timeouts only start once there is HTTP).
-final class HandshakeTimeout: ChannelInboundHandler, RemovableChannelHandler {
-    typealias InboundIn = NIOAny
-
+/// Closes a connection unless the handler holding it finishes setting the connection up (a TLS handshake, the
+/// first bytes that choose the protocol) within `timeout` of being added: the HTTP timeouts only start once
+/// there is HTTP, so a slow, stuck or silent client would otherwise hold the socket forever.
+struct SetupDeadline {
     private let timeout: TimeAmount
     private var timer: Scheduled<Void>?
 
-    init(timeout: TimeAmount) { self.timeout = timeout }
+    init(_ timeout: TimeAmount) { self.timeout = timeout }
 
-    func handlerAdded(context: ChannelHandlerContext) {
+    mutating func start(_ context: ChannelHandlerContext) {
         let channel = context.channel
         timer = context.eventLoop.assumeIsolated().scheduleTask(in: timeout) { channel.close(promise: nil) }
     }
 
-    func handlerRemoved(context: ChannelHandlerContext) {
+    mutating func stop() {
         timer?.cancel()
         timer = nil
     }
+}
+
+/// Bounds the TLS handshake by `header_timeout_ms`.
+final class HandshakeTimeout: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = NIOAny
+
+    private var deadline: SetupDeadline
+
+    init(timeout: TimeAmount) { deadline = SetupDeadline(timeout) }
+
+    func handlerAdded(context: ChannelHandlerContext) { deadline.start(context) }
+
+    func handlerRemoved(context: ChannelHandlerContext) { deadline.stop() }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         context.fireUserInboundEventTriggered(event)  // first: a removed handler's context no longer forwards
         if case TLSUserEvent.handshakeCompleted = event {
-            timer?.cancel()
-            timer = nil
+            deadline.stop()
             context.pipeline.syncOperations.removeHandler(context: context, promise: nil)
         }
     }
@@ -122,25 +133,18 @@ final class H2CPrefaceDetector: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundOut = ByteBuffer
 
     private static let preface = Array("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".utf8)
-    private let timeout: TimeAmount
     private let configure: (_ http2: Bool) throws -> Void
     private var buffered: ByteBuffer?
-    private var timer: Scheduled<Void>?
+    private var deadline: SetupDeadline
 
     init(timeout: TimeAmount, configure: @escaping (_ http2: Bool) throws -> Void) {
-        self.timeout = timeout
+        self.deadline = SetupDeadline(timeout)
         self.configure = configure
     }
 
-    func handlerAdded(context: ChannelHandlerContext) {
-        let channel = context.channel
-        timer = context.eventLoop.assumeIsolated().scheduleTask(in: timeout) { channel.close(promise: nil) }
-    }
+    func handlerAdded(context: ChannelHandlerContext) { deadline.start(context) }
 
-    func handlerRemoved(context: ChannelHandlerContext) {
-        timer?.cancel()
-        timer = nil
-    }
+    func handlerRemoved(context: ChannelHandlerContext) { deadline.stop() }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         var bytes = unwrapInboundIn(data)
@@ -160,8 +164,7 @@ final class H2CPrefaceDetector: ChannelInboundHandler, RemovableChannelHandler {
             context.close(promise: nil)
             return
         }
-        timer?.cancel()
-        timer = nil
+        deadline.stop()
         self.buffered = nil
         context.fireChannelRead(wrapInboundOut(seen))
         context.fireChannelReadComplete()
@@ -176,25 +179,18 @@ final class ProxyProtocolReader: ChannelInboundHandler, RemovableChannelHandler 
     typealias InboundIn = ByteBuffer
     typealias InboundOut = ByteBuffer
 
-    private let timeout: TimeAmount
     private let configure: (_ source: IPAddress?) throws -> Void
     private var received: [UInt8] = []
-    private var timer: Scheduled<Void>?
+    private var deadline: SetupDeadline
 
     init(timeout: TimeAmount, configure: @escaping (_ source: IPAddress?) throws -> Void) {
-        self.timeout = timeout
+        self.deadline = SetupDeadline(timeout)
         self.configure = configure
     }
 
-    func handlerAdded(context: ChannelHandlerContext) {
-        let channel = context.channel
-        timer = context.eventLoop.assumeIsolated().scheduleTask(in: timeout) { channel.close(promise: nil) }
-    }
+    func handlerAdded(context: ChannelHandlerContext) { deadline.start(context) }
 
-    func handlerRemoved(context: ChannelHandlerContext) {
-        timer?.cancel()
-        timer = nil
-    }
+    func handlerRemoved(context: ChannelHandlerContext) { deadline.stop() }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let bytes = unwrapInboundIn(data)
@@ -211,8 +207,7 @@ final class ProxyProtocolReader: ChannelInboundHandler, RemovableChannelHandler 
                 context.close(promise: nil)
                 return
             }
-            timer?.cancel()
-            timer = nil
+            deadline.stop()
             let rest = received[length...]
             received = []
             if !rest.isEmpty {
