@@ -46,10 +46,26 @@ extension GatewayConfig {
 
         var routeNames: Set<String> = []
         var usedUpstreams: Set<String> = []
+        var matches: [String: Int] = [:]
         for (index, route) in routes.enumerated() {
             let path = root / "routes" / index
             if !routeNames.insert(route.name).inserted {
                 context.error(path / "name", "duplicate route name \"\(route.name)\"")
+            }
+            // Ties go to the route listed first, so a later route with the very same match never gets a request.
+            // (A match with errors is left out: what is left of it says nothing about the route meant.)
+            let matchPath = (path / "match").description
+            let matchBroken = context.diagnostics.contains { diagnostic in
+                diagnostic.severity == .error
+                    && (diagnostic.path == matchPath || diagnostic.path.hasPrefix(matchPath + ".") || diagnostic.path.hasPrefix(matchPath + "["))
+            }
+            if matchBroken {
+                // reported already
+            } else if let first = matches[route.match.canonicalText] {
+                context.warning(
+                    path / "match", "never matches: routes[\(first)] (\"\(routes[first].name)\") has the same match and comes first")
+            } else {
+                matches[route.match.canonicalText] = index
             }
             if route.upstream.isEmpty {
                 // Answers itself (redirect or respond): no upstream to check.
@@ -122,6 +138,17 @@ extension GatewayConfig {
 
     private static func isLoopback(_ address: String) -> Bool {
         address == "localhost" || address == "::1" || address.hasPrefix("127.")
+    }
+}
+
+extension MatchConfig {
+    /// The match as one text, equal for two matches that accept exactly the same requests as written (order of
+    /// hosts, methods and headers aside; a prefix's trailing slash aside).
+    var canonicalText: String {
+        let pathRule = path.map { "=" + $0.lowercased() } ?? pathPrefix.map { "^" + PathRules.normalisedPrefix($0).lowercased() } ?? "*"
+        let headerRules = headers.map { "\($0.name)=\($0.value)" }.sorted()
+        return [hosts.sorted().joined(separator: ","), pathRule, methods.sorted().joined(separator: ","), headerRules.joined(separator: "\u{0}")]
+            .joined(separator: "\u{1}")
     }
 }
 

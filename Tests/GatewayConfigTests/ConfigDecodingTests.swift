@@ -300,4 +300,28 @@ import Testing
             "routes[0].upstream: a route with redirect answers itself and forwards nowhere",
         ])
     }
+
+    // A route with the very same match as an earlier one never gets a request (ties go to the first): flagged.
+    @Test func shadowedRoutes() {
+        let config = { (routes: String) in
+            #"{ "listeners": [{ "name": "l", "port": 1 }], "upstreams": { "u": { "targets": ["http://127.0.0.1:1"] } }, "routes": \#(routes) }"#
+        }
+        let shadowed = load(config(#"""
+            [{ "name": "a", "match": { "hosts": ["x.test", "y.test"], "path_prefix": "/api/", "headers": { "x-a": "1", "x-b": "2" } }, "upstream": "u" },
+             { "name": "b", "match": { "hosts": ["y.test", "x.test"], "path_prefix": "/API", "headers": { "x-b": "2", "x-a": "1" } }, "upstream": "u" },
+             { "name": "c", "upstream": "u" },
+             { "name": "d", "redirect": { "location": "/" } }]
+            """#)).warnings.map(\.description)
+        #expect(shadowed == [
+            #"warning: routes[1].match: never matches: routes[0] ("a") has the same match and comes first"#,
+            #"warning: routes[3].match: never matches: routes[2] ("c") has the same match and comes first"#,
+        ])
+        let distinct = load(config(#"""
+            [{ "name": "a", "match": { "path_prefix": "/api", "methods": ["GET"] }, "upstream": "u" },
+             { "name": "b", "match": { "path_prefix": "/api", "methods": ["POST"] }, "upstream": "u" },
+             { "name": "c", "match": { "path_prefix": "/" }, "upstream": "u" },
+             { "name": "d", "upstream": "u" }]
+            """#)).warnings
+        #expect(distinct.isEmpty)
+    }
 }
