@@ -20,8 +20,6 @@ public final class GatewayRuntime: Sendable {
     public let limits: LimitsConfig
     /// `limits.encoded_slashes` in the path normaliser's terms, decided once.
     public let encodedSlashes: PathNormalizer.EncodedSlashes
-    /// `total_timeout_ms` per upstream index.
-    public let totalTimeouts: [TimeAmount?]
     /// Headers that carry verified client-certificate subjects upstream. Clients may not send them: they are
     /// removed from every request, on every listener, and set only from a verified certificate.
     public let clientSubjectHeaders: [String]
@@ -41,7 +39,6 @@ public final class GatewayRuntime: Sendable {
         self.logger = logger
         self.limits = config.limits
         self.encodedSlashes = config.limits.encodedSlashes == .keep ? .keep : .reject
-        self.totalTimeouts = config.upstreams.map { $0.totalTimeoutMs.map { .milliseconds(Int64($0)) } }
         var subjectHeaders: [String] = []
         for listener in config.listeners {
             guard let tls = listener.tls, tls.clientAuth != .none, !subjectHeaders.contains(tls.clientSubjectHeader) else { continue }
@@ -57,9 +54,10 @@ public final class GatewayRuntime: Sendable {
     ) -> RouteTable {
         let upstreamIndex = Dictionary(config.upstreams.enumerated().map { ($1.name, $0) }, uniquingKeysWith: { a, _ in a })
         let routes = config.routes.enumerated().map { index, route in
-            CompiledRoute(
-                config: route, index: index, upstreamIndex: upstreamIndex[route.upstream] ?? 0, filters: routeFilters(route), metrics: metrics,
-                cache: cache)
+            let upstream = upstreamIndex[route.upstream].map { config.upstreams[$0] }
+            return CompiledRoute(
+                config: route, index: index, upstreamIndex: upstreamIndex[route.upstream] ?? 0, upstream: upstream, filters: routeFilters(route),
+                metrics: metrics, cache: cache)
         }
         return RouteTable(routes: routes)
     }

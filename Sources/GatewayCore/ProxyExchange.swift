@@ -194,7 +194,7 @@ final class ProxyExchange: ExchangeDriver, UpstreamCallDelegate, FilterSuspensio
             requestID: context.requestID, clientIP: context.clientIP, timeouts: route.timeouts, delegate: self)
         self.call = call
         state = .forwarding
-        if let total = route.timeouts.total ?? runtime.totalTimeouts[route.upstreamIndex] {
+        if let total = route.timeouts.total {
             totalTimeout = connection.eventLoop.assumeIsolated().scheduleTask(in: total) {
                 self.totalTimeoutFired()
             }
@@ -390,12 +390,12 @@ final class ProxyExchange: ExchangeDriver, UpstreamCallDelegate, FilterSuspensio
     // MARK: Responses made by the gateway
 
     func respond(error: GatewayError) {
-        errorCode = error.code
         respond(.error(error, requestID: context.requestID))
     }
 
     /// Writes a complete gateway-made response, or breaks the connection if a response is already under way.
     func respond(_ response: GatewayResponse) {
+        if let code = response.errorCode { errorCode = code }  // logged even when the response can no longer be sent
         if isRelaying { call?.cancel() }
         guard let stream else { return }
         guard !responseStarted else {
@@ -404,7 +404,6 @@ final class ProxyExchange: ExchangeDriver, UpstreamCallDelegate, FilterSuspensio
             return
         }
         state = .respondedLocally
-        if let code = response.errorCode { errorCode = code }
         var response = response
         response.head.version = head.version
         applyResponseFilters(&response.head)

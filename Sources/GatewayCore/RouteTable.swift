@@ -1,5 +1,6 @@
 import GatewayConfig
 import GatewayHTTP
+import GatewayPolicy
 
 /// One route from gateway.json, compiled for matching: hosts split into exact and wildcard, the path
 /// rule normalised, methods parsed, header names lowercased. A class: requests hold a reference.
@@ -33,13 +34,15 @@ public final class CompiledRoute: Sendable {
     public let answersPreflight: Bool
     /// The route's `max_body_bytes`, if it overrides `limits.max_body_bytes`.
     public let maxBodyBytes: Int?
-    /// The route's `read_timeout_ms` / `total_timeout_ms`, if they override its upstream's.
+    /// The timeouts of the route's calls: its own `read_timeout_ms` / `total_timeout_ms`, else its upstream's,
+    /// decided here once.
     public let timeouts: CallTimeouts
     /// `request_headers`: applied last to the request the upstream gets, so they also cover the forwarding headers.
     public let requestHeaderEdits: HeaderEdits
 
     public init(
-        config: RouteConfig, index: Int, upstreamIndex: Int, filters: [any GatewayFilter] = [], metrics: GatewayMetrics = .disabled,
+        config: RouteConfig, index: Int, upstreamIndex: Int, upstream: UpstreamConfig? = nil, filters: [any GatewayFilter] = [],
+        metrics: GatewayMetrics = .disabled,
         cache: ResponseCache? = nil
     ) {
         self.metrics = metrics.route(config.name)
@@ -69,8 +72,9 @@ public final class CompiledRoute: Sendable {
         self.answersPreflight = config.cors != nil
         self.requestHeaderEdits = config.requestHeaders
         self.maxBodyBytes = config.maxBodyBytes
-        self.timeouts = CallTimeouts(
-            read: config.readTimeoutMs.map { .milliseconds(Int64($0)) }, total: config.totalTimeoutMs.map { .milliseconds(Int64($0)) })
+        let readMs = config.readTimeoutMs ?? upstream?.readTimeoutMs
+        let totalMs = config.totalTimeoutMs ?? upstream?.totalTimeoutMs
+        self.timeouts = CallTimeouts(read: readMs.map { .milliseconds(Int64($0)) }, total: totalMs.map { .milliseconds(Int64($0)) })
     }
 
     var hasHostRule: Bool { !exactHosts.isEmpty || !wildcardHosts.isEmpty }
@@ -134,7 +138,7 @@ struct Preflight {
     init?(_ headers: HeaderList) {
         guard headers.contains(name: "origin"), let method = headers.first(name: "access-control-request-method") else { return nil }
         self.method = HTTPMethod(method)
-        self.headerNames = headers["access-control-request-headers"].flatMap { $0.split(separator: ",") }.map { $0.trimmingASCIISpaces() }
+        self.headerNames = CORSPolicy.requestedHeaderNames(headers["access-control-request-headers"].joined(separator: ","))
     }
 }
 
@@ -151,8 +155,13 @@ public enum RouteMatch: Sendable {
 /// longest prefix), number of header conditions, a method list. Ties go to the route listed first.
 public struct RouteTable: Sendable {
     public let routes: [CompiledRoute]
+    /// Some route has `cors`: only then is an OPTIONS request read as a preflight.
+    private let answersPreflights: Bool
 
-    public init(routes: [CompiledRoute]) { self.routes = routes }
+    public init(routes: [CompiledRoute]) {
+        self.routes = routes
+        self.answersPreflights = routes.contains { $0.answersPreflight }
+    }
 
     /// - Parameters:
     ///   - host: the request's host, lowercased and without port ("" when absent).
@@ -161,7 +170,7 @@ public struct RouteTable: Sendable {
         var best: (route: CompiledRoute, score: (Int, Int, Int, Int))?
         var allowed: [String] = []
         var methodMismatch = false
-        let preflight = method == .OPTIONS ? Preflight(headers) : nil
+        let preflight = answersPreflights && method == .OPTIONS ? Preflight(headers) : nil
         for route in routes {
             guard let hostScore = route.hostScore(host), let pathScore = route.pathScore(path),
                 route.headersMatch(headers, preflight: preflight)

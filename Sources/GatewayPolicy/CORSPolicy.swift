@@ -122,7 +122,7 @@ public struct CORSPolicy: Sendable {
     public func preflight(origin: String, requestMethod: String, requestHeaders: String?) -> PreflightDecision {
         guard isAllowed(origin) else { return .refuse(.origin) }
         guard anyMethod || allowMethods.contains(requestMethod) else { return .refuse(.method) }
-        let requested = (requestHeaders ?? "").split(separator: ",").map { $0.trimmingASCIISpaces() }.filter { !$0.isEmpty }
+        let requested = Self.requestedHeaderNames(requestHeaders ?? "")
         if !anyHeader {
             for name in requested where !allowHeaders.contains(name.lowercased()) { return .refuse(.headers) }
         }
@@ -132,6 +132,11 @@ public struct CORSPolicy: Sendable {
         if !allowedHeaders.isEmpty { headers.append(Header(name: "access-control-allow-headers", value: allowedHeaders)) }
         if let maxAgeSeconds { headers.append(Header(name: "access-control-max-age", value: String(maxAgeSeconds))) }
         return .allow(headers)
+    }
+
+    /// The header names an `Access-Control-Request-Headers` value lists (comma-separated, spaces trimmed).
+    public static func requestedHeaderNames(_ value: String) -> [String] {
+        value.split(separator: ",").map { $0.trimmingASCIISpaces() }.filter { !$0.isEmpty }
     }
 
     private static func isHostNameByte(_ byte: UInt8) -> Bool {

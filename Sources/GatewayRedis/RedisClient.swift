@@ -264,11 +264,11 @@ final class RedisSlot {
     /// and a refused certificate is reported as a failed connect.
     private func handshake(_ connection: RedisConnectionHandler) -> EventLoopFuture<Void>.Isolated {
         var commands: [[String]] = []
-        if tls != nil && url.password == nil && url.database == 0 { commands.append(["PING"]) }
         if let password = url.password {
             commands.append(url.user.map { ["AUTH", $0, password] } ?? ["AUTH", password])
         }
         if url.database != 0 { commands.append(["SELECT", String(url.database)]) }
+        if tls != nil && commands.isEmpty { commands.append(["PING"]) }
         var chain = eventLoop.makeSucceededVoidFuture().assumeIsolated()
         for command in commands {
             chain = chain.flatMap { _ -> EventLoopFuture<Void> in
