@@ -594,11 +594,25 @@ extension RouteConfig {
             let match = o.optional("match", MatchConfig.decode) ?? MatchConfig()
             let answers = o.has("redirect") || o.has("respond")
             let answer = RouteAnswer.decode(o)
-            // A route that answers itself needs no upstream (and may not name one).
-            let upstream = !answers ? o.required("upstream") { $0.nonEmptyString() } : o.optional("upstream") { node -> String? in
-                node.error("a route with \(o.has("redirect") ? "redirect" : "respond") answers itself and forwards nowhere")
-                return nil
-            } ?? ""
+            let split = o.optional("split", RouteSplitConfig.decode)
+            // A route that answers itself needs no upstream (and may not name one); a split names its own.
+            let upstream: String?
+            if answers {
+                upstream = o.optional("upstream") { node -> String? in
+                    node.error("a route with \(o.has("redirect") ? "redirect" : "respond") answers itself and forwards nowhere")
+                    return nil
+                } ?? ""
+                if o.has("split") {
+                    o.node.context.error(o.path / "split", "a route with \(o.has("redirect") ? "redirect" : "respond") answers itself and forwards nowhere")
+                }
+            } else if o.has("split") {
+                upstream = o.optional("upstream") { node -> String? in
+                    node.error("a route forwards either to one upstream or to a split, not both")
+                    return nil
+                } ?? ""
+            } else {
+                upstream = o.required("upstream") { $0.nonEmptyString() }
+            }
             let strip = o.optional("strip_prefix") { $0.absolutePath() }
             let preserveHost = o.optional("preserve_host") { $0.bool() } ?? true
             let auth = o.optional("auth", RouteAuthConfig.decode)
@@ -624,10 +638,51 @@ extension RouteConfig {
             (route.denyIPs, route.allowIPs) = (denyIPs, allowIPs)
             route.maxBodyBytes = maxBodyBytes
             route.answer = answer
+            route.split = split
             (route.readTimeoutMs, route.totalTimeoutMs) = (readTimeout, totalTimeout)
             route.requestHeaders = requestHeaders ?? HeaderEdits()
             route.responseHeaders = responseHeaders ?? HeaderEdits()
             return route
+        }
+    }
+}
+
+extension RouteSplitConfig {
+    /// `{"upstreams": [{"name": "orders-v1", "weight": 95}, {"name": "orders-v2", "weight": 5}], "sticky_on": "cookie:session"}`
+    static func decode(_ node: ConfigNode) -> RouteSplitConfig? {
+        node.object { o in
+            let members = o.required("upstreams") { node in
+                node.array { item in
+                    item.object { m -> Member? in
+                        let name = m.required("name") { $0.nonEmptyString() }
+                        let weight = m.optional("weight") { $0.int(0...10_000) } ?? 1
+                        return name.map { Member(upstream: $0, weight: weight) }
+                    }
+                }
+            }
+            let sticky = o.optional("sticky_on") { node -> StickyKey? in
+                guard let text = node.string() else { return nil }
+                if text == "ip" { return .ip }
+                if text == "consumer" { return .consumer }
+                if text.hasPrefix("header:"), isToken(String(text.dropFirst(7))) { return .header(String(text.dropFirst(7)).lowercased()) }
+                if text.hasPrefix("cookie:"), isToken(String(text.dropFirst(7))) { return .cookie(String(text.dropFirst(7))) }
+                node.error("expected \"ip\", \"consumer\", \"header:NAME\" or \"cookie:NAME\"")
+                return nil
+            }
+            guard let members else { return nil }
+            if members.isEmpty {
+                o.node.context.error(o.path / "upstreams", "a split needs at least one upstream")
+                return nil
+            }
+            var seen: Set<String> = []
+            for (index, member) in members.enumerated() where !seen.insert(member.upstream).inserted {
+                o.node.context.error(o.path / "upstreams" / index / "name", "\"\(member.upstream)\" is already in this split")
+            }
+            if members.allSatisfy({ $0.weight == 0 }) {
+                o.node.context.error(o.path / "upstreams", "at least one weight must be above 0")
+                return nil
+            }
+            return RouteSplitConfig(members: members, stickyOn: sticky)
         }
     }
 }

@@ -312,7 +312,10 @@ public struct PoolConfig: Sendable, Equatable {
 public struct RouteConfig: Sendable {
     public var name: String
     public var match: MatchConfig
+    /// The upstream the route forwards to; empty when it answers itself (`answer`) or splits (`split`).
     public var upstream: String
+    /// `split`: the route's traffic shared between several upstreams by weight, instead of `upstream`.
+    public var split: RouteSplitConfig?
     public var stripPrefix: String?
     /// true: the client's Host goes upstream unchanged; false: the target's host:port is sent.
     public var preserveHost: Bool
@@ -335,6 +338,32 @@ public struct RouteConfig: Sendable {
     public var requestHeaders = HeaderEdits()
     /// Changes to every response of the route (the upstream's, cached ones and the gateway's own errors).
     public var responseHeaders = HeaderEdits()
+}
+
+extension RouteConfig {
+    /// Every upstream the route may forward to: its `upstream`, or its split's members in order.
+    public var upstreamNames: [String] {
+        if let split { return split.members.map(\.upstream) }
+        return upstream.isEmpty ? [] : [upstream]
+    }
+}
+
+/// A route's `split`: upstreams sharing its traffic by weight (a canary next to the stable version).
+public struct RouteSplitConfig: Sendable, Equatable {
+    public struct Member: Sendable, Equatable {
+        public var upstream: String
+        public var weight: Int
+        public init(upstream: String, weight: Int) { (self.upstream, self.weight) = (upstream, weight) }
+    }
+    /// What keeps a client on one member; nil: each request is drawn on its own.
+    public enum StickyKey: Sendable, Equatable {
+        case ip, consumer
+        case header(String)
+        case cookie(String)
+    }
+    public var members: [Member]
+    public var stickyOn: StickyKey?
+    public init(members: [Member], stickyOn: StickyKey? = nil) { (self.members, self.stickyOn) = (members, stickyOn) }
 }
 
 /// What a route without an upstream answers.

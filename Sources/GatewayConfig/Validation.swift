@@ -67,14 +67,21 @@ extension GatewayConfig {
             } else {
                 matches[route.match.canonicalText] = index
             }
-            if route.upstream.isEmpty {
-                // Answers itself (redirect or respond): no upstream to check.
-            } else if upstreamNames.contains(route.upstream) {
-                usedUpstreams.insert(route.upstream)
-            } else if let guess = closestMatch(to: route.upstream, among: upstreamNames) {
-                context.error(path / "upstream", "unknown upstream \"\(route.upstream)\" (did you mean \"\(guess)\"?)")
-            } else {
-                context.error(path / "upstream", "unknown upstream \"\(route.upstream)\"")
+            // A route that answers itself (redirect or respond) names no upstream.
+            let named: [(name: String, at: JSONPath)] =
+                route.split.map { split in split.members.enumerated().map { ($1.upstream, path / "split" / "upstreams" / $0 / "name") } }
+                ?? (route.upstream.isEmpty ? [] : [(route.upstream, path / "upstream")])
+            for (name, at) in named {
+                if upstreamNames.contains(name) {
+                    usedUpstreams.insert(name)
+                } else if let guess = closestMatch(to: name, among: upstreamNames) {
+                    context.error(at, "unknown upstream \"\(name)\" (did you mean \"\(guess)\"?)")
+                } else {
+                    context.error(at, "unknown upstream \"\(name)\"")
+                }
+            }
+            if let split = route.split, split.stickyOn == .consumer, route.auth == nil {
+                context.warning(path / "split" / "sticky_on", "\"consumer\" on a route without auth keeps clients by their ip")
             }
             if let strip = route.stripPrefix, let prefix = route.match.pathPrefix ?? route.match.path,
                 !PathRules.hasSegmentPrefix(prefix, strip)
@@ -90,8 +97,8 @@ extension GatewayConfig {
                 }
             }
             if let cors = route.cors, let auth = route.auth { checkCredentials(cors, auth, at: path / "cors", context) }
-            if let total = route.totalTimeoutMs, let upstream = upstreams.first(where: { $0.name == route.upstream }),
-                total < route.readTimeoutMs ?? upstream.readTimeoutMs
+            if let total = route.totalTimeoutMs,
+                upstreams.contains(where: { route.upstreamNames.contains($0.name) && total < route.readTimeoutMs ?? $0.readTimeoutMs })
             {
                 context.warning(path / "total_timeout_ms", "is shorter than the read timeout, so the read timeout never applies")
             }

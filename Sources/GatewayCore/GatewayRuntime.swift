@@ -47,16 +47,18 @@ public final class GatewayRuntime: Sendable {
         self.clientSubjectHeaders = subjectHeaders
     }
 
-    /// Compiles the route table; route i forwards to `config.upstreams[routes[i].upstreamIndex]`.
+    /// Compiles the route table; a route forwards to `config.upstreams[destination.upstreamIndex]`.
     public static func compileRoutes(
         _ config: GatewayConfig, metrics: GatewayMetrics = .disabled, cache: ResponseCache? = nil,
         routeFilters: (RouteConfig) -> [any GatewayFilter] = { _ in [] }
     ) -> RouteTable {
         let upstreamIndex = Dictionary(config.upstreams.enumerated().map { ($1.name, $0) }, uniquingKeysWith: { a, _ in a })
         let routes = config.routes.enumerated().map { index, route in
-            let upstream = upstreamIndex[route.upstream].map { config.upstreams[$0] }
+            let upstreams = route.upstreamNames.map { name in
+                upstreamIndex[name].map { (index: $0, config: Optional(config.upstreams[$0])) } ?? (index: 0, config: nil)
+            }
             return CompiledRoute(
-                config: route, index: index, upstreamIndex: upstreamIndex[route.upstream] ?? 0, upstream: upstream, filters: routeFilters(route),
+                config: route, index: index, upstreams: upstreams, filters: routeFilters(route),
                 metrics: metrics, cache: cache)
         }
         return RouteTable(routes: routes)

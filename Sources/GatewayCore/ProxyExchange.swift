@@ -47,6 +47,9 @@ final class ProxyExchange: ExchangeDriver, UpstreamCallDelegate, FilterSuspensio
     private var pathFailure: PathNormalizer.Failure?
     /// The cache's view of this exchange, on routes with `cache.enabled`.
     var caching: CacheState?
+    /// Which of the route's destinations the request goes to (a split's member; 0 for every other route),
+    /// chosen once the route's filters have passed (a sticky split may key on the authenticated consumer).
+    var destinationIndex = 0
     /// Where filtering goes on once a `FilterSuspension` resumes.
     private var suspendedAt: (stage: FilterStage, next: Int)?
 
@@ -112,7 +115,11 @@ final class ProxyExchange: ExchangeDriver, UpstreamCallDelegate, FilterSuspensio
         }
         switch stage {
         case .global: route()
-        case .route: lookupCache()
+        case .route:
+            if let route = context.route, route.splits {
+                destinationIndex = route.chooseDestination(headers: head.headers, clientIP: context.clientIP, consumer: context.consumer)
+            }
+            lookupCache()
         }
     }
 
@@ -188,13 +195,14 @@ final class ProxyExchange: ExchangeDriver, UpstreamCallDelegate, FilterSuspensio
 
     func forward() {
         guard let route = context.route, let stream else { return }
+        let destination = route.destinations[destinationIndex]
         let upstreamHead = makeUpstreamHead(route)
         let call = forwarder.makeCall(
-            upstream: route.upstreamIndex, head: consume upstreamHead, framing: framing, preserveHost: route.preserveHost,
-            requestID: context.requestID, clientIP: context.clientIP, timeouts: route.timeouts, delegate: self)
+            upstream: destination.upstreamIndex, head: consume upstreamHead, framing: framing, preserveHost: route.preserveHost,
+            requestID: context.requestID, clientIP: context.clientIP, timeouts: destination.timeouts, delegate: self)
         self.call = call
         state = .forwarding
-        if let total = route.timeouts.total {
+        if let total = destination.timeouts.total {
             totalTimeout = connection.eventLoop.assumeIsolated().scheduleTask(in: total) {
                 self.totalTimeoutFired()
             }
@@ -383,7 +391,7 @@ final class ProxyExchange: ExchangeDriver, UpstreamCallDelegate, FilterSuspensio
         call?.cancel()
         runtime.logger.warning(
             "upstream total timeout",
-            metadata: ["request_id": "\(context.requestID)", "upstream": "\(context.route?.upstreamName ?? "-")"])
+            metadata: ["request_id": "\(context.requestID)", "upstream": "\(context.route?.destinations[destinationIndex].upstreamName ?? "-")"])
         respond(error: .upstreamTimeout)
     }
 

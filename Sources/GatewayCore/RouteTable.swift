@@ -2,6 +2,14 @@ import GatewayConfig
 import GatewayHTTP
 import GatewayPolicy
 
+/// One upstream a route forwards to, with the timeouts of calls made to it for this route.
+public struct RouteDestination: Sendable {
+    /// Index into `config.upstreams` (and the forwarder's upstream runtimes).
+    public let upstreamIndex: Int
+    public let upstreamName: String
+    public let timeouts: CallTimeouts
+}
+
 /// One route from gateway.json, compiled for matching: hosts split into exact and wildcard, the path
 /// rule normalised, methods parsed, header names lowercased. A class: requests hold a reference.
 public final class CompiledRoute: Sendable {
@@ -21,8 +29,10 @@ public final class CompiledRoute: Sendable {
     /// nil: any method. GET implies HEAD.
     public let methods: [HTTPMethod]?
     public let headers: [(name: String, value: String)]
-    public let upstreamIndex: Int
-    public let upstreamName: String
+    /// Where the route forwards: one upstream, or the members of its `split` (see `chooseDestination`).
+    public let destinations: [RouteDestination]
+    private let split: WeightedSplit?
+    private let stickyOn: RouteSplitConfig.StickyKey?
     public let stripPrefix: String?
     public let preserveHost: Bool
     /// Filters that run only for this route, after the global ones.
@@ -34,14 +44,11 @@ public final class CompiledRoute: Sendable {
     public let answersPreflight: Bool
     /// The route's `max_body_bytes`, if it overrides `limits.max_body_bytes`.
     public let maxBodyBytes: Int?
-    /// The timeouts of the route's calls: its own `read_timeout_ms` / `total_timeout_ms`, else its upstream's,
-    /// decided here once.
-    public let timeouts: CallTimeouts
     /// `request_headers`: applied last to the request the upstream gets, so they also cover the forwarding headers.
     public let requestHeaderEdits: HeaderEdits
 
     public init(
-        config: RouteConfig, index: Int, upstreamIndex: Int, upstream: UpstreamConfig? = nil, filters: [any GatewayFilter] = [],
+        config: RouteConfig, index: Int, upstreams: [(index: Int, config: UpstreamConfig?)], filters: [any GatewayFilter] = [],
         metrics: GatewayMetrics = .disabled,
         cache: ResponseCache? = nil
     ) {
@@ -64,17 +71,45 @@ public final class CompiledRoute: Sendable {
         }
         self.methods = config.match.methods.isEmpty ? nil : config.match.methods.map { HTTPMethod($0) }
         self.headers = config.match.headers
-        self.upstreamIndex = upstreamIndex
-        self.upstreamName = config.upstream
         self.stripPrefix = config.stripPrefix.map { PathRules.normalisedPrefix($0) }
         self.preserveHost = config.preserveHost
         self.filters = filters
         self.answersPreflight = config.cors != nil
         self.requestHeaderEdits = config.requestHeaders
         self.maxBodyBytes = config.maxBodyBytes
-        let readMs = config.readTimeoutMs ?? upstream?.readTimeoutMs
-        let totalMs = config.totalTimeoutMs ?? upstream?.totalTimeoutMs
-        self.timeouts = CallTimeouts(read: readMs.map { .milliseconds(Int64($0)) }, total: totalMs.map { .milliseconds(Int64($0)) })
+        self.destinations = zip(config.upstreamNames, upstreams).map { name, upstream in
+            // The route's own read_timeout_ms / total_timeout_ms, else the upstream's, decided here once.
+            let readMs = config.readTimeoutMs ?? upstream.config?.readTimeoutMs
+            let totalMs = config.totalTimeoutMs ?? upstream.config?.totalTimeoutMs
+            return RouteDestination(
+                upstreamIndex: upstream.index, upstreamName: name,
+                timeouts: CallTimeouts(read: readMs.map { .milliseconds(Int64($0)) }, total: totalMs.map { .milliseconds(Int64($0)) }))
+        }
+        if let split = config.split, split.members.count > 1 {
+            self.split = WeightedSplit(weights: split.members.map(\.weight))
+            self.stickyOn = split.stickyOn
+        } else {
+            (self.split, self.stickyOn) = (nil, nil)
+        }
+    }
+
+    /// True when the route shares its traffic between upstreams (the cache then keeps their answers apart).
+    public var splits: Bool { split != nil }
+
+    /// The upstream this request goes to: the route's only one, or a split member drawn by weight. A sticky
+    /// key keeps its member on every request and every gateway instance; a request without one is drawn at random.
+    /// Returns an index into `destinations` (there is none on a route that answers itself).
+    public func chooseDestination(headers: HeaderList, clientIP: String, consumer: String?) -> Int {
+        guard let split else { return 0 }
+        let key: String?
+        switch stickyOn {
+        case nil: key = nil
+        case .ip: key = clientIP
+        case .consumer: key = consumer ?? clientIP
+        case .header(let name): key = headers.first(name: name)
+        case .cookie(let name): key = HeaderRules.cookie(named: name, in: headers)
+        }
+        return key.map(split.choose(key:)) ?? split.choose(ThreadRandom.current.next())
     }
 
     var hasHostRule: Bool { !exactHosts.isEmpty || !wildcardHosts.isEmpty }

@@ -324,4 +324,33 @@ import Testing
             """#)).warnings
         #expect(distinct.isEmpty)
     }
+
+    // A split names its upstreams with weights (default 1) and optionally a sticky key; every mistake is reported.
+    @Test func routeSplits() throws {
+        let upstreams = #""upstreams": { "v1": { "targets": ["http://127.0.0.1:1"] }, "v2": { "targets": ["http://127.0.0.1:2"] } }"#
+        let config = { (route: String) in #"{ "listeners": [{ "name": "l", "port": 1 }], \#(upstreams), "routes": [\#(route)] }"# }
+        let good = load(config(#"{ "name": "r", "split": { "upstreams": [{ "name": "v1", "weight": 95 }, { "name": "v2", "weight": 5 }], "sticky_on": "cookie:session" } }"#))
+        #expect(good.errors.isEmpty)
+        #expect(good.warnings.isEmpty)
+        let split = try #require(good.config?.routes.first?.split)
+        #expect(split == RouteSplitConfig(members: [.init(upstream: "v1", weight: 95), .init(upstream: "v2", weight: 5)], stickyOn: .cookie("session")))
+        #expect(good.config?.routes.first?.upstreamNames == ["v1", "v2"])
+        let defaults = load(config(#"{ "name": "r", "split": { "upstreams": [{ "name": "v1" }, { "name": "v2" }] } }"#))
+        #expect(defaults.config?.routes.first?.split == RouteSplitConfig(members: [.init(upstream: "v1", weight: 1), .init(upstream: "v2", weight: 1)]))
+        let bad = load(config(#"""
+            { "name": "r", "upstream": "v1", "split": { "upstreams": [{ "name": "v1", "weight": 0 }, { "name": "v3", "weight": 0 }, { "name": "v1", "weight": 0 }], "sticky_on": "session" } }
+            """#)).errors.map(\.description)
+        #expect(bad == [
+            #"routes[0].split.sticky_on: expected "ip", "consumer", "header:NAME" or "cookie:NAME""#,
+            #"routes[0].split.upstreams[2].name: "v1" is already in this split"#,
+            "routes[0].split.upstreams: at least one weight must be above 0",
+            "routes[0].upstream: a route forwards either to one upstream or to a split, not both",
+        ])
+        let unknown = load(config(#"{ "name": "r", "split": { "upstreams": [{ "name": "v1" }, { "name": "v3" }] } }"#)).errors.map(\.description)
+        #expect(unknown == [#"routes[0].split.upstreams[1].name: unknown upstream "v3" (did you mean "v2"?)"#])
+        let answers = load(config(#"{ "name": "r", "respond": { "status": 503, "code": "DOWN", "message": "Down." }, "split": { "upstreams": [{ "name": "v1" }] } }"#)).errors.map(\.description)
+        #expect(answers == ["routes[0].split: a route with respond answers itself and forwards nowhere"])
+        let consumer = load(config(#"{ "name": "r", "split": { "upstreams": [{ "name": "v1" }, { "name": "v2" }], "sticky_on": "consumer" } }"#)).warnings.map(\.description)
+        #expect(consumer == [#"warning: routes[0].split.sticky_on: "consumer" on a route without auth keeps clients by their ip"#])
+    }
 }

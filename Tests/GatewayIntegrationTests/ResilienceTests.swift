@@ -265,6 +265,96 @@ import Testing
         }
     }
 
+    /// Upstreams "v1" (a) and "v2" (b) and one route splitting between them with `split` (and `route` extra keys).
+    static func splitConfig(_ upstreams: [DemoUpstream], split: String, route: String = "") -> String {
+        """
+        { "workers": 1,
+          "listeners": [{ "name": "test", "address": "127.0.0.1", "port": 0 }],
+          "upstreams": { "v1": { "targets": ["http://127.0.0.1:\(upstreams[0].port)"] },
+                         "v2": { "targets": ["http://127.0.0.1:\(upstreams[1].port)"] } },
+          "routes": [{ "name": "canary", "split": \(split) \(route) }] }
+        """
+    }
+
+    // A route's split sends requests to its upstreams by weight; weight 0 takes an upstream out.
+    @Test func splitSharesTrafficByWeight() async throws {
+        try await withUpstreams(2) { upstreams in
+            let even = Self.splitConfig(upstreams, split: #"{ "upstreams": [{ "name": "v1", "weight": 1 }, { "name": "v2", "weight": 1 }] }"#)
+            try await withGateway(even) { gateway in
+                let responses = try await Self.requests(gateway, count: 200, concurrency: 4)
+                let toB = Self.count(responses, upstream: "b")
+                #expect(Self.count(responses, status: 200) == 200)
+                // Binomial(200, 1/2): outside 60...140 about once in 10^8 runs.
+                #expect((60...140).contains(toB), "expected about 100 of 200 on v2, got \(toB)")
+            }
+            let drained = Self.splitConfig(upstreams, split: #"{ "upstreams": [{ "name": "v1", "weight": 0 }, { "name": "v2", "weight": 5 }] }"#)
+            try await withGateway(drained) { gateway in
+                let responses = try await Self.requests(gateway, count: 40, concurrency: 4)
+                #expect(Self.outcomes(responses) == ["200 b"])
+            }
+        }
+    }
+
+    // sticky_on keeps each key on one upstream (across gateway restarts too: the hash is stable); keys spread
+    // over both; a request without the key is drawn at random.
+    @Test func splitIsStickyOnAKey() async throws {
+        try await withUpstreams(2) { upstreams in
+            let json = Self.splitConfig(upstreams, split: #"{ "upstreams": [{ "name": "v1" }, { "name": "v2" }], "sticky_on": "cookie:session" }"#)
+            var firstOwners: [String: String] = [:]
+            for restart in 0..<2 {
+                try await withGateway(json) { gateway in
+                    for user in 0..<16 {
+                        for _ in 0..<3 {
+                            let response = try await gateway.request("GET", "/echo", headers: [("Cookie", "theme=dark; session=user-\(user)")])
+                            let owner = Self.upstreamName(response) ?? "?"
+                            if restart == 0 && firstOwners["user-\(user)"] == nil { firstOwners["user-\(user)"] = owner }
+                            #expect(owner == firstOwners["user-\(user)"], "user-\(user) moved (restart \(restart))")
+                        }
+                    }
+                    let anonymous = try await Self.requests(gateway, count: 60, concurrency: 2)
+                    #expect(Self.outcomes(anonymous) == ["200 a", "200 b"], "requests without the cookie are drawn at random")
+                }
+            }
+            #expect(Set(firstOwners.values) == ["a", "b"])
+        }
+    }
+
+    // On a cached split route each upstream keeps its own copy: a client on v2 never gets v1's answer.
+    @Test func splitKeepsCachedAnswersApart() async throws {
+        try await withUpstreams(2) { upstreams in
+            let json = Self.splitConfig(
+                upstreams, split: #"{ "upstreams": [{ "name": "v1" }, { "name": "v2" }], "sticky_on": "header:x-user" }"#,
+                route: #", "cache": { "enabled": true }"#)
+            try await withGateway(json) { gateway in
+                // Two users that the split puts on different upstreams.
+                var users: [String: String] = [:]
+                for user in 0..<32 where users.count < 2 {
+                    let response = try await gateway.request("GET", "/echo", headers: [("X-User", "u\(user)")])
+                    let owner = Self.upstreamName(response) ?? "?"
+                    if users[owner] == nil { users[owner] = "u\(user)" }
+                }
+                let userA = try #require(users["a"])
+                let userB = try #require(users["b"])
+                let path = "/cacheable?cc=max-age%3D60"
+                let firstA = try await gateway.request("GET", path, headers: [("X-User", userA)])
+                let firstB = try await gateway.request("GET", path, headers: [("X-User", userB)])
+                let againA = try await gateway.request("GET", path, headers: [("X-User", userA)])
+                let againB = try await gateway.request("GET", path, headers: [("X-User", userB)])
+                let cacheStates = [firstA, firstB, againA, againB].map { $0.header("x-cache") ?? "-" }
+                let servedBy = [firstA, firstB, againA, againB].map { Self.upstreamName($0) ?? "-" }
+                #expect(cacheStates == ["MISS", "MISS", "HIT", "HIT"])
+                #expect(servedBy == ["a", "b", "a", "b"])
+                // A change through one version invalidates both copies (they share the state it changed).
+                let post = try await gateway.request("POST", path, headers: [("X-User", userA)], body: "x")
+                #expect(post.status == 200)
+                let afterA = try await gateway.request("GET", path, headers: [("X-User", userA)])
+                let afterB = try await gateway.request("GET", path, headers: [("X-User", userB)])
+                let afterStates = [afterA, afterB].map { $0.header("x-cache") ?? "-" }
+                #expect(afterStates == ["MISS", "MISS"])
+            }
+        }
+    }
+
     // max_requests and max_connections answer 503 beyond the cap; within max_pending_requests a request
     // waits for a connection instead.
     @Test func concurrencyCapsAnswer503() async throws {

@@ -54,7 +54,7 @@ extension ProxyExchange {
     func lookupCache() {
         guard let policy = context.route?.cache else { return forward() }
         let method = head.method
-        let key = policy.key(host: HeaderRules.hostName(head.headers.first(name: "host") ?? "").description, target: head.target)
+        let key = cacheKey(policy, host: HeaderRules.hostName(head.headers.first(name: "host") ?? "").description, target: head.target)
         var cacheState = CacheState(policy: policy, key: key, requestCC: CacheControl(head.headers.values(name: "cache-control")))
         guard method == .GET || method == .HEAD, upgrade == nil else {
             cacheState.result = .bypass
@@ -335,20 +335,33 @@ extension ProxyExchange {
     /// Content-Location are invalid.
     private func invalidate(after response: ResponseHead, policy: RouteCachePolicy) {
         let host = HeaderRules.hostName(head.headers.first(name: "host") ?? "").description
-        policy.cache.invalidate(policy.key(host: host, target: head.target), on: connection.eventLoop)
+        var targets = [head.target]
         for name in ["location", "content-location"] {
             guard let value = response.headers.first(name: name) else { continue }
             if value.hasPrefix("/") {
-                policy.cache.invalidate(policy.key(host: host, target: value), on: connection.eventLoop)
+                targets.append(value)
             } else if let scheme = value.range(of: "://") {
                 let rest = value[scheme.upperBound...]
                 let slash = rest.firstIndex(of: "/") ?? rest.endIndex
                 let authority = HeaderRules.hostName(String(rest[..<slash]))
-                if authority.lowercased() == host.lowercased() {
-                    policy.cache.invalidate(policy.key(host: host, target: slash == rest.endIndex ? "/" : String(rest[slash...])), on: connection.eventLoop)
-                }
+                if authority.lowercased() == host.lowercased() { targets.append(slash == rest.endIndex ? "/" : String(rest[slash...])) }
             }
         }
+        // On a split route every member's copy goes: the versions share the state the request changed.
+        let destinations = context.route.map { $0.splits ? Array($0.destinations.indices) : [destinationIndex] } ?? [destinationIndex]
+        for target in targets {
+            for destination in destinations {
+                policy.cache.invalidate(cacheKey(policy, host: host, target: target, destination: destination), on: connection.eventLoop)
+            }
+        }
+    }
+
+    /// The cache key of `target` on this route. A split's upstreams are different versions of the service:
+    /// each keeps its own answers.
+    private func cacheKey(_ policy: RouteCachePolicy, host: String, target: String, destination: Int? = nil) -> String {
+        let key = policy.key(host: host, target: target)
+        guard let route = context.route, route.splits else { return key }
+        return key + " " + route.destinations[destination ?? destinationIndex].upstreamName
     }
 
     // MARK: stale-while-revalidate
@@ -362,8 +375,8 @@ extension ProxyExchange {
             cache: cacheState.policy.cache, key: cacheState.key, policy: cacheState.policy, stale: entry, requestHeaders: head.headers,
             eventLoop: connection.eventLoop)
         let call = forwarder.makeCall(
-            upstream: route.upstreamIndex, head: upstreamHead, framing: .none, preserveHost: route.preserveHost,
-            requestID: context.requestID, clientIP: context.clientIP, timeouts: route.timeouts, delegate: refresh)
+            upstream: route.destinations[destinationIndex].upstreamIndex, head: upstreamHead, framing: .none, preserveHost: route.preserveHost,
+            requestID: context.requestID, clientIP: context.clientIP, timeouts: route.destinations[destinationIndex].timeouts, delegate: refresh)
         refresh.call = call
         call.start()
         call.sendEnd()
