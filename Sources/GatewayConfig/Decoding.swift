@@ -595,6 +595,16 @@ extension RouteConfig {
             let answers = o.has("redirect") || o.has("respond")
             let answer = RouteAnswer.decode(o)
             let split = o.optional("split", RouteSplitConfig.decode)
+            let mirror = o.optional("mirror") { node in
+                node.object { m -> RouteMirrorConfig? in
+                    let upstream = m.required("upstream") { $0.nonEmptyString() }
+                    let percent = m.optional("percent") { $0.number(0...100) } ?? 100
+                    return upstream.map { RouteMirrorConfig(upstream: $0, percent: percent) }
+                }
+            }
+            if answers && o.has("mirror") {
+                o.node.context.error(o.path / "mirror", "a route with \(o.has("redirect") ? "redirect" : "respond") answers itself: there is nothing to mirror")
+            }
             // A route that answers itself needs no upstream (and may not name one); a split names its own.
             let upstream: String?
             if answers {
@@ -639,6 +649,7 @@ extension RouteConfig {
             route.maxBodyBytes = maxBodyBytes
             route.answer = answer
             route.split = split
+            route.mirror = mirror
             (route.readTimeoutMs, route.totalTimeoutMs) = (readTimeout, totalTimeout)
             route.requestHeaders = requestHeaders ?? HeaderEdits()
             route.responseHeaders = responseHeaders ?? HeaderEdits()

@@ -62,7 +62,10 @@ public func closestMatch(to word: String, among candidates: some Sequence<String
     var best: (candidate: String, distance: Int)?
     for candidate in candidates {
         let distance = editDistance(lowered, candidate.lowercased())
-        if best == nil || distance < best!.distance { best = (candidate, distance) }
+        // Ties go to the alphabetically first, so the suggestion does not depend on a set's order.
+        if best == nil || distance < best!.distance || (distance == best!.distance && candidate < best!.candidate) {
+            best = (candidate, distance)
+        }
     }
     guard let best else { return nil }
     // Allow about one edit per three characters, at least one, so "prot" -> "port" but not "x" -> "port".

@@ -316,6 +316,8 @@ public struct RouteConfig: Sendable {
     public var upstream: String
     /// `split`: the route's traffic shared between several upstreams by weight, instead of `upstream`.
     public var split: RouteSplitConfig?
+    /// `mirror`: a copy of (a share of) the forwarded requests goes to another upstream; its answers are dropped.
+    public var mirror: RouteMirrorConfig?
     public var stripPrefix: String?
     /// true: the client's Host goes upstream unchanged; false: the target's host:port is sent.
     public var preserveHost: Bool
@@ -364,6 +366,14 @@ public struct RouteSplitConfig: Sendable, Equatable {
     public var members: [Member]
     public var stickyOn: StickyKey?
     public init(members: [Member], stickyOn: StickyKey? = nil) { (self.members, self.stickyOn) = (members, stickyOn) }
+}
+
+/// A route's `mirror`: shadow traffic for a new version, compared in its own logs and metrics.
+public struct RouteMirrorConfig: Sendable, Equatable {
+    public var upstream: String
+    /// The share of forwarded requests copied, 0-100.
+    public var percent: Double
+    public init(upstream: String, percent: Double = 100) { (self.upstream, self.percent) = (upstream, percent) }
 }
 
 /// What a route without an upstream answers.

@@ -80,6 +80,17 @@ extension GatewayConfig {
                     context.error(at, "unknown upstream \"\(name)\"")
                 }
             }
+            if let mirror = route.mirror {
+                let at = path / "mirror" / "upstream"
+                if !upstreamNames.contains(mirror.upstream) {
+                    let guess = closestMatch(to: mirror.upstream, among: upstreamNames)
+                    context.error(at, "unknown upstream \"\(mirror.upstream)\"" + (guess.map { " (did you mean \"\($0)\"?)" } ?? ""))
+                } else if route.upstreamNames.contains(mirror.upstream) {
+                    context.warning(at, "the route forwards to \"\(mirror.upstream)\" already: mirrored requests reach it twice")
+                } else {
+                    usedUpstreams.insert(mirror.upstream)
+                }
+            }
             if let split = route.split, split.stickyOn == .consumer, route.auth == nil {
                 context.warning(path / "split" / "sticky_on", "\"consumer\" on a route without auth keeps clients by their ip")
             }

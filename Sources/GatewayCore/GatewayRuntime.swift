@@ -58,7 +58,8 @@ public final class GatewayRuntime: Sendable {
                 upstreamIndex[name].map { (index: $0, config: Optional(config.upstreams[$0])) } ?? (index: 0, config: nil)
             }
             return CompiledRoute(
-                config: route, index: index, upstreams: upstreams, filters: routeFilters(route),
+                config: route, index: index, upstreams: upstreams, mirrorIndex: route.mirror.flatMap { upstreamIndex[$0.upstream] },
+                filters: routeFilters(route),
                 metrics: metrics, cache: cache)
         }
         return RouteTable(routes: routes)

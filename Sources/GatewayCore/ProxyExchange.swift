@@ -31,6 +31,8 @@ final class ProxyExchange: ExchangeDriver, UpstreamCallDelegate, FilterSuspensio
     private let expectsContinue: Bool
     var state: State = .filtering
     var call: UpstreamCall?
+    /// The copy of this request going to the route's `mirror`, while the request body still flows.
+    private var mirror: RequestMirror?
 
     private var heldBody: [ByteBuffer] = []
     var requestComplete = false
@@ -197,6 +199,7 @@ final class ProxyExchange: ExchangeDriver, UpstreamCallDelegate, FilterSuspensio
         guard let route = context.route, let stream else { return }
         let destination = route.destinations[destinationIndex]
         let upstreamHead = makeUpstreamHead(route)
+        if route.mirror != nil && upgrade == nil && route.mirrorsThisRequest() { startMirror(route, head: upstreamHead) }
         let call = forwarder.makeCall(
             upstream: destination.upstreamIndex, head: consume upstreamHead, framing: framing, preserveHost: route.preserveHost,
             requestID: context.requestID, clientIP: context.clientIP, timeouts: destination.timeouts, delegate: self)
@@ -209,10 +212,28 @@ final class ProxyExchange: ExchangeDriver, UpstreamCallDelegate, FilterSuspensio
         }
         call.start()
         guard case .forwarding = state else { return }  // failed synchronously
-        for part in heldBody { call.sendBody(part) }
+        for part in heldBody {
+            call.sendBody(part)
+            mirror?.sendBody(part)
+        }
         heldBody.removeAll()
-        if requestComplete { call.sendEnd() }
+        if requestComplete {
+            call.sendEnd()
+            mirror?.sendEnd()
+            mirror = nil
+        }
         stream.setRequestBodyPaused(!call.isWritable)
+    }
+
+    /// Sends a copy of the request to the route's mirror upstream; it gets the body parts the real call gets.
+    private func startMirror(_ route: CompiledRoute, head: RequestHead) {
+        guard let target = route.mirror else { return }
+        let mirror = RequestMirror()
+        mirror.start(
+            forwarder.makeCall(
+                upstream: target.upstreamIndex, head: head, framing: framing, preserveHost: route.preserveHost,
+                requestID: context.requestID, clientIP: context.clientIP, timeouts: CallTimeouts(), delegate: mirror))
+        self.mirror = mirror
     }
 
     /// The request as the upstream gets it: version, strip_prefix, hop-by-hop and forwarding headers,
@@ -283,6 +304,7 @@ final class ProxyExchange: ExchangeDriver, UpstreamCallDelegate, FilterSuspensio
         case .forwarding:
             guard let call else { return }
             call.sendBody(buffer)
+            mirror?.sendBody(buffer)
             if !call.isWritable { stream?.setRequestBodyPaused(true) }
         case .tunnel, .respondedLocally, .finished:
             break
@@ -291,7 +313,11 @@ final class ProxyExchange: ExchangeDriver, UpstreamCallDelegate, FilterSuspensio
 
     func requestEnded() {
         requestComplete = true
-        if case .forwarding = state { call?.sendEnd() }
+        if case .forwarding = state {
+            call?.sendEnd()
+            mirror?.sendEnd()
+            mirror = nil
+        }
     }
 
     func downstreamWritabilityChanged(isWritable: Bool) {
@@ -452,6 +478,9 @@ final class ProxyExchange: ExchangeDriver, UpstreamCallDelegate, FilterSuspensio
         totalTimeout?.cancel()
         totalTimeout = nil
         heldBody.removeAll()
+        // A mirror still here never got the end of the request body: its copy must not pass for complete.
+        mirror?.abandon()
+        mirror = nil
         let target = call?.target
         if caching != nil { cacheExchangeFinished() }
         // Drop the references both ways so the connection handler, this exchange and the upstream call

@@ -33,6 +33,8 @@ public final class CompiledRoute: Sendable {
     public let destinations: [RouteDestination]
     private let split: WeightedSplit?
     private let stickyOn: RouteSplitConfig.StickyKey?
+    /// `mirror`: the upstream (index into `config.upstreams`) that gets copies, and the share of requests copied.
+    public let mirror: (upstreamIndex: Int, share: Double)?
     public let stripPrefix: String?
     public let preserveHost: Bool
     /// Filters that run only for this route, after the global ones.
@@ -48,7 +50,8 @@ public final class CompiledRoute: Sendable {
     public let requestHeaderEdits: HeaderEdits
 
     public init(
-        config: RouteConfig, index: Int, upstreams: [(index: Int, config: UpstreamConfig?)], filters: [any GatewayFilter] = [],
+        config: RouteConfig, index: Int, upstreams: [(index: Int, config: UpstreamConfig?)], mirrorIndex: Int? = nil,
+        filters: [any GatewayFilter] = [],
         metrics: GatewayMetrics = .disabled,
         cache: ResponseCache? = nil
     ) {
@@ -85,12 +88,23 @@ public final class CompiledRoute: Sendable {
                 upstreamIndex: upstream.index, upstreamName: name,
                 timeouts: CallTimeouts(read: readMs.map { .milliseconds(Int64($0)) }, total: totalMs.map { .milliseconds(Int64($0)) }))
         }
+        if let mirrorIndex, let mirror = config.mirror {
+            self.mirror = (mirrorIndex, mirror.percent / 100)
+        } else {
+            self.mirror = nil
+        }
         if let split = config.split, split.members.count > 1 {
             self.split = WeightedSplit(weights: split.members.map(\.weight))
             self.stickyOn = split.stickyOn
         } else {
             (self.split, self.stickyOn) = (nil, nil)
         }
+    }
+
+    /// Whether this request is copied to the route's mirror (a draw against its `percent`).
+    public func mirrorsThisRequest() -> Bool {
+        guard let mirror, mirror.share > 0 else { return false }
+        return mirror.share >= 1 || Double(ThreadRandom.current.next() >> 11) / Double(1 << 53) < mirror.share
     }
 
     /// True when the route shares its traffic between upstreams (the cache then keeps their answers apart).

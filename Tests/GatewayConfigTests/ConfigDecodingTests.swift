@@ -347,10 +347,35 @@ import Testing
             "routes[0].upstream: a route forwards either to one upstream or to a split, not both",
         ])
         let unknown = load(config(#"{ "name": "r", "split": { "upstreams": [{ "name": "v1" }, { "name": "v3" }] } }"#)).errors.map(\.description)
-        #expect(unknown == [#"routes[0].split.upstreams[1].name: unknown upstream "v3" (did you mean "v2"?)"#])
+        #expect(unknown == [#"routes[0].split.upstreams[1].name: unknown upstream "v3" (did you mean "v1"?)"#])
         let answers = load(config(#"{ "name": "r", "respond": { "status": 503, "code": "DOWN", "message": "Down." }, "split": { "upstreams": [{ "name": "v1" }] } }"#)).errors.map(\.description)
         #expect(answers == ["routes[0].split: a route with respond answers itself and forwards nowhere"])
         let consumer = load(config(#"{ "name": "r", "split": { "upstreams": [{ "name": "v1" }, { "name": "v2" }], "sticky_on": "consumer" } }"#)).warnings.map(\.description)
         #expect(consumer == [#"warning: routes[0].split.sticky_on: "consumer" on a route without auth keeps clients by their ip"#])
+    }
+
+    // A mirror names a known upstream other than the route's own, and a share of 0-100.
+    @Test func routeMirrors() throws {
+        let upstreams = #""upstreams": { "v1": { "targets": ["http://127.0.0.1:1"] }, "v2": { "targets": ["http://127.0.0.1:2"] } }"#
+        let config = { (route: String) in #"{ "listeners": [{ "name": "l", "port": 1 }], \#(upstreams), "routes": [\#(route)] }"# }
+        let good = load(config(#"{ "name": "r", "upstream": "v1", "mirror": { "upstream": "v2", "percent": 12.5 } }"#))
+        #expect(good.errors.isEmpty)
+        #expect(good.warnings.isEmpty, "v2 counts as used")
+        #expect(good.config?.routes.first?.mirror == RouteMirrorConfig(upstream: "v2", percent: 12.5))
+        let all = load(config(#"{ "name": "r", "upstream": "v1", "mirror": { "upstream": "v2" } }"#))
+        #expect(all.config?.routes.first?.mirror?.percent == 100)
+        let bad = load(config(#"{ "name": "r", "upstream": "v1", "mirror": { "upstream": "v3", "percent": 101, "share": 1 } }"#)).errors.map(\.description)
+        #expect(bad == [
+            "routes[0].mirror.percent: 101.0 is out of range (0.0...100.0)",
+            #"routes[0].mirror.share: unknown key; known keys here: "percent", "upstream""#,
+            #"routes[0].mirror.upstream: unknown upstream "v3" (did you mean "v1"?)"#,
+        ])
+        let itself = load(config(#"{ "name": "r", "upstream": "v1", "mirror": { "upstream": "v1" } }"#)).warnings.map(\.description)
+        #expect(itself == [
+            #"warning: routes[0].mirror.upstream: the route forwards to "v1" already: mirrored requests reach it twice"#,
+            #"warning: upstreams.v2: not used by any route"#,
+        ])
+        let answers = load(config(#"{ "name": "r", "respond": { "status": 503, "code": "DOWN", "message": "Down." }, "mirror": { "upstream": "v2" } }"#)).errors.map(\.description)
+        #expect(answers == ["routes[0].mirror: a route with respond answers itself: there is nothing to mirror"])
     }
 }

@@ -1,0 +1,206 @@
+import DemoUpstream
+import Foundation
+import Testing
+
+/// Traffic between versions of a service, against real upstreams on 127.0.0.1: a route's `split` (canary
+/// releases) and `mirror` (shadow traffic).
+@Suite(.serialized) struct TrafficTests {
+    /// Upstreams "v1" (a) and "v2" (b) and one route splitting between them with `split` (and `route` extra keys).
+    static func splitConfig(_ upstreams: [DemoUpstream], split: String, route: String = "") -> String {
+        """
+        { "workers": 1,
+          "listeners": [{ "name": "test", "address": "127.0.0.1", "port": 0 }],
+          "upstreams": { "v1": { "targets": ["http://127.0.0.1:\(upstreams[0].port)"] },
+                         "v2": { "targets": ["http://127.0.0.1:\(upstreams[1].port)"] } },
+          "routes": [{ "name": "canary", "split": \(split) \(route) }] }
+        """
+    }
+
+    // A route's split sends requests to its upstreams by weight; weight 0 takes an upstream out.
+    @Test func splitSharesTrafficByWeight() async throws {
+        try await withUpstreams(2) { upstreams in
+            let even = Self.splitConfig(upstreams, split: #"{ "upstreams": [{ "name": "v1", "weight": 1 }, { "name": "v2", "weight": 1 }] }"#)
+            try await withGateway(even) { gateway in
+                let responses = try await ResilienceTests.requests(gateway, count: 200, concurrency: 4)
+                let toB = ResilienceTests.count(responses, upstream: "b")
+                #expect(ResilienceTests.count(responses, status: 200) == 200)
+                // Binomial(200, 1/2): outside 60...140 about once in 10^8 runs.
+                #expect((60...140).contains(toB), "expected about 100 of 200 on v2, got \(toB)")
+            }
+            let drained = Self.splitConfig(upstreams, split: #"{ "upstreams": [{ "name": "v1", "weight": 0 }, { "name": "v2", "weight": 5 }] }"#)
+            try await withGateway(drained) { gateway in
+                let responses = try await ResilienceTests.requests(gateway, count: 40, concurrency: 4)
+                #expect(ResilienceTests.outcomes(responses) == ["200 b"])
+            }
+        }
+    }
+
+    // sticky_on keeps each key on one upstream (across gateway restarts too: the hash is stable); keys spread
+    // over both; a request without the key is drawn at random.
+    @Test func splitIsStickyOnAKey() async throws {
+        try await withUpstreams(2) { upstreams in
+            let json = Self.splitConfig(upstreams, split: #"{ "upstreams": [{ "name": "v1" }, { "name": "v2" }], "sticky_on": "cookie:session" }"#)
+            var firstOwners: [String: String] = [:]
+            for restart in 0..<2 {
+                try await withGateway(json) { gateway in
+                    for user in 0..<16 {
+                        for _ in 0..<3 {
+                            let response = try await gateway.request("GET", "/echo", headers: [("Cookie", "theme=dark; session=user-\(user)")])
+                            let owner = ResilienceTests.upstreamName(response) ?? "?"
+                            if restart == 0 && firstOwners["user-\(user)"] == nil { firstOwners["user-\(user)"] = owner }
+                            #expect(owner == firstOwners["user-\(user)"], "user-\(user) moved (restart \(restart))")
+                        }
+                    }
+                    let anonymous = try await ResilienceTests.requests(gateway, count: 60, concurrency: 2)
+                    #expect(ResilienceTests.outcomes(anonymous) == ["200 a", "200 b"], "requests without the cookie are drawn at random")
+                }
+            }
+            #expect(Set(firstOwners.values) == ["a", "b"])
+        }
+    }
+
+    // On a cached split route each upstream keeps its own copy: a client on v2 never gets v1's answer.
+    @Test func splitKeepsCachedAnswersApart() async throws {
+        try await withUpstreams(2) { upstreams in
+            let json = Self.splitConfig(
+                upstreams, split: #"{ "upstreams": [{ "name": "v1" }, { "name": "v2" }], "sticky_on": "header:x-user" }"#,
+                route: #", "cache": { "enabled": true }"#)
+            try await withGateway(json) { gateway in
+                // Two users that the split puts on different upstreams.
+                var users: [String: String] = [:]
+                for user in 0..<32 where users.count < 2 {
+                    let response = try await gateway.request("GET", "/echo", headers: [("X-User", "u\(user)")])
+                    let owner = ResilienceTests.upstreamName(response) ?? "?"
+                    if users[owner] == nil { users[owner] = "u\(user)" }
+                }
+                let userA = try #require(users["a"])
+                let userB = try #require(users["b"])
+                let path = "/cacheable?cc=max-age%3D60"
+                let firstA = try await gateway.request("GET", path, headers: [("X-User", userA)])
+                let firstB = try await gateway.request("GET", path, headers: [("X-User", userB)])
+                let againA = try await gateway.request("GET", path, headers: [("X-User", userA)])
+                let againB = try await gateway.request("GET", path, headers: [("X-User", userB)])
+                let cacheStates = [firstA, firstB, againA, againB].map { $0.header("x-cache") ?? "-" }
+                let servedBy = [firstA, firstB, againA, againB].map { ResilienceTests.upstreamName($0) ?? "-" }
+                #expect(cacheStates == ["MISS", "MISS", "HIT", "HIT"])
+                #expect(servedBy == ["a", "b", "a", "b"])
+                // A change through one version invalidates both copies (they share the state it changed).
+                let post = try await gateway.request("POST", path, headers: [("X-User", userA)], body: "x")
+                #expect(post.status == 200)
+                let afterA = try await gateway.request("GET", path, headers: [("X-User", userA)])
+                let afterB = try await gateway.request("GET", path, headers: [("X-User", userB)])
+                let afterStates = [afterA, afterB].map { $0.header("x-cache") ?? "-" }
+                #expect(afterStates == ["MISS", "MISS"])
+            }
+        }
+    }
+
+    // MARK: mirror
+
+    /// Upstream "live" (a) serving the route and "shadow" (b) getting its copies; `mirror` extra keys.
+    static func mirrorConfig(_ upstreams: [DemoUpstream], mirror: String = "", shadowTarget: Int? = nil) -> String {
+        """
+        { "workers": 1,
+          "listeners": [{ "name": "test", "address": "127.0.0.1", "port": 0 }],
+          "upstreams": { "live": { "targets": ["http://127.0.0.1:\(upstreams[0].port)"] },
+                         "shadow": { "targets": ["http://127.0.0.1:\(shadowTarget ?? upstreams[1].port)"], "read_timeout_ms": 5000 } },
+          "routes": [{ "name": "mirrored", "upstream": "live", "mirror": { "upstream": "shadow" \(mirror) } }] }
+        """
+    }
+
+    /// Waits (up to 5 s) until `condition` holds; the mirror's copy may land just after the client's answer.
+    static func eventually(_ condition: () -> Bool) async throws -> Bool {
+        for _ in 0..<100 {
+            if condition() { return true }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        return condition()
+    }
+
+    static func collected(_ upstream: DemoUpstream) -> [String] { upstream.behaviour.collected.withLockedValue { $0 }.sorted() }
+
+    // Every forwarded request reaches the mirror too, body included (Content-Length and chunked); the client
+    // gets the live upstream's answer.
+    @Test func mirrorGetsACopyOfEachRequest() async throws {
+        try await withUpstreams(2) { upstreams in
+            try await withGateway(Self.mirrorConfig(upstreams)) { gateway in
+                for index in 0..<8 {
+                    let response = try await gateway.request("POST", "/v1/traces", body: "span-\(index)")
+                    #expect(response.status == 200)
+                }
+                let client = try await RawClient.connect(port: gateway.port)
+                try await client.send("POST /v1/traces HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nchunk\r\n3\r\ned!\r\n0\r\n\r\n")
+                #expect(try await client.readResponse().status == 200)
+                await client.close()
+                let echo = try await gateway.request("GET", "/echo")
+                #expect(ResilienceTests.upstreamName(echo) == "a")
+                let expected = (0..<8).map { "span-\($0)" } + ["chunked!"]
+                let copied = try await Self.eventually { Self.collected(upstreams[1]).count == expected.count }
+                #expect(copied)
+                #expect(Self.collected(upstreams[0]) == expected.sorted())
+                #expect(Self.collected(upstreams[1]) == expected.sorted())
+                #expect(upstreams[1].requestsServed == 10)
+            }
+        }
+    }
+
+    // A slow, failing or absent mirror changes nothing for the client: the answer is the live upstream's, as fast.
+    @Test func mirrorNeverHoldsTheRequestBack() async throws {
+        try await withUpstreams(2) { upstreams in
+            upstreams[1].behaviour.delayMs.store(3000, ordering: .relaxed)
+            try await withGateway(Self.mirrorConfig(upstreams)) { gateway in
+                let started = ContinuousClock.now
+                let responses = try await ResilienceTests.requests(gateway, count: 10, concurrency: 2)
+                #expect(ResilienceTests.outcomes(responses) == ["200 a"])
+                #expect(ContinuousClock.now - started < .seconds(2), "the mirror's 3 s delay must not reach the client")
+            }
+            upstreams[1].behaviour.delayMs.store(0, ordering: .relaxed)
+            upstreams[1].behaviour.failStatus.store(503, ordering: .relaxed)
+            try await withGateway(Self.mirrorConfig(upstreams)) { gateway in
+                let responses = try await ResilienceTests.requests(gateway, count: 10)
+                #expect(ResilienceTests.outcomes(responses) == ["200 a"])
+            }
+            // Nothing listens on the mirror's port (1, tcpmux: refused at once on 127.0.0.1).
+            try await withGateway(Self.mirrorConfig(upstreams, shadowTarget: 1)) { gateway in
+                let responses = try await ResilienceTests.requests(gateway, count: 10)
+                #expect(ResilienceTests.outcomes(responses) == ["200 a"])
+            }
+        }
+    }
+
+    // percent copies a share of the requests: 0 none, 50 about half.
+    @Test func mirrorCopiesAShare() async throws {
+        try await withUpstreams(2) { upstreams in
+            try await withGateway(Self.mirrorConfig(upstreams, mirror: #", "percent": 0"#)) { gateway in
+                _ = try await ResilienceTests.requests(gateway, count: 20, concurrency: 2)
+            }
+            #expect(upstreams[1].requestsServed == 0)
+            try await withGateway(Self.mirrorConfig(upstreams, mirror: #", "percent": 50"#)) { gateway in
+                _ = try await ResilienceTests.requests(gateway, count: 200, concurrency: 4)
+                // Binomial(200, 1/2): outside 60...140 about once in 10^8 runs.
+                let settled = try await Self.eventually { upstreams[1].requestsServed >= 60 }
+                #expect(settled)
+                try await Task.sleep(for: .milliseconds(200))
+                #expect((60...140).contains(upstreams[1].requestsServed), "copied \(upstreams[1].requestsServed) of 200")
+            }
+        }
+    }
+
+    // A request whose body never completes (the client leaves) must not reach the mirror as a complete one.
+    @Test func mirrorDropsACutRequest() async throws {
+        try await withUpstreams(2) { upstreams in
+            try await withGateway(Self.mirrorConfig(upstreams)) { gateway in
+                let client = try await RawClient.connect(port: gateway.port)
+                try await client.send("POST /v1/traces HTTP/1.1\r\nHost: t\r\nContent-Length: 100\r\n\r\ncut-short")
+                try await Task.sleep(for: .milliseconds(300))
+                await client.close()
+                _ = try await gateway.request("POST", "/v1/traces", body: "whole")
+                let copied = try await Self.eventually { Self.collected(upstreams[1]).count == 1 }
+                #expect(copied)
+                try await Task.sleep(for: .milliseconds(300))
+                #expect(Self.collected(upstreams[1]) == ["whole"])
+                #expect(Self.collected(upstreams[0]) == ["whole"])
+            }
+        }
+    }
+}
