@@ -29,12 +29,15 @@ extension GatewayConfig {
             let logging = o.optional("logging", LoggingConfig.decode) ?? LoggingConfig()
             let reload = o.optional("reload", ReloadConfig.decode) ?? ReloadConfig()
             let tracing = o.optional("tracing", TracingConfig.decode)
+            let compression = o.optional("compression", CompressionConfig.decode)
             guard let listeners, let upstreams, let routes else { return nil }
-            return GatewayConfig(
+            var config = GatewayConfig(
                 workers: workers, listeners: listeners, admin: admin, redis: redis, limits: limits,
                 trustedProxies: trusted ?? [], securityHeaders: security, rateLimiting: rateLimiting,
                 cache: cache, auth: auth, upstreams: upstreams, routes: routes, logging: logging, reload: reload, tracing: tracing
             )
+            config.compression = compression
+            return config
         }
     }
 }
@@ -602,6 +605,7 @@ extension RouteConfig {
                     return upstream.map { RouteMirrorConfig(upstream: $0, percent: percent) }
                 }
             }
+            let compression = o.optional("compression", CompressionConfig.decode)
             if answers && o.has("mirror") {
                 o.node.context.error(o.path / "mirror", "a route with \(o.has("redirect") ? "redirect" : "respond") answers itself: there is nothing to mirror")
             }
@@ -650,10 +654,38 @@ extension RouteConfig {
             route.answer = answer
             route.split = split
             route.mirror = mirror
+            route.compression = compression
             (route.readTimeoutMs, route.totalTimeoutMs) = (readTimeout, totalTimeout)
             route.requestHeaders = requestHeaders ?? HeaderEdits()
             route.responseHeaders = responseHeaders ?? HeaderEdits()
             return route
+        }
+    }
+}
+
+extension CompressionConfig {
+    /// `{"enabled": true, "level": 5, "min_bytes": 1024, "content_types": ["application/json", "text/*", "+json"]}`
+    static func decode(_ node: ConfigNode) -> CompressionConfig? {
+        node.object { o in
+            var config = CompressionConfig()
+            config.enabled = o.optional("enabled") { $0.bool() } ?? config.enabled
+            config.level = o.optional("level") { $0.int(1...9) } ?? config.level
+            config.minBytes = o.optional("min_bytes") { $0.int(0...Int.max) } ?? config.minBytes
+            config.contentTypes = o.optional("content_types") { node in
+                node.array { item -> String? in
+                    guard let text = item.nonEmptyString()?.lowercased() else { return nil }
+                    let parts = text.split(separator: "/", omittingEmptySubsequences: false)
+                    let valid =
+                        text.hasPrefix("+") ? isToken(String(text.dropFirst()))
+                        : parts.count == 2 && isToken(String(parts[0])) && (parts[1] == "*" || isToken(String(parts[1])))
+                    guard valid else {
+                        item.error("expected a media type (\"application/json\"), a whole type (\"text/*\") or a suffix (\"+json\")")
+                        return nil
+                    }
+                    return text
+                }
+            } ?? config.contentTypes
+            return config
         }
     }
 }

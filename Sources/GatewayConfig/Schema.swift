@@ -22,6 +22,8 @@ public struct GatewayConfig: Sendable {
     public var reload = ReloadConfig()
     /// Span export; nil (the default) exports nothing (trace context is still propagated).
     public var tracing: TracingConfig?
+    /// gzip for every route's responses (a route's own `compression` replaces it); nil: off.
+    public var compression: CompressionConfig?
     /// The document as written (before `${ENV}` substitution), for the admin API's `/config`.
     public var source: JSONValue?
 
@@ -318,6 +320,8 @@ public struct RouteConfig: Sendable {
     public var split: RouteSplitConfig?
     /// `mirror`: a copy of (a share of) the forwarded requests goes to another upstream; its answers are dropped.
     public var mirror: RouteMirrorConfig?
+    /// This route's gzip settings, instead of the top-level `compression`.
+    public var compression: CompressionConfig?
     public var stripPrefix: String?
     /// true: the client's Host goes upstream unchanged; false: the target's host:port is sent.
     public var preserveHost: Bool
@@ -366,6 +370,19 @@ public struct RouteSplitConfig: Sendable, Equatable {
     public var members: [Member]
     public var stickyOn: StickyKey?
     public init(members: [Member], stickyOn: StickyKey? = nil) { (self.members, self.stickyOn) = (members, stickyOn) }
+}
+
+/// `compression` (top level, or a route's own): gzip for responses of the listed types, when the client accepts it.
+public struct CompressionConfig: Sendable, Equatable {
+    public init() {}
+
+    public var enabled = true
+    /// zlib's level: 1 fastest, 9 smallest.
+    public var level = 5
+    /// Responses whose Content-Length is below this are sent as they are (gzip's overhead is not worth it).
+    public var minBytes = 1024
+    /// `type/subtype`, `type/*` or `+suffix` entries (see `ContentCoding.isCompressible`).
+    public var contentTypes = ContentCoding.defaultTypes
 }
 
 /// A route's `mirror`: shadow traffic for a new version, compared in its own logs and metrics.

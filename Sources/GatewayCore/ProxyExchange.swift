@@ -1,5 +1,6 @@
 import GatewayConfig
 import GatewayHTTP
+import GatewayPolicy
 import Logging
 import NIOCore
 
@@ -33,6 +34,10 @@ final class ProxyExchange: ExchangeDriver, UpstreamCallDelegate, FilterSuspensio
     var call: UpstreamCall?
     /// The copy of this request going to the route's `mirror`, while the request body still flows.
     private var mirror: RequestMirror?
+    /// The client accepts gzip (read when the route is chosen, on routes with `compression`).
+    private var acceptsGzip = false
+    /// Compresses the response body on its way to the client, when `compression` chose to.
+    private var encoder: GzipEncoder?
 
     private var heldBody: [ByteBuffer] = []
     var requestComplete = false
@@ -177,6 +182,7 @@ final class ProxyExchange: ExchangeDriver, UpstreamCallDelegate, FilterSuspensio
         case .matched(let route):
             context.route = route
             context.host = hostHeader
+            if route.compression != nil { acceptsGzip = ContentCoding.acceptsGzip(head.headers.values(name: "accept-encoding")) }
             if case .length(let length) = framing, length > maxBodyBytes {
                 respond(error: .payloadTooLarge)
                 return
@@ -366,6 +372,9 @@ final class ProxyExchange: ExchangeDriver, UpstreamCallDelegate, FilterSuspensio
             response.headers.add(name: "upgrade", value: switching)
         }
         applyResponseFilters(&response)
+        if switching == nil, let compression = context.route?.compression {
+            encoder = compression.begin(&response, method: head.method, acceptsGzip: acceptsGzip)
+        }
         status = response.status
         responseStarted = true
         stream.writeResponseHead(consume response)
@@ -381,8 +390,9 @@ final class ProxyExchange: ExchangeDriver, UpstreamCallDelegate, FilterSuspensio
     func upstreamResponseBody(_ buffer: ByteBuffer) {
         guard isRelaying else { return }
         if caching != nil { cacheResponseBody(buffer) }
-        bytesOut += buffer.readableBytes
-        stream?.writeResponseBody(buffer)
+        let sent = encoder?.compress(buffer) ?? buffer
+        bytesOut += sent.readableBytes
+        stream?.writeResponseBody(sent)
     }
 
     func upstreamReadComplete() {
@@ -392,6 +402,11 @@ final class ProxyExchange: ExchangeDriver, UpstreamCallDelegate, FilterSuspensio
     func upstreamResponseEnd() {
         guard isRelaying, let stream else { return }
         if caching != nil, !cacheResponseEnd() { return }  // a 304 refreshed the stored copy, served instead
+        if let encoder {
+            let trailer = encoder.finish()
+            bytesOut += trailer.readableBytes
+            stream.writeResponseBody(trailer)
+        }
         stream.writeResponseEnd()
         stream.flush()
         finish(status: status ?? 200, completed: true)
@@ -441,6 +456,13 @@ final class ProxyExchange: ExchangeDriver, UpstreamCallDelegate, FilterSuspensio
         var response = response
         response.head.version = head.version
         applyResponseFilters(&response.head)
+        if let body = response.body, let compression = context.route?.compression,
+            let encoder = compression.begin(&response.head, method: head.method, acceptsGzip: acceptsGzip)
+        {
+            let compressed = encoder.compressAll(body)
+            response.body = compressed
+            response.head.headers.add(name: "content-length", value: String(compressed.readableBytes))
+        }
         status = response.head.status
         responseStarted = true
         heldBody.removeAll()
@@ -478,6 +500,7 @@ final class ProxyExchange: ExchangeDriver, UpstreamCallDelegate, FilterSuspensio
         totalTimeout?.cancel()
         totalTimeout = nil
         heldBody.removeAll()
+        encoder = nil
         // A mirror still here never got the end of the request body: its copy must not pass for complete.
         mirror?.abandon()
         mirror = nil

@@ -35,6 +35,8 @@ public final class CompiledRoute: Sendable {
     private let stickyOn: RouteSplitConfig.StickyKey?
     /// `mirror`: the upstream (index into `config.upstreams`) that gets copies, and the share of requests copied.
     public let mirror: (upstreamIndex: Int, share: Double)?
+    /// gzip for this route's responses (its own `compression`, else the top-level one); nil: off.
+    public let compression: CompressionPolicy?
     public let stripPrefix: String?
     public let preserveHost: Bool
     /// Filters that run only for this route, after the global ones.
@@ -51,7 +53,7 @@ public final class CompiledRoute: Sendable {
 
     public init(
         config: RouteConfig, index: Int, upstreams: [(index: Int, config: UpstreamConfig?)], mirrorIndex: Int? = nil,
-        filters: [any GatewayFilter] = [],
+        compression: CompressionConfig? = nil, filters: [any GatewayFilter] = [],
         metrics: GatewayMetrics = .disabled,
         cache: ResponseCache? = nil
     ) {
@@ -88,6 +90,7 @@ public final class CompiledRoute: Sendable {
                 upstreamIndex: upstream.index, upstreamName: name,
                 timeouts: CallTimeouts(read: readMs.map { .milliseconds(Int64($0)) }, total: totalMs.map { .milliseconds(Int64($0)) }))
         }
+        self.compression = CompressionPolicy(config.compression ?? compression)
         if let mirrorIndex, let mirror = config.mirror {
             self.mirror = (mirrorIndex, mirror.percent / 100)
         } else {

@@ -378,4 +378,29 @@ import Testing
         let answers = load(config(#"{ "name": "r", "respond": { "status": 503, "code": "DOWN", "message": "Down." }, "mirror": { "upstream": "v2" } }"#)).errors.map(\.description)
         #expect(answers == ["routes[0].mirror: a route with respond answers itself: there is nothing to mirror"])
     }
+
+    // compression: top level and per route, defaults filled, every mistake reported.
+    @Test func compressionShapes() throws {
+        let good = load(minimal(
+            route: #"{ "name": "r", "upstream": "u", "compression": { "enabled": false } }"#,
+            extra: #""compression": { "level": 9, "min_bytes": 256, "content_types": ["Application/JSON", "text/*", "+xml"] },"#))
+        #expect(good.errors.isEmpty)
+        let top = try #require(good.config?.compression)
+        #expect(top.level == 9)
+        #expect(top.minBytes == 256)
+        #expect(top.contentTypes == ["application/json", "text/*", "+xml"])
+        #expect(good.config?.routes.first?.compression?.enabled == false)
+        let defaults = try #require(load(minimal(extra: #""compression": {},"#)).config?.compression)
+        #expect(defaults == CompressionConfig())
+        #expect(defaults.level == 5)
+        let bad = load(minimal(extra: #""compression": { "level": 0, "min_bytes": -1, "content_types": ["json", "text/", "+"], "gzip": true },"#)).errors.map(\.description)
+        #expect(bad == [
+            "compression.level: 0 is out of range (1...9)",
+            "compression.min_bytes: -1 is too small (at least 0)",
+            #"compression.content_types[0]: expected a media type ("application/json"), a whole type ("text/*") or a suffix ("+json")"#,
+            #"compression.content_types[1]: expected a media type ("application/json"), a whole type ("text/*") or a suffix ("+json")"#,
+            #"compression.content_types[2]: expected a media type ("application/json"), a whole type ("text/*") or a suffix ("+json")"#,
+            #"compression.gzip: unknown key; known keys here: "content_types", "enabled", "level", "min_bytes""#,
+        ])
+    }
 }

@@ -14,7 +14,8 @@ import Synchronization
 /// Endpoints (any other path echoes):
 /// - `/echo` (any method): the request as JSON (method, path, version, headers, body size and text)
 /// - `/healthz`: `{"status":"ok"}`
-/// - `/bytes/N[?chunked=1]`: N bytes, streamed with backpressure (Content-Length unless chunked)
+/// - `/bytes/N[?chunked=1&type=T]`: N bytes ("x"), streamed with backpressure (Content-Length unless chunked;
+///   Content-Type T, default application/octet-stream)
 /// - `/slow?ms=N`: answers after N milliseconds
 /// - `/stream?chunks=N&interval_ms=M`: N chunks, M ms apart
 /// - `/status/N`: that status with a small JSON body
@@ -22,7 +23,7 @@ import Synchronization
 /// - `/upload`: reads the body and answers `{"bytes":N}`
 /// - `/hop`: a response carrying hop-by-hop and identity headers a proxy must remove
 /// - `/stats`: connections accepted and requests served so far
-/// - `/cacheable?cc=..&etag=..&last_modified=..&vary=..&cookie=1&allow_origin=..&status=N&size=N`: a response with
+/// - `/cacheable?cc=..&etag=..&last_modified=..&vary=..&cookie=1&allow_origin=..&status=N&size=N&type=T`: a response with
 ///   those caching (and CORS) headers (query values percent-decoded) and a body naming the upstream and counting hits on this path;
 ///   answers 304 when If-None-Match matches the etag
 /// - `/v1/traces`: keeps the body (an OTLP collector stand-in; `behaviour.collected`)
@@ -262,7 +263,9 @@ final class DemoHandler: ChannelInboundHandler, RemovableChannelHandler {
             if path.hasPrefix("/status/"), let code = Int(path.dropFirst(8)), (200...599).contains(code) {
                 send(context, status: HTTPResponseStatus(statusCode: code), json: #"{"upstream":"\#(name)","status":\#(code)}"#, keepAlive: keepAlive)
             } else if path.hasPrefix("/bytes/"), let count = Int(path.dropFirst(7)), count >= 0 {
-                startBytes(context, count: count, chunked: query["chunked"] == "1", keepAlive: keepAlive, method: head.method)
+                startBytes(
+                    context, count: count, chunked: query["chunked"] == "1", type: query["type"].map(Self.percentDecoded), keepAlive: keepAlive,
+                    method: head.method)
             } else {
                 echo(head, path: path, query: query, context: context, keepAlive: keepAlive)
             }
@@ -292,7 +295,7 @@ final class DemoHandler: ChannelInboundHandler, RemovableChannelHandler {
         }
         let status = Int(query["status"] ?? "") ?? 200
         if let size = Int(query["size"] ?? "") {
-            headers.add(name: "content-type", value: "application/octet-stream")
+            headers.add(name: "content-type", value: value("type") ?? "application/octet-stream")
             headers.add(name: "content-length", value: String(size))
             context.write(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: HTTPResponseStatus(statusCode: status), headers: headers))), promise: nil)
             if chunk.readableBytes == 0 { chunk = ByteBuffer(repeating: UInt8(ascii: "x"), count: 65_536) }
@@ -369,9 +372,11 @@ final class DemoHandler: ChannelInboundHandler, RemovableChannelHandler {
         }
     }
 
-    private func startBytes(_ context: ChannelHandlerContext, count: Int, chunked: Bool, keepAlive: Bool, method: HTTPMethod) {
+    private func startBytes(
+        _ context: ChannelHandlerContext, count: Int, chunked: Bool, type: String?, keepAlive: Bool, method: HTTPMethod
+    ) {
         var headers = HTTPHeaders()
-        headers.add(name: "content-type", value: "application/octet-stream")
+        headers.add(name: "content-type", value: type ?? "application/octet-stream")
         if !chunked { headers.add(name: "content-length", value: String(count)) }
         if !keepAlive { headers.add(name: "connection", value: "close") }
         context.write(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: .ok, headers: headers))), promise: nil)

@@ -10,8 +10,10 @@ import Synchronization
 final class H2Client: Sendable {
     struct Response: Sendable {
         var status: Int
-        var body: String
+        var bytes: [UInt8]
         var headers: [(name: String, value: String)] = []
+
+        var body: String { String(decoding: bytes, as: UTF8.self) }
 
         func header(_ name: String) -> String? { headers.first { $0.name.lowercased() == name }?.value }
     }
@@ -68,7 +70,7 @@ final class H2Client: Sendable {
         typealias InboundIn = HTTPClientResponsePart
         let promise: EventLoopPromise<Response>
         var status = 0
-        var body = ""
+        var body: [UInt8] = []
         var headers: [(name: String, value: String)] = []
 
         init(promise: EventLoopPromise<Response>) { self.promise = promise }
@@ -78,8 +80,8 @@ final class H2Client: Sendable {
             case .head(let head):
                 status = Int(head.status.code)
                 headers = head.headers.map { ($0.name, $0.value) }
-            case .body(let buffer): body += String(buffer: buffer)
-            case .end: promise.succeed(Response(status: status, body: body, headers: headers))
+            case .body(let buffer): body += Array(buffer: buffer)
+            case .end: promise.succeed(Response(status: status, bytes: body, headers: headers))
             }
         }
 

@@ -1,0 +1,70 @@
+/// The rules for compressing a response (gzip, RFC 9110 §8.4 and §12.5.3), on header values only.
+public enum ContentCoding {
+    /// Whether a request's `Accept-Encoding` values allow gzip: `gzip` (or `x-gzip`) listed with a q-value
+    /// above 0, or else `*` with one. No field, or an empty one, means the client wants no coding from us.
+    public static func acceptsGzip(_ fields: [String]) -> Bool {
+        var gzip: Double?
+        var wildcard: Double?
+        for field in fields {
+            for item in field.split(separator: ",") {
+                let parts = item.split(separator: ";")
+                guard let name = parts.first?.trimmingASCIISpaces().lowercased(), !name.isEmpty else { continue }
+                var quality = 1.0
+                for parameter in parts.dropFirst() {
+                    let pair = parameter.split(separator: "=", maxSplits: 1)
+                    if pair.count == 2, pair[0].trimmingASCIISpaces().lowercased() == "q" {
+                        quality = Double(pair[1].trimmingASCIISpaces()) ?? 0
+                    }
+                }
+                switch name {
+                case "gzip", "x-gzip": gzip = max(gzip ?? 0, quality)
+                case "*": wildcard = quality
+                default: break
+                }
+            }
+        }
+        return (gzip ?? wildcard ?? 0) > 0
+    }
+
+    /// Media types worth compressing when the configuration names none: text formats and the structured
+    /// `+json`/`+xml` types. Not `text/event-stream` (clients and proxies may hold back events), and nothing
+    /// already compressed (images, video, archives).
+    public static let defaultTypes = [
+        "text/html", "text/plain", "text/css", "text/csv", "text/xml", "text/javascript", "text/markdown",
+        "application/json", "application/javascript", "application/xml", "application/x-ndjson", "image/svg+xml",
+        "+json", "+xml",
+    ]
+
+    /// Whether `contentType` (parameters such as `charset` ignored) is one of `types`: exact media types,
+    /// `type/*` for a whole type, or `+suffix` for structured syntax suffixes (`+json` takes `application/problem+json`).
+    public static func isCompressible(contentType: String, types: [String]) -> Bool {
+        let mediaType = (contentType.split(separator: ";", maxSplits: 1).first ?? "").trimmingASCIISpaces().lowercased()
+        guard let slash = mediaType.firstIndex(of: "/") else { return false }
+        for type in types {
+            if type.hasPrefix("+") {
+                if mediaType.hasSuffix(type) { return true }
+            } else if type.hasSuffix("/*") {
+                if mediaType[..<slash] == type.dropLast(2) { return true }
+            } else if mediaType == type {
+                return true
+            }
+        }
+        return false
+    }
+
+    /// Whether a response may be compressed at all, whatever its type: it has a body, is not a range, is not
+    /// encoded already, and does not forbid transformation (`Cache-Control: no-transform`).
+    public static func mayEncode(status: Int, contentEncoding: String?, hasContentRange: Bool, cacheControl: [String]) -> Bool {
+        if status < 200 || status == 204 || status == 206 || status == 304 { return false }
+        if let contentEncoding, contentEncoding.trimmingASCIISpaces().lowercased() != "identity" { return false }
+        if hasContentRange { return false }
+        return !cacheControl.contains { field in
+            field.split(separator: ",").contains { $0.trimmingASCIISpaces().lowercased() == "no-transform" }
+        }
+    }
+
+    /// A strong validator stays strong only for the exact bytes: the compressed body gets the weak form.
+    public static func weakened(etag: String) -> String {
+        etag.hasPrefix("W/") ? etag : "W/" + etag
+    }
+}
