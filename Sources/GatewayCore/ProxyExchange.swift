@@ -218,20 +218,14 @@ final class ProxyExchange: ExchangeDriver, UpstreamCallDelegate, FilterSuspensio
         }
         call.start()
         guard case .forwarding = state else { return }  // failed synchronously
-        for part in heldBody {
-            call.sendBody(part)
-            mirror?.sendBody(part)
-        }
+        for part in heldBody { call.sendBody(part) }
         heldBody.removeAll()
-        if requestComplete {
-            call.sendEnd()
-            mirror?.sendEnd()
-            mirror = nil
-        }
+        if requestComplete { call.sendEnd() }
         stream.setRequestBodyPaused(!call.isWritable)
     }
 
-    /// Sends a copy of the request to the route's mirror upstream; it gets the body parts the real call gets.
+    /// Sends a copy of the request to the route's mirror upstream, with the body received so far; the rest
+    /// of the body follows as it arrives. Whatever becomes of the real call, the copy goes on.
     private func startMirror(_ route: CompiledRoute, head: RequestHead) {
         guard let target = route.mirror else { return }
         let mirror = RequestMirror()
@@ -239,7 +233,13 @@ final class ProxyExchange: ExchangeDriver, UpstreamCallDelegate, FilterSuspensio
             forwarder.makeCall(
                 upstream: target.upstreamIndex, head: head, framing: framing, preserveHost: route.preserveHost,
                 requestID: context.requestID, clientIP: context.clientIP, timeouts: CallTimeouts(), delegate: mirror))
-        self.mirror = mirror
+        for part in heldBody { mirror.sendBody(part) }
+        // A request without a body is whole already (its end may still be on its way from the edge).
+        if requestComplete || framing == .none {
+            mirror.sendEnd()
+        } else {
+            self.mirror = mirror
+        }
     }
 
     /// The request as the upstream gets it: version, strip_prefix, hop-by-hop and forwarding headers,

@@ -168,6 +168,24 @@ import Testing
         }
     }
 
+    // The copy goes whatever becomes of the real request: here the live upstream is at its max_requests and
+    // refuses the second request at once (503), and the mirror still gets both.
+    @Test func mirrorGetsRefusedRequestsToo() async throws {
+        try await withUpstreams(2) { upstreams in
+            upstreams[0].behaviour.delayMs.store(500, ordering: .relaxed)
+            let json = Self.mirrorConfig(upstreams).replacingOccurrences(
+                of: #""live": { "targets": ["http://127.0.0.1:\#(upstreams[0].port)"] }"#,
+                with: #""live": { "targets": ["http://127.0.0.1:\#(upstreams[0].port)"], "max_requests": 1 }"#)
+            try await withGateway(json) { gateway in
+                let responses = try await ResilienceTests.requests(gateway, count: 2, concurrency: 2, path: "/echo")
+                let statuses = responses.map(\.status).sorted()
+                #expect(statuses == [200, 503])
+                let copied = try await Self.eventually { upstreams[1].requestsServed == 2 }
+                #expect(copied, "the mirror served \(upstreams[1].requestsServed)")
+            }
+        }
+    }
+
     // percent copies a share of the requests: 0 none, 50 about half.
     @Test func mirrorCopiesAShare() async throws {
         try await withUpstreams(2) { upstreams in
