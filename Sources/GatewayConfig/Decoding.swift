@@ -628,6 +628,18 @@ extension RouteConfig {
                 upstream = o.required("upstream") { $0.nonEmptyString() }
             }
             let strip = o.optional("strip_prefix") { $0.absolutePath() }
+            let addPrefix = o.optional("add_prefix") { node -> String? in
+                guard let path = node.absolutePath() else { return nil }
+                // Sent as it is in request targets: only characters a path may hold, no dot segments.
+                let allowed = Set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._~!$&'()*+,;=:@/%")
+                guard path.allSatisfy(allowed.contains), !path.split(separator: "/").contains(where: { $0 == "." || $0 == ".." }) else {
+                    node.error("\"\(path)\" may hold only URI path characters (percent-encode others) and no . or .. segments")
+                    return nil
+                }
+                let trimmed = path.hasSuffix("/") ? String(path.dropLast()) : path
+                if trimmed.isEmpty { node.warning("\"/\" adds nothing") }
+                return trimmed.isEmpty ? nil : trimmed
+            }
             let preserveHost = o.optional("preserve_host") { $0.bool() } ?? true
             let auth = o.optional("auth", RouteAuthConfig.decode)
             let limits = o.optional("rate_limits") { $0.array(RateLimitConfig.decode) } ?? []
@@ -653,6 +665,7 @@ extension RouteConfig {
             route.maxBodyBytes = maxBodyBytes
             route.answer = answer
             route.split = split
+            route.addPrefix = addPrefix
             route.mirror = mirror
             route.compression = compression
             (route.readTimeoutMs, route.totalTimeoutMs) = (readTimeout, totalTimeout)

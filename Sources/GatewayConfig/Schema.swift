@@ -325,6 +325,8 @@ public struct RouteConfig: Sendable {
     public var stripPrefix: String?
     /// true: the client's Host goes upstream unchanged; false: the target's host:port is sent.
     public var preserveHost: Bool
+    /// `add_prefix`: put before the path sent upstream (after `strip_prefix`), without a trailing slash.
+    public var addPrefix: String?
     public var auth: RouteAuthConfig?
     public var rateLimits: [RateLimitConfig]
     public var cache: RouteCacheConfig?

@@ -242,7 +242,7 @@ final class ProxyExchange: ExchangeDriver, UpstreamCallDelegate, FilterSuspensio
         }
     }
 
-    /// The request as the upstream gets it: version, strip_prefix, hop-by-hop and forwarding headers,
+    /// The request as the upstream gets it: version, strip_prefix and add_prefix, hop-by-hop and forwarding headers,
     /// the upgrade asked again, client-certificate subject, and the cache's validators when revalidating.
     func makeUpstreamHead(_ route: CompiledRoute) -> RequestHead {
         var upstreamHead = RequestHead(method: head.method, target: head.target, version: .http1_1)
@@ -260,6 +260,7 @@ final class ProxyExchange: ExchangeDriver, UpstreamCallDelegate, FilterSuspensio
             upstreamHead.target = target
             HeaderRules.setForwardedPrefix(&upstreamHead.headers, removed: removed)
         }
+        if let prefix = route.addPrefix, upstreamHead.target.hasPrefix("/") { upstreamHead.target = prefix + upstreamHead.target }
         if let upgrade {
             // Hop-by-hop, so removed above; an upgrade is asked of the next hop again.
             upstreamHead.headers.add(name: "connection", value: "upgrade")

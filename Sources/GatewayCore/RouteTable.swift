@@ -38,6 +38,8 @@ public final class CompiledRoute: Sendable {
     /// gzip for this route's responses (its own `compression`, else the top-level one); nil: off.
     public let compression: CompressionPolicy?
     public let stripPrefix: String?
+    /// `add_prefix`, without a trailing slash.
+    public let addPrefix: String?
     public let preserveHost: Bool
     /// Filters that run only for this route, after the global ones.
     public let filters: [any GatewayFilter]
@@ -77,6 +79,7 @@ public final class CompiledRoute: Sendable {
         self.methods = config.match.methods.isEmpty ? nil : config.match.methods.map { HTTPMethod($0) }
         self.headers = config.match.headers
         self.stripPrefix = config.stripPrefix.map { PathRules.normalisedPrefix($0) }
+        self.addPrefix = config.addPrefix
         self.preserveHost = config.preserveHost
         self.filters = filters
         self.answersPreflight = config.cors != nil

@@ -403,4 +403,17 @@ import Testing
             #"compression.gzip: unknown key; known keys here: "content_types", "enabled", "level", "min_bytes""#,
         ])
     }
+
+    // add_prefix is a plain URI path (its trailing slash dropped); "/" adds nothing.
+    @Test func addPrefixShapes() {
+        let good = load(minimal(route: #"{ "name": "r", "upstream": "u", "add_prefix": "/v2/%C3%A9/" }"#))
+        #expect(good.config?.routes.first?.addPrefix == "/v2/%C3%A9")
+        let root = load(minimal(route: #"{ "name": "r", "upstream": "u", "add_prefix": "/" }"#))
+        #expect(root.config?.routes.first?.addPrefix == nil)
+        #expect(root.warnings.map(\.description) == [#"warning: routes[0].add_prefix: "/" adds nothing"#])
+        let bad = load(minimal(route: #"{ "name": "r", "upstream": "u", "add_prefix": "/v2/../admin" }"#)).errors.map(\.description)
+        #expect(bad == [#"routes[0].add_prefix: "/v2/../admin" may hold only URI path characters (percent-encode others) and no . or .. segments"#])
+        let unicode = load(minimal(route: #"{ "name": "r", "upstream": "u", "add_prefix": "/é" }"#)).errors.count
+        #expect(unicode == 1)
+    }
 }

@@ -185,6 +185,25 @@ import Testing
         }
     }
 
+    // add_prefix puts a base path before what goes upstream, after strip_prefix; the query passes intact.
+    @Test func addPrefix() async throws {
+        let routes = #"""
+            [{ "name": "legacy", "match": { "path_prefix": "/api" }, "upstream": "demo", "strip_prefix": "/api", "add_prefix": "/service/v2/" },
+             { "name": "all", "upstream": "demo", "add_prefix": "/base" }]
+            """#
+        try await withUpstreams { upstreams in
+            try await withGateway(basicConfig(routes: routes), upstreams: upstreams) { gateway in
+                let rewritten = try await gateway.request("GET", "/api/orders/7?expand=items")
+                #expect(rewritten.json["uri"] as? String == "/service/v2/orders/7?expand=items")
+                #expect(rewritten.echoedHeaders["x-forwarded-prefix"] == "/api")
+                let bare = try await gateway.request("GET", "/api?x=1")
+                #expect(bare.json["uri"] as? String == "/service/v2/?x=1")
+                let root = try await gateway.request("GET", "/echo")
+                #expect(root.json["uri"] as? String == "/base/echo")
+            }
+        }
+    }
+
     // A route that strips a prefix tells the upstream what it removed (X-Forwarded-Prefix, as the client wrote it),
     // after a trusted proxy's own prefix; an untrusted client's value never passes.
     @Test func forwardedPrefixForStrippedRoutes() async throws {
