@@ -725,6 +725,10 @@ extension RouteSplitConfig {
                 node.error("expected \"ip\", \"consumer\", \"header:NAME\" or \"cookie:NAME\"")
                 return nil
             }
+            let setCookie = o.optional("set_cookie") { $0.bool() } ?? false
+            if setCookie && sticky?.cookieName == nil {
+                o.node.context.error(o.path / "set_cookie", "needs sticky_on \"cookie:NAME\" (the cookie it sets)")
+            }
             guard let members else { return nil }
             if members.isEmpty {
                 o.node.context.error(o.path / "upstreams", "a split needs at least one upstream")
@@ -738,7 +742,7 @@ extension RouteSplitConfig {
                 o.node.context.error(o.path / "upstreams", "at least one weight must be above 0")
                 return nil
             }
-            return RouteSplitConfig(members: members, stickyOn: sticky)
+            return RouteSplitConfig(members: members, stickyOn: sticky, setCookie: setCookie)
         }
     }
 }

@@ -368,10 +368,20 @@ public struct RouteSplitConfig: Sendable, Equatable {
         case ip, consumer
         case header(String)
         case cookie(String)
+
+        public var cookieName: String? {
+            if case .cookie(let name) = self { return name }
+            return nil
+        }
     }
     public var members: [Member]
     public var stickyOn: StickyKey?
-    public init(members: [Member], stickyOn: StickyKey? = nil) { (self.members, self.stickyOn) = (members, stickyOn) }
+    /// With `sticky_on: "cookie:NAME"`: a client without the cookie is given one (a random key), so it stays
+    /// on the member drawn for it.
+    public var setCookie = false
+    public init(members: [Member], stickyOn: StickyKey? = nil, setCookie: Bool = false) {
+        (self.members, self.stickyOn, self.setCookie) = (members, stickyOn, setCookie)
+    }
 }
 
 /// `compression` (top level, or a route's own): gzip for responses of the listed types, when the client accepts it.

@@ -57,6 +57,8 @@ final class ProxyExchange: ExchangeDriver, UpstreamCallDelegate, FilterSuspensio
     /// Which of the route's destinations the request goes to (a split's member; 0 for every other route),
     /// chosen once the route's filters have passed (a sticky split may key on the authenticated consumer).
     var destinationIndex = 0
+    /// A split's `set_cookie` for a client that had none: added to whatever answers this request.
+    private var stickyCookie: String?
     /// Where filtering goes on once a `FilterSuspension` resumes.
     private var suspendedAt: (stage: FilterStage, next: Int)?
 
@@ -124,7 +126,8 @@ final class ProxyExchange: ExchangeDriver, UpstreamCallDelegate, FilterSuspensio
         case .global: route()
         case .route:
             if let route = context.route, route.splits {
-                destinationIndex = route.chooseDestination(headers: head.headers, clientIP: context.clientIP, consumer: context.consumer)
+                (destinationIndex, stickyCookie) = route.chooseDestination(
+                    headers: head.headers, clientIP: context.clientIP, consumer: context.consumer, isTLS: connection.info.isTLS)
             }
             lookupCache()
         }
@@ -373,6 +376,7 @@ final class ProxyExchange: ExchangeDriver, UpstreamCallDelegate, FilterSuspensio
             response.headers.add(name: "upgrade", value: switching)
         }
         applyResponseFilters(&response)
+        if let stickyCookie { response.headers.add(name: "set-cookie", value: stickyCookie) }
         if switching == nil, let compression = context.route?.compression {
             encoder = compression.begin(&response, method: head.method, acceptsGzip: acceptsGzip)
         }
@@ -457,6 +461,7 @@ final class ProxyExchange: ExchangeDriver, UpstreamCallDelegate, FilterSuspensio
         var response = response
         response.head.version = head.version
         applyResponseFilters(&response.head)
+        if let stickyCookie { response.head.headers.add(name: "set-cookie", value: stickyCookie) }
         if let body = response.body, let compression = context.route?.compression,
             let encoder = compression.begin(&response.head, method: head.method, acceptsGzip: acceptsGzip)
         {

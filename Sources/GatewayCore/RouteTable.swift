@@ -33,6 +33,8 @@ public final class CompiledRoute: Sendable {
     public let destinations: [RouteDestination]
     private let split: WeightedSplit?
     private let stickyOn: RouteSplitConfig.StickyKey?
+    /// `set_cookie`: the name of the cookie given to clients that lack it.
+    private let stickyCookieToSet: String?
     /// `mirror`: the upstream (index into `config.upstreams`) that gets copies, and the share of requests copied.
     public let mirror: (upstreamIndex: Int, share: Double)?
     /// gzip for this route's responses (its own `compression`, else the top-level one); nil: off.
@@ -102,8 +104,9 @@ public final class CompiledRoute: Sendable {
         if let split = config.split, split.members.count > 1 {
             self.split = WeightedSplit(weights: split.members.map(\.weight))
             self.stickyOn = split.stickyOn
+            self.stickyCookieToSet = split.setCookie ? split.stickyOn?.cookieName : nil
         } else {
-            (self.split, self.stickyOn) = (nil, nil)
+            (self.split, self.stickyOn, self.stickyCookieToSet) = (nil, nil, nil)
         }
     }
 
@@ -118,9 +121,12 @@ public final class CompiledRoute: Sendable {
 
     /// The upstream this request goes to: the route's only one, or a split member drawn by weight. A sticky
     /// key keeps its member on every request and every gateway instance; a request without one is drawn at random.
-    /// Returns an index into `destinations` (there is none on a route that answers itself).
-    public func chooseDestination(headers: HeaderList, clientIP: String, consumer: String?) -> Int {
-        guard let split else { return 0 }
+    /// Returns an index into `destinations` (there is none on a route that answers itself), and with
+    /// `set_cookie` for a client without the cookie, the `Set-Cookie` value that keeps it where it was drawn.
+    public func chooseDestination(
+        headers: HeaderList, clientIP: String, consumer: String?, isTLS: Bool
+    ) -> (index: Int, setCookie: String?) {
+        guard let split else { return (0, nil) }
         let key: String?
         switch stickyOn {
         case nil: key = nil
@@ -129,7 +135,11 @@ public final class CompiledRoute: Sendable {
         case .header(let name): key = headers.first(name: name)
         case .cookie(let name): key = HeaderRules.cookie(named: name, in: headers)
         }
-        return key.map(split.choose(key:)) ?? split.choose(ThreadRandom.current.next())
+        if let key { return (split.choose(key: key), nil) }
+        guard let cookie = stickyCookieToSet else { return (split.choose(ThreadRandom.current.next()), nil) }
+        // A session cookie, unreadable by scripts, sent on same-site navigation; Secure where it came over TLS.
+        let value = RequestID.spanID(ThreadRandom.current.next())
+        return (split.choose(key: value), "\(cookie)=\(value); Path=/; HttpOnly; SameSite=Lax" + (isTLS ? "; Secure" : ""))
     }
 
     var hasHostRule: Bool { !exactHosts.isEmpty || !wildcardHosts.isEmpty }

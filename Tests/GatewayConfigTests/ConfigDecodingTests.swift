@@ -350,6 +350,10 @@ import Testing
         #expect(unknown == [#"routes[0].split.upstreams[1].name: unknown upstream "v3" (did you mean "v1"?)"#])
         let answers = load(config(#"{ "name": "r", "respond": { "status": 503, "code": "DOWN", "message": "Down." }, "split": { "upstreams": [{ "name": "v1" }] } }"#)).errors.map(\.description)
         #expect(answers == ["routes[0].split: a route with respond answers itself and forwards nowhere"])
+        let cookie = load(config(#"{ "name": "r", "split": { "upstreams": [{ "name": "v1" }, { "name": "v2" }], "sticky_on": "cookie:canary", "set_cookie": true } }"#))
+        #expect(cookie.config?.routes.first?.split?.setCookie == true)
+        let setCookieAlone = load(config(#"{ "name": "r", "split": { "upstreams": [{ "name": "v1" }, { "name": "v2" }], "sticky_on": "ip", "set_cookie": true } }"#)).errors.map(\.description)
+        #expect(setCookieAlone == [#"routes[0].split.set_cookie: needs sticky_on "cookie:NAME" (the cookie it sets)"#])
         let consumer = load(config(#"{ "name": "r", "split": { "upstreams": [{ "name": "v1" }, { "name": "v2" }], "sticky_on": "consumer" } }"#)).warnings.map(\.description)
         #expect(consumer == [#"warning: routes[0].split.sticky_on: "consumer" on a route without auth keeps clients by their ip"#])
     }

@@ -59,6 +59,34 @@ import Testing
         }
     }
 
+    // set_cookie: a client without the cookie gets one (unreadable by scripts), and sending it back stays on
+    // the upstream it was drawn for.
+    @Test func splitSetsItsCookie() async throws {
+        try await withUpstreams(2) { upstreams in
+            let json = Self.splitConfig(
+                upstreams, split: #"{ "upstreams": [{ "name": "v1" }, { "name": "v2" }], "sticky_on": "cookie:canary", "set_cookie": true }"#)
+            try await withGateway(json) { gateway in
+                var owners: Set<String> = []
+                for _ in 0..<20 {
+                    let first = try await gateway.request("GET", "/echo")
+                    let setCookie = try #require(first.header("set-cookie"))
+                    #expect(setCookie.hasPrefix("canary="))
+                    #expect(setCookie.hasSuffix("; Path=/; HttpOnly; SameSite=Lax"))
+                    let pair = String(setCookie.prefix { $0 != ";" })
+                    let owner = ResilienceTests.upstreamName(first) ?? "?"
+                    owners.insert(owner)
+                    for _ in 0..<3 {
+                        let again = try await gateway.request("GET", "/echo", headers: [("Cookie", "theme=dark; " + pair)])
+                        #expect(ResilienceTests.upstreamName(again) == owner)
+                        #expect(again.header("set-cookie") == nil)
+                    }
+                }
+                // 20 fresh clients on one side only: about once in 500,000 runs.
+                #expect(owners == ["a", "b"])
+            }
+        }
+    }
+
     // On a cached split route each upstream keeps its own copy: a client on v2 never gets v1's answer.
     @Test func splitKeepsCachedAnswersApart() async throws {
         try await withUpstreams(2) { upstreams in
