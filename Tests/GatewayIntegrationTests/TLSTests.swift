@@ -99,6 +99,30 @@ import TestSupport
         }
     }
 
+    // A split's sticky cookie is Secure when it is set over TLS (and only then).
+    @Test func stickyCookieIsSecureOverTLS() async throws {
+        let pki = try TestPKI()
+        let server = try pki.issueServer("server", names: ["localhost"])
+        try await withUpstreams(2) { upstreams in
+            let tls = #"{ "certificates": \#(Self.certificates([(server.cert, server.key, ["localhost"])])) }"#
+            let split = #""split": { "upstreams": [{ "name": "demo" }, { "name": "next" }], "sticky_on": "cookie:canary", "set_cookie": true }"#
+            let config = Self.config(tls: tls, upstream: "http://127.0.0.1:\(upstreams[0].port)")
+                .replacingOccurrences(of: #""routes": [{ "name": "all", "upstream": "demo" }]"#, with: #""routes": [{ "name": "all", \#(split) }]"#)
+                .replacingOccurrences(of: #""upstreams": {"#, with: #""upstreams": { "next": { "targets": ["http://127.0.0.1:\#(upstreams[1].port)"] },"#)
+            try await withGateway(config) { gateway in
+                let secure = try await RawClient.connectTLS(
+                    port: gateway.gateway.listeners[0].port, configuration: Self.client(trusting: pki), serverName: "localhost")
+                let overTLS = try await Self.get(secure)
+                await secure.close()
+                let plain = try await RawClient.connect(port: gateway.gateway.listeners[1].port)
+                let overPlain = try await Self.get(plain)
+                await plain.close()
+                #expect(overTLS.header("set-cookie")?.hasSuffix("; HttpOnly; SameSite=Lax; Secure") == true)
+                #expect(overPlain.header("set-cookie")?.hasSuffix("; HttpOnly; SameSite=Lax") == true)
+            }
+        }
+    }
+
     // SNI picks the certificate: exact names, a wildcard, and the first certificate without SNI or for an
     // unknown name. RSA and ECDSA certificates side by side.
     @Test func sniSelectsTheCertificate() async throws {
