@@ -376,10 +376,7 @@ final class ProxyExchange: ExchangeDriver, UpstreamCallDelegate, FilterSuspensio
             response.headers.add(name: "upgrade", value: switching)
         }
         applyResponseFilters(&response)
-        if let stickyCookie { response.headers.add(name: "set-cookie", value: stickyCookie) }
-        if switching == nil, let compression = context.route?.compression {
-            encoder = compression.begin(&response, method: head.method, acceptsGzip: acceptsGzip)
-        }
+        encoder = finishHead(&response, hasBody: switching == nil)
         status = response.status
         responseStarted = true
         stream.writeResponseHead(consume response)
@@ -461,10 +458,7 @@ final class ProxyExchange: ExchangeDriver, UpstreamCallDelegate, FilterSuspensio
         var response = response
         response.head.version = head.version
         applyResponseFilters(&response.head)
-        if let stickyCookie { response.head.headers.add(name: "set-cookie", value: stickyCookie) }
-        if let body = response.body, let compression = context.route?.compression,
-            let encoder = compression.begin(&response.head, method: head.method, acceptsGzip: acceptsGzip)
-        {
+        if let encoder = finishHead(&response.head, hasBody: response.body != nil), let body = response.body {
             let compressed = encoder.compressAll(body)
             response.body = compressed
             response.head.headers.add(name: "content-length", value: String(compressed.readableBytes))
@@ -480,6 +474,14 @@ final class ProxyExchange: ExchangeDriver, UpstreamCallDelegate, FilterSuspensio
         stream.writeResponseEnd()
         stream.flush()
         finish(status: response.head.status, completed: true)
+    }
+
+    /// What the route adds to every answer once the filters have run, the gateway's own included: a split's
+    /// sticky cookie, and gzip when `compression` applies (the encoder for the body is returned).
+    private func finishHead(_ response: inout ResponseHead, hasBody: Bool) -> GzipEncoder? {
+        if let stickyCookie { response.headers.add(name: "set-cookie", value: stickyCookie) }
+        guard hasBody, let compression = context.route?.compression else { return nil }
+        return compression.begin(&response, method: head.method, acceptsGzip: acceptsGzip)
     }
 
     private func applyResponseFilters(_ response: inout ResponseHead) {
