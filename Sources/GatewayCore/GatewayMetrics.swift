@@ -178,6 +178,13 @@ public final class RouteMetrics: Sendable {
         counter.increment()
         duration.record(nanoseconds: durationNanos)
     }
+
+    /// What became of a copy sent to the route's `mirror`: `answered` (the mirror upstream answered, whatever
+    /// the status), `failed` (it could not: refused, timed out, broke) or `dropped` (the gateway gave it up:
+    /// it fell behind the client's body, or the request never completed).
+    public func mirrorOutcome(_ outcome: String) {
+        metrics.counter("gateway_mirror_requests_total", [("route", route), ("outcome", outcome)]).increment()
+    }
 }
 
 /// `gateway_upstream_request_duration_seconds{upstream,target}` and `gateway_upstream_errors_total{...,kind}`.

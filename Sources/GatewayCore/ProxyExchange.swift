@@ -231,7 +231,7 @@ final class ProxyExchange: ExchangeDriver, UpstreamCallDelegate, FilterSuspensio
     /// of the body follows as it arrives. Whatever becomes of the real call, the copy goes on.
     private func startMirror(_ route: CompiledRoute, head: RequestHead) {
         guard let target = route.mirror else { return }
-        let mirror = RequestMirror()
+        let mirror = RequestMirror(metrics: route.metrics)
         mirror.start(
             forwarder.makeCall(
                 upstream: target.upstreamIndex, head: head, framing: framing, preserveHost: route.preserveHost,

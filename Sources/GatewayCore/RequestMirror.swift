@@ -13,6 +13,11 @@ final class RequestMirror: UpstreamCallDelegate {
     private var call: UpstreamCall?
     /// Body bytes handed over while the copy's connection could not take them.
     private var backlog = 0
+    private let metrics: RouteMetrics
+
+    init(metrics: RouteMetrics) {
+        self.metrics = metrics
+    }
 
     func start(_ call: UpstreamCall) {
         self.call = call
@@ -33,8 +38,10 @@ final class RequestMirror: UpstreamCallDelegate {
     /// The real request ends incomplete (the client left, its body was refused): so must the copy, or the
     /// mirror upstream would take a cut body for a whole one.
     func abandon() {
-        call?.cancel()
-        call = nil
+        guard let call else { return }
+        call.cancel()
+        self.call = nil
+        metrics.mirrorOutcome("dropped")
     }
 
     // MARK: UpstreamCallDelegate: the answer goes nowhere.
@@ -42,8 +49,15 @@ final class RequestMirror: UpstreamCallDelegate {
     func upstreamConnected() { backlog = 0 }
     func upstreamResponseHead(_ head: consuming ResponseHead) {}
     func upstreamResponseBody(_ buffer: ByteBuffer) {}
-    func upstreamResponseEnd() { call = nil }
+    func upstreamResponseEnd() {
+        call = nil
+        metrics.mirrorOutcome("answered")
+    }
+
     func upstreamReadComplete() {}
     func upstreamWritabilityChanged(isWritable: Bool) { if isWritable { backlog = 0 } }
-    func upstreamFailed(_ error: GatewayError) { call = nil }
+    func upstreamFailed(_ error: GatewayError) {
+        call = nil
+        metrics.mirrorOutcome("failed")
+    }
 }

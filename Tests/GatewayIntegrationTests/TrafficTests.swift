@@ -130,6 +130,7 @@ import Testing
         """
         { "workers": 1,
           "listeners": [{ "name": "test", "address": "127.0.0.1", "port": 0 }],
+          "admin": { "address": "127.0.0.1", "port": 0 },
           "upstreams": { "live": { "targets": ["http://127.0.0.1:\(upstreams[0].port)"] },
                          "shadow": { "targets": ["http://127.0.0.1:\(shadowTarget ?? upstreams[1].port)"], "read_timeout_ms": 5000 } },
           "routes": [{ "name": "mirrored", "upstream": "live", "mirror": { "upstream": "shadow" \(mirror) } }] }
@@ -137,12 +138,18 @@ import Testing
     }
 
     /// Waits (up to 5 s) until `condition` holds; the mirror's copy may land just after the client's answer.
-    static func eventually(_ condition: () -> Bool) async throws -> Bool {
+    static func eventually(_ condition: () async throws -> Bool) async throws -> Bool {
         for _ in 0..<100 {
-            if condition() { return true }
+            if try await condition() { return true }
             try await Task.sleep(for: .milliseconds(50))
         }
-        return condition()
+        return try await condition()
+    }
+
+    /// `gateway_mirror_requests_total` of the route "mirrored" for `outcome`.
+    static func mirrorOutcomes(_ gateway: TestGateway, _ outcome: String) async throws -> Double? {
+        let metrics = PrometheusText(try await OperationsTests.admin(gateway.gateway, "/metrics", token: nil).text)
+        return metrics.value("gateway_mirror_requests_total", ["route": "mirrored", "outcome": outcome])
     }
 
     static func collected(_ upstream: DemoUpstream) -> [String] { upstream.behaviour.collected.withLockedValue { $0 }.sorted() }
@@ -192,6 +199,8 @@ import Testing
             try await withGateway(Self.mirrorConfig(upstreams, shadowTarget: 1)) { gateway in
                 let responses = try await ResilienceTests.requests(gateway, count: 10)
                 #expect(ResilienceTests.outcomes(responses) == ["200 a"])
+                let failed = try await Self.eventually { try await Self.mirrorOutcomes(gateway, "failed") == 10 }
+                #expect(failed, "gateway_mirror_requests_total{outcome=failed} counts the refused copies")
             }
         }
     }
@@ -246,6 +255,8 @@ import Testing
                 try await Task.sleep(for: .milliseconds(300))
                 #expect(Self.collected(upstreams[1]) == ["whole"])
                 #expect(Self.collected(upstreams[0]) == ["whole"])
+                #expect(try await Self.mirrorOutcomes(gateway, "dropped") == 1)
+                #expect(try await Self.mirrorOutcomes(gateway, "answered") == 1)
             }
         }
     }
