@@ -606,6 +606,12 @@ extension RouteConfig {
                 }
             }
             let compression = o.optional("compression", CompressionConfig.decode)
+            let accessLog = o.optional("access_log") { node -> RouteConfig.AccessLog? in
+                if case .bool(let on) = node.value { return on ? .all : .off }
+                if case .string("errors") = node.value { return .errors }
+                node.error("expected true, false or \"errors\"")
+                return nil
+            }
             if answers && o.has("mirror") {
                 o.node.context.error(o.path / "mirror", "a route with \(o.has("redirect") ? "redirect" : "respond") answers itself: there is nothing to mirror")
             }
@@ -668,6 +674,7 @@ extension RouteConfig {
             route.addPrefix = addPrefix
             route.mirror = mirror
             route.compression = compression
+            route.accessLog = accessLog ?? .all
             (route.readTimeoutMs, route.totalTimeoutMs) = (readTimeout, totalTimeout)
             route.requestHeaders = requestHeaders ?? HeaderEdits()
             route.responseHeaders = responseHeaders ?? HeaderEdits()

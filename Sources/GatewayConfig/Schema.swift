@@ -322,6 +322,17 @@ public struct RouteConfig: Sendable {
     public var mirror: RouteMirrorConfig?
     /// This route's gzip settings, instead of the top-level `compression`.
     public var compression: CompressionConfig?
+    /// `access_log`: which of this route's requests get an access-log line (when `logging.access_log` is on).
+    public var accessLog = AccessLog.all
+
+    public enum AccessLog: Sendable, Equatable {
+        /// Every request (`true`, the default).
+        case all
+        /// Only failures (`"errors"`): a status of 400 or more, or a response cut short.
+        case errors
+        /// None (`false`): health checks, polling endpoints.
+        case off
+    }
     public var stripPrefix: String?
     /// true: the client's Host goes upstream unchanged; false: the target's host:port is sent.
     public var preserveHost: Bool

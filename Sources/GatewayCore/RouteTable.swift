@@ -39,6 +39,8 @@ public final class CompiledRoute: Sendable {
     public let mirror: (upstreamIndex: Int, share: Double)?
     /// gzip for this route's responses (its own `compression`, else the top-level one); nil: off.
     public let compression: CompressionPolicy?
+    /// `access_log`: which of the route's requests are logged.
+    public let accessLog: RouteConfig.AccessLog
     public let stripPrefix: String?
     /// `add_prefix`, without a trailing slash.
     public let addPrefix: String?
@@ -96,6 +98,7 @@ public final class CompiledRoute: Sendable {
                 timeouts: CallTimeouts(read: readMs.map { .milliseconds(Int64($0)) }, total: totalMs.map { .milliseconds(Int64($0)) }))
         }
         self.compression = CompressionPolicy(config.compression ?? compression)
+        self.accessLog = config.accessLog
         if let mirrorIndex, let mirror = config.mirror {
             self.mirror = (mirrorIndex, mirror.percent / 100)
         } else {

@@ -18,6 +18,11 @@ public struct AccessLogFilter: GatewayFilter {
     }
 
     public func onComplete(context: RequestContext, outcome: RequestOutcome) {
+        switch context.route?.accessLog ?? .all {
+        case .all: break
+        case .errors: guard outcome.status >= 400 || !outcome.completed else { return }
+        case .off: return
+        }
         let uri = context.uri
         let path = uri.utf8.firstIndex(of: UInt8(ascii: "?")).map { String(uri[..<$0]) } ?? uri
         var metadata: Logger.Metadata = [

@@ -420,4 +420,13 @@ import Testing
         let unicode = load(minimal(route: #"{ "name": "r", "upstream": "u", "add_prefix": "/é" }"#)).errors.count
         #expect(unicode == 1)
     }
+
+    // A route's access_log: true, false or "errors".
+    @Test func routeAccessLog() {
+        let routes = #"[{ "name": "a", "upstream": "u", "access_log": false }, { "name": "b", "match": { "path": "/b" }, "upstream": "u", "access_log": "errors" }, { "name": "c", "match": { "path": "/c" }, "upstream": "u" }]"#
+        let good = load(#"{ "listeners": [{ "name": "l", "port": 1 }], "upstreams": { "u": { "targets": ["http://127.0.0.1:1"] } }, "routes": \#(routes) }"#)
+        #expect(good.config?.routes.map(\.accessLog) == [.off, .errors, .all])
+        let bad = load(minimal(route: #"{ "name": "r", "upstream": "u", "access_log": "sometimes" }"#)).errors.map(\.description)
+        #expect(bad == [#"routes[0].access_log: expected true, false or "errors""#])
+    }
 }

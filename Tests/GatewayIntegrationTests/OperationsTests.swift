@@ -277,6 +277,26 @@ import TestSupport
         }
     }
 
+    // A route's access_log: false logs none of its requests, "errors" only its failures; other routes log all.
+    @Test func routeAccessLogs() async throws {
+        let routes = #"""
+            [{ "name": "health", "match": { "path": "/healthz" }, "upstream": "demo", "access_log": false },
+             { "name": "quiet", "match": { "path_prefix": "/quiet" }, "upstream": "demo", "strip_prefix": "/quiet", "access_log": "errors" },
+             { "name": "all", "upstream": "demo" }]
+            """#
+        try await withUpstreams { upstreams in
+            try await withGateway(basicConfig(routes: routes), upstreams: upstreams) { test in
+                #expect(try await test.request("GET", "/healthz").status == 200)
+                #expect(try await test.request("GET", "/quiet/echo").status == 200)
+                #expect(try await test.request("GET", "/quiet/status/404").status == 404)
+                let last = try await test.request("GET", "/echo")
+                _ = try await test.accessLog(for: last)  // lines are written as exchanges complete: this one comes last
+                let logged = test.logs.entries("request").map { "\($0["route"] ?? "-") \($0["status"] ?? "-")" }
+                #expect(logged == ["quiet 404", "all 200"])
+            }
+        }
+    }
+
     // The upstream gets a traceparent continuing the client's trace (new parent span, same trace id and
     // flags, tracestate kept) or starting one; the access log carries the trace id.
     @Test func traceContext() async throws {
