@@ -35,8 +35,8 @@ final class RequestMirror: UpstreamCallDelegate {
 
     func sendEnd() { call?.sendEnd() }
 
-    /// The real request ends incomplete (the client left, its body was refused): so must the copy, or the
-    /// mirror upstream would take a cut body for a whole one.
+    /// Gives the copy up: it fell behind the body, or the real request ends incomplete (the client left, its
+    /// body was refused), and so must the copy, or the mirror upstream would take a cut body for a whole one.
     func abandon() {
         guard let call else { return }
         call.cancel()
@@ -47,15 +47,16 @@ final class RequestMirror: UpstreamCallDelegate {
     // MARK: UpstreamCallDelegate: the answer goes nowhere.
 
     func upstreamConnected() { backlog = 0 }
+    func upstreamWritabilityChanged(isWritable: Bool) { if isWritable { backlog = 0 } }
     func upstreamResponseHead(_ head: consuming ResponseHead) {}
     func upstreamResponseBody(_ buffer: ByteBuffer) {}
+    func upstreamReadComplete() {}
+
     func upstreamResponseEnd() {
         call = nil
         metrics.mirrorOutcome("answered")
     }
 
-    func upstreamReadComplete() {}
-    func upstreamWritabilityChanged(isWritable: Bool) { if isWritable { backlog = 0 } }
     func upstreamFailed(_ error: GatewayError) {
         call = nil
         metrics.mirrorOutcome("failed")
