@@ -417,14 +417,7 @@ extension UpstreamConfig {
             let health = o.optional("health_check", HealthCheckConfig.decode)
             let pool = o.optional("pool", PoolConfig.decode) ?? PoolConfig()
             let tls = o.optional("tls", UpstreamTLSConfig.decode) ?? UpstreamTLSConfig()
-            let hashOn = o.optional("hash_on") { node -> HashOn? in
-                guard let text = node.string() else { return nil }
-                if text == "ip" { return .ip }
-                if text.hasPrefix("header:"), isToken(String(text.dropFirst(7))) { return .header(String(text.dropFirst(7)).lowercased()) }
-                if text.hasPrefix("cookie:"), isToken(String(text.dropFirst(7))) { return .cookie(String(text.dropFirst(7))) }
-                node.error("expected \"ip\", \"header:NAME\" or \"cookie:NAME\"")
-                return nil
-            }
+            let hashOn = o.optional("hash_on") { $0.requestKey(allowingConsumer: false) }
             if o.has("hash_on") && balance != .consistentHash {
                 o.node.context.warning(o.path / "hash_on", "only consistent_hash uses hash_on")
             }
@@ -595,7 +588,7 @@ extension RouteConfig {
         node.object { o in
             let name = o.required("name") { $0.nonEmptyString() }
             let match = o.optional("match", MatchConfig.decode) ?? MatchConfig()
-            let answers = o.has("redirect") || o.has("respond")
+            let answering = o.has("redirect") ? "a route with redirect answers itself" : o.has("respond") ? "a route with respond answers itself" : nil
             let answer = RouteAnswer.decode(o)
             let split = o.optional("split", RouteSplitConfig.decode)
             let mirror = o.optional("mirror") { node in
@@ -612,22 +605,15 @@ extension RouteConfig {
                 node.error("expected true, false or \"errors\"")
                 return nil
             }
-            if answers && o.has("mirror") {
-                o.node.context.error(o.path / "mirror", "a route with \(o.has("redirect") ? "redirect" : "respond") answers itself: there is nothing to mirror")
-            }
             // A route that answers itself needs no upstream (and may not name one); a split names its own.
+            if let answering {
+                if o.has("split") { o.node.context.error(o.path / "split", answering + " and forwards nowhere") }
+                if o.has("mirror") { o.node.context.error(o.path / "mirror", answering + ": there is nothing to mirror") }
+            }
             let upstream: String?
-            if answers {
+            if answering != nil || o.has("split") {
                 upstream = o.optional("upstream") { node -> String? in
-                    node.error("a route with \(o.has("redirect") ? "redirect" : "respond") answers itself and forwards nowhere")
-                    return nil
-                } ?? ""
-                if o.has("split") {
-                    o.node.context.error(o.path / "split", "a route with \(o.has("redirect") ? "redirect" : "respond") answers itself and forwards nowhere")
-                }
-            } else if o.has("split") {
-                upstream = o.optional("upstream") { node -> String? in
-                    node.error("a route forwards either to one upstream or to a split, not both")
+                    node.error(answering.map { $0 + " and forwards nowhere" } ?? "a route forwards either to one upstream or to a split, not both")
                     return nil
                 } ?? ""
             } else {
@@ -723,15 +709,7 @@ extension RouteSplitConfig {
                     }
                 }
             }
-            let sticky = o.optional("sticky_on") { node -> StickyKey? in
-                guard let text = node.string() else { return nil }
-                if text == "ip" { return .ip }
-                if text == "consumer" { return .consumer }
-                if text.hasPrefix("header:"), isToken(String(text.dropFirst(7))) { return .header(String(text.dropFirst(7)).lowercased()) }
-                if text.hasPrefix("cookie:"), isToken(String(text.dropFirst(7))) { return .cookie(String(text.dropFirst(7))) }
-                node.error("expected \"ip\", \"consumer\", \"header:NAME\" or \"cookie:NAME\"")
-                return nil
-            }
+            let sticky = o.optional("sticky_on") { $0.requestKey(allowingConsumer: true) }
             let setCookie = o.optional("set_cookie") { $0.bool() } ?? false
             if setCookie && sticky?.cookieName == nil {
                 o.node.context.error(o.path / "set_cookie", "needs sticky_on \"cookie:NAME\" (the cookie it sets)")
@@ -1070,6 +1048,17 @@ extension ConfigNode {
             return nil
         }
         return text
+    }
+
+    /// A `RequestKey`: `ip`, `consumer` (where allowed), `header:NAME` or `cookie:NAME`.
+    func requestKey(allowingConsumer: Bool) -> RequestKey? {
+        guard let text = string() else { return nil }
+        if text == "ip" { return .ip }
+        if text == "consumer" && allowingConsumer { return .consumer }
+        if text.hasPrefix("header:"), isToken(String(text.dropFirst(7))) { return .header(String(text.dropFirst(7)).lowercased()) }
+        if text.hasPrefix("cookie:"), isToken(String(text.dropFirst(7))) { return .cookie(String(text.dropFirst(7))) }
+        error("expected \"ip\", " + (allowingConsumer ? "\"consumer\", " : "") + "\"header:NAME\" or \"cookie:NAME\"")
+        return nil
     }
 
     /// `api.example.com` or `*.example.com`; returned lowercase.

@@ -222,19 +222,30 @@ public struct UpstreamConfig: Sendable, Equatable {
     public var pool: PoolConfig
     /// Used for `https://` targets.
     public var tls: UpstreamTLSConfig
-    /// What `consistent_hash` hashes.
-    public var hashOn: HashOn
+    /// What `consistent_hash` hashes (never `consumer`: balancing happens before anything reads credentials).
+    public var hashOn: RequestKey
     /// Requests in flight to this upstream, process-wide; nil is unlimited. Beyond it: 503.
     public var maxRequests: Int?
     /// Open connections to this upstream, spread evenly over the event loops; nil is unlimited.
     public var maxConnections: Int?
     /// Requests waiting for a connection when `max_connections` is reached (per event loop, spread like it).
     public var maxPendingRequests: Int
+}
 
-    public enum HashOn: Sendable, Hashable {
-        case ip
-        case header(String)
-        case cookie(String)
+/// A value of the request that keeps requests alike together: an upstream's `hash_on` (which target) and a
+/// split's `sticky_on` (which version). Written `ip`, `consumer`, `header:NAME` or `cookie:NAME`.
+public enum RequestKey: Sendable, Hashable {
+    /// The client address, after `trusted_proxies`.
+    case ip
+    /// The authenticated JWT `sub` or API-key id; the client address without credentials.
+    case consumer
+    /// A header's value (name lowercased).
+    case header(String)
+    case cookie(String)
+
+    public var cookieName: String? {
+        if case .cookie(let name) = self { return name }
+        return nil
     }
 }
 
@@ -374,23 +385,13 @@ public struct RouteSplitConfig: Sendable, Equatable {
         public var weight: Int
         public init(upstream: String, weight: Int) { (self.upstream, self.weight) = (upstream, weight) }
     }
-    /// What keeps a client on one member; nil: each request is drawn on its own.
-    public enum StickyKey: Sendable, Equatable {
-        case ip, consumer
-        case header(String)
-        case cookie(String)
-
-        public var cookieName: String? {
-            if case .cookie(let name) = self { return name }
-            return nil
-        }
-    }
     public var members: [Member]
-    public var stickyOn: StickyKey?
+    /// What keeps a client on one member; nil: each request is drawn on its own.
+    public var stickyOn: RequestKey?
     /// With `sticky_on: "cookie:NAME"`: a client without the cookie is given one (a random key), so it stays
     /// on the member drawn for it.
     public var setCookie = false
-    public init(members: [Member], stickyOn: StickyKey? = nil, setCookie: Bool = false) {
+    public init(members: [Member], stickyOn: RequestKey? = nil, setCookie: Bool = false) {
         (self.members, self.stickyOn, self.setCookie) = (members, stickyOn, setCookie)
     }
 }

@@ -68,9 +68,15 @@ extension GatewayConfig {
                 matches[route.match.canonicalText] = index
             }
             // A route that answers itself (redirect or respond) names no upstream.
-            let named: [(name: String, at: JSONPath)] =
+            var named: [(name: String, at: JSONPath)] =
                 route.split.map { split in split.members.enumerated().map { ($1.upstream, path / "split" / "upstreams" / $0 / "name") } }
                 ?? (route.upstream.isEmpty ? [] : [(route.upstream, path / "upstream")])
+            if let mirror = route.mirror {
+                if route.upstreamNames.contains(mirror.upstream) {
+                    context.warning(path / "mirror" / "upstream", "the route forwards to \"\(mirror.upstream)\" already: mirrored requests reach it twice")
+                }
+                named.append((mirror.upstream, path / "mirror" / "upstream"))
+            }
             for (name, at) in named {
                 if upstreamNames.contains(name) {
                     usedUpstreams.insert(name)
@@ -78,17 +84,6 @@ extension GatewayConfig {
                     context.error(at, "unknown upstream \"\(name)\" (did you mean \"\(guess)\"?)")
                 } else {
                     context.error(at, "unknown upstream \"\(name)\"")
-                }
-            }
-            if let mirror = route.mirror {
-                let at = path / "mirror" / "upstream"
-                if !upstreamNames.contains(mirror.upstream) {
-                    let guess = closestMatch(to: mirror.upstream, among: upstreamNames)
-                    context.error(at, "unknown upstream \"\(mirror.upstream)\"" + (guess.map { " (did you mean \"\($0)\"?)" } ?? ""))
-                } else if route.upstreamNames.contains(mirror.upstream) {
-                    context.warning(at, "the route forwards to \"\(mirror.upstream)\" already: mirrored requests reach it twice")
-                } else {
-                    usedUpstreams.insert(mirror.upstream)
                 }
             }
             if let split = route.split, split.stickyOn == .consumer, route.auth == nil {

@@ -278,3 +278,15 @@ public enum HeaderRules {
         return nil
     }
 }
+
+extension RequestKey {
+    /// This key's value in a request (`hash_on`, `sticky_on`); nil when the header or cookie is absent.
+    public func value(in headers: HeaderList, clientIP: String, consumer: String?) -> String? {
+        switch self {
+        case .ip: return clientIP
+        case .consumer: return consumer ?? clientIP
+        case .header(let name): return headers.first(name: name)
+        case .cookie(let name): return HeaderRules.cookie(named: name, in: headers)
+        }
+    }
+}

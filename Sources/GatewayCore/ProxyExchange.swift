@@ -208,7 +208,7 @@ final class ProxyExchange: ExchangeDriver, UpstreamCallDelegate, FilterSuspensio
         guard let route = context.route, let stream else { return }
         let destination = route.destinations[destinationIndex]
         let upstreamHead = makeUpstreamHead(route)
-        if route.mirror != nil && upgrade == nil && route.mirrorsThisRequest() { startMirror(route, head: upstreamHead) }
+        if upgrade == nil && route.mirrorsThisRequest() { startMirror(route, head: upstreamHead) }
         let call = forwarder.makeCall(
             upstream: destination.upstreamIndex, head: consume upstreamHead, framing: framing, preserveHost: route.preserveHost,
             requestID: context.requestID, clientIP: context.clientIP, timeouts: destination.timeouts, delegate: self)

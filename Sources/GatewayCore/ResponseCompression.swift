@@ -22,7 +22,8 @@ public struct CompressionPolicy: Sendable {
         guard
             ContentCoding.mayEncode(
                 status: head.status, contentEncoding: head.headers.first(name: "content-encoding"),
-                hasContentRange: head.headers.contains(name: "content-range"), cacheControl: head.headers.values(name: "cache-control")),
+                hasContentRange: head.headers.contains(name: "content-range"),
+                noTransform: head.headers.containsToken("no-transform", inField: "cache-control")),
             let type = head.headers.first(name: "content-type"), ContentCoding.isCompressible(contentType: type, types: types)
         else { return nil }
         let length = head.headers.first(name: "content-length").flatMap { Int($0) }

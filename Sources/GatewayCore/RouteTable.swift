@@ -8,6 +8,9 @@ public struct RouteDestination: Sendable {
     public let upstreamIndex: Int
     public let upstreamName: String
     public let timeouts: CallTimeouts
+    /// Appended to the route's cache keys: a split's upstreams are different versions of the service, and each
+    /// keeps its own answers ("" on a route with one upstream).
+    public let cacheKeySuffix: String
 }
 
 /// One route from gateway.json, compiled for matching: hosts split into exact and wildcard, the path
@@ -32,7 +35,7 @@ public final class CompiledRoute: Sendable {
     /// Where the route forwards: one upstream, or the members of its `split` (see `chooseDestination`).
     public let destinations: [RouteDestination]
     private let split: WeightedSplit?
-    private let stickyOn: RouteSplitConfig.StickyKey?
+    private let stickyOn: RequestKey?
     /// `set_cookie`: the name of the cookie given to clients that lack it.
     private let stickyCookieToSet: String?
     /// `mirror`: the upstream (index into `config.upstreams`) that gets copies, and the share of requests copied.
@@ -89,13 +92,15 @@ public final class CompiledRoute: Sendable {
         self.answersPreflight = config.cors != nil
         self.requestHeaderEdits = config.requestHeaders
         self.maxBodyBytes = config.maxBodyBytes
+        let splits = (config.split?.members.count ?? 0) > 1
         self.destinations = zip(config.upstreamNames, upstreams).map { name, upstream in
             // The route's own read_timeout_ms / total_timeout_ms, else the upstream's, decided here once.
             let readMs = config.readTimeoutMs ?? upstream.config?.readTimeoutMs
             let totalMs = config.totalTimeoutMs ?? upstream.config?.totalTimeoutMs
             return RouteDestination(
                 upstreamIndex: upstream.index, upstreamName: name,
-                timeouts: CallTimeouts(read: readMs.map { .milliseconds(Int64($0)) }, total: totalMs.map { .milliseconds(Int64($0)) }))
+                timeouts: CallTimeouts(read: readMs.map { .milliseconds(Int64($0)) }, total: totalMs.map { .milliseconds(Int64($0)) }),
+                cacheKeySuffix: splits ? " " + name : "")
         }
         self.compression = CompressionPolicy(config.compression ?? compression)
         self.accessLog = config.accessLog
@@ -104,7 +109,7 @@ public final class CompiledRoute: Sendable {
         } else {
             self.mirror = nil
         }
-        if let split = config.split, split.members.count > 1 {
+        if splits, let split = config.split {
             self.split = WeightedSplit(weights: split.members.map(\.weight))
             self.stickyOn = split.stickyOn
             self.stickyCookieToSet = split.setCookie ? split.stickyOn?.cookieName : nil
@@ -119,7 +124,7 @@ public final class CompiledRoute: Sendable {
         return mirror.share >= 1 || Double(ThreadRandom.current.next() >> 11) / Double(1 << 53) < mirror.share
     }
 
-    /// True when the route shares its traffic between upstreams (the cache then keeps their answers apart).
+    /// True when the route shares its traffic between upstreams.
     public var splits: Bool { split != nil }
 
     /// The upstream this request goes to: the route's only one, or a split member drawn by weight. A sticky
@@ -130,15 +135,7 @@ public final class CompiledRoute: Sendable {
         headers: HeaderList, clientIP: String, consumer: String?, isTLS: Bool
     ) -> (index: Int, setCookie: String?) {
         guard let split else { return (0, nil) }
-        let key: String?
-        switch stickyOn {
-        case nil: key = nil
-        case .ip: key = clientIP
-        case .consumer: key = consumer ?? clientIP
-        case .header(let name): key = headers.first(name: name)
-        case .cookie(let name): key = HeaderRules.cookie(named: name, in: headers)
-        }
-        if let key { return (split.choose(key: key), nil) }
+        if let key = stickyOn?.value(in: headers, clientIP: clientIP, consumer: consumer) { return (split.choose(key: key), nil) }
         guard let cookie = stickyCookieToSet else { return (split.choose(ThreadRandom.current.next()), nil) }
         // A session cookie, unreadable by scripts, sent on same-site navigation; Secure where it came over TLS.
         let value = RequestID.spanID(ThreadRandom.current.next())

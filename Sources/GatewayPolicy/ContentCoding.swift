@@ -54,13 +54,10 @@ public enum ContentCoding {
 
     /// Whether a response may be compressed at all, whatever its type: it has a body, is not a range, is not
     /// encoded already, and does not forbid transformation (`Cache-Control: no-transform`).
-    public static func mayEncode(status: Int, contentEncoding: String?, hasContentRange: Bool, cacheControl: [String]) -> Bool {
+    public static func mayEncode(status: Int, contentEncoding: String?, hasContentRange: Bool, noTransform: Bool) -> Bool {
         if status < 200 || status == 204 || status == 206 || status == 304 { return false }
         if let contentEncoding, contentEncoding.trimmingASCIISpaces().lowercased() != "identity" { return false }
-        if hasContentRange { return false }
-        return !cacheControl.contains { field in
-            field.split(separator: ",").contains { $0.trimmingASCIISpaces().lowercased() == "no-transform" }
-        }
+        return !hasContentRange && !noTransform
     }
 
     /// A strong validator stays strong only for the exact bytes: the compressed body gets the weak form.

@@ -127,11 +127,7 @@ final class UpstreamRuntime {
     /// The consistent-hash key of a request (nil when the balancer does not hash or the key is absent).
     func hashKey(headers: HeaderList, clientIP: String) -> String? {
         guard config.balance == .consistentHash else { return nil }
-        switch config.hashOn {
-        case .ip: return clientIP
-        case .header(let name): return headers.first(name: name)
-        case .cookie(let name): return HeaderRules.cookie(named: name, in: headers)
-        }
+        return config.hashOn.value(in: headers, clientIP: clientIP, consumer: nil)
     }
 
     // MARK: Connections and the connection cap

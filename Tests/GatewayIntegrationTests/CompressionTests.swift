@@ -66,6 +66,11 @@ import TestSupport
                     #expect(response.header("content-encoding") == nil)
                     #expect(response.header("vary") == nil)
                 }
+                // Cache-Control: no-transform forbids changing the bytes (the directive matched case-insensitively in a list).
+                let untouchable = try await gateway.request(
+                    "GET", "/cacheable?cc=public%2C%20No-Transform&size=5000&type=text%2Fplain", headers: Self.gzip)
+                #expect(untouchable.header("content-encoding") == nil)
+                #expect(untouchable.body.count == 5_000)
                 #expect(binary.body.count == 100_000)
                 #expect(small.body.count == 1_000)
                 #expect(off.body.count == 100_000)

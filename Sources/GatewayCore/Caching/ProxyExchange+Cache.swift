@@ -52,9 +52,10 @@ extension ProxyExchange {
     /// After the route's filters (auth and rate limits first: a cached answer is still only for callers
     /// allowed to ask): answer from the cache, wait for a fetch already under way, or forward.
     func lookupCache() {
-        guard let policy = context.route?.cache else { return forward() }
+        guard let route = context.route, let policy = route.cache else { return forward() }
         let method = head.method
-        let key = cacheKey(policy, host: HeaderRules.hostName(head.headers.first(name: "host") ?? "").description, target: head.target)
+        let host = HeaderRules.hostName(head.headers.first(name: "host") ?? "").description
+        let key = policy.key(host: host, target: head.target) + route.destinations[destinationIndex].cacheKeySuffix
         var cacheState = CacheState(policy: policy, key: key, requestCC: CacheControl(head.headers.values(name: "cache-control")))
         guard method == .GET || method == .HEAD, upgrade == nil else {
             cacheState.result = .bypass
@@ -348,20 +349,10 @@ extension ProxyExchange {
             }
         }
         // On a split route every member's copy goes: the versions share the state the request changed.
-        let destinations = context.route.map { $0.splits ? Array($0.destinations.indices) : [destinationIndex] } ?? [destinationIndex]
+        let suffixes = context.route?.destinations.map(\.cacheKeySuffix) ?? [""]
         for target in targets {
-            for destination in destinations {
-                policy.cache.invalidate(cacheKey(policy, host: host, target: target, destination: destination), on: connection.eventLoop)
-            }
+            for suffix in suffixes { policy.cache.invalidate(policy.key(host: host, target: target) + suffix, on: connection.eventLoop) }
         }
-    }
-
-    /// The cache key of `target` on this route. A split's upstreams are different versions of the service:
-    /// each keeps its own answers.
-    private func cacheKey(_ policy: RouteCachePolicy, host: String, target: String, destination: Int? = nil) -> String {
-        let key = policy.key(host: host, target: target)
-        guard let route = context.route, route.splits else { return key }
-        return key + " " + route.destinations[destination ?? destinationIndex].upstreamName
     }
 
     // MARK: stale-while-revalidate
