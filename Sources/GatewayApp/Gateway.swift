@@ -193,9 +193,15 @@ public final class Gateway: Sendable {
         } else {
             cache = ResponseCache(config: config.cache, shared: makeSharedCacheTier(config, redis: redis))
         }
+        let previousForwarders = previous?.active.forwarders
+        let forwarders = try await LoopLocal<any UpstreamForwarder>.make(on: group) { loop, index in
+            upstreams.makeForwarder(
+                eventLoop: loop, loopIndex: index, loopCount: workers, logger: logger, previous: previousForwarders?.value(on: loop))
+        }
+        let upstreamIndex = Dictionary(config.upstreams.enumerated().map { ($1.name, $0) }, uniquingKeysWith: { first, _ in first })
         // Per route: client addresses first (a refused one gets nothing else), then CORS (a browser's preflight
-        // carries no credentials and is answered before any check), then authentication (rate limits may key on
-        // the consumer it establishes), then limits.
+        // carries no credentials and is answered before any check), then authentication and the authorization
+        // service (rate limits may key on the consumer they establish), then limits.
         let routes = GatewayRuntime.compileRoutes(config, metrics: metrics, cache: cache) { route in
             var filters: [any GatewayFilter] = []
             let addresses = AddressRule(deny: route.denyIPs, allow: route.allowIPs)
@@ -203,6 +209,13 @@ public final class Gateway: Sendable {
             if let cors = route.cors { filters.append(CORSFilter(cors)) }
             if let auth = route.auth, let authenticator {
                 filters.append(AuthFilter(routeName: route.name, config: auth, authenticator: authenticator, logger: logger, metrics: metrics))
+            }
+            if let name = route.externalAuth, let service = config.externalAuth.first(where: { $0.name == name }),
+                let index = upstreamIndex[service.upstream]
+            {
+                filters.append(
+                    ExternalAuthFilter(
+                        service: service, upstreamIndex: index, forwarders: forwarders, routeName: route.name, logger: logger, metrics: metrics))
             }
             if !route.rateLimits.isEmpty {
                 filters.append(
@@ -215,11 +228,6 @@ public final class Gateway: Sendable {
             return filters
         }
         let runtime = GatewayRuntime(config: config, routes: routes, globalFilters: globalFilters, logger: logger, metrics: metrics)
-        let previousForwarders = previous?.active.forwarders
-        let forwarders = try await LoopLocal<any UpstreamForwarder>.make(on: group) { loop, index in
-            upstreams.makeForwarder(
-                eventLoop: loop, loopIndex: index, loopCount: workers, logger: logger, previous: previousForwarders?.value(on: loop))
-        }
         try await upstreams.startHealthChecks(on: group.next())
         let parts = Parts(
             config: config, upstreams: upstreams, authenticator: authenticator, redis: redis, rateLimitStore: rateLimitStore, exporter: exporter,

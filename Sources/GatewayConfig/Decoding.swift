@@ -30,6 +30,9 @@ extension GatewayConfig {
             let reload = o.optional("reload", ReloadConfig.decode) ?? ReloadConfig()
             let tracing = o.optional("tracing", TracingConfig.decode)
             let compression = o.optional("compression", CompressionConfig.decode)
+            let externalAuth = o.optional("external_auth") { node in
+                node.map { name, value in ExternalAuthConfig.decode(name: name, value) }.map { $0.map(\.value) }
+            }
             guard let listeners, let upstreams, let routes else { return nil }
             var config = GatewayConfig(
                 workers: workers, listeners: listeners, admin: admin, redis: redis, limits: limits,
@@ -37,6 +40,7 @@ extension GatewayConfig {
                 cache: cache, auth: auth, upstreams: upstreams, routes: routes, logging: logging, reload: reload, tracing: tracing
             )
             config.compression = compression
+            config.externalAuth = externalAuth ?? []
             return config
         }
     }
@@ -634,6 +638,7 @@ extension RouteConfig {
             }
             let preserveHost = o.optional("preserve_host") { $0.bool() } ?? true
             let auth = o.optional("auth", RouteAuthConfig.decode)
+            let externalAuth = o.optional("external_auth") { $0.nonEmptyString() }
             let limits = o.optional("rate_limits") { $0.array(RateLimitConfig.decode) } ?? []
             let cache = o.optional("cache", RouteCacheConfig.decode)
             let cors = o.optional("cors", CORSConfig.decode)
@@ -661,10 +666,52 @@ extension RouteConfig {
             route.mirror = mirror
             route.compression = compression
             route.accessLog = accessLog ?? .all
+            route.externalAuth = externalAuth
             (route.readTimeoutMs, route.totalTimeoutMs) = (readTimeout, totalTimeout)
             route.requestHeaders = requestHeaders ?? HeaderEdits()
             route.responseHeaders = responseHeaders ?? HeaderEdits()
             return route
+        }
+    }
+}
+
+extension ExternalAuthConfig {
+    /// `{"upstream": "sso", "path": "/verify", "request_headers": [...], "upstream_headers": [...], "client_headers": [...],
+    ///   "consumer_header": "x-user", "timeout_ms": 1000, "on_error": "deny"}`
+    static func decode(name: String, _ node: ConfigNode) -> ExternalAuthConfig? {
+        node.object { o in
+            let upstream = o.required("upstream") { $0.nonEmptyString() }
+            let path = o.required("path") { $0.absolutePath() }
+            // Framing and connection fields belong to each hop: copying them would break the message they land in.
+            let framing = ["connection", "content-length", "transfer-encoding", "keep-alive", "te", "trailer", "upgrade"]
+            let names = { (key: String, reserved: [String]) -> [String]? in
+                o.optional(key) { node in
+                    node.array { item -> String? in
+                        guard let name = item.token()?.lowercased() else { return nil }
+                        if reserved.contains(name) {
+                            item.error("\(name) is set by the gateway itself and cannot be copied here")
+                            return nil
+                        }
+                        return name
+                    }
+                }
+            }
+            let requestHeaders = names("request_headers", Array(ExternalAuthConfig.setByGateway))
+            let upstreamHeaders = names("upstream_headers", framing + ["host", "x-forwarded-for", "x-request-id", "traceparent"])
+            let clientHeaders = names("client_headers", framing)
+            let consumerHeader = o.optional("consumer_header") { $0.token()?.lowercased() }
+            let timeout = o.optional("timeout_ms") { $0.int(1...maxMilliseconds) }
+            let onError = o.optional("on_error") { $0.oneOf(["deny", "allow"]).flatMap(OnError.init) }
+            // Returned even when broken (its mistakes are reported already), so routes naming it are not told
+            // it does not exist.
+            var config = ExternalAuthConfig(name: name, upstream: upstream ?? "", path: path ?? "/")
+            config.requestHeaders = requestHeaders
+            config.upstreamHeaders = upstreamHeaders ?? config.upstreamHeaders
+            config.clientHeaders = clientHeaders ?? config.clientHeaders
+            config.consumerHeader = consumerHeader
+            config.timeoutMs = timeout ?? config.timeoutMs
+            config.onError = onError ?? config.onError
+            return config
         }
     }
 }

@@ -24,6 +24,8 @@ public struct GatewayConfig: Sendable {
     public var tracing: TracingConfig?
     /// gzip for every route's responses (a route's own `compression` replaces it); nil: off.
     public var compression: CompressionConfig?
+    /// `external_auth`: authorization services routes may ask about each request (in file order).
+    public var externalAuth: [ExternalAuthConfig] = []
     /// The document as written (before `${ENV}` substitution), for the admin API's `/config`.
     public var source: JSONValue?
 
@@ -350,6 +352,8 @@ public struct RouteConfig: Sendable {
     /// `add_prefix`: put before the path sent upstream (after `strip_prefix`), without a trailing slash.
     public var addPrefix: String?
     public var auth: RouteAuthConfig?
+    /// `external_auth`: the name of the top-level `external_auth` service that must allow each request.
+    public var externalAuth: String?
     public var rateLimits: [RateLimitConfig]
     public var cache: RouteCacheConfig?
     public var cors: CORSConfig?
@@ -454,6 +458,43 @@ public struct RouteAuthConfig: Sendable {
     public enum Method: String, Sendable { case jwt, apiKey = "api_key" }
     public var require: [Method]
     public var scopes: [String]
+}
+
+/// A top-level `external_auth` entry: an authorization service (oauth2-proxy, Authelia, a company's own) asked
+/// about each request of the routes that name it, as NGINX's `auth_request` and Traefik's ForwardAuth do. A 2xx
+/// answer lets the request through (with the answer's `upstream_headers`); any other answer goes back to the
+/// client; no answer (unreachable, 5xx, too slow) follows `on_error`.
+public struct ExternalAuthConfig: Sendable, Equatable {
+    public enum OnError: String, Sendable { case deny, allow }
+    public var name: String
+    /// The upstream pool the checks go to (its targets, TLS, balancing, breakers and retries apply).
+    public var upstream: String
+    /// The target of every check (`GET`); the original method and target travel in `X-Forwarded-Method`/`-Uri`.
+    public var path: String
+    /// Client header fields the check gets (lowercased); nil, the default: all of them but the hop-by-hop and
+    /// framing fields and those the gateway sets itself (`ExternalAuthConfig.setByGateway`), as NGINX and Traefik do.
+    public var requestHeaders: [String]?
+    /// Fields of an allowing answer put on the forwarded request, replacing any the client sent (lowercased).
+    public var upstreamHeaders: [String] = []
+    /// Fields of a refusing answer passed on to the client (lowercased).
+    public var clientHeaders = ["www-authenticate", "location", "set-cookie"]
+    /// The field of an allowing answer that names the consumer (access log, `consumer` rate limits and sticky splits).
+    public var consumerHeader: String?
+    /// The longest a check may take, retries included.
+    public var timeoutMs = 1000
+    /// No answer: refuse with 503 `AUTH_UNAVAILABLE` (`deny`) or let the request through unauthenticated (`allow`).
+    public var onError = OnError.deny
+
+    public init(name: String, upstream: String, path: String) {
+        (self.name, self.upstream, self.path) = (name, upstream, path)
+    }
+
+    /// Fields a check never takes from the client: they belong to one hop, or the gateway writes them itself.
+    public static let setByGateway: Set<String> = [
+        "connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade", "proxy-authorization",
+        "host", "content-length", "expect", "x-forwarded-method", "x-forwarded-uri", "x-forwarded-host", "x-forwarded-proto",
+        "x-forwarded-for", "x-request-id", "traceparent",
+    ]
 }
 
 public struct RateLimitConfig: Sendable {

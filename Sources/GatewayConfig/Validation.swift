@@ -46,6 +46,19 @@ extension GatewayConfig {
 
         var routeNames: Set<String> = []
         var usedUpstreams: Set<String> = []
+        // Authorization services ask their upstream on behalf of the routes that name them.
+        let externalAuthNames = Set(externalAuth.map(\.name))
+        var usedExternalAuth: Set<String> = []
+        for service in externalAuth where !service.upstream.isEmpty {
+            let at = root / "external_auth" / service.name / "upstream"
+            if upstreamNames.contains(service.upstream) {
+                usedUpstreams.insert(service.upstream)
+            } else if let guess = closestMatch(to: service.upstream, among: upstreamNames) {
+                context.error(at, "unknown upstream \"\(service.upstream)\" (did you mean \"\(guess)\"?)")
+            } else {
+                context.error(at, "unknown upstream \"\(service.upstream)\"")
+            }
+        }
         var matches: [String: Int] = [:]
         for (index, route) in routes.enumerated() {
             let path = root / "routes" / index
@@ -86,7 +99,24 @@ extension GatewayConfig {
                     context.error(at, "unknown upstream \"\(name)\"")
                 }
             }
-            if let split = route.split, split.stickyOn == .consumer, route.auth == nil {
+            if let name = route.externalAuth {
+                if route.cache?.enabled == true {
+                    context.warning(
+                        path / "cache",
+                        "the cache is shared by everyone external_auth allows: per-user responses need Cache-Control: private or a Vary on the session field")
+                }
+                if externalAuthNames.contains(name) {
+                    usedExternalAuth.insert(name)
+                } else if let guess = closestMatch(to: name, among: externalAuthNames) {
+                    context.error(path / "external_auth", "unknown external_auth service \"\(name)\" (did you mean \"\(guess)\"?)")
+                } else {
+                    context.error(path / "external_auth", "unknown external_auth service \"\(name)\" (define it in the top-level external_auth)")
+                }
+            }
+            // Who the consumer is comes from the route's auth, or from its authorization service's consumer_header.
+            let namesConsumer =
+                route.auth != nil || externalAuth.contains { $0.name == route.externalAuth && $0.consumerHeader != nil }
+            if let split = route.split, split.stickyOn == .consumer, !namesConsumer {
                 context.warning(path / "split" / "sticky_on", "\"consumer\" on a route without auth keeps clients by their ip")
             }
             if let strip = route.stripPrefix, let prefix = route.match.pathPrefix ?? route.match.path,
@@ -108,9 +138,12 @@ extension GatewayConfig {
             {
                 context.warning(path / "total_timeout_ms", "is shorter than the read timeout, so the read timeout never applies")
             }
-            if route.rateLimits.contains(where: { $0.key == .consumer }) && route.auth == nil {
+            if route.rateLimits.contains(where: { $0.key == .consumer }) && !namesConsumer {
                 context.warning(path / "rate_limits", "key \"consumer\" on a route without auth counts per client ip")
             }
+        }
+        for service in externalAuth where !usedExternalAuth.contains(service.name) {
+            context.warning(root / "external_auth" / service.name, "not used by any route")
         }
         for upstream in upstreams where !usedUpstreams.contains(upstream.name) {
             context.warning(root / "upstreams" / upstream.name, "not used by any route")

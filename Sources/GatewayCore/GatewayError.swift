@@ -11,6 +11,8 @@ public struct GatewayError: Error, Hashable, Sendable, CustomStringConvertible {
         /// 503: the gateway did not try, because every target is shut out or the upstream is at capacity.
         case upstreamShutOut
         case upstreamTimeout, rateLimited, rateLimitUnavailable, internalError, unauthenticated, forbidden
+        /// The route's authorization service gave no usable answer.
+        case authUnavailable
         /// 504 for `Cache-Control: only-if-cached` with nothing usable stored (RFC 9111 §5.2.1.7).
         case notCached
         /// 403 for a CORS preflight the route's `cors` does not allow.
@@ -30,6 +32,7 @@ public struct GatewayError: Error, Hashable, Sendable, CustomStringConvertible {
             case .upstreamTimeout: return "UPSTREAM_TIMEOUT"
             case .rateLimited: return "RATE_LIMITED"
             case .rateLimitUnavailable: return "RATE_LIMIT_UNAVAILABLE"
+            case .authUnavailable: return "AUTH_UNAVAILABLE"
             case .internalError: return "INTERNAL"
             case .unauthenticated: return "UNAUTHENTICATED"
             case .forbidden: return "FORBIDDEN"
@@ -71,7 +74,7 @@ public struct GatewayError: Error, Hashable, Sendable, CustomStringConvertible {
         case .upstreamShutOut: return 503
         case .upstreamTimeout: return 504
         case .rateLimited: return 429
-        case .rateLimitUnavailable: return 503
+        case .rateLimitUnavailable, .authUnavailable: return 503
         case .internalError: return 500
         case .unauthenticated: return 401
         case .forbidden: return 403
@@ -126,6 +129,9 @@ public struct GatewayError: Error, Hashable, Sendable, CustomStringConvertible {
     public static let ipNotAllowed = GatewayError(.addressRefused, "This route does not accept requests from this client address.")
     public static let rateLimitUnavailable = GatewayError(
         .rateLimitUnavailable, "Rate limits cannot be checked right now; retry later.", retryAfterSeconds: 1)
+
+    public static let authUnavailable = GatewayError(
+        .authUnavailable, "Authorization cannot be checked right now; retry later.", retryAfterSeconds: 1)
 
     /// The single place where arbitrary errors become gateway errors: anything unknown is a 500.
     public init(mapping error: any Error) {

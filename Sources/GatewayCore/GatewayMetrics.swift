@@ -67,6 +67,12 @@ public final class GatewayMetrics: Sendable {
     }
 
 
+    /// outcome: `allowed` (2xx), `denied` (any other answer), `error` (no usable answer) or `error_allowed`
+    /// (no answer, let through by `on_error: allow`).
+    public func externalAuthCheck(service: String, outcome: String) {
+        counter("gateway_external_auth_checks_total", [("service", service), ("outcome", outcome)]).increment()
+    }
+
     /// outcome: `success` or `failure`.
     public func configReload(outcome: String) {
         counter("gateway_config_reloads_total", [("outcome", outcome)]).increment()

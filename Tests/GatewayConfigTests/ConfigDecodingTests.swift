@@ -383,6 +383,57 @@ import Testing
         #expect(answers == ["routes[0].mirror: a route with respond answers itself: there is nothing to mirror"])
     }
 
+    // external_auth: named services at the top level, each route naming one; defaults filled, names checked.
+    @Test func externalAuthShapes() throws {
+        let upstreams = #""upstreams": { "app": { "targets": ["http://127.0.0.1:1"] }, "authz": { "targets": ["http://127.0.0.1:2"] } }"#
+        let config = { (services: String, route: String) in
+            #"{ "listeners": [{ "name": "l", "port": 1 }], \#(upstreams), "external_auth": \#(services), "routes": [\#(route)] }"#
+        }
+        let good = load(config(
+            #"{ "sso": { "upstream": "authz", "path": "/verify", "request_headers": ["Authorization", "X-Session"], "upstream_headers": ["Remote-User"], "consumer_header": "Remote-User", "timeout_ms": 300, "on_error": "allow" } }"#,
+            #"{ "name": "r", "upstream": "app", "external_auth": "sso", "rate_limits": [{ "name": "c", "algorithm": "sliding_window", "key": "consumer", "limit": 5, "window_seconds": 1 }] }"#))
+        #expect(good.errors.isEmpty)
+        #expect(good.warnings.isEmpty, "authz counts as used; consumer_header names the consumer for the limit")
+        let service = try #require(good.config?.externalAuth.first)
+        var expected = ExternalAuthConfig(name: "sso", upstream: "authz", path: "/verify")
+        expected.requestHeaders = ["authorization", "x-session"]
+        expected.upstreamHeaders = ["remote-user"]
+        expected.consumerHeader = "remote-user"
+        expected.timeoutMs = 300
+        expected.onError = .allow
+        #expect(service == expected)
+        #expect(good.config?.routes.first?.externalAuth == "sso")
+
+        let defaults = try #require(load(config(#"{ "sso": { "upstream": "authz", "path": "/auth" } }"#, #"{ "name": "r", "upstream": "app", "external_auth": "sso" }"#)).config?.externalAuth.first)
+        #expect(defaults.requestHeaders == nil, "all of the client's fields")
+        #expect(defaults.clientHeaders == ["www-authenticate", "location", "set-cookie"])
+        #expect(defaults.upstreamHeaders.isEmpty)
+        #expect(defaults.timeoutMs == 1000)
+        #expect(defaults.onError == .deny)
+
+        let bad = load(config(
+            #"{ "sso": { "upstream": "authx", "path": "verify", "upstream_headers": ["Host", "x y"], "client_headers": ["content-length"], "on_error": "ignore", "cache": true }, "other": {} }"#,
+            #"{ "name": "r", "upstream": "app", "external_auth": "ssx" }"#)).errors.map(\.description)
+        #expect(bad == [
+            #"external_auth.sso.path: "verify" must be a path starting with "/" (no query, fragment or spaces)"#,
+            #"external_auth.sso.upstream_headers[0]: host is set by the gateway itself and cannot be copied here"#,
+            #"external_auth.sso.upstream_headers[1]: "x y" is not a valid token (letters, digits and !#$%&'*+-.^_`|~)"#,
+            #"external_auth.sso.client_headers[0]: content-length is set by the gateway itself and cannot be copied here"#,
+            #"external_auth.sso.on_error: unknown value "ignore"; expected one of "deny", "allow""#,
+            #"external_auth.sso.cache: unknown key; known keys here: "client_headers", "consumer_header", "on_error", "path", "request_headers", "timeout_ms", "upstream", "upstream_headers""#,
+            #"external_auth.other.upstream: missing required key"#,
+            #"external_auth.other.path: missing required key"#,
+            #"external_auth.sso.upstream: unknown upstream "authx" (did you mean "authz"?)"#,
+            #"routes[0].external_auth: unknown external_auth service "ssx" (did you mean "sso"?)"#,
+        ])
+        let gatewaySet = load(config(#"{ "sso": { "upstream": "authz", "path": "/a", "request_headers": ["X-Forwarded-Uri"] } }"#, #"{ "name": "r", "upstream": "app", "external_auth": "sso" }"#)).errors.map(\.description)
+        #expect(gatewaySet == ["external_auth.sso.request_headers[0]: x-forwarded-uri is set by the gateway itself and cannot be copied here"])
+        let unused = load(config(#"{ "sso": { "upstream": "authz", "path": "/auth" } }"#, #"{ "name": "r", "upstream": "app" }"#)).warnings.map(\.description)
+        #expect(unused == [#"warning: external_auth.sso: not used by any route"#])
+        let cached = load(config(#"{ "sso": { "upstream": "authz", "path": "/auth" } }"#, #"{ "name": "r", "upstream": "app", "external_auth": "sso", "cache": {} }"#)).warnings.map(\.description)
+        #expect(cached == [#"warning: routes[0].cache: the cache is shared by everyone external_auth allows: per-user responses need Cache-Control: private or a Vary on the session field"#])
+    }
+
     // compression: top level and per route, defaults filled, every mistake reported.
     @Test func compressionShapes() throws {
         let good = load(minimal(

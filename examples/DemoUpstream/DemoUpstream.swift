@@ -27,6 +27,11 @@ import Synchronization
 ///   those caching (and CORS) headers (query values percent-decoded) and a body naming the upstream and counting hits on this path;
 ///   answers 304 when If-None-Match matches the etag
 /// - `/v1/traces`: keeps the body (an OTLP collector stand-in; `behaviour.collected`)
+/// - `/auth`: an authorization service stand-in (for `external_auth`; each check's head goes to
+///   `behaviour.authChecks`): `Authorization: Bearer alice-token` or the cookie `session=alice` is allowed (200 with
+///   `X-Auth-Request-User: alice` and `X-Auth-Request-Email`), `Bearer forbidden` gets a bare 403, `Bearer broken` a
+///   500; without credentials a browser (`Accept: text/html`) is sent to `/login?rd=<X-Forwarded-Uri>` (302), anyone
+///   else gets 401 with `WWW-Authenticate` and a JSON body
 /// - `/ws`: a WebSocket echo (text and binary messages come back as they were sent; pings are answered)
 ///
 /// `behaviour` turns it into a sick upstream for resilience tests and demos: slow, failing, dropping
@@ -62,6 +67,8 @@ public final class DemoUpstream: Sendable {
         public let goAwayAtRequest = Atomic<Int>(0)
         /// Bodies POSTed to /v1/traces (the upstream standing in for an OpenTelemetry collector).
         public let collected = NIOLockedValueBox<[String]>([])
+        /// Requests to /auth: the request line, then one `name: value` line per field.
+        public let authChecks = NIOLockedValueBox<[String]>([])
 
         public init(delayMs: Int = 0, failStatus: Int = 0) {
             self.delayMs.store(delayMs, ordering: .relaxed)
@@ -234,6 +241,8 @@ final class DemoHandler: ChannelInboundHandler, RemovableChannelHandler {
         case "/v1/traces":
             behaviour.collected.withLockedValue { $0.append(String(buffer: body)) }
             send(context, status: .ok, json: "{}", keepAlive: keepAlive)
+        case "/auth":
+            authorize(head, context: context, keepAlive: keepAlive)
         case "/upload":
             send(context, status: .ok, json: #"{"upstream":"\#(name)","bytes":\#(bodyBytes)}"#, keepAlive: keepAlive)
         case "/hop":
@@ -269,6 +278,36 @@ final class DemoHandler: ChannelInboundHandler, RemovableChannelHandler {
             } else {
                 echo(head, path: path, query: query, context: context, keepAlive: keepAlive)
             }
+        }
+    }
+
+    /// What an oauth2-proxy-like service answers about a request (see the endpoint list above).
+    private func authorize(_ head: HTTPRequestHead, context: ChannelHandlerContext, keepAlive: Bool) {
+        let record = (["\(head.method) \(head.uri)"] + head.headers.map { "\($0.name.lowercased()): \($0.value)" }).joined(separator: "\n")
+        behaviour.authChecks.withLockedValue { $0.append(record) }
+        let authorization = head.headers["authorization"].first ?? ""
+        let cookies = head.headers["cookie"].flatMap { $0.split(separator: ";").map { String($0.drop { $0 == " " }) } }
+        var headers = HTTPHeaders()
+        if authorization == "Bearer alice-token" || cookies.contains("session=alice") {
+            headers.add(name: "X-Auth-Request-User", value: "alice")
+            headers.add(name: "X-Auth-Request-Email", value: "alice@example.com")
+            headers.add(name: "X-Internal-Note", value: "for the gateway only")
+            send(context, status: .ok, json: #"{"user":"alice"}"#, keepAlive: keepAlive, extra: headers)
+        } else if authorization == "Bearer forbidden" {
+            headers.add(name: "content-length", value: "0")
+            context.write(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: .forbidden, headers: headers))), promise: nil)
+            finish(context, keepAlive: keepAlive)
+        } else if authorization == "Bearer broken" {
+            send(context, status: .internalServerError, json: #"{"error":"database down"}"#, keepAlive: keepAlive)
+        } else if head.headers["accept"].contains(where: { $0.contains("text/html") }) {
+            headers.add(name: "Location", value: "/login?rd=" + (head.headers["x-forwarded-uri"].first ?? "/"))
+            headers.add(name: "Set-Cookie", value: "login_state=started; HttpOnly")
+            headers.add(name: "content-length", value: "0")
+            context.write(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: .found, headers: headers))), promise: nil)
+            finish(context, keepAlive: keepAlive)
+        } else {
+            headers.add(name: "WWW-Authenticate", value: #"Bearer realm="demo""#)
+            send(context, status: .unauthorized, json: #"{"error":"login required","upstream":"\#(name)"}"#, keepAlive: keepAlive, extra: headers)
         }
     }
 
