@@ -256,6 +256,9 @@ final class ProxyExchange: ExchangeDriver, UpstreamCallDelegate, FilterSuspensio
         } else {
             upstreamHead.headers = head.headers
         }
+        // TE is hop-by-hop, but its "trailers" (which gRPC clients send) is asked of the next hop again: the
+        // gateway relays trailers on HTTP/2. Only HTTP/2 clients are asked about: HTTP/1.1 ones get none.
+        let takesTrailers = head.version.major == 2 && upstreamHead.headers.containsToken("trailers", inField: "te")
         HeaderRules.prepareUpstreamRequest(
             &upstreamHead.headers, peer: connection.peerText, peerIsTrusted: connection.info.peerIsTrustedProxy,
             proto: connection.info.isTLS ? "https" : "http", host: context.host)
@@ -264,6 +267,11 @@ final class ProxyExchange: ExchangeDriver, UpstreamCallDelegate, FilterSuspensio
             HeaderRules.setForwardedPrefix(&upstreamHead.headers, removed: removed)
         }
         if let prefix = route.addPrefix, upstreamHead.target.hasPrefix("/") { upstreamHead.target = prefix + upstreamHead.target }
+        if takesTrailers {
+            // An HTTP/1.1 upstream needs TE named in Connection (RFC 9110 §10.1.4); an HTTP/2 one drops Connection.
+            upstreamHead.headers.add(name: "te", value: "trailers")
+            upstreamHead.headers.add(name: "connection", value: "te")
+        }
         if let upgrade {
             // Hop-by-hop, so removed above; an upgrade is asked of the next hop again.
             upstreamHead.headers.add(name: "connection", value: "upgrade")
@@ -412,6 +420,11 @@ final class ProxyExchange: ExchangeDriver, UpstreamCallDelegate, FilterSuspensio
         stream.writeResponseEnd()
         stream.flush()
         finish(status: status ?? 200, completed: true)
+    }
+
+    /// Relayed to the client with the end (a stored copy keeps none: caches may drop trailers, RFC 9111 §3).
+    func upstreamResponseTrailers(_ trailers: HeaderList) {
+        if isRelaying { stream?.writeResponseTrailers(trailers) }
     }
 
     func upstreamWritabilityChanged(isWritable: Bool) {

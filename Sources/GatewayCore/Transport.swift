@@ -12,6 +12,10 @@ public protocol DownstreamStream: AnyObject {
     func writeResponseHead(_ head: consuming ResponseHead)
     func writeResponseBody(_ buffer: ByteBuffer)
     func writeResponseEnd()
+    /// Trailer fields sent with the end of the response (gRPC's `grpc-status`, say), before `writeResponseEnd`.
+    /// HTTP/2 streams send them as a final HEADERS frame; HTTP/1.1 connections drop them (RFC 9110 §6.5.1 lets
+    /// a recipient discard trailers, and gRPC needs HTTP/2 anyway).
+    func writeResponseTrailers(_ trailers: HeaderList)
     func flush()
     /// Ends the response as broken (the client must not take it as complete): closes the connection.
     func abortResponse()
@@ -104,9 +108,16 @@ public protocol UpstreamCallDelegate: AnyObject {
     func upstreamResponseHead(_ head: consuming ResponseHead)
     func upstreamResponseBody(_ buffer: ByteBuffer)
     func upstreamResponseEnd()
+    /// The response's trailer fields (an HTTP/2 upstream's final HEADERS frame), just before `upstreamResponseEnd`.
+    func upstreamResponseTrailers(_ trailers: HeaderList)
     /// One socket read's worth of response parts has been delivered: a good moment to flush downstream.
     func upstreamReadComplete()
     func upstreamWritabilityChanged(isWritable: Bool)
     /// The call failed; no more delegate calls follow.
     func upstreamFailed(_ error: GatewayError)
+}
+
+extension UpstreamCallDelegate {
+    /// Most delegates read the answer for themselves (a mirror, an authorization check): trailers say nothing to them.
+    public func upstreamResponseTrailers(_ trailers: HeaderList) {}
 }

@@ -368,6 +368,9 @@ final class HTTP1ConnectionHandler: ChannelDuplexHandler, DownstreamStream {
         }
     }
 
+    /// Dropped: HTTP/1.1 clients rarely take trailers, and what needs them (gRPC) speaks HTTP/2.
+    func writeResponseTrailers(_ trailers: HeaderList) {}
+
     func writeResponseEnd() {
         guard let context, responseHeadWritten, !responseEnded else { return }
         responseEnded = true

@@ -21,6 +21,8 @@ final class HTTP2StreamHandler: ChannelDuplexHandler, DownstreamStream {
     private var responseEnded = false
     /// The response head is held until we know whether a body follows (END_STREAM goes on HEADERS if not).
     private var pendingHead: HPACKHeaders?
+    /// The response's trailer fields, sent as the last HEADERS frame.
+    private var pendingTrailers: HPACKHeaders?
     private var readPaused = false
     private var readPending = false
 
@@ -120,10 +122,23 @@ final class HTTP2StreamHandler: ChannelDuplexHandler, DownstreamStream {
         context.write(wrapOutboundOut(.data(.init(data: .byteBuffer(buffer)))), promise: nil)
     }
 
+    func writeResponseTrailers(_ trailers: HeaderList) {
+        var fields = HPACKHeaders()
+        for (name, value) in trailers {
+            let lowered = name.lowercased()
+            if !HTTP2Fields.isConnectionSpecific(lowered) && !lowered.hasPrefix(":") { fields.add(name: lowered, value: value) }
+        }
+        pendingTrailers = fields
+    }
+
     func writeResponseEnd() {
         guard let context, !responseEnded else { return }
         responseEnded = true
-        if pendingHead != nil {
+        if let trailers = pendingTrailers {
+            pendingTrailers = nil
+            sendPendingHead(endStream: false)
+            context.write(wrapOutboundOut(.headers(.init(headers: trailers, endStream: true))), promise: nil)
+        } else if pendingHead != nil {
             sendPendingHead(endStream: true)
         } else {
             context.write(wrapOutboundOut(.data(.init(data: .byteBuffer(context.channel.allocator.buffer(capacity: 0)), endStream: true))), promise: nil)

@@ -434,6 +434,11 @@ final class ForwardingCall: UpstreamCall {
         delegate?.upstreamResponseEnd()
     }
 
+    func receivedTrailers(_ trailers: HeaderList, from connection: any UpstreamLink) {
+        guard case .active(let current) = state, current === connection else { return }
+        delegate?.upstreamResponseTrailers(trailers)
+    }
+
     func readComplete() {
         delegate?.upstreamReadComplete()
     }

@@ -134,7 +134,12 @@ final class HTTP2UpstreamStream: ChannelDuplexHandler, UpstreamLink {
         switch unwrapInboundIn(data) {
         case .headers(let headers):
             if responseStarted {
-                if headers.endStream { endResponse() }  // trailers: the body is complete (not forwarded)
+                // Trailers (gRPC's status): they end the response.
+                guard headers.endStream else { return closeReportingFailure(UpstreamHTTP2Error.malformedResponse("trailers without END_STREAM")) }
+                var trailers = HeaderList()
+                for (name, value, _) in headers.headers where !name.hasPrefix(":") { trailers.add(name: name, value: value) }
+                call.receivedTrailers(trailers, from: self)
+                endResponse()
                 return
             }
             do {

@@ -37,6 +37,42 @@ import Testing
         }
     }
 
+    // gRPC through the gateway: an HTTP/2 client's call reaches an HTTP/2 upstream with `te: trailers`, and the
+    // upstream's trailers (grpc-status, grpc-message) come back as the stream's last HEADERS, after the body.
+    @Test func grpcCallsKeepTheirTrailers() async throws {
+        let upstream = try await DemoUpstream.start(name: "h2", http2: true)
+        defer { Task { await upstream.shutdown() } }
+        let json = Self.config(target: #""http://127.0.0.1:\#(upstream.port)""#).replacingOccurrences(
+            of: #""port": 0 }"#, with: #""port": 0, "h2c": true }"#)
+        try await withGateway(json) { gateway in
+            let client = try await H2Client.connect(port: gateway.port)
+            // One length-prefixed gRPC message: uncompressed, 5 bytes.
+            let message: [UInt8] = [0, 0, 0, 0, 5] + Array("hello".utf8)
+            let grpcHeaders = [("content-type", "application/grpc"), ("te", "trailers")]
+            let ok = try await client.request("POST", "/grpc", headers: grpcHeaders, body: message)
+            #expect(ok.status == 200)
+            #expect(ok.header("content-type") == "application/grpc")
+            #expect(ok.header("x-request-te") == "trailers", "TE: trailers is asked of the upstream again")
+            #expect(ok.bytes == message)
+            #expect(ok.trailer("grpc-status") == "0")
+            #expect(ok.trailer("grpc-message") == "OK")
+            let failed = try await client.request("POST", "/grpc?grpc_status=5", headers: grpcHeaders, body: message)
+            #expect(failed.trailer("grpc-status") == "5")
+            // Without TE: trailers the upstream is not told that the client takes them.
+            let plain = try await client.request("POST", "/grpc", headers: [("content-type", "application/grpc")], body: message)
+            #expect(plain.header("x-request-te") == "")
+            await client.close()
+        }
+        // An HTTP/1.1 client gets the body; trailers are not sent to it.
+        try await withGateway(Self.config(target: #""http://127.0.0.1:\#(upstream.port)""#)) { gateway in
+            let response = try await gateway.request("POST", "/grpc", headers: [("TE", "trailers")], body: "hello")
+            #expect(response.status == 200)
+            #expect(response.text == "hello")
+            #expect(response.header("x-request-te") == "", "an HTTP/1.1 client's TE is not passed on")
+            #expect(response.complete)
+        }
+    }
+
     // Bodies stream both ways through HTTP/2 flow control: a 20 MB download and an 8 MiB upload, on a client
     // connection that is reused afterwards; a HEAD and an empty 204 keep their framing.
     @Test func streamsLargeBodiesBothWays() async throws {

@@ -32,6 +32,9 @@ import Synchronization
 ///   `X-Auth-Request-User: alice` and `X-Auth-Request-Email`), `Bearer forbidden` gets a bare 403, `Bearer broken` a
 ///   500; without credentials a browser (`Accept: text/html`) is sent to `/login?rd=<X-Forwarded-Uri>` (302), anyone
 ///   else gets 401 with `WWW-Authenticate` and a JSON body
+/// - `/grpc`: a gRPC-shaped answer: 200 `application/grpc`, the request body back, then the trailers
+///   `grpc-status: 0` and `grpc-message: OK` (`?grpc_status=N` for another status); `x-request-te` says what `TE`
+///   the request came with
 /// - `/ws`: a WebSocket echo (text and binary messages come back as they were sent; pings are answered)
 ///
 /// `behaviour` turns it into a sick upstream for resilience tests and demos: slow, failing, dropping
@@ -243,6 +246,15 @@ final class DemoHandler: ChannelInboundHandler, RemovableChannelHandler {
             send(context, status: .ok, json: "{}", keepAlive: keepAlive)
         case "/auth":
             authorize(head, context: context, keepAlive: keepAlive)
+        case "/grpc":
+            var headers = HTTPHeaders([("content-type", "application/grpc"), ("x-request-te", head.headers["te"].joined(separator: ", "))])
+            if !keepAlive { headers.add(name: "connection", value: "close") }
+            context.write(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: .ok, headers: headers))), promise: nil)
+            context.write(wrapOutboundOut(.body(.byteBuffer(body))), promise: nil)
+            let status = query["grpc_status"] ?? "0"
+            let trailers = HTTPHeaders([("grpc-status", status), ("grpc-message", status == "0" ? "OK" : "failed")])
+            let done = context.writeAndFlush(wrapOutboundOut(.end(trailers)))
+            if !keepAlive { done.assumeIsolated().whenComplete { _ in context.close(promise: nil) } }
         case "/upload":
             send(context, status: .ok, json: #"{"upstream":"\#(name)","bytes":\#(bodyBytes)}"#, keepAlive: keepAlive)
         case "/hop":

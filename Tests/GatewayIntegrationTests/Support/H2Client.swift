@@ -12,10 +12,13 @@ final class H2Client: Sendable {
         var status: Int
         var bytes: [UInt8]
         var headers: [(name: String, value: String)] = []
+        /// The trailer fields of the last HEADERS frame, if the response had them.
+        var trailers: [(name: String, value: String)] = []
 
         var body: String { String(decoding: bytes, as: UTF8.self) }
 
         func header(_ name: String) -> String? { headers.first { $0.name.lowercased() == name }?.value }
+        func trailer(_ name: String) -> String? { trailers.first { $0.name.lowercased() == name }?.value }
     }
 
     let channel: Channel
@@ -47,8 +50,8 @@ final class H2Client: Sendable {
     /// One GET on a new stream of the same connection.
     func get(_ path: String) async throws -> Response { try await request("GET", path) }
 
-    /// One request without a body on a new stream of the same connection.
-    func request(_ method: String, _ path: String, headers: [(String, String)] = []) async throws -> Response {
+    /// One request (with a body when given) on a new stream of the same connection.
+    func request(_ method: String, _ path: String, headers: [(String, String)] = [], body: [UInt8]? = nil) async throws -> Response {
         let promise = channel.eventLoop.makePromise(of: Response.self)
         let stream = try await multiplexer.createStreamChannel { stream in
             stream.eventLoop.makeCompletedFuture {
@@ -60,6 +63,7 @@ final class H2Client: Sendable {
         for (name, value) in headers { fields.add(name: name, value: value) }
         let head = HTTPRequestHead(version: .http1_1, method: HTTPMethod(rawValue: method), uri: path, headers: fields)
         stream.write(HTTPClientRequestPart.head(head), promise: nil)
+        if let body { stream.write(HTTPClientRequestPart.body(.byteBuffer(ByteBuffer(bytes: body))), promise: nil) }
         try await stream.writeAndFlush(HTTPClientRequestPart.end(nil))
         return try await promise.futureResult.get()
     }
@@ -72,6 +76,7 @@ final class H2Client: Sendable {
         var status = 0
         var body: [UInt8] = []
         var headers: [(name: String, value: String)] = []
+        var trailers: [(name: String, value: String)] = []
 
         init(promise: EventLoopPromise<Response>) { self.promise = promise }
 
@@ -81,7 +86,9 @@ final class H2Client: Sendable {
                 status = Int(head.status.code)
                 headers = head.headers.map { ($0.name, $0.value) }
             case .body(let buffer): body += Array(buffer: buffer)
-            case .end: promise.succeed(Response(status: status, bytes: body, headers: headers))
+            case .end(let fields):
+                trailers = fields.map { $0.map { ($0.name, $0.value) } } ?? []
+                promise.succeed(Response(status: status, bytes: body, headers: headers, trailers: trailers))
             }
         }
 
