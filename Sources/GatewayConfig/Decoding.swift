@@ -59,9 +59,11 @@ extension ListenerConfig {
                 o.node.context.error(o.path / "h2c", "h2c is for plaintext listeners; a TLS listener offers h2 through alpn")
             }
             let proxyProtocol = o.optional("proxy_protocol") { $0.bool() } ?? false
+            let reusePort = o.optional("reuse_port") { $0.bool() } ?? false
             guard let name, let port else { return nil }
             var listener = ListenerConfig(name: name, address: address, port: port, tls: tls, redirectHTTPSPort: redirect, h2c: h2c)
             listener.proxyProtocol = proxyProtocol
+            listener.reusePort = reusePort
             return listener
         }
     }

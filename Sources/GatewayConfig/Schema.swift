@@ -44,6 +44,9 @@ public struct ListenerConfig: Sendable, Equatable {
     public var h2c: Bool
     /// Every connection starts with a PROXY protocol header (v1 or v2) from a trusted load balancer, naming the client.
     public var proxyProtocol = false
+    /// SO_REUSEPORT: other processes with it on may bind the same address and port (a new version started next to
+    /// the old one, which then drains; or several instances sharing a port).
+    public var reusePort = false
 }
 
 public struct TLSConfig: Sendable, Equatable {

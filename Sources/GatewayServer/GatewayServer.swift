@@ -1,4 +1,9 @@
 import CoreMetrics
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 import NIOConcurrencyHelpers
 import GatewayConfig
 import GatewayCore
@@ -252,6 +257,9 @@ public final class GatewayServer: Sendable {
         return try await ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 4096)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            // Off unless asked: with it on, another process (the next version, started before this one drains)
+            // can bind the same port and the kernel shares new connections between them.
+            .serverChannelOption(.socketOption(NIOBSDSocket.Option(rawValue: SO_REUSEPORT)), value: config.reusePort ? 1 : 0)
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
             .childChannelOption(.maxMessagesPerRead, value: 4)
             .childChannelInitializer { [logger, metrics, writeScratch] channel in

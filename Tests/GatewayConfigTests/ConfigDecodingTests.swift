@@ -282,6 +282,17 @@ import Testing
         #expect(with.config?.listeners.first?.proxyProtocol == true)
     }
 
+    // reuse_port: a boolean, off unless given.
+    @Test func reusePortShapes() {
+        let config = { (listener: String) in
+            #"{ "listeners": [\#(listener)], "upstreams": { "u": { "targets": ["http://127.0.0.1:1"] } }, "routes": [{ "name": "r", "upstream": "u" }] }"#
+        }
+        #expect(load(config(#"{ "name": "l", "port": 8080, "reuse_port": true }"#)).config?.listeners.first?.reusePort == true)
+        #expect(load(config(#"{ "name": "l", "port": 8080 }"#)).config?.listeners.first?.reusePort == false)
+        let bad = load(config(#"{ "name": "l", "port": 8080, "reuse_port": "yes" }"#)).errors.map(\.description)
+        #expect(bad.count == 1 && bad.first?.hasPrefix("listeners[0].reuse_port:") == true, "\(bad)")
+    }
+
     // A route that answers itself names no upstream; its answer is checked like everything else.
     @Test func routeAnswers() throws {
         let good = load(minimal(route: #"{ "name": "r", "redirect": { "location": "https://new.example.com", "append_path": true } }"#))

@@ -481,6 +481,59 @@ import TestSupport
             await stopping.value
         }
     }
+
+    // reuse_port: a second gateway (the next version) binds the port the first one serves, the kernel shares new
+    // connections between them, and once the first has drained the second serves alone. Without it, the second
+    // cannot start.
+    @Test(.timeLimit(.minutes(1))) func reusePortHandsOver() async throws {
+        try await withUpstreams { upstreams in
+            let json = { (port: Int, reuse: Bool) in
+                """
+                { "workers": 1, "listeners": [{ "name": "test", "address": "127.0.0.1", "port": \(port), "reuse_port": \(reuse) }],
+                  "admin": { "address": "127.0.0.1", "port": 0 },
+                  "upstreams": { "a": { "targets": ["http://127.0.0.1:$UP0"] } }, "routes": [{ "name": "all", "upstream": "a" }] }
+                """
+            }
+            let logger = Logger(label: "gateway") { _ in SwiftLogNoOpLogHandler() }
+            let old = try await Gateway.start(config: try makeConfig(json(0, true), upstreams: upstreams), logger: logger)
+            let port = try #require(old.port(of: "test"))
+            let refused = await thrownError(async: {
+                let other = try await Gateway.start(config: try makeConfig(json(port, false), upstreams: upstreams), logger: logger)
+                await other.shutdown()
+            })
+            #expect(refused != nil, "without reuse_port the port is taken")
+
+            let new = try await Gateway.start(config: try makeConfig(json(port, true), upstreams: upstreams), logger: logger)
+            func served(_ gateway: Gateway) async throws -> Int {
+                let text = try await Self.admin(gateway, "/metrics", token: nil).text
+                return Int(PrometheusText(text).value("gateway_connections_total", ["listener": "test"]) ?? 0)
+            }
+            // Each on a new connection: the kernel picks a listener per connection.
+            func get() async throws -> Int {
+                let client = try await RawClient.connect(port: port)
+                try await client.send("GET /echo HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+                let status = try await client.readResponse().status
+                await client.close()
+                return status
+            }
+            var statuses: Set<Int> = []
+            for _ in 0..<24 {
+                statuses.insert(try await get())
+            }
+            #expect(statuses == [200])
+            let (oldShare, newShare) = (try await served(old), try await served(new))
+            #expect(oldShare > 0 && newShare > 0, "both processes took connections: \(oldShare) and \(newShare)")
+
+            await old.shutdown()
+            statuses = []
+            for _ in 0..<8 {
+                statuses.insert(try await get())
+            }
+            #expect(statuses == [200], "the new gateway serves alone once the old one is gone")
+            #expect(try await served(new) == newShare + 8)
+            await new.shutdown()
+        }
+    }
 }
 
 /// A gateway.json on disk; `$UPn` placeholders are replaced as in `makeConfig`.
