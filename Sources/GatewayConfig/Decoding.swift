@@ -641,6 +641,7 @@ extension RouteConfig {
             let preserveHost = o.optional("preserve_host") { $0.bool() } ?? true
             let auth = o.optional("auth", RouteAuthConfig.decode)
             let externalAuth = o.optional("external_auth") { $0.nonEmptyString() }
+            let grpcWeb = o.optional("grpc_web") { $0.bool() } ?? false
             let limits = o.optional("rate_limits") { $0.array(RateLimitConfig.decode) } ?? []
             let cache = o.optional("cache", RouteCacheConfig.decode)
             let cors = o.optional("cors", CORSConfig.decode)
@@ -669,6 +670,7 @@ extension RouteConfig {
             route.compression = compression
             route.accessLog = accessLog ?? .all
             route.externalAuth = externalAuth
+            route.grpcWeb = grpcWeb
             (route.readTimeoutMs, route.totalTimeoutMs) = (readTimeout, totalTimeout)
             route.requestHeaders = requestHeaders ?? HeaderEdits()
             route.responseHeaders = responseHeaders ?? HeaderEdits()

@@ -340,6 +340,8 @@ public struct RouteConfig: Sendable {
     public var compression: CompressionConfig?
     /// `access_log`: which of this route's requests get an access-log line (when `logging.access_log` is on).
     public var accessLog = AccessLog.all
+    /// `grpc_web`: gRPC-Web requests from browsers are translated to gRPC for the upstream, and back.
+    public var grpcWeb = false
 
     public enum AccessLog: Sendable, Equatable {
         /// Every request (`true`, the default).

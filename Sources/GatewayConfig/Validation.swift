@@ -116,6 +116,11 @@ extension GatewayConfig {
             // Who the consumer is comes from the route's auth, or from its authorization service's consumer_header.
             let namesConsumer =
                 route.auth != nil || externalAuth.contains { $0.name == route.externalAuth && $0.consumerHeader != nil }
+            if route.grpcWeb, let plain = upstreams.first(where: { upstream in
+                route.upstreamNames.contains(upstream.name) && upstream.targets.contains { $0.httpProtocol != .h2 }
+            }) {
+                context.warning(path / "grpc_web", "upstream \"\(plain.name)\" is not \"protocol\": \"h2\": gRPC servers answer over HTTP/2 only")
+            }
             if let split = route.split, split.stickyOn == .consumer, !namesConsumer {
                 context.warning(path / "split" / "sticky_on", "\"consumer\" on a route without auth keeps clients by their ip")
             }

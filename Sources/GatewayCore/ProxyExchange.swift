@@ -38,6 +38,8 @@ final class ProxyExchange: ExchangeDriver, UpstreamCallDelegate, FilterSuspensio
     private var acceptsGzip = false
     /// Compresses the response body on its way to the client, when `compression` chose to.
     private var encoder: GzipEncoder?
+    /// A gRPC-Web request on a `grpc_web` route, translated to gRPC and back.
+    private var grpcWeb: GRPCWebTranslation?
 
     private var heldBody: [ByteBuffer] = []
     var requestComplete = false
@@ -186,6 +188,7 @@ final class ProxyExchange: ExchangeDriver, UpstreamCallDelegate, FilterSuspensio
             context.route = route
             context.host = hostHeader
             if route.compression != nil { acceptsGzip = ContentCoding.acceptsGzip(head.headers.values(name: "accept-encoding")) }
+            if route.grpcWeb { grpcWeb = GRPCWebTranslation(contentType: head.headers.first(name: "content-type")) }
             if case .length(let length) = framing, length > maxBodyBytes {
                 respond(error: .payloadTooLarge)
                 return
@@ -210,7 +213,7 @@ final class ProxyExchange: ExchangeDriver, UpstreamCallDelegate, FilterSuspensio
         let upstreamHead = makeUpstreamHead(route)
         if upgrade == nil && route.mirrorsThisRequest() { startMirror(route, head: upstreamHead) }
         let call = forwarder.makeCall(
-            upstream: destination.upstreamIndex, head: consume upstreamHead, framing: framing, preserveHost: route.preserveHost,
+            upstream: destination.upstreamIndex, head: consume upstreamHead, framing: upstreamFraming, preserveHost: route.preserveHost,
             requestID: context.requestID, clientIP: context.clientIP, timeouts: destination.timeouts, delegate: self)
         self.call = call
         state = .forwarding
@@ -234,7 +237,7 @@ final class ProxyExchange: ExchangeDriver, UpstreamCallDelegate, FilterSuspensio
         let mirror = RequestMirror(metrics: route.metrics)
         mirror.start(
             forwarder.makeCall(
-                upstream: target.upstreamIndex, head: head, framing: framing, preserveHost: route.preserveHost,
+                upstream: target.upstreamIndex, head: head, framing: upstreamFraming, preserveHost: route.preserveHost,
                 requestID: context.requestID, clientIP: context.clientIP, timeouts: CallTimeouts(), delegate: mirror))
         for part in heldBody { mirror.sendBody(part) }
         // A request without a body is whole already (its end may still be on its way from the edge).
@@ -244,6 +247,9 @@ final class ProxyExchange: ExchangeDriver, UpstreamCallDelegate, FilterSuspensio
             self.mirror = mirror
         }
     }
+
+    /// How the body is framed towards the upstream (a gRPC-Web text body loses its length when decoded).
+    private var upstreamFraming: BodyFraming { grpcWeb?.upstreamFraming(framing) ?? framing }
 
     /// The request as the upstream gets it: version, strip_prefix and add_prefix, hop-by-hop and forwarding headers,
     /// the upgrade asked again, client-certificate subject, and the cache's validators when revalidating.
@@ -258,7 +264,9 @@ final class ProxyExchange: ExchangeDriver, UpstreamCallDelegate, FilterSuspensio
         }
         // TE is hop-by-hop, but its "trailers" (which gRPC clients send) is asked of the next hop again: the
         // gateway relays trailers on HTTP/2. Only HTTP/2 clients are asked about: HTTP/1.1 ones get none.
-        let takesTrailers = head.version.major == 2 && upstreamHead.headers.containsToken("trailers", inField: "te")
+        // A gRPC-Web request becomes a gRPC one, which takes trailers whatever the browser's protocol.
+        let takesTrailers =
+            grpcWeb != nil || (head.version.major == 2 && upstreamHead.headers.containsToken("trailers", inField: "te"))
         HeaderRules.prepareUpstreamRequest(
             &upstreamHead.headers, peer: connection.peerText, peerIsTrusted: connection.info.peerIsTrustedProxy,
             proto: connection.info.isTLS ? "https" : "http", host: context.host)
@@ -267,6 +275,7 @@ final class ProxyExchange: ExchangeDriver, UpstreamCallDelegate, FilterSuspensio
             HeaderRules.setForwardedPrefix(&upstreamHead.headers, removed: removed)
         }
         if let prefix = route.addPrefix, upstreamHead.target.hasPrefix("/") { upstreamHead.target = prefix + upstreamHead.target }
+        grpcWeb?.translateRequest(&upstreamHead.headers)
         if takesTrailers {
             // An HTTP/1.1 upstream needs TE named in Connection (RFC 9110 §10.1.4); an HTTP/2 one drops Connection.
             upstreamHead.headers.add(name: "te", value: "trailers")
@@ -315,6 +324,14 @@ final class ProxyExchange: ExchangeDriver, UpstreamCallDelegate, FilterSuspensio
             }
             return
         }
+        var buffer = buffer
+        if let grpcWeb {
+            do {
+                buffer = try grpcWeb.requestBody(buffer)
+            } catch {
+                return respond(error: .badRequest("The gRPC-Web request body is not valid base64."))
+            }
+        }
         switch state {
         case .filtering:
             heldBody.append(buffer)
@@ -331,6 +348,9 @@ final class ProxyExchange: ExchangeDriver, UpstreamCallDelegate, FilterSuspensio
 
     func requestEnded() {
         requestComplete = true
+        if grpcWeb?.requestIsIncomplete == true, !responseStarted {
+            return respond(error: .badRequest("The gRPC-Web request body ends inside a base64 group."))
+        }
         if case .forwarding = state {
             call?.sendEnd()
             mirror?.sendEnd()
@@ -383,6 +403,7 @@ final class ProxyExchange: ExchangeDriver, UpstreamCallDelegate, FilterSuspensio
             response.headers.add(name: "connection", value: "upgrade")
             response.headers.add(name: "upgrade", value: switching)
         }
+        grpcWeb?.translateResponse(&response)
         applyResponseFilters(&response)
         encoder = finishHead(&response, hasBody: switching == nil)
         status = response.status
@@ -400,7 +421,8 @@ final class ProxyExchange: ExchangeDriver, UpstreamCallDelegate, FilterSuspensio
     func upstreamResponseBody(_ buffer: ByteBuffer) {
         guard isRelaying else { return }
         if caching != nil { cacheResponseBody(buffer) }
-        let sent = encoder?.compress(buffer) ?? buffer
+        let translated = grpcWeb?.responseBody(buffer) ?? buffer
+        let sent = encoder?.compress(translated) ?? translated
         bytesOut += sent.readableBytes
         stream?.writeResponseBody(sent)
     }
@@ -412,6 +434,11 @@ final class ProxyExchange: ExchangeDriver, UpstreamCallDelegate, FilterSuspensio
     func upstreamResponseEnd() {
         guard isRelaying, let stream else { return }
         if caching != nil, !cacheResponseEnd() { return }  // a 304 refreshed the stored copy, served instead
+        if let tail = grpcWeb?.finishResponse() {
+            let sent = encoder?.compress(tail) ?? tail
+            bytesOut += sent.readableBytes
+            stream.writeResponseBody(sent)
+        }
         if let encoder {
             let trailer = encoder.finish()
             bytesOut += trailer.readableBytes
@@ -424,7 +451,8 @@ final class ProxyExchange: ExchangeDriver, UpstreamCallDelegate, FilterSuspensio
 
     /// Relayed to the client with the end (a stored copy keeps none: caches may drop trailers, RFC 9111 §3).
     func upstreamResponseTrailers(_ trailers: HeaderList) {
-        if isRelaying { stream?.writeResponseTrailers(trailers) }
+        guard isRelaying else { return }
+        if grpcWeb?.keepTrailers(trailers) != true { stream?.writeResponseTrailers(trailers) }
     }
 
     func upstreamWritabilityChanged(isWritable: Bool) {

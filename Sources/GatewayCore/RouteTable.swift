@@ -44,6 +44,8 @@ public final class CompiledRoute: Sendable {
     public let compression: CompressionPolicy?
     /// `access_log`: which of the route's requests are logged.
     public let accessLog: RouteConfig.AccessLog
+    /// `grpc_web`: gRPC-Web requests are translated to gRPC and their answers back.
+    public let grpcWeb: Bool
     public let stripPrefix: String?
     /// `add_prefix`, without a trailing slash.
     public let addPrefix: String?
@@ -104,6 +106,7 @@ public final class CompiledRoute: Sendable {
         }
         self.compression = CompressionPolicy(config.compression ?? compression)
         self.accessLog = config.accessLog
+        self.grpcWeb = config.grpcWeb
         if let mirrorIndex, let mirror = config.mirror {
             self.mirror = (mirrorIndex, mirror.percent / 100)
         } else {

@@ -73,6 +73,49 @@ import Testing
         }
     }
 
+    // grpc_web: a browser's gRPC-Web call over HTTP/1.1 reaches the HTTP/2 upstream as gRPC, and the answer comes
+    // back with the trailers as the body's last frame; the -text variant is base64 both ways.
+    @Test func grpcWebIsTranslated() async throws {
+        let upstream = try await DemoUpstream.start(name: "h2", http2: true)
+        defer { Task { await upstream.shutdown() } }
+        let routes = #"[{ "name": "web", "upstream": "demo", "grpc_web": true }]"#
+        let json = basicConfig(targets: #""http://127.0.0.1:\#(upstream.port)""#, routes: routes, upstreamExtra: #", "protocol": "h2""#)
+        try await withGateway(json) { gateway in
+            let message: [UInt8] = [0, 0, 0, 0, 5] + Array("hello".utf8)
+            let block = Array("grpc-status:0\r\ngrpc-message:OK\r\n".utf8)
+            let trailerFrame: [UInt8] = [0x80, 0, 0, 0, UInt8(block.count)] + block
+            let binary = try await gateway.request(
+                "POST", "/grpc", headers: [("Content-Type", "application/grpc-web+proto"), ("X-Grpc-Web", "1")],
+                body: String(decoding: message, as: UTF8.self))
+            #expect(binary.status == 200)
+            #expect(binary.header("content-type") == "application/grpc-web+proto")
+            #expect(binary.header("content-length") == nil, "a trailer frame follows the upstream's body")
+            #expect(binary.header("x-request-content-type") == "application/grpc+proto")
+            #expect(binary.header("x-request-te") == "trailers")
+            #expect(binary.body == message + trailerFrame)
+
+            let text = try await gateway.request(
+                "POST", "/grpc", headers: [("Content-Type", "application/grpc-web-text"), ("Accept", "application/grpc-web-text")],
+                body: Self.base64(message))
+            #expect(text.status == 200)
+            #expect(text.header("content-type") == "application/grpc-web-text")
+            #expect(text.header("x-request-content-type") == "application/grpc")
+            #expect(text.text == Self.base64(message + trailerFrame))
+
+            let broken = try await gateway.request("POST", "/grpc", headers: [("Content-Type", "application/grpc-web-text")], body: "AAAA!!!!")
+            #expect(broken.status == 400)
+            #expect(broken.errorCode == "BAD_REQUEST")
+
+            // Anything else on the route passes as it is.
+            let plain = try await gateway.request("POST", "/grpc", headers: [("Content-Type", "application/json")], body: "{}")
+            #expect(plain.header("x-request-content-type") == "application/json")
+            #expect(plain.header("content-type") == "application/grpc")
+            #expect(plain.text == "{}")
+        }
+    }
+
+    static func base64(_ bytes: [UInt8]) -> String { Data(bytes).base64EncodedString() }
+
     // Bodies stream both ways through HTTP/2 flow control: a 20 MB download and an 8 MiB upload, on a client
     // connection that is reused afterwards; a HEAD and an empty 204 keep their framing.
     @Test func streamsLargeBodiesBothWays() async throws {

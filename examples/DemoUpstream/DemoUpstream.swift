@@ -34,7 +34,7 @@ import Synchronization
 ///   else gets 401 with `WWW-Authenticate` and a JSON body
 /// - `/grpc`: a gRPC-shaped answer: 200 `application/grpc`, the request body back, then the trailers
 ///   `grpc-status: 0` and `grpc-message: OK` (`?grpc_status=N` for another status); `x-request-te` says what `TE`
-///   the request came with
+///   the request came with, `x-request-content-type` its `Content-Type`
 /// - `/ws`: a WebSocket echo (text and binary messages come back as they were sent; pings are answered)
 ///
 /// `behaviour` turns it into a sick upstream for resilience tests and demos: slow, failing, dropping
@@ -247,7 +247,10 @@ final class DemoHandler: ChannelInboundHandler, RemovableChannelHandler {
         case "/auth":
             authorize(head, context: context, keepAlive: keepAlive)
         case "/grpc":
-            var headers = HTTPHeaders([("content-type", "application/grpc"), ("x-request-te", head.headers["te"].joined(separator: ", "))])
+            var headers = HTTPHeaders([
+                ("content-type", "application/grpc"), ("x-request-te", head.headers["te"].joined(separator: ", ")),
+                ("x-request-content-type", head.headers["content-type"].joined(separator: ", ")),
+            ])
             if !keepAlive { headers.add(name: "connection", value: "close") }
             context.write(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: .ok, headers: headers))), promise: nil)
             context.write(wrapOutboundOut(.body(.byteBuffer(body))), promise: nil)
