@@ -49,15 +49,23 @@ public final class Gateway: Sendable {
     public let configPath: String?
     private let admin = NIOLockedValueBox<AdminServer?>(nil)
     private let watcher = NIOLockedValueBox<Task<Void, Never>?>(nil)
+    /// Upstream addresses found by DNS (`dns_refresh_ms`), and the task that looks them up again.
+    private let discovery: DNSDiscovery
+    private let discoveryTask = NIOLockedValueBox<Task<Void, Never>?>(nil)
+    /// The config as loaded, before discovery put addresses in (what a DNS change rebuilds from).
+    private let loadedConfig: NIOLockedValueBox<GatewayConfig>
     /// Where the metrics live (`/metrics` renders them with `prometheusText()`).
     public let registry: PrometheusCollectorRegistry
     public let metrics: GatewayMetrics
 
     private init(
         group: MultiThreadedEventLoopGroup, workers: Int, server: GatewayServer, holder: RuntimeHolder, parts: Parts, logger: Logger,
-        accessLogger: Logger?, registry: PrometheusCollectorRegistry, metrics: GatewayMetrics, configPath: String?
+        accessLogger: Logger?, registry: PrometheusCollectorRegistry, metrics: GatewayMetrics, configPath: String?,
+        discovery: DNSDiscovery, loadedConfig: GatewayConfig
     ) {
         self.configPath = configPath
+        self.discovery = discovery
+        self.loadedConfig = NIOLockedValueBox(loadedConfig)
         self.group = group
         self.workers = workers
         self.server = server
@@ -99,7 +107,14 @@ public final class Gateway: Sendable {
     ///   - logger: operational log (start, stop, upstream failures).
     ///   - accessLogger: one line per request; nil uses `logger`.
     ///   - configPath: the file SIGHUP and `POST /reload` read again.
-    public static func start(config: GatewayConfig, logger: Logger, accessLogger: Logger? = nil, configPath: String? = nil) async throws -> Gateway {
+    ///   - resolver: looks up the host names of upstreams with `dns_refresh_ms`.
+    public static func start(
+        config loaded: GatewayConfig, logger: Logger, accessLogger: Logger? = nil, configPath: String? = nil,
+        resolver: any HostResolver = SystemResolver()
+    ) async throws -> Gateway {
+        let discovery = DNSDiscovery(resolver: resolver, logger: logger)
+        await discovery.prime(loaded)
+        let config = discovery.expand(loaded)
         let workers = config.workers ?? System.coreCount
         let group = MultiThreadedEventLoopGroup(numberOfThreads: workers)
         let registry = PrometheusCollectorRegistry()
@@ -117,7 +132,7 @@ public final class Gateway: Sendable {
             }
             let gateway = Gateway(
                 group: group, workers: workers, server: server, holder: holder, parts: parts, logger: logger, accessLogger: accessLogger,
-                registry: registry, metrics: metrics, configPath: configPath)
+                registry: registry, metrics: metrics, configPath: configPath, discovery: discovery, loadedConfig: loaded)
             if let adminConfig = config.admin {
                 do {
                     let admin = try await AdminServer.start(config: adminConfig, gateway: gateway, group: group, logger: logger)
@@ -129,6 +144,7 @@ public final class Gateway: Sendable {
                 }
             }
             gateway.startWatchingConfigFile()
+            gateway.startDiscovery()
             logger.info("gateway started", metadata: ["workers": .stringConvertible(workers), "routes": .stringConvertible(config.routes.count)])
             return gateway
         } catch {
@@ -293,7 +309,9 @@ public final class Gateway: Sendable {
         guard !busy else { throw ReloadError(problems: ["a reload is already running"]) }
         defer { reloading.withLockedValue { $0 = false } }
         do {
-            try await apply(newConfig)
+            await discovery.prime(newConfig)
+            try await apply(discovery.expand(newConfig))
+            loadedConfig.withLockedValue { $0 = newConfig }
             metrics.configReload(outcome: "success")
             logger.info("config reloaded", metadata: ["routes": .stringConvertible(newConfig.routes.count)])
         } catch {
@@ -362,6 +380,40 @@ public final class Gateway: Sendable {
             }
         }
         watcher.withLockedValue { $0 = task }
+    }
+
+    /// Looks the upstreams' host names up again every `dns_refresh_ms` (the shortest of them) and, when their
+    /// addresses changed, rebuilds the running config with the new ones (as a reload does: nothing in flight is
+    /// disturbed, upstreams whose addresses stayed keep their connections and breakers).
+    private func startDiscovery() {
+        let task = Task { [weak self] in
+            while !Task.isCancelled {
+                let interval = self.flatMap { DNSDiscovery.interval(of: $0.loadedConfig.withLockedValue { $0 }) }
+                try? await Task.sleep(for: .milliseconds(interval ?? 1000))
+                guard let self, !Task.isCancelled, interval != nil else { continue }
+                let loaded = self.loadedConfig.withLockedValue { $0 }
+                guard await self.discovery.refresh(loaded) else { continue }
+                await self.applyDiscoveredAddresses()
+            }
+        }
+        discoveryTask.withLockedValue { $0 = task }
+    }
+
+    /// Rebuilds the running config from the loaded one with the addresses DNS gave now. A reload running at the
+    /// same time does it anyway (it expands with the latest addresses), so a busy gateway skips this.
+    private func applyDiscoveredAddresses() async {
+        let busy = reloading.withLockedValue { reloading in
+            defer { reloading = true }
+            return reloading
+        }
+        guard !busy else { return }
+        defer { reloading.withLockedValue { $0 = false } }
+        let loaded = loadedConfig.withLockedValue { $0 }
+        do {
+            try await apply(discovery.expand(loaded))
+        } catch {
+            logger.error("applying new upstream addresses failed; keeping the previous ones", metadata: ["error": "\(error)"])
+        }
     }
 
     public struct PurgeError: Error, CustomStringConvertible {
@@ -435,6 +487,7 @@ public final class Gateway: Sendable {
     public func shutdown() async {
         draining.store(true, ordering: .relaxed)
         watcher.withLockedValue { $0 }?.cancel()
+        discoveryTask.withLockedValue { $0 }?.cancel()
         let drain = config.limits.drainTimeoutMs
         logger.info("gateway stopping", metadata: ["drain_timeout_ms": .stringConvertible(drain)])
         await server.shutdown(timeout: .milliseconds(Int64(drain)))

@@ -430,12 +430,18 @@ extension UpstreamConfig {
             let maxRequests = o.optional("max_requests") { $0.int(1...10_000_000) }
             let maxConnections = o.optional("max_connections") { $0.int(1...10_000_000) }
             let maxPending = o.optional("max_pending_requests") { $0.int(0...10_000_000) } ?? 1024
+            let dnsRefresh = o.optional("dns_refresh_ms") { $0.int(100...86_400_000) }
+            if dnsRefresh != nil, let targets, targets.allSatisfy({ UpstreamTarget.isIPLiteral($0.host) }) {
+                o.node.context.warning(o.path / "dns_refresh_ms", "every target is an IP address: there is nothing to resolve")
+            }
             guard let targets else { return nil }
-            return UpstreamConfig(
+            var upstream = UpstreamConfig(
                 name: name, targets: targets, balance: balance, connectTimeoutMs: connect, readTimeoutMs: read,
                 totalTimeoutMs: total, retries: retries, circuitBreaker: breaker, healthCheck: health, pool: pool, tls: tls,
                 hashOn: hashOn ?? .ip, maxRequests: maxRequests, maxConnections: maxConnections, maxPendingRequests: maxPending
             )
+            upstream.dnsRefreshMs = dnsRefresh
+            return upstream
         }
     }
 }

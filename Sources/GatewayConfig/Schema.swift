@@ -235,6 +235,36 @@ public struct UpstreamConfig: Sendable, Equatable {
     public var maxConnections: Int?
     /// Requests waiting for a connection when `max_connections` is reached (per event loop, spread like it).
     public var maxPendingRequests: Int
+    /// `dns_refresh_ms`: host-name targets are resolved every this often, and each address they resolve to
+    /// becomes a target of its own (balanced, health-checked, with its own breaker); nil: a name is resolved
+    /// when a connection opens, and its first reachable address is used.
+    public var dnsRefreshMs: Int?
+}
+
+extension UpstreamConfig {
+    /// Targets named by host (not by IP literal) whose addresses this upstream discovers.
+    public var discoveredHosts: [String] {
+        guard dnsRefreshMs != nil else { return [] }
+        return targets.filter { $0.address == nil && !UpstreamTarget.isIPLiteral($0.host) }.map(\.host)
+    }
+
+    /// This upstream with every discovered host-name target replaced by one target per address `resolved`
+    /// knows for it (sorted, so the same answer gives the same config); a name with no known address stays as
+    /// it is (resolved when a connection opens).
+    public func expandingTargets(resolved: [String: [String]]) -> UpstreamConfig {
+        guard dnsRefreshMs != nil else { return self }
+        var expanded = self
+        expanded.targets = targets.flatMap { target -> [UpstreamTarget] in
+            guard target.address == nil, !UpstreamTarget.isIPLiteral(target.host), let addresses = resolved[target.host], !addresses.isEmpty
+            else { return [target] }
+            return addresses.sorted().map { address in
+                var one = target
+                one.address = address
+                return one
+            }
+        }
+        return expanded
+    }
 }
 
 /// A value of the request that keeps requests alike together: an upstream's `hash_on` (which target) and a
@@ -268,6 +298,9 @@ public struct UpstreamTarget: Sendable, Hashable, CustomStringConvertible {
     public var port: Int
     public var weight: Int
     public var httpProtocol: HTTPProtocol = .http1
+    /// The IP address DNS discovery found for `host` (`dns_refresh_ms`): connections go there, while Host, SNI
+    /// and certificate checks keep using `host`. nil: connect to `host`.
+    public var address: String?
 
     public init(scheme: Scheme, host: String, port: Int, weight: Int, httpProtocol: HTTPProtocol = .http1) {
         self.scheme = scheme
@@ -279,7 +312,20 @@ public struct UpstreamTarget: Sendable, Hashable, CustomStringConvertible {
 
     /// `host:port` as it goes in a Host header (IPv6 in brackets).
     public var authority: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
-    public var description: String { "\(scheme.rawValue)://\(authority)" }
+    /// Where connections go: `address` when discovery found one, else `host`.
+    public var connectHost: String { address ?? host }
+    /// The target in logs, metrics and the admin API: `authority`, or `address:port` for a discovered address
+    /// (several share one host name).
+    public var label: String {
+        guard let address else { return authority }
+        return address.contains(":") ? "[\(address)]:\(port)" : "\(address):\(port)"
+    }
+    public var description: String { "\(scheme.rawValue)://\(label)" }
+
+    /// An IPv4 or IPv6 literal (nothing to resolve).
+    public static func isIPLiteral(_ host: String) -> Bool {
+        host.contains(":") || (host.split(separator: ".").count == 4 && host.split(separator: ".").allSatisfy { !$0.isEmpty && $0.allSatisfy(\.isNumber) })
+    }
 }
 
 public struct RetryConfig: Sendable, Equatable {

@@ -102,8 +102,8 @@ final class ForwardingCall: UpstreamCall {
 
     /// The target that answered, or every target tried in order ("a, b") when there were retries.
     var target: String? {
-        guard tried.count > 1 else { return pool?.authority }
-        return tried.all.map { upstream.pools[$0].authority }.joined(separator: ", ")
+        guard tried.count > 1 else { return pool?.shared.label }
+        return tried.all.map { upstream.pools[$0].shared.label }.joined(separator: ", ")
     }
 
     var isWritable: Bool {
@@ -509,7 +509,7 @@ final class ForwardingCall: UpstreamCall {
 
     private func log(_ message: Logger.Message, level: Logger.Level, extra: Logger.Metadata = [:]) {
         var metadata: Logger.Metadata = ["request_id": "\(requestID)", "upstream": "\(upstream.config.name)"]
-        if let pool { metadata["target"] = "\(pool.authority)" }
+        if let pool { metadata["target"] = "\(pool.shared.label)" }
         metadata.merge(extra) { $1 }
         upstream.logger.log(level: level, message, metadata: metadata)
     }

@@ -114,7 +114,7 @@ final class HealthChecker: Sendable {
                         try channel.pipeline.syncOperations.addHandler(HealthProbeHandler(request: request, result: result))
                     }
                 }
-                .connect(host: target.target.host, port: target.target.port)
+                .connect(host: target.target.connectHost, port: target.target.port)
             let timer = eventLoop.assumeIsolated().scheduleTask(in: timeout) {
                 result.fail(HealthProbeError.timedOut)
             }
@@ -151,7 +151,7 @@ final class HealthChecker: Sendable {
             target.healthy.store(healthy, ordering: .relaxed)
             target.metrics.health(healthy)
             let metadata: Logger.Metadata = [
-                "upstream": "\(upstream.config.name)", "target": "\(target.authority)", "health": "\(healthy ? "healthy" : "unhealthy")",
+                "upstream": "\(upstream.config.name)", "target": "\(target.label)", "health": "\(healthy ? "healthy" : "unhealthy")",
                 "last_check": "\(detail)",
             ]
             if healthy {

@@ -18,7 +18,8 @@ final class TargetPool {
     let target: UpstreamTarget
     /// `host:port`, computed once: it goes into Host headers and log lines.
     let authority: String
-    /// The target's address when it is an IP literal (resolved once); nil means resolve on connect.
+    /// The target's address when it is an IP literal or a discovered address (parsed once); nil means resolve on
+    /// connect.
     private let address: SocketAddress?
     let eventLoop: EventLoop
     private let connectTimeout: TimeAmount
@@ -39,7 +40,7 @@ final class TargetPool {
         self.shared = shared
         self.target = shared.target
         self.authority = shared.authority
-        self.address = IPAddress(target.host) != nil ? try? SocketAddress(ipAddress: target.host, port: target.port) : nil
+        self.address = IPAddress(target.connectHost) != nil ? try? SocketAddress(ipAddress: target.connectHost, port: target.port) : nil
         self.eventLoop = runtime.eventLoop
         self.connectTimeout = runtime.connectTimeout
         tls = runtime.shared.tlsContext(for: shared.target).map { ($0, UpstreamTLS.serverName(for: shared.target, settings: runtime.config.tls)) }
@@ -99,7 +100,7 @@ final class TargetPool {
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
             .channelInitializer { channel in channel.eventLoop.makeCompletedFuture { try configure(channel) } }
         if let address { return bootstrap.connect(to: address) }
-        return bootstrap.connect(host: target.host, port: target.port)
+        return bootstrap.connect(host: target.connectHost, port: target.port)
     }
 
     /// A connection to the target is being opened: it counts against the upstream's cap until it ends.

@@ -14,7 +14,10 @@ import Synchronization
 final class TargetShared: Sendable {
     let index: Int
     let target: UpstreamTarget
+    /// What goes in Host headers (the host name, even for a discovered address).
     let authority: String
+    /// What logs, metrics and the admin API call it (a discovered target by its address).
+    let label: String
     private let breaker: NIOLockedValueBox<CircuitBreaker?>
     let hasBreaker: Bool
     /// Mirrors "the breaker is closed", so the common case admits without taking the lock.
@@ -27,6 +30,7 @@ final class TargetShared: Sendable {
         self.index = index
         self.target = target
         self.authority = target.authority
+        self.label = target.label
         self.metrics = metrics
         self.breaker = NIOLockedValueBox(breaker.map { CircuitBreaker(settings: $0) })
         self.hasBreaker = breaker != nil
@@ -108,7 +112,7 @@ final class UpstreamShared: Sendable {
                 halfOpenRequests: settings.halfOpenRequests)
         }
         self.targets = config.targets.enumerated().map { index, target in
-            TargetShared(index: index, target: target, breaker: breaker, metrics: metrics.target(upstream: config.name, target: target.authority))
+            TargetShared(index: index, target: target, breaker: breaker, metrics: metrics.target(upstream: config.name, target: target.label))
         }
         if breaker != nil { for target in targets { target.metrics.breakerState(0) } }
         self.retryBudget = NIOLockedValueBox(config.retries.map { RetryBudget(ratio: $0.budgetRatio) })
@@ -164,7 +168,7 @@ final class UpstreamShared: Sendable {
             target.metrics.breakerState(1)
         }
         logger.warning(
-            "circuit breaker \(name)", metadata: ["upstream": "\(config.name)", "target": "\(target.authority)", "state": "\(name)"])
+            "circuit breaker \(name)", metadata: ["upstream": "\(config.name)", "target": "\(target.label)", "state": "\(name)"])
     }
 
     func tryRetry(now: Int64) -> Bool {
@@ -188,7 +192,7 @@ final class UpstreamShared: Sendable {
             case .halfOpen: breaker = "half-open"
             }
             return UpstreamTargetState(
-                upstream: config.name, target: target.authority, healthy: target.healthy.load(ordering: .relaxed),
+                upstream: config.name, target: target.label, healthy: target.healthy.load(ordering: .relaxed),
                 breaker: breaker, inFlight: target.inFlight.load(ordering: .relaxed))
         }
     }

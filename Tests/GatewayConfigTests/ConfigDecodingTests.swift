@@ -282,6 +282,35 @@ import Testing
         #expect(with.config?.listeners.first?.proxyProtocol == true)
     }
 
+    // dns_refresh_ms: host-name targets become one target per address; IP literals and unresolved names stay.
+    @Test func dnsDiscoveryShapes() throws {
+        let config = { (upstream: String) in
+            #"{ "listeners": [{ "name": "l", "port": 1 }], "upstreams": { "u": \#(upstream) }, "routes": [{ "name": "r", "upstream": "u" }] }"#
+        }
+        let loaded = load(config(#"{ "targets": ["https://api.internal:8443", { "url": "http://10.0.0.9:80", "weight": 2 }, "http://other.internal:81"], "dns_refresh_ms": 5000 }"#))
+        #expect(loaded.errors.isEmpty)
+        let upstream = try #require(loaded.config?.upstreams.first)
+        #expect(upstream.dnsRefreshMs == 5000)
+        #expect(upstream.discoveredHosts == ["api.internal", "other.internal"])
+        let expanded = upstream.expandingTargets(resolved: ["api.internal": ["10.0.0.2", "10.0.0.1", "fd00::1"]])
+        #expect(expanded.targets.map(\.label) == ["10.0.0.1:8443", "10.0.0.2:8443", "[fd00::1]:8443", "10.0.0.9:80", "other.internal:81"])
+        #expect(expanded.targets.map(\.authority) == ["api.internal:8443", "api.internal:8443", "api.internal:8443", "10.0.0.9:80", "other.internal:81"])
+        #expect(expanded.targets.map(\.connectHost) == ["10.0.0.1", "10.0.0.2", "fd00::1", "10.0.0.9", "other.internal"])
+        #expect(expanded.targets.map(\.weight) == [1, 1, 1, 2, 1])
+        #expect(expanded.discoveredHosts == ["other.internal"], "an expanded target is not resolved again")
+        let same = upstream.expandingTargets(resolved: ["api.internal": ["10.0.0.1", "fd00::1", "10.0.0.2"]])
+        #expect(same == expanded, "the same answer in another order builds the same config")
+
+        let off = try #require(load(config(#"{ "targets": ["http://api.internal:80"] }"#)).config?.upstreams.first)
+        #expect(off.discoveredHosts.isEmpty)
+        #expect(off.expandingTargets(resolved: ["api.internal": ["10.0.0.1"]]) == off, "without dns_refresh_ms names resolve at connect")
+
+        let ips = load(config(#"{ "targets": ["http://10.0.0.1:80"], "dns_refresh_ms": 1000 }"#)).warnings.map(\.description)
+        #expect(ips == ["warning: upstreams.u.dns_refresh_ms: every target is an IP address: there is nothing to resolve"])
+        let tooFast = load(config(#"{ "targets": ["http://a.internal:80"], "dns_refresh_ms": 10 }"#)).errors.map(\.description)
+        #expect(tooFast == ["upstreams.u.dns_refresh_ms: 10 is out of range (100...86400000)"])
+    }
+
     // reuse_port: a boolean, off unless given.
     @Test func reusePortShapes() {
         let config = { (listener: String) in
