@@ -644,6 +644,29 @@ extension RouteConfig {
                 if trimmed.isEmpty { node.warning("\"/\" adds nothing") }
                 return trimmed.isEmpty ? nil : trimmed
             }
+            let rewritePath = o.optional("rewrite_path") { node -> PathRewrite? in
+                guard let text = node.string() else { return nil }
+                guard let template = match.pathTemplate else {
+                    // A template that failed to parse is reported already.
+                    var writesTemplate = false
+                    if case .object(let members) = o.node.value, case .object(let match)? = members.first(where: { $0.key == "match" })?.value {
+                        writesTemplate = match.contains { $0.key == "path_template" }
+                    }
+                    if !writesTemplate { node.error("needs match.path_template: its variables build the new path") }
+                    return nil
+                }
+                switch PathRewrite.parse(text, for: template) {
+                case .success(let rewrite): return rewrite
+                case .failure(let problem):
+                    node.error("\"\(text)\": \(problem)")
+                    return nil
+                }
+            }
+            if rewritePath != nil || o.has("rewrite_path") {
+                for key in ["strip_prefix", "add_prefix"] where o.has(key) {
+                    o.node.context.error(o.path / key, "rewrite_path sets the whole upstream path; drop \(key)")
+                }
+            }
             let preserveHost = o.optional("preserve_host") { $0.bool() } ?? true
             let auth = o.optional("auth", RouteAuthConfig.decode)
             let externalAuth = o.optional("external_auth") { $0.nonEmptyString() }
@@ -672,6 +695,7 @@ extension RouteConfig {
             route.answer = answer
             route.split = split
             route.addPrefix = addPrefix
+            route.rewritePath = rewritePath
             route.mirror = mirror
             route.compression = compression
             route.accessLog = accessLog ?? .all
@@ -796,6 +820,15 @@ extension MatchConfig {
             match.hosts = o.optional("hosts") { $0.array { $0.hostPattern() } } ?? []
             match.pathPrefix = o.optional("path_prefix") { $0.absolutePath() }
             match.path = o.optional("path") { $0.absolutePath() }
+            match.pathTemplate = o.optional("path_template") { node -> PathTemplate? in
+                guard let text = node.absolutePath() else { return nil }
+                switch PathTemplate.parse(text) {
+                case .success(let template): return template
+                case .failure(let problem):
+                    node.error("\"\(text)\": \(problem)")
+                    return nil
+                }
+            }
             match.methods = o.optional("methods") { $0.array { $0.method() } } ?? []
             match.headers =
                 o.optional("headers") { node in
@@ -809,6 +842,9 @@ extension MatchConfig {
                 } ?? []
             if match.path != nil && match.pathPrefix != nil {
                 o.node.context.error(o.path / "path", "use either path (exact) or path_prefix, not both")
+            }
+            if o.has("path_template") && (o.has("path") || o.has("path_prefix")) {
+                o.node.context.error(o.path / "path_template", "use one of path, path_prefix and path_template")
             }
             return match
         }

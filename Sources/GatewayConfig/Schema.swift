@@ -402,6 +402,8 @@ public struct RouteConfig: Sendable {
     public var preserveHost: Bool
     /// `add_prefix`: put before the path sent upstream (after `strip_prefix`), without a trailing slash.
     public var addPrefix: String?
+    /// `rewrite_path`: the upstream path built from `match.path_template`'s variables (the query is kept).
+    public var rewritePath: PathRewrite?
     public var auth: RouteAuthConfig?
     /// `external_auth`: the name of the top-level `external_auth` service that must allow each request.
     public var externalAuth: String?
@@ -499,6 +501,8 @@ public struct MatchConfig: Sendable {
     public var hosts: [String] = []
     public var pathPrefix: String?
     public var path: String?
+    /// `path_template`: a path with variable segments (`/users/{id}/orders`), instead of `path` or `path_prefix`.
+    public var pathTemplate: PathTemplate?
     /// Empty: any method.
     public var methods: [String] = []
     /// Lowercase names, exact values.

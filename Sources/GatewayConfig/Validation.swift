@@ -196,7 +196,9 @@ extension MatchConfig {
     /// The match as one text, equal for two matches that accept exactly the same requests as written (order of
     /// hosts, methods and headers aside; a prefix's trailing slash aside).
     var canonicalText: String {
-        let pathRule = path.map { "=" + $0.lowercased() } ?? pathPrefix.map { "^" + PathRules.normalisedPrefix($0).lowercased() } ?? "*"
+        let pathRule =
+            path.map { "=" + $0.lowercased() } ?? pathPrefix.map { "^" + PathRules.normalisedPrefix($0).lowercased() }
+            ?? pathTemplate.map { "~" + $0.description.lowercased() } ?? "*"
         let headerRules = headers.map { "\($0.name)=\($0.value)" }.sorted()
         return [hosts.sorted().joined(separator: ","), pathRule, methods.sorted().joined(separator: ","), headerRules.joined(separator: "\u{0}")]
             .joined(separator: "\u{1}")

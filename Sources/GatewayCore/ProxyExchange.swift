@@ -275,6 +275,7 @@ final class ProxyExchange: ExchangeDriver, UpstreamCallDelegate, FilterSuspensio
             HeaderRules.setForwardedPrefix(&upstreamHead.headers, removed: removed)
         }
         if let prefix = route.addPrefix, upstreamHead.target.hasPrefix("/") { upstreamHead.target = prefix + upstreamHead.target }
+        if let rewritten = route.rewrittenTarget(head.target) { upstreamHead.target = rewritten }
         grpcWeb?.translateRequest(&upstreamHead.headers)
         if takesTrailers {
             // An HTTP/1.1 upstream needs TE named in Connection (RFC 9110 §10.1.4); an HTTP/2 one drops Connection.

@@ -21,6 +21,8 @@ public final class CompiledRoute: Sendable {
         case exact(String)
         /// Whole-segment prefix, without trailing slash ("/" matches everything).
         case prefix(String)
+        /// `path_template`: segments with variables.
+        case template(PathTemplate)
     }
 
     public let index: Int
@@ -49,6 +51,8 @@ public final class CompiledRoute: Sendable {
     public let stripPrefix: String?
     /// `add_prefix`, without a trailing slash.
     public let addPrefix: String?
+    /// `rewrite_path`: the upstream path from the template's variables.
+    public let rewritePath: PathRewrite?
     public let preserveHost: Bool
     /// Filters that run only for this route, after the global ones.
     public let filters: [any GatewayFilter]
@@ -82,6 +86,8 @@ public final class CompiledRoute: Sendable {
             self.path = .exact(exact)
         } else if let prefix = config.match.pathPrefix {
             self.path = .prefix(PathRules.normalisedPrefix(prefix))
+        } else if let template = config.match.pathTemplate {
+            self.path = .template(template)
         } else {
             self.path = .any
         }
@@ -89,6 +95,7 @@ public final class CompiledRoute: Sendable {
         self.headers = config.match.headers
         self.stripPrefix = config.stripPrefix.map { PathRules.normalisedPrefix($0) }
         self.addPrefix = config.addPrefix
+        self.rewritePath = config.rewritePath
         self.preserveHost = config.preserveHost
         self.filters = filters
         self.answersPreflight = config.cors != nil
@@ -168,7 +175,17 @@ public final class CompiledRoute: Sendable {
             return PathRules.pathEquals(path, exact) ? Int.max : nil
         case .prefix(let prefix):
             return PathRules.hasNormalisedSegmentPrefix(path, prefix) ? 1 + prefix.utf8.count : nil
+        case .template(let template):
+            return template.match(path) != nil ? template.specificity : nil
         }
+    }
+
+    /// The upstream target under `rewrite_path`: the new path from this request's variables, and its query.
+    public func rewrittenTarget(_ target: String) -> String? {
+        guard let rewritePath, case .template(let template) = path else { return nil }
+        let queryStart = target.utf8.firstIndex(of: UInt8(ascii: "?")) ?? target.utf8.endIndex
+        guard let captures = template.match(target[..<queryStart]) else { return nil }
+        return rewritePath.apply(captures) + target[queryStart...]
     }
 
     func headersMatch(_ requestHeaders: HeaderList, preflight: Preflight?) -> Bool {

@@ -311,6 +311,24 @@ import Testing
         #expect(tooFast == ["upstreams.u.dns_refresh_ms: 10 is out of range (100...86400000)"])
     }
 
+    // path_template stands alone; rewrite_path needs it, names its variables, and replaces strip/add_prefix.
+    @Test func pathTemplateShapes() throws {
+        let good = load(minimal(route: #"{ "name": "r", "upstream": "u", "match": { "path_template": "/u/{id}" }, "rewrite_path": "/users/{id}" }"#))
+        #expect(good.errors.isEmpty)
+        #expect(good.config?.routes.first?.match.pathTemplate?.variables == ["id"])
+        #expect(good.config?.routes.first?.rewritePath?.description == "/users/{id}")
+        let bad = load(minimal(route: #"{ "name": "r", "upstream": "u", "match": { "path_template": "/u/{id}", "path_prefix": "/u" }, "rewrite_path": "/users/{uid}", "strip_prefix": "/u" }"#)).errors.map(\.description)
+        #expect(bad == [
+            "routes[0].match.path_template: use one of path, path_prefix and path_template",
+            "routes[0].rewrite_path: \"/users/{uid}\": {uid} is not a variable of the path_template (it has {id})",
+            "routes[0].strip_prefix: rewrite_path sets the whole upstream path; drop strip_prefix",
+        ])
+        let alone = load(minimal(route: #"{ "name": "r", "upstream": "u", "rewrite_path": "/x" }"#)).errors.map(\.description)
+        #expect(alone == ["routes[0].rewrite_path: needs match.path_template: its variables build the new path"])
+        let broken = load(minimal(route: #"{ "name": "r", "upstream": "u", "match": { "path_template": "/u/**/x" }, "rewrite_path": "/x" }"#)).errors.map(\.description)
+        #expect(broken == [#"routes[0].match.path_template: "/u/**/x": ** (the rest of the path) can only be the last segment"#])
+    }
+
     // reuse_port: a boolean, off unless given.
     @Test func reusePortShapes() {
         let config = { (listener: String) in

@@ -204,6 +204,28 @@ import Testing
         }
     }
 
+    // path_template routes by segments with variables (more literal text is more specific than a shorter prefix),
+    // and rewrite_path builds the upstream path from them; the query passes as sent.
+    @Test func pathTemplatesAndRewrites() async throws {
+        let routes = #"""
+            [{ "name": "users", "match": { "path_prefix": "/users" }, "upstream": "demo" },
+             { "name": "user-orders", "match": { "path_template": "/users/{id}/orders/{rest=**}" }, "upstream": "demo",
+               "rewrite_path": "/v2/accounts/{id}/orders/{rest}" }]
+            """#
+        try await withUpstreams { upstreams in
+            try await withGateway(basicConfig(routes: routes), upstreams: upstreams) { gateway in
+                let orders = try await gateway.request("GET", "/users/42/orders/7?expand=lines")
+                #expect(orders.json["uri"] as? String == "/v2/accounts/42/orders/7?expand=lines")
+                #expect(try await gateway.accessLog(for: orders)["route"] as? String == "user-orders")
+                let all = try await gateway.request("GET", "/Users/42/orders")
+                #expect(all.json["uri"] as? String == "/v2/accounts/42/orders/")
+                let profile = try await gateway.request("GET", "/users/42/profile")
+                #expect(profile.json["uri"] as? String == "/users/42/profile", "the prefix route takes what the template does not")
+                #expect(try await gateway.accessLog(for: profile)["route"] as? String == "users")
+            }
+        }
+    }
+
     // A route that strips a prefix tells the upstream what it removed (X-Forwarded-Prefix, as the client wrote it),
     // after a trusted proxy's own prefix; an untrusted client's value never passes.
     @Test func forwardedPrefixForStrippedRoutes() async throws {
