@@ -840,6 +840,22 @@ extension MatchConfig {
                         return value.headerValue()
                     }.map { pairs in pairs.map { (name: $0.key.lowercased(), value: $0.value) } }
                 } ?? []
+            match.query =
+                o.optional("query") { node in
+                    node.map { name, value -> MatchConfig.QueryRule? in
+                        guard !name.isEmpty else {
+                            value.error("a query parameter needs a name")
+                            return nil
+                        }
+                        switch value.value {
+                        case .string: return value.string().map { .equals($0) }
+                        case .bool(let present): return .present(present)
+                        default:
+                            value.error("expected a string (the value) or true/false (present or absent)")
+                            return nil
+                        }
+                    }.map { pairs in pairs.map { (name: $0.key, rule: $0.value) } }
+                } ?? []
             if match.path != nil && match.pathPrefix != nil {
                 o.node.context.error(o.path / "path", "use either path (exact) or path_prefix, not both")
             }

@@ -507,6 +507,15 @@ public struct MatchConfig: Sendable {
     public var methods: [String] = []
     /// Lowercase names, exact values.
     public var headers: [(name: String, value: String)] = []
+    /// `query`: conditions on query parameters (names and values compared after percent-decoding).
+    public var query: [(name: String, rule: QueryRule)] = []
+
+    public enum QueryRule: Sendable, Equatable {
+        /// Some occurrence of the parameter has exactly this value.
+        case equals(String)
+        /// The parameter is there (`true`), whatever its value, or is not (`false`).
+        case present(Bool)
+    }
 }
 
 public struct RouteAuthConfig: Sendable {

@@ -204,7 +204,7 @@ final class ProxyExchange: ExchangeDriver, UpstreamCallDelegate, FilterSuspensio
 
     /// The head by exclusive access: passing the stored property's parts would copy them.
     private static func match(_ head: inout RequestHead, host: Substring, in routes: RouteTable) -> RouteMatch {
-        routes.match(host: host, path: head.path, method: head.method, headers: head.headers)
+        routes.match(host: host, path: head.path, query: head.query, method: head.method, headers: head.headers)
     }
 
     func forward() {

@@ -34,6 +34,8 @@ public final class CompiledRoute: Sendable {
     /// nil: any method. GET implies HEAD.
     public let methods: [HTTPMethod]?
     public let headers: [(name: String, value: String)]
+    /// `match.query`: conditions on the query parameters.
+    public let query: [(name: String, rule: MatchConfig.QueryRule)]
     /// Where the route forwards: one upstream, or the members of its `split` (see `chooseDestination`).
     public let destinations: [RouteDestination]
     private let split: WeightedSplit?
@@ -93,6 +95,7 @@ public final class CompiledRoute: Sendable {
         }
         self.methods = config.match.methods.isEmpty ? nil : config.match.methods.map { HTTPMethod($0) }
         self.headers = config.match.headers
+        self.query = config.match.query
         self.stripPrefix = config.stripPrefix.map { PathRules.normalisedPrefix($0) }
         self.addPrefix = config.addPrefix
         self.rewritePath = config.rewritePath
@@ -196,6 +199,16 @@ public final class CompiledRoute: Sendable {
         return headers.allSatisfy { rule in requestHeaders[rule.name].contains(rule.value) }
     }
 
+    /// Whether the query (without `?`) meets every `match.query` condition.
+    func queryMatches(_ parameters: QueryParameters) -> Bool {
+        query.allSatisfy { condition in
+            switch condition.rule {
+            case .present(let present): return parameters.contains(condition.name) == present
+            case .equals(let value): return parameters.values(condition.name).contains(value)
+            }
+        }
+    }
+
     func accepts(_ method: HTTPMethod, preflight: Preflight?) -> Bool {
         guard let methods else { return true }
         if methods.contains(method) || (method == .HEAD && methods.contains(.GET)) { return true }
@@ -237,7 +250,7 @@ public enum RouteMatch: Sendable {
 /// The immutable routing table: built once per config, read by every request.
 ///
 /// Specificity, highest first: host (exact, then longest wildcard suffix, then none), path (exact, then
-/// longest prefix), number of header conditions, a method list. Ties go to the route listed first.
+/// longest prefix), number of header and query conditions, a method list. Ties go to the route listed first.
 public struct RouteTable: Sendable {
     public let routes: [CompiledRoute]
     /// Some route has `cors`: only then is an OPTIONS request read as a preflight.
@@ -251,21 +264,29 @@ public struct RouteTable: Sendable {
     /// - Parameters:
     ///   - host: the request's host, lowercased and without port ("" when absent).
     ///   - path: the request target's path, without the query.
-    public func match(host: Substring, path: Substring, method: HTTPMethod, headers: HeaderList) -> RouteMatch {
+    ///   - query: the request target's query, without `?` ("" when absent); read only when a route has query conditions.
+    public func match(
+        host: Substring, path: Substring, query: @autoclosure () -> Substring = "", method: HTTPMethod, headers: HeaderList
+    ) -> RouteMatch {
         var best: (route: CompiledRoute, score: (Int, Int, Int, Int))?
         var allowed: [String] = []
         var methodMismatch = false
         let preflight = answersPreflights && method == .OPTIONS ? Preflight(headers) : nil
+        var parameters: QueryParameters?  // parsed once, and only for a route with query conditions
         for route in routes {
             guard let hostScore = route.hostScore(host), let pathScore = route.pathScore(path),
                 route.headersMatch(headers, preflight: preflight)
             else { continue }
+            if !route.query.isEmpty {
+                if parameters == nil { parameters = QueryParameters(query()) }
+                guard route.queryMatches(parameters!) else { continue }
+            }
             guard route.accepts(method, preflight: preflight) else {
                 methodMismatch = true
                 for name in route.allowedMethodNames where !allowed.contains(name) { allowed.append(name) }
                 continue
             }
-            let score = (hostScore, pathScore, route.headers.count, route.methods == nil ? 0 : 1)
+            let score = (hostScore, pathScore, route.headers.count + route.query.count, route.methods == nil ? 0 : 1)
             if best == nil || score > best!.score { best = (route, score) }
         }
         if let best { return .matched(best.route) }
@@ -291,5 +312,39 @@ extension PathRules {
         let split = uri.utf8.index(uri.utf8.startIndex, offsetBy: prefix.utf8.count)
         let rest = uri[split...]
         return (rest.utf8.first == UInt8(ascii: "/") ? String(rest) : "/" + rest, uri[..<split])
+    }
+}
+
+/// A query string's parameters, names and values percent-decoded (`+` is left as it is: only HTML forms mean a
+/// space by it). A parameter without `=` has the value "".
+struct QueryParameters {
+    private let pairs: [(name: String, value: String)]
+
+    init(_ query: Substring) {
+        pairs = query.split(separator: "&", omittingEmptySubsequences: true).map { pair in
+            guard let equals = pair.firstIndex(of: "=") else { return (Self.decoded(pair), "") }
+            return (Self.decoded(pair[..<equals]), Self.decoded(pair[pair.index(after: equals)...]))
+        }
+    }
+
+    func contains(_ name: String) -> Bool { pairs.contains { $0.name == name } }
+    func values(_ name: String) -> [String] { pairs.filter { $0.name == name }.map(\.value) }
+
+    /// `%XX` decoded; a malformed escape is kept as written.
+    static func decoded(_ text: Substring) -> String {
+        guard text.contains("%") else { return String(text) }
+        var bytes: [UInt8] = []
+        var utf8 = text.utf8[...]
+        while let byte = utf8.popFirst() {
+            if byte == UInt8(ascii: "%"), utf8.count >= 2,
+                let value = UInt8(String(decoding: utf8.prefix(2), as: UTF8.self), radix: 16)
+            {
+                bytes.append(value)
+                utf8 = utf8.dropFirst(2)
+            } else {
+                bytes.append(byte)
+            }
+        }
+        return String(decoding: bytes, as: UTF8.self)
     }
 }

@@ -107,6 +107,12 @@ public struct RequestHead: Sendable {
         return target.utf8.firstIndex(of: UInt8(ascii: "?")).map { target[..<$0] } ?? Substring(target)
     }
 
+    /// The target's query (after `?`; "" when there is none).
+    public var query: Substring {
+        let target = self.target
+        return target.utf8.firstIndex(of: UInt8(ascii: "?")).map { target[target.index(after: $0)...] } ?? ""
+    }
+
     /// Whether the client wants the connection kept open (HTTP/1.1 unless `close`; HTTP/1.0 only with `keep-alive`).
     public var wantsKeepAlive: Bool {
         let tokens = headers.connectionTokens

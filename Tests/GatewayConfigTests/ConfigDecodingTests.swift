@@ -329,6 +329,20 @@ import Testing
         #expect(broken == [#"routes[0].match.path_template: "/u/**/x": ** (the rest of the path) can only be the last segment"#])
     }
 
+    // match.query: a string value or true/false; anything else is an error.
+    @Test func queryConditionShapes() throws {
+        let good = load(minimal(route: #"{ "name": "r", "upstream": "u", "match": { "query": { "v": "2", "debug": true, "beta": false } } }"#))
+        #expect(good.errors.isEmpty)
+        let query = try #require(good.config?.routes.first?.match.query)
+        #expect(query.map(\.name) == ["v", "debug", "beta"])
+        #expect(query.map(\.rule) == [.equals("2"), .present(true), .present(false)])
+        let bad = load(minimal(route: #"{ "name": "r", "upstream": "u", "match": { "query": { "v": 2, "": "x" } } }"#)).errors.map(\.description)
+        #expect(bad == [
+            "routes[0].match.query.v: expected a string (the value) or true/false (present or absent)",
+            #"routes[0].match.query[""]: a query parameter needs a name"#,
+        ])
+    }
+
     // reuse_port: a boolean, off unless given.
     @Test func reusePortShapes() {
         let config = { (listener: String) in

@@ -27,6 +27,34 @@ import Testing
         name(table.match(host: Substring(host), path: Substring(path), method: method, headers: HeaderList(headers)))
     }
 
+    func route(_ table: RouteTable, target: String) -> String {
+        let (path, query) = target.firstIndex(of: "?").map { (target[..<$0], target[target.index(after: $0)...]) } ?? (Substring(target), "")
+        return name(table.match(host: "", path: path, query: query, method: .GET, headers: HeaderList()))
+    }
+
+    // match.query: a value (percent-decoded, any occurrence), presence or absence; each condition counts like a
+    // header condition for specificity.
+    @Test func queryConditions() throws {
+        let table = try table("""
+            [ { "name": "all", "upstream": "u" },
+              { "name": "v2", "match": { "query": { "version": "2" } }, "upstream": "v" },
+              { "name": "v2-debug", "match": { "query": { "version": "2", "debug": true } }, "upstream": "v" },
+              { "name": "plain-search", "match": { "path": "/search", "query": { "q": true, "beta": false } }, "upstream": "u" },
+              { "name": "named", "match": { "query": { "team name": "a&b" } }, "upstream": "u" } ]
+            """)
+        #expect(route(table, target: "/x") == "all")
+        #expect(route(table, target: "/x?version=2") == "v2")
+        #expect(route(table, target: "/x?version=1&version=2") == "v2", "any occurrence")
+        #expect(route(table, target: "/x?version=%32") == "v2", "percent-decoded")
+        #expect(route(table, target: "/x?version=20") == "all")
+        #expect(route(table, target: "/x?version=2&debug") == "v2-debug", "more conditions are more specific")
+        #expect(route(table, target: "/search?q=swift") == "plain-search")
+        #expect(route(table, target: "/search?q=swift&beta=1") == "all", "beta must be absent")
+        #expect(route(table, target: "/search") == "all")
+        #expect(route(table, target: "/x?team%20name=a%26b") == "named")
+        #expect(route(table, target: "/x?team+name=a%26b") == "all", "+ is not a space in a URL")
+    }
+
     // Prefixes match whole segments and the longest prefix wins; an exact path beats any prefix.
     @Test func pathSpecificity() throws {
         let table = try table("""
