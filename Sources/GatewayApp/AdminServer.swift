@@ -154,10 +154,12 @@ enum AdminEndpoint: String, Sendable {
     case reload = "/reload"
     case certificatesReload = "/certificates/reload"
     case cachePurge = "/cache/purge"
+    case drain = "/upstreams/drain"
+    case undrain = "/upstreams/undrain"
 
     var method: HTTPMethod {
         switch self {
-        case .reload, .certificatesReload, .cachePurge: .POST
+        case .reload, .certificatesReload, .cachePurge, .drain, .undrain: .POST
         default: .GET
         }
     }
@@ -172,7 +174,23 @@ enum AdminEndpoint: String, Sendable {
         case .reload: await Self.reload(gateway)
         case .certificatesReload: Self.reloadCertificates(gateway)
         case .cachePurge: await Self.purgeCache(gateway, query: query)
+        case .drain: Self.drain(gateway, query: query, drained: true)
+        case .undrain: Self.drain(gateway, query: query, drained: false)
         }
+    }
+
+    /// `?upstream=NAME&target=HOST:PORT`: the target takes no new requests (drain) or takes them again (undrain).
+    private static func drain(_ gateway: Gateway, query: [String: String], drained: Bool) -> AdminReply {
+        guard let upstream = query["upstream"], let target = query["target"] else {
+            return AdminReply(
+                .badRequest, "application/json", JSONValue.object([("error", .string("give ?upstream=NAME&target=HOST:PORT (as /upstreams lists it)"))]).rendered)
+        }
+        guard gateway.setDrained(upstream: upstream, target: target, drained: drained) else {
+            return AdminReply(
+                .notFound, "application/json", JSONValue.object([("error", .string("upstream \"\(upstream)\" has no target \"\(target)\""))]).rendered)
+        }
+        let body = JSONValue.object([("upstream", .string(upstream)), ("target", .string(target)), ("drained", .bool(drained))])
+        return AdminReply(.ok, "application/json", body.rendered)
     }
 
     private static func readiness(_ gateway: Gateway) async -> AdminReply {
@@ -189,7 +207,7 @@ enum AdminEndpoint: String, Sendable {
         let items = gateway.upstreams.targetStates().map { state in
             JSONValue.object([
                 ("upstream", .string(state.upstream)), ("target", .string(state.target)), ("healthy", .bool(state.healthy)),
-                ("breaker", .string(state.breaker)), ("in_flight", .integer(state.inFlight)),
+                ("breaker", .string(state.breaker)), ("in_flight", .integer(state.inFlight)), ("drained", .bool(state.drained)),
             ])
         }
         return AdminReply(.ok, "application/json", JSONValue.object([("targets", .array(items))]).rendered)

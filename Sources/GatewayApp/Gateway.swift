@@ -448,6 +448,14 @@ public final class Gateway: Sendable {
         return try await cache.purge(route: route, on: loop).get()
     }
 
+    /// Takes an upstream target out of rotation (requests in flight finish) or puts it back; the state survives
+    /// reloads and DNS changes while the target exists. False when there is no such target.
+    public func setDrained(upstream: String, target: String, drained: Bool) -> Bool {
+        guard upstreams.setDrained(upstream: upstream, target: target, drained: drained) else { return false }
+        logger.info(drained ? "upstream target drained" : "upstream target back in rotation", metadata: ["upstream": "\(upstream)", "target": "\(target)"])
+        return true
+    }
+
     /// The admin API's port (useful with port 0), when it is configured.
     public var adminPort: Int? { admin.withLockedValue { $0?.port } }
 

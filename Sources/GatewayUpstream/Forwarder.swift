@@ -24,6 +24,11 @@ public final class UpstreamSet: Sendable {
                 if let checker = previous?.healthCheckers.first(where: { $0.upstream === old }) { checkers.append(checker) }
             } else {
                 let shared = try UpstreamShared(config: config, logger: logger, metrics: metrics)
+                // A rebuilt upstream (its config or its DNS answer changed) keeps the operator's drains.
+                if let old = previous?.upstreams.first(where: { $0.config.name == config.name }) {
+                    let drained = Set(old.targets.filter { $0.drained.load(ordering: .relaxed) }.map(\.label))
+                    for target in shared.targets where drained.contains(target.label) { target.drained.store(true, ordering: .relaxed) }
+                }
                 upstreams.append(shared)
                 if let settings = config.healthCheck { checkers.append(HealthChecker(upstream: shared, settings: settings, logger: logger)) }
             }
@@ -64,6 +69,16 @@ public final class UpstreamSet: Sendable {
     func keeps(_ shared: UpstreamShared) -> Bool { upstreams.contains { $0 === shared } }
 
     /// Every target with its health, breaker state and requests in flight (for the admin API and metrics).
+    /// Takes a target (by its label, `host:port` or a discovered `address:port`) out of rotation or puts it back.
+    /// Returns false when the upstream has no such target.
+    public func setDrained(upstream: String, target: String, drained: Bool) -> Bool {
+        guard let shared = upstreams.first(where: { $0.config.name == upstream }),
+            let one = shared.targets.first(where: { $0.label == target })
+        else { return false }
+        one.drained.store(drained, ordering: .relaxed)
+        return true
+    }
+
     public func targetStates() -> [UpstreamTargetState] {
         upstreams.flatMap { $0.snapshot() }
     }

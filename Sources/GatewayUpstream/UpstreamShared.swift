@@ -23,6 +23,8 @@ final class TargetShared: Sendable {
     /// Mirrors "the breaker is closed", so the common case admits without taking the lock.
     private let breakerClosed = Atomic<Bool>(true)
     let healthy = Atomic<Bool>(true)
+    /// Taken out of rotation through the admin API: no new requests, those in flight finish.
+    let drained = Atomic<Bool>(false)
     let inFlight = Atomic<Int>(0)
     let metrics: TargetMetrics
 
@@ -140,7 +142,7 @@ final class UpstreamShared: Sendable {
     /// A target may take a request: healthy by active checks (when configured) and admitted by its breaker.
     func isEligible(_ index: Int, now: Int64, panic: Bool) -> Bool {
         let target = targets[index]
-        guard target.healthy.load(ordering: .relaxed) else { return false }
+        guard target.healthy.load(ordering: .relaxed), !target.drained.load(ordering: .relaxed) else { return false }
         return panic || target.wouldAdmit(now: now)
     }
 
@@ -193,7 +195,7 @@ final class UpstreamShared: Sendable {
             }
             return UpstreamTargetState(
                 upstream: config.name, target: target.label, healthy: target.healthy.load(ordering: .relaxed),
-                breaker: breaker, inFlight: target.inFlight.load(ordering: .relaxed))
+                breaker: breaker, inFlight: target.inFlight.load(ordering: .relaxed), drained: target.drained.load(ordering: .relaxed))
         }
     }
 }
@@ -206,4 +208,6 @@ public struct UpstreamTargetState: Sendable, Equatable {
     /// "closed", "open" or "half-open".
     public let breaker: String
     public let inFlight: Int
+    /// Taken out of rotation through the admin API.
+    public let drained: Bool
 }

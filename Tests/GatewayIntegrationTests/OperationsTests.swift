@@ -482,6 +482,55 @@ import TestSupport
         }
     }
 
+    // POST /upstreams/drain takes a target out of rotation (its requests go to the others), /upstreams shows it,
+    // a reload keeps it, and /upstreams/undrain brings it back.
+    @Test func drainTargetsThroughTheAdminAPI() async throws {
+        try await withUpstreams(2) { upstreams in
+            let json = """
+                { "workers": 1, "listeners": [{ "name": "test", "address": "127.0.0.1", "port": 0 }],
+                  "admin": { "address": "127.0.0.1", "port": 0, "token": "\(Self.adminToken)" },
+                  "upstreams": { "pool": { "targets": ["http://127.0.0.1:$UP0", "http://127.0.0.1:$UP1"] } },
+                  "routes": [{ "name": "all", "upstream": "pool" }] }
+                """
+            let file = try ConfigFile(json, upstreams: upstreams)
+            let config = try makeConfig(json, upstreams: upstreams)
+            let logger = Logger(label: "gateway") { _ in SwiftLogNoOpLogHandler() }
+            let gateway = try await Gateway.start(config: config, logger: logger, configPath: file.path)
+            let port = try #require(gateway.port(of: "test"))
+            let a = "127.0.0.1:\(upstreams[0].port)"
+            func served() async throws -> Set<String> {
+                var names: Set<String> = []
+                for _ in 0..<6 {
+                    let client = try await RawClient.connect(port: port)
+                    try await client.send("GET /echo HTTP/1.1\r\nHost: t\r\n\r\n")
+                    names.insert(ResilienceTests.upstreamName(try await client.readResponse()) ?? "?")
+                    await client.close()
+                }
+                return names
+            }
+            #expect(try await served() == ["a", "b"])
+
+            let drained = try await Self.admin(gateway, "/upstreams/drain?upstream=pool&target=\(a)", method: "POST")
+            #expect(drained.status == 200)
+            #expect(drained.json["drained"] as? Bool == true)
+            #expect(try await served() == ["b"])
+            let listing = try await Self.admin(gateway, "/upstreams").json["targets"] as? [[String: Any]] ?? []
+            let flags = listing.map { "\($0["target"] as? String ?? "?") \($0["drained"] as? Bool ?? false)" }.sorted()
+            #expect(flags == ["\(a) true", "127.0.0.1:\(upstreams[1].port) false"].sorted())
+
+            // A reload that changes the upstream (its timeout) rebuilds it, and keeps the drain.
+            try file.write(json.replacingOccurrences(of: #""pool": { "targets""#, with: #""pool": { "read_timeout_ms": 5000, "targets""#), upstreams: upstreams)
+            #expect(try await Self.admin(gateway, "/reload", method: "POST").status == 200)
+            #expect(try await served() == ["b"])
+
+            #expect(try await Self.admin(gateway, "/upstreams/undrain?upstream=pool&target=\(a)", method: "POST").status == 200)
+            #expect(try await served() == ["a", "b"])
+            #expect(try await Self.admin(gateway, "/upstreams/drain?upstream=pool&target=10.9.9.9:80", method: "POST").status == 404)
+            #expect(try await Self.admin(gateway, "/upstreams/drain?upstream=pool", method: "POST").status == 400)
+            await gateway.shutdown()
+        }
+    }
+
     // reuse_port: a second gateway (the next version) binds the port the first one serves, the kernel shares new
     // connections between them, and once the first has drained the second serves alone. Without it, the second
     // cannot start.
