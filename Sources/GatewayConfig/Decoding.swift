@@ -431,6 +431,10 @@ extension UpstreamConfig {
             let maxConnections = o.optional("max_connections") { $0.int(1...10_000_000) }
             let maxPending = o.optional("max_pending_requests") { $0.int(0...10_000_000) } ?? 1024
             let dnsRefresh = o.optional("dns_refresh_ms") { $0.int(100...86_400_000) }
+            let slowStart = o.optional("slow_start_ms") { $0.int(1...3_600_000) }
+            if slowStart != nil && balance == .consistentHash {
+                o.node.context.warning(o.path / "slow_start_ms", "consistent_hash keeps its ring: slow start does not apply to it")
+            }
             if dnsRefresh != nil, let targets, targets.allSatisfy({ UpstreamTarget.isIPLiteral($0.host) }) {
                 o.node.context.warning(o.path / "dns_refresh_ms", "every target is an IP address: there is nothing to resolve")
             }
@@ -441,6 +445,7 @@ extension UpstreamConfig {
                 hashOn: hashOn ?? .ip, maxRequests: maxRequests, maxConnections: maxConnections, maxPendingRequests: maxPending
             )
             upstream.dnsRefreshMs = dnsRefresh
+            upstream.slowStartMs = slowStart
             return upstream
         }
     }

@@ -239,6 +239,9 @@ public struct UpstreamConfig: Sendable, Equatable {
     /// becomes a target of its own (balanced, health-checked, with its own breaker); nil: a name is resolved
     /// when a connection opens, and its first reachable address is used.
     public var dnsRefreshMs: Int?
+    /// `slow_start_ms`: a target that joins the rotation (added, healthy again, its breaker closed, undrained)
+    /// ramps from a tenth of its weight to all of it over this long; nil: full weight at once.
+    public var slowStartMs: Int?
 }
 
 extension UpstreamConfig {

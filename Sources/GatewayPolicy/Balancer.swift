@@ -40,25 +40,27 @@ public struct Balancer: Sendable {
     ///   - eligible: whether a target may take the request (healthy, breaker closed or probing, not tried).
     ///   - inFlight: requests in flight per target (least request).
     ///   - hashKey: the consistent-hash key (header, cookie or client address); nil falls back to round robin.
+    ///   - weight: each target's weight now, when it differs from the static one (slow start), all in one unit;
+    ///     nil: the static weights. The consistent-hash ring keeps the static ones.
     /// - Returns: nil when no target is eligible.
     public mutating func pick(
-        eligible: (Int) -> Bool, inFlight: (Int) -> Int = { _ in 0 }, hashKey: String? = nil,
+        eligible: (Int) -> Bool, inFlight: (Int) -> Int = { _ in 0 }, hashKey: String? = nil, weight: ((Int) -> Int)? = nil,
         random: inout some RandomNumberGenerator
     ) -> Int? {
         switch strategy {
         case .roundRobin:
-            return pickRoundRobin(eligible)
+            return pickRoundRobin(eligible, weight)
         case .random:
-            return pickRandom(eligible, random: &random)
+            return pickRandom(eligible, weight, random: &random)
         case .leastRequest:
-            guard let first = pickRandom(eligible, random: &random) else { return nil }
-            guard let second = pickRandom({ $0 != first && eligible($0) }, random: &random) else { return first }
+            guard let first = pickRandom(eligible, weight, random: &random) else { return nil }
+            guard let second = pickRandom({ $0 != first && eligible($0) }, weight, random: &random) else { return first }
             // Compare load per unit of weight without dividing: a/wa < b/wb  <=>  a*wb < b*wa.
-            let firstLoad = inFlight(first) * weights[second]
-            let secondLoad = inFlight(second) * weights[first]
+            let firstLoad = inFlight(first) * weightAt(second, weight)
+            let secondLoad = inFlight(second) * weightAt(first, weight)
             return secondLoad < firstLoad ? second : first
         case .consistentHash:
-            guard let hashKey else { return pickRoundRobin(eligible) }
+            guard let hashKey else { return pickRoundRobin(eligible, weight) }
             let hash = Hashing.fnv1a(hashKey)
             var low = 0
             var high = ring.count
@@ -74,26 +76,32 @@ public struct Balancer: Sendable {
         }
     }
 
-    private mutating func pickRoundRobin(_ eligible: (Int) -> Bool) -> Int? {
+    /// A target's weight now: the caller's when it gives them, else the static one.
+    @inline(__always)
+    private func weightAt(_ index: Int, _ weight: ((Int) -> Int)?) -> Int { weight?(index) ?? weights[index] }
+
+    private mutating func pickRoundRobin(_ eligible: (Int) -> Bool, _ weightOf: ((Int) -> Int)?) -> Int? {
         var total = 0
         var best: Int?
         for index in weights.indices where eligible(index) {
-            scores[index] += weights[index]
-            total += weights[index]
+            let weight = weightAt(index, weightOf)
+            scores[index] += weight
+            total += weight
             if best == nil || scores[index] > scores[best!] { best = index }
         }
         if let best { scores[best] -= total }
         return best
     }
 
-    private func pickRandom(_ eligible: (Int) -> Bool, random: inout some RandomNumberGenerator) -> Int? {
+    private func pickRandom(_ eligible: (Int) -> Bool, _ weightOf: ((Int) -> Int)?, random: inout some RandomNumberGenerator) -> Int? {
         var total = 0
-        for index in weights.indices where eligible(index) { total += weights[index] }
+        for index in weights.indices where eligible(index) { total += weightAt(index, weightOf) }
         guard total > 0 else { return nil }
         var point = Int.random(in: 0..<total, using: &random)
         for index in weights.indices where eligible(index) {
-            if point < weights[index] { return index }
-            point -= weights[index]
+            let weight = weightAt(index, weightOf)
+            if point < weight { return index }
+            point -= weight
         }
         return nil
     }

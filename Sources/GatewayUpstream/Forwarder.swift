@@ -24,10 +24,18 @@ public final class UpstreamSet: Sendable {
                 if let checker = previous?.healthCheckers.first(where: { $0.upstream === old }) { checkers.append(checker) }
             } else {
                 let shared = try UpstreamShared(config: config, logger: logger, metrics: metrics)
-                // A rebuilt upstream (its config or its DNS answer changed) keeps the operator's drains.
+                // A rebuilt upstream (its config or its DNS answer changed) keeps the operator's drains and the
+                // ramps under way; a target it did not have joins now.
                 if let old = previous?.upstreams.first(where: { $0.config.name == config.name }) {
-                    let drained = Set(old.targets.filter { $0.drained.load(ordering: .relaxed) }.map(\.label))
-                    for target in shared.targets where drained.contains(target.label) { target.drained.store(true, ordering: .relaxed) }
+                    let before = Dictionary(old.targets.map { ($0.label, $0) }, uniquingKeysWith: { first, _ in first })
+                    for target in shared.targets {
+                        if let was = before[target.label] {
+                            target.drained.store(was.drained.load(ordering: .relaxed), ordering: .relaxed)
+                            target.joinedAt.store(was.joinedAt.load(ordering: .relaxed), ordering: .relaxed)
+                        } else {
+                            shared.joined(target)
+                        }
+                    }
                 }
                 upstreams.append(shared)
                 if let settings = config.healthCheck { checkers.append(HealthChecker(upstream: shared, settings: settings, logger: logger)) }
@@ -76,6 +84,7 @@ public final class UpstreamSet: Sendable {
             let one = shared.targets.first(where: { $0.label == target })
         else { return false }
         one.drained.store(drained, ordering: .relaxed)
+        if !drained { shared.joined(one) }
         return true
     }
 

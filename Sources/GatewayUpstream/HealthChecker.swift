@@ -149,6 +149,7 @@ final class HealthChecker: Sendable {
             guard let healthy = states[index].record(success: passed) else { return }
             let target = upstream.targets[index]
             target.healthy.store(healthy, ordering: .relaxed)
+            if healthy { upstream.joined(target) }
             target.metrics.health(healthy)
             let metadata: Logger.Metadata = [
                 "upstream": "\(upstream.config.name)", "target": "\(target.label)", "health": "\(healthy ? "healthy" : "unhealthy")",

@@ -99,12 +99,15 @@ final class UpstreamRuntime {
     private func pickAdmitted(now: Int64, panic: Bool, hashKey: String?, allowed: (Int) -> Bool) -> Choice? {
         var refused: [Int] = []
         while true {
+            let shared = self.shared
             let pick = balancer.pick(
                 eligible: { index in
-                    allowed(index) && !refused.contains(index) && self.shared.isEligible(index, now: now, panic: panic)
+                    allowed(index) && !refused.contains(index) && shared.isEligible(index, now: now, panic: panic)
                 },
-                inFlight: { self.shared.targets[$0].inFlight.load(ordering: .relaxed) },
-                hashKey: hashKey, random: &random)
+                inFlight: { shared.targets[$0].inFlight.load(ordering: .relaxed) },
+                hashKey: hashKey,
+                weight: shared.slowStart.map { slowStart in { shared.effectiveWeight($0, now: now, slowStart: slowStart) } },
+                random: &random)
             guard let pick else { return nil }
             if panic { return .target(pools[pick], probe: false) }
             let (admission, change) = shared.targets[pick].admit(now: now)

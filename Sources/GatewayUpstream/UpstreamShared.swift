@@ -25,6 +25,9 @@ final class TargetShared: Sendable {
     let healthy = Atomic<Bool>(true)
     /// Taken out of rotation through the admin API: no new requests, those in flight finish.
     let drained = Atomic<Bool>(false)
+    /// When the target last joined the rotation (`UpstreamShared.now()`), for slow start; 0: it has been in it
+    /// from the start.
+    let joinedAt = Atomic<Int64>(0)
     let inFlight = Atomic<Int>(0)
     let metrics: TargetMetrics
 
@@ -100,9 +103,12 @@ final class UpstreamShared: Sendable {
     /// For `https://` targets (built once: contexts are shared by all loops); `h2` targets offer only "h2".
     let tlsContext: NIOSSLContext?
     let http2TLSContext: NIOSSLContext?
+    /// `slow_start_ms`, when set (and the balancer is not a hash ring).
+    let slowStart: SlowStart?
 
     init(config: UpstreamConfig, logger: Logger, metrics: GatewayMetrics) throws {
         self.config = config
+        self.slowStart = config.slowStartMs.flatMap { config.balance == .consistentHash ? nil : SlowStart(windowMicros: Int64($0) * 1000) }
         let secure = config.targets.filter { $0.scheme == .https }
         tlsContext = secure.contains { $0.httpProtocol == .http1 } ? try UpstreamTLS.makeContext(config.tls) : nil
         http2TLSContext = secure.contains { $0.httpProtocol == .h2 } ? try UpstreamTLS.makeContext(config.tls, applicationProtocols: ["h2"]) : nil
@@ -156,12 +162,25 @@ final class UpstreamShared: Sendable {
         return Int((micros + 999_999) / 1_000_000)
     }
 
+    /// A target's weight now, in thousandths of a weight unit: its configured weight, scaled down while it ramps.
+    func effectiveWeight(_ index: Int, now: Int64, slowStart: SlowStart) -> Int {
+        let target = targets[index]
+        let permille = slowStart.permille(joinedAt: target.joinedAt.load(ordering: .relaxed), now: now) ?? 1000
+        return max(1, target.target.weight) * permille
+    }
+
+    /// The target joins the rotation (again): with slow start it ramps from now.
+    func joined(_ target: TargetShared) {
+        if slowStart != nil { target.joinedAt.store(Self.now(), ordering: .relaxed) }
+    }
+
     func logTransition(_ target: TargetShared, to state: CircuitBreaker.State) {
         let name: String
         switch state {
         case .closed:
             name = "closed"
             target.metrics.breakerState(0)
+            joined(target)
         case .open:
             name = "open"
             target.metrics.breakerState(2)

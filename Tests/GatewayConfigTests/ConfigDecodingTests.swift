@@ -343,6 +343,18 @@ import Testing
         ])
     }
 
+    // slow_start_ms: a duration; a hash ring ignores it (a warning says so).
+    @Test func slowStartShapes() throws {
+        let config = { (upstream: String) in
+            #"{ "listeners": [{ "name": "l", "port": 1 }], "upstreams": { "u": \#(upstream) }, "routes": [{ "name": "r", "upstream": "u" }] }"#
+        }
+        #expect(load(config(#"{ "targets": ["http://10.0.0.1:80"], "slow_start_ms": 30000 }"#)).config?.upstreams.first?.slowStartMs == 30000)
+        let ring = load(config(#"{ "targets": ["http://10.0.0.1:80"], "slow_start_ms": 30000, "balance": "consistent_hash" }"#)).warnings.map(\.description)
+        #expect(ring == ["warning: upstreams.u.slow_start_ms: consistent_hash keeps its ring: slow start does not apply to it"])
+        let zero = load(config(#"{ "targets": ["http://10.0.0.1:80"], "slow_start_ms": 0 }"#)).errors.map(\.description)
+        #expect(zero == ["upstreams.u.slow_start_ms: 0 is out of range (1...3600000)"])
+    }
+
     // reuse_port: a boolean, off unless given.
     @Test func reusePortShapes() {
         let config = { (listener: String) in

@@ -531,6 +531,27 @@ import TestSupport
         }
     }
 
+    // slow_start_ms: a target put back in rotation starts with about a tenth of its share instead of half of it.
+    @Test func slowStartRampsATargetBackIn() async throws {
+        try await withUpstreams(2) { upstreams in
+            let json = """
+                { "workers": 1, "listeners": [{ "name": "test", "address": "127.0.0.1", "port": 0 }],
+                  "upstreams": { "pool": { "targets": ["http://127.0.0.1:$UP0", "http://127.0.0.1:$UP1"], "slow_start_ms": 600000 } },
+                  "routes": [{ "name": "all", "upstream": "pool" }] }
+                """
+            try await withGateway(json, upstreams: upstreams) { gateway in
+                let a = "127.0.0.1:\(upstreams[0].port)"
+                #expect(gateway.gateway.setDrained(upstream: "pool", target: a, drained: true))
+                #expect(gateway.gateway.setDrained(upstream: "pool", target: a, drained: false))
+                var counts: [String: Int] = [:]
+                for _ in 0..<22 {
+                    counts[ResilienceTests.upstreamName(try await gateway.request("GET", "/echo")) ?? "?", default: 0] += 1
+                }
+                #expect(counts["a"] == 2 && counts["b"] == 20, "\(counts)")
+            }
+        }
+    }
+
     // reuse_port: a second gateway (the next version) binds the port the first one serves, the kernel shares new
     // connections between them, and once the first has drained the second serves alone. Without it, the second
     // cannot start.
