@@ -688,6 +688,7 @@ extension RouteConfig {
             let maxBodyBytes = o.optional("max_body_bytes") { $0.int(0...Int.max) }
             let readTimeout = o.optional("read_timeout_ms") { $0.int(1...maxMilliseconds) }
             let totalTimeout = o.optional("total_timeout_ms") { $0.int(1...maxMilliseconds) }
+            let retryAttempts = o.optional("retries") { node in node.object { r in r.required("attempts") { $0.int(0...10) } } }
             let requestHeaders = o.optional("request_headers") { HeaderEdits.decode($0, reserved: HeaderEdits.reservedInRequests) }
             let responseHeaders = o.optional("response_headers") { HeaderEdits.decode($0, reserved: HeaderEdits.reservedInResponses) }
             guard let name, let upstream else { return nil }
@@ -707,6 +708,7 @@ extension RouteConfig {
             route.externalAuth = externalAuth
             route.grpcWeb = grpcWeb
             (route.readTimeoutMs, route.totalTimeoutMs) = (readTimeout, totalTimeout)
+            route.retryAttempts = retryAttempts ?? nil
             route.requestHeaders = requestHeaders ?? HeaderEdits()
             route.responseHeaders = responseHeaders ?? HeaderEdits()
             return route

@@ -422,6 +422,9 @@ public struct RouteConfig: Sendable {
     /// This route's upstream timeouts, instead of its upstream's `read_timeout_ms` / `total_timeout_ms`.
     public var readTimeoutMs: Int?
     public var totalTimeoutMs: Int?
+    /// `retries.attempts`: this route's retries after the first try, instead of its upstream's (0: none). The
+    /// upstream's other retry settings (statuses, backoff, budget) still apply.
+    public var retryAttempts: Int?
     /// The route answers itself instead of forwarding (after its address, CORS, auth and rate-limit checks).
     public var answer: RouteAnswer?
     /// Changes to the request the upstream gets.

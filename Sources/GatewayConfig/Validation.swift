@@ -143,6 +143,13 @@ extension GatewayConfig {
             {
                 context.warning(path / "total_timeout_ms", "is shorter than the read timeout, so the read timeout never applies")
             }
+            if let attempts = route.retryAttempts, attempts > 0,
+                let plain = upstreams.first(where: { route.upstreamNames.contains($0.name) && $0.retries == nil })
+            {
+                context.error(
+                    path / "retries" / "attempts",
+                    "upstream \"\(plain.name)\" has no retries section: its statuses, backoff and budget are what retries follow")
+            }
             if route.rateLimits.contains(where: { $0.key == .consumer }) && !namesConsumer {
                 context.warning(path / "rate_limits", "key \"consumer\" on a route without auth counts per client ip")
             }

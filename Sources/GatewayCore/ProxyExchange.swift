@@ -214,10 +214,10 @@ final class ProxyExchange: ExchangeDriver, UpstreamCallDelegate, FilterSuspensio
         if upgrade == nil && route.mirrorsThisRequest() { startMirror(route, head: upstreamHead) }
         let call = forwarder.makeCall(
             upstream: destination.upstreamIndex, head: consume upstreamHead, framing: upstreamFraming, preserveHost: route.preserveHost,
-            requestID: context.requestID, clientIP: context.clientIP, timeouts: destination.timeouts, delegate: self)
+            requestID: context.requestID, clientIP: context.clientIP, settings: destination.settings, delegate: self)
         self.call = call
         state = .forwarding
-        if let total = destination.timeouts.total {
+        if let total = destination.settings.total {
             totalTimeout = connection.eventLoop.assumeIsolated().scheduleTask(in: total) {
                 self.totalTimeoutFired()
             }
@@ -238,7 +238,7 @@ final class ProxyExchange: ExchangeDriver, UpstreamCallDelegate, FilterSuspensio
         mirror.start(
             forwarder.makeCall(
                 upstream: target.upstreamIndex, head: head, framing: upstreamFraming, preserveHost: route.preserveHost,
-                requestID: context.requestID, clientIP: context.clientIP, timeouts: CallTimeouts(), delegate: mirror))
+                requestID: context.requestID, clientIP: context.clientIP, settings: CallSettings(), delegate: mirror))
         for part in heldBody { mirror.sendBody(part) }
         // A request without a body is whole already (its end may still be on its way from the edge).
         if requestComplete || framing == .none {

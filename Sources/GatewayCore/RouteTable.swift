@@ -2,12 +2,12 @@ import GatewayConfig
 import GatewayHTTP
 import GatewayPolicy
 
-/// One upstream a route forwards to, with the timeouts of calls made to it for this route.
+/// One upstream a route forwards to, with the timeouts and retries of calls made to it for this route.
 public struct RouteDestination: Sendable {
     /// Index into `config.upstreams` (and the forwarder's upstream runtimes).
     public let upstreamIndex: Int
     public let upstreamName: String
-    public let timeouts: CallTimeouts
+    public let settings: CallSettings
     /// Appended to the route's cache keys: a split's upstreams are different versions of the service, and each
     /// keeps its own answers ("" on a route with one upstream).
     public let cacheKeySuffix: String
@@ -111,7 +111,9 @@ public final class CompiledRoute: Sendable {
             let totalMs = config.totalTimeoutMs ?? upstream.config?.totalTimeoutMs
             return RouteDestination(
                 upstreamIndex: upstream.index, upstreamName: name,
-                timeouts: CallTimeouts(read: readMs.map { .milliseconds(Int64($0)) }, total: totalMs.map { .milliseconds(Int64($0)) }),
+                settings: CallSettings(
+                    read: readMs.map { .milliseconds(Int64($0)) }, total: totalMs.map { .milliseconds(Int64($0)) },
+                    retryAttempts: config.retryAttempts),
                 cacheKeySuffix: splits ? " " + name : "")
         }
         self.compression = CompressionPolicy(config.compression ?? compression)

@@ -60,14 +60,18 @@ public protocol ConnectionResponder: AnyObject {
 
 // MARK: - Upstream side
 
-/// A route's own upstream timeouts (`read_timeout_ms`, `total_timeout_ms`); nil: the upstream's.
-public struct CallTimeouts: Sendable {
+/// What a route sets for its calls to an upstream, instead of the upstream's own: timeouts (`read_timeout_ms`,
+/// `total_timeout_ms`) and retries (`retries.attempts`). nil: the upstream's.
+public struct CallSettings: Sendable {
     public var read: TimeAmount?
     public var total: TimeAmount?
+    /// Retries after the first try.
+    public var retryAttempts: Int?
 
-    public init(read: TimeAmount? = nil, total: TimeAmount? = nil) {
+    public init(read: TimeAmount? = nil, total: TimeAmount? = nil, retryAttempts: Int? = nil) {
         self.read = read
         self.total = total
+        self.retryAttempts = retryAttempts
     }
 }
 
@@ -78,7 +82,7 @@ public protocol UpstreamForwarder: AnyObject {
     /// The head is handed over (`consuming`): the call keeps it for retries without copying it.
     func makeCall(
         upstream: Int, head: consuming RequestHead, framing: BodyFraming, preserveHost: Bool, requestID: String, clientIP: String,
-        timeouts: CallTimeouts, delegate: UpstreamCallDelegate
+        settings: CallSettings, delegate: UpstreamCallDelegate
     ) -> UpstreamCall
 
     /// Closes every idle pooled connection (graceful stop).

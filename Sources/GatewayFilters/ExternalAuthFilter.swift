@@ -48,7 +48,7 @@ public struct ExternalAuthFilter: GatewayFilter {
         let check = ExternalAuthCheck(filter: self, requestID: context.requestID)
         let call = forwarders.value(on: context.eventLoop).makeCall(
             upstream: upstreamIndex, head: checkHead(for: head, context: context), framing: .none, preserveHost: false,
-            requestID: context.requestID, clientIP: context.clientIP, timeouts: CallTimeouts(read: timeout, total: timeout), delegate: check)
+            requestID: context.requestID, clientIP: context.clientIP, settings: CallSettings(read: timeout, total: timeout), delegate: check)
         check.start(call, on: context.eventLoop, timeout: timeout)
         return .suspend(check)
     }

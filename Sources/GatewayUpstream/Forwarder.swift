@@ -105,13 +105,13 @@ public final class LoopForwarder: UpstreamForwarder {
 
     public func makeCall(
         upstream: Int, head: consuming RequestHead, framing: BodyFraming, preserveHost: Bool, requestID: String, clientIP: String,
-        timeouts: CallTimeouts, delegate: UpstreamCallDelegate
+        settings: CallSettings, delegate: UpstreamCallDelegate
     ) -> UpstreamCall {
         let runtime = upstreams[upstream]
         let hashKey = runtime.hashKey(headers: head.headers, clientIP: clientIP)
         return ForwardingCall(
             upstream: runtime, head: consume head, framing: framing, preserveHost: preserveHost, requestID: requestID,
-            hashKey: hashKey, timeouts: timeouts, delegate: delegate)
+            hashKey: hashKey, settings: settings, delegate: delegate)
     }
 
     /// Connections opened per upstream name since start (for tests and, later, metrics).

@@ -78,10 +78,12 @@ final class ForwardingCall: UpstreamCall {
     /// The request asks to switch protocols. Its connection is not reused even when the upstream declines:
     /// servers do not all return cleanly to HTTP after weighing an upgrade (SwiftNIO's own upgrader stalls).
     private let asksUpgrade: Bool
+    /// Tries this request may take: the route's `retries.attempts` + 1, else the upstream's.
+    private let maxTries: Int
 
     init(
         upstream: UpstreamRuntime, head: consuming RequestHead, framing: BodyFraming, preserveHost: Bool, requestID: String,
-        hashKey: String?, timeouts: CallTimeouts = CallTimeouts(), delegate: UpstreamCallDelegate
+        hashKey: String?, settings: CallSettings = CallSettings(), delegate: UpstreamCallDelegate
     ) {
         switch framing {
         case .none, .untilClose: break
@@ -96,8 +98,9 @@ final class ForwardingCall: UpstreamCall {
         self.requestID = requestID
         self.hashKey = hashKey
         self.delegate = delegate
-        self.readTimeout = timeouts.read ?? upstream.readTimeout
-        self.deadline = (timeouts.total ?? upstream.totalTimeout).map { EventClock.now() + $0 }
+        self.readTimeout = settings.read ?? upstream.readTimeout
+        self.deadline = (settings.total ?? upstream.totalTimeout).map { EventClock.now() + $0 }
+        self.maxTries = settings.retryAttempts.map { 1 + $0 } ?? upstream.maxTries
     }
 
     /// The target that answered, or every target tried in order ("a, b") when there were retries.
@@ -181,7 +184,7 @@ final class ForwardingCall: UpstreamCall {
 
     /// Whether another try is allowed; takes one retry from the budget when it is.
     private func mayRetry() -> Bool {
-        guard !responseStarted, tried.count < upstream.maxTries, isReplayable else { return false }
+        guard !responseStarted, tried.count < maxTries, isReplayable else { return false }
         if let deadline, EventClock.now() >= deadline { return false }
         guard upstream.shared.tryRetry(now: UpstreamShared.now()) else {
             log("retry budget exhausted", level: .info)

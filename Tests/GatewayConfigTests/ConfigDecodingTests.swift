@@ -355,6 +355,21 @@ import Testing
         #expect(zero == ["upstreams.u.slow_start_ms: 0 is out of range (1...3600000)"])
     }
 
+    // A route's retries: attempts only (the rest is the upstream's), and only where the upstream has retries.
+    @Test func routeRetryShapes() throws {
+        let config = { (upstream: String, route: String) in
+            #"{ "listeners": [{ "name": "l", "port": 1 }], "upstreams": { "u": \#(upstream) }, "routes": [\#(route)] }"#
+        }
+        let plain = #"{ "targets": ["http://10.0.0.1:80"] }"#
+        let retrying = #"{ "targets": ["http://10.0.0.1:80"], "retries": { "attempts": 1 } }"#
+        #expect(load(config(retrying, #"{ "name": "r", "upstream": "u", "retries": { "attempts": 4 } }"#)).config?.routes.first?.retryAttempts == 4)
+        #expect(load(config(plain, #"{ "name": "r", "upstream": "u", "retries": { "attempts": 0 } }"#)).errors.isEmpty, "turning retries off always works")
+        let missing = load(config(plain, #"{ "name": "r", "upstream": "u", "retries": { "attempts": 2 } }"#)).errors.map(\.description)
+        #expect(missing == [#"routes[0].retries.attempts: upstream "u" has no retries section: its statuses, backoff and budget are what retries follow"#])
+        let extra = load(config(retrying, #"{ "name": "r", "upstream": "u", "retries": { "attempts": 1, "backoff_ms": 5 } }"#)).errors.map(\.description)
+        #expect(extra == [#"routes[0].retries.backoff_ms: unknown key; known keys here: "attempts""#])
+    }
+
     // reuse_port: a boolean, off unless given.
     @Test func reusePortShapes() {
         let config = { (listener: String) in

@@ -230,6 +230,24 @@ import Testing
         }
     }
 
+    // A route's retries.attempts replaces its upstream's: 0 turns retries off for that route only.
+    @Test func routeRetriesReplaceTheUpstreams() async throws {
+        try await withUpstreams(2) { upstreams in
+            upstreams[0].behaviour.failStatus.store(503, ordering: .relaxed)
+            let json = Self.config(
+                targets: upstreams.map(\.port), extra: #""retries": { "attempts": 2, "backoff_ms": 0, "budget_ratio": 1 }"#
+            ).replacingOccurrences(
+                of: #""routes": [{ "name": "all", "upstream": "demo" }]"#,
+                with: #""routes": [{ "name": "all", "upstream": "demo" }, { "name": "once", "match": { "path_prefix": "/once" }, "upstream": "demo", "retries": { "attempts": 0 } }]"#)
+            try await withGateway(json) { gateway in
+                let retried = try await Self.requests(gateway, count: 6)
+                #expect(Self.outcomes(retried) == ["200 b"], "the upstream's retries take every request to b")
+                let once = try await Self.requests(gateway, count: 6, path: "/once/echo")
+                #expect(Self.outcomes(once) == ["200 b", "503 a"], "without retries a's answers reach the client")
+            }
+        }
+    }
+
     // least_request: a target whose requests pile up gets few new ones.
     @Test func leastRequestPrefersTheLessBusyTarget() async throws {
         try await withUpstreams(2) { upstreams in

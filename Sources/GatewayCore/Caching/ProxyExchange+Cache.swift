@@ -367,7 +367,7 @@ extension ProxyExchange {
             eventLoop: connection.eventLoop)
         let call = forwarder.makeCall(
             upstream: route.destinations[destinationIndex].upstreamIndex, head: upstreamHead, framing: .none, preserveHost: route.preserveHost,
-            requestID: context.requestID, clientIP: context.clientIP, timeouts: route.destinations[destinationIndex].timeouts, delegate: refresh)
+            requestID: context.requestID, clientIP: context.clientIP, settings: route.destinations[destinationIndex].settings, delegate: refresh)
         refresh.call = call
         call.start()
         call.sendEnd()
