@@ -199,7 +199,9 @@ public final class Gateway: Sendable {
         }
         var globalFilters: [any GatewayFilter] = [RequestIDFilter(), TraceContextFilter(), SecurityHeadersFilter(config.securityHeaders)]
         if let exporter { globalFilters.append(SpanExportFilter(exporter: exporter)) }
-        if config.logging.accessLog { globalFilters.append(AccessLogFilter(logger: accessLogger ?? logger)) }
+        if config.logging.accessLog {
+            globalFilters.append(AccessLogFilter(logger: accessLogger ?? logger, headers: config.logging.accessLogHeaders))
+        }
         // One cache for every route that enables it; kept across reloads while its settings stay.
         let cache: ResponseCache?
         if !config.routes.contains(where: { $0.cache?.enabled == true }) {

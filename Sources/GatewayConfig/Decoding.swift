@@ -1084,6 +1084,17 @@ extension LoggingConfig {
             var config = LoggingConfig()
             config.level = o.optional("level") { $0.oneOf(Level.allCases.map(\.rawValue)).flatMap(Level.init) } ?? .info
             config.accessLog = o.optional("access_log") { $0.bool() } ?? true
+            config.accessLogHeaders =
+                o.optional("access_log_headers") { node in
+                    node.array { item -> String? in
+                        guard let name = item.token()?.lowercased() else { return nil }
+                        guard !LoggingConfig.credentialHeaders.contains(name) else {
+                            item.error("\(name) carries credentials and is never logged")
+                            return nil
+                        }
+                        return name
+                    }
+                } ?? []
             return config
         }
     }

@@ -626,4 +626,9 @@ public struct LoggingConfig: Sendable {
     public var level: Level = .info
     /// One JSON line per request on stdout.
     public var accessLog = true
+    /// `access_log_headers`: request header fields logged with each request (lowercased names; never credentials).
+    public var accessLogHeaders: [String] = []
+
+    /// Fields that carry credentials: never logged, whatever the config says.
+    public static let credentialHeaders = ["authorization", "proxy-authorization", "cookie", "x-api-key", "set-cookie"]
 }

@@ -57,7 +57,9 @@ public struct RequestContext: Sendable {
     /// The `Access-Control-Allow-Origin` a route's CORS filter granted this request (nil: not a cross-origin
     /// request it allows): every response of the request carries it, the gateway's own errors included.
     public var corsAllowOrigin: String?
-    /// For the access log, when it is on: the client's `User-Agent` and HTTP version.
+    /// For the access log, when it is on: the client's `User-Agent` and HTTP version, and the values of
+    /// `logging.access_log_headers` (nil when none is configured).
+    public var loggedHeaders: [(name: String, value: String)]?
     public var userAgent: String?
     public var version: HTTPVersion?
     /// Headers filters want on the response, whoever produces it (rate-limit state, for one).

@@ -297,6 +297,32 @@ import TestSupport
         }
     }
 
+    // logging.access_log_headers: the named request fields join the access-log line (repeated ones joined); a
+    // credential field cannot be named.
+    @Test func accessLogHeaders() async throws {
+        try await withUpstreams { upstreams in
+            let json = basicConfig(top: #""logging": { "access_log_headers": ["X-Tenant", "referer", "x-missing"] },"#)
+            try await withGateway(json, upstreams: upstreams) { test in
+                let response = try await test.request(
+                    "GET", "/echo", headers: [("X-Tenant", "acme"), ("Referer", "https://a.example/"), ("Referer", "https://b.example/"), ("Authorization", "Bearer secret")])
+                let entry = try await test.accessLog(for: response)
+                #expect(entry["header_x_tenant"] as? String == "acme")
+                #expect(entry["header_referer"] as? String == "https://a.example/, https://b.example/")
+                #expect(entry["header_x_missing"] == nil)
+                let leaked = test.logs.all.filter { $0.contains("secret") }
+                #expect(leaked.isEmpty, "credentials never reach the log")
+            }
+        }
+        let refused = ConfigLoader.load(
+            text: basicConfig(targets: #""http://127.0.0.1:1""#, top: #""logging": { "access_log_headers": ["Authorization", "cookie"] },"#),
+            environment: [:]
+        ).errors.map(\.description)
+        #expect(refused == [
+            "logging.access_log_headers[0]: authorization carries credentials and is never logged",
+            "logging.access_log_headers[1]: cookie carries credentials and is never logged",
+        ])
+    }
+
     // The upstream gets a traceparent continuing the client's trace (new parent span, same trace id and
     // flags, tracestate kept) or starting one; the access log carries the trace id.
     @Test func traceContext() async throws {
