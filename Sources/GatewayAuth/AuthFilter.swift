@@ -6,7 +6,8 @@ import Logging
 import NIOCore
 
 /// A route's authentication: any one of the accepted methods must present a valid credential (JWT as
-/// `Authorization: Bearer` or the configured cookie; API key as `X-API-Key` or `Authorization: ApiKey`), and
+/// `Authorization: Bearer`, the configured cookie or query parameter; API key as `X-API-Key` or
+/// `Authorization: ApiKey`), and
 /// that credential must hold every required scope.
 ///
 /// - No valid credential: 401 `UNAUTHENTICATED` with `WWW-Authenticate`, the same message whatever went
@@ -42,7 +43,9 @@ public struct AuthFilter: GatewayFilter {
         for method in methods {
             switch method {
             case .jwt:
-                guard let token = Self.bearerToken(head.headers) ?? authenticator.cookie.flatMap({ HeaderRules.cookie(named: $0, in: head.headers) })
+                guard
+                    let token = Self.bearerToken(head.headers) ?? authenticator.cookie.flatMap({ HeaderRules.cookie(named: $0, in: head.headers) })
+                        ?? authenticator.queryParam.flatMap({ QueryString.value(of: $0, in: head.target) })
                 else { continue }
                 presented = true
                 switch authenticator.verifyJWT(token) {
@@ -109,6 +112,8 @@ public struct AuthFilter: GatewayFilter {
 
     private func admit(_ identity: Identity, head: inout RequestHead, context: inout RequestContext) {
         context.consumer = identity.subject
+        // A token in the URL stops here: upstream access logs and Referer headers never see it.
+        if let name = authenticator.queryParam, head.target.contains("?") { head.target = QueryString.removing(name, from: head.target) }
         if identity.method == .apiKey {
             head.headers.remove(name: "x-api-key")
             if Self.authorization(head.headers, scheme: "apikey") != nil { head.headers.remove(name: "authorization") }

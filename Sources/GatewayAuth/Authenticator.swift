@@ -14,6 +14,8 @@ public final class Authenticator: Sendable {
     public let apiKeys: APIKeyTable
     /// The cookie a JWT may also come in.
     public let cookie: String?
+    /// The query parameter a JWT may also come in (`auth.jwt.query_param`).
+    public let queryParam: String?
     /// Configured keys and the JWKS file's keys (fixed), merged with the JWKS URL's latest good keys.
     private let keySet: NIOLockedValueBox<JWTKeySet>
     private let staticKeys: JWTKeySet
@@ -23,9 +25,10 @@ public final class Authenticator: Sendable {
     private let logger: Logger
 
     private init(
-        verifier: JWTVerifier?, apiKeys: APIKeyTable, cookie: String?, staticKeys: JWTKeySet, jwks: JWKSSource?,
+        verifier: JWTVerifier?, apiKeys: APIKeyTable, cookie: String?, queryParam: String?, staticKeys: JWTKeySet, jwks: JWKSSource?,
         cacheSize: Int, logger: Logger
     ) {
+        self.queryParam = queryParam
         self.verifier = verifier
         self.verifiedTokens = cacheSize > 0 ? VerifiedTokenCache(capacity: cacheSize) : nil
         self.apiKeys = apiKeys
@@ -62,7 +65,7 @@ public final class Authenticator: Sendable {
             }
         }
         let authenticator = Authenticator(
-            verifier: verifier, apiKeys: APIKeyTable(config.apiKeys), cookie: config.jwt?.cookie, staticKeys: JWTKeySet(staticKeys),
+            verifier: verifier, apiKeys: APIKeyTable(config.apiKeys), cookie: config.jwt?.cookie, queryParam: config.jwt?.queryParam, staticKeys: JWTKeySet(staticKeys),
             jwks: source, cacheSize: config.jwt?.cacheSize ?? 0, logger: logger)
         if let source {
             source.onUpdate = { [weak authenticator] fetched in authenticator?.publish(fetched) }

@@ -315,6 +315,14 @@ extension JWTConfig {
                 return url
             }
             let cookie = o.optional("cookie") { $0.token() }
+            let queryParam = o.optional("query_param") { node -> String? in
+                guard let name = node.nonEmptyString() else { return nil }
+                guard name.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || "-._~".contains($0)) }) else {
+                    node.error("\"\(name)\": letters, digits and - . _ ~ only")
+                    return nil
+                }
+                return name
+            }
             let refresh = o.optional("jwks_refresh_seconds") { $0.int(30...86_400) } ?? 300
             let minRefetch = o.optional("jwks_min_refetch_seconds") { $0.int(1...3600) } ?? 10
             let cacheSize = o.optional("cache_size") { $0.int(0...1_000_000) } ?? 4096
@@ -349,6 +357,7 @@ extension JWTConfig {
             )
             config.jwksRefreshSeconds = refresh
             config.jwksMinRefetchSeconds = minRefetch
+            config.queryParam = queryParam
             config.cacheSize = cacheSize
             config.forwardClaims = forward
             return config

@@ -188,6 +188,9 @@ public struct JWTConfig: Sendable {
     public var jwksFile: String?
     public var jwksURL: String?
     public var cookie: String?
+    /// `query_param`: a JWT may also come in this query parameter (browsers cannot set headers on WebSocket and
+    /// EventSource requests); it is removed from the target before the request goes upstream.
+    public var queryParam: String?
     /// How often a `jwks_url` is fetched again (unless its Cache-Control max-age says otherwise).
     public var jwksRefreshSeconds: Int = 300
     /// The least time between two fetches caused by tokens with unknown kids.

@@ -350,3 +350,26 @@ struct QueryParameters {
         return String(decoding: bytes, as: UTF8.self)
     }
 }
+
+/// Query-string helpers for filters that read or drop one parameter of a request target.
+public enum QueryString {
+    /// The first value of `name` in `target`'s query, percent-decoded; nil when absent.
+    public static func value(of name: String, in target: String) -> String? {
+        guard let query = query(of: target) else { return nil }
+        return QueryParameters(query).values(name).first
+    }
+
+    /// `target` without any `name` parameter (the other parameters keep their order and spelling).
+    public static func removing(_ name: String, from target: String) -> String {
+        guard let mark = target.firstIndex(of: "?") else { return target }
+        let kept = target[target.index(after: mark)...].split(separator: "&", omittingEmptySubsequences: false).filter { pair in
+            QueryParameters.decoded(pair.prefix { $0 != "=" }) != name
+        }
+        return kept.isEmpty ? String(target[..<mark]) : target[..<mark] + "?" + kept.joined(separator: "&")
+    }
+
+    private static func query(of target: String) -> Substring? {
+        guard let mark = target.firstIndex(of: "?") else { return nil }
+        return target[target.index(after: mark)...]
+    }
+}

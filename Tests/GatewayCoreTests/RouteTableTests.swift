@@ -55,6 +55,16 @@ import Testing
         #expect(route(table, target: "/x?team+name=a%26b") == "all", "+ is not a space in a URL")
     }
 
+    // One parameter read or dropped from a target; the others keep their order and spelling.
+    @Test func queryStringHelpers() {
+        #expect(QueryString.value(of: "t", in: "/x?a=1&t=a%2Bb&t=2") == "a+b")
+        #expect(QueryString.value(of: "t", in: "/x") == nil)
+        #expect(QueryString.removing("t", from: "/x?a=%41&t=1&b&t=2") == "/x?a=%41&b")
+        #expect(QueryString.removing("t", from: "/x?%74=1") == "/x", "matched after decoding")
+        #expect(QueryString.removing("t", from: "/x?tt=1") == "/x?tt=1")
+        #expect(QueryString.removing("t", from: "/x") == "/x")
+    }
+
     // Prefixes match whole segments and the longest prefix wins; an exact path beats any prefix.
     @Test func pathSpecificity() throws {
         let table = try table("""

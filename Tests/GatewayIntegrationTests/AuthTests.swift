@@ -272,6 +272,27 @@ struct TokenFactory: Sendable {
         }
     }
 
+    // auth.jwt.query_param: a browser's WebSocket or EventSource request may carry its token in the URL; the
+    // token is checked like a header's and never reaches the upstream (the other parameters do, in order).
+    @Test func tokenInTheQuery() async throws {
+        let keys = try await Self.makeKeys()
+        try await withUpstreams { upstreams in
+            let jwt = Self.jwtSection(keys: keys.configEntries, extra: #", "query_param": "access_token""#)
+            try await withGateway(Self.config(upstreamPort: upstreams[0].port, jwt: jwt)) { gateway in
+                let token = keys.factories[0].token(claims: Self.claims())
+                let response = try await gateway.request("GET", "/orders/1?page=2&access_token=\(token)&sort=asc")
+                #expect(response.status == 200)
+                #expect(response.echoedHeaders["x-auth-subject"] == "user-42")
+                #expect(response.json["uri"] as? String == "/orders/1?page=2&sort=asc")
+                let only = try await gateway.request("GET", "/orders/1?access_token=\(token)")
+                #expect(only.json["uri"] as? String == "/orders/1")
+                let forged = try await gateway.request("GET", "/orders/1?access_token=not.a.token")
+                #expect(forged.status == 401)
+                #expect(upstreams[0].requestsServed == 2)
+            }
+        }
+    }
+
     // A token the gateway verified (and cached) still stops working the second its exp passes: the cache
     // checks the time claims on every hit. Leeway 0; the token lives about two seconds.
     @Test func cachedTokenExpiresOnTime() async throws {
