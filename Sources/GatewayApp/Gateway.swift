@@ -241,6 +241,9 @@ public final class Gateway: Sendable {
                         routeName: route.name, rules: route.rateLimits.map(RateLimitRule.init), store: rateLimitStore, logger: logger,
                         metrics: metrics))
             }
+            if let limit = route.concurrencyLimit {
+                filters.append(ConcurrencyLimitFilter(routeName: route.name, config: limit, metrics: metrics))
+            }
             if let answer = route.answer { filters.append(RouteAnswerFilter(answer, stripPrefix: route.stripPrefix)) }
             if !route.responseHeaders.isEmpty { filters.append(ResponseHeaderEditsFilter(route.responseHeaders)) }
             return filters

@@ -686,6 +686,13 @@ extension RouteConfig {
             let externalAuth = o.optional("external_auth") { $0.nonEmptyString() }
             let grpcWeb = o.optional("grpc_web") { $0.bool() } ?? false
             let limits = o.optional("rate_limits") { $0.array(RateLimitConfig.decode) } ?? []
+            let concurrency = o.optional("concurrency_limit") { node in
+                node.object { c -> ConcurrencyLimitConfig? in
+                    let key = c.optional("key", RateLimitConfig.Key.decode) ?? .ip
+                    let max = c.required("max") { $0.int(1...1_000_000) }
+                    return max.map { ConcurrencyLimitConfig(key: key, max: $0) }
+                }
+            }
             let cache = o.optional("cache", RouteCacheConfig.decode)
             let cors = o.optional("cors", CORSConfig.decode)
             var seen: Set<String> = []
@@ -716,6 +723,7 @@ extension RouteConfig {
             route.accessLog = accessLog ?? .all
             route.externalAuth = externalAuth
             route.grpcWeb = grpcWeb
+            route.concurrencyLimit = concurrency ?? nil
             (route.readTimeoutMs, route.totalTimeoutMs) = (readTimeout, totalTimeout)
             route.retryAttempts = retryAttempts ?? nil
             route.requestHeaders = requestHeaders ?? HeaderEdits()
@@ -897,6 +905,27 @@ extension RouteAuthConfig {
     }
 }
 
+extension RateLimitConfig.Key {
+    /// `ip`, `consumer`, `route` or `header:NAME` (rate limits and concurrency limits).
+    static func decode(_ node: ConfigNode) -> RateLimitConfig.Key? {
+        guard let text = node.string() else { return nil }
+        switch text {
+        case "ip": return .ip
+        case "consumer": return .consumer
+        case "route": return .route
+        default:
+            if text.hasPrefix("header:"), isToken(String(text.dropFirst(7))) {
+                return .header(String(text.dropFirst(7)).lowercased())
+            }
+            let guess = closestMatch(to: text, among: ["ip", "consumer", "route"])
+            node.error(
+                "unknown key \"\(text)\"" + (guess.map { " (did you mean \"\($0)\"?)" } ?? "")
+                    + "; expected \"ip\", \"consumer\", \"route\" or \"header:NAME\"")
+            return nil
+        }
+    }
+}
+
 extension RateLimitConfig {
     static func decode(_ node: ConfigNode) -> RateLimitConfig? {
         node.object { o in
@@ -904,23 +933,7 @@ extension RateLimitConfig {
             let algorithm = o.required("algorithm") {
                 $0.oneOf(["token_bucket", "sliding_window"]).flatMap(Algorithm.init)
             }
-            let key = o.required("key") { node -> Key? in
-                guard let text = node.string() else { return nil }
-                switch text {
-                case "ip": return .ip
-                case "consumer": return .consumer
-                case "route": return .route
-                default:
-                    if text.hasPrefix("header:"), isToken(String(text.dropFirst(7))) {
-                        return .header(String(text.dropFirst(7)).lowercased())
-                    }
-                    let guess = closestMatch(to: text, among: ["ip", "consumer", "route"])
-                    node.error(
-                        "unknown key \"\(text)\"" + (guess.map { " (did you mean \"\($0)\"?)" } ?? "")
-                            + "; expected \"ip\", \"consumer\", \"route\" or \"header:NAME\"")
-                    return nil
-                }
-            }
+            let key = o.required("key", Key.decode)
             let capacity = o.optional("capacity") { $0.int(1...1_000_000_000) }
             let refill = o.optional("refill_per_second") { $0.number(0.000_001...1_000_000_000) }
             let cost = o.optional("cost") { $0.int(1...1_000_000_000) } ?? 1

@@ -411,6 +411,8 @@ public struct RouteConfig: Sendable {
     /// `rewrite_path`: the upstream path built from `match.path_template`'s variables (the query is kept).
     public var rewritePath: PathRewrite?
     public var auth: RouteAuthConfig?
+    /// `concurrency_limit`: requests of one client (or consumer, header value, the whole route) in flight at once.
+    public var concurrencyLimit: ConcurrencyLimitConfig?
     /// `external_auth`: the name of the top-level `external_auth` service that must allow each request.
     public var externalAuth: String?
     public var rateLimits: [RateLimitConfig]
@@ -586,6 +588,14 @@ public struct RateLimitConfig: Sendable {
     public var windowSeconds: Int?
     /// false: shadow mode (decisions are logged and counted, never enforced).
     public var enforce: Bool
+}
+
+/// A route's `concurrency_limit`: at most `max` requests per key in flight at once, in this gateway process
+/// (Traefik's InFlightReq). A WebSocket counts for as long as it is open.
+public struct ConcurrencyLimitConfig: Sendable, Equatable {
+    public var key: RateLimitConfig.Key
+    public var max: Int
+    public init(key: RateLimitConfig.Key, max: Int) { (self.key, self.max) = (key, max) }
 }
 
 public struct RouteCacheConfig: Sendable {

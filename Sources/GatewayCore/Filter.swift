@@ -62,6 +62,8 @@ public struct RequestContext: Sendable {
     public var loggedHeaders: [(name: String, value: String)]?
     public var userAgent: String?
     public var version: HTTPVersion?
+    /// The `concurrency_limit` slot this request holds (its key), released when it completes.
+    public var concurrencySlot: String?
     /// Headers filters want on the response, whoever produces it (rate-limit state, for one).
     public var responseHeaders: [(name: String, value: String)] = []
     /// The connection's event loop: filters that suspend complete their futures here.

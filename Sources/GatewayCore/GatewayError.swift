@@ -13,6 +13,8 @@ public struct GatewayError: Error, Hashable, Sendable, CustomStringConvertible {
         case upstreamTimeout, rateLimited, rateLimitUnavailable, internalError, unauthenticated, forbidden
         /// The route's authorization service gave no usable answer.
         case authUnavailable
+        /// 429: the route's `concurrency_limit` for this client is reached.
+        case concurrencyLimited
         /// 504 for `Cache-Control: only-if-cached` with nothing usable stored (RFC 9111 §5.2.1.7).
         case notCached
         /// 403 for a CORS preflight the route's `cors` does not allow.
@@ -33,6 +35,7 @@ public struct GatewayError: Error, Hashable, Sendable, CustomStringConvertible {
             case .rateLimited: return "RATE_LIMITED"
             case .rateLimitUnavailable: return "RATE_LIMIT_UNAVAILABLE"
             case .authUnavailable: return "AUTH_UNAVAILABLE"
+            case .concurrencyLimited: return "TOO_MANY_CONCURRENT_REQUESTS"
             case .internalError: return "INTERNAL"
             case .unauthenticated: return "UNAUTHENTICATED"
             case .forbidden: return "FORBIDDEN"
@@ -73,7 +76,7 @@ public struct GatewayError: Error, Hashable, Sendable, CustomStringConvertible {
         case .upstreamUnavailable: return 502
         case .upstreamShutOut: return 503
         case .upstreamTimeout: return 504
-        case .rateLimited: return 429
+        case .rateLimited, .concurrencyLimited: return 429
         case .rateLimitUnavailable, .authUnavailable: return 503
         case .internalError: return 500
         case .unauthenticated: return 401
@@ -130,6 +133,8 @@ public struct GatewayError: Error, Hashable, Sendable, CustomStringConvertible {
     public static let rateLimitUnavailable = GatewayError(
         .rateLimitUnavailable, "Rate limits cannot be checked right now; retry later.", retryAfterSeconds: 1)
 
+    public static let concurrencyLimited = GatewayError(
+        .concurrencyLimited, "Too many requests from this client are in progress; retry when one has finished.", retryAfterSeconds: 1)
     public static let authUnavailable = GatewayError(
         .authUnavailable, "Authorization cannot be checked right now; retry later.", retryAfterSeconds: 1)
 

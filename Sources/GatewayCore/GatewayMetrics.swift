@@ -73,6 +73,11 @@ public final class GatewayMetrics: Sendable {
         counter("gateway_external_auth_checks_total", [("service", service), ("outcome", outcome)]).increment()
     }
 
+    /// A request refused by its route's `concurrency_limit`.
+    public func concurrencyLimited(route: String) {
+        counter("gateway_concurrency_limited_total", [("route", route)]).increment()
+    }
+
     /// outcome: `success` or `failure`.
     public func configReload(outcome: String) {
         counter("gateway_config_reloads_total", [("outcome", outcome)]).increment()

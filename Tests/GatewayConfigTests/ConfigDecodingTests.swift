@@ -370,6 +370,19 @@ import Testing
         #expect(extra == [#"routes[0].retries.backoff_ms: unknown key; known keys here: "attempts""#])
     }
 
+    // concurrency_limit: max required, key as for rate limits (default ip).
+    @Test func concurrencyLimitShapes() throws {
+        let good = load(minimal(route: #"{ "name": "r", "upstream": "u", "concurrency_limit": { "max": 5 } }"#))
+        #expect(good.config?.routes.first?.concurrencyLimit == ConcurrencyLimitConfig(key: .ip, max: 5))
+        let header = load(minimal(route: #"{ "name": "r", "upstream": "u", "concurrency_limit": { "key": "header:X-Tenant", "max": 50 } }"#))
+        #expect(header.config?.routes.first?.concurrencyLimit?.key == .header("x-tenant"))
+        let bad = load(minimal(route: #"{ "name": "r", "upstream": "u", "concurrency_limit": { "key": "client", "max": 0 } }"#)).errors.map(\.description)
+        #expect(bad == [
+            #"routes[0].concurrency_limit.key: unknown key "client"; expected "ip", "consumer", "route" or "header:NAME""#,
+            "routes[0].concurrency_limit.max: 0 is out of range (1...1000000)",
+        ])
+    }
+
     // reuse_port: a boolean, off unless given.
     @Test func reusePortShapes() {
         let config = { (listener: String) in

@@ -219,3 +219,56 @@ extension Sequence {
         return results
     }
 }
+
+/// `concurrency_limit`: requests of one key in flight at once.
+@Suite struct ConcurrencyLimitTests {
+    // The third slow request of one client while two run gets 429 at once; slots come back when requests end,
+    // including one whose client went away.
+    @Test(.timeLimit(.minutes(1))) func slotsAreHeldWhileRequestsRun() async throws {
+        let routes = #"[{ "name": "slow", "upstream": "demo", "concurrency_limit": { "key": "ip", "max": 2 } }]"#
+        try await withUpstreams { upstreams in
+            try await withGateway(basicConfig(routes: routes), upstreams: upstreams) { gateway in
+                let statuses = try await withThrowingTaskGroup(of: Int.self) { group in
+                    for index in 0..<3 {
+                        group.addTask {
+                            // The third starts once the first two are surely running.
+                            if index == 2 { try await Task.sleep(for: TestTime.duration(ms: 300)) }
+                            return try await gateway.request("GET", "/slow?ms=\(index == 2 ? 0 : TestTime.ms(1200))").status
+                        }
+                    }
+                    return try await group.reduce(into: [Int]()) { $0.append($1) }.sorted()
+                }
+                #expect(statuses == [200, 200, 429])
+                let refused = try await gateway.request("GET", "/echo")
+                #expect(refused.status == 200, "both slots are free again")
+
+                // A client that leaves gives its slot back.
+                let gone = try await gateway.connect()
+                try await gone.send("GET /slow?ms=\(TestTime.ms(5000)) HTTP/1.1\r\nHost: t\r\n\r\n")
+                try await Task.sleep(for: TestTime.duration(ms: 200))
+                await gone.close()
+                try await Task.sleep(for: TestTime.duration(ms: 200))
+                async let first = gateway.request("GET", "/slow?ms=\(TestTime.ms(300))")
+                async let second = gateway.request("GET", "/slow?ms=\(TestTime.ms(300))")
+                let pair = [try await first.status, try await second.status]
+                #expect(pair == [200, 200])
+            }
+        }
+    }
+
+    @Test func refusalIsAJSONError() async throws {
+        let routes = #"[{ "name": "one", "upstream": "demo", "concurrency_limit": { "key": "route", "max": 1 } }]"#
+        try await withUpstreams { upstreams in
+            try await withGateway(basicConfig(routes: routes), upstreams: upstreams) { gateway in
+                async let slow = gateway.request("GET", "/slow?ms=\(TestTime.ms(1500))")
+                try await Task.sleep(for: TestTime.duration(ms: 300))
+                let refused = try await gateway.request("GET", "/echo")
+                #expect(refused.status == 429)
+                #expect(refused.errorCode == "TOO_MANY_CONCURRENT_REQUESTS")
+                #expect(refused.header("retry-after") == "1")
+                #expect(try await slow.status == 200)
+            }
+        }
+    }
+}
+
