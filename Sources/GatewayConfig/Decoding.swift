@@ -685,6 +685,7 @@ extension RouteConfig {
             let auth = o.optional("auth", RouteAuthConfig.decode)
             let externalAuth = o.optional("external_auth") { $0.nonEmptyString() }
             let grpcWeb = o.optional("grpc_web") { $0.bool() } ?? false
+            let requestBuffering = o.optional("request_buffering") { $0.bool() } ?? false
             let limits = o.optional("rate_limits") { $0.array(RateLimitConfig.decode) } ?? []
             let concurrency = o.optional("concurrency_limit") { node in
                 node.object { c -> ConcurrencyLimitConfig? in
@@ -723,6 +724,7 @@ extension RouteConfig {
             route.accessLog = accessLog ?? .all
             route.externalAuth = externalAuth
             route.grpcWeb = grpcWeb
+            route.requestBuffering = requestBuffering
             route.concurrencyLimit = concurrency ?? nil
             (route.readTimeoutMs, route.totalTimeoutMs) = (readTimeout, totalTimeout)
             route.retryAttempts = retryAttempts ?? nil

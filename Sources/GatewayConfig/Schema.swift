@@ -394,6 +394,8 @@ public struct RouteConfig: Sendable {
     public var accessLog = AccessLog.all
     /// `grpc_web`: gRPC-Web requests from browsers are translated to gRPC for the upstream, and back.
     public var grpcWeb = false
+    /// `request_buffering`: the whole request body is received before the upstream is called.
+    public var requestBuffering = false
 
     public enum AccessLog: Sendable, Equatable {
         /// Every request (`true`, the default).

@@ -13,6 +13,8 @@ final class ProxyExchange: ExchangeDriver, UpstreamCallDelegate, FilterSuspensio
     enum State {
         /// Running request filters; body parts that arrive meanwhile are held (reading is paused).
         case filtering
+        /// `request_buffering`: the filters passed; the body is read whole (held) before the upstream is called.
+        case buffering
         /// `call` carries the request upstream and the response back.
         case forwarding
         /// After 101 Switching Protocols: bytes flow both ways until either side closes.
@@ -209,6 +211,17 @@ final class ProxyExchange: ExchangeDriver, UpstreamCallDelegate, FilterSuspensio
 
     func forward() {
         guard let route = context.route, let stream else { return }
+        if route.buffersRequests && !requestComplete && framing != .none && upgrade == nil {
+            // A slow upload then never holds an upstream connection, and the upstream gets a Content-Length.
+            state = .buffering
+            if expectsContinue && !continueSent {
+                continueSent = true
+                stream.writeInformational(ResponseHead(status: 100, version: head.version))
+                stream.flush()
+            }
+            stream.setRequestBodyPaused(false)
+            return
+        }
         let destination = route.destinations[destinationIndex]
         let upstreamHead = makeUpstreamHead(route)
         if upgrade == nil && route.mirrorsThisRequest() { startMirror(route, head: upstreamHead) }
@@ -248,8 +261,14 @@ final class ProxyExchange: ExchangeDriver, UpstreamCallDelegate, FilterSuspensio
         }
     }
 
-    /// How the body is framed towards the upstream (a gRPC-Web text body loses its length when decoded).
-    private var upstreamFraming: BodyFraming { grpcWeb?.upstreamFraming(framing) ?? framing }
+    /// How the body is framed towards the upstream: a body received whole has a length (whatever it came with), a
+    /// gRPC-Web text body loses its length when decoded.
+    private var upstreamFraming: BodyFraming {
+        if context.route?.buffersRequests == true, requestComplete, framing != .none, upgrade == nil {
+            return .length(heldBody.reduce(0) { $0 + $1.readableBytes })
+        }
+        return grpcWeb?.upstreamFraming(framing) ?? framing
+    }
 
     /// The request as the upstream gets it: version, strip_prefix and add_prefix, hop-by-hop and forwarding headers,
     /// the upgrade asked again, client-certificate subject, and the cache's validators when revalidating.
@@ -321,7 +340,7 @@ final class ProxyExchange: ExchangeDriver, UpstreamCallDelegate, FilterSuspensio
         if bytesIn > maxBodyBytes {
             switch state {
             case .tunnel, .respondedLocally, .finished: return
-            case .filtering, .forwarding: respond(error: .payloadTooLarge)
+            case .filtering, .buffering, .forwarding: respond(error: .payloadTooLarge)
             }
             return
         }
@@ -337,6 +356,8 @@ final class ProxyExchange: ExchangeDriver, UpstreamCallDelegate, FilterSuspensio
         case .filtering:
             heldBody.append(buffer)
             stream?.setRequestBodyPaused(true)
+        case .buffering:
+            heldBody.append(buffer)  // bounded by the body limit checked above
         case .forwarding:
             guard let call else { return }
             call.sendBody(buffer)
@@ -352,10 +373,15 @@ final class ProxyExchange: ExchangeDriver, UpstreamCallDelegate, FilterSuspensio
         if grpcWeb?.requestIsIncomplete == true, !responseStarted {
             return respond(error: .badRequest("The gRPC-Web request body ends inside a base64 group."))
         }
-        if case .forwarding = state {
+        switch state {
+        case .forwarding:
             call?.sendEnd()
             mirror?.sendEnd()
             mirror = nil
+        case .buffering:
+            forward()  // the body is whole now
+        case .filtering, .tunnel, .respondedLocally, .finished:
+            break
         }
     }
 
@@ -381,7 +407,7 @@ final class ProxyExchange: ExchangeDriver, UpstreamCallDelegate, FilterSuspensio
     var isRelaying: Bool {
         switch state {
         case .forwarding, .tunnel: return true
-        case .filtering, .respondedLocally, .finished: return false
+        case .filtering, .buffering, .respondedLocally, .finished: return false
         }
     }
 
@@ -466,7 +492,7 @@ final class ProxyExchange: ExchangeDriver, UpstreamCallDelegate, FilterSuspensio
             if caching != nil, !responseStarted, serveStaleOnError() { return }
             respond(error: error)
         case .tunnel: upstreamResponseEnd()  // the upstream side of the tunnel broke: close the client's
-        case .filtering, .respondedLocally, .finished: break
+        case .filtering, .buffering, .respondedLocally, .finished: break
         }
     }
 

@@ -50,6 +50,8 @@ public final class CompiledRoute: Sendable {
     public let accessLog: RouteConfig.AccessLog
     /// `grpc_web`: gRPC-Web requests are translated to gRPC and their answers back.
     public let grpcWeb: Bool
+    /// `request_buffering`: the body is received whole before the upstream is called.
+    public let buffersRequests: Bool
     public let stripPrefix: String?
     /// `add_prefix`, without a trailing slash.
     public let addPrefix: String?
@@ -119,6 +121,7 @@ public final class CompiledRoute: Sendable {
         self.compression = CompressionPolicy(config.compression ?? compression)
         self.accessLog = config.accessLog
         self.grpcWeb = config.grpcWeb
+        self.buffersRequests = config.requestBuffering
         if let mirrorIndex, let mirror = config.mirror {
             self.mirror = (mirrorIndex, mirror.percent / 100)
         } else {

@@ -226,6 +226,39 @@ import Testing
         }
     }
 
+    // request_buffering: the body is read whole before the upstream is called, so a slow upload holds no upstream
+    // connection and a chunked body goes up with a Content-Length; Expect: 100-continue is answered at once.
+    @Test func requestBuffering() async throws {
+        let routes = #"[{ "name": "buffered", "upstream": "demo", "request_buffering": true, "max_body_bytes": 1000 }]"#
+        try await withUpstreams { upstreams in
+            try await withGateway(basicConfig(routes: routes), upstreams: upstreams) { gateway in
+                let client = try await gateway.connect()
+                try await client.send("POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n")
+                try await Task.sleep(for: TestTime.duration(ms: 300))
+                #expect(upstreams[0].connectionsAccepted == 0, "nothing reaches the upstream while the body is still coming")
+                try await client.send("6\r\n world\r\n0\r\n\r\n")
+                let response = try await client.readResponse()
+                #expect(response.status == 200)
+                #expect(response.json["body"] as? String == "hello world")
+                #expect(response.echoedHeaders["content-length"] == "11")
+                #expect(response.echoedHeaders["transfer-encoding"] == nil)
+
+                try await client.send("PUT /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 4\r\nExpect: 100-continue\r\n\r\n")
+                #expect(try await client.readResponse().status == 100)
+                try await client.send("data")
+                let continued = try await client.readResponse()
+                #expect(continued.json["body"] as? String == "data")
+
+                await client.close()
+                let tooLarge = try await gateway.connect()
+                try await tooLarge.send("POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n3e9\r\n" + String(repeating: "x", count: 1001) + "\r\n")
+                let refused = try await tooLarge.readResponse()
+                #expect(refused.status == 413)
+                await tooLarge.close()
+            }
+        }
+    }
+
     // A route that strips a prefix tells the upstream what it removed (X-Forwarded-Prefix, as the client wrote it),
     // after a trusted proxy's own prefix; an untrusted client's value never passes.
     @Test func forwardedPrefixForStrippedRoutes() async throws {
