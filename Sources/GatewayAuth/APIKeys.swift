@@ -72,3 +72,71 @@ public enum ConstantTime {
         return difference == 0
     }
 }
+
+/// `auth.mtls_clients`: consumers known by the client certificate a TLS listener verified. A subject matches
+/// when it has the same attributes, in any order (certificates and their renderings differ in order); a
+/// common name when the subject's `CN` is it.
+public struct MTLSClientTable: Sendable {
+    struct Entry: Sendable {
+        let id: String
+        let attributes: Set<String>?
+        let commonName: String?
+        let scopes: [String]
+    }
+
+    let entries: [Entry]
+
+    public init(_ clients: [MTLSClientConfig]) {
+        entries = clients.map { client in
+            Entry(id: client.id, attributes: client.subject.map(Self.attributes), commonName: client.commonName, scopes: client.scopes)
+        }
+    }
+
+    public var isEmpty: Bool { entries.isEmpty }
+
+    /// The consumer whose certificate has `subject` (as `PeerIdentity.subject` renders it), if any.
+    public func identify(subject: String) -> Identity? {
+        let presented = Self.attributes(subject)
+        let match = entries.first { entry in
+            if let attributes = entry.attributes { return attributes == presented }
+            return entry.commonName.map { presented.contains("CN=" + $0) } ?? false
+        }
+        return match.map { Identity(method: .mtls, subject: $0.id, scopes: $0.scopes) }
+    }
+
+    /// `CN=a,O=b` as {"CN=a", "O=b"}: split on commas that are not escaped (RFC 4514), types upper-cased.
+    static func attributes(_ subject: String) -> Set<String> {
+        var parts: [String] = []
+        var current = ""
+        var escaped = false
+        for character in subject {
+            if escaped {
+                current.append(character)
+                escaped = false
+            } else if character == "\\" {
+                current.append(character)
+                escaped = true
+            } else if character == "," || character == "+" {
+                parts.append(current)
+                current = ""
+            } else {
+                current.append(character)
+            }
+        }
+        parts.append(current)
+        return Set(parts.compactMap { part in
+            let trimmed = part.trimmingCharacters(in: " ")
+            guard let equals = trimmed.firstIndex(of: "=") else { return nil }
+            return trimmed[..<equals].uppercased() + trimmed[equals...]
+        })
+    }
+}
+
+extension String {
+    fileprivate func trimmingCharacters(in character: Character) -> String {
+        var text = Substring(self)
+        while text.first == character { text = text.dropFirst() }
+        while text.last == character { text = text.dropLast() }
+        return String(text)
+    }
+}

@@ -32,7 +32,11 @@ public struct AuthFilter: GatewayFilter {
         self.scopes = config.scopes
         self.authenticator = authenticator
         self.logger = logger
-        self.challenge = config.require.contains(.jwt) ? #"Bearer realm="gateway""# : #"ApiKey realm="gateway""#
+        // A 401 names a scheme the client can answer with; a certificate has none in HTTP, so an mTLS-only route
+        // names its own (the client must reconnect with a certificate).
+        self.challenge =
+            config.require.contains(.jwt)
+            ? #"Bearer realm="gateway""# : config.require.contains(.apiKey) ? #"ApiKey realm="gateway""# : #"ClientCertificate realm="gateway""#
     }
 
     public func onRequest(_ head: inout RequestHead, context: inout RequestContext) -> FilterStep {
@@ -67,6 +71,15 @@ public struct AuthFilter: GatewayFilter {
                 }
                 code = "unknown_api_key"
                 reasons.append("api_key: unknown key")
+            case .mtls:
+                // The listener verified the certificate against its client_ca; this names who holds it.
+                guard let subject = context.connection.clientCertificateSubject else { continue }
+                presented = true
+                if let identity = authenticator.mtlsClients.identify(subject: subject) {
+                    return accept(identity, head: &head, context: &context)
+                }
+                code = "unknown_client_certificate"
+                reasons.append("mtls: no consumer for \(subject)")
             }
         }
         // A token naming a kid we have not seen may be signed with a rotated key: fetch the JWKS once and retry.

@@ -12,6 +12,8 @@ import NIOCore
 public final class Authenticator: Sendable {
     public let verifier: JWTVerifier?
     public let apiKeys: APIKeyTable
+    /// Consumers known by their client certificate (`auth.mtls_clients`).
+    public let mtlsClients: MTLSClientTable
     /// The cookie a JWT may also come in.
     public let cookie: String?
     /// The query parameter a JWT may also come in (`auth.jwt.query_param`).
@@ -25,9 +27,10 @@ public final class Authenticator: Sendable {
     private let logger: Logger
 
     private init(
-        verifier: JWTVerifier?, apiKeys: APIKeyTable, cookie: String?, queryParam: String?, staticKeys: JWTKeySet, jwks: JWKSSource?,
-        cacheSize: Int, logger: Logger
+        verifier: JWTVerifier?, apiKeys: APIKeyTable, mtlsClients: MTLSClientTable, cookie: String?, queryParam: String?,
+        staticKeys: JWTKeySet, jwks: JWKSSource?, cacheSize: Int, logger: Logger
     ) {
+        self.mtlsClients = mtlsClients
         self.queryParam = queryParam
         self.verifier = verifier
         self.verifiedTokens = cacheSize > 0 ? VerifiedTokenCache(capacity: cacheSize) : nil
@@ -65,7 +68,7 @@ public final class Authenticator: Sendable {
             }
         }
         let authenticator = Authenticator(
-            verifier: verifier, apiKeys: APIKeyTable(config.apiKeys), cookie: config.jwt?.cookie, queryParam: config.jwt?.queryParam, staticKeys: JWTKeySet(staticKeys),
+            verifier: verifier, apiKeys: APIKeyTable(config.apiKeys), mtlsClients: MTLSClientTable(config.mtlsClients), cookie: config.jwt?.cookie, queryParam: config.jwt?.queryParam, staticKeys: JWTKeySet(staticKeys),
             jwks: source, cacheSize: config.jwt?.cacheSize ?? 0, logger: logger)
         if let source {
             source.onUpdate = { [weak authenticator] fetched in authenticator?.publish(fetched) }

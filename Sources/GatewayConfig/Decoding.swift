@@ -289,11 +289,34 @@ extension AuthConfig {
         node.object { o in
             let jwt = o.optional("jwt", JWTConfig.decode)
             let apiKeys = o.optional("api_keys") { $0.array(APIKeyConfig.decode) } ?? []
+            let mtlsClients = o.optional("mtls_clients") { node in
+                node.array { item in
+                    item.object { c -> MTLSClientConfig? in
+                        let id = c.required("id") { $0.nonEmptyString() }
+                        let subject = c.optional("subject") { $0.nonEmptyString() }
+                        let commonName = c.optional("common_name") { $0.nonEmptyString() }
+                        let scopes = c.optional("scopes") { $0.array { $0.nonEmptyString() } } ?? []
+                        if !c.has("subject") && !c.has("common_name") {
+                            c.node.context.error(c.path, "give the certificate's subject or its common_name")
+                        } else if c.has("subject") && c.has("common_name") {
+                            c.node.context.error(c.path / "common_name", "give subject or common_name, not both")
+                        }
+                        guard let id else { return nil }
+                        return MTLSClientConfig(id: id, subject: subject, commonName: commonName, scopes: scopes)
+                    }
+                }
+            } ?? []
             var seen: Set<String> = []
             for (index, key) in apiKeys.enumerated() where !seen.insert(key.id).inserted {
                 o.node.context.error(o.path / "api_keys" / index / "id", "duplicate API key id \"\(key.id)\"")
             }
-            return AuthConfig(jwt: jwt, apiKeys: apiKeys)
+            var ids = Set(apiKeys.map(\.id))
+            for (index, client) in mtlsClients.enumerated() where !ids.insert(client.id).inserted {
+                o.node.context.error(o.path / "mtls_clients" / index / "id", "duplicate consumer id \"\(client.id)\"")
+            }
+            var auth = AuthConfig(jwt: jwt, apiKeys: apiKeys)
+            auth.mtlsClients = mtlsClients
+            return auth
         }
     }
 }
@@ -896,10 +919,10 @@ extension MatchConfig {
 extension RouteAuthConfig {
     static func decode(_ node: ConfigNode) -> RouteAuthConfig? {
         node.object { o in
-            let require = o.required("require") { $0.array { $0.oneOf(["jwt", "api_key"]).flatMap(Method.init) } }
+            let require = o.required("require") { $0.array { $0.oneOf(["jwt", "api_key", "mtls"]).flatMap(Method.init) } }
             let scopes = o.optional("scopes") { $0.array { $0.nonEmptyString() } } ?? []
             if let require, require.isEmpty {
-                o.node.context.error(o.path / "require", "list at least one of \"jwt\", \"api_key\" (omit auth for a public route)")
+                o.node.context.error(o.path / "require", "list at least one of \"jwt\", \"api_key\", \"mtls\" (omit auth for a public route)")
             }
             guard let require else { return nil }
             return RouteAuthConfig(require: require, scopes: scopes)

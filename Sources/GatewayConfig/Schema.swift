@@ -171,6 +171,21 @@ public struct CacheConfig: Sendable, Equatable {
 public struct AuthConfig: Sendable {
     public var jwt: JWTConfig?
     public var apiKeys: [APIKeyConfig]
+    /// `mtls_clients`: consumers known by the client certificate a TLS listener verified.
+    public var mtlsClients: [MTLSClientConfig] = []
+}
+
+/// An `auth.mtls_clients` entry: a client certificate's subject (all of it, in any attribute order) or just its
+/// common name, the consumer id it stands for, and that consumer's scopes.
+public struct MTLSClientConfig: Sendable, Equatable {
+    public var id: String
+    /// `CN=billing,O=Example` (nil when `common_name` is given).
+    public var subject: String?
+    public var commonName: String?
+    public var scopes: [String]
+    public init(id: String, subject: String?, commonName: String?, scopes: [String]) {
+        (self.id, self.subject, self.commonName, self.scopes) = (id, subject, commonName, scopes)
+    }
 }
 
 public struct JWTConfig: Sendable {
@@ -532,7 +547,7 @@ public struct MatchConfig: Sendable {
 }
 
 public struct RouteAuthConfig: Sendable {
-    public enum Method: String, Sendable { case jwt, apiKey = "api_key" }
+    public enum Method: String, Sendable { case jwt, apiKey = "api_key", mtls }
     public var require: [Method]
     public var scopes: [String]
 }

@@ -136,6 +136,15 @@ extension GatewayConfig {
                 if auth.require.contains(.apiKey) && (self.auth?.apiKeys.isEmpty ?? true) {
                     context.error(path / "auth" / "require", "\"api_key\" needs auth.api_keys to be configured")
                 }
+                if auth.require.contains(.mtls) {
+                    if self.auth?.mtlsClients.isEmpty ?? true {
+                        context.error(path / "auth" / "require", "\"mtls\" needs auth.mtls_clients to be configured")
+                    }
+                    if !listeners.contains(where: { ($0.tls?.clientAuth ?? .none) != .none }) {
+                        context.warning(
+                            path / "auth" / "require", "\"mtls\": no listener asks for client certificates (tls.client_auth), so no request can present one")
+                    }
+                }
             }
             if let cors = route.cors, let auth = route.auth { checkCredentials(cors, auth, at: path / "cors", context) }
             if let total = route.totalTimeoutMs,

@@ -383,6 +383,31 @@ import Testing
         ])
     }
 
+    // auth.mtls_clients: a subject or a common name per consumer; "mtls" on a route needs them.
+    @Test func mtlsClientShapes() throws {
+        let good = load(minimal(
+            route: #"{ "name": "r", "upstream": "u", "auth": { "require": ["mtls"] } }"#,
+            extra: #""auth": { "mtls_clients": [{ "id": "a", "subject": "CN=a,O=X" }, { "id": "b", "common_name": "b", "scopes": ["s"] }] },"#))
+        #expect(good.errors.isEmpty)
+        #expect(good.config?.auth?.mtlsClients == [
+            MTLSClientConfig(id: "a", subject: "CN=a,O=X", commonName: nil, scopes: []),
+            MTLSClientConfig(id: "b", subject: nil, commonName: "b", scopes: ["s"]),
+        ])
+        #expect(good.warnings.map(\.description) == [
+            #"warning: routes[0].auth.require: "mtls": no listener asks for client certificates (tls.client_auth), so no request can present one"#
+        ])
+        let bad = load(minimal(
+            route: #"{ "name": "r", "upstream": "u", "auth": { "require": ["mtls"] } }"#,
+            extra: #""auth": { "mtls_clients": [{ "id": "a" }, { "id": "a", "subject": "CN=a", "common_name": "a" }] },"#)).errors.map(\.description)
+        #expect(bad == [
+            "auth.mtls_clients[0]: give the certificate's subject or its common_name",
+            "auth.mtls_clients[1].common_name: give subject or common_name, not both",
+            #"auth.mtls_clients[1].id: duplicate consumer id "a""#,
+        ])
+        let missing = load(minimal(route: #"{ "name": "r", "upstream": "u", "auth": { "require": ["mtls"] } }"#)).errors.map(\.description)
+        #expect(missing == [#"routes[0].auth.require: "mtls" needs auth.mtls_clients to be configured"#])
+    }
+
     // reuse_port: a boolean, off unless given.
     @Test func reusePortShapes() {
         let config = { (listener: String) in

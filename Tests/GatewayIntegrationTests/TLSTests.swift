@@ -276,6 +276,55 @@ import TestSupport
         }
     }
 
+    // auth.require "mtls": the verified client certificate names the consumer (auth.mtls_clients) and its scopes;
+    // without a certificate (client_auth optional) or with one nobody is configured for, 401.
+    @Test func clientCertificatesAsCredentials() async throws {
+        let pki = try TestPKI()
+        let server = try pki.issueServer("server", names: ["localhost"])
+        let known = try pki.issueClient("known", subject: "/CN=billing-1/O=Example")
+        let stranger = try pki.issueClient("stranger", subject: "/CN=someone/O=Example")
+        try await withUpstreams { upstreams in
+            let tls = #"{ "certificates": \#(Self.certificates([(server.cert, server.key, ["localhost"])])), "client_ca": "\#(pki.caFile)", "client_auth": "optional" }"#
+            let json = Self.config(tls: tls, upstream: "http://127.0.0.1:\(upstreams[0].port)")
+                .replacingOccurrences(
+                    of: #""routes": [{ "name": "all", "upstream": "demo" }]"#,
+                    with: #"""
+                        "auth": { "mtls_clients": [{ "id": "billing", "common_name": "billing-1", "scopes": ["orders:read"] }] },
+                        "routes": [{ "name": "read", "match": { "path_prefix": "/orders" }, "upstream": "demo", "auth": { "require": ["mtls"], "scopes": ["orders:read"] } },
+                                   { "name": "write", "match": { "path_prefix": "/admin" }, "upstream": "demo", "auth": { "require": ["mtls"], "scopes": ["orders:write"] } }]
+                        """#)
+            try await withGateway(json) { gateway in
+                let port = gateway.gateway.listeners[0].port
+                func client(_ identity: (cert: String, key: String)?) async throws -> RawClient {
+                    var configuration = Self.client(trusting: pki)
+                    if let identity {
+                        configuration.certificateChain = try NIOSSLCertificate.fromPEMFile(identity.cert).map { .certificate($0) }
+                        configuration.privateKey = .privateKey(try NIOSSLPrivateKey(file: identity.key, format: .pem))
+                    }
+                    return try await RawClient.connectTLS(port: port, configuration: configuration, serverName: "localhost")
+                }
+                let billing = try await client((known.cert, known.key))
+                let allowed = try await Self.get(billing, "/orders/1")
+                #expect(allowed.status == 200)
+                #expect(allowed.echoedHeaders["x-auth-subject"] == "billing")
+                #expect(allowed.echoedHeaders["x-auth-method"] == "mtls")
+                let forbidden = try await Self.get(billing, "/admin")
+                #expect(forbidden.status == 403)
+                await billing.close()
+
+                let anonymous = try await client(nil)
+                let refused = try await Self.get(anonymous, "/orders/1")
+                #expect(refused.status == 401)
+                #expect(refused.header("www-authenticate") == #"ClientCertificate realm="gateway""#)
+                await anonymous.close()
+
+                let unknown = try await client((stranger.cert, stranger.key))
+                #expect(try await Self.get(unknown, "/orders/1").status == 401)
+                await unknown.close()
+            }
+        }
+    }
+
     // Upstream TLS: an upstream whose certificate is not trusted gets a 502 JSON error; with its CA as
     // ca_file the request goes through (SNI and name checked).
     @Test func upstreamTLSVerifiesCertificates() async throws {
