@@ -609,13 +609,46 @@ extension HealthCheckConfig {
     static func decode(_ node: ConfigNode) -> HealthCheckConfig? {
         node.object { o in
             let path = o.required("path") { $0.absolutePath() }
-            let config = HealthCheckConfig(
+            var config = HealthCheckConfig(
                 path: path ?? "/",
                 intervalMs: o.optional("interval_ms") { $0.int(100...maxMilliseconds) } ?? 5000,
                 timeoutMs: o.optional("timeout_ms") { $0.int(1...maxMilliseconds) } ?? 1000,
                 healthyThreshold: o.optional("healthy_threshold") { $0.int(1...100) } ?? 2,
                 unhealthyThreshold: o.optional("unhealthy_threshold") { $0.int(1...100) } ?? 3
             )
+            config.host = o.optional("host") { node -> String? in
+                guard let host = node.nonEmptyString() else { return nil }
+                guard host.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || "-.:[]_".contains($0)) }) else {
+                    node.error("\"\(host)\" is not a host[:port]")
+                    return nil
+                }
+                return host
+            }
+            config.headers =
+                o.optional("headers") { node in
+                    node.map { name, value -> String? in
+                        guard isToken(name) else {
+                            value.error("\"\(name)\" is not a valid header name")
+                            return nil
+                        }
+                        guard !["host", "content-length", "transfer-encoding", "connection"].contains(name.lowercased()) else {
+                            value.error("\(name) is set by the gateway itself" + (name.lowercased() == "host" ? " (use health_check.host)" : ""))
+                            return nil
+                        }
+                        return value.headerValue()
+                    }.map { pairs in pairs.map { (name: $0.key.lowercased(), value: $0.value) } }
+                } ?? []
+            config.expectedStatuses =
+                o.optional("expected_statuses") { node in
+                    node.array { item -> Int? in
+                        if case .string(let text) = item.value, text.count == 3, text.hasSuffix("xx"), let digit = Int(text.prefix(1)), (1...5).contains(digit) {
+                            return digit
+                        }
+                        if case .integer(let code) = item.value, (100...599).contains(code) { return code }
+                        item.error("expected a status (100-599) or a class (\"2xx\")")
+                        return nil
+                    }
+                } ?? config.expectedStatuses
             return path == nil ? nil : config
         }
     }

@@ -382,6 +382,24 @@ public struct HealthCheckConfig: Sendable, Equatable {
     public var timeoutMs: Int
     public var healthyThreshold: Int
     public var unhealthyThreshold: Int
+    /// `host`: the Host (`:authority`) of the check, for backends that route by it; nil: the target's.
+    public var host: String?
+    /// `headers`: extra request fields of the check (a token the health endpoint wants, say).
+    public var headers: [(name: String, value: String)] = []
+    /// `expected_statuses`: the statuses that pass (each an exact code or a class, 2 for 2xx); default 2xx and 3xx.
+    public var expectedStatuses: [Int] = [2, 3]
+
+    /// Whether a check answered `status` passes.
+    public func passes(_ status: Int) -> Bool {
+        expectedStatuses.contains { $0 < 10 ? status / 100 == $0 : status == $0 }
+    }
+
+    public static func == (lhs: HealthCheckConfig, rhs: HealthCheckConfig) -> Bool {
+        lhs.path == rhs.path && lhs.intervalMs == rhs.intervalMs && lhs.timeoutMs == rhs.timeoutMs
+            && lhs.healthyThreshold == rhs.healthyThreshold && lhs.unhealthyThreshold == rhs.unhealthyThreshold && lhs.host == rhs.host
+            && lhs.headers.map { $0.name + ":" + $0.value } == rhs.headers.map { $0.name + ":" + $0.value }
+            && lhs.expectedStatuses == rhs.expectedStatuses
+    }
 }
 
 public struct PoolConfig: Sendable, Equatable {

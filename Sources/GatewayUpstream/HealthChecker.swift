@@ -85,11 +85,14 @@ final class HealthChecker: Sendable {
             let target = upstream.targets[index]
             let timeout = TimeAmount.milliseconds(Int64(settings.timeoutMs))
             let result = eventLoop.makePromise(of: Int.self)
-            let request = "GET \(settings.path) HTTP/1.1\r\nHost: \(target.authority)\r\nUser-Agent: gateway-health-check\r\nConnection: close\r\n\r\n"
+            let host = settings.host ?? target.authority
+            let extra = settings.headers.map { "\($0.name): \($0.value)\r\n" }.joined()
+            let request = "GET \(settings.path) HTTP/1.1\r\nHost: \(host)\r\nUser-Agent: gateway-health-check\r\n\(extra)Connection: close\r\n\r\n"
             let http2 = target.target.httpProtocol == .h2
             let tls = upstream.tlsContext(for: target.target)
             let serverName = UpstreamTLS.serverName(for: target.target, settings: upstream.config.tls)
             let path = settings.path
+            let extraHeaders = settings.headers
             let connected = ClientBootstrap(group: eventLoop)
                 .connectTimeout(timeout)
                 .channelInitializer { channel in
@@ -102,7 +105,8 @@ final class HealthChecker: Sendable {
                                 connection.value.multiplexer.createStreamChannel { stream in
                                     stream.eventLoop.makeCompletedFuture {
                                         try stream.pipeline.syncOperations.addHandler(
-                                            HTTP2HealthProbeHandler(path: path, target: target.target, result: result))
+                                            HTTP2HealthProbeHandler(
+                                                path: path, target: target.target, host: host, headers: extraHeaders, result: result))
                                     }
                                 }
                             }.whenFailure { result.fail($0) }
@@ -135,7 +139,7 @@ final class HealthChecker: Sendable {
                 let detail: String
                 switch outcome {
                 case .success(let status):
-                    passed = (200..<400).contains(status)
+                    passed = self.settings.passes(status)
                     detail = "status \(status)"
                 case .failure(let error):
                     passed = false
@@ -231,9 +235,11 @@ final class HTTP2HealthProbeHandler: ChannelInboundHandler {
     private let fields: HPACKHeaders
     private let result: EventLoopPromise<Int>
 
-    init(path: String, target: UpstreamTarget, result: EventLoopPromise<Int>) {
+    init(path: String, target: UpstreamTarget, host: String, headers extra: [(name: String, value: String)], result: EventLoopPromise<Int>) {
         var headers = HeaderList()
+        headers.add(name: "host", value: host)
         headers.add(name: "user-agent", value: "gateway-health-check")
+        for field in extra { headers.add(name: field.name, value: field.value) }
         fields = HTTP2UpstreamStream.fields(
             of: RequestHead(method: .GET, target: path, headers: headers), scheme: target.scheme.rawValue, defaultAuthority: target.authority)
         self.result = result

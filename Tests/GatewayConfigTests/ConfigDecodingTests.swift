@@ -408,6 +408,26 @@ import Testing
         #expect(missing == [#"routes[0].auth.require: "mtls" needs auth.mtls_clients to be configured"#])
     }
 
+    // health_check: expected statuses as codes or classes, a Host, extra fields.
+    @Test func healthCheckShapes() throws {
+        let config = { (check: String) in
+            #"{ "listeners": [{ "name": "l", "port": 1 }], "upstreams": { "u": { "targets": ["http://10.0.0.1:80"], "health_check": \#(check) } }, "routes": [{ "name": "r", "upstream": "u" }] }"#
+        }
+        let check = try #require(load(config(#"{ "path": "/h", "expected_statuses": ["2xx", 401], "host": "svc.internal", "headers": { "X-Probe": "1" } }"#)).config?.upstreams.first?.healthCheck)
+        #expect(check.expectedStatuses == [2, 401])
+        #expect(check.passes(204) && check.passes(401) && !check.passes(302) && !check.passes(500))
+        #expect(check.host == "svc.internal")
+        #expect(check.headers.map(\.name) == ["x-probe"])
+        let defaults = try #require(load(config(#"{ "path": "/h" }"#)).config?.upstreams.first?.healthCheck)
+        #expect(defaults.passes(200) && defaults.passes(301) && !defaults.passes(404))
+        let bad = load(config(#"{ "path": "/h", "expected_statuses": ["2x", 99], "headers": { "Host": "x" } }"#)).errors.map(\.description)
+        #expect(bad == [
+            "upstreams.u.health_check.headers.Host: Host is set by the gateway itself (use health_check.host)",
+            #"upstreams.u.health_check.expected_statuses[0]: expected a status (100-599) or a class ("2xx")"#,
+            #"upstreams.u.health_check.expected_statuses[1]: expected a status (100-599) or a class ("2xx")"#,
+        ])
+    }
+
     // reuse_port: a boolean, off unless given.
     @Test func reusePortShapes() {
         let config = { (listener: String) in

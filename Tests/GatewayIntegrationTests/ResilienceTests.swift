@@ -330,6 +330,31 @@ import Testing
             }
         }
     }
+
+    // health_check.expected_statuses decides what passes (here a 418 is healthy, a 200 is not), and host and
+    // headers go with every check.
+    @Test func healthCheckStatusesHostAndHeaders() async throws {
+        try await withUpstreams(2) { upstreams in
+            let check = #""health_check": { "path": "/status/418", "expected_statuses": [418, "2xx"], "interval_ms": 100, "unhealthy_threshold": 1, "healthy_threshold": 1 }"#
+            try await withGateway(Self.config(targets: upstreams.map(\.port), extra: check)) { gateway in
+                try await Task.sleep(for: TestTime.duration(ms: 400))
+                #expect(Self.state(gateway, target: upstreams[0].port)?.healthy == true, "418 is expected here")
+            }
+            let strict = #""health_check": { "path": "/status/200", "expected_statuses": [204], "interval_ms": 100, "unhealthy_threshold": 1 }"#
+            try await withGateway(Self.config(targets: upstreams.map(\.port), extra: strict)) { gateway in
+                try await waitUntil { Self.state(gateway, target: upstreams[0].port)?.healthy == false }
+                #expect(try await gateway.request("GET", "/echo").status == 503)
+            }
+            let withHeaders = #""health_check": { "path": "/auth", "host": "health.internal", "headers": { "Authorization": "Bearer alice-token" }, "interval_ms": 100 }"#
+            try await withGateway(Self.config(targets: [upstreams[0].port], extra: withHeaders)) { _ in
+                try await waitUntil { !upstreams[0].behaviour.authChecks.withLockedValue { $0 }.isEmpty }
+                let first = upstreams[0].behaviour.authChecks.withLockedValue { $0 }.first ?? ""
+                let lines = first.components(separatedBy: "\n")
+                #expect(lines.contains("host: health.internal"))
+                #expect(lines.contains("authorization: Bearer alice-token"))
+            }
+        }
+    }
 }
 
 /// Polls `condition` every 20 ms for up to `timeout`.
