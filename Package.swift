@@ -47,9 +47,10 @@ let package = Package(
             swiftSettings: strict),
         // zlib (Debian zlib1g-dev) for gzip-encoded responses.
         .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
+        .systemLibrary(name: "CBrotli", pkgConfig: "libbrotlienc", providers: [.apt(["libbrotli-dev"])]),
         // The HTTP/1 codec of the forwarding path: heads kept as received bytes, strict incremental parsing;
         // and the gzip content coding.
-        .target(name: "GatewayHTTP", dependencies: [nioCore, "CZlib"], swiftSettings: strict),
+        .target(name: "GatewayHTTP", dependencies: [nioCore, "CZlib", "CBrotli"], swiftSettings: strict),
         // The clock read once per event (a thread-local reading; see EventClock).
         .target(name: "CEventClock"),
         .target(
@@ -126,7 +127,7 @@ let package = Package(
         .testTarget(name: "GatewayTLSTests", dependencies: ["GatewayTLS", "GatewayConfig", "TestSupport", nioSSL], swiftSettings: strict),
         .testTarget(name: "GatewayHTTPTests", dependencies: ["GatewayHTTP", "TestSupport", nioCore], swiftSettings: strict),
         // Helpers shared by test targets (a throwaway redis-server per test).
-        .target(name: "TestSupport", dependencies: [nioCore, nioPosix, "CZlib"], path: "Tests/TestSupport", swiftSettings: strict),
+        .target(name: "TestSupport", dependencies: [nioCore, nioPosix, "CZlib", "CBrotli"], path: "Tests/TestSupport", swiftSettings: strict),
         .testTarget(
             name: "GatewayRedisTests",
             dependencies: [nioLocks, 

@@ -854,6 +854,14 @@ extension CompressionConfig {
                     return text
                 }
             } ?? config.contentTypes
+            config.encodings = o.optional("encodings") { node -> [ContentCoding.Coding]? in
+                guard let list = node.array({ $0.oneOf(ContentCoding.Coding.allCases.map(\.rawValue)).flatMap(ContentCoding.Coding.init) }) else {
+                    return nil
+                }
+                if case .array(let raw) = node.value, raw.isEmpty { node.error("list at least one of \"br\", \"gzip\" (or set enabled to false)") }
+                return list
+            } ?? config.encodings
+            config.brotliLevel = o.optional("brotli_level") { $0.int(0...11) } ?? config.brotliLevel
             return config
         }
     }

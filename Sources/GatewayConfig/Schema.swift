@@ -510,6 +510,10 @@ public struct CompressionConfig: Sendable, Equatable {
     public var minBytes = 1024
     /// `type/subtype`, `type/*` or `+suffix` entries (see `ContentCoding.isCompressible`).
     public var contentTypes = ContentCoding.defaultTypes
+    /// `encodings`: the codings offered, the preferred first (a client's q-values decide before this order).
+    public var encodings: [ContentCoding.Coding] = [.br, .gzip]
+    /// `brotli_level`: Brotli's quality, 0 fastest to 11 smallest.
+    public var brotliLevel = 4
 }
 
 /// A route's `mirror`: shadow traffic for a new version, compared in its own logs and metrics.

@@ -36,10 +36,10 @@ final class ProxyExchange: ExchangeDriver, UpstreamCallDelegate, FilterSuspensio
     var call: UpstreamCall?
     /// The copy of this request going to the route's `mirror`, while the request body still flows.
     private var mirror: RequestMirror?
-    /// The client accepts gzip (read when the route is chosen, on routes with `compression`).
-    private var acceptsGzip = false
+    /// The coding this client takes among the route's (read when the route is chosen, on routes with `compression`).
+    private var acceptedCoding: ContentCoding.Coding?
     /// Compresses the response body on its way to the client, when `compression` chose to.
-    private var encoder: GzipEncoder?
+    private var encoder: (any ResponseBodyEncoder)?
     /// A gRPC-Web request on a `grpc_web` route, translated to gRPC and back.
     private var grpcWeb: GRPCWebTranslation?
 
@@ -189,7 +189,7 @@ final class ProxyExchange: ExchangeDriver, UpstreamCallDelegate, FilterSuspensio
         case .matched(let route):
             context.route = route
             context.host = hostHeader
-            if route.compression != nil { acceptsGzip = ContentCoding.acceptsGzip(head.headers.values(name: "accept-encoding")) }
+            if let compression = route.compression { acceptedCoding = compression.coding(accepting: head.headers.values(name: "accept-encoding")) }
             if route.grpcWeb { grpcWeb = GRPCWebTranslation(contentType: head.headers.first(name: "content-type")) }
             if case .length(let length) = framing, length > maxBodyBytes {
                 respond(error: .payloadTooLarge)
@@ -545,11 +545,11 @@ final class ProxyExchange: ExchangeDriver, UpstreamCallDelegate, FilterSuspensio
     }
 
     /// What the route adds to every answer once the filters have run, the gateway's own included: a split's
-    /// sticky cookie, and gzip when `compression` applies (the encoder for the body is returned).
-    private func finishHead(_ response: inout ResponseHead, hasBody: Bool) -> GzipEncoder? {
+    /// sticky cookie, and br or gzip when `compression` applies (the encoder for the body is returned).
+    private func finishHead(_ response: inout ResponseHead, hasBody: Bool) -> (any ResponseBodyEncoder)? {
         if let stickyCookie { response.headers.add(name: "set-cookie", value: stickyCookie) }
         guard hasBody, let compression = context.route?.compression else { return nil }
-        return compression.begin(&response, method: head.method, acceptsGzip: acceptsGzip)
+        return compression.begin(&response, method: head.method, coding: acceptedCoding)
     }
 
     private func applyResponseFilters(_ response: inout ResponseHead) {

@@ -1,9 +1,16 @@
-/// The rules for compressing a response (gzip, RFC 9110 §8.4 and §12.5.3), on header values only.
+/// The rules for compressing a response (br and gzip, RFC 9110 §8.4 and §12.5.3), on header values only.
 public enum ContentCoding {
-    /// Whether a request's `Accept-Encoding` values allow gzip: `gzip` (or `x-gzip`) listed with a q-value
-    /// above 0, or else `*` with one. No field, or an empty one, means the client wants no coding from us.
-    public static func acceptsGzip(_ fields: [String]) -> Bool {
-        var gzip: Double?
+    /// The content codings the gateway can apply to responses.
+    public enum Coding: String, Sendable, CaseIterable {
+        case br, gzip
+    }
+
+    /// The coding to use for a client with these `Accept-Encoding` fields, among `offered` (the gateway's order
+    /// of preference): the one with the highest q-value, ties going to the earlier in `offered`; nil when the
+    /// client accepts none of them (RFC 9110 §12.5.3: `*` stands for codings not named, q=0 refuses; no field, or
+    /// an empty one, means the client wants no coding from us).
+    public static func preferred(_ fields: [String], offered: [Coding]) -> Coding? {
+        var named: [String: Double] = [:]
         var wildcard: Double?
         for field in fields {
             for item in field.split(separator: ",") {
@@ -16,14 +23,16 @@ public enum ContentCoding {
                         quality = Double(pair[1].trimmingASCIISpaces()) ?? 0
                     }
                 }
-                switch name {
-                case "gzip", "x-gzip": gzip = max(gzip ?? 0, quality)
-                case "*": wildcard = quality
-                default: break
-                }
+                let key = name == "x-gzip" ? "gzip" : name
+                if key == "*" { wildcard = quality } else { named[key] = max(named[key] ?? 0, quality) }
             }
         }
-        return (gzip ?? wildcard ?? 0) > 0
+        var best: (coding: Coding, quality: Double)?
+        for coding in offered {
+            let quality = named[coding.rawValue] ?? wildcard ?? 0
+            if quality > 0, quality > (best?.quality ?? 0) { best = (coding, quality) }
+        }
+        return best?.coding
     }
 
     /// Media types worth compressing when the configuration names none: text formats and the structured

@@ -605,6 +605,15 @@ import Testing
         let defaults = try #require(load(minimal(extra: #""compression": {},"#)).config?.compression)
         #expect(defaults == CompressionConfig())
         #expect(defaults.level == 5)
+        #expect(defaults.encodings == [.br, .gzip])
+        #expect(defaults.brotliLevel == 4)
+        let narrowed = try #require(load(minimal(extra: #""compression": { "encodings": ["gzip"], "brotli_level": 9 },"#)).config?.compression)
+        #expect(narrowed.encodings == [.gzip])
+        let badCodings = load(minimal(extra: #""compression": { "encodings": ["zstd"], "brotli_level": 12 },"#)).errors.map(\.description)
+        #expect(badCodings == [
+            #"compression.encodings[0]: unknown value "zstd"; expected one of "br", "gzip""#,
+            "compression.brotli_level: 12 is out of range (0...11)",
+        ])
         let bad = load(minimal(extra: #""compression": { "level": 0, "min_bytes": -1, "content_types": ["json", "text/", "+"], "gzip": true },"#)).errors.map(\.description)
         #expect(bad == [
             "compression.level: 0 is out of range (1...9)",
@@ -612,7 +621,7 @@ import Testing
             #"compression.content_types[0]: expected a media type ("application/json"), a whole type ("text/*") or a suffix ("+json")"#,
             #"compression.content_types[1]: expected a media type ("application/json"), a whole type ("text/*") or a suffix ("+json")"#,
             #"compression.content_types[2]: expected a media type ("application/json"), a whole type ("text/*") or a suffix ("+json")"#,
-            #"compression.gzip: unknown key; known keys here: "content_types", "enabled", "level", "min_bytes""#,
+            #"compression.gzip: unknown key; known keys here: "brotli_level", "content_types", "enabled", "encodings", "level", "min_bytes""#,
         ])
     }
 

@@ -16,7 +16,8 @@ import TestSupport
         ).replacingOccurrences(of: #""port": 0 }"#, with: h2c ? #""port": 0, "h2c": true }"#: #""port": 0 }"#)
     }
 
-    static let gzip = [("Accept-Encoding", "gzip, deflate, br")]
+    /// A client that takes gzip but not br.
+    static let gzip = [("Accept-Encoding", "gzip, deflate")]
     static let text = "/bytes/100000?type=text%2Fplain"
 
     /// The body decoded, or "" when it is not a complete gzip stream.
@@ -43,7 +44,7 @@ import TestSupport
                 #expect(plain.header("content-length") == "100000")
                 #expect(plain.header("vary")?.lowercased() == "accept-encoding")
                 #expect(plain.body.count == 100_000)
-                let refused = try await gateway.request("GET", Self.text, headers: [("Accept-Encoding", "gzip;q=0, br")])
+                let refused = try await gateway.request("GET", Self.text, headers: [("Accept-Encoding", "gzip;q=0, deflate")])
                 #expect(refused.header("content-encoding") == nil)
                 let etag = try await gateway.request("GET", "/cacheable?size=5000&type=application%2Fjson&etag=%22v1%22", headers: Self.gzip)
                 #expect(etag.header("etag") == #"W/"v1""#)
@@ -55,7 +56,33 @@ import TestSupport
         }
     }
 
-    // Types that are not listed, small bodies and routes that turn it off pass as they are, without Vary.
+    // br for clients that take it (a browser's "gzip, deflate, br"), streamed and flushed part by part like gzip;
+    // the client's q-values first, then the configured order; encodings narrows what is offered.
+    @Test func brotliWhenPreferred() async throws {
+        try await withUpstreams { upstreams in
+            try await withGateway(Self.config(), upstreams: upstreams) { gateway in
+                let browser = try await gateway.request("GET", Self.text, headers: [("Accept-Encoding", "gzip, deflate, br")])
+                #expect(browser.header("content-encoding") == "br")
+                #expect(browser.header("vary")?.lowercased() == "accept-encoding")
+                let decoded = try #require(Unbrotli.decode(browser.body))
+                #expect(decoded.complete)
+                #expect(decoded.data.count == 100_000)
+                #expect(browser.body.count < 1_000, "100,000 x's took \(browser.body.count) bytes")
+                let streamed = try await gateway.request("GET", "/stream?chunks=3&interval_ms=10", headers: [("Accept-Encoding", "br")])
+                let chunks = try #require(Unbrotli.decode(streamed.body))
+                #expect(chunks.complete && !chunks.data.isEmpty)
+                let gzipFirst = try await gateway.request("GET", Self.text, headers: [("Accept-Encoding", "br;q=0.5, gzip")])
+                #expect(gzipFirst.header("content-encoding") == "gzip")
+            }
+            let gzipOnly = Self.config(top: #""compression": { "encodings": ["gzip"] },"#)
+            try await withGateway(gzipOnly, upstreams: upstreams) { gateway in
+                let response = try await gateway.request("GET", Self.text, headers: [("Accept-Encoding", "br, gzip")])
+                #expect(response.header("content-encoding") == "gzip")
+            }
+        }
+    }
+
+    // Types that are not listed, small bodies and routes that turn it off pass as they are, without Vary.    // Types that are not listed, small bodies and routes that turn it off pass as they are, without Vary.
     @Test func leavesOtherResponsesAlone() async throws {
         try await withUpstreams { upstreams in
             try await withGateway(Self.config(), upstreams: upstreams) { gateway in

@@ -4,18 +4,30 @@ import Testing
 @Suite struct ContentCodingTests {
     // RFC 9110 §12.5.3: gzip (or x-gzip) with q > 0, else a wildcard with q > 0; no field means no coding.
     @Test func acceptEncoding() {
-        #expect(ContentCoding.acceptsGzip(["gzip, deflate, br"]))
-        #expect(ContentCoding.acceptsGzip(["br;q=1.0, GZIP;q=0.5"]))
-        #expect(ContentCoding.acceptsGzip(["x-gzip"]))
-        #expect(ContentCoding.acceptsGzip(["br", "gzip"]))
-        #expect(ContentCoding.acceptsGzip(["*"]))
-        #expect(!ContentCoding.acceptsGzip([]))
-        #expect(!ContentCoding.acceptsGzip([""]))
-        #expect(!ContentCoding.acceptsGzip(["identity"]))
-        #expect(!ContentCoding.acceptsGzip(["br, deflate"]))
-        #expect(!ContentCoding.acceptsGzip(["gzip;q=0"]))
-        #expect(!ContentCoding.acceptsGzip(["gzip; q=0.000, *"]), "an explicit gzip;q=0 beats the wildcard")
-        #expect(!ContentCoding.acceptsGzip(["*;q=0"]))
+        func gzip(_ fields: [String]) -> Bool { ContentCoding.preferred(fields, offered: [.gzip]) == .gzip }
+        #expect(gzip(["gzip, deflate, br"]))
+        #expect(gzip(["br;q=1.0, GZIP;q=0.5"]))
+        #expect(gzip(["x-gzip"]))
+        #expect(gzip(["br", "gzip"]))
+        #expect(gzip(["*"]))
+        #expect(!gzip([]))
+        #expect(!gzip([""]))
+        #expect(!gzip(["identity"]))
+        #expect(!gzip(["br, deflate"]))
+        #expect(!gzip(["gzip;q=0"]))
+        #expect(!gzip(["gzip; q=0.000, *"]), "an explicit gzip;q=0 beats the wildcard")
+        #expect(!gzip(["*;q=0"]))
+    }
+
+    // Between br and gzip: the client's q-values first, then the gateway's order.
+    @Test func preferredCoding() {
+        let both: [ContentCoding.Coding] = [.br, .gzip]
+        #expect(ContentCoding.preferred(["gzip, deflate, br"], offered: both) == .br, "a tie goes to the gateway's first")
+        #expect(ContentCoding.preferred(["gzip, deflate, br"], offered: [.gzip, .br]) == .gzip)
+        #expect(ContentCoding.preferred(["br;q=0.5, gzip"], offered: both) == .gzip)
+        #expect(ContentCoding.preferred(["gzip;q=0.2, *;q=0.8"], offered: both) == .br, "the wildcard stands for br here")
+        #expect(ContentCoding.preferred(["br"], offered: [.gzip]) == nil)
+        #expect(ContentCoding.preferred(["identity"], offered: both) == nil)
     }
 
     // Exact media types, whole types and structured suffixes; parameters and case do not matter.
