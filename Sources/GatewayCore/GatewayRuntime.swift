@@ -23,6 +23,9 @@ public final class GatewayRuntime: Sendable {
     /// Headers that carry verified client-certificate subjects upstream. Clients may not send them: they are
     /// removed from every request, on every listener, and set only from a verified certificate.
     public let clientSubjectHeaders: [String]
+    /// Headers that carry verified JWT claims upstream (`auth.jwt.forward_claims`): removed from every request
+    /// as it arrives, like `X-Auth-*`, so only the gateway's verified values reach limits and upstreams.
+    public let claimHeaders: [String]
     public let metrics: GatewayMetrics
     /// Request metrics of requests no route matched (404, 405, redirects, protocol errors).
     public let unroutedMetrics: RouteMetrics
@@ -45,6 +48,7 @@ public final class GatewayRuntime: Sendable {
             subjectHeaders.append(tls.clientSubjectHeader)
         }
         self.clientSubjectHeaders = subjectHeaders
+        self.claimHeaders = (config.auth?.jwt?.forwardClaims ?? []).map { $0.header.lowercased() }
     }
 
     /// Compiles the route table; a route forwards to `config.upstreams[destination.upstreamIndex]`.

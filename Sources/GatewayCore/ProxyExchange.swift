@@ -82,6 +82,7 @@ final class ProxyExchange: ExchangeDriver, UpstreamCallDelegate, FilterSuspensio
         HeaderRules.removeClientIdentityHeaders(&head.headers)
         // One normalised path for routing, filters, the cache key and the upstream (see PathNormalizer).
         let (runtime, forwarder) = connection.snapshot()
+        for name in runtime.claimHeaders { head.headers.remove(name: name) }
         switch PathNormalizer.normalize(head.target, encodedSlashes: runtime.encodedSlashes) {
         case .success(let target): head.target = target
         case .failure(let failure): self.pathFailure = failure

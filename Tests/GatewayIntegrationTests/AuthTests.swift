@@ -272,6 +272,32 @@ struct TokenFactory: Sendable {
         }
     }
 
+    // forward_claims headers are the gateway's: one a client sends is removed on every route before anything reads
+    // it (a per-tenant limit keyed on it, the upstream), and only the verified claim goes up.
+    @Test func forwardedClaimsCannotBeForged() async throws {
+        let keys = try await Self.makeKeys()
+        try await withUpstreams { upstreams in
+            let jwt = Self.jwtSection(keys: keys.configEntries, extra: #", "forward_claims": { "tenant": "X-Tenant" }"#)
+            let routes = #"""
+                [{ "name": "orders", "match": { "path_prefix": "/orders" }, "upstream": "demo", "auth": { "require": ["jwt"] },
+                   "rate_limits": [{ "name": "per-tenant", "algorithm": "sliding_window", "key": "header:x-tenant", "limit": 2, "window_seconds": 60 }] },
+                 { "name": "public", "upstream": "demo" }]
+                """#
+            try await withGateway(Self.config(upstreamPort: upstreams[0].port, jwt: jwt, routes: routes)) { gateway in
+                let token = keys.factories[0].token(claims: Self.claims(["tenant": "acme"]))
+                var statuses: [Int] = []
+                for forged in ["other-1", "other-2", "other-3"] {
+                    let response = try await gateway.request("GET", "/orders/1", headers: [("Authorization", "Bearer \(token)"), ("X-Tenant", forged)])
+                    statuses.append(response.status)
+                    if response.status == 200 { #expect(response.echoedHeaders["x-tenant"] == "acme") }
+                }
+                #expect(statuses == [200, 200, 429], "the limit counts the verified tenant, whatever the client sends")
+                let open = try await gateway.request("GET", "/public", headers: [("X-Tenant", "acme")])
+                #expect(open.echoedHeaders["x-tenant"] == nil)
+            }
+        }
+    }
+
     // auth.jwt.query_param: a browser's WebSocket or EventSource request may carry its token in the URL; the
     // token is checked like a header's and never reaches the upstream (the other parameters do, in order).
     @Test func tokenInTheQuery() async throws {
