@@ -259,6 +259,23 @@ import Testing
         }
     }
 
+    // The same over HTTP/2: a stream's body (no length) goes upstream whole, with a Content-Length.
+    @Test func requestBufferingOverHTTP2() async throws {
+        let routes = #"[{ "name": "buffered", "upstream": "demo", "request_buffering": true }]"#
+        try await withUpstreams { upstreams in
+            let json = basicConfig(routes: routes).replacingOccurrences(of: #""port": 0 }"#, with: #""port": 0, "h2c": true }"#)
+            try await withGateway(json, upstreams: upstreams) { gateway in
+                let client = try await H2Client.connect(port: gateway.port)
+                let response = try await client.request("POST", "/echo", body: Array("streamed over h2".utf8))
+                await client.close()
+                #expect(response.status == 200)
+                let echoed = try JSONSerialization.jsonObject(with: Data(response.bytes)) as? [String: Any]
+                #expect(echoed?["body"] as? String == "streamed over h2")
+                #expect((echoed?["headers"] as? [String: String])?["content-length"] == "16")
+            }
+        }
+    }
+
     // A route that strips a prefix tells the upstream what it removed (X-Forwarded-Prefix, as the client wrote it),
     // after a trusted proxy's own prefix; an untrusted client's value never passes.
     @Test func forwardedPrefixForStrippedRoutes() async throws {
