@@ -626,17 +626,10 @@ extension HealthCheckConfig {
             }
             config.headers =
                 o.optional("headers") { node in
-                    node.map { name, value -> String? in
-                        guard isToken(name) else {
-                            value.error("\"\(name)\" is not a valid header name")
-                            return nil
-                        }
-                        guard !["host", "content-length", "transfer-encoding", "connection"].contains(name.lowercased()) else {
-                            value.error("\(name) is set by the gateway itself" + (name.lowercased() == "host" ? " (use health_check.host)" : ""))
-                            return nil
-                        }
-                        return value.headerValue()
-                    }.map { pairs in pairs.map { (name: $0.key.lowercased(), value: $0.value) } }
+                    node.headerFields { name in
+                        guard ["host", "content-length", "transfer-encoding", "connection"].contains(name.lowercased()) else { return nil }
+                        return "\(name) is set by the gateway itself" + (name.lowercased() == "host" ? " (use health_check.host)" : "")
+                    }
                 } ?? []
             config.expectedStatuses =
                 o.optional("expected_statuses") { node in
@@ -920,16 +913,7 @@ extension MatchConfig {
                 }
             }
             match.methods = o.optional("methods") { $0.array { $0.method() } } ?? []
-            match.headers =
-                o.optional("headers") { node in
-                    node.map { name, value -> String? in
-                        guard isToken(name) else {
-                            value.error("\"\(name)\" is not a valid header name")
-                            return nil
-                        }
-                        return value.headerValue()
-                    }.map { pairs in pairs.map { (name: $0.key.lowercased(), value: $0.value) } }
-                } ?? []
+            match.headers = o.optional("headers") { $0.headerFields() } ?? []
             match.query =
                 o.optional("query") { node in
                     node.map { name, value -> MatchConfig.QueryRule? in
@@ -1211,6 +1195,22 @@ extension ConfigNode {
             return nil
         }
         return text
+    }
+
+    /// An object of header fields (`{"X-Tenant": "acme"}`): token names (lowercased in the result) and values
+    /// without control characters. `refuse` gives the reason a name cannot be set here, or nil.
+    func headerFields(refusing refuse: (String) -> String? = { _ in nil }) -> [(name: String, value: String)]? {
+        map { name, value -> String? in
+            guard isToken(name) else {
+                value.error("\"\(name)\" is not a valid header name")
+                return nil
+            }
+            if let reason = refuse(name) {
+                value.error(reason)
+                return nil
+            }
+            return value.headerValue()
+        }.map { pairs in pairs.map { (name: $0.key.lowercased(), value: $0.value) } }
     }
 
     /// A header value: no control characters, so nothing can split a response.

@@ -212,7 +212,7 @@ final class ProxyExchange: ExchangeDriver, UpstreamCallDelegate, FilterSuspensio
 
     func forward() {
         guard let route = context.route, let stream else { return }
-        if route.buffersRequests && !requestComplete && framing != .none && upgrade == nil {
+        if buffersBody && !requestComplete {
             // A slow upload then never holds an upstream connection, and the upstream gets a Content-Length.
             state = .buffering
             if expectsContinue && !continueSent {
@@ -262,10 +262,13 @@ final class ProxyExchange: ExchangeDriver, UpstreamCallDelegate, FilterSuspensio
         }
     }
 
+    /// The route's `request_buffering` applies: there is a body, and it is not an upgrade's tunnel.
+    private var buffersBody: Bool { context.route?.buffersRequests == true && framing != .none && upgrade == nil }
+
     /// How the body is framed towards the upstream: a body received whole has a length (whatever it came with), a
     /// gRPC-Web text body loses its length when decoded.
     private var upstreamFraming: BodyFraming {
-        if context.route?.buffersRequests == true, requestComplete, framing != .none, upgrade == nil {
+        if buffersBody && requestComplete {
             return .length(heldBody.reduce(0) { $0 + $1.readableBytes })
         }
         return grpcWeb?.upstreamFraming(framing) ?? framing
