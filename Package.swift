@@ -48,6 +48,7 @@ let package = Package(
         // zlib (Debian zlib1g-dev) for gzip-encoded responses.
         .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
         .systemLibrary(name: "CBrotli", pkgConfig: "libbrotlienc", providers: [.apt(["libbrotli-dev"])]),
+        .systemLibrary(name: "CCrypt", pkgConfig: "libcrypt", providers: [.apt(["libcrypt-dev"])]),
         // The HTTP/1 codec of the forwarding path: heads kept as received bytes, strict incremental parsing;
         // and the gzip content coding.
         .target(name: "GatewayHTTP", dependencies: [nioCore, "CZlib", "CBrotli"], swiftSettings: strict),
@@ -75,7 +76,7 @@ let package = Package(
         .target(
             name: "GatewayAuth",
             dependencies: [nioLocks, 
-                "GatewayCore", "GatewayConfig", "GatewayHTTP", "GatewayPolicy", "GatewayClient", nioCore, nioPosix, nioSSL, logging,
+                "GatewayCore", "GatewayConfig", "GatewayHTTP", "GatewayPolicy", "GatewayClient", "CCrypt", nioCore, nioPosix, nioSSL, logging,
                 .product(name: "JWTKit", package: "jwt-kit"), .product(name: "Crypto", package: "swift-crypto"),
             ],
             swiftSettings: strict),
@@ -122,7 +123,7 @@ let package = Package(
 
         .testTarget(name: "GatewayPolicyTests", dependencies: ["GatewayPolicy"], swiftSettings: strict),
         .testTarget(
-            name: "GatewayAuthTests", dependencies: ["GatewayAuth", "GatewayConfig", .product(name: "Crypto", package: "swift-crypto")],
+            name: "GatewayAuthTests", dependencies: ["GatewayAuth", "GatewayConfig", "TestSupport", nioCore, nioPosix, .product(name: "Crypto", package: "swift-crypto")],
             swiftSettings: strict),
         .testTarget(name: "GatewayTLSTests", dependencies: ["GatewayTLS", "GatewayConfig", "TestSupport", nioSSL], swiftSettings: strict),
         .testTarget(name: "GatewayHTTPTests", dependencies: ["GatewayHTTP", "TestSupport", nioCore], swiftSettings: strict),

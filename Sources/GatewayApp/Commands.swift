@@ -16,7 +16,7 @@ public struct GatewayCommand: AsyncParsableCommand {
     public static let configuration = CommandConfiguration(
         commandName: "gateway",
         abstract: "An API gateway and reverse proxy.",
-        subcommands: [RunCommand.self, CheckCommand.self, HashKeyCommand.self, VersionCommand.self],
+        subcommands: [RunCommand.self, CheckCommand.self, HashKeyCommand.self, HashPasswordCommand.self, VersionCommand.self],
         defaultSubcommand: RunCommand.self
     )
 
@@ -84,13 +84,24 @@ public struct CheckCommand: AsyncParsableCommand {
 }
 
 /// The config as `run` and `check` see it: gateway.json's own rules, then the files and keys it names
-/// (certificates and keys must exist, parse and match; JWT keys must load).
+/// (certificates and keys must exist, parse and match; JWT keys must load; the htpasswd file must hold users
+/// with accepted hashes).
 enum ConfigCheck {
     static func load(path: String) async -> ConfigLoadResult {
         let result = ConfigLoader.load(path: path)
         guard let config = result.config else { return result }
         var findings = TLSCheck.findings(config).map { (path: $0.path, message: $0.message, isError: $0.isError) }
         if let jwt = config.auth?.jwt { findings += await KeyLoader.findings(jwt) }
+        if let auth = config.auth, let basic = auth.basic {
+            // The htpasswd file: readable, every line a user and an accepted hash, no name taken twice.
+            do {
+                _ = try BasicUsers.load(basic, otherConsumers: auth.keyAndCertificateIDs)
+            } catch let error as KeyLoader.KeyError {
+                findings.append((error.path, error.message, true))
+            } catch {
+                findings.append(("auth.basic", "\(error)", true))
+            }
+        }
         guard !findings.isEmpty else { return result }
         let diagnostics = result.diagnostics + findings.map { Diagnostic(path: $0.path, message: $0.message, severity: $0.isError ? .error : .warning) }
         return ConfigLoadResult(config: findings.contains(where: \.isError) ? nil : config, diagnostics: diagnostics)
@@ -120,6 +131,34 @@ public struct HashKeyCommand: ParsableCommand {
             throw ValidationError("expected the key on stdin (for example: printf %s \"$KEY\" | gateway hash-key)")
         }
         print(APIKeyTable.digestHex(of: line))
+    }
+}
+
+/// `gateway hash-password`: a bcrypt hash for `auth.basic.users[].password_hash` (or, with `--user`, an
+/// htpasswd line) of a password read from stdin, never from the arguments.
+public struct HashPasswordCommand: ParsableCommand {
+    public static let configuration = CommandConfiguration(
+        commandName: "hash-password", abstract: "Print a bcrypt hash of a password read from stdin, for auth.basic.")
+
+    @Option(help: "bcrypt cost: 2^cost rounds (each step doubles the time of every check, and of every guess).")
+    var cost = 10
+
+    @Option(help: "Print an htpasswd line for this user instead of the bare hash.")
+    var user: String?
+
+    public init() {}
+
+    public func validate() throws {
+        guard (4...31).contains(cost) else { throw ValidationError("--cost must be between 4 and 31") }
+        if let user, user.isEmpty || user.contains(":") { throw ValidationError("--user must be a name without a colon") }
+    }
+
+    public func run() throws {
+        guard let password = readLine(strippingNewline: true), !password.isEmpty else {
+            throw ValidationError("expected the password on stdin (for example: read -rs PW; printf %s \"$PW\" | gateway hash-password)")
+        }
+        guard let hash = PasswordHash.make(password, cost: cost) else { throw ValidationError("this system's libcrypt could not make a bcrypt hash") }
+        print(user.map { "\($0):\(hash)" } ?? hash)
     }
 }
 

@@ -7,22 +7,22 @@ import NIOCore
 
 /// A route's authentication: any one of the accepted methods must present a valid credential (JWT as
 /// `Authorization: Bearer`, the configured cookie or query parameter; API key as `X-API-Key` or
-/// `Authorization: ApiKey`), and
-/// that credential must hold every required scope.
+/// `Authorization: ApiKey`; client certificate; Basic user and password), and that credential must hold
+/// every required scope.
 ///
 /// - No valid credential: 401 `UNAUTHENTICATED` with `WWW-Authenticate`, the same message whatever went
 ///   wrong (unknown key, bad signature, expired...); the reason goes to the log, never the credential.
 /// - Valid but lacking a scope: 403 `FORBIDDEN`.
-/// - Valid: the consumer is the JWT `sub` or the API key's id (rate limits and the access log use it), and
-///   `X-Auth-Subject`, `X-Auth-Scopes`, `X-Auth-Method` (and forwarded claims) go upstream. API keys
-///   themselves never leave the gateway. Client-sent `X-Auth-*` headers are removed before any filter runs.
+/// - Valid: the consumer is the JWT `sub`, the API key's or certificate's id, or the Basic user (rate limits
+///   and the access log use it), and `X-Auth-Subject`, `X-Auth-Scopes`, `X-Auth-Method` (and forwarded
+///   claims) go upstream. API keys and passwords themselves never leave the gateway. Client-sent `X-Auth-*` headers are removed before any filter runs.
 public struct AuthFilter: GatewayFilter {
     private let routeName: String
     private let methods: [RouteAuthConfig.Method]
     private let scopes: [String]
     private let authenticator: Authenticator
     private let logger: Logger
-    private let challenge: String
+    private let challenges: [String]
     private let metrics: GatewayMetrics
 
     public init(routeName: String, config: RouteAuthConfig, authenticator: Authenticator, logger: Logger, metrics: GatewayMetrics = .disabled) {
@@ -33,10 +33,20 @@ public struct AuthFilter: GatewayFilter {
         self.authenticator = authenticator
         self.logger = logger
         // A 401 names a scheme the client can answer with; a certificate has none in HTTP, so an mTLS-only route
-        // names its own (the client must reconnect with a certificate).
-        self.challenge =
-            config.require.contains(.jwt)
-            ? #"Bearer realm="gateway""# : config.require.contains(.apiKey) ? #"ApiKey realm="gateway""# : #"ClientCertificate realm="gateway""#
+        // names its own (the client must reconnect with a certificate). Basic gets a challenge of its own next to
+        // the others, so a browser (which knows no Bearer) still prompts for a password.
+        var challenges: [String] = []
+        if config.require.contains(.jwt) {
+            challenges.append(#"Bearer realm="gateway""#)
+        } else if config.require.contains(.apiKey) {
+            challenges.append(#"ApiKey realm="gateway""#)
+        } else if config.require.contains(.mtls) {
+            challenges.append(#"ClientCertificate realm="gateway""#)
+        }
+        if config.require.contains(.basic) {
+            challenges.append(#"Basic realm=""# + (authenticator.basicUsers?.realm ?? "gateway") + #"", charset="UTF-8""#)
+        }
+        self.challenges = challenges
     }
 
     public func onRequest(_ head: inout RequestHead, context: inout RequestContext) -> FilterStep {
@@ -44,6 +54,7 @@ public struct AuthFilter: GatewayFilter {
         var unknownKID: String?
         var reasons: [String] = []
         var code = "missing_credentials"
+        var unverifiedBasic: BasicUsers.Credentials?
         for method in methods {
             switch method {
             case .jwt:
@@ -80,7 +91,20 @@ public struct AuthFilter: GatewayFilter {
                 }
                 code = "unknown_client_certificate"
                 reasons.append("mtls: no consumer for \(subject)")
+            case .basic:
+                guard let users = authenticator.basicUsers, let encoded = Self.authorization(head.headers, scheme: "basic") else { continue }
+                presented = true
+                guard let credentials = BasicUsers.credentials(encoded) else {
+                    code = "malformed_basic_credentials"
+                    reasons.append("basic: not base64 of user:password")
+                    continue
+                }
+                if let identity = users.remembered(credentials) { return accept(identity, head: &head, context: &context) }
+                unverifiedBasic = credentials  // checked below, off the event loop, if nothing else admits the request
             }
+        }
+        if let credentials = unverifiedBasic, let users = authenticator.basicUsers {
+            return checkPassword(credentials, users: users, context: context, reasons: reasons)
         }
         // A token naming a kid we have not seen may be signed with a rotated key: fetch the JWKS once and retry.
         if let token = unknownKID, let refetch = authenticator.refetchKeys() {
@@ -97,19 +121,47 @@ public struct AuthFilter: GatewayFilter {
         return .respond(unauthenticated(presented: presented, requestID: context.requestID, reasons: reasons, code: code))
     }
 
+    /// The slow part of Basic: the password hash runs on the thread pool while the request waits.
+    private func checkPassword(_ credentials: BasicUsers.Credentials, users: BasicUsers, context: RequestContext, reasons: [String]) -> FilterStep {
+        let requestID = context.requestID
+        guard let check = users.check(credentials, on: context.eventLoop) else {
+            metrics.authFailure(route: routeName, reason: "basic_checks_busy")
+            logger.warning(
+                "password checks busy; refusing the request", metadata: ["request_id": "\(requestID)", "route": "\(routeName)", "user": "\(credentials.username)"])
+            return .respond(.error(.authUnavailable, requestID: requestID))
+        }
+        let this = self
+        return .suspend(
+            check.map { identity in
+                guard let identity else {
+                    return FilterResumption(
+                        decision: .respond(
+                            this.unauthenticated(
+                                presented: true, requestID: requestID, reasons: reasons + ["basic: wrong password or unknown user \(credentials.username)"],
+                                code: "invalid_password")))
+                }
+                return this.resumption(admitting: identity, requestID: requestID)
+            }.recover { _ in FilterResumption(decision: .respond(.error(.authUnavailable, requestID: requestID))) },
+            on: context.eventLoop)
+    }
+
     private func resume(token: String, requestID: String, reasons: [String]) -> FilterResumption {
         switch authenticator.verifyJWT(token) {
         case .success(let identity):
-            if let missing = missingScopes(identity) {
-                return FilterResumption(decision: .respond(forbidden(identity, missing: missing, requestID: requestID)))
-            }
-            let this = self
-            return FilterResumption(decision: .proceed) { head, context in this.admit(identity, head: &head, context: &context) }
+            return resumption(admitting: identity, requestID: requestID)
         case .failure(let rejection):
             return FilterResumption(
                 decision: .respond(
                     unauthenticated(presented: true, requestID: requestID, reasons: reasons + ["jwt after JWKS refetch: \(rejection)"], code: rejection.code)))
         }
+    }
+
+    private func resumption(admitting identity: Identity, requestID: String) -> FilterResumption {
+        if let missing = missingScopes(identity) {
+            return FilterResumption(decision: .respond(forbidden(identity, missing: missing, requestID: requestID)))
+        }
+        let this = self
+        return FilterResumption(decision: .proceed) { head, context in this.admit(identity, head: &head, context: &context) }
     }
 
     private func accept(_ identity: Identity, head: inout RequestHead, context: inout RequestContext) -> FilterStep {
@@ -127,9 +179,12 @@ public struct AuthFilter: GatewayFilter {
         context.consumer = identity.subject
         // A token in the URL stops here: upstream access logs and Referer headers never see it.
         if let name = authenticator.queryParam, head.target.contains("?") { head.target = QueryString.removing(name, from: head.target) }
+        // Passwords and API keys never leave the gateway.
         if identity.method == .apiKey {
             head.headers.remove(name: "x-api-key")
             if Self.authorization(head.headers, scheme: "apikey") != nil { head.headers.remove(name: "authorization") }
+        } else if identity.method == .basic {
+            head.headers.remove(name: "authorization")
         }
         head.headers.add(name: "x-auth-subject", value: identity.subject)
         head.headers.add(name: "x-auth-scopes", value: identity.scopes.joined(separator: " "))
@@ -143,8 +198,9 @@ public struct AuthFilter: GatewayFilter {
             "authentication failed",
             metadata: ["request_id": "\(requestID)", "route": "\(routeName)", "reason": "\(presented ? reasons.joined(separator: "; ") : "no credentials")"])
         // RFC 6750 §3.1: invalid_token when a token was presented and refused; no error code when none was sent.
-        let header = presented && challenge.hasPrefix("Bearer") ? challenge + #", error="invalid_token""# : challenge
-        return .error(.unauthenticated(challenge: header), requestID: requestID)
+        var challenges = self.challenges
+        if presented, let first = challenges.first, first.hasPrefix("Bearer") { challenges[0] = first + #", error="invalid_token""# }
+        return .error(.unauthenticated(challenges: challenges), requestID: requestID)
     }
 
     private func forbidden(_ identity: Identity, missing: [String], requestID: String) -> GatewayResponse {
@@ -152,8 +208,9 @@ public struct AuthFilter: GatewayFilter {
         logger.info(
             "authorization failed",
             metadata: ["request_id": "\(requestID)", "route": "\(routeName)", "consumer": "\(identity.subject)", "missing_scopes": "\(missing.joined(separator: " "))"])
-        let header = challenge + #", error="insufficient_scope", scope=""# + scopes.joined(separator: " ") + "\""
-        return .error(.forbidden(challenge: header), requestID: requestID)
+        var challenges = self.challenges
+        if let first = challenges.first { challenges[0] = first + #", error="insufficient_scope", scope=""# + scopes.joined(separator: " ") + "\"" }
+        return .error(.forbidden(challenges: challenges), requestID: requestID)
     }
 
     // MARK: Credentials

@@ -14,6 +14,8 @@ public final class Authenticator: Sendable {
     public let apiKeys: APIKeyTable
     /// Consumers known by their client certificate (`auth.mtls_clients`).
     public let mtlsClients: MTLSClientTable
+    /// HTTP Basic users (`auth.basic`).
+    public let basicUsers: BasicUsers?
     /// The cookie a JWT may also come in.
     public let cookie: String?
     /// The query parameter a JWT may also come in (`auth.jwt.query_param`).
@@ -27,9 +29,10 @@ public final class Authenticator: Sendable {
     private let logger: Logger
 
     private init(
-        verifier: JWTVerifier?, apiKeys: APIKeyTable, mtlsClients: MTLSClientTable, cookie: String?, queryParam: String?,
+        verifier: JWTVerifier?, apiKeys: APIKeyTable, mtlsClients: MTLSClientTable, basicUsers: BasicUsers?, cookie: String?, queryParam: String?,
         staticKeys: JWTKeySet, jwks: JWKSSource?, cacheSize: Int, logger: Logger
     ) {
+        self.basicUsers = basicUsers
         self.mtlsClients = mtlsClients
         self.queryParam = queryParam
         self.verifier = verifier
@@ -67,8 +70,11 @@ public final class Authenticator: Sendable {
                     eventLoop: eventLoop, logger: logger)
             }
         }
+        // The htpasswd file's users are consumers too: their names must not be another credential's id.
+        let basicUsers = try config.basic.map { try BasicUsers.load($0, otherConsumers: config.keyAndCertificateIDs) }
         let authenticator = Authenticator(
-            verifier: verifier, apiKeys: APIKeyTable(config.apiKeys), mtlsClients: MTLSClientTable(config.mtlsClients), cookie: config.jwt?.cookie, queryParam: config.jwt?.queryParam, staticKeys: JWTKeySet(staticKeys),
+            verifier: verifier, apiKeys: APIKeyTable(config.apiKeys), mtlsClients: MTLSClientTable(config.mtlsClients), basicUsers: basicUsers,
+            cookie: config.jwt?.cookie, queryParam: config.jwt?.queryParam, staticKeys: JWTKeySet(staticKeys),
             jwks: source, cacheSize: config.jwt?.cacheSize ?? 0, logger: logger)
         if let source {
             source.onUpdate = { [weak authenticator] fetched in authenticator?.publish(fetched) }

@@ -45,9 +45,9 @@ public final class JWTKeySet: Sendable {
 
 /// Who a valid credential says the caller is.
 public struct Identity: Sendable, Equatable {
-    public enum Method: String, Sendable { case jwt, apiKey = "api_key", mtls }
+    public enum Method: String, Sendable { case jwt, apiKey = "api_key", mtls, basic }
     public var method: Method
-    /// JWT `sub`, the API key's id, or the client certificate's consumer id.
+    /// JWT `sub`, the API key's id, the client certificate's consumer id, or the Basic user name.
     public var subject: String
     public var scopes: [String]
     /// Claims to forward upstream as headers (JWT only): (header, value).

@@ -314,8 +314,10 @@ extension AuthConfig {
             for (index, client) in mtlsClients.enumerated() where !ids.insert(client.id).inserted {
                 o.node.context.error(o.path / "mtls_clients" / index / "id", "duplicate consumer id \"\(client.id)\"")
             }
+            let basic = o.optional("basic") { [ids] in BasicAuthConfig.decode($0, otherConsumers: ids) }
             var auth = AuthConfig(jwt: jwt, apiKeys: apiKeys)
             auth.mtlsClients = mtlsClients
+            auth.basic = basic
             return auth
         }
     }
@@ -414,6 +416,64 @@ extension JWTConfig.Key {
                 }
             }
             return JWTConfig.Key(kid: kid, alg: alg, secret: secret, publicKey: publicKey, publicKeyFile: publicKeyFile)
+        }
+    }
+}
+
+extension BasicAuthConfig {
+    /// `otherConsumers`: the API key and certificate ids, which a user name must not repeat.
+    static func decode(_ node: ConfigNode, otherConsumers: Set<String>) -> BasicAuthConfig? {
+        node.object { o in
+            var config = BasicAuthConfig()
+            var seen: Set<String> = []
+            config.users =
+                o.optional("users") { node in
+                    node.array { item in
+                        item.object { u -> User? in
+                            let username = u.required("username") { node -> String? in
+                                guard let name = node.nonEmptyString() else { return nil }
+                                // RFC 7617: the user-id ends at the first colon; control characters cannot be typed.
+                                guard !name.contains(":"), !name.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7F }) else {
+                                    node.error("a user name cannot contain a colon or control characters")
+                                    return nil
+                                }
+                                if !seen.insert(name).inserted {
+                                    node.error("duplicate user \"\(name)\"")
+                                } else if otherConsumers.contains(name) {
+                                    node.error("duplicate consumer id \"\(name)\" (an API key or client certificate has it)")
+                                }
+                                return name
+                            }
+                            let hash = u.required("password_hash") { node -> String? in
+                                guard let hash = node.nonEmptyString() else { return nil }
+                                if let problem = Self.hashProblem(hash) {
+                                    node.error(problem)
+                                    return nil
+                                }
+                                return hash
+                            }
+                            let scopes = u.optional("scopes") { $0.array { $0.nonEmptyString() } } ?? []
+                            guard let username, let hash else { return nil }
+                            return User(username: username, passwordHash: hash, scopes: scopes)
+                        }
+                    }
+                } ?? []
+            config.htpasswdFile = o.optional("htpasswd_file") { $0.filePath() }
+            config.realm =
+                o.optional("realm") { node -> String? in
+                    guard let realm = node.headerValue() else { return nil }
+                    guard !realm.contains("\""), !realm.contains("\\") else {
+                        node.error("a realm cannot contain quotes or backslashes")
+                        return nil
+                    }
+                    return realm
+                } ?? config.realm
+            config.cacheSize = o.optional("cache_size") { $0.int(0...1_000_000) } ?? config.cacheSize
+            config.maxPendingChecks = o.optional("max_pending_checks") { $0.int(1...100_000) } ?? config.maxPendingChecks
+            if !o.has("users") && !o.has("htpasswd_file") {
+                o.node.context.error(o.path, "give users, an htpasswd_file, or both")
+            }
+            return config
         }
     }
 }
@@ -944,10 +1004,10 @@ extension MatchConfig {
 extension RouteAuthConfig {
     static func decode(_ node: ConfigNode) -> RouteAuthConfig? {
         node.object { o in
-            let require = o.required("require") { $0.array { $0.oneOf(["jwt", "api_key", "mtls"]).flatMap(Method.init) } }
+            let require = o.required("require") { $0.array { $0.oneOf(["jwt", "api_key", "mtls", "basic"]).flatMap(Method.init) } }
             let scopes = o.optional("scopes") { $0.array { $0.nonEmptyString() } } ?? []
             if let require, require.isEmpty {
-                o.node.context.error(o.path / "require", "list at least one of \"jwt\", \"api_key\", \"mtls\" (omit auth for a public route)")
+                o.node.context.error(o.path / "require", "list at least one of \"jwt\", \"api_key\", \"mtls\", \"basic\" (omit auth for a public route)")
             }
             guard let require else { return nil }
             return RouteAuthConfig(require: require, scopes: scopes)

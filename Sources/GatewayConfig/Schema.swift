@@ -173,6 +173,50 @@ public struct AuthConfig: Sendable {
     public var apiKeys: [APIKeyConfig]
     /// `mtls_clients`: consumers known by the client certificate a TLS listener verified.
     public var mtlsClients: [MTLSClientConfig] = []
+    /// `basic`: HTTP Basic users (RFC 7617) with crypt(3) password hashes.
+    public var basic: BasicAuthConfig?
+
+    /// The consumer ids of API keys and client certificates, which no Basic user name may repeat.
+    public var keyAndCertificateIDs: Set<String> { Set(apiKeys.map(\.id) + mtlsClients.map(\.id)) }
+}
+
+/// `auth.basic`: users and password hashes, inline or from an htpasswd file.
+public struct BasicAuthConfig: Sendable {
+    /// The crypt(3) methods accepted: bcrypt, yescrypt, scrypt and SHA-512-crypt, slow and salted. MD5-crypt
+    /// (`$1$`, Apache's `$apr1$`), DES and plain digests fall to a GPU in hours; SHA-256-crypt (`$5$`) is legacy
+    /// to libxcrypt.
+    public static let acceptedHashPrefixes = ["$2y$", "$2b$", "$2a$", "$y$", "$7$", "$6$"]
+
+    /// Why `hash` is not a complete hash of an accepted method (its shape only; libxcrypt checks the rest).
+    public static func hashProblem(_ hash: String) -> String? {
+        guard acceptedHashPrefixes.contains(where: { hash.hasPrefix($0) }) else {
+            return "expected a bcrypt ($2y$), yescrypt ($y$), scrypt ($7$) or SHA-512-crypt ($6$) hash; MD5-crypt ($1$, $apr1$), SHA-256-crypt ($5$), DES and plain digests are refused (make one with `gateway hash-password`)"
+        }
+        // $id$[params$]salt$hash: a salt alone (a crypt "setting") or a cut-off hash would never match anything.
+        let fields = hash.split(separator: "$", omittingEmptySubsequences: false)
+        let complete = hash.hasPrefix("$2") ? hash.utf8.count == 60 : fields.count >= 4 && !(fields.last?.isEmpty ?? true)
+        return complete ? nil : "is not a complete hash (cut short, or only a salt)"
+    }
+
+    public struct User: Sendable, Equatable {
+        public var username: String
+        public var passwordHash: String
+        public var scopes: [String]
+        public init(username: String, passwordHash: String, scopes: [String]) {
+            (self.username, self.passwordHash, self.scopes) = (username, passwordHash, scopes)
+        }
+    }
+
+    public var users: [User] = []
+    /// `htpasswd_file`: `user:hash` lines (Apache's htpasswd -B, or mkpasswd), read at start and on reload.
+    public var htpasswdFile: String?
+    /// The realm the `WWW-Authenticate: Basic` challenge names (browsers show it in their login prompt).
+    public var realm = "gateway"
+    /// Credentials that verified, remembered (by their SHA-256) so the slow hash runs once per client.
+    public var cacheSize = 1024
+    /// Password checks waiting for or running on the thread pool at once; beyond it 503 AUTH_UNAVAILABLE.
+    public var maxPendingChecks = 64
+    public init() {}
 }
 
 /// An `auth.mtls_clients` entry: a client certificate's subject (all of it, in any attribute order) or just its
@@ -569,7 +613,7 @@ public struct MatchConfig: Sendable {
 }
 
 public struct RouteAuthConfig: Sendable {
-    public enum Method: String, Sendable { case jwt, apiKey = "api_key", mtls }
+    public enum Method: String, Sendable { case jwt, apiKey = "api_key", mtls, basic }
     public var require: [Method]
     public var scopes: [String]
 }

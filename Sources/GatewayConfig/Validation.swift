@@ -136,6 +136,9 @@ extension GatewayConfig {
                 if auth.require.contains(.apiKey) && (self.auth?.apiKeys.isEmpty ?? true) {
                     context.error(path / "auth" / "require", "\"api_key\" needs auth.api_keys to be configured")
                 }
+                if auth.require.contains(.basic) && self.auth?.basic == nil {
+                    context.error(path / "auth" / "require", "\"basic\" needs auth.basic to be configured")
+                }
                 if auth.require.contains(.mtls) {
                     if self.auth?.mtlsClients.isEmpty ?? true {
                         context.error(path / "auth" / "require", "\"mtls\" needs auth.mtls_clients to be configured")

@@ -52,15 +52,16 @@ public struct GatewayError: Error, Hashable, Sendable, CustomStringConvertible {
     public let allowedMethods: [String]
     /// For 429: seconds until a retry may succeed (sent as `Retry-After`).
     public let retryAfterSeconds: Int?
-    /// For 401/403: the `WWW-Authenticate` challenge.
-    public let challenge: String?
+    /// For 401/403: the `WWW-Authenticate` challenges, one field each (a route accepting Bearer tokens and
+    /// Basic passwords names both, so a browser can prompt for the one it knows).
+    public let challenges: [String]
 
-    private init(_ base: Base, _ message: String, allowedMethods: [String] = [], retryAfterSeconds: Int? = nil, challenge: String? = nil) {
+    private init(_ base: Base, _ message: String, allowedMethods: [String] = [], retryAfterSeconds: Int? = nil, challenges: [String] = []) {
         self.base = base
         self.message = message
         self.allowedMethods = allowedMethods
         self.retryAfterSeconds = retryAfterSeconds
-        self.challenge = challenge
+        self.challenges = challenges
     }
 
     public var code: String { base.code }
@@ -120,11 +121,11 @@ public struct GatewayError: Error, Hashable, Sendable, CustomStringConvertible {
         GatewayError(.rateLimited, "Too many requests; retry later.", retryAfterSeconds: max(1, retryAfterSeconds))
     }
     /// One message for every authentication failure, so a client learns nothing about which check failed.
-    public static func unauthenticated(challenge: String) -> GatewayError {
-        GatewayError(.unauthenticated, "Authentication is required, or the credentials are not valid.", challenge: challenge)
+    public static func unauthenticated(challenges: [String]) -> GatewayError {
+        GatewayError(.unauthenticated, "Authentication is required, or the credentials are not valid.", challenges: challenges)
     }
-    public static func forbidden(challenge: String) -> GatewayError {
-        GatewayError(.forbidden, "The credentials do not grant access to this resource.", challenge: challenge)
+    public static func forbidden(challenges: [String]) -> GatewayError {
+        GatewayError(.forbidden, "The credentials do not grant access to this resource.", challenges: challenges)
     }
     public static let notCached = GatewayError(.notCached, "The request asked for a cached response only, and none is stored.")
     /// A preflight asked for something the route's `cors` does not allow: the message says which part.

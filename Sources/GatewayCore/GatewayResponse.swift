@@ -24,7 +24,7 @@ public struct GatewayResponse: Sendable {
         var response = Self.error(status: error.status, code: error.code, message: error.message, requestID: requestID)
         if !error.allowedMethods.isEmpty { response.head.headers.add(name: "allow", value: error.allowedMethods.joined(separator: ", ")) }
         if let retryAfter = error.retryAfterSeconds { response.head.headers.add(name: "retry-after", value: String(retryAfter)) }
-        if let challenge = error.challenge { response.head.headers.add(name: "www-authenticate", value: challenge) }
+        for challenge in error.challenges { response.head.headers.add(name: "www-authenticate", value: challenge) }
         if error.closesConnection { response.head.headers.add(name: "connection", value: "close") }
         return response
     }

@@ -408,6 +408,45 @@ import Testing
         #expect(missing == [#"routes[0].auth.require: "mtls" needs auth.mtls_clients to be configured"#])
     }
 
+    // auth.basic: users with accepted, complete hashes; "basic" on a route needs it; ids unique across credentials.
+    @Test func basicAuthShapes() throws {
+        let bcrypt = "$2y$04$abcdefghijklmnopqrstuujydOTSfIH/d5oUHpsygqV5X9xJLQc6e"
+        let good = load(minimal(
+            route: #"{ "name": "r", "upstream": "u", "auth": { "require": ["jwt", "basic"] } }"#,
+            extra: #""auth": { "jwt": { "keys": [{ "alg": "HS256", "secret": "0123456789abcdef0123456789abcdef" }] }, "basic": { "realm": "Ops area", "users": [{ "username": "ops", "password_hash": "\#(bcrypt)", "scopes": ["admin"] }] } },"#))
+        #expect(good.errors.isEmpty)
+        let basic = try #require(good.config?.auth?.basic)
+        #expect(basic.users == [BasicAuthConfig.User(username: "ops", passwordHash: bcrypt, scopes: ["admin"])])
+        #expect(basic.realm == "Ops area" && basic.cacheSize == 1024 && basic.maxPendingChecks == 64 && basic.htpasswdFile == nil)
+        #expect(good.config?.routes.first?.auth?.require == [.jwt, .basic])
+
+        let bad = load(minimal(
+            route: #"{ "name": "r", "upstream": "u", "auth": { "require": ["basic"] } }"#,
+            extra: #"""
+                "auth": { "api_keys": [{ "id": "ops", "sha256": "\#(String(repeating: "a", count: 64))" }],
+                          "basic": { "realm": "say \"hi\"", "max_pending_checks": 0, "users": [
+                            { "username": "a:b", "password_hash": "\#(bcrypt)" },
+                            { "username": "md5", "password_hash": "$apr1$saltsalt$Q17bmANhIA7pctgRGqF/S0" },
+                            { "username": "cut", "password_hash": "$2y$04$abcdefghijklmnopqrstuu" },
+                            { "username": "ops", "password_hash": "\#(bcrypt)" },
+                            { "username": "ops", "password_hash": "\#(bcrypt)" }] } },
+                """#)).errors.map(\.description)
+        #expect(bad.count == 7, "\(bad)")
+        #expect(bad.contains("auth.basic.users[0].username: a user name cannot contain a colon or control characters"))
+        let weakHash = bad.first { $0.hasPrefix("auth.basic.users[1].password_hash: ") }
+        #expect(weakHash?.contains("expected a bcrypt ($2y$)") == true)
+        #expect(bad.contains("auth.basic.users[2].password_hash: is not a complete hash (cut short, or only a salt)"))
+        #expect(bad.contains("auth.basic.realm: a realm cannot contain quotes or backslashes"))
+        #expect(bad.contains("auth.basic.max_pending_checks: 0 is out of range (1...100000)"))
+        #expect(bad.contains(#"auth.basic.users[4].username: duplicate user "ops""#))
+        #expect(bad.contains(#"auth.basic.users[3].username: duplicate consumer id "ops" (an API key or client certificate has it)"#))
+
+        let empty = load(minimal(route: #"{ "name": "r", "upstream": "u" }"#, extra: #""auth": { "basic": {} },"#)).errors.map(\.description)
+        #expect(empty == ["auth.basic: give users, an htpasswd_file, or both"])
+        let missing = load(minimal(route: #"{ "name": "r", "upstream": "u", "auth": { "require": ["basic"] } }"#)).errors.map(\.description)
+        #expect(missing == [#"routes[0].auth.require: "basic" needs auth.basic to be configured"#])
+    }
+
     // health_check: expected statuses as codes or classes, a Host, extra fields.
     @Test func healthCheckShapes() throws {
         let config = { (check: String) in

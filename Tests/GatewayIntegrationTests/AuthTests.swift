@@ -251,6 +251,74 @@ struct TokenFactory: Sendable {
         }
     }
 
+    // HTTP Basic over a real connection: the challenges a browser prompts on, users from the config and an
+    // htpasswd file, the user upstream and the password never, scopes, and nothing of the password in the logs.
+    @Test func basicPasswords() async throws {
+        let keys = try await Self.makeKeys()
+        // "correct horse": bcrypt cost 4 inline, SHA-512-crypt (from `openssl passwd -6`) in the file.
+        let bcrypt = "$2y$04$abcdefghijklmnopqrstuujydOTSfIH/d5oUHpsygqV5X9xJLQc6e"
+        let htpasswd = FileManager.default.temporaryDirectory.appendingPathComponent("htpasswd-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: htpasswd) }
+        try "# from htpasswd\nviewer:$6$saltsalt$hRM5XZ86KXEw9UOmjigeVqFgULtFB2sgpC9lXQDfMib3Zgw7mEiUvBJI2EplzfAqxL5Vvwp2scFtv/uamSo5z0\n".write(
+            to: htpasswd, atomically: true, encoding: .utf8)
+        let basic = { (user: String, password: String) in ("Authorization", "Basic " + Data("\(user):\(password)".utf8).base64EncodedString()) }
+        try await withUpstreams { upstreams in
+            let config = """
+                { "workers": 1,
+                  "listeners": [{ "name": "test", "address": "127.0.0.1", "port": 0 }],
+                  "auth": { "jwt": \(Self.jwtSection(keys: keys.configEntries)),
+                            "basic": { "realm": "Ops area", "htpasswd_file": "\(htpasswd.path)",
+                                       "users": [{ "username": "ops", "password_hash": "\(bcrypt)", "scopes": ["admin"] }] } },
+                  "upstreams": { "demo": { "targets": ["http://127.0.0.1:\(upstreams[0].port)"] } },
+                  "routes": [{ "name": "admin", "match": { "path_prefix": "/admin" }, "upstream": "demo", "auth": { "require": ["jwt", "basic"], "scopes": ["admin"] } },
+                             { "name": "dashboard", "upstream": "demo", "auth": { "require": ["basic"] } }] }
+                """
+            try await withGateway(config) { gateway in
+                let anonymous = try await gateway.request("GET", "/dashboard")
+                #expect(anonymous.status == 401 && anonymous.errorCode == "UNAUTHENTICATED")
+                #expect(anonymous.headers("www-authenticate") == [#"Basic realm="Ops area", charset="UTF-8""#])
+                let mixed = try await gateway.request("GET", "/admin")
+                #expect(mixed.headers("www-authenticate") == [#"Bearer realm="gateway""#, #"Basic realm="Ops area", charset="UTF-8""#])
+
+                for attempt in 1...2 {  // the second is answered from the remembered check
+                    let admitted = try await gateway.request("GET", "/dashboard", headers: [basic("ops", "correct horse")])
+                    #expect(admitted.status == 200, "attempt \(attempt)")
+                    #expect(admitted.echoedHeaders["x-auth-subject"] == "ops" && admitted.echoedHeaders["x-auth-method"] == "basic")
+                    #expect(admitted.echoedHeaders["x-auth-scopes"] == "admin")
+                    #expect(admitted.echoedHeaders["authorization"] == nil, "the password does not go upstream")
+                }
+                let fromFile = try await gateway.request("GET", "/dashboard", headers: [basic("viewer", "correct horse")])
+                #expect(fromFile.status == 200 && fromFile.echoedHeaders["x-auth-subject"] == "viewer")
+                let lacking = try await gateway.request("GET", "/admin/x", headers: [basic("viewer", "correct horse")])
+                #expect(lacking.status == 403 && lacking.errorCode == "FORBIDDEN")
+                let admin = try await gateway.request("GET", "/admin/x", headers: [basic("ops", "correct horse")])
+                #expect(admin.status == 200)
+
+                var refused: [String] = []
+                for (user, password) in [("ops", "correct horsE"), ("root", "correct horse"), ("viewer", "")] {
+                    let response = try await gateway.request("GET", "/dashboard", headers: [basic(user, password)])
+                    refused.append("\(response.status) \(response.errorCode ?? "-")")
+                }
+                let garbled = try await gateway.request("GET", "/dashboard", headers: [("Authorization", "Basic not-base64!")])
+                refused.append("\(garbled.status) \(garbled.errorCode ?? "-")")
+                #expect(refused == Array(repeating: "401 UNAUTHENTICATED", count: 4))
+
+                let logText = gateway.logs.all.joined(separator: "\n")
+                #expect(logText.contains("wrong password or unknown user root"))
+                #expect(!logText.contains("correct hors"), "no password in any log line")
+                let access = try await gateway.accessLog(for: admin)
+                #expect(access["consumer"] as? String == "ops")
+
+                // A reload reads the file again and forgets what verified: a removed user is out at once.
+                try "newcomer:\(bcrypt)\n".write(to: htpasswd, atomically: true, encoding: .utf8)
+                try await gateway.gateway.reload(config: makeConfig(config))
+                let removed = try await gateway.request("GET", "/dashboard", headers: [basic("viewer", "correct horse")])
+                let added = try await gateway.request("GET", "/dashboard", headers: [basic("newcomer", "correct horse")])
+                #expect(removed.status == 401 && added.status == 200)
+            }
+        }
+    }
+
     // The consumer a credential establishes is the rate-limit key: each API key gets its own budget.
     @Test func consumerKeyedRateLimits() async throws {
         let keys = try await Self.makeKeys()
@@ -395,6 +463,26 @@ struct TokenFactory: Sendable {
         #expect(lines.count == 2 && lines[1].hasPrefix("auth.jwt.keys[1]: cannot be used as an ES256 key"), "\(lines)")
     }
 
+    // `gateway check` reads the htpasswd file (relative to the config): an MD5 line is an error with its line.
+    @Test func checkReadsHtpasswd() async throws {
+        let pki = try TestPKI()
+        let file = pki.path("gateway.json")
+        try "ops:$apr1$saltsalt$Q17bmANhIA7pctgRGqF/S0\n".write(toFile: pki.path("htpasswd"), atomically: true, encoding: .utf8)
+        let json = #"""
+            { "listeners": [{ "name": "l", "port": 1 }],
+              "auth": { "basic": { "htpasswd_file": "htpasswd" } },
+              "upstreams": { "u": { "targets": ["http://127.0.0.1:1"] } },
+              "routes": [{ "name": "r", "upstream": "u", "auth": { "require": ["basic"] } }] }
+            """#
+        try json.write(toFile: file, atomically: true, encoding: .utf8)
+        let result = try await runCommand(Binaries.gateway, ["check", "--config", file])
+        #expect(result.status == 1)
+        #expect(result.stdout.hasPrefix("auth.basic.htpasswd_file: \(pki.path("htpasswd")) line 1 (ops): expected a bcrypt"), "\(result.stdout)")
+        try "ops:$2y$04$abcdefghijklmnopqrstuujydOTSfIH/d5oUHpsygqV5X9xJLQc6e\n".write(toFile: pki.path("htpasswd"), atomically: true, encoding: .utf8)
+        let fixed = try await runCommand(Binaries.gateway, ["check", "--config", file])
+        #expect(fixed.status == 0 && fixed.stdout.contains("ok"), "\(fixed.stdout)")
+    }
+
     // `gateway hash-key` prints the digest auth.api_keys wants; --generate makes a key that hashes to what it prints.
     @Test func hashKeyCommand() async throws {
         let hashed = try await shell("printf %s '\(Self.apiKey)' | \(Binaries.gateway.path) hash-key")
@@ -404,6 +492,18 @@ struct TokenFactory: Sendable {
         #expect(lines.count == 2)
         #expect(lines.first?.hasPrefix("gw_") == true)
         #expect(lines.count == 2 && APIKeyDigest.hex(lines[0]) == lines[1])
+    }
+
+    // `gateway hash-password` prints an htpasswd line whose bcrypt hash another crypt(3) caller (Python) accepts.
+    @Test func hashPasswordCommand() async throws {
+        let made = try await shell("printf %s 'correct horse' | \(Binaries.gateway.path) hash-password --cost 4 --user ops")
+        let line = made.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        #expect(line.hasPrefix("ops:$2b$04$") && line.count == 64, "\(line)")
+        let hash = String(line.dropFirst(4))
+        let check = try await shell(#"python3 -W ignore -c 'import crypt, sys; print(crypt.crypt(sys.argv[1], sys.argv[2]) == sys.argv[2])' 'correct horse' '\#(hash)'"#)
+        #expect(check.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "True")
+        let refused = try await shell("printf '' | \(Binaries.gateway.path) hash-password")
+        #expect(refused.status != 0 && refused.stderr.contains("expected the password on stdin"))
     }
 }
 

@@ -126,7 +126,10 @@ import TestSupport
         try await withUpstreams(2) { upstreams in
             let json = Self.config(
                 routes: #"[{ "name": "api", "upstream": "a" }]"#,
-                top: #""auth": { "jwt": { "keys": [{ "kid": "k1", "alg": "HS256", "secret": "a-very-long-shared-secret-for-hmac-256" }] } },"#)
+                top: #"""
+                    "auth": { "jwt": { "keys": [{ "kid": "k1", "alg": "HS256", "secret": "a-very-long-shared-secret-for-hmac-256" }] },
+                              "basic": { "users": [{ "username": "ops", "password_hash": "$2y$04$abcdefghijklmnopqrstuujydOTSfIH/d5oUHpsygqV5X9xJLQc6e" }] } },
+                    """#)
             try await withGateway(json, upstreams: upstreams) { test in
                 let gateway = test.gateway
                 for token in [nil, "wrong", Self.adminToken + "x"] {
@@ -145,6 +148,7 @@ import TestSupport
                 #expect(config.status == 200)
                 #expect(!config.text.contains(Self.adminToken))
                 #expect(!config.text.contains("a-very-long-shared-secret"))
+                #expect(!config.text.contains("jydOTSfIH"), "password hashes are hidden too")
                 let routes = config.json["routes"] as? [[String: Any]]
                 #expect(routes?.first?["name"] as? String == "api")
 
