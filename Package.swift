@@ -67,12 +67,12 @@ let package = Package(
             name: "GatewayTLS",
             dependencies: [nioLocks, "GatewayConfig", nioCore, nioSSL, logging, .product(name: "X509", package: "swift-certificates")],
             swiftSettings: strict),
-        // Authentication: JWT rules of our own over jwt-kit's key types and signature algorithms; API keys
-        // as SHA-256 digests (swift-crypto).
         // One-shot HTTP requests the gateway makes for itself (JWKS documents, OTLP exports).
         .target(name: "GatewayClient", dependencies: ["GatewayHTTP", nioCore, nioPosix, nioSSL], swiftSettings: strict),
         // Request spans exported over OTLP/HTTP (JSON) when configured.
         .target(name: "GatewayTelemetry", dependencies: [nioLocks, "GatewayCore", "GatewayConfig", "GatewayClient", nioCore, logging, .product(name: "CoreMetrics", package: "swift-metrics")], swiftSettings: strict),
+        // Authentication: JWT rules of our own over jwt-kit's key types and signature algorithms; API keys
+        // as SHA-256 digests (swift-crypto); Basic passwords as crypt(3) hashes (libxcrypt).
         .target(
             name: "GatewayAuth",
             dependencies: [nioLocks, 

@@ -94,6 +94,10 @@ public struct AuthFilter: GatewayFilter {
             case .basic:
                 guard let users = authenticator.basicUsers, let encoded = Self.authorization(head.headers, scheme: "basic") else { continue }
                 presented = true
+                if let wait = users.failures?.blockedFor(context.clientIP) {
+                    // Too many wrong passwords from this address: no check at all, not even against remembered ones.
+                    return .respond(tooManyFailures(retryAfterMicros: wait, context: context))
+                }
                 guard let credentials = BasicUsers.credentials(encoded) else {
                     code = "malformed_basic_credentials"
                     reasons.append("basic: not base64 of user:password")
@@ -124,7 +128,7 @@ public struct AuthFilter: GatewayFilter {
     /// The slow part of Basic: the password hash runs on the thread pool while the request waits.
     private func checkPassword(_ credentials: BasicUsers.Credentials, users: BasicUsers, context: RequestContext, reasons: [String]) -> FilterStep {
         let requestID = context.requestID
-        guard let check = users.check(credentials, on: context.eventLoop) else {
+        guard let check = users.check(credentials, from: context.clientIP, on: context.eventLoop) else {
             metrics.authFailure(route: routeName, reason: "basic_checks_busy")
             logger.warning(
                 "password checks busy; refusing the request", metadata: ["request_id": "\(requestID)", "route": "\(routeName)", "user": "\(credentials.username)"])
@@ -143,6 +147,15 @@ public struct AuthFilter: GatewayFilter {
                 return this.resumption(admitting: identity, requestID: requestID)
             }.recover { _ in FilterResumption(decision: .respond(.error(.authUnavailable, requestID: requestID))) },
             on: context.eventLoop)
+    }
+
+    private func tooManyFailures(retryAfterMicros: Int64, context: RequestContext) -> GatewayResponse {
+        metrics.authFailure(route: routeName, reason: "too_many_failures")
+        logger.info(
+            "authentication refused: too many failed password checks from this address",
+            metadata: ["request_id": "\(context.requestID)", "route": "\(routeName)", "client_ip": "\(context.clientIP)"])
+        let seconds = Int((retryAfterMicros + 999_999) / 1_000_000)
+        return .error(.rateLimited(retryAfterSeconds: seconds), requestID: context.requestID)
     }
 
     private func resume(token: String, requestID: String, reasons: [String]) -> FilterResumption {

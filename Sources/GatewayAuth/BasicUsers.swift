@@ -36,8 +36,11 @@ public final class BasicUsers: Sendable {
     private let maxPending: Int
     private let pending = NIOLockedValueBox(0)
     private let pool: NIOThreadPool
+    /// Failed checks per client address (`max_failures`); nil when not counted.
+    public let failures: FailedLoginThrottle?
 
     init(config: BasicAuthConfig, users: [String: User], decoyHash: String?, pool: NIOThreadPool) {
+        self.failures = config.maxFailures.map { FailedLoginThrottle(limit: $0.limit, windowSeconds: $0.windowSeconds) }
         self.realm = config.realm
         self.users = users
         self.decoyHash = decoyHash
@@ -106,8 +109,9 @@ public final class BasicUsers: Sendable {
     }
 
     /// Checks the password on the thread pool: the identity, or nil when the user is unknown or the password
-    /// wrong. nil instead of a future when `max_pending_checks` are already under way.
-    public func check(_ credentials: Credentials, on eventLoop: EventLoop) -> EventLoopFuture<Identity?>? {
+    /// wrong (a failure counted against `client`). nil instead of a future when `max_pending_checks` are
+    /// already under way.
+    public func check(_ credentials: Credentials, from client: String, on eventLoop: EventLoop) -> EventLoopFuture<Identity?>? {
         let admitted = pending.withLockedValue { count -> Bool in
             guard count < maxPending else { return false }
             count += 1
@@ -122,7 +126,10 @@ public final class BasicUsers: Sendable {
         }
         checked.whenComplete { _ in self.pending.withLockedValue { $0 -= 1 } }
         return checked.map { matches in
-            guard matches, let user else { return nil }
+            guard matches, let user else {
+                self.failures?.recordFailure(client)
+                return nil
+            }
             let identity = Identity(method: .basic, subject: credentials.username, scopes: user.scopes)
             self.remember(credentials, identity)
             return identity

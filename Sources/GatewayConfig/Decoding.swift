@@ -470,6 +470,14 @@ extension BasicAuthConfig {
                 } ?? config.realm
             config.cacheSize = o.optional("cache_size") { $0.int(0...1_000_000) } ?? config.cacheSize
             config.maxPendingChecks = o.optional("max_pending_checks") { $0.int(1...100_000) } ?? config.maxPendingChecks
+            config.maxFailures = o.nullable("max_failures", default: config.maxFailures) { node in
+                node.object { f -> FailureLimit? in
+                    let limit = f.required("limit") { $0.int(1...1_000_000) }
+                    let window = f.required("window_seconds") { $0.int(1...86_400) }
+                    guard let limit, let window else { return nil }
+                    return FailureLimit(limit: limit, windowSeconds: window)
+                }
+            }
             if !o.has("users") && !o.has("htpasswd_file") {
                 o.node.context.error(o.path, "give users, an htpasswd_file, or both")
             }

@@ -216,6 +216,15 @@ public struct BasicAuthConfig: Sendable {
     public var cacheSize = 1024
     /// Password checks waiting for or running on the thread pool at once; beyond it 503 AUTH_UNAVAILABLE.
     public var maxPendingChecks = 64
+    /// `max_failures`: failed checks a client address may make in a window before its Basic attempts are
+    /// refused (429) until the oldest leaves the window; nil (`null`) counts none.
+    public var maxFailures: FailureLimit? = FailureLimit(limit: 20, windowSeconds: 300)
+
+    public struct FailureLimit: Sendable, Equatable {
+        public var limit: Int
+        public var windowSeconds: Int
+        public init(limit: Int, windowSeconds: Int) { (self.limit, self.windowSeconds) = (limit, windowSeconds) }
+    }
     public init() {}
 }
 

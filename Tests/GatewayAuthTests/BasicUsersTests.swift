@@ -3,6 +3,7 @@ import GatewayAuth
 import GatewayConfig
 import NIOCore
 import NIOPosix
+import Synchronization
 import Testing
 import TestSupport
 
@@ -96,18 +97,52 @@ import TestSupport
 
         #expect(users.remembered(right) == nil)
         // Both calls on the loop: the first check's completion (which frees its slot) cannot run in between.
-        let (first, second) = try await loop.submit { (users.check(right, on: loop), users.check(right, on: loop)) }.get()
+        let (first, second) = try await loop.submit { (users.check(right, from: "10.0.0.1", on: loop), users.check(right, from: "10.0.0.1", on: loop)) }.get()
         #expect(second == nil, "max_pending_checks is 1")
         let identity = try await #require(first).get()
         #expect(identity?.method == .basic && identity?.subject == "ops" && identity?.scopes == ["admin"])
         #expect(users.remembered(right) == identity)
 
-        let wrong = try await loop.submit { users.check(BasicUsers.Credentials(username: "ops", password: "correct horsE"), on: loop) }.get()
+        let wrong = try await loop.submit { users.check(BasicUsers.Credentials(username: "ops", password: "correct horsE"), from: "10.0.0.1", on: loop) }.get()
         #expect(try await #require(wrong).get() == nil)
         // An unknown user is checked against a real hash (here: ops's), and never admitted, even with ops's password.
-        let stranger = try await loop.submit { users.check(BasicUsers.Credentials(username: "root", password: "correct horse"), on: loop) }.get()
+        let stranger = try await loop.submit { users.check(BasicUsers.Credentials(username: "root", password: "correct horse"), from: "10.0.0.1", on: loop) }.get()
         #expect(try await #require(stranger).get() == nil)
         #expect(users.remembered(BasicUsers.Credentials(username: "root", password: "correct horse")) == nil)
         #expect(users.remembered(BasicUsers.Credentials(username: "ops", password: "correct horsE")) == nil)
+    }
+
+    /// Monotonic microseconds the test moves by hand.
+    final class ManualClock: Sendable {
+        let micros = Atomic<Int64>(0)
+        func set(seconds: Double) { micros.store(Int64(seconds * 1_000_000), ordering: .relaxed) }
+        var read: @Sendable () -> Int64 { { self.micros.load(ordering: .relaxed) } }
+    }
+
+    // max_failures: failures at 1 s, 2 s and 9 s (limit 3, window 10 s) block the address until the 1 s one
+    // leaves the window at 11 s; other addresses are not touched; the table stays bounded.
+    @Test func failuresBlockAnAddressForTheWindow() {
+        let clock = ManualClock()
+        let throttle = FailedLoginThrottle(limit: 3, windowSeconds: 10, maxAddresses: 4, clock: clock.read)
+        for second in [1.0, 2.0, 9.0] {
+            #expect(throttle.blockedFor("10.0.0.1") == nil, "before the failure at \(second) s")
+            clock.set(seconds: second)
+            throttle.recordFailure("10.0.0.1")
+        }
+        #expect(throttle.blockedFor("10.0.0.1") == 2_000_000)
+        #expect(throttle.blockedFor("10.0.0.2") == nil)
+        clock.set(seconds: 10.999)
+        #expect(throttle.blockedFor("10.0.0.1") == 1_000)
+        clock.set(seconds: 11)
+        #expect(throttle.blockedFor("10.0.0.1") == nil)
+        throttle.recordFailure("10.0.0.1")
+        #expect(throttle.blockedFor("10.0.0.1") == 1_000_000, "blocked again until the 2 s failure leaves")
+        clock.set(seconds: 30)
+        #expect(throttle.blockedFor("10.0.0.1") == nil)
+        #expect(throttle.trackedAddresses == 0, "an address whose failures all left is forgotten")
+
+        for host in 1...10 { throttle.recordFailure("192.0.2.\(host)") }
+        #expect(throttle.trackedAddresses <= 4)
+        #expect(throttle.trackedAddresses >= 1)
     }
 }

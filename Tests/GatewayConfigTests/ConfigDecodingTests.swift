@@ -441,6 +441,15 @@ import Testing
         #expect(bad.contains(#"auth.basic.users[4].username: duplicate user "ops""#))
         #expect(bad.contains(#"auth.basic.users[3].username: duplicate consumer id "ops" (an API key or client certificate has it)"#))
 
+        #expect(basic.maxFailures == BasicAuthConfig.FailureLimit(limit: 20, windowSeconds: 300))
+        let users = #""users": [{ "username": "ops", "password_hash": "\#(bcrypt)" }]"#
+        let off = load(minimal(extra: #""auth": { "basic": { \#(users), "max_failures": null } },"#))
+        #expect(off.errors.isEmpty && off.config?.auth?.basic?.maxFailures == nil)
+        let tuned = load(minimal(extra: #""auth": { "basic": { \#(users), "max_failures": { "limit": 5, "window_seconds": 900 } } },"#))
+        #expect(tuned.config?.auth?.basic?.maxFailures == BasicAuthConfig.FailureLimit(limit: 5, windowSeconds: 900))
+        let wrong = load(minimal(extra: #""auth": { "basic": { \#(users), "max_failures": { "limit": 0 } } },"#)).errors.map(\.description)
+        #expect(wrong == ["auth.basic.max_failures.limit: 0 is out of range (1...1000000)", "auth.basic.max_failures.window_seconds: missing required key"])
+
         let empty = load(minimal(route: #"{ "name": "r", "upstream": "u" }"#, extra: #""auth": { "basic": {} },"#)).errors.map(\.description)
         #expect(empty == ["auth.basic: give users, an htpasswd_file, or both"])
         let missing = load(minimal(route: #"{ "name": "r", "upstream": "u", "auth": { "require": ["basic"] } }"#)).errors.map(\.description)

@@ -319,6 +319,42 @@ struct TokenFactory: Sendable {
         }
     }
 
+    // max_failures: an address that guessed wrong too often gets 429 for every Basic attempt (the right password
+    // and remembered credentials included) while other addresses log in as usual.
+    @Test func basicPasswordGuessingIsThrottled() async throws {
+        let bcrypt = "$2y$04$abcdefghijklmnopqrstuujydOTSfIH/d5oUHpsygqV5X9xJLQc6e"
+        let basic = { (password: String) in ("Authorization", "Basic " + Data("ops:\(password)".utf8).base64EncodedString()) }
+        try await withUpstreams { upstreams in
+            let config = """
+                { "workers": 1, "trusted_proxies": ["127.0.0.1"],
+                  "listeners": [{ "name": "test", "address": "127.0.0.1", "port": 0 }],
+                  "auth": { "basic": { "users": [{ "username": "ops", "password_hash": "\(bcrypt)" }],
+                                       "max_failures": { "limit": 2, "window_seconds": 60 } } },
+                  "upstreams": { "demo": { "targets": ["http://127.0.0.1:\(upstreams[0].port)"] } },
+                  "routes": [{ "name": "dashboard", "upstream": "demo", "auth": { "require": ["basic"] } }] }
+                """
+            try await withGateway(config) { gateway in
+                let guesser = ("X-Forwarded-For", "203.0.113.7")
+                let colleague = ("X-Forwarded-For", "203.0.113.8")
+                var statuses: [Int] = []
+                for password in ["guess-1", "guess-2", "correct horse"] {
+                    statuses.append(try await gateway.request("GET", "/", headers: [guesser, basic(password)]).status)
+                }
+                #expect(statuses == [401, 401, 429])
+                let refused = try await gateway.request("GET", "/", headers: [guesser, basic("correct horse")])
+                #expect(refused.errorCode == "RATE_LIMITED")
+                let retryAfter = Int(refused.header("retry-after") ?? "") ?? 0
+                #expect((59...60).contains(retryAfter), "until the first failure leaves the window")
+
+                let admitted = try await gateway.request("GET", "/", headers: [colleague, basic("correct horse")])
+                #expect(admitted.status == 200)
+                let remembered = try await gateway.request("GET", "/", headers: [guesser, basic("correct horse")])
+                #expect(remembered.status == 429, "a remembered check does not open a blocked address")
+                #expect(gateway.logs.entries("authentication refused: too many failed password checks from this address").count == 3)
+            }
+        }
+    }
+
     // The consumer a credential establishes is the rate-limit key: each API key gets its own budget.
     @Test func consumerKeyedRateLimits() async throws {
         let keys = try await Self.makeKeys()
