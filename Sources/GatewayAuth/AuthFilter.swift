@@ -141,7 +141,7 @@ public struct AuthFilter: GatewayFilter {
                     return FilterResumption(
                         decision: .respond(
                             this.unauthenticated(
-                                presented: true, requestID: requestID, reasons: reasons + ["basic: wrong password or unknown user \(credentials.username)"],
+                                presented: true, requestID: requestID, reasons: reasons + ["basic: password check failed for user \"\(credentials.username)\" (wrong password or no such user)"],
                                 code: "invalid_password")))
                 }
                 return this.resumption(admitting: identity, requestID: requestID)

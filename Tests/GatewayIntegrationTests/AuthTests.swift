@@ -304,7 +304,7 @@ struct TokenFactory: Sendable {
                 #expect(refused == Array(repeating: "401 UNAUTHENTICATED", count: 4))
 
                 let logText = gateway.logs.all.joined(separator: "\n")
-                #expect(logText.contains("wrong password or unknown user root"))
+                #expect(logText.contains(#"password check failed for user \"root\" (wrong password or no such user)"#))
                 #expect(!logText.contains("correct hors"), "no password in any log line")
                 let access = try await gateway.accessLog(for: admin)
                 #expect(access["consumer"] as? String == "ops")
