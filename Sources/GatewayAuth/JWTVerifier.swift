@@ -247,18 +247,20 @@ public struct JWTVerifier: Sendable {
                     }
                 default: return .failure(.badClaim("aud"))
                 }
+            // The subject and scopes go upstream in X-Auth-* fields: a control character (CR, LF) in them would
+            // let whoever controls a subject at the IdP write fields of their own into the upstream request.
             case "sub":
-                guard case .string(let text) = value else { return .failure(.badClaim("sub")) }
+                guard case .string(let text) = value, Self.isFieldText(text) else { return .failure(.badClaim("sub")) }
                 subject = text
             case "scope":
-                guard case .string(let text) = value else { return .failure(.badClaim("scope")) }
+                guard case .string(let text) = value, Self.isFieldText(text) else { return .failure(.badClaim("scope")) }
                 scopes += text.split(separator: " ").map(String.init)
             case "scp":
                 switch value {
-                case .string(let text): scopes += text.split(separator: " ").map(String.init)
+                case .string(let text) where Self.isFieldText(text): scopes += text.split(separator: " ").map(String.init)
                 case .array(let items):
                     for item in items {
-                        guard case .string(let text) = item else { return .failure(.badClaim("scp")) }
+                        guard case .string(let text) = item, Self.isFieldText(text) else { return .failure(.badClaim("scp")) }
                         scopes.append(text)
                     }
                 default: return .failure(.badClaim("scp"))
@@ -279,6 +281,9 @@ public struct JWTVerifier: Sendable {
                 identity: Identity(method: .jwt, subject: subject, scopes: scopes, forwardedClaims: forwarded),
                 validFrom: notBefore - leeway, validUntil: expiry + leeway))
     }
+
+    /// Text that can be a header field value as it is: no control characters (CR, LF, NUL, DEL...).
+    static func isFieldText(_ text: String) -> Bool { text.utf8.allSatisfy { $0 >= 0x20 && $0 != 0x7F } }
 
     private func hasDuplicates(_ fields: [(key: String, value: JSONValue)]) -> Bool {
         var seen = Set<String>()
@@ -315,7 +320,6 @@ extension JSONValue {
             text = parts.joined(separator: " ")
         default: return nil
         }
-        guard text.utf8.allSatisfy({ $0 >= 0x20 && $0 != 0x7F }) else { return nil }
-        return text
+        return JWTVerifier.isFieldText(text) ? text : nil
     }
 }

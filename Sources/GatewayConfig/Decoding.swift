@@ -292,10 +292,10 @@ extension AuthConfig {
             let mtlsClients = o.optional("mtls_clients") { node in
                 node.array { item in
                     item.object { c -> MTLSClientConfig? in
-                        let id = c.required("id") { $0.nonEmptyString() }
+                        let id = c.required("id") { $0.consumerText() }
                         let subject = c.optional("subject") { $0.nonEmptyString() }
                         let commonName = c.optional("common_name") { $0.nonEmptyString() }
-                        let scopes = c.optional("scopes") { $0.array { $0.nonEmptyString() } } ?? []
+                        let scopes = c.optional("scopes") { $0.array { $0.consumerText() } } ?? []
                         if !c.has("subject") && !c.has("common_name") {
                             c.node.context.error(c.path, "give the certificate's subject or its common_name")
                         } else if c.has("subject") && c.has("common_name") {
@@ -452,7 +452,7 @@ extension BasicAuthConfig {
                                 }
                                 return hash
                             }
-                            let scopes = u.optional("scopes") { $0.array { $0.nonEmptyString() } } ?? []
+                            let scopes = u.optional("scopes") { $0.array { $0.consumerText() } } ?? []
                             guard let username, let hash else { return nil }
                             return User(username: username, passwordHash: hash, scopes: scopes)
                         }
@@ -489,7 +489,7 @@ extension BasicAuthConfig {
 extension APIKeyConfig {
     static func decode(_ node: ConfigNode) -> APIKeyConfig? {
         node.object { o in
-            let id = o.required("id") { $0.nonEmptyString() }
+            let id = o.required("id") { $0.consumerText() }
             let hash = o.required("sha256") { node -> String? in
                 guard let text = node.string() else { return nil }
                 guard text.utf8.count == 64, text.allSatisfy(\.isHexDigit) else {
@@ -498,7 +498,7 @@ extension APIKeyConfig {
                 }
                 return text.lowercased()
             }
-            let scopes = o.optional("scopes") { $0.array { $0.nonEmptyString() } } ?? []
+            let scopes = o.optional("scopes") { $0.array { $0.consumerText() } } ?? []
             guard let id, let hash else { return nil }
             return APIKeyConfig(id: id, sha256: hash, scopes: scopes)
         }
@@ -1282,6 +1282,16 @@ extension ConfigNode {
     }
 
     /// A header value: no control characters, so nothing can split a response.
+    /// A consumer id or scope: non-empty, and fit to go upstream in an `X-Auth-*` field as it is.
+    func consumerText() -> String? {
+        guard let text = nonEmptyString() else { return nil }
+        guard !text.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7F }) else {
+            error("cannot contain control characters or line breaks (it goes upstream in an X-Auth-* header)")
+            return nil
+        }
+        return text
+    }
+
     func headerValue() -> String? {
         guard let text = string() else { return nil }
         guard !text.unicodeScalars.contains(where: { $0.value < 0x20 && $0 != "\t" || $0.value == 0x7F }) else {

@@ -92,6 +92,17 @@ import Testing
         #expect(forwarded == ["x-tenant=t-9", "x-roles=admin ops"])
     }
 
+    // A subject or scope with a control character would write its own fields into the upstream request (they
+    // go up in X-Auth-*): such a token is refused, however well signed.
+    @Test func controlCharactersInIdentityClaimsAreRefused() async throws {
+        let open = JWTVerifier(issuer: nil, audiences: [], leewaySeconds: 0)
+        #expect(try await verify(#"{"exp":\#(now + 10),"sub":"u1\r\nX-Admin: yes"}"#, verifier: open).failure == .badClaim("sub"))
+        #expect(try await verify(#"{"exp":\#(now + 10),"sub":"u1","scope":"a\nb"}"#, verifier: open).failure == .badClaim("scope"))
+        #expect(try await verify(#"{"exp":\#(now + 10),"sub":"u1","scp":"a\u0000"}"#, verifier: open).failure == .badClaim("scp"))
+        #expect(try await verify(#"{"exp":\#(now + 10),"sub":"u1","scp":["ok","b\r"]}"#, verifier: open).failure == .badClaim("scp"))
+        #expect(try await verify(#"{"exp":\#(now + 10),"sub":"ünïcode ok","scope":"a b"}"#, verifier: open).isSuccess)
+    }
+
     @Test func base64URLIsStrict() {
         #expect(Base64URL.decode("AQID"[...].utf8) == [1, 2, 3])
         #expect(Base64URL.decode("AQI"[...].utf8) == [1, 2])

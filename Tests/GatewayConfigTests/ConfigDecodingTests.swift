@@ -406,6 +406,15 @@ import Testing
         ])
         let missing = load(minimal(route: #"{ "name": "r", "upstream": "u", "auth": { "require": ["mtls"] } }"#)).errors.map(\.description)
         #expect(missing == [#"routes[0].auth.require: "mtls" needs auth.mtls_clients to be configured"#])
+        // Consumer ids and scopes go upstream in X-Auth-* fields: no line breaks.
+        let broken = load(minimal(extra: #"""
+            "auth": { "mtls_clients": [{ "id": "a\r\nX-Admin: 1", "common_name": "a" }],
+                      "api_keys": [{ "id": "k", "sha256": "\#(String(repeating: "a", count: 64))", "scopes": ["s\n"] }] },
+            """#)).errors.map(\.description)
+        #expect(broken == [
+            "auth.api_keys[0].scopes[0]: cannot contain control characters or line breaks (it goes upstream in an X-Auth-* header)",
+            "auth.mtls_clients[0].id: cannot contain control characters or line breaks (it goes upstream in an X-Auth-* header)",
+        ])
     }
 
     // auth.basic: users with accepted, complete hashes; "basic" on a route needs it; ids unique across credentials.
