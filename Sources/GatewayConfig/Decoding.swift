@@ -1213,6 +1213,16 @@ extension HeaderEdits {
                     return value.headerValue()
                 }
             } ?? []).map { (name: $0.key.lowercased(), value: $0.value) }
+            edits.setFrom = (o.optional("set_from") { node in
+                node.map { name, value -> RequestValue? in
+                    guard allowed(name, value) else { return nil }
+                    if edits.set.contains(where: { $0.name == name.lowercased() }) {
+                        value.error("\(name) is also in set: give it one value")
+                        return nil
+                    }
+                    return value.oneOf(RequestValue.allCases.map(\.rawValue)).flatMap(RequestValue.init)
+                }
+            } ?? []).map { (name: $0.key.lowercased(), value: $0.value) }
             return edits
         }
     }

@@ -593,8 +593,30 @@ public struct HeaderEdits: Sendable {
     public var remove: [String] = []
     /// Lowercase names, values as written.
     public var set: [(name: String, value: String)] = []
+    /// `set_from`: lowercase names, each set to a value of the request (the client's address, the consumer...),
+    /// or removed when the request has none, so a client can never supply it.
+    public var setFrom: [(name: String, value: RequestValue)] = []
 
-    public var isEmpty: Bool { remove.isEmpty && set.isEmpty }
+    public var isEmpty: Bool { remove.isEmpty && set.isEmpty && setFrom.isEmpty }
+}
+
+/// What a `set_from` field can carry (NGINX's `proxy_set_header X-Real-IP $remote_addr`, Envoy's
+/// `%DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT%`).
+public enum RequestValue: String, Sendable, CaseIterable {
+    /// The client's address after `trusted_proxies` (what rate limits and the access log use).
+    case clientIP = "client_ip"
+    /// The TCP peer's address (a load balancer, when there is one).
+    case peerIP = "peer_ip"
+    case requestID = "request_id"
+    case traceID = "trace_id"
+    /// The authenticated consumer; none on public routes.
+    case consumer
+    case route
+    /// The request's Host as the client sent it.
+    case host
+    /// `https` on TLS listeners, else `http`.
+    case scheme
+    case method
 }
 
 public struct MatchConfig: Sendable {

@@ -67,9 +67,12 @@ public enum HeaderRules {
     }
 
     /// A route's `request_headers` / `response_headers`: removals, then values set (replacing that name's fields).
-    public static func apply(_ edits: HeaderEdits, to headers: inout HeaderList) {
+    public static func apply(_ edits: HeaderEdits, to headers: inout HeaderList, context: RequestContext) {
         for name in edits.remove { headers.remove(name: name) }
         for (name, value) in edits.set { headers.replaceOrAdd(name: name, value: value) }
+        for (name, source) in edits.setFrom {
+            if let value = context.text(of: source) { headers.replaceOrAdd(name: name, value: value) } else { headers.remove(name: name) }
+        }
     }
 
     /// Adds `name` to the response's `Vary` unless it is there already (or `Vary: *` covers everything).
@@ -287,6 +290,23 @@ extension RequestKey {
         case .consumer: return consumer ?? clientIP
         case .header(let name): return headers.first(name: name)
         case .cookie(let name): return HeaderRules.cookie(named: name, in: headers)
+        }
+    }
+}
+
+extension RequestContext {
+    /// A `set_from` value of this request; nil when it has none (an anonymous request's consumer, say).
+    public func text(of value: RequestValue) -> String? {
+        switch value {
+        case .clientIP: return clientIP
+        case .peerIP: return connection.peer?.description
+        case .requestID: return requestID.isEmpty ? nil : requestID
+        case .traceID: return traceID
+        case .consumer: return consumer
+        case .route: return route?.name
+        case .host: return host
+        case .scheme: return connection.isTLS ? "https" : "http"
+        case .method: return method.description
         }
     }
 }

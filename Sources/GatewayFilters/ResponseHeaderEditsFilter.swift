@@ -13,6 +13,6 @@ public struct ResponseHeaderEditsFilter: GatewayFilter {
     }
 
     public func onResponse(_ head: inout ResponseHead, context: RequestContext) {
-        HeaderRules.apply(edits, to: &head.headers)
+        HeaderRules.apply(edits, to: &head.headers, context: context)
     }
 }

@@ -267,6 +267,15 @@ import Testing
             #"routes[0].request_headers.set["bad name"]: "bad name" is not a valid header name"#,
             "routes[0].response_headers.remove[0]: Transfer-Encoding is set by the gateway itself and cannot be changed here",
         ])
+        let variables = try #require(load(minimal(route: #"{ "name": "r", "upstream": "u", "request_headers": { "set_from": { "X-Real-IP": "client_ip", "X-Consumer": "consumer" } } }"#)).config?.routes.first)
+        let setFrom = variables.requestHeaders.setFrom.map { "\($0.name)=\($0.value.rawValue)" }
+        #expect(setFrom == ["x-real-ip=client_ip", "x-consumer=consumer"])
+        let wrong = load(minimal(route: #"{ "name": "r", "upstream": "u", "request_headers": { "set": { "X-A": "1" }, "set_from": { "x-a": "route", "X-B": "remote_addr", "Host": "host" } } }"#)).errors.map(\.description)
+        #expect(wrong.count == 3, "\(wrong)")
+        #expect(wrong.contains("routes[0].request_headers.set_from.x-a: x-a is also in set: give it one value"))
+        #expect(wrong.contains("routes[0].request_headers.set_from.Host: Host is set by the gateway itself and cannot be changed here"))
+        let unknownValue = wrong.first { $0.hasPrefix("routes[0].request_headers.set_from.X-B: ") }
+        #expect(unknownValue?.contains("client_ip") == true, "\(wrong)")
     }
 
     // A PROXY protocol listener needs trusted_proxies: only those peers may say who the client is.

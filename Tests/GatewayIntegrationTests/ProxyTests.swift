@@ -372,6 +372,41 @@ import Testing
         }
     }
 
+    // set_from: fields carry the request's own values (X-Real-IP as NGINX setups send it, the consumer, the
+    // route...); a client's field of that name never passes, not even when the request has no such value.
+    @Test func headersSetFromTheRequest() async throws {
+        let apiKey = "gw_set-from-test-key"
+        let routes = #"""
+            [{ "name": "private", "match": { "path_prefix": "/private" }, "upstream": "demo", "auth": { "require": ["api_key"] },
+               "request_headers": { "set_from": { "X-Real-IP": "client_ip", "X-Peer": "peer_ip", "X-Consumer": "consumer", "X-Route": "route",
+                                                  "X-Scheme": "scheme", "X-Method": "method", "X-Host": "host", "X-Req": "request_id", "X-Trace": "trace_id" } },
+               "response_headers": { "set_from": { "X-Served-By-Route": "route", "X-Consumer": "consumer" } } },
+             { "name": "public", "upstream": "demo", "request_headers": { "set_from": { "X-Consumer": "consumer", "X-Real-IP": "client_ip" } } }]
+            """#
+        let top = #""trusted_proxies": ["127.0.0.1"], "auth": { "api_keys": [{ "id": "reporting", "sha256": "\#(APIKeyDigest.hex(apiKey))" }] },"#
+        try await withUpstreams { upstreams in
+            try await withGateway(basicConfig(routes: routes, top: top), upstreams: upstreams) { gateway in
+                let forged = [("X-Consumer", "admin"), ("X-Real-IP", "10.9.9.9"), ("X-Forwarded-For", "198.51.100.23")]
+                let response = try await gateway.request("GET", "/private/x", headers: forged + [("X-API-Key", apiKey)])
+                #expect(response.status == 200)
+                let sent = response.echoedHeaders
+                #expect(sent["x-real-ip"] == "198.51.100.23", "the client as trusted_proxies resolve it")
+                #expect(sent["x-peer"] == "127.0.0.1")
+                #expect(sent["x-consumer"] == "reporting")
+                #expect(sent["x-route"] == "private" && sent["x-scheme"] == "http" && sent["x-method"] == "GET")
+                #expect(sent["x-host"] == "test.local")
+                #expect(sent["x-req"] == response.header("x-request-id") && sent["x-req"]?.isEmpty == false)
+                #expect(sent["x-trace"]?.count == 32)
+                #expect(response.header("x-served-by-route") == "private" && response.header("x-consumer") == "reporting")
+
+                let anonymous = try await gateway.request("GET", "/other", headers: forged)
+                #expect(anonymous.status == 200)
+                #expect(anonymous.echoedHeaders["x-consumer"] == nil, "no consumer: the client's field is removed, not passed")
+                #expect(anonymous.echoedHeaders["x-real-ip"] == "198.51.100.23")
+            }
+        }
+    }
+
     // The access log names the client's software, protocol and Host (operators' usual questions), never the query.
     @Test func accessLogFields() async throws {
         try await withUpstreams { upstreams in
