@@ -218,6 +218,7 @@ extension LimitsConfig {
                 o.optional("max_requests_per_connection") { $0.int(1...Int.max) } ?? limits.maxRequestsPerConnection
             limits.maxHeaderCount = o.optional("max_header_count") { $0.int(1...10_000) } ?? limits.maxHeaderCount
             limits.bodyTimeoutMs = o.optional("body_timeout_ms") { $0.int(1...maxMilliseconds) } ?? limits.bodyTimeoutMs
+            limits.tunnelIdleTimeoutMs = o.optional("tunnel_idle_timeout_ms") { $0.int(0...maxMilliseconds) } ?? limits.tunnelIdleTimeoutMs
             limits.http2MaxConcurrentStreams =
                 o.optional("http2_max_concurrent_streams") { $0.int(1...10_000) } ?? limits.http2MaxConcurrentStreams
             return limits
@@ -820,6 +821,7 @@ extension RouteConfig {
             let denyIPs = o.optional("deny_ips") { $0.addressRanges() } ?? []
             let allowIPs = o.optional("allow_ips") { $0.addressRanges() } ?? []
             let maxBodyBytes = o.optional("max_body_bytes") { $0.int(0...Int.max) }
+            let tunnelIdleTimeoutMs = o.optional("tunnel_idle_timeout_ms") { $0.int(0...maxMilliseconds) }
             let readTimeout = o.optional("read_timeout_ms") { $0.int(1...maxMilliseconds) }
             let totalTimeout = o.optional("total_timeout_ms") { $0.int(1...maxMilliseconds) }
             let retryAttempts = o.optional("retries") { node in node.object { r in r.required("attempts") { $0.int(0...10) } } }
@@ -832,6 +834,7 @@ extension RouteConfig {
             )
             (route.denyIPs, route.allowIPs) = (denyIPs, allowIPs)
             route.maxBodyBytes = maxBodyBytes
+            route.tunnelIdleTimeoutMs = tunnelIdleTimeoutMs
             route.answer = answer
             route.split = split
             route.addPrefix = addPrefix

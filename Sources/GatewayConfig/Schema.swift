@@ -130,6 +130,8 @@ public struct LimitsConfig: Sendable {
     public var bodyTimeoutMs = 30_000
     /// Concurrent HTTP/2 streams per connection (SETTINGS_MAX_CONCURRENT_STREAMS).
     public var http2MaxConcurrentStreams = 128
+    /// An upgraded connection (WebSocket) with no byte either way for this long is closed (0: never).
+    public var tunnelIdleTimeoutMs = 3_600_000
 }
 
 public struct SecurityHeadersConfig: Sendable {
@@ -512,6 +514,8 @@ public struct RouteConfig: Sendable {
     public var allowIPs: [CIDR] = []
     /// This route's largest request body, instead of `limits.max_body_bytes`.
     public var maxBodyBytes: Int?
+    /// This route's `tunnel_idle_timeout_ms`, instead of the one in `limits`.
+    public var tunnelIdleTimeoutMs: Int?
     /// This route's upstream timeouts, instead of its upstream's `read_timeout_ms` / `total_timeout_ms`.
     public var readTimeoutMs: Int?
     public var totalTimeoutMs: Int?

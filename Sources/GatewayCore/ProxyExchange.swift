@@ -52,6 +52,10 @@ final class ProxyExchange: ExchangeDriver, UpstreamCallDelegate, FilterSuspensio
     var responseStarted = false
     private var errorCode: String?
     private var totalTimeout: Scheduled<Void>?
+    /// In a tunnel: when a byte last passed either way, and the check that closes the tunnel once it has been
+    /// quiet for `tunnel_idle_timeout_ms` (re-armed for what is left rather than moved on every byte).
+    private var tunnelActivity = NIODeadline.uptimeNanoseconds(0)
+    private var tunnelIdleCheck: Scheduled<Void>?
     /// The protocol an HTTP/1.1 client asked to switch to (`Upgrade`, with `Connection: upgrade`), e.g. websocket.
     let upgrade: String?
     /// Set when the request path cannot be normalised: answered 400 before routing.
@@ -337,6 +341,7 @@ final class ProxyExchange: ExchangeDriver, UpstreamCallDelegate, FilterSuspensio
         bytesIn += buffer.readableBytes
         if case .tunnel = state {
             // Tunnelled bytes are not a request body: no size limit applies.
+            tunnelActivity = EventClock.now()
             call?.sendBody(buffer)
             if call?.isWritable == false { stream?.setRequestBodyPaused(true) }
             return
@@ -441,16 +446,36 @@ final class ProxyExchange: ExchangeDriver, UpstreamCallDelegate, FilterSuspensio
         responseStarted = true
         stream.writeResponseHead(consume response)
         if switching != nil {
-            // A tunnel lives as long as its two sides do: no total timeout.
+            // A tunnel lives as long as its two sides do and talk: no total timeout, an idle one.
             state = .tunnel
             totalTimeout?.cancel()
             totalTimeout = nil
             stream.switchToTunnel()
+            let idle = context.route?.tunnelIdleTimeoutMs ?? runtime.limits.tunnelIdleTimeoutMs
+            if idle > 0 {
+                tunnelActivity = EventClock.now()
+                armTunnelIdleCheck(in: .milliseconds(Int64(idle)), limit: .milliseconds(Int64(idle)))
+            }
+        }
+    }
+
+    private func armTunnelIdleCheck(in delay: TimeAmount, limit: TimeAmount) {
+        tunnelIdleCheck = connection.eventLoop.assumeIsolated().scheduleTask(in: delay) {
+            self.tunnelIdleCheck = nil
+            guard case .tunnel = self.state else { return }
+            let quiet = NIODeadline.now() - self.tunnelActivity
+            guard quiet >= limit else { return self.armTunnelIdleCheck(in: limit - quiet, limit: limit) }
+            self.runtime.logger.info(
+                "tunnel closed after its idle timeout",
+                metadata: ["request_id": "\(self.context.requestID)", "idle_ms": "\(limit.nanoseconds / 1_000_000)"])
+            self.call?.cancel()
+            self.upstreamResponseEnd()  // closes the client's side, as when the upstream side ends
         }
     }
 
     func upstreamResponseBody(_ buffer: ByteBuffer) {
         guard isRelaying else { return }
+        if case .tunnel = state { tunnelActivity = EventClock.now() }
         if caching != nil { cacheResponseBody(buffer) }
         let translated = grpcWeb?.responseBody(buffer) ?? buffer
         let sent = encoder?.compress(translated) ?? translated
@@ -579,6 +604,8 @@ final class ProxyExchange: ExchangeDriver, UpstreamCallDelegate, FilterSuspensio
         state = .finished
         totalTimeout?.cancel()
         totalTimeout = nil
+        tunnelIdleCheck?.cancel()
+        tunnelIdleCheck = nil
         heldBody.removeAll()
         encoder = nil
         // A mirror still here never got the end of the request body: its copy must not pass for complete.

@@ -67,6 +67,8 @@ public final class CompiledRoute: Sendable {
     public let answersPreflight: Bool
     /// The route's `max_body_bytes`, if it overrides `limits.max_body_bytes`.
     public let maxBodyBytes: Int?
+    /// `tunnel_idle_timeout_ms` for this route's upgraded connections (nil: `limits`').
+    public let tunnelIdleTimeoutMs: Int?
     /// `request_headers`: applied last to the request the upstream gets, so they also cover the forwarding headers.
     public let requestHeaderEdits: HeaderEdits
 
@@ -106,6 +108,7 @@ public final class CompiledRoute: Sendable {
         self.answersPreflight = config.cors != nil
         self.requestHeaderEdits = config.requestHeaders
         self.maxBodyBytes = config.maxBodyBytes
+        self.tunnelIdleTimeoutMs = config.tunnelIdleTimeoutMs
         let splits = (config.split?.members.count ?? 0) > 1
         self.destinations = zip(config.upstreamNames, upstreams).map { name, upstream in
             // The route's own read_timeout_ms / total_timeout_ms, else the upstream's, decided here once.

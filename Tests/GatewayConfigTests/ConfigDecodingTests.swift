@@ -24,6 +24,7 @@ import Testing
         #expect(config.limits.maxBodyBytes == 10_485_760)
         #expect(config.limits.headerTimeoutMs == 10_000)
         #expect(config.limits.idleTimeoutMs == 60_000)
+        #expect(config.limits.tunnelIdleTimeoutMs == 3_600_000)
         #expect(config.securityHeaders.contentTypeOptions == "nosniff")
         #expect(config.securityHeaders.hstsMaxAgeSeconds == 31_536_000)
         let upstream = try #require(config.upstream(named: "u"))

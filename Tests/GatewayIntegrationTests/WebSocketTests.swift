@@ -191,4 +191,42 @@ extension String {
             }
         }
     }
+
+    // tunnel_idle_timeout_ms: a tunnel that talks stays open past the timeout; one quiet for that long is closed
+    // (both sides), logged, and still a complete 101 exchange; a route's 0 keeps its tunnels however quiet.
+    @Test(.timeLimit(.minutes(1))) func idleTunnelsAreClosed() async throws {
+        let routes = #"""
+            [{ "name": "patient", "match": { "path_prefix": "/patient" }, "upstream": "demo", "strip_prefix": "/patient", "tunnel_idle_timeout_ms": 0 },
+             { "name": "all", "upstream": "demo" }]
+            """#
+        try await withUpstreams { upstreams in
+            try await withGateway(basicConfig(routes: routes, limits: #"{ "tunnel_idle_timeout_ms": 400 }"#), upstreams: upstreams) { test in
+                let (socket, head) = try await WebSocketClient.open(port: test.port)
+                #expect(head.hasPrefix("HTTP/1.1 101"), "\(head)")
+                let (patient, patientHead) = try await WebSocketClient.open(port: test.port, path: "/patient/ws")
+                #expect(patientHead.hasPrefix("HTTP/1.1 101"), "\(patientHead)")
+                var lastTraffic = ContinuousClock.now
+                for index in 0..<6 {  // 900 ms of traffic, more than twice the timeout
+                    try await Task.sleep(for: .milliseconds(150))
+                    try await socket.sendText("message \(index)")
+                    #expect(try await socket.receiveText() == "message \(index)")
+                    lastTraffic = ContinuousClock.now
+                }
+                #expect(!socket.raw.isClosed, "traffic keeps the tunnel open")
+                #expect(await socket.raw.waitForClose(timeout: .seconds(5)))
+                let quietFor = ContinuousClock.now - lastTraffic
+                #expect(quietFor >= .milliseconds(350), "closed \(quietFor) after the last message")
+                #expect(!patient.raw.isClosed, "the route without an idle timeout keeps its tunnel")
+                try await patient.sendText("still here")
+                #expect(try await patient.receiveText() == "still here")
+
+                #expect(test.logs.entries("tunnel closed after its idle timeout").count == 1)
+                let requestID = head.headerValue("x-request-id") ?? "-"
+                let log = try #require(await test.logs.accessEntry(requestID: requestID))
+                #expect(log["status"] as? Int == 101)
+                #expect(log["completed"] == nil)
+                await patient.raw.close()
+            }
+        }
+    }
 }
