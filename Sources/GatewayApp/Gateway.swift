@@ -217,6 +217,12 @@ public final class Gateway: Sendable {
                 eventLoop: loop, loopIndex: index, loopCount: workers, logger: logger, previous: previousForwarders?.value(on: loop))
         }
         let upstreamIndex = Dictionary(config.upstreams.enumerated().map { ($1.name, $0) }, uniquingKeysWith: { first, _ in first })
+        // One introspection cache for all routes; a reload starts it afresh (as it does the verified-token cache).
+        let introspector = config.auth?.introspection.flatMap { introspection in
+            upstreamIndex[introspection.upstream].map {
+                TokenIntrospector(config: introspection, upstreamIndex: $0, forwarders: forwarders, logger: logger)
+            }
+        }
         // Per route: client addresses first (a refused one gets nothing else), then CORS (a browser's preflight
         // carries no credentials and is answered before any check), then authentication and the authorization
         // service (rate limits may key on the consumer they establish), then limits.
@@ -226,7 +232,9 @@ public final class Gateway: Sendable {
             if !addresses.isEmpty { filters.append(ClientAddressFilter(addresses)) }
             if let cors = route.cors { filters.append(CORSFilter(cors)) }
             if let auth = route.auth, let authenticator {
-                filters.append(AuthFilter(routeName: route.name, config: auth, authenticator: authenticator, logger: logger, metrics: metrics))
+                filters.append(
+                    AuthFilter(
+                        routeName: route.name, config: auth, authenticator: authenticator, introspector: introspector, logger: logger, metrics: metrics))
             }
             if let name = route.externalAuth, let service = config.externalAuth.first(where: { $0.name == name }),
                 let index = upstreamIndex[service.upstream]

@@ -24,8 +24,14 @@ public struct AuthFilter: GatewayFilter {
     private let logger: Logger
     private let challenges: [String]
     private let metrics: GatewayMetrics
+    /// `auth.introspection`, for routes that accept opaque tokens.
+    private let introspector: TokenIntrospector?
 
-    public init(routeName: String, config: RouteAuthConfig, authenticator: Authenticator, logger: Logger, metrics: GatewayMetrics = .disabled) {
+    public init(
+        routeName: String, config: RouteAuthConfig, authenticator: Authenticator, introspector: TokenIntrospector? = nil, logger: Logger,
+        metrics: GatewayMetrics = .disabled
+    ) {
+        self.introspector = introspector
         self.metrics = metrics
         self.routeName = routeName
         self.methods = config.require
@@ -36,7 +42,7 @@ public struct AuthFilter: GatewayFilter {
         // names its own (the client must reconnect with a certificate). Basic gets a challenge of its own next to
         // the others, so a browser (which knows no Bearer) still prompts for a password.
         var challenges: [String] = []
-        if config.require.contains(.jwt) {
+        if config.require.contains(.jwt) || config.require.contains(.introspection) {
             challenges.append(#"Bearer realm="gateway""#)
         } else if config.require.contains(.apiKey) {
             challenges.append(#"ApiKey realm="gateway""#)
@@ -55,6 +61,7 @@ public struct AuthFilter: GatewayFilter {
         var reasons: [String] = []
         var code = "missing_credentials"
         var unverifiedBasic: BasicUsers.Credentials?
+        var unintrospectedToken: String?
         for method in methods {
             switch method {
             case .jwt:
@@ -105,10 +112,25 @@ public struct AuthFilter: GatewayFilter {
                 }
                 if let identity = users.remembered(credentials) { return accept(identity, head: &head, context: &context) }
                 unverifiedBasic = credentials  // checked below, off the event loop, if nothing else admits the request
+            case .introspection:
+                guard let introspector, let token = Self.bearerToken(head.headers) else { continue }
+                presented = true
+                switch introspector.remembered(token) {
+                case .active(let identity)?:
+                    return accept(identity, head: &head, context: &context)
+                case .inactive(let reason)?:
+                    code = "inactive_token"
+                    reasons.append("introspection: \(reason) (remembered)")
+                case nil:
+                    unintrospectedToken = token  // asked below, if nothing else admits the request
+                }
             }
         }
         if let credentials = unverifiedBasic, let users = authenticator.basicUsers {
             return checkPassword(credentials, users: users, context: context, reasons: reasons)
+        }
+        if let token = unintrospectedToken, let introspector {
+            return introspect(token, with: introspector, context: context, reasons: reasons)
         }
         // A token naming a kid we have not seen may be signed with a rotated key: fetch the JWKS once and retry.
         if let token = unknownKID, let refetch = authenticator.refetchKeys() {
@@ -146,6 +168,30 @@ public struct AuthFilter: GatewayFilter {
                 }
                 return this.resumption(admitting: identity, requestID: requestID)
             }.recover { _ in FilterResumption(decision: .respond(.error(.authUnavailable, requestID: requestID))) },
+            on: context.eventLoop)
+    }
+
+    /// An opaque token the introspection endpoint has not been asked about lately: the request waits for it.
+    private func introspect(_ token: String, with introspector: TokenIntrospector, context: RequestContext, reasons: [String]) -> FilterStep {
+        let requestID = context.requestID
+        let this = self
+        let answer = introspector.introspect(token, requestID: requestID, clientIP: context.clientIP, on: context.eventLoop)
+        return .suspend(
+            answer.map { answer in
+                switch answer {
+                case .active(let identity):
+                    return this.resumption(admitting: identity, requestID: requestID)
+                case .inactive(let reason):
+                    return FilterResumption(
+                        decision: .respond(
+                            this.unauthenticated(presented: true, requestID: requestID, reasons: reasons + ["introspection: \(reason)"], code: "inactive_token")))
+                }
+            }.recover { error in
+                this.metrics.authFailure(route: this.routeName, reason: "introspection_unavailable")
+                this.logger.warning(
+                    "token introspection failed", metadata: ["request_id": "\(requestID)", "route": "\(this.routeName)", "error": "\(error)"])
+                return FilterResumption(decision: .respond(.error(.authUnavailable, requestID: requestID)))
+            },
             on: context.eventLoop)
     }
 

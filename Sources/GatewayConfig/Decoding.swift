@@ -319,6 +319,7 @@ extension AuthConfig {
             var auth = AuthConfig(jwt: jwt, apiKeys: apiKeys)
             auth.mtlsClients = mtlsClients
             auth.basic = basic
+            auth.introspection = o.optional("introspection", IntrospectionConfig.decode)
             return auth
         }
     }
@@ -417,6 +418,32 @@ extension JWTConfig.Key {
                 }
             }
             return JWTConfig.Key(kid: kid, alg: alg, secret: secret, publicKey: publicKey, publicKeyFile: publicKeyFile)
+        }
+    }
+}
+
+extension IntrospectionConfig {
+    /// `{"upstream": "idp", "path": "/oauth2/introspect", "client_id": "gateway", "client_secret": "${SECRET}",
+    ///   "timeout_ms": 1000, "cache_seconds": 30, "cache_size": 10000, "issuer": "...", "audiences": [...]}`
+    static func decode(_ node: ConfigNode) -> IntrospectionConfig? {
+        node.object { o in
+            let upstream = o.required("upstream") { $0.nonEmptyString() }
+            let path = o.required("path") { $0.absolutePath() }
+            let clientID = o.required("client_id") { $0.headerValue() }
+            let clientSecret = o.required("client_secret") { $0.headerValue() }
+            let timeout = o.optional("timeout_ms") { $0.int(1...maxMilliseconds) }
+            let cacheSeconds = o.optional("cache_seconds") { $0.int(0...86_400) }
+            let cacheSize = o.optional("cache_size") { $0.int(0...10_000_000) }
+            let issuer = o.optional("issuer") { $0.nonEmptyString() }
+            let audiences = o.optional("audiences") { $0.array { $0.nonEmptyString() } }
+            guard let upstream, let path, let clientID, let clientSecret else { return nil }
+            var config = IntrospectionConfig(upstream: upstream, path: path, clientID: clientID, clientSecret: clientSecret)
+            config.timeoutMs = timeout ?? config.timeoutMs
+            config.cacheSeconds = cacheSeconds ?? config.cacheSeconds
+            config.cacheSize = cacheSize ?? config.cacheSize
+            config.issuer = issuer
+            config.audiences = audiences ?? []
+            return config
         }
     }
 }
@@ -1015,10 +1042,10 @@ extension MatchConfig {
 extension RouteAuthConfig {
     static func decode(_ node: ConfigNode) -> RouteAuthConfig? {
         node.object { o in
-            let require = o.required("require") { $0.array { $0.oneOf(["jwt", "api_key", "mtls", "basic"]).flatMap(Method.init) } }
+            let require = o.required("require") { $0.array { $0.oneOf(["jwt", "api_key", "mtls", "basic", "introspection"]).flatMap(Method.init) } }
             let scopes = o.optional("scopes") { $0.array { $0.nonEmptyString() } } ?? []
             if let require, require.isEmpty {
-                o.node.context.error(o.path / "require", "list at least one of \"jwt\", \"api_key\", \"mtls\", \"basic\" (omit auth for a public route)")
+                o.node.context.error(o.path / "require", "list at least one of \"jwt\", \"api_key\", \"mtls\", \"basic\", \"introspection\" (omit auth for a public route)")
             }
             guard let require else { return nil }
             return RouteAuthConfig(require: require, scopes: scopes)

@@ -177,9 +177,34 @@ public struct AuthConfig: Sendable {
     public var mtlsClients: [MTLSClientConfig] = []
     /// `basic`: HTTP Basic users (RFC 7617) with crypt(3) password hashes.
     public var basic: BasicAuthConfig?
+    /// `introspection`: opaque bearer tokens checked at the authorization server (RFC 7662).
+    public var introspection: IntrospectionConfig?
 
     /// The consumer ids of API keys and client certificates, which no Basic user name may repeat.
     public var keyAndCertificateIDs: Set<String> { Set(apiKeys.map(\.id) + mtlsClients.map(\.id)) }
+}
+
+/// `auth.introspection`: opaque (non-JWT) access tokens asked about at the authorization server's OAuth 2.0
+/// introspection endpoint (RFC 7662), on one of the gateway's upstreams.
+public struct IntrospectionConfig: Sendable, Equatable {
+    public var upstream: String
+    /// The endpoint's path on that upstream (`/oauth2/introspect`).
+    public var path: String
+    /// The gateway's own client credentials at the authorization server (HTTP Basic, RFC 6749 §2.3.1).
+    public var clientID: String
+    public var clientSecret: String
+    public var timeoutMs = 1_000
+    /// How long an answer is reused (an active one never past the token's `exp`): also how long a revoked token
+    /// may keep working.
+    public var cacheSeconds = 30
+    public var cacheSize = 10_000
+    /// When set, the answer's `iss` must equal it.
+    public var issuer: String?
+    /// When set, the answer's `aud` must name one of them.
+    public var audiences: [String] = []
+    public init(upstream: String, path: String, clientID: String, clientSecret: String) {
+        (self.upstream, self.path, self.clientID, self.clientSecret) = (upstream, path, clientID, clientSecret)
+    }
 }
 
 /// `auth.basic`: users and password hashes, inline or from an htpasswd file.
@@ -648,7 +673,7 @@ public struct MatchConfig: Sendable {
 }
 
 public struct RouteAuthConfig: Sendable {
-    public enum Method: String, Sendable { case jwt, apiKey = "api_key", mtls, basic }
+    public enum Method: String, Sendable { case jwt, apiKey = "api_key", mtls, basic, introspection }
     public var require: [Method]
     public var scopes: [String]
 }

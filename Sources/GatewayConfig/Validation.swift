@@ -59,6 +59,16 @@ extension GatewayConfig {
                 context.error(at, "unknown upstream \"\(service.upstream)\"")
             }
         }
+        if let introspection = auth?.introspection {
+            let at = root / "auth" / "introspection" / "upstream"
+            if upstreamNames.contains(introspection.upstream) {
+                usedUpstreams.insert(introspection.upstream)
+            } else if let guess = closestMatch(to: introspection.upstream, among: upstreamNames) {
+                context.error(at, "unknown upstream \"\(introspection.upstream)\" (did you mean \"\(guess)\"?)")
+            } else {
+                context.error(at, "unknown upstream \"\(introspection.upstream)\"")
+            }
+        }
         var matches: [String: Int] = [:]
         for (index, route) in routes.enumerated() {
             let path = root / "routes" / index
@@ -135,6 +145,9 @@ extension GatewayConfig {
                 }
                 if auth.require.contains(.apiKey) && (self.auth?.apiKeys.isEmpty ?? true) {
                     context.error(path / "auth" / "require", "\"api_key\" needs auth.api_keys to be configured")
+                }
+                if auth.require.contains(.introspection) && self.auth?.introspection == nil {
+                    context.error(path / "auth" / "require", "\"introspection\" needs auth.introspection to be configured")
                 }
                 if auth.require.contains(.basic) && self.auth?.basic == nil {
                     context.error(path / "auth" / "require", "\"basic\" needs auth.basic to be configured")

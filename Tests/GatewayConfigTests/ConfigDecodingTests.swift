@@ -475,6 +475,30 @@ import Testing
         #expect(missing == [#"routes[0].auth.require: "basic" needs auth.basic to be configured"#])
     }
 
+    // auth.introspection: an upstream that exists, a path, the client's credentials; "introspection" on a route
+    // needs it; the client secret is hidden from the admin API's view of the config.
+    @Test func introspectionShapes() throws {
+        let section = #""auth": { "introspection": { "upstream": "u", "path": "/oauth2/introspect", "client_id": "gw", "client_secret": "s3cret", "audiences": ["orders-api"] } },"#
+        let good = load(minimal(route: #"{ "name": "r", "upstream": "u", "auth": { "require": ["introspection"] } }"#, extra: section))
+        #expect(good.errors.isEmpty)
+        let introspection = try #require(good.config?.auth?.introspection)
+        #expect(introspection.upstream == "u" && introspection.path == "/oauth2/introspect" && introspection.clientID == "gw")
+        #expect(introspection.timeoutMs == 1_000 && introspection.cacheSeconds == 30 && introspection.cacheSize == 10_000)
+        #expect(introspection.audiences == ["orders-api"] && introspection.issuer == nil)
+        let shown = try #require(good.config?.source).redactingSecrets().rendered
+        #expect(!shown.contains("s3cret"))
+
+        let bad = load(minimal(extra: #""auth": { "introspection": { "upstream": "uu", "path": "introspect", "client_id": "gw" } },"#)).errors.map(\.description)
+        #expect(bad == [
+            #"auth.introspection.path: "introspect" must be a path starting with "/" (no query, fragment or spaces)"#,
+            "auth.introspection.client_secret: missing required key",
+        ])
+        let missing = load(minimal(route: #"{ "name": "r", "upstream": "u", "auth": { "require": ["introspection"] } }"#)).errors.map(\.description)
+        #expect(missing == [#"routes[0].auth.require: "introspection" needs auth.introspection to be configured"#])
+        let unknown = load(minimal(extra: #""auth": { "introspection": { "upstream": "idp", "path": "/i", "client_id": "gw", "client_secret": "s" } },"#)).errors.map(\.description)
+        #expect(unknown == [#"auth.introspection.upstream: unknown upstream "idp""#])
+    }
+
     // health_check: expected statuses as codes or classes, a Host, extra fields.
     @Test func healthCheckShapes() throws {
         let config = { (check: String) in

@@ -355,6 +355,51 @@ struct TokenFactory: Sendable {
         }
     }
 
+    // auth.introspection over real sockets: an opaque token is asked about at the authorization server with the
+    // gateway's client credentials, the answer is remembered (active and inactive alike), a token past its exp
+    // or unknown is a 401, and an endpoint that fails is a 503, never a pass.
+    @Test func opaqueTokensAreIntrospected() async throws {
+        try await withUpstreams(2) { upstreams in
+            let (api, idp) = (upstreams[0], upstreams[1])
+            let config = """
+                { "workers": 1,
+                  "listeners": [{ "name": "test", "address": "127.0.0.1", "port": 0 }],
+                  "auth": { "introspection": { "upstream": "idp", "path": "/introspect", "client_id": "gateway", "client_secret": "s3cret", "cache_seconds": 60 } },
+                  "upstreams": { "api": { "targets": ["http://127.0.0.1:\(api.port)"] }, "idp": { "targets": ["http://127.0.0.1:\(idp.port)"] } },
+                  "routes": [{ "name": "orders", "upstream": "api", "auth": { "require": ["introspection"], "scopes": ["orders:read"] } }] }
+                """
+            try await withGateway(config) { gateway in
+                let bearer = { (token: String) in [("Authorization", "Bearer \(token)")] }
+                for attempt in 1...2 {
+                    let admitted = try await gateway.request("GET", "/orders/1", headers: bearer("alice-opaque"))
+                    #expect(admitted.status == 200, "attempt \(attempt)")
+                    #expect(admitted.echoedHeaders["x-auth-subject"] == "alice" && admitted.echoedHeaders["x-auth-method"] == "introspection")
+                    #expect(admitted.echoedHeaders["x-auth-scopes"] == "orders:read orders:write")
+                }
+                let client = try await gateway.request("GET", "/orders/1", headers: bearer("reporting-opaque"))
+                #expect(client.status == 200 && client.echoedHeaders["x-auth-subject"] == "reporting")
+
+                var refused: [String] = []
+                for token in ["nope", "nope", "expired-opaque"] {
+                    let response = try await gateway.request("GET", "/orders/1", headers: bearer(token))
+                    refused.append("\(response.status) \(response.header("www-authenticate") ?? "-")")
+                }
+                #expect(refused == Array(repeating: #"401 Bearer realm="gateway", error="invalid_token""#, count: 3))
+                let anonymous = try await gateway.request("GET", "/orders/1")
+                #expect(anonymous.status == 401 && anonymous.header("www-authenticate") == #"Bearer realm="gateway""#)
+
+                let down = try await gateway.request("GET", "/orders/1", headers: bearer("broken"))
+                #expect(down.status == 503 && down.errorCode == "AUTH_UNAVAILABLE")
+                let failures = gateway.logs.entries("token introspection failed").map { $0["error"] as? String ?? "" }
+                #expect(failures == ["the endpoint answered 500"])
+
+                // Asked once per token: the second alice and the second "nope" were remembered.
+                let asked = idp.behaviour.introspections.withLockedValue { $0 }
+                #expect(asked == ["alice-opaque", "reporting-opaque", "nope", "expired-opaque", "broken"])
+            }
+        }
+    }
+
     // The consumer a credential establishes is the rate-limit key: each API key gets its own budget.
     @Test func consumerKeyedRateLimits() async throws {
         let keys = try await Self.makeKeys()

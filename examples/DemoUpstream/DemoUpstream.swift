@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import NIOCore
 import NIOConcurrencyHelpers
 import NIOHTTP1
@@ -32,6 +35,10 @@ import Synchronization
 ///   `X-Auth-Request-User: alice` and `X-Auth-Request-Email`), `Bearer forbidden` gets a bare 403, `Bearer broken` a
 ///   500; without credentials a browser (`Accept: text/html`) is sent to `/login?rd=<X-Forwarded-Uri>` (302), anyone
 ///   else gets 401 with `WWW-Authenticate` and a JSON body
+/// - `/introspect`: an OAuth 2.0 token introspection endpoint (RFC 7662; each token asked about goes to
+///   `behaviour.introspections`): the client `gateway:s3cret` in HTTP Basic, else 401; `token=alice-opaque` is active
+///   (`sub` alice, scopes `orders:read orders:write`), `reporting-opaque` active for the client `reporting` (no `sub`),
+///   `expired-opaque` active but past its `exp`, `broken` a 500; any other token `{"active":false}`
 /// - `/grpc`: a gRPC-shaped answer: 200 `application/grpc`, the request body back, then the trailers
 ///   `grpc-status: 0` and `grpc-message: OK` (`?grpc_status=N` for another status); `x-request-te` says what `TE`
 ///   the request came with, `x-request-content-type` its `Content-Type`
@@ -72,6 +79,8 @@ public final class DemoUpstream: Sendable {
         public let collected = NIOLockedValueBox<[String]>([])
         /// Requests to /auth: the request line, then one `name: value` line per field.
         public let authChecks = NIOLockedValueBox<[String]>([])
+        /// Tokens /introspect was asked about, in order.
+        public let introspections = NIOLockedValueBox<[String]>([])
 
         public init(delayMs: Int = 0, failStatus: Int = 0) {
             self.delayMs.store(delayMs, ordering: .relaxed)
@@ -246,6 +255,8 @@ final class DemoHandler: ChannelInboundHandler, RemovableChannelHandler {
             send(context, status: .ok, json: "{}", keepAlive: keepAlive)
         case "/auth":
             authorize(head, context: context, keepAlive: keepAlive)
+        case "/introspect":
+            introspect(head, context: context, keepAlive: keepAlive)
         case "/grpc":
             var headers = HTTPHeaders([
                 ("content-type", "application/grpc"), ("x-request-te", head.headers["te"].joined(separator: ", ")),
@@ -323,6 +334,32 @@ final class DemoHandler: ChannelInboundHandler, RemovableChannelHandler {
         } else {
             headers.add(name: "WWW-Authenticate", value: #"Bearer realm="demo""#)
             send(context, status: .unauthorized, json: #"{"error":"login required","upstream":"\#(name)"}"#, keepAlive: keepAlive, extra: headers)
+        }
+    }
+
+    /// An OAuth 2.0 introspection endpoint (RFC 7662) stand-in (see the endpoint list above).
+    private func introspect(_ head: HTTPRequestHead, context: ChannelHandlerContext, keepAlive: Bool) {
+        guard head.method == .POST, head.headers["authorization"].first == "Basic Z2F0ZXdheTpzM2NyZXQ=" else {  // gateway:s3cret
+            return send(context, status: .unauthorized, json: #"{"error":"invalid_client"}"#, keepAlive: keepAlive)
+        }
+        let form = Self.split("/?" + String(buffer: body)).1
+        let token = form["token"].map(Self.percentDecoded) ?? ""
+        behaviour.introspections.withLockedValue { $0.append(token) }
+        let now = time(nil)
+        switch token {
+        case "alice-opaque":
+            send(
+                context, status: .ok,
+                json: #"{"active":true,"sub":"alice","scope":"orders:read orders:write","client_id":"web","exp":\#(now + 3600),"iss":"https://id.test/","aud":"orders-api"}"#,
+                keepAlive: keepAlive)
+        case "reporting-opaque":
+            send(context, status: .ok, json: #"{"active":true,"client_id":"reporting","scope":"orders:read","exp":\#(now + 3600)}"#, keepAlive: keepAlive)
+        case "expired-opaque":
+            send(context, status: .ok, json: #"{"active":true,"sub":"bob","exp":\#(now - 10)}"#, keepAlive: keepAlive)
+        case "broken":
+            send(context, status: .internalServerError, json: #"{"error":"database down"}"#, keepAlive: keepAlive)
+        default:
+            send(context, status: .ok, json: #"{"active":false}"#, keepAlive: keepAlive)
         }
     }
 

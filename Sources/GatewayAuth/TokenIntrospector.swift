@@ -1,0 +1,231 @@
+import Crypto
+import Foundation
+import GatewayConfig
+import GatewayCore
+import GatewayHTTP
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+
+/// `auth.introspection`: opaque access tokens (not JWTs: random strings only the authorization server can read)
+/// checked at its OAuth 2.0 token introspection endpoint (RFC 7662), as Kong's enterprise introspection plugin
+/// does. The question is a `POST` of `token=...` with the gateway's own client credentials, through the same
+/// per-loop upstream pools as requests (keep-alive, TLS, breakers). The answer is remembered by the token's
+/// SHA-256 for `cache_seconds` (an active one never past its `exp`), so a client's requests cost one round trip
+/// per token and period, and a revoked token stops working within that period.
+public final class TokenIntrospector: Sendable {
+    public enum Answer: Sendable, Equatable {
+        case active(Identity)
+        /// Why the token is not accepted (for the log).
+        case inactive(String)
+    }
+
+    /// No usable answer: the endpoint was unreachable, too slow, or answered something other than 200 JSON.
+    public struct Failure: Error, CustomStringConvertible {
+        public let description: String
+    }
+
+    static let maxAnswerBytes = 64 * 1024
+
+    private struct Entry {
+        let answer: Answer
+        /// Seconds since 1970.
+        let until: Int64
+    }
+
+    let config: IntrospectionConfig
+    private let upstreamIndex: Int
+    private let forwarders: LoopLocal<any UpstreamForwarder>
+    /// `Basic base64(urlencode(client_id) ":" urlencode(client_secret))` (RFC 6749 §2.3.1).
+    private let clientAuthorization: String
+    private let entries = NIOLockedValueBox<[SHA256Digest: Entry]>([:])
+    private let logger: Logger
+    /// Seconds since 1970 (injected for tests).
+    private let now: @Sendable () -> Int64
+
+    public init(
+        config: IntrospectionConfig, upstreamIndex: Int, forwarders: LoopLocal<any UpstreamForwarder>, logger: Logger,
+        now: @escaping @Sendable () -> Int64 = { Int64(Date().timeIntervalSince1970) }
+    ) {
+        self.config = config
+        self.upstreamIndex = upstreamIndex
+        self.forwarders = forwarders
+        self.logger = logger
+        self.now = now
+        let credentials = Self.formEncoded(config.clientID) + ":" + Self.formEncoded(config.clientSecret)
+        self.clientAuthorization = "Basic " + Data(credentials.utf8).base64EncodedString()
+    }
+
+    /// The remembered answer about `token`, if it is still fresh.
+    public func remembered(_ token: String) -> Answer? {
+        let key = SHA256.hash(data: Array(token.utf8))
+        let current = now()
+        return entries.withLockedValue { entries in
+            guard let entry = entries[key] else { return nil }
+            guard current < entry.until else {
+                entries[key] = nil
+                return nil
+            }
+            return entry.answer
+        }
+    }
+
+    /// Asks the endpoint about `token` (on `eventLoop`, the request's): its answer, remembered; or a `Failure`.
+    public func introspect(_ token: String, requestID: String, clientIP: String, on eventLoop: EventLoop) -> EventLoopFuture<Answer> {
+        var body = ByteBuffer()
+        body.writeString("token=" + Self.formEncoded(token) + "&token_type_hint=access_token")
+        var head = RequestHead(method: .POST, target: config.path)
+        head.headers.add(name: "authorization", value: clientAuthorization)
+        head.headers.add(name: "content-type", value: "application/x-www-form-urlencoded")
+        head.headers.add(name: "accept", value: "application/json")
+        head.headers.add(name: "x-request-id", value: requestID)
+        let timeout = TimeAmount.milliseconds(Int64(config.timeoutMs))
+        let exchange = IntrospectionExchange(promise: eventLoop.makePromise())
+        let call = forwarders.value(on: eventLoop).makeCall(
+            upstream: upstreamIndex, head: head, framing: .length(body.readableBytes), preserveHost: false, requestID: requestID,
+            clientIP: clientIP, settings: CallSettings(read: timeout, total: timeout), delegate: exchange)
+        exchange.start(call, body: body, on: eventLoop, timeout: timeout)
+        return exchange.promise.futureResult.flatMapThrowing { status, answer in
+            guard status == 200 else { throw Failure(description: "the endpoint answered \(status)") }
+            let (decided, expiresAt) = try Self.answer(from: answer, config: self.config, now: self.now())
+            self.remember(token, decided, expiresAt: expiresAt)
+            return decided
+        }
+    }
+
+    /// The endpoint's JSON as a decision, with the gateway's own checks (time, issuer, audience), and the
+    /// token's `exp` (seconds since 1970) when it has one. `now`: seconds since 1970.
+    static func answer(from body: ByteBuffer, config: IntrospectionConfig, now: Int64) throws(Failure) -> (Answer, expiresAt: Int64?) {
+        guard case .object(let fields)? = try? JSONParser.parse(Array(body.readableBytesView)) else {
+            throw Failure(description: "the answer is not a JSON object")
+        }
+        let value = { (name: String) in fields.first { $0.key == name }?.value }
+        guard case .bool(let active)? = value("active") else { throw Failure(description: "the answer has no boolean \"active\"") }
+        guard active else { return (.inactive("the authorization server says inactive"), nil) }
+        let current = Double(now)
+        let exp = value("exp")?.number
+        if let exp, current >= exp { return (.inactive("expired"), nil) }
+        if let nbf = value("nbf")?.number, current < nbf { return (.inactive("not valid yet"), nil) }
+        if let issuer = config.issuer {
+            guard case .string(let iss)? = value("iss"), iss == issuer else { return (.inactive("wrong issuer"), nil) }
+        }
+        if !config.audiences.isEmpty {
+            let audiences: [String]
+            switch value("aud") {
+            case .string(let one)?: audiences = [one]
+            case .array(let items)?: audiences = items.compactMap { if case .string(let text) = $0 { text } else { nil } }
+            default: audiences = []
+            }
+            guard audiences.contains(where: config.audiences.contains) else { return (.inactive("wrong audience"), nil) }
+        }
+        // The consumer: the resource owner, else (client-credentials tokens) the client.
+        var subject = ""
+        for name in ["sub", "username", "client_id"] {
+            if case .string(let text)? = value(name), !text.isEmpty {
+                subject = text
+                break
+            }
+        }
+        var scopes: [String] = []
+        if case .string(let scope)? = value("scope") { scopes = scope.split(separator: " ").map(String.init) }
+        // Both go upstream in X-Auth-* fields.
+        guard JWTVerifier.isFieldText(subject), scopes.allSatisfy(JWTVerifier.isFieldText) else {
+            return (.inactive("control characters in the subject or scopes"), nil)
+        }
+        return (.active(Identity(method: .introspection, subject: subject, scopes: scopes)), exp.map { Int64($0.rounded(.down)) })
+    }
+
+    private func remember(_ token: String, _ answer: Answer, expiresAt: Int64?) {
+        guard config.cacheSize > 0, config.cacheSeconds > 0 else { return }
+        var until = now() + Int64(config.cacheSeconds)
+        if let expiresAt { until = min(until, expiresAt) }
+        let key = SHA256.hash(data: Array(token.utf8))
+        let capacity = config.cacheSize
+        entries.withLockedValue { entries in
+            if entries[key] == nil, entries.count >= capacity { entries.remove(at: entries.startIndex) }
+            entries[key] = Entry(answer: answer, until: until)
+        }
+    }
+
+    /// `application/x-www-form-urlencoded` (RFC 6749 Appendix B): unreserved characters as they are, the rest
+    /// percent-encoded byte by byte.
+    static func formEncoded(_ text: String) -> String {
+        var output = ""
+        for byte in text.utf8 {
+            switch byte {
+            case UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "0")...UInt8(ascii: "9"),
+                UInt8(ascii: "-"), UInt8(ascii: "."), UInt8(ascii: "_"), UInt8(ascii: "~"):
+                output.unicodeScalars.append(Unicode.Scalar(byte))
+            default:
+                let hex = Array("0123456789ABCDEF".utf8)
+                output += "%" + String(UnicodeScalar(hex[Int(byte >> 4)])) + String(UnicodeScalar(hex[Int(byte & 0x0F)]))
+            }
+        }
+        return output
+    }
+}
+
+/// One question to the endpoint: the call, the answer as it arrives, the promise the request waits on. Lives on
+/// the request's event loop; the call keeps it alive until the answer ends or fails.
+final class IntrospectionExchange: UpstreamCallDelegate {
+    let promise: EventLoopPromise<(Int, ByteBuffer)>
+    private var call: UpstreamCall?
+    private var timer: Scheduled<Void>?
+    private var status: Int?
+    private var body = ByteBuffer()
+    private var done = false
+
+    init(promise: EventLoopPromise<(Int, ByteBuffer)>) {
+        self.promise = promise
+    }
+
+    func start(_ call: UpstreamCall, body: ByteBuffer, on eventLoop: EventLoop, timeout: TimeAmount) {
+        self.call = call
+        // The call's own deadline only stops retries; this one also ends a try that is still waiting.
+        timer = eventLoop.assumeIsolated().scheduleTask(in: timeout) { [self] in
+            timer = nil
+            call.cancel()
+            fail("no answer within \(timeout.nanoseconds / 1_000_000) ms")
+        }
+        call.start()
+        call.sendBody(body)
+        call.sendEnd()
+    }
+
+    private func finish(_ result: Result<(Int, ByteBuffer), TokenIntrospector.Failure>) {
+        guard !done else { return }
+        done = true
+        timer?.cancel()
+        timer = nil
+        call = nil
+        switch result {
+        case .success(let answer): promise.succeed(answer)
+        case .failure(let failure): promise.fail(failure)
+        }
+    }
+
+    private func fail(_ reason: String) { finish(.failure(TokenIntrospector.Failure(description: reason))) }
+
+    func upstreamConnected() {}
+    func upstreamWritabilityChanged(isWritable: Bool) {}
+    func upstreamReadComplete() {}
+
+    func upstreamResponseHead(_ head: consuming ResponseHead) { status = head.status }
+
+    func upstreamResponseBody(_ buffer: ByteBuffer) {
+        guard !done else { return }
+        guard body.readableBytes + buffer.readableBytes <= TokenIntrospector.maxAnswerBytes else {
+            call?.cancel()
+            return fail("an answer over \(TokenIntrospector.maxAnswerBytes) bytes")
+        }
+        var buffer = buffer
+        body.writeBuffer(&buffer)
+    }
+
+    func upstreamResponseEnd() {
+        guard let status else { return fail("no answer") }
+        finish(.success((status, body)))
+    }
+
+    func upstreamFailed(_ error: GatewayError) { fail(error.code) }
+}
