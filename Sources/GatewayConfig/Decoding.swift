@@ -574,6 +574,18 @@ extension UpstreamConfig {
             )
             upstream.dnsRefreshMs = dnsRefresh
             upstream.slowStartMs = slowStart
+            upstream.stickyCookie = o.optional("sticky_cookie") { node in
+                node.object { c -> StickyCookie? in
+                    let name = c.required("name") { $0.token() }
+                    let maxAge = c.optional("max_age_seconds") { $0.int(1...315_360_000) }
+                    let secure = c.optional("secure") { $0.bool() } ?? false
+                    guard let name else { return nil }
+                    var sticky = StickyCookie(name: name)
+                    sticky.maxAgeSeconds = maxAge
+                    sticky.secure = secure
+                    return sticky
+                }
+            }
             return upstream
         }
     }

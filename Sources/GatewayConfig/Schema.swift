@@ -340,6 +340,17 @@ public struct UpstreamConfig: Sendable, Equatable {
     /// `slow_start_ms`: a target that joins the rotation (added, healthy again, its breaker closed, undrained)
     /// ramps from a tenth of its weight to all of it over this long; nil: full weight at once.
     public var slowStartMs: Int?
+    /// `sticky_cookie`: session affinity by a cookie the gateway sets, naming the target that answered.
+    public var stickyCookie: StickyCookie?
+
+    public struct StickyCookie: Sendable, Equatable {
+        public var name: String
+        /// nil: a session cookie (gone when the browser closes).
+        public var maxAgeSeconds: Int?
+        /// Adds `Secure` (for deployments reached over TLS only).
+        public var secure = false
+        public init(name: String) { self.name = name }
+    }
 }
 
 extension UpstreamConfig {

@@ -109,9 +109,12 @@ public final class LoopForwarder: UpstreamForwarder {
     ) -> UpstreamCall {
         let runtime = upstreams[upstream]
         let hashKey = runtime.hashKey(headers: head.headers, clientIP: clientIP)
-        return ForwardingCall(
+        let sticky = runtime.config.stickyCookie == nil ? nil : runtime.stickyTarget(headers: head.headers)
+        let call = ForwardingCall(
             upstream: runtime, head: consume head, framing: framing, preserveHost: preserveHost, requestID: requestID,
             hashKey: hashKey, settings: settings, delegate: delegate)
+        call.stickyTarget = sticky
+        return call
     }
 
     /// Connections opened per upstream name since start (for tests and, later, metrics).

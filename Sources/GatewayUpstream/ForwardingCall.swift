@@ -38,6 +38,8 @@ final class ForwardingCall: UpstreamCall {
     private let setsHost: Bool
     private let requestID: String
     private let hashKey: String?
+    /// The target the request's sticky cookie names (tried first), when its upstream has `sticky_cookie`.
+    var stickyTarget: Int?
     private var delegate: UpstreamCallDelegate?
     private var state: State = .notStarted
 
@@ -131,7 +133,7 @@ final class ForwardingCall: UpstreamCall {
     // MARK: Tries
 
     private func startTry() {
-        switch upstream.choose(tried: tried, hashKey: hashKey) {
+        switch upstream.choose(tried: tried, hashKey: hashKey, preferred: stickyTarget) {
         case .shutOut(let retryAfter):
             if tried.isEmpty {
                 log("no upstream target available", level: .debug)
@@ -412,6 +414,10 @@ final class ForwardingCall: UpstreamCall {
         var head = (consume response).head
         // The body is re-framed downstream; a Content-Length that does not describe it must not pass.
         if case .length = framing {} else if framing != .none { head.headers.remove(name: "content-length") }
+        // Sticky sessions: a client not (or no longer) on the target that answered is told which one that is.
+        if upstream.config.stickyCookie != nil, let pool, pool.index != stickyTarget, let cookie = upstream.stickySetCookie(target: pool.index) {
+            head.headers.add(name: "set-cookie", value: cookie)
+        }
         delegate?.upstreamResponseHead(consume head)
     }
 

@@ -27,6 +27,9 @@ final class UpstreamRuntime {
 
     private var balancer: Balancer
     private var random = SplitMix64()
+    /// `sticky_cookie`: the cookie value naming each target, and the way back from a value to its target.
+    let stickyValues: [String]
+    private let stickyTargets: [String: Int]
 
     /// Connections open or being opened to any target of this upstream on this loop.
     private(set) var openConnections = 0
@@ -48,6 +51,8 @@ final class UpstreamRuntime {
         self.perTryTimeout = config.retries?.perTryTimeoutMs.map { .milliseconds(Int64($0)) }
         self.totalTimeout = config.totalTimeoutMs.map { .milliseconds(Int64($0)) }
         self.maxTries = 1 + (config.retries?.attempts ?? 0)
+        stickyValues = config.stickyCookie == nil ? [] : config.targets.map { Self.stickyValue(upstream: config.name, target: $0.label) }
+        stickyTargets = Dictionary(stickyValues.enumerated().map { ($1, $0) }, uniquingKeysWith: { first, _ in first })
         if let retries = config.retries, retries.backoffMs > 0 {
             let base = Int64(retries.backoffMs) * 1000
             backoff = Backoff(baseMicros: base, capMicros: max(base, Int64(retries.maxBackoffMs) * 1000))
@@ -83,10 +88,21 @@ final class UpstreamRuntime {
     }
 
     /// Picks a target the balancer likes among those that are healthy and whose breaker admits a request,
-    /// preferring ones this request has not tried yet.
-    func choose(tried: TriedTargets, hashKey: String?) -> Choice {
+    /// preferring ones this request has not tried yet. `preferred` (the sticky cookie's target) goes first when
+    /// it can take the request.
+    func choose(tried: TriedTargets, hashKey: String?, preferred: Int? = nil) -> Choice {
         let now = UpstreamShared.now()
         let panic = shared.inPanic(now: now)
+        if let preferred, !tried.contains(preferred), shared.isEligible(preferred, now: now, panic: panic) {
+            if panic { return .target(pools[preferred], probe: false) }
+            let (admission, change) = shared.targets[preferred].admit(now: now)
+            if let change { shared.logTransition(shared.targets[preferred], to: change) }
+            switch admission {
+            case .allowed: return .target(pools[preferred], probe: false)
+            case .probe: return .target(pools[preferred], probe: true)
+            case .refused: break  // balanced like any request
+            }
+        }
         if let choice = pickAdmitted(now: now, panic: panic, hashKey: hashKey, allowed: { !tried.contains($0) }) {
             return choice
         }
@@ -125,6 +141,33 @@ final class UpstreamRuntime {
         guard let backoff else { return .zero }
         let unit = Double(random.next() >> 11) / Double(1 << 53)
         return .microseconds(backoff.delayMicros(attempt: retry, random: unit))
+    }
+
+    /// The target the request's sticky cookie names, when the upstream has one and the cookie names a target.
+    func stickyTarget(headers: HeaderList) -> Int? {
+        guard let sticky = config.stickyCookie, let value = HeaderRules.cookie(named: sticky.name, in: headers) else { return nil }
+        return stickyTargets[value]
+    }
+
+    /// The `Set-Cookie` value that keeps a client on target `index`.
+    func stickySetCookie(target index: Int) -> String? {
+        guard let sticky = config.stickyCookie, stickyValues.indices.contains(index) else { return nil }
+        var cookie = "\(sticky.name)=\(stickyValues[index]); Path=/; HttpOnly; SameSite=Lax"
+        if let maxAge = sticky.maxAgeSeconds { cookie += "; Max-Age=\(maxAge)" }
+        if sticky.secure { cookie += "; Secure" }
+        return cookie
+    }
+
+    /// A target's cookie value: FNV-1a (64 bits, hex) of the upstream's name and the target, so every gateway
+    /// instance (and the next one after a restart) names a target alike, and no address shows in the cookie.
+    static func stickyValue(upstream: String, target: String) -> String {
+        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+        for byte in (upstream + "|" + target).utf8 {
+            hash ^= UInt64(byte)
+            hash = hash &* 0x0000_0100_0000_01B3
+        }
+        let hex = String(hash, radix: 16)
+        return String(repeating: "0", count: 16 - hex.count) + hex
     }
 
     /// The consistent-hash key of a request (nil when the balancer does not hash or the key is absent).

@@ -499,6 +499,22 @@ import Testing
         #expect(unknown == [#"auth.introspection.upstream: unknown upstream "idp""#])
     }
 
+    // sticky_cookie: a cookie name (a token), an optional lifetime, Secure on demand.
+    @Test func stickyCookieShapes() throws {
+        let config = { (sticky: String) in
+            #"{ "listeners": [{ "name": "l", "port": 1 }], "upstreams": { "u": { "targets": ["http://10.0.0.1:80", "http://10.0.0.2:80"], "sticky_cookie": \#(sticky) } }, "routes": [{ "name": "r", "upstream": "u" }] }"#
+        }
+        let full = try #require(load(config(#"{ "name": "gw_sticky", "max_age_seconds": 3600, "secure": true }"#)).config?.upstreams.first?.stickyCookie)
+        #expect(full.name == "gw_sticky" && full.maxAgeSeconds == 3600 && full.secure)
+        let session = try #require(load(config(#"{ "name": "s" }"#)).config?.upstreams.first?.stickyCookie)
+        #expect(session.maxAgeSeconds == nil && !session.secure)
+        let bad = load(config(#"{ "name": "a b", "max_age_seconds": 0 }"#)).errors.map(\.description)
+        #expect(bad == [
+            #"upstreams.u.sticky_cookie.name: "a b" is not a valid token (letters, digits and !#$%&'*+-.^_`|~)"#,
+            "upstreams.u.sticky_cookie.max_age_seconds: 0 is out of range (1...315360000)",
+        ])
+    }
+
     // health_check: expected statuses as codes or classes, a Host, extra fields.
     @Test func healthCheckShapes() throws {
         let config = { (check: String) in

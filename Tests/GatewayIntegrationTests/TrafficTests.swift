@@ -35,6 +35,50 @@ import Testing
         }
     }
 
+    // sticky_cookie: the first answer names its target in a cookie; with it, every request goes back to that target
+    // (no new cookie), across a gateway restart too; a drained target hands the client to another one, which
+    // says so with a new cookie; a cookie naming no target is balanced like none.
+    @Test func stickyCookieKeepsAClientOnItsTarget() async throws {
+        try await withUpstreams(2) { upstreams in
+            let json = """
+                { "workers": 1,
+                  "listeners": [{ "name": "test", "address": "127.0.0.1", "port": 0 }],
+                  "upstreams": { "pool": { "targets": ["http://127.0.0.1:\(upstreams[0].port)", "http://127.0.0.1:\(upstreams[1].port)"],
+                                           "sticky_cookie": { "name": "gw_sticky", "max_age_seconds": 600 } } },
+                  "routes": [{ "name": "all", "upstream": "pool" }] }
+                """
+            var cookie = ""
+            var owner = ""
+            try await withGateway(json) { gateway in
+                let first = try await gateway.request("GET", "/echo")
+                let setCookie = try #require(first.header("set-cookie"))
+                #expect(setCookie.hasSuffix("; Path=/; HttpOnly; SameSite=Lax; Max-Age=600"), "\(setCookie)")
+                cookie = String(setCookie.prefix { $0 != ";" })
+                #expect(cookie.hasPrefix("gw_sticky=") && cookie.count == "gw_sticky=".count + 16)
+                owner = ResilienceTests.upstreamName(first) ?? "?"
+                for _ in 0..<8 {
+                    let again = try await gateway.request("GET", "/echo", headers: [("Cookie", "theme=dark; \(cookie)")])
+                    #expect(ResilienceTests.upstreamName(again) == owner)
+                    #expect(again.header("set-cookie") == nil, "already on its target")
+                }
+            }
+            try await withGateway(json) { gateway in
+                let afterRestart = try await gateway.request("GET", "/echo", headers: [("Cookie", cookie)])
+                #expect(ResilienceTests.upstreamName(afterRestart) == owner, "the cookie names the same target in another instance")
+
+                let ownerPort = owner == "a" ? upstreams[0].port : upstreams[1].port
+                #expect(gateway.gateway.setDrained(upstream: "pool", target: "127.0.0.1:\(ownerPort)", drained: true))
+                let moved = try await gateway.request("GET", "/echo", headers: [("Cookie", cookie)])
+                #expect(ResilienceTests.upstreamName(moved) != owner)
+                let newCookie = moved.header("set-cookie").map { String($0.prefix { $0 != ";" }) }
+                #expect(newCookie != nil && newCookie != cookie, "the new target names itself")
+
+                let stale = try await ResilienceTests.requests(gateway, count: 1, headers: [("Cookie", "gw_sticky=0000000000000000")])
+                #expect(ResilienceTests.count(stale, status: 200) == 1)
+            }
+        }
+    }
+
     // sticky_on keeps each key on one upstream (across gateway restarts too: the hash is stable); keys spread
     // over both; a request without the key is drawn at random.
     @Test func splitIsStickyOnAKey() async throws {
