@@ -109,7 +109,7 @@ public final class LoopForwarder: UpstreamForwarder {
     ) -> UpstreamCall {
         let runtime = upstreams[upstream]
         let hashKey = runtime.hashKey(headers: head.headers, clientIP: clientIP)
-        let sticky = runtime.config.stickyCookie == nil ? nil : runtime.stickyTarget(headers: head.headers)
+        let sticky = runtime.stickyValues.isEmpty ? nil : runtime.stickyTarget(headers: head.headers)
         let call = ForwardingCall(
             upstream: runtime, head: consume head, framing: framing, preserveHost: preserveHost, requestID: requestID,
             hashKey: hashKey, settings: settings, delegate: delegate)

@@ -415,7 +415,7 @@ final class ForwardingCall: UpstreamCall {
         // The body is re-framed downstream; a Content-Length that does not describe it must not pass.
         if case .length = framing {} else if framing != .none { head.headers.remove(name: "content-length") }
         // Sticky sessions: a client not (or no longer) on the target that answered is told which one that is.
-        if upstream.config.stickyCookie != nil, let pool, pool.index != stickyTarget, let cookie = upstream.stickySetCookie(target: pool.index) {
+        if !upstream.stickyValues.isEmpty, let pool, pool.index != stickyTarget, let cookie = upstream.stickySetCookie(target: pool.index) {
             head.headers.add(name: "set-cookie", value: cookie)
         }
         delegate?.upstreamResponseHead(consume head)

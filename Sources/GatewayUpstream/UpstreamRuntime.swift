@@ -27,7 +27,8 @@ final class UpstreamRuntime {
 
     private var balancer: Balancer
     private var random = SplitMix64()
-    /// `sticky_cookie`: the cookie value naming each target, and the way back from a value to its target.
+    /// `sticky_cookie`: the cookie value naming each target (empty without one: the hot path checks that), and
+    /// the way back from a value to its target.
     let stickyValues: [String]
     private let stickyTargets: [String: Int]
 
