@@ -197,7 +197,9 @@ public final class Gateway: Sendable {
         } else {
             exporter = nil
         }
-        var globalFilters: [any GatewayFilter] = [RequestIDFilter(), TraceContextFilter(), SecurityHeadersFilter(config.securityHeaders)]
+        var globalFilters: [any GatewayFilter] = [
+            RequestIDFilter(config.requestID), TraceContextFilter(), SecurityHeadersFilter(config.securityHeaders),
+        ]
         if let exporter { globalFilters.append(SpanExportFilter(exporter: exporter)) }
         if config.logging.accessLog {
             globalFilters.append(AccessLogFilter(logger: accessLogger ?? logger, headers: config.logging.accessLogHeaders))
@@ -220,7 +222,8 @@ public final class Gateway: Sendable {
         // One introspection cache for all routes; a reload starts it afresh (as it does the verified-token cache).
         let introspector = config.auth?.introspection.flatMap { introspection in
             upstreamIndex[introspection.upstream].map {
-                TokenIntrospector(config: introspection, upstreamIndex: $0, forwarders: forwarders, logger: logger)
+                TokenIntrospector(
+                    config: introspection, upstreamIndex: $0, forwarders: forwarders, logger: logger, requestIDHeader: config.requestID.header)
             }
         }
         // Per route: client addresses first (a refused one gets nothing else), then CORS (a browser's preflight
@@ -241,7 +244,8 @@ public final class Gateway: Sendable {
             {
                 filters.append(
                     ExternalAuthFilter(
-                        service: service, upstreamIndex: index, forwarders: forwarders, routeName: route.name, logger: logger, metrics: metrics))
+                        service: service, upstreamIndex: index, forwarders: forwarders, routeName: route.name, logger: logger, metrics: metrics,
+                        requestIDHeader: config.requestID.header))
             }
             if !route.rateLimits.isEmpty {
                 filters.append(

@@ -42,11 +42,14 @@ public final class TokenIntrospector: Sendable {
     private let logger: Logger
     /// Seconds since 1970 (injected for tests).
     private let now: @Sendable () -> Int64
+    /// `request_id.header`: the question carries the request's id in it.
+    private let requestIDHeader: String
 
     public init(
         config: IntrospectionConfig, upstreamIndex: Int, forwarders: LoopLocal<any UpstreamForwarder>, logger: Logger,
-        now: @escaping @Sendable () -> Int64 = { Int64(Date().timeIntervalSince1970) }
+        requestIDHeader: String = "x-request-id", now: @escaping @Sendable () -> Int64 = { Int64(Date().timeIntervalSince1970) }
     ) {
+        self.requestIDHeader = requestIDHeader
         self.config = config
         self.upstreamIndex = upstreamIndex
         self.forwarders = forwarders
@@ -78,7 +81,7 @@ public final class TokenIntrospector: Sendable {
         head.headers.add(name: "authorization", value: clientAuthorization)
         head.headers.add(name: "content-type", value: "application/x-www-form-urlencoded")
         head.headers.add(name: "accept", value: "application/json")
-        head.headers.add(name: "x-request-id", value: requestID)
+        head.headers.add(name: requestIDHeader, value: requestID)
         let timeout = TimeAmount.milliseconds(Int64(config.timeoutMs))
         let exchange = IntrospectionExchange(promise: eventLoop.makePromise())
         let call = forwarders.value(on: eventLoop).makeCall(

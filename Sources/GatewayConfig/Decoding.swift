@@ -33,6 +33,7 @@ extension GatewayConfig {
             let externalAuth = o.optional("external_auth") { node in
                 node.map { name, value in ExternalAuthConfig.decode(name: name, value) }.map { $0.map(\.value) }
             }
+            let requestID = o.optional("request_id", RequestIDConfig.decode)
             guard let listeners, let upstreams, let routes else { return nil }
             var config = GatewayConfig(
                 workers: workers, listeners: listeners, admin: admin, redis: redis, limits: limits,
@@ -41,6 +42,29 @@ extension GatewayConfig {
             )
             config.compression = compression
             config.externalAuth = externalAuth ?? []
+            config.requestID = requestID ?? RequestIDConfig()
+            return config
+        }
+    }
+}
+
+extension RequestIDConfig {
+    static func decode(_ node: ConfigNode) -> RequestIDConfig? {
+        node.object { o in
+            var config = RequestIDConfig()
+            config.header =
+                o.optional("header") { node -> String? in
+                    guard let name = node.token()?.lowercased() else { return nil }
+                    // Fields with a meaning of their own to HTTP, to the gateway or to tracing.
+                    let taken = HeaderEdits.reservedInRequests + ["authorization", "cookie", "set-cookie", "traceparent", "tracestate", "x-forwarded-for"]
+                    guard !taken.contains(name) else {
+                        node.error("\(name) has a meaning of its own and cannot carry the request id")
+                        return nil
+                    }
+                    return name
+                } ?? config.header
+            config.preserveIncoming =
+                o.optional("preserve_incoming") { $0.oneOf(Preserve.allCases.map(\.rawValue)).flatMap(Preserve.init) } ?? .always
             return config
         }
     }

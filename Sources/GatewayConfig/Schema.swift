@@ -26,10 +26,29 @@ public struct GatewayConfig: Sendable {
     public var compression: CompressionConfig?
     /// `external_auth`: authorization services routes may ask about each request (in file order).
     public var externalAuth: [ExternalAuthConfig] = []
+    /// `request_id`: the header that carries the request id, and whose ids are kept.
+    public var requestID = RequestIDConfig()
     /// The document as written (before `${ENV}` substitution), for the admin API's `/config`.
     public var source: JSONValue?
 
     public func upstream(named name: String) -> UpstreamConfig? { upstreams.first { $0.name == name } }
+}
+
+/// `request_id`: which header carries the request id (upstream and back to the client), and when a client's own
+/// id is kept rather than replaced by a fresh one.
+public struct RequestIDConfig: Sendable, Equatable {
+    /// Lowercase.
+    public var header = "x-request-id"
+    public enum Preserve: String, Sendable, CaseIterable {
+        /// A well-formed incoming id is kept, whoever sent it.
+        case always
+        /// Only from peers in `trusted_proxies` (a load balancer that made the id); everyone else gets a new one.
+        case trustedProxies = "trusted_proxies"
+        /// Every request gets a new id.
+        case never
+    }
+    public var preserveIncoming = Preserve.always
+    public init() {}
 }
 
 public struct ListenerConfig: Sendable, Equatable {

@@ -28,13 +28,16 @@ public struct ExternalAuthFilter: GatewayFilter {
     let metrics: GatewayMetrics
     private let forwarders: LoopLocal<any UpstreamForwarder>
     private let timeout: TimeAmount
+    /// `request_id.header`: the check carries the request's id in it, as the upstream request does.
+    private let requestIDHeader: String
 
     /// `upstreamIndex` is the service's upstream in `config.upstreams`; `forwarders` are the ones the same
     /// runtime forwards with, so checks and requests see the same pools.
     public init(
         service: ExternalAuthConfig, upstreamIndex: Int, forwarders: LoopLocal<any UpstreamForwarder>, routeName: String, logger: Logger,
-        metrics: GatewayMetrics
+        metrics: GatewayMetrics, requestIDHeader: String = RequestIDFilter.defaultHeader
     ) {
+        self.requestIDHeader = requestIDHeader
         self.service = service
         self.upstreamIndex = upstreamIndex
         self.forwarders = forwarders
@@ -61,7 +64,9 @@ public struct ExternalAuthFilter: GatewayFilter {
                 for value in head.headers.values(name: name) { check.headers.add(name: name, value: value) }
             }
         } else {
-            for field in head.headers where !ExternalAuthConfig.setByGateway.contains(field.name.lowercased()) {
+            for field in head.headers {
+                let name = field.name.lowercased()
+                guard !ExternalAuthConfig.setByGateway.contains(name), name != requestIDHeader else { continue }
                 check.headers.add(name: field.name, value: field.value)
             }
         }
@@ -70,7 +75,7 @@ public struct ExternalAuthFilter: GatewayFilter {
         if let host = context.host ?? head.headers.first(name: "host") { check.headers.add(name: "x-forwarded-host", value: host) }
         check.headers.add(name: "x-forwarded-proto", value: context.connection.isTLS ? "https" : "http")
         check.headers.add(name: "x-forwarded-for", value: context.clientIP)
-        check.headers.add(name: RequestIDFilter.header, value: context.requestID)
+        check.headers.add(name: requestIDHeader, value: context.requestID)
         if let traceparent = head.headers.first(name: "traceparent") { check.headers.add(name: "traceparent", value: traceparent) }
         return check
     }

@@ -515,6 +515,17 @@ import Testing
         ])
     }
 
+    // request_id: a header of the operator's choosing (not one with a meaning of its own), and whose ids are kept.
+    @Test func requestIDShapes() throws {
+        let defaults = try #require(load(minimal()).config?.requestID)
+        #expect(defaults.header == "x-request-id" && defaults.preserveIncoming == .always)
+        let custom = try #require(load(minimal(extra: #""request_id": { "header": "X-Correlation-ID", "preserve_incoming": "trusted_proxies" },"#)).config?.requestID)
+        #expect(custom.header == "x-correlation-id" && custom.preserveIncoming == .trustedProxies)
+        let bad = load(minimal(extra: #""request_id": { "header": "Traceparent", "preserve_incoming": "sometimes" },"#)).errors.map(\.description)
+        #expect(bad.count == 2, "\(bad)")
+        #expect(bad.first == "request_id.header: traceparent has a meaning of its own and cannot carry the request id")
+    }
+
     // health_check: expected statuses as codes or classes, a Host, extra fields.
     @Test func healthCheckShapes() throws {
         let config = { (check: String) in

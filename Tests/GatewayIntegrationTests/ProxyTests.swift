@@ -130,6 +130,37 @@ import Testing
         }
     }
 
+    // request_id: another header carries the id (upstream, back, in the error body); preserve_incoming decides
+    // whose ids are kept: trusted proxies' only, or nobody's.
+    @Test func requestIDHeaderAndTrust() async throws {
+        try await withUpstreams { upstreams in
+            let settings = { (preserve: String, trusted: String) in
+                #""trusted_proxies": [\#(trusted)], "request_id": { "header": "X-Correlation-ID", "preserve_incoming": "\#(preserve)" },"#
+            }
+            try await withGateway(basicConfig(limits: #"{ "max_body_bytes": 16 }"#, top: settings("trusted_proxies", #""10.0.0.0/8""#)), upstreams: upstreams) { gateway in
+                let untrusted = try await gateway.request("GET", "/echo", headers: [("X-Correlation-ID", "client-made-1")])
+                let id = try #require(untrusted.header("x-correlation-id"))
+                #expect(id != "client-made-1" && id.count == 32, "not from a trusted proxy: replaced")
+                #expect(untrusted.echoedHeaders["x-correlation-id"] == id)
+                #expect(untrusted.header("x-request-id") == nil && untrusted.echoedHeaders["x-request-id"] == nil)
+                let tooLarge = try await gateway.request("POST", "/echo", body: String(repeating: "x", count: 64))
+                #expect(tooLarge.status == 413)
+                let errorID = (tooLarge.json["error"] as? [String: Any])?["request_id"] as? String
+                #expect(errorID != nil && errorID == tooLarge.header("x-correlation-id"), "the error body names the id its header carries")
+                #expect(try #require(await gateway.logs.accessEntry(requestID: id))["status"] as? Int == 200)
+            }
+            try await withGateway(basicConfig(top: settings("trusted_proxies", #""127.0.0.1""#)), upstreams: upstreams) { gateway in
+                let trusted = try await gateway.request("GET", "/echo", headers: [("X-Correlation-ID", "lb-made-7")])
+                #expect(trusted.header("x-correlation-id") == "lb-made-7" && trusted.echoedHeaders["x-correlation-id"] == "lb-made-7")
+            }
+            try await withGateway(basicConfig(top: settings("never", #""127.0.0.1""#)), upstreams: upstreams) { gateway in
+                let replaced = try await gateway.request("GET", "/echo", headers: [("X-Correlation-ID", "lb-made-8")])
+                #expect(replaced.header("x-correlation-id") != "lb-made-8")
+                #expect(replaced.echoedHeaders["x-correlation-id"] == replaced.header("x-correlation-id"))
+            }
+        }
+    }
+
     // Hop-by-hop headers are removed in both directions, including the ones Connection names; Server and X-Powered-By too.
     @Test func stripsHopByHopHeadersBothWays() async throws {
         try await withUpstreams { upstreams in
