@@ -256,6 +256,7 @@ public final class Gateway: Sendable {
             if let limit = route.concurrencyLimit {
                 filters.append(ConcurrencyLimitFilter(routeName: route.name, config: limit, metrics: metrics))
             }
+            if let fault = route.fault { filters.append(FaultInjectionFilter(fault, routeName: route.name, metrics: metrics)) }
             if let answer = route.answer { filters.append(RouteAnswerFilter(answer, stripPrefix: route.stripPrefix)) }
             if !route.responseHeaders.isEmpty { filters.append(ResponseHeaderEditsFilter(route.responseHeaders)) }
             return filters

@@ -48,6 +48,30 @@ extension GatewayConfig {
     }
 }
 
+extension FaultConfig {
+    /// `{"delay": {"ms": 200, "percent": 10}, "abort": {"status": 503, "percent": 5}}` (percent defaults to 100).
+    static func decode(_ node: ConfigNode) -> FaultConfig? {
+        node.object { o in
+            let delay = o.optional("delay") { node in
+                node.object { d -> Delay? in
+                    let ms = d.required("ms") { $0.int(1...maxMilliseconds) }
+                    let percent = d.optional("percent") { $0.number(0...100) } ?? 100
+                    return ms.map { Delay(ms: $0, percent: percent) }
+                }
+            }
+            let abort = o.optional("abort") { node in
+                node.object { a -> Abort? in
+                    let status = a.required("status") { $0.int(400...599) }
+                    let percent = a.optional("percent") { $0.number(0...100) } ?? 100
+                    return status.map { Abort(status: $0, percent: percent) }
+                }
+            }
+            if !o.has("delay") && !o.has("abort") { o.node.context.error(o.path, "give a delay, an abort, or both") }
+            return FaultConfig(delay: delay, abort: abort)
+        }
+    }
+}
+
 extension RequestIDConfig {
     static func decode(_ node: ConfigNode) -> RequestIDConfig? {
         node.object { o in
@@ -885,6 +909,10 @@ extension RouteConfig {
             let allowIPs = o.optional("allow_ips") { $0.addressRanges() } ?? []
             let maxBodyBytes = o.optional("max_body_bytes") { $0.int(0...Int.max) }
             let tunnelIdleTimeoutMs = o.optional("tunnel_idle_timeout_ms") { $0.int(0...maxMilliseconds) }
+            let fault = o.optional("fault", FaultConfig.decode)
+            if fault != nil {
+                o.node.context.warning(o.path / "fault", "injects delays or errors into this route's live traffic")
+            }
             let readTimeout = o.optional("read_timeout_ms") { $0.int(1...maxMilliseconds) }
             let totalTimeout = o.optional("total_timeout_ms") { $0.int(1...maxMilliseconds) }
             let retryAttempts = o.optional("retries") { node in node.object { r in r.required("attempts") { $0.int(0...10) } } }
@@ -898,6 +926,7 @@ extension RouteConfig {
             (route.denyIPs, route.allowIPs) = (denyIPs, allowIPs)
             route.maxBodyBytes = maxBodyBytes
             route.tunnelIdleTimeoutMs = tunnelIdleTimeoutMs
+            route.fault = fault
             route.answer = answer
             route.split = split
             route.addPrefix = addPrefix

@@ -34,6 +34,25 @@ public struct GatewayConfig: Sendable {
     public func upstream(named name: String) -> UpstreamConfig? { upstreams.first { $0.name == name } }
 }
 
+/// A route's `fault` (Envoy's fault injection): a share of requests waits `delay.ms` before going on, a share is
+/// answered with `abort.status` instead of being forwarded; both may happen to one request (the delay first).
+public struct FaultConfig: Sendable, Equatable {
+    public struct Delay: Sendable, Equatable {
+        public var ms: Int
+        /// 0-100.
+        public var percent: Double
+        public init(ms: Int, percent: Double) { (self.ms, self.percent) = (ms, percent) }
+    }
+    public struct Abort: Sendable, Equatable {
+        public var status: Int
+        public var percent: Double
+        public init(status: Int, percent: Double) { (self.status, self.percent) = (status, percent) }
+    }
+    public var delay: Delay?
+    public var abort: Abort?
+    public init(delay: Delay? = nil, abort: Abort? = nil) { (self.delay, self.abort) = (delay, abort) }
+}
+
 /// `request_id`: which header carries the request id (upstream and back to the client), and when a client's own
 /// id is kept rather than replaced by a fresh one.
 public struct RequestIDConfig: Sendable, Equatable {
@@ -571,6 +590,8 @@ public struct RouteConfig: Sendable {
     public var maxBodyBytes: Int?
     /// This route's `tunnel_idle_timeout_ms`, instead of the one in `limits`.
     public var tunnelIdleTimeoutMs: Int?
+    /// `fault`: delays and errors injected into a share of the route's requests (resilience testing).
+    public var fault: FaultConfig?
     /// This route's upstream timeouts, instead of its upstream's `read_timeout_ms` / `total_timeout_ms`.
     public var readTimeoutMs: Int?
     public var totalTimeoutMs: Int?

@@ -78,6 +78,11 @@ public final class GatewayMetrics: Sendable {
         counter("gateway_concurrency_limited_total", [("route", route)]).increment()
     }
 
+    /// kind: `delay` or `abort`.
+    public func faultInjected(route: String, kind: String) {
+        counter("gateway_faults_injected_total", [("route", route), ("kind", kind)]).increment()
+    }
+
     /// outcome: `success` or `failure`.
     public func configReload(outcome: String) {
         counter("gateway_config_reloads_total", [("outcome", outcome)]).increment()

@@ -70,6 +70,17 @@ public enum RequestID {
     }
 }
 
+/// Random draws for "this share of requests" (mirroring, injected faults), from the per-thread generator: no
+/// system call, no lock.
+public enum Chance {
+    /// True with probability `share` (0-1); always for 1 or more, never for 0 or less.
+    public static func happens(_ share: Double) -> Bool {
+        if share >= 1 { return true }
+        if share <= 0 { return false }
+        return Double(ThreadRandom.current.next() >> 11) / Double(1 << 53) < share
+    }
+}
+
 /// xoshiro256** (Blackman and Vigna), one instance per thread so no lock or atomic is needed.
 final class ThreadRandom {
     private var s0: UInt64, s1: UInt64, s2: UInt64, s3: UInt64

@@ -142,7 +142,7 @@ public final class CompiledRoute: Sendable {
     /// Whether this request is copied to the route's mirror (a draw against its `percent`).
     public func mirrorsThisRequest() -> Bool {
         guard let mirror, mirror.share > 0 else { return false }
-        return mirror.share >= 1 || Double(ThreadRandom.current.next() >> 11) / Double(1 << 53) < mirror.share
+        return Chance.happens(mirror.share)
     }
 
     /// True when the route shares its traffic between upstreams.

@@ -526,6 +526,18 @@ import Testing
         #expect(bad.first == "request_id.header: traceparent has a meaning of its own and cannot carry the request id")
     }
 
+    // fault: a delay and/or an abort, percentages 0-100 (100 when left out); a warning says it touches live traffic.
+    @Test func faultShapes() throws {
+        let good = load(minimal(route: #"{ "name": "r", "upstream": "u", "fault": { "delay": { "ms": 200, "percent": 12.5 }, "abort": { "status": 503 } } }"#))
+        #expect(good.errors.isEmpty)
+        #expect(good.config?.routes.first?.fault == FaultConfig(delay: .init(ms: 200, percent: 12.5), abort: .init(status: 503, percent: 100)))
+        #expect(good.warnings.map(\.description) == ["warning: routes[0].fault: injects delays or errors into this route's live traffic"])
+        let bad = load(minimal(route: #"{ "name": "r", "upstream": "u", "fault": { "abort": { "status": 200, "percent": 101 } } }"#)).errors.map(\.description)
+        #expect(bad == ["routes[0].fault.abort.status: 200 is out of range (400...599)", "routes[0].fault.abort.percent: 101.0 is out of range (0.0...100.0)"])
+        let empty = load(minimal(route: #"{ "name": "r", "upstream": "u", "fault": {} }"#)).errors.map(\.description)
+        #expect(empty == ["routes[0].fault: give a delay, an abort, or both"])
+    }
+
     // health_check: expected statuses as codes or classes, a Host, extra fields.
     @Test func healthCheckShapes() throws {
         let config = { (check: String) in

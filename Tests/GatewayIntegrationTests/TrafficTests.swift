@@ -79,6 +79,41 @@ import Testing
         }
     }
 
+    // fault: an abort answers instead of the upstream (which never hears of it), a delay holds the request back,
+    // and percentages pick a share of the requests.
+    @Test func faultsAreInjected() async throws {
+        try await withUpstreams { upstreams in
+            let routes = #"""
+                [{ "name": "down", "match": { "path_prefix": "/down" }, "upstream": "demo", "fault": { "abort": { "status": 503 } } },
+                 { "name": "slow", "match": { "path_prefix": "/slow-path" }, "upstream": "demo", "fault": { "delay": { "ms": 300 } } },
+                 { "name": "flaky", "match": { "path_prefix": "/flaky" }, "upstream": "demo", "fault": { "abort": { "status": 500, "percent": 50 } } },
+                 { "name": "healthy", "upstream": "demo", "fault": { "abort": { "status": 500, "percent": 0 }, "delay": { "ms": 5000, "percent": 0 } } }]
+                """#
+            try await withGateway(basicConfig(routes: routes), upstreams: upstreams) { gateway in
+                let before = try await gateway.request("GET", "/stats")
+                let served = before.json["requests"] as? Int ?? -1
+                let down = try await gateway.request("GET", "/down/x")
+                #expect(down.status == 503 && down.errorCode == "FAULT_INJECTED")
+                #expect(down.header("x-request-id") != nil)
+                let after = try await gateway.request("GET", "/stats")
+                #expect(after.json["requests"] as? Int == served + 1, "only the /stats request reached the upstream")
+
+                let start = ContinuousClock.now
+                let slow = try await gateway.request("GET", "/slow-path/echo")
+                #expect(slow.status == 200)
+                #expect(ContinuousClock.now - start >= .milliseconds(300))
+
+                let flaky = try await ResilienceTests.requests(gateway, count: 200, concurrency: 4, path: "/flaky/echo")
+                let failed = ResilienceTests.count(flaky, status: 500)
+                // Binomial(200, 1/2): outside 60...140 about once in 10^8 runs.
+                #expect((60...140).contains(failed) && failed + ResilienceTests.count(flaky, status: 200) == 200, "\(failed) of 200 aborted")
+
+                let healthy = try await ResilienceTests.requests(gateway, count: 20, concurrency: 4)
+                #expect(ResilienceTests.outcomes(healthy) == ["200 a"])
+            }
+        }
+    }
+
     // sticky_on keeps each key on one upstream (across gateway restarts too: the hash is stable); keys spread
     // over both; a request without the key is drawn at random.
     @Test func splitIsStickyOnAKey() async throws {
