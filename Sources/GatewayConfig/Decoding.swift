@@ -1064,6 +1064,7 @@ extension MatchConfig {
         node.object { o in
             var match = MatchConfig()
             match.hosts = o.optional("hosts") { $0.array { $0.hostPattern() } } ?? []
+            match.listeners = o.optional("listeners") { $0.array { $0.nonEmptyString() } } ?? []
             match.pathPrefix = o.optional("path_prefix") { $0.absolutePath() }
             match.path = o.optional("path") { $0.absolutePath() }
             match.pathTemplate = o.optional("path_template") { node -> PathTemplate? in

@@ -704,6 +704,8 @@ public struct MatchConfig: Sendable {
 
     /// Lowercase; exact names or `*.suffix` wildcards. Empty: any host.
     public var hosts: [String] = []
+    /// `listeners`: the listener names the route serves (an internal route on a private port). Empty: all.
+    public var listeners: [String] = []
     public var pathPrefix: String?
     public var path: String?
     /// `path_template`: a path with variable segments (`/users/{id}/orders`), instead of `path` or `path_prefix`.

@@ -75,6 +75,14 @@ extension GatewayConfig {
             if !routeNames.insert(route.name).inserted {
                 context.error(path / "name", "duplicate route name \"\(route.name)\"")
             }
+            for (listenerIndex, name) in route.match.listeners.enumerated() where !listenerNames.contains(name) {
+                let at = path / "match" / "listeners" / listenerIndex
+                if let guess = closestMatch(to: name, among: listenerNames) {
+                    context.error(at, "unknown listener \"\(name)\" (did you mean \"\(guess)\"?)")
+                } else {
+                    context.error(at, "unknown listener \"\(name)\"")
+                }
+            }
             // Ties go to the route listed first, so a later route with the very same match never gets a request.
             // (A match with errors is left out: what is left of it says nothing about the route meant.)
             let matchPath = (path / "match").description
@@ -235,7 +243,7 @@ extension MatchConfig {
         let queryRules = query.map { "\($0.name)\($0.rule)" }.sorted()
         return [
             hosts.sorted().joined(separator: ","), pathRule, methods.sorted().joined(separator: ","), headerRules.joined(separator: "\u{0}"),
-            queryRules.joined(separator: "\u{0}"),
+            queryRules.joined(separator: "\u{0}"), listeners.sorted().joined(separator: ","),
         ].joined(separator: "\u{1}")
     }
 }

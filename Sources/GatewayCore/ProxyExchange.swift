@@ -186,7 +186,7 @@ final class ProxyExchange: ExchangeDriver, UpstreamCallDelegate, FilterSuspensio
             return
         }
         let host = HeaderRules.hostName(hostHeader ?? "")
-        switch Self.match(&head, host: host, in: runtime.routes) {
+        switch Self.match(&head, host: host, listener: connection.info.listener, in: runtime.routes) {
         case .notFound:
             respond(error: .routeNotFound)
         case .methodNotAllowed(let allowed):
@@ -210,8 +210,8 @@ final class ProxyExchange: ExchangeDriver, UpstreamCallDelegate, FilterSuspensio
     }
 
     /// The head by exclusive access: passing the stored property's parts would copy them.
-    private static func match(_ head: inout RequestHead, host: Substring, in routes: RouteTable) -> RouteMatch {
-        routes.match(host: host, path: head.path, query: head.query, method: head.method, headers: head.headers)
+    private static func match(_ head: inout RequestHead, host: Substring, listener: String, in routes: RouteTable) -> RouteMatch {
+        routes.match(host: host, path: head.path, query: head.query, method: head.method, headers: head.headers, listener: listener)
     }
 
     func forward() {

@@ -69,6 +69,8 @@ public final class CompiledRoute: Sendable {
     public let maxBodyBytes: Int?
     /// `tunnel_idle_timeout_ms` for this route's upgraded connections (nil: `limits`').
     public let tunnelIdleTimeoutMs: Int?
+    /// `match.listeners`: the listeners this route serves (nil: all).
+    let listeners: [String]?
     /// `request_headers`: applied last to the request the upstream gets, so they also cover the forwarding headers.
     public let requestHeaderEdits: HeaderEdits
 
@@ -86,6 +88,7 @@ public final class CompiledRoute: Sendable {
         }
         self.index = index
         self.name = config.name
+        self.listeners = config.match.listeners.isEmpty ? nil : config.match.listeners
         self.exactHosts = Set(config.match.hosts.filter { !$0.hasPrefix("*.") })
         self.wildcardHosts = config.match.hosts.filter { $0.hasPrefix("*.") }.map { String($0.dropFirst()) }
         if let exact = config.match.path {
@@ -273,8 +276,9 @@ public struct RouteTable: Sendable {
     ///   - host: the request's host, lowercased and without port ("" when absent).
     ///   - path: the request target's path, without the query.
     ///   - query: the request target's query, without `?` ("" when absent); read only when a route has query conditions.
+    /// `listener`: the name of the listener the request came in on (for `match.listeners`).
     public func match(
-        host: Substring, path: Substring, query: @autoclosure () -> Substring = "", method: HTTPMethod, headers: HeaderList
+        host: Substring, path: Substring, query: @autoclosure () -> Substring = "", method: HTTPMethod, headers: HeaderList, listener: String
     ) -> RouteMatch {
         var best: (route: CompiledRoute, score: (Int, Int, Int, Int))?
         var allowed: [String] = []
@@ -282,6 +286,7 @@ public struct RouteTable: Sendable {
         let preflight = answersPreflights && method == .OPTIONS ? Preflight(headers) : nil
         var parameters: QueryParameters?  // parsed once, and only for a route with query conditions
         for route in routes {
+            if let listeners = route.listeners, !listeners.contains(listener) { continue }
             guard let hostScore = route.hostScore(host), let pathScore = route.pathScore(path),
                 route.headersMatch(headers, preflight: preflight)
             else { continue }
@@ -294,7 +299,9 @@ public struct RouteTable: Sendable {
                 for name in route.allowedMethodNames where !allowed.contains(name) { allowed.append(name) }
                 continue
             }
-            let score = (hostScore, pathScore, route.headers.count + route.query.count, route.methods == nil ? 0 : 1)
+            // A listener rule counts like one more condition: an internal listener's own route wins over a general one.
+            let conditions = route.headers.count + route.query.count + (route.listeners == nil ? 0 : 1)
+            let score = (hostScore, pathScore, conditions, route.methods == nil ? 0 : 1)
             if best == nil || score > best!.score { best = (route, score) }
         }
         if let best { return .matched(best.route) }

@@ -538,6 +538,21 @@ import Testing
         #expect(empty == ["routes[0].fault: give a delay, an abort, or both"])
     }
 
+    // match.listeners: names of listeners that exist; two routes alike but for their listeners do not shadow each other.
+    @Test func listenerConditionShapes() throws {
+        let config = { (routes: String) in
+            #"{ "listeners": [{ "name": "public", "port": 1 }, { "name": "internal", "port": 2 }], "upstreams": { "u": { "targets": ["http://10.0.0.1:80"] } }, "routes": \#(routes) }"#
+        }
+        let split = load(config(#"[{ "name": "a", "match": { "path": "/x", "listeners": ["internal"] }, "upstream": "u" }, { "name": "b", "match": { "path": "/x", "listeners": ["public"] }, "upstream": "u" }]"#))
+        #expect(split.errors.isEmpty && split.warnings.isEmpty, "\(split.diagnostics)")
+        #expect(split.config?.routes.first?.match.listeners == ["internal"])
+        let typo = load(config(#"[{ "name": "a", "match": { "listeners": ["internl", "elsewhere"] }, "upstream": "u" }]"#)).errors.map(\.description)
+        #expect(typo == [
+            #"routes[0].match.listeners[0]: unknown listener "internl" (did you mean "internal"?)"#,
+            #"routes[0].match.listeners[1]: unknown listener "elsewhere""#,
+        ])
+    }
+
     // health_check: expected statuses as codes or classes, a Host, extra fields.
     @Test func healthCheckShapes() throws {
         let config = { (check: String) in

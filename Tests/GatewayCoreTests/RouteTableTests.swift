@@ -6,7 +6,7 @@ import Testing
 @Suite struct RouteTableTests {
     func table(_ routes: String) throws -> RouteTable {
         let json = """
-            { "listeners": [{ "name": "l", "port": 1 }],
+            { "listeners": [{ "name": "l", "port": 1 }, { "name": "internal", "address": "127.0.0.1", "port": 2 }],
               "upstreams": { "u": { "targets": ["http://127.0.0.1:1"] }, "v": { "targets": ["http://127.0.0.1:2"] } },
               "routes": \(routes) }
             """
@@ -23,17 +23,33 @@ import Testing
         }
     }
 
-    func route(_ table: RouteTable, _ path: String, method: HTTPMethod = .GET, host: String = "", headers: [(String, String)] = []) -> String {
-        name(table.match(host: Substring(host), path: Substring(path), method: method, headers: HeaderList(headers)))
+    func route(
+        _ table: RouteTable, _ path: String, method: HTTPMethod = .GET, host: String = "", headers: [(String, String)] = [], listener: String = "l"
+    ) -> String {
+        name(table.match(host: Substring(host), path: Substring(path), method: method, headers: HeaderList(headers), listener: listener))
     }
 
     func route(_ table: RouteTable, target: String) -> String {
         let (path, query) = target.firstIndex(of: "?").map { (target[..<$0], target[target.index(after: $0)...]) } ?? (Substring(target), "")
-        return name(table.match(host: "", path: path, query: query, method: .GET, headers: HeaderList()))
+        return name(table.match(host: "", path: path, query: query, method: .GET, headers: HeaderList(), listener: "l"))
     }
 
     // match.query: a value (percent-decoded, any occurrence), presence or absence; each condition counts like a
     // header condition for specificity.
+    // match.listeners: a route serves only the listeners it names, and wins over a general one where it applies.
+    @Test func listenerConditions() throws {
+        let table = try table(#"""
+            [{ "name": "admin-internal", "match": { "path_prefix": "/admin", "listeners": ["internal"] }, "upstream": "u" },
+             { "name": "admin-public", "match": { "path_prefix": "/admin" }, "respond": { "status": 404, "code": "NOT_HERE", "message": "no" } },
+             { "name": "metrics", "match": { "path": "/metrics", "listeners": ["internal"] }, "upstream": "u" },
+             { "name": "all", "upstream": "v" }]
+            """#)
+        #expect(route(table, "/admin/users", listener: "internal") == "admin-internal")
+        #expect(route(table, "/admin/users", listener: "l") == "admin-public")
+        #expect(route(table, "/metrics", listener: "internal") == "metrics")
+        #expect(route(table, "/metrics", listener: "l") == "all", "not served on the public listener")
+    }
+
     @Test func queryConditions() throws {
         let table = try table("""
             [ { "name": "all", "upstream": "u" },

@@ -130,6 +130,29 @@ import Testing
         }
     }
 
+    // match.listeners over real sockets: the internal listener serves its own routes, the public one never does.
+    @Test func routesPerListener() async throws {
+        try await withUpstreams { upstreams in
+            let config = """
+                { "workers": 1,
+                  "listeners": [{ "name": "public", "address": "127.0.0.1", "port": 0 }, { "name": "internal", "address": "127.0.0.1", "port": 0 }],
+                  "upstreams": { "demo": { "targets": ["http://127.0.0.1:\(upstreams[0].port)"] } },
+                  "routes": [{ "name": "ops", "match": { "path_prefix": "/ops", "listeners": ["internal"] }, "upstream": "demo" },
+                             { "name": "site", "match": { "path_prefix": "/" , "listeners": ["public"] }, "upstream": "demo" }] }
+                """
+            try await withGateway(config) { gateway in
+                let inside = try await gateway.request("GET", "/ops/echo", listener: "internal")
+                let insideRoute = try await gateway.accessLog(for: inside)["route"] as? String
+                #expect(inside.status == 200 && insideRoute == "ops")
+                let outside = try await gateway.request("GET", "/ops/echo", listener: "public")
+                let outsideRoute = try await gateway.accessLog(for: outside)["route"] as? String
+                #expect(outside.status == 200 && outsideRoute == "site")
+                let nothing = try await gateway.request("GET", "/other", listener: "internal")
+                #expect(nothing.status == 404 && nothing.errorCode == "ROUTE_NOT_FOUND")
+            }
+        }
+    }
+
     // request_id: another header carries the id (upstream, back, in the error body); preserve_incoming decides
     // whose ids are kept: trusted proxies' only, or nobody's.
     @Test func requestIDHeaderAndTrust() async throws {

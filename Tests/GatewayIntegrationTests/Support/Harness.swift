@@ -44,12 +44,12 @@ struct TestGateway {
 
     func connect() async throws -> RawClient { try await RawClient.connect(port: port) }
 
-    /// Sends one request on a fresh connection and reads the response.
+    /// Sends one request on a fresh connection (to the first listener, or the one named) and reads the response.
     func request(
         _ method: String = "GET", _ target: String, headers: [(String, String)] = [], body: String? = nil,
-        timeout: Duration = TestTime.seconds(10)
+        timeout: Duration = TestTime.seconds(10), listener: String? = nil
     ) async throws -> TestResponse {
-        let client = try await connect()
+        let client = try await RawClient.connect(port: listener.flatMap { gateway.port(of: $0) } ?? port)
         var text = "\(method) \(target) HTTP/1.1\r\nHost: test.local\r\n"
         for (name, value) in headers { text += "\(name): \(value)\r\n" }
         if let body { text += "Content-Length: \(body.utf8.count)\r\n" }
