@@ -887,6 +887,10 @@ extension RouteConfig {
                 }
             }
             let preserveHost = o.optional("preserve_host") { $0.bool() } ?? true
+            let hostRewrite = o.optional("host_rewrite") { $0.authority() }
+            if o.has("host_rewrite") && o.has("preserve_host") {
+                o.node.context.error(o.path / "host_rewrite", "host_rewrite decides the upstream's Host; drop preserve_host")
+            }
             let auth = o.optional("auth", RouteAuthConfig.decode)
             let externalAuth = o.optional("external_auth") { $0.nonEmptyString() }
             let grpcWeb = o.optional("grpc_web") { $0.bool() } ?? false
@@ -927,6 +931,7 @@ extension RouteConfig {
             route.maxBodyBytes = maxBodyBytes
             route.tunnelIdleTimeoutMs = tunnelIdleTimeoutMs
             route.fault = fault
+            route.hostRewrite = hostRewrite
             route.answer = answer
             route.split = split
             route.addPrefix = addPrefix
@@ -1461,6 +1466,31 @@ extension ConfigNode {
     }
 
     /// `api.example.com` or `*.example.com`; returned lowercase.
+    /// `host` or `host:port` for a Host field the gateway sends: a host name (no wildcard), an IPv4 address or a
+    /// bracketed IPv6 one, and a port 1-65535.
+    func authority() -> String? {
+        guard let text = string() else { return nil }
+        var host = Substring(text)
+        if let colon = text.lastIndex(of: ":"), !text.hasSuffix("]"), text.hasPrefix("[") || text.firstIndex(of: ":") == colon {
+            guard let port = Int(text[text.index(after: colon)...]), (1...65535).contains(port) else {
+                error("\"\(text)\" has no valid port after its colon")
+                return nil
+            }
+            host = text[..<colon]
+        }
+        let bare = host.hasPrefix("[") && host.hasSuffix("]") ? host.dropFirst().dropLast() : host
+        let isName = !bare.isEmpty && bare.split(separator: ".", omittingEmptySubsequences: false).allSatisfy { label in
+            !label.isEmpty && label.count <= 63 && label.first != "-" && label.last != "-"
+                && label.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "-" || $0 == "_") }
+        }
+        let isAddress = IPAddress(String(bare)) != nil && (bare.contains(":") == host.hasPrefix("["))
+        guard isName || isAddress else {
+            error("\"\(text)\" is not host or host:port (\"api.internal\", \"10.0.0.5:8080\", \"[fd00::5]:8080\")")
+            return nil
+        }
+        return text.lowercased()
+    }
+
     func hostPattern() -> String? {
         guard let text = string() else { return nil }
         let lowered = text.lowercased()

@@ -592,6 +592,8 @@ public struct RouteConfig: Sendable {
     public var tunnelIdleTimeoutMs: Int?
     /// `fault`: delays and errors injected into a share of the route's requests (resilience testing).
     public var fault: FaultConfig?
+    /// `host_rewrite`: the Host the upstream gets (`host[:port]`), instead of the client's or the target's.
+    public var hostRewrite: String?
     /// This route's upstream timeouts, instead of its upstream's `read_timeout_ms` / `total_timeout_ms`.
     public var readTimeoutMs: Int?
     public var totalTimeoutMs: Int?

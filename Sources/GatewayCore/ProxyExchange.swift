@@ -318,6 +318,7 @@ final class ProxyExchange: ExchangeDriver, UpstreamCallDelegate, FilterSuspensio
         if let name = connection.info.clientSubjectHeader, let subject = connection.info.clientCertificateSubject {
             upstreamHead.headers.add(name: name, value: subject)
         }
+        if let host = route.hostRewrite { upstreamHead.headers.replaceOrAdd(name: "host", value: host) }
         if !route.requestHeaderEdits.isEmpty { HeaderRules.apply(route.requestHeaderEdits, to: &upstreamHead.headers, context: context) }
         if let caching, caching.revalidating, let stale = caching.stale {
             CacheState.addValidators(of: stale, to: &upstreamHead.headers)

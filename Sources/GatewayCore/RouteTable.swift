@@ -57,7 +57,10 @@ public final class CompiledRoute: Sendable {
     public let addPrefix: String?
     /// `rewrite_path`: the upstream path from the template's variables.
     public let rewritePath: PathRewrite?
+    /// The upstream gets the request's own Host (true), or the forwarder writes the target's.
     public let preserveHost: Bool
+    /// `host_rewrite`: the Host the upstream gets instead.
+    public let hostRewrite: String?
     /// Filters that run only for this route, after the global ones.
     public let filters: [any GatewayFilter]
     public let metrics: RouteMetrics
@@ -106,7 +109,8 @@ public final class CompiledRoute: Sendable {
         self.stripPrefix = config.stripPrefix.map { PathRules.normalisedPrefix($0) }
         self.addPrefix = config.addPrefix
         self.rewritePath = config.rewritePath
-        self.preserveHost = config.preserveHost
+        self.preserveHost = config.preserveHost || config.hostRewrite != nil
+        self.hostRewrite = config.hostRewrite
         self.filters = filters
         self.answersPreflight = config.cors != nil
         self.requestHeaderEdits = config.requestHeaders

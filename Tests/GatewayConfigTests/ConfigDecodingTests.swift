@@ -553,6 +553,23 @@ import Testing
         ])
     }
 
+    // host_rewrite: host or host:port (names, IPv4, bracketed IPv6), not together with preserve_host.
+    @Test func hostRewriteShapes() {
+        let rewrite = { (value: String, extra: String) in
+            load(self.minimal(route: #"{ "name": "r", "upstream": "u", "host_rewrite": "\#(value)" \#(extra) }"#))
+        }
+        for good in ["api.internal", "api.internal:8443", "10.0.0.5:80", "[fd00::5]:8080", "[fd00::5]"] {
+            #expect(rewrite(good, "").errors.isEmpty, "\(good)")
+        }
+        #expect(rewrite("API.Internal", "").config?.routes.first?.hostRewrite == "api.internal")
+        for bad in ["api.internal:0", "api internal", "user@api", "api/x", "fd00::5", "*.example.com", ""] {
+            #expect(rewrite(bad, "").errors.count == 1, "\(bad)")
+        }
+        #expect(rewrite("api.internal", #", "preserve_host": false"#).errors.map(\.description) == [
+            "routes[0].host_rewrite: host_rewrite decides the upstream's Host; drop preserve_host"
+        ])
+    }
+
     // health_check: expected statuses as codes or classes, a Host, extra fields.
     @Test func healthCheckShapes() throws {
         let config = { (check: String) in

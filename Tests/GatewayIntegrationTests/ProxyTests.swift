@@ -130,6 +130,18 @@ import Testing
         }
     }
 
+    // host_rewrite: the upstream gets the configured Host (virtual hosts behind it), the client's in X-Forwarded-Host.
+    @Test func hostRewrite() async throws {
+        try await withUpstreams { upstreams in
+            let routes = #"[{ "name": "vhost", "upstream": "demo", "host_rewrite": "Backend.Internal:8443" }]"#
+            try await withGateway(basicConfig(routes: routes), upstreams: upstreams) { gateway in
+                let response = try await gateway.request("GET", "/echo")
+                #expect(response.echoedHeaders["host"] == "backend.internal:8443")
+                #expect(response.echoedHeaders["x-forwarded-host"] == "test.local")
+            }
+        }
+    }
+
     // match.listeners over real sockets: the internal listener serves its own routes, the public one never does.
     @Test func routesPerListener() async throws {
         try await withUpstreams { upstreams in
