@@ -150,22 +150,8 @@ public final class TokenIntrospector: Sendable {
         }
     }
 
-    /// `application/x-www-form-urlencoded` (RFC 6749 Appendix B): unreserved characters as they are, the rest
-    /// percent-encoded byte by byte.
-    static func formEncoded(_ text: String) -> String {
-        var output = ""
-        for byte in text.utf8 {
-            switch byte {
-            case UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "0")...UInt8(ascii: "9"),
-                UInt8(ascii: "-"), UInt8(ascii: "."), UInt8(ascii: "_"), UInt8(ascii: "~"):
-                output.unicodeScalars.append(Unicode.Scalar(byte))
-            default:
-                let hex = Array("0123456789ABCDEF".utf8)
-                output += "%" + String(UnicodeScalar(hex[Int(byte >> 4)])) + String(UnicodeScalar(hex[Int(byte & 0x0F)]))
-            }
-        }
-        return output
-    }
+    /// `application/x-www-form-urlencoded` (RFC 6749 Appendix B).
+    static func formEncoded(_ text: String) -> String { QueryString.encoded(text) }
 }
 
 /// One question to the endpoint: the call, the answer as it arrives, the promise the request waits on. Lives on

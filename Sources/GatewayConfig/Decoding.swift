@@ -888,6 +888,15 @@ extension RouteConfig {
             }
             let preserveHost = o.optional("preserve_host") { $0.bool() } ?? true
             let hostRewrite = o.optional("host_rewrite") { $0.authority() }
+            let requestQuery = o.optional("request_query") { node in
+                node.object { q -> QueryEdits? in
+                    var edits = QueryEdits()
+                    edits.remove = q.optional("remove") { $0.array { $0.nonEmptyString() } } ?? []
+                    edits.set = (q.optional("set") { node in node.map { _, value in value.string() } } ?? []).map { (name: $0.key, value: $0.value) }
+                    for (name, _) in edits.set where name.isEmpty { q.node.context.error(q.path / "set", "a parameter name cannot be empty") }
+                    return edits
+                }
+            }
             if o.has("host_rewrite") && o.has("preserve_host") {
                 o.node.context.error(o.path / "host_rewrite", "host_rewrite decides the upstream's Host; drop preserve_host")
             }
@@ -932,6 +941,7 @@ extension RouteConfig {
             route.tunnelIdleTimeoutMs = tunnelIdleTimeoutMs
             route.fault = fault
             route.hostRewrite = hostRewrite
+            route.requestQuery = requestQuery
             route.answer = answer
             route.split = split
             route.addPrefix = addPrefix

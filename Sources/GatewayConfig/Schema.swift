@@ -34,6 +34,14 @@ public struct GatewayConfig: Sendable {
     public func upstream(named name: String) -> UpstreamConfig? { upstreams.first { $0.name == name } }
 }
 
+/// A route's `request_query`: parameters removed (by their percent-decoded names), then parameters set (any of
+/// that name replaced, the value percent-encoded), on the target the upstream gets.
+public struct QueryEdits: Sendable {
+    public var remove: [String] = []
+    public var set: [(name: String, value: String)] = []
+    public init() {}
+}
+
 /// A route's `fault` (Envoy's fault injection): a share of requests waits `delay.ms` before going on, a share is
 /// answered with `abort.status` instead of being forwarded; both may happen to one request (the delay first).
 public struct FaultConfig: Sendable, Equatable {
@@ -594,6 +602,8 @@ public struct RouteConfig: Sendable {
     public var fault: FaultConfig?
     /// `host_rewrite`: the Host the upstream gets (`host[:port]`), instead of the client's or the target's.
     public var hostRewrite: String?
+    /// `request_query`: query parameters removed from and added to the target the upstream gets.
+    public var requestQuery: QueryEdits?
     /// This route's upstream timeouts, instead of its upstream's `read_timeout_ms` / `total_timeout_ms`.
     public var readTimeoutMs: Int?
     public var totalTimeoutMs: Int?

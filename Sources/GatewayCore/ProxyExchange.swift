@@ -303,6 +303,9 @@ final class ProxyExchange: ExchangeDriver, UpstreamCallDelegate, FilterSuspensio
         }
         if let prefix = route.addPrefix, upstreamHead.target.hasPrefix("/") { upstreamHead.target = prefix + upstreamHead.target }
         if let rewritten = route.rewrittenTarget(head.target) { upstreamHead.target = rewritten }
+        if let edits = route.queryEdits {
+            upstreamHead.target = QueryString.editing(upstreamHead.target, remove: edits.remove + edits.set.map(\.name), add: edits.set)
+        }
         grpcWeb?.translateRequest(&upstreamHead.headers)
         if takesTrailers {
             // An HTTP/1.1 upstream needs TE named in Connection (RFC 9110 §10.1.4); an HTTP/2 one drops Connection.

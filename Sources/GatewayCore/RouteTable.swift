@@ -76,6 +76,8 @@ public final class CompiledRoute: Sendable {
     let listeners: [String]?
     /// `request_headers`: applied last to the request the upstream gets, so they also cover the forwarding headers.
     public let requestHeaderEdits: HeaderEdits
+    /// `request_query`: parameters removed from and added to the target the upstream gets (nil: none).
+    public let queryEdits: QueryEdits?
 
     public init(
         config: RouteConfig, index: Int, upstreams: [(index: Int, config: UpstreamConfig?)], mirrorIndex: Int? = nil,
@@ -114,6 +116,7 @@ public final class CompiledRoute: Sendable {
         self.filters = filters
         self.answersPreflight = config.cors != nil
         self.requestHeaderEdits = config.requestHeaders
+        self.queryEdits = config.requestQuery
         self.maxBodyBytes = config.maxBodyBytes
         self.tunnelIdleTimeoutMs = config.tunnelIdleTimeoutMs
         let splits = (config.split?.members.count ?? 0) > 1
@@ -388,5 +391,33 @@ public enum QueryString {
     private static func query(of target: String) -> Substring? {
         guard let mark = target.firstIndex(of: "?") else { return nil }
         return target[target.index(after: mark)...]
+    }
+
+    /// `target` without the parameters named in `remove` (compared percent-decoded), then with `add` appended
+    /// (percent-encoded), the others keeping their order and spelling.
+    public static func editing(_ target: String, remove: [String], add: [(name: String, value: String)]) -> String {
+        var edited = target
+        for name in remove { edited = removing(name, from: edited) }
+        guard !add.isEmpty else { return edited }
+        let appended = add.map { encoded($0.name) + "=" + encoded($0.value) }.joined(separator: "&")
+        return edited + (edited.contains("?") ? "&" : "?") + appended
+    }
+
+    /// A query component (or `application/x-www-form-urlencoded` value, RFC 6749 Appendix B): unreserved
+    /// characters as they are, every other byte percent-encoded.
+    public static func encoded(_ text: String) -> String {
+        let hex = Array("0123456789ABCDEF".utf8)
+        var output: [UInt8] = []
+        output.reserveCapacity(text.utf8.count)
+        for byte in text.utf8 {
+            switch byte {
+            case UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "0")...UInt8(ascii: "9"),
+                UInt8(ascii: "-"), UInt8(ascii: "."), UInt8(ascii: "_"), UInt8(ascii: "~"):
+                output.append(byte)
+            default:
+                output += [UInt8(ascii: "%"), hex[Int(byte >> 4)], hex[Int(byte & 0x0F)]]
+            }
+        }
+        return String(decoding: output, as: UTF8.self)
     }
 }

@@ -570,6 +570,14 @@ import Testing
         ])
     }
 
+    // request_query: names to remove, parameters to set (string values), nothing else.
+    @Test func requestQueryShapes() throws {
+        let good = try #require(load(minimal(route: #"{ "name": "r", "upstream": "u", "request_query": { "remove": ["utm_source"], "set": { "key": "partner-key" } } }"#)).config?.routes.first?.requestQuery)
+        #expect(good.remove == ["utm_source"] && good.set.map(\.name) == ["key"])
+        let bad = load(minimal(route: #"{ "name": "r", "upstream": "u", "request_query": { "remove": [""], "set": { "n": 1 }, "add": {} } }"#)).errors
+        #expect(bad.count == 3, "\(bad)")
+    }
+
     // health_check: expected statuses as codes or classes, a Host, extra fields.
     @Test func healthCheckShapes() throws {
         let config = { (check: String) in

@@ -79,6 +79,9 @@ import Testing
         #expect(QueryString.removing("t", from: "/x?%74=1") == "/x", "matched after decoding")
         #expect(QueryString.removing("t", from: "/x?tt=1") == "/x?tt=1")
         #expect(QueryString.removing("t", from: "/x") == "/x")
+        #expect(QueryString.editing("/x?utm_source=a&page=2&key=old", remove: ["utm_source", "key"], add: [("key", "k 1&2/é")]) == "/x?page=2&key=k%201%262%2F%C3%A9")
+        #expect(QueryString.editing("/x?utm_source=a", remove: ["utm_source"], add: []) == "/x")
+        #expect(QueryString.editing("/x", remove: [], add: [("a", "1"), ("b c", "")]) == "/x?a=1&b%20c=")
     }
 
     // Prefixes match whole segments and the longest prefix wins; an exact path beats any prefix.

@@ -130,6 +130,23 @@ import Testing
         }
     }
 
+    // request_query: tracking parameters removed and a credential for the upstream added (a client's own
+    // parameter of that name replaced), after strip_prefix; the client's path and other parameters as sent.
+    @Test func queryEdits() async throws {
+        try await withUpstreams { upstreams in
+            let routes = #"""
+                [{ "name": "partner", "match": { "path_prefix": "/partner" }, "upstream": "demo", "strip_prefix": "/partner",
+                   "request_query": { "remove": ["utm_source", "utm_medium"], "set": { "api_key": "k 1&2" } } }]
+                """#
+            try await withGateway(basicConfig(routes: routes), upstreams: upstreams) { gateway in
+                let response = try await gateway.request("GET", "/partner/echo?utm_source=news&page=2&api_key=forged&utm_medium=mail&q=a%20b")
+                #expect(response.json["uri"] as? String == "/echo?page=2&q=a%20b&api_key=k%201%262")
+                let bare = try await gateway.request("GET", "/partner/echo")
+                #expect(bare.json["uri"] as? String == "/echo?api_key=k%201%262")
+            }
+        }
+    }
+
     // host_rewrite: the upstream gets the configured Host (virtual hosts behind it), the client's in X-Forwarded-Host.
     @Test func hostRewrite() async throws {
         try await withUpstreams { upstreams in
