@@ -35,11 +35,13 @@ public final class BasicUsers: Sendable {
     private let verified = NIOLockedValueBox<[SHA256Digest: Identity]>([:])
     private let maxPending: Int
     private let pending = NIOLockedValueBox(0)
-    private let pool: NIOThreadPool
+    /// nil: NIO's shared pool, reached only when a check runs (so `gateway check`, which loads users but checks
+    /// no password, never starts its threads).
+    private let pool: NIOThreadPool?
     /// Failed checks per client address (`max_failures`); nil when not counted.
     public let failures: FailedLoginThrottle?
 
-    init(config: BasicAuthConfig, users: [String: User], decoyHash: String?, pool: NIOThreadPool) {
+    init(config: BasicAuthConfig, users: [String: User], decoyHash: String?, pool: NIOThreadPool?) {
         self.failures = config.maxFailures.map { FailedLoginThrottle(limit: $0.limit, windowSeconds: $0.windowSeconds) }
         self.realm = config.realm
         self.users = users
@@ -52,7 +54,7 @@ public final class BasicUsers: Sendable {
     /// The configured users and the htpasswd file's (read now; a reload reads it again). A user in both is an
     /// error, as is a file's user named like one of `otherConsumers` (API key and certificate ids), a line that
     /// is not `user:hash`, or a hash of a method that is not accepted.
-    public static func load(_ config: BasicAuthConfig, otherConsumers: Set<String> = [], pool: NIOThreadPool = .singleton) throws -> BasicUsers {
+    public static func load(_ config: BasicAuthConfig, otherConsumers: Set<String> = [], pool: NIOThreadPool? = nil) throws -> BasicUsers {
         var users: [String: User] = [:]
         var order: [String] = []
         for (index, user) in config.users.enumerated() {
@@ -120,7 +122,7 @@ public final class BasicUsers: Sendable {
         guard admitted else { return nil }
         let user = users[credentials.username]
         let hash = user?.hash ?? decoyHash
-        let checked = pool.runIfActive(eventLoop: eventLoop) { () -> Bool in
+        let checked = (pool ?? .singleton).runIfActive(eventLoop: eventLoop) { () -> Bool in
             guard let hash else { return false }
             return PasswordHash.verify(credentials.password, against: hash)
         }
