@@ -21,9 +21,7 @@ public final class TokenIntrospector: Sendable {
     }
 
     /// No usable answer: the endpoint was unreachable, too slow, or answered something other than 200 JSON.
-    public struct Failure: Error, CustomStringConvertible {
-        public let description: String
-    }
+    public typealias Failure = CollectedCall.Failure
 
     static let maxAnswerBytes = 64 * 1024
 
@@ -83,14 +81,15 @@ public final class TokenIntrospector: Sendable {
         head.headers.add(name: "accept", value: "application/json")
         head.headers.add(name: requestIDHeader, value: requestID)
         let timeout = TimeAmount.milliseconds(Int64(config.timeoutMs))
-        let exchange = IntrospectionExchange(promise: eventLoop.makePromise())
+        let promise = eventLoop.makePromise(of: CollectedCall.Answer.self)
+        let collector = CollectedCall(maxBodyBytes: Self.maxAnswerBytes) { promise.completeWith($0.mapError { $0 as any Error }) }
         let call = forwarders.value(on: eventLoop).makeCall(
             upstream: upstreamIndex, head: head, framing: .length(body.readableBytes), preserveHost: false, requestID: requestID,
-            clientIP: clientIP, settings: CallSettings(read: timeout, total: timeout), delegate: exchange)
-        exchange.start(call, body: body, on: eventLoop, timeout: timeout)
-        return exchange.promise.futureResult.flatMapThrowing { status, answer in
-            guard status == 200 else { throw Failure(description: "the endpoint answered \(status)") }
-            let (decided, expiresAt) = try Self.answer(from: answer, config: self.config, now: self.now())
+            clientIP: clientIP, settings: CallSettings(read: timeout, total: timeout), delegate: collector)
+        collector.start(call, body: body, on: eventLoop, timeout: timeout)
+        return promise.futureResult.flatMapThrowing { answer in
+            guard answer.status == 200 else { throw Failure("the endpoint answered \(answer.status)") }
+            let (decided, expiresAt) = try Self.answer(from: answer.body, config: self.config, now: self.now())
             self.remember(token, decided, expiresAt: expiresAt)
             return decided
         }
@@ -100,10 +99,10 @@ public final class TokenIntrospector: Sendable {
     /// token's `exp` (seconds since 1970) when it has one. `now`: seconds since 1970.
     static func answer(from body: ByteBuffer, config: IntrospectionConfig, now: Int64) throws(Failure) -> (Answer, expiresAt: Int64?) {
         guard case .object(let fields)? = try? JSONParser.parse(Array(body.readableBytesView)) else {
-            throw Failure(description: "the answer is not a JSON object")
+            throw Failure("the answer is not a JSON object")
         }
         let value = { (name: String) in fields.first { $0.key == name }?.value }
-        guard case .bool(let active)? = value("active") else { throw Failure(description: "the answer has no boolean \"active\"") }
+        guard case .bool(let active)? = value("active") else { throw Failure("the answer has no boolean \"active\"") }
         guard active else { return (.inactive("the authorization server says inactive"), nil) }
         let current = Double(now)
         let exp = value("exp")?.number
@@ -152,69 +151,4 @@ public final class TokenIntrospector: Sendable {
 
     /// `application/x-www-form-urlencoded` (RFC 6749 Appendix B).
     static func formEncoded(_ text: String) -> String { QueryString.encoded(text) }
-}
-
-/// One question to the endpoint: the call, the answer as it arrives, the promise the request waits on. Lives on
-/// the request's event loop; the call keeps it alive until the answer ends or fails.
-final class IntrospectionExchange: UpstreamCallDelegate {
-    let promise: EventLoopPromise<(Int, ByteBuffer)>
-    private var call: UpstreamCall?
-    private var timer: Scheduled<Void>?
-    private var status: Int?
-    private var body = ByteBuffer()
-    private var done = false
-
-    init(promise: EventLoopPromise<(Int, ByteBuffer)>) {
-        self.promise = promise
-    }
-
-    func start(_ call: UpstreamCall, body: ByteBuffer, on eventLoop: EventLoop, timeout: TimeAmount) {
-        self.call = call
-        // The call's own deadline only stops retries; this one also ends a try that is still waiting.
-        timer = eventLoop.assumeIsolated().scheduleTask(in: timeout) { [self] in
-            timer = nil
-            call.cancel()
-            fail("no answer within \(timeout.nanoseconds / 1_000_000) ms")
-        }
-        call.start()
-        call.sendBody(body)
-        call.sendEnd()
-    }
-
-    private func finish(_ result: Result<(Int, ByteBuffer), TokenIntrospector.Failure>) {
-        guard !done else { return }
-        done = true
-        timer?.cancel()
-        timer = nil
-        call = nil
-        switch result {
-        case .success(let answer): promise.succeed(answer)
-        case .failure(let failure): promise.fail(failure)
-        }
-    }
-
-    private func fail(_ reason: String) { finish(.failure(TokenIntrospector.Failure(description: reason))) }
-
-    func upstreamConnected() {}
-    func upstreamWritabilityChanged(isWritable: Bool) {}
-    func upstreamReadComplete() {}
-
-    func upstreamResponseHead(_ head: consuming ResponseHead) { status = head.status }
-
-    func upstreamResponseBody(_ buffer: ByteBuffer) {
-        guard !done else { return }
-        guard body.readableBytes + buffer.readableBytes <= TokenIntrospector.maxAnswerBytes else {
-            call?.cancel()
-            return fail("an answer over \(TokenIntrospector.maxAnswerBytes) bytes")
-        }
-        var buffer = buffer
-        body.writeBuffer(&buffer)
-    }
-
-    func upstreamResponseEnd() {
-        guard let status else { return fail("no answer") }
-        finish(.success((status, body)))
-    }
-
-    func upstreamFailed(_ error: GatewayError) { fail(error.code) }
 }

@@ -5,6 +5,17 @@ extension GatewayConfig {
     /// combinations that cannot work as meant).
     func validate(into context: DecodingContext) {
         let root = JSONPath.root
+        /// Whether `name` is one of `known` (a `kind` such as "upstream"); if not, an error at `at` with the
+        /// closest known name, or `hint`.
+        func refers(to name: String, among known: Set<String>, kind: String, at: JSONPath, hint: String? = nil) -> Bool {
+            if known.contains(name) { return true }
+            if let guess = closestMatch(to: name, among: known) {
+                context.error(at, "unknown \(kind) \"\(name)\" (did you mean \"\(guess)\"?)")
+            } else {
+                context.error(at, "unknown \(kind) \"\(name)\"" + (hint.map { " (\($0))" } ?? ""))
+            }
+            return false
+        }
 
         var listenerNames: Set<String> = []
         var endpoints: Set<String> = []
@@ -50,24 +61,14 @@ extension GatewayConfig {
         let externalAuthNames = Set(externalAuth.map(\.name))
         var usedExternalAuth: Set<String> = []
         for service in externalAuth where !service.upstream.isEmpty {
-            let at = root / "external_auth" / service.name / "upstream"
-            if upstreamNames.contains(service.upstream) {
+            if refers(to: service.upstream, among: upstreamNames, kind: "upstream", at: root / "external_auth" / service.name / "upstream") {
                 usedUpstreams.insert(service.upstream)
-            } else if let guess = closestMatch(to: service.upstream, among: upstreamNames) {
-                context.error(at, "unknown upstream \"\(service.upstream)\" (did you mean \"\(guess)\"?)")
-            } else {
-                context.error(at, "unknown upstream \"\(service.upstream)\"")
             }
         }
-        if let introspection = auth?.introspection {
-            let at = root / "auth" / "introspection" / "upstream"
-            if upstreamNames.contains(introspection.upstream) {
-                usedUpstreams.insert(introspection.upstream)
-            } else if let guess = closestMatch(to: introspection.upstream, among: upstreamNames) {
-                context.error(at, "unknown upstream \"\(introspection.upstream)\" (did you mean \"\(guess)\"?)")
-            } else {
-                context.error(at, "unknown upstream \"\(introspection.upstream)\"")
-            }
+        if let introspection = auth?.introspection,
+            refers(to: introspection.upstream, among: upstreamNames, kind: "upstream", at: root / "auth" / "introspection" / "upstream")
+        {
+            usedUpstreams.insert(introspection.upstream)
         }
         var matches: [String: Int] = [:]
         for (index, route) in routes.enumerated() {
@@ -75,13 +76,8 @@ extension GatewayConfig {
             if !routeNames.insert(route.name).inserted {
                 context.error(path / "name", "duplicate route name \"\(route.name)\"")
             }
-            for (listenerIndex, name) in route.match.listeners.enumerated() where !listenerNames.contains(name) {
-                let at = path / "match" / "listeners" / listenerIndex
-                if let guess = closestMatch(to: name, among: listenerNames) {
-                    context.error(at, "unknown listener \"\(name)\" (did you mean \"\(guess)\"?)")
-                } else {
-                    context.error(at, "unknown listener \"\(name)\"")
-                }
+            for (listenerIndex, name) in route.match.listeners.enumerated() {
+                _ = refers(to: name, among: listenerNames, kind: "listener", at: path / "match" / "listeners" / listenerIndex)
             }
             // Ties go to the route listed first, so a later route with the very same match never gets a request.
             // (A match with errors is left out: what is left of it says nothing about the route meant.)
@@ -108,14 +104,8 @@ extension GatewayConfig {
                 }
                 named.append((mirror.upstream, path / "mirror" / "upstream"))
             }
-            for (name, at) in named {
-                if upstreamNames.contains(name) {
-                    usedUpstreams.insert(name)
-                } else if let guess = closestMatch(to: name, among: upstreamNames) {
-                    context.error(at, "unknown upstream \"\(name)\" (did you mean \"\(guess)\"?)")
-                } else {
-                    context.error(at, "unknown upstream \"\(name)\"")
-                }
+            for (name, at) in named where refers(to: name, among: upstreamNames, kind: "upstream", at: at) {
+                usedUpstreams.insert(name)
             }
             if let name = route.externalAuth {
                 if route.cache?.enabled == true {
@@ -123,12 +113,11 @@ extension GatewayConfig {
                         path / "cache",
                         "the cache is shared by everyone external_auth allows: per-user responses need Cache-Control: private or a Vary on the session field")
                 }
-                if externalAuthNames.contains(name) {
+                if refers(
+                    to: name, among: externalAuthNames, kind: "external_auth service", at: path / "external_auth",
+                    hint: "define it in the top-level external_auth")
+                {
                     usedExternalAuth.insert(name)
-                } else if let guess = closestMatch(to: name, among: externalAuthNames) {
-                    context.error(path / "external_auth", "unknown external_auth service \"\(name)\" (did you mean \"\(guess)\"?)")
-                } else {
-                    context.error(path / "external_auth", "unknown external_auth service \"\(name)\" (define it in the top-level external_auth)")
                 }
             }
             // Who the consumer is comes from the route's auth, or from its authorization service's consumer_header.

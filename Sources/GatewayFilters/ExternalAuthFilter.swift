@@ -49,10 +49,11 @@ public struct ExternalAuthFilter: GatewayFilter {
 
     public func onRequest(_ head: inout RequestHead, context: inout RequestContext) -> FilterStep {
         let check = ExternalAuthCheck(filter: self, requestID: context.requestID)
+        let collector = check.collector()
         let call = forwarders.value(on: context.eventLoop).makeCall(
             upstream: upstreamIndex, head: checkHead(for: head, context: context), framing: .none, preserveHost: false,
-            requestID: context.requestID, clientIP: context.clientIP, settings: CallSettings(read: timeout, total: timeout), delegate: check)
-        check.start(call, on: context.eventLoop, timeout: timeout)
+            requestID: context.requestID, clientIP: context.clientIP, settings: CallSettings(read: timeout, total: timeout), delegate: collector)
+        collector.start(call, on: context.eventLoop, timeout: timeout)
         return .suspend(check)
     }
 
@@ -154,69 +155,26 @@ public struct ExternalAuthFilter: GatewayFilter {
     }
 }
 
-/// One request's check: the call to the service, its answer as it arrives, and the decision the request waits
-/// for. Lives on the request's event loop; the call keeps it alive until the answer ends or fails.
-final class ExternalAuthCheck: FilterSuspension, UpstreamCallDelegate {
+/// One request's check: the decision the request waits for, made when the service's answer (collected by a
+/// `CollectedCall`) is complete or has failed.
+final class ExternalAuthCheck: FilterSuspension {
     private let filter: ExternalAuthFilter
     private let requestID: String
-    private var call: UpstreamCall?
-    private var timer: Scheduled<Void>?
-    private var answer: (status: Int, headers: HeaderList)?
-    private var body = ByteBuffer()
-    private var decided = false
 
     init(filter: ExternalAuthFilter, requestID: String) {
         self.filter = filter
         self.requestID = requestID
     }
 
-    func start(_ call: UpstreamCall, on eventLoop: EventLoop, timeout: TimeAmount) {
-        self.call = call
-        // The call's own deadline only stops retries; this one also ends a try that is still waiting.
-        timer = eventLoop.assumeIsolated().scheduleTask(in: timeout) { [self] in
-            timer = nil
-            call.cancel()
-            fail("no answer within \(filter.service.timeoutMs) ms")
+    /// The delegate the check's upstream call reports to.
+    func collector() -> CollectedCall {
+        CollectedCall(maxBodyBytes: ExternalAuthFilter.maxAnswerBytes) { [self] result in
+            switch result {
+            case .success(let answer):
+                resume(filter.decide(status: answer.status, headers: answer.headers, body: answer.body, requestID: requestID))
+            case .failure(let failure):
+                resume(filter.failed(failure.description, requestID: requestID))
+            }
         }
-        call.start()
-        call.sendEnd()
     }
-
-    private func decide(_ resumption: FilterResumption) {
-        guard !decided else { return }
-        decided = true
-        timer?.cancel()
-        timer = nil
-        call = nil
-        resume(resumption)
-    }
-
-    private func fail(_ reason: String) { decide(filter.failed(reason, requestID: requestID)) }
-
-    // MARK: UpstreamCallDelegate
-
-    func upstreamConnected() {}
-    func upstreamWritabilityChanged(isWritable: Bool) {}
-    func upstreamReadComplete() {}
-
-    func upstreamResponseHead(_ head: consuming ResponseHead) {
-        answer = (head.status, head.headers)
-    }
-
-    func upstreamResponseBody(_ buffer: ByteBuffer) {
-        guard !decided else { return }
-        guard body.readableBytes + buffer.readableBytes <= ExternalAuthFilter.maxAnswerBytes else {
-            call?.cancel()
-            return fail("an answer body over \(ExternalAuthFilter.maxAnswerBytes) bytes")
-        }
-        var buffer = buffer
-        body.writeBuffer(&buffer)
-    }
-
-    func upstreamResponseEnd() {
-        guard let answer else { return fail("no answer") }
-        decide(filter.decide(status: answer.status, headers: answer.headers, body: body, requestID: requestID))
-    }
-
-    func upstreamFailed(_ error: GatewayError) { fail(error.code) }
 }

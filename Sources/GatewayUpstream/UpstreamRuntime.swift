@@ -94,15 +94,10 @@ final class UpstreamRuntime {
     func choose(tried: TriedTargets, hashKey: String?, preferred: Int? = nil) -> Choice {
         let now = UpstreamShared.now()
         let panic = shared.inPanic(now: now)
-        if let preferred, !tried.contains(preferred), shared.isEligible(preferred, now: now, panic: panic) {
-            if panic { return .target(pools[preferred], probe: false) }
-            let (admission, change) = shared.targets[preferred].admit(now: now)
-            if let change { shared.logTransition(shared.targets[preferred], to: change) }
-            switch admission {
-            case .allowed: return .target(pools[preferred], probe: false)
-            case .probe: return .target(pools[preferred], probe: true)
-            case .refused: break  // balanced like any request
-            }
+        if let preferred, !tried.contains(preferred), shared.isEligible(preferred, now: now, panic: panic),
+            let choice = admitted(preferred, now: now, panic: panic)
+        {
+            return choice  // else balanced like any request
         }
         if let choice = pickAdmitted(now: now, panic: panic, hashKey: hashKey, allowed: { !tried.contains($0) }) {
             return choice
@@ -126,14 +121,21 @@ final class UpstreamRuntime {
                 weight: shared.slowStart.map { slowStart in { shared.effectiveWeight($0, now: now, slowStart: slowStart) } },
                 random: &random)
             guard let pick else { return nil }
-            if panic { return .target(pools[pick], probe: false) }
-            let (admission, change) = shared.targets[pick].admit(now: now)
-            if let change { shared.logTransition(shared.targets[pick], to: change) }
-            switch admission {
-            case .allowed: return .target(pools[pick], probe: false)
-            case .probe: return .target(pools[pick], probe: true)
-            case .refused: refused.append(pick)  // another loop took the last probe slot meanwhile
-            }
+            if let choice = admitted(pick, now: now, panic: panic) { return choice }
+            refused.append(pick)  // another loop took the last probe slot meanwhile
+        }
+    }
+
+    /// Target `index` as the choice if its breaker admits a request now (in panic, every target does); nil when
+    /// it refuses.
+    private func admitted(_ index: Int, now: Int64, panic: Bool) -> Choice? {
+        if panic { return .target(pools[index], probe: false) }
+        let (admission, change) = shared.targets[index].admit(now: now)
+        if let change { shared.logTransition(shared.targets[index], to: change) }
+        switch admission {
+        case .allowed: return .target(pools[index], probe: false)
+        case .probe: return .target(pools[index], probe: true)
+        case .refused: return nil
         }
     }
 
