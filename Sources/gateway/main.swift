@@ -8,6 +8,8 @@ do {
         try await run.execute()
     } else if let check = command as? CheckCommand {
         try await check.execute()
+    } else if let explain = command as? ExplainCommand {
+        try await explain.execute()
     } else {
         try command.run()
     }

@@ -1,0 +1,55 @@
+import Foundation
+import Testing
+
+/// `gateway explain`: the route a request would take, from the config alone, as operators run it.
+@Suite struct ExplainTests {
+    static let config = #"""
+        { "listeners": [{ "name": "public", "port": 8080 }, { "name": "internal", "address": "127.0.0.1", "port": 8081 }],
+          "auth": { "api_keys": [{ "id": "k", "sha256": "0000000000000000000000000000000000000000000000000000000000000000" }] },
+          "upstreams": { "orders": { "targets": ["http://10.0.0.1:80", "http://10.0.0.2:80"], "balance": "least_request" },
+                         "next": { "targets": ["http://10.0.0.3:80"] } },
+          "routes": [
+            { "name": "orders", "match": { "hosts": ["api.example.com"], "path_prefix": "/v1/orders", "methods": ["GET"] }, "upstream": "orders",
+              "auth": { "require": ["api_key"], "scopes": ["orders:read"] },
+              "rate_limits": [{ "name": "per-ip", "algorithm": "token_bucket", "key": "ip", "capacity": 10, "refill_per_second": 1 }] },
+            { "name": "canary", "match": { "path_prefix": "/v2" }, "split": { "upstreams": [{ "name": "orders", "weight": 3 }, { "name": "next", "weight": 1 }] } },
+            { "name": "ops", "match": { "path_prefix": "/ops", "listeners": ["internal"] }, "upstream": "orders" },
+            { "name": "old", "match": { "path_prefix": "/v0" }, "respond": { "status": 410, "code": "API_RETIRED", "message": "gone" } }] }
+        """#
+
+    func explain(_ arguments: [String]) async throws -> CommandResult {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("explain-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let file = directory.appendingPathComponent("gateway.json").path
+        try Self.config.write(toFile: file, atomically: true, encoding: .utf8)
+        return try await runCommand(Binaries.gateway, ["explain", "--config", file] + arguments)
+    }
+
+    @Test func explainsRoutes() async throws {
+        let orders = try await explain(["GET", "https://api.example.com/v1/orders/../orders/7?x=1"])
+        #expect(orders.status == 0)
+        #expect(orders.stdout == """
+            request: GET /v1/orders/7?x=1 (Host: api.example.com, listener public)
+            route: orders (routes[0])
+              checks, in order: auth (api_key; scopes orders:read), rate_limits (per-ip)
+              upstream orders: least_request over 10.0.0.1:80, 10.0.0.2:80
+
+            """)
+        let canary = try await explain(["GET", "/v2/items", "-H", "Host: anything.test"])
+        #expect(canary.stdout.contains("split: orders 75%, next 25%"), "\(canary.stdout)")
+        let retired = try await explain(["GET", "http://x.test/v0/a"])
+        #expect(retired.stdout.contains("answers itself: 410 API_RETIRED"))
+
+        let wrongMethod = try await explain(["DELETE", "https://api.example.com/v1/orders/7"])
+        #expect(wrongMethod.stdout.hasSuffix("405 METHOD_NOT_ALLOWED: routes for this path take GET, HEAD\n"), "\(wrongMethod.stdout)")
+        let outside = try await explain(["GET", "http://x.test/ops/metrics"])
+        #expect(outside.stdout.hasSuffix("404 ROUTE_NOT_FOUND: no route matches\n"))
+        let inside = try await explain(["GET", "http://x.test/ops/metrics", "--listener", "internal"])
+        #expect(inside.stdout.contains("route: ops (routes[2])"))
+        let tricky = try await explain(["GET", "http://x.test/v1/%2e%2e%2Fadmin"])
+        #expect(tricky.stdout.hasPrefix("400 BAD_REQUEST"), "\(tricky.stdout)")
+        let unknown = try await explain(["GET", "http://x.test/", "--listener", "nope"])
+        #expect(unknown.status != 0 && unknown.stderr.contains(#"no listener named "nope""#))
+    }
+}
