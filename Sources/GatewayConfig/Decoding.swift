@@ -1092,7 +1092,16 @@ extension MatchConfig {
                 }
             }
             match.methods = o.optional("methods") { $0.array { $0.method() } } ?? []
-            match.headers = o.optional("headers") { $0.headerFields() } ?? []
+            match.headers =
+                o.optional("headers") { node in
+                    node.map { name, value -> HeaderRule? in
+                        guard isToken(name) else {
+                            value.error("\"\(name)\" is not a valid header name")
+                            return nil
+                        }
+                        return value.headerRule()
+                    }.map { pairs in pairs.map { (name: $0.key.lowercased(), rule: $0.value) } }
+                } ?? []
             match.query =
                 o.optional("query") { node in
                     node.map { name, value -> MatchConfig.QueryRule? in
@@ -1402,7 +1411,6 @@ extension ConfigNode {
         }.map { pairs in pairs.map { (name: $0.key.lowercased(), value: $0.value) } }
     }
 
-    /// A header value: no control characters, so nothing can split a response.
     /// A consumer id or scope: non-empty, and fit to go upstream in an `X-Auth-*` field as it is.
     func consumerText() -> String? {
         guard let text = nonEmptyString() else { return nil }
@@ -1413,6 +1421,28 @@ extension ConfigNode {
         return text
     }
 
+    /// A `match.headers` condition: a string (the exact value), or an object with one of `prefix`, `suffix`,
+    /// `contains` (strings) and `present` (a boolean).
+    func headerRule() -> HeaderRule? {
+        if case .string = value { return headerValue().map(HeaderRule.equals) }
+        return object { o -> HeaderRule? in
+            let prefix = o.optional("prefix") { $0.headerValue() }
+            let suffix = o.optional("suffix") { $0.headerValue() }
+            let contains = o.optional("contains") { $0.headerValue() }
+            let present = o.optional("present") { $0.bool() }
+            let given = [prefix.map(HeaderRule.prefix), suffix.map(HeaderRule.suffix), contains.map(HeaderRule.contains), present.map(HeaderRule.present)]
+                .compactMap { $0 }
+            guard given.count == 1 else {
+                if given.count > 1 || (!o.has("prefix") && !o.has("suffix") && !o.has("contains") && !o.has("present")) {
+                    o.node.context.error(o.path, "give one of prefix, suffix, contains or present (or a string for the exact value)")
+                }
+                return nil
+            }
+            return given[0]
+        }
+    }
+
+    /// A header value: no control characters, so nothing can split a response.
     func headerValue() -> String? {
         guard let text = string() else { return nil }
         guard !text.unicodeScalars.contains(where: { $0.value < 0x20 && $0 != "\t" || $0.value == 0x7F }) else {

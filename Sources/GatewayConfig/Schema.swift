@@ -711,6 +711,38 @@ public enum RequestValue: String, Sendable, CaseIterable {
     case method
 }
 
+/// A `match.headers` condition on one field: `"value"` (some field of that name has exactly this value), or
+/// `{"prefix": ...}`, `{"suffix": ...}`, `{"contains": ...}` (some value does, case-sensitively), or
+/// `{"present": true|false}`.
+public enum HeaderRule: Sendable, Equatable, CustomStringConvertible {
+    case equals(String)
+    case prefix(String)
+    case suffix(String)
+    case contains(String)
+    case present(Bool)
+
+    /// Whether the values of the request's fields of that name (one per field line) meet the rule.
+    public func matches(_ values: [String]) -> Bool {
+        switch self {
+        case .equals(let expected): return values.contains(expected)
+        case .prefix(let text): return values.contains { $0.hasPrefix(text) }
+        case .suffix(let text): return values.contains { $0.hasSuffix(text) }
+        case .contains(let text): return values.contains { $0.contains(text) }
+        case .present(let present): return values.isEmpty != present
+        }
+    }
+
+    public var description: String {
+        switch self {
+        case .equals(let text): return "=" + text
+        case .prefix(let text): return "^" + text
+        case .suffix(let text): return "$" + text
+        case .contains(let text): return "~" + text
+        case .present(let present): return present ? "?" : "!"
+        }
+    }
+}
+
 public struct MatchConfig: Sendable {
     public init() {}
 
@@ -724,8 +756,8 @@ public struct MatchConfig: Sendable {
     public var pathTemplate: PathTemplate?
     /// Empty: any method.
     public var methods: [String] = []
-    /// Lowercase names, exact values.
-    public var headers: [(name: String, value: String)] = []
+    /// Lowercase names, each with its condition.
+    public var headers: [(name: String, rule: HeaderRule)] = []
     /// `query`: conditions on query parameters (names and values compared after percent-decoding).
     public var query: [(name: String, rule: QueryRule)] = []
 

@@ -228,7 +228,7 @@ extension MatchConfig {
         let pathRule =
             path.map { "=" + $0.lowercased() } ?? pathPrefix.map { "^" + PathRules.normalisedPrefix($0).lowercased() }
             ?? pathTemplate.map { "~" + $0.description.lowercased() } ?? "*"
-        let headerRules = headers.map { "\($0.name)=\($0.value)" }.sorted()
+        let headerRules = headers.map { "\($0.name)\($0.rule)" }.sorted()
         let queryRules = query.map { "\($0.name)\($0.rule)" }.sorted()
         return [
             hosts.sorted().joined(separator: ","), pathRule, methods.sorted().joined(separator: ","), headerRules.joined(separator: "\u{0}"),

@@ -33,7 +33,7 @@ public final class CompiledRoute: Sendable {
     public let path: PathRule
     /// nil: any method. GET implies HEAD.
     public let methods: [HTTPMethod]?
-    public let headers: [(name: String, value: String)]
+    public let headers: [(name: String, rule: HeaderRule)]
     /// `match.query`: conditions on the query parameters.
     public let query: [(name: String, rule: MatchConfig.QueryRule)]
     /// Where the route forwards: one upstream, or the members of its `split` (see `chooseDestination`).
@@ -212,9 +212,11 @@ public final class CompiledRoute: Sendable {
     func headersMatch(_ requestHeaders: HeaderList, preflight: Preflight?) -> Bool {
         // A preflight carries only the names of the headers the request will have (Access-Control-Request-Headers).
         if answersPreflight, let preflight {
-            return headers.allSatisfy { rule in preflight.headerNames.contains { $0.equalsCaseInsensitively(rule.name) } }
+            return headers.allSatisfy { condition in
+                preflight.headerNames.contains { $0.equalsCaseInsensitively(condition.name) } != (condition.rule == .present(false))
+            }
         }
-        return headers.allSatisfy { rule in requestHeaders[rule.name].contains(rule.value) }
+        return headers.allSatisfy { condition in condition.rule.matches(requestHeaders[condition.name]) }
     }
 
     /// Whether the query (without `?`) meets every `match.query` condition.

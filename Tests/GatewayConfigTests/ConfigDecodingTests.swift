@@ -82,7 +82,7 @@ import Testing
 
         let escaped = #"{ "name": "r", "upstream": "u", "match": { "headers": { "x-literal": "$${NOT_A_VAR}" } } }"#
         let literal = try #require(load(minimal(route: escaped)).config)
-        #expect(literal.routes[0].match.headers[0].value == "${NOT_A_VAR}")
+        #expect(literal.routes[0].match.headers[0].rule == .equals("${NOT_A_VAR}"))
     }
 
     // Upstream URLs: schemes, default ports, IPv6 literals; paths and credentials are refused.
@@ -576,6 +576,16 @@ import Testing
         #expect(good.remove == ["utm_source"] && good.set.map(\.name) == ["key"])
         let bad = load(minimal(route: #"{ "name": "r", "upstream": "u", "request_query": { "remove": [""], "set": { "n": 1 }, "add": {} } }"#)).errors
         #expect(bad.count == 3, "\(bad)")
+    }
+
+    // match.headers: an exact string, or one of prefix/suffix/contains/present; anything else is an error.
+    @Test func headerRuleShapes() throws {
+        let route = #"{ "name": "r", "upstream": "u", "match": { "headers": { "X-A": "1", "User-Agent": { "contains": "bot" }, "x-v": { "prefix": "2." }, "x-debug": { "present": false } } } }"#
+        let rules = try #require(load(minimal(route: route)).config?.routes.first?.match.headers)
+        #expect(rules.map { "\($0.name)\($0.rule)" } == ["x-a=1", "user-agent~bot", "x-v^2.", "x-debug!"])
+        let bad = load(minimal(route: #"{ "name": "r", "upstream": "u", "match": { "headers": { "x-a": { "prefix": "a", "suffix": "b" }, "x-b": {}, "x-c": { "regex": ".*" }, "x-d": 3 } } }"#)).errors.map(\.description)
+        #expect(bad.count == 5, "\(bad)")
+        #expect(bad.contains("routes[0].match.headers.x-a: give one of prefix, suffix, contains or present (or a string for the exact value)"))
     }
 
     // health_check: expected statuses as codes or classes, a Host, extra fields.

@@ -36,6 +36,23 @@ import Testing
 
     // match.query: a value (percent-decoded, any occurrence), presence or absence; each condition counts like a
     // header condition for specificity.
+    // match.headers beyond exact values: prefix, suffix, contains and presence (or absence), most conditions winning.
+    @Test func headerRules() throws {
+        let table = try table(#"""
+            [{ "name": "bots", "match": { "headers": { "user-agent": { "contains": "bot" } } }, "respond": { "status": 403, "code": "NO_BOTS", "message": "no" } },
+             { "name": "v2", "match": { "headers": { "x-version": { "prefix": "2." }, "x-debug": { "present": false } } }, "upstream": "v" },
+             { "name": "internal", "match": { "headers": { "x-origin": { "suffix": ".internal" } } }, "upstream": "u" },
+             { "name": "all", "upstream": "u" }]
+            """#)
+        #expect(route(table, "/x", headers: [("User-Agent", "Googlebot/2.1")]) == "bots")
+        #expect(route(table, "/x", headers: [("User-Agent", "curl/8")]) == "all")
+        #expect(route(table, "/x", headers: [("X-Version", "2.3")]) == "v2")
+        #expect(route(table, "/x", headers: [("X-Version", "2.3"), ("X-Debug", "1")]) == "all", "x-debug must be absent")
+        #expect(route(table, "/x", headers: [("X-Version", "12.3")]) == "all")
+        #expect(route(table, "/x", headers: [("X-Origin", "billing.internal")]) == "internal")
+        #expect(route(table, "/x", headers: [("X-Origin", "internal.example")]) == "all")
+    }
+
     // match.listeners: a route serves only the listeners it names, and wins over a general one where it applies.
     @Test func listenerConditions() throws {
         let table = try table(#"""
