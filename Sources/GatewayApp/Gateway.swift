@@ -173,7 +173,9 @@ public final class Gateway: Sendable {
         }
         let authenticator: Authenticator?
         do {
-            authenticator = try await config.auth.asyncMap { try await Authenticator.make($0, eventLoop: group.next(), logger: logger) }
+            authenticator = try await config.auth.asyncMap {
+                try await Authenticator.make($0, claimNames: config.routeClaimNames, eventLoop: group.next(), logger: logger)
+            }
         } catch {
             if let redis, redis !== old?.redis { await redis.shutdown() }
             throw error
@@ -223,7 +225,8 @@ public final class Gateway: Sendable {
         let introspector = config.auth?.introspection.flatMap { introspection in
             upstreamIndex[introspection.upstream].map {
                 TokenIntrospector(
-                    config: introspection, upstreamIndex: $0, forwarders: forwarders, logger: logger, requestIDHeader: config.requestID.header)
+                    config: introspection, upstreamIndex: $0, forwarders: forwarders, logger: logger, requestIDHeader: config.requestID.header,
+                    keptClaims: config.routeClaimNames)
             }
         }
         // Per route: client addresses first (a refused one gets nothing else), then CORS (a browser's preflight

@@ -20,6 +20,8 @@ public struct AuthFilter: GatewayFilter {
     private let routeName: String
     private let methods: [RouteAuthConfig.Method]
     private let scopes: [String]
+    /// `auth.claims`: each named claim must hold one of its values.
+    private let claims: [(name: String, values: [String])]
     private let authenticator: Authenticator
     private let logger: Logger
     private let challenges: [String]
@@ -36,6 +38,7 @@ public struct AuthFilter: GatewayFilter {
         self.routeName = routeName
         self.methods = config.require
         self.scopes = config.scopes
+        self.claims = config.claims
         self.authenticator = authenticator
         self.logger = logger
         // A 401 names a scheme the client can answer with; a certificate has none in HTTP, so an mTLS-only route
@@ -229,8 +232,12 @@ public struct AuthFilter: GatewayFilter {
         return .proceed
     }
 
+    /// What the identity lacks: required scopes, or (as `claim:NAME`) a claim without an accepted value.
     private func missingScopes(_ identity: Identity) -> [String]? {
-        let missing = scopes.filter { !identity.scopes.contains($0) }
+        var missing = scopes.filter { !identity.scopes.contains($0) }
+        for claim in claims where !(identity.claims[claim.name] ?? []).contains(where: claim.values.contains) {
+            missing.append("claim:" + claim.name)
+        }
         return missing.isEmpty ? nil : missing
     }
 
@@ -266,7 +273,7 @@ public struct AuthFilter: GatewayFilter {
         metrics.authFailure(route: routeName, reason: "insufficient_scope")
         logger.info(
             "authorization failed",
-            metadata: ["request_id": "\(requestID)", "route": "\(routeName)", "consumer": "\(identity.subject)", "missing_scopes": "\(missing.joined(separator: " "))"])
+            metadata: ["request_id": "\(requestID)", "route": "\(routeName)", "consumer": "\(identity.subject)", "missing": "\(missing.joined(separator: " "))"])
         var challenges = self.challenges
         if let first = challenges.first { challenges[0] = first + #", error="insufficient_scope", scope=""# + scopes.joined(separator: " ") + "\"" }
         return .error(.forbidden(challenges: challenges), requestID: requestID)

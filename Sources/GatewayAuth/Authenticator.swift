@@ -47,14 +47,15 @@ public final class Authenticator: Sendable {
 
     /// Loads every key; with a `jwks_url`, fetches it once (a failure is logged, not fatal: configured keys
     /// still work and the fetch is retried) and keeps it fresh on `eventLoop`.
-    public static func make(_ config: AuthConfig, eventLoop: EventLoop, logger: Logger) async throws -> Authenticator {
+    /// `claimNames`: the claims routes' `auth.claims` ask about, kept in verified identities.
+    public static func make(_ config: AuthConfig, claimNames: Set<String> = [], eventLoop: EventLoop, logger: Logger) async throws -> Authenticator {
         var verifier: JWTVerifier?
         var staticKeys: [VerificationKey] = []
         var source: JWKSSource?
         if let jwt = config.jwt {
             verifier = JWTVerifier(
                 issuer: jwt.issuer, audiences: jwt.audiences, leewaySeconds: jwt.leewaySeconds,
-                forwardClaims: jwt.forwardClaims.map { (claim: $0.claim, header: $0.header) })
+                forwardClaims: jwt.forwardClaims.map { (claim: $0.claim, header: $0.header) }, keptClaims: claimNames)
             staticKeys = try await KeyLoader.configuredKeys(jwt)
             if let file = jwt.jwksFile {
                 guard let data = FileManager.default.contents(atPath: file) else {

@@ -53,9 +53,12 @@ public struct Identity: Sendable, Equatable {
     public var scopes: [String]
     /// Claims to forward upstream as headers (JWT only): (header, value).
     public var forwardedClaims: [(String, String)] = []
+    /// The token's claims that routes' `auth.claims` ask about, as text values (a string claim has one, an array
+    /// of strings each of its items; numbers and booleans are printed).
+    public var claims: [String: [String]] = [:]
 
     public static func == (lhs: Identity, rhs: Identity) -> Bool {
-        lhs.method == rhs.method && lhs.subject == rhs.subject && lhs.scopes == rhs.scopes
+        lhs.method == rhs.method && lhs.subject == rhs.subject && lhs.scopes == rhs.scopes && lhs.claims == rhs.claims
             && lhs.forwardedClaims.map { "\($0.0)=\($0.1)" } == rhs.forwardedClaims.map { "\($0.0)=\($0.1)" }
     }
 }
@@ -131,7 +134,13 @@ public struct JWTVerifier: Sendable {
     /// claim name -> header name, forwarded upstream.
     public let forwardClaims: [(claim: String, header: String)]
 
-    public init(issuer: String?, audiences: [String], leewaySeconds: Int, forwardClaims: [(claim: String, header: String)] = []) {
+    /// The claims routes ask about (`auth.claims`), kept in the identity.
+    public let keptClaims: Set<String>
+
+    public init(
+        issuer: String?, audiences: [String], leewaySeconds: Int, forwardClaims: [(claim: String, header: String)] = [], keptClaims: Set<String> = []
+    ) {
+        self.keptClaims = keptClaims
         self.issuer = issuer
         self.audiences = audiences
         self.leewaySeconds = leewaySeconds
@@ -222,6 +231,7 @@ public struct JWTVerifier: Sendable {
         let leeway = Double(leewaySeconds)
         let current = Double(now)
         var forwarded: [(String, String)] = []
+        var kept: [String: [String]] = [:]
         for (name, value) in claims {
             switch name {
             case "exp":
@@ -272,6 +282,7 @@ public struct JWTVerifier: Sendable {
             for (claim, header) in forwardClaims where claim == name {
                 if let text = value.headerText { forwarded.append((header, text)) }
             }
+            if keptClaims.contains(name), let values = value.claimValues { kept[name] = values }
         }
         guard let expiry else { return .failure(.missingClaim("exp")) }
         guard current - leeway < expiry else { return .failure(.expired) }
@@ -279,7 +290,7 @@ public struct JWTVerifier: Sendable {
         guard audienceMatched else { return .failure(.wrongAudience) }
         return .success(
             Verified(
-                identity: Identity(method: .jwt, subject: subject, scopes: scopes, forwardedClaims: forwarded),
+                identity: Identity(method: .jwt, subject: subject, scopes: scopes, forwardedClaims: forwarded, claims: kept),
                 validFrom: notBefore - leeway, validUntil: expiry + leeway))
     }
 
@@ -301,6 +312,14 @@ extension JSONValue {
         case .double(let value): return value
         default: return nil
         }
+    }
+
+    /// A claim's values for `auth.claims`: a string or number or boolean as one text, an array's strings each.
+    var claimValues: [String]? {
+        if case .array(let items) = self {
+            return items.compactMap { if case .string(let text) = $0 { text } else { nil } }
+        }
+        return headerText.map { [$0] }
     }
 
     /// A claim's value as header text: strings as they are, numbers and booleans printed, arrays of strings

@@ -42,12 +42,16 @@ public final class TokenIntrospector: Sendable {
     private let now: @Sendable () -> Int64
     /// `request_id.header`: the question carries the request's id in it.
     private let requestIDHeader: String
+    /// The answer's fields routes' `auth.claims` ask about, kept in the identity.
+    private let keptClaims: Set<String>
 
     public init(
         config: IntrospectionConfig, upstreamIndex: Int, forwarders: LoopLocal<any UpstreamForwarder>, logger: Logger,
-        requestIDHeader: String = "x-request-id", now: @escaping @Sendable () -> Int64 = { Int64(Date().timeIntervalSince1970) }
+        requestIDHeader: String = "x-request-id", keptClaims: Set<String> = [],
+        now: @escaping @Sendable () -> Int64 = { Int64(Date().timeIntervalSince1970) }
     ) {
         self.requestIDHeader = requestIDHeader
+        self.keptClaims = keptClaims
         self.config = config
         self.upstreamIndex = upstreamIndex
         self.forwarders = forwarders
@@ -89,7 +93,7 @@ public final class TokenIntrospector: Sendable {
         collector.start(call, body: body, on: eventLoop, timeout: timeout)
         return promise.futureResult.flatMapThrowing { answer in
             guard answer.status == 200 else { throw Failure("the endpoint answered \(answer.status)") }
-            let (decided, expiresAt) = try Self.answer(from: answer.body, config: self.config, now: self.now())
+            let (decided, expiresAt) = try Self.answer(from: answer.body, config: self.config, now: self.now(), keptClaims: self.keptClaims)
             self.remember(token, decided, expiresAt: expiresAt)
             return decided
         }
@@ -97,7 +101,9 @@ public final class TokenIntrospector: Sendable {
 
     /// The endpoint's JSON as a decision, with the gateway's own checks (time, issuer, audience), and the
     /// token's `exp` (seconds since 1970) when it has one. `now`: seconds since 1970.
-    static func answer(from body: ByteBuffer, config: IntrospectionConfig, now: Int64) throws(Failure) -> (Answer, expiresAt: Int64?) {
+    static func answer(
+        from body: ByteBuffer, config: IntrospectionConfig, now: Int64, keptClaims: Set<String> = []
+    ) throws(Failure) -> (Answer, expiresAt: Int64?) {
         guard case .object(let fields)? = try? JSONParser.parse(Array(body.readableBytesView)) else {
             throw Failure("the answer is not a JSON object")
         }
@@ -134,7 +140,9 @@ public final class TokenIntrospector: Sendable {
         guard JWTVerifier.isFieldText(subject), scopes.allSatisfy(JWTVerifier.isFieldText) else {
             return (.inactive("control characters in the subject or scopes"), nil)
         }
-        return (.active(Identity(method: .introspection, subject: subject, scopes: scopes)), exp.map { Int64($0.rounded(.down)) })
+        var claims: [String: [String]] = [:]
+        for (name, value) in fields where keptClaims.contains(name) { claims[name] = value.claimValues }
+        return (.active(Identity(method: .introspection, subject: subject, scopes: scopes, claims: claims)), exp.map { Int64($0.rounded(.down)) })
     }
 
     private func remember(_ token: String, _ answer: Answer, expiresAt: Int64?) {

@@ -1137,8 +1137,22 @@ extension RouteAuthConfig {
             if let require, require.isEmpty {
                 o.node.context.error(o.path / "require", "list at least one of \"jwt\", \"api_key\", \"mtls\", \"basic\", \"introspection\" (omit auth for a public route)")
             }
+            let claims =
+                o.optional("claims") { node in
+                    node.map { _, value -> [String]? in
+                        if case .string = value.value { return value.nonEmptyString().map { [$0] } }
+                        let values = value.array { $0.nonEmptyString() }
+                        if values?.isEmpty == true { value.error("list at least one accepted value") }
+                        return values
+                    }.map { pairs in pairs.map { (name: $0.key, values: $0.value) } }
+                } ?? []
+            if !claims.isEmpty, let require, !require.contains(.jwt), !require.contains(.introspection) {
+                o.node.context.error(o.path / "claims", "claims are checked on tokens: require \"jwt\" or \"introspection\"")
+            }
             guard let require else { return nil }
-            return RouteAuthConfig(require: require, scopes: scopes)
+            var auth = RouteAuthConfig(require: require, scopes: scopes)
+            auth.claims = claims
+            return auth
         }
     }
 }

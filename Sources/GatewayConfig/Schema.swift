@@ -773,6 +773,14 @@ public struct RouteAuthConfig: Sendable {
     public enum Method: String, Sendable { case jwt, apiKey = "api_key", mtls, basic, introspection }
     public var require: [Method]
     public var scopes: [String]
+    /// `claims`: token claims the credential must carry, each with one of the listed values (`{"tenant": "acme"}`,
+    /// `{"roles": ["admin", "ops"]}`), for JWTs and introspected tokens.
+    public var claims: [(name: String, values: [String])] = []
+}
+
+extension GatewayConfig {
+    /// The claim names routes' `auth.claims` ask about: the only claims kept from a verified token.
+    public var routeClaimNames: Set<String> { Set(routes.compactMap(\.auth).flatMap { $0.claims.map(\.name) }) }
 }
 
 /// A top-level `external_auth` entry: an authorization service (oauth2-proxy, Authelia, a company's own) asked

@@ -92,6 +92,15 @@ import Testing
         #expect(forwarded == ["x-tenant=t-9", "x-roles=admin ops"])
     }
 
+    // The claims routes ask about are kept as text values: strings, arrays of strings, numbers and booleans.
+    @Test func keptClaims() async throws {
+        let verifier = JWTVerifier(issuer: nil, audiences: [], leewaySeconds: 0, keptClaims: ["tenant", "roles", "level", "beta", "absent"])
+        let identity = try await verify(
+            #"{"exp":\#(now + 10),"sub":"u","tenant":"acme","roles":["a","b",3],"level":2,"beta":true,"other":"x"}"#, verifier: verifier
+        ).get()
+        #expect(identity.claims == ["tenant": ["acme"], "roles": ["a", "b"], "level": ["2"], "beta": ["true"]])
+    }
+
     // A subject or scope with a control character would write its own fields into the upstream request (they
     // go up in X-Auth-*): such a token is refused, however well signed.
     @Test func controlCharactersInIdentityClaimsAreRefused() async throws {

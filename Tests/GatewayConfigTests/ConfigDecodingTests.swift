@@ -582,10 +582,25 @@ import Testing
     @Test func headerRuleShapes() throws {
         let route = #"{ "name": "r", "upstream": "u", "match": { "headers": { "X-A": "1", "User-Agent": { "contains": "bot" }, "x-v": { "prefix": "2." }, "x-debug": { "present": false } } } }"#
         let rules = try #require(load(minimal(route: route)).config?.routes.first?.match.headers)
-        #expect(rules.map { "\($0.name)\($0.rule)" } == ["x-a=1", "user-agent~bot", "x-v^2.", "x-debug!"])
+        let described = rules.map { "\($0.name)\($0.rule)" }
+        #expect(described == ["x-a=1", "user-agent~bot", "x-v^2.", "x-debug!"])
         let bad = load(minimal(route: #"{ "name": "r", "upstream": "u", "match": { "headers": { "x-a": { "prefix": "a", "suffix": "b" }, "x-b": {}, "x-c": { "regex": ".*" }, "x-d": 3 } } }"#)).errors.map(\.description)
         #expect(bad.count == 5, "\(bad)")
         #expect(bad.contains("routes[0].match.headers.x-a: give one of prefix, suffix, contains or present (or a string for the exact value)"))
+    }
+
+    // auth.claims: a value or a list of accepted values per claim, on routes that take tokens.
+    @Test func routeClaimShapes() throws {
+        let jwt = #""auth": { "jwt": { "keys": [{ "alg": "HS256", "secret": "0123456789abcdef0123456789abcdef" }] }, "api_keys": [{ "id": "k", "sha256": "\#(String(repeating: "a", count: 64))" }] },"#
+        let good = load(minimal(route: #"{ "name": "r", "upstream": "u", "auth": { "require": ["jwt"], "claims": { "tenant": "acme", "roles": ["admin", "ops"] } } }"#, extra: jwt))
+        let claims = try #require(good.config?.routes.first?.auth?.claims)
+        let described = claims.map { "\($0.name)=\($0.values.joined(separator: "|"))" }
+        #expect(described == ["tenant=acme", "roles=admin|ops"])
+        #expect(good.config?.routeClaimNames == ["tenant", "roles"])
+        let keysOnly = load(minimal(route: #"{ "name": "r", "upstream": "u", "auth": { "require": ["api_key"], "claims": { "tenant": "acme" } } }"#, extra: jwt))
+        #expect(keysOnly.errors.map(\.description) == [#"routes[0].auth.claims: claims are checked on tokens: require "jwt" or "introspection""#])
+        let empty = load(minimal(route: #"{ "name": "r", "upstream": "u", "auth": { "require": ["jwt"], "claims": { "roles": [] } } }"#, extra: jwt))
+        #expect(empty.errors.map(\.description) == ["routes[0].auth.claims.roles: list at least one accepted value"])
     }
 
     // health_check: expected statuses as codes or classes, a Host, extra fields.

@@ -421,6 +421,33 @@ struct TokenFactory: Sendable {
         }
     }
 
+    // auth.claims: a route admits only tokens whose claims hold an accepted value (a tenant, one of some roles);
+    // others are 403 with the reason in the log, never in the answer.
+    @Test func routeClaimConditions() async throws {
+        let keys = try await Self.makeKeys()
+        try await withUpstreams { upstreams in
+            let routes = #"""
+                [{ "name": "acme-admin", "match": { "path_prefix": "/admin" }, "upstream": "demo",
+                   "auth": { "require": ["jwt"], "claims": { "tenant": "acme", "roles": ["admin", "ops"] } } },
+                 { "name": "public", "upstream": "demo" }]
+                """#
+            try await withGateway(Self.config(upstreamPort: upstreams[0].port, jwt: Self.jwtSection(keys: keys.configEntries), routes: routes)) { gateway in
+                var statuses: [String] = []
+                for extra: [String: Any] in [
+                    ["tenant": "acme", "roles": ["viewer", "ops"]], ["tenant": "acme", "roles": "admin"], ["tenant": "other", "roles": ["admin"]],
+                    ["tenant": "acme", "roles": ["viewer"]], ["tenant": "acme"],
+                ] {
+                    let token = keys.factories[0].token(claims: Self.claims(extra))
+                    let response = try await gateway.request("GET", "/admin/x", headers: [("Authorization", "Bearer \(token)")])
+                    statuses.append("\(response.status) \(response.errorCode ?? "-")")
+                }
+                #expect(statuses == ["200 -", "200 -", "403 FORBIDDEN", "403 FORBIDDEN", "403 FORBIDDEN"])
+                let refusals = gateway.logs.entries("authorization failed").map { $0["missing"] as? String ?? "" }
+                #expect(refusals == ["claim:tenant", "claim:roles", "claim:roles"])
+            }
+        }
+    }
+
     // forward_claims headers are the gateway's: one a client sends is removed on every route before anything reads
     // it (a per-tenant limit keyed on it, the upstream), and only the verified claim goes up.
     @Test func forwardedClaimsCannotBeForged() async throws {
