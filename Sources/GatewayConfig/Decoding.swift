@@ -809,6 +809,8 @@ extension PoolConfig {
             var pool = PoolConfig()
             pool.maxIdlePerTarget = o.optional("max_idle_per_target") { $0.int(0...100_000) } ?? pool.maxIdlePerTarget
             pool.idleTimeoutMs = o.optional("idle_timeout_ms") { $0.int(1...maxMilliseconds) } ?? pool.idleTimeoutMs
+            pool.maxRequestsPerConnection = o.optional("max_requests_per_connection") { $0.int(1...100_000_000) }
+            pool.maxConnectionAgeMs = o.optional("max_connection_age_ms") { $0.int(1...maxMilliseconds) }
             return pool
         }
     }

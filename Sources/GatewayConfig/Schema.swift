@@ -547,6 +547,11 @@ public struct PoolConfig: Sendable, Equatable {
     public var maxIdlePerTarget: Int = 512
     /// Idle connections older than this are closed; keep it below the upstream's own keep-alive timeout.
     public var idleTimeoutMs: Int = 30_000
+    /// `max_requests_per_connection`: a connection is closed after serving this many requests (nil: never), so
+    /// long-lived connections do not pin load to the instances they first reached.
+    public var maxRequestsPerConnection: Int?
+    /// `max_connection_age_ms`: a connection is not reused once it has been open this long (nil: never).
+    public var maxConnectionAgeMs: Int?
 }
 
 public struct RouteConfig: Sendable {

@@ -35,6 +35,9 @@ final class TargetPool {
     let writeScratch = WriteScratch()
     /// Connections opened since start: the test suite reads it to prove reuse.
     private(set) var connectionsOpened = 0
+    /// `pool.max_requests_per_connection` and `pool.max_connection_age_ms` (nil: no limit).
+    let maxRequestsPerConnection: Int?
+    let maxConnectionAgeNanos: UInt64?
 
     init(shared: TargetShared, runtime: UpstreamRuntime) {
         self.shared = shared
@@ -48,6 +51,8 @@ final class TargetPool {
             maxIdle: runtime.config.pool.maxIdlePerTarget,
             idleTimeoutNanos: UInt64(runtime.config.pool.idleTimeoutMs) * 1_000_000)
         self.runtime = runtime
+        self.maxRequestsPerConnection = runtime.config.pool.maxRequestsPerConnection
+        self.maxConnectionAgeNanos = runtime.config.pool.maxConnectionAgeMs.map { UInt64($0) * 1_000_000 }
         if shared.target.httpProtocol == .h2 {
             session = HTTP2Session(
                 pool: self, tls: tls, connectTimeout: connectTimeout, handshakeTimeout: runtime.readTimeout,
@@ -63,11 +68,23 @@ final class TargetPool {
     /// The most recently parked live connection, if any.
     func takeIdle() -> UpstreamConnection? {
         while true {
-            let (connection, expired) = idle.take(now: EventClock.now().uptimeNanoseconds)
+            let now = EventClock.now().uptimeNanoseconds
+            let (connection, expired) = idle.take(now: now)
             for stale in expired { stale.close() }
             guard let connection else { return nil }
-            if !connection.isClosed { return connection }
+            if connection.isClosed { continue }
+            if isTooOld(connection, now: now) {
+                connection.close()
+                continue
+            }
+            return connection
         }
+    }
+
+    /// Past `pool.max_connection_age_ms`: not to be reused.
+    private func isTooOld(_ connection: UpstreamConnection, now: UInt64) -> Bool {
+        guard let age = maxConnectionAgeNanos else { return false }
+        return now &- connection.openedAt >= age
     }
 
     /// A new link to the target: a new HTTP/1.1 connection (holding a slot of the upstream's connection cap
@@ -114,9 +131,12 @@ final class TargetPool {
         runtime.connectionEnded()
     }
 
-    /// Returns a connection that finished an exchange cleanly.
+    /// Returns a connection that finished an exchange cleanly; one that has served its share (by requests or
+    /// age) is closed instead, and the next request opens a fresh one, perhaps to another instance behind the name.
     func park(_ connection: UpstreamConnection) {
         guard !connection.isClosed else { return }
+        if let limit = maxRequestsPerConnection, connection.requestsServed >= limit { return connection.close() }
+        if isTooOld(connection, now: EventClock.now().uptimeNanoseconds) { return connection.close() }
         if let evicted = idle.park(connection, now: EventClock.now().uptimeNanoseconds) { evicted.close() }
         scheduleSweep()
         runtime.connectionParked()

@@ -34,6 +34,10 @@ final class UpstreamConnection: ChannelDuplexHandler, Hashable, UpstreamLink {
     var call: ForwardingCall?
     /// Whether this connection already served an exchange (a stale keep-alive connection may be retried).
     var hasServedRequests = false
+    /// Requests this connection has answered, and when it was made (for `pool.max_requests_per_connection` and
+    /// `pool.max_connection_age_ms`).
+    private(set) var requestsServed = 0
+    let openedAt = EventClock.now().uptimeNanoseconds
     private(set) var isClosed = false
     /// Whether the pool was told this connection is gone (exactly once, whichever way it ends).
     private var ended = false
@@ -99,6 +103,7 @@ final class UpstreamConnection: ChannelDuplexHandler, Hashable, UpstreamLink {
 
     func release() {
         hasServedRequests = true
+        requestsServed += 1
         setReadPaused(false)
         pool.park(self)
     }

@@ -603,6 +603,18 @@ import Testing
         #expect(empty.errors.map(\.description) == ["routes[0].auth.claims.roles: list at least one accepted value"])
     }
 
+    // pool: connection lifetime limits, off unless given.
+    @Test func poolLifetimeShapes() throws {
+        let config = { (pool: String) in
+            #"{ "listeners": [{ "name": "l", "port": 1 }], "upstreams": { "u": { "targets": ["http://10.0.0.1:80"], "pool": \#(pool) } }, "routes": [{ "name": "r", "upstream": "u" }] }"#
+        }
+        let set = try #require(load(config(#"{ "max_requests_per_connection": 1000, "max_connection_age_ms": 60000 }"#)).config?.upstreams.first?.pool)
+        #expect(set.maxRequestsPerConnection == 1000 && set.maxConnectionAgeMs == 60000)
+        let unset = try #require(load(config("{}")).config?.upstreams.first?.pool)
+        #expect(unset.maxRequestsPerConnection == nil && unset.maxConnectionAgeMs == nil)
+        #expect(load(config(#"{ "max_requests_per_connection": 0 }"#)).errors.count == 1)
+    }
+
     // health_check: expected statuses as codes or classes, a Host, extra fields.
     @Test func healthCheckShapes() throws {
         let config = { (check: String) in

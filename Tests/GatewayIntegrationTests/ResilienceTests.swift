@@ -71,6 +71,32 @@ import Testing
         return try #require(response.json["connections_accepted"] as? Int)
     }
 
+    // pool.max_requests_per_connection and max_connection_age_ms: a pooled connection is retired after its share
+    // of requests or once old, and the next request opens a fresh one (the upstream counts the accepts).
+    @Test func pooledConnectionsAreRetired() async throws {
+        try await withUpstreams(2) { upstreams in
+            let (counted, aged) = (upstreams[0], upstreams[1])
+            let json = """
+                { "workers": 1,
+                  "listeners": [{ "name": "test", "address": "127.0.0.1", "port": 0 }],
+                  "upstreams": { "counted": { "targets": ["http://127.0.0.1:\(counted.port)"], "pool": { "max_requests_per_connection": 3 } },
+                                 "aged": { "targets": ["http://127.0.0.1:\(aged.port)"], "pool": { "max_connection_age_ms": \(TestTime.ms(300)) } } },
+                  "routes": [{ "name": "aged", "match": { "path_prefix": "/aged" }, "upstream": "aged", "strip_prefix": "/aged" },
+                             { "name": "counted", "upstream": "counted" }] }
+                """
+            try await withGateway(json) { gateway in
+                for _ in 0..<9 { #expect(try await gateway.request("GET", "/echo").status == 200) }
+                // Three connections of three requests each, plus the one asking for the count.
+                #expect(try await Self.connectionsAccepted(port: counted.port) == 3 + 1)
+
+                for _ in 0..<3 { #expect(try await gateway.request("GET", "/aged/echo").status == 200) }
+                try await Task.sleep(for: TestTime.duration(ms: 400))
+                #expect(try await gateway.request("GET", "/aged/echo").status == 200)
+                #expect(try await Self.connectionsAccepted(port: aged.port) == 2 + 1, "reused while young, then replaced")
+            }
+        }
+    }
+
     // Killing one of two targets: GETs keep succeeding (retried on the other), its breaker opens and stays
     // open after it comes back (no connection reaches it), then a half-open probe closes it.
     @Test func killedTargetIsRetriedAroundAndItsBreakerRecovers() async throws {
