@@ -86,6 +86,10 @@ public struct ExplainCommand: AsyncParsableCommand {
             let route = config.routes[compiled.index]
             lines.append("route: \(route.name) (routes[\(compiled.index)])")
             lines += describe(route, config: config).map { "  " + $0 }
+            if route.answer == nil {
+                let host = route.hostRewrite ?? (route.preserveHost ? hostHeader : "the target's host:port")
+                lines.append("  upstream request: \(head.method) \(compiled.upstreamTarget(for: head.target).target) (Host: \(host))")
+            }
         }
         return lines
     }

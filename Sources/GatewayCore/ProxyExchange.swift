@@ -297,15 +297,9 @@ final class ProxyExchange: ExchangeDriver, UpstreamCallDelegate, FilterSuspensio
         HeaderRules.prepareUpstreamRequest(
             &upstreamHead.headers, peer: connection.peerText, peerIsTrusted: connection.info.peerIsTrustedProxy,
             proto: connection.info.isTLS ? "https" : "http", host: context.host)
-        if let prefix = route.stripPrefix, let (target, removed) = PathRules.stripping(prefix, from: head.target) {
-            upstreamHead.target = target
-            HeaderRules.setForwardedPrefix(&upstreamHead.headers, removed: removed)
-        }
-        if let prefix = route.addPrefix, upstreamHead.target.hasPrefix("/") { upstreamHead.target = prefix + upstreamHead.target }
-        if let rewritten = route.rewrittenTarget(head.target) { upstreamHead.target = rewritten }
-        if let edits = route.queryEdits {
-            upstreamHead.target = QueryString.editing(upstreamHead.target, remove: edits.remove + edits.set.map(\.name), add: edits.set)
-        }
+        let (target, stripped) = route.upstreamTarget(for: head.target)
+        upstreamHead.target = target
+        if let stripped { HeaderRules.setForwardedPrefix(&upstreamHead.headers, removed: stripped) }
         grpcWeb?.translateRequest(&upstreamHead.headers)
         if takesTrailers {
             // An HTTP/1.1 upstream needs TE named in Connection (RFC 9110 §10.1.4); an HTTP/2 one drops Connection.

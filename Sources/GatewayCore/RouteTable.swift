@@ -202,6 +202,24 @@ public final class CompiledRoute: Sendable {
     }
 
     /// The upstream target under `rewrite_path`: the new path from this request's variables, and its query.
+    /// The target the upstream gets for the client's (normalised) `target`: `strip_prefix`, then `add_prefix`, or
+    /// `rewrite_path`; then `request_query`. `stripped`: the prefix removed, as the client wrote it (for
+    /// `X-Forwarded-Prefix`).
+    public func upstreamTarget(for target: String) -> (target: String, stripped: Substring?) {
+        var upstream = target
+        var stripped: Substring?
+        if let prefix = stripPrefix, let (rest, removed) = PathRules.stripping(prefix, from: target) {
+            upstream = rest
+            stripped = removed
+        }
+        if let prefix = addPrefix, upstream.hasPrefix("/") { upstream = prefix + upstream }
+        if let rewritten = rewrittenTarget(target) { upstream = rewritten }
+        if let edits = queryEdits {
+            upstream = QueryString.editing(upstream, remove: edits.remove + edits.set.map(\.name), add: edits.set)
+        }
+        return (upstream, stripped)
+    }
+
     public func rewrittenTarget(_ target: String) -> String? {
         guard let rewritePath, case .template(let template) = path else { return nil }
         let queryStart = target.utf8.firstIndex(of: UInt8(ascii: "?")) ?? target.utf8.endIndex

@@ -13,7 +13,8 @@ import Testing
               "auth": { "require": ["api_key"], "scopes": ["orders:read"] },
               "rate_limits": [{ "name": "per-ip", "algorithm": "token_bucket", "key": "ip", "capacity": 10, "refill_per_second": 1 }] },
             { "name": "canary", "match": { "path_prefix": "/v2" }, "split": { "upstreams": [{ "name": "orders", "weight": 3 }, { "name": "next", "weight": 1 }] } },
-            { "name": "ops", "match": { "path_prefix": "/ops", "listeners": ["internal"] }, "upstream": "orders" },
+            { "name": "ops", "match": { "path_prefix": "/ops", "listeners": ["internal"] }, "upstream": "orders",
+              "strip_prefix": "/ops", "add_prefix": "/admin", "request_query": { "remove": ["debug"] }, "host_rewrite": "ops.internal" },
             { "name": "old", "match": { "path_prefix": "/v0" }, "respond": { "status": 410, "code": "API_RETIRED", "message": "gone" } }] }
         """#
 
@@ -34,6 +35,7 @@ import Testing
             route: orders (routes[0])
               checks, in order: auth (api_key; scopes orders:read), rate_limits (per-ip)
               upstream orders: least_request over 10.0.0.1:80, 10.0.0.2:80
+              upstream request: GET /v1/orders/7?x=1 (Host: api.example.com)
 
             """)
         let canary = try await explain(["GET", "/v2/items", "-H", "Host: anything.test"])
@@ -47,6 +49,8 @@ import Testing
         #expect(outside.stdout.hasSuffix("404 ROUTE_NOT_FOUND: no route matches\n"))
         let inside = try await explain(["GET", "http://x.test/ops/metrics", "--listener", "internal"])
         #expect(inside.stdout.contains("route: ops (routes[2])"))
+        let rewritten = try await explain(["GET", "http://x.test/ops/metrics?debug=1&a=2", "--listener", "internal"])
+        #expect(rewritten.stdout.contains("upstream request: GET /admin/metrics?a=2 (Host: ops.internal)"), "\(rewritten.stdout)")
         let tricky = try await explain(["GET", "http://x.test/v1/%2e%2e%2Fadmin"])
         #expect(tricky.stdout.hasPrefix("400 BAD_REQUEST"), "\(tricky.stdout)")
         let unknown = try await explain(["GET", "http://x.test/", "--listener", "nope"])
