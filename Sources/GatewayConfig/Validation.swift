@@ -149,6 +149,16 @@ extension GatewayConfig {
                 if auth.require.contains(.basic) && self.auth?.basic == nil {
                     context.error(path / "auth" / "require", "\"basic\" needs auth.basic to be configured")
                 }
+                if auth.require.contains(.basic) {
+                    // Basic sends the password itself with every request: on a plaintext listener anyone on the path reads it.
+                    let serving = route.match.listeners.isEmpty ? listeners : listeners.filter { route.match.listeners.contains($0.name) }
+                    let plaintext = serving.filter { $0.tls == nil && $0.redirectHTTPSPort == nil && !$0.proxyProtocol && !Self.isLoopback($0.address) }
+                    if !plaintext.isEmpty {
+                        context.warning(
+                            path / "auth" / "require",
+                            "\"basic\" sends passwords in clear text on plaintext listener \(plaintext.map { "\"\($0.name)\"" }.joined(separator: ", ")) (limit the route to TLS listeners with match.listeners)")
+                    }
+                }
                 if auth.require.contains(.mtls) {
                     if self.auth?.mtlsClients.isEmpty ?? true {
                         context.error(path / "auth" / "require", "\"mtls\" needs auth.mtls_clients to be configured")

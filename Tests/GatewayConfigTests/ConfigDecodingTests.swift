@@ -438,6 +438,9 @@ import Testing
         #expect(basic.users == [BasicAuthConfig.User(username: "ops", passwordHash: bcrypt, scopes: ["admin"])])
         #expect(basic.realm == "Ops area" && basic.cacheSize == 1024 && basic.maxPendingChecks == 64 && basic.htpasswdFile == nil)
         #expect(good.config?.routes.first?.auth?.require == [.jwt, .basic])
+        #expect(good.warnings.map(\.description) == [
+            #"warning: routes[0].auth.require: "basic" sends passwords in clear text on plaintext listener "l" (limit the route to TLS listeners with match.listeners)"#
+        ])
 
         let bad = load(minimal(
             route: #"{ "name": "r", "upstream": "u", "auth": { "require": ["basic"] } }"#,

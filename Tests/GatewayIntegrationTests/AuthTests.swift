@@ -577,7 +577,7 @@ struct TokenFactory: Sendable {
         let file = pki.path("gateway.json")
         try "ops:$apr1$saltsalt$Q17bmANhIA7pctgRGqF/S0\n".write(toFile: pki.path("htpasswd"), atomically: true, encoding: .utf8)
         let json = #"""
-            { "listeners": [{ "name": "l", "port": 1 }],
+            { "listeners": [{ "name": "l", "address": "127.0.0.1", "port": 1 }],
               "auth": { "basic": { "htpasswd_file": "htpasswd" } },
               "upstreams": { "u": { "targets": ["http://127.0.0.1:1"] } },
               "routes": [{ "name": "r", "upstream": "u", "auth": { "require": ["basic"] } }] }
