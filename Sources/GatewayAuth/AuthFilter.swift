@@ -243,6 +243,7 @@ public struct AuthFilter: GatewayFilter {
 
     private func admit(_ identity: Identity, head: inout RequestHead, context: inout RequestContext) {
         context.consumer = identity.subject
+        if !identity.claims.isEmpty { context.claims = identity.claims }
         // A token in the URL stops here: upstream access logs and Referer headers never see it.
         if let name = authenticator.queryParam, head.target.contains("?") { head.target = QueryString.removing(name, from: head.target) }
         // Passwords and API keys never leave the gateway.

@@ -1160,7 +1160,7 @@ extension RouteAuthConfig {
 }
 
 extension RateLimitConfig.Key {
-    /// `ip`, `consumer`, `route` or `header:NAME` (rate limits and concurrency limits).
+    /// `ip`, `consumer`, `route`, `header:NAME` or `claim:NAME` (rate limits and concurrency limits).
     static func decode(_ node: ConfigNode) -> RateLimitConfig.Key? {
         guard let text = node.string() else { return nil }
         switch text {
@@ -1171,10 +1171,11 @@ extension RateLimitConfig.Key {
             if text.hasPrefix("header:"), isToken(String(text.dropFirst(7))) {
                 return .header(String(text.dropFirst(7)).lowercased())
             }
+            if text.hasPrefix("claim:"), text.count > 6 { return .claim(String(text.dropFirst(6))) }
             let guess = closestMatch(to: text, among: ["ip", "consumer", "route"])
             node.error(
                 "unknown key \"\(text)\"" + (guess.map { " (did you mean \"\($0)\"?)" } ?? "")
-                    + "; expected \"ip\", \"consumer\", \"route\" or \"header:NAME\"")
+                    + "; expected \"ip\", \"consumer\", \"route\", \"header:NAME\" or \"claim:NAME\"")
             return nil
         }
     }

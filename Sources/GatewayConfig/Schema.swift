@@ -784,8 +784,17 @@ public struct RouteAuthConfig: Sendable {
 }
 
 extension GatewayConfig {
-    /// The claim names routes' `auth.claims` ask about: the only claims kept from a verified token.
-    public var routeClaimNames: Set<String> { Set(routes.compactMap(\.auth).flatMap { $0.claims.map(\.name) }) }
+    /// The claim names routes ask about (`auth.claims`, `claim:NAME` rate-limit and concurrency keys): the only
+    /// claims kept from a verified token.
+    public var routeClaimNames: Set<String> {
+        var names = Set(routes.compactMap(\.auth).flatMap { $0.claims.map(\.name) })
+        for route in routes {
+            for key in route.rateLimits.map(\.key) + [route.concurrencyLimit?.key].compactMap({ $0 }) {
+                if case .claim(let name) = key { names.insert(name) }
+            }
+        }
+        return names
+    }
 }
 
 /// A top-level `external_auth` entry: an authorization service (oauth2-proxy, Authelia, a company's own) asked
@@ -830,6 +839,8 @@ public struct RateLimitConfig: Sendable {
     public enum Key: Sendable, Hashable {
         case ip, consumer, route
         case header(String)
+        /// A verified token's claim (`claim:tenant`): per tenant, per plan.
+        case claim(String)
     }
     public var name: String
     public var algorithm: Algorithm

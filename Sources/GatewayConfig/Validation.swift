@@ -185,6 +185,11 @@ extension GatewayConfig {
             if route.rateLimits.contains(where: { $0.key == .consumer }) && !namesConsumer {
                 context.warning(path / "rate_limits", "key \"consumer\" on a route without auth counts per client ip")
             }
+            let takesTokens = route.auth.map { $0.require.contains(.jwt) || $0.require.contains(.introspection) } ?? false
+            let claimKeys = route.rateLimits.map(\.key) + [route.concurrencyLimit?.key].compactMap { $0 }
+            if !takesTokens, claimKeys.contains(where: { if case .claim = $0 { true } else { false } }) {
+                context.warning(path / "auth", "a \"claim:\" key on a route that takes no tokens (jwt, introspection) counts per client ip")
+            }
         }
         for service in externalAuth where !usedExternalAuth.contains(service.name) {
             context.warning(root / "external_auth" / service.name, "not used by any route")

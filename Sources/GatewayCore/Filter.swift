@@ -54,6 +54,8 @@ public struct RequestContext: Sendable {
     public var traceSampled = false
     /// Who is calling, once authentication has said (JWT `sub` or API-key id); nil when anonymous.
     public var consumer: String?
+    /// The verified token's claims routes ask about (`auth.claims`, `claim:NAME` keys); nil without them.
+    public var claims: [String: [String]]?
     /// The `Access-Control-Allow-Origin` a route's CORS filter granted this request (nil: not a cross-origin
     /// request it allows): every response of the request carries it, the gateway's own errors included.
     public var corsAllowOrigin: String?

@@ -28,6 +28,7 @@ public struct ConcurrencyLimitFilter: GatewayFilter {
         case .consumer: slot = context.consumer.map { "consumer:" + $0 } ?? context.clientIP
         case .route: slot = ""
         case .header(let name): slot = head.headers.first(name: name) ?? ""
+        case .claim(let name): slot = context.claims?[name].map { "claim:" + $0.joined(separator: " ") } ?? context.clientIP
         }
         guard counter.acquire(slot) else {
             metrics.concurrencyLimited(route: routeName)

@@ -202,6 +202,12 @@ private final class RouteRateLimiter: Sendable {
             kindAndValue = "route:"
         case .header(let name):
             kindAndValue = "header:" + Self.safe(head.headers.first(name: name) ?? "")
+        case .claim(let name):
+            if let value = context.claims?[name]?.joined(separator: " ") {
+                kindAndValue = "claim:" + Self.safe(name + "=" + value)
+            } else {
+                kindAndValue = "ip:" + Self.safe(context.clientIP)
+            }
         }
         return limit.keyPrefix + kindAndValue
     }

@@ -388,7 +388,7 @@ import Testing
         #expect(header.config?.routes.first?.concurrencyLimit?.key == .header("x-tenant"))
         let bad = load(minimal(route: #"{ "name": "r", "upstream": "u", "concurrency_limit": { "key": "client", "max": 0 } }"#)).errors.map(\.description)
         #expect(bad == [
-            #"routes[0].concurrency_limit.key: unknown key "client"; expected "ip", "consumer", "route" or "header:NAME""#,
+            #"routes[0].concurrency_limit.key: unknown key "client"; expected "ip", "consumer", "route", "header:NAME" or "claim:NAME""#,
             "routes[0].concurrency_limit.max: 0 is out of range (1...1000000)",
         ])
     }
@@ -600,6 +600,12 @@ import Testing
         let described = claims.map { "\($0.name)=\($0.values.joined(separator: "|"))" }
         #expect(described == ["tenant=acme", "roles=admin|ops"])
         #expect(good.config?.routeClaimNames == ["tenant", "roles"])
+        let keyed = load(minimal(route: #"{ "name": "r", "upstream": "u", "auth": { "require": ["jwt"] }, "rate_limits": [{ "name": "t", "algorithm": "sliding_window", "key": "claim:plan", "limit": 5, "window_seconds": 60 }], "concurrency_limit": { "key": "claim:tenant", "max": 3 } }"#, extra: jwt))
+        #expect(keyed.errors.isEmpty && keyed.warnings.isEmpty, "\(keyed.diagnostics)")
+        #expect(keyed.config?.routeClaimNames == ["plan", "tenant"])
+        #expect(keyed.config?.routes.first?.rateLimits.first?.key == .claim("plan"))
+        let anonymous = load(minimal(route: #"{ "name": "r", "upstream": "u", "rate_limits": [{ "name": "t", "algorithm": "sliding_window", "key": "claim:plan", "limit": 5, "window_seconds": 60 }] }"#, extra: jwt))
+        #expect(anonymous.warnings.map(\.description) == [#"warning: routes[0].auth: a "claim:" key on a route that takes no tokens (jwt, introspection) counts per client ip"#])
         let keysOnly = load(minimal(route: #"{ "name": "r", "upstream": "u", "auth": { "require": ["api_key"], "claims": { "tenant": "acme" } } }"#, extra: jwt))
         #expect(keysOnly.errors.map(\.description) == [#"routes[0].auth.claims: claims are checked on tokens: require "jwt" or "introspection""#])
         let empty = load(minimal(route: #"{ "name": "r", "upstream": "u", "auth": { "require": ["jwt"], "claims": { "roles": [] } } }"#, extra: jwt))

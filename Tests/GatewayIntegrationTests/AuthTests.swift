@@ -448,6 +448,25 @@ struct TokenFactory: Sendable {
         }
     }
 
+    // A "claim:tenant" rate limit: every user of a tenant shares one budget, whoever they are; another tenant has its own.
+    @Test func claimKeyedRateLimits() async throws {
+        let keys = try await Self.makeKeys()
+        try await withUpstreams { upstreams in
+            let routes = #"""
+                [{ "name": "tenant-api", "upstream": "demo", "auth": { "require": ["jwt"] },
+                   "rate_limits": [{ "name": "per-tenant", "algorithm": "sliding_window", "key": "claim:tenant", "limit": 2, "window_seconds": 60 }] }]
+                """#
+            try await withGateway(Self.config(upstreamPort: upstreams[0].port, jwt: Self.jwtSection(keys: keys.configEntries), routes: routes)) { gateway in
+                var statuses: [Int] = []
+                for (user, tenant) in [("u1", "acme"), ("u2", "acme"), ("u3", "acme"), ("u4", "globex")] {
+                    let token = keys.factories[0].token(claims: Self.claims(["sub": user, "tenant": tenant]))
+                    statuses.append(try await gateway.request("GET", "/x", headers: [("Authorization", "Bearer \(token)")]).status)
+                }
+                #expect(statuses == [200, 200, 429, 200])
+            }
+        }
+    }
+
     // forward_claims headers are the gateway's: one a client sends is removed on every route before anything reads
     // it (a per-tenant limit keyed on it, the upstream), and only the verified claim goes up.
     @Test func forwardedClaimsCannotBeForged() async throws {
