@@ -123,7 +123,7 @@ let package = Package(
 
         .testTarget(name: "GatewayPolicyTests", dependencies: ["GatewayPolicy"], swiftSettings: strict),
         .testTarget(
-            name: "GatewayAuthTests", dependencies: ["GatewayAuth", "GatewayConfig", "TestSupport", nioCore, nioPosix, .product(name: "Crypto", package: "swift-crypto")],
+            name: "GatewayAuthTests", dependencies: ["GatewayAuth", "GatewayConfig", "GatewayCore", "TestSupport", nioCore, nioPosix, .product(name: "Crypto", package: "swift-crypto")],
             swiftSettings: strict),
         .testTarget(name: "GatewayTLSTests", dependencies: ["GatewayTLS", "GatewayConfig", "TestSupport", nioSSL], swiftSettings: strict),
         .testTarget(name: "GatewayHTTPTests", dependencies: ["GatewayHTTP", "TestSupport", nioCore], swiftSettings: strict),

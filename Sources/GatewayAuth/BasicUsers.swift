@@ -31,8 +31,8 @@ public final class BasicUsers: Sendable {
     private let users: [String: User]
     /// What an unknown user's password is checked against (the first user's hash: same method and cost).
     private let decoyHash: String?
-    private let cacheSize: Int
-    private let verified = NIOLockedValueBox<[SHA256Digest: Identity]>([:])
+    /// Checks that succeeded, by `cacheKey`.
+    private let verified: BoundedCache<SHA256Digest, Identity>
     private let maxPending: Int
     private let pending = NIOLockedValueBox(0)
     /// nil: NIO's shared pool, reached only when a check runs (so `gateway check`, which loads users but checks
@@ -46,7 +46,7 @@ public final class BasicUsers: Sendable {
         self.realm = config.realm
         self.users = users
         self.decoyHash = decoyHash
-        self.cacheSize = config.cacheSize
+        self.verified = BoundedCache(capacity: config.cacheSize)
         self.maxPending = config.maxPendingChecks
         self.pool = pool
     }
@@ -106,8 +106,7 @@ public final class BasicUsers: Sendable {
 
     /// The identity of credentials that verified before (no password check).
     public func remembered(_ credentials: Credentials) -> Identity? {
-        let key = Self.cacheKey(credentials)
-        return verified.withLockedValue { $0[key] }
+        verified.value(for: Self.cacheKey(credentials))
     }
 
     /// Checks the password on the thread pool: the identity, or nil when the user is unknown or the password
@@ -133,17 +132,8 @@ public final class BasicUsers: Sendable {
                 return nil
             }
             let identity = Identity(method: .basic, subject: credentials.username, scopes: user.scopes)
-            self.remember(credentials, identity)
+            self.verified.insert(identity, for: Self.cacheKey(credentials))
             return identity
-        }
-    }
-
-    private func remember(_ credentials: Credentials, _ identity: Identity) {
-        guard cacheSize > 0 else { return }
-        let key = Self.cacheKey(credentials)
-        verified.withLockedValue { entries in
-            if entries[key] == nil, entries.count >= cacheSize { entries.remove(at: entries.startIndex) }
-            entries[key] = identity
         }
     }
 

@@ -4,7 +4,6 @@ import GatewayConfig
 import GatewayCore
 import GatewayHTTP
 import Logging
-import NIOConcurrencyHelpers
 import NIOCore
 
 /// `auth.introspection`: opaque access tokens (not JWTs: random strings only the authorization server can read)
@@ -25,7 +24,7 @@ public final class TokenIntrospector: Sendable {
 
     static let maxAnswerBytes = 64 * 1024
 
-    private struct Entry {
+    private struct Entry: Sendable {
         let answer: Answer
         /// Seconds since 1970.
         let until: Int64
@@ -36,7 +35,7 @@ public final class TokenIntrospector: Sendable {
     private let forwarders: LoopLocal<any UpstreamForwarder>
     /// `Basic base64(urlencode(client_id) ":" urlencode(client_secret))` (RFC 6749 §2.3.1).
     private let clientAuthorization: String
-    private let entries = NIOLockedValueBox<[SHA256Digest: Entry]>([:])
+    private let entries: BoundedCache<SHA256Digest, Entry>
     private let logger: Logger
     /// Seconds since 1970 (injected for tests).
     private let now: @Sendable () -> Int64
@@ -57,28 +56,21 @@ public final class TokenIntrospector: Sendable {
         self.forwarders = forwarders
         self.logger = logger
         self.now = now
-        let credentials = Self.formEncoded(config.clientID) + ":" + Self.formEncoded(config.clientSecret)
+        self.entries = BoundedCache(capacity: config.cacheSeconds > 0 ? config.cacheSize : 0)
+        let credentials = QueryString.encoded(config.clientID) + ":" + QueryString.encoded(config.clientSecret)
         self.clientAuthorization = "Basic " + Data(credentials.utf8).base64EncodedString()
     }
 
     /// The remembered answer about `token`, if it is still fresh.
     public func remembered(_ token: String) -> Answer? {
-        let key = SHA256.hash(data: Array(token.utf8))
         let current = now()
-        return entries.withLockedValue { entries in
-            guard let entry = entries[key] else { return nil }
-            guard current < entry.until else {
-                entries[key] = nil
-                return nil
-            }
-            return entry.answer
-        }
+        return entries.value(for: SHA256.hash(data: Array(token.utf8))) { current < $0.until }?.answer
     }
 
     /// Asks the endpoint about `token` (on `eventLoop`, the request's): its answer, remembered; or a `Failure`.
     public func introspect(_ token: String, requestID: String, clientIP: String, on eventLoop: EventLoop) -> EventLoopFuture<Answer> {
         var body = ByteBuffer()
-        body.writeString("token=" + Self.formEncoded(token) + "&token_type_hint=access_token")
+        body.writeString("token=" + QueryString.encoded(token) + "&token_type_hint=access_token")
         var head = RequestHead(method: .POST, target: config.path)
         head.headers.add(name: "authorization", value: clientAuthorization)
         head.headers.add(name: "content-type", value: "application/x-www-form-urlencoded")
@@ -146,17 +138,9 @@ public final class TokenIntrospector: Sendable {
     }
 
     private func remember(_ token: String, _ answer: Answer, expiresAt: Int64?) {
-        guard config.cacheSize > 0, config.cacheSeconds > 0 else { return }
         var until = now() + Int64(config.cacheSeconds)
         if let expiresAt { until = min(until, expiresAt) }
-        let key = SHA256.hash(data: Array(token.utf8))
-        let capacity = config.cacheSize
-        entries.withLockedValue { entries in
-            if entries[key] == nil, entries.count >= capacity { entries.remove(at: entries.startIndex) }
-            entries[key] = Entry(answer: answer, until: until)
-        }
+        entries.insert(Entry(answer: answer, until: until), for: SHA256.hash(data: Array(token.utf8)))
     }
 
-    /// `application/x-www-form-urlencoded` (RFC 6749 Appendix B).
-    static func formEncoded(_ text: String) -> String { QueryString.encoded(text) }
 }

@@ -1,5 +1,6 @@
 @testable import GatewayAuth
 import GatewayConfig
+import GatewayCore
 import NIOCore
 import Testing
 
@@ -56,8 +57,8 @@ import Testing
     }
 
     @Test func formEncoding() {
-        #expect(TokenIntrospector.formEncoded("abc-._~XYZ019") == "abc-._~XYZ019")
-        #expect(TokenIntrospector.formEncoded("a b+c/d=e&f:g") == "a%20b%2Bc%2Fd%3De%26f%3Ag")
-        #expect(TokenIntrospector.formEncoded("é") == "%C3%A9")
+        #expect(QueryString.encoded("abc-._~XYZ019") == "abc-._~XYZ019")
+        #expect(QueryString.encoded("a b+c/d=e&f:g") == "a%20b%2Bc%2Fd%3De%26f%3Ag")
+        #expect(QueryString.encoded("é") == "%C3%A9")
     }
 }
