@@ -1390,6 +1390,14 @@ extension LoggingConfig {
 // MARK: - Value shapes shared by several keys
 
 /// RFC 9110 token characters (header names, methods).
+/// A DNS name: dot-separated labels of letters, digits, `-` (not first or last) and `_`, each 1-63 long.
+func isHostName(_ name: some StringProtocol) -> Bool {
+    !name.isEmpty && name.split(separator: ".", omittingEmptySubsequences: false).allSatisfy { label in
+        !label.isEmpty && label.count <= 63 && label.first != "-" && label.last != "-"
+            && label.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "-" || $0 == "_") }
+    }
+}
+
 func isToken(_ text: String) -> Bool {
     !text.isEmpty && text.utf8.allSatisfy { byte in
         switch byte {
@@ -1536,10 +1544,7 @@ extension ConfigNode {
             host = text[..<colon]
         }
         let bare = host.hasPrefix("[") && host.hasSuffix("]") ? host.dropFirst().dropLast() : host
-        let isName = !bare.isEmpty && bare.split(separator: ".", omittingEmptySubsequences: false).allSatisfy { label in
-            !label.isEmpty && label.count <= 63 && label.first != "-" && label.last != "-"
-                && label.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "-" || $0 == "_") }
-        }
+        let isName = isHostName(bare)
         let isAddress = IPAddress(String(bare)) != nil && (bare.contains(":") == host.hasPrefix("["))
         guard isName || isAddress else {
             error("\"\(text)\" is not host or host:port (\"api.internal\", \"10.0.0.5:8080\", \"[fd00::5]:8080\")")
@@ -1552,11 +1557,7 @@ extension ConfigNode {
         guard let text = string() else { return nil }
         let lowered = text.lowercased()
         let name = lowered.hasPrefix("*.") ? String(lowered.dropFirst(2)) : lowered
-        let labelsValid = !name.isEmpty && name.split(separator: ".", omittingEmptySubsequences: false).allSatisfy { label in
-            !label.isEmpty && label.count <= 63 && label.first != "-" && label.last != "-"
-                && label.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "-" || $0 == "_") }
-        }
-        guard labelsValid || IPAddress(name) != nil else {
+        guard isHostName(name) || IPAddress(name) != nil else {
             error("\"\(text)\" is not a host name (use \"api.example.com\" or \"*.example.com\", without port)")
             return nil
         }

@@ -1,4 +1,5 @@
 import GatewayConfig
+import GatewayHTTP
 import GatewayPolicy
 import NIOCore
 
@@ -125,4 +126,19 @@ public struct RateLimitStoreError: Error, Sendable, CustomStringConvertible {
     public let reason: String
     public init(_ reason: String) { self.reason = reason }
     public var description: String { reason }
+}
+
+extension RateLimitConfig.Key {
+    /// What a rate or concurrency limit counts this request under: the key's kind and the request's value for it.
+    /// A request without the consumer or claim the key names counts by its client address, as `ip`.
+    public func counted(head: RequestHead, context: RequestContext) -> (kind: String, value: String) {
+        switch self {
+        case .ip: return ("ip", context.clientIP)
+        case .consumer: return context.consumer.map { ("consumer", $0) } ?? ("ip", context.clientIP)
+        case .route: return ("route", "")
+        case .header(let name): return ("header", head.headers.first(name: name) ?? "")
+        case .claim(let name):
+            return context.claims?[name].map { ("claim", name + "=" + $0.joined(separator: " ")) } ?? ("ip", context.clientIP)
+        }
+    }
 }

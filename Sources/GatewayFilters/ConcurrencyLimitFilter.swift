@@ -22,14 +22,8 @@ public struct ConcurrencyLimitFilter: GatewayFilter {
     }
 
     public func onRequest(_ head: inout RequestHead, context: inout RequestContext) -> FilterStep {
-        let slot: String
-        switch key {
-        case .ip: slot = context.clientIP
-        case .consumer: slot = context.consumer.map { "consumer:" + $0 } ?? context.clientIP
-        case .route: slot = ""
-        case .header(let name): slot = head.headers.first(name: name) ?? ""
-        case .claim(let name): slot = context.claims?[name].map { "claim:" + $0.joined(separator: " ") } ?? context.clientIP
-        }
+        let (kind, value) = key.counted(head: head, context: context)
+        let slot = kind + ":" + value
         guard counter.acquire(slot) else {
             metrics.concurrencyLimited(route: routeName)
             return .respond(.error(.concurrencyLimited, requestID: context.requestID))

@@ -188,28 +188,8 @@ private final class RouteRateLimiter: Sendable {
     /// `gw:rl:{route}:limit:kind:value`. Values that are long or contain characters unsafe in a key (a `}`
     /// would end the hash tag early) are replaced by their SHA-1.
     private func key(for limit: Limit, head: RequestHead, context: RequestContext) -> String {
-        let kindAndValue: String
-        switch limit.rule.key {
-        case .ip:
-            kindAndValue = "ip:" + Self.safe(context.clientIP)
-        case .consumer:
-            if let consumer = context.consumer {
-                kindAndValue = "consumer:" + Self.safe(consumer)
-            } else {
-                kindAndValue = "ip:" + Self.safe(context.clientIP)
-            }
-        case .route:
-            kindAndValue = "route:"
-        case .header(let name):
-            kindAndValue = "header:" + Self.safe(head.headers.first(name: name) ?? "")
-        case .claim(let name):
-            if let value = context.claims?[name]?.joined(separator: " ") {
-                kindAndValue = "claim:" + Self.safe(name + "=" + value)
-            } else {
-                kindAndValue = "ip:" + Self.safe(context.clientIP)
-            }
-        }
-        return limit.keyPrefix + kindAndValue
+        let (kind, value) = limit.rule.key.counted(head: head, context: context)
+        return limit.keyPrefix + kind + ":" + Self.safe(value)
     }
 
     private static func safe(_ value: String) -> String {
