@@ -235,7 +235,7 @@ public struct AuthFilter: GatewayFilter {
     /// What the identity lacks: required scopes, or (as `claim:NAME`) a claim without an accepted value.
     private func missingScopes(_ identity: Identity) -> [String]? {
         var missing = scopes.filter { !identity.scopes.contains($0) }
-        for claim in claims where !(identity.claims[claim.name] ?? []).contains(where: claim.values.contains) {
+        for claim in claims where !RouteAuthConfig.claimHolds(claim, in: identity.claims) {
             missing.append("claim:" + claim.name)
         }
         return missing.isEmpty ? nil : missing

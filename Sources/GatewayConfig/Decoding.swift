@@ -1139,15 +1139,7 @@ extension RouteAuthConfig {
             if let require, require.isEmpty {
                 o.node.context.error(o.path / "require", "list at least one of \"jwt\", \"api_key\", \"mtls\", \"basic\", \"introspection\" (omit auth for a public route)")
             }
-            let claims =
-                o.optional("claims") { node in
-                    node.map { _, value -> [String]? in
-                        if case .string = value.value { return value.nonEmptyString().map { [$0] } }
-                        let values = value.array { $0.nonEmptyString() }
-                        if values?.isEmpty == true { value.error("list at least one accepted value") }
-                        return values
-                    }.map { pairs in pairs.map { (name: $0.key, values: $0.value) } }
-                } ?? []
+            let claims = o.optional("claims") { $0.claimConditions() } ?? []
             if !claims.isEmpty, let require, !require.contains(.jwt), !require.contains(.introspection) {
                 o.node.context.error(o.path / "claims", "claims are checked on tokens: require \"jwt\" or \"introspection\"")
             }
@@ -1195,6 +1187,7 @@ extension RateLimitConfig {
             let limit = o.optional("limit") { $0.int(1...1_000_000_000) }
             let window = o.optional("window_seconds") { $0.int(1...31_536_000) }
             let enforce = o.optional("enforce") { $0.bool() } ?? true
+            let overrides = o.optional("overrides") { $0.array { RateLimitOverride.decode($0, algorithm: algorithm) } } ?? []
             switch algorithm {
             case .tokenBucket:
                 if capacity == nil && !o.has("capacity") { o.node.context.error(o.path / "capacity", "token_bucket needs a capacity") }
@@ -1214,10 +1207,60 @@ extension RateLimitConfig {
                 break
             }
             guard let name, let algorithm, let key else { return nil }
-            return RateLimitConfig(
+            var config = RateLimitConfig(
                 name: name, algorithm: algorithm, key: key, capacity: capacity, refillPerSecond: refill, cost: cost,
                 limit: limit, windowSeconds: window, enforce: enforce
             )
+            config.overrides = overrides
+            for (index, override) in overrides.enumerated() where !override.exempt {
+                let numbers = config.overridden(by: override)
+                let ceiling = algorithm == .tokenBucket ? (numbers.capacity, "capacity") : (numbers.limit, "limit")
+                if let most = ceiling.0, cost > most {
+                    o.node.context.error(o.path / "overrides" / index / ceiling.1, "is smaller than the limit's cost; no request of these callers could ever pass")
+                }
+            }
+            return config
+        }
+    }
+}
+
+extension RateLimitOverride {
+    /// An override names its callers (`consumers`, `claims`) and gives either numbers of the limit's own
+    /// algorithm or `exempt: true`.
+    static func decode(_ node: ConfigNode, algorithm: RateLimitConfig.Algorithm?) -> RateLimitOverride? {
+        node.object { o in
+            var override = RateLimitOverride()
+            let consumers = o.optional("consumers") { $0.array { $0.consumerText() } }
+            let claims = o.optional("claims") { $0.claimConditions() }
+            if consumers?.isEmpty == true { o.node.context.error(o.path / "consumers", "list at least one consumer id") }
+            if claims?.isEmpty == true { o.node.context.error(o.path / "claims", "name at least one claim") }
+            override.consumers = consumers ?? []
+            override.claims = claims ?? []
+            override.exempt = o.optional("exempt") { $0.bool() } ?? false
+            override.capacity = o.optional("capacity") { $0.int(1...1_000_000_000) }
+            override.refillPerSecond = o.optional("refill_per_second") { $0.number(0.000_001...1_000_000_000) }
+            override.limit = o.optional("limit") { $0.int(1...1_000_000_000) }
+            override.windowSeconds = o.optional("window_seconds") { $0.int(1...31_536_000) }
+            if !o.has("consumers") && !o.has("claims") {
+                o.node.context.error(o.path, "name the callers it applies to: consumers, claims or both")
+            }
+            let bucketKeys = ["capacity", "refill_per_second"].filter(o.has)
+            let windowKeys = ["limit", "window_seconds"].filter(o.has)
+            if override.exempt {
+                if !(bucketKeys + windowKeys).isEmpty { o.node.context.error(o.path / "exempt", "an exempt override takes no numbers") }
+            } else if bucketKeys.isEmpty && windowKeys.isEmpty {
+                o.node.context.error(
+                    o.path, "give these callers their numbers (capacity and/or refill_per_second, or limit and/or window_seconds) or exempt: true")
+            }
+            switch algorithm {
+            case .tokenBucket where !windowKeys.isEmpty:
+                o.node.context.error(o.path / windowKeys[0], "belongs to sliding_window; this limit is a token_bucket")
+            case .slidingWindow where !bucketKeys.isEmpty:
+                o.node.context.error(o.path / bucketKeys[0], "belongs to token_bucket; this limit is a sliding_window")
+            default:
+                break
+            }
+            return override
         }
     }
 }
@@ -1437,6 +1480,16 @@ extension ConfigNode {
     }
 
     /// A consumer id or scope: non-empty, and fit to go upstream in an `X-Auth-*` field as it is.
+    /// Claim conditions (`auth.claims`, rate-limit overrides): claim name -> an accepted value or a list of them.
+    func claimConditions() -> [(name: String, values: [String])]? {
+        map { _, value -> [String]? in
+            if case .string = value.value { return value.nonEmptyString().map { [$0] } }
+            let values = value.array { $0.nonEmptyString() }
+            if values?.isEmpty == true { value.error("list at least one accepted value") }
+            return values
+        }.map { pairs in pairs.map { (name: $0.key, values: $0.value) } }
+    }
+
     func consumerText() -> String? {
         guard let text = nonEmptyString() else { return nil }
         guard !text.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7F }) else {

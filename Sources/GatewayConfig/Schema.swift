@@ -781,10 +781,21 @@ public struct RouteAuthConfig: Sendable {
     /// `claims`: token claims the credential must carry, each with one of the listed values (`{"tenant": "acme"}`,
     /// `{"roles": ["admin", "ops"]}`), for JWTs and introspected tokens.
     public var claims: [(name: String, values: [String])] = []
+
+    /// Whether the named claim has one of the accepted values.
+    public static func claimHolds(_ condition: (name: String, values: [String]), in claims: [String: [String]]) -> Bool {
+        (claims[condition.name] ?? []).contains(where: condition.values.contains)
+    }
+
+    /// Whether every condition holds.
+    public static func claimsHold(_ conditions: [(name: String, values: [String])], in claims: [String: [String]]) -> Bool {
+        conditions.allSatisfy { claimHolds($0, in: claims) }
+    }
 }
 
 extension GatewayConfig {
-    /// The claim names routes ask about (`auth.claims`, `claim:NAME` rate-limit and concurrency keys): the only
+    /// The claim names routes ask about (`auth.claims`, `claim:NAME` rate-limit and concurrency keys, rate-limit
+    /// overrides): the only
     /// claims kept from a verified token.
     public var routeClaimNames: Set<String> {
         var names = Set(routes.compactMap(\.auth).flatMap { $0.claims.map(\.name) })
@@ -792,6 +803,7 @@ extension GatewayConfig {
             for key in route.rateLimits.map(\.key) + [route.concurrencyLimit?.key].compactMap({ $0 }) {
                 if case .claim(let name) = key { names.insert(name) }
             }
+            for limit in route.rateLimits { names.formUnion(limit.overrides.flatMap { $0.claims.map(\.name) }) }
         }
         return names
     }
@@ -852,6 +864,45 @@ public struct RateLimitConfig: Sendable {
     public var windowSeconds: Int?
     /// false: shadow mode (decisions are logged and counted, never enforced).
     public var enforce: Bool
+    /// Other numbers for some callers (plans, partners, internal services); the first that matches applies.
+    public var overrides: [RateLimitOverride] = []
+
+    /// This limit with an override's numbers in place of its own (the ones the override leaves out stay).
+    public func overridden(by override: RateLimitOverride) -> RateLimitConfig {
+        var limit = self
+        limit.capacity = override.capacity ?? capacity
+        limit.refillPerSecond = override.refillPerSecond ?? refillPerSecond
+        limit.limit = override.limit ?? self.limit
+        limit.windowSeconds = override.windowSeconds ?? windowSeconds
+        limit.overrides = []
+        return limit
+    }
+}
+
+/// `rate_limits[].overrides[]`: a limit's numbers for the authenticated callers named by consumer id, by
+/// token claims, or both (Kong's per-consumer limits, API plans by a `plan` claim), or no limit for them
+/// (`exempt`). The counters stay the same keys: a caller moved to another plan keeps what it has used.
+public struct RateLimitOverride: Sendable {
+    /// Consumer ids it applies to (JWT `sub`, API-key id, Basic user, certificate consumer); empty: any consumer.
+    public var consumers: [String] = []
+    /// Token claims that must each hold one of their values (as `auth.claims`).
+    public var claims: [(name: String, values: [String])] = []
+    /// true: the limit does not apply to these callers.
+    public var exempt = false
+    public var capacity: Int?
+    public var refillPerSecond: Double?
+    public var limit: Int?
+    public var windowSeconds: Int?
+
+    public init() {}
+
+    /// Whether a request by `consumer` with verified `claims` is one of the callers this override names.
+    /// Anonymous requests never are.
+    public func applies(toConsumer consumer: String?, claims held: [String: [String]]?) -> Bool {
+        guard let consumer else { return false }
+        if !consumers.isEmpty && !consumers.contains(consumer) { return false }
+        return RouteAuthConfig.claimsHold(claims, in: held ?? [:])
+    }
 }
 
 /// A route's `concurrency_limit`: at most `max` requests per key in flight at once, in this gateway process

@@ -190,6 +190,16 @@ extension GatewayConfig {
             if !takesTokens, claimKeys.contains(where: { if case .claim = $0 { true } else { false } }) {
                 context.warning(path / "auth", "a \"claim:\" key on a route that takes no tokens (jwt, introspection) counts per client ip")
             }
+            for (index, limit) in route.rateLimits.enumerated() {
+                for (position, override) in limit.overrides.enumerated() {
+                    let at = path / "rate_limits" / index / "overrides" / position
+                    if !namesConsumer {
+                        context.error(at, "applies to authenticated callers, and this route has no auth: it would never apply")
+                    } else if !override.claims.isEmpty && !takesTokens {
+                        context.error(at / "claims", "claims come from tokens: the route's auth must take \"jwt\" or \"introspection\"")
+                    }
+                }
+            }
         }
         for service in externalAuth where !usedExternalAuth.contains(service.name) {
             context.warning(root / "external_auth" / service.name, "not used by any route")

@@ -38,14 +38,46 @@ private final class RouteRateLimiter: Sendable {
         let allowed: Counter
         let limited: Counter
         let shadowLimited: Counter
+        /// The rule's overrides compiled the same way, sharing its key prefix and counters (nil: exempt).
+        let overrides: [(callers: RateLimitOverride, limit: Limit?)]
 
-        init(rule: RateLimitRule, keyPrefix: String, limitText: String, allowed: Counter, limited: Counter, shadowLimited: Counter) {
+        init(rule: RateLimitRule, keyPrefix: String, allowed: Counter, limited: Counter, shadowLimited: Counter) {
             self.rule = rule
             self.keyPrefix = keyPrefix
-            self.limitText = limitText
+            self.limitText = String(rule.quota.limit)
             self.allowed = allowed
             self.limited = limited
             self.shadowLimited = shadowLimited
+            overrides = rule.overrides.map { callers, rule in
+                (callers, rule.map { Limit(rule: $0, keyPrefix: keyPrefix, allowed: allowed, limited: limited, shadowLimited: shadowLimited) })
+            }
+        }
+
+        /// The limit this request is held to: an override's for the callers it names, nil when they are exempt.
+        func applying(to context: RequestContext) -> Limit? {
+            for override in overrides where override.callers.applies(toConsumer: context.consumer, claims: context.claims) {
+                return override.limit
+            }
+            return self
+        }
+    }
+
+    /// The limits one request is held to, with the texts built from them: the route's own, fixed, or (for
+    /// callers an override names) built for the request.
+    private struct Plan: Sendable {
+        let limits: [Limit]
+        /// Every limit's rule as a shared store's script takes it (`RateLimitRequest.scriptRules`).
+        let scriptRules: String
+        /// `RateLimit-Policy`.
+        let policyHeader: String?
+
+        init(_ limits: [Limit]) {
+            self.limits = limits
+            scriptRules = limits.map(\.rule.scriptText).joined(separator: ";")
+            let enforced = limits.map(\.rule).filter(\.enforce)
+            policyHeader =
+                enforced.isEmpty
+                ? nil : enforced.map { "\"\($0.name)\";q=\($0.quota.limit);w=\($0.quota.windowSeconds)" }.joined(separator: ", ")
         }
     }
 
@@ -53,14 +85,16 @@ private final class RouteRateLimiter: Sendable {
     /// is applied to. The store's callback holds only this object.
     private final class Decision: FilterSuspension {
         let limiter: RouteRateLimiter
+        let plan: Plan
         let checks: [RateLimitCheck]
         let requestID: String
         /// True while the store's `check` runs: an answer then (the memory store's) is used at once.
         var checking = true
         var immediate: Result<RateLimitResult, any Error>?
 
-        init(limiter: RouteRateLimiter, checks: [RateLimitCheck], requestID: String) {
+        init(limiter: RouteRateLimiter, plan: Plan, checks: [RateLimitCheck], requestID: String) {
             self.limiter = limiter
+            self.plan = plan
             self.checks = checks
             self.requestID = requestID
         }
@@ -69,19 +103,18 @@ private final class RouteRateLimiter: Sendable {
             if checking {
                 immediate = result
             } else {
-                resume(limiter.resumption(for: result, checks: checks, requestID: requestID))
+                resume(limiter.resumption(for: result, plan: plan, checks: checks, requestID: requestID))
             }
         }
     }
 
     private let routeName: String
     private let limits: [Limit]
+    /// The route's own limits, for every request no override applies to.
+    private let plan: Plan
+    private let hasOverrides: Bool
     private let store: RateLimitStore
     private let logger: Logger
-    /// `RateLimit-Policy`, fixed per route.
-    private let policyHeader: String?
-    /// Every limit's rule as a shared store's script takes it (`RateLimitRequest.scriptRules`).
-    private let scriptRules: String
 
     private let storeErrors: Counter
 
@@ -92,30 +125,29 @@ private final class RouteRateLimiter: Sendable {
         }
         self.limits = rules.map {
             Limit(
-                rule: $0, keyPrefix: "gw:rl:{\(routeName)}:\($0.name):", limitText: String($0.quota.limit), allowed: decisions($0, "allowed"),
+                rule: $0, keyPrefix: "gw:rl:{\(routeName)}:\($0.name):", allowed: decisions($0, "allowed"),
                 limited: decisions($0, "limited"), shadowLimited: decisions($0, "shadow_limited"))
         }
+        self.plan = Plan(limits)
+        self.hasOverrides = rules.contains { !$0.overrides.isEmpty }
         self.storeErrors = metrics.counter("gateway_rate_limit_decisions_total", [("route", routeName), ("limit", "*"), ("outcome", "store_error")])
         self.store = store
         self.logger = logger
-        self.scriptRules = rules.map(\.scriptText).joined(separator: ";")
-        let enforced = rules.filter(\.enforce)
-        policyHeader =
-            enforced.isEmpty
-            ? nil : enforced.map { "\"\($0.name)\";q=\($0.quota.limit);w=\($0.quota.windowSeconds)" }.joined(separator: ", ")
     }
 
     func onRequest(_ head: inout RequestHead, context: inout RequestContext) -> FilterStep {
+        let plan = hasOverrides ? plan(for: context) : self.plan
+        if plan.limits.isEmpty { return .proceed }
         var checks: [RateLimitCheck] = []
-        checks.reserveCapacity(limits.count)
-        for limit in limits { checks.append(RateLimitCheck(rule: limit.rule, key: key(for: limit, head: head, context: context))) }
-        let request = RateLimitRequest(hashTag: routeName, checks: checks, nonce: context.requestID, scriptRules: scriptRules)
-        let decision = Decision(limiter: self, checks: checks, requestID: context.requestID)
+        checks.reserveCapacity(plan.limits.count)
+        for limit in plan.limits { checks.append(RateLimitCheck(rule: limit.rule, key: key(for: limit, head: head, context: context))) }
+        let request = RateLimitRequest(hashTag: routeName, checks: checks, nonce: context.requestID, scriptRules: plan.scriptRules)
+        let decision = Decision(limiter: self, plan: plan, checks: checks, requestID: context.requestID)
         // The memory store answers inside `check`; Redis answers later, on this event loop.
         store.check(request, on: context.eventLoop, completion: decision.answered)
         decision.checking = false
         if let immediate = decision.immediate {
-            let resumption = resumption(for: immediate, checks: checks, requestID: context.requestID)
+            let resumption = resumption(for: immediate, plan: plan, checks: checks, requestID: context.requestID)
             resumption.apply(to: &head, context: &context)
             switch resumption.decision {
             case .proceed: return .proceed
@@ -125,14 +157,28 @@ private final class RouteRateLimiter: Sendable {
         return .suspend(decision)
     }
 
-    fileprivate func resumption(for result: Result<RateLimitResult, any Error>, checks: [RateLimitCheck], requestID: String) -> FilterResumption {
+    /// The route's own plan unless an override names this caller; exempt limits drop out.
+    private func plan(for context: RequestContext) -> Plan {
+        var chosen: [Limit] = []
+        var overridden = false
+        for limit in limits {
+            let applied = limit.applying(to: context)
+            if applied !== limit { overridden = true }
+            if let applied { chosen.append(applied) }
+        }
+        return overridden ? Plan(chosen) : plan
+    }
+
+    private func resumption(
+        for result: Result<RateLimitResult, any Error>, plan: Plan, checks: [RateLimitCheck], requestID: String
+    ) -> FilterResumption {
         guard case .success(let result) = result else {
             storeErrors.increment()
             // Only `on_store_error: deny` lets a store failure reach here.
             return FilterResumption(decision: .respond(.error(.rateLimitUnavailable, requestID: requestID)))
         }
-        let headers: [(name: String, value: String)] = self.headers(for: result)
-        for (limit, evaluation) in zip(limits, result.evaluations) {
+        let headers: [(name: String, value: String)] = self.headers(for: result, plan: plan)
+        for (limit, evaluation) in zip(plan.limits, result.evaluations) {
             if evaluation.allowed {
                 limit.allowed.increment()
             } else if limit.rule.enforce {
@@ -156,8 +202,9 @@ private final class RouteRateLimiter: Sendable {
             decision: .respond(.error(.rateLimited(retryAfterSeconds: retrySeconds), requestID: requestID)), responseHeaders: headers)
     }
 
-    private func headers(for result: RateLimitResult) -> [(name: String, value: String)] {
-        guard let policyHeader, result.evaluations.count == limits.count else { return [] }
+    private func headers(for result: RateLimitResult, plan: Plan) -> [(name: String, value: String)] {
+        let limits = plan.limits
+        guard let policyHeader = plan.policyHeader, result.evaluations.count == limits.count else { return [] }
         // The most constrained enforced limit speaks for the X-RateLimit-* trio.
         var tightest: Int?
         var state = ""

@@ -612,6 +612,46 @@ import Testing
         #expect(empty.errors.map(\.description) == ["routes[0].auth.claims.roles: list at least one accepted value"])
     }
 
+    // rate_limits[].overrides: other numbers (or exempt) for callers named by consumer id and/or claims; each
+    // mistake reported at its path.
+    @Test func rateLimitOverrideShapes() throws {
+        let jwt = #""auth": { "jwt": { "keys": [{ "alg": "HS256", "secret": "0123456789abcdef0123456789abcdef" }] }, "api_keys": [{ "id": "k", "sha256": "\#(String(repeating: "a", count: 64))" }] },"#
+        let route = { (auth: String, overrides: String) in
+            #"{ "name": "r", "upstream": "u", \#(auth) "rate_limits": [{ "name": "t", "algorithm": "token_bucket", "key": "consumer", "capacity": 10, "refill_per_second": 1, "cost": 2, "overrides": \#(overrides) }] }"#
+        }
+        let tokens = #""auth": { "require": ["jwt", "api_key"] },"#
+        let good = load(minimal(route: route(tokens, #"[{ "consumers": ["k"], "exempt": true }, { "claims": { "plan": ["gold", "platinum"] }, "capacity": 100 }]"#), extra: jwt))
+        #expect(good.errors.isEmpty && good.warnings.isEmpty, "\(good.diagnostics)")
+        let limit = try #require(good.config?.routes.first?.rateLimits.first)
+        #expect(limit.overrides.count == 2 && limit.overrides[0].exempt && limit.overrides[0].consumers == ["k"])
+        let gold = limit.overridden(by: limit.overrides[1])
+        #expect(gold.capacity == 100 && gold.refillPerSecond == 1 && gold.cost == 2)
+        #expect(good.config?.routeClaimNames == ["plan"])
+        #expect(limit.overrides[1].applies(toConsumer: "u", claims: ["plan": ["gold"]]))
+        #expect(!limit.overrides[1].applies(toConsumer: "u", claims: ["plan": ["free"]]))
+        #expect(!limit.overrides[1].applies(toConsumer: nil, claims: ["plan": ["gold"]]), "anonymous requests are nobody's plan")
+        #expect(!limit.overrides[0].applies(toConsumer: "other", claims: nil))
+
+        let mistakes = #"""
+            [{ "capacity": 5 }, { "consumers": ["k"] }, { "consumers": ["k"], "exempt": true, "capacity": 5 },
+             { "consumers": ["k"], "limit": 5 }, { "consumers": [], "claims": {}, "capacity": 5 }, { "consumers": ["k"], "capacity": 1 }]
+            """#
+        let bad = load(minimal(route: route(tokens, mistakes), extra: jwt)).errors.map(\.description)
+        #expect(bad == [
+            "routes[0].rate_limits[0].overrides[0]: name the callers it applies to: consumers, claims or both",
+            "routes[0].rate_limits[0].overrides[1]: give these callers their numbers (capacity and/or refill_per_second, or limit and/or window_seconds) or exempt: true",
+            "routes[0].rate_limits[0].overrides[2].exempt: an exempt override takes no numbers",
+            "routes[0].rate_limits[0].overrides[3].limit: belongs to sliding_window; this limit is a token_bucket",
+            "routes[0].rate_limits[0].overrides[4].consumers: list at least one consumer id",
+            "routes[0].rate_limits[0].overrides[4].claims: name at least one claim",
+            "routes[0].rate_limits[0].overrides[5].capacity: is smaller than the limit's cost; no request of these callers could ever pass",
+        ])
+        let anonymous = load(minimal(route: route("", #"[{ "consumers": ["k"], "capacity": 50 }]"#), extra: jwt)).errors.map(\.description)
+        #expect(anonymous == ["routes[0].rate_limits[0].overrides[0]: applies to authenticated callers, and this route has no auth: it would never apply"])
+        let keysOnly = load(minimal(route: route(#""auth": { "require": ["api_key"] },"#, #"[{ "claims": { "plan": "gold" }, "capacity": 50 }]"#), extra: jwt))
+        #expect(keysOnly.errors.map(\.description) == [#"routes[0].rate_limits[0].overrides[0].claims: claims come from tokens: the route's auth must take "jwt" or "introspection""#])
+    }
+
     // pool: connection lifetime limits, off unless given.
     @Test func poolLifetimeShapes() throws {
         let config = { (pool: String) in

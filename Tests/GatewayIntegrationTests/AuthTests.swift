@@ -467,6 +467,55 @@ struct TokenFactory: Sendable {
         }
     }
 
+    // rate_limits[].overrides over a real Redis: one limit, other numbers per plan claim, and an exempt
+    // service account; everyone else gets the limit's own numbers, and each caller's headers state its own.
+    @Test func rateLimitOverridesPerPlanAndConsumer() async throws {
+        let keys = try await Self.makeKeys()
+        let redis = try await RedisServer()
+        try await withUpstreams { upstreams in
+            let routes = #"""
+                [{ "name": "plans", "upstream": "demo", "auth": { "require": ["jwt", "api_key"] },
+                   "rate_limits": [{ "name": "hourly", "algorithm": "sliding_window", "key": "consumer", "limit": 2, "window_seconds": 3600,
+                                     "overrides": [{ "consumers": ["billing-svc"], "exempt": true },
+                                                   { "claims": { "plan": ["gold", "platinum"] }, "limit": 4 }] }] }]
+                """#
+            let config = Self.config(upstreamPort: upstreams[0].port, jwt: Self.jwtSection(keys: keys.configEntries), routes: routes)
+                .replacingOccurrences(
+                    of: #"{ "workers": 1,"#,
+                    with: #"{ "workers": 1, "redis": { "url": "\#(redis.url)", "timeout_ms": \#(TestTime.ms(500)), "pool_size": 2 }, "rate_limiting": { "store": "redis", "on_store_error": "deny" },"#)
+            try await withGateway(config) { gateway in
+                try await gateway.waitForRedis()
+                func statuses(_ headers: [(String, String)], count: Int) async throws -> [Int] {
+                    var statuses: [Int] = []
+                    for _ in 0..<count { statuses.append(try await gateway.request("GET", "/x", headers: headers).status) }
+                    return statuses
+                }
+                let gold = [("Authorization", "Bearer \(keys.factories[0].token(claims: Self.claims(["sub": "u-gold", "plan": "gold"])))")]
+                let free = [("Authorization", "Bearer \(keys.factories[0].token(claims: Self.claims(["sub": "u-free", "plan": "free"])))")]
+                let goldStatuses = try await statuses(gold, count: 5)
+                let freeStatuses = try await statuses(free, count: 3)
+                let readerStatuses = try await statuses([("X-API-Key", Self.readOnlyKey)], count: 3)
+                let serviceStatuses = try await statuses([("X-API-Key", Self.apiKey)], count: 6)
+                #expect(goldStatuses == [200, 200, 200, 200, 429], "the gold plan's 4 an hour")
+                #expect(freeStatuses == [200, 200, 429], "the limit's own 2 an hour")
+                #expect(readerStatuses == [200, 200, 429])
+                #expect(serviceStatuses == [200, 200, 200, 200, 200, 200], "exempt")
+
+                let goldRefused = try await gateway.request("GET", "/x", headers: gold)
+                #expect(goldRefused.header("x-ratelimit-limit") == "4")
+                #expect(goldRefused.header("ratelimit-policy") == #""hourly";q=4;w=3600"#)
+                let freeRefused = try await gateway.request("GET", "/x", headers: free)
+                #expect(freeRefused.header("x-ratelimit-limit") == "2")
+                let exempt = try await gateway.request("GET", "/x", headers: [("X-API-Key", Self.apiKey)])
+                #expect(exempt.status == 200 && exempt.header("x-ratelimit-limit") == nil && exempt.header("ratelimit-policy") == nil)
+                // The counters are Redis's: one window per counted consumer (the exempt one has none).
+                let stored = try await redis.command(["KEYS", "gw:rl:*"])
+                #expect(stored.contains("consumer:u-gold") && stored.contains("consumer:u-free") && stored.contains("consumer:reader"))
+                #expect(!stored.contains("billing-svc"))
+            }
+        }
+    }
+
     // forward_claims headers are the gateway's: one a client sends is removed on every route before anything reads
     // it (a per-tenant limit keyed on it, the upstream), and only the verified claim goes up.
     @Test func forwardedClaimsCannotBeForged() async throws {
