@@ -1178,7 +1178,7 @@ extension RateLimitConfig {
         node.object { o in
             let name = o.required("name") { $0.token() }
             let algorithm = o.required("algorithm") {
-                $0.oneOf(["token_bucket", "sliding_window"]).flatMap(Algorithm.init)
+                $0.oneOf(["token_bucket", "sliding_window", "fixed_window"]).flatMap(Algorithm.init)
             }
             let key = o.required("key", Key.decode)
             let capacity = o.optional("capacity") { $0.int(1...1_000_000_000) }
@@ -1194,12 +1194,19 @@ extension RateLimitConfig {
                 if refill == nil && !o.has("refill_per_second") {
                     o.node.context.error(o.path / "refill_per_second", "token_bucket needs refill_per_second")
                 }
-                if limit != nil || window != nil { o.node.context.error(o.path, "limit and window_seconds belong to sliding_window") }
+                if limit != nil || window != nil { o.node.context.error(o.path, "limit and window_seconds belong to sliding_window and fixed_window") }
                 if let capacity, cost > capacity { o.node.context.error(o.path / "cost", "is larger than capacity; no request could ever pass") }
-            case .slidingWindow:
-                if limit == nil && !o.has("limit") { o.node.context.error(o.path / "limit", "sliding_window needs a limit") }
+            case .slidingWindow, .fixedWindow:
+                let kind = algorithm?.rawValue ?? ""
+                if limit == nil && !o.has("limit") { o.node.context.error(o.path / "limit", "\(kind) needs a limit") }
                 if window == nil && !o.has("window_seconds") {
-                    o.node.context.error(o.path / "window_seconds", "sliding_window needs window_seconds")
+                    o.node.context.error(o.path / "window_seconds", "\(kind) needs window_seconds")
+                }
+                if algorithm == .slidingWindow, let limit, limit > 10_000 {
+                    o.node.context.warning(
+                        o.path / "limit",
+                        "a sliding window keeps the time of every counted request (up to \(limit) per key in memory or Redis); "
+                            + "for a quota this large, fixed_window keeps one counter")
                 }
                 if capacity != nil || refill != nil { o.node.context.error(o.path, "capacity and refill_per_second belong to token_bucket") }
                 if let limit, cost > limit { o.node.context.error(o.path / "cost", "is larger than limit; no request could ever pass") }
@@ -1254,9 +1261,9 @@ extension RateLimitOverride {
             }
             switch algorithm {
             case .tokenBucket where !windowKeys.isEmpty:
-                o.node.context.error(o.path / windowKeys[0], "belongs to sliding_window; this limit is a token_bucket")
-            case .slidingWindow where !bucketKeys.isEmpty:
-                o.node.context.error(o.path / bucketKeys[0], "belongs to token_bucket; this limit is a sliding_window")
+                o.node.context.error(o.path / windowKeys[0], "belongs to sliding_window and fixed_window; this limit is a token_bucket")
+            case .slidingWindow where !bucketKeys.isEmpty, .fixedWindow where !bucketKeys.isEmpty:
+                o.node.context.error(o.path / bucketKeys[0], "belongs to token_bucket; this limit is a \(algorithm?.rawValue ?? "")")
             default:
                 break
             }

@@ -847,7 +847,9 @@ public struct ExternalAuthConfig: Sendable, Equatable {
 }
 
 public struct RateLimitConfig: Sendable {
-    public enum Algorithm: String, Sendable { case tokenBucket = "token_bucket", slidingWindow = "sliding_window" }
+    public enum Algorithm: String, Sendable {
+        case tokenBucket = "token_bucket", slidingWindow = "sliding_window", fixedWindow = "fixed_window"
+    }
     public enum Key: Sendable, Hashable {
         case ip, consumer, route
         case header(String)

@@ -8,6 +8,7 @@ public struct RateLimitRule: Sendable {
     public enum Algorithm: Sendable, Equatable {
         case tokenBucket(TokenBucket)
         case slidingWindow(SlidingWindowLog)
+        case fixedWindow(FixedWindow)
     }
 
     public let name: String
@@ -16,7 +17,7 @@ public struct RateLimitRule: Sendable {
     public let key: RateLimitConfig.Key
     /// false: shadow mode, the decision is logged and counted but never rejects.
     public let enforce: Bool
-    /// The rule as a shared store's script takes it: algorithm ("tb"/"sw"), two parameters (capacity and
+    /// The rule as a shared store's script takes it: algorithm ("tb"/"sw"/"fw"), two parameters (capacity and
     /// refill per second, or limit and window in µs), cost, enforce ("1"/"0"), separated by spaces. Built
     /// once, not per request.
     public let scriptText: String
@@ -34,6 +35,8 @@ public struct RateLimitRule: Sendable {
             scriptText = "tb \(Self.number(bucket.capacity)) \(Self.number(bucket.refillPerSecond)) \(cost) \(enforce ? 1 : 0)"
         case .slidingWindow(let window):
             scriptText = "sw \(window.limit) \(window.windowMicros) \(cost) \(enforce ? 1 : 0)"
+        case .fixedWindow(let window):
+            scriptText = "fw \(window.limit) \(window.windowMicros) \(cost) \(enforce ? 1 : 0)"
         }
     }
 
@@ -44,6 +47,8 @@ public struct RateLimitRule: Sendable {
             algorithm = .tokenBucket(TokenBucket(capacity: Double(config.capacity ?? 1), refillPerSecond: config.refillPerSecond ?? 1))
         case .slidingWindow:
             algorithm = .slidingWindow(SlidingWindowLog(limit: config.limit ?? 1, windowMicros: Int64(config.windowSeconds ?? 1) * 1_000_000))
+        case .fixedWindow:
+            algorithm = .fixedWindow(FixedWindow(limit: config.limit ?? 1, windowMicros: Int64(config.windowSeconds ?? 1) * 1_000_000))
         }
         self.init(name: config.name, algorithm: algorithm, cost: config.cost, key: config.key, enforce: config.enforce)
         overrides = config.overrides.map { ($0, $0.exempt ? nil : RateLimitRule(config: config.overridden(by: $0))) }
@@ -65,6 +70,8 @@ public struct RateLimitRule: Sendable {
         case .tokenBucket(let bucket):
             return (Int(bucket.capacity), max(1, Int((bucket.capacity / bucket.refillPerSecond).rounded(.up))))
         case .slidingWindow(let window):
+            return (window.limit, Int(window.windowMicros / 1_000_000))
+        case .fixedWindow(let window):
             return (window.limit, Int(window.windowMicros / 1_000_000))
         }
     }

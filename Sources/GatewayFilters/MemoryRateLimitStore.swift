@@ -12,6 +12,7 @@ public final class MemoryRateLimitStore: RateLimitStore {
     enum Entry {
         case bucket(TokenBucket.State)
         case window([Int64])
+        case fixed(FixedWindow.State)
     }
 
     struct Stored {
@@ -28,15 +29,16 @@ public final class MemoryRateLimitStore: RateLimitStore {
     }
 
     private let shards: [Shard]
-    /// Monotonic microseconds; injected so tests control time.
+    /// Microseconds since the epoch, as Redis `TIME` gives the shared store (fixed windows are calendar
+    /// windows, and the `local` fallback then counts as Redis does); injected so tests control time.
     private let clock: @Sendable () -> Int64
 
-    public init(shards: Int = 16, clock: @escaping @Sendable () -> Int64 = MemoryRateLimitStore.monotonicMicros) {
+    public init(shards: Int = 16, clock: @escaping @Sendable () -> Int64 = MemoryRateLimitStore.wallClockMicros) {
         self.shards = (0..<max(1, shards)).map { _ in Shard() }
         self.clock = clock
     }
 
-    public static let monotonicMicros: @Sendable () -> Int64 = { Int64(NIODeadline.now().uptimeNanoseconds / 1000) }
+    public static let wallClockMicros: @Sendable () -> Int64 = { Int64(WallClock.nanoseconds() / 1000) }
 
     /// Keys currently held (for tests).
     public var keyCount: Int { shards.reduce(0) { total, shard in total + shard.content.withLockedValue { $0.entries.count } } }
@@ -74,6 +76,11 @@ public final class MemoryRateLimitStore: RateLimitStore {
                     window.prune(&log, now: now)
                     evaluations.append(window.evaluate(log, cost: check.rule.cost, now: now))
                     states.append(.window(log))
+                case .fixedWindow(let window):
+                    var state: FixedWindow.State?
+                    if case .fixed(let existing) = stored { state = existing }
+                    evaluations.append(window.evaluate(state, cost: check.rule.cost, now: now))
+                    states.append(state.map(Entry.fixed))
                 }
             }
             let allowed = zip(request.checks, evaluations).allSatisfy { !$0.rule.enforce || $1.allowed }
@@ -88,6 +95,11 @@ public final class MemoryRateLimitStore: RateLimitStore {
                 case (.slidingWindow(let window), .window(var log)):
                     window.charge(&log, cost: check.rule.cost, now: now)
                     content.entries[check.key] = Stored(entry: .window(log), expiresAt: now + window.windowMicros)
+                case (.fixedWindow(let window), let state):
+                    var current: FixedWindow.State?
+                    if case .fixed(let existing) = state { current = existing }
+                    let charged = window.charge(current, cost: check.rule.cost, now: now)
+                    content.entries[check.key] = Stored(entry: .fixed(charged), expiresAt: now + window.ttlMicros(after: charged, now: now))
                 default:
                     break
                 }

@@ -130,6 +130,69 @@ public struct SlidingWindowLog: Sendable, Equatable {
     }
 }
 
+/// A fixed window: at most `limit` requests per calendar window of `windowMicros`, counted in one number.
+///
+/// Windows are aligned to the Unix epoch (the clock is wall time: Redis `TIME`), so a daily quota resets at
+/// 00:00 UTC and an hourly one on the hour, the same for every instance. This is how API quotas are usually
+/// sold and billed; unlike the sliding window's log it keeps one counter per key however large the limit,
+/// at the price of allowing up to twice the limit across a window boundary. Worked example: limit 100 per
+/// hour, 98 requests counted in the window that started at 10:00. At 10:59:30 a request costing 1 is allowed
+/// and 1 remains; one costing 5 is refused with retry after 30 s (when the 11:00 window starts). A state from
+/// an earlier window counts as empty.
+public struct FixedWindow: Sendable, Equatable {
+    public struct State: Sendable, Equatable {
+        /// The start of the window the count belongs to (µs since the epoch).
+        public var windowStart: Int64
+        public var count: Int
+
+        public init(windowStart: Int64, count: Int) {
+            self.windowStart = windowStart
+            self.count = count
+        }
+    }
+
+    public let limit: Int
+    public let windowMicros: Int64
+
+    public init(limit: Int, windowMicros: Int64) {
+        precondition(limit > 0 && windowMicros > 0)
+        self.limit = limit
+        self.windowMicros = windowMicros
+    }
+
+    /// The start of the window `now` falls in.
+    public func windowStart(at now: Int64) -> Int64 {
+        let offset = now % windowMicros
+        return now - (offset < 0 ? offset + windowMicros : offset)
+    }
+
+    /// Requests counted so far in the window `now` falls in.
+    public func count(in state: State?, now: Int64) -> Int {
+        guard let state, state.windowStart == windowStart(at: now) else { return 0 }
+        return state.count
+    }
+
+    public func evaluate(_ state: State?, cost: Int, now: Int64) -> LimitEvaluation {
+        let count = count(in: state, now: now)
+        let untilNextWindow = windowStart(at: now) + windowMicros - now
+        if count + cost <= limit {
+            return LimitEvaluation(allowed: true, remaining: limit - count - cost, retryAfterMicros: 0, resetAfterMicros: untilNextWindow)
+        }
+        return LimitEvaluation(
+            allowed: false, remaining: max(0, limit - count), retryAfterMicros: untilNextWindow, resetAfterMicros: untilNextWindow)
+    }
+
+    /// The state after charging an allowed request.
+    public func charge(_ state: State?, cost: Int, now: Int64) -> State {
+        State(windowStart: windowStart(at: now), count: count(in: state, now: now) + cost)
+    }
+
+    /// How long the stored state matters: until its window ends (and a second more, as for buckets).
+    public func ttlMicros(after state: State, now: Int64) -> Int64 {
+        max(0, state.windowStart + windowMicros - now) + 1_000_000
+    }
+}
+
 /// Capped exponential backoff with jitter, for reconnecting to a store.
 ///
 /// Worked example: base 50 ms, cap 5 s. Attempts 0, 1, 2, ... wait base × 2^attempt = 50, 100, 200, ... ms, never

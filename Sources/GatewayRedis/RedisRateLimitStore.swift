@@ -6,9 +6,10 @@ import NIOCore
 /// sharing the Redis.
 ///
 /// The script reads the time from Redis `TIME` (no clock skew between instances), evaluates every limit of
-/// a request, and charges them only if every enforced one allows it. Its arithmetic mirrors `TokenBucket` and
-/// `SlidingWindowLog` in GatewayPolicy step for step (the conformance suite checks it). A bucket is one string
-/// key "tokens:updatedAtMicros"; a window is a sorted set of request times.
+/// a request, and charges them only if every enforced one allows it. Its arithmetic mirrors `TokenBucket`,
+/// `SlidingWindowLog` and `FixedWindow` in GatewayPolicy step for step (the conformance suite checks it). A
+/// bucket is one string key "tokens:updatedAtMicros"; a sliding window is a sorted set of request times; a
+/// fixed window is one string key "windowStartMicros:count".
 ///
 /// Requests decided on one event loop during one loop tick go to Redis together: one script call per route
 /// decides them one after another, each as if it ran alone (a script runs atomically, so nothing interleaves).
@@ -65,14 +66,15 @@ public final class RedisRateLimitStore: RateLimitStore {
     }
 
     /// KEYS: every limit key of every request, in order. ARGV: now override (or ""), the number of requests,
-    /// then per request: nonce and its rules (`RateLimitRequest.scriptRules`: per limit algorithm ("tb" or
-    /// "sw"), two parameters (capacity and refill per second, or limit and window in µs), cost, enforce
+    /// then per request: nonce and its rules (`RateLimitRequest.scriptRules`: per limit algorithm ("tb",
+    /// "sw" or "fw"), two parameters (capacity and refill per second, or limit and window in µs), cost, enforce
     /// ("1"/"0"); a route's requests share one text, parsed once per call).
     /// Returns one text of integers separated by spaces, per request: allowed, then per limit: allowed,
     /// remaining, retry µs, reset µs. (One string rather than an array of integers: hiredis would allocate
     /// a reply object for every integer.)
     /// Buckets read or charged earlier in the call are kept in a table and written once at the end (GET
-    /// then SET with PX); windows are changed in Redis as each request is charged.
+    /// then SET with PX); windows are changed in Redis as each request is charged (a sliding window's sorted
+    /// set of request times; a fixed window's "windowStart:count", expiring when its window ends).
     static let script = RedisScript(
         #"""
         local now
@@ -129,6 +131,22 @@ public final class RedisRateLimitStore: RateLimitStore {
                 reset = math.ceil((capacity - tokens) / rate * 1000000)
               end
               tokensOf[i] = tokens
+            elseif kind == "fw" then
+              local limit, window = p1, p2
+              local start = now - (now % window)
+              local count = 0
+              local stored = redis.call('GET', key)
+              if stored then
+                local sep = string.find(stored, ':', 1, true)
+                if tonumber(string.sub(stored, 1, sep - 1)) == start then count = tonumber(string.sub(stored, sep + 1)) end
+              end
+              reset = start + window - now
+              if count + cost <= limit then
+                allowed, remaining, retry = 1, limit - count - cost, 0
+              else
+                allowed, remaining, retry = 0, math.max(0, limit - count), reset
+              end
+              tokensOf[i] = count
             else
               local limit, window = p1, p2
               redis.call('ZREMRANGEBYSCORE', key, '-inf', now - window)
@@ -166,6 +184,9 @@ public final class RedisRateLimitStore: RateLimitStore {
                     charged[key] = {p1, p2}
                     chargedOrder[#chargedOrder + 1] = key
                   end
+                elseif kind == "fw" then
+                  local start = now - (now % p2)
+                  redis.call('SET', key, string.format('%d:%d', start, tokensOf[i] + cost), 'PX', math.ceil((start + p2 - now) / 1000) + 1000)
                 else
                   for c = 1, cost do
                     redis.call('ZADD', key, now, string.format('%d', now) .. ':' .. nonce .. ':' .. c)

@@ -641,7 +641,7 @@ import Testing
             "routes[0].rate_limits[0].overrides[0]: name the callers it applies to: consumers, claims or both",
             "routes[0].rate_limits[0].overrides[1]: give these callers their numbers (capacity and/or refill_per_second, or limit and/or window_seconds) or exempt: true",
             "routes[0].rate_limits[0].overrides[2].exempt: an exempt override takes no numbers",
-            "routes[0].rate_limits[0].overrides[3].limit: belongs to sliding_window; this limit is a token_bucket",
+            "routes[0].rate_limits[0].overrides[3].limit: belongs to sliding_window and fixed_window; this limit is a token_bucket",
             "routes[0].rate_limits[0].overrides[4].consumers: list at least one consumer id",
             "routes[0].rate_limits[0].overrides[4].claims: name at least one claim",
             "routes[0].rate_limits[0].overrides[5].capacity: is smaller than the limit's cost; no request of these callers could ever pass",
@@ -650,6 +650,25 @@ import Testing
         #expect(anonymous == ["routes[0].rate_limits[0].overrides[0]: applies to authenticated callers, and this route has no auth: it would never apply"])
         let keysOnly = load(minimal(route: route(#""auth": { "require": ["api_key"] },"#, #"[{ "claims": { "plan": "gold" }, "capacity": 50 }]"#), extra: jwt))
         #expect(keysOnly.errors.map(\.description) == [#"routes[0].rate_limits[0].overrides[0].claims: claims come from tokens: the route's auth must take "jwt" or "introspection""#])
+    }
+
+    // fixed_window takes limit and window_seconds like sliding_window; a large sliding window is warned about.
+    @Test func fixedWindowShapes() throws {
+        let route = { (limit: String) in #"{ "name": "r", "upstream": "u", "rate_limits": [\#(limit)] }"# }
+        let daily = load(minimal(route: route(#"{ "name": "daily", "algorithm": "fixed_window", "key": "ip", "limit": 100000, "window_seconds": 86400 }"#)))
+        #expect(daily.errors.isEmpty && daily.warnings.isEmpty, "\(daily.diagnostics)")
+        let limit = try #require(daily.config?.routes.first?.rateLimits.first)
+        #expect(limit.algorithm == .fixedWindow && limit.limit == 100_000 && limit.windowSeconds == 86_400)
+        let missing = load(minimal(route: route(#"{ "name": "q", "algorithm": "fixed_window", "key": "ip", "capacity": 5 }"#))).errors.map(\.description)
+        #expect(missing == [
+            "routes[0].rate_limits[0].limit: fixed_window needs a limit",
+            "routes[0].rate_limits[0].window_seconds: fixed_window needs window_seconds",
+            "routes[0].rate_limits[0]: capacity and refill_per_second belong to token_bucket",
+        ])
+        let large = load(minimal(route: route(#"{ "name": "s", "algorithm": "sliding_window", "key": "ip", "limit": 100000, "window_seconds": 86400 }"#)))
+        #expect(large.warnings.map(\.description) == [
+            "warning: routes[0].rate_limits[0].limit: a sliding window keeps the time of every counted request (up to 100000 per key in memory or Redis); for a quota this large, fixed_window keeps one counter"
+        ])
     }
 
     // pool: connection lifetime limits, off unless given.

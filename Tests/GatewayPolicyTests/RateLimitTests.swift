@@ -74,6 +74,46 @@ import Testing
     }
 }
 
+@Suite struct FixedWindowTests {
+    let second: Int64 = 1_000_000
+
+    // The worked example of the doc comment: 100 an hour, 98 counted in the window that started at 10:00.
+    @Test func workedExample() {
+        let hour = 3600 * second
+        let window = FixedWindow(limit: 100, windowMicros: hour)
+        let tenOClock = 491_000 * hour  // some day's 10:00 UTC, an hour boundary since the epoch
+        let state = FixedWindow.State(windowStart: tenOClock, count: 98)
+        let now = tenOClock + 59 * 60 * second + 30 * second
+        let one = window.evaluate(state, cost: 1, now: now)
+        #expect(one.allowed && one.remaining == 1 && one.resetAfterMicros == 30 * second)
+        let five = window.evaluate(state, cost: 5, now: now)
+        #expect(!five.allowed && five.remaining == 2 && five.retryAfterMicros == 30 * second)
+        #expect(window.charge(state, cost: 1, now: now) == FixedWindow.State(windowStart: tenOClock, count: 99))
+        // At 11:00 the window is new: the old count no longer counts.
+        let next = window.evaluate(state, cost: 5, now: tenOClock + hour)
+        #expect(next.allowed && next.remaining == 95 && next.resetAfterMicros == hour)
+        #expect(window.charge(state, cost: 5, now: tenOClock + hour) == FixedWindow.State(windowStart: tenOClock + hour, count: 5))
+    }
+
+    // Windows are aligned to the epoch, not to the first request; exactly `limit` pass in each.
+    @Test func alignedWindows() {
+        let window = FixedWindow(limit: 3, windowMicros: 10 * second)
+        #expect(window.windowStart(at: 0) == 0 && window.windowStart(at: 9_999_999) == 0 && window.windowStart(at: 10 * second) == 10 * second)
+        #expect(window.windowStart(at: -1) == -10 * second)
+        var state: FixedWindow.State?
+        var allowed: [Int64] = []
+        for tick in stride(from: Int64(8), through: 29, by: 1).map({ $0 * second }) {
+            if window.evaluate(state, cost: 1, now: tick).allowed {
+                state = window.charge(state, cost: 1, now: tick)
+                allowed.append(tick / second)
+            }
+        }
+        #expect(allowed == [8, 9, 10, 11, 12, 20, 21, 22])
+        let charged = FixedWindow.State(windowStart: 20 * second, count: 3)
+        #expect(window.ttlMicros(after: charged, now: 22 * second) == 9 * second)
+    }
+}
+
 @Suite struct BackoffTests {
     // Doubling from the base, capped, with jitter between half and all of the step.
     @Test func delays() {

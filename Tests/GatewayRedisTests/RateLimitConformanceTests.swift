@@ -54,6 +54,27 @@ let vectors: [RateLimitVector] = [
             .init(at: 30, allowed: true, remaining: [2]),
         ]),
     RateLimitVector(
+        name: "fixed window counts per aligned window and starts afresh",
+        rules: [RateLimitRule(name: "f", algorithm: .fixedWindow(FixedWindow(limit: 3, windowMicros: 10 * second)), cost: 1)],
+        steps: [
+            .init(at: 7, allowed: true, remaining: [2]), .init(at: 8, allowed: true, remaining: [1]),
+            .init(at: 9, allowed: true, remaining: [0]), .init(at: 9.5, allowed: false, remaining: [0], retryAfter: 0.5),
+            .init(at: 10, allowed: true, remaining: [2]), .init(at: 10, allowed: true, remaining: [1]),
+            .init(at: 10, allowed: true, remaining: [0]), .init(at: 19.25, allowed: false, remaining: [0], retryAfter: 0.75),
+            .init(at: 45, allowed: true, remaining: [2]),
+        ]),
+    RateLimitVector(
+        name: "fixed window with cost beside a bucket",
+        rules: [
+            RateLimitRule(name: "quota", algorithm: .fixedWindow(FixedWindow(limit: 5, windowMicros: 60 * second)), cost: 2),
+            RateLimitRule(name: "burst", algorithm: .tokenBucket(TokenBucket(capacity: 10, refillPerSecond: 1))),
+        ],
+        steps: [
+            .init(at: 1, allowed: true, remaining: [3, 9]), .init(at: 2, allowed: true, remaining: [1, 9]),
+            .init(at: 3, allowed: false, remaining: [1, 9], retryAfter: 57),  // 1 left, the request costs 2; nothing charged
+            .init(at: 60, allowed: true, remaining: [3, 9]),
+        ]),
+    RateLimitVector(
         name: "a request refused by one limit is charged by none",
         rules: [
             RateLimitRule(name: "burst", algorithm: .tokenBucket(TokenBucket(capacity: 2, refillPerSecond: 1))),
@@ -206,6 +227,7 @@ func verify(_ vector: RateLimitVector, _ results: [RateLimitResult], store: Stri
         let rules = [
             RateLimitRule(name: "b", algorithm: .tokenBucket(TokenBucket(capacity: 10, refillPerSecond: 5))),
             RateLimitRule(name: "w", algorithm: .slidingWindow(SlidingWindowLog(limit: 10, windowMicros: 3 * second))),
+            RateLimitRule(name: "f", algorithm: .fixedWindow(FixedWindow(limit: 10, windowMicros: 4 * second))),
         ]
         let request = RateLimitRequest(
             hashTag: "orders", checks: rules.map { RateLimitCheck(rule: $0, key: "gw:rl:{orders}:\($0.name):ip:127.0.0.1") },
@@ -216,6 +238,11 @@ func verify(_ vector: RateLimitVector, _ results: [RateLimitResult], store: Stri
         let windowTTL = Int(try await server.command(["PTTL", "gw:rl:{orders}:w:ip:127.0.0.1"]).trimmingCharacters(in: .whitespacesAndNewlines)) ?? -1
         #expect(bucketTTL > 0 && bucketTTL <= 1200)  // (10 - 9) / 5 s to refill, plus a second
         #expect(windowTTL > 0 && windowTTL <= 3000)
+        // A fixed window's counter lives until its window (aligned to the epoch, so at most 4 s) ends, plus a second.
+        let fixedTTL = Int(try await server.command(["PTTL", "gw:rl:{orders}:f:ip:127.0.0.1"]).trimmingCharacters(in: .whitespacesAndNewlines)) ?? -1
+        #expect(fixedTTL > 1000 && fixedTTL <= 5000)
+        let fixed = try await server.command(["GET", "gw:rl:{orders}:f:ip:127.0.0.1"]).trimmingCharacters(in: .whitespacesAndNewlines)
+        #expect(fixed.hasSuffix(":1") && (Int64(fixed.dropLast(2)) ?? 1) % (4 * second) == 0, "windowStart:count, got \(fixed)")
         let slotA = try await server.command(["CLUSTER", "KEYSLOT", "gw:rl:{orders}:b:ip:127.0.0.1"])
         let slotB = try await server.command(["CLUSTER", "KEYSLOT", "gw:rl:{orders}:w:header:abc"])
         #expect(slotA == slotB)
