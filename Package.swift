@@ -140,7 +140,7 @@ let package = Package(
         .testTarget(
             name: "GatewayCoreTests",
             dependencies: [
-                "GatewayCore", "GatewayFilters", "GatewayConfig", "GatewayPolicy", "GatewayHTTP", nioCore,
+                "GatewayCore", "GatewayFilters", "GatewayConfig", "GatewayPolicy", "GatewayHTTP", "TestSupport", nioCore,
                 .product(name: "NIOEmbedded", package: "swift-nio"),
             ],
             swiftSettings: strict),

@@ -35,10 +35,25 @@ public struct RunCommand: AsyncParsableCommand {
 
     /// Named apart from `run()` so callers can never pick ParsableCommand's synchronous default by overload.
     public func execute() async throws {
+        // A log reader that goes away (the pipe's other end) must not kill the gateway: writes then fail with
+        // EPIPE and the lines are counted as dropped. Sockets never raise it (NIO sends with MSG_NOSIGNAL).
+        signal(SIGPIPE, SIG_IGN)
         let result = await ConfigCheck.load(path: config)
-        let level = result.config.map { Logger.Level(rawValue: $0.logging.level.rawValue) ?? .info } ?? .info
-        LoggingSystem.bootstrap { label in JSONLogHandler(label: label, level: level) }
+        let outputs: LogOutputs
+        var outputError: (any Error)?
+        do {
+            outputs = try result.config.map { try LogOutputs($0.logging) } ?? LogOutputs(level: .info)
+        } catch {
+            outputError = error
+            outputs = try LogOutputs(level: .info)
+        }
+        LoggingSystem.bootstrap(outputs.handler)
         let logger = Logger(label: "gateway")
+        defer { outputs.flush() }
+        if let outputError {
+            logger.critical("not starting: \(outputError)")
+            throw ExitCode(1)
+        }
         for warning in result.warnings {
             logger.warning("config warning", metadata: ["path": "\(warning.path)", "detail": "\(warning.message)"])
         }
@@ -51,7 +66,7 @@ public struct RunCommand: AsyncParsableCommand {
         }
         let group = ServiceGroup(
             configuration: .init(
-                services: [GatewayService(config: gatewayConfig, logger: logger, configPath: config)],
+                services: [GatewayService(config: gatewayConfig, logger: logger, configPath: config, outputs: outputs)],
                 gracefulShutdownSignals: [.sigterm, .sigint],
                 logger: logger))
         do {
@@ -85,7 +100,7 @@ public struct CheckCommand: AsyncParsableCommand {
 
 /// The config as `run` and `check` see it: gateway.json's own rules, then the files and keys it names
 /// (certificates and keys must exist, parse and match; JWT keys must load; the htpasswd file must hold users
-/// with accepted hashes).
+/// with accepted hashes; log files must be writable where they are to be made).
 enum ConfigCheck {
     static func load(path: String) async -> ConfigLoadResult {
         let result = ConfigLoader.load(path: path)
@@ -100,6 +115,14 @@ enum ConfigCheck {
                 findings.append((error.path, error.message, true))
             } catch {
                 findings.append(("auth.basic", "\(error)", true))
+            }
+        }
+        // Log files: their folder must exist and take files (the files themselves are created at start).
+        for (key, file) in [("file", config.logging.file), ("access_log_file", config.logging.accessLogFile)] {
+            guard let file else { continue }
+            let folder = (file as NSString).deletingLastPathComponent
+            if access(folder.isEmpty ? "." : folder, W_OK | X_OK) != 0 {
+                findings.append(("logging.\(key)", "cannot create or write \(file): \(String(cString: strerror(errno)))", true))
             }
         }
         guard !findings.isEmpty else { return result }

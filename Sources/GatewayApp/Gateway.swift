@@ -346,6 +346,12 @@ public final class Gateway: Sendable {
         if (newConfig.workers ?? System.coreCount) != workers {
             logger.warning("reload: a new worker count takes effect at the next restart", metadata: ["workers": .stringConvertible(workers)])
         }
+        let running = loadedConfig.withLockedValue { $0.logging }
+        if newConfig.logging.file != running.file || newConfig.logging.accessLogFile != running.accessLogFile
+            || newConfig.logging.bufferBytes != running.bufferBytes
+        {
+            logger.warning("reload: new log outputs (logging.file, access_log_file, buffer_bytes) take effect at the next restart")
+        }
         let oldParts = parts.withLockedValue { $0 }
         let oldActive = holder.current
         let (newParts, newActive) = try await Self.build(

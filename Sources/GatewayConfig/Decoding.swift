@@ -1432,6 +1432,12 @@ extension LoggingConfig {
                         return name
                     }
                 } ?? []
+            config.file = o.optional("file") { $0.filePath() }
+            config.accessLogFile = o.optional("access_log_file") { $0.filePath() }
+            config.bufferBytes = o.optional("buffer_bytes") { $0.int(65_536...1 << 30) } ?? config.bufferBytes
+            if let file = config.file, file == config.accessLogFile {
+                o.node.context.error(o.path / "access_log_file", "is the same file as logging.file; leave it out to log everything there")
+            }
             return config
         }
     }

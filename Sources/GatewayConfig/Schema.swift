@@ -958,6 +958,13 @@ public struct LoggingConfig: Sendable {
     public var accessLog = true
     /// `access_log_headers`: request header fields logged with each request (lowercased names; never credentials).
     public var accessLogHeaders: [String] = []
+    /// `file`: every log line goes to this file (appended; reopened on SIGUSR1) instead of standard output.
+    public var file: String?
+    /// `access_log_file`: access-log lines go here instead of where the other lines go.
+    public var accessLogFile: String?
+    /// `buffer_bytes`: lines waiting for a slow output, per output, beyond which new lines are dropped (and
+    /// counted) rather than holding up requests.
+    public var bufferBytes = 8 << 20
 
     /// Fields that carry credentials: never logged, whatever the config says.
     public static let credentialHeaders = ["authorization", "proxy-authorization", "cookie", "x-api-key", "set-cookie"]

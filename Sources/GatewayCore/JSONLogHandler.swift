@@ -9,23 +9,23 @@ public struct JSONLogHandler: LogHandler {
     /// Where lines go; one lock keeps concurrent lines whole.
     public final class Sink: Sendable {
         private let write: @Sendable (String) -> Void
-        private let lock = NIOLock()
+        private let lock: NIOLock?
 
-        public init(write: @escaping @Sendable (String) -> Void) { self.write = write }
-
-        public static let standardOutput = Sink { line in
-            var line = line
-            line.withUTF8 { buffer in
-                var offset = 0
-                while offset < buffer.count {
-                    let written = Foundation.write(1, buffer.baseAddress! + offset, buffer.count - offset)
-                    if written <= 0 { if errno == EINTR { continue } else { return } }
-                    offset += written
-                }
-            }
+        /// Lines handed to `write` one at a time (tests collect them).
+        public init(write: @escaping @Sendable (String) -> Void) {
+            self.write = write
+            self.lock = NIOLock()
         }
 
-        func emit(_ line: String) { lock.withLock { write(line) } }
+        /// Lines queued on a writer thread (the gateway's outputs): logging never blocks an event loop.
+        public init(writer: LogWriter) {
+            self.write = writer.append
+            self.lock = nil
+        }
+
+        func emit(_ line: String) {
+            if let lock { lock.withLock { write(line) } } else { write(line) }
+        }
     }
 
     public var metadata: Logger.Metadata = [:]
@@ -33,7 +33,7 @@ public struct JSONLogHandler: LogHandler {
     private let label: String
     private let sink: Sink
 
-    public init(label: String, level: Logger.Level = .info, sink: Sink = .standardOutput) {
+    public init(label: String, level: Logger.Level = .info, sink: Sink) {
         self.label = label
         self.logLevel = level
         self.sink = sink

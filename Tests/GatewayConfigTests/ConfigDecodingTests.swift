@@ -671,6 +671,17 @@ import Testing
         ])
     }
 
+    // logging.file / access_log_file / buffer_bytes: optional, bounded, not the same file twice.
+    @Test func logOutputShapes() throws {
+        let unset = try #require(load(minimal()).config?.logging)
+        #expect(unset.file == nil && unset.accessLogFile == nil && unset.bufferBytes == 8 << 20)
+        let set = try #require(load(minimal(extra: #""logging": { "file": "/var/log/gateway/gateway.log", "access_log_file": "/var/log/gateway/access.log", "buffer_bytes": 1048576 },"#)).config?.logging)
+        #expect(set.file == "/var/log/gateway/gateway.log" && set.accessLogFile == "/var/log/gateway/access.log" && set.bufferBytes == 1 << 20)
+        let bad = load(minimal(extra: #""logging": { "file": "/tmp/a.log", "access_log_file": "/tmp/a.log", "buffer_bytes": 10 },"#)).errors.map(\.description)
+        #expect(bad.count == 2, "\(bad)")
+        #expect(bad.contains("logging.access_log_file: is the same file as logging.file; leave it out to log everything there"))
+    }
+
     // pool: connection lifetime limits, off unless given.
     @Test func poolLifetimeShapes() throws {
         let config = { (pool: String) in

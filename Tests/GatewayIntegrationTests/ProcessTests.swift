@@ -106,6 +106,54 @@ import TestSupport
         }
     }
 
+    // logging.file and logging.access_log_file: the log and the access log in files of their own (nothing on
+    // standard output), and after logrotate's rename SIGUSR1 sends new lines to a new file at the same path.
+    @Test(.timeLimit(.minutes(1))) func logFilesAndReopen() async throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("gateway-logs-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let mainLog = directory.appendingPathComponent("gateway.log")
+        let accessLog = directory.appendingPathComponent("access.log")
+        func lines(_ url: URL) -> [[String: Any]] {
+            ((try? String(contentsOf: url, encoding: .utf8)) ?? "").split(separator: "\n")
+                .compactMap { (try? JSONSerialization.jsonObject(with: Data($0.utf8))) as? [String: Any] }
+        }
+        func waitFor(_ url: URL, count: Int) async throws -> [[String: Any]] {
+            let deadline = ContinuousClock.now + .seconds(10)
+            while lines(url).count < count && ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(20)) }
+            return lines(url)
+        }
+        try await withUpstreams { upstreams in
+            let config = Self.config(upstreamPort: upstreams[0].port).replacingOccurrences(
+                of: #"{ "workers": 2,"#,
+                with: #"{ "workers": 2, "logging": { "file": "\#(mainLog.path)", "access_log_file": "\#(accessLog.path)" },"#)
+            let gateway = try GatewayProcess(config: config, logFile: mainLog)
+            try await gateway.start()
+            let first = try await shell("curl -s -o /dev/null -w '%{http_code}' -H 'X-Request-ID: first-request' http://127.0.0.1:\(gateway.port)/echo")
+            #expect(first.stdout == "200")
+            let accessLines = try await waitFor(accessLog, count: 1)
+            func messages(_ url: URL) -> [String] { lines(url).compactMap { $0["msg"] as? String } }
+            func requestIDs(_ entries: [[String: Any]]) -> [String] { entries.compactMap { $0["request_id"] as? String } }
+            #expect(requestIDs(accessLines) == ["first-request"])
+            #expect(messages(mainLog).contains("listening"))
+            #expect(!messages(mainLog).contains("request"), "access lines only in the access log")
+
+            let rotated = directory.appendingPathComponent("access.log.1")
+            try FileManager.default.moveItem(at: accessLog, to: rotated)
+            gateway.reopenLogs()
+            let reopened = try await waitFor(mainLog, count: lines(mainLog).count + 1)
+            let reopenedMessages = reopened.compactMap { $0["msg"] as? String }
+            #expect(reopenedMessages.contains("log files reopened"))
+            _ = try await shell("curl -s -o /dev/null -H 'X-Request-ID: second-request' http://127.0.0.1:\(gateway.port)/echo")
+            let fresh = try await waitFor(accessLog, count: 1)
+            #expect(requestIDs(fresh) == ["second-request"])
+            #expect(requestIDs(lines(rotated)) == ["first-request"])
+            gateway.terminate()
+            #expect(await gateway.waitForExit(timeout: .seconds(10)) == 0)
+            #expect(!gateway.logLines.isEmpty && gateway.log.split(separator: "\n").count == lines(mainLog).count, "nothing on standard output")
+        }
+    }
+
     // `gateway check` prints every problem with its path and exits 1, or prints ok.
     @Test func checkCommand() async throws {
         let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
@@ -144,5 +192,17 @@ import TestSupport
         let upstreamError = lines.contains { $0["path"] as? String == "routes[0].upstream" }
         #expect(listenerError)
         #expect(upstreamError)
+
+        // A log file that cannot be made stops the start too, saying so on standard output (and `check` says it).
+        try #"{ "listeners": [{ "name": "l", "port": 0 }], "logging": { "file": "/nonexistent-directory/gateway.log" }, "upstreams": { "u": { "targets": ["http://127.0.0.1:9"] } }, "routes": [{ "name": "r", "upstream": "u" }] }"#
+            .write(to: url, atomically: true, encoding: .utf8)
+        let unopenable = try await runCommand(Binaries.gateway, ["run", "--config", url.path], timeout: .seconds(20))
+        #expect(unopenable.status == 1)
+        let logFileError = unopenable.stdout.split(separator: "\n").contains {
+            $0.contains(#""path":"logging.file""#) && $0.contains("cannot create or write /nonexistent-directory/gateway.log: No such file or directory")
+        }
+        #expect(logFileError, "\(unopenable.stdout)")
+        let checked = try await runCommand(Binaries.gateway, ["check", "--config", url.path], timeout: .seconds(20))
+        #expect(checked.status == 1 && checked.stdout.contains("logging.file: cannot create or write"))
     }
 }

@@ -135,8 +135,11 @@ final class GatewayProcess {
     private let output = Output()
     private let configURL: URL
     private(set) var port = 0
+    /// Where the process logs when its config has `logging.file` (standard output otherwise).
+    let logFile: URL?
 
-    init(config: String) throws {
+    init(config: String, logFile: URL? = nil) throws {
+        self.logFile = logFile
         configURL = FileManager.default.temporaryDirectory.appendingPathComponent("gateway-test-\(UUID().uuidString).json")
         try config.write(to: configURL, atomically: true, encoding: .utf8)
         process.executableURL = Binaries.gateway
@@ -156,7 +159,13 @@ final class GatewayProcess {
         try? FileManager.default.removeItem(at: configURL)
     }
 
-    var log: String { String(decoding: output.data.withLockedValue { $0 }, as: UTF8.self) }
+    var log: String {
+        let file = logFile.flatMap { try? String(contentsOf: $0, encoding: .utf8) } ?? ""
+        return String(decoding: output.data.withLockedValue { $0 }, as: UTF8.self) + file
+    }
+
+    /// Sends SIGUSR1 (reopen the log files).
+    func reopenLogs() { kill(process.processIdentifier, SIGUSR1) }
 
     var logLines: [[String: Any]] {
         log.split(separator: "\n").compactMap { (try? JSONSerialization.jsonObject(with: Data($0.utf8))) as? [String: Any] }

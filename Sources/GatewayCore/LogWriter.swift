@@ -1,0 +1,200 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+import Foundation
+import Synchronization
+
+/// Where log lines go (standard output or a file), written by a thread of its own so that an event loop
+/// never waits on a write: a log reader that stalls (a full pipe, a slow disk) must not stall traffic.
+///
+/// Lines are appended to a buffer under a lock; the writer thread takes the whole buffer and writes it
+/// with as few `write` calls as it needs, so under load one call carries many lines. When the buffer
+/// already holds `capacity` bytes the output is not keeping up: further lines are dropped whole (never
+/// cut) and counted, and once the output takes lines again a warning says how many were lost. Files are
+/// opened for appending (so `logrotate`'s `copytruncate` also works) and reopened on request (SIGUSR1
+/// after a rename, as NGINX does).
+public final class LogWriter: Sendable {
+    public enum Destination: Sendable, Equatable {
+        case standardOutput
+        case file(String)
+    }
+
+    public struct OpenError: Error, CustomStringConvertible {
+        public let path: String
+        public let reason: String
+        public var description: String { "cannot open log file \(path): \(reason)" }
+    }
+
+    private struct State {
+        var pending: [UInt8] = []
+        var droppedSinceReport = 0
+        var reopenRequested = false
+        var writing = false
+        var stopping = false
+    }
+
+    public let destination: Destination
+    private let capacity: Int
+    private let condition = NSCondition()
+    /// Guarded by `condition`.
+    private nonisolated(unsafe) var state = State()
+    /// Used by the writer thread only (and by `init`/`reopen` before it starts).
+    private nonisolated(unsafe) var descriptor: Int32
+    private let droppedTotal = Atomic<Int>(0)
+    /// Counts dropped lines in metrics, once the gateway has them.
+    private let dropCounter = Mutex<(@Sendable (Int) -> Void)?>(nil)
+
+    /// Opens the destination (a file is created with mode 0640 when missing) and starts the writer thread.
+    public init(_ destination: Destination, capacity: Int = 8 << 20) throws {
+        self.destination = destination
+        self.capacity = capacity
+        switch destination {
+        case .standardOutput: descriptor = 1
+        case .file(let path): descriptor = try Self.open(path)
+        }
+        let thread = Thread { [self] in run() }
+        thread.name = "gateway-log"
+        thread.start()
+    }
+
+    /// Lines dropped since start because the output could not keep up.
+    public var droppedLines: Int { droppedTotal.load(ordering: .relaxed) }
+
+    /// Reports future drops (a metric's increment).
+    public func onDrop(_ count: @escaping @Sendable (Int) -> Void) { dropCounter.withLock { $0 = count } }
+
+    /// Queues one line (it should end with a newline). Never blocks on the output.
+    public func append(_ line: String) {
+        var line = line
+        line.withUTF8 { bytes in
+            condition.lock()
+            defer { condition.unlock() }
+            guard !state.stopping, state.pending.count + bytes.count <= capacity else {
+                state.droppedSinceReport += 1
+                droppedTotal.add(1, ordering: .relaxed)
+                return
+            }
+            let wake = state.pending.isEmpty && !state.writing
+            state.pending.append(contentsOf: bytes)
+            if wake { condition.signal() }
+        }
+    }
+
+    /// Reopens a file destination by its path on the writer thread (after logrotate renamed it).
+    public func reopen() {
+        condition.lock()
+        state.reopenRequested = true
+        condition.signal()
+        condition.unlock()
+    }
+
+    /// Waits until every queued line is written, at most `timeout` (an output that stalls must not hold
+    /// up exit forever).
+    public func flush(timeout: Duration = .seconds(5)) {
+        let deadline = Date().addingTimeInterval(Double(timeout.components.seconds) + Double(timeout.components.attoseconds) / 1e18)
+        condition.lock()
+        defer { condition.unlock() }
+        while !state.pending.isEmpty || state.writing {
+            if !condition.wait(until: deadline) { return }
+        }
+    }
+
+    /// Writes what is queued, closes a file destination and ends the writer thread; later lines are dropped.
+    public func stop(timeout: Duration = .seconds(5)) {
+        flush(timeout: timeout)
+        condition.lock()
+        state.stopping = true
+        condition.signal()
+        condition.unlock()
+    }
+
+    private func run() {
+        var batch: [UInt8] = []
+        while true {
+            condition.lock()
+            while state.pending.isEmpty && !state.reopenRequested && state.droppedSinceReport == 0 && !state.stopping {
+                condition.wait()
+            }
+            swap(&batch, &state.pending)
+            let reopen = state.reopenRequested
+            let dropped = state.droppedSinceReport
+            state.reopenRequested = false
+            state.droppedSinceReport = 0
+            state.writing = true
+            condition.unlock()
+
+            if reopen { reopenFile() }
+            write(batch)
+            if dropped > 0 {
+                write(Array(Self.warning("log lines dropped: the log output did not keep up", ["dropped": dropped]).utf8))
+                let counter = dropCounter.withLock { $0 }
+                counter?(dropped)
+            }
+            batch.removeAll(keepingCapacity: batch.capacity <= 1 << 20)
+
+            condition.lock()
+            state.writing = false
+            // Wakes `flush` once everything queued so far is out.
+            if state.pending.isEmpty { condition.broadcast() }
+            let done = state.stopping && state.pending.isEmpty
+            condition.unlock()
+            if done {
+                if case .file = destination { close(descriptor) }
+                return
+            }
+        }
+    }
+
+    private func write(_ bytes: [UInt8]) {
+        bytes.withUnsafeBytes { buffer in
+            var offset = 0
+            while offset < buffer.count {
+                let written = Glibc.write(descriptor, buffer.baseAddress! + offset, buffer.count - offset)
+                if written < 0 {
+                    if errno == EINTR || errno == EAGAIN { continue }
+                    // A closed output (the reader of a pipe gone: EPIPE, the process ignores SIGPIPE) or a full
+                    // disk: the rest of the batch is lost, and counted.
+                    let lost = buffer[offset...].reduce(0) { $0 + ($1 == UInt8(ascii: "\n") ? 1 : 0) }
+                    droppedTotal.add(lost, ordering: .relaxed)
+                    let counter = dropCounter.withLock { $0 }
+                    counter?(lost)
+                    return
+                }
+                offset += written
+            }
+        }
+    }
+
+    private func reopenFile() {
+        guard case .file(let path) = destination else { return }
+        do {
+            let reopened = try Self.open(path)
+            close(descriptor)
+            descriptor = reopened
+        } catch {
+            // Keep writing to the old file rather than nowhere, and say why.
+            write(Array(Self.warning("log file not reopened; still writing to the previous one", ["error": "\(error)"]).utf8))
+        }
+    }
+
+    private static func open(_ path: String) throws -> Int32 {
+        let fd = Glibc.open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o640)
+        guard fd >= 0 else { throw OpenError(path: path, reason: String(cString: strerror(errno))) }
+        return fd
+    }
+
+    /// A warning line in the JSON log format, for what the writer itself has to say.
+    private static func warning(_ message: String, _ fields: [String: any Sendable]) -> String {
+        var line = #"{"time":""# + JSONLogHandler.timestamp() + #"","level":"warning","msg":"#
+        JSONText.appendQuoted(message, to: &line)
+        for (key, value) in fields.sorted(by: { $0.key < $1.key }) {
+            line += ","
+            JSONText.appendQuoted(key, to: &line)
+            line += ":"
+            if let number = value as? Int { line += String(number) } else { JSONText.appendQuoted("\(value)", to: &line) }
+        }
+        return line + "}\n"
+    }
+}
