@@ -3,7 +3,8 @@
 
 Usage: python3 bench/ab.py ROUNDS BINARY_A BINARY_B [...]
   e.g. cp .build/release/gateway /tmp/gw-a; (change, rebuild); python3 bench/ab.py 6 /tmp/gw-a .build/release/gateway
-Environment: ABPATH (default /1k), ABCONNS (default 50), ABSECS (seconds per run, default 6).
+Environment: ABPATH (default /1k), ABCONNS (default 50), ABSECS (seconds per run, default 6), ABACCESSLOG=1
+(the access log on, one line per request to the gateway's standard output, a file here).
 
 Same layout as run.py (gateway alone on CPU 0; wrk, the NGINX upstream and Redis on CPU 1) and the same
 bench/templates/gateway.json. Each round starts every binary afresh (order reversed on odd rounds), warms
@@ -32,6 +33,9 @@ def main():
     seconds = int(os.environ.get("ABSECS", "6"))
     R.raise_fd_limit()
     upstream_conf, _, gateway_conf = R.prepare_work()
+    if os.environ.get("ABACCESSLOG") == "1":
+        text = gateway_conf.read_text()
+        gateway_conf.write_text(text.replace('"access_log": false', '"access_log": true'))
     services, results = [], {binary: [] for binary in binaries}
     try:
         R.start_backends(upstream_conf, services)
