@@ -208,6 +208,7 @@ enum AdminEndpoint: String, Sendable {
             JSONValue.object([
                 ("upstream", .string(state.upstream)), ("target", .string(state.target)), ("healthy", .bool(state.healthy)),
                 ("breaker", .string(state.breaker)), ("in_flight", .integer(state.inFlight)), ("drained", .bool(state.drained)),
+                ("backup", .bool(state.backup)),
             ])
         }
         return AdminReply(.ok, "application/json", JSONValue.object([("targets", .array(items))]).rendered)

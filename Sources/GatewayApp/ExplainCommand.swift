@@ -125,7 +125,7 @@ public struct ExplainCommand: AsyncParsableCommand {
         }
         for name in route.upstreamNames {
             guard let upstream = config.upstream(named: name) else { continue }
-            let targets = upstream.targets.map(\.label).joined(separator: ", ")
+            let targets = upstream.targets.map { $0.backup ? $0.label + " (backup)" : $0.label }.joined(separator: ", ")
             lines.append("upstream \(name): \(upstream.balance.rawValue) over \(targets)")
         }
         if let mirror = route.mirror { lines.append("mirror: \(mirror.upstream) (\(mirror.percent)% of requests)") }

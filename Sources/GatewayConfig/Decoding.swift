@@ -614,6 +614,15 @@ extension UpstreamConfig {
             if dnsRefresh != nil, let targets, targets.allSatisfy({ UpstreamTarget.isIPLiteral($0.host) }) {
                 o.node.context.warning(o.path / "dns_refresh_ms", "every target is an IP address: there is nothing to resolve")
             }
+            if let targets, !targets.isEmpty, targets.allSatisfy(\.backup) {
+                o.node.context.error(o.path / "targets", "every target is a backup: at least one must take requests normally")
+            }
+            if let targets, targets.contains(where: \.backup), health == nil, breaker == nil, retries == nil {
+                o.node.context.warning(
+                    o.path / "targets",
+                    "backup targets take over from targets that fail health checks, have an open breaker or failed this request's try: "
+                        + "without health_check, circuit_breaker or retries, they get requests only while the others are drained")
+            }
             guard let targets else { return nil }
             var upstream = UpstreamConfig(
                 name: name, targets: targets, balance: balance, connectTimeoutMs: connect, readTimeoutMs: read,
@@ -646,15 +655,22 @@ extension UpstreamTarget.HTTPProtocol {
 }
 
 extension UpstreamTarget {
-    /// `"http://host:port"` or `{"url": "http://host:port", "weight": 3, "protocol": "h2"}`; the upstream's
-    /// `protocol` applies unless the target names its own.
+    /// `"http://host:port"` or `{"url": "http://host:port", "weight": 3, "protocol": "h2", "backup": true}`; the
+    /// upstream's `protocol` applies unless the target names its own.
     static func decode(_ node: ConfigNode, defaultProtocol: HTTPProtocol) -> UpstreamTarget? {
         if case .object = node.value {
             return node.object { o in
                 let target = o.required("url") { UpstreamTarget.parse($0) }
                 let weight = o.optional("weight") { $0.int(1...1000) } ?? 1
                 let httpProtocol = o.optional("protocol", HTTPProtocol.decode) ?? defaultProtocol
-                return target.map { var t = $0; t.weight = weight; t.httpProtocol = httpProtocol; return t }
+                let backup = o.optional("backup") { $0.bool() } ?? false
+                return target.map {
+                    var t = $0
+                    t.weight = weight
+                    t.httpProtocol = httpProtocol
+                    t.backup = backup
+                    return t
+                }
             }
         }
         return parse(node).map { var t = $0; t.httpProtocol = defaultProtocol; return t }

@@ -456,6 +456,9 @@ public struct UpstreamTarget: Sendable, Hashable, CustomStringConvertible {
     public var port: Int
     public var weight: Int
     public var httpProtocol: HTTPProtocol = .http1
+    /// `backup`: takes requests only while no other target can (NGINX's `backup`): a standby site, a
+    /// degraded-mode service.
+    public var backup = false
     /// The IP address DNS discovery found for `host` (`dns_refresh_ms`): connections go there, while Host, SNI
     /// and certificate checks keep using `host`. nil: connect to `host`.
     public var address: String?

@@ -31,6 +31,8 @@ final class UpstreamRuntime {
     /// the way back from a value to its target.
     let stickyValues: [String]
     private let stickyTargets: [String: Int]
+    /// Which targets are `backup` ones (empty when none is: the usual case takes the plain path).
+    private let backupTargets: [Bool]
 
     /// Connections open or being opened to any target of this upstream on this loop.
     private(set) var openConnections = 0
@@ -54,6 +56,7 @@ final class UpstreamRuntime {
         self.maxTries = 1 + (config.retries?.attempts ?? 0)
         stickyValues = config.stickyCookie == nil ? [] : config.targets.map { Self.stickyValue(upstream: config.name, target: $0.label) }
         stickyTargets = Dictionary(stickyValues.enumerated().map { ($1, $0) }, uniquingKeysWith: { first, _ in first })
+        backupTargets = config.targets.contains(where: \.backup) ? config.targets.map(\.backup) : []
         if let retries = config.retries, retries.backoffMs > 0 {
             let base = Int64(retries.backoffMs) * 1000
             backoff = Backoff(baseMicros: base, capMicros: max(base, Int64(retries.maxBackoffMs) * 1000))
@@ -94,6 +97,7 @@ final class UpstreamRuntime {
     func choose(tried: TriedTargets, hashKey: String?, preferred: Int? = nil) -> Choice {
         let now = UpstreamShared.now()
         let panic = shared.inPanic(now: now)
+        if !backupTargets.isEmpty { return chooseWithBackups(tried: tried, hashKey: hashKey, preferred: preferred, now: now, panic: panic) }
         if let preferred, !tried.contains(preferred), shared.isEligible(preferred, now: now, panic: panic),
             let choice = admitted(preferred, now: now, panic: panic)
         {
@@ -105,6 +109,27 @@ final class UpstreamRuntime {
         if !tried.isEmpty, let choice = pickAdmitted(now: now, panic: panic, hashKey: hashKey, allowed: { _ in true }) {
             return choice
         }
+        return .shutOut(retryAfterSeconds: shared.retryAfterSeconds(now: now))
+    }
+
+    /// `choose` for an upstream with backup targets: the other targets first, then the backups, each before a
+    /// target this request has tried already; breakers are ignored (panic) only when neither tier can take it.
+    /// A sticky cookie naming a backup is followed only while no other target can take the request, so clients
+    /// return to the primary targets when they recover.
+    private func chooseWithBackups(tried: TriedTargets, hashKey: String?, preferred: Int?, now: Int64, panic: Bool) -> Choice {
+        for backup in [false, true] {
+            if let preferred, backupTargets[preferred] == backup, !tried.contains(preferred),
+                shared.isEligible(preferred, now: now, panic: false), let choice = admitted(preferred, now: now, panic: false)
+            {
+                return choice
+            }
+            let tier = backupTargets
+            if let choice = pickAdmitted(now: now, panic: false, hashKey: hashKey, allowed: { tier[$0] == backup && !tried.contains($0) }) {
+                return choice
+            }
+        }
+        if panic, let choice = pickAdmitted(now: now, panic: true, hashKey: hashKey, allowed: { !tried.contains($0) }) { return choice }
+        if !tried.isEmpty, let choice = pickAdmitted(now: now, panic: panic, hashKey: hashKey, allowed: { _ in true }) { return choice }
         return .shutOut(retryAfterSeconds: shared.retryAfterSeconds(now: now))
     }
 

@@ -214,7 +214,8 @@ final class UpstreamShared: Sendable {
             }
             return UpstreamTargetState(
                 upstream: config.name, target: target.label, healthy: target.healthy.load(ordering: .relaxed),
-                breaker: breaker, inFlight: target.inFlight.load(ordering: .relaxed), drained: target.drained.load(ordering: .relaxed))
+                breaker: breaker, inFlight: target.inFlight.load(ordering: .relaxed), drained: target.drained.load(ordering: .relaxed),
+                backup: target.target.backup)
         }
     }
 }
@@ -229,4 +230,6 @@ public struct UpstreamTargetState: Sendable, Equatable {
     public let inFlight: Int
     /// Taken out of rotation through the admin API.
     public let drained: Bool
+    /// A `backup` target (takes requests only while no other target can).
+    public var backup = false
 }

@@ -682,6 +682,21 @@ import Testing
         #expect(bad.contains("logging.access_log_file: is the same file as logging.file; leave it out to log everything there"))
     }
 
+    // targets[].backup: decoded; an upstream of backups only is an error, backups nothing can hand over from warned.
+    @Test func backupTargetShapes() throws {
+        let config = { (upstream: String) in
+            #"{ "listeners": [{ "name": "l", "port": 1 }], "upstreams": { "u": \#(upstream) }, "routes": [{ "name": "r", "upstream": "u" }] }"#
+        }
+        let good = load(config(#"{ "targets": ["http://10.0.0.1:80", { "url": "http://10.0.0.2:80", "backup": true }], "health_check": { "path": "/h" } }"#))
+        #expect(good.errors.isEmpty && good.warnings.isEmpty, "\(good.diagnostics)")
+        #expect(good.config?.upstreams.first?.targets.map(\.backup) == [false, true])
+        let onlyBackups = load(config(#"{ "targets": [{ "url": "http://10.0.0.2:80", "backup": true }], "retries": { "attempts": 1 } }"#))
+        #expect(onlyBackups.errors.map(\.description) == ["upstreams.u.targets: every target is a backup: at least one must take requests normally"])
+        let unwatched = load(config(#"{ "targets": ["http://10.0.0.1:80", { "url": "http://10.0.0.2:80", "backup": true }] }"#))
+        #expect(unwatched.errors.isEmpty && unwatched.warnings.count == 1)
+        #expect(unwatched.warnings.first?.description.hasPrefix("warning: upstreams.u.targets: backup targets take over") == true)
+    }
+
     // pool: connection lifetime limits, off unless given.
     @Test func poolLifetimeShapes() throws {
         let config = { (pool: String) in

@@ -139,6 +139,57 @@ import Testing
         }
     }
 
+    // A backup target gets no traffic while a primary can take it; it takes over when the primaries fail
+    // their health checks, and hands back as soon as one recovers. A request whose tries fail on every
+    // primary is retried on the backup before anything else.
+    @Test func backupTargetTakesOverAndHandsBack() async throws {
+        try await withUpstreams(3) { upstreams in
+            let (a, b, c) = (upstreams[0], upstreams[1], upstreams[2])
+            let json = """
+                { "workers": 2,
+                  "listeners": [{ "name": "test", "address": "127.0.0.1", "port": 0 }],
+                  "upstreams": { "demo": {
+                    "targets": ["http://127.0.0.1:\(a.port)", "http://127.0.0.1:\(b.port)", { "url": "http://127.0.0.1:\(c.port)", "backup": true }],
+                    "retries": { "attempts": 2, "backoff_ms": 1, "on_status": [503], "budget_ratio": 1 },
+                    "health_check": { "path": "/healthz", "interval_ms": 100, "timeout_ms": 200, "unhealthy_threshold": 2, "healthy_threshold": 2 } } },
+                  "routes": [{ "name": "all", "upstream": "demo" }] }
+                """
+            try await withGateway(json) { gateway in
+                let normal = try await Self.requests(gateway, count: 20, concurrency: 2)
+                #expect(Self.outcomes(normal) == ["200 a", "200 b"])
+                #expect(Self.state(gateway, target: c.port)?.backup == true && Self.state(gateway, target: a.port)?.backup == false)
+
+                // Both primaries answer 503 (healthy by their checks): each request tries a and b, then c.
+                a.behaviour.failStatus.store(503, ordering: .relaxed)
+                b.behaviour.failStatus.store(503, ordering: .relaxed)
+                let failing = try await Self.requests(gateway, count: 6)
+                #expect(Self.outcomes(failing) == ["200 c"])
+                // Each of the six tried a and b first: their failure statuses are counted.
+                let failures = gateway.gateway.prometheusText().split(separator: "\n").filter {
+                    $0.hasPrefix("gateway_upstream_errors_total") && $0.contains(#"kind="status""#)
+                }
+                let failedOn = { (port: Int) in failures.filter { $0.contains("127.0.0.1:\(port)") }.compactMap { Double($0.split(separator: " ").last ?? "") }.reduce(0, +) }
+                let (failedOnA, failedOnB, failedOnC) = (failedOn(a.port), failedOn(b.port), failedOn(c.port))
+                #expect(failedOnA == 6 && failedOnB == 6 && failedOnC == 0, "\(failures)")
+                a.behaviour.failStatus.store(0, ordering: .relaxed)
+                b.behaviour.failStatus.store(0, ordering: .relaxed)
+
+                // Both primaries fail their checks: requests go straight to the backup.
+                a.behaviour.healthStatus.store(503, ordering: .relaxed)
+                b.behaviour.healthStatus.store(503, ordering: .relaxed)
+                try await waitUntil { Self.state(gateway, target: a.port)?.healthy == false && Self.state(gateway, target: b.port)?.healthy == false }
+                let down = try await Self.requests(gateway, count: 10, concurrency: 2)
+                #expect(Self.outcomes(down) == ["200 c"])
+
+                // One primary recovers: it gets everything again, the backup nothing.
+                a.behaviour.healthStatus.store(200, ordering: .relaxed)
+                try await waitUntil { Self.state(gateway, target: a.port)?.healthy == true }
+                let back = try await Self.requests(gateway, count: 10, concurrency: 2)
+                #expect(Self.outcomes(back) == ["200 a"])
+            }
+        }
+    }
+
     // Every target failing: tries take the read timeout until the breakers open; then the gateway answers
     // 503 at once, without touching the upstream, with Retry-After.
     @Test func allTargetsDownIsAFast503() async throws {
