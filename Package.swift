@@ -136,7 +136,7 @@ let package = Package(
                 nioPosix, nioSSL, logging,
             ],
             swiftSettings: strict),
-        .testTarget(name: "GatewayConfigTests", dependencies: ["GatewayConfig"], resources: [.copy("Fixtures")], swiftSettings: strict),
+        .testTarget(name: "GatewayConfigTests", dependencies: ["GatewayConfig", "GatewayPolicy"], resources: [.copy("Fixtures")], swiftSettings: strict),
         .testTarget(
             name: "GatewayCoreTests",
             dependencies: [

@@ -1,5 +1,6 @@
 import Crypto
 import GatewayConfig
+import GatewayCore
 
 /// The configured API keys, as SHA-256 digests only. A presented key is hashed and compared with every
 /// digest in constant time (no early exit, no dictionary lookup whose timing depends on the key).
@@ -8,24 +9,35 @@ public struct APIKeyTable: Sendable {
         let id: String
         let digest: [UInt8]
         let scopes: [String]
+        let expiresAt: Int?
     }
 
     let entries: [Entry]
 
     public init(_ keys: [APIKeyConfig]) {
-        entries = keys.map { Entry(id: $0.id, digest: Self.bytes(hex: $0.sha256), scopes: $0.scopes) }
+        entries = keys.map { Entry(id: $0.id, digest: Self.bytes(hex: $0.sha256), scopes: $0.scopes, expiresAt: $0.expiresAt) }
     }
 
     public var isEmpty: Bool { entries.isEmpty }
 
-    /// The identity of `key`, or nil when no configured key matches.
-    public func identify(_ key: String) -> Identity? {
+    /// What a presented key is.
+    public enum Verdict: Sendable, Equatable {
+        case valid(Identity)
+        /// A configured key past its `expires_at` (the consumer's id, for the log).
+        case expired(consumer: String)
+        case unknown
+    }
+
+    /// The identity of `key`, or why it has none. `now`: Unix seconds.
+    public func identify(_ key: String, now: Int = Int(WallClock.nanoseconds() / 1_000_000_000)) -> Verdict {
         let digest = Array(SHA256.hash(data: Array(key.utf8)))
         var match: Entry?
         for entry in entries {
             if ConstantTime.equals(digest, entry.digest) && match == nil { match = entry }
         }
-        return match.map { Identity(method: .apiKey, subject: $0.id, scopes: $0.scopes) }
+        guard let match else { return .unknown }
+        if let expiresAt = match.expiresAt, now >= expiresAt { return .expired(consumer: match.id) }
+        return .valid(Identity(method: .apiKey, subject: match.id, scopes: match.scopes))
     }
 
     /// Lowercase hex SHA-256 of a key, as `auth.api_keys[].sha256` wants it.

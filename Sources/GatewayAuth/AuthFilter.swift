@@ -87,11 +87,16 @@ public struct AuthFilter: GatewayFilter {
             case .apiKey:
                 guard let key = Self.apiKey(head.headers) else { continue }
                 presented = true
-                if let identity = authenticator.apiKeys.identify(key) {
+                switch authenticator.apiKeys.identify(key) {
+                case .valid(let identity):
                     return accept(identity, head: &head, context: &context)
+                case .expired(let consumer):
+                    code = "expired_api_key"
+                    reasons.append("api_key: the key of \(consumer) has expired")
+                case .unknown:
+                    code = "unknown_api_key"
+                    reasons.append("api_key: unknown key")
                 }
-                code = "unknown_api_key"
-                reasons.append("api_key: unknown key")
             case .mtls:
                 // The listener verified the certificate against its client_ca; this names who holds it.
                 guard let subject = context.connection.clientCertificateSubject else { continue }

@@ -355,9 +355,10 @@ extension AuthConfig {
                     }
                 }
             } ?? []
-            var seen: Set<String> = []
-            for (index, key) in apiKeys.enumerated() where !seen.insert(key.id).inserted {
-                o.node.context.error(o.path / "api_keys" / index / "id", "duplicate API key id \"\(key.id)\"")
+            // One consumer may hold several keys (rotation); one key may not belong to two.
+            var digests: Set<String> = []
+            for (index, key) in apiKeys.enumerated() where !digests.insert(key.sha256).inserted {
+                o.node.context.error(o.path / "api_keys" / index / "sha256", "the same key is already listed (for \"\(apiKeys.first { $0.sha256 == key.sha256 }?.id ?? "")\")")
             }
             var ids = Set(apiKeys.map(\.id))
             for (index, client) in mtlsClients.enumerated() where !ids.insert(client.id).inserted {
@@ -575,8 +576,17 @@ extension APIKeyConfig {
                 return text.lowercased()
             }
             let scopes = o.optional("scopes") { $0.array { $0.consumerText() } } ?? []
+            let expiresAt = o.optional("expires_at") { node -> Int? in
+                guard let text = node.string() else { return nil }
+                guard let seconds = RFC3339.seconds(text) else {
+                    node.error("expected an RFC 3339 time such as \"2027-01-31T00:00:00Z\" (or a date, \"2027-01-31\", meaning its midnight UTC)")
+                    return nil
+                }
+                if seconds <= Int(Date().timeIntervalSince1970) { node.warning("\(text) has passed: this key is refused") }
+                return seconds
+            }
             guard let id, let hash else { return nil }
-            return APIKeyConfig(id: id, sha256: hash, scopes: scopes)
+            return APIKeyConfig(id: id, sha256: hash, scopes: scopes, expiresAt: expiresAt)
         }
     }
 }

@@ -348,10 +348,21 @@ public struct JWTConfig: Sendable {
 }
 
 public struct APIKeyConfig: Sendable {
+    /// The consumer the key belongs to; several keys may share it (a rotation: the new key added, the old one
+    /// given an `expires_at`).
     public var id: String
     /// Lowercase hex SHA-256 of the key; the key itself is never stored.
     public var sha256: String
     public var scopes: [String]
+    /// `expires_at` (Unix seconds): the key is refused from then on.
+    public var expiresAt: Int?
+
+    public init(id: String, sha256: String, scopes: [String], expiresAt: Int? = nil) {
+        self.id = id
+        self.sha256 = sha256
+        self.scopes = scopes
+        self.expiresAt = expiresAt
+    }
 }
 
 public struct UpstreamConfig: Sendable, Equatable {

@@ -1,5 +1,6 @@
 import Foundation
 import GatewayConfig
+import GatewayPolicy
 import Testing
 
 @Suite struct ConfigDecodingTests {
@@ -695,6 +696,24 @@ import Testing
         let unwatched = load(config(#"{ "targets": ["http://10.0.0.1:80", { "url": "http://10.0.0.2:80", "backup": true }] }"#))
         #expect(unwatched.errors.isEmpty && unwatched.warnings.count == 1)
         #expect(unwatched.warnings.first?.description.hasPrefix("warning: upstreams.u.targets: backup targets take over") == true)
+    }
+
+    // api_keys: one consumer may hold several keys (rotation), one key may not be listed twice; expires_at is
+    // an RFC 3339 time (a past one is warned about).
+    @Test func apiKeyRotationShapes() throws {
+        let digest = { (c: String) in String(repeating: c, count: 64) }
+        let keys = { (entries: String) in minimal(extra: #""auth": { "api_keys": \#(entries) },"#) }
+        let rotation = load(keys(#"[{ "id": "billing", "sha256": "\#(digest("a"))", "expires_at": "2999-01-31T00:00:00Z" }, { "id": "billing", "sha256": "\#(digest("b"))" }]"#))
+        #expect(rotation.errors.isEmpty && rotation.warnings.isEmpty, "\(rotation.diagnostics)")
+        let parsed = try #require(rotation.config?.auth?.apiKeys)
+        #expect(parsed.map(\.id) == ["billing", "billing"])
+        #expect(parsed[0].expiresAt == RFC3339.seconds("2999-01-31T00:00:00Z") && parsed[1].expiresAt == nil)
+        let twice = load(keys(#"[{ "id": "one", "sha256": "\#(digest("a"))" }, { "id": "two", "sha256": "\#(digest("A"))" }]"#))
+        #expect(twice.errors.map(\.description) == [#"auth.api_keys[1].sha256: the same key is already listed (for "one")"#])
+        let past = load(keys(#"[{ "id": "old", "sha256": "\#(digest("a"))", "expires_at": "2020-01-01" }]"#))
+        #expect(past.errors.isEmpty && past.warnings.map(\.description) == ["warning: auth.api_keys[0].expires_at: 2020-01-01 has passed: this key is refused"])
+        let bad = load(keys(#"[{ "id": "x", "sha256": "\#(digest("a"))", "expires_at": "next tuesday" }]"#)).errors.map(\.description)
+        #expect(bad == [#"auth.api_keys[0].expires_at: expected an RFC 3339 time such as "2027-01-31T00:00:00Z" (or a date, "2027-01-31", meaning its midnight UTC)"#])
     }
 
     // pool: connection lifetime limits, off unless given.

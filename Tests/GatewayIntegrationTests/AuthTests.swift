@@ -516,6 +516,37 @@ struct TokenFactory: Sendable {
         }
     }
 
+    // Rotating a consumer's API key: the new key and the old one both work for the same consumer until the old
+    // one's expires_at; from then on it is refused (401, logged and counted as an expired key).
+    @Test func apiKeyRotationAndExpiry() async throws {
+        let keys = try await Self.makeKeys()
+        let oldKey = "gw_old-key-of-billing"
+        let expiry = Date().addingTimeInterval(2)
+        let formatter = ISO8601DateFormatter()
+        let rotating = #"{ "id": "billing-svc", "sha256": "\#(APIKeyDigest.hex(oldKey))", "scopes": ["orders:read"], "expires_at": "\#(formatter.string(from: expiry))" }"#
+        try await withUpstreams { upstreams in
+            let config = Self.config(upstreamPort: upstreams[0].port, jwt: Self.jwtSection(keys: keys.configEntries))
+                .replacingOccurrences(of: #""api_keys": ["#, with: #""api_keys": [\#(rotating), "#)
+            #expect(config.contains(APIKeyDigest.hex(oldKey)), "the rotating key is in the config")
+            try await withGateway(config) { gateway in
+                let old = try await gateway.request("GET", "/orders/1", headers: [("X-API-Key", oldKey)])
+                let new = try await gateway.request("GET", "/orders/1", headers: [("X-API-Key", Self.apiKey)])
+                #expect(old.status == 200 && old.echoedHeaders["x-auth-subject"] == "billing-svc")
+                #expect(new.status == 200 && new.echoedHeaders["x-auth-subject"] == "billing-svc")
+
+                // Whole seconds: the expiry is the second after `expiry`'s at the latest.
+                try await Task.sleep(until: .now + .seconds(expiry.timeIntervalSinceNow + 1.1), clock: .continuous)
+                let expired = try await gateway.request("GET", "/orders/1", headers: [("X-API-Key", oldKey)])
+                let stillNew = try await gateway.request("GET", "/orders/1", headers: [("X-API-Key", Self.apiKey)])
+                #expect(expired.status == 401 && expired.errorCode == "UNAUTHENTICATED")
+                #expect(stillNew.status == 200)
+                let reasons = gateway.logs.entries("authentication failed").map { $0["reason"] as? String ?? "" }
+                #expect(reasons == ["api_key: the key of billing-svc has expired"])
+                #expect(gateway.gateway.prometheusText().contains(#"reason="expired_api_key""#))
+            }
+        }
+    }
+
     // forward_claims headers are the gateway's: one a client sends is removed on every route before anything reads
     // it (a per-tenant limit keyed on it, the upstream), and only the verified claim goes up.
     @Test func forwardedClaimsCannotBeForged() async throws {

@@ -114,6 +114,20 @@ import Testing
         #expect(HTTPDate.format(seconds) == "Sun, 06 Nov 1994 08:49:37 GMT")
     }
 
+    // Config timestamps (api_keys[].expires_at): RFC 3339 with Z or an offset, fractions ignored, or a date.
+    @Test func rfc3339Times() {
+        let seconds = 784_111_777  // 1994-11-06T08:49:37Z
+        #expect(RFC3339.seconds("1994-11-06T08:49:37Z") == seconds)
+        #expect(RFC3339.seconds("1994-11-06t08:49:37.123456z") == seconds)
+        #expect(RFC3339.seconds("1994-11-06T09:49:37+01:00") == seconds)
+        #expect(RFC3339.seconds("1994-11-06T03:19:37-05:30") == seconds)
+        #expect(RFC3339.seconds("1994-11-06") == seconds - (8 * 3600 + 49 * 60 + 37))
+        #expect(RFC3339.seconds("2028-02-29") != nil && RFC3339.seconds("2027-02-29") == nil)
+        for bad in ["", "1994-11-06T08:49:37", "1994-13-06", "1994-11-06T24:00:00Z", "1994-11-06T08:49:37+0100", "1994-11-06 08:49:37Z", "06/11/1994"] {
+            #expect(RFC3339.seconds(bad) == nil, "\(bad)")
+        }
+    }
+
     @Test func leastRecentlyUsedByCost() {
         var cache = LRUCache<String, Int>(capacity: 10)
         cache.set("a", 1, cost: 4)
