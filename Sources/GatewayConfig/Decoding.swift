@@ -756,7 +756,7 @@ extension RetryConfig {
     static func decode(_ node: ConfigNode) -> RetryConfig? {
         node.object { o in
             let backoff = o.optional("backoff_ms") { $0.int(0...60_000) } ?? 25
-            return RetryConfig(
+            var retries = RetryConfig(
                 attempts: o.optional("attempts") { $0.int(0...10) } ?? 2,
                 backoffMs: backoff,
                 onStatus: o.optional("on_status") { $0.array { $0.int(100...599) } } ?? [502, 503, 504],
@@ -764,6 +764,9 @@ extension RetryConfig {
                 perTryTimeoutMs: o.optional("per_try_timeout_ms") { $0.int(1...maxMilliseconds) },
                 maxBackoffMs: o.optional("max_backoff_ms") { $0.int(0...600_000) } ?? max(backoff * 10, 250)
             )
+            retries.replayBodyBytes = o.optional("replay_body_bytes") { $0.int(0...16 << 20) } ?? retries.replayBodyBytes
+            retries.idempotencyKey = o.optional("idempotency_key") { $0.bool() } ?? false
+            return retries
         }
     }
 }

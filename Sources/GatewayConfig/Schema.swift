@@ -509,6 +509,12 @@ public struct RetryConfig: Sendable, Equatable {
     public var perTryTimeoutMs: Int?
     /// Ceiling of the exponential backoff.
     public var maxBackoffMs: Int
+    /// `replay_body_bytes`: request bodies up to this size are kept while the request is under way, so a try
+    /// that failed after sending its body can be made again; 0 keeps none (a body once sent ends the retries).
+    public var replayBodyBytes = 65_536
+    /// `idempotency_key`: a request with an `Idempotency-Key` field is retried like an idempotent one (the
+    /// upstream promises to act on a key once), even after it was sent whole.
+    public var idempotencyKey = false
 }
 
 public struct CircuitBreakerConfig: Sendable, Equatable {

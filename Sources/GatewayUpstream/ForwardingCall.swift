@@ -12,8 +12,9 @@ import NIOCore
 /// or a status listed in `retries.on_status`. The failure counts against the target's breaker, and the
 /// request goes to another target after a backoff when all of these hold:
 /// - tries are left (`retries.attempts`) and the retry budget allows one;
-/// - nothing unrepeatable left the gateway: bodies are streamed, not kept, so no body byte was written,
-///   and a non-idempotent request had not been completely sent (its upstream cannot have acted on it);
+/// - the request can be made again: no body byte was written, or all that was written is kept (bodies up to
+///   `retries.replay_body_bytes`); and a non-idempotent request had not been completely sent (its upstream
+///   cannot have acted on it), unless it carries an `Idempotency-Key` the upstream's `retries` trust;
 /// - the retry still fits in the request's total deadline.
 ///
 /// Independently, a reused keep-alive connection that the upstream closed just before we used it (or an
@@ -66,8 +67,15 @@ final class ForwardingCall: UpstreamCall {
     private var lastError = GatewayError.upstreamUnavailable
 
     private var heldBody: [ByteBuffer] = []
-    /// Some request body left for an upstream: the request can no longer be replayed.
+    /// Some request body left for an upstream: the request can be replayed only from `sentBody`.
     private var bodySent = false
+    /// The body parts sent so far, kept for another try while they fit `retries.replay_body_bytes` (nil once
+    /// they do not, or when there are no retries: then a sent body ends the retries).
+    private var sentBody: [ByteBuffer]? = nil
+    private var sentBodyBytes = 0
+    private let replayBodyBytes: Int
+    /// GET, PUT, DELETE...; or a request with an `Idempotency-Key` where `retries.idempotency_key` trusts it.
+    private let isIdempotent: Bool
     private var endRequested = false
     /// The current try sent the whole request.
     private var requestEndSent = false
@@ -94,6 +102,9 @@ final class ForwardingCall: UpstreamCall {
         }
         self.setsHost = !preserveHost || !head.headers.contains(name: "host")
         self.asksUpgrade = head.headers.containsToken("upgrade", inField: "connection")
+        let retries = upstream.config.retries
+        self.isIdempotent =
+            head.method.isIdempotent || (retries?.idempotencyKey == true && head.headers.contains(name: "idempotency-key"))
         self.upstream = upstream
         self.head = consume head
         self.framing = framing
@@ -103,6 +114,8 @@ final class ForwardingCall: UpstreamCall {
         self.readTimeout = settings.read ?? upstream.readTimeout
         self.deadline = (settings.total ?? upstream.totalTimeout).map { EventClock.now() + $0 }
         self.maxTries = settings.retryAttempts.map { 1 + $0 } ?? upstream.maxTries
+        self.replayBodyBytes = maxTries > 1 ? retries?.replayBodyBytes ?? 0 : 0
+        if replayBodyBytes > 0 { sentBody = [] }
     }
 
     /// The target that answered, or every target tried in order ("a, b") when there were retries.
@@ -142,6 +155,12 @@ final class ForwardingCall: UpstreamCall {
                 fail(lastError)
             }
         case .target(let pool, let probe):
+            if let sent = sentBody, !sent.isEmpty {
+                // Another try: the body sent before goes again, ahead of what arrived since.
+                heldBody = sent + heldBody
+                sentBody = []
+                sentBodyBytes = 0
+            }
             tried.append(pool.index)
             tryStartedAt = EventClock.now()
             self.pool = pool
@@ -181,7 +200,7 @@ final class ForwardingCall: UpstreamCall {
     }
 
     private var isReplayable: Bool {
-        !bodySent && (head.method.isIdempotent || !completeRequestSent)
+        (!bodySent || sentBody != nil) && (isIdempotent || !completeRequestSent)
     }
 
     /// Whether another try is allowed; takes one retry from the budget when it is.
@@ -329,6 +348,10 @@ final class ForwardingCall: UpstreamCall {
     private func writeBody(_ buffer: ByteBuffer, on connection: any UpstreamLink) {
         guard buffer.readableBytes > 0 else { return }
         bodySent = true
+        if sentBody != nil {
+            sentBodyBytes += buffer.readableBytes
+            if sentBodyBytes <= replayBodyBytes { sentBody?.append(buffer) } else { sentBody = nil }  // too large to keep
+        }
         connection.writeBody(buffer)
     }
 

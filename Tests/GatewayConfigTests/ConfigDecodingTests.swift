@@ -716,6 +716,18 @@ import Testing
         #expect(bad == [#"auth.api_keys[0].expires_at: expected an RFC 3339 time such as "2027-01-31T00:00:00Z" (or a date, "2027-01-31", meaning its midnight UTC)"#])
     }
 
+    // retries.replay_body_bytes (64 KiB unless given, 0-16 MiB) and idempotency_key (off unless given).
+    @Test func retryReplayShapes() throws {
+        let config = { (retries: String) in
+            #"{ "listeners": [{ "name": "l", "port": 1 }], "upstreams": { "u": { "targets": ["http://10.0.0.1:80"], "retries": \#(retries) } }, "routes": [{ "name": "r", "upstream": "u" }] }"#
+        }
+        let defaults = try #require(load(config("{}")).config?.upstreams.first?.retries)
+        #expect(defaults.replayBodyBytes == 65_536 && !defaults.idempotencyKey)
+        let set = try #require(load(config(#"{ "replay_body_bytes": 0, "idempotency_key": true }"#)).config?.upstreams.first?.retries)
+        #expect(set.replayBodyBytes == 0 && set.idempotencyKey)
+        #expect(load(config(#"{ "replay_body_bytes": 100000000 }"#)).errors.count == 1)
+    }
+
     // pool: connection lifetime limits, off unless given.
     @Test func poolLifetimeShapes() throws {
         let config = { (pool: String) in

@@ -290,6 +290,52 @@ import Testing
         }
     }
 
+    // A body that went out with a failed try goes out again with the retry: small bodies are kept
+    // (replay_body_bytes), larger ones end the retries once sent; a POST sent whole is retried only with an
+    // Idempotency-Key its upstream's retries trust.
+    @Test func bodiesAreReplayedOnRetry() async throws {
+        try await withUpstreams(2) { upstreams in
+            let (a, b) = (upstreams[0], upstreams[1])
+            a.behaviour.failStatus.store(503, ordering: .relaxed)
+            let targets = #"["http://127.0.0.1:\#(a.port)", "http://127.0.0.1:\#(b.port)"]"#
+            let json = """
+                { "workers": 1,
+                  "listeners": [{ "name": "test", "address": "127.0.0.1", "port": 0 }],
+                  "upstreams": {
+                    "plain": { "targets": \(targets), "retries": { "attempts": 1, "backoff_ms": 0, "on_status": [503], "budget_ratio": 1, "replay_body_bytes": 4096 } },
+                    "keyed": { "targets": \(targets), "retries": { "attempts": 1, "backoff_ms": 0, "on_status": [503], "budget_ratio": 1, "idempotency_key": true } } },
+                  "routes": [{ "name": "plain", "match": { "path_prefix": "/plain" }, "upstream": "plain" },
+                             { "name": "keyed", "match": { "path_prefix": "/keyed" }, "upstream": "keyed" }] }
+                """
+            try await withGateway(json) { gateway in
+                func send(_ method: String, _ path: String, bytes: Int, headers: [(String, String)] = []) async throws -> [String] {
+                    var outcomes: [String] = []
+                    for index in 0..<4 {
+                        let body = String(repeating: Character(UnicodeScalar(UInt8(97 + index))), count: bytes)
+                        let response = try await gateway.request(method, path, headers: headers, body: body)
+                        let intact = response.json["body"] as? String == body
+                        outcomes.append("\(response.status) \(Self.upstreamName(response) ?? "-")\(response.status == 200 && !intact ? " damaged" : "")")
+                    }
+                    return Set(outcomes).sorted()
+                }
+                let triedOnA = a.requestsServed
+                let puts = try await send("PUT", "/plain/doc", bytes: 3000)
+                #expect(puts == ["200 b"], "every PUT answered by b with its own body, those tried on a first included")
+                #expect(a.requestsServed >= triedOnA + 2)
+
+                let large = try await send("PUT", "/plain/doc", bytes: 10_000)
+                #expect(large == ["200 b", "503 a"], "a body too large to keep is not sent twice")
+
+                let posts = try await send("POST", "/plain/orders", bytes: 100)
+                #expect(posts == ["200 b", "503 a"], "a POST sent whole may have been acted on")
+                let keyed = try await send("POST", "/keyed/orders", bytes: 100, headers: [("Idempotency-Key", "order-7")])
+                #expect(keyed == ["200 b"])
+                let unkeyed = try await send("POST", "/keyed/orders", bytes: 100)
+                #expect(unkeyed == ["200 b", "503 a"])
+            }
+        }
+    }
+
     // Under a 100% failing upstream, retries stay within the budget (20% of requests, at least 3).
     @Test func retryBudgetCapsRetries() async throws {
         try await withUpstreams(1) { upstreams in
