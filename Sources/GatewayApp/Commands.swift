@@ -117,6 +117,15 @@ enum ConfigCheck {
                 findings.append(("auth.basic", "\(error)", true))
             }
         }
+        if let tokens = config.auth?.upstreamToken {
+            do {
+                _ = try await UpstreamTokenSigner.load(tokens)
+            } catch let error as UpstreamTokenSigner.KeyError {
+                findings.append((error.path, error.message, true))
+            } catch {
+                findings.append(("auth.upstream_token", "\(error)", true))
+            }
+        }
         // Log files: their folder must exist and take files (the files themselves are created at start).
         for (key, file) in [("file", config.logging.file), ("access_log_file", config.logging.accessLogFile)] {
             guard let file else { continue }

@@ -258,6 +258,9 @@ public struct AuthFilter: GatewayFilter {
         } else if identity.method == .basic {
             head.headers.remove(name: "authorization")
         }
+        if let signer = authenticator.upstreamTokens, let value = signer.fieldValue(for: identity, now: Authenticator.now()) {
+            head.headers.replaceOrAdd(name: signer.header, value: value)
+        }
         head.headers.add(name: "x-auth-subject", value: identity.subject)
         head.headers.add(name: "x-auth-scopes", value: identity.scopes.joined(separator: " "))
         head.headers.add(name: "x-auth-method", value: identity.method.rawValue)

@@ -27,11 +27,14 @@ public final class Authenticator: Sendable {
     /// nil when `auth.jwt.cache_size` is 0.
     private let verifiedTokens: VerifiedTokenCache?
     private let logger: Logger
+    /// `auth.upstream_token`: signs the identity of each authenticated request for its upstream.
+    public let upstreamTokens: UpstreamTokenSigner?
 
     private init(
         verifier: JWTVerifier?, apiKeys: APIKeyTable, mtlsClients: MTLSClientTable, basicUsers: BasicUsers?, cookie: String?, queryParam: String?,
-        staticKeys: JWTKeySet, jwks: JWKSSource?, cacheSize: Int, logger: Logger
+        staticKeys: JWTKeySet, jwks: JWKSSource?, cacheSize: Int, upstreamTokens: UpstreamTokenSigner?, logger: Logger
     ) {
+        self.upstreamTokens = upstreamTokens
         self.basicUsers = basicUsers
         self.mtlsClients = mtlsClients
         self.queryParam = queryParam
@@ -73,10 +76,12 @@ public final class Authenticator: Sendable {
         }
         // The htpasswd file's users are consumers too: their names must not be another credential's id.
         let basicUsers = try config.basic.map { try BasicUsers.load($0, otherConsumers: config.keyAndCertificateIDs) }
+        var upstreamTokens: UpstreamTokenSigner?
+        if let tokens = config.upstreamToken { upstreamTokens = try await UpstreamTokenSigner.load(tokens) }
         let authenticator = Authenticator(
             verifier: verifier, apiKeys: APIKeyTable(config.apiKeys), mtlsClients: MTLSClientTable(config.mtlsClients), basicUsers: basicUsers,
             cookie: config.jwt?.cookie, queryParam: config.jwt?.queryParam, staticKeys: JWTKeySet(staticKeys),
-            jwks: source, cacheSize: config.jwt?.cacheSize ?? 0, logger: logger)
+            jwks: source, cacheSize: config.jwt?.cacheSize ?? 0, upstreamTokens: upstreamTokens, logger: logger)
         if let source {
             source.onUpdate = { [weak authenticator] fetched in authenticator?.publish(fetched) }
             await source.start()

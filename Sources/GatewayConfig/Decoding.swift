@@ -369,6 +369,7 @@ extension AuthConfig {
             auth.mtlsClients = mtlsClients
             auth.basic = basic
             auth.introspection = o.optional("introspection", IntrospectionConfig.decode)
+            auth.upstreamToken = o.optional("upstream_token", UpstreamTokenConfig.decode)
             return auth
         }
     }
@@ -558,6 +559,51 @@ extension BasicAuthConfig {
             if !o.has("users") && !o.has("htpasswd_file") {
                 o.node.context.error(o.path, "give users, an htpasswd_file, or both")
             }
+            return config
+        }
+    }
+}
+
+extension UpstreamTokenConfig {
+    static func decode(_ node: ConfigNode) -> UpstreamTokenConfig? {
+        node.object { o in
+            let issuer = o.required("issuer") { $0.nonEmptyString() }
+            let alg = o.required("alg") { $0.oneOf(["HS256", "ES256", "RS256"]) }
+            let header = o.optional("header") { node -> String? in
+                guard let name = node.token()?.lowercased() else { return nil }
+                guard name == "authorization" || (name.hasPrefix("x-auth-") && name.count > 7) else {
+                    node.error("use \"authorization\" or an X-Auth-* name (the gateway removes client-sent X-Auth-* fields, so no client can forge it)")
+                    return nil
+                }
+                guard !["x-auth-subject", "x-auth-scopes", "x-auth-method"].contains(name) else {
+                    node.error("\(name) already carries part of the identity; choose another X-Auth-* name")
+                    return nil
+                }
+                return name
+            }
+            let secret = o.optional("secret") { $0.nonEmptyString() }
+            let keyFile = o.optional("private_key_file") { $0.filePath() }
+            switch alg {
+            case "HS256":
+                if secret == nil && !o.has("secret") { o.node.context.error(o.path / "secret", "HS256 signs with a secret (at least 32 bytes; use ${ENV})") }
+                if let secret, secret.utf8.count < 32 { o.node.context.error(o.path / "secret", "needs at least 32 bytes (it has \(secret.utf8.count))") }
+                if keyFile != nil { o.node.context.error(o.path / "private_key_file", "HS256 signs with secret, not a key file") }
+            case .some:
+                if keyFile == nil && !o.has("private_key_file") {
+                    o.node.context.error(o.path / "private_key_file", "\(alg ?? "") signs with a private key (a PEM file)")
+                }
+                if secret != nil { o.node.context.error(o.path / "secret", "\(alg ?? "") signs with private_key_file, not a secret") }
+            case nil:
+                break
+            }
+            guard let issuer, let alg else { return nil }
+            var config = UpstreamTokenConfig(issuer: issuer, alg: alg)
+            config.header = header ?? config.header
+            config.audience = o.optional("audience") { $0.nonEmptyString() }
+            config.ttlSeconds = o.optional("ttl_seconds") { $0.int(10...86_400) } ?? config.ttlSeconds
+            config.kid = o.optional("kid") { $0.nonEmptyString() }
+            config.secret = secret
+            config.privateKeyFile = keyFile
             return config
         }
     }

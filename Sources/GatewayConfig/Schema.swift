@@ -225,9 +225,34 @@ public struct AuthConfig: Sendable {
     public var basic: BasicAuthConfig?
     /// `introspection`: opaque bearer tokens checked at the authorization server (RFC 7662).
     public var introspection: IntrospectionConfig?
+    /// `upstream_token`: a JWT the gateway signs for each authenticated request, so upstreams can verify who
+    /// the caller is instead of trusting headers.
+    public var upstreamToken: UpstreamTokenConfig?
 
     /// The consumer ids of API keys and client certificates, which no Basic user name may repeat.
     public var keyAndCertificateIDs: Set<String> { Set(apiKeys.map(\.id) + mtlsClients.map(\.id)) }
+}
+
+/// `auth.upstream_token`: the identity the gateway established, as a short-lived JWT it signs and sends upstream
+/// (Kong Enterprise's jwt-signer): `{"iss", "sub", "aud", "iat", "exp", "scope", "auth_method"}` plus the claims
+/// routes ask about.
+public struct UpstreamTokenConfig: Sendable, Equatable {
+    /// The request field it goes in (lowercased): `authorization` (as `Bearer <token>`, replacing the client's)
+    /// or an `x-auth-*` name (client-sent fields of that name never pass).
+    public var header = "x-auth-token"
+    public var issuer: String
+    public var audience: String?
+    public var ttlSeconds = 300
+    /// `HS256` (with `secret`), `ES256` or `RS256` (with `private_key_file`, PEM).
+    public var alg: String
+    public var kid: String?
+    public var secret: String?
+    public var privateKeyFile: String?
+
+    public init(issuer: String, alg: String) {
+        self.issuer = issuer
+        self.alg = alg
+    }
 }
 
 /// `auth.introspection`: opaque (non-JWT) access tokens asked about at the authorization server's OAuth 2.0

@@ -728,6 +728,22 @@ import Testing
         #expect(load(config(#"{ "replay_body_bytes": 100000000 }"#)).errors.count == 1)
     }
 
+    // auth.upstream_token: an issuer, an algorithm and its key; a header the gateway can keep clients from forging.
+    @Test func upstreamTokenShapes() throws {
+        let auth = { (token: String) in minimal(extra: #""auth": { "api_keys": [], "upstream_token": \#(token) },"#) }
+        let good = load(auth(#"{ "issuer": "https://gw", "alg": "ES256", "private_key_file": "/etc/gateway/signing.pem", "ttl_seconds": 120 }"#))
+        #expect(good.errors.isEmpty, "\(good.diagnostics)")
+        let token = try #require(good.config?.auth?.upstreamToken)
+        #expect(token.header == "x-auth-token" && token.ttlSeconds == 120 && token.privateKeyFile == "/etc/gateway/signing.pem")
+        let bad = load(auth(#"{ "issuer": "https://gw", "alg": "HS256", "secret": "short", "header": "X-Identity" }"#)).errors.map(\.description)
+        #expect(bad == [
+            #"auth.upstream_token.header: use "authorization" or an X-Auth-* name (the gateway removes client-sent X-Auth-* fields, so no client can forge it)"#,
+            "auth.upstream_token.secret: needs at least 32 bytes (it has 5)",
+        ])
+        let keyless = load(auth(#"{ "issuer": "https://gw", "alg": "RS256", "secret": "0123456789abcdef0123456789abcdef" }"#)).errors.map(\.description)
+        #expect(keyless == ["auth.upstream_token.private_key_file: RS256 signs with a private key (a PEM file)", "auth.upstream_token.secret: RS256 signs with private_key_file, not a secret"])
+    }
+
     // pool: connection lifetime limits, off unless given.
     @Test func poolLifetimeShapes() throws {
         let config = { (pool: String) in

@@ -547,6 +547,45 @@ struct TokenFactory: Sendable {
         }
     }
 
+    // auth.upstream_token (RS256): the upstream gets a JWT naming the consumer that openssl verifies with the
+    // gateway's public key alone; a client-sent token field never passes, on any route.
+    @Test func upstreamTokenVerifiesWithThePublicKey() async throws {
+        let keys = try await Self.makeKeys()
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("upstream-token-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let made = try await shell(
+            "cd \(directory.path) && openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out key.pem 2>/dev/null && openssl pkey -in key.pem -pubout -out public.pem")
+        #expect(made.status == 0)
+        try await withUpstreams { upstreams in
+            let signing = #""upstream_token": { "issuer": "https://gw.test", "alg": "RS256", "private_key_file": "\#(directory.path)/key.pem", "audience": "orders" },"#
+            let config = Self.config(upstreamPort: upstreams[0].port, jwt: Self.jwtSection(keys: keys.configEntries))
+                .replacingOccurrences(of: #""api_keys": ["#, with: signing + #" "api_keys": ["#)
+            try await withGateway(config) { gateway in
+                let response = try await gateway.request("GET", "/orders/1", headers: [("X-API-Key", Self.apiKey), ("X-Auth-Token", "forged")])
+                #expect(response.status == 200)
+                let token = try #require(response.echoedHeaders["x-auth-token"])
+                let pieces = token.split(separator: ".").map(String.init)
+                try #require(pieces.count == 3)
+                func bytes(_ text: String) throws -> Data {
+                    var base64 = text.replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/")
+                    while base64.count % 4 != 0 { base64 += "=" }
+                    return try #require(Data(base64Encoded: base64))
+                }
+                try Data((pieces[0] + "." + pieces[1]).utf8).write(to: directory.appendingPathComponent("input"))
+                try bytes(pieces[2]).write(to: directory.appendingPathComponent("signature"))
+                let verified = try await shell("cd \(directory.path) && openssl dgst -sha256 -verify public.pem -signature signature input")
+                #expect(verified.stdout.contains("Verified OK"), "\(verified.stdout)")
+                let payload = try #require(try JSONSerialization.jsonObject(with: bytes(pieces[1])) as? [String: Any])
+                #expect(payload["sub"] as? String == "billing-svc" && payload["auth_method"] as? String == "api_key" && payload["aud"] as? String == "orders")
+                #expect(payload["scope"] as? String == "orders:read orders:write" && payload["iss"] as? String == "https://gw.test")
+
+                let open = try await gateway.request("GET", "/public", headers: [("X-Auth-Token", "forged")])
+                #expect(open.status == 200 && open.echoedHeaders["x-auth-token"] == nil)
+            }
+        }
+    }
+
     // forward_claims headers are the gateway's: one a client sends is removed on every route before anything reads
     // it (a per-tenant limit keyed on it, the upstream), and only the verified claim goes up.
     @Test func forwardedClaimsCannotBeForged() async throws {
