@@ -107,10 +107,17 @@ enum ConfigCheck {
         guard let config = result.config else { return result }
         var findings = TLSCheck.findings(config).map { (path: $0.path, message: $0.message, isError: $0.isError) }
         if let jwt = config.auth?.jwt { findings += await KeyLoader.findings(jwt) }
+        // The API keys file: valid entries, no key listed twice.
+        var keyFileIDs: Set<String> = []
+        if let auth = config.auth {
+            let (keys, problems) = APIKeyTable.configuredKeys(auth)
+            findings += problems
+            keyFileIDs = Set((keys ?? []).map(\.id))
+        }
         if let auth = config.auth, let basic = auth.basic {
             // The htpasswd file: readable, every line a user and an accepted hash, no name taken twice.
             do {
-                _ = try BasicUsers.load(basic, otherConsumers: auth.keyAndCertificateIDs)
+                _ = try BasicUsers.load(basic, otherConsumers: auth.keyAndCertificateIDs.union(keyFileIDs))
             } catch let error as KeyLoader.KeyError {
                 findings.append((error.path, error.message, true))
             } catch {

@@ -389,21 +389,27 @@ public final class Gateway: Sendable {
         reloadCertificates()
     }
 
-    /// Polls `configPath` while `reload.watch` is on and reloads when its bytes change. A file that fails to
-    /// load is reported once (its bytes count as seen), not at every poll.
+    /// Polls `configPath`, and the API keys and htpasswd files it names, while `reload.watch` is on, and reloads
+    /// when their bytes change. A file that fails to load is reported once (its bytes count as seen), not at
+    /// every poll.
     private func startWatchingConfigFile() {
         guard let configPath else { return }
         let task = Task { [weak self] in
-            var seen = FileManager.default.contents(atPath: configPath)
+            func contents(_ config: GatewayConfig?) -> [Data?] {
+                let files = [configPath, config?.auth?.apiKeysFile, config?.auth?.basic?.htpasswdFile].compactMap { $0 }
+                return files.map { FileManager.default.contents(atPath: $0) }
+            }
+            var seen = contents(self?.config)
             while !Task.isCancelled {
                 guard let interval = self?.config.reload.intervalMs else { return }
                 try? await Task.sleep(for: .milliseconds(interval))
                 guard let self, self.config.reload.watch, !Task.isCancelled else { continue }
-                let current = FileManager.default.contents(atPath: configPath)
+                let current = contents(self.config)
                 guard current != seen else { continue }
                 seen = current
                 self.logger.info("config file changed; reloading", metadata: ["path": "\(configPath)"])
                 try? await self.reloadFromFile()
+                seen = contents(self.config)
             }
         }
         watcher.withLockedValue { $0 = task }

@@ -40,6 +40,30 @@ public struct APIKeyTable: Sendable {
         return .valid(Identity(method: .apiKey, subject: match.id, scopes: match.scopes))
     }
 
+    /// Every configured key: `auth.api_keys` and the entries of `auth.api_keys_file` (read now), with what is wrong
+    /// (errors, and warnings such as keys past their time) at JSON paths. `keys` is nil when there is an error: a
+    /// file that does not load, the same key twice, or a file id that is a client certificate's consumer.
+    public static func configuredKeys(_ config: AuthConfig) -> (keys: [APIKeyConfig]?, problems: [(path: String, message: String, isError: Bool)]) {
+        guard let file = config.apiKeysFile else { return (config.apiKeys, []) }
+        let (loaded, diagnostics) = APIKeyConfig.loadFile(path: file)
+        var problems = diagnostics.map { (path: $0.path, message: $0.message, isError: $0.severity == .error) }
+        guard let loaded else { return (nil, problems) }
+        let inline = Dictionary(config.apiKeys.map { ($0.sha256, $0.id) }, uniquingKeysWith: { first, _ in first })
+        var seen: [String: String] = [:]
+        let certificateIDs = Set(config.mtlsClients.map(\.id))
+        for (index, key) in loaded.enumerated() {
+            let at = "auth.api_keys_file[\(index)]"
+            if let owner = inline[key.sha256] ?? seen[key.sha256] {
+                problems.append((at + ".sha256", "the same key is already listed (for \"\(owner)\")", true))
+            }
+            seen[key.sha256] = key.id
+            if certificateIDs.contains(key.id) {
+                problems.append((at + ".id", "\"\(key.id)\" is already a client certificate's consumer id", true))
+            }
+        }
+        return (problems.contains(where: \.isError) ? nil : config.apiKeys + loaded, problems)
+    }
+
     /// Lowercase hex SHA-256 of a key, as `auth.api_keys[].sha256` wants it.
     public static func digestHex(of key: String) -> String {
         SHA256.hash(data: Array(key.utf8)).map { byte in

@@ -75,11 +75,18 @@ public final class Authenticator: Sendable {
             }
         }
         // The htpasswd file's users are consumers too: their names must not be another credential's id.
-        let basicUsers = try config.basic.map { try BasicUsers.load($0, otherConsumers: config.keyAndCertificateIDs) }
+        let (apiKeys, keyProblems) = APIKeyTable.configuredKeys(config)
+        guard let apiKeys else {
+            let problem = keyProblems.first(where: \.isError)
+            throw KeyLoader.KeyError(path: problem?.path ?? "auth.api_keys_file", message: problem?.message ?? "cannot be loaded")
+        }
+        let basicUsers = try config.basic.map {
+            try BasicUsers.load($0, otherConsumers: config.keyAndCertificateIDs.union(apiKeys.map(\.id)))
+        }
         var upstreamTokens: UpstreamTokenSigner?
         if let tokens = config.upstreamToken { upstreamTokens = try await UpstreamTokenSigner.load(tokens) }
         let authenticator = Authenticator(
-            verifier: verifier, apiKeys: APIKeyTable(config.apiKeys), mtlsClients: MTLSClientTable(config.mtlsClients), basicUsers: basicUsers,
+            verifier: verifier, apiKeys: APIKeyTable(apiKeys), mtlsClients: MTLSClientTable(config.mtlsClients), basicUsers: basicUsers,
             cookie: config.jwt?.cookie, queryParam: config.jwt?.queryParam, staticKeys: JWTKeySet(staticKeys),
             jwks: source, cacheSize: config.jwt?.cacheSize ?? 0, upstreamTokens: upstreamTokens, logger: logger)
         if let source {

@@ -52,3 +52,27 @@ public enum ConfigLoader {
         return load(text: text, environment: environment, baseDirectory: directory)
     }
 }
+
+extension APIKeyConfig {
+    /// `auth.api_keys_file`: a JSON array of `api_keys` entries kept apart from gateway.json (written by a
+    /// provisioning job, say), read at start and on every reload. Problems are reported at
+    /// `auth.api_keys_file[N]...` paths; `keys` is nil when there is any error.
+    public static func loadFile(
+        path: String, environment: [String: String] = ProcessInfo.processInfo.environment
+    ) -> (keys: [APIKeyConfig]?, diagnostics: [Diagnostic]) {
+        let at = JSONPath.root / "auth" / "api_keys_file"
+        guard let data = FileManager.default.contents(atPath: path), let text = String(data: data, encoding: .utf8) else {
+            return (nil, [Diagnostic(path: "\(at)", message: "\(path) cannot be read")])
+        }
+        let value: JSONValue
+        do {
+            value = try JSONParser.parse(text)
+        } catch {
+            return (nil, [Diagnostic(path: "\(at)", message: "\(path) is not valid JSON: \(error)")])
+        }
+        let context = DecodingContext(environment: environment, baseDirectory: nil)
+        let keys = ConfigNode(value: value, path: at, context: context).array(APIKeyConfig.decode)
+        let hasErrors = context.diagnostics.contains { $0.severity == .error }
+        return (hasErrors ? nil : keys, context.diagnostics)
+    }
+}

@@ -370,6 +370,7 @@ extension AuthConfig {
             auth.basic = basic
             auth.introspection = o.optional("introspection", IntrospectionConfig.decode)
             auth.upstreamToken = o.optional("upstream_token", UpstreamTokenConfig.decode)
+            auth.apiKeysFile = o.optional("api_keys_file") { $0.filePath() }
             return auth
         }
     }

@@ -219,6 +219,8 @@ public struct CacheConfig: Sendable, Equatable {
 public struct AuthConfig: Sendable {
     public var jwt: JWTConfig?
     public var apiKeys: [APIKeyConfig]
+    /// `api_keys_file`: more keys, in a JSON file of their own read at start and on every reload.
+    public var apiKeysFile: String?
     /// `mtls_clients`: consumers known by the client certificate a TLS listener verified.
     public var mtlsClients: [MTLSClientConfig] = []
     /// `basic`: HTTP Basic users (RFC 7617) with crypt(3) password hashes.

@@ -140,8 +140,8 @@ extension GatewayConfig {
                 if auth.require.contains(.jwt) && self.auth?.jwt == nil {
                     context.error(path / "auth" / "require", "\"jwt\" needs auth.jwt to be configured")
                 }
-                if auth.require.contains(.apiKey) && (self.auth?.apiKeys.isEmpty ?? true) {
-                    context.error(path / "auth" / "require", "\"api_key\" needs auth.api_keys to be configured")
+                if auth.require.contains(.apiKey) && (self.auth?.apiKeys.isEmpty ?? true) && self.auth?.apiKeysFile == nil {
+                    context.error(path / "auth" / "require", "\"api_key\" needs auth.api_keys or auth.api_keys_file to be configured")
                 }
                 if auth.require.contains(.introspection) && self.auth?.introspection == nil {
                     context.error(path / "auth" / "require", "\"introspection\" needs auth.introspection to be configured")

@@ -154,6 +154,60 @@ import TestSupport
         }
     }
 
+    // auth.api_keys_file: keys kept apart from gateway.json, picked up when the file changes (reload.watch);
+    // a broken file changes nothing, and gateway check names the bad entry.
+    @Test(.timeLimit(.minutes(1))) func apiKeysFileIsReloaded() async throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("gateway-keys-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let keysFile = directory.appendingPathComponent("keys.json")
+        func entry(_ id: String, _ key: String) -> String { #"{ "id": "\#(id)", "sha256": "\#(APIKeyDigest.hex(key))", "scopes": ["read"] }"# }
+        try "[\(entry("svc-a", "gw_key-a"))]".write(to: keysFile, atomically: true, encoding: .utf8)
+        try await withUpstreams { upstreams in
+            let config = """
+                { "workers": 1, "reload": { "watch": true, "interval_ms": 100 },
+                  "listeners": [{ "name": "public", "address": "127.0.0.1", "port": 0 }],
+                  "auth": { "api_keys_file": "\(keysFile.path)" },
+                  "upstreams": { "demo": { "targets": ["http://127.0.0.1:\(upstreams[0].port)"] } },
+                  "routes": [{ "name": "all", "upstream": "demo", "auth": { "require": ["api_key"] } }] }
+                """
+            let gateway = try GatewayProcess(config: config)
+            try await gateway.start()
+            func status(_ key: String) async throws -> String {
+                try await shell("curl -s -o /dev/null -w '%{http_code}' -H 'X-API-Key: \(key)' http://127.0.0.1:\(gateway.port)/echo").stdout
+            }
+            let first = (try await status("gw_key-a"), try await status("gw_key-b"))
+            #expect(first == ("200", "401"))
+
+            try "[\(entry("svc-a", "gw_key-a")), \(entry("svc-b", "gw_key-b"))]".write(to: keysFile, atomically: true, encoding: .utf8)
+            var added = ""
+            let deadline = ContinuousClock.now + .seconds(10)
+            while added != "200" && ContinuousClock.now < deadline {
+                try await Task.sleep(for: .milliseconds(50))
+                added = try await status("gw_key-b")
+            }
+            #expect(added == "200", "\(gateway.log)")
+
+            try #"[{ "id": "svc-c", "sha256": "not-a-digest" }]"#.write(to: keysFile, atomically: true, encoding: .utf8)
+            var refused = false
+            let second = ContinuousClock.now + .seconds(10)
+            while !refused && ContinuousClock.now < second {
+                try await Task.sleep(for: .milliseconds(50))
+                refused = gateway.log.contains("config reload failed; still running the previous config")
+            }
+            #expect(refused)
+            #expect(try await status("gw_key-b") == "200", "the previous keys stay")
+            gateway.terminate()
+            _ = await gateway.waitForExit(timeout: .seconds(10))
+
+            let configFile = directory.appendingPathComponent("gateway.json")
+            try config.write(to: configFile, atomically: true, encoding: .utf8)
+            let checked = try await runCommand(Binaries.gateway, ["check", "--config", configFile.path], timeout: .seconds(20))
+            #expect(checked.status == 1)
+            #expect(checked.stdout.contains("auth.api_keys_file[0].sha256: expected 64 hex characters"), "\(checked.stdout)")
+        }
+    }
+
     // `gateway check` prints every problem with its path and exits 1, or prints ok.
     @Test func checkCommand() async throws {
         let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
