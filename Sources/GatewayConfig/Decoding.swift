@@ -897,7 +897,7 @@ extension RouteConfig {
         node.object { o in
             let name = o.required("name") { $0.nonEmptyString() }
             let match = o.optional("match", MatchConfig.decode) ?? MatchConfig()
-            let answering = o.has("redirect") ? "a route with redirect answers itself" : o.has("respond") ? "a route with respond answers itself" : nil
+            let answering = ["redirect", "respond", "direct_response"].first(where: o.has).map { "a route with \($0) answers itself" }
             let answer = RouteAnswer.decode(o)
             let split = o.optional("split", RouteSplitConfig.decode)
             let mirror = o.optional("mirror") { node in
@@ -1433,10 +1433,31 @@ extension RouteAnswer {
                 return .error(status: status, code: code, message: message, retryAfterSeconds: retryAfter)
             }
         }
-        if o.has("redirect") && o.has("respond") {
-            o.node.context.error(o.path / "respond", "a route either redirects or responds, not both")
+        let direct = o.optional("direct_response") { node in
+            node.object { r -> RouteAnswer? in
+                let status = r.optional("status") { $0.int(200...599) } ?? 200
+                let body = r.optional("body") { $0.string() } ?? ""
+                let contentType = r.optional("content_type") { $0.headerValue() } ?? "text/plain; charset=utf-8"
+                let headers = r.optional("headers") { node in
+                    node.map { name, value -> String? in
+                        let lowered = name.lowercased()
+                        guard isToken(name), !HeaderEdits.reservedInResponses.contains(lowered), lowered != "content-type" else {
+                            value.error("\(name) cannot be set here (framing fields are the gateway's; the type is content_type)")
+                            return nil
+                        }
+                        return value.headerValue()
+                    }?.map { (name: $0.key.lowercased(), value: $0.value) }
+                } ?? []
+                if status == 204 || status == 304, !body.isEmpty { r.node.context.error(r.path / "body", "a \(status) answer has no body") }
+                if body.utf8.count > 1 << 20 { r.node.context.error(r.path / "body", "is over 1 MiB; serve large content from an upstream") }
+                return .content(status: status, contentType: contentType, body: body, headers: headers)
+            }
         }
-        return redirect ?? respond
+        let given = ["redirect", "respond", "direct_response"].filter(o.has)
+        if given.count > 1 {
+            o.node.context.error(o.path / given[1], "a route answers itself in one way: \(given.joined(separator: ", ")) are given")
+        }
+        return redirect ?? respond ?? direct
     }
 }
 

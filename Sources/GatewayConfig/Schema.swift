@@ -727,6 +727,19 @@ public enum RouteAnswer: Sendable, Equatable {
     case redirect(location: String, status: Int, appendPath: Bool)
     /// `respond`: a gateway error in the usual JSON shape (a retired API version, a maintenance window).
     case error(status: Int, code: String, message: String, retryAfterSeconds: Int?)
+    /// `direct_response` (Envoy's name, NGINX's `return 200 "..."`): a fixed answer of the operator's making
+    /// (`robots.txt`, `security.txt`, an edge health check, a mock); header names lowercased.
+    case content(status: Int, contentType: String, body: String, headers: [(name: String, value: String)])
+
+    public static func == (lhs: RouteAnswer, rhs: RouteAnswer) -> Bool {
+        switch (lhs, rhs) {
+        case let (.redirect(a, b, c), .redirect(d, e, f)): return a == d && b == e && c == f
+        case let (.error(a, b, c, d), .error(e, f, g, h)): return a == e && b == f && c == g && d == h
+        case let (.content(a, b, c, d), .content(e, f, g, h)):
+            return a == e && b == f && c == g && d.map { $0.name + ":" + $0.value } == h.map { $0.name + ":" + $0.value }
+        default: return false
+        }
+    }
 }
 
 /// A route's `request_headers` / `response_headers`: fields removed, then fields set (replacing any of that name).

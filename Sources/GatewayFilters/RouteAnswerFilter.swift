@@ -1,8 +1,9 @@
 import GatewayConfig
 import GatewayCore
 import GatewayHTTP
+import NIOCore
 
-/// A route's `redirect` or `respond`: the route answers itself instead of forwarding. It runs after the route's
+/// A route's `redirect`, `respond` or `direct_response`: the route answers itself instead of forwarding. It runs after the route's
 /// other request checks (addresses, CORS, authentication, rate limits), so a protected redirect stays protected,
 /// and its answer gets the route's response headers like any other.
 public struct RouteAnswerFilter: GatewayFilter {
@@ -27,6 +28,12 @@ public struct RouteAnswerFilter: GatewayFilter {
             headers.add(name: "location", value: target)
             headers.add(name: "content-length", value: "0")
             return .respond(GatewayResponse(status: status, headers: headers))
+        case .content(let status, let contentType, let body, let extra):
+            var headers = HeaderList()
+            headers.add(name: "content-type", value: contentType)
+            headers.add(name: "content-length", value: String(body.utf8.count))
+            for (name, value) in extra { headers.add(name: name, value: value) }
+            return .respond(GatewayResponse(status: status, headers: headers, body: body.isEmpty ? nil : ByteBuffer(string: body)))
         case .error(let status, let code, let message, let retryAfterSeconds):
             var response = GatewayResponse.error(status: status, code: code, message: message, requestID: context.requestID)
             if let retryAfterSeconds { response.head.headers.add(name: "retry-after", value: String(retryAfterSeconds)) }

@@ -744,6 +744,18 @@ import Testing
         #expect(keyless == ["auth.upstream_token.private_key_file: RS256 signs with a private key (a PEM file)", "auth.upstream_token.secret: RS256 signs with private_key_file, not a secret"])
     }
 
+    // direct_response: status, body, content_type and headers; one way of answering per route.
+    @Test func directResponseShapes() throws {
+        let route = { (answer: String) in minimal(route: #"{ "name": "r", \#(answer) }"#) }
+        let good = load(route(#""direct_response": { "body": "ok", "headers": { "Cache-Control": "no-store" } }"#))
+        #expect(good.errors.isEmpty, "\(good.diagnostics)")
+        #expect(good.config?.routes.first?.answer == .content(status: 200, contentType: "text/plain; charset=utf-8", body: "ok", headers: [("cache-control", "no-store")]))
+        let bad = load(route(#""direct_response": { "status": 204, "body": "x", "headers": { "Content-Length": "1" } }, "respond": { "status": 410, "code": "GONE", "message": "gone" }"#)).errors.map(\.description)
+        #expect(bad.count == 3, "\(bad)")
+        #expect(bad.contains("routes[0].direct_response.body: a 204 answer has no body"))
+        #expect(bad.contains("routes[0].direct_response: a route answers itself in one way: respond, direct_response are given"))
+    }
+
     // pool: connection lifetime limits, off unless given.
     @Test func poolLifetimeShapes() throws {
         let config = { (pool: String) in

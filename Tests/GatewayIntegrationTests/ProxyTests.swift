@@ -607,6 +607,36 @@ import Testing
         }
     }
 
+    // direct_response: a fixed answer (robots.txt, an edge health check) with its type, headers and body; HEAD
+    // gets the fields without the body; security headers and access log as for any answer; nothing goes upstream.
+    @Test func directResponses() async throws {
+        let routes = #"""
+            [{ "name": "robots", "match": { "path": "/robots.txt" },
+               "direct_response": { "body": "User-agent: *\nDisallow: /\n", "headers": { "Cache-Control": "max-age=86400" } } },
+             { "name": "edge-health", "match": { "path": "/edge/health" },
+               "direct_response": { "status": 200, "content_type": "application/json", "body": "{\"status\":\"ok\"}" } },
+             { "name": "gone", "match": { "path": "/gone" }, "direct_response": { "status": 204 } },
+             { "name": "rest", "upstream": "demo" }]
+            """#
+        try await withUpstreams { upstreams in
+            try await withGateway(basicConfig(routes: routes), upstreams: upstreams) { gateway in
+                let robots = try await gateway.request("GET", "/robots.txt")
+                #expect(robots.status == 200 && robots.text == "User-agent: *\nDisallow: /\n")
+                #expect(robots.header("content-type") == "text/plain; charset=utf-8" && robots.header("cache-control") == "max-age=86400")
+                #expect(robots.header("x-content-type-options") == "nosniff" && robots.header("x-request-id") != nil)
+                let head = try await gateway.request("HEAD", "/robots.txt")
+                #expect(head.status == 200 && head.body.isEmpty && head.header("content-length") == "26")
+                let health = try await gateway.request("GET", "/edge/health")
+                #expect(health.header("content-type") == "application/json" && health.json["status"] as? String == "ok")
+                let gone = try await gateway.request("GET", "/gone")
+                #expect(gone.status == 204 && gone.body.isEmpty)
+                let log = try await gateway.accessLog(for: robots)
+                #expect(log["route"] as? String == "robots" && log["status"] as? Int == 200)
+                #expect(upstreams[0].requestsServed == 0)
+            }
+        }
+    }
+
     // Security headers go on upstream responses and on the gateway's own errors; never HSTS on plaintext.
     @Test func securityHeadersOnEveryResponse() async throws {
         let top = #""security_headers": { "content_security_policy": "default-src 'none'", "referrer_policy": null },"#
