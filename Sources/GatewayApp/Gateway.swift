@@ -254,7 +254,7 @@ public final class Gateway: Sendable {
                 filters.append(
                     RateLimitFilter(
                         routeName: route.name, rules: route.rateLimits.map(RateLimitRule.init), store: rateLimitStore, logger: logger,
-                        metrics: metrics))
+                        metrics: metrics, headers: route.rateLimitHeaders))
             }
             if let limit = route.concurrencyLimit {
                 filters.append(ConcurrencyLimitFilter(routeName: route.name, config: limit, metrics: metrics))

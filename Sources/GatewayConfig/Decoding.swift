@@ -911,7 +911,10 @@ extension RouteConfig {
             let accessLog = o.optional("access_log") { node -> RouteConfig.AccessLog? in
                 if case .bool(let on) = node.value { return on ? .all : .off }
                 if case .string("errors") = node.value { return .errors }
-                node.error("expected true, false or \"errors\"")
+                if case .object = node.value {
+                    return node.object { a in a.required("sample_percent") { $0.number(0...100) }.map { .sampled($0 / 100) } }
+                }
+                node.error(#"expected true, false, "errors" or {"sample_percent": N}"#)
                 return nil
             }
             // A route that answers itself needs no upstream (and may not name one); a split names its own.
@@ -1027,6 +1030,10 @@ extension RouteConfig {
             route.mirror = mirror
             route.compression = compression
             route.accessLog = accessLog ?? .all
+            route.rateLimitHeaders = o.optional("rate_limit_headers") { $0.bool() } ?? true
+            if !route.rateLimitHeaders && limits.isEmpty {
+                o.node.context.warning(o.path / "rate_limit_headers", "the route has no rate_limits")
+            }
             route.externalAuth = externalAuth
             route.grpcWeb = grpcWeb
             route.requestBuffering = requestBuffering

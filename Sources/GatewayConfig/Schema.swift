@@ -626,6 +626,8 @@ public struct RouteConfig: Sendable {
         case errors
         /// None (`false`): health checks, polling endpoints.
         case off
+        /// Every failure and this share (0-1) of the rest (`{"sample_percent": 5}`): busy routes.
+        case sampled(Double)
     }
     public var stripPrefix: String?
     /// true: the client's Host goes upstream unchanged; false: the target's host:port is sent.
@@ -640,6 +642,9 @@ public struct RouteConfig: Sendable {
     /// `external_auth`: the name of the top-level `external_auth` service that must allow each request.
     public var externalAuth: String?
     public var rateLimits: [RateLimitConfig]
+    /// `rate_limit_headers`: false keeps the limits' state (`X-RateLimit-*`, `RateLimit`, `RateLimit-Policy`) off
+    /// the route's answers (Kong's hide_client_headers); a refusal still says when to retry.
+    public var rateLimitHeaders = true
     public var cache: RouteCacheConfig?
     public var cors: CORSConfig?
     /// Client addresses (after `trusted_proxies`) refused on this route, whatever `allow_ips` says.

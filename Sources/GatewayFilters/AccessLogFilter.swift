@@ -34,6 +34,7 @@ public struct AccessLogFilter: GatewayFilter {
         case .all: break
         case .errors: guard outcome.status >= 400 || !outcome.completed else { return }
         case .off: return
+        case .sampled(let share): guard outcome.status >= 400 || !outcome.completed || Chance.happens(share) else { return }
         }
         let uri = context.uri
         let path = uri.utf8.firstIndex(of: UInt8(ascii: "?")).map { String(uri[..<$0]) } ?? uri

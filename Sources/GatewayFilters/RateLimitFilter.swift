@@ -17,8 +17,11 @@ public struct RateLimitFilter: GatewayFilter {
     /// rather than a copy of every field.
     private let limiter: RouteRateLimiter
 
-    public init(routeName: String, rules: [RateLimitRule], store: RateLimitStore, logger: Logger, metrics: GatewayMetrics = .disabled) {
-        limiter = RouteRateLimiter(routeName: routeName, rules: rules, store: store, logger: logger, metrics: metrics)
+    /// - Parameter headers: false leaves the limit state headers off the answers (`rate_limit_headers`).
+    public init(
+        routeName: String, rules: [RateLimitRule], store: RateLimitStore, logger: Logger, metrics: GatewayMetrics = .disabled, headers: Bool = true
+    ) {
+        limiter = RouteRateLimiter(routeName: routeName, rules: rules, store: store, logger: logger, metrics: metrics, headers: headers)
     }
 
     public func onRequest(_ head: inout RequestHead, context: inout RequestContext) -> FilterStep {
@@ -113,13 +116,16 @@ private final class RouteRateLimiter: Sendable {
     /// The route's own limits, for every request no override applies to.
     private let plan: Plan
     private let hasOverrides: Bool
+    /// `rate_limit_headers`.
+    private let sendsHeaders: Bool
     private let store: RateLimitStore
     private let logger: Logger
 
     private let storeErrors: Counter
 
-    init(routeName: String, rules: [RateLimitRule], store: RateLimitStore, logger: Logger, metrics: GatewayMetrics) {
+    init(routeName: String, rules: [RateLimitRule], store: RateLimitStore, logger: Logger, metrics: GatewayMetrics, headers: Bool) {
         self.routeName = routeName
+        self.sendsHeaders = headers
         func decisions(_ rule: RateLimitRule, _ outcome: String) -> Counter {
             metrics.counter("gateway_rate_limit_decisions_total", [("route", routeName), ("limit", rule.name), ("outcome", outcome)])
         }
@@ -177,7 +183,7 @@ private final class RouteRateLimiter: Sendable {
             // Only `on_store_error: deny` lets a store failure reach here.
             return FilterResumption(decision: .respond(.error(.rateLimitUnavailable, requestID: requestID)))
         }
-        let headers: [(name: String, value: String)] = self.headers(for: result, plan: plan)
+        let headers: [(name: String, value: String)] = sendsHeaders ? self.headers(for: result, plan: plan) : []
         for (limit, evaluation) in zip(plan.limits, result.evaluations) {
             if evaluation.allowed {
                 limit.allowed.increment()

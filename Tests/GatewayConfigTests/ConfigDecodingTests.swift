@@ -813,7 +813,7 @@ import Testing
             "routes[0].respond.status: 200 is out of range (400...599)",
             #"routes[0].respond.code: codes are upper case with underscores, like the gateway's own (e.g. "API_RETIRED")"#,
             "routes[0].respond.message: must not be empty",
-            "routes[0].respond: a route either redirects or responds, not both",
+            "routes[0].respond: a route answers itself in one way: redirect, respond are given",
             "routes[0].upstream: a route with redirect answers itself and forwards nowhere",
         ])
     }
@@ -1000,10 +1000,12 @@ import Testing
 
     // A route's access_log: true, false or "errors".
     @Test func routeAccessLog() {
-        let routes = #"[{ "name": "a", "upstream": "u", "access_log": false }, { "name": "b", "match": { "path": "/b" }, "upstream": "u", "access_log": "errors" }, { "name": "c", "match": { "path": "/c" }, "upstream": "u" }]"#
+        let routes = #"[{ "name": "a", "upstream": "u", "access_log": false }, { "name": "b", "match": { "path": "/b" }, "upstream": "u", "access_log": "errors" }, { "name": "c", "match": { "path": "/c" }, "upstream": "u" }, { "name": "d", "match": { "path": "/d" }, "upstream": "u", "access_log": { "sample_percent": 2.5 } }]"#
         let good = load(#"{ "listeners": [{ "name": "l", "port": 1 }], "upstreams": { "u": { "targets": ["http://127.0.0.1:1"] } }, "routes": \#(routes) }"#)
-        #expect(good.config?.routes.map(\.accessLog) == [.off, .errors, .all])
+        #expect(good.config?.routes.map(\.accessLog) == [.off, .errors, .all, .sampled(0.025)])
         let bad = load(minimal(route: #"{ "name": "r", "upstream": "u", "access_log": "sometimes" }"#)).errors.map(\.description)
-        #expect(bad == [#"routes[0].access_log: expected true, false or "errors""#])
+        #expect(bad == [#"routes[0].access_log: expected true, false, "errors" or {"sample_percent": N}"#])
+        let over = load(minimal(route: #"{ "name": "r", "upstream": "u", "access_log": { "sample_percent": 150 } }"#)).errors.count
+        #expect(over == 1)
     }
 }

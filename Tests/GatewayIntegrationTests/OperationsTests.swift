@@ -281,11 +281,13 @@ import TestSupport
         }
     }
 
-    // A route's access_log: false logs none of its requests, "errors" only its failures; other routes log all.
+    // A route's access_log: false logs none of its requests, "errors" only its failures, a sample every failure and
+    // a share of the rest; other routes log all.
     @Test func routeAccessLogs() async throws {
         let routes = #"""
             [{ "name": "health", "match": { "path": "/healthz" }, "upstream": "demo", "access_log": false },
              { "name": "quiet", "match": { "path_prefix": "/quiet" }, "upstream": "demo", "strip_prefix": "/quiet", "access_log": "errors" },
+             { "name": "sampled", "match": { "path_prefix": "/sampled" }, "upstream": "demo", "strip_prefix": "/sampled", "access_log": { "sample_percent": 0 } },
              { "name": "all", "upstream": "demo" }]
             """#
         try await withUpstreams { upstreams in
@@ -293,10 +295,12 @@ import TestSupport
                 #expect(try await test.request("GET", "/healthz").status == 200)
                 #expect(try await test.request("GET", "/quiet/echo").status == 200)
                 #expect(try await test.request("GET", "/quiet/status/404").status == 404)
+                #expect(try await test.request("GET", "/sampled/echo").status == 200)
+                #expect(try await test.request("GET", "/sampled/status/503").status == 503)
                 let last = try await test.request("GET", "/echo")
                 _ = try await test.accessLog(for: last)  // lines are written as exchanges complete: this one comes last
                 let logged = test.logs.entries("request").map { "\($0["route"] ?? "-") \($0["status"] ?? "-")" }
-                #expect(logged == ["quiet 404", "all 200"])
+                #expect(logged == ["quiet 404", "sampled 503", "all 200"], "a sample of 0% keeps the failures only")
             }
         }
     }

@@ -62,6 +62,24 @@ import TestSupport
         }
     }
 
+    // rate_limit_headers: false keeps the limit state off every answer; a refusal still carries Retry-After.
+    @Test func hiddenLimitHeaders() async throws {
+        let limits = #"[{ "name": "per-ip", "algorithm": "sliding_window", "key": "ip", "limit": 1, "window_seconds": 60 }]"#
+        try await withUpstreams { upstreams in
+            let config = Self.config(upstreamPort: upstreams[0].port, limits: limits)
+                .replacingOccurrences(of: #""rate_limits": "#, with: #""rate_limit_headers": false, "rate_limits": "#)
+            try await withGateway(config, upstreams: upstreams) { gateway in
+                let allowed = try await gateway.request("GET", "/echo")
+                let refused = try await gateway.request("GET", "/echo")
+                #expect(allowed.status == 200 && refused.status == 429)
+                let names = (allowed.headers + refused.headers).map { $0.name.lowercased() }
+                let stateHeaders = names.filter { $0.hasPrefix("x-ratelimit") || $0.hasPrefix("ratelimit") }
+                #expect(stateHeaders.isEmpty)
+                #expect(Int(refused.header("retry-after") ?? "") ?? 0 >= 1)
+            }
+        }
+    }
+
     // Header keys count per header value; shadow limits never refuse.
     @Test func headerKeysAndShadowMode() async throws {
         let limits = """
