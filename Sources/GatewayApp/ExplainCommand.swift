@@ -115,6 +115,9 @@ public struct ExplainCommand: AsyncParsableCommand {
         case .error(let status, let code, _, _)?:
             lines.append("answers itself: \(status) \(code)")
             return lines
+        case .upstreamTokenKeys?:
+            lines.append("answers itself: 200 the upstream-token public key set (JWKS)")
+            return lines
         case .content(let status, let contentType, let body, _)?:
             lines.append("answers itself: \(status) \(contentType), \(body.utf8.count) bytes")
             return lines

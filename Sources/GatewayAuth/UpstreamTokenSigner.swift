@@ -22,6 +22,9 @@ public final class UpstreamTokenSigner: Sendable {
     /// The encoded JOSE header and its dot, the same for every token.
     private let headerSegment: String
     private let issued = BoundedCache<String, Issued>(capacity: 4096)
+    /// The public key as a JWK Set (`{"keys":[...]}`), for `direct_response: {"jwks": "upstream_token"}`; nil
+    /// for HS256, whose secret is not to be published.
+    public let keySet: String?
 
     struct Issued: Sendable {
         let token: String
@@ -34,7 +37,7 @@ public final class UpstreamTokenSigner: Sendable {
         public var description: String { "\(path): \(message)" }
     }
 
-    private init(config: UpstreamTokenConfig, algorithm: any JWTAlgorithm) {
+    private init(config: UpstreamTokenConfig, algorithm: any JWTAlgorithm, publicKey: [(String, String)]?) {
         header = config.header
         bearer = config.header == "authorization"
         issuer = config.issuer
@@ -48,12 +51,23 @@ public final class UpstreamTokenSigner: Sendable {
         }
         jose += "}"
         headerSegment = Base64URL.encode(Array(jose.utf8)) + "."
+        keySet = publicKey.map { members in
+            var key = "{"
+            for (name, value) in members + [("alg", config.alg), ("use", "sig")] + (config.kid.map { [("kid", $0)] } ?? []) {
+                if key.count > 1 { key += "," }
+                JSONText.appendQuoted(name, to: &key)
+                key += ":"
+                JSONText.appendQuoted(value, to: &key)
+            }
+            return #"{"keys":["# + key + "}]}"
+        }
     }
 
     /// Loads the signing key (the PEM file is read now; a reload reads it again).
     public static func load(_ config: UpstreamTokenConfig) async throws -> UpstreamTokenSigner {
         let collection = JWTKeyCollection()
         let kid = JWKIdentifier(string: "upstream-token")
+        var publicKey: [(String, String)]?
         switch config.alg {
         case "HS256":
             guard let secret = config.secret else { throw KeyError(path: "auth.upstream_token.secret", message: "missing") }
@@ -66,9 +80,14 @@ public final class UpstreamTokenSigner: Sendable {
             }
             do {
                 if config.alg == "ES256" {
-                    await collection.add(ecdsa: try ES256PrivateKey(pem: pem), kid: kid)
+                    let key = try ES256PrivateKey(pem: pem)
+                    if let (x, y) = key.publicKey.parameters { publicKey = [("kty", "EC"), ("crv", "P-256"), ("x", x), ("y", y)] }
+                    await collection.add(ecdsa: key, kid: kid)
                 } else {
-                    await collection.add(rsa: try Insecure.RSA.PrivateKey(pem: pem), digestAlgorithm: .sha256, kid: kid)
+                    let key = try Insecure.RSA.PrivateKey(pem: pem)
+                    let (modulus, exponent) = try key.publicKey.getKeyPrimitives()
+                    publicKey = [("kty", "RSA"), ("n", Base64URL.encode(modulus)), ("e", Base64URL.encode(exponent))]
+                    await collection.add(rsa: key, digestAlgorithm: .sha256, kid: kid)
                 }
             } catch {
                 let kind = config.alg == "ES256" ? "a P-256 EC private key" : "an RSA private key (2048 bits or more)"
@@ -76,7 +95,7 @@ public final class UpstreamTokenSigner: Sendable {
             }
         }
         let algorithm = try await collection.getKey(for: kid, alg: config.alg)
-        return UpstreamTokenSigner(config: config, algorithm: algorithm)
+        return UpstreamTokenSigner(config: config, algorithm: algorithm, publicKey: publicKey)
     }
 
     /// The token for `identity` at `now` (Unix seconds): one already signed for the same identity while it is in

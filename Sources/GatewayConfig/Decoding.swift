@@ -1442,6 +1442,14 @@ extension RouteAnswer {
         }
         let direct = o.optional("direct_response") { node in
             node.object { r -> RouteAnswer? in
+                if r.has("jwks") {
+                    let source = r.optional("jwks") { $0.oneOf(["upstream_token"]) }
+                    for key in ["status", "body", "content_type", "headers"] where r.has(key) {
+                        r.node.context.error(r.path / key, "the key set is the whole answer: leave \(key) out")
+                        r.accept(key)  // reported here, not again as unknown
+                    }
+                    return source.map { _ in .upstreamTokenKeys }
+                }
                 let status = r.optional("status") { $0.int(200...599) } ?? 200
                 let body = r.optional("body") { $0.string() } ?? ""
                 let contentType = r.optional("content_type") { $0.headerValue() } ?? "text/plain; charset=utf-8"

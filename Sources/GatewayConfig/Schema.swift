@@ -735,6 +735,9 @@ public enum RouteAnswer: Sendable, Equatable {
     /// `direct_response` (Envoy's name, NGINX's `return 200 "..."`): a fixed answer of the operator's making
     /// (`robots.txt`, `security.txt`, an edge health check, a mock); header names lowercased.
     case content(status: Int, contentType: String, body: String, headers: [(name: String, value: String)])
+    /// `direct_response: {"jwks": "upstream_token"}`: the public key of `auth.upstream_token` as a JWK Set, for
+    /// upstreams that fetch the keys they verify with (built when the key is loaded).
+    case upstreamTokenKeys
 
     public static func == (lhs: RouteAnswer, rhs: RouteAnswer) -> Bool {
         switch (lhs, rhs) {
@@ -742,6 +745,7 @@ public enum RouteAnswer: Sendable, Equatable {
         case let (.error(a, b, c, d), .error(e, f, g, h)): return a == e && b == f && c == g && d == h
         case let (.content(a, b, c, d), .content(e, f, g, h)):
             return a == e && b == f && c == g && d.map { $0.name + ":" + $0.value } == h.map { $0.name + ":" + $0.value }
+        case (.upstreamTokenKeys, .upstreamTokenKeys): return true
         default: return false
         }
     }

@@ -190,6 +190,11 @@ extension GatewayConfig {
             if !takesTokens, claimKeys.contains(where: { if case .claim = $0 { true } else { false } }) {
                 context.warning(path / "auth", "a \"claim:\" key on a route that takes no tokens (jwt, introspection) counts per client ip")
             }
+            if route.answer == .upstreamTokenKeys, auth?.upstreamToken.map({ $0.alg != "HS256" }) != true {
+                context.error(
+                    path / "direct_response" / "jwks",
+                    "needs auth.upstream_token with ES256 or RS256 (an HS256 secret has no public key to publish)")
+            }
             for (index, limit) in route.rateLimits.enumerated() {
                 for (position, override) in limit.overrides.enumerated() {
                     let at = path / "rate_limits" / index / "overrides" / position

@@ -34,6 +34,9 @@ public struct RouteAnswerFilter: GatewayFilter {
             headers.add(name: "content-length", value: String(body.utf8.count))
             for (name, value) in extra { headers.add(name: name, value: value) }
             return .respond(GatewayResponse(status: status, headers: headers, body: body.isEmpty ? nil : ByteBuffer(string: body)))
+        case .upstreamTokenKeys:
+            // Gateway.build turns it into `.content` with the loaded key set; unreachable otherwise.
+            return .respond(.error(.routeNotFound, requestID: context.requestID))
         case .error(let status, let code, let message, let retryAfterSeconds):
             var response = GatewayResponse.error(status: status, code: code, message: message, requestID: context.requestID)
             if let retryAfterSeconds { response.head.headers.add(name: "retry-after", value: String(retryAfterSeconds)) }

@@ -754,6 +754,14 @@ import Testing
         #expect(bad.count == 3, "\(bad)")
         #expect(bad.contains("routes[0].direct_response.body: a 204 answer has no body"))
         #expect(bad.contains("routes[0].direct_response: a route answers itself in one way: respond, direct_response are given"))
+
+        // The upstream-token key set: only with a public key to publish, and as the whole answer.
+        let hmac = #""auth": { "api_keys": [], "upstream_token": { "issuer": "gw", "alg": "HS256", "secret": "0123456789abcdef0123456789abcdef" } },"#
+        let secretOnly = load(minimal(route: #"{ "name": "r", "direct_response": { "jwks": "upstream_token", "body": "x" } }"#, extra: hmac)).errors.map(\.description)
+        #expect(secretOnly == [
+            "routes[0].direct_response.body: the key set is the whole answer: leave body out",
+            "routes[0].direct_response.jwks: needs auth.upstream_token with ES256 or RS256 (an HS256 secret has no public key to publish)",
+        ])
     }
 
     // pool: connection lifetime limits, off unless given.

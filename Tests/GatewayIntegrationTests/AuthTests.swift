@@ -558,7 +558,7 @@ struct TokenFactory: Sendable {
             "cd \(directory.path) && openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out key.pem 2>/dev/null && openssl pkey -in key.pem -pubout -out public.pem")
         #expect(made.status == 0)
         try await withUpstreams { upstreams in
-            let signing = #""upstream_token": { "issuer": "https://gw.test", "alg": "RS256", "private_key_file": "\#(directory.path)/key.pem", "audience": "orders" },"#
+            let signing = #""upstream_token": { "issuer": "https://gw.test", "alg": "RS256", "kid": "rsa-1", "private_key_file": "\#(directory.path)/key.pem", "audience": "orders" },"#
             let config = Self.config(upstreamPort: upstreams[0].port, jwt: Self.jwtSection(keys: keys.configEntries))
                 .replacingOccurrences(of: #""api_keys": ["#, with: signing + #" "api_keys": ["#)
             try await withGateway(config) { gateway in
@@ -576,12 +576,58 @@ struct TokenFactory: Sendable {
                 try bytes(pieces[2]).write(to: directory.appendingPathComponent("signature"))
                 let verified = try await shell("cd \(directory.path) && openssl dgst -sha256 -verify public.pem -signature signature input")
                 #expect(verified.stdout.contains("Verified OK"), "\(verified.stdout)")
+                // The key set the gateway would publish (direct_response jwks) verifies it too, through a JWT library.
+                let keySet = try #require(gateway.gateway.authenticator?.upstreamTokens?.keySet)
+                let collection = JWTKeyCollection()
+                try await collection.add(jwksJSON: keySet)
+                let algorithm = try await collection.getKey(for: JWKIdentifier(string: "rsa-1"), alg: "RS256")
+                let viaKeySet = try algorithm.verify(try bytes(pieces[2]), signs: Array((pieces[0] + "." + pieces[1]).utf8))
+                #expect(viaKeySet)
                 let payload = try #require(try JSONSerialization.jsonObject(with: bytes(pieces[1])) as? [String: Any])
                 #expect(payload["sub"] as? String == "billing-svc" && payload["auth_method"] as? String == "api_key" && payload["aud"] as? String == "orders")
                 #expect(payload["scope"] as? String == "orders:read orders:write" && payload["iss"] as? String == "https://gw.test")
 
                 let open = try await gateway.request("GET", "/public", headers: [("X-Auth-Token", "forged")])
                 #expect(open.status == 200 && open.echoedHeaders["x-auth-token"] == nil)
+            }
+        }
+    }
+
+    // direct_response {"jwks": "upstream_token"}: the gateway publishes its ES256 public key as a JWK Set, and a
+    // JWT library given only that key set verifies the token the upstream received.
+    @Test func upstreamTokenKeySetIsPublished() async throws {
+        let keys = try await Self.makeKeys()
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("upstream-jwks-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let made = try await shell("cd \(directory.path) && openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out key.pem 2>/dev/null")
+        #expect(made.status == 0)
+        try await withUpstreams { upstreams in
+            let signing = #""upstream_token": { "issuer": "https://gw.test", "alg": "ES256", "kid": "gw-1", "private_key_file": "\#(directory.path)/key.pem" },"#
+            let routes = #"""
+                [{ "name": "keys", "match": { "path": "/.well-known/gateway-jwks.json" }, "direct_response": { "jwks": "upstream_token" } },
+                 { "name": "orders", "match": { "path_prefix": "/orders" }, "upstream": "demo", "auth": { "require": ["api_key"] } }]
+                """#
+            let config = Self.config(upstreamPort: upstreams[0].port, jwt: Self.jwtSection(keys: keys.configEntries), routes: routes)
+                .replacingOccurrences(of: #""api_keys": ["#, with: signing + #" "api_keys": ["#)
+            try await withGateway(config) { gateway in
+                let published = try await gateway.request("GET", "/.well-known/gateway-jwks.json")
+                #expect(published.status == 200 && published.header("content-type") == "application/jwk-set+json")
+                let entry = try #require((published.json["keys"] as? [[String: Any]])?.first)
+                #expect(entry["kty"] as? String == "EC" && entry["kid"] as? String == "gw-1" && entry["alg"] as? String == "ES256" && entry["d"] == nil)
+
+                let answered = try await gateway.request("GET", "/orders/1", headers: [("X-API-Key", Self.apiKey)])
+                let token = try #require(answered.echoedHeaders["x-auth-token"])
+                let pieces = token.split(separator: ".").map(String.init)
+                try #require(pieces.count == 3)
+                let collection = JWTKeyCollection()
+                try await collection.add(jwksJSON: published.text)
+                let algorithm = try await collection.getKey(for: JWKIdentifier(string: "gw-1"), alg: "ES256")
+                var signature = pieces[2].replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/")
+                while signature.count % 4 != 0 { signature += "=" }
+                let signatureBytes = try #require(Data(base64Encoded: signature))
+                let verified = try algorithm.verify(signatureBytes, signs: Array((pieces[0] + "." + pieces[1]).utf8))
+                #expect(verified)
             }
         }
     }
