@@ -990,7 +990,25 @@ extension RouteConfig {
                 node.object { c -> ConcurrencyLimitConfig? in
                     let key = c.optional("key", RateLimitConfig.Key.decode) ?? .ip
                     let max = c.required("max") { $0.int(1...1_000_000) }
-                    return max.map { ConcurrencyLimitConfig(key: key, max: $0) }
+                    let overrides = c.optional("overrides") { node in
+                        node.array { item in
+                            item.object { v -> ConcurrencyLimitConfig.Override? in
+                                var override = ConcurrencyLimitConfig.Override()
+                                override.callers = Callers.decode(v)
+                                override.exempt = v.optional("exempt") { $0.bool() } ?? false
+                                override.max = v.optional("max") { $0.int(1...1_000_000) }
+                                if override.exempt == v.has("max") {
+                                    v.node.context.error(v.path, "give these callers their max, or exempt: true")
+                                }
+                                return override
+                            }
+                        }
+                    } ?? []
+                    return max.map {
+                        var limit = ConcurrencyLimitConfig(key: key, max: $0)
+                        limit.overrides = overrides
+                        return limit
+                    }
                 }
             }
             let cache = o.optional("cache", RouteCacheConfig.decode)
@@ -1314,26 +1332,35 @@ extension RateLimitConfig {
     }
 }
 
+extension Callers {
+    /// `consumers` and/or `claims` of an override object, each non-empty, at least one given.
+    static func decode(_ o: ObjectReader) -> Callers {
+        var callers = Callers()
+        let consumers = o.optional("consumers") { $0.array { $0.consumerText() } }
+        let claims = o.optional("claims") { $0.claimConditions() }
+        if consumers?.isEmpty == true { o.node.context.error(o.path / "consumers", "list at least one consumer id") }
+        if claims?.isEmpty == true { o.node.context.error(o.path / "claims", "name at least one claim") }
+        if !o.has("consumers") && !o.has("claims") {
+            o.node.context.error(o.path, "name the callers it applies to: consumers, claims or both")
+        }
+        callers.consumers = consumers ?? []
+        callers.claims = claims ?? []
+        return callers
+    }
+}
+
 extension RateLimitOverride {
     /// An override names its callers (`consumers`, `claims`) and gives either numbers of the limit's own
     /// algorithm or `exempt: true`.
     static func decode(_ node: ConfigNode, algorithm: RateLimitConfig.Algorithm?) -> RateLimitOverride? {
         node.object { o in
             var override = RateLimitOverride()
-            let consumers = o.optional("consumers") { $0.array { $0.consumerText() } }
-            let claims = o.optional("claims") { $0.claimConditions() }
-            if consumers?.isEmpty == true { o.node.context.error(o.path / "consumers", "list at least one consumer id") }
-            if claims?.isEmpty == true { o.node.context.error(o.path / "claims", "name at least one claim") }
-            override.consumers = consumers ?? []
-            override.claims = claims ?? []
+            override.callers = Callers.decode(o)
             override.exempt = o.optional("exempt") { $0.bool() } ?? false
             override.capacity = o.optional("capacity") { $0.int(1...1_000_000_000) }
             override.refillPerSecond = o.optional("refill_per_second") { $0.number(0.000_001...1_000_000_000) }
             override.limit = o.optional("limit") { $0.int(1...1_000_000_000) }
             override.windowSeconds = o.optional("window_seconds") { $0.int(1...31_536_000) }
-            if !o.has("consumers") && !o.has("claims") {
-                o.node.context.error(o.path, "name the callers it applies to: consumers, claims or both")
-            }
             let bucketKeys = ["capacity", "refill_per_second"].filter(o.has)
             let windowKeys = ["limit", "window_seconds"].filter(o.has)
             if override.exempt {

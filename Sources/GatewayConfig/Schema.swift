@@ -872,7 +872,8 @@ extension GatewayConfig {
             for key in route.rateLimits.map(\.key) + [route.concurrencyLimit?.key].compactMap({ $0 }) {
                 if case .claim(let name) = key { names.insert(name) }
             }
-            for limit in route.rateLimits { names.formUnion(limit.overrides.flatMap { $0.claims.map(\.name) }) }
+            for limit in route.rateLimits { names.formUnion(limit.overrides.flatMap { $0.callers.claims.map(\.name) }) }
+            names.formUnion((route.concurrencyLimit?.overrides ?? []).flatMap { $0.callers.claims.map(\.name) })
         }
         return names
     }
@@ -954,10 +955,7 @@ public struct RateLimitConfig: Sendable {
 /// token claims, or both (Kong's per-consumer limits, API plans by a `plan` claim), or no limit for them
 /// (`exempt`). The counters stay the same keys: a caller moved to another plan keeps what it has used.
 public struct RateLimitOverride: Sendable {
-    /// Consumer ids it applies to (JWT `sub`, API-key id, Basic user, certificate consumer); empty: any consumer.
-    public var consumers: [String] = []
-    /// Token claims that must each hold one of their values (as `auth.claims`).
-    public var claims: [(name: String, values: [String])] = []
+    public var callers = Callers()
     /// true: the limit does not apply to these callers.
     public var exempt = false
     public var capacity: Int?
@@ -966,10 +964,20 @@ public struct RateLimitOverride: Sendable {
     public var windowSeconds: Int?
 
     public init() {}
+}
 
-    /// Whether a request by `consumer` with verified `claims` is one of the callers this override names.
-    /// Anonymous requests never are.
-    public func applies(toConsumer consumer: String?, claims held: [String: [String]]?) -> Bool {
+/// The authenticated callers an override names (`rate_limits[].overrides`, `concurrency_limit.overrides`): by
+/// consumer id, by token claims, or both.
+public struct Callers: Sendable {
+    /// Consumer ids (JWT `sub`, API-key id, Basic user, certificate consumer); empty: any consumer.
+    public var consumers: [String] = []
+    /// Token claims that must each hold one of their values (as `auth.claims`).
+    public var claims: [(name: String, values: [String])] = []
+
+    public init() {}
+
+    /// Whether a request by `consumer` with verified `claims` is one of these callers. Anonymous requests never are.
+    public func include(consumer: String?, claims held: [String: [String]]?) -> Bool {
         guard let consumer else { return false }
         if !consumers.isEmpty && !consumers.contains(consumer) { return false }
         return RouteAuthConfig.claimsHold(claims, in: held ?? [:])
@@ -981,7 +989,30 @@ public struct RateLimitOverride: Sendable {
 public struct ConcurrencyLimitConfig: Sendable, Equatable {
     public var key: RateLimitConfig.Key
     public var max: Int
+    /// Another `max` (or none: `exempt`) for some callers; the first that names the caller applies.
+    public var overrides: [Override] = []
     public init(key: RateLimitConfig.Key, max: Int) { (self.key, self.max) = (key, max) }
+
+    public struct Override: Sendable {
+        public var callers = Callers()
+        public var max: Int?
+        public var exempt = false
+        public init() {}
+    }
+
+    /// The most requests in flight a caller may have; nil when it is exempt.
+    public func max(consumer: String?, claims: [String: [String]]?) -> Int? {
+        guard let override = overrides.first(where: { $0.callers.include(consumer: consumer, claims: claims) }) else { return max }
+        return override.exempt ? nil : override.max
+    }
+
+    public static func == (lhs: Self, rhs: Self) -> Bool {
+        lhs.key == rhs.key && lhs.max == rhs.max && lhs.overrides.count == rhs.overrides.count
+            && zip(lhs.overrides, rhs.overrides).allSatisfy { a, b in
+                a.max == b.max && a.exempt == b.exempt && a.callers.consumers == b.callers.consumers
+                    && a.callers.claims.map { "\($0.name)=\($0.values)" } == b.callers.claims.map { "\($0.name)=\($0.values)" }
+            }
+    }
 }
 
 public struct RouteCacheConfig: Sendable {

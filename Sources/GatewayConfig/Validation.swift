@@ -195,14 +195,16 @@ extension GatewayConfig {
                     path / "direct_response" / "jwks",
                     "needs auth.upstream_token with ES256 or RS256 (an HS256 secret has no public key to publish)")
             }
+            var overrides: [(callers: Callers, at: JSONPath)] = []
             for (index, limit) in route.rateLimits.enumerated() {
-                for (position, override) in limit.overrides.enumerated() {
-                    let at = path / "rate_limits" / index / "overrides" / position
-                    if !namesConsumer {
-                        context.error(at, "applies to authenticated callers, and this route has no auth: it would never apply")
-                    } else if !override.claims.isEmpty && !takesTokens {
-                        context.error(at / "claims", "claims come from tokens: the route's auth must take \"jwt\" or \"introspection\"")
-                    }
+                overrides += limit.overrides.enumerated().map { ($1.callers, path / "rate_limits" / index / "overrides" / $0) }
+            }
+            overrides += (route.concurrencyLimit?.overrides ?? []).enumerated().map { ($1.callers, path / "concurrency_limit" / "overrides" / $0) }
+            for (callers, at) in overrides {
+                if !namesConsumer {
+                    context.error(at, "applies to authenticated callers, and this route has no auth: it would never apply")
+                } else if !callers.claims.isEmpty && !takesTokens {
+                    context.error(at / "claims", "claims come from tokens: the route's auth must take \"jwt\" or \"introspection\"")
                 }
             }
         }

@@ -22,7 +22,7 @@ public struct RateLimitRule: Sendable {
     /// once, not per request.
     public let scriptText: String
     /// `overrides`: the rule for some callers instead of this one (nil: exempt), the first that applies wins.
-    public var overrides: [(callers: RateLimitOverride, rule: RateLimitRule?)] = []
+    public var overrides: [(callers: Callers, rule: RateLimitRule?)] = []
 
     public init(name: String, algorithm: Algorithm, cost: Int = 1, key: RateLimitConfig.Key = .ip, enforce: Bool = true) {
         self.name = name
@@ -51,7 +51,7 @@ public struct RateLimitRule: Sendable {
             algorithm = .fixedWindow(FixedWindow(limit: config.limit ?? 1, windowMicros: Int64(config.windowSeconds ?? 1) * 1_000_000))
         }
         self.init(name: config.name, algorithm: algorithm, cost: config.cost, key: config.key, enforce: config.enforce)
-        overrides = config.overrides.map { ($0, $0.exempt ? nil : RateLimitRule(config: config.overridden(by: $0))) }
+        overrides = config.overrides.map { ($0.callers, $0.exempt ? nil : RateLimitRule(config: config.overridden(by: $0))) }
     }
 
     /// Whole numbers without a fraction (Lua's tonumber reads both forms; exact either way).

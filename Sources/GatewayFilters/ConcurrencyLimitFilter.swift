@@ -9,22 +9,25 @@ import Synchronization
 /// open WebSockets) cannot take all of an upstream's capacity. A slot is taken after the route's other checks and
 /// given back when the request completes, however it ends.
 public struct ConcurrencyLimitFilter: GatewayFilter {
-    private let key: RateLimitConfig.Key
+    private let config: ConcurrencyLimitConfig
     private let counter: InFlightCounter
     private let routeName: String
     private let metrics: GatewayMetrics
 
     public init(routeName: String, config: ConcurrencyLimitConfig, metrics: GatewayMetrics = .disabled) {
-        self.key = config.key
-        self.counter = InFlightCounter(max: config.max)
+        self.config = config
+        self.counter = InFlightCounter()
         self.routeName = routeName
         self.metrics = metrics
     }
 
     public func onRequest(_ head: inout RequestHead, context: inout RequestContext) -> FilterStep {
-        let (kind, value) = key.counted(head: head, context: context)
+        // overrides: another max for some callers, or none.
+        let max = config.overrides.isEmpty ? config.max : config.max(consumer: context.consumer, claims: context.claims)
+        guard let max else { return .proceed }
+        let (kind, value) = config.key.counted(head: head, context: context)
         let slot = kind + ":" + value
-        guard counter.acquire(slot) else {
+        guard counter.acquire(slot, max: max) else {
             metrics.concurrencyLimited(route: routeName)
             return .respond(.error(.concurrencyLimited, requestID: context.requestID))
         }
@@ -39,13 +42,12 @@ public struct ConcurrencyLimitFilter: GatewayFilter {
 
 /// Requests in flight per key, shared by every event loop.
 final class InFlightCounter: Sendable {
-    private let max: Int
     private let counts = Mutex<[String: Int]>([:])
 
-    init(max: Int) { self.max = max }
+    init() {}
 
     /// Takes a slot for `key`; false when it has `max` already.
-    func acquire(_ key: String) -> Bool {
+    func acquire(_ key: String, max: Int) -> Bool {
         counts.withLock { counts in
             let current = counts[key, default: 0]
             guard current < max else { return false }

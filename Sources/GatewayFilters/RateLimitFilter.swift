@@ -42,7 +42,7 @@ private final class RouteRateLimiter: Sendable {
         let limited: Counter
         let shadowLimited: Counter
         /// The rule's overrides compiled the same way, sharing its key prefix and counters (nil: exempt).
-        let overrides: [(callers: RateLimitOverride, limit: Limit?)]
+        let overrides: [(callers: Callers, limit: Limit?)]
 
         init(rule: RateLimitRule, keyPrefix: String, allowed: Counter, limited: Counter, shadowLimited: Counter) {
             self.rule = rule
@@ -58,7 +58,7 @@ private final class RouteRateLimiter: Sendable {
 
         /// The limit this request is held to: an override's for the callers it names, nil when they are exempt.
         func applying(to context: RequestContext) -> Limit? {
-            for override in overrides where override.callers.applies(toConsumer: context.consumer, claims: context.claims) {
+            for override in overrides where override.callers.include(consumer: context.consumer, claims: context.claims) {
                 return override.limit
             }
             return self

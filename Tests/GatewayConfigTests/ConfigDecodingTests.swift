@@ -624,14 +624,14 @@ import Testing
         let good = load(minimal(route: route(tokens, #"[{ "consumers": ["k"], "exempt": true }, { "claims": { "plan": ["gold", "platinum"] }, "capacity": 100 }]"#), extra: jwt))
         #expect(good.errors.isEmpty && good.warnings.isEmpty, "\(good.diagnostics)")
         let limit = try #require(good.config?.routes.first?.rateLimits.first)
-        #expect(limit.overrides.count == 2 && limit.overrides[0].exempt && limit.overrides[0].consumers == ["k"])
+        #expect(limit.overrides.count == 2 && limit.overrides[0].exempt && limit.overrides[0].callers.consumers == ["k"])
         let gold = limit.overridden(by: limit.overrides[1])
         #expect(gold.capacity == 100 && gold.refillPerSecond == 1 && gold.cost == 2)
         #expect(good.config?.routeClaimNames == ["plan"])
-        #expect(limit.overrides[1].applies(toConsumer: "u", claims: ["plan": ["gold"]]))
-        #expect(!limit.overrides[1].applies(toConsumer: "u", claims: ["plan": ["free"]]))
-        #expect(!limit.overrides[1].applies(toConsumer: nil, claims: ["plan": ["gold"]]), "anonymous requests are nobody's plan")
-        #expect(!limit.overrides[0].applies(toConsumer: "other", claims: nil))
+        #expect(limit.overrides[1].callers.include(consumer: "u", claims: ["plan": ["gold"]]))
+        #expect(!limit.overrides[1].callers.include(consumer: "u", claims: ["plan": ["free"]]))
+        #expect(!limit.overrides[1].callers.include(consumer: nil, claims: ["plan": ["gold"]]), "anonymous requests are nobody's plan")
+        #expect(!limit.overrides[0].callers.include(consumer: "other", claims: nil))
 
         let mistakes = #"""
             [{ "capacity": 5 }, { "consumers": ["k"] }, { "consumers": ["k"], "exempt": true, "capacity": 5 },
@@ -761,6 +761,25 @@ import Testing
         #expect(secretOnly == [
             "routes[0].direct_response.body: the key set is the whole answer: leave body out",
             "routes[0].direct_response.jwks: needs auth.upstream_token with ES256 or RS256 (an HS256 secret has no public key to publish)",
+        ])
+    }
+
+    // concurrency_limit.overrides: another max (or exempt) for named callers.
+    @Test func concurrencyOverrideShapes() throws {
+        let jwt = #""auth": { "jwt": { "keys": [{ "alg": "HS256", "secret": "0123456789abcdef0123456789abcdef" }] } },"#
+        let route = { (overrides: String) in
+            #"{ "name": "r", "upstream": "u", "auth": { "require": ["jwt"] }, "concurrency_limit": { "key": "consumer", "max": 2, "overrides": \#(overrides) } }"#
+        }
+        let good = load(minimal(route: route(#"[{ "consumers": ["batch"], "exempt": true }, { "claims": { "plan": "gold" }, "max": 20 }]"#), extra: jwt))
+        #expect(good.errors.isEmpty, "\(good.diagnostics)")
+        let limit = try #require(good.config?.routes.first?.concurrencyLimit)
+        let maxima = [limit.max(consumer: "batch", claims: nil), limit.max(consumer: "u", claims: ["plan": ["gold"]]), limit.max(consumer: "u", claims: nil)]
+        #expect(maxima == [nil, 20, 2])
+        #expect(good.config?.routeClaimNames == ["plan"])
+        let bad = load(minimal(route: route(#"[{ "consumers": ["x"] }, { "max": 3 }]"#), extra: jwt)).errors.map(\.description)
+        #expect(bad == [
+            "routes[0].concurrency_limit.overrides[0]: give these callers their max, or exempt: true",
+            "routes[0].concurrency_limit.overrides[1]: name the callers it applies to: consumers, claims or both",
         ])
     }
 

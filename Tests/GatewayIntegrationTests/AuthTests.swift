@@ -632,6 +632,38 @@ struct TokenFactory: Sendable {
         }
     }
 
+    // concurrency_limit.overrides: one slow request at a time for most consumers, three for the billing service.
+    @Test(.timeLimit(.minutes(1))) func concurrencyOverridesPerConsumer() async throws {
+        let keys = try await Self.makeKeys()
+        try await withUpstreams { upstreams in
+            let routes = #"""
+                [{ "name": "slow", "upstream": "demo", "auth": { "require": ["api_key"] },
+                   "concurrency_limit": { "key": "consumer", "max": 1,
+                                          "overrides": [{ "consumers": ["billing-svc"], "max": 3 }] } }]
+                """#
+            let config = Self.config(upstreamPort: upstreams[0].port, jwt: Self.jwtSection(keys: keys.configEntries), routes: routes)
+            try await withGateway(config) { gateway in
+                func burst(_ key: String) async throws -> [Int] {
+                    try await withThrowingTaskGroup(of: Int.self) { group in
+                        for index in 0..<4 {
+                            group.addTask {
+                                // The last starts once the others are surely running.
+                                if index == 3 { try await Task.sleep(for: TestTime.duration(ms: 300)) }
+                                let ms = index == 3 ? 0 : TestTime.ms(1200)
+                                return try await gateway.request("GET", "/slow?ms=\(ms)", headers: [("X-API-Key", key)]).status
+                            }
+                        }
+                        return try await group.reduce(into: [Int]()) { $0.append($1) }.sorted()
+                    }
+                }
+                let reader = try await burst(Self.readOnlyKey)
+                #expect(reader == [200, 429, 429, 429], "one at a time")
+                let billing = try await burst(Self.apiKey)
+                #expect(billing == [200, 200, 200, 429], "three at a time")
+            }
+        }
+    }
+
     // forward_claims headers are the gateway's: one a client sends is removed on every route before anything reads
     // it (a per-tenant limit keyed on it, the upstream), and only the verified claim goes up.
     @Test func forwardedClaimsCannotBeForged() async throws {
