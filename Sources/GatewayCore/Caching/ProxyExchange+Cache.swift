@@ -35,6 +35,23 @@ enum CacheResult: String, CaseIterable, Sendable {
     case hit = "HIT", miss = "MISS", stale = "STALE", revalidated = "REVALIDATED", bypass = "BYPASS"
 
     var label: String { rawValue.lowercased() }
+
+    /// This cache's member of RFC 9211's `Cache-Status` list (an upstream cache's members come before it).
+    var cacheStatus: String {
+        switch self {
+        case .hit: return "gateway; hit"
+        case .stale: return "gateway; hit; detail=stale"
+        case .revalidated: return "gateway; fwd=stale; fwd-status=304"
+        case .miss: return "gateway; fwd=miss"
+        case .bypass: return "gateway; fwd=bypass"
+        }
+    }
+
+    /// `X-Cache` (replacing one from upstream) and this cache's `Cache-Status` member (after any from upstream).
+    func mark(_ headers: inout HeaderList) {
+        headers.replaceOrAdd(name: "x-cache", value: rawValue)
+        headers.add(name: "cache-status", value: cacheStatus)
+    }
 }
 
 /// A response being copied into the cache as it streams to the client.
@@ -172,12 +189,12 @@ extension ProxyExchange {
         if entry.status == 200 && clientValidatorsMatch(entry) {
             for (name, value) in entry.headers where notModifiedFields.contains(name.lowercased()) { headers.add(name: name, value: value) }
             headers.add(name: "age", value: String(entry.age(now: now)))
-            headers.add(name: "x-cache", value: result.rawValue)
+            result.mark(&headers)
             return respond(GatewayResponse(status: 304, headers: headers))
         }
         for (name, value) in entry.headers { headers.add(name: name, value: value) }
         headers.add(name: "age", value: String(entry.age(now: now)))
-        headers.add(name: "x-cache", value: result.rawValue)
+        result.mark(&headers)
         respond(GatewayResponse(status: entry.status, headers: headers, body: entry.body))
     }
 
@@ -228,7 +245,7 @@ extension ProxyExchange {
         let status = response.status
         if !head.method.isSafe {
             if (200..<400).contains(status) { invalidate(after: response, policy: cacheState.policy) }
-            response.headers.replaceOrAdd(name: "x-cache", value: cacheState.result.rawValue)
+            cacheState.result.mark(&response.headers)
             return .forward
         }
         if cacheState.revalidating, status == 304, let stale = cacheState.stale {
@@ -242,7 +259,7 @@ extension ProxyExchange {
             cacheState.fill = makeFill(response, cacheState: cacheState)
         }
         if cacheState.fill == nil { releaseLeadership(&cacheState) }
-        response.headers.replaceOrAdd(name: "x-cache", value: cacheState.result.rawValue)
+        cacheState.result.mark(&response.headers)
         caching = cacheState
         return .forward
     }
@@ -313,7 +330,7 @@ extension ProxyExchange {
         var updated: [String: [String]] = [:]
         for (name, value) in response.headers {
             let lower = name.lowercased()
-            guard !["content-length", "transfer-encoding", "set-cookie", "age", "x-cache", "content-encoding"].contains(lower) else { continue }
+            guard !["content-length", "transfer-encoding", "set-cookie", "age", "x-cache", "cache-status", "content-encoding"].contains(lower) else { continue }
             updated[lower, default: []].append(value)
         }
         let responseTime = ResponseCache.now()
@@ -461,7 +478,7 @@ extension CacheEntry {
         var headers: [(name: String, value: String)] = []
         for (name, value) in response.headers {
             switch name.lowercased() {
-            case "set-cookie", "age", "x-cache", "content-length", "transfer-encoding": continue
+            case "set-cookie", "age", "x-cache", "cache-status", "content-length", "transfer-encoding": continue
             default: headers.append((name, value))
             }
         }
