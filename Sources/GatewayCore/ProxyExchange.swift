@@ -228,14 +228,21 @@ final class ProxyExchange: ExchangeDriver, UpstreamCallDelegate, FilterSuspensio
             return
         }
         let destination = route.destinations[destinationIndex]
+        var settings = destination.settings
+        // A gRPC client's deadline (grpc-timeout) ends the call when it passes, if it is the sooner one.
+        if let value = head.headers.first(name: "grpc-timeout"), let micros = GRPCTimeout.microseconds(value),
+            head.headers.first(name: "content-type")?.lowercased().hasPrefix("application/grpc") == true
+        {
+            settings.clientTimeout = .microseconds(micros)
+        }
         let upstreamHead = makeUpstreamHead(route)
         if upgrade == nil && route.mirrorsThisRequest() { startMirror(route, head: upstreamHead) }
         let call = forwarder.makeCall(
             upstream: destination.upstreamIndex, head: consume upstreamHead, framing: upstreamFraming, preserveHost: route.preserveHost,
-            requestID: context.requestID, clientIP: context.clientIP, settings: destination.settings, delegate: self)
+            requestID: context.requestID, clientIP: context.clientIP, settings: settings, delegate: self)
         self.call = call
         state = .forwarding
-        if let total = destination.settings.total {
+        if let total = [settings.total, settings.clientTimeout].compactMap({ $0 }).min() {
             totalTimeout = connection.eventLoop.assumeIsolated().scheduleTask(in: total) {
                 self.totalTimeoutFired()
             }

@@ -67,6 +67,8 @@ public struct CallSettings: Sendable {
     public var total: TimeAmount?
     /// Retries after the first try.
     public var retryAttempts: Int?
+    /// The client's own deadline for the whole call (gRPC's `grpc-timeout`): it can only shorten the configured one.
+    public var clientTimeout: TimeAmount?
 
     public init(read: TimeAmount? = nil, total: TimeAmount? = nil, retryAttempts: Int? = nil) {
         self.read = read

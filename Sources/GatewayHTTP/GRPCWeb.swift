@@ -148,3 +148,27 @@ public struct Base64StreamDecoder: Sendable {
         }
     }
 }
+
+/// gRPC's `grpc-timeout` request field (the client's deadline): 1 to 8 digits and a unit, `H`ours, `M`inutes,
+/// `S`econds, `m`illiseconds, `u` (microseconds) or `n`anoseconds, e.g. `250m`.
+public enum GRPCTimeout {
+    /// The deadline in microseconds (nanoseconds round up to a whole one); nil when the value is malformed.
+    public static func microseconds(_ value: String) -> Int64? {
+        let bytes = Array(value.utf8)
+        guard (2...9).contains(bytes.count), let unit = bytes.last else { return nil }
+        var amount: Int64 = 0
+        for byte in bytes.dropLast() {
+            guard (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(byte) else { return nil }
+            amount = amount * 10 + Int64(byte - UInt8(ascii: "0"))
+        }
+        switch unit {
+        case UInt8(ascii: "H"): return amount * 3_600_000_000
+        case UInt8(ascii: "M"): return amount * 60_000_000
+        case UInt8(ascii: "S"): return amount * 1_000_000
+        case UInt8(ascii: "m"): return amount * 1_000
+        case UInt8(ascii: "u"): return amount
+        case UInt8(ascii: "n"): return (amount + 999) / 1_000
+        default: return nil
+        }
+    }
+}

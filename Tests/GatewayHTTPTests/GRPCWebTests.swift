@@ -5,6 +5,14 @@ import TestSupport
 
 /// gRPC-Web's pieces without sockets: content types, the trailer frame, and base64 over a body in parts.
 @Suite struct GRPCWebTests {
+    // grpc-timeout: 1-8 digits and a unit; anything else is ignored (nil).
+    @Test func grpcTimeouts() {
+        let parsed = ["1H", "2M", "3S", "250m", "700u", "1500n", "1n", "99999999S"].map(GRPCTimeout.microseconds)
+        #expect(parsed == [3_600_000_000, 120_000_000, 3_000_000, 250_000, 700, 2, 1, 99_999_999_000_000])
+        let refused = ["", "S", "5", "5s", "-5S", "123456789S", "1.5S", " 5S"].compactMap(GRPCTimeout.microseconds)
+        #expect(refused.isEmpty)
+    }
+
     @Test func contentTypes() {
         #expect(GRPCWeb.encoding(contentType: "application/grpc-web")?.encoding == .binary)
         #expect(GRPCWeb.encoding(contentType: "application/grpc-web+proto")?.suffix == "+proto")
