@@ -671,6 +671,10 @@ extension UpstreamConfig {
             if dnsRefresh != nil, let targets, targets.allSatisfy({ UpstreamTarget.isIPLiteral($0.host) }) {
                 o.node.context.warning(o.path / "dns_refresh_ms", "every target is an IP address: there is nothing to resolve")
             }
+            if health?.grpcService != nil, let targets, let plain = targets.first(where: { $0.httpProtocol != .h2 }) {
+                o.node.context.error(
+                    o.path / "health_check" / "grpc_service", "gRPC health checks speak HTTP/2: target \(plain.label) is not \"protocol\": \"h2\"")
+            }
             if let targets, !targets.isEmpty, targets.allSatisfy(\.backup) {
                 o.node.context.error(o.path / "targets", "every target is a backup: at least one must take requests normally")
             }
@@ -840,7 +844,11 @@ extension CircuitBreakerConfig {
 extension HealthCheckConfig {
     static func decode(_ node: ConfigNode) -> HealthCheckConfig? {
         node.object { o in
-            let path = o.required("path") { $0.absolutePath() }
+            let grpcService = o.optional("grpc_service") { $0.string() }
+            let path = o.has("grpc_service") && !o.has("path") ? "/grpc.health.v1.Health/Check" : o.required("path") { $0.absolutePath() }
+            if o.has("grpc_service") && o.has("path") {
+                o.node.context.error(o.path / "path", "a gRPC health check asks grpc.health.v1.Health/Check; leave path out")
+            }
             var config = HealthCheckConfig(
                 path: path ?? "/",
                 intervalMs: o.optional("interval_ms") { $0.int(100...maxMilliseconds) } ?? 5000,
@@ -848,6 +856,7 @@ extension HealthCheckConfig {
                 healthyThreshold: o.optional("healthy_threshold") { $0.int(1...100) } ?? 2,
                 unhealthyThreshold: o.optional("unhealthy_threshold") { $0.int(1...100) } ?? 3
             )
+            config.grpcService = grpcService
             config.host = o.optional("host") { node -> String? in
                 guard let host = node.nonEmptyString() else { return nil }
                 guard host.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || "-.:[]_".contains($0)) }) else {

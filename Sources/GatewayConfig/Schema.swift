@@ -572,6 +572,9 @@ public struct HealthCheckConfig: Sendable, Equatable {
     public var headers: [(name: String, value: String)] = []
     /// `expected_statuses`: the statuses that pass (each an exact code or a class, 2 for 2xx); default 2xx and 3xx.
     public var expectedStatuses: [Int] = [2, 3]
+    /// `grpc_service`: check with the gRPC health protocol (`grpc.health.v1.Health/Check` for this service; ""
+    /// for the server as a whole) instead of `GET path`; passes when the answer is SERVING.
+    public var grpcService: String?
 
     /// Whether a check answered `status` passes.
     public func passes(_ status: Int) -> Bool {
@@ -582,7 +585,7 @@ public struct HealthCheckConfig: Sendable, Equatable {
         lhs.path == rhs.path && lhs.intervalMs == rhs.intervalMs && lhs.timeoutMs == rhs.timeoutMs
             && lhs.healthyThreshold == rhs.healthyThreshold && lhs.unhealthyThreshold == rhs.unhealthyThreshold && lhs.host == rhs.host
             && lhs.headers.map { $0.name + ":" + $0.value } == rhs.headers.map { $0.name + ":" + $0.value }
-            && lhs.expectedStatuses == rhs.expectedStatuses
+            && lhs.expectedStatuses == rhs.expectedStatuses && lhs.grpcService == rhs.grpcService
     }
 }
 

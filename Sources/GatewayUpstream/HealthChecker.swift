@@ -92,6 +92,7 @@ final class HealthChecker: Sendable {
             let tls = upstream.tlsContext(for: target.target)
             let serverName = UpstreamTLS.serverName(for: target.target, settings: upstream.config.tls)
             let path = settings.path
+            let grpcService = settings.grpcService
             let extraHeaders = settings.headers
             let connected = ClientBootstrap(group: eventLoop)
                 .connectTimeout(timeout)
@@ -104,9 +105,15 @@ final class HealthChecker: Sendable {
                             ready.futureResult.flatMap { connection in
                                 connection.value.multiplexer.createStreamChannel { stream in
                                     stream.eventLoop.makeCompletedFuture {
-                                        try stream.pipeline.syncOperations.addHandler(
-                                            HTTP2HealthProbeHandler(
-                                                path: path, target: target.target, host: host, headers: extraHeaders, result: result))
+                                        if let service = grpcService {
+                                            try stream.pipeline.syncOperations.addHandler(
+                                                GRPCHealthProbeHandler(
+                                                    service: service, target: target.target, host: host, headers: extraHeaders, result: result))
+                                        } else {
+                                            try stream.pipeline.syncOperations.addHandler(
+                                                HTTP2HealthProbeHandler(
+                                                    path: path, target: target.target, host: host, headers: extraHeaders, result: result))
+                                        }
                                     }
                                 }
                             }.whenFailure { result.fail($0) }
@@ -171,11 +178,14 @@ final class HealthChecker: Sendable {
 enum HealthProbeError: Error, CustomStringConvertible {
     case timedOut
     case closedWithoutAnswer
+    /// A gRPC health answer other than SERVING (or a gRPC error instead of an answer).
+    case grpc(String)
 
     var description: String {
         switch self {
         case .timedOut: return "timed out"
         case .closedWithoutAnswer: return "closed without an answer"
+        case .grpc(let what): return "gRPC health: \(what)"
         }
     }
 }
@@ -264,6 +274,128 @@ final class HTTP2HealthProbeHandler: ChannelInboundHandler {
         else { return }
         result.succeed(status)
         context.close(promise: nil)
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        result.fail(HealthProbeError.closedWithoutAnswer)
+        context.fireChannelInactive()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        result.fail(error)
+        context.close(promise: nil)
+    }
+}
+
+/// The gRPC health protocol's check (grpc.health.v1.Health/Check) as one HTTP/2 stream: completes with 200 when
+/// the server says SERVING, fails with what it said otherwise (NOT_SERVING, UNKNOWN, a grpc-status such as
+/// UNIMPLEMENTED when it has no health service).
+final class GRPCHealthProbeHandler: ChannelInboundHandler {
+    typealias InboundIn = HTTP2Frame.FramePayload
+    typealias OutboundOut = HTTP2Frame.FramePayload
+
+    private let fields: HPACKHeaders
+    private let message: [UInt8]
+    private let result: EventLoopPromise<Int>
+    private var received: [UInt8] = []
+    private var status = 0
+
+    init(service: String, target: UpstreamTarget, host: String, headers extra: [(name: String, value: String)], result: EventLoopPromise<Int>) {
+        var headers = HeaderList()
+        headers.add(name: "host", value: host)
+        headers.add(name: "user-agent", value: "gateway-health-check")
+        headers.add(name: "content-type", value: "application/grpc")
+        headers.add(name: "te", value: "trailers")
+        for field in extra { headers.add(name: field.name, value: field.value) }
+        fields = HTTP2UpstreamStream.fields(
+            of: RequestHead(method: .POST, target: "/grpc.health.v1.Health/Check", headers: headers), scheme: target.scheme.rawValue,
+            defaultAuthority: target.authority)
+        message = Self.frame(Self.request(service: service))
+        self.result = result
+    }
+
+    /// HealthCheckRequest { string service = 1; } in protobuf: the field left out when empty.
+    static func request(service: String) -> [UInt8] {
+        let name = Array(service.utf8)
+        guard !name.isEmpty else { return [] }
+        var bytes: [UInt8] = [0x0A]
+        var length = name.count
+        while length >= 0x80 {
+            bytes.append(UInt8(length & 0x7F) | 0x80)
+            length >>= 7
+        }
+        bytes.append(UInt8(length))
+        return bytes + name
+    }
+
+    /// A gRPC message on the wire: uncompressed flag, 4-byte big-endian length, the message.
+    static func frame(_ message: [UInt8]) -> [UInt8] {
+        let length = UInt32(message.count)
+        return [0, UInt8(length >> 24), UInt8(length >> 16 & 0xFF), UInt8(length >> 8 & 0xFF), UInt8(length & 0xFF)] + message
+    }
+
+    /// The ServingStatus of a framed HealthCheckResponse { ServingStatus status = 1; } (0 when absent: UNKNOWN).
+    static func servingStatus(_ framed: [UInt8]) -> Int? {
+        guard framed.count >= 5, framed[0] == 0 else { return nil }
+        var index = 5
+        while index < framed.count {
+            let key = framed[index]
+            index += 1
+            guard key & 0x07 == 0, index < framed.count else { return nil }  // varint fields only in this message
+            var value = 0
+            var shift = 0
+            while index < framed.count {
+                let byte = framed[index]
+                index += 1
+                value |= Int(byte & 0x7F) << shift
+                shift += 7
+                if byte & 0x80 == 0 { break }
+            }
+            if key >> 3 == 1 { return value }
+        }
+        return 0
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        if context.channel.isActive { send(context) }
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        send(context)
+        context.fireChannelActive()
+    }
+
+    private func send(_ context: ChannelHandlerContext) {
+        context.write(wrapOutboundOut(.headers(.init(headers: fields))), promise: nil)
+        let body = context.channel.allocator.buffer(bytes: message)
+        context.writeAndFlush(wrapOutboundOut(.data(.init(data: .byteBuffer(body), endStream: true))), promise: nil)
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch unwrapInboundIn(data) {
+        case .headers(let headers):
+            if let code = headers.headers.first(name: ":status").flatMap({ Int($0) }) { status = code }
+            if let grpcStatus = headers.headers.first(name: "grpc-status") {
+                finish(context, grpcStatus: grpcStatus, message: headers.headers.first(name: "grpc-message"))
+            }
+        case .data(let payload):
+            if case .byteBuffer(var buffer) = payload.data, let bytes = buffer.readBytes(length: buffer.readableBytes) { received += bytes }
+        default:
+            break
+        }
+    }
+
+    private func finish(_ context: ChannelHandlerContext, grpcStatus: String, message: String?) {
+        defer { context.close(promise: nil) }
+        guard status == 200 else { return result.succeed(status) }  // not a gRPC answer: judged by its HTTP status
+        guard grpcStatus == "0" else { return result.fail(HealthProbeError.grpc("grpc-status \(grpcStatus)\(message.map { " (\($0))" } ?? "")")) }
+        switch Self.servingStatus(received) {
+        case 1?: result.succeed(200)
+        case 2?: result.fail(HealthProbeError.grpc("NOT_SERVING"))
+        case 3?: result.fail(HealthProbeError.grpc("SERVICE_UNKNOWN"))
+        case let other?: result.fail(HealthProbeError.grpc(other == 0 ? "UNKNOWN" : "status \(other)"))
+        case nil: result.fail(HealthProbeError.grpc("unreadable answer"))
+        }
     }
 
     func channelInactive(context: ChannelHandlerContext) {

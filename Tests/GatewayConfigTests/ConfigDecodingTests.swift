@@ -783,6 +783,21 @@ import Testing
         ])
     }
 
+    // health_check.grpc_service: the gRPC health protocol, for h2 targets only, with no path of its own.
+    @Test func grpcHealthCheckShapes() throws {
+        let config = { (upstream: String) in
+            #"{ "listeners": [{ "name": "l", "port": 1 }], "upstreams": { "u": \#(upstream) }, "routes": [{ "name": "r", "upstream": "u" }] }"#
+        }
+        let good = load(config(#"{ "targets": ["http://10.0.0.1:50051"], "protocol": "h2", "health_check": { "grpc_service": "" } }"#))
+        #expect(good.errors.isEmpty, "\(good.diagnostics)")
+        #expect(good.config?.upstreams.first?.healthCheck?.grpcService == "")
+        let bad = load(config(#"{ "targets": ["http://10.0.0.1:8080"], "health_check": { "grpc_service": "x", "path": "/h" } }"#)).errors.map(\.description)
+        #expect(bad == [
+            "upstreams.u.health_check.path: a gRPC health check asks grpc.health.v1.Health/Check; leave path out",
+            #"upstreams.u.health_check.grpc_service: gRPC health checks speak HTTP/2: target 10.0.0.1:8080 is not "protocol": "h2""#,
+        ])
+    }
+
     // pool: connection lifetime limits, off unless given.
     @Test func poolLifetimeShapes() throws {
         let config = { (pool: String) in

@@ -91,6 +91,28 @@ import Testing
         }
     }
 
+    // health_check.grpc_service: an h2 target is checked with the gRPC health protocol; NOT_SERVING takes it out
+    // (logged with what it said), SERVING puts it back.
+    @Test func grpcHealthChecks() async throws {
+        let upstream = try await DemoUpstream.start(name: "h2", http2: true)
+        defer { Task { await upstream.shutdown() } }
+        let check = #", "health_check": { "grpc_service": "orders.v1.Orders", "interval_ms": 100, "timeout_ms": 500, "unhealthy_threshold": 2, "healthy_threshold": 2 }"#
+        try await withGateway(Self.config(target: #""http://127.0.0.1:\#(upstream.port)""#, upstreamExtra: check)) { gateway in
+            func healthy() -> Bool? { gateway.gateway.upstreams.targetStates().first?.healthy }
+            let serving = try await gateway.request("GET", "/echo")
+            #expect(serving.status == 200)
+            upstream.behaviour.healthStatus.store(503, ordering: .relaxed)
+            try await waitUntil { healthy() == false }
+            let detail = gateway.logs.entries("upstream target unhealthy").first?["last_check"] as? String
+            #expect(detail == "gRPC health: NOT_SERVING", "\(gateway.logs.entries("upstream target unhealthy"))")
+            let out = try await gateway.request("GET", "/echo")
+            #expect(out.status == 503)
+            upstream.behaviour.healthStatus.store(200, ordering: .relaxed)
+            try await waitUntil { healthy() == true }
+            #expect(try await gateway.request("GET", "/echo").status == 200)
+        }
+    }
+
     // grpc_web: a browser's gRPC-Web call over HTTP/1.1 reaches the HTTP/2 upstream as gRPC, and the answer comes
     // back with the trailers as the body's last frame; the -text variant is base64 both ways.
     @Test func grpcWebIsTranslated() async throws {

@@ -42,6 +42,8 @@ import Synchronization
 /// - `/grpc`: a gRPC-shaped answer: 200 `application/grpc`, the request body back, then the trailers
 ///   `grpc-status: 0` and `grpc-message: OK` (`?grpc_status=N` for another status); `x-request-te` says what `TE`
 ///   the request came with, `x-request-content-type` its `Content-Type`
+/// - `/grpc.health.v1.Health/Check`: the gRPC health protocol's answer, SERVING while `behaviour.healthStatus` is 200,
+///   NOT_SERVING otherwise
 /// - `/ws`: a WebSocket echo (text and binary messages come back as they were sent; pings are answered)
 ///
 /// `behaviour` turns it into a sick upstream for resilience tests and demos: slow, failing, dropping
@@ -268,6 +270,15 @@ final class DemoHandler: ChannelInboundHandler, RemovableChannelHandler {
             let status = query["grpc_status"] ?? "0"
             let trailers = HTTPHeaders([("grpc-status", status), ("grpc-message", status == "0" ? "OK" : "failed")])
             let done = context.writeAndFlush(wrapOutboundOut(.end(trailers)))
+            if !keepAlive { done.assumeIsolated().whenComplete { _ in context.close(promise: nil) } }
+        case "/grpc.health.v1.Health/Check":
+            // The gRPC health protocol: SERVING (1) while `healthStatus` is 200, NOT_SERVING (2) otherwise.
+            let serving: UInt8 = behaviour.healthStatus.load(ordering: .relaxed) == 200 ? 1 : 2
+            var headers = HTTPHeaders([("content-type", "application/grpc")])
+            if !keepAlive { headers.add(name: "connection", value: "close") }
+            context.write(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: .ok, headers: headers))), promise: nil)
+            context.write(wrapOutboundOut(.body(.byteBuffer(ByteBuffer(bytes: [0, 0, 0, 0, 2, 0x08, serving])))), promise: nil)
+            let done = context.writeAndFlush(wrapOutboundOut(.end(HTTPHeaders([("grpc-status", "0")]))))
             if !keepAlive { done.assumeIsolated().whenComplete { _ in context.close(promise: nil) } }
         case "/upload":
             send(context, status: .ok, json: #"{"upstream":"\#(name)","bytes":\#(bodyBytes)}"#, keepAlive: keepAlive)
