@@ -190,12 +190,30 @@ enum HealthProbeError: Error, CustomStringConvertible {
     }
 }
 
+/// A check's handler: it completes `result` with the answer's status, and fails it when the connection (or stream)
+/// ends unanswered or breaks.
+protocol HealthProbe: ChannelInboundHandler {
+    var result: EventLoopPromise<Int> { get }
+}
+
+extension HealthProbe {
+    func channelInactive(context: ChannelHandlerContext) {
+        result.fail(HealthProbeError.closedWithoutAnswer)
+        context.fireChannelInactive()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        result.fail(error)
+        context.close(promise: nil)
+    }
+}
+
 /// Sends the check request and completes with the status of the answer.
-final class HealthProbeHandler: ChannelInboundHandler {
+final class HealthProbeHandler: HealthProbe {
     typealias InboundIn = ByteBuffer
 
     private let request: String
-    private let result: EventLoopPromise<Int>
+    let result: EventLoopPromise<Int>
     private var parser = HTTP1HeadParser(maxHeadBytes: 65_536, maxFields: 256)
     private var input = ByteBuffer()
 
@@ -226,32 +244,27 @@ final class HealthProbeHandler: ChannelInboundHandler {
         }
     }
 
-    func channelInactive(context: ChannelHandlerContext) {
-        result.fail(HealthProbeError.closedWithoutAnswer)
-        context.fireChannelInactive()
-    }
-
-    func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        result.fail(error)
-        context.close(promise: nil)
-    }
 }
 
-/// The HTTP/2 form of the check: one GET stream; completes with the status of the final answer.
-final class HTTP2HealthProbeHandler: ChannelInboundHandler {
+/// What the HTTP/2 checks share: the request's fields, sent once the stream is up, and a failure when the stream
+/// ends without an answer. Subclasses send the request and read the answer.
+class HTTP2ProbeHandler: HealthProbe {
     typealias InboundIn = HTTP2Frame.FramePayload
     typealias OutboundOut = HTTP2Frame.FramePayload
 
-    private let fields: HPACKHeaders
-    private let result: EventLoopPromise<Int>
+    let fields: HPACKHeaders
+    let result: EventLoopPromise<Int>
 
-    init(path: String, target: UpstreamTarget, host: String, headers extra: [(name: String, value: String)], result: EventLoopPromise<Int>) {
+    init(
+        _ method: HTTPMethod, path: String, target: UpstreamTarget, host: String, fields own: [(name: String, value: String)],
+        headers extra: [(name: String, value: String)], result: EventLoopPromise<Int>
+    ) {
         var headers = HeaderList()
         headers.add(name: "host", value: host)
         headers.add(name: "user-agent", value: "gateway-health-check")
-        for field in extra { headers.add(name: field.name, value: field.value) }
+        for field in own + extra { headers.add(name: field.name, value: field.value) }
         fields = HTTP2UpstreamStream.fields(
-            of: RequestHead(method: .GET, target: path, headers: headers), scheme: target.scheme.rawValue, defaultAuthority: target.authority)
+            of: RequestHead(method: method, target: path, headers: headers), scheme: target.scheme.rawValue, defaultAuthority: target.authority)
         self.result = result
     }
 
@@ -264,25 +277,28 @@ final class HTTP2HealthProbeHandler: ChannelInboundHandler {
         context.fireChannelActive()
     }
 
-    private func send(_ context: ChannelHandlerContext) {
+    /// Writes the request on the stream.
+    func send(_ context: ChannelHandlerContext) {}
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {}
+
+}
+
+/// The HTTP/2 form of the check: one GET stream; completes with the status of the final answer.
+final class HTTP2HealthProbeHandler: HTTP2ProbeHandler {
+    init(path: String, target: UpstreamTarget, host: String, headers extra: [(name: String, value: String)], result: EventLoopPromise<Int>) {
+        super.init(.GET, path: path, target: target, host: host, fields: [], headers: extra, result: result)
+    }
+
+    override func send(_ context: ChannelHandlerContext) {
         context.writeAndFlush(wrapOutboundOut(.headers(.init(headers: fields, endStream: true))), promise: nil)
     }
 
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+    override func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         guard case .headers(let headers) = unwrapInboundIn(data), let status = headers.headers.first(name: ":status").flatMap({ Int($0) }),
             status >= 200
         else { return }
         result.succeed(status)
-        context.close(promise: nil)
-    }
-
-    func channelInactive(context: ChannelHandlerContext) {
-        result.fail(HealthProbeError.closedWithoutAnswer)
-        context.fireChannelInactive()
-    }
-
-    func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        result.fail(error)
         context.close(promise: nil)
     }
 }
@@ -290,28 +306,16 @@ final class HTTP2HealthProbeHandler: ChannelInboundHandler {
 /// The gRPC health protocol's check (grpc.health.v1.Health/Check) as one HTTP/2 stream: completes with 200 when
 /// the server says SERVING, fails with what it said otherwise (NOT_SERVING, UNKNOWN, a grpc-status such as
 /// UNIMPLEMENTED when it has no health service).
-final class GRPCHealthProbeHandler: ChannelInboundHandler {
-    typealias InboundIn = HTTP2Frame.FramePayload
-    typealias OutboundOut = HTTP2Frame.FramePayload
-
-    private let fields: HPACKHeaders
+final class GRPCHealthProbeHandler: HTTP2ProbeHandler {
     private let message: [UInt8]
-    private let result: EventLoopPromise<Int>
     private var received: [UInt8] = []
     private var status = 0
 
     init(service: String, target: UpstreamTarget, host: String, headers extra: [(name: String, value: String)], result: EventLoopPromise<Int>) {
-        var headers = HeaderList()
-        headers.add(name: "host", value: host)
-        headers.add(name: "user-agent", value: "gateway-health-check")
-        headers.add(name: "content-type", value: "application/grpc")
-        headers.add(name: "te", value: "trailers")
-        for field in extra { headers.add(name: field.name, value: field.value) }
-        fields = HTTP2UpstreamStream.fields(
-            of: RequestHead(method: .POST, target: "/grpc.health.v1.Health/Check", headers: headers), scheme: target.scheme.rawValue,
-            defaultAuthority: target.authority)
         message = Self.frame(Self.request(service: service))
-        self.result = result
+        super.init(
+            .POST, path: "/grpc.health.v1.Health/Check", target: target, host: host,
+            fields: [("content-type", "application/grpc"), ("te", "trailers")], headers: extra, result: result)
     }
 
     /// HealthCheckRequest { string service = 1; } in protobuf: the field left out when empty.
@@ -356,22 +360,13 @@ final class GRPCHealthProbeHandler: ChannelInboundHandler {
         return 0
     }
 
-    func handlerAdded(context: ChannelHandlerContext) {
-        if context.channel.isActive { send(context) }
-    }
-
-    func channelActive(context: ChannelHandlerContext) {
-        send(context)
-        context.fireChannelActive()
-    }
-
-    private func send(_ context: ChannelHandlerContext) {
+    override func send(_ context: ChannelHandlerContext) {
         context.write(wrapOutboundOut(.headers(.init(headers: fields))), promise: nil)
         let body = context.channel.allocator.buffer(bytes: message)
         context.writeAndFlush(wrapOutboundOut(.data(.init(data: .byteBuffer(body), endStream: true))), promise: nil)
     }
 
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+    override func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         switch unwrapInboundIn(data) {
         case .headers(let headers):
             if let code = headers.headers.first(name: ":status").flatMap({ Int($0) }) { status = code }
@@ -396,15 +391,5 @@ final class GRPCHealthProbeHandler: ChannelInboundHandler {
         case let other?: result.fail(HealthProbeError.grpc(other == 0 ? "UNKNOWN" : "status \(other)"))
         case nil: result.fail(HealthProbeError.grpc("unreadable answer"))
         }
-    }
-
-    func channelInactive(context: ChannelHandlerContext) {
-        result.fail(HealthProbeError.closedWithoutAnswer)
-        context.fireChannelInactive()
-    }
-
-    func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        result.fail(error)
-        context.close(promise: nil)
     }
 }

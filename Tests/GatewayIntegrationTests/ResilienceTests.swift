@@ -454,6 +454,21 @@ import Testing
         }
     }
 
+    // A check whose connection closes unanswered fails at once ("closed without an answer"), not at its timeout.
+    @Test func healthCheckClosedUnansweredFailsAtOnce() async throws {
+        try await withUpstreams(2) { upstreams in
+            let json = Self.config(
+                targets: upstreams.map(\.port),
+                extra: #""health_check": { "path": "/echo", "interval_ms": 100, "timeout_ms": 30000, "unhealthy_threshold": 1, "healthy_threshold": 1 }"#)
+            try await withGateway(json) { gateway in
+                upstreams[0].behaviour.dropRequests.store(true, ordering: .relaxed)
+                try await waitUntil { Self.state(gateway, target: upstreams[0].port)?.healthy == false }
+                let detail = gateway.logs.entries("upstream target unhealthy").first?["last_check"] as? String
+                #expect(detail == "closed without an answer")
+            }
+        }
+    }
+
     // health_check.expected_statuses decides what passes (here a 418 is healthy, a 200 is not), and host and
     // headers go with every check.
     @Test func healthCheckStatusesHostAndHeaders() async throws {
