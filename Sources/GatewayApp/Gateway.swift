@@ -260,14 +260,8 @@ public final class Gateway: Sendable {
                 filters.append(ConcurrencyLimitFilter(routeName: route.name, config: limit, metrics: metrics))
             }
             if let fault = route.fault { filters.append(FaultInjectionFilter(fault, routeName: route.name, metrics: metrics)) }
-            if var answer = route.answer {
-                if answer == .upstreamTokenKeys {
-                    // Validation made sure an ES256 or RS256 key is configured; the signer built its key set.
-                    answer = .content(
-                        status: 200, contentType: "application/jwk-set+json", body: authenticator?.upstreamTokens?.keySet ?? #"{"keys":[]}"#,
-                        headers: [("cache-control", "max-age=300")])
-                }
-                filters.append(RouteAnswerFilter(answer, stripPrefix: route.stripPrefix))
+            if let answer = route.answer {
+                filters.append(RouteAnswerFilter(answer, stripPrefix: route.stripPrefix, upstreamTokenKeys: authenticator?.upstreamTokens?.keySet))
             }
             if !route.responseHeaders.isEmpty { filters.append(ResponseHeaderEditsFilter(route.responseHeaders)) }
             return filters

@@ -28,15 +28,17 @@ public struct APIKeyTable: Sendable {
         case unknown
     }
 
-    /// The identity of `key`, or why it has none. `now`: Unix seconds.
-    public func identify(_ key: String, now: Int = Int(WallClock.nanoseconds() / 1_000_000_000)) -> Verdict {
+    /// The identity of `key`, or why it has none. `now`: Unix seconds (the clock is read only for a key that expires).
+    public func identify(_ key: String, now: Int? = nil) -> Verdict {
         let digest = Array(SHA256.hash(data: Array(key.utf8)))
         var match: Entry?
         for entry in entries {
             if ConstantTime.equals(digest, entry.digest) && match == nil { match = entry }
         }
         guard let match else { return .unknown }
-        if let expiresAt = match.expiresAt, now >= expiresAt { return .expired(consumer: match.id) }
+        if let expiresAt = match.expiresAt, (now ?? Int(WallClock.nanoseconds() / 1_000_000_000)) >= expiresAt {
+            return .expired(consumer: match.id)
+        }
         return .valid(Identity(method: .apiKey, subject: match.id, scopes: match.scopes))
     }
 

@@ -971,13 +971,17 @@ public struct RateLimitOverride: Sendable {
 
 /// The authenticated callers an override names (`rate_limits[].overrides`, `concurrency_limit.overrides`): by
 /// consumer id, by token claims, or both.
-public struct Callers: Sendable {
+public struct Callers: Sendable, Equatable {
     /// Consumer ids (JWT `sub`, API-key id, Basic user, certificate consumer); empty: any consumer.
     public var consumers: [String] = []
     /// Token claims that must each hold one of their values (as `auth.claims`).
     public var claims: [(name: String, values: [String])] = []
 
     public init() {}
+
+    public static func == (lhs: Callers, rhs: Callers) -> Bool {
+        lhs.consumers == rhs.consumers && lhs.claims.map(\.name) == rhs.claims.map(\.name) && lhs.claims.map(\.values) == rhs.claims.map(\.values)
+    }
 
     /// Whether a request by `consumer` with verified `claims` is one of these callers. Anonymous requests never are.
     public func include(consumer: String?, claims held: [String: [String]]?) -> Bool {
@@ -996,7 +1000,7 @@ public struct ConcurrencyLimitConfig: Sendable, Equatable {
     public var overrides: [Override] = []
     public init(key: RateLimitConfig.Key, max: Int) { (self.key, self.max) = (key, max) }
 
-    public struct Override: Sendable {
+    public struct Override: Sendable, Equatable {
         public var callers = Callers()
         public var max: Int?
         public var exempt = false
@@ -1009,13 +1013,6 @@ public struct ConcurrencyLimitConfig: Sendable, Equatable {
         return override.exempt ? nil : override.max
     }
 
-    public static func == (lhs: Self, rhs: Self) -> Bool {
-        lhs.key == rhs.key && lhs.max == rhs.max && lhs.overrides.count == rhs.overrides.count
-            && zip(lhs.overrides, rhs.overrides).allSatisfy { a, b in
-                a.max == b.max && a.exempt == b.exempt && a.callers.consumers == b.callers.consumers
-                    && a.callers.claims.map { "\($0.name)=\($0.values)" } == b.callers.claims.map { "\($0.name)=\($0.values)" }
-            }
-    }
 }
 
 public struct RouteCacheConfig: Sendable {

@@ -229,8 +229,9 @@ final class ProxyExchange: ExchangeDriver, UpstreamCallDelegate, FilterSuspensio
         }
         let destination = route.destinations[destinationIndex]
         var settings = destination.settings
-        // A gRPC client's deadline (grpc-timeout) ends the call when it passes, if it is the sooner one.
-        if let value = head.headers.first(name: "grpc-timeout"), let micros = GRPCTimeout.microseconds(value),
+        // A gRPC client's deadline (grpc-timeout) ends the call when it passes, if it is the sooner one. gRPC needs an
+        // HTTP/2 upstream, so other requests are spared the field lookups.
+        if destination.speaksHTTP2, let value = head.headers.first(name: "grpc-timeout"), let micros = GRPCTimeout.microseconds(value),
             head.headers.first(name: "content-type")?.lowercased().hasPrefix("application/grpc") == true
         {
             settings.clientTimeout = .microseconds(micros)

@@ -11,6 +11,8 @@ public struct RouteDestination: Sendable {
     /// Appended to the route's cache keys: a split's upstreams are different versions of the service, and each
     /// keeps its own answers ("" on a route with one upstream).
     public let cacheKeySuffix: String
+    /// Some target speaks HTTP/2, so gRPC calls can go there: only then is a request's `grpc-timeout` looked at.
+    public var speaksHTTP2 = false
 }
 
 /// One route from gateway.json, compiled for matching: hosts split into exact and wildcard, the path
@@ -124,12 +126,14 @@ public final class CompiledRoute: Sendable {
             // The route's own read_timeout_ms / total_timeout_ms, else the upstream's, decided here once.
             let readMs = config.readTimeoutMs ?? upstream.config?.readTimeoutMs
             let totalMs = config.totalTimeoutMs ?? upstream.config?.totalTimeoutMs
-            return RouteDestination(
+            var destination = RouteDestination(
                 upstreamIndex: upstream.index, upstreamName: name,
                 settings: CallSettings(
                     read: readMs.map { .milliseconds(Int64($0)) }, total: totalMs.map { .milliseconds(Int64($0)) },
                     retryAttempts: config.retryAttempts),
                 cacheKeySuffix: splits ? " " + name : "")
+            destination.speaksHTTP2 = upstream.config?.targets.contains { $0.httpProtocol == .h2 } ?? false
+            return destination
         }
         self.compression = CompressionPolicy(config.compression ?? compression)
         self.accessLog = config.accessLog

@@ -56,17 +56,17 @@ private final class RouteRateLimiter: Sendable {
             }
         }
 
-        /// The limit this request is held to: an override's for the callers it names, nil when they are exempt.
-        func applying(to context: RequestContext) -> Limit? {
-            for override in overrides where override.callers.include(consumer: context.consumer, claims: context.claims) {
-                return override.limit
-            }
-            return self
+        /// Which of the limit's forms holds this request: 0 for its own, 1 + n for its override n.
+        func choice(for context: RequestContext) -> Int {
+            overrides.firstIndex { $0.callers.include(consumer: context.consumer, claims: context.claims) }.map { $0 + 1 } ?? 0
         }
+
+        /// The form `choice` names; nil when those callers are exempt.
+        func variant(_ choice: Int) -> Limit? { choice == 0 ? self : overrides[choice - 1].limit }
     }
 
-    /// The limits one request is held to, with the texts built from them: the route's own, fixed, or (for
-    /// callers an override names) built for the request.
+    /// The limits one request is held to, with the texts built from them: the route's own, or the combination
+    /// of overrides that names a caller (built the first time it is needed, then kept).
     private struct Plan: Sendable {
         let limits: [Limit]
         /// Every limit's rule as a shared store's script takes it (`RateLimitRequest.scriptRules`).
@@ -116,6 +116,9 @@ private final class RouteRateLimiter: Sendable {
     /// The route's own limits, for every request no override applies to.
     private let plan: Plan
     private let hasOverrides: Bool
+    /// The plans of override combinations seen so far, by their index (the limits' choices as digits of a
+    /// mixed-radix number): each is built once, not per request.
+    private let overriddenPlans = Mutex<[Int: Plan]>([:])
     /// `rate_limit_headers`.
     private let sendsHeaders: Bool
     private let store: RateLimitStore
@@ -165,14 +168,15 @@ private final class RouteRateLimiter: Sendable {
 
     /// The route's own plan unless an override names this caller; exempt limits drop out.
     private func plan(for context: RequestContext) -> Plan {
-        var chosen: [Limit] = []
-        var overridden = false
-        for limit in limits {
-            let applied = limit.applying(to: context)
-            if applied !== limit { overridden = true }
-            if let applied { chosen.append(applied) }
+        var index = 0
+        for limit in limits { index = index * (limit.overrides.count + 1) + limit.choice(for: context) }
+        guard index != 0 else { return plan }
+        return overriddenPlans.withLock { plans in
+            if let known = plans[index] { return known }
+            let made = Plan(limits.compactMap { $0.variant($0.choice(for: context)) })
+            plans[index] = made
+            return made
         }
-        return overridden ? Plan(chosen) : plan
     }
 
     private func resumption(

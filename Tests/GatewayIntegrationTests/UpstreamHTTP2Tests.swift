@@ -76,18 +76,18 @@ import Testing
     // A gRPC client's grpc-timeout ends the call at its deadline (504 instead of waiting on the upstream); the
     // field means nothing on other requests.
     @Test(.timeLimit(.minutes(1))) func grpcTimeoutIsHonoured() async throws {
-        try await withUpstreams { upstreams in
-            try await withGateway(basicConfig(), upstreams: upstreams) { gateway in
-                let started = ContinuousClock.now
-                let cut = try await gateway.request(
-                    "POST", "/slow?ms=\(TestTime.ms(5000))", headers: [("Content-Type", "application/grpc"), ("grpc-timeout", "\(TestTime.ms(300))m")],
-                    body: "x")
-                let waited = ContinuousClock.now - started
-                #expect(cut.status == 504 && cut.errorCode == "UPSTREAM_TIMEOUT")
-                #expect(waited < TestTime.duration(ms: 4000), "ended at the client's deadline, not the upstream's answer")
-                let plain = try await gateway.request("GET", "/slow?ms=\(TestTime.ms(400))", headers: [("grpc-timeout", "1m")])
-                #expect(plain.status == 200, "not a gRPC request: the field is the upstream's business")
-            }
+        let upstream = try await DemoUpstream.start(name: "h2", http2: true)
+        defer { Task { await upstream.shutdown() } }
+        try await withGateway(Self.config(target: #""http://127.0.0.1:\#(upstream.port)""#)) { gateway in
+            let started = ContinuousClock.now
+            let cut = try await gateway.request(
+                "POST", "/slow?ms=\(TestTime.ms(5000))", headers: [("Content-Type", "application/grpc"), ("grpc-timeout", "\(TestTime.ms(300))m")],
+                body: "x")
+            let waited = ContinuousClock.now - started
+            #expect(cut.status == 504 && cut.errorCode == "UPSTREAM_TIMEOUT")
+            #expect(waited < TestTime.duration(ms: 4000), "ended at the client's deadline, not the upstream's answer")
+            let plain = try await gateway.request("GET", "/slow?ms=\(TestTime.ms(400))", headers: [("grpc-timeout", "1m")])
+            #expect(plain.status == 200, "not a gRPC request: the field is the upstream's business")
         }
     }
 
