@@ -18,6 +18,7 @@ extension GatewayConfig {
             let redis = o.optional("redis", RedisConfig.decode)
             let limits = o.optional("limits", LimitsConfig.decode) ?? LimitsConfig()
             let trusted = o.optional("trusted_proxies") { $0.addressRanges() }
+            let forwardedHeader = o.optional("forwarded_header") { $0.bool() } ?? false
             let security = o.optional("security_headers", SecurityHeadersConfig.decode) ?? SecurityHeadersConfig()
             let rateLimiting = o.optional("rate_limiting", RateLimitingConfig.decode) ?? RateLimitingConfig()
             let cache = o.optional("cache", CacheConfig.decode) ?? CacheConfig()
@@ -41,6 +42,7 @@ extension GatewayConfig {
                 cache: cache, auth: auth, upstreams: upstreams, routes: routes, logging: logging, reload: reload, tracing: tracing
             )
             config.compression = compression
+            config.forwardedHeader = forwardedHeader
             config.externalAuth = externalAuth ?? []
             config.requestID = requestID ?? RequestIDConfig()
             return config

@@ -11,6 +11,8 @@ public struct GatewayConfig: Sendable {
     public var redis: RedisConfig?
     public var limits: LimitsConfig
     public var trustedProxies: [CIDR]
+    /// `forwarded_header`: send the upstream an RFC 7239 `Forwarded` field beside X-Forwarded-*.
+    public var forwardedHeader = false
     public var securityHeaders: SecurityHeadersConfig
     public var rateLimiting: RateLimitingConfig
     public var cache: CacheConfig
@@ -915,7 +917,7 @@ public struct ExternalAuthConfig: Sendable, Equatable {
     public static let setByGateway: Set<String> = [
         "connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade", "proxy-authorization",
         "host", "content-length", "expect", "x-forwarded-method", "x-forwarded-uri", "x-forwarded-host", "x-forwarded-proto",
-        "x-forwarded-for", "x-request-id", "traceparent",
+        "x-forwarded-for", "forwarded", "x-request-id", "traceparent",
     ]
 }
 

@@ -16,6 +16,8 @@ public final class GatewayRuntime: Sendable {
     /// Run for every request, before routing, and for every response (reverse order).
     public let globalFilters: [any GatewayFilter]
     public let trustedProxies: AddressSet
+    /// `forwarded_header`: the upstream also gets an RFC 7239 `Forwarded` field.
+    public let forwardedHeader: Bool
     public let logger: Logger
     public let limits: LimitsConfig
     /// `limits.encoded_slashes` in the path normaliser's terms, decided once.
@@ -39,6 +41,7 @@ public final class GatewayRuntime: Sendable {
         self.routes = routes
         self.globalFilters = globalFilters
         self.trustedProxies = AddressSet(config.trustedProxies)
+        self.forwardedHeader = config.forwardedHeader
         self.logger = logger
         self.limits = config.limits
         self.encodedSlashes = config.limits.encodedSlashes == .keep ? .keep : .reject

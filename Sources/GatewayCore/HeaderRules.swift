@@ -15,16 +15,18 @@ public enum HeaderRules {
 
     /// What goes upstream: no hop-by-hop headers; no `Expect` (the gateway answers it, sending 100 Continue
     /// once the upstream is connected); no `Content-Length` (the forwarder re-frames the body); and
-    /// X-Forwarded-* per `setForwarded` (an untrusted client's `X-Forwarded-Prefix` dropped too). One pass over
-    /// the received fields.
+    /// X-Forwarded-* and `Forwarded` per `setForwarded` (an untrusted client's `X-Forwarded-Prefix` and `Forwarded`
+    /// dropped too, whether or not the gateway sends its own). One pass over the received fields.
     public static func prepareUpstreamRequest(
-        _ headers: inout HeaderList, peer: String, peerIsTrusted: Bool, proto: String, host: String?
+        _ headers: inout HeaderList, peer: String, peerIsTrusted: Bool, proto: String, host: String?,
+        forwardedHeader: Bool = false
     ) {
         let named = connectionNamedHeaders(headers)
         headers.removeReceived { name in
             if isHopByHop(name) || (!named.isEmpty && named.contains { ASCII.equalsCaseInsensitively(name, $0) }) { return true }
             switch name.count {
             case 6: return ASCII.equalsCaseInsensitively(name, "expect")
+            case 9 where !peerIsTrusted: return ASCII.equalsCaseInsensitively(name, "forwarded")
             case 14: return ASCII.equalsCaseInsensitively(name, "content-length")
             case 15 where !peerIsTrusted: return ASCII.equalsCaseInsensitively(name, "x-forwarded-for")
             case 16 where !peerIsTrusted: return ASCII.equalsCaseInsensitively(name, "x-forwarded-host")
@@ -39,7 +41,7 @@ public enum HeaderRules {
                     || name.equalsCaseInsensitively("content-length")
             }
         }
-        setForwarded(&headers, peer: peer, peerIsTrusted: peerIsTrusted, proto: proto, host: host)
+        setForwarded(&headers, peer: peer, peerIsTrusted: peerIsTrusted, proto: proto, host: host, forwardedHeader: forwardedHeader)
     }
 
     /// The protocol named by `Upgrade` when `Connection` lists `upgrade` (RFC 9110 §7.8), for a request asking
@@ -147,10 +149,12 @@ public enum HeaderRules {
         }
     }
 
-    /// Sets X-Forwarded-For/-Proto/-Host for the upstream. A trusted proxy's values are kept (and XFF
-    /// extended with the proxy's own address); anyone else's are replaced, so clients cannot forge them.
+    /// Sets X-Forwarded-For/-Proto/-Host for the upstream, and with `forwardedHeader` the RFC 7239 `Forwarded`
+    /// field. A trusted proxy's values are kept (XFF and `Forwarded` extended with this hop); anyone else's are
+    /// replaced, so clients cannot forge them.
     public static func setForwarded(
-        _ headers: inout HeaderList, peer: String, peerIsTrusted: Bool, proto: String, host: String?
+        _ headers: inout HeaderList, peer: String, peerIsTrusted: Bool, proto: String, host: String?,
+        forwardedHeader: Bool = false
     ) {
         guard peerIsTrusted else {
             headers.remove(name: "x-forwarded-for")
@@ -159,12 +163,45 @@ public enum HeaderRules {
             headers.add(name: "x-forwarded-for", value: peer)
             headers.add(name: "x-forwarded-proto", value: proto)
             if let host { headers.add(name: "x-forwarded-host", value: host) }
+            if forwardedHeader { headers.replaceOrAdd(name: "forwarded", value: forwardedElement(peer: peer, host: host, proto: proto)) }
             return
         }
         let chain = headers["x-forwarded-for"]
         headers.replaceOrAdd(name: "x-forwarded-for", value: chain.isEmpty ? peer : chain.joined(separator: ", ") + ", " + peer)
         if !headers.contains(name: "x-forwarded-proto") { headers.add(name: "x-forwarded-proto", value: proto) }
         if !headers.contains(name: "x-forwarded-host"), let host { headers.add(name: "x-forwarded-host", value: host) }
+        if forwardedHeader {
+            let element = forwardedElement(peer: peer, host: host, proto: proto)
+            let earlier = headers["forwarded"]
+            headers.replaceOrAdd(name: "forwarded", value: earlier.isEmpty ? element : earlier.joined(separator: ", ") + ", " + element)
+        }
+    }
+
+    /// This hop's element of a `Forwarded` field (RFC 7239 §4): `for` the peer the request came from (an IPv6
+    /// address bracketed and quoted, `unknown` for a Unix socket), `host` the Host it asked for, `proto` the
+    /// scheme it used. Values that are not tokens (a `host:port`) are quoted.
+    public static func forwardedElement(peer: String, host: String?, proto: String) -> String {
+        let node: String
+        if let address = IPAddress(peer) {
+            if case .v6 = address { node = "\"[\(address)]\"" } else { node = address.description }
+        } else {
+            node = "unknown"
+        }
+        var element = "for=" + node
+        if let host, !host.isEmpty { element += ";host=" + forwardedValue(host) }
+        element += ";proto=" + forwardedValue(proto)
+        return element
+    }
+
+    /// A token as it is, anything else as a quoted-string (RFC 9110 §5.6.4), escaping `"` and `\`.
+    static func forwardedValue(_ value: String) -> String {
+        if !value.isEmpty && value.utf8.allSatisfy(ASCII.isToken) { return value }
+        var quoted = "\""
+        for character in value {
+            if character == "\"" || character == "\\" { quoted.append("\\") }
+            quoted.append(character)
+        }
+        return quoted + "\""
     }
 
     /// `X-Forwarded-Prefix` for a route that strips a prefix: the path part the upstream does not see, so it can

@@ -304,7 +304,7 @@ final class ProxyExchange: ExchangeDriver, UpstreamCallDelegate, FilterSuspensio
             grpcWeb != nil || (head.version.major == 2 && upstreamHead.headers.containsToken("trailers", inField: "te"))
         HeaderRules.prepareUpstreamRequest(
             &upstreamHead.headers, peer: connection.peerText, peerIsTrusted: connection.info.peerIsTrustedProxy,
-            proto: connection.info.isTLS ? "https" : "http", host: context.host)
+            proto: connection.info.isTLS ? "https" : "http", host: context.host, forwardedHeader: runtime.forwardedHeader)
         let (target, stripped) = route.upstreamTarget(for: head.target)
         upstreamHead.target = target
         if let stripped { HeaderRules.setForwardedPrefix(&upstreamHead.headers, removed: stripped) }

@@ -530,6 +530,14 @@ import Testing
         #expect(bad.first == "request_id.header: traceparent has a meaning of its own and cannot carry the request id")
     }
 
+    // forwarded_header: off unless asked for; anything but a boolean is reported at its path.
+    @Test func forwardedHeaderShapes() throws {
+        #expect(try #require(load(minimal()).config).forwardedHeader == false)
+        #expect(try #require(load(minimal(extra: #""forwarded_header": true,"#)).config).forwardedHeader)
+        let bad = load(minimal(extra: #""forwarded_header": "yes","#)).errors.map(\.description)
+        #expect(bad == ["forwarded_header: expected true or false, found a string"], "\(bad)")
+    }
+
     // fault: a delay and/or an abort, percentages 0-100 (100 when left out); a warning says it touches live traffic.
     @Test func faultShapes() throws {
         let good = load(minimal(route: #"{ "name": "r", "upstream": "u", "fault": { "delay": { "ms": 200, "percent": 12.5 }, "abort": { "status": 503 } } }"#))

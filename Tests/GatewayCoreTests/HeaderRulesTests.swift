@@ -39,6 +39,36 @@ import Testing
         #expect(trusted["x-forwarded-host"] == [])
     }
 
+    // RFC 7239 Forwarded: this hop's element replaces an untrusted client's field and extends a trusted proxy's;
+    // IPv6 nodes are bracketed and quoted, values that are not tokens quoted.
+    @Test func forwardedField() {
+        #expect(HeaderRules.forwardedElement(peer: "192.0.2.60", host: "example.com", proto: "http") == "for=192.0.2.60;host=example.com;proto=http")
+        #expect(HeaderRules.forwardedElement(peer: "2001:db8::17", host: "example.com:8443", proto: "https")
+            == #"for="[2001:db8::17]";host="example.com:8443";proto=https"#)
+        #expect(HeaderRules.forwardedElement(peer: "unix", host: nil, proto: "http") == "for=unknown;proto=http")
+        #expect(HeaderRules.forwardedElement(peer: "10.0.0.1", host: "", proto: "http") == "for=10.0.0.1;proto=http")
+        #expect(HeaderRules.forwardedElement(peer: "10.0.0.1", host: #"a"b\c"#, proto: "http") == #"for=10.0.0.1;host="a\"b\\c";proto=http"#)
+
+        var untrusted = HeaderList([("Forwarded", "for=6.6.6.6;proto=https")])
+        HeaderRules.setForwarded(&untrusted, peer: "9.9.9.9", peerIsTrusted: false, proto: "http", host: "a.example", forwardedHeader: true)
+        #expect(untrusted["forwarded"] == ["for=9.9.9.9;host=a.example;proto=http"])
+
+        var trusted = HeaderList([("Forwarded", "for=192.0.2.43"), ("forwarded", #"for="[2001:db8:cafe::17]""#)])
+        HeaderRules.setForwarded(&trusted, peer: "10.0.0.1", peerIsTrusted: true, proto: "https", host: "a.example", forwardedHeader: true)
+        #expect(trusted["forwarded"] == [#"for=192.0.2.43, for="[2001:db8:cafe::17]", for=10.0.0.1;host=a.example;proto=https"#])
+
+        // Off: a trusted proxy's field passes as it came; an untrusted client's never reaches the upstream.
+        var passed = HeaderList([("Forwarded", "for=192.0.2.43")])
+        HeaderRules.setForwarded(&passed, peer: "10.0.0.1", peerIsTrusted: true, proto: "http", host: nil)
+        #expect(passed["forwarded"] == ["for=192.0.2.43"])
+        var parser = HTTP1HeadParser(maxHeadBytes: 4096)
+        var raw = ByteBuffer(string: "GET / HTTP/1.1\r\nHost: h\r\nForwarded: for=6.6.6.6\r\nX-Keep: 1\r\n\r\n")
+        var received = try! parser.parseRequest(&raw)!.head.headers
+        HeaderRules.prepareUpstreamRequest(&received, peer: "9.9.9.9", peerIsTrusted: false, proto: "http", host: "h")
+        #expect(received["forwarded"] == [])
+        #expect(received["x-keep"] == ["1"])
+    }
+
     // The client is the rightmost address in X-Forwarded-For that is not a trusted proxy.
     @Test func clientAddress() {
         let trusted = AddressSet([CIDR("10.0.0.0/8")!])

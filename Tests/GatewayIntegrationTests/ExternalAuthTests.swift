@@ -37,7 +37,7 @@ import Testing
                 let response = try await gateway.request(
                     "POST", "/echo?page=2", headers: [
                         ("Authorization", "Bearer alice-token"), ("Remote-Groups", "admins"), ("X-Auth-Request-User", "mallory"),
-                        ("X-Forwarded-Uri", "/admin"),
+                        ("X-Forwarded-Uri", "/admin"), ("Forwarded", "for=6.6.6.6;proto=https"),
                     ],
                     body: "order=7")
                 #expect(response.status == 200)
@@ -66,6 +66,7 @@ import Testing
                 #expect(traceparent?.hasPrefix("traceparent: 00-") == true)
                 #expect(check.contains("remote-groups: admins"), "the service sees the client's fields")
                 #expect(!names.contains("x-auth-request-user"), "client-sent identity fields are gone before any check")
+                #expect(!names.contains("forwarded"), "a client's Forwarded never reaches the service")
                 #expect(!names.contains("content-length") && !names.contains("transfer-encoding"), "a check has no body")
 
                 // A session cookie works as well; the access log names the consumer from consumer_header.

@@ -268,6 +268,29 @@ import Testing
         }
     }
 
+    // forwarded_header: the upstream gets an RFC 7239 Forwarded field for this hop; an untrusted client's own
+    // Forwarded never reaches it (with the setting off too), a trusted proxy's is extended.
+    @Test func forwardedFieldHonoursTrustedProxies() async throws {
+        try await withUpstreams { upstreams in
+            let spoof: [(String, String)] = [("Forwarded", "for=6.6.6.6;proto=https")]
+            try await withGateway(basicConfig(), upstreams: upstreams) { gateway in
+                let response = try await gateway.request("GET", "/echo", headers: spoof)
+                #expect(response.status == 200)
+                #expect(response.echoedHeaders["forwarded"] == nil)
+            }
+            try await withGateway(basicConfig(top: #""forwarded_header": true,"#), upstreams: upstreams) { gateway in
+                let response = try await gateway.request("GET", "/echo", headers: spoof)
+                #expect(response.echoedHeaders["forwarded"] == "for=127.0.0.1;host=test.local;proto=http")
+                #expect(response.echoedHeaders["x-forwarded-for"] == "127.0.0.1")
+            }
+            try await withGateway(basicConfig(top: #""forwarded_header": true, "trusted_proxies": ["127.0.0.0/8"],"#), upstreams: upstreams) {
+                gateway in
+                let response = try await gateway.request("GET", "/echo", headers: spoof)
+                #expect(response.echoedHeaders["forwarded"] == "for=6.6.6.6;proto=https, for=127.0.0.1;host=test.local;proto=http")
+            }
+        }
+    }
+
     // add_prefix puts a base path before what goes upstream, after strip_prefix; the query passes intact.
     @Test func addPrefix() async throws {
         let routes = #"""
