@@ -819,6 +819,7 @@ extension RetryConfig {
             )
             retries.replayBodyBytes = o.optional("replay_body_bytes") { $0.int(0...16 << 20) } ?? retries.replayBodyBytes
             retries.idempotencyKey = o.optional("idempotency_key") { $0.bool() } ?? false
+            retries.hedgeAfterMs = o.optional("hedge_after_ms") { $0.int(1...maxMilliseconds) }
             return retries
         }
     }
@@ -1038,7 +1039,14 @@ extension RouteConfig {
             }
             let readTimeout = o.optional("read_timeout_ms") { $0.int(1...maxMilliseconds) }
             let totalTimeout = o.optional("total_timeout_ms") { $0.int(1...maxMilliseconds) }
-            let retryAttempts = o.optional("retries") { node in node.object { r in r.required("attempts") { $0.int(0...10) } } }
+            let routeRetries = o.optional("retries") { node in
+                node.object { r -> (attempts: Int?, hedgeAfterMs: Int?)? in
+                    let attempts = r.optional("attempts") { $0.int(0...10) }
+                    let hedge = r.optional("hedge_after_ms") { $0.int(0...maxMilliseconds) }
+                    if !r.has("attempts") && !r.has("hedge_after_ms") { r.node.context.error(r.path, "give attempts, hedge_after_ms, or both") }
+                    return (attempts, hedge)
+                }
+            }
             let requestHeaders = o.optional("request_headers") { HeaderEdits.decode($0, reserved: HeaderEdits.reservedInRequests) }
             let responseHeaders = o.optional("response_headers") { HeaderEdits.decode($0, reserved: HeaderEdits.reservedInResponses) }
             guard let name, let upstream else { return nil }
@@ -1068,7 +1076,8 @@ extension RouteConfig {
             route.requestBuffering = requestBuffering
             route.concurrencyLimit = concurrency ?? nil
             (route.readTimeoutMs, route.totalTimeoutMs) = (readTimeout, totalTimeout)
-            route.retryAttempts = retryAttempts ?? nil
+            route.retryAttempts = routeRetries?.attempts
+            route.hedgeAfterMs = routeRetries?.hedgeAfterMs
             route.requestHeaders = requestHeaders ?? HeaderEdits()
             route.responseHeaders = responseHeaders ?? HeaderEdits()
             return route

@@ -544,6 +544,9 @@ public struct RetryConfig: Sendable, Equatable {
     /// `idempotency_key`: a request with an `Idempotency-Key` field is retried like an idempotent one (the
     /// upstream promises to act on a key once), even after it was sent whole.
     public var idempotencyKey = false
+    /// `hedge_after_ms`: a GET, HEAD or OPTIONS without a response head after this long is sent to a second
+    /// target as well, and the first answer wins (request hedging); nil: never.
+    public var hedgeAfterMs: Int?
 }
 
 public struct CircuitBreakerConfig: Sendable, Equatable {
@@ -672,6 +675,8 @@ public struct RouteConfig: Sendable {
     /// `retries.attempts`: this route's retries after the first try, instead of its upstream's (0: none). The
     /// upstream's other retry settings (statuses, backoff, budget) still apply.
     public var retryAttempts: Int?
+    /// `retries.hedge_after_ms`: this route's hedging delay instead of its upstream's (0: no hedging).
+    public var hedgeAfterMs: Int?
     /// The route answers itself instead of forwarding (after its address, CORS, auth and rate-limit checks).
     public var answer: RouteAnswer?
     /// Changes to the request the upstream gets.

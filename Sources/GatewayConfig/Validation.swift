@@ -182,6 +182,13 @@ extension GatewayConfig {
                     path / "retries" / "attempts",
                     "upstream \"\(plain.name)\" has no retries section: its statuses, backoff and budget are what retries follow")
             }
+            if let hedge = route.hedgeAfterMs, hedge > 0,
+                let plain = upstreams.first(where: { route.upstreamNames.contains($0.name) && $0.retries == nil })
+            {
+                context.error(
+                    path / "retries" / "hedge_after_ms",
+                    "upstream \"\(plain.name)\" has no retries section: hedges are limited by its retry budget")
+            }
             if route.rateLimits.contains(where: { $0.key == .consumer }) && !namesConsumer {
                 context.warning(path / "rate_limits", "key \"consumer\" on a route without auth counts per client ip")
             }

@@ -44,6 +44,13 @@ public final class GatewayMetrics: Sendable {
             upstream: upstream, target: target, metrics: self)
     }
 
+    /// `gateway_upstream_hedges_total{upstream,outcome}`: what became of a hedge (`retries.hedge_after_ms`):
+    /// `won` (its answer was relayed), `lost` (the first call answered first), `failed` (it got no answer),
+    /// `budget_exhausted` (not sent: the retry budget was spent).
+    public func upstreamHedge(upstream: String, outcome: String) {
+        counter("gateway_upstream_hedges_total", [("upstream", upstream), ("outcome", outcome)]).increment()
+    }
+
     /// 0 closed, 1 half-open, 2 open.
     public func breakerState(upstream: String, target: String, state: Int) {
         gauge("gateway_circuit_breaker_state", [("upstream", upstream), ("target", target)]).record(state)

@@ -7,7 +7,7 @@ public struct RouteDestination: Sendable {
     /// Index into `config.upstreams` (and the forwarder's upstream runtimes).
     public let upstreamIndex: Int
     public let upstreamName: String
-    public let settings: CallSettings
+    public var settings: CallSettings
     /// Appended to the route's cache keys: a split's upstreams are different versions of the service, and each
     /// keeps its own answers ("" on a route with one upstream).
     public let cacheKeySuffix: String
@@ -132,6 +132,9 @@ public final class CompiledRoute: Sendable {
                     read: readMs.map { .milliseconds(Int64($0)) }, total: totalMs.map { .milliseconds(Int64($0)) },
                     retryAttempts: config.retryAttempts),
                 cacheKeySuffix: splits ? " " + name : "")
+            if let hedgeMs = config.hedgeAfterMs ?? upstream.config?.retries?.hedgeAfterMs, hedgeMs > 0 {
+                destination.settings.hedgeAfter = .milliseconds(Int64(hedgeMs))
+            }
             destination.speaksHTTP2 = upstream.config?.targets.contains { $0.httpProtocol == .h2 } ?? false
             return destination
         }

@@ -69,6 +69,9 @@ public struct CallSettings: Sendable {
     public var retryAttempts: Int?
     /// The client's own deadline for the whole call (gRPC's `grpc-timeout`): it can only shorten the configured one.
     public var clientTimeout: TimeAmount?
+    /// `retries.hedge_after_ms` (the route's, else the upstream's): when a request that may be sent twice has no
+    /// response head after this long, it goes to a second target too. nil: no hedging.
+    public var hedgeAfter: TimeAmount?
 
     public init(read: TimeAmount? = nil, total: TimeAmount? = nil, retryAttempts: Int? = nil) {
         self.read = read

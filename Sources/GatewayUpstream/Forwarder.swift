@@ -110,6 +110,11 @@ public final class LoopForwarder: UpstreamForwarder {
         let runtime = upstreams[upstream]
         let hashKey = runtime.hashKey(headers: head.headers, clientIP: clientIP)
         let sticky = runtime.stickyValues.isEmpty ? nil : runtime.stickyTarget(headers: head.headers)
+        if let delay = settings.hedgeAfter, HedgedCall.mayHedge(head, framing: framing) {
+            return HedgedCall(
+                upstream: runtime, head: head, preserveHost: preserveHost, requestID: requestID, hashKey: hashKey,
+                stickyTarget: sticky, settings: settings, delay: delay, delegate: delegate)
+        }
         let call = ForwardingCall(
             upstream: runtime, head: consume head, framing: framing, preserveHost: preserveHost, requestID: requestID,
             hashKey: hashKey, settings: settings, delegate: delegate)

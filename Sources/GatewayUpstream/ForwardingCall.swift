@@ -41,11 +41,18 @@ final class ForwardingCall: UpstreamCall {
     private let hashKey: String?
     /// The target the request's sticky cookie names (tried first), when its upstream has `sticky_cookie`.
     var stickyTarget: Int?
+    /// A target to pass over like one already tried (a hedge avoids the one the first call is waiting on).
+    var avoidedTarget: Int?
     private var delegate: UpstreamCallDelegate?
     private var state: State = .notStarted
 
     /// The target of the current (or last) try.
     private(set) var pool: TargetPool?
+    /// The request has given its last answer or failure (or was cancelled): no more delegate calls.
+    var isFinished: Bool {
+        if case .done = state { return true }
+        return false
+    }
     /// Targets tried so far, in order (indices into the upstream's targets).
     private var tried = TriedTargets()
     /// Bumped per connection attempt, so that a connect abandoned meanwhile is recognised when it completes.
@@ -147,7 +154,9 @@ final class ForwardingCall: UpstreamCall {
     // MARK: Tries
 
     private func startTry() {
-        switch upstream.choose(tried: tried, hashKey: hashKey, preferred: stickyTarget) {
+        var excluded = tried
+        if let avoidedTarget, !excluded.contains(avoidedTarget) { excluded.append(avoidedTarget) }
+        switch upstream.choose(tried: excluded, hashKey: hashKey, preferred: stickyTarget) {
         case .shutOut(let retryAfter):
             if tried.isEmpty {
                 log("no upstream target available", level: .debug)

@@ -105,9 +105,11 @@ final class UpstreamShared: Sendable {
     let http2TLSContext: NIOSSLContext?
     /// `slow_start_ms`, when set (and the balancer is not a hash ring).
     let slowStart: SlowStart?
+    let metrics: GatewayMetrics
 
     init(config: UpstreamConfig, logger: Logger, metrics: GatewayMetrics) throws {
         self.config = config
+        self.metrics = metrics
         self.slowStart = config.slowStartMs.flatMap { config.balance == .consistentHash ? nil : SlowStart(windowMicros: Int64($0) * 1000) }
         let secure = config.targets.filter { $0.scheme == .https }
         tlsContext = secure.contains { $0.httpProtocol == .http1 } ? try UpstreamTLS.makeContext(config.tls) : nil

@@ -378,7 +378,27 @@ import Testing
         let missing = load(config(plain, #"{ "name": "r", "upstream": "u", "retries": { "attempts": 2 } }"#)).errors.map(\.description)
         #expect(missing == [#"routes[0].retries.attempts: upstream "u" has no retries section: its statuses, backoff and budget are what retries follow"#])
         let extra = load(config(retrying, #"{ "name": "r", "upstream": "u", "retries": { "attempts": 1, "backoff_ms": 5 } }"#)).errors.map(\.description)
-        #expect(extra == [#"routes[0].retries.backoff_ms: unknown key; known keys here: "attempts""#])
+        #expect(extra == [#"routes[0].retries.backoff_ms: unknown key; known keys here: "attempts", "hedge_after_ms""#])
+    }
+
+    // Hedging: an upstream's hedge_after_ms (1 ms or more), a route's own (0 turns it off), never without the
+    // upstream's retry budget.
+    @Test func hedgeShapes() throws {
+        let config = { (upstream: String, route: String) in
+            #"{ "listeners": [{ "name": "l", "port": 1 }], "upstreams": { "u": \#(upstream) }, "routes": [\#(route)] }"#
+        }
+        let plain = #"{ "targets": ["http://10.0.0.1:80"] }"#
+        let hedging = #"{ "targets": ["http://10.0.0.1:80"], "retries": { "hedge_after_ms": 50 } }"#
+        #expect(load(config(hedging, #"{ "name": "r", "upstream": "u" }"#)).config?.upstreams.first?.retries?.hedgeAfterMs == 50)
+        let route = try #require(load(config(hedging, #"{ "name": "r", "upstream": "u", "retries": { "hedge_after_ms": 0 } }"#)).config?.routes.first)
+        #expect(route.hedgeAfterMs == 0 && route.retryAttempts == nil)
+        let mistakes = load(config(#"{ "targets": ["http://10.0.0.1:80"], "retries": { "hedge_after_ms": 0 } }"#, #"{ "name": "r", "upstream": "u", "retries": {} }"#))
+        #expect(mistakes.errors.map(\.description) == [
+            "upstreams.u.retries.hedge_after_ms: 0 is out of range (1...86400000)",
+            "routes[0].retries: give attempts, hedge_after_ms, or both",
+        ])
+        let unbudgeted = load(config(plain, #"{ "name": "r", "upstream": "u", "retries": { "hedge_after_ms": 80 } }"#)).errors.map(\.description)
+        #expect(unbudgeted == [#"routes[0].retries.hedge_after_ms: upstream "u" has no retries section: hedges are limited by its retry budget"#])
     }
 
     // concurrency_limit: max required, key as for rate limits (default ip).

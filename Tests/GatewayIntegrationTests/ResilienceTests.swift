@@ -268,6 +268,77 @@ import Testing
         }
     }
 
+    // Hedging: a GET without an answer after hedge_after_ms goes to the other target too, and the first answer
+    // wins. A stalled target then costs the delay, not its stall; the access log names both targets; the
+    // metrics say whether the hedge won; a POST is never sent twice.
+    @Test func slowRequestsAreHedged() async throws {
+        try await withUpstreams(2) { upstreams in
+            let (a, b) = (upstreams[0], upstreams[1])
+            a.behaviour.delayMs.store(TestTime.ms(3000), ordering: .relaxed)
+            let json = """
+                { "workers": 1, "listeners": [{ "name": "test", "address": "127.0.0.1", "port": 0 }],
+                  "admin": { "address": "127.0.0.1", "port": 0 },
+                  "upstreams": { "demo": { "targets": ["http://127.0.0.1:\(a.port)", "http://127.0.0.1:\(b.port)"],
+                                           "retries": { "attempts": 0, "hedge_after_ms": \(TestTime.ms(150)), "budget_ratio": 1 } } },
+                  "routes": [{ "name": "all", "upstream": "demo" }] }
+                """
+            try await withGateway(json) { gateway in
+                var slowest = Duration.zero
+                var targetLists: [String] = []
+                for _ in 0..<4 {
+                    let started = ContinuousClock.now
+                    let response = try await gateway.request("GET", "/echo")
+                    slowest = max(slowest, ContinuousClock.now - started)
+                    #expect(response.status == 200)
+                    #expect(Self.upstreamName(response) == "b")
+                    targetLists.append(try await gateway.accessLog(for: response)["upstream"] as? String ?? "-")
+                }
+                let hedged = targetLists.filter { $0 == "127.0.0.1:\(a.port), 127.0.0.1:\(b.port)" }.count
+                let direct = targetLists.filter { $0 == "127.0.0.1:\(b.port)" }.count
+                #expect(hedged >= 1 && hedged + direct == 4, "\(targetLists)")
+                #expect(slowest >= TestTime.duration(ms: 140), "a hedged request waited hedge_after_ms first")
+                #expect(slowest < TestTime.duration(ms: 2500), "and never the stalled target's 3 s")
+                let metrics = PrometheusText(try await OperationsTests.admin(gateway.gateway, "/metrics", token: nil).text)
+                #expect(metrics.value("gateway_upstream_hedges_total", ["upstream": "demo", "outcome": "won"]) == Double(hedged))
+                #expect(metrics.value("gateway_upstream_hedges_total", ["upstream": "demo", "outcome": "lost"]) == nil)
+
+                // Not safe to send twice: a POST that goes to a waits for a's answer.
+                a.behaviour.delayMs.store(TestTime.ms(600), ordering: .relaxed)
+                let posts = try await Self.requests(gateway, count: 2, method: "POST", body: "order=1")
+                #expect(Self.outcomes(posts) == ["200 a", "200 b"])
+
+                // The first call answers before the hedge: the hedge loses and is cancelled.
+                a.behaviour.delayMs.store(TestTime.ms(400), ordering: .relaxed)
+                b.behaviour.delayMs.store(TestTime.ms(2000), ordering: .relaxed)
+                let raced = try await Self.requests(gateway, count: 2)
+                #expect(Self.outcomes(raced) == ["200 a"])
+                let after = PrometheusText(try await OperationsTests.admin(gateway.gateway, "/metrics", token: nil).text)
+                let won = after.value("gateway_upstream_hedges_total", ["upstream": "demo", "outcome": "won"]) ?? 0
+                let lost = after.value("gateway_upstream_hedges_total", ["upstream": "demo", "outcome": "lost"]) ?? 0
+                #expect(won + lost == Double(hedged + 2), "both requests were hedged; a answered each")
+                #expect(lost >= 1)
+            }
+
+            // Hedges spend the retry budget (at least 3 per 10 s): past it, requests wait for their one call.
+            a.behaviour.delayMs.store(TestTime.ms(300), ordering: .relaxed)
+            let lone = """
+                { "workers": 1, "listeners": [{ "name": "test", "address": "127.0.0.1", "port": 0 }],
+                  "admin": { "address": "127.0.0.1", "port": 0 },
+                  "upstreams": { "demo": { "targets": ["http://127.0.0.1:\(a.port)"],
+                                           "retries": { "attempts": 0, "hedge_after_ms": \(TestTime.ms(100)), "budget_ratio": 0 } } },
+                  "routes": [{ "name": "all", "upstream": "demo" }] }
+                """
+            try await withGateway(lone) { gateway in
+                let responses = try await Self.requests(gateway, count: 4)
+                #expect(Self.outcomes(responses) == ["200 a"])
+                let metrics = PrometheusText(try await OperationsTests.admin(gateway.gateway, "/metrics", token: nil).text)
+                let sent = ["won", "lost", "failed"].compactMap { metrics.value("gateway_upstream_hedges_total", ["upstream": "demo", "outcome": $0]) }
+                #expect(sent.reduce(0, +) == 3)
+                #expect(metrics.value("gateway_upstream_hedges_total", ["upstream": "demo", "outcome": "budget_exhausted"]) == 1)
+            }
+        }
+    }
+
     // A target that drops requests after reading them: a GET is retried elsewhere, a POST whose body was
     // sent is not (the upstream may have acted on it).
     @Test func postIsNotRetriedAfterItsBodyWasSent() async throws {
