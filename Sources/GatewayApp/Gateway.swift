@@ -391,15 +391,16 @@ public final class Gateway: Sendable {
         reloadCertificates()
     }
 
-    /// Polls `configPath`, and the API keys and htpasswd files it names, while `reload.watch` is on, and reloads
-    /// when their bytes change. A file that fails to load is reported once (its bytes count as seen), not at
-    /// every poll.
+    /// Polls `configPath`, and the files it names that a reload reads again (certificates, keys, the API keys and
+    /// htpasswd files: `GatewayConfig.reloadedFiles`), while `reload.watch` is on, and reloads when their bytes
+    /// change. A file that fails to load is reported once (its bytes count as seen), not at every poll.
     private func startWatchingConfigFile() {
         guard let configPath else { return }
         let task = Task { [weak self] in
-            func contents(_ config: GatewayConfig?) -> [Data?] {
-                let files = [configPath, config?.auth?.apiKeysFile, config?.auth?.basic?.htpasswdFile].compactMap { $0 }
-                return files.map { FileManager.default.contents(atPath: $0) }
+            func contents(_ config: GatewayConfig?) -> [String: Data?] {
+                var files: [String: Data?] = [:]
+                for path in [configPath] + (config?.reloadedFiles ?? []) { files[path] = FileManager.default.contents(atPath: path) }
+                return files
             }
             var seen = contents(self?.config)
             while !Task.isCancelled {
@@ -408,8 +409,9 @@ public final class Gateway: Sendable {
                 guard let self, self.config.reload.watch, !Task.isCancelled else { continue }
                 let current = contents(self.config)
                 guard current != seen else { continue }
+                let changed = current.keys.filter { current[$0] != seen[$0] }.sorted()
                 seen = current
-                self.logger.info("config file changed; reloading", metadata: ["path": "\(configPath)"])
+                self.logger.info("config file changed; reloading", metadata: ["path": "\(changed.joined(separator: ", "))"])
                 try? await self.reloadFromFile()
                 seen = contents(self.config)
             }

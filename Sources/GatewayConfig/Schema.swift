@@ -34,6 +34,25 @@ public struct GatewayConfig: Sendable {
     public var source: JSONValue?
 
     public func upstream(named name: String) -> UpstreamConfig? { upstreams.first { $0.name == name } }
+
+    /// Every file the config names whose contents a reload reads again: listener certificates, keys and client
+    /// CAs, upstream CA bundles and client certificates, JWT key and JWKS files, the upstream-token signing key,
+    /// the API keys and htpasswd files. With `reload.watch`, a change to any of them reloads (a renewed
+    /// certificate, a rotated key) as a change to gateway.json does.
+    public var reloadedFiles: [String] {
+        var files: [String] = []
+        for tls in listeners.compactMap(\.tls) {
+            for certificate in tls.certificates { files += [certificate.cert, certificate.key] }
+            if let ca = tls.clientCA { files.append(ca) }
+        }
+        for upstream in upstreams { files += upstream.tls.files }
+        if let auth {
+            files += [auth.apiKeysFile, auth.basic?.htpasswdFile, auth.jwt?.jwksFile, auth.upstreamToken?.privateKeyFile].compactMap { $0 }
+            files += auth.jwt?.keys.compactMap(\.publicKeyFile) ?? []
+        }
+        var seen = Set<String>()
+        return files.filter { seen.insert($0).inserted }
+    }
 }
 
 /// A route's `request_query`: parameters removed (by their percent-decoded names), then parameters set (any of
@@ -126,6 +145,9 @@ public struct UpstreamTLSConfig: Sendable, Equatable {
     public var clientKey: String?
     /// Accept any upstream certificate. Never a default; logged as a warning at start.
     public var insecureSkipVerify = false
+
+    /// The files these settings name (CA bundle, client certificate and key).
+    public var files: [String] { [caFile, clientCert, clientKey].compactMap { $0 } }
 }
 
 public struct AdminConfig: Sendable {

@@ -1,3 +1,4 @@
+import Foundation
 import GatewayConfig
 import GatewayCore
 import GatewayHTTP
@@ -19,7 +20,9 @@ public final class UpstreamSet: Sendable {
         var upstreams: [UpstreamShared] = []
         var checkers: [HealthChecker] = []
         for config in configs {
-            if let old = previous?.upstreams.first(where: { $0.config == config }) {
+            // Kept only when its TLS files are unchanged as well: a renewed client certificate or CA bundle
+            // under the same names needs new TLS contexts.
+            if let old = previous?.upstreams.first(where: { $0.config == config && $0.tlsFiles == UpstreamShared.read(config.tls.files) }) {
                 upstreams.append(old)
                 if let checker = previous?.healthCheckers.first(where: { $0.upstream === old }) { checkers.append(checker) }
             } else {

@@ -1,3 +1,4 @@
+import Foundation
 import GatewayConfig
 import NIOConcurrencyHelpers
 import GatewayCore
@@ -106,10 +107,13 @@ final class UpstreamShared: Sendable {
     /// `slow_start_ms`, when set (and the balancer is not a hash ring).
     let slowStart: SlowStart?
     let metrics: GatewayMetrics
+    /// The bytes of the TLS files when the contexts were made (compared at reload).
+    let tlsFiles: [Data?]
 
     init(config: UpstreamConfig, logger: Logger, metrics: GatewayMetrics) throws {
         self.config = config
         self.metrics = metrics
+        self.tlsFiles = Self.read(config.tls.files)
         self.slowStart = config.slowStartMs.flatMap { config.balance == .consistentHash ? nil : SlowStart(windowMicros: Int64($0) * 1000) }
         let secure = config.targets.filter { $0.scheme == .https }
         tlsContext = secure.contains { $0.httpProtocol == .http1 } ? try UpstreamTLS.makeContext(config.tls) : nil
@@ -132,6 +136,8 @@ final class UpstreamShared: Sendable {
     }
 
     static func now() -> Int64 { Int64(EventClock.now().uptimeNanoseconds / 1000) }
+
+    static func read(_ files: [String]) -> [Data?] { files.map { FileManager.default.contents(atPath: $0) } }
 
     /// The TLS context for a target: none for `http://`, the one offering only "h2" for `h2` targets.
     func tlsContext(for target: UpstreamTarget) -> NIOSSLContext? {

@@ -550,6 +550,22 @@ import Testing
         #expect(bad.first == "request_id.header: traceparent has a meaning of its own and cannot carry the request id")
     }
 
+    // The files a reload reads again, each once: what reload.watch polls besides gateway.json.
+    @Test func reloadedFiles() throws {
+        let json = #"""
+            { "listeners": [{ "name": "l", "port": 1, "tls": { "certificates": [{ "cert": "/c/a.pem", "key": "/c/a-key.pem" }, { "cert": "/c/b.pem", "key": "/c/b-key.pem" }], "client_ca": "/c/ca.pem" } }],
+              "upstreams": { "u": { "targets": ["https://10.0.0.1:443"], "tls": { "ca_file": "/c/ca.pem", "client_cert": "/c/client.pem", "client_key": "/c/client-key.pem" } } },
+              "auth": { "jwt": { "keys": [{ "alg": "RS256", "public_key_file": "/k/rsa.pem" }], "jwks_file": "/k/jwks.json" }, "api_keys_file": "/k/keys.json" },
+              "routes": [{ "name": "r", "upstream": "u" }] }
+            """#
+        let config = try #require(load(json).config)
+        #expect(config.reloadedFiles == [
+            "/c/a.pem", "/c/a-key.pem", "/c/b.pem", "/c/b-key.pem", "/c/ca.pem", "/c/client.pem", "/c/client-key.pem",
+            "/k/keys.json", "/k/jwks.json", "/k/rsa.pem",
+        ])
+        #expect(try #require(load(minimal()).config).reloadedFiles.isEmpty)
+    }
+
     // forwarded_header: off unless asked for; anything but a boolean is reported at its path.
     @Test func forwardedHeaderShapes() throws {
         #expect(try #require(load(minimal()).config).forwardedHeader == false)

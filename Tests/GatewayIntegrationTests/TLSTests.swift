@@ -243,6 +243,63 @@ import TestSupport
         }
     }
 
+    // With reload.watch, certificate files renewed in place (certbot, cert-manager) are picked up without a
+    // signal: the listener's new handshakes get the new certificate, and an upstream's renewed CA bundle is
+    // trusted from then on (its TLS contexts are made again although the config did not change).
+    @Test(.timeLimit(.minutes(1))) func renewedFilesOnDiskAreReloaded() async throws {
+        let pki = try TestPKI()
+        let old = try pki.issueServer("old", names: ["localhost"])
+        let new = try pki.issueServer("new", names: ["localhost", "renewed.test"])
+        let backendPKI = try TestPKI(name: "backend")
+        let backendCert = try backendPKI.issueServer("backend", names: ["127.0.0.1"])
+        var serverConfiguration = TLSConfiguration.makeServerConfiguration(
+            certificateChain: try NIOSSLCertificate.fromPEMFile(backendCert.cert).map { .certificate($0) },
+            privateKey: .privateKey(try NIOSSLPrivateKey(file: backendCert.key, format: .pem)))
+        serverConfiguration.applicationProtocols = ["http/1.1"]
+        let backend = try await DemoUpstream.start(name: "secure", tls: try NIOSSLContext(configuration: serverConfiguration))
+        defer { Task { await backend.shutdown() } }
+
+        let (certPath, keyPath, caPath) = (pki.path("live.pem"), pki.path("live-key.pem"), pki.path("upstream-ca.pem"))
+        try FileManager.default.copyItem(atPath: old.cert, toPath: certPath)
+        try FileManager.default.copyItem(atPath: old.key, toPath: keyPath)
+        try FileManager.default.copyItem(atPath: pki.caFile, toPath: caPath)  // not the backend's CA yet
+        let json = """
+            { "workers": 1, "reload": { "watch": true, "interval_ms": 100 },
+              "listeners": [{ "name": "tls", "address": "127.0.0.1", "port": 0,
+                              "tls": { "certificates": \(Self.certificates([(certPath, keyPath, ["localhost"])])) } }],
+              "upstreams": { "secure": { "targets": ["https://127.0.0.1:\(backend.port)"], "tls": { "ca_file": "\(caPath)" } } },
+              "routes": [{ "name": "all", "upstream": "secure" }] }
+            """
+        try await OperationsTests.withFileGateway(json, upstreams: []) { gateway, _, logs in
+            let port = try #require(gateway.port(of: "tls"))
+            let first = try await RawClient.connectTLS(port: port, configuration: Self.client(trusting: pki), serverName: "localhost")
+            let firstCertificate = try await Self.served(first)
+            let refused = try await Self.get(first)
+            await first.close()
+            #expect(!firstCertificate.contains("renewed.test"))
+            #expect(refused.status == 502, "the upstream's certificate is not trusted yet")
+
+            try Data(contentsOf: URL(fileURLWithPath: new.key)).write(to: URL(fileURLWithPath: keyPath), options: .atomic)
+            try Data(contentsOf: URL(fileURLWithPath: new.cert)).write(to: URL(fileURLWithPath: certPath), options: .atomic)
+            try Data(contentsOf: URL(fileURLWithPath: backendPKI.caFile)).write(to: URL(fileURLWithPath: caPath), options: .atomic)
+            let deadline = ContinuousClock.now + .seconds(10)
+            var served = ""
+            var status = 0
+            while (!served.contains("renewed.test") || status != 200) && ContinuousClock.now < deadline {
+                try await Task.sleep(for: .milliseconds(100))
+                let client = try await RawClient.connectTLS(port: port, configuration: Self.client(trusting: pki), serverName: "localhost")
+                served = try await Self.served(client)
+                status = try await Self.get(client).status
+                await client.close()
+            }
+            #expect(served.contains("renewed.test"), "new handshakes get the renewed certificate")
+            #expect(status == 200, "the renewed CA bundle is trusted")
+            let noticed = logs.entries("config file changed; reloading").compactMap { $0["path"] as? String }
+            let namesRenewedFile = noticed.contains { $0.contains("live.pem") || $0.contains("upstream-ca.pem") }
+            #expect(namesRenewedFile, "\(noticed)")
+        }
+    }
+
     // mTLS required: no client certificate, no handshake. With one, its verified subject goes upstream in
     // the configured header, replacing whatever the client put there; a plaintext client cannot forge it.
     @Test func mutualTLS() async throws {
