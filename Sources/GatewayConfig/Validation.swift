@@ -53,6 +53,13 @@ extension GatewayConfig {
             if let total = upstream.totalTimeoutMs, total < upstream.readTimeoutMs {
                 context.warning(path / "total_timeout_ms", "is shorter than read_timeout_ms, so the read timeout never applies")
             }
+            if let hedge = upstream.retries?.hedgeAfterMs {
+                // The first call's own deadline comes first: it fails (or retries) before a hedge would go out.
+                let deadline = [upstream.retries?.perTryTimeoutMs, upstream.readTimeoutMs, upstream.totalTimeoutMs].compactMap { $0 }.min()
+                if let deadline, hedge >= deadline {
+                    context.warning(path / "retries" / "hedge_after_ms", "is not shorter than the timeouts (\(deadline) ms), so no hedge is ever sent")
+                }
+            }
         }
 
         var routeNames: Set<String> = []

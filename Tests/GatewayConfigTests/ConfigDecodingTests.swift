@@ -397,6 +397,8 @@ import Testing
             "upstreams.u.retries.hedge_after_ms: 0 is out of range (1...86400000)",
             "routes[0].retries: give attempts, hedge_after_ms, or both",
         ])
+        let late = load(config(#"{ "targets": ["http://10.0.0.1:80"], "retries": { "hedge_after_ms": 500, "per_try_timeout_ms": 400 } }"#, #"{ "name": "r", "upstream": "u" }"#))
+        #expect(late.warnings.map(\.description) == ["warning: upstreams.u.retries.hedge_after_ms: is not shorter than the timeouts (400 ms), so no hedge is ever sent"])
         let unbudgeted = load(config(plain, #"{ "name": "r", "upstream": "u", "retries": { "hedge_after_ms": 80 } }"#)).errors.map(\.description)
         #expect(unbudgeted == [#"routes[0].retries.hedge_after_ms: upstream "u" has no retries section: hedges are limited by its retry budget"#])
     }
