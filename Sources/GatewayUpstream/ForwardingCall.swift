@@ -416,6 +416,17 @@ final class ForwardingCall: UpstreamCall {
         finish()
     }
 
+    /// A hedge of this request, sent to another target, answered while this call's try still had no answer.
+    /// The try counts as a failure of its target (`kind="slow"`): a stalled target is then shut out by its
+    /// breaker instead of losing every race, each one paid for with a hedge. The call ends as if cancelled.
+    func outpaced() {
+        if verdictPending {
+            pool?.shared.metrics.failed("slow")
+            report(success: false)
+        }
+        cancel()
+    }
+
     // MARK: Events from the connection
 
     func received(_ response: consuming ParsedResponse, from connection: any UpstreamLink) {

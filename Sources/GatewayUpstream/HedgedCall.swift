@@ -10,7 +10,8 @@ import NIOCore
 ///
 /// Only requests that are safe to send twice and have no body (GET, HEAD, OPTIONS) are hedged, at most once,
 /// and only while the upstream's retry budget allows: a hedge is extra load on the upstream, like a retry.
-/// Each call keeps its own retries. To the exchange this is one call.
+/// Each call keeps its own retries. When the hedge wins, the first call's try counts against its target's
+/// breaker (it was outpaced), so a stalled target gets shut out. To the exchange this is one call.
 final class HedgedCall: UpstreamCall {
     /// Relays one call's events with the call's identity (delegate methods do not say who calls).
     private final class Leg: UpstreamCallDelegate {
@@ -179,7 +180,7 @@ final class HedgedCall: UpstreamCall {
         spareHead = nil
         if let hedge {
             if leg.isHedge {
-                primary?.cancel()
+                primary?.outpaced()
                 upstream.shared.metrics.upstreamHedge(upstream: upstream.config.name, outcome: "won")
             } else if !hedge.isFinished {  // a hedge that failed was counted then
                 hedge.cancel()

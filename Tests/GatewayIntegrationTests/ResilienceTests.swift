@@ -301,6 +301,9 @@ import Testing
                 let metrics = PrometheusText(try await OperationsTests.admin(gateway.gateway, "/metrics", token: nil).text)
                 #expect(metrics.value("gateway_upstream_hedges_total", ["upstream": "demo", "outcome": "won"]) == Double(hedged))
                 #expect(metrics.value("gateway_upstream_hedges_total", ["upstream": "demo", "outcome": "lost"]) == nil)
+                // Each outpaced try counts against a's breaker, so a stalled target gets shut out.
+                let slow = metrics.value("gateway_upstream_errors_total", ["upstream": "demo", "target": "127.0.0.1:\(a.port)", "kind": "slow"])
+                #expect(slow == Double(hedged))
 
                 // Not safe to send twice: a POST that goes to a waits for a's answer.
                 a.behaviour.delayMs.store(TestTime.ms(600), ordering: .relaxed)
@@ -317,6 +320,28 @@ import Testing
                 let lost = after.value("gateway_upstream_hedges_total", ["upstream": "demo", "outcome": "lost"]) ?? 0
                 #expect(won + lost == Double(hedged + 2), "both requests were hedged; a answered each")
                 #expect(lost >= 1)
+            }
+
+            // Outpaced tries count as failures: with a breaker, the stalled target is shut out after two.
+            a.behaviour.delayMs.store(TestTime.ms(3000), ordering: .relaxed)
+            b.behaviour.delayMs.store(0, ordering: .relaxed)
+            let breaking = """
+                { "workers": 1, "listeners": [{ "name": "test", "address": "127.0.0.1", "port": 0 }],
+                  "upstreams": { "demo": { "targets": ["http://127.0.0.1:\(a.port)", "http://127.0.0.1:\(b.port)"],
+                                           "retries": { "attempts": 0, "hedge_after_ms": \(TestTime.ms(100)), "budget_ratio": 1 },
+                                           "circuit_breaker": { "failure_threshold": 2, "open_ms": 60000 } } },
+                  "routes": [{ "name": "all", "upstream": "demo" }] }
+                """
+            try await withGateway(breaking) { gateway in
+                var lists: [String] = []
+                for _ in 0..<6 {
+                    let response = try await gateway.request("GET", "/echo")
+                    #expect(Self.upstreamName(response) == "b")
+                    lists.append(try await gateway.accessLog(for: response)["upstream"] as? String ?? "-")
+                }
+                let hedgedThenOpen = lists.filter { $0.contains(", ") }.count
+                #expect(hedgedThenOpen == 2, "\(lists)")
+                #expect(lists.suffix(2) == ["127.0.0.1:\(b.port)", "127.0.0.1:\(b.port)"], "a's breaker is open: no more hedges")
             }
 
             // Hedges spend the retry budget (at least 3 per 10 s): past it, requests wait for their one call.
