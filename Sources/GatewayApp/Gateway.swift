@@ -230,13 +230,17 @@ public final class Gateway: Sendable {
             }
         }
         // Per route: client addresses first (a refused one gets nothing else), then CORS (a browser's preflight
-        // carries no credentials and is answered before any check), then authentication and the authorization
-        // service (rate limits may key on the consumer they establish), then limits.
+        // carries no credentials and is answered before any check), cross-origin protection (before credentials
+        // are even looked at), then authentication and the authorization service (rate limits may key on the
+        // consumer they establish), then limits.
         let routes = GatewayRuntime.compileRoutes(config, metrics: metrics, cache: cache) { route in
             var filters: [any GatewayFilter] = []
             let addresses = AddressRule(deny: route.denyIPs, allow: route.allowIPs)
             if !addresses.isEmpty { filters.append(ClientAddressFilter(addresses)) }
             if let cors = route.cors { filters.append(CORSFilter(cors)) }
+            if let csrf = route.csrf {
+                filters.append(CSRFFilter(csrf, cors: route.cors, routeName: route.name, metrics: metrics, logger: logger))
+            }
             if let auth = route.auth, let authenticator {
                 filters.append(
                     AuthFilter(

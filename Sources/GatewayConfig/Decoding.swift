@@ -1025,6 +1025,7 @@ extension RouteConfig {
             }
             let cache = o.optional("cache", RouteCacheConfig.decode)
             let cors = o.optional("cors", CORSConfig.decode)
+            let csrf = o.optional("csrf", CSRFConfig.decode)
             var seen: Set<String> = []
             for (index, limit) in limits.enumerated() where !seen.insert(limit.name).inserted {
                 o.node.context.error(o.path / "rate_limits" / index / "name", "duplicate limit name \"\(limit.name)\" in this route")
@@ -1078,10 +1079,40 @@ extension RouteConfig {
             (route.readTimeoutMs, route.totalTimeoutMs) = (readTimeout, totalTimeout)
             route.retryAttempts = routeRetries?.attempts
             route.hedgeAfterMs = routeRetries?.hedgeAfterMs
+            route.csrf = csrf ?? nil
             route.requestHeaders = requestHeaders ?? HeaderEdits()
             route.responseHeaders = responseHeaders ?? HeaderEdits()
             return route
         }
+    }
+}
+
+extension CSRFConfig {
+    /// `true`, `false`, or `{"trusted_origins": ["https://app.example.com"], "report_only": false}`. The result is
+    /// `.some(nil)` for `false`, so that "off" is not mistaken for a mistake.
+    static func decode(_ node: ConfigNode) -> CSRFConfig?? {
+        if case .bool(let on) = node.value { return .some(on ? CSRFConfig() : nil) }
+        guard case .object = node.value else {
+            node.error("expected true, false or an object")
+            return nil
+        }
+        return node.object { o -> CSRFConfig? in
+            var config = CSRFConfig()
+            config.trustedOrigins =
+                o.optional("trusted_origins") { node in
+                    node.array { item -> String? in
+                        guard let origin = item.nonEmptyString() else { return nil }
+                        guard let rule = CORSPolicy.parseOrigin(origin), rule != .any else {
+                            item.error(
+                                "expected an origin like \"https://app.example.com\" (scheme, host and port only) or \"https://*.example.com\"; \"*\" would trust every site")
+                            return nil
+                        }
+                        return origin
+                    }
+                } ?? []
+            config.reportOnly = o.optional("report_only") { $0.bool() } ?? false
+            return config
+        }.map { .some($0) }
     }
 }
 

@@ -699,6 +699,8 @@ public struct RouteConfig: Sendable {
     public var retryAttempts: Int?
     /// `retries.hedge_after_ms`: this route's hedging delay instead of its upstream's (0: no hedging).
     public var hedgeAfterMs: Int?
+    /// `csrf`: cross-origin protection for the route's state-changing requests; nil: none.
+    public var csrf: CSRFConfig?
     /// The route answers itself instead of forwarding (after its address, CORS, auth and rate-limit checks).
     public var answer: RouteAnswer?
     /// Changes to the request the upstream gets.
@@ -1051,6 +1053,15 @@ public struct RouteCacheConfig: Sendable {
     public var ignoreQueryParameters: [String]
     /// Store responses that set cookies (the stored copy never carries the Set-Cookie).
     public var allowSetCookie = false
+}
+
+/// A route's `csrf`: cross-origin state-changing requests from browsers are refused (see
+/// `CrossOriginProtection`), or with `reportOnly` logged and counted only.
+public struct CSRFConfig: Sendable, Equatable {
+    /// Origins whose requests are allowed as if same-origin (besides the route's CORS `allow_origins`).
+    public var trustedOrigins: [String] = []
+    public var reportOnly = false
+    public init() {}
 }
 
 public struct CORSConfig: Sendable {

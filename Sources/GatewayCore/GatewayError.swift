@@ -21,6 +21,8 @@ public struct GatewayError: Error, Hashable, Sendable, CustomStringConvertible {
         case corsRefused
         /// 403: the route's `deny_ips` / `allow_ips` refuse the client's address.
         case addressRefused
+        /// 403: the route's `csrf` refuses a cross-origin state-changing request from a browser.
+        case crossOriginRefused
 
         var code: String {
             switch self {
@@ -42,6 +44,7 @@ public struct GatewayError: Error, Hashable, Sendable, CustomStringConvertible {
             case .notCached: return "NOT_CACHED"
             case .corsRefused: return "CORS_NOT_ALLOWED"
             case .addressRefused: return "IP_NOT_ALLOWED"
+            case .crossOriginRefused: return "CROSS_ORIGIN_REQUEST_REFUSED"
             }
         }
     }
@@ -83,7 +86,7 @@ public struct GatewayError: Error, Hashable, Sendable, CustomStringConvertible {
         case .unauthenticated: return 401
         case .forbidden: return 403
         case .notCached: return 504
-        case .corsRefused, .addressRefused: return 403
+        case .corsRefused, .addressRefused, .crossOriginRefused: return 403
         }
     }
 
@@ -131,6 +134,8 @@ public struct GatewayError: Error, Hashable, Sendable, CustomStringConvertible {
     /// A preflight asked for something the route's `cors` does not allow: the message says which part.
     public static func corsNotAllowed(_ message: String) -> GatewayError { GatewayError(.corsRefused, message) }
     public static let ipNotAllowed = GatewayError(.addressRefused, "This route does not accept requests from this client address.")
+    public static let crossOriginRefused = GatewayError(
+        .crossOriginRefused, "This route does not accept state-changing requests sent from another site.")
     public static let rateLimitUnavailable = GatewayError(
         .rateLimitUnavailable, "Rate limits cannot be checked right now; retry later.", retryAfterSeconds: 1)
 

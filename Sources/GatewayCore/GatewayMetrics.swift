@@ -51,6 +51,12 @@ public final class GatewayMetrics: Sendable {
         counter("gateway_upstream_hedges_total", [("upstream", upstream), ("outcome", outcome)]).increment()
     }
 
+    /// `gateway_csrf_refusals_total{route,mode}`: cross-origin requests a route's `csrf` refused (`enforced`) or
+    /// would have refused (`report_only`).
+    public func crossOriginRefusal(route: String, reportOnly: Bool) {
+        counter("gateway_csrf_refusals_total", [("route", route), ("mode", reportOnly ? "report_only" : "enforced")]).increment()
+    }
+
     /// 0 closed, 1 half-open, 2 open.
     public func breakerState(upstream: String, target: String, state: Int) {
         gauge("gateway_circuit_breaker_state", [("upstream", upstream), ("target", target)]).record(state)

@@ -9,6 +9,21 @@ public struct CORSPolicy: Sendable {
         case exact(String)
         /// `https://*.example.com`: any subdomain of example.com (not example.com itself) with that scheme and port.
         case subdomains(scheme: String, suffix: String)
+
+        /// Whether an origin (lowercased, as browsers serialise it) is one this entry names.
+        func matches(_ lowered: String) -> Bool {
+            switch self {
+            case .any:
+                return true
+            case .exact(let allowed):
+                return lowered == allowed
+            case .subdomains(let scheme, let suffix):
+                guard lowered.hasPrefix(scheme), lowered.hasSuffix(suffix) else { return false }
+                let label = lowered.utf8.dropFirst(scheme.utf8.count).dropLast(suffix.utf8.count)
+                // At least one label before the suffix, and nothing that is not a host name character.
+                return !label.isEmpty && label.allSatisfy(CORSPolicy.isHostNameByte)
+            }
+        }
     }
 
     /// Why a preflight is refused.
@@ -101,20 +116,7 @@ public struct CORSPolicy: Sendable {
 
     func isAllowed(_ origin: String) -> Bool {
         let lowered = origin.lowercased()
-        for rule in origins {
-            switch rule {
-            case .any:
-                return true
-            case .exact(let allowed):
-                if lowered == allowed { return true }
-            case .subdomains(let scheme, let suffix):
-                guard lowered.hasPrefix(scheme), lowered.hasSuffix(suffix) else { continue }
-                let label = lowered.utf8.dropFirst(scheme.utf8.count).dropLast(suffix.utf8.count)
-                // At least one label before the suffix, and nothing that is not a host name character.
-                if !label.isEmpty, label.allSatisfy(Self.isHostNameByte) { return true }
-            }
-        }
-        return false
+        return origins.contains { $0.matches(lowered) }
     }
 
     /// A preflight (`OPTIONS` with `Origin` and `Access-Control-Request-Method`): allowed when the origin,
@@ -139,7 +141,7 @@ public struct CORSPolicy: Sendable {
         value.split(separator: ",").map { $0.trimmingASCIISpaces() }.filter { !$0.isEmpty }
     }
 
-    private static func isHostNameByte(_ byte: UInt8) -> Bool {
+    static func isHostNameByte(_ byte: UInt8) -> Bool {
         switch byte {
         case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "-"), UInt8(ascii: "."):
             return true

@@ -568,6 +568,21 @@ import Testing
         #expect(try #require(load(minimal()).config).reloadedFiles.isEmpty)
     }
 
+    // csrf: true, false or an object; trusted origins are origins ("*" would trust every site).
+    @Test func csrfShapes() throws {
+        let on = try #require(load(minimal(route: #"{ "name": "r", "upstream": "u", "csrf": true }"#)).config?.routes.first)
+        #expect(on.csrf == CSRFConfig())
+        let off = try #require(load(minimal(route: #"{ "name": "r", "upstream": "u", "csrf": false }"#)).config?.routes.first)
+        #expect(off.csrf == nil)
+        let full = try #require(load(minimal(route: #"{ "name": "r", "upstream": "u", "csrf": { "trusted_origins": ["https://app.example.com"], "report_only": true } }"#)).config?.routes.first)
+        #expect(full.csrf?.trustedOrigins == ["https://app.example.com"] && full.csrf?.reportOnly == true)
+        let bad = load(minimal(route: #"{ "name": "r", "upstream": "u", "csrf": { "trusted_origins": ["*", "https://a.test/"] } }"#)).errors.map(\.description)
+        let atTheirPaths = bad.filter { $0.hasPrefix("routes[0].csrf.trusted_origins[") }
+        #expect(bad.count == 2 && atTheirPaths.count == 2, "\(bad)")
+        let shape = load(minimal(route: #"{ "name": "r", "upstream": "u", "csrf": "yes" }"#)).errors.map(\.description)
+        #expect(shape == ["routes[0].csrf: expected true, false or an object"])
+    }
+
     // forwarded_header: off unless asked for; anything but a boolean is reported at its path.
     @Test func forwardedHeaderShapes() throws {
         #expect(try #require(load(minimal()).config).forwardedHeader == false)

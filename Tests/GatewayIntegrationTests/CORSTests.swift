@@ -25,6 +25,56 @@ import Testing
             top: #""auth": { "api_keys": [{ "id": "web-app", "sha256": "\#(APIKeyDigest.hex(apiKey))", "scopes": ["x"] }] },"#)
     }
 
+    // csrf: a browser's cross-site POST is refused before authentication (403 JSON, no upstream call); the same
+    // request from the site itself, from a non-browser client, from a trusted or CORS-allowed origin, and any
+    // GET pass. report_only lets everything through and counts what it would have refused.
+    @Test func csrfRefusesCrossSiteWrites() async throws {
+        let routes = #"""
+            [{ "name": "forms", "match": { "path_prefix": "/forms" }, "upstream": "demo", "strip_prefix": "/forms",
+               "csrf": { "trusted_origins": ["https://partner.example.net"] }, "auth": { "require": ["api_key"] },
+               "cors": { "allow_origins": ["https://app.example.com"] } },
+             { "name": "watch", "match": { "path_prefix": "/watch" }, "upstream": "demo", "strip_prefix": "/watch",
+               "csrf": { "report_only": true } }]
+            """#
+        let top = #""admin": { "address": "127.0.0.1", "port": 0 }, "auth": { "api_keys": [{ "id": "web", "sha256": "\#(APIKeyDigest.hex(Self.apiKey))" }] },"#
+        try await withUpstreams { upstreams in
+            try await withGateway(basicConfig(routes: routes, top: top), upstreams: upstreams) { gateway in
+                let served = upstreams[0].requestsServed
+                let key = ("X-API-Key", Self.apiKey)
+                let crossSite = try await gateway.request(
+                    "POST", "/forms/echo", headers: [key, ("Origin", "https://evil.test"), ("Sec-Fetch-Site", "cross-site")], body: "x=1")
+                #expect(crossSite.status == 403)
+                #expect(crossSite.errorCode == "CROSS_ORIGIN_REQUEST_REFUSED")
+                let anonymous = try await gateway.request("DELETE", "/forms/echo", headers: [("Origin", "https://evil.test")])
+                #expect(anonymous.status == 403, "refused before authentication")
+                #expect(upstreams[0].requestsServed == served, "nothing reached the upstream")
+
+                var statuses: [String: Int] = [:]
+                let passing: [(String, [(String, String)])] = [
+                    ("same-origin", [("Origin", "http://test.local"), ("Sec-Fetch-Site", "same-origin")]),
+                    ("old browser, same host", [("Origin", "http://test.local")]),
+                    ("not a browser", []),
+                    ("trusted", [("Origin", "https://partner.example.net"), ("Sec-Fetch-Site", "cross-site")]),
+                    ("allowed by cors", [("Origin", "https://app.example.com"), ("Sec-Fetch-Site", "cross-site")]),
+                ]
+                for (name, headers) in passing {
+                    statuses[name] = try await gateway.request("POST", "/forms/echo", headers: [key] + headers, body: "x=1").status
+                }
+                statuses["cross-site GET"] = try await gateway.request(
+                    "GET", "/forms/echo", headers: [key, ("Origin", "https://evil.test"), ("Sec-Fetch-Site", "cross-site")]).status
+                #expect(Set(statuses.values) == [200], "\(statuses)")
+
+                let watched = try await gateway.request(
+                    "POST", "/watch/echo", headers: [("Origin", "https://evil.test"), ("Sec-Fetch-Site", "cross-site")], body: "x=1")
+                #expect(watched.status == 200)
+                #expect(gateway.logs.entries("cross-origin request would be refused (csrf report_only)").count == 1)
+                let metrics = PrometheusText(try await OperationsTests.admin(gateway.gateway, "/metrics", token: nil).text)
+                #expect(metrics.value("gateway_csrf_refusals_total", ["route": "forms", "mode": "enforced"]) == 2)
+                #expect(metrics.value("gateway_csrf_refusals_total", ["route": "watch", "mode": "report_only"]) == 1)
+            }
+        }
+    }
+
     static func preflight(origin: String, method: String, headers: String? = nil) -> [(String, String)] {
         var fields = [("Origin", origin), ("Access-Control-Request-Method", method)]
         if let headers { fields.append(("Access-Control-Request-Headers", headers)) }
