@@ -99,6 +99,7 @@ public struct ExplainCommand: AsyncParsableCommand {
         var checks: [String] = []
         if !route.allowIPs.isEmpty || !route.denyIPs.isEmpty { checks.append("client addresses (allow_ips/deny_ips)") }
         if route.cors != nil { checks.append("cors") }
+        if let csrf = route.csrf { checks.append(csrf.reportOnly ? "csrf (report only)" : "csrf") }
         if let auth = route.auth {
             let scopes = auth.scopes.isEmpty ? "" : "; scopes \(auth.scopes.joined(separator: " "))"
             checks.append("auth (\(auth.require.map(\.rawValue).joined(separator: " or "))\(scopes))")
@@ -132,7 +133,8 @@ public struct ExplainCommand: AsyncParsableCommand {
         for name in route.upstreamNames {
             guard let upstream = config.upstream(named: name) else { continue }
             let targets = upstream.targets.map { $0.backup ? $0.label + " (backup)" : $0.label }.joined(separator: ", ")
-            lines.append("upstream \(name): \(upstream.balance.rawValue) over \(targets)")
+            let hedge = (route.hedgeAfterMs ?? upstream.retries?.hedgeAfterMs).flatMap { $0 > 0 ? "; GET/HEAD hedged after \($0) ms" : nil }
+            lines.append("upstream \(name): \(upstream.balance.rawValue) over \(targets)\(hedge ?? "")")
         }
         if let mirror = route.mirror { lines.append("mirror: \(mirror.upstream) (\(mirror.percent)% of requests)") }
         if route.cache?.enabled == true { lines.append("cache: on") }

@@ -7,12 +7,13 @@ import Testing
         { "listeners": [{ "name": "public", "port": 8080 }, { "name": "internal", "address": "127.0.0.1", "port": 8081 }],
           "auth": { "api_keys": [{ "id": "k", "sha256": "0000000000000000000000000000000000000000000000000000000000000000" }] },
           "upstreams": { "orders": { "targets": ["http://10.0.0.1:80", "http://10.0.0.2:80"], "balance": "least_request" },
-                         "next": { "targets": ["http://10.0.0.3:80"] } },
+                         "next": { "targets": ["http://10.0.0.3:80"], "retries": { "hedge_after_ms": 80 } } },
           "routes": [
             { "name": "orders", "match": { "hosts": ["api.example.com"], "path_prefix": "/v1/orders", "methods": ["GET"] }, "upstream": "orders",
               "auth": { "require": ["api_key"], "scopes": ["orders:read"] },
               "rate_limits": [{ "name": "per-ip", "algorithm": "token_bucket", "key": "ip", "capacity": 10, "refill_per_second": 1 }] },
-            { "name": "canary", "match": { "path_prefix": "/v2" }, "split": { "upstreams": [{ "name": "orders", "weight": 3 }, { "name": "next", "weight": 1 }] } },
+            { "name": "canary", "match": { "path_prefix": "/v2" }, "split": { "upstreams": [{ "name": "orders", "weight": 3 }, { "name": "next", "weight": 1 }] },
+              "csrf": { "report_only": true } },
             { "name": "ops", "match": { "path_prefix": "/ops", "listeners": ["internal"] }, "upstream": "orders",
               "strip_prefix": "/ops", "add_prefix": "/admin", "request_query": { "remove": ["debug"] }, "host_rewrite": "ops.internal" },
             { "name": "old", "match": { "path_prefix": "/v0" }, "respond": { "status": 410, "code": "API_RETIRED", "message": "gone" } }] }
@@ -40,6 +41,8 @@ import Testing
             """)
         let canary = try await explain(["GET", "/v2/items", "-H", "Host: anything.test"])
         #expect(canary.stdout.contains("split: orders 75%, next 25%"), "\(canary.stdout)")
+        #expect(canary.stdout.contains("checks, in order: csrf (report only)"), "\(canary.stdout)")
+        #expect(canary.stdout.contains("upstream next: round_robin over 10.0.0.3:80; GET/HEAD hedged after 80 ms"), "\(canary.stdout)")
         let retired = try await explain(["GET", "http://x.test/v0/a"])
         #expect(retired.stdout.contains("answers itself: 410 API_RETIRED"))
 
