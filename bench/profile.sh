@@ -20,7 +20,7 @@ sed -e "s|@DIR@|$PWD/$work|g" -e "s|@UPSTREAM_PORT@|19001|g" bench/templates/ngi
 # The template's TLS listener and JWT route need a certificate and the JWT secret (as bench/run.py makes them).
 mkdir -p "$work/tls"
 [ -f "$work/tls/cert.pem" ] || openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
-  -keyout "$work/tls/key.pem" -out "$work/tls/cert.pem" -days 2 -subj /CN=127.0.0.1 2>/dev/null
+  -keyout "$work/tls/key.pem" -out "$work/tls/cert.pem" -days 30 -subj /CN=127.0.0.1 2>/dev/null
 export BENCH_JWT_SECRET=bench-secret-0123456789abcdef0123456789abcdef
 sed -e "s|@DIR@|$PWD/$work|g" -e "s|@UPSTREAM_PORT@|19001|g" -e "s|@GATEWAY_PORT@|18080|g" -e "s|@REDIS_PORT@|16379|g" \
   -e "s|@GATEWAY_TLS_PORT@|18443|g" bench/templates/gateway.json > "$work/gateway.json"

@@ -179,7 +179,7 @@ def make_certificate(directory):
     directory.mkdir(parents=True, exist_ok=True)
     subprocess.run(
         ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-         "-keyout", str(directory / "key.pem"), "-out", str(directory / "cert.pem"), "-days", "2",
+         "-keyout", str(directory / "key.pem"), "-out", str(directory / "cert.pem"), "-days", "30",
          "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
         check=True, capture_output=True)
 

@@ -57,6 +57,12 @@ public final class GatewayMetrics: Sendable {
         counter("gateway_csrf_refusals_total", [("route", route), ("mode", reportOnly ? "report_only" : "enforced")]).increment()
     }
 
+    /// `gateway_tls_certificate_expiry_timestamp_seconds{listener,certificate}`: when a listener's certificate
+    /// (the `cert` file) stops being valid, for an alert well before it does.
+    public func certificateExpiry(listener: String, certificate: String, notAfter: Int64) {
+        gauge("gateway_tls_certificate_expiry_timestamp_seconds", [("listener", listener), ("certificate", certificate)]).record(notAfter)
+    }
+
     /// 0 closed, 1 half-open, 2 open.
     public func breakerState(upstream: String, target: String, state: Int) {
         gauge("gateway_circuit_breaker_state", [("upstream", upstream), ("target", target)]).record(state)

@@ -126,6 +126,7 @@ public final class GatewayServer: Sendable {
             guard let tls = state.settings.tls else { continue }
             do {
                 try tls.reload()
+                recordCertificateExpiry(state)
                 logger.info("certificates reloaded", metadata: ["listener": "\(state.name)"])
             } catch {
                 failures[state.name] = "\(error)"
@@ -215,7 +216,11 @@ public final class GatewayServer: Sendable {
     /// Puts a prepared plan in place: new listeners accept, changed settings apply to new connections,
     /// removed listeners stop accepting (their open connections finish normally).
     public func commit(_ plan: ListenerPlan) async {
-        for (state, settings) in plan.updates { state.update(settings) }
+        for (state, settings) in plan.updates {
+            state.update(settings)
+            recordCertificateExpiry(state)
+        }
+        for state in plan.newStates { recordCertificateExpiry(state) }
         listeners.withLockedValue { states in
             for state in plan.removed { states.removeValue(forKey: state.name) }
             for state in plan.newStates { states[state.name] = state }
@@ -229,6 +234,12 @@ public final class GatewayServer: Sendable {
         for state in plan.removed {
             try? await state.channel.withLockedValue({ $0 })?.close()
             logger.info("listener closed", metadata: ["listener": "\(state.name)"])
+        }
+    }
+
+    private func recordCertificateExpiry(_ state: ListenerState) {
+        for validity in state.settings.tls?.certificateValidity ?? [] {
+            metrics.certificateExpiry(listener: state.name, certificate: validity.file, notAfter: validity.notAfter)
         }
     }
 

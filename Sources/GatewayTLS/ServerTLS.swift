@@ -11,9 +11,18 @@ import X509
 /// Each new connection takes the context current at accept time, so a reload changes new handshakes only;
 /// connections already open keep the certificate they were made with.
 public final class ServerTLS: Sendable {
+    /// When one configured certificate (its leaf) stops being valid, for metrics and alerts.
+    public struct Validity: Sendable, Equatable {
+        /// The `cert` file, as configured.
+        public let file: String
+        /// Seconds since 1970.
+        public let notAfter: Int64
+    }
+
     public let listener: String
     private let settings: TLSConfig
     private let current: NIOLockedValueBox<NIOSSLContext>
+    private let validities: NIOLockedValueBox<[Validity]>
     /// Whether the server's cipher order applies (see `ServerCipherOrder`); false only if swift-nio-ssl changed.
     public let prefersServerCiphers: Bool
 
@@ -21,18 +30,23 @@ public final class ServerTLS: Sendable {
     public init(listener: String, settings: TLSConfig) throws {
         self.listener = listener
         self.settings = settings
-        let context = try Self.makeContext(settings)
+        let (context, validities) = try Self.makeContext(settings)
         self.prefersServerCiphers = ServerCipherOrder.apply(to: context)
         self.current = NIOLockedValueBox(context)
+        self.validities = NIOLockedValueBox(validities)
     }
 
     public var context: NIOSSLContext { current.withLockedValue { $0 } }
 
+    /// The certificates in use, with their expiry (updated by a successful reload).
+    public var certificateValidity: [Validity] { validities.withLockedValue { $0 } }
+
     /// Reads the files again. On success new handshakes use them; on failure the old context stays.
     public func reload() throws {
-        let context = try Self.makeContext(settings)
+        let (context, validities) = try Self.makeContext(settings)
         _ = ServerCipherOrder.apply(to: context)
         current.withLockedValue { $0 = context }
+        self.validities.withLockedValue { $0 = validities }
     }
 
     /// Forward-secret AEAD suites only (Mozilla's "intermediate" list, as in NGINX's recommended setup). TLS 1.3
@@ -43,8 +57,11 @@ public final class ServerTLS: Sendable {
         "ECDHE-ECDSA-CHACHA20-POLY1305", "ECDHE-RSA-CHACHA20-POLY1305",
     ].joined(separator: ":")
 
-    static func makeContext(_ settings: TLSConfig) throws -> NIOSSLContext {
+    static func makeContext(_ settings: TLSConfig) throws -> (NIOSSLContext, [Validity]) {
         let identities = try settings.certificates.map(CertificateIdentity.load)
+        let validities = zip(settings.certificates, identities).map { certificate, identity in
+            Validity(file: certificate.cert, notAfter: Int64(identity.chain[0].notValidAfter))
+        }
         guard let first = identities.first else { throw TLSFileError(file: "", problem: "no certificate configured") }
         var configuration = TLSConfiguration.makeServerConfiguration(
             certificateChain: first.chain.map { .certificate($0) }, privateKey: .privateKey(first.key))
@@ -69,7 +86,7 @@ public final class ServerTLS: Sendable {
                 promise.succeed(index == 0 ? .noChanges : overrides[index])
             }
         }
-        return try NIOSSLContext(configuration: configuration)
+        return (try NIOSSLContext(configuration: configuration), validities)
     }
 }
 

@@ -1,17 +1,23 @@
+import Foundation
 import GatewayConfig
 import NIOSSL
 import X509
 
 /// What `gateway check` (and start-up) finds wrong with the TLS files a config names: every certificate and
-/// key must exist, parse and belong together; a server name a certificate does not cover is a warning.
+/// key must exist, parse and belong together; a server name a certificate does not cover is a warning, and so
+/// is a certificate that has expired or expires within `expiryWarningDays` (it is still served: clients that
+/// refuse it would refuse no certificate too).
 public enum TLSCheck {
+    public static let expiryWarningDays: Int64 = 14
+
     public struct Finding: Sendable, Equatable {
         public let path: String
         public let message: String
         public let isError: Bool
     }
 
-    public static func findings(_ config: GatewayConfig) -> [Finding] {
+    /// - Parameter now: seconds since 1970 (the current time, or a test's).
+    public static func findings(_ config: GatewayConfig, now: Int64 = Int64(Date().timeIntervalSince1970)) -> [Finding] {
         var findings: [Finding] = []
         for (listenerIndex, listener) in config.listeners.enumerated() {
             guard let tls = listener.tls else { continue }
@@ -20,6 +26,9 @@ public enum TLSCheck {
                 let path = "\(base).certificates[\(index)]"
                 do {
                     let identity = try CertificateIdentity.load(certificate)
+                    if let expiry = expiryWarning(notAfter: Int64(identity.chain[0].notValidAfter), now: now) {
+                        findings.append(Finding(path: "\(path).cert", message: expiry, isError: false))
+                    }
                     let covered = coveredNames(identity.chain[0])
                     for name in certificate.serverNames where !covers(covered, name) {
                         findings.append(
@@ -46,6 +55,21 @@ public enum TLSCheck {
             findings.append(finding)
         }
         return findings
+    }
+
+    /// "expired on 2026-12-01" or "expires in 9 days (on 2026-12-16)"; nil when it is valid for longer.
+    static func expiryWarning(notAfter: Int64, now: Int64) -> String? {
+        let day = Self.isoDay(notAfter)
+        if notAfter <= now { return "the certificate expired on \(day): clients refuse it; renew it" }
+        let days = (notAfter - now) / 86_400
+        guard days < expiryWarningDays else { return nil }
+        return "the certificate expires in \(days) day\(days == 1 ? "" : "s") (on \(day)); renew it"
+    }
+
+    private static func isoDay(_ seconds: Int64) -> String {
+        let formatter = ISO8601DateFormatter()
+        formatter.formatOptions = [.withFullDate]
+        return formatter.string(from: Date(timeIntervalSince1970: TimeInterval(seconds)))
     }
 
     /// Whether the client-side TLS files (CA bundle, client certificate and key) load, naming the one that does not.

@@ -300,6 +300,21 @@ import TestSupport
         }
     }
 
+    // Each listener certificate's expiry is a gauge (Unix seconds), for an alert well before it runs out.
+    @Test func certificateExpiryIsExported() async throws {
+        let pki = try TestPKI()
+        let server = try pki.issueServer("server", names: ["localhost"])
+        let tls = #"{ "certificates": \#(Self.certificates([(server.cert, server.key, ["localhost"])])) }"#
+        let json = Self.config(tls: tls, upstream: "http://127.0.0.1:9").replacingOccurrences(
+            of: #"{ "workers": 1,"#, with: #"{ "workers": 1, "admin": { "address": "127.0.0.1", "port": 0 },"#)
+        try await withGateway(json) { gateway in
+            let metrics = PrometheusText(try await OperationsTests.admin(gateway.gateway, "/metrics", token: nil).text)
+            let exported = metrics.value("gateway_tls_certificate_expiry_timestamp_seconds", ["listener": "tls", "certificate": server.cert])
+            let expiry = Double(try NIOSSLCertificate.fromPEMFile(server.cert)[0].notValidAfter)
+            #expect(exported == expiry)
+        }
+    }
+
     // mTLS required: no client certificate, no handshake. With one, its verified subject goes upstream in
     // the configured header, replacing whatever the client put there; a plaintext client cannot forge it.
     @Test func mutualTLS() async throws {

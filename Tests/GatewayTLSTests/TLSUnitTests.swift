@@ -30,6 +30,33 @@ import TestSupport
         #expect(!TLSCheck.covers(["api.test"], "*.test"))
     }
 
+    // A certificate that has expired or expires within two weeks is a warning (still served), with its date.
+    @Test func expiringCertificates() throws {
+        let day: Int64 = 86_400
+        let notAfter: Int64 = 1_796_083_200  // 2026-12-01T00:00:00Z
+        #expect(TLSCheck.expiryWarning(notAfter: notAfter, now: notAfter - 30 * day) == nil)
+        #expect(TLSCheck.expiryWarning(notAfter: notAfter, now: notAfter - 9 * day - 5) == "the certificate expires in 9 days (on 2026-12-01); renew it")
+        #expect(TLSCheck.expiryWarning(notAfter: notAfter, now: notAfter - day) == "the certificate expires in 1 day (on 2026-12-01); renew it")
+        #expect(TLSCheck.expiryWarning(notAfter: notAfter, now: notAfter) == "the certificate expired on 2026-12-01: clients refuse it; renew it")
+
+        let pki = try TestPKI()
+        let server = try pki.issueServer("server", names: ["localhost"])
+        var listener = ListenerConfig(name: "tls", address: "127.0.0.1", port: 0, tls: nil, redirectHTTPSPort: nil, h2c: false)
+        listener.tls = TLSConfig(
+            certificates: [.init(cert: server.cert, key: server.key, serverNames: ["localhost"])], minVersion: .tls12,
+            alpn: ["http/1.1"], clientCA: nil, clientAuth: .none, clientSubjectHeader: "x-client-cert-subject")
+        let config = GatewayConfig(
+            workers: 1, listeners: [listener], admin: nil, redis: nil, limits: LimitsConfig(), trustedProxies: [],
+            securityHeaders: SecurityHeadersConfig(), rateLimiting: RateLimitingConfig(), cache: CacheConfig(), auth: nil, upstreams: [],
+            routes: [], logging: LoggingConfig())
+        let expiry = Int64(try NIOSSLCertificate.fromPEMFile(server.cert)[0].notValidAfter)
+        #expect(TLSCheck.findings(config).isEmpty, "a test certificate is valid for 30 days")
+        let later = TLSCheck.findings(config, now: expiry + 1)
+        #expect(later.map(\.path) == ["listeners[0].tls.certificates[0].cert"])
+        #expect(later.first?.isError == false)
+        #expect(later.first?.message.hasPrefix("the certificate expired on ") == true)
+    }
+
     // The server's cipher order is set through reflection on swift-nio-ssl's context: this fails loudly if
     // an upgrade renames what it relies on.
     @Test func serverCipherOrderApplies() throws {

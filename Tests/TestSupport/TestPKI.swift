@@ -13,7 +13,7 @@ public final class TestPKI: @unchecked Sendable {
         directory = FileManager.default.temporaryDirectory.appendingPathComponent("pki-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         try Self.openssl(
-            ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "2",
+            ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "30",
              "-keyout", path("\(name)-ca-key.pem"), "-out", path("\(name)-ca.pem"), "-subj", "/CN=\(name) test CA",
              "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign"],
             in: directory)
@@ -49,7 +49,7 @@ public final class TestPKI: @unchecked Sendable {
         try Self.openssl(["req", "-new"] + keyArguments + ["-nodes", "-keyout", key, "-out", request, "-subj", subject], in: directory)
         try Self.openssl(
             ["x509", "-req", "-in", request, "-CA", caFile, "-CAkey", path("\(name)-ca-key.pem"), "-CAcreateserial",
-             "-days", "2", "-out", cert, "-extfile", extFile],
+             "-days", "30", "-out", cert, "-extfile", extFile],
             in: directory)
         return (cert, key)
     }
