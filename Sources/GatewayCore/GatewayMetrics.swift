@@ -44,6 +44,12 @@ public final class GatewayMetrics: Sendable {
             upstream: upstream, target: target, metrics: self)
     }
 
+    /// `gateway_upstream_retries_total{upstream,outcome}`: retries made (`sent`) and refused by the retry budget
+    /// (`budget_exhausted`: the failure was answered as it was).
+    public func upstreamRetry(upstream: String, outcome: String) {
+        counter("gateway_upstream_retries_total", [("upstream", upstream), ("outcome", outcome)]).increment()
+    }
+
     /// `gateway_upstream_hedges_total{upstream,outcome}`: what became of a hedge (`retries.hedge_after_ms`):
     /// `won` (its answer was relayed), `lost` (the first call answered first), `failed` (it got no answer),
     /// `budget_exhausted` (not sent: the retry budget was spent).

@@ -219,8 +219,10 @@ final class ForwardingCall: UpstreamCall {
         if let deadline, EventClock.now() >= deadline { return false }
         guard upstream.shared.tryRetry(now: UpstreamShared.now()) else {
             log("retry budget exhausted", level: .info)
+            upstream.shared.metrics.upstreamRetry(upstream: upstream.config.name, outcome: "budget_exhausted")
             return false
         }
+        upstream.shared.metrics.upstreamRetry(upstream: upstream.config.name, outcome: "sent")
         return true
     }
 

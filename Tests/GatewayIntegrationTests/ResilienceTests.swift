@@ -445,6 +445,11 @@ import Testing
                 #expect(served >= 110, "some retries happened")
                 #expect(served <= 125, "without a budget 100 requests would make 400 tries; made \(served)")
                 #expect(gateway.logs.entries("retry budget exhausted").count > 0)
+                // Every retry and every refusal is counted.
+                let metrics = PrometheusText(gateway.gateway.prometheusText())
+                #expect(metrics.value("gateway_upstream_retries_total", ["upstream": "demo", "outcome": "sent"]) == Double(served - 100))
+                let refused = Double(gateway.logs.entries("retry budget exhausted").count)
+                #expect(metrics.value("gateway_upstream_retries_total", ["upstream": "demo", "outcome": "budget_exhausted"]) == refused)
             }
         }
     }
