@@ -188,13 +188,17 @@ public final class GatewayMetrics: Sendable {
     }
 }
 
-/// `gateway_requests_total{route,method,status_class}` and `gateway_request_duration_seconds{route}` for one
-/// route. Counters are made on first use of a method/status pair (so unused pairs do not clutter /metrics).
+/// `gateway_requests_total{route,method,status_class}`, `gateway_request_duration_seconds{route}` and the body
+/// bytes each way (`gateway_request_body_bytes_total{route}`, `gateway_response_body_bytes_total{route}`) for
+/// one route. Request counters are made on first use of a method/status pair (so unused pairs do not clutter
+/// /metrics).
 public final class RouteMetrics: Sendable {
     private static let methods: [HTTPMethod] = [.GET, .HEAD, .POST, .PUT, .DELETE, .PATCH, .OPTIONS]
     private let route: String
     private let metrics: GatewayMetrics
     private let duration: LatencyHistogram
+    private let requestBodyBytes: Counter
+    private let responseBodyBytes: Counter
     /// 8 method slots (7 standard + OTHER) x 5 status classes.
     private let counters = NIOLockedValueBox<[Counter?]>(Array(repeating: nil, count: 40))
 
@@ -202,9 +206,14 @@ public final class RouteMetrics: Sendable {
         self.route = route
         self.metrics = metrics
         self.duration = metrics.latencyHistogram("gateway_request_duration_seconds", [("route", route)])
+        self.requestBodyBytes = metrics.counter("gateway_request_body_bytes_total", [("route", route)])
+        self.responseBodyBytes = metrics.counter("gateway_response_body_bytes_total", [("route", route)])
     }
 
-    public func record(method: HTTPMethod, status: Int, durationNanos: Int64) {
+    /// `bytesIn`/`bytesOut`: body bytes received from the client and sent to it (compressed size when compressed).
+    public func record(method: HTTPMethod, status: Int, durationNanos: Int64, bytesIn: Int = 0, bytesOut: Int = 0) {
+        if bytesIn > 0 { requestBodyBytes.increment(by: Int64(bytesIn)) }
+        if bytesOut > 0 { responseBodyBytes.increment(by: Int64(bytesOut)) }
         let methodSlot = Self.methods.firstIndex(of: method) ?? 7
         let classSlot = min(4, max(0, status / 100 - 1))
         let slot = methodSlot * 5 + classSlot

@@ -162,7 +162,7 @@ public final class GatewayConnection: ConnectionResponder {
         let outcome = RequestOutcome(
             status: response.head.status, bytesIn: 0, bytesOut: response.body?.readableBytes ?? 0,
             upstreamTarget: nil, durationNanos: 0, errorCode: error.code, completed: true)
-        runtime.unroutedMetrics.record(method: .other("-"), status: outcome.status, durationNanos: 0)
+        runtime.unroutedMetrics.record(method: .other("-"), status: outcome.status, durationNanos: 0, bytesOut: outcome.bytesOut)
         for filter in runtime.globalFilters { filter.onComplete(context: context, outcome: outcome) }
     }
 }

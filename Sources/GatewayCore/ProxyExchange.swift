@@ -633,7 +633,8 @@ final class ProxyExchange: ExchangeDriver, UpstreamCallDelegate, FilterSuspensio
     /// Metrics and completion hooks; the context by exclusive access, as in `applyResponseFilters`.
     private static func complete(_ outcome: RequestOutcome, context: inout RequestContext, runtime: GatewayRuntime) {
         (context.route?.metrics ?? runtime.unroutedMetrics).record(
-            method: context.method, status: outcome.status, durationNanos: outcome.durationNanos)
+            method: context.method, status: outcome.status, durationNanos: outcome.durationNanos, bytesIn: outcome.bytesIn,
+            bytesOut: outcome.bytesOut)
         for filter in runtime.globalFilters { filter.onComplete(context: context, outcome: outcome) }
         if let routeFilters = context.route?.filters {
             for filter in routeFilters { filter.onComplete(context: context, outcome: outcome) }

@@ -83,9 +83,12 @@ import TestSupport
                     """#,
                 top: #""auth": { "api_keys": [{ "id": "demo", "sha256": "\#(Self.demoKeyHash)" }] },"#)
             try await withGateway(json, upstreams: upstreams) { test in
-                for _ in 0..<3 { #expect(try await test.request("GET", "/api/echo").status == 200) }
-                #expect(try await test.request("GET", "/api/status/503").status == 503)
-                #expect(try await test.request("POST", "/api/echo", body: "x").status == 200)
+                var apiResponses: [TestResponse] = []
+                for _ in 0..<3 { apiResponses.append(try await test.request("GET", "/api/echo")) }
+                apiResponses.append(try await test.request("GET", "/api/status/503"))
+                apiResponses.append(try await test.request("POST", "/api/echo", body: "x"))
+                #expect(apiResponses.map(\.status) == [200, 200, 200, 503, 200])
+                let apiBodyBytes = apiResponses.reduce(0) { $0 + $1.body.count }
                 #expect(try await test.request("GET", "/nowhere").status == 404)
                 let limited = [try await test.request("GET", "/limited/1"), try await test.request("GET", "/limited/2"), try await test.request("GET", "/limited/3")]
                 #expect(limited.map(\.status) == [200, 200, 429])
@@ -103,6 +106,8 @@ import TestSupport
                 #expect(metrics.value("gateway_requests_total", ["route": "-", "method": "GET", "status_class": "4xx"]) == 1)
                 #expect(metrics.value("gateway_requests_total", ["route": "limited", "method": "GET", "status_class": "4xx"]) == 1)
                 #expect(metrics.value("gateway_request_duration_seconds_count", ["route": "api"]) == 5)
+                #expect(metrics.value("gateway_request_body_bytes_total", ["route": "api"]) == 1)
+                #expect(metrics.value("gateway_response_body_bytes_total", ["route": "api"]) == Double(apiBodyBytes))
                 #expect(metrics.value("gateway_request_duration_seconds_bucket", ["route": "api", "le": "+Inf"]) == 5)
                 #expect(scrape.text.components(separatedBy: "# TYPE gateway_request_duration_seconds histogram\n").count == 2)
                 let target = "127.0.0.1:\(upstreams[0].port)"
