@@ -147,7 +147,7 @@ let package = Package(
         .testTarget(
             name: "GatewayIntegrationTests",
             dependencies: [nioLocks, 
-                "GatewayApp", "GatewayConfig", "GatewayCore", "GatewayUpstream", "DemoUpstream", "TestSupport", nioCore, nioPosix, nioSSL,
+                "GatewayApp", "GatewayConfig", "GatewayCore", "GatewayUpstream", "GatewayTelemetry", "DemoUpstream", "TestSupport", nioCore, nioPosix, nioSSL,
                 nioHTTP1, nioHTTP2, .product(name: "NIOTLS", package: "swift-nio"), logging, .product(name: "JWTKit", package: "jwt-kit"),
             ],
             swiftSettings: strict),
