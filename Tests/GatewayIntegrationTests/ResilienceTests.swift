@@ -40,6 +40,18 @@ import Testing
 
     static func upstreamName(_ response: TestResponse) -> String? { response.json["upstream"] as? String }
 
+    /// `count` GETs of /echo one after another, and the longest any of them took.
+    static func timedRequests(_ gateway: TestGateway, count: Int) async throws -> (responses: [TestResponse], slowest: Duration) {
+        var responses: [TestResponse] = []
+        var slowest = Duration.zero
+        for _ in 0..<count {
+            let started = ContinuousClock.now
+            responses.append(try await gateway.request("GET", "/echo"))
+            slowest = max(slowest, ContinuousClock.now - started)
+        }
+        return (responses, slowest)
+    }
+
     /// "200 a"-style summaries, so assertions compare plain values (no closures inside test macros).
     static func outcomes(_ responses: [TestResponse]) -> Set<String> {
         Set(responses.map { "\($0.status) \(upstreamName($0) ?? $0.errorCode ?? "-")" })
@@ -245,14 +257,8 @@ import Testing
             upstreams[0].behaviour.delayMs.store(3000, ordering: .relaxed)
             let retries = #""retries": { "attempts": 1, "backoff_ms": 0, "per_try_timeout_ms": 300 }"#
             try await withGateway(Self.config(targets: upstreams.map(\.port), extra: retries)) { gateway in
-                var slowest = Duration.zero
-                for _ in 0..<4 {
-                    let started = ContinuousClock.now
-                    let response = try await gateway.request("GET", "/echo")
-                    slowest = max(slowest, ContinuousClock.now - started)
-                    #expect(response.status == 200)
-                    #expect(Self.upstreamName(response) == "b")
-                }
+                let (responses, slowest) = try await Self.timedRequests(gateway, count: 4)
+                #expect(Self.outcomes(responses) == ["200 b"])
                 #expect(slowest >= .milliseconds(290), "requests that went to a first waited one per-try timeout")
                 #expect(slowest < .milliseconds(2000))
             }
@@ -283,16 +289,10 @@ import Testing
                   "routes": [{ "name": "all", "upstream": "demo" }] }
                 """
             try await withGateway(json) { gateway in
-                var slowest = Duration.zero
+                let (responses, slowest) = try await Self.timedRequests(gateway, count: 4)
+                #expect(Self.outcomes(responses) == ["200 b"])
                 var targetLists: [String] = []
-                for _ in 0..<4 {
-                    let started = ContinuousClock.now
-                    let response = try await gateway.request("GET", "/echo")
-                    slowest = max(slowest, ContinuousClock.now - started)
-                    #expect(response.status == 200)
-                    #expect(Self.upstreamName(response) == "b")
-                    targetLists.append(try await gateway.accessLog(for: response)["upstream"] as? String ?? "-")
-                }
+                for response in responses { targetLists.append(try await gateway.accessLog(for: response)["upstream"] as? String ?? "-") }
                 let hedged = targetLists.filter { $0 == "127.0.0.1:\(a.port), 127.0.0.1:\(b.port)" }.count
                 let direct = targetLists.filter { $0 == "127.0.0.1:\(b.port)" }.count
                 #expect(hedged >= 1 && hedged + direct == 4, "\(targetLists)")

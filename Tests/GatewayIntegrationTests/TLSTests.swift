@@ -251,12 +251,7 @@ import TestSupport
         let old = try pki.issueServer("old", names: ["localhost"])
         let new = try pki.issueServer("new", names: ["localhost", "renewed.test"])
         let backendPKI = try TestPKI(name: "backend")
-        let backendCert = try backendPKI.issueServer("backend", names: ["127.0.0.1"])
-        var serverConfiguration = TLSConfiguration.makeServerConfiguration(
-            certificateChain: try NIOSSLCertificate.fromPEMFile(backendCert.cert).map { .certificate($0) },
-            privateKey: .privateKey(try NIOSSLPrivateKey(file: backendCert.key, format: .pem)))
-        serverConfiguration.applicationProtocols = ["http/1.1"]
-        let backend = try await DemoUpstream.start(name: "secure", tls: try NIOSSLContext(configuration: serverConfiguration))
+        let backend = try await Self.tlsUpstream(try backendPKI.issueServer("backend", names: ["127.0.0.1"]))
         defer { Task { await backend.shutdown() } }
 
         let (certPath, keyPath, caPath) = (pki.path("live.pem"), pki.path("live-key.pem"), pki.path("upstream-ca.pem"))
@@ -401,12 +396,7 @@ import TestSupport
     // ca_file the request goes through (SNI and name checked).
     @Test func upstreamTLSVerifiesCertificates() async throws {
         let pki = try TestPKI(name: "upstream")
-        let upstreamCert = try pki.issueServer("backend", names: ["backend.test", "127.0.0.1"])
-        var serverConfiguration = TLSConfiguration.makeServerConfiguration(
-            certificateChain: try NIOSSLCertificate.fromPEMFile(upstreamCert.cert).map { .certificate($0) },
-            privateKey: .privateKey(try NIOSSLPrivateKey(file: upstreamCert.key, format: .pem)))
-        serverConfiguration.applicationProtocols = ["http/1.1"]
-        let upstream = try await DemoUpstream.start(name: "secure", tls: try NIOSSLContext(configuration: serverConfiguration))
+        let upstream = try await Self.tlsUpstream(try pki.issueServer("backend", names: ["backend.test", "127.0.0.1"]))
         defer { Task { await upstream.shutdown() } }
         let target = "https://127.0.0.1:\(upstream.port)"
         let json = basicConfig(targets: #""\#(target)""#)
@@ -429,6 +419,15 @@ import TestSupport
     }
 
     static func upstreamName(_ response: TestResponse) -> String? { response.json["upstream"] as? String }
+
+    /// A demo upstream named "secure" serving HTTP/1.1 over TLS with `certificate`.
+    static func tlsUpstream(_ certificate: (cert: String, key: String)) async throws -> DemoUpstream {
+        var configuration = TLSConfiguration.makeServerConfiguration(
+            certificateChain: try NIOSSLCertificate.fromPEMFile(certificate.cert).map { .certificate($0) },
+            privateKey: .privateKey(try NIOSSLPrivateKey(file: certificate.key, format: .pem)))
+        configuration.applicationProtocols = ["http/1.1"]
+        return try await DemoUpstream.start(name: "secure", tls: try NIOSSLContext(configuration: configuration))
+    }
 
     // A client that connects and never finishes the handshake is dropped at header_timeout_ms.
     @Test func stalledHandshakeIsClosed() async throws {
