@@ -243,7 +243,7 @@ final class ProxyExchange: ExchangeDriver, UpstreamCallDelegate, FilterSuspensio
             requestID: context.requestID, clientIP: context.clientIP, settings: settings, delegate: self)
         self.call = call
         state = .forwarding
-        if let total = [settings.total, settings.clientTimeout].compactMap({ $0 }).min() {
+        if let total = settings.totalTimeout() {
             totalTimeout = connection.eventLoop.assumeIsolated().scheduleTask(in: total) {
                 self.totalTimeoutFired()
             }

@@ -73,6 +73,15 @@ public struct CallSettings: Sendable {
     /// response head after this long, it goes to a second target too. nil: no hedging.
     public var hedgeAfter: TimeAmount?
 
+    /// The call's whole deadline: the configured one (`total`, else `fallback`) or the client's, whichever is
+    /// sooner. Per request, so no array of candidates is built for it.
+    public func totalTimeout(orElse fallback: TimeAmount? = nil) -> TimeAmount? {
+        let configured = total ?? fallback
+        guard let client = clientTimeout else { return configured }
+        guard let configured else { return client }
+        return min(configured, client)
+    }
+
     public init(read: TimeAmount? = nil, total: TimeAmount? = nil, retryAttempts: Int? = nil) {
         self.read = read
         self.total = total

@@ -119,8 +119,7 @@ final class ForwardingCall: UpstreamCall {
         self.hashKey = hashKey
         self.delegate = delegate
         self.readTimeout = settings.read ?? upstream.readTimeout
-        let total = [settings.total ?? upstream.totalTimeout, settings.clientTimeout].compactMap { $0 }.min()
-        self.deadline = total.map { EventClock.now() + $0 }
+        self.deadline = settings.totalTimeout(orElse: upstream.totalTimeout).map { EventClock.now() + $0 }
         self.maxTries = settings.retryAttempts.map { 1 + $0 } ?? upstream.maxTries
         self.replayBodyBytes = maxTries > 1 ? retries?.replayBodyBytes ?? 0 : 0
         if replayBodyBytes > 0 { sentBody = [] }
