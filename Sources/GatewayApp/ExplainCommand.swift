@@ -133,7 +133,7 @@ public struct ExplainCommand: AsyncParsableCommand {
         for name in route.upstreamNames {
             guard let upstream = config.upstream(named: name) else { continue }
             let targets = upstream.targets.map { $0.backup ? $0.label + " (backup)" : $0.label }.joined(separator: ", ")
-            let hedge = (route.hedgeAfterMs ?? upstream.retries?.hedgeAfterMs).flatMap { $0 > 0 ? "; GET/HEAD hedged after \($0) ms" : nil }
+            let hedge = route.hedgeDelayMs(to: upstream).map { "; GET/HEAD hedged after \($0) ms" }
             lines.append("upstream \(name): \(upstream.balance.rawValue) over \(targets)\(hedge ?? "")")
         }
         if let mirror = route.mirror { lines.append("mirror: \(mirror.upstream) (\(mirror.percent)% of requests)") }

@@ -699,6 +699,11 @@ public struct RouteConfig: Sendable {
     public var retryAttempts: Int?
     /// `retries.hedge_after_ms`: this route's hedging delay instead of its upstream's (0: no hedging).
     public var hedgeAfterMs: Int?
+
+    /// The hedging delay of this route's calls to `upstream`: its own, else the upstream's; nil when none (or 0).
+    public func hedgeDelayMs(to upstream: UpstreamConfig?) -> Int? {
+        (hedgeAfterMs ?? upstream?.retries?.hedgeAfterMs).flatMap { $0 > 0 ? $0 : nil }
+    }
     /// `csrf`: cross-origin protection for the route's state-changing requests; nil: none.
     public var csrf: CSRFConfig?
     /// The route answers itself instead of forwarding (after its address, CORS, auth and rate-limit checks).
@@ -1043,7 +1048,6 @@ public struct ConcurrencyLimitConfig: Sendable, Equatable {
         guard let override = overrides.first(where: { $0.callers.include(consumer: consumer, claims: claims) }) else { return max }
         return override.exempt ? nil : override.max
     }
-
 }
 
 public struct RouteCacheConfig: Sendable {

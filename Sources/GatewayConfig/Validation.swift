@@ -182,19 +182,18 @@ extension GatewayConfig {
             {
                 context.warning(path / "total_timeout_ms", "is shorter than the read timeout, so the read timeout never applies")
             }
-            if let attempts = route.retryAttempts, attempts > 0,
-                let plain = upstreams.first(where: { route.upstreamNames.contains($0.name) && $0.retries == nil })
-            {
-                context.error(
-                    path / "retries" / "attempts",
-                    "upstream \"\(plain.name)\" has no retries section: its statuses, backoff and budget are what retries follow")
-            }
-            if let hedge = route.hedgeAfterMs, hedge > 0,
-                let plain = upstreams.first(where: { route.upstreamNames.contains($0.name) && $0.retries == nil })
-            {
-                context.error(
-                    path / "retries" / "hedge_after_ms",
-                    "upstream \"\(plain.name)\" has no retries section: hedges are limited by its retry budget")
+            // Route retries and hedges follow the upstream's retries section (statuses, backoff, budget).
+            if let plain = upstreams.first(where: { route.upstreamNames.contains($0.name) && $0.retries == nil }) {
+                if let attempts = route.retryAttempts, attempts > 0 {
+                    context.error(
+                        path / "retries" / "attempts",
+                        "upstream \"\(plain.name)\" has no retries section: its statuses, backoff and budget are what retries follow")
+                }
+                if let hedge = route.hedgeAfterMs, hedge > 0 {
+                    context.error(
+                        path / "retries" / "hedge_after_ms",
+                        "upstream \"\(plain.name)\" has no retries section: hedges are limited by its retry budget")
+                }
             }
             if route.rateLimits.contains(where: { $0.key == .consumer }) && !namesConsumer {
                 context.warning(path / "rate_limits", "key \"consumer\" on a route without auth counts per client ip")

@@ -132,9 +132,7 @@ public final class CompiledRoute: Sendable {
                     read: readMs.map { .milliseconds(Int64($0)) }, total: totalMs.map { .milliseconds(Int64($0)) },
                     retryAttempts: config.retryAttempts),
                 cacheKeySuffix: splits ? " " + name : "")
-            if let hedgeMs = config.hedgeAfterMs ?? upstream.config?.retries?.hedgeAfterMs, hedgeMs > 0 {
-                destination.settings.hedgeAfter = .milliseconds(Int64(hedgeMs))
-            }
+            destination.settings.hedgeAfter = config.hedgeDelayMs(to: upstream.config).map { .milliseconds(Int64($0)) }
             destination.speaksHTTP2 = upstream.config?.targets.contains { $0.httpProtocol == .h2 } ?? false
             return destination
         }
