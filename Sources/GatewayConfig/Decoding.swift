@@ -1079,7 +1079,7 @@ extension RouteConfig {
             (route.readTimeoutMs, route.totalTimeoutMs) = (readTimeout, totalTimeout)
             route.retryAttempts = routeRetries?.attempts
             route.hedgeAfterMs = routeRetries?.hedgeAfterMs
-            route.csrf = csrf ?? nil
+            route.csrf = csrf
             route.requestHeaders = requestHeaders ?? HeaderEdits()
             route.responseHeaders = responseHeaders ?? HeaderEdits()
             return route
@@ -1088,10 +1088,9 @@ extension RouteConfig {
 }
 
 extension CSRFConfig {
-    /// `true`, `false`, or `{"trusted_origins": ["https://app.example.com"], "report_only": false}`. The result is
-    /// `.some(nil)` for `false`, so that "off" is not mistaken for a mistake.
-    static func decode(_ node: ConfigNode) -> CSRFConfig?? {
-        if case .bool(let on) = node.value { return .some(on ? CSRFConfig() : nil) }
+    /// `true`, `false` (nil: off), or `{"trusted_origins": ["https://app.example.com"], "report_only": false}`.
+    static func decode(_ node: ConfigNode) -> CSRFConfig? {
+        if case .bool(let on) = node.value { return on ? CSRFConfig() : nil }
         guard case .object = node.value else {
             node.error("expected true, false or an object")
             return nil
@@ -1112,7 +1111,7 @@ extension CSRFConfig {
                 } ?? []
             config.reportOnly = o.optional("report_only") { $0.bool() } ?? false
             return config
-        }.map { .some($0) }
+        }
     }
 }
 

@@ -23,8 +23,7 @@ public struct ConcurrencyLimitFilter: GatewayFilter {
 
     public func onRequest(_ head: inout RequestHead, context: inout RequestContext) -> FilterStep {
         // overrides: another max for some callers, or none.
-        let max = config.overrides.isEmpty ? config.max : config.max(consumer: context.consumer, claims: context.claims)
-        guard let max else { return .proceed }
+        guard let max = config.max(consumer: context.consumer, claims: context.claims) else { return .proceed }
         let (kind, value) = config.key.counted(head: head, context: context)
         let slot = kind + ":" + value
         guard counter.acquire(slot, max: max) else {

@@ -243,7 +243,6 @@ final class HealthProbeHandler: HealthProbe {
             context.close(promise: nil)
         }
     }
-
 }
 
 /// What the HTTP/2 checks share: the request's fields, sent once the stream is up, and a failure when the stream
@@ -281,7 +280,6 @@ class HTTP2ProbeHandler: HealthProbe {
     func send(_ context: ChannelHandlerContext) {}
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {}
-
 }
 
 /// The HTTP/2 form of the check: one GET stream; completes with the status of the final answer.

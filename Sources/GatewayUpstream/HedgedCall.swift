@@ -187,7 +187,6 @@ final class HedgedCall: UpstreamCall {
                 upstream.shared.metrics.upstreamHedge(upstream: upstream.config.name, outcome: "lost")
             }
         }
-        if paused { call(of: leg)?.setResponsePaused(true) }
         delegate?.upstreamResponseHead(head)
     }
 
