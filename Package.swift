@@ -149,6 +149,7 @@ let package = Package(
             dependencies: [nioLocks, 
                 "GatewayApp", "GatewayConfig", "GatewayCore", "GatewayUpstream", "GatewayTelemetry", "DemoUpstream", "TestSupport", nioCore, nioPosix, nioSSL,
                 nioHTTP1, nioHTTP2, .product(name: "NIOTLS", package: "swift-nio"), logging, .product(name: "JWTKit", package: "jwt-kit"),
+                .product(name: "Crypto", package: "swift-crypto"),
             ],
             swiftSettings: strict),
     ]

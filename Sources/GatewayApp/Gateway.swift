@@ -232,6 +232,15 @@ public final class Gateway: Sendable {
                     keptClaims: config.routeClaimNames)
             }
         }
+        let oidc = config.auth?.oidc.flatMap { oidc in
+            upstreamIndex[oidc.upstream].flatMap { index in
+                authenticator?.oidcKeys.map {
+                    OIDCLogin(
+                        config: oidc, keys: $0, upstreamIndex: index, forwarders: forwarders, logger: logger, requestIDHeader: config.requestID.header,
+                        claimNames: config.routeClaimNames)
+                }
+            }
+        }
         // Per route: client addresses first (a refused one gets nothing else), then CORS (a browser's preflight
         // carries no credentials and is answered before any check), cross-origin protection (before credentials
         // are even looked at), then authentication and the authorization service (rate limits may key on the
@@ -247,7 +256,8 @@ public final class Gateway: Sendable {
             if let auth = route.auth, let authenticator {
                 filters.append(
                     AuthFilter(
-                        routeName: route.name, config: auth, authenticator: authenticator, introspector: introspector, logger: logger, metrics: metrics))
+                        routeName: route.name, config: auth, authenticator: authenticator, introspector: introspector, oidc: oidc, logger: logger,
+                        metrics: metrics))
             }
             if let name = route.externalAuth, let service = config.externalAuth.first(where: { $0.name == name }),
                 let index = upstreamIndex[service.upstream]

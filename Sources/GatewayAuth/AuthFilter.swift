@@ -28,12 +28,15 @@ public struct AuthFilter: GatewayFilter {
     private let metrics: GatewayMetrics
     /// `auth.introspection`, for routes that accept opaque tokens.
     private let introspector: TokenIntrospector?
+    /// `auth.oidc`, for routes that accept login sessions (nil on the others).
+    private let oidc: OIDCLogin?
 
     public init(
-        routeName: String, config: RouteAuthConfig, authenticator: Authenticator, introspector: TokenIntrospector? = nil, logger: Logger,
-        metrics: GatewayMetrics = .disabled
+        routeName: String, config: RouteAuthConfig, authenticator: Authenticator, introspector: TokenIntrospector? = nil, oidc: OIDCLogin? = nil,
+        logger: Logger, metrics: GatewayMetrics = .disabled
     ) {
         self.introspector = introspector
+        self.oidc = config.require.contains(.oidc) ? oidc : nil
         self.metrics = metrics
         self.routeName = routeName
         self.methods = config.require
@@ -59,7 +62,9 @@ public struct AuthFilter: GatewayFilter {
     }
 
     public func onRequest(_ head: inout RequestHead, context: inout RequestContext) -> FilterStep {
+        if let oidc, let step = loginStep(oidc, head: head, context: context) { return step }
         var presented = false
+        var presentedOther = false
         var unknownKID: String?
         var reasons: [String] = []
         var code = "missing_credentials"
@@ -73,6 +78,7 @@ public struct AuthFilter: GatewayFilter {
                         ?? authenticator.queryParam.flatMap({ QueryString.value(of: $0, in: head.target) })
                 else { continue }
                 presented = true
+                presentedOther = true
                 switch authenticator.verifyJWT(token) {
                 case .success(let identity):
                     return accept(identity, head: &head, context: &context)
@@ -87,6 +93,7 @@ public struct AuthFilter: GatewayFilter {
             case .apiKey:
                 guard let key = Self.apiKey(head.headers) else { continue }
                 presented = true
+                presentedOther = true
                 switch authenticator.apiKeys.identify(key) {
                 case .valid(let identity):
                     return accept(identity, head: &head, context: &context)
@@ -101,6 +108,7 @@ public struct AuthFilter: GatewayFilter {
                 // The listener verified the certificate against its client_ca; this names who holds it.
                 guard let subject = context.connection.clientCertificateSubject else { continue }
                 presented = true
+                presentedOther = true
                 if let identity = authenticator.mtlsClients.identify(subject: subject) {
                     return accept(identity, head: &head, context: &context)
                 }
@@ -109,6 +117,7 @@ public struct AuthFilter: GatewayFilter {
             case .basic:
                 guard let users = authenticator.basicUsers, let encoded = Self.authorization(head.headers, scheme: "basic") else { continue }
                 presented = true
+                presentedOther = true
                 if let wait = users.failures?.blockedFor(context.clientIP) {
                     // Too many wrong passwords from this address: no check at all, not even against remembered ones.
                     return .respond(tooManyFailures(retryAfterMicros: wait, context: context))
@@ -123,6 +132,7 @@ public struct AuthFilter: GatewayFilter {
             case .introspection:
                 guard let introspector, let token = Self.bearerToken(head.headers) else { continue }
                 presented = true
+                presentedOther = true
                 switch introspector.remembered(token) {
                 case .active(let identity)?:
                     return accept(identity, head: &head, context: &context)
@@ -131,6 +141,16 @@ public struct AuthFilter: GatewayFilter {
                     reasons.append("introspection: \(reason) (remembered)")
                 case nil:
                     unintrospectedToken = token  // asked below, if nothing else admits the request
+                }
+            case .oidc:
+                guard let oidc, let session = HeaderRules.cookie(named: oidc.config.cookieName, in: head.headers), !session.isEmpty else { continue }
+                presented = true
+                switch oidc.identity(fromSession: session) {
+                case .success(let identity):
+                    return accept(identity, head: &head, context: &context)
+                case .failure(let refusal):
+                    code = refusal == .expired ? "expired_session" : "invalid_session"
+                    reasons.append("oidc: \(refusal)")
                 }
             }
         }
@@ -152,7 +172,47 @@ public struct AuthFilter: GatewayFilter {
                     FilterResumption(decision: .respond(this.unauthenticated(presented: true, requestID: requestID, reasons: fallback, code: "unknown_key")))
                 }, on: context.eventLoop)
         }
+        // A browser loading a page without a (valid) session goes to log in, unless it tried another credential.
+        if let oidc, !presentedOther, OIDCLogin.isNavigation(method: head.method, headers: head.headers),
+            let site = OIDCLogin.Site(headers: head.headers, isTLS: context.connection.isTLS, peerIsTrustedProxy: context.connection.peerIsTrustedProxy)
+        {
+            if presented { logger.info("session refused; logging in again", metadata: ["request_id": "\(context.requestID)", "route": "\(routeName)", "reason": "\(reasons.joined(separator: "; "))"]) }
+            return .respond(oidc.loginRedirect(returnTo: context.uri, site: site))
+        }
         return .respond(unauthenticated(presented: presented, requestID: context.requestID, reasons: reasons, code: code))
+    }
+
+    /// The login's own paths on a route that accepts sessions: the provider's redirect back, and logout.
+    private func loginStep(_ oidc: OIDCLogin, head: RequestHead, context: RequestContext) -> FilterStep? {
+        let path = head.target.prefix { $0 != "?" }
+        guard path == oidc.config.redirectPath || path == oidc.config.logoutPath else { return nil }
+        let requestID = context.requestID
+        guard let site = OIDCLogin.Site(headers: head.headers, isTLS: context.connection.isTLS, peerIsTrustedProxy: context.connection.peerIsTrustedProxy)
+        else { return .respond(.error(.badRequest("The request names no host."), requestID: requestID)) }
+        if path == oidc.config.logoutPath {
+            logger.info("logged out", metadata: ["request_id": "\(requestID)", "route": "\(routeName)"])
+            return .respond(oidc.logout(site: site))
+        }
+        let outcome = oidc.finishLogin(
+            target: head.target, headers: head.headers, site: site, requestID: requestID, clientIP: context.clientIP, on: context.eventLoop)
+        let this = self
+        return .suspend(
+            outcome.map { outcome in
+                switch outcome {
+                case .loggedIn(let response, let subject):
+                    this.logger.info("logged in", metadata: ["request_id": "\(requestID)", "route": "\(this.routeName)", "consumer": "\(subject)"])
+                    return FilterResumption(decision: .respond(response))
+                case .refused(let reason):
+                    this.metrics.authFailure(route: this.routeName, reason: "login_failed")
+                    this.logger.info("login failed", metadata: ["request_id": "\(requestID)", "route": "\(this.routeName)", "reason": "\(reason)"])
+                    return FilterResumption(decision: .respond(.error(.unauthenticated(challenges: []), requestID: requestID)))
+                case .unavailable(let reason):
+                    this.metrics.authFailure(route: this.routeName, reason: "login_unavailable")
+                    this.logger.warning(
+                        "login failed: the token endpoint could not be asked", metadata: ["request_id": "\(requestID)", "route": "\(this.routeName)", "error": "\(reason)"])
+                    return FilterResumption(decision: .respond(.error(.authUnavailable, requestID: requestID)))
+                }
+            }, on: context.eventLoop)
     }
 
     /// The slow part of Basic: the password hash runs on the thread pool while the request waits.
@@ -257,6 +317,9 @@ public struct AuthFilter: GatewayFilter {
             if Self.authorization(head.headers, scheme: "apikey") != nil { head.headers.remove(name: "authorization") }
         } else if identity.method == .basic {
             head.headers.remove(name: "authorization")
+        } else if identity.method == .oidc, let oidc {
+            // The session cookie is the gateway's: an upstream (or its logs) holding it could act as the user.
+            HeaderRules.removeCookie(named: oidc.config.cookieName, from: &head.headers)
         }
         if let signer = authenticator.upstreamTokens, let value = signer.fieldValue(for: identity, now: Authenticator.now()) {
             head.headers.replaceOrAdd(name: signer.header, value: value)

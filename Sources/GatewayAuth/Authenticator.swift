@@ -29,11 +29,15 @@ public final class Authenticator: Sendable {
     private let logger: Logger
     /// `auth.upstream_token`: signs the identity of each authenticated request for its upstream.
     public let upstreamTokens: UpstreamTokenSigner?
+    /// `auth.oidc.jwks_url`: the OpenID provider's keys, for the ID tokens of logins.
+    public let oidcKeys: FetchedKeys?
 
     private init(
         verifier: JWTVerifier?, apiKeys: APIKeyTable, mtlsClients: MTLSClientTable, basicUsers: BasicUsers?, cookie: String?, queryParam: String?,
-        staticKeys: JWTKeySet, jwks: JWKSSource?, cacheSize: Int, upstreamTokens: UpstreamTokenSigner?, logger: Logger
+        staticKeys: JWTKeySet, jwks: JWKSSource?, cacheSize: Int, upstreamTokens: UpstreamTokenSigner?, oidcKeys: FetchedKeys?,
+        logger: Logger
     ) {
+        self.oidcKeys = oidcKeys
         self.upstreamTokens = upstreamTokens
         self.basicUsers = basicUsers
         self.mtlsClients = mtlsClients
@@ -85,14 +89,19 @@ public final class Authenticator: Sendable {
         }
         var upstreamTokens: UpstreamTokenSigner?
         if let tokens = config.upstreamToken { upstreamTokens = try await UpstreamTokenSigner.load(tokens) }
+        let oidcKeys = config.oidc.map {
+            FetchedKeys(
+                url: $0.jwksURL, refreshSeconds: $0.jwksRefreshSeconds, minRefetchSeconds: $0.jwksMinRefetchSeconds, eventLoop: eventLoop, logger: logger)
+        }
         let authenticator = Authenticator(
             verifier: verifier, apiKeys: APIKeyTable(apiKeys), mtlsClients: MTLSClientTable(config.mtlsClients), basicUsers: basicUsers,
             cookie: config.jwt?.cookie, queryParam: config.jwt?.queryParam, staticKeys: JWTKeySet(staticKeys),
-            jwks: source, cacheSize: config.jwt?.cacheSize ?? 0, upstreamTokens: upstreamTokens, logger: logger)
+            jwks: source, cacheSize: config.jwt?.cacheSize ?? 0, upstreamTokens: upstreamTokens, oidcKeys: oidcKeys, logger: logger)
         if let source {
             source.onUpdate = { [weak authenticator] fetched in authenticator?.publish(fetched) }
             await source.start()
         }
+        await oidcKeys?.start()
         return authenticator
     }
 
@@ -121,7 +130,10 @@ public final class Authenticator: Sendable {
     /// not too recent (so unknown kids cannot make the gateway hammer the JWKS endpoint). nil otherwise.
     public func refetchKeys() -> EventLoopFuture<Void>? { jwks?.refetch() }
 
-    public func stop() { jwks?.stop() }
+    public func stop() {
+        jwks?.stop()
+        oidcKeys?.stop()
+    }
 }
 
 /// A JWKS URL's keys: fetched at start, refreshed every `refresh` (or the document's Cache-Control max-age,

@@ -45,7 +45,7 @@ public final class JWTKeySet: Sendable {
 
 /// Who a valid credential says the caller is.
 public struct Identity: Sendable, Equatable {
-    public enum Method: String, Sendable { case jwt, apiKey = "api_key", mtls, basic, introspection }
+    public enum Method: String, Sendable { case jwt, apiKey = "api_key", mtls, basic, introspection, oidc }
     public var method: Method
     /// JWT `sub`, the API key's id, the client certificate's consumer id, the Basic user name, or an introspected
     /// token's `sub` (else `username`, else `client_id`).

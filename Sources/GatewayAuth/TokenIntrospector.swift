@@ -22,8 +22,6 @@ public final class TokenIntrospector: Sendable {
     /// No usable answer: the endpoint was unreachable, too slow, or answered something other than 200 JSON.
     public typealias Failure = CollectedCall.Failure
 
-    static let maxAnswerBytes = 64 * 1024
-
     private struct Entry: Sendable {
         let answer: Answer
         /// Seconds since 1970.
@@ -31,16 +29,11 @@ public final class TokenIntrospector: Sendable {
     }
 
     let config: IntrospectionConfig
-    private let upstreamIndex: Int
-    private let forwarders: LoopLocal<any UpstreamForwarder>
-    /// `Basic base64(urlencode(client_id) ":" urlencode(client_secret))` (RFC 6749 §2.3.1).
-    private let clientAuthorization: String
+    private let server: AuthorizationServerClient
     private let entries: BoundedCache<SHA256Digest, Entry>
     private let logger: Logger
     /// Seconds since 1970 (injected for tests).
     private let now: @Sendable () -> Int64
-    /// `request_id.header`: the question carries the request's id in it.
-    private let requestIDHeader: String
     /// The answer's fields routes' `auth.claims` ask about, kept in the identity.
     private let keptClaims: Set<String>
 
@@ -49,16 +42,14 @@ public final class TokenIntrospector: Sendable {
         requestIDHeader: String = "x-request-id", keptClaims: Set<String> = [],
         now: @escaping @Sendable () -> Int64 = { Int64(Date().timeIntervalSince1970) }
     ) {
-        self.requestIDHeader = requestIDHeader
         self.keptClaims = keptClaims
         self.config = config
-        self.upstreamIndex = upstreamIndex
-        self.forwarders = forwarders
+        self.server = AuthorizationServerClient(
+            upstreamIndex: upstreamIndex, forwarders: forwarders, clientID: config.clientID, clientSecret: config.clientSecret,
+            requestIDHeader: requestIDHeader)
         self.logger = logger
         self.now = now
         self.entries = BoundedCache(capacity: config.cacheSeconds > 0 ? config.cacheSize : 0)
-        let credentials = QueryString.encoded(config.clientID) + ":" + QueryString.encoded(config.clientSecret)
-        self.clientAuthorization = "Basic " + Data(credentials.utf8).base64EncodedString()
     }
 
     /// The remembered answer about `token`, if it is still fresh.
@@ -69,21 +60,10 @@ public final class TokenIntrospector: Sendable {
 
     /// Asks the endpoint about `token` (on `eventLoop`, the request's): its answer, remembered; or a `Failure`.
     public func introspect(_ token: String, requestID: String, clientIP: String, on eventLoop: EventLoop) -> EventLoopFuture<Answer> {
-        var body = ByteBuffer()
-        body.writeString("token=" + QueryString.encoded(token) + "&token_type_hint=access_token")
-        var head = RequestHead(method: .POST, target: config.path)
-        head.headers.add(name: "authorization", value: clientAuthorization)
-        head.headers.add(name: "content-type", value: "application/x-www-form-urlencoded")
-        head.headers.add(name: "accept", value: "application/json")
-        head.headers.add(name: requestIDHeader, value: requestID)
-        let timeout = TimeAmount.milliseconds(Int64(config.timeoutMs))
-        let promise = eventLoop.makePromise(of: CollectedCall.Answer.self)
-        let collector = CollectedCall(maxBodyBytes: Self.maxAnswerBytes) { promise.completeWith($0.mapError { $0 as any Error }) }
-        let call = forwarders.value(on: eventLoop).makeCall(
-            upstream: upstreamIndex, head: head, framing: .length(body.readableBytes), preserveHost: false, requestID: requestID,
-            clientIP: clientIP, settings: CallSettings(read: timeout, total: timeout), delegate: collector)
-        collector.start(call, body: body, on: eventLoop, timeout: timeout)
-        return promise.futureResult.flatMapThrowing { answer in
+        let answer = server.post(
+            config.path, form: [("token", token), ("token_type_hint", "access_token")], timeout: .milliseconds(Int64(config.timeoutMs)),
+            requestID: requestID, clientIP: clientIP, on: eventLoop)
+        return answer.flatMapThrowing { answer in
             guard answer.status == 200 else { throw Failure("the endpoint answered \(answer.status)") }
             let (decided, expiresAt) = try Self.answer(from: answer.body, config: self.config, now: self.now(), keptClaims: self.keptClaims)
             self.remember(token, decided, expiresAt: expiresAt)

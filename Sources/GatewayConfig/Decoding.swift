@@ -372,6 +372,7 @@ extension AuthConfig {
             auth.basic = basic
             auth.introspection = o.optional("introspection", IntrospectionConfig.decode)
             auth.upstreamToken = o.optional("upstream_token", UpstreamTokenConfig.decode)
+            auth.oidc = o.optional("oidc", OIDCConfig.decode)
             auth.apiKeysFile = o.optional("api_keys_file") { $0.filePath() }
             return auth
         }
@@ -386,14 +387,7 @@ extension JWTConfig {
             let leeway = o.optional("leeway_seconds") { $0.int(0...3600) } ?? 30
             let keys = o.optional("keys") { $0.array(Key.decode) } ?? []
             let jwksFile = o.optional("jwks_file") { $0.filePath() }
-            let jwksURL = o.optional("jwks_url") { node -> String? in
-                guard let url = node.nonEmptyString() else { return nil }
-                guard url.hasPrefix("https://") || url.hasPrefix("http://") else {
-                    node.error("expected an http:// or https:// URL")
-                    return nil
-                }
-                return url
-            }
+            let jwksURL = o.optional("jwks_url") { $0.httpURL() }
             let cookie = o.optional("cookie") { $0.token() }
             let queryParam = o.optional("query_param") { node -> String? in
                 guard let name = node.nonEmptyString() else { return nil }
@@ -406,18 +400,7 @@ extension JWTConfig {
             let refresh = o.optional("jwks_refresh_seconds") { $0.int(30...86_400) } ?? 300
             let minRefetch = o.optional("jwks_min_refetch_seconds") { $0.int(1...3600) } ?? 10
             let cacheSize = o.optional("cache_size") { $0.int(0...1_000_000) } ?? 4096
-            let forward = o.optional("forward_claims") { node -> [(claim: String, header: String)]? in
-                node.map { name, value -> String? in
-                    guard let header = value.token() else { return nil }
-                    let lowered = header.lowercased()
-                    let reserved = ["host", "authorization", "cookie", "content-length", "transfer-encoding", "connection"]
-                    if lowered.hasPrefix("x-auth-") || reserved.contains(lowered) {
-                        value.error("\"\(header)\" is reserved; choose another header name")
-                        return nil
-                    }
-                    return lowered
-                }?.map { (claim: $0.key, header: $0.value) }
-            } ?? []
+            let forward = o.optional("forward_claims") { $0.forwardedClaims() } ?? []
             if keys.isEmpty && jwksFile == nil && jwksURL == nil {
                 o.node.context.error(o.path, "needs keys, a jwks_file or a jwks_url to verify tokens with")
             }
@@ -471,6 +454,72 @@ extension JWTConfig.Key {
                 }
             }
             return JWTConfig.Key(kid: kid, alg: alg, secret: secret, publicKey: publicKey, publicKeyFile: publicKeyFile)
+        }
+    }
+}
+
+extension OIDCConfig {
+    /// `{"issuer", "authorization_url", "upstream", "token_path", "jwks_url", "client_id", "client_secret", "cookie_secret",
+    ///   "scopes", "redirect_path", "logout_path", "logout_redirect", "cookie_name", "session_seconds", "timeout_ms",
+    ///   "jwks_refresh_seconds", "jwks_min_refetch_seconds", "forward_claims"}`
+    static func decode(_ node: ConfigNode) -> OIDCConfig? {
+        node.object { o in
+            let issuer = o.required("issuer") { $0.nonEmptyString() }
+            let authorizationURL = o.required("authorization_url") { node -> String? in
+                guard let url = node.httpURL() else { return nil }
+                if url.contains("#") { node.error("\"\(url)\" must not have a fragment") }
+                return url
+            }
+            let upstream = o.required("upstream") { $0.nonEmptyString() }
+            let tokenPath = o.required("token_path") { $0.absolutePath() }
+            let jwksURL = o.required("jwks_url") { $0.httpURL() }
+            let clientID = o.required("client_id") { $0.headerValue() }
+            let clientSecret = o.required("client_secret") { $0.headerValue() }
+            let cookieSecret = o.required("cookie_secret") { node -> String? in
+                guard let secret = node.nonEmptyString() else { return nil }
+                guard secret.utf8.count >= 32 else {
+                    node.error("needs at least 32 bytes (it has \(secret.utf8.count)); make one with `openssl rand -base64 32`")
+                    return nil
+                }
+                return secret
+            }
+            let scopes = o.optional("scopes") { node -> [String]? in
+                guard let scopes = node.array({ $0.token() }) else { return nil }
+                if !scopes.contains("openid") { node.error("must include \"openid\" (without it the provider sends no ID token)") }
+                return scopes
+            }
+            let redirectPath = o.optional("redirect_path") { $0.absolutePath() }
+            let logoutPath = o.optional("logout_path") { $0.absolutePath() }
+            let logoutRedirect = o.optional("logout_redirect") { node -> String? in
+                guard let text = node.nonEmptyString() else { return nil }
+                if text.hasPrefix("/") && !text.hasPrefix("//") && !text.contains("\\") { return node.absolutePath() }
+                return node.httpURL()
+            }
+            let cookieName = o.optional("cookie_name") { $0.token() }
+            let sessionSeconds = o.optional("session_seconds") { $0.int(60...31_536_000) }
+            let timeout = o.optional("timeout_ms") { $0.int(1...maxMilliseconds) }
+            let refresh = o.optional("jwks_refresh_seconds") { $0.int(30...86_400) }
+            let minRefetch = o.optional("jwks_min_refetch_seconds") { $0.int(1...3600) }
+            let forward = o.optional("forward_claims") { $0.forwardedClaims() } ?? []
+            if let redirectPath, let logoutPath, redirectPath == logoutPath {
+                o.node.context.error(o.path / "logout_path", "must differ from redirect_path")
+            }
+            guard let issuer, let authorizationURL, let upstream, let tokenPath, let jwksURL, let clientID, let clientSecret, let cookieSecret
+            else { return nil }
+            var config = OIDCConfig(
+                issuer: issuer, authorizationURL: authorizationURL, upstream: upstream, tokenPath: tokenPath, jwksURL: jwksURL, clientID: clientID,
+                clientSecret: clientSecret, cookieSecret: cookieSecret)
+            config.scopes = scopes ?? config.scopes
+            config.redirectPath = redirectPath ?? config.redirectPath
+            config.logoutPath = logoutPath ?? config.logoutPath
+            config.logoutRedirect = logoutRedirect ?? config.logoutRedirect
+            config.cookieName = cookieName ?? config.cookieName
+            config.sessionSeconds = sessionSeconds ?? config.sessionSeconds
+            config.timeoutMs = timeout ?? config.timeoutMs
+            config.jwksRefreshSeconds = refresh ?? config.jwksRefreshSeconds
+            config.jwksMinRefetchSeconds = minRefetch ?? config.jwksMinRefetchSeconds
+            config.forwardClaims = forward.map { ForwardedClaim(claim: $0.claim, header: $0.header) }
+            return config
         }
     }
 }
@@ -1285,14 +1334,14 @@ extension MatchConfig {
 extension RouteAuthConfig {
     static func decode(_ node: ConfigNode) -> RouteAuthConfig? {
         node.object { o in
-            let require = o.required("require") { $0.array { $0.oneOf(["jwt", "api_key", "mtls", "basic", "introspection"]).flatMap(Method.init) } }
+            let require = o.required("require") { $0.array { $0.oneOf(["jwt", "api_key", "mtls", "basic", "introspection", "oidc"]).flatMap(Method.init) } }
             let scopes = o.optional("scopes") { $0.array { $0.nonEmptyString() } } ?? []
             if let require, require.isEmpty {
-                o.node.context.error(o.path / "require", "list at least one of \"jwt\", \"api_key\", \"mtls\", \"basic\", \"introspection\" (omit auth for a public route)")
+                o.node.context.error(o.path / "require", "list at least one of \"jwt\", \"api_key\", \"mtls\", \"basic\", \"introspection\", \"oidc\" (omit auth for a public route)")
             }
             let claims = o.optional("claims") { $0.claimConditions() } ?? []
-            if !claims.isEmpty, let require, !require.contains(.jwt), !require.contains(.introspection) {
-                o.node.context.error(o.path / "claims", "claims are checked on tokens: require \"jwt\" or \"introspection\"")
+            if !claims.isEmpty, let require, !require.contains(where: \.carriesClaims) {
+                o.node.context.error(o.path / "claims", "claims are checked on tokens: require \"jwt\", \"introspection\" or \"oidc\"")
             }
             guard let require else { return nil }
             var auth = RouteAuthConfig(require: require, scopes: scopes)
@@ -1761,6 +1810,30 @@ extension ConfigNode {
             return nil
         }
         return text
+    }
+
+    /// An `http://` or `https://` URL.
+    func httpURL() -> String? {
+        guard let url = nonEmptyString() else { return nil }
+        guard url.hasPrefix("https://") || url.hasPrefix("http://"), !url.unicodeScalars.contains(where: { $0.value <= 0x20 || $0.value == 0x7F }) else {
+            error("expected an http:// or https:// URL")
+            return nil
+        }
+        return url
+    }
+
+    /// `forward_claims`: claim name -> header name (lowercased), for names the gateway does not own.
+    func forwardedClaims() -> [(claim: String, header: String)]? {
+        map { name, value -> String? in
+            guard let header = value.token() else { return nil }
+            let lowered = header.lowercased()
+            let reserved = ["host", "authorization", "cookie", "content-length", "transfer-encoding", "connection"]
+            if lowered.hasPrefix("x-auth-") || reserved.contains(lowered) {
+                value.error("\"\(header)\" is reserved; choose another header name")
+                return nil
+            }
+            return lowered
+        }?.map { (claim: $0.key, header: $0.value) }
     }
 
     func absolutePath() -> String? {

@@ -254,6 +254,9 @@ public struct AuthConfig: Sendable {
     /// `upstream_token`: a JWT the gateway signs for each authenticated request, so upstreams can verify who
     /// the caller is instead of trusting headers.
     public var upstreamToken: UpstreamTokenConfig?
+    /// `oidc`: people log in at an OpenID Connect provider (authorization code flow with PKCE) and carry a session
+    /// cookie the gateway seals.
+    public var oidc: OIDCConfig?
 
     /// The consumer ids of API keys and client certificates, which no Basic user name may repeat.
     public var keyAndCertificateIDs: Set<String> { Set(apiKeys.map(\.id) + mtlsClients.map(\.id)) }
@@ -278,6 +281,55 @@ public struct UpstreamTokenConfig: Sendable, Equatable {
     public init(issuer: String, alg: String) {
         self.issuer = issuer
         self.alg = alg
+    }
+}
+
+/// `auth.oidc`: browser login at an OpenID Connect provider (OIDC Core 1.0 authorization code flow, PKCE per
+/// RFC 7636), what oauth2-proxy adds beside NGINX or Traefik and Kong sells as an enterprise plugin. The session is
+/// a cookie the gateway encrypts and authenticates (AES-GCM), so any gateway instance with the same secret can
+/// read it and nothing is stored server-side.
+public struct OIDCConfig: Sendable, Equatable {
+    /// The provider's issuer identifier: the ID token's `iss` must equal it.
+    public var issuer: String
+    /// Where browsers are sent to log in (the discovery document's `authorization_endpoint`): an absolute URL.
+    public var authorizationURL: String
+    /// The token endpoint, on one of the gateway's upstreams (its TLS settings, pool and breakers apply).
+    public var upstream: String
+    public var tokenPath: String
+    /// The provider's signing keys (the discovery document's `jwks_uri`), refreshed as `auth.jwt.jwks_url` is.
+    public var jwksURL: String
+    public var clientID: String
+    public var clientSecret: String
+    /// At least 32 bytes: the session and login cookies' encryption key is derived from it.
+    public var cookieSecret: String
+    public var scopes: [String] = ["openid"]
+    /// The path the provider sends the browser back to (registered there as `https://HOST` + this).
+    public var redirectPath = "/oauth2/callback"
+    /// Ends the session (clears the cookie), then redirects to `logoutRedirect`.
+    public var logoutPath = "/oauth2/logout"
+    /// A path on the same site, or an absolute URL such as the provider's end-session endpoint.
+    public var logoutRedirect = "/"
+    public var cookieName = "gateway_session"
+    /// How long a session lasts after login (independent of the ID token's own lifetime).
+    public var sessionSeconds = 28_800
+    /// How long the token exchange may take.
+    public var timeoutMs = 5_000
+    public var jwksRefreshSeconds = 300
+    public var jwksMinRefetchSeconds = 10
+    /// ID token claim -> request header (lowercased) sent upstream.
+    public var forwardClaims: [ForwardedClaim] = []
+    public struct ForwardedClaim: Sendable, Equatable {
+        public var claim: String
+        public var header: String
+        public init(claim: String, header: String) { (self.claim, self.header) = (claim, header) }
+    }
+
+    public init(
+        issuer: String, authorizationURL: String, upstream: String, tokenPath: String, jwksURL: String, clientID: String, clientSecret: String,
+        cookieSecret: String
+    ) {
+        (self.issuer, self.authorizationURL, self.upstream, self.tokenPath, self.jwksURL) = (issuer, authorizationURL, upstream, tokenPath, jwksURL)
+        (self.clientID, self.clientSecret, self.cookieSecret) = (clientID, clientSecret, cookieSecret)
     }
 }
 
@@ -883,7 +935,11 @@ public struct MatchConfig: Sendable {
 }
 
 public struct RouteAuthConfig: Sendable {
-    public enum Method: String, Sendable { case jwt, apiKey = "api_key", mtls, basic, introspection }
+    public enum Method: String, Sendable {
+        case jwt, apiKey = "api_key", mtls, basic, introspection, oidc
+        /// Whether its credentials carry claims (`auth.claims`, `claim:` keys): tokens and OIDC sessions do.
+        public var carriesClaims: Bool { self == .jwt || self == .introspection || self == .oidc }
+    }
     public var require: [Method]
     public var scopes: [String]
     /// `claims`: token claims the credential must carry, each with one of the listed values (`{"tenant": "acme"}`,

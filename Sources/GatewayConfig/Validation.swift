@@ -77,6 +77,9 @@ extension GatewayConfig {
         {
             usedUpstreams.insert(introspection.upstream)
         }
+        if let oidc = auth?.oidc, refers(to: oidc.upstream, among: upstreamNames, kind: "upstream", at: root / "auth" / "oidc" / "upstream") {
+            usedUpstreams.insert(oidc.upstream)
+        }
         var matches: [String: Int] = [:]
         for (index, route) in routes.enumerated() {
             let path = root / "routes" / index
@@ -153,18 +156,21 @@ extension GatewayConfig {
                 if auth.require.contains(.introspection) && self.auth?.introspection == nil {
                     context.error(path / "auth" / "require", "\"introspection\" needs auth.introspection to be configured")
                 }
+                if auth.require.contains(.oidc) && self.auth?.oidc == nil {
+                    context.error(path / "auth" / "require", "\"oidc\" needs auth.oidc to be configured")
+                }
                 if auth.require.contains(.basic) && self.auth?.basic == nil {
                     context.error(path / "auth" / "require", "\"basic\" needs auth.basic to be configured")
                 }
-                if auth.require.contains(.basic) {
-                    // Basic sends the password itself with every request: on a plaintext listener anyone on the path reads it.
-                    let serving = route.match.listeners.isEmpty ? listeners : listeners.filter { route.match.listeners.contains($0.name) }
-                    let plaintext = serving.filter { $0.tls == nil && $0.redirectHTTPSPort == nil && !$0.proxyProtocol && !Self.isLoopback($0.address) }
-                    if !plaintext.isEmpty {
-                        context.warning(
-                            path / "auth" / "require",
-                            "\"basic\" sends passwords in clear text on plaintext listener \(plaintext.map { "\"\($0.name)\"" }.joined(separator: ", ")) (limit the route to TLS listeners with match.listeners)")
-                    }
+                // Basic sends the password itself with every request, a login session its cookie: on a plaintext listener
+                // anyone on the path reads them.
+                let serving = route.match.listeners.isEmpty ? listeners : listeners.filter { route.match.listeners.contains($0.name) }
+                let plaintext = serving.filter { $0.tls == nil && $0.redirectHTTPSPort == nil && !$0.proxyProtocol && !Self.isLoopback($0.address) }
+                let names = plaintext.map { "\"\($0.name)\"" }.joined(separator: ", ")
+                for (method, what) in [(RouteAuthConfig.Method.basic, "passwords"), (.oidc, "session cookies")] where auth.require.contains(method) && !plaintext.isEmpty {
+                    context.warning(
+                        path / "auth" / "require",
+                        "\"\(method.rawValue)\" sends \(what) in clear text on plaintext listener \(names) (limit the route to TLS listeners with match.listeners)")
                 }
                 if auth.require.contains(.mtls) {
                     if self.auth?.mtlsClients.isEmpty ?? true {
@@ -198,10 +204,10 @@ extension GatewayConfig {
             if route.rateLimits.contains(where: { $0.key == .consumer }) && !namesConsumer {
                 context.warning(path / "rate_limits", "key \"consumer\" on a route without auth counts per client ip")
             }
-            let takesTokens = route.auth.map { $0.require.contains(.jwt) || $0.require.contains(.introspection) } ?? false
+            let takesTokens = route.auth?.require.contains(where: \.carriesClaims) ?? false
             let claimKeys = route.rateLimits.map(\.key) + [route.concurrencyLimit?.key].compactMap { $0 }
             if !takesTokens, claimKeys.contains(where: { if case .claim = $0 { true } else { false } }) {
-                context.warning(path / "auth", "a \"claim:\" key on a route that takes no tokens (jwt, introspection) counts per client ip")
+                context.warning(path / "auth", "a \"claim:\" key on a route that takes no tokens (jwt, introspection, oidc) counts per client ip")
             }
             if route.answer == .upstreamTokenKeys, auth?.upstreamToken.map({ $0.alg != "HS256" }) != true {
                 context.error(
@@ -217,7 +223,7 @@ extension GatewayConfig {
                 if !namesConsumer {
                     context.error(at, "applies to authenticated callers, and this route has no auth: it would never apply")
                 } else if !callers.claims.isEmpty && !takesTokens {
-                    context.error(at / "claims", "claims come from tokens: the route's auth must take \"jwt\" or \"introspection\"")
+                    context.error(at / "claims", "claims come from tokens: the route's auth must take \"jwt\", \"introspection\" or \"oidc\"")
                 }
             }
         }

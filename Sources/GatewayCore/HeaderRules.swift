@@ -306,6 +306,28 @@ public enum HeaderRules {
         return hasUppercase ? Substring(name.lowercased()) : name
     }
 
+    /// Removes cookie `name` from the request's Cookie headers, keeping the others (joined into one field, as
+    /// HTTP/1.1 sends them; the field goes when nothing is left).
+    public static func removeCookie(named name: String, from headers: inout HeaderList) {
+        let fields = headers["cookie"]
+        guard !fields.isEmpty else { return }
+        var kept: [String] = []
+        var removed = false
+        for field in fields {
+            for pair in field.split(separator: ";") {
+                let trimmed = pair.trimmingASCIISpaces()
+                if trimmed.prefix(while: { $0 != "=" }) == name {
+                    removed = true
+                } else if !trimmed.isEmpty {
+                    kept.append(trimmed)
+                }
+            }
+        }
+        guard removed else { return }
+        headers.remove(name: "cookie")
+        if !kept.isEmpty { headers.add(name: "cookie", value: kept.joined(separator: "; ")) }
+    }
+
     /// The value of cookie `name` in the request's Cookie headers (RFC 6265 §5.4: `a=1; b=2`), first wins.
     public static func cookie(named name: String, in headers: HeaderList) -> String? {
         for field in headers["cookie"] {

@@ -525,6 +525,44 @@ import Testing
         #expect(unknown == [#"auth.introspection.upstream: unknown upstream "idp""#])
     }
 
+    // auth.oidc: the provider's endpoints, the client's credentials and a cookie secret long enough to derive keys
+    // from, every mistake at its path; "oidc" on a route needs it; both secrets are hidden from the admin API.
+    @Test func oidcShapes() throws {
+        let fields = #""issuer": "https://id.example.com/", "authorization_url": "https://id.example.com/authorize", "upstream": "u", "token_path": "/token", "jwks_url": "https://id.example.com/jwks", "client_id": "gw", "client_secret": "s3cret""#
+        let secret = String(repeating: "k", count: 32)
+        let route = #"{ "name": "r", "upstream": "u", "auth": { "require": ["oidc"], "claims": { "groups": "staff" } } }"#
+        let good = load(minimal(route: route, extra: #""auth": { "oidc": { \#(fields), "cookie_secret": "\#(secret)" } },"#))
+        #expect(good.errors.isEmpty, "\(good.errors)")
+        #expect(
+            good.warnings.map(\.description) == [
+                #"warning: routes[0].auth.require: "oidc" sends session cookies in clear text on plaintext listener "l" (limit the route to TLS listeners with match.listeners)"#
+            ])
+        let oidc = try #require(good.config?.auth?.oidc)
+        #expect(oidc.scopes == ["openid"] && oidc.redirectPath == "/oauth2/callback" && oidc.logoutPath == "/oauth2/logout" && oidc.logoutRedirect == "/")
+        #expect(oidc.cookieName == "gateway_session" && oidc.sessionSeconds == 28_800 && oidc.timeoutMs == 5_000 && oidc.tokenPath == "/token")
+        let shown = try #require(good.config?.source).redactingSecrets().rendered
+        #expect(!shown.contains("s3cret") && !shown.contains(secret))
+
+        let bad = load(
+            minimal(
+                extra: #""auth": { "oidc": { "issuer": "https://id.example.com/", "authorization_url": "id.example.com/authorize", "upstream": "nope", "token_path": "token", "jwks_url": "https://id.example.com/jwks", "client_id": "gw", "client_secret": "s", "cookie_secret": "short", "scopes": ["email"], "redirect_path": "/cb", "logout_path": "/cb", "logout_redirect": "//evil.example", "session_seconds": 5 } },"#
+            )).errors.map(\.description)
+        #expect(
+            bad == [
+                "auth.oidc.authorization_url: expected an http:// or https:// URL",
+                #"auth.oidc.token_path: "token" must be a path starting with "/" (no query, fragment or spaces)"#,
+                "auth.oidc.cookie_secret: needs at least 32 bytes (it has 5); make one with `openssl rand -base64 32`",
+                #"auth.oidc.scopes: must include "openid" (without it the provider sends no ID token)"#,
+                "auth.oidc.logout_redirect: expected an http:// or https:// URL",
+                "auth.oidc.session_seconds: 5 is out of range (60...31536000)",
+                "auth.oidc.logout_path: must differ from redirect_path",
+            ], "\(bad)")
+        let unknown = load(minimal(extra: #""auth": { "oidc": { \#(fields.replacingOccurrences(of: #""u""#, with: #""idp""#)), "cookie_secret": "\#(secret)" } },"#))
+        #expect(unknown.errors.map(\.description) == [#"auth.oidc.upstream: unknown upstream "idp""#])
+        let missing = load(minimal(route: route)).errors.map(\.description)
+        #expect(missing == [#"routes[0].auth.require: "oidc" needs auth.oidc to be configured"#])
+    }
+
     // sticky_cookie: a cookie name (a token), an optional lifetime, Secure on demand.
     @Test func stickyCookieShapes() throws {
         let config = { (sticky: String) in
@@ -667,9 +705,9 @@ import Testing
         #expect(keyed.config?.routeClaimNames == ["plan", "tenant"])
         #expect(keyed.config?.routes.first?.rateLimits.first?.key == .claim("plan"))
         let anonymous = load(minimal(route: #"{ "name": "r", "upstream": "u", "rate_limits": [{ "name": "t", "algorithm": "sliding_window", "key": "claim:plan", "limit": 5, "window_seconds": 60 }] }"#, extra: jwt))
-        #expect(anonymous.warnings.map(\.description) == [#"warning: routes[0].auth: a "claim:" key on a route that takes no tokens (jwt, introspection) counts per client ip"#])
+        #expect(anonymous.warnings.map(\.description) == [#"warning: routes[0].auth: a "claim:" key on a route that takes no tokens (jwt, introspection, oidc) counts per client ip"#])
         let keysOnly = load(minimal(route: #"{ "name": "r", "upstream": "u", "auth": { "require": ["api_key"], "claims": { "tenant": "acme" } } }"#, extra: jwt))
-        #expect(keysOnly.errors.map(\.description) == [#"routes[0].auth.claims: claims are checked on tokens: require "jwt" or "introspection""#])
+        #expect(keysOnly.errors.map(\.description) == [#"routes[0].auth.claims: claims are checked on tokens: require "jwt", "introspection" or "oidc""#])
         let empty = load(minimal(route: #"{ "name": "r", "upstream": "u", "auth": { "require": ["jwt"], "claims": { "roles": [] } } }"#, extra: jwt))
         #expect(empty.errors.map(\.description) == ["routes[0].auth.claims.roles: list at least one accepted value"])
     }
@@ -711,7 +749,7 @@ import Testing
         let anonymous = load(minimal(route: route("", #"[{ "consumers": ["k"], "capacity": 50 }]"#), extra: jwt)).errors.map(\.description)
         #expect(anonymous == ["routes[0].rate_limits[0].overrides[0]: applies to authenticated callers, and this route has no auth: it would never apply"])
         let keysOnly = load(minimal(route: route(#""auth": { "require": ["api_key"] },"#, #"[{ "claims": { "plan": "gold" }, "capacity": 50 }]"#), extra: jwt))
-        #expect(keysOnly.errors.map(\.description) == [#"routes[0].rate_limits[0].overrides[0].claims: claims come from tokens: the route's auth must take "jwt" or "introspection""#])
+        #expect(keysOnly.errors.map(\.description) == [#"routes[0].rate_limits[0].overrides[0].claims: claims come from tokens: the route's auth must take "jwt", "introspection" or "oidc""#])
     }
 
     // fixed_window takes limit and window_seconds like sliding_window; a large sliding window is warned about.

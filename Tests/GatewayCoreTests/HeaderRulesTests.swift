@@ -8,6 +8,20 @@ import NIOEmbedded
 import Testing
 
 @Suite struct HeaderRulesTests {
+    // One cookie goes (the OIDC session, say); the others stay, joined into one field; no cookie left, no field.
+    @Test func removesOneCookie() {
+        var headers = HeaderList([("Cookie", "theme=dark; session=abc"), ("X-Other", "1"), ("cookie", "lang=en;session=def; sessionx=1")])
+        HeaderRules.removeCookie(named: "session", from: &headers)
+        #expect(headers["cookie"] == ["theme=dark; lang=en; sessionx=1"])
+        #expect(headers.first(name: "x-other") == "1")
+        var only = HeaderList([("Cookie", "session=abc")])
+        HeaderRules.removeCookie(named: "session", from: &only)
+        #expect(only["cookie"].isEmpty)
+        var untouched = HeaderList([("Cookie", "a=1;b=2")])
+        HeaderRules.removeCookie(named: "session", from: &untouched)
+        #expect(untouched["cookie"] == ["a=1;b=2"], "left as it was when the cookie is not there")
+    }
+
     // Hop-by-hop headers go, including those the Connection header names; end-to-end headers stay.
     @Test func removesHopByHop() {
         var headers = HeaderList([

@@ -39,6 +39,9 @@ import Synchronization
 ///   `behaviour.introspections`): the client `gateway:s3cret` in HTTP Basic, else 401; `token=alice-opaque` is active
 ///   (`sub` alice, scopes `orders:read orders:write`), `reporting-opaque` active for the client `reporting` (no `sub`),
 ///   `expired-opaque` active but past its `exp`, `broken` a 500; any other token `{"active":false}`
+/// - `/token`: an OAuth 2.0 token endpoint stand-in for OpenID Connect logins: the client `gateway:s3cret` in HTTP
+///   Basic, else 401; the form (percent-decoded) goes to `behaviour.tokenEndpoint`, whose status and JSON are the
+///   answer (400 `invalid_grant` while it is nil)
 /// - `/grpc`: a gRPC-shaped answer: 200 `application/grpc`, the request body back, then the trailers
 ///   `grpc-status: 0` and `grpc-message: OK` (`?grpc_status=N` for another status); `x-request-te` says what `TE`
 ///   the request came with, `x-request-content-type` its `Content-Type`
@@ -83,6 +86,8 @@ public final class DemoUpstream: Sendable {
         public let authChecks = NIOLockedValueBox<[String]>([])
         /// Tokens /introspect was asked about, in order.
         public let introspections = NIOLockedValueBox<[String]>([])
+        /// What /token answers a form with (a test plays the OpenID provider here).
+        public let tokenEndpoint = NIOLockedValueBox<(@Sendable ([String: String]) -> (status: Int, json: String))?>(nil)
 
         public init(delayMs: Int = 0, failStatus: Int = 0) {
             self.delayMs.store(delayMs, ordering: .relaxed)
@@ -259,6 +264,13 @@ final class DemoHandler: ChannelInboundHandler, RemovableChannelHandler {
             authorize(head, context: context, keepAlive: keepAlive)
         case "/introspect":
             introspect(head, context: context, keepAlive: keepAlive)
+        case "/token":
+            guard head.method == .POST, head.headers["authorization"].first == "Basic Z2F0ZXdheTpzM2NyZXQ=" else {  // gateway:s3cret
+                return send(context, status: .unauthorized, json: #"{"error":"invalid_client"}"#, keepAlive: keepAlive)
+            }
+            let form = Self.split("/?" + String(buffer: body)).1.mapValues(Self.percentDecoded)
+            let (status, json) = behaviour.tokenEndpoint.withLockedValue { $0 }?(form) ?? (400, #"{"error":"invalid_grant"}"#)
+            send(context, status: HTTPResponseStatus(statusCode: status), json: json, keepAlive: keepAlive)
         case "/grpc":
             var headers = HTTPHeaders([
                 ("content-type", "application/grpc"), ("x-request-te", head.headers["te"].joined(separator: ", ")),
