@@ -12,7 +12,8 @@ import NIOCore
 ///
 /// The authorization code flow (OIDC Core 1.0 §3.1) with PKCE (RFC 7636, S256):
 /// 1. A browser without a session is redirected to `authorization_url` with a fresh `state`, `nonce` and code
-///    challenge; those and the page it asked for travel in a sealed login cookie scoped to `redirect_path`.
+///    challenge; those and the page it asked for travel in a sealed login cookie scoped to `redirect_path` (one
+///    per login, named after its state).
 /// 2. The provider sends it back to `redirect_path` with a `code`; the gateway checks `state` against the login
 ///    cookie, exchanges the code (with the code verifier and its client credentials) at the token endpoint, and
 ///    verifies the ID token: signature against the provider's JWKS, `iss`, `aud` = `client_id`, `exp`, `nonce`.
@@ -60,7 +61,9 @@ public final class OIDCLogin: Sendable {
         self.loginSeal = CookieSeal(secret: config.cookieSecret, purpose: "login")
     }
 
-    var loginCookieName: String { config.cookieName + "_login" }
+    /// One login cookie per login, named after its state: tabs that start logins at the same time (a session that
+    /// ended while several were open) do not overwrite each other's. Each lives 10 minutes, or until its callback.
+    func loginCookieName(state: some StringProtocol) -> String { config.cookieName + "_login_" + state.prefix(12) }
 
     // MARK: Sessions
 
@@ -114,7 +117,7 @@ public final class OIDCLogin: Sendable {
         let location = config.authorizationURL + separator + query.map { QueryString.encoded($0.0) + "=" + QueryString.encoded($0.1) }.joined(separator: "&")
         return Self.redirect(
             to: location,
-            cookies: [cookie(loginCookieName, loginSeal.seal(login.json), path: config.redirectPath, maxAge: Self.loginSeconds, secure: site.isSecure)])
+            cookies: [cookie(loginCookieName(state: state), loginSeal.seal(login.json), path: config.redirectPath, maxAge: Self.loginSeconds, secure: site.isSecure)])
     }
 
     /// The provider sent the browser back (`redirect_path`): the code exchanged, the ID token verified, the
@@ -130,7 +133,7 @@ public final class OIDCLogin: Sendable {
         guard let code = QueryString.value(of: "code", in: target), let state = QueryString.value(of: "state", in: target) else {
             return refused("the callback has no code or state")
         }
-        guard let sealed = HeaderRules.cookie(named: loginCookieName, in: headers), let opened = loginSeal.open(sealed), let login = Login(json: opened)
+        guard let sealed = HeaderRules.cookie(named: loginCookieName(state: state), in: headers), let opened = loginSeal.open(sealed), let login = Login(json: opened)
         else { return refused("no login in progress (the login cookie is missing or does not open)") }
         guard now() < login.expires else { return refused("the login took longer than \(Self.loginSeconds) s") }
         // `state` ties the callback to the browser that started the login (RFC 6749 §10.12).
@@ -151,13 +154,13 @@ public final class OIDCLogin: Sendable {
             guard let idToken = Self.jsonField("id_token", in: answer.body) else { return refused("the token endpoint's answer has no id_token") }
             switch self.verifyIDToken(idToken, nonce: login.nonce) {
             case .success(let identity):
-                return eventLoop.makeSucceededFuture(self.loggedIn(identity, returnTo: login.returnTo, site: site))
+                return eventLoop.makeSucceededFuture(self.loggedIn(identity, login: login, site: site))
             case .failure(.unknownKey):
                 // A key the provider has just rotated in: fetch its key set once and try again.
                 guard let refetch = self.keys.refetch() else { return refused("id_token: no key for its kid") }
                 return refetch.hop(to: eventLoop).map { _ in
                     switch self.verifyIDToken(idToken, nonce: login.nonce) {
-                    case .success(let identity): return self.loggedIn(identity, returnTo: login.returnTo, site: site)
+                    case .success(let identity): return self.loggedIn(identity, login: login, site: site)
                     case .failure(let rejection): return .refused("id_token after JWKS refetch: \(rejection)")
                     }
                 }.recover { _ in .refused("id_token: no key for its kid") }
@@ -189,15 +192,15 @@ public final class OIDCLogin: Sendable {
         }
     }
 
-    private func loggedIn(_ identity: Identity, returnTo: String, site: Site) -> LoginOutcome {
+    private func loggedIn(_ identity: Identity, login: Login, site: Site) -> LoginOutcome {
         let session = Session(subject: identity.subject, claims: identity.claims, expires: now() + Int64(config.sessionSeconds))
         let value = sessionSeal.seal(session.json)
         let sessionCookie = cookie(config.cookieName, value, path: "/", maxAge: Int64(config.sessionSeconds), secure: site.isSecure)
         guard sessionCookie.utf8.count <= Self.maxCookieBytes else {
             return .refused("the session would need a \(sessionCookie.utf8.count)-byte cookie (browsers keep at most 4096): keep fewer claims")
         }
-        let clearLogin = cookie(loginCookieName, "", path: config.redirectPath, maxAge: 0, secure: site.isSecure)
-        return .loggedIn(Self.redirect(to: returnTo, cookies: [sessionCookie, clearLogin]), subject: identity.subject)
+        let clearLogin = cookie(loginCookieName(state: login.state), "", path: config.redirectPath, maxAge: 0, secure: site.isSecure)
+        return .loggedIn(Self.redirect(to: login.returnTo, cookies: [sessionCookie, clearLogin]), subject: identity.subject)
     }
 
     // MARK: Logout

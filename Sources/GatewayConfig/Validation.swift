@@ -80,6 +80,15 @@ extension GatewayConfig {
         if let oidc = auth?.oidc, refers(to: oidc.upstream, among: upstreamNames, kind: "upstream", at: root / "auth" / "oidc" / "upstream") {
             usedUpstreams.insert(oidc.upstream)
         }
+        if let oidc = auth?.oidc {
+            // The provider's redirect back and logout are answered by a route that takes sessions: without one
+            // they would go to an upstream, or match no route at all.
+            let sessionRoutes = routes.filter { $0.auth?.require.contains(.oidc) == true }
+            for (key, path) in [("redirect_path", oidc.redirectPath), ("logout_path", oidc.logoutPath)]
+            where !sessionRoutes.isEmpty && !sessionRoutes.contains(where: { Self.matchesPath($0.match, path) }) {
+                context.warning(root / "auth" / "oidc" / key, "\(path) is under no route that requires \"oidc\": put it under one (the login cannot finish otherwise)")
+            }
+        }
         var matches: [String: Int] = [:]
         for (index, route) in routes.enumerated() {
             let path = root / "routes" / index
@@ -265,6 +274,14 @@ extension GatewayConfig {
         }
         guard !missing.isEmpty else { return }
         context.warning(path, "browsers cannot send this route's credentials cross-origin; it needs \(missing.joined(separator: " or "))")
+    }
+
+    /// Whether a route's path conditions admit `path` (hosts, methods and headers aside).
+    static func matchesPath(_ match: MatchConfig, _ path: String) -> Bool {
+        if let exact = match.path { return exact == path }
+        if let template = match.pathTemplate { return template.match(Substring(path)) != nil }
+        guard let prefix = match.pathPrefix, prefix != "/" else { return true }
+        return path == prefix || path.hasPrefix(prefix.hasSuffix("/") ? prefix : prefix + "/")
     }
 
     private static func isLoopback(_ address: String) -> Bool {

@@ -83,14 +83,17 @@ import Testing
         #expect(query["scope"] == "openid email" && query["code_challenge_method"] == "S256")
         let field = try #require(response.head.headers.first(name: "set-cookie"))
         #expect(field.hasSuffix("; Path=/oauth2/callback; Max-Age=600; HttpOnly; SameSite=Lax; Secure"))
-        let value = String(field.dropFirst("gateway_session_login=".count).prefix { $0 != ";" })
+        let name = "gateway_session_login_" + (query["state"] ?? "").prefix(12) + "="
+        #expect(field.hasPrefix(name))
+        let value = String(field.dropFirst(name.count).prefix { $0 != ";" })
         let kept = try #require(login.loginSeal.open(value).flatMap(OIDCLogin.Login.init(json:)))
         #expect(kept.state == query["state"] && kept.nonce == query["nonce"] && kept.returnTo == "/reports?year=2026")
         #expect(Base64URL.encode(SHA256.hash(data: Array(kept.verifier.utf8))) == query["code_challenge"])
         #expect(kept.expires == Self.start + 600)
 
         let elsewhere = login.loginRedirect(returnTo: "//evil.example/x", site: site).head.headers.first(name: "set-cookie") ?? ""
-        let keptElsewhere = login.loginSeal.open(String(elsewhere.dropFirst("gateway_session_login=".count).prefix { $0 != ";" })).flatMap(OIDCLogin.Login.init(json:))
+        let sealedElsewhere = elsewhere.drop { $0 != "=" }.dropFirst().prefix { $0 != ";" }
+        let keptElsewhere = login.loginSeal.open(String(sealedElsewhere)).flatMap(OIDCLogin.Login.init(json:))
         #expect(keptElsewhere?.returnTo == "/")
     }
 

@@ -561,6 +561,15 @@ import Testing
         #expect(unknown.errors.map(\.description) == [#"auth.oidc.upstream: unknown upstream "idp""#])
         let missing = load(minimal(route: route)).errors.map(\.description)
         #expect(missing == [#"routes[0].auth.require: "oidc" needs auth.oidc to be configured"#])
+
+        // The callback and logout paths must reach a route that takes sessions.
+        let underApp = #"{ "name": "r", "upstream": "u", "match": { "path_prefix": "/app" }, "auth": { "require": ["oidc"] } }"#
+        let stranded = load(minimal(route: underApp, extra: #""auth": { "oidc": { \#(fields), "cookie_secret": "\#(secret)", "logout_path": "/app/logout" } },"#))
+        let strandedWarnings = stranded.warnings.map(\.description).filter { $0.contains("auth.oidc") }
+        #expect(
+            strandedWarnings == [
+                #"warning: auth.oidc.redirect_path: /oauth2/callback is under no route that requires "oidc": put it under one (the login cannot finish otherwise)"#
+            ])
     }
 
     // sticky_cookie: a cookie name (a token), an optional lifetime, Secure on demand.

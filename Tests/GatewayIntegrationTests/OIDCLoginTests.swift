@@ -105,19 +105,26 @@ import Testing
                 #expect(state.count == 22 && nonce.count == 22 && challenge.count == 43)
                 let loginField = try #require(start.headers("set-cookie").first)
                 #expect(loginField.hasSuffix("; Path=/oauth2/callback; Max-Age=600; HttpOnly; SameSite=Lax"), "\(loginField)")
-                let loginCookie = try #require(Self.cookie("gateway_session_login", in: start))
+                let loginCookie = try #require(Self.cookie("gateway_session_login_" + state.prefix(12), in: start))
 
                 // An API client (no navigation) gets the JSON 401 instead of a redirect.
                 let api401 = try await gateway.request("GET", "/reports", headers: [("Accept", "application/json")])
                 #expect(api401.status == 401 && api401.errorCode == "UNAUTHENTICATED")
 
+                // Another tab starts a login meanwhile: its own login cookie, the first one's still stands.
+                let otherTab = try await gateway.request("GET", "/dashboard", headers: Self.browser)
+                let otherState = Self.query(otherTab.header("location") ?? "")["state"] ?? ""
+                let otherCookie = try #require(Self.cookie("gateway_session_login_" + otherState.prefix(12), in: otherTab))
+                #expect(otherState != state)
+
                 // 2. The provider sends the browser back with a code; the gateway exchanges it and sets the session.
                 Self.answerCode("code-1", challenge: challenge, idToken: provider.idToken(nonce: nonce), on: idp, exchanges: exchanges)
-                let back = try await gateway.request("GET", "/oauth2/callback?code=code-1&state=\(state)", headers: [("Cookie", loginCookie)])
+                let back = try await gateway.request(
+                    "GET", "/oauth2/callback?code=code-1&state=\(state)", headers: [("Cookie", "\(otherCookie); \(loginCookie)")])
                 #expect(back.status == 302 && back.header("location") == "/reports?year=2026", "\(back)")
                 #expect(back.header("cache-control") == "no-store")
                 let session = try #require(Self.cookie("gateway_session", in: back))
-                #expect(back.headers("set-cookie").contains("gateway_session_login=; Path=/oauth2/callback; Max-Age=0; HttpOnly; SameSite=Lax"))
+                #expect(back.headers("set-cookie").contains("gateway_session_login_\(state.prefix(12))=; Path=/oauth2/callback; Max-Age=0; HttpOnly; SameSite=Lax"))
                 let sessionField = back.headers("set-cookie").first { $0.hasPrefix("gateway_session=") }
                 #expect(sessionField == session + "; Path=/; Max-Age=28800; HttpOnly; SameSite=Lax")
                 let exchange = try #require(exchanges.all.first)
@@ -164,7 +171,7 @@ import Testing
                 let start = try await gateway.request("GET", "/", headers: Self.browser)
                 let asked = Self.query(try #require(start.header("location")))
                 let (state, nonce, challenge) = (asked["state"] ?? "", asked["nonce"] ?? "", asked["code_challenge"] ?? "")
-                let loginCookie = try #require(Self.cookie("gateway_session_login", in: start))
+                let loginCookie = try #require(Self.cookie("gateway_session_login_" + state.prefix(12), in: start))
 
                 func callback(_ query: String, cookie: String? = loginCookie) async throws -> TestResponse {
                     try await gateway.request("GET", "/oauth2/callback?" + query, headers: cookie.map { [("Cookie", $0)] } ?? [])
@@ -172,7 +179,7 @@ import Testing
                 var outcomes: [String] = []
                 Self.answerCode("code-1", challenge: challenge, idToken: provider.idToken(nonce: nonce), on: idp, exchanges: exchanges)
                 for response in [
-                    try await callback("code=code-1&state=not-the-state"),
+                    try await callback("code=code-1&state=\(state.prefix(12))AAAAAAAAAA"),
                     try await callback("code=code-1&state=\(state)", cookie: nil),
                     try await callback("error=access_denied&error_description=user%20cancelled&state=\(state)"),
                     try await callback("code=wrong-code&state=\(state)"),
