@@ -25,7 +25,7 @@ public final class GatewayRuntime: Sendable {
     /// Headers that carry verified client-certificate subjects upstream. Clients may not send them: they are
     /// removed from every request, on every listener, and set only from a verified certificate.
     public let clientSubjectHeaders: [String]
-    /// Headers that carry verified JWT claims upstream (`auth.jwt.forward_claims`): removed from every request
+    /// Headers that carry verified claims upstream (`forward_claims` of `auth.jwt` and `auth.oidc`): removed from every request
     /// as it arrives, like `X-Auth-*`, so only the gateway's verified values reach limits and upstreams.
     public let claimHeaders: [String]
     public let metrics: GatewayMetrics
@@ -51,7 +51,9 @@ public final class GatewayRuntime: Sendable {
             subjectHeaders.append(tls.clientSubjectHeader)
         }
         self.clientSubjectHeaders = subjectHeaders
-        self.claimHeaders = (config.auth?.jwt?.forwardClaims ?? []).map { $0.header.lowercased() }
+        // Set only from verified tokens and login sessions: a client's own fields of these names never pass.
+        let claimHeaders = (config.auth?.jwt?.forwardClaims ?? []).map { $0.header.lowercased() } + (config.auth?.oidc?.forwardClaims ?? []).map(\.header)
+        self.claimHeaders = Array(Set(claimHeaders)).sorted()
     }
 
     /// Compiles the route table; a route forwards to `config.upstreams[destination.upstreamIndex]`.

@@ -131,9 +131,10 @@ import Testing
                 #expect(exchange["code"] == "code-1" && exchange["code_verifier"]?.count == 43)
                 #expect(gateway.logs.entries("logged in").first?["consumer"] as? String == "alice")
 
-                // 3. The session admits requests: the upstream sees the identity and the forwarded claim, never the
-                //    session cookie, and the other cookies pass.
-                let admitted = try await gateway.request("GET", "/reports", headers: [("Cookie", "theme=dark; \(session); lang=en")])
+                // 3. The session admits requests: the upstream sees the identity and the forwarded claim (never a
+                //    client's own field of that name), not the session cookie; the other cookies pass.
+                let admitted = try await gateway.request(
+                    "GET", "/reports", headers: [("Cookie", "theme=dark; \(session); lang=en"), ("X-User-Email", "mallory@evil.example")])
                 #expect(admitted.status == 200, "\(admitted)")
                 #expect(admitted.echoedHeaders["x-auth-subject"] == "alice" && admitted.echoedHeaders["x-auth-method"] == "oidc")
                 #expect(admitted.echoedHeaders["x-user-email"] == "alice@example.com")
