@@ -83,80 +83,86 @@ import Testing
         response.headers("set-cookie").first { $0.hasPrefix(name + "=") }?.split(separator: ";").first.map(String.init)
     }
 
-    static let browser = [("Accept", "text/html,application/xhtml+xml"), ("Sec-Fetch-Mode", "navigate")]
-
-    @Test func loginFlowSetsASessionThatAdmitsRequests() async throws {
+    /// A gateway in front of an upstream and a provider (another upstream) that publishes its keys.
+    static func withProvider(_ body: (TestGateway, DemoUpstream, Provider, ExchangeLog) async throws -> Void) async throws {
         try await withUpstreams(2) { upstreams in
             let (api, idp) = (upstreams[0], upstreams[1])
             let provider = try await Provider.start(on: idp)
-            let exchanges = ExchangeLog()
             try await withGateway(Self.config(idpPort: idp.port, apiPort: api.port)) { gateway in
-                // 1. A page without a session: off to the provider, with state, nonce and an S256 challenge.
-                let start = try await gateway.request("GET", "/reports?year=2026", headers: Self.browser)
-                #expect(start.status == 302)
-                let location = try #require(start.header("location"))
-                #expect(location.hasPrefix("https://id.test/authorize?prompt=login&response_type=code&"))
-                let asked = Self.query(location)
-                #expect(asked["client_id"] == "gateway" && asked["redirect_uri"] == "http://test.local/oauth2/callback")
-                #expect(asked["scope"] == "openid email" && asked["code_challenge_method"] == "S256")
-                let state = try #require(asked["state"])
-                let nonce = try #require(asked["nonce"])
-                let challenge = try #require(asked["code_challenge"])
-                #expect(state.count == 22 && nonce.count == 22 && challenge.count == 43)
-                let loginField = try #require(start.headers("set-cookie").first)
-                #expect(loginField.hasSuffix("; Path=/oauth2/callback; Max-Age=600; HttpOnly; SameSite=Lax"), "\(loginField)")
-                let loginCookie = try #require(Self.cookie("gateway_session_login_" + state.prefix(12), in: start))
-
-                // An API client (no navigation) gets the JSON 401 instead of a redirect.
-                let api401 = try await gateway.request("GET", "/reports", headers: [("Accept", "application/json")])
-                #expect(api401.status == 401 && api401.errorCode == "UNAUTHENTICATED")
-
-                // Another tab starts a login meanwhile: its own login cookie, the first one's still stands.
-                let otherTab = try await gateway.request("GET", "/dashboard", headers: Self.browser)
-                let otherState = Self.query(otherTab.header("location") ?? "")["state"] ?? ""
-                let otherCookie = try #require(Self.cookie("gateway_session_login_" + otherState.prefix(12), in: otherTab))
-                #expect(otherState != state)
-
-                // 2. The provider sends the browser back with a code; the gateway exchanges it and sets the session.
-                Self.answerCode("code-1", challenge: challenge, idToken: provider.idToken(nonce: nonce), on: idp, exchanges: exchanges)
-                let back = try await gateway.request(
-                    "GET", "/oauth2/callback?code=code-1&state=\(state)", headers: [("Cookie", "\(otherCookie); \(loginCookie)")])
-                #expect(back.status == 302 && back.header("location") == "/reports?year=2026", "\(back)")
-                #expect(back.header("cache-control") == "no-store")
-                let session = try #require(Self.cookie("gateway_session", in: back))
-                #expect(back.headers("set-cookie").contains("gateway_session_login_\(state.prefix(12))=; Path=/oauth2/callback; Max-Age=0; HttpOnly; SameSite=Lax"))
-                let sessionField = back.headers("set-cookie").first { $0.hasPrefix("gateway_session=") }
-                #expect(sessionField == session + "; Path=/; Max-Age=28800; HttpOnly; SameSite=Lax")
-                let exchange = try #require(exchanges.all.first)
-                #expect(exchange["code"] == "code-1" && exchange["code_verifier"]?.count == 43)
-                #expect(gateway.logs.entries("logged in").first?["consumer"] as? String == "alice")
-
-                // 3. The session admits requests: the upstream sees the identity and the forwarded claim (never a
-                //    client's own field of that name), not the session cookie; the other cookies pass.
-                let admitted = try await gateway.request(
-                    "GET", "/reports", headers: [("Cookie", "theme=dark; \(session); lang=en"), ("X-User-Email", "mallory@evil.example")])
-                #expect(admitted.status == 200, "\(admitted)")
-                #expect(admitted.echoedHeaders["x-auth-subject"] == "alice" && admitted.echoedHeaders["x-auth-method"] == "oidc")
-                #expect(admitted.echoedHeaders["x-user-email"] == "alice@example.com")
-                #expect(admitted.echoedHeaders["cookie"] == "theme=dark; lang=en")
-                // Claims from the ID token decide routes: alice is staff, not admins.
-                let admin = try await gateway.request("GET", "/admin/users", headers: [("Cookie", session)])
-                #expect(admin.status == 403 && admin.errorCode == "FORBIDDEN")
-
-                // 4. A session cookie that was altered does not open: the browser logs in again, an API client gets 401.
-                var altered = Array(session.utf8)
-                altered[altered.count - 5] = altered[altered.count - 5] == UInt8(ascii: "A") ? UInt8(ascii: "B") : UInt8(ascii: "A")
-                let forged = String(decoding: altered, as: UTF8.self)
-                let again = try await gateway.request("GET", "/reports", headers: Self.browser + [("Cookie", forged)])
-                #expect(again.status == 302 && again.header("location")?.hasPrefix("https://id.test/authorize?") == true)
-                let refused = try await gateway.request("GET", "/reports", headers: [("Cookie", forged)])
-                #expect(refused.status == 401)
-
-                // 5. Logout clears the cookie.
-                let out = try await gateway.request("GET", "/oauth2/logout", headers: [("Cookie", session)])
-                #expect(out.status == 302 && out.header("location") == "/")
-                #expect(out.headers("set-cookie") == ["gateway_session=; Path=/; Max-Age=0; HttpOnly; SameSite=Lax"])
+                try await body(gateway, idp, provider, ExchangeLog())
             }
+        }
+    }
+
+    static let browser = [("Accept", "text/html,application/xhtml+xml"), ("Sec-Fetch-Mode", "navigate")]
+
+    @Test func loginFlowSetsASessionThatAdmitsRequests() async throws {
+        try await Self.withProvider { gateway, idp, provider, exchanges in
+            // 1. A page without a session: off to the provider, with state, nonce and an S256 challenge.
+            let start = try await gateway.request("GET", "/reports?year=2026", headers: Self.browser)
+            #expect(start.status == 302)
+            let location = try #require(start.header("location"))
+            #expect(location.hasPrefix("https://id.test/authorize?prompt=login&response_type=code&"))
+            let asked = Self.query(location)
+            #expect(asked["client_id"] == "gateway" && asked["redirect_uri"] == "http://test.local/oauth2/callback")
+            #expect(asked["scope"] == "openid email" && asked["code_challenge_method"] == "S256")
+            let state = try #require(asked["state"])
+            let nonce = try #require(asked["nonce"])
+            let challenge = try #require(asked["code_challenge"])
+            #expect(state.count == 22 && nonce.count == 22 && challenge.count == 43)
+            let loginField = try #require(start.headers("set-cookie").first)
+            #expect(loginField.hasSuffix("; Path=/oauth2/callback; Max-Age=600; HttpOnly; SameSite=Lax"), "\(loginField)")
+            let loginCookie = try #require(Self.cookie("gateway_session_login_" + state.prefix(12), in: start))
+
+            // An API client (no navigation) gets the JSON 401 instead of a redirect.
+            let api401 = try await gateway.request("GET", "/reports", headers: [("Accept", "application/json")])
+            #expect(api401.status == 401 && api401.errorCode == "UNAUTHENTICATED")
+
+            // Another tab starts a login meanwhile: its own login cookie, the first one's still stands.
+            let otherTab = try await gateway.request("GET", "/dashboard", headers: Self.browser)
+            let otherState = Self.query(otherTab.header("location") ?? "")["state"] ?? ""
+            let otherCookie = try #require(Self.cookie("gateway_session_login_" + otherState.prefix(12), in: otherTab))
+            #expect(otherState != state)
+
+            // 2. The provider sends the browser back with a code; the gateway exchanges it and sets the session.
+            Self.answerCode("code-1", challenge: challenge, idToken: provider.idToken(nonce: nonce), on: idp, exchanges: exchanges)
+            let back = try await gateway.request(
+                "GET", "/oauth2/callback?code=code-1&state=\(state)", headers: [("Cookie", "\(otherCookie); \(loginCookie)")])
+            #expect(back.status == 302 && back.header("location") == "/reports?year=2026", "\(back)")
+            #expect(back.header("cache-control") == "no-store")
+            let session = try #require(Self.cookie("gateway_session", in: back))
+            #expect(back.headers("set-cookie").contains("gateway_session_login_\(state.prefix(12))=; Path=/oauth2/callback; Max-Age=0; HttpOnly; SameSite=Lax"))
+            let sessionField = back.headers("set-cookie").first { $0.hasPrefix("gateway_session=") }
+            #expect(sessionField == session + "; Path=/; Max-Age=28800; HttpOnly; SameSite=Lax")
+            let exchange = try #require(exchanges.all.first)
+            #expect(exchange["code"] == "code-1" && exchange["code_verifier"]?.count == 43)
+            #expect(gateway.logs.entries("logged in").first?["consumer"] as? String == "alice")
+
+            // 3. The session admits requests: the upstream sees the identity and the forwarded claim (never a
+            //    client's own field of that name), not the session cookie; the other cookies pass.
+            let admitted = try await gateway.request(
+                "GET", "/reports", headers: [("Cookie", "theme=dark; \(session); lang=en"), ("X-User-Email", "mallory@evil.example")])
+            #expect(admitted.status == 200, "\(admitted)")
+            #expect(admitted.echoedHeaders["x-auth-subject"] == "alice" && admitted.echoedHeaders["x-auth-method"] == "oidc")
+            #expect(admitted.echoedHeaders["x-user-email"] == "alice@example.com")
+            #expect(admitted.echoedHeaders["cookie"] == "theme=dark; lang=en")
+            // Claims from the ID token decide routes: alice is staff, not admins.
+            let admin = try await gateway.request("GET", "/admin/users", headers: [("Cookie", session)])
+            #expect(admin.status == 403 && admin.errorCode == "FORBIDDEN")
+
+            // 4. A session cookie that was altered does not open: the browser logs in again, an API client gets 401.
+            var altered = Array(session.utf8)
+            altered[altered.count - 5] = altered[altered.count - 5] == UInt8(ascii: "A") ? UInt8(ascii: "B") : UInt8(ascii: "A")
+            let forged = String(decoding: altered, as: UTF8.self)
+            let again = try await gateway.request("GET", "/reports", headers: Self.browser + [("Cookie", forged)])
+            #expect(again.status == 302 && again.header("location")?.hasPrefix("https://id.test/authorize?") == true)
+            let refused = try await gateway.request("GET", "/reports", headers: [("Cookie", forged)])
+            #expect(refused.status == 401)
+
+            // 5. Logout clears the cookie.
+            let out = try await gateway.request("GET", "/oauth2/logout", headers: [("Cookie", session)])
+            #expect(out.status == 302 && out.header("location") == "/")
+            #expect(out.headers("set-cookie") == ["gateway_session=; Path=/; Max-Age=0; HttpOnly; SameSite=Lax"])
         }
     }
 
@@ -164,59 +170,54 @@ import Testing
     // the login cookie's, no login cookie, the provider's own error, a code it refuses, an ID token for another
     // login (nonce) or another client (aud); an unreachable token endpoint is a 503.
     @Test func callbacksThatDoNotProveALoginAreRefused() async throws {
-        try await withUpstreams(2) { upstreams in
-            let (api, idp) = (upstreams[0], upstreams[1])
-            let provider = try await Provider.start(on: idp)
-            let exchanges = ExchangeLog()
-            try await withGateway(Self.config(idpPort: idp.port, apiPort: api.port)) { gateway in
-                let start = try await gateway.request("GET", "/", headers: Self.browser)
-                let asked = Self.query(try #require(start.header("location")))
-                let (state, nonce, challenge) = (asked["state"] ?? "", asked["nonce"] ?? "", asked["code_challenge"] ?? "")
-                let loginCookie = try #require(Self.cookie("gateway_session_login_" + state.prefix(12), in: start))
+        try await Self.withProvider { gateway, idp, provider, exchanges in
+            let start = try await gateway.request("GET", "/", headers: Self.browser)
+            let asked = Self.query(try #require(start.header("location")))
+            let (state, nonce, challenge) = (asked["state"] ?? "", asked["nonce"] ?? "", asked["code_challenge"] ?? "")
+            let loginCookie = try #require(Self.cookie("gateway_session_login_" + state.prefix(12), in: start))
 
-                func callback(_ query: String, cookie: String? = loginCookie) async throws -> TestResponse {
-                    try await gateway.request("GET", "/oauth2/callback?" + query, headers: cookie.map { [("Cookie", $0)] } ?? [])
-                }
-                var outcomes: [String] = []
-                Self.answerCode("code-1", challenge: challenge, idToken: provider.idToken(nonce: nonce), on: idp, exchanges: exchanges)
-                for response in [
-                    try await callback("code=code-1&state=\(state.prefix(12))AAAAAAAAAA"),
-                    try await callback("code=code-1&state=\(state)", cookie: nil),
-                    try await callback("error=access_denied&error_description=user%20cancelled&state=\(state)"),
-                    try await callback("code=wrong-code&state=\(state)"),
-                ] {
-                    outcomes.append("\(response.status) \(response.errorCode ?? "-") \(response.headers("set-cookie").count)")
-                }
-                Self.answerCode("code-1", challenge: challenge, idToken: provider.idToken(nonce: "another-login"), on: idp, exchanges: exchanges)
-                let replayed = try await callback("code=code-1&state=\(state)")
-                outcomes.append("\(replayed.status) \(replayed.errorCode ?? "-") \(replayed.headers("set-cookie").count)")
-                Self.answerCode("code-1", challenge: challenge, idToken: provider.idToken(nonce: nonce, audience: "other-app"), on: idp, exchanges: exchanges)
-                let otherClient = try await callback("code=code-1&state=\(state)")
-                outcomes.append("\(otherClient.status) \(otherClient.errorCode ?? "-") \(otherClient.headers("set-cookie").count)")
-                #expect(outcomes == Array(repeating: "401 UNAUTHENTICATED 0", count: 6))
-                let reasons = gateway.logs.entries("login failed").map { $0["reason"] as? String ?? "" }
-                #expect(
-                    reasons == [
-                        "state does not match the login cookie",
-                        "no login in progress (the login cookie is missing or does not open)",
-                        "the provider answered error=access_denied: user cancelled",
-                        "the token endpoint answered 400 (invalid_grant)",
-                        "id_token: claim nonce (or it does not match the login) is missing",
-                        "id_token: wrong audience",
-                    ])
-                #expect(exchanges.all.count == 3, "only callbacks that match the login cookie reach the provider")
-
-                // The provider's token endpoint fails, or answers nothing: 503, not a 401 and never a pass.
-                idp.behaviour.failStatus.store(500, ordering: .relaxed)
-                let failing = try await callback("code=code-1&state=\(state)")
-                #expect(failing.status == 503 && failing.errorCode == "AUTH_UNAVAILABLE")
-                idp.behaviour.failStatus.store(0, ordering: .relaxed)
-                idp.behaviour.dropRequests.store(true, ordering: .relaxed)
-                let silent = try await callback("code=code-1&state=\(state)")
-                #expect(silent.status == 503 && silent.errorCode == "AUTH_UNAVAILABLE")
-                let errors = gateway.logs.entries("login failed: the token endpoint could not be asked").count
-                #expect(errors == 2)
+            func callback(_ query: String, cookie: String? = loginCookie) async throws -> TestResponse {
+                try await gateway.request("GET", "/oauth2/callback?" + query, headers: cookie.map { [("Cookie", $0)] } ?? [])
             }
+            var outcomes: [String] = []
+            Self.answerCode("code-1", challenge: challenge, idToken: provider.idToken(nonce: nonce), on: idp, exchanges: exchanges)
+            for response in [
+                try await callback("code=code-1&state=\(state.prefix(12))AAAAAAAAAA"),
+                try await callback("code=code-1&state=\(state)", cookie: nil),
+                try await callback("error=access_denied&error_description=user%20cancelled&state=\(state)"),
+                try await callback("code=wrong-code&state=\(state)"),
+            ] {
+                outcomes.append("\(response.status) \(response.errorCode ?? "-") \(response.headers("set-cookie").count)")
+            }
+            Self.answerCode("code-1", challenge: challenge, idToken: provider.idToken(nonce: "another-login"), on: idp, exchanges: exchanges)
+            let replayed = try await callback("code=code-1&state=\(state)")
+            outcomes.append("\(replayed.status) \(replayed.errorCode ?? "-") \(replayed.headers("set-cookie").count)")
+            Self.answerCode("code-1", challenge: challenge, idToken: provider.idToken(nonce: nonce, audience: "other-app"), on: idp, exchanges: exchanges)
+            let otherClient = try await callback("code=code-1&state=\(state)")
+            outcomes.append("\(otherClient.status) \(otherClient.errorCode ?? "-") \(otherClient.headers("set-cookie").count)")
+            #expect(outcomes == Array(repeating: "401 UNAUTHENTICATED 0", count: 6))
+            let reasons = gateway.logs.entries("login failed").map { $0["reason"] as? String ?? "" }
+            #expect(
+                reasons == [
+                    "state does not match the login cookie",
+                    "no login in progress (the login cookie is missing or does not open)",
+                    "the provider answered error=access_denied: user cancelled",
+                    "the token endpoint answered 400 (invalid_grant)",
+                    "id_token: claim nonce (or it does not match the login) is missing",
+                    "id_token: wrong audience",
+                ])
+            #expect(exchanges.all.count == 3, "only callbacks that match the login cookie reach the provider")
+
+            // The provider's token endpoint fails, or answers nothing: 503, not a 401 and never a pass.
+            idp.behaviour.failStatus.store(500, ordering: .relaxed)
+            let failing = try await callback("code=code-1&state=\(state)")
+            #expect(failing.status == 503 && failing.errorCode == "AUTH_UNAVAILABLE")
+            idp.behaviour.failStatus.store(0, ordering: .relaxed)
+            idp.behaviour.dropRequests.store(true, ordering: .relaxed)
+            let silent = try await callback("code=code-1&state=\(state)")
+            #expect(silent.status == 503 && silent.errorCode == "AUTH_UNAVAILABLE")
+            let errors = gateway.logs.entries("login failed: the token endpoint could not be asked").count
+            #expect(errors == 2)
         }
     }
 }
