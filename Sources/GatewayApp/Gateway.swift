@@ -408,15 +408,18 @@ public final class Gateway: Sendable {
         reloadCertificates()
     }
 
-    /// Polls `configPath`, and the files it names that a reload reads again (certificates, keys, the API keys and
-    /// htpasswd files: `GatewayConfig.reloadedFiles`), while `reload.watch` is on, and reloads when their bytes
-    /// change. A file that fails to load is reported once (its bytes count as seen), not at every poll.
+    /// Polls `configPath`, and the files it names that a reload reads again (included files, certificates, keys, the
+    /// API keys and htpasswd files: `GatewayConfig.reloadedFiles`), while `reload.watch` is on, and reloads when their
+    /// bytes change, or when a file appears in or leaves a folder an `include` wildcard lists. A file that fails to load is reported once (its bytes count as seen), not at every poll.
     private func startWatchingConfigFile() {
         guard let configPath else { return }
         let task = Task { [weak self] in
             func contents(_ config: GatewayConfig?) -> [String: Data?] {
                 var files: [String: Data?] = [:]
                 for path in [configPath] + (config?.reloadedFiles ?? []) { files[path] = FileManager.default.contents(atPath: path) }
+                for pattern in config?.includePatterns ?? [] {
+                    files[pattern] = Data(ConfigIncludes.files(matching: pattern).joined(separator: "\n").utf8)
+                }
                 return files
             }
             var seen = contents(self?.config)

@@ -28,11 +28,14 @@ public enum ConfigLoader {
         } catch {
             return ConfigLoadResult(config: nil, diagnostics: [Diagnostic(path: "", message: "invalid JSON: \(error)")])
         }
+        let expansion = ConfigIncludes.expand(value, baseDirectory: baseDirectory)
         let context = DecodingContext(environment: environment, baseDirectory: baseDirectory)
-        var config = GatewayConfig.decode(ConfigNode(value: value, path: .root, context: context))
-        config?.source = value
+        var config = GatewayConfig.decode(ConfigNode(value: expansion.value, path: .root, context: context))
+        config?.source = expansion.value
+        config?.includedFiles = expansion.files
+        config?.includePatterns = expansion.patterns.filter(ConfigIncludes.isPattern)
         config?.validate(into: context)
-        let diagnostics = context.diagnostics
+        let diagnostics = expansion.diagnostics + context.diagnostics.map(expansion.relocated)
         let hasErrors = diagnostics.contains { $0.severity == .error }
         return ConfigLoadResult(config: hasErrors ? nil : config, diagnostics: diagnostics)
     }

@@ -35,6 +35,7 @@ extension GatewayConfig {
                 node.map { name, value in ExternalAuthConfig.decode(name: name, value) }.map { $0.map(\.value) }
             }
             let requestID = o.optional("request_id", RequestIDConfig.decode)
+            o.accept("include")  // merged in before decoding (ConfigIncludes)
             guard let listeners, let upstreams, let routes else { return nil }
             var config = GatewayConfig(
                 workers: workers, listeners: listeners, admin: admin, redis: redis, limits: limits,

@@ -30,17 +30,21 @@ public struct GatewayConfig: Sendable {
     public var externalAuth: [ExternalAuthConfig] = []
     /// `request_id`: the header that carries the request id, and whose ids are kept.
     public var requestID = RequestIDConfig()
-    /// The document as written (before `${ENV}` substitution), for the admin API's `/config`.
+    /// The document as written (before `${ENV}` substitution, with included files merged in), for the admin API's `/config`.
     public var source: JSONValue?
+    /// The files `include` brought in, in order (a reload reads them again).
+    public var includedFiles: [String] = []
+    /// The `include` entries with wildcards, as paths: a file that appears or goes there is a change too.
+    public var includePatterns: [String] = []
 
     public func upstream(named name: String) -> UpstreamConfig? { upstreams.first { $0.name == name } }
 
-    /// Every file the config names whose contents a reload reads again: listener certificates, keys and client
+    /// Every file the config names whose contents a reload reads again: the included files, listener certificates, keys and client
     /// CAs, upstream CA bundles and client certificates, JWT key and JWKS files, the upstream-token signing key,
     /// the API keys and htpasswd files. With `reload.watch`, a change to any of them reloads (a renewed
     /// certificate, a rotated key) as a change to gateway.json does.
     public var reloadedFiles: [String] {
-        var files: [String] = []
+        var files: [String] = includedFiles
         for tls in listeners.compactMap(\.tls) {
             for certificate in tls.certificates { files += [certificate.cert, certificate.key] }
             if let ca = tls.clientCA { files.append(ca) }

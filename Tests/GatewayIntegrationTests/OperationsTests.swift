@@ -286,6 +286,43 @@ import TestSupport
         }
     }
 
+    // With `reload.watch`, files `include` names are watched too: an included file that changes, one that appears
+    // in a folder a wildcard lists, and one that goes away each reload.
+    @Test(.timeLimit(.minutes(1))) func reloadWhenAnIncludedFileChanges() async throws {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("routes-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        func route(_ name: String, _ prefix: String, _ upstream: String) -> String {
+            #"{ "routes": [{ "name": "\#(name)", "match": { "path_prefix": "\#(prefix)" }, "upstream": "\#(upstream)", "strip_prefix": "\#(prefix)" }] }"#
+        }
+        try route("old", "/old", "a").write(toFile: folder + "/a.json", atomically: true, encoding: .utf8)
+        try await withUpstreams(2) { upstreams in
+            let top = #""reload": { "watch": true, "interval_ms": 100 }, "include": ["\#(folder)/*.json"],"#
+            try await Self.withFileGateway(Self.config(routes: "[]", top: top), upstreams: upstreams) { gateway, _, logs in
+                let port = try #require(gateway.port(of: "test"))
+                func waitFor(_ path: String, status expected: Int) async throws -> Int {
+                    let deadline = ContinuousClock.now + .seconds(10)
+                    var status = try await Self.get(port, path).status
+                    while status != expected && ContinuousClock.now < deadline {
+                        try await Task.sleep(for: .milliseconds(50))
+                        status = try await Self.get(port, path).status
+                    }
+                    return status
+                }
+                #expect(try await Self.get(port, "/old/echo").status == 200)
+                try route("new", "/new", "b").write(toFile: folder + "/b.json", atomically: true, encoding: .utf8)
+                #expect(try await waitFor("/new/echo", status: 200) == 200, "a file that appears")
+                try route("old", "/older", "a").write(toFile: folder + "/a.json", atomically: true, encoding: .utf8)
+                #expect(try await waitFor("/older/echo", status: 200) == 200, "a file that changes")
+                try FileManager.default.removeItem(atPath: folder + "/b.json")
+                #expect(try await waitFor("/new/echo", status: 404) == 404, "a file that goes")
+                let noticed = logs.entries("config file changed; reloading").map { $0["path"] as? String ?? "" }
+                #expect(noticed.count == 3, "\(noticed)")
+                #expect(noticed.first?.contains(folder + "/*.json") == true, "\(noticed)")
+            }
+        }
+    }
+
     // A route's access_log: false logs none of its requests, "errors" only its failures, a sample every failure and
     // a share of the rest; other routes log all.
     @Test func routeAccessLogs() async throws {
