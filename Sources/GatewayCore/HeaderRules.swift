@@ -29,7 +29,8 @@ public enum HeaderRules {
             case 9 where !peerIsTrusted: return ASCII.equalsCaseInsensitively(name, "forwarded")
             case 14: return ASCII.equalsCaseInsensitively(name, "content-length")
             case 15 where !peerIsTrusted: return ASCII.equalsCaseInsensitively(name, "x-forwarded-for")
-            case 16 where !peerIsTrusted: return ASCII.equalsCaseInsensitively(name, "x-forwarded-host")
+            case 16 where !peerIsTrusted:
+                return ASCII.equalsCaseInsensitively(name, "x-forwarded-host") || ASCII.equalsCaseInsensitively(name, "x-forwarded-port")
             case 17 where !peerIsTrusted: return ASCII.equalsCaseInsensitively(name, "x-forwarded-proto")
             case 18 where !peerIsTrusted: return ASCII.equalsCaseInsensitively(name, "x-forwarded-prefix")
             default: return false
@@ -149,7 +150,7 @@ public enum HeaderRules {
         }
     }
 
-    /// Sets X-Forwarded-For/-Proto/-Host for the upstream, and with `forwardedHeader` the RFC 7239 `Forwarded`
+    /// Sets X-Forwarded-For/-Proto/-Host/-Port for the upstream, and with `forwardedHeader` the RFC 7239 `Forwarded`
     /// field. A trusted proxy's values are kept (XFF and `Forwarded` extended with this hop); anyone else's are
     /// replaced, so clients cannot forge them.
     public static func setForwarded(
@@ -160,9 +161,12 @@ public enum HeaderRules {
             headers.remove(name: "x-forwarded-for")
             headers.remove(name: "x-forwarded-proto")
             headers.remove(name: "x-forwarded-host")
+            headers.remove(name: "x-forwarded-port")
+            let port = requestPort(headers, scheme: proto)
             headers.add(name: "x-forwarded-for", value: peer)
             headers.add(name: "x-forwarded-proto", value: proto)
             if let host { headers.add(name: "x-forwarded-host", value: host) }
+            headers.add(name: "x-forwarded-port", value: port)
             if forwardedHeader { headers.replaceOrAdd(name: "forwarded", value: forwardedElement(peer: peer, host: host, proto: proto)) }
             return
         }
@@ -170,11 +174,26 @@ public enum HeaderRules {
         headers.replaceOrAdd(name: "x-forwarded-for", value: chain.isEmpty ? peer : chain.joined(separator: ", ") + ", " + peer)
         if !headers.contains(name: "x-forwarded-proto") { headers.add(name: "x-forwarded-proto", value: proto) }
         if !headers.contains(name: "x-forwarded-host"), let host { headers.add(name: "x-forwarded-host", value: host) }
+        if !headers.contains(name: "x-forwarded-port") {
+            headers.add(name: "x-forwarded-port", value: requestPort(headers, scheme: headers.first(name: "x-forwarded-proto") ?? proto))
+        }
         if forwardedHeader {
             let element = forwardedElement(peer: peer, host: host, proto: proto)
             let earlier = headers["forwarded"]
             headers.replaceOrAdd(name: "forwarded", value: earlier.isEmpty ? element : earlier.joined(separator: ", ") + ", " + element)
         }
+    }
+
+    /// The port the client addressed (`X-Forwarded-Port`, as Traefik sends it): the Host field's, else the scheme's
+    /// default. Applications behind a gateway on a non-standard port build their links with it.
+    static func requestPort(_ headers: HeaderList, scheme: String) -> String {
+        if let host = headers.first(name: "host"), let colon = host.utf8.lastIndex(of: UInt8(ascii: ":")),
+            !host.utf8[colon...].contains(UInt8(ascii: "]"))  // the colons of a bracketed IPv6 address are not a port
+        {
+            let port = host.utf8[host.utf8.index(after: colon)...]
+            if !port.isEmpty, port.count <= 5, port.allSatisfy({ $0 &- UInt8(ascii: "0") < 10 }) { return String(Substring(port)) }
+        }
+        return scheme.lowercased() == "https" ? "443" : "80"
     }
 
     /// This hop's element of a `Forwarded` field (RFC 7239 §4): `for` the peer the request came from (an IPv6

@@ -53,6 +53,31 @@ import Testing
         #expect(trusted["x-forwarded-host"] == [])
     }
 
+    // X-Forwarded-Port: the Host field's port, else the scheme's default; a client's own is replaced, a trusted
+    // proxy's kept (and its X-Forwarded-Proto decides the default).
+    @Test func forwardedPort() {
+        let cases: [(host: String?, proto: String, port: String)] = [
+            ("a.example:8443", "https", "8443"), ("a.example", "https", "443"), ("a.example", "http", "80"), (nil, "http", "80"),
+            ("[2001:db8::1]", "https", "443"), ("[2001:db8::1]:8080", "http", "8080"), ("10.0.0.1:9000", "http", "9000"),
+        ]
+        for (host, proto, port) in cases {
+            var headers = HeaderList(host.map { [("Host", $0), ("X-Forwarded-Port", "1")] } ?? [("X-Forwarded-Port", "1")])
+            HeaderRules.setForwarded(&headers, peer: "9.9.9.9", peerIsTrusted: false, proto: proto, host: nil)
+            #expect(headers["x-forwarded-port"] == [port], "\(host ?? "-") \(proto)")
+        }
+        var kept = HeaderList([("Host", "a.example"), ("X-Forwarded-Port", "8443")])
+        HeaderRules.setForwarded(&kept, peer: "10.0.0.1", peerIsTrusted: true, proto: "http", host: nil)
+        #expect(kept["x-forwarded-port"] == ["8443"])
+        var behindTLS = HeaderList([("Host", "a.example"), ("X-Forwarded-Proto", "https")])
+        HeaderRules.setForwarded(&behindTLS, peer: "10.0.0.1", peerIsTrusted: true, proto: "http", host: nil)
+        #expect(behindTLS["x-forwarded-port"] == ["443"])
+        var parser = HTTP1HeadParser(maxHeadBytes: 4096)
+        var raw = ByteBuffer(string: "GET / HTTP/1.1\r\nHost: h:8080\r\nX-Forwarded-Port: 1\r\n\r\n")
+        var received = try! parser.parseRequest(&raw)!.head.headers
+        HeaderRules.prepareUpstreamRequest(&received, peer: "9.9.9.9", peerIsTrusted: false, proto: "http", host: "h")
+        #expect(received["x-forwarded-port"] == ["8080"], "a client's own field is dropped as the request is read")
+    }
+
     // RFC 7239 Forwarded: this hop's element replaces an untrusted client's field and extends a trusted proxy's;
     // IPv6 nodes are bracketed and quoted, values that are not tokens quoted.
     @Test func forwardedField() {

@@ -81,6 +81,7 @@ import Testing
                 await client.close()
                 #expect(exact.echoedHeaders["host"] == "127.0.0.1:\(upstreams[0].port)")
                 #expect(exact.echoedHeaders["x-forwarded-host"] == "API.Tenant.Example:8080")
+                #expect(exact.echoedHeaders["x-forwarded-port"] == "8080")
                 #expect(wildcard.echoedHeaders["host"] == "other.tenant.example")
             }
         }
@@ -247,13 +248,14 @@ import Testing
     @Test func forwardedHeadersHonourTrustedProxies() async throws {
         try await withUpstreams { upstreams in
             let spoof: [(String, String)] = [
-                ("X-Forwarded-For", "6.6.6.6"), ("X-Forwarded-Proto", "https"), ("X-Forwarded-Host", "evil.example"),
+                ("X-Forwarded-For", "6.6.6.6"), ("X-Forwarded-Proto", "https"), ("X-Forwarded-Host", "evil.example"), ("X-Forwarded-Port", "666"),
             ]
             try await withGateway(basicConfig(), upstreams: upstreams) { gateway in
                 let response = try await gateway.request("GET", "/echo", headers: spoof)
                 #expect(response.echoedHeaders["x-forwarded-for"] == "127.0.0.1")
                 #expect(response.echoedHeaders["x-forwarded-proto"] == "http")
                 #expect(response.echoedHeaders["x-forwarded-host"] == "test.local")
+                #expect(response.echoedHeaders["x-forwarded-port"] == "80", "Host names no port: the scheme's")
                 let log = try await gateway.accessLog(for: response)
                 #expect(log["client_ip"] as? String == "127.0.0.1")
             }
@@ -262,6 +264,7 @@ import Testing
                 #expect(response.echoedHeaders["x-forwarded-for"] == "6.6.6.6, 127.0.0.1")
                 #expect(response.echoedHeaders["x-forwarded-proto"] == "https")
                 #expect(response.echoedHeaders["x-forwarded-host"] == "evil.example")
+                #expect(response.echoedHeaders["x-forwarded-port"] == "666")
                 let log = try await gateway.accessLog(for: response)
                 #expect(log["client_ip"] as? String == "6.6.6.6")
             }
