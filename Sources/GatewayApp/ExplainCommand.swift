@@ -108,6 +108,9 @@ public struct ExplainCommand: AsyncParsableCommand {
         if !route.rateLimits.isEmpty { checks.append("rate_limits (\(route.rateLimits.map(\.name).joined(separator: ", ")))") }
         if let limit = route.concurrencyLimit { checks.append("concurrency_limit (\(limit.max) per \(limit.key))") }
         if route.fault != nil { checks.append("fault injection") }
+        if let adaptive = route.adaptiveConcurrency {
+            checks.append("adaptive_concurrency (\(adaptive.minLimit)-\(adaptive.maxLimit) in flight, following the upstream's latency)")
+        }
         var lines = ["checks, in order: " + (checks.isEmpty ? "none (a public route)" : checks.joined(separator: ", "))]
         switch route.answer {
         case .redirect(let location, let status, let appendPath)?:

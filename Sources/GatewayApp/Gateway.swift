@@ -34,6 +34,9 @@ public final class Gateway: Sendable {
         let rateLimitStore: RateLimitStore
         let exporter: OTLPExporter?
         let cache: ResponseCache?
+        /// Routes' `adaptive_concurrency` filters, by route name: a reload that keeps a route's settings keeps its
+        /// controller (its limit, idle latency and requests in flight), instead of measuring again from the minimum.
+        var adaptiveFilters: [String: AdaptiveConcurrencyFilter] = [:]
     }
 
     private let group: MultiThreadedEventLoopGroup
@@ -241,6 +244,12 @@ public final class Gateway: Sendable {
                 }
             }
         }
+        var adaptiveFilters: [String: AdaptiveConcurrencyFilter] = [:]
+        for route in config.routes {
+            guard let settings = route.adaptiveConcurrency else { continue }
+            let kept = old?.adaptiveFilters[route.name].flatMap { $0.settings == settings ? $0 : nil }
+            adaptiveFilters[route.name] = kept ?? AdaptiveConcurrencyFilter(routeName: route.name, settings: settings, metrics: metrics)
+        }
         // Per route: client addresses first (a refused one gets nothing else), then CORS (a browser's preflight
         // carries no credentials and is answered before any check), cross-origin protection (before credentials
         // are even looked at), then authentication and the authorization service (rate limits may key on the
@@ -277,6 +286,7 @@ public final class Gateway: Sendable {
                 filters.append(ConcurrencyLimitFilter(routeName: route.name, config: limit, metrics: metrics))
             }
             if let fault = route.fault { filters.append(FaultInjectionFilter(fault, routeName: route.name, metrics: metrics)) }
+            if let adaptive = adaptiveFilters[route.name] { filters.append(adaptive) }
             if let answer = route.answer {
                 filters.append(RouteAnswerFilter(answer, stripPrefix: route.stripPrefix, upstreamTokenKeys: authenticator?.upstreamTokens?.keySet))
             }
@@ -287,7 +297,7 @@ public final class Gateway: Sendable {
         try await upstreams.startHealthChecks(on: group.next())
         let parts = Parts(
             config: config, upstreams: upstreams, authenticator: authenticator, redis: redis, rateLimitStore: rateLimitStore, exporter: exporter,
-            cache: cache)
+            cache: cache, adaptiveFilters: adaptiveFilters)
         return (parts, RuntimeHolder.Active(runtime: runtime, forwarders: forwarders))
     }
 

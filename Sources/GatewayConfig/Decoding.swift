@@ -51,6 +51,29 @@ extension GatewayConfig {
     }
 }
 
+extension AdaptiveConcurrency.Settings {
+    /// `{"min_limit": 3, "max_limit": 1000, "update_interval_ms": 100, "min_rtt_interval_ms": 60000, "min_rtt_requests": 50,
+    ///   "buffer_percent": 25, "percentile": 50, "jitter_percent": 10}` (Envoy's gradient controller defaults).
+    static func decode(_ node: ConfigNode) -> AdaptiveConcurrency.Settings? {
+        node.object { o in
+            let defaults = AdaptiveConcurrency.Settings()
+            let minLimit = o.optional("min_limit") { $0.int(1...100_000) } ?? defaults.minLimit
+            let maxLimit = o.optional("max_limit") { $0.int(1...1_000_000) } ?? defaults.maxLimit
+            let update = o.optional("update_interval_ms") { $0.int(10...60_000) }
+            let interval = o.optional("min_rtt_interval_ms") { $0.int(1_000...maxMilliseconds) }
+            let requests = o.optional("min_rtt_requests") { $0.int(1...10_000) } ?? defaults.minRTTRequests
+            let buffer = o.optional("buffer_percent") { $0.number(0...1_000) } ?? defaults.bufferPercent
+            let percentile = o.optional("percentile") { $0.number(1...100) } ?? defaults.percentile
+            let jitter = o.optional("jitter_percent") { $0.number(0...100) } ?? defaults.jitterPercent
+            if minLimit > maxLimit { o.node.context.error(o.path / "max_limit", "must be at least min_limit (\(minLimit))") }
+            return AdaptiveConcurrency.Settings(
+                minLimit: minLimit, maxLimit: maxLimit, updateIntervalNanos: update.map { Int64($0) * 1_000_000 } ?? defaults.updateIntervalNanos,
+                minRTTIntervalNanos: interval.map { Int64($0) * 1_000_000 } ?? defaults.minRTTIntervalNanos, minRTTRequests: requests,
+                bufferPercent: buffer, percentile: percentile, jitterPercent: jitter)
+        }
+    }
+}
+
 extension FaultConfig {
     /// `{"delay": {"ms": 200, "percent": 10}, "abort": {"status": 503, "percent": 5}}` (percent defaults to 100).
     static func decode(_ node: ConfigNode) -> FaultConfig? {
@@ -1084,6 +1107,10 @@ extension RouteConfig {
             let allowIPs = o.optional("allow_ips") { $0.addressRanges() } ?? []
             let maxBodyBytes = o.optional("max_body_bytes") { $0.int(0...Int.max) }
             let tunnelIdleTimeoutMs = o.optional("tunnel_idle_timeout_ms") { $0.int(0...maxMilliseconds) }
+            let adaptive = o.optional("adaptive_concurrency") { node -> AdaptiveConcurrency.Settings?? in
+                if case .bool(let on) = node.value { return on ? .some(AdaptiveConcurrency.Settings()) : .some(nil) }
+                return AdaptiveConcurrency.Settings.decode(node).map { .some($0) }
+            }
             let fault = o.optional("fault", FaultConfig.decode)
             if fault != nil {
                 o.node.context.warning(o.path / "fault", "injects delays or errors into this route's live traffic")
@@ -1126,6 +1153,7 @@ extension RouteConfig {
             route.grpcWeb = grpcWeb
             route.requestBuffering = requestBuffering
             route.concurrencyLimit = concurrency ?? nil
+            route.adaptiveConcurrency = adaptive ?? nil
             (route.readTimeoutMs, route.totalTimeoutMs) = (readTimeout, totalTimeout)
             route.retryAttempts = routeRetries?.attempts
             route.hedgeAfterMs = routeRetries?.hedgeAfterMs

@@ -725,6 +725,8 @@ public struct RouteConfig: Sendable {
     public var auth: RouteAuthConfig?
     /// `concurrency_limit`: requests of one client (or consumer, header value, the whole route) in flight at once.
     public var concurrencyLimit: ConcurrencyLimitConfig?
+    /// `adaptive_concurrency`: a limit on the route's requests in flight that follows its upstream's latency.
+    public var adaptiveConcurrency: AdaptiveConcurrency.Settings?
     /// `external_auth`: the name of the top-level `external_auth` service that must allow each request.
     public var externalAuth: String?
     public var rateLimits: [RateLimitConfig]

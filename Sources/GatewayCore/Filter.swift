@@ -66,6 +66,10 @@ public struct RequestContext: Sendable {
     public var version: HTTPVersion?
     /// The `concurrency_limit` slot this request holds (its key), released when it completes.
     public var concurrencySlot: String?
+    /// When the route's `adaptive_concurrency` admitted this request (it gives the slot back when it completes).
+    public var adaptiveConcurrencyAdmittedAt: NIODeadline?
+    /// When the upstream's response head arrived (nil: the gateway answered itself), for latency-driven limits.
+    public var upstreamAnsweredAt: NIODeadline?
     /// Headers filters want on the response, whoever produces it (rate-limit state, for one).
     public var responseHeaders: [(name: String, value: String)] = []
     /// The connection's event loop: filters that suspend complete their futures here.

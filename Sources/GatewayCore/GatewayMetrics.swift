@@ -103,6 +103,18 @@ public final class GatewayMetrics: Sendable {
         counter("gateway_concurrency_limited_total", [("route", route)]).increment()
     }
 
+    /// `gateway_adaptive_concurrency_limit{route}` and `gateway_adaptive_concurrency_min_rtt_seconds{route}`: where a
+    /// route's adaptive limit stands, and the idle latency it compares against (0 until first measured).
+    public func adaptiveConcurrency(route: String, limit: Int, minRTTNanos: Int64?) {
+        gauge("gateway_adaptive_concurrency_limit", [("route", route)]).record(limit)
+        gauge("gateway_adaptive_concurrency_min_rtt_seconds", [("route", route)]).record(Double(minRTTNanos ?? 0) / 1e9)
+    }
+
+    /// A request refused by its route's `adaptive_concurrency` (503).
+    public func adaptiveConcurrencyRefused(route: String) {
+        counter("gateway_adaptive_concurrency_refused_total", [("route", route)]).increment()
+    }
+
     /// kind: `delay` or `abort`.
     public func faultInjected(route: String, kind: String) {
         counter("gateway_faults_injected_total", [("route", route), ("kind", kind)]).increment()

@@ -525,6 +525,29 @@ import Testing
         #expect(unknown == [#"auth.introspection.upstream: unknown upstream "idp""#])
     }
 
+    // adaptive_concurrency: true (Envoy's defaults), false (off) or the controller's settings, each in range.
+    @Test func adaptiveConcurrencyShapes() throws {
+        let route = { (value: String) in #"{ "name": "r", "upstream": "u", "adaptive_concurrency": \#(value) }"# }
+        let defaults = try #require(load(minimal(route: route("true"))).config?.routes.first?.adaptiveConcurrency)
+        #expect(defaults == AdaptiveConcurrency.Settings())
+        #expect(defaults.minLimit == 3 && defaults.maxLimit == 1000 && defaults.minRTTRequests == 50 && defaults.updateIntervalNanos == 100_000_000)
+        let off = load(minimal(route: route("false")))
+        #expect(off.errors.isEmpty && off.config?.routes.first?.adaptiveConcurrency == nil)
+        let custom = try #require(
+            load(minimal(route: route(#"{ "min_limit": 5, "max_limit": 200, "update_interval_ms": 250, "min_rtt_interval_ms": 30000, "percentile": 90 }"#)))
+                .config?.routes.first?.adaptiveConcurrency)
+        #expect(custom.minLimit == 5 && custom.maxLimit == 200 && custom.updateIntervalNanos == 250_000_000)
+        #expect(custom.minRTTIntervalNanos == 30_000_000_000 && custom.percentile == 90 && custom.bufferPercent == 25)
+        let bad = load(minimal(route: route(#"{ "min_limit": 10, "max_limit": 5, "update_interval_ms": 1, "percentile": 0, "samples": 3 }"#)))
+        #expect(
+            bad.errors.map(\.description) == [
+                "routes[0].adaptive_concurrency.update_interval_ms: 1 is out of range (10...60000)",
+                "routes[0].adaptive_concurrency.percentile: 0.0 is out of range (1.0...100.0)",
+                "routes[0].adaptive_concurrency.max_limit: must be at least min_limit (10)",
+                #"routes[0].adaptive_concurrency.samples: unknown key; known keys here: "buffer_percent", "jitter_percent", "max_limit", "min_limit", "min_rtt_interval_ms", "min_rtt_requests", "percentile", "update_interval_ms""#,
+            ], "\(bad.errors)")
+    }
+
     // auth.oidc: the provider's endpoints, the client's credentials and a cookie secret long enough to derive keys
     // from, every mistake at its path; "oidc" on a route needs it; both secrets are hidden from the admin API.
     @Test func oidcShapes() throws {

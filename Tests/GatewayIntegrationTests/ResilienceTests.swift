@@ -533,6 +533,52 @@ import Testing
         }
     }
 
+    // adaptive_concurrency over real sockets: while the idle latency is measured the limit is min_limit, and what
+    // does not fit is refused at once (503, Retry-After); once measured, a fast upstream lets the limit grow; a
+    // reload that keeps the settings keeps the controller.
+    @Test(.timeLimit(.minutes(1))) func adaptiveConcurrencyShedsAndGrows() async throws {
+        try await withUpstreams(1) { upstreams in
+            func routes(_ adaptive: String) -> String {
+                #"[{ "name": "slow", "match": { "path_prefix": "/slow" }, "upstream": "demo", "strip_prefix": "/slow", "adaptive_concurrency": { "min_limit": 2, "min_rtt_requests": 1000 } },"#
+                    + #" { "name": "fast", "upstream": "demo", "adaptive_concurrency": \#(adaptive) }]"#
+            }
+            let adaptive = #"{ "min_limit": 2, "min_rtt_requests": 5, "update_interval_ms": 10, "buffer_percent": 100 }"#
+            try await withGateway(basicConfig(routes: routes(adaptive)), upstreams: upstreams) { gateway in
+                // Pinned to 2 while measuring: two slow requests in flight, a third is refused at once.
+                let slow = Task { try await Self.requests(gateway, count: 2, concurrency: 2, path: "/slow/slow?ms=400") }
+                try await Task.sleep(for: .milliseconds(150))
+                let started = ContinuousClock.now
+                let third = try await gateway.request("GET", "/slow/echo")
+                #expect(third.status == 503 && third.errorCode == "UPSTREAM_UNAVAILABLE" && third.header("retry-after") == "1")
+                #expect(ContinuousClock.now - started < .milliseconds(300), "refused at once, not queued")
+                let served = try await slow.value
+                #expect(served.map(\.status) == [200, 200])
+                #expect(Self.metric(gateway, "gateway_adaptive_concurrency_refused_total", ["route": "slow"]) == 1)
+
+                // A fast upstream: after five requests the idle latency is known, and the limit grows past 2.
+                var limit = 2.0
+                for _ in 0..<60 where limit <= 2 {
+                    #expect(try await gateway.request("GET", "/echo").status == 200)
+                    try await Task.sleep(for: .milliseconds(15))
+                    limit = Self.metric(gateway, "gateway_adaptive_concurrency_limit", ["route": "fast"]) ?? 0
+                }
+                #expect(limit > 2)
+                #expect((Self.metric(gateway, "gateway_adaptive_concurrency_min_rtt_seconds", ["route": "fast"]) ?? 0) > 0)
+
+                // The same settings after a reload: the same controller (a new one would start at 2 again).
+                try await gateway.gateway.reload(config: makeConfig(basicConfig(routes: routes(adaptive)), upstreams: upstreams))
+                #expect(Self.metric(gateway, "gateway_adaptive_concurrency_limit", ["route": "fast"]) == limit)
+                let changed = #"{ "min_limit": 3, "min_rtt_requests": 5, "update_interval_ms": 10, "buffer_percent": 100 }"#
+                try await gateway.gateway.reload(config: makeConfig(basicConfig(routes: routes(changed)), upstreams: upstreams))
+                #expect(Self.metric(gateway, "gateway_adaptive_concurrency_limit", ["route": "fast"]) == 3, "new settings: measured again")
+            }
+        }
+    }
+
+    static func metric(_ gateway: TestGateway, _ name: String, _ labels: [String: String]) -> Double? {
+        PrometheusText(gateway.gateway.prometheusText()).value(name, labels)
+    }
+
     // Active health checks take a failing target out of rotation and put it back once it passes again.
     @Test func healthChecksMarkTargetsOutAndIn() async throws {
         try await withUpstreams(2) { upstreams in

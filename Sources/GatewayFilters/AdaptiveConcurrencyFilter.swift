@@ -1,0 +1,62 @@
+import GatewayConfig
+import GatewayCore
+import GatewayHTTP
+import GatewayPolicy
+import Synchronization
+
+/// A route's `adaptive_concurrency` (Envoy's adaptive concurrency filter): its requests in flight are limited by
+/// a number that follows the upstream's latency (`AdaptiveConcurrency`), so an overloaded upstream sheds what it
+/// cannot serve with a fast `503` instead of everyone queueing until timeouts. A slot is taken after the route's
+/// other checks (and a `fault` delay) and given back when the request completes, with the time from then to the
+/// upstream's response head as a sample.
+public struct AdaptiveConcurrencyFilter: GatewayFilter {
+    private let controller: Controller
+    public let settings: AdaptiveConcurrency.Settings
+    private let routeName: String
+    private let metrics: GatewayMetrics
+
+    /// The route's controller, shared by every event loop.
+    final class Controller: Sendable {
+        let state: Mutex<AdaptiveConcurrency>
+        init(_ controller: AdaptiveConcurrency) { state = Mutex(controller) }
+    }
+
+    public init(routeName: String, settings: AdaptiveConcurrency.Settings, metrics: GatewayMetrics = .disabled) {
+        self.controller = Controller(AdaptiveConcurrency(settings: settings, now: EventClock.now().uptimeNanoseconds.signed))
+        self.settings = settings
+        self.routeName = routeName
+        self.metrics = metrics
+        metrics.adaptiveConcurrency(route: routeName, limit: settings.minLimit, minRTTNanos: nil)
+    }
+
+    /// The controller's limit and idle latency now (tests, the admin view).
+    public var state: (limit: Int, inFlight: Int, minRTTNanos: Int64?, measuring: Bool) {
+        controller.state.withLock { ($0.limit, $0.inFlight, $0.minRTTNanos, $0.measuringMinRTT) }
+    }
+
+    public func onRequest(_ head: inout RequestHead, context: inout RequestContext) -> FilterStep {
+        guard controller.state.withLock({ $0.tryAcquire() }) else {
+            metrics.adaptiveConcurrencyRefused(route: routeName)
+            return .respond(.error(.upstreamOverloaded, requestID: context.requestID))
+        }
+        context.adaptiveConcurrencyAdmittedAt = EventClock.now()
+        return .proceed
+    }
+
+    public func onComplete(context: RequestContext, outcome: RequestOutcome) {
+        guard let admittedAt = context.adaptiveConcurrencyAdmittedAt else { return }
+        let now = EventClock.now().uptimeNanoseconds.signed
+        let answeredAt = context.upstreamAnsweredAt?.uptimeNanoseconds.signed
+        let (before, after, minRTT) = controller.state.withLock { controller in
+            let before = controller.limit
+            controller.release(startedAt: admittedAt.uptimeNanoseconds.signed, answeredAt: answeredAt, now: now)
+            return (before, controller.limit, controller.minRTTNanos)
+        }
+        if after != before { metrics.adaptiveConcurrency(route: routeName, limit: after, minRTTNanos: minRTT) }
+    }
+}
+
+extension UInt64 {
+    /// Uptime nanoseconds as the controller's signed clock (2^63 ns is 292 years).
+    fileprivate var signed: Int64 { Int64(truncatingIfNeeded: self) }
+}
