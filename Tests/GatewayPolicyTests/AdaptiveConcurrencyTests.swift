@@ -25,6 +25,15 @@ import Testing
         return controller
     }
 
+    /// Windows of 100 ms, each with three requests of `latency`, from `now` on: the limit after each.
+    static func windows(_ count: Int, latency: Int64, _ controller: inout AdaptiveConcurrency, now: inout Int64) -> [Int] {
+        (0..<count).map { _ in
+            now += 100 * ms
+            serve(&controller, count: 3, latency: latency, at: now)
+            return controller.limit
+        }
+    }
+
     // Until the idle latency is known the limit is pinned to min_limit; min_rtt_requests samples give it (their
     // percentile) and the limit is free to move.
     @Test func startsPinnedUntilTheIdleLatencyIsMeasured() {
@@ -44,13 +53,8 @@ import Testing
     // windows without samples change nothing.
     @Test func limitGrowsWhileLatencyStaysLow() {
         var controller = Self.measured()
-        var limits: [Int] = []
         var now = 1_000 * Self.ms
-        for _ in 0..<8 {
-            now += 100 * Self.ms
-            Self.serve(&controller, count: 3, latency: 10 * Self.ms, at: now)
-            limits.append(controller.limit)
-        }
+        let limits = Self.windows(8, latency: 10 * Self.ms, &controller, now: &now)
         // Each window's samples move the limit when the next window's first request completes:
         // 3 -> 3*1.25 + sqrt(3.75) = 5.69 -> 5 -> 8 -> 13 -> 20 -> 30 -> 40 (max_limit)
         #expect(limits == [3, 5, 8, 13, 20, 30, 40, 40])
@@ -64,17 +68,9 @@ import Testing
     @Test func limitFallsWhenLatencyRises() {
         var controller = Self.measured()
         var now = 1_000 * Self.ms
-        for _ in 0..<7 {
-            now += 100 * Self.ms
-            Self.serve(&controller, count: 3, latency: 10 * Self.ms, at: now)
-        }
+        _ = Self.windows(7, latency: 10 * Self.ms, &controller, now: &now)
         #expect(controller.limit == 40)
-        var limits: [Int] = []
-        for _ in 0..<6 {
-            now += 100 * Self.ms
-            Self.serve(&controller, count: 3, latency: 40 * Self.ms, at: now)
-            limits.append(controller.limit)
-        }
+        let limits = Self.windows(6, latency: 40 * Self.ms, &controller, now: &now)
         // (the first of these closes the last fast window) 40*0.5 + sqrt(20) = 24.5 -> 24 -> 15 -> 10 -> 7 -> 5
         #expect(limits == [40, 24, 15, 10, 7, 5])
         // Latency back under the buffered idle latency (12.5 ms): up again.
@@ -90,10 +86,7 @@ import Testing
     @Test func idleLatencyIsMeasuredAgain() {
         var controller = Self.measured()
         var now = 1_000 * Self.ms
-        for _ in 0..<4 {
-            now += 100 * Self.ms
-            Self.serve(&controller, count: 3, latency: 10 * Self.ms, at: now)
-        }
+        _ = Self.windows(4, latency: 10 * Self.ms, &controller, now: &now)
         #expect(controller.limit == 13)
         let admitted = controller.tryAcquire()  // in flight across the measurement's start
         #expect(admitted)
