@@ -8,9 +8,10 @@ BIN    := $(shell $(SWIFT) build --show-bin-path 2>/dev/null || echo .build/debu
 # Debian packages: libhiredis-dev to build (the Redis client's protocol codec), zlib1g-dev and libbrotli-dev (gzip and br responses) and
 # libjemalloc-dev (release builds allocate through jemalloc); redis-server for shared rate limits (make run starts one when
 # gateway.json needs it, the tests start their own); curl drives the multi-gigabyte streaming tests and the
-# README walk-through; the benchmark compares against NGINX under wrk load, pinned to cores with taskset.
+# README walk-through; python3 lists a config's included files for make run and runs the test and bench helpers;
+# the benchmark compares against NGINX under wrk load, pinned to cores with taskset.
 BUILD_PACKAGES := libhiredis-dev libjemalloc-dev zlib1g-dev libbrotli-dev libcrypt-dev
-RUN_PACKAGES   := $(BUILD_PACKAGES) curl redis-server openssl
+RUN_PACKAGES   := $(BUILD_PACKAGES) curl redis-server openssl python3
 TEST_PACKAGES  := $(BUILD_PACKAGES) curl redis-server python3 openssl nghttp2-client
 BENCH_PACKAGES := $(BUILD_PACKAGES) nginx wrk python3 procps util-linux redis-server openssl
 BENCH_ARGS     ?=

@@ -18,9 +18,29 @@ trap cleanup EXIT
 
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
+# The config and the files its "include" brings in (their upstreams need demos too).
+config_files() {
+  python3 - "$config" <<'PY'
+import glob, json, os, sys
+path = sys.argv[1]
+print(path)
+try:
+    entries = json.load(open(path)).get("include", [])
+except Exception:
+    entries = []
+for entry in entries if isinstance(entries, list) else []:
+    pattern = entry if os.path.isabs(entry) else os.path.join(os.path.dirname(path) or ".", entry)
+    for name in sorted(glob.glob(pattern)):
+        if os.path.isfile(name):
+            print(name)
+PY
+}
+mapfile -t files < <(config_files)
+target_ports() { cat "${files[@]}" | grep -oE '"https?://(127\.0\.0\.1|localhost):[0-9]+' | grep -oE '[0-9]+$' | sort -u; }
+
 names=(a b c d e f g h)
 index=0
-for port in $(grep -oE '"https?://(127\.0\.0\.1|localhost):[0-9]+' "$config" | grep -oE '[0-9]+$' | sort -u); do
+for port in $(target_ports); do
   if port_open "$port"; then
     echo "port $port already answers; not starting a demo upstream there" >&2
     continue
@@ -33,7 +53,7 @@ done
 # Wait (briefly) for the demo upstreams to listen, so the first request does not race them.
 for _ in $(seq 50); do
   ready=1
-  for port in $(grep -oE '"https?://(127\.0\.0\.1|localhost):[0-9]+' "$config" | grep -oE '[0-9]+$' | sort -u); do
+  for port in $(target_ports); do
     port_open "$port" || ready=0
   done
   [ "$ready" = 1 ] && break

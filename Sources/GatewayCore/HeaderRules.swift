@@ -162,11 +162,10 @@ public enum HeaderRules {
             headers.remove(name: "x-forwarded-proto")
             headers.remove(name: "x-forwarded-host")
             headers.remove(name: "x-forwarded-port")
-            let port = requestPort(headers, scheme: proto)
             headers.add(name: "x-forwarded-for", value: peer)
             headers.add(name: "x-forwarded-proto", value: proto)
             if let host { headers.add(name: "x-forwarded-host", value: host) }
-            headers.add(name: "x-forwarded-port", value: port)
+            headers.add(name: "x-forwarded-port", value: requestPort(host: host, scheme: proto))
             if forwardedHeader { headers.replaceOrAdd(name: "forwarded", value: forwardedElement(peer: peer, host: host, proto: proto)) }
             return
         }
@@ -175,7 +174,7 @@ public enum HeaderRules {
         if !headers.contains(name: "x-forwarded-proto") { headers.add(name: "x-forwarded-proto", value: proto) }
         if !headers.contains(name: "x-forwarded-host"), let host { headers.add(name: "x-forwarded-host", value: host) }
         if !headers.contains(name: "x-forwarded-port") {
-            headers.add(name: "x-forwarded-port", value: requestPort(headers, scheme: headers.first(name: "x-forwarded-proto") ?? proto))
+            headers.add(name: "x-forwarded-port", value: requestPort(host: host, scheme: headers.first(name: "x-forwarded-proto") ?? proto))
         }
         if forwardedHeader {
             let element = forwardedElement(peer: peer, host: host, proto: proto)
@@ -184,10 +183,11 @@ public enum HeaderRules {
         }
     }
 
-    /// The port the client addressed (`X-Forwarded-Port`, as Traefik sends it): the Host field's, else the scheme's
-    /// default. Applications behind a gateway on a non-standard port build their links with it.
-    static func requestPort(_ headers: HeaderList, scheme: String) -> String {
-        if let host = headers.first(name: "host"), let colon = host.utf8.lastIndex(of: UInt8(ascii: ":")),
+    /// The port the client addressed (`X-Forwarded-Port`, as Traefik sends it): `host`'s (the request's Host, as
+    /// received), else the scheme's default. Applications behind a gateway on a non-standard port build their links
+    /// with it.
+    static func requestPort(host: String?, scheme: String) -> String {
+        if let host, let colon = host.utf8.lastIndex(of: UInt8(ascii: ":")),
             !host.utf8[colon...].contains(UInt8(ascii: "]"))  // the colons of a bracketed IPv6 address are not a port
         {
             let port = host.utf8[host.utf8.index(after: colon)...]

@@ -61,20 +61,20 @@ import Testing
             ("[2001:db8::1]", "https", "443"), ("[2001:db8::1]:8080", "http", "8080"), ("10.0.0.1:9000", "http", "9000"),
         ]
         for (host, proto, port) in cases {
-            var headers = HeaderList(host.map { [("Host", $0), ("X-Forwarded-Port", "1")] } ?? [("X-Forwarded-Port", "1")])
-            HeaderRules.setForwarded(&headers, peer: "9.9.9.9", peerIsTrusted: false, proto: proto, host: nil)
+            var headers = HeaderList([("X-Forwarded-Port", "1")])
+            HeaderRules.setForwarded(&headers, peer: "9.9.9.9", peerIsTrusted: false, proto: proto, host: host)
             #expect(headers["x-forwarded-port"] == [port], "\(host ?? "-") \(proto)")
         }
-        var kept = HeaderList([("Host", "a.example"), ("X-Forwarded-Port", "8443")])
-        HeaderRules.setForwarded(&kept, peer: "10.0.0.1", peerIsTrusted: true, proto: "http", host: nil)
+        var kept = HeaderList([("X-Forwarded-Port", "8443")])
+        HeaderRules.setForwarded(&kept, peer: "10.0.0.1", peerIsTrusted: true, proto: "http", host: "a.example")
         #expect(kept["x-forwarded-port"] == ["8443"])
-        var behindTLS = HeaderList([("Host", "a.example"), ("X-Forwarded-Proto", "https")])
-        HeaderRules.setForwarded(&behindTLS, peer: "10.0.0.1", peerIsTrusted: true, proto: "http", host: nil)
+        var behindTLS = HeaderList([("X-Forwarded-Proto", "https")])
+        HeaderRules.setForwarded(&behindTLS, peer: "10.0.0.1", peerIsTrusted: true, proto: "http", host: "a.example")
         #expect(behindTLS["x-forwarded-port"] == ["443"])
         var parser = HTTP1HeadParser(maxHeadBytes: 4096)
         var raw = ByteBuffer(string: "GET / HTTP/1.1\r\nHost: h:8080\r\nX-Forwarded-Port: 1\r\n\r\n")
         var received = try! parser.parseRequest(&raw)!.head.headers
-        HeaderRules.prepareUpstreamRequest(&received, peer: "9.9.9.9", peerIsTrusted: false, proto: "http", host: "h")
+        HeaderRules.prepareUpstreamRequest(&received, peer: "9.9.9.9", peerIsTrusted: false, proto: "http", host: "h:8080")
         #expect(received["x-forwarded-port"] == ["8080"], "a client's own field is dropped as the request is read")
     }
 
