@@ -112,11 +112,14 @@ public enum ConfigIncludes {
 
         var routes: [JSONValue] = []
         var keyed: [String: [(key: String, value: JSONValue)]] = [:]
+        // gateway.json's own section of the wrong type is left as it is (decoding reports it), not merged over.
+        var mergeable = Set(includableKeys)
         for key in includableKeys {
-            switch members.first(where: { $0.key == key })?.value {
-            case .array(let items)?: routes = items
-            case .object(let fields)?: keyed[key] = fields
-            default: break
+            switch (key, members.first(where: { $0.key == key })?.value) {
+            case ("routes", .array(let items)?): routes = items
+            case (_, .object(let fields)?) where key != "routes": keyed[key] = fields
+            case (_, nil): break
+            default: mergeable.remove(key)
             }
         }
         var named: [String: [String: String]] = [:]
@@ -156,7 +159,7 @@ public enum ConfigIncludes {
         }
         guard !expansion.files.isEmpty else { return expansion }
         // Merged in place, so the document keeps its order (and /config shows what runs).
-        for key in includableKeys {
+        for key in includableKeys where mergeable.contains(key) {
             let merged: JSONValue = key == "routes" ? .array(routes) : .object(keyed[key] ?? [])
             if let index = members.firstIndex(where: { $0.key == key }) {
                 members[index].value = merged

@@ -104,6 +104,16 @@ import Testing
         #expect(unplaced.isEmpty && warnings.count == 2, "\(warnings)")
     }
 
+    // gateway.json's own section of the wrong type is reported, not hidden by what the files bring.
+    @Test func mistypedSectionsStayReported() throws {
+        let folder = try Folder([
+            "gateway.json": Self.main(include: #"["routes.d/*.json"]"#, routes: #"{ "name": "home" }"#),
+            "routes.d/a.json": #"{ "routes": [{ "name": "a", "upstream": "web" }] }"#,
+        ])
+        defer { folder.remove() }
+        #expect(folder.load().errors.map(\.description) == ["routes: expected an array, found an object"])
+    }
+
     // A config without include is untouched; include must be a list of paths.
     @Test func includeShapes() throws {
         let plain = ConfigLoader.load(text: Self.main(include: "[]"))
