@@ -18,6 +18,8 @@ import NIOPosix
 /// - `POST /reload`: reload gateway.json (as SIGHUP does); 200, or 422 with the problems (nothing changed).
 /// - `POST /certificates/reload`: read the TLS certificate files again.
 /// - `POST /cache/purge[?url=URL|?route=NAME]`: drop stored responses (both cache tiers).
+/// - `GET /explain?url=URL[&method=M][&listener=L][&header=Name:%20value...]`: the route a request would take in the
+///   running config, as `gateway explain` tells it.
 final class AdminServer: Sendable {
     private let channel: Channel
 
@@ -75,7 +77,14 @@ final class AdminHandler: ChannelInboundHandler {
         let requestID = RequestID.generate()
         let path = String(head.uri.split(separator: "?", maxSplits: 1).first ?? "")
         var query: [String: String] = [:]
-        for item in URLComponents(string: head.uri)?.queryItems ?? [] { query[item.name] = item.value ?? "" }
+        for item in URLComponents(string: head.uri)?.queryItems ?? [] {
+            // A repeated `header` keeps every value (one per line); other parameters take their last.
+            if item.name == "header", let earlier = query["header"] {
+                query["header"] = earlier + "\n" + (item.value ?? "")
+            } else {
+                query[item.name] = item.value ?? ""
+            }
+        }
         guard authorized(head) else {
             var headers = HTTPHeaders()
             headers.add(name: "www-authenticate", value: #"Bearer realm="gateway-admin""#)
@@ -156,6 +165,7 @@ enum AdminEndpoint: String, Sendable {
     case cachePurge = "/cache/purge"
     case drain = "/upstreams/drain"
     case undrain = "/upstreams/undrain"
+    case explain = "/explain"
 
     var method: HTTPMethod {
         switch self {
@@ -176,6 +186,27 @@ enum AdminEndpoint: String, Sendable {
         case .cachePurge: await Self.purgeCache(gateway, query: query)
         case .drain: Self.drain(gateway, query: query, drained: true)
         case .undrain: Self.drain(gateway, query: query, drained: false)
+        case .explain: Self.explain(gateway, query: query)
+        }
+    }
+
+    /// `gateway explain` against the running config: `{"explanation": ["request: ...", "route: ...", ...]}`.
+    private static func explain(_ gateway: Gateway, query: [String: String]) -> AdminReply {
+        let config = gateway.config
+        guard let url = query["url"], !url.isEmpty else {
+            return AdminReply(.badRequest, "application/json", JSONValue.object([("error", .string("give ?url=URL (an absolute URL, or a path with a Host header)"))]).rendered)
+        }
+        let headers = query["header"].map { $0.split(separator: "\n").map(String.init) } ?? []
+        let listener = query["listener"] ?? config.listeners.first?.name ?? ""
+        guard config.listeners.contains(where: { $0.name == listener }) else {
+            return AdminReply(.badRequest, "application/json", JSONValue.object([("error", .string("no listener named \"\(listener)\""))]).rendered)
+        }
+        do {
+            let request = try ExplainCommand.request(method: query["method"] ?? "GET", url: url, headers: headers)
+            let lines = ExplainCommand.explain(request, listener: listener, config: config)
+            return AdminReply(.ok, "application/json", JSONValue.object([("explanation", .array(lines.map { .string($0) }))]).rendered)
+        } catch {
+            return AdminReply(.badRequest, "application/json", JSONValue.object([("error", .string("\(error)"))]).rendered)
         }
     }
 

@@ -84,7 +84,7 @@ public struct ExplainCommand: AsyncParsableCommand {
             lines.append("405 METHOD_NOT_ALLOWED: routes for this path take \(allowed.joined(separator: ", "))")
         case .matched(let compiled):
             let route = config.routes[compiled.index]
-            lines.append("route: \(route.name) (routes[\(compiled.index)])")
+            lines.append("route: \(route.name) (\(config.routeLocation(compiled.index)))")
             lines += describe(route, config: config).map { "  " + $0 }
             if route.answer == nil {
                 let host = route.hostRewrite ?? (route.preserveHost ? hostHeader : "the target's host:port")

@@ -34,6 +34,7 @@ public enum ConfigLoader {
         config?.source = expansion.value
         config?.includedFiles = expansion.files
         config?.includePatterns = expansion.patterns.filter(ConfigIncludes.isPattern)
+        config?.routeOrigins = expansion.routeOrigins
         config?.validate(into: context)
         let diagnostics = expansion.diagnostics + context.diagnostics.map(expansion.relocated)
         let hasErrors = diagnostics.contains { $0.severity == .error }

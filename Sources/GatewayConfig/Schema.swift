@@ -36,6 +36,14 @@ public struct GatewayConfig: Sendable {
     public var includedFiles: [String] = []
     /// The `include` entries with wildcards, as paths: a file that appears or goes there is a change too.
     public var includePatterns: [String] = []
+    /// Which file each included route came from (by its index in `routes`); gateway.json's own are not listed.
+    public var routeOrigins: [(range: Range<Int>, file: String)] = []
+
+    /// Where route `index` is written: `routes[3]`, or `routes[1] of routes.d/orders.json` for an included one.
+    public func routeLocation(_ index: Int) -> String {
+        guard let origin = routeOrigins.first(where: { $0.range.contains(index) }) else { return "routes[\(index)]" }
+        return "routes[\(index - origin.range.lowerBound)] of \(origin.file)"
+    }
 
     public func upstream(named name: String) -> UpstreamConfig? { upstreams.first { $0.name == name } }
 

@@ -19,13 +19,26 @@ import Testing
             { "name": "old", "match": { "path_prefix": "/v0" }, "respond": { "status": 410, "code": "API_RETIRED", "message": "gone" } }] }
         """#
 
-    func explain(_ arguments: [String]) async throws -> CommandResult {
+    /// Runs `gateway explain` on `config` (and the files it includes, by name).
+    func explain(_ arguments: [String], config: String = Self.config, files: [String: String] = [:]) async throws -> CommandResult {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("explain-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: directory) }
         let file = directory.appendingPathComponent("gateway.json").path
-        try Self.config.write(toFile: file, atomically: true, encoding: .utf8)
+        try config.write(toFile: file, atomically: true, encoding: .utf8)
+        for (name, text) in files { try text.write(toFile: directory.appendingPathComponent(name).path, atomically: true, encoding: .utf8) }
         return try await runCommand(Binaries.gateway, ["explain", "--config", file] + arguments)
+    }
+
+    // A route from an included file is named with its file.
+    @Test func namesTheFileOfIncludedRoutes() async throws {
+        let config = #"""
+            { "listeners": [{ "name": "public", "port": 8080 }], "include": ["orders.json"],
+              "upstreams": { "web": { "targets": ["http://10.0.0.9:80"] } }, "routes": [{ "name": "home", "match": { "path": "/" }, "upstream": "web" }] }
+            """#
+        let orders = #"{ "routes": [{ "name": "orders", "match": { "path_prefix": "/orders" }, "upstream": "web" }] }"#
+        let result = try await explain(["GET", "http://x.test/orders/1"], config: config, files: ["orders.json": orders])
+        #expect(result.stdout.contains("route: orders (routes[0] of orders.json)"), "\(result.stdout) \(result.stderr)")
     }
 
     @Test func explainsRoutes() async throws {

@@ -125,6 +125,40 @@ import TestSupport
         }
     }
 
+    // GET /explain: gateway explain against the running config (it follows reloads); headers and the listener
+    // count as they would for a real request; a missing url or an unknown listener is a 400.
+    @Test func adminExplain() async throws {
+        try await withUpstreams(2) { upstreams in
+            let routes = #"""
+                [{ "name": "beta", "match": { "path_prefix": "/api", "headers": { "x-beta": "1" } }, "upstream": "b", "strip_prefix": "/api" },
+                 { "name": "api", "match": { "path_prefix": "/api" }, "upstream": "a" }]
+                """#
+            try await withGateway(Self.config(routes: routes), upstreams: upstreams) { test in
+                let gateway = test.gateway
+                func explain(_ query: String) async throws -> (status: Int, lines: [String]) {
+                    let response = try await Self.admin(gateway, "/explain?" + query)
+                    return (response.status, response.json["explanation"] as? [String] ?? [response.json["error"] as? String ?? ""])
+                }
+                let plain = try await explain("url=http%3A%2F%2Fshop.test%2Fapi%2Forders%3Fx%3D1")
+                #expect(plain.status == 200)
+                #expect(plain.lines.first == "request: GET /api/orders?x=1 (Host: shop.test, listener test)")
+                #expect(plain.lines.dropFirst().first == "route: api (routes[1])", "\(plain.lines)")
+                let beta = try await explain("method=POST&url=/api/orders&header=Host:%20shop.test&header=X-Beta:%201")
+                #expect(beta.lines.dropFirst().first == "route: beta (routes[0])", "\(beta.lines)")
+                #expect(beta.lines.last == "  upstream request: POST /orders (Host: shop.test)", "\(beta.lines)")
+                #expect(try await explain("url=/nothing&header=Host:%20a").lines.last == "404 ROUTE_NOT_FOUND: no route matches")
+                #expect(try await explain("method=GET").status == 400)
+                let unknown = try await explain("url=/api&listener=nope")
+                #expect(unknown.status == 400 && unknown.lines == [#"no listener named "nope""#])
+                #expect(try await Self.admin(gateway, "/explain?url=/api", token: nil).status == 401, "behind the admin token like the rest")
+
+                try await gateway.reload(config: makeConfig(Self.config(routes: #"[{ "name": "renamed", "upstream": "a" }]"#), upstreams: upstreams))
+                let reloaded = try await explain("url=http%3A%2F%2Fshop.test%2Fapi")
+                #expect(reloaded.lines.dropFirst().first == "route: renamed (routes[0])")
+            }
+        }
+    }
+
     // With a token, every admin call needs it (401 JSON otherwise); /config hides secrets; /upstreams lists
     // targets; unknown paths and wrong methods get JSON errors.
     @Test func adminAPI() async throws {
