@@ -37,6 +37,8 @@ public final class Gateway: Sendable {
         /// Routes' `adaptive_concurrency` filters, by route name: a reload that keeps a route's settings keeps its
         /// controller (its limit, idle latency and requests in flight), instead of measuring again from the minimum.
         var adaptiveFilters: [String: AdaptiveConcurrencyFilter] = [:]
+        /// `logging.access_log_format` as the process started (the log outputs are made once, at start).
+        var accessLogFormat: LoggingConfig.AccessLogFormat = .json
     }
 
     private let group: MultiThreadedEventLoopGroup
@@ -165,6 +167,7 @@ public final class Gateway: Sendable {
         metrics: GatewayMetrics, logger: Logger, accessLogger: Logger?
     ) async throws -> (Parts, RuntimeHolder.Active) {
         let old = previous?.parts
+        let accessLogFormat = old?.accessLogFormat ?? config.logging.accessLogFormat
         let redis: RedisClient?
         if let old, old.config.redis == config.redis {
             redis = old.redis
@@ -210,7 +213,7 @@ public final class Gateway: Sendable {
         ]
         if let exporter { globalFilters.append(SpanExportFilter(exporter: exporter)) }
         if config.logging.accessLog {
-            globalFilters.append(AccessLogFilter(logger: accessLogger ?? logger, headers: config.logging.accessLogHeaders))
+            globalFilters.append(AccessLogFilter(logger: accessLogger ?? logger, headers: config.logging.accessLogHeaders, format: accessLogFormat))
         }
         // One cache for every route that enables it; kept across reloads while its settings stay.
         let cache: ResponseCache?
@@ -297,7 +300,7 @@ public final class Gateway: Sendable {
         try await upstreams.startHealthChecks(on: group.next())
         let parts = Parts(
             config: config, upstreams: upstreams, authenticator: authenticator, redis: redis, rateLimitStore: rateLimitStore, exporter: exporter,
-            cache: cache, adaptiveFilters: adaptiveFilters)
+            cache: cache, adaptiveFilters: adaptiveFilters, accessLogFormat: accessLogFormat)
         return (parts, RuntimeHolder.Active(runtime: runtime, forwarders: forwarders))
     }
 
@@ -377,9 +380,9 @@ public final class Gateway: Sendable {
         }
         let running = loadedConfig.withLockedValue { $0.logging }
         if newConfig.logging.file != running.file || newConfig.logging.accessLogFile != running.accessLogFile
-            || newConfig.logging.bufferBytes != running.bufferBytes
+            || newConfig.logging.bufferBytes != running.bufferBytes || newConfig.logging.accessLogFormat != running.accessLogFormat
         {
-            logger.warning("reload: new log outputs (logging.file, access_log_file, buffer_bytes) take effect at the next restart")
+            logger.warning("reload: new log outputs (logging.file, access_log_file, access_log_format, buffer_bytes) take effect at the next restart")
         }
         let oldParts = parts.withLockedValue { $0 }
         let oldActive = holder.current

@@ -49,12 +49,15 @@ public struct LogOutputs: Sendable {
     public let main: LogWriter
     public let access: LogWriter?
     public let level: Logger.Level
+    /// `logging.access_log_format`, as the process started with it.
+    public let accessFormat: LoggingConfig.AccessLogFormat
 
     /// Opens the configured outputs; throws when a file cannot be opened.
     public init(_ config: LoggingConfig) throws {
         level = Logger.Level(rawValue: config.level.rawValue) ?? .info
         main = try LogWriter(config.file.map(LogWriter.Destination.file) ?? .standardOutput, capacity: config.bufferBytes)
         access = try config.accessLogFile.map { try LogWriter(.file($0), capacity: config.bufferBytes) }
+        accessFormat = config.accessLogFormat
     }
 
     /// Standard output only (before a config is known, or when its files cannot be opened).
@@ -62,13 +65,19 @@ public struct LogOutputs: Sendable {
         self.level = level
         main = try LogWriter(.standardOutput)
         access = nil
+        accessFormat = .json
     }
 
     public func handler(label: String) -> JSONLogHandler { JSONLogHandler(label: label, level: level, sink: .init(writer: main)) }
 
-    /// A logger for access-log lines when they have a file of their own.
+    /// A logger for access-log lines when they have a file or a format of their own (nil: the main logger's).
     public var accessLogger: Logger? {
-        access.map { writer in Logger(label: "gateway") { [level] in JSONLogHandler(label: $0, level: level, sink: .init(writer: writer)) } }
+        guard access != nil || accessFormat == .combined else { return nil }
+        let sink = JSONLogHandler.Sink(writer: access ?? main)
+        switch accessFormat {
+        case .json: return Logger(label: "gateway") { [level] in JSONLogHandler(label: $0, level: level, sink: sink) }
+        case .combined: return Logger(label: "gateway") { [level] _ in LineLogHandler(level: level, sink: sink) }
+        }
     }
 
     func countDrops(in metrics: GatewayMetrics) {

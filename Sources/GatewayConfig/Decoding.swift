@@ -1699,6 +1699,8 @@ extension LoggingConfig {
                         return name
                     }
                 } ?? []
+            config.accessLogFormat =
+                o.optional("access_log_format") { $0.oneOf(AccessLogFormat.allCases.map(\.rawValue)).flatMap(AccessLogFormat.init) } ?? .json
             config.file = o.optional("file") { $0.filePath() }
             config.accessLogFile = o.optional("access_log_file") { $0.filePath() }
             config.bufferBytes = o.optional("buffer_bytes") { $0.int(65_536...1 << 30) } ?? config.bufferBytes

@@ -1172,6 +1172,9 @@ public struct LoggingConfig: Sendable {
     public var accessLog = true
     /// `access_log_headers`: request header fields logged with each request (lowercased names; never credentials).
     public var accessLogHeaders: [String] = []
+    /// `access_log_format`: one JSON object per request (`json`), or NGINX's `combined` line with the request id.
+    public var accessLogFormat: AccessLogFormat = .json
+    public enum AccessLogFormat: String, Sendable, CaseIterable { case json, combined }
     /// `file`: every log line goes to this file (appended; reopened on SIGUSR1) instead of standard output.
     public var file: String?
     /// `access_log_file`: access-log lines go here instead of where the other lines go.

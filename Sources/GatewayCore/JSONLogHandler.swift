@@ -121,3 +121,23 @@ public struct JSONLogHandler: LogHandler {
             + "\(pad(parts.tm_hour, 2)):\(pad(parts.tm_min, 2)):\(pad(parts.tm_sec, 2)).\(pad(Int32(spec.tv_nsec / 1_000_000), 3))Z"
     }
 }
+
+/// Writes each message as it is, one line each (no time, level or metadata): the access log in NGINX's
+/// `combined` format, whose lines the access-log filter composes itself.
+public struct LineLogHandler: LogHandler {
+    public var metadata: Logger.Metadata = [:]
+    public var logLevel: Logger.Level
+    private let sink: JSONLogHandler.Sink
+
+    public init(level: Logger.Level = .info, sink: JSONLogHandler.Sink) {
+        self.logLevel = level
+        self.sink = sink
+    }
+
+    public subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+        get { metadata[key] }
+        set { metadata[key] = newValue }
+    }
+
+    public func log(event: LogEvent) { sink.emit(event.message.description + "\n") }
+}

@@ -1,3 +1,7 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import GatewayConfig
 import GatewayCore
 import GatewayHTTP
 import Logging
@@ -10,10 +14,14 @@ public struct AccessLogFilter: GatewayFilter {
     private let logger: Logger
     /// `logging.access_log_headers`, with the metadata key each is logged under (`header_x_tenant`).
     private let headers: [(name: String, key: String)]
+    private let format: LoggingConfig.AccessLogFormat
 
-    public init(logger: Logger, headers: [String] = []) {
+    public init(logger: Logger, headers: [String] = [], format: LoggingConfig.AccessLogFormat = .json) {
         self.logger = logger
-        self.headers = headers.map { ($0, "header_" + $0.replacingOccurrences(of: "-", with: "_")) }
+        self.format = format
+        // The combined line has its own fields: the Referer is one of them.
+        let logged = format == .combined && !headers.contains("referer") ? headers + ["referer"] : headers
+        self.headers = logged.map { ($0, "header_" + $0.replacingOccurrences(of: "-", with: "_")) }
     }
 
     public func onRequest(_ head: inout RequestHead, context: inout RequestContext) -> FilterStep {
@@ -38,6 +46,9 @@ public struct AccessLogFilter: GatewayFilter {
         }
         let uri = context.uri
         let path = uri.utf8.firstIndex(of: UInt8(ascii: "?")).map { String(uri[..<$0]) } ?? uri
+        if format == .combined {
+            return logger.info("\(Self.combinedLine(context: context, outcome: outcome, path: path, seconds: Int(WallClock.nanoseconds() / 1_000_000_000)))")
+        }
         var metadata: Logger.Metadata = [
             "request_id": .string(context.requestID),
             "method": .string(context.method.name),
@@ -60,5 +71,49 @@ public struct AccessLogFilter: GatewayFilter {
         if !outcome.completed { metadata["completed"] = .stringConvertible(false) }
         for (key, value) in context.loggedHeaders ?? [] { metadata[key] = .string(value) }
         logger.info("request", metadata: metadata)
+    }
+}
+
+extension AccessLogFilter {
+    /// NGINX's `combined` line, which log tools (GoAccess, fail2ban, AWStats) read, with the request id after it
+    /// as NGINX users add `"$request_id"`:
+    /// `192.0.2.7 - alice [07/Dec/2026:05:27:33 +0000] "GET /orders/7 HTTP/1.1" 200 467 "https://app.example/" "curl/8.5.0" "4bf9..."`.
+    /// As in the JSON lines, the request's query is left out (it may carry a token), and so is the Referer's; the
+    /// user is the consumer authentication established, else `-`.
+    static func combinedLine(context: RequestContext, outcome: RequestOutcome, path: String, seconds: Int) -> String {
+        let version = context.version.map { $0.major == 2 ? "HTTP/2.0" : $0.description } ?? "HTTP/1.1"
+        let referer = (context.loggedHeaders?.first { $0.name == "header_referer" }?.value).map { value in
+            value.utf8.firstIndex(of: UInt8(ascii: "?")).map { String(value[..<$0]) } ?? value
+        }
+        var line = context.clientIP + " - " + (context.consumer.map(escaped) ?? "-") + " [" + localTime(seconds) + "] \""
+        line += context.method.name + " " + escaped(path) + " " + version + "\" " + String(outcome.status) + " " + String(outcome.bytesOut)
+        line += " \"" + (referer.map(escaped) ?? "-") + "\" \"" + (context.userAgent.map(escaped) ?? "-") + "\" \"" + context.requestID + "\""
+        return line
+    }
+
+    /// `$time_local` in UTC: `07/Dec/2026:05:27:33 +0000`.
+    static func localTime(_ seconds: Int) -> String {
+        var time = time_t(seconds)
+        var parts = tm()
+        gmtime_r(&time, &parts)
+        let months = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
+        func two(_ value: Int32) -> String { value < 10 ? "0\(value)" : "\(value)" }
+        return "\(two(parts.tm_mday))/\(months[Int(parts.tm_mon)])/\(parts.tm_year + 1900):\(two(parts.tm_hour)):\(two(parts.tm_min)):\(two(parts.tm_sec)) +0000"
+    }
+
+    /// As NGINX escapes variables in its log lines: `"`, `\\`, control and non-ASCII bytes as `\xHH`, so a value cannot
+    /// end its field or forge a line.
+    static func escaped(_ text: String) -> String {
+        guard text.utf8.contains(where: { $0 < 0x20 || $0 >= 0x7F || $0 == UInt8(ascii: "\"") || $0 == UInt8(ascii: "\\") }) else { return text }
+        let hex = Array("0123456789ABCDEF".utf8)
+        var bytes: [UInt8] = []
+        for byte in text.utf8 {
+            if byte < 0x20 || byte >= 0x7F || byte == UInt8(ascii: "\"") || byte == UInt8(ascii: "\\") {
+                bytes += [UInt8(ascii: "\\"), UInt8(ascii: "x"), hex[Int(byte >> 4)], hex[Int(byte & 0x0F)]]
+            } else {
+                bytes.append(byte)
+            }
+        }
+        return String(decoding: bytes, as: UTF8.self)
     }
 }

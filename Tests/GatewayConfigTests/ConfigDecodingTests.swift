@@ -525,6 +525,14 @@ import Testing
         #expect(unknown == [#"auth.introspection.upstream: unknown upstream "idp""#])
     }
 
+    // logging.access_log_format: json (the default) or combined.
+    @Test func accessLogFormatShapes() throws {
+        #expect(load(minimal()).config?.logging.accessLogFormat == .json)
+        #expect(load(minimal(extra: #""logging": { "access_log_format": "combined" },"#)).config?.logging.accessLogFormat == .combined)
+        let bad = load(minimal(extra: #""logging": { "access_log_format": "common" },"#)).errors.map(\.description)
+        #expect(bad.count == 1 && bad[0].hasPrefix("logging.access_log_format: "), "\(bad)")
+    }
+
     // adaptive_concurrency: true (Envoy's defaults), false (off) or the controller's settings, each in range.
     @Test func adaptiveConcurrencyShapes() throws {
         let route = { (value: String) in #"{ "name": "r", "upstream": "u", "adaptive_concurrency": \#(value) }"# }

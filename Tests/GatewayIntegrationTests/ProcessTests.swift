@@ -154,6 +154,35 @@ import TestSupport
         }
     }
 
+    // logging.access_log_format "combined": the access lines on standard output are NGINX's combined format with
+    // the request id (what GoAccess or fail2ban read), the other lines stay JSON.
+    @Test(.timeLimit(.minutes(1))) func combinedAccessLog() async throws {
+        try await withUpstreams { upstreams in
+            let config = Self.config(upstreamPort: upstreams[0].port).replacingOccurrences(
+                of: #"{ "workers": 2,"#, with: #"{ "workers": 2, "logging": { "access_log_format": "combined" },"#)
+            let gateway = try GatewayProcess(config: config)
+            try await gateway.start()
+            let sent = try await shell(
+                "curl -s -o /dev/null -w '%{http_code} %{size_download}' -A 'probe/1.0' -e 'https://app.example/list?s=1' -H 'X-Request-ID: combined-1' 'http://127.0.0.1:\(gateway.port)/echo?token=secret'")
+            let deadline = ContinuousClock.now + .seconds(10)
+            var line: Substring?
+            while line == nil && ContinuousClock.now < deadline {
+                line = gateway.log.split(separator: "\n").first { $0.hasSuffix(#""combined-1""#) }
+                if line == nil { try await Task.sleep(for: .milliseconds(20)) }
+            }
+            let parts = sent.stdout.split(separator: " ")
+            let pattern = #/^127\.0\.0\.1 - - \[\d\d/[A-Z][a-z]{2}/\d{4}:\d\d:\d\d:\d\d \+0000\] "GET /echo HTTP/1\.1" (\d+) (\d+) "https://app\.example/list" "probe/1\.0" "combined-1"$/#
+            let matched = line.flatMap { try? pattern.wholeMatch(in: String($0)) }
+            let match = try #require(matched, "\(gateway.log)")
+            #expect(String(match.1) == String(parts.first ?? "") && String(match.2) == String(parts.last ?? ""), "status and body bytes as curl saw them")
+            #expect(!gateway.log.contains("secret"), "no query in the log")
+            let messages = gateway.logLines.compactMap { $0["msg"] as? String }
+            #expect(messages.contains("listening"), "other lines stay JSON")
+            gateway.terminate()
+            #expect(await gateway.waitForExit(timeout: .seconds(10)) == 0)
+        }
+    }
+
     // auth.api_keys_file: keys kept apart from gateway.json, picked up when the file changes (reload.watch);
     // a broken file changes nothing, and gateway check names the bad entry.
     @Test(.timeLimit(.minutes(1))) func apiKeysFileIsReloaded() async throws {
