@@ -34,6 +34,14 @@ import Testing
         }
     }
 
+    /// A measured controller after `count` windows at the idle latency, and the time then.
+    static func warmed(_ count: Int) -> (AdaptiveConcurrency, Int64) {
+        var controller = measured()
+        var now = 1_000 * ms
+        _ = windows(count, latency: 10 * ms, &controller, now: &now)
+        return (controller, now)
+    }
+
     // Until the idle latency is known the limit is pinned to min_limit; min_rtt_requests samples give it (their
     // percentile) and the limit is free to move.
     @Test func startsPinnedUntilTheIdleLatencyIsMeasured() {
@@ -66,9 +74,7 @@ import Testing
     // When the upstream queues (latency four times the idle one), the gradient is 0.5 and the limit falls back
     // toward min_limit; once latency recovers it grows again.
     @Test func limitFallsWhenLatencyRises() {
-        var controller = Self.measured()
-        var now = 1_000 * Self.ms
-        _ = Self.windows(7, latency: 10 * Self.ms, &controller, now: &now)
+        var (controller, now) = Self.warmed(7)
         #expect(controller.limit == 40)
         let limits = Self.windows(6, latency: 40 * Self.ms, &controller, now: &now)
         // (the first of these closes the last fast window) 40*0.5 + sqrt(20) = 24.5 -> 24 -> 15 -> 10 -> 7 -> 5
@@ -84,9 +90,7 @@ import Testing
     // Every min_rtt_interval the idle latency is measured again: the limit is pinned to min_limit meanwhile,
     // requests admitted before the measurement do not count (they may have queued), and the limit comes back.
     @Test func idleLatencyIsMeasuredAgain() {
-        var controller = Self.measured()
-        var now = 1_000 * Self.ms
-        _ = Self.windows(4, latency: 10 * Self.ms, &controller, now: &now)
+        var (controller, now) = Self.warmed(4)
         #expect(controller.limit == 13)
         let admitted = controller.tryAcquire()  // in flight across the measurement's start
         #expect(admitted)
