@@ -157,6 +157,10 @@ public enum ConfigIncludes {
                 }
             }
         }
+        // The merged document stands alone: what /config shows loads again to the same config, and never includes
+        // the files a second time.
+        members.removeAll { $0.key == "include" }
+        expansion.value = .object(members)
         guard !expansion.files.isEmpty else { return expansion }
         // Merged in place, so the document keeps its order (and /config shows what runs).
         for key in includableKeys where mergeable.contains(key) {

@@ -60,9 +60,11 @@ import Testing
         #expect(config.includedFiles == files)
         #expect(Array(config.reloadedFiles.prefix(4)) == files)
         #expect(config.includePatterns == [folder.path + "/routes.d/*.json"])
-        // /config shows the merged document: what runs.
+        // /config shows the merged document: what runs, standing alone (it loads again to the same routes).
         let shown = try #require(config.source).rendered
-        #expect(shown.contains(#""billing""#) && shown.contains(#""sso""#))
+        #expect(shown.contains(#""billing""#) && shown.contains(#""sso""#) && !shown.contains(#""include""#))
+        let again = ConfigLoader.load(text: shown, environment: ["ORDERS_PORT": "9001"])
+        #expect(again.errors.isEmpty && again.config?.routes.map(\.name) == config.routes.map(\.name), "\(again.errors)")
     }
 
     // Problems in included files name the file and the path inside it; problems with the include list itself
