@@ -3,6 +3,7 @@ import DemoUpstream
 import Foundation
 import JWTKit
 import Synchronization
+import TestSupport
 import Testing
 
 /// `auth.oidc` over real sockets: a browser is sent to the provider, comes back with a code, the gateway exchanges
@@ -50,14 +51,17 @@ import Testing
 
     /// What the provider answers the code exchange: the expected code, redirect URI and PKCE verifier (checked
     /// against the challenge the browser brought), then the ID token.
-    static func answerCode(_ code: String, challenge: String, idToken: String, on idp: DemoUpstream, exchanges: ExchangeLog) {
+    static func answerCode(
+        _ code: String, challenge: String, idToken: String, on idp: DemoUpstream, exchanges: ExchangeLog,
+        redirectURI: String = "http://test.local/oauth2/callback"
+    ) {
         idp.behaviour.tokenEndpoint.withLockedValue {
             $0 = { form in
                 exchanges.append(form)
                 let verifier = form["code_verifier"] ?? ""
                 let computed = TokenFactory.base64URL(Array(SHA256.hash(data: Array(verifier.utf8))))
                 guard form["grant_type"] == "authorization_code", form["code"] == code, computed == challenge,
-                    form["redirect_uri"] == "http://test.local/oauth2/callback"
+                    form["redirect_uri"] == redirectURI
                 else { return (400, #"{"error":"invalid_grant"}"#) }
                 return (200, #"{"access_token":"at-1","token_type":"Bearer","expires_in":300,"id_token":"\#(idToken)"}"#)
             }
@@ -163,6 +167,42 @@ import Testing
             let out = try await gateway.request("GET", "/oauth2/logout", headers: [("Cookie", session)])
             #expect(out.status == 302 && out.header("location") == "/")
             #expect(out.headers("set-cookie") == ["gateway_session=; Path=/; Max-Age=0; HttpOnly; SameSite=Lax"])
+        }
+    }
+
+    // Over a TLS listener the redirect URI is https and both cookies are Secure (curl with the test CA, a real
+    // handshake): the session cookie never travels in the clear.
+    @Test func cookiesAreSecureOverTLS() async throws {
+        let pki = try TestPKI()
+        let server = try pki.issueServer("server", names: ["localhost"])
+        try await withUpstreams(2) { upstreams in
+            let (api, idp) = (upstreams[0], upstreams[1])
+            let provider = try await Provider.start(on: idp)
+            let tls = #"{ "certificates": [{ "cert": "\#(server.cert)", "key": "\#(server.key)" }] }"#
+            let config = Self.config(idpPort: idp.port, apiPort: api.port)
+                .replacingOccurrences(of: #""port": 0 }]"#, with: #""port": 0, "tls": \#(tls) }]"#)
+            try await withGateway(config) { gateway in
+                let port = gateway.port
+                let curl = "curl -s -D - -o /dev/null --cacert \(pki.caFile) --resolve localhost:\(port):127.0.0.1"
+                let start = try await shell("\(curl) -H 'Accept: text/html' https://localhost:\(port)/reports")
+                let fields = start.stdout.split(separator: "\r\n").map(String.init)
+                let locationField = fields.first { $0.lowercased().hasPrefix("location: ") }
+                let location = String(try #require(locationField).dropFirst(10))
+                let asked = Self.query(location)
+                #expect(asked["redirect_uri"] == "https://localhost:\(port)/oauth2/callback")
+                let setCookie = fields.first { $0.lowercased().hasPrefix("set-cookie: ") }
+                let loginField = try #require(setCookie)
+                #expect(loginField.hasSuffix("; HttpOnly; SameSite=Lax; Secure"), "\(loginField)")
+                let loginCookie = String(loginField.dropFirst(12).prefix { $0 != ";" })
+
+                Self.answerCode(
+                    "code-tls", challenge: asked["code_challenge"] ?? "", idToken: provider.idToken(nonce: asked["nonce"] ?? ""), on: idp,
+                    exchanges: ExchangeLog(), redirectURI: "https://localhost:\(port)/oauth2/callback")
+                let back = try await shell("\(curl) -H 'Cookie: \(loginCookie)' 'https://localhost:\(port)/oauth2/callback?code=code-tls&state=\(asked["state"] ?? "")'")
+                let session = back.stdout.split(separator: "\r\n").first { $0.lowercased().hasPrefix("set-cookie: gateway_session=") }
+                #expect(back.stdout.hasPrefix("HTTP/1.1 302") || back.stdout.hasPrefix("HTTP/2 302"), "\(back.stdout)")
+                #expect(session?.hasSuffix("; Path=/; Max-Age=28800; HttpOnly; SameSite=Lax; Secure") == true, "\(back.stdout)")
+            }
         }
     }
 
