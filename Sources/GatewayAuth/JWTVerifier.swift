@@ -78,6 +78,8 @@ public enum JWTRejection: Error, Equatable, Sendable, CustomStringConvertible {
     case wrongAudience
     case badClaim(String)
     case missingClaim(String)
+    /// A claim with a value this gateway does not accept (an OIDC login's email outside `email_domains`).
+    case refusedClaim(String)
 
     /// A fixed code for metrics labels.
     public var code: String {
@@ -95,6 +97,7 @@ public enum JWTRejection: Error, Equatable, Sendable, CustomStringConvertible {
         case .wrongAudience: return "wrong_audience"
         case .badClaim: return "bad_claim"
         case .missingClaim: return "missing_claim"
+        case .refusedClaim: return "refused_claim"
         }
     }
 
@@ -113,6 +116,7 @@ public enum JWTRejection: Error, Equatable, Sendable, CustomStringConvertible {
         case .wrongAudience: return "wrong audience"
         case .badClaim(let claim): return "claim \(claim) has the wrong type"
         case .missingClaim(let claim): return "claim \(claim) is missing"
+        case .refusedClaim(let why): return why
         }
     }
 }

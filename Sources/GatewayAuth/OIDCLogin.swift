@@ -53,7 +53,9 @@ public final class OIDCLogin: Sendable {
         let kept = claimNames.union(config.forwardClaims.map(\.claim))
         self.keptClaims = kept
         // The nonce is kept only to be compared, then dropped from the session.
-        self.verifier = JWTVerifier(issuer: config.issuer, audiences: [config.clientID], leewaySeconds: 60, keptClaims: kept.union(["nonce"]))
+        // The nonce (and, with email_domains, the email) are kept only to be checked, then dropped from the session.
+        let checked: Set<String> = config.emailDomains.isEmpty ? ["nonce"] : ["nonce", "email", "email_verified"]
+        self.verifier = JWTVerifier(issuer: config.issuer, audiences: [config.clientID], leewaySeconds: 60, keptClaims: kept.union(checked))
         self.server = AuthorizationServerClient(
             upstreamIndex: upstreamIndex, forwarders: forwarders, clientID: config.clientID, clientSecret: config.clientSecret,
             requestIDHeader: requestIDHeader)
@@ -185,11 +187,23 @@ public final class OIDCLogin: Sendable {
             guard let sent = identity.claims["nonce"], sent.count == 1, Self.constantTimeEquals(sent[0], nonce) else {
                 return .failure(.missingClaim("nonce (or it does not match the login)"))
             }
+            if let refusal = Self.emailRefusal(identity.claims, domains: config.emailDomains) { return .failure(refusal) }
             var identity = identity
             identity.method = .oidc
-            identity.claims["nonce"] = nil
+            identity.claims = identity.claims.filter { keptClaims.contains($0.key) }
             return .success(identity)
         }
+    }
+
+    /// `email_domains`: why the ID token's email does not admit the person (nil when it does, or no domains are set).
+    /// A provider may let people type an address they do not own: one marked `email_verified: false` never counts.
+    static func emailRefusal(_ claims: [String: [String]], domains: [String]) -> JWTRejection? {
+        guard !domains.isEmpty else { return nil }
+        guard let email = claims["email"]?.first, let at = email.lastIndex(of: "@") else { return .missingClaim("email") }
+        if claims["email_verified"]?.first == "false" { return .refusedClaim("the email address is not verified") }
+        let domain = email[email.index(after: at)...].lowercased()
+        guard domains.contains(domain) else { return .refusedClaim("email domain \(domain) is not in email_domains") }
+        return nil
     }
 
     private func loggedIn(_ identity: Identity, login: Login, site: Site) -> LoginOutcome {

@@ -525,6 +525,16 @@ extension OIDCConfig {
             let refresh = o.optional("jwks_refresh_seconds") { $0.int(30...86_400) }
             let minRefetch = o.optional("jwks_min_refetch_seconds") { $0.int(1...3600) }
             let forward = o.optional("forward_claims") { $0.forwardedClaims() } ?? []
+            let emailDomains = o.optional("email_domains") { node in
+                node.array { item -> String? in
+                    guard let domain = item.nonEmptyString() else { return nil }
+                    guard !domain.contains("@"), !domain.contains(where: \.isWhitespace) else {
+                        item.error("\"\(domain)\": a domain name (example.com), not an address")
+                        return nil
+                    }
+                    return domain.lowercased()
+                }
+            } ?? []
             if let redirectPath, let logoutPath, redirectPath == logoutPath {
                 o.node.context.error(o.path / "logout_path", "must differ from redirect_path")
             }
@@ -543,6 +553,7 @@ extension OIDCConfig {
             config.jwksRefreshSeconds = refresh ?? config.jwksRefreshSeconds
             config.jwksMinRefetchSeconds = minRefetch ?? config.jwksMinRefetchSeconds
             config.forwardClaims = forward.map { ForwardedClaim(claim: $0.claim, header: $0.header) }
+            config.emailDomains = emailDomains
             return config
         }
     }

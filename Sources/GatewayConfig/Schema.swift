@@ -330,6 +330,8 @@ public struct OIDCConfig: Sendable, Equatable {
     public var jwksMinRefetchSeconds = 10
     /// ID token claim -> request header (lowercased) sent upstream.
     public var forwardClaims: [ForwardedClaim] = []
+    /// `email_domains` (lowercased): when set, only people whose verified `email` is in one of them log in.
+    public var emailDomains: [String] = []
     public struct ForwardedClaim: Sendable, Equatable {
         public var claim: String
         public var header: String

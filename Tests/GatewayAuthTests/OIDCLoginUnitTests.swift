@@ -97,6 +97,24 @@ import Testing
         #expect(keptElsewhere?.returnTo == "/")
     }
 
+    // email_domains: only a verified address in a listed domain logs in (compared without case).
+    @Test func emailDomainsAdmitVerifiedAddressesOnly() {
+        let domains = ["example.com", "corp.example"]
+        let cases: [([String: [String]], String?)] = [
+            (["email": ["alice@example.com"], "email_verified": ["true"]], nil),
+            (["email": ["Bob@EXAMPLE.com"]], nil),
+            (["email": ["carol@ops.corp.example"]], "refused_claim"),
+            (["email": ["mallory@example.com.evil"], "email_verified": ["true"]], "refused_claim"),
+            (["email": ["eve@example.com"], "email_verified": ["false"]], "refused_claim"),
+            (["email": ["no-at-sign"]], "missing_claim"),
+            ([:], "missing_claim"),
+        ]
+        for (claims, expected) in cases {
+            #expect(OIDCLogin.emailRefusal(claims, domains: domains)?.code == expected, "\(claims)")
+        }
+        #expect(OIDCLogin.emailRefusal([:], domains: []) == nil, "no domains: anyone the provider vouches for")
+    }
+
     @Test func onlyPathsOnThisSiteAreReturnedTo() {
         for (target, expected) in [
             ("/a?b=c", "/a?b=c"), ("/", "/"), ("//evil.example", "/"), ("/\\evil.example", "/"), ("https://evil.example/", "/"),
@@ -159,5 +177,22 @@ import Testing
             return "accepted"
         }
         #expect(outcomes == ["missing_claim", "missing_claim", "wrong_audience", "wrong_issuer", "expired"])
+
+        // With email_domains, the email decides; email_verified does not stay in the session (the email does here:
+        // forward_claims sends it upstream).
+        var config = login.config
+        config.emailDomains = ["example.com"]
+        let strict = OIDCLogin(
+            config: config, keys: FetchedKeys(fixed: JWTKeySet([key])), upstreamIndex: 0,
+            forwarders: LoopLocal(loops: []) { _ in fatalError("no calls here") }, logger: Logger(label: "test"), claimNames: ["groups"],
+            now: { Self.start })
+        let staff = try strict.verifyIDToken(
+            token(#"{"iss":"https://id.test/","aud":"gateway","sub":"alice","exp":\#(exp),"nonce":"n1","email":"alice@example.com","email_verified":true,"groups":["staff"]}"#),
+            nonce: "n1"
+        ).get()
+        #expect(staff.claims == ["groups": ["staff"], "email": ["alice@example.com"]])
+        let outsider = strict.verifyIDToken(
+            token(#"{"iss":"https://id.test/","aud":"gateway","sub":"eve","exp":\#(exp),"nonce":"n1","email":"eve@elsewhere.example"}"#), nonce: "n1")
+        #expect(outsider.failure?.description == "email domain elsewhere.example is not in email_domains")
     }
 }

@@ -588,6 +588,10 @@ import Testing
                 "auth.oidc.session_seconds: 5 is out of range (60...31536000)",
                 "auth.oidc.logout_path: must differ from redirect_path",
             ], "\(bad)")
+        let domains = load(minimal(route: route, extra: #""auth": { "oidc": { \#(fields), "cookie_secret": "\#(secret)", "email_domains": ["Example.COM", "a@b.c"] } },"#))
+        #expect(domains.errors.map(\.description) == [#"auth.oidc.email_domains[1]: "a@b.c": a domain name (example.com), not an address"#])
+        let lowered = load(minimal(route: route, extra: #""auth": { "oidc": { \#(fields), "cookie_secret": "\#(secret)", "email_domains": ["Example.COM"] } },"#))
+        #expect(lowered.config?.auth?.oidc?.emailDomains == ["example.com"])
         let unknown = load(minimal(extra: #""auth": { "oidc": { \#(fields.replacingOccurrences(of: #""u""#, with: #""idp""#)), "cookie_secret": "\#(secret)" } },"#))
         #expect(unknown.errors.map(\.description) == [#"auth.oidc.upstream: unknown upstream "idp""#])
         let missing = load(minimal(route: route)).errors.map(\.description)
