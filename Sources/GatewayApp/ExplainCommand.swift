@@ -85,6 +85,12 @@ public struct ExplainCommand: AsyncParsableCommand {
         case .matched(let compiled):
             let route = config.routes[compiled.index]
             lines.append("route: \(route.name) (\(config.routeLocation(compiled.index)))")
+            // On a route that takes login sessions, the login's own paths are answered by the gateway.
+            if let oidc = config.auth?.oidc, route.auth?.require.contains(.oidc) == true, head.path == oidc.redirectPath || head.path == oidc.logoutPath {
+                let what = head.path == oidc.redirectPath ? "the OpenID provider's redirect back (auth.oidc.redirect_path)" : "logout (auth.oidc.logout_path)"
+                lines.append("  answers itself: \(what)")
+                return lines
+            }
             lines += describe(route, config: config).map { "  " + $0 }
             if route.answer == nil {
                 let host = route.hostRewrite ?? (route.preserveHost ? hostHeader : "the target's host:port")

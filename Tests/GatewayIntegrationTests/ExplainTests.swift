@@ -30,6 +30,23 @@ import Testing
         return try await runCommand(Binaries.gateway, ["explain", "--config", file] + arguments)
     }
 
+    // On a route that takes login sessions, the OIDC callback and logout paths are the gateway's own.
+    @Test func explainsTheLoginPaths() async throws {
+        let config = #"""
+            { "listeners": [{ "name": "public", "address": "127.0.0.1", "port": 8080 }],
+              "auth": { "oidc": { "issuer": "https://id.test/", "authorization_url": "https://id.test/auth", "upstream": "web", "token_path": "/token",
+                                  "jwks_url": "https://id.test/jwks", "client_id": "gw", "client_secret": "s", "cookie_secret": "0123456789abcdef0123456789abcdef" } },
+              "upstreams": { "web": { "targets": ["http://10.0.0.9:80"] } },
+              "routes": [{ "name": "app", "upstream": "web", "auth": { "require": ["oidc"] } }] }
+            """#
+        let callback = try await explain(["GET", "http://x.test/oauth2/callback?code=c&state=s"], config: config)
+        #expect(callback.stdout.hasSuffix("route: app (routes[0])\n  answers itself: the OpenID provider's redirect back (auth.oidc.redirect_path)\n"), "\(callback.stdout)")
+        let logout = try await explain(["GET", "http://x.test/oauth2/logout"], config: config)
+        #expect(logout.stdout.contains("answers itself: logout (auth.oidc.logout_path)"), "\(logout.stdout)")
+        let page = try await explain(["GET", "http://x.test/reports"], config: config)
+        #expect(page.stdout.contains("checks, in order: auth (oidc)"), "\(page.stdout)")
+    }
+
     // A route from an included file is named with its file.
     @Test func namesTheFileOfIncludedRoutes() async throws {
         let config = #"""
