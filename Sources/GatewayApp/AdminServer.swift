@@ -192,18 +192,13 @@ enum AdminEndpoint: String, Sendable {
 
     /// `gateway explain` against the running config: `{"explanation": ["request: ...", "route: ...", ...]}`.
     private static func explain(_ gateway: Gateway, query: [String: String]) -> AdminReply {
-        let config = gateway.config
         guard let url = query["url"], !url.isEmpty else {
             return AdminReply(.badRequest, "application/json", JSONValue.object([("error", .string("give ?url=URL (an absolute URL, or a path with a Host header)"))]).rendered)
         }
         let headers = query["header"].map { $0.split(separator: "\n").map(String.init) } ?? []
-        let listener = query["listener"] ?? config.listeners.first?.name ?? ""
-        guard config.listeners.contains(where: { $0.name == listener }) else {
-            return AdminReply(.badRequest, "application/json", JSONValue.object([("error", .string("no listener named \"\(listener)\""))]).rendered)
-        }
         do {
-            let request = try ExplainCommand.request(method: query["method"] ?? "GET", url: url, headers: headers)
-            let lines = ExplainCommand.explain(request, listener: listener, config: config)
+            let lines = try ExplainCommand.explain(
+                method: query["method"] ?? "GET", url: url, headers: headers, listener: query["listener"], config: gateway.config)
             return AdminReply(.ok, "application/json", JSONValue.object([("explanation", .array(lines.map { .string($0) }))]).rendered)
         } catch {
             return AdminReply(.badRequest, "application/json", JSONValue.object([("error", .string("\(error)"))]).rendered)

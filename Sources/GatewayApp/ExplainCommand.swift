@@ -37,12 +37,15 @@ public struct ExplainCommand: AsyncParsableCommand {
             for diagnostic in result.diagnostics { print(diagnostic) }
             throw ExitCode(1)
         }
-        let request = try Self.request(method: method, url: url, headers: headers)
-        let listenerName = listener ?? gatewayConfig.listeners.first?.name ?? ""
-        guard gatewayConfig.listeners.contains(where: { $0.name == listenerName }) else {
-            throw ValidationError("no listener named \"\(listenerName)\" in \(config)")
-        }
-        for line in Self.explain(request, listener: listenerName, config: gatewayConfig) { print(line) }
+        for line in try Self.explain(method: method, url: url, headers: headers, listener: listener, config: gatewayConfig) { print(line) }
+    }
+
+    /// What explain says about a request given as on the command line (and to the admin API's `/explain`): the
+    /// listener defaults to the first.
+    static func explain(method: String, url: String, headers: [String], listener: String?, config: GatewayConfig) throws -> [String] {
+        let name = listener ?? config.listeners.first?.name ?? ""
+        guard config.listeners.contains(where: { $0.name == name }) else { throw ValidationError("no listener named \"\(name)\"") }
+        return explain(try request(method: method, url: url, headers: headers), listener: name, config: config)
     }
 
     /// The request the command line describes: the Host from the URL, else from `-H`.
@@ -86,8 +89,8 @@ public struct ExplainCommand: AsyncParsableCommand {
             let route = config.routes[compiled.index]
             lines.append("route: \(route.name) (\(config.routeLocation(compiled.index)))")
             // On a route that takes login sessions, the login's own paths are answered by the gateway.
-            if let oidc = config.auth?.oidc, route.auth?.require.contains(.oidc) == true, head.path == oidc.redirectPath || head.path == oidc.logoutPath {
-                let what = head.path == oidc.redirectPath ? "the OpenID provider's redirect back (auth.oidc.redirect_path)" : "logout (auth.oidc.logout_path)"
+            if route.auth?.require.contains(.oidc) == true, let loginPath = config.auth?.oidc?.loginPath(head.path) {
+                let what = loginPath == .callback ? "the OpenID provider's redirect back (auth.oidc.redirect_path)" : "logout (auth.oidc.logout_path)"
                 lines.append("  answers itself: \(what)")
                 return lines
             }

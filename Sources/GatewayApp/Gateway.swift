@@ -242,7 +242,7 @@ public final class Gateway: Sendable {
             upstreamIndex[oidc.upstream].flatMap { index in
                 authenticator?.oidcKeys.map {
                     OIDCLogin(
-                        config: oidc, keys: $0, upstreamIndex: index, forwarders: forwarders, logger: logger, requestIDHeader: config.requestID.header,
+                        config: oidc, keys: $0, upstreamIndex: index, forwarders: forwarders, requestIDHeader: config.requestID.header,
                         claimNames: config.routeClaimNames)
                 }
             }

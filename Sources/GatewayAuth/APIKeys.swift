@@ -75,10 +75,7 @@ public struct APIKeyTable: Sendable {
     }
 
     /// A new random key: 32 bytes from the system's secure generator, base64url, prefixed `gw_`.
-    public static func generateKey() -> String {
-        var generator = SystemRandomNumberGenerator()
-        return "gw_" + Base64URL.encode((0..<32).map { _ in UInt8.random(in: 0...255, using: &generator) })
-    }
+    public static func generateKey() -> String { "gw_" + Base64URL.random(bytes: 32) }
 
     static func bytes(hex: String) -> [UInt8] {
         var bytes: [UInt8] = []

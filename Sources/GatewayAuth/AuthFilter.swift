@@ -184,12 +184,11 @@ public struct AuthFilter: GatewayFilter {
 
     /// The login's own paths on a route that accepts sessions: the provider's redirect back, and logout.
     private func loginStep(_ oidc: OIDCLogin, head: RequestHead, context: RequestContext) -> FilterStep? {
-        let path = head.target.prefix { $0 != "?" }
-        guard path == oidc.config.redirectPath || path == oidc.config.logoutPath else { return nil }
+        guard let loginPath = oidc.config.loginPath(head.path) else { return nil }
         let requestID = context.requestID
         guard let site = OIDCLogin.Site(headers: head.headers, isTLS: context.connection.isTLS, peerIsTrustedProxy: context.connection.peerIsTrustedProxy)
         else { return .respond(.error(.badRequest("The request names no host."), requestID: requestID)) }
-        if path == oidc.config.logoutPath {
+        if loginPath == .logout {
             logger.info("logged out", metadata: ["request_id": "\(requestID)", "route": "\(routeName)"])
             return .respond(oidc.logout(site: site))
         }

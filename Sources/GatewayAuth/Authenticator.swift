@@ -74,7 +74,7 @@ public final class Authenticator: Sendable {
             }
             if let url = jwt.jwksURL {
                 source = JWKSSource(
-                    url: url, refresh: .seconds(Int64(jwt.jwksRefreshSeconds)), minimumRefetch: .seconds(Int64(jwt.jwksMinRefetchSeconds)),
+                    url: url, configPath: "auth.jwt.jwks_url", refresh: .seconds(Int64(jwt.jwksRefreshSeconds)), minimumRefetch: .seconds(Int64(jwt.jwksMinRefetchSeconds)),
                     eventLoop: eventLoop, logger: logger)
             }
         }
@@ -142,6 +142,8 @@ public final class Authenticator: Sendable {
 final class JWKSSource: @unchecked Sendable {
     // @unchecked: all mutable state is touched on `eventLoop` only, except `onUpdate`, set once before start.
     let url: String
+    /// Where the URL is configured (`auth.jwt.jwks_url`, `auth.oidc.jwks_url`), named in fetch failures.
+    let configPath: String
     let refresh: TimeAmount
     let minimumRefetch: TimeAmount
     let eventLoop: EventLoop
@@ -153,8 +155,9 @@ final class JWKSSource: @unchecked Sendable {
     private var timer: Scheduled<Void>?
     private var stopped = false
 
-    init(url: String, refresh: TimeAmount, minimumRefetch: TimeAmount, eventLoop: EventLoop, logger: Logger) {
+    init(url: String, configPath: String, refresh: TimeAmount, minimumRefetch: TimeAmount, eventLoop: EventLoop, logger: Logger) {
         self.url = url
+        self.configPath = configPath
         self.refresh = refresh
         self.minimumRefetch = minimumRefetch
         self.eventLoop = eventLoop
@@ -195,7 +198,7 @@ final class JWKSSource: @unchecked Sendable {
         lastAttempt = .now()
         let done = HTTPFetch.get(url, on: eventLoop, timeout: .seconds(5), maxBytes: 1 << 20).flatMap { response -> EventLoopFuture<TimeAmount> in
             guard response.status == 200 else {
-                return self.eventLoop.makeFailedFuture(KeyLoader.KeyError(path: "auth.jwt.jwks_url", message: "answered \(response.status)"))
+                return self.eventLoop.makeFailedFuture(KeyLoader.KeyError(path: self.configPath, message: "answered \(response.status)"))
             }
             let promise = self.eventLoop.makePromise(of: TimeAmount.self)
             let body = Data(response.body)

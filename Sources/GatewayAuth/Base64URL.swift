@@ -31,6 +31,12 @@ enum Base64URL {
         return output
     }
 
+    /// `count` bytes from the system's secure generator, encoded: for keys, states, nonces and PKCE verifiers.
+    static func random(bytes count: Int) -> String {
+        var generator = SystemRandomNumberGenerator()
+        return encode((0..<count).map { _ in UInt8.random(in: 0...255, using: &generator) })
+    }
+
     static func encode(_ bytes: some Sequence<UInt8>) -> String {
         let alphabet = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_".utf8)
         var output: [UInt8] = []

@@ -30,7 +30,6 @@ public final class OIDCLogin: Sendable {
     private let server: AuthorizationServerClient
     let sessionSeal: CookieSeal
     let loginSeal: CookieSeal
-    private let logger: Logger
     /// Seconds since 1970 (injected for tests).
     private let now: @Sendable () -> Int64
     /// The claims a session keeps: what routes ask about and what goes upstream.
@@ -42,17 +41,15 @@ public final class OIDCLogin: Sendable {
     static let maxCookieBytes = 4000
 
     public init(
-        config: OIDCConfig, keys: FetchedKeys, upstreamIndex: Int, forwarders: LoopLocal<any UpstreamForwarder>, logger: Logger,
+        config: OIDCConfig, keys: FetchedKeys, upstreamIndex: Int, forwarders: LoopLocal<any UpstreamForwarder>,
         requestIDHeader: String = "x-request-id", claimNames: Set<String> = [],
         now: @escaping @Sendable () -> Int64 = { Int64(Date().timeIntervalSince1970) }
     ) {
         self.config = config
         self.keys = keys
-        self.logger = logger
         self.now = now
         let kept = claimNames.union(config.forwardClaims.map(\.claim))
         self.keptClaims = kept
-        // The nonce is kept only to be compared, then dropped from the session.
         // The nonce (and, with email_domains, the email) are kept only to be checked, then dropped from the session.
         let checked: Set<String> = config.emailDomains.isEmpty ? ["nonce"] : ["nonce", "email", "email_verified"]
         self.verifier = JWTVerifier(issuer: config.issuer, audiences: [config.clientID], leewaySeconds: 60, keptClaims: kept.union(checked))
@@ -105,9 +102,9 @@ public final class OIDCLogin: Sendable {
 
     /// The redirect that starts a login, coming back to `returnTo` (the request's target) once it succeeds.
     public func loginRedirect(returnTo: String, site: Site) -> GatewayResponse {
-        let state = Self.randomText(bytes: 16)
-        let nonce = Self.randomText(bytes: 16)
-        let verifier = Self.randomText(bytes: 32)
+        let state = Base64URL.random(bytes: 16)
+        let nonce = Base64URL.random(bytes: 16)
+        let verifier = Base64URL.random(bytes: 32)
         let challenge = Base64URL.encode(SHA256.hash(data: Array(verifier.utf8)))
         let login = Login(state: state, nonce: nonce, verifier: verifier, returnTo: Self.safeReturn(returnTo), expires: now() + Self.loginSeconds)
         let query: [(String, String)] = [
@@ -139,7 +136,7 @@ public final class OIDCLogin: Sendable {
         else { return refused("no login in progress (the login cookie is missing or does not open)") }
         guard now() < login.expires else { return refused("the login took longer than \(Self.loginSeconds) s") }
         // `state` ties the callback to the browser that started the login (RFC 6749 §10.12).
-        guard Self.constantTimeEquals(state, login.state) else { return refused("state does not match the login cookie") }
+        guard ConstantTime.equals(Array(state.utf8), Array(login.state.utf8)) else { return refused("state does not match the login cookie") }
         let form = [
             ("grant_type", "authorization_code"), ("code", code), ("redirect_uri", site.origin + config.redirectPath),
             ("code_verifier", login.verifier),
@@ -184,7 +181,7 @@ public final class OIDCLogin: Sendable {
     func verifyIDToken(_ token: String, nonce: String) -> Result<Identity, JWTRejection> {
         verifier.verify(token, keys: keys.keys, now: now()).flatMap { identity in
             // The nonce ties the ID token to this login (OIDC Core §3.1.3.7): a token from another login is refused.
-            guard let sent = identity.claims["nonce"], sent.count == 1, Self.constantTimeEquals(sent[0], nonce) else {
+            guard let sent = identity.claims["nonce"], sent.count == 1, ConstantTime.equals(Array(sent[0].utf8), Array(nonce.utf8)) else {
                 return .failure(.missingClaim("nonce (or it does not match the login)"))
             }
             if let refusal = Self.emailRefusal(identity.claims, domains: config.emailDomains) { return .failure(refusal) }
@@ -235,22 +232,12 @@ public final class OIDCLogin: Sendable {
         /// nil when the request names no usable host (the redirect URI needs one). `X-Forwarded-Proto` counts only
         /// from a trusted proxy (one that terminated TLS in front of the gateway).
         public init?(headers: HeaderList, isTLS: Bool, peerIsTrustedProxy: Bool) {
-            guard let host = headers.first(name: "host"), !host.isEmpty, host.utf8.allSatisfy(Self.isHostByte) else { return nil }
+            guard let host = headers.first(name: "host"), !host.isEmpty, HeaderRules.isValidHost(host) else { return nil }
             self.isSecure = isTLS || (peerIsTrustedProxy && headers.first(name: "x-forwarded-proto")?.lowercased() == "https")
             self.origin = (isSecure ? "https://" : "http://") + host
         }
 
         public init(origin: String, isSecure: Bool) { (self.origin, self.isSecure) = (origin, isSecure) }
-
-        /// A host name, IPv4 or bracketed IPv6 address, with an optional port.
-        private static func isHostByte(_ byte: UInt8) -> Bool {
-            switch byte {
-            case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "0")...UInt8(ascii: "9"),
-                UInt8(ascii: "."), UInt8(ascii: "-"), UInt8(ascii: ":"), UInt8(ascii: "["), UInt8(ascii: "]"):
-                return true
-            default: return false
-            }
-        }
     }
 
     /// `Set-Cookie` (RFC 6265): HttpOnly (scripts never see it), SameSite=Lax (sent on the provider's top-level
@@ -275,19 +262,6 @@ public final class OIDCLogin: Sendable {
             !target.unicodeScalars.contains(where: { $0.value < 0x21 || $0.value == 0x7F })
         else { return "/" }
         return target
-    }
-
-    static func randomText(bytes count: Int) -> String {
-        var generator = SystemRandomNumberGenerator()
-        return Base64URL.encode((0..<count).map { _ in UInt8.random(in: 0...255, using: &generator) })
-    }
-
-    static func constantTimeEquals(_ a: String, _ b: String) -> Bool {
-        let (x, y) = (Array(a.utf8), Array(b.utf8))
-        guard x.count == y.count else { return false }
-        var difference: UInt8 = 0
-        for index in x.indices { difference |= x[index] ^ y[index] }
-        return difference == 0
     }
 
     static func jsonField(_ name: String, in body: ByteBuffer) -> String? {
@@ -414,8 +388,8 @@ public final class FetchedKeys: Sendable {
     init(url: String, refreshSeconds: Int, minRefetchSeconds: Int, eventLoop: EventLoop, logger: Logger) {
         let current = NIOLockedValueBox(JWTKeySet([]))
         let source = JWKSSource(
-            url: url, refresh: .seconds(Int64(refreshSeconds)), minimumRefetch: .seconds(Int64(minRefetchSeconds)), eventLoop: eventLoop,
-            logger: logger)
+            url: url, configPath: "auth.oidc.jwks_url", refresh: .seconds(Int64(refreshSeconds)), minimumRefetch: .seconds(Int64(minRefetchSeconds)),
+            eventLoop: eventLoop, logger: logger)
         source.onUpdate = { keys in current.withLockedValue { $0 = keys } }
         (self.current, self.source) = (current, source)
     }

@@ -61,14 +61,15 @@ public enum ConfigIncludes {
             var output = ""
             var rest = Substring(text)
             while let start = rest.range(of: "routes[") {
-                output += rest[..<start.upperBound]
-                rest = rest[start.upperBound...]
-                let digits = rest.prefix { $0.isASCII && $0.isNumber }
-                guard let index = Int(digits), rest.dropFirst(digits.count).first == "]",
-                    let origin = routeOrigins.first(where: { $0.range.contains(index) })
-                else { continue }
-                output += "\(index - origin.range.lowerBound)] of \(origin.file)"
-                rest = rest.dropFirst(digits.count + 1)
+                output += rest[..<start.lowerBound]
+                let digits = rest[start.upperBound...].prefix { $0.isASCII && $0.isNumber }
+                guard let index = Int(digits), rest[digits.endIndex...].first == "]" else {
+                    output += rest[start]
+                    rest = rest[start.upperBound...]
+                    continue
+                }
+                output += ConfigIncludes.routeLocation(index, origins: routeOrigins)
+                rest = rest[rest.index(after: digits.endIndex)...]
             }
             return output + rest
         }
@@ -214,6 +215,12 @@ public enum ConfigIncludes {
             return nil
         }
         return members
+    }
+
+    /// Where route `index` of the merged document is written: `routes[3]`, or `routes[1] of routes.d/orders.json`.
+    static func routeLocation(_ index: Int, origins: [(range: Range<Int>, file: String)]) -> String {
+        guard let origin = origins.first(where: { $0.range.contains(index) }) else { return "routes[\(index)]" }
+        return "routes[\(index - origin.range.lowerBound)] of \(origin.file)"
     }
 
     static func isPattern(_ path: String) -> Bool { path.contains("*") || path.contains("?") }

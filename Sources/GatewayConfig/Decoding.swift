@@ -52,10 +52,12 @@ extension GatewayConfig {
 }
 
 extension AdaptiveConcurrency.Settings {
-    /// `{"min_limit": 3, "max_limit": 1000, "update_interval_ms": 100, "min_rtt_interval_ms": 60000, "min_rtt_requests": 50,
-    ///   "buffer_percent": 25, "percentile": 50, "jitter_percent": 10}` (Envoy's gradient controller defaults).
+    /// `true` (Envoy's gradient controller defaults), `false` (nil: off), or `{"min_limit": 3, "max_limit": 1000,
+    /// "update_interval_ms": 100, "min_rtt_interval_ms": 60000, "min_rtt_requests": 50, "buffer_percent": 25, "percentile": 50,
+    /// "jitter_percent": 10}`.
     static func decode(_ node: ConfigNode) -> AdaptiveConcurrency.Settings? {
-        node.object { o in
+        if case .bool(let on) = node.value { return on ? AdaptiveConcurrency.Settings() : nil }
+        return node.object { o in
             let defaults = AdaptiveConcurrency.Settings()
             let minLimit = o.optional("min_limit") { $0.int(1...100_000) } ?? defaults.minLimit
             let maxLimit = o.optional("max_limit") { $0.int(1...1_000_000) } ?? defaults.maxLimit
@@ -1118,10 +1120,7 @@ extension RouteConfig {
             let allowIPs = o.optional("allow_ips") { $0.addressRanges() } ?? []
             let maxBodyBytes = o.optional("max_body_bytes") { $0.int(0...Int.max) }
             let tunnelIdleTimeoutMs = o.optional("tunnel_idle_timeout_ms") { $0.int(0...maxMilliseconds) }
-            let adaptive = o.optional("adaptive_concurrency") { node -> AdaptiveConcurrency.Settings?? in
-                if case .bool(let on) = node.value { return on ? .some(AdaptiveConcurrency.Settings()) : .some(nil) }
-                return AdaptiveConcurrency.Settings.decode(node).map { .some($0) }
-            }
+            let adaptive = o.optional("adaptive_concurrency", AdaptiveConcurrency.Settings.decode)
             let fault = o.optional("fault", FaultConfig.decode)
             if fault != nil {
                 o.node.context.warning(o.path / "fault", "injects delays or errors into this route's live traffic")
@@ -1164,7 +1163,7 @@ extension RouteConfig {
             route.grpcWeb = grpcWeb
             route.requestBuffering = requestBuffering
             route.concurrencyLimit = concurrency ?? nil
-            route.adaptiveConcurrency = adaptive ?? nil
+            route.adaptiveConcurrency = adaptive
             (route.readTimeoutMs, route.totalTimeoutMs) = (readTimeout, totalTimeout)
             route.retryAttempts = routeRetries?.attempts
             route.hedgeAfterMs = routeRetries?.hedgeAfterMs

@@ -40,10 +40,7 @@ public struct GatewayConfig: Sendable {
     public var routeOrigins: [(range: Range<Int>, file: String)] = []
 
     /// Where route `index` is written: `routes[3]`, or `routes[1] of routes.d/orders.json` for an included one.
-    public func routeLocation(_ index: Int) -> String {
-        guard let origin = routeOrigins.first(where: { $0.range.contains(index) }) else { return "routes[\(index)]" }
-        return "routes[\(index - origin.range.lowerBound)] of \(origin.file)"
-    }
+    public func routeLocation(_ index: Int) -> String { ConfigIncludes.routeLocation(index, origins: routeOrigins) }
 
     public func upstream(named name: String) -> UpstreamConfig? { upstreams.first { $0.name == name } }
 
@@ -336,6 +333,15 @@ public struct OIDCConfig: Sendable, Equatable {
         public var claim: String
         public var header: String
         public init(claim: String, header: String) { (self.claim, self.header) = (claim, header) }
+    }
+
+    /// The paths the gateway answers itself on routes that take sessions.
+    public enum LoginPath: Sendable { case callback, logout }
+
+    public func loginPath(_ path: some StringProtocol) -> LoginPath? {
+        if path == redirectPath { return .callback }
+        if path == logoutPath { return .logout }
+        return nil
     }
 
     public init(

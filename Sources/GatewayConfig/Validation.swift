@@ -276,12 +276,12 @@ extension GatewayConfig {
         context.warning(path, "browsers cannot send this route's credentials cross-origin; it needs \(missing.joined(separator: " or "))")
     }
 
-    /// Whether a route's path conditions admit `path` (hosts, methods and headers aside).
+    /// Whether a route's path conditions admit `path` (hosts, methods and headers aside), by the rules routing uses.
     static func matchesPath(_ match: MatchConfig, _ path: String) -> Bool {
-        if let exact = match.path { return exact == path }
+        if let exact = match.path { return PathRules.pathEquals(Substring(path), exact) }
         if let template = match.pathTemplate { return template.match(Substring(path)) != nil }
-        guard let prefix = match.pathPrefix, prefix != "/" else { return true }
-        return path == prefix || path.hasPrefix(prefix.hasSuffix("/") ? prefix : prefix + "/")
+        guard let prefix = match.pathPrefix else { return true }
+        return PathRules.hasSegmentPrefix(path, prefix)
     }
 
     private static func isLoopback(_ address: String) -> Bool {

@@ -437,7 +437,7 @@ final class ProxyExchange: ExchangeDriver, UpstreamCallDelegate, FilterSuspensio
 
     func upstreamResponseHead(_ upstreamHead: consuming ResponseHead) {
         guard case .forwarding = state, let stream else { return }
-        context.upstreamAnsweredAt = EventClock.now()
+        if context.adaptiveConcurrencyAdmittedAt != nil { context.upstreamAnsweredAt = EventClock.now() }  // its latency sample
         var response = consume upstreamHead
         let switching = response.status == 101 ? HeaderRules.requestedUpgrade(response.headers) : nil
         HeaderRules.prepareDownstreamResponse(&response.headers)

@@ -104,11 +104,12 @@ extension AccessLogFilter {
     /// As NGINX escapes variables in its log lines: `"`, `\\`, control and non-ASCII bytes as `\xHH`, so a value cannot
     /// end its field or forge a line.
     static func escaped(_ text: String) -> String {
-        guard text.utf8.contains(where: { $0 < 0x20 || $0 >= 0x7F || $0 == UInt8(ascii: "\"") || $0 == UInt8(ascii: "\\") }) else { return text }
+        let needsEscape = { (byte: UInt8) in byte < 0x20 || byte >= 0x7F || byte == UInt8(ascii: "\"") || byte == UInt8(ascii: "\\") }
+        guard text.utf8.contains(where: needsEscape) else { return text }
         let hex = Array("0123456789ABCDEF".utf8)
         var bytes: [UInt8] = []
         for byte in text.utf8 {
-            if byte < 0x20 || byte >= 0x7F || byte == UInt8(ascii: "\"") || byte == UInt8(ascii: "\\") {
+            if needsEscape(byte) {
                 bytes += [UInt8(ascii: "\\"), UInt8(ascii: "x"), hex[Int(byte >> 4)], hex[Int(byte & 0x0F)]]
             } else {
                 bytes.append(byte)

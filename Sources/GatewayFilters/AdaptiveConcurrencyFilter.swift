@@ -29,11 +29,6 @@ public struct AdaptiveConcurrencyFilter: GatewayFilter {
         metrics.adaptiveConcurrency(route: routeName, limit: settings.minLimit, minRTTNanos: nil)
     }
 
-    /// The controller's limit and idle latency now (tests, the admin view).
-    public var state: (limit: Int, inFlight: Int, minRTTNanos: Int64?, measuring: Bool) {
-        controller.state.withLock { ($0.limit, $0.inFlight, $0.minRTTNanos, $0.measuringMinRTT) }
-    }
-
     public func onRequest(_ head: inout RequestHead, context: inout RequestContext) -> FilterStep {
         guard controller.state.withLock({ $0.tryAcquire() }) else {
             metrics.adaptiveConcurrencyRefused(route: routeName)
@@ -47,12 +42,13 @@ public struct AdaptiveConcurrencyFilter: GatewayFilter {
         guard let admittedAt = context.adaptiveConcurrencyAdmittedAt else { return }
         let now = EventClock.now().uptimeNanoseconds.signed
         let answeredAt = context.upstreamAnsweredAt?.uptimeNanoseconds.signed
-        let (before, after, minRTT) = controller.state.withLock { controller in
-            let before = controller.limit
+        let (changed, limit, minRTT) = controller.state.withLock { controller in
+            let before = (controller.limit, controller.minRTTNanos)
             controller.release(startedAt: admittedAt.uptimeNanoseconds.signed, answeredAt: answeredAt, now: now)
-            return (before, controller.limit, controller.minRTTNanos)
+            return (before != (controller.limit, controller.minRTTNanos), controller.limit, controller.minRTTNanos)
         }
-        if after != before { metrics.adaptiveConcurrency(route: routeName, limit: after, minRTTNanos: minRTT) }
+        // The gauges move when either does (a measurement can end with the limit where it was).
+        if changed { metrics.adaptiveConcurrency(route: routeName, limit: limit, minRTTNanos: minRTT) }
     }
 }
 

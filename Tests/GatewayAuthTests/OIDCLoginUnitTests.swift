@@ -30,7 +30,7 @@ import Testing
         config.forwardClaims = [OIDCConfig.ForwardedClaim(claim: "email", header: "x-user-email")]
         return OIDCLogin(
             config: config, keys: FetchedKeys(fixed: keys), upstreamIndex: 0, forwarders: LoopLocal(loops: []) { _ in fatalError("no calls here") },
-            logger: Logger(label: "test"), claimNames: ["groups"], now: { clock.seconds.load(ordering: .relaxed) })
+            claimNames: ["groups"], now: { clock.seconds.load(ordering: .relaxed) })
     }
 
     // Sealed values open only with the same secret and purpose, and not once a byte changed; sealing the same
@@ -184,7 +184,7 @@ import Testing
         config.emailDomains = ["example.com"]
         let strict = OIDCLogin(
             config: config, keys: FetchedKeys(fixed: JWTKeySet([key])), upstreamIndex: 0,
-            forwarders: LoopLocal(loops: []) { _ in fatalError("no calls here") }, logger: Logger(label: "test"), claimNames: ["groups"],
+            forwarders: LoopLocal(loops: []) { _ in fatalError("no calls here") }, claimNames: ["groups"],
             now: { Self.start })
         let staff = try strict.verifyIDToken(
             token(#"{"iss":"https://id.test/","aud":"gateway","sub":"alice","exp":\#(exp),"nonce":"n1","email":"alice@example.com","email_verified":true,"groups":["staff"]}"#),
