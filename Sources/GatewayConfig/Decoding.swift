@@ -35,6 +35,7 @@ extension GatewayConfig {
                 node.map { name, value in ExternalAuthConfig.decode(name: name, value) }.map { $0.map(\.value) }
             }
             let requestID = o.optional("request_id", RequestIDConfig.decode)
+            let interceptErrors = o.optional("intercept_errors", InterceptErrorsConfig.decode)
             o.accept("include")  // merged in before decoding (ConfigIncludes)
             guard let listeners, let upstreams, let routes else { return nil }
             var config = GatewayConfig(
@@ -46,6 +47,7 @@ extension GatewayConfig {
             config.forwardedHeader = forwardedHeader
             config.externalAuth = externalAuth ?? []
             config.requestID = requestID ?? RequestIDConfig()
+            config.interceptErrors = interceptErrors?.enabled == true ? interceptErrors : nil
             return config
         }
     }
@@ -72,6 +74,37 @@ extension AdaptiveConcurrency.Settings {
                 minLimit: minLimit, maxLimit: maxLimit, updateIntervalNanos: update.map { Int64($0) * 1_000_000 } ?? defaults.updateIntervalNanos,
                 minRTTIntervalNanos: interval.map { Int64($0) * 1_000_000 } ?? defaults.minRTTIntervalNanos, minRTTRequests: requests,
                 bufferPercent: buffer, percentile: percentile, jitterPercent: jitter)
+        }
+    }
+}
+
+extension InterceptErrorsConfig {
+    /// `true`, `false` (off; on a route, off whatever the top level says), or `{"statuses": ["5xx", 404],
+    /// "keep_json": false, "keep_headers": ["retry-after", "www-authenticate", "allow"]}`.
+    static func decode(_ node: ConfigNode) -> InterceptErrorsConfig? {
+        if case .bool(let on) = node.value {
+            var config = InterceptErrorsConfig()
+            config.enabled = on
+            return config
+        }
+        return node.object { o in
+            var config = InterceptErrorsConfig()
+            config.statuses = o.optional("statuses") { node -> [Int]? in
+                if case .array(let items) = node.value, items.isEmpty { node.error("list at least one status, or set intercept_errors to false") }
+                return node.statusRules(400...599, example: "5xx")
+            } ?? config.statuses
+            config.keepJSON = o.optional("keep_json") { $0.bool() } ?? false
+            config.keepHeaders = o.optional("keep_headers") { node in
+                node.array { item -> String? in
+                    guard let name = item.nonEmptyString() else { return nil }
+                    guard isAnswerField(name) else {
+                        item.error("\"\(name)\" is not a field the gateway's answer can take from the upstream's (framing, hop-by-hop and Content-Type are its own)")
+                        return nil
+                    }
+                    return name.lowercased()
+                }
+            } ?? config.keepHeaders
+            return config
         }
     }
 }
@@ -962,16 +995,7 @@ extension HealthCheckConfig {
                     }
                 } ?? []
             config.expectedStatuses =
-                o.optional("expected_statuses") { node in
-                    node.array { item -> Int? in
-                        if case .string(let text) = item.value, text.count == 3, text.hasSuffix("xx"), let digit = Int(text.prefix(1)), (1...5).contains(digit) {
-                            return digit
-                        }
-                        if case .integer(let code) = item.value, (100...599).contains(code) { return code }
-                        item.error("expected a status (100-599) or a class (\"2xx\")")
-                        return nil
-                    }
-                } ?? config.expectedStatuses
+                o.optional("expected_statuses") { $0.statusRules(100...599, example: "2xx") } ?? config.expectedStatuses
             return path == nil ? nil : config
         }
     }
@@ -1121,6 +1145,10 @@ extension RouteConfig {
             let maxBodyBytes = o.optional("max_body_bytes") { $0.int(0...Int.max) }
             let tunnelIdleTimeoutMs = o.optional("tunnel_idle_timeout_ms") { $0.int(0...maxMilliseconds) }
             let adaptive = o.optional("adaptive_concurrency", AdaptiveConcurrency.Settings.decode)
+            let interceptErrors = o.optional("intercept_errors", InterceptErrorsConfig.decode)
+            if let answering, interceptErrors?.enabled == true {
+                o.node.context.warning(o.path / "intercept_errors", "does nothing here: \(answering), no upstream answers")
+            }
             let fault = o.optional("fault", FaultConfig.decode)
             if fault != nil {
                 o.node.context.warning(o.path / "fault", "injects delays or errors into this route's live traffic")
@@ -1146,6 +1174,7 @@ extension RouteConfig {
             route.maxBodyBytes = maxBodyBytes
             route.tunnelIdleTimeoutMs = tunnelIdleTimeoutMs
             route.fault = fault
+            route.interceptErrors = interceptErrors
             route.hostRewrite = hostRewrite
             route.requestQuery = requestQuery
             route.answer = answer
@@ -1620,8 +1649,7 @@ extension RouteAnswer {
                 let contentType = r.optional("content_type") { $0.headerValue() } ?? "text/plain; charset=utf-8"
                 let headers = r.optional("headers") { node in
                     node.map { name, value -> String? in
-                        let lowered = name.lowercased()
-                        guard isToken(name), !HeaderEdits.reservedInResponses.contains(lowered), lowered != "content-type" else {
+                        guard isAnswerField(name) else {
                             value.error("\(name) cannot be set here (framing fields are the gateway's; the type is content_type)")
                             return nil
                         }
@@ -1745,7 +1773,27 @@ func isToken(_ text: String) -> Bool {
     }
 }
 
+/// A field the gateway's own answers may take from configuration or an upstream: not framing, hop-by-hop or
+/// `Content-Type`, which the gateway writes itself.
+func isAnswerField(_ name: String) -> Bool {
+    let lowered = name.lowercased()
+    return isToken(name) && !HeaderEdits.reservedInResponses.contains(lowered) && lowered != "content-type"
+}
+
 extension ConfigNode {
+    /// Statuses in `range` or classes (`"2xx"`, kept as the digit 2) of that range, as `StatusRules` reads them.
+    func statusRules(_ range: ClosedRange<Int>, example: String) -> [Int]? {
+        let classes = (range.lowerBound / 100)...(range.upperBound / 100)
+        return array { item -> Int? in
+            if case .string(let text) = item.value, text.count == 3, text.hasSuffix("xx"), let digit = Int(text.prefix(1)), classes.contains(digit) {
+                return digit
+            }
+            if case .integer(let code) = item.value, range.contains(code) { return code }
+            item.error("expected a status (\(range.lowerBound)-\(range.upperBound)) or a class (\"\(example)\")")
+            return nil
+        }
+    }
+
     func token() -> String? {
         guard let text = string() else { return nil }
         guard isToken(text) else {

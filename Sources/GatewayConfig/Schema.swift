@@ -30,6 +30,8 @@ public struct GatewayConfig: Sendable {
     public var externalAuth: [ExternalAuthConfig] = []
     /// `request_id`: the header that carries the request id, and whose ids are kept.
     public var requestID = RequestIDConfig()
+    /// `intercept_errors`: upstream error answers every route replaces with the gateway's JSON error; nil: none.
+    public var interceptErrors: InterceptErrorsConfig?
     /// The document as written (before `${ENV}` substitution, with included files merged in), for the admin API's `/config`.
     public var source: JSONValue?
     /// The files `include` brought in, in order (a reload reads them again).
@@ -89,6 +91,32 @@ public struct FaultConfig: Sendable, Equatable {
     public var delay: Delay?
     public var abort: Abort?
     public init(delay: Delay? = nil, abort: Abort? = nil) { (self.delay, self.abort) = (delay, abort) }
+}
+
+/// `intercept_errors` (top level, or a route's own): upstream answers with these statuses reach the client as
+/// the gateway's JSON error (`UPSTREAM_ERROR`, the upstream's status kept) instead of the upstream's body, so no
+/// stack trace or framework error page leaks out (NGINX's `proxy_intercept_errors`, Traefik's `errors`).
+public struct InterceptErrorsConfig: Sendable, Equatable {
+    /// false on a route: its upstream's answers pass as they are, whatever the top level says.
+    public var enabled = true
+    /// Exact statuses (400-599), or classes: 4 for "4xx", 5 for "5xx".
+    public var statuses = [5]
+    /// `keep_json`: an answer whose `Content-Type` is JSON (`application/json`, `...+json`) passes as the upstream
+    /// wrote it (APIs whose error bodies are meant for clients).
+    public var keepJSON = false
+    /// `keep_headers`: the upstream's fields kept on the gateway's answer (lowercase names).
+    public var keepHeaders = ["retry-after", "www-authenticate", "allow"]
+    public init() {}
+
+    /// Whether an upstream answer with this status is replaced.
+    public func covers(_ status: Int) -> Bool { StatusRules.matches(statuses, status) }
+}
+
+/// Lists of statuses as gateway.json writes them: exact codes, or classes (`"5xx"`, kept as the digit 5).
+public enum StatusRules {
+    public static func matches(_ rules: [Int], _ status: Int) -> Bool {
+        rules.contains { $0 < 10 ? status / 100 == $0 : status == $0 }
+    }
 }
 
 /// `request_id`: which header carries the request id (upstream and back to the client), and when a client's own
@@ -676,9 +704,7 @@ public struct HealthCheckConfig: Sendable, Equatable {
     public var grpcService: String?
 
     /// Whether a check answered `status` passes.
-    public func passes(_ status: Int) -> Bool {
-        expectedStatuses.contains { $0 < 10 ? status / 100 == $0 : status == $0 }
-    }
+    public func passes(_ status: Int) -> Bool { StatusRules.matches(expectedStatuses, status) }
 
     public static func == (lhs: HealthCheckConfig, rhs: HealthCheckConfig) -> Bool {
         lhs.path == rhs.path && lhs.intervalMs == rhs.intervalMs && lhs.timeoutMs == rhs.timeoutMs
@@ -761,6 +787,8 @@ public struct RouteConfig: Sendable {
     public var tunnelIdleTimeoutMs: Int?
     /// `fault`: delays and errors injected into a share of the route's requests (resilience testing).
     public var fault: FaultConfig?
+    /// `intercept_errors`: this route's own, instead of the top-level one (`enabled: false` turns it off).
+    public var interceptErrors: InterceptErrorsConfig?
     /// `host_rewrite`: the Host the upstream gets (`host[:port]`), instead of the client's or the target's.
     public var hostRewrite: String?
     /// `request_query`: query parameters removed from and added to the target the upstream gets.

@@ -68,7 +68,7 @@ public final class GatewayRuntime: Sendable {
             }
             return CompiledRoute(
                 config: route, index: index, upstreams: upstreams, mirrorIndex: route.mirror.flatMap { upstreamIndex[$0.upstream] },
-                compression: config.compression, filters: routeFilters(route),
+                compression: config.compression, interceptErrors: config.interceptErrors, filters: routeFilters(route),
                 metrics: metrics, cache: cache)
         }
         return RouteTable(routes: routes)

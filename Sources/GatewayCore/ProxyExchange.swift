@@ -439,6 +439,11 @@ final class ProxyExchange: ExchangeDriver, UpstreamCallDelegate, FilterSuspensio
         guard case .forwarding = state, let stream else { return }
         if context.adaptiveConcurrencyAdmittedAt != nil { context.upstreamAnsweredAt = EventClock.now() }  // its latency sample
         var response = consume upstreamHead
+        if let interception = context.route?.errorInterception, interception.intercepts(response) {
+            if caching != nil, response.status >= 500, serveStaleOnError() { return }
+            // The upstream's body is never read: its connection closes rather than being drained for reuse.
+            return respond(interception.answer(for: response, requestID: context.requestID))
+        }
         let switching = response.status == 101 ? HeaderRules.requestedUpgrade(response.headers) : nil
         HeaderRules.prepareDownstreamResponse(&response.headers)
         if caching != nil, cacheResponseHead(&response) != .forward { return }  // the cache answers instead

@@ -74,6 +74,8 @@ public final class CompiledRoute: Sendable {
     public let maxBodyBytes: Int?
     /// `tunnel_idle_timeout_ms` for this route's upgraded connections (nil: `limits`').
     public let tunnelIdleTimeoutMs: Int?
+    /// `intercept_errors` (the route's own, else the top-level one): upstream errors answered as the gateway's.
+    public let errorInterception: ErrorInterception?
     /// `match.listeners`: the listeners this route serves (nil: all).
     let listeners: [String]?
     /// `request_headers`: applied last to the request the upstream gets, so they also cover the forwarding headers.
@@ -83,7 +85,7 @@ public final class CompiledRoute: Sendable {
 
     public init(
         config: RouteConfig, index: Int, upstreams: [(index: Int, config: UpstreamConfig?)], mirrorIndex: Int? = nil,
-        compression: CompressionConfig? = nil, filters: [any GatewayFilter] = [],
+        compression: CompressionConfig? = nil, interceptErrors: InterceptErrorsConfig? = nil, filters: [any GatewayFilter] = [],
         metrics: GatewayMetrics = .disabled,
         cache: ResponseCache? = nil
     ) {
@@ -121,6 +123,7 @@ public final class CompiledRoute: Sendable {
         self.queryEdits = config.requestQuery
         self.maxBodyBytes = config.maxBodyBytes
         self.tunnelIdleTimeoutMs = config.tunnelIdleTimeoutMs
+        self.errorInterception = ErrorInterception(route: config.interceptErrors, global: interceptErrors)
         let splits = (config.split?.members.count ?? 0) > 1
         self.destinations = zip(config.upstreamNames, upstreams).map { name, upstream in
             // The route's own read_timeout_ms / total_timeout_ms, else the upstream's, decided here once.

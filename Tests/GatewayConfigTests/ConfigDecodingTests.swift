@@ -973,6 +973,42 @@ import Testing
         ])
     }
 
+    // intercept_errors: true, false or an object, at the top level and per route; statuses as codes or classes of 4xx/5xx.
+    @Test func interceptErrorsShapes() throws {
+        let config = { (top: String, route: String) in
+            #"{ "listeners": [{ "name": "l", "port": 1 }], \#(top) "upstreams": { "u": { "targets": ["http://10.0.0.1:80"] } }, "routes": [{ "name": "r", "upstream": "u" \#(route) }] }"#
+        }
+        let on = try #require(load(config(#""intercept_errors": true,"#, "")).config)
+        #expect(on.interceptErrors == InterceptErrorsConfig())
+        #expect(on.interceptErrors?.covers(500) == true && on.interceptErrors?.covers(599) == true && on.interceptErrors?.covers(404) == false)
+        #expect(on.routes[0].interceptErrors == nil)  // inherits
+        #expect(try #require(load(config(#""intercept_errors": false,"#, "")).config).interceptErrors == nil)
+
+        let route = try #require(
+            load(config("", #", "intercept_errors": { "statuses": ["4xx", 502], "keep_json": true, "keep_headers": ["Retry-After", "X-Trace"] }"#)).config?.routes[0]
+                .interceptErrors)
+        #expect(route.statuses == [4, 502] && route.keepJSON && route.keepHeaders == ["retry-after", "x-trace"])
+        #expect(route.covers(404) && route.covers(502) && !route.covers(500))
+        let off = try #require(load(config(#""intercept_errors": true,"#, #", "intercept_errors": false"#)).config?.routes[0].interceptErrors)
+        #expect(!off.enabled)
+
+        let bad = load(config(#""intercept_errors": { "statuses": [302, "3xx", "5xx", 600] },"#, #", "intercept_errors": { "statuses": [], "keep_headers": ["Content-Length", "Content-Type", "bad name"] }"#))
+            .errors.map(\.description).sorted()
+        #expect(bad == [
+            #"intercept_errors.statuses[0]: expected a status (400-599) or a class ("5xx")"#,
+            #"intercept_errors.statuses[1]: expected a status (400-599) or a class ("5xx")"#,
+            #"intercept_errors.statuses[3]: expected a status (400-599) or a class ("5xx")"#,
+            "routes[0].intercept_errors.keep_headers[0]: \"Content-Length\" is not a field the gateway's answer can take from the upstream's (framing, hop-by-hop and Content-Type are its own)",
+            "routes[0].intercept_errors.keep_headers[1]: \"Content-Type\" is not a field the gateway's answer can take from the upstream's (framing, hop-by-hop and Content-Type are its own)",
+            "routes[0].intercept_errors.keep_headers[2]: \"bad name\" is not a field the gateway's answer can take from the upstream's (framing, hop-by-hop and Content-Type are its own)",
+            "routes[0].intercept_errors.statuses: list at least one status, or set intercept_errors to false",
+        ], "\(bad)")
+
+        // On a route that answers itself there is no upstream answer to replace.
+        let answering = load(minimal(route: #"{ "name": "r", "respond": { "status": 410, "code": "GONE", "message": "Gone." }, "intercept_errors": true }"#))
+        #expect(answering.warnings.map(\.description).contains("warning: routes[0].intercept_errors: does nothing here: a route with respond answers itself, no upstream answers"), "\(answering.warnings)")
+    }
+
     // reuse_port: a boolean, off unless given.
     @Test func reusePortShapes() {
         let config = { (listener: String) in

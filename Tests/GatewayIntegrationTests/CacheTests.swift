@@ -230,6 +230,23 @@ import TestSupport
         await upstream.shutdown()
     }
 
+    // With intercept_errors, a stored copy that stale-if-error allows still answers for a failing upstream; only
+    // without one does the client get the gateway's UPSTREAM_ERROR.
+    @Test(.timeLimit(.minutes(1))) func staleIfErrorBeforeInterceptedErrors() async throws {
+        try await withUpstreams { upstreams in
+            try await withGateway(Self.config(top: #""intercept_errors": true,"#), upstreams: upstreams) { test in
+                let sie = Self.path("max-age=1, stale-if-error=60")
+                #expect(try await test.request("GET", sie).header("x-cache") == "MISS")
+                upstreams[0].behaviour.failStatus.store(500, ordering: .relaxed)
+                try await Task.sleep(for: .milliseconds(2_100))
+                let rescued = try await test.request("GET", sie)
+                #expect(rescued.status == 200 && rescued.header("x-cache") == "STALE")
+                let failed = try await test.request("GET", Self.path("max-age=1", "&p=nosie"))
+                #expect(failed.status == 500 && failed.errorCode == "UPSTREAM_ERROR")
+            }
+        }
+    }
+
     // A successful POST, PUT or DELETE invalidates the target URI; only-if-cached gets 504 when nothing is stored.
     @Test func unsafeMethodsInvalidate() async throws {
         try await withUpstreams { upstreams in

@@ -13,7 +13,7 @@ import Testing
               "auth": { "require": ["api_key"], "scopes": ["orders:read"] },
               "rate_limits": [{ "name": "per-ip", "algorithm": "token_bucket", "key": "ip", "capacity": 10, "refill_per_second": 1 }] },
             { "name": "canary", "match": { "path_prefix": "/v2" }, "split": { "upstreams": [{ "name": "orders", "weight": 3 }, { "name": "next", "weight": 1 }] },
-              "csrf": { "report_only": true }, "adaptive_concurrency": true },
+              "csrf": { "report_only": true }, "adaptive_concurrency": true, "intercept_errors": { "statuses": ["5xx", 404], "keep_json": true } },
             { "name": "ops", "match": { "path_prefix": "/ops", "listeners": ["internal"] }, "upstream": "orders",
               "strip_prefix": "/ops", "add_prefix": "/admin", "request_query": { "remove": ["debug"] }, "host_rewrite": "ops.internal" },
             { "name": "old", "match": { "path_prefix": "/v0" }, "respond": { "status": 410, "code": "API_RETIRED", "message": "gone" } }] }
@@ -75,6 +75,7 @@ import Testing
             canary.stdout.contains("checks, in order: csrf (report only), adaptive_concurrency (3-1000 in flight, following the upstream's latency)"),
             "\(canary.stdout)")
         #expect(canary.stdout.contains("upstream next: round_robin over 10.0.0.3:80; GET/HEAD hedged after 80 ms"), "\(canary.stdout)")
+        #expect(canary.stdout.contains("intercept_errors: the upstream's 5xx, 404 answered as UPSTREAM_ERROR (JSON answers pass)"), "\(canary.stdout)")
         let retired = try await explain(["GET", "http://x.test/v0/a"])
         #expect(retired.stdout.contains("answers itself: 410 API_RETIRED"))
 

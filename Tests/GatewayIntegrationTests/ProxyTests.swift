@@ -743,4 +743,61 @@ import Testing
             }
         }
     }
+
+    // intercept_errors: an upstream's error page (here with a stack trace) reaches the client as the gateway's JSON
+    // error with the upstream's status, the fields it keeps, the request id, on a connection that stays usable.
+    @Test func interceptsUpstreamErrors() async throws {
+        let routes = """
+            [
+              { "name": "raw", "match": { "path_prefix": "/raw" }, "upstream": "demo", "strip_prefix": "/raw", "intercept_errors": false },
+              { "name": "json", "match": { "path_prefix": "/json" }, "upstream": "demo", "strip_prefix": "/json",
+                "intercept_errors": { "statuses": ["5xx", 404], "keep_json": true, "keep_headers": [] } },
+              { "name": "api", "match": { "path_prefix": "/api" }, "upstream": "demo", "strip_prefix": "/api" }
+            ]
+            """
+        try await withUpstreams { upstreams in
+            try await withGateway(basicConfig(routes: routes, top: #""intercept_errors": true,"#), upstreams: upstreams) { gateway in
+                let crash = try await gateway.request("GET", "/api/status/500?html=1")
+                #expect(crash.status == 500)
+                #expect(crash.header("content-type") == "application/json")
+                #expect(crash.errorCode == "UPSTREAM_ERROR")
+                #expect((crash.json["error"] as? [String: Any])?["message"] as? String == "The upstream service answered 500 Internal Server Error.")
+                #expect(crash.errorRequestID == crash.header("x-request-id"))
+                #expect(!crash.text.contains("Traceback"))
+                #expect(crash.header("x-content-type-options") == "nosniff")  // the gateway's answers get the security headers
+                let log = try await gateway.accessLog(for: crash)
+                #expect(log["status"] as? Int == 500)
+                #expect(log["error_code"] as? String == "UPSTREAM_ERROR")
+
+                // Retry-After is kept by default; a 404 is not a 5xx, so the upstream's page passes.
+                let busy = try await gateway.request("GET", "/api/status/503?retry_after=7&html=1")
+                #expect(busy.status == 503 && busy.errorCode == "UPSTREAM_ERROR")
+                #expect(busy.header("retry-after") == "7")
+                let missing = try await gateway.request("GET", "/api/status/404?html=1")
+                #expect(missing.status == 404 && missing.header("content-type") == "text/html" && missing.text.contains("Traceback"))
+                let head = try await gateway.request("HEAD", "/api/status/502?html=1")
+                #expect(head.status == 502 && head.body.isEmpty)
+
+                // A route's own setting: off, or its own statuses, JSON answers passing, no fields kept.
+                let raw = try await gateway.request("GET", "/raw/status/500?html=1")
+                #expect(raw.status == 500 && raw.text.contains("Traceback"))
+                let json = try await gateway.request("GET", "/json/status/500")
+                #expect(json.status == 500 && json.json["upstream"] as? String == "a")
+                let page = try await gateway.request("GET", "/json/status/404?html=1")
+                #expect(page.status == 404 && page.errorCode == "UPSTREAM_ERROR")
+                let bare = try await gateway.request("GET", "/json/status/503?retry_after=7&html=1")
+                #expect(bare.errorCode == "UPSTREAM_ERROR" && bare.header("retry-after") == nil)
+
+                // The client's connection goes on, and the upstream connection whose body was never read is not
+                // reused (its unread page would be taken for the next answer).
+                let client = try await gateway.connect()
+                try await client.send("GET /api/status/500?html=1 HTTP/1.1\r\nHost: test.local\r\n\r\n")
+                #expect(try await client.readResponse().errorCode == "UPSTREAM_ERROR")
+                try await client.send("GET /api/echo HTTP/1.1\r\nHost: test.local\r\n\r\n")
+                let next = try await client.readResponse()
+                #expect(next.status == 200 && next.json["uri"] as? String == "/echo")
+                await client.close()
+            }
+        }
+    }
 }

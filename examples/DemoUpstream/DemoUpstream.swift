@@ -21,7 +21,8 @@ import Synchronization
 ///   Content-Type T, default application/octet-stream)
 /// - `/slow?ms=N`: answers after N milliseconds
 /// - `/stream?chunks=N&interval_ms=M`: N chunks, M ms apart
-/// - `/status/N`: that status with a small JSON body
+/// - `/status/N`: that status with a small JSON body; `?html=1`: an HTML error page with a stack trace instead (what
+///   a framework's debug mode shows), `?retry_after=S`: with `Retry-After: S`
 /// - `/abort?after=N`: promises 1 MiB, sends N bytes, then closes (a broken upstream)
 /// - `/upload`: reads the body and answers `{"bytes":N}`
 /// - `/hop`: a response carrying hop-by-hop and identity headers a proxy must remove
@@ -319,7 +320,14 @@ final class DemoHandler: ChannelInboundHandler, RemovableChannelHandler {
                 .assumeIsolated().whenComplete { _ in context.close(promise: nil) }
         default:
             if path.hasPrefix("/status/"), let code = Int(path.dropFirst(8)), (200...599).contains(code) {
-                send(context, status: HTTPResponseStatus(statusCode: code), json: #"{"upstream":"\#(name)","status":\#(code)}"#, keepAlive: keepAlive)
+                var headers = HTTPHeaders()
+                if let seconds = query["retry_after"] { headers.add(name: "retry-after", value: seconds) }
+                if query["html"] == "1" {
+                    let page = "<html><body><h1>Internal error</h1><pre>Traceback: db.py line 42 in connect (password=hunter2)</pre></body></html>"
+                    send(context, status: HTTPResponseStatus(statusCode: code), body: page, contentType: "text/html", keepAlive: keepAlive, extra: headers)
+                } else {
+                    send(context, status: HTTPResponseStatus(statusCode: code), json: #"{"upstream":"\#(name)","status":\#(code)}"#, keepAlive: keepAlive, extra: headers)
+                }
             } else if path.hasPrefix("/bytes/"), let count = Int(path.dropFirst(7)), count >= 0 {
                 startBytes(
                     context, count: count, chunked: query["chunked"] == "1", type: query["type"].map(Self.percentDecoded), keepAlive: keepAlive,
@@ -453,12 +461,18 @@ final class DemoHandler: ChannelInboundHandler, RemovableChannelHandler {
     }
 
     private func send(_ context: ChannelHandlerContext, status: HTTPResponseStatus, json: String, keepAlive: Bool, extra: HTTPHeaders = [:]) {
+        send(context, status: status, body: json, contentType: "application/json", keepAlive: keepAlive, extra: extra)
+    }
+
+    private func send(
+        _ context: ChannelHandlerContext, status: HTTPResponseStatus, body: String, contentType: String, keepAlive: Bool, extra: HTTPHeaders = [:]
+    ) {
         var headers = extra
-        headers.add(name: "content-type", value: "application/json")
-        headers.add(name: "content-length", value: String(json.utf8.count))
+        headers.add(name: "content-type", value: contentType)
+        headers.add(name: "content-length", value: String(body.utf8.count))
         if !keepAlive { headers.add(name: "connection", value: "close") }
         context.write(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: status, headers: headers))), promise: nil)
-        context.write(wrapOutboundOut(.body(.byteBuffer(ByteBuffer(string: json)))), promise: nil)
+        context.write(wrapOutboundOut(.body(.byteBuffer(ByteBuffer(string: body)))), promise: nil)
         finish(context, keepAlive: keepAlive)
     }
 
