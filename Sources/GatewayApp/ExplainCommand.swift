@@ -120,6 +120,9 @@ public struct ExplainCommand: AsyncParsableCommand {
         if let adaptive = route.adaptiveConcurrency {
             checks.append("adaptive_concurrency (\(adaptive.minLimit)-\(adaptive.maxLimit) in flight, following the upstream's latency)")
         }
+        if let validation = route.requestValidation {
+            checks.append("request_validation (JSON bodies up to \(validation.maxBodyBytes) bytes, against the route's schema)")
+        }
         var lines = ["checks, in order: " + (checks.isEmpty ? "none (a public route)" : checks.joined(separator: ", "))]
         switch route.answer {
         case .redirect(let location, let status, let appendPath)?:

@@ -1145,6 +1145,23 @@ extension RouteConfig {
             let maxBodyBytes = o.optional("max_body_bytes") { $0.int(0...Int.max) }
             let tunnelIdleTimeoutMs = o.optional("tunnel_idle_timeout_ms") { $0.int(0...maxMilliseconds) }
             let adaptive = o.optional("adaptive_concurrency", AdaptiveConcurrency.Settings.decode)
+            let requestValidation = o.optional("request_validation") { node in
+                node.object { v -> RequestValidationConfig? in
+                    let schema = v.required("body_schema", JSONSchema.decode)
+                    let maxBytes = v.optional("max_body_bytes") { $0.int(0...(8 << 20)) }
+                    return schema.map {
+                        var config = RequestValidationConfig(bodySchema: $0)
+                        config.maxBodyBytes = maxBytes ?? config.maxBodyBytes
+                        return config
+                    }
+                }
+            }
+            if let answering, o.has("request_validation") {
+                o.node.context.warning(o.path / "request_validation", "\(answering): bodies are checked before forwarding, and nothing is forwarded")
+            }
+            if grpcWeb, o.has("request_validation") {
+                o.node.context.error(o.path / "request_validation", "gRPC-Web bodies are not JSON; validate on another route")
+            }
             let interceptErrors = o.optional("intercept_errors", InterceptErrorsConfig.decode)
             if let answering, interceptErrors?.enabled == true {
                 o.node.context.warning(o.path / "intercept_errors", "does nothing here: \(answering), no upstream answers")
@@ -1175,6 +1192,7 @@ extension RouteConfig {
             route.tunnelIdleTimeoutMs = tunnelIdleTimeoutMs
             route.fault = fault
             route.interceptErrors = interceptErrors
+            route.requestValidation = requestValidation
             route.hostRewrite = hostRewrite
             route.requestQuery = requestQuery
             route.answer = answer

@@ -119,6 +119,14 @@ public enum StatusRules {
     }
 }
 
+/// A route's `request_validation`: request bodies checked against a JSON Schema before they go upstream.
+public struct RequestValidationConfig: Sendable {
+    public var bodySchema: JSONSchema
+    /// The largest body checked (and so held in memory) per request; a larger one is refused with 413.
+    public var maxBodyBytes = 1 << 20
+    public init(bodySchema: JSONSchema) { self.bodySchema = bodySchema }
+}
+
 /// `request_id`: which header carries the request id (upstream and back to the client), and when a client's own
 /// id is kept rather than replaced by a fresh one.
 public struct RequestIDConfig: Sendable, Equatable {
@@ -789,6 +797,8 @@ public struct RouteConfig: Sendable {
     public var fault: FaultConfig?
     /// `intercept_errors`: this route's own, instead of the top-level one (`enabled: false` turns it off).
     public var interceptErrors: InterceptErrorsConfig?
+    /// `request_validation`: the JSON Schema request bodies must match (received whole before forwarding).
+    public var requestValidation: RequestValidationConfig?
     /// `host_rewrite`: the Host the upstream gets (`host[:port]`), instead of the client's or the target's.
     public var hostRewrite: String?
     /// `request_query`: query parameters removed from and added to the target the upstream gets.

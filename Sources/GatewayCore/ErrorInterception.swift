@@ -17,7 +17,7 @@ public struct ErrorInterception: Sendable {
     /// Whether this upstream answer is replaced (1xx, 2xx and 3xx never are).
     public func intercepts(_ head: ResponseHead) -> Bool {
         guard head.status >= 400, config.covers(head.status) else { return false }
-        return !(config.keepJSON && Self.isJSON(head.headers.first(name: "content-type")))
+        return !(config.keepJSON && HeaderRules.isJSON(contentType: head.headers.first(name: "content-type")))
     }
 
     /// The gateway's answer in place of `upstream`: its status, the fields `keep_headers` names, a JSON body.
@@ -29,12 +29,5 @@ public struct ErrorInterception: Sendable {
             for value in upstream.headers[name] { response.head.headers.add(name: name, value: value) }
         }
         return response
-    }
-
-    /// `application/json`, or any `+json` type (`application/problem+json`), whatever its parameters.
-    static func isJSON(_ contentType: String?) -> Bool {
-        guard let contentType else { return false }
-        let mediaType = contentType.prefix { $0 != ";" }.filter { $0 != " " && $0 != "\t" }.lowercased()
-        return mediaType == "application/json" || (mediaType.hasPrefix("application/") && mediaType.hasSuffix("+json"))
     }
 }

@@ -23,6 +23,10 @@ public struct GatewayError: Error, Hashable, Sendable, CustomStringConvertible {
         case addressRefused
         /// 403: the route's `csrf` refuses a cross-origin state-changing request from a browser.
         case crossOriginRefused
+        /// 400: the body is not the JSON the route's `request_validation` asks for.
+        case invalidBody
+        /// 415: the route checks JSON bodies, and this one is declared as something else.
+        case unsupportedMediaType
 
         var code: String {
             switch self {
@@ -45,6 +49,8 @@ public struct GatewayError: Error, Hashable, Sendable, CustomStringConvertible {
             case .corsRefused: return "CORS_NOT_ALLOWED"
             case .addressRefused: return "IP_NOT_ALLOWED"
             case .crossOriginRefused: return "CROSS_ORIGIN_REQUEST_REFUSED"
+            case .invalidBody: return "INVALID_BODY"
+            case .unsupportedMediaType: return "UNSUPPORTED_MEDIA_TYPE"
             }
         }
     }
@@ -76,7 +82,8 @@ public struct GatewayError: Error, Hashable, Sendable, CustomStringConvertible {
         case .payloadTooLarge: return 413
         case .headersTooLarge: return 431
         case .requestTimeout: return 408
-        case .badRequest: return 400
+        case .badRequest, .invalidBody: return 400
+        case .unsupportedMediaType: return 415
         case .upstreamUnavailable: return 502
         case .upstreamShutOut: return 503
         case .upstreamTimeout: return 504
@@ -136,6 +143,10 @@ public struct GatewayError: Error, Hashable, Sendable, CustomStringConvertible {
     public static let ipNotAllowed = GatewayError(.addressRefused, "This route does not accept requests from this client address.")
     public static let crossOriginRefused = GatewayError(
         .crossOriginRefused, "This route does not accept state-changing requests sent from another site.")
+    /// `message` says what is wrong with the body (where, for a schema rule): it is the client's own data.
+    public static func invalidBody(_ message: String) -> GatewayError { GatewayError(.invalidBody, message) }
+    public static let unsupportedMediaType = GatewayError(
+        .unsupportedMediaType, "This route takes JSON request bodies (Content-Type: application/json).")
     public static let rateLimitUnavailable = GatewayError(
         .rateLimitUnavailable, "Rate limits cannot be checked right now; retry later.", retryAfterSeconds: 1)
 

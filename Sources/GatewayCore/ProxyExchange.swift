@@ -216,6 +216,12 @@ final class ProxyExchange: ExchangeDriver, UpstreamCallDelegate, FilterSuspensio
 
     func forward() {
         guard let route = context.route, let stream else { return }
+        if let validation = route.requestValidation {
+            let hasBody = framing != .none && framing != .length(0)
+            if let refusal = validation.checkHead(head, hasBody: hasBody) ?? (hasBody && requestComplete ? validation.checkBody(heldBody) : nil) {
+                return respond(error: refusal)
+            }
+        }
         if buffersBody && !requestComplete {
             // A slow upload then never holds an upstream connection, and the upstream gets a Content-Length.
             state = .buffering
@@ -416,7 +422,11 @@ final class ProxyExchange: ExchangeDriver, UpstreamCallDelegate, FilterSuspensio
 
     /// The route's body limit once routing has chosen one (it does when the head arrives, before body parts come),
     /// else `limits.max_body_bytes`.
-    private var maxBodyBytes: Int { context.route?.maxBodyBytes ?? runtime.limits.maxBodyBytes }
+    private var maxBodyBytes: Int {
+        let limit = context.route?.maxBodyBytes ?? runtime.limits.maxBodyBytes
+        guard let validated = context.route?.requestValidation?.maxBodyBytes else { return limit }
+        return min(limit, validated)  // a checked body is held whole in memory
+    }
 
     /// Bytes move between the client and the upstream call.
     var isRelaying: Bool {

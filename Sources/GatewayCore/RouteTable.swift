@@ -52,7 +52,7 @@ public final class CompiledRoute: Sendable {
     public let accessLog: RouteConfig.AccessLog
     /// `grpc_web`: gRPC-Web requests are translated to gRPC and their answers back.
     public let grpcWeb: Bool
-    /// `request_buffering`: the body is received whole before the upstream is called.
+    /// `request_buffering` (or `request_validation`): the body is received whole before the upstream is called.
     public let buffersRequests: Bool
     public let stripPrefix: String?
     /// `add_prefix`, without a trailing slash.
@@ -76,6 +76,8 @@ public final class CompiledRoute: Sendable {
     public let tunnelIdleTimeoutMs: Int?
     /// `intercept_errors` (the route's own, else the top-level one): upstream errors answered as the gateway's.
     public let errorInterception: ErrorInterception?
+    /// `request_validation`: the schema request bodies must match (they are then received whole first).
+    public let requestValidation: RequestValidation?
     /// `match.listeners`: the listeners this route serves (nil: all).
     let listeners: [String]?
     /// `request_headers`: applied last to the request the upstream gets, so they also cover the forwarding headers.
@@ -124,6 +126,7 @@ public final class CompiledRoute: Sendable {
         self.maxBodyBytes = config.maxBodyBytes
         self.tunnelIdleTimeoutMs = config.tunnelIdleTimeoutMs
         self.errorInterception = ErrorInterception(route: config.interceptErrors, global: interceptErrors)
+        self.requestValidation = RequestValidation(config.requestValidation)
         let splits = (config.split?.members.count ?? 0) > 1
         self.destinations = zip(config.upstreamNames, upstreams).map { name, upstream in
             // The route's own read_timeout_ms / total_timeout_ms, else the upstream's, decided here once.
@@ -142,7 +145,7 @@ public final class CompiledRoute: Sendable {
         self.compression = CompressionPolicy(config.compression ?? compression)
         self.accessLog = config.accessLog
         self.grpcWeb = config.grpcWeb
-        self.buffersRequests = config.requestBuffering
+        self.buffersRequests = config.requestBuffering || config.requestValidation != nil
         if let mirrorIndex, let mirror = config.mirror {
             self.mirror = (mirrorIndex, mirror.percent / 100)
         } else {

@@ -13,7 +13,8 @@ import Testing
               "auth": { "require": ["api_key"], "scopes": ["orders:read"] },
               "rate_limits": [{ "name": "per-ip", "algorithm": "token_bucket", "key": "ip", "capacity": 10, "refill_per_second": 1 }] },
             { "name": "canary", "match": { "path_prefix": "/v2" }, "split": { "upstreams": [{ "name": "orders", "weight": 3 }, { "name": "next", "weight": 1 }] },
-              "csrf": { "report_only": true }, "adaptive_concurrency": true, "intercept_errors": { "statuses": ["5xx", 404], "keep_json": true } },
+              "csrf": { "report_only": true }, "adaptive_concurrency": true, "intercept_errors": { "statuses": ["5xx", 404], "keep_json": true },
+              "request_validation": { "body_schema": { "type": "object" } } },
             { "name": "ops", "match": { "path_prefix": "/ops", "listeners": ["internal"] }, "upstream": "orders",
               "strip_prefix": "/ops", "add_prefix": "/admin", "request_query": { "remove": ["debug"] }, "host_rewrite": "ops.internal" },
             { "name": "old", "match": { "path_prefix": "/v0" }, "respond": { "status": 410, "code": "API_RETIRED", "message": "gone" } }] }
@@ -72,7 +73,8 @@ import Testing
         let canary = try await explain(["GET", "/v2/items", "-H", "Host: anything.test"])
         #expect(canary.stdout.contains("split: orders 75%, next 25%"), "\(canary.stdout)")
         #expect(
-            canary.stdout.contains("checks, in order: csrf (report only), adaptive_concurrency (3-1000 in flight, following the upstream's latency)"),
+            canary.stdout.contains(
+                "checks, in order: csrf (report only), adaptive_concurrency (3-1000 in flight, following the upstream's latency), request_validation (JSON bodies up to 1048576 bytes, against the route's schema)"),
             "\(canary.stdout)")
         #expect(canary.stdout.contains("upstream next: round_robin over 10.0.0.3:80; GET/HEAD hedged after 80 ms"), "\(canary.stdout)")
         #expect(canary.stdout.contains("intercept_errors: the upstream's 5xx, 404 answered as UPSTREAM_ERROR (JSON answers pass)"), "\(canary.stdout)")

@@ -385,6 +385,67 @@ import Testing
         }
     }
 
+    // request_validation: bodies are checked against the route's JSON Schema before anything goes upstream; what
+    // does not match is a 400 saying where, a body declared as something else a 415, and a valid one arrives intact.
+    @Test func requestValidation() async throws {
+        let routes = #"""
+            [{ "name": "orders", "upstream": "demo", "max_body_bytes": 100000,
+               "request_validation": { "max_body_bytes": 200, "body_schema": {
+                 "type": "object", "required": ["sku", "qty"], "additionalProperties": false,
+                 "properties": { "sku": { "type": "string" }, "qty": { "type": "integer", "minimum": 1 } } } } }]
+            """#
+        try await withUpstreams { upstreams in
+            let json = basicConfig(routes: routes).replacingOccurrences(of: #""port": 0 }"#, with: #""port": 0, "h2c": true }"#)
+            try await withGateway(json, upstreams: upstreams) { gateway in
+                let type = [("Content-Type", "application/json; charset=utf-8")]
+                let valid = try await gateway.request("POST", "/orders", headers: type, body: #"{"sku": "a-1", "qty": 2}"#)
+                #expect(valid.status == 200)
+                #expect(valid.json["body"] as? String == #"{"sku": "a-1", "qty": 2}"#)
+
+                let wrong = try await gateway.request("POST", "/orders", headers: type, body: #"{"sku": "a-1", "qty": 0}"#)
+                #expect(wrong.status == 400 && wrong.errorCode == "INVALID_BODY")
+                #expect((wrong.json["error"] as? [String: Any])?["message"] as? String == "The request body does not match this route's schema: /qty: must be at least 1.")
+                let extra = try await gateway.request("POST", "/orders", headers: type, body: #"{"sku": "a-1", "qty": 1, "admin": true}"#)
+                #expect((extra.json["error"] as? [String: Any])?["message"] as? String == "The request body does not match this route's schema: /admin: is not an allowed property.")
+                let broken = try await gateway.request("POST", "/orders", headers: type, body: #"{"sku": "a-1", "qty": 1,}"#)
+                #expect(broken.errorCode == "INVALID_BODY")
+                let brokenMessage = (broken.json["error"] as? [String: Any])?["message"] as? String
+                #expect(brokenMessage?.hasPrefix("The request body is not valid JSON: line 1, column") == true, "\(brokenMessage ?? "")")
+                let duplicate = try await gateway.request("POST", "/orders", headers: type, body: #"{"sku": "a", "qty": 1, "qty": -5}"#)
+                #expect(duplicate.errorCode == "INVALID_BODY", "a duplicate key could read differently upstream")
+                let form = try await gateway.request("POST", "/orders", headers: [("Content-Type", "application/x-www-form-urlencoded")], body: "sku=a&qty=1")
+                #expect(form.status == 415 && form.errorCode == "UNSUPPORTED_MEDIA_TYPE")
+                let empty = try await gateway.request("POST", "/orders", headers: type)
+                #expect(empty.status == 400 && empty.errorCode == "INVALID_BODY")
+                let large = try await gateway.request("POST", "/orders", headers: type, body: #"{"sku": ""# + String(repeating: "x", count: 300) + #"", "qty": 1}"#)
+                #expect(large.status == 413, "request_validation.max_body_bytes bounds what is held")
+                let get = try await gateway.request("GET", "/orders/7")
+                #expect(get.status == 200, "no body to check")
+                #expect(upstreams[0].requestsServed == 2)
+
+                // A chunked body is checked whole; with Expect: 100-continue a wrong type is refused before the body is sent.
+                let client = try await gateway.connect()
+                try await client.send("POST /orders HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n5\r\n{\"sku\r\n")
+                try await client.send("11\r\n\": \"b\", \"qty\": 3}\r\n0\r\n\r\n")
+                let chunked = try await client.readResponse()
+                #expect(chunked.status == 200 && chunked.json["body"] as? String == #"{"sku": "b", "qty": 3}"#)
+                await client.close()
+                let expecting = try await gateway.connect()
+                try await expecting.send("PUT /orders HTTP/1.1\r\nHost: t\r\nContent-Type: text/plain\r\nContent-Length: 4\r\nExpect: 100-continue\r\n\r\n")
+                #expect(try await expecting.readResponse().status == 415)
+                await expecting.close()
+
+                // HTTP/2 streams too.
+                let h2 = try await H2Client.connect(port: gateway.port)
+                let good = try await h2.request("POST", "/orders", headers: [("content-type", "application/json")], body: Array(#"{"sku":"c","qty":1}"#.utf8))
+                let bad = try await h2.request("POST", "/orders", headers: [("content-type", "application/json")], body: Array(#"{"sku":1,"qty":1}"#.utf8))
+                await h2.close()
+                #expect(good.status == 200)
+                #expect(bad.status == 400 && String(decoding: bad.bytes, as: UTF8.self).contains("/sku: expected a string, found a number"))
+            }
+        }
+    }
+
     // A route that strips a prefix tells the upstream what it removed (X-Forwarded-Prefix, as the client wrote it),
     // after a trusted proxy's own prefix; an untrusted client's value never passes.
     @Test func forwardedPrefixForStrippedRoutes() async throws {

@@ -1,0 +1,467 @@
+/// The part of JSON Schema (draft 2020-12) a route's `request_validation.body_schema` can use, decoded strictly
+/// (a misspelt keyword is a config error, not a rule silently skipped) and checked against request bodies.
+///
+/// Left out on purpose: `pattern` and `patternProperties` (no regular expressions run on client input: no
+/// backtracking to exploit), `$ref` (schemas are written inline), `uniqueItems` (quadratic in the body's size).
+/// Annotations (`title`, `description`, `examples`...) are accepted and ignored.
+public struct JSONSchema: Sendable {
+    public enum JSONType: String, CaseIterable, Sendable {
+        case null, boolean, object, array, number, integer, string
+    }
+
+    public enum Format: String, CaseIterable, Sendable {
+        case date, time, dateTime = "date-time", email, uuid, ipv4, ipv6, hostname
+    }
+
+    /// A boolean schema: true accepts every value, false none.
+    var constant: Bool?
+    var types: [JSONType]?
+    /// `enum`.
+    var allowedValues: [JSONValue]?
+    /// `const`, as a one-element list (`const: null` is a value too).
+    var constValue: [JSONValue] = []
+    var minimum: Double?
+    var maximum: Double?
+    var exclusiveMinimum: Double?
+    var exclusiveMaximum: Double?
+    var multipleOf: Double?
+    var minLength: Int?
+    var maxLength: Int?
+    var format: Format?
+    /// `items`: the schema of every element (zero or one).
+    var items: [JSONSchema] = []
+    var minItems: Int?
+    var maxItems: Int?
+    var properties: [String: JSONSchema] = [:]
+    var required: [String] = []
+    /// `additionalProperties` (zero or one): properties not in `properties`.
+    var additionalProperties: [JSONSchema] = []
+    var minProperties: Int?
+    var maxProperties: Int?
+    var allOf: [JSONSchema] = []
+    var anyOf: [JSONSchema] = []
+    var oneOf: [JSONSchema] = []
+    var not: [JSONSchema] = []
+
+    public init(accepting everything: Bool) { constant = everything }
+    init() {}
+
+    /// Where in the checked document a rule failed, and which.
+    public struct Violation: Sendable, Equatable, CustomStringConvertible {
+        /// A JSON Pointer (RFC 6901) into the document: `""` is the whole of it, `/items/0/qty` a member.
+        public var pointer: String
+        public var message: String
+        public var description: String { (pointer.isEmpty ? "the body" : pointer) + ": " + message }
+    }
+
+    private enum Step {
+        case key(String)
+        case index(Int)
+    }
+
+    /// The first rule `value` breaks, or nil when it conforms.
+    public func violation(of value: JSONValue) -> Violation? {
+        var path: [Step] = []
+        return check(value, at: &path)
+    }
+
+    private func check(_ value: JSONValue, at path: inout [Step]) -> Violation? {
+        func fail(_ message: String) -> Violation { Violation(pointer: Self.pointer(path), message: message) }
+        if let constant { return constant ? nil : fail("is not allowed here") }
+        if let types, !types.contains(where: { Self.value(value, is: $0) }) {
+            let names = types.map { Self.article($0) }.joined(separator: " or ")
+            return fail("expected \(names), found \(Self.describe(value))")
+        }
+        if let allowedValues, !allowedValues.contains(where: { Self.equal($0, value) }) {
+            return fail("is not one of the allowed values")
+        }
+        if let required = constValue.first, !Self.equal(required, value) { return fail("is not the required value") }
+        switch value {
+        case .integer, .double:
+            if let problem = checkNumber(value) { return fail(problem) }
+        case .string(let text):
+            if let problem = checkString(text) { return fail(problem) }
+        case .array(let elements):
+            if let minItems, elements.count < minItems { return fail("has \(elements.count) items, fewer than \(minItems)") }
+            if let maxItems, elements.count > maxItems { return fail("has \(elements.count) items, more than \(maxItems)") }
+            if let schema = items.first {
+                for (index, element) in elements.enumerated() {
+                    path.append(.index(index))
+                    if let violation = schema.check(element, at: &path) { return violation }
+                    path.removeLast()
+                }
+            }
+        case .object(let members):
+            if let minProperties, members.count < minProperties { return fail("has \(members.count) properties, fewer than \(minProperties)") }
+            if let maxProperties, members.count > maxProperties { return fail("has \(members.count) properties, more than \(maxProperties)") }
+            for name in required where !members.contains(where: { $0.key == name }) {
+                return fail("lacks the required property \"\(name)\"")
+            }
+            for (key, member) in members {
+                let schema = properties[key] ?? additionalProperties.first
+                guard let schema else { continue }
+                path.append(.key(key))
+                if var violation = schema.check(member, at: &path) {
+                    // `additionalProperties: false` says the property has no place, not that its value is wrong.
+                    if properties[key] == nil, schema.constant == false { violation.message = "is not an allowed property" }
+                    return violation
+                }
+                path.removeLast()
+            }
+        case .null, .bool:
+            break
+        }
+        for schema in allOf {
+            if let violation = schema.check(value, at: &path) { return violation }
+        }
+        if !anyOf.isEmpty, !anyOf.contains(where: { $0.violation(of: value) == nil }) {
+            return fail("matches none of the allowed shapes (anyOf)")
+        }
+        if !oneOf.isEmpty {
+            let matching = oneOf.lazy.filter { $0.violation(of: value) == nil }.prefix(2).count
+            if matching == 0 { return fail("matches none of the allowed shapes (oneOf)") }
+            if matching > 1 { return fail("matches more than one of the shapes where exactly one must match (oneOf)") }
+        }
+        if let excluded = not.first, excluded.violation(of: value) == nil { return fail("matches a shape that is not allowed (not)") }
+        return nil
+    }
+
+    private func checkNumber(_ value: JSONValue) -> String? {
+        let number: Double
+        switch value {
+        case .integer(let whole): number = Double(whole)
+        case .double(let fraction): number = fraction
+        default: return nil
+        }
+        if let minimum, number < minimum { return "must be at least \(Self.format(minimum))" }
+        if let maximum, number > maximum { return "must be at most \(Self.format(maximum))" }
+        if let exclusiveMinimum, number <= exclusiveMinimum { return "must be greater than \(Self.format(exclusiveMinimum))" }
+        if let exclusiveMaximum, number >= exclusiveMaximum { return "must be less than \(Self.format(exclusiveMaximum))" }
+        if let multipleOf {
+            let isMultiple: Bool
+            if case .integer(let whole) = value, multipleOf.rounded() == multipleOf, abs(multipleOf) < 9.0e18 {
+                isMultiple = whole % Int(multipleOf) == 0
+            } else {
+                let quotient = number / multipleOf
+                isMultiple = quotient.isFinite && abs(quotient - quotient.rounded()) <= 1e-9 * max(1, abs(quotient))
+            }
+            if !isMultiple { return "must be a multiple of \(Self.format(multipleOf))" }
+        }
+        return nil
+    }
+
+    private func checkString(_ text: String) -> String? {
+        if minLength != nil || maxLength != nil {
+            // JSON Schema counts characters as code points.
+            let length = text.unicodeScalars.count
+            if let minLength, length < minLength { return "must be at least \(minLength) characters long" }
+            if let maxLength, length > maxLength { return "must be at most \(maxLength) characters long" }
+        }
+        if let format, !StringFormats.matches(text, format) { return "is not a valid \(format.rawValue)" }
+        return nil
+    }
+
+    // MARK: Values
+
+    static func value(_ value: JSONValue, is type: JSONType) -> Bool {
+        switch (type, value) {
+        case (.null, .null), (.boolean, .bool), (.object, .object), (.array, .array), (.string, .string): return true
+        case (.number, .integer), (.number, .double), (.integer, .integer): return true
+        case (.integer, .double(let number)): return number.rounded() == number  // 1.0 is an integer, as the spec says
+        default: return false
+        }
+    }
+
+    /// JSON Schema's equality: numbers by value (1 equals 1.0), objects whatever their key order.
+    static func equal(_ a: JSONValue, _ b: JSONValue) -> Bool {
+        switch (a, b) {
+        case (.integer(let x), .double(let y)), (.double(let y), .integer(let x)): return Double(x) == y
+        case (.array(let x), .array(let y)): return x.count == y.count && zip(x, y).allSatisfy { equal($0, $1) }
+        case (.object(let x), .object(let y)):
+            return x.count == y.count && x.allSatisfy { member in y.contains { $0.key == member.key && equal($0.value, member.value) } }
+        default: return a == b
+        }
+    }
+
+    private static func article(_ type: JSONType) -> String {
+        switch type {
+        case .null: return "null"
+        case .boolean: return "a boolean"
+        case .object: return "an object"
+        case .array: return "an array"
+        case .number: return "a number"
+        case .integer: return "an integer"
+        case .string: return "a string"
+        }
+    }
+
+    private static func describe(_ value: JSONValue) -> String {
+        if case .double = value { return "a number with a fraction" }
+        return value.typeDescription
+    }
+
+    private static func format(_ number: Double) -> String {
+        number.rounded() == number && abs(number) < 1e15 ? String(Int(number)) : String(number)
+    }
+
+    /// RFC 6901: `~` is written `~0` and `/` is `~1`. Long keys (client input) are cut.
+    private static func pointer(_ path: [Step]) -> String {
+        var pointer = ""
+        for step in path {
+            switch step {
+            case .index(let index): pointer += "/\(index)"
+            case .key(let key):
+                let escaped = key.replacingAll("~", with: "~0").replacingAll("/", with: "~1")
+                pointer += "/" + (escaped.count > 64 ? escaped.prefix(64) + "..." : escaped)
+            }
+        }
+        return pointer
+    }
+}
+
+extension String {
+    fileprivate func replacingAll(_ target: Character, with replacement: String) -> String {
+        guard contains(target) else { return self }
+        var result = ""
+        for character in self { if character == target { result += replacement } else { result.append(character) } }
+        return result
+    }
+}
+
+/// The `format` values a schema can ask for, checked by hand (no regular expressions).
+enum StringFormats {
+    static func matches(_ text: String, _ format: JSONSchema.Format) -> Bool {
+        let bytes = Array(text.utf8)
+        switch format {
+        case .date: return isDate(bytes[...])
+        case .time: return isTime(bytes[...])
+        case .dateTime:
+            guard bytes.count > 11, bytes[10] == UInt8(ascii: "T") || bytes[10] == UInt8(ascii: "t") else { return false }
+            return isDate(bytes[..<10]) && isTime(bytes[11...])
+        case .email:
+            guard let at = bytes.lastIndex(of: UInt8(ascii: "@")), at > 0, at <= 64 else { return false }
+            let local = bytes[..<at]
+            guard local.allSatisfy({ $0 > 0x20 && $0 < 0x7F && $0 != UInt8(ascii: "@") && $0 != UInt8(ascii: "\"") }) else { return false }
+            let domain = text.utf8.dropFirst(at + 1)
+            return domain.contains(UInt8(ascii: ".")) && isHostName(String(decoding: domain, as: UTF8.self))
+        case .uuid:
+            guard bytes.count == 36 else { return false }
+            return bytes.enumerated().allSatisfy { index, byte in
+                [8, 13, 18, 23].contains(index) ? byte == UInt8(ascii: "-") : isHex(byte)
+            }
+        case .ipv4: return isIPv4(bytes[...])
+        case .ipv6: return isIPv6(text)
+        case .hostname: return text.utf8.count <= 253 && isHostName(text)
+        }
+    }
+
+    private static func isHex(_ byte: UInt8) -> Bool {
+        (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(byte) || (UInt8(ascii: "a")...UInt8(ascii: "f")).contains(byte)
+            || (UInt8(ascii: "A")...UInt8(ascii: "F")).contains(byte)
+    }
+
+    /// Exactly `count` digits at `start`, as a number.
+    private static func digits(_ bytes: ArraySlice<UInt8>, at start: Int, count: Int) -> Int? {
+        guard start + count <= bytes.endIndex else { return nil }
+        var value = 0
+        for byte in bytes[start..<start + count] {
+            guard (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(byte) else { return nil }
+            value = value * 10 + Int(byte - UInt8(ascii: "0"))
+        }
+        return value
+    }
+
+    /// RFC 3339 full-date: `2026-12-07`, the day valid for its month (leap years included).
+    static func isDate(_ bytes: ArraySlice<UInt8>) -> Bool {
+        let s = bytes.startIndex
+        guard bytes.count == 10, bytes[s + 4] == UInt8(ascii: "-"), bytes[s + 7] == UInt8(ascii: "-"),
+            let year = digits(bytes, at: s, count: 4), let month = digits(bytes, at: s + 5, count: 2), let day = digits(bytes, at: s + 8, count: 2),
+            (1...12).contains(month), day >= 1
+        else { return false }
+        let leap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0)
+        let days = [31, leap ? 29 : 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31][month - 1]
+        return day <= days
+    }
+
+    /// RFC 3339 full-time: `14:05:09`, optional fraction, then `Z` or an offset (`+01:00`).
+    static func isTime(_ bytes: ArraySlice<UInt8>) -> Bool {
+        let s = bytes.startIndex
+        guard bytes.count >= 9, bytes[s + 2] == UInt8(ascii: ":"), bytes[s + 5] == UInt8(ascii: ":"),
+            let hour = digits(bytes, at: s, count: 2), let minute = digits(bytes, at: s + 3, count: 2), let second = digits(bytes, at: s + 6, count: 2),
+            hour < 24, minute < 60, second <= 60  // 60: a leap second
+        else { return false }
+        var index = s + 8
+        if bytes[index] == UInt8(ascii: ".") {
+            index += 1
+            let start = index
+            while index < bytes.endIndex, (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(bytes[index]) { index += 1 }
+            guard index > start, index < bytes.endIndex else { return false }
+        }
+        switch bytes[index] {
+        case UInt8(ascii: "Z"), UInt8(ascii: "z"): return index + 1 == bytes.endIndex
+        case UInt8(ascii: "+"), UInt8(ascii: "-"):
+            guard bytes.endIndex - index == 6, bytes[index + 3] == UInt8(ascii: ":"),
+                let hours = digits(bytes, at: index + 1, count: 2), let minutes = digits(bytes, at: index + 4, count: 2)
+            else { return false }
+            return hours < 24 && minutes < 60
+        default: return false
+        }
+    }
+
+    /// Dotted decimal, four parts of 0-255 without leading zeros.
+    static func isIPv4(_ bytes: ArraySlice<UInt8>) -> Bool {
+        let parts = bytes.split(separator: UInt8(ascii: "."), omittingEmptySubsequences: false)
+        return parts.count == 4 && parts.allSatisfy { part in
+            guard (1...3).contains(part.count), part.count == 1 || part.first != UInt8(ascii: "0"),
+                let value = digits(part, at: part.startIndex, count: part.count)
+            else { return false }
+            return value <= 255
+        }
+    }
+
+    /// RFC 4291 text: up to eight groups of 1-4 hex digits, at most one `::`, an IPv4 tail allowed; no zone.
+    static func isIPv6(_ text: String) -> Bool {
+        let bytes = Array(text.utf8)
+        guard bytes.count >= 2, bytes.count <= 45 else { return false }
+        let halves = text.splitAtDoubleColons()
+        guard halves.count <= 2 else { return false }
+        var groups = 0
+        for (number, half) in halves.enumerated() where !half.isEmpty {
+            let parts = half.split(separator: ":", omittingEmptySubsequences: false)
+            for (index, part) in parts.enumerated() {
+                let isLast = number == halves.count - 1 && index == parts.count - 1
+                if isLast, part.contains(".") {
+                    guard isIPv4(Array(part.utf8)[...]) else { return false }
+                    groups += 2
+                } else {
+                    guard (1...4).contains(part.utf8.count), part.utf8.allSatisfy(isHex) else { return false }
+                    groups += 1
+                }
+            }
+        }
+        return halves.count == 2 ? groups <= 7 : groups == 8
+    }
+}
+
+extension String {
+    /// The text before and after each `::` (one element when there is none).
+    fileprivate func splitAtDoubleColons() -> [Substring] {
+        var result: [Substring] = []
+        var start = startIndex
+        var index = startIndex
+        while index < endIndex {
+            let next = self.index(after: index)
+            if self[index] == ":", next < endIndex, self[next] == ":" {
+                result.append(self[start..<index])
+                start = self.index(after: next)
+                index = start
+            } else {
+                index = next
+            }
+        }
+        result.append(self[start...])
+        return result
+    }
+}
+
+// MARK: Decoding
+
+extension JSONSchema {
+    /// Keywords that only describe (documentation, editors); accepted and ignored.
+    private static let annotations = [
+        "$schema", "$id", "$comment", "title", "description", "default", "examples", "deprecated", "readOnly", "writeOnly",
+        "contentMediaType", "contentEncoding",
+    ]
+    private static let refused: KeyValuePairs<String, String> = [
+        "pattern": "regular expressions are not supported (the gateway runs none on client input); use enum, format, minLength or maxLength",
+        "patternProperties": "regular expressions are not supported (the gateway runs none on client input); list the properties",
+        "$ref": "references are not supported; write the schema inline (repeat it, or split routes into files with include)",
+        "$defs": "references are not supported; write the schema inline",
+        "definitions": "references are not supported; write the schema inline",
+        "uniqueItems": "not supported (its cost grows with the square of the array's length)",
+        "if": "not supported; anyOf or oneOf express most conditions",
+        "dependentRequired": "not supported; anyOf with required lists expresses it",
+        "dependentSchemas": "not supported", "prefixItems": "not supported; items applies to every element",
+        "contains": "not supported", "propertyNames": "not supported", "unevaluatedProperties": "not supported; use additionalProperties",
+        "unevaluatedItems": "not supported",
+    ]
+
+    /// A schema object or a boolean schema, every keyword checked (unknown ones are errors with a suggestion).
+    static func decode(_ node: ConfigNode) -> JSONSchema? {
+        if case .bool(let everything) = node.value { return JSONSchema(accepting: everything) }
+        return node.object { o in
+            var schema = JSONSchema()
+            for key in annotations { o.accept(key) }
+            for (key, reason) in refused where o.has(key) {
+                o.accept(key)
+                o.node.context.error(o.path / key, reason)
+            }
+            schema.types = o.optional("type") { node -> [JSONType]? in
+                let names = JSONType.allCases.map(\.rawValue)
+                if case .array = node.value { return node.array { $0.oneOf(names).flatMap(JSONType.init(rawValue:)) } }
+                return node.oneOf(names).flatMap(JSONType.init(rawValue:)).map { [$0] }
+            }
+            schema.allowedValues = o.optional("enum") { node -> [JSONValue]? in
+                guard case .array(let values) = node.value, !values.isEmpty else {
+                    node.error("expected a non-empty array of the allowed values")
+                    return nil
+                }
+                return values
+            }
+            if case .object(let members) = o.node.value, let value = members.first(where: { $0.key == "const" })?.value {
+                o.accept("const")
+                schema.constValue = [value]
+            }
+            let bound = -Double.greatestFiniteMagnitude...Double.greatestFiniteMagnitude
+            schema.minimum = o.optional("minimum") { $0.number(bound) }
+            schema.maximum = o.optional("maximum") { $0.number(bound) }
+            schema.exclusiveMinimum = o.optional("exclusiveMinimum") { $0.number(bound) }
+            schema.exclusiveMaximum = o.optional("exclusiveMaximum") { $0.number(bound) }
+            schema.multipleOf = o.optional("multipleOf") { node -> Double? in
+                guard let number = node.number(bound) else { return nil }
+                guard number > 0 else {
+                    node.error("must be greater than 0")
+                    return nil
+                }
+                return number
+            }
+            schema.minLength = o.optional("minLength") { $0.int(0...Int.max) }
+            schema.maxLength = o.optional("maxLength") { $0.int(0...Int.max) }
+            schema.format = o.optional("format") { $0.oneOf(Format.allCases.map(\.rawValue)).flatMap(Format.init(rawValue:)) }
+            schema.items = o.optional("items", decode).map { [$0] } ?? []
+            schema.minItems = o.optional("minItems") { $0.int(0...Int.max) }
+            schema.maxItems = o.optional("maxItems") { $0.int(0...Int.max) }
+            schema.properties = Dictionary(
+                (o.optional("properties") { $0.map { _, value in decode(value) } } ?? []).map { ($0.key, $0.value) }, uniquingKeysWith: { a, _ in a })
+            schema.required = o.optional("required") { node in
+                node.array { item -> String? in
+                    guard case .string(let name) = item.value else {
+                        item.error("expected a property name")
+                        return nil
+                    }
+                    return name
+                }
+            } ?? []
+            schema.additionalProperties = o.optional("additionalProperties", decode).map { [$0] } ?? []
+            schema.minProperties = o.optional("minProperties") { $0.int(0...Int.max) }
+            schema.maxProperties = o.optional("maxProperties") { $0.int(0...Int.max) }
+            let list = { (key: String) in
+                o.optional(key) { node -> [JSONSchema]? in
+                    if case .array(let items) = node.value, items.isEmpty { node.error("list at least one schema") }
+                    return node.array(decode)
+                } ?? []
+            }
+            (schema.allOf, schema.anyOf, schema.oneOf) = (list("allOf"), list("anyOf"), list("oneOf"))
+            schema.not = o.optional("not", decode).map { [$0] } ?? []
+            if let min = schema.minLength, let max = schema.maxLength, min > max { o.node.context.error(o.path / "minLength", "is above maxLength: nothing could match") }
+            if let min = schema.minItems, let max = schema.maxItems, min > max { o.node.context.error(o.path / "minItems", "is above maxItems: nothing could match") }
+            if let min = schema.minimum, let max = schema.maximum, min > max { o.node.context.error(o.path / "minimum", "is above maximum: nothing could match") }
+            if let types = schema.types, !types.contains(.object) && !types.isEmpty {
+                for key in ["properties", "required", "additionalProperties"] where o.has(key) {
+                    o.node.context.warning(o.path / key, "applies to objects only, and type does not allow one")
+                }
+            }
+            return schema
+        }
+    }
+}
