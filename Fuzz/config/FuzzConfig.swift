@@ -1,7 +1,8 @@
 import GatewayConfig
 
 /// libFuzzer entry point: any bytes as gateway.json. The loader must report problems, never crash, and a
-/// document it accepts must render and load again to the same verdict.
+/// document it accepts must render and load again to the same verdict; its routes' body schemas must check any
+/// document without crashing.
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzzConfig(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     let text = String(decoding: UnsafeBufferPointer(start: data, count: size), as: UTF8.self)
@@ -9,6 +10,11 @@ public func fuzzConfig(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     if let config = result.config, let source = config.source {
         let again = ConfigLoader.load(text: source.rendered, environment: ["SECRET": "fuzz"])
         precondition(again.config != nil, "a valid config rendered back must stay valid")
+        // Route body schemas meet a document they were not written for: the config itself, and each part of it.
+        for schema in config.routes.compactMap(\.requestValidation?.bodySchema) {
+            _ = schema.violation(of: source)
+            if case .object(let members) = source { for member in members { _ = schema.violation(of: member.value) } }
+        }
     }
     return 0
 }
