@@ -1,3 +1,5 @@
+import GatewayPolicy
+
 /// The part of JSON Schema (draft 2020-12) a route's `request_validation.body_schema` can use, decoded strictly
 /// (a misspelt keyword is a config error, not a rule silently skipped) and checked against request bodies.
 ///
@@ -249,8 +251,9 @@ enum StringFormats {
             return bytes.enumerated().allSatisfy { index, byte in
                 [8, 13, 18, 23].contains(index) ? byte == UInt8(ascii: "-") : isHex(byte)
             }
-        case .ipv4: return isIPv4(bytes[...])
-        case .ipv6: return isIPv6(text)
+        // The parser `trusted_proxies` use; a zone (`%eth0`) is not part of the format.
+        case .ipv4: return !text.contains(":") && IPAddress(text) != nil
+        case .ipv6: return text.contains(":") && !text.contains("%") && IPAddress(text) != nil
         case .hostname: return text.utf8.count <= 253 && isHostName(text)
         }
     }
@@ -306,61 +309,6 @@ enum StringFormats {
             return hours < 24 && minutes < 60
         default: return false
         }
-    }
-
-    /// Dotted decimal, four parts of 0-255 without leading zeros.
-    static func isIPv4(_ bytes: ArraySlice<UInt8>) -> Bool {
-        let parts = bytes.split(separator: UInt8(ascii: "."), omittingEmptySubsequences: false)
-        return parts.count == 4 && parts.allSatisfy { part in
-            guard (1...3).contains(part.count), part.count == 1 || part.first != UInt8(ascii: "0"),
-                let value = digits(part, at: part.startIndex, count: part.count)
-            else { return false }
-            return value <= 255
-        }
-    }
-
-    /// RFC 4291 text: up to eight groups of 1-4 hex digits, at most one `::`, an IPv4 tail allowed; no zone.
-    static func isIPv6(_ text: String) -> Bool {
-        let bytes = Array(text.utf8)
-        guard bytes.count >= 2, bytes.count <= 45 else { return false }
-        let halves = text.splitAtDoubleColons()
-        guard halves.count <= 2 else { return false }
-        var groups = 0
-        for (number, half) in halves.enumerated() where !half.isEmpty {
-            let parts = half.split(separator: ":", omittingEmptySubsequences: false)
-            for (index, part) in parts.enumerated() {
-                let isLast = number == halves.count - 1 && index == parts.count - 1
-                if isLast, part.contains(".") {
-                    guard isIPv4(Array(part.utf8)[...]) else { return false }
-                    groups += 2
-                } else {
-                    guard (1...4).contains(part.utf8.count), part.utf8.allSatisfy(isHex) else { return false }
-                    groups += 1
-                }
-            }
-        }
-        return halves.count == 2 ? groups <= 7 : groups == 8
-    }
-}
-
-extension String {
-    /// The text before and after each `::` (one element when there is none).
-    fileprivate func splitAtDoubleColons() -> [Substring] {
-        var result: [Substring] = []
-        var start = startIndex
-        var index = startIndex
-        while index < endIndex {
-            let next = self.index(after: index)
-            if self[index] == ":", next < endIndex, self[next] == ":" {
-                result.append(self[start..<index])
-                start = self.index(after: next)
-                index = start
-            } else {
-                index = next
-            }
-        }
-        result.append(self[start...])
-        return result
     }
 }
 
