@@ -68,8 +68,9 @@ public struct RequestContext: Sendable {
     public var concurrencySlot: String?
     /// When the route's `adaptive_concurrency` admitted this request (it gives the slot back when it completes).
     public var adaptiveConcurrencyAdmittedAt: NIODeadline?
-    /// When the upstream's response head arrived, for requests an `adaptive_concurrency` admitted (nil otherwise, and
-    /// when the gateway answered itself).
+    /// When the request was handed to the upstream call (nil when the gateway answered before forwarding).
+    public var forwardedAt: NIODeadline?
+    /// When the upstream's response head arrived (nil when none did: the gateway answered, or the upstream failed).
     public var upstreamAnsweredAt: NIODeadline?
     /// Headers filters want on the response, whoever produces it (rate-limit state, for one).
     public var responseHeaders: [(name: String, value: String)] = []

@@ -249,6 +249,7 @@ final class ProxyExchange: ExchangeDriver, UpstreamCallDelegate, FilterSuspensio
             requestID: context.requestID, clientIP: context.clientIP, settings: settings, delegate: self)
         self.call = call
         state = .forwarding
+        context.forwardedAt = EventClock.now()
         if let total = settings.totalTimeout() {
             totalTimeout = connection.eventLoop.assumeIsolated().scheduleTask(in: total) {
                 self.totalTimeoutFired()
@@ -447,7 +448,7 @@ final class ProxyExchange: ExchangeDriver, UpstreamCallDelegate, FilterSuspensio
 
     func upstreamResponseHead(_ upstreamHead: consuming ResponseHead) {
         guard case .forwarding = state, let stream else { return }
-        if context.adaptiveConcurrencyAdmittedAt != nil { context.upstreamAnsweredAt = EventClock.now() }  // its latency sample
+        context.upstreamAnsweredAt = EventClock.now()  // the access log's upstream_ms, adaptive concurrency's sample
         var response = consume upstreamHead
         if let interception = context.route?.errorInterception, interception.intercepts(response) {
             if caching != nil, response.status >= 500, serveStaleOnError() { return }

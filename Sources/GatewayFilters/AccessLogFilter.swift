@@ -5,6 +5,7 @@ import GatewayConfig
 import GatewayCore
 import GatewayHTTP
 import Logging
+import NIOCore
 
 /// One structured line per request (through swift-log, so the JSON handler renders it). Only the path
 /// is logged, not the query string, and of the headers only `User-Agent` (and the Host routing read) and those
@@ -69,6 +70,11 @@ public struct AccessLogFilter: GatewayFilter {
         if let userAgent = context.userAgent { metadata["user_agent"] = .string(userAgent) }
         if let version = context.version { metadata["protocol"] = .string(version.major == 2 ? "HTTP/2" : version.description) }
         if !outcome.completed { metadata["completed"] = .stringConvertible(false) }
+        // How long the upstream took to answer (connects, retries and backoff included): duration_ms minus this is
+        // the gateway's own share, plus the time the body took to pass.
+        if let sent = context.forwardedAt, let answered = context.upstreamAnsweredAt {
+            metadata["upstream_ms"] = .stringConvertible(Double((answered - sent).nanoseconds / 1000) / 1000)
+        }
         for (key, value) in context.loggedHeaders ?? [] { metadata[key] = .string(value) }
         logger.info("request", metadata: metadata)
     }

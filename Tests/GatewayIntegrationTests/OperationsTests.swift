@@ -407,6 +407,27 @@ import TestSupport
         ])
     }
 
+    // upstream_ms: how long the upstream took to answer, beside duration_ms; absent when no upstream answered.
+    @Test func accessLogUpstreamTime() async throws {
+        try await withUpstreams { upstreams in
+            try await withGateway(basicConfig(routes: #"[{ "name": "all", "upstream": "demo" }]"#), upstreams: upstreams) { test in
+                let slow = try await test.request("GET", "/slow?ms=\(TestTime.ms(200))")
+                let entry = try await test.accessLog(for: slow)
+                let upstream = try #require(entry["upstream_ms"] as? Double)
+                let duration = try #require(entry["duration_ms"] as? Double)
+                #expect(upstream >= Double(TestTime.ms(200)) && upstream <= duration, "\(entry)")
+                let fast = try await test.accessLog(for: try await test.request("GET", "/echo"))
+                #expect((fast["upstream_ms"] as? Double ?? 1e9) < Double(TestTime.ms(200)), "\(fast)")
+            }
+            // Nothing answered: the upstream is gone.
+            try await withGateway(basicConfig(targets: #""http://127.0.0.1:1""#), upstreams: upstreams) { test in
+                let failed = try await test.request("GET", "/echo")
+                #expect(failed.status == 502)
+                #expect(try await test.accessLog(for: failed)["upstream_ms"] == nil)
+            }
+        }
+    }
+
     // The upstream gets a traceparent continuing the client's trace (new parent span, same trace id and
     // flags, tracestate kept) or starting one; the access log carries the trace id.
     @Test func traceContext() async throws {
