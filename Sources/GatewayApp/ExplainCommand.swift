@@ -3,6 +3,7 @@ import Foundation
 import GatewayConfig
 import GatewayCore
 import GatewayHTTP
+import GatewayPolicy
 
 /// `gateway explain GET https://api.example.com/users/1 -H 'X-Tenant: acme'`: which route a request would take and
 /// what would happen to it there, worked out from the config alone (nothing is started, nothing is sent). For the
@@ -124,6 +125,10 @@ public struct ExplainCommand: AsyncParsableCommand {
             checks.append("request_validation (JSON bodies up to \(validation.maxBodyBytes) bytes, against the route's schema)")
         }
         var lines = ["checks, in order: " + (checks.isEmpty ? "none (a public route)" : checks.joined(separator: ", "))]
+        if let deprecation = route.deprecation {
+            let sunset = deprecation.sunset.map { "; sunset \(HTTPDate.format($0))" + (deprecation.refuseAfterSunset ? ", then 410 API_SUNSET" : "") }
+            lines.append("deprecated: since \(HTTPDate.format(deprecation.date))\(sunset ?? "") (Deprecation and Sunset on every answer)")
+        }
         switch route.answer {
         case .redirect(let location, let status, let appendPath)?:
             lines.append("answers itself: \(status) redirect to \(location)\(appendPath ? " (+ the request's path)" : "")")

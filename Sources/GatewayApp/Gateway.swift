@@ -254,7 +254,7 @@ public final class Gateway: Sendable {
             adaptiveFilters[route.name] = kept ?? AdaptiveConcurrencyFilter(routeName: route.name, settings: settings, metrics: metrics)
         }
         // Per route: client addresses first (a refused one gets nothing else), then CORS (a browser's preflight
-        // carries no credentials and is answered before any check), cross-origin protection (before credentials
+        // carries no credentials and is answered before any check), a retired API's 410, cross-origin protection (before credentials
         // are even looked at), then authentication and the authorization service (rate limits may key on the
         // consumer they establish), then limits.
         let routes = GatewayRuntime.compileRoutes(config, metrics: metrics, cache: cache) { route in
@@ -262,6 +262,7 @@ public final class Gateway: Sendable {
             let addresses = AddressRule(deny: route.denyIPs, allow: route.allowIPs)
             if !addresses.isEmpty { filters.append(ClientAddressFilter(addresses)) }
             if let cors = route.cors { filters.append(CORSFilter(cors)) }
+            if let deprecation = route.deprecation { filters.append(DeprecationFilter(deprecation, routeName: route.name, metrics: metrics)) }
             if let csrf = route.csrf {
                 filters.append(CSRFFilter(csrf, cors: route.cors, routeName: route.name, metrics: metrics, logger: logger))
             }

@@ -78,6 +78,38 @@ extension AdaptiveConcurrency.Settings {
     }
 }
 
+extension DeprecationConfig {
+    /// `{"date": "2026-06-01", "sunset": "2027-01-01T00:00:00Z", "link": "https://developer.example.com/v2",
+    /// "refuse_after_sunset": true}`: dates as RFC 3339 dates (midnight UTC) or date-times.
+    static func decode(_ node: ConfigNode) -> DeprecationConfig? {
+        node.object { o in
+            let date = o.required("date") { $0.instant() }
+            let sunset = o.optional("sunset") { $0.instant() }
+            let link = o.optional("link") { node -> String? in
+                guard let url = node.nonEmptyString() else { return nil }
+                let lowered = url.lowercased()
+                guard lowered.hasPrefix("https://") || lowered.hasPrefix("http://"),
+                    url.unicodeScalars.allSatisfy({ $0.value > 0x20 && $0.value < 0x7F && $0 != ">" && $0 != "<" && $0 != "\"" })
+                else {
+                    node.error("expected an absolute http(s) URL (printable ASCII, no spaces, quotes or angle brackets)")
+                    return nil
+                }
+                return url
+            }
+            let refuse = o.optional("refuse_after_sunset") { $0.bool() } ?? false
+            if refuse && !o.has("sunset") { o.node.context.error(o.path / "refuse_after_sunset", "needs a sunset date") }
+            if let date, let sunset, sunset < date { o.node.context.error(o.path / "sunset", "comes before the deprecation date") }
+            if refuse, let sunset, sunset <= Int(Date().timeIntervalSince1970) {
+                o.node.context.warning(o.path / "sunset", "has passed: every request of this route is answered 410 API_SUNSET")
+            }
+            guard let date else { return nil }
+            var config = DeprecationConfig(date: date)
+            (config.sunset, config.link, config.refuseAfterSunset) = (sunset, link, refuse)
+            return config
+        }
+    }
+}
+
 extension InterceptErrorsConfig {
     /// `true`, `false` (off; on a route, off whatever the top level says), or `{"statuses": ["5xx", 404],
     /// "keep_json": false, "keep_headers": ["retry-after", "www-authenticate", "allow"]}`.
@@ -1162,6 +1194,7 @@ extension RouteConfig {
             if grpcWeb, o.has("request_validation") {
                 o.node.context.error(o.path / "request_validation", "gRPC-Web bodies are not JSON; validate on another route")
             }
+            let deprecation = o.optional("deprecation", DeprecationConfig.decode)
             let interceptErrors = o.optional("intercept_errors", InterceptErrorsConfig.decode)
             if let answering, interceptErrors?.enabled == true {
                 o.node.context.warning(o.path / "intercept_errors", "does nothing here: \(answering), no upstream answers")
@@ -1193,6 +1226,7 @@ extension RouteConfig {
             route.fault = fault
             route.interceptErrors = interceptErrors
             route.requestValidation = requestValidation
+            route.deprecation = deprecation
             route.hostRewrite = hostRewrite
             route.requestQuery = requestQuery
             route.answer = answer
@@ -1799,6 +1833,17 @@ func isAnswerField(_ name: String) -> Bool {
 }
 
 extension ConfigNode {
+    /// An RFC 3339 date (`2026-06-01`, midnight UTC) or date-time (`2026-06-01T12:00:00+02:00`), as seconds since the
+    /// Unix epoch.
+    func instant() -> Int? {
+        guard let text = string() else { return nil }
+        guard let seconds = StringFormats.epochSeconds(text) else {
+            error("expected an RFC 3339 date (\"2026-06-01\") or date-time (\"2026-06-01T12:00:00Z\")")
+            return nil
+        }
+        return seconds
+    }
+
     /// Statuses in `range` or classes (`"2xx"`, kept as the digit 2) of that range, as `StatusRules` reads them.
     func statusRules(_ range: ClosedRange<Int>, example: String) -> [Int]? {
         let classes = (range.lowerBound / 100)...(range.upperBound / 100)

@@ -274,6 +274,26 @@ enum StringFormats {
         return value
     }
 
+    /// An RFC 3339 full-date (midnight UTC) or date-time as seconds since the Unix epoch (a fraction is dropped).
+    static func epochSeconds(_ text: String) -> Int? {
+        let bytes = Array(text.utf8)
+        if bytes.count == 10 {
+            guard isDate(bytes[...]) else { return nil }
+        } else {
+            guard matches(text, .dateTime) else { return nil }
+        }
+        let field = { (start: Int, count: Int) in digits(bytes[...], at: start, count: count) ?? 0 }
+        let days = HTTPDate.daysFromCivil(year: field(0, 4), month: field(5, 2), day: field(8, 2))
+        guard bytes.count > 10 else { return days * 86_400 }
+        var seconds = days * 86_400 + field(11, 2) * 3600 + field(14, 2) * 60 + min(field(17, 2), 59)
+        // The offset is the zone's: 12:00+02:00 is 10:00 UTC.
+        if let sign = bytes.lastIndex(where: { $0 == UInt8(ascii: "+") || $0 == UInt8(ascii: "-") }), sign > 18 {
+            let offset = field(sign + 1, 2) * 3600 + field(sign + 4, 2) * 60
+            seconds += bytes[sign] == UInt8(ascii: "+") ? -offset : offset
+        }
+        return seconds
+    }
+
     /// RFC 3339 full-date: `2026-12-07`, the day valid for its month (leap years included).
     static func isDate(_ bytes: ArraySlice<UInt8>) -> Bool {
         let s = bytes.startIndex

@@ -127,6 +127,20 @@ public struct RequestValidationConfig: Sendable {
     public init(bodySchema: JSONSchema) { self.bodySchema = bodySchema }
 }
 
+/// A route's `deprecation`: its API is being retired. Every answer tells clients so (RFC 9745 `Deprecation`, RFC 8594
+/// `Sunset`, a `Link` to the migration guide), and after the sunset the route can answer `410 API_SUNSET` itself.
+public struct DeprecationConfig: Sendable, Equatable {
+    /// When the API is (or was, or will be) deprecated, in seconds since the Unix epoch.
+    public var date: Int
+    /// When it stops working, in seconds since the Unix epoch.
+    public var sunset: Int?
+    /// Where clients learn what to use instead.
+    public var link: String?
+    /// `refuse_after_sunset`: from the sunset on, the route answers `410 API_SUNSET` instead of forwarding.
+    public var refuseAfterSunset = false
+    public init(date: Int) { self.date = date }
+}
+
 /// `request_id`: which header carries the request id (upstream and back to the client), and when a client's own
 /// id is kept rather than replaced by a fresh one.
 public struct RequestIDConfig: Sendable, Equatable {
@@ -799,6 +813,8 @@ public struct RouteConfig: Sendable {
     public var interceptErrors: InterceptErrorsConfig?
     /// `request_validation`: the JSON Schema request bodies must match (received whole before forwarding).
     public var requestValidation: RequestValidationConfig?
+    /// `deprecation`: the route's API is being retired (headers on every answer; 410 after the sunset if asked).
+    public var deprecation: DeprecationConfig?
     /// `host_rewrite`: the Host the upstream gets (`host[:port]`), instead of the client's or the target's.
     public var hostRewrite: String?
     /// `request_query`: query parameters removed from and added to the target the upstream gets.

@@ -27,6 +27,8 @@ public struct GatewayError: Error, Hashable, Sendable, CustomStringConvertible {
         case invalidBody
         /// 415: the route checks JSON bodies, and this one is declared as something else.
         case unsupportedMediaType
+        /// 410: the route's `deprecation.sunset` has passed and it refuses requests since.
+        case apiSunset
 
         var code: String {
             switch self {
@@ -51,6 +53,7 @@ public struct GatewayError: Error, Hashable, Sendable, CustomStringConvertible {
             case .crossOriginRefused: return "CROSS_ORIGIN_REQUEST_REFUSED"
             case .invalidBody: return "INVALID_BODY"
             case .unsupportedMediaType: return "UNSUPPORTED_MEDIA_TYPE"
+            case .apiSunset: return "API_SUNSET"
             }
         }
     }
@@ -84,6 +87,7 @@ public struct GatewayError: Error, Hashable, Sendable, CustomStringConvertible {
         case .requestTimeout: return 408
         case .badRequest, .invalidBody: return 400
         case .unsupportedMediaType: return 415
+        case .apiSunset: return 410
         case .upstreamUnavailable: return 502
         case .upstreamShutOut: return 503
         case .upstreamTimeout: return 504
@@ -147,6 +151,8 @@ public struct GatewayError: Error, Hashable, Sendable, CustomStringConvertible {
     public static func invalidBody(_ message: String) -> GatewayError { GatewayError(.invalidBody, message) }
     public static let unsupportedMediaType = GatewayError(
         .unsupportedMediaType, "This route takes JSON request bodies (Content-Type: application/json).")
+    /// `sunset` as an HTTP date.
+    public static func apiSunset(_ sunset: String) -> GatewayError { GatewayError(.apiSunset, "This API was retired on \(sunset).") }
     public static let rateLimitUnavailable = GatewayError(
         .rateLimitUnavailable, "Rate limits cannot be checked right now; retry later.", retryAfterSeconds: 1)
 

@@ -63,6 +63,12 @@ public final class GatewayMetrics: Sendable {
         counter("gateway_csrf_refusals_total", [("route", route), ("mode", reportOnly ? "report_only" : "enforced")]).increment()
     }
 
+    /// `gateway_deprecated_requests_total{route}`: requests to a route with `deprecation` (who still calls the old
+    /// API shows in the access log's `consumer`). The handle is kept by the route's filter.
+    public func deprecatedRequests(route: String) -> Counter {
+        counter("gateway_deprecated_requests_total", [("route", route)])
+    }
+
     /// `gateway_tls_certificate_expiry_timestamp_seconds{listener,certificate}`: when a listener's certificate
     /// (the `cert` file) stops being valid, for an alert well before it does.
     public func certificateExpiry(listener: String, certificate: String, notAfter: Int64) {

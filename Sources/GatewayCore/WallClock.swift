@@ -26,7 +26,7 @@ extension WallClock {
 
     /// Whole seconds since the Unix epoch from the coarse real-time clock: no system call, and precise
     /// enough for a value with a resolution of one second.
-    static func coarseSeconds() -> Int {
+    public static func coarseSeconds() -> Int {
         var now = timespec()
         clock_gettime(CLOCK_REALTIME_COARSE, &now)
         return now.tv_sec

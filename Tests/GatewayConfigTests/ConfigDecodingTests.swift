@@ -1009,6 +1009,32 @@ import Testing
         #expect(answering.warnings.map(\.description).contains("warning: routes[0].intercept_errors: does nothing here: a route with respond answers itself, no upstream answers"), "\(answering.warnings)")
     }
 
+    // deprecation: RFC 3339 dates or date-times (offsets applied), a link, refusal only with a sunset after the date.
+    @Test func deprecationShapes() throws {
+        let route = { (deprecation: String) in self.minimal(route: #"{ "name": "r", "upstream": "u", "deprecation": \#(deprecation) }"#) }
+        let full = try #require(
+            load(route(#"{ "date": "1970-01-02", "sunset": "2026-06-01T12:30:15.25-01:00", "link": "https://dev.example/v2", "refuse_after_sunset": true }"#))
+                .config?.routes[0].deprecation)
+        #expect(full.date == 86_400)
+        #expect(full.sunset == 1_780_272_000 + 13 * 3600 + 30 * 60 + 15)
+        #expect(full.link == "https://dev.example/v2" && full.refuseAfterSunset)
+        #expect(load(route(#"{ "date": "2026-06-01" }"#)).config?.routes[0].deprecation == DeprecationConfig(date: 1_780_272_000))
+
+        let bad = load(route(#"{ "date": "2026-02-30", "sunset": "2026-06-01 10:00", "link": "ftp://x", "refuse_after_sunset": true }"#)).errors.map(\.description)
+        #expect(bad.sorted() == [
+            #"routes[0].deprecation.date: expected an RFC 3339 date ("2026-06-01") or date-time ("2026-06-01T12:00:00Z")"#,
+            "routes[0].deprecation.link: expected an absolute http(s) URL (printable ASCII, no spaces, quotes or angle brackets)",
+            #"routes[0].deprecation.sunset: expected an RFC 3339 date ("2026-06-01") or date-time ("2026-06-01T12:00:00Z")"#,
+        ], "\(bad)")
+        let order = load(route(#"{ "date": "2026-06-01", "sunset": "2026-05-01" }"#)).errors.map(\.description)
+        #expect(order == ["routes[0].deprecation.sunset: comes before the deprecation date"])
+        #expect(load(route(#"{ "date": "2026-06-01", "refuse_after_sunset": true }"#)).errors.map(\.description) == [
+            "routes[0].deprecation.refuse_after_sunset: needs a sunset date"
+        ])
+        let passed = load(route(#"{ "date": "2019-01-01", "sunset": "2020-01-01", "refuse_after_sunset": true }"#))
+        #expect(passed.warnings.map(\.description).contains("warning: routes[0].deprecation.sunset: has passed: every request of this route is answered 410 API_SUNSET"))
+    }
+
     // reuse_port: a boolean, off unless given.
     @Test func reusePortShapes() {
         let config = { (listener: String) in

@@ -17,7 +17,8 @@ import Testing
               "request_validation": { "body_schema": { "type": "object" } } },
             { "name": "ops", "match": { "path_prefix": "/ops", "listeners": ["internal"] }, "upstream": "orders",
               "strip_prefix": "/ops", "add_prefix": "/admin", "request_query": { "remove": ["debug"] }, "host_rewrite": "ops.internal" },
-            { "name": "old", "match": { "path_prefix": "/v0" }, "respond": { "status": 410, "code": "API_RETIRED", "message": "gone" } }] }
+            { "name": "old", "match": { "path_prefix": "/v0" }, "respond": { "status": 410, "code": "API_RETIRED", "message": "gone" },
+              "deprecation": { "date": "2019-01-01", "sunset": "2020-01-01" } }] }
         """#
 
     /// Runs `gateway explain` on `config` (and the files it includes, by name).
@@ -80,6 +81,9 @@ import Testing
         #expect(canary.stdout.contains("intercept_errors: the upstream's 5xx, 404 answered as UPSTREAM_ERROR (JSON answers pass)"), "\(canary.stdout)")
         let retired = try await explain(["GET", "http://x.test/v0/a"])
         #expect(retired.stdout.contains("answers itself: 410 API_RETIRED"))
+        #expect(
+            retired.stdout.contains("deprecated: since Tue, 01 Jan 2019 00:00:00 GMT; sunset Wed, 01 Jan 2020 00:00:00 GMT (Deprecation and Sunset on every answer)"),
+            "\(retired.stdout)")
 
         let wrongMethod = try await explain(["DELETE", "https://api.example.com/v1/orders/7"])
         #expect(wrongMethod.stdout.hasSuffix("405 METHOD_NOT_ALLOWED: routes for this path take GET, HEAD\n"), "\(wrongMethod.stdout)")

@@ -428,6 +428,40 @@ import TestSupport
         }
     }
 
+    // deprecation: every answer of the route says so (Deprecation, Sunset, Link), the gateway's own too; requests are
+    // counted; after the sunset, refuse_after_sunset answers 410 API_SUNSET without asking the upstream.
+    @Test func deprecatedRoutes() async throws {
+        try await withUpstreams(2) { upstreams in
+            let json = Self.config(
+                routes: #"""
+                    [{ "name": "v1", "match": { "path_prefix": "/v1" }, "upstream": "a", "auth": { "require": ["api_key"] },
+                       "deprecation": { "date": "2026-06-01", "sunset": "2099-01-01T12:00:00+02:00", "link": "https://developer.example.com/v2" } },
+                     { "name": "v0", "match": { "path_prefix": "/v0" }, "upstream": "a",
+                       "deprecation": { "date": "2019-01-01", "sunset": "2020-01-01", "refuse_after_sunset": true } }]
+                    """#,
+                top: #""auth": { "api_keys": [{ "id": "demo", "sha256": "\#(Self.demoKeyHash)" }] },"#)
+            try await withGateway(json, upstreams: upstreams) { test in
+                let ok = try await test.request("GET", "/v1/echo", headers: [("X-API-Key", "demo-key-not-for-production")])
+                #expect(ok.status == 200)
+                #expect(ok.header("deprecation") == "@1780272000")
+                #expect(ok.header("sunset") == "Thu, 01 Jan 2099 10:00:00 GMT")
+                #expect(ok.header("link") == #"<https://developer.example.com/v2>; rel="deprecation"; type="text/html""#)
+                let refused = try await test.request("GET", "/v1/echo")
+                #expect(refused.status == 401 && refused.header("deprecation") == "@1780272000", "the gateway's own answers say it too")
+
+                let gone = try await test.request("POST", "/v0/orders", body: "{}")
+                #expect(gone.status == 410 && gone.errorCode == "API_SUNSET")
+                #expect((gone.json["error"] as? [String: Any])?["message"] as? String == "This API was retired on Wed, 01 Jan 2020 00:00:00 GMT.")
+                #expect(gone.header("sunset") == "Wed, 01 Jan 2020 00:00:00 GMT" && gone.header("deprecation") == "@1546300800")
+                #expect(upstreams[0].requestsServed == 1)
+
+                let metrics = PrometheusText(try await Self.admin(test.gateway, "/metrics").text)
+                #expect(metrics.value("gateway_deprecated_requests_total", ["route": "v1"]) == 2)
+                #expect(metrics.value("gateway_deprecated_requests_total", ["route": "v0"]) == 1)
+            }
+        }
+    }
+
     // The upstream gets a traceparent continuing the client's trace (new parent span, same trace id and
     // flags, tracestate kept) or starting one; the access log carries the trace id.
     @Test func traceContext() async throws {
