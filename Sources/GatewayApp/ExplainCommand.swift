@@ -109,7 +109,7 @@ public struct ExplainCommand: AsyncParsableCommand {
         var checks: [String] = []
         if !route.allowIPs.isEmpty || !route.denyIPs.isEmpty { checks.append("client addresses (allow_ips/deny_ips)") }
         if route.cors != nil { checks.append("cors") }
-        if let csrf = route.csrf { checks.append(csrf.reportOnly ? "csrf (report only)" : "csrf") }
+        if let csrf = route.effectiveCSRF(global: config.csrf) { checks.append(csrf.reportOnly ? "csrf (report only)" : "csrf") }
         if let auth = route.auth {
             let scopes = auth.scopes.isEmpty ? "" : "; scopes \(auth.scopes.joined(separator: " "))"
             checks.append("auth (\(auth.require.map(\.rawValue).joined(separator: " or "))\(scopes))")

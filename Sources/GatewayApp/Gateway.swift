@@ -263,7 +263,7 @@ public final class Gateway: Sendable {
             if !addresses.isEmpty { filters.append(ClientAddressFilter(addresses)) }
             if let cors = route.cors { filters.append(CORSFilter(cors)) }
             if let deprecation = route.deprecation { filters.append(DeprecationFilter(deprecation, routeName: route.name, metrics: metrics)) }
-            if let csrf = route.csrf {
+            if let csrf = route.effectiveCSRF(global: config.csrf) {
                 filters.append(CSRFFilter(csrf, cors: route.cors, routeName: route.name, metrics: metrics, logger: logger))
             }
             if let auth = route.auth, let authenticator {

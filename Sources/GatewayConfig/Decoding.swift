@@ -36,6 +36,7 @@ extension GatewayConfig {
             }
             let requestID = o.optional("request_id", RequestIDConfig.decode)
             let interceptErrors = o.optional("intercept_errors", InterceptErrorsConfig.decode)
+            let csrf = o.optional("csrf", CSRFConfig.decode)
             o.accept("include")  // merged in before decoding (ConfigIncludes)
             guard let listeners, let upstreams, let routes else { return nil }
             var config = GatewayConfig(
@@ -48,6 +49,7 @@ extension GatewayConfig {
             config.externalAuth = externalAuth ?? []
             config.requestID = requestID ?? RequestIDConfig()
             config.interceptErrors = interceptErrors?.enabled == true ? interceptErrors : nil
+            config.csrf = csrf
             return config
         }
     }
@@ -1257,9 +1259,13 @@ extension RouteConfig {
 }
 
 extension CSRFConfig {
-    /// `true`, `false` (nil: off), or `{"trusted_origins": ["https://app.example.com"], "report_only": false}`.
+    /// `true`, `false` (off, `enabled` false), or `{"trusted_origins": ["https://app.example.com"], "report_only": false}`.
     static func decode(_ node: ConfigNode) -> CSRFConfig? {
-        if case .bool(let on) = node.value { return on ? CSRFConfig() : nil }
+        if case .bool(let on) = node.value {
+            var config = CSRFConfig()
+            config.enabled = on
+            return config
+        }
         guard case .object = node.value else {
             node.error("expected true, false or an object")
             return nil

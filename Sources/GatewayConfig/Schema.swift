@@ -32,6 +32,9 @@ public struct GatewayConfig: Sendable {
     public var requestID = RequestIDConfig()
     /// `intercept_errors`: upstream error answers every route replaces with the gateway's JSON error; nil: none.
     public var interceptErrors: InterceptErrorsConfig?
+    /// `csrf`: the cross-site request forgery protection of routes without their own; nil: the default (on for
+    /// routes taking ambient credentials, see `RouteConfig.effectiveCSRF`).
+    public var csrf: CSRFConfig?
     /// The document as written (before `${ENV}` substitution, with included files merged in), for the admin API's `/config`.
     public var source: JSONValue?
     /// The files `include` brought in, in order (a reload reads them again).
@@ -843,6 +846,14 @@ public struct RouteConfig: Sendable {
 }
 
 extension RouteConfig {
+    /// The cross-site request forgery protection the route gets: its own `csrf`, else the top-level one, else on
+    /// (enforcing) when it takes credentials browsers send by themselves; nil when off.
+    public func effectiveCSRF(global: CSRFConfig?) -> CSRFConfig? {
+        let ambient = auth?.require.contains(where: \.isAmbient) == true
+        guard let chosen = csrf ?? global ?? (ambient ? CSRFConfig() : nil), chosen.enabled else { return nil }
+        return chosen
+    }
+
     /// Every upstream the route may forward to: its `upstream`, or its split's members in order.
     public var upstreamNames: [String] {
         if let split { return split.members.map(\.upstream) }
@@ -1015,6 +1026,9 @@ public struct RouteAuthConfig: Sendable {
         case jwt, apiKey = "api_key", mtls, basic, introspection, oidc
         /// Whether its credentials carry claims (`auth.claims`, `claim:` keys): tokens and OIDC sessions do.
         public var carriesClaims: Bool { self == .jwt || self == .introspection || self == .oidc }
+        /// Whether browsers send its credentials by themselves, whatever page asks (a session cookie, a remembered
+        /// password, a client certificate): what a cross-site request forgery abuses.
+        public var isAmbient: Bool { self == .oidc || self == .basic || self == .mtls }
     }
     public var require: [Method]
     public var scopes: [String]
@@ -1194,6 +1208,8 @@ public struct RouteCacheConfig: Sendable {
 /// A route's `csrf`: cross-origin state-changing requests from browsers are refused (see
 /// `CrossOriginProtection`), or with `reportOnly` logged and counted only.
 public struct CSRFConfig: Sendable, Equatable {
+    /// false (`csrf: false`): off, even where it would be on by default.
+    public var enabled = true
     /// Origins whose requests are allowed as if same-origin (besides the route's CORS `allow_origins`).
     public var trustedOrigins: [String] = []
     public var reportOnly = false

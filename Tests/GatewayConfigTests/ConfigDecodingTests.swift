@@ -655,7 +655,7 @@ import Testing
         let on = try #require(load(minimal(route: #"{ "name": "r", "upstream": "u", "csrf": true }"#)).config?.routes.first)
         #expect(on.csrf == CSRFConfig())
         let off = try #require(load(minimal(route: #"{ "name": "r", "upstream": "u", "csrf": false }"#)).config?.routes.first)
-        #expect(off.csrf == nil)
+        #expect(off.csrf?.enabled == false && off.effectiveCSRF(global: nil) == nil)
         let full = try #require(load(minimal(route: #"{ "name": "r", "upstream": "u", "csrf": { "trusted_origins": ["https://app.example.com"], "report_only": true } }"#)).config?.routes.first)
         #expect(full.csrf?.trustedOrigins == ["https://app.example.com"] && full.csrf?.reportOnly == true)
         let bad = load(minimal(route: #"{ "name": "r", "upstream": "u", "csrf": { "trusted_origins": ["*", "https://a.test/"] } }"#)).errors.map(\.description)
@@ -663,6 +663,25 @@ import Testing
         #expect(bad.count == 2 && atTheirPaths.count == 2, "\(bad)")
         let shape = load(minimal(route: #"{ "name": "r", "upstream": "u", "csrf": "yes" }"#)).errors.map(\.description)
         #expect(shape == ["routes[0].csrf: expected true, false or an object"])
+    }
+
+    // Which routes get csrf: their own setting, else the top level's, else on where browsers send the credentials
+    // by themselves (sessions, Basic passwords, client certificates), off elsewhere.
+    @Test func csrfDefaults() throws {
+        let route = { (auth: String, csrf: String) in #"{ "name": "r", "upstream": "u" \#(auth) \#(csrf) }"#}
+        let effective = { (top: String, auth: String, csrf: String) throws -> CSRFConfig? in
+            let config = try #require(
+                self.load(self.minimal(route: route(auth, csrf), extra: top + #""auth": { "basic": { "users": [{ "username": "a", "password_hash": "$2y$04$abcdefghijklmnopqrstuujydOTSfIH/d5oUHpsygqV5X9xJLQc6e" }] }, "api_keys": [{ "id": "k", "sha256": "\#(String(repeating: "0", count: 64))" }] },"#))
+                    .config)
+            return config.routes[0].effectiveCSRF(global: config.csrf)
+        }
+        #expect(try effective("", "", "") == nil)
+        #expect(try effective("", #", "auth": { "require": ["api_key"] }"#, "") == nil, "a header credential cannot be sent by another site's page")
+        #expect(try effective("", #", "auth": { "require": ["api_key", "basic"] }"#, "") == CSRFConfig())
+        #expect(try effective("", #", "auth": { "require": ["basic"] }"#, #", "csrf": false"#) == nil)
+        #expect(try effective(#""csrf": { "report_only": true },"#, "", "")?.reportOnly == true)
+        #expect(try effective(#""csrf": false,"#, #", "auth": { "require": ["basic"] }"#, "") == nil)
+        #expect(try effective(#""csrf": false,"#, "", #", "csrf": true"#) == CSRFConfig())
     }
 
     // forwarded_header: off unless asked for; anything but a boolean is reported at its path.

@@ -25,6 +25,25 @@ import Testing
             top: #""auth": { "api_keys": [{ "id": "web-app", "sha256": "\#(APIKeyDigest.hex(apiKey))", "scopes": ["x"] }] },"#)
     }
 
+    // Routes taking credentials browsers send by themselves (here Basic passwords) are protected without asking;
+    // csrf: false opts out.
+    @Test func csrfIsOnWhereBrowsersSendCredentials() async throws {
+        let routes = #"""
+            [{ "name": "ops", "match": { "path_prefix": "/ops" }, "upstream": "demo", "auth": { "require": ["basic"] } },
+             { "name": "legacy", "match": { "path_prefix": "/legacy" }, "upstream": "demo", "auth": { "require": ["basic"] }, "csrf": false }]
+            """#
+        let top = #""auth": { "basic": { "users": [{ "username": "ops", "password_hash": "$2y$04$abcdefghijklmnopqrstuujydOTSfIH/d5oUHpsygqV5X9xJLQc6e" }] } },"#
+        try await withUpstreams { upstreams in
+            try await withGateway(basicConfig(routes: routes, top: top), upstreams: upstreams) { gateway in
+                let forged = [("Origin", "https://evil.test"), ("Sec-Fetch-Site", "cross-site")]
+                let protected = try await gateway.request("POST", "/ops/restart", headers: forged, body: "x=1")
+                #expect(protected.status == 403 && protected.errorCode == "CROSS_ORIGIN_REQUEST_REFUSED")
+                let optedOut = try await gateway.request("POST", "/legacy/restart", headers: forged, body: "x=1")
+                #expect(optedOut.status == 401, "no csrf check: authentication answers")
+            }
+        }
+    }
+
     // csrf: a browser's cross-site POST is refused before authentication (403 JSON, no upstream call); the same
     // request from the site itself, from a non-browser client, from a trusted or CORS-allowed origin, and any
     // GET pass. report_only lets everything through and counts what it would have refused.

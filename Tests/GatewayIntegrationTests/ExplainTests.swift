@@ -46,7 +46,7 @@ import Testing
         let logout = try await explain(["GET", "http://x.test/oauth2/logout"], config: config)
         #expect(logout.stdout.contains("answers itself: logout (auth.oidc.logout_path)"), "\(logout.stdout)")
         let page = try await explain(["GET", "http://x.test/reports"], config: config)
-        #expect(page.stdout.contains("checks, in order: auth (oidc)"), "\(page.stdout)")
+        #expect(page.stdout.contains("checks, in order: csrf, auth (oidc)"), "\(page.stdout)")  // on by default with sessions
     }
 
     // A route from an included file is named with its file.
