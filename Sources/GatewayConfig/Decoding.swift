@@ -1183,9 +1183,11 @@ extension RouteConfig {
                 node.object { v -> RequestValidationConfig? in
                     let schema = v.required("body_schema", JSONSchema.decode)
                     let maxBytes = v.optional("max_body_bytes") { $0.int(0...(8 << 20)) }
+                    let bodyRequired = v.optional("body_required") { $0.bool() } ?? true
                     return schema.map {
                         var config = RequestValidationConfig(bodySchema: $0)
                         config.maxBodyBytes = maxBytes ?? config.maxBodyBytes
+                        config.bodyRequired = bodyRequired
                         return config
                     }
                 }

@@ -127,6 +127,8 @@ public struct RequestValidationConfig: Sendable {
     public var bodySchema: JSONSchema
     /// The largest body checked (and so held in memory) per request; a larger one is refused with 413.
     public var maxBodyBytes = 1 << 20
+    /// `body_required`: a POST, PUT or PATCH without a body is refused (false: it passes unchecked).
+    public var bodyRequired = true
     public init(bodySchema: JSONSchema) { self.bodySchema = bodySchema }
 }
 

@@ -16,7 +16,7 @@ public struct RequestValidation: Sendable {
     /// The largest body checked, and so the route's body limit (at most; a smaller `max_body_bytes` still applies).
     public var maxBodyBytes: Int { config.maxBodyBytes }
 
-    /// Methods that carry no body by custom; a POST, PUT or PATCH without one is refused.
+    /// Methods that carry no body by custom; a POST, PUT or PATCH without one is refused (unless `body_required` is false).
     private static func mayOmitBody(_ method: HTTPMethod) -> Bool {
         switch method {
         case .GET, .HEAD, .DELETE, .OPTIONS, .TRACE, .CONNECT: return true
@@ -29,7 +29,7 @@ public struct RequestValidation: Sendable {
         if hasBody {
             return HeaderRules.isJSON(contentType: head.headers.first(name: "content-type")) ? nil : .unsupportedMediaType
         }
-        return Self.mayOmitBody(head.method) ? nil : .invalidBody("This request needs a JSON body.")
+        return !config.bodyRequired || Self.mayOmitBody(head.method) ? nil : .invalidBody("This request needs a JSON body.")
     }
 
     /// The whole body, as received.
