@@ -779,12 +779,8 @@ extension APIKeyConfig {
             }
             let scopes = o.optional("scopes") { $0.array { $0.consumerText() } } ?? []
             let expiresAt = o.optional("expires_at") { node -> Int? in
-                guard let text = node.string() else { return nil }
-                guard let seconds = RFC3339.seconds(text) else {
-                    node.error("expected an RFC 3339 time such as \"2027-01-31T00:00:00Z\" (or a date, \"2027-01-31\", meaning its midnight UTC)")
-                    return nil
-                }
-                if seconds <= Int(Date().timeIntervalSince1970) { node.warning("\(text) has passed: this key is refused") }
+                guard let seconds = node.instant() else { return nil }
+                if seconds <= Int(Date().timeIntervalSince1970) { node.warning("\(node.string() ?? "") has passed: this key is refused") }
                 return seconds
             }
             guard let id, let hash else { return nil }
@@ -1845,8 +1841,8 @@ extension ConfigNode {
     /// Unix epoch.
     func instant() -> Int? {
         guard let text = string() else { return nil }
-        guard let seconds = StringFormats.epochSeconds(text) else {
-            error("expected an RFC 3339 date (\"2026-06-01\") or date-time (\"2026-06-01T12:00:00Z\")")
+        guard let seconds = RFC3339.seconds(text) else {
+            error("expected an RFC 3339 time such as \"2027-01-31T00:00:00Z\" (or a date, \"2027-01-31\", meaning its midnight UTC)")
             return nil
         }
         return seconds

@@ -235,11 +235,10 @@ enum StringFormats {
     static func matches(_ text: String, _ format: JSONSchema.Format) -> Bool {
         let bytes = Array(text.utf8)
         switch format {
-        case .date: return isDate(bytes[...])
-        case .time: return isTime(bytes[...])
-        case .dateTime:
-            guard bytes.count > 11, bytes[10] == UInt8(ascii: "T") || bytes[10] == UInt8(ascii: "t") else { return false }
-            return isDate(bytes[..<10]) && isTime(bytes[11...])
+        // RFC 3339, as the config's own times are read.
+        case .date: return bytes.count == 10 && RFC3339.seconds(text) != nil
+        case .time: return RFC3339.seconds("1970-01-01T" + text) != nil
+        case .dateTime: return bytes.count > 10 && RFC3339.seconds(text) != nil
         case .email:
             guard let at = bytes.lastIndex(of: UInt8(ascii: "@")), at > 0, at <= 64 else { return false }
             let local = bytes[..<at]
@@ -261,74 +260,6 @@ enum StringFormats {
     private static func isHex(_ byte: UInt8) -> Bool {
         (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(byte) || (UInt8(ascii: "a")...UInt8(ascii: "f")).contains(byte)
             || (UInt8(ascii: "A")...UInt8(ascii: "F")).contains(byte)
-    }
-
-    /// Exactly `count` digits at `start`, as a number.
-    private static func digits(_ bytes: ArraySlice<UInt8>, at start: Int, count: Int) -> Int? {
-        guard start + count <= bytes.endIndex else { return nil }
-        var value = 0
-        for byte in bytes[start..<start + count] {
-            guard (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(byte) else { return nil }
-            value = value * 10 + Int(byte - UInt8(ascii: "0"))
-        }
-        return value
-    }
-
-    /// An RFC 3339 full-date (midnight UTC) or date-time as seconds since the Unix epoch (a fraction is dropped).
-    static func epochSeconds(_ text: String) -> Int? {
-        let bytes = Array(text.utf8)
-        if bytes.count == 10 {
-            guard isDate(bytes[...]) else { return nil }
-        } else {
-            guard matches(text, .dateTime) else { return nil }
-        }
-        let field = { (start: Int, count: Int) in digits(bytes[...], at: start, count: count) ?? 0 }
-        let days = HTTPDate.daysFromCivil(year: field(0, 4), month: field(5, 2), day: field(8, 2))
-        guard bytes.count > 10 else { return days * 86_400 }
-        var seconds = days * 86_400 + field(11, 2) * 3600 + field(14, 2) * 60 + min(field(17, 2), 59)
-        // The offset is the zone's: 12:00+02:00 is 10:00 UTC.
-        if let sign = bytes.lastIndex(where: { $0 == UInt8(ascii: "+") || $0 == UInt8(ascii: "-") }), sign > 18 {
-            let offset = field(sign + 1, 2) * 3600 + field(sign + 4, 2) * 60
-            seconds += bytes[sign] == UInt8(ascii: "+") ? -offset : offset
-        }
-        return seconds
-    }
-
-    /// RFC 3339 full-date: `2026-12-07`, the day valid for its month (leap years included).
-    static func isDate(_ bytes: ArraySlice<UInt8>) -> Bool {
-        let s = bytes.startIndex
-        guard bytes.count == 10, bytes[s + 4] == UInt8(ascii: "-"), bytes[s + 7] == UInt8(ascii: "-"),
-            let year = digits(bytes, at: s, count: 4), let month = digits(bytes, at: s + 5, count: 2), let day = digits(bytes, at: s + 8, count: 2),
-            (1...12).contains(month), day >= 1
-        else { return false }
-        let leap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0)
-        let days = [31, leap ? 29 : 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31][month - 1]
-        return day <= days
-    }
-
-    /// RFC 3339 full-time: `14:05:09`, optional fraction, then `Z` or an offset (`+01:00`).
-    static func isTime(_ bytes: ArraySlice<UInt8>) -> Bool {
-        let s = bytes.startIndex
-        guard bytes.count >= 9, bytes[s + 2] == UInt8(ascii: ":"), bytes[s + 5] == UInt8(ascii: ":"),
-            let hour = digits(bytes, at: s, count: 2), let minute = digits(bytes, at: s + 3, count: 2), let second = digits(bytes, at: s + 6, count: 2),
-            hour < 24, minute < 60, second <= 60  // 60: a leap second
-        else { return false }
-        var index = s + 8
-        if bytes[index] == UInt8(ascii: ".") {
-            index += 1
-            let start = index
-            while index < bytes.endIndex, (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(bytes[index]) { index += 1 }
-            guard index > start, index < bytes.endIndex else { return false }
-        }
-        switch bytes[index] {
-        case UInt8(ascii: "Z"), UInt8(ascii: "z"): return index + 1 == bytes.endIndex
-        case UInt8(ascii: "+"), UInt8(ascii: "-"):
-            guard bytes.endIndex - index == 6, bytes[index + 3] == UInt8(ascii: ":"),
-                let hours = digits(bytes, at: index + 1, count: 2), let minutes = digits(bytes, at: index + 4, count: 2)
-            else { return false }
-            return hours < 24 && minutes < 60
-        default: return false
-        }
     }
 }
 

@@ -1041,9 +1041,9 @@ import Testing
 
         let bad = load(route(#"{ "date": "2026-02-30", "sunset": "2026-06-01 10:00", "link": "ftp://x", "refuse_after_sunset": true }"#)).errors.map(\.description)
         #expect(bad.sorted() == [
-            #"routes[0].deprecation.date: expected an RFC 3339 date ("2026-06-01") or date-time ("2026-06-01T12:00:00Z")"#,
+            #"routes[0].deprecation.date: expected an RFC 3339 time such as "2027-01-31T00:00:00Z" (or a date, "2027-01-31", meaning its midnight UTC)"#,
             "routes[0].deprecation.link: expected an absolute http(s) URL (printable ASCII, no spaces, quotes or angle brackets)",
-            #"routes[0].deprecation.sunset: expected an RFC 3339 date ("2026-06-01") or date-time ("2026-06-01T12:00:00Z")"#,
+            #"routes[0].deprecation.sunset: expected an RFC 3339 time such as "2027-01-31T00:00:00Z" (or a date, "2027-01-31", meaning its midnight UTC)"#,
         ], "\(bad)")
         let order = load(route(#"{ "date": "2026-06-01", "sunset": "2026-05-01" }"#)).errors.map(\.description)
         #expect(order == ["routes[0].deprecation.sunset: comes before the deprecation date"])
