@@ -11,12 +11,12 @@ public enum GatewayVersion {
     public static let current = "0.1.0"
 }
 
-/// `gateway run | check | explain | hash-key | hash-password | version`.
+/// `gateway run | check | explain | openapi | hash-key | hash-password | version`.
 public struct GatewayCommand: AsyncParsableCommand {
     public static let configuration = CommandConfiguration(
         commandName: "gateway",
         abstract: "An API gateway and reverse proxy.",
-        subcommands: [RunCommand.self, CheckCommand.self, ExplainCommand.self, HashKeyCommand.self, HashPasswordCommand.self, VersionCommand.self],
+        subcommands: [RunCommand.self, CheckCommand.self, ExplainCommand.self, OpenAPICommand.self, HashKeyCommand.self, HashPasswordCommand.self, VersionCommand.self],
         defaultSubcommand: RunCommand.self
     )
 

@@ -309,11 +309,49 @@ extension JSONValue {
     /// Compact JSON text (object keys in their original order).
     public var rendered: String {
         var output = ""
-        render(into: &output)
+        render(into: &output, spaced: false)
         return output
     }
 
-    private func render(into output: inout String) {
+    /// Indented JSON text for files people read and edit: a value that fits in `width` columns stays on one line.
+    public func prettyRendered(width: Int = 100) -> String {
+        var output = ""
+        renderPretty(into: &output, indent: 0, width: width)
+        return output + "\n"
+    }
+
+    private func renderPretty(into output: inout String, indent: Int, width: Int) {
+        var compact = ""
+        render(into: &compact, spaced: true)
+        let children: [(key: String?, value: JSONValue)]
+        let (open, close): (String, String)
+        switch self {
+        case .array(let items) where !items.isEmpty: (children, open, close) = (items.map { (nil, $0) }, "[", "]")
+        case .object(let fields) where !fields.isEmpty: (children, open, close) = (fields.map { ($0.key, $0.value) }, "{", "}")
+        default:
+            output += compact
+            return
+        }
+        if indent + compact.count <= width {
+            output += compact
+            return
+        }
+        let padding = String(repeating: " ", count: indent + 2)
+        output += open + "\n"
+        for (index, child) in children.enumerated() {
+            output += padding
+            if let key = child.key {
+                JSONValue.quote(key, into: &output)
+                output += ": "
+            }
+            child.value.renderPretty(into: &output, indent: indent + 2, width: width)
+            output += index == children.count - 1 ? "\n" : ",\n"
+        }
+        output += String(repeating: " ", count: indent) + close
+    }
+
+    /// `spaced`: a space after each `,` and `:`, as people write JSON.
+    private func render(into output: inout String, spaced: Bool) {
         switch self {
         case .null: output += "null"
         case .bool(let value): output += value ? "true" : "false"
@@ -323,17 +361,17 @@ extension JSONValue {
         case .array(let items):
             output += "["
             for (index, item) in items.enumerated() {
-                if index > 0 { output += "," }
-                item.render(into: &output)
+                if index > 0 { output += spaced ? ", " : "," }
+                item.render(into: &output, spaced: spaced)
             }
             output += "]"
         case .object(let fields):
             output += "{"
             for (index, field) in fields.enumerated() {
-                if index > 0 { output += "," }
+                if index > 0 { output += spaced ? ", " : "," }
                 JSONValue.quote(field.key, into: &output)
-                output += ":"
-                field.value.render(into: &output)
+                output += spaced ? ": " : ":"
+                field.value.render(into: &output, spaced: spaced)
             }
             output += "}"
         }

@@ -98,4 +98,32 @@ import Testing
         let unknown = try await explain(["GET", "http://x.test/", "--listener", "nope"])
         #expect(unknown.status != 0 && unknown.stderr.contains(#"no listener named "nope""#))
     }
+
+    // gateway openapi: the routes file on standard output (one that gateway check accepts when included), notes on
+    // standard error; an unreadable description is an error.
+    @Test func openapiWritesAnIncludableRoutesFile() async throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("openapi-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let spec = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../../examples/openapi/orders.openapi.json").path
+        let imported = try await runCommand(Binaries.gateway, ["openapi", spec, "--upstream", "orders", "--prefix", "/api", "--name-prefix", "orders-"])
+        #expect(imported.status == 0, "\(imported.stderr)")
+        #expect(imported.stdout.hasPrefix("{\n  \"routes\": [\n"))
+        #expect(imported.stderr.contains("note: POST /orders body.sku: pattern is not checked"), "\(imported.stderr)")
+        try imported.stdout.write(toFile: directory.appendingPathComponent("orders.json").path, atomically: true, encoding: .utf8)
+        let config = #"""
+            { "listeners": [{ "name": "public", "port": 8080 }], "include": ["orders.json"],
+              "upstreams": { "orders": { "targets": ["http://10.0.0.1:80"] } }, "routes": [] }
+            """#
+        let gatewayFile = directory.appendingPathComponent("gateway.json").path
+        try config.write(toFile: gatewayFile, atomically: true, encoding: .utf8)
+        let checked = try await runCommand(Binaries.gateway, ["check", "--config", gatewayFile])
+        #expect(checked.stdout == "ok\n", "\(checked.stdout)")
+        let route = try await runCommand(Binaries.gateway, ["explain", "--config", gatewayFile, "POST", "http://x.test/api/orders"])
+        #expect(route.stdout.contains("route: orders-createOrder (routes[1] of orders.json)"), "\(route.stdout)")
+        #expect(route.stdout.contains("request_validation"), "\(route.stdout)")
+
+        let missing = try await runCommand(Binaries.gateway, ["openapi", directory.appendingPathComponent("none.json").path, "--upstream", "orders"])
+        #expect(missing.status != 0 && missing.stderr.contains("cannot read"), "\(missing.stderr)")
+    }
 }

@@ -1,0 +1,310 @@
+import Foundation
+
+/// `gateway openapi`: the routes of one upstream, written from its OpenAPI 3 description (JSON), for a file that
+/// gateway.json `include`s: one route per operation (its path as `match.path` or `match.path_template`, its
+/// method) and, where the operation takes a JSON body, `request_validation` with the body's schema translated to
+/// the JSON Schema the gateway checks (`$ref`s inlined, OpenAPI 3.0's `nullable` and boolean `exclusiveMinimum`
+/// rewritten). What cannot be carried over (a `pattern`, a recursive schema, a security scheme) is kept as a note
+/// for the operator, never silently dropped. Kong's deck has `openapi2kong`; the others have nothing like it.
+public enum OpenAPIImport {
+    public struct Options: Sendable {
+        public var upstream: String
+        /// Put before every path (`/api`), and stripped again before forwarding.
+        public var prefix: String?
+        /// Put before every route name (`orders-`), so several services' routes stay apart.
+        public var namePrefix = ""
+        /// false: no `request_validation`.
+        public var validateBodies = true
+        public init(upstream: String) { self.upstream = upstream }
+    }
+
+    public struct Output: Sendable {
+        /// `{"routes": [...]}`.
+        public var document: JSONValue
+        /// What the operator should know: what was left out and why.
+        public var notes: [String]
+    }
+
+    public struct ImportError: Error, Sendable, CustomStringConvertible {
+        public let description: String
+    }
+
+    private static let methods = ["get", "put", "post", "delete", "options", "head", "patch", "trace"]
+
+    public static func routes(from text: String, options: Options) throws(ImportError) -> Output {
+        let document: JSONValue
+        do {
+            document = try JSONParser.parse(text)
+        } catch {
+            throw ImportError(description: "not a JSON document: \(error.description) (convert a YAML description to JSON first)")
+        }
+        guard case .object(let root) = document else { throw ImportError(description: "expected an OpenAPI document (a JSON object)") }
+        guard case .string(let version)? = root.value("openapi"), version.hasPrefix("3.") else {
+            if root.value("swagger") != nil { throw ImportError(description: "Swagger 2.0 is not read; convert it to OpenAPI 3 first (swagger2openapi)") }
+            throw ImportError(description: "expected an OpenAPI 3 document (an \"openapi\": \"3.x\" key)")
+        }
+        guard case .object(let paths)? = root.value("paths") else { throw ImportError(description: "the document has no \"paths\" object") }
+        var importer = Importer(document: document, options: options)
+        for (path, item) in paths {
+            guard case .object(let operations) = item else { continue }
+            if operations.value("$ref") != nil {
+                importer.notes.append("\(path): a path item given by $ref is not read; write it out")
+                continue
+            }
+            for method in methods {
+                guard case .object(let operation)? = operations.value(method) else { continue }
+                importer.addRoute(path: path, method: method, operation: operation)
+            }
+        }
+        importer.noteSecurity()
+        if importer.routes.isEmpty { importer.notes.append("no operations found under \"paths\"") }
+        return Output(document: .object([("routes", .array(importer.routes))]), notes: importer.notes)
+    }
+
+    private struct Importer {
+        let document: JSONValue
+        let options: Options
+        var routes: [JSONValue] = []
+        var notes: [String] = []
+        private var names: Set<String> = []
+
+        init(document: JSONValue, options: Options) {
+            self.document = document
+            self.options = options
+        }
+
+        mutating func addRoute(path: String, method: String, operation: [(key: String, value: JSONValue)]) {
+            let label = "\(method.uppercased()) \(path)"
+            var name = options.namePrefix + Self.slug(operation.string("operationId") ?? "\(method)-\(path)")
+            if !names.insert(name).inserted {
+                var number = 2
+                while !names.insert("\(name)-\(number)").inserted { number += 1 }
+                name = "\(name)-\(number)"
+            }
+            let prefix = options.prefix.map { $0.hasSuffix("/") ? String($0.dropLast()) : $0 } ?? ""
+            var match: [(key: String, value: JSONValue)] = []
+            if path.contains("{") {
+                match.append(("path_template", .string(prefix + template(path, label: label))))
+            } else {
+                match.append(("path", .string(prefix + path)))
+            }
+            match.append(("methods", .array([.string(method.uppercased())])))
+            var route: [(key: String, value: JSONValue)] = [("name", .string(name)), ("match", .object(match)), ("upstream", .string(options.upstream))]
+            if !prefix.isEmpty { route.append(("strip_prefix", .string(prefix))) }
+            if options.validateBodies, let validation = validation(operation, label: label) { route.append(("request_validation", validation)) }
+            if operation.value("deprecated") == .bool(true) {
+                notes.append("\(label): deprecated in the description; give route \(name) a deprecation with its dates")
+            }
+            if case .array(let requirements)? = operation.value("security") ?? rootValue("security") {
+                let schemes = Set(requirements.flatMap { requirement -> [String] in
+                    guard case .object(let members) = requirement else { return [] }
+                    return members.map(\.key)
+                }).sorted()
+                if !schemes.isEmpty { securedRoutes[schemes, default: []].append(name) }
+            }
+            routes.append(.object(route))
+        }
+
+        /// Routes by the security schemes their operations require (any one of them), for one note per set.
+        private var securedRoutes: [[String]: [String]] = [:]
+
+        /// One note per set of security schemes: which routes need them, and the `auth.require` each maps to.
+        mutating func noteSecurity() {
+            for (schemes, names) in securedRoutes.sorted(by: { $0.value[0] < $1.value[0] }) {
+                let described = schemes.map { scheme in "\(scheme) (\(authHint(scheme)))" }.joined(separator: " or ")
+                notes.append("\(names.joined(separator: ", ")): the description requires \(described); give these routes that auth")
+            }
+        }
+
+        /// The gateway credential an OpenAPI security scheme corresponds to.
+        private func authHint(_ scheme: String) -> String {
+            guard case .object(let components)? = rootValue("components"), case .object(let schemes)? = components.value("securitySchemes"),
+                case .object(let definition)? = schemes.value(scheme)
+            else { return "not described under components.securitySchemes" }
+            switch (definition.string("type"), definition.string("scheme")?.lowercased()) {
+            case ("http", "bearer"?): return definition.string("bearerFormat")?.uppercased() == "JWT" ? "auth.require jwt" : "auth.require jwt or introspection"
+            case ("http", "basic"?): return "auth.require basic"
+            case ("apiKey", _): return "auth.require api_key (the gateway reads X-API-Key or Authorization: Bearer)"
+            case ("oauth2", _), ("openIdConnect", _): return "auth.require jwt or introspection; oidc for browser logins"
+            case ("mutualTLS", _): return "auth.require mtls"
+            default: return "no gateway credential matches it"
+            }
+        }
+
+        private func rootValue(_ key: String) -> JSONValue? {
+            guard case .object(let root) = document else { return nil }
+            return root.value(key)
+        }
+
+        /// `/users/{user-id}/files/{name}.json` -> `/users/{user_id}/files/*`: a variable takes a whole segment here.
+        private mutating func template(_ path: String, label: String) -> String {
+            let segments = path.split(separator: "/", omittingEmptySubsequences: false).map { segment -> String in
+                guard segment.contains("{") else { return String(segment) }
+                if segment.hasPrefix("{"), segment.hasSuffix("}"), segment.dropFirst().dropLast().allSatisfy({ $0 != "{" && $0 != "}" }) {
+                    let name = segment.dropFirst().dropLast().map { $0.isASCII && ($0.isLetter || $0.isNumber) ? $0 : "_" }
+                    return "{" + String(name) + "}"
+                }
+                notes.append("\(label): segment \"\(segment)\" mixes text and a variable; the route matches any segment there")
+                return "*"
+            }
+            return segments.joined(separator: "/")
+        }
+
+        /// The operation's JSON body schema as `request_validation`, or nil (no JSON body, or none to check).
+        private mutating func validation(_ operation: [(key: String, value: JSONValue)], label: String) -> JSONValue? {
+            guard let body = operation.value("requestBody").map({ resolve($0, label: label) }), case .object(let request) = body,
+                case .object(let content)? = request.value("content")
+            else { return nil }
+            let json = content.filter { Self.isJSON($0.key) }
+            guard let schema = json.first.flatMap({ entry -> JSONValue? in
+                guard case .object(let media) = entry.value else { return nil }
+                return media.value("schema")
+            }) else { return nil }
+            if json.count < content.count {
+                notes.append("\(label): takes \(content.filter { !Self.isJSON($0.key) }.map(\.key).joined(separator: ", ")) too; its bodies are not checked")
+                return nil
+            }
+            var stack: [String] = []
+            let converted = convert(schema, at: label + " body", stack: &stack)
+            var validation: [(key: String, value: JSONValue)] = [("body_schema", converted)]
+            if request.value("required") != .bool(true) { validation.append(("body_required", .bool(false))) }
+            return .object(validation)
+        }
+
+        private static func isJSON(_ mediaType: String) -> Bool {
+            let type = mediaType.prefix { $0 != ";" }.lowercased()
+            return type == "application/json" || (type.hasPrefix("application/") && type.hasSuffix("+json"))
+        }
+
+        /// A `$ref` to somewhere in this document, followed (a chain of them too); anything else as it is.
+        private mutating func resolve(_ value: JSONValue, label: String) -> JSONValue {
+            var value = value
+            var seen: Set<String> = []
+            while case .object(let members) = value, case .string(let ref)? = members.value("$ref") {
+                guard seen.insert(ref).inserted, let target = lookup(ref) else {
+                    notes.append("\(label): $ref \"\(ref)\" does not lead to anything in this document")
+                    return .object([])
+                }
+                value = target
+            }
+            return value
+        }
+
+        /// `#/components/schemas/Order` (RFC 6901 pointer in this document).
+        private func lookup(_ ref: String) -> JSONValue? {
+            guard ref.hasPrefix("#/") else { return nil }
+            var value = document
+            for raw in ref.dropFirst(2).split(separator: "/", omittingEmptySubsequences: false) {
+                let key = String(raw).replacingOccurrences(of: "~1", with: "/").replacingOccurrences(of: "~0", with: "~")
+                switch value {
+                case .object(let members):
+                    guard let next = members.value(key) else { return nil }
+                    value = next
+                case .array(let items):
+                    guard let index = Int(key), items.indices.contains(index) else { return nil }
+                    value = items[index]
+                default:
+                    return nil
+                }
+            }
+            return value
+        }
+
+        private static let copied: Set<String> = [
+            "type", "enum", "const", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf", "minLength", "maxLength",
+            "minItems", "maxItems", "required", "minProperties", "maxProperties",
+        ]
+        private static let annotations: Set<String> = [
+            "title", "description", "example", "examples", "default", "deprecated", "readOnly", "writeOnly", "xml", "externalDocs",
+            "discriminator", "$schema", "$id", "$comment", "contentMediaType", "contentEncoding",
+        ]
+        private static let formats: Set<String> = ["date", "time", "date-time", "email", "uuid", "ipv4", "ipv6", "hostname"]
+        /// Formats that only say how a number or string is stored: nothing to check at the edge.
+        private static let storageFormats: Set<String> = ["int32", "int64", "float", "double", "byte", "binary", "password"]
+
+        /// An OpenAPI schema object as the gateway's JSON Schema; `where` names it in notes.
+        private mutating func convert(_ schema: JSONValue, at place: String, stack: inout [String]) -> JSONValue {
+            if case .bool = schema { return schema }
+            if case .object(let members) = schema, case .string(let ref)? = members.value("$ref") {
+                if stack.contains(ref) {
+                    notes.append("\(place): \(ref) contains itself; below this point bodies are not checked")
+                    return .bool(true)
+                }
+                guard let target = lookup(ref) else {
+                    notes.append("\(place): $ref \"\(ref)\" does not lead to anything in this document; not checked")
+                    return .bool(true)
+                }
+                stack.append(ref)
+                defer { stack.removeLast() }
+                return convert(target, at: place, stack: &stack)
+            }
+            guard case .object(let members) = schema else { return .bool(true) }
+            var result: [(key: String, value: JSONValue)] = []
+            let nullable = members.value("nullable") == .bool(true)
+            for (key, value) in members {
+                switch key {
+                case "type" where nullable:
+                    if case .string(let type) = value { result.append((key, .array([.string(type), .string("null")]))) } else { result.append((key, value)) }
+                case "enum" where nullable:
+                    if case .array(let values) = value, !values.contains(.null) { result.append((key, .array(values + [.null]))) } else { result.append((key, value)) }
+                case "exclusiveMinimum", "exclusiveMaximum":
+                    // OpenAPI 3.0: a boolean that makes minimum/maximum exclusive; 3.1: the bound itself.
+                    if case .bool(let exclusive) = value {
+                        let bound = members.value(key == "exclusiveMinimum" ? "minimum" : "maximum")
+                        if exclusive, let bound { result.append((key, bound)) }
+                    } else {
+                        result.append((key, value))
+                    }
+                case "minimum" where members.value("exclusiveMinimum") == .bool(true), "maximum" where members.value("exclusiveMaximum") == .bool(true):
+                    break  // became the exclusive bound above
+                case _ where Self.copied.contains(key):
+                    result.append((key, value))
+                case "format":
+                    guard case .string(let format) = value else { break }
+                    if Self.formats.contains(format) {
+                        result.append((key, value))
+                    } else if !Self.storageFormats.contains(format) {
+                        notes.append("\(place): format \"\(format)\" is not checked")
+                    }
+                case "properties":
+                    guard case .object(let properties) = value else { break }
+                    result.append((key, .object(properties.map { ($0.key, convert($0.value, at: place + "." + $0.key, stack: &stack)) })))
+                case "items", "additionalProperties", "not":
+                    result.append((key, convert(value, at: place + (key == "items" ? "[]" : ""), stack: &stack)))
+                case "allOf", "anyOf", "oneOf":
+                    guard case .array(let schemas) = value else { break }
+                    result.append((key, .array(schemas.map { convert($0, at: place, stack: &stack) })))
+                case "nullable":
+                    if members.value("type") == nil && members.value("enum") == nil { break }  // nothing it widens
+                case _ where Self.annotations.contains(key) || key.hasPrefix("x-"):
+                    break
+                default:
+                    notes.append("\(place): \(key) is not checked")
+                }
+            }
+            return .object(result)
+        }
+
+        /// Route names: letters, digits, `-`, `_` and `.`, as gateway.json's other names.
+        private static func slug(_ text: String) -> String {
+            var slug = ""
+            for character in text {
+                if character.isASCII && (character.isLetter || character.isNumber || character == "_" || character == ".") {
+                    slug.append(character)
+                } else if !slug.isEmpty && slug.last != "-" {
+                    slug.append("-")
+                }
+            }
+            while slug.last == "-" { slug.removeLast() }
+            return slug.isEmpty ? "route" : slug
+        }
+    }
+}
+
+extension [(key: String, value: JSONValue)] {
+    fileprivate func value(_ key: String) -> JSONValue? { first { $0.key == key }?.value }
+    fileprivate func string(_ key: String) -> String? {
+        if case .string(let text)? = value(key) { return text }
+        return nil
+    }
+}

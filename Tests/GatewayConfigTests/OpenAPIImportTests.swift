@@ -1,0 +1,120 @@
+import Foundation
+import GatewayConfig
+import Testing
+
+/// `gateway openapi`: routes from an OpenAPI 3 description, loaded back by the gateway's own config reader.
+@Suite struct OpenAPIImportTests {
+    static let spec = #"""
+        { "openapi": "3.0.3", "info": { "title": "t", "version": "1" },
+          "paths": {
+            "/users/{user-id}": {
+              "get": { "operationId": "getUser", "security": [{ "keys": [] }] },
+              "put": { "operationId": "getUser",
+                       "requestBody": { "$ref": "#/components/requestBodies/User" } } },
+            "/files/{name}.json": { "post": { "requestBody": { "content": { "application/x-www-form-urlencoded": { "schema": {} } } } } },
+            "/tree": { "post": { "requestBody": { "required": true, "content": { "application/json; charset=utf-8": { "schema": { "$ref": "#/components/schemas/Node" } } } } } },
+            "/missing": { "post": { "requestBody": { "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Nope" } } } } } }
+          },
+          "components": {
+            "securitySchemes": { "keys": { "type": "apiKey", "in": "header", "name": "X-API-Key" } },
+            "requestBodies": { "User": { "required": true, "content": { "application/json": { "schema": {
+              "type": "object", "required": ["name"],
+              "properties": {
+                "name": { "type": "string", "pattern": "^[a-z]+$", "x-internal": true, "example": "ann" },
+                "age": { "type": "integer", "format": "int32", "minimum": 0, "exclusiveMinimum": true, "maximum": 150, "exclusiveMaximum": false },
+                "role": { "type": "string", "enum": ["admin", "user"], "nullable": true },
+                "tags": { "type": "array", "items": { "type": "string" }, "uniqueItems": true },
+                "score": { "type": "number", "exclusiveMinimum": 0.5 } } } } } } },
+            "schemas": { "Node": { "type": "object", "properties": { "children": { "type": "array", "items": { "$ref": "#/components/schemas/Node" } } } } }
+          } }
+        """#
+
+    func imported(_ text: String = Self.spec, prefix: String? = nil) throws -> OpenAPIImport.Output {
+        var options = OpenAPIImport.Options(upstream: "svc")
+        options.prefix = prefix
+        return try OpenAPIImport.routes(from: text, options: options)
+    }
+
+    /// The generated routes inside a gateway.json, as `include` would merge them.
+    func load(_ output: OpenAPIImport.Output) -> ConfigLoadResult {
+        guard case .object(let members) = output.document, case .array(let routes)? = members.first?.value else { return ConfigLoader.load(text: "", environment: [:]) }
+        let json = """
+            { "listeners": [{ "name": "l", "port": 1 }], "auth": { "api_keys": [] },
+              "upstreams": { "svc": { "targets": ["http://127.0.0.1:1"] } }, "routes": \(JSONValue.array(routes).rendered) }
+            """
+        return ConfigLoader.load(text: json, environment: [:])
+    }
+
+    // One route per operation, paths as templates where they have variables, names unique, and the file loads.
+    @Test func routesPerOperation() throws {
+        let output = try imported(prefix: "/api/")
+        let result = load(output)
+        let config = try #require(result.config, "\(result.errors)")
+        #expect(config.routes.map(\.name) == ["getUser", "getUser-2", "post-files-name-.json", "post-tree", "post-missing"])
+        #expect(config.routes[0].match.pathTemplate?.description == "/api/users/{user_id}")
+        #expect(config.routes[0].match.methods == ["GET"] && config.routes[1].match.methods == ["PUT"])
+        #expect(config.routes[2].match.pathTemplate?.description == "/api/files/*")
+        #expect(config.routes[3].match.path == "/api/tree")
+        let forwarding = config.routes.map { "\($0.stripPrefix ?? "-") \($0.upstream)" }
+        #expect(Set(forwarding) == ["/api svc"])
+        #expect(config.routes[2].requestValidation == nil, "a form body is not JSON")
+        #expect(output.notes.contains(#"POST /files/{name}.json: segment "{name}.json" mixes text and a variable; the route matches any segment there"#))
+        #expect(output.notes.contains("getUser: the description requires keys (auth.require api_key (the gateway reads X-API-Key or Authorization: Bearer)); give these routes that auth"), "\(output.notes)")
+    }
+
+    // Schemas: $refs inlined (request bodies too), nullable and OpenAPI 3.0's boolean exclusive bounds rewritten,
+    // what cannot be checked noted; a recursive schema stops being checked where it recurs.
+    @Test func schemasTranslate() throws {
+        let output = try imported()
+        let config = try #require(load(output).config)
+        let user = try #require(config.routes[1].requestValidation)
+        #expect(user.bodyRequired)
+        let check = { (body: String) throws -> String? in user.bodySchema.violation(of: try JSONParser.parse(body))?.description }
+        #expect(try check(#"{"name": "ann", "age": 30, "role": null, "tags": ["a", "a"], "score": 1}"#) == nil)
+        #expect(try check(#"{"age": 3}"#) == #"the body: lacks the required property "name""#)
+        #expect(try check(#"{"name": "ann", "age": 0}"#) == "/age: must be greater than 0")
+        #expect(try check(#"{"name": "ann", "age": 150}"#) == nil, "exclusiveMaximum: false keeps maximum inclusive")
+        #expect(try check(#"{"name": "ann", "role": "owner"}"#) == "/role: is not one of the allowed values")
+        #expect(try check(#"{"name": "ann", "score": 0.5}"#) == "/score: must be greater than 0.5")
+        #expect(output.notes.contains("PUT /users/{user-id} body.name: pattern is not checked"), "\(output.notes)")
+        #expect(output.notes.contains("PUT /users/{user-id} body.tags: uniqueItems is not checked"), "\(output.notes)")
+        let storageNotes = output.notes.filter { $0.contains("int32") || $0.contains("x-internal") || $0.contains("example") }
+        #expect(storageNotes.isEmpty, "storage formats, extensions and examples are not rules")
+
+        let tree = try #require(config.routes[3].requestValidation)
+        #expect(tree.bodySchema.violation(of: try JSONParser.parse(#"{"children": [{"children": "x"}]}"#)) == nil)
+        #expect(tree.bodySchema.violation(of: try JSONParser.parse(#"{"children": 5}"#))?.description == "/children: expected an array, found a number")
+        #expect(output.notes.contains("POST /tree body.children[]: #/components/schemas/Node contains itself; below this point bodies are not checked"))
+        #expect(output.notes.contains(##"POST /missing body: $ref "#/components/schemas/Nope" does not lead to anything in this document; not checked"##))
+        #expect(config.routes[4].requestValidation?.bodyRequired == false)
+    }
+
+    // What is not an OpenAPI 3 JSON document is refused with the reason.
+    @Test func refusals() {
+        let cases = [
+            ("openapi: 3.0.0\npaths: {}", "not a JSON document"),
+            (#"{"swagger": "2.0", "paths": {}}"#, "Swagger 2.0 is not read"),
+            (#"{"openapi": "3.1.0"}"#, "the document has no \"paths\" object"),
+            (#"[1]"#, "expected an OpenAPI document"),
+        ]
+        for (text, expected) in cases {
+            do {
+                _ = try imported(text)
+                Issue.record("\(text) was imported")
+            } catch {
+                #expect(error is OpenAPIImport.ImportError)
+                #expect(String(describing: error).contains(expected), "\(error)")
+            }
+        }
+    }
+
+    // The example description imports into routes gateway.json can include.
+    @Test func exampleImports() throws {
+        let url = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../../examples/openapi/orders.openapi.json")
+        let text = try String(contentsOf: url, encoding: .utf8)
+        let output = try imported(text, prefix: "/api")
+        let result = load(output)
+        #expect(result.errors.isEmpty, "\(result.errors)")
+        #expect(result.config?.routes.count == 7)
+    }
+}
