@@ -116,13 +116,7 @@ extension InterceptErrorsConfig {
     /// `true`, `false` (off; on a route, off whatever the top level says), or `{"statuses": ["5xx", 404],
     /// "keep_json": false, "keep_headers": ["retry-after", "www-authenticate", "allow"]}`.
     static func decode(_ node: ConfigNode) -> InterceptErrorsConfig? {
-        if case .bool(let on) = node.value {
-            var config = InterceptErrorsConfig()
-            config.enabled = on
-            return config
-        }
-        return node.object { o in
-            var config = InterceptErrorsConfig()
+        node.switchOrObject { o, config in
             config.statuses = o.optional("statuses") { node -> [Int]? in
                 if case .array(let items) = node.value, items.isEmpty { node.error("list at least one status, or set intercept_errors to false") }
                 return node.statusRules(400...599, example: "5xx")
@@ -138,7 +132,6 @@ extension InterceptErrorsConfig {
                     return name.lowercased()
                 }
             } ?? config.keepHeaders
-            return config
         }
     }
 }
@@ -1259,17 +1252,7 @@ extension RouteConfig {
 extension CSRFConfig {
     /// `true`, `false` (off, `enabled` false), or `{"trusted_origins": ["https://app.example.com"], "report_only": false}`.
     static func decode(_ node: ConfigNode) -> CSRFConfig? {
-        if case .bool(let on) = node.value {
-            var config = CSRFConfig()
-            config.enabled = on
-            return config
-        }
-        guard case .object = node.value else {
-            node.error("expected true, false or an object")
-            return nil
-        }
-        return node.object { o -> CSRFConfig? in
-            var config = CSRFConfig()
+        node.switchOrObject { o, config in
             config.trustedOrigins =
                 o.optional("trusted_origins") { node in
                     node.array { item -> String? in
@@ -1283,7 +1266,6 @@ extension CSRFConfig {
                     }
                 } ?? []
             config.reportOnly = o.optional("report_only") { $0.bool() } ?? false
-            return config
         }
     }
 }
@@ -1836,7 +1818,35 @@ func isAnswerField(_ name: String) -> Bool {
     return isToken(name) && !HeaderEdits.reservedInResponses.contains(lowered) && lowered != "content-type"
 }
 
+/// Settings that `true` (the defaults) and `false` (`enabled` false: off, even where a default would turn them on) can
+/// stand for.
+protocol SwitchableSettings {
+    init()
+    var enabled: Bool { get set }
+}
+
+extension CSRFConfig: SwitchableSettings {}
+extension InterceptErrorsConfig: SwitchableSettings {}
+
 extension ConfigNode {
+    /// `true`, `false`, or an object `read` fills in over the defaults.
+    func switchOrObject<Settings: SwitchableSettings>(_ read: (ObjectReader, inout Settings) -> Void) -> Settings? {
+        var settings = Settings()
+        switch value {
+        case .bool(let on):
+            settings.enabled = on
+            return settings
+        case .object:
+            return object { o in
+                read(o, &settings)
+                return settings
+            }
+        default:
+            error("expected true, false or an object")
+            return nil
+        }
+    }
+
     /// An RFC 3339 date (`2026-06-01`, midnight UTC) or date-time (`2026-06-01T12:00:00+02:00`), as seconds since the
     /// Unix epoch.
     func instant() -> Int? {
