@@ -217,8 +217,14 @@ final class ProxyExchange: ExchangeDriver, UpstreamCallDelegate, FilterSuspensio
     func forward() {
         guard let route = context.route, let stream else { return }
         if let validation = route.requestValidation {
-            let hasBody = framing != .none && framing != .length(0)
-            if let refusal = validation.checkHead(head, hasBody: hasBody) ?? (hasBody && requestComplete ? validation.checkBody(heldBody) : nil) {
+            // Whether there is a body: told by the framing, or for a body of unknown length (chunked) once it is whole.
+            let hasBody: Bool?
+            switch framing {
+            case .none: hasBody = false
+            case .length(let length): hasBody = length > 0
+            case .chunked, .untilClose: hasBody = requestComplete ? heldBody.contains { $0.readableBytes > 0 } : nil
+            }
+            if let hasBody, let refusal = validation.checkHead(head, hasBody: hasBody) ?? (hasBody && requestComplete ? validation.checkBody(heldBody) : nil) {
                 return respond(error: refusal)
             }
         }

@@ -433,6 +433,8 @@ import Testing
                 try await client.send("11\r\n\": \"b\", \"qty\": 3}\r\n0\r\n\r\n")
                 let chunked = try await client.readResponse()
                 #expect(chunked.status == 200 && chunked.json["body"] as? String == #"{"sku": "b", "qty": 3}"#)
+                try await client.send("GET /orders/8 HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n")
+                #expect(try await client.readResponse().status == 200, "an empty body of unknown length is no body")
                 await client.close()
                 let expecting = try await gateway.connect()
                 try await expecting.send("PUT /orders HTTP/1.1\r\nHost: t\r\nContent-Type: text/plain\r\nContent-Length: 4\r\nExpect: 100-continue\r\n\r\n")
@@ -443,9 +445,13 @@ import Testing
                 let h2 = try await H2Client.connect(port: gateway.port)
                 let good = try await h2.request("POST", "/orders", headers: [("content-type", "application/json")], body: Array(#"{"sku":"c","qty":1}"#.utf8))
                 let bad = try await h2.request("POST", "/orders", headers: [("content-type", "application/json")], body: Array(#"{"sku":1,"qty":1}"#.utf8))
+                let bodiless = try await h2.request("GET", "/orders/7")
+                let emptyPost = try await h2.request("POST", "/orders", headers: [("content-type", "application/json")])
                 await h2.close()
                 #expect(good.status == 200)
                 #expect(bad.status == 400 && String(decoding: bad.bytes, as: UTF8.self).contains("/sku: expected a string, found a number"))
+                #expect(bodiless.status == 200)
+                #expect(emptyPost.status == 400 && String(decoding: emptyPost.bytes, as: UTF8.self).contains("This request needs a JSON body."))
             }
         }
     }
