@@ -46,6 +46,10 @@ public struct OpenAPICommand: ParsableCommand {
             throw ExitCode(1)
         }
         for note in imported.notes { FileHandle.standardError.write(Data("note: \(note)\n".utf8)) }
+        if !imported.problems.isEmpty {
+            for problem in imported.problems { FileHandle.standardError.write(Data("error: \(problem)\n".utf8)) }
+            throw ExitCode(1)  // no file that gateway check would refuse
+        }
         let text = imported.document.prettyRendered()
         if let output {
             do {

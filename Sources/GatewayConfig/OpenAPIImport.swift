@@ -23,6 +23,9 @@ public enum OpenAPIImport {
         public var document: JSONValue
         /// What the operator should know: what was left out and why.
         public var notes: [String]
+        /// What gateway.json would refuse in these routes (a path it cannot match, a schema keyword it refuses), by
+        /// route name: the file is not usable until they are mended in the description.
+        public var problems: [String] = []
     }
 
     public struct ImportError: Error, Sendable, CustomStringConvertible {
@@ -58,7 +61,27 @@ public enum OpenAPIImport {
         }
         importer.noteSecurity()
         if importer.routes.isEmpty { importer.notes.append("no operations found under \"paths\"") }
-        return Output(document: .object([("routes", .array(importer.routes))]), notes: importer.notes)
+        var output = Output(document: .object([("routes", .array(importer.routes))]), notes: importer.notes)
+        output.problems = problems(in: importer.routes, upstream: options.upstream)
+        return output
+    }
+
+    /// The routes as the config reader sees them, with a stand-in listener and upstream: its errors, by route name.
+    private static func problems(in routes: [JSONValue], upstream: String) -> [String] {
+        let config = JSONValue.object([
+            ("listeners", .array([.object([("name", .string("l")), ("port", .integer(1))])])),
+            ("upstreams", .object([(upstream, .object([("targets", .array([.string("http://127.0.0.1:1")]))]))])),
+            ("routes", .array(routes)),
+        ])
+        return ConfigLoader.load(text: config.rendered, environment: [:]).errors.map { diagnostic in
+            let text = diagnostic.description
+            // "routes[3].match.path: ..." -> "route getUser: match.path: ..."
+            guard text.hasPrefix("routes["), let close = text.firstIndex(of: "]"), let index = Int(text[text.index(text.startIndex, offsetBy: 7)..<close]),
+                routes.indices.contains(index), case .object(let members) = routes[index], case .string(let name)? = members.value("name")
+            else { return text }
+            let rest = text[text.index(after: close)...].drop { $0 == "." }
+            return "route \(name): \(rest)"
+        }
     }
 
     private struct Importer {

@@ -108,6 +108,21 @@ import Testing
         }
     }
 
+    // Routes the config reader would refuse are problems, named by route: the command writes no file then.
+    @Test func refusedRoutesAreProblems() throws {
+        let output = try imported(#"""
+            { "openapi": "3.0.0", "paths": {
+              "/a b": { "get": { "operationId": "spaced" } },
+              "/up": { "post": { "operationId": "upload", "requestBody": { "content": { "application/json": { "schema": { "type": "file" } } } } } },
+              "/ok": { "get": {} } } }
+            """#)
+        #expect(output.problems == [
+            #"route spaced: match.path: "/a b" must be a path starting with "/" (no query, fragment or spaces)"#,
+            #"route upload: request_validation.body_schema.type: unknown value "file"; expected one of "null", "boolean", "object", "array", "number", "integer", "string""#,
+        ], "\(output.problems)")
+        #expect(try imported().problems.isEmpty)
+    }
+
     // The example description imports into routes gateway.json can include.
     @Test func exampleImports() throws {
         let url = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../../examples/openapi/orders.openapi.json")
