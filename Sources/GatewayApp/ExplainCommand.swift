@@ -122,7 +122,11 @@ public struct ExplainCommand: AsyncParsableCommand {
             checks.append("adaptive_concurrency (\(adaptive.minLimit)-\(adaptive.maxLimit) in flight, following the upstream's latency)")
         }
         if let validation = route.requestValidation {
-            checks.append("request_validation (JSON bodies up to \(validation.maxBodyBytes) bytes, against the route's schema)")
+            let parts = [
+                validation.querySchema.map { _ in "the query" },
+                validation.bodySchema.map { _ in "JSON bodies up to \(validation.maxBodyBytes) bytes" },
+            ].compactMap { $0 }
+            checks.append("request_validation (\(parts.joined(separator: " and ")), against the route's schemas)")
         }
         var lines = ["checks, in order: " + (checks.isEmpty ? "none (a public route)" : checks.joined(separator: ", "))]
         if let deprecation = route.deprecation {

@@ -37,7 +37,7 @@ public struct OpenAPICommand: ParsableCommand {
     public func run() throws {
         guard let data = FileManager.default.contents(atPath: file) else { throw ValidationError("cannot read \(file)") }
         var options = OpenAPIImport.Options(upstream: upstream)
-        (options.prefix, options.namePrefix, options.validateBodies) = (prefix, namePrefix, !noValidation)
+        (options.prefix, options.namePrefix, options.validate) = (prefix, namePrefix, !noValidation)
         let imported: OpenAPIImport.Output
         do {
             imported = try OpenAPIImport.routes(from: String(decoding: data, as: UTF8.self), options: options)

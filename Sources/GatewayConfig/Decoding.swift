@@ -1170,15 +1170,24 @@ extension RouteConfig {
             let adaptive = o.optional("adaptive_concurrency", AdaptiveConcurrency.Settings.decode)
             let requestValidation = o.optional("request_validation") { node in
                 node.object { v -> RequestValidationConfig? in
-                    let schema = v.required("body_schema", JSONSchema.decode)
+                    let body = v.optional("body_schema", JSONSchema.decode)
+                    let query = v.optional("query_schema", JSONSchema.decode)
                     let maxBytes = v.optional("max_body_bytes") { $0.int(0...(8 << 20)) }
                     let bodyRequired = v.optional("body_required") { $0.bool() } ?? true
-                    return schema.map {
-                        var config = RequestValidationConfig(bodySchema: $0)
-                        config.maxBodyBytes = maxBytes ?? config.maxBodyBytes
-                        config.bodyRequired = bodyRequired
-                        return config
+                    if !v.has("body_schema") && !v.has("query_schema") { v.node.context.error(v.path, "give body_schema, query_schema, or both") }
+                    if query?.types.map({ $0 != [.object] }) == true {
+                        v.node.context.error(v.path / "query_schema" / "type", "the parameters make an object: leave type out or make it \"object\"")
                     }
+                    if body == nil {
+                        for key in ["max_body_bytes", "body_required"] where v.has(key) {
+                            v.node.context.warning(v.path / key, "applies to body_schema, which is not given")
+                        }
+                    }
+                    guard body != nil || query != nil else { return nil }
+                    var config = RequestValidationConfig(bodySchema: body, querySchema: query)
+                    config.maxBodyBytes = maxBytes ?? config.maxBodyBytes
+                    config.bodyRequired = bodyRequired
+                    return config
                 }
             }
             if let answering, o.has("request_validation") {

@@ -163,6 +163,39 @@ public struct JSONSchema: Sendable {
         return nil
     }
 
+    // MARK: Query parameters
+
+    /// A query's parameters as the object this schema checks: each name once, its value a string, or typed where the
+    /// property's schema asks for a number, an integer or a boolean and the text is one (`?page=2` is `{"page": 2}`);
+    /// a repeated parameter, or one whose schema is an array, is an array of them.
+    public func queryDocument(_ parameters: [(name: String, value: String)]) -> JSONValue {
+        var order: [String] = []
+        var values: [String: [String]] = [:]
+        for (name, value) in parameters {
+            if values[name] == nil { order.append(name) }
+            values[name, default: []].append(value)
+        }
+        return .object(order.map { name in
+            let texts = values[name] ?? []
+            let schema = properties[name] ?? additionalProperties.first
+            if texts.count > 1 || schema?.types?.contains(.array) == true {
+                let itemSchema = schema?.items.first
+                return (name, .array(texts.map { Self.typed($0, as: itemSchema) }))
+            }
+            return (name, Self.typed(texts[0], as: schema))
+        })
+    }
+
+    private static func typed(_ text: String, as schema: JSONSchema?) -> JSONValue {
+        guard let types = schema?.types else { return .string(text) }
+        if types.contains(.integer) || types.contains(.number), let whole = Int(text) { return .integer(whole) }
+        if types.contains(.number), let number = Double(text), number.isFinite, text.allSatisfy({ !$0.isLetter || $0 == "e" || $0 == "E" }) {
+            return .double(number)
+        }
+        if types.contains(.boolean), text == "true" || text == "false" { return .bool(text == "true") }
+        return .string(text)
+    }
+
     // MARK: Values
 
     static func value(_ value: JSONValue, is type: JSONType) -> Bool {

@@ -13,8 +13,8 @@ public enum OpenAPIImport {
         public var prefix: String?
         /// Put before every route name (`orders-`), so several services' routes stay apart.
         public var namePrefix = ""
-        /// false: no `request_validation`.
-        public var validateBodies = true
+        /// false: no `request_validation` (bodies and queries unchecked).
+        public var validate = true
         public init(upstream: String) { self.upstream = upstream }
     }
 
@@ -56,7 +56,11 @@ public enum OpenAPIImport {
             }
             for method in methods {
                 guard case .object(let operation)? = operations.value(method) else { continue }
-                importer.addRoute(path: path, method: method, operation: operation)
+                var parameters: [JSONValue] = []
+                for list in [operation.value("parameters"), operations.value("parameters")] {  // the operation's win
+                    if case .array(let items)? = list { parameters += items }
+                }
+                importer.addRoute(path: path, method: method, operation: operation, parameters: parameters)
             }
         }
         importer.noteSecurity()
@@ -96,7 +100,7 @@ public enum OpenAPIImport {
             self.options = options
         }
 
-        mutating func addRoute(path: String, method: String, operation: [(key: String, value: JSONValue)]) {
+        mutating func addRoute(path: String, method: String, operation: [(key: String, value: JSONValue)], parameters: [JSONValue]) {
             let label = "\(method.uppercased()) \(path)"
             var name = options.namePrefix + Self.slug(operation.string("operationId") ?? "\(method)-\(path)")
             if !names.insert(name).inserted {
@@ -114,7 +118,11 @@ public enum OpenAPIImport {
             match.append(("methods", .array([.string(method.uppercased())])))
             var route: [(key: String, value: JSONValue)] = [("name", .string(name)), ("match", .object(match)), ("upstream", .string(options.upstream))]
             if !prefix.isEmpty { route.append(("strip_prefix", .string(prefix))) }
-            if options.validateBodies, let validation = validation(operation, label: label) { route.append(("request_validation", validation)) }
+            if options.validate {
+                var validation = bodyValidation(operation, label: label)
+                if let query = querySchema(parameters, label: label) { validation.insert(("query_schema", query), at: 0) }
+                if !validation.isEmpty { route.append(("request_validation", .object(validation))) }
+            }
             if operation.value("deprecated") == .bool(true) {
                 notes.append("\(label): deprecated in the description; give route \(name) a deprecation with its dates")
             }
@@ -173,25 +181,52 @@ public enum OpenAPIImport {
             return segments.joined(separator: "/")
         }
 
-        /// The operation's JSON body schema as `request_validation`, or nil (no JSON body, or none to check).
-        private mutating func validation(_ operation: [(key: String, value: JSONValue)], label: String) -> JSONValue? {
+        /// The operation's JSON body schema as `request_validation` keys; none without a JSON body (or one to check).
+        private mutating func bodyValidation(_ operation: [(key: String, value: JSONValue)], label: String) -> [(key: String, value: JSONValue)] {
             guard let body = operation.value("requestBody").map({ resolve($0, label: label) }), case .object(let request) = body,
                 case .object(let content)? = request.value("content")
-            else { return nil }
+            else { return [] }
             let json = content.filter { Self.isJSON($0.key) }
             guard let schema = json.first.flatMap({ entry -> JSONValue? in
                 guard case .object(let media) = entry.value else { return nil }
                 return media.value("schema")
-            }) else { return nil }
+            }) else { return [] }
             if json.count < content.count {
                 notes.append("\(label): takes \(content.filter { !Self.isJSON($0.key) }.map(\.key).joined(separator: ", ")) too; its bodies are not checked")
-                return nil
+                return []
             }
             var stack: [String] = []
-            let converted = convert(schema, at: label + " body", stack: &stack)
-            var validation: [(key: String, value: JSONValue)] = [("body_schema", converted)]
+            var validation: [(key: String, value: JSONValue)] = [("body_schema", convert(schema, at: label + " body", stack: &stack))]
             if request.value("required") != .bool(true) { validation.append(("body_required", .bool(false))) }
-            return .object(validation)
+            return validation
+        }
+
+        /// The operation's query parameters as a `query_schema` (each name once, the operation's own over the path's);
+        /// nil when it has none. Parameters that are not `form` with `explode` (the default) are not checked: their
+        /// values are not one parameter per value.
+        private mutating func querySchema(_ parameters: [JSONValue], label: String) -> JSONValue? {
+            var properties: [(key: String, value: JSONValue)] = []
+            var required: [JSONValue] = []
+            for raw in parameters {
+                guard case .object(let parameter) = resolve(raw, label: label), parameter.string("in") == "query",
+                    let name = parameter.string("name"), !properties.contains(where: { $0.key == name })
+                else { continue }
+                var schema = JSONValue.bool(true)
+                if (parameter.string("style") ?? "form") != "form" || parameter.value("explode") == .bool(false) {
+                    notes.append("\(label): query parameter \(name) is not written one value per parameter (style/explode); not checked")
+                } else if let described = parameter.value("schema") {
+                    var stack: [String] = []
+                    schema = convert(described, at: "\(label) query \(name)", stack: &stack)
+                } else {
+                    notes.append("\(label): query parameter \(name) has no schema; not checked")
+                }
+                properties.append((name, schema))
+                if parameter.value("required") == .bool(true) { required.append(.string(name)) }
+            }
+            guard !properties.isEmpty else { return nil }
+            var schema: [(key: String, value: JSONValue)] = required.isEmpty ? [] : [("required", .array(required))]
+            schema.append(("properties", .object(properties)))
+            return .object(schema)
         }
 
         private static func isJSON(_ mediaType: String) -> Bool {

@@ -122,14 +122,18 @@ public enum StatusRules {
     }
 }
 
-/// A route's `request_validation`: request bodies checked against a JSON Schema before they go upstream.
+/// A route's `request_validation`: request bodies and query parameters checked against JSON Schemas before they go
+/// upstream (at least one of the two).
 public struct RequestValidationConfig: Sendable {
-    public var bodySchema: JSONSchema
+    /// `body_schema`: the JSON the body must be; nil: bodies are not checked (nor held).
+    public var bodySchema: JSONSchema?
+    /// `query_schema`: the object the query parameters make (`JSONSchema.queryDocument`).
+    public var querySchema: JSONSchema?
     /// The largest body checked (and so held in memory) per request; a larger one is refused with 413.
     public var maxBodyBytes = 1 << 20
     /// `body_required`: a POST, PUT or PATCH without a body is refused (false: it passes unchecked).
     public var bodyRequired = true
-    public init(bodySchema: JSONSchema) { self.bodySchema = bodySchema }
+    public init(bodySchema: JSONSchema?, querySchema: JSONSchema? = nil) { (self.bodySchema, self.querySchema) = (bodySchema, querySchema) }
 }
 
 /// A route's `deprecation`: its API is being retired. Every answer tells clients so (RFC 9745 `Deprecation`, RFC 8594
@@ -816,7 +820,7 @@ public struct RouteConfig: Sendable {
     public var fault: FaultConfig?
     /// `intercept_errors`: this route's own, instead of the top-level one (`enabled: false` turns it off).
     public var interceptErrors: InterceptErrorsConfig?
-    /// `request_validation`: the JSON Schema request bodies must match (received whole before forwarding).
+    /// `request_validation`: the JSON Schemas request bodies (received whole before forwarding) and query parameters must match.
     public var requestValidation: RequestValidationConfig?
     /// `deprecation`: the route's API is being retired (headers on every answer; 410 after the sunset if asked).
     public var deprecation: DeprecationConfig?

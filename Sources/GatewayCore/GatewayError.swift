@@ -25,6 +25,8 @@ public struct GatewayError: Error, Hashable, Sendable, CustomStringConvertible {
         case crossOriginRefused
         /// 400: the body is not the JSON the route's `request_validation` asks for.
         case invalidBody
+        /// 400: the query parameters do not match the route's `request_validation.query_schema`.
+        case invalidQuery
         /// 415: the route checks JSON bodies, and this one is declared as something else.
         case unsupportedMediaType
         /// 410: the route's `deprecation.sunset` has passed and it refuses requests since.
@@ -52,6 +54,7 @@ public struct GatewayError: Error, Hashable, Sendable, CustomStringConvertible {
             case .addressRefused: return "IP_NOT_ALLOWED"
             case .crossOriginRefused: return "CROSS_ORIGIN_REQUEST_REFUSED"
             case .invalidBody: return "INVALID_BODY"
+            case .invalidQuery: return "INVALID_QUERY"
             case .unsupportedMediaType: return "UNSUPPORTED_MEDIA_TYPE"
             case .apiSunset: return "API_SUNSET"
             }
@@ -85,7 +88,7 @@ public struct GatewayError: Error, Hashable, Sendable, CustomStringConvertible {
         case .payloadTooLarge: return 413
         case .headersTooLarge: return 431
         case .requestTimeout: return 408
-        case .badRequest, .invalidBody: return 400
+        case .badRequest, .invalidBody, .invalidQuery: return 400
         case .unsupportedMediaType: return 415
         case .apiSunset: return 410
         case .upstreamUnavailable: return 502
@@ -149,6 +152,7 @@ public struct GatewayError: Error, Hashable, Sendable, CustomStringConvertible {
         .crossOriginRefused, "This route does not accept state-changing requests sent from another site.")
     /// `message` says what is wrong with the body (where, for a schema rule): it is the client's own data.
     public static func invalidBody(_ message: String) -> GatewayError { GatewayError(.invalidBody, message) }
+    public static func invalidQuery(_ message: String) -> GatewayError { GatewayError(.invalidQuery, message) }
     public static let unsupportedMediaType = GatewayError(
         .unsupportedMediaType, "This route takes JSON request bodies (Content-Type: application/json).")
     /// `sunset` as an HTTP date.

@@ -217,6 +217,8 @@ final class ProxyExchange: ExchangeDriver, UpstreamCallDelegate, FilterSuspensio
     func forward() {
         guard let route = context.route, let stream else { return }
         if let validation = route.requestValidation {
+            // The query once, as the request first goes on (not again when its buffered body is whole).
+            if case .filtering = state, let refusal = validation.checkQuery(head.target) { return respond(error: refusal) }
             // Whether there is a body: told by the framing, or for a body of unknown length (chunked) once it is whole.
             let hasBody: Bool?
             switch framing {

@@ -2,9 +2,10 @@ import GatewayConfig
 import GatewayHTTP
 import NIOCore
 
-/// `request_validation`: a route's request bodies must be JSON matching its schema before they go upstream, so
-/// malformed or unexpected input is refused at the edge with a message that says where it is wrong (Kong's
-/// request-validator). The body is received whole first (bounded by `max_body_bytes`), as with `request_buffering`.
+/// `request_validation`: a route's request bodies must be JSON matching its `body_schema`, and its query parameters
+/// must match its `query_schema`, before anything goes upstream, so malformed or unexpected input is refused at the
+/// edge with a message that says where it is wrong (Kong's request-validator). A checked body is received whole
+/// first (bounded by `max_body_bytes`), as with `request_buffering`.
 public struct RequestValidation: Sendable {
     private let config: RequestValidationConfig
 
@@ -13,8 +14,12 @@ public struct RequestValidation: Sendable {
         self.config = config
     }
 
-    /// The largest body checked, and so the route's body limit (at most; a smaller `max_body_bytes` still applies).
-    public var maxBodyBytes: Int { config.maxBodyBytes }
+    /// Whether bodies are checked (and so received whole before forwarding).
+    public var checksBodies: Bool { config.bodySchema != nil }
+
+    /// The largest body checked, and so the route's body limit (at most; a smaller `max_body_bytes` still applies);
+    /// nil when bodies are not checked.
+    public var maxBodyBytes: Int? { config.bodySchema == nil ? nil : config.maxBodyBytes }
 
     /// Methods that carry no body by custom; a POST, PUT or PATCH without one is refused (unless `body_required` is false).
     private static func mayOmitBody(_ method: HTTPMethod) -> Bool {
@@ -24,8 +29,18 @@ public struct RequestValidation: Sendable {
         }
     }
 
+    /// The query parameters of `target` (the request's, as normalised), against `query_schema`.
+    public func checkQuery(_ target: String) -> GatewayError? {
+        guard let schema = config.querySchema else { return nil }
+        let query = target.firstIndex(of: "?").map { target[target.index(after: $0)...] } ?? ""
+        guard let violation = schema.violation(of: schema.queryDocument(QueryParameters(query).all)) else { return nil }
+        // The pointer names the parameter: "/page", or "/tags/1" for the second of several.
+        return .invalidQuery("The query does not match this route's schema: \(violation.pointer.isEmpty ? "the query" : violation.pointer.dropFirst() + "") \(violation.message).")
+    }
+
     /// What can be told from the head: a body must be declared JSON, and methods that carry one must have one.
     public func checkHead(_ head: RequestHead, hasBody: Bool) -> GatewayError? {
+        guard checksBodies else { return nil }
         if hasBody {
             return HeaderRules.isJSON(contentType: head.headers.first(name: "content-type")) ? nil : .unsupportedMediaType
         }
@@ -34,6 +49,7 @@ public struct RequestValidation: Sendable {
 
     /// The whole body, as received.
     public func checkBody(_ parts: [ByteBuffer]) -> GatewayError? {
+        guard let schema = config.bodySchema else { return nil }
         var bytes: [UInt8] = []
         bytes.reserveCapacity(parts.reduce(0) { $0 + $1.readableBytes })
         for part in parts { bytes += part.readableBytesView }
@@ -45,7 +61,7 @@ public struct RequestValidation: Sendable {
         } catch {
             return .invalidBody("The request body is not valid JSON: \(error.description).")
         }
-        guard let violation = config.bodySchema.violation(of: document) else { return nil }
+        guard let violation = schema.violation(of: document) else { return nil }
         return .invalidBody("The request body does not match this route's schema: \(violation).")
     }
 }

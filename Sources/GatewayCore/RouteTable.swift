@@ -145,7 +145,7 @@ public final class CompiledRoute: Sendable {
         self.compression = CompressionPolicy(config.compression ?? compression)
         self.accessLog = config.accessLog
         self.grpcWeb = config.grpcWeb
-        self.buffersRequests = config.requestBuffering || config.requestValidation != nil
+        self.buffersRequests = config.requestBuffering || config.requestValidation?.bodySchema != nil
         if let mirrorIndex, let mirror = config.mirror {
             self.mirror = (mirrorIndex, mirror.percent / 100)
         } else {
@@ -380,6 +380,8 @@ struct QueryParameters {
         }
     }
 
+    /// Every parameter in order, repeated names included.
+    var all: [(name: String, value: String)] { pairs }
     func contains(_ name: String) -> Bool { pairs.contains { $0.name == name } }
     func values(_ name: String) -> [String] { pairs.filter { $0.name == name }.map(\.value) }
 

@@ -87,6 +87,37 @@ import Testing
         #expect(try violation(#"{ "multipleOf": 3 }"#, "10") == "the body: must be a multiple of 3")
     }
 
+    // Query parameters become an object: typed where the property's schema wants a number, an integer or a boolean
+    // and the text is one; repeated ones, or those the schema makes arrays, become arrays.
+    @Test func queryParameters() throws {
+        let loaded = ConfigLoader.load(
+            text: #"""
+                { "listeners": [{ "name": "l", "port": 1 }], "upstreams": { "u": { "targets": ["http://127.0.0.1:1"] } },
+                  "routes": [{ "name": "r", "upstream": "u", "request_validation": { "query_schema": {
+                    "required": ["q"], "additionalProperties": { "type": "string", "maxLength": 3 },
+                    "properties": { "q": { "type": "string" }, "page": { "type": "integer", "minimum": 1 }, "ratio": { "type": "number" },
+                                    "exact": { "type": "boolean" }, "tags": { "type": "array", "items": { "type": "integer" } } } } } }] }
+                """#, environment: [:])
+        let schema = try #require(loaded.config?.routes[0].requestValidation?.querySchema, "\(loaded.errors)")
+        #expect(loaded.config?.routes[0].requestValidation?.bodySchema == nil)
+        let document = schema.queryDocument([("q", "shoes"), ("page", "2"), ("ratio", "0.5"), ("exact", "true"), ("tags", "7"), ("x", "ab")])
+        #expect(document == (try JSONParser.parse(#"{"q": "shoes", "page": 2, "ratio": 0.5, "exact": true, "tags": [7], "x": "ab"}"#)))
+        #expect(schema.violation(of: document) == nil)
+        let cases: [([(name: String, value: String)], String)] = [
+            ([("page", "1")], #"the body: lacks the required property "q""#),
+            ([("q", "a"), ("page", "0")], "/page: must be at least 1"),
+            ([("q", "a"), ("page", "two")], "/page: expected an integer, found a string"),
+            ([("q", "a"), ("page", "1"), ("page", "2")], "/page: expected an integer, found an array"),
+            ([("q", "a"), ("tags", "1"), ("tags", "x")], "/tags/1: expected an integer, found a string"),
+            ([("q", "a"), ("exact", "yes")], "/exact: expected a boolean, found a string"),
+            ([("q", "a"), ("ratio", "nan")], "/ratio: expected a number, found a string"),
+            ([("q", "a"), ("other", "long")], "/other: must be at most 3 characters long"),
+        ]
+        for (parameters, expected) in cases {
+            #expect(schema.violation(of: schema.queryDocument(parameters))?.description == expected, "\(parameters)")
+        }
+    }
+
     // Formats, checked by hand.
     @Test func formats() throws {
         let good: [(String, String)] = [
@@ -134,6 +165,11 @@ import Testing
         let missing = ConfigLoader.load(
             text: #"{ "listeners": [{ "name": "l", "port": 1 }], "upstreams": { "u": { "targets": ["http://127.0.0.1:1"] } }, "routes": [{ "name": "r", "upstream": "u", "request_validation": {} }] }"#,
             environment: [:])
-        #expect(missing.errors.map(\.description) == ["routes[0].request_validation.body_schema: missing required key"])
+        #expect(missing.errors.map(\.description) == ["routes[0].request_validation: give body_schema, query_schema, or both"])
+        let wrongQuery = ConfigLoader.load(
+            text: #"{ "listeners": [{ "name": "l", "port": 1 }], "upstreams": { "u": { "targets": ["http://127.0.0.1:1"] } }, "routes": [{ "name": "r", "upstream": "u", "request_validation": { "query_schema": { "type": "array" }, "max_body_bytes": 10 } }] }"#,
+            environment: [:])
+        #expect(wrongQuery.errors.map(\.description) == [#"routes[0].request_validation.query_schema.type: the parameters make an object: leave type out or make it "object""#])
+        #expect(wrongQuery.warnings.map(\.description).contains("warning: routes[0].request_validation.max_body_bytes: applies to body_schema, which is not given"))
     }
 }

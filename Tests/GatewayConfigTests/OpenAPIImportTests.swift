@@ -8,7 +8,11 @@ import Testing
         { "openapi": "3.0.3", "info": { "title": "t", "version": "1" },
           "paths": {
             "/users/{user-id}": {
-              "get": { "operationId": "getUser", "security": [{ "keys": [] }] },
+              "parameters": [{ "$ref": "#/components/parameters/Fields" }, { "name": "user-id", "in": "path", "required": true, "schema": { "type": "string" } },
+                             { "name": "page", "in": "query", "schema": { "type": "integer", "minimum": 0 } }],
+              "get": { "operationId": "getUser", "security": [{ "keys": [] }],
+                       "parameters": [{ "name": "page", "in": "query", "required": true, "schema": { "type": "integer", "minimum": 1 } },
+                                      { "name": "ids", "in": "query", "style": "spaceDelimited", "schema": { "type": "array" } }] },
               "put": { "operationId": "getUser",
                        "requestBody": { "$ref": "#/components/requestBodies/User" } } },
             "/files/{name}.json": { "post": { "requestBody": { "content": { "application/x-www-form-urlencoded": { "schema": {} } } } } },
@@ -17,6 +21,7 @@ import Testing
           },
           "components": {
             "securitySchemes": { "keys": { "type": "apiKey", "in": "header", "name": "X-API-Key" } },
+            "parameters": { "Fields": { "name": "fields", "in": "query", "schema": { "type": "array", "items": { "enum": ["name", "age"] } } } },
             "requestBodies": { "User": { "required": true, "content": { "application/json": { "schema": {
               "type": "object", "required": ["name"],
               "properties": {
@@ -69,7 +74,8 @@ import Testing
         let config = try #require(load(output).config)
         let user = try #require(config.routes[1].requestValidation)
         #expect(user.bodyRequired)
-        let check = { (body: String) throws -> String? in user.bodySchema.violation(of: try JSONParser.parse(body))?.description }
+        let userSchema = try #require(user.bodySchema)
+        let check = { (body: String) throws -> String? in userSchema.violation(of: try JSONParser.parse(body))?.description }
         #expect(try check(#"{"name": "ann", "age": 30, "role": null, "tags": ["a", "a"], "score": 1}"#) == nil)
         #expect(try check(#"{"age": 3}"#) == #"the body: lacks the required property "name""#)
         #expect(try check(#"{"name": "ann", "age": 0}"#) == "/age: must be greater than 0")
@@ -81,12 +87,33 @@ import Testing
         let storageNotes = output.notes.filter { $0.contains("int32") || $0.contains("x-internal") || $0.contains("example") }
         #expect(storageNotes.isEmpty, "storage formats, extensions and examples are not rules")
 
-        let tree = try #require(config.routes[3].requestValidation)
-        #expect(tree.bodySchema.violation(of: try JSONParser.parse(#"{"children": [{"children": "x"}]}"#)) == nil)
-        #expect(tree.bodySchema.violation(of: try JSONParser.parse(#"{"children": 5}"#))?.description == "/children: expected an array, found a number")
+        let tree = try #require(config.routes[3].requestValidation?.bodySchema)
+        #expect(tree.violation(of: try JSONParser.parse(#"{"children": [{"children": "x"}]}"#)) == nil)
+        #expect(tree.violation(of: try JSONParser.parse(#"{"children": 5}"#))?.description == "/children: expected an array, found a number")
         #expect(output.notes.contains("POST /tree body.children[]: #/components/schemas/Node contains itself; below this point bodies are not checked"))
         #expect(output.notes.contains(##"POST /missing body: $ref "#/components/schemas/Nope" does not lead to anything in this document; not checked"##))
         #expect(config.routes[4].requestValidation?.bodyRequired == false)
+    }
+
+    // Query parameters (the path's and the operation's, the operation's own winning, $refs followed) become a
+    // query_schema; those not written one value per parameter are noted and not checked.
+    @Test func queryParametersTranslate() throws {
+        let output = try imported()
+        let config = try #require(load(output).config)
+        let get = try #require(config.routes[0].requestValidation)
+        #expect(get.bodySchema == nil)
+        let query = try #require(get.querySchema)
+        let check = { (parameters: [(name: String, value: String)]) in query.violation(of: query.queryDocument(parameters))?.description }
+        #expect(check([("page", "1"), ("fields", "name"), ("fields", "age"), ("ids", "1 2")]) == nil)
+        #expect(check([("page", "0")]) == "/page: must be at least 1", "the operation's page, not the path's")
+        #expect(check([("fields", "name")]) == #"the body: lacks the required property "page""#)
+        #expect(check([("page", "1"), ("fields", "email")]) == "/fields/0: is not one of the allowed values")
+        #expect(output.notes.contains("GET /users/{user-id}: query parameter ids is not written one value per parameter (style/explode); not checked"))
+        // The PUT shares the path's parameters (page from 0, fields) besides its body.
+        let put = try #require(config.routes[1].requestValidation)
+        let putQuery = try #require(put.querySchema)
+        #expect(putQuery.violation(of: putQuery.queryDocument([("page", "0")])) == nil)
+        #expect(put.bodySchema != nil)
     }
 
     // What is not an OpenAPI 3 JSON document is refused with the reason.

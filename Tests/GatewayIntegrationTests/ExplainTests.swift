@@ -75,7 +75,7 @@ import Testing
         #expect(canary.stdout.contains("split: orders 75%, next 25%"), "\(canary.stdout)")
         #expect(
             canary.stdout.contains(
-                "checks, in order: csrf (report only), adaptive_concurrency (3-1000 in flight, following the upstream's latency), request_validation (JSON bodies up to 1048576 bytes, against the route's schema)"),
+                "checks, in order: csrf (report only), adaptive_concurrency (3-1000 in flight, following the upstream's latency), request_validation (JSON bodies up to 1048576 bytes, against the route's schemas)"),
             "\(canary.stdout)")
         #expect(canary.stdout.contains("upstream next: round_robin over 10.0.0.3:80; GET/HEAD hedged after 80 ms"), "\(canary.stdout)")
         #expect(canary.stdout.contains("intercept_errors: the upstream's 5xx, 404 answered as UPSTREAM_ERROR (JSON answers pass)"), "\(canary.stdout)")

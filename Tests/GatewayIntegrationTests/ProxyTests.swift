@@ -456,6 +456,44 @@ import Testing
         }
     }
 
+    // request_validation.query_schema: the query is checked (typed as the schema says) before anything goes upstream;
+    // without a body_schema, bodies stream as on any route.
+    @Test func queryValidation() async throws {
+        let routes = #"""
+            [{ "name": "search", "upstream": "demo", "request_validation": { "query_schema": {
+               "required": ["q"], "properties": { "q": { "type": "string", "minLength": 1 }, "page": { "type": "integer", "minimum": 1 },
+                                                 "tag": { "type": "array", "items": { "enum": ["new", "sale"] } } } } } }]
+            """#
+        try await withUpstreams { upstreams in
+            try await withGateway(basicConfig(routes: routes), upstreams: upstreams) { gateway in
+                // No body_schema: a body streams to the upstream unchecked, not held.
+                let client = try await gateway.connect()
+                try await client.send("POST /search?q=x HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n")
+                try await Task.sleep(for: TestTime.duration(ms: 300))
+                #expect(upstreams[0].connectionsAccepted == 1, "the upstream is called while the body still comes")
+                try await client.send("0\r\n\r\n")
+                let streamed = try await client.readResponse()
+                #expect(streamed.status == 200 && streamed.json["body"] as? String == "hello")
+                await client.close()
+
+                let ok = try await gateway.request("GET", "/search?q=shoes&page=2&tag=new&tag=sale")
+                #expect(ok.status == 200 && ok.json["uri"] as? String == "/search?q=shoes&page=2&tag=new&tag=sale")
+                let message = { (response: TestResponse) in (response.json["error"] as? [String: Any])?["message"] as? String }
+                let zero = try await gateway.request("GET", "/search?q=shoes&page=0")
+                #expect(zero.status == 400 && zero.errorCode == "INVALID_QUERY")
+                #expect(message(zero) == "The query does not match this route's schema: page must be at least 1.")
+                let missing = try await gateway.request("GET", "/search?page=1")
+                #expect(message(missing) == #"The query does not match this route's schema: the query lacks the required property "q"."#)
+                let tag = try await gateway.request("GET", "/search?q=a&tag=new&tag=old")
+                #expect(message(tag) == "The query does not match this route's schema: tag/1 is not one of the allowed values.")
+                let encoded = try await gateway.request("GET", "/search?q=%20&page=%32")
+                #expect(encoded.status == 200, "names and values are compared percent-decoded")
+                #expect(upstreams[0].requestsServed == 3)
+
+            }
+        }
+    }
+
     // A route that strips a prefix tells the upstream what it removed (X-Forwarded-Prefix, as the client wrote it),
     // after a trusted proxy's own prefix; an untrusted client's value never passes.
     @Test func forwardedPrefixForStrippedRoutes() async throws {
