@@ -1,7 +1,8 @@
 import GatewayPolicy
 
-/// The part of JSON Schema (draft 2020-12) a route's `request_validation.body_schema` can use, decoded strictly
-/// (a misspelt keyword is a config error, not a rule silently skipped) and checked against request bodies.
+/// The part of JSON Schema (draft 2020-12) a route's `request_validation` (`body_schema`, `query_schema`) can use,
+/// decoded strictly (a misspelt keyword is a config error, not a rule silently skipped) and checked against request
+/// bodies and query parameters.
 ///
 /// Left out on purpose: `pattern` and `patternProperties` (no regular expressions run on client input: no
 /// backtracking to exploit), `$ref` (schemas are written inline), `uniqueItems` (quadratic in the body's size).
