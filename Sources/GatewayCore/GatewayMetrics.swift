@@ -63,6 +63,12 @@ public final class GatewayMetrics: Sendable {
         counter("gateway_csrf_refusals_total", [("route", route), ("mode", reportOnly ? "report_only" : "enforced")]).increment()
     }
 
+    /// `gateway_request_validation_failures_total{route,part}`: requests a route's `request_validation` refused, by
+    /// what was wrong (`query`, `body`). The handles are kept by the route.
+    public func requestValidationFailures(route: String, part: String) -> Counter {
+        counter("gateway_request_validation_failures_total", [("route", route), ("part", part)])
+    }
+
     /// `gateway_deprecated_requests_total{route}`: requests to a route with `deprecation` (who still calls the old
     /// API shows in the access log's `consumer`). The handle is kept by the route's filter.
     public func deprecatedRequests(route: String) -> Counter {

@@ -218,7 +218,7 @@ final class ProxyExchange: ExchangeDriver, UpstreamCallDelegate, FilterSuspensio
         guard let route = context.route, let stream else { return }
         if let validation = route.requestValidation {
             // The query once, as the request first goes on (not again when its buffered body is whole).
-            if case .filtering = state, let refusal = validation.checkQuery(head.target) { return respond(error: refusal) }
+            if case .filtering = state, let refusal = validation.checkQuery(head.target) { return refuseInvalid(refusal) }
             // Whether there is a body: told by the framing, or for a body of unknown length (chunked) once it is whole.
             let hasBody: Bool?
             switch framing {
@@ -227,7 +227,7 @@ final class ProxyExchange: ExchangeDriver, UpstreamCallDelegate, FilterSuspensio
             case .chunked, .untilClose: hasBody = requestComplete ? heldBody.contains { $0.readableBytes > 0 } : nil
             }
             if let hasBody, let refusal = validation.checkHead(head, hasBody: hasBody) ?? (hasBody && requestComplete ? validation.checkBody(heldBody) : nil) {
-                return respond(error: refusal)
+                return refuseInvalid(refusal)
             }
         }
         if buffersBody && !requestComplete {
@@ -269,6 +269,15 @@ final class ProxyExchange: ExchangeDriver, UpstreamCallDelegate, FilterSuspensio
         heldBody.removeAll()
         if requestComplete { call.sendEnd() }
         stream.setRequestBodyPaused(!call.isWritable)
+    }
+
+    /// A request `request_validation` refused: said in the log too (what the client got told), for whoever looks into
+    /// a client's 400s.
+    private func refuseInvalid(_ refusal: GatewayError) {
+        runtime.logger.info(
+            "request refused by request_validation",
+            metadata: ["request_id": "\(context.requestID)", "route": "\(context.route?.name ?? "-")", "reason": "\(refusal.message)"])
+        respond(error: refusal)
     }
 
     /// Sends a copy of the request to the route's mirror upstream, with the body received so far; the rest

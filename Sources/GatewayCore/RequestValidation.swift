@@ -1,3 +1,4 @@
+import CoreMetrics
 import GatewayConfig
 import GatewayHTTP
 import NIOCore
@@ -8,10 +9,15 @@ import NIOCore
 /// first (bounded by `max_body_bytes`), as with `request_buffering`.
 public struct RequestValidation: Sendable {
     private let config: RequestValidationConfig
+    /// `gateway_request_validation_failures_total{route,part}`: refused queries, and refused bodies (415s included).
+    private let queryFailures: Counter
+    private let bodyFailures: Counter
 
-    public init?(_ config: RequestValidationConfig?) {
+    public init?(_ config: RequestValidationConfig?, route: String, metrics: GatewayMetrics) {
         guard let config else { return nil }
         self.config = config
+        self.queryFailures = metrics.requestValidationFailures(route: route, part: "query")
+        self.bodyFailures = metrics.requestValidationFailures(route: route, part: "body")
     }
 
     /// Whether bodies are checked (and so received whole before forwarding).
@@ -34,6 +40,7 @@ public struct RequestValidation: Sendable {
         guard let schema = config.querySchema else { return nil }
         let query = target.firstIndex(of: "?").map { target[target.index(after: $0)...] } ?? ""
         guard let violation = schema.violation(of: schema.queryDocument(QueryParameters(query).all)) else { return nil }
+        queryFailures.increment()
         // The pointer names the parameter: "/page", or "/tags/1" for the second of several.
         return .invalidQuery("The query does not match this route's schema: \(violation.pointer.isEmpty ? "the query" : violation.pointer.dropFirst() + "") \(violation.message).")
     }
@@ -41,14 +48,24 @@ public struct RequestValidation: Sendable {
     /// What can be told from the head: a body must be declared JSON, and methods that carry one must have one.
     public func checkHead(_ head: RequestHead, hasBody: Bool) -> GatewayError? {
         guard checksBodies else { return nil }
+        let refusal: GatewayError?
         if hasBody {
-            return HeaderRules.isJSON(contentType: head.headers.first(name: "content-type")) ? nil : .unsupportedMediaType
+            refusal = HeaderRules.isJSON(contentType: head.headers.first(name: "content-type")) ? nil : .unsupportedMediaType
+        } else {
+            refusal = !config.bodyRequired || Self.mayOmitBody(head.method) ? nil : .invalidBody("This request needs a JSON body.")
         }
-        return !config.bodyRequired || Self.mayOmitBody(head.method) ? nil : .invalidBody("This request needs a JSON body.")
+        if refusal != nil { bodyFailures.increment() }
+        return refusal
     }
 
     /// The whole body, as received.
     public func checkBody(_ parts: [ByteBuffer]) -> GatewayError? {
+        guard let refusal = bodyRefusal(parts) else { return nil }
+        bodyFailures.increment()
+        return refusal
+    }
+
+    private func bodyRefusal(_ parts: [ByteBuffer]) -> GatewayError? {
         guard let schema = config.bodySchema else { return nil }
         var bytes: [UInt8] = []
         bytes.reserveCapacity(parts.reduce(0) { $0 + $1.readableBytes })

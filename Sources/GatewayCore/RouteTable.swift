@@ -126,7 +126,7 @@ public final class CompiledRoute: Sendable {
         self.maxBodyBytes = config.maxBodyBytes
         self.tunnelIdleTimeoutMs = config.tunnelIdleTimeoutMs
         self.errorInterception = ErrorInterception(route: config.interceptErrors, global: interceptErrors)
-        self.requestValidation = RequestValidation(config.requestValidation)
+        self.requestValidation = RequestValidation(config.requestValidation, route: config.name, metrics: metrics)
         let splits = (config.split?.members.count ?? 0) > 1
         self.destinations = zip(config.upstreamNames, upstreams).map { name, upstream in
             // The route's own read_timeout_ms / total_timeout_ms, else the upstream's, decided here once.

@@ -465,7 +465,7 @@ import Testing
                                                  "tag": { "type": "array", "items": { "enum": ["new", "sale"] } } } } } }]
             """#
         try await withUpstreams { upstreams in
-            try await withGateway(basicConfig(routes: routes), upstreams: upstreams) { gateway in
+            try await withGateway(basicConfig(routes: routes, top: #""admin": { "address": "127.0.0.1", "port": 0 },"#), upstreams: upstreams) { gateway in
                 // No body_schema: a body streams to the upstream unchecked, not held.
                 let client = try await gateway.connect()
                 try await client.send("POST /search?q=x HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n")
@@ -489,6 +489,11 @@ import Testing
                 let encoded = try await gateway.request("GET", "/search?q=%20&page=%32")
                 #expect(encoded.status == 200, "names and values are compared percent-decoded")
                 #expect(upstreams[0].requestsServed == 3)
+                // Each refusal is logged with its reason and counted.
+                let logged = gateway.logs.entries("request refused by request_validation")
+                #expect(logged.count == 3 && logged.first?["reason"] as? String == "The query does not match this route's schema: page must be at least 1.")
+                let metrics = PrometheusText(try await OperationsTests.admin(gateway.gateway, "/metrics", token: nil).text)
+                #expect(metrics.value("gateway_request_validation_failures_total", ["route": "search", "part": "query"]) == 3)
 
             }
         }
