@@ -25,19 +25,27 @@ public struct OpenAPICommand: ParsableCommand {
     @Flag(name: .customLong("no-validation"), help: "Leave request_validation out.")
     var noValidation = false
 
+    @Option(help: "The auth.require of routes whose operations need credentials, e.g. jwt or jwt,api_key (default: none, and a note).")
+    var auth: String?
+
     @Option(name: .shortAndLong, help: "Write the routes file here instead of standard output.")
     var output: String?
 
     public init() {}
 
+    private var authMethods: [String] { auth.map { $0.split(separator: ",").map { String($0.trimmingCharacters(in: .whitespaces)) } } ?? [] }
+
     public func validate() throws {
         if let prefix, !prefix.hasPrefix("/") || prefix.contains("{") { throw ValidationError("--prefix must be a path such as /api") }
+        for method in authMethods where RouteAuthConfig.Method(rawValue: method) == nil {
+            throw ValidationError("--auth: unknown credential \"\(method)\" (jwt, api_key, mtls, basic, introspection, oidc)")
+        }
     }
 
     public func run() throws {
         guard let data = FileManager.default.contents(atPath: file) else { throw ValidationError("cannot read \(file)") }
         var options = OpenAPIImport.Options(upstream: upstream)
-        (options.prefix, options.namePrefix, options.validate) = (prefix, namePrefix, !noValidation)
+        (options.prefix, options.namePrefix, options.validate, options.auth) = (prefix, namePrefix, !noValidation, authMethods)
         let imported: OpenAPIImport.Output
         do {
             imported = try OpenAPIImport.routes(from: String(decoding: data, as: UTF8.self), options: options)

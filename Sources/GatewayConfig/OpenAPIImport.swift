@@ -15,6 +15,9 @@ public enum OpenAPIImport {
         public var namePrefix = ""
         /// false: no `request_validation` (bodies and queries unchecked).
         public var validate = true
+        /// `--auth`: the `auth.require` of routes whose operations need credentials (empty: none set; a note says
+        /// which routes need them).
+        public var auth: [String] = []
         public init(upstream: String) { self.upstream = upstream }
     }
 
@@ -77,7 +80,11 @@ public enum OpenAPIImport {
             ("upstreams", .object([(upstream, .object([("targets", .array([.string("http://127.0.0.1:1")]))]))])),
             ("routes", .array(routes)),
         ])
-        return ConfigLoader.load(text: config.rendered, environment: [:]).errors.map { diagnostic in
+        // The credentials themselves are gateway.json's (auth.jwt, auth.api_keys...), not the routes file's.
+        let errors = ConfigLoader.load(text: config.rendered, environment: [:]).errors.filter {
+            !($0.path.hasSuffix("auth.require") && $0.message.contains(" to be configured"))
+        }
+        return errors.map { diagnostic in
             let text = diagnostic.description
             // "routes[3].match.path: ..." -> "route getUser: match.path: ..."
             guard text.hasPrefix("routes["), let close = text.firstIndex(of: "]"), let index = Int(text[text.index(text.startIndex, offsetBy: 7)..<close]),
@@ -127,13 +134,40 @@ public enum OpenAPIImport {
                 notes.append("\(label): deprecated in the description; give route \(name) a deprecation with its dates")
             }
             if case .array(let requirements)? = operation.value("security") ?? rootValue("security") {
-                let schemes = Set(requirements.flatMap { requirement -> [String] in
-                    guard case .object(let members) = requirement else { return [] }
-                    return members.map(\.key)
-                }).sorted()
-                if !schemes.isEmpty { securedRoutes[schemes, default: []].append(name) }
+                let alternatives = requirements.compactMap { requirement -> [(key: String, value: JSONValue)]? in
+                    guard case .object(let members) = requirement, !members.isEmpty else { return nil }
+                    return members
+                }
+                let schemes = Set(alternatives.flatMap { $0.map(\.key) }).sorted()
+                if !schemes.isEmpty {
+                    if options.auth.isEmpty {
+                        securedRoutes[schemes, default: []].append(name)
+                    } else {
+                        route.append(("auth", auth(alternatives, route: name, label: label)))
+                    }
+                }
             }
             routes.append(.object(route))
+        }
+
+        /// `--auth`: the methods given, and the OAuth scopes the operation requires when every alternative it allows
+        /// requires the same ones (a route's `scopes` must all be held, whichever credential came).
+        private mutating func auth(_ alternatives: [[(key: String, value: JSONValue)]], route: String, label: String) -> JSONValue {
+            var auth: [(key: String, value: JSONValue)] = [("require", .array(options.auth.map { .string($0) }))]
+            let scopeSets = alternatives.map { requirement in
+                Set(requirement.flatMap { scheme -> [String] in
+                    guard case .array(let scopes) = scheme.value else { return [] }
+                    return scopes.compactMap { if case .string(let scope) = $0 { return scope } else { return nil } }
+                })
+            }
+            if let first = scopeSets.first, !first.isEmpty {
+                if scopeSets.allSatisfy({ $0 == first }) {
+                    auth.append(("scopes", .array(first.sorted().map { .string($0) })))
+                } else {
+                    notes.append("\(label): its security alternatives require different scopes; route \(route) checks none")
+                }
+            }
+            return .object(auth)
         }
 
         /// Routes by the security schemes their operations require (any one of them), for one note per set.

@@ -116,6 +116,38 @@ import Testing
         #expect(put.bodySchema != nil)
     }
 
+    // --auth: routes whose operations need credentials get that auth.require, with the OAuth scopes every allowed
+    // alternative requires; explicitly public operations get none.
+    @Test func authFromSecurityRequirements() throws {
+        var options = OpenAPIImport.Options(upstream: "svc")
+        options.auth = ["jwt", "introspection"]
+        let output = try OpenAPIImport.routes(
+            from: #"""
+                { "openapi": "3.1.0", "security": [{ "oauth": ["orders:read"] }],
+                  "paths": { "/orders": {
+                    "get": {},
+                    "post": { "security": [{ "oauth": ["orders:write"] }, { "oidc": ["orders:write"] }] },
+                    "delete": { "security": [{ "oauth": ["orders:admin"] }, { "key": [] }] } },
+                    "/health": { "get": { "security": [] } } } }
+                """#, options: options)
+        #expect(output.problems.isEmpty, "\(output.problems)")
+        guard case .object(let document) = output.document, let generated = document.first?.value else {
+            Issue.record("no routes: \(output.document)")
+            return
+        }
+        let json = """
+            { "listeners": [{ "name": "l", "port": 1 }], "upstreams": { "svc": { "targets": ["http://127.0.0.1:1"] } },
+              "auth": { "jwt": { "keys": [{ "alg": "HS256", "secret": "0123456789abcdef0123456789abcdef" }] },
+                        "introspection": { "upstream": "svc", "path": "/introspect", "client_id": "gw", "client_secret": "s" } },
+              "routes": \(generated.rendered) }
+            """
+        let result = ConfigLoader.load(text: json, environment: [:])
+        let routes = try #require(result.config?.routes, "\(result.errors)")
+        let auth = routes.map { route in route.auth.map { "\($0.require.map(\.rawValue)) \($0.scopes)" } ?? "public" }
+        #expect(auth == [#"["jwt", "introspection"] ["orders:read"]"#, #"["jwt", "introspection"] ["orders:write"]"#, #"["jwt", "introspection"] []"#, "public"])
+        #expect(output.notes == ["DELETE /orders: its security alternatives require different scopes; route delete-orders checks none"])
+    }
+
     // What is not an OpenAPI 3 JSON document is refused with the reason.
     @Test func refusals() {
         let cases = [
