@@ -335,16 +335,23 @@ import Testing
         }
     }
 
+    /// Sends the head and first chunk ("hello") of a chunked POST to `target`, waits a moment, and returns the
+    /// connection (to finish the body on) with the connections `upstream` has accepted meanwhile.
+    static func startUpload(to target: String, _ gateway: TestGateway, _ upstream: DemoUpstream) async throws -> (RawClient, Int) {
+        let client = try await gateway.connect()
+        try await client.send("POST \(target) HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n")
+        try await Task.sleep(for: TestTime.duration(ms: 300))
+        return (client, upstream.connectionsAccepted)
+    }
+
     // request_buffering: the body is read whole before the upstream is called, so a slow upload holds no upstream
     // connection and a chunked body goes up with a Content-Length; Expect: 100-continue is answered at once.
     @Test func requestBuffering() async throws {
         let routes = #"[{ "name": "buffered", "upstream": "demo", "request_buffering": true, "max_body_bytes": 1000 }]"#
         try await withUpstreams { upstreams in
             try await withGateway(basicConfig(routes: routes), upstreams: upstreams) { gateway in
-                let client = try await gateway.connect()
-                try await client.send("POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n")
-                try await Task.sleep(for: TestTime.duration(ms: 300))
-                #expect(upstreams[0].connectionsAccepted == 0, "nothing reaches the upstream while the body is still coming")
+                let (client, accepted) = try await Self.startUpload(to: "/echo", gateway, upstreams[0])
+                #expect(accepted == 0, "nothing reaches the upstream while the body is still coming")
                 try await client.send("6\r\n world\r\n0\r\n\r\n")
                 let response = try await client.readResponse()
                 #expect(response.status == 200)
@@ -467,10 +474,8 @@ import Testing
         try await withUpstreams { upstreams in
             try await withGateway(basicConfig(routes: routes, top: #""admin": { "address": "127.0.0.1", "port": 0 },"#), upstreams: upstreams) { gateway in
                 // No body_schema: a body streams to the upstream unchecked, not held.
-                let client = try await gateway.connect()
-                try await client.send("POST /search?q=x HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n")
-                try await Task.sleep(for: TestTime.duration(ms: 300))
-                #expect(upstreams[0].connectionsAccepted == 1, "the upstream is called while the body still comes")
+                let (client, accepted) = try await Self.startUpload(to: "/search?q=x", gateway, upstreams[0])
+                #expect(accepted == 1, "the upstream is called while the body still comes")
                 try await client.send("0\r\n\r\n")
                 let streamed = try await client.readResponse()
                 #expect(streamed.status == 200 && streamed.json["body"] as? String == "hello")
