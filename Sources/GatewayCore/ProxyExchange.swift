@@ -138,6 +138,8 @@ final class ProxyExchange: ExchangeDriver, UpstreamCallDelegate, FilterSuspensio
                 (destinationIndex, stickyCookie) = route.chooseDestination(
                     headers: head.headers, clientIP: context.clientIP, consumer: context.consumer, isTLS: connection.info.isTLS)
             }
+            // Before the cache too: a stored answer must not stand for a query the route refuses.
+            if let refusal = context.route?.requestValidation?.checkQuery(head.target) { return refuseInvalid(refusal) }
             lookupCache()
         }
     }
@@ -217,8 +219,6 @@ final class ProxyExchange: ExchangeDriver, UpstreamCallDelegate, FilterSuspensio
     func forward() {
         guard let route = context.route, let stream else { return }
         if let validation = route.requestValidation {
-            // The query once, as the request first goes on (not again when its buffered body is whole).
-            if case .filtering = state, let refusal = validation.checkQuery(head.target) { return refuseInvalid(refusal) }
             // Whether there is a body: told by the framing, or for a body of unknown length (chunked) once it is whole.
             let hasBody: Bool?
             switch framing {

@@ -467,7 +467,8 @@ import Testing
     // without a body_schema, bodies stream as on any route.
     @Test func queryValidation() async throws {
         let routes = #"""
-            [{ "name": "search", "upstream": "demo", "request_validation": { "query_schema": {
+            [{ "name": "search", "upstream": "demo", "cache": { "enabled": true, "default_ttl_seconds": 60, "ignore_query_params": ["page"] },
+               "request_validation": { "query_schema": {
                "required": ["q"], "properties": { "q": { "type": "string", "minLength": 1 }, "page": { "type": "integer", "minimum": 1 },
                                                  "tag": { "type": "array", "items": { "enum": ["new", "sale"] } } } } } }]
             """#
@@ -494,11 +495,16 @@ import Testing
                 let encoded = try await gateway.request("GET", "/search?q=%20&page=%32")
                 #expect(encoded.status == 200, "names and values are compared percent-decoded")
                 #expect(upstreams[0].requestsServed == 3)
+                // The cache key leaves page out, yet a stored answer never stands for a page the schema refuses.
+                #expect(try await gateway.request("GET", "/search?q=cached&page=5").status == 200)
+                #expect(try await gateway.request("GET", "/search?q=cached&page=6").header("x-cache") == "HIT")
+                #expect(try await gateway.request("GET", "/search?q=cached&page=0").errorCode == "INVALID_QUERY")
+
                 // Each refusal is logged with its reason and counted.
                 let logged = gateway.logs.entries("request refused by request_validation")
-                #expect(logged.count == 3 && logged.first?["reason"] as? String == "The query does not match this route's schema: page must be at least 1.")
+                #expect(logged.count == 4 && logged.first?["reason"] as? String == "The query does not match this route's schema: page must be at least 1.")
                 let metrics = PrometheusText(try await OperationsTests.admin(gateway.gateway, "/metrics", token: nil).text)
-                #expect(metrics.value("gateway_request_validation_failures_total", ["route": "search", "part": "query"]) == 3)
+                #expect(metrics.value("gateway_request_validation_failures_total", ["route": "search", "part": "query"]) == 4)
 
             }
         }
