@@ -1193,6 +1193,12 @@ extension RouteConfig {
             if let answering, o.has("request_validation") {
                 o.node.context.warning(o.path / "request_validation", "\(answering): bodies are checked before forwarding, and nothing is forwarded")
             }
+            // GET implies HEAD; these carry no body by custom, so a body schema would check nothing.
+            let bodiless: Set<String> = ["GET", "HEAD", "DELETE", "OPTIONS"]
+            if requestValidation?.bodySchema != nil, !match.methods.isEmpty, match.methods.allSatisfy(bodiless.contains) {
+                o.node.context.warning(
+                    o.path / "request_validation" / "body_schema", "the route takes only \(match.methods.joined(separator: ", ")): no body to check")
+            }
             if grpcWeb, o.has("request_validation") {
                 o.node.context.error(o.path / "request_validation", "gRPC-Web bodies are not JSON; validate on another route")
             }

@@ -171,5 +171,9 @@ import Testing
             environment: [:])
         #expect(wrongQuery.errors.map(\.description) == [#"routes[0].request_validation.query_schema.type: the parameters make an object: leave type out or make it "object""#])
         #expect(wrongQuery.warnings.map(\.description).contains("warning: routes[0].request_validation.max_body_bytes: applies to body_schema, which is not given"))
+        let bodiless = ConfigLoader.load(
+            text: #"{ "listeners": [{ "name": "l", "port": 1 }], "upstreams": { "u": { "targets": ["http://127.0.0.1:1"] } }, "routes": [{ "name": "r", "upstream": "u", "match": { "methods": ["GET", "DELETE"] }, "request_validation": { "body_schema": {} } }] }"#,
+            environment: [:])
+        #expect(bodiless.warnings.map(\.description) == ["warning: routes[0].request_validation.body_schema: the route takes only GET, DELETE: no body to check"])
     }
 }
