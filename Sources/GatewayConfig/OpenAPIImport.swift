@@ -1,4 +1,5 @@
 import Foundation
+import GatewayPolicy
 
 /// `gateway openapi`: the routes of one upstream, written from its OpenAPI 3 description (JSON), for a file that
 /// gateway.json `include`s: one route per operation (its path as `match.path` or `match.path_template`, its
@@ -220,13 +221,13 @@ public enum OpenAPIImport {
             guard let body = operation.value("requestBody").map({ resolve($0, label: label) }), case .object(let request) = body,
                 case .object(let content)? = request.value("content")
             else { return [] }
-            let json = content.filter { Self.isJSON($0.key) }
+            let json = content.filter { MediaType.isJSON($0.key) }
             guard let schema = json.first.flatMap({ entry -> JSONValue? in
                 guard case .object(let media) = entry.value else { return nil }
                 return media.value("schema")
             }) else { return [] }
             if json.count < content.count {
-                notes.append("\(label): takes \(content.filter { !Self.isJSON($0.key) }.map(\.key).joined(separator: ", ")) too; its bodies are not checked")
+                notes.append("\(label): takes \(content.filter { !MediaType.isJSON($0.key) }.map(\.key).joined(separator: ", ")) too; its bodies are not checked")
                 return []
             }
             var stack: [String] = []
@@ -261,11 +262,6 @@ public enum OpenAPIImport {
             var schema: [(key: String, value: JSONValue)] = required.isEmpty ? [] : [("required", .array(required))]
             schema.append(("properties", .object(properties)))
             return .object(schema)
-        }
-
-        private static func isJSON(_ mediaType: String) -> Bool {
-            let type = mediaType.prefix { $0 != ";" }.lowercased()
-            return type == "application/json" || (type.hasPrefix("application/") && type.hasSuffix("+json"))
         }
 
         /// A `$ref` to somewhere in this document, followed (a chain of them too); anything else as it is.

@@ -1,5 +1,6 @@
 import GatewayConfig
 import GatewayHTTP
+import GatewayPolicy
 
 /// `intercept_errors`: an upstream answer with a covered status reaches the client as the gateway's JSON error
 /// (`UPSTREAM_ERROR`, the upstream's status kept) instead of the upstream's own body: a backend's stack trace or
@@ -17,7 +18,7 @@ public struct ErrorInterception: Sendable {
     /// Whether this upstream answer is replaced (1xx, 2xx and 3xx never are).
     public func intercepts(_ head: ResponseHead) -> Bool {
         guard head.status >= 400, config.covers(head.status) else { return false }
-        return !(config.keepJSON && HeaderRules.isJSON(contentType: head.headers.first(name: "content-type")))
+        return !(config.keepJSON && MediaType.isJSON(head.headers.first(name: "content-type")))
     }
 
     /// The gateway's answer in place of `upstream`: its status, the fields `keep_headers` names, a JSON body.

@@ -325,13 +325,6 @@ public enum HeaderRules {
         return hasUppercase ? Substring(name.lowercased()) : name
     }
 
-    /// `application/json`, or any `+json` type (`application/problem+json`), whatever its parameters.
-    public static func isJSON(contentType: String?) -> Bool {
-        guard let contentType else { return false }
-        let mediaType = contentType.prefix { $0 != ";" }.filter { $0 != " " && $0 != "\t" }.lowercased()
-        return mediaType == "application/json" || (mediaType.hasPrefix("application/") && mediaType.hasSuffix("+json"))
-    }
-
     /// Removes cookie `name` from the request's Cookie headers, keeping the others (joined into one field, as
     /// HTTP/1.1 sends them; the field goes when nothing is left).
     public static func removeCookie(named name: String, from headers: inout HeaderList) {

@@ -1,6 +1,7 @@
 import CoreMetrics
 import GatewayConfig
 import GatewayHTTP
+import GatewayPolicy
 import NIOCore
 
 /// `request_validation`: a route's request bodies must be JSON matching its `body_schema`, and its query parameters
@@ -50,7 +51,7 @@ public struct RequestValidation: Sendable {
         guard checksBodies else { return nil }
         let refusal: GatewayError?
         if hasBody {
-            refusal = HeaderRules.isJSON(contentType: head.headers.first(name: "content-type")) ? nil : .unsupportedMediaType
+            refusal = MediaType.isJSON(head.headers.first(name: "content-type")) ? nil : .unsupportedMediaType
         } else {
             refusal = !config.bodyRequired || Self.mayOmitBody(head.method) ? nil : .invalidBody("This request needs a JSON body.")
         }

@@ -46,20 +46,7 @@ public enum ContentCoding {
 
     /// Whether `contentType` (parameters such as `charset` ignored) is one of `types`: exact media types,
     /// `type/*` for a whole type, or `+suffix` for structured syntax suffixes (`+json` takes `application/problem+json`).
-    public static func isCompressible(contentType: String, types: [String]) -> Bool {
-        let mediaType = (contentType.split(separator: ";", maxSplits: 1).first ?? "").trimmingASCIISpaces().lowercased()
-        guard let slash = mediaType.firstIndex(of: "/") else { return false }
-        for type in types {
-            if type.hasPrefix("+") {
-                if mediaType.hasSuffix(type) { return true }
-            } else if type.hasSuffix("/*") {
-                if mediaType[..<slash] == type.dropLast(2) { return true }
-            } else if mediaType == type {
-                return true
-            }
-        }
-        return false
-    }
+    public static func isCompressible(contentType: String, types: [String]) -> Bool { MediaType.matches(contentType, types) }
 
     /// Whether a response may be compressed at all, whatever its type: it has a body, is not a range, is not
     /// encoded already, and does not forbid transformation (`Cache-Control: no-transform`).
