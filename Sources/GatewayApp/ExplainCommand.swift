@@ -162,7 +162,7 @@ public struct ExplainCommand: AsyncParsableCommand {
         }
         if let mirror = route.mirror { lines.append("mirror: \(mirror.upstream) (\(mirror.percent)% of requests)") }
         if route.cache?.enabled == true { lines.append("cache: on") }
-        if let intercept = route.interceptErrors ?? config.interceptErrors, intercept.enabled {
+        if let intercept = InterceptErrorsConfig.effective(route: route.interceptErrors, global: config.interceptErrors) {
             let statuses = intercept.statuses.map { $0 < 10 ? "\($0)xx" : String($0) }.joined(separator: ", ")
             let json = intercept.keepJSON ? " (JSON answers pass)" : ""
             lines.append("intercept_errors: the upstream's \(statuses) answered as \(ErrorInterception.code)\(json)")

@@ -1193,9 +1193,7 @@ extension RouteConfig {
             if let answering, o.has("request_validation") {
                 o.node.context.warning(o.path / "request_validation", "\(answering): bodies are checked before forwarding, and nothing is forwarded")
             }
-            // GET implies HEAD; these carry no body by custom, so a body schema would check nothing.
-            let bodiless: Set<String> = ["GET", "HEAD", "DELETE", "OPTIONS"]
-            if requestValidation?.bodySchema != nil, !match.methods.isEmpty, match.methods.allSatisfy(bodiless.contains) {
+            if requestValidation?.bodySchema != nil, !match.methods.isEmpty, match.methods.allSatisfy(RequestValidationConfig.bodilessMethods.contains) {
                 o.node.context.warning(
                     o.path / "request_validation" / "body_schema", "the route takes only \(match.methods.joined(separator: ", ")): no body to check")
             }

@@ -113,6 +113,12 @@ public struct InterceptErrorsConfig: Sendable, Equatable {
 
     /// Whether an upstream answer with this status is replaced.
     public func covers(_ status: Int) -> Bool { StatusRules.matches(statuses, status) }
+
+    /// What applies to a route: its own setting, else the top-level one; nil when that intercepts nothing.
+    public static func effective(route: InterceptErrorsConfig?, global: InterceptErrorsConfig?) -> InterceptErrorsConfig? {
+        guard let chosen = route ?? global, chosen.enabled else { return nil }
+        return chosen
+    }
 }
 
 /// Lists of statuses as gateway.json writes them: exact codes, or classes (`"5xx"`, kept as the digit 5).
@@ -133,6 +139,9 @@ public struct RequestValidationConfig: Sendable {
     public var maxBodyBytes = 1 << 20
     /// `body_required`: a POST, PUT or PATCH without a body is refused (false: it passes unchecked).
     public var bodyRequired = true
+    /// Methods that carry no body by custom: requests with them may come without one, and a `body_schema` on a route
+    /// that takes only these has nothing to check.
+    public static let bodilessMethods: Set<String> = ["GET", "HEAD", "DELETE", "OPTIONS", "TRACE", "CONNECT"]
     public init(bodySchema: JSONSchema?, querySchema: JSONSchema? = nil) { (self.bodySchema, self.querySchema) = (bodySchema, querySchema) }
 }
 

@@ -11,7 +11,7 @@ public struct ErrorInterception: Sendable {
 
     /// A route's own setting, else the top-level one; nil when neither intercepts anything.
     public init?(route: InterceptErrorsConfig?, global: InterceptErrorsConfig?) {
-        guard let config = route ?? global, config.enabled else { return nil }
+        guard let config = InterceptErrorsConfig.effective(route: route, global: global) else { return nil }
         self.config = config
     }
 

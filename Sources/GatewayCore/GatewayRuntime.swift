@@ -68,7 +68,8 @@ public final class GatewayRuntime: Sendable {
             }
             return CompiledRoute(
                 config: route, index: index, upstreams: upstreams, mirrorIndex: route.mirror.flatMap { upstreamIndex[$0.upstream] },
-                compression: config.compression, interceptErrors: config.interceptErrors, filters: routeFilters(route),
+                compression: config.compression, interceptErrors: config.interceptErrors, defaultMaxBodyBytes: config.limits.maxBodyBytes,
+                filters: routeFilters(route),
                 metrics: metrics, cache: cache)
         }
         return RouteTable(routes: routes)

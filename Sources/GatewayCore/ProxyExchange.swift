@@ -440,11 +440,7 @@ final class ProxyExchange: ExchangeDriver, UpstreamCallDelegate, FilterSuspensio
 
     /// The route's body limit once routing has chosen one (it does when the head arrives, before body parts come),
     /// else `limits.max_body_bytes`.
-    private var maxBodyBytes: Int {
-        let limit = context.route?.maxBodyBytes ?? runtime.limits.maxBodyBytes
-        guard let validated = context.route?.requestValidation?.maxBodyBytes else { return limit }
-        return min(limit, validated)  // a checked body is held whole in memory
-    }
+    private var maxBodyBytes: Int { context.route?.maxBodyBytes ?? runtime.limits.maxBodyBytes }
 
     /// Bytes move between the client and the upstream call.
     var isRelaying: Bool {

@@ -24,17 +24,6 @@ public struct RequestValidation: Sendable {
     /// Whether bodies are checked (and so received whole before forwarding).
     public var checksBodies: Bool { config.bodySchema != nil }
 
-    /// The largest body checked, and so the route's body limit (at most; a smaller `max_body_bytes` still applies);
-    /// nil when bodies are not checked.
-    public var maxBodyBytes: Int? { config.bodySchema == nil ? nil : config.maxBodyBytes }
-
-    /// Methods that carry no body by custom; a POST, PUT or PATCH without one is refused (unless `body_required` is false).
-    private static func mayOmitBody(_ method: HTTPMethod) -> Bool {
-        switch method {
-        case .GET, .HEAD, .DELETE, .OPTIONS, .TRACE, .CONNECT: return true
-        case .POST, .PUT, .PATCH, .other: return false
-        }
-    }
 
     /// The query parameters of `target` (the request's, as normalised), against `query_schema`.
     public func checkQuery(_ target: String) -> GatewayError? {
@@ -53,7 +42,9 @@ public struct RequestValidation: Sendable {
         if hasBody {
             refusal = MediaType.isJSON(head.headers.first(name: "content-type")) ? nil : .unsupportedMediaType
         } else {
-            refusal = !config.bodyRequired || Self.mayOmitBody(head.method) ? nil : .invalidBody("This request needs a JSON body.")
+            // A POST, PUT or PATCH without one is refused, unless `body_required` is false.
+            let mayOmit = !config.bodyRequired || RequestValidationConfig.bodilessMethods.contains(head.method.name)
+            refusal = mayOmit ? nil : .invalidBody("This request needs a JSON body.")
         }
         if refusal != nil { bodyFailures.increment() }
         return refusal

@@ -70,7 +70,8 @@ public final class CompiledRoute: Sendable {
     public let cache: RouteCachePolicy?
     /// The route has `cors`: a preflight matches it by the method it asks about (see `RouteTable.match`).
     public let answersPreflight: Bool
-    /// The route's `max_body_bytes`, if it overrides `limits.max_body_bytes`.
+    /// The route's body limit, if it overrides `limits.max_body_bytes` (its own `max_body_bytes`, or
+    /// `request_validation.max_body_bytes` where that is smaller).
     public let maxBodyBytes: Int?
     /// `tunnel_idle_timeout_ms` for this route's upgraded connections (nil: `limits`').
     public let tunnelIdleTimeoutMs: Int?
@@ -87,7 +88,8 @@ public final class CompiledRoute: Sendable {
 
     public init(
         config: RouteConfig, index: Int, upstreams: [(index: Int, config: UpstreamConfig?)], mirrorIndex: Int? = nil,
-        compression: CompressionConfig? = nil, interceptErrors: InterceptErrorsConfig? = nil, filters: [any GatewayFilter] = [],
+        compression: CompressionConfig? = nil, interceptErrors: InterceptErrorsConfig? = nil,
+        defaultMaxBodyBytes: Int = LimitsConfig().maxBodyBytes, filters: [any GatewayFilter] = [],
         metrics: GatewayMetrics = .disabled,
         cache: ResponseCache? = nil
     ) {
@@ -123,7 +125,12 @@ public final class CompiledRoute: Sendable {
         self.answersPreflight = config.cors != nil
         self.requestHeaderEdits = config.requestHeaders
         self.queryEdits = config.requestQuery
-        self.maxBodyBytes = config.maxBodyBytes
+        // A body request_validation checks is held whole in memory: its own, usually smaller, limit applies too.
+        if let validation = config.requestValidation, validation.bodySchema != nil {
+            self.maxBodyBytes = min(config.maxBodyBytes ?? defaultMaxBodyBytes, validation.maxBodyBytes)
+        } else {
+            self.maxBodyBytes = config.maxBodyBytes
+        }
         self.tunnelIdleTimeoutMs = config.tunnelIdleTimeoutMs
         self.errorInterception = ErrorInterception(route: config.interceptErrors, global: interceptErrors)
         self.requestValidation = RequestValidation(config.requestValidation, route: config.name, metrics: metrics)
