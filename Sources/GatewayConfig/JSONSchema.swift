@@ -1,3 +1,4 @@
+import Foundation
 import GatewayPolicy
 
 /// The part of JSON Schema (draft 2020-12) a route's `request_validation` (`body_schema`, `query_schema`) can use,
@@ -247,20 +248,11 @@ public struct JSONSchema: Sendable {
             switch step {
             case .index(let index): pointer += "/\(index)"
             case .key(let key):
-                let escaped = key.replacingAll("~", with: "~0").replacingAll("/", with: "~1")
+                let escaped = key.replacingOccurrences(of: "~", with: "~0").replacingOccurrences(of: "/", with: "~1")
                 pointer += "/" + (escaped.count > 64 ? escaped.prefix(64) + "..." : escaped)
             }
         }
         return pointer
-    }
-}
-
-extension String {
-    fileprivate func replacingAll(_ target: Character, with replacement: String) -> String {
-        guard contains(target) else { return self }
-        var result = ""
-        for character in self { if character == target { result += replacement } else { result.append(character) } }
-        return result
     }
 }
 

@@ -306,7 +306,7 @@ public enum OpenAPIImport {
             "title", "description", "example", "examples", "default", "deprecated", "readOnly", "writeOnly", "xml", "externalDocs",
             "discriminator", "$schema", "$id", "$comment", "contentMediaType", "contentEncoding",
         ]
-        private static let formats: Set<String> = ["date", "time", "date-time", "email", "uuid", "ipv4", "ipv6", "hostname"]
+        private static let formats = Set(JSONSchema.Format.allCases.map(\.rawValue))
         /// Formats that only say how a number or string is stored: nothing to check at the edge.
         private static let storageFormats: Set<String> = ["int32", "int64", "float", "double", "byte", "binary", "password"]
 

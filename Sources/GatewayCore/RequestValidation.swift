@@ -28,8 +28,7 @@ public struct RequestValidation: Sendable {
     /// The query parameters of `target` (the request's, as normalised), against `query_schema`.
     public func checkQuery(_ target: String) -> GatewayError? {
         guard let schema = config.querySchema else { return nil }
-        let query = target.firstIndex(of: "?").map { target[target.index(after: $0)...] } ?? ""
-        guard let violation = schema.violation(of: schema.queryDocument(QueryParameters(query).all)) else { return nil }
+        guard let violation = schema.violation(of: schema.queryDocument(QueryString.parameters(of: target))) else { return nil }
         queryFailures.increment()
         // The pointer names the parameter: "/page", or "/tags/1" for the second of several.
         return .invalidQuery("The query does not match this route's schema: \(violation.pointer.isEmpty ? "the query" : violation.pointer.dropFirst() + "") \(violation.message).")

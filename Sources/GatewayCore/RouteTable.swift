@@ -419,6 +419,11 @@ public enum QueryString {
         return QueryParameters(query).values(name).first
     }
 
+    /// Every parameter of `target`'s query in order, names and values percent-decoded.
+    public static func parameters(of target: String) -> [(name: String, value: String)] {
+        query(of: target).map { QueryParameters($0).all } ?? []
+    }
+
     /// `target` without any `name` parameter (the other parameters keep their order and spelling).
     public static func removing(_ name: String, from target: String) -> String {
         guard let mark = target.firstIndex(of: "?") else { return target }

@@ -48,7 +48,7 @@ public struct AccessLogFilter: GatewayFilter {
         let uri = context.uri
         let path = uri.utf8.firstIndex(of: UInt8(ascii: "?")).map { String(uri[..<$0]) } ?? uri
         if format == .combined {
-            return logger.info("\(Self.combinedLine(context: context, outcome: outcome, path: path, seconds: Int(WallClock.nanoseconds() / 1_000_000_000)))")
+            return logger.info("\(Self.combinedLine(context: context, outcome: outcome, path: path, seconds: WallClock.coarseSeconds()))")
         }
         var metadata: Logger.Metadata = [
             "request_id": .string(context.requestID),
