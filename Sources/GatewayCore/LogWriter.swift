@@ -4,6 +4,7 @@ import Glibc
 import Musl
 #endif
 import Foundation
+import NIOConcurrencyHelpers
 import Synchronization
 
 /// Where log lines go (standard output or a file), written by a thread of its own so that an event loop
@@ -53,7 +54,7 @@ public final class LogWriter: Sendable {
     private nonisolated(unsafe) var descriptor: Int32
     private let droppedTotal = Atomic<Int>(0)
     /// Counts dropped lines in metrics, once the gateway has them.
-    private let dropCounter = Mutex<(@Sendable (Int) -> Void)?>(nil)
+    private let dropCounter = NIOLockedValueBox<(@Sendable (Int) -> Void)?>(nil)
 
     /// Opens the destination (a file is created with mode 0640 when missing) and starts the writer thread.
     public init(_ destination: Destination, capacity: Int = 8 << 20, flushInterval: Duration = .milliseconds(100)) throws {
@@ -74,7 +75,7 @@ public final class LogWriter: Sendable {
     public var droppedLines: Int { droppedTotal.load(ordering: .relaxed) }
 
     /// Reports future drops (a metric's increment).
-    public func onDrop(_ count: @escaping @Sendable (Int) -> Void) { dropCounter.withLock { $0 = count } }
+    public func onDrop(_ count: @escaping @Sendable (Int) -> Void) { dropCounter.withLockedValue { $0 = count } }
 
     /// Queues one line (it should end with a newline). Never blocks on the output.
     public func append(_ line: String) {
@@ -151,7 +152,7 @@ public final class LogWriter: Sendable {
             write(batch)
             if dropped > 0 {
                 write(Array(Self.warning("log lines dropped: the log output did not keep up", ["dropped": dropped]).utf8))
-                let counter = dropCounter.withLock { $0 }
+                let counter = dropCounter.withLockedValue { $0 }
                 counter?(dropped)
             }
             batch.removeAll(keepingCapacity: batch.capacity <= 1 << 20)
@@ -180,7 +181,7 @@ public final class LogWriter: Sendable {
                     // disk: the rest of the batch is lost, and counted.
                     let lost = buffer[offset...].reduce(0) { $0 + ($1 == UInt8(ascii: "\n") ? 1 : 0) }
                     droppedTotal.add(lost, ordering: .relaxed)
-                    let counter = dropCounter.withLock { $0 }
+                    let counter = dropCounter.withLockedValue { $0 }
                     counter?(lost)
                     return
                 }

@@ -1,7 +1,7 @@
 import GatewayConfig
 import GatewayCore
 import GatewayHTTP
-import Synchronization
+import NIOConcurrencyHelpers
 
 /// A route's `concurrency_limit`: at most `max` requests per key (client address, consumer, header value, or the
 /// whole route) in flight at once in this process; beyond it `429 TOO_MANY_CONCURRENT_REQUESTS`. Where a rate
@@ -41,13 +41,13 @@ public struct ConcurrencyLimitFilter: GatewayFilter {
 
 /// Requests in flight per key, shared by every event loop.
 final class InFlightCounter: Sendable {
-    private let counts = Mutex<[String: Int]>([:])
+    private let counts = NIOLockedValueBox<[String: Int]>([:])
 
     init() {}
 
     /// Takes a slot for `key`; false when it has `max` already.
     func acquire(_ key: String, max: Int) -> Bool {
-        counts.withLock { counts in
+        counts.withLockedValue { counts in
             let current = counts[key, default: 0]
             guard current < max else { return false }
             counts[key] = current + 1
@@ -56,11 +56,11 @@ final class InFlightCounter: Sendable {
     }
 
     func release(_ key: String) {
-        counts.withLock { counts in
+        counts.withLockedValue { counts in
             let remaining = counts[key, default: 1] - 1
             counts[key] = remaining > 0 ? remaining : nil  // an idle key costs nothing
         }
     }
 
-    func inFlight(_ key: String) -> Int { counts.withLock { $0[key, default: 0] } }
+    func inFlight(_ key: String) -> Int { counts.withLockedValue { $0[key, default: 0] } }
 }

@@ -5,6 +5,7 @@ import GatewayPolicy
 import CoreMetrics
 import Logging
 import NIOCore
+import NIOConcurrencyHelpers
 import Synchronization
 
 /// Applies a route's rate limits: builds each limit's key, asks the store for one atomic decision, answers
@@ -118,7 +119,7 @@ private final class RouteRateLimiter: Sendable {
     private let hasOverrides: Bool
     /// The plans of override combinations seen so far, by their index (the limits' choices as digits of a
     /// mixed-radix number): each is built once, not per request.
-    private let overriddenPlans = Mutex<[Int: Plan]>([:])
+    private let overriddenPlans = NIOLockedValueBox<[Int: Plan]>([:])
     /// `rate_limit_headers`.
     private let sendsHeaders: Bool
     private let store: RateLimitStore
@@ -171,7 +172,7 @@ private final class RouteRateLimiter: Sendable {
         var index = 0
         for limit in limits { index = index * (limit.overrides.count + 1) + limit.choice(for: context) }
         guard index != 0 else { return plan }
-        return overriddenPlans.withLock { plans in
+        return overriddenPlans.withLockedValue { plans in
             if let known = plans[index] { return known }
             let made = Plan(limits.compactMap { $0.variant($0.choice(for: context)) })
             plans[index] = made
