@@ -1,8 +1,8 @@
 import GatewayConfig
 
 /// libFuzzer entry point: any bytes as gateway.json. The loader must report problems, never crash, and a
-/// document it accepts must render and load again to the same verdict; its routes' body schemas must check any
-/// document without crashing.
+/// document it accepts must render and load again to the same verdict; its routes' schemas must check any
+/// document (bodies) or parameters (query, path, headers) without crashing.
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzzConfig(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     let text = String(decoding: UnsafeBufferPointer(start: data, count: size), as: UTF8.self)
@@ -14,6 +14,16 @@ public func fuzzConfig(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
         for schema in config.routes.compactMap(\.requestValidation?.bodySchema) {
             _ = schema.violation(of: source)
             if case .object(let members) = source { for member in members { _ = schema.violation(of: member.value) } }
+        }
+        // Query, path and header schemas meet the config's top-level keys as parameters, their rendered values as text.
+        guard case .object(let members) = source else { return 0 }
+        let parameters = members.map { (name: $0.key, value: $0.value.rendered) }
+        for validation in config.routes.compactMap(\.requestValidation) {
+            for schema in [validation.querySchema, validation.pathSchema, validation.headerSchema].compactMap({ $0 }) {
+                _ = schema.violation(of: schema.queryDocument(parameters))
+                _ = schema.violation(of: schema.pathDocument(parameters))
+                _ = schema.violation(of: schema.headerDocument { _ in parameters.map(\.value) })
+            }
         }
     }
     return 0

@@ -123,10 +123,13 @@ public struct ExplainCommand: AsyncParsableCommand {
         }
         if let validation = route.requestValidation {
             let parts = [
+                validation.pathSchema.map { _ in "the path's variables" },
+                validation.headerSchema.map { schema in "the headers \(schema.headerNames.joined(separator: ", "))" },
                 validation.querySchema.map { _ in "the query" },
                 validation.bodySchema.map { _ in "JSON bodies up to \(validation.maxBodyBytes) bytes" },
             ].compactMap { $0 }
-            checks.append("request_validation (\(parts.joined(separator: " and ")), against the route's schemas)")
+            let listed = parts.count > 1 ? parts.dropLast().joined(separator: ", ") + " and " + parts.last! : parts.joined()
+            checks.append("request_validation (\(listed), against the route's schemas)")
         }
         var lines = ["checks, in order: " + (checks.isEmpty ? "none (a public route)" : checks.joined(separator: ", "))]
         if let deprecation = route.deprecation {

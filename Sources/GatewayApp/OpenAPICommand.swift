@@ -8,7 +8,7 @@ import GatewayConfig
 public struct OpenAPICommand: ParsableCommand {
     public static let configuration = CommandConfiguration(
         commandName: "openapi",
-        abstract: "Write routes (with body and query validation) for an upstream from its OpenAPI 3 description (JSON).")
+        abstract: "Write routes (with body, query, path and header validation) for an upstream from its OpenAPI 3 description (JSON).")
 
     @Argument(help: "The OpenAPI 3 document (JSON).")
     var file: String

@@ -80,6 +80,71 @@ extension AdaptiveConcurrency.Settings {
     }
 }
 
+extension RequestValidationConfig {
+    /// `{"body_schema": {...}, "query_schema": {...}, "path_schema": {...}, "header_schema": {...}}`: at least one;
+    /// `template` is the route's `match.path_template`, whose variables `path_schema` checks.
+    static func decode(_ node: ConfigNode, template: PathTemplate?) -> RequestValidationConfig? {
+        node.object { v in
+            let body = v.optional("body_schema", JSONSchema.decode)
+            let query = v.optional("query_schema", JSONSchema.decode)
+            let path = v.optional("path_schema", JSONSchema.decode)
+            let headers = v.optional("header_schema", JSONSchema.decode)
+            let maxBytes = v.optional("max_body_bytes") { $0.int(0...(8 << 20)) }
+            let bodyRequired = v.optional("body_required") { $0.bool() } ?? true
+            let keys = ["body_schema", "query_schema", "path_schema", "header_schema"]
+            if !keys.contains(where: v.has) { v.node.context.error(v.path, "give at least one of \(keys.joined(separator: ", "))") }
+            for (key, schema) in [("query_schema", query), ("path_schema", path), ("header_schema", headers)] where schema?.types.map({ $0 != [.object] }) == true {
+                v.node.context.error(v.path / key / "type", "the parameters make an object: leave type out or make it \"object\"")
+            }
+            if let path {
+                if let template {
+                    let known = template.variables
+                    let listed = known.map { "{\($0)}" }.joined(separator: ", ")
+                    for (name, at) in Self.named(path, at: v.path / "path_schema") where !known.contains(name) {
+                        v.node.context.error(at, "match.path_template has no variable {\(name)} (it has \(listed))")
+                    }
+                } else {
+                    v.node.context.error(v.path / "path_schema", "checks the variables of match.path_template, which this route does not have")
+                }
+            }
+            if let headers {
+                var seen: Set<String> = []
+                for (name, at) in Self.named(headers, at: v.path / "header_schema") {
+                    if !isToken(name) {
+                        v.node.context.error(at, "\"\(name)\" is not a header field name")
+                    } else if !seen.insert(name.lowercased()).inserted {
+                        v.node.context.error(at, "\(name) is named twice (field names ignore case: write it one way)")
+                    }
+                }
+                // The document holds only the fields the schema names: rules about the others could never apply.
+                for (key, given) in [("additionalProperties", !headers.additionalProperties.isEmpty), ("minProperties", headers.minProperties != nil),
+                    ("maxProperties", headers.maxProperties != nil)] where given {
+                    v.node.context.error(v.path / "header_schema" / key, "only the fields named in properties and required are checked (clients send others)")
+                }
+            }
+            if body == nil {
+                for key in ["max_body_bytes", "body_required"] where v.has(key) {
+                    v.node.context.warning(v.path / key, "applies to body_schema, which is not given")
+                }
+            }
+            guard body != nil || query != nil || path != nil || headers != nil else { return nil }
+            var config = RequestValidationConfig(bodySchema: body, querySchema: query)
+            config.pathSchema = path
+            config.headerSchema = headers
+            config.maxBodyBytes = maxBytes ?? config.maxBodyBytes
+            config.bodyRequired = bodyRequired
+            return config
+        }
+    }
+
+    /// The names a parameter schema gives (its properties, then those only `required` lists), each with where it is written.
+    private static func named(_ schema: JSONSchema, at path: JSONPath) -> [(name: String, at: JSONPath)] {
+        var names = schema.properties.keys.sorted().map { ($0, path / "properties" / $0) }
+        for name in schema.required where !names.contains(where: { $0.0 == name }) { names.append((name, path / "required")) }
+        return names
+    }
+}
+
 extension DeprecationConfig {
     /// `{"date": "2026-06-01", "sunset": "2027-01-01T00:00:00Z", "link": "https://developer.example.com/v2",
     /// "refuse_after_sunset": true}`: dates as RFC 3339 dates (midnight UTC) or date-times.
@@ -1168,28 +1233,7 @@ extension RouteConfig {
             let maxBodyBytes = o.optional("max_body_bytes") { $0.int(0...Int.max) }
             let tunnelIdleTimeoutMs = o.optional("tunnel_idle_timeout_ms") { $0.int(0...maxMilliseconds) }
             let adaptive = o.optional("adaptive_concurrency", AdaptiveConcurrency.Settings.decode)
-            let requestValidation = o.optional("request_validation") { node in
-                node.object { v -> RequestValidationConfig? in
-                    let body = v.optional("body_schema", JSONSchema.decode)
-                    let query = v.optional("query_schema", JSONSchema.decode)
-                    let maxBytes = v.optional("max_body_bytes") { $0.int(0...(8 << 20)) }
-                    let bodyRequired = v.optional("body_required") { $0.bool() } ?? true
-                    if !v.has("body_schema") && !v.has("query_schema") { v.node.context.error(v.path, "give body_schema, query_schema, or both") }
-                    if query?.types.map({ $0 != [.object] }) == true {
-                        v.node.context.error(v.path / "query_schema" / "type", "the parameters make an object: leave type out or make it \"object\"")
-                    }
-                    if body == nil {
-                        for key in ["max_body_bytes", "body_required"] where v.has(key) {
-                            v.node.context.warning(v.path / key, "applies to body_schema, which is not given")
-                        }
-                    }
-                    guard body != nil || query != nil else { return nil }
-                    var config = RequestValidationConfig(bodySchema: body, querySchema: query)
-                    config.maxBodyBytes = maxBytes ?? config.maxBodyBytes
-                    config.bodyRequired = bodyRequired
-                    return config
-                }
-            }
+            let requestValidation = o.optional("request_validation") { RequestValidationConfig.decode($0, template: match.pathTemplate) }
             if let answering, o.has("request_validation") {
                 o.node.context.warning(o.path / "request_validation", "\(answering): bodies are checked before forwarding, and nothing is forwarded")
             }

@@ -165,7 +165,7 @@ public struct JSONSchema: Sendable {
         return nil
     }
 
-    // MARK: Query parameters
+    // MARK: Parameters (query, path, headers)
 
     /// A query's parameters as the object this schema checks: each name once, its value a string, or typed where the
     /// property's schema asks for a number, an integer or a boolean and the text is one (`?page=2` is `{"page": 2}`);
@@ -177,15 +177,51 @@ public struct JSONSchema: Sendable {
             if values[name] == nil { order.append(name) }
             values[name, default: []].append(value)
         }
-        return .object(order.map { name in
-            let texts = values[name] ?? []
-            let schema = properties[name] ?? additionalProperties.first
-            if texts.count > 1 || schema?.types?.contains(.array) == true {
-                let itemSchema = schema?.items.first
-                return (name, .array(texts.map { Self.typed($0, as: itemSchema) }))
-            }
-            return (name, Self.typed(texts[0], as: schema))
+        return .object(order.map { name in (name, member(name, values[name] ?? [])) })
+    }
+
+    /// A path template's variables (`{"id": "7"}`), typed as query parameters are; a variable whose schema is an array
+    /// is the list of its comma-separated elements (OpenAPI's `simple` style: `/orders/1,2,3`).
+    public func pathDocument(_ variables: [(name: String, value: String)]) -> JSONValue {
+        .object(variables.map { name, value in (name, member(name, isList(name) ? Self.elements([value]) : [value])) })
+    }
+
+    /// The header fields this schema names (in `properties` or `required`), in a stable order: only these make the
+    /// document `headerDocument` builds, since every client sends fields an API does not list.
+    public var headerNames: [String] {
+        var names = properties.keys.sorted()
+        for name in required where !names.contains(name) { names.append(name) }
+        return names
+    }
+
+    /// The request's fields named in `headerNames` (`values(name)` gives a field's lines, any case), typed as query
+    /// parameters are. A field whose schema is an array is a list of its comma-separated elements (OpenAPI's
+    /// `simple` style); several lines of any other field are one value, joined with ", " as RFC 9110 combines them.
+    public func headerDocument(_ values: (String) -> [String]) -> JSONValue {
+        .object(headerNames.compactMap { name -> (key: String, value: JSONValue)? in
+            let lines = values(name)
+            guard !lines.isEmpty else { return nil }
+            if isList(name) { return (name, member(name, Self.elements(lines))) }
+            return (name, member(name, [lines.map { $0.trimmingCharacters(in: .whitespaces) }.joined(separator: ", ")]))
         })
+    }
+
+    private func schema(of property: String) -> JSONSchema? { properties[property] ?? additionalProperties.first }
+    private func isList(_ property: String) -> Bool { schema(of: property)?.types?.contains(.array) == true }
+
+    /// The comma-separated elements of `lines`, without the spaces around them.
+    private static func elements(_ lines: [String]) -> [String] {
+        lines.flatMap { $0.split(separator: ",") }.map { $0.trimmingCharacters(in: .whitespaces) }
+    }
+
+    /// One parameter's value: an array when repeated or when its schema asks for one, else its text, typed.
+    private func member(_ name: String, _ texts: [String]) -> JSONValue {
+        let schema = schema(of: name)
+        if texts.count != 1 || isList(name) {
+            let itemSchema = schema?.items.first
+            return .array(texts.map { Self.typed($0, as: itemSchema) })
+        }
+        return Self.typed(texts[0], as: schema)
     }
 
     private static func typed(_ text: String, as schema: JSONSchema?) -> JSONValue {

@@ -118,8 +118,11 @@ public enum OpenAPIImport {
             }
             let prefix = options.prefix.map { $0.hasSuffix("/") ? String($0.dropLast()) : $0 } ?? ""
             var match: [(key: String, value: JSONValue)] = []
+            var variables: [String: String] = [:]
             if path.contains("{") {
-                match.append(("path_template", .string(prefix + template(path, label: label))))
+                let made = template(path, label: label)
+                variables = made.variables
+                match.append(("path_template", .string(prefix + made.template)))
             } else {
                 match.append(("path", .string(prefix + path)))
             }
@@ -128,7 +131,15 @@ public enum OpenAPIImport {
             if !prefix.isEmpty { route.append(("strip_prefix", .string(prefix))) }
             if options.validate {
                 var validation = bodyValidation(operation, label: label)
-                if let query = querySchema(parameters, label: label) { validation.insert(("query_schema", query), at: 0) }
+                let schemas = [
+                    ("path_schema", parameterSchema(parameters, in: "path", label: label) { variables[$0] }),
+                    ("header_schema", parameterSchema(parameters, in: "header", label: label) { Self.ignoredHeaders.contains($0.lowercased()) ? nil : $0 }),
+                    ("query_schema", parameterSchema(parameters, in: "query", label: label) { $0 }),
+                ]
+                validation.insert(contentsOf: schemas.compactMap { key, schema in schema.map { (key, $0) } }, at: 0)
+                for case .object(let parameter) in parameters.map({ resolve($0, label: label) }) where parameter.string("in") == "cookie" {
+                    notes.append("\(label): cookie parameter \(parameter.string("name") ?? "?") is not checked")
+                }
                 if !validation.isEmpty { route.append(("request_validation", .object(validation))) }
             }
             if operation.value("deprecated") == .bool(true) {
@@ -203,17 +214,22 @@ public enum OpenAPIImport {
         }
 
         /// `/users/{user-id}/files/{name}.json` -> `/users/{user_id}/files/*`: a variable takes a whole segment here.
-        private mutating func template(_ path: String, label: String) -> String {
+        /// The path as a `path_template`, and the template variable each OpenAPI parameter became (`order-id` is
+        /// `{order_id}`); a segment mixing text and a variable becomes `*` and has none.
+        private mutating func template(_ path: String, label: String) -> (template: String, variables: [String: String]) {
+            var variables: [String: String] = [:]
             let segments = path.split(separator: "/", omittingEmptySubsequences: false).map { segment -> String in
                 guard segment.contains("{") else { return String(segment) }
                 if segment.hasPrefix("{"), segment.hasSuffix("}"), segment.dropFirst().dropLast().allSatisfy({ $0 != "{" && $0 != "}" }) {
-                    let name = segment.dropFirst().dropLast().map { $0.isASCII && ($0.isLetter || $0.isNumber) ? $0 : "_" }
-                    return "{" + String(name) + "}"
+                    let parameter = String(segment.dropFirst().dropLast())
+                    let name = String(parameter.map { $0.isASCII && ($0.isLetter || $0.isNumber) ? $0 : "_" })
+                    variables[parameter] = name
+                    return "{" + name + "}"
                 }
                 notes.append("\(label): segment \"\(segment)\" mixes text and a variable; the route matches any segment there")
                 return "*"
             }
-            return segments.joined(separator: "/")
+            return (segments.joined(separator: "/"), variables)
         }
 
         /// The operation's JSON body schema as `request_validation` keys; none without a JSON body (or one to check).
@@ -236,27 +252,36 @@ public enum OpenAPIImport {
             return validation
         }
 
-        /// The operation's query parameters as a `query_schema` (each name once, the operation's own over the path's);
-        /// nil when it has none. Parameters that are not `form` with `explode` (the default) are not checked: their
-        /// values are not one parameter per value.
-        private mutating func querySchema(_ parameters: [JSONValue], label: String) -> JSONValue? {
+        /// OpenAPI says to ignore header parameters by these names: the media types and the credentials are described
+        /// elsewhere (`requestBody`, `security`).
+        static let ignoredHeaders: Set<String> = ["accept", "content-type", "authorization"]
+
+        /// The operation's parameters of one kind (`in`: `query`, `path` or `header`) as the `request_validation` schema
+        /// of that part (each name once, the operation's own over the path's); nil when it has none. `name` gives the
+        /// property a parameter checks (a template's variable), nil to leave it out. A parameter not written as the
+        /// gateway reads that part (query: `form` with `explode`, one parameter per value; path and header: `simple`,
+        /// lists comma-separated) is left unchecked and noted.
+        private mutating func parameterSchema(_ parameters: [JSONValue], in location: String, label: String, name: (String) -> String?) -> JSONValue? {
             var properties: [(key: String, value: JSONValue)] = []
             var required: [JSONValue] = []
+            let style = location == "query" ? "form" : "simple"
             for raw in parameters {
-                guard case .object(let parameter) = resolve(raw, label: label), parameter.string("in") == "query",
-                    let name = parameter.string("name"), !properties.contains(where: { $0.key == name })
+                guard case .object(let parameter) = resolve(raw, label: label), parameter.string("in") == location,
+                    let given = parameter.string("name"), let property = name(given),
+                    !properties.contains(where: { location == "header" ? $0.key.lowercased() == property.lowercased() : $0.key == property })
                 else { continue }
                 var schema = JSONValue.bool(true)
-                if (parameter.string("style") ?? "form") != "form" || parameter.value("explode") == .bool(false) {
-                    notes.append("\(label): query parameter \(name) is not written one value per parameter (style/explode); not checked")
+                if (parameter.string("style") ?? style) != style || (location == "query" && parameter.value("explode") == .bool(false)) {
+                    notes.append("\(label): \(location) parameter \(given) is not written the way the gateway reads it (style/explode); not checked")
                 } else if let described = parameter.value("schema") {
                     var stack: [String] = []
-                    schema = convert(described, at: "\(label) query \(name)", stack: &stack)
+                    schema = convert(described, at: "\(label) \(location) \(given)", stack: &stack)
                 } else {
-                    notes.append("\(label): query parameter \(name) has no schema; not checked")
+                    notes.append("\(label): \(location) parameter \(given) has no schema; not checked")
                 }
-                properties.append((name, schema))
-                if parameter.value("required") == .bool(true) { required.append(.string(name)) }
+                properties.append((property, schema))
+                // Path variables are always there when the route matches.
+                if location != "path", parameter.value("required") == .bool(true) { required.append(.string(property)) }
             }
             guard !properties.isEmpty else { return nil }
             var schema: [(key: String, value: JSONValue)] = required.isEmpty ? [] : [("required", .array(required))]

@@ -128,13 +128,17 @@ public enum StatusRules {
     }
 }
 
-/// A route's `request_validation`: request bodies and query parameters checked against JSON Schemas before they go
-/// upstream (at least one of the two).
+/// A route's `request_validation`: request bodies, query parameters, path variables and header fields checked against
+/// JSON Schemas before they go upstream (at least one of the four).
 public struct RequestValidationConfig: Sendable {
     /// `body_schema`: the JSON the body must be; nil: bodies are not checked (nor held).
     public var bodySchema: JSONSchema?
     /// `query_schema`: the object the query parameters make (`JSONSchema.queryDocument`).
     public var querySchema: JSONSchema?
+    /// `path_schema`: the object a `path_template`'s variables make (`JSONSchema.pathDocument`).
+    public var pathSchema: JSONSchema?
+    /// `header_schema`: the object the request's fields named in it make (`JSONSchema.headerDocument`).
+    public var headerSchema: JSONSchema?
     /// The largest body checked (and so held in memory) per request; a larger one is refused with 413.
     public var maxBodyBytes = 1 << 20
     /// `body_required`: a POST, PUT or PATCH without a body is refused (false: it passes unchecked).

@@ -27,6 +27,10 @@ public struct GatewayError: Error, Hashable, Sendable, CustomStringConvertible {
         case invalidBody
         /// 400: the query parameters do not match the route's `request_validation.query_schema`.
         case invalidQuery
+        /// 400: the path's variables do not match the route's `request_validation.path_schema`.
+        case invalidPath
+        /// 400: the header fields do not match the route's `request_validation.header_schema`.
+        case invalidHeader
         /// 415: the route checks JSON bodies, and this one is declared as something else.
         case unsupportedMediaType
         /// 410: the route's `deprecation.sunset` has passed and it refuses requests since.
@@ -55,6 +59,8 @@ public struct GatewayError: Error, Hashable, Sendable, CustomStringConvertible {
             case .crossOriginRefused: return "CROSS_ORIGIN_REQUEST_REFUSED"
             case .invalidBody: return "INVALID_BODY"
             case .invalidQuery: return "INVALID_QUERY"
+            case .invalidPath: return "INVALID_PATH"
+            case .invalidHeader: return "INVALID_HEADER"
             case .unsupportedMediaType: return "UNSUPPORTED_MEDIA_TYPE"
             case .apiSunset: return "API_SUNSET"
             }
@@ -88,7 +94,7 @@ public struct GatewayError: Error, Hashable, Sendable, CustomStringConvertible {
         case .payloadTooLarge: return 413
         case .headersTooLarge: return 431
         case .requestTimeout: return 408
-        case .badRequest, .invalidBody, .invalidQuery: return 400
+        case .badRequest, .invalidBody, .invalidQuery, .invalidPath, .invalidHeader: return 400
         case .unsupportedMediaType: return 415
         case .apiSunset: return 410
         case .upstreamUnavailable: return 502
@@ -153,6 +159,8 @@ public struct GatewayError: Error, Hashable, Sendable, CustomStringConvertible {
     /// `message` says what is wrong with the body (where, for a schema rule): it is the client's own data.
     public static func invalidBody(_ message: String) -> GatewayError { GatewayError(.invalidBody, message) }
     public static func invalidQuery(_ message: String) -> GatewayError { GatewayError(.invalidQuery, message) }
+    public static func invalidPath(_ message: String) -> GatewayError { GatewayError(.invalidPath, message) }
+    public static func invalidHeader(_ message: String) -> GatewayError { GatewayError(.invalidHeader, message) }
     public static let unsupportedMediaType = GatewayError(
         .unsupportedMediaType, "This route takes JSON request bodies (Content-Type: application/json).")
     /// `sunset` as an HTTP date.

@@ -138,8 +138,12 @@ final class ProxyExchange: ExchangeDriver, UpstreamCallDelegate, FilterSuspensio
                 (destinationIndex, stickyCookie) = route.chooseDestination(
                     headers: head.headers, clientIP: context.clientIP, consumer: context.consumer, isTLS: connection.info.isTLS)
             }
-            // Before the cache too: a stored answer must not stand for a query the route refuses.
-            if let refusal = context.route?.requestValidation?.checkQuery(head.target) { return refuseInvalid(refusal) }
+            // Before the cache too: a stored answer must not stand for a request the route refuses.
+            if let route = context.route, let validation = route.requestValidation,
+                let refusal = validation.checkParameters(head, target: head.target, template: route.pathTemplate)
+            {
+                return refuseInvalid(refusal)
+            }
             lookupCache()
         }
     }

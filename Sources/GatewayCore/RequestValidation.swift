@@ -10,13 +10,18 @@ import NIOCore
 /// first (bounded by `max_body_bytes`), as with `request_buffering`.
 public struct RequestValidation: Sendable {
     private let config: RequestValidationConfig
-    /// `gateway_request_validation_failures_total{route,part}`: refused queries, and refused bodies (415s included).
+    /// `gateway_request_validation_failures_total{route,part}`: refused path variables, headers, queries, and
+    /// bodies (415s included).
+    private let pathFailures: Counter
+    private let headerFailures: Counter
     private let queryFailures: Counter
     private let bodyFailures: Counter
 
     public init?(_ config: RequestValidationConfig?, route: String, metrics: GatewayMetrics) {
         guard let config else { return nil }
         self.config = config
+        self.pathFailures = metrics.requestValidationFailures(route: route, part: "path")
+        self.headerFailures = metrics.requestValidationFailures(route: route, part: "header")
         self.queryFailures = metrics.requestValidationFailures(route: route, part: "query")
         self.bodyFailures = metrics.requestValidationFailures(route: route, part: "body")
     }
@@ -24,14 +29,35 @@ public struct RequestValidation: Sendable {
     /// Whether bodies are checked (and so received whole before forwarding).
     public var checksBodies: Bool { config.bodySchema != nil }
 
+    /// What the request line and the head say besides the body: the path's variables (`template` is the route's
+    /// `path_template`), then the header fields, then the query parameters. `target` is the request's, as normalised.
+    public func checkParameters(_ head: RequestHead, target: String, template: PathTemplate?) -> GatewayError? {
+        if let schema = config.pathSchema, let template {
+            let queryStart = target.utf8.firstIndex(of: UInt8(ascii: "?")) ?? target.utf8.endIndex
+            // Routing matched the template already; the variables' text is percent-decoded, as query values are.
+            let variables = template.match(target[..<queryStart]).map { captures in
+                template.variables.compactMap { name in captures[name].map { (name, QueryParameters.decoded($0)) } }
+            } ?? []
+            if let violation = schema.violation(of: schema.pathDocument(variables)) {
+                pathFailures.increment()
+                return .invalidPath("The path does not match this route's schema: \(Self.describe(violation, whole: "the path")).")
+            }
+        }
+        if let schema = config.headerSchema, let violation = schema.violation(of: schema.headerDocument { head.headers.values(name: $0) }) {
+            headerFailures.increment()
+            return .invalidHeader("The request headers do not match this route's schema: \(Self.describe(violation, whole: "the request")).")
+        }
+        if let schema = config.querySchema, let violation = schema.violation(of: schema.queryDocument(QueryString.parameters(of: target))) {
+            queryFailures.increment()
+            return .invalidQuery("The query does not match this route's schema: \(Self.describe(violation, whole: "the query")).")
+        }
+        return nil
+    }
 
-    /// The query parameters of `target` (the request's, as normalised), against `query_schema`.
-    public func checkQuery(_ target: String) -> GatewayError? {
-        guard let schema = config.querySchema else { return nil }
-        guard let violation = schema.violation(of: schema.queryDocument(QueryString.parameters(of: target))) else { return nil }
-        queryFailures.increment()
-        // The pointer names the parameter: "/page", or "/tags/1" for the second of several.
-        return .invalidQuery("The query does not match this route's schema: \(violation.pointer.isEmpty ? "the query" : violation.pointer.dropFirst() + "") \(violation.message).")
+    /// The pointer names the parameter: "page must be at least 1", "tags/1 ..." for the second of several; a rule
+    /// about the whole (a required one missing) is said of `whole`.
+    private static func describe(_ violation: JSONSchema.Violation, whole: String) -> String {
+        (violation.pointer.isEmpty ? whole : String(violation.pointer.dropFirst())) + " " + violation.message
     }
 
     /// What can be told from the head: a body must be declared JSON, and methods that carry one must have one.

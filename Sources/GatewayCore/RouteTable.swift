@@ -33,6 +33,11 @@ public final class CompiledRoute: Sendable {
     /// Suffixes including the dot: "*.example.com" is stored as ".example.com".
     public let wildcardHosts: [String]
     public let path: PathRule
+    /// The `path_template`, when the path rule is one.
+    public var pathTemplate: PathTemplate? {
+        if case .template(let template) = path { return template }
+        return nil
+    }
     /// nil: any method. GET implies HEAD.
     public let methods: [HTTPMethod]?
     public let headers: [(name: String, rule: HeaderRule)]
@@ -239,7 +244,7 @@ public final class CompiledRoute: Sendable {
     }
 
     public func rewrittenTarget(_ target: String) -> String? {
-        guard let rewritePath, case .template(let template) = path else { return nil }
+        guard let rewritePath, let template = pathTemplate else { return nil }
         let queryStart = target.utf8.firstIndex(of: UInt8(ascii: "?")) ?? target.utf8.endIndex
         guard let captures = template.match(target[..<queryStart]) else { return nil }
         return rewritePath.apply(captures) + target[queryStart...]

@@ -118,6 +118,82 @@ import Testing
         }
     }
 
+    /// A route's `request_validation` decoded from `validation` (JSON), with `match` for the route.
+    func validation(_ validation: String, match: String = "{}") -> (config: RequestValidationConfig?, errors: [String]) {
+        let loaded = ConfigLoader.load(
+            text: #"{ "listeners": [{ "name": "l", "port": 1 }], "upstreams": { "u": { "targets": ["http://127.0.0.1:1"] } }, "routes": [{ "name": "r", "upstream": "u", "match": \#(match), "request_validation": \#(validation) }] }"#,
+            environment: [:])
+        return (loaded.config?.routes[0].requestValidation, loaded.errors.map(\.description))
+    }
+
+    // A path template's variables make an object, typed as query parameters are; every name the schema gives must be
+    // one of the template's variables.
+    @Test func pathVariables() throws {
+        let loaded = validation(
+            #"{ "path_schema": { "properties": { "id": { "type": "integer", "minimum": 1 }, "rest": { "type": "string", "maxLength": 8 } } } }"#,
+            match: #"{ "path_template": "/orders/{id}/{rest=**}" }"#)
+        let schema = try #require(loaded.config?.pathSchema, "\(loaded.errors)")
+        let document = schema.pathDocument([("id", "7"), ("rest", "a/b")])
+        #expect(document == (try JSONParser.parse(#"{"id": 7, "rest": "a/b"}"#)))
+        #expect(schema.violation(of: document) == nil)
+        #expect(schema.violation(of: schema.pathDocument([("id", "x"), ("rest", "a")]))?.description == "/id: expected an integer, found a string")
+        #expect(schema.violation(of: schema.pathDocument([("id", "0"), ("rest", "a")]))?.description == "/id: must be at least 1")
+        #expect(schema.violation(of: schema.pathDocument([("id", "1"), ("rest", "abcdefghi")]))?.description == "/rest: must be at most 8 characters long")
+
+        let list = try #require(validation(#"{ "path_schema": { "properties": { "ids": { "type": "array", "items": { "type": "integer" }, "maxItems": 3 } } } }"#,
+            match: #"{ "path_template": "/orders/{ids}" }"#).config?.pathSchema)
+        #expect(list.pathDocument([("ids", "1, 2,3")]) == .object([("ids", .array([.integer(1), .integer(2), .integer(3)]))]))
+        #expect(list.violation(of: list.pathDocument([("ids", "1,2,3,4")]))?.description == "/ids: has 4 items, more than 3")
+
+        let unknown = validation(#"{ "path_schema": { "required": ["order"], "properties": { "ident": {} } } }"#, match: #"{ "path_template": "/orders/{id}" }"#)
+        #expect(unknown.errors == [
+            "routes[0].request_validation.path_schema.properties.ident: match.path_template has no variable {ident} (it has {id})",
+            "routes[0].request_validation.path_schema.required: match.path_template has no variable {order} (it has {id})",
+        ])
+        #expect(validation(#"{ "path_schema": {} }"#, match: #"{ "path": "/orders" }"#).errors == [
+            "routes[0].request_validation.path_schema: checks the variables of match.path_template, which this route does not have"
+        ])
+    }
+
+    // Only the header fields a schema names make its document (clients send many others), looked up in any case;
+    // array fields are split at commas, other fields' lines joined.
+    @Test func headerFields() throws {
+        let loaded = validation(#"""
+            { "header_schema": { "required": ["X-Tenant"], "properties": {
+                "X-Tenant": { "type": "string", "format": "uuid" }, "x-page-size": { "type": "integer", "maximum": 100 },
+                "x-flags": { "type": "array", "items": { "enum": ["a", "b"] } }, "x-note": { "type": "string" } } } }
+            """#)
+        let schema = try #require(loaded.config?.headerSchema, "\(loaded.errors)")
+        #expect(schema.headerNames == ["X-Tenant", "x-flags", "x-note", "x-page-size"])
+        let fields: [String: [String]] = [
+            "x-tenant": ["123e4567-e89b-12d3-a456-426614174000"], "x-page-size": ["50"], "x-flags": ["a, b", "a"], "x-note": ["one", " two"],
+        ]
+        let document = schema.headerDocument { fields[$0.lowercased()] ?? [] }
+        #expect(document == (try JSONParser.parse(#"{"X-Tenant": "123e4567-e89b-12d3-a456-426614174000", "x-flags": ["a", "b", "a"], "x-note": "one, two", "x-page-size": 50}"#)))
+        #expect(schema.violation(of: document) == nil)
+        let cases: [([String: [String]], String)] = [
+            (["x-page-size": ["5"]], #"the body: lacks the required property "X-Tenant""#),
+            (["x-tenant": ["nope"]], "/X-Tenant: is not a valid uuid"),
+            (["x-tenant": ["123e4567-e89b-12d3-a456-426614174000"], "x-page-size": ["500"]], "/x-page-size: must be at most 100"),
+            (["x-tenant": ["123e4567-e89b-12d3-a456-426614174000"], "x-flags": ["a,c"]], "/x-flags/1: is not one of the allowed values"),
+        ]
+        for (given, expected) in cases {
+            let headers = schema.headerDocument { given[$0.lowercased()] ?? [] }
+            #expect(schema.violation(of: headers)?.description == expected, "\(given)")
+        }
+
+        let refused = validation(#"{ "header_schema": { "additionalProperties": false, "maxProperties": 3, "required": ["x-a", "bad name"], "properties": { "X-A": {} } } }"#)
+        #expect(refused.errors == [
+            "routes[0].request_validation.header_schema.required: x-a is named twice (field names ignore case: write it one way)",
+            #"routes[0].request_validation.header_schema.required: "bad name" is not a header field name"#,
+            "routes[0].request_validation.header_schema.additionalProperties: only the fields named in properties and required are checked (clients send others)",
+            "routes[0].request_validation.header_schema.maxProperties: only the fields named in properties and required are checked (clients send others)",
+        ])
+        #expect(validation(#"{ "header_schema": { "type": "string" } }"#).errors == [
+            #"routes[0].request_validation.header_schema.type: the parameters make an object: leave type out or make it "object""#
+        ])
+    }
+
     // Formats, checked by hand.
     @Test func formats() throws {
         let good: [(String, String)] = [
@@ -165,7 +241,7 @@ import Testing
         let missing = ConfigLoader.load(
             text: #"{ "listeners": [{ "name": "l", "port": 1 }], "upstreams": { "u": { "targets": ["http://127.0.0.1:1"] } }, "routes": [{ "name": "r", "upstream": "u", "request_validation": {} }] }"#,
             environment: [:])
-        #expect(missing.errors.map(\.description) == ["routes[0].request_validation: give body_schema, query_schema, or both"])
+        #expect(missing.errors.map(\.description) == ["routes[0].request_validation: give at least one of body_schema, query_schema, path_schema, header_schema"])
         let wrongQuery = ConfigLoader.load(
             text: #"{ "listeners": [{ "name": "l", "port": 1 }], "upstreams": { "u": { "targets": ["http://127.0.0.1:1"] } }, "routes": [{ "name": "r", "upstream": "u", "request_validation": { "query_schema": { "type": "array" }, "max_body_bytes": 10 } }] }"#,
             environment: [:])

@@ -108,12 +108,43 @@ import Testing
         #expect(check([("page", "0")]) == "/page: must be at least 1", "the operation's page, not the path's")
         #expect(check([("fields", "name")]) == #"the body: lacks the required property "page""#)
         #expect(check([("page", "1"), ("fields", "email")]) == "/fields/0: is not one of the allowed values")
-        #expect(output.notes.contains("GET /users/{user-id}: query parameter ids is not written one value per parameter (style/explode); not checked"))
+        #expect(output.notes.contains("GET /users/{user-id}: query parameter ids is not written the way the gateway reads it (style/explode); not checked"))
         // The PUT shares the path's parameters (page from 0, fields) besides its body.
         let put = try #require(config.routes[1].requestValidation)
         let putQuery = try #require(put.querySchema)
         #expect(putQuery.violation(of: putQuery.queryDocument([("page", "0")])) == nil)
         #expect(put.bodySchema != nil)
+    }
+
+    // Path parameters check the template's variables (renamed as the template renames them), header parameters the
+    // fields they name (Accept, Content-Type and Authorization ignored, as OpenAPI says); cookie parameters are noted.
+    @Test func pathAndHeaderParametersTranslate() throws {
+        let output = try imported(#"""
+            { "openapi": "3.1.0", "paths": {
+              "/orders/{order-id}/items/{ids}": { "get": { "parameters": [
+                { "name": "order-id", "in": "path", "required": true, "schema": { "type": "integer", "minimum": 1 } },
+                { "name": "ids", "in": "path", "required": true, "schema": { "type": "array", "items": { "type": "integer" } } },
+                { "name": "X-Tenant", "in": "header", "required": true, "schema": { "type": "string", "format": "uuid" } },
+                { "name": "x-tenant", "in": "header", "schema": { "type": "integer" } },
+                { "name": "Accept", "in": "header", "required": true, "schema": { "enum": ["application/xml"] } },
+                { "name": "X-Odd", "in": "header", "style": "form", "schema": { "type": "string" } },
+                { "name": "session", "in": "cookie", "schema": { "type": "string" } } ] } },
+              "/files/{name}.json": { "get": { "parameters": [{ "name": "name", "in": "path", "required": true, "schema": { "type": "integer" } }] } } } }
+            """#)
+        let config = try #require(load(output).config)
+        let validation = try #require(config.routes[0].requestValidation)
+        let path = try #require(validation.pathSchema)
+        #expect(config.routes[0].match.pathTemplate?.description == "/orders/{order_id}/items/{ids}")
+        #expect(path.violation(of: path.pathDocument([("order_id", "7"), ("ids", "1,2")])) == nil)
+        #expect(path.violation(of: path.pathDocument([("order_id", "0"), ("ids", "1")]))?.description == "/order_id: must be at least 1")
+        #expect(path.violation(of: path.pathDocument([("order_id", "1"), ("ids", "1,x")]))?.description == "/ids/1: expected an integer, found a string")
+        let headers = try #require(validation.headerSchema)
+        #expect(headers.headerNames == ["X-Odd", "X-Tenant"], "the operation's first X-Tenant wins; Accept is left to the media types")
+        let none = headers.headerDocument { _ in [] }
+        #expect(headers.violation(of: none)?.description == #"the body: lacks the required property "X-Tenant""#)
+        #expect(output.notes.contains("GET /orders/{order-id}/items/{ids}: header parameter X-Odd is not written the way the gateway reads it (style/explode); not checked"))
+        #expect(output.notes.contains("GET /orders/{order-id}/items/{ids}: cookie parameter session is not checked"))
+        #expect(config.routes[1].requestValidation == nil, "a variable in a mixed segment is no template variable")
     }
 
     // --auth: routes whose operations need credentials get that auth.require, with the OAuth scopes every allowed

@@ -510,6 +510,56 @@ import Testing
         }
     }
 
+    // request_validation.path_schema and header_schema: a path template's variables (percent-decoded, typed) and the
+    // header fields the schema names are checked before the cache and the upstream; path first, then headers, then query.
+    @Test func pathAndHeaderValidation() async throws {
+        let routes = #"""
+            [{ "name": "orders", "match": { "path_template": "/accounts/{id}/orders/{rest=**}" }, "upstream": "demo",
+               "cache": { "enabled": true, "default_ttl_seconds": 60 },
+               "request_validation": {
+                 "path_schema": { "properties": { "id": { "type": "integer", "minimum": 1 }, "rest": { "type": "string", "maxLength": 12 } } },
+                 "header_schema": { "required": ["X-Tenant"], "properties": { "X-Tenant": { "type": "string", "format": "uuid" },
+                                                                             "x-page-size": { "type": "integer", "maximum": 100 } } },
+                 "query_schema": { "properties": { "page": { "type": "integer" } } } } }]
+            """#
+        let tenant = [("x-tenant", "123e4567-e89b-12d3-a456-426614174000")]
+        try await withUpstreams { upstreams in
+            try await withGateway(basicConfig(routes: routes, top: #""admin": { "address": "127.0.0.1", "port": 0 },"#), upstreams: upstreams) { gateway in
+                let message = { (response: TestResponse) in (response.json["error"] as? [String: Any])?["message"] as? String }
+                // rest is "a/" and ten spaces when decoded (12 characters), 32 as written.
+                let spaces = String(repeating: "%20", count: 10)
+                let ok = try await gateway.request("GET", "/accounts/7/orders/a/\(spaces)?page=2", headers: tenant + [("X-Page-Size", "50")])
+                #expect(ok.status == 200 && ok.json["uri"] as? String == "/accounts/7/orders/a/\(spaces)?page=2", "variables are checked percent-decoded")
+
+                let word = try await gateway.request("GET", "/accounts/seven/orders/a", headers: tenant)
+                #expect(word.status == 400 && word.errorCode == "INVALID_PATH")
+                #expect(message(word) == "The path does not match this route's schema: id expected an integer, found a string.")
+                let long = try await gateway.request("GET", "/accounts/7/orders/abcdef/ghijkl", headers: tenant)
+                #expect(message(long) == "The path does not match this route's schema: rest must be at most 12 characters long.")
+
+                let noTenant = try await gateway.request("GET", "/accounts/7/orders/a")
+                #expect(noTenant.status == 400 && noTenant.errorCode == "INVALID_HEADER")
+                #expect(message(noTenant) == #"The request headers do not match this route's schema: the request lacks the required property "X-Tenant"."#)
+                let size = try await gateway.request("GET", "/accounts/7/orders/a?page=x", headers: tenant + [("x-page-size", "500")])
+                #expect(message(size) == "The request headers do not match this route's schema: x-page-size must be at most 100.", "headers before the query")
+                let page = try await gateway.request("GET", "/accounts/7/orders/a?page=x", headers: tenant)
+                #expect(page.errorCode == "INVALID_QUERY")
+                #expect(upstreams[0].requestsServed == 1)
+
+                // The cache keys on the path and query only, yet a stored answer never stands for headers the route refuses.
+                #expect(try await gateway.request("GET", "/accounts/8/orders/x", headers: tenant).status == 200)
+                #expect(try await gateway.request("GET", "/accounts/8/orders/x", headers: tenant).header("x-cache") == "HIT")
+                #expect(try await gateway.request("GET", "/accounts/8/orders/x", headers: [("x-tenant", "not-a-uuid")]).errorCode == "INVALID_HEADER")
+                #expect(upstreams[0].requestsServed == 2)
+
+                let metrics = PrometheusText(try await OperationsTests.admin(gateway.gateway, "/metrics", token: nil).text)
+                #expect(metrics.value("gateway_request_validation_failures_total", ["route": "orders", "part": "path"]) == 2)
+                #expect(metrics.value("gateway_request_validation_failures_total", ["route": "orders", "part": "header"]) == 3)
+                #expect(metrics.value("gateway_request_validation_failures_total", ["route": "orders", "part": "query"]) == 1)
+            }
+        }
+    }
+
     // A route that strips a prefix tells the upstream what it removed (X-Forwarded-Prefix, as the client wrote it),
     // after a trusted proxy's own prefix; an untrusted client's value never passes.
     @Test func forwardedPrefixForStrippedRoutes() async throws {
