@@ -33,6 +33,7 @@ public enum ConfigLoader {
         var config = GatewayConfig.decode(ConfigNode(value: expansion.value, path: .root, context: context))
         config?.source = expansion.value
         config?.includedFiles = expansion.files
+        config?.secretFiles = context.secretFiles.map(\.path)
         config?.includePatterns = expansion.patterns.filter(ConfigIncludes.isPattern)
         config?.routeOrigins = expansion.routeOrigins
         config?.validate(into: context)

@@ -1,7 +1,17 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+import Foundation
+
 /// Shared state of one decoding pass: the diagnostics found so far and the environment for `${NAME}`.
 final class DecodingContext {
     private(set) var diagnostics: [Diagnostic] = []
     let environment: [String: String]
+    /// `${file:PATH}` files read so far (absolute or as the base directory makes them), with their contents: a
+    /// value read twice in one pass is the same value.
+    private(set) var secretFiles: [(path: String, contents: String)] = []
     /// Relative file paths (certificates, keys, CA files) are resolved against this: the config file's folder.
     let baseDirectory: String?
 
@@ -18,8 +28,8 @@ final class DecodingContext {
         diagnostics.append(Diagnostic(path: path.description, message: message, severity: .warning))
     }
 
-    /// Replaces `${NAME}` with the environment variable's value; `$${` stands for a literal `${`.
-    /// A variable that is not set is an error naming it.
+    /// Replaces `${NAME}` with the environment variable's value and `${file:PATH}` with the contents of a file
+    /// (`secretFile`); `$${` stands for a literal `${`. A variable that is not set is an error naming it.
     func substitute(_ text: String, at path: JSONPath) -> String? {
         guard text.contains("$") else { return text }
         var result = ""
@@ -33,7 +43,9 @@ final class DecodingContext {
                 rest = afterDollar.dropFirst(2)
             } else if afterDollar.hasPrefix("{"), let close = afterDollar.firstIndex(of: "}") {
                 let name = String(afterDollar[afterDollar.index(after: afterDollar.startIndex)..<close])
-                if !DecodingContext.isVariableName(name) {
+                if name.hasPrefix("file:") {
+                    if let contents = secretFile(String(name.dropFirst(5)), at: path) { result += contents } else { ok = false }
+                } else if !DecodingContext.isVariableName(name) {
                     error(path, "invalid environment reference \"${\(name)}\" (names are letters, digits and _)")
                     ok = false
                 } else if let value = environment[name] {
@@ -50,6 +62,49 @@ final class DecodingContext {
         }
         result += rest
         return ok ? result : nil
+    }
+
+    /// Secrets larger than this are not secrets (a wrong path, most likely).
+    static let maxSecretFileBytes = 65_536
+
+    /// The contents of the file `written` names (relative to the config's folder), for secrets mounted as files:
+    /// Docker and Kubernetes secrets, systemd credentials. One final line break is dropped (`echo` and editors add
+    /// it; a password never ends in one). Only regular files are read (a FIFO or a device would block or never end),
+    /// at most `maxSecretFileBytes`; errors name the file, never its contents.
+    private func secretFile(_ written: String, at path: JSONPath) -> String? {
+        guard !written.isEmpty else {
+            error(path, "\"${file:}\" names no file")
+            return nil
+        }
+        let file = written.hasPrefix("/") ? written : baseDirectory.map { $0 + "/" + written } ?? written
+        if let known = secretFiles.first(where: { $0.path == file }) { return known.contents }
+        var info = stat()
+        guard stat(file, &info) == 0 else {
+            error(path, "secret file \(written) cannot be read: \(String(cString: strerror(errno)))")
+            return nil
+        }
+        guard info.st_mode & S_IFMT == S_IFREG else {
+            error(path, "secret file \(written) is not a regular file")
+            return nil
+        }
+        // Read with a bound rather than trusting the size: files under /proc and /sys say 0 or 4096 whatever they hold.
+        let handle = FileHandle(forReadingAtPath: file)
+        defer { try? handle?.close() }
+        guard let handle, let data = try? handle.read(upToCount: Self.maxSecretFileBytes + 1) ?? Data() else {
+            error(path, "secret file \(written) cannot be read")
+            return nil
+        }
+        guard data.count <= Self.maxSecretFileBytes else {
+            error(path, "secret file \(written) is larger than 64 KiB: ${file:} is for secrets")
+            return nil
+        }
+        guard var contents = String(data: data, encoding: .utf8) else {
+            error(path, "secret file \(written) is not UTF-8 text")
+            return nil
+        }
+        if contents.hasSuffix("\r\n") || contents.hasSuffix("\n") { contents.removeLast() }  // "\r\n" is one Character
+        secretFiles.append((file, contents))
+        return contents
     }
 
     private static func isVariableName(_ name: String) -> Bool {

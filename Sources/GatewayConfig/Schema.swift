@@ -39,6 +39,8 @@ public struct GatewayConfig: Sendable {
     public var source: JSONValue?
     /// The files `include` brought in, in order (a reload reads them again).
     public var includedFiles: [String] = []
+    /// The files `${file:PATH}` read their values from (read again by every reload).
+    public var secretFiles: [String] = []
     /// The `include` entries with wildcards, as paths: a file that appears or goes there is a change too.
     public var includePatterns: [String] = []
     /// Which file each included route came from (by its index in `routes`); gateway.json's own are not listed.
@@ -51,10 +53,10 @@ public struct GatewayConfig: Sendable {
 
     /// Every file the config names whose contents a reload reads again: the included files, listener certificates, keys and client
     /// CAs, upstream CA bundles and client certificates, JWT key and JWKS files, the upstream-token signing key,
-    /// the API keys and htpasswd files. With `reload.watch`, a change to any of them reloads (a renewed
+    /// the API keys and htpasswd files, the `${file:}` secrets. With `reload.watch`, a change to any of them reloads (a renewed
     /// certificate, a rotated key) as a change to gateway.json does.
     public var reloadedFiles: [String] {
-        var files: [String] = includedFiles
+        var files: [String] = includedFiles + secretFiles
         for tls in listeners.compactMap(\.tls) {
             for certificate in tls.certificates { files += [certificate.cert, certificate.key] }
             if let ca = tls.clientCA { files.append(ca) }

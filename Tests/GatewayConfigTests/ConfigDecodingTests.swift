@@ -86,6 +86,41 @@ import Testing
         #expect(literal.routes[0].match.headers[0].rule == .equals("${NOT_A_VAR}"))
     }
 
+    // ${file:PATH} is the contents of a file (relative to the config's folder), less one final line break; a file
+    // that is missing, not a regular file, too large or not UTF-8 is an error naming it, never showing its contents.
+    @Test func secretFiles() throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("secrets-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        try "s3cret-token\r\n".write(to: directory.appendingPathComponent("token"), atomically: true, encoding: .utf8)
+        try "line one\n\n".write(to: directory.appendingPathComponent("two-breaks"), atomically: true, encoding: .utf8)
+        try Data(repeating: 0x61, count: 70_000).write(to: directory.appendingPathComponent("big"))
+        try Data([0xFF, 0xFE]).write(to: directory.appendingPathComponent("binary"))
+        let route = #"""
+            { "name": "r", "upstream": "u", "request_headers": { "set": {
+                "x-token": "Bearer ${file:token}", "x-again": "${file:\#(directory.path)/token}" } } }
+            """#
+        let loaded = ConfigLoader.load(text: minimal(route: route), environment: [:], baseDirectory: directory.path)
+        let config = try #require(loaded.config, "\(loaded.errors)")
+        let set = Dictionary(uniqueKeysWithValues: config.routes[0].requestHeaders.set.map { ($0.name, $0.value) })
+        #expect(set["x-token"] == "Bearer s3cret-token" && set["x-again"] == "s3cret-token")
+        #expect(config.reloadedFiles == [directory.path + "/token"], "a rotated secret is a change to watch")
+        let two = #"{ "name": "r", "upstream": "u", "request_headers": { "set": { "x-two": "${file:two-breaks}" } } }"#
+        #expect(ConfigLoader.load(text: minimal(route: two), environment: [:], baseDirectory: directory.path).errors.map(\.description) == [
+            "routes[0].request_headers.set.x-two: header values may not contain control characters or line breaks"
+        ], "only one line break is dropped")
+
+        let bad = #"{ "name": "r", "upstream": "u", "request_headers": { "set": { "a": "${file:none}", "b": "${file:}", "c": "${file:.}", "d": "${file:big}", "e": "${file:binary}" } } }"#
+        let failed = ConfigLoader.load(text: minimal(route: bad), environment: [:], baseDirectory: directory.path)
+        #expect(failed.errors.map(\.description) == [
+            "routes[0].request_headers.set.a: secret file none cannot be read: No such file or directory",
+            #"routes[0].request_headers.set.b: "${file:}" names no file"#,
+            "routes[0].request_headers.set.c: secret file . is not a regular file",
+            "routes[0].request_headers.set.d: secret file big is larger than 64 KiB: ${file:} is for secrets",
+            "routes[0].request_headers.set.e: secret file binary is not UTF-8 text",
+        ])
+    }
+
     // Upstream URLs: schemes, default ports, IPv6 literals; paths and credentials are refused.
     @Test func upstreamTargets() {
         #expect(UpstreamTarget(url: "http://example.com")?.port == 80)

@@ -320,6 +320,34 @@ import TestSupport
         }
     }
 
+    // A `${file:PATH}` secret (a Kubernetes or Docker secret) is read at start, and with `reload.watch` a rotated file
+    // reloads: the upstream gets the new value without a restart.
+    @Test(.timeLimit(.minutes(1))) func reloadWhenASecretFileChanges() async throws {
+        let secret = FileManager.default.temporaryDirectory.appendingPathComponent("secret-\(UUID().uuidString)").path
+        try "first-value\n".write(toFile: secret, atomically: true, encoding: .utf8)
+        defer { try? FileManager.default.removeItem(atPath: secret) }
+        try await withUpstreams(2) { upstreams in
+            let top = #""reload": { "watch": true, "interval_ms": 100 },"#
+            let routes = #"[{ "name": "r", "upstream": "a", "request_headers": { "set": { "x-partner-key": "${file:\#(secret)}" } } }]"#
+            try await Self.withFileGateway(Self.config(routes: routes, top: top), upstreams: upstreams) { gateway, _, logs in
+                let port = try #require(gateway.port(of: "test"))
+                #expect(try await Self.get(port, "/echo").echoedHeaders["x-partner-key"] == "first-value")
+                try "second-value\n".write(toFile: secret, atomically: true, encoding: .utf8)
+                let deadline = ContinuousClock.now + .seconds(10)
+                var seen = "first-value"
+                while seen != "second-value" && ContinuousClock.now < deadline {
+                    try await Task.sleep(for: .milliseconds(50))
+                    seen = try await Self.get(port, "/echo").echoedHeaders["x-partner-key"] ?? ""
+                }
+                #expect(seen == "second-value")
+                let noticed = logs.entries("config file changed; reloading").map { $0["path"] as? String ?? "" }
+                #expect(noticed == [secret], "\(noticed)")
+                let leaked = logs.all.filter { $0.contains("second-value") }
+                #expect(leaked.isEmpty, "the secret itself is never logged")
+            }
+        }
+    }
+
     // With `reload.watch`, files `include` names are watched too: an included file that changes, one that appears
     // in a folder a wildcard lists, and one that goes away each reload.
     @Test(.timeLimit(.minutes(1))) func reloadWhenAnIncludedFileChanges() async throws {
