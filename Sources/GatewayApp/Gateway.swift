@@ -296,6 +296,8 @@ public final class Gateway: Sendable {
             }
             if !route.responseHeaders.isEmpty { filters.append(ResponseHeaderEditsFilter(route.responseHeaders)) }
             return filters
+        } bodyCheck: { route in
+            route.webhookSignature.map { WebhookSignatureCheck($0, routeName: route.name, logger: logger, metrics: metrics) }
         }
         let runtime = GatewayRuntime(config: config, routes: routes, globalFilters: globalFilters, logger: logger, metrics: metrics)
         try await upstreams.startHealthChecks(on: group.next())

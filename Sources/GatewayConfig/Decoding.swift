@@ -145,6 +145,51 @@ extension RequestValidationConfig {
     }
 }
 
+extension WebhookSignatureConfig {
+    /// `{"scheme": "github", "secrets": ["${file:/run/secrets/github_webhook}"]}`; `hmac` also takes `header`,
+    /// `algorithm`, `encoding` and `prefix`.
+    static func decode(_ node: ConfigNode) -> WebhookSignatureConfig? {
+        node.object { o in
+            let scheme = o.required("scheme") { $0.oneOf(Scheme.allCases.map(\.rawValue)).flatMap(Scheme.init(rawValue:)) }
+            let secrets = o.required("secrets") { node -> [String]? in
+                if case .array(let items) = node.value, items.isEmpty { node.error("list at least one secret") }
+                return node.array { item -> String? in
+                    guard let secret = item.nonEmptyString() else { return nil }
+                    // Secrets shorter than this are guessable offline from one signed delivery.
+                    if secret.utf8.count < 16 { item.error("is shorter than 16 bytes; use the secret the sender generated") }
+                    return secret
+                }
+            }
+            let tolerance = o.optional("tolerance_seconds") { $0.int(1...86_400) }
+            let maxBytes = o.optional("max_body_bytes") { $0.int(0...(8 << 20)) }
+            let header = o.optional("header") { $0.nonEmptyString() }
+            let algorithm = o.optional("algorithm") { $0.oneOf(Algorithm.allCases.map(\.rawValue)).flatMap(Algorithm.init(rawValue:)) }
+            let encoding = o.optional("encoding") { $0.oneOf(Encoding.allCases.map(\.rawValue)).flatMap(Encoding.init(rawValue:)) }
+            let prefix = o.optional("prefix") { $0.string() }
+            guard let scheme, let secrets else { return nil }
+            if scheme == .hmac {
+                if header == nil { o.node.context.error(o.path / "header", "the hmac scheme needs the field that carries the signature") }
+                if let header, !isToken(header) { o.node.context.error(o.path / "header", "is not a header field name") }
+            } else {
+                for key in ["header", "algorithm", "encoding", "prefix"] where o.has(key) {
+                    o.node.context.error(o.path / key, "applies to the hmac scheme only; \(scheme.rawValue) says how it signs")
+                }
+            }
+            if scheme == .github || scheme == .shopify || scheme == .hmac, o.has("tolerance_seconds") {
+                o.node.context.warning(o.path / "tolerance_seconds", "\(scheme.rawValue) signatures carry no time to check")
+            }
+            var config = WebhookSignatureConfig(scheme: scheme, secrets: secrets)
+            config.toleranceSeconds = tolerance ?? config.toleranceSeconds
+            config.maxBodyBytes = maxBytes ?? config.maxBodyBytes
+            config.header = header?.lowercased() ?? ""
+            config.algorithm = algorithm ?? .sha256
+            config.encoding = encoding ?? .hex
+            config.prefix = prefix ?? ""
+            return config
+        }
+    }
+}
+
 extension DeprecationConfig {
     /// `{"date": "2026-06-01", "sunset": "2027-01-01T00:00:00Z", "link": "https://developer.example.com/v2",
     /// "refuse_after_sunset": true}`: dates as RFC 3339 dates (midnight UTC) or date-times.
@@ -1234,6 +1279,13 @@ extension RouteConfig {
             let tunnelIdleTimeoutMs = o.optional("tunnel_idle_timeout_ms") { $0.int(0...maxMilliseconds) }
             let adaptive = o.optional("adaptive_concurrency", AdaptiveConcurrency.Settings.decode)
             let requestValidation = o.optional("request_validation") { RequestValidationConfig.decode($0, template: match.pathTemplate) }
+            let webhookSignature = o.optional("webhook_signature", WebhookSignatureConfig.decode)
+            if let answering, webhookSignature != nil {
+                o.node.context.warning(o.path / "webhook_signature", "\(answering): signatures are checked before forwarding, and nothing is forwarded")
+            }
+            if grpcWeb, webhookSignature != nil {
+                o.node.context.error(o.path / "webhook_signature", "gRPC-Web requests are not webhooks; check signatures on another route")
+            }
             if let answering, o.has("request_validation") {
                 o.node.context.warning(o.path / "request_validation", "\(answering): bodies are checked before forwarding, and nothing is forwarded")
             }
@@ -1276,6 +1328,10 @@ extension RouteConfig {
             route.fault = fault
             route.interceptErrors = interceptErrors
             route.requestValidation = requestValidation
+            route.webhookSignature = webhookSignature
+            if webhookSignature != nil, cache?.enabled == true {
+                o.node.context.error(o.path / "cache", "a stored answer would be served without the webhook_signature check; leave the cache off here")
+            }
             route.deprecation = deprecation
             route.hostRewrite = hostRewrite
             route.requestQuery = requestQuery

@@ -395,7 +395,7 @@ extension JSONValue {
         output += "\""
     }
 
-    /// A copy safe to show: values under keys that hold secrets (`secret`, `client_secret`, `cookie_secret`, `token`,
+    /// A copy safe to show: values under keys that hold secrets (`secret`, `secrets`, `client_secret`, `cookie_secret`, `token`,
     /// `password`, and `password_hash`, which a guesser could attack offline) become
     /// `"<redacted>"`, and credentials inside URLs (`redis://user:pass@host`) are cut out.
     public func redactingSecrets() -> JSONValue {
@@ -404,7 +404,8 @@ extension JSONValue {
             return .object(
                 fields.map { field in
                     switch field.key {
-                    case "secret", "token", "password", "password_hash", "client_secret", "cookie_secret": return (field.key, .string("<redacted>"))
+                    case "secret", "secrets", "token", "password", "password_hash", "client_secret", "cookie_secret":
+                        return (field.key, .string("<redacted>"))
                     default: return (field.key, field.value.redactingSecrets())
                     }
                 })

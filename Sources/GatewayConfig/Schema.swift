@@ -151,6 +151,45 @@ public struct RequestValidationConfig: Sendable {
     public init(bodySchema: JSONSchema?, querySchema: JSONSchema? = nil) { (self.bodySchema, self.querySchema) = (bodySchema, querySchema) }
 }
 
+/// A route's `webhook_signature`: webhooks (a SaaS calling back) are signed with an HMAC of their body under a secret
+/// shared with the sender; the gateway checks it on the whole body before anything goes upstream, so forged or
+/// replayed deliveries never reach the handler.
+public struct WebhookSignatureConfig: Sendable, Equatable {
+    /// How the sender signs: which fields carry what, over which bytes.
+    public enum Scheme: String, Sendable, CaseIterable {
+        /// GitHub (and Gitea, Forgejo): `X-Hub-Signature-256: sha256=<hex>` over the body.
+        case github
+        /// Stripe: `Stripe-Signature: t=<unix time>,v1=<hex>[,v1=...]` over `<t>.<body>`.
+        case stripe
+        /// Slack: `X-Slack-Signature: v0=<hex>` over `v0:<X-Slack-Request-Timestamp>:<body>`.
+        case slack
+        /// Standard Webhooks (Svix, and the services built on it): `webhook-signature: v1,<base64> ...` over
+        /// `<webhook-id>.<webhook-timestamp>.<body>`; a `whsec_` secret is base64.
+        case standard
+        /// Shopify: `X-Shopify-Hmac-Sha256: <base64>` over the body.
+        case shopify
+        /// Any other sender: `header`, `algorithm`, `encoding` and `prefix` say how.
+        case hmac
+    }
+    public enum Algorithm: String, Sendable, CaseIterable { case sha1, sha256, sha512 }
+    public enum Encoding: String, Sendable, CaseIterable { case hex, base64 }
+
+    public var scheme: Scheme
+    /// Several while a secret is rotated: a signature under any of them passes.
+    public var secrets: [String]
+    /// Schemes with a timestamp: how far it may be from the gateway's clock (replays of old deliveries fail).
+    public var toleranceSeconds = 300
+    /// The largest body checked (held in memory whole); larger ones are refused with 413.
+    public var maxBodyBytes = 1 << 20
+    /// `hmac` only: the field with the signature (lowercase), the hash, how the signature is written, and what
+    /// precedes it (`sha256=`).
+    public var header = ""
+    public var algorithm = Algorithm.sha256
+    public var encoding = Encoding.hex
+    public var prefix = ""
+    public init(scheme: Scheme, secrets: [String]) { (self.scheme, self.secrets) = (scheme, secrets) }
+}
+
 /// A route's `deprecation`: its API is being retired. Every answer tells clients so (RFC 9745 `Deprecation`, RFC 8594
 /// `Sunset`, a `Link` to the migration guide), and after the sunset the route can answer `410 API_SUNSET` itself.
 public struct DeprecationConfig: Sendable, Equatable {
@@ -837,6 +876,8 @@ public struct RouteConfig: Sendable {
     public var interceptErrors: InterceptErrorsConfig?
     /// `request_validation`: the JSON Schemas request bodies (received whole before forwarding) and query parameters must match.
     public var requestValidation: RequestValidationConfig?
+    /// `webhook_signature`: request bodies must carry a valid HMAC signature (webhooks from GitHub, Stripe...).
+    public var webhookSignature: WebhookSignatureConfig?
     /// `deprecation`: the route's API is being retired (headers on every answer; 410 after the sunset if asked).
     public var deprecation: DeprecationConfig?
     /// `host_rewrite`: the Host the upstream gets (`host[:port]`), instead of the client's or the target's.

@@ -230,3 +230,11 @@ extension GatewayFilter {
     public func onResponse(_ head: inout ResponseHead, context: RequestContext) {}
     public func onComplete(context: RequestContext, outcome: RequestOutcome) {}
 }
+
+/// A check on a route's whole request body before anything goes upstream (a webhook's signature): the route then
+/// receives bodies whole first, at most `maxBodyBytes` (a larger one is refused with 413).
+public protocol RequestBodyCheck: Sendable {
+    var maxBodyBytes: Int { get }
+    /// `body` is every part received (none for a request without one); a refusal is answered as it is.
+    func check(_ head: RequestHead, body: [ByteBuffer], context: RequestContext) -> GatewayError?
+}

@@ -31,6 +31,8 @@ public struct GatewayError: Error, Hashable, Sendable, CustomStringConvertible {
         case invalidPath
         /// 400: the header fields do not match the route's `request_validation.header_schema`.
         case invalidHeader
+        /// 403: the route's `webhook_signature` found no valid signature of the body.
+        case invalidSignature
         /// 415: the route checks JSON bodies, and this one is declared as something else.
         case unsupportedMediaType
         /// 410: the route's `deprecation.sunset` has passed and it refuses requests since.
@@ -61,6 +63,7 @@ public struct GatewayError: Error, Hashable, Sendable, CustomStringConvertible {
             case .invalidQuery: return "INVALID_QUERY"
             case .invalidPath: return "INVALID_PATH"
             case .invalidHeader: return "INVALID_HEADER"
+            case .invalidSignature: return "INVALID_SIGNATURE"
             case .unsupportedMediaType: return "UNSUPPORTED_MEDIA_TYPE"
             case .apiSunset: return "API_SUNSET"
             }
@@ -106,7 +109,7 @@ public struct GatewayError: Error, Hashable, Sendable, CustomStringConvertible {
         case .unauthenticated: return 401
         case .forbidden: return 403
         case .notCached: return 504
-        case .corsRefused, .addressRefused, .crossOriginRefused: return 403
+        case .corsRefused, .addressRefused, .crossOriginRefused, .invalidSignature: return 403
         }
     }
 
@@ -161,6 +164,7 @@ public struct GatewayError: Error, Hashable, Sendable, CustomStringConvertible {
     public static func invalidQuery(_ message: String) -> GatewayError { GatewayError(.invalidQuery, message) }
     public static func invalidPath(_ message: String) -> GatewayError { GatewayError(.invalidPath, message) }
     public static func invalidHeader(_ message: String) -> GatewayError { GatewayError(.invalidHeader, message) }
+    public static let invalidSignature = GatewayError(.invalidSignature, "The request is not signed by the sender this route takes.")
     public static let unsupportedMediaType = GatewayError(
         .unsupportedMediaType, "This route takes JSON request bodies (Content-Type: application/json).")
     /// `sunset` as an HTTP date.

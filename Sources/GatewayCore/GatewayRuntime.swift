@@ -59,7 +59,7 @@ public final class GatewayRuntime: Sendable {
     /// Compiles the route table; a route forwards to `config.upstreams[destination.upstreamIndex]`.
     public static func compileRoutes(
         _ config: GatewayConfig, metrics: GatewayMetrics = .disabled, cache: ResponseCache? = nil,
-        routeFilters: (RouteConfig) -> [any GatewayFilter] = { _ in [] }
+        routeFilters: (RouteConfig) -> [any GatewayFilter] = { _ in [] }, bodyCheck: (RouteConfig) -> (any RequestBodyCheck)? = { _ in nil }
     ) -> RouteTable {
         let upstreamIndex = Dictionary(config.upstreams.enumerated().map { ($1.name, $0) }, uniquingKeysWith: { a, _ in a })
         let routes = config.routes.enumerated().map { index, route in
@@ -69,7 +69,7 @@ public final class GatewayRuntime: Sendable {
             return CompiledRoute(
                 config: route, index: index, upstreams: upstreams, mirrorIndex: route.mirror.flatMap { upstreamIndex[$0.upstream] },
                 compression: config.compression, interceptErrors: config.interceptErrors, defaultMaxBodyBytes: config.limits.maxBodyBytes,
-                filters: routeFilters(route),
+                filters: routeFilters(route), bodyCheck: bodyCheck(route),
                 metrics: metrics, cache: cache)
         }
         return RouteTable(routes: routes)

@@ -222,6 +222,10 @@ final class ProxyExchange: ExchangeDriver, UpstreamCallDelegate, FilterSuspensio
 
     func forward() {
         guard let route = context.route, let stream else { return }
+        // A request without a body is whole already (its end may still be on its way from the edge).
+        if let check = route.bodyCheck, requestComplete || framing == .none, let refusal = check.check(head, body: heldBody, context: context) {
+            return respond(error: refusal)
+        }
         if let validation = route.requestValidation {
             // Whether there is a body: told by the framing, or for a body of unknown length (chunked) once it is whole.
             let hasBody: Bool?

@@ -84,6 +84,8 @@ public final class CompiledRoute: Sendable {
     public let errorInterception: ErrorInterception?
     /// `request_validation`: the schema request bodies must match (they are then received whole first).
     public let requestValidation: RequestValidation?
+    /// `webhook_signature`: what the whole body is checked for first (it is then received whole too).
+    public let bodyCheck: (any RequestBodyCheck)?
     /// `match.listeners`: the listeners this route serves (nil: all).
     let listeners: [String]?
     /// `request_headers`: applied last to the request the upstream gets, so they also cover the forwarding headers.
@@ -94,7 +96,7 @@ public final class CompiledRoute: Sendable {
     public init(
         config: RouteConfig, index: Int, upstreams: [(index: Int, config: UpstreamConfig?)], mirrorIndex: Int? = nil,
         compression: CompressionConfig? = nil, interceptErrors: InterceptErrorsConfig? = nil,
-        defaultMaxBodyBytes: Int = LimitsConfig().maxBodyBytes, filters: [any GatewayFilter] = [],
+        defaultMaxBodyBytes: Int = LimitsConfig().maxBodyBytes, filters: [any GatewayFilter] = [], bodyCheck: (any RequestBodyCheck)? = nil,
         metrics: GatewayMetrics = .disabled,
         cache: ResponseCache? = nil
     ) {
@@ -130,12 +132,12 @@ public final class CompiledRoute: Sendable {
         self.answersPreflight = config.cors != nil
         self.requestHeaderEdits = config.requestHeaders
         self.queryEdits = config.requestQuery
-        // A body request_validation checks is held whole in memory: its own, usually smaller, limit applies too.
-        if let validation = config.requestValidation, validation.bodySchema != nil {
-            self.maxBodyBytes = min(config.maxBodyBytes ?? defaultMaxBodyBytes, validation.maxBodyBytes)
-        } else {
-            self.maxBodyBytes = config.maxBodyBytes
-        }
+        // A body request_validation or a body check reads is held whole in memory: their own, usually smaller, limits
+        // apply too.
+        let heldLimits = [config.requestValidation?.bodySchema != nil ? config.requestValidation?.maxBodyBytes : nil, bodyCheck?.maxBodyBytes]
+            .compactMap { $0 }
+        self.maxBodyBytes = heldLimits.isEmpty ? config.maxBodyBytes : heldLimits.reduce(config.maxBodyBytes ?? defaultMaxBodyBytes, min)
+        self.bodyCheck = bodyCheck
         self.tunnelIdleTimeoutMs = config.tunnelIdleTimeoutMs
         self.errorInterception = ErrorInterception(route: config.interceptErrors, global: interceptErrors)
         self.requestValidation = RequestValidation(config.requestValidation, route: config.name, metrics: metrics)
@@ -157,7 +159,7 @@ public final class CompiledRoute: Sendable {
         self.compression = CompressionPolicy(config.compression ?? compression)
         self.accessLog = config.accessLog
         self.grpcWeb = config.grpcWeb
-        self.buffersRequests = config.requestBuffering || config.requestValidation?.bodySchema != nil
+        self.buffersRequests = config.requestBuffering || config.requestValidation?.bodySchema != nil || bodyCheck != nil
         if let mirrorIndex, let mirror = config.mirror {
             self.mirror = (mirrorIndex, mirror.percent / 100)
         } else {

@@ -17,7 +17,7 @@ import Testing
         // Secrets come from the environment, as an operator would provide them.
         let environment = [
             "JWT_SECRET": String(repeating: "s", count: 32), "OIDC_CLIENT_SECRET": "client-secret",
-            "OIDC_COOKIE_SECRET": String(repeating: "c", count: 32),
+            "OIDC_COOKIE_SECRET": String(repeating: "c", count: 32), "STRIPE_WEBHOOK_SECRET": "whsec_" + String(repeating: "w", count: 32),
         ]
         let result = ConfigLoader.load(path: Self.root.appendingPathComponent(file).path, environment: environment)
         #expect(result.errors.isEmpty, "\(result.errors)")

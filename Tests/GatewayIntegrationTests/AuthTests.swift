@@ -1,3 +1,4 @@
+import Crypto
 import DemoUpstream
 import Foundation
 import JWTKit
@@ -805,6 +806,84 @@ struct TokenFactory: Sendable {
         try "ops:$2y$04$abcdefghijklmnopqrstuujydOTSfIH/d5oUHpsygqV5X9xJLQc6e\n".write(toFile: pki.path("htpasswd"), atomically: true, encoding: .utf8)
         let fixed = try await runCommand(Binaries.gateway, ["check", "--config", file])
         #expect(fixed.status == 0 && fixed.stdout.contains("ok"), "\(fixed.stdout)")
+    }
+
+    // webhook_signature: a delivery reaches the upstream only with a valid signature of its whole body (chunked too),
+    // held before the upstream is called; forged, stale and oversized ones are refused there, counted and logged.
+    @Test func webhookSignatures() async throws {
+        let secret = "github-webhook-secret-0123"
+        let routes = #"""
+            [{ "name": "github", "match": { "path": "/hooks/github" }, "upstream": "demo",
+               "webhook_signature": { "scheme": "github", "secrets": ["\#(secret)"], "max_body_bytes": 1000 } },
+             { "name": "stripe", "match": { "path": "/hooks/stripe" }, "upstream": "demo",
+               "webhook_signature": { "scheme": "stripe", "secrets": ["whsec_stripe_secret_0123"] } }]
+            """#
+        func sign(_ text: String, _ key: String) -> String {
+            HMAC<SHA256>.authenticationCode(for: Array(text.utf8), using: SymmetricKey(data: Array(key.utf8))).map { String(format: "%02x", $0) }.joined()
+        }
+        let payload = #"{"action":"opened","number":7}"#
+        try await withUpstreams { upstreams in
+            let json = basicConfig(routes: routes, top: #""admin": { "address": "127.0.0.1", "port": 0 },"#)
+                .replacingOccurrences(of: #""port": 0 }]"#, with: #""port": 0, "h2c": true }]"#)
+            try await withGateway(json, upstreams: upstreams) { gateway in
+                let signed = try await gateway.request(
+                    "POST", "/hooks/github", headers: [("X-Hub-Signature-256", "sha256=" + sign(payload, secret)), ("Content-Type", "application/json")],
+                    body: payload)
+                #expect(signed.status == 200 && signed.json["body"] as? String == payload)
+
+                let forged = try await gateway.request("POST", "/hooks/github", headers: [("X-Hub-Signature-256", "sha256=" + sign(payload, "guess"))], body: payload)
+                #expect(forged.status == 403 && forged.errorCode == "INVALID_SIGNATURE")
+                let unsigned = try await gateway.request("POST", "/hooks/github", body: payload)
+                #expect(unsigned.errorCode == "INVALID_SIGNATURE")
+                #expect(upstreams[0].requestsServed == 1, "refused deliveries never reach the upstream")
+
+                // A chunked delivery is held whole, checked, then sent up with a length.
+                let client = try await gateway.connect()
+                let first = String(payload.prefix(10))
+                let rest = String(payload.dropFirst(10))
+                try await client.send(
+                    "POST /hooks/github HTTP/1.1\r\nHost: t\r\nX-Hub-Signature-256: sha256=\(sign(payload, secret))\r\nTransfer-Encoding: chunked\r\n\r\n"
+                        + String(first.utf8.count, radix: 16) + "\r\n" + first + "\r\n")
+                try await Task.sleep(for: TestTime.duration(ms: 200))
+                #expect(upstreams[0].requestsServed == 1, "nothing goes up before the body is whole")
+                try await client.send(String(rest.utf8.count, radix: 16) + "\r\n" + rest + "\r\n0\r\n\r\n")
+                let chunked = try await client.readResponse()
+                #expect(chunked.status == 200 && chunked.json["body"] as? String == payload)
+                #expect(chunked.echoedHeaders["content-length"] == String(payload.utf8.count))
+                await client.close()
+
+                let large = String(repeating: "x", count: 1001)
+                let tooLarge = try await gateway.request("POST", "/hooks/github", headers: [("X-Hub-Signature-256", "sha256=" + sign(large, secret))], body: large)
+                #expect(tooLarge.status == 413)
+
+                // HTTP/2 streams too.
+                let h2 = try await H2Client.connect(port: gateway.port)
+                let overH2 = try await h2.request("POST", "/hooks/github", headers: [("x-hub-signature-256", "sha256=" + sign(payload, secret))], body: Array(payload.utf8))
+                let forgedH2 = try await h2.request("POST", "/hooks/github", headers: [("x-hub-signature-256", "sha256=" + sign(payload, "guess"))], body: Array(payload.utf8))
+                await h2.close()
+                #expect(overH2.status == 200 && String(decoding: overH2.bytes, as: UTF8.self).contains("opened"))
+                #expect(forgedH2.status == 403)
+
+                // Stripe signs the time too: a delivery signed ten minutes ago is a replay.
+                let now = Int(Date().timeIntervalSince1970)
+                let fresh = try await gateway.request(
+                    "POST", "/hooks/stripe", headers: [("Stripe-Signature", "t=\(now),v1=" + sign("\(now).\(payload)", "whsec_stripe_secret_0123"))], body: payload)
+                #expect(fresh.status == 200)
+                let old = now - 600
+                let replayed = try await gateway.request(
+                    "POST", "/hooks/stripe", headers: [("Stripe-Signature", "t=\(old),v1=" + sign("\(old).\(payload)", "whsec_stripe_secret_0123"))], body: payload)
+                #expect(replayed.errorCode == "INVALID_SIGNATURE")
+
+                let reasons = gateway.logs.entries("webhook signature refused").compactMap { $0["reason"] as? String }
+                #expect(reasons == [
+                    "no signature matches the body under the route's secrets", "no x-hub-signature-256 field",
+                    "no signature matches the body under the route's secrets", "the signed time is more than 300 s from the gateway's clock",
+                ])
+                let metrics = PrometheusText(try await OperationsTests.admin(gateway.gateway, "/metrics", token: nil).text)
+                #expect(metrics.value("gateway_auth_failures_total", ["route": "github", "reason": "invalid_signature"]) == 3)
+                #expect(metrics.value("gateway_auth_failures_total", ["route": "stripe", "reason": "invalid_signature"]) == 1)
+            }
+        }
     }
 
     // `gateway hash-key` prints the digest auth.api_keys wants; --generate makes a key that hashes to what it prints.

@@ -14,7 +14,8 @@ import Testing
               "rate_limits": [{ "name": "per-ip", "algorithm": "token_bucket", "key": "ip", "capacity": 10, "refill_per_second": 1 }] },
             { "name": "canary", "match": { "path_prefix": "/v2" }, "split": { "upstreams": [{ "name": "orders", "weight": 3 }, { "name": "next", "weight": 1 }] },
               "csrf": { "report_only": true }, "adaptive_concurrency": true, "intercept_errors": { "statuses": ["5xx", 404], "keep_json": true },
-              "request_validation": { "body_schema": { "type": "object" }, "header_schema": { "required": ["x-tenant"] } } },
+              "request_validation": { "body_schema": { "type": "object" }, "header_schema": { "required": ["x-tenant"] } },
+              "webhook_signature": { "scheme": "github", "secrets": ["0123456789abcdef"], "max_body_bytes": 4096 } },
             { "name": "ops", "match": { "path_prefix": "/ops", "listeners": ["internal"] }, "upstream": "orders",
               "strip_prefix": "/ops", "add_prefix": "/admin", "request_query": { "remove": ["debug"] }, "host_rewrite": "ops.internal" },
             { "name": "old", "match": { "path_prefix": "/v0" }, "respond": { "status": 410, "code": "API_RETIRED", "message": "gone" },
@@ -75,7 +76,7 @@ import Testing
         #expect(canary.stdout.contains("split: orders 75%, next 25%"), "\(canary.stdout)")
         #expect(
             canary.stdout.contains(
-                "checks, in order: csrf (report only), adaptive_concurrency (3-1000 in flight, following the upstream's latency), request_validation (the headers x-tenant and JSON bodies up to 1048576 bytes, against the route's schemas)"),
+                "checks, in order: csrf (report only), adaptive_concurrency (3-1000 in flight, following the upstream's latency), webhook_signature (github, bodies up to 4096 bytes), request_validation (the headers x-tenant and JSON bodies up to 1048576 bytes, against the route's schemas)"),
             "\(canary.stdout)")
         #expect(canary.stdout.contains("upstream next: round_robin over 10.0.0.3:80; GET/HEAD hedged after 80 ms"), "\(canary.stdout)")
         #expect(canary.stdout.contains("intercept_errors: the upstream's 5xx, 404 answered as UPSTREAM_ERROR (JSON answers pass)"), "\(canary.stdout)")

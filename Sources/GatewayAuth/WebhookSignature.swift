@@ -1,0 +1,187 @@
+import Crypto
+import Foundation
+import GatewayConfig
+import GatewayCore
+import GatewayHTTP
+import Logging
+import NIOCore
+
+/// `webhook_signature`: a webhook's body must carry an HMAC under one of the route's secrets, in the form its sender
+/// (GitHub, Stripe, Slack, Standard Webhooks, Shopify, or one described field by field) writes it, and for senders that
+/// sign a time, a time within `tolerance_seconds` of the gateway's clock. Checked on the whole body before anything
+/// goes upstream; every refusal is the same `403 INVALID_SIGNATURE` to the client, the reason is logged and counted.
+public struct WebhookSignatureCheck: RequestBodyCheck {
+    private let config: WebhookSignatureConfig
+    private let keys: [SymmetricKey]
+    private let routeName: String
+    private let logger: Logger
+    private let metrics: GatewayMetrics
+    /// The gateway's clock in Unix seconds (injected for tests).
+    private let now: @Sendable () -> Int
+
+    public init(
+        _ config: WebhookSignatureConfig, routeName: String, logger: Logger, metrics: GatewayMetrics,
+        now: @escaping @Sendable () -> Int = { WallClock.coarseSeconds() }
+    ) {
+        self.config = config
+        self.keys = config.secrets.map { Self.key(for: $0, scheme: config.scheme) }
+        self.routeName = routeName
+        self.logger = logger
+        self.metrics = metrics
+        self.now = now
+    }
+
+    public var maxBodyBytes: Int { config.maxBodyBytes }
+
+    public func check(_ head: RequestHead, body: [ByteBuffer], context: RequestContext) -> GatewayError? {
+        guard let problem = problem(head.headers, body: body) else { return nil }
+        metrics.authFailure(route: routeName, reason: "invalid_signature")
+        logger.info(
+            "webhook signature refused",
+            metadata: ["request_id": "\(context.requestID)", "route": "\(routeName)", "reason": "\(problem)"])
+        return .invalidSignature
+    }
+
+    /// Why the request fails, or nil when a signature verifies. The reasons name what was wrong, never a value.
+    func problem(_ headers: HeaderList, body: [ByteBuffer]) -> String? {
+        let signed: Signed
+        do {
+            signed = try Self.signed(headers, scheme: config.scheme, header: config.header, prefix: config.prefix, encoding: config.encoding)
+        } catch {
+            return error.text
+        }
+        if let time = signed.time, abs(now() - time) > config.toleranceSeconds {
+            return "the signed time is more than \(config.toleranceSeconds) s from the gateway's clock"
+        }
+        for key in keys {
+            for signature in signed.signatures where Self.verifies(signature, key: key, algorithm: config.algorithm, prefix: signed.prefix, body: body) {
+                return nil
+            }
+        }
+        return "no signature matches the body under the route's secrets"
+    }
+
+    // MARK: What the sender sends
+
+    /// The signatures a request carries (decoded), the bytes signed before the body, and the signed time if any.
+    struct Signed {
+        var signatures: [[UInt8]]
+        var prefix: [UInt8] = []
+        var time: Int?
+    }
+
+    /// Why a request's signature fields cannot be read: a reason for the log, never a value.
+    struct Reason: Error { let text: String }
+
+    static func signed(
+        _ headers: HeaderList, scheme: WebhookSignatureConfig.Scheme, header: String, prefix: String, encoding: WebhookSignatureConfig.Encoding
+    ) throws(Reason) -> Signed {
+        func field(_ name: String) throws(Reason) -> String {
+            let values = headers.values(name: name)
+            guard let value = values.first, !value.isEmpty else { throw Reason(text: "no \(name) field") }
+            guard values.count == 1 else { throw Reason(text: "\(name) is given more than once") }
+            return value
+        }
+        func time(_ text: Substring, _ name: String) throws(Reason) -> Int {
+            guard text.count <= 12, let seconds = Int(text), seconds > 0 else { throw Reason(text: "\(name) is not a Unix time") }
+            return seconds
+        }
+        switch scheme {
+        case .github:
+            return Signed(signatures: [try hex(try field("x-hub-signature-256"), after: "sha256=")])
+        case .shopify:
+            return Signed(signatures: [try base64(Substring(try field("x-shopify-hmac-sha256")))])
+        case .hmac:
+            let value = try field(header)
+            if encoding == .hex { return Signed(signatures: [try hex(value, after: prefix)]) }
+            guard value.hasPrefix(prefix) else { throw Reason(text: "the signature does not start with \(prefix)") }
+            return Signed(signatures: [try base64(value.dropFirst(prefix.count))])
+        case .slack:
+            let stamp = try field("x-slack-request-timestamp")
+            let seconds = try time(Substring(stamp), "x-slack-request-timestamp")
+            return Signed(signatures: [try hex(try field("x-slack-signature"), after: "v0=")], prefix: Array("v0:\(stamp):".utf8), time: seconds)
+        case .stripe:
+            // t=1492774577,v1=5257a8...,v1=...,v0=... (v0 is Stripe's test-mode scheme: not accepted).
+            var stamp: Substring?
+            var signatures: [[UInt8]] = []
+            for element in try field("stripe-signature").split(separator: ",") {
+                let pair = element.split(separator: "=", maxSplits: 1)
+                guard pair.count == 2 else { continue }
+                if pair[0] == "t" {
+                    stamp = pair[1]
+                } else if pair[0] == "v1", signatures.count < 8 {
+                    signatures.append(try hex(String(pair[1]), after: ""))
+                }
+            }
+            guard let stamp else { throw Reason(text: "stripe-signature has no t=") }
+            guard !signatures.isEmpty else { throw Reason(text: "stripe-signature has no v1=") }
+            return Signed(signatures: signatures, prefix: Array("\(stamp).".utf8), time: try time(stamp, "stripe-signature t="))
+        case .standard:
+            let id = try field("webhook-id")
+            let stamp = try field("webhook-timestamp")
+            let seconds = try time(Substring(stamp), "webhook-timestamp")
+            // Space-separated "v1,<base64>" entries; other versions (v1a: asymmetric) are skipped.
+            var signatures: [[UInt8]] = []
+            for entry in try field("webhook-signature").split(separator: " ").prefix(8) where entry.hasPrefix("v1,") {
+                signatures.append(try base64(entry.dropFirst(3)))
+            }
+            guard !signatures.isEmpty else { throw Reason(text: "webhook-signature has no v1 signature") }
+            return Signed(signatures: signatures, prefix: Array("\(id).\(stamp).".utf8), time: seconds)
+        }
+    }
+
+    private static func hex(_ text: String, after prefix: String) throws(Reason) -> [UInt8] {
+        guard text.hasPrefix(prefix) else { throw Reason(text: "the signature does not start with \(prefix)") }
+        let digits = Array(text.utf8.dropFirst(prefix.utf8.count))
+        guard digits.count >= 2, digits.count <= 256, digits.count % 2 == 0 else { throw Reason(text: "the signature is not hex") }
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(digits.count / 2)
+        for index in stride(from: 0, to: digits.count, by: 2) {
+            guard let high = hexValue(digits[index]), let low = hexValue(digits[index + 1]) else { throw Reason(text: "the signature is not hex") }
+            bytes.append(high << 4 | low)
+        }
+        return bytes
+    }
+
+    private static func hexValue(_ byte: UInt8) -> UInt8? {
+        switch byte {
+        case UInt8(ascii: "0")...UInt8(ascii: "9"): return byte - UInt8(ascii: "0")
+        case UInt8(ascii: "a")...UInt8(ascii: "f"): return byte - UInt8(ascii: "a") + 10
+        case UInt8(ascii: "A")...UInt8(ascii: "F"): return byte - UInt8(ascii: "A") + 10
+        default: return nil
+        }
+    }
+
+    private static func base64(_ text: Substring) throws(Reason) -> [UInt8] {
+        guard text.utf8.count <= 344, let data = Data(base64Encoded: String(text)), !data.isEmpty else {
+            throw Reason(text: "the signature is not base64")
+        }
+        return Array(data)
+    }
+
+    // MARK: Checking
+
+    /// The secret as HMAC key bytes: Standard Webhooks' `whsec_` secrets are base64, every other secret is its text.
+    static func key(for secret: String, scheme: WebhookSignatureConfig.Scheme) -> SymmetricKey {
+        if scheme == .standard, secret.hasPrefix("whsec_"), let decoded = Data(base64Encoded: String(secret.dropFirst(6))) {
+            return SymmetricKey(data: decoded)
+        }
+        return SymmetricKey(data: Array(secret.utf8))
+    }
+
+    /// HMAC over `prefix` then the body's parts, compared in constant time.
+    static func verifies(_ signature: [UInt8], key: SymmetricKey, algorithm: WebhookSignatureConfig.Algorithm, prefix: [UInt8], body: [ByteBuffer]) -> Bool {
+        func verify<H: HashFunction>(_: H.Type) -> Bool {
+            var mac = HMAC<H>(key: key)
+            mac.update(data: prefix)
+            for part in body { part.withUnsafeReadableBytes { mac.update(data: $0) } }
+            return ConstantTime.equals(Array(mac.finalize()), signature)
+        }
+        switch algorithm {
+        case .sha1: return verify(Insecure.SHA1.self)
+        case .sha256: return verify(SHA256.self)
+        case .sha512: return verify(SHA512.self)
+        }
+    }
+}
+
