@@ -105,12 +105,12 @@ public struct WebhookSignatureCheck: RequestBodyCheck {
             var stamp: Substring?
             var signatures: [[UInt8]] = []
             for element in try field("stripe-signature").split(separator: ",") {
-                let pair = element.split(separator: "=", maxSplits: 1)
+                let pair = element.split(separator: "=", maxSplits: 1).map { $0.trimmingCharacters(in: .whitespaces) }
                 guard pair.count == 2 else { continue }
                 if pair[0] == "t" {
-                    stamp = pair[1]
+                    stamp = Substring(pair[1])
                 } else if pair[0] == "v1", signatures.count < 8 {
-                    signatures.append(try hex(String(pair[1]), after: ""))
+                    signatures.append(try hex(pair[1], after: ""))
                 }
             }
             guard let stamp else { throw Reason(text: "stripe-signature has no t=") }

@@ -77,7 +77,7 @@ import Testing
         let stamp = 1_614_265_330
         let mac = HMAC<SHA256>.authenticationCode(for: Array("\(stamp).\(payload)".utf8), using: SymmetricKey(data: Array(secret.utf8)))
         let hex = mac.map { String(format: "%02x", $0) }.joined()
-        let stripe = HeaderList([("Stripe-Signature", "t=\(stamp),v1=\(String(repeating: "0", count: 64)),v1=\(hex),v0=\(hex)")])
+        let stripe = HeaderList([("Stripe-Signature", "t=\(stamp),v1=\(String(repeating: "0", count: 64)), v1=\(hex),v0=\(hex)")])
         #expect(check(.stripe, [secret]).problem(stripe, body: body(payload)) == nil, "the stripe scheme's secret is its text, whsec_ included")
         #expect(check(.stripe, [secret]).problem(HeaderList([("Stripe-Signature", "t=\(stamp),v0=\(hex)")]), body: body(payload)) == "stripe-signature has no v1=")
         #expect(check(.stripe, [secret]).problem(HeaderList([("Stripe-Signature", "v1=\(hex)")]), body: body(payload)) == "stripe-signature has no t=")
