@@ -190,6 +190,33 @@ extension WebhookSignatureConfig {
     }
 }
 
+extension LocationRewriteConfig {
+    /// `true` (the default), `false`, or `{"relative_paths": true, "rules": [{"from": "http://legacy:8080/", "to": "/legacy/"}]}`.
+    static func decode(_ node: ConfigNode) -> LocationRewriteConfig? {
+        node.switchOrObject { o, config in
+            config.relativePaths = o.optional("relative_paths") { $0.bool() } ?? false
+            config.rules = o.optional("rules") { node in
+                node.array { item in
+                    item.object { r -> Rule? in
+                        let from = r.required("from") { $0.nonEmptyString() }
+                        let to = r.required("to") { node -> String? in
+                            guard let text = node.string() else { return nil }
+                            // Written into a response field: no line breaks or controls (response splitting).
+                            guard !text.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7F }) else {
+                                node.error("must not contain control characters or line breaks")
+                                return nil
+                            }
+                            return text
+                        }
+                        guard let from, let to else { return nil }
+                        return Rule(from: from, to: to)
+                    }
+                }
+            } ?? []
+        }
+    }
+}
+
 extension DeprecationConfig {
     /// `{"date": "2026-06-01", "sunset": "2027-01-01T00:00:00Z", "link": "https://developer.example.com/v2",
     /// "refuse_after_sunset": true}`: dates as RFC 3339 dates (midnight UTC) or date-times.
@@ -1280,6 +1307,13 @@ extension RouteConfig {
             let adaptive = o.optional("adaptive_concurrency", AdaptiveConcurrency.Settings.decode)
             let requestValidation = o.optional("request_validation") { RequestValidationConfig.decode($0, template: match.pathTemplate) }
             let webhookSignature = o.optional("webhook_signature", WebhookSignatureConfig.decode)
+            let locationRewrite = o.optional("location_rewrite", LocationRewriteConfig.decode)
+            if let answering, o.has("location_rewrite") {
+                o.node.context.warning(o.path / "location_rewrite", "\(answering): no upstream answer to rewrite")
+            }
+            if locationRewrite?.relativePaths == true, !o.has("strip_prefix") {
+                o.node.context.warning(o.path / "location_rewrite" / "relative_paths", "puts strip_prefix back, and the route strips none")
+            }
             if let answering, webhookSignature != nil {
                 o.node.context.warning(o.path / "webhook_signature", "\(answering): signatures are checked before forwarding, and nothing is forwarded")
             }
@@ -1329,6 +1363,7 @@ extension RouteConfig {
             route.interceptErrors = interceptErrors
             route.requestValidation = requestValidation
             route.webhookSignature = webhookSignature
+            route.locationRewrite = locationRewrite ?? LocationRewriteConfig()
             if webhookSignature != nil, cache?.enabled == true {
                 o.node.context.error(o.path / "cache", "a stored answer would be served without the webhook_signature check; leave the cache off here")
             }
@@ -1940,6 +1975,7 @@ protocol SwitchableSettings {
 
 extension CSRFConfig: SwitchableSettings {}
 extension InterceptErrorsConfig: SwitchableSettings {}
+extension LocationRewriteConfig: SwitchableSettings {}
 
 extension ConfigNode {
     /// `true`, `false`, or an object `read` fills in over the defaults.

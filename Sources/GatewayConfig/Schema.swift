@@ -151,6 +151,24 @@ public struct RequestValidationConfig: Sendable {
     public init(bodySchema: JSONSchema?, querySchema: JSONSchema? = nil) { (self.bodySchema, self.querySchema) = (bodySchema, querySchema) }
 }
 
+/// A route's `location_rewrite` (NGINX's `proxy_redirect`): an upstream answering with a redirect (or a 201's `Location`)
+/// names itself as it knows itself, which clients cannot reach or which lacks the route's `strip_prefix`.
+public struct LocationRewriteConfig: Sendable, Equatable {
+    /// Explicit replacements, tried first: a `Location` starting with `from` gets `to` instead of that part.
+    public struct Rule: Sendable, Equatable {
+        public var from: String
+        public var to: String
+        public init(from: String, to: String) { (self.from, self.to) = (from, to) }
+    }
+    /// false: every `Location` passes as the upstream wrote it.
+    public var enabled = true
+    public var rules: [Rule] = []
+    /// `relative_paths`: a path (`/login`) outside the route's `strip_prefix` gets it in front (for upstreams that do
+    /// not read `X-Forwarded-Prefix`).
+    public var relativePaths = false
+    public init() {}
+}
+
 /// A route's `webhook_signature`: webhooks (a SaaS calling back) are signed with an HMAC of their body under a secret
 /// shared with the sender; the gateway checks it on the whole body before anything goes upstream, so forged or
 /// replayed deliveries never reach the handler.
@@ -876,6 +894,9 @@ public struct RouteConfig: Sendable {
     public var interceptErrors: InterceptErrorsConfig?
     /// `request_validation`: the JSON Schemas request bodies (received whole before forwarding) and query parameters must match.
     public var requestValidation: RequestValidationConfig?
+    /// `location_rewrite`: how the upstream's `Location` fields are mapped back to what the client asked for (on by
+    /// default: redirects to a target's own address become paths on the gateway).
+    public var locationRewrite = LocationRewriteConfig()
     /// `webhook_signature`: request bodies must carry a valid HMAC signature (webhooks from GitHub, Stripe...).
     public var webhookSignature: WebhookSignatureConfig?
     /// `deprecation`: the route's API is being retired (headers on every answer; 410 after the sunset if asked).

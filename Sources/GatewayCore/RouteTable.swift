@@ -86,6 +86,8 @@ public final class CompiledRoute: Sendable {
     public let requestValidation: RequestValidation?
     /// `webhook_signature`: what the whole body is checked for first (it is then received whole too).
     public let bodyCheck: (any RequestBodyCheck)?
+    /// `location_rewrite`: redirects' `Location` as the client must read it; nil when off.
+    public let locationRewrite: LocationRewrite?
     /// `match.listeners`: the listeners this route serves (nil: all).
     let listeners: [String]?
     /// `request_headers`: applied last to the request the upstream gets, so they also cover the forwarding headers.
@@ -138,6 +140,7 @@ public final class CompiledRoute: Sendable {
             .compactMap { $0 }
         self.maxBodyBytes = heldLimits.isEmpty ? config.maxBodyBytes : heldLimits.reduce(config.maxBodyBytes ?? defaultMaxBodyBytes, min)
         self.bodyCheck = bodyCheck
+        self.locationRewrite = LocationRewrite(config.locationRewrite, route: config, upstreams: upstreams.compactMap(\.config))
         self.tunnelIdleTimeoutMs = config.tunnelIdleTimeoutMs
         self.errorInterception = ErrorInterception(route: config.interceptErrors, global: interceptErrors)
         self.requestValidation = RequestValidation(config.requestValidation, route: config.name, metrics: metrics)

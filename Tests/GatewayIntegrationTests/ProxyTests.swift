@@ -560,6 +560,32 @@ import Testing
         }
     }
 
+    // location_rewrite: a redirect to the upstream's own address reaches the client as a path on the gateway, with the
+    // route's strip_prefix put back; relative paths too when asked; off, the upstream's Location passes as written.
+    @Test func redirectsToTheUpstreamBecomePaths() async throws {
+        let routes = #"""
+            [{ "name": "api", "match": { "path_prefix": "/api" }, "upstream": "demo", "strip_prefix": "/api" },
+             { "name": "app", "match": { "path_prefix": "/app" }, "upstream": "demo", "strip_prefix": "/app", "location_rewrite": { "relative_paths": true } },
+             { "name": "raw", "match": { "path_prefix": "/raw" }, "upstream": "demo", "strip_prefix": "/raw", "location_rewrite": false }]
+            """#
+        try await withUpstreams { upstreams in
+            let own = "http://127.0.0.1:\(upstreams[0].port)/login?next=%2Fhome"
+            let encoded = own.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? ""
+            try await withGateway(basicConfig(routes: routes), upstreams: upstreams) { gateway in
+                let redirected = try await gateway.request("GET", "/api/status/302?location=\(encoded)")
+                #expect(redirected.status == 302 && redirected.header("location") == "/api/login?next=%2Fhome")
+                let created = try await gateway.request("POST", "/api/status/201?location=\(encoded)", body: "{}")
+                #expect(created.status == 201 && created.header("location") == "/api/login?next=%2Fhome")
+                let elsewhere = try await gateway.request("GET", "/api/status/302?location=https%3A%2F%2Fid.example.com%2Fauthorize")
+                #expect(elsewhere.header("location") == "https://id.example.com/authorize")
+                let relative = try await gateway.request("GET", "/app/status/303?location=%2Fsignin")
+                #expect(relative.header("location") == "/app/signin")
+                let untouched = try await gateway.request("GET", "/raw/status/302?location=\(encoded)")
+                #expect(untouched.header("location") == own)
+            }
+        }
+    }
+
     // A route that strips a prefix tells the upstream what it removed (X-Forwarded-Prefix, as the client wrote it),
     // after a trusted proxy's own prefix; an untrusted client's value never passes.
     @Test func forwardedPrefixForStrippedRoutes() async throws {
