@@ -217,6 +217,44 @@ extension LocationRewriteConfig {
     }
 }
 
+extension CookieRewriteConfig {
+    /// `{"path": true, "domains": [{"from": "orders.internal", "to": "shop.example.com"}]}`.
+    static func decode(_ node: ConfigNode) -> CookieRewriteConfig? {
+        node.object { o in
+            var config = CookieRewriteConfig()
+            config.path = o.optional("path") { $0.bool() } ?? false
+            config.domains = o.optional("domains") { node in
+                node.array { item in
+                    item.object { r -> DomainRule? in
+                        let from = r.required("from") { $0.cookieDomain(allowEmpty: false) }
+                        let to = r.required("to") { $0.cookieDomain(allowEmpty: true) }
+                        guard let from, let to else { return nil }
+                        return DomainRule(from: from, to: to)
+                    }
+                }
+            } ?? []
+            if !config.path && config.domains.isEmpty { o.node.context.warning(o.path, "rewrites nothing: give path, domains, or both") }
+            return config
+        }
+    }
+}
+
+extension ConfigNode {
+    /// A cookie `Domain` as written in `cookie_rewrite` (lowercase, without a leading dot): a host name or address.
+    fileprivate func cookieDomain(allowEmpty: Bool) -> String? {
+        guard let text = string() else { return nil }
+        let domain = (text.hasPrefix(".") ? String(text.dropFirst()) : text).lowercased()
+        if domain.isEmpty && allowEmpty { return "" }
+        guard !domain.isEmpty, domain.utf8.count <= 253,
+            domain.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "-" || $0 == "." || $0 == ":") })
+        else {
+            error("expected a domain name (\(allowEmpty ? "or \"\" to drop the attribute" : "example.com"))")
+            return nil
+        }
+        return domain
+    }
+}
+
 extension DeprecationConfig {
     /// `{"date": "2026-06-01", "sunset": "2027-01-01T00:00:00Z", "link": "https://developer.example.com/v2",
     /// "refuse_after_sunset": true}`: dates as RFC 3339 dates (midnight UTC) or date-times.
@@ -1308,6 +1346,13 @@ extension RouteConfig {
             let requestValidation = o.optional("request_validation") { RequestValidationConfig.decode($0, template: match.pathTemplate) }
             let webhookSignature = o.optional("webhook_signature", WebhookSignatureConfig.decode)
             let locationRewrite = o.optional("location_rewrite", LocationRewriteConfig.decode)
+            let cookieRewrite = o.optional("cookie_rewrite", CookieRewriteConfig.decode)
+            if let answering, o.has("cookie_rewrite") {
+                o.node.context.warning(o.path / "cookie_rewrite", "\(answering): no upstream cookies to rewrite")
+            }
+            if cookieRewrite?.path == true, !o.has("strip_prefix") && !o.has("add_prefix") {
+                o.node.context.warning(o.path / "cookie_rewrite" / "path", "maps strip_prefix and add_prefix back, and the route has neither")
+            }
             if let answering, o.has("location_rewrite") {
                 o.node.context.warning(o.path / "location_rewrite", "\(answering): no upstream answer to rewrite")
             }
@@ -1364,6 +1409,7 @@ extension RouteConfig {
             route.requestValidation = requestValidation
             route.webhookSignature = webhookSignature
             route.locationRewrite = locationRewrite ?? LocationRewriteConfig()
+            route.cookieRewrite = cookieRewrite
             if webhookSignature != nil, cache?.enabled == true {
                 o.node.context.error(o.path / "cache", "a stored answer would be served without the webhook_signature check; leave the cache off here")
             }

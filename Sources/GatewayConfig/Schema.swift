@@ -169,6 +169,22 @@ public struct LocationRewriteConfig: Sendable, Equatable {
     public init() {}
 }
 
+/// A route's `cookie_rewrite` (NGINX's `proxy_cookie_path` and `proxy_cookie_domain`): an upstream sets cookies for the
+/// paths and the domain it knows, which the browser (seeing the route's prefix and the public name) would not send back.
+public struct CookieRewriteConfig: Sendable, Equatable {
+    /// `domains`: a cookie's `Domain` equal to `from` (without case or a leading dot) becomes `to`; an empty `to` drops
+    /// the attribute (a host-only cookie).
+    public struct DomainRule: Sendable, Equatable {
+        public var from: String
+        public var to: String
+        public init(from: String, to: String) { (self.from, self.to) = (from, to) }
+    }
+    /// `path`: a cookie's `Path` mapped back as locations are (`add_prefix` taken off, `strip_prefix` put back).
+    public var path = false
+    public var domains: [DomainRule] = []
+    public init() {}
+}
+
 /// A route's `webhook_signature`: webhooks (a SaaS calling back) are signed with an HMAC of their body under a secret
 /// shared with the sender; the gateway checks it on the whole body before anything goes upstream, so forged or
 /// replayed deliveries never reach the handler.
@@ -897,6 +913,8 @@ public struct RouteConfig: Sendable {
     /// `location_rewrite`: how the upstream's `Location` fields are mapped back to what the client asked for (on by
     /// default: redirects to a target's own address become paths on the gateway).
     public var locationRewrite = LocationRewriteConfig()
+    /// `cookie_rewrite`: the `Path` and `Domain` of the upstream's cookies as the client's browser must see them.
+    public var cookieRewrite: CookieRewriteConfig?
     /// `webhook_signature`: request bodies must carry a valid HMAC signature (webhooks from GitHub, Stripe...).
     public var webhookSignature: WebhookSignatureConfig?
     /// `deprecation`: the route's API is being retired (headers on every answer; 410 after the sunset if asked).

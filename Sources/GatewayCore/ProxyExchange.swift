@@ -479,6 +479,7 @@ final class ProxyExchange: ExchangeDriver, UpstreamCallDelegate, FilterSuspensio
         let switching = response.status == 101 ? HeaderRules.requestedUpgrade(response.headers) : nil
         HeaderRules.prepareDownstreamResponse(&response.headers)
         if LocationRewrite.applies(to: response.status), let rewrite = context.route?.locationRewrite { rewrite.apply(to: &response.headers) }
+        if let cookies = context.route?.cookieRewrite { cookies.apply(to: &response.headers) }
         if caching != nil, cacheResponseHead(&response) != .forward { return }  // the cache answers instead
         if let switching {
             response.headers.add(name: "connection", value: "upgrade")

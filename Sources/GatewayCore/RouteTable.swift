@@ -88,6 +88,8 @@ public final class CompiledRoute: Sendable {
     public let bodyCheck: (any RequestBodyCheck)?
     /// `location_rewrite`: redirects' `Location` as the client must read it; nil when off.
     public let locationRewrite: LocationRewrite?
+    /// `cookie_rewrite`: the upstream's cookies' `Path` and `Domain` as the browser must see them; nil when not asked.
+    public let cookieRewrite: CookieRewrite?
     /// `match.listeners`: the listeners this route serves (nil: all).
     let listeners: [String]?
     /// `request_headers`: applied last to the request the upstream gets, so they also cover the forwarding headers.
@@ -141,6 +143,7 @@ public final class CompiledRoute: Sendable {
         self.maxBodyBytes = heldLimits.isEmpty ? config.maxBodyBytes : heldLimits.reduce(config.maxBodyBytes ?? defaultMaxBodyBytes, min)
         self.bodyCheck = bodyCheck
         self.locationRewrite = LocationRewrite(config.locationRewrite, route: config, upstreams: upstreams.compactMap(\.config))
+        self.cookieRewrite = CookieRewrite(config.cookieRewrite, route: config)
         self.tunnelIdleTimeoutMs = config.tunnelIdleTimeoutMs
         self.errorInterception = ErrorInterception(route: config.interceptErrors, global: interceptErrors)
         self.requestValidation = RequestValidation(config.requestValidation, route: config.name, metrics: metrics)

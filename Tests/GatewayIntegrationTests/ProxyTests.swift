@@ -562,10 +562,12 @@ import Testing
 
     // location_rewrite: a redirect to the upstream's own address reaches the client as a path on the gateway, with the
     // route's strip_prefix put back; relative paths too when asked; off, the upstream's Location passes as written.
-    @Test func redirectsToTheUpstreamBecomePaths() async throws {
+    // cookie_rewrite: cookies' Path and Domain as the browser must see them.
+    @Test func redirectsAndCookiesMapBackToTheGateway() async throws {
         let routes = #"""
             [{ "name": "api", "match": { "path_prefix": "/api" }, "upstream": "demo", "strip_prefix": "/api" },
-             { "name": "app", "match": { "path_prefix": "/app" }, "upstream": "demo", "strip_prefix": "/app", "location_rewrite": { "relative_paths": true } },
+             { "name": "app", "match": { "path_prefix": "/app" }, "upstream": "demo", "strip_prefix": "/app", "location_rewrite": { "relative_paths": true },
+               "cookie_rewrite": { "path": true, "domains": [{ "from": "demo.internal", "to": "shop.example.com" }] } },
              { "name": "raw", "match": { "path_prefix": "/raw" }, "upstream": "demo", "strip_prefix": "/raw", "location_rewrite": false }]
             """#
         try await withUpstreams { upstreams in
@@ -582,6 +584,14 @@ import Testing
                 #expect(relative.header("location") == "/app/signin")
                 let untouched = try await gateway.request("GET", "/raw/status/302?location=\(encoded)")
                 #expect(untouched.header("location") == own)
+
+                // cookie_rewrite on the app route: the upstream's cookie for its root and its own name reaches the
+                // browser for the route's prefix and the public name.
+                let cookie = "sid=abc; Path=/; Domain=demo.internal; HttpOnly".addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? ""
+                let withCookie = try await gateway.request("GET", "/app/status/200?set_cookie=\(cookie)")
+                #expect(withCookie.header("set-cookie") == "sid=abc; Path=/app; Domain=shop.example.com; HttpOnly")
+                let plainCookie = try await gateway.request("GET", "/api/status/200?set_cookie=\(cookie)")
+                #expect(plainCookie.header("set-cookie") == "sid=abc; Path=/; Domain=demo.internal; HttpOnly")
             }
         }
     }

@@ -4,8 +4,8 @@ import GatewayHTTP
 import Testing
 
 /// `location_rewrite`: an upstream's own address in a redirect becomes a path on the gateway, with the route's
-/// prefixes mapped back; rules first; relative paths only when asked.
-@Suite struct LocationRewriteTests {
+/// prefixes mapped back; rules first; relative paths only when asked. `cookie_rewrite`: cookies' Path and Domain.
+@Suite struct ResponseRewritesTests {
     /// The one route of a config whose upstream `u` has targets on 10.0.0.7:8080 and [fd00::7]:80.
     func compiled(_ route: String) throws -> LocationRewrite? {
         let json = """
@@ -90,5 +90,46 @@ import Testing
             "routes[0].location_rewrite.rules[0].to: must not contain control characters or line breaks",
         ])
         #expect(diagnostics(#"{ "name": "r", "upstream": "u", "location_rewrite": 1 }"#) == ["routes[0].location_rewrite: expected true, false or an object"])
+    }
+
+    // cookie_rewrite: Path mapped back as locations are (the upstream's root is the prefix itself), Domain by rule (an
+    // empty "to" drops it, a leading dot and case do not matter); other attributes and other cookies as written.
+    @Test func cookies() throws {
+        let json = """
+            { "listeners": [{ "name": "l", "port": 1 }], "upstreams": { "u": { "targets": ["http://10.0.0.7:8080"] } },
+              "routes": [{ "name": "r", "upstream": "u", "strip_prefix": "/shop", "add_prefix": "/app",
+                           "cookie_rewrite": { "path": true, "domains": [{ "from": ".Orders.Internal", "to": "shop.example.com" }, { "from": "localhost", "to": "" }] } },
+                         { "name": "plain", "upstream": "u" }] }
+            """
+        let result = ConfigLoader.load(text: json, environment: [:])
+        let config = try #require(result.config, "\(result.errors)")
+        let table = GatewayRuntime.compileRoutes(config)
+        #expect(table.routes[1].cookieRewrite == nil)
+        let rewrite = try #require(table.routes[0].cookieRewrite)
+        let cases: [(String, String)] = [
+            ("sid=1; Path=/app; HttpOnly", "sid=1; Path=/shop; HttpOnly"),
+            ("sid=1; path=/app/cart; Secure", "sid=1; Path=/shop/cart; Secure"),
+            ("sid=1; Path=/other", "sid=1; Path=/other"),
+            ("sid=1; Domain=orders.internal; Path=/app/", "sid=1; Domain=shop.example.com; Path=/shop"),
+            ("sid=1; Domain=LOCALHOST; SameSite=Lax", "sid=1; SameSite=Lax"),
+            ("sid=1; Domain=example.org", "sid=1; Domain=example.org"),
+            ("sid=1; Expires=Wed, 09 Jun 2027 10:18:14 GMT", "sid=1; Expires=Wed, 09 Jun 2027 10:18:14 GMT"),
+        ]
+        for (cookie, expected) in cases {
+            #expect(rewrite.rewrite(cookie) == expected, "\(cookie)")
+        }
+        var headers = HeaderList([("Set-Cookie", "a=1; Path=/app"), ("Content-Type", "text/html"), ("Set-Cookie", "b=2")])
+        rewrite.apply(to: &headers)
+        #expect(headers.values(name: "set-cookie") == ["a=1; Path=/shop", "b=2"])
+        #expect(headers.first(name: "content-type") == "text/html")
+
+        let bad = ConfigLoader.load(
+            text: #"{ "listeners": [{ "name": "l", "port": 1 }], "upstreams": { "u": { "targets": ["http://127.0.0.1:1"] } }, "routes": [{ "name": "r", "upstream": "u", "cookie_rewrite": { "path": true, "domains": [{ "from": "", "to": "a;b" }] } }] }"#,
+            environment: [:])
+        #expect(bad.diagnostics.map(\.description) == [
+            #"routes[0].cookie_rewrite.domains[0].from: expected a domain name (example.com)"#,
+            #"routes[0].cookie_rewrite.domains[0].to: expected a domain name (or "" to drop the attribute)"#,
+            "warning: routes[0].cookie_rewrite.path: maps strip_prefix and add_prefix back, and the route has neither",
+        ])
     }
 }
