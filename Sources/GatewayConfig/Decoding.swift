@@ -197,7 +197,7 @@ extension LocationRewriteConfig {
             config.relativePaths = o.optional("relative_paths") { $0.bool() } ?? false
             config.rules = o.optional("rules") { node in
                 node.array { item in
-                    item.object { r -> Rule? in
+                    item.object { r -> RewriteRule? in
                         let from = r.required("from") { $0.nonEmptyString() }
                         let to = r.required("to") { node -> String? in
                             guard let text = node.string() else { return nil }
@@ -209,7 +209,7 @@ extension LocationRewriteConfig {
                             return text
                         }
                         guard let from, let to else { return nil }
-                        return Rule(from: from, to: to)
+                        return RewriteRule(from: from, to: to)
                     }
                 }
             } ?? []
@@ -225,11 +225,11 @@ extension CookieRewriteConfig {
             config.path = o.optional("path") { $0.bool() } ?? false
             config.domains = o.optional("domains") { node in
                 node.array { item in
-                    item.object { r -> DomainRule? in
+                    item.object { r -> RewriteRule? in
                         let from = r.required("from") { $0.cookieDomain(allowEmpty: false) }
                         let to = r.required("to") { $0.cookieDomain(allowEmpty: true) }
                         guard let from, let to else { return nil }
-                        return DomainRule(from: from, to: to)
+                        return RewriteRule(from: from, to: to)
                     }
                 }
             } ?? []

@@ -154,34 +154,31 @@ public struct RequestValidationConfig: Sendable {
 /// A route's `location_rewrite` (NGINX's `proxy_redirect`): an upstream answering with a redirect (or a 201's `Location`)
 /// names itself as it knows itself, which clients cannot reach or which lacks the route's `strip_prefix`.
 public struct LocationRewriteConfig: Sendable, Equatable {
-    /// Explicit replacements, tried first: a `Location` starting with `from` gets `to` instead of that part.
-    public struct Rule: Sendable, Equatable {
-        public var from: String
-        public var to: String
-        public init(from: String, to: String) { (self.from, self.to) = (from, to) }
-    }
     /// false: every `Location` passes as the upstream wrote it.
     public var enabled = true
-    public var rules: [Rule] = []
+    /// Explicit replacements, tried first: a `Location` starting with `from` gets `to` instead of that part.
+    public var rules: [RewriteRule] = []
     /// `relative_paths`: a path (`/login`) outside the route's `strip_prefix` gets it in front (for upstreams that do
     /// not read `X-Forwarded-Prefix`).
     public var relativePaths = false
     public init() {}
 }
 
+/// One `{"from": ..., "to": ...}` replacement of `location_rewrite.rules` and `cookie_rewrite.domains`.
+public struct RewriteRule: Sendable, Equatable {
+    public var from: String
+    public var to: String
+    public init(from: String, to: String) { (self.from, self.to) = (from, to) }
+}
+
 /// A route's `cookie_rewrite` (NGINX's `proxy_cookie_path` and `proxy_cookie_domain`): an upstream sets cookies for the
 /// paths and the domain it knows, which the browser (seeing the route's prefix and the public name) would not send back.
 public struct CookieRewriteConfig: Sendable, Equatable {
-    /// `domains`: a cookie's `Domain` equal to `from` (without case or a leading dot) becomes `to`; an empty `to` drops
-    /// the attribute (a host-only cookie).
-    public struct DomainRule: Sendable, Equatable {
-        public var from: String
-        public var to: String
-        public init(from: String, to: String) { (self.from, self.to) = (from, to) }
-    }
     /// `path`: a cookie's `Path` mapped back as locations are (`add_prefix` taken off, `strip_prefix` put back).
     public var path = false
-    public var domains: [DomainRule] = []
+    /// `domains`: a cookie's `Domain` equal to `from` (without case or a leading dot) becomes `to`; an empty `to` drops
+    /// the attribute (a host-only cookie).
+    public var domains: [RewriteRule] = []
     public init() {}
 }
 

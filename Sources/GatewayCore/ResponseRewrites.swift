@@ -6,7 +6,7 @@ import GatewayHTTP
 /// cannot reach, and `/login` lacks the `strip_prefix` the client's path had. Decided when routes compile, so a
 /// response pays only for a status comparison unless it carries a `Location`.
 public struct LocationRewrite: Sendable {
-    private let rules: [LocationRewriteConfig.Rule]
+    private let rules: [RewriteRule]
     /// `host:port` (lowercase, IPv6 in brackets, port always written) of every target the route forwards to, and of
     /// its `host_rewrite`: absolute locations there become paths on the gateway.
     private let upstreamAuthorities: Set<String>
@@ -125,7 +125,7 @@ struct PrefixMapping: Sendable {
 /// `Set-Cookie` fields as the browser must see them, or it would not send the cookies back.
 public struct CookieRewrite: Sendable {
     private let prefixes: PrefixMapping?
-    private let domains: [CookieRewriteConfig.DomainRule]
+    private let domains: [RewriteRule]
 
     init?(_ config: CookieRewriteConfig?, route: RouteConfig) {
         guard let config, config.path || !config.domains.isEmpty else { return nil }
