@@ -215,6 +215,10 @@ public final class Gateway: Sendable {
         if config.logging.accessLog {
             globalFilters.append(AccessLogFilter(logger: accessLogger ?? logger, headers: config.logging.accessLogHeaders, format: accessLogFormat))
         }
+        // Top-level deny_ips / allow_ips: refused before routing (and logged), so a refused client learns nothing of the
+        // routes either.
+        let addresses = AddressRule(deny: config.denyIPs, allow: config.allowIPs)
+        if !addresses.isEmpty { globalFilters.append(ClientAddressFilter(addresses)) }
         // One cache for every route that enables it; kept across reloads while its settings stay.
         let cache: ResponseCache?
         if !config.routes.contains(where: { $0.cache?.enabled == true }) {

@@ -34,6 +34,7 @@ public enum ConfigLoader {
         config?.source = expansion.value
         config?.includedFiles = expansion.files
         config?.secretFiles = context.secretFiles.map(\.path)
+        config?.addressListFiles = context.addressListFiles
         config?.includePatterns = expansion.patterns.filter(ConfigIncludes.isPattern)
         config?.routeOrigins = expansion.routeOrigins
         config?.validate(into: context)

@@ -4,6 +4,7 @@ import Glibc
 import Musl
 #endif
 import Foundation
+import GatewayPolicy
 
 /// Shared state of one decoding pass: the diagnostics found so far and the environment for `${NAME}`.
 final class DecodingContext {
@@ -12,6 +13,8 @@ final class DecodingContext {
     /// `${file:PATH}` files read so far (absolute or as the base directory makes them), with their contents: a
     /// value read twice in one pass is the same value.
     private(set) var secretFiles: [(path: String, contents: String)] = []
+    /// `deny_ips_file` and `allow_ips_file` lists read so far (a reload reads them again; `reload.watch` watches them).
+    private(set) var addressListFiles: [String] = []
     /// Relative file paths (certificates, keys, CA files) are resolved against this: the config file's folder.
     let baseDirectory: String?
 
@@ -66,38 +69,21 @@ final class DecodingContext {
 
     /// Secrets larger than this are not secrets (a wrong path, most likely).
     static let maxSecretFileBytes = 65_536
+    /// An address list of this size holds about a million ranges.
+    static let maxAddressListBytes = 32 << 20
 
     /// The contents of the file `written` names (relative to the config's folder), for secrets mounted as files:
     /// Docker and Kubernetes secrets, systemd credentials. One final line break is dropped (`echo` and editors add
-    /// it; a password never ends in one). Only regular files are read (a FIFO or a device would block or never end),
-    /// at most `maxSecretFileBytes`; errors name the file, never its contents.
+    /// it; a password never ends in one). Errors name the file, never its contents.
     private func secretFile(_ written: String, at path: JSONPath) -> String? {
         guard !written.isEmpty else {
             error(path, "\"${file:}\" names no file")
             return nil
         }
-        let file = written.hasPrefix("/") ? written : baseDirectory.map { $0 + "/" + written } ?? written
+        let file = resolved(written)
         if let known = secretFiles.first(where: { $0.path == file }) { return known.contents }
-        var info = stat()
-        guard stat(file, &info) == 0 else {
-            error(path, "secret file \(written) cannot be read: \(String(cString: strerror(errno)))")
-            return nil
-        }
-        guard info.st_mode & S_IFMT == S_IFREG else {
-            error(path, "secret file \(written) is not a regular file")
-            return nil
-        }
-        // Read with a bound rather than trusting the size: files under /proc and /sys say 0 or 4096 whatever they hold.
-        let handle = FileHandle(forReadingAtPath: file)
-        defer { try? handle?.close() }
-        guard let handle, let data = try? handle.read(upToCount: Self.maxSecretFileBytes + 1) ?? Data() else {
-            error(path, "secret file \(written) cannot be read")
-            return nil
-        }
-        guard data.count <= Self.maxSecretFileBytes else {
-            error(path, "secret file \(written) is larger than 64 KiB: ${file:} is for secrets")
-            return nil
-        }
+        let tooLarge = "secret file \(written) is larger than 64 KiB: ${file:} is for secrets"
+        guard let data = read(file, as: written, what: "secret file", limit: Self.maxSecretFileBytes, tooLarge: tooLarge, at: path) else { return nil }
         guard var contents = String(data: data, encoding: .utf8) else {
             error(path, "secret file \(written) is not UTF-8 text")
             return nil
@@ -105,6 +91,62 @@ final class DecodingContext {
         if contents.hasSuffix("\r\n") || contents.hasSuffix("\n") { contents.removeLast() }  // "\r\n" is one Character
         secretFiles.append((file, contents))
         return contents
+    }
+
+    /// The ranges of an address list file: one address or CIDR range per line, `#` and `;` starting comments (the
+    /// formats of Spamhaus DROP, FireHOL and most published blocklists), blank lines ignored. Every bad line is an
+    /// error with its number (the first ten are listed).
+    func addressList(_ written: String, at path: JSONPath) -> [CIDR]? {
+        let file = resolved(written)
+        let tooLarge = "address list \(written) is larger than 32 MiB"
+        guard let data = read(file, as: written, what: "address list", limit: Self.maxAddressListBytes, tooLarge: tooLarge, at: path) else { return nil }
+        if !addressListFiles.contains(file) { addressListFiles.append(file) }
+        var ranges: [CIDR] = []
+        var bad: [String] = []
+        var number = 0
+        for line in String(decoding: data, as: UTF8.self).split(separator: "\n", omittingEmptySubsequences: false) {
+            number += 1
+            let text = line.prefix { $0 != "#" && $0 != ";" }.trimmingCharacters(in: .whitespaces)
+            guard !text.isEmpty else { continue }
+            if let range = CIDR(text) { ranges.append(range) } else { bad.append("line \(number) (\"\(text.prefix(60))\")") }
+        }
+        guard bad.isEmpty else {
+            let shown = bad.prefix(10).joined(separator: ", ") + (bad.count > 10 ? " and \(bad.count - 10) more" : "")
+            error(path, "address list \(written): not an IP address or CIDR range at \(shown)")
+            return nil
+        }
+        return ranges
+    }
+
+    /// Relative paths are relative to the config file's folder.
+    private func resolved(_ written: String) -> String {
+        written.hasPrefix("/") ? written : baseDirectory.map { $0 + "/" + written } ?? written
+    }
+
+    /// A regular file's bytes, at most `limit` of them. Only regular files (or links to one) are read: a FIFO or a
+    /// device would block or never end. The bound is kept while reading, not taken from the size: files under /proc
+    /// and /sys say 0 or 4096 whatever they hold.
+    private func read(_ file: String, as written: String, what: String, limit: Int, tooLarge: String, at path: JSONPath) -> Data? {
+        var info = stat()
+        guard stat(file, &info) == 0 else {
+            error(path, "\(what) \(written) cannot be read: \(String(cString: strerror(errno)))")
+            return nil
+        }
+        guard info.st_mode & S_IFMT == S_IFREG else {
+            error(path, "\(what) \(written) is not a regular file")
+            return nil
+        }
+        let handle = FileHandle(forReadingAtPath: file)
+        defer { try? handle?.close() }
+        guard let handle, let data = try? handle.read(upToCount: limit + 1) ?? Data() else {
+            error(path, "\(what) \(written) cannot be read")
+            return nil
+        }
+        guard data.count <= limit else {
+            error(path, tooLarge)
+            return nil
+        }
+        return data
     }
 
     private static func isVariableName(_ name: String) -> Bool {

@@ -18,6 +18,7 @@ extension GatewayConfig {
             let redis = o.optional("redis", RedisConfig.decode)
             let limits = o.optional("limits", LimitsConfig.decode) ?? LimitsConfig()
             let trusted = o.optional("trusted_proxies") { $0.addressRanges() }
+            let (denyIPs, allowIPs) = o.addressRules()
             let forwardedHeader = o.optional("forwarded_header") { $0.bool() } ?? false
             let security = o.optional("security_headers", SecurityHeadersConfig.decode) ?? SecurityHeadersConfig()
             let rateLimiting = o.optional("rate_limiting", RateLimitingConfig.decode) ?? RateLimitingConfig()
@@ -50,6 +51,8 @@ extension GatewayConfig {
             config.requestID = requestID ?? RequestIDConfig()
             config.interceptErrors = interceptErrors?.enabled == true ? interceptErrors : nil
             config.csrf = csrf
+            config.denyIPs = denyIPs
+            config.allowIPs = allowIPs
             return config
         }
     }
@@ -252,6 +255,15 @@ extension ConfigNode {
             return nil
         }
         return domain
+    }
+}
+
+extension ObjectReader {
+    /// `deny_ips` and `allow_ips` with the ranges of `deny_ips_file` and `allow_ips_file` added (top level and routes).
+    func addressRules() -> (deny: [CIDR], allow: [CIDR]) {
+        let deny = (optional("deny_ips") { $0.addressRanges() } ?? []) + (optional("deny_ips_file") { $0.addressListFile() } ?? [])
+        let allow = (optional("allow_ips") { $0.addressRanges() } ?? []) + (optional("allow_ips_file") { $0.addressListFile() } ?? [])
+        return (deny, allow)
     }
 }
 
@@ -1338,8 +1350,7 @@ extension RouteConfig {
             for (index, limit) in limits.enumerated() where !seen.insert(limit.name).inserted {
                 o.node.context.error(o.path / "rate_limits" / index / "name", "duplicate limit name \"\(limit.name)\" in this route")
             }
-            let denyIPs = o.optional("deny_ips") { $0.addressRanges() } ?? []
-            let allowIPs = o.optional("allow_ips") { $0.addressRanges() } ?? []
+            let (denyIPs, allowIPs) = o.addressRules()
             let maxBodyBytes = o.optional("max_body_bytes") { $0.int(0...Int.max) }
             let tunnelIdleTimeoutMs = o.optional("tunnel_idle_timeout_ms") { $0.int(0...maxMilliseconds) }
             let adaptive = o.optional("adaptive_concurrency", AdaptiveConcurrency.Settings.decode)
@@ -2143,6 +2154,12 @@ extension ConfigNode {
     }
 
     /// An array of IP addresses and CIDR ranges (`"10.0.0.0/8"`, `"127.0.0.1"`, `"fd00::/8"`).
+    /// A list of ranges from a file (`deny_ips_file`, `allow_ips_file`), relative to the config's folder.
+    func addressListFile() -> [CIDR]? {
+        guard let written = nonEmptyString() else { return nil }
+        return context.addressList(written, at: path)
+    }
+
     func addressRanges() -> [CIDR]? {
         array { item -> CIDR? in
             guard let text = item.string() else { return nil }

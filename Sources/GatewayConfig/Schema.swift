@@ -11,6 +11,12 @@ public struct GatewayConfig: Sendable {
     public var redis: RedisConfig?
     public var limits: LimitsConfig
     public var trustedProxies: [CIDR]
+    /// Top-level `deny_ips` (and `deny_ips_file`): client addresses refused on every route, before routing.
+    public var denyIPs: [CIDR] = []
+    /// Top-level `allow_ips` (and `allow_ips_file`): when given, the only client addresses the gateway serves.
+    public var allowIPs: [CIDR] = []
+    /// The `deny_ips_file` and `allow_ips_file` lists read (a reload reads them again).
+    public var addressListFiles: [String] = []
     /// `forwarded_header`: send the upstream an RFC 7239 `Forwarded` field beside X-Forwarded-*.
     public var forwardedHeader = false
     public var securityHeaders: SecurityHeadersConfig
@@ -53,10 +59,10 @@ public struct GatewayConfig: Sendable {
 
     /// Every file the config names whose contents a reload reads again: the included files, listener certificates, keys and client
     /// CAs, upstream CA bundles and client certificates, JWT key and JWKS files, the upstream-token signing key,
-    /// the API keys and htpasswd files, the `${file:}` secrets. With `reload.watch`, a change to any of them reloads (a renewed
+    /// the API keys and htpasswd files, the `${file:}` secrets, the address lists. With `reload.watch`, a change to any of them reloads (a renewed
     /// certificate, a rotated key) as a change to gateway.json does.
     public var reloadedFiles: [String] {
-        var files: [String] = includedFiles + secretFiles
+        var files: [String] = includedFiles + secretFiles + addressListFiles
         for tls in listeners.compactMap(\.tls) {
             for certificate in tls.certificates { files += [certificate.cert, certificate.key] }
             if let ca = tls.clientCA { files.append(ca) }

@@ -190,11 +190,64 @@ public struct CIDR: Hashable, Sendable, CustomStringConvertible {
 }
 
 /// A set of trusted ranges; answers "is this peer one of ours?".
+/// Lookups take a binary search over the ranges sorted and merged into intervals, so a blocklist of tens of thousands of
+/// ranges (`deny_ips_file`) costs a request about as little as a list of three.
 public struct AddressSet: Sendable {
     public let ranges: [CIDR]
-    public init(_ ranges: [CIDR]) { self.ranges = ranges }
+    private let v4: [ClosedRange<UInt32>]
+    private let v6: [ClosedRange<UInt128>]
+
+    public init(_ ranges: [CIDR]) {
+        self.ranges = ranges
+        var v4: [ClosedRange<UInt32>] = []
+        var v6: [ClosedRange<UInt128>] = []
+        for range in ranges {
+            switch range.network {
+            case .v4(let network):
+                let hosts: UInt32 = range.prefixLength == 0 ? ~0 : (range.prefixLength == 32 ? 0 : ~(~UInt32(0) << UInt32(32 - range.prefixLength)))
+                v4.append(network...(network | hosts))
+            case .v6(let high, let low):
+                let network = UInt128(high) << 64 | UInt128(low)
+                let hosts: UInt128 = range.prefixLength == 0 ? ~0 : (range.prefixLength == 128 ? 0 : ~(~UInt128(0) << UInt128(128 - range.prefixLength)))
+                v6.append(network...(network | hosts))
+            }
+        }
+        self.v4 = Self.merged(v4)
+        self.v6 = Self.merged(v6)
+    }
+
     public var isEmpty: Bool { ranges.isEmpty }
-    public func contains(_ address: IPAddress) -> Bool { ranges.contains { $0.contains(address) } }
+
+    public func contains(_ address: IPAddress) -> Bool {
+        switch address {
+        case .v4(let value): return Self.search(v4, value)
+        case .v6(let high, let low): return Self.search(v6, UInt128(high) << 64 | UInt128(low))
+        }
+    }
+
+    /// Sorted by start, overlapping and adjacent intervals joined.
+    private static func merged<T: FixedWidthInteger>(_ intervals: [ClosedRange<T>]) -> [ClosedRange<T>] {
+        var result: [ClosedRange<T>] = []
+        for interval in intervals.sorted(by: { $0.lowerBound < $1.lowerBound }) {
+            if let last = result.last, last.upperBound == T.max || interval.lowerBound <= last.upperBound + 1 {
+                result[result.count - 1] = last.lowerBound...max(last.upperBound, interval.upperBound)
+            } else {
+                result.append(interval)
+            }
+        }
+        return result
+    }
+
+    /// Whether `value` lies in one of the sorted, disjoint `intervals`.
+    private static func search<T: Comparable>(_ intervals: [ClosedRange<T>], _ value: T) -> Bool {
+        var low = 0
+        var high = intervals.count
+        while low < high {  // the first interval starting above `value`
+            let middle = (low + high) / 2
+            if intervals[middle].lowerBound <= value { low = middle + 1 } else { high = middle }
+        }
+        return low > 0 && intervals[low - 1].upperBound >= value
+    }
 }
 
 /// A route's client-address rule (`deny_ips`, `allow_ips`): denied ranges always lose; when allowed ranges are

@@ -121,6 +121,32 @@ import Testing
         ])
     }
 
+    // deny_ips_file / allow_ips_file (top level and per route): one range per line, `#` and `;` comments (Spamhaus DROP's
+    // format), added to the inline lists; bad lines are errors with their numbers; the files are watched for reloads.
+    @Test func addressListFiles() throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("lists-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        try "; Spamhaus DROP List\n1.10.16.0/20 ; SBL256894\n\n  2001:db8::/32  # documentation\n203.0.113.7\n".write(
+            to: directory.appendingPathComponent("drop.txt"), atomically: true, encoding: .utf8)
+        try "10.0.0.0/8\n".write(to: directory.appendingPathComponent("office.txt"), atomically: true, encoding: .utf8)
+        try "10.0.0.0/8\nnot-an-address\n300.1.1.1\n".write(to: directory.appendingPathComponent("bad.txt"), atomically: true, encoding: .utf8)
+        let json = minimal(
+            route: #"{ "name": "r", "upstream": "u", "allow_ips": ["192.0.2.1"], "allow_ips_file": "office.txt" }"#,
+            extra: #""deny_ips": ["198.51.100.0/24"], "deny_ips_file": "drop.txt","#)
+        let loaded = ConfigLoader.load(text: json, environment: [:], baseDirectory: directory.path)
+        let config = try #require(loaded.config, "\(loaded.errors)")
+        #expect(config.denyIPs.map(\.description) == ["198.51.100.0/24", "1.10.16.0/20", "2001:db8::/32", "203.0.113.7/32"])
+        #expect(config.routes[0].allowIPs.map(\.description) == ["192.0.2.1/32", "10.0.0.0/8"])
+        #expect(config.reloadedFiles == [directory.path + "/drop.txt", directory.path + "/office.txt"])
+
+        let bad = ConfigLoader.load(text: minimal(extra: #""deny_ips_file": "bad.txt", "allow_ips_file": "none.txt","#), environment: [:], baseDirectory: directory.path)
+        #expect(bad.errors.map(\.description) == [
+            #"deny_ips_file: address list bad.txt: not an IP address or CIDR range at line 2 ("not-an-address"), line 3 ("300.1.1.1")"#,
+            "allow_ips_file: address list none.txt cannot be read: No such file or directory",
+        ])
+    }
+
     // Upstream URLs: schemes, default ports, IPv6 literals; paths and credentials are refused.
     @Test func upstreamTargets() {
         #expect(UpstreamTarget(url: "http://example.com")?.port == 80)

@@ -348,6 +348,34 @@ import TestSupport
         }
     }
 
+    // A top-level deny_ips_file (a blocklist a cron job refreshes) refuses its addresses before routing, unknown paths
+    // too, and with `reload.watch` an updated list applies without a signal.
+    @Test(.timeLimit(.minutes(1))) func blocklistFileRefusesAndReloads() async throws {
+        let list = FileManager.default.temporaryDirectory.appendingPathComponent("drop-\(UUID().uuidString).txt").path
+        try "; blocklist\n127.0.0.0/8 ; this test's client\n".write(toFile: list, atomically: true, encoding: .utf8)
+        defer { try? FileManager.default.removeItem(atPath: list) }
+        try await withUpstreams(2) { upstreams in
+            let top = #""reload": { "watch": true, "interval_ms": 100 }, "deny_ips_file": "\#(list)","#
+            let routes = #"[{ "name": "r", "match": { "path_prefix": "/echo" }, "upstream": "a" }]"#
+            try await Self.withFileGateway(Self.config(routes: routes, top: top), upstreams: upstreams) { gateway, _, _ in
+                let port = try #require(gateway.port(of: "test"))
+                let refused = try await Self.get(port, "/echo")
+                #expect(refused.status == 403 && refused.errorCode == "IP_NOT_ALLOWED")
+                #expect(try await Self.get(port, "/no-such-route").status == 403, "refused before routing")
+                #expect(upstreams[0].requestsServed == 0)
+                try "; blocklist\n203.0.113.0/24\n".write(toFile: list, atomically: true, encoding: .utf8)
+                let deadline = ContinuousClock.now + .seconds(10)
+                var status = 403
+                while status != 200 && ContinuousClock.now < deadline {
+                    try await Task.sleep(for: .milliseconds(50))
+                    status = try await Self.get(port, "/echo").status
+                }
+                #expect(status == 200)
+                #expect(try await Self.get(port, "/no-such-route").status == 404)
+            }
+        }
+    }
+
     // With `reload.watch`, files `include` names are watched too: an included file that changes, one that appears
     // in a folder a wildcard lists, and one that goes away each reload.
     @Test(.timeLimit(.minutes(1))) func reloadWhenAnIncludedFileChanges() async throws {

@@ -63,4 +63,47 @@ import Testing
         #expect(blockOnly.permits(nil))
         #expect(AddressRule(deny: [], allow: []).isEmpty)
     }
+
+    // The interval search answers as a scan of the ranges would: at the edges of each range, for overlapping, nested
+    // and adjacent ones (merged), for /0 and single addresses, v4 and v6 apart, and for a list of 20,000 ranges.
+    @Test func addressSetsAnswerAsAScanWould() throws {
+        let texts = [
+            "10.0.0.0/8", "10.1.0.0/16", "192.168.1.0/25", "192.168.1.128/25", "203.0.113.7", "172.16.0.0/12", "198.51.100.0/24",
+            "2001:db8::/32", "2001:db8:ffff::/48", "fd00::1", "::/128",
+        ]
+        let ranges = texts.compactMap { CIDR($0) }
+        #expect(ranges.count == texts.count)
+        let set = AddressSet(ranges)
+        let probes = [
+            "9.255.255.255", "10.0.0.0", "10.255.255.255", "11.0.0.0", "192.168.1.0", "192.168.1.127", "192.168.1.128", "192.168.1.255",
+            "192.168.2.0", "203.0.113.6", "203.0.113.7", "203.0.113.8", "172.15.255.255", "172.31.255.255", "172.32.0.0", "198.51.100.255",
+            "198.51.101.0", "2001:db7:ffff:ffff:ffff:ffff:ffff:ffff", "2001:db8::", "2001:db8:ffff:ffff:ffff:ffff:ffff:ffff", "2001:db9::",
+            "fd00::", "fd00::1", "fd00::2", "::", "::1", "0.0.0.0", "255.255.255.255", "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff",
+        ]
+        for text in probes {
+            let address = try #require(IPAddress(text), "\(text)")
+            let scanned = ranges.contains { $0.contains(address) }
+            #expect(set.contains(address) == scanned, "\(text)")
+        }
+        let everything = AddressSet([try #require(CIDR("0.0.0.0/0")), try #require(CIDR("::/0"))])
+        let (top, v6, private10) = (try #require(IPAddress("255.255.255.255")), try #require(IPAddress("ffff::1")), try #require(IPAddress("10.0.0.1")))
+        #expect(everything.contains(top) && everything.contains(v6))
+        #expect(!AddressSet([]).contains(private10))
+
+        // 20,000 /24s with gaps: every probe agrees with a scan.
+        var generator = SystemRandomNumberGenerator()
+        let many = (0..<20_000).map { _ in CIDR("\(UInt8.random(in: 1...223, using: &generator)).\(UInt8.random(in: 0...255, using: &generator)).\(UInt8.random(in: 0...255, using: &generator)).0/24")! }
+        let large = AddressSet(many)
+        for index in 0..<400 {
+            // Half the probes inside a listed range, half anywhere.
+            let address: IPAddress
+            if index % 2 == 0, case .v4(let network) = many[index].network {
+                address = .v4(network | UInt32.random(in: 0...255, using: &generator))
+            } else {
+                address = .v4(UInt32.random(in: 0...UInt32.max, using: &generator))
+            }
+            let scanned = many.contains { $0.contains(address) }
+            #expect(large.contains(address) == scanned, "\(address)")
+        }
+    }
 }
