@@ -25,6 +25,18 @@ import TestSupport
         try await exchange(port: port, "GET \(path) HTTP/1.1\r\nHost: test.local\r\n\(headers)\r\n")
     }
 
+    /// Asks `probe` every 50 ms until it answers `expected` or 10 s pass (a watched file's change lands within a
+    /// poll interval); returns the last answer.
+    static func poll<T: Equatable>(until expected: T, _ probe: () async throws -> T) async throws -> T {
+        let deadline = ContinuousClock.now + .seconds(10)
+        var answer = try await probe()
+        while answer != expected && ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(50))
+            answer = try await probe()
+        }
+        return answer
+    }
+
     static func exchange(port: Int, _ request: String) async throws -> TestResponse {
         let client = try await RawClient.connect(port: port)
         do {
@@ -307,12 +319,7 @@ import TestSupport
                 let port = try #require(gateway.port(of: "test"))
                 #expect(try await Self.get(port, "/new").status == 404)
                 try file.write(before.replacingOccurrences(of: "/old", with: "/new"), upstreams: upstreams)
-                let deadline = ContinuousClock.now + .seconds(10)
-                var status = 404
-                while status != 200 && ContinuousClock.now < deadline {
-                    try await Task.sleep(for: .milliseconds(50))
-                    status = try await Self.get(port, "/new").status
-                }
+                let status = try await Self.poll(until: 200) { try await Self.get(port, "/new").status }
                 #expect(status == 200)
                 let noticed = logs.entries("config file changed; reloading")
                 #expect(!noticed.isEmpty)
@@ -333,12 +340,7 @@ import TestSupport
                 let port = try #require(gateway.port(of: "test"))
                 #expect(try await Self.get(port, "/echo").echoedHeaders["x-partner-key"] == "first-value")
                 try "second-value\n".write(toFile: secret, atomically: true, encoding: .utf8)
-                let deadline = ContinuousClock.now + .seconds(10)
-                var seen = "first-value"
-                while seen != "second-value" && ContinuousClock.now < deadline {
-                    try await Task.sleep(for: .milliseconds(50))
-                    seen = try await Self.get(port, "/echo").echoedHeaders["x-partner-key"] ?? ""
-                }
+                let seen = try await Self.poll(until: "second-value") { try await Self.get(port, "/echo").echoedHeaders["x-partner-key"] ?? "" }
                 #expect(seen == "second-value")
                 let noticed = logs.entries("config file changed; reloading").map { $0["path"] as? String ?? "" }
                 #expect(noticed == [secret], "\(noticed)")
@@ -364,12 +366,7 @@ import TestSupport
                 #expect(try await Self.get(port, "/no-such-route").status == 403, "refused before routing")
                 #expect(upstreams[0].requestsServed == 0)
                 try "; blocklist\n203.0.113.0/24\n".write(toFile: list, atomically: true, encoding: .utf8)
-                let deadline = ContinuousClock.now + .seconds(10)
-                var status = 403
-                while status != 200 && ContinuousClock.now < deadline {
-                    try await Task.sleep(for: .milliseconds(50))
-                    status = try await Self.get(port, "/echo").status
-                }
+                let status = try await Self.poll(until: 200) { try await Self.get(port, "/echo").status }
                 #expect(status == 200)
                 #expect(try await Self.get(port, "/no-such-route").status == 404)
             }
@@ -391,13 +388,7 @@ import TestSupport
             try await Self.withFileGateway(Self.config(routes: "[]", top: top), upstreams: upstreams) { gateway, _, logs in
                 let port = try #require(gateway.port(of: "test"))
                 func waitFor(_ path: String, status expected: Int) async throws -> Int {
-                    let deadline = ContinuousClock.now + .seconds(10)
-                    var status = try await Self.get(port, path).status
-                    while status != expected && ContinuousClock.now < deadline {
-                        try await Task.sleep(for: .milliseconds(50))
-                        status = try await Self.get(port, path).status
-                    }
-                    return status
+                    try await Self.poll(until: expected) { try await Self.get(port, path).status }
                 }
                 #expect(try await Self.get(port, "/old/echo").status == 200)
                 try route("new", "/new", "b").write(toFile: folder + "/b.json", atomically: true, encoding: .utf8)
