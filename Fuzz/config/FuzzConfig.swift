@@ -22,7 +22,7 @@ public func fuzzConfig(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
             for schema in [validation.querySchema, validation.pathSchema, validation.headerSchema].compactMap({ $0 }) {
                 _ = schema.violation(of: schema.queryDocument(parameters))
                 _ = schema.violation(of: schema.pathDocument(parameters))
-                _ = schema.violation(of: schema.headerDocument { _ in parameters.map(\.value) })
+                _ = schema.violation(of: schema.headerDocument(names: schema.headerNames) { _ in parameters.map(\.value) })
             }
         }
     }

@@ -187,18 +187,19 @@ public struct JSONSchema: Sendable {
     }
 
     /// The header fields this schema names (in `properties` or `required`), in a stable order: only these make the
-    /// document `headerDocument` builds, since every client sends fields an API does not list.
+    /// document `headerDocument` builds, since every client sends fields an API does not list. Worked out once per
+    /// route, not per request.
     public var headerNames: [String] {
         var names = properties.keys.sorted()
         for name in required where !names.contains(name) { names.append(name) }
         return names
     }
 
-    /// The request's fields named in `headerNames` (`values(name)` gives a field's lines, any case), typed as query
-    /// parameters are. A field whose schema is an array is a list of its comma-separated elements (OpenAPI's
+    /// The request's fields `names` (this schema's `headerNames`; `values(name)` gives a field's lines, any case), typed
+    /// as query parameters are. A field whose schema is an array is a list of its comma-separated elements (OpenAPI's
     /// `simple` style); several lines of any other field are one value, joined with ", " as RFC 9110 combines them.
-    public func headerDocument(_ values: (String) -> [String]) -> JSONValue {
-        .object(headerNames.compactMap { name -> (key: String, value: JSONValue)? in
+    public func headerDocument(names: [String], _ values: (String) -> [String]) -> JSONValue {
+        .object(names.compactMap { name -> (key: String, value: JSONValue)? in
             let lines = values(name)
             guard !lines.isEmpty else { return nil }
             if isList(name) { return (name, member(name, Self.elements(lines))) }

@@ -140,7 +140,7 @@ final class ProxyExchange: ExchangeDriver, UpstreamCallDelegate, FilterSuspensio
             }
             // Before the cache too: a stored answer must not stand for a request the route refuses.
             if let route = context.route, let validation = route.requestValidation,
-                let refusal = validation.checkParameters(head, target: head.target, template: route.pathTemplate)
+                let refusal = validation.checkParameters(head, template: route.pathTemplate)
             {
                 return refuseInvalid(refusal)
             }

@@ -10,6 +10,8 @@ import NIOCore
 /// first (bounded by `max_body_bytes`), as with `request_buffering`.
 public struct RequestValidation: Sendable {
     private let config: RequestValidationConfig
+    /// `header_schema`'s field names, in the order they are checked.
+    private let headerNames: [String]
     /// `gateway_request_validation_failures_total{route,part}`: refused path variables, headers, queries, and
     /// bodies (415s included).
     private let pathFailures: Counter
@@ -20,6 +22,7 @@ public struct RequestValidation: Sendable {
     public init?(_ config: RequestValidationConfig?, route: String, metrics: GatewayMetrics) {
         guard let config else { return nil }
         self.config = config
+        self.headerNames = config.headerSchema?.headerNames ?? []
         self.pathFailures = metrics.requestValidationFailures(route: route, part: "path")
         self.headerFailures = metrics.requestValidationFailures(route: route, part: "header")
         self.queryFailures = metrics.requestValidationFailures(route: route, part: "query")
@@ -30,8 +33,9 @@ public struct RequestValidation: Sendable {
     public var checksBodies: Bool { config.bodySchema != nil }
 
     /// What the request line and the head say besides the body: the path's variables (`template` is the route's
-    /// `path_template`), then the header fields, then the query parameters. `target` is the request's, as normalised.
-    public func checkParameters(_ head: RequestHead, target: String, template: PathTemplate?) -> GatewayError? {
+    /// `path_template`), then the header fields, then the query parameters of the (normalised) target.
+    public func checkParameters(_ head: RequestHead, template: PathTemplate?) -> GatewayError? {
+        let target = head.target
         if let schema = config.pathSchema, let template {
             let queryStart = target.utf8.firstIndex(of: UInt8(ascii: "?")) ?? target.utf8.endIndex
             // Routing matched the template already; the variables' text is percent-decoded, as query values are.
@@ -43,7 +47,7 @@ public struct RequestValidation: Sendable {
                 return .invalidPath("The path does not match this route's schema: \(Self.describe(violation, whole: "the path")).")
             }
         }
-        if let schema = config.headerSchema, let violation = schema.violation(of: schema.headerDocument { head.headers.values(name: $0) }) {
+        if let schema = config.headerSchema, let violation = schema.violation(of: schema.headerDocument(names: headerNames) { head.headers.values(name: $0) }) {
             headerFailures.increment()
             return .invalidHeader("The request headers do not match this route's schema: \(Self.describe(violation, whole: "the request")).")
         }

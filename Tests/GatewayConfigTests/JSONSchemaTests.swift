@@ -168,7 +168,7 @@ import Testing
         let fields: [String: [String]] = [
             "x-tenant": ["123e4567-e89b-12d3-a456-426614174000"], "x-page-size": ["50"], "x-flags": ["a, b", "a"], "x-note": ["one", " two"],
         ]
-        let document = schema.headerDocument { fields[$0.lowercased()] ?? [] }
+        let document = schema.headerDocument(names: schema.headerNames) { fields[$0.lowercased()] ?? [] }
         #expect(document == (try JSONParser.parse(#"{"X-Tenant": "123e4567-e89b-12d3-a456-426614174000", "x-flags": ["a", "b", "a"], "x-note": "one, two", "x-page-size": 50}"#)))
         #expect(schema.violation(of: document) == nil)
         let cases: [([String: [String]], String)] = [
@@ -178,7 +178,7 @@ import Testing
             (["x-tenant": ["123e4567-e89b-12d3-a456-426614174000"], "x-flags": ["a,c"]], "/x-flags/1: is not one of the allowed values"),
         ]
         for (given, expected) in cases {
-            let headers = schema.headerDocument { given[$0.lowercased()] ?? [] }
+            let headers = schema.headerDocument(names: schema.headerNames) { given[$0.lowercased()] ?? [] }
             #expect(schema.violation(of: headers)?.description == expected, "\(given)")
         }
 
