@@ -137,19 +137,12 @@ public struct WebhookSignatureCheck: RequestBodyCheck {
         var bytes: [UInt8] = []
         bytes.reserveCapacity(digits.count / 2)
         for index in stride(from: 0, to: digits.count, by: 2) {
-            guard let high = hexValue(digits[index]), let low = hexValue(digits[index + 1]) else { throw Reason(text: "the signature is not hex") }
+            guard let high = PathNormalizer.hexValue(digits[index]), let low = PathNormalizer.hexValue(digits[index + 1]) else {
+                throw Reason(text: "the signature is not hex")
+            }
             bytes.append(high << 4 | low)
         }
         return bytes
-    }
-
-    private static func hexValue(_ byte: UInt8) -> UInt8? {
-        switch byte {
-        case UInt8(ascii: "0")...UInt8(ascii: "9"): return byte - UInt8(ascii: "0")
-        case UInt8(ascii: "a")...UInt8(ascii: "f"): return byte - UInt8(ascii: "a") + 10
-        case UInt8(ascii: "A")...UInt8(ascii: "F"): return byte - UInt8(ascii: "A") + 10
-        default: return nil
-        }
     }
 
     private static func base64(_ text: Substring) throws(Reason) -> [UInt8] {

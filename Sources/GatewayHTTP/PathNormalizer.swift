@@ -137,7 +137,8 @@ public enum PathNormalizer {
         }
     }
 
-    static func hexValue(_ byte: UInt8) -> UInt8? {
+    /// The value of one hex digit (either case).
+    public static func hexValue(_ byte: UInt8) -> UInt8? {
         switch byte {
         case UInt8(ascii: "0")...UInt8(ascii: "9"): return byte - UInt8(ascii: "0")
         case UInt8(ascii: "a")...UInt8(ascii: "f"): return byte - UInt8(ascii: "a") + 10
