@@ -13,8 +13,10 @@ final class DecodingContext {
     /// `${file:PATH}` files read so far (absolute or as the base directory makes them), with their contents: a
     /// value read twice in one pass is the same value.
     private(set) var secretFiles: [(path: String, contents: String)] = []
-    /// `deny_ips_file` and `allow_ips_file` lists read so far (a reload reads them again; `reload.watch` watches them).
-    private(set) var addressListFiles: [String] = []
+    /// `deny_ips_file` and `allow_ips_file` lists read so far, with their ranges: a list several routes name is read
+    /// once per pass (a reload reads them again; `reload.watch` watches them).
+    private var addressLists: [(path: String, ranges: [CIDR])] = []
+    var addressListFiles: [String] { addressLists.map(\.path) }
     /// Relative file paths (certificates, keys, CA files) are resolved against this: the config file's folder.
     let baseDirectory: String?
 
@@ -98,9 +100,9 @@ final class DecodingContext {
     /// error with its number (the first ten are listed).
     func addressList(_ written: String, at path: JSONPath) -> [CIDR]? {
         let file = resolved(written)
+        if let known = addressLists.first(where: { $0.path == file }) { return known.ranges }
         let tooLarge = "address list \(written) is larger than 32 MiB"
         guard let data = read(file, as: written, what: "address list", limit: Self.maxAddressListBytes, tooLarge: tooLarge, at: path) else { return nil }
-        if !addressListFiles.contains(file) { addressListFiles.append(file) }
         var ranges: [CIDR] = []
         var bad: [String] = []
         var number = 0
@@ -115,12 +117,14 @@ final class DecodingContext {
             error(path, "address list \(written): not an IP address or CIDR range at \(shown)")
             return nil
         }
+        addressLists.append((file, ranges))
         return ranges
     }
 
-    /// Relative paths are relative to the config file's folder.
-    private func resolved(_ written: String) -> String {
-        written.hasPrefix("/") ? written : baseDirectory.map { $0 + "/" + written } ?? written
+    /// A file path made absolute against the config file's folder (as written when it is absolute, or without a folder).
+    func resolved(_ written: String) -> String {
+        guard !written.hasPrefix("/"), let base = baseDirectory else { return written }
+        return base.hasSuffix("/") ? base + written : base + "/" + written
     }
 
     /// A regular file's bytes, at most `limit` of them. Only regular files (or links to one) are read: a FIFO or a
@@ -180,9 +184,7 @@ struct ConfigNode {
     /// A file path, made absolute against the config file's folder (files are read when the gateway starts
     /// and by `gateway check`, not while decoding).
     func filePath() -> String? {
-        guard let path = nonEmptyString() else { return nil }
-        guard !path.hasPrefix("/"), let base = context.baseDirectory else { return path }
-        return base.hasSuffix("/") ? base + path : base + "/" + path
+        nonEmptyString().map(context.resolved)
     }
 
     func nonEmptyString() -> String? {
