@@ -202,15 +202,7 @@ extension LocationRewriteConfig {
                 node.array { item in
                     item.object { r -> RewriteRule? in
                         let from = r.required("from") { $0.nonEmptyString() }
-                        let to = r.required("to") { node -> String? in
-                            guard let text = node.string() else { return nil }
-                            // Written into a response field: no line breaks or controls (response splitting).
-                            guard !text.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7F }) else {
-                                node.error("must not contain control characters or line breaks")
-                                return nil
-                            }
-                            return text
-                        }
+                        let to = r.required("to") { $0.headerValue() }  // written into the response's Location
                         guard let from, let to else { return nil }
                         return RewriteRule(from: from, to: to)
                     }
@@ -2153,13 +2145,13 @@ extension ConfigNode {
         return text
     }
 
-    /// An array of IP addresses and CIDR ranges (`"10.0.0.0/8"`, `"127.0.0.1"`, `"fd00::/8"`).
     /// A list of ranges from a file (`deny_ips_file`, `allow_ips_file`), relative to the config's folder.
     func addressListFile() -> [CIDR]? {
         guard let written = nonEmptyString() else { return nil }
         return context.addressList(written, at: path)
     }
 
+    /// An array of IP addresses and CIDR ranges (`"10.0.0.0/8"`, `"127.0.0.1"`, `"fd00::/8"`).
     func addressRanges() -> [CIDR]? {
         array { item -> CIDR? in
             guard let text = item.string() else { return nil }

@@ -87,7 +87,7 @@ import Testing
         ])
         #expect(diagnostics(#"{ "name": "r", "upstream": "u", "location_rewrite": { "rules": [{ "from": "", "to": "/a\nb" }] } }"#) == [
             "routes[0].location_rewrite.rules[0].from: must not be empty",
-            "routes[0].location_rewrite.rules[0].to: must not contain control characters or line breaks",
+            "routes[0].location_rewrite.rules[0].to: header values may not contain control characters or line breaks",
         ])
         #expect(diagnostics(#"{ "name": "r", "upstream": "u", "location_rewrite": 1 }"#) == ["routes[0].location_rewrite: expected true, false or an object"])
     }
