@@ -13,11 +13,11 @@ public struct LocationRewrite: Sendable {
     private let prefixes: PrefixMapping
     private let relativePaths: Bool
 
-    init?(_ config: LocationRewriteConfig, route: RouteConfig, upstreams: [UpstreamConfig]) {
+    init?(_ config: LocationRewriteConfig, prefixes: PrefixMapping, hostRewrite: String?, upstreams: [UpstreamConfig]) {
         guard config.enabled else { return nil }
         rules = config.rules
         var authorities = Set(upstreams.flatMap(\.targets).map { $0.authority.lowercased() })
-        if let rewrite = route.hostRewrite?.lowercased() {
+        if let rewrite = hostRewrite?.lowercased() {
             if Self.split(authority: Substring(rewrite)).port != nil {
                 authorities.insert(rewrite)
             } else {
@@ -25,7 +25,7 @@ public struct LocationRewrite: Sendable {
             }
         }
         upstreamAuthorities = authorities
-        prefixes = PrefixMapping(route)
+        self.prefixes = prefixes
         relativePaths = config.relativePaths && prefixes.stripPrefix != nil
     }
 
@@ -92,14 +92,14 @@ public struct LocationRewrite: Sendable {
 
 /// A route's `strip_prefix` and `add_prefix` run backwards: an upstream path as the client's.
 struct PrefixMapping: Sendable {
-    /// As configured, without a trailing slash ("/" and none: nothing to map back).
+    /// Without a trailing slash; nil for none and for "/" (nothing to map back).
     let stripPrefix: String?
     let addPrefix: String?
 
-    init(_ route: RouteConfig) {
-        let trimmed = { (prefix: String?) in prefix.flatMap { $0 == "/" ? nil : ($0.hasSuffix("/") ? String($0.dropLast()) : $0) } }
-        stripPrefix = trimmed(route.stripPrefix)
-        addPrefix = trimmed(route.addPrefix)
+    /// The route's prefixes as `CompiledRoute` holds them (trailing slashes already removed).
+    init(strip: String?, add: String?) {
+        stripPrefix = strip == "/" ? nil : strip
+        addPrefix = add == "/" ? nil : add
     }
 
     /// An upstream path (with its query and fragment): `add_prefix` taken off, `strip_prefix` put back. A path
@@ -127,9 +127,9 @@ public struct CookieRewrite: Sendable {
     private let prefixes: PrefixMapping?
     private let domains: [RewriteRule]
 
-    init?(_ config: CookieRewriteConfig?, route: RouteConfig) {
+    init?(_ config: CookieRewriteConfig?, prefixes: PrefixMapping) {
         guard let config, config.path || !config.domains.isEmpty else { return nil }
-        prefixes = config.path ? PrefixMapping(route) : nil
+        self.prefixes = config.path ? prefixes : nil
         domains = config.domains
     }
 

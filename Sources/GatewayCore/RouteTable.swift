@@ -142,8 +142,10 @@ public final class CompiledRoute: Sendable {
             .compactMap { $0 }
         self.maxBodyBytes = heldLimits.isEmpty ? config.maxBodyBytes : heldLimits.reduce(config.maxBodyBytes ?? defaultMaxBodyBytes, min)
         self.bodyCheck = bodyCheck
-        self.locationRewrite = LocationRewrite(config.locationRewrite, route: config, upstreams: upstreams.compactMap(\.config))
-        self.cookieRewrite = CookieRewrite(config.cookieRewrite, route: config)
+        let prefixes = PrefixMapping(strip: stripPrefix, add: addPrefix)
+        self.locationRewrite = LocationRewrite(
+            config.locationRewrite, prefixes: prefixes, hostRewrite: hostRewrite, upstreams: upstreams.compactMap(\.config))
+        self.cookieRewrite = CookieRewrite(config.cookieRewrite, prefixes: prefixes)
         self.tunnelIdleTimeoutMs = config.tunnelIdleTimeoutMs
         self.errorInterception = ErrorInterception(route: config.interceptErrors, global: interceptErrors)
         self.requestValidation = RequestValidation(config.requestValidation, route: config.name, metrics: metrics)
