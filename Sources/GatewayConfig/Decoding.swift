@@ -212,6 +212,28 @@ extension LocationRewriteConfig {
     }
 }
 
+extension EarlyHintsConfig {
+    /// `true` (the default), `false`, or `{"relay": true, "links": ["</app.css>; rel=preload; as=style"], "http1": false}`.
+    static func decode(_ node: ConfigNode) -> EarlyHintsConfig? {
+        node.switchOrObject { o, config in
+            config.relay = o.optional("relay") { $0.bool() } ?? true
+            config.http1 = o.optional("http1") { $0.bool() } ?? false
+            config.links = o.optional("links") { node in
+                node.array { item -> String? in
+                    guard let link = item.headerValue() else { return nil }
+                    // RFC 8288's link-value: a URI reference in angle brackets, then its parameters.
+                    guard link.hasPrefix("<"), link.contains(">") else {
+                        item.error("expected a Link value such as \"</app.css>; rel=preload; as=style\"")
+                        return nil
+                    }
+                    return link
+                }
+            } ?? []
+            if !config.relay && config.links.isEmpty { o.node.context.warning(o.path, "sends no hint: relay is off and there are no links") }
+        }
+    }
+}
+
 extension CookieRewriteConfig {
     /// `{"path": true, "domains": [{"from": "orders.internal", "to": "shop.example.com"}]}`.
     static func decode(_ node: ConfigNode) -> CookieRewriteConfig? {
@@ -1350,6 +1372,10 @@ extension RouteConfig {
             let webhookSignature = o.optional("webhook_signature", WebhookSignatureConfig.decode)
             let locationRewrite = o.optional("location_rewrite", LocationRewriteConfig.decode)
             let cookieRewrite = o.optional("cookie_rewrite", CookieRewriteConfig.decode)
+            let earlyHints = o.optional("early_hints", EarlyHintsConfig.decode)
+            if let answering, o.has("early_hints") {
+                o.node.context.warning(o.path / "early_hints", "\(answering): hints go out while an upstream works, and none does here")
+            }
             if let answering, o.has("cookie_rewrite") {
                 o.node.context.warning(o.path / "cookie_rewrite", "\(answering): no upstream cookies to rewrite")
             }
@@ -1413,6 +1439,7 @@ extension RouteConfig {
             route.webhookSignature = webhookSignature
             route.locationRewrite = locationRewrite ?? LocationRewriteConfig()
             route.cookieRewrite = cookieRewrite
+            route.earlyHints = earlyHints ?? EarlyHintsConfig()
             if webhookSignature != nil, cache?.enabled == true {
                 o.node.context.error(o.path / "cache", "a stored answer would be served without the webhook_signature check; leave the cache off here")
             }
@@ -2025,6 +2052,7 @@ protocol SwitchableSettings {
 extension CSRFConfig: SwitchableSettings {}
 extension InterceptErrorsConfig: SwitchableSettings {}
 extension LocationRewriteConfig: SwitchableSettings {}
+extension EarlyHintsConfig: SwitchableSettings {}
 
 extension ConfigNode {
     /// `true`, `false`, or an object `read` fills in over the defaults.

@@ -170,6 +170,20 @@ public struct LocationRewriteConfig: Sendable, Equatable {
     public init() {}
 }
 
+/// A route's `early_hints` (RFC 8297): `103 Early Hints` responses, which let a browser start preloading what a page
+/// needs while the upstream is still working on the page.
+public struct EarlyHintsConfig: Sendable, Equatable {
+    /// false: no 103 reaches the route's clients.
+    public var enabled = true
+    /// `relay`: the upstream's 103s are passed on (those with a `Link`).
+    public var relay = true
+    /// `links`: `Link` values the gateway sends in a 103 of its own as soon as the request goes upstream.
+    public var links: [String] = []
+    /// `http1`: HTTP/1.1 clients get 103s too (HTTP/2 clients always do; HTTP/1.0 clients never).
+    public var http1 = false
+    public init() {}
+}
+
 /// One `{"from": ..., "to": ...}` replacement of `location_rewrite.rules` and `cookie_rewrite.domains`.
 public struct RewriteRule: Sendable, Equatable {
     public var from: String
@@ -918,6 +932,8 @@ public struct RouteConfig: Sendable {
     public var locationRewrite = LocationRewriteConfig()
     /// `cookie_rewrite`: the `Path` and `Domain` of the upstream's cookies as the client's browser must see them.
     public var cookieRewrite: CookieRewriteConfig?
+    /// `early_hints`: which `103 Early Hints` responses the route's clients get (by default the upstream's, to HTTP/2 clients).
+    public var earlyHints = EarlyHintsConfig()
     /// `webhook_signature`: request bodies must carry a valid HMAC signature (webhooks from GitHub, Stripe...).
     public var webhookSignature: WebhookSignatureConfig?
     /// `deprecation`: the route's API is being retired (headers on every answer; 410 after the sunset if asked).

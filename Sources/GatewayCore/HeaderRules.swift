@@ -98,6 +98,7 @@ public enum HeaderRules {
         if headers.hasAddedFields {
             headers.removeAdded { name in
                 hopByHop.contains { name.equalsCaseInsensitively($0) } || upstreamIdentity.contains { name.equalsCaseInsensitively($0) }
+                    || named.contains { name.equalsCaseInsensitively($0) }
             }
         }
     }

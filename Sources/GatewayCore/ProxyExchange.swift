@@ -46,6 +46,8 @@ final class ProxyExchange: ExchangeDriver, UpstreamCallDelegate, FilterSuspensio
     private var heldBody: [ByteBuffer] = []
     var requestComplete = false
     private var continueSent = false
+    /// 103 Early Hints the upstream's answers have sent the client.
+    private var hintsSent = 0
     private var bytesIn = 0
     private var bytesOut = 0
     var status: Int?
@@ -248,6 +250,10 @@ final class ProxyExchange: ExchangeDriver, UpstreamCallDelegate, FilterSuspensio
             }
             stream.setRequestBodyPaused(false)
             return
+        }
+        if let hints = route.earlyHints, hints.reaches(head.version), let hint = hints.ownHint(version: head.version) {
+            stream.writeInformational(hint)
+            stream.flush()
         }
         let destination = route.destinations[destinationIndex]
         var settings = destination.settings
@@ -465,6 +471,17 @@ final class ProxyExchange: ExchangeDriver, UpstreamCallDelegate, FilterSuspensio
         continueSent = true
         stream.writeInformational(ResponseHead(status: 100, version: head.version))
         stream.flush()
+    }
+
+    /// Passed on while nothing else has gone to the client, within the route's `early_hints` and a bound per request.
+    func upstreamEarlyHints(_ upstreamHead: ResponseHead) {
+        guard case .forwarding = state, !responseStarted, let stream, let hints = context.route?.earlyHints, hints.relay,
+            hintsSent < EarlyHints.maxRelayed, hints.reaches(head.version),
+            let relayed = EarlyHints.relayed(upstreamHead, version: head.version)
+        else { return }
+        hintsSent += 1
+        stream.writeInformational(relayed)
+        stream.flush()  // a hint is worth something only while the answer is still on its way
     }
 
     func upstreamResponseHead(_ upstreamHead: consuming ResponseHead) {

@@ -90,6 +90,8 @@ public final class CompiledRoute: Sendable {
     public let locationRewrite: LocationRewrite?
     /// `cookie_rewrite`: the upstream's cookies' `Path` and `Domain` as the browser must see them; nil when not asked.
     public let cookieRewrite: CookieRewrite?
+    /// `early_hints`: which 103s the route's clients get; nil when none.
+    public let earlyHints: EarlyHints?
     /// `match.listeners`: the listeners this route serves (nil: all).
     let listeners: [String]?
     /// `request_headers`: applied last to the request the upstream gets, so they also cover the forwarding headers.
@@ -146,6 +148,7 @@ public final class CompiledRoute: Sendable {
         self.locationRewrite = LocationRewrite(
             config.locationRewrite, prefixes: prefixes, hostRewrite: hostRewrite, upstreams: upstreams.compactMap(\.config))
         self.cookieRewrite = CookieRewrite(config.cookieRewrite, prefixes: prefixes)
+        self.earlyHints = EarlyHints(config.earlyHints)
         self.tunnelIdleTimeoutMs = config.tunnelIdleTimeoutMs
         self.errorInterception = ErrorInterception(route: config.interceptErrors, global: interceptErrors)
         self.requestValidation = RequestValidation(config.requestValidation, route: config.name, metrics: metrics)

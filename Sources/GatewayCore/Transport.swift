@@ -123,6 +123,8 @@ public protocol UpstreamCall: AnyObject {
 public protocol UpstreamCallDelegate: AnyObject {
     /// The request head has been handed to a connected upstream (time to send 100 Continue).
     func upstreamConnected()
+    /// A `103 Early Hints` ahead of the response (the only interim answer a proxy passes on).
+    func upstreamEarlyHints(_ head: ResponseHead)
     func upstreamResponseHead(_ head: consuming ResponseHead)
     func upstreamResponseBody(_ buffer: ByteBuffer)
     func upstreamResponseEnd()
@@ -136,6 +138,8 @@ public protocol UpstreamCallDelegate: AnyObject {
 }
 
 extension UpstreamCallDelegate {
-    /// Most delegates read the answer for themselves (a mirror, an authorization check): trailers say nothing to them.
+    /// Most delegates read the answer for themselves (a mirror, an authorization check): trailers and hints say nothing to them.
     public func upstreamResponseTrailers(_ trailers: HeaderList) {}
+    /// Hints are for browsers; the other delegates wait for the answer itself.
+    public func upstreamEarlyHints(_ head: ResponseHead) {}
 }

@@ -300,7 +300,7 @@ final class HTTP1ConnectionHandler: ChannelDuplexHandler, DownstreamStream {
     var isWritable: Bool { context != nil && channelWritable }
 
     func writeInformational(_ head: ResponseHead) {
-        guard !responseHeadWritten else { return }
+        guard inExchange, !responseHeadWritten else { return }
         send { HTTP1Writer.write(head, to: &$0) }
     }
 

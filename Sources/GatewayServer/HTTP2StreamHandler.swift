@@ -21,6 +21,8 @@ final class HTTP2StreamHandler: ChannelDuplexHandler, DownstreamStream {
     private var responseEnded = false
     /// The response head is held until we know whether a body follows (END_STREAM goes on HEADERS if not).
     private var pendingHead: HPACKHeaders?
+    /// Whether the final head was given (interim ones may only come before it).
+    private var finalHeadWritten = false
     /// The response's trailer fields, sent as the last HEADERS frame.
     private var pendingTrailers: HPACKHeaders?
     private var readPaused = false
@@ -105,13 +107,12 @@ final class HTTP2StreamHandler: ChannelDuplexHandler, DownstreamStream {
     var isWritable: Bool { context?.channel.isWritable ?? false }
 
     func writeInformational(_ head: ResponseHead) {
-        guard let context else { return }
-        var fields = HPACKHeaders()
-        fields.add(name: ":status", value: String(head.status))
-        context.write(wrapOutboundOut(.headers(.init(headers: fields))), promise: nil)
+        guard let context, !finalHeadWritten, !responseEnded else { return }
+        context.write(wrapOutboundOut(.headers(.init(headers: Self.fields(of: head)))), promise: nil)
     }
 
     func writeResponseHead(_ head: consuming ResponseHead) {
+        finalHeadWritten = true
         HeaderRules.addDateIfMissing(&head.headers)
         pendingHead = Self.fields(of: head)
     }

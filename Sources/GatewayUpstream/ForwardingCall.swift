@@ -466,6 +466,12 @@ final class ForwardingCall: UpstreamCall {
         delegate?.upstreamResponseHead(consume head)
     }
 
+    /// A 103 from the link in use; a retry may bring more, which browsers take as further hints.
+    func receivedEarlyHints(_ head: ResponseHead, from connection: any UpstreamLink) {
+        guard case .active(let current) = state, current === connection, !responseStarted else { return }
+        delegate?.upstreamEarlyHints(head)
+    }
+
     func receivedBody(_ buffer: ByteBuffer, from connection: any UpstreamLink) {
         guard case .active(let current) = state, current === connection else { return }
         delegate?.upstreamResponseBody(buffer)

@@ -144,7 +144,9 @@ final class HTTP2UpstreamStream: ChannelDuplexHandler, UpstreamLink {
             }
             do {
                 guard let response = try Self.response(from: headers.headers, endStream: headers.endStream, method: requestMethod) else {
-                    return  // 1xx: the final answer follows
+                    // 1xx: the final answer follows. Early hints go on to the client.
+                    if headers.headers.first(name: ":status") == "103" { call.receivedEarlyHints(Self.interimHead(headers.headers), from: self) }
+                    return
                 }
                 responseStarted = true
                 call.received(response, from: self)
@@ -243,6 +245,13 @@ final class HTTP2UpstreamStream: ChannelDuplexHandler, UpstreamLink {
             if lowered != "host" && !HTTP2Fields.isConnectionSpecific(lowered) { fields.add(name: lowered, value: value) }
         }
         return fields
+    }
+
+    /// An interim answer's fields as a head (pseudo-headers dropped).
+    static func interimHead(_ fields: HPACKHeaders) -> ResponseHead {
+        var headers = HeaderList()
+        for (name, value, _) in fields where !name.hasPrefix(":") { headers.add(name: name, value: value) }
+        return ResponseHead(status: Int(fields.first(name: ":status") ?? "") ?? 100, headers: headers)
     }
 
     /// The response as an HTTP/1.1-shaped head, or nil for an interim (1xx) answer. A body of unknown length

@@ -24,6 +24,7 @@ final class HedgedCall: UpstreamCall {
         }
 
         func upstreamConnected() { owner.connected(self) }
+        func upstreamEarlyHints(_ head: ResponseHead) { if owner.winner == nil { owner.delegate?.upstreamEarlyHints(head) } }
         func upstreamResponseHead(_ head: consuming ResponseHead) { owner.responseHead(head, from: self) }
         func upstreamResponseBody(_ buffer: ByteBuffer) { owner.ifWinner(self)?.upstreamResponseBody(buffer) }
         func upstreamResponseTrailers(_ trailers: HeaderList) { owner.ifWinner(self)?.upstreamResponseTrailers(trailers) }

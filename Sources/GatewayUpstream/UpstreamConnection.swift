@@ -239,7 +239,9 @@ final class UpstreamConnection: ChannelDuplexHandler, Hashable, UpstreamLink {
                         continue
                     }
                     if parsed.head.status < 200 {
-                        continue  // 100 Continue and other interim answers: the final one follows
+                        // 100 Continue and other interim answers: the final one follows. Early hints go on to the client.
+                        if parsed.head.status == 103 { call.receivedEarlyHints(parsed.head, from: self) }
+                        continue
                     }
                     let framing = parsed.framing
                     phase = framing == .none ? .idle : .body(BodyDecoder(framing: framing))

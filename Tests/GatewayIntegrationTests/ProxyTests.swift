@@ -392,6 +392,85 @@ import Testing
         }
     }
 
+    // early_hints: an upstream's 103s reach HTTP/2 clients (and HTTP/1.1 ones where the route says so, never HTTP/1.0),
+    // without its cookies or software name and at most four per request; a route's own links go out in a 103 of the
+    // gateway's the moment the request goes upstream; `false` passes none. Over HTTP/1.1 and HTTP/2 upstreams alike.
+    @Test func earlyHints() async throws {
+        let h2Upstream = try await DemoUpstream.start(name: "h2", http2: true)
+        defer { Task { await h2Upstream.shutdown() } }
+        let routes = #"""
+            [{ "name": "hinted", "match": { "path_prefix": "/hinted" }, "upstream": "demo", "strip_prefix": "/hinted",
+               "early_hints": { "links": ["</app.css>; rel=preload; as=style"], "http1": true } },
+             { "name": "h2", "match": { "path_prefix": "/h2" }, "upstream": "h2", "strip_prefix": "/h2", "early_hints": { "http1": true } },
+             { "name": "off", "match": { "path_prefix": "/off" }, "upstream": "demo", "strip_prefix": "/off", "early_hints": false },
+             { "name": "all", "upstream": "demo" }]
+            """#
+        try await withUpstreams { upstreams in
+            let json = basicConfig(routes: routes)
+                .replacingOccurrences(of: #""port": 0 }"#, with: #""port": 0, "h2c": true }"#)
+                .replacingOccurrences(
+                    of: #""demo": {"#, with: #""h2": { "targets": ["http://127.0.0.1:\#(h2Upstream.port)"], "protocol": "h2" }, "demo": {"#)
+            try await withGateway(json, upstreams: upstreams) { gateway in
+                // HTTP/1.1 by default: no hint, the answer itself comes first.
+                let client = try await gateway.connect()
+                try await client.send("GET /early-hints HTTP/1.1\r\nHost: test.local\r\n\r\n")
+                let plain = try await client.readResponse()
+                #expect(plain.status == 200, "\(plain)")
+                #expect(plain.json["hinted"] as? Bool == true)
+
+                // Asked for: the gateway's own hint, then the upstream's (four of six), then the answer.
+                try await client.send("GET /hinted/early-hints?count=6 HTTP/1.1\r\nHost: test.local\r\n\r\n")
+                let own = try await client.readResponse()
+                #expect(own.status == 103 && own.reason == "Early Hints", "\(own)")
+                #expect(own.headers("link") == ["</app.css>; rel=preload; as=style"])
+                var relayed: [TestResponse] = []
+                var response = try await client.readResponse()
+                while response.status == 103 {
+                    relayed.append(response)
+                    response = try await client.readResponse()
+                }
+                #expect(response.status == 200, "\(response)")
+                let hintNumbers = relayed.map { $0.header("x-hint") }
+                #expect(hintNumbers == ["1", "2", "3", "4"])
+                for hint in relayed {
+                    #expect(hint.header("link") == "</style.css>; rel=preload; as=style")
+                    #expect(hint.header("set-cookie") == nil && hint.header("server") == nil, "\(hint)")
+                }
+                #expect(response.header("set-cookie") == nil)
+
+                // From an HTTP/2 upstream too.
+                try await client.send("GET /h2/early-hints HTTP/1.1\r\nHost: test.local\r\n\r\n")
+                let fromH2 = try await client.readResponse()
+                #expect(fromH2.status == 103 && fromH2.header("x-hint") == "1", "\(fromH2)")
+                #expect(try await client.readResponse().status == 200)
+                await client.close()
+
+                // HTTP/1.0 clients never get a 1xx.
+                let old = try await gateway.connect()
+                try await old.send("GET /hinted/early-hints HTTP/1.0\r\nHost: test.local\r\n\r\n")
+                #expect(try await old.readResponse().status == 200)
+                await old.close()
+
+                // HTTP/2 clients get the upstream's hints by default, none where the route turns them off.
+                let h2 = try await H2Client.connect(port: gateway.port)
+                let hinted = try await h2.get("/early-hints?count=2")
+                #expect(hinted.status == 200)
+                #expect(hinted.interim.map(\.status) == [103, 103])
+                let hintNames = hinted.interim.map { hint in hint.headers.map(\.name) }
+                let firstLink = hinted.interim.first?.headers.first { $0.name == "link" }?.value
+                #expect(firstLink == "</style.css>; rel=preload; as=style")
+                let leaked = hintNames.joined().filter { $0 == "set-cookie" || $0 == "server" }
+                #expect(hintNames.count == 2 && leaked.isEmpty, "\(hintNames)")
+                let off = try await h2.get("/off/early-hints")
+                #expect(off.status == 200 && off.interim.isEmpty)
+                let own2 = try await h2.get("/hinted/healthz")
+                #expect(own2.status == 200)
+                #expect(own2.interim.map(\.status) == [103])
+                await h2.close()
+            }
+        }
+    }
+
     // request_validation: bodies are checked against the route's JSON Schema before anything goes upstream; what
     // does not match is a 400 saying where, a body declared as something else a 415, and a valid one arrives intact.
     @Test func requestValidation() async throws {

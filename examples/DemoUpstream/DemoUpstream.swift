@@ -20,6 +20,8 @@ import Synchronization
 /// - `/bytes/N[?chunked=1&type=T]`: N bytes ("x"), streamed with backpressure (Content-Length unless chunked;
 ///   Content-Type T, default application/octet-stream)
 /// - `/slow?ms=N`: answers after N milliseconds
+/// - `/early-hints?link=L&count=N&ms=M`: N (1) `103 Early Hints` with `Link: L` (percent-decoded; a stylesheet by default),
+///   `X-Hint: <number>`, `Set-Cookie` and `Server`, then a JSON 200 after M (50) milliseconds
 /// - `/stream?chunks=N&interval_ms=M`: N chunks, M ms apart
 /// - `/status/N`: that status with a small JSON body; `?html=1`: an HTML error page with a stack trace instead (what
 ///   a framework's debug mode shows), `?retry_after=S`: with `Retry-After: S`, `?location=URL` (percent-encoded): with
@@ -305,6 +307,17 @@ final class DemoHandler: ChannelInboundHandler, RemovableChannelHandler {
             headers.add(name: "Trailer", value: "X-Checksum")
             headers.add(name: "X-End-To-End", value: "kept")
             send(context, status: .ok, json: #"{"upstream":"\#(name)"}"#, keepAlive: keepAlive, extra: headers)
+        case "/early-hints":
+            // Interim 103s (each with the Link, a cookie and the server's name, which a proxy must not pass), then the answer.
+            let link = query["link"].map(Self.percentDecoded) ?? "</style.css>; rel=preload; as=style"
+            for number in 1...max(1, min(Int(query["count"] ?? "") ?? 1, 10)) {
+                let hints = HTTPHeaders([("link", link), ("x-hint", "\(number)"), ("set-cookie", "hint=1"), ("server", "demo")])
+                context.writeAndFlush(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: .init(statusCode: 103), headers: hints))), promise: nil)
+            }
+            let delay = Int64(query["ms"] ?? "") ?? 50
+            context.eventLoop.assumeIsolated().scheduleTask(in: .milliseconds(delay)) {
+                self.send(context, status: .ok, json: #"{"upstream":"\#(self.name)","hinted":true}"#, keepAlive: keepAlive)
+            }
         case "/slow":
             let delay = Int64(query["ms"] ?? "") ?? 1000
             context.eventLoop.assumeIsolated().scheduleTask(in: .milliseconds(delay)) {

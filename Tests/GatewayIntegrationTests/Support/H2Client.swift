@@ -14,6 +14,8 @@ final class H2Client: Sendable {
         var headers: [(name: String, value: String)] = []
         /// The trailer fields of the last HEADERS frame, if the response had them.
         var trailers: [(name: String, value: String)] = []
+        /// Interim (1xx) responses that came first, in order.
+        var interim: [(status: Int, headers: [(name: String, value: String)])] = []
 
         var body: String { String(decoding: bytes, as: UTF8.self) }
 
@@ -77,18 +79,21 @@ final class H2Client: Sendable {
         var body: [UInt8] = []
         var headers: [(name: String, value: String)] = []
         var trailers: [(name: String, value: String)] = []
+        var interim: [(status: Int, headers: [(name: String, value: String)])] = []
 
         init(promise: EventLoopPromise<Response>) { self.promise = promise }
 
         func channelRead(context: ChannelHandlerContext, data: NIOAny) {
             switch unwrapInboundIn(data) {
+            case .head(let head) where head.status.code < 200:
+                interim.append((Int(head.status.code), head.headers.map { ($0.name, $0.value) }))
             case .head(let head):
                 status = Int(head.status.code)
                 headers = head.headers.map { ($0.name, $0.value) }
             case .body(let buffer): body += Array(buffer: buffer)
             case .end(let fields):
                 trailers = fields.map { $0.map { ($0.name, $0.value) } } ?? []
-                promise.succeed(Response(status: status, bytes: body, headers: headers, trailers: trailers))
+                promise.succeed(Response(status: status, bytes: body, headers: headers, trailers: trailers, interim: interim))
             }
         }
 
