@@ -145,11 +145,14 @@ public struct AuthFilter: GatewayFilter {
             case .oidc:
                 guard let oidc, let session = HeaderRules.cookie(named: oidc.config.cookieName, in: head.headers), !session.isEmpty else { continue }
                 presented = true
-                switch oidc.identity(fromSession: session) {
-                case .success(let identity):
-                    return accept(identity, head: &head, context: &context)
+                let secure = OIDCLogin.Site.isSecure(
+                    headers: head.headers, isTLS: context.connection.isTLS, peerIsTrustedProxy: context.connection.peerIsTrustedProxy)
+                switch oidc.identity(fromSession: session, secure: secure) {
+                case .success(let admission):
+                    if let cookie = admission.renewedCookie { context.responseHeaders.append((name: "set-cookie", value: cookie)) }
+                    return accept(admission.identity, head: &head, context: &context)
                 case .failure(let refusal):
-                    code = refusal == .expired ? "expired_session" : "invalid_session"
+                    code = refusal == .unreadable ? "invalid_session" : "expired_session"
                     reasons.append("oidc: \(refusal)")
                 }
             }

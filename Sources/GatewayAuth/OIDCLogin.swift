@@ -66,25 +66,46 @@ public final class OIDCLogin: Sendable {
 
     // MARK: Sessions
 
-    /// The identity a session cookie holds, or why it holds none (for the log).
-    public func identity(fromSession value: String) -> Result<Identity, SessionRefusal> {
+    /// What a session cookie admits: who, and with `idle_seconds`, the renewed session's `Set-Cookie` once half of its
+    /// idle window has passed (so an active browser gets a new cookie at most that often, and an idle one none).
+    public struct SessionAdmission {
+        public var identity: Identity
+        public var renewedCookie: String?
+    }
+
+    /// The identity a session cookie holds, or why it holds none (for the log). `secure`: whether a renewed cookie is
+    /// `Secure` (the browser came over HTTPS).
+    public func identity(fromSession value: String, secure: Bool = false) -> Result<SessionAdmission, SessionRefusal> {
         guard let plaintext = sessionSeal.open(value) else { return .failure(.unreadable) }
         guard let session = Session(json: plaintext) else { return .failure(.unreadable) }
-        guard now() < session.expires else { return .failure(.expired) }
+        let now = now()
+        guard now < session.expires else { return .failure(.expired) }
+        var renewedCookie: String?
+        if let idle = config.idleSeconds.map(Int64.init) {
+            if let idleUntil = session.idleUntil, now >= idleUntil { return .failure(.idle) }
+            // A session sealed before idle_seconds was set has no idle end yet: it gets one now.
+            let idleUntil = session.idleUntil ?? now
+            if idleUntil - now < idle / 2 && idleUntil < session.expires {
+                var renewed = session
+                renewed.idleUntil = min(now + idle, session.expires)
+                renewedCookie = cookie(config.cookieName, sessionSeal.seal(renewed.json), path: "/", maxAge: session.expires - now, secure: secure)
+            }
+        }
         var identity = Identity(method: .oidc, subject: session.subject, scopes: [], claims: session.claims)
         for forward in config.forwardClaims {
             guard let values = session.claims[forward.claim] else { continue }
             identity.forwardedClaims.append((forward.header, values.joined(separator: " ")))
         }
-        return .success(identity)
+        return .success(SessionAdmission(identity: identity, renewedCookie: renewedCookie))
     }
 
     public enum SessionRefusal: Error, CustomStringConvertible {
-        case unreadable, expired
+        case unreadable, expired, idle
         public var description: String {
             switch self {
             case .unreadable: return "the session cookie does not open (altered, or sealed with another cookie_secret)"
             case .expired: return "the session has expired"
+            case .idle: return "the session was idle longer than idle_seconds"
             }
         }
     }
@@ -204,7 +225,9 @@ public final class OIDCLogin: Sendable {
     }
 
     private func loggedIn(_ identity: Identity, login: Login, site: Site) -> LoginOutcome {
-        let session = Session(subject: identity.subject, claims: identity.claims, expires: now() + Int64(config.sessionSeconds))
+        let now = now()
+        var session = Session(subject: identity.subject, claims: identity.claims, expires: now + Int64(config.sessionSeconds))
+        session.idleUntil = config.idleSeconds.map { now + Int64($0) }
         let value = sessionSeal.seal(session.json)
         let sessionCookie = cookie(config.cookieName, value, path: "/", maxAge: Int64(config.sessionSeconds), secure: site.isSecure)
         guard sessionCookie.utf8.count <= Self.maxCookieBytes else {
@@ -233,8 +256,13 @@ public final class OIDCLogin: Sendable {
         /// from a trusted proxy (one that terminated TLS in front of the gateway).
         public init?(headers: HeaderList, isTLS: Bool, peerIsTrustedProxy: Bool) {
             guard let host = headers.first(name: "host"), !host.isEmpty, HeaderRules.isValidHost(host) else { return nil }
-            self.isSecure = isTLS || (peerIsTrustedProxy && headers.first(name: "x-forwarded-proto")?.lowercased() == "https")
+            self.isSecure = Self.isSecure(headers: headers, isTLS: isTLS, peerIsTrustedProxy: peerIsTrustedProxy)
             self.origin = (isSecure ? "https://" : "http://") + host
+        }
+
+        /// Whether the browser came over HTTPS: to the gateway, or to a trusted proxy that says so.
+        public static func isSecure(headers: HeaderList, isTLS: Bool, peerIsTrustedProxy: Bool) -> Bool {
+            isTLS || (peerIsTrustedProxy && headers.first(name: "x-forwarded-proto")?.lowercased() == "https")
         }
 
         public init(origin: String, isSecure: Bool) { (self.origin, self.isSecure) = (origin, isSecure) }
@@ -278,11 +306,15 @@ public final class OIDCLogin: Sendable {
         var claims: [String: [String]]
         /// Seconds since 1970.
         var expires: Int64
+        /// With `idle_seconds`: when the session ends unless a request renews it (seconds since 1970).
+        var idleUntil: Int64?
 
         var json: [UInt8] {
             var text = #"{"sub":"#
             JSONText.appendQuoted(subject, to: &text)
-            text += #","exp":\#(expires),"claims":{"#
+            text += #","exp":\#(expires),"#
+            if let idleUntil { text += #""idle":\#(idleUntil),"# }
+            text += #""claims":{"#
             for (index, (name, values)) in claims.sorted(by: { $0.key < $1.key }).enumerated() {
                 if index > 0 { text += "," }
                 JSONText.appendQuoted(name, to: &text)
@@ -299,11 +331,13 @@ public final class OIDCLogin: Sendable {
             guard case .object(let fields)? = try? JSONParser.parse(json) else { return nil }
             var subject: String?
             var expires: Int64?
+            var idleUntil: Int64?
             var claims: [String: [String]] = [:]
             for (key, value) in fields {
                 switch (key, value) {
                 case ("sub", .string(let text)): subject = text
                 case ("exp", .integer(let seconds)): expires = Int64(seconds)
+                case ("idle", .integer(let seconds)): idleUntil = Int64(seconds)
                 case ("claims", .object(let entries)):
                     for (name, values) in entries {
                         guard case .array(let items) = values else { return nil }
@@ -313,7 +347,7 @@ public final class OIDCLogin: Sendable {
                 }
             }
             guard let subject, let expires else { return nil }
-            (self.subject, self.claims, self.expires) = (subject, claims, expires)
+            (self.subject, self.claims, self.expires, self.idleUntil) = (subject, claims, expires, idleUntil)
         }
     }
 

@@ -747,7 +747,7 @@ extension JWTConfig.Key {
 
 extension OIDCConfig {
     /// `{"issuer", "authorization_url", "upstream", "token_path", "jwks_url", "client_id", "client_secret", "cookie_secret",
-    ///   "scopes", "redirect_path", "logout_path", "logout_redirect", "cookie_name", "session_seconds", "timeout_ms",
+    ///   "scopes", "redirect_path", "logout_path", "logout_redirect", "cookie_name", "session_seconds", "idle_seconds", "timeout_ms",
     ///   "jwks_refresh_seconds", "jwks_min_refetch_seconds", "forward_claims"}`
     static func decode(_ node: ConfigNode) -> OIDCConfig? {
         node.object { o in
@@ -784,6 +784,10 @@ extension OIDCConfig {
             }
             let cookieName = o.optional("cookie_name") { $0.token() }
             let sessionSeconds = o.optional("session_seconds") { $0.int(60...31_536_000) }
+            let idleSeconds = o.optional("idle_seconds") { $0.int(60...31_536_000) }
+            if let idleSeconds, idleSeconds >= sessionSeconds ?? OIDCConfig.defaultSessionSeconds {
+                o.node.context.error(o.path / "idle_seconds", "must be shorter than session_seconds (\(sessionSeconds ?? OIDCConfig.defaultSessionSeconds)), which ends every session anyway")
+            }
             let timeout = o.optional("timeout_ms") { $0.int(1...maxMilliseconds) }
             let refresh = o.optional("jwks_refresh_seconds") { $0.int(30...86_400) }
             let minRefetch = o.optional("jwks_min_refetch_seconds") { $0.int(1...3600) }
@@ -812,6 +816,7 @@ extension OIDCConfig {
             config.logoutRedirect = logoutRedirect ?? config.logoutRedirect
             config.cookieName = cookieName ?? config.cookieName
             config.sessionSeconds = sessionSeconds ?? config.sessionSeconds
+            config.idleSeconds = idleSeconds
             config.timeoutMs = timeout ?? config.timeoutMs
             config.jwksRefreshSeconds = refresh ?? config.jwksRefreshSeconds
             config.jwksMinRefetchSeconds = minRefetch ?? config.jwksMinRefetchSeconds

@@ -484,7 +484,10 @@ public struct OIDCConfig: Sendable, Equatable {
     public var logoutRedirect = "/"
     public var cookieName = "gateway_session"
     /// How long a session lasts after login (independent of the ID token's own lifetime).
-    public var sessionSeconds = 28_800
+    public var sessionSeconds = OIDCConfig.defaultSessionSeconds
+    public static let defaultSessionSeconds = 28_800
+    /// `idle_seconds`: a session also ends after this long without a request (nil: only `sessionSeconds` ends it).
+    public var idleSeconds: Int?
     /// How long the token exchange may take.
     public var timeoutMs = 5_000
     public var jwksRefreshSeconds = 300

@@ -72,7 +72,8 @@ public struct RequestContext: Sendable {
     public var forwardedAt: NIODeadline?
     /// When the upstream's response head arrived (nil when none did: the gateway answered, or the upstream failed).
     public var upstreamAnsweredAt: NIODeadline?
-    /// Headers filters want on the response, whoever produces it (rate-limit state, for one).
+    /// Headers filters want on the response, whoever produces it (rate-limit state, for one). They replace fields of the
+    /// same name, except `set-cookie` (lowercase), which is added.
     public var responseHeaders: [(name: String, value: String)] = []
     /// The connection's event loop: filters that suspend complete their futures here.
     public let eventLoop: EventLoop

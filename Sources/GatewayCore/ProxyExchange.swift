@@ -653,7 +653,14 @@ final class ProxyExchange: ExchangeDriver, UpstreamCallDelegate, FilterSuspensio
     private static func applyResponseFilters(
         _ response: inout ResponseHead, context: inout RequestContext, globalFilters: [any GatewayFilter]
     ) {
-        for (name, value) in context.responseHeaders { response.headers.replaceOrAdd(name: name, value: value) }
+        for (name, value) in context.responseHeaders {
+            // Each Set-Cookie is a cookie of its own (a renewed session's beside the upstream's): added, never replacing.
+            if name == "set-cookie" {
+                response.headers.add(name: name, value: value)
+            } else {
+                response.headers.replaceOrAdd(name: name, value: value)
+            }
+        }
         if let routeFilters = context.route?.filters {
             for filter in routeFilters.reversed() { filter.onResponse(&response, context: context) }
         }

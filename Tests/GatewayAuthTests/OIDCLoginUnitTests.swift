@@ -21,11 +21,12 @@ import Testing
         func advance(_ by: Int64) { seconds.add(by, ordering: .relaxed) }
     }
 
-    static func login(clock: Clock, keys: JWTKeySet = JWTKeySet([])) -> OIDCLogin {
+    static func login(clock: Clock, keys: JWTKeySet = JWTKeySet([]), idleSeconds: Int? = nil) -> OIDCLogin {
         var config = OIDCConfig(
             issuer: "https://id.test/", authorizationURL: "https://id.test/authorize", upstream: "idp", tokenPath: "/token",
             jwksURL: "https://id.test/jwks", clientID: "gateway", clientSecret: "s3cret", cookieSecret: secret)
         config.sessionSeconds = 3600
+        config.idleSeconds = idleSeconds
         config.scopes = ["openid", "email"]
         config.forwardClaims = [OIDCConfig.ForwardedClaim(claim: "email", header: "x-user-email")]
         return OIDCLogin(
@@ -56,7 +57,7 @@ import Testing
         let session = OIDCLogin.Session(subject: "alice", claims: ["email": ["a@example.com"], "groups": ["staff", "ops"]], expires: Self.start + 3600)
         #expect(OIDCLogin.Session(json: session.json) == session)
         let cookie = login.sessionSeal.seal(session.json)
-        let identity = try? login.identity(fromSession: cookie).get()
+        let identity = try? login.identity(fromSession: cookie).get().identity
         #expect(identity?.subject == "alice" && identity?.method == .oidc && identity?.claims["groups"] == ["staff", "ops"])
         let forwarded = identity?.forwardedClaims.map { "\($0.0)=\($0.1)" }
         #expect(forwarded == ["x-user-email=a@example.com"])
@@ -67,6 +68,55 @@ import Testing
         #expect(expired.failure == .expired)
         let loginCookie = login.identity(fromSession: login.loginSeal.seal(session.json))
         #expect(loginCookie.failure == .unreadable)
+    }
+
+    // idle_seconds: a session ends after that long without a request, however long it has left. A request in the first
+    // half of the idle window admits as it is; one in the second half also gets a renewed cookie (its window starting
+    // again, never past the session's end, Max-Age what is left of the session); a session sealed without an idle end
+    // gets one at once; without idle_seconds, an idle end is not looked at.
+    @Test func idleSessionsEnd() throws {
+        let clock = Clock()
+        let login = Self.login(clock: clock, idleSeconds: 600)
+        var session = OIDCLogin.Session(subject: "alice", claims: [:], expires: Self.start + 3600)
+        session.idleUntil = Self.start + 600
+        #expect(OIDCLogin.Session(json: session.json) == session)
+        let cookie = login.sessionSeal.seal(session.json)
+
+        clock.advance(299)
+        let early = try login.identity(fromSession: cookie).get()
+        #expect(early.identity.subject == "alice" && early.renewedCookie == nil)
+
+        clock.advance(2)  // 301 s in: 299 s of the window left, under half
+        let renewal = try #require(try login.identity(fromSession: cookie, secure: true).get().renewedCookie)
+        #expect(renewal.hasPrefix("gateway_session=") && renewal.hasSuffix("; Path=/; Max-Age=3299; HttpOnly; SameSite=Lax; Secure"), "\(renewal)")
+        let renewedValue = String(renewal.dropFirst("gateway_session=".count).prefix { $0 != ";" })
+        let renewed = try #require(login.sessionSeal.open(renewedValue).flatMap(OIDCLogin.Session.init(json:)))
+        #expect(renewed.idleUntil == Self.start + 301 + 600 && renewed.expires == session.expires && renewed.subject == "alice")
+
+        clock.advance(299)  // 600 s in: the old cookie's window is over, the renewed one's is not
+        #expect(login.identity(fromSession: cookie).failure == .idle)
+        #expect((try? login.identity(fromSession: renewedValue).get()) != nil)
+
+        // Near the session's end, a renewal stops there; past it, the session is over whatever the idle end says.
+        clock.advance(2800)  // 3400 s in
+        var late = session
+        late.idleUntil = Self.start + 3500
+        let capped = try #require(try login.identity(fromSession: login.sessionSeal.seal(late.json)).get().renewedCookie)
+        let cappedValue = String(capped.dropFirst("gateway_session=".count).prefix { $0 != ";" })
+        #expect(login.sessionSeal.open(cappedValue).flatMap(OIDCLogin.Session.init(json:))?.idleUntil == Self.start + 3600)
+        #expect(capped.contains("; Max-Age=200;"))
+        clock.advance(200)
+        #expect(login.identity(fromSession: cappedValue).failure == .expired)
+
+        // Sealed before idle_seconds was set: a window starts now.
+        let older = OIDCLogin.Session(subject: "bob", claims: [:], expires: clock.seconds.load(ordering: .relaxed) + 1000)
+        #expect((try? login.identity(fromSession: login.sessionSeal.seal(older.json)).get().renewedCookie) != nil)
+        // idle_seconds removed: the idle end no longer counts.
+        let noIdle = Self.login(clock: clock)
+        var stale = older
+        stale.idleUntil = Self.start
+        let admitted = try noIdle.identity(fromSession: noIdle.sessionSeal.seal(stale.json)).get()
+        #expect(admitted.renewedCookie == nil && admitted.identity.subject == "bob")
     }
 
     // The redirect names the client, the redirect URI, the scopes, state and nonce, and the S256 challenge of the

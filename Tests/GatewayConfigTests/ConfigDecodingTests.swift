@@ -649,6 +649,10 @@ import Testing
                 "auth.oidc.session_seconds: 5 is out of range (60...31536000)",
                 "auth.oidc.logout_path: must differ from redirect_path",
             ], "\(bad)")
+        let idle = load(minimal(route: route, extra: #""auth": { "oidc": { \#(fields), "cookie_secret": "\#(secret)", "session_seconds": 3600, "idle_seconds": 3600 } },"#))
+        #expect(idle.errors.map(\.description) == ["auth.oidc.idle_seconds: must be shorter than session_seconds (3600), which ends every session anyway"])
+        let idleOK = load(minimal(route: route, extra: #""auth": { "oidc": { \#(fields), "cookie_secret": "\#(secret)", "idle_seconds": 1800 } },"#))
+        #expect(idleOK.config?.auth?.oidc?.idleSeconds == 1800 && oidc.idleSeconds == nil)
         let domains = load(minimal(route: route, extra: #""auth": { "oidc": { \#(fields), "cookie_secret": "\#(secret)", "email_domains": ["Example.COM", "a@b.c"] } },"#))
         #expect(domains.errors.map(\.description) == [#"auth.oidc.email_domains[1]: "a@b.c": a domain name (example.com), not an address"#])
         let lowered = load(minimal(route: route, extra: #""auth": { "oidc": { \#(fields), "cookie_secret": "\#(secret)", "email_domains": ["Example.COM"] } },"#))

@@ -1,4 +1,5 @@
 import Crypto
+@testable import GatewayAuth
 import DemoUpstream
 import Foundation
 import JWTKit
@@ -13,14 +14,14 @@ import Testing
 @Suite struct OIDCLoginTests {
     static let cookieSecret = "0123456789abcdef0123456789abcdef-test"
 
-    static func config(idpPort: Int, apiPort: Int) -> String {
+    static func config(idpPort: Int, apiPort: Int, oidcExtra: String = "") -> String {
         """
         { "workers": 1,
           "listeners": [{ "name": "test", "address": "127.0.0.1", "port": 0 }],
           "auth": { "oidc": { "issuer": "https://id.test/", "authorization_url": "https://id.test/authorize?prompt=login",
                               "upstream": "idp", "token_path": "/token", "jwks_url": "http://127.0.0.1:\(idpPort)/jwks.json",
                               "client_id": "gateway", "client_secret": "s3cret", "cookie_secret": "\(cookieSecret)",
-                              "scopes": ["openid", "email"], "forward_claims": { "email": "X-User-Email" } } },
+                              "scopes": ["openid", "email"], "forward_claims": { "email": "X-User-Email" } \(oidcExtra) } },
           "upstreams": { "api": { "targets": ["http://127.0.0.1:\(apiPort)"] }, "idp": { "targets": ["http://127.0.0.1:\(idpPort)"] } },
           "routes": [{ "name": "admin", "match": { "path_prefix": "/admin" }, "upstream": "api",
                        "auth": { "require": ["oidc"], "claims": { "groups": "admins" } } },
@@ -88,11 +89,11 @@ import Testing
     }
 
     /// A gateway in front of an upstream and a provider (another upstream) that publishes its keys.
-    static func withProvider(_ body: (TestGateway, DemoUpstream, Provider, ExchangeLog) async throws -> Void) async throws {
+    static func withProvider(oidcExtra: String = "", _ body: (TestGateway, DemoUpstream, Provider, ExchangeLog) async throws -> Void) async throws {
         try await withUpstreams(2) { upstreams in
             let (api, idp) = (upstreams[0], upstreams[1])
             let provider = try await Provider.start(on: idp)
-            try await withGateway(Self.config(idpPort: idp.port, apiPort: api.port)) { gateway in
+            try await withGateway(Self.config(idpPort: idp.port, apiPort: api.port, oidcExtra: oidcExtra)) { gateway in
                 try await body(gateway, idp, provider, ExchangeLog())
             }
         }
@@ -167,6 +168,55 @@ import Testing
             let out = try await gateway.request("GET", "/oauth2/logout", headers: [("Cookie", session)])
             #expect(out.status == 302 && out.header("location") == "/")
             #expect(out.headers("set-cookie") == ["gateway_session=; Path=/; Max-Age=0; HttpOnly; SameSite=Lax"])
+        }
+    }
+
+    // idle_seconds over real sockets: a session in the second half of its idle window is admitted and its answer carries
+    // the renewed session cookie beside the upstream's own Set-Cookie (neither replaces the other); one in the first half
+    // gets none; one idle past its window is refused (a 401 for an API client, logged as idle). The login's session
+    // cookie starts a window of its own.
+    @Test func idleSessionsAreRenewedWhileUsed() async throws {
+        try await Self.withProvider(oidcExtra: #", "idle_seconds": 600"#) { gateway, idp, provider, exchanges in
+            let seal = CookieSeal(secret: Self.cookieSecret, purpose: "session")
+            func session(idleFor remaining: Int) -> String {
+                let now = Int64(Date().timeIntervalSince1970)
+                var session = OIDCLogin.Session(subject: "alice", claims: [:], expires: now + 3000)
+                session.idleUntil = now + Int64(remaining)
+                return "gateway_session=" + seal.seal(session.json)
+            }
+            let upstreamCookie = "/status/200?set_cookie=theme%3Ddark%3B%20Path%3D%2F"
+            let renewing = try await gateway.request("GET", upstreamCookie, headers: [("Cookie", session(idleFor: 100))])
+            #expect(renewing.status == 200, "\(renewing)")
+            let cookies = renewing.headers("set-cookie")
+            #expect(cookies.count == 2 && cookies.first == "theme=dark; Path=/", "\(cookies)")
+            let sessionCookies = cookies.filter { $0.hasPrefix("gateway_session=") }
+            let renewed = try #require(sessionCookies.first)
+            let maxAge = renewed.contains("; Path=/; Max-Age=3000; ") || renewed.contains("; Path=/; Max-Age=2999; ")
+            #expect(maxAge && renewed.hasSuffix("; HttpOnly; SameSite=Lax"), "\(renewed)")
+            let renewedValue = String(renewed.prefix { $0 != ";" })
+            let again = try await gateway.request("GET", "/echo", headers: [("Cookie", renewedValue)])
+            #expect(again.status == 200 && again.echoedHeaders["x-auth-subject"] == "alice")
+            #expect(again.headers("set-cookie").isEmpty, "a fresh window needs no renewal")
+
+            let fresh = try await gateway.request("GET", upstreamCookie, headers: [("Cookie", session(idleFor: 500))])
+            #expect(fresh.status == 200 && fresh.headers("set-cookie") == ["theme=dark; Path=/"])
+
+            let idle = try await gateway.request("GET", "/echo", headers: [("Cookie", session(idleFor: -1))])
+            #expect(idle.status == 401 && idle.errorCode == "UNAUTHENTICATED", "\(idle)")
+            let refusal = gateway.logs.entries("authentication failed").last?["reason"] as? String
+            #expect(refusal == "oidc: the session was idle longer than idle_seconds")
+
+            // A login's session carries an idle end from the start.
+            let start = try await gateway.request("GET", "/reports", headers: Self.browser)
+            let asked = Self.query(start.header("location") ?? "")
+            let (state, nonce, challenge) = (asked["state"] ?? "", asked["nonce"] ?? "", asked["code_challenge"] ?? "")
+            let loginCookie = try #require(Self.cookie("gateway_session_login_" + state.prefix(12), in: start))
+            Self.answerCode("code-1", challenge: challenge, idToken: provider.idToken(nonce: nonce), on: idp, exchanges: exchanges)
+            let back = try await gateway.request("GET", "/oauth2/callback?code=code-1&state=\(state)", headers: [("Cookie", loginCookie)])
+            let value = try #require(Self.cookie("gateway_session", in: back)).dropFirst("gateway_session=".count)
+            let opened = try #require(seal.open(String(value)).flatMap(OIDCLogin.Session.init(json:)))
+            let idleBeforeEnd = opened.idleUntil.map { $0 - opened.expires }
+            #expect(idleBeforeEnd == Int64(600 - 28800))
         }
     }
 
