@@ -1336,6 +1336,16 @@ extension RouteConfig {
             let externalAuth = o.optional("external_auth") { $0.nonEmptyString() }
             let grpcWeb = o.optional("grpc_web") { $0.bool() } ?? false
             let requestBuffering = o.optional("request_buffering") { $0.bool() } ?? false
+            // `true` (8 MiB), `false`, or `{"max_bytes": N}`.
+            let responseBufferBytes = o.optional("response_buffering") { node -> Int? in
+                switch node.value {
+                case .bool(let on): return on ? RouteConfig.defaultResponseBufferBytes : 0
+                case .object: return node.object { b in b.required("max_bytes") { $0.int(65_536...(1 << 30)) } }
+                default:
+                    node.error("expected true, false or an object")
+                    return nil
+                }
+            }.flatMap { $0 > 0 ? $0 : nil }
             let limits = o.optional("rate_limits") { $0.array(RateLimitConfig.decode) } ?? []
             let concurrency = o.optional("concurrency_limit") { node in
                 node.object { c -> ConcurrencyLimitConfig? in
@@ -1465,6 +1475,10 @@ extension RouteConfig {
             route.externalAuth = externalAuth
             route.grpcWeb = grpcWeb
             route.requestBuffering = requestBuffering
+            route.responseBufferBytes = responseBufferBytes
+            if let answering, o.has("response_buffering") {
+                o.node.context.warning(o.path / "response_buffering", "\(answering): no upstream answer to hold")
+            }
             route.concurrencyLimit = concurrency ?? nil
             route.adaptiveConcurrency = adaptive
             (route.readTimeoutMs, route.totalTimeoutMs) = (readTimeout, totalTimeout)

@@ -885,6 +885,11 @@ public struct RouteConfig: Sendable {
     public var grpcWeb = false
     /// `request_buffering`: the whole request body is received before the upstream is called.
     public var requestBuffering = false
+    /// `response_buffering`: how many bytes of the upstream's answer the gateway holds for a client that reads slower
+    /// than the upstream sends (nil: none beyond the socket's, the upstream waits for the client).
+    public var responseBufferBytes: Int?
+    /// What `"response_buffering": true` holds.
+    public static let defaultResponseBufferBytes = 8 << 20
 
     public enum AccessLog: Sendable, Equatable {
         /// Every request (`true`, the default).

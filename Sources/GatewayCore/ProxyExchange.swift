@@ -46,6 +46,10 @@ final class ProxyExchange: ExchangeDriver, UpstreamCallDelegate, FilterSuspensio
     private var heldBody: [ByteBuffer] = []
     var requestComplete = false
     private var continueSent = false
+    /// The client stopped keeping up (its connection is not writable), and what of the answer was written since
+    /// (`response_buffering`'s measure).
+    private var clientBehind = false
+    private var heldForClient = 0
     /// 103 Early Hints the upstream's answers have sent the client.
     private var hintsSent = 0
     private var bytesIn = 0
@@ -439,7 +443,21 @@ final class ProxyExchange: ExchangeDriver, UpstreamCallDelegate, FilterSuspensio
     }
 
     func downstreamWritabilityChanged(isWritable: Bool) {
-        if isRelaying { call?.setResponsePaused(!isWritable) }
+        guard isRelaying else { return }
+        clientBehind = !isWritable
+        if isWritable {
+            heldForClient = 0
+            call?.setResponsePaused(false)
+        } else if responseBufferBytes == nil {
+            call?.setResponsePaused(true)
+        }
+    }
+
+    /// `response_buffering` (not for tunnels): how much the route holds for a client that is behind; nil when the
+    /// upstream waits for the client.
+    private var responseBufferBytes: Int? {
+        guard case .forwarding = state else { return nil }
+        return context.route?.responseBufferBytes
     }
 
     func downstreamClosed() {
@@ -507,6 +525,11 @@ final class ProxyExchange: ExchangeDriver, UpstreamCallDelegate, FilterSuspensio
         encoder = finishHead(&response, hasBody: switching == nil)
         status = response.status
         responseStarted = true
+        // A client already behind (an earlier answer on its connection is still queued) is told of no change: ask.
+        if !stream.isWritable {
+            clientBehind = true
+            if responseBufferBytes == nil { call?.setResponsePaused(true) }
+        }
         stream.writeResponseHead(consume response)
         if switching != nil {
             // A tunnel lives as long as its two sides do and talk: no total timeout, an idle one.
@@ -544,6 +567,12 @@ final class ProxyExchange: ExchangeDriver, UpstreamCallDelegate, FilterSuspensio
         let sent = encoder?.compress(translated) ?? translated
         bytesOut += sent.readableBytes
         stream?.writeResponseBody(sent)
+        if clientBehind {
+            // Held in the connection's queue while the client catches up; the upstream waits once the route's share is
+            // used (at once where there is none: a tunnel, a route without response_buffering).
+            heldForClient += sent.readableBytes
+            if heldForClient >= responseBufferBytes ?? 0 { call?.setResponsePaused(true) }
+        }
     }
 
     func upstreamReadComplete() {

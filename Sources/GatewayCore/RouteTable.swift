@@ -59,6 +59,8 @@ public final class CompiledRoute: Sendable {
     public let grpcWeb: Bool
     /// `request_buffering` (or `request_validation`): the body is received whole before the upstream is called.
     public let buffersRequests: Bool
+    /// `response_buffering`: bytes of an answer held for a client that reads slower than the upstream sends (nil: none).
+    public let responseBufferBytes: Int?
     public let stripPrefix: String?
     /// `add_prefix`, without a trailing slash.
     public let addPrefix: String?
@@ -170,6 +172,7 @@ public final class CompiledRoute: Sendable {
         self.compression = CompressionPolicy(config.compression ?? compression)
         self.accessLog = config.accessLog
         self.grpcWeb = config.grpcWeb
+        self.responseBufferBytes = config.responseBufferBytes
         self.buffersRequests = config.requestBuffering || config.requestValidation?.bodySchema != nil || bodyCheck != nil
         if let mirrorIndex, let mirror = config.mirror {
             self.mirror = (mirrorIndex, mirror.percent / 100)

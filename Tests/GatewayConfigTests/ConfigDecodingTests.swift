@@ -38,6 +38,22 @@ import Testing
     }
 
     // TLS keys: relative files resolve against the config's folder; mistakes are reported with their paths.
+    // response_buffering: true (8 MiB), false, or a bound of its own within 64 KiB...1 GiB.
+    @Test func responseBufferingShapes() {
+        func bytes(_ value: String) -> Int?? {
+            load(minimal(route: #"{ "name": "r", "upstream": "u", "response_buffering": \#(value) }"#)).config.map { $0.routes[0].responseBufferBytes }
+        }
+        #expect(bytes("true") == .some(8 << 20))
+        #expect(bytes("false") == .some(nil))
+        #expect(bytes(#"{ "max_bytes": 1048576 }"#) == .some(1 << 20))
+        #expect(load(minimal()).config?.routes[0].responseBufferBytes == nil)
+        let bad = load(minimal(route: #"{ "name": "r", "upstream": "u", "response_buffering": { "max_bytes": 10, "size": 1 } }"#)).errors.map(\.description)
+        #expect(bad.count == 2 && bad.first == "routes[0].response_buffering.max_bytes: 10 is out of range (65536...1073741824)", "\(bad)")
+        #expect(load(minimal(route: #"{ "name": "r", "upstream": "u", "response_buffering": 5 }"#)).errors.map(\.description) == [
+            "routes[0].response_buffering: expected true, false or an object"
+        ])
+    }
+
     @Test func tlsShapes() throws {
         let json = """
             { "listeners": [

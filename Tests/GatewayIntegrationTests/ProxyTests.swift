@@ -1,5 +1,6 @@
 import DemoUpstream
 import Foundation
+import NIOCore
 import Testing
 
 /// Routing, headers and error bodies, over real sockets to a real upstream.
@@ -388,6 +389,63 @@ import Testing
                 let echoed = try JSONSerialization.jsonObject(with: Data(response.bytes)) as? [String: Any]
                 #expect(echoed?["body"] as? String == "streamed over h2")
                 #expect((echoed?["headers"] as? [String: String])?["content-length"] == "16")
+            }
+        }
+    }
+
+    // response_buffering: a client that stops reading a large answer holds no upstream connection on a route that buffers
+    // (the gateway reads the rest and keeps it for the client, who later gets every byte); on a route that does not, the
+    // upstream waits for the client, so with one connection allowed the next request finds none (503).
+    @Test func responseBuffering() async throws {
+        let routes = #"""
+            [{ "name": "buffered", "match": { "path_prefix": "/buffered" }, "upstream": "demo", "strip_prefix": "/buffered",
+               "response_buffering": { "max_bytes": 134217728 } },
+             { "name": "all", "upstream": "demo" }]
+            """#
+        let size = 64_000_000  // well beyond what the sockets' buffers on both sides absorb
+        try await withUpstreams { upstreams in
+            let json = basicConfig(routes: routes, upstreamExtra: #", "max_connections": 1, "max_pending_requests": 0"#)
+            try await withGateway(json, upstreams: upstreams) { gateway in
+                let slow = try await RawClient.connect(port: gateway.port, reading: false)
+                try await slow.send("GET /buffered/bytes/\(size) HTTP/1.1\r\nHost: test.local\r\n\r\n")
+                // The upstream's connection comes free once the gateway has read the whole answer.
+                var statuses: [Int] = []
+                let deadline = ContinuousClock.now + TestTime.seconds(20)
+                while statuses.last != 200 && ContinuousClock.now < deadline {
+                    statuses.append(try await gateway.request("GET", "/buffered/echo").status)
+                    if statuses.last != 200 { try await Task.sleep(for: .milliseconds(50)) }
+                }
+                #expect(statuses.last == 200, "\(statuses.suffix(5))")
+                #expect(Set(statuses).isSubset(of: [200, 503]))
+                // The client reads at last and gets all of it.
+                try await slow.channel.setOption(ChannelOptions.autoRead, value: true).get()
+                slow.channel.read()
+                let response = try await slow.readResponse(timeout: TestTime.seconds(30))
+                #expect(response.status == 200 && response.complete && response.body.count == size)
+                let intact = response.body.allSatisfy { $0 == UInt8(ascii: "x") }
+                #expect(intact)
+                await slow.close()
+
+                // Without response_buffering the stalled client keeps the only upstream connection busy.
+                let stalled = try await RawClient.connect(port: gateway.port, reading: false)
+                try await stalled.send("GET /bytes/\(size) HTTP/1.1\r\nHost: test.local\r\n\r\n")
+                try await Task.sleep(for: .milliseconds(500))
+                let refused = try await gateway.request("GET", "/echo")
+                #expect(refused.status == 503 && refused.errorCode == "UPSTREAM_UNAVAILABLE", "\(refused)")
+                await stalled.close()
+
+                // A pipelined answer that starts while the client is still behind on the one before (held for it by
+                // response_buffering) waits for the client from its first byte, holding its upstream connection.
+                let pipelined = try await RawClient.connect(port: gateway.port, reading: false)
+                try await pipelined.send(
+                    "GET /buffered/bytes/20000000 HTTP/1.1\r\nHost: test.local\r\n\r\nGET /bytes/\(size) HTTP/1.1\r\nHost: test.local\r\n\r\n")
+                var meanwhile: [Int] = []
+                for _ in 0..<30 {
+                    try await Task.sleep(for: .milliseconds(100))
+                    meanwhile.append(try await gateway.request("GET", "/echo").status)
+                }
+                #expect(Set(meanwhile) == [503], "\(meanwhile)")
+                await pipelined.close()
             }
         }
     }
