@@ -1018,8 +1018,8 @@ extension UpstreamConfig {
             if slowStart != nil && balance == .consistentHash {
                 o.node.context.warning(o.path / "slow_start_ms", "consistent_hash keeps its ring: slow start does not apply to it")
             }
-            if dnsRefresh != nil, let targets, targets.allSatisfy({ UpstreamTarget.isIPLiteral($0.host) }) {
-                o.node.context.warning(o.path / "dns_refresh_ms", "every target is an IP address: there is nothing to resolve")
+            if dnsRefresh != nil, let targets, !targets.contains(where: \.hasHostName) {
+                o.node.context.warning(o.path / "dns_refresh_ms", "every target is an IP address or a Unix socket: there is nothing to resolve")
             }
             if health?.grpcService != nil, let targets, let plain = targets.first(where: { $0.httpProtocol != .h2 }) {
                 o.node.context.error(
@@ -1090,14 +1090,23 @@ extension UpstreamTarget {
     static func parse(_ node: ConfigNode) -> UpstreamTarget? {
         guard let text = node.string() else { return nil }
         guard let target = UpstreamTarget(url: text) else {
-            node.error("\"\(text)\" is not a valid upstream URL (expected http://host:port)")
+            node.error("\"\(text)\" is not a valid upstream URL (expected http://host:port, https://host:port or unix:///path/to/app.sock)")
             return nil
         }
         return target
     }
 
-    /// Parses `scheme://host[:port][/]`; paths, queries, fragments and credentials are not allowed.
+    /// Parses `scheme://host[:port][/]` (paths, queries, fragments and credentials are not allowed) or `unix:///path`
+    /// (an absolute path that fits a socket address: at most 107 bytes).
     public init?(url: String) {
+        if url.lowercased().hasPrefix("unix://") {
+            let path = String(url.dropFirst("unix://".count))
+            guard path.hasPrefix("/"), path.utf8.count <= 107, !path.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7F })
+            else { return nil }
+            self.init(scheme: .http, host: "localhost", port: 80, weight: 1)
+            socketPath = path
+            return
+        }
         let schemeEnd = url.firstRange(of: "://")
         guard let schemeEnd, let scheme = Scheme(rawValue: String(url[..<schemeEnd.lowerBound]).lowercased()) else {
             return nil

@@ -704,7 +704,7 @@ extension UpstreamConfig {
     /// Targets named by host (not by IP literal) whose addresses this upstream discovers.
     public var discoveredHosts: [String] {
         guard dnsRefreshMs != nil else { return [] }
-        return targets.filter { $0.address == nil && !UpstreamTarget.isIPLiteral($0.host) }.map(\.host)
+        return targets.filter { $0.address == nil && $0.hasHostName }.map(\.host)
     }
 
     /// This upstream with every discovered host-name target replaced by one target per address `resolved`
@@ -714,7 +714,7 @@ extension UpstreamConfig {
         guard dnsRefreshMs != nil else { return self }
         var expanded = self
         expanded.targets = targets.flatMap { target -> [UpstreamTarget] in
-            guard target.address == nil, !UpstreamTarget.isIPLiteral(target.host), let addresses = resolved[target.host], !addresses.isEmpty
+            guard target.address == nil, target.hasHostName, let addresses = resolved[target.host], !addresses.isEmpty
             else { return [target] }
             return addresses.sorted().map { address in
                 var one = target
@@ -763,6 +763,9 @@ public struct UpstreamTarget: Sendable, Hashable, CustomStringConvertible {
     /// The IP address DNS discovery found for `host` (`dns_refresh_ms`): connections go there, while Host, SNI
     /// and certificate checks keep using `host`. nil: connect to `host`.
     public var address: String?
+    /// `unix:///run/app.sock`: connections go to this Unix domain socket (an app server on the same machine: Gunicorn,
+    /// Puma, uvicorn), and `Host` names `localhost` where the target's name would go.
+    public var socketPath: String?
 
     public init(scheme: Scheme, host: String, port: Int, weight: Int, httpProtocol: HTTPProtocol = .http1) {
         self.scheme = scheme
@@ -772,17 +775,23 @@ public struct UpstreamTarget: Sendable, Hashable, CustomStringConvertible {
         self.httpProtocol = httpProtocol
     }
 
-    /// `host:port` as it goes in a Host header (IPv6 in brackets).
-    public var authority: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
+    /// `host:port` as it goes in a Host header (IPv6 in brackets; `localhost` for a Unix socket).
+    public var authority: String {
+        if socketPath != nil { return host }
+        return host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)"
+    }
+    /// A host name DNS discovery may look up (not an IP literal, not a Unix socket).
+    public var hasHostName: Bool { socketPath == nil && !Self.isIPLiteral(host) }
     /// Where connections go: `address` when discovery found one, else `host`.
     public var connectHost: String { address ?? host }
     /// The target in logs, metrics and the admin API: `authority`, or `address:port` for a discovered address
     /// (several share one host name).
     public var label: String {
+        if let socketPath { return "unix:" + socketPath }
         guard let address else { return authority }
         return address.contains(":") ? "[\(address)]:\(port)" : "\(address):\(port)"
     }
-    public var description: String { "\(scheme.rawValue)://\(label)" }
+    public var description: String { socketPath.map { "unix://" + $0 } ?? "\(scheme.rawValue)://\(label)" }
 
     /// An IPv4 or IPv6 literal (nothing to resolve).
     public static func isIPLiteral(_ host: String) -> Bool {

@@ -94,7 +94,7 @@ final class HealthChecker: Sendable {
             let path = settings.path
             let grpcService = settings.grpcService
             let extraHeaders = settings.headers
-            let connected = ClientBootstrap(group: eventLoop)
+            let bootstrap = ClientBootstrap(group: eventLoop)
                 .connectTimeout(timeout)
                 .channelInitializer { channel in
                     channel.eventLoop.makeCompletedFuture {
@@ -125,7 +125,7 @@ final class HealthChecker: Sendable {
                         try channel.pipeline.syncOperations.addHandler(HealthProbeHandler(request: request, result: result))
                     }
                 }
-                .connect(host: target.target.connectHost, port: target.target.port)
+            let connected = target.target.socketAddress.map { bootstrap.connect(to: $0) } ?? bootstrap.connect(host: target.target.connectHost, port: target.target.port)
             let timer = eventLoop.assumeIsolated().scheduleTask(in: timeout) {
                 result.fail(HealthProbeError.timedOut)
             }

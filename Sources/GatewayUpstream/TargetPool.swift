@@ -18,7 +18,7 @@ final class TargetPool {
     let target: UpstreamTarget
     /// `host:port`, computed once: it goes into Host headers and log lines.
     let authority: String
-    /// The target's address when it is an IP literal or a discovered address (parsed once); nil means resolve on
+    /// The target's address when it is an IP literal, a discovered address or a Unix socket (made once); nil means resolve on
     /// connect.
     private let address: SocketAddress?
     let eventLoop: EventLoop
@@ -43,7 +43,7 @@ final class TargetPool {
         self.shared = shared
         self.target = shared.target
         self.authority = shared.authority
-        self.address = IPAddress(target.connectHost) != nil ? try? SocketAddress(ipAddress: target.connectHost, port: target.port) : nil
+        self.address = target.socketAddress
         self.eventLoop = runtime.eventLoop
         self.connectTimeout = runtime.connectTimeout
         tls = runtime.shared.tlsContext(for: shared.target).map { ($0, UpstreamTLS.serverName(for: shared.target, settings: runtime.config.tls)) }
@@ -163,5 +163,14 @@ final class TargetPool {
             for connection in self.idle.expire(now: NIODeadline.now().uptimeNanoseconds) { connection.close() }
             self.scheduleSweep()
         }
+    }
+}
+
+extension UpstreamTarget {
+    /// Where to connect without a lookup: the Unix socket, an IP literal or a discovered address; nil for a host name.
+    var socketAddress: SocketAddress? {
+        if let socketPath { return try? SocketAddress(unixDomainSocketPath: socketPath) }
+        guard IPAddress(connectHost) != nil else { return nil }
+        return try? SocketAddress(ipAddress: connectHost, port: port)
     }
 }

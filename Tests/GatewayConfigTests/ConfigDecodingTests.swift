@@ -38,6 +38,23 @@ import Testing
     }
 
     // TLS keys: relative files resolve against the config's folder; mistakes are reported with their paths.
+    // unix:///path targets: an absolute path that fits a socket address, no control characters; named unix:PATH in
+    // logs and metrics, Host localhost; nothing for DNS discovery to resolve.
+    @Test func unixSocketTargetShapes() throws {
+        let target = try #require(UpstreamTarget(url: "unix:///run/app/puma.sock"))
+        #expect(target.socketPath == "/run/app/puma.sock" && target.scheme == .http)
+        #expect(target.label == "unix:/run/app/puma.sock" && target.authority == "localhost" && target.description == "unix:///run/app/puma.sock")
+        #expect(!target.hasHostName && UpstreamTarget(url: "http://app.internal:8080")?.hasHostName == true)
+        for bad in ["unix://run/app.sock", "unix://", "unix:///" + String(repeating: "a", count: 107), "unix:///a\nb"] {
+            #expect(UpstreamTarget(url: bad) == nil, "\(bad)")
+        }
+        let json = #"{ "listeners": [{ "name": "l", "port": 1 }], "upstreams": { "u": { "targets": ["unix:///run/a.sock", "unix:relative.sock"], "dns_refresh_ms": 1000 } }, "routes": [{ "name": "r", "upstream": "u" }] }"#
+        #expect(load(json).diagnostics.map(\.description) == [
+            #"upstreams.u.targets[1]: "unix:relative.sock" is not a valid upstream URL (expected http://host:port, https://host:port or unix:///path/to/app.sock)"#,
+            "warning: upstreams.u.dns_refresh_ms: every target is an IP address or a Unix socket: there is nothing to resolve",
+        ])
+    }
+
     // response_buffering: true (8 MiB), false, or a bound of its own within 64 KiB...1 GiB.
     @Test func responseBufferingShapes() {
         func bytes(_ value: String) -> Int?? {

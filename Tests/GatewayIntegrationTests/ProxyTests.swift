@@ -393,6 +393,43 @@ import Testing
         }
     }
 
+    // unix:///path targets: requests reach an app server on a Unix domain socket (Host "localhost" where
+    // the target's name would go), the access log names the socket, and health checks go there too.
+    @Test func unixSocketTargets() async throws {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("gw-\(UUID().uuidString.prefix(8)).sock").path
+        let upstream = try await DemoUpstream.start(name: "unix", unixSocket: path)
+        defer {
+            Task { await upstream.shutdown() }
+            try? FileManager.default.removeItem(atPath: path)
+        }
+        let routes = #"""
+            [{ "name": "own-host", "match": { "path_prefix": "/own" }, "upstream": "demo", "strip_prefix": "/own", "preserve_host": false },
+             { "name": "all", "upstream": "demo" }]
+            """#
+        let json = basicConfig(
+            targets: "\"unix://\(path)\"", routes: routes,
+            upstreamExtra: #", "health_check": { "path": "/healthz", "interval_ms": 100, "timeout_ms": 1000, "unhealthy_threshold": 1 }"#)
+        try await withGateway(json) { gateway in
+            let first = try await gateway.request("GET", "/echo?x=1", headers: [("X-Request-ID", "unix-1")])
+            #expect(first.status == 200 && first.json["upstream"] as? String == "unix", "\(first)")
+            #expect(first.echoedHeaders["host"] == "test.local")
+            let own = try await gateway.request("GET", "/own/echo")
+            #expect(own.echoedHeaders["host"] == "localhost")
+            let log = try await gateway.accessLog(for: first)
+            #expect(log["upstream"] as? String == "unix:" + path)
+
+            // The health check reaches the socket: an unhealthy answer there takes the target out.
+            upstream.behaviour.healthStatus.store(503, ordering: .relaxed)
+            var status = 0
+            let deadline = ContinuousClock.now + TestTime.seconds(10)
+            while status != 503 && ContinuousClock.now < deadline {
+                try await Task.sleep(for: .milliseconds(50))
+                status = try await gateway.request("GET", "/echo").status
+            }
+            #expect(status == 503)
+        }
+    }
+
     // response_buffering: a client that stops reading a large answer holds no upstream connection on a route that buffers
     // (the gateway reads the rest and keeps it for the client, who later gets every byte); on a route that does not, the
     // upstream waits for the client, so with one connection allowed the next request finds none (503).

@@ -113,10 +113,10 @@ public final class DemoUpstream: Sendable {
 
     public static func start(
         host: String = "127.0.0.1", port: Int = 0, name: String = "demo", behaviour: Behaviour = Behaviour(),
-        tls: NIOSSLContext? = nil, http2: Bool = false, group: EventLoopGroup = MultiThreadedEventLoopGroup.singleton
+        tls: NIOSSLContext? = nil, http2: Bool = false, unixSocket: String? = nil, group: EventLoopGroup = MultiThreadedEventLoopGroup.singleton
     ) async throws -> DemoUpstream {
         let stats = Stats()
-        let channel = try await ServerBootstrap(group: group)
+        let bootstrap = ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 1024)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
@@ -158,8 +158,8 @@ public final class DemoUpstream: Sendable {
                     try channel.pipeline.syncOperations.addHandler(demo)
                 }
             }
-            .bind(host: host, port: port)
-            .get()
+        // `unixSocket`: listens on that Unix domain socket path instead (replacing a stale socket file); `port` is then 0.
+        let channel = try await (unixSocket.map { bootstrap.bind(unixDomainSocketPath: $0, cleanupExistingSocketFile: true) } ?? bootstrap.bind(host: host, port: port)).get()
         return DemoUpstream(name: name, port: channel.localAddress?.port ?? port, channel: channel, stats: stats, behaviour: behaviour)
     }
 
