@@ -17,7 +17,7 @@ import NIOPosix
 /// - `GET /upstreams`: every target with its health, breaker state and requests in flight.
 /// - `POST /reload`: reload gateway.json (as SIGHUP does); 200, or 422 with the problems (nothing changed).
 /// - `POST /certificates/reload`: read the TLS certificate files again.
-/// - `POST /cache/purge[?url=URL|?route=NAME]`: drop stored responses (both cache tiers).
+/// - `POST /cache/purge[?url=URL|?route=NAME|?tag=T]`: drop stored responses (both cache tiers).
 /// - `GET /explain?url=URL[&method=M][&listener=L][&header=Name:%20value...]`: the route a request would take in the
 ///   running config, as `gateway explain` tells it.
 final class AdminServer: Sendable {
@@ -252,10 +252,15 @@ enum AdminEndpoint: String, Sendable {
         }
     }
 
-    /// `?url=URL` drops one URI's stored responses, `?route=NAME` a route's, neither drops everything.
+    /// `?url=URL` drops one URI's stored responses, `?route=NAME` a route's, `?tag=T` (several separated by spaces or
+    /// commas) those the upstream tagged so, none of them everything.
     private static func purgeCache(_ gateway: Gateway, query: [String: String]) async -> AdminReply {
         do {
-            let purged = try await gateway.purgeCache(url: query["url"], route: query["route"])
+            let tags = (query["tag"] ?? "").split(whereSeparator: { $0 == " " || $0 == "," }).map(String.init)
+            if query["tag"] != nil && tags.isEmpty {
+                return AdminReply(.unprocessableEntity, "application/json", JSONValue.object([("error", .string("tag is empty"))]).rendered)
+            }
+            let purged = try await gateway.purgeCache(url: query["url"], route: query["route"], tags: tags)
             return AdminReply(.ok, "application/json", JSONValue.object([("purged", .integer(purged))]).rendered)
         } catch {
             return AdminReply(.unprocessableEntity, "application/json", JSONValue.object([("error", .string("\(error)"))]).rendered)

@@ -499,9 +499,10 @@ public final class Gateway: Sendable {
 
     /// Drops stored responses: one URL (absolute, or a path on any host), one route's, or everything.
     /// Returns how many URIs were dropped (from memory, or from Redis when it can tell more).
-    public func purgeCache(url: String?, route: String?) async throws -> Int {
+    public func purgeCache(url: String?, route: String?, tags: [String] = []) async throws -> Int {
         guard let cache = parts.withLockedValue({ $0.cache }) else { return 0 }
         let loop = group.next()
+        if !tags.isEmpty { return try await cache.purge(tags: tags, on: loop).get() }
         if let url {
             guard let components = URLComponents(string: url), !components.percentEncodedPath.isEmpty else {
                 throw PurgeError(description: "url must be an absolute URL (http://host/path?query) or a path")

@@ -8,8 +8,8 @@ import NIOCore
 /// Redis string, with a TTL as long as a copy may still be served or revalidated, and a set per route
 /// so a route can be purged.
 ///
-/// Keys: `gw:cache:{SHA1(uri key)}` (the hash tag keeps each URI in one Redis Cluster slot) and
-/// `gw:cache:route:NAME`. Values: `GWC1`, the variant count, then per variant a JSON description
+/// Keys: `gw:cache:{SHA1(uri key)}` (the hash tag keeps each URI in one Redis Cluster slot),
+/// `gw:cache:route:NAME` and `gw:cache:tag:TAG` (sets of entry keys, for purges). Values: `GWC1`, the variant count, then per variant a JSON description
 /// (status, headers, times, selectors, route) and the raw body, each length-prefixed. Redis failures
 /// are misses (lookups) or skipped writes: the memory tier and the upstream still answer.
 public final class RedisCacheTier: SharedCacheTier {
@@ -20,6 +20,7 @@ public final class RedisCacheTier: SharedCacheTier {
 
     static func entryKey(_ key: String) -> String { prefix + "{" + SHA1.hex(key) + "}" }
     static func routeKey(_ route: String) -> String { prefix + "route:" + route }
+    static func tagKey(_ tag: String) -> String { prefix + "tag:" + tag }
 
     public func fetch(_ key: String, on eventLoop: EventLoop) -> EventLoopFuture<[CacheEntry]> {
         eventLoop.flatSubmit {
@@ -38,6 +39,13 @@ public final class RedisCacheTier: SharedCacheTier {
         eventLoop.execute {
             _ = self.client.send(binary: [Array("SET".utf8), Array(entryKey.utf8), bytes, Array("EX".utf8), Array(String(ttl).utf8)], on: eventLoop)
             _ = self.client.send(["SADD", Self.routeKey(route), entryKey], on: eventLoop)
+            // A tag's set lives as long as its longest-kept entry: a TTL set once (NX), then only lengthened (GT).
+            for tag in Set(variants.flatMap(\.tags)) {
+                let tagKey = Self.tagKey(tag)
+                _ = self.client.send(["SADD", tagKey, entryKey], on: eventLoop)
+                _ = self.client.send(["EXPIRE", tagKey, String(ttl), "NX"], on: eventLoop)
+                _ = self.client.send(["EXPIRE", tagKey, String(ttl), "GT"], on: eventLoop)
+            }
         }
     }
 
@@ -48,18 +56,24 @@ public final class RedisCacheTier: SharedCacheTier {
 
     public func purge(route: String?, on eventLoop: EventLoop) -> EventLoopFuture<Int> {
         eventLoop.flatSubmit {
-            if let route {
-                let setKey = Self.routeKey(route)
-                return self.client.send(["SMEMBERS", setKey], on: eventLoop).flatMap { members -> EventLoopFuture<Int> in
-                    guard case .array(let items) = members, !items.isEmpty else { return eventLoop.makeSucceededFuture(0) }
-                    let keys = items.compactMap(\.string)
-                    return self.client.send(["DEL"] + keys + [setKey], on: eventLoop).map { value in
-                        if case .integer(let count) = value { return max(0, count - 1) }
-                        return 0
-                    }
-                }
-            }
+            if let route { return self.deleteMembers(of: Self.routeKey(route), on: eventLoop) }
             return self.scanAndDelete(cursor: "0", deleted: 0, on: eventLoop)
+        }
+    }
+
+    public func purge(tag: String, on eventLoop: EventLoop) -> EventLoopFuture<Int> {
+        eventLoop.flatSubmit { self.deleteMembers(of: Self.tagKey(tag), on: eventLoop) }
+    }
+
+    /// Deletes the entries a route's or tag's set names, and the set; how many entries there were.
+    private func deleteMembers(of setKey: String, on eventLoop: EventLoop) -> EventLoopFuture<Int> {
+        client.send(["SMEMBERS", setKey], on: eventLoop).flatMap { members -> EventLoopFuture<Int> in
+            guard case .array(let items) = members, !items.isEmpty else { return eventLoop.makeSucceededFuture(0) }
+            let keys = items.compactMap(\.string)
+            return self.client.send(["DEL"] + keys + [setKey], on: eventLoop).map { value in
+                if case .integer(let count) = value { return max(0, count - 1) }
+                return 0
+            }
         }
     }
 
@@ -96,6 +110,7 @@ public final class RedisCacheTier: SharedCacheTier {
                 "lifetime": entry.lifetime,
                 "route": entry.route,
                 "selectors": entry.selectors.map { [$0.name, $0.value as Any? ?? NSNull()] },
+                "tags": entry.tags,
             ]
             let json = (try? JSONSerialization.data(withJSONObject: meta)) ?? Data("{}".utf8)
             appendLength(json.count, to: &out)
@@ -126,14 +141,15 @@ public final class RedisCacheTier: SharedCacheTier {
             else { return nil }
             let headers = pairs.compactMap { $0.count == 2 ? (name: $0[0], value: $0[1]) : nil }
             let facts = CacheEntry.facts(of: ResponseHead(status: status, headers: HeaderList(headers.map { ($0.name, $0.value) })))
-            variants.append(
-                CacheEntry(
-                    status: status, headers: headers, body: body, requestTime: requestTime, responseTime: responseTime, facts: facts,
-                    lifetime: lifetime,
-                    selectors: selectors.compactMap { pair in
-                        guard pair.count == 2, let name = pair[0] as? String else { return nil }
-                        return (name: name, value: pair[1] as? String)
-                    }, route: route))
+            var entry = CacheEntry(
+                status: status, headers: headers, body: body, requestTime: requestTime, responseTime: responseTime, facts: facts,
+                lifetime: lifetime,
+                selectors: selectors.compactMap { pair in
+                    guard pair.count == 2, let name = pair[0] as? String else { return nil }
+                    return (name: name, value: pair[1] as? String)
+                }, route: route)
+            entry.tags = meta["tags"] as? [String] ?? []  // absent in entries stored before tags existed
+            variants.append(entry)
         }
         return variants
     }

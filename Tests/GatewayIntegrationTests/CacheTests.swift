@@ -298,6 +298,53 @@ import TestSupport
         }
     }
 
+    // Cache tags: the upstream's Surrogate-Key (space-separated) and Cache-Tag (comma-separated) fields tag what is
+    // stored, never reach clients, and `POST /cache/purge?tag=` drops every URI so tagged from memory and Redis, where
+    // each tag is a set of entry keys that expires with them.
+    @Test(.timeLimit(.minutes(1))) func purgeByTag() async throws {
+        let redis = try await RedisServer()
+        try await redis.start()
+        defer { redis.kill() }
+        try await withUpstreams { upstreams in
+            let config = Self.config(top: #""redis": { "url": "redis://127.0.0.1:\#(redis.port)" },"#)
+                .replacingOccurrences(of: #""cache": {}"#, with: #""cache": { "store": "redis" }"#)
+            try await withGateway(config, upstreams: upstreams) { test in
+                let a = Self.path("max-age=60", "&p=a&surrogate_key=product-1%20list")
+                let b = Self.path("max-age=60", "&p=b&cache_tag=product-2%2C%20list")
+                let c = Self.path("max-age=60", "&p=c")
+                for path in [a, b, c] {
+                    let first = try await test.request("GET", path)
+                    #expect(first.header("x-cache") == "MISS" && first.header("surrogate-key") == nil && first.header("cache-tag") == nil, "\(first)")
+                    let again = try await test.request("GET", path)
+                    #expect(again.header("x-cache") == "HIT" && again.header("surrogate-key") == nil && again.header("cache-tag") == nil)
+                }
+                let listed = try await redis.command(["SCARD", "gw:cache:tag:list"])
+                #expect(listed.contains("2"), "\(listed)")
+                let ttl = Int(try await redis.command(["TTL", "gw:cache:tag:product-1"]).filter(\.isNumber)) ?? -1
+                #expect(ttl > 0 && ttl <= 3660, "the tag's set expires with its entries (\(ttl))")
+
+                let one = try await OperationsTests.admin(test.gateway, "/cache/purge?tag=product-1", method: "POST", token: nil)
+                #expect(one.status == 200 && one.json["purged"] as? Int == 1, "\(one.text)")
+                #expect(try await test.request("GET", a).header("x-cache") == "MISS")
+                #expect(try await test.request("GET", b).header("x-cache") == "HIT")
+                #expect(try await test.request("GET", c).header("x-cache") == "HIT")
+
+                let both = try await OperationsTests.admin(test.gateway, "/cache/purge?tag=list", method: "POST", token: nil)
+                #expect(both.json["purged"] as? Int == 2, "\(both.text)")
+                let gone = try await redis.command(["EXISTS", "gw:cache:tag:list"])
+                #expect(gone.contains("0"), "purged from Redis too: \(gone)")
+                let entries = try await redis.command(["KEYS", "gw:cache:{*"])
+                #expect(entries.split(separator: "\n").count == 1, "only c's entry is left: \(entries)")
+                #expect(try await test.request("GET", a).header("x-cache") == "MISS")
+                #expect(try await test.request("GET", b).header("x-cache") == "MISS")
+                #expect(try await test.request("GET", c).header("x-cache") == "HIT")
+
+                let empty = try await OperationsTests.admin(test.gateway, "/cache/purge?tag=", method: "POST", token: nil)
+                #expect(empty.status == 422)
+            }
+        }
+    }
+
     // A response larger than max_object_bytes streams through whole and uncached, in bounded memory.
     @Test(.timeLimit(.minutes(2))) func largeObjectsStreamThrough() async throws {
         try await withUpstreams { upstreams in

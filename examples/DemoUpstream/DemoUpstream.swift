@@ -30,8 +30,8 @@ import Synchronization
 /// - `/upload`: reads the body and answers `{"bytes":N}`
 /// - `/hop`: a response carrying hop-by-hop and identity headers a proxy must remove
 /// - `/stats`: connections accepted and requests served so far
-/// - `/cacheable?cc=..&etag=..&last_modified=..&vary=..&cookie=1&allow_origin=..&status=N&size=N&type=T`: a response with
-///   those caching (and CORS) headers (query values percent-decoded) and a body naming the upstream and counting hits on this path;
+/// - `/cacheable?cc=..&etag=..&last_modified=..&vary=..&cookie=1&allow_origin=..&surrogate_key=..&cache_tag=..&status=N&size=N&type=T`:
+///   a response with those caching (and CORS) headers (query values percent-decoded) and a body naming the upstream and counting hits on this path;
 ///   answers 304 when If-None-Match matches the etag
 /// - `/v1/traces`: keeps the body (an OTLP collector stand-in; `behaviour.collected`)
 /// - `/auth`: an authorization service stand-in (for `external_auth`; each check's head goes to
@@ -419,6 +419,8 @@ final class DemoHandler: ChannelInboundHandler, RemovableChannelHandler {
         if let vary = value("vary") { headers.add(name: "Vary", value: vary) }
         if let date = value("date") { headers.add(name: "Date", value: date) }
         if query["cookie"] == "1" { headers.add(name: "Set-Cookie", value: "session=secret; HttpOnly") }
+        if let keys = value("surrogate_key") { headers.add(name: "Surrogate-Key", value: keys) }
+        if let tags = value("cache_tag") { headers.add(name: "Cache-Tag", value: tags) }
         // A backend doing its own CORS (which a gateway route with `cors` replaces).
         if let origin = value("allow_origin") {
             headers.add(name: "Access-Control-Allow-Origin", value: origin)

@@ -246,6 +246,7 @@ extension ProxyExchange {
         if !head.method.isSafe {
             if (200..<400).contains(status) { invalidate(after: response, policy: cacheState.policy) }
             cacheState.result.mark(&response.headers)
+            for field in CacheEntry.tagFields { response.headers.remove(name: field) }
             return .forward
         }
         if cacheState.revalidating, status == 304, let stale = cacheState.stale {
@@ -260,6 +261,7 @@ extension ProxyExchange {
         }
         if cacheState.fill == nil { releaseLeadership(&cacheState) }
         cacheState.result.mark(&response.headers)
+        for field in CacheEntry.tagFields { response.headers.remove(name: field) }  // read above; not for clients
         caching = cacheState
         return .forward
     }
@@ -330,7 +332,8 @@ extension ProxyExchange {
         var updated: [String: [String]] = [:]
         for (name, value) in response.headers {
             let lower = name.lowercased()
-            guard !["content-length", "transfer-encoding", "set-cookie", "age", "x-cache", "cache-status", "content-encoding"].contains(lower) else { continue }
+            guard !["content-length", "transfer-encoding", "set-cookie", "age", "x-cache", "cache-status", "content-encoding", "surrogate-key", "cache-tag"].contains(lower)
+            else { continue }
             updated[lower, default: []].append(value)
         }
         let responseTime = ResponseCache.now()
@@ -343,6 +346,8 @@ extension ProxyExchange {
         var facts = CacheEntry.facts(of: ResponseHead(status: stale.status, headers: HeaderList(entry.headers.map { ($0.name, $0.value) })))
         if facts.date == nil { facts.date = responseTime }
         entry.facts = facts
+        let tags = CacheEntry.tags(of: response.headers)
+        if !tags.isEmpty { entry.tags = tags }  // a 304 that names tags names them all
         entry.requestTime = requestTime
         entry.responseTime = responseTime
         entry.lifetime = HTTPCaching.freshnessLifetime(facts, responseTime: responseTime, defaultTTL: stale.lifetime)
@@ -478,7 +483,7 @@ extension CacheEntry {
         var headers: [(name: String, value: String)] = []
         for (name, value) in response.headers {
             switch name.lowercased() {
-            case "set-cookie", "age", "x-cache", "cache-status", "content-length", "transfer-encoding": continue
+            case "set-cookie", "age", "x-cache", "cache-status", "content-length", "transfer-encoding", "surrogate-key", "cache-tag": continue
             default: headers.append((name, value))
             }
         }
@@ -489,9 +494,11 @@ extension CacheEntry {
         }
         let varyNames = response.headers.values(name: "vary").flatMap { $0.split(separator: ",") }.map { $0.trimmingASCIISpaces().lowercased() }
         let selectorNames = policy.keyHeaders + varyNames.filter { !policy.keyHeaders.contains($0) && !$0.isEmpty }
-        return CacheEntry(
+        var entry = CacheEntry(
             status: response.status, headers: headers, body: ByteBuffer(), requestTime: requestTime, responseTime: responseTime,
             facts: stored, lifetime: HTTPCaching.freshnessLifetime(stored, responseTime: responseTime, defaultTTL: policy.defaultTTL),
             selectors: selectorNames.map { (name: $0, value: ResponseCache.selectorValue($0, in: requestHeaders)) }, route: policy.route)
+        entry.tags = tags(of: response.headers)
+        return entry
     }
 }

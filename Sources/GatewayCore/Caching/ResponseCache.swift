@@ -22,6 +22,8 @@ public struct CacheEntry: Sendable {
     public var route: String
     /// May answer requests that carry Authorization (RFC 9111 §3.5: public, s-maxage or must-revalidate).
     public var shareableWithAuthorization: Bool
+    /// The upstream's cache tags (`Surrogate-Key`, `Cache-Tag`): `POST /cache/purge?tag=` drops every entry with one.
+    public var tags: [String] = []
 
     public init(
         status: Int, headers: [(name: String, value: String)], body: ByteBuffer, requestTime: Int, responseTime: Int,
@@ -55,7 +57,26 @@ public struct CacheEntry: Sendable {
             setsCookie: headers.contains(name: "set-cookie"), varyAny: vary.contains("*"))
     }
 
-    var cost: Int { body.readableBytes + headers.reduce(256) { $0 + $1.name.utf8.count + $1.value.utf8.count + 4 } }
+    /// Fields that carry cache tags: the cache's business, never sent to clients.
+    public static let tagFields = ["surrogate-key", "cache-tag"]
+    /// At most this many tags per entry (a response listing thousands would make every purge scan slow).
+    static let maxTags = 128
+
+    /// A response's cache tags: `Surrogate-Key` (Fastly, Varnish: space-separated) and `Cache-Tag` (Cloudflare:
+    /// comma-separated), in order, each once.
+    public static func tags(of headers: HeaderList) -> [String] {
+        var tags: [String] = []
+        for (field, separators) in [("surrogate-key", " \t"), ("cache-tag", ", \t")] {
+            for value in headers.values(name: field) {
+                for tag in value.split(whereSeparator: { separators.contains($0) }) where tags.count < maxTags && !tags.contains(String(tag)) {
+                    tags.append(String(tag))
+                }
+            }
+        }
+        return tags
+    }
+
+    var cost: Int { tags.reduce(0) { $0 + $1.utf8.count + 16 } + body.readableBytes + headers.reduce(256) { $0 + $1.name.utf8.count + $1.value.utf8.count + 4 } }
 
     public func age(now: Int) -> Int { HTTPCaching.currentAge(facts, requestTime: requestTime, responseTime: responseTime, now: now) }
 
@@ -81,6 +102,8 @@ public protocol SharedCacheTier: Sendable {
     func remove(_ key: String, on eventLoop: EventLoop)
     /// Everything of one route (nil: everything); the count when it can tell.
     func purge(route: String?, on eventLoop: EventLoop) -> EventLoopFuture<Int>
+    /// Every URI with a variant tagged `tag`; the count when it can tell.
+    func purge(tag: String, on eventLoop: EventLoop) -> EventLoopFuture<Int>
 }
 
 /// The response cache shared by every route and event loop: an LRU memory tier bounded by
@@ -164,6 +187,18 @@ public final class ResponseCache: Sendable {
         }
         guard let shared else { return eventLoop.makeSucceededFuture(dropped) }
         return shared.purge(route: route, on: eventLoop).map { max($0, dropped) }
+    }
+
+    /// Drops every URI one of whose variants carries one of `tags`, from both tiers; the number of URIs dropped.
+    public func purge(tags: [String], on eventLoop: EventLoop) -> EventLoopFuture<Int> {
+        let dropped = memory.withLockedValue { lru -> Int in
+            let before = lru.count
+            lru.removeAll { _, variants in variants.contains { entry in entry.tags.contains { tags.contains($0) } } }
+            return before - lru.count
+        }
+        guard let shared else { return eventLoop.makeSucceededFuture(dropped) }
+        let counts = tags.map { shared.purge(tag: $0, on: eventLoop) }
+        return EventLoopFuture.whenAllSucceed(counts, on: eventLoop).map { max($0.reduce(0, +), dropped) }
     }
 
     /// Hosts with something stored for `target` in memory (purging a bare path finds them this way).
