@@ -411,7 +411,7 @@ import Testing
         #expect(off.expandingTargets(resolved: ["api.internal": ["10.0.0.1"]]) == off, "without dns_refresh_ms names resolve at connect")
 
         let ips = load(config(#"{ "targets": ["http://10.0.0.1:80"], "dns_refresh_ms": 1000 }"#)).warnings.map(\.description)
-        #expect(ips == ["warning: upstreams.u.dns_refresh_ms: every target is an IP address: there is nothing to resolve"])
+        #expect(ips == ["warning: upstreams.u.dns_refresh_ms: every target is an IP address or a Unix socket: there is nothing to resolve"])
         let tooFast = load(config(#"{ "targets": ["http://a.internal:80"], "dns_refresh_ms": 10 }"#)).errors.map(\.description)
         #expect(tooFast == ["upstreams.u.dns_refresh_ms: 10 is out of range (100...86400000)"])
     }
