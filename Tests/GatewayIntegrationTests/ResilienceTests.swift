@@ -609,7 +609,9 @@ import Testing
                 extra: #""health_check": { "path": "/echo", "interval_ms": 100, "timeout_ms": 30000, "unhealthy_threshold": 1, "healthy_threshold": 1 }"#)
             try await withGateway(json) { gateway in
                 upstreams[0].behaviour.dropRequests.store(true, ordering: .relaxed)
-                try await waitUntil { Self.state(gateway, target: upstreams[0].port)?.healthy == false }
+                // The log line follows the state change: wait for the line itself.
+                try await waitUntil { !gateway.logs.entries("upstream target unhealthy").isEmpty }
+                #expect(Self.state(gateway, target: upstreams[0].port)?.healthy == false)
                 let detail = gateway.logs.entries("upstream target unhealthy").first?["last_check"] as? String
                 #expect(detail == "closed without an answer")
             }
