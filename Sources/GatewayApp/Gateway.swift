@@ -39,6 +39,8 @@ public final class Gateway: Sendable {
         var adaptiveFilters: [String: AdaptiveConcurrencyFilter] = [:]
         /// `logging.access_log_format` as the process started (the log outputs are made once, at start).
         var accessLogFormat: LoggingConfig.AccessLogFormat = .json
+        /// This gateway's `CDN-Loop` id, kept across reloads.
+        var instanceID = HeaderRules.newLoopID()
     }
 
     private let group: MultiThreadedEventLoopGroup
@@ -303,11 +305,13 @@ public final class Gateway: Sendable {
         } bodyCheck: { route in
             route.webhookSignature.map { WebhookSignatureCheck($0, routeName: route.name, logger: logger, metrics: metrics) }
         }
-        let runtime = GatewayRuntime(config: config, routes: routes, globalFilters: globalFilters, logger: logger, metrics: metrics)
+        let instanceID = old?.instanceID ?? HeaderRules.newLoopID()
+        let runtime = GatewayRuntime(
+            config: config, routes: routes, globalFilters: globalFilters, logger: logger, metrics: metrics, instanceID: instanceID)
         try await upstreams.startHealthChecks(on: group.next())
         let parts = Parts(
             config: config, upstreams: upstreams, authenticator: authenticator, redis: redis, rateLimitStore: rateLimitStore, exporter: exporter,
-            cache: cache, adaptiveFilters: adaptiveFilters, accessLogFormat: accessLogFormat)
+            cache: cache, adaptiveFilters: adaptiveFilters, accessLogFormat: accessLogFormat, instanceID: instanceID)
         return (parts, RuntimeHolder.Active(runtime: runtime, forwarders: forwarders))
     }
 

@@ -20,6 +20,7 @@ extension GatewayConfig {
             let trusted = o.optional("trusted_proxies") { $0.addressRanges() }
             let (denyIPs, allowIPs) = o.addressRules()
             let forwardedHeader = o.optional("forwarded_header") { $0.bool() } ?? false
+            let loopDetection = o.optional("loop_detection") { $0.bool() } ?? true
             let security = o.optional("security_headers", SecurityHeadersConfig.decode) ?? SecurityHeadersConfig()
             let rateLimiting = o.optional("rate_limiting", RateLimitingConfig.decode) ?? RateLimitingConfig()
             let cache = o.optional("cache", CacheConfig.decode) ?? CacheConfig()
@@ -47,6 +48,7 @@ extension GatewayConfig {
             )
             config.compression = compression
             config.forwardedHeader = forwardedHeader
+            config.loopDetection = loopDetection
             config.externalAuth = externalAuth ?? []
             config.requestID = requestID ?? RequestIDConfig()
             config.interceptErrors = interceptErrors?.enabled == true ? interceptErrors : nil

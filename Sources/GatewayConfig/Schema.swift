@@ -19,6 +19,9 @@ public struct GatewayConfig: Sendable {
     public var addressListFiles: [String] = []
     /// `forwarded_header`: send the upstream an RFC 7239 `Forwarded` field beside X-Forwarded-*.
     public var forwardedHeader = false
+    /// `loop_detection`: requests going upstream carry this gateway's id in `CDN-Loop` (RFC 8586), and a request that
+    /// arrives with it is a forwarding loop, refused with 508 instead of going round until connections run out.
+    public var loopDetection = true
     public var securityHeaders: SecurityHeadersConfig
     public var rateLimiting: RateLimitingConfig
     public var cache: CacheConfig

@@ -37,6 +37,8 @@ public struct GatewayError: Error, Hashable, Sendable, CustomStringConvertible {
         case unsupportedMediaType
         /// 410: the route's `deprecation.sunset` has passed and it refuses requests since.
         case apiSunset
+        /// 508: the request came back to this gateway through its own upstream (a forwarding loop, RFC 8586).
+        case loopDetected
 
         var code: String {
             switch self {
@@ -66,6 +68,7 @@ public struct GatewayError: Error, Hashable, Sendable, CustomStringConvertible {
             case .invalidSignature: return "INVALID_SIGNATURE"
             case .unsupportedMediaType: return "UNSUPPORTED_MEDIA_TYPE"
             case .apiSunset: return "API_SUNSET"
+            case .loopDetected: return "LOOP_DETECTED"
             }
         }
     }
@@ -100,6 +103,7 @@ public struct GatewayError: Error, Hashable, Sendable, CustomStringConvertible {
         case .badRequest, .invalidBody, .invalidQuery, .invalidPath, .invalidHeader: return 400
         case .unsupportedMediaType: return 415
         case .apiSunset: return 410
+        case .loopDetected: return 508
         case .upstreamUnavailable: return 502
         case .upstreamShutOut: return 503
         case .upstreamTimeout: return 504
@@ -168,6 +172,8 @@ public struct GatewayError: Error, Hashable, Sendable, CustomStringConvertible {
     public static let unsupportedMediaType = GatewayError(
         .unsupportedMediaType, "This route takes JSON request bodies (Content-Type: application/json).")
     /// `sunset` as an HTTP date.
+    public static let loopDetected = GatewayError(
+        .loopDetected, "The request came back to this gateway: an upstream forwards to the gateway itself.")
     public static func apiSunset(_ sunset: String) -> GatewayError { GatewayError(.apiSunset, "This API was retired on \(sunset).") }
     public static let rateLimitUnavailable = GatewayError(
         .rateLimitUnavailable, "Rate limits cannot be checked right now; retry later.", retryAfterSeconds: 1)

@@ -18,6 +18,9 @@ public final class GatewayRuntime: Sendable {
     public let trustedProxies: AddressSet
     /// `forwarded_header`: the upstream also gets an RFC 7239 `Forwarded` field.
     public let forwardedHeader: Bool
+    /// This gateway's id in `CDN-Loop` (RFC 8586), nil with `loop_detection` off. One per process, the same across
+    /// reloads, different for every instance, so a loop through several instances is caught too.
+    public let loopID: String?
     public let logger: Logger
     public let limits: LimitsConfig
     /// `limits.encoded_slashes` in the path normaliser's terms, decided once.
@@ -33,8 +36,10 @@ public final class GatewayRuntime: Sendable {
     public let unroutedMetrics: RouteMetrics
 
     public init(
-        config: GatewayConfig, routes: RouteTable, globalFilters: [any GatewayFilter], logger: Logger, metrics: GatewayMetrics = .disabled
+        config: GatewayConfig, routes: RouteTable, globalFilters: [any GatewayFilter], logger: Logger, metrics: GatewayMetrics = .disabled,
+        instanceID: String = HeaderRules.newLoopID()
     ) {
+        self.loopID = config.loopDetection ? instanceID : nil
         self.metrics = metrics
         self.unroutedMetrics = metrics.route("-")
         self.config = config

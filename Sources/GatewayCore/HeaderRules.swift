@@ -84,6 +84,33 @@ public enum HeaderRules {
         headers.add(name: "vary", value: name)
     }
 
+    /// A fresh `CDN-Loop` id for one gateway process: `gw-` and 8 random hex digits (a token, as RFC 8586's pseudonyms are).
+    public static func newLoopID() -> String {
+        let digits = String(UInt32.random(in: .min ... .max), radix: 16)
+        return "gw-" + String(repeating: "0", count: 8 - digits.count) + digits
+    }
+
+    /// Whether `CDN-Loop` names `id` among the intermediaries the request already went through (a forwarding loop).
+    /// Each element is an id, then perhaps `;` parameters. Read in place: this runs for every forwarded request.
+    public static func cameThrough(_ id: String, in headers: HeaderList) -> Bool {
+        var seen = false
+        headers.forEachReceivedValue(name: "cdn-loop") { value in
+            HeaderList.forEachToken(value) { element in
+                var end = 0
+                while end < element.count && element[end] != UInt8(ascii: ";") { end += 1 }
+                while end > 0 && (element[end - 1] == 0x20 || element[end - 1] == 0x09) { end -= 1 }
+                if ASCII.equalsCaseInsensitively(UnsafeRawBufferPointer(rebasing: element[0..<end]), id) { seen = true }
+            }
+        }
+        guard !seen, headers.hasAddedFields else { return seen }
+        for value in headers.addedValues(name: "cdn-loop") {
+            for element in value.split(separator: ",") {
+                if element.prefix(while: { $0 != ";" }).trimmingASCIISpaces().lowercased() == id.lowercased() { return true }
+            }
+        }
+        return false
+    }
+
     /// What goes to the client: no hop-by-hop headers and nothing that advertises the upstream's software.
     public static func prepareDownstreamResponse(_ headers: inout HeaderList) {
         let named = connectionNamedHeaders(headers)

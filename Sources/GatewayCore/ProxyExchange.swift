@@ -228,6 +228,12 @@ final class ProxyExchange: ExchangeDriver, UpstreamCallDelegate, FilterSuspensio
 
     func forward() {
         guard let route = context.route, let stream else { return }
+        if let loopID = runtime.loopID, HeaderRules.cameThrough(loopID, in: head.headers) {
+            runtime.logger.warning(
+                "forwarding loop: the request came back to this gateway",
+                metadata: ["request_id": "\(context.requestID)", "route": "\(route.name)", "cdn_loop": "\(head.headers.values(name: "cdn-loop").joined(separator: ", "))"])
+            return respond(error: .loopDetected)
+        }
         // A request without a body is whole already (its end may still be on its way from the edge).
         if let check = route.bodyCheck, requestComplete || framing == .none, let refusal = check.check(head, body: heldBody, context: context) {
             return respond(error: refusal)
@@ -365,6 +371,7 @@ final class ProxyExchange: ExchangeDriver, UpstreamCallDelegate, FilterSuspensio
         if let name = connection.info.clientSubjectHeader, let subject = connection.info.clientCertificateSubject {
             upstreamHead.headers.add(name: name, value: subject)
         }
+        if let loopID = runtime.loopID { upstreamHead.headers.add(name: "cdn-loop", value: loopID) }  // after the client's (RFC 8586)
         if let host = route.hostRewrite { upstreamHead.headers.replaceOrAdd(name: "host", value: host) }
         if !route.requestHeaderEdits.isEmpty { HeaderRules.apply(route.requestHeaderEdits, to: &upstreamHead.headers, context: context) }
         if let caching, caching.revalidating, let stale = caching.stale {

@@ -43,6 +43,24 @@ import Testing
         #expect(response.map(\.name) == ["Link"])
     }
 
+    // CDN-Loop (RFC 8586): our id among the elements, with or without parameters, in any case, in parsed (HTTP/1) and
+    // built (HTTP/2) field lists; other ids, or ours as a prefix of another, are not a loop.
+    @Test func forwardingLoops() throws {
+        let id = HeaderRules.newLoopID()
+        #expect(id.hasPrefix("gw-") && id.count == 11 && HeaderRules.newLoopID() != id)
+        var parser = HTTP1HeadParser(maxHeadBytes: 4096)
+        func parsed(_ fields: String) throws -> HeaderList {
+            var raw = ByteBuffer(string: "GET / HTTP/1.1\r\nHost: h\r\n\(fields)\r\n")
+            return try #require(try parser.parseRequest(&raw)).head.headers
+        }
+        #expect(HeaderRules.cameThrough("gw-0000abcd", in: try parsed("CDN-Loop: cdn.example, GW-0000ABCD ; hops=2\r\n")))
+        #expect(HeaderRules.cameThrough("gw-0000abcd", in: try parsed("cdn-loop: a\r\ncdn-loop: gw-0000abcd\r\n")))
+        #expect(!HeaderRules.cameThrough("gw-0000abcd", in: try parsed("CDN-Loop: gw-0000abcde, x;gw-0000abcd\r\n")))
+        #expect(!HeaderRules.cameThrough("gw-0000abcd", in: try parsed("")))
+        #expect(HeaderRules.cameThrough("gw-0000abcd", in: HeaderList([("cdn-loop", "other, gw-0000abcd;x=1")])))
+        #expect(!HeaderRules.cameThrough("gw-0000abcd", in: HeaderList([("cdn-loop", "other")])))
+    }
+
     // X-Forwarded-For is replaced for untrusted peers and extended for trusted ones.
     @Test func forwardedHeaders() {
         var untrusted = HeaderList([("X-Forwarded-For", "1.1.1.1"), ("X-Forwarded-Proto", "https")])

@@ -1,6 +1,7 @@
 import DemoUpstream
 import Foundation
 import NIOCore
+import TestSupport
 import Testing
 
 /// Routing, headers and error bodies, over real sockets to a real upstream.
@@ -389,6 +390,38 @@ import Testing
                 let echoed = try JSONSerialization.jsonObject(with: Data(response.bytes)) as? [String: Any]
                 #expect(echoed?["body"] as? String == "streamed over h2")
                 #expect((echoed?["headers"] as? [String: String])?["content-length"] == "16")
+            }
+        }
+    }
+
+    // loop_detection: requests going upstream carry this gateway's id in CDN-Loop (after any the client sent), and
+    // a gateway whose upstream is itself answers 508 LOOP_DETECTED once, instead of forwarding until connections run
+    // out; off, no id is sent.
+    @Test func forwardingLoops() async throws {
+        let port = try await RedisServer.freePort()
+        let looping = """
+            { "workers": 1,
+              "listeners": [{ "name": "test", "address": "127.0.0.1", "port": \(port) }],
+              "upstreams": { "self": { "targets": ["http://127.0.0.1:\(port)"] } },
+              "routes": [{ "name": "loop", "upstream": "self" }] }
+            """
+        try await withGateway(looping) { gateway in
+            let response = try await gateway.request("GET", "/anything", headers: [("X-Request-ID", "loop-1")])
+            #expect(response.status == 508 && response.errorCode == "LOOP_DETECTED", "\(response)")
+            let logged = gateway.logs.entries("forwarding loop: the request came back to this gateway")
+            #expect(logged.count == 1)
+            let id = (logged.first?["cdn_loop"] as? String) ?? ""
+            #expect(id.hasPrefix("gw-") && id.count == 11, "\(id)")
+        }
+        try await withUpstreams { upstreams in
+            try await withGateway(basicConfig(), upstreams: upstreams) { gateway in
+                let echoed = try await gateway.request("GET", "/echo", headers: [("CDN-Loop", "cdn.example; hops=1")])
+                let field = echoed.echoedHeaders["cdn-loop"] ?? ""
+                #expect(field.hasPrefix("cdn.example; hops=1, gw-"), "\(field)")
+            }
+            try await withGateway(basicConfig(top: #""loop_detection": false,"#), upstreams: upstreams) { gateway in
+                let plain = try await gateway.request("GET", "/echo")
+                #expect(plain.status == 200 && plain.echoedHeaders["cdn-loop"] == nil)
             }
         }
     }
