@@ -216,6 +216,9 @@ final class ProxyExchange: ExchangeDriver, UpstreamCallDelegate, FilterSuspensio
         }
     }
 
+    /// Whether the request already went through this gateway; the head by exclusive access, as in `match`.
+    private static func cameThrough(_ loopID: String, _ head: inout RequestHead) -> Bool { HeaderRules.cameThrough(loopID, in: head.headers) }
+
     /// The Host field and how many there are; the head by exclusive access, as in `match`.
     private static func hostField(_ head: inout RequestHead) -> (first: String?, count: Int) {
         head.headers.firstAndCount(name: "host")
@@ -228,7 +231,7 @@ final class ProxyExchange: ExchangeDriver, UpstreamCallDelegate, FilterSuspensio
 
     func forward() {
         guard let route = context.route, let stream else { return }
-        if let loopID = runtime.loopID, HeaderRules.cameThrough(loopID, in: head.headers) {
+        if let loopID = runtime.loopID, Self.cameThrough(loopID, &head) {
             runtime.logger.warning(
                 "forwarding loop: the request came back to this gateway",
                 metadata: ["request_id": "\(context.requestID)", "route": "\(route.name)", "cdn_loop": "\(head.headers.values(name: "cdn-loop").joined(separator: ", "))"])
