@@ -47,6 +47,15 @@ extension GatewayConfig {
                 context.warning(
                     path / "tls" / "insecure_skip_verify", "upstream certificates are not verified: anyone on the path can impersonate the upstream")
             }
+            for (index, target) in upstream.targets.enumerated() {
+                guard let listener = listeners.first(where: { $0.port == target.port && $0.accepts(host: target.host) }), target.socketPath == nil else { continue }
+                context.warning(
+                    path / "targets" / index,
+                    "is this gateway's own listener \"\(listener.name)\": "
+                        + (loopDetection
+                            ? "loop_detection answers what comes back through it with 508 (turn it off if the gateway is meant to call itself)"
+                            : "requests sent there come back to the gateway"))
+            }
             if let retries = upstream.retries, let perTry = retries.perTryTimeoutMs, let total = upstream.totalTimeoutMs, perTry >= total {
                 context.warning(path / "retries" / "per_try_timeout_ms", "is not shorter than total_timeout_ms, so no retry fits")
             }
@@ -338,5 +347,17 @@ public enum PathRules {
         var text = String(prefix)
         while text.count > 1 && text.hasSuffix("/") { text.removeLast() }
         return text
+    }
+}
+
+extension ListenerConfig {
+    /// Whether a connection to `host` (an upstream target's) reaches this listener: its own address, or a loopback one
+    /// when it listens on every address.
+    func accepts(host: String) -> Bool {
+        let target = host.lowercased()
+        if target == address.lowercased() { return true }
+        let isLoopback = { (name: String) in name == "localhost" || name == "::1" || name.hasPrefix("127.") }
+        if address == "0.0.0.0" || address == "::" { return isLoopback(target) }
+        return target == "localhost" && isLoopback(address)
     }
 }

@@ -102,14 +102,14 @@ import Testing
     @Test func decoding() {
         func errors(_ webhook: String, route extra: String = "") -> [String] {
             let json = #"""
-                { "listeners": [{ "name": "l", "port": 1 }], "upstreams": { "u": { "targets": ["http://127.0.0.1:1"] } },
+                { "listeners": [{ "name": "l", "port": 1 }], "upstreams": { "u": { "targets": ["http://127.0.0.1:9"] } },
                   "routes": [{ "name": "r", "upstream": "u", "webhook_signature": \#(webhook) \#(extra) }] }
                 """#
             return ConfigLoader.load(text: json, environment: [:]).errors.map(\.description)
         }
         #expect(errors(#"{ "scheme": "github", "secrets": ["0123456789abcdef"] }"#).isEmpty)
         let loaded = ConfigLoader.load(
-            text: #"{ "listeners": [{ "name": "l", "port": 1 }], "upstreams": { "u": { "targets": ["http://127.0.0.1:1"] } }, "routes": [{ "name": "r", "upstream": "u", "webhook_signature": { "scheme": "github", "secrets": ["hush-0123456789abcdef"] } }] }"#,
+            text: #"{ "listeners": [{ "name": "l", "port": 1 }], "upstreams": { "u": { "targets": ["http://127.0.0.1:9"] } }, "routes": [{ "name": "r", "upstream": "u", "webhook_signature": { "scheme": "github", "secrets": ["hush-0123456789abcdef"] } }] }"#,
             environment: [:])
         let shown = loaded.config?.source?.redactingSecrets().rendered ?? ""
         #expect(shown.contains(#""secrets":"<redacted>""#) && !shown.contains("hush"), "\(shown)")

@@ -11,7 +11,7 @@ import Testing
     func minimal(route: String = #"{ "name": "r", "upstream": "u" }"#, extra: String = "") -> String {
         """
         { \(extra) "listeners": [{ "name": "l", "port": 1 }],
-          "upstreams": { "u": { "targets": ["http://127.0.0.1:1"] } },
+          "upstreams": { "u": { "targets": ["http://127.0.0.1:9"] } },
           "routes": [\(route)] }
         """
     }
@@ -32,7 +32,7 @@ import Testing
         #expect(upstream.connectTimeoutMs == 1000)
         #expect(upstream.readTimeoutMs == 30_000)
         #expect(upstream.totalTimeoutMs == nil)
-        #expect(upstream.targets[0] == UpstreamTarget(url: "http://127.0.0.1:1"))
+        #expect(upstream.targets[0] == UpstreamTarget(url: "http://127.0.0.1:9"))
         #expect(config.routes[0].preserveHost)
         #expect(config.logging.accessLog)
     }
@@ -52,6 +52,24 @@ import Testing
         #expect(load(json).diagnostics.map(\.description) == [
             #"upstreams.u.targets[1]: "unix:relative.sock" is not a valid upstream URL (expected http://host:port, https://host:port or unix:///path/to/app.sock)"#,
             "warning: upstreams.u.dns_refresh_ms: every target is an IP address or a Unix socket: there is nothing to resolve",
+        ])
+    }
+
+    // A target that is one of the gateway's own listeners (its address, or loopback when it listens on all) is a
+    // forwarding loop unless meant: a warning that says what loop_detection will do about it.
+    @Test func targetsOnTheGatewaysOwnListeners() {
+        func warnings(listener: String, target: String, extra: String = "") -> [String] {
+            let json = #"{ \#(extra) "listeners": [{ "name": "edge", \#(listener) }], "upstreams": { "u": { "targets": ["\#(target)"] } }, "routes": [{ "name": "r", "upstream": "u" }] }"#
+            return load(json).warnings.map(\.description)
+        }
+        let own = #"warning: upstreams.u.targets[0]: is this gateway's own listener "edge": loop_detection answers what comes back through it with 508 (turn it off if the gateway is meant to call itself)"#
+        #expect(warnings(listener: #""address": "0.0.0.0", "port": 8080"#, target: "http://127.0.0.1:8080") == [own])
+        #expect(warnings(listener: #""address": "127.0.0.1", "port": 8080"#, target: "http://localhost:8080") == [own])
+        #expect(warnings(listener: #""address": "10.0.0.5", "port": 8080"#, target: "http://10.0.0.5:8080") == [own])
+        #expect(warnings(listener: #""address": "10.0.0.5", "port": 8080"#, target: "http://127.0.0.1:8080").isEmpty)
+        #expect(warnings(listener: #""address": "0.0.0.0", "port": 8080"#, target: "http://127.0.0.1:9001").isEmpty)
+        #expect(warnings(listener: #""address": "0.0.0.0", "port": 8080"#, target: "http://127.0.0.1:8080", extra: #""loop_detection": false,"#) == [
+            #"warning: upstreams.u.targets[0]: is this gateway's own listener "edge": requests sent there come back to the gateway"#
         ])
     }
 
@@ -79,7 +97,7 @@ import Testing
                            "client_ca": "ca.pem", "client_subject_header": "X Bad" } },
                 { "name": "p", "port": 80, "h2c": true }],
               "upstreams": { "u": { "targets": ["https://api.internal:8443"], "tls": { "client_cert": "c.pem" } },
-                             "v": { "targets": ["http://127.0.0.1:1"], "tls": { "insecure_skip_verify": true } } },
+                             "v": { "targets": ["http://127.0.0.1:9"], "tls": { "insecure_skip_verify": true } } },
               "routes": [{ "name": "r", "upstream": "u" }, { "name": "r2", "upstream": "v", "match": { "path_prefix": "/v" } }] }
             """
         let result = ConfigLoader.load(text: json, environment: [:], baseDirectory: "/srv/gateway")
@@ -196,7 +214,7 @@ import Testing
         let json = """
             { "listeners": [{ "name": "l", "port": 1 }],
               "upstreams": { "u": { "protocol": "h2",
-                                    "targets": ["http://127.0.0.1:1", { "url": "https://h:2", "protocol": "http/1.1" }] } },
+                                    "targets": ["http://127.0.0.1:9", { "url": "https://h:2", "protocol": "http/1.1" }] } },
               "routes": [{ "name": "r", "upstream": "u" }] }
             """
         let config = try #require(load(json).config)
@@ -378,7 +396,7 @@ import Testing
     @Test func proxyProtocolNeedsTrustedProxies() {
         let listener = #""listeners": [{ "name": "l", "port": 1, "proxy_protocol": true }],"#
         let config = { (trusted: String) in
-            #"{ \#(trusted) \#(listener) "upstreams": { "u": { "targets": ["http://127.0.0.1:1"] } }, "routes": [{ "name": "r", "upstream": "u" }] }"#
+            #"{ \#(trusted) \#(listener) "upstreams": { "u": { "targets": ["http://127.0.0.1:9"] } }, "routes": [{ "name": "r", "upstream": "u" }] }"#
         }
         let without = load(config("")).errors.map(\.description)
         #expect(without == ["listeners[0].proxy_protocol: needs trusted_proxies: the load balancers allowed to send the header (connections from anyone else are refused)"])
@@ -1155,7 +1173,7 @@ import Testing
     // reuse_port: a boolean, off unless given.
     @Test func reusePortShapes() {
         let config = { (listener: String) in
-            #"{ "listeners": [\#(listener)], "upstreams": { "u": { "targets": ["http://127.0.0.1:1"] } }, "routes": [{ "name": "r", "upstream": "u" }] }"#
+            #"{ "listeners": [\#(listener)], "upstreams": { "u": { "targets": ["http://127.0.0.1:9"] } }, "routes": [{ "name": "r", "upstream": "u" }] }"#
         }
         #expect(load(config(#"{ "name": "l", "port": 8080, "reuse_port": true }"#)).config?.listeners.first?.reusePort == true)
         #expect(load(config(#"{ "name": "l", "port": 8080 }"#)).config?.listeners.first?.reusePort == false)
@@ -1185,7 +1203,7 @@ import Testing
     // A route with the very same match as an earlier one never gets a request (ties go to the first): flagged.
     @Test func shadowedRoutes() {
         let config = { (routes: String) in
-            #"{ "listeners": [{ "name": "l", "port": 1 }], "upstreams": { "u": { "targets": ["http://127.0.0.1:1"] } }, "routes": \#(routes) }"#
+            #"{ "listeners": [{ "name": "l", "port": 1 }], "upstreams": { "u": { "targets": ["http://127.0.0.1:9"] } }, "routes": \#(routes) }"#
         }
         let shadowed = load(config(#"""
             [{ "name": "a", "match": { "hosts": ["x.test", "y.test"], "path_prefix": "/api/", "headers": { "x-a": "1", "x-b": "2" } }, "upstream": "u" },
@@ -1208,7 +1226,7 @@ import Testing
 
     // A split names its upstreams with weights (default 1) and optionally a sticky key; every mistake is reported.
     @Test func routeSplits() throws {
-        let upstreams = #""upstreams": { "v1": { "targets": ["http://127.0.0.1:1"] }, "v2": { "targets": ["http://127.0.0.1:2"] } }"#
+        let upstreams = #""upstreams": { "v1": { "targets": ["http://127.0.0.1:9"] }, "v2": { "targets": ["http://127.0.0.1:2"] } }"#
         let config = { (route: String) in #"{ "listeners": [{ "name": "l", "port": 1 }], \#(upstreams), "routes": [\#(route)] }"# }
         let good = load(config(#"{ "name": "r", "split": { "upstreams": [{ "name": "v1", "weight": 95 }, { "name": "v2", "weight": 5 }], "sticky_on": "cookie:session" } }"#))
         #expect(good.errors.isEmpty)
@@ -1241,7 +1259,7 @@ import Testing
 
     // A mirror names a known upstream other than the route's own, and a share of 0-100.
     @Test func routeMirrors() throws {
-        let upstreams = #""upstreams": { "v1": { "targets": ["http://127.0.0.1:1"] }, "v2": { "targets": ["http://127.0.0.1:2"] } }"#
+        let upstreams = #""upstreams": { "v1": { "targets": ["http://127.0.0.1:9"] }, "v2": { "targets": ["http://127.0.0.1:2"] } }"#
         let config = { (route: String) in #"{ "listeners": [{ "name": "l", "port": 1 }], \#(upstreams), "routes": [\#(route)] }"# }
         let good = load(config(#"{ "name": "r", "upstream": "v1", "mirror": { "upstream": "v2", "percent": 12.5 } }"#))
         #expect(good.errors.isEmpty)
@@ -1266,7 +1284,7 @@ import Testing
 
     // external_auth: named services at the top level, each route naming one; defaults filled, names checked.
     @Test func externalAuthShapes() throws {
-        let upstreams = #""upstreams": { "app": { "targets": ["http://127.0.0.1:1"] }, "authz": { "targets": ["http://127.0.0.1:2"] } }"#
+        let upstreams = #""upstreams": { "app": { "targets": ["http://127.0.0.1:9"] }, "authz": { "targets": ["http://127.0.0.1:2"] } }"#
         let config = { (services: String, route: String) in
             #"{ "listeners": [{ "name": "l", "port": 1 }], \#(upstreams), "external_auth": \#(services), "routes": [\#(route)] }"#
         }
@@ -1365,7 +1383,7 @@ import Testing
     // A route's access_log: true, false or "errors".
     @Test func routeAccessLog() {
         let routes = #"[{ "name": "a", "upstream": "u", "access_log": false }, { "name": "b", "match": { "path": "/b" }, "upstream": "u", "access_log": "errors" }, { "name": "c", "match": { "path": "/c" }, "upstream": "u" }, { "name": "d", "match": { "path": "/d" }, "upstream": "u", "access_log": { "sample_percent": 2.5 } }]"#
-        let good = load(#"{ "listeners": [{ "name": "l", "port": 1 }], "upstreams": { "u": { "targets": ["http://127.0.0.1:1"] } }, "routes": \#(routes) }"#)
+        let good = load(#"{ "listeners": [{ "name": "l", "port": 1 }], "upstreams": { "u": { "targets": ["http://127.0.0.1:9"] } }, "routes": \#(routes) }"#)
         #expect(good.config?.routes.map(\.accessLog) == [.off, .errors, .all, .sampled(0.025)])
         let bad = load(minimal(route: #"{ "name": "r", "upstream": "u", "access_log": "sometimes" }"#)).errors.map(\.description)
         #expect(bad == [#"routes[0].access_log: expected true, false, "errors" or {"sample_percent": N}"#])

@@ -22,7 +22,7 @@ import Testing
     static func main(include: String, routes: String = #"[{ "name": "home", "upstream": "web" }]"#) -> String {
         """
         { "listeners": [{ "name": "l", "port": 1 }], "include": \(include),
-          "upstreams": { "web": { "targets": ["http://127.0.0.1:1"] } },
+          "upstreams": { "web": { "targets": ["http://127.0.0.1:9"] } },
           "routes": \(routes) }
         """
     }

@@ -6,7 +6,7 @@ import Testing
     /// The schema of a route's `request_validation`, with the diagnostics its decoding produced.
     func load(_ schema: String) -> (schema: JSONSchema?, errors: [String], warnings: [String]) {
         let json = """
-            { "listeners": [{ "name": "l", "port": 1 }], "upstreams": { "u": { "targets": ["http://127.0.0.1:1"] } },
+            { "listeners": [{ "name": "l", "port": 1 }], "upstreams": { "u": { "targets": ["http://127.0.0.1:9"] } },
               "routes": [{ "name": "r", "upstream": "u", "request_validation": { "body_schema": \(schema) } }] }
             """
         let result = ConfigLoader.load(text: json, environment: [:])
@@ -92,7 +92,7 @@ import Testing
     @Test func queryParameters() throws {
         let loaded = ConfigLoader.load(
             text: #"""
-                { "listeners": [{ "name": "l", "port": 1 }], "upstreams": { "u": { "targets": ["http://127.0.0.1:1"] } },
+                { "listeners": [{ "name": "l", "port": 1 }], "upstreams": { "u": { "targets": ["http://127.0.0.1:9"] } },
                   "routes": [{ "name": "r", "upstream": "u", "request_validation": { "query_schema": {
                     "required": ["q"], "additionalProperties": { "type": "string", "maxLength": 3 },
                     "properties": { "q": { "type": "string" }, "page": { "type": "integer", "minimum": 1 }, "ratio": { "type": "number" },
@@ -121,7 +121,7 @@ import Testing
     /// A route's `request_validation` decoded from `validation` (JSON), with `match` for the route.
     func validation(_ validation: String, match: String = "{}") -> (config: RequestValidationConfig?, errors: [String]) {
         let loaded = ConfigLoader.load(
-            text: #"{ "listeners": [{ "name": "l", "port": 1 }], "upstreams": { "u": { "targets": ["http://127.0.0.1:1"] } }, "routes": [{ "name": "r", "upstream": "u", "match": \#(match), "request_validation": \#(validation) }] }"#,
+            text: #"{ "listeners": [{ "name": "l", "port": 1 }], "upstreams": { "u": { "targets": ["http://127.0.0.1:9"] } }, "routes": [{ "name": "r", "upstream": "u", "match": \#(match), "request_validation": \#(validation) }] }"#,
             environment: [:])
         return (loaded.config?.routes[0].requestValidation, loaded.errors.map(\.description))
     }
@@ -239,16 +239,16 @@ import Testing
         #expect(load(#"{ "type": "string", "required": ["a"] }"#).warnings == ["warning: \(base).required: applies to objects only, and type does not allow one"])
         #expect(load(#"{}"#).errors.isEmpty)
         let missing = ConfigLoader.load(
-            text: #"{ "listeners": [{ "name": "l", "port": 1 }], "upstreams": { "u": { "targets": ["http://127.0.0.1:1"] } }, "routes": [{ "name": "r", "upstream": "u", "request_validation": {} }] }"#,
+            text: #"{ "listeners": [{ "name": "l", "port": 1 }], "upstreams": { "u": { "targets": ["http://127.0.0.1:9"] } }, "routes": [{ "name": "r", "upstream": "u", "request_validation": {} }] }"#,
             environment: [:])
         #expect(missing.errors.map(\.description) == ["routes[0].request_validation: give at least one of body_schema, query_schema, path_schema, header_schema"])
         let wrongQuery = ConfigLoader.load(
-            text: #"{ "listeners": [{ "name": "l", "port": 1 }], "upstreams": { "u": { "targets": ["http://127.0.0.1:1"] } }, "routes": [{ "name": "r", "upstream": "u", "request_validation": { "query_schema": { "type": "array" }, "max_body_bytes": 10 } }] }"#,
+            text: #"{ "listeners": [{ "name": "l", "port": 1 }], "upstreams": { "u": { "targets": ["http://127.0.0.1:9"] } }, "routes": [{ "name": "r", "upstream": "u", "request_validation": { "query_schema": { "type": "array" }, "max_body_bytes": 10 } }] }"#,
             environment: [:])
         #expect(wrongQuery.errors.map(\.description) == [#"routes[0].request_validation.query_schema.type: the parameters make an object: leave type out or make it "object""#])
         #expect(wrongQuery.warnings.map(\.description).contains("warning: routes[0].request_validation.max_body_bytes: applies to body_schema, which is not given"))
         let bodiless = ConfigLoader.load(
-            text: #"{ "listeners": [{ "name": "l", "port": 1 }], "upstreams": { "u": { "targets": ["http://127.0.0.1:1"] } }, "routes": [{ "name": "r", "upstream": "u", "match": { "methods": ["GET", "DELETE"] }, "request_validation": { "body_schema": {} } }] }"#,
+            text: #"{ "listeners": [{ "name": "l", "port": 1 }], "upstreams": { "u": { "targets": ["http://127.0.0.1:9"] } }, "routes": [{ "name": "r", "upstream": "u", "match": { "methods": ["GET", "DELETE"] }, "request_validation": { "body_schema": {} } }] }"#,
             environment: [:])
         #expect(bodiless.warnings.map(\.description) == ["warning: routes[0].request_validation.body_schema: the route takes only GET, DELETE: no body to check"])
     }

@@ -45,7 +45,7 @@ import Testing
         guard case .object(let members) = output.document, case .array(let routes)? = members.first?.value else { return ConfigLoader.load(text: "", environment: [:]) }
         let json = """
             { "listeners": [{ "name": "l", "port": 1 }], "auth": { "api_keys": [] },
-              "upstreams": { "svc": { "targets": ["http://127.0.0.1:1"] } }, "routes": \(JSONValue.array(routes).rendered) }
+              "upstreams": { "svc": { "targets": ["http://127.0.0.1:9"] } }, "routes": \(JSONValue.array(routes).rendered) }
             """
         return ConfigLoader.load(text: json, environment: [:])
     }
@@ -167,7 +167,7 @@ import Testing
             return
         }
         let json = """
-            { "listeners": [{ "name": "l", "port": 1 }], "upstreams": { "svc": { "targets": ["http://127.0.0.1:1"] } },
+            { "listeners": [{ "name": "l", "port": 1 }], "upstreams": { "svc": { "targets": ["http://127.0.0.1:9"] } },
               "auth": { "jwt": { "keys": [{ "alg": "HS256", "secret": "0123456789abcdef0123456789abcdef" }] },
                         "introspection": { "upstream": "svc", "path": "/introspect", "client_id": "gw", "client_secret": "s" } },
               "routes": \(generated.rendered) }

@@ -7,7 +7,7 @@ import GatewayCore
 /// `early_hints`: which clients get 103s, what of an upstream's 103 passes, and how the config reads.
 @Suite struct EarlyHintsTests {
     func load(_ route: String) -> ConfigLoadResult {
-        let json = #"{ "listeners": [{ "name": "l", "port": 1 }], "upstreams": { "u": { "targets": ["http://127.0.0.1:1"] } }, "routes": [\#(route)] }"#
+        let json = #"{ "listeners": [{ "name": "l", "port": 1 }], "upstreams": { "u": { "targets": ["http://127.0.0.1:9"] } }, "routes": [\#(route)] }"#
         return ConfigLoader.load(text: json, environment: [:])
     }
 

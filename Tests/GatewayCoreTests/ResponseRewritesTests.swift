@@ -79,7 +79,7 @@ import Testing
 
     @Test func configChecks() {
         func diagnostics(_ route: String) -> [String] {
-            let json = #"{ "listeners": [{ "name": "l", "port": 1 }], "upstreams": { "u": { "targets": ["http://127.0.0.1:1"] } }, "routes": [\#(route)] }"#
+            let json = #"{ "listeners": [{ "name": "l", "port": 1 }], "upstreams": { "u": { "targets": ["http://127.0.0.1:9"] } }, "routes": [\#(route)] }"#
             return ConfigLoader.load(text: json, environment: [:]).diagnostics.map(\.description)
         }
         #expect(diagnostics(#"{ "name": "r", "upstream": "u", "location_rewrite": { "relative_paths": true } }"#) == [
@@ -124,7 +124,7 @@ import Testing
         #expect(headers.first(name: "content-type") == "text/html")
 
         let bad = ConfigLoader.load(
-            text: #"{ "listeners": [{ "name": "l", "port": 1 }], "upstreams": { "u": { "targets": ["http://127.0.0.1:1"] } }, "routes": [{ "name": "r", "upstream": "u", "cookie_rewrite": { "path": true, "domains": [{ "from": "", "to": "a;b" }] } }] }"#,
+            text: #"{ "listeners": [{ "name": "l", "port": 1 }], "upstreams": { "u": { "targets": ["http://127.0.0.1:9"] } }, "routes": [{ "name": "r", "upstream": "u", "cookie_rewrite": { "path": true, "domains": [{ "from": "", "to": "a;b" }] } }] }"#,
             environment: [:])
         #expect(bad.diagnostics.map(\.description) == [
             #"routes[0].cookie_rewrite.domains[0].from: expected a domain name (example.com)"#,

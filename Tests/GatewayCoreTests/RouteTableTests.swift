@@ -7,7 +7,7 @@ import Testing
     func table(_ routes: String) throws -> RouteTable {
         let json = """
             { "listeners": [{ "name": "l", "port": 1 }, { "name": "internal", "address": "127.0.0.1", "port": 2 }],
-              "upstreams": { "u": { "targets": ["http://127.0.0.1:1"] }, "v": { "targets": ["http://127.0.0.1:2"] } },
+              "upstreams": { "u": { "targets": ["http://127.0.0.1:9"] }, "v": { "targets": ["http://127.0.0.1:2"] } },
               "routes": \(routes) }
             """
         let result = ConfigLoader.load(text: json, environment: [:])

@@ -777,7 +777,7 @@ struct TokenFactory: Sendable {
             { "listeners": [{ "name": "l", "port": 1 }],
               "auth": { "jwt": { "keys": [ { "kid": "a", "alg": "RS256", "public_key_file": "missing.pem" },
                                            { "kid": "b", "alg": "ES256", "public_key": "-----BEGIN PUBLIC KEY-----\\nAAAA\\n-----END PUBLIC KEY-----" } ] } },
-              "upstreams": { "u": { "targets": ["http://127.0.0.1:1"] } },
+              "upstreams": { "u": { "targets": ["http://127.0.0.1:9"] } },
               "routes": [{ "name": "r", "upstream": "u", "auth": { "require": ["jwt"] } }] }
             """#
         try json.write(toFile: file, atomically: true, encoding: .utf8)
@@ -796,7 +796,7 @@ struct TokenFactory: Sendable {
         let json = #"""
             { "listeners": [{ "name": "l", "address": "127.0.0.1", "port": 1 }],
               "auth": { "basic": { "htpasswd_file": "htpasswd" } },
-              "upstreams": { "u": { "targets": ["http://127.0.0.1:1"] } },
+              "upstreams": { "u": { "targets": ["http://127.0.0.1:9"] } },
               "routes": [{ "name": "r", "upstream": "u", "auth": { "require": ["basic"] } }] }
             """#
         try json.write(toFile: file, atomically: true, encoding: .utf8)

@@ -445,7 +445,7 @@ import TestSupport
             }
         }
         let refused = ConfigLoader.load(
-            text: basicConfig(targets: #""http://127.0.0.1:1""#, top: #""logging": { "access_log_headers": ["Authorization", "cookie"] },"#),
+            text: basicConfig(targets: #""http://127.0.0.1:9""#, top: #""logging": { "access_log_headers": ["Authorization", "cookie"] },"#),
             environment: [:]
         ).errors.map(\.description)
         #expect(refused == [
@@ -467,7 +467,7 @@ import TestSupport
                 #expect((fast["upstream_ms"] as? Double ?? 1e9) < Double(TestTime.ms(200)), "\(fast)")
             }
             // Nothing answered: the upstream is gone.
-            try await withGateway(basicConfig(targets: #""http://127.0.0.1:1""#), upstreams: upstreams) { test in
+            try await withGateway(basicConfig(targets: #""http://127.0.0.1:9""#), upstreams: upstreams) { test in
                 let failed = try await test.request("GET", "/echo")
                 #expect(failed.status == 502)
                 #expect(try await test.accessLog(for: failed)["upstream_ms"] == nil)
