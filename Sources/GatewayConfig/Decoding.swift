@@ -558,6 +558,7 @@ extension LimitsConfig {
             limits.maxHeaderCount = o.optional("max_header_count") { $0.int(1...10_000) } ?? limits.maxHeaderCount
             limits.bodyTimeoutMs = o.optional("body_timeout_ms") { $0.int(1...maxMilliseconds) } ?? limits.bodyTimeoutMs
             limits.tunnelIdleTimeoutMs = o.optional("tunnel_idle_timeout_ms") { $0.int(0...maxMilliseconds) } ?? limits.tunnelIdleTimeoutMs
+            limits.sendTimeoutMs = o.optional("send_timeout_ms") { $0.int(0...maxMilliseconds) } ?? limits.sendTimeoutMs
             limits.http2MaxConcurrentStreams =
                 o.optional("http2_max_concurrent_streams") { $0.int(1...10_000) } ?? limits.http2MaxConcurrentStreams
             return limits

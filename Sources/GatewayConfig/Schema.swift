@@ -378,6 +378,9 @@ public struct LimitsConfig: Sendable {
     public var http2MaxConcurrentStreams = 128
     /// An upgraded connection (WebSocket) with no byte either way for this long is closed (0: never).
     public var tunnelIdleTimeoutMs = 3_600_000
+    /// A client that takes no part of an answer under way for this long is disconnected (0: never), so a client that
+    /// stops reading cannot hold an upstream connection (or the answer's memory) indefinitely. NGINX's `send_timeout`.
+    public var sendTimeoutMs = 60_000
 }
 
 public struct SecurityHeadersConfig: Sendable {

@@ -50,6 +50,8 @@ final class ProxyExchange: ExchangeDriver, UpstreamCallDelegate, FilterSuspensio
     /// (`response_buffering`'s measure).
     private var clientBehind = false
     private var heldForClient = 0
+    /// Disconnects the client if it stays behind for `limits.send_timeout_ms`.
+    private var sendStall: Scheduled<Void>?
     /// 103 Early Hints the upstream's answers have sent the client.
     private var hintsSent = 0
     private var bytesIn = 0
@@ -454,12 +456,33 @@ final class ProxyExchange: ExchangeDriver, UpstreamCallDelegate, FilterSuspensio
 
     func downstreamWritabilityChanged(isWritable: Bool) {
         guard isRelaying else { return }
-        clientBehind = !isWritable
         if isWritable {
+            clientBehind = false
             heldForClient = 0
+            sendStall?.cancel()
+            sendStall = nil
             call?.setResponsePaused(false)
-        } else if responseBufferBytes == nil {
-            call?.setResponsePaused(true)
+        } else {
+            clientFellBehind()
+            if responseBufferBytes == nil { call?.setResponsePaused(true) }
+        }
+    }
+
+    /// The client's connection stopped taking the answer: unless it takes some again within `limits.send_timeout_ms`,
+    /// it is disconnected (a client that stops reading must not hold the upstream connection, or memory, for good).
+    private func clientFellBehind() {
+        clientBehind = true
+        let limit = runtime.limits.sendTimeoutMs
+        guard sendStall == nil, limit > 0 else { return }
+        sendStall = connection.eventLoop.assumeIsolated().scheduleTask(in: .milliseconds(Int64(limit))) {
+            self.sendStall = nil
+            guard self.clientBehind, self.isRelaying else { return }
+            self.runtime.logger.info(
+                "client stopped reading the answer: disconnected",
+                metadata: ["request_id": "\(self.context.requestID)", "route": "\(self.context.route?.name ?? "-")", "send_timeout_ms": "\(limit)"])
+            self.call?.cancel()
+            self.stream?.abortResponse()
+            self.finish(status: self.status ?? 200, completed: false)
         }
     }
 
@@ -537,7 +560,7 @@ final class ProxyExchange: ExchangeDriver, UpstreamCallDelegate, FilterSuspensio
         responseStarted = true
         // A client already behind (an earlier answer on its connection is still queued) is told of no change: ask.
         if !stream.isWritable {
-            clientBehind = true
+            clientFellBehind()
             if responseBufferBytes == nil { call?.setResponsePaused(true) }
         }
         stream.writeResponseHead(consume response)
@@ -715,6 +738,8 @@ final class ProxyExchange: ExchangeDriver, UpstreamCallDelegate, FilterSuspensio
         totalTimeout = nil
         tunnelIdleCheck?.cancel()
         tunnelIdleCheck = nil
+        sendStall?.cancel()
+        sendStall = nil
         heldBody.removeAll()
         encoder = nil
         // A mirror still here never got the end of the request body: its copy must not pass for complete.

@@ -6,6 +6,34 @@ import Testing
 
 /// Client limits and upstream failures, each answered with the JSON error body.
 @Suite struct LimitsTests {
+    // send_timeout_ms: a client that stops reading an answer under way is disconnected once it has taken nothing for
+    // that long, which frees the upstream connection it held (one allowed here: the next request gets it) and logs why.
+    @Test func clientsThatStopReadingAreDisconnected() async throws {
+        try await withUpstreams { upstreams in
+            let json = basicConfig(
+                limits: #"{ "send_timeout_ms": \#(TestTime.ms(300)) }"#, upstreamExtra: #", "max_connections": 1, "max_pending_requests": 0"#)
+            try await withGateway(json, upstreams: upstreams) { gateway in
+                let stalled = try await RawClient.connect(port: gateway.port, reading: false)
+                try await stalled.send("GET /bytes/64000000 HTTP/1.1\r\nHost: x\r\nX-Request-ID: stalled-1\r\n\r\n")
+                try await Task.sleep(for: .milliseconds(100))
+                let busy = try await gateway.request("GET", "/echo")
+                #expect(busy.status == 503, "the stalled answer holds the only upstream connection")
+                var status = 0
+                let deadline = ContinuousClock.now + TestTime.seconds(10)
+                while status != 200 && ContinuousClock.now < deadline {
+                    try await Task.sleep(for: .milliseconds(50))
+                    status = try await gateway.request("GET", "/echo").status
+                }
+                #expect(status == 200)
+                let logged = gateway.logs.entries("client stopped reading the answer: disconnected")
+                #expect(logged.first?["request_id"] as? String == "stalled-1")
+                let access = await gateway.logs.accessEntry(requestID: "stalled-1")
+                #expect(access?["completed"] as? Bool == false && access?["status"] as? Int == 200, "\(String(describing: access))")
+                await stalled.close()
+            }
+        }
+    }
+
     // Headers beyond max_header_bytes: 431 and close.
     @Test func oversizedHeadersAre431() async throws {
         try await withUpstreams { upstreams in
