@@ -381,6 +381,9 @@ public struct LimitsConfig: Sendable {
     /// A client that takes no part of an answer under way for this long is disconnected (0: never), so a client that
     /// stops reading cannot hold an upstream connection (or the answer's memory) indefinitely. NGINX's `send_timeout`.
     public var sendTimeoutMs = 60_000
+    /// `underscores_in_headers`: request fields whose names have an underscore are dropped (NGINX's default), or passed.
+    public enum UnderscoresInHeaders: String, Sendable, CaseIterable { case drop, allow }
+    public var underscoresInHeaders: UnderscoresInHeaders = .drop
 }
 
 public struct SecurityHeadersConfig: Sendable {

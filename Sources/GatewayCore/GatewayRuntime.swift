@@ -23,6 +23,8 @@ public final class GatewayRuntime: Sendable {
     public let loopID: String?
     public let logger: Logger
     public let limits: LimitsConfig
+    /// `limits.underscores_in_headers` is `drop`, decided once.
+    public let dropsUnderscoredFields: Bool
     /// `limits.encoded_slashes` in the path normaliser's terms, decided once.
     public let encodedSlashes: PathNormalizer.EncodedSlashes
     /// Headers that carry verified client-certificate subjects upstream. Clients may not send them: they are
@@ -49,6 +51,7 @@ public final class GatewayRuntime: Sendable {
         self.forwardedHeader = config.forwardedHeader
         self.logger = logger
         self.limits = config.limits
+        self.dropsUnderscoredFields = config.limits.underscoresInHeaders == .drop
         self.encodedSlashes = config.limits.encodedSlashes == .keep ? .keep : .reject
         var subjectHeaders: [String] = []
         for listener in config.listeners {

@@ -56,11 +56,33 @@ public enum HeaderRules {
 
     /// Removes client-sent `X-Auth-*` headers (any case): only the gateway's authentication sets them, so an
     /// upstream can trust them. Runs when a request arrives, before any filter.
-    public static func removeClientIdentityHeaders(_ headers: inout HeaderList) {
-        headers.removeReceived { name in name.count > 7 && ASCII.equalsCaseInsensitively(UnsafeRawBufferPointer(rebasing: name[0..<7]), "x-auth-") }
-        if headers.hasAddedFields {
-            headers.removeAdded { name in name.utf8.count > 7 && name.lowercased().hasPrefix("x-auth-") }
+    ///
+    /// `dropUnderscores` (`limits.underscores_in_headers: "drop"`, NGINX's default): fields whose names have an
+    /// underscore go too. Upstreams that read fields as CGI does (PHP, Python WSGI, Ruby Rack) see `X_User_Email` and
+    /// `X-User-Email` as one `HTTP_X_USER_EMAIL`, so a client could otherwise forge any field the gateway sets. The
+    /// `x_auth_` spellings of the identity prefix go whatever the setting.
+    public static func removeClientIdentityHeaders(_ headers: inout HeaderList, dropUnderscores: Bool) {
+        headers.removeReceived { name in
+            (name.count > 7 && isIdentityPrefix(name)) || (dropUnderscores && name.contains(UInt8(ascii: "_")))
         }
+        if headers.hasAddedFields {
+            headers.removeAdded { name in
+                (name.utf8.count > 7 && name.lowercased().replacingUnderscores().hasPrefix("x-auth-")) || (dropUnderscores && name.utf8.contains(UInt8(ascii: "_")))
+            }
+        }
+    }
+
+    /// `x-auth-` in any case, with `_` read as `-` (as CGI-style upstreams read it).
+    private static func isIdentityPrefix(_ name: UnsafeRawBufferPointer) -> Bool {
+        for (index, expected) in "x-auth-".utf8.enumerated() {
+            let byte = name[index]
+            if expected == UInt8(ascii: "-") {
+                guard byte == UInt8(ascii: "-") || byte == UInt8(ascii: "_") else { return false }
+            } else if byte | 0x20 != expected {
+                return false
+            }
+        }
+        return true
     }
 
     /// A final response leaves with a `Date` (RFC 9110 §6.6.1): an origin with a clock must send one on 2xx-4xx, and a
@@ -415,4 +437,8 @@ extension RequestContext {
         case .method: return method.description
         }
     }
+}
+
+extension String {
+    fileprivate func replacingUnderscores() -> String { String(map { $0 == "_" ? "-" : $0 }) }
 }

@@ -91,9 +91,9 @@ final class ProxyExchange: ExchangeDriver, UpstreamCallDelegate, FilterSuspensio
             head.target = originForm
             head.headers.replaceOrAdd(name: "host", value: authority)
         }
-        HeaderRules.removeClientIdentityHeaders(&head.headers)
-        // One normalised path for routing, filters, the cache key and the upstream (see PathNormalizer).
         let (runtime, forwarder) = connection.snapshot()
+        HeaderRules.removeClientIdentityHeaders(&head.headers, dropUnderscores: runtime.dropsUnderscoredFields)
+        // One normalised path for routing, filters, the cache key and the upstream (see PathNormalizer).
         for name in runtime.claimHeaders { head.headers.remove(name: name) }
         switch PathNormalizer.normalize(head.target, encodedSlashes: runtime.encodedSlashes) {
         case .success(let target): head.target = target

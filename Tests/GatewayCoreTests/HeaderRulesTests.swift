@@ -43,6 +43,25 @@ import Testing
         #expect(response.map(\.name) == ["Link"])
     }
 
+    // Client identity fields go in any spelling CGI-style upstreams would read as X-Auth-*; with dropUnderscores,
+    // every underscored name goes; parsed (HTTP/1) and built (HTTP/2) lists alike.
+    @Test func clientIdentityAndUnderscoredFields() throws {
+        var parser = HTTP1HeadParser(maxHeadBytes: 4096)
+        var raw = ByteBuffer(string: "GET / HTTP/1.1\r\nHost: h\r\nX-AUTH-Subject: a\r\nx_auth_x: b\r\nX_Custom: c\r\nX-Authority: d\r\nX-Kept: e\r\n\r\n")
+        let parsed = try #require(try parser.parseRequest(&raw)).head.headers
+        var allowed = parsed
+        HeaderRules.removeClientIdentityHeaders(&allowed, dropUnderscores: false)
+        #expect(allowed.map(\.name) == ["Host", "X_Custom", "X-Authority", "X-Kept"])
+        var dropped = parsed
+        HeaderRules.removeClientIdentityHeaders(&dropped, dropUnderscores: true)
+        #expect(dropped.map(\.name) == ["Host", "X-Authority", "X-Kept"])
+        var built = HeaderList([("x-auth-subject", "a"), ("x_auth_x", "b"), ("x_custom", "c"), ("x-kept", "e")])
+        HeaderRules.removeClientIdentityHeaders(&built, dropUnderscores: false)
+        #expect(built.map(\.name) == ["x_custom", "x-kept"])
+        HeaderRules.removeClientIdentityHeaders(&built, dropUnderscores: true)
+        #expect(built.map(\.name) == ["x-kept"])
+    }
+
     // CDN-Loop (RFC 8586): our id among the elements, with or without parameters, in any case, in parsed (HTTP/1) and
     // built (HTTP/2) field lists; other ids, or ours as a prefix of another, are not a loop.
     @Test func forwardingLoops() throws {

@@ -11,6 +11,33 @@ import TestSupport
         """#
     static let top = #""auth": { "api_keys": [{ "id": "demo", "sha256": "\#(OperationsTests.demoKeyHash)" }] },"#
 
+    // Fields with underscores are dropped (limits.underscores_in_headers "drop", the default): an upstream that reads
+    // names as CGI does would take X_Auth_Subject or X_Forwarded_For for the gateway's own. "allow" passes them, but
+    // never an x_auth_ spelling of the identity prefix. Over HTTP/1.1 and HTTP/2.
+    @Test func underscoredFieldsCannotPassForTheGatewaysOwn() async throws {
+        let sent = [("X_Auth_Subject", "admin"), ("x-auth_consumer", "admin"), ("X_Forwarded_For", "6.6.6.6"), ("X_Legacy", "1"), ("X-Kept", "yes")]
+        try await withUpstreams { upstreams in
+            let h2c = { (json: String) in json.replacingOccurrences(of: #""port": 0 }"#, with: #""port": 0, "h2c": true }"#) }
+            try await withGateway(h2c(basicConfig()), upstreams: upstreams) { gateway in
+                let echoed = try await gateway.request("GET", "/echo", headers: sent).echoedHeaders
+                #expect(echoed["x-kept"] == "yes")
+                let underscored = echoed.keys.filter { $0.contains("_") || $0.hasPrefix("x-auth") }
+                #expect(underscored.isEmpty, "\(underscored)")
+                let client = try await H2Client.connect(port: gateway.port)
+                let overH2 = try await client.request("GET", "/echo", headers: sent)
+                await client.close()
+                let h2Headers = (try JSONSerialization.jsonObject(with: Data(overH2.bytes)) as? [String: Any])?["headers"] as? [String: String] ?? [:]
+                let h2Underscored = h2Headers.keys.filter { $0.contains("_") }
+                #expect(h2Headers["x-kept"] == "yes" && h2Underscored.isEmpty, "\(h2Headers)")
+            }
+            try await withGateway(h2c(basicConfig(limits: #"{ "underscores_in_headers": "allow" }"#)), upstreams: upstreams) { gateway in
+                let echoed = try await gateway.request("GET", "/echo", headers: sent).echoedHeaders
+                #expect(echoed["x_legacy"] == "1" && echoed["x_forwarded_for"] == "6.6.6.6")
+                #expect(echoed["x_auth_subject"] == nil && echoed["x-auth_consumer"] == nil)
+            }
+        }
+    }
+
     // Dot segments, encoded dots, doubled slashes and case changes cannot reach /admin without its key;
     // the upstream sees the normalised path that was matched; encoded slashes, bad escapes and fragments are 400.
     @Test func pathTricksCannotBypassARoute() async throws {
