@@ -559,10 +559,9 @@ extension LimitsConfig {
             limits.bodyTimeoutMs = o.optional("body_timeout_ms") { $0.int(1...maxMilliseconds) } ?? limits.bodyTimeoutMs
             limits.tunnelIdleTimeoutMs = o.optional("tunnel_idle_timeout_ms") { $0.int(0...maxMilliseconds) } ?? limits.tunnelIdleTimeoutMs
             limits.sendTimeoutMs = o.optional("send_timeout_ms") { $0.int(0...maxMilliseconds) } ?? limits.sendTimeoutMs
-            limits.underscoresInHeaders =
-                o.optional("underscores_in_headers") {
-                    $0.oneOf(LimitsConfig.UnderscoresInHeaders.allCases.map(\.rawValue)).flatMap(LimitsConfig.UnderscoresInHeaders.init)
-                } ?? limits.underscoresInHeaders
+            let policy = { (node: ConfigNode) in node.oneOf(LimitsConfig.FieldPolicy.allCases.map(\.rawValue)).flatMap(LimitsConfig.FieldPolicy.init) }
+            limits.underscoresInHeaders = o.optional("underscores_in_headers", policy) ?? limits.underscoresInHeaders
+            limits.overrideHeaders = o.optional("override_headers", policy) ?? limits.overrideHeaders
             limits.http2MaxConcurrentStreams =
                 o.optional("http2_max_concurrent_streams") { $0.int(1...10_000) } ?? limits.http2MaxConcurrentStreams
             return limits

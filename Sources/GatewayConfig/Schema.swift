@@ -381,9 +381,13 @@ public struct LimitsConfig: Sendable {
     /// A client that takes no part of an answer under way for this long is disconnected (0: never), so a client that
     /// stops reading cannot hold an upstream connection (or the answer's memory) indefinitely. NGINX's `send_timeout`.
     public var sendTimeoutMs = 60_000
+    /// What becomes of some client request fields before anything reads the request.
+    public enum FieldPolicy: String, Sendable, CaseIterable { case drop, allow }
     /// `underscores_in_headers`: request fields whose names have an underscore are dropped (NGINX's default), or passed.
-    public enum UnderscoresInHeaders: String, Sendable, CaseIterable { case drop, allow }
-    public var underscoresInHeaders: UnderscoresInHeaders = .drop
+    public var underscoresInHeaders: FieldPolicy = .drop
+    /// `override_headers`: client fields that make frameworks read another path or method (`X-Original-URL`,
+    /// `X-HTTP-Method-Override`...) are dropped (the default), or passed.
+    public var overrideHeaders: FieldPolicy = .drop
 }
 
 public struct SecurityHeadersConfig: Sendable {

@@ -23,8 +23,9 @@ public final class GatewayRuntime: Sendable {
     public let loopID: String?
     public let logger: Logger
     public let limits: LimitsConfig
-    /// `limits.underscores_in_headers` is `drop`, decided once.
+    /// `limits.underscores_in_headers` and `limits.override_headers` are `drop`, decided once.
     public let dropsUnderscoredFields: Bool
+    public let dropsOverrideFields: Bool
     /// `limits.encoded_slashes` in the path normaliser's terms, decided once.
     public let encodedSlashes: PathNormalizer.EncodedSlashes
     /// Headers that carry verified client-certificate subjects upstream. Clients may not send them: they are
@@ -52,6 +53,7 @@ public final class GatewayRuntime: Sendable {
         self.logger = logger
         self.limits = config.limits
         self.dropsUnderscoredFields = config.limits.underscoresInHeaders == .drop
+        self.dropsOverrideFields = config.limits.overrideHeaders == .drop
         self.encodedSlashes = config.limits.encodedSlashes == .keep ? .keep : .reject
         var subjectHeaders: [String] = []
         for listener in config.listeners {

@@ -61,16 +61,26 @@ public enum HeaderRules {
     /// underscore go too. Upstreams that read fields as CGI does (PHP, Python WSGI, Ruby Rack) see `X_User_Email` and
     /// `X-User-Email` as one `HTTP_X_USER_EMAIL`, so a client could otherwise forge any field the gateway sets. The
     /// `x_auth_` spellings of the identity prefix go whatever the setting.
-    public static func removeClientIdentityHeaders(_ headers: inout HeaderList, dropUnderscores: Bool) {
+    ///
+    /// `dropOverrides` (`limits.override_headers: "drop"`): the fields with which frameworks let a request stand for
+    /// another (`overrideFields`) go too: the gateway routes, authorizes and caches the request it sees.
+    public static func removeClientIdentityHeaders(_ headers: inout HeaderList, dropUnderscores: Bool, dropOverrides: Bool = false) {
         headers.removeReceived { name in
             (name.count > 7 && isIdentityPrefix(name)) || (dropUnderscores && name.contains(UInt8(ascii: "_")))
+                || (dropOverrides && (13...22).contains(name.count) && overrideFields.contains { ASCII.equalsCaseInsensitively(name, $0) })
         }
         if headers.hasAddedFields {
             headers.removeAdded { name in
                 (name.utf8.count > 7 && name.lowercased().replacingUnderscores().hasPrefix("x-auth-")) || (dropUnderscores && name.utf8.contains(UInt8(ascii: "_")))
+                    || (dropOverrides && overrideFields.contains(name.lowercased()))
             }
         }
     }
+
+    /// Fields that make frameworks treat a request as another: a path (`X-Original-URL`, `X-Rewrite-URL`: Symfony,
+    /// Laravel and IIS-fronted apps take them from a proxy) or a method (`X-HTTP-Method-Override` and kin: Express's
+    /// method-override, Google APIs). From a client they walk past the route's `methods` and path rules.
+    public static let overrideFields = ["x-original-url", "x-rewrite-url", "x-http-method-override", "x-http-method", "x-method-override"]
 
     /// `x-auth-` in any case, with `_` read as `-` (as CGI-style upstreams read it).
     private static func isIdentityPrefix(_ name: UnsafeRawBufferPointer) -> Bool {

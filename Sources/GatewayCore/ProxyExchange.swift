@@ -92,7 +92,8 @@ final class ProxyExchange: ExchangeDriver, UpstreamCallDelegate, FilterSuspensio
             head.headers.replaceOrAdd(name: "host", value: authority)
         }
         let (runtime, forwarder) = connection.snapshot()
-        HeaderRules.removeClientIdentityHeaders(&head.headers, dropUnderscores: runtime.dropsUnderscoredFields)
+        HeaderRules.removeClientIdentityHeaders(
+            &head.headers, dropUnderscores: runtime.dropsUnderscoredFields, dropOverrides: runtime.dropsOverrideFields)
         // One normalised path for routing, filters, the cache key and the upstream (see PathNormalizer).
         for name in runtime.claimHeaders { head.headers.remove(name: name) }
         switch PathNormalizer.normalize(head.target, encodedSlashes: runtime.encodedSlashes) {

@@ -60,6 +60,19 @@ import Testing
         #expect(built.map(\.name) == ["x_custom", "x-kept"])
         HeaderRules.removeClientIdentityHeaders(&built, dropUnderscores: true)
         #expect(built.map(\.name) == ["x-kept"])
+
+        // Path and method overrides, when asked.
+        var overrides = HeaderList([("X-Original-URL", "/admin"), ("x-rewrite-url", "/a"), ("X-HTTP-Method-Override", "DELETE"), ("X-HTTP-Method", "PUT"),
+                                    ("X-Method-Override", "PATCH"), ("X-Original-Host", "h")])
+        var kept = overrides
+        HeaderRules.removeClientIdentityHeaders(&kept, dropUnderscores: true, dropOverrides: false)
+        #expect(kept.count == 6)
+        HeaderRules.removeClientIdentityHeaders(&overrides, dropUnderscores: true, dropOverrides: true)
+        #expect(overrides.map(\.name) == ["X-Original-Host"])
+        var rawOverrides = ByteBuffer(string: "GET / HTTP/1.1\r\nHost: h\r\nX-ORIGINAL-URL: /admin\r\nX-Http-Method-Override: DELETE\r\nX-Kept: e\r\n\r\n")
+        var parsedOverrides = try #require(try parser.parseRequest(&rawOverrides)).head.headers
+        HeaderRules.removeClientIdentityHeaders(&parsedOverrides, dropUnderscores: true, dropOverrides: true)
+        #expect(parsedOverrides.map(\.name) == ["Host", "X-Kept"])
     }
 
     // CDN-Loop (RFC 8586): our id among the elements, with or without parameters, in any case, in parsed (HTTP/1) and

@@ -11,6 +11,25 @@ import TestSupport
         """#
     static let top = #""auth": { "api_keys": [{ "id": "demo", "sha256": "\#(OperationsTests.demoKeyHash)" }] },"#
 
+    // A client's path and method overrides never reach the upstream (limits.override_headers "drop", the default):
+    // a framework reading X-HTTP-Method-Override or X-Original-URL would serve a DELETE or /admin to a request the
+    // gateway routed and authorized as a GET of /public. "allow" passes them.
+    @Test func overrideFieldsCannotChangeWhatWasRouted() async throws {
+        let sent = [("X-HTTP-Method-Override", "DELETE"), ("X-Original-URL", "/admin/users"), ("X-Rewrite-URL", "/admin"), ("X-Kept", "yes")]
+        let routes = #"[{ "name": "public", "match": { "methods": ["GET"] }, "upstream": "demo" }]"#
+        try await withUpstreams { upstreams in
+            try await withGateway(basicConfig(routes: routes), upstreams: upstreams) { gateway in
+                let echoed = try await gateway.request("GET", "/public", headers: sent).echoedHeaders
+                #expect(echoed["x-kept"] == "yes")
+                #expect(echoed["x-http-method-override"] == nil && echoed["x-original-url"] == nil && echoed["x-rewrite-url"] == nil, "\(echoed)")
+            }
+            try await withGateway(basicConfig(routes: routes, limits: #"{ "override_headers": "allow" }"#), upstreams: upstreams) { gateway in
+                let echoed = try await gateway.request("GET", "/public", headers: sent).echoedHeaders
+                #expect(echoed["x-http-method-override"] == "DELETE" && echoed["x-original-url"] == "/admin/users")
+            }
+        }
+    }
+
     // Fields with underscores are dropped (limits.underscores_in_headers "drop", the default): an upstream that reads
     // names as CGI does would take X_Auth_Subject or X_Forwarded_For for the gateway's own. "allow" passes them, but
     // never an x_auth_ spelling of the identity prefix. Over HTTP/1.1 and HTTP/2.
