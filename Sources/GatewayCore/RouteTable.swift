@@ -287,7 +287,9 @@ public final class CompiledRoute: Sendable {
     }
 
     func accepts(_ method: HTTPMethod, preflight: Preflight?) -> Bool {
-        guard let methods else { return true }
+        // TRACE answers with the request as received, the fields the gateway added (identity, forwarding, tokens)
+        // with it: only a route that names it takes it (NGINX refuses it outright).
+        guard let methods else { return method != .TRACE }
         if methods.contains(method) || (method == .HEAD && methods.contains(.GET)) { return true }
         // A browser's preflight for a method the route takes is the route's to answer (its CORS filter does),
         // so `match.methods` need not list OPTIONS.
@@ -297,7 +299,7 @@ public final class CompiledRoute: Sendable {
 
     /// The methods to list in `Allow` for a 405.
     var allowedMethodNames: [String] {
-        guard let methods else { return [] }
+        guard let methods else { return ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"] }
         var names = methods.map(\.name)
         if methods.contains(.GET) && !methods.contains(.HEAD) { names.append("HEAD") }
         return names

@@ -53,6 +53,18 @@ import Testing
         #expect(route(table, "/x", headers: [("X-Origin", "internal.example")]) == "all")
     }
 
+    // TRACE reaches only a route that names it: one that takes any method refuses it (405, with the methods it does
+    // take), so an upstream's echo never shows a client the fields the gateway added.
+    @Test func traceOnlyWhereNamed() throws {
+        let table = try table(#"""
+            [{ "name": "debug", "match": { "path_prefix": "/debug", "methods": ["GET", "TRACE"] }, "upstream": "u" },
+             { "name": "all", "upstream": "u" }]
+            """#)
+        #expect(route(table, "/x", method: .TRACE) == "405 GET,HEAD,POST,PUT,DELETE,PATCH,OPTIONS")
+        #expect(route(table, "/x", method: .DELETE) == "all")
+        #expect(route(table, "/debug/x", method: .TRACE) == "debug")
+    }
+
     // match.listeners: a route serves only the listeners it names, and wins over a general one where it applies.
     @Test func listenerConditions() throws {
         let table = try table(#"""

@@ -13,7 +13,7 @@ import TestSupport
 
     // A client's path and method overrides never reach the upstream (limits.override_headers "drop", the default):
     // a framework reading X-HTTP-Method-Override or X-Original-URL would serve a DELETE or /admin to a request the
-    // gateway routed and authorized as a GET of /public. "allow" passes them.
+    // gateway routed and authorized as a GET of /public. "allow" passes them. TRACE is refused where not named.
     @Test func overrideFieldsCannotChangeWhatWasRouted() async throws {
         let sent = [("X-HTTP-Method-Override", "DELETE"), ("X-Original-URL", "/admin/users"), ("X-Rewrite-URL", "/admin"), ("X-Kept", "yes")]
         let routes = #"[{ "name": "public", "match": { "methods": ["GET"] }, "upstream": "demo" }]"#
@@ -22,6 +22,11 @@ import TestSupport
                 let echoed = try await gateway.request("GET", "/public", headers: sent).echoedHeaders
                 #expect(echoed["x-kept"] == "yes")
                 #expect(echoed["x-http-method-override"] == nil && echoed["x-original-url"] == nil && echoed["x-rewrite-url"] == nil, "\(echoed)")
+            }
+            try await withGateway(basicConfig(), upstreams: upstreams) { gateway in
+                // TRACE would echo the gateway's own fields back to the client: refused where a route does not name it.
+                let trace = try await gateway.request("TRACE", "/echo")
+                #expect(trace.status == 405 && trace.errorCode == "METHOD_NOT_ALLOWED" && trace.header("allow")?.contains("TRACE") == false, "\(trace)")
             }
             try await withGateway(basicConfig(routes: routes, limits: #"{ "override_headers": "allow" }"#), upstreams: upstreams) { gateway in
                 let echoed = try await gateway.request("GET", "/public", headers: sent).echoedHeaders
