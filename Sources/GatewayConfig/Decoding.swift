@@ -237,7 +237,8 @@ extension EarlyHintsConfig {
 }
 
 extension CookieRewriteConfig {
-    /// `{"path": true, "domains": [{"from": "orders.internal", "to": "shop.example.com"}]}`.
+    /// `{"path": true, "domains": [{"from": "orders.internal", "to": "shop.example.com"}], "flags": {"secure": true,
+    /// "http_only": true, "same_site": "Lax"}}`.
     static func decode(_ node: ConfigNode) -> CookieRewriteConfig? {
         node.object { o in
             var config = CookieRewriteConfig()
@@ -252,7 +253,19 @@ extension CookieRewriteConfig {
                     }
                 }
             } ?? []
-            if !config.path && config.domains.isEmpty { o.node.context.warning(o.path, "rewrites nothing: give path, domains, or both") }
+            _ = o.optional("flags") { node in
+                node.object { f -> Bool? in
+                    config.secure = f.optional("secure") { $0.bool() } ?? false
+                    config.httpOnly = f.optional("http_only") { $0.bool() } ?? false
+                    config.sameSite = f.optional("same_site") { $0.oneOf(["Strict", "Lax", "None"]) }
+                    if config.sameSite == "None" && !config.secure {
+                        f.node.context.error(f.path / "same_site", "browsers take SameSite=None only with Secure: add \"secure\": true")
+                    }
+                    return true
+                }
+            }
+            let flags = config.secure || config.httpOnly || config.sameSite != nil
+            if !config.path && config.domains.isEmpty && !flags { o.node.context.warning(o.path, "rewrites nothing: give path, domains, flags, or some of them") }
             return config
         }
     }

@@ -202,6 +202,11 @@ public struct CookieRewriteConfig: Sendable, Equatable {
     /// `domains`: a cookie's `Domain` equal to `from` (without case or a leading dot) becomes `to`; an empty `to` drops
     /// the attribute (a host-only cookie).
     public var domains: [RewriteRule] = []
+    /// `flags` (NGINX's `proxy_cookie_flags`): attributes every cookie gets, whatever the upstream wrote.
+    public var secure = false
+    public var httpOnly = false
+    /// `Strict`, `Lax` or `None`, replacing the upstream's `SameSite`.
+    public var sameSite: String?
     public init() {}
 }
 

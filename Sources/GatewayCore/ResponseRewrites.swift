@@ -126,11 +126,15 @@ struct PrefixMapping: Sendable {
 public struct CookieRewrite: Sendable {
     private let prefixes: PrefixMapping?
     private let domains: [RewriteRule]
+    private let secure: Bool
+    private let httpOnly: Bool
+    private let sameSite: String?
 
     init?(_ config: CookieRewriteConfig?, prefixes: PrefixMapping) {
-        guard let config, config.path || !config.domains.isEmpty else { return nil }
+        guard let config, config.path || !config.domains.isEmpty || config.secure || config.httpOnly || config.sameSite != nil else { return nil }
         self.prefixes = config.path ? prefixes : nil
         domains = config.domains
+        (secure, httpOnly, sameSite) = (config.secure, config.httpOnly, config.sameSite)
     }
 
     /// Rewrites every `Set-Cookie` of a response in place (they keep their order, after the other fields).
@@ -143,16 +147,32 @@ public struct CookieRewrite: Sendable {
         for cookie in rewritten { headers.add(name: "set-cookie", value: cookie) }
     }
 
-    /// One `Set-Cookie` value: `name=value` and its attributes, `Path` and `Domain` rewritten, the others as written.
+    /// One `Set-Cookie` value: `name=value` and its attributes, `Path` and `Domain` rewritten, `flags` added (a
+    /// `SameSite` replaced), the others as written.
     public func rewrite(_ cookie: String) -> String {
         var parts = cookie.split(separator: ";", omittingEmptySubsequences: false).map(String.init)
         var changed = false
+        var (hasSecure, hasHttpOnly, hasSameSite) = (false, false, false)
         for index in parts.indices.dropFirst() {
             let attribute = parts[index].trimmingCharacters(in: .whitespaces)
-            guard let equals = attribute.firstIndex(of: "=") else { continue }
+            guard let equals = attribute.firstIndex(of: "=") else {
+                switch attribute.lowercased() {
+                case "secure": hasSecure = true
+                case "httponly": hasHttpOnly = true
+                default: break
+                }
+                continue
+            }
             let name = attribute[..<equals].trimmingCharacters(in: .whitespaces).lowercased()
             let value = attribute[attribute.index(after: equals)...].trimmingCharacters(in: .whitespaces)
-            if name == "path", let prefixes, value.hasPrefix("/") {
+            if name == "samesite", let sameSite {
+                if value.lowercased() == sameSite.lowercased() && !hasSameSite {
+                    hasSameSite = true
+                } else {
+                    parts[index] = ""
+                    changed = true
+                }
+            } else if name == "path", let prefixes, value.hasPrefix("/") {
                 // The upstream's root becomes the prefix itself ("/api", not "/api/"), which covers "/api" and all below.
                 var mapped = prefixes.clientReference(value)
                 if let strip = prefixes.stripPrefix, mapped == strip + "/" { mapped = strip }
@@ -164,6 +184,18 @@ public struct CookieRewrite: Sendable {
                 parts[index] = rule.to.isEmpty ? "" : " Domain=" + rule.to
                 changed = true
             }
+        }
+        if let sameSite, !hasSameSite {
+            parts.append(" SameSite=" + sameSite)
+            changed = true
+        }
+        if secure && !hasSecure {
+            parts.append(" Secure")
+            changed = true
+        }
+        if httpOnly && !hasHttpOnly {
+            parts.append(" HttpOnly")
+            changed = true
         }
         guard changed else { return cookie }
         return parts.filter { !$0.isEmpty }.joined(separator: ";")

@@ -123,6 +123,30 @@ import Testing
         #expect(headers.values(name: "set-cookie") == ["a=1; Path=/shop", "b=2"])
         #expect(headers.first(name: "content-type") == "text/html")
 
+        // flags: attributes every cookie gets; a SameSite of another value replaced; nothing doubled.
+        let flaggedConfig = try #require(
+            ConfigLoader.load(
+                text: #"{ "listeners": [{ "name": "l", "port": 1 }], "upstreams": { "u": { "targets": ["http://10.0.0.7:8080"] } }, "routes": [{ "name": "r", "upstream": "u", "cookie_rewrite": { "flags": { "secure": true, "http_only": true, "same_site": "Lax" } } }] }"#,
+                environment: [:]
+            ).config)
+        let flagged = try #require(GatewayRuntime.compileRoutes(flaggedConfig).routes[0].cookieRewrite)
+        let flagCases: [(String, String)] = [
+            ("sid=1", "sid=1; SameSite=Lax; Secure; HttpOnly"),
+            ("sid=1; Path=/; secure; HTTPONLY", "sid=1; Path=/; secure; HTTPONLY; SameSite=Lax"),
+            ("sid=1; SameSite=None; Secure", "sid=1; Secure; SameSite=Lax; HttpOnly"),
+            ("sid=1; samesite=lax; Secure; HttpOnly", "sid=1; samesite=lax; Secure; HttpOnly"),
+        ]
+        for (cookie, expected) in flagCases {
+            #expect(flagged.rewrite(cookie) == expected, "\(cookie)")
+        }
+        let none = ConfigLoader.load(
+            text: #"{ "listeners": [{ "name": "l", "port": 1 }], "upstreams": { "u": { "targets": ["http://127.0.0.1:9"] } }, "routes": [{ "name": "r", "upstream": "u", "cookie_rewrite": { "flags": { "same_site": "None", "sticky": 1 } } }] }"#,
+            environment: [:])
+        #expect(none.errors.map(\.description) == [
+            #"routes[0].cookie_rewrite.flags.same_site: browsers take SameSite=None only with Secure: add "secure": true"#,
+            #"routes[0].cookie_rewrite.flags.sticky: unknown key; known keys here: "http_only", "same_site", "secure""#,
+        ])
+
         let bad = ConfigLoader.load(
             text: #"{ "listeners": [{ "name": "l", "port": 1 }], "upstreams": { "u": { "targets": ["http://127.0.0.1:9"] } }, "routes": [{ "name": "r", "upstream": "u", "cookie_rewrite": { "path": true, "domains": [{ "from": "", "to": "a;b" }] } }] }"#,
             environment: [:])

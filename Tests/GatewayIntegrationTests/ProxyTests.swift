@@ -769,12 +769,12 @@ import Testing
 
     // location_rewrite: a redirect to the upstream's own address reaches the client as a path on the gateway, with the
     // route's strip_prefix put back; relative paths too when asked; off, the upstream's Location passes as written.
-    // cookie_rewrite: cookies' Path and Domain as the browser must see them.
+    // cookie_rewrite: cookies' Path and Domain as the browser must see them, and the flags the route adds.
     @Test func redirectsAndCookiesMapBackToTheGateway() async throws {
         let routes = #"""
             [{ "name": "api", "match": { "path_prefix": "/api" }, "upstream": "demo", "strip_prefix": "/api" },
              { "name": "app", "match": { "path_prefix": "/app" }, "upstream": "demo", "strip_prefix": "/app", "location_rewrite": { "relative_paths": true },
-               "cookie_rewrite": { "path": true, "domains": [{ "from": "demo.internal", "to": "shop.example.com" }] } },
+               "cookie_rewrite": { "path": true, "domains": [{ "from": "demo.internal", "to": "shop.example.com" }], "flags": { "secure": true, "same_site": "Lax" } } },
              { "name": "raw", "match": { "path_prefix": "/raw" }, "upstream": "demo", "strip_prefix": "/raw", "location_rewrite": false }]
             """#
         try await withUpstreams { upstreams in
@@ -796,7 +796,7 @@ import Testing
                 // browser for the route's prefix and the public name.
                 let cookie = "sid=abc; Path=/; Domain=demo.internal; HttpOnly".addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? ""
                 let withCookie = try await gateway.request("GET", "/app/status/200?set_cookie=\(cookie)")
-                #expect(withCookie.header("set-cookie") == "sid=abc; Path=/app; Domain=shop.example.com; HttpOnly")
+                #expect(withCookie.header("set-cookie") == "sid=abc; Path=/app; Domain=shop.example.com; HttpOnly; SameSite=Lax; Secure")
                 let plainCookie = try await gateway.request("GET", "/api/status/200?set_cookie=\(cookie)")
                 #expect(plainCookie.header("set-cookie") == "sid=abc; Path=/; Domain=demo.internal; HttpOnly")
             }
