@@ -1374,6 +1374,14 @@ extension RouteConfig {
                     return nil
                 }
             }.flatMap { $0 > 0 ? $0 : nil }
+            // `{"bytes_per_second": 1048576, "after_bytes": 10485760}`.
+            let limitRate = o.optional("limit_rate") { node in
+                node.object { r -> (bytesPerSecond: Int, afterBytes: Int)? in
+                    let rate = r.required("bytes_per_second") { $0.int(1024...(1 << 40)) }
+                    let after = r.optional("after_bytes") { $0.int(0...Int.max) } ?? 0
+                    return rate.map { ($0, after) }
+                }
+            }
             let limits = o.optional("rate_limits") { $0.array(RateLimitConfig.decode) } ?? []
             let concurrency = o.optional("concurrency_limit") { node in
                 node.object { c -> ConcurrencyLimitConfig? in
@@ -1504,6 +1512,10 @@ extension RouteConfig {
             route.grpcWeb = grpcWeb
             route.requestBuffering = requestBuffering
             route.responseBufferBytes = responseBufferBytes
+            route.limitRate = limitRate
+            if let answering, o.has("limit_rate") {
+                o.node.context.warning(o.path / "limit_rate", "\(answering): its answers are small and not paced")
+            }
             if let answering, o.has("response_buffering") {
                 o.node.context.warning(o.path / "response_buffering", "\(answering): no upstream answer to hold")
             }

@@ -917,6 +917,8 @@ public struct RouteConfig: Sendable {
     public var responseBufferBytes: Int?
     /// What `"response_buffering": true` holds.
     public static let defaultResponseBufferBytes = 8 << 20
+    /// `limit_rate`: the most bytes per second an answer's body reaches the client with, after its first `afterBytes`.
+    public var limitRate: (bytesPerSecond: Int, afterBytes: Int)?
 
     public enum AccessLog: Sendable, Equatable {
         /// Every request (`true`, the default).

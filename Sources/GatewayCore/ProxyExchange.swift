@@ -52,6 +52,9 @@ final class ProxyExchange: ExchangeDriver, UpstreamCallDelegate, FilterSuspensio
     private var heldForClient = 0
     /// Disconnects the client if it stays behind for `limits.send_timeout_ms`.
     private var sendStall: Scheduled<Void>?
+    /// `limit_rate`: this answer's pace, and the pause it asked for.
+    private var transferRate: TransferRate?
+    private var rateHold: Scheduled<Void>?
     /// 103 Early Hints the upstream's answers have sent the client.
     private var hintsSent = 0
     private var bytesIn = 0
@@ -462,7 +465,7 @@ final class ProxyExchange: ExchangeDriver, UpstreamCallDelegate, FilterSuspensio
             heldForClient = 0
             sendStall?.cancel()
             sendStall = nil
-            call?.setResponsePaused(false)
+            if rateHold == nil { call?.setResponsePaused(false) }
         } else {
             clientFellBehind()
             if responseBufferBytes == nil { call?.setResponsePaused(true) }
@@ -557,6 +560,7 @@ final class ProxyExchange: ExchangeDriver, UpstreamCallDelegate, FilterSuspensio
         grpcWeb?.translateResponse(&response)
         applyResponseFilters(&response)
         encoder = finishHead(&response, hasBody: switching == nil)
+        if switching == nil, let pace = context.route?.limitRate { transferRate = pace }
         status = response.status
         responseStarted = true
         // A client already behind (an earlier answer on its connection is still queued) is told of no change: ask.
@@ -601,11 +605,25 @@ final class ProxyExchange: ExchangeDriver, UpstreamCallDelegate, FilterSuspensio
         let sent = encoder?.compress(translated) ?? translated
         bytesOut += sent.readableBytes
         stream?.writeResponseBody(sent)
+        if transferRate != nil, case .forwarding = state {
+            let wait = transferRate!.sent(sent.readableBytes, now: EventClock.now().uptimeNanoseconds)
+            if wait > 0 && rateHold == nil { holdForRate(wait) }
+        }
         if clientBehind {
             // Held in the connection's queue while the client catches up; the upstream waits once the route's share is
             // used (at once where there is none: a tunnel, a route without response_buffering).
             heldForClient += sent.readableBytes
             if heldForClient >= responseBufferBytes ?? 0 { call?.setResponsePaused(true) }
+        }
+    }
+
+    /// `limit_rate`: the upstream is not read until the answer's pace allows more (unless the client is behind,
+    /// whose catching up resumes it).
+    private func holdForRate(_ nanoseconds: UInt64) {
+        call?.setResponsePaused(true)
+        rateHold = connection.eventLoop.assumeIsolated().scheduleTask(in: .nanoseconds(Int64(nanoseconds))) {
+            self.rateHold = nil
+            if !self.clientBehind { self.call?.setResponsePaused(false) }
         }
     }
 
@@ -741,6 +759,8 @@ final class ProxyExchange: ExchangeDriver, UpstreamCallDelegate, FilterSuspensio
         tunnelIdleCheck = nil
         sendStall?.cancel()
         sendStall = nil
+        rateHold?.cancel()
+        rateHold = nil
         heldBody.removeAll()
         encoder = nil
         // A mirror still here never got the end of the request body: its copy must not pass for complete.

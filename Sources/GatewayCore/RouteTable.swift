@@ -61,6 +61,8 @@ public final class CompiledRoute: Sendable {
     public let buffersRequests: Bool
     /// `response_buffering`: bytes of an answer held for a client that reads slower than the upstream sends (nil: none).
     public let responseBufferBytes: Int?
+    /// `limit_rate`: the pace of each answer's body (a fresh copy per answer); nil: as fast as the client takes it.
+    public let limitRate: TransferRate?
     public let stripPrefix: String?
     /// `add_prefix`, without a trailing slash.
     public let addPrefix: String?
@@ -173,6 +175,7 @@ public final class CompiledRoute: Sendable {
         self.accessLog = config.accessLog
         self.grpcWeb = config.grpcWeb
         self.responseBufferBytes = config.responseBufferBytes
+        self.limitRate = config.limitRate.map { TransferRate(bytesPerSecond: $0.bytesPerSecond, freeBytes: $0.afterBytes) }
         self.buffersRequests = config.requestBuffering || config.requestValidation?.bodySchema != nil || bodyCheck != nil
         if let mirrorIndex, let mirror = config.mirror {
             self.mirror = (mirrorIndex, mirror.percent / 100)

@@ -463,6 +463,28 @@ import Testing
         }
     }
 
+    // limit_rate: an answer's body reaches the client no faster than the route's pace after its free bytes (a lower
+    // bound on the time is what the pacing guarantees), and intact; a route without it is not held back by it.
+    @Test func limitRatePacesAnswers() async throws {
+        let routes = #"""
+            [{ "name": "paced", "match": { "path_prefix": "/paced" }, "upstream": "demo", "strip_prefix": "/paced",
+               "limit_rate": { "bytes_per_second": 1048576, "after_bytes": 1048576 } },
+             { "name": "all", "upstream": "demo" }]
+            """#
+        try await withUpstreams { upstreams in
+            try await withGateway(basicConfig(routes: routes), upstreams: upstreams) { gateway in
+                let started = ContinuousClock.now
+                let paced = try await gateway.request("GET", "/paced/bytes/3145728")
+                let took = ContinuousClock.now - started
+                #expect(paced.status == 200 && paced.body.count == 3_145_728)
+                // 2 MiB past the free 1 MiB at 1 MiB/s: 2 s, less at most the last read from the upstream.
+                #expect(took >= .milliseconds(1500), "\(took)")
+                let free = try await gateway.request("GET", "/bytes/3145728")
+                #expect(free.status == 200 && free.body.count == 3_145_728)
+            }
+        }
+    }
+
     // response_buffering: a client that stops reading a large answer holds no upstream connection on a route that buffers
     // (the gateway reads the rest and keeps it for the client, who later gets every byte); on a route that does not, the
     // upstream waits for the client, so with one connection allowed the next request finds none (503).
