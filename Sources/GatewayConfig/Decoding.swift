@@ -17,7 +17,12 @@ extension GatewayConfig {
             let admin = o.optional("admin", AdminConfig.decode)
             let redis = o.optional("redis", RedisConfig.decode)
             let limits = o.optional("limits", LimitsConfig.decode) ?? LimitsConfig()
-            let trusted = o.optional("trusted_proxies") { $0.addressRanges() }
+            // `"unix:"` among them trusts peers on Unix-socket listeners (they have no address to list).
+            var trustsUnixPeers = false
+            let trusted = o.optional("trusted_proxies") { node -> [CIDR]? in
+                if case .array(let items) = node.value { trustsUnixPeers = items.contains(.string("unix:")) }
+                return node.addressRanges(allowingUnix: true)
+            }
             let (denyIPs, allowIPs) = o.addressRules()
             let forwardedHeader = o.optional("forwarded_header") { $0.bool() } ?? false
             let loopDetection = o.optional("loop_detection") { $0.bool() } ?? true
@@ -49,6 +54,7 @@ extension GatewayConfig {
             config.compression = compression
             config.forwardedHeader = forwardedHeader
             config.loopDetection = loopDetection
+            config.trustsUnixPeers = trustsUnixPeers
             config.externalAuth = externalAuth ?? []
             config.requestID = requestID ?? RequestIDConfig()
             config.interceptErrors = interceptErrors?.enabled == true ? interceptErrors : nil
@@ -402,8 +408,32 @@ extension ListenerConfig {
     static func decode(_ node: ConfigNode) -> ListenerConfig? {
         node.object { o in
             let name = o.required("name") { $0.nonEmptyString() }
+            let socketPath = o.optional("path") { node -> String? in
+                guard let path = node.filePath() else { return nil }
+                guard path.utf8.count <= 107 else {
+                    node.error("a Unix socket path has at most 107 bytes (this one has \(path.utf8.count))")
+                    return nil
+                }
+                return path
+            }
+            let mode = o.optional("mode") { node -> Int? in
+                guard let text = node.string() else { return nil }
+                guard text.count == 4, text.hasPrefix("0"), let mode = Int(text, radix: 8) else {
+                    node.error("expected file permissions in octal, such as \"0660\"")
+                    return nil
+                }
+                return mode
+            }
+            if o.has("path") {
+                for key in ["address", "port", "reuse_port"] where o.has(key) {
+                    o.node.context.error(o.path / key, "a listener on a Unix socket (path) has no \(key)")
+                    o.accept(key)  // reported once
+                }
+            } else if o.has("mode") {
+                o.node.context.error(o.path / "mode", "is for listeners on a Unix socket (path)")
+            }
             let address = o.optional("address") { $0.bindAddress() } ?? "0.0.0.0"
-            let port = o.required("port") { $0.int(0...65535) }
+            let port = o.has("path") ? 0 : o.required("port") { $0.int(0...65535) }
             let tls = o.optional("tls", TLSConfig.decode)
             let redirect = o.optional("redirect_https_port") { $0.int(1...65535) }
             let h2c = o.optional("h2c") { $0.bool() } ?? false
@@ -416,6 +446,8 @@ extension ListenerConfig {
             var listener = ListenerConfig(name: name, address: address, port: port, tls: tls, redirectHTTPSPort: redirect, h2c: h2c)
             listener.proxyProtocol = proxyProtocol
             listener.reusePort = reusePort
+            listener.socketPath = socketPath
+            listener.socketMode = mode ?? listener.socketMode
             return listener
         }
     }
@@ -2239,9 +2271,10 @@ extension ConfigNode {
     }
 
     /// An array of IP addresses and CIDR ranges (`"10.0.0.0/8"`, `"127.0.0.1"`, `"fd00::/8"`).
-    func addressRanges() -> [CIDR]? {
+    func addressRanges(allowingUnix: Bool = false) -> [CIDR]? {
         array { item -> CIDR? in
             guard let text = item.string() else { return nil }
+            if allowingUnix && text == "unix:" { return nil }  // read by the caller
             guard let range = CIDR(text) else {
                 item.error("\"\(text)\" is not an IP address or CIDR range (e.g. \"10.0.0.0/8\")")
                 return nil

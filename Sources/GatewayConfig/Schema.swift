@@ -11,6 +11,9 @@ public struct GatewayConfig: Sendable {
     public var redis: RedisConfig?
     public var limits: LimitsConfig
     public var trustedProxies: [CIDR]
+    /// `"unix:"` among `trusted_proxies` (as NGINX's `set_real_ip_from unix:`): peers on Unix-socket listeners are
+    /// trusted proxies.
+    public var trustsUnixPeers = false
     /// Top-level `deny_ips` (and `deny_ips_file`): client addresses refused on every route, before routing.
     public var denyIPs: [CIDR] = []
     /// Top-level `allow_ips` (and `allow_ips_file`): when given, the only client addresses the gateway serves.
@@ -295,6 +298,10 @@ public struct ListenerConfig: Sendable, Equatable {
     /// SO_REUSEPORT: other processes with it on may bind the same address and port (a new version started next to
     /// the old one, which then drains; or several instances sharing a port).
     public var reusePort = false
+    /// `path`: the listener is this Unix domain socket instead of an address and port (a proxy or tunnel agent on the
+    /// same machine in front of the gateway); `mode` its file permissions.
+    public var socketPath: String?
+    public var socketMode: Int = 0o660
 }
 
 public struct TLSConfig: Sendable, Equatable {

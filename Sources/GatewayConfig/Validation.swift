@@ -24,10 +24,14 @@ extension GatewayConfig {
             if !listenerNames.insert(listener.name).inserted {
                 context.error(path / "name", "duplicate listener name \"\(listener.name)\"")
             }
-            if listener.port != 0 && !endpoints.insert("\(listener.address):\(listener.port)").inserted {
+            if let socketPath = listener.socketPath {
+                if !endpoints.insert("unix:" + socketPath).inserted { context.error(path / "path", "another listener already uses \(socketPath)") }
+            } else if listener.port != 0 && !endpoints.insert("\(listener.address):\(listener.port)").inserted {
                 context.error(path / "port", "another listener already uses \(listener.address):\(listener.port)")
             }
-            if listener.proxyProtocol && trustedProxies.isEmpty {
+            if listener.socketPath != nil && listener.proxyProtocol && !trustsUnixPeers {
+                context.error(path / "proxy_protocol", #"needs "unix:" in trusted_proxies: the proxies on this socket are then allowed to send the header"#)
+            } else if listener.socketPath == nil && listener.proxyProtocol && trustedProxies.isEmpty {
                 context.error(
                     path / "proxy_protocol", "needs trusted_proxies: the load balancers allowed to send the header (connections from anyone else are refused)")
             }
@@ -48,7 +52,7 @@ extension GatewayConfig {
                     path / "tls" / "insecure_skip_verify", "upstream certificates are not verified: anyone on the path can impersonate the upstream")
             }
             for (index, target) in upstream.targets.enumerated() {
-                guard let listener = listeners.first(where: { $0.port == target.port && $0.accepts(host: target.host) }), target.socketPath == nil else { continue }
+                guard let listener = listeners.first(where: { $0.receives(target) }) else { continue }
                 context.warning(
                     path / "targets" / index,
                     "is this gateway's own listener \"\(listener.name)\": "
@@ -351,9 +355,14 @@ public enum PathRules {
 }
 
 extension ListenerConfig {
-    /// Whether a connection to `host` (an upstream target's) reaches this listener: its own address, or a loopback one
-    /// when it listens on every address.
-    func accepts(host: String) -> Bool {
+    /// Whether connections to `target` reach this listener: the same Unix socket, or its port at its own address (or a
+    /// loopback one, when it listens on every address).
+    func receives(_ target: UpstreamTarget) -> Bool {
+        if let socketPath { return target.socketPath == socketPath }
+        return target.socketPath == nil && target.port == port && accepts(host: target.host)
+    }
+
+    private func accepts(host: String) -> Bool {
         let target = host.lowercased()
         if target == address.lowercased() { return true }
         let isLoopback = { (name: String) in name == "localhost" || name == "::1" || name.hasPrefix("127.") }

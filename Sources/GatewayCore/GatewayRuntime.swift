@@ -16,6 +16,8 @@ public final class GatewayRuntime: Sendable {
     /// Run for every request, before routing, and for every response (reverse order).
     public let globalFilters: [any GatewayFilter]
     public let trustedProxies: AddressSet
+    /// `"unix:"` in `trusted_proxies`: peers on Unix-socket listeners are trusted proxies.
+    public let trustsUnixPeers: Bool
     /// `forwarded_header`: the upstream also gets an RFC 7239 `Forwarded` field.
     public let forwardedHeader: Bool
     /// This gateway's id in `CDN-Loop` (RFC 8586), nil with `loop_detection` off. One per process, the same across
@@ -49,6 +51,7 @@ public final class GatewayRuntime: Sendable {
         self.routes = routes
         self.globalFilters = globalFilters
         self.trustedProxies = AddressSet(config.trustedProxies)
+        self.trustsUnixPeers = config.trustsUnixPeers
         self.forwardedHeader = config.forwardedHeader
         self.logger = logger
         self.limits = config.limits

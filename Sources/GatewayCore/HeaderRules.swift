@@ -293,9 +293,10 @@ public enum HeaderRules {
 
     /// The client address as trusted proxies report it: walking X-Forwarded-For from the right, the
     /// first address that is not itself a trusted proxy. Without a trusted peer, the peer is the client.
-    public static func clientAddress(peer: IPAddress?, forwardedFor: [String], trusted: AddressSet) -> String {
-        guard let peer else { return "unix" }
-        guard trusted.contains(peer), !forwardedFor.isEmpty else { return peer.description }
+    /// `unixPeerTrusted`: a peer without an address (a Unix-socket listener's) is a trusted proxy (`"unix:"`).
+    public static func clientAddress(peer: IPAddress?, forwardedFor: [String], trusted: AddressSet, unixPeerTrusted: Bool = false) -> String {
+        let peerText = peer?.description ?? "unix"
+        guard peer.map(trusted.contains) ?? unixPeerTrusted, !forwardedFor.isEmpty else { return peerText }
         let hops = forwardedFor.flatMap { $0.split(separator: ",") }.map { $0.trimmingASCIISpaces() }
         var leftmost: IPAddress?
         for hop in hops.reversed() {
@@ -303,7 +304,7 @@ public enum HeaderRules {
             leftmost = address
             if !trusted.contains(address) { return address.description }
         }
-        return (leftmost ?? peer).description
+        return leftmost?.description ?? peerText
     }
 
     /// Splits an absolute-form request target (`http://host:8080/p?q`) into its authority and origin form

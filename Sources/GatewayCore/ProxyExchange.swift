@@ -113,7 +113,7 @@ final class ProxyExchange: ExchangeDriver, UpstreamCallDelegate, FilterSuspensio
             connection.info.peerIsTrustedProxy
             ? HeaderRules.clientAddress(
                 peer: connection.info.peer, forwardedFor: head.headers["x-forwarded-for"],
-                trusted: runtime.trustedProxies)
+                trusted: runtime.trustedProxies, unixPeerTrusted: true)  // trusted, so a peer without an address is by "unix:"
             : connection.peerText
         self.context = RequestContext(
             connection: connection.info, clientIP: clientIP, method: head.method, uri: head.target, startedAt: EventClock.now(),

@@ -72,6 +72,9 @@ final class ListenerState: Sendable {
     let name: String
     private let current: NIOLockedValueBox<Settings>
     let channel: NIOLockedValueBox<Channel?> = NIOLockedValueBox(nil)
+    /// For a Unix socket: the file's device and inode as bound, so closing removes the file only while it is still
+    /// this listener's (the next version may have bound a new one at the same path meanwhile).
+    let socketFile = NIOLockedValueBox<(device: UInt64, inode: UInt64)?>(nil)
     let connectionsAccepted: Counter
     let activeConnections: Meter
     /// Refused connections are logged at most every few seconds (an attack must not flood the log).
@@ -188,7 +191,9 @@ public final class GatewayServer: Sendable {
                     loadedTLS[config.name] = try makeTLS(config.name, tls)
                 }
             }
-            if let state = current[config.name], state.settings.config.address == config.address, state.settings.config.port == config.port {
+            if let state = current[config.name], state.settings.config.address == config.address, state.settings.config.port == config.port,
+                state.settings.config.socketPath == config.socketPath
+            {
                 kept.insert(config.name)
                 updates.append((state, ListenerState.Settings(config: config, tls: loadedTLS[config.name])))
             } else {
@@ -227,12 +232,16 @@ public final class GatewayServer: Sendable {
         }
         for state in plan.newStates {
             let address = state.channel.withLockedValue { $0?.localAddress }
-            logger.info(
-                "listening",
-                metadata: ["listener": "\(state.name)", "address": "\(address?.ipAddress ?? state.settings.config.address)", "port": .stringConvertible(address?.port ?? 0)])
+            if let path = state.settings.config.socketPath {
+                logger.info("listening", metadata: ["listener": "\(state.name)", "path": "\(path)"])
+            } else {
+                logger.info(
+                    "listening",
+                    metadata: ["listener": "\(state.name)", "address": "\(address?.ipAddress ?? state.settings.config.address)", "port": .stringConvertible(address?.port ?? 0)])
+            }
         }
         for state in plan.removed {
-            try? await state.channel.withLockedValue({ $0 })?.close()
+            await Self.close(state)
             logger.info("listener closed", metadata: ["listener": "\(state.name)"])
         }
     }
@@ -244,7 +253,7 @@ public final class GatewayServer: Sendable {
     }
 
     public func abandon(_ plan: ListenerPlan) async {
-        for state in plan.newStates { try? await state.channel.withLockedValue({ $0 })?.close() }
+        for state in plan.newStates { await Self.close(state) }
     }
 
     private func prepare(_ configs: [ListenerConfig]) async throws -> ListenerPlan {
@@ -265,7 +274,7 @@ public final class GatewayServer: Sendable {
         let holder = self.holder
         let tracker = self.tracker
         let config = state.settings.config
-        return try await ServerBootstrap(group: group)
+        let bootstrap = ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 4096)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             // Off unless asked: with it on, another process (the next version, started before this one drains)
@@ -298,7 +307,9 @@ public final class GatewayServer: Sendable {
                 let peer = channel.remoteAddress.flatMap(IPAddress.init(socketAddress:))
                 let subjectHeader = listener.tls.flatMap { $0.clientAuth == .none ? nil : $0.clientSubjectHeader }
                 let trusted = runtime.trustedProxies
-                if listener.proxyProtocol && !(peer.map(trusted.contains) ?? false) {
+                // A Unix socket's peer has no address: it is trusted when trusted_proxies says "unix:".
+                let isTrusted = { (client: IPAddress?) in client.map(trusted.contains) ?? (listener.socketPath != nil && runtime.trustsUnixPeers) }
+                if listener.proxyProtocol && !isTrusted(peer) {
                     // Only a trusted load balancer may say who the client is.
                     metrics.counter("gateway_connections_rejected_total", [("listener", state.name), ("reason", "proxy_protocol_untrusted")]).increment()
                     return channel.close()
@@ -307,7 +318,7 @@ public final class GatewayServer: Sendable {
                 let configure = { (client: IPAddress?) throws -> Void in
                     let info = ConnectionInfo(
                         listener: listener.name, peer: client, isTLS: tls != nil,
-                        peerIsTrustedProxy: client.map(trusted.contains) ?? false, clientSubjectHeader: subjectHeader)
+                        peerIsTrustedProxy: isTrusted(client), clientSubjectHeader: subjectHeader)
                     let makeResponder = { (clientSubject: String?) -> ConnectionResponder in
                         var info = info
                         info.clientCertificateSubject = clientSubject
@@ -343,8 +354,18 @@ public final class GatewayServer: Sendable {
                     }
                 }
             }
-            .bind(host: config.address, port: config.port)
-            .get()
+        if let path = config.socketPath {
+            // A socket file left by a previous run (or the version this one replaces) is replaced; the mode lets the
+            // proxy in front connect.
+            let channel = try await bootstrap.bind(unixDomainSocketPath: path, cleanupExistingSocketFile: true).get()
+            guard chmod(path, mode_t(config.socketMode)) == 0 else {
+                try? await channel.close()
+                throw IOError(errnoCode: errno, reason: "chmod \(path)")
+            }
+            state.socketFile.withLockedValue { $0 = Self.fileIdentity(path) }
+            return channel
+        }
+        return try await bootstrap.bind(host: config.address, port: config.port).get()
     }
 
     /// Graceful stop: stop accepting, let requests in flight finish (up to `timeout`), close the rest.
@@ -370,7 +391,24 @@ public final class GatewayServer: Sendable {
             defer { states.removeAll() }
             return Array(states.values)
         }
-        for state in states { try? await state.channel.withLockedValue({ $0 })?.close() }
+        for state in states { await Self.close(state) }
+    }
+
+    /// Stops a listener accepting; a Unix socket's file goes with it (nothing answers there any more), unless another
+    /// process has bound a new one at that path.
+    private static func close(_ state: ListenerState) async {
+        try? await state.channel.withLockedValue({ $0 })?.close()
+        if let path = state.settings.config.socketPath, let bound = state.socketFile.withLockedValue({ $0 }), let now = Self.fileIdentity(path),
+            now == bound
+        {
+            unlink(path)
+        }
+    }
+
+    static func fileIdentity(_ path: String) -> (device: UInt64, inode: UInt64)? {
+        var info = stat()
+        guard stat(path, &info) == 0 else { return nil }
+        return (UInt64(info.st_dev), UInt64(info.st_ino))
     }
 
     /// Open client connections (for tests and the admin API).

@@ -38,6 +38,27 @@ import Testing
     }
 
     // TLS keys: relative files resolve against the config's folder; mistakes are reported with their paths.
+    // Listeners on a Unix socket: path instead of address and port, an octal mode, "unix:" in trusted_proxies to
+    // trust their peers (and to let them send PROXY headers).
+    @Test func unixSocketListenerShapes() throws {
+        func load(listener: String, top: String = "") -> ConfigLoadResult {
+            self.load(#"{ \#(top) "listeners": [\#(listener)], "upstreams": { "u": { "targets": ["http://127.0.0.1:9"] } }, "routes": [{ "name": "r", "upstream": "u" }] }"#)
+        }
+        let good = load(listener: #"{ "name": "local", "path": "/run/gw.sock", "mode": "0666" }"#, top: #""trusted_proxies": ["10.0.0.0/8", "unix:"],"#)
+        let listener = try #require(good.config?.listeners.first)
+        #expect(listener.socketPath == "/run/gw.sock" && listener.socketMode == 0o666 && good.errors.isEmpty)
+        #expect(good.config?.trustsUnixPeers == true && good.config?.trustedProxies.count == 1)
+        #expect(load(listener: #"{ "name": "local", "path": "/run/gw.sock" }"#).config?.listeners.first?.socketMode == 0o660)
+        #expect(load(listener: #"{ "name": "local", "path": "/run/gw.sock", "port": 80, "mode": "rw" }"#).errors.map(\.description) == [
+            "listeners[0].mode: expected file permissions in octal, such as \"0660\"",
+            "listeners[0].port: a listener on a Unix socket (path) has no port",
+        ])
+        #expect(load(listener: #"{ "name": "tcp", "port": 80, "mode": "0600" }"#).errors.map(\.description) == ["listeners[0].mode: is for listeners on a Unix socket (path)"])
+        #expect(load(listener: #"{ "name": "local", "path": "/run/gw.sock", "proxy_protocol": true }"#, top: #""trusted_proxies": ["10.0.0.0/8"],"#).errors.map(\.description) == [
+            #"listeners[0].proxy_protocol: needs "unix:" in trusted_proxies: the proxies on this socket are then allowed to send the header"#
+        ])
+    }
+
     // unix:///path targets: an absolute path that fits a socket address, no control characters; named unix:PATH in
     // logs and metrics, Host localhost; nothing for DNS discovery to resolve.
     @Test func unixSocketTargetShapes() throws {

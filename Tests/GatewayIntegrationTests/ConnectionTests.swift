@@ -1,9 +1,37 @@
 import DemoUpstream
 import Foundation
 import Testing
+import TestSupport
 
 /// HTTP/1.1 connection behaviour: keep-alive, pipelining, bodies, 100-continue, HEAD, broken upstreams.
 @Suite struct ConnectionTests {
+    // A listener on a Unix socket (path, mode): requests through it are served as on any listener; the peer has no
+    // address ("unix" in the log) and its X-Forwarded-For counts only with "unix:" in trusted_proxies; the socket file
+    // has the mode asked for and goes when the gateway stops.
+    @Test func unixSocketListeners() async throws {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("gw-listen-\(UUID().uuidString.prefix(8)).sock").path
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        try await withUpstreams { upstreams in
+            for trusted in [false, true] {
+                let json = basicConfig(top: trusted ? #""trusted_proxies": ["unix:"],"# : "")
+                    .replacingOccurrences(
+                        of: #"{ "name": "test", "address": "127.0.0.1", "port": 0 }"#,
+                        with: #"{ "name": "test", "address": "127.0.0.1", "port": 0 }, { "name": "local", "path": "\#(path)", "mode": "0600" }"#)
+                try await withGateway(json, upstreams: upstreams) { gateway in
+                    let permissions = try FileManager.default.attributesOfItem(atPath: path)[.posixPermissions] as? Int
+                    #expect(permissions == 0o600)
+                    let result = try await shell(
+                        "curl -s --unix-socket '\(path)' -H 'X-Request-ID: unix-\(trusted)' -H 'X-Forwarded-For: 203.0.113.7' http://local.test/echo")
+                    #expect(result.stdout.contains(#""upstream":"#), "\(result.stdout) \(result.stderr)")
+                    let entry = await gateway.logs.accessEntry(requestID: "unix-\(trusted)")
+                    #expect(entry?["listener"] as? String == "local")
+                    #expect(entry?["client_ip"] as? String == (trusted ? "203.0.113.7" : "unix"), "\(String(describing: entry))")
+                }
+                #expect(!FileManager.default.fileExists(atPath: path), "the socket file goes with the gateway")
+            }
+        }
+    }
+
     // Many requests over keep-alive client connections reuse one pooled upstream connection.
     @Test func reusesUpstreamConnections() async throws {
         try await withUpstreams { upstreams in
