@@ -18,12 +18,7 @@ import Testing
                 try await Task.sleep(for: .milliseconds(100))
                 let busy = try await gateway.request("GET", "/echo")
                 #expect(busy.status == 503, "the stalled answer holds the only upstream connection")
-                var status = 0
-                let deadline = ContinuousClock.now + TestTime.seconds(10)
-                while status != 200 && ContinuousClock.now < deadline {
-                    try await Task.sleep(for: .milliseconds(50))
-                    status = try await gateway.request("GET", "/echo").status
-                }
+                let status = try await OperationsTests.poll(until: 200) { try await gateway.request("GET", "/echo").status }
                 #expect(status == 200)
                 let logged = gateway.logs.entries("client stopped reading the answer: disconnected")
                 #expect(logged.first?["request_id"] as? String == "stalled-1")

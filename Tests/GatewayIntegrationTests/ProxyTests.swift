@@ -453,12 +453,7 @@ import Testing
 
             // The health check reaches the socket: an unhealthy answer there takes the target out.
             upstream.behaviour.healthStatus.store(503, ordering: .relaxed)
-            var status = 0
-            let deadline = ContinuousClock.now + TestTime.seconds(10)
-            while status != 503 && ContinuousClock.now < deadline {
-                try await Task.sleep(for: .milliseconds(50))
-                status = try await gateway.request("GET", "/echo").status
-            }
+            let status = try await OperationsTests.poll(until: 503) { try await gateway.request("GET", "/echo").status }
             #expect(status == 503)
         }
     }
