@@ -605,9 +605,11 @@ final class ProxyExchange: ExchangeDriver, UpstreamCallDelegate, FilterSuspensio
         let sent = encoder?.compress(translated) ?? translated
         bytesOut += sent.readableBytes
         stream?.writeResponseBody(sent)
-        if transferRate != nil, case .forwarding = state {
-            let wait = transferRate!.sent(sent.readableBytes, now: EventClock.now().uptimeNanoseconds)
-            if wait > 0 && rateHold == nil { holdForRate(wait) }
+        // Optional chaining reads the clock only on routes with limit_rate.
+        if case .forwarding = state, let wait = transferRate?.sent(sent.readableBytes, now: EventClock.now().uptimeNanoseconds), wait > 0,
+            rateHold == nil
+        {
+            holdForRate(wait)
         }
         if clientBehind {
             // Held in the connection's queue while the client catches up; the upstream waits once the route's share is
