@@ -355,15 +355,15 @@ public final class GatewayServer: Sendable {
                 }
             }
         if let path = config.socketPath {
-            // A socket file left by a previous run (or the version this one replaces) is replaced; the mode lets the
-            // proxy in front connect.
-            let channel = try await bootstrap.bind(unixDomainSocketPath: path, cleanupExistingSocketFile: true).get()
-            guard chmod(path, mode_t(config.socketMode)) == 0 else {
-                try? await channel.close()
-                throw IOError(errnoCode: errno, reason: "chmod \(path)")
-            }
+            // Bound here rather than by NIO, which removes the file when its channel closes, whoever's it is by then.
+            let socket = try Self.bindUnixSocket(path: path, mode: config.socketMode)
             state.socketFile.withLockedValue { $0 = Self.fileIdentity(path) }
-            return channel
+            do {
+                return try await bootstrap.withBoundSocket(socket).get()
+            } catch {
+                Glibc.close(socket)
+                throw error
+            }
         }
         return try await bootstrap.bind(host: config.address, port: config.port).get()
     }
@@ -403,6 +403,26 @@ public final class GatewayServer: Sendable {
         {
             unlink(path)
         }
+    }
+
+    /// A Unix stream socket bound at `path` with the file permissions `mode`. A socket file already there (left by a
+    /// previous run, or the version this one replaces) is replaced; any other kind of file is an error, never removed.
+    static func bindUnixSocket(path: String, mode: Int) throws -> CInt {
+        var existing = stat()
+        if lstat(path, &existing) == 0 {
+            guard existing.st_mode & S_IFMT == S_IFSOCK else { throw IOError(errnoCode: EEXIST, reason: "\(path) exists and is not a socket") }
+            unlink(path)
+        }
+        let address = try SocketAddress(unixDomainSocketPath: path)
+        let socket = Glibc.socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard socket >= 0 else { throw IOError(errnoCode: errno, reason: "socket") }
+        let bound = address.withSockAddr { pointer, size in Glibc.bind(socket, pointer, socklen_t(size)) }
+        guard bound == 0, chmod(path, mode_t(mode)) == 0 else {
+            let code = errno
+            Glibc.close(socket)
+            throw IOError(errnoCode: code, reason: "binding \(path)")
+        }
+        return socket
     }
 
     static func fileIdentity(_ path: String) -> (device: UInt64, inode: UInt64)? {

@@ -29,6 +29,29 @@ import TestSupport
                 }
                 #expect(!FileManager.default.fileExists(atPath: path), "the socket file goes with the gateway")
             }
+            // The next version binds the same path while the old one still runs: the old one, stopping, leaves the new
+            // one's file alone.
+            let json = basicConfig().replacingOccurrences(
+                of: #"{ "name": "test", "address": "127.0.0.1", "port": 0 }"#,
+                with: #"{ "name": "test", "address": "127.0.0.1", "port": 0 }, { "name": "local", "path": "\#(path)" }"#)
+            try await withGateway(json, upstreams: upstreams) { _ in
+                try await withGateway(json, upstreams: upstreams) { _ in }
+                #expect(!FileManager.default.fileExists(atPath: path), "the newer gateway stopped, and its file went with it")
+            }
+            // Two processes: the older one stops while the newer one runs.
+            let processJSON = json.replacingOccurrences(of: "$UP0", with: String(upstreams[0].port))
+            let older = try GatewayProcess(config: processJSON)
+            try await older.start()
+            let newer = try GatewayProcess(config: processJSON)
+            try await newer.start()
+            older.terminate()
+            #expect(await older.waitForExit(timeout: .seconds(10)) == 0)
+            #expect(FileManager.default.fileExists(atPath: path), "the older gateway left the newer one's socket file")
+            let result = try await shell("curl -s --unix-socket '\(path)' http://local.test/echo")
+            #expect(result.stdout.contains(#""upstream":"#), "the newer gateway answers there: \(result.stdout)")
+            newer.terminate()
+            #expect(await newer.waitForExit(timeout: .seconds(10)) == 0)
+            #expect(!FileManager.default.fileExists(atPath: path))
         }
     }
 
