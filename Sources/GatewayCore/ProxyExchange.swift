@@ -241,6 +241,7 @@ final class ProxyExchange: ExchangeDriver, UpstreamCallDelegate, FilterSuspensio
             runtime.logger.warning(
                 "forwarding loop: the request came back to this gateway",
                 metadata: ["request_id": "\(context.requestID)", "route": "\(route.name)", "cdn_loop": "\(head.headers.values(name: "cdn-loop").joined(separator: ", "))"])
+            runtime.metrics.counter("gateway_forwarding_loops_total", [("route", route.name)]).increment()
             return respond(error: .loopDetected)
         }
         // A request without a body is whole already (its end may still be on its way from the edge).
@@ -484,6 +485,7 @@ final class ProxyExchange: ExchangeDriver, UpstreamCallDelegate, FilterSuspensio
             self.runtime.logger.info(
                 "client stopped reading the answer: disconnected",
                 metadata: ["request_id": "\(self.context.requestID)", "route": "\(self.context.route?.name ?? "-")", "send_timeout_ms": "\(limit)"])
+            self.runtime.metrics.counter("gateway_client_send_timeouts_total", [("route", self.context.route?.name ?? "-")]).increment()
             self.call?.cancel()
             self.stream?.abortResponse()
             self.finish(status: self.status ?? 200, completed: false)

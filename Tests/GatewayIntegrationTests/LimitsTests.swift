@@ -11,7 +11,8 @@ import Testing
     @Test func clientsThatStopReadingAreDisconnected() async throws {
         try await withUpstreams { upstreams in
             let json = basicConfig(
-                limits: #"{ "send_timeout_ms": \#(TestTime.ms(300)) }"#, upstreamExtra: #", "max_connections": 1, "max_pending_requests": 0"#)
+                limits: #"{ "send_timeout_ms": \#(TestTime.ms(300)) }"#, upstreamExtra: #", "max_connections": 1, "max_pending_requests": 0"#,
+                top: #""admin": { "address": "127.0.0.1", "port": 0 },"#)
             try await withGateway(json, upstreams: upstreams) { gateway in
                 let stalled = try await RawClient.connect(port: gateway.port, reading: false)
                 try await stalled.send("GET /bytes/64000000 HTTP/1.1\r\nHost: x\r\nX-Request-ID: stalled-1\r\n\r\n")
@@ -24,6 +25,8 @@ import Testing
                 #expect(logged.first?["request_id"] as? String == "stalled-1")
                 let access = await gateway.logs.accessEntry(requestID: "stalled-1")
                 #expect(access?["completed"] as? Bool == false && access?["status"] as? Int == 200, "\(String(describing: access))")
+                let metrics = PrometheusText(try await OperationsTests.admin(gateway.gateway, "/metrics", token: nil).text)
+                #expect(metrics.value("gateway_client_send_timeouts_total", ["route": "all"]) == 1)
                 await stalled.close()
             }
         }

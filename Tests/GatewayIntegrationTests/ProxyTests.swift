@@ -402,6 +402,7 @@ import Testing
         let looping = """
             { "workers": 1,
               "listeners": [{ "name": "test", "address": "127.0.0.1", "port": \(port) }],
+              "admin": { "address": "127.0.0.1", "port": 0 },
               "upstreams": { "self": { "targets": ["http://127.0.0.1:\(port)"] } },
               "routes": [{ "name": "loop", "upstream": "self" }] }
             """
@@ -412,6 +413,8 @@ import Testing
             #expect(logged.count == 1)
             let id = (logged.first?["cdn_loop"] as? String) ?? ""
             #expect(id.hasPrefix("gw-") && id.count == 11, "\(id)")
+            let metrics = PrometheusText(try await OperationsTests.admin(gateway.gateway, "/metrics", token: nil).text)
+            #expect(metrics.value("gateway_forwarding_loops_total", ["route": "loop"]) == 1)
         }
         try await withUpstreams { upstreams in
             try await withGateway(basicConfig(), upstreams: upstreams) { gateway in
