@@ -65,14 +65,16 @@ public enum HeaderRules {
     /// `dropOverrides` (`limits.override_headers: "drop"`): the fields with which frameworks let a request stand for
     /// another (`overrideFields`) go too: the gateway routes, authorizes and caches the request it sees.
     public static func removeClientIdentityHeaders(_ headers: inout HeaderList, dropUnderscores: Bool, dropOverrides: Bool = false) {
-        headers.removeReceived { name in
+        let isClientControlled = { (name: UnsafeRawBufferPointer) -> Bool in
             (name.count > 7 && isIdentityPrefix(name)) || (dropUnderscores && name.contains(UInt8(ascii: "_")))
                 || (dropOverrides && (13...22).contains(name.count) && overrideFields.contains { ASCII.equalsCaseInsensitively(name, $0) })
         }
+        headers.removeReceived(where: isClientControlled)
         if headers.hasAddedFields {
+            // HTTP/2 requests' fields are all added ones: compared in place, no lowercased copies per field.
             headers.removeAdded { name in
-                (name.utf8.count > 7 && name.lowercased().replacingUnderscores().hasPrefix("x-auth-")) || (dropUnderscores && name.utf8.contains(UInt8(ascii: "_")))
-                    || (dropOverrides && overrideFields.contains(name.lowercased()))
+                var name = name
+                return name.withUTF8 { isClientControlled(UnsafeRawBufferPointer($0)) }
             }
         }
     }
@@ -136,8 +138,8 @@ public enum HeaderRules {
         }
         guard !seen, headers.hasAddedFields else { return seen }
         for value in headers.addedValues(name: "cdn-loop") {
-            for element in value.split(separator: ",") {
-                if element.prefix(while: { $0 != ";" }).trimmingASCIISpaces().lowercased() == id.lowercased() { return true }
+            for element in value.split(separator: ",") where element.prefix(while: { $0 != ";" }).trimmingASCIISpaces().equalsCaseInsensitively(id) {
+                return true
             }
         }
         return false
@@ -448,8 +450,4 @@ extension RequestContext {
         case .method: return method.description
         }
     }
-}
-
-extension String {
-    fileprivate func replacingUnderscores() -> String { String(map { $0 == "_" ? "-" : $0 }) }
 }
