@@ -295,10 +295,11 @@ public enum HeaderRules {
 
     /// The client address as trusted proxies report it: walking X-Forwarded-For from the right, the
     /// first address that is not itself a trusted proxy. Without a trusted peer, the peer is the client.
-    /// `unixPeerTrusted`: a peer without an address (a Unix-socket listener's) is a trusted proxy (`"unix:"`).
-    public static func clientAddress(peer: IPAddress?, forwardedFor: [String], trusted: AddressSet, unixPeerTrusted: Bool = false) -> String {
+    /// `peerIsTrusted`: the connection's `ConnectionInfo.peerIsTrustedProxy`, decided when it was accepted (a
+    /// Unix-socket listener's peer, which has no address, by `"unix:"`).
+    public static func clientAddress(peer: IPAddress?, peerIsTrusted: Bool, forwardedFor: [String], trusted: AddressSet) -> String {
         let peerText = peer?.description ?? "unix"
-        guard peer.map(trusted.contains) ?? unixPeerTrusted, !forwardedFor.isEmpty else { return peerText }
+        guard peerIsTrusted, !forwardedFor.isEmpty else { return peerText }
         let hops = forwardedFor.flatMap { $0.split(separator: ",") }.map { $0.trimmingASCIISpaces() }
         var leftmost: IPAddress?
         for hop in hops.reversed() {

@@ -112,8 +112,7 @@ final class ProxyExchange: ExchangeDriver, UpstreamCallDelegate, FilterSuspensio
         let clientIP =
             connection.info.peerIsTrustedProxy
             ? HeaderRules.clientAddress(
-                peer: connection.info.peer, forwardedFor: head.headers["x-forwarded-for"],
-                trusted: runtime.trustedProxies, unixPeerTrusted: true)  // trusted, so a peer without an address is by "unix:"
+                peer: connection.info.peer, peerIsTrusted: true, forwardedFor: head.headers["x-forwarded-for"], trusted: runtime.trustedProxies)
             : connection.peerText
         self.context = RequestContext(
             connection: connection.info, clientIP: clientIP, method: head.method, uri: head.target, startedAt: EventClock.now(),

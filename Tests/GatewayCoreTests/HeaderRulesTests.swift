@@ -166,11 +166,11 @@ import Testing
     @Test func clientAddress() {
         let trusted = AddressSet([CIDR("10.0.0.0/8")!])
         let proxy = IPAddress("10.0.0.2")
-        #expect(HeaderRules.clientAddress(peer: proxy, forwardedFor: ["5.5.5.5, 10.0.0.7"], trusted: trusted) == "5.5.5.5")
-        #expect(HeaderRules.clientAddress(peer: proxy, forwardedFor: ["6.6.6.6", "5.5.5.5"], trusted: trusted) == "5.5.5.5")
-        #expect(HeaderRules.clientAddress(peer: proxy, forwardedFor: ["10.1.1.1"], trusted: trusted) == "10.1.1.1")
-        #expect(HeaderRules.clientAddress(peer: proxy, forwardedFor: ["garbage"], trusted: trusted) == "10.0.0.2")
-        #expect(HeaderRules.clientAddress(peer: IPAddress("8.8.8.8"), forwardedFor: ["1.2.3.4"], trusted: trusted) == "8.8.8.8")
+        #expect(HeaderRules.clientAddress(peer: proxy, peerIsTrusted: true, forwardedFor: ["5.5.5.5, 10.0.0.7"], trusted: trusted) == "5.5.5.5")
+        #expect(HeaderRules.clientAddress(peer: proxy, peerIsTrusted: true, forwardedFor: ["6.6.6.6", "5.5.5.5"], trusted: trusted) == "5.5.5.5")
+        #expect(HeaderRules.clientAddress(peer: proxy, peerIsTrusted: true, forwardedFor: ["10.1.1.1"], trusted: trusted) == "10.1.1.1")
+        #expect(HeaderRules.clientAddress(peer: proxy, peerIsTrusted: true, forwardedFor: ["garbage"], trusted: trusted) == "10.0.0.2")
+        #expect(HeaderRules.clientAddress(peer: IPAddress("8.8.8.8"), peerIsTrusted: false, forwardedFor: ["1.2.3.4"], trusted: trusted) == "8.8.8.8")
     }
 
     // Absolute-form targets become origin form plus the authority for Host.
