@@ -332,7 +332,8 @@ extension ProxyExchange {
         var updated: [String: [String]] = [:]
         for (name, value) in response.headers {
             let lower = name.lowercased()
-            guard !["content-length", "transfer-encoding", "set-cookie", "age", "x-cache", "cache-status", "content-encoding", "surrogate-key", "cache-tag"].contains(lower)
+            guard !["content-length", "transfer-encoding", "set-cookie", "age", "x-cache", "cache-status", "content-encoding"].contains(lower),
+                !CacheEntry.tagFields.contains(lower)
             else { continue }
             updated[lower, default: []].append(value)
         }
@@ -482,9 +483,10 @@ extension CacheEntry {
         let responseTime = ResponseCache.now()
         var headers: [(name: String, value: String)] = []
         for (name, value) in response.headers {
-            switch name.lowercased() {
-            case "set-cookie", "age", "x-cache", "cache-status", "content-length", "transfer-encoding", "surrogate-key", "cache-tag": continue
-            default: headers.append((name, value))
+            let lower = name.lowercased()
+            switch lower {
+            case "set-cookie", "age", "x-cache", "cache-status", "content-length", "transfer-encoding": continue
+            default: if !CacheEntry.tagFields.contains(lower) { headers.append((name, value)) }  // kept as `tags` instead
             }
         }
         var stored = facts
