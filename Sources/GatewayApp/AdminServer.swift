@@ -18,7 +18,7 @@ import NIOPosix
 /// - `POST /reload`: reload gateway.json (as SIGHUP does); 200, or 422 with the problems (nothing changed).
 /// - `POST /certificates/reload`: read the TLS certificate files again.
 /// - `POST /cache/purge[?url=URL|?route=NAME|?tag=T]`: drop stored responses (both cache tiers).
-/// - `GET /explain?url=URL[&method=M][&listener=L][&header=Name:%20value...]`: the route a request would take in the
+/// - `GET /explain?url=URL[&method=M][&listener=L][&client_ip=A][&header=Name:%20value...]`: the route a request would take in the
 ///   running config, as `gateway explain` tells it.
 final class AdminServer: Sendable {
     private let channel: Channel
@@ -198,7 +198,8 @@ enum AdminEndpoint: String, Sendable {
         let headers = query["header"].map { $0.split(separator: "\n").map(String.init) } ?? []
         do {
             let lines = try ExplainCommand.explain(
-                method: query["method"] ?? "GET", url: url, headers: headers, listener: query["listener"], config: gateway.config)
+                method: query["method"] ?? "GET", url: url, headers: headers, listener: query["listener"], clientIP: query["client_ip"],
+                config: gateway.config)
             return AdminReply(.ok, "application/json", JSONValue.object([("explanation", .array(lines.map { .string($0) }))]).rendered)
         } catch {
             return AdminReply(.badRequest, "application/json", JSONValue.object([("error", .string("\(error)"))]).rendered)

@@ -19,6 +19,9 @@ public struct ExplainCommand: AsyncParsableCommand {
     @Option(help: "The listener the request comes in on (default: the first).")
     var listener: String?
 
+    @Option(name: .customLong("client-ip"), help: "The client's address, as trusted_proxies would resolve it (for match.client_ips).")
+    var clientIP: String?
+
     @Option(name: [.customShort("H"), .customLong("header")], help: "A request header, as `Name: value` (repeatable).")
     var headers: [String] = []
 
@@ -38,15 +41,23 @@ public struct ExplainCommand: AsyncParsableCommand {
             for diagnostic in result.diagnostics { print(diagnostic) }
             throw ExitCode(1)
         }
-        for line in try Self.explain(method: method, url: url, headers: headers, listener: listener, config: gatewayConfig) { print(line) }
+        for line in try Self.explain(
+            method: method, url: url, headers: headers, listener: listener, clientIP: clientIP, config: gatewayConfig) { print(line) }
     }
 
     /// What explain says about a request given as on the command line (and to the admin API's `/explain`): the
-    /// listener defaults to the first.
-    static func explain(method: String, url: String, headers: [String], listener: String?, config: GatewayConfig) throws -> [String] {
+    /// listener defaults to the first; without a client address, routes with `match.client_ips` match no request.
+    static func explain(
+        method: String, url: String, headers: [String], listener: String?, clientIP: String? = nil, config: GatewayConfig
+    ) throws -> [String] {
         let name = listener ?? config.listeners.first?.name ?? ""
         guard config.listeners.contains(where: { $0.name == name }) else { throw ValidationError("no listener named \"\(name)\"") }
-        return explain(try request(method: method, url: url, headers: headers), listener: name, config: config)
+        var client: IPAddress?
+        if let clientIP {
+            guard let address = IPAddress(clientIP) else { throw ValidationError("\"\(clientIP)\" is not an IP address") }
+            client = address
+        }
+        return explain(try request(method: method, url: url, headers: headers), listener: name, client: client, config: config)
     }
 
     /// The request the command line describes: the Host from the URL, else from `-H`.
@@ -68,7 +79,7 @@ public struct ExplainCommand: AsyncParsableCommand {
     }
 
     /// What the gateway would do with `request`, one line a fact.
-    static func explain(_ request: RequestHead, listener: String, config: GatewayConfig) -> [String] {
+    static func explain(_ request: RequestHead, listener: String, client: IPAddress? = nil, config: GatewayConfig) -> [String] {
         var head = request
         let slashes: PathNormalizer.EncodedSlashes = config.limits.encodedSlashes == .keep ? .keep : .reject
         switch PathNormalizer.normalize(head.target, encodedSlashes: slashes) {
@@ -77,10 +88,11 @@ public struct ExplainCommand: AsyncParsableCommand {
         }
         let hostHeader = head.headers.first(name: "host") ?? ""
         guard HeaderRules.isValidHost(hostHeader) else { return ["400 BAD_REQUEST: the Host \"\(hostHeader)\" is not a valid host[:port]"] }
-        var lines = ["request: \(head.method) \(head.target) (Host: \(hostHeader.isEmpty ? "none" : hostHeader), listener \(listener))"]
+        var lines = ["request: \(head.method) \(head.target) (Host: \(hostHeader.isEmpty ? "none" : hostHeader), listener \(listener)\(client.map { ", client \($0)" } ?? ""))"]
         let table = GatewayRuntime.compileRoutes(config)
         switch table.match(
-            host: HeaderRules.hostName(hostHeader), path: head.path, query: head.query, method: head.method, headers: head.headers, listener: listener)
+            host: HeaderRules.hostName(hostHeader), path: head.path, query: head.query, method: head.method, headers: head.headers, listener: listener,
+            clientIP: client)
         {
         case .notFound:
             lines.append("404 ROUTE_NOT_FOUND: no route matches")

@@ -1741,6 +1741,12 @@ extension MatchConfig {
                         }
                     }.map { pairs in pairs.map { (name: $0.key, rule: $0.value) } }
                 } ?? []
+            match.clientIPs = o.optional("client_ips") { node -> [CIDR]? in
+                if case .array(let items) = node.value, items.isEmpty {
+                    node.error("an empty list matches no client; leave client_ips out to match every client")
+                }
+                return node.addressRanges()
+            } ?? []
             if match.path != nil && match.pathPrefix != nil {
                 o.node.context.error(o.path / "path", "use either path (exact) or path_prefix, not both")
             }

@@ -1176,6 +1176,8 @@ public struct MatchConfig: Sendable {
     public var headers: [(name: String, rule: HeaderRule)] = []
     /// `query`: conditions on query parameters (names and values compared after percent-decoding).
     public var query: [(name: String, rule: QueryRule)] = []
+    /// `client_ips`: the client addresses (as `trusted_proxies` resolve them) the route serves. Empty: any client.
+    public var clientIPs: [CIDR] = []
 
     public enum QueryRule: Sendable, Equatable {
         /// Some occurrence of the parameter has exactly this value.

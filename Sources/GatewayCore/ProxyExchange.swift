@@ -203,7 +203,7 @@ final class ProxyExchange: ExchangeDriver, UpstreamCallDelegate, FilterSuspensio
             return
         }
         let host = HeaderRules.hostName(hostHeader ?? "")
-        switch Self.match(&head, host: host, listener: connection.info.listener, in: runtime.routes) {
+        switch Self.match(&head, host: host, listener: connection.info.listener, clientIP: IPAddress(self.context.clientIP), in: runtime.routes) {
         case .notFound:
             respond(error: .routeNotFound)
         case .methodNotAllowed(let allowed):
@@ -230,8 +230,12 @@ final class ProxyExchange: ExchangeDriver, UpstreamCallDelegate, FilterSuspensio
     }
 
     /// The head by exclusive access: passing the stored property's parts would copy them.
-    private static func match(_ head: inout RequestHead, host: Substring, listener: String, in routes: RouteTable) -> RouteMatch {
-        routes.match(host: host, path: head.path, query: head.query, method: head.method, headers: head.headers, listener: listener)
+    /// The client's address is parsed only for a route with client conditions.
+    private static func match(
+        _ head: inout RequestHead, host: Substring, listener: String, clientIP: @autoclosure () -> IPAddress?, in routes: RouteTable
+    ) -> RouteMatch {
+        routes.match(
+            host: host, path: head.path, query: head.query, method: head.method, headers: head.headers, listener: listener, clientIP: clientIP())
     }
 
     func forward() {

@@ -98,6 +98,8 @@ public final class CompiledRoute: Sendable {
     public let earlyHints: EarlyHints?
     /// `match.listeners`: the listeners this route serves (nil: all).
     let listeners: [String]?
+    /// `match.client_ips`: the client addresses this route serves (nil: all).
+    let clientAddresses: AddressSet?
     /// `request_headers`: applied last to the request the upstream gets, so they also cover the forwarding headers.
     public let requestHeaderEdits: HeaderEdits
     /// `request_query`: parameters removed from and added to the target the upstream gets (nil: none).
@@ -119,6 +121,7 @@ public final class CompiledRoute: Sendable {
         self.index = index
         self.name = config.name
         self.listeners = config.match.listeners.isEmpty ? nil : config.match.listeners
+        self.clientAddresses = config.match.clientIPs.isEmpty ? nil : AddressSet(config.match.clientIPs)
         self.exactHosts = Set(config.match.hosts.filter { !$0.hasPrefix("*.") })
         self.wildcardHosts = config.match.hosts.filter { $0.hasPrefix("*.") }.map { String($0.dropFirst()) }
         if let exact = config.match.path {
@@ -347,17 +350,25 @@ public struct RouteTable: Sendable {
     ///   - host: the request's host, lowercased and without port ("" when absent).
     ///   - path: the request target's path, without the query.
     ///   - query: the request target's query, without `?` ("" when absent); read only when a route has query conditions.
-    /// `listener`: the name of the listener the request came in on (for `match.listeners`).
+    /// `listener`: the name of the listener the request came in on (for `match.listeners`); `clientIP`: the client's
+    /// address as `trusted_proxies` resolve it (for `match.client_ips`; nil for a Unix-socket peer), read only when a
+    /// route has client conditions.
     public func match(
-        host: Substring, path: Substring, query: @autoclosure () -> Substring = "", method: HTTPMethod, headers: HeaderList, listener: String
+        host: Substring, path: Substring, query: @autoclosure () -> Substring = "", method: HTTPMethod, headers: HeaderList, listener: String,
+        clientIP: @autoclosure () -> IPAddress? = nil
     ) -> RouteMatch {
         var best: (route: CompiledRoute, score: (Int, Int, Int, Int))?
         var allowed: [String] = []
         var methodMismatch = false
         let preflight = answersPreflights && method == .OPTIONS ? Preflight(headers) : nil
         var parameters: QueryParameters?  // parsed once, and only for a route with query conditions
+        var client: IPAddress??  // the same for the client's address and client conditions
         for route in routes {
             if let listeners = route.listeners, !listeners.contains(listener) { continue }
+            if let addresses = route.clientAddresses {
+                if client == nil { client = .some(clientIP()) }
+                guard let address = client!, addresses.contains(address) else { continue }
+            }
             guard let hostScore = route.hostScore(host), let pathScore = route.pathScore(path),
                 route.headersMatch(headers, preflight: preflight)
             else { continue }
@@ -370,8 +381,10 @@ public struct RouteTable: Sendable {
                 for name in route.allowedMethodNames where !allowed.contains(name) { allowed.append(name) }
                 continue
             }
-            // A listener rule counts like one more condition: an internal listener's own route wins over a general one.
-            let conditions = route.headers.count + route.query.count + (route.listeners == nil ? 0 : 1)
+            // A listener or client rule counts like one more condition: an internal listener's own route, or the office
+            // network's, wins over a general one.
+            let conditions =
+                route.headers.count + route.query.count + (route.listeners == nil ? 0 : 1) + (route.clientAddresses == nil ? 0 : 1)
             let score = (hostScore, pathScore, conditions, route.methods == nil ? 0 : 1)
             if best == nil || score > best!.score { best = (route, score) }
         }

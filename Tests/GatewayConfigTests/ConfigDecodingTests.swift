@@ -487,6 +487,20 @@ import Testing
         ])
     }
 
+    // match.client_ips: addresses and CIDR ranges; a bad entry and an empty list are errors at their path.
+    @Test func clientConditionShapes() throws {
+        let good = load(minimal(route: #"{ "name": "r", "upstream": "u", "match": { "client_ips": ["10.0.0.0/8", "::1"] } }"#))
+        #expect(good.errors.isEmpty)
+        #expect(good.config?.routes.first?.match.clientIPs.map(\.description) == ["10.0.0.0/8", "::1/128"])
+        let bad = load(minimal(route: #"{ "name": "r", "upstream": "u", "match": { "client_ips": ["10.0.0.0/33", "unix:"] } }"#)).errors.map(\.description)
+        #expect(bad == [
+            #"routes[0].match.client_ips[0]: "10.0.0.0/33" is not an IP address or CIDR range (e.g. "10.0.0.0/8")"#,
+            #"routes[0].match.client_ips[1]: "unix:" is not an IP address or CIDR range (e.g. "10.0.0.0/8")"#,
+        ])
+        let empty = load(minimal(route: #"{ "name": "r", "upstream": "u", "match": { "client_ips": [] } }"#)).errors.map(\.description)
+        #expect(empty == ["routes[0].match.client_ips: an empty list matches no client; leave client_ips out to match every client"])
+    }
+
     // slow_start_ms: a duration; a hash ring ignores it (a warning says so).
     @Test func slowStartShapes() throws {
         let config = { (upstream: String) in

@@ -1,6 +1,7 @@
 import GatewayConfig
 import GatewayCore
 import GatewayHTTP
+import GatewayPolicy
 import Testing
 
 @Suite struct RouteTableTests {
@@ -77,6 +78,27 @@ import Testing
         #expect(route(table, "/admin/users", listener: "l") == "admin-public")
         #expect(route(table, "/metrics", listener: "internal") == "metrics")
         #expect(route(table, "/metrics", listener: "l") == "all", "not served on the public listener")
+    }
+
+    // match.client_ips: a route serves only clients in its ranges (IPv4 and IPv6), and wins over a general one where it
+    // applies; a client without an address (a Unix-socket peer) matches none of them.
+    @Test func clientConditions() throws {
+        let table = try table(#"""
+            [{ "name": "office", "match": { "path_prefix": "/admin", "client_ips": ["10.20.0.0/16", "2001:db8::/32"] }, "upstream": "u" },
+             { "name": "admin-public", "match": { "path_prefix": "/admin" }, "respond": { "status": 404, "code": "NOT_HERE", "message": "no" } },
+             { "name": "loopback", "match": { "client_ips": ["127.0.0.1"] }, "upstream": "v" },
+             { "name": "all", "upstream": "u" }]
+            """#)
+        func route(_ path: String, from client: String?) -> String {
+            name(table.match(host: "", path: Substring(path), method: .GET, headers: HeaderList(), listener: "l", clientIP: client.flatMap { IPAddress($0) }))
+        }
+        #expect(route("/admin/users", from: "10.20.3.4") == "office")
+        #expect(route("/admin/users", from: "2001:db8::7") == "office")
+        #expect(route("/admin/users", from: "10.21.0.1") == "admin-public")
+        #expect(route("/admin/users", from: nil) == "admin-public")
+        #expect(route("/x", from: "127.0.0.1") == "loopback")
+        #expect(route("/x", from: "127.0.0.2") == "all")
+        #expect(route("/x", from: "10.20.3.4") == "all", "office covers /admin only")
     }
 
     @Test func queryConditions() throws {

@@ -143,6 +143,7 @@ import TestSupport
         try await withUpstreams(2) { upstreams in
             let routes = #"""
                 [{ "name": "beta", "match": { "path_prefix": "/api", "headers": { "x-beta": "1" } }, "upstream": "b", "strip_prefix": "/api" },
+                 { "name": "office", "match": { "path_prefix": "/api", "client_ips": ["10.0.0.0/8"] }, "upstream": "a" },
                  { "name": "api", "match": { "path_prefix": "/api" }, "upstream": "a" }]
                 """#
             try await withGateway(Self.config(routes: routes), upstreams: upstreams) { test in
@@ -154,12 +155,17 @@ import TestSupport
                 let plain = try await explain("url=http%3A%2F%2Fshop.test%2Fapi%2Forders%3Fx%3D1")
                 #expect(plain.status == 200)
                 #expect(plain.lines.first == "request: GET /api/orders?x=1 (Host: shop.test, listener test)")
-                #expect(plain.lines.dropFirst().first == "route: api (routes[1])", "\(plain.lines)")
+                #expect(plain.lines.dropFirst().first == "route: api (routes[2])", "\(plain.lines)")
                 let beta = try await explain("method=POST&url=/api/orders&header=Host:%20shop.test&header=X-Beta:%201")
                 #expect(beta.lines.dropFirst().first == "route: beta (routes[0])", "\(beta.lines)")
                 #expect(beta.lines.last == "  upstream request: POST /orders (Host: shop.test)", "\(beta.lines)")
                 #expect(try await explain("url=/nothing&header=Host:%20a").lines.last == "404 ROUTE_NOT_FOUND: no route matches")
                 #expect(try await explain("method=GET").status == 400)
+                let office = try await explain("url=/api/x&header=Host:%20shop.test&client_ip=10.1.2.3")
+                #expect(office.lines.first == "request: GET /api/x (Host: shop.test, listener test, client 10.1.2.3)")
+                #expect(office.lines.dropFirst().first == "route: office (routes[1])", "\(office.lines)")
+                #expect(try await explain("url=/api/x&header=Host:%20shop.test").lines.dropFirst().first == "route: api (routes[2])")
+                #expect(try await explain("url=/api&client_ip=10.1").lines == [#""10.1" is not an IP address"#])
                 let unknown = try await explain("url=/api&listener=nope")
                 #expect(unknown.status == 400 && unknown.lines == [#"no listener named "nope""#])
                 #expect(try await Self.admin(gateway, "/explain?url=/api", token: nil).status == 401, "behind the admin token like the rest")

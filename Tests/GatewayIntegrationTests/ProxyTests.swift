@@ -185,6 +185,34 @@ import Testing
         }
     }
 
+    // match.client_ips over real sockets: the client address is the one trusted_proxies resolve (X-Forwarded-For from
+    // the trusted load balancer), so the office network's requests take their own route and everyone else the general one.
+    @Test func routesPerClientAddress() async throws {
+        try await withUpstreams { upstreams in
+            let config = """
+                { "workers": 1, "trusted_proxies": ["127.0.0.1"],
+                  "listeners": [{ "name": "public", "address": "127.0.0.1", "port": 0 }],
+                  "upstreams": { "demo": { "targets": ["http://127.0.0.1:\(upstreams[0].port)"] } },
+                  "routes": [{ "name": "office", "match": { "path_prefix": "/", "client_ips": ["10.20.0.0/16"] }, "upstream": "demo" },
+                             { "name": "site", "match": { "path_prefix": "/" }, "upstream": "demo" }] }
+                """
+            try await withGateway(config) { gateway in
+                func route(forwardedFor: String?) async throws -> String? {
+                    let response = try await gateway.request("GET", "/echo", headers: forwardedFor.map { [("X-Forwarded-For", $0)] } ?? [])
+                    #expect(response.status == 200)
+                    return try await gateway.accessLog(for: response)["route"] as? String
+                }
+                let office = try await route(forwardedFor: "10.20.7.8")
+                let elsewhere = try await route(forwardedFor: "10.21.7.8")
+                let balancer = try await route(forwardedFor: nil)
+                let spoofed = try await route(forwardedFor: "10.20.7.8, 198.51.100.1")
+                #expect(office == "office" && elsewhere == "site")
+                #expect(balancer == "site", "the balancer itself is not in the office")
+                #expect(spoofed == "site", "the nearest untrusted hop counts")
+            }
+        }
+    }
+
     // request_id: another header carries the id (upstream, back, in the error body); preserve_incoming decides
     // whose ids are kept: trusted proxies' only, or nobody's.
     @Test func requestIDHeaderAndTrust() async throws {
