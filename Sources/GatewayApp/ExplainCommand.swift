@@ -133,7 +133,10 @@ public struct ExplainCommand: AsyncParsableCommand {
         if let adaptive = route.adaptiveConcurrency {
             checks.append("adaptive_concurrency (\(adaptive.minLimit)-\(adaptive.maxLimit) in flight, following the upstream's latency)")
         }
-        if let webhook = route.webhookSignature { checks.append("webhook_signature (\(webhook.scheme.rawValue), bodies up to \(webhook.maxBodyBytes) bytes)") }
+        if let webhook = route.webhookSignature {
+            let replays = webhook.replayProtection ? ", replays refused" : ""
+            checks.append("webhook_signature (\(webhook.scheme.rawValue), bodies up to \(webhook.maxBodyBytes) bytes\(replays))")
+        }
         if let validation = route.requestValidation {
             let parts = [
                 validation.pathSchema.map { _ in "the path's variables" },

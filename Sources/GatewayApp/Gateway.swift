@@ -41,6 +41,9 @@ public final class Gateway: Sendable {
         var accessLogFormat: LoggingConfig.AccessLogFormat = .json
         /// This gateway's `CDN-Loop` id, kept across reloads.
         var instanceID = HeaderRules.newLoopID()
+        /// Accepted webhook deliveries (`webhook_signature.replay_protection`): in Redis when there is one, else here,
+        /// kept across reloads either way.
+        var replayGuard: any ReplayGuard = MemoryReplayGuard()
     }
 
     private let group: MultiThreadedEventLoopGroup
@@ -230,6 +233,12 @@ public final class Gateway: Sendable {
         } else {
             cache = ResponseCache(config: config.cache, shared: makeSharedCacheTier(config, redis: redis))
         }
+        let replayGuard: any ReplayGuard
+        if let old, old.redis === redis {
+            replayGuard = old.replayGuard
+        } else {
+            replayGuard = redis.map { RedisReplayGuard(client: $0) } ?? MemoryReplayGuard()
+        }
         let previousForwarders = previous?.active.forwarders
         let forwarders = try await LoopLocal<any UpstreamForwarder>.make(on: group) { loop, index in
             upstreams.makeForwarder(
@@ -303,7 +312,9 @@ public final class Gateway: Sendable {
             if !route.responseHeaders.isEmpty { filters.append(ResponseHeaderEditsFilter(route.responseHeaders)) }
             return filters
         } bodyCheck: { route in
-            route.webhookSignature.map { WebhookSignatureCheck($0, routeName: route.name, logger: logger, metrics: metrics) }
+            route.webhookSignature.map {
+                WebhookSignatureCheck($0, routeName: route.name, logger: logger, metrics: metrics, replayGuard: replayGuard)
+            }
         }
         let instanceID = old?.instanceID ?? HeaderRules.newLoopID()
         let runtime = GatewayRuntime(
@@ -311,7 +322,8 @@ public final class Gateway: Sendable {
         try await upstreams.startHealthChecks(on: group.next())
         let parts = Parts(
             config: config, upstreams: upstreams, authenticator: authenticator, redis: redis, rateLimitStore: rateLimitStore, exporter: exporter,
-            cache: cache, adaptiveFilters: adaptiveFilters, accessLogFormat: accessLogFormat, instanceID: instanceID)
+            cache: cache, adaptiveFilters: adaptiveFilters, accessLogFormat: accessLogFormat, instanceID: instanceID,
+            replayGuard: replayGuard)
         return (parts, RuntimeHolder.Active(runtime: runtime, forwarders: forwarders))
     }
 

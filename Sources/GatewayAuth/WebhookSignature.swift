@@ -8,19 +8,26 @@ import NIOCore
 
 /// `webhook_signature`: a webhook's body must carry an HMAC under one of the route's secrets, in the form its sender
 /// (GitHub, Stripe, Slack, Standard Webhooks, Shopify, or one described field by field) writes it, and for senders that
-/// sign a time, a time within `tolerance_seconds` of the gateway's clock. Checked on the whole body before anything
-/// goes upstream; every refusal is the same `403 INVALID_SIGNATURE` to the client, the reason is logged and counted.
+/// sign a time, a time within `tolerance_seconds` of the gateway's clock, and (`replay_protection`) content not
+/// delivered before. Checked on the whole body before anything goes upstream; every refusal is the same
+/// `403 INVALID_SIGNATURE` to the client, the reason is logged and counted.
 public struct WebhookSignatureCheck: RequestBodyCheck {
     private let config: WebhookSignatureConfig
     private let keys: [SymmetricKey]
     private let routeName: String
     private let logger: Logger
     private let metrics: GatewayMetrics
+    /// Where accepted deliveries are remembered, when the route refuses replays.
+    private let replayGuard: (any ReplayGuard)?
     /// The gateway's clock in Unix seconds (injected for tests).
     private let now: @Sendable () -> Int
 
+    /// How much longer than its tolerance window a delivery is remembered: instances whose clocks differ by less
+    /// still refuse its replay.
+    static let clockSlackSeconds = 60
+
     public init(
-        _ config: WebhookSignatureConfig, routeName: String, logger: Logger, metrics: GatewayMetrics,
+        _ config: WebhookSignatureConfig, routeName: String, logger: Logger, metrics: GatewayMetrics, replayGuard: (any ReplayGuard)? = nil,
         now: @escaping @Sendable () -> Int = { WallClock.coarseSeconds() }
     ) {
         self.config = config
@@ -28,37 +35,79 @@ public struct WebhookSignatureCheck: RequestBodyCheck {
         self.routeName = routeName
         self.logger = logger
         self.metrics = metrics
+        self.replayGuard = config.replayProtection && config.scheme.signsTime ? replayGuard : nil
         self.now = now
     }
 
     public var maxBodyBytes: Int { config.maxBodyBytes }
 
-    public func check(_ head: RequestHead, body: [ByteBuffer], context: RequestContext) -> GatewayError? {
-        guard let problem = problem(head.headers, body: body) else { return nil }
+    public func check(_ head: RequestHead, body: [ByteBuffer], context: RequestContext) -> FilterStep {
+        let signed: Signed
+        switch verify(head.headers, body: body) {
+        case .failure(let reason): return refuse(reason.text, context: context)
+        case .success(let verified): signed = verified
+        }
+        guard let replayGuard, let time = signed.time else { return .proceed }
+        // The signed content (time, id and body), not the signature: another presentation of the same signatures
+        // (one of two dropped while a secret rotates) is the same delivery.
+        var digest = SHA256()
+        digest.update(data: signed.prefix)
+        for part in body { part.withUnsafeReadableBytes { digest.update(bufferPointer: $0) } }
+        let key = digest.finalize().map { String(format: "%02x", $0) }.joined()
+        let seconds = max(1, time + config.toleranceSeconds - now()) + Self.clockSlackSeconds
+        let suspension = FilterSuspension()
+        let (logger, metrics, routeName, requestID) = (logger, metrics, routeName, context.requestID)
+        replayGuard.firstUse(of: key, forSeconds: seconds, on: context.eventLoop) { result in
+            switch result {
+            case .success(true):
+                suspension.resume(FilterResumption(decision: .proceed))
+            case .success(false):
+                metrics.authFailure(route: routeName, reason: "replayed_delivery")
+                logger.info(
+                    "webhook signature refused",
+                    metadata: ["request_id": "\(requestID)", "route": "\(routeName)", "reason": "this delivery was accepted before (a replay)"])
+                suspension.resume(FilterResumption(decision: .respond(.error(.invalidSignature, requestID: requestID))))
+            case .failure(let error):
+                // Refused rather than let through unchecked: the sender retries a 503 later, with a new signature.
+                logger.error(
+                    "webhook replay check failed", metadata: ["request_id": "\(requestID)", "route": "\(routeName)", "error": "\(error)"])
+                suspension.resume(FilterResumption(decision: .respond(.error(.deliveryUncheckable, requestID: requestID))))
+            }
+        }
+        return .suspend(suspension)
+    }
+
+    private func refuse(_ reason: String, context: RequestContext) -> FilterStep {
         metrics.authFailure(route: routeName, reason: "invalid_signature")
         logger.info(
             "webhook signature refused",
-            metadata: ["request_id": "\(context.requestID)", "route": "\(routeName)", "reason": "\(problem)"])
-        return .invalidSignature
+            metadata: ["request_id": "\(context.requestID)", "route": "\(routeName)", "reason": "\(reason)"])
+        return .respond(.error(.invalidSignature, requestID: context.requestID))
     }
 
     /// Why the request fails, or nil when a signature verifies. The reasons name what was wrong, never a value.
     func problem(_ headers: HeaderList, body: [ByteBuffer]) -> String? {
+        if case .failure(let reason) = verify(headers, body: body) { return reason.text }
+        return nil
+    }
+
+    /// What was signed, when a signature over it verifies under one of the secrets at an acceptable time.
+    private func verify(_ headers: HeaderList, body: [ByteBuffer]) -> Result<Signed, Reason> {
         let signed: Signed
         do {
             signed = try Self.signed(headers, scheme: config.scheme, header: config.header, prefix: config.prefix, encoding: config.encoding)
         } catch {
-            return error.text
+            return .failure(error)
         }
         if let time = signed.time, abs(now() - time) > config.toleranceSeconds {
-            return "the signed time is more than \(config.toleranceSeconds) s from the gateway's clock"
+            return .failure(Reason(text: "the signed time is more than \(config.toleranceSeconds) s from the gateway's clock"))
         }
         for key in keys {
             for signature in signed.signatures where Self.verifies(signature, key: key, algorithm: config.algorithm, prefix: signed.prefix, body: body) {
-                return nil
+                return .success(signed)
             }
         }
-        return "no signature matches the body under the route's secrets"
+        return .failure(Reason(text: "no signature matches the body under the route's secrets"))
     }
 
     // MARK: What the sender sends

@@ -177,7 +177,13 @@ extension WebhookSignatureConfig {
             let algorithm = o.optional("algorithm") { $0.oneOf(Algorithm.allCases.map(\.rawValue)).flatMap(Algorithm.init(rawValue:)) }
             let encoding = o.optional("encoding") { $0.oneOf(Encoding.allCases.map(\.rawValue)).flatMap(Encoding.init(rawValue:)) }
             let prefix = o.optional("prefix") { $0.string() }
+            let replayProtection = o.optional("replay_protection") { $0.bool() }
             guard let scheme, let secrets else { return nil }
+            if replayProtection == true, !scheme.signsTime {
+                o.node.context.error(
+                    o.path / "replay_protection",
+                    "\(scheme.rawValue) signatures carry no time: a replay looks the same as the sender's own redelivery")
+            }
             if scheme == .hmac {
                 if header == nil { o.node.context.error(o.path / "header", "the hmac scheme needs the field that carries the signature") }
                 if let header, !isToken(header) { o.node.context.error(o.path / "header", "is not a header field name") }
@@ -196,6 +202,7 @@ extension WebhookSignatureConfig {
             config.algorithm = algorithm ?? .sha256
             config.encoding = encoding ?? .hex
             config.prefix = prefix ?? ""
+            config.replayProtection = replayProtection ?? scheme.signsTime
             return config
         }
     }

@@ -232,6 +232,10 @@ public struct WebhookSignatureConfig: Sendable, Equatable {
         case shopify
         /// Any other sender: `header`, `algorithm`, `encoding` and `prefix` say how.
         case hmac
+
+        /// Whether the sender signs the time of each attempt (so its retries carry new signatures, and a replay is
+        /// possible only within `tolerance_seconds`).
+        public var signsTime: Bool { self == .stripe || self == .slack || self == .standard }
     }
     public enum Algorithm: String, Sendable, CaseIterable { case sha1, sha256, sha512 }
     public enum Encoding: String, Sendable, CaseIterable { case hex, base64 }
@@ -241,6 +245,9 @@ public struct WebhookSignatureConfig: Sendable, Equatable {
     public var secrets: [String]
     /// Schemes with a timestamp: how far it may be from the gateway's clock (replays of old deliveries fail).
     public var toleranceSeconds = 300
+    /// `replay_protection`: schemes with a timestamp: a delivery whose signed content (time and body) was accepted
+    /// already is refused, for as long as its time would pass the tolerance check.
+    public var replayProtection = false
     /// The largest body checked (held in memory whole); larger ones are refused with 413.
     public var maxBodyBytes = 1 << 20
     /// `hmac` only: the field with the signature (lowercase), the hash, how the signature is written, and what

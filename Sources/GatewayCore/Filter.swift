@@ -236,6 +236,7 @@ extension GatewayFilter {
 /// receives bodies whole first, at most `maxBodyBytes` (a larger one is refused with 413).
 public protocol RequestBodyCheck: Sendable {
     var maxBodyBytes: Int { get }
-    /// `body` is every part received (none for a request without one); a refusal is answered as it is.
-    func check(_ head: RequestHead, body: [ByteBuffer], context: RequestContext) -> GatewayError?
+    /// `body` is every part received (none for a request without one). A check that asks a store (whether a webhook
+    /// was delivered before) suspends; a refusal is answered as it is.
+    func check(_ head: RequestHead, body: [ByteBuffer], context: RequestContext) -> FilterStep
 }

@@ -180,6 +180,10 @@ public struct GatewayError: Error, Hashable, Sendable, CustomStringConvertible {
 
     public static let concurrencyLimited = GatewayError(
         .concurrencyLimited, "Too many requests from this client are in progress; retry when one has finished.", retryAfterSeconds: 1)
+    /// A webhook's replay check could not ask its store (Redis down): the sender retries later.
+    public static let deliveryUncheckable = GatewayError(
+        .authUnavailable, "The delivery cannot be checked right now; retry later.", retryAfterSeconds: 1)
+
     public static let authUnavailable = GatewayError(
         .authUnavailable, "Authorization cannot be checked right now; retry later.", retryAfterSeconds: 1)
 

@@ -26,6 +26,12 @@ final class ProxyExchange: ExchangeDriver, UpstreamCallDelegate, FilterSuspensio
 
     private enum FilterStage { case global, route }
 
+    /// What waits for a `FilterSuspension`: a filter (the next one to run), or the route's body check.
+    private enum Suspended {
+        case filter(FilterStage, next: Int)
+        case bodyCheck
+    }
+
     let connection: GatewayConnection
     var stream: DownstreamStream?
     var head: RequestHead
@@ -79,7 +85,9 @@ final class ProxyExchange: ExchangeDriver, UpstreamCallDelegate, FilterSuspensio
     /// A split's `set_cookie` for a client that had none: added to whatever answers this request.
     private var stickyCookie: String?
     /// Where filtering goes on once a `FilterSuspension` resumes.
-    private var suspendedAt: (stage: FilterStage, next: Int)?
+    private var suspendedAt: Suspended?
+    /// The route's body check passed (after suspending: `forward()` runs again).
+    private var bodyChecked = false
 
     /// The runtime and forwarder current when the request arrived: a reload meanwhile does not change them.
     let runtime: GatewayRuntime
@@ -137,7 +145,7 @@ final class ProxyExchange: ExchangeDriver, UpstreamCallDelegate, FilterSuspensio
                 respond(response)
                 return
             case .suspend(let suspension):
-                suspendedAt = (stage, index + 1)
+                suspendedAt = .filter(stage, next: index + 1)
                 suspension.wait(self)
                 return
             }
@@ -160,18 +168,27 @@ final class ProxyExchange: ExchangeDriver, UpstreamCallDelegate, FilterSuspensio
     }
 
     func filterResumed(_ result: Result<FilterResumption, any Error>) {
-        guard let (stage, next) = suspendedAt else { return }
+        guard let suspended = suspendedAt else { return }
         suspendedAt = nil
-        resume(stage, at: next, with: result)
+        resume(suspended, with: result)
     }
 
-    private func resume(_ stage: FilterStage, at index: Int, with result: Result<FilterResumption, any Error>) {
-        guard case .filtering = state else { return }  // the client left meanwhile
+    private func resume(_ suspended: Suspended, with result: Result<FilterResumption, any Error>) {
+        switch state {
+        case .filtering, .buffering: break  // a body check may wait while the body is held (buffering)
+        case .forwarding, .tunnel, .respondedLocally, .finished: return  // the client left meanwhile
+        }
         switch result {
         case .success(let resumption):
             resumption.apply(to: &head, context: &context)
             switch resumption.decision {
-            case .proceed: runFilters(stage, from: index)
+            case .proceed:
+                switch suspended {
+                case .filter(let stage, let next): runFilters(stage, from: next)
+                case .bodyCheck:
+                    bodyChecked = true
+                    forward()
+                }
             case .respond(let response): respond(response)
             }
         case .failure(let error):
@@ -248,8 +265,15 @@ final class ProxyExchange: ExchangeDriver, UpstreamCallDelegate, FilterSuspensio
             return respond(error: .loopDetected)
         }
         // A request without a body is whole already (its end may still be on its way from the edge).
-        if let check = route.bodyCheck, requestComplete || framing == .none, let refusal = check.check(head, body: heldBody, context: context) {
-            return respond(error: refusal)
+        if let check = route.bodyCheck, !bodyChecked, requestComplete || framing == .none {
+            switch check.check(head, body: heldBody, context: context) {
+            case .proceed: break
+            case .respond(let response): return respond(response)
+            case .suspend(let suspension):
+                suspendedAt = .bodyCheck
+                suspension.wait(self)
+                return
+            }
         }
         if let validation = route.requestValidation {
             // Whether there is a body: told by the framing, or for a body of unknown length (chunked) once it is whole.

@@ -124,5 +124,19 @@ import Testing
         #expect(errors(#"{ "scheme": "slack", "secrets": ["0123456789abcdef"] }"#, route: #", "cache": { "enabled": true }"#) == [
             "routes[0].cache: a stored answer would be served without the webhook_signature check; leave the cache off here"
         ])
+        // replay_protection: on by default where the sender signs a time; refused where it signs none.
+        func replayProtection(_ webhook: String) -> Bool? {
+            let json = #"""
+                { "listeners": [{ "name": "l", "port": 1 }], "upstreams": { "u": { "targets": ["http://127.0.0.1:9"] } },
+                  "routes": [{ "name": "r", "upstream": "u", "webhook_signature": \#(webhook) }] }
+                """#
+            return ConfigLoader.load(text: json, environment: [:]).config?.routes.first?.webhookSignature?.replayProtection
+        }
+        #expect(replayProtection(#"{ "scheme": "stripe", "secrets": ["0123456789abcdef"] }"#) == true)
+        #expect(replayProtection(#"{ "scheme": "standard", "secrets": ["0123456789abcdef"], "replay_protection": false }"#) == false)
+        #expect(replayProtection(#"{ "scheme": "github", "secrets": ["0123456789abcdef"] }"#) == false)
+        #expect(errors(#"{ "scheme": "shopify", "secrets": ["0123456789abcdef"], "replay_protection": true }"#) == [
+            "routes[0].webhook_signature.replay_protection: shopify signatures carry no time: a replay looks the same as the sender's own redelivery"
+        ])
     }
 }

@@ -869,6 +869,14 @@ struct TokenFactory: Sendable {
                 let fresh = try await gateway.request(
                     "POST", "/hooks/stripe", headers: [("Stripe-Signature", "t=\(now),v1=" + sign("\(now).\(payload)", "whsec_stripe_secret_0123"))], body: payload)
                 #expect(fresh.status == 200)
+                // The same delivery again (replay_protection, on by default for schemes that sign a time), here in memory.
+                let again = try await gateway.request(
+                    "POST", "/hooks/stripe", headers: [("Stripe-Signature", "t=\(now),v1=" + sign("\(now).\(payload)", "whsec_stripe_secret_0123"))], body: payload)
+                #expect(again.status == 403 && again.errorCode == "INVALID_SIGNATURE")
+                let retried = try await gateway.request(
+                    "POST", "/hooks/stripe", headers: [("Stripe-Signature", "t=\(now + 1),v1=" + sign("\(now + 1).\(payload)", "whsec_stripe_secret_0123"))],
+                    body: payload)
+                #expect(retried.status == 200, "the sender's retry is signed at a new time")
                 let old = now - 600
                 let replayed = try await gateway.request(
                     "POST", "/hooks/stripe", headers: [("Stripe-Signature", "t=\(old),v1=" + sign("\(old).\(payload)", "whsec_stripe_secret_0123"))], body: payload)
@@ -877,11 +885,58 @@ struct TokenFactory: Sendable {
                 let reasons = gateway.logs.entries("webhook signature refused").compactMap { $0["reason"] as? String }
                 #expect(reasons == [
                     "no signature matches the body under the route's secrets", "no x-hub-signature-256 field",
-                    "no signature matches the body under the route's secrets", "the signed time is more than 300 s from the gateway's clock",
+                    "no signature matches the body under the route's secrets", "this delivery was accepted before (a replay)",
+                    "the signed time is more than 300 s from the gateway's clock",
                 ])
                 let metrics = PrometheusText(try await OperationsTests.admin(gateway.gateway, "/metrics", token: nil).text)
                 #expect(metrics.value("gateway_auth_failures_total", ["route": "github", "reason": "invalid_signature"]) == 3)
                 #expect(metrics.value("gateway_auth_failures_total", ["route": "stripe", "reason": "invalid_signature"]) == 1)
+                #expect(metrics.value("gateway_auth_failures_total", ["route": "stripe", "reason": "replayed_delivery"]) == 1)
+            }
+        }
+    }
+
+    // webhook_signature.replay_protection over a real Redis: a delivery one gateway accepted is refused by another that
+    // shares the Redis, also when presented with one of its two signatures dropped (the signed content is what is
+    // remembered, for the tolerance window and a minute); the sender's retry, signed at a new time, passes. With Redis
+    // gone, deliveries get 503 (senders retry those) instead of passing unchecked.
+    @Test func webhookReplaysAcrossInstances() async throws {
+        let redis = try await RedisServer()
+        let (current, next) = ("whsec_stripe_secret_0123", "whsec_stripe_secret_next")
+        let routes = #"[{ "name": "stripe", "upstream": "demo", "webhook_signature": { "scheme": "stripe", "secrets": ["\#(current)", "\#(next)"] } }]"#
+        let top = #""redis": { "url": "\#(redis.url)", "timeout_ms": \#(TestTime.ms(500)), "pool_size": 2 },"#
+        func sign(_ text: String, _ key: String) -> String {
+            HMAC<SHA256>.authenticationCode(for: Array(text.utf8), using: SymmetricKey(data: Array(key.utf8))).map { String(format: "%02x", $0) }.joined()
+        }
+        let payload = #"{"id":"evt_1","type":"invoice.paid"}"#
+        let now = Int(Date().timeIntervalSince1970)
+        try await withUpstreams { upstreams in
+            try await withGateway(basicConfig(routes: routes, top: top), upstreams: upstreams) { first in
+                try await withGateway(basicConfig(routes: routes, top: top), upstreams: upstreams) { second in
+                    try await first.waitForRedis()
+                    try await second.waitForRedis()
+                    func deliver(to gateway: TestGateway, at time: Int, signatures: [String]) async throws -> TestResponse {
+                        let header = "t=\(time)," + signatures.map { "v1=" + sign("\(time).\(payload)", $0) }.joined(separator: ",")
+                        return try await gateway.request("POST", "/hooks", headers: [("Stripe-Signature", header)], body: payload)
+                    }
+                    let accepted = try await deliver(to: first, at: now, signatures: [current, next])
+                    let replayed = try await deliver(to: second, at: now, signatures: [current, next])
+                    let trimmed = try await deliver(to: second, at: now, signatures: [next])
+                    let retried = try await deliver(to: second, at: now + 1, signatures: [current])
+                    #expect(accepted.status == 200 && retried.status == 200)
+                    #expect(replayed.status == 403 && replayed.errorCode == "INVALID_SIGNATURE")
+                    #expect(trimmed.status == 403 && trimmed.errorCode == "INVALID_SIGNATURE")
+                    #expect(upstreams[0].requestsServed == 2)
+                    let key = SHA256.hash(data: Array("\(now).\(payload)".utf8)).map { String(format: "%02x", $0) }.joined()
+                    let ttl = Int(try await redis.command(["TTL", "gw:replay:" + key]).trimmingCharacters(in: .whitespacesAndNewlines)) ?? -1
+                    #expect(ttl > 300 && ttl <= 361, "until the signed time leaves the 300 s window, and a minute: \(ttl)")
+
+                    redis.kill()
+                    let unchecked = try await deliver(to: first, at: now + 2, signatures: [current])
+                    #expect(unchecked.status == 503 && unchecked.errorCode == "AUTH_UNAVAILABLE")
+                    #expect(upstreams[0].requestsServed == 2)
+                    #expect(first.logs.entries("webhook replay check failed").count == 1)
+                }
             }
         }
     }
