@@ -235,7 +235,7 @@ enum AdminEndpoint: String, Sendable {
             JSONValue.object([
                 ("upstream", .string(state.upstream)), ("target", .string(state.target)), ("healthy", .bool(state.healthy)),
                 ("breaker", .string(state.breaker)), ("in_flight", .integer(state.inFlight)), ("drained", .bool(state.drained)),
-                ("backup", .bool(state.backup)),
+                ("backup", .bool(state.backup)), ("connections", .integer(state.openConnections)),
             ])
         }
         return AdminReply(.ok, "application/json", JSONValue.object([("targets", .array(items))]).rendered)

@@ -95,7 +95,28 @@ public final class Gateway: Sendable {
         var bytes: [UInt8] = []
         registry.emit(into: &bytes)
         metrics.emitHistograms(into: &bytes)
-        return String(decoding: bytes, as: UTF8.self) + Self.buildInfo + ProcessMetrics.text()
+        return String(decoding: bytes, as: UTF8.self) + Self.buildInfo + Self.upstreamConnectionsText(upstreams.targetStates())
+            + ProcessMetrics.text()
+    }
+
+    /// Per target, read when scraped (so a target gone with a reload leaves no series behind): requests in flight,
+    /// connections open, connections ever opened.
+    static func upstreamConnectionsText(_ states: [UpstreamTargetState]) -> String {
+        guard !states.isEmpty else { return "" }
+        var text = ""
+        let series: [(name: String, type: String, help: String, value: (UpstreamTargetState) -> Int)] = [
+            ("gateway_upstream_requests_in_flight", "gauge", "Requests being served by the target.", \.inFlight),
+            ("gateway_upstream_connections", "gauge", "Connections open to the target, idle or busy, on every event loop.", \.openConnections),
+            ("gateway_upstream_connections_opened_total", "counter", "Connections opened to the target (failed attempts included).", \.connectionsOpened),
+        ]
+        for metric in series {
+            text += "# HELP \(metric.name) \(metric.help)\n# TYPE \(metric.name) \(metric.type)\n"
+            for state in states {
+                let labels = "upstream=\"\(LatencyHistogram.escapedLabelValue(state.upstream))\",target=\"\(LatencyHistogram.escapedLabelValue(state.target))\""
+                text += "\(metric.name){\(labels)} \(metric.value(state))\n"
+            }
+        }
+        return text
     }
 
     /// The running config.

@@ -25,7 +25,7 @@ public final class LatencyHistogram: Sendable {
         precondition(zip(bounds, bounds.dropFirst()).allSatisfy { $0 < $1 }, "histogram bounds must ascend")
         self.name = name
         self.bounds = bounds
-        self.labels = labels.map { "\($0.0)=\"\(Self.escaped($0.1))\"" }.joined(separator: ",")
+        self.labels = labels.map { "\($0.0)=\"\(Self.escapedLabelValue($0.1))\"" }.joined(separator: ",")
         self.state = NIOLockedValueBox(State(counts: Array(repeating: 0, count: bounds.count + 1)))
     }
 
@@ -69,7 +69,8 @@ public final class LatencyHistogram: Sendable {
         return "\(sign)\(whole).\(fraction)"
     }
 
-    private static func escaped(_ value: String) -> String {
+    /// A label value as Prometheus text writes it: backslash, quote and newline escaped.
+    public static func escapedLabelValue(_ value: String) -> String {
         var result = ""
         for character in value {
             switch character {

@@ -123,11 +123,14 @@ final class TargetPool {
     /// A connection to the target is being opened: it counts against the upstream's cap until it ends.
     func connectionStarted() {
         connectionsOpened += 1
+        shared.connectionsOpened.wrappingAdd(1, ordering: .relaxed)
+        shared.openConnections.wrappingAdd(1, ordering: .relaxed)
         runtime.connectionOpened()
     }
 
     /// A connection ended (or failed to open) without being an idle pooled one.
     func connectionFinished() {
+        shared.openConnections.wrappingSubtract(1, ordering: .relaxed)
         runtime.connectionEnded()
     }
 
@@ -145,6 +148,7 @@ final class TargetPool {
     /// A connection of this pool closed (or never connected): it leaves the idle list and frees its slot.
     func connectionEnded(_ connection: UpstreamConnection) {
         if connection.call == nil { idle.remove(connection) }  // only an unused connection can be parked
+        shared.openConnections.wrappingSubtract(1, ordering: .relaxed)
         runtime.connectionEnded()
     }
 

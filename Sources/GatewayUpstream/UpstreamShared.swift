@@ -30,6 +30,11 @@ final class TargetShared: Sendable {
     /// from the start.
     let joinedAt = Atomic<Int64>(0)
     let inFlight = Atomic<Int>(0)
+    /// Connections to the target open (or opening) on every loop, and how many were ever opened: for operators who
+    /// want to see keep-alive working (opened stays flat under steady load) and the pools' size. Touched only when a
+    /// connection opens or ends, never per request.
+    let openConnections = Atomic<Int>(0)
+    let connectionsOpened = Atomic<Int>(0)
     let metrics: TargetMetrics
 
     init(index: Int, target: UpstreamTarget, breaker: CircuitBreaker.Settings?, metrics: TargetMetrics) {
@@ -223,7 +228,8 @@ final class UpstreamShared: Sendable {
             return UpstreamTargetState(
                 upstream: config.name, target: target.label, healthy: target.healthy.load(ordering: .relaxed),
                 breaker: breaker, inFlight: target.inFlight.load(ordering: .relaxed), drained: target.drained.load(ordering: .relaxed),
-                backup: target.target.backup)
+                backup: target.target.backup, openConnections: target.openConnections.load(ordering: .relaxed),
+                connectionsOpened: target.connectionsOpened.load(ordering: .relaxed))
         }
     }
 }
@@ -240,4 +246,8 @@ public struct UpstreamTargetState: Sendable, Equatable {
     public let drained: Bool
     /// A `backup` target (takes requests only while no other target can).
     public var backup = false
+    /// Connections open to it on every event loop (HTTP/1.1 connections, or HTTP/2 sessions), idle or busy.
+    public var openConnections = 0
+    /// Connections opened to it since the gateway started (attempts that failed included).
+    public var connectionsOpened = 0
 }

@@ -137,6 +137,43 @@ import TestSupport
         }
     }
 
+    // Upstream connections in /metrics and /upstreams: sequential requests share one keep-alive connection (opened
+    // stays 1), a request under way counts in flight, and a connection the pool closes when idle leaves the open count.
+    @Test func upstreamConnectionMetrics() async throws {
+        try await withUpstreams(2) { upstreams in
+            let json = Self.config(routes: #"[{ "name": "api", "upstream": "a" }]"#)
+                .replacingOccurrences(
+                    of: #""circuit_breaker": { "failure_threshold": 5 } }"#, with: #""pool": { "idle_timeout_ms": \#(TestTime.ms(400)) } }"#)
+            try await withGateway(json, upstreams: upstreams) { test in
+                let (a, b) = ("127.0.0.1:\(upstreams[0].port)", "127.0.0.1:\(upstreams[1].port)")
+                func value(_ name: String, _ target: String) async throws -> Double? {
+                    let upstream = target == a ? "a" : "b"
+                    return PrometheusText(try await Self.admin(test.gateway, "/metrics").text).value(name, ["upstream": upstream, "target": target])
+                }
+                var statuses: [Int] = []
+                for _ in 0..<5 { statuses.append(try await test.request("GET", "/echo").status) }
+                #expect(statuses == [200, 200, 200, 200, 200])
+                let opened = try await value("gateway_upstream_connections_opened_total", a)
+                let open = try await value("gateway_upstream_connections", a)
+                let idleInFlight = try await value("gateway_upstream_requests_in_flight", a)
+                #expect(opened == 1 && open == 1 && idleInFlight == 0, "keep-alive: one connection for five requests")
+                let untouched = try await value("gateway_upstream_connections_opened_total", b)
+                #expect(untouched == 0)
+
+                let slow = Task { try await test.request("GET", "/slow?ms=\(TestTime.ms(1000))") }
+                let busy = try await Self.poll(until: 1) { try await value("gateway_upstream_requests_in_flight", a) }
+                #expect(busy == 1)
+                let listing = try await Self.admin(test.gateway, "/upstreams").json["targets"] as? [[String: Any]] ?? []
+                #expect(listing.first?["connections"] as? Int == 1 && listing.first?["in_flight"] as? Int == 1, "\(listing)")
+                #expect(try await slow.value.status == 200)
+
+                let closed = try await Self.poll(until: 0) { try await value("gateway_upstream_connections", a) }
+                let openedAfter = try await value("gateway_upstream_connections_opened_total", a)
+                #expect(closed == 0 && openedAfter == 1, "closed at the pool's idle timeout")
+            }
+        }
+    }
+
     // GET /explain: gateway explain against the running config (it follows reloads); headers and the listener
     // count as they would for a real request; a missing url or an unknown listener is a 400.
     @Test func adminExplain() async throws {
