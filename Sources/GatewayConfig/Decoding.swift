@@ -228,11 +228,13 @@ extension LocationRewriteConfig {
 }
 
 extension EarlyHintsConfig {
-    /// `true` (the default), `false`, or `{"relay": true, "links": ["</app.css>; rel=preload; as=style"], "http1": false}`.
+    /// `true` (the default), `false`, or `{"relay": true, "links": ["</app.css>; rel=preload; as=style"], "http1": false,
+    /// "learn": false}`.
     static func decode(_ node: ConfigNode) -> EarlyHintsConfig? {
         node.switchOrObject { o, config in
             config.relay = o.optional("relay") { $0.bool() } ?? true
             config.http1 = o.optional("http1") { $0.bool() } ?? false
+            config.learn = o.optional("learn") { $0.bool() } ?? false
             config.links = o.optional("links") { node in
                 node.array { item -> String? in
                     guard let link = item.headerValue() else { return nil }
@@ -244,7 +246,9 @@ extension EarlyHintsConfig {
                     return link
                 }
             } ?? []
-            if !config.relay && config.links.isEmpty { o.node.context.warning(o.path, "sends no hint: relay is off and there are no links") }
+            if !config.relay && config.links.isEmpty && !config.learn {
+                o.node.context.warning(o.path, "sends no hint: relay and learn are off and there are no links")
+            }
         }
     }
 }

@@ -187,6 +187,8 @@ public struct EarlyHintsConfig: Sendable, Equatable {
     public var links: [String] = []
     /// `http1`: HTTP/1.1 clients get 103s too (HTTP/2 clients always do; HTTP/1.0 clients never).
     public var http1 = false
+    /// `learn`: the preloads a page's last answer named in `Link` go out in a 103 the next time the page is asked for.
+    public var learn = false
     public init() {}
 }
 

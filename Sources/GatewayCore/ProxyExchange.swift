@@ -63,6 +63,8 @@ final class ProxyExchange: ExchangeDriver, UpstreamCallDelegate, FilterSuspensio
     private var rateHold: Scheduled<Void>?
     /// 103 Early Hints the upstream's answers have sent the client.
     private var hintsSent = 0
+    /// The page (host and path) whose answer teaches the route's `early_hints.learn`; nil when it teaches nothing.
+    private var hintPage: String?
     private var bytesIn = 0
     private var bytesOut = 0
     var status: Int?
@@ -298,9 +300,14 @@ final class ProxyExchange: ExchangeDriver, UpstreamCallDelegate, FilterSuspensio
             stream.setRequestBodyPaused(false)
             return
         }
-        if let hints = route.earlyHints, hints.reaches(head.version), let hint = hints.ownHint(version: head.version) {
-            stream.writeInformational(hint)
-            stream.flush()
+        if let hints = route.earlyHints {
+            // A route that learns hints knows pages by host and path; only GETs without credentials teach it.
+            let page = hints.learned != nil && head.method == .GET ? String(HeaderRules.hostName(context.host ?? "") + head.path) : nil
+            if page != nil, !head.headers.contains(name: "authorization") { hintPage = page }
+            if hints.reaches(head.version), let hint = hints.ownHint(version: head.version, page: page) {
+                stream.writeInformational(hint)
+                stream.flush()
+            }
         }
         let destination = route.destinations[destinationIndex]
         var settings = destination.settings
@@ -572,6 +579,7 @@ final class ProxyExchange: ExchangeDriver, UpstreamCallDelegate, FilterSuspensio
         guard case .forwarding = state, let stream else { return }
         context.upstreamAnsweredAt = EventClock.now()  // the access log's upstream_ms, adaptive concurrency's sample
         var response = consume upstreamHead
+        if let page = hintPage, let learned = context.route?.earlyHints?.learned { learned.observe(response, page: page) }
         if let interception = context.route?.errorInterception, interception.intercepts(response) {
             if caching != nil, response.status >= 500, serveStaleOnError() { return }
             // The upstream's body is never read: its connection closes rather than being drained for reuse.

@@ -48,6 +48,39 @@ import GatewayCore
         #expect(EarlyHints.relayed(ResponseHead(status: 102, headers: HeaderList([("Link", "</a>")])), version: .http2) == nil)
     }
 
+    // learn: Link values with a hinted rel (preload, preconnect, modulepreload) from shared 200 HTML answers; commas in
+    // targets and quoted parameters do not split a link; nothing from personal answers; a page without preloads is
+    // forgotten; bounded per page.
+    @Test func learnedHints() throws {
+        let hints = try #require(try compiled(#"{ "name": "r", "upstream": "u", "early_hints": { "learn": true, "links": ["</own.css>; rel=preload"] } }"#))
+        let learned = try #require(hints.learned)
+        func answer(_ fields: [(String, String)], status: Int = 200) -> ResponseHead {
+            ResponseHead(status: status, headers: HeaderList([("Content-Type", "text/html; charset=utf-8")] + fields))
+        }
+        let links = #"</a.css>; rel=preload; as=style, <https://cdn.example/x,y.js>; rel="modulepreload", </next>; rel=next, </f.woff2>; title="a, b"; rel="preload font"; as=font"#
+        learned.observe(answer([("Link", links), ("Link", "<https://api.example>; rel=preconnect")]), page: "shop.test/")
+        #expect(learned.links(for: "shop.test/") == [
+            "</a.css>; rel=preload; as=style", #"<https://cdn.example/x,y.js>; rel="modulepreload""#,
+            #"</f.woff2>; title="a, b"; rel="preload font"; as=font"#, "<https://api.example>; rel=preconnect",
+        ])
+        let hint = try #require(hints.ownHint(version: .http2, page: "shop.test/"))
+        #expect(hint.headers.values(name: "link").first == "</own.css>; rel=preload" && hint.headers.values(name: "link").count == 5)
+        #expect(hints.ownHint(version: .http2, page: "shop.test/other")?.headers.values(name: "link") == ["</own.css>; rel=preload"])
+
+        learned.observe(answer([("Link", "</b.css>; rel=preload"), ("Set-Cookie", "s=1")]), page: "p/cookie")
+        learned.observe(answer([("Link", "</b.css>; rel=preload"), ("Cache-Control", "private, max-age=60")]), page: "p/private")
+        learned.observe(answer([("Link", "</b.css>; rel=preload")], status: 404), page: "p/missing")
+        learned.observe(ResponseHead(status: 200, headers: HeaderList([("Content-Type", "application/json"), ("Link", "</b>; rel=preload")])), page: "p/json")
+        let unlearned = ["p/cookie", "p/private", "p/missing", "p/json"].flatMap(learned.links(for:))
+        #expect(unlearned.isEmpty, "personal, not found, or not a page")
+
+        learned.observe(answer([]), page: "shop.test/")
+        #expect(learned.links(for: "shop.test/").isEmpty, "the page no longer names preloads")
+        let many = (0..<40).map { "</\($0).js>; rel=preload" }.joined(separator: ", ")
+        learned.observe(answer([("Link", many)]), page: "p/many")
+        #expect(learned.links(for: "p/many").count == LearnedHints.maxLinks)
+    }
+
     @Test func configChecks() {
         #expect(load(#"{ "name": "r", "upstream": "u", "early_hints": { "links": ["/a.css", "</b.css>\nX: y"], "http1": 1 } }"#).diagnostics.map(\.description) == [
             "routes[0].early_hints.http1: expected true or false, found a number",
@@ -55,7 +88,7 @@ import GatewayCore
             "routes[0].early_hints.links[1]: header values may not contain control characters or line breaks",
         ])
         #expect(load(#"{ "name": "r", "upstream": "u", "early_hints": { "relay": false } }"#).diagnostics.map(\.description) == [
-            "warning: routes[0].early_hints: sends no hint: relay is off and there are no links"
+            "warning: routes[0].early_hints: sends no hint: relay and learn are off and there are no links"
         ])
         #expect(load(#"{ "name": "r", "redirect": { "location": "/x" }, "early_hints": true }"#).diagnostics.map(\.description) == [
             "warning: routes[0].early_hints: a route with redirect answers itself: hints go out while an upstream works, and none does here",

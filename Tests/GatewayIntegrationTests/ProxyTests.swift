@@ -647,6 +647,50 @@ import Testing
         }
     }
 
+    // early_hints.learn over real sockets: a page's preloads (its answer's Link fields) go out in a 103 the next time
+    // the page is asked for, to HTTP/2 clients, before the upstream's answer; only that page's; a personal answer teaches
+    // nothing, and a later answer without preloads forgets them.
+    @Test func learnedEarlyHints() async throws {
+        let routes = #"[{ "name": "site", "upstream": "demo", "early_hints": { "learn": true } }]"#
+        try await withUpstreams { upstreams in
+            let json = basicConfig(routes: routes).replacingOccurrences(of: #""port": 0 }"#, with: #""port": 0, "h2c": true }"#)
+            try await withGateway(json, upstreams: upstreams) { gateway in
+                let preload = "</app.css>; rel=preload; as=style"
+                let encoded = preload.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? ""
+                let h2 = try await H2Client.connect(port: gateway.port)
+                let first = try await h2.get("/status/200?html=1&link=\(encoded)")
+                #expect(first.status == 200 && first.interim.isEmpty, "nothing learned yet")
+                // The query is not part of the page.
+                let second = try await h2.get("/status/200?html=1")
+                #expect(second.status == 200)
+                #expect(second.interim.map(\.status) == [103])
+                let hinted = second.interim.first?.headers.filter { $0.name == "link" }.map(\.value)
+                #expect(hinted == [preload])
+                let elsewhere = try await h2.get("/status/201?html=1")
+                #expect(elsewhere.interim.isEmpty, "another page")
+
+                // Personal answers teach nothing (each on a host of its own: pages are host and path).
+                let teachers: [(host: String, query: String, headers: [(String, String)])] = [
+                    ("cookie.test", "&set_cookie=s%3D1", []), ("private.test", "&cache_control=private", []),
+                    ("token.test", "", [("Authorization", "Bearer t")]),
+                ]
+                var personal: [Int] = []
+                for teacher in teachers {
+                    _ = try await h2.request("GET", "/status/200?html=1&link=\(encoded)" + teacher.query, headers: [("Host", teacher.host)] + teacher.headers)
+                    personal.append(try await h2.request("GET", "/status/200?html=1", headers: [("Host", teacher.host)]).interim.count)
+                }
+                _ = try await h2.request("GET", "/status/200?html=1&link=\(encoded)", headers: [("Host", "public.test")])
+                let shared = try await h2.request("GET", "/status/200?html=1", headers: [("Host", "public.test")])
+                #expect(personal == [0, 0, 0] && shared.interim.count == 1, "\(personal)")
+
+                // The second answer named no preload: forgotten.
+                let forgotten = try await h2.get("/status/200?html=1")
+                #expect(forgotten.interim.isEmpty)
+                await h2.close()
+            }
+        }
+    }
+
     // request_validation: bodies are checked against the route's JSON Schema before anything goes upstream; what
     // does not match is a 400 saying where, a body declared as something else a 415, and a valid one arrives intact.
     @Test func requestValidation() async throws {

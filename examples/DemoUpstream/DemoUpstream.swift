@@ -25,7 +25,8 @@ import Synchronization
 /// - `/stream?chunks=N&interval_ms=M`: N chunks, M ms apart
 /// - `/status/N`: that status with a small JSON body; `?html=1`: an HTML error page with a stack trace instead (what
 ///   a framework's debug mode shows), `?retry_after=S`: with `Retry-After: S`, `?location=URL` (percent-encoded): with
-///   that `Location` (a redirect), `?set_cookie=C` (percent-encoded): with `Set-Cookie: C`
+///   that `Location` (a redirect), `?set_cookie=C` (percent-encoded): with `Set-Cookie: C`; `?link=L` and
+///   `?cache_control=V` (percent-encoded): with that `Link` (preloads) or `Cache-Control`
 /// - `/abort?after=N`: promises 1 MiB, sends N bytes, then closes (a broken upstream)
 /// - `/upload`: reads the body and answers `{"bytes":N}`
 /// - `/hop`: a response carrying hop-by-hop and identity headers a proxy must remove
@@ -338,6 +339,8 @@ final class DemoHandler: ChannelInboundHandler, RemovableChannelHandler {
                 if let seconds = query["retry_after"] { headers.add(name: "retry-after", value: seconds) }
                 if let location = query["location"] { headers.add(name: "location", value: Self.percentDecoded(location)) }
                 if let cookie = query["set_cookie"] { headers.add(name: "set-cookie", value: Self.percentDecoded(cookie)) }
+                if let link = query["link"] { headers.add(name: "link", value: Self.percentDecoded(link)) }
+                if let cacheControl = query["cache_control"] { headers.add(name: "cache-control", value: Self.percentDecoded(cacheControl)) }
                 if query["html"] == "1" {
                     let page = "<html><body><h1>Internal error</h1><pre>Traceback: db.py line 42 in connect (password=hunter2)</pre></body></html>"
                     send(context, status: HTTPResponseStatus(statusCode: code), body: page, contentType: "text/html", keepAlive: keepAlive, extra: headers)

@@ -61,8 +61,9 @@ final class H2Client: Sendable {
                 try stream.pipeline.syncOperations.addHandler(Collector(promise: promise))
             }
         }.get()
-        var fields = HTTPHeaders([("host", "test.local")])
-        for (name, value) in headers { fields.add(name: name, value: value) }
+        // The authority is test.local unless the headers name another Host.
+        var fields = HTTPHeaders([("host", headers.first { $0.0.lowercased() == "host" }?.1 ?? "test.local")])
+        for (name, value) in headers where name.lowercased() != "host" { fields.add(name: name, value: value) }
         let head = HTTPRequestHead(version: .http1_1, method: HTTPMethod(rawValue: method), uri: path, headers: fields)
         stream.write(HTTPClientRequestPart.head(head), promise: nil)
         if let body { stream.write(HTTPClientRequestPart.body(.byteBuffer(ByteBuffer(bytes: body))), promise: nil) }
