@@ -30,6 +30,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-nio-http2.git", from: "1.46.0"),
         // X509 reads client certificates' subjects and certificate names for `gateway check`.
         .package(url: "https://github.com/apple/swift-certificates.git", from: "1.21.0"),
+        // DER for the certificate signing requests ACME orders send (swift-certificates builds them on it).
+        .package(url: "https://github.com/apple/swift-asn1.git", from: "1.7.0"),
         .package(url: "https://github.com/vapor/jwt-kit.git", from: "5.7.0"),
         .package(url: "https://github.com/apple/swift-crypto.git", "4.1.0"..<"6.0.0"),
         .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
@@ -69,6 +71,15 @@ let package = Package(
             swiftSettings: strict),
         // One-shot HTTP requests the gateway makes for itself (JWKS documents, OTLP exports).
         .target(name: "GatewayClient", dependencies: ["GatewayHTTP", nioCore, nioPosix, nioSSL], swiftSettings: strict),
+        // Certificates from an ACME CA (RFC 8555): account, orders, HTTP-01 challenges, renewal.
+        .target(
+            name: "GatewayACME",
+            dependencies: [
+                nioLocks, "GatewayConfig", "GatewayCore", "GatewayPolicy", "GatewayClient", nioCore, nioSSL, logging,
+                .product(name: "Crypto", package: "swift-crypto"), .product(name: "X509", package: "swift-certificates"),
+                .product(name: "SwiftASN1", package: "swift-asn1"),
+            ],
+            swiftSettings: strict),
         // Request spans exported over OTLP/HTTP (JSON) when configured.
         .target(name: "GatewayTelemetry", dependencies: [nioLocks, "GatewayCore", "GatewayConfig", "GatewayClient", nioCore, logging, .product(name: "CoreMetrics", package: "swift-metrics")], swiftSettings: strict),
         // Authentication: JWT rules of our own over jwt-kit's key types and signature algorithms; API keys
@@ -97,7 +108,7 @@ let package = Package(
         .target(
             name: "GatewayApp",
             dependencies: [nioLocks, 
-                "GatewayConfig", "GatewayCore", "GatewayFilters", "GatewayPolicy", "GatewayUpstream", "GatewayServer", "GatewayRedis", "GatewayTLS", "GatewayAuth", "GatewayTelemetry", nioCore,
+                "GatewayConfig", "GatewayCore", "GatewayFilters", "GatewayPolicy", "GatewayUpstream", "GatewayServer", "GatewayRedis", "GatewayTLS", "GatewayAuth", "GatewayTelemetry", "GatewayACME", nioCore,
                 nioPosix,
                 logging,
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -123,7 +134,11 @@ let package = Package(
 
         .testTarget(name: "GatewayPolicyTests", dependencies: ["GatewayPolicy"], swiftSettings: strict),
         .testTarget(
-            name: "GatewayAuthTests", dependencies: ["GatewayAuth", "GatewayConfig", "GatewayCore", "TestSupport", nioCore, nioPosix, .product(name: "Crypto", package: "swift-crypto")],
+            name: "GatewayACMETests",
+            dependencies: ["GatewayACME", "GatewayConfig", "GatewayCore", "GatewayPolicy", .product(name: "Crypto", package: "swift-crypto")],
+            swiftSettings: strict),
+        .testTarget(
+            name: "GatewayAuthTests", dependencies: ["GatewayAuth", "GatewayConfig", "GatewayCore", "GatewayPolicy", "TestSupport", nioCore, nioPosix, .product(name: "Crypto", package: "swift-crypto")],
             swiftSettings: strict),
         .testTarget(name: "GatewayTLSTests", dependencies: ["GatewayTLS", "GatewayConfig", "TestSupport", nioSSL], swiftSettings: strict),
         .testTarget(name: "GatewayHTTPTests", dependencies: ["GatewayHTTP", "TestSupport", nioCore], swiftSettings: strict),
@@ -147,7 +162,7 @@ let package = Package(
         .testTarget(
             name: "GatewayIntegrationTests",
             dependencies: [nioLocks, 
-                "GatewayApp", "GatewayConfig", "GatewayCore", "GatewayUpstream", "GatewayTelemetry", "DemoUpstream", "TestSupport", nioCore, nioPosix, nioSSL,
+                "GatewayApp", "GatewayACME", "GatewayConfig", "GatewayCore", "GatewayUpstream", "GatewayTelemetry", "DemoUpstream", "TestSupport", nioCore, nioPosix, nioSSL,
                 nioHTTP1, nioHTTP2, .product(name: "NIOTLS", package: "swift-nio"), logging, .product(name: "JWTKit", package: "jwt-kit"),
                 .product(name: "Crypto", package: "swift-crypto"),
             ],

@@ -1,3 +1,4 @@
+import GatewayACME
 import GatewayAuth
 import NIOConcurrencyHelpers
 import GatewayConfig
@@ -44,6 +45,9 @@ public final class Gateway: Sendable {
         /// Accepted webhook deliveries (`webhook_signature.replay_protection`): in Redis when there is one, else here,
         /// kept across reloads either way.
         var replayGuard: any ReplayGuard = MemoryReplayGuard()
+        /// Obtains and renews the listener certificates marked `"acme": true`; kept across reloads while its settings
+        /// and certificates stay.
+        var acme: ACMEManager?
     }
 
     private let group: MultiThreadedEventLoopGroup
@@ -179,6 +183,7 @@ public final class Gateway: Sendable {
             }
             gateway.startWatchingConfigFile()
             gateway.startDiscovery()
+            gateway.startACME(parts, running: nil)
             logger.info("gateway started", metadata: ["workers": .stringConvertible(workers), "routes": .stringConvertible(config.routes.count)])
             return gateway
         } catch {
@@ -205,6 +210,13 @@ public final class Gateway: Sendable {
             rateLimitStore = old.rateLimitStore  // counters survive the reload
         } else {
             rateLimitStore = makeRateLimitStore(config, redis: redis, logger: logger)
+        }
+        let acme: ACMEManager?
+        do {
+            acme = try makeACMEManager(config, previous: old?.acme, eventLoop: group.next(), logger: logger)
+        } catch {
+            if let redis, redis !== old?.redis { await redis.shutdown() }
+            throw error
         }
         let authenticator: Authenticator?
         do {
@@ -339,12 +351,13 @@ public final class Gateway: Sendable {
         }
         let instanceID = old?.instanceID ?? HeaderRules.newLoopID()
         let runtime = GatewayRuntime(
-            config: config, routes: routes, globalFilters: globalFilters, logger: logger, metrics: metrics, instanceID: instanceID)
+            config: config, routes: routes, globalFilters: globalFilters, logger: logger, metrics: metrics, instanceID: instanceID,
+            acmeChallenges: acme?.challenges)
         try await upstreams.startHealthChecks(on: group.next())
         let parts = Parts(
             config: config, upstreams: upstreams, authenticator: authenticator, redis: redis, rateLimitStore: rateLimitStore, exporter: exporter,
             cache: cache, adaptiveFilters: adaptiveFilters, accessLogFormat: accessLogFormat, instanceID: instanceID,
-            replayGuard: replayGuard)
+            replayGuard: replayGuard, acme: acme)
         return (parts, RuntimeHolder.Active(runtime: runtime, forwarders: forwarders))
     }
 
@@ -358,6 +371,32 @@ public final class Gateway: Sendable {
         if parts.authenticator !== keeping?.authenticator { parts.authenticator?.stop() }
         if let redis = parts.redis, redis !== keeping?.redis { await redis.shutdown() }
         if let exporter = parts.exporter, exporter !== keeping?.exporter { await exporter.shutdown() }
+        if let acme = parts.acme, acme !== keeping?.acme { acme.stop() }
+    }
+
+    /// The ACME manager a config asks for: the previous one while nothing about it changed, else a new one (its
+    /// placeholders written now, before listeners load their certificate files).
+    private static func makeACMEManager(
+        _ config: GatewayConfig, previous: ACMEManager?, eventLoop: EventLoop, logger: Logger
+    ) throws -> ACMEManager? {
+        let certificates = config.acmeCertificates
+        guard let settings = config.acme, !certificates.isEmpty else { return nil }
+        if let previous, previous.config == settings, previous.certificates == certificates { return previous }
+        do {
+            return try ACMEManager(config: settings, certificates: certificates, eventLoop: eventLoop, logger: logger)
+        } catch {
+            throw ReloadError(problems: ["acme.storage: \(error)"])
+        }
+    }
+
+    /// Starts the ACME manager of `parts` unless `running` already runs it; new certificates reload the listeners'.
+    private func startACME(_ parts: Parts, running: ACMEManager?) {
+        guard let acme = parts.acme, acme !== running else { return }
+        acme.start { [weak self] in
+            guard let self else { return }
+            let failures = self.reloadCertificates()
+            if !failures.isEmpty { self.logger.error("acme: the new certificate could not be loaded", metadata: ["failures": "\(failures)"]) }
+        }
     }
 
     private static func makeRedisClient(_ config: GatewayConfig, group: EventLoopGroup, logger: Logger) async throws -> RedisClient? {
@@ -444,6 +483,7 @@ public final class Gateway: Sendable {
         parts.withLockedValue { $0 = newParts }
         await server.commit(plan)
         await Self.retire(oldParts, keeping: newParts)
+        startACME(newParts, running: oldParts.acme)
         await oldActive.forwarders.forEach { forwarder in
             (forwarder as? LoopForwarder)?.closeIdleConnections(notKeptBy: newParts.upstreams)
         }

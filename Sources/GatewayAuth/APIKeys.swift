@@ -1,6 +1,7 @@
 import Crypto
 import GatewayConfig
 import GatewayCore
+import GatewayPolicy
 
 /// The configured API keys, as SHA-256 digests only. A presented key is hashed and compared with every
 /// digest in constant time (no early exit, no dictionary lookup whose timing depends on the key).

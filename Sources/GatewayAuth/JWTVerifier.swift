@@ -1,4 +1,5 @@
 import GatewayConfig
+import GatewayPolicy
 import JWTKit
 
 /// A key that may verify tokens, pinned to one algorithm: a token must name exactly this `alg`.

@@ -3,6 +3,7 @@ import Foundation
 import GatewayConfig
 import GatewayCore
 import GatewayHTTP
+import GatewayPolicy
 import Logging
 import NIOConcurrencyHelpers
 import NIOCore

@@ -1,6 +1,7 @@
 import Foundation
 import GatewayConfig
 import GatewayCore
+import GatewayPolicy
 import JWTKit
 
 /// `auth.upstream_token`: the identity the gateway established for a request, as a short-lived JWT it signs, so an

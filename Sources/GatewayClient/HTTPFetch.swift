@@ -70,10 +70,11 @@ public enum HTTPFetch {
         request("GET", url, headers: [("Accept", "application/json")], on: eventLoop, timeout: timeout, maxBytes: maxBytes)
     }
 
-    /// Sends `method` with `body` (Content-Length framed when present) and reads the whole response.
+    /// Sends `method` with `body` (Content-Length framed when present) and reads the whole response. `tls`: the context for
+    /// an https URL when the server is not to be verified against the system trust store (a private CA).
     public static func request(
         _ method: String, _ url: String, headers: [(String, String)] = [], body: [UInt8]? = nil, on eventLoop: EventLoop,
-        timeout: TimeAmount, maxBytes: Int
+        timeout: TimeAmount, maxBytes: Int, tls custom: NIOSSLContext? = nil
     ) -> EventLoopFuture<Response> {
         guard let target = parse(url) else { return eventLoop.makeFailedFuture(FetchError.badURL(url)) }
         let promise = eventLoop.makePromise(of: Response.self)
@@ -86,7 +87,7 @@ public enum HTTPFetch {
         let request = Array(head.utf8) + (body ?? [])
         let tls: NIOSSLContext?
         do {
-            tls = target.https ? try NIOSSLContext(configuration: .makeClientConfiguration()) : nil
+            tls = target.https ? try custom ?? NIOSSLContext(configuration: .makeClientConfiguration()) : nil
         } catch {
             return eventLoop.makeFailedFuture(error)
         }

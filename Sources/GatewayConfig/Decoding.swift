@@ -44,8 +44,10 @@ extension GatewayConfig {
             let requestID = o.optional("request_id", RequestIDConfig.decode)
             let interceptErrors = o.optional("intercept_errors", InterceptErrorsConfig.decode)
             let csrf = o.optional("csrf", CSRFConfig.decode)
+            let acme = o.optional("acme", ACMEConfig.decode)
             o.accept("include")  // merged in before decoding (ConfigIncludes)
-            guard let listeners, let upstreams, let routes else { return nil }
+            guard var listeners, let upstreams, let routes else { return nil }
+            ACMEConfig.placeCertificates(&listeners, acme: acme, reader: o)
             var config = GatewayConfig(
                 workers: workers, listeners: listeners, admin: admin, redis: redis, limits: limits,
                 trustedProxies: trusted ?? [], securityHeaders: security, rateLimiting: rateLimiting,
@@ -59,9 +61,71 @@ extension GatewayConfig {
             config.requestID = requestID ?? RequestIDConfig()
             config.interceptErrors = interceptErrors?.enabled == true ? interceptErrors : nil
             config.csrf = csrf
+            config.acme = acme
             config.denyIPs = denyIPs
             config.allowIPs = allowIPs
             return config
+        }
+    }
+}
+
+extension ACMEConfig {
+    /// `{"email": "ops@example.com", "storage": "/var/lib/gateway/acme"}`; `directory_url` (Let's Encrypt's by default),
+    /// `ca_file`, `renew_before_days`; `agree_to_terms` must be true (the CA's subscriber agreement).
+    static func decode(_ node: ConfigNode) -> ACMEConfig? {
+        node.object { o in
+            let directory = o.optional("directory_url") { node -> String? in
+                guard let url = node.nonEmptyString() else { return nil }
+                guard url.hasPrefix("https://") else {
+                    node.error("expected the CA's https:// directory URL, e.g. \(ACMEConfig.letsEncrypt)")
+                    return nil
+                }
+                return url
+            } ?? ACMEConfig.letsEncrypt
+            let email = o.optional("email") { node -> String? in
+                guard let email = node.nonEmptyString() else { return nil }
+                guard email.contains("@"), !email.contains(where: { $0 == " " || $0 == ":" || $0 == "\"" }) else {
+                    node.error("expected an e-mail address such as ops@example.com")
+                    return nil
+                }
+                return email
+            }
+            let storage = o.required("storage") { $0.filePath() }
+            let caFile = o.optional("ca_file") { $0.filePath() }
+            let renewBefore = o.optional("renew_before_days") { $0.int(1...60) }
+            let agreed = o.required("agree_to_terms") { $0.bool() }
+            if agreed == false {
+                o.node.context.error(o.path / "agree_to_terms", "the CA issues certificates only to accounts that agree to its terms of service")
+            }
+            guard let storage else { return nil }
+            var config = ACMEConfig(directoryURL: directory, storage: storage)
+            config.email = email
+            config.caFile = caFile
+            config.renewBeforeDays = renewBefore ?? config.renewBeforeDays
+            return config
+        }
+    }
+
+    /// Gives every listener certificate marked `"acme": true` its files under `acme.storage` (named after its first name),
+    /// or reports that there is no `acme` section to get it from.
+    static func placeCertificates(_ listeners: inout [ListenerConfig], acme: ACMEConfig?, reader o: ObjectReader) {
+        for listenerIndex in listeners.indices {
+            guard var tls = listeners[listenerIndex].tls else { continue }
+            for certificateIndex in tls.certificates.indices where tls.certificates[certificateIndex].acme {
+                guard let acme else {
+                    o.node.context.error(
+                        o.path / "listeners" / listenerIndex / "tls" / "certificates" / certificateIndex / "acme",
+                        "needs the top-level acme section (the CA to ask and where to keep the certificates)")
+                    continue
+                }
+                let folder = acme.storage + "/" + (tls.certificates[certificateIndex].serverNames.first ?? "default")
+                tls.certificates[certificateIndex].cert = folder + "/cert.pem"
+                tls.certificates[certificateIndex].key = folder + "/key.pem"
+            }
+            listeners[listenerIndex].tls = tls
+        }
+        if acme != nil && !listeners.contains(where: { $0.tls?.certificates.contains(where: \.acme) == true }) {
+            o.node.context.warning(o.path / "acme", "no listener certificate has \"acme\": true")
         }
     }
 }
@@ -470,9 +534,21 @@ extension TLSConfig {
             let certificates = o.required("certificates") { node in
                 node.array { item in
                     item.object { c -> Certificate? in
+                        let names = c.optional("server_names") { $0.array { $0.hostPattern() } } ?? []
+                        if c.optional("acme", { $0.bool() }) == true {
+                            // The files are the ACME manager's, under acme.storage (filled in with the top-level section).
+                            for key in ["cert", "key"] where c.has(key) {
+                                c.accept(key)
+                                c.node.context.error(c.path / key, "an acme certificate is kept by the gateway under acme.storage; leave cert and key out")
+                            }
+                            if names.isEmpty { c.node.context.error(c.path / "server_names", "an acme certificate needs the names to ask the CA for") }
+                            for (index, name) in names.enumerated() where name.hasPrefix("*.") {
+                                c.node.context.error(c.path / "server_names" / index, "a wildcard needs a DNS-01 challenge; the gateway proves names with HTTP-01 only")
+                            }
+                            return Certificate(cert: "", key: "", serverNames: names, acme: true)
+                        }
                         let cert = c.required("cert") { $0.filePath() }
                         let key = c.required("key") { $0.filePath() }
-                        let names = c.optional("server_names") { $0.array { $0.hostPattern() } } ?? []
                         guard let cert, let key else { return nil }
                         return Certificate(cert: cert, key: key, serverNames: names)
                     }

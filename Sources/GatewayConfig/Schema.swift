@@ -47,6 +47,8 @@ public struct GatewayConfig: Sendable {
     /// `csrf`: the cross-site request forgery protection of routes without their own; nil: the default (on for
     /// routes taking ambient credentials, see `RouteConfig.effectiveCSRF`).
     public var csrf: CSRFConfig?
+    /// `acme`: where listener certificates marked `"acme": true` come from.
+    public var acme: ACMEConfig?
     /// The document as written (before `${ENV}` substitution, with included files merged in), for the admin API's `/config`.
     public var source: JSONValue?
     /// The files `include` brought in, in order (a reload reads them again).
@@ -62,6 +64,14 @@ public struct GatewayConfig: Sendable {
     public func routeLocation(_ index: Int) -> String { ConfigIncludes.routeLocation(index, origins: routeOrigins) }
 
     public func upstream(named name: String) -> UpstreamConfig? { upstreams.first { $0.name == name } }
+
+    /// The certificates the `acme` CA is asked for, one per file (two listeners may share one).
+    public var acmeCertificates: [ACMECertificate] {
+        var seen = Set<String>()
+        return listeners.compactMap(\.tls).flatMap(\.certificates).filter { $0.acme && seen.insert($0.cert).inserted }.map {
+            ACMECertificate(names: $0.serverNames, cert: $0.cert, key: $0.key)
+        }
+    }
 
     /// Every file the config names whose contents a reload reads again: the included files, listener certificates, keys and client
     /// CAs, upstream CA bundles and client certificates, JWT key and JWKS files, the upstream-token signing key,
@@ -320,6 +330,8 @@ public struct TLSConfig: Sendable, Equatable {
         public var cert: String
         public var key: String
         public var serverNames: [String]
+        /// `acme`: obtained and renewed from the top-level `acme` CA; `cert` and `key` are then files under `acme.storage`.
+        public var acme = false
     }
     public var certificates: [Certificate]
     public var minVersion: Version
@@ -328,6 +340,31 @@ public struct TLSConfig: Sendable, Equatable {
     public var clientAuth: ClientAuth
     /// The header that carries a verified client certificate's subject upstream (any client-sent one is removed).
     public var clientSubjectHeader: String
+}
+
+/// Top-level `acme`: the certificate authority (RFC 8555: Let's Encrypt, ZeroSSL, a private step-ca) that issues the
+/// listener certificates marked `"acme": true`, and where they are kept.
+public struct ACMEConfig: Sendable, Equatable {
+    /// The CA's directory URL.
+    public var directoryURL: String
+    /// The account's contact address (the CA's expiry warnings go there), without `mailto:`.
+    public var email: String?
+    /// The folder for the account key and the certificates (`<storage>/<first name>/cert.pem`, `key.pem`).
+    public var storage: String
+    /// PEM bundle the CA's HTTPS certificate must chain to (a private CA); nil: the system trust store.
+    public var caFile: String?
+    /// Certificates are renewed this many days before they end.
+    public var renewBeforeDays = 30
+    public static let letsEncrypt = "https://acme-v02.api.letsencrypt.org/directory"
+    public init(directoryURL: String, storage: String) { (self.directoryURL, self.storage) = (directoryURL, storage) }
+}
+
+/// One certificate the `acme` CA is asked for: its names and the files it is kept in.
+public struct ACMECertificate: Sendable, Equatable {
+    public var names: [String]
+    public var cert: String
+    public var key: String
+    public init(names: [String], cert: String, key: String) { (self.names, self.cert, self.key) = (names, cert, key) }
 }
 
 /// How the gateway talks TLS to an upstream's `https://` targets.

@@ -23,6 +23,8 @@ public final class GatewayRuntime: Sendable {
     /// This gateway's id in `CDN-Loop` (RFC 8586), nil with `loop_detection` off. One per process, the same across
     /// reloads, different for every instance, so a loop through several instances is caught too.
     public let loopID: String?
+    /// The HTTP-01 challenges of `acme` orders under way, answered on every listener before routing; nil without `acme`.
+    public let acmeChallenges: ACMEChallenges?
     public let logger: Logger
     public let limits: LimitsConfig
     /// `limits.underscores_in_headers` and `limits.override_headers` are `drop`, decided once.
@@ -42,9 +44,10 @@ public final class GatewayRuntime: Sendable {
 
     public init(
         config: GatewayConfig, routes: RouteTable, globalFilters: [any GatewayFilter], logger: Logger, metrics: GatewayMetrics = .disabled,
-        instanceID: String = HeaderRules.newLoopID()
+        instanceID: String = HeaderRules.newLoopID(), acmeChallenges: ACMEChallenges? = nil
     ) {
         self.loopID = config.loopDetection ? instanceID : nil
+        self.acmeChallenges = acmeChallenges
         self.metrics = metrics
         self.unroutedMetrics = metrics.route("-")
         self.config = config

@@ -213,6 +213,13 @@ final class ProxyExchange: ExchangeDriver, UpstreamCallDelegate, FilterSuspensio
             respond(error: .badRequest("The request's Host header is not a valid host[:port]."))
             return
         }
+        // The CA's check of an ACME order comes to port 80 and follows no redirect: answered before anything else.
+        if let challenges = runtime.acmeChallenges, head.method == .GET, let keyAuthorization = challenges.answer(path: head.path) {
+            var headers = HeaderList()
+            headers.add(name: "content-type", value: "text/plain")
+            respond(GatewayResponse(status: 200, headers: headers, body: ByteBuffer(string: keyAuthorization)))
+            return
+        }
         if let port = connection.redirectHTTPSPort {
             respond(redirectToHTTPS(port: port))
             return

@@ -22,7 +22,8 @@ public enum TLSCheck {
         for (listenerIndex, listener) in config.listeners.enumerated() {
             guard let tls = listener.tls else { continue }
             let base = "listeners[\(listenerIndex)].tls"
-            for (index, certificate) in tls.certificates.enumerated() {
+            // ACME certificates are the ACME manager's: made at start if missing, renewed before they end, and logged by it.
+            for (index, certificate) in tls.certificates.enumerated() where !certificate.acme {
                 let path = "\(base).certificates[\(index)]"
                 do {
                     let identity = try CertificateIdentity.load(certificate)

@@ -2,6 +2,7 @@ import Crypto
 import Foundation
 @testable import GatewayAuth
 @testable import GatewayConfig
+import GatewayPolicy
 import Testing
 
 /// The token rules with an injected clock: HS256 tokens made here byte by byte.

@@ -4,6 +4,7 @@ import Foundation
 @testable import GatewayConfig
 import GatewayCore
 import GatewayHTTP
+import GatewayPolicy
 import Logging
 import NIOCore
 import Synchronization

@@ -59,6 +59,45 @@ import Testing
         ])
     }
 
+    // acme: listener certificates marked acme get files under acme.storage (named after their first name); the section
+    // needs storage and the agreement; mistakes are reported at their paths.
+    @Test func acmeShapes() throws {
+        func load(certificate: String, acme: String?) -> ConfigLoadResult {
+            self.load(
+                #"{ \#(acme.map { #""acme": \#($0),"# } ?? "") "listeners": [{ "name": "http", "port": 80 }, { "name": "https", "port": 443, "tls": { "certificates": [\#(certificate)] } }], "upstreams": { "u": { "targets": ["http://127.0.0.1:9"] } }, "routes": [{ "name": "r", "upstream": "u" }] }"#)
+        }
+        let good = load(
+            certificate: #"{ "acme": true, "server_names": ["api.example.com", "www.example.com"] }"#,
+            acme: #"{ "email": "ops@example.com", "storage": "/var/lib/gateway/acme", "agree_to_terms": true }"#)
+        #expect(good.errors.isEmpty, "\(good.errors)")
+        let config = try #require(good.config)
+        #expect(config.acme?.directoryURL == ACMEConfig.letsEncrypt && config.acme?.renewBeforeDays == 30 && config.acme?.email == "ops@example.com")
+        #expect(config.acmeCertificates == [
+            ACMECertificate(
+                names: ["api.example.com", "www.example.com"], cert: "/var/lib/gateway/acme/api.example.com/cert.pem",
+                key: "/var/lib/gateway/acme/api.example.com/key.pem")
+        ])
+        #expect(config.reloadedFiles.contains("/var/lib/gateway/acme/api.example.com/cert.pem"))
+
+        let bad = load(
+            certificate: #"{ "acme": true, "cert": "a.pem", "server_names": ["*.example.com"] }"#,
+            acme: #"{ "directory_url": "http://ca.example/dir", "email": "ops", "storage": "/acme", "agree_to_terms": false, "renew_before_days": 90 }"#)
+        #expect(bad.errors.map(\.description) == [
+            "listeners[1].tls.certificates[0].cert: an acme certificate is kept by the gateway under acme.storage; leave cert and key out",
+            "listeners[1].tls.certificates[0].server_names[0]: a wildcard needs a DNS-01 challenge; the gateway proves names with HTTP-01 only",
+            "acme.directory_url: expected the CA's https:// directory URL, e.g. https://acme-v02.api.letsencrypt.org/directory",
+            "acme.email: expected an e-mail address such as ops@example.com",
+            "acme.renew_before_days: 90 is out of range (1...60)",
+            "acme.agree_to_terms: the CA issues certificates only to accounts that agree to its terms of service",
+        ])
+        #expect(load(certificate: #"{ "acme": true, "server_names": ["a.example.com"] }"#, acme: nil).errors.map(\.description) == [
+            "listeners[1].tls.certificates[0].acme: needs the top-level acme section (the CA to ask and where to keep the certificates)"
+        ])
+        #expect(load(certificate: #"{ "acme": true }"#, acme: #"{ "storage": "/acme", "agree_to_terms": true }"#).errors.map(\.description) == [
+            "listeners[1].tls.certificates[0].server_names: an acme certificate needs the names to ask the CA for"
+        ])
+    }
+
     // unix:///path targets: an absolute path that fits a socket address, no control characters; named unix:PATH in
     // logs and metrics, Host localhost; nothing for DNS discovery to resolve.
     @Test func unixSocketTargetShapes() throws {

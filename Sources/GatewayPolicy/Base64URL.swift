@@ -1,6 +1,6 @@
 /// base64url without padding (RFC 4648 §5), as JWTs use it. Strict: any other character, or a length that no
 /// encoding produces, is an error (nil).
-enum Base64URL {
+public enum Base64URL {
     private static let table: [UInt8] = {
         var table = [UInt8](repeating: 0xFF, count: 256)
         for (index, byte) in "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_".utf8.enumerated() {
@@ -9,7 +9,7 @@ enum Base64URL {
         return table
     }()
 
-    static func decode(_ text: Substring.UTF8View) -> [UInt8]? {
+    public static func decode(_ text: Substring.UTF8View) -> [UInt8]? {
         let count = text.count
         guard count % 4 != 1 else { return nil }
         var output: [UInt8] = []
@@ -31,13 +31,16 @@ enum Base64URL {
         return output
     }
 
+    /// Whether `byte` is one of the 64 characters (ACME tokens and JWS parts are made of them).
+    public static func isAlphabet(_ byte: UInt8) -> Bool { table[Int(byte)] != 0xFF }
+
     /// `count` bytes from the system's secure generator, encoded: for keys, states, nonces and PKCE verifiers.
-    static func random(bytes count: Int) -> String {
+    public static func random(bytes count: Int) -> String {
         var generator = SystemRandomNumberGenerator()
         return encode((0..<count).map { _ in UInt8.random(in: 0...255, using: &generator) })
     }
 
-    static func encode(_ bytes: some Sequence<UInt8>) -> String {
+    public static func encode(_ bytes: some Sequence<UInt8>) -> String {
         let alphabet = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_".utf8)
         var output: [UInt8] = []
         var accumulator: UInt32 = 0

@@ -1,0 +1,205 @@
+import Crypto
+import Foundation
+import GatewayConfig
+import GatewayCore
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOSSL
+import SwiftASN1
+import X509
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// When an ACME certificate is due, and how long to wait after a failed order: pure rules, tested without a CA.
+public enum ACMERenewal {
+    /// A certificate is renewed once less than `renewBefore` of it is left, or when it is not the CA's (a placeholder),
+    /// or does not name exactly what the config asks for.
+    public static func isDue(notAfter: Date, names: [String], wanted: [String], placeholder: Bool, now: Date, renewBefore: TimeInterval) -> Bool {
+        placeholder || Set(names) != Set(wanted) || notAfter.timeIntervalSince(now) < renewBefore
+    }
+
+    /// After `failures` failed orders in a row: a minute, doubling up to six hours (certificate authorities limit
+    /// failed validations per hour; Let's Encrypt allows five per name).
+    public static func retryDelay(failures: Int) -> TimeInterval {
+        min(60 * pow(2, Double(max(0, failures - 1))), 6 * 3600)
+    }
+
+    /// How long to sleep when nothing is due: until the earliest certificate is, at most twelve hours (a certificate
+    /// replaced by hand, or a clock that jumped, is noticed within a day).
+    public static func nextCheck(dueAt: [Date], now: Date) -> TimeInterval {
+        let earliest = dueAt.min().map { $0.timeIntervalSince(now) } ?? 12 * 3600
+        return max(60, min(earliest, 12 * 3600))
+    }
+}
+
+/// `acme`: obtains and renews the certificates of listener entries marked `"acme": true` from an ACME CA (Let's Encrypt,
+/// ZeroSSL, step-ca), proving control of each name with HTTP-01 challenges the gateway's own listeners answer. Until
+/// the first certificate arrives a listener serves a self-signed placeholder, so it can start; each issued chain and
+/// its new key are written under `acme.storage` and the listeners read them again, without a restart. Kept across
+/// reloads while the `acme` settings and the certificates asked for stay the same.
+public final class ACMEManager: Sendable {
+    public let config: ACMEConfig
+    public let certificates: [ACMECertificate]
+    public let challenges = ACMEChallenges()
+    private let client: ACMEClient
+    private let logger: Logger
+    private let task = NIOLockedValueBox<Task<Void, Never>?>(nil)
+    /// The subject organization of a placeholder certificate: how the manager tells it from the CA's.
+    static let placeholderOrganization = "gateway ACME placeholder"
+
+    /// Reads (or makes) the account key and writes a placeholder for every certificate not yet on disk; throws when
+    /// the storage folder cannot be used.
+    public init(config: ACMEConfig, certificates: [ACMECertificate], eventLoop: EventLoop, logger: Logger) throws {
+        self.config = config
+        self.certificates = certificates
+        self.logger = logger
+        try Self.makeFolder(config.storage)
+        let account = ACMEAccountKey(try Self.accountKey(in: config.storage))
+        var tls: NIOSSLContext?
+        if let caFile = config.caFile {
+            var settings = TLSConfiguration.makeClientConfiguration()
+            settings.trustRoots = .file(caFile)
+            tls = try NIOSSLContext(configuration: settings)
+        }
+        client = ACMEClient(directoryURL: config.directoryURL, account: account, contact: config.email, tls: tls, eventLoop: eventLoop)
+        for certificate in certificates where !FileManager.default.fileExists(atPath: certificate.cert) {
+            try Self.makeFolder((certificate.cert as NSString).deletingLastPathComponent)
+            try Self.writePlaceholder(certificate)
+        }
+    }
+
+    /// Starts obtaining and renewing; `issued` runs after new files are written (the gateway reloads its listeners' certificates).
+    public func start(issued: @escaping @Sendable () -> Void) {
+        let work = Task { [self] in
+            var failures = 0
+            while !Task.isCancelled {
+                var dueAt: [Date] = []
+                var failed = false
+                for certificate in certificates {
+                    let state = Self.state(of: certificate)
+                    let renewBefore = TimeInterval(config.renewBeforeDays) * 86400
+                    if ACMERenewal.isDue(
+                        notAfter: state.notAfter, names: state.names, wanted: certificate.names, placeholder: state.placeholder, now: Date(),
+                        renewBefore: renewBefore)
+                    {
+                        if await obtain(certificate) {
+                            issued()
+                            dueAt.append(Self.state(of: certificate).notAfter - renewBefore)
+                        } else {
+                            failed = true
+                        }
+                    } else {
+                        dueAt.append(state.notAfter - renewBefore)
+                    }
+                }
+                failures = failed ? failures + 1 : 0
+                let delay = failed ? ACMERenewal.retryDelay(failures: failures) : ACMERenewal.nextCheck(dueAt: dueAt, now: Date())
+                try? await Task.sleep(for: .seconds(delay))
+            }
+        }
+        task.withLockedValue { $0 = work }
+    }
+
+    public func stop() {
+        task.withLockedValue { $0 }?.cancel()
+    }
+
+    /// One order: a new key, its CSR, the CA's chain; written only once the chain is there and names that key.
+    private func obtain(_ certificate: ACMECertificate) async -> Bool {
+        let names = certificate.names.joined(separator: ",")
+        logger.info("acme: requesting a certificate", metadata: ["names": "\(names)", "directory": "\(config.directoryURL)"])
+        do {
+            let key = P256.Signing.PrivateKey()
+            let request = try CertificateSigningRequest(
+                version: .v1, subject: try DistinguishedName { CommonName(certificate.names[0]) }, privateKey: Certificate.PrivateKey(key),
+                attributes: try CertificateSigningRequest.Attributes([
+                    .init(ExtensionRequest(extensions: try Certificate.Extensions { SubjectAlternativeNames(certificate.names.map { .dnsName($0) }) }))
+                ]),
+                signatureAlgorithm: .ecdsaWithSHA256)
+            var serializer = DER.Serializer()
+            try serializer.serialize(request)
+            let chain = try await client.certificate(for: certificate.names, csr: serializer.serializedBytes, challenges: challenges)
+            let leaf = try Self.leaf(of: chain)
+            guard leaf.publicKey == Certificate.PublicKey(key.publicKey) else {
+                throw ACMEProblem(status: 0, type: "", detail: "the issued certificate does not carry the requested key")
+            }
+            try Self.write(key.pemRepresentation, to: certificate.key, mode: 0o600)
+            try Self.write(chain, to: certificate.cert, mode: 0o644)
+            logger.info(
+                "acme: certificate issued",
+                metadata: ["names": "\(names)", "not_after": "\(leaf.notValidAfter)", "issuer": "\(leaf.issuer)"])
+            return true
+        } catch {
+            logger.error("acme: certificate request failed; the current certificate stays", metadata: ["names": "\(names)", "error": "\(error)"])
+            return false
+        }
+    }
+
+    // MARK: Files
+
+    /// What the certificate on disk is: its names, its end, whether it is a placeholder (unreadable counts as one).
+    static func state(of certificate: ACMECertificate) -> (names: [String], notAfter: Date, placeholder: Bool) {
+        guard let text = try? String(contentsOfFile: certificate.cert, encoding: .utf8), let leaf = try? leaf(of: text) else {
+            return ([], .distantPast, true)
+        }
+        let names = (try? leaf.extensions.subjectAlternativeNames)??.compactMap { name -> String? in
+            if case .dnsName(let dns) = name { return dns }
+            return nil
+        } ?? []
+        let placeholder = leaf.subject.description.contains(placeholderOrganization)
+        return (names, leaf.notValidAfter, placeholder)
+    }
+
+    /// The first certificate of a PEM chain (the leaf).
+    static func leaf(of chain: String) throws -> Certificate {
+        guard let first = try PEMDocument.parseMultiple(pemString: chain).first else {
+            throw ACMEProblem(status: 0, type: "", detail: "the certificate chain is empty")
+        }
+        return try Certificate(pemDocument: first)
+    }
+
+    /// A self-signed certificate for the names, valid a week: the listener starts with it, clients see an untrusted
+    /// certificate until the CA's arrives (seconds to minutes).
+    static func writePlaceholder(_ certificate: ACMECertificate) throws {
+        let key = P256.Signing.PrivateKey()
+        let name = try DistinguishedName {
+            OrganizationName(placeholderOrganization)
+            CommonName(certificate.names[0])
+        }
+        let now = Date()
+        let placeholder = try Certificate(
+            version: .v3, serialNumber: Certificate.SerialNumber(), publicKey: Certificate.PublicKey(key.publicKey),
+            notValidBefore: now - 60, notValidAfter: now + 7 * 86400, issuer: name, subject: name, signatureAlgorithm: .ecdsaWithSHA256,
+            extensions: try Certificate.Extensions { SubjectAlternativeNames(certificate.names.map { .dnsName($0) }) },
+            issuerPrivateKey: Certificate.PrivateKey(key))
+        try write(key.pemRepresentation, to: certificate.key, mode: 0o600)
+        try write(try placeholder.serializeAsPEM().pemString + "\n", to: certificate.cert, mode: 0o644)
+    }
+
+    /// The account key in `storage/account-key.pem`, made on first use.
+    static func accountKey(in storage: String) throws -> P256.Signing.PrivateKey {
+        let path = storage + "/account-key.pem"
+        if let text = try? String(contentsOfFile: path, encoding: .utf8) {
+            return try P256.Signing.PrivateKey(pemRepresentation: text)
+        }
+        let key = P256.Signing.PrivateKey()
+        try write(key.pemRepresentation, to: path, mode: 0o600)
+        return key
+    }
+
+    static func makeFolder(_ path: String) throws {
+        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+    }
+
+    /// Written beside the target, then renamed over it: a reader sees the old file or the new one, never half of one.
+    static func write(_ text: String, to path: String, mode: Int) throws {
+        let temporary = path + ".tmp"
+        guard FileManager.default.createFile(atPath: temporary, contents: Data(text.utf8), attributes: [.posixPermissions: mode]) else {
+            throw ACMEProblem(status: 0, type: "", detail: "cannot write \(temporary)")
+        }
+        guard rename(temporary, path) == 0 else { throw ACMEProblem(status: 0, type: "", detail: "cannot replace \(path)") }
+    }
+}

@@ -1,0 +1,60 @@
+import Foundation
+import GatewayApp
+import Testing
+import TestSupport
+
+/// `acme` against Let's Encrypt's test CA (pebble) on 127.0.0.1: a real ACME server that validates HTTP-01 challenges
+/// by fetching them from the gateway's plaintext listener.
+@Suite struct ACMETests {
+    // The TLS listener starts with a placeholder; the gateway answers the CA's HTTP-01 challenges (the CA resolves both
+    // names to 127.0.0.1 and fetches them from the plaintext listener), and the issued chain is served without a
+    // restart. A second start uses the stored certificate and asks the CA for nothing (it is not even running).
+    @Test(.timeLimit(.minutes(2))) func certificateFromTheCA() async throws {
+        let httpPort = try await RedisServer.freePort()
+        let pebble = try await PebbleCA(httpPort: httpPort)
+        let storage = FileManager.default.temporaryDirectory.appendingPathComponent("acme-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: storage) }
+        try await withUpstreams { upstreams in
+            let config = """
+                { "workers": 1,
+                  "listeners": [{ "name": "http", "address": "127.0.0.1", "port": \(httpPort), "redirect_https_port": 443 },
+                                { "name": "https", "address": "127.0.0.1", "port": 0,
+                                  "tls": { "certificates": [{ "acme": true, "server_names": ["api.gateway.test", "www.gateway.test"] }] } }],
+                  "acme": { "directory_url": "\(pebble.directoryURL)", "ca_file": "\(pebble.caFile)", "storage": "\(storage)",
+                            "email": "ops@gateway.test", "agree_to_terms": true },
+                  "upstreams": { "demo": { "targets": ["http://127.0.0.1:$UP0"] } },
+                  "routes": [{ "name": "all", "upstream": "demo" }] }
+                """
+            func served(_ port: Int) async throws -> String {
+                let script = "echo | openssl s_client -connect 127.0.0.1:\(port) -servername api.gateway.test 2>/dev/null"
+                    + " | openssl x509 -noout -issuer -ext subjectAltName 2>/dev/null"
+                return try await shell(script, timeout: .seconds(10)).stdout
+            }
+            try await withGateway(config, upstreams: upstreams) { gateway in
+                let tlsPort = gateway.gateway.listeners[1].port
+                let issued = try await OperationsTests.poll(until: true) { try await served(tlsPort).contains("Pebble") }
+                let certificate = try await served(tlsPort)
+                #expect(issued, "\(certificate)\n\(pebble.logText)\n\(gateway.logs.entries("acme: certificate request failed"))")
+                #expect(certificate.contains("DNS:api.gateway.test") && certificate.contains("DNS:www.gateway.test"), "\(certificate)")
+                #expect(gateway.logs.entries("acme: certificate issued").count == 1)
+                // Traffic over the new certificate (its CA is not the system's: -k).
+                let response = try await shell(
+                    "curl -sk --resolve api.gateway.test:\(tlsPort):127.0.0.1 https://api.gateway.test:\(tlsPort)/echo -o /dev/null -w '%{http_code}'")
+                #expect(response.stdout == "200")
+                // The challenge path answers only open challenges; other requests there follow the listener's rules.
+                let stale = try await gateway.request("GET", "/.well-known/acme-challenge/none")
+                #expect(stale.status == 308)
+            }
+            let keyMode = try FileManager.default.attributesOfItem(atPath: storage + "/api.gateway.test/key.pem")[.posixPermissions] as? Int
+            #expect(keyMode == 0o600)
+
+            pebble.stop()
+            try await withGateway(config, upstreams: upstreams) { gateway in
+                let certificate = try await served(gateway.gateway.listeners[1].port)
+                #expect(certificate.contains("Pebble"), "the stored certificate: \(certificate)")
+                try await Task.sleep(for: .milliseconds(300))
+                #expect(gateway.logs.entries("acme: requesting a certificate").isEmpty)
+            }
+        }
+    }
+}
