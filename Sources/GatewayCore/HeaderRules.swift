@@ -65,18 +65,22 @@ public enum HeaderRules {
     /// `dropOverrides` (`limits.override_headers: "drop"`): the fields with which frameworks let a request stand for
     /// another (`overrideFields`) go too: the gateway routes, authorizes and caches the request it sees.
     public static func removeClientIdentityHeaders(_ headers: inout HeaderList, dropUnderscores: Bool, dropOverrides: Bool = false) {
-        let isClientControlled = { (name: UnsafeRawBufferPointer) -> Bool in
-            (name.count > 7 && isIdentityPrefix(name)) || (dropUnderscores && name.contains(UInt8(ascii: "_")))
-                || (dropOverrides && (13...22).contains(name.count) && overrideFields.contains { ASCII.equalsCaseInsensitively(name, $0) })
-        }
-        headers.removeReceived(where: isClientControlled)
+        // Closures passed straight to the calls: a closure kept in a constant and captured again would be heap-allocated,
+        // on every request.
+        headers.removeReceived { isClientControlled($0, dropUnderscores: dropUnderscores, dropOverrides: dropOverrides) }
         if headers.hasAddedFields {
             // HTTP/2 requests' fields are all added ones: compared in place, no lowercased copies per field.
             headers.removeAdded { name in
                 var name = name
-                return name.withUTF8 { isClientControlled(UnsafeRawBufferPointer($0)) }
+                return name.withUTF8 { isClientControlled(UnsafeRawBufferPointer($0), dropUnderscores: dropUnderscores, dropOverrides: dropOverrides) }
             }
         }
+    }
+
+    /// An identity field (`X-Auth-*`, also with `_`), and as configured any underscored name or override field.
+    private static func isClientControlled(_ name: UnsafeRawBufferPointer, dropUnderscores: Bool, dropOverrides: Bool) -> Bool {
+        (name.count > 7 && isIdentityPrefix(name)) || (dropUnderscores && name.contains(UInt8(ascii: "_")))
+            || (dropOverrides && (13...22).contains(name.count) && overrideFields.contains { ASCII.equalsCaseInsensitively(name, $0) })
     }
 
     /// Fields that make frameworks treat a request as another: a path (`X-Original-URL`, `X-Rewrite-URL`: Symfony,
