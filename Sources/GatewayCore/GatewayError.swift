@@ -6,6 +6,8 @@
 public struct GatewayError: Error, Hashable, Sendable, CustomStringConvertible {
     private enum Base: Hashable, Sendable {
         case routeNotFound, methodNotAllowed, payloadTooLarge, headersTooLarge, requestTimeout, badRequest
+        /// 414: the request line alone is larger than `limits.max_header_bytes`.
+        case uriTooLong
         /// 502: the upstream could not be reached or answered badly.
         case upstreamUnavailable
         /// 503: the gateway did not try, because every target is shut out or the upstream is at capacity.
@@ -46,6 +48,7 @@ public struct GatewayError: Error, Hashable, Sendable, CustomStringConvertible {
             case .methodNotAllowed: return "METHOD_NOT_ALLOWED"
             case .payloadTooLarge: return "PAYLOAD_TOO_LARGE"
             case .headersTooLarge: return "HEADERS_TOO_LARGE"
+            case .uriTooLong: return "URI_TOO_LONG"
             case .requestTimeout: return "REQUEST_TIMEOUT"
             case .badRequest: return "BAD_REQUEST"
             case .upstreamUnavailable, .upstreamShutOut: return "UPSTREAM_UNAVAILABLE"
@@ -99,6 +102,7 @@ public struct GatewayError: Error, Hashable, Sendable, CustomStringConvertible {
         case .methodNotAllowed: return 405
         case .payloadTooLarge: return 413
         case .headersTooLarge: return 431
+        case .uriTooLong: return 414
         case .requestTimeout: return 408
         case .badRequest, .invalidBody, .invalidQuery, .invalidPath, .invalidHeader: return 400
         case .unsupportedMediaType: return 415
@@ -120,7 +124,7 @@ public struct GatewayError: Error, Hashable, Sendable, CustomStringConvertible {
     /// Whether the connection must close after this answer (the request stream can no longer be trusted).
     public var closesConnection: Bool {
         switch base {
-        case .badRequest, .headersTooLarge, .requestTimeout: return true
+        case .badRequest, .headersTooLarge, .uriTooLong, .requestTimeout: return true
         default: return false
         }
     }
@@ -133,6 +137,7 @@ public struct GatewayError: Error, Hashable, Sendable, CustomStringConvertible {
     }
     public static let payloadTooLarge = GatewayError(.payloadTooLarge, "The request body is larger than this gateway accepts.")
     public static let headersTooLarge = GatewayError(.headersTooLarge, "The request headers are larger than this gateway accepts.")
+    public static let uriTooLong = GatewayError(.uriTooLong, "The request target is longer than this gateway accepts.")
     public static let requestTimeout = GatewayError(.requestTimeout, "The request was not received in time.")
     public static func badRequest(_ message: String = "The request is malformed.") -> GatewayError {
         GatewayError(.badRequest, message)

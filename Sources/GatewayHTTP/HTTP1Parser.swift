@@ -5,6 +5,8 @@ public struct HTTPParseError: Error, Hashable, Sendable, CustomStringConvertible
     public enum Kind: Hashable, Sendable {
         /// The head is larger than allowed (431 for requests).
         case headTooLarge
+        /// The first line alone is larger than the head may be (414 for requests: RFC 9112 §3's "URI too long").
+        case firstLineTooLong
         /// Anything else wrong with the syntax or the framing (400 for requests, 502 for responses).
         case malformed
     }
@@ -15,6 +17,7 @@ public struct HTTPParseError: Error, Hashable, Sendable, CustomStringConvertible
 
     public static func malformed(_ reason: String) -> HTTPParseError { HTTPParseError(kind: .malformed, reason: reason) }
     public static let headTooLarge = HTTPParseError(kind: .headTooLarge, reason: "head too large")
+    public static let firstLineTooLong = HTTPParseError(kind: .firstLineTooLong, reason: "first line too long")
 
     public var description: String { reason }
 }
@@ -62,6 +65,8 @@ public struct HTTP1HeadParser: Sendable {
     public let maxFields: Int
     /// Bytes already searched for the end of the head.
     private var scanned = 0
+    /// Whether those bytes hold the end of the first line (a head over the limit without it is a 414, not a 431).
+    private var firstLineEnded = false
 
     public init(maxHeadBytes: Int, maxFields: Int = 100) {
         self.maxHeadBytes = maxHeadBytes
@@ -86,6 +91,7 @@ public struct HTTP1HeadParser: Sendable {
 
     /// Where the blank line ending the head is, or nil if more bytes are needed.
     private mutating func headLength(in buffer: ByteBuffer) throws(HTTPParseError) -> Int? {
+        var lineEnded = firstLineEnded
         let result: Result<Int?, HTTPParseError> = buffer.withUnsafeReadableBytes { bytes in
             var index = max(0, scanned - 3)
             let limit = min(bytes.count, maxHeadBytes)
@@ -94,18 +100,21 @@ public struct HTTP1HeadParser: Sendable {
                     guard index > 0, bytes[index - 1] == UInt8(ascii: "\r") else {
                         return .failure(.malformed("bare LF in head"))
                     }
+                    lineEnded = true
                     if index >= 3 && bytes[index - 2] == UInt8(ascii: "\n") && bytes[index - 3] == UInt8(ascii: "\r") {
                         return .success(index + 1)
                     }
                 }
                 index += 1
             }
-            if bytes.count >= maxHeadBytes { return .failure(.headTooLarge) }
+            if bytes.count >= maxHeadBytes { return .failure(lineEnded ? .headTooLarge : .firstLineTooLong) }
             return .success(nil)
         }
+        firstLineEnded = lineEnded
         switch result {
         case .success(let length?):
             scanned = 0
+            firstLineEnded = false
             return length
         case .success(nil):
             scanned = buffer.readableBytes

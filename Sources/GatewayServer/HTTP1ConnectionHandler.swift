@@ -254,7 +254,13 @@ final class HTTP1ConnectionHandler: ChannelDuplexHandler, DownstreamStream {
         responseHeadWritten = false
         responseEnded = false
         deadlines.requestStarted()
-        responder.respondToProtocolError(error.kind == .headTooLarge ? .headersTooLarge : .badRequest(), stream: self)
+        let refusal: GatewayError
+        switch error.kind {
+        case .headTooLarge: refusal = .headersTooLarge
+        case .firstLineTooLong: refusal = .uriTooLong
+        case .malformed: refusal = .badRequest()
+        }
+        responder.respondToProtocolError(refusal, stream: self)
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {

@@ -113,6 +113,19 @@ import TestSupport
             #expect(error as? HTTPParseError == HTTPParseError.headTooLarge, "\(String(describing: error))")
         }
         #expect(try! parseRequest(String(big.prefix(500)), maxHeadBytes: 1024) == nil)
+        // A request line that alone fills the limit is a target too long (414), complete or not.
+        let longTarget = "GET /\(String(repeating: "a", count: 2000)) HTTP/1.1\r\nHost: x\r\n\r\n"
+        for text in [longTarget, String(longTarget.prefix(1500))] {
+            let error = thrownError { _ = try parseRequest(text, maxHeadBytes: 1024) }
+            #expect(error as? HTTPParseError == HTTPParseError.firstLineTooLong, "\(String(describing: error))")
+        }
+        // Its end seen in an earlier read, the head is what is too large.
+        var parser = HTTP1HeadParser(maxHeadBytes: 1024)
+        var buffer = ByteBuffer(string: "GET / HTTP/1.1\r\nX: ")
+        #expect(try! parser.parseRequest(&buffer) == nil)
+        buffer.writeString(String(repeating: "a", count: 2000))
+        let later = thrownError { _ = try parser.parseRequest(&buffer) }
+        #expect(later as? HTTPParseError == HTTPParseError.headTooLarge, "\(String(describing: later))")
         let many = "GET / HTTP/1.1\r\n" + (0..<101).map { "X-\($0): 1\r\n" }.joined() + "\r\n"
         do {
             let error = thrownError { _ = try parseRequest(many, maxHeadBytes: 1 << 20) }

@@ -49,6 +49,20 @@ import Testing
         }
     }
 
+    // A request line longer than max_header_bytes: 414 (as NGINX answers it) and close.
+    @Test func overlongTargetIs414() async throws {
+        try await withUpstreams { upstreams in
+            try await withGateway(basicConfig(limits: #"{ "max_header_bytes": 2048 }"#), upstreams: upstreams) { gateway in
+                let client = try await gateway.connect()
+                try await client.send("GET /echo?\(String(repeating: "q", count: 4000)) HTTP/1.1\r\nHost: x\r\n\r\n")
+                let response = try await client.readResponse()
+                #expect(response.status == 414 && response.errorCode == "URI_TOO_LONG")
+                #expect(await client.waitForClose())
+                #expect(upstreams[0].requestsServed == 0)
+            }
+        }
+    }
+
     // A Content-Length over max_body_bytes is refused at once with 413.
     @Test func oversizedContentLengthIs413() async throws {
         try await withUpstreams { upstreams in
