@@ -16,6 +16,7 @@ import NIOPosix
 /// - `GET /config`: the running config as written, secrets redacted.
 /// - `GET /upstreams`: every target with its health, breaker state and requests in flight.
 /// - `POST /reload`: reload gateway.json (as SIGHUP does); 200, or 422 with the problems (nothing changed).
+/// - `GET /certificates`: what each TLS listener serves (names, issuer, end of validity, ACME or not).
 /// - `POST /certificates/reload`: read the TLS certificate files again.
 /// - `POST /cache/purge[?url=URL|?route=NAME|?tag=T]`: drop stored responses (both cache tiers).
 /// - `GET /explain?url=URL[&method=M][&listener=L][&client_ip=A][&header=Name:%20value...]`: the route a request would take in the
@@ -161,6 +162,7 @@ enum AdminEndpoint: String, Sendable {
     case config = "/config"
     case upstreams = "/upstreams"
     case reload = "/reload"
+    case certificates = "/certificates"
     case certificatesReload = "/certificates/reload"
     case cachePurge = "/cache/purge"
     case drain = "/upstreams/drain"
@@ -182,12 +184,27 @@ enum AdminEndpoint: String, Sendable {
         case .config: AdminReply(.ok, "application/json", (gateway.config.source ?? .object([])).redactingSecrets().rendered)
         case .upstreams: Self.upstreams(gateway)
         case .reload: await Self.reload(gateway)
+        case .certificates: Self.certificates(gateway)
         case .certificatesReload: Self.reloadCertificates(gateway)
         case .cachePurge: await Self.purgeCache(gateway, query: query)
         case .drain: Self.drain(gateway, query: query, drained: true)
         case .undrain: Self.drain(gateway, query: query, drained: false)
         case .explain: Self.explain(gateway, query: query)
         }
+    }
+
+    /// What each TLS listener serves now: `{"certificates": [{"listener", "file", "names", "issuer", "not_after",
+    /// "not_after_seconds", "acme"}]}`, for checking a renewal (by hand or by ACME) took effect.
+    private static func certificates(_ gateway: Gateway) -> AdminReply {
+        let items = gateway.certificates.map { listener, certificate in
+            JSONValue.object([
+                ("listener", .string(listener)), ("file", .string(certificate.file)), ("names", .array(certificate.names.map { .string($0) })),
+                ("issuer", .string(certificate.issuer)),
+                ("not_after", .string(Date(timeIntervalSince1970: TimeInterval(certificate.notAfter)).ISO8601Format())),
+                ("not_after_seconds", .integer(Int(certificate.notAfter))), ("acme", .bool(certificate.acme)),
+            ])
+        }
+        return AdminReply(.ok, "application/json", JSONValue.object([("certificates", .array(items))]).rendered)
     }
 
     /// `gateway explain` against the running config: `{"explanation": ["request: ...", "route: ...", ...]}`.

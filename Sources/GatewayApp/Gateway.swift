@@ -619,6 +619,9 @@ public final class Gateway: Sendable {
     @discardableResult
     public func reloadCertificates() -> [String: String] { server.reloadCertificates() }
 
+    /// The certificates TLS listeners serve now (for the admin API's `/certificates`).
+    public var certificates: [(listener: String, certificate: ServerTLS.Validity)] { server.certificates }
+
     // MARK: State
 
     /// The port a listener was bound to (useful with port 0).

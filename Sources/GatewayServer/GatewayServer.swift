@@ -147,6 +147,13 @@ public final class GatewayServer: Sendable {
     }
 
     /// The listeners as they are now.
+    /// Every TLS listener's certificates as loaded now (after the last successful reload), listeners by name.
+    public var certificates: [(listener: String, certificate: ServerTLS.Validity)] {
+        listeners.withLockedValue { Array($0.values) }.sorted { $0.name < $1.name }.flatMap { state in
+            (state.settings.tls?.certificateValidity ?? []).map { (state.name, $0) }
+        }
+    }
+
     public var boundListeners: [BoundListener] {
         listeners.withLockedValue { states in
             states.values.compactMap { state in

@@ -17,6 +17,11 @@ public final class ServerTLS: Sendable {
         public let file: String
         /// Seconds since 1970.
         public let notAfter: Int64
+        /// The names the leaf covers (its subject alternative names, else its common name) and who issued it.
+        public var names: [String] = []
+        public var issuer = ""
+        /// Kept by the ACME manager (`"acme": true`).
+        public var acme = false
     }
 
     public let listener: String
@@ -60,7 +65,11 @@ public final class ServerTLS: Sendable {
     static func makeContext(_ settings: TLSConfig) throws -> (NIOSSLContext, [Validity]) {
         let identities = try settings.certificates.map(CertificateIdentity.load)
         let validities = zip(settings.certificates, identities).map { certificate, identity in
-            Validity(file: certificate.cert, notAfter: Int64(identity.chain[0].notValidAfter))
+            let leaf = identity.chain[0]
+            let issuer = (try? X509.Certificate(derEncoded: leaf.toDERBytes())).map { "\($0.issuer)" } ?? ""
+            return Validity(
+                file: certificate.cert, notAfter: Int64(leaf.notValidAfter), names: TLSCheck.coveredNames(leaf), issuer: issuer,
+                acme: certificate.acme)
         }
         guard let first = identities.first else { throw TLSFileError(file: "", problem: "no certificate configured") }
         var configuration = TLSConfiguration.makeServerConfiguration(

@@ -16,7 +16,7 @@ import TestSupport
         defer { try? FileManager.default.removeItem(atPath: storage) }
         try await withUpstreams { upstreams in
             let config = """
-                { "workers": 1,
+                { "workers": 1, "admin": { "address": "127.0.0.1", "port": 0 },
                   "listeners": [{ "name": "http", "address": "127.0.0.1", "port": \(httpPort), "redirect_https_port": 443 },
                                 { "name": "https", "address": "127.0.0.1", "port": 0,
                                   "tls": { "certificates": [{ "acme": true, "server_names": ["api.gateway.test", "www.gateway.test"] }] } }],
@@ -37,6 +37,13 @@ import TestSupport
                 #expect(issued, "\(certificate)\n\(pebble.logText)\n\(gateway.logs.entries("acme: certificate request failed"))")
                 #expect(certificate.contains("DNS:api.gateway.test") && certificate.contains("DNS:www.gateway.test"), "\(certificate)")
                 #expect(gateway.logs.entries("acme: certificate issued").count == 1)
+                // The admin API says what is served now.
+                let listed = try await OperationsTests.admin(gateway.gateway, "/certificates", token: nil).json["certificates"] as? [[String: Any]]
+                let entry = try #require(listed?.first)
+                #expect(listed?.count == 1 && entry["listener"] as? String == "https" && entry["acme"] as? Bool == true)
+                #expect(entry["names"] as? [String] == ["api.gateway.test", "www.gateway.test"])
+                #expect((entry["issuer"] as? String)?.contains("Pebble Intermediate CA") == true, "\(entry)")
+                #expect((entry["not_after_seconds"] as? Int ?? 0) > Int(Date().timeIntervalSince1970) + 86400)
                 // Traffic over the new certificate (its CA is not the system's: -k).
                 let response = try await shell(
                     "curl -sk --resolve api.gateway.test:\(tlsPort):127.0.0.1 https://api.gateway.test:\(tlsPort)/echo -o /dev/null -w '%{http_code}'")
