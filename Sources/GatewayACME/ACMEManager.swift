@@ -46,16 +46,20 @@ public final class ACMEManager: Sendable {
     public let challenges = ACMEChallenges()
     private let client: ACMEClient
     private let logger: Logger
+    private let metrics: GatewayMetrics
     private let task = NIOLockedValueBox<Task<Void, Never>?>(nil)
     /// The subject organization of a placeholder certificate: how the manager tells it from the CA's.
     static let placeholderOrganization = "gateway ACME placeholder"
 
     /// Reads (or makes) the account key and writes a placeholder for every certificate not yet on disk; throws when
     /// the storage folder cannot be used.
-    public init(config: ACMEConfig, certificates: [ACMECertificate], eventLoop: EventLoop, logger: Logger) throws {
+    public init(
+        config: ACMEConfig, certificates: [ACMECertificate], eventLoop: EventLoop, logger: Logger, metrics: GatewayMetrics = .disabled
+    ) throws {
         self.config = config
         self.certificates = certificates
         self.logger = logger
+        self.metrics = metrics
         try Self.makeFolder(config.storage)
         let account = ACMEAccountKey(try Self.accountKey(in: config.storage))
         var tls: NIOSSLContext?
@@ -128,11 +132,13 @@ public final class ACMEManager: Sendable {
             }
             try Self.write(key.pemRepresentation, to: certificate.key, mode: 0o600)
             try Self.write(chain, to: certificate.cert, mode: 0o644)
+            metrics.counter("gateway_acme_orders_total", [("outcome", "issued")]).increment()
             logger.info(
                 "acme: certificate issued",
                 metadata: ["names": "\(names)", "not_after": "\(leaf.notValidAfter)", "issuer": "\(leaf.issuer)"])
             return true
         } catch {
+            metrics.counter("gateway_acme_orders_total", [("outcome", "failed")]).increment()
             logger.error("acme: certificate request failed; the current certificate stays", metadata: ["names": "\(names)", "error": "\(error)"])
             return false
         }

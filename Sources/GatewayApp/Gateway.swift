@@ -213,7 +213,7 @@ public final class Gateway: Sendable {
         }
         let acme: ACMEManager?
         do {
-            acme = try makeACMEManager(config, previous: old?.acme, eventLoop: group.next(), logger: logger)
+            acme = try makeACMEManager(config, previous: old?.acme, eventLoop: group.next(), logger: logger, metrics: metrics)
         } catch {
             if let redis, redis !== old?.redis { await redis.shutdown() }
             throw error
@@ -377,13 +377,13 @@ public final class Gateway: Sendable {
     /// The ACME manager a config asks for: the previous one while nothing about it changed, else a new one (its
     /// placeholders written now, before listeners load their certificate files).
     private static func makeACMEManager(
-        _ config: GatewayConfig, previous: ACMEManager?, eventLoop: EventLoop, logger: Logger
+        _ config: GatewayConfig, previous: ACMEManager?, eventLoop: EventLoop, logger: Logger, metrics: GatewayMetrics
     ) throws -> ACMEManager? {
         let certificates = config.acmeCertificates
         guard let settings = config.acme, !certificates.isEmpty else { return nil }
         if let previous, previous.config == settings, previous.certificates == certificates { return previous }
         do {
-            return try ACMEManager(config: settings, certificates: certificates, eventLoop: eventLoop, logger: logger)
+            return try ACMEManager(config: settings, certificates: certificates, eventLoop: eventLoop, logger: logger, metrics: metrics)
         } catch {
             throw ReloadError(problems: ["acme.storage: \(error)"])
         }

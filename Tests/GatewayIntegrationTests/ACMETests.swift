@@ -44,6 +44,9 @@ import TestSupport
                 #expect(entry["names"] as? [String] == ["api.gateway.test", "www.gateway.test"])
                 #expect((entry["issuer"] as? String)?.contains("Pebble Intermediate CA") == true, "\(entry)")
                 #expect((entry["not_after_seconds"] as? Int ?? 0) > Int(Date().timeIntervalSince1970) + 86400)
+                let metrics = PrometheusText(try await OperationsTests.admin(gateway.gateway, "/metrics", token: nil).text)
+                #expect(metrics.value("gateway_acme_orders_total", ["outcome": "issued"]) == 1)
+                #expect(metrics.value("gateway_acme_orders_total", ["outcome": "failed"]) == nil)
                 // Traffic over the new certificate (its CA is not the system's: -k).
                 let response = try await shell(
                     "curl -sk --resolve api.gateway.test:\(tlsPort):127.0.0.1 https://api.gateway.test:\(tlsPort)/echo -o /dev/null -w '%{http_code}'")
