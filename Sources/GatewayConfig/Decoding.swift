@@ -124,8 +124,15 @@ extension ACMEConfig {
             }
             listeners[listenerIndex].tls = tls
         }
-        if acme != nil && !listeners.contains(where: { $0.tls?.certificates.contains(where: \.acme) == true }) {
+        let asksCA = listeners.contains { $0.tls?.certificates.contains(where: \.acme) == true }
+        if acme != nil && !asksCA {
             o.node.context.warning(o.path / "acme", "no listener certificate has \"acme\": true")
+        }
+        // The CA's HTTP-01 checks come to port 80 (a balancer in front may forward them to another port).
+        if acme != nil && asksCA && !listeners.contains(where: { $0.tls == nil && $0.socketPath == nil && $0.port == 80 }) {
+            o.node.context.warning(
+                o.path / "acme",
+                "no plaintext listener on port 80, where the CA checks HTTP-01 challenges (fine if a balancer forwards port 80 to one)")
         }
     }
 }

@@ -78,6 +78,12 @@ import Testing
                 key: "/var/lib/gateway/acme/api.example.com/key.pem")
         ])
         #expect(config.reloadedFiles.contains("/var/lib/gateway/acme/api.example.com/cert.pem"))
+        #expect(good.warnings.isEmpty, "a plaintext listener on port 80 takes the CA's checks")
+        let noPort80 = self.load(
+            #"{ "acme": { "storage": "/acme", "agree_to_terms": true }, "listeners": [{ "name": "https", "port": 443, "tls": { "certificates": [{ "acme": true, "server_names": ["a.example.com"] }] } }], "upstreams": { "u": { "targets": ["http://127.0.0.1:9"] } }, "routes": [{ "name": "r", "upstream": "u" }] }"#)
+        #expect(noPort80.warnings.map(\.description) == [
+            "warning: acme: no plaintext listener on port 80, where the CA checks HTTP-01 challenges (fine if a balancer forwards port 80 to one)"
+        ])
 
         let bad = load(
             certificate: #"{ "acme": true, "cert": "a.pem", "server_names": ["*.example.com"] }"#,
