@@ -42,7 +42,21 @@ public struct ACMEProblem: Error, CustomStringConvertible, Sendable {
     public let status: Int
     public let type: String
     public let detail: String
+    /// The CA's `Retry-After` (a rate limit, maintenance), in seconds from when it answered: no new order before then.
+    public var retryAfter: TimeInterval?
     public var description: String { "\(type.isEmpty ? "HTTP \(status)" : type): \(detail)" }
+
+    public init(status: Int, type: String, detail: String, retryAfter: TimeInterval? = nil) {
+        (self.status, self.type, self.detail, self.retryAfter) = (status, type, detail, retryAfter)
+    }
+
+    /// `Retry-After` as seconds (`120`) or an HTTP date, relative to `now` (Unix seconds); nil when absent or past.
+    public static func retryAfter(_ value: String?, now: Int) -> TimeInterval? {
+        guard let value = value?.trimmingASCIISpaces(), !value.isEmpty else { return nil }
+        if let seconds = Int(value) { return seconds > 0 ? TimeInterval(seconds) : nil }
+        guard let date = HTTPDate.parse(value), date > now else { return nil }
+        return TimeInterval(date - now)
+    }
 }
 
 /// A client of one ACME server (RFC 8555) for one account: orders a certificate for some names, proves control of each
@@ -166,7 +180,9 @@ actor ACMEClient {
             let response = try await send("POST", url, body: body, accept: accept)
             let json = (try? JSONParser.parse(response.body)) ?? .null
             if response.status < 400 { return (response, json) }
-            let problem = ACMEProblem(status: response.status, type: json.string("type") ?? "", detail: json.string("detail") ?? "")
+            let problem = ACMEProblem(
+                status: response.status, type: json.string("type") ?? "", detail: json.string("detail") ?? "",
+                retryAfter: ACMEProblem.retryAfter(response.headers.first(name: "retry-after"), now: Int(Date().timeIntervalSince1970)))
             if problem.type == "urn:ietf:params:acme:error:badNonce" && attempt < 3 { continue }
             // The CA forgot the account (a test CA restarted, an account deactivated): the next order registers again.
             if problem.type == "urn:ietf:params:acme:error:accountDoesNotExist" { accountURL = nil }

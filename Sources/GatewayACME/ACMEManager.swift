@@ -22,9 +22,10 @@ public enum ACMERenewal {
     }
 
     /// After `failures` failed orders in a row: a minute, doubling up to six hours (certificate authorities limit
-    /// failed validations per hour; Let's Encrypt allows five per name).
-    public static func retryDelay(failures: Int) -> TimeInterval {
-        min(60 * pow(2, Double(max(0, failures - 1))), 6 * 3600)
+    /// failed validations per hour; Let's Encrypt allows five per name), and never before the CA's `Retry-After`
+    /// (RFC 8555 §6.6: a rate-limited client waits as long as it is told).
+    public static func retryDelay(failures: Int, retryAfter: TimeInterval? = nil) -> TimeInterval {
+        max(min(60 * pow(2, Double(max(0, failures - 1))), 6 * 3600), retryAfter ?? 0)
     }
 
     /// How long to sleep when nothing is due: until the earliest certificate is, at most twelve hours (a certificate
@@ -82,6 +83,7 @@ public final class ACMEManager: Sendable {
             while !Task.isCancelled {
                 var dueAt: [Date] = []
                 var failed = false
+                var retryAfter: TimeInterval?
                 for certificate in certificates {
                     let state = Self.state(of: certificate)
                     let renewBefore = TimeInterval(config.renewBeforeDays) * 86400
@@ -89,18 +91,21 @@ public final class ACMEManager: Sendable {
                         notAfter: state.notAfter, names: state.names, wanted: certificate.names, placeholder: state.placeholder, now: Date(),
                         renewBefore: renewBefore)
                     {
-                        if await obtain(certificate) {
+                        switch await obtain(certificate) {
+                        case .success:
                             issued()
                             dueAt.append(Self.state(of: certificate).notAfter - renewBefore)
-                        } else {
+                        case .failure(let problem):
                             failed = true
+                            retryAfter = max(retryAfter ?? 0, problem.retryAfter ?? 0)
                         }
                     } else {
                         dueAt.append(state.notAfter - renewBefore)
                     }
                 }
                 failures = failed ? failures + 1 : 0
-                let delay = failed ? ACMERenewal.retryDelay(failures: failures) : ACMERenewal.nextCheck(dueAt: dueAt, now: Date())
+                let delay =
+                    failed ? ACMERenewal.retryDelay(failures: failures, retryAfter: retryAfter) : ACMERenewal.nextCheck(dueAt: dueAt, now: Date())
                 try? await Task.sleep(for: .seconds(delay))
             }
         }
@@ -112,7 +117,7 @@ public final class ACMEManager: Sendable {
     }
 
     /// One order: a new key, its CSR, the CA's chain; written only once the chain is there and names that key.
-    private func obtain(_ certificate: ACMECertificate) async -> Bool {
+    private func obtain(_ certificate: ACMECertificate) async -> Result<Void, ACMEProblem> {
         let names = certificate.names.joined(separator: ",")
         logger.info("acme: requesting a certificate", metadata: ["names": "\(names)", "directory": "\(config.directoryURL)"])
         do {
@@ -136,11 +141,11 @@ public final class ACMEManager: Sendable {
             logger.info(
                 "acme: certificate issued",
                 metadata: ["names": "\(names)", "not_after": "\(leaf.notValidAfter)", "issuer": "\(leaf.issuer)"])
-            return true
+            return .success(())
         } catch {
             metrics.counter("gateway_acme_orders_total", [("outcome", "failed")]).increment()
             logger.error("acme: certificate request failed; the current certificate stays", metadata: ["names": "\(names)", "error": "\(error)"])
-            return false
+            return .failure(error as? ACMEProblem ?? ACMEProblem(status: 0, type: "", detail: "\(error)"))
         }
     }
 

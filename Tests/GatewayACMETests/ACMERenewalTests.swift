@@ -26,9 +26,16 @@ import Testing
 
     // Failed orders back off from a minute to six hours; idle checks come when the next certificate is due, within 12 h.
     @Test func delays() {
-        let delays = (1...12).map(ACMERenewal.retryDelay(failures:))
+        let delays = (1...12).map { ACMERenewal.retryDelay(failures: $0) }
         #expect(delays.prefix(4) == [60, 120, 240, 480])
         #expect(delays.last == Double(6 * 3600))
+        // The CA's Retry-After is a floor (a rate limit lasts as long as it says), not a replacement for the backoff.
+        #expect(ACMERenewal.retryDelay(failures: 1, retryAfter: 3 * 3600) == 3 * 3600)
+        #expect(ACMERenewal.retryDelay(failures: 12, retryAfter: 60) == 6 * 3600)
+        #expect(ACMEProblem.retryAfter("120", now: 1_000) == 120)
+        #expect(ACMEProblem.retryAfter("Sun, 06 Nov 1994 08:49:37 GMT", now: 784_111_777 - 30) == 30)
+        #expect(ACMEProblem.retryAfter("Sun, 06 Nov 1994 08:49:37 GMT", now: 784_111_777 + 30) == nil, "past")
+        #expect(ACMEProblem.retryAfter(nil, now: 0) == nil && ACMEProblem.retryAfter("soon", now: 0) == nil && ACMEProblem.retryAfter("0", now: 0) == nil)
         let now = Date(timeIntervalSince1970: 1_800_000_000)
         #expect(ACMERenewal.nextCheck(dueAt: [now + 3600, now + 30 * Self.day], now: now) == 3600)
         #expect(ACMERenewal.nextCheck(dueAt: [now + 30 * Self.day], now: now) == 12 * 3600)
