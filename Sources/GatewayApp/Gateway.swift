@@ -627,15 +627,10 @@ public final class Gateway: Sendable {
     /// The port a listener was bound to (useful with port 0).
     public func port(of listener: String) -> Int? { listeners.first { $0.name == listener }?.port }
 
-    /// Upstream connections opened so far, summed over event loops (proves keep-alive reuse in tests).
-    public func upstreamConnectionsOpened() async -> [String: Int] {
-        let totals = NIOLockedValueBox<[String: Int]>([:])
-        await holder.current.forwarders.forEach { forwarder in
-            guard let forwarder = forwarder as? LoopForwarder else { return }
-            let counts = forwarder.connectionsOpened
-            totals.withLockedValue { totals in totals.merge(counts, uniquingKeysWith: +) }
-        }
-        return totals.withLockedValue { $0 }
+    /// Upstream connections opened so far per upstream, summed over its targets and event loops (the counts
+    /// `gateway_upstream_connections_opened_total` shows; tests read them to prove keep-alive reuse).
+    public func upstreamConnectionsOpened() -> [String: Int] {
+        upstreams.targetStates().reduce(into: [:]) { totals, state in totals[state.upstream, default: 0] += state.connectionsOpened }
     }
 
     public var openConnections: Int { server.openConnections }

@@ -125,13 +125,6 @@ public final class LoopForwarder: UpstreamForwarder {
         return call
     }
 
-    /// Connections opened per upstream name since start (for tests and, later, metrics).
-    public var connectionsOpened: [String: Int] {
-        var counts: [String: Int] = [:]
-        for upstream in upstreams { counts[upstream.config.name, default: 0] += upstream.pools.reduce(0) { $0 + $1.connectionsOpened } }
-        return counts
-    }
-
     /// Closes every idle pooled connection (shutdown).
     public func closeIdleConnections() {
         for upstream in upstreams { for pool in upstream.pools { pool.closeAll() } }

@@ -33,8 +33,6 @@ final class TargetPool {
     private unowned let runtime: UpstreamRuntime
     /// The gathering buffer this pool's connections share for their writes (see `WriteCoalescer`).
     let writeScratch = WriteScratch()
-    /// Connections opened since start: the test suite reads it to prove reuse.
-    private(set) var connectionsOpened = 0
     /// `pool.max_requests_per_connection` and `pool.max_connection_age_ms` (nil: no limit).
     let maxRequestsPerConnection: Int?
     let maxConnectionAgeNanos: UInt64?
@@ -122,7 +120,6 @@ final class TargetPool {
 
     /// A connection to the target is being opened: it counts against the upstream's cap until it ends.
     func connectionStarted() {
-        connectionsOpened += 1
         shared.connectionsOpened.wrappingAdd(1, ordering: .relaxed)
         shared.openConnections.wrappingAdd(1, ordering: .relaxed)
         runtime.connectionOpened()

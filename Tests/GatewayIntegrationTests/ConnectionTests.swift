@@ -70,7 +70,7 @@ import TestSupport
                 }
                 #expect(upstreams[0].requestsServed == 30)
                 #expect(upstreams[0].connectionsAccepted == 1)
-                #expect(await gateway.gateway.upstreamConnectionsOpened()["demo"] == 1)
+                #expect(gateway.gateway.upstreamConnectionsOpened()["demo"] == 1)
             }
         }
     }
