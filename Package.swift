@@ -75,7 +75,7 @@ let package = Package(
         .target(
             name: "GatewayACME",
             dependencies: [
-                nioLocks, "GatewayConfig", "GatewayCore", "GatewayPolicy", "GatewayClient", nioCore, nioSSL, logging,
+                nioLocks, "GatewayConfig", "GatewayCore", "GatewayPolicy", "GatewayClient", "GatewayTLS", nioCore, nioSSL, logging,
                 .product(name: "Crypto", package: "swift-crypto"), .product(name: "X509", package: "swift-certificates"),
                 .product(name: "SwiftASN1", package: "swift-asn1"),
             ],
@@ -162,7 +162,7 @@ let package = Package(
         .testTarget(
             name: "GatewayIntegrationTests",
             dependencies: [nioLocks, 
-                "GatewayApp", "GatewayACME", "GatewayConfig", "GatewayCore", "GatewayUpstream", "GatewayTelemetry", "DemoUpstream", "TestSupport", nioCore, nioPosix, nioSSL,
+                "GatewayApp", "GatewayACME", "GatewayConfig", "GatewayCore", "GatewayPolicy", "GatewayUpstream", "GatewayTelemetry", "DemoUpstream", "TestSupport", nioCore, nioPosix, nioSSL,
                 nioHTTP1, nioHTTP2, .product(name: "NIOTLS", package: "swift-nio"), logging, .product(name: "JWTKit", package: "jwt-kit"),
                 .product(name: "Crypto", package: "swift-crypto"),
             ],

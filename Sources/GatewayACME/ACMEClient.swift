@@ -93,14 +93,9 @@ actor ACMEClient {
             try await authorize(authorization, challenges: challenges)
         }
         guard let finalize = order.json.string("finalize") else { throw Self.malformed("the order has no finalize URL") }
-        var state = try await post(finalize, payload: .object([("csr", .string(Base64URL.encode(csr)))])).json
-        var attempts = 0
-        while state.string("status") != "valid" {
-            if state.string("status") == "invalid" { throw Self.failure(state, "the order became invalid") }
-            attempts += 1
-            guard attempts < Self.pollAttempts else { throw Self.malformed("the certificate was not issued in time") }
-            try await Task.sleep(for: .seconds(1))
-            state = try await post(orderURL, payload: nil).json
+        let finalized = try await post(finalize, payload: .object([("csr", .string(Base64URL.encode(csr)))])).json
+        let state = try await poll(orderURL, from: finalized, late: "the certificate was not issued in time") { order in
+            Self.failure(order, "the order became invalid")
         }
         guard let certificateURL = state.string("certificate") else { throw Self.malformed("the valid order has no certificate URL") }
         let chain = try await post(certificateURL, payload: nil, accept: "application/pem-certificate-chain")
@@ -109,30 +104,39 @@ actor ACMEClient {
 
     /// Proves control of one name: answers its HTTP-01 challenge and waits for the server's verdict.
     private func authorize(_ url: String, challenges: ACMEChallenges) async throws {
-        var authorization = try await post(url, payload: nil).json
+        let authorization = try await post(url, payload: nil).json
         if authorization.string("status") == "valid" { return }
-        guard case .array(let offered)? = authorization["challenges"],
-            let challenge = offered.first(where: { $0.string("type") == "http-01" }),
-            let token = challenge.string("token"), let challengeURL = challenge.string("url")
+        guard let challenge = Self.http01(of: authorization), let token = challenge.string("token"), let challengeURL = challenge.string("url")
         else { throw Self.malformed("the authorization offers no http-01 challenge") }
         guard !token.isEmpty, token.utf8.allSatisfy({ Base64URL.isAlphabet($0) }) else { throw Self.malformed("the challenge token is not base64url") }
         challenges.set(token: token, keyAuthorization: token + "." + account.thumbprint)
         defer { challenges.remove(token: token) }
         _ = try await post(challengeURL, payload: .object([]))
-        var attempts = 0
-        while authorization.string("status") != "valid" {
-            if authorization.string("status") == "invalid" {
-                let failed = (authorization["challenges"].flatMap { value -> JSONValue? in
-                    guard case .array(let items) = value else { return nil }
-                    return items.first { $0.string("type") == "http-01" }
-                })?["error"]
-                throw Self.failure(failed ?? authorization, "the server could not validate \(authorization["identifier"]?.string("value") ?? "a name")")
-            }
-            attempts += 1
-            guard attempts < Self.pollAttempts else { throw Self.malformed("the challenge was not validated in time") }
-            try await Task.sleep(for: .seconds(1))
-            authorization = try await post(url, payload: nil).json
+        _ = try await poll(url, from: authorization, late: "the challenge was not validated in time") { failed in
+            // The challenge's error says what the server saw (a 404, a timeout, a wrong answer).
+            Self.failure(Self.http01(of: failed)?["error"] ?? failed, "the server could not validate \(failed["identifier"]?.string("value") ?? "a name")")
         }
+    }
+
+    /// The HTTP-01 challenge an authorization offers.
+    private static func http01(of authorization: JSONValue) -> JSONValue? {
+        guard case .array(let offered)? = authorization["challenges"] else { return nil }
+        return offered.first { $0.string("type") == "http-01" }
+    }
+
+    /// Fetches `url` (POST-as-GET) once a second, from `state`, until its status is `valid`: `invalid` ends it with the
+    /// problem `refused` reads from the document, `pollAttempts` without a verdict with `late`.
+    private func poll(_ url: String, from state: JSONValue, late: String, refused: (JSONValue) -> ACMEProblem) async throws -> JSONValue {
+        var state = state
+        var attempts = 0
+        while state.string("status") != "valid" {
+            if state.string("status") == "invalid" { throw refused(state) }
+            attempts += 1
+            guard attempts < Self.pollAttempts else { throw Self.malformed(late) }
+            try await Task.sleep(for: .seconds(1))
+            state = try await post(url, payload: nil).json
+        }
+        return state
     }
 
     /// Creates the account, or finds it again (the server answers 200 with its URL for a known key).

@@ -2,6 +2,7 @@ import Crypto
 import Foundation
 import GatewayConfig
 import GatewayCore
+import GatewayTLS
 import Logging
 import NIOConcurrencyHelpers
 import NIOCore
@@ -63,11 +64,12 @@ public final class ACMEManager: Sendable {
         self.metrics = metrics
         try Self.makeFolder(config.storage)
         let account = ACMEAccountKey(try Self.accountKey(in: config.storage))
+        // The CA's own HTTPS certificate, verified as an upstream's is (the system store, or `ca_file` for a private CA).
         var tls: NIOSSLContext?
         if let caFile = config.caFile {
-            var settings = TLSConfiguration.makeClientConfiguration()
-            settings.trustRoots = .file(caFile)
-            tls = try NIOSSLContext(configuration: settings)
+            var settings = UpstreamTLSConfig()
+            settings.caFile = caFile
+            tls = try UpstreamTLS.makeContext(settings, applicationProtocols: [])
         }
         client = ACMEClient(directoryURL: config.directoryURL, account: account, contact: config.email, tls: tls, eventLoop: eventLoop)
         for certificate in certificates where !FileManager.default.fileExists(atPath: certificate.cert) {
@@ -80,13 +82,13 @@ public final class ACMEManager: Sendable {
     public func start(issued: @escaping @Sendable () -> Void) {
         let work = Task { [self] in
             var failures = 0
+            let renewBefore = TimeInterval(config.renewBeforeDays) * 86400
             while !Task.isCancelled {
                 var dueAt: [Date] = []
                 var failed = false
                 var retryAfter: TimeInterval?
                 for certificate in certificates {
                     let state = Self.state(of: certificate)
-                    let renewBefore = TimeInterval(config.renewBeforeDays) * 86400
                     if ACMERenewal.isDue(
                         notAfter: state.notAfter, names: state.names, wanted: certificate.names, placeholder: state.placeholder, now: Date(),
                         renewBefore: renewBefore)
@@ -156,12 +158,8 @@ public final class ACMEManager: Sendable {
         guard let text = try? String(contentsOfFile: certificate.cert, encoding: .utf8), let leaf = try? leaf(of: text) else {
             return ([], .distantPast, true)
         }
-        let names = (try? leaf.extensions.subjectAlternativeNames)??.compactMap { name -> String? in
-            if case .dnsName(let dns) = name { return dns }
-            return nil
-        } ?? []
         let placeholder = leaf.subject.description.contains(placeholderOrganization)
-        return (names, leaf.notValidAfter, placeholder)
+        return (TLSCheck.coveredNames(leaf), leaf.notValidAfter, placeholder)
     }
 
     /// The first certificate of a PEM chain (the leaf).

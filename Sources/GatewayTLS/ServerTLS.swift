@@ -66,10 +66,10 @@ public final class ServerTLS: Sendable {
         let identities = try settings.certificates.map(CertificateIdentity.load)
         let validities = zip(settings.certificates, identities).map { certificate, identity in
             let leaf = identity.chain[0]
-            let issuer = (try? X509.Certificate(derEncoded: leaf.toDERBytes())).map { "\($0.issuer)" } ?? ""
+            let parsed = try? X509.Certificate(derEncoded: leaf.toDERBytes())
             return Validity(
-                file: certificate.cert, notAfter: Int64(leaf.notValidAfter), names: TLSCheck.coveredNames(leaf), issuer: issuer,
-                acme: certificate.acme)
+                file: certificate.cert, notAfter: Int64(leaf.notValidAfter), names: parsed.map(TLSCheck.coveredNames) ?? [],
+                issuer: parsed.map { "\($0.issuer)" } ?? "", acme: certificate.acme)
         }
         guard let first = identities.first else { throw TLSFileError(file: "", problem: "no certificate configured") }
         var configuration = TLSConfiguration.makeServerConfiguration(

@@ -89,6 +89,11 @@ public enum TLSCheck {
     /// DNS names (and IPs) a certificate is valid for: its subject alternative names, else its common name.
     static func coveredNames(_ certificate: NIOSSLCertificate) -> [String] {
         guard let der = try? certificate.toDERBytes(), let parsed = try? X509.Certificate(derEncoded: der) else { return [] }
+        return coveredNames(parsed)
+    }
+
+    /// The same, lowercased, of a certificate already parsed.
+    public static func coveredNames(_ parsed: X509.Certificate) -> [String] {
         var names: [String] = []
         if let san = try? parsed.extensions.subjectAlternativeNames {
             for name in san {
