@@ -3,6 +3,7 @@ import Foundation
 import GatewayConfig
 import GatewayCore
 import GatewayHTTP
+import GatewayPolicy
 import Logging
 import NIOCore
 
@@ -35,7 +36,7 @@ public struct WebhookSignatureCheck: RequestBodyCheck {
         self.routeName = routeName
         self.logger = logger
         self.metrics = metrics
-        self.replayGuard = config.replayProtection && config.scheme.signsTime ? replayGuard : nil
+        self.replayGuard = config.replayProtection ? replayGuard : nil  // only schemes that sign a time have it (config)
         self.now = now
     }
 
@@ -53,7 +54,7 @@ public struct WebhookSignatureCheck: RequestBodyCheck {
         var digest = SHA256()
         digest.update(data: signed.prefix)
         for part in body { part.withUnsafeReadableBytes { digest.update(bufferPointer: $0) } }
-        let key = digest.finalize().map { String(format: "%02x", $0) }.joined()
+        let key = Base64URL.encode(digest.finalize())
         let seconds = max(1, time + config.toleranceSeconds - now()) + Self.clockSlackSeconds
         let suspension = FilterSuspension()
         let (logger, metrics, routeName, requestID) = (logger, metrics, routeName, context.requestID)

@@ -1,6 +1,7 @@
 import Crypto
 import DemoUpstream
 import Foundation
+import GatewayPolicy
 import JWTKit
 import Testing
 import TestSupport
@@ -927,7 +928,7 @@ struct TokenFactory: Sendable {
                     #expect(replayed.status == 403 && replayed.errorCode == "INVALID_SIGNATURE")
                     #expect(trimmed.status == 403 && trimmed.errorCode == "INVALID_SIGNATURE")
                     #expect(upstreams[0].requestsServed == 2)
-                    let key = SHA256.hash(data: Array("\(now).\(payload)".utf8)).map { String(format: "%02x", $0) }.joined()
+                    let key = Base64URL.encode(SHA256.hash(data: Array("\(now).\(payload)".utf8)))
                     let ttl = Int(try await redis.command(["TTL", "gw:replay:" + key]).trimmingCharacters(in: .whitespacesAndNewlines)) ?? -1
                     #expect(ttl > 300 && ttl <= 361, "until the signed time leaves the 300 s window, and a minute: \(ttl)")
 
