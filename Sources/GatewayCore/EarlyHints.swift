@@ -103,8 +103,8 @@ public final class LearnedHints: Sendable {
     static func isSharedHTML(_ headers: HeaderList) -> Bool {
         guard let type = headers.first(name: "content-type"), MediaType.matches(type, ["text/html"]) else { return false }
         if headers.contains(name: "set-cookie") { return false }
-        let directives = headers.values(name: "cache-control").joined(separator: ",").lowercased()
-        return !directives.contains("private") && !directives.contains("no-store")
+        let directives = CacheControl(headers.values(name: "cache-control"))
+        return !directives.isPrivate && !directives.noStore
     }
 
     /// The link-values of `Link` fields whose `rel` names a hinted relation, at most `maxLinks`.

@@ -146,7 +146,6 @@ public final class GatewayServer: Sendable {
         return plan.added.map { BoundListener(name: $0.name, address: $0.address) }
     }
 
-    /// The listeners as they are now.
     /// Every TLS listener's certificates as loaded now (after the last successful reload), listeners by name.
     public var certificates: [(listener: String, certificate: ServerTLS.Validity)] {
         listeners.withLockedValue { Array($0.values) }.sorted { $0.name < $1.name }.flatMap { state in
@@ -154,6 +153,7 @@ public final class GatewayServer: Sendable {
         }
     }
 
+    /// The listeners as they are now.
     public var boundListeners: [BoundListener] {
         listeners.withLockedValue { states in
             states.values.compactMap { state in
