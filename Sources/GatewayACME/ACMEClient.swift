@@ -109,13 +109,18 @@ actor ACMEClient {
         guard let challenge = Self.http01(of: authorization), let token = challenge.string("token"), let challengeURL = challenge.string("url")
         else { throw Self.malformed("the authorization offers no http-01 challenge") }
         guard !token.isEmpty, token.utf8.allSatisfy({ Base64URL.isAlphabet($0) }) else { throw Self.malformed("the challenge token is not base64url") }
-        challenges.set(token: token, keyAuthorization: token + "." + account.thumbprint)
-        defer { challenges.remove(token: token) }
-        _ = try await post(challengeURL, payload: .object([]))
-        _ = try await poll(url, from: authorization, late: "the challenge was not validated in time") { failed in
-            // The challenge's error says what the server saw (a 404, a timeout, a wrong answer).
-            Self.failure(Self.http01(of: failed)?["error"] ?? failed, "the server could not validate \(failed["identifier"]?.string("value") ?? "a name")")
+        try await challenges.set(token: token, keyAuthorization: token + "." + account.thumbprint)
+        do {
+            _ = try await post(challengeURL, payload: .object([]))
+            _ = try await poll(url, from: authorization, late: "the challenge was not validated in time") { failed in
+                // The challenge's error says what the server saw (a 404, a timeout, a wrong answer).
+                Self.failure(Self.http01(of: failed)?["error"] ?? failed, "the server could not validate \(failed["identifier"]?.string("value") ?? "a name")")
+            }
+        } catch {
+            await challenges.remove(token: token)
+            throw error
         }
+        await challenges.remove(token: token)
     }
 
     /// The HTTP-01 challenge an authorization offers.

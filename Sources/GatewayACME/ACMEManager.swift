@@ -45,33 +45,49 @@ public enum ACMERenewal {
 public final class ACMEManager: Sendable {
     public let config: ACMEConfig
     public let certificates: [ACMECertificate]
-    public let challenges = ACMEChallenges()
-    private let client: ACMEClient
+    public let challenges: ACMEChallenges
+    /// The account key in `storage` (with a shared store, the one every instance uses is settled when work starts).
+    private let localAccountKey: P256.Signing.PrivateKey
+    private let tls: NIOSSLContext?
+    private let eventLoop: EventLoop
+    /// `acme.store: "redis"`: the account key, the certificates, the challenges and the ordering lock, shared.
+    private let shared: (any SharedKeyValueStore)?
+    /// Names this instance as a lock holder.
+    private let instanceID = UUID().uuidString
     private let logger: Logger
     private let metrics: GatewayMetrics
     private let task = NIOLockedValueBox<Task<Void, Never>?>(nil)
     /// The subject organization of a placeholder certificate: how the manager tells it from the CA's.
     static let placeholderOrganization = "gateway ACME placeholder"
 
+    /// How often an instance waiting for another one's order looks for its certificate in the shared store.
+    static let sharedWaitSeconds: TimeInterval = 5
+    /// How long the ordering lock outlives an instance that died while ordering.
+    static let lockSeconds = 1800
+
     /// Reads (or makes) the account key and writes a placeholder for every certificate not yet on disk; throws when
-    /// the storage folder cannot be used.
+    /// the storage folder cannot be used. `shared` is the store `acme.store: "redis"` asks for.
     public init(
-        config: ACMEConfig, certificates: [ACMECertificate], eventLoop: EventLoop, logger: Logger, metrics: GatewayMetrics = .disabled
+        config: ACMEConfig, certificates: [ACMECertificate], shared: (any SharedKeyValueStore)? = nil, eventLoop: EventLoop, logger: Logger,
+        metrics: GatewayMetrics = .disabled
     ) throws {
         self.config = config
         self.certificates = certificates
+        self.shared = shared
+        self.challenges = ACMEChallenges(shared: shared)
+        self.eventLoop = eventLoop
         self.logger = logger
         self.metrics = metrics
         try Self.makeFolder(config.storage)
-        let account = ACMEAccountKey(try Self.accountKey(in: config.storage))
+        localAccountKey = try Self.accountKey(in: config.storage)
         // The CA's own HTTPS certificate, verified as an upstream's is (the system store, or `ca_file` for a private CA).
-        var tls: NIOSSLContext?
         if let caFile = config.caFile {
             var settings = UpstreamTLSConfig()
             settings.caFile = caFile
             tls = try UpstreamTLS.makeContext(settings, applicationProtocols: [])
+        } else {
+            tls = nil
         }
-        client = ACMEClient(directoryURL: config.directoryURL, account: account, contact: config.email, tls: tls, eventLoop: eventLoop)
         for certificate in certificates where !FileManager.default.fileExists(atPath: certificate.cert) {
             try Self.makeFolder((certificate.cert as NSString).deletingLastPathComponent)
             try Self.writePlaceholder(certificate)
@@ -82,32 +98,67 @@ public final class ACMEManager: Sendable {
     public func start(issued: @escaping @Sendable () -> Void) {
         let work = Task { [self] in
             var failures = 0
+            var client: ACMEClient?
             let renewBefore = TimeInterval(config.renewBeforeDays) * 86400
             while !Task.isCancelled {
                 var dueAt: [Date] = []
                 var failed = false
+                var waiting = false
                 var retryAfter: TimeInterval?
                 for certificate in certificates {
-                    let state = Self.state(of: certificate)
-                    if ACMERenewal.isDue(
-                        notAfter: state.notAfter, names: state.names, wanted: certificate.names, placeholder: state.placeholder, now: Date(),
-                        renewBefore: renewBefore)
-                    {
-                        switch await obtain(certificate) {
-                        case .success:
-                            issued()
-                            dueAt.append(Self.state(of: certificate).notAfter - renewBefore)
-                        case .failure(let problem):
+                    if shared != nil {
+                        do {
+                            if try await adoptShared(certificate) { issued() }
+                        } catch {
+                            logger.error(
+                                "acme: the shared store cannot be reached; the current certificate stays",
+                                metadata: ["names": "\(certificate.names.joined(separator: ","))", "error": "\(error)"])
                             failed = true
-                            retryAfter = max(retryAfter ?? 0, problem.retryAfter ?? 0)
+                            continue
                         }
-                    } else {
+                    }
+                    let state = Self.state(of: certificate)
+                    guard
+                        ACMERenewal.isDue(
+                            notAfter: state.notAfter, names: state.names, wanted: certificate.names, placeholder: state.placeholder, now: Date(),
+                            renewBefore: renewBefore)
+                    else {
                         dueAt.append(state.notAfter - renewBefore)
+                        continue
+                    }
+                    let outcome: Result<Void, ACMEProblem>
+                    do {
+                        let current: ACMEClient
+                        if let client {
+                            current = client
+                        } else {
+                            current = try await makeClient()
+                        }
+                        client = current
+                        guard try await lock(certificate) else {
+                            waiting = true
+                            continue
+                        }
+                        outcome = await obtain(certificate, from: current)
+                        await unlock(certificate)
+                    } catch {
+                        outcome = .failure(ACMEProblem(status: 0, type: "", detail: "the shared store: \(error)"))
+                        logger.error("acme: the shared store cannot be reached; the current certificate stays", metadata: ["error": "\(error)"])
+                    }
+                    switch outcome {
+                    case .success:
+                        issued()
+                        dueAt.append(Self.state(of: certificate).notAfter - renewBefore)
+                    case .failure(let problem):
+                        failed = true
+                        retryAfter = max(retryAfter ?? 0, problem.retryAfter ?? 0)
                     }
                 }
                 failures = failed ? failures + 1 : 0
-                let delay =
+                var delay =
                     failed ? ACMERenewal.retryDelay(failures: failures, retryAfter: retryAfter) : ACMERenewal.nextCheck(dueAt: dueAt, now: Date())
+                // Another instance is ordering: its certificate is looked for soon (it takes seconds to a minute).
+                if waiting && !failed { delay = min(delay, Self.sharedWaitSeconds) }
                 try? await Task.sleep(for: .seconds(delay))
             }
         }
@@ -118,8 +169,70 @@ public final class ACMEManager: Sendable {
         task.withLockedValue { $0 }?.cancel()
     }
 
+    // MARK: Sharing (`acme.store: "redis"`)
+
+    /// The client of the CA for this account: with a shared store, the account key the first instance published (so
+    /// the instances are one account at the CA, not one each); this instance's own key otherwise.
+    private func makeClient() async throws -> ACMEClient {
+        var key = localAccountKey
+        if let shared {
+            let published = try await shared.set(Self.accountKey, to: localAccountKey.pemRepresentation, expiringAfter: nil, onlyIfAbsent: true)
+            if !published, let text = try await shared.get(Self.accountKey), text != localAccountKey.pemRepresentation {
+                key = try P256.Signing.PrivateKey(pemRepresentation: text)
+                try Self.write(text, to: config.storage + "/account-key.pem", mode: 0o600)
+            }
+        }
+        return ACMEClient(directoryURL: config.directoryURL, account: ACMEAccountKey(key), contact: config.email, tls: tls, eventLoop: eventLoop)
+    }
+
+    static let accountKey = "gw:acme:account"
+
+    /// The shared copy of a certificate from this CA: its key, then its chain (PEM).
+    private func sharedKey(_ certificate: ACMECertificate) -> String {
+        "gw:acme:certificate:" + certificate.names.joined(separator: ",") + "@" + config.directoryURL
+    }
+
+    private func lockKey(_ certificate: ACMECertificate) -> String {
+        "gw:acme:lock:" + certificate.names.joined(separator: ",") + "@" + config.directoryURL
+    }
+
+    /// Whether this instance may order `certificate` now: always without a shared store; with one, when no other
+    /// instance holds its lock (taken for `lockSeconds`, released when the order ends).
+    private func lock(_ certificate: ACMECertificate) async throws -> Bool {
+        guard let shared else { return true }
+        if try await shared.set(lockKey(certificate), to: instanceID, expiringAfter: Self.lockSeconds, onlyIfAbsent: true) { return true }
+        logger.info("acme: another instance is ordering this certificate; waiting for it", metadata: ["names": "\(certificate.names.joined(separator: ","))"])
+        return false
+    }
+
+    private func unlock(_ certificate: ACMECertificate) async {
+        try? await shared?.delete(lockKey(certificate), ifItHolds: instanceID)
+    }
+
+    /// Installs the shared copy of `certificate` when it is newer than the one on disk (or that is a placeholder) and
+    /// is what the config asks for, with its own key; true when it was installed.
+    private func adoptShared(_ certificate: ACMECertificate) async throws -> Bool {
+        guard let shared, let text = try await shared.get(sharedKey(certificate)) else { return false }
+        guard let split = text.range(of: "-----BEGIN CERTIFICATE-----") else { return false }
+        let (keyText, chain) = (String(text[..<split.lowerBound]), String(text[split.lowerBound...]))
+        guard let leaf = try? Self.leaf(of: chain), let key = try? P256.Signing.PrivateKey(pemRepresentation: keyText),
+            leaf.publicKey == Certificate.PublicKey(key.publicKey), Set(TLSCheck.coveredNames(leaf)) == Set(certificate.names)
+        else {
+            logger.warning("acme: the shared copy of the certificate is unusable; ignored", metadata: ["names": "\(certificate.names.joined(separator: ","))"])
+            return false
+        }
+        let local = Self.state(of: certificate)
+        guard local.placeholder || Set(local.names) != Set(certificate.names) || leaf.notValidAfter > local.notAfter else { return false }
+        try Self.write(keyText, to: certificate.key, mode: 0o600)
+        try Self.write(chain, to: certificate.cert, mode: 0o644)
+        logger.info(
+            "acme: certificate taken from the shared store",
+            metadata: ["names": "\(certificate.names.joined(separator: ","))", "not_after": "\(leaf.notValidAfter)"])
+        return true
+    }
+
     /// One order: a new key, its CSR, the CA's chain; written only once the chain is there and names that key.
-    private func obtain(_ certificate: ACMECertificate) async -> Result<Void, ACMEProblem> {
+    private func obtain(_ certificate: ACMECertificate, from client: ACMEClient) async -> Result<Void, ACMEProblem> {
         let names = certificate.names.joined(separator: ",")
         logger.info("acme: requesting a certificate", metadata: ["names": "\(names)", "directory": "\(config.directoryURL)"])
         do {
@@ -139,6 +252,14 @@ public final class ACMEManager: Sendable {
             }
             try Self.write(key.pemRepresentation, to: certificate.key, mode: 0o600)
             try Self.write(chain, to: certificate.cert, mode: 0o644)
+            if let shared {
+                do {
+                    try await shared.set(sharedKey(certificate), to: key.pemRepresentation + "\n" + chain, expiringAfter: nil, onlyIfAbsent: false)
+                } catch {
+                    // This instance serves it; the others order their own once the lock is released.
+                    logger.error("acme: the new certificate could not be shared", metadata: ["names": "\(names)", "error": "\(error)"])
+                }
+            }
             metrics.counter("gateway_acme_orders_total", [("outcome", "issued")]).increment()
             logger.info(
                 "acme: certificate issued",

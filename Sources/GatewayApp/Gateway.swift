@@ -213,7 +213,9 @@ public final class Gateway: Sendable {
         }
         let acme: ACMEManager?
         do {
-            acme = try makeACMEManager(config, previous: old?.acme, eventLoop: group.next(), logger: logger, metrics: metrics)
+            acme = try makeACMEManager(
+                config, previous: old?.acme, redisChanged: old?.redis !== redis, redis: redis, eventLoop: group.next(), logger: logger,
+                metrics: metrics)
         } catch {
             if let redis, redis !== old?.redis { await redis.shutdown() }
             throw error
@@ -377,13 +379,19 @@ public final class Gateway: Sendable {
     /// The ACME manager a config asks for: the previous one while nothing about it changed, else a new one (its
     /// placeholders written now, before listeners load their certificate files).
     private static func makeACMEManager(
-        _ config: GatewayConfig, previous: ACMEManager?, eventLoop: EventLoop, logger: Logger, metrics: GatewayMetrics
+        _ config: GatewayConfig, previous: ACMEManager?, redisChanged: Bool, redis: RedisClient?, eventLoop: EventLoop, logger: Logger,
+        metrics: GatewayMetrics
     ) throws -> ACMEManager? {
         let certificates = config.acmeCertificates
-        guard let settings = config.acme, !certificates.isEmpty else { return nil }
-        if let previous, previous.config == settings, previous.certificates == certificates { return previous }
+        // With a shared store, an instance without certificates of its own still answers the others' challenges.
+        guard let settings = config.acme, !certificates.isEmpty || settings.store == .redis else { return nil }
+        if let previous, previous.config == settings, previous.certificates == certificates, !(redisChanged && settings.store == .redis) {
+            return previous
+        }
+        let shared = settings.store == .redis ? redis.map { RedisKeyValueStore(client: $0, eventLoop: eventLoop) } : nil
         do {
-            return try ACMEManager(config: settings, certificates: certificates, eventLoop: eventLoop, logger: logger, metrics: metrics)
+            return try ACMEManager(
+                config: settings, certificates: certificates, shared: shared, eventLoop: eventLoop, logger: logger, metrics: metrics)
         } catch {
             throw ReloadError(problems: ["acme.storage: \(error)"])
         }

@@ -71,7 +71,7 @@ extension GatewayConfig {
 
 extension ACMEConfig {
     /// `{"email": "ops@example.com", "storage": "/var/lib/gateway/acme"}`; `directory_url` (Let's Encrypt's by default),
-    /// `ca_file`, `renew_before_days`; `agree_to_terms` must be true (the CA's subscriber agreement).
+    /// `ca_file`, `renew_before_days`, `store`; `agree_to_terms` must be true (the CA's subscriber agreement).
     static func decode(_ node: ConfigNode) -> ACMEConfig? {
         node.object { o in
             let directory = o.optional("directory_url") { node -> String? in
@@ -93,6 +93,7 @@ extension ACMEConfig {
             let storage = o.required("storage") { $0.filePath() }
             let caFile = o.optional("ca_file") { $0.filePath() }
             let renewBefore = o.optional("renew_before_days") { $0.int(1...60) }
+            let store = o.optional("store") { $0.oneOf(["files", "redis"]).flatMap(ACMEConfig.Store.init) }
             let agreed = o.required("agree_to_terms") { $0.bool() }
             if agreed == false {
                 o.node.context.error(o.path / "agree_to_terms", "the CA issues certificates only to accounts that agree to its terms of service")
@@ -102,6 +103,7 @@ extension ACMEConfig {
             config.email = email
             config.caFile = caFile
             config.renewBeforeDays = renewBefore ?? config.renewBeforeDays
+            config.store = store ?? .files
             return config
         }
     }
@@ -125,7 +127,8 @@ extension ACMEConfig {
             listeners[listenerIndex].tls = tls
         }
         let asksCA = listeners.contains { $0.tls?.certificates.contains(where: \.acme) == true }
-        if acme != nil && !asksCA {
+        // With the store in Redis an instance without certificates of its own still answers the others' challenges.
+        if let acme, acme.store == .files, !asksCA {
             o.node.context.warning(o.path / "acme", "no listener certificate has \"acme\": true")
         }
         // The CA's HTTP-01 checks come to port 80 (a balancer in front may forward them to another port).

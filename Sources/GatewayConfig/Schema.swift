@@ -355,6 +355,10 @@ public struct ACMEConfig: Sendable, Equatable {
     public var caFile: String?
     /// Certificates are renewed this many days before they end.
     public var renewBeforeDays = 30
+    /// Where the account key, the certificates and the open challenges are shared: `files` (this instance's `storage`
+    /// only) or `redis` (every instance sharing the top-level `redis`; one orders, all serve and answer challenges).
+    public var store: Store = .files
+    public enum Store: String, Sendable { case files, redis }
     public static let letsEncrypt = "https://acme-v02.api.letsencrypt.org/directory"
     public init(directoryURL: String, storage: String) { (self.directoryURL, self.storage) = (directoryURL, storage) }
 }

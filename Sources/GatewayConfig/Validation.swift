@@ -259,10 +259,12 @@ extension GatewayConfig {
         if let redis, redis.usesTLS, redis.tls.insecureSkipVerify {
             context.warning(root / "redis" / "tls" / "insecure_skip_verify", "the Redis certificate is not verified: anyone on the path can impersonate Redis")
         }
-        let usesRedis = rateLimiting.store == .redis || cache.store == .redis
-        if usesRedis && redis == nil {
-            let key = rateLimiting.store == .redis ? root / "rate_limiting" / "store" : root / "cache" / "store"
-            context.error(key, "\"redis\" needs a top-level redis section with its url")
+        if redis == nil {
+            let keys = [
+                rateLimiting.store == .redis ? root / "rate_limiting" / "store" : nil, cache.store == .redis ? root / "cache" / "store" : nil,
+                acme?.store == .redis ? root / "acme" / "store" : nil,
+            ]
+            for key in keys.compactMap({ $0 }) { context.error(key, "\"redis\" needs a top-level redis section with its url") }
         }
         if let admin, admin.token == nil, !Self.isLoopback(admin.address) {
             context.warning(root / "admin" / "address", "the admin API listens beyond loopback without a token: anyone who reaches it can reload and read the config")

@@ -30,6 +30,8 @@ final class ProxyExchange: ExchangeDriver, UpstreamCallDelegate, FilterSuspensio
     private enum Suspended {
         case filter(FilterStage, next: Int)
         case bodyCheck
+        /// An ACME challenge looked up in the shared store (`acme.store: "redis"`).
+        case challenge
     }
 
     let connection: GatewayConnection
@@ -190,6 +192,7 @@ final class ProxyExchange: ExchangeDriver, UpstreamCallDelegate, FilterSuspensio
                 case .bodyCheck:
                     bodyChecked = true
                     forward()
+                case .challenge: routeByTable(hostHeader: Self.hostField(&head).first)
                 }
             case .respond(let response): respond(response)
             }
@@ -214,12 +217,22 @@ final class ProxyExchange: ExchangeDriver, UpstreamCallDelegate, FilterSuspensio
             return
         }
         // The CA's check of an ACME order comes to port 80 and follows no redirect: answered before anything else.
-        if let challenges = runtime.acmeChallenges, head.method == .GET, let keyAuthorization = challenges.answer(path: head.path) {
-            var headers = HeaderList()
-            headers.add(name: "content-type", value: "text/plain")
-            respond(GatewayResponse(status: 200, headers: headers, body: ByteBuffer(string: keyAuthorization)))
-            return
+        if let challenges = runtime.acmeChallenges, head.method == .GET {
+            if let keyAuthorization = challenges.answer(path: head.path) {
+                respond(ACMEChallenges.response(keyAuthorization))
+                return
+            }
+            if let lookup = challenges.lookUpShared(path: head.path, on: connection.eventLoop) {
+                suspendedAt = .challenge
+                lookup.wait(self)
+                return
+            }
         }
+        routeByTable(hostHeader: hostHeader)
+    }
+
+    /// Routing proper, once the request is known not to be an ACME challenge.
+    private func routeByTable(hostHeader: String?) {
         if let port = connection.redirectHTTPSPort {
             respond(redirectToHTTPS(port: port))
             return

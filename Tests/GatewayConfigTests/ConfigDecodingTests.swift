@@ -102,6 +102,26 @@ import Testing
         #expect(load(certificate: #"{ "acme": true }"#, acme: #"{ "storage": "/acme", "agree_to_terms": true }"#).errors.map(\.description) == [
             "listeners[1].tls.certificates[0].server_names: an acme certificate needs the names to ask the CA for"
         ])
+
+        // store: files (the default) or redis, which needs the top-level redis; an instance sharing through Redis
+        // answers the others' challenges even without certificates of its own, so that is no warning then.
+        #expect(config.acme?.store == .files)
+        let shared = #""acme": { "storage": "/acme", "agree_to_terms": true, "store": "redis" },"#
+        let sharing = self.load(
+            #"{ \#(shared) "redis": { "url": "redis://127.0.0.1:6379" }, "listeners": [{ "name": "http", "port": 80 }], "upstreams": { "u": { "targets": ["http://127.0.0.1:9"] } }, "routes": [{ "name": "r", "upstream": "u" }] }"#)
+        #expect(sharing.errors.isEmpty && sharing.warnings.isEmpty, "\(sharing.errors) \(sharing.warnings)")
+        #expect(sharing.config?.acme?.store == .redis)
+        let alone = self.load(
+            #"{ "acme": { "storage": "/acme", "agree_to_terms": true }, "listeners": [{ "name": "http", "port": 80 }], "upstreams": { "u": { "targets": ["http://127.0.0.1:9"] } }, "routes": [{ "name": "r", "upstream": "u" }] }"#)
+        #expect(alone.warnings.map(\.description) == ["warning: acme: no listener certificate has \"acme\": true"])
+        let withoutRedis = self.load(
+            #"{ \#(shared) "rate_limiting": { "store": "redis" }, "listeners": [{ "name": "http", "port": 80 }], "upstreams": { "u": { "targets": ["http://127.0.0.1:9"] } }, "routes": [{ "name": "r", "upstream": "u" }] }"#)
+        #expect(withoutRedis.errors.map(\.description) == [
+            "rate_limiting.store: \"redis\" needs a top-level redis section with its url",
+            "acme.store: \"redis\" needs a top-level redis section with its url",
+        ])
+        #expect(load(certificate: #"{ "acme": true, "server_names": ["a.example.com"] }"#, acme: #"{ "storage": "/acme", "agree_to_terms": true, "store": "etcd" }"#)
+            .errors.map(\.description) == [#"acme.store: unknown value "etcd"; expected one of "files", "redis""#])
     }
 
     // unix:///path targets: an absolute path that fits a socket address, no control characters; named unix:PATH in

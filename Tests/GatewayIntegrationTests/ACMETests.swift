@@ -67,4 +67,82 @@ import TestSupport
             }
         }
     }
+
+    // acme.store "redis": instances behind one balancer are one ACME account and order each certificate once. Two
+    // instances start wanting the same certificate; one orders it (holding the lock), the other waits and takes it from
+    // Redis, so both serve the very same certificate. Neither is where the CA looks: a third instance, which wants no
+    // certificate itself, answers the challenges from Redis. Later a new instance with empty storage serves the shared
+    // certificate with the CA stopped.
+    @Test(.timeLimit(.minutes(2))) func certificateSharedThroughRedis() async throws {
+        let redis = try await RedisServer()
+        let httpPort = try await RedisServer.freePort()
+        let pebble = try await PebbleCA(httpPort: httpPort)
+        let folders = (0..<4).map { FileManager.default.temporaryDirectory.appendingPathComponent("acme-\($0)-\(UUID().uuidString)").path }
+        defer { for folder in folders { try? FileManager.default.removeItem(atPath: folder) } }
+        func config(storage: String, listeners: String) -> String {
+            """
+            { "workers": 1, "admin": { "address": "127.0.0.1", "port": 0 }, "listeners": [\(listeners)],
+              "redis": { "url": "\(redis.url)", "timeout_ms": \(TestTime.ms(1000)) },
+              "acme": { "directory_url": "\(pebble.directoryURL)", "ca_file": "\(pebble.caFile)", "storage": "\(storage)",
+                        "agree_to_terms": true, "store": "redis" },
+              "upstreams": { "demo": { "targets": ["http://127.0.0.1:$UP0"] } },
+              "routes": [{ "name": "all", "upstream": "demo" }] }
+            """
+        }
+        let wanting = #"{ "name": "https", "address": "127.0.0.1", "port": 0, "tls": { "certificates": [{ "acme": true, "server_names": ["shared.gateway.test"] }] } }"#
+        func served(_ port: Int) async throws -> String {
+            let script = "echo | openssl s_client -connect 127.0.0.1:\(port) -servername shared.gateway.test 2>/dev/null"
+                + " | openssl x509 -noout -issuer -fingerprint -sha256 2>/dev/null"
+            return try await shell(script, timeout: .seconds(10)).stdout
+        }
+        func orders(_ gateway: TestGateway) async throws -> Double {
+            PrometheusText(try await OperationsTests.admin(gateway.gateway, "/metrics", token: nil).text)
+                .value("gateway_acme_orders_total", ["outcome": "issued"]) ?? 0
+        }
+        try await withUpstreams { upstreams in
+            let answering = #"{ "name": "http", "address": "127.0.0.1", "port": \#(httpPort) }"#
+            let shared = try await withGateway(config(storage: folders[0], listeners: answering), upstreams: upstreams) { answerer in
+                try await withGateway(config(storage: folders[1], listeners: wanting), upstreams: upstreams) { first in
+                    try await withGateway(config(storage: folders[2], listeners: wanting), upstreams: upstreams) { second in
+                        let ports = [first.gateway.listeners[0].port, second.gateway.listeners[0].port]
+                        let both = try await OperationsTests.poll(until: true) {
+                            let (a, b) = (try await served(ports[0]), try await served(ports[1]))
+                            return a.contains("Pebble") && a == b
+                        }
+                        let certificates = [try await served(ports[0]), try await served(ports[1])]
+                        #expect(both, "\(certificates)\n\(first.logs.entries("acme:"))\n\(second.logs.entries("acme:"))\n\(pebble.logText)")
+                        let counts = [try await orders(first), try await orders(second)]
+                        #expect(counts.sorted() == [0, 1], "one order for both instances: \(counts)")
+                        let adopter = counts[0] == 0 ? first : second
+                        #expect(adopter.logs.entries("acme: certificate taken from the shared store").count == 1)
+                        #expect(adopter.logs.entries("acme: requesting a certificate").isEmpty)
+                        #expect(answerer.logs.entries("acme: requesting a certificate").isEmpty)
+                        // The lock is released and the challenges withdrawn; the account key is shared.
+                        let keys = try await redis.command(["KEYS", "gw:acme:*"])
+                        #expect(keys.contains("gw:acme:account") && keys.contains("gw:acme:certificate:shared.gateway.test@"), "\(keys)")
+                        #expect(!keys.contains("gw:acme:lock") && !keys.contains("gw:acme:challenge"), "\(keys)")
+                        let accounts = Set([folders[1], folders[2]].map { try? String(contentsOfFile: $0 + "/account-key.pem", encoding: .utf8) })
+                        #expect(accounts.count == 1, "both instances use the account the first one published")
+                        return certificates[0]
+                    }
+                }
+            }
+            pebble.stop()
+            try await withGateway(config(storage: folders[3], listeners: wanting), upstreams: upstreams) { late in
+                let port = late.gateway.listeners[0].port
+                let adopted = try await OperationsTests.poll(until: true) { try await served(port) == shared }
+                #expect(adopted, "\(shared)\n\(late.logs.entries("acme:"))")
+                #expect(late.logs.entries("acme: requesting a certificate").isEmpty)
+                #expect(late.logs.entries("acme: certificate taken from the shared store").count == 1)
+                // Any listener answers a challenge another instance opened; with Redis gone the path is routed as usual.
+                _ = try await redis.command(["SET", "gw:acme:challenge:tok_123", "tok_123.thumbprint"])
+                let challenge = "curl -sk --max-time 5 --resolve shared.gateway.test:\(port):127.0.0.1 https://shared.gateway.test:\(port)/.well-known/acme-challenge/tok_123"
+                let answered = try await shell(challenge + " -w ' %{http_code}'").stdout
+                #expect(answered == "tok_123.thumbprint 200", "\(answered)")
+                redis.kill()
+                let routed = try await shell(challenge).stdout
+                #expect(routed.contains("\"path\":\"/.well-known/acme-challenge/tok_123\""), "the demo upstream's echo: \(routed)")
+            }
+        }
+    }
 }

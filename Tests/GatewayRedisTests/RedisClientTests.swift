@@ -122,6 +122,41 @@ extension RedisClient {
         }
     }
 
+    // The shared key-value store (acme.store: "redis"): values and their absence, SET NX as a lock that only the first
+    // taker gets, expiry, deletion only by the holder, and the request path's callback form, on its event loop.
+    @Test func keyValueStore() async throws {
+        let server = try await RedisServer()
+        try await withClient(server.url, poolSize: 1) { client, loop in
+            try await client.waitUntilConnected()
+            let store = RedisKeyValueStore(client: client, eventLoop: loop)
+            #expect(try await store.get("gw:test:absent") == nil)
+            #expect(try await store.set("gw:test:lock", to: "first", expiringAfter: 60, onlyIfAbsent: true))
+            #expect(try await !store.set("gw:test:lock", to: "second", expiringAfter: 60, onlyIfAbsent: true))
+            #expect(try await store.get("gw:test:lock") == "first")
+            let ttl = try await client.run(["TTL", "gw:test:lock"], on: loop)
+            #expect(ttl == .integer(60) || ttl == .integer(59), "\(ttl)")
+            try await store.delete("gw:test:lock", ifItHolds: "second")
+            #expect(try await store.get("gw:test:lock") == "first", "only the holder releases a lock")
+            try await store.delete("gw:test:lock", ifItHolds: "first")
+            #expect(try await store.get("gw:test:lock") == nil)
+            let pem = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
+            #expect(try await store.set("gw:test:certificate", to: pem, expiringAfter: nil, onlyIfAbsent: false))
+            #expect(try await client.run(["TTL", "gw:test:certificate"], on: loop) == .integer(-1))
+            let viaCallback = try await loop.flatSubmit { () -> EventLoopFuture<String?> in
+                let promise = loop.makePromise(of: String?.self)
+                store.get("gw:test:certificate", on: loop) { result in
+                    #expect(loop.inEventLoop)
+                    promise.completeWith(result)
+                }
+                return promise.futureResult
+            }.get()
+            #expect(viaCallback == pem)
+            server.kill()
+            let outage = await thrownError(async: { _ = try await store.get("gw:test:certificate") })
+            #expect(outage is RedisError, "\(String(describing: outage))")
+        }
+    }
+
     // AUTH from the URL (password, and user plus password), SELECT from the path, and the Unix socket.
     @Test func authenticationDatabaseAndUnixSocket() async throws {
         let server = try await RedisServer(password: "s3cret")
