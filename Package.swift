@@ -67,7 +67,10 @@ let package = Package(
         // TLS material: server contexts with SNI and reload, upstream client contexts, file checks.
         .target(
             name: "GatewayTLS",
-            dependencies: [nioLocks, "GatewayConfig", nioCore, nioSSL, logging, .product(name: "X509", package: "swift-certificates")],
+            dependencies: [
+                nioLocks, "GatewayConfig", nioCore, nioSSL, logging, .product(name: "X509", package: "swift-certificates"),
+                .product(name: "SwiftASN1", package: "swift-asn1"),
+            ],
             swiftSettings: strict),
         // One-shot HTTP requests the gateway makes for itself (JWKS documents, OTLP exports).
         .target(name: "GatewayClient", dependencies: ["GatewayHTTP", nioCore, nioPosix, nioSSL], swiftSettings: strict),
@@ -140,7 +143,10 @@ let package = Package(
         .testTarget(
             name: "GatewayAuthTests", dependencies: ["GatewayAuth", "GatewayConfig", "GatewayCore", "GatewayPolicy", "TestSupport", nioCore, nioPosix, .product(name: "Crypto", package: "swift-crypto")],
             swiftSettings: strict),
-        .testTarget(name: "GatewayTLSTests", dependencies: ["GatewayTLS", "GatewayConfig", "TestSupport", nioSSL], swiftSettings: strict),
+        .testTarget(
+            name: "GatewayTLSTests",
+            dependencies: ["GatewayTLS", "GatewayConfig", "TestSupport", nioSSL, .product(name: "X509", package: "swift-certificates")],
+            swiftSettings: strict),
         .testTarget(name: "GatewayHTTPTests", dependencies: ["GatewayHTTP", "TestSupport", nioCore], swiftSettings: strict),
         // Helpers shared by test targets (a throwaway redis-server per test).
         .target(name: "TestSupport", dependencies: [nioCore, nioPosix, "CZlib", "CBrotli"], path: "Tests/TestSupport", swiftSettings: strict),

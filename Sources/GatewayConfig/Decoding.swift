@@ -567,6 +567,11 @@ extension TLSConfig {
             let minVersion = o.optional("min_version") { $0.oneOf(["1.2", "1.3"]).flatMap(Version.init) } ?? .tls12
             let alpn = o.optional("alpn") { $0.array { $0.oneOf(["h2", "http/1.1"]) } } ?? ["h2", "http/1.1"]
             let clientCA = o.optional("client_ca") { $0.filePath() }
+            // One file or several (a CRL per issuing CA), PEM or DER.
+            let clientCRL = o.optional("client_crl") { node -> [String]? in
+                if case .array = node.value { return node.array { $0.filePath() } }
+                return node.filePath().map { [$0] }
+            }
             let subjectHeader = o.optional("client_subject_header") { node -> String? in
                 guard let name = node.nonEmptyString() else { return nil }
                 guard isToken(name) else {
@@ -584,11 +589,16 @@ extension TLSConfig {
             if clientAuth != .none && clientCA == nil {
                 o.node.context.error(o.path / "client_ca", "client_auth \"\(clientAuth.rawValue)\" needs a client_ca file")
             }
+            if clientCRL != nil && (clientCA == nil || clientAuth == .none) {
+                o.node.context.error(o.path / "client_crl", "revocation lists apply to client certificates: set client_ca (and client_auth)")
+            }
             guard let certificates else { return nil }
-            return TLSConfig(
+            var config = TLSConfig(
                 certificates: certificates, minVersion: minVersion, alpn: alpn, clientCA: clientCA,
                 clientAuth: clientAuth, clientSubjectHeader: subjectHeader
             )
+            config.clientCRL = clientCRL ?? []
+            return config
         }
     }
 }

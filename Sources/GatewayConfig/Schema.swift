@@ -73,8 +73,8 @@ public struct GatewayConfig: Sendable {
         }
     }
 
-    /// Every file the config names whose contents a reload reads again: the included files, listener certificates, keys and client
-    /// CAs, upstream CA bundles and client certificates, JWT key and JWKS files, the upstream-token signing key,
+    /// Every file the config names whose contents a reload reads again: the included files, listener certificates, keys, client
+    /// CAs and revocation lists, upstream CA bundles and client certificates, JWT key and JWKS files, the upstream-token signing key,
     /// the API keys and htpasswd files, the `${file:}` secrets, the address lists. With `reload.watch`, a change to any of them reloads (a renewed
     /// certificate, a rotated key) as a change to gateway.json does.
     public var reloadedFiles: [String] {
@@ -82,6 +82,7 @@ public struct GatewayConfig: Sendable {
         for tls in listeners.compactMap(\.tls) {
             for certificate in tls.certificates { files += [certificate.cert, certificate.key] }
             if let ca = tls.clientCA { files.append(ca) }
+            files += tls.clientCRL
         }
         for upstream in upstreams { files += upstream.tls.files }
         if let auth {
@@ -337,6 +338,8 @@ public struct TLSConfig: Sendable, Equatable {
     public var minVersion: Version
     public var alpn: [String]
     public var clientCA: String?
+    /// Certificate revocation lists (PEM or DER) of the client CAs: a client certificate they list is refused.
+    public var clientCRL: [String] = []
     public var clientAuth: ClientAuth
     /// The header that carries a verified client certificate's subject upstream (any client-sent one is removed).
     public var clientSubjectHeader: String

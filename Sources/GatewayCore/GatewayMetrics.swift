@@ -81,6 +81,12 @@ public final class GatewayMetrics: Sendable {
         gauge("gateway_tls_certificate_expiry_timestamp_seconds", [("listener", listener), ("certificate", certificate)]).record(notAfter)
     }
 
+    /// `gateway_tls_crl_next_update_timestamp_seconds{listener,issuer}`: when a client CA promises its next revocation
+    /// list (`client_crl`), for an alert when the file is not refreshed in time.
+    public func revocationListNextUpdate(listener: String, issuer: String, nextUpdate: Int64) {
+        gauge("gateway_tls_crl_next_update_timestamp_seconds", [("listener", listener), ("issuer", issuer)]).record(nextUpdate)
+    }
+
     /// 0 closed, 1 half-open, 2 open.
     public func breakerState(upstream: String, target: String, state: Int) {
         gauge("gateway_circuit_breaker_state", [("upstream", upstream), ("target", target)]).record(state)

@@ -66,7 +66,7 @@ enum TLSPipeline {
         makeResponder: @escaping (_ clientSubject: String?) -> ConnectionResponder
     ) throws {
         let sync = channel.pipeline.syncOperations
-        let ssl = NIOSSLServerHandler(context: tls.context)
+        let ssl = tls.makeHandler()
         try sync.addHandler(ssl)
         try sync.addHandler(HandshakeTimeout(timeout: .milliseconds(Int64(limits.headerTimeoutMs))))
         try sync.addHandler(

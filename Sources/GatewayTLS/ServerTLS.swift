@@ -26,7 +26,8 @@ public final class ServerTLS: Sendable {
 
     public let listener: String
     private let settings: TLSConfig
-    private let current: NIOLockedValueBox<NIOSSLContext>
+    /// The context, and the client-certificate check that replaces BoringSSL's when there are revocation lists.
+    private let current: NIOLockedValueBox<(context: NIOSSLContext, check: ClientCertificateCheck?)>
     private let validities: NIOLockedValueBox<[Validity]>
     /// Whether the server's cipher order applies (see `ServerCipherOrder`); false only if swift-nio-ssl changed.
     public let prefersServerCiphers: Bool
@@ -35,23 +36,36 @@ public final class ServerTLS: Sendable {
     public init(listener: String, settings: TLSConfig) throws {
         self.listener = listener
         self.settings = settings
-        let (context, validities) = try Self.makeContext(settings)
+        let (context, validities, check) = try Self.makeContext(settings)
         self.prefersServerCiphers = ServerCipherOrder.apply(to: context)
-        self.current = NIOLockedValueBox(context)
+        self.current = NIOLockedValueBox((context, check))
         self.validities = NIOLockedValueBox(validities)
+        self.revocations = NIOLockedValueBox(check?.revocations)
     }
 
-    public var context: NIOSSLContext { current.withLockedValue { $0 } }
+    public var context: NIOSSLContext { current.withLockedValue { $0.context } }
+
+    /// The revocation lists in use (`client_crl`), as of the last successful load.
+    public var revocationList: RevocationList? { revocations.withLockedValue { $0 } }
+    private let revocations: NIOLockedValueBox<RevocationList?>
+
+    /// The TLS handler of a new connection, with the current certificates and client-certificate rules.
+    public func makeHandler() -> NIOSSLServerHandler {
+        let (context, check) = current.withLockedValue { $0 }
+        guard let check else { return NIOSSLServerHandler(context: context) }
+        return NIOSSLServerHandler(context: context, customVerificationCallback: check.verify)
+    }
 
     /// The certificates in use, with their expiry (updated by a successful reload).
     public var certificateValidity: [Validity] { validities.withLockedValue { $0 } }
 
     /// Reads the files again. On success new handshakes use them; on failure the old context stays.
     public func reload() throws {
-        let (context, validities) = try Self.makeContext(settings)
+        let (context, validities, check) = try Self.makeContext(settings)
         _ = ServerCipherOrder.apply(to: context)
-        current.withLockedValue { $0 = context }
+        current.withLockedValue { $0 = (context, check) }
         self.validities.withLockedValue { $0 = validities }
+        revocations.withLockedValue { $0 = check?.revocations }
     }
 
     /// Forward-secret AEAD suites only (Mozilla's "intermediate" list, as in NGINX's recommended setup). TLS 1.3
@@ -62,7 +76,7 @@ public final class ServerTLS: Sendable {
         "ECDHE-ECDSA-CHACHA20-POLY1305", "ECDHE-RSA-CHACHA20-POLY1305",
     ].joined(separator: ":")
 
-    static func makeContext(_ settings: TLSConfig) throws -> (NIOSSLContext, [Validity]) {
+    static func makeContext(_ settings: TLSConfig) throws -> (NIOSSLContext, [Validity], ClientCertificateCheck?) {
         let identities = try settings.certificates.map(CertificateIdentity.load)
         let validities = zip(settings.certificates, identities).map { certificate, identity in
             let leaf = identity.chain[0]
@@ -77,10 +91,16 @@ public final class ServerTLS: Sendable {
         configuration.minimumTLSVersion = settings.minVersion == .tls13 ? .tlsv13 : .tlsv12
         configuration.cipherSuites = cipherSuites
         configuration.applicationProtocols = settings.alpn
+        var check: ClientCertificateCheck?
         if let caFile = settings.clientCA {
-            configuration.trustRoots = .certificates(try loadCertificates(caFile))
+            let roots = try loadCertificates(caFile)
+            configuration.trustRoots = .certificates(roots)
             configuration.sendCANameList = true
             configuration.certificateVerification = settings.clientAuth == .required ? .noHostnameVerification : .optionalVerification
+            if !settings.clientCRL.isEmpty {
+                let authorities = roots.compactMap { try? Certificate(derEncoded: $0.toDERBytes()) }
+                check = ClientCertificateCheck(roots: authorities, revocations: try RevocationList(files: settings.clientCRL, issuers: authorities))
+            }
         }
         if identities.count > 1 {
             let selector = SNISelector(names: settings.certificates.map(\.serverNames))
@@ -95,7 +115,7 @@ public final class ServerTLS: Sendable {
                 promise.succeed(index == 0 ? .noChanges : overrides[index])
             }
         }
-        return (try NIOSSLContext(configuration: configuration), validities)
+        return (try NIOSSLContext(configuration: configuration), validities, check)
     }
 }
 
@@ -156,7 +176,7 @@ func loadCertificates(_ file: String) throws -> [NIOSSLCertificate] {
     return chain
 }
 
-private func readProblem(_ file: String, _ fallback: String) -> String {
+func readProblem(_ file: String, _ fallback: String) -> String {
     if !FileManagerLite.exists(file) { return "does not exist" }
     if !FileManagerLite.readable(file) { return "cannot be read" }
     return fallback

@@ -44,7 +44,19 @@ public enum TLSCheck {
                 }
             }
             if let caFile = tls.clientCA {
-                do { _ = try loadCertificates(caFile) } catch {
+                do {
+                    let authorities = try loadCertificates(caFile).compactMap { try? Certificate(derEncoded: $0.toDERBytes()) }
+                    if !tls.clientCRL.isEmpty {
+                        let list = try RevocationList(files: tls.clientCRL, issuers: authorities)
+                        for (issuer, nextUpdate) in list.nextUpdates {
+                            if let warning = staleListWarning(issuer: issuer, nextUpdate: nextUpdate, now: now) {
+                                findings.append(Finding(path: "\(base).client_crl", message: warning, isError: false))
+                            }
+                        }
+                    }
+                } catch let error as TLSFileError where tls.clientCRL.contains(error.file) {
+                    findings.append(Finding(path: "\(base).client_crl", message: error.description, isError: true))
+                } catch {
                     findings.append(Finding(path: "\(base).client_ca", message: "\(error)", isError: true))
                 }
             }
@@ -65,6 +77,14 @@ public enum TLSCheck {
         let days = (notAfter - now) / 86_400
         guard days < expiryWarningDays else { return nil }
         return "the certificate expires in \(days) day\(days == 1 ? "" : "s") (on \(day)); renew it"
+    }
+
+    /// A revocation list past its `nextUpdate`: it is still used (refusing every client would be an outage of the
+    /// gateway's making), but certificates revoked since are not known.
+    static func staleListWarning(issuer: String, nextUpdate: Date?, now: Int64) -> String? {
+        guard let nextUpdate, Int64(nextUpdate.timeIntervalSince1970) <= now else { return nil }
+        return "the revocation list of \(issuer) was due to be replaced on \(isoDay(Int64(nextUpdate.timeIntervalSince1970)))"
+            + "; it is still applied, but certificates revoked since are not in it: fetch the current one"
     }
 
     private static func isoDay(_ seconds: Int64) -> String {

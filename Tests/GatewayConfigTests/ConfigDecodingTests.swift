@@ -207,6 +207,25 @@ import Testing
         #expect(tls.alpn == ["h2", "http/1.1"])
         #expect(config.listeners[1].h2c)
         #expect(config.upstream(named: "u")?.tls.caFile == "/srv/gateway/ca/internal.pem")
+        #expect(tls.clientCRL.isEmpty)
+
+        // client_crl: one file or several, relative to the config; only with client certificates asked for.
+        let oneList = fixed.replacingOccurrences(of: #""client_ca": "ca.pem""#, with: #""client_ca": "ca.pem", "client_crl": "crl/clients.crl""#)
+        let withList = try #require(ConfigLoader.load(text: oneList, environment: [:], baseDirectory: "/srv/gateway").config)
+        #expect(withList.listeners[0].tls?.clientCRL == ["/srv/gateway/crl/clients.crl"])
+        #expect(withList.reloadedFiles.contains("/srv/gateway/crl/clients.crl"))
+        let twoLists = fixed.replacingOccurrences(of: #""client_ca": "ca.pem""#, with: #""client_ca": "ca.pem", "client_crl": ["a.crl", "/etc/b.crl"]"#)
+        #expect(ConfigLoader.load(text: twoLists, environment: [:], baseDirectory: "/srv/gateway").config?.listeners[0].tls?.clientCRL == [
+            "/srv/gateway/a.crl", "/etc/b.crl",
+        ])
+        let noCA = fixed.replacingOccurrences(of: #""client_ca": "ca.pem""#, with: #""client_crl": "clients.crl""#)
+        #expect(ConfigLoader.load(text: noCA, environment: [:], baseDirectory: "/srv/gateway").errors.map(\.description) == [
+            "listeners[0].tls.client_crl: revocation lists apply to client certificates: set client_ca (and client_auth)"
+        ])
+        let notOptional = fixed.replacingOccurrences(of: #""client_ca": "ca.pem""#, with: #""client_ca": "ca.pem", "client_crl": 7"#)
+        #expect(ConfigLoader.load(text: notOptional, environment: [:], baseDirectory: "/srv/gateway").errors.map(\.description) == [
+            "listeners[0].tls.client_crl: expected a string, found a number"
+        ])
     }
 
     // ${NAME} is read from the environment; $${ escapes; a missing variable is named.

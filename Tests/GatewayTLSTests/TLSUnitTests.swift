@@ -1,6 +1,8 @@
 @testable import GatewayConfig
 @testable import GatewayTLS
+import Foundation
 import NIOSSL
+import X509
 import Testing
 import TestSupport
 
@@ -104,4 +106,95 @@ import TestSupport
             #expect(error?.problem == "does not match the certificate in \(cert)")
         }
     }
+}
+
+/// `client_crl`: lists made by `openssl ca -gencrl`, read as PEM and DER, trusted only when a `client_ca` certificate
+/// signed them.
+@Suite struct RevocationListTests {
+    static func authorities(_ pki: TestPKI) throws -> [X509.Certificate] {
+        try NIOSSLCertificate.fromPEMFile(pki.caFile).map { try X509.Certificate(derEncoded: $0.toDERBytes()) }
+    }
+
+    static func certificate(_ file: String) throws -> X509.Certificate {
+        try X509.Certificate(derEncoded: NIOSSLCertificate.fromPEMFile(file)[0].toDERBytes())
+    }
+
+    @Test func revokedSerialsFromPEMAndDER() throws {
+        let pki = try TestPKI()
+        let (kept, revoked, later) = (try pki.issueClient("kept", subject: "/CN=kept"), try pki.issueClient("revoked", subject: "/CN=revoked"),
+            try pki.issueClient("later", subject: "/CN=later"))
+        let pem = try pki.revocationList(revoking: [revoked.cert], into: "first")
+        let list = try RevocationList(files: [pem], issuers: Self.authorities(pki))
+        let (keptCertificate, revokedCertificate, laterCertificate) = (
+            try Self.certificate(kept.cert), try Self.certificate(revoked.cert), try Self.certificate(later.cert)
+        )
+        #expect(list.count == 1)
+        #expect(list.isRevoked(revokedCertificate))
+        #expect(!list.isRevoked(keptCertificate) && !list.isRevoked(laterCertificate))
+        let nextUpdate = try #require(list.nextUpdates.first?.nextUpdate)
+        #expect(abs(nextUpdate.timeIntervalSinceNow - 7 * 86400) < 120, "default_crl_days 7: \(nextUpdate)")
+
+        let der = try pki.revocationList(revoking: [later.cert], into: "second", der: true)
+        let both = try RevocationList(files: [der], issuers: Self.authorities(pki))
+        #expect(both.count == 2 && both.isRevoked(laterCertificate) && both.isRevoked(revokedCertificate))
+        #expect(!both.isRevoked(keptCertificate))
+    }
+
+    // A list must come from a client_ca certificate: another CA's list, or one signed by a different key under the same
+    // name, is refused with the file named; so is a file that is no list.
+    @Test func untrustedOrBrokenLists() throws {
+        let pki = try TestPKI()
+        let other = try TestPKI(name: "other")
+        let impostor = try TestPKI()  // the same subject name, another key
+        let client = try pki.issueClient("client", subject: "/CN=client")
+        let foreign = try other.revocationList(revoking: [client.cert], into: "foreign")
+        let forged = try impostor.revocationList(revoking: [client.cert], into: "forged")
+        let issuers = try Self.authorities(pki)
+        let foreignError = thrownError { _ = try RevocationList(files: [foreign], issuers: issuers) }
+        #expect((foreignError as? TLSFileError)?.description == "\(foreign) lists certificates of CN=other test CA, which is not in client_ca")
+        let forgedError = thrownError { _ = try RevocationList(files: [forged], issuers: issuers) }
+        #expect((forgedError as? TLSFileError)?.problem == "is not signed by the client_ca certificate CN=test test CA (wrong or altered list)")
+        let notAList = thrownError { _ = try RevocationList(files: [client.cert], issuers: issuers) }
+        #expect((notAList as? TLSFileError)?.problem == "has no -----BEGIN X509 CRL----- block")
+        let missing = thrownError { _ = try RevocationList(files: [pki.path("nothing.crl")], issuers: issuers) }
+        #expect((missing as? TLSFileError)?.problem == "does not exist")
+        // One altered byte in the signed part (the last byte of the revoked serial) breaks the signature.
+        let der = try pki.revocationList(revoking: [client.cert], into: "altered", der: true)
+        var bytes = try Array(Data(contentsOf: URL(fileURLWithPath: der)))
+        let serial = Array(try Self.certificate(client.cert).serialNumber.bytes)
+        let found = (0...(bytes.count - serial.count)).first { Array(bytes[$0..<$0 + serial.count]) == serial }
+        let at = try #require(found)
+        bytes[at + serial.count - 1] ^= 0x01
+        try Data(bytes).write(to: URL(fileURLWithPath: der))
+        let altered = thrownError { _ = try RevocationList(files: [der], issuers: issuers) }
+        #expect((altered as? TLSFileError)?.problem == "is not signed by the client_ca certificate CN=test test CA (wrong or altered list)")
+    }
+
+    // gateway check: a list past its nextUpdate is a warning (it is still applied); an unusable one an error at client_crl.
+    @Test func checkFindings() throws {
+        let pki = try TestPKI()
+        let server = try pki.issueServer("server", names: ["localhost"])
+        let stale = try pki.revocationList(revoking: [], into: "stale", nextUpdate: "20200101000000Z")
+        var listener = ListenerConfig(name: "tls", address: "127.0.0.1", port: 0, tls: nil, redirectHTTPSPort: nil, h2c: false)
+        var tls = TLSConfig(
+            certificates: [.init(cert: server.cert, key: server.key, serverNames: ["localhost"])], minVersion: .tls12,
+            alpn: ["http/1.1"], clientCA: pki.caFile, clientAuth: .required, clientSubjectHeader: "x-client-cert-subject")
+        tls.clientCRL = [stale]
+        listener.tls = tls
+        var config = GatewayConfig(
+            workers: 1, listeners: [listener], admin: nil, redis: nil, limits: LimitsConfig(), trustedProxies: [],
+            securityHeaders: SecurityHeadersConfig(), rateLimiting: RateLimitingConfig(), cache: CacheConfig(), auth: nil, upstreams: [],
+            routes: [], logging: LoggingConfig())
+        let findings = TLSCheck.findings(config)
+        #expect(findings.map(\.path) == ["listeners[0].tls.client_crl"] && findings.first?.isError == false)
+        #expect(
+            findings.first?.message
+                == "the revocation list of CN=test test CA was due to be replaced on 2020-01-01; it is still applied, but certificates revoked since are not in it: fetch the current one")
+        config.listeners[0].tls?.clientCRL = [server.cert]
+        let broken = TLSCheck.findings(config)
+        #expect(broken.map(\.path) == ["listeners[0].tls.client_crl"] && broken.first?.isError == true)
+        #expect(reloadedFilesContain(config, server.cert))
+    }
+
+    private func reloadedFilesContain(_ config: GatewayConfig, _ file: String) -> Bool { config.reloadedFiles.contains(file) }
 }

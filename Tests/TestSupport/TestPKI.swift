@@ -54,6 +54,28 @@ public final class TestPKI: @unchecked Sendable {
         return (cert, key)
     }
 
+    /// Revokes the certificates in `files` (more may be revoked by later calls), then writes this CA's revocation list
+    /// with every certificate revoked so far to `<file>` (PEM, or DER), valid until `nextUpdate` (openssl's
+    /// `YYYYMMDDHHMMSSZ`; 7 days from now when nil).
+    @discardableResult
+    public func revocationList(revoking files: [String], into file: String, der: Bool = false, nextUpdate: String? = nil) throws -> String {
+        let config = path("ca.cnf")
+        if !FileManager.default.fileExists(atPath: config) {
+            try "[ca]\ndefault_ca = test\n[test]\ndatabase = index.txt\ncrlnumber = crlnumber\ndefault_md = sha256\ndefault_crl_days = 7\n"
+                .write(toFile: config, atomically: true, encoding: .utf8)
+            try "".write(toFile: path("index.txt"), atomically: true, encoding: .utf8)
+            try "01\n".write(toFile: path("crlnumber"), atomically: true, encoding: .utf8)
+        }
+        let signer = ["-config", config, "-keyfile", path("\(name)-ca-key.pem"), "-cert", caFile]
+        for revoked in files { try Self.openssl(["ca"] + signer + ["-revoke", revoked], in: directory) }
+        let pem = path(file + ".pem")
+        try Self.openssl(["ca"] + signer + ["-gencrl", "-out", pem] + (nextUpdate.map { ["-crl_nextupdate", $0] } ?? []), in: directory)
+        guard der else { return pem }
+        let out = path(file + ".der")
+        try Self.openssl(["crl", "-in", pem, "-outform", "DER", "-out", out], in: directory)
+        return out
+    }
+
     public struct OpenSSLFailed: Error, CustomStringConvertible {
         public let arguments: [String]
         public let output: String
