@@ -49,6 +49,9 @@ let package = Package(
             swiftSettings: strict),
         // zlib (Debian zlib1g-dev) for gzip-encoded responses.
         .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
+        .systemLibrary(name: "CMaxMindDB", pkgConfig: "libmaxminddb", providers: [.apt(["libmaxminddb-dev"])]),
+        // Countries of client addresses from a MaxMind DB file (`geoip`).
+        .target(name: "GatewayGeo", dependencies: ["CMaxMindDB", "GatewayCore", "GatewayPolicy"], swiftSettings: strict),
         .systemLibrary(name: "CBrotli", pkgConfig: "libbrotlienc", providers: [.apt(["libbrotli-dev"])]),
         .systemLibrary(name: "CCrypt", pkgConfig: "libcrypt", providers: [.apt(["libcrypt-dev"])]),
         // The HTTP/1 codec of the forwarding path: heads kept as received bytes, strict incremental parsing;
@@ -111,7 +114,7 @@ let package = Package(
         .target(
             name: "GatewayApp",
             dependencies: [nioLocks, 
-                "GatewayConfig", "GatewayCore", "GatewayFilters", "GatewayPolicy", "GatewayUpstream", "GatewayServer", "GatewayRedis", "GatewayTLS", "GatewayAuth", "GatewayTelemetry", "GatewayACME", nioCore,
+                "GatewayConfig", "GatewayCore", "GatewayFilters", "GatewayPolicy", "GatewayUpstream", "GatewayServer", "GatewayRedis", "GatewayTLS", "GatewayAuth", "GatewayTelemetry", "GatewayACME", "GatewayGeo", nioCore,
                 nioPosix,
                 logging,
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

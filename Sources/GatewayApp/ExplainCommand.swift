@@ -120,6 +120,7 @@ public struct ExplainCommand: AsyncParsableCommand {
     static func describe(_ route: RouteConfig, config: GatewayConfig) -> [String] {
         var checks: [String] = []
         if !route.allowIPs.isEmpty || !route.denyIPs.isEmpty { checks.append("client addresses (allow_ips/deny_ips)") }
+        if !route.countries.isEmpty { checks.append("client countries (allow_countries/deny_countries)") }
         if route.cors != nil { checks.append("cors") }
         if let csrf = route.effectiveCSRF(global: config.csrf) { checks.append(csrf.reportOnly ? "csrf (report only)" : "csrf") }
         if let auth = route.auth {

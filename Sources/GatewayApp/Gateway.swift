@@ -1,17 +1,18 @@
+import Foundation
 import GatewayACME
 import GatewayAuth
-import NIOConcurrencyHelpers
 import GatewayConfig
 import GatewayCore
 import GatewayFilters
+import GatewayGeo
 import GatewayPolicy
 import GatewayRedis
 import GatewayServer
-import GatewayTelemetry
 import GatewayTLS
+import GatewayTelemetry
 import GatewayUpstream
-import Foundation
 import Logging
+import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
 import Prometheus
@@ -220,6 +221,15 @@ public final class Gateway: Sendable {
             if let redis, redis !== old?.redis { await redis.shutdown() }
             throw error
         }
+        // Opened again on every reload, so a refreshed database file (weekly, from geoipupdate) takes effect.
+        let geoip: GeoIPDatabase?
+        do {
+            geoip = try config.geoip.map { try GeoIPDatabase(path: $0.database) }
+        } catch {
+            if let redis, redis !== old?.redis { await redis.shutdown() }
+            if let acme, acme !== old?.acme { acme.stop() }
+            throw ReloadError(problems: ["geoip.database: \(error)"])
+        }
         let authenticator: Authenticator?
         do {
             authenticator = try await config.auth.asyncMap {
@@ -259,6 +269,7 @@ public final class Gateway: Sendable {
         // routes either.
         let addresses = AddressRule(deny: config.denyIPs, allow: config.allowIPs)
         if !addresses.isEmpty { globalFilters.append(ClientAddressFilter(addresses)) }
+        if let geoip { globalFilters.append(GeoIPFilter(lookup: geoip, rule: config.countries)) }
         // One cache for every route that enables it; kept across reloads while its settings stay.
         let cache: ResponseCache?
         if !config.routes.contains(where: { $0.cache?.enabled == true }) {
@@ -311,6 +322,7 @@ public final class Gateway: Sendable {
             var filters: [any GatewayFilter] = []
             let addresses = AddressRule(deny: route.denyIPs, allow: route.allowIPs)
             if !addresses.isEmpty { filters.append(ClientAddressFilter(addresses)) }
+            if !route.countries.isEmpty { filters.append(CountryFilter(route.countries)) }
             if let cors = route.cors { filters.append(CORSFilter(cors)) }
             if let deprecation = route.deprecation { filters.append(DeprecationFilter(deprecation, routeName: route.name, metrics: metrics)) }
             if let csrf = route.effectiveCSRF(global: config.csrf) {

@@ -24,6 +24,10 @@ extension GatewayConfig {
                 return node.addressRanges(allowingUnix: true)
             }
             let (denyIPs, allowIPs) = o.addressRules()
+            let countries = o.countryRule()
+            let geoip = o.optional("geoip") { node in
+                node.object { g in g.required("database") { $0.filePath() }.map(GeoIPConfig.init) }
+            }
             let forwardedHeader = o.optional("forwarded_header") { $0.bool() } ?? false
             let loopDetection = o.optional("loop_detection") { $0.bool() } ?? true
             let security = o.optional("security_headers", SecurityHeadersConfig.decode) ?? SecurityHeadersConfig()
@@ -64,6 +68,8 @@ extension GatewayConfig {
             config.acme = acme
             config.denyIPs = denyIPs
             config.allowIPs = allowIPs
+            config.geoip = geoip
+            config.countries = countries
             return config
         }
     }
@@ -379,6 +385,22 @@ extension ConfigNode {
 }
 
 extension ObjectReader {
+    /// `deny_countries` and `allow_countries` (top level and routes): ISO 3166 alpha-2 codes, any case, or `unknown`.
+    func countryRule() -> CountryRule {
+        func codes(_ node: ConfigNode) -> Set<String>? {
+            node.array { item -> String? in
+                guard let text = item.string() else { return nil }
+                if text == CountryRule.unknown { return text }
+                guard text.utf8.count == 2, text.utf8.allSatisfy({ ($0 | 0x20) >= UInt8(ascii: "a") && ($0 | 0x20) <= UInt8(ascii: "z") }) else {
+                    item.error("expected a two-letter ISO 3166 country code (\"DE\", \"US\") or \"unknown\"")
+                    return nil
+                }
+                return text.uppercased()
+            }.map(Set.init)
+        }
+        return CountryRule(deny: optional("deny_countries", codes) ?? [], allow: optional("allow_countries", codes) ?? [])
+    }
+
     /// `deny_ips` and `allow_ips` with the ranges of `deny_ips_file` and `allow_ips_file` added (top level and routes).
     func addressRules() -> (deny: [CIDR], allow: [CIDR]) {
         let deny = (optional("deny_ips") { $0.addressRanges() } ?? []) + (optional("deny_ips_file") { $0.addressListFile() } ?? [])
@@ -1555,6 +1577,7 @@ extension RouteConfig {
                 o.node.context.error(o.path / "rate_limits" / index / "name", "duplicate limit name \"\(limit.name)\" in this route")
             }
             let (denyIPs, allowIPs) = o.addressRules()
+            let countries = o.countryRule()
             let maxBodyBytes = o.optional("max_body_bytes") { $0.int(0...Int.max) }
             let tunnelIdleTimeoutMs = o.optional("tunnel_idle_timeout_ms") { $0.int(0...maxMilliseconds) }
             let adaptive = o.optional("adaptive_concurrency", AdaptiveConcurrency.Settings.decode)
@@ -1621,6 +1644,7 @@ extension RouteConfig {
                 auth: auth, rateLimits: limits, cache: cache, cors: cors
             )
             (route.denyIPs, route.allowIPs) = (denyIPs, allowIPs)
+            route.countries = countries
             route.maxBodyBytes = maxBodyBytes
             route.tunnelIdleTimeoutMs = tunnelIdleTimeoutMs
             route.fault = fault

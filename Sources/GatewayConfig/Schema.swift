@@ -20,6 +20,11 @@ public struct GatewayConfig: Sendable {
     public var allowIPs: [CIDR] = []
     /// The `deny_ips_file` and `allow_ips_file` lists read (a reload reads them again).
     public var addressListFiles: [String] = []
+    /// `geoip`: the MaxMind DB file client addresses are placed in countries with.
+    public var geoip: GeoIPConfig?
+    /// Top-level `deny_countries` / `allow_countries`: clients from these countries refused (or only these served) on
+    /// every route, before routing.
+    public var countries = CountryRule()
     /// `forwarded_header`: send the upstream an RFC 7239 `Forwarded` field beside X-Forwarded-*.
     public var forwardedHeader = false
     /// `loop_detection`: requests going upstream carry this gateway's id in `CDN-Loop` (RFC 8586), and a request that
@@ -75,10 +80,10 @@ public struct GatewayConfig: Sendable {
 
     /// Every file the config names whose contents a reload reads again: the included files, listener certificates, keys, client
     /// CAs and revocation lists, upstream CA bundles and client certificates, JWT key and JWKS files, the upstream-token signing key,
-    /// the API keys and htpasswd files, the `${file:}` secrets, the address lists. With `reload.watch`, a change to any of them reloads (a renewed
+    /// the API keys and htpasswd files, the `${file:}` secrets, the address lists, the GeoIP database. With `reload.watch`, a change to any of them reloads (a renewed
     /// certificate, a rotated key) as a change to gateway.json does.
     public var reloadedFiles: [String] {
-        var files: [String] = includedFiles + secretFiles + addressListFiles
+        var files: [String] = includedFiles + secretFiles + addressListFiles + [geoip?.database].compactMap { $0 }
         for tls in listeners.compactMap(\.tls) {
             for certificate in tls.certificates { files += [certificate.cert, certificate.key] }
             if let ca = tls.clientCA { files.append(ca) }
@@ -1014,6 +1019,8 @@ public struct RouteConfig: Sendable {
     public var denyIPs: [CIDR] = []
     /// When not empty, only these client addresses may use the route.
     public var allowIPs: [CIDR] = []
+    /// The route's `deny_countries` / `allow_countries` (needs `geoip`).
+    public var countries = CountryRule()
     /// This route's largest request body, instead of `limits.max_body_bytes`.
     public var maxBodyBytes: Int?
     /// This route's `tunnel_idle_timeout_ms`, instead of the one in `limits`.
@@ -1178,6 +1185,8 @@ public enum RequestValue: String, Sendable, CaseIterable {
     /// `https` on TLS listeners, else `http`.
     case scheme
     case method
+    /// The client's country (`geoip`); none when the database does not place the address.
+    case country
 }
 
 /// A `match.headers` condition on one field: `"value"` (some field of that name has exactly this value), or
@@ -1482,4 +1491,27 @@ public struct LoggingConfig: Sendable {
 
     /// Fields that carry credentials: never logged, whatever the config says.
     public static let credentialHeaders = ["authorization", "proxy-authorization", "cookie", "x-api-key", "set-cookie"]
+}
+
+/// `geoip`: `{"database": "/var/lib/GeoIP/GeoLite2-Country.mmdb"}`.
+public struct GeoIPConfig: Sendable, Equatable {
+    public var database: String
+    public init(database: String) { self.database = database }
+}
+
+/// `deny_countries` and `allow_countries`: ISO 3166 codes (`DE`), and `unknown` for an address the database does not
+/// place (private networks, new allocations).
+public struct CountryRule: Sendable, Equatable {
+    public static let unknown = "unknown"
+    public var deny: Set<String> = []
+    /// When not empty, only these countries pass.
+    public var allow: Set<String> = []
+    public var isEmpty: Bool { deny.isEmpty && allow.isEmpty }
+    public init(deny: Set<String> = [], allow: Set<String> = []) { (self.deny, self.allow) = (deny, allow) }
+
+    /// Whether a client from `country` (nil: not placed) may pass.
+    public func permits(_ country: String?) -> Bool {
+        let code = country ?? Self.unknown
+        return !deny.contains(code) && (allow.isEmpty || allow.contains(code))
+    }
 }

@@ -259,6 +259,13 @@ extension GatewayConfig {
         if let redis, redis.usesTLS, redis.tls.insecureSkipVerify {
             context.warning(root / "redis" / "tls" / "insecure_skip_verify", "the Redis certificate is not verified: anyone on the path can impersonate Redis")
         }
+        if geoip == nil {
+            // Country rules need the database that places addresses in countries.
+            let rules = [(root, countries)] + routes.enumerated().map { (root / "routes" / $0.offset, $0.element.countries) }
+            for (path, rule) in rules where !rule.isEmpty {
+                context.error(path / (rule.allow.isEmpty ? "deny_countries" : "allow_countries"), "needs the top-level geoip section (its database)")
+            }
+        }
         if redis == nil {
             let keys = [
                 rateLimiting.store == .redis ? root / "rate_limiting" / "store" : nil, cache.store == .redis ? root / "cache" / "store" : nil,

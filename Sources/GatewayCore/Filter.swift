@@ -34,6 +34,8 @@ public struct RequestContext: Sendable {
     public let connection: ConnectionInfo
     /// The client as far as trusted proxies let us know it (X-Forwarded-For resolved).
     public var clientIP: String
+    /// The client address's country (ISO 3166 code) with `geoip`; nil without it, or when the database does not place it.
+    public var country: String?
     public var method: HTTPMethod
     /// The request target as received (path and query).
     public var uri: String

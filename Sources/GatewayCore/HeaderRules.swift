@@ -453,6 +453,7 @@ extension RequestContext {
         case .host: return host
         case .scheme: return connection.isTLS ? "https" : "http"
         case .method: return method.description
+        case .country: return country
         }
     }
 }

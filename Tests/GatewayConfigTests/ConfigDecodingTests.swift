@@ -124,6 +124,27 @@ import Testing
             .errors.map(\.description) == [#"acme.store: unknown value "etcd"; expected one of "files", "redis""#])
     }
 
+    // geoip and the country rules: codes in any case (kept uppercase) or "unknown"; rules need the database; the
+    // database is a file a reload reads again. A rule passes what it does not refuse; an allow list passes only its own.
+    @Test func countryRules() throws {
+        let route = #"{ "name": "r", "upstream": "u", "allow_countries": ["de", "AT", "unknown"] }"#
+        let good = load(minimal(route: route, extra: #""geoip": { "database": "GeoLite2-Country.mmdb" }, "deny_countries": ["KP"],"#))
+        #expect(good.errors.isEmpty, "\(good.errors)")
+        let config = try #require(good.config)
+        #expect(config.geoip?.database.hasSuffix("GeoLite2-Country.mmdb") == true && config.reloadedFiles == [config.geoip?.database])
+        #expect(config.countries == CountryRule(deny: ["KP"]) && config.routes[0].countries == CountryRule(allow: ["DE", "AT", "unknown"]))
+        #expect(config.routes[0].countries.permits("DE") && config.routes[0].countries.permits(nil) && !config.routes[0].countries.permits("FR"))
+        #expect(!config.countries.permits("KP") && config.countries.permits("DE") && config.countries.permits(nil))
+
+        let bad = load(minimal(route: #"{ "name": "r", "upstream": "u", "deny_countries": ["Germany", 7] }"#, extra: #""geoip": {},"#))
+        #expect(bad.errors.map(\.description) == [
+            "geoip.database: missing required key",
+            #"routes[0].deny_countries[0]: expected a two-letter ISO 3166 country code ("DE", "US") or "unknown""#,
+            "routes[0].deny_countries[1]: expected a string, found a number",
+        ])
+        #expect(load(minimal(route: route)).errors.map(\.description) == ["routes[0].allow_countries: needs the top-level geoip section (its database)"])
+    }
+
     // unix:///path targets: an absolute path that fits a socket address, no control characters; named unix:PATH in
     // logs and metrics, Host localhost; nothing for DNS discovery to resolve.
     @Test func unixSocketTargetShapes() throws {

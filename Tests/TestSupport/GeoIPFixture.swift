@@ -1,0 +1,37 @@
+import Foundation
+
+/// MaxMind DB files for tests, written by MaxMind's own writer (Debian `libmaxmind-db-writer-perl`) in the layout of
+/// GeoLite2-Country: each network maps to `{"country": {"iso_code": CODE}}`.
+public enum GeoIPFixture {
+    public struct WriterFailed: Error, CustomStringConvertible {
+        public let output: String
+        public var description: String { "the MaxMind DB writer failed: \(output)" }
+    }
+
+    /// Writes `networks` (CIDR text, IPv4 or IPv6, with its country code) to `path`.
+    public static func write(_ networks: [(network: String, country: String)], to path: String) throws {
+        let inserts = networks.map { "$tree->insert_network('\($0.network)', { country => { iso_code => '\($0.country)' } });" }
+        let script = """
+            use strict; use MaxMind::DB::Writer::Tree;
+            my %types = (country => 'map', iso_code => 'utf8_string');
+            my $tree = MaxMind::DB::Writer::Tree->new(
+                ip_version => 6, record_size => 24, database_type => 'GeoLite2-Country', languages => ['en'],
+                description => { en => 'gateway test countries' }, remove_reserved_networks => 0,
+                map_key_type_callback => sub { $types{ $_[0] } });
+            \(inserts.joined(separator: "\n"))
+            open my $out, '>:raw', $ARGV[0] or die "cannot write $ARGV[0]: $!";
+            $tree->write_tree($out);
+            close $out;
+            """
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/perl")
+        process.arguments = ["-e", script, path]
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        process.standardError = pipe
+        try process.run()
+        let output = pipe.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        guard process.terminationStatus == 0 else { throw WriterFailed(output: String(decoding: output, as: UTF8.self)) }
+    }
+}
