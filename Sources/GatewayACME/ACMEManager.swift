@@ -99,6 +99,8 @@ public final class ACMEManager: Sendable {
         let work = Task { [self] in
             var failures = 0
             var client: ACMEClient?
+            /// Certificates another instance was ordering at the last check (said once in the log, not every few seconds).
+            var waitingFor: Set<[String]> = []
             let renewBefore = TimeInterval(config.renewBeforeDays) * 86400
             while !Task.isCancelled {
                 var dueAt: [Date] = []
@@ -124,6 +126,7 @@ public final class ACMEManager: Sendable {
                             renewBefore: renewBefore)
                     else {
                         dueAt.append(state.notAfter - renewBefore)
+                        waitingFor.remove(certificate.names)
                         continue
                     }
                     let outcome: Result<Void, ACMEProblem>
@@ -136,9 +139,15 @@ public final class ACMEManager: Sendable {
                         }
                         client = current
                         guard try await lock(certificate) else {
+                            if waitingFor.insert(certificate.names).inserted {
+                                logger.info(
+                                    "acme: another instance is ordering this certificate; waiting for it",
+                                    metadata: ["names": "\(certificate.names.joined(separator: ","))"])
+                            }
                             waiting = true
                             continue
                         }
+                        waitingFor.remove(certificate.names)
                         outcome = await obtain(certificate, from: current)
                         await unlock(certificate)
                     } catch {
@@ -200,9 +209,7 @@ public final class ACMEManager: Sendable {
     /// instance holds its lock (taken for `lockSeconds`, released when the order ends).
     private func lock(_ certificate: ACMECertificate) async throws -> Bool {
         guard let shared else { return true }
-        if try await shared.set(lockKey(certificate), to: instanceID, expiringAfter: Self.lockSeconds, onlyIfAbsent: true) { return true }
-        logger.info("acme: another instance is ordering this certificate; waiting for it", metadata: ["names": "\(certificate.names.joined(separator: ","))"])
-        return false
+        return try await shared.set(lockKey(certificate), to: instanceID, expiringAfter: Self.lockSeconds, onlyIfAbsent: true)
     }
 
     private func unlock(_ certificate: ACMECertificate) async {

@@ -194,7 +194,8 @@ enum AdminEndpoint: String, Sendable {
     }
 
     /// What each TLS listener serves now: `{"certificates": [{"listener", "file", "names", "issuer", "not_after",
-    /// "not_after_seconds", "acme"}]}`, for checking a renewal (by hand or by ACME) took effect.
+    /// "not_after_seconds", "acme"}], "revocation_lists": [{"listener", "issuer", "revoked", "next_update"}]}`, for
+    /// checking a renewal (by hand or by ACME) or a refreshed revocation list took effect.
     private static func certificates(_ gateway: Gateway) -> AdminReply {
         let items = gateway.certificates.map { listener, certificate in
             JSONValue.object([
@@ -204,7 +205,16 @@ enum AdminEndpoint: String, Sendable {
                 ("not_after_seconds", .integer(Int(certificate.notAfter))), ("acme", .bool(certificate.acme)),
             ])
         }
-        return AdminReply(.ok, "application/json", JSONValue.object([("certificates", .array(items))]).rendered)
+        // The client CAs' revocation lists (`client_crl`), per issuer: to check that a refreshed list was read.
+        let lists = gateway.revocationLists.flatMap { listener, list in
+            list.issuers.map { issuer in
+                JSONValue.object(
+                    [("listener", .string(listener)), ("issuer", .string(issuer.name)), ("revoked", .integer(issuer.revoked))]
+                        + (issuer.nextUpdate.map { [("next_update", JSONValue.string($0.ISO8601Format()))] } ?? []))
+            }
+        }
+        return AdminReply(
+            .ok, "application/json", JSONValue.object([("certificates", .array(items)), ("revocation_lists", .array(lists))]).rendered)
     }
 
     /// `gateway explain` against the running config: `{"explanation": ["request: ...", "route: ...", ...]}`.

@@ -642,6 +642,9 @@ public final class Gateway: Sendable {
     /// The certificates TLS listeners serve now (for the admin API's `/certificates`).
     public var certificates: [(listener: String, certificate: ServerTLS.Validity)] { server.certificates }
 
+    /// The client-certificate revocation lists TLS listeners apply now (for `/certificates`).
+    public var revocationLists: [(listener: String, list: RevocationList)] { server.revocationLists }
+
     // MARK: State
 
     /// The port a listener was bound to (useful with port 0).

@@ -153,6 +153,13 @@ public final class GatewayServer: Sendable {
         }
     }
 
+    /// The client-certificate revocation lists TLS listeners apply now (`client_crl`).
+    public var revocationLists: [(listener: String, list: RevocationList)] {
+        listeners.withLockedValue { Array($0.values) }.sorted { $0.name < $1.name }.compactMap { state in
+            state.settings.tls?.revocationList.map { (state.name, $0) }
+        }
+    }
+
     /// The listeners as they are now.
     public var boundListeners: [BoundListener] {
         listeners.withLockedValue { states in

@@ -9,14 +9,16 @@ import X509
 public struct RevocationList: Sendable {
     /// Revoked serial numbers (without leading zero bytes) by the name of the CA that issued them.
     private let revoked: [DistinguishedName: Set<[UInt8]>]
-    /// When each list's issuer promises the next one (nil: it does not say), for warnings and the metric.
-    public let nextUpdates: [(issuer: String, nextUpdate: Date?)]
+    /// Each list read: its issuer, how many certificates it revokes, and when the issuer promises the next list (nil:
+    /// it does not say), for warnings, the metric and the admin API.
+    public let issuers: [(name: String, revoked: Int, nextUpdate: Date?)]
+    public var nextUpdates: [(issuer: String, nextUpdate: Date?)] { issuers.map { ($0.name, $0.nextUpdate) } }
     public var count: Int { revoked.values.reduce(0) { $0 + $1.count } }
 
     /// Reads every list in `files` and checks its signature against the CA certificates that may sign it.
     public init(files: [String], issuers: [Certificate]) throws {
         var revoked: [DistinguishedName: Set<[UInt8]>] = [:]
-        var nextUpdates: [(String, Date?)] = []
+        var lists: [(String, Int, Date?)] = []
         for file in files {
             guard let data = FileManager.default.contents(atPath: file) else {
                 throw TLSFileError(file: file, problem: readProblem(file, "cannot be read"))
@@ -35,11 +37,11 @@ public struct RevocationList: Sendable {
                     throw TLSFileError(file: file, problem: "is not signed by the client_ca certificate \(list.issuer) (wrong or altered list)")
                 }
                 revoked[list.issuer, default: []].formUnion(list.serials)
-                nextUpdates.append(("\(list.issuer)", list.nextUpdate))
+                lists.append(("\(list.issuer)", list.serials.count, list.nextUpdate))
             }
         }
         self.revoked = revoked
-        self.nextUpdates = nextUpdates
+        self.issuers = lists
     }
 
     /// Whether the CA that issued `certificate` lists it as revoked.

@@ -386,11 +386,19 @@ import TestSupport
                 let metrics = PrometheusText(try await OperationsTests.admin(gateway.gateway, "/metrics", token: nil).text)
                 let nextUpdate = metrics.value("gateway_tls_crl_next_update_timestamp_seconds", ["listener": "tls", "issuer": "CN=test test CA"]) ?? 0
                 #expect(abs(nextUpdate - Date().timeIntervalSince1970 - 7 * 86400) < 120, "\(nextUpdate)")
+                func listed() async throws -> [[String: Any]] {
+                    try await OperationsTests.admin(gateway.gateway, "/certificates", token: nil).json["revocation_lists"] as? [[String: Any]] ?? []
+                }
+                let first = try await listed()
+                #expect(first.count == 1 && first.first?["listener"] as? String == "tls" && first.first?["issuer"] as? String == "CN=test test CA")
+                #expect(first.first?["revoked"] as? Int == 1 && first.first?["next_update"] is String, "\(first)")
 
                 let second = try pki.revocationList(revoking: [good.cert], into: "second", der: true)
                 try FileManager.default.removeItem(atPath: listFile)
                 try FileManager.default.copyItem(atPath: second, toPath: listFile)
                 #expect(gateway.gateway.reloadCertificates().isEmpty)
+                let relisted = try await listed()
+                #expect(relisted.first?["revoked"] as? Int == 2, "\(relisted)")
                 #expect(try await subject(presenting: good) == nil)
                 #expect(try await subject(presenting: revoked) == nil)
             }
