@@ -360,29 +360,29 @@ import TestSupport
             let tls = #"{ "certificates": \#(Self.certificates([(server.cert, server.key, ["localhost"])])), "client_ca": "\#(pki.caFile)", "client_crl": "\#(listFile)", "client_subject_header": "X-Client-Subject" }"#
             let json = Self.config(tls: tls, upstream: "http://127.0.0.1:\(upstreams[0].port)").replacingOccurrences(
                 of: #"{ "workers": 1,"#, with: #"{ "workers": 1, "admin": { "address": "127.0.0.1", "port": 0 },"#)
+            /// The subject the upstream saw through the listener on `port`, or nil when the gateway refused the handshake.
+            func subject(at port: Int, presenting identity: (cert: String, key: String)?) async throws -> String? {
+                var configuration = Self.client(trusting: pki)
+                if let identity {
+                    configuration.certificateChain = try NIOSSLCertificate.fromPEMFile(identity.cert).map { .certificate($0) }
+                    configuration.privateKey = .privateKey(try NIOSSLPrivateKey(file: identity.key, format: .pem))
+                }
+                do {
+                    let client = try await RawClient.connectTLS(port: port, configuration: configuration, serverName: "localhost")
+                    let response = try await Self.get(client)  // TLS 1.3 may report the refusal only at the first read
+                    await client.close()
+                    return response.status == 200 ? response.echoedHeaders["x-client-subject"] ?? "" : "status \(response.status)"
+                } catch {
+                    return nil
+                }
+            }
             try await withGateway(json) { gateway in
                 let port = gateway.gateway.listeners[0].port
-                /// The subject the upstream saw, or nil when the gateway refused the handshake.
-                func subject(presenting identity: (cert: String, key: String)?) async throws -> String? {
-                    var configuration = Self.client(trusting: pki)
-                    if let identity {
-                        configuration.certificateChain = try NIOSSLCertificate.fromPEMFile(identity.cert).map { .certificate($0) }
-                        configuration.privateKey = .privateKey(try NIOSSLPrivateKey(file: identity.key, format: .pem))
-                    }
-                    do {
-                        let client = try await RawClient.connectTLS(port: port, configuration: configuration, serverName: "localhost")
-                        let response = try await Self.get(client)  // TLS 1.3 may report the refusal only at the first read
-                        await client.close()
-                        return response.status == 200 ? response.echoedHeaders["x-client-subject"] ?? "" : "status \(response.status)"
-                    } catch {
-                        return nil
-                    }
-                }
-                #expect(try await subject(presenting: good) == "CN=good")
-                #expect(try await subject(presenting: revoked) == nil)
-                #expect(try await subject(presenting: serverOnly) == nil)
-                #expect(try await subject(presenting: stranger) == nil, "the chain check is the gateway's own here: another CA's certificate")
-                #expect(try await subject(presenting: nil) == nil)
+                #expect(try await subject(at: port, presenting: good) == "CN=good")
+                #expect(try await subject(at: port, presenting: revoked) == nil)
+                #expect(try await subject(at: port, presenting: serverOnly) == nil)
+                #expect(try await subject(at: port, presenting: stranger) == nil, "the chain check is the gateway's own here: another CA's certificate")
+                #expect(try await subject(at: port, presenting: nil) == nil)
                 let metrics = PrometheusText(try await OperationsTests.admin(gateway.gateway, "/metrics", token: nil).text)
                 let nextUpdate = metrics.value("gateway_tls_crl_next_update_timestamp_seconds", ["listener": "tls", "issuer": "CN=test test CA"]) ?? 0
                 #expect(abs(nextUpdate - Date().timeIntervalSince1970 - 7 * 86400) < 120, "\(nextUpdate)")
@@ -399,8 +399,20 @@ import TestSupport
                 #expect(gateway.gateway.reloadCertificates().isEmpty)
                 let relisted = try await listed()
                 #expect(relisted.first?["revoked"] as? Int == 2, "\(relisted)")
-                #expect(try await subject(presenting: good) == nil)
-                #expect(try await subject(presenting: revoked) == nil)
+                #expect(try await subject(at: port, presenting: good) == nil)
+                #expect(try await subject(at: port, presenting: revoked) == nil)
+            }
+            // client_auth optional: a client without a certificate passes (no subject upstream); a revoked one still does not.
+            let certificateOptional = json.replacingOccurrences(of: #""client_crl":"#, with: #""client_auth": "optional", "client_crl":"#)
+            try await withGateway(certificateOptional) { gateway in
+                let port = gateway.gateway.listeners[0].port
+                let (anonymous, refused, alsoRefused) = (
+                    try await subject(at: port, presenting: nil), try await subject(at: port, presenting: revoked),
+                    try await subject(at: port, presenting: good)
+                )
+                #expect(anonymous == "")
+                #expect(refused == nil)
+                #expect(alsoRefused == nil, "the list read at start revokes it too")
             }
         }
         withExtendedLifetime(strangers) {}  // its folder holds the stranger's files
