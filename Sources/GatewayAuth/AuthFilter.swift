@@ -91,7 +91,7 @@ public struct AuthFilter: GatewayFilter {
                     reasons.append("jwt: \(rejection)")
                 }
             case .apiKey:
-                guard let key = Self.apiKey(head.headers) else { continue }
+                guard let key = apiKey(head) else { continue }
                 presented = true
                 presentedOther = true
                 switch authenticator.apiKeys.identify(key) {
@@ -315,8 +315,9 @@ public struct AuthFilter: GatewayFilter {
         if let name = authenticator.queryParam, head.target.contains("?") { head.target = QueryString.removing(name, from: head.target) }
         // Passwords and API keys never leave the gateway.
         if identity.method == .apiKey {
-            head.headers.remove(name: "x-api-key")
+            head.headers.remove(name: authenticator.apiKeyHeader)
             if Self.authorization(head.headers, scheme: "apikey") != nil { head.headers.remove(name: "authorization") }
+            if let name = authenticator.apiKeyQueryParam, head.target.contains("?") { head.target = QueryString.removing(name, from: head.target) }
         } else if identity.method == .basic {
             head.headers.remove(name: "authorization")
         } else if identity.method == .oidc, let oidc {
@@ -357,9 +358,12 @@ public struct AuthFilter: GatewayFilter {
 
     static func bearerToken(_ headers: HeaderList) -> String? { authorization(headers, scheme: "bearer") }
 
-    static func apiKey(_ headers: HeaderList) -> String? {
-        if let key = headers.first(name: "x-api-key"), !key.isEmpty { return key }
-        return authorization(headers, scheme: "apikey")
+    /// The key in the configured field, `Authorization: ApiKey`, or the configured query parameter, in that order.
+    func apiKey(_ head: RequestHead) -> String? {
+        if let key = head.headers.first(name: authenticator.apiKeyHeader), !key.isEmpty { return key }
+        if let key = Self.authorization(head.headers, scheme: "apikey") { return key }
+        guard let name = authenticator.apiKeyQueryParam, let key = QueryString.value(of: name, in: head.target), !key.isEmpty else { return nil }
+        return key
     }
 
     /// The credentials of an `Authorization: <scheme> <credentials>` header (scheme case-insensitive).

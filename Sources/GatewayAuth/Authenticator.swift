@@ -20,6 +20,9 @@ public final class Authenticator: Sendable {
     public let cookie: String?
     /// The query parameter a JWT may also come in (`auth.jwt.query_param`).
     public let queryParam: String?
+    /// Where API keys come in: `auth.api_key_header` (lowercased) and `auth.api_key_query_param`.
+    public let apiKeyHeader: String
+    public let apiKeyQueryParam: String?
     /// Configured keys and the JWKS file's keys (fixed), merged with the JWKS URL's latest good keys.
     private let keySet: NIOLockedValueBox<JWTKeySet>
     private let staticKeys: JWTKeySet
@@ -34,7 +37,7 @@ public final class Authenticator: Sendable {
 
     private init(
         verifier: JWTVerifier?, apiKeys: APIKeyTable, mtlsClients: MTLSClientTable, basicUsers: BasicUsers?, cookie: String?, queryParam: String?,
-        staticKeys: JWTKeySet, jwks: JWKSSource?, cacheSize: Int, upstreamTokens: UpstreamTokenSigner?, oidcKeys: FetchedKeys?,
+        apiKeyHeader: String, apiKeyQueryParam: String?, staticKeys: JWTKeySet, jwks: JWKSSource?, cacheSize: Int, upstreamTokens: UpstreamTokenSigner?, oidcKeys: FetchedKeys?,
         logger: Logger
     ) {
         self.oidcKeys = oidcKeys
@@ -42,6 +45,8 @@ public final class Authenticator: Sendable {
         self.basicUsers = basicUsers
         self.mtlsClients = mtlsClients
         self.queryParam = queryParam
+        self.apiKeyHeader = apiKeyHeader
+        self.apiKeyQueryParam = apiKeyQueryParam
         self.verifier = verifier
         self.verifiedTokens = cacheSize > 0 ? VerifiedTokenCache(capacity: cacheSize) : nil
         self.apiKeys = apiKeys
@@ -95,7 +100,8 @@ public final class Authenticator: Sendable {
         }
         let authenticator = Authenticator(
             verifier: verifier, apiKeys: APIKeyTable(apiKeys), mtlsClients: MTLSClientTable(config.mtlsClients), basicUsers: basicUsers,
-            cookie: config.jwt?.cookie, queryParam: config.jwt?.queryParam, staticKeys: JWTKeySet(staticKeys),
+            cookie: config.jwt?.cookie, queryParam: config.jwt?.queryParam, apiKeyHeader: config.apiKeyHeader,
+            apiKeyQueryParam: config.apiKeyQueryParam, staticKeys: JWTKeySet(staticKeys),
             jwks: source, cacheSize: config.jwt?.cacheSize ?? 0, upstreamTokens: upstreamTokens, oidcKeys: oidcKeys, logger: logger)
         if let source {
             source.onUpdate = { [weak authenticator] fetched in authenticator?.publish(fetched) }

@@ -384,6 +384,18 @@ extension ConfigNode {
     }
 }
 
+extension ConfigNode {
+    /// A query parameter name a credential may come in: letters, digits and `- . _ ~` (nothing to percent-encode).
+    func queryParameterName() -> String? {
+        guard let name = nonEmptyString() else { return nil }
+        guard name.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || "-._~".contains($0)) }) else {
+            error("\"\(name)\": letters, digits and - . _ ~ only")
+            return nil
+        }
+        return name
+    }
+}
+
 extension ObjectReader {
     /// `deny_countries` and `allow_countries` (top level and routes): ISO 3166 alpha-2 codes, any case, or `unknown`.
     func countryRule() -> CountryRule {
@@ -841,6 +853,16 @@ extension AuthConfig {
             auth.upstreamToken = o.optional("upstream_token", UpstreamTokenConfig.decode)
             auth.oidc = o.optional("oidc", OIDCConfig.decode)
             auth.apiKeysFile = o.optional("api_keys_file") { $0.filePath() }
+            auth.apiKeyHeader = o.optional("api_key_header") { node -> String? in
+                guard let name = node.token()?.lowercased() else { return nil }
+                // Fields with a meaning of their own, or that the gateway sets itself, cannot carry keys.
+                guard !["authorization", "proxy-authorization", "cookie", "host"].contains(name), !name.hasPrefix("x-auth-") else {
+                    node.error("\(name) has a meaning of its own; name a field of your own (X-API-Key, Api-Key)")
+                    return nil
+                }
+                return name
+            } ?? auth.apiKeyHeader
+            auth.apiKeyQueryParam = o.optional("api_key_query_param") { $0.queryParameterName() }
             return auth
         }
     }
@@ -856,14 +878,7 @@ extension JWTConfig {
             let jwksFile = o.optional("jwks_file") { $0.filePath() }
             let jwksURL = o.optional("jwks_url") { $0.httpURL() }
             let cookie = o.optional("cookie") { $0.token() }
-            let queryParam = o.optional("query_param") { node -> String? in
-                guard let name = node.nonEmptyString() else { return nil }
-                guard name.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || "-._~".contains($0)) }) else {
-                    node.error("\"\(name)\": letters, digits and - . _ ~ only")
-                    return nil
-                }
-                return name
-            }
+            let queryParam = o.optional("query_param") { $0.queryParameterName() }
             let refresh = o.optional("jwks_refresh_seconds") { $0.int(30...86_400) } ?? 300
             let minRefetch = o.optional("jwks_min_refetch_seconds") { $0.int(1...3600) } ?? 10
             let cacheSize = o.optional("cache_size") { $0.int(0...1_000_000) } ?? 4096

@@ -501,6 +501,11 @@ public struct AuthConfig: Sendable {
     public var apiKeys: [APIKeyConfig]
     /// `api_keys_file`: more keys, in a JSON file of their own read at start and on every reload.
     public var apiKeysFile: String?
+    /// `api_key_header`: the request field API keys come in (lowercased), beside `Authorization: ApiKey`.
+    public var apiKeyHeader = "x-api-key"
+    /// `api_key_query_param`: a query parameter keys may also come in (clients that cannot set a header), removed
+    /// before the request goes upstream.
+    public var apiKeyQueryParam: String?
     /// `mtls_clients`: consumers known by the client certificate a TLS listener verified.
     public var mtlsClients: [MTLSClientConfig] = []
     /// `basic`: HTTP Basic users (RFC 7617) with crypt(3) password hashes.

@@ -259,6 +259,9 @@ extension GatewayConfig {
         if let redis, redis.usesTLS, redis.tls.insecureSkipVerify {
             context.warning(root / "redis" / "tls" / "insecure_skip_verify", "the Redis certificate is not verified: anyone on the path can impersonate Redis")
         }
+        if let header = auth?.apiKeyHeader, let index = logging.accessLogHeaders.firstIndex(of: header) {
+            context.error(root / "logging" / "access_log_headers" / index, "\(header) carries API keys (auth.api_key_header) and is never logged")
+        }
         if geoip == nil {
             // Country rules need the database that places addresses in countries.
             let rules = [(root, countries)] + routes.enumerated().map { (root / "routes" / $0.offset, $0.element.countries) }
@@ -291,8 +294,9 @@ extension GatewayConfig {
             missing.append("\"Authorization\" in allow_headers for the JWT" + (hasCookie ? " (or allow_credentials for its cookie)" : ""))
         }
         if auth.require.contains(.apiKey) {
-            if sendsHeader("x-api-key") || sendsHeader("authorization") { return }
-            missing.append("\"X-API-Key\" in allow_headers for the API key")
+            let header = self.auth?.apiKeyHeader ?? "x-api-key"
+            if sendsHeader(header) || sendsHeader("authorization") || self.auth?.apiKeyQueryParam != nil { return }
+            missing.append("\"\(header == "x-api-key" ? "X-API-Key" : header)\" in allow_headers for the API key")
         }
         guard !missing.isEmpty else { return }
         context.warning(path, "browsers cannot send this route's credentials cross-origin; it needs \(missing.joined(separator: " or "))")

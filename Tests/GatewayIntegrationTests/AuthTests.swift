@@ -1,6 +1,7 @@
 import Crypto
 import DemoUpstream
 import Foundation
+import GatewayConfig
 import GatewayPolicy
 import JWTKit
 import Testing
@@ -711,6 +712,42 @@ struct TokenFactory: Sendable {
                 #expect(upstreams[0].requestsServed == 2)
             }
         }
+    }
+
+    // auth.api_key_header and auth.api_key_query_param: keys in the field an API has always used, or in the URL for
+    // clients that cannot set one (a third party's callback); neither goes upstream, X-API-Key is no longer looked at,
+    // and the key never reaches the log.
+    @Test func apiKeysInAnotherFieldOrTheQuery() async throws {
+        let keys = try await Self.makeKeys()
+        try await withUpstreams { upstreams in
+            let config = Self.config(upstreamPort: upstreams[0].port, jwt: Self.jwtSection(keys: keys.configEntries)).replacingOccurrences(
+                of: "\"auth\": {\n", with: #""auth": { "api_key_header": "Api-Key", "api_key_query_param": "api_key","# + "\n")
+            try await withGateway(config) { gateway in
+                let byField = try await gateway.request("GET", "/orders/1", headers: [("Api-Key", Self.apiKey)])
+                #expect(byField.status == 200 && byField.echoedHeaders["x-auth-subject"] == "billing-svc")
+                #expect(byField.echoedHeaders["api-key"] == nil)
+                let byQuery = try await gateway.request("GET", "/orders/1?page=2&api_key=\(Self.readOnlyKey)")
+                #expect(byQuery.status == 200 && byQuery.echoedHeaders["x-auth-subject"] == "reader")
+                #expect(byQuery.json["uri"] as? String == "/orders/1?page=2")
+                let byAuthorization = try await gateway.request("GET", "/orders/1", headers: [("Authorization", "ApiKey \(Self.apiKey)")])
+                #expect(byAuthorization.status == 200)
+                let oldField = try await gateway.request("GET", "/orders/1", headers: [("X-API-Key", Self.apiKey)])
+                #expect(oldField.status == 401)
+                let wrong = try await gateway.request("GET", "/orders/1?api_key=gw_not-a-key")
+                #expect(wrong.status == 401 && wrong.errorCode == "UNAUTHENTICATED")
+                #expect(upstreams[0].requestsServed == 3)
+                let logText = gateway.logs.all.joined(separator: "\n")
+                #expect(!logText.contains(Self.apiKey) && !logText.contains(Self.readOnlyKey) && !logText.contains("gw_not-a-key"))
+            }
+        }
+        // The field is a credential: the access log cannot name it; fields with a meaning of their own cannot be it.
+        let plain = Self.config(upstreamPort: 9, jwt: Self.jwtSection(keys: keys.configEntries))
+        let logged = ConfigLoader.load(
+            text: plain.replacingOccurrences(of: "\"auth\": {\n", with: #""logging": { "access_log_headers": ["Api-Key"] }, "auth": { "api_key_header": "Api-Key","# + "\n"), environment: [:])
+        #expect(logged.errors.map(\.description) == ["logging.access_log_headers[0]: api-key carries API keys (auth.api_key_header) and is never logged"])
+        let reserved = ConfigLoader.load(
+            text: plain.replacingOccurrences(of: "\"auth\": {\n", with: #""auth": { "api_key_header": "Authorization","# + "\n"), environment: [:])
+        #expect(reserved.errors.map(\.description) == ["auth.api_key_header: authorization has a meaning of its own; name a field of your own (X-API-Key, Api-Key)"])
     }
 
     // A token the gateway verified (and cached) still stops working the second its exp passes: the cache
