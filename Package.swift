@@ -59,6 +59,8 @@ let package = Package(
         .target(name: "GatewayHTTP", dependencies: [nioCore, "CZlib", "CBrotli"], swiftSettings: strict),
         // The clock read once per event (a thread-local reading; see EventClock).
         .target(name: "CEventClock"),
+        // DNS queries through the system resolver (libresolv), or a server of the config's: SRV records for discovery.
+        .target(name: "CDNSQuery", linkerSettings: [.linkedLibrary("resolv")]),
         .target(
             name: "GatewayCore",
             dependencies: [nioLocks, "CEventClock", "GatewayPolicy", "GatewayConfig", "GatewayHTTP", nioCore, logging, .product(name: "CoreMetrics", package: "swift-metrics")],
@@ -114,7 +116,7 @@ let package = Package(
         .target(
             name: "GatewayApp",
             dependencies: [nioLocks, 
-                "GatewayConfig", "GatewayCore", "GatewayFilters", "GatewayPolicy", "GatewayUpstream", "GatewayServer", "GatewayRedis", "GatewayTLS", "GatewayAuth", "GatewayTelemetry", "GatewayACME", "GatewayGeo", nioCore,
+                "GatewayConfig", "GatewayCore", "GatewayFilters", "GatewayPolicy", "GatewayUpstream", "GatewayServer", "GatewayRedis", "GatewayTLS", "GatewayAuth", "GatewayTelemetry", "GatewayACME", "GatewayGeo", "CDNSQuery", nioCore,
                 nioPosix,
                 logging,
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

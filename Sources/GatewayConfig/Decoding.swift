@@ -1216,6 +1216,22 @@ extension UpstreamConfig {
             if dnsRefresh != nil, let targets, !targets.contains(where: \.hasHostName) {
                 o.node.context.warning(o.path / "dns_refresh_ms", "every target is an IP address or a Unix socket: there is nothing to resolve")
             }
+            if dnsRefresh == nil, let targets, let index = targets.firstIndex(where: \.isServiceName) {
+                o.node.context.error(
+                    o.path / "targets" / index, "\(targets[index].host) is an SRV name: its instances are looked up with dns_refresh_ms")
+            }
+            let dnsServer = o.optional("dns_server") { node -> DNSServerAddress? in
+                guard let text = node.nonEmptyString() else { return nil }
+                let parts = text.split(separator: ":", omittingEmptySubsequences: false)
+                guard case .v4? = IPAddress(parts[0]), parts.count <= 2, let port = parts.count == 2 ? Int(parts[1]) : 53, (1...65535).contains(port) else {
+                    node.error("expected an IPv4 address and an optional port, such as 127.0.0.1:8600")
+                    return nil
+                }
+                return DNSServerAddress(host: String(parts[0]), port: port)
+            }
+            if dnsServer != nil && dnsRefresh == nil {
+                o.node.context.warning(o.path / "dns_server", "used only with dns_refresh_ms")
+            }
             if health?.grpcService != nil, let targets, let plain = targets.first(where: { $0.httpProtocol != .h2 }) {
                 o.node.context.error(
                     o.path / "health_check" / "grpc_service", "gRPC health checks speak HTTP/2: target \(plain.label) is not \"protocol\": \"h2\"")
@@ -1236,6 +1252,7 @@ extension UpstreamConfig {
                 hashOn: hashOn ?? .ip, maxRequests: maxRequests, maxConnections: maxConnections, maxPendingRequests: maxPending
             )
             upstream.dnsRefreshMs = dnsRefresh
+            upstream.dnsServer = dnsServer
             upstream.slowStartMs = slowStart
             upstream.stickyCookie = o.optional("sticky_cookie") { node in
                 node.object { c -> StickyCookie? in

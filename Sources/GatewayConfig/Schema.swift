@@ -772,6 +772,9 @@ public struct UpstreamConfig: Sendable, Equatable {
     /// becomes a target of its own (balanced, health-checked, with its own breaker); nil: a name is resolved
     /// when a connection opens, and its first reachable address is used.
     public var dnsRefreshMs: Int?
+    /// `dns_server`: the DNS server this upstream's names are looked up at (Consul's on `127.0.0.1:8600`), instead of
+    /// the system's resolver.
+    public var dnsServer: DNSServerAddress?
     /// `slow_start_ms`: a target that joins the rotation (added, healthy again, its breaker closed, undrained)
     /// ramps from a tenth of its weight to all of it over this long; nil: full weight at once.
     public var slowStartMs: Int?
@@ -789,22 +792,44 @@ public struct UpstreamConfig: Sendable, Equatable {
 }
 
 extension UpstreamConfig {
-    /// Targets named by host (not by IP literal) whose addresses this upstream discovers.
+    /// Targets named by host (not by IP literal or service name) whose addresses this upstream discovers.
     public var discoveredHosts: [String] {
         guard dnsRefreshMs != nil else { return [] }
-        return targets.filter { $0.address == nil && $0.hasHostName }.map(\.host)
+        return targets.filter { $0.address == nil && $0.hasHostName && !$0.isServiceName }.map(\.host)
     }
 
-    /// This upstream with every discovered host-name target replaced by one target per address `resolved`
-    /// knows for it (sorted, so the same answer gives the same config); a name with no known address stays as
-    /// it is (resolved when a connection opens).
-    public func expandingTargets(resolved: [String: [String]]) -> UpstreamConfig {
+    /// Targets named by an SRV name (`_http._tcp.orders.service.consul`) whose instances this upstream discovers.
+    public var discoveredServices: [String] {
+        guard dnsRefreshMs != nil else { return [] }
+        return targets.filter { $0.address == nil && $0.isServiceName }.map(\.host)
+    }
+
+    /// This upstream with every discovered host-name target replaced by one target per address `addresses` knows for
+    /// it, and every service name by one target per address of each of its instances (sorted, so the same answer gives
+    /// the same config). The instances of the lowest SRV priority take requests; the others are backups (RFC 2782: used
+    /// only while no instance of a lower priority can be). A name with nothing known stays as it is (a host name is
+    /// then resolved when a connection opens).
+    public func expandingTargets(
+        addresses: (String) -> [String]?, services: (String) -> [DiscoveredInstance]? = { _ in nil }
+    ) -> UpstreamConfig {
         guard dnsRefreshMs != nil else { return self }
         var expanded = self
         expanded.targets = targets.flatMap { target -> [UpstreamTarget] in
-            guard target.address == nil, target.hasHostName, let addresses = resolved[target.host], !addresses.isEmpty
-            else { return [target] }
-            return addresses.sorted().map { address in
+            guard target.address == nil, target.hasHostName else { return [target] }
+            if target.isServiceName {
+                guard let instances = services(target.host), let first = instances.map(\.priority).min() else { return [target] }
+                return instances.sorted().map { instance in
+                    var one = target
+                    one.host = instance.host
+                    one.port = instance.port
+                    one.address = instance.address
+                    one.weight = max(1, instance.weight) * target.weight
+                    one.backup = target.backup || instance.priority > first
+                    return one
+                }
+            }
+            guard let found = addresses(target.host), !found.isEmpty else { return [target] }
+            return found.sorted().map { address in
                 var one = target
                 one.address = address
                 return one
@@ -812,6 +837,28 @@ extension UpstreamConfig {
         }
         return expanded
     }
+}
+
+/// `dns_server`: an IPv4 address and port (`"127.0.0.1:8600"`).
+public struct DNSServerAddress: Sendable, Hashable, CustomStringConvertible {
+    public var host: String
+    public var port: Int
+    public init(host: String, port: Int) { (self.host, self.port) = (host, port) }
+    public var description: String { "\(host):\(port)" }
+}
+
+/// One address of one instance of a discovered service (an SRV record's target, resolved).
+public struct DiscoveredInstance: Sendable, Hashable, Comparable {
+    public var priority: Int
+    public var weight: Int
+    /// The SRV record's target: the name Host, SNI and certificate checks use.
+    public var host: String
+    public var port: Int
+    public var address: String
+    public init(priority: Int, weight: Int, host: String, port: Int, address: String) {
+        (self.priority, self.weight, self.host, self.port, self.address) = (priority, weight, host, port, address)
+    }
+    public static func < (a: Self, b: Self) -> Bool { (a.priority, a.host, a.port, a.address) < (b.priority, b.host, b.port, b.address) }
 }
 
 /// A value of the request that keeps requests alike together: an upstream's `hash_on` (which target) and a
@@ -870,6 +917,13 @@ public struct UpstreamTarget: Sendable, Hashable, CustomStringConvertible {
     }
     /// A host name DNS discovery may look up (not an IP literal, not a Unix socket).
     public var hasHostName: Bool { socketPath == nil && !Self.isIPLiteral(host) }
+
+    /// The host is an SRV name, `_service._proto.name` (`_http._tcp.orders.service.consul`): the service's instances
+    /// (hosts, ports, weights, priorities) are looked up in its SRV records (RFC 2782) with `dns_refresh_ms`.
+    public var isServiceName: Bool {
+        let labels = host.split(separator: ".", maxSplits: 2)
+        return hasHostName && labels.count == 3 && labels[0].count > 1 && labels[0].hasPrefix("_") && labels[1].hasPrefix("_")
+    }
     /// Where connections go: `address` when discovery found one, else `host`.
     public var connectHost: String { address ?? host }
     /// The target in logs, metrics and the admin API: `authority`, or `address:port` for a discovered address

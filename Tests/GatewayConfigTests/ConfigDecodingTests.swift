@@ -541,18 +541,47 @@ import Testing
         let upstream = try #require(loaded.config?.upstreams.first)
         #expect(upstream.dnsRefreshMs == 5000)
         #expect(upstream.discoveredHosts == ["api.internal", "other.internal"])
-        let expanded = upstream.expandingTargets(resolved: ["api.internal": ["10.0.0.2", "10.0.0.1", "fd00::1"]])
+        let answers = ["api.internal": ["10.0.0.2", "10.0.0.1", "fd00::1"]]
+        let expanded = upstream.expandingTargets(addresses: { answers[$0] })
         #expect(expanded.targets.map(\.label) == ["10.0.0.1:8443", "10.0.0.2:8443", "[fd00::1]:8443", "10.0.0.9:80", "other.internal:81"])
         #expect(expanded.targets.map(\.authority) == ["api.internal:8443", "api.internal:8443", "api.internal:8443", "10.0.0.9:80", "other.internal:81"])
         #expect(expanded.targets.map(\.connectHost) == ["10.0.0.1", "10.0.0.2", "fd00::1", "10.0.0.9", "other.internal"])
         #expect(expanded.targets.map(\.weight) == [1, 1, 1, 2, 1])
         #expect(expanded.discoveredHosts == ["other.internal"], "an expanded target is not resolved again")
-        let same = upstream.expandingTargets(resolved: ["api.internal": ["10.0.0.1", "fd00::1", "10.0.0.2"]])
+        let shuffled = ["api.internal": ["10.0.0.1", "fd00::1", "10.0.0.2"]]
+        let same = upstream.expandingTargets(addresses: { shuffled[$0] })
         #expect(same == expanded, "the same answer in another order builds the same config")
 
         let off = try #require(load(config(#"{ "targets": ["http://api.internal:80"] }"#)).config?.upstreams.first)
         #expect(off.discoveredHosts.isEmpty)
-        #expect(off.expandingTargets(resolved: ["api.internal": ["10.0.0.1"]]) == off, "without dns_refresh_ms names resolve at connect")
+        let one = ["api.internal": ["10.0.0.1"]]
+        let unexpanded = off.expandingTargets(addresses: { one[$0] })
+        #expect(unexpanded == off, "without dns_refresh_ms names resolve at connect")
+
+        // An SRV name: one target per address of each instance, its port and weight; higher priorities are backups.
+        let srv = load(config(#"{ "targets": [{ "url": "https://_api._tcp.orders.service.consul", "weight": 2 }], "dns_refresh_ms": 5000, "dns_server": "127.0.0.1:8600" }"#))
+        #expect(srv.errors.isEmpty && srv.warnings.isEmpty, "\(srv.errors) \(srv.warnings)")
+        let service = try #require(srv.config?.upstreams.first)
+        #expect(service.dnsServer == DNSServerAddress(host: "127.0.0.1", port: 8600))
+        #expect(service.discoveredServices == ["_api._tcp.orders.service.consul"] && service.discoveredHosts.isEmpty)
+        let instances = [
+            DiscoveredInstance(priority: 1, weight: 0, host: "c.node.consul", port: 7000, address: "10.0.0.3"),
+            DiscoveredInstance(priority: 0, weight: 3, host: "a.node.consul", port: 7001, address: "10.0.0.1"),
+            DiscoveredInstance(priority: 0, weight: 1, host: "b.node.consul", port: 7002, address: "10.0.0.2"),
+        ]
+        let found = service.expandingTargets(addresses: { _ in nil }, services: { $0 == "_api._tcp.orders.service.consul" ? instances : nil })
+        #expect(found.targets.map(\.authority) == ["a.node.consul:7001", "b.node.consul:7002", "c.node.consul:7000"])
+        #expect(found.targets.map(\.connectHost) == ["10.0.0.1", "10.0.0.2", "10.0.0.3"])
+        #expect(found.targets.map(\.weight) == [6, 2, 2] && found.targets.map(\.backup) == [false, false, true])
+        let schemes = Set(found.targets.map(\.scheme))
+        #expect(schemes == [.https] && found.discoveredServices.isEmpty)
+        #expect(load(config(#"{ "targets": ["http://_api._tcp.orders.service.consul"] }"#)).errors.map(\.description) == [
+            "upstreams.u.targets[0]: _api._tcp.orders.service.consul is an SRV name: its instances are looked up with dns_refresh_ms"
+        ])
+        #expect(load(config(#"{ "targets": ["http://a.internal"], "dns_refresh_ms": 1000, "dns_server": "dns.internal:53" }"#)).errors.map(\.description) == [
+            "upstreams.u.dns_server: expected an IPv4 address and an optional port, such as 127.0.0.1:8600"
+        ])
+        #expect(load(config(#"{ "targets": ["http://a.internal"], "dns_refresh_ms": 1000, "dns_server": "10.0.0.53" }"#)).config?.upstreams.first?.dnsServer?.port == 53)
 
         let ips = load(config(#"{ "targets": ["http://10.0.0.1:80"], "dns_refresh_ms": 1000 }"#)).warnings.map(\.description)
         #expect(ips == ["warning: upstreams.u.dns_refresh_ms: every target is an IP address or a Unix socket: there is nothing to resolve"])

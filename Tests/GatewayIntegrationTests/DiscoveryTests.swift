@@ -6,6 +6,7 @@ import GatewayCore
 import Logging
 import NIOConcurrencyHelpers
 import Testing
+import TestSupport
 
 /// A resolver whose answers the test sets (so no query leaves the machine): a name's addresses, or a failure.
 final class ScriptedResolver: HostResolver {
@@ -83,6 +84,59 @@ final class ScriptedResolver: HostResolver {
             #expect(shrunk == ["127.0.0.1:\(port)"])
             #expect(try await client.request("GET", "/echo").status == 200)
             await gateway.shutdown()
+        }
+    }
+
+    // SRV discovery at a DNS server of the config's (as Consul's on 127.0.0.1:8600): each instance is a target with
+    // its own port and weight, Host names the instance; the lowest priority takes requests and higher ones are backups.
+    // A new answer re-shapes the targets without a reload; a dead server keeps the last instances.
+    @Test(.timeLimit(.minutes(1))) func serviceInstancesFromSRVRecords() async throws {
+        try await withUpstreams(2) { upstreams in
+            let (first, second) = (upstreams[0].port, upstreams[1].port)
+            let hosts = ["app1.shop.test": "127.0.0.1", "app2.shop.test": "127.0.0.1"]
+            let dns = try await DNSServer(
+                services: [.init("_web._tcp.shop.test", target: "app1.shop.test", port: first), .init("_web._tcp.shop.test", target: "app2.shop.test", port: second)],
+                hosts: hosts)
+            let config = """
+                { "workers": 1, "listeners": [{ "name": "test", "address": "127.0.0.1", "port": 0 }],
+                  "upstreams": { "shop": { "targets": ["http://_web._tcp.shop.test"], "dns_refresh_ms": 100, "dns_server": "\(dns.address)" } },
+                  "routes": [{ "name": "all", "upstream": "shop", "preserve_host": false }] }
+                """
+            try await withGateway(config) { gateway in
+                let both = ["127.0.0.1:\(first)", "127.0.0.1:\(second)"].sorted()
+                #expect(Self.targets(gateway.gateway) == both, "\(gateway.logs.entries("DNS"))")
+                var hostsSeen: Set<String> = []
+                for _ in 0..<4 { hostsSeen.insert(try await gateway.request("GET", "/echo").echoedHeaders["host"] ?? "") }
+                #expect(hostsSeen == ["app1.shop.test:\(first)", "app2.shop.test:\(second)"], "round robin over both; Host names the instance")
+                #expect(upstreams[0].requestsServed == 2 && upstreams[1].requestsServed == 2)
+                #expect(gateway.logs.entries("upstream instances").count == 1)
+
+                // app2 moves to priority 1: a backup, which takes nothing while app1 answers.
+                try await dns.serve(
+                    services: [
+                        .init("_web._tcp.shop.test", target: "app1.shop.test", port: first),
+                        .init("_web._tcp.shop.test", target: "app2.shop.test", port: second, priority: 1),
+                    ],
+                    hosts: hosts)
+                var backup = false
+                for _ in 0..<100 where !backup {
+                    backup = gateway.gateway.config.upstreams[0].targets.contains { $0.port == second && $0.backup }
+                    try await Task.sleep(for: .milliseconds(50))
+                }
+                #expect(backup, "\(gateway.gateway.config.upstreams[0].targets)")
+                for _ in 0..<4 { _ = try await gateway.request("GET", "/echo") }
+                #expect(upstreams[0].requestsServed == 6 && upstreams[1].requestsServed == 2)
+
+                // The server dies: the instances stay, and the failure is logged once.
+                dns.stop()
+                for _ in 0..<200 where gateway.logs.entries("DNS resolution failed").isEmpty {
+                    try await Task.sleep(for: .milliseconds(25))
+                }
+                try await Task.sleep(for: .milliseconds(300))  // a few more failed refreshes
+                #expect(Self.targets(gateway.gateway) == both)
+                #expect(try await gateway.request("GET", "/echo").status == 200)
+                #expect(gateway.logs.entries("DNS resolution failed").count == 1)
+            }
         }
     }
 
