@@ -140,7 +140,7 @@ let package = Package(
         .target(name: "DemoUpstream", dependencies: [nioLocks, nioCore, nioPosix, nioHTTP1, nioHTTP2, nioSSL, .product(name: "NIOWebSocket", package: "swift-nio")], path: "examples/DemoUpstream", swiftSettings: strict),
         .executableTarget(name: "demo-upstream", dependencies: ["DemoUpstream"], path: "examples/demo-upstream", swiftSettings: strict),
 
-        .testTarget(name: "GatewayPolicyTests", dependencies: ["GatewayPolicy"], swiftSettings: strict),
+        .testTarget(name: "GatewayPolicyTests", dependencies: ["GatewayPolicy", "TestSupport"], swiftSettings: strict),
         .testTarget(
             name: "GatewayACMETests",
             dependencies: ["GatewayACME", "GatewayConfig", "GatewayCore", "GatewayPolicy", .product(name: "Crypto", package: "swift-crypto")],

@@ -1,5 +1,6 @@
 import GatewayPolicy
 import Testing
+import TestSupport
 
 /// DNS answers as servers send them (this one from dnsmasq: SRV records with compressed names, the targets' addresses in
 /// the additional section), and broken ones.
@@ -46,14 +47,5 @@ import Testing
         let loop = Self.bytes("000081800000000100000000" + "c00c" + "00010001000000000004" + "7f000001")
         let looped = thrownError { _ = try DNSAnswer(parsing: loop) }
         #expect(looped != nil)
-    }
-
-    private func thrownError(_ body: () throws -> Void) -> (any Error)? {
-        do {
-            try body()
-            return nil
-        } catch {
-            return error
-        }
     }
 }

@@ -23,15 +23,7 @@ public enum GeoIPFixture {
             $tree->write_tree($out);
             close $out;
             """
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/perl")
-        process.arguments = ["-e", script, path]
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = pipe
-        try process.run()
-        let output = pipe.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        guard process.terminationStatus == 0 else { throw WriterFailed(output: String(decoding: output, as: UTF8.self)) }
+        let (status, output) = try runToCompletion("/usr/bin/perl", ["-e", script, path])
+        guard status == 0 else { throw WriterFailed(output: output) }
     }
 }

@@ -83,18 +83,7 @@ public final class TestPKI: @unchecked Sendable {
     }
 
     public static func openssl(_ arguments: [String], in directory: URL) throws {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/openssl")
-        process.arguments = arguments
-        process.currentDirectoryURL = directory
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = pipe
-        try process.run()
-        let output = pipe.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        guard process.terminationStatus == 0 else {
-            throw OpenSSLFailed(arguments: arguments, output: String(decoding: output, as: UTF8.self))
-        }
+        let (status, output) = try runToCompletion("/usr/bin/openssl", arguments, in: directory)
+        guard status == 0 else { throw OpenSSLFailed(arguments: arguments, output: output) }
     }
 }
