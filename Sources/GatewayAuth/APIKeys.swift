@@ -117,6 +117,7 @@ public struct MTLSClientTable: Sendable {
         let id: String
         let attributes: Set<String>?
         let commonName: String?
+        let uri: String?
         let scopes: [String]
     }
 
@@ -124,17 +125,19 @@ public struct MTLSClientTable: Sendable {
 
     public init(_ clients: [MTLSClientConfig]) {
         entries = clients.map { client in
-            Entry(id: client.id, attributes: client.subject.map(Self.attributes), commonName: client.commonName, scopes: client.scopes)
+            Entry(
+                id: client.id, attributes: client.subject.map(Self.attributes), commonName: client.commonName, uri: client.uri, scopes: client.scopes)
         }
     }
 
     public var isEmpty: Bool { entries.isEmpty }
 
-    /// The consumer whose certificate has `subject` (as `PeerIdentity.subject` renders it), if any.
-    public func identify(subject: String) -> Identity? {
+    /// The consumer whose certificate has `subject` (as `PeerIdentity.subject` renders it), or carries one of `uris`, if any.
+    public func identify(subject: String, uris: [String] = []) -> Identity? {
         let presented = Self.attributes(subject)
         let match = entries.first { entry in
             if let attributes = entry.attributes { return attributes == presented }
+            if let uri = entry.uri { return uris.contains(uri) }
             return entry.commonName.map { presented.contains("CN=" + $0) } ?? false
         }
         return match.map { Identity(method: .mtls, subject: $0.id, scopes: $0.scopes) }

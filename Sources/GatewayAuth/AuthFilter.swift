@@ -106,10 +106,11 @@ public struct AuthFilter: GatewayFilter {
                 }
             case .mtls:
                 // The listener verified the certificate against its client_ca; this names who holds it.
-                guard let subject = context.connection.clientCertificateSubject else { continue }
+                guard let certificate = context.connection.clientCertificate else { continue }
+                let subject = certificate.subject
                 presented = true
                 presentedOther = true
-                if let identity = authenticator.mtlsClients.identify(subject: subject) {
+                if let identity = authenticator.mtlsClients.identify(subject: subject, uris: certificate.uris) {
                     return accept(identity, head: &head, context: &context)
                 }
                 code = "unknown_client_certificate"

@@ -632,6 +632,14 @@ extension TLSConfig {
                 clientAuth: clientAuth, clientSubjectHeader: subjectHeader
             )
             config.clientCRL = clientCRL ?? []
+            config.clientCertHeader = o.optional("client_cert_header") { node -> String? in
+                guard let name = node.token()?.lowercased() else { return nil }
+                if name == subjectHeader { node.error("is the client_subject_header too: give them different names") }
+                return name
+            }
+            if config.clientCertHeader != nil && clientAuth == .none {
+                o.node.context.warning(o.path / "client_cert_header", "the listener asks for no client certificate (client_auth)")
+            }
             return config
         }
     }
@@ -825,14 +833,25 @@ extension AuthConfig {
                         let id = c.required("id") { $0.consumerText() }
                         let subject = c.optional("subject") { $0.nonEmptyString() }
                         let commonName = c.optional("common_name") { $0.nonEmptyString() }
+                        let uri = c.optional("uri") { node -> String? in
+                            guard let text = node.nonEmptyString() else { return nil }
+                            guard let colon = text.firstIndex(of: ":"), colon != text.startIndex, !text.contains(where: \.isWhitespace) else {
+                                node.error("expected a URI such as spiffe://example.org/ns/billing/sa/api")
+                                return nil
+                            }
+                            return text
+                        }
                         let scopes = c.optional("scopes") { $0.array { $0.consumerText() } } ?? []
-                        if !c.has("subject") && !c.has("common_name") {
-                            c.node.context.error(c.path, "give the certificate's subject or its common_name")
-                        } else if c.has("subject") && c.has("common_name") {
-                            c.node.context.error(c.path / "common_name", "give subject or common_name, not both")
+                        let given = ["subject", "common_name", "uri"].filter(c.has)
+                        if given.isEmpty {
+                            c.node.context.error(c.path, "give the certificate's subject, its common_name or a uri it carries")
+                        } else if given.count > 1 {
+                            c.node.context.error(c.path / given[1], "give one of subject, common_name and uri")
                         }
                         guard let id else { return nil }
-                        return MTLSClientConfig(id: id, subject: subject, commonName: commonName, scopes: scopes)
+                        var client = MTLSClientConfig(id: id, subject: subject, commonName: commonName, scopes: scopes)
+                        client.uri = uri
+                        return client
                     }
                 }
             } ?? []

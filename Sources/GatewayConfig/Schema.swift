@@ -348,6 +348,8 @@ public struct TLSConfig: Sendable, Equatable {
     public var clientAuth: ClientAuth
     /// The header that carries a verified client certificate's subject upstream (any client-sent one is removed).
     public var clientSubjectHeader: String
+    /// `client_cert_header`: the header that carries the verified certificate itself upstream (URL-encoded PEM).
+    public var clientCertHeader: String?
 }
 
 /// Top-level `acme`: the certificate authority (RFC 8555: Let's Encrypt, ZeroSSL, a private step-ca) that issues the
@@ -683,9 +685,11 @@ public struct BasicAuthConfig: Sendable {
 /// common name, the consumer id it stands for, and that consumer's scopes.
 public struct MTLSClientConfig: Sendable, Equatable {
     public var id: String
-    /// `CN=billing,O=Example` (nil when `common_name` is given).
+    /// `CN=billing,O=Example` (nil when `common_name` or `uri` is given).
     public var subject: String?
     public var commonName: String?
+    /// A URI subject alternative name the certificate carries: a SPIFFE ID (`spiffe://example.org/ns/billing/sa/api`).
+    public var uri: String?
     public var scopes: [String]
     public init(id: String, subject: String?, commonName: String?, scopes: [String]) {
         (self.id, self.subject, self.commonName, self.scopes) = (id, subject, commonName, scopes)

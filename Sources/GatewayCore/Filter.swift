@@ -10,21 +10,41 @@ public struct ConnectionInfo: Sendable {
     public var isTLS: Bool
     /// Whether the peer is in `trusted_proxies`, so its X-Forwarded-* headers may be believed.
     public var peerIsTrustedProxy: Bool
-    /// The subject of the client certificate the TLS handshake verified (mTLS), e.g. `CN=billing,O=Example`.
-    public var clientCertificateSubject: String?
+    /// The client certificate the TLS handshake verified (mTLS).
+    public var clientCertificate: PeerCertificate?
+    /// Its subject, e.g. `CN=billing,O=Example`.
+    public var clientCertificateSubject: String? { clientCertificate?.subject }
     /// The listener's header for that subject upstream (`tls.client_subject_header`), when it checks client certificates.
     public var clientSubjectHeader: String?
+    /// The listener's header for the whole certificate upstream (`tls.client_cert_header`), if it sends it.
+    public var clientCertHeader: String?
 
     public init(
-        listener: String, peer: IPAddress?, isTLS: Bool, peerIsTrustedProxy: Bool, clientCertificateSubject: String? = nil,
-        clientSubjectHeader: String? = nil
+        listener: String, peer: IPAddress?, isTLS: Bool, peerIsTrustedProxy: Bool, clientCertificate: PeerCertificate? = nil,
+        clientSubjectHeader: String? = nil, clientCertHeader: String? = nil
     ) {
         self.listener = listener
         self.peer = peer
         self.isTLS = isTLS
         self.peerIsTrustedProxy = peerIsTrustedProxy
-        self.clientCertificateSubject = clientCertificateSubject
+        self.clientCertificate = clientCertificate
         self.clientSubjectHeader = clientSubjectHeader
+        self.clientCertHeader = clientCertHeader
+    }
+}
+
+/// What the gateway keeps of a verified client certificate.
+public struct PeerCertificate: Sendable, Equatable {
+    /// `CN=billing,O=Example` (RFC 4514).
+    public var subject: String
+    /// Its URI subject alternative names: a workload's SPIFFE ID (`spiffe://example.org/ns/billing/sa/api`).
+    public var uris: [String]
+    /// The certificate as PEM, percent-encoded for a header (NGINX's `$ssl_client_escaped_cert`), when the listener
+    /// sends it upstream.
+    public var escapedPEM: String?
+
+    public init(subject: String, uris: [String] = [], escapedPEM: String? = nil) {
+        (self.subject, self.uris, self.escapedPEM) = (subject, uris, escapedPEM)
     }
 }
 

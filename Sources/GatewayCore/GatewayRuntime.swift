@@ -63,8 +63,10 @@ public final class GatewayRuntime: Sendable {
         self.encodedSlashes = config.limits.encodedSlashes == .keep ? .keep : .reject
         var subjectHeaders: [String] = []
         for listener in config.listeners {
-            guard let tls = listener.tls, tls.clientAuth != .none, !subjectHeaders.contains(tls.clientSubjectHeader) else { continue }
-            subjectHeaders.append(tls.clientSubjectHeader)
+            guard let tls = listener.tls, tls.clientAuth != .none else { continue }
+            for name in [tls.clientSubjectHeader, tls.clientCertHeader].compactMap({ $0 }) where !subjectHeaders.contains(name) {
+                subjectHeaders.append(name)
+            }
         }
         self.clientSubjectHeaders = subjectHeaders
         // Set only from verified tokens and login sessions: a client's own fields of these names never pass.

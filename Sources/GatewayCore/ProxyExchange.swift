@@ -435,6 +435,9 @@ final class ProxyExchange: ExchangeDriver, UpstreamCallDelegate, FilterSuspensio
         if let name = connection.info.clientSubjectHeader, let subject = connection.info.clientCertificateSubject {
             upstreamHead.headers.add(name: name, value: subject)
         }
+        if let name = connection.info.clientCertHeader, let pem = connection.info.clientCertificate?.escapedPEM {
+            upstreamHead.headers.add(name: name, value: pem)
+        }
         if let loopID = runtime.loopID { upstreamHead.headers.add(name: "cdn-loop", value: loopID) }  // after the client's (RFC 8586)
         if let host = route.hostRewrite { upstreamHead.headers.replaceOrAdd(name: "host", value: host) }
         if !route.requestHeaderEdits.isEmpty { HeaderRules.apply(route.requestHeaderEdits, to: &upstreamHead.headers, context: context) }

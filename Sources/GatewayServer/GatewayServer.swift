@@ -324,6 +324,7 @@ public final class GatewayServer: Sendable {
                 let tls = settings.tls
                 let peer = channel.remoteAddress.flatMap(IPAddress.init(socketAddress:))
                 let subjectHeader = listener.tls.flatMap { $0.clientAuth == .none ? nil : $0.clientSubjectHeader }
+                let certificateHeader = listener.tls.flatMap { $0.clientAuth == .none ? nil : $0.clientCertHeader }
                 let trusted = runtime.trustedProxies
                 // A Unix socket's peer has no address: it is trusted when trusted_proxies says "unix:".
                 let isTrusted = { (client: IPAddress?) in client.map(trusted.contains) ?? (listener.socketPath != nil && runtime.trustsUnixPeers) }
@@ -336,15 +337,16 @@ public final class GatewayServer: Sendable {
                 let configure = { (client: IPAddress?) throws -> Void in
                     let info = ConnectionInfo(
                         listener: listener.name, peer: client, isTLS: tls != nil,
-                        peerIsTrustedProxy: isTrusted(client), clientSubjectHeader: subjectHeader)
-                    let makeResponder = { (clientSubject: String?) -> ConnectionResponder in
+                        peerIsTrustedProxy: isTrusted(client), clientSubjectHeader: subjectHeader, clientCertHeader: certificateHeader)
+                    let makeResponder = { (clientCertificate: PeerCertificate?) -> ConnectionResponder in
                         var info = info
-                        info.clientCertificateSubject = clientSubject
+                        info.clientCertificate = clientCertificate
                         return GatewayConnection(
                             holder: holder, info: info, eventLoop: channel.eventLoop, redirectHTTPSPort: listener.redirectHTTPSPort)
                     }
                     if let tls {
-                        try TLSPipeline.configure(channel, tls: tls, limits: limits, scratch: writeScratch, makeResponder: makeResponder)
+                        try TLSPipeline.configure(
+                            channel, tls: tls, limits: limits, scratch: writeScratch, sendsCertificate: certificateHeader != nil, makeResponder: makeResponder)
                     } else if listener.h2c {
                         try channel.pipeline.syncOperations.addHandler(
                             H2CPrefaceDetector(timeout: .milliseconds(Int64(limits.headerTimeoutMs))) { http2 in

@@ -63,7 +63,7 @@ final class HTTP2ConnectionErrorHandler: ChannelInboundHandler, Sendable {
 enum TLSPipeline {
     static func configure(
         _ channel: Channel, tls: ServerTLS, limits: LimitsConfig, scratch: LoopLocal<WriteScratch>,
-        makeResponder: @escaping (_ clientSubject: String?) -> ConnectionResponder
+        sendsCertificate: Bool = false, makeResponder: @escaping (_ clientCertificate: PeerCertificate?) -> ConnectionResponder
     ) throws {
         let sync = channel.pipeline.syncOperations
         let ssl = tls.makeHandler()
@@ -72,8 +72,10 @@ enum TLSPipeline {
         try sync.addHandler(
             ApplicationProtocolNegotiationHandler { result, channel in
                 channel.eventLoop.makeCompletedFuture {
-                    let subject = ssl.peerCertificate.flatMap(PeerIdentity.subject(of:))
-                    let responder = makeResponder(subject)
+                    let certificate = ssl.peerCertificate.flatMap { PeerIdentity.certificate(of: $0, withPEM: sendsCertificate) }.map {
+                        PeerCertificate(subject: $0.subject, uris: $0.uris, escapedPEM: $0.escapedPEM)
+                    }
+                    let responder = makeResponder(certificate)
                     if case .negotiated("h2") = result {
                         try HTTP2Pipeline.configure(channel, responder: responder, limits: limits)
                     } else {

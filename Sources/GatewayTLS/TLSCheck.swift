@@ -157,4 +157,19 @@ public enum PeerIdentity {
         guard let der = try? certificate.toDERBytes(), let parsed = try? X509.Certificate(derEncoded: der) else { return nil }
         return parsed.subject.description
     }
+
+    /// The subject and URI names of a verified client certificate, and (`withPEM`) the certificate itself, escaped.
+    public static func certificate(of certificate: NIOSSLCertificate, withPEM: Bool) -> (subject: String, uris: [String], escapedPEM: String?)? {
+        guard let der = try? certificate.toDERBytes(), let parsed = try? X509.Certificate(derEncoded: der) else { return nil }
+        var uris: [String] = []
+        if let names = try? parsed.extensions.subjectAlternativeNames {
+            for case .uniformResourceIdentifier(let uri) in names { uris.append(uri) }
+        }
+        var escaped: String?
+        if withPEM, let pem = try? parsed.serializeAsPEM().pemString {
+            // Everything but unreserved characters percent-encoded: newlines, '+', '/' and '=' included, as NGINX does.
+            escaped = (pem + "\n").addingPercentEncoding(withAllowedCharacters: .alphanumerics.union(CharacterSet(charactersIn: "-._~")))
+        }
+        return (parsed.subject.description, uris, escaped)
+    }
 }

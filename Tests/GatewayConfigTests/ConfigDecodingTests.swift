@@ -228,7 +228,13 @@ import Testing
         #expect(tls.alpn == ["h2", "http/1.1"])
         #expect(config.listeners[1].h2c)
         #expect(config.upstream(named: "u")?.tls.caFile == "/srv/gateway/ca/internal.pem")
-        #expect(tls.clientCRL.isEmpty)
+        #expect(tls.clientCRL.isEmpty && tls.clientCertHeader == nil)
+        let certificateHeader = fixed.replacingOccurrences(of: #""client_ca": "ca.pem""#, with: #""client_ca": "ca.pem", "client_cert_header": "X-Client-Cert""#)
+        #expect(ConfigLoader.load(text: certificateHeader, environment: [:], baseDirectory: "/srv").config?.listeners[0].tls?.clientCertHeader == "x-client-cert")
+        let sameHeader = fixed.replacingOccurrences(of: #""client_ca": "ca.pem""#, with: #""client_ca": "ca.pem", "client_cert_header": "X-Client-Cert-Subject""#)
+        #expect(ConfigLoader.load(text: sameHeader, environment: [:], baseDirectory: "/srv").errors.map(\.description) == [
+            "listeners[0].tls.client_cert_header: is the client_subject_header too: give them different names"
+        ])
 
         // client_crl: one file or several, relative to the config; only with client certificates asked for.
         let oneList = fixed.replacingOccurrences(of: #""client_ca": "ca.pem""#, with: #""client_ca": "ca.pem", "client_crl": "crl/clients.crl""#)
@@ -712,12 +718,16 @@ import Testing
         ])
         let bad = load(minimal(
             route: #"{ "name": "r", "upstream": "u", "auth": { "require": ["mtls"] } }"#,
-            extra: #""auth": { "mtls_clients": [{ "id": "a" }, { "id": "a", "subject": "CN=a", "common_name": "a" }] },"#)).errors.map(\.description)
+            extra: #""auth": { "mtls_clients": [{ "id": "a" }, { "id": "a", "subject": "CN=a", "common_name": "a" }, { "id": "c", "uri": "not a uri" }, { "id": "d", "common_name": "d", "uri": "spiffe://x/y" }] },"#)).errors.map(\.description)
         #expect(bad == [
-            "auth.mtls_clients[0]: give the certificate's subject or its common_name",
-            "auth.mtls_clients[1].common_name: give subject or common_name, not both",
+            "auth.mtls_clients[0]: give the certificate's subject, its common_name or a uri it carries",
+            "auth.mtls_clients[1].common_name: give one of subject, common_name and uri",
+            "auth.mtls_clients[2].uri: expected a URI such as spiffe://example.org/ns/billing/sa/api",
+            "auth.mtls_clients[3].uri: give one of subject, common_name and uri",
             #"auth.mtls_clients[1].id: duplicate consumer id "a""#,
         ])
+        let spiffe = load(minimal(extra: #""auth": { "mtls_clients": [{ "id": "api", "uri": "spiffe://example.org/ns/billing/sa/api" }] },"#))
+        #expect(spiffe.config?.auth?.mtlsClients.first?.uri == "spiffe://example.org/ns/billing/sa/api")
         let missing = load(minimal(route: #"{ "name": "r", "upstream": "u", "auth": { "require": ["mtls"] } }"#)).errors.map(\.description)
         #expect(missing == [#"routes[0].auth.require: "mtls" needs auth.mtls_clients to be configured"#])
         // Consumer ids and scopes go upstream in X-Auth-* fields: no line breaks.

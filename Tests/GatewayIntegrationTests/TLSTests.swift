@@ -467,6 +467,54 @@ import TestSupport
         }
     }
 
+    // mtls_clients by URI name (a workload's SPIFFE ID, as service meshes issue them) and client_cert_header: the
+    // verified certificate itself goes upstream URL-encoded (NGINX's $ssl_client_escaped_cert, AWS ALB's format), for
+    // upstreams that read more of it; a client's own field of that name never passes, on any listener.
+    @Test func spiffeIdentitiesAndTheCertificateUpstream() async throws {
+        let pki = try TestPKI()
+        let server = try pki.issueServer("server", names: ["localhost"])
+        let workload = try pki.issueClient("workload", subject: "/CN=api", uri: "spiffe://example.org/ns/billing/sa/api")
+        let other = try pki.issueClient("other", subject: "/CN=api", uri: "spiffe://example.org/ns/shop/sa/api")
+        try await withUpstreams { upstreams in
+            let tls = #"{ "certificates": \#(Self.certificates([(server.cert, server.key, ["localhost"])])), "client_ca": "\#(pki.caFile)", "client_cert_header": "X-Client-Cert" }"#
+            let json = Self.config(tls: tls, upstream: "http://127.0.0.1:\(upstreams[0].port)")
+                .replacingOccurrences(
+                    of: #""routes": [{ "name": "all", "upstream": "demo" }]"#,
+                    with: #"""
+                        "auth": { "mtls_clients": [{ "id": "billing-api", "uri": "spiffe://example.org/ns/billing/sa/api", "scopes": ["orders:read"] }] },
+                        "routes": [{ "name": "read", "match": { "path_prefix": "/orders" }, "upstream": "demo", "auth": { "require": ["mtls"], "scopes": ["orders:read"] } },
+                                   { "name": "public", "upstream": "demo" }]
+                        """#)
+            try await withGateway(json) { gateway in
+                let port = gateway.gateway.listeners[0].port
+                func client(_ identity: (cert: String, key: String)) async throws -> RawClient {
+                    var configuration = Self.client(trusting: pki)
+                    configuration.certificateChain = try NIOSSLCertificate.fromPEMFile(identity.cert).map { .certificate($0) }
+                    configuration.privateKey = .privateKey(try NIOSSLPrivateKey(file: identity.key, format: .pem))
+                    return try await RawClient.connectTLS(port: port, configuration: configuration, serverName: "localhost")
+                }
+                let billing = try await client(workload)
+                let allowed = try await Self.get(billing, "/orders/1", headers: "X-Client-Cert: forged\r\n")
+                #expect(allowed.status == 200 && allowed.echoedHeaders["x-auth-subject"] == "billing-api")
+                let sent = try #require(allowed.echoedHeaders["x-client-cert"]?.removingPercentEncoding)
+                let issued = try String(contentsOfFile: workload.cert, encoding: .utf8)
+                let body = { (pem: String) in pem.split(separator: "\n").filter { !$0.hasPrefix("-----") }.joined() }
+                #expect(sent.hasPrefix("-----BEGIN CERTIFICATE-----\n") && body(sent) == body(issued), "\(sent)")
+                #expect(allowed.echoedHeaders["x-client-cert"]?.contains("\n") == false, "one header line")
+                await billing.close()
+
+                let shop = try await client(other)
+                #expect(try await Self.get(shop, "/orders/1").status == 401, "another workload's URI names nobody")
+                await shop.close()
+
+                let plain = try await RawClient.connect(port: gateway.gateway.listeners[1].port)
+                let forged = try await Self.get(plain, "/", headers: "X-Client-Cert: forged\r\n")
+                #expect(forged.status == 200 && forged.echoedHeaders["x-client-cert"] == nil)
+                await plain.close()
+            }
+        }
+    }
+
     // Upstream TLS: an upstream whose certificate is not trusted gets a 502 JSON error; with its CA as
     // ca_file the request goes through (SNI and name checked).
     @Test func upstreamTLSVerifiesCertificates() async throws {

@@ -33,10 +33,10 @@ public final class TestPKI: @unchecked Sendable {
         return try issue(file, subject: "/CN=\(names.first ?? "server")", extensions: "subjectAltName=\(san)\nextendedKeyUsage=serverAuth", rsa: rsa)
     }
 
-    /// Issues a client certificate with `subject` (e.g. "/CN=client-1/O=Example").
+    /// Issues a client certificate with `subject` (e.g. "/CN=client-1/O=Example"), and a URI name (a SPIFFE ID) if given.
     @discardableResult
-    public func issueClient(_ file: String, subject: String) throws -> (cert: String, key: String) {
-        try issue(file, subject: subject, extensions: "extendedKeyUsage=clientAuth", rsa: false)
+    public func issueClient(_ file: String, subject: String, uri: String? = nil) throws -> (cert: String, key: String) {
+        try issue(file, subject: subject, extensions: "extendedKeyUsage=clientAuth" + (uri.map { "\nsubjectAltName=URI:\($0)" } ?? ""), rsa: false)
     }
 
     private func issue(_ file: String, subject: String, extensions: String, rsa: Bool) throws -> (cert: String, key: String) {
