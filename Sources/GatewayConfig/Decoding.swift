@@ -23,6 +23,16 @@ extension GatewayConfig {
                 if case .array(let items) = node.value { trustsUnixPeers = items.contains(.string("unix:")) }
                 return node.addressRanges(allowingUnix: true)
             }
+            // A provider's published ranges (Cloudflare's, a cloud balancer's), refreshed by a job: read like deny_ips_file.
+            let trustedFile = o.optional("trusted_proxies_file") { $0.addressListFile() } ?? []
+            let clientIPHeader = o.optional("client_ip_header") { node -> String? in
+                guard let name = node.token()?.lowercased() else { return nil }
+                guard !["x-forwarded-for", "forwarded", "host", "authorization", "cookie"].contains(name) else {
+                    node.error("\(name) cannot name the client: give the field the proxy in front sets (CF-Connecting-IP, True-Client-IP, X-Real-IP)")
+                    return nil
+                }
+                return name
+            }
             let (denyIPs, allowIPs) = o.addressRules()
             let countries = o.countryRule()
             let geoip = o.optional("geoip") { node in
@@ -54,7 +64,7 @@ extension GatewayConfig {
             ACMEConfig.placeCertificates(&listeners, acme: acme, reader: o)
             var config = GatewayConfig(
                 workers: workers, listeners: listeners, admin: admin, redis: redis, limits: limits,
-                trustedProxies: trusted ?? [], securityHeaders: security, rateLimiting: rateLimiting,
+                trustedProxies: (trusted ?? []) + trustedFile, securityHeaders: security, rateLimiting: rateLimiting,
                 cache: cache, auth: auth, upstreams: upstreams, routes: routes, logging: logging, reload: reload, tracing: tracing
             )
             config.compression = compression
@@ -70,6 +80,10 @@ extension GatewayConfig {
             config.allowIPs = allowIPs
             config.geoip = geoip
             config.countries = countries
+            config.clientIPHeader = clientIPHeader
+            if clientIPHeader != nil && (trusted ?? []).isEmpty && trustedFile.isEmpty && !trustsUnixPeers {
+                o.node.context.warning(o.path / "client_ip_header", "read only from trusted_proxies, and none is listed")
+            }
             return config
         }
     }

@@ -20,6 +20,9 @@ public struct GatewayConfig: Sendable {
     public var allowIPs: [CIDR] = []
     /// The `deny_ips_file` and `allow_ips_file` lists read (a reload reads them again).
     public var addressListFiles: [String] = []
+    /// `client_ip_header`: the field (lowercased) a trusted proxy names the client in (`cf-connecting-ip`), read before
+    /// X-Forwarded-For.
+    public var clientIPHeader: String?
     /// `geoip`: the MaxMind DB file client addresses are placed in countries with.
     public var geoip: GeoIPConfig?
     /// Top-level `deny_countries` / `allow_countries`: clients from these countries refused (or only these served) on

@@ -38,6 +38,8 @@ public final class GatewayRuntime: Sendable {
     /// Headers that carry verified claims upstream (`forward_claims` of `auth.jwt` and `auth.oidc`): removed from every request
     /// as it arrives, like `X-Auth-*`, so only the gateway's verified values reach limits and upstreams.
     public let claimHeaders: [String]
+    /// `client_ip_header`: where a trusted proxy names the client; removed from everyone else's requests.
+    public let clientIPHeader: String?
     public let metrics: GatewayMetrics
     /// Request metrics of requests no route matched (404, 405, redirects, protocol errors).
     public let unroutedMetrics: RouteMetrics
@@ -72,6 +74,7 @@ public final class GatewayRuntime: Sendable {
         // Set only from verified tokens and login sessions: a client's own fields of these names never pass.
         let claimHeaders = (config.auth?.jwt?.forwardClaims ?? []).map { $0.header.lowercased() } + (config.auth?.oidc?.forwardClaims ?? []).map(\.header)
         self.claimHeaders = Array(Set(claimHeaders)).sorted()
+        self.clientIPHeader = config.clientIPHeader
     }
 
     /// Compiles the route table; a route forwards to `config.upstreams[destination.upstreamIndex]`.

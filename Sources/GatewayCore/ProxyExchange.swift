@@ -111,6 +111,8 @@ final class ProxyExchange: ExchangeDriver, UpstreamCallDelegate, FilterSuspensio
             &head.headers, dropUnderscores: runtime.dropsUnderscoredFields, dropOverrides: runtime.dropsOverrideFields)
         // One normalised path for routing, filters, the cache key and the upstream (see PathNormalizer).
         for name in runtime.claimHeaders { head.headers.remove(name: name) }
+        // Only a trusted proxy may name the client; anyone else's field never reaches an upstream that would believe it.
+        if let name = runtime.clientIPHeader, !connection.info.peerIsTrustedProxy { head.headers.remove(name: name) }
         switch PathNormalizer.normalize(head.target, encodedSlashes: runtime.encodedSlashes) {
         case .success(let target): head.target = target
         case .failure(let failure): self.pathFailure = failure
@@ -123,8 +125,7 @@ final class ProxyExchange: ExchangeDriver, UpstreamCallDelegate, FilterSuspensio
         self.stream = stream
         let clientIP =
             connection.info.peerIsTrustedProxy
-            ? HeaderRules.clientAddress(
-                peer: connection.info.peer, peerIsTrusted: true, forwardedFor: head.headers["x-forwarded-for"], trusted: runtime.trustedProxies)
+            ? Self.trustedClientAddress(&head, connection: connection.info, runtime: runtime)
             : connection.peerText
         self.context = RequestContext(
             connection: connection.info, clientIP: clientIP, method: head.method, uri: head.target, startedAt: EventClock.now(),
@@ -258,6 +259,15 @@ final class ProxyExchange: ExchangeDriver, UpstreamCallDelegate, FilterSuspensio
             }
             runFilters(.route, from: 0)
         }
+    }
+
+    /// The client a trusted peer names: its `client_ip_header` when it holds an address, else X-Forwarded-For.
+    private static func trustedClientAddress(_ head: inout RequestHead, connection: ConnectionInfo, runtime: GatewayRuntime) -> String {
+        if let name = runtime.clientIPHeader, let value = head.headers.first(name: name), let address = IPAddress(value.trimmingASCIISpaces()) {
+            return address.description
+        }
+        return HeaderRules.clientAddress(
+            peer: connection.peer, peerIsTrusted: true, forwardedFor: head.headers["x-forwarded-for"], trusted: runtime.trustedProxies)
     }
 
     /// Whether the request already went through this gateway; the head by exclusive access, as in `match`.

@@ -1,5 +1,6 @@
 import DemoUpstream
 import Foundation
+import GatewayConfig
 import NIOCore
 import TestSupport
 import Testing
@@ -1024,6 +1025,37 @@ import Testing
                 #expect(anonymous.echoedHeaders["x-real-ip"] == "198.51.100.23")
             }
         }
+    }
+
+    // Behind Cloudflare: trusted_proxies_file lists the provider's ranges, and client_ip_header reads the client from
+    // the field it sets (before X-Forwarded-For, which is the fallback when the field holds no address). From a peer
+    // that is not trusted, the field names nobody and is removed before the upstream could believe it.
+    @Test func clientFromTheProxysOwnField() async throws {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("trusted-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let list = folder.appendingPathComponent("cloudflare.txt").path
+        try "# the provider's published ranges\n127.0.0.1/32\n".write(toFile: list, atomically: true, encoding: .utf8)
+        let routes = #"[{ "name": "all", "upstream": "demo", "request_headers": { "set_from": { "X-Real-IP": "client_ip" } } }]"#
+        let top = #""trusted_proxies_file": "\#(list)", "client_ip_header": "CF-Connecting-IP","#
+        try await withUpstreams { upstreams in
+            try await withGateway(basicConfig(routes: routes, top: top), upstreams: upstreams) { gateway in
+                let named = try await gateway.request("GET", "/echo", headers: [("CF-Connecting-IP", "203.0.113.9"), ("X-Forwarded-For", "198.51.100.1")])
+                #expect(named.echoedHeaders["x-real-ip"] == "203.0.113.9" && named.echoedHeaders["cf-connecting-ip"] == "203.0.113.9")
+                #expect(try await gateway.accessLog(for: named)["client_ip"] as? String == "203.0.113.9")
+                let garbled = try await gateway.request("GET", "/echo", headers: [("CF-Connecting-IP", "unknown"), ("X-Forwarded-For", "198.51.100.1")])
+                #expect(garbled.echoedHeaders["x-real-ip"] == "198.51.100.1", "no address in the field: X-Forwarded-For")
+            }
+            try "10.0.0.0/8\n".write(toFile: list, atomically: true, encoding: .utf8)
+            try await withGateway(basicConfig(routes: routes, top: top), upstreams: upstreams) { gateway in
+                let forged = try await gateway.request("GET", "/echo", headers: [("CF-Connecting-IP", "203.0.113.9")])
+                #expect(forged.echoedHeaders["x-real-ip"] == "127.0.0.1" && forged.echoedHeaders["cf-connecting-ip"] == nil)
+            }
+        }
+        let untrusted = ConfigLoader.load(text: basicConfig(targets: #""http://127.0.0.1:9""#, top: #""client_ip_header": "X-Real-IP","#), environment: [:])
+        #expect(untrusted.warnings.map(\.description) == ["warning: client_ip_header: read only from trusted_proxies, and none is listed"])
+        let reserved = ConfigLoader.load(text: basicConfig(targets: #""http://127.0.0.1:9""#, top: #""client_ip_header": "X-Forwarded-For","#), environment: [:])
+        #expect(reserved.errors.count == 1)
     }
 
     // The access log names the client's software, protocol and Host (operators' usual questions), never the query.
