@@ -228,18 +228,6 @@ actor ACMEClient {
 }
 
 extension JSONValue {
-    subscript(key: String) -> JSONValue? {
-        guard case .object(let members) = self else { return nil }
-        return members.first { $0.key == key }?.value
-    }
-
-    var stringValue: String? {
-        if case .string(let text) = self { return text }
-        return nil
-    }
-
-    func string(_ key: String) -> String? { self[key]?.stringValue }
-
     func strings(_ key: String) -> [String] {
         guard case .array(let items)? = self[key] else { return [] }
         return items.compactMap(\.stringValue)

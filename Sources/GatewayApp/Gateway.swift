@@ -49,6 +49,9 @@ public final class Gateway: Sendable {
         /// Obtains and renews the listener certificates marked `"acme": true`; kept across reloads while its settings
         /// and certificates stay.
         var acme: ACMEManager?
+        /// The tokens the gateway holds for upstreams with `oauth2`, by upstream name; kept across reloads while their
+        /// settings stay.
+        var upstreamTokens: [String: UpstreamToken] = [:]
     }
 
     private let group: MultiThreadedEventLoopGroup
@@ -318,7 +321,27 @@ public final class Gateway: Sendable {
         // carries no credentials and is answered before any check), a retired API's 410, cross-origin protection (before credentials
         // are even looked at), then authentication and the authorization service (rate limits may key on the
         // consumer they establish), then limits.
-        let routes = GatewayRuntime.compileRoutes(config, metrics: metrics, cache: cache) { route in
+        var upstreamTokens: [String: UpstreamToken] = [:]
+        for upstream in config.upstreams {
+            guard let settings = upstream.oauth2 else { continue }
+            if let kept = old?.upstreamTokens[upstream.name], kept.config == settings {
+                upstreamTokens[upstream.name] = kept
+                continue
+            }
+            do {
+                let token = try UpstreamToken(upstream: upstream.name, config: settings, eventLoop: group.next(), logger: logger)
+                await token.start()
+                upstreamTokens[upstream.name] = token
+            } catch {
+                for token in upstreamTokens.values where token !== old?.upstreamTokens[token.upstream] { token.stop() }
+                authenticator?.stop()
+                if let redis, redis !== old?.redis { await redis.shutdown() }
+                throw ReloadError(problems: ["upstreams.\(upstream.name).oauth2.ca_file: \(error)"])
+            }
+        }
+        let routes = GatewayRuntime.compileRoutes(
+            config, metrics: metrics, cache: cache, credentials: upstreamTokens.mapValues { $0 as any UpstreamCredentials }
+        ) { route in
             var filters: [any GatewayFilter] = []
             let addresses = AddressRule(deny: route.denyIPs, allow: route.allowIPs)
             if !addresses.isEmpty { filters.append(ClientAddressFilter(addresses)) }
@@ -371,7 +394,7 @@ public final class Gateway: Sendable {
         let parts = Parts(
             config: config, upstreams: upstreams, authenticator: authenticator, redis: redis, rateLimitStore: rateLimitStore, exporter: exporter,
             cache: cache, adaptiveFilters: adaptiveFilters, accessLogFormat: accessLogFormat, instanceID: instanceID,
-            replayGuard: replayGuard, acme: acme)
+            replayGuard: replayGuard, acme: acme, upstreamTokens: upstreamTokens)
         return (parts, RuntimeHolder.Active(runtime: runtime, forwarders: forwarders))
     }
 
@@ -386,6 +409,7 @@ public final class Gateway: Sendable {
         if let redis = parts.redis, redis !== keeping?.redis { await redis.shutdown() }
         if let exporter = parts.exporter, exporter !== keeping?.exporter { await exporter.shutdown() }
         if let acme = parts.acme, acme !== keeping?.acme { acme.stop() }
+        for (name, token) in parts.upstreamTokens where token !== keeping?.upstreamTokens[name] { token.stop() }
     }
 
     /// The ACME manager a config asks for: the previous one while nothing about it changed, else a new one (its

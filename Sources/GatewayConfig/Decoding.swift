@@ -1286,6 +1286,38 @@ extension UpstreamConfig {
             )
             upstream.dnsRefreshMs = dnsRefresh
             upstream.dnsServer = dnsServer
+            upstream.oauth2 = o.optional("oauth2") { node in
+                node.object { c -> UpstreamOAuth2Config? in
+                    let url = c.required("token_url") { $0.httpURL() }
+                    let id = c.required("client_id") { $0.nonEmptyString() }
+                    let secret = c.required("client_secret") { $0.nonEmptyString() }
+                    // RFC 6749 §3.3: printable ASCII but space, quote and backslash.
+                    let scopes = c.optional("scopes") { node in
+                        node.array { item -> String? in
+                            guard let scope = item.nonEmptyString() else { return nil }
+                            guard scope.unicodeScalars.allSatisfy({ (0x21...0x7E).contains($0.value) && $0 != "\"" && $0 != "\\" }) else {
+                                item.error("a scope is printable ASCII without spaces, quotes or backslashes")
+                                return nil
+                            }
+                            return scope
+                        }
+                    } ?? []
+                    let audience = c.optional("audience") { $0.nonEmptyString() }
+                    let clientAuth = c.optional("client_auth") { $0.oneOf(["basic", "body"]).flatMap(UpstreamOAuth2Config.ClientAuth.init) }
+                    let caFile = c.optional("ca_file") { $0.filePath() }
+                    let host = url.map { $0.dropFirst("http://".count).prefix { $0 != ":" && $0 != "/" } }
+                    if let url, url.hasPrefix("http://"), let host, host != "localhost", !host.hasPrefix("127.") {
+                        c.node.context.warning(c.path / "token_url", "the client secret would cross the network in the clear: use https://")
+                    }
+                    guard let url, let id, let secret else { return nil }
+                    var config = UpstreamOAuth2Config(tokenURL: url, clientID: id, clientSecret: secret)
+                    config.scopes = scopes
+                    config.audience = audience
+                    config.clientAuth = clientAuth ?? .basic
+                    config.caFile = caFile
+                    return config
+                }
+            }
             upstream.slowStartMs = slowStart
             upstream.stickyCookie = o.optional("sticky_cookie") { node in
                 node.object { c -> StickyCookie? in

@@ -306,6 +306,20 @@ public struct JSONParser {
 }
 
 extension JSONValue {
+    /// An object's member (nil for a missing one, or when this is not an object).
+    public subscript(key: String) -> JSONValue? {
+        guard case .object(let members) = self else { return nil }
+        return members.first { $0.key == key }?.value
+    }
+
+    public var stringValue: String? {
+        if case .string(let text) = self { return text }
+        return nil
+    }
+
+    /// An object's member that is a string.
+    public func string(_ key: String) -> String? { self[key]?.stringValue }
+
     /// Compact JSON text (object keys in their original order).
     public var rendered: String {
         var output = ""

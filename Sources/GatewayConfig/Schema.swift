@@ -779,6 +779,8 @@ public struct UpstreamConfig: Sendable, Equatable {
     /// becomes a target of its own (balanced, health-checked, with its own breaker); nil: a name is resolved
     /// when a connection opens, and its first reachable address is used.
     public var dnsRefreshMs: Int?
+    /// `oauth2`: the gateway calls this upstream with an access token it gets itself (OAuth 2.0 client credentials).
+    public var oauth2: UpstreamOAuth2Config?
     /// `dns_server`: the DNS server this upstream's names are looked up at (Consul's on `127.0.0.1:8600`), instead of
     /// the system's resolver.
     public var dnsServer: DNSServerAddress?
@@ -843,6 +845,24 @@ extension UpstreamConfig {
             }
         }
         return expanded
+    }
+}
+
+/// `upstreams.<name>.oauth2`: an OAuth 2.0 client-credentials grant (RFC 6749 §4.4) at `token_url`; the token goes
+/// to the upstream as `Authorization: Bearer`, renewed before it ends.
+public struct UpstreamOAuth2Config: Sendable, Equatable {
+    public enum ClientAuth: String, Sendable { case basic, body }
+    public var tokenURL: String
+    public var clientID: String
+    public var clientSecret: String
+    public var scopes: [String] = []
+    public var audience: String?
+    /// How the client authenticates at the token endpoint: HTTP Basic (`client_secret_basic`) or form fields (`client_secret_post`).
+    public var clientAuth = ClientAuth.basic
+    /// PEM bundle the token endpoint's certificate must chain to (a private authorization server).
+    public var caFile: String?
+    public init(tokenURL: String, clientID: String, clientSecret: String) {
+        (self.tokenURL, self.clientID, self.clientSecret) = (tokenURL, clientID, clientSecret)
     }
 }
 

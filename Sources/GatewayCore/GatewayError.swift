@@ -152,6 +152,9 @@ public struct GatewayError: Error, Hashable, Sendable, CustomStringConvertible {
     }
     /// A concurrency cap of the upstream (max_requests, max_pending_requests) is reached.
     public static let upstreamOverloaded = GatewayError(.upstreamShutOut, "The upstream service is at capacity; retry later.", retryAfterSeconds: 1)
+    /// The upstream's `oauth2` token endpoint gave the gateway no valid token.
+    public static let upstreamCredentialsUnavailable = GatewayError(
+        .upstreamShutOut, "The gateway could not get credentials for the upstream service; retry later.", retryAfterSeconds: 5)
     public static let upstreamBrokenResponse = GatewayError(.upstreamUnavailable, "The upstream service sent an invalid or incomplete response.")
     public static let upstreamTimeout = GatewayError(.upstreamTimeout, "The upstream service did not answer in time.")
     public static let internalError = GatewayError(.internalError, "The gateway failed to handle this request.")

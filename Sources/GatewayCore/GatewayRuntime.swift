@@ -80,6 +80,7 @@ public final class GatewayRuntime: Sendable {
     /// Compiles the route table; a route forwards to `config.upstreams[destination.upstreamIndex]`.
     public static func compileRoutes(
         _ config: GatewayConfig, metrics: GatewayMetrics = .disabled, cache: ResponseCache? = nil,
+        credentials: [String: any UpstreamCredentials] = [:],
         routeFilters: (RouteConfig) -> [any GatewayFilter] = { _ in [] }, bodyCheck: (RouteConfig) -> (any RequestBodyCheck)? = { _ in nil }
     ) -> RouteTable {
         let upstreamIndex = Dictionary(config.upstreams.enumerated().map { ($1.name, $0) }, uniquingKeysWith: { a, _ in a })
@@ -91,7 +92,7 @@ public final class GatewayRuntime: Sendable {
                 config: route, index: index, upstreams: upstreams, mirrorIndex: route.mirror.flatMap { upstreamIndex[$0.upstream] },
                 compression: config.compression, interceptErrors: config.interceptErrors, defaultMaxBodyBytes: config.limits.maxBodyBytes,
                 filters: routeFilters(route), bodyCheck: bodyCheck(route),
-                metrics: metrics, cache: cache)
+                metrics: metrics, cache: cache, credentials: credentials)
         }
         return RouteTable(routes: routes)
     }

@@ -348,8 +348,16 @@ final class ProxyExchange: ExchangeDriver, UpstreamCallDelegate, FilterSuspensio
         {
             settings.clientTimeout = .microseconds(micros)
         }
-        let upstreamHead = makeUpstreamHead(route)
-        if upgrade == nil && route.mirrorsThisRequest() { startMirror(route, head: upstreamHead) }
+        // The upstream's own token (`oauth2`) replaces whatever the client authenticated to the gateway with.
+        let authorization = destination.credentials?.authorization
+        if destination.credentials != nil && authorization == nil {
+            runtime.logger.warning(
+                "no upstream credentials: the token endpoint gave none", metadata: ["request_id": "\(context.requestID)", "upstream": "\(destination.upstreamName)"])
+            return respond(error: .upstreamCredentialsUnavailable)
+        }
+        var upstreamHead = makeUpstreamHead(route)
+        if upgrade == nil && route.mirrorsThisRequest() { startMirror(route, head: upstreamHead) }  // the mirror never gets the token
+        if let authorization { upstreamHead.headers.replaceOrAdd(name: "authorization", value: authorization) }
         let call = forwarder.makeCall(
             upstream: destination.upstreamIndex, head: consume upstreamHead, framing: upstreamFraming, preserveHost: route.preserveHost,
             requestID: context.requestID, clientIP: context.clientIP, settings: settings, delegate: self)

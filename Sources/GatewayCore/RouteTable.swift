@@ -13,6 +13,14 @@ public struct RouteDestination: Sendable {
     public let cacheKeySuffix: String
     /// Some target speaks HTTP/2, so gRPC calls can go there: only then is a request's `grpc-timeout` looked at.
     public var speaksHTTP2 = false
+    /// The upstream's `oauth2`: the `Authorization` its calls carry, got by the gateway itself.
+    public var credentials: (any UpstreamCredentials)?
+}
+
+/// Credentials the gateway holds for calling an upstream (`upstreams.<name>.oauth2`).
+public protocol UpstreamCredentials: Sendable {
+    /// The `Authorization` value to send now; nil when the gateway has no valid one (the token endpoint fails).
+    var authorization: String? { get }
 }
 
 /// One route from gateway.json, compiled for matching: hosts split into exact and wildcard, the path
@@ -110,7 +118,7 @@ public final class CompiledRoute: Sendable {
         compression: CompressionConfig? = nil, interceptErrors: InterceptErrorsConfig? = nil,
         defaultMaxBodyBytes: Int = LimitsConfig().maxBodyBytes, filters: [any GatewayFilter] = [], bodyCheck: (any RequestBodyCheck)? = nil,
         metrics: GatewayMetrics = .disabled,
-        cache: ResponseCache? = nil
+        cache: ResponseCache? = nil, credentials: [String: any UpstreamCredentials] = [:]
     ) {
         self.metrics = metrics.route(config.name)
         if let cache, let settings = config.cache, settings.enabled {
@@ -172,6 +180,7 @@ public final class CompiledRoute: Sendable {
                 cacheKeySuffix: splits ? " " + name : "")
             destination.settings.hedgeAfter = config.hedgeDelayMs(to: upstream.config).map { .milliseconds(Int64($0)) }
             destination.speaksHTTP2 = upstream.config?.targets.contains { $0.httpProtocol == .h2 } ?? false
+            destination.credentials = credentials[name]
             return destination
         }
         self.compression = CompressionPolicy(config.compression ?? compression)

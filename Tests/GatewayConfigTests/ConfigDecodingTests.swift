@@ -124,6 +124,29 @@ import Testing
             .errors.map(\.description) == [#"acme.store: unknown value "etcd"; expected one of "files", "redis""#])
     }
 
+    // upstreams.<name>.oauth2: the token endpoint, the client and its secret are required; scopes are RFC 6749 scope
+    // tokens; a plaintext endpoint beyond loopback is a warning (the secret would cross the network in the clear).
+    @Test func upstreamOAuth2Shapes() throws {
+        let upstream = { (oauth2: String) in
+            #"{ "listeners": [{ "name": "l", "port": 1 }], "upstreams": { "u": { "targets": ["https://api.partner.example"], "oauth2": \#(oauth2) } }, "routes": [{ "name": "r", "upstream": "u" }] }"#
+        }
+        let good = load(upstream(#"{ "token_url": "https://auth.partner.example/oauth/token", "client_id": "gw", "client_secret": "s", "scopes": ["orders:read", "https://api.partner.example/.default"], "client_auth": "body" }"#))
+        #expect(good.errors.isEmpty && good.warnings.isEmpty, "\(good.errors) \(good.warnings)")
+        let settings = try #require(good.config?.upstreams.first?.oauth2)
+        #expect(settings.scopes == ["orders:read", "https://api.partner.example/.default"] && settings.clientAuth == .body && settings.audience == nil)
+        let bad = load(upstream(#"{ "token_url": "ftp://x", "scopes": ["a b"], "client_auth": "jwt" }"#)).errors.map(\.description)
+        #expect(bad == [
+            "upstreams.u.oauth2.token_url: expected an http:// or https:// URL",
+            "upstreams.u.oauth2.client_id: missing required key",
+            "upstreams.u.oauth2.client_secret: missing required key",
+            "upstreams.u.oauth2.scopes[0]: a scope is printable ASCII without spaces, quotes or backslashes",
+            #"upstreams.u.oauth2.client_auth: unknown value "jwt"; expected one of "basic", "body""#,
+        ])
+        let plain = load(upstream(#"{ "token_url": "http://auth.internal/token", "client_id": "gw", "client_secret": "s" }"#))
+        #expect(plain.warnings.map(\.description) == ["warning: upstreams.u.oauth2.token_url: the client secret would cross the network in the clear: use https://"])
+        #expect(load(upstream(#"{ "token_url": "http://127.0.0.1:8080/token", "client_id": "gw", "client_secret": "s" }"#)).warnings.isEmpty)
+    }
+
     // geoip and the country rules: codes in any case (kept uppercase) or "unknown"; rules need the database; the
     // database is a file a reload reads again. A rule passes what it does not refuse; an allow list passes only its own.
     @Test func countryRules() throws {

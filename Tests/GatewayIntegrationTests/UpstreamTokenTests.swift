@@ -1,0 +1,71 @@
+import Foundation
+import NIOConcurrencyHelpers
+import Testing
+import TestSupport
+
+/// `upstreams.<name>.oauth2`: the gateway gets its own token for an upstream (the client-credentials grant, at a real
+/// token endpoint on 127.0.0.1) and sends it instead of whatever the client authenticated with.
+@Suite struct UpstreamTokenTests {
+    // The token goes upstream in place of the client's Authorization, renewed before it ends (80% of expires_in); when
+    // the endpoint fails, the current token serves until it ends, then calls get 503 until the endpoint answers again.
+    @Test(.timeLimit(.minutes(1))) func clientCredentialsToken() async throws {
+        try await withUpstreams(2) { upstreams in
+            let (api, idp) = (upstreams[0], upstreams[1])
+            let issued = NIOLockedValueBox(0)
+            let failing = NIOLockedValueBox(false)
+            let lifetime = TestTime.ms(2000) / 1000
+            idp.behaviour.tokenEndpoint.withLockedValue {
+                $0 = { form in
+                    guard !failing.withLockedValue({ $0 }) else { return (500, #"{"error":"server_error"}"#) }
+                    guard form["grant_type"] == "client_credentials", form["scope"] == "orders:read orders:write", form["audience"] == "orders"
+                    else { return (400, #"{"error":"invalid_request"}"#) }
+                    let count = issued.withLockedValue { count in
+                        count += 1
+                        return count
+                    }
+                    return (200, #"{"access_token":"tok-\#(count)","token_type":"Bearer","expires_in":\#(lifetime)}"#)
+                }
+            }
+            let config = """
+                { "workers": 1, "listeners": [{ "name": "test", "address": "127.0.0.1", "port": 0 }],
+                  "upstreams": { "orders": { "targets": ["http://127.0.0.1:\(api.port)"],
+                                             "oauth2": { "token_url": "http://127.0.0.1:\(idp.port)/token", "client_id": "gateway", "client_secret": "s3cret",
+                                                         "scopes": ["orders:read", "orders:write"], "audience": "orders" } } },
+                  "routes": [{ "name": "all", "upstream": "orders" }] }
+                """
+            try await withGateway(config) { gateway in
+                func sent() async throws -> (status: Int, authorization: String?) {
+                    let response = try await gateway.request("GET", "/echo", headers: [("Authorization", "Bearer the-clients-own")])
+                    return (response.status, response.echoedHeaders["authorization"])
+                }
+                let first = try await sent()
+                #expect(first.status == 200 && first.authorization == "Bearer tok-1", "the first token is there before the first request")
+                var renewed = first
+                for _ in 0..<200 where renewed.authorization == "Bearer tok-1" {
+                    try await Task.sleep(for: .milliseconds(25))
+                    renewed = try await sent()
+                }
+                #expect(renewed.authorization == "Bearer tok-2", "renewed before it ends")
+
+                failing.withLockedValue { $0 = true }
+                var refused = try await sent()
+                for _ in 0..<400 where refused.status == 200 {
+                    try await Task.sleep(for: .milliseconds(25))
+                    refused = try await sent()
+                }
+                #expect(refused.status == 503, "no token once the last one ended")
+                #expect(gateway.logs.entries("upstream token request failed").count >= 1)
+                let apiCalls = api.requestsServed
+
+                failing.withLockedValue { $0 = false }
+                var back = refused
+                for _ in 0..<400 where back.status != 200 {
+                    try await Task.sleep(for: .milliseconds(25))
+                    back = try await sent()
+                }
+                #expect(back.status == 200 && back.authorization?.hasPrefix("Bearer tok-") == true)
+                #expect(api.requestsServed == apiCalls + 1, "the 503s never reached the upstream")
+            }
+        }
+    }
+}
