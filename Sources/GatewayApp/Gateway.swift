@@ -329,7 +329,7 @@ public final class Gateway: Sendable {
                 continue
             }
             do {
-                let token = try UpstreamToken(upstream: upstream.name, config: settings, eventLoop: group.next(), logger: logger)
+                let token = try UpstreamToken(upstream: upstream.name, config: settings, eventLoop: group.next(), logger: logger, metrics: metrics)
                 await token.start()
                 upstreamTokens[upstream.name] = token
             } catch {

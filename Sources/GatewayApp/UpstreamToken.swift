@@ -18,6 +18,7 @@ final class UpstreamToken: UpstreamCredentials {
     let config: UpstreamOAuth2Config
     private let eventLoop: EventLoop
     private let logger: Logger
+    private let metrics: GatewayMetrics
     private let tls: NIOSSLContext?
     /// The `Authorization` value and when the token ends.
     private let current = NIOLockedValueBox<(value: String, ends: NIODeadline)?>(nil)
@@ -27,11 +28,12 @@ final class UpstreamToken: UpstreamCredentials {
         let description: String
     }
 
-    init(upstream: String, config: UpstreamOAuth2Config, eventLoop: EventLoop, logger: Logger) throws {
+    init(upstream: String, config: UpstreamOAuth2Config, eventLoop: EventLoop, logger: Logger, metrics: GatewayMetrics = .disabled) throws {
         self.upstream = upstream
         self.config = config
         self.eventLoop = eventLoop
         self.logger = logger
+        self.metrics = metrics
         if let caFile = config.caFile {
             var settings = UpstreamTLSConfig()
             settings.caFile = caFile
@@ -71,10 +73,12 @@ final class UpstreamToken: UpstreamCredentials {
             let (value, lifetime) = try await requestToken()
             let ends = NIODeadline.now() + .milliseconds(Int64((lifetime ?? 86_400) * 1000))
             current.withLockedValue { $0 = (value, ends) }
+            metrics.counter("gateway_upstream_token_requests_total", [("upstream", upstream), ("outcome", "issued")]).increment()
             if failures > 0 { logger.info("upstream token obtained again", metadata: ["upstream": "\(upstream)"]) }
             return (TokenRenewal.renewAfter(lifetime: lifetime), false)
         } catch {
             let kept = authorization != nil
+            metrics.counter("gateway_upstream_token_requests_total", [("upstream", upstream), ("outcome", "failed")]).increment()
             logger.warning(
                 "upstream token request failed",
                 metadata: ["upstream": "\(upstream)", "error": "\(error)", "using": "\(kept ? "the current token until it ends" : "none: calls get 503")"])

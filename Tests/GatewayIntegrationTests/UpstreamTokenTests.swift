@@ -27,7 +27,7 @@ import TestSupport
                 }
             }
             let config = """
-                { "workers": 1, "listeners": [{ "name": "test", "address": "127.0.0.1", "port": 0 }],
+                { "workers": 1, "admin": { "address": "127.0.0.1", "port": 0 }, "listeners": [{ "name": "test", "address": "127.0.0.1", "port": 0 }],
                   "upstreams": { "orders": { "targets": ["http://127.0.0.1:\(api.port)"],
                                              "oauth2": { "token_url": "http://127.0.0.1:\(idp.port)/token", "client_id": "gateway", "client_secret": "s3cret",
                                                          "scopes": ["orders:read", "orders:write"], "audience": "orders" } } },
@@ -64,6 +64,11 @@ import TestSupport
                     back = try await sent()
                 }
                 #expect(back.status == 200 && back.authorization?.hasPrefix("Bearer tok-") == true)
+                let metrics = PrometheusText(try await OperationsTests.admin(gateway.gateway, "/metrics", token: nil).text)
+                let counted = metrics.value("gateway_upstream_token_requests_total", ["upstream": "orders", "outcome": "issued"])
+                let tokensIssued = issued.withLockedValue { $0 }
+                #expect(counted == Double(tokensIssued))
+                #expect((metrics.value("gateway_upstream_token_requests_total", ["upstream": "orders", "outcome": "failed"]) ?? 0) >= 1)
                 #expect(api.requestsServed == apiCalls + 1, "the 503s never reached the upstream")
             }
         }
