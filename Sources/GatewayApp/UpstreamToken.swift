@@ -22,7 +22,11 @@ final class UpstreamToken: UpstreamCredentials {
     private let tls: NIOSSLContext?
     /// The `Authorization` value and when the token ends.
     private let current = NIOLockedValueBox<(value: String, ends: NIODeadline)?>(nil)
-    private let task = NIOLockedValueBox<Task<Void, Never>?>(nil)
+    /// The renewal loop, and whether the token was retired (a loop started after that is cancelled at once).
+    private let loop = NIOLockedValueBox<(task: Task<Void, Never>?, stopped: Bool)>((nil, false))
+    /// When a 401 last had a new token asked for: at most one such request every `refusalInterval`, whatever the traffic.
+    private let lastEarlyRenewal = NIOLockedValueBox<NIODeadline?>(nil)
+    static let refusalInterval = TimeAmount.seconds(10)
 
     struct Refused: Error, CustomStringConvertible {
         let description: String
@@ -50,7 +54,7 @@ final class UpstreamToken: UpstreamCredentials {
         }
     }
 
-    /// Asks for a first token (so the first requests find one), then renews in the background.
+    /// Asks for a token now (at start, so the first requests find one), then renews in the background.
     func start() async {
         var wait = await renew(failures: 0)
         let work = Task { [self] in
@@ -62,10 +66,35 @@ final class UpstreamToken: UpstreamCredentials {
                 failures = wait.failed ? failures + 1 : 0
             }
         }
-        task.withLockedValue { $0 = work }
+        let kept = loop.withLockedValue { loop in
+            guard !loop.stopped else { return false }
+            loop.task?.cancel()
+            loop.task = work
+            return true
+        }
+        if !kept { work.cancel() }
     }
 
-    func stop() { task.withLockedValue { $0 }?.cancel() }
+    func stop() {
+        loop.withLockedValue { loop in
+            loop.stopped = true
+            loop.task?.cancel()
+        }
+    }
+
+    /// The upstream refused the token before its end (revoked, a rotated signing key): the renewal loop starts over now,
+    /// at most once every ten seconds.
+    func refused() {
+        let now = NIODeadline.now()
+        let due = lastEarlyRenewal.withLockedValue { last in
+            guard last.map({ now - $0 >= Self.refusalInterval }) ?? true else { return false }
+            last = now
+            return true
+        }
+        guard due else { return }
+        logger.info("upstream refused the gateway's token; asking for a new one", metadata: ["upstream": "\(upstream)"])
+        Task { await self.start() }
+    }
 
     /// One token request; how long to wait before the next, and whether this one failed.
     private func renew(failures: Int) async -> (seconds: Double, failed: Bool) {

@@ -621,6 +621,10 @@ final class ProxyExchange: ExchangeDriver, UpstreamCallDelegate, FilterSuspensio
         context.upstreamAnsweredAt = EventClock.now()  // the access log's upstream_ms, adaptive concurrency's sample
         var response = consume upstreamHead
         if let page = hintPage, let learned = context.route?.earlyHints?.learned { learned.observe(response, page: page) }
+        // The upstream refused the gateway's own token (revoked, or signed with a key rotated away): get another now.
+        if response.status == 401, let route = context.route, let credentials = route.destinations[destinationIndex].credentials {
+            credentials.refused()
+        }
         if let interception = context.route?.errorInterception, interception.intercepts(response) {
             if caching != nil, response.status >= 500, serveStaleOnError() { return }
             // The upstream's body is never read: its connection closes rather than being drained for reuse.

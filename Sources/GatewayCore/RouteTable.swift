@@ -21,6 +21,9 @@ public struct RouteDestination: Sendable {
 public protocol UpstreamCredentials: Sendable {
     /// The `Authorization` value to send now; nil when the gateway has no valid one (the token endpoint fails).
     var authorization: String? { get }
+
+    /// The upstream answered 401 to a call that carried it: the credentials are no longer good.
+    func refused()
 }
 
 /// One route from gateway.json, compiled for matching: hosts split into exact and wildcard, the path

@@ -73,4 +73,45 @@ import TestSupport
             }
         }
     }
+
+    // A 401 from the upstream to a call with the gateway's token (revoked early, a rotated key) gets a new one at once,
+    // not at the scheduled renewal an hour later; a storm of 401s asks at most once every ten seconds.
+    @Test(.timeLimit(.minutes(1))) func refusedTokenIsReplaced() async throws {
+        try await withUpstreams(2) { upstreams in
+            let (api, idp) = (upstreams[0], upstreams[1])
+            let issued = NIOLockedValueBox(0)
+            idp.behaviour.tokenEndpoint.withLockedValue {
+                $0 = { _ in
+                    let count = issued.withLockedValue { count in
+                        count += 1
+                        return count
+                    }
+                    return (200, #"{"access_token":"tok-\#(count)","token_type":"bearer","expires_in":3600}"#)
+                }
+            }
+            let config = """
+                { "workers": 1, "listeners": [{ "name": "test", "address": "127.0.0.1", "port": 0 }],
+                  "upstreams": { "orders": { "targets": ["http://127.0.0.1:\(api.port)"],
+                                             "oauth2": { "token_url": "http://127.0.0.1:\(idp.port)/token", "client_id": "gateway", "client_secret": "s3cret" } } },
+                  "routes": [{ "name": "all", "upstream": "orders" }] }
+                """
+            try await withGateway(config) { gateway in
+                func token() async throws -> String? { try await gateway.request("GET", "/echo").echoedHeaders["authorization"] }
+                #expect(try await token() == "Bearer tok-1")
+                let refused = try await gateway.request("GET", "/status/401")
+                #expect(refused.status == 401, "the upstream's own answer reaches the client")
+                var current = try await token()
+                for _ in 0..<200 where current == "Bearer tok-1" {
+                    try await Task.sleep(for: .milliseconds(25))
+                    current = try await token()
+                }
+                #expect(current == "Bearer tok-2")
+                for _ in 0..<5 { _ = try await gateway.request("GET", "/status/401") }
+                try await Task.sleep(for: .milliseconds(300))
+                let count = issued.withLockedValue { $0 }
+                #expect(count == 2, "at most one early renewal every ten seconds")
+                #expect(gateway.logs.entries("upstream refused the gateway's token; asking for a new one").count == 1)
+            }
+        }
+    }
 }
