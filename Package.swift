@@ -53,10 +53,11 @@ let package = Package(
         // Countries of client addresses from a MaxMind DB file (`geoip`).
         .target(name: "GatewayGeo", dependencies: ["CMaxMindDB", "GatewayCore", "GatewayPolicy"], swiftSettings: strict),
         .systemLibrary(name: "CBrotli", pkgConfig: "libbrotlienc", providers: [.apt(["libbrotli-dev"])]),
+        .systemLibrary(name: "CZstd", pkgConfig: "libzstd", providers: [.apt(["libzstd-dev"])]),
         .systemLibrary(name: "CCrypt", pkgConfig: "libcrypt", providers: [.apt(["libcrypt-dev"])]),
         // The HTTP/1 codec of the forwarding path: heads kept as received bytes, strict incremental parsing;
         // and the gzip content coding.
-        .target(name: "GatewayHTTP", dependencies: [nioCore, "CZlib", "CBrotli"], swiftSettings: strict),
+        .target(name: "GatewayHTTP", dependencies: [nioCore, "CZlib", "CBrotli", "CZstd"], swiftSettings: strict),
         // The clock read once per event (a thread-local reading; see EventClock).
         .target(name: "CEventClock"),
         // DNS queries through the system resolver (libresolv), or a server of the config's: SRV records for discovery.
@@ -154,7 +155,7 @@ let package = Package(
             swiftSettings: strict),
         .testTarget(name: "GatewayHTTPTests", dependencies: ["GatewayHTTP", "TestSupport", nioCore], swiftSettings: strict),
         // Helpers shared by test targets (a throwaway redis-server per test).
-        .target(name: "TestSupport", dependencies: [nioCore, nioPosix, "CZlib", "CBrotli"], path: "Tests/TestSupport", swiftSettings: strict),
+        .target(name: "TestSupport", dependencies: [nioCore, nioPosix, "CZlib", "CBrotli", "CZstd"], path: "Tests/TestSupport", swiftSettings: strict),
         .testTarget(
             name: "GatewayRedisTests",
             dependencies: [nioLocks, 

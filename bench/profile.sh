@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 seconds="${1:-8}"
 connections="${CONNECTIONS:-50}"
 path="${2:-/1k}"
-scripts/ensure-packages.sh libhiredis-dev libjemalloc-dev zlib1g-dev libbrotli-dev libcrypt-dev nginx wrk linux-perf redis-server openssl >/dev/null
+scripts/ensure-packages.sh libhiredis-dev libjemalloc-dev zlib1g-dev libbrotli-dev libzstd-dev libcrypt-dev libmaxminddb-dev nginx wrk linux-perf redis-server openssl >/dev/null
 swift build -c release --product gateway >/dev/null
 work=bench/.work
 mkdir -p "$work/www"

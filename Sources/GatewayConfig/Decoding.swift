@@ -1880,10 +1880,11 @@ extension CompressionConfig {
                 guard let list = node.array({ $0.oneOf(ContentCoding.Coding.allCases.map(\.rawValue)).flatMap(ContentCoding.Coding.init) }) else {
                     return nil
                 }
-                if case .array(let raw) = node.value, raw.isEmpty { node.error("list at least one of \"br\", \"gzip\" (or set enabled to false)") }
+                if case .array(let raw) = node.value, raw.isEmpty { node.error("list at least one of \"zstd\", \"br\", \"gzip\" (or set enabled to false)") }
                 return list
             } ?? config.encodings
             config.brotliLevel = o.optional("brotli_level") { $0.int(0...11) } ?? config.brotliLevel
+            config.zstdLevel = o.optional("zstd_level") { $0.int(1...19) } ?? config.zstdLevel
             return config
         }
     }

@@ -1204,6 +1204,8 @@ public struct CompressionConfig: Sendable, Equatable {
     public var encodings: [ContentCoding.Coding] = [.br, .gzip]
     /// `brotli_level`: Brotli's quality, 0 fastest to 11 smallest.
     public var brotliLevel = 4
+    /// `zstd_level`: Zstandard's level, 1 fastest to 19 smallest.
+    public var zstdLevel = 3
 }
 
 /// A route's `mirror`: shadow traffic for a new version, compared in its own logs and metrics.

@@ -6,6 +6,7 @@ import GatewayPolicy
 public struct CompressionPolicy: Sendable {
     let level: Int
     let brotliLevel: Int
+    let zstdLevel: Int
     let minBytes: Int
     let types: [String]
     /// The codings offered, preferred first.
@@ -14,7 +15,9 @@ public struct CompressionPolicy: Sendable {
     /// nil when compression is off for the route.
     init?(_ config: CompressionConfig?) {
         guard let config, config.enabled else { return nil }
-        (level, brotliLevel, minBytes, types, encodings) = (config.level, config.brotliLevel, config.minBytes, config.contentTypes, config.encodings)
+        (level, brotliLevel, zstdLevel, minBytes, types, encodings) = (
+            config.level, config.brotliLevel, config.zstdLevel, config.minBytes, config.contentTypes, config.encodings
+        )
     }
 
     /// The coding for a client with these `Accept-Encoding` fields (nil: it takes none the route offers).
@@ -40,6 +43,7 @@ public struct CompressionPolicy: Sendable {
         switch coding {
         case .gzip: encoder = GzipEncoder(level: level, expectedBytes: length)
         case .br: encoder = BrotliEncoder(quality: brotliLevel, expectedBytes: length)
+        case .zstd: encoder = ZstdEncoder(level: zstdLevel, expectedBytes: length)
         }
         guard let encoder else { return nil }
         head.headers.remove(name: "content-length")

@@ -1,8 +1,8 @@
-/// The rules for compressing a response (br and gzip, RFC 9110 §8.4 and §12.5.3), on header values only.
+/// The rules for compressing a response (zstd, br and gzip, RFC 9110 §8.4 and §12.5.3), on header values only.
 public enum ContentCoding {
     /// The content codings the gateway can apply to responses.
     public enum Coding: String, Sendable, CaseIterable {
-        case br, gzip
+        case zstd, br, gzip
     }
 
     /// The coding to use for a client with these `Accept-Encoding` fields, among `offered` (the gateway's order

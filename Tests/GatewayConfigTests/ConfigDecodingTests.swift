@@ -1553,10 +1553,13 @@ import Testing
         #expect(defaults.brotliLevel == 4)
         let narrowed = try #require(load(minimal(extra: #""compression": { "encodings": ["gzip"], "brotli_level": 9 },"#)).config?.compression)
         #expect(narrowed.encodings == [.gzip])
-        let badCodings = load(minimal(extra: #""compression": { "encodings": ["zstd"], "brotli_level": 12 },"#)).errors.map(\.description)
+        let withZstd = try #require(load(minimal(extra: #""compression": { "encodings": ["zstd", "gzip"], "zstd_level": 7 },"#)).config?.compression)
+        #expect(withZstd.encodings == [.zstd, .gzip] && withZstd.zstdLevel == 7 && defaults.zstdLevel == 3)
+        let badCodings = load(minimal(extra: #""compression": { "encodings": ["deflate"], "brotli_level": 12, "zstd_level": 20 },"#)).errors.map(\.description)
         #expect(badCodings == [
-            #"compression.encodings[0]: unknown value "zstd"; expected one of "br", "gzip""#,
+            #"compression.encodings[0]: unknown value "deflate"; expected one of "zstd", "br", "gzip""#,
             "compression.brotli_level: 12 is out of range (0...11)",
+            "compression.zstd_level: 20 is out of range (1...19)",
         ])
         let bad = load(minimal(extra: #""compression": { "level": 0, "min_bytes": -1, "content_types": ["json", "text/", "+"], "gzip": true },"#)).errors.map(\.description)
         #expect(bad == [
@@ -1565,7 +1568,7 @@ import Testing
             #"compression.content_types[0]: expected a media type ("application/json"), a whole type ("text/*") or a suffix ("+json")"#,
             #"compression.content_types[1]: expected a media type ("application/json"), a whole type ("text/*") or a suffix ("+json")"#,
             #"compression.content_types[2]: expected a media type ("application/json"), a whole type ("text/*") or a suffix ("+json")"#,
-            #"compression.gzip: unknown key; known keys here: "brotli_level", "content_types", "enabled", "encodings", "level", "min_bytes""#,
+            #"compression.gzip: unknown key; known keys here: "brotli_level", "content_types", "enabled", "encodings", "level", "min_bytes", "zstd_level""#,
         ])
     }
 

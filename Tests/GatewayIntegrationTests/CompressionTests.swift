@@ -82,6 +82,33 @@ import TestSupport
         }
     }
 
+    // zstd when offered (it is not by default) and the client takes it, as browsers since 2024 and curl do; streamed
+    // part by part; a client that takes only the others gets one of those. Decoded by libzstd, and by curl itself.
+    @Test func zstdWhenOffered() async throws {
+        try await withUpstreams { upstreams in
+            try await withGateway(Self.config(), upstreams: upstreams) { gateway in
+                let notOffered = try await gateway.request("GET", Self.text, headers: [("Accept-Encoding", "zstd")])
+                #expect(notOffered.header("content-encoding") == nil, "not among the default encodings")
+            }
+            let offered = Self.config(top: #""compression": { "encodings": ["zstd", "br", "gzip"], "zstd_level": 5 },"#)
+            try await withGateway(offered, upstreams: upstreams) { gateway in
+                let browser = try await gateway.request("GET", Self.text, headers: [("Accept-Encoding", "gzip, deflate, br, zstd")])
+                #expect(browser.header("content-encoding") == "zstd" && browser.header("vary")?.lowercased() == "accept-encoding")
+                let decoded = try #require(Unzstd.decode(browser.body))
+                #expect(decoded.complete && decoded.data == Array(repeating: UInt8(ascii: "x"), count: 100_000))
+                #expect(browser.body.count < 1_000, "100,000 x's took \(browser.body.count) bytes")
+                let streamed = try await gateway.request("GET", "/stream?chunks=3&interval_ms=10", headers: [("Accept-Encoding", "zstd")])
+                let chunks = try #require(Unzstd.decode(streamed.body))
+                #expect(chunks.complete && !chunks.data.isEmpty)
+                let older = try await gateway.request("GET", Self.text, headers: [("Accept-Encoding", "gzip, br")])
+                #expect(older.header("content-encoding") == "br")
+                let port = gateway.gateway.listeners[0].port
+                let curl = try await shell("curl -s --compressed -o /dev/null -w '%{size_download} %{http_code}' http://127.0.0.1:\(port)\(Self.text) -H 'Accept-Encoding: zstd'")
+                #expect(curl.stdout.hasSuffix(" 200") && (Int(curl.stdout.split(separator: " ")[0]) ?? 100_000) < 1_000, "\(curl.stdout)")
+            }
+        }
+    }
+
     // Types that are not listed, small bodies and routes that turn it off pass as they are, without Vary.    // Types that are not listed, small bodies and routes that turn it off pass as they are, without Vary.
     @Test func leavesOtherResponsesAlone() async throws {
         try await withUpstreams { upstreams in
