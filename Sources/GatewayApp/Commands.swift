@@ -107,8 +107,9 @@ enum ConfigCheck {
         let result = ConfigLoader.load(path: path)
         guard let config = result.config else { return result }
         var findings = TLSCheck.findings(config).map { (path: $0.path, message: $0.message, isError: $0.isError) }
-        if let geoip = config.geoip {
-            do { _ = try GeoIPDatabase(path: geoip.database) } catch { findings.append(("geoip.database", "\(error)", true)) }
+        for (key, file) in [("database", config.geoip?.database), ("asn_database", config.geoip?.asnDatabase)] {
+            guard let file else { continue }
+            do { _ = try GeoIPDatabase(path: file) } catch { findings.append(("geoip." + key, "\(error)", true)) }
         }
         if let jwt = config.auth?.jwt { findings += await KeyLoader.findings(jwt) }
         // The API keys file: valid entries, no key listed twice.

@@ -121,6 +121,7 @@ public struct ExplainCommand: AsyncParsableCommand {
         var checks: [String] = []
         if !route.allowIPs.isEmpty || !route.denyIPs.isEmpty { checks.append("client addresses (allow_ips/deny_ips)") }
         if !route.countries.isEmpty { checks.append("client countries (allow_countries/deny_countries)") }
+        if !route.asns.isEmpty { checks.append("client networks (allow_asns/deny_asns)") }
         if route.cors != nil { checks.append("cors") }
         if let csrf = route.effectiveCSRF(global: config.csrf) { checks.append(csrf.reportOnly ? "csrf (report only)" : "csrf") }
         if let auth = route.auth {

@@ -225,9 +225,9 @@ public final class Gateway: Sendable {
             throw error
         }
         // Opened again on every reload, so a refreshed database file (weekly, from geoipupdate) takes effect.
-        let geoip: GeoIPDatabase?
+        let geoip: [GeoIPDatabase]
         do {
-            geoip = try config.geoip.map { try GeoIPDatabase(path: $0.database) }
+            geoip = try (config.geoip?.files ?? []).map { try GeoIPDatabase(path: $0) }
         } catch {
             if let redis, redis !== old?.redis { await redis.shutdown() }
             if let acme, acme !== old?.acme { acme.stop() }
@@ -272,7 +272,7 @@ public final class Gateway: Sendable {
         // routes either.
         let addresses = AddressRule(deny: config.denyIPs, allow: config.allowIPs)
         if !addresses.isEmpty { globalFilters.append(ClientAddressFilter(addresses)) }
-        if let geoip { globalFilters.append(GeoIPFilter(lookup: geoip, rule: config.countries)) }
+        if !geoip.isEmpty { globalFilters.append(GeoIPFilter(databases: geoip, countries: config.countries, asns: config.asns)) }
         // One cache for every route that enables it; kept across reloads while its settings stay.
         let cache: ResponseCache?
         if !config.routes.contains(where: { $0.cache?.enabled == true }) {
@@ -345,7 +345,7 @@ public final class Gateway: Sendable {
             var filters: [any GatewayFilter] = []
             let addresses = AddressRule(deny: route.denyIPs, allow: route.allowIPs)
             if !addresses.isEmpty { filters.append(ClientAddressFilter(addresses)) }
-            if !route.countries.isEmpty { filters.append(CountryFilter(route.countries)) }
+            if !route.countries.isEmpty || !route.asns.isEmpty { filters.append(GeoRuleFilter(countries: route.countries, asns: route.asns)) }
             if let cors = route.cors { filters.append(CORSFilter(cors)) }
             if let deprecation = route.deprecation { filters.append(DeprecationFilter(deprecation, routeName: route.name, metrics: metrics)) }
             if let csrf = route.effectiveCSRF(global: config.csrf) {

@@ -36,8 +36,13 @@ extension GatewayConfig {
             let (denyIPs, allowIPs) = o.addressRules()
             let countries = o.countryRule()
             let geoip = o.optional("geoip") { node in
-                node.object { g in g.required("database") { $0.filePath() }.map(GeoIPConfig.init) }
+                node.object { g -> GeoIPConfig? in
+                    let config = GeoIPConfig(database: g.optional("database") { $0.filePath() }, asnDatabase: g.optional("asn_database") { $0.filePath() })
+                    if !g.has("database") && !g.has("asn_database") { g.node.context.error(g.path, "give a database (countries) or an asn_database") }
+                    return config.files.isEmpty ? nil : config
+                }
             }
+            let asns = o.asnRule()
             let forwardedHeader = o.optional("forwarded_header") { $0.bool() } ?? false
             let loopDetection = o.optional("loop_detection") { $0.bool() } ?? true
             let security = o.optional("security_headers", SecurityHeadersConfig.decode) ?? SecurityHeadersConfig()
@@ -80,6 +85,7 @@ extension GatewayConfig {
             config.allowIPs = allowIPs
             config.geoip = geoip
             config.countries = countries
+            config.asns = asns
             config.clientIPHeader = clientIPHeader
             if clientIPHeader != nil && (trusted ?? []).isEmpty && trustedFile.isEmpty && !trustsUnixPeers {
                 o.node.context.warning(o.path / "client_ip_header", "read only from trusted_proxies, and none is listed")
@@ -425,6 +431,12 @@ extension ObjectReader {
             }.map(Set.init)
         }
         return CountryRule(deny: optional("deny_countries", codes) ?? [], allow: optional("allow_countries", codes) ?? [])
+    }
+
+    /// `deny_asns` and `allow_asns` (top level and routes): autonomous system numbers.
+    func asnRule() -> ASNRule {
+        func numbers(_ node: ConfigNode) -> Set<UInt32>? { node.array { $0.int(1...Int(UInt32.max)).map(UInt32.init) }.map(Set.init) }
+        return ASNRule(deny: optional("deny_asns", numbers) ?? [], allow: optional("allow_asns", numbers) ?? [])
     }
 
     /// `deny_ips` and `allow_ips` with the ranges of `deny_ips_file` and `allow_ips_file` added (top level and routes).
@@ -1675,6 +1687,7 @@ extension RouteConfig {
             }
             let (denyIPs, allowIPs) = o.addressRules()
             let countries = o.countryRule()
+            let asns = o.asnRule()
             let maxBodyBytes = o.optional("max_body_bytes") { $0.int(0...Int.max) }
             let tunnelIdleTimeoutMs = o.optional("tunnel_idle_timeout_ms") { $0.int(0...maxMilliseconds) }
             let adaptive = o.optional("adaptive_concurrency", AdaptiveConcurrency.Settings.decode)
@@ -1742,6 +1755,7 @@ extension RouteConfig {
             )
             (route.denyIPs, route.allowIPs) = (denyIPs, allowIPs)
             route.countries = countries
+            route.asns = asns
             route.maxBodyBytes = maxBodyBytes
             route.tunnelIdleTimeoutMs = tunnelIdleTimeoutMs
             route.fault = fault

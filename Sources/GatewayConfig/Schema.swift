@@ -28,6 +28,8 @@ public struct GatewayConfig: Sendable {
     /// Top-level `deny_countries` / `allow_countries`: clients from these countries refused (or only these served) on
     /// every route, before routing.
     public var countries = CountryRule()
+    /// Top-level `deny_asns` / `allow_asns`, before routing.
+    public var asns = ASNRule()
     /// `forwarded_header`: send the upstream an RFC 7239 `Forwarded` field beside X-Forwarded-*.
     public var forwardedHeader = false
     /// `loop_detection`: requests going upstream carry this gateway's id in `CDN-Loop` (RFC 8586), and a request that
@@ -86,7 +88,7 @@ public struct GatewayConfig: Sendable {
     /// the API keys and htpasswd files, the `${file:}` secrets, the address lists, the GeoIP database. With `reload.watch`, a change to any of them reloads (a renewed
     /// certificate, a rotated key) as a change to gateway.json does.
     public var reloadedFiles: [String] {
-        var files: [String] = includedFiles + secretFiles + addressListFiles + [geoip?.database].compactMap { $0 }
+        var files: [String] = includedFiles + secretFiles + addressListFiles + (geoip?.files ?? [])
         for tls in listeners.compactMap(\.tls) {
             for certificate in tls.certificates { files += [certificate.cert, certificate.key] }
             if let ca = tls.clientCA { files.append(ca) }
@@ -1107,6 +1109,8 @@ public struct RouteConfig: Sendable {
     public var allowIPs: [CIDR] = []
     /// The route's `deny_countries` / `allow_countries` (needs `geoip`).
     public var countries = CountryRule()
+    /// The route's `deny_asns` / `allow_asns` (needs `geoip.asn_database`).
+    public var asns = ASNRule()
     /// This route's largest request body, instead of `limits.max_body_bytes`.
     public var maxBodyBytes: Int?
     /// This route's `tunnel_idle_timeout_ms`, instead of the one in `limits`.
@@ -1275,6 +1279,8 @@ public enum RequestValue: String, Sendable, CaseIterable {
     case method
     /// The client's country (`geoip`); none when the database does not place the address.
     case country
+    /// The client's autonomous system number (`geoip.asn_database`).
+    case asn
 }
 
 /// A `match.headers` condition on one field: `"value"` (some field of that name has exactly this value), or
@@ -1581,10 +1587,29 @@ public struct LoggingConfig: Sendable {
     public static let credentialHeaders = ["authorization", "proxy-authorization", "cookie", "x-api-key", "set-cookie"]
 }
 
-/// `geoip`: `{"database": "/var/lib/GeoIP/GeoLite2-Country.mmdb"}`.
+/// `geoip`: `{"database": "/var/lib/GeoIP/GeoLite2-Country.mmdb", "asn_database": "/var/lib/GeoIP/GeoLite2-ASN.mmdb"}`
+/// (at least one).
 public struct GeoIPConfig: Sendable, Equatable {
-    public var database: String
-    public init(database: String) { self.database = database }
+    /// Countries (GeoLite2-Country or -City, GeoIP2, DB-IP).
+    public var database: String?
+    /// Autonomous systems (GeoLite2-ASN).
+    public var asnDatabase: String?
+    public init(database: String?, asnDatabase: String? = nil) { (self.database, self.asnDatabase) = (database, asnDatabase) }
+    public var files: [String] { [database, asnDatabase].compactMap { $0 } }
+}
+
+/// `deny_asns` and `allow_asns`: autonomous system numbers (a cloud provider's `16509`), for clients the database places
+/// in one; an address it places in none passes a deny list and fails an allow list.
+public struct ASNRule: Sendable, Equatable {
+    public var deny: Set<UInt32> = []
+    public var allow: Set<UInt32> = []
+    public var isEmpty: Bool { deny.isEmpty && allow.isEmpty }
+    public init(deny: Set<UInt32> = [], allow: Set<UInt32> = []) { (self.deny, self.allow) = (deny, allow) }
+
+    public func permits(_ asn: UInt32?) -> Bool {
+        guard let asn else { return allow.isEmpty }
+        return !deny.contains(asn) && (allow.isEmpty || allow.contains(asn))
+    }
 }
 
 /// `deny_countries` and `allow_countries`: ISO 3166 codes (`DE`), and `unknown` for an address the database does not

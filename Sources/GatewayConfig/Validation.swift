@@ -262,11 +262,17 @@ extension GatewayConfig {
         if let header = auth?.apiKeyHeader, let index = logging.accessLogHeaders.firstIndex(of: header) {
             context.error(root / "logging" / "access_log_headers" / index, "\(header) carries API keys (auth.api_key_header) and is never logged")
         }
-        if geoip == nil {
+        if geoip?.database == nil {
             // Country rules need the database that places addresses in countries.
             let rules = [(root, countries)] + routes.enumerated().map { (root / "routes" / $0.offset, $0.element.countries) }
             for (path, rule) in rules where !rule.isEmpty {
                 context.error(path / (rule.allow.isEmpty ? "deny_countries" : "allow_countries"), "needs the top-level geoip section (its database)")
+            }
+        }
+        if geoip?.asnDatabase == nil {
+            let rules = [(root, asns)] + routes.enumerated().map { (root / "routes" / $0.offset, $0.element.asns) }
+            for (path, rule) in rules where !rule.isEmpty {
+                context.error(path / (rule.allow.isEmpty ? "deny_asns" : "allow_asns"), "needs geoip.asn_database")
             }
         }
         if redis == nil {

@@ -56,6 +56,8 @@ public struct RequestContext: Sendable {
     public var clientIP: String
     /// The client address's country (ISO 3166 code) with `geoip`; nil without it, or when the database does not place it.
     public var country: String?
+    /// The client address's autonomous system number with `geoip.asn_database`.
+    public var asn: UInt32?
     public var method: HTTPMethod
     /// The request target as received (path and query).
     public var uri: String

@@ -25,6 +25,8 @@ public struct GatewayError: Error, Hashable, Sendable, CustomStringConvertible {
         case addressRefused
         /// 403: the route's `deny_countries` / `allow_countries` refuse the client's country.
         case countryRefused
+        /// 403: `deny_asns` / `allow_asns` refuse the client's network.
+        case networkRefused
         /// 403: the route's `csrf` refuses a cross-origin state-changing request from a browser.
         case crossOriginRefused
         /// 400: the body is not the JSON the route's `request_validation` asks for.
@@ -66,6 +68,7 @@ public struct GatewayError: Error, Hashable, Sendable, CustomStringConvertible {
             case .corsRefused: return "CORS_NOT_ALLOWED"
             case .addressRefused: return "IP_NOT_ALLOWED"
             case .countryRefused: return "COUNTRY_NOT_ALLOWED"
+            case .networkRefused: return "NETWORK_NOT_ALLOWED"
             case .crossOriginRefused: return "CROSS_ORIGIN_REQUEST_REFUSED"
             case .invalidBody: return "INVALID_BODY"
             case .invalidQuery: return "INVALID_QUERY"
@@ -120,7 +123,7 @@ public struct GatewayError: Error, Hashable, Sendable, CustomStringConvertible {
         case .unauthenticated: return 401
         case .forbidden: return 403
         case .notCached: return 504
-        case .corsRefused, .addressRefused, .countryRefused, .crossOriginRefused, .invalidSignature: return 403
+        case .corsRefused, .addressRefused, .countryRefused, .networkRefused, .crossOriginRefused, .invalidSignature: return 403
         }
     }
 
@@ -173,6 +176,7 @@ public struct GatewayError: Error, Hashable, Sendable, CustomStringConvertible {
     public static func corsNotAllowed(_ message: String) -> GatewayError { GatewayError(.corsRefused, message) }
     public static let ipNotAllowed = GatewayError(.addressRefused, "This route does not accept requests from this client address.")
     public static let countryNotAllowed = GatewayError(.countryRefused, "This route does not accept requests from this client's country.")
+    public static let networkNotAllowed = GatewayError(.networkRefused, "This route does not accept requests from this client's network.")
     public static let crossOriginRefused = GatewayError(
         .crossOriginRefused, "This route does not accept state-changing requests sent from another site.")
     /// `message` says what is wrong with the body (where, for a schema rule): it is the client's own data.

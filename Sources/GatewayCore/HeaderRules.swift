@@ -454,6 +454,7 @@ extension RequestContext {
         case .scheme: return connection.isTLS ? "https" : "http"
         case .method: return method.description
         case .country: return country
+        case .asn: return asn.map(String.init)
         }
     }
 }

@@ -68,6 +68,7 @@ public struct AccessLogFilter: GatewayFilter {
         if let consumer = context.consumer { metadata["consumer"] = .string(consumer) }  // the key id, never the key
         if let host = context.host { metadata["host"] = .string(host) }
         if let country = context.country { metadata["country"] = .string(country) }
+        if let asn = context.asn { metadata["asn"] = .stringConvertible(asn) }
         if let userAgent = context.userAgent { metadata["user_agent"] = .string(userAgent) }
         if let version = context.version { metadata["protocol"] = .string(version.major == 2 ? "HTTP/2" : version.description) }
         if !outcome.completed { metadata["completed"] = .stringConvertible(false) }

@@ -13,7 +13,7 @@ public final class GeoIPDatabase: CountryLookup, @unchecked Sendable {
     private let handle = UnsafeMutablePointer<MMDB_s>.allocate(capacity: 1)
     public let path: String
     /// `country.iso_code`, then `registered_country.iso_code` (the country an address block is registered in, for
-    /// networks MaxMind places nowhere, such as anycast ones).
+    /// networks MaxMind places nowhere, such as anycast ones); then `autonomous_system_number` (GeoLite2-ASN).
     private let paths: [[UnsafeMutablePointer<CChar>?]]
 
     public struct OpenError: Error, CustomStringConvertible {
@@ -31,7 +31,7 @@ public final class GeoIPDatabase: CountryLookup, @unchecked Sendable {
             let reason = status == MMDB_FILE_OPEN_ERROR ? String(cString: strerror(errno)) : String(cString: MMDB_strerror(status))
             throw OpenError(path: path, reason: reason)
         }
-        let names: [[String]] = [["country", "iso_code"], ["registered_country", "iso_code"]]
+        let names: [[String]] = [["country", "iso_code"], ["registered_country", "iso_code"], ["autonomous_system_number"]]
         paths = names.map { path in path.map { strdup($0) } + [nil] }
     }
 
@@ -45,8 +45,31 @@ public final class GeoIPDatabase: CountryLookup, @unchecked Sendable {
     public var databaseType: String { String(cString: handle.pointee.metadata.database_type) }
 
     /// The ISO 3166 code of the country `address` is in, nil when the database does not place it (a private address,
-    /// an IPv6 address in an IPv4-only database).
+    /// an IPv6 address in an IPv4-only database, an ASN database).
     public func country(of address: IPAddress) -> String? {
+        guard var entry = lookup(address) else { return nil }
+        for path in paths.prefix(2) {
+            guard let data = value(path, in: &entry), data.type == UInt32(MMDB_DATA_TYPE_UTF8_STRING), let text = data.utf8_string else { continue }
+            return String(decoding: UnsafeRawBufferPointer(start: text, count: Int(data.data_size)), as: UTF8.self)
+        }
+        return nil
+    }
+
+    /// The number of the autonomous system (the network operator) `address` belongs to, from an ASN database; nil otherwise.
+    public func asn(of address: IPAddress) -> UInt32? {
+        guard var entry = lookup(address), let data = value(paths[2], in: &entry), data.type == UInt32(MMDB_DATA_TYPE_UINT32) else { return nil }
+        return data.uint32
+    }
+
+    private func value(_ path: [UnsafeMutablePointer<CChar>?], in entry: inout MMDB_entry_s) -> MMDB_entry_data_s? {
+        var data = MMDB_entry_data_s()
+        let status = path.withUnsafeBufferPointer { parts in
+            parts.baseAddress!.withMemoryRebound(to: UnsafePointer<CChar>?.self, capacity: parts.count) { MMDB_aget_value(&entry, &data, $0) }
+        }
+        return status == MMDB_SUCCESS && data.has_data ? data : nil
+    }
+
+    private func lookup(_ address: IPAddress) -> MMDB_entry_s? {
         var error: Int32 = 0
         var result: MMDB_lookup_result_s
         switch address {
@@ -68,19 +91,6 @@ public final class GeoIPDatabase: CountryLookup, @unchecked Sendable {
             }
         }
         guard error == MMDB_SUCCESS, result.found_entry else { return nil }
-        for path in paths {
-            var data = MMDB_entry_data_s()
-            let status = path.withUnsafeBufferPointer { parts in
-                parts.baseAddress!.withMemoryRebound(to: UnsafePointer<CChar>?.self, capacity: parts.count) {
-                    MMDB_aget_value(&result.entry, &data, $0)
-                }
-            }
-            guard status == MMDB_SUCCESS, data.has_data, data.type == UInt32(MMDB_DATA_TYPE_UTF8_STRING), let text = data.utf8_string else {
-                continue
-            }
-            let bytes = UnsafeRawBufferPointer(start: text, count: Int(data.data_size))
-            return String(decoding: bytes, as: UTF8.self)
-        }
-        return nil
+        return result.entry
     }
 }

@@ -154,14 +154,15 @@ import Testing
         let good = load(minimal(route: route, extra: #""geoip": { "database": "GeoLite2-Country.mmdb" }, "deny_countries": ["KP"],"#))
         #expect(good.errors.isEmpty, "\(good.errors)")
         let config = try #require(good.config)
-        #expect(config.geoip?.database.hasSuffix("GeoLite2-Country.mmdb") == true && config.reloadedFiles == [config.geoip?.database])
+        let database = try #require(config.geoip?.database)
+        #expect(database.hasSuffix("GeoLite2-Country.mmdb") && config.reloadedFiles == [database] && config.geoip?.asnDatabase == nil)
         #expect(config.countries == CountryRule(deny: ["KP"]) && config.routes[0].countries == CountryRule(allow: ["DE", "AT", "unknown"]))
         #expect(config.routes[0].countries.permits("DE") && config.routes[0].countries.permits(nil) && !config.routes[0].countries.permits("FR"))
         #expect(!config.countries.permits("KP") && config.countries.permits("DE") && config.countries.permits(nil))
 
         let bad = load(minimal(route: #"{ "name": "r", "upstream": "u", "deny_countries": ["Germany", 7] }"#, extra: #""geoip": {},"#))
         #expect(bad.errors.map(\.description) == [
-            "geoip.database: missing required key",
+            "geoip: give a database (countries) or an asn_database",
             #"routes[0].deny_countries[0]: expected a two-letter ISO 3166 country code ("DE", "US") or "unknown""#,
             "routes[0].deny_countries[1]: expected a string, found a number",
         ])

@@ -1,4 +1,5 @@
 import Foundation
+import GatewayConfig
 import Testing
 import TestSupport
 
@@ -53,6 +54,45 @@ import TestSupport
                 #expect(try await request("/echo", from: "89.160.20.112").status == 200, "no longer placed in Sweden")
             }
         }
+    }
+
+    // geoip.asn_database: the client's network operator by its number, for deny_asns (a hosting provider's scrapers)
+    // and allow_asns (a partner's network only), upstream through set_from and in the access log; beside a country
+    // database, both are looked up.
+    @Test func networksOfClients() async throws {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("geoip-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let (countries, networks) = (folder.appendingPathComponent("countries.mmdb").path, folder.appendingPathComponent("asn.mmdb").path)
+        try GeoIPFixture.write(Self.networks, to: countries)
+        try GeoIPFixture.writeASNs([("81.2.69.0/24", 64501), ("89.160.20.0/24", 64500), ("2a00:1450::/32", 64502)], to: networks)
+        let routes = #"""
+            [{ "name": "partners", "match": { "path_prefix": "/partners" }, "upstream": "demo", "allow_asns": [64501] },
+             { "name": "all", "upstream": "demo", "request_headers": { "set_from": { "X-Client-ASN": "asn", "X-Client-Country": "country" } } }]
+            """#
+        let top = #""trusted_proxies": ["127.0.0.1"], "geoip": { "database": "\#(countries)", "asn_database": "\#(networks)" }, "deny_asns": [64500],"#
+        try await withUpstreams { upstreams in
+            try await withGateway(basicConfig(routes: routes, top: top), upstreams: upstreams) { gateway in
+                func request(_ path: String, from client: String) async throws -> TestResponse {
+                    try await gateway.request("GET", path, headers: [("X-Forwarded-For", client)])
+                }
+                let partner = try await request("/echo", from: "81.2.69.142")
+                #expect(partner.echoedHeaders["x-client-asn"] == "64501" && partner.echoedHeaders["x-client-country"] == "GB")
+                let log = try await gateway.accessLog(for: partner)
+                #expect("\(log["asn"] ?? "")" == "64501" && log["country"] as? String == "GB")
+                #expect(try await request("/partners/x", from: "81.2.69.142").status == 200)
+                let other = try await request("/partners/x", from: "2a00:1450::1")
+                #expect(other.status == 403 && other.errorCode == "NETWORK_NOT_ALLOWED")
+                let unplaced = try await request("/partners/x", from: "10.0.0.1")
+                #expect(unplaced.status == 403, "an allow list refuses addresses in no network")
+                let hosting = try await request("/echo", from: "89.160.20.112")
+                #expect(hosting.status == 403 && hosting.errorCode == "NETWORK_NOT_ALLOWED", "the top-level deny_asns, before routing")
+                #expect(try await request("/echo", from: "10.0.0.1").echoedHeaders["x-client-asn"] == nil)
+            }
+        }
+        let withoutDatabase = ConfigLoader.load(
+            text: basicConfig(targets: #""http://127.0.0.1:9""#, top: #""geoip": { "database": "\#(countries)" }, "deny_asns": [16509],"#), environment: [:])
+        #expect(withoutDatabase.errors.map(\.description) == ["deny_asns: needs geoip.asn_database"])
     }
 
     // gateway check opens the database: a file that is none is an error at geoip.database, as is a country rule
