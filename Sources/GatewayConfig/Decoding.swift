@@ -813,6 +813,17 @@ extension SecurityHeadersConfig {
             }
             config.contentSecurityPolicy = o.optional("content_security_policy") { $0.headerValue() }
             config.permissionsPolicy = o.optional("permissions_policy") { $0.headerValue() }
+            config.contentSecurityPolicyReportOnly = o.optional("content_security_policy_report_only") { $0.headerValue() }
+            config.hstsPreload = o.optional("hsts_preload") { $0.bool() } ?? false
+            if config.hstsPreload && (!config.hstsIncludeSubdomains || (config.hstsMaxAgeSeconds ?? 0) < 31_536_000) {
+                // hstspreload.org refuses a site otherwise; the header would promise what the lists will not keep.
+                o.node.context.error(o.path / "hsts_preload", "preload lists need hsts_include_subdomains and a max age of at least a year (31536000)")
+            }
+            config.crossOriginOpenerPolicy = o.optional("cross_origin_opener_policy") {
+                $0.oneOf(["same-origin", "same-origin-allow-popups", "noopener-allow-popups", "unsafe-none"])
+            }
+            config.crossOriginEmbedderPolicy = o.optional("cross_origin_embedder_policy") { $0.oneOf(["require-corp", "credentialless", "unsafe-none"]) }
+            config.crossOriginResourcePolicy = o.optional("cross_origin_resource_policy") { $0.oneOf(["same-origin", "same-site", "cross-origin"]) }
             config.overrideUpstream = o.optional("override_upstream") { $0.bool() } ?? false
             return config
         }

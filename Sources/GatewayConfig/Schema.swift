@@ -477,7 +477,15 @@ public struct SecurityHeadersConfig: Sendable {
     public var contentTypeOptions: String? = "nosniff"
     public var referrerPolicy: String? = "strict-origin-when-cross-origin"
     public var contentSecurityPolicy: String?
+    /// `Content-Security-Policy-Report-Only`: a policy tried out (violations reported, nothing blocked) before it is enforced.
+    public var contentSecurityPolicyReportOnly: String?
     public var permissionsPolicy: String?
+    /// `hsts_preload`: `; preload`, the consent browsers' HSTS preload lists ask for.
+    public var hstsPreload = false
+    /// Cross-origin isolation (HTML's COOP, COEP and Fetch's CORP).
+    public var crossOriginOpenerPolicy: String?
+    public var crossOriginEmbedderPolicy: String?
+    public var crossOriginResourcePolicy: String?
     /// false: an upstream's own value for one of these headers is kept; true: the gateway's value wins.
     public var overrideUpstream = false
 }

@@ -17,9 +17,14 @@ public struct SecurityHeadersFilter: GatewayFilter {
         if let value = config.referrerPolicy { always.append(("referrer-policy", value)) }
         if let value = config.contentSecurityPolicy { always.append(("content-security-policy", value)) }
         if let value = config.permissionsPolicy { always.append(("permissions-policy", value)) }
+        if let value = config.contentSecurityPolicyReportOnly { always.append(("content-security-policy-report-only", value)) }
+        if let value = config.crossOriginOpenerPolicy { always.append(("cross-origin-opener-policy", value)) }
+        if let value = config.crossOriginEmbedderPolicy { always.append(("cross-origin-embedder-policy", value)) }
+        if let value = config.crossOriginResourcePolicy { always.append(("cross-origin-resource-policy", value)) }
         self.always = always
         self.hsts = config.hstsMaxAgeSeconds.map { maxAge in
-            ("strict-transport-security", "max-age=\(maxAge)" + (config.hstsIncludeSubdomains ? "; includeSubDomains" : ""))
+            ("strict-transport-security",
+             "max-age=\(maxAge)" + (config.hstsIncludeSubdomains ? "; includeSubDomains" : "") + (config.hstsPreload ? "; preload" : ""))
         }
         self.overrideUpstream = config.overrideUpstream
     }

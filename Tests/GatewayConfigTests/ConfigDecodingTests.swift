@@ -124,6 +124,19 @@ import Testing
             .errors.map(\.description) == [#"acme.store: unknown value "etcd"; expected one of "files", "redis""#])
     }
 
+    // security_headers: cross-origin isolation values from their specs' lists; hsts_preload only with what preload lists
+    // require (subdomains, a year).
+    @Test func securityHeaderShapes() throws {
+        let good = load(minimal(extra: #""security_headers": { "cross_origin_opener_policy": "same-origin", "cross_origin_resource_policy": "cross-origin", "hsts_include_subdomains": true, "hsts_preload": true },"#))
+        #expect(good.errors.isEmpty && good.config?.securityHeaders.hstsPreload == true)
+        #expect(good.config?.securityHeaders.crossOriginOpenerPolicy == "same-origin" && good.config?.securityHeaders.crossOriginEmbedderPolicy == nil)
+        let bad = load(minimal(extra: #""security_headers": { "cross_origin_embedder_policy": "require-cors", "hsts_preload": true },"#)).errors.map(\.description)
+        #expect(bad == [
+            "security_headers.hsts_preload: preload lists need hsts_include_subdomains and a max age of at least a year (31536000)",
+            #"security_headers.cross_origin_embedder_policy: unknown value "require-cors" (did you mean "require-corp"?); expected one of "require-corp", "credentialless", "unsafe-none""#,
+        ])
+    }
+
     // upstreams.<name>.oauth2: the token endpoint, the client and its secret are required; scopes are RFC 6749 scope
     // tokens; a plaintext endpoint beyond loopback is a warning (the secret would cross the network in the clear).
     @Test func upstreamOAuth2Shapes() throws {

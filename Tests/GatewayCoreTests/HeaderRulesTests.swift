@@ -277,6 +277,12 @@ import Testing
         SecurityHeadersFilter(config).onResponse(&tlsHead, context: SecurityHeadersConfigForTests.context(tls: true))
         #expect(tlsHead.headers["x-frame-options"] == ["DENY"])
         #expect(tlsHead.headers["strict-transport-security"] == ["max-age=31536000"])
+
+        config.hstsIncludeSubdomains = true
+        config.hstsPreload = true
+        var preloaded = ResponseHead(status: 200, headers: HeaderList())
+        SecurityHeadersFilter(config).onResponse(&preloaded, context: SecurityHeadersConfigForTests.context(tls: true))
+        #expect(preloaded.headers["strict-transport-security"] == ["max-age=31536000; includeSubDomains; preload"])
     }
 }
 

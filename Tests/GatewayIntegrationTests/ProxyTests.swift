@@ -1207,7 +1207,11 @@ import Testing
 
     // Security headers go on upstream responses and on the gateway's own errors; never HSTS on plaintext.
     @Test func securityHeadersOnEveryResponse() async throws {
-        let top = #""security_headers": { "content_security_policy": "default-src 'none'", "referrer_policy": null },"#
+        let top = #"""
+            "security_headers": { "content_security_policy": "default-src 'none'", "referrer_policy": null,
+                                  "content_security_policy_report_only": "default-src 'self'; report-to csp", "cross_origin_opener_policy": "same-origin",
+                                  "cross_origin_embedder_policy": "require-corp", "cross_origin_resource_policy": "same-site" },
+            """#
         try await withUpstreams { upstreams in
             try await withGateway(basicConfig(routes: #"[{ "name": "r", "match": { "path_prefix": "/ok" }, "upstream": "demo" }]"#, top: top), upstreams: upstreams) { gateway in
                 for target in ["/ok/echo", "/missing"] {
@@ -1217,6 +1221,9 @@ import Testing
                     #expect(response.header("content-security-policy") == "default-src 'none'")
                     #expect(response.header("referrer-policy") == nil)  // switched off with null
                     #expect(response.header("strict-transport-security") == nil)
+                    #expect(response.header("content-security-policy-report-only") == "default-src 'self'; report-to csp")
+                    #expect(response.header("cross-origin-opener-policy") == "same-origin" && response.header("cross-origin-embedder-policy") == "require-corp")
+                    #expect(response.header("cross-origin-resource-policy") == "same-site")
                 }
             }
         }
