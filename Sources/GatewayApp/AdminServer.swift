@@ -265,7 +265,13 @@ enum AdminEndpoint: String, Sendable {
                 ("backup", .bool(state.backup)), ("connections", .integer(state.openConnections)),
             ])
         }
-        return AdminReply(.ok, "application/json", JSONValue.object([("targets", .array(items))]).rendered)
+        // Upstreams called with the gateway's own token (`oauth2`): whether it holds one, and for how long.
+        let tokens = gateway.upstreamTokens.map { upstream, secondsLeft in
+            JSONValue.object(
+                [("upstream", .string(upstream)), ("valid", .bool(secondsLeft != nil))]
+                    + (secondsLeft.map { [("expires_in_seconds", JSONValue.integer($0))] } ?? []))
+        }
+        return AdminReply(.ok, "application/json", JSONValue.object([("targets", .array(items)), ("tokens", .array(tokens))]).rendered)
     }
 
     private static func reload(_ gateway: Gateway) async -> AdminReply {

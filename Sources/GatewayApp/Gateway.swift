@@ -666,6 +666,11 @@ public final class Gateway: Sendable {
     /// The certificates TLS listeners serve now (for the admin API's `/certificates`).
     public var certificates: [(listener: String, certificate: ServerTLS.Validity)] { server.certificates }
 
+    /// The upstreams with `oauth2` and the seconds their current token has left (nil: none valid), for `/upstreams`.
+    var upstreamTokens: [(upstream: String, secondsLeft: Int?)] {
+        parts.withLockedValue { $0.upstreamTokens }.sorted { $0.key < $1.key }.map { ($0.key, $0.value.secondsLeft) }
+    }
+
     /// The client-certificate revocation lists TLS listeners apply now (for `/certificates`).
     public var revocationLists: [(listener: String, list: RevocationList)] { server.revocationLists }
 

@@ -47,6 +47,14 @@ final class UpstreamToken: UpstreamCredentials {
         }
     }
 
+    /// The seconds the current token has left; nil when there is none valid.
+    var secondsLeft: Int? {
+        current.withLockedValue { current in
+            guard let current, current.ends > NIODeadline.now() else { return nil }
+            return Int((current.ends - NIODeadline.now()).nanoseconds / 1_000_000_000)
+        }
+    }
+
     var authorization: String? {
         current.withLockedValue { current in
             guard let current, current.ends > NIODeadline.now() else { return nil }

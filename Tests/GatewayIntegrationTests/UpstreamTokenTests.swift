@@ -66,6 +66,8 @@ import TestSupport
                 #expect(back.status == 200 && back.authorization?.hasPrefix("Bearer tok-") == true)
                 let metrics = PrometheusText(try await OperationsTests.admin(gateway.gateway, "/metrics", token: nil).text)
                 let counted = metrics.value("gateway_upstream_token_requests_total", ["upstream": "orders", "outcome": "issued"])
+                let listed = try await OperationsTests.admin(gateway.gateway, "/upstreams", token: nil).json["tokens"] as? [[String: Any]]
+                #expect(listed?.first?["upstream"] as? String == "orders" && listed?.first?["valid"] as? Bool == true, "\(String(describing: listed))")
                 let tokensIssued = issued.withLockedValue { $0 }
                 #expect(counted == Double(tokensIssued))
                 #expect((metrics.value("gateway_upstream_token_requests_total", ["upstream": "orders", "outcome": "failed"]) ?? 0) >= 1)
