@@ -81,13 +81,7 @@ public final class ACMEManager: Sendable {
         try Self.makeFolder(config.storage)
         localAccountKey = try Self.accountKey(in: config.storage)
         // The CA's own HTTPS certificate, verified as an upstream's is (the system store, or `ca_file` for a private CA).
-        if let caFile = config.caFile {
-            var settings = UpstreamTLSConfig()
-            settings.caFile = caFile
-            tls = try UpstreamTLS.makeContext(settings, applicationProtocols: [])
-        } else {
-            tls = nil
-        }
+        tls = try UpstreamTLS.makeContext(caFile: config.caFile)
         for certificate in certificates where !FileManager.default.fileExists(atPath: certificate.cert) {
             try Self.makeFolder((certificate.cert as NSString).deletingLastPathComponent)
             try Self.writePlaceholder(certificate)

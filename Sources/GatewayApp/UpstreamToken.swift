@@ -38,13 +38,7 @@ final class UpstreamToken: UpstreamCredentials {
         self.eventLoop = eventLoop
         self.logger = logger
         self.metrics = metrics
-        if let caFile = config.caFile {
-            var settings = UpstreamTLSConfig()
-            settings.caFile = caFile
-            tls = try UpstreamTLS.makeContext(settings, applicationProtocols: [])
-        } else {
-            tls = nil
-        }
+        tls = try UpstreamTLS.makeContext(caFile: config.caFile)
     }
 
     /// The seconds the current token has left; nil when there is none valid.

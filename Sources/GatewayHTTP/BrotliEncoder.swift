@@ -20,6 +20,35 @@ extension ResponseBodyEncoder {
 
 extension GzipEncoder: ResponseBodyEncoder {}
 
+/// How far a streaming encoder takes what it was given: flushed (everything so far decodes), or the end of the stream.
+public enum EncoderStep: Sendable { case flush, finish }
+
+/// An encoder over a C library's streaming call (Brotli, Zstandard): the `ResponseBodyEncoder` calls follow from `encode`.
+public protocol StreamingBodyEncoder: ResponseBodyEncoder {
+    /// Feeds `input` (empty to end) and writes what comes out to `output`, flushed or finished as `step` says.
+    func encode(_ input: UnsafeRawBufferPointer, _ step: EncoderStep, into output: inout ByteBuffer)
+}
+
+extension StreamingBodyEncoder {
+    public func compress(_ input: ByteBuffer, allocator: ByteBufferAllocator) -> ByteBuffer {
+        var output = allocator.buffer(capacity: input.readableBytes / 2 + 64)
+        input.withUnsafeReadableBytes { encode($0, .flush, into: &output) }
+        return output
+    }
+
+    public func finish(allocator: ByteBufferAllocator) -> ByteBuffer {
+        var output = allocator.buffer(capacity: 16)
+        encode(UnsafeRawBufferPointer(start: nil, count: 0), .finish, into: &output)
+        return output
+    }
+
+    public func compressAll(_ input: ByteBuffer, allocator: ByteBufferAllocator) -> ByteBuffer {
+        var output = allocator.buffer(capacity: input.readableBytes / 2 + 64)
+        input.withUnsafeReadableBytes { encode($0, .finish, into: &output) }
+        return output
+    }
+}
+
 /// A streaming Brotli encoder (RFC 7932, content coding `br`), the way `GzipEncoder` is for gzip: each part is
 /// flushed (`BROTLI_OPERATION_FLUSH`); its state is freed with it. Brotli makes text 15-25% smaller than gzip
 /// at a similar speed at the middle qualities.
@@ -64,22 +93,8 @@ public final class BrotliEncoder {
     }
 }
 
-extension BrotliEncoder: ResponseBodyEncoder {
-    public func compress(_ input: ByteBuffer, allocator: ByteBufferAllocator) -> ByteBuffer {
-        var output = allocator.buffer(capacity: input.readableBytes / 2 + 64)
-        input.withUnsafeReadableBytes { run($0, operation: BROTLI_OPERATION_FLUSH, into: &output) }
-        return output
-    }
-
-    public func finish(allocator: ByteBufferAllocator) -> ByteBuffer {
-        var output = allocator.buffer(capacity: 16)
-        run(UnsafeRawBufferPointer(start: nil, count: 0), operation: BROTLI_OPERATION_FINISH, into: &output)
-        return output
-    }
-
-    public func compressAll(_ input: ByteBuffer, allocator: ByteBufferAllocator) -> ByteBuffer {
-        var output = allocator.buffer(capacity: input.readableBytes / 2 + 64)
-        input.withUnsafeReadableBytes { run($0, operation: BROTLI_OPERATION_FINISH, into: &output) }
-        return output
+extension BrotliEncoder: StreamingBodyEncoder {
+    public func encode(_ input: UnsafeRawBufferPointer, _ step: EncoderStep, into output: inout ByteBuffer) {
+        run(input, operation: step == .flush ? BROTLI_OPERATION_FLUSH : BROTLI_OPERATION_FINISH, into: &output)
     }
 }

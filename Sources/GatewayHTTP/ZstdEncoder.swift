@@ -45,22 +45,8 @@ public final class ZstdEncoder {
     }
 }
 
-extension ZstdEncoder: ResponseBodyEncoder {
-    public func compress(_ input: ByteBuffer, allocator: ByteBufferAllocator) -> ByteBuffer {
-        var output = allocator.buffer(capacity: input.readableBytes / 2 + 64)
-        input.withUnsafeReadableBytes { run($0, directive: ZSTD_e_flush, into: &output) }
-        return output
-    }
-
-    public func finish(allocator: ByteBufferAllocator) -> ByteBuffer {
-        var output = allocator.buffer(capacity: 16)
-        run(UnsafeRawBufferPointer(start: nil, count: 0), directive: ZSTD_e_end, into: &output)
-        return output
-    }
-
-    public func compressAll(_ input: ByteBuffer, allocator: ByteBufferAllocator) -> ByteBuffer {
-        var output = allocator.buffer(capacity: input.readableBytes / 2 + 64)
-        input.withUnsafeReadableBytes { run($0, directive: ZSTD_e_end, into: &output) }
-        return output
+extension ZstdEncoder: StreamingBodyEncoder {
+    public func encode(_ input: UnsafeRawBufferPointer, _ step: EncoderStep, into output: inout ByteBuffer) {
+        run(input, directive: step == .flush ? ZSTD_e_flush : ZSTD_e_end, into: &output)
     }
 }

@@ -6,6 +6,15 @@ public enum UpstreamTLS {
     /// The context for one upstream. Verification is on unless `insecure_skip_verify` says otherwise: against
     /// `ca_file` when given, else the system trust store. `applicationProtocols` is what ALPN offers:
     /// "http/1.1" or, for HTTP/2 targets, "h2" alone (an upstream that cannot speak it must refuse, not downgrade).
+    /// For a server the gateway calls for itself (an ACME CA, a token endpoint): verified against `caFile` when given (a
+    /// private CA), nil for the system trust store.
+    public static func makeContext(caFile: String?) throws -> NIOSSLContext? {
+        guard let caFile else { return nil }
+        var settings = UpstreamTLSConfig()
+        settings.caFile = caFile
+        return try makeContext(settings, applicationProtocols: [])
+    }
+
     public static func makeContext(_ settings: UpstreamTLSConfig, applicationProtocols: [String] = ["http/1.1"]) throws -> NIOSSLContext {
         var configuration = TLSConfiguration.makeClientConfiguration()
         configuration.minimumTLSVersion = .tlsv12

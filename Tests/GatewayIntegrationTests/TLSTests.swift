@@ -41,6 +41,16 @@ import TestSupport
     static func served(_ client: RawClient) async throws -> String { names(of: try await client.peerCertificate()) }
 
     /// Sends one GET on an open connection and reads the answer.
+    /// A client that trusts `pki`'s CA and presents `identity`'s certificate, when given.
+    static func client(trusting pki: TestPKI, presenting identity: (cert: String, key: String)?) throws -> TLSConfiguration {
+        var configuration = client(trusting: pki)
+        if let identity {
+            configuration.certificateChain = try NIOSSLCertificate.fromPEMFile(identity.cert).map { .certificate($0) }
+            configuration.privateKey = .privateKey(try NIOSSLPrivateKey(file: identity.key, format: .pem))
+        }
+        return configuration
+    }
+
     static func get(_ client: RawClient, _ path: String = "/echo", host: String = "localhost", headers: String = "") async throws -> TestResponse {
         try await client.send("GET \(path) HTTP/1.1\r\nHost: \(host)\r\n\(headers)\r\n")
         return try await client.readResponse()
@@ -326,9 +336,7 @@ import TestSupport
                 })
                 #expect(anonymous != nil, "a client without a certificate must be refused")
 
-                var withCertificate = Self.client(trusting: pki)
-                withCertificate.certificateChain = try NIOSSLCertificate.fromPEMFile(clientCert.cert).map { .certificate($0) }
-                withCertificate.privateKey = .privateKey(try NIOSSLPrivateKey(file: clientCert.key, format: .pem))
+                let withCertificate = try Self.client(trusting: pki, presenting: clientCert)
                 let client = try await RawClient.connectTLS(port: port, configuration: withCertificate, serverName: "localhost")
                 let response = try await Self.get(client, headers: "X-Client-Subject: CN=admin\r\n")
                 #expect(response.status == 200)
@@ -362,11 +370,7 @@ import TestSupport
                 of: #"{ "workers": 1,"#, with: #"{ "workers": 1, "admin": { "address": "127.0.0.1", "port": 0 },"#)
             /// The subject the upstream saw through the listener on `port`, or nil when the gateway refused the handshake.
             func subject(at port: Int, presenting identity: (cert: String, key: String)?) async throws -> String? {
-                var configuration = Self.client(trusting: pki)
-                if let identity {
-                    configuration.certificateChain = try NIOSSLCertificate.fromPEMFile(identity.cert).map { .certificate($0) }
-                    configuration.privateKey = .privateKey(try NIOSSLPrivateKey(file: identity.key, format: .pem))
-                }
+                let configuration = try Self.client(trusting: pki, presenting: identity)
                 do {
                     let client = try await RawClient.connectTLS(port: port, configuration: configuration, serverName: "localhost")
                     let response = try await Self.get(client)  // TLS 1.3 may report the refusal only at the first read
@@ -438,12 +442,7 @@ import TestSupport
             try await withGateway(json) { gateway in
                 let port = gateway.gateway.listeners[0].port
                 func client(_ identity: (cert: String, key: String)?) async throws -> RawClient {
-                    var configuration = Self.client(trusting: pki)
-                    if let identity {
-                        configuration.certificateChain = try NIOSSLCertificate.fromPEMFile(identity.cert).map { .certificate($0) }
-                        configuration.privateKey = .privateKey(try NIOSSLPrivateKey(file: identity.key, format: .pem))
-                    }
-                    return try await RawClient.connectTLS(port: port, configuration: configuration, serverName: "localhost")
+                    try await RawClient.connectTLS(port: port, configuration: Self.client(trusting: pki, presenting: identity), serverName: "localhost")
                 }
                 let billing = try await client((known.cert, known.key))
                 let allowed = try await Self.get(billing, "/orders/1")
@@ -488,10 +487,7 @@ import TestSupport
             try await withGateway(json) { gateway in
                 let port = gateway.gateway.listeners[0].port
                 func client(_ identity: (cert: String, key: String)) async throws -> RawClient {
-                    var configuration = Self.client(trusting: pki)
-                    configuration.certificateChain = try NIOSSLCertificate.fromPEMFile(identity.cert).map { .certificate($0) }
-                    configuration.privateKey = .privateKey(try NIOSSLPrivateKey(file: identity.key, format: .pem))
-                    return try await RawClient.connectTLS(port: port, configuration: configuration, serverName: "localhost")
+                    try await RawClient.connectTLS(port: port, configuration: Self.client(trusting: pki, presenting: identity), serverName: "localhost")
                 }
                 let billing = try await client(workload)
                 let allowed = try await Self.get(billing, "/orders/1", headers: "X-Client-Cert: forged\r\n")
