@@ -231,7 +231,7 @@ public final class Gateway: Sendable {
         } catch {
             if let redis, redis !== old?.redis { await redis.shutdown() }
             if let acme, acme !== old?.acme { acme.stop() }
-            throw ReloadError(problems: ["geoip.database: \(error)"])
+            throw ReloadError(problems: ["geoip: \(error)"])
         }
         let authenticator: Authenticator?
         do {

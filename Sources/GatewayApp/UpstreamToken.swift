@@ -41,20 +41,18 @@ final class UpstreamToken: UpstreamCredentials {
         tls = try UpstreamTLS.makeContext(caFile: config.caFile)
     }
 
-    /// The seconds the current token has left; nil when there is none valid.
-    var secondsLeft: Int? {
+    /// The current token while it has not ended.
+    private var valid: (value: String, ends: NIODeadline)? {
         current.withLockedValue { current in
             guard let current, current.ends > NIODeadline.now() else { return nil }
-            return Int((current.ends - NIODeadline.now()).nanoseconds / 1_000_000_000)
+            return current
         }
     }
 
-    var authorization: String? {
-        current.withLockedValue { current in
-            guard let current, current.ends > NIODeadline.now() else { return nil }
-            return current.value
-        }
-    }
+    /// The seconds the current token has left; nil when there is none valid.
+    var secondsLeft: Int? { valid.map { Int(($0.ends - NIODeadline.now()).nanoseconds / 1_000_000_000) } }
+
+    var authorization: String? { valid?.value }
 
     /// Asks for a token now (at start, so the first requests find one), then renews in the background.
     func start() async {

@@ -132,7 +132,7 @@ public struct MTLSClientTable: Sendable {
 
     public var isEmpty: Bool { entries.isEmpty }
 
-    /// The consumer whose certificate has `subject` (as `PeerIdentity.subject` renders it), or carries one of `uris`, if any.
+    /// The consumer whose certificate has `subject` (as `PeerIdentity.certificate` renders it), or carries one of `uris`, if any.
     public func identify(subject: String, uris: [String] = []) -> Identity? {
         let presented = Self.attributes(subject)
         let match = entries.first { entry in

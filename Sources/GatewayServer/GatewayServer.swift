@@ -264,9 +264,9 @@ public final class GatewayServer: Sendable {
         for validity in state.settings.tls?.certificateValidity ?? [] {
             metrics.certificateExpiry(listener: state.name, certificate: validity.file, notAfter: validity.notAfter)
         }
-        for (issuer, nextUpdate) in state.settings.tls?.revocationList?.nextUpdates ?? [] {
-            guard let nextUpdate else { continue }
-            metrics.revocationListNextUpdate(listener: state.name, issuer: issuer, nextUpdate: Int64(nextUpdate.timeIntervalSince1970))
+        for read in state.settings.tls?.revocationList?.issuers ?? [] {
+            guard let nextUpdate = read.nextUpdate else { continue }
+            metrics.revocationListNextUpdate(listener: state.name, issuer: read.name, nextUpdate: Int64(nextUpdate.timeIntervalSince1970))
         }
     }
 

@@ -12,7 +12,6 @@ public struct RevocationList: Sendable {
     /// Each list read: its issuer, how many certificates it revokes, and when the issuer promises the next list (nil:
     /// it does not say), for warnings, the metric and the admin API.
     public let issuers: [(name: String, revoked: Int, nextUpdate: Date?)]
-    public var nextUpdates: [(issuer: String, nextUpdate: Date?)] { issuers.map { ($0.name, $0.nextUpdate) } }
     public var count: Int { revoked.values.reduce(0) { $0 + $1.count } }
 
     /// Reads every list in `files` and checks its signature against the CA certificates that may sign it.

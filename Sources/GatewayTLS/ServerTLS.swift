@@ -40,14 +40,12 @@ public final class ServerTLS: Sendable {
         self.prefersServerCiphers = ServerCipherOrder.apply(to: context)
         self.current = NIOLockedValueBox((context, check))
         self.validities = NIOLockedValueBox(validities)
-        self.revocations = NIOLockedValueBox(check?.revocations)
     }
 
     public var context: NIOSSLContext { current.withLockedValue { $0.context } }
 
     /// The revocation lists in use (`client_crl`), as of the last successful load.
-    public var revocationList: RevocationList? { revocations.withLockedValue { $0 } }
-    private let revocations: NIOLockedValueBox<RevocationList?>
+    public var revocationList: RevocationList? { current.withLockedValue { $0.check?.revocations } }
 
     /// The TLS handler of a new connection, with the current certificates and client-certificate rules.
     public func makeHandler() -> NIOSSLServerHandler {
@@ -65,7 +63,6 @@ public final class ServerTLS: Sendable {
         _ = ServerCipherOrder.apply(to: context)
         current.withLockedValue { $0 = (context, check) }
         self.validities.withLockedValue { $0 = validities }
-        revocations.withLockedValue { $0 = check?.revocations }
     }
 
     /// Forward-secret AEAD suites only (Mozilla's "intermediate" list, as in NGINX's recommended setup). TLS 1.3

@@ -48,8 +48,8 @@ public enum TLSCheck {
                     let authorities = try loadCertificates(caFile).compactMap { try? Certificate(derEncoded: $0.toDERBytes()) }
                     if !tls.clientCRL.isEmpty {
                         let list = try RevocationList(files: tls.clientCRL, issuers: authorities)
-                        for (issuer, nextUpdate) in list.nextUpdates {
-                            if let warning = staleListWarning(issuer: issuer, nextUpdate: nextUpdate, now: now) {
+                        for read in list.issuers {
+                            if let warning = staleListWarning(issuer: read.name, nextUpdate: read.nextUpdate, now: now) {
                                 findings.append(Finding(path: "\(base).client_crl", message: warning, isError: false))
                             }
                         }
@@ -153,11 +153,6 @@ public enum TLSCheck {
 
 /// A verified client certificate's subject as text (RFC 4514 style: `CN=client-1,O=Example`).
 public enum PeerIdentity {
-    public static func subject(of certificate: NIOSSLCertificate) -> String? {
-        guard let der = try? certificate.toDERBytes(), let parsed = try? X509.Certificate(derEncoded: der) else { return nil }
-        return parsed.subject.description
-    }
-
     /// The subject and URI names of a verified client certificate, and (`withPEM`) the certificate itself, escaped.
     public static func certificate(of certificate: NIOSSLCertificate, withPEM: Bool) -> (subject: String, uris: [String], escapedPEM: String?)? {
         guard let der = try? certificate.toDERBytes(), let parsed = try? X509.Certificate(derEncoded: der) else { return nil }
