@@ -146,6 +146,10 @@ enum ConfigCheck {
                 findings.append(("logging.\(key)", "cannot create or write \(file): \(String(cString: strerror(errno)))", true))
             }
         }
+        // Syslog: what would stop the start (a name that does not resolve, a local socket with no daemon behind it).
+        if let syslog = config.logging.syslog, let problem = SyslogOutput.problem(reaching: syslog) {
+            findings.append(("logging.syslog.address", problem, true))
+        }
         guard !findings.isEmpty else { return result }
         let diagnostics = result.diagnostics + findings.map { Diagnostic(path: $0.path, message: $0.message, severity: $0.isError ? .error : .warning) }
         return ConfigLoadResult(config: findings.contains(where: \.isError) ? nil : config, diagnostics: diagnostics)

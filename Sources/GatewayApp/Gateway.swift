@@ -508,8 +508,9 @@ public final class Gateway: Sendable {
         let running = loadedConfig.withLockedValue { $0.logging }
         if newConfig.logging.file != running.file || newConfig.logging.accessLogFile != running.accessLogFile
             || newConfig.logging.bufferBytes != running.bufferBytes || newConfig.logging.accessLogFormat != running.accessLogFormat
+            || newConfig.logging.syslog != running.syslog
         {
-            logger.warning("reload: new log outputs (logging.file, access_log_file, access_log_format, buffer_bytes) take effect at the next restart")
+            logger.warning("reload: new log outputs (logging.file, access_log_file, access_log_format, syslog, buffer_bytes) take effect at the next restart")
         }
         let oldParts = parts.withLockedValue { $0 }
         let oldActive = holder.current

@@ -43,7 +43,7 @@ public struct GatewayService: Service {
     }
 }
 
-/// The process's log outputs (`logging.file`, `logging.access_log_file`, or standard output), each written
+/// The process's log outputs (`logging.file`, `logging.access_log_file`, `logging.syslog`, or standard output), each written
 /// by its own thread.
 public struct LogOutputs: Sendable {
     public let main: LogWriter
@@ -55,8 +55,12 @@ public struct LogOutputs: Sendable {
     /// Opens the configured outputs; throws when a file cannot be opened.
     public init(_ config: LoggingConfig) throws {
         level = Logger.Level(rawValue: config.level.rawValue) ?? .info
-        main = try LogWriter(config.file.map(LogWriter.Destination.file) ?? .standardOutput, capacity: config.bufferBytes)
-        access = try config.accessLogFile.map { try LogWriter(.file($0), capacity: config.bufferBytes) }
+        // Decoding has ruled out syslog beside the file it would replace.
+        let syslog = config.syslog.map { (LogWriter.Destination.syslog($0), $0.lines) }
+        let mainDestination = syslog?.1 == .all ? syslog?.0 : config.file.map(LogWriter.Destination.file)
+        let accessDestination = syslog?.1 == .access ? syslog?.0 : config.accessLogFile.map(LogWriter.Destination.file)
+        main = try LogWriter(mainDestination ?? .standardOutput, capacity: config.bufferBytes)
+        access = try accessDestination.map { try LogWriter($0, capacity: config.bufferBytes) }
         accessFormat = config.accessLogFormat
     }
 

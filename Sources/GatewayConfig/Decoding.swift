@@ -2358,9 +2358,94 @@ extension LoggingConfig {
             if let file = config.file, file == config.accessLogFile {
                 o.node.context.error(o.path / "access_log_file", "is the same file as logging.file; leave it out to log everything there")
             }
+            config.syslog = o.optional("syslog", SyslogConfig.decode)
+            switch config.syslog?.lines {
+            case .all? where config.file != nil:
+                o.node.context.error(o.path / "syslog", "takes every line, and logging.file too: leave out file, or send syslog only the access lines (\"lines\": \"access\")")
+            case .access? where config.accessLogFile != nil:
+                o.node.context.error(o.path / "syslog" / "lines", "access lines go to logging.access_log_file already: leave out one of them")
+            default: break
+            }
             return config
         }
     }
+}
+
+extension SyslogConfig {
+    static func decode(_ node: ConfigNode) -> SyslogConfig? {
+        node.object { o in
+            let address = o.required("address") { node -> Address? in
+                guard let text = node.nonEmptyString() else { return nil }
+                if text.hasPrefix("unix:") {
+                    let path = String(text.dropFirst(5))
+                    guard path.hasPrefix("/") else {
+                        node.error("expected an absolute socket path after unix:, such as unix:/dev/log")
+                        return nil
+                    }
+                    return .unix(path: path)
+                }
+                guard let (host, port) = Self.hostAndPort(text) else {
+                    node.error("expected HOST:PORT (an address or a name; the port defaults to 514), or unix:/dev/log")
+                    return nil
+                }
+                return .network(host: host, port: port)
+            }
+            let transport = o.optional("transport") { $0.oneOf(Transport.allCases.map(\.rawValue)).flatMap(Transport.init) }
+            let format = o.optional("format") { $0.oneOf(Format.allCases.map(\.rawValue)).flatMap(Format.init) }
+            let facility = o.optional("facility") { $0.oneOf(Self.facilities).flatMap(Self.facilities.firstIndex(of:)) }
+            let tag = o.optional("tag") { node -> String? in
+                guard let text = node.nonEmptyString() else { return nil }
+                guard text.utf8.count <= 32, text.utf8.allSatisfy({ isAlphanumeric($0) || $0 == UInt8(ascii: "-") || $0 == UInt8(ascii: "_") || $0 == UInt8(ascii: ".") }) else {
+                    node.error("expected 1-32 letters, digits, '-', '_' or '.' (RFC 3164's TAG)")
+                    return nil
+                }
+                return text
+            }
+            let lines = o.optional("lines") { $0.oneOf(Lines.allCases.map(\.rawValue)).flatMap(Lines.init) }
+            guard let address else { return nil }
+            var config = SyslogConfig(address: address)
+            if let transport {
+                if case .unix = address, transport == .tcp {
+                    o.node.context.error(o.path / "transport", "a unix: address is the local daemon's datagram socket; tcp is for a host and port")
+                }
+                config.transport = transport
+            }
+            if let format { config.format = format }
+            if let facility { config.facility = facility }
+            if let tag { config.tag = tag }
+            if let lines { config.lines = lines }
+            return config
+        }
+    }
+
+    /// `host:port`, `[v6]:port`, or a host alone (port 514).
+    static func hostAndPort(_ text: String) -> (String, Int)? {
+        var host = Substring(text)
+        var portText: Substring?
+        if host.hasPrefix("[") {
+            guard let close = host.firstIndex(of: "]") else { return nil }
+            let rest = host[host.index(after: close)...]
+            host = host[host.index(after: host.startIndex)..<close]
+            guard case .v6? = IPAddress(String(host)) else { return nil }
+            if !rest.isEmpty {
+                guard rest.hasPrefix(":") else { return nil }
+                portText = rest.dropFirst()
+            }
+        } else if let colon = host.firstIndex(of: ":") {
+            portText = host[host.index(after: colon)...]
+            host = host[..<colon]
+            guard IPAddress(String(host)) != nil || isHostName(host) else { return nil }
+        } else {
+            guard IPAddress(String(host)) != nil || isHostName(host) else { return nil }
+        }
+        let port = portText.map { Int($0) } ?? 514
+        guard let port, (1...65535).contains(port) else { return nil }
+        return (String(host), port)
+    }
+}
+
+private func isAlphanumeric(_ byte: UInt8) -> Bool {
+    (UInt8(ascii: "a")...UInt8(ascii: "z")).contains(byte | 0x20) || (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(byte)
 }
 
 // MARK: - Value shapes shared by several keys

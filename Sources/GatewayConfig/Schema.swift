@@ -1590,9 +1590,53 @@ public struct LoggingConfig: Sendable {
     /// `buffer_bytes`: lines waiting for a slow output, per output, beyond which new lines are dropped (and
     /// counted) rather than holding up requests.
     public var bufferBytes = 8 << 20
+    /// `syslog`: lines go to a syslog server (or the local daemon's socket) instead of a file or standard output.
+    public var syslog: SyslogConfig?
 
     /// Fields that carry credentials: never logged, whatever the config says.
     public static let credentialHeaders = ["authorization", "proxy-authorization", "cookie", "x-api-key", "set-cookie"]
+}
+
+/// `logging.syslog`: `{"address": "10.0.0.9:514", "transport": "tcp", "facility": "local7", "tag": "gateway"}`, or
+/// `{"address": "unix:/dev/log"}` for the local daemon (rsyslog, journald).
+public struct SyslogConfig: Sendable, Equatable {
+    public enum Address: Sendable, Equatable, CustomStringConvertible {
+        /// A host (an IP address or a name, looked up at start) and port.
+        case network(host: String, port: Int)
+        /// A datagram socket of the local syslog daemon.
+        case unix(path: String)
+        public var description: String {
+            switch self {
+            case .network(let host, let port): return host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)"
+            case .unix(let path): return "unix:\(path)"
+            }
+        }
+    }
+    public enum Transport: String, Sendable, CaseIterable { case udp, tcp }
+    /// RFC 5424 (`<PRI>1 TIMESTAMP HOST APP PROCID - - MSG`), or the BSD form of RFC 3164 (`<PRI>Mmm dd hh:mm:ss HOST TAG[PID]: MSG`)
+    /// that older receivers and the local daemon's socket take.
+    public enum Format: String, Sendable, CaseIterable { case rfc5424, rfc3164 }
+    /// Which lines go there: all of them, or only the access log's.
+    public enum Lines: String, Sendable, CaseIterable { case all, access }
+    /// RFC 5424's facility names, numbered in order (local0-local7 are 16-23).
+    public static let facilities = [
+        "kern", "user", "mail", "daemon", "auth", "syslog", "lpr", "news", "uucp", "cron", "authpriv", "ftp", "ntp", "audit", "alert", "clock",
+        "local0", "local1", "local2", "local3", "local4", "local5", "local6", "local7",
+    ]
+
+    public var address: Address
+    public var transport: Transport = .udp
+    public var format: Format
+    /// A facility's number (`local7`, NGINX's default, is 23).
+    public var facility = 23
+    /// APP-NAME (RFC 5424) or TAG (RFC 3164).
+    public var tag = "gateway"
+    public var lines: Lines = .all
+
+    public init(address: Address) {
+        self.address = address
+        if case .unix = address { format = .rfc3164 } else { format = .rfc5424 }
+    }
 }
 
 /// `geoip`: `{"database": "/var/lib/GeoIP/GeoLite2-Country.mmdb", "asn_database": "/var/lib/GeoIP/GeoLite2-ASN.mmdb"}`

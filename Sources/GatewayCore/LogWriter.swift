@@ -4,10 +4,11 @@ import Glibc
 import Musl
 #endif
 import Foundation
+import GatewayConfig
 import NIOConcurrencyHelpers
 import Synchronization
 
-/// Where log lines go (standard output or a file), written by a thread of its own so that an event loop
+/// Where log lines go (standard output, a file or syslog), written by a thread of its own so that an event loop
 /// never waits on a write: a log reader that stalls (a full pipe, a slow disk) must not stall traffic.
 ///
 /// Lines are appended to a buffer under a lock. The writer thread sleeps until a line arrives, then lets
@@ -22,6 +23,8 @@ public final class LogWriter: Sendable {
     public enum Destination: Sendable, Equatable {
         case standardOutput
         case file(String)
+        /// `logging.syslog`: one message per line.
+        case syslog(SyslogConfig)
     }
 
     public struct OpenError: Error, CustomStringConvertible {
@@ -52,6 +55,8 @@ public final class LogWriter: Sendable {
     private nonisolated(unsafe) var state = State()
     /// Used by the writer thread only (and by `init`/`reopen` before it starts).
     private nonisolated(unsafe) var descriptor: Int32
+    /// A syslog destination's sender, used by the writer thread only.
+    private nonisolated(unsafe) let syslog: SyslogOutput?
     private let droppedTotal = Atomic<Int>(0)
     /// Counts dropped lines in metrics, once the gateway has them.
     private let dropCounter = NIOLockedValueBox<(@Sendable (Int) -> Void)?>(nil)
@@ -63,8 +68,9 @@ public final class LogWriter: Sendable {
         self.batchBytes = min(256 << 10, capacity / 2)
         self.flushInterval = Double(flushInterval.components.seconds) + Double(flushInterval.components.attoseconds) / 1e18
         switch destination {
-        case .standardOutput: descriptor = 1
-        case .file(let path): descriptor = try Self.open(path)
+        case .standardOutput: (descriptor, syslog) = (1, nil)
+        case .file(let path): (descriptor, syslog) = (try Self.open(path), nil)
+        case .syslog(let config): (descriptor, syslog) = (-1, try SyslogOutput(config))
         }
         let thread = Thread { [self] in run() }
         thread.name = "gateway-log"
@@ -165,12 +171,18 @@ public final class LogWriter: Sendable {
             condition.unlock()
             if done {
                 if case .file = destination { close(descriptor) }
+                syslog?.disconnect()
                 return
             }
         }
     }
 
     private func write(_ bytes: [UInt8]) {
+        if let syslog {
+            let lost = syslog.send(bytes)
+            if lost > 0 { countLost(lost) }
+            return
+        }
         bytes.withUnsafeBytes { buffer in
             var offset = 0
             while offset < buffer.count {
@@ -179,10 +191,7 @@ public final class LogWriter: Sendable {
                     if errno == EINTR || errno == EAGAIN { continue }
                     // A closed output (the reader of a pipe gone: EPIPE, the process ignores SIGPIPE) or a full
                     // disk: the rest of the batch is lost, and counted.
-                    let lost = buffer[offset...].reduce(0) { $0 + ($1 == UInt8(ascii: "\n") ? 1 : 0) }
-                    droppedTotal.add(lost, ordering: .relaxed)
-                    let counter = dropCounter.withLockedValue { $0 }
-                    counter?(lost)
+                    countLost(buffer[offset...].reduce(0) { $0 + ($1 == UInt8(ascii: "\n") ? 1 : 0) })
                     return
                 }
                 offset += written
@@ -190,7 +199,15 @@ public final class LogWriter: Sendable {
         }
     }
 
+    /// Lines the output refused after they were queued: counted like those the buffer had no room for.
+    private func countLost(_ lost: Int) {
+        droppedTotal.add(lost, ordering: .relaxed)
+        let counter = dropCounter.withLockedValue { $0 }
+        counter?(lost)
+    }
+
     private func reopenFile() {
+        syslog?.reopen()
         guard case .file(let path) = destination else { return }
         do {
             let reopened = try Self.open(path)

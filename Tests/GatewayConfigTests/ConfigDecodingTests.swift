@@ -1177,6 +1177,44 @@ import Testing
         #expect(bad.contains("logging.access_log_file: is the same file as logging.file; leave it out to log everything there"))
     }
 
+    // logging.syslog: a host and port (514 by default) or the local daemon's socket, each with its defaults; every
+    // mistake at its path, and syslog never beside the file it would replace.
+    @Test func syslogShapes() throws {
+        func syslog(_ body: String) -> (SyslogConfig?, [String]) {
+            let result = load(minimal(extra: #""logging": \#(body),"#))
+            return (result.config?.logging.syslog, result.errors.map(\.description))
+        }
+        let network = try #require(syslog(#"{ "syslog": { "address": "logs.example.net" } }"#).0)
+        #expect(network.address == .network(host: "logs.example.net", port: 514) && network.transport == .udp)
+        #expect(network.format == .rfc5424 && network.facility == 23 && network.tag == "gateway" && network.lines == .all)
+        let tcp = try #require(
+            syslog(#"{ "syslog": { "address": "[fd00::9]:6514", "transport": "tcp", "facility": "local0", "tag": "edge-1", "format": "rfc3164", "lines": "access" } }"#).0)
+        #expect(tcp.address == .network(host: "fd00::9", port: 6514) && "\(tcp.address)" == "[fd00::9]:6514")
+        #expect(tcp.transport == .tcp && tcp.facility == 16 && tcp.tag == "edge-1" && tcp.format == .rfc3164 && tcp.lines == .access)
+        let local = try #require(syslog(#"{ "syslog": { "address": "unix:/dev/log" } }"#).0)
+        #expect(local.address == .unix(path: "/dev/log") && local.format == .rfc3164)
+        // Beside a file for the other lines, only the access lines.
+        let split = syslog(#"{ "file": "/var/log/gateway.log", "syslog": { "address": "127.0.0.1:514", "lines": "access" } }"#)
+        #expect(split.0?.lines == .access && split.1.isEmpty, "\(split.1)")
+
+        let bad = syslog(#"{ "syslog": { "address": "127.0.0.1:99999", "transport": "quic", "facility": "local9", "tag": "a b" } }"#).1
+        #expect(bad.count == 4, "\(bad)")
+        #expect(bad.contains("logging.syslog.address: expected HOST:PORT (an address or a name; the port defaults to 514), or unix:/dev/log"))
+        let facilityError = bad.contains { $0.hasPrefix("logging.syslog.facility: ") }
+        #expect(facilityError)
+        #expect(bad.contains("logging.syslog.tag: expected 1-32 letters, digits, '-', '_' or '.' (RFC 3164's TAG)"))
+        let relative = syslog(#"{ "syslog": { "address": "unix:dev/log", "transport": "tcp" } }"#).1
+        #expect(relative == ["logging.syslog.address: expected an absolute socket path after unix:, such as unix:/dev/log"])
+        let streamToLocal = syslog(#"{ "syslog": { "address": "unix:/dev/log", "transport": "tcp" } }"#).1
+        #expect(streamToLocal == ["logging.syslog.transport: a unix: address is the local daemon's datagram socket; tcp is for a host and port"])
+        let twice = syslog(#"{ "file": "/var/log/gateway.log", "syslog": { "address": "127.0.0.1" } }"#).1
+        #expect(twice == [#"logging.syslog: takes every line, and logging.file too: leave out file, or send syslog only the access lines ("lines": "access")"#])
+        let accessTwice = syslog(#"{ "access_log_file": "/var/log/access.log", "syslog": { "address": "127.0.0.1", "lines": "access" } }"#).1
+        #expect(accessTwice == ["logging.syslog.lines: access lines go to logging.access_log_file already: leave out one of them"])
+        let noAddress = syslog(#"{ "syslog": {} }"#).1.contains { $0.hasPrefix("logging.syslog.address: ") }
+        #expect(noAddress)
+    }
+
     // targets[].backup: decoded; an upstream of backups only is an error, backups nothing can hand over from warned.
     @Test func backupTargetShapes() throws {
         let config = { (upstream: String) in

@@ -154,6 +154,58 @@ import TestSupport
         }
     }
 
+    // logging.syslog: every line to a UDP collector (the "listening" line and the access lines, each with its severity),
+    // nothing on standard output; with "lines": "access", only the access lines, the rest staying on standard output.
+    @Test(.timeLimit(.minutes(1))) func syslogOutputs() async throws {
+        let collector = try DatagramCollector(udpOn: "127.0.0.1")
+        defer { collector.close() }
+        func messages(until done: ([String]) -> Bool) -> [String] {
+            var received: [String] = []
+            while !done(received), let message = collector.receive() { received.append(message) }
+            return received
+        }
+        try await withUpstreams { upstreams in
+            let port = try await RedisServer.freePort()
+            let everything = Self.config(upstreamPort: upstreams[0].port)
+                .replacingOccurrences(of: #""port": 0"#, with: #""port": \#(port)"#)
+                .replacingOccurrences(
+                    of: #"{ "workers": 2,"#,
+                    with: #"{ "workers": 2, "logging": { "syslog": { "address": "127.0.0.1:\#(collector.port)", "facility": "local3" } },"#)
+            let gateway = try GatewayProcess(config: everything)
+            try await gateway.start(listeningOn: port)
+            let sent = try await shell("curl -s -o /dev/null -w '%{http_code}' -H 'X-Request-ID: via-syslog' http://127.0.0.1:\(port)/echo")
+            #expect(sent.stdout == "200")
+            let received = messages { $0.contains { $0.contains(#""request_id":"via-syslog""#) } }
+            // local3 is facility 19: 19 * 8 + 6 (info).
+            let listening = received.first { $0.contains(#""msg":"listening""#) }
+            #expect(listening?.hasPrefix("<158>1 ") == true, "\(received)")
+            let access = received.first { $0.contains(#""request_id":"via-syslog""#) }
+            #expect(access?.hasPrefix("<158>1 ") == true && access?.contains(#""msg":"request""#) == true, "\(received)")
+            gateway.terminate()
+            #expect(await gateway.waitForExit(timeout: .seconds(10)) == 0)
+            #expect(gateway.log.isEmpty, "nothing on standard output: \(gateway.log)")
+        }
+        try await withUpstreams { upstreams in
+            let accessOnly = Self.config(upstreamPort: upstreams[0].port).replacingOccurrences(
+                of: #"{ "workers": 2,"#,
+                with: #"{ "workers": 2, "logging": { "syslog": { "address": "127.0.0.1:\#(collector.port)", "lines": "access", "format": "rfc3164" } },"#)
+            let gateway = try GatewayProcess(config: accessOnly)
+            try await gateway.start()
+            _ = try await shell("curl -s -o /dev/null -H 'X-Request-ID: access-only' http://127.0.0.1:\(gateway.port)/echo")
+            let received = messages { $0.contains { $0.contains(#""request_id":"access-only""#) } }
+            let access = received.first { $0.contains(#""request_id":"access-only""#) }
+            let pattern = #/<190>[A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d \S+ gateway\[\d+\]: \{.*\}/#
+            let matched = access.flatMap { try? pattern.wholeMatch(in: $0) } != nil
+            let otherLines = received.contains { $0.contains(#""msg":"listening""#) }
+            let accessOnStandardOutput = gateway.logLines.contains { $0["msg"] as? String == "request" }
+            #expect(matched, "\(received)")
+            #expect(!otherLines, "only access lines")
+            #expect(!accessOnStandardOutput, "access lines not on standard output")
+            gateway.terminate()
+            #expect(await gateway.waitForExit(timeout: .seconds(10)) == 0)
+        }
+    }
+
     // logging.access_log_format "combined": the access lines on standard output are NGINX's combined format with
     // the request id (what GoAccess or fail2ban read), the other lines stay JSON.
     @Test(.timeLimit(.minutes(1))) func combinedAccessLog() async throws {
@@ -287,5 +339,17 @@ import TestSupport
         #expect(logFileError, "\(unopenable.stdout)")
         let checked = try await runCommand(Binaries.gateway, ["check", "--config", url.path], timeout: .seconds(20))
         #expect(checked.status == 1 && checked.stdout.contains("logging.file: cannot create or write"))
+
+        // So does a syslog socket with no daemon behind it.
+        try #"{ "listeners": [{ "name": "l", "port": 0 }], "logging": { "syslog": { "address": "unix:/nonexistent-directory/log" } }, "upstreams": { "u": { "targets": ["http://127.0.0.1:9"] } }, "routes": [{ "name": "r", "upstream": "u" }] }"#
+            .write(to: url, atomically: true, encoding: .utf8)
+        let noDaemon = try await runCommand(Binaries.gateway, ["run", "--config", url.path], timeout: .seconds(20))
+        #expect(noDaemon.status == 1)
+        let syslogError = noDaemon.stdout.split(separator: "\n").contains {
+            $0.contains(#""path":"logging.syslog.address""#) && $0.contains("No such file or directory")
+        }
+        #expect(syslogError, "\(noDaemon.stdout)")
+        let checkedSyslog = try await runCommand(Binaries.gateway, ["check", "--config", url.path], timeout: .seconds(20))
+        #expect(checkedSyslog.status == 1 && checkedSyslog.stdout.contains("logging.syslog.address: No such file or directory"), "\(checkedSyslog.stdout)")
     }
 }

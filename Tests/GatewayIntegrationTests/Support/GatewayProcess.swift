@@ -187,6 +187,23 @@ final class GatewayProcess {
         throw RawClient.TimeoutError(what: "the gateway to listen")
     }
 
+    /// Starts the process on a config with a fixed port and waits until it takes connections there (for configs that
+    /// send the "listening" line elsewhere, such as syslog).
+    func start(listeningOn port: Int) async throws {
+        try process.run()
+        let deadline = ContinuousClock.now + .seconds(20)
+        while ContinuousClock.now < deadline && process.isRunning {
+            if let client = try? await RawClient.connect(port: port) {
+                await client.close()
+                self.port = port
+                return
+            }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        Issue.record("gateway did not start: \(log)")
+        throw RawClient.TimeoutError(what: "the gateway to listen")
+    }
+
     /// Peak resident memory so far (VmHWM), in bytes.
     var peakResidentBytes: Int {
         let status = (try? String(contentsOfFile: "/proc/\(process.processIdentifier)/status", encoding: .utf8)) ?? ""
