@@ -84,7 +84,7 @@ let package = Package(
         .target(
             name: "GatewayACME",
             dependencies: [
-                nioLocks, "GatewayConfig", "GatewayCore", "GatewayPolicy", "GatewayClient", "GatewayTLS", nioCore, nioSSL, logging,
+                nioLocks, "GatewayConfig", "GatewayCore", "GatewayPolicy", "GatewayClient", "GatewayTLS", nioCore, nioPosix, nioSSL, logging,
                 .product(name: "Crypto", package: "swift-crypto"), .product(name: "X509", package: "swift-certificates"),
                 .product(name: "SwiftASN1", package: "swift-asn1"),
             ],
@@ -144,7 +144,7 @@ let package = Package(
         .testTarget(name: "GatewayPolicyTests", dependencies: ["GatewayPolicy", "TestSupport"], swiftSettings: strict),
         .testTarget(
             name: "GatewayACMETests",
-            dependencies: ["GatewayACME", "GatewayConfig", "GatewayCore", "GatewayPolicy", .product(name: "Crypto", package: "swift-crypto")],
+            dependencies: ["GatewayACME", "GatewayConfig", "GatewayCore", "GatewayPolicy", "TestSupport", nioPosix, .product(name: "Crypto", package: "swift-crypto")],
             swiftSettings: strict),
         .testTarget(
             name: "GatewayAuthTests", dependencies: ["GatewayAuth", "GatewayConfig", "GatewayCore", "GatewayPolicy", "TestSupport", nioCore, nioPosix, .product(name: "Crypto", package: "swift-crypto")],

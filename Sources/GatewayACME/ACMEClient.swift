@@ -60,25 +60,29 @@ public struct ACMEProblem: Error, CustomStringConvertible, Sendable {
 }
 
 /// A client of one ACME server (RFC 8555) for one account: orders a certificate for some names, proves control of each
-/// with an HTTP-01 challenge the gateway answers itself, and downloads the chain. One order at a time.
+/// with an HTTP-01 challenge the gateway answers itself (or a DNS-01 challenge whose record it puts in the zone), and
+/// downloads the chain. One order at a time.
 actor ACMEClient {
     private let directoryURL: String
     private let account: ACMEAccountKey
     private let contact: String?
     private let tls: NIOSSLContext?
     private let eventLoop: EventLoop
+    /// `acme.dns_update`: DNS-01 challenges instead of HTTP-01.
+    private let dns: DNSUpdater?
     private var directory: [String: String]?
     private var nonce: String?
     private var accountURL: String?
     /// How long to wait for the server to validate or issue before giving up on an order.
     static let pollAttempts = 120
 
-    init(directoryURL: String, account: ACMEAccountKey, contact: String?, tls: NIOSSLContext?, eventLoop: EventLoop) {
+    init(directoryURL: String, account: ACMEAccountKey, contact: String?, tls: NIOSSLContext?, eventLoop: EventLoop, dnsUpdate: DNSUpdateConfig? = nil) {
         self.directoryURL = directoryURL
         self.account = account
         self.contact = contact
         self.tls = tls
         self.eventLoop = eventLoop
+        self.dns = dnsUpdate.map { DNSUpdater(config: $0, eventLoop: eventLoop) }
     }
 
     /// A certificate chain (PEM, leaf first) for `names`, requested with `csr` (DER). `challenges` holds the key
@@ -102,31 +106,55 @@ actor ACMEClient {
         return String(decoding: chain.response.body, as: UTF8.self)
     }
 
-    /// Proves control of one name: answers its HTTP-01 challenge and waits for the server's verdict.
+    /// Proves control of one name: answers its HTTP-01 challenge (or with `dns_update` its DNS-01 challenge) and waits
+    /// for the server's verdict.
     private func authorize(_ url: String, challenges: ACMEChallenges) async throws {
         let authorization = try await post(url, payload: nil).json
         if authorization.string("status") == "valid" { return }
-        guard let challenge = Self.http01(of: authorization), let token = challenge.string("token"), let challengeURL = challenge.string("url")
-        else { throw Self.malformed("the authorization offers no http-01 challenge") }
+        let type = dns == nil ? "http-01" : "dns-01"
+        guard let challenge = Self.challenge(type, of: authorization), let token = challenge.string("token"), let challengeURL = challenge.string("url")
+        else { throw Self.malformed("the authorization offers no \(type) challenge") }
         guard !token.isEmpty, token.utf8.allSatisfy({ Base64URL.isAlphabet($0) }) else { throw Self.malformed("the challenge token is not base64url") }
-        try await challenges.set(token: token, keyAuthorization: token + "." + account.thumbprint)
+        let keyAuthorization = token + "." + account.thumbprint
+        // Undoes what proving the name put in place, whatever the verdict.
+        let withdraw: () async -> Void
+        if let dns {
+            // RFC 8555 §8.4: a TXT record at _acme-challenge.<name> (a wildcard's authorization names its base name).
+            guard let name = authorization["identifier"]?.string("value") else { throw Self.malformed("the authorization names no identifier") }
+            let record = DNSUpdate.challengeName(for: name)
+            let value = DNSUpdate.challengeValue(keyAuthorization: keyAuthorization)
+            try await dns.apply([.addTXT(name: record, value: value, ttl: dns.config.ttlSeconds)])
+            withdraw = { try? await dns.apply([.deleteTXT(name: record, value: value)]) }
+            // The zone's other servers get the record from the primary (NOTIFY, then a transfer): the CA may ask any of them.
+            if dns.config.propagationSeconds > 0 {
+                do {
+                    try await Task.sleep(for: .seconds(dns.config.propagationSeconds))
+                } catch {
+                    await withdraw()
+                    throw error
+                }
+            }
+        } else {
+            try await challenges.set(token: token, keyAuthorization: keyAuthorization)
+            withdraw = { await challenges.remove(token: token) }
+        }
         do {
             _ = try await post(challengeURL, payload: .object([]))
             _ = try await poll(url, from: authorization, late: "the challenge was not validated in time") { failed in
-                // The challenge's error says what the server saw (a 404, a timeout, a wrong answer).
-                Self.failure(Self.http01(of: failed)?["error"] ?? failed, "the server could not validate \(failed["identifier"]?.string("value") ?? "a name")")
+                // The challenge's error says what the server saw (a 404, a timeout, a wrong answer, no TXT record).
+                Self.failure(Self.challenge(type, of: failed)?["error"] ?? failed, "the server could not validate \(failed["identifier"]?.string("value") ?? "a name")")
             }
         } catch {
-            await challenges.remove(token: token)
+            await withdraw()
             throw error
         }
-        await challenges.remove(token: token)
+        await withdraw()
     }
 
-    /// The HTTP-01 challenge an authorization offers.
-    private static func http01(of authorization: JSONValue) -> JSONValue? {
+    /// The challenge of `type` an authorization offers.
+    private static func challenge(_ type: String, of authorization: JSONValue) -> JSONValue? {
         guard case .array(let offered)? = authorization["challenges"] else { return nil }
-        return offered.first { $0.string("type") == "http-01" }
+        return offered.first { $0.string("type") == type }
     }
 
     /// Fetches `url` (POST-as-GET) once a second, from `state`, until its status is `valid`: `invalid` ends it with the

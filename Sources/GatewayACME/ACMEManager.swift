@@ -38,10 +38,11 @@ public enum ACMERenewal {
 }
 
 /// `acme`: obtains and renews the certificates of listener entries marked `"acme": true` from an ACME CA (Let's Encrypt,
-/// ZeroSSL, step-ca), proving control of each name with HTTP-01 challenges the gateway's own listeners answer. Until
-/// the first certificate arrives a listener serves a self-signed placeholder, so it can start; each issued chain and
-/// its new key are written under `acme.storage` and the listeners read them again, without a restart. Kept across
-/// reloads while the `acme` settings and the certificates asked for stay the same.
+/// ZeroSSL, step-ca), proving control of each name with HTTP-01 challenges the gateway's own listeners answer (or, with
+/// `dns_update`, DNS-01 challenges whose records it puts in the zone). Until the first certificate arrives a listener
+/// serves a self-signed placeholder, so it can start; each issued chain and its new key are written under
+/// `acme.storage` and the listeners read them again, without a restart. Kept across reloads while the `acme` settings
+/// and the certificates asked for stay the same.
 public final class ACMEManager: Sendable {
     public let config: ACMEConfig
     public let certificates: [ACMECertificate]
@@ -185,7 +186,9 @@ public final class ACMEManager: Sendable {
                 try Self.write(text, to: config.storage + "/account-key.pem", mode: 0o600)
             }
         }
-        return ACMEClient(directoryURL: config.directoryURL, account: ACMEAccountKey(key), contact: config.email, tls: tls, eventLoop: eventLoop)
+        return ACMEClient(
+            directoryURL: config.directoryURL, account: ACMEAccountKey(key), contact: config.email, tls: tls, eventLoop: eventLoop,
+            dnsUpdate: config.dnsUpdate)
     }
 
     static let accountKey = "gw:acme:account"

@@ -120,6 +120,7 @@ extension ACMEConfig {
             let caFile = o.optional("ca_file") { $0.filePath() }
             let renewBefore = o.optional("renew_before_days") { $0.int(1...60) }
             let store = o.optional("store") { $0.oneOf(["files", "redis"]).flatMap(ACMEConfig.Store.init) }
+            let dnsUpdate = o.optional("dns_update", DNSUpdateConfig.decode)
             let agreed = o.required("agree_to_terms") { $0.bool() }
             if agreed == false {
                 o.node.context.error(o.path / "agree_to_terms", "the CA issues certificates only to accounts that agree to its terms of service")
@@ -130,6 +131,7 @@ extension ACMEConfig {
             config.caFile = caFile
             config.renewBeforeDays = renewBefore ?? config.renewBeforeDays
             config.store = store ?? .files
+            config.dnsUpdate = dnsUpdate
             return config
         }
     }
@@ -146,6 +148,16 @@ extension ACMEConfig {
                         "needs the top-level acme section (the CA to ask and where to keep the certificates)")
                     continue
                 }
+                let path = o.path / "listeners" / listenerIndex / "tls" / "certificates" / certificateIndex / "server_names"
+                for (index, name) in tls.certificates[certificateIndex].serverNames.enumerated() {
+                    if let dns = acme.dnsUpdate {
+                        if !dns.contains(name) {
+                            o.node.context.error(path / index, "is not in acme.dns_update.zone \(dns.zone): its challenge record could not be put there")
+                        }
+                    } else if name.hasPrefix("*.") {
+                        o.node.context.error(path / index, "a wildcard needs a DNS-01 challenge: give acme.dns_update (HTTP-01 cannot prove a wildcard)")
+                    }
+                }
                 let folder = acme.storage + "/" + (tls.certificates[certificateIndex].serverNames.first ?? "default")
                 tls.certificates[certificateIndex].cert = folder + "/cert.pem"
                 tls.certificates[certificateIndex].key = folder + "/key.pem"
@@ -157,8 +169,8 @@ extension ACMEConfig {
         if let acme, acme.store == .files, !asksCA {
             o.node.context.warning(o.path / "acme", "no listener certificate has \"acme\": true")
         }
-        // The CA's HTTP-01 checks come to port 80 (a balancer in front may forward them to another port).
-        if acme != nil && asksCA && !listeners.contains(where: { $0.tls == nil && $0.socketPath == nil && $0.port == 80 }) {
+        // The CA's HTTP-01 checks come to port 80 (a balancer in front may forward them to another port); DNS-01's go to DNS.
+        if let acme, acme.dnsUpdate == nil && asksCA && !listeners.contains(where: { $0.tls == nil && $0.socketPath == nil && $0.port == 80 }) {
             o.node.context.warning(
                 o.path / "acme",
                 "no plaintext listener on port 80, where the CA checks HTTP-01 challenges (fine if a balancer forwards port 80 to one)")
@@ -612,9 +624,6 @@ extension TLSConfig {
                                 c.node.context.error(c.path / key, "an acme certificate is kept by the gateway under acme.storage; leave cert and key out")
                             }
                             if names.isEmpty { c.node.context.error(c.path / "server_names", "an acme certificate needs the names to ask the CA for") }
-                            for (index, name) in names.enumerated() where name.hasPrefix("*.") {
-                                c.node.context.error(c.path / "server_names" / index, "a wildcard needs a DNS-01 challenge; the gateway proves names with HTTP-01 only")
-                            }
                             return Certificate(cert: "", key: "", serverNames: names, acme: true)
                         }
                         let cert = c.required("cert") { $0.filePath() }
@@ -2371,6 +2380,63 @@ extension LoggingConfig {
     }
 }
 
+extension DNSUpdateConfig {
+    /// `{"server": "10.0.0.53:53", "zone": "example.com", "tsig_key": {"name": "acme-key", "algorithm": "hmac-sha256",
+    /// "secret": "${ACME_TSIG_SECRET}"}}`, with `ttl_seconds` and `propagation_seconds`.
+    static func decode(_ node: ConfigNode) -> DNSUpdateConfig? {
+        node.object { o in
+            let server = o.required("server") { node -> (String, Int)? in
+                guard let text = node.nonEmptyString() else { return nil }
+                guard let server = hostAndPort(text, defaultPort: 53) else {
+                    node.error("expected the zone's primary server as HOST:PORT (an address or a name; the port defaults to 53)")
+                    return nil
+                }
+                return server
+            }
+            let zone = o.required("zone") { node -> String? in
+                guard let text = node.nonEmptyString() else { return nil }
+                let zone = text.hasSuffix(".") ? String(text.dropLast()) : text
+                guard isHostName(zone), zone.contains(".") else {
+                    node.error("expected the zone's name, such as example.com")
+                    return nil
+                }
+                return zone.lowercased()
+            }
+            let key = o.required("tsig_key") { node in
+                node.object { k -> TSIGKey? in
+                    let name = k.required("name") { node -> String? in
+                        guard let text = node.nonEmptyString() else { return nil }
+                        let name = text.hasSuffix(".") ? String(text.dropLast()) : text
+                        guard isHostName(name) else {
+                            node.error("expected the key's name as the server knows it (a DNS name, such as acme-key)")
+                            return nil
+                        }
+                        return name
+                    }
+                    let algorithm = k.optional("algorithm") { $0.oneOf(TSIGKey.Algorithm.allCases.map(\.rawValue)).flatMap(TSIGKey.Algorithm.init) }
+                    let secret = k.required("secret") { node -> [UInt8]? in
+                        guard let text = node.nonEmptyString() else { return nil }
+                        guard let bytes = Data(base64Encoded: text), bytes.count >= 16 else {
+                            node.error("expected the key's base64 secret (tsig-keygen's \"secret\"), at least 16 bytes")
+                            return nil
+                        }
+                        return Array(bytes)
+                    }
+                    guard let name, let secret else { return nil }
+                    return TSIGKey(name: name, algorithm: algorithm ?? .hmacSHA256, secret: secret)
+                }
+            }
+            let ttl = o.optional("ttl_seconds") { $0.int(1...86_400) }
+            let propagation = o.optional("propagation_seconds") { $0.int(0...3_600) }
+            guard let server, let zone, let key else { return nil }
+            var config = DNSUpdateConfig(host: server.0, port: server.1, zone: zone, key: key)
+            config.ttlSeconds = ttl ?? config.ttlSeconds
+            config.propagationSeconds = propagation ?? config.propagationSeconds
+            return config
+        }
+    }
+}
+
 extension SyslogConfig {
     static func decode(_ node: ConfigNode) -> SyslogConfig? {
         node.object { o in
@@ -2384,7 +2450,7 @@ extension SyslogConfig {
                     }
                     return .unix(path: path)
                 }
-                guard let (host, port) = Self.hostAndPort(text) else {
+                guard let (host, port) = hostAndPort(text, defaultPort: 514) else {
                     node.error("expected HOST:PORT (an address or a name; the port defaults to 514), or unix:/dev/log")
                     return nil
                 }
@@ -2417,31 +2483,31 @@ extension SyslogConfig {
             return config
         }
     }
+}
 
-    /// `host:port`, `[v6]:port`, or a host alone (port 514).
-    static func hostAndPort(_ text: String) -> (String, Int)? {
-        var host = Substring(text)
-        var portText: Substring?
-        if host.hasPrefix("[") {
-            guard let close = host.firstIndex(of: "]") else { return nil }
-            let rest = host[host.index(after: close)...]
-            host = host[host.index(after: host.startIndex)..<close]
-            guard case .v6? = IPAddress(String(host)) else { return nil }
-            if !rest.isEmpty {
-                guard rest.hasPrefix(":") else { return nil }
-                portText = rest.dropFirst()
-            }
-        } else if let colon = host.firstIndex(of: ":") {
-            portText = host[host.index(after: colon)...]
-            host = host[..<colon]
-            guard IPAddress(String(host)) != nil || isHostName(host) else { return nil }
-        } else {
-            guard IPAddress(String(host)) != nil || isHostName(host) else { return nil }
+/// `host:port`, `[v6]:port`, or a host alone (`defaultPort`).
+func hostAndPort(_ text: String, defaultPort: Int) -> (String, Int)? {
+    var host = Substring(text)
+    var portText: Substring?
+    if host.hasPrefix("[") {
+        guard let close = host.firstIndex(of: "]") else { return nil }
+        let rest = host[host.index(after: close)...]
+        host = host[host.index(after: host.startIndex)..<close]
+        guard case .v6? = IPAddress(String(host)) else { return nil }
+        if !rest.isEmpty {
+            guard rest.hasPrefix(":") else { return nil }
+            portText = rest.dropFirst()
         }
-        let port = portText.map { Int($0) } ?? 514
-        guard let port, (1...65535).contains(port) else { return nil }
-        return (String(host), port)
+    } else if let colon = host.firstIndex(of: ":") {
+        portText = host[host.index(after: colon)...]
+        host = host[..<colon]
+        guard IPAddress(String(host)) != nil || isHostName(host) else { return nil }
+    } else {
+        guard IPAddress(String(host)) != nil || isHostName(host) else { return nil }
     }
+    let port = portText.map { Int($0) } ?? defaultPort
+    guard let port, (1...65535).contains(port) else { return nil }
+    return (String(host), port)
 }
 
 private func isAlphanumeric(_ byte: UInt8) -> Bool {

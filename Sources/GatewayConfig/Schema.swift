@@ -374,8 +374,43 @@ public struct ACMEConfig: Sendable, Equatable {
     /// only) or `redis` (every instance sharing the top-level `redis`; one orders, all serve and answer challenges).
     public var store: Store = .files
     public enum Store: String, Sendable { case files, redis }
+    /// `dns_update`: names are proven with DNS-01 challenges, their TXT records put in the zone by RFC 2136 updates
+    /// (which wildcards need); nil: HTTP-01 challenges, answered by the listeners.
+    public var dnsUpdate: DNSUpdateConfig?
     public static let letsEncrypt = "https://acme-v02.api.letsencrypt.org/directory"
     public init(directoryURL: String, storage: String) { (self.directoryURL, self.storage) = (directoryURL, storage) }
+}
+
+/// `acme.dns_update`: where DNS-01 challenge records go (a primary server taking RFC 2136 updates signed with a TSIG key).
+public struct DNSUpdateConfig: Sendable, Equatable {
+    public struct TSIGKey: Sendable, Equatable {
+        public enum Algorithm: String, Sendable, CaseIterable {
+            case hmacSHA256 = "hmac-sha256", hmacSHA512 = "hmac-sha512"
+        }
+        /// The key's name as the server knows it (`tsig-keygen acme-key` makes `acme-key`).
+        public var name: String
+        public var algorithm: Algorithm
+        public var secret: [UInt8]
+        public init(name: String, algorithm: Algorithm, secret: [UInt8]) { (self.name, self.algorithm, self.secret) = (name, algorithm, secret) }
+    }
+    /// The primary server (an address or a name) and its port (53).
+    public var host: String
+    public var port: Int
+    /// The zone the records go in; every name asked for must be in it.
+    public var zone: String
+    public var key: TSIGKey
+    /// The TXT records' TTL.
+    public var ttlSeconds = 60
+    /// How long to wait after the update before asking the CA to look (for the zone's other servers to get it).
+    public var propagationSeconds = 10
+    public init(host: String, port: Int, zone: String, key: TSIGKey) { (self.host, self.port, self.zone, self.key) = (host, port, zone, key) }
+
+    /// Whether `name` (a wildcard's base name for `*.`) is `zone` or below it.
+    public func contains(_ name: String) -> Bool {
+        let base = (name.hasPrefix("*.") ? String(name.dropFirst(2)) : name).lowercased()
+        let zone = zone.lowercased()
+        return base == zone || base.hasSuffix("." + zone)
+    }
 }
 
 /// One certificate the `acme` CA is asked for: its names and the files it is kept in.

@@ -90,11 +90,35 @@ import Testing
             acme: #"{ "directory_url": "http://ca.example/dir", "email": "ops", "storage": "/acme", "agree_to_terms": false, "renew_before_days": 90 }"#)
         #expect(bad.errors.map(\.description) == [
             "listeners[1].tls.certificates[0].cert: an acme certificate is kept by the gateway under acme.storage; leave cert and key out",
-            "listeners[1].tls.certificates[0].server_names[0]: a wildcard needs a DNS-01 challenge; the gateway proves names with HTTP-01 only",
             "acme.directory_url: expected the CA's https:// directory URL, e.g. https://acme-v02.api.letsencrypt.org/directory",
             "acme.email: expected an e-mail address such as ops@example.com",
             "acme.renew_before_days: 90 is out of range (1...60)",
             "acme.agree_to_terms: the CA issues certificates only to accounts that agree to its terms of service",
+            "listeners[1].tls.certificates[0].server_names[0]: a wildcard needs a DNS-01 challenge: give acme.dns_update (HTTP-01 cannot prove a wildcard)",
+        ])
+
+        // dns_update: DNS-01 challenges (wildcards allowed, no port 80 needed), every name inside the zone.
+        let dns = #"{ "storage": "/acme", "agree_to_terms": true, "dns_update": { "server": "ns1.example.com", "zone": "Example.com.", "tsig_key": { "name": "acme-key.", "secret": "c2VjcmV0LXNlY3JldC1zZWNyZXQ=" } } }"#
+        let wildcard = load(certificate: #"{ "acme": true, "server_names": ["*.example.com", "example.com", "api.eu.example.com"] }"#, acme: dns)
+        #expect(wildcard.errors.isEmpty && wildcard.warnings.isEmpty, "\(wildcard.errors) \(wildcard.warnings)")
+        let update = try #require(wildcard.config?.acme?.dnsUpdate)
+        #expect(update.host == "ns1.example.com" && update.port == 53 && update.zone == "example.com" && update.ttlSeconds == 60 && update.propagationSeconds == 10)
+        #expect(update.key == DNSUpdateConfig.TSIGKey(name: "acme-key", algorithm: .hmacSHA256, secret: Array("secret-secret-secret".utf8)))
+        let outside = load(certificate: #"{ "acme": true, "server_names": ["api.example.org", "notexample.com"] }"#, acme: dns)
+        #expect(outside.errors.map(\.description) == [
+            "listeners[1].tls.certificates[0].server_names[0]: is not in acme.dns_update.zone example.com: its challenge record could not be put there",
+            "listeners[1].tls.certificates[0].server_names[1]: is not in acme.dns_update.zone example.com: its challenge record could not be put there",
+        ])
+        let badUpdate = load(
+            certificate: #"{ "acme": true, "server_names": ["a.example.com"] }"#,
+            acme: #"{ "storage": "/acme", "agree_to_terms": true, "dns_update": { "server": "10.0.0.53:99999", "zone": "com", "tsig_key": { "name": "acme key", "algorithm": "hmac-md5", "secret": "c2hvcnQ=" }, "propagation_seconds": -1 } }"#)
+        #expect(badUpdate.errors.map(\.description) == [
+            "acme.dns_update.server: expected the zone's primary server as HOST:PORT (an address or a name; the port defaults to 53)",
+            "acme.dns_update.zone: expected the zone's name, such as example.com",
+            "acme.dns_update.tsig_key.name: expected the key's name as the server knows it (a DNS name, such as acme-key)",
+            #"acme.dns_update.tsig_key.algorithm: unknown value "hmac-md5"; expected one of "hmac-sha256", "hmac-sha512""#,
+            #"acme.dns_update.tsig_key.secret: expected the key's base64 secret (tsig-keygen's "secret"), at least 16 bytes"#,
+            "acme.dns_update.propagation_seconds: -1 is out of range (0...3600)",
         ])
         #expect(load(certificate: #"{ "acme": true, "server_names": ["a.example.com"] }"#, acme: nil).errors.map(\.description) == [
             "listeners[1].tls.certificates[0].acme: needs the top-level acme section (the CA to ask and where to keep the certificates)"

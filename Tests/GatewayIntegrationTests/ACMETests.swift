@@ -68,6 +68,45 @@ import TestSupport
         }
     }
 
+    // acme.dns_update: a wildcard certificate. The gateway proves both names with DNS-01 challenges whose TXT records it
+    // puts in the zone on BIND by signed updates; the CA reads them there (no listener on port 80 at all), and the
+    // records are gone once the names are proven.
+    @Test(.timeLimit(.minutes(2))) func wildcardCertificateThroughDNS() async throws {
+        let named = try await AuthoritativeDNS(zone: "gateway.test")
+        let pebble = try await PebbleCA(httpPort: try await RedisServer.freePort(), dnsServer: named.address)
+        let storage = FileManager.default.temporaryDirectory.appendingPathComponent("acme-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: storage) }
+        try await withUpstreams { upstreams in
+            let config = """
+                { "workers": 1,
+                  "listeners": [{ "name": "https", "address": "127.0.0.1", "port": 0,
+                                  "tls": { "certificates": [{ "acme": true, "server_names": ["*.gateway.test", "gateway.test"] }] } }],
+                  "acme": { "directory_url": "\(pebble.directoryURL)", "ca_file": "\(pebble.caFile)", "storage": "\(storage)",
+                            "agree_to_terms": true,
+                            "dns_update": { "server": "\(named.address)", "zone": "gateway.test", "propagation_seconds": 0,
+                                            "tsig_key": { "name": "\(named.keyName)", "secret": "\(named.secret)" } } },
+                  "upstreams": { "demo": { "targets": ["http://127.0.0.1:$UP0"] } },
+                  "routes": [{ "name": "all", "upstream": "demo" }] }
+                """
+            func served(_ port: Int, name: String) async throws -> String {
+                let script = "echo | openssl s_client -connect 127.0.0.1:\(port) -servername \(name) 2>/dev/null"
+                    + " | openssl x509 -noout -issuer -ext subjectAltName 2>/dev/null"
+                return try await shell(script, timeout: .seconds(10)).stdout
+            }
+            try await withGateway(config, upstreams: upstreams) { gateway in
+                let port = gateway.gateway.listeners[0].port
+                let issued = try await OperationsTests.poll(until: true) { try await served(port, name: "api.gateway.test").contains("Pebble") }
+                let certificate = try await served(port, name: "api.gateway.test")
+                #expect(issued, "\(certificate)\n\(pebble.logText)\n\(gateway.logs.entries("acme: certificate request failed"))")
+                #expect(certificate.contains("DNS:*.gateway.test") && certificate.contains("DNS:gateway.test"), "\(certificate)")
+                let other = try await served(port, name: "www.gateway.test")
+                #expect(other.contains("Pebble"), "the wildcard serves every name under it: \(other)")
+                #expect(try named.txt("_acme-challenge.gateway.test").isEmpty, "challenge records withdrawn")
+                #expect(named.logText.contains("updating zone 'gateway.test/IN': adding an RR at '_acme-challenge.gateway.test' TXT"), "\(named.logText)")
+            }
+        }
+    }
+
     // acme.store "redis": instances behind one balancer are one ACME account and order each certificate once. Two
     // instances start wanting the same certificate; one orders it (holding the lock), the other waits and takes it from
     // Redis, so both serve the very same certificate. Neither is where the CA looks: a third instance, which wants no

@@ -13,8 +13,11 @@ public final class PebbleCA: @unchecked Sendable {
     private let directory: URL
     private let log: URL
 
-    /// - Parameter httpPort: where the gateway answers HTTP-01 challenges (its plaintext listener).
-    public init(httpPort: Int) async throws {
+    /// - Parameters:
+    ///   - httpPort: where the gateway answers HTTP-01 challenges (its plaintext listener).
+    ///   - dnsServer: the DNS server (`127.0.0.1:PORT`) the CA reads DNS-01 challenge records from; nil: a mock that
+    ///     resolves every name to 127.0.0.1 (HTTP-01).
+    public init(httpPort: Int, dnsServer: String? = nil) async throws {
         directory = FileManager.default.temporaryDirectory.appendingPathComponent("pebble-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         log = directory.appendingPathComponent("pebble.log")
@@ -39,14 +42,16 @@ public final class PebbleCA: @unchecked Sendable {
         try Data(json.utf8).write(to: config)
         _ = FileManager.default.createFile(atPath: log.path, contents: nil)
         let output = try FileHandle(forWritingTo: log)
-        // Every name resolves to 127.0.0.1 (A); no AAAA answers, so validation never tries ::1.
+        if dnsServer == nil {
+            // Every name resolves to 127.0.0.1 (A); no AAAA answers, so validation never tries ::1.
+            try start(
+                "/usr/bin/pebble-challtestsrv",
+                ["-dns01", "127.0.0.1:\(dnsPort)", "-http01", "", "-https01", "", "-tlsalpn01", "",
+                 "-management", "127.0.0.1:\(dnsManagementPort)", "-defaultIPv6", ""],
+                output: output, environment: [:])
+        }
         try start(
-            "/usr/bin/pebble-challtestsrv",
-            ["-dns01", "127.0.0.1:\(dnsPort)", "-http01", "", "-https01", "", "-tlsalpn01", "",
-             "-management", "127.0.0.1:\(dnsManagementPort)", "-defaultIPv6", ""],
-            output: output, environment: [:])
-        try start(
-            "/usr/bin/pebble", ["-config", config.path, "-dnsserver", "127.0.0.1:\(dnsPort)"], output: output,
+            "/usr/bin/pebble", ["-config", config.path, "-dnsserver", dnsServer ?? "127.0.0.1:\(dnsPort)"], output: output,
             environment: ["PEBBLE_VA_NOSLEEP": "1", "PEBBLE_WFE_NONCEREJECT": "0", "PEBBLE_AUTHZREUSE": "0"])
         let deadline = ContinuousClock.now + .seconds(20)
         while ContinuousClock.now < deadline {
