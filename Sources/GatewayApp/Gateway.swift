@@ -446,16 +446,23 @@ public final class Gateway: Sendable {
     private static func makeRedisClient(_ config: GatewayConfig, group: EventLoopGroup, logger: Logger) async throws -> RedisClient? {
         guard let redis = config.redis else { return nil }
         let url = try RedisURL.parse(redis.url).get()
+        // With sentinels the URL's host names the master group; the master's address comes from them.
+        var sentinels: RedisSentinels?
+        if !redis.sentinels.isEmpty, case .tcp(let group, _) = url.endpoint {
+            sentinels = RedisSentinels(
+                masterName: group, nodes: redis.sentinels.map { ($0.host, $0.port) }, password: redis.sentinelPassword)
+        }
         var tls: RedisTLS?
         if url.tls, case .tcp(let host, _) = url.endpoint {
-            // Redis speaks no ALPN; its certificate is checked like an upstream's (ca_file or the system roots).
+            // Redis speaks no ALPN; its certificate is checked like an upstream's (ca_file or the system roots). A master
+            // found through sentinels is checked against tls.server_name, or else its address.
             tls = RedisTLS(
                 context: try UpstreamTLS.makeContext(redis.tls, applicationProtocols: []),
-                serverName: UpstreamTLS.serverName(host: host, settings: redis.tls))
+                serverName: sentinels == nil ? UpstreamTLS.serverName(host: host, settings: redis.tls) : redis.tls.serverName)
         }
         return try await RedisClient(
-            url: url, poolSize: redis.poolSize, timeout: .milliseconds(Int64(redis.timeoutMs)), tls: tls, group: group,
-            logger: logger)
+            url: url, poolSize: redis.poolSize, timeout: .milliseconds(Int64(redis.timeoutMs)), tls: tls, sentinels: sentinels,
+            group: group, logger: logger)
     }
 
     /// The Redis tier behind the memory one when `cache.store` is `redis`.

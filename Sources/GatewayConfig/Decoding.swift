@@ -756,12 +756,37 @@ extension RedisConfig {
             let poolSize = o.optional("pool_size") { $0.int(1...256) } ?? 4
             let timeout = o.optional("timeout_ms") { $0.int(1...60_000) } ?? 100
             let tls = o.optional("tls", UpstreamTLSConfig.decode)
+            let sentinels = o.optional("sentinels") { node -> [RedisConfig.Sentinel]? in
+                let nodes = node.array { item -> RedisConfig.Sentinel? in
+                    guard let text = item.nonEmptyString() else { return nil }
+                    guard let (host, port) = hostAndPort(text, defaultPort: 26379) else {
+                        item.error("expected a sentinel's HOST:PORT (an address or a name; the port defaults to 26379)")
+                        return nil
+                    }
+                    return RedisConfig.Sentinel(host: host, port: port)
+                }
+                if case .array(let items) = node.value, items.isEmpty { node.error("list at least one sentinel, or leave sentinels out") }
+                return nodes
+            }
+            let sentinelPassword = o.optional("sentinel_password") { $0.nonEmptyString() }
             guard let url else { return nil }
             var config = RedisConfig(url: url, poolSize: poolSize, timeoutMs: timeout)
             if let tls {
                 config.tls = tls
                 if !config.usesTLS { o.node.context.warning(o.path / "tls", "unused: the url is not rediss://") }
             }
+            if o.has("sentinels") {
+                config.sentinels = sentinels ?? []
+                // The sentinels say where the master is: the URL names the group (and keeps the credentials and database).
+                if url.hasPrefix("unix://") || URLComponents(string: url)?.port != nil {
+                    o.node.context.error(
+                        o.path / "url", "with sentinels the URL's host is the master group's name (redis://:PASSWORD@mymaster/0), without a port")
+                }
+            }
+            if sentinelPassword != nil && !o.has("sentinels") {
+                o.node.context.warning(o.path / "sentinel_password", "unused without sentinels")
+            }
+            config.sentinelPassword = sentinelPassword
             return config
         }
     }

@@ -450,6 +450,17 @@ public struct RedisConfig: Sendable, Equatable {
     public var timeoutMs: Int
     /// For `rediss://` URLs: how the server is verified (and the client certificate, if Redis asks for one).
     public var tls = UpstreamTLSConfig()
+    /// `sentinels`: Redis Sentinel nodes that name the current master of the group the URL's host names (high
+    /// availability: after a failover the gateway connects to the new master). Empty: the URL's host is Redis itself.
+    public var sentinels: [Sentinel] = []
+    /// `sentinel_password`: for sentinels with `requirepass`.
+    public var sentinelPassword: String?
+
+    public struct Sentinel: Sendable, Equatable {
+        public var host: String
+        public var port: Int
+        public init(host: String, port: Int) { (self.host, self.port) = (host, port) }
+    }
 
     /// Whether the URL asks for TLS.
     public var usesTLS: Bool { url.hasPrefix("rediss://") }

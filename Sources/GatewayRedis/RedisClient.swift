@@ -18,12 +18,29 @@ public struct RedisTLS: Sendable {
     }
 }
 
+/// Redis Sentinel (`redis.sentinels`): the nodes that know which server is the master of `masterName` now.
+public struct RedisSentinels: Sendable, Equatable {
+    public var masterName: String
+    public var nodes: [(host: String, port: Int)]
+    public var password: String?
+
+    public init(masterName: String, nodes: [(host: String, port: Int)], password: String? = nil) {
+        (self.masterName, self.nodes, self.password) = (masterName, nodes, password)
+    }
+
+    public static func == (a: Self, b: Self) -> Bool {
+        a.masterName == b.masterName && a.password == b.password && a.nodes.map(\.host) == b.nodes.map(\.host)
+            && a.nodes.map(\.port) == b.nodes.map(\.port)
+    }
+}
+
 /// A Redis client for the gateway's hot path: SwiftNIO does the socket I/O, hiredis the protocol.
 ///
 /// Every event loop keeps its own connections (`pool_size` spread over the loops, at least one each), so a
 /// request's Redis command is written and answered on the request's own thread. Commands are pipelined.
 /// A lost connection is reopened with capped, jittered backoff; while no connection is up, commands fail at
-/// once rather than wait, so a dead Redis costs a request nothing beyond a failed future.
+/// once rather than wait, so a dead Redis costs a request nothing beyond a failed future. With sentinels, each
+/// connection first asks them where the master is, and checks that the server it reaches is one.
 public final class RedisClient: Sendable {
     public let url: RedisURL
     /// The loops commands may be sent from (each has its own connections).
@@ -36,7 +53,11 @@ public final class RedisClient: Sendable {
     ///   - poolSize: connections for the whole process, divided among the event loops (at least one each).
     ///   - timeout: per command, and for connecting (the TLS handshake included).
     ///   - tls: required for a `rediss://` URL.
-    public init(url: RedisURL, poolSize: Int, timeout: TimeAmount, tls: RedisTLS? = nil, group: EventLoopGroup, logger: Logger) async throws {
+    ///   - sentinels: where the master's address comes from (the URL's host and port are then not used).
+    public init(
+        url: RedisURL, poolSize: Int, timeout: TimeAmount, tls: RedisTLS? = nil, sentinels: RedisSentinels? = nil, group: EventLoopGroup,
+        logger: Logger
+    ) async throws {
         guard url.tls == (tls != nil) else { throw RedisError(url.tls ? "rediss:// needs TLS settings" : "TLS settings need a rediss:// URL") }
         self.url = url
         self.timeout = timeout
@@ -44,7 +65,7 @@ public final class RedisClient: Sendable {
         eventLoops = Array(group.makeIterator())
         let perLoop = max(1, poolSize / max(1, eventLoops.count))
         pools = try await LoopLocal.make(on: group) { loop, _ in
-            RedisLoopPool(url: url, size: perLoop, timeout: timeout, tls: tls, eventLoop: loop, logger: logger)
+            RedisLoopPool(url: url, size: perLoop, timeout: timeout, tls: tls, sentinels: sentinels, eventLoop: loop, logger: logger)
         }
         await pools.forEach { $0.connectAll() }
     }
@@ -124,8 +145,10 @@ final class RedisLoopPool {
     private let slots: [RedisSlot]
     private var next = 0
 
-    init(url: RedisURL, size: Int, timeout: TimeAmount, tls: RedisTLS?, eventLoop: EventLoop, logger: Logger) {
-        slots = (0..<size).map { _ in RedisSlot(url: url, timeout: timeout, tls: tls, eventLoop: eventLoop, logger: logger) }
+    init(url: RedisURL, size: Int, timeout: TimeAmount, tls: RedisTLS?, sentinels: RedisSentinels?, eventLoop: EventLoop, logger: Logger) {
+        slots = (0..<size).map { _ in
+            RedisSlot(url: url, timeout: timeout, tls: tls, sentinels: sentinels, eventLoop: eventLoop, logger: logger)
+        }
     }
 
     var readyCount: Int { slots.reduce(0) { $0 + ($1.isReady ? 1 : 0) } }
@@ -169,16 +192,20 @@ final class RedisSlot {
     private let url: RedisURL
     private let timeout: TimeAmount
     private let tls: RedisTLS?
+    private let sentinels: RedisSentinels?
     private let logger: Logger
     private var state = State.idle
+    /// The master the sentinels named last (logged when it changes: a failover).
+    private var master: String?
     private var attempts = 0
     private var reconnect: Scheduled<Void>?
     private static let backoff = Backoff(baseMicros: 50_000, capMicros: 5_000_000)
 
-    init(url: RedisURL, timeout: TimeAmount, tls: RedisTLS?, eventLoop: EventLoop, logger: Logger) {
+    init(url: RedisURL, timeout: TimeAmount, tls: RedisTLS?, sentinels: RedisSentinels? = nil, eventLoop: EventLoop, logger: Logger) {
         self.url = url
         self.timeout = timeout
         self.tls = tls
+        self.sentinels = sentinels
         self.eventLoop = eventLoop
         self.logger = logger
     }
@@ -235,9 +262,17 @@ final class RedisSlot {
                 }
             }
         let connected: EventLoopFuture<Channel>
-        switch url.endpoint {
-        case .tcp(let host, let port): connected = bootstrap.connect(host: host, port: port)
-        case .unix(let path): connected = bootstrap.connect(unixDomainSocketPath: path)
+        if let sentinels {
+            // Start with another sentinel on each attempt, so one that is down costs one attempt, not every one.
+            connected = askSentinels(sentinels, from: attempts).assumeIsolated().flatMap { host, port in
+                self.noteMaster("\(host):\(port)")
+                return bootstrap.connect(host: host, port: port)
+            }.nonisolated()
+        } else {
+            switch url.endpoint {
+            case .tcp(let host, let port): connected = bootstrap.connect(host: host, port: port)
+            case .unix(let path): connected = bootstrap.connect(unixDomainSocketPath: path)
+            }
         }
         connected.assumeIsolated().whenComplete { result in
             switch result {
@@ -270,6 +305,20 @@ final class RedisSlot {
         if url.database != 0 { commands.append(["SELECT", String(url.database)]) }
         if tls != nil && commands.isEmpty { commands.append(["PING"]) }
         var chain = eventLoop.makeSucceededVoidFuture().assumeIsolated()
+        if sentinels != nil {
+            // A sentinel may still name a master that has just been demoted (the failover under way): only a master
+            // takes the commands, or writes would fail with READONLY.
+            chain = chain.flatMap { _ -> EventLoopFuture<Void> in
+                let promise = self.eventLoop.makePromise(of: RedisValue.self)
+                connection.send(RESP.encode(["ROLE"], allocator: connection.allocator)) { promise.completeWith($0.mapError { $0 }) }
+                return promise.futureResult.assumeIsolated().flatMapThrowing { reply in
+                    guard case .array(let parts) = reply, parts.first?.string == "master" else {
+                        connection.close()
+                        throw RedisError("the server the sentinels named is not a master (\(reply)); a failover may be under way")
+                    }
+                }.nonisolated()
+            }
+        }
         for command in commands {
             chain = chain.flatMap { _ -> EventLoopFuture<Void> in
                 let promise = self.eventLoop.makePromise(of: RedisValue.self)
@@ -283,6 +332,66 @@ final class RedisSlot {
             }
         }
         return chain
+    }
+
+    /// Asks the sentinels, one after another from `first`, where the master is: the first that knows answers.
+    private func askSentinels(_ sentinels: RedisSentinels, from first: Int) -> EventLoopFuture<(String, Int)> {
+        let count = sentinels.nodes.count
+        func ask(_ tried: Int, _ failures: [String]) -> EventLoopFuture<(String, Int)> {
+            guard tried < count else {
+                return eventLoop.makeFailedFuture(RedisError("no sentinel named the master \(sentinels.masterName): \(failures.joined(separator: "; "))"))
+            }
+            let node = sentinels.nodes[(first + tried) % count]
+            return askSentinel(node, sentinels).assumeIsolated().flatMapError { error in
+                ask(tried + 1, failures + ["\(node.host):\(node.port): \(error)"])
+            }.nonisolated()
+        }
+        return ask(0, [])
+    }
+
+    private func askSentinel(_ node: (host: String, port: Int), _ sentinels: RedisSentinels) -> EventLoopFuture<(String, Int)> {
+        let timeout = self.timeout
+        return ClientBootstrap(group: eventLoop)
+            .connectTimeout(timeout)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(RedisConnectionHandler(timeout: timeout)) }
+            }
+            .connect(host: node.host, port: node.port)
+            .assumeIsolated()
+            .flatMap { channel -> EventLoopFuture<(String, Int)> in
+                guard let connection = try? channel.pipeline.syncOperations.handler(type: RedisConnectionHandler.self) else {
+                    channel.close(promise: nil)
+                    return self.eventLoop.makeFailedFuture(RedisError.connectionClosed)
+                }
+                if let password = sentinels.password {
+                    connection.send(RESP.encode(["AUTH", password], allocator: connection.allocator)) { _ in }
+                }
+                let promise = self.eventLoop.makePromise(of: RedisValue.self)
+                connection.send(RESP.encode(["SENTINEL", "get-master-addr-by-name", sentinels.masterName], allocator: connection.allocator)) {
+                    promise.completeWith($0.mapError { $0 })
+                }
+                let answer = promise.futureResult.assumeIsolated().flatMapThrowing { reply -> (String, Int) in
+                    switch reply {
+                    case .array(let parts) where parts.count == 2:
+                        guard let host = parts[0].string, let port = parts[1].string.flatMap(Int.init) else { throw RedisError("an unexpected answer: \(reply)") }
+                        return (host, port)
+                    case .null, .array([]): throw RedisError("it does not know a master named \(sentinels.masterName)")
+                    case .error(let message): throw RedisError(message)
+                    default: throw RedisError("an unexpected answer: \(reply)")
+                    }
+                }
+                answer.whenComplete { _ in connection.close() }
+                return answer.nonisolated()
+            }
+            .nonisolated()
+    }
+
+    /// Logs the master the sentinels name when it is not the one they named before: a failover moved it.
+    private func noteMaster(_ address: String) {
+        if let master, master != address {
+            logger.notice("redis master changed (sentinels)", metadata: ["from": "\(master)", "to": "\(address)"])
+        }
+        master = address
     }
 
     private func ready(_ connection: RedisConnectionHandler) {

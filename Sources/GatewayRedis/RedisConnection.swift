@@ -79,6 +79,11 @@ final class RedisConnectionHandler: ChannelInboundHandler {
                         return
                     }
                     next.completion(.success(reply))
+                    // A master that became a replica (a failover) refuses writes: connecting again reaches the new one.
+                    if case .error(let message) = reply, message.hasPrefix("READONLY") {
+                        context.close(promise: nil)
+                        return
+                    }
                 }
             } catch {
                 failAll(error)

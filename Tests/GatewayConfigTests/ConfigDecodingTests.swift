@@ -544,6 +544,26 @@ import Testing
         #expect(wrong == ["redis.url: expected a redis://, rediss:// (TLS) or unix:// URL"])
     }
 
+    // redis.sentinels: the URL names the master group (no port); each sentinel is HOST[:PORT] (26379 by default).
+    @Test func redisSentinels() throws {
+        let loaded = load(minimal(extra: #""redis": { "url": "redis://:pw@gw-main/2", "sentinels": ["10.0.0.1", "sentinel-2.internal:26380", "[fd00::3]:26379"], "sentinel_password": "s" },"#))
+        #expect(loaded.errors.isEmpty && loaded.warnings.isEmpty, "\(loaded.errors) \(loaded.warnings)")
+        let redis = try #require(loaded.config?.redis)
+        #expect(redis.sentinels == [
+            RedisConfig.Sentinel(host: "10.0.0.1", port: 26379), RedisConfig.Sentinel(host: "sentinel-2.internal", port: 26380),
+            RedisConfig.Sentinel(host: "fd00::3", port: 26379),
+        ])
+        #expect(redis.sentinelPassword == "s")
+        let bad = load(minimal(extra: #""redis": { "url": "redis://gw-main:6379", "sentinels": ["10.0.0.1:0", ""] },"#)).errors.map(\.description)
+        #expect(bad.count == 3, "\(bad)")
+        #expect(bad.contains("redis.sentinels[0]: expected a sentinel's HOST:PORT (an address or a name; the port defaults to 26379)"))
+        #expect(bad.contains("redis.url: with sentinels the URL's host is the master group's name (redis://:PASSWORD@mymaster/0), without a port"))
+        let empty = load(minimal(extra: #""redis": { "url": "redis://gw-main", "sentinels": [] },"#)).errors.map(\.description)
+        #expect(empty == ["redis.sentinels: list at least one sentinel, or leave sentinels out"])
+        let unused = load(minimal(extra: #""redis": { "url": "redis://127.0.0.1", "sentinel_password": "s" },"#)).warnings.map(\.description)
+        #expect(unused == ["warning: redis.sentinel_password: unused without sentinels"])
+    }
+
     // Route address rules take addresses and CIDR ranges, each mistake reported at its index.
     @Test func routeAddressRules() throws {
         let good = load(minimal(route: #"{ "name": "r", "upstream": "u", "allow_ips": ["10.0.0.0/8", "::1"], "deny_ips": ["10.9.0.0/16"] }"#))

@@ -25,10 +25,10 @@ import TestSupport
         try await exchange(port: port, "GET \(path) HTTP/1.1\r\nHost: test.local\r\n\(headers)\r\n")
     }
 
-    /// Asks `probe` every 50 ms until it answers `expected` or 10 s pass (a watched file's change lands within a
-    /// poll interval); returns the last answer.
-    static func poll<T: Equatable>(until expected: T, _ probe: () async throws -> T) async throws -> T {
-        let deadline = ContinuousClock.now + .seconds(10)
+    /// Asks `probe` every 50 ms until it answers `expected` or `timeout` (10 s) passes (a watched file's change lands
+    /// within a poll interval); returns the last answer.
+    static func poll<T: Equatable>(until expected: T, timeout: Duration = .seconds(10), _ probe: () async throws -> T) async throws -> T {
+        let deadline = ContinuousClock.now + timeout
         var answer = try await probe()
         while answer != expected && ContinuousClock.now < deadline {
             try await Task.sleep(for: .milliseconds(50))

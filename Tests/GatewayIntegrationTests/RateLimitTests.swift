@@ -219,6 +219,56 @@ import TestSupport
             }
         }
     }
+
+    // redis.sentinels: the gateway finds the master through Redis Sentinel and counts there; when the master dies and
+    // the sentinel promotes its replica, the gateway reconnects to the new master on its own (fail-open meanwhile) and
+    // counts there, with a log line naming the move. A sentinel that knows no such master leaves Redis unavailable.
+    @Test(.timeLimit(.minutes(2))) func followsASentinelFailover() async throws {
+        let master = try await RedisServer()
+        let replica = try await RedisServer(replicaOf: master.port)
+        let replicating = try await OperationsTests.poll(until: true) {
+            try await master.command(["INFO", "replication"]).contains("connected_slaves:1")
+        }
+        #expect(replicating)
+        let sentinel = try await RedisSentinel(masterName: "gw-main", masterPort: master.port)
+        let limits = #"[{ "name": "per-client", "algorithm": "sliding_window", "key": "header:x-client", "limit": 1000, "window_seconds": 60 }]"#
+        func keys(_ server: RedisServer, _ client: String) async throws -> Bool {
+            try await server.command(["KEYS", "*per-client*\(client)*"]).contains(client)
+        }
+        try await withUpstreams { upstreams in
+            let config = Self.config(upstreamPort: upstreams[0].port, limits: limits, redis: "redis://gw-main/0").replacingOccurrences(
+                of: #""pool_size": 2 }"#, with: #""pool_size": 2, "sentinels": ["\#(sentinel.address)"] }"#)
+            try await withGateway(config, upstreams: upstreams) { gateway in
+                try await gateway.waitForRedis()
+                let before = try await gateway.request("GET", "/echo", headers: [("X-Client", "before-failover")])
+                #expect(before.status == 200 && before.header("x-ratelimit-remaining") == "999")
+                #expect(try await keys(master, "before-failover"), "counted in the master the sentinel named")
+
+                master.kill()
+                let promoted = try await OperationsTests.poll(until: true, timeout: .seconds(30)) { try await sentinel.master() == replica.port }
+                #expect(promoted, "the sentinel promoted the replica")
+                // Requests keep passing (fail-open) until the gateway has found the new master, then count there.
+                let counted = try await OperationsTests.poll(until: true, timeout: .seconds(30)) {
+                    let response = try await gateway.request("GET", "/echo", headers: [("X-Client", "after-failover")])
+                    return response.status == 200 && response.header("x-ratelimit-limit") == "1000"
+                }
+                #expect(counted, "\(gateway.logs.entries("redis connect failed"))")
+                #expect(try await keys(replica, "after-failover"), "counted in the promoted replica")
+                let moved = gateway.logs.entries("redis master changed (sentinels)")
+                let namesTheReplica = moved.allSatisfy { "\($0)".contains("127.0.0.1:\(replica.port)") }
+                #expect(!moved.isEmpty && namesTheReplica, "\(moved)")
+            }
+            let unknown = config.replacingOccurrences(of: "redis://gw-main/0", with: "redis://no-such-group/0")
+            try await withGateway(unknown, upstreams: upstreams) { gateway in
+                try await Task.sleep(for: .milliseconds(300))
+                #expect(await gateway.gateway.redis?.connectedCount() == 0)
+                let failed = gateway.logs.entries("redis connect failed")
+                let explained = failed.contains { "\($0)".contains("it does not know a master named no-such-group") }
+                #expect(explained, "\(failed)")
+                #expect(try await gateway.request("GET", "/echo").status == 200, "on_store_error allow")
+            }
+        }
+    }
 }
 
 extension TestGateway {

@@ -27,13 +27,16 @@ public final class RedisServer: @unchecked Sendable {
     public let socketPath: String
     public let password: String?
     public let tls: TLS?
+    /// The port of the master this server replicates (a replica), or nil.
+    public let replicaOf: Int?
     private var process: Process?
     private let directory: URL
 
-    public init(password: String? = nil, tls: TLS? = nil) async throws {
+    public init(password: String? = nil, tls: TLS? = nil, replicaOf: Int? = nil) async throws {
         self.port = try await Self.freePort()
         self.password = password
         self.tls = tls
+        self.replicaOf = replicaOf
         directory = FileManager.default.temporaryDirectory.appendingPathComponent("redis-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         socketPath = directory.appendingPathComponent("redis.sock").path
@@ -69,6 +72,7 @@ public final class RedisServer: @unchecked Sendable {
             arguments += ["--port", String(port)]
         }
         if let password { arguments += ["--requirepass", password] }
+        if let replicaOf { arguments += ["--replicaof", "127.0.0.1", String(replicaOf)] }
         process.arguments = arguments
         process.standardOutput = FileHandle.nullDevice
         process.standardError = FileHandle.nullDevice
