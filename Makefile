@@ -12,7 +12,7 @@ BIN    := $(shell $(SWIFT) build --show-bin-path 2>/dev/null || echo .build/debu
 # the benchmark compares against NGINX under wrk load, pinned to cores with taskset.
 BUILD_PACKAGES := libhiredis-dev libjemalloc-dev zlib1g-dev libbrotli-dev libzstd-dev libcrypt-dev libmaxminddb-dev
 RUN_PACKAGES   := $(BUILD_PACKAGES) curl redis-server openssl python3
-TEST_PACKAGES  := $(BUILD_PACKAGES) curl redis-server python3 openssl nghttp2-client pebble libmaxmind-db-writer-perl dnsmasq-base bind9 bind9-dnsutils
+TEST_PACKAGES  := $(BUILD_PACKAGES) curl redis-server python3 openssl nghttp2-client pebble libmaxmind-db-writer-perl dnsmasq-base bind9 bind9-dnsutils python3-botocore
 BENCH_PACKAGES := $(BUILD_PACKAGES) nginx wrk python3 procps util-linux redis-server openssl
 BENCH_ARGS     ?=
 

@@ -339,9 +339,12 @@ public final class Gateway: Sendable {
                 throw ReloadError(problems: ["upstreams.\(upstream.name).oauth2.ca_file: \(error)"])
             }
         }
-        let routes = GatewayRuntime.compileRoutes(
-            config, metrics: metrics, cache: cache, credentials: upstreamTokens.mapValues { $0 as any UpstreamCredentials }
-        ) { route in
+        var credentials = upstreamTokens.mapValues { $0 as any UpstreamCredentials }
+        for upstream in config.upstreams {
+            guard let settings = upstream.awsSigV4, let target = upstream.targets.first else { continue }
+            credentials[upstream.name] = AWSRequestSigner(config: settings, target: target)
+        }
+        let routes = GatewayRuntime.compileRoutes(config, metrics: metrics, cache: cache, credentials: credentials) { route in
             var filters: [any GatewayFilter] = []
             let addresses = AddressRule(deny: route.denyIPs, allow: route.allowIPs)
             if !addresses.isEmpty { filters.append(ClientAddressFilter(addresses)) }

@@ -2,6 +2,7 @@ import Foundation
 import GatewayClient
 import GatewayConfig
 import GatewayCore
+import GatewayHTTP
 import GatewayPolicy
 import GatewayTLS
 import Logging
@@ -53,6 +54,12 @@ final class UpstreamToken: UpstreamCredentials {
     var secondsLeft: Int? { valid.map { Int(($0.ends - NIODeadline.now()).nanoseconds / 1_000_000_000) } }
 
     var authorization: String? { valid?.value }
+
+    var isAvailable: Bool { valid != nil }
+
+    func authorize(_ head: inout RequestHead, body: UpstreamBody) {
+        if let authorization { head.headers.replaceOrAdd(name: "authorization", value: authorization) }
+    }
 
     /// Asks for a token now (at start, so the first requests find one), then renews in the background.
     func start() async {

@@ -1375,6 +1375,40 @@ extension UpstreamConfig {
                     return config
                 }
             }
+            upstream.awsSigV4 = o.optional("aws_sigv4") { node in
+                node.object { c -> UpstreamAWSSigV4Config? in
+                    // Region and service names: lowercase letters, digits and dashes (eu-west-1, s3, execute-api, lambda).
+                    func awsName(_ node: ConfigNode, example: String) -> String? {
+                        guard let text = node.nonEmptyString() else { return nil }
+                        guard text.utf8.allSatisfy({ (UInt8(ascii: "a")...UInt8(ascii: "z")).contains($0) || (UInt8(ascii: "0")...UInt8(ascii: "9")).contains($0) || $0 == UInt8(ascii: "-") }) else {
+                            node.error("expected an AWS name such as \(example)")
+                            return nil
+                        }
+                        return text
+                    }
+                    let region = c.required("region") { awsName($0, example: "eu-west-1") }
+                    let service = c.required("service") { awsName($0, example: "s3, lambda or execute-api") }
+                    let keyID = c.required("access_key_id") { $0.nonEmptyString() }
+                    let secret = c.required("secret_access_key") { $0.nonEmptyString() }
+                    let token = c.optional("session_token") { $0.nonEmptyString() }
+                    guard let region, let service, let keyID, let secret else { return nil }
+                    var config = UpstreamAWSSigV4Config(region: region, service: service, accessKeyID: keyID, secretAccessKey: secret)
+                    config.sessionToken = token
+                    return config
+                }
+            }
+            if upstream.awsSigV4 != nil {
+                if upstream.oauth2 != nil {
+                    o.node.context.error(o.path / "aws_sigv4", "an upstream takes one kind of credentials: oauth2 or aws_sigv4")
+                }
+                // The signature covers Host: every target must be the one endpoint it names.
+                if Set(targets.map { "\($0.scheme)://\($0.host):\($0.port)" }).count > 1 || targets.contains(where: { $0.socketPath != nil }) {
+                    o.node.context.error(o.path / "targets", "with aws_sigv4 every target is the same AWS endpoint (its Host is signed)")
+                }
+                if dnsRefresh != nil {
+                    o.node.context.error(o.path / "dns_refresh_ms", "with aws_sigv4 the target's name is signed as Host: leave out dns_refresh_ms")
+                }
+            }
             upstream.slowStartMs = slowStart
             upstream.stickyCookie = o.optional("sticky_cookie") { node in
                 node.object { c -> StickyCookie? in

@@ -837,6 +837,9 @@ public struct UpstreamConfig: Sendable, Equatable {
     public var dnsRefreshMs: Int?
     /// `oauth2`: the gateway calls this upstream with an access token it gets itself (OAuth 2.0 client credentials).
     public var oauth2: UpstreamOAuth2Config?
+    /// `aws_sigv4`: every request to this upstream is signed with AWS Signature Version 4 (S3, Lambda function URLs,
+    /// API Gateway with IAM auth).
+    public var awsSigV4: UpstreamAWSSigV4Config?
     /// `dns_server`: the DNS server this upstream's names are looked up at (Consul's on `127.0.0.1:8600`), instead of
     /// the system's resolver.
     public var dnsServer: DNSServerAddress?
@@ -920,6 +923,21 @@ public struct UpstreamOAuth2Config: Sendable, Equatable {
     public init(tokenURL: String, clientID: String, clientSecret: String) {
         (self.tokenURL, self.clientID, self.clientSecret) = (tokenURL, clientID, clientSecret)
     }
+}
+
+/// `upstreams.<name>.aws_sigv4`: `{"region": "eu-west-1", "service": "s3", "access_key_id": "${AWS_ACCESS_KEY_ID}",
+/// "secret_access_key": "${AWS_SECRET_ACCESS_KEY}"}`, with `session_token` for temporary credentials.
+public struct UpstreamAWSSigV4Config: Sendable, Equatable {
+    public var region: String
+    public var service: String
+    public var accessKeyID: String
+    public var secretAccessKey: String
+    public var sessionToken: String?
+    public init(region: String, service: String, accessKeyID: String, secretAccessKey: String) {
+        (self.region, self.service, self.accessKeyID, self.secretAccessKey) = (region, service, accessKeyID, secretAccessKey)
+    }
+    /// S3 takes bodies it cannot check the hash of (`UNSIGNED-PAYLOAD`); other services need the body whole first.
+    public var signsStreamedBodies: Bool { service == "s3" }
 }
 
 /// `dns_server`: an IPv4 address and port (`"127.0.0.1:8600"`).

@@ -139,6 +139,14 @@ extension GatewayConfig {
             for (name, at) in named where refers(to: name, among: upstreamNames, kind: "upstream", at: at) {
                 usedUpstreams.insert(name)
             }
+            // AWS services other than S3 need the body's hash in the signature, so the body must be whole before the call.
+            if !route.requestBuffering, let signed = upstreams.first(where: { upstream in
+                route.upstreamNames.contains(upstream.name) && upstream.awsSigV4.map { !$0.signsStreamedBodies } == true
+            }) {
+                context.error(
+                    path / "request_buffering",
+                    "upstream \"\(signed.name)\" signs requests for \(signed.awsSigV4?.service ?? "") with aws_sigv4, which covers the body's hash: set request_buffering true")
+            }
             if let name = route.externalAuth {
                 if route.cache?.enabled == true {
                     context.warning(

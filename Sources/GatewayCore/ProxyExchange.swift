@@ -348,18 +348,21 @@ final class ProxyExchange: ExchangeDriver, UpstreamCallDelegate, FilterSuspensio
         {
             settings.clientTimeout = .microseconds(micros)
         }
-        // The upstream's own token (`oauth2`) replaces whatever the client authenticated to the gateway with.
-        let authorization = destination.credentials?.authorization
-        if destination.credentials != nil && authorization == nil {
+        // The upstream's own credentials (`oauth2`, `aws_sigv4`) replace whatever the client authenticated to the gateway with.
+        if let credentials = destination.credentials, !credentials.isAvailable {
             runtime.logger.warning(
                 "no upstream credentials: the token endpoint gave none", metadata: ["request_id": "\(context.requestID)", "upstream": "\(destination.upstreamName)"])
             return respond(error: .upstreamCredentialsUnavailable)
         }
         var upstreamHead = makeUpstreamHead(route)
         if upgrade == nil && route.mirrorsThisRequest() { startMirror(route, head: upstreamHead) }  // the mirror never gets the token
-        if let authorization { upstreamHead.headers.replaceOrAdd(name: "authorization", value: authorization) }
+        if let credentials = destination.credentials {
+            let body: UpstreamBody = framing == .none ? .none : buffersBody && requestComplete ? .whole(heldBody) : .streamed
+            credentials.authorize(&upstreamHead, body: body)
+        }
         let call = forwarder.makeCall(
-            upstream: destination.upstreamIndex, head: consume upstreamHead, framing: upstreamFraming, preserveHost: route.preserveHost,
+            upstream: destination.upstreamIndex, head: consume upstreamHead, framing: upstreamFraming,
+            preserveHost: route.preserveHost || destination.credentials?.setsHost == true,
             requestID: context.requestID, clientIP: context.clientIP, settings: settings, delegate: self)
         self.call = call
         state = .forwarding

@@ -1,6 +1,7 @@
 import GatewayConfig
 import GatewayHTTP
 import GatewayPolicy
+import NIOCore
 
 /// One upstream a route forwards to, with the timeouts and retries of calls made to it for this route.
 public struct RouteDestination: Sendable {
@@ -19,11 +20,33 @@ public struct RouteDestination: Sendable {
 
 /// Credentials the gateway holds for calling an upstream (`upstreams.<name>.oauth2`).
 public protocol UpstreamCredentials: Sendable {
-    /// The `Authorization` value to send now; nil when the gateway has no valid one (the token endpoint fails).
-    var authorization: String? { get }
+    /// Whether there are credentials to send now; false when the gateway has none valid (the token endpoint fails):
+    /// the request is answered 503 without reaching the upstream.
+    var isAvailable: Bool { get }
 
-    /// The upstream answered 401 to a call that carried it: the credentials are no longer good.
+    /// Whether `authorize` sets the request's `Host` itself (a signature covers it): the call then keeps it.
+    var setsHost: Bool { get }
+
+    /// Adds the credentials to the request going upstream, once its head is final (`body`: what the signature may
+    /// cover of the body).
+    func authorize(_ head: inout RequestHead, body: UpstreamBody)
+
+    /// The upstream answered 401 to a call that carried them: the credentials are no longer good.
     func refused()
+}
+
+extension UpstreamCredentials {
+    public var setsHost: Bool { false }
+}
+
+/// The request body as credentials that sign it see it.
+public enum UpstreamBody {
+    /// No body.
+    case none
+    /// The whole body, received before the call (`request_buffering`).
+    case whole([ByteBuffer])
+    /// A body that streams to the upstream as it arrives.
+    case streamed
 }
 
 /// One route from gateway.json, compiled for matching: hosts split into exact and wildcard, the path

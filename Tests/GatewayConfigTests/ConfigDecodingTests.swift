@@ -161,6 +161,37 @@ import Testing
         ])
     }
 
+    // upstreams.<name>.aws_sigv4: region, service and keys required; one endpoint; not beside oauth2; routes to a service
+    // other than S3 must buffer bodies (their hash is signed).
+    @Test func upstreamAWSSigV4Shapes() throws {
+        func load(_ upstream: String, route: String = "") -> ConfigLoadResult {
+            self.load(#"{ "listeners": [{ "name": "l", "port": 1 }], "upstreams": { "u": \#(upstream) }, "routes": [{ "name": "r", "upstream": "u" \#(route) }] }"#)
+        }
+        let good = load(#"{ "targets": ["https://media.s3.eu-west-1.amazonaws.com"], "aws_sigv4": { "region": "eu-west-1", "service": "s3", "access_key_id": "AKID", "secret_access_key": "SECRET-VALUE", "session_token": "TOKEN-VALUE" } }"#)
+        #expect(good.errors.isEmpty, "\(good.errors)")
+        var expected = UpstreamAWSSigV4Config(region: "eu-west-1", service: "s3", accessKeyID: "AKID", secretAccessKey: "SECRET-VALUE")
+        expected.sessionToken = "TOKEN-VALUE"
+        #expect(good.config?.upstreams.first?.awsSigV4 == expected)
+        let shown = try #require(good.config?.source).redactingSecrets().rendered
+        #expect(!shown.contains("SECRET-VALUE") && !shown.contains("TOKEN-VALUE") && shown.contains("AKID"), "/config shows no secret")
+        let lambda = #"{ "targets": ["https://abc.lambda-url.eu-west-1.on.aws"], "aws_sigv4": { "region": "eu-west-1", "service": "lambda", "access_key_id": "AKID", "secret_access_key": "s" } }"#
+        #expect(load(lambda).errors.map(\.description) == [
+            #"routes[0].request_buffering: upstream "u" signs requests for lambda with aws_sigv4, which covers the body's hash: set request_buffering true"#
+        ])
+        #expect(load(lambda, route: #", "request_buffering": true"#).errors.isEmpty)
+        let bad = load(#"{ "targets": ["https://a.example", "https://b.example"], "oauth2": { "token_url": "https://id.example/token", "client_id": "c", "client_secret": "s" }, "aws_sigv4": { "region": "EU West", "service": "s3", "access_key_id": "" } }"#)
+        #expect(bad.errors.map(\.description) == [
+            "upstreams.u.aws_sigv4.region: expected an AWS name such as eu-west-1",
+            "upstreams.u.aws_sigv4.access_key_id: must not be empty",
+            "upstreams.u.aws_sigv4.secret_access_key: missing required key",
+        ], "a section with mistakes is not used, so nothing else is said about it")
+        let twoKinds = load(#"{ "targets": ["https://a.example", "https://b.example"], "oauth2": { "token_url": "https://id.example/token", "client_id": "c", "client_secret": "s" }, "aws_sigv4": { "region": "eu-west-1", "service": "s3", "access_key_id": "a", "secret_access_key": "s" } }"#)
+        #expect(twoKinds.errors.map(\.description) == [
+            "upstreams.u.aws_sigv4: an upstream takes one kind of credentials: oauth2 or aws_sigv4",
+            "upstreams.u.targets: with aws_sigv4 every target is the same AWS endpoint (its Host is signed)",
+        ])
+    }
+
     // upstreams.<name>.oauth2: the token endpoint, the client and its secret are required; scopes are RFC 6749 scope
     // tokens; a plaintext endpoint beyond loopback is a warning (the secret would cross the network in the clear).
     @Test func upstreamOAuth2Shapes() throws {
@@ -554,6 +585,8 @@ import Testing
             RedisConfig.Sentinel(host: "fd00::3", port: 26379),
         ])
         #expect(redis.sentinelPassword == "s")
+        let shown = try #require(loaded.config?.source).redactingSecrets().rendered
+        #expect(shown.contains(#""sentinel_password":"<redacted>""#), "\(shown)")
         let bad = load(minimal(extra: #""redis": { "url": "redis://gw-main:6379", "sentinels": ["10.0.0.1:0", ""] },"#)).errors.map(\.description)
         #expect(bad.count == 3, "\(bad)")
         #expect(bad.contains("redis.sentinels[0]: expected a sentinel's HOST:PORT (an address or a name; the port defaults to 26379)"))

@@ -116,4 +116,43 @@ import TestSupport
             }
         }
     }
+
+    // aws_sigv4 against botocore (AWS's own SDK code) recomputing each signature from what arrived: S3 with a query and
+    // a streamed upload (UNSIGNED-PAYLOAD), an execute-api route whose buffered body is hashed into the signature, the
+    // client's Authorization and x-amz-* fields gone, and a wrong secret refused as AWS would.
+    @Test(.timeLimit(.minutes(1))) func awsSignatureV4() async throws {
+        let (keyID, secret) = ("AKIDGATEWAYTEST", "gateway/secret+KEY")
+        let s3 = try await AWSVerifier(accessKeyID: keyID, secretAccessKey: secret, sessionToken: "session-1", region: "eu-west-1", service: "s3")
+        let api = try await AWSVerifier(accessKeyID: keyID, secretAccessKey: secret, region: "us-east-1", service: "execute-api")
+        func config(secret: String) -> String {
+            """
+            { "workers": 1, "listeners": [{ "name": "public", "address": "127.0.0.1", "port": 0 }],
+              "upstreams": {
+                "bucket": { "targets": ["http://127.0.0.1:\(s3.port)"],
+                            "aws_sigv4": { "region": "eu-west-1", "service": "s3", "access_key_id": "\(keyID)", "secret_access_key": "\(secret)", "session_token": "session-1" } },
+                "api": { "targets": ["http://127.0.0.1:\(api.port)"],
+                         "aws_sigv4": { "region": "us-east-1", "service": "execute-api", "access_key_id": "\(keyID)", "secret_access_key": "\(secret)" } } },
+              "routes": [{ "name": "files", "match": { "path_prefix": "/files" }, "strip_prefix": "/files", "upstream": "bucket" },
+                         { "name": "api", "match": { "path_prefix": "/api" }, "upstream": "api", "request_buffering": true }] }
+            """
+        }
+        try await withGateway(config(secret: secret)) { gateway in
+            let get = try await gateway.request(
+                "GET", "/files/photos/a%20b.jpg?versionId=3&acl",
+                headers: [("Authorization", "Bearer client-token"), ("X-Amz-Copy-Source", "other-bucket/secret"), ("X-Amz-Acl", "public-read")])
+            #expect(get.status == 200, "\(get.text)")
+            #expect(get.json["verified"] as? Bool == true && get.json["host"] as? String == "127.0.0.1:\(s3.port)")
+            #expect(get.json["amz"] as? [String] == ["x-amz-content-sha256", "x-amz-date", "x-amz-security-token"], "the client's x-amz-* fields are gone")
+            let upload = String(repeating: "0123456789", count: 10_000)
+            let put = try await gateway.request("PUT", "/files/uploads/big.bin", headers: [("Content-Type", "application/octet-stream")], body: upload)
+            #expect(put.status == 200 && put.json["verified"] as? Bool == true && put.json["body_bytes"] as? Int == 100_000, "\(put.text)")
+            let post = try await gateway.request("POST", "/api/orders?page=2", headers: [("Content-Type", "application/json")], body: #"{"item":"book"}"#)
+            #expect(post.status == 200 && post.json["verified"] as? Bool == true && post.json["body_bytes"] as? Int == 15, "\(post.text)")
+            #expect(post.json["authorization_scheme"] as? String == "AWS4-HMAC-SHA256")
+        }
+        try await withGateway(config(secret: "not-the-secret")) { gateway in
+            let refused = try await gateway.request("GET", "/files/photos/a.jpg")
+            #expect(refused.status == 403 && refused.json["verified"] as? Bool == false, "\(refused.text)")
+        }
+    }
 }
