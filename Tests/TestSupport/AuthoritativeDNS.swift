@@ -50,7 +50,8 @@ public final class AuthoritativeDNS: @unchecked Sendable {
         self.process = process
         let deadline = ContinuousClock.now + .seconds(15)
         while ContinuousClock.now < deadline {
-            if logText.contains("running") { return }
+            // "running on Linux ..." comes first; the bare "running" once it listens.
+            if logText.split(separator: "\n").contains(where: { $0.hasSuffix(" running") }) { return }
             guard process.isRunning else { break }
             try await Task.sleep(for: .milliseconds(20))
         }
