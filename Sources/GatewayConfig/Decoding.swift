@@ -44,6 +44,16 @@ extension GatewayConfig {
             }
             let asns = o.asnRule()
             let forwardedHeader = o.optional("forwarded_header") { $0.bool() } ?? false
+            // true: the pseudonym "gateway"; a string: its own (a token, so no host name or address leaks by accident).
+            let via = o.optional("via") { node -> String?? in
+                if case .bool(let on) = node.value { return .some(on ? "gateway" : nil) }
+                guard let text = node.nonEmptyString() else { return nil }
+                guard isToken(text) else {
+                    node.error("expected true, false or a pseudonym (letters, digits and -._~ and the like: RFC 9110's token), such as edge-1")
+                    return nil
+                }
+                return .some(text)
+            } ?? nil
             let loopDetection = o.optional("loop_detection") { $0.bool() } ?? true
             let security = o.optional("security_headers", SecurityHeadersConfig.decode) ?? SecurityHeadersConfig()
             let rateLimiting = o.optional("rate_limiting", RateLimitingConfig.decode) ?? RateLimitingConfig()
@@ -74,6 +84,7 @@ extension GatewayConfig {
             )
             config.compression = compression
             config.forwardedHeader = forwardedHeader
+            config.via = via
             config.loopDetection = loopDetection
             config.trustsUnixPeers = trustsUnixPeers
             config.externalAuth = externalAuth ?? []

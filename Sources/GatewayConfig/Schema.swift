@@ -32,6 +32,9 @@ public struct GatewayConfig: Sendable {
     public var asns = ASNRule()
     /// `forwarded_header`: send the upstream an RFC 7239 `Forwarded` field beside X-Forwarded-*.
     public var forwardedHeader = false
+    /// `via`: the pseudonym this gateway adds to `Via` (RFC 9110 §7.6.3) on requests it forwards and responses it
+    /// relays; nil (the default, as NGINX and Envoy do) adds none.
+    public var via: String?
     /// `loop_detection`: requests going upstream carry this gateway's id in `CDN-Loop` (RFC 8586), and a request that
     /// arrives with it is a forwarding loop, refused with 508 instead of going round until connections run out.
     public var loopDetection = true

@@ -20,6 +20,8 @@ public final class GatewayRuntime: Sendable {
     public let trustsUnixPeers: Bool
     /// `forwarded_header`: the upstream also gets an RFC 7239 `Forwarded` field.
     public let forwardedHeader: Bool
+    /// `via`: the `Via` entries this gateway adds, by the protocol the message arrived in (HTTP/1.0, 1.1, 2), made once.
+    public let via: (http1_0: String, http1_1: String, http2: String)?
     /// This gateway's id in `CDN-Loop` (RFC 8586), nil with `loop_detection` off. One per process, the same across
     /// reloads, different for every instance, so a loop through several instances is caught too.
     public let loopID: String?
@@ -58,6 +60,7 @@ public final class GatewayRuntime: Sendable {
         self.trustedProxies = AddressSet(config.trustedProxies)
         self.trustsUnixPeers = config.trustsUnixPeers
         self.forwardedHeader = config.forwardedHeader
+        self.via = config.via.map { ("1.0 \($0)", "1.1 \($0)", "2 \($0)") }
         self.logger = logger
         self.limits = config.limits
         self.dropsUnderscoredFields = config.limits.underscoresInHeaders == .drop

@@ -460,12 +460,18 @@ final class ProxyExchange: ExchangeDriver, UpstreamCallDelegate, FilterSuspensio
             upstreamHead.headers.add(name: name, value: pem)
         }
         if let loopID = runtime.loopID { upstreamHead.headers.add(name: "cdn-loop", value: loopID) }  // after the client's (RFC 8586)
+        if let via = runtime.via { upstreamHead.headers.add(name: "via", value: Self.viaEntry(via, version: head.version)) }  // after the client's
         if let host = route.hostRewrite { upstreamHead.headers.replaceOrAdd(name: "host", value: host) }
         if !route.requestHeaderEdits.isEmpty { HeaderRules.apply(route.requestHeaderEdits, to: &upstreamHead.headers, context: context) }
         if let caching, caching.revalidating, let stale = caching.stale {
             CacheState.addValidators(of: stale, to: &upstreamHead.headers)
         }
         return upstreamHead
+    }
+
+    /// RFC 9110 §7.6.3: the protocol the message was received in, then the pseudonym.
+    static func viaEntry(_ via: (http1_0: String, http1_1: String, http2: String), version: HTTPVersion) -> String {
+        version.major >= 2 ? via.http2 : version.minor == 0 ? via.http1_0 : via.http1_1
     }
 
     private func redirectToHTTPS(port: Int) -> GatewayResponse {
@@ -635,6 +641,7 @@ final class ProxyExchange: ExchangeDriver, UpstreamCallDelegate, FilterSuspensio
         }
         let switching = response.status == 101 ? HeaderRules.requestedUpgrade(response.headers) : nil
         HeaderRules.prepareDownstreamResponse(&response.headers)
+        if let via = runtime.via { response.headers.add(name: "via", value: Self.viaEntry(via, version: response.version)) }
         if LocationRewrite.applies(to: response.status), let rewrite = context.route?.locationRewrite { rewrite.apply(to: &response.headers) }
         if let cookies = context.route?.cookieRewrite { cookies.apply(to: &response.headers) }
         if caching != nil, cacheResponseHead(&response) != .forward { return }  // the cache answers instead

@@ -575,6 +575,17 @@ import Testing
         #expect(wrong == ["redis.url: expected a redis://, rediss:// (TLS) or unix:// URL"])
     }
 
+    // via: off by default; true is the pseudonym "gateway"; a pseudonym must be a token.
+    @Test func viaShapes() throws {
+        #expect(load(minimal()).config?.via == nil)
+        #expect(load(minimal(extra: #""via": true,"#)).config?.via == "gateway")
+        #expect(load(minimal(extra: #""via": false,"#)).config?.via == nil)
+        #expect(load(minimal(extra: #""via": "edge-1","#)).config?.via == "edge-1")
+        #expect(load(minimal(extra: #""via": "edge 1","#)).errors.map(\.description) == [
+            "via: expected true, false or a pseudonym (letters, digits and -._~ and the like: RFC 9110's token), such as edge-1"
+        ])
+    }
+
     // redis.sentinels: the URL names the master group (no port); each sentinel is HOST[:PORT] (26379 by default).
     @Test func redisSentinels() throws {
         let loaded = load(minimal(extra: #""redis": { "url": "redis://:pw@gw-main/2", "sentinels": ["10.0.0.1", "sentinel-2.internal:26380", "[fd00::3]:26379"], "sentinel_password": "s" },"#))

@@ -458,6 +458,28 @@ import Testing
         }
     }
 
+    // via: this gateway's entry in Via (RFC 9110 §7.6.3), after any the client or the upstream wrote, with the protocol
+    // each message arrived in; off by default (no Via either way).
+    @Test func viaEntries() async throws {
+        try await withUpstreams { upstreams in
+            try await withGateway(basicConfig(top: #""via": "edge-1","#), upstreams: upstreams) { gateway in
+                let response = try await gateway.request("GET", "/echo", headers: [("Via", "1.1 corp-proxy")])
+                #expect(response.echoedHeaders["via"] == "1.1 corp-proxy, 1.1 edge-1", "\(response.echoedHeaders)")
+                #expect(response.header("via") == "1.1 edge-1")
+                let old = try await OperationsTests.exchange(port: gateway.port, "GET /echo HTTP/1.0\r\nHost: test.local\r\n\r\n")
+                #expect(old.echoedHeaders["via"] == "1.0 edge-1", "\(old)")
+            }
+            try await withGateway(basicConfig(top: #""via": true,"#), upstreams: upstreams) { gateway in
+                let response = try await gateway.request("GET", "/echo")
+                #expect(response.echoedHeaders["via"] == "1.1 gateway" && response.header("via") == "1.1 gateway")
+            }
+            try await withGateway(basicConfig(), upstreams: upstreams) { gateway in
+                let response = try await gateway.request("GET", "/echo")
+                #expect(response.echoedHeaders["via"] == nil && response.header("via") == nil)
+            }
+        }
+    }
+
     // unix:///path targets: requests reach an app server on a Unix domain socket (Host "localhost" where
     // the target's name would go), the access log names the socket, and health checks go there too.
     @Test func unixSocketTargets() async throws {
