@@ -27,6 +27,20 @@ struct ACMEAccountKey: Sendable {
     }
 
     /// The flattened JWS JSON serialization of `payload` ("" for POST-as-GET) under `protected`.
+    /// RFC 8555 §7.3.4: the account's public key (JWK) signed with the CA's MAC key (HS256), in a flattened JWS whose
+    /// protected header names the CA's key id and the newAccount URL.
+    func externalAccountBinding(_ binding: ACMEConfig.ExternalAccountBinding, url: String) -> JSONValue {
+        var protected = #"{"alg":"HS256","kid":"#
+        JSONText.appendQuoted(binding.keyID, to: &protected)
+        protected += #","url":"#
+        JSONText.appendQuoted(url, to: &protected)
+        protected += "}"
+        let signingInput = Base64URL.encode(Array(protected.utf8)) + "." + Base64URL.encode(Array(jwk.utf8))
+        let mac = HMAC<SHA256>.authenticationCode(for: Array(signingInput.utf8), using: SymmetricKey(data: binding.hmacKey))
+        let parts = signingInput.split(separator: ".", omittingEmptySubsequences: false)
+        return .object([("protected", .string(String(parts[0]))), ("payload", .string(String(parts[1]))), ("signature", .string(Base64URL.encode(mac)))])
+    }
+
     func jws(protected: String, payload: String) throws -> [UInt8] {
         let signingInput = Base64URL.encode(Array(protected.utf8)) + "." + Base64URL.encode(Array(payload.utf8))
         let signature = try key.signature(for: Array(signingInput.utf8))
@@ -70,13 +84,19 @@ actor ACMEClient {
     private let eventLoop: EventLoop
     /// `acme.dns_update`: DNS-01 challenges instead of HTTP-01.
     private let dns: DNSUpdater?
+    /// `acme.external_account_binding`: what binds a new account to the operator's account with the CA.
+    private let externalAccount: ACMEConfig.ExternalAccountBinding?
     private var directory: [String: String]?
     private var nonce: String?
     private var accountURL: String?
     /// How long to wait for the server to validate or issue before giving up on an order.
     static let pollAttempts = 120
 
-    init(directoryURL: String, account: ACMEAccountKey, contact: String?, tls: NIOSSLContext?, eventLoop: EventLoop, dnsUpdate: DNSUpdateConfig? = nil) {
+    init(
+        directoryURL: String, account: ACMEAccountKey, contact: String?, tls: NIOSSLContext?, eventLoop: EventLoop, dnsUpdate: DNSUpdateConfig? = nil,
+        externalAccount: ACMEConfig.ExternalAccountBinding? = nil
+    ) {
+        self.externalAccount = externalAccount
         self.directoryURL = directoryURL
         self.account = account
         self.contact = contact
@@ -177,7 +197,9 @@ actor ACMEClient {
         guard accountURL == nil else { return }
         var payload: [(key: String, value: JSONValue)] = [("termsOfServiceAgreed", .bool(true))]
         if let contact { payload.append(("contact", .array([.string("mailto:" + contact)]))) }
-        let created = try await post(endpoint("newAccount"), payload: .object(payload))
+        let newAccount = try await endpoint("newAccount")
+        if let externalAccount { payload.append(("externalAccountBinding", account.externalAccountBinding(externalAccount, url: newAccount))) }
+        let created = try await post(newAccount, payload: .object(payload))
         guard let url = created.response.headers.first(name: "location") else { throw Self.malformed("the account has no Location") }
         accountURL = url
     }

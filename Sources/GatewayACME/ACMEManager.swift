@@ -188,7 +188,7 @@ public final class ACMEManager: Sendable {
         }
         return ACMEClient(
             directoryURL: config.directoryURL, account: ACMEAccountKey(key), contact: config.email, tls: tls, eventLoop: eventLoop,
-            dnsUpdate: config.dnsUpdate)
+            dnsUpdate: config.dnsUpdate, externalAccount: config.externalAccount)
     }
 
     static let accountKey = "gw:acme:account"

@@ -132,6 +132,24 @@ extension ACMEConfig {
             let renewBefore = o.optional("renew_before_days") { $0.int(1...60) }
             let store = o.optional("store") { $0.oneOf(["files", "redis"]).flatMap(ACMEConfig.Store.init) }
             let dnsUpdate = o.optional("dns_update", DNSUpdateConfig.decode)
+            let externalAccount = o.optional("external_account_binding") { node in
+                node.object { e -> ACMEConfig.ExternalAccountBinding? in
+                    let keyID = e.required("key_id") { $0.nonEmptyString() }
+                    let key = e.required("hmac_key") { node -> [UInt8]? in
+                        guard let text = node.nonEmptyString() else { return nil }
+                        // Base64url as CAs hand it out; padded standard base64 is taken too.
+                        let normalized = text.replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_")
+                            .trimmingCharacters(in: CharacterSet(charactersIn: "="))
+                        guard let bytes = Base64URL.decode(Substring(normalized).utf8), bytes.count >= 16 else {
+                            node.error("expected the CA's base64url MAC key (EAB HMAC key), at least 16 bytes")
+                            return nil
+                        }
+                        return bytes
+                    }
+                    guard let keyID, let key else { return nil }
+                    return ACMEConfig.ExternalAccountBinding(keyID: keyID, hmacKey: key)
+                }
+            }
             let agreed = o.required("agree_to_terms") { $0.bool() }
             if agreed == false {
                 o.node.context.error(o.path / "agree_to_terms", "the CA issues certificates only to accounts that agree to its terms of service")
@@ -143,6 +161,7 @@ extension ACMEConfig {
             config.renewBeforeDays = renewBefore ?? config.renewBeforeDays
             config.store = store ?? .files
             config.dnsUpdate = dnsUpdate
+            config.externalAccount = externalAccount
             return config
         }
     }

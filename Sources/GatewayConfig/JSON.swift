@@ -410,7 +410,7 @@ extension JSONValue {
     }
 
     /// A copy safe to show: values under keys that hold secrets (`secret`, `secrets`, `client_secret`, `cookie_secret`, `token`,
-    /// `secret_access_key`, `session_token`, `sentinel_password`,
+    /// `secret_access_key`, `session_token`, `sentinel_password`, `hmac_key`,
     /// `password`, and `password_hash`, which a guesser could attack offline) become
     /// `"<redacted>"`, and credentials inside URLs (`redis://user:pass@host`) are cut out.
     public func redactingSecrets() -> JSONValue {
@@ -420,7 +420,7 @@ extension JSONValue {
                 fields.map { field in
                     switch field.key {
                     case "secret", "secrets", "token", "password", "password_hash", "client_secret", "cookie_secret", "secret_access_key",
-                        "session_token", "sentinel_password":
+                        "session_token", "sentinel_password", "hmac_key":
                         return (field.key, .string("<redacted>"))
                     default: return (field.key, field.value.redactingSecrets())
                     }

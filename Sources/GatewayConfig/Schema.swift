@@ -380,6 +380,15 @@ public struct ACMEConfig: Sendable, Equatable {
     /// `dns_update`: names are proven with DNS-01 challenges, their TXT records put in the zone by RFC 2136 updates
     /// (which wildcards need); nil: HTTP-01 challenges, answered by the listeners.
     public var dnsUpdate: DNSUpdateConfig?
+    /// `external_account_binding`: the key id and MAC key a CA hands out for binding the ACME account to an account with
+    /// it (RFC 8555 §7.3.4): ZeroSSL, Google Trust Services, Sectigo and most commercial CAs require one.
+    public var externalAccount: ExternalAccountBinding?
+    public struct ExternalAccountBinding: Sendable, Equatable {
+        public var keyID: String
+        /// The MAC key, decoded (the CA gives it base64url-encoded).
+        public var hmacKey: [UInt8]
+        public init(keyID: String, hmacKey: [UInt8]) { (self.keyID, self.hmacKey) = (keyID, hmacKey) }
+    }
     public static let letsEncrypt = "https://acme-v02.api.letsencrypt.org/directory"
     public init(directoryURL: String, storage: String) { (self.directoryURL, self.storage) = (directoryURL, storage) }
 }

@@ -97,6 +97,18 @@ import Testing
             "listeners[1].tls.certificates[0].server_names[0]: a wildcard needs a DNS-01 challenge: give acme.dns_update (HTTP-01 cannot prove a wildcard)",
         ])
 
+        // external_account_binding: a key id and the CA's base64url MAC key (16 bytes at least).
+        let eab = load(
+            certificate: #"{ "acme": true, "server_names": ["a.example.com"] }"#,
+            acme: #"{ "storage": "/acme", "agree_to_terms": true, "external_account_binding": { "key_id": "kid-1", "hmac_key": "zWNDZM6eQGHWpSRTPal5eIUYFTu7EajVIoguysqZ9wG44nMEtx3MUAsUDkMTQ12W" } }"#)
+        #expect(eab.config?.acme?.externalAccount?.keyID == "kid-1" && eab.config?.acme?.externalAccount?.hmacKey.count == 48, "\(eab.errors)")
+        let shortKey = load(
+            certificate: #"{ "acme": true, "server_names": ["a.example.com"] }"#,
+            acme: #"{ "storage": "/acme", "agree_to_terms": true, "external_account_binding": { "key_id": "kid-1", "hmac_key": "c2hvcnQ" } }"#)
+        #expect(shortKey.errors.map(\.description) == [
+            "acme.external_account_binding.hmac_key: expected the CA's base64url MAC key (EAB HMAC key), at least 16 bytes"
+        ])
+
         // dns_update: DNS-01 challenges (wildcards allowed, no port 80 needed), every name inside the zone.
         let dns = #"{ "storage": "/acme", "agree_to_terms": true, "dns_update": { "server": "ns1.example.com", "zone": "Example.com.", "tsig_key": { "name": "acme-key.", "secret": "c2VjcmV0LXNlY3JldC1zZWNyZXQ=" } } }"#
         let wildcard = load(certificate: #"{ "acme": true, "server_names": ["*.example.com", "example.com", "api.eu.example.com"] }"#, acme: dns)

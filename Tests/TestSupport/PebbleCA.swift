@@ -17,7 +17,9 @@ public final class PebbleCA: @unchecked Sendable {
     ///   - httpPort: where the gateway answers HTTP-01 challenges (its plaintext listener).
     ///   - dnsServer: the DNS server (`127.0.0.1:PORT`) the CA reads DNS-01 challenge records from; nil: a mock that
     ///     resolves every name to 127.0.0.1 (HTTP-01).
-    public init(httpPort: Int, dnsServer: String? = nil) async throws {
+    ///   - externalAccountKeys: key id -> base64url MAC key; when given, new accounts must be bound to one (as ZeroSSL
+    ///     and Google Trust Services require).
+    public init(httpPort: Int, dnsServer: String? = nil, externalAccountKeys: [String: String]? = nil) async throws {
         directory = FileManager.default.temporaryDirectory.appendingPathComponent("pebble-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         log = directory.appendingPathComponent("pebble.log")
@@ -37,7 +39,7 @@ public final class PebbleCA: @unchecked Sendable {
         let json = """
             { "pebble": { "listenAddress": "127.0.0.1:\(acmePort)", "managementListenAddress": "127.0.0.1:\(managementPort)",
               "certificate": "\(caFile)", "privateKey": "\(key)", "httpPort": \(httpPort), "tlsPort": \(tlsPort),
-              "ocspResponderURL": "", "externalAccountBindingRequired": false } }
+              "ocspResponderURL": "", \(Self.externalAccountSettings(externalAccountKeys)) } }
             """
         try Data(json.utf8).write(to: config)
         _ = FileManager.default.createFile(atPath: log.path, contents: nil)
@@ -59,6 +61,12 @@ public final class PebbleCA: @unchecked Sendable {
             try await Task.sleep(for: .milliseconds(100))
         }
         throw PebbleError("pebble did not start: \(logText)")
+    }
+
+    static func externalAccountSettings(_ keys: [String: String]?) -> String {
+        guard let keys else { return #""externalAccountBindingRequired": false"# }
+        let listed = keys.sorted { $0.key < $1.key }.map { #""\#($0.key)": "\#($0.value)""# }.joined(separator: ", ")
+        return #""externalAccountBindingRequired": true, "externalAccountMACKeys": { \#(listed) }"#
     }
 
     deinit {
