@@ -641,28 +641,33 @@ extension ListenerConfig {
 }
 
 extension TLSConfig {
+    /// `certificates`: files with the names they serve, or `"acme": true` entries the gateway keeps itself.
+    static func decodeCertificates(_ node: ConfigNode) -> [Certificate]? {
+        node.array { item in
+            item.object { c -> Certificate? in
+                let names = c.optional("server_names") { $0.array { $0.hostPattern() } } ?? []
+                if c.optional("acme", { $0.bool() }) == true {
+                    // The files are the ACME manager's, under acme.storage (filled in with the top-level section).
+                    for key in ["cert", "key"] where c.has(key) {
+                        c.accept(key)
+                        c.node.context.error(c.path / key, "an acme certificate is kept by the gateway under acme.storage; leave cert and key out")
+                    }
+                    if names.isEmpty { c.node.context.error(c.path / "server_names", "an acme certificate needs the names to ask the CA for") }
+                    return Certificate(cert: "", key: "", serverNames: names, acme: true)
+                }
+                let cert = c.required("cert") { $0.filePath() }
+                let key = c.required("key") { $0.filePath() }
+                guard let cert, let key else { return nil }
+                return Certificate(cert: cert, key: key, serverNames: names)
+            }
+        }
+    }
+
     static func decode(_ node: ConfigNode) -> TLSConfig? {
         node.object { o in
-            let certificates = o.required("certificates") { node in
-                node.array { item in
-                    item.object { c -> Certificate? in
-                        let names = c.optional("server_names") { $0.array { $0.hostPattern() } } ?? []
-                        if c.optional("acme", { $0.bool() }) == true {
-                            // The files are the ACME manager's, under acme.storage (filled in with the top-level section).
-                            for key in ["cert", "key"] where c.has(key) {
-                                c.accept(key)
-                                c.node.context.error(c.path / key, "an acme certificate is kept by the gateway under acme.storage; leave cert and key out")
-                            }
-                            if names.isEmpty { c.node.context.error(c.path / "server_names", "an acme certificate needs the names to ask the CA for") }
-                            return Certificate(cert: "", key: "", serverNames: names, acme: true)
-                        }
-                        let cert = c.required("cert") { $0.filePath() }
-                        let key = c.required("key") { $0.filePath() }
-                        guard let cert, let key else { return nil }
-                        return Certificate(cert: cert, key: key, serverNames: names)
-                    }
-                }
-            }
+            // A listener that only relays (`passthrough`) may have no certificate of its own.
+            let certificates =
+                o.has("passthrough") ? o.optional("certificates", Self.decodeCertificates) ?? [] : o.required("certificates", Self.decodeCertificates)
             let minVersion = o.optional("min_version") { $0.oneOf(["1.2", "1.3"]).flatMap(Version.init) } ?? .tls12
             let alpn = o.optional("alpn") { $0.array { $0.oneOf(["h2", "http/1.1"]) } } ?? ["h2", "http/1.1"]
             let clientCA = o.optional("client_ca") { $0.filePath() }
@@ -682,8 +687,23 @@ extension TLSConfig {
             let clientAuth =
                 o.optional("client_auth") { $0.oneOf(["none", "optional", "required"]).flatMap(ClientAuth.init) }
                 ?? (clientCA == nil ? ClientAuth.none : .required)
-            if let certificates, certificates.isEmpty {
-                o.node.context.error(o.path / "certificates", "at least one certificate is required")
+            let passthrough = o.optional("passthrough") { node in
+                node.array { item in
+                    item.object { p -> Passthrough? in
+                        let names = p.required("server_names") { $0.array { $0.hostPattern() } }
+                        let upstream = p.required("upstream") { $0.nonEmptyString() }
+                        let proxyProtocol = p.optional("proxy_protocol") { $0.bool() } ?? false
+                        if names?.isEmpty == true { p.node.context.error(p.path / "server_names", "name at least one server") }
+                        guard let names, let upstream else { return nil }
+                        var rule = Passthrough(serverNames: names, upstream: upstream)
+                        rule.proxyProtocol = proxyProtocol
+                        return rule
+                    }
+                }
+            } ?? []
+            // A listener that only relays (every name passed through) needs no certificate of its own.
+            if let certificates, certificates.isEmpty, passthrough.isEmpty {
+                o.node.context.error(o.path / "certificates", "at least one certificate is required (or passthrough rules alone)")
             }
             if clientAuth != .none && clientCA == nil {
                 o.node.context.error(o.path / "client_ca", "client_auth \"\(clientAuth.rawValue)\" needs a client_ca file")
@@ -697,6 +717,7 @@ extension TLSConfig {
                 clientAuth: clientAuth, clientSubjectHeader: subjectHeader
             )
             config.clientCRL = clientCRL ?? []
+            config.passthrough = passthrough
             config.clientCertHeader = o.optional("client_cert_header") { node -> String? in
                 guard let name = node.token()?.lowercased() else { return nil }
                 if name == subjectHeader { node.error("is the client_subject_header too: give them different names") }

@@ -358,6 +358,28 @@ public struct TLSConfig: Sendable, Equatable {
     public var clientSubjectHeader: String
     /// `client_cert_header`: the header that carries the verified certificate itself upstream (URL-encoded PEM).
     public var clientCertHeader: String?
+    /// `passthrough`: connections whose ClientHello names one of these servers are relayed, still encrypted, to an
+    /// upstream that terminates TLS itself; the others are terminated here (or closed without `certificates`).
+    public var passthrough: [Passthrough] = []
+
+    public struct Passthrough: Sendable, Equatable {
+        /// Exact names or `*.example.com` patterns, compared without case.
+        public var serverNames: [String]
+        public var upstream: String
+        /// `proxy_protocol`: the upstream is told the client's address in a PROXY protocol v1 line first.
+        public var proxyProtocol = false
+        public init(serverNames: [String], upstream: String) { (self.serverNames, self.upstream) = (serverNames, upstream) }
+
+        /// Whether `name` (from a ClientHello) is one of `serverNames`.
+        public func matches(_ name: String) -> Bool {
+            let name = name.lowercased()
+            return serverNames.contains { pattern in
+                let pattern = pattern.lowercased()
+                if pattern.hasPrefix("*.") { return name.hasSuffix(pattern.dropFirst()) && name.count > pattern.count - 1 }
+                return name == pattern
+            }
+        }
+    }
 }
 
 /// Top-level `acme`: the certificate authority (RFC 8555: Let's Encrypt, ZeroSSL, a private step-ca) that issues the

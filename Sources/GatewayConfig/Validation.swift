@@ -85,6 +85,13 @@ extension GatewayConfig {
                 usedUpstreams.insert(service.upstream)
             }
         }
+        // TLS passthrough relays whole connections to its upstreams' targets.
+        for (index, listener) in listeners.enumerated() {
+            for (rule, passthrough) in (listener.tls?.passthrough ?? []).enumerated()
+            where refers(to: passthrough.upstream, among: upstreamNames, kind: "upstream", at: root / "listeners" / index / "tls" / "passthrough" / rule / "upstream") {
+                usedUpstreams.insert(passthrough.upstream)
+            }
+        }
         if let introspection = auth?.introspection,
             refers(to: introspection.upstream, among: upstreamNames, kind: "upstream", at: root / "auth" / "introspection" / "upstream")
         {

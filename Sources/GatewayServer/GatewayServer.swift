@@ -79,6 +79,8 @@ final class ListenerState: Sendable {
     let activeConnections: Meter
     /// Refused connections are logged at most every few seconds (an attack must not flood the log).
     let rejectionLog = LogThrottle(interval: .seconds(5))
+    /// `tls.passthrough`: which upstream target a relayed connection tries first.
+    let passthroughRotation = TLSPassthrough.Rotation()
 
     init(config: ListenerConfig, tls: ServerTLS?, metrics: GatewayMetrics) {
         self.name = config.name
@@ -197,7 +199,8 @@ public final class GatewayServer: Sendable {
         var kept: Set<String> = []
         var loadedTLS: [String: ServerTLS] = [:]
         for config in configs {
-            if let tls = config.tls {
+            // A listener that only passes TLS through (`passthrough`, no certificates) terminates nothing.
+            if let tls = config.tls, !tls.certificates.isEmpty {
                 // Unchanged TLS settings keep their state (and a SIGHUP-reloaded certificate).
                 if let state = current[config.name], state.settings.config.tls == tls, let existing = state.settings.tls {
                     loadedTLS[config.name] = existing
@@ -344,9 +347,20 @@ public final class GatewayServer: Sendable {
                         return GatewayConnection(
                             holder: holder, info: info, eventLoop: channel.eventLoop, redirectHTTPSPort: listener.redirectHTTPSPort)
                     }
-                    if let tls {
-                        try TLSPipeline.configure(
-                            channel, tls: tls, limits: limits, scratch: writeScratch, sendsCertificate: certificateHeader != nil, makeResponder: makeResponder)
+                    let terminate = tls.map { tls in
+                        {
+                            try TLSPipeline.configure(
+                                channel, tls: tls, limits: limits, scratch: writeScratch, sendsCertificate: certificateHeader != nil,
+                                makeResponder: makeResponder)
+                        }
+                    }
+                    if let rules = listener.tls?.passthrough, !rules.isEmpty {
+                        let context = TLSPassthrough.Context(
+                            listener: listener.name, rules: rules, runtime: runtime, client: client, clientPort: channel.remoteAddress?.port,
+                            local: channel.localAddress, limits: limits, metrics: metrics, logger: logger, rotation: state.passthroughRotation)
+                        try TLSPassthrough.configure(channel, context, terminate: terminate)
+                    } else if let terminate {
+                        try terminate()
                     } else if listener.h2c {
                         try channel.pipeline.syncOperations.addHandler(
                             H2CPrefaceDetector(timeout: .milliseconds(Int64(limits.headerTimeoutMs))) { http2 in

@@ -587,6 +587,28 @@ import Testing
         #expect(wrong == ["redis.url: expected a redis://, rediss:// (TLS) or unix:// URL"])
     }
 
+    // tls.passthrough: rules of server names and an upstream; a listener of rules alone needs no certificates; the
+    // upstream must exist; names match exactly or by a *. pattern, without case.
+    @Test func tlsPassthroughShapes() throws {
+        func load(_ tls: String) -> ConfigLoadResult {
+            self.load(#"{ "listeners": [{ "name": "edge", "port": 443, "tls": \#(tls) }], "upstreams": { "db": { "targets": ["https://10.0.0.5:5433"] } }, "routes": [{ "name": "r", "upstream": "db" }] }"#)
+        }
+        let relayOnly = load(#"{ "passthrough": [{ "server_names": ["db.example.com", "*.apps.example.com"], "upstream": "db", "proxy_protocol": true }] }"#)
+        #expect(relayOnly.errors.isEmpty, "\(relayOnly.errors)")
+        let rule = try #require(relayOnly.config?.listeners.first?.tls?.passthrough.first)
+        #expect(rule.upstream == "db" && rule.proxyProtocol && relayOnly.config?.listeners.first?.tls?.certificates.isEmpty == true)
+        #expect(rule.matches("DB.example.com") && rule.matches("x.apps.example.com") && !rule.matches("apps.example.com") && !rule.matches("example.com"))
+        #expect(load(#"{ "passthrough": [{ "server_names": ["db.example.com"], "upstream": "dbb" }] }"#).errors.map(\.description) == [
+            #"listeners[0].tls.passthrough[0].upstream: unknown upstream "dbb" (did you mean "db"?)"#
+        ])
+        #expect(load(#"{ "passthrough": [{ "server_names": [], "upstream": "db" }] }"#).errors.map(\.description) == [
+            "listeners[0].tls.passthrough[0].server_names: name at least one server"
+        ])
+        #expect(load(#"{ "certificates": [] }"#).errors.map(\.description) == [
+            "listeners[0].tls.certificates: at least one certificate is required (or passthrough rules alone)"
+        ])
+    }
+
     // via: off by default; true is the pseudonym "gateway"; a pseudonym must be a token.
     @Test func viaShapes() throws {
         #expect(load(minimal()).config?.via == nil)

@@ -80,6 +80,101 @@ import TestSupport
         }
     }
 
+    // tls.passthrough: a connection whose ClientHello names a passed-through server reaches the backend still encrypted
+    // (the client sees the backend's own certificate, and its HTTP is the backend's), while other names are terminated
+    // by the listener as usual; a listener with passthrough rules alone closes connections for other names; with
+    // proxy_protocol the backend learns the client's address first. Each relayed connection is logged and counted.
+    @Test(.timeLimit(.minutes(1))) func passthroughBySNI() async throws {
+        let pki = try TestPKI()
+        let gatewayCert = try pki.issueServer("gateway", names: ["api.gateway.test"])
+        let backendCert = try pki.issueServer("backend", names: ["db.passthrough.test", "x.apps.passthrough.test"])
+        let backendPort = try await RedisServer.freePort()
+        let backend = Process()
+        backend.executableURL = URL(fileURLWithPath: "/usr/bin/openssl")
+        backend.arguments = ["s_server", "-accept", "127.0.0.1:\(backendPort)", "-cert", backendCert.cert, "-key", backendCert.key, "-www", "-quiet"]
+        backend.standardOutput = FileHandle.nullDevice
+        backend.standardError = FileHandle.nullDevice
+        try backend.run()
+        defer { kill(backend.processIdentifier, SIGKILL) }  // SIGKILL: the test process ignores SIGTERM, and so would its children
+        // A backend that records the PROXY line it is sent first, then hangs up.
+        let recorderPort = try await RedisServer.freePort()
+        let recorded = pki.path("proxy-line.txt")
+        let recorder = Process()
+        recorder.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
+        recorder.arguments = ["-c", """
+            import socket, sys
+            server = socket.socket(); server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            server.bind(("127.0.0.1", \(recorderPort))); server.listen(1)
+            connection, _ = server.accept(); data = b""
+            while b"\\r\\n" not in data:
+                chunk = connection.recv(4096)
+                if not chunk: break
+                data += chunk
+            open(sys.argv[1], "wb").write(data.split(b"\\r\\n")[0]); connection.close()
+            """, recorded]
+        try recorder.run()
+        defer { kill(recorder.processIdentifier, SIGKILL) }  // SIGKILL: the test process ignores SIGTERM, and so would its children
+        // s_server serves one connection at a time: the probe hangs up at once.
+        let waited = try await OperationsTests.poll(until: true) {
+            guard let probe = try? await RawClient.connect(port: backendPort) else { return false }
+            await probe.close()
+            return true
+        }
+        #expect(waited, "openssl s_server did not start")
+        try await withUpstreams { upstreams in
+            let passthrough = """
+                [{ "server_names": ["db.passthrough.test", "*.apps.passthrough.test"], "upstream": "backend" },
+                 { "server_names": ["proxied.passthrough.test"], "upstream": "recorder", "proxy_protocol": true }]
+                """
+            let config = """
+                { "workers": 1, "admin": { "address": "127.0.0.1", "port": 0 },
+                  "listeners": [{ "name": "edge", "address": "127.0.0.1", "port": 0,
+                                  "tls": { "certificates": \(Self.certificates([(gatewayCert.cert, gatewayCert.key, ["api.gateway.test"])])), "passthrough": \(passthrough) } },
+                                { "name": "relay-only", "address": "127.0.0.1", "port": 0,
+                                  "tls": { "passthrough": [{ "server_names": ["db.passthrough.test"], "upstream": "backend" }] } }],
+                  "upstreams": { "demo": { "targets": ["http://127.0.0.1:\(upstreams[0].port)"] },
+                                 "backend": { "targets": ["https://127.0.0.1:\(backendPort)"] },
+                                 "recorder": { "targets": ["https://127.0.0.1:\(recorderPort)"] } },
+                  "routes": [{ "name": "all", "upstream": "demo" }] }
+                """
+            try await withGateway(config) { gateway in
+                let (edge, relayOnly) = (gateway.gateway.listeners[0].port, gateway.gateway.listeners[1].port)
+                func subject(_ port: Int, _ name: String) async throws -> String {
+                    try await shell(
+                        "echo | openssl s_client -connect 127.0.0.1:\(port) -servername \(name) 2>/dev/null | openssl x509 -noout -ext subjectAltName 2>/dev/null",
+                        timeout: .seconds(10)
+                    ).stdout
+                }
+                #expect(try await subject(edge, "db.passthrough.test").contains("DNS:db.passthrough.test"), "the backend's certificate")
+                #expect(try await subject(edge, "x.apps.passthrough.test").contains("DNS:db.passthrough.test"), "a wildcard rule")
+                #expect(try await subject(edge, "api.gateway.test").contains("DNS:api.gateway.test"), "terminated by the gateway")
+                let relayed = try await shell(
+                    "curl -s --cacert \(pki.caFile) --resolve db.passthrough.test:\(edge):127.0.0.1 https://db.passthrough.test:\(edge)/",
+                    timeout: .seconds(10))
+                #expect(relayed.stdout.contains("s_server"), "the backend answered: \(relayed.stdout.prefix(200)) \(relayed.stderr)")
+                let terminated = try await shell(
+                    "curl -s --cacert \(pki.caFile) --resolve api.gateway.test:\(edge):127.0.0.1 https://api.gateway.test:\(edge)/echo -o /dev/null -w '%{http_code}'",
+                    timeout: .seconds(10))
+                #expect(terminated.stdout == "200")
+                #expect(try await subject(relayOnly, "db.passthrough.test").contains("DNS:db.passthrough.test"))
+                #expect(try await subject(relayOnly, "api.gateway.test").isEmpty, "no certificate of its own: closed")
+
+                _ = try await shell("echo | openssl s_client -connect 127.0.0.1:\(edge) -servername proxied.passthrough.test >/dev/null 2>&1", timeout: .seconds(10))
+                let line = try await OperationsTests.poll(until: true) { FileManager.default.fileExists(atPath: recorded) }
+                let text = (try? String(contentsOfFile: recorded, encoding: .utf8)) ?? ""
+                #expect(line && text.hasPrefix("PROXY TCP4 127.0.0.1 127.0.0.1 ") && text.hasSuffix(" \(edge)"), "\(text)")
+
+                let logged = try await OperationsTests.poll(until: true) { gateway.logs.entries("passthrough").count >= 4 }
+                let first = gateway.logs.entries("passthrough").first { $0["server_name"] as? String == "db.passthrough.test" }
+                #expect(logged && first?["upstream"] as? String == "backend" && first?["target"] as? String == "127.0.0.1:\(backendPort)")
+                let metrics = PrometheusText(try await OperationsTests.admin(gateway.gateway, "/metrics", token: nil).text)
+                let relayedCount = metrics.value("gateway_passthrough_connections_total", ["listener": "edge", "upstream": "backend", "outcome": "relayed"])
+                #expect((relayedCount ?? 0) >= 3)
+                #expect(metrics.value("gateway_passthrough_connections_total", ["listener": "relay-only", "upstream": "-", "outcome": "no_match"]) == 1)
+            }
+        }
+    }
+
     // TLS 1.2 and 1.3 handshakes succeed (with HSTS on the answer), TLS 1.1 is refused; plaintext gets no HSTS.
     @Test func versionsAndHSTS() async throws {
         let pki = try TestPKI()
