@@ -84,7 +84,7 @@ let package = Package(
         .target(
             name: "GatewayACME",
             dependencies: [
-                nioLocks, "GatewayConfig", "GatewayCore", "GatewayPolicy", "GatewayClient", "GatewayTLS", nioCore, nioPosix, nioSSL, logging,
+                nioLocks, "GatewayConfig", "GatewayCore", "GatewayPolicy", "GatewayClient", "GatewayTLS", nioCore, nioSSL, logging,
                 .product(name: "Crypto", package: "swift-crypto"), .product(name: "X509", package: "swift-certificates"),
                 .product(name: "SwiftASN1", package: "swift-asn1"),
             ],

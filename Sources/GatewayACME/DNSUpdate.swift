@@ -57,7 +57,7 @@ public enum DNSUpdate {
         guard response.count >= 12 else { throw Refused(description: "a response shorter than a DNS header") }
         guard UInt16(response[0]) << 8 | UInt16(response[1]) == id else { throw Refused(description: "a response to another message") }
         let rcode = Int(response[3] & 0x0F)
-        var reader = Reader(bytes: response, offset: 12)
+        var reader = DNSAnswer.Reader(bytes: response, offset: 12)
         let counts = (0..<4).map { Int(response[4 + $0 * 2]) << 8 | Int(response[5 + $0 * 2]) }
         // The TSIG record, last of the additional section, when the server signed its answer.
         var tsig: (start: Int, algorithm: String, time: UInt64, mac: [UInt8], error: Int, other: ArraySlice<UInt8>)?
@@ -199,47 +199,5 @@ public enum DNSUpdate {
     static func constantTimeEqual(_ a: [UInt8], _ b: [UInt8]) -> Bool {
         guard a.count == b.count else { return false }
         return zip(a, b).reduce(UInt8(0)) { $0 | ($1.0 ^ $1.1) } == 0
-    }
-
-    private struct Reader {
-        let bytes: [UInt8]
-        var offset: Int
-
-        mutating func bytes(_ count: Int) throws -> ArraySlice<UInt8> {
-            guard count >= 0, offset + count <= bytes.count else { throw Refused(description: "a malformed response") }
-            defer { offset += count }
-            return bytes[offset..<offset + count]
-        }
-        mutating func skip(_ count: Int) throws { _ = try bytes(count) }
-        mutating func uint16() throws -> Int {
-            let pair = try bytes(2)
-            return Int(pair[pair.startIndex]) << 8 | Int(pair[pair.startIndex + 1])
-        }
-        /// A name, following compression pointers (lowercased, without the final dot).
-        mutating func name() throws -> String {
-            var labels: [String] = []
-            var position = offset
-            var jumped = false
-            var jumps = 0
-            while true {
-                guard position < bytes.count else { throw Refused(description: "a malformed response") }
-                let length = Int(bytes[position])
-                if length & 0xC0 == 0xC0 {
-                    guard position + 1 < bytes.count, jumps < 32 else { throw Refused(description: "a malformed response") }
-                    if !jumped { offset = position + 2 }
-                    position = (length & 0x3F) << 8 | Int(bytes[position + 1])
-                    jumped = true
-                    jumps += 1
-                    continue
-                }
-                position += 1
-                if length == 0 { break }
-                guard position + length <= bytes.count else { throw Refused(description: "a malformed response") }
-                labels.append(String(decoding: bytes[position..<position + length], as: UTF8.self).lowercased())
-                position += length
-            }
-            if !jumped { offset = position }
-            return labels.joined(separator: ".")
-        }
     }
 }

@@ -1,7 +1,7 @@
 import Foundation
 import GatewayConfig
+import GatewayClient
 import NIOCore
-import NIOPosix
 
 /// Sends DNS UPDATE messages to the zone's primary (`acme.dns_update`) over TCP (RFC 7766: length-prefixed; no
 /// truncation or lost datagrams to retry) and checks each signed response.
@@ -29,25 +29,12 @@ public struct DNSUpdater: Sendable {
     }
 
     private func exchange(_ message: [UInt8]) -> EventLoopFuture<[UInt8]> {
-        let promise = eventLoop.makePromise(of: [UInt8].self)
-        let timer = eventLoop.scheduleTask(in: Self.timeout) { promise.fail(ChannelError.connectTimeout(Self.timeout)) }
         let framed = [UInt8(message.count >> 8), UInt8(message.count & 0xFF)] + message
-        ClientBootstrap(group: eventLoop)
-            .connectTimeout(Self.timeout)
-            .channelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandler(DNSExchangeHandler(message: framed, promise: promise))
-                }
-            }
-            .connect(host: config.host, port: config.port)
-            .whenComplete { result in
-                switch result {
-                case .success(let channel): promise.futureResult.whenComplete { _ in channel.close(promise: nil) }
-                case .failure(let error): promise.fail(error)
-                }
-            }
-        promise.futureResult.whenComplete { _ in timer.cancel() }
-        return promise.futureResult
+        return OneShotExchange.run(
+            host: config.host, port: config.port, on: eventLoop, timeout: Self.timeout, timeoutError: ChannelError.connectTimeout(Self.timeout)
+        ) { promise in
+            DNSExchangeHandler(message: framed, promise: promise)
+        }
     }
 }
 

@@ -77,7 +77,6 @@ public enum HTTPFetch {
         timeout: TimeAmount, maxBytes: Int, tls custom: NIOSSLContext? = nil
     ) -> EventLoopFuture<Response> {
         guard let target = parse(url) else { return eventLoop.makeFailedFuture(FetchError.badURL(url)) }
-        let promise = eventLoop.makePromise(of: Response.self)
         let hostHeader = target.host.contains(":") ? "[\(target.host)]" : target.host
         let defaultPort = target.https ? 443 : 80
         var head = "\(method) \(target.path) HTTP/1.1\r\nHost: \(hostHeader)\(target.port == defaultPort ? "" : ":\(target.port)")\r\n"
@@ -92,24 +91,12 @@ public enum HTTPFetch {
             return eventLoop.makeFailedFuture(error)
         }
         let serverName = target.host.contains(":") || target.host.allSatisfy({ $0.isNumber || $0 == "." }) ? nil : target.host
-        let timer = eventLoop.scheduleTask(in: timeout) { promise.fail(FetchError.timedOut) }
-        ClientBootstrap(group: eventLoop)
-            .connectTimeout(timeout)
-            .channelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    if let tls { try channel.pipeline.syncOperations.addHandler(NIOSSLClientHandler(context: tls, serverHostname: serverName)) }
-                    try channel.pipeline.syncOperations.addHandler(FetchHandler(request: request, maxBytes: maxBytes, promise: promise))
-                }
-            }
-            .connect(host: target.host, port: target.port)
-            .whenComplete { result in
-                switch result {
-                case .success(let channel): promise.futureResult.whenComplete { _ in channel.close(promise: nil) }
-                case .failure(let error): promise.fail(error)
-                }
-            }
-        promise.futureResult.whenComplete { _ in timer.cancel() }
-        return promise.futureResult
+        return OneShotExchange.run(
+            host: target.host, port: target.port, on: eventLoop, timeout: timeout, timeoutError: FetchError.timedOut,
+            tls: tls.map { ($0, serverName) }
+        ) { promise in
+            FetchHandler(request: request, maxBytes: maxBytes, promise: promise)
+        }
     }
 }
 

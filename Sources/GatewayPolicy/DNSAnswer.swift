@@ -61,25 +61,32 @@ public struct DNSAnswer: Sendable, Equatable {
         }
     }
 
-    private struct Reader {
-        let bytes: [UInt8]
-        var offset = 0
+    /// Reads a DNS message's fields from the front (names with their compression pointers); shared with the readers of
+    /// other DNS messages (DNS UPDATE responses).
+    public struct Reader {
+        public let bytes: [UInt8]
+        public var offset: Int
 
-        mutating func bytes(_ count: Int) throws -> ArraySlice<UInt8> {
-            guard offset + count <= bytes.count else { throw Malformed(description: "the message ends early") }
+        public init(bytes: [UInt8], offset: Int = 0) {
+            self.bytes = bytes
+            self.offset = offset
+        }
+
+        public mutating func bytes(_ count: Int) throws -> ArraySlice<UInt8> {
+            guard count >= 0, offset + count <= bytes.count else { throw Malformed(description: "the message ends early") }
             defer { offset += count }
             return bytes[offset..<offset + count]
         }
 
-        mutating func skip(_ count: Int) throws { _ = try bytes(count) }
+        public mutating func skip(_ count: Int) throws { _ = try bytes(count) }
 
-        mutating func uint16() throws -> Int {
+        public mutating func uint16() throws -> Int {
             let pair = try bytes(2)
             return Int(pair[pair.startIndex]) << 8 | Int(pair[pair.startIndex + 1])
         }
 
         /// A domain name, following compression pointers (a bounded number of them: a loop is an error).
-        mutating func name() throws -> String {
+        public mutating func name() throws -> String {
             var labels: [String] = []
             var position = offset
             var jumped = false

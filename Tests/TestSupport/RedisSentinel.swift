@@ -59,15 +59,6 @@ public final class RedisSentinel: @unchecked Sendable {
 
     /// Runs a command through redis-cli against the sentinel.
     public func command(_ arguments: [String]) async throws -> String {
-        let cli = Process()
-        cli.executableURL = URL(fileURLWithPath: "/usr/bin/redis-cli")
-        cli.arguments = ["-h", "127.0.0.1", "-p", String(port)] + arguments
-        let pipe = Pipe()
-        cli.standardOutput = pipe
-        cli.standardError = pipe
-        try cli.run()
-        let output = pipe.fileHandleForReading.readDataToEndOfFile()
-        while cli.isRunning { try await Task.sleep(for: .milliseconds(2)) }
-        return String(decoding: output, as: UTF8.self)
+        try await RedisServer.cli(["-h", "127.0.0.1", "-p", String(port)] + arguments)
     }
 }

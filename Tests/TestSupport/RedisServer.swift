@@ -103,11 +103,16 @@ public final class RedisServer: @unchecked Sendable {
 
     /// Runs a command through redis-cli and returns its output (for checking state from outside).
     public func command(_ arguments: [String]) async throws -> String {
-        let cli = Process()
-        cli.executableURL = URL(fileURLWithPath: "/usr/bin/redis-cli")
         var all = tls == nil ? ["-h", "127.0.0.1", "-p", String(port)] : ["-s", socketPath]
         if let password { all += ["-a", password, "--no-auth-warning"] }
-        cli.arguments = all + arguments
+        return try await Self.cli(all + arguments)
+    }
+
+    /// redis-cli with these arguments (where to connect first); its output.
+    static func cli(_ arguments: [String]) async throws -> String {
+        let cli = Process()
+        cli.executableURL = URL(fileURLWithPath: "/usr/bin/redis-cli")
+        cli.arguments = arguments
         let pipe = Pipe()
         cli.standardOutput = pipe
         cli.standardError = pipe
