@@ -83,20 +83,32 @@ enum TLSPassthrough {
                 }
         }
         return attempt(0).assumeIsolated().flatMapThrowing { upstreamChannel, target in
+            // The client may have left while the upstream connection was made: nothing to glue it to.
+            guard channel.isActive else {
+                upstreamChannel.close(promise: nil)
+                throw ChannelError.ioOnClosedChannel
+            }
             let log = Relayed(
                 listener: context.listener, serverName: serverName, upstream: rule.upstream, target: "\(target.host):\(target.port)",
                 client: context.client, started: started, logger: context.logger)
             let (clientSide, upstreamSide) = GlueHandler.pair(log: log)
-            try upstreamChannel.pipeline.syncOperations.addHandler(upstreamSide)
-            if rule.proxyProtocol, let line = proxyLine(client: context.client, clientPort: context.clientPort, local: context.local) {
-                upstreamChannel.write(upstreamChannel.allocator.buffer(string: line), promise: nil)
+            do {
+                try upstreamChannel.pipeline.syncOperations.addHandler(upstreamSide)
+                if rule.proxyProtocol, let line = proxyLine(client: context.client, clientPort: context.clientPort, local: context.local) {
+                    upstreamChannel.write(upstreamChannel.allocator.buffer(string: line), promise: nil)
+                }
+                let sync = channel.pipeline.syncOperations
+                let idle = TimeAmount.milliseconds(Int64(context.limits.tunnelIdleTimeoutMs))
+                try sync.addHandler(IdleStateHandler(allTimeout: idle))
+                try sync.addHandler(clientSide)
+            } catch {
+                upstreamChannel.close(promise: nil)
+                throw error
             }
-            let sync = channel.pipeline.syncOperations
-            let idle = TimeAmount.milliseconds(Int64(context.limits.tunnelIdleTimeoutMs))
-            try sync.addHandler(IdleStateHandler(allTimeout: idle))
-            try sync.addHandler(clientSide)
             counter("relayed").increment()
         }.nonisolated().flatMapError { error in
+            // A client that left meanwhile is no upstream's fault.
+            guard channel.isActive else { return channel.eventLoop.makeFailedFuture(error) }
             counter("upstream_unavailable").increment()
             context.logger.warning(
                 "passthrough: no upstream target took the connection",
