@@ -124,7 +124,8 @@ import TestSupport
         try await withUpstreams { upstreams in
             let passthrough = """
                 [{ "server_names": ["db.passthrough.test", "*.apps.passthrough.test"], "upstream": "backend" },
-                 { "server_names": ["proxied.passthrough.test"], "upstream": "recorder", "proxy_protocol": true }]
+                 { "server_names": ["proxied.passthrough.test"], "upstream": "recorder", "proxy_protocol": true },
+                 { "server_names": ["down.passthrough.test"], "upstream": "down" }]
                 """
             let config = """
                 { "workers": 1, "admin": { "address": "127.0.0.1", "port": 0 },
@@ -134,7 +135,8 @@ import TestSupport
                                   "tls": { "passthrough": [{ "server_names": ["db.passthrough.test"], "upstream": "backend" }] } }],
                   "upstreams": { "demo": { "targets": ["http://127.0.0.1:\(upstreams[0].port)"] },
                                  "backend": { "targets": ["https://127.0.0.1:\(backendPort)"] },
-                                 "recorder": { "targets": ["https://127.0.0.1:\(recorderPort)"] } },
+                                 "recorder": { "targets": ["https://127.0.0.1:\(recorderPort)"] },
+                                 "down": { "targets": ["https://127.0.0.1:\(try await RedisServer.freePort())"] } },
                   "routes": [{ "name": "all", "upstream": "demo" }] }
                 """
             try await withGateway(config) { gateway in
@@ -171,6 +173,12 @@ import TestSupport
                 let relayedCount = metrics.value("gateway_passthrough_connections_total", ["listener": "edge", "upstream": "backend", "outcome": "relayed"])
                 #expect((relayedCount ?? 0) >= 3)
                 #expect(metrics.value("gateway_passthrough_connections_total", ["listener": "relay-only", "upstream": "-", "outcome": "no_match"]) == 1)
+                // A backend that is down: the connection closes, with a warning and a count.
+                #expect(try await subject(edge, "down.passthrough.test").isEmpty)
+                let unavailable = PrometheusText(try await OperationsTests.admin(gateway.gateway, "/metrics", token: nil).text)
+                    .value("gateway_passthrough_connections_total", ["listener": "edge", "upstream": "down", "outcome": "upstream_unavailable"])
+                #expect(unavailable == 1)
+                #expect(gateway.logs.entries("passthrough: no upstream target took the connection").count == 1)
             }
         }
     }
