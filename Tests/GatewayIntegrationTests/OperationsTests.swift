@@ -632,8 +632,11 @@ import TestSupport
                 #expect((error["status"] as? [String: Any])?["code"] as? Int == 2)
                 let unsampled = spans.filter { $0["traceId"] as? String == unsampledTrace }
                 #expect(unsampled.isEmpty)
-                let exported = Self.scrape(test.gateway).value("gateway_spans_total", ["outcome": "exported"]) ?? 0
-                #expect(exported >= 2)
+                // Counted once the collector's answer is in, which comes after it has the spans: wait for it.
+                let exported = try await Self.poll(until: true) {
+                    (Self.scrape(test.gateway).value("gateway_spans_total", ["outcome": "exported"]) ?? 0) >= 2
+                }
+                #expect(exported)
             }
         }
     }
