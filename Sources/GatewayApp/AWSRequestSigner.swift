@@ -36,8 +36,7 @@ final class AWSRequestSigner: UpstreamCredentials {
     func authorize(_ head: inout RequestHead, body: UpstreamBody) {
         head.headers.replaceOrAdd(name: "host", value: host)
         head.headers.remove(name: "authorization")
-        let amazon = head.headers.compactMap { $0.name.lowercased().hasPrefix("x-amz-") ? $0.name : nil }
-        for name in Set(amazon.map { $0.lowercased() }) { head.headers.remove(name: name) }
+        for name in Set(head.headers.map { $0.name.lowercased() }.filter { $0.hasPrefix("x-amz-") }) { head.headers.remove(name: name) }
         let payloadHash: String
         switch body {
         case .none: payloadHash = AWSSignatureV4.emptyPayload

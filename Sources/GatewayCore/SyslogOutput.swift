@@ -126,6 +126,8 @@ public final class SyslogOutput {
         if config.transport == .tcp { dropIfClosed() }
         var lost = 0
         var framed: [UInt8] = []
+        // The batch shares one time: a header per severity, made once (a busy access log sends thousands of lines).
+        var headers: [Int: [UInt8]] = [:]
         batch.withUnsafeBytes { bytes in
             var start = 0
             while start < bytes.count {
@@ -134,18 +136,21 @@ public final class SyslogOutput {
                 start = end + 1
                 guard !line.isEmpty else { continue }
                 let severity = SyslogFormat.severity(of: line)
-                let header = SyslogFormat.header(
-                    priority: config.facility * 8 + severity, format: config.format, time: time, hostname: hostname, tag: config.tag,
-                    pid: pid)
+                let header =
+                    headers[severity]
+                    ?? Array(
+                        SyslogFormat.header(
+                            priority: config.facility * 8 + severity, format: config.format, time: time, hostname: hostname, tag: config.tag,
+                            pid: pid
+                        ).utf8)
+                headers[severity] = header
                 switch config.transport {
                 case .udp:
-                    var message = Array(header.utf8)
-                    message.append(contentsOf: line)
-                    if !sendDatagram(message) { lost += 1 }
+                    if !sendDatagram(header + line) { lost += 1 }
                 case .tcp:
-                    framed.append(contentsOf: String(header.utf8.count + line.count).utf8)
+                    framed.append(contentsOf: String(header.count + line.count).utf8)
                     framed.append(UInt8(ascii: " "))
-                    framed.append(contentsOf: header.utf8)
+                    framed.append(contentsOf: header)
                     framed.append(contentsOf: line)
                 }
             }

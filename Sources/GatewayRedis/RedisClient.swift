@@ -19,18 +19,13 @@ public struct RedisTLS: Sendable {
 }
 
 /// Redis Sentinel (`redis.sentinels`): the nodes that know which server is the master of `masterName` now.
-public struct RedisSentinels: Sendable, Equatable {
+public struct RedisSentinels: Sendable {
     public var masterName: String
     public var nodes: [(host: String, port: Int)]
     public var password: String?
 
     public init(masterName: String, nodes: [(host: String, port: Int)], password: String? = nil) {
         (self.masterName, self.nodes, self.password) = (masterName, nodes, password)
-    }
-
-    public static func == (a: Self, b: Self) -> Bool {
-        a.masterName == b.masterName && a.password == b.password && a.nodes.map(\.host) == b.nodes.map(\.host)
-            && a.nodes.map(\.port) == b.nodes.map(\.port)
     }
 }
 
