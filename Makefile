@@ -13,7 +13,7 @@ BIN    := $(shell $(SWIFT) build --show-bin-path 2>/dev/null || echo .build/debu
 BUILD_PACKAGES := libhiredis-dev libjemalloc-dev zlib1g-dev libbrotli-dev libzstd-dev libcrypt-dev libmaxminddb-dev
 RUN_PACKAGES   := $(BUILD_PACKAGES) curl redis-server openssl python3
 TEST_PACKAGES  := $(BUILD_PACKAGES) curl redis-server python3 openssl nghttp2-client pebble libmaxmind-db-writer-perl dnsmasq-base bind9 bind9-dnsutils python3-botocore
-BENCH_PACKAGES := $(BUILD_PACKAGES) nginx wrk python3 procps util-linux redis-server openssl
+BENCH_PACKAGES := $(BUILD_PACKAGES) nginx wrk nghttp2-client python3 procps util-linux redis-server openssl
 BENCH_ARGS     ?=
 
 .PHONY: all build run test check bench soak fuzz fuzz-smoke sanitize deps-build deps-run deps-test clean

@@ -45,7 +45,8 @@ LOAD_CPU = "1"
 
 # name: (title, path, active connections, POST body bytes (None = GET), idle keep-alive connections held open,
 # options: "tls" (both proxies over TLS on their TLS ports), "jwt" (an Authorization header with a valid token),
-# "upstream_path" (what the bare-upstream run asks for, when the proxies' path has a prefix))
+# "upstream_path" (what the bare-upstream run asks for, when the proxies' path has a prefix), "h2_streams" (HTTP/2
+# through h2load: that many concurrent streams on each of the connections))
 SCENARIOS = {
     "get-1k": ("1 KB GET", "/1k", 50, None, 0, {}),
     "get-64k": ("64 KB GET", "/64k", 50, None, 0, {}),
@@ -59,6 +60,11 @@ SCENARIOS = {
     # the record layer): the gateway's swift-nio-ssl (BoringSSL) against NGINX's OpenSSL, same ECDSA P-256
     # certificate, TLS 1.3 as wrk negotiates it. The bare-upstream run is plain HTTP.
     "tls-1k": ("1 KB GET over TLS", "/1k", 50, None, 0, {"tls": True}),
+    # HTTP/2 over TLS as browsers speak it: 10 connections with 10 concurrent streams each (h2load), so 100
+    # requests in flight. Both proxies forward over HTTP/1.1 with keepalive. The bare-upstream run is plain
+    # HTTP/1.1 through wrk with as many connections as there are streams.
+    "h2-1k": ("1 KB GET over HTTP/2 and TLS (10 connections x 10 streams)", "/1k", 10, None, 0,
+              {"tls": True, "h2_streams": 10}),
     # The gateway's full filter chain: JWT validation (HS256), a Redis token bucket per consumer that never
     # trips, security headers, request id and trace context. NGINX has no JWT validation or shared rate
     # limits in its free edition: it proxies the same request plainly, so this ratio is the price of the
@@ -217,6 +223,37 @@ def run_wrk(port, path, connections, duration, body, tls=False, headers=()):
     raise RuntimeError(f"wrk failed: {result.stdout}\n{result.stderr}")
 
 
+def run_h2load(port, path, connections, streams, duration):
+    """HTTP/2 over TLS through h2load; returns the keys `run_wrk` returns. h2load prints no percentiles, so they
+    come from its per-request log (one line per request: start time, status, latency in µs)."""
+    log_path = WORK / "h2load-requests.log"
+    command = ["taskset", "-c", LOAD_CPU, "h2load", "-c", str(connections), "-m", str(streams), "-D", str(duration),
+               "--log-file", str(log_path), f"https://127.0.0.1:{port}{path}"]
+    result = subprocess.run(command, capture_output=True, text=True, preexec_fn=raise_fd_limit, timeout=duration + 60)
+    requests = failed = None
+    seconds = None
+    non2xx = 0
+    for line in result.stdout.splitlines():
+        words = line.split()
+        if line.startswith("finished in"):
+            seconds = float(words[2].rstrip("s,"))
+        elif line.startswith("requests:"):
+            # requests: N total, N started, N done, N succeeded, N failed, N errored, N timeout
+            requests = int(words[7])
+            failed = int(words[9]) + int(words[11]) + int(words[13])
+        elif line.startswith("status codes:"):
+            non2xx = sum(int(words[i]) for i in (4, 6, 8))
+    if requests is None or seconds is None:
+        raise RuntimeError(f"h2load failed: {result.stdout}\n{result.stderr}")
+    latencies = sorted(int(line.split()[2]) for line in log_path.read_text().splitlines() if line.strip())
+    log_path.unlink()
+
+    def percentile(fraction):
+        return latencies[min(len(latencies) - 1, int(fraction * len(latencies)))] if latencies else 0
+    return {"requests": requests, "duration_us": seconds * 1e6, "p50_us": percentile(0.50), "p99_us": percentile(0.99),
+            "p999_us": percentile(0.999), "non2xx": non2xx, "errors": failed + non2xx}
+
+
 def measure(service, scenario, duration):
     _, path, connections, body, idle, options = SCENARIOS[scenario]
     pids = service.pids if service else []
@@ -227,10 +264,14 @@ def measure(service, scenario, duration):
     if not service:
         path = options.get("upstream_path", path)
     headers = [f"Authorization: Bearer {bench_token()}"] if service and options.get("jwt") else []
+    streams = options.get("h2_streams")
     held = open_idle_connections(port, idle) if idle else []
     try:
         before = cpu_seconds(pids)
-        data = run_wrk(port, path, connections, duration, body, tls=tls, headers=headers)
+        if streams and service:
+            data = run_h2load(port, path, connections, streams, duration)
+        else:
+            data = run_wrk(port, path, connections * (streams or 1), duration, body, tls=tls, headers=headers)
         after = cpu_seconds(pids)
     finally:
         for s in held:
@@ -307,8 +348,9 @@ def machine_description():
             break
     nginx = subprocess.run(["nginx", "-v"], capture_output=True, text=True).stderr.strip()
     swift = subprocess.run(["swift", "--version"], capture_output=True, text=True).stdout.splitlines()[0]
+    h2load = subprocess.run(["h2load", "--version"], capture_output=True, text=True).stdout.strip()
     return {
-        "cpu": model, "cores": os.cpu_count(), "kernel": platform.release(), "nginx": nginx, "swift": swift,
+        "cpu": model, "cores": os.cpu_count(), "kernel": platform.release(), "nginx": nginx, "swift": swift, "h2load": h2load,
         "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30),
     }
 
@@ -352,7 +394,7 @@ def write_results(path, machine, args, results, idle, started, features):
         "",
         f"- Date: {started.strftime('%Y-%m-%d %H:%M UTC')}",
         f"- Machine: {machine['cpu']}, {machine['cores']} cores, {machine['memory_gib']} GiB, Linux {machine['kernel']}",
-        f"- Software: {machine['swift']}; {machine['nginx']}; wrk 4.1",
+        f"- Software: {machine['swift']}; {machine['nginx']}; wrk 4.1; {machine['h2load']}",
         f"- Command: `python3 bench/run.py --duration {args.duration} --repeat {args.repeat}"
         f" --scenarios {','.join(args.scenarios)}`",
         "- Layout: the proxy under test alone on CPU 0 (`taskset`); wrk, the upstream (NGINX serving fixed bodies)"
@@ -493,7 +535,7 @@ def main():
     unknown = [s for s in args.scenarios if s not in SCENARIOS]
     if unknown:
         parser.error(f"unknown scenarios: {unknown}")
-    for tool in ("nginx", "wrk", "taskset", "redis-server", "openssl"):
+    for tool in ("nginx", "wrk", "h2load", "taskset", "redis-server", "openssl"):
         if not shutil.which(tool):
             parser.error(f"{tool} is missing (make bench installs it)")
     if os.cpu_count() < 2:
