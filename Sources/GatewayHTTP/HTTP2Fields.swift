@@ -8,3 +8,20 @@ public enum HTTP2Fields {
         }
     }
 }
+
+/// How much of a receive window to give back, and when: once half of it has been taken, all that was taken
+/// (as NIO's own window manager does), so a client streaming a body gets a WINDOW_UPDATE every half window.
+public struct ReceiveWindowCredit: Equatable, Sendable {
+    public let window: Int
+    public private(set) var taken = 0
+
+    public init(window: Int) { self.window = window }
+
+    /// `length` more bytes were taken; returns the increment to send now, if any.
+    public mutating func received(_ length: Int) -> Int? {
+        taken += length
+        guard taken >= window / 2 else { return nil }
+        defer { taken = 0 }
+        return taken
+    }
+}

@@ -4,18 +4,157 @@ import NIOCore
 import NIOHPACK
 import NIOHTTP2
 
-/// One HTTP/2 stream as a `DownstreamStream`: the request's HEADERS and DATA frames drive an exchange exactly
-/// like an HTTP/1.1 request does (same routing, filters, forwarding); the response goes back as HEADERS and
-/// DATA frames. Flow control comes from the stream channel: it stops being writable when the client's window
-/// is used up (the exchange then pauses the upstream), and request DATA is only read (and the client's window
-/// only reopened) while the exchange can take it.
-final class HTTP2StreamHandler: ChannelDuplexHandler, DownstreamStream {
-    typealias InboundIn = HTTP2Frame.FramePayload
-    typealias OutboundIn = HTTP2Frame.FramePayload
-    typealias OutboundOut = HTTP2Frame.FramePayload
+/// The streams of one HTTP/2 connection, served from the connection's own pipeline: NIO's frame codec and
+/// connection state machine (`NIOHTTP2Handler`) hand every frame here, and each stream is an `HTTP2Stream`
+/// object rather than a child channel with its own pipeline (which cost about fourteen allocations and several
+/// hundred reference-count operations per request). This handler does what the child channels did:
+/// demultiplexing by stream id, crediting the client's flow-control windows as request bodies are taken, and
+/// telling each stream whether the client's windows and the connection take more response bytes.
+final class HTTP2StreamsHandler: ChannelInboundHandler {
+    typealias InboundIn = HTTP2Frame
+    typealias OutboundOut = HTTP2Frame
+
+    /// Per-stream receive window we announce (SETTINGS_INITIAL_WINDOW_SIZE): how much request body a client may
+    /// send ahead of the upstream taking it.
+    static let streamWindow = 131_072
+    /// RFC 9113 §6.9.2: the connection's windows start at 65,535 and only WINDOW_UPDATE frames move them.
+    static let initialConnectionWindow = 65_535
 
     private let responder: ConnectionResponder
-    private var context: ChannelHandlerContext?
+    private(set) var context: ChannelHandlerContext?
+    private var streams: [HTTP2StreamID: HTTP2Stream] = [:]
+    /// What the client lets us send: its SETTINGS_INITIAL_WINDOW_SIZE for new streams, and the connection window.
+    private var peerInitialWindow = 65_535
+    private(set) var connectionSendWindow = HTTP2StreamsHandler.initialConnectionWindow
+    private(set) var channelWritable = true
+    /// The response writes since the last flush (a flush with nothing written would still go down the pipeline).
+    private var wroteSinceFlush = false
+
+    init(responder: ConnectionResponder) {
+        self.responder = responder
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+        channelWritable = context.channel.isWritable
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) { self.context = nil }
+
+    // MARK: Inbound
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let frame = unwrapInboundIn(data)
+        switch frame.payload {
+        case .headers(let headers):
+            if let stream = streams[frame.streamID] {
+                stream.receivedHeaders(headers)
+            } else {
+                let stream = HTTP2Stream(id: frame.streamID, connection: self, sendWindow: peerInitialWindow)
+                streams[frame.streamID] = stream
+                stream.start(headers.headers, endStream: headers.endStream, responder: responder)
+            }
+        case .data(let data):
+            streams[frame.streamID]?.receivedData(data, flowControlledLength: Self.flowControlledLength(data))
+        case .rstStream:
+            streams.removeValue(forKey: frame.streamID)?.clientWentAway()
+        case .windowUpdate(let increment):
+            if frame.streamID == .rootStream {
+                connectionSendWindow += increment
+                for stream in streams.values { stream.updateWritability() }
+            } else if let stream = streams[frame.streamID] {
+                stream.sendWindow += increment
+                stream.updateWritability()
+            }
+        case .settings(.settings(let settings)):
+            for setting in settings where setting.parameter == .initialWindowSize { peerInitialWindow = setting.value }
+        default:
+            break  // priority, ping, goaway: NIO's connection handlers deal with them
+        }
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        switch event {
+        case let closed as StreamClosedEvent:
+            // Reset by NIO (a stream error, or the client's RST_STREAM already handled above) or closed normally.
+            streams.removeValue(forKey: closed.streamID)?.clientWentAway()
+        case let window as NIOHTTP2WindowUpdatedEvent where window.streamID == .rootStream:
+            // The connection's receive window is credited as bytes arrive, whichever stream they were for (a
+            // paused stream holds them against its own window, not every other stream's; frames NIO dropped for
+            // closed streams count too, which is why this follows NIO's window and not the frames seen here).
+            if let size = window.inboundWindowSize, size <= Self.initialConnectionWindow / 2 {
+                write(HTTP2Frame(streamID: .rootStream, payload: .windowUpdate(windowSizeIncrement: Self.initialConnectionWindow - size)))
+                flush()
+            }
+        case let change as NIOHTTP2BulkStreamWindowChangeEvent:
+            // The client changed SETTINGS_INITIAL_WINDOW_SIZE: every open stream's window moves by the difference.
+            for stream in streams.values {
+                stream.sendWindow += change.delta
+                stream.updateWritability()
+            }
+        default:
+            break
+        }
+        context.fireUserInboundEventTriggered(event)
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        let open = streams
+        streams.removeAll()
+        for stream in open.values { stream.clientWentAway() }
+        context.fireChannelInactive()
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        channelWritable = context.channel.isWritable
+        for stream in streams.values { stream.updateWritability() }
+        context.fireChannelWritabilityChanged()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        if let streamError = error as? NIOHTTP2Errors.StreamError {
+            // NIO has reset this stream (a malformed frame on it); the connection and its other streams go on.
+            streams.removeValue(forKey: streamError.streamID)?.clientWentAway()
+            return
+        }
+        // A connection error (a protocol violation, or NIO's denial-of-service heuristics: rapid reset,
+        // control-frame floods, too many glitches): NIO sent GOAWAY; such a client gets no grace period.
+        context.close(promise: nil)
+    }
+
+    // MARK: For the streams
+
+    func write(_ frame: HTTP2Frame) {
+        guard let context else { return }
+        if case .data(let data) = frame.payload { connectionSendWindow -= Self.flowControlledLength(data) }
+        wroteSinceFlush = true
+        context.write(wrapOutboundOut(frame), promise: nil)
+    }
+
+    func flush() {
+        guard wroteSinceFlush, let context else { return }
+        wroteSinceFlush = false
+        context.flush()
+    }
+
+    func streamFinished(_ id: HTTP2StreamID) {
+        streams.removeValue(forKey: id)
+    }
+
+    static func flowControlledLength(_ data: HTTP2Frame.FramePayload.Data) -> Int {
+        let padding = data.paddingBytes.map { $0 + 1 } ?? 0
+        return data.data.readableBytes + padding
+    }
+}
+
+/// One HTTP/2 stream as a `DownstreamStream`: the request's HEADERS and DATA frames drive an exchange exactly
+/// like an HTTP/1.1 request does (same routing, filters, forwarding); the response goes back as HEADERS and
+/// DATA frames. It is writable while the client's stream and connection windows are open and the connection's
+/// socket takes more (the exchange then pauses the upstream); request DATA is handed on only while the exchange
+/// can take it, and the client's stream window is credited only for what was handed on.
+final class HTTP2Stream: DownstreamStream {
+    let id: HTTP2StreamID
+    private unowned let connection: HTTP2StreamsHandler
     private var exchange: ExchangeDriver?
     private var requestEnded = false
     private var responseEnded = false
@@ -25,90 +164,91 @@ final class HTTP2StreamHandler: ChannelDuplexHandler, DownstreamStream {
     private var finalHeadWritten = false
     /// The response's trailer fields, sent as the last HEADERS frame.
     private var pendingTrailers: HPACKHeaders?
+    /// What the client's window for this stream still allows us to send.
+    var sendWindow: Int
+    private var reportedWritable = true
     private var readPaused = false
-    private var readPending = false
+    /// Request body frames that arrived while the exchange could not take them (at most a window's worth).
+    private var held: [(data: HTTP2Frame.FramePayload.Data, length: Int)] = []
+    private var receive = ReceiveWindowCredit(window: HTTP2StreamsHandler.streamWindow)
 
-    init(responder: ConnectionResponder) {
-        self.responder = responder
+    init(id: HTTP2StreamID, connection: HTTP2StreamsHandler, sendWindow: Int) {
+        self.id = id
+        self.connection = connection
+        self.sendWindow = sendWindow
     }
 
-    func handlerAdded(context: ChannelHandlerContext) { self.context = context }
+    // MARK: From the connection
 
-    func handlerRemoved(context: ChannelHandlerContext) { self.context = nil }
-
-    // MARK: Inbound
-
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        switch unwrapInboundIn(data) {
-        case .headers(let headers):
-            if exchange == nil && !responseEnded {
-                start(headers.headers, endStream: headers.endStream)
-            } else if headers.endStream {
-                endRequest()  // trailers: the body is complete (trailers themselves are not forwarded)
-            }
-        case .data(let data):
-            guard case .byteBuffer(let buffer) = data.data else { return }
-            if buffer.readableBytes > 0 { exchange?.requestBodyPart(buffer) }
-            if data.endStream { endRequest() }
-        case .rstStream:
-            clientWentAway()
-        default:
-            break  // priority, window updates and settings are the connection's business
-        }
-    }
-
-    private func start(_ fields: HPACKHeaders, endStream: Bool) {
+    func start(_ fields: HPACKHeaders, endStream: Bool, responder: ConnectionResponder) {
+        requestEnded = endStream
         guard let request = Self.request(from: fields, endStream: endStream) else {
-            requestEnded = endStream
             responder.respondToProtocolError(.badRequest("The request's pseudo-headers are invalid."), stream: self)
             return
         }
-        requestEnded = endStream
-        exchange = responder.startExchange(request, stream: self)
-        if endStream { exchange?.requestEnded() }
+        let exchange = responder.startExchange(request, stream: self)
+        // The exchange may have answered already (a local response): then it is done and not kept.
+        guard !responseEnded else { return }
+        self.exchange = exchange
+        if endStream { exchange.requestEnded() }
     }
 
-    private func endRequest() {
+    func receivedHeaders(_ headers: HTTP2Frame.FramePayload.Headers) {
+        // Trailers: the body is complete (trailers themselves are not forwarded).
+        if headers.endStream { receivedEnd() }
+    }
+
+    func receivedData(_ data: HTTP2Frame.FramePayload.Data, flowControlledLength length: Int) {
+        if readPaused || !held.isEmpty {
+            held.append((data, length))
+        } else {
+            deliver(data, length: length)
+        }
+    }
+
+    private func deliver(_ data: HTTP2Frame.FramePayload.Data, length: Int) {
+        if case .byteBuffer(let buffer) = data.data, buffer.readableBytes > 0 { exchange?.requestBodyPart(buffer) }
+        if data.endStream {
+            receivedEnd()
+        } else if !requestEnded, let increment = receive.received(length) {
+            connection.write(HTTP2Frame(streamID: id, payload: .windowUpdate(windowSizeIncrement: increment)))
+            connection.flush()
+        }
+    }
+
+    private func receivedEnd() {
         guard !requestEnded else { return }
         requestEnded = true
         exchange?.requestEnded()
     }
 
-    func channelInactive(context: ChannelHandlerContext) {
-        clientWentAway()
-        context.fireChannelInactive()
-    }
-
-    private func clientWentAway() {
+    func clientWentAway() {
+        held.removeAll()
         let exchange = self.exchange
         self.exchange = nil
-        if !responseEnded { exchange?.downstreamClosed() }
-    }
-
-    func channelWritabilityChanged(context: ChannelHandlerContext) {
-        exchange?.downstreamWritabilityChanged(isWritable: context.channel.isWritable)
-        context.fireChannelWritabilityChanged()
-    }
-
-    func read(context: ChannelHandlerContext) {
-        if readPaused {
-            readPending = true
-        } else {
-            context.read()
+        if !responseEnded {
+            responseEnded = true
+            exchange?.downstreamClosed()
         }
     }
 
-    func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        context.close(promise: nil)
+    /// Tells the exchange when the stream stops or starts taking response bytes.
+    func updateWritability() {
+        let writable = isWritable
+        guard writable != reportedWritable else { return }
+        reportedWritable = writable
+        exchange?.downstreamWritabilityChanged(isWritable: writable)
     }
 
     // MARK: DownstreamStream
 
-    var isWritable: Bool { context?.channel.isWritable ?? false }
+    var isWritable: Bool {
+        !responseEnded && connection.channelWritable && sendWindow > 0 && connection.connectionSendWindow > 0
+    }
 
     func writeInformational(_ head: ResponseHead) {
-        guard let context, !finalHeadWritten, !responseEnded else { return }
-        context.write(wrapOutboundOut(.headers(.init(headers: Self.fields(of: head)))), promise: nil)
+        guard !finalHeadWritten, !responseEnded else { return }
+        connection.write(HTTP2Frame(streamID: id, payload: .headers(.init(headers: Self.fields(of: head)))))
     }
 
     func writeResponseHead(_ head: consuming ResponseHead) {
@@ -118,9 +258,11 @@ final class HTTP2StreamHandler: ChannelDuplexHandler, DownstreamStream {
     }
 
     func writeResponseBody(_ buffer: ByteBuffer) {
-        guard let context, buffer.readableBytes > 0 else { return }
+        guard !responseEnded, buffer.readableBytes > 0 else { return }
         sendPendingHead(endStream: false)
-        context.write(wrapOutboundOut(.data(.init(data: .byteBuffer(buffer)))), promise: nil)
+        sendWindow -= buffer.readableBytes
+        connection.write(HTTP2Frame(streamID: id, payload: .data(.init(data: .byteBuffer(buffer)))))
+        updateWritability()
     }
 
     func writeResponseTrailers(_ trailers: HeaderList) {
@@ -133,47 +275,53 @@ final class HTTP2StreamHandler: ChannelDuplexHandler, DownstreamStream {
     }
 
     func writeResponseEnd() {
-        guard let context, !responseEnded else { return }
+        guard !responseEnded else { return }
         responseEnded = true
         if let trailers = pendingTrailers {
             pendingTrailers = nil
             sendPendingHead(endStream: false)
-            context.write(wrapOutboundOut(.headers(.init(headers: trailers, endStream: true))), promise: nil)
+            connection.write(HTTP2Frame(streamID: id, payload: .headers(.init(headers: trailers, endStream: true))))
         } else if pendingHead != nil {
             sendPendingHead(endStream: true)
         } else {
-            context.write(wrapOutboundOut(.data(.init(data: .byteBuffer(context.channel.allocator.buffer(capacity: 0)), endStream: true))), promise: nil)
+            connection.write(HTTP2Frame(streamID: id, payload: .data(.init(data: .byteBuffer(ByteBuffer()), endStream: true))))
         }
         exchange = nil
+        held.removeAll()
         // RFC 9113 §8.1: a complete response may end a request whose body is still coming; NO_ERROR says so.
-        if !requestEnded { context.write(wrapOutboundOut(.rstStream(.noError)), promise: nil) }
+        if !requestEnded { connection.write(HTTP2Frame(streamID: id, payload: .rstStream(.noError))) }
+        connection.streamFinished(id)
     }
 
     private func sendPendingHead(endStream: Bool) {
-        guard let context, let fields = pendingHead else { return }
+        guard let fields = pendingHead else { return }
         pendingHead = nil
-        context.write(wrapOutboundOut(.headers(.init(headers: fields, endStream: endStream))), promise: nil)
+        connection.write(HTTP2Frame(streamID: id, payload: .headers(.init(headers: fields, endStream: endStream))))
     }
 
-    func flush() { context?.flush() }
+    func flush() { connection.flush() }
 
     /// HTTP/2 has no Upgrade (RFC 9113 §8.6); exchanges never ask, and a stream cannot become a tunnel.
     func switchToTunnel() { abortResponse() }
 
+    /// Ends this stream as broken (RST_STREAM INTERNAL_ERROR): the client does not take a cut-off response as
+    /// complete, and the connection's other streams go on.
     func abortResponse() {
-        guard let context, !responseEnded else { return }
+        guard !responseEnded else { return }
         responseEnded = true
         exchange = nil
-        context.writeAndFlush(wrapOutboundOut(.rstStream(.internalError)), promise: nil)
-        context.close(promise: nil)
+        held.removeAll()
+        connection.write(HTTP2Frame(streamID: id, payload: .rstStream(.internalError)))
+        connection.flush()
+        connection.streamFinished(id)
     }
 
     func setRequestBodyPaused(_ paused: Bool) {
-        guard paused != readPaused, let context else { return }
+        guard paused != readPaused else { return }
         readPaused = paused
-        if !paused && readPending {
-            readPending = false
-            context.read()
+        while !readPaused, !held.isEmpty {
+            let (data, length) = held.removeFirst()
+            deliver(data, length: length)
         }
     }
 

@@ -8,53 +8,26 @@ import NIOHTTP2
 import NIOSSL
 import NIOTLS
 
-/// HTTP/2 on a connection (after ALPN "h2", or h2c with prior knowledge): NIO's frame codec and stream
-/// multiplexer, a connection manager for idle timeout and graceful shutdown (GOAWAY, then close once the
-/// streams are done), and an `HTTP2StreamHandler` per stream.
+/// HTTP/2 on a connection (after ALPN "h2", or h2c with prior knowledge): NIO's frame codec and connection
+/// state machine, a connection manager for idle timeout and graceful shutdown (GOAWAY, then close once the
+/// streams are done), and `HTTP2StreamsHandler` serving every stream from this one pipeline.
 enum HTTP2Pipeline {
-    /// Per-stream receive window: how much request body a client may send ahead of the upstream taking it.
-    static let streamWindow = 131_072
-
     static func configure(_ channel: Channel, responder: ConnectionResponder, limits: LimitsConfig) throws {
         var connection = NIOHTTP2Handler.ConnectionConfiguration()
         connection.initialSettings = [
             HTTP2Setting(parameter: .maxConcurrentStreams, value: limits.http2MaxConcurrentStreams),
             HTTP2Setting(parameter: .maxHeaderListSize, value: limits.maxHeaderBytes),
-            HTTP2Setting(parameter: .initialWindowSize, value: streamWindow),
+            HTTP2Setting(parameter: .initialWindowSize, value: HTTP2StreamsHandler.streamWindow),
         ]
-        var stream = NIOHTTP2Handler.StreamConfiguration()
-        stream.targetWindowSize = streamWindow
-        stream.outboundBufferSizeHighWatermark = 65_536
-        stream.outboundBufferSizeLowWatermark = 32_768
         let manager = NIOHTTP2ServerConnectionManagementHandler(
             eventLoop: channel.eventLoop,
             configuration: .init(
                 maxIdleTime: .milliseconds(Int64(limits.idleTimeoutMs)), maxAge: nil,
                 maxGraceTime: .milliseconds(Int64(limits.drainTimeoutMs)), keepalive: nil))
-        let boundResponder = NIOLoopBound(responder, eventLoop: channel.eventLoop)
-        let handler = NIOHTTP2Handler(
-            mode: .server, eventLoop: channel.eventLoop, connectionConfiguration: connection, streamConfiguration: stream,
-            streamDelegate: manager.http2StreamDelegate
-        ) { streamChannel in
-            streamChannel.eventLoop.makeCompletedFuture {
-                try streamChannel.pipeline.syncOperations.addHandler(HTTP2StreamHandler(responder: boundResponder.value))
-            }
-        }
         let sync = channel.pipeline.syncOperations
-        try sync.addHandler(handler)
+        try sync.addHandler(NIOHTTP2Handler(mode: .server, connectionConfiguration: connection))
         try sync.addHandler(manager)
-        try sync.addHandler(HTTP2ConnectionErrorHandler())
-    }
-}
-
-/// NIOHTTP2 answers a connection error (a protocol violation, or its denial-of-service heuristics: rapid
-/// reset, control-frame floods, too many glitches) with GOAWAY and then reports it here. Such a client gets
-/// no grace period: the connection closes at once instead of lingering until its streams drain.
-final class HTTP2ConnectionErrorHandler: ChannelInboundHandler, Sendable {
-    typealias InboundIn = HTTP2Frame
-
-    func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        context.close(promise: nil)
+        try sync.addHandler(HTTP2StreamsHandler(responder: responder))
     }
 }
 

@@ -423,6 +423,31 @@ import Testing
         }
     }
 
+    // HTTP/2 flow control both ways, on one connection at once: a 20 MB download moves only as the client's
+    // WINDOW_UPDATEs allow (the gateway stops at a closed window and must resume on each update), and an 8 MiB
+    // upload moves only as the gateway credits the client's stream and connection windows (128 KiB and 64 KiB:
+    // without those credits it stalls after the first window).
+    @Test(.timeLimit(.minutes(1))) func largeBodiesStreamOverHTTP2() async throws {
+        try await withUpstreams { upstreams in
+            let json = basicConfig(limits: #"{ "max_body_bytes": 100000000 }"#)
+                .replacingOccurrences(of: #""port": 0 }"#, with: #""port": 0, "h2c": true }"#)
+            try await withGateway(json, upstreams: upstreams) { gateway in
+                let client = try await H2Client.connect(port: gateway.port)
+                async let download = client.get("/bytes/20000000")
+                async let upload = client.request("POST", "/upload", body: [UInt8](repeating: 0x61, count: 8 << 20))
+                let (downloaded, uploaded) = try await (download, upload)
+                #expect(downloaded.status == 200)
+                #expect(downloaded.bytes.count == 20_000_000)
+                #expect(uploaded.status == 200)
+                let json = try JSONSerialization.jsonObject(with: Data(uploaded.bytes)) as? [String: Any]
+                #expect(json?["bytes"] as? Int == 8 << 20)
+                // The connection goes on serving after both.
+                #expect(try await client.get("/echo").status == 200)
+                await client.close()
+            }
+        }
+    }
+
     // loop_detection: requests going upstream carry this gateway's id in CDN-Loop (after any the client sent), and
     // a gateway whose upstream is itself answers 508 LOOP_DETECTED once, instead of forwarding until connections run
     // out; off, no id is sent.
