@@ -70,7 +70,7 @@ SANITIZERS ?= thread address
 sanitize: deps-test
 	scripts/sanitize.sh $(SANITIZERS)
 
-# Gateway vs NGINX vs the bare upstream; writes bench/RESULTS.md (about 7 minutes).
+# Gateway vs NGINX vs the bare upstream; writes bench/RESULTS.md (about 14 minutes).
 bench:
 	@scripts/ensure-packages.sh $(BENCH_PACKAGES)
 	$(SWIFT) build -c release --product gateway
