@@ -130,15 +130,34 @@ public struct HeaderList: Sendable, Sequence {
 
     public func makeIterator() -> Array<(name: String, value: String)>.Iterator {
         var all: [(name: String, value: String)] = []
+        all.reserveCapacity(rawFields.count + added.count)
+        forEachField(lowercasingNames: false) { all.append(($0, $1)) }
+        return all.makeIterator()
+    }
+
+    /// Calls `body` with every field present, in order, without collecting them into an array first (as
+    /// iterating does). With `lowercasingNames`, received names are lowercased as their strings are made (HTTP/2
+    /// wants lowercase names; names of up to 15 bytes then need no allocation at all); added names are passed
+    /// as they are, and callers that need them lowercase lowercase them.
+    public func forEachField(lowercasingNames: Bool, _ body: (_ name: String, _ value: String) -> Void) {
         raw.withUnsafeReadableBytes { bytes in
             for field in rawFields where !field.removed {
-                all.append((
-                    String(decoding: UnsafeRawBufferPointer(rebasing: bytes[Int(field.nameStart)..<Int(field.nameStart + field.nameLength)]), as: UTF8.self),
-                    String(decoding: Self.value(of: field, in: bytes), as: UTF8.self)
-                ))
+                let name = UnsafeRawBufferPointer(rebasing: bytes[Int(field.nameStart)..<Int(field.nameStart + field.nameLength)])
+                let nameString: String
+                if lowercasingNames {
+                    nameString = String(unsafeUninitializedCapacity: name.count) { buffer in
+                        for (index, byte) in name.enumerated() {
+                            buffer[index] = byte >= 0x41 && byte <= 0x5A ? byte | 0x20 : byte
+                        }
+                        return name.count
+                    }
+                } else {
+                    nameString = String(decoding: name, as: UTF8.self)
+                }
+                body(nameString, String(decoding: Self.value(of: field, in: bytes), as: UTF8.self))
             }
         }
-        return (all + added).makeIterator()
+        for (name, value) in added { body(name, value) }
     }
 
     // MARK: Changing

@@ -14,6 +14,8 @@ import NIOTLS
 enum HTTP2Pipeline {
     static func configure(_ channel: Channel, responder: ConnectionResponder, limits: LimitsConfig) throws {
         var connection = NIOHTTP2Handler.ConnectionConfiguration()
+        // Request fields are validated where they are read (`HTTP2Stream.request(from:)`), once.
+        connection.headerBlockValidation = .disabled
         connection.initialSettings = [
             HTTP2Setting(parameter: .maxConcurrentStreams, value: limits.http2MaxConcurrentStreams),
             HTTP2Setting(parameter: .maxHeaderListSize, value: limits.maxHeaderBytes),

@@ -286,6 +286,48 @@ import TestSupport
         }
     }
 
+    // Malformed HTTP/2 header blocks (RFC 9113 §8.2, §8.3) never reach the upstream as a request: each gets a 400 on
+    // its stream (or, for bad trailers, RST_STREAM PROTOCOL_ERROR), and the connection goes on serving. A header
+    // value with CR LF is the classic way to smuggle a field (or a whole request) into the HTTP/1.1 upstream.
+    @Test func malformedHTTP2HeaderBlocksAreRefused() async throws {
+        try await withUpstreams { upstreams in
+            let json = basicConfig().replacingOccurrences(of: #""port": 0 }"#, with: #""port": 0, "h2c": true }"#)
+            try await withGateway(json, upstreams: upstreams) { gateway in
+                let client = try await H2Client.connect(port: gateway.port, validating: false)
+                let base = [(":method", "GET"), (":scheme", "http"), (":path", "/echo"), (":authority", "test.local")]
+                #expect(try await client.sendHeaderBlock(base) == .response(status: 200))
+                #expect(try await client.sendHeaderBlock(base + [("te", "trailers")]) == .response(status: 200))
+                let malformed: [(String, [(String, String)])] = [
+                    ("upper-case name", base + [("X-Upper", "1")]),
+                    ("CR LF in a value", base + [("x-note", "a\r\nx-injected: 1")]),
+                    ("LF in a value", base + [("x-note", "a\nx-injected: 1")]),
+                    ("NUL in a value", base + [("x-note", "a\u{0}b")]),
+                    ("space in a name", base + [("bad name", "1")]),
+                    ("connection field", base + [("connection", "close")]),
+                    ("transfer-encoding", base + [("transfer-encoding", "chunked")]),
+                    ("te other than trailers", base + [("te", "gzip")]),
+                    ("pseudo-header after a field", [(":method", "GET"), (":scheme", "http"), ("x-a", "1"), (":path", "/echo")]),
+                    ("duplicate :path", base + [(":path", "/other")]),
+                    ("unknown pseudo-header", base + [(":tenant", "a")]),
+                    ("extended CONNECT's :protocol", base + [(":protocol", "websocket")]),
+                    ("no :scheme", [(":method", "GET"), (":path", "/echo"), (":authority", "test.local")]),
+                    ("empty :path", [(":method", "GET"), (":scheme", "http"), (":path", ""), (":authority", "test.local")]),
+                    ("space in :path", [(":method", "GET"), (":scheme", "http"), (":path", "/echo HTTP/1.1"), (":authority", "test.local")]),
+                    ("CR LF in :authority", [(":method", "GET"), (":scheme", "http"), (":path", "/echo"), (":authority", "a\r\nx: 1")]),
+                ]
+                for (label, fields) in malformed {
+                    let outcome = try await client.sendHeaderBlock(fields)
+                    #expect(outcome == .response(status: 400), "\(label): \(outcome)")
+                }
+                let badTrailers = try await client.sendHeaderBlock(
+                    [(":method", "POST"), (":scheme", "http"), (":path", "/echo"), (":authority", "test.local")], trailers: [(":path", "/x")])
+                #expect(badTrailers == .reset(.protocolError), "\(badTrailers)")
+                #expect(try await client.sendHeaderBlock(base) == .response(status: 200))
+                await client.close()
+            }
+        }
+    }
+
     // http2_max_concurrent_streams is what the gateway announces in its SETTINGS.
     @Test func http2StreamLimitIsAnnounced() async throws {
         try await withUpstreams { upstreams in

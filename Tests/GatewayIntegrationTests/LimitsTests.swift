@@ -32,6 +32,32 @@ import Testing
         }
     }
 
+    // The same at the HTTP/2 level: a stream whose window the client never credits. The gateway stops at the window
+    // (the stream is not writable, so the upstream is paused rather than read into memory), and after send_timeout_ms
+    // resets that stream, freeing the upstream connection.
+    @Test func http2StreamsThatStopReadingAreReset() async throws {
+        try await withUpstreams { upstreams in
+            let json = basicConfig(
+                limits: #"{ "send_timeout_ms": \#(TestTime.ms(300)) }"#, upstreamExtra: #", "max_connections": 1, "max_pending_requests": 0"#,
+                top: #""admin": { "port": 0, "address": "127.0.0.1" },"#)
+                .replacingOccurrences(of: #""port": 0 }"#, with: #""port": 0, "h2c": true }"#)
+            try await withGateway(json, upstreams: upstreams) { gateway in
+                let client = try await H2Client.connect(port: gateway.port)
+                try await client.getWithoutReading("/bytes/64000000", headers: [("x-request-id", "stalled-h2")])
+                try await Task.sleep(for: .milliseconds(100))
+                let busy = try await gateway.request("GET", "/echo")
+                #expect(busy.status == 503, "the stalled answer holds the only upstream connection")
+                let status = try await OperationsTests.poll(until: 200) { try await gateway.request("GET", "/echo").status }
+                #expect(status == 200)
+                let logged = gateway.logs.entries("client stopped reading the answer: disconnected")
+                #expect(logged.first?["request_id"] as? String == "stalled-h2")
+                let metrics = PrometheusText(try await OperationsTests.admin(gateway.gateway, "/metrics", token: nil).text)
+                #expect(metrics.value("gateway_client_send_timeouts_total", ["route": "all"]) == 1)
+                await client.close()
+            }
+        }
+    }
+
     // Headers beyond max_header_bytes: 431 and close.
     @Test func oversizedHeadersAre431() async throws {
         try await withUpstreams { upstreams in

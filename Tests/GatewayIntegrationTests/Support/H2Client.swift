@@ -1,5 +1,6 @@
 import NIOCore
 import NIOConcurrencyHelpers
+import NIOHPACK
 import NIOHTTP1
 import NIOHTTP2
 import NIOPosix
@@ -31,14 +32,20 @@ final class H2Client: Sendable {
         self.multiplexer = multiplexer
     }
 
-    static func connect(port: Int) async throws -> H2Client {
+    /// `validating: false` lets the client send header blocks HTTP/2 forbids (for `sendHeaderBlock`).
+    static func connect(port: Int, validating: Bool = true) async throws -> H2Client {
         let box = NIOLockedValueBox<NIOHTTP2Handler.StreamMultiplexer?>(nil)
+        let configuration = {
+            var configuration = NIOHTTP2Handler.ConnectionConfiguration()
+            if !validating { configuration.headerBlockValidation = .disabled }
+            return configuration
+        }()
         let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .connectTimeout(.seconds(5))
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     let multiplexer = try channel.pipeline.syncOperations.configureHTTP2Pipeline(
-                        mode: .client, connectionConfiguration: .init(), streamConfiguration: .init()
+                        mode: .client, connectionConfiguration: configuration, streamConfiguration: .init()
                     ) { stream in stream.eventLoop.makeSucceededVoidFuture() }
                     box.withLockedValue { $0 = multiplexer }
                 }
@@ -72,6 +79,79 @@ final class H2Client: Sendable {
     }
 
     func close() async { try? await channel.close() }
+
+    /// Sends a GET on a new stream that then reads nothing: its window is never credited, so the gateway may send
+    /// at most a window's worth of the answer (a client that stopped reading, at the HTTP/2 level).
+    func getWithoutReading(_ path: String, headers: [(String, String)] = []) async throws {
+        let stream = try await multiplexer.createStreamChannel { stream in
+            stream.eventLoop.makeCompletedFuture {
+                try stream.syncOptions?.setOption(ChannelOptions.autoRead, value: false)
+                try stream.pipeline.syncOperations.addHandler(HTTP2FramePayloadToHTTP1ClientCodec(httpProtocol: .http))
+            }
+        }.get()
+        var fields = HTTPHeaders([("host", "test.local")])
+        for (name, value) in headers { fields.add(name: name, value: value) }
+        stream.write(HTTPClientRequestPart.head(HTTPRequestHead(version: .http1_1, method: .GET, uri: path, headers: fields)), promise: nil)
+        try await stream.writeAndFlush(HTTPClientRequestPart.end(nil))
+    }
+
+    /// What a stream opened with a raw header block got back.
+    enum Outcome: Equatable, Sendable {
+        case response(status: Int)
+        case reset(HTTP2ErrorCode)
+    }
+
+    /// Opens a stream with exactly these fields, in this order (pseudo-headers included, nothing added or
+    /// lowercased), then, unless `trailers` is nil, a DATA frame and a second header block ending the stream.
+    func sendHeaderBlock(_ fields: [(String, String)], trailers: [(String, String)]? = nil) async throws -> Outcome {
+        let promise = channel.eventLoop.makePromise(of: Outcome.self)
+        let stream = try await multiplexer.createStreamChannel { stream in
+            stream.eventLoop.makeCompletedFuture {
+                try stream.pipeline.syncOperations.addHandler(OutcomeCollector(promise: promise))
+            }
+        }.get()
+        let block = HPACKHeaders(fields.map { ($0.0, $0.1) })
+        if let trailers {
+            stream.write(HTTP2Frame.FramePayload.headers(.init(headers: block)), promise: nil)
+            stream.write(HTTP2Frame.FramePayload.data(.init(data: .byteBuffer(ByteBuffer(string: "body")))), promise: nil)
+            let ending = HPACKHeaders(trailers.map { ($0.0, $0.1) })
+            try await stream.writeAndFlush(HTTP2Frame.FramePayload.headers(.init(headers: ending, endStream: true)))
+        } else {
+            try await stream.writeAndFlush(HTTP2Frame.FramePayload.headers(.init(headers: block, endStream: true)))
+        }
+        return try await promise.futureResult.get()
+    }
+
+    final class OutcomeCollector: ChannelInboundHandler {
+        typealias InboundIn = HTTP2Frame.FramePayload
+        let promise: EventLoopPromise<Outcome>
+        /// The first outcome counts (a response may be followed by a reset of the rest of the request).
+        var done = false
+        init(promise: EventLoopPromise<Outcome>) { self.promise = promise }
+
+        private func finish(_ result: Result<Outcome, any Error>) {
+            guard !done else { return }
+            done = true
+            promise.completeWith(result)
+        }
+
+        func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+            switch unwrapInboundIn(data) {
+            case .headers(let headers):
+                if let status = headers.headers.first(name: ":status").flatMap({ Int($0) }), status >= 200 {
+                    finish(.success(.response(status: status)))
+                }
+            case .rstStream(let code): finish(.success(.reset(code)))
+            default: break
+            }
+        }
+
+        func errorCaught(context: ChannelHandlerContext, error: any Error) {
+            if let closed = error as? NIOHTTP2Errors.StreamClosed { finish(.success(.reset(closed.errorCode))) } else { finish(.failure(error)) }
+        }
+
+        func channelInactive(context: ChannelHandlerContext) { finish(.failure(ChannelError.eof)) }
+    }
 
     final class Collector: ChannelInboundHandler {
         typealias InboundIn = HTTPClientResponsePart
