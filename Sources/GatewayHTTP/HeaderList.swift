@@ -136,9 +136,9 @@ public struct HeaderList: Sendable, Sequence {
     }
 
     /// Calls `body` with every field present, in order, without collecting them into an array first (as
-    /// iterating does). With `lowercasingNames`, received names are lowercased as their strings are made (HTTP/2
-    /// wants lowercase names; names of up to 15 bytes then need no allocation at all); added names are passed
-    /// as they are, and callers that need them lowercase lowercase them.
+    /// iterating does). With `lowercasingNames` (HTTP/2 wants lowercase names), received names are lowercased as
+    /// their strings are made (names of up to 15 bytes then need no allocation at all), and added names (the
+    /// gateway's own rules and filters: nearly always lowercase already) are lowercased when they are not.
     public func forEachField(lowercasingNames: Bool, _ body: (_ name: String, _ value: String) -> Void) {
         raw.withUnsafeReadableBytes { bytes in
             for field in rawFields where !field.removed {
@@ -157,7 +157,14 @@ public struct HeaderList: Sendable, Sequence {
                 body(nameString, String(decoding: Self.value(of: field, in: bytes), as: UTF8.self))
             }
         }
-        for (name, value) in added { body(name, value) }
+        for (name, value) in added {
+            if lowercasingNames, Self.hasUppercase(name) { body(name.lowercased(), value) } else { body(name, value) }
+        }
+    }
+
+    private static func hasUppercase(_ name: String) -> Bool {
+        var name = name
+        return name.withUTF8 { bytes in bytes.contains { $0 >= 0x41 && $0 <= 0x5A } }
     }
 
     // MARK: Changing

@@ -76,18 +76,20 @@ final class HTTP2StreamsHandler: ChannelInboundHandler {
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        // Window events come with every DATA frame, so they are tried first (each `as` is a dynamic cast).
         switch event {
-        case let closed as StreamClosedEvent:
-            // Reset by NIO (a stream error, or the client's RST_STREAM already handled above) or closed normally.
-            streams.removeValue(forKey: closed.streamID)?.clientWentAway()
-        case let window as NIOHTTP2WindowUpdatedEvent where window.streamID == .rootStream:
+        case let window as NIOHTTP2WindowUpdatedEvent:
             // The connection's receive window is credited as bytes arrive, whichever stream they were for (a
             // paused stream holds them against its own window, not every other stream's; frames NIO dropped for
             // closed streams count too, which is why this follows NIO's window and not the frames seen here).
-            if let size = window.inboundWindowSize, size <= Self.initialConnectionWindow / 2 {
+            // Streams' windows are credited as their bytes are handed on (`HTTP2Stream`).
+            if window.streamID == .rootStream, let size = window.inboundWindowSize, size <= Self.initialConnectionWindow / 2 {
                 write(HTTP2Frame(streamID: .rootStream, payload: .windowUpdate(windowSizeIncrement: Self.initialConnectionWindow - size)))
                 flush()
             }
+        case let closed as StreamClosedEvent:
+            // Reset by NIO (a stream error, or the client's RST_STREAM already handled above) or closed normally.
+            streams.removeValue(forKey: closed.streamID)?.clientWentAway()
         case let change as NIOHTTP2BulkStreamWindowChangeEvent:
             // The client changed SETTINGS_INITIAL_WINDOW_SIZE: every open stream's window moves by the difference.
             for stream in streams.values {
@@ -426,11 +428,25 @@ final class HTTP2Stream: DownstreamStream {
         fields.reserveCapacity(head.headers.count + 1)
         fields.add(name: ":status", value: String(head.status))
         head.headers.forEachField(lowercasingNames: true) { name, value in
-            // Added names come from the gateway's own rules and filters: almost always lowercase already.
-            let lowered = name.utf8.contains { $0 >= 0x41 && $0 <= 0x5A } ? name.lowercased() : name
-            if !HTTP2Fields.isConnectionSpecific(lowered) { fields.add(name: lowered, value: value) }
+            if !HTTP2Fields.isConnectionSpecific(name) { fields.add(name: name, value: value, indexing: indexing(of: name)) }
         }
         return fields
+    }
+
+    /// Whether HPACK may keep a response field in the connection's dynamic table (RFC 7541 §6.2). Values that
+    /// differ in nearly every response are not kept: they would only push out the ones that repeat (content
+    /// type, security headers), which then go out as one byte each; and NIO's encoder looks every field up in
+    /// the table entry by entry, so a table full of spent values costs every later response. Cookies are never
+    /// kept (§7.1.3: a shared table must not let one response's secrets be probed by another's size).
+    static func indexing(of lowercasedName: String) -> HPACKIndexing {
+        switch lowercasedName {
+        case "set-cookie": return .neverIndexed
+        case "date", "x-request-id", "content-length", "etag", "last-modified", "age", "expires", "traceparent",
+             "tracestate", "location", "content-range", "ratelimit", "ratelimit-remaining", "ratelimit-reset",
+             "x-ratelimit-remaining", "x-ratelimit-reset", "retry-after":
+            return .nonIndexable
+        default: return .indexable
+        }
     }
 }
 

@@ -328,6 +328,26 @@ import TestSupport
         }
     }
 
+    // HPACK (RFC 7541): a response's cookies are never put in the connection's shared compression table (§7.1.3: one
+    // response's secret could be probed through another's size), values that change every response (date, request
+    // id) are not put there either, and the fields that repeat are.
+    @Test func http2ResponseFieldIndexing() async throws {
+        try await withUpstreams { upstreams in
+            let json = basicConfig().replacingOccurrences(of: #""port": 0 }"#, with: #""port": 0, "h2c": true }"#)
+            try await withGateway(json, upstreams: upstreams) { gateway in
+                let client = try await H2Client.connect(port: gateway.port)
+                let fields = try await client.responseFields(
+                    [(":method", "GET"), (":scheme", "http"), (":path", "/status/200?set_cookie=session%3Dsecret"), (":authority", "test.local")])
+                await client.close()
+                let indexing = Dictionary(fields.map { ($0.name, $0.indexing) }, uniquingKeysWith: { first, _ in first })
+                #expect(indexing["set-cookie"] == .neverIndexed, "\(fields)")
+                #expect(indexing["x-request-id"] == .nonIndexable)
+                #expect(indexing["date"] == .nonIndexable)
+                #expect(indexing["x-content-type-options"] == .indexable)
+            }
+        }
+    }
+
     // http2_max_concurrent_streams is what the gateway announces in its SETTINGS.
     @Test func http2StreamLimitIsAnnounced() async throws {
         try await withUpstreams { upstreams in

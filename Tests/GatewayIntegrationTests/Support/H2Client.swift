@@ -122,11 +122,26 @@ final class H2Client: Sendable {
         return try await promise.futureResult.get()
     }
 
-    final class OutcomeCollector: ChannelInboundHandler {
+    /// The final response head's fields as they were decoded, with how HPACK sent each (RFC 7541 §6.2: whether the
+    /// gateway let the field into the connection's dynamic table).
+    func responseFields(_ fields: [(String, String)]) async throws -> [(name: String, value: String, indexing: HPACKIndexing)] {
+        let promise = channel.eventLoop.makePromise(of: Outcome.self)
+        let collector = OutcomeCollector(promise: promise)
+        let stream = try await multiplexer.createStreamChannel { stream in
+            stream.eventLoop.makeCompletedFuture { try stream.pipeline.syncOperations.addHandler(collector) }
+        }.get()
+        try await stream.writeAndFlush(HTTP2Frame.FramePayload.headers(.init(headers: HPACKHeaders(fields), endStream: true)))
+        _ = try await promise.futureResult.get()
+        return try await stream.eventLoop.submit { collector.fields }.get()
+    }
+
+    final class OutcomeCollector: ChannelInboundHandler, @unchecked Sendable {
         typealias InboundIn = HTTP2Frame.FramePayload
         let promise: EventLoopPromise<Outcome>
         /// The first outcome counts (a response may be followed by a reset of the rest of the request).
         var done = false
+        /// The final response head's fields (read on the stream's event loop).
+        var fields: [(name: String, value: String, indexing: HPACKIndexing)] = []
         init(promise: EventLoopPromise<Outcome>) { self.promise = promise }
 
         private func finish(_ result: Result<Outcome, any Error>) {
@@ -139,6 +154,7 @@ final class H2Client: Sendable {
             switch unwrapInboundIn(data) {
             case .headers(let headers):
                 if let status = headers.headers.first(name: ":status").flatMap({ Int($0) }), status >= 200 {
+                    if !done { fields = headers.headers.map { ($0.name, $0.value, $0.indexable) } }
                     finish(.success(.response(status: status)))
                 }
             case .rstStream(let code): finish(.success(.reset(code)))
