@@ -176,6 +176,9 @@ final class HTTP2Stream: DownstreamStream {
     private var finalHeadWritten = false
     /// The response's trailer fields, sent as the last HEADERS frame.
     private var pendingTrailers: HPACKHeaders?
+    /// The last body part, held until the next one, the end or a flush: when the end comes in the same event (a
+    /// small answer read whole), END_STREAM goes on it instead of on an empty DATA frame of its own.
+    private var pendingData: ByteBuffer?
     /// What the client's window for this stream still allows us to send.
     var sendWindow: Int
     private var reportedWritable = true
@@ -246,6 +249,7 @@ final class HTTP2Stream: DownstreamStream {
 
     func clientWentAway() {
         held.removeAll()
+        pendingData = nil
         let exchange = self.exchange
         self.exchange = nil
         if !responseEnded {
@@ -282,8 +286,9 @@ final class HTTP2Stream: DownstreamStream {
     func writeResponseBody(_ buffer: ByteBuffer) {
         guard !responseEnded, buffer.readableBytes > 0 else { return }
         sendPendingHead(endStream: false)
+        sendPendingData()
         sendWindow -= buffer.readableBytes
-        connection.write(HTTP2Frame(streamID: id, payload: .data(.init(data: .byteBuffer(buffer)))))
+        pendingData = buffer
         updateWritability()
     }
 
@@ -302,9 +307,12 @@ final class HTTP2Stream: DownstreamStream {
         if let trailers = pendingTrailers {
             pendingTrailers = nil
             sendPendingHead(endStream: false)
+            sendPendingData()
             connection.write(HTTP2Frame(streamID: id, payload: .headers(.init(headers: trailers, endStream: true))))
         } else if pendingHead != nil {
-            sendPendingHead(endStream: true)
+            sendPendingHead(endStream: true)  // no body at all (a body's first part sends the head)
+        } else if pendingData != nil {
+            sendPendingData(endStream: true)
         } else {
             connection.write(HTTP2Frame(streamID: id, payload: .data(.init(data: .byteBuffer(ByteBuffer()), endStream: true))))
         }
@@ -321,7 +329,16 @@ final class HTTP2Stream: DownstreamStream {
         connection.write(HTTP2Frame(streamID: id, payload: .headers(.init(headers: fields, endStream: endStream))))
     }
 
-    func flush() { connection.flush() }
+    private func sendPendingData(endStream: Bool = false) {
+        guard let data = pendingData else { return }
+        pendingData = nil
+        connection.write(HTTP2Frame(streamID: id, payload: .data(.init(data: .byteBuffer(data), endStream: endStream))))
+    }
+
+    func flush() {
+        sendPendingData()
+        connection.flush()
+    }
 
     /// HTTP/2 has no Upgrade (RFC 9113 §8.6); exchanges never ask, and a stream cannot become a tunnel.
     func switchToTunnel() { abortResponse() }
@@ -333,6 +350,7 @@ final class HTTP2Stream: DownstreamStream {
         responseEnded = true
         exchange = nil
         held.removeAll()
+        pendingData = nil
         connection.write(HTTP2Frame(streamID: id, payload: .rstStream(.internalError)))
         connection.flush()
         connection.streamFinished(id)

@@ -448,6 +448,30 @@ import Testing
         }
     }
 
+    // HTTP/2 framing of answers: a small body read whole goes out as one DATA frame carrying END_STREAM (not a
+    // DATA frame and an empty one after it), while a streamed body still goes out part by part as it arrives.
+    @Test func http2DataFrames() async throws {
+        try await withUpstreams { upstreams in
+            let json = basicConfig().replacingOccurrences(of: #""port": 0 }"#, with: #""port": 0, "h2c": true }"#)
+            try await withGateway(json, upstreams: upstreams) { gateway in
+                let small = try await shell("nghttp -v http://127.0.0.1:\(gateway.port)/bytes/1000", timeout: .seconds(30))
+                let frames = small.stdout.split(separator: "\n").filter { $0.contains("recv DATA frame") }
+                #expect(frames.count == 1, "\(frames)")
+                #expect(frames.first?.contains("<length=1000, flags=0x01") == true, "\(frames)")
+
+                let streamed = try await shell("nghttp -v 'http://127.0.0.1:\(gateway.port)/stream?chunks=3&interval_ms=300'", timeout: .seconds(30))
+                // "[  0.304] recv DATA frame <length=8, flags=0x00, stream_id=13>": when each frame arrived. The upstream
+                // sends a part every 300 ms; each must leave as it arrives, not wait for the next one.
+                let lines = streamed.stdout.split(separator: "\n")
+                func time(_ line: Substring) -> Double? { Double(line.drop { $0 == "[" || $0 == " " }.prefix { $0 != "]" }) }
+                let head = lines.first { $0.contains("recv HEADERS frame") }.flatMap(time)
+                let parts = lines.filter { $0.contains("recv DATA frame") && !$0.contains("length=0,") }.compactMap(time)
+                #expect(parts.count == 3, "\(streamed.stdout)")
+                if let head, let first = parts.first { #expect(first - head < 0.15, "head at \(head), parts at \(parts)") }
+            }
+        }
+    }
+
     // loop_detection: requests going upstream carry this gateway's id in CDN-Loop (after any the client sent), and
     // a gateway whose upstream is itself answers 508 LOOP_DETECTED once, instead of forwarding until connections run
     // out; off, no id is sent.
