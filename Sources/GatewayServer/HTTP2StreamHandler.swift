@@ -166,7 +166,10 @@ final class HTTP2StreamsHandler: ChannelInboundHandler {
 /// can take it, and the client's stream window is credited only for what was handed on.
 final class HTTP2Stream: DownstreamStream {
     let id: HTTP2StreamID
-    private unowned let connection: HTTP2StreamsHandler
+    /// Strong: an exchange may hold its stream after the connection's pipeline let the handler go (writes then
+    /// go nowhere, as `context` is nil). The cycle through `streams` ends when the stream leaves the dictionary,
+    /// which every way a stream ends does.
+    private let connection: HTTP2StreamsHandler
     private var exchange: ExchangeDriver?
     private var requestEnded = false
     private var responseEnded = false
