@@ -16,13 +16,7 @@ import Testing
             try await withGateway(json, upstreams: upstreams) { gateway in
                 let stalled = try await RawClient.connect(port: gateway.port, reading: false)
                 try await stalled.send("GET /bytes/64000000 HTTP/1.1\r\nHost: x\r\nX-Request-ID: stalled-1\r\n\r\n")
-                try await Task.sleep(for: .milliseconds(100))
-                let busy = try await gateway.request("GET", "/echo")
-                #expect(busy.status == 503, "the stalled answer holds the only upstream connection")
-                let status = try await OperationsTests.poll(until: 200) { try await gateway.request("GET", "/echo").status }
-                #expect(status == 200)
-                let logged = gateway.logs.entries("client stopped reading the answer: disconnected")
-                #expect(logged.first?["request_id"] as? String == "stalled-1")
+                try await Self.expectStalledAnswerIsCutOff(gateway, requestID: "stalled-1")
                 let access = await gateway.logs.accessEntry(requestID: "stalled-1")
                 #expect(access?["completed"] as? Bool == false && access?["status"] as? Int == 200, "\(String(describing: access))")
                 let metrics = PrometheusText(try await OperationsTests.admin(gateway.gateway, "/metrics", token: nil).text)
@@ -44,18 +38,24 @@ import Testing
             try await withGateway(json, upstreams: upstreams) { gateway in
                 let client = try await H2Client.connect(port: gateway.port)
                 try await client.getWithoutReading("/bytes/64000000", headers: [("x-request-id", "stalled-h2")])
-                try await Task.sleep(for: .milliseconds(100))
-                let busy = try await gateway.request("GET", "/echo")
-                #expect(busy.status == 503, "the stalled answer holds the only upstream connection")
-                let status = try await OperationsTests.poll(until: 200) { try await gateway.request("GET", "/echo").status }
-                #expect(status == 200)
-                let logged = gateway.logs.entries("client stopped reading the answer: disconnected")
-                #expect(logged.first?["request_id"] as? String == "stalled-h2")
+                try await Self.expectStalledAnswerIsCutOff(gateway, requestID: "stalled-h2")
                 let metrics = PrometheusText(try await OperationsTests.admin(gateway.gateway, "/metrics", token: nil).text)
                 #expect(metrics.value("gateway_client_send_timeouts_total", ["route": "all"]) == 1)
                 await client.close()
             }
         }
+    }
+
+    /// With the only upstream connection held by an answer nobody reads: other requests get 503 until
+    /// send_timeout_ms cuts the stalled one off (logged with its request id), then 200.
+    static func expectStalledAnswerIsCutOff(_ gateway: TestGateway, requestID: String) async throws {
+        try await Task.sleep(for: .milliseconds(100))
+        let busy = try await gateway.request("GET", "/echo")
+        #expect(busy.status == 503, "the stalled answer holds the only upstream connection")
+        let status = try await OperationsTests.poll(until: 200) { try await gateway.request("GET", "/echo").status }
+        #expect(status == 200)
+        let logged = gateway.logs.entries("client stopped reading the answer: disconnected")
+        #expect(logged.first?["request_id"] as? String == requestID)
     }
 
     // Headers beyond max_header_bytes: 431 and close.
