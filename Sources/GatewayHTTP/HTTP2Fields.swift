@@ -11,7 +11,7 @@ public enum HTTP2Fields {
 
 /// How much of a receive window to give back, and when: once half of it has been taken, all that was taken
 /// (as NIO's own window manager does), so a client streaming a body gets a WINDOW_UPDATE every half window.
-public struct ReceiveWindowCredit: Equatable, Sendable {
+public struct ReceiveWindowCredit: Sendable {
     public let window: Int
     public private(set) var taken = 0
 

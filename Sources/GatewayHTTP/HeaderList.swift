@@ -147,7 +147,7 @@ public struct HeaderList: Sendable, Sequence {
                 if lowercasingNames {
                     nameString = String(unsafeUninitializedCapacity: name.count) { buffer in
                         for (index, byte) in name.enumerated() {
-                            buffer[index] = byte >= 0x41 && byte <= 0x5A ? byte | 0x20 : byte
+                            buffer[index] = ASCII.lower(byte)
                         }
                         return name.count
                     }
@@ -164,7 +164,7 @@ public struct HeaderList: Sendable, Sequence {
 
     private static func hasUppercase(_ name: String) -> Bool {
         var name = name
-        return name.withUTF8 { bytes in bytes.contains { $0 >= 0x41 && $0 <= 0x5A } }
+        return name.withUTF8 { bytes in bytes.contains { ASCII.lower($0) != $0 } }
     }
 
     // MARK: Changing

@@ -297,9 +297,8 @@ final class HTTP2Stream: DownstreamStream {
 
     func writeResponseTrailers(_ trailers: HeaderList) {
         var fields = HPACKHeaders()
-        for (name, value) in trailers {
-            let lowered = name.lowercased()
-            if !HTTP2Fields.isConnectionSpecific(lowered) && !lowered.hasPrefix(":") { fields.add(name: lowered, value: value) }
+        trailers.forEachField(lowercasingNames: true) { name, value in
+            if !HTTP2Fields.isConnectionSpecific(name) && !name.hasPrefix(":") { fields.add(name: name, value: value) }
         }
         pendingTrailers = fields
     }
@@ -472,24 +471,17 @@ final class HTTP2Stream: DownstreamStream {
 }
 
 /// Why a request's header block was refused.
-struct MalformedFields: Error, Equatable {
+struct MalformedFields: Error {
     let reason: String
     init(_ reason: String) { self.reason = reason }
 }
 
 /// The byte rules of HTTP/2 fields (RFC 9113 §8.2.1, RFC 9110 §5.1 and §5.5), on UTF-8 bytes.
 enum HTTP2FieldSyntax {
-    /// tchar without upper case: HTTP/2 names are lowercase.
-    private static let nameBytes: [Bool] = (0..<256).map { byte in
-        switch byte {
-        case 0x21, 0x23...0x27, 0x2A, 0x2B, 0x2D, 0x2E, 0x30...0x39, 0x5E...0x7A, 0x7C, 0x7E: return true
-        default: return false
-        }
-    }
-
+    /// A token without upper case: HTTP/2 names are lowercase.
     static func isFieldName(_ name: String) -> Bool {
         var name = name
-        return name.withUTF8 { bytes in !bytes.isEmpty && bytes.allSatisfy { nameBytes[Int($0)] } }
+        return name.withUTF8 { bytes in !bytes.isEmpty && bytes.allSatisfy { ASCII.isToken($0) && ASCII.lower($0) == $0 } }
     }
 
     static func isFieldValue(_ value: String) -> Bool {
