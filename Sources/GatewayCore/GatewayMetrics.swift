@@ -1,5 +1,6 @@
 import CoreMetrics
 import NIOConcurrencyHelpers
+import Synchronization
 import GatewayHTTP
 
 /// The gateway's metrics through swift-metrics (the Prometheus backend lives in the app). Names start with
@@ -8,7 +9,8 @@ import GatewayHTTP
 /// header or credential.
 ///
 /// Handles are created once per label set and kept, so recording costs a dictionary lookup under an
-/// uncontended lock rather than a registry lookup.
+/// uncontended lock rather than a registry lookup; the per-request ones (`RouteMetrics`, `TargetMetrics`)
+/// keep theirs and take no lock at all.
 public final class GatewayMetrics: Sendable {
     private let factory: any MetricsFactory
     private let counters = NIOLockedValueBox<[String: Counter]>([:])
@@ -222,15 +224,18 @@ public final class GatewayMetrics: Sendable {
 /// bytes each way (`gateway_request_body_bytes_total{route}`, `gateway_response_body_bytes_total{route}`) for
 /// one route. Request counters are made on first use of a method/status pair (so unused pairs do not clutter
 /// /metrics).
-public final class RouteMetrics: Sendable {
+public final class RouteMetrics: @unchecked Sendable {
+    // @unchecked: `counters` is shared memory of atomics; a slot, once set, holds its counter until deinit.
     private static let methods: [HTTPMethod] = [.GET, .HEAD, .POST, .PUT, .DELETE, .PATCH, .OPTIONS]
+    private static let slots = 40
     private let route: String
     private let metrics: GatewayMetrics
     private let duration: LatencyHistogram
     private let requestBodyBytes: Counter
     private let responseBodyBytes: Counter
-    /// 8 method slots (7 standard + OTHER) x 5 status classes.
-    private let counters = NIOLockedValueBox<[Counter?]>(Array(repeating: nil, count: 40))
+    /// 8 method slots (7 standard + OTHER) x 5 status classes, each a retained `Counter` or nil until the
+    /// pair is first seen. Read without a lock on every request.
+    private let counters: UnsafeMutablePointer<Synchronization.Atomic<UnsafeMutableRawPointer?>>
 
     init(route: String, metrics: GatewayMetrics) {
         self.route = route
@@ -238,6 +243,16 @@ public final class RouteMetrics: Sendable {
         self.duration = metrics.latencyHistogram("gateway_request_duration_seconds", [("route", route)])
         self.requestBodyBytes = metrics.counter("gateway_request_body_bytes_total", [("route", route)])
         self.responseBodyBytes = metrics.counter("gateway_response_body_bytes_total", [("route", route)])
+        self.counters = .allocate(capacity: Self.slots)
+        for slot in 0..<Self.slots { (counters + slot).initialize(to: Synchronization.Atomic(nil)) }
+    }
+
+    deinit {
+        for slot in 0..<Self.slots {
+            if let counter = counters[slot].load(ordering: .acquiring) { Unmanaged<Counter>.fromOpaque(counter).release() }
+        }
+        counters.deinitialize(count: Self.slots)
+        counters.deallocate()
     }
 
     /// `bytesIn`/`bytesOut`: body bytes received from the client and sent to it (compressed size when compressed).
@@ -247,16 +262,25 @@ public final class RouteMetrics: Sendable {
         let methodSlot = Self.methods.firstIndex(of: method) ?? 7
         let classSlot = min(4, max(0, status / 100 - 1))
         let slot = methodSlot * 5 + classSlot
-        let counter = counters.withLockedValue { counters in
-            if let counter = counters[slot] { return counter }
-            let counter = metrics.counter(
-                "gateway_requests_total",
-                [("route", route), ("method", GatewayMetrics.methodLabel(method)), ("status_class", GatewayMetrics.statusClass(status))])
-            counters[slot] = counter
-            return counter
+        if let counter = counters[slot].load(ordering: .acquiring) {
+            Unmanaged<Counter>.fromOpaque(counter)._withUnsafeGuaranteedRef { $0.increment() }
+        } else {
+            requestCounter(slot: slot, method: method, status: status).increment()
         }
-        counter.increment()
         duration.record(nanoseconds: durationNanos)
+    }
+
+    /// The pair's counter on its first request. Threads racing here get the same counter from the registry;
+    /// one of them stores it.
+    private func requestCounter(slot: Int, method: HTTPMethod, status: Int) -> Counter {
+        let counter = metrics.counter(
+            "gateway_requests_total",
+            [("route", route), ("method", GatewayMetrics.methodLabel(method)), ("status_class", GatewayMetrics.statusClass(status))])
+        let retained = Unmanaged.passRetained(counter).toOpaque()
+        if !counters[slot].compareExchange(expected: nil, desired: retained, ordering: .acquiringAndReleasing).exchanged {
+            Unmanaged<Counter>.fromOpaque(retained).release()
+        }
+        return counter
     }
 
     /// What became of a copy sent to the route's `mirror`: `answered` (the mirror upstream answered, whatever

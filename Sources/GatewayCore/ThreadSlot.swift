@@ -3,6 +3,7 @@ import Glibc
 #elseif canImport(Musl)
 import Musl
 #endif
+import Synchronization
 
 /// A thread-local slot holding one object per thread, made on the thread's first use and released when the
 /// thread ends: per-thread state (a random generator, a formatted date) that needs no lock.
@@ -26,5 +27,29 @@ final class ThreadSlot: Sendable {
         let object = make()
         pthread_setspecific(key, Unmanaged<AnyObject>.passRetained(object).toOpaque())
         return object
+    }
+}
+
+/// A small number for each thread, for per-thread shards of hot counters: the first `capacity` threads to ask
+/// get 0, 1, 2, ... for their lifetime (event loops ask first and live as long as the process); any later
+/// thread gets nil and takes its shard-less path. Numbers are not reused when a thread ends.
+enum ThreadIndex {
+    static let capacity = 64
+    private static let next = Atomic<Int>(0)
+    /// Holds index + 1, or capacity + 1 for a thread without one; 0 (no value yet) means not asked before.
+    private static let key: pthread_key_t = {
+        var key = pthread_key_t()
+        precondition(pthread_key_create(&key, nil) == 0, "pthread_key_create failed")
+        return key
+    }()
+
+    /// This thread's index, or nil when every index was taken before this thread asked.
+    @inline(__always)
+    static var current: Int? {
+        let stored = Int(bitPattern: pthread_getspecific(key))
+        if stored != 0 { return stored <= capacity ? stored - 1 : nil }
+        let taken = min(next.wrappingAdd(1, ordering: .relaxed).oldValue, capacity)
+        pthread_setspecific(key, UnsafeRawPointer(bitPattern: taken + 1))
+        return taken < capacity ? taken : nil
     }
 }

@@ -1,3 +1,7 @@
+import CoreMetrics
+import Foundation
+import NIOConcurrencyHelpers
+import Synchronization
 import Testing
 @testable import GatewayCore
 
@@ -50,4 +54,101 @@ import Testing
         #expect(text.components(separatedBy: "# TYPE x_seconds_b histogram\n").count == 2)
         #expect(text.contains("x_seconds_count{route=\"a\"} 1\n") && text.contains("x_seconds_count{route=\"b\"} 1\n"))
     }
+}
+
+/// Records from more threads than there are shards (`ThreadIndex.capacity`), all at once: every record is
+/// counted once, in its bucket, whether its thread has a shard or shares the locked one.
+@Suite struct ShardedMetricsTests {
+    static let threads = ThreadIndex.capacity + 8
+    static let recordsPerThread = 500
+
+    @Test func histogramCountsEveryRecordFromEveryThread() {
+        let histogram = LatencyHistogram(name: "t", labels: [], bounds: [1_000, 2_000])
+        runOnThreads(Self.threads) { thread in
+            for record in 0..<Self.recordsPerThread { histogram.record(nanoseconds: Int64(record % 3) * 1_500 + Int64(thread)) }
+        }
+        let (cumulative, sum) = histogram.snapshot
+        let total = Self.threads * Self.recordsPerThread
+        // record % 3 == 0 lands at or below 1,000 (thread numbers are < 1,000), 1 in (1,000, 2,000], 2 above.
+        let perBucket = (0..<3).map { bucket in (0..<Self.recordsPerThread).filter { $0 % 3 == bucket }.count * Self.threads }
+        #expect(cumulative == [perBucket[0], perBucket[0] + perBucket[1], total])
+        let expectedSum = (0..<Self.threads).reduce(Int64(0)) { sum, thread in
+            sum + (0..<Self.recordsPerThread).reduce(Int64(0)) { $0 + Int64($1 % 3) * 1_500 + Int64(thread) }
+        }
+        #expect(sum == expectedSum)
+    }
+
+    // The request counter of a method/status pair is made on its first request; threads meeting there at once
+    // must all count, into one counter.
+    @Test func routeRequestCountersCountEveryRecordFromEveryThread() {
+        let factory = CountingMetricsFactory()
+        let route = GatewayMetrics(factory: factory).route("r")
+        runOnThreads(Self.threads) { thread in
+            for _ in 0..<Self.recordsPerThread {
+                route.record(method: thread % 2 == 0 ? .GET : .POST, status: 200, durationNanos: 1)
+            }
+        }
+        let half = Self.threads / 2 * Self.recordsPerThread
+        #expect(factory.total("gateway_requests_total", ["route": "r", "method": "GET", "status_class": "2xx"]) == half)
+        #expect(factory.total("gateway_requests_total", ["route": "r", "method": "POST", "status_class": "2xx"]) == half)
+    }
+
+    /// Starts `count` threads together and returns when all have run `body`.
+    private func runOnThreads(_ count: Int, _ body: @escaping @Sendable (Int) -> Void) {
+        let start = DispatchSemaphore(value: 0)
+        let done = DispatchGroup()
+        for thread in 0..<count {
+            done.enter()
+            Thread.detachNewThread {
+                start.wait()
+                body(thread)
+                done.leave()
+            }
+        }
+        for _ in 0..<count { start.signal() }
+        done.wait()
+    }
+}
+
+/// A swift-metrics backend that only counts, for tests that check what was counted.
+private final class CountingMetricsFactory: MetricsFactory, Sendable {
+    private let counters = NIOLockedValueBox<[String: CountingCounter]>([:])
+
+    func total(_ label: String, _ dimensions: [String: String]) -> Int? {
+        counters.withLockedValue { counters in
+            counters.first { $0.key == Self.key(label, dimensions) }?.value.total.load(ordering: .relaxed)
+        }
+    }
+
+    private static func key(_ label: String, _ dimensions: [String: String]) -> String {
+        label + dimensions.sorted { $0.key < $1.key }.map { "|\($0.key)=\($0.value)" }.joined()
+    }
+
+    func makeCounter(label: String, dimensions: [(String, String)]) -> CounterHandler {
+        let key = Self.key(label, Dictionary(dimensions, uniquingKeysWith: { $1 }))
+        return counters.withLockedValue { counters in
+            if let counter = counters[key] { return counter }
+            let counter = CountingCounter()
+            counters[key] = counter
+            return counter
+        }
+    }
+
+    func makeFloatingPointCounter(label: String, dimensions: [(String, String)]) -> FloatingPointCounterHandler {
+        NOOPMetricsHandler.instance
+    }
+    func makeRecorder(label: String, dimensions: [(String, String)], aggregate: Bool) -> RecorderHandler {
+        NOOPMetricsHandler.instance
+    }
+    func makeTimer(label: String, dimensions: [(String, String)]) -> TimerHandler { NOOPMetricsHandler.instance }
+    func destroyCounter(_ handler: CounterHandler) {}
+    func destroyFloatingPointCounter(_ handler: FloatingPointCounterHandler) {}
+    func destroyRecorder(_ handler: RecorderHandler) {}
+    func destroyTimer(_ handler: TimerHandler) {}
+}
+
+private final class CountingCounter: CounterHandler, Sendable {
+    let total = Synchronization.Atomic<Int>(0)
+    func increment(by amount: Int64) { total.wrappingAdd(Int(amount), ordering: .relaxed) }
+    func reset() { total.store(0, ordering: .relaxed) }
 }
