@@ -95,14 +95,14 @@ public final class Gateway: Sendable {
         self.metrics = metrics
     }
 
-    /// Every metric in Prometheus text: the registry's, then the request duration histograms.
+    /// Every metric in Prometheus text: the registry's, then the per-request counters and duration histograms.
     private static let buildInfo =
         "# HELP gateway_build_info The gateway's version (always 1).\n# TYPE gateway_build_info gauge\ngateway_build_info{version=\"\(GatewayVersion.current)\"} 1\n"
 
     public func prometheusText() -> String {
         var bytes: [UInt8] = []
         registry.emit(into: &bytes)
-        metrics.emitHistograms(into: &bytes)
+        metrics.emitOwnMetrics(into: &bytes)
         return String(decoding: bytes, as: UTF8.self) + Self.buildInfo + Self.upstreamConnectionsText(upstreams.targetStates())
             + ProcessMetrics.text()
     }

@@ -17,8 +17,10 @@ public final class GatewayMetrics: Sendable {
     private let meters = NIOLockedValueBox<[String: Meter]>([:])
     private let gauges = NIOLockedValueBox<[String: Gauge]>([:])
     /// The duration histograms (the two per-request ones), kept out of the factory (see `LatencyHistogram`)
-    /// and emitted by `emitHistograms(into:)` after the registry's metrics.
+    /// and emitted by `emitOwnMetrics(into:)` after the registry's metrics.
     private let histograms = NIOLockedValueBox<[String: LatencyHistogram]>([:])
+    /// The per-request counters, kept out of the factory too (see `ShardedCounter`).
+    private let shardedCounters = NIOLockedValueBox<[String: ShardedCounter]>([:])
 
     /// Bucket bounds of every duration histogram in nanoseconds: 0.5 ms to 30 s.
     private static let durationBounds: [Int64] = [
@@ -185,10 +187,22 @@ public final class GatewayMetrics: Sendable {
         Self.cached(histograms, name, labels) { LatencyHistogram(name: name, labels: labels, bounds: Self.durationBounds) }
     }
 
-    /// The duration histograms in Prometheus text, one `# TYPE` line per name. Keys start with the name and
-    /// `|`, so sorted keys keep each name's series together.
-    public func emitHistograms(into out: inout [UInt8]) {
+    /// A per-request counter (`gateway_requests_total`, the body byte counters): made once per label set.
+    func shardedCounter(_ name: String, _ labels: [(String, String)]) -> ShardedCounter {
+        Self.cached(shardedCounters, name, labels) { ShardedCounter(name: name, labels: labels) }
+    }
+
+    /// The gateway's own per-request counters and duration histograms in Prometheus text, one `# TYPE` line
+    /// per name. Keys start with the name and `|`, so sorted keys keep each name's series together.
+    public func emitOwnMetrics(into out: inout [UInt8]) {
         var currentName: String?
+        for (_, counter) in shardedCounters.withLockedValue({ $0 }).sorted(by: { $0.key < $1.key }) {
+            if counter.name != currentName {
+                out.append(contentsOf: "# TYPE \(counter.name) counter\n".utf8)
+                currentName = counter.name
+            }
+            counter.emit(into: &out)
+        }
         for (_, histogram) in histograms.withLockedValue({ $0 }).sorted(by: { $0.key < $1.key }) {
             if histogram.name != currentName {
                 out.append(contentsOf: "# TYPE \(histogram.name) histogram\n".utf8)
@@ -231,25 +245,25 @@ public final class RouteMetrics: @unchecked Sendable {
     private let route: String
     private let metrics: GatewayMetrics
     private let duration: LatencyHistogram
-    private let requestBodyBytes: Counter
-    private let responseBodyBytes: Counter
-    /// 8 method slots (7 standard + OTHER) x 5 status classes, each a retained `Counter` or nil until the
-    /// pair is first seen. Read without a lock on every request.
+    private let requestBodyBytes: ShardedCounter
+    private let responseBodyBytes: ShardedCounter
+    /// 8 method slots (7 standard + OTHER) x 5 status classes, each a retained `ShardedCounter` or nil until
+    /// the pair is first seen. Read without a lock on every request.
     private let counters: UnsafeMutablePointer<Synchronization.Atomic<UnsafeMutableRawPointer?>>
 
     init(route: String, metrics: GatewayMetrics) {
         self.route = route
         self.metrics = metrics
         self.duration = metrics.latencyHistogram("gateway_request_duration_seconds", [("route", route)])
-        self.requestBodyBytes = metrics.counter("gateway_request_body_bytes_total", [("route", route)])
-        self.responseBodyBytes = metrics.counter("gateway_response_body_bytes_total", [("route", route)])
+        self.requestBodyBytes = metrics.shardedCounter("gateway_request_body_bytes_total", [("route", route)])
+        self.responseBodyBytes = metrics.shardedCounter("gateway_response_body_bytes_total", [("route", route)])
         self.counters = .allocate(capacity: Self.slots)
         for slot in 0..<Self.slots { (counters + slot).initialize(to: Synchronization.Atomic(nil)) }
     }
 
     deinit {
         for slot in 0..<Self.slots {
-            if let counter = counters[slot].load(ordering: .acquiring) { Unmanaged<Counter>.fromOpaque(counter).release() }
+            if let counter = counters[slot].load(ordering: .acquiring) { Unmanaged<ShardedCounter>.fromOpaque(counter).release() }
         }
         counters.deinitialize(count: Self.slots)
         counters.deallocate()
@@ -263,7 +277,7 @@ public final class RouteMetrics: @unchecked Sendable {
         let classSlot = min(4, max(0, status / 100 - 1))
         let slot = methodSlot * 5 + classSlot
         if let counter = counters[slot].load(ordering: .acquiring) {
-            Unmanaged<Counter>.fromOpaque(counter)._withUnsafeGuaranteedRef { $0.increment() }
+            Unmanaged<ShardedCounter>.fromOpaque(counter)._withUnsafeGuaranteedRef { $0.increment() }
         } else {
             requestCounter(slot: slot, method: method, status: status).increment()
         }
@@ -272,13 +286,13 @@ public final class RouteMetrics: @unchecked Sendable {
 
     /// The pair's counter on its first request. Threads racing here get the same counter from the registry;
     /// one of them stores it.
-    private func requestCounter(slot: Int, method: HTTPMethod, status: Int) -> Counter {
-        let counter = metrics.counter(
+    private func requestCounter(slot: Int, method: HTTPMethod, status: Int) -> ShardedCounter {
+        let counter = metrics.shardedCounter(
             "gateway_requests_total",
             [("route", route), ("method", GatewayMetrics.methodLabel(method)), ("status_class", GatewayMetrics.statusClass(status))])
         let retained = Unmanaged.passRetained(counter).toOpaque()
         if !counters[slot].compareExchange(expected: nil, desired: retained, ordering: .acquiringAndReleasing).exchanged {
-            Unmanaged<Counter>.fromOpaque(retained).release()
+            Unmanaged<ShardedCounter>.fromOpaque(retained).release()
         }
         return counter
     }
