@@ -240,7 +240,6 @@ public final class GatewayMetrics: Sendable {
 /// /metrics).
 public final class RouteMetrics: @unchecked Sendable {
     // @unchecked: `counters` is shared memory of atomics; a slot, once set, holds its counter until deinit.
-    private static let methods: [HTTPMethod] = [.GET, .HEAD, .POST, .PUT, .DELETE, .PATCH, .OPTIONS]
     private static let slots = 40
     private let route: String
     private let metrics: GatewayMetrics
@@ -273,7 +272,16 @@ public final class RouteMetrics: @unchecked Sendable {
     public func record(method: HTTPMethod, status: Int, durationNanos: Int64, bytesIn: Int = 0, bytesOut: Int = 0) {
         if bytesIn > 0 { requestBodyBytes.increment(by: Int64(bytesIn)) }
         if bytesOut > 0 { responseBodyBytes.increment(by: Int64(bytesOut)) }
-        let methodSlot = Self.methods.firstIndex(of: method) ?? 7
+        let methodSlot = switch method {
+        case .GET: 0
+        case .HEAD: 1
+        case .POST: 2
+        case .PUT: 3
+        case .DELETE: 4
+        case .PATCH: 5
+        case .OPTIONS: 6
+        default: 7  // OTHER
+        }
         let classSlot = min(4, max(0, status / 100 - 1))
         let slot = methodSlot * 5 + classSlot
         if let counter = counters[slot].load(ordering: .acquiring) {
