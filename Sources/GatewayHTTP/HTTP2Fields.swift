@@ -2,10 +2,23 @@
 public enum HTTP2Fields {
     /// Fields HTTP/2 forbids (RFC 9113 §8.2.2); `lowercasedName` is lower case.
     public static func isConnectionSpecific(_ lowercasedName: String) -> Bool {
-        switch lowercasedName {
-        case "connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade": return true
-        default: return false
-        }
+        connectionSpecific.contains(lowercasedName)
+    }
+
+    private static let connectionSpecific = FieldNameSet(["connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade"])
+}
+
+/// A fixed set of lowercase field names, checked for every field of a message. Matched by length first, then
+/// byte by byte: a `switch` over strings compares each case in turn through the runtime's string comparison,
+/// a function call per case for names that match none.
+public struct FieldNameSet: Sendable {
+    private let names: [[UInt8]]
+
+    public init(_ names: [String]) { self.names = names.map { Array($0.utf8) } }
+
+    public func contains(_ lowercasedName: String) -> Bool {
+        var name = lowercasedName
+        return name.withUTF8 { bytes in names.contains { $0.count == bytes.count && $0.elementsEqual(bytes) } }
     }
 }
 

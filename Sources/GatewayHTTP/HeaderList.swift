@@ -391,9 +391,13 @@ extension Sequence<UInt8> {
 }
 
 extension String {
+    /// On the two strings' contiguous bytes: iterating `UTF8View`s steps through the string's representation
+    /// byte by byte, which HTTP/2 requests (every field name a `String`) paid on each name lookup.
     @inlinable
     public func equalsCaseInsensitively(_ other: String) -> Bool {
-        utf8.count == other.utf8.count && utf8.equalsCaseInsensitively(other.utf8)
+        guard utf8.count == other.utf8.count else { return false }
+        var mine = self
+        return mine.withUTF8 { ASCII.equalsCaseInsensitively(UnsafeRawBufferPointer($0), other) }
     }
 }
 

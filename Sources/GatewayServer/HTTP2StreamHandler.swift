@@ -459,15 +459,16 @@ final class HTTP2Stream: DownstreamStream {
     /// the table entry by entry, so a table full of spent values costs every later response. Cookies are never
     /// kept (§7.1.3: a shared table must not let one response's secrets be probed by another's size).
     static func indexing(of lowercasedName: String) -> HPACKIndexing {
-        switch lowercasedName {
-        case "set-cookie": return .neverIndexed
-        case "date", "x-request-id", "content-length", "etag", "last-modified", "age", "expires", "traceparent",
-             "tracestate", "location", "content-range", "ratelimit", "ratelimit-remaining", "ratelimit-reset",
-             "x-ratelimit-remaining", "x-ratelimit-reset", "retry-after":
-            return .nonIndexable
-        default: return .indexable
-        }
+        if neverIndexed.contains(lowercasedName) { return .neverIndexed }
+        return perResponseValues.contains(lowercasedName) ? .nonIndexable : .indexable
     }
+
+    private static let neverIndexed = FieldNameSet(["set-cookie"])
+    private static let perResponseValues = FieldNameSet([
+        "date", "x-request-id", "content-length", "etag", "last-modified", "age", "expires", "traceparent",
+        "tracestate", "location", "content-range", "ratelimit", "ratelimit-remaining", "ratelimit-reset",
+        "x-ratelimit-remaining", "x-ratelimit-reset", "retry-after",
+    ])
 }
 
 /// Why a request's header block was refused.

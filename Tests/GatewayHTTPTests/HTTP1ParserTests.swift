@@ -255,6 +255,18 @@ import TestSupport
         return try #require(try parser.parseRequest(&buffer)).head.headers
     }
 
+    // Names compare ignoring ASCII case only: small (inline) and heap strings alike, and bytes that differ by
+    // 0x20 outside the letters ("[" and "{") or outside ASCII stay different.
+    @Test func namesCompareIgnoringASCIICase() {
+        #expect("Content-Type".equalsCaseInsensitively("content-type"))
+        #expect("X-RateLimit-Remaining-Long-Name".equalsCaseInsensitively("x-ratelimit-remaining-long-name"))
+        #expect(!"x-ratelimit-remaining-long-name".equalsCaseInsensitively("x-ratelimit-remaining-long-namf"))
+        #expect(!"content-type".equalsCaseInsensitively("content-typ"))
+        #expect(!"a[".equalsCaseInsensitively("a{"))
+        #expect(!"\u{C0}".equalsCaseInsensitively("\u{E0}"))
+        #expect("".equalsCaseInsensitively(""))
+    }
+
     // Received and added fields read, change and serialise alike.
     @Test func editing() throws {
         var list = try headers("A: 1\r\nB: 2\r\na: 3\r\n")
