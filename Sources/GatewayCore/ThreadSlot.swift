@@ -3,6 +3,7 @@ import Glibc
 #elseif canImport(Musl)
 import Musl
 #endif
+import NIOCore
 import Synchronization
 
 /// A thread-local slot holding one object per thread, made on the thread's first use and released when the
@@ -31,10 +32,13 @@ final class ThreadSlot: Sendable {
 }
 
 /// A small number for each thread, for per-thread shards of hot counters: the first `capacity` threads to ask
-/// get 0, 1, 2, ... for their lifetime (event loops ask first and live as long as the process); any later
-/// thread gets nil and takes its shard-less path. Numbers are not reused when a thread ends.
+/// get 0, 1, 2, ... for their lifetime; any later thread gets nil and takes its shard-less path. Numbers are
+/// not reused when a thread ends. The threads that record on every request are the event loops (one per core
+/// by default), which live as long as the process.
 enum ThreadIndex {
-    static let capacity = 64
+    /// Twice the cores, for the event loops and the few other threads that record: every counter and
+    /// histogram keeps this many shard slots (8 bytes each, plus a cache line per thread that records).
+    static let capacity = min(256, max(8, 2 * System.coreCount))
     private static let next = Atomic<Int>(0)
     /// Holds index + 1, or capacity + 1 for a thread without one; 0 (no value yet) means not asked before.
     private static let key: pthread_key_t = {
