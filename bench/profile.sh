@@ -64,20 +64,19 @@ count_events() {
   perf stat -x, "${args[@]}" -p "$pid" -o "$work/count.csv" &
   local stat=$!
   sleep 0.5
-  local requests
+  local requests load
   if [ "${H2:-0}" = 1 ]; then
+    load="h2load -c10 -m10, ${secs}s, $url_path over HTTP/2 and TLS"
     taskset -c 1 h2load -c 10 -m 10 -D "$secs" "https://127.0.0.1:18443$url_path" > "$work/count-wrk.txt"
-    sleep 0.2
-    kill -INT "$stat"; wait "$stat" || true
-    requests=$(awk '/^requests:/ {print $8}' "$work/count-wrk.txt")
-    echo "requests: $requests (h2load -c10 -m10, ${secs}s, $url_path over HTTP/2 and TLS; each probe hit traps, so the rate is far below normal)"
   else
+    load="wrk -c$conns, ${secs}s, $url_path"
     taskset -c 1 wrk -t1 -c"$conns" -d"${secs}s" "http://127.0.0.1:18080$url_path" > "$work/count-wrk.txt"
-    sleep 0.2
-    kill -INT "$stat"; wait "$stat" || true
-    requests=$(awk '/requests in/ {print $1}' "$work/count-wrk.txt")
-    echo "requests: $requests (wrk -c$conns, ${secs}s, $url_path; each probe hit traps, so the rate is far below normal)"
   fi
+  sleep 0.2
+  kill -INT "$stat"; wait "$stat" || true
+  # h2load: "requests: N total, N started, N done, N succeeded, ..."; wrk: "N requests in 8.00s, ...".
+  requests=$(awk '/^requests:/ {print $8} /requests in/ {print $1}' "$work/count-wrk.txt")
+  echo "requests: $requests ($load; each probe hit traps, so the rate is far below normal)"
   awk -F, -v n="$requests" '/probe_/ && $1 ~ /^[0-9]+$/ {
       sub(/^probe_[a-zA-Z]+:/, "", $3); name = $3
       if ((name == "swift_retain" || name == "swift_release") && seen[name]++) name = name " (atomic)"

@@ -192,23 +192,22 @@ public final class GatewayMetrics: Sendable {
         Self.cached(shardedCounters, name, labels) { ShardedCounter(name: name, labels: labels) }
     }
 
-    /// The gateway's own per-request counters and duration histograms in Prometheus text, one `# TYPE` line
-    /// per name. Keys start with the name and `|`, so sorted keys keep each name's series together.
+    /// The gateway's own per-request counters and duration histograms in Prometheus text.
     public func emitOwnMetrics(into out: inout [UInt8]) {
+        Self.emit(shardedCounters, into: &out)
+        Self.emit(histograms, into: &out)
+    }
+
+    /// Every series of `all`, one `# TYPE` line per name. Keys start with the name and `|`, so sorted keys keep
+    /// each name's series together.
+    private static func emit<Series: PrometheusSeries>(_ all: NIOLockedValueBox<[String: Series]>, into out: inout [UInt8]) {
         var currentName: String?
-        for (_, counter) in shardedCounters.withLockedValue({ $0 }).sorted(by: { $0.key < $1.key }) {
-            if counter.name != currentName {
-                out.append(contentsOf: "# TYPE \(counter.name) counter\n".utf8)
-                currentName = counter.name
+        for (_, series) in all.withLockedValue({ $0 }).sorted(by: { $0.key < $1.key }) {
+            if series.name != currentName {
+                out.append(contentsOf: "# TYPE \(series.name) \(Series.prometheusType)\n".utf8)
+                currentName = series.name
             }
-            counter.emit(into: &out)
-        }
-        for (_, histogram) in histograms.withLockedValue({ $0 }).sorted(by: { $0.key < $1.key }) {
-            if histogram.name != currentName {
-                out.append(contentsOf: "# TYPE \(histogram.name) histogram\n".utf8)
-                currentName = histogram.name
-            }
-            histogram.emit(into: &out)
+            series.emit(into: &out)
         }
     }
 
@@ -232,6 +231,15 @@ public final class GatewayMetrics: Sendable {
             return handle
         }
     }
+}
+
+/// A metric the gateway keeps itself rather than in the swift-metrics registry, emitted by `emitOwnMetrics`.
+protocol PrometheusSeries: AnyObject, Sendable {
+    /// The Prometheus type on the family's `# TYPE` line.
+    static var prometheusType: String { get }
+    var name: String { get }
+    /// The series' exposition lines.
+    func emit(into out: inout [UInt8])
 }
 
 /// `gateway_requests_total{route,method,status_class}`, `gateway_request_duration_seconds{route}` and the body

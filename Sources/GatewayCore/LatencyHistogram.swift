@@ -5,7 +5,8 @@
 /// one witness-table `Duration` comparison per bucket under its lock, about 2.5% of the forwarding path's
 /// user time. Here the bucket is found on plain integers, and the counts go into per-thread shards
 /// (`ShardedWords`), so recording takes no lock. Buckets are counted individually and summed when scraped.
-public final class LatencyHistogram: Sendable {
+public final class LatencyHistogram: PrometheusSeries {
+    static let prometheusType = "histogram"
     public let name: String
     /// Upper bounds in nanoseconds, ascending (Prometheus `le`; the `+Inf` bucket is implied).
     private let bounds: [Int64]

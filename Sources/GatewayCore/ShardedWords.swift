@@ -41,13 +41,18 @@ final class ShardedWords: @unchecked Sendable {
     @inline(__always)
     func withShard(_ body: (Shard) -> Void) {
         if let index = ThreadIndex.current {
-            body(Shard(words: shards[index].load(ordering: .relaxed) ?? install(at: index)))
+            body(shard(at: index))
         } else {
-            sharedLock.withLock { body(Shard(words: shards[ThreadIndex.capacity].load(ordering: .relaxed) ?? install(at: ThreadIndex.capacity))) }
+            sharedLock.withLock { body(shard(at: ThreadIndex.capacity)) }
         }
     }
 
-    /// Made by the slot's only writer, so no other thread installs there.
+    /// Called by the slot's only writer, which therefore also installs it.
+    @inline(__always)
+    private func shard(at slot: Int) -> Shard {
+        Shard(words: shards[slot].load(ordering: .relaxed) ?? install(at: slot))
+    }
+
     private func install(at slot: Int) -> UnsafeMutablePointer<Synchronization.Atomic<Int64>> {
         let words = UnsafeMutableRawPointer.allocate(byteCount: stride, alignment: Self.cacheLine)
             .bindMemory(to: Synchronization.Atomic<Int64>.self, capacity: width)
@@ -80,7 +85,8 @@ final class ShardedWords: @unchecked Sendable {
 /// A Prometheus counter added to on every request (`gateway_requests_total` and the body byte counters),
 /// sharded per thread (`ShardedWords`): swift-prometheus's counters are one atomic word that every event
 /// loop writes, behind a handler retained and released around each increment.
-public final class ShardedCounter: Sendable {
+public final class ShardedCounter: PrometheusSeries {
+    static let prometheusType = "counter"
     public let name: String
     /// `{label="value",...}` rendered once, or empty.
     private let series: String
@@ -99,7 +105,7 @@ public final class ShardedCounter: Sendable {
     public var value: Int64 { words.sums()[0] }
 
     /// The Prometheus text exposition line.
-    func emit(into out: inout [UInt8]) {
+    public func emit(into out: inout [UInt8]) {
         out.append(contentsOf: "\(name)\(series) \(value)\n".utf8)
     }
 }

@@ -395,7 +395,6 @@ extension String {
     /// byte by byte, which HTTP/2 requests (every field name a `String`) paid on each name lookup.
     @inlinable
     public func equalsCaseInsensitively(_ other: String) -> Bool {
-        guard utf8.count == other.utf8.count else { return false }
         var mine = self
         return mine.withUTF8 { ASCII.equalsCaseInsensitively(UnsafeRawBufferPointer($0), other) }
     }
