@@ -143,6 +143,8 @@ public struct HTTP1HeadParser: Sendable {
         var connectionClose = false
         var connectionKeepAlive = false
         var expectContinue = false
+        /// The fields' `HeaderList.nameBit`s.
+        var names: UInt64 = 0
     }
 
     static func parseRequestHead(_ raw: ByteBuffer, maxFields: Int) throws(HTTPParseError) -> ParsedRequest {
@@ -171,7 +173,7 @@ public struct HTTP1HeadParser: Sendable {
             case .failure(let error):
                 return .failure(error)
             case .success(let (fields, facts)):
-                return .success((RequestHead(method: method, target: target, version: version, headers: HeaderList(raw: raw, fields: fields)), facts))
+                return .success((RequestHead(method: method, target: target, version: version, headers: HeaderList(raw: raw, fields: fields, names: facts.names)), facts))
             }
         }
         let (head, facts) = try parsed.get()
@@ -229,7 +231,7 @@ public struct HTTP1HeadParser: Sendable {
             case .failure(let error):
                 return .failure(error)
             case .success(let (fields, facts)):
-                return .success((ResponseHead(status: status, reason: reason, version: version, headers: HeaderList(raw: raw, fields: fields)), facts))
+                return .success((ResponseHead(status: status, reason: reason, version: version, headers: HeaderList(raw: raw, fields: fields, names: facts.names)), facts))
             }
         }
         let (head, facts) = try parsed.get()
@@ -316,6 +318,7 @@ public struct HTTP1HeadParser: Sendable {
                 nameStart: UInt32(nameStart), nameLength: UInt32(nameEnd - nameStart), valueStart: UInt32(valueStart),
                 valueLength: UInt32(valueEnd - valueStart), removed: false)
             fields.append(field)
+            facts.names |= HeaderList.nameBit(length: nameEnd - nameStart, last: bytes[nameEnd - 1])
             noteFramingField(field, bytes, &facts)
         }
     }

@@ -23,6 +23,12 @@ public struct HeaderList: Sendable, Sequence {
     @usableFromInline var raw: ByteBuffer
     @usableFromInline var rawFields: [RawField]
     @usableFromInline var added: [(name: String, value: String)]
+    /// Which names may be among the received fields and among the added ones: one bit per name, picked by its
+    /// length and last byte (`nameBit`). A lookup skips the fields whose summary lacks its bit, and most lookups
+    /// ask for a field the message lacks (Upgrade, Transfer-Encoding, the X-Forwarded family, Traceparent...).
+    /// Removing a field leaves its bit set: a set bit means "maybe".
+    @usableFromInline var receivedNames: UInt64
+    @usableFromInline var addedNames: UInt64
 
     /// Whether any field was added (beside the received ones).
     public var hasAddedFields: Bool { !added.isEmpty }
@@ -31,17 +37,43 @@ public struct HeaderList: Sendable, Sequence {
         raw = ByteBuffer()
         rawFields = []
         added = []
+        receivedNames = 0
+        addedNames = 0
     }
 
     public init(_ fields: [(String, String)]) {
         self.init()
         added = fields.map { (name: $0.0, value: $0.1) }
+        addedNames = added.reduce(0) { $0 | Self.nameBit($1.name) }
     }
 
-    init(raw: ByteBuffer, fields: [RawField]) {
+    /// `names`: the `nameBit`s of the fields' names, gathered by the parser while it had each name's bytes at hand.
+    init(raw: ByteBuffer, fields: [RawField], names: UInt64) {
         self.raw = raw
         self.rawFields = fields
         self.added = []
+        self.receivedNames = names
+        self.addedNames = 0
+    }
+
+    /// The summary bit of a field name: its length and its last byte (case folded), mixed into one of 64 bits.
+    @inlinable
+    static func nameBit(length: Int, last: UInt8) -> UInt64 {
+        let key = UInt32(truncatingIfNeeded: length) << 8 | UInt32(ASCII.lower(last))
+        return 1 << UInt64((key &* 0x9E37_79B1) >> 26)
+    }
+
+    @inlinable
+    static func nameBit(_ name: String) -> UInt64 {
+        let utf8 = name.utf8
+        return nameBit(length: utf8.count, last: utf8.last ?? 0)
+    }
+
+    /// Where a field named `name` may be (false: certainly not there).
+    @inlinable
+    func mayHold(_ name: String) -> (received: Bool, added: Bool) {
+        let bit = Self.nameBit(name)
+        return (receivedNames & bit != 0, addedNames & bit != 0)
     }
 
     // MARK: Reading
@@ -54,36 +86,32 @@ public struct HeaderList: Sendable, Sequence {
     /// The first value of `name`, if any.
     public func first(name: String) -> String? {
         if let index = firstRawIndex(name: name) { return rawValue(at: index) }
+        guard mayHold(name).added else { return nil }
         return added.first { $0.name.equalsCaseInsensitively(name) }?.value
     }
 
     /// Every value of `name`, in order.
     public subscript(name: String) -> [String] {
-        var values: [String] = []
-        raw.withUnsafeReadableBytes { bytes in
-            for field in rawFields where !field.removed && Self.nameEquals(field, name, in: bytes) {
-                values.append(String(decoding: Self.value(of: field, in: bytes), as: UTF8.self))
-            }
-        }
-        for field in added where field.name.equalsCaseInsensitively(name) { values.append(field.value) }
-        return values
+        values(name: name)
     }
 
     public func contains(name: String) -> Bool {
-        firstRawIndex(name: name) != nil || added.contains { $0.name.equalsCaseInsensitively(name) }
+        firstRawIndex(name: name) != nil || (mayHold(name).added && added.contains { $0.name.equalsCaseInsensitively(name) })
     }
 
     /// The first value of `name` and how many fields carry that name, in one pass.
     public func firstAndCount(name: String) -> (first: String?, count: Int) {
         var first: String?
         var total = 0
-        raw.withUnsafeReadableBytes { bytes in
-            for field in rawFields where !field.removed && Self.nameEquals(field, name, in: bytes) {
-                if total == 0 { first = String(decoding: Self.value(of: field, in: bytes), as: UTF8.self) }
+        let (received, added) = mayHold(name)
+        if received {
+            forEachReceivedValue(name: name) { value in
+                if total == 0 { first = String(decoding: value, as: UTF8.self) }
                 total += 1
             }
         }
-        for field in added where field.name.equalsCaseInsensitively(name) {
+        guard added else { return (first, total) }
+        for field in self.added where field.name.equalsCaseInsensitively(name) {
             if total == 0 { first = field.value }
             total += 1
         }
@@ -93,29 +121,31 @@ public struct HeaderList: Sendable, Sequence {
     /// How many fields are named `name`.
     public func count(name: String) -> Int {
         var total = 0
-        raw.withUnsafeReadableBytes { bytes in
-            for field in rawFields where !field.removed && Self.nameEquals(field, name, in: bytes) { total += 1 }
-        }
+        forEachReceivedValue(name: name) { _ in total += 1 }
+        guard mayHold(name).added else { return total }
         return total + added.reduce(0) { $0 + ($1.name.equalsCaseInsensitively(name) ? 1 : 0) }
     }
 
     /// Whether any comma-separated element of any `name` field equals `token` (case-insensitively),
     /// e.g. `containsToken("close", inField: "connection")`. No allocation for received fields.
     public func containsToken(_ token: String, inField name: String) -> Bool {
+        let (received, added) = mayHold(name)
         var found = false
-        raw.withUnsafeReadableBytes { bytes in
-            for field in rawFields where !field.removed && Self.nameEquals(field, name, in: bytes) {
-                Self.forEachToken(Self.value(of: field, in: bytes)) { element in
-                    if element.equalsCaseInsensitively(token.utf8) { found = true }
+        if received {
+            raw.withUnsafeReadableBytes { bytes in
+                for field in rawFields where !field.removed && Self.nameEquals(field, name, in: bytes) {
+                    Self.forEachToken(Self.value(of: field, in: bytes)) { element in
+                        if element.equalsCaseInsensitively(token.utf8) { found = true }
+                    }
+                    if found { return }
                 }
-                if found { return }
             }
         }
-        if found { return true }
-        for field in added where field.name.equalsCaseInsensitively(name) {
-            var bytes = Array(field.value.utf8)
-            bytes.withUnsafeMutableBytes { buffer in
-                Self.forEachToken(UnsafeRawBufferPointer(buffer)) { element in
+        guard !found, added else { return found }
+        for field in self.added where field.name.equalsCaseInsensitively(name) {
+            var value = field.value
+            value.withUTF8 { bytes in
+                Self.forEachToken(UnsafeRawBufferPointer(bytes)) { element in
                     if element.equalsCaseInsensitively(token.utf8) { found = true }
                 }
             }
@@ -174,12 +204,14 @@ public struct HeaderList: Sendable, Sequence {
         // the request id and five rate-limit fields); reserving once avoids growing the array.
         if added.capacity == 0 { added.reserveCapacity(16) }
         added.append((name, value))
+        addedNames |= Self.nameBit(name)
     }
 
     /// Removes every field named `name`.
     public mutating func remove(name: String) {
-        markReceivedRemoved { bytes, field in Self.nameEquals(field, name, in: bytes) }
-        if !added.isEmpty { removeAdded { $0.equalsCaseInsensitively(name) } }
+        let (received, added) = mayHold(name)
+        if received { markReceivedRemoved { bytes, field in Self.nameEquals(field, name, in: bytes) } }
+        if added { removeAdded { $0.equalsCaseInsensitively(name) } }
     }
 
     /// Sets `name` to exactly one field with `value`.
@@ -220,7 +252,8 @@ public struct HeaderList: Sendable, Sequence {
 
     /// Values of `name` among the added fields only.
     public func addedValues(name: String) -> [String] {
-        added.filter { $0.name.equalsCaseInsensitively(name) }.map(\.value)
+        guard mayHold(name).added else { return [] }
+        return added.filter { $0.name.equalsCaseInsensitively(name) }.map(\.value)
     }
 
     /// Every value of `name`, one per field line (received values are read in place; no other field is copied).
@@ -233,6 +266,7 @@ public struct HeaderList: Sendable, Sequence {
 
     /// Calls `body` with the value bytes of every received `name` field (no allocation).
     public func forEachReceivedValue(name: String, _ body: (UnsafeRawBufferPointer) -> Void) {
+        guard mayHold(name).received else { return }
         raw.withUnsafeReadableBytes { bytes in
             for field in rawFields where !field.removed && Self.nameEquals(field, name, in: bytes) {
                 body(Self.value(of: field, in: bytes))
@@ -335,7 +369,7 @@ public struct HeaderList: Sendable, Sequence {
 
     @usableFromInline
     func firstRawIndex(name: String) -> Int? {
-        guard !rawFields.isEmpty else { return nil }
+        guard mayHold(name).received else { return nil }
         return raw.withUnsafeReadableBytes { bytes in
             rawFields.firstIndex { !$0.removed && Self.nameEquals($0, name, in: bytes) }
         }

@@ -310,4 +310,46 @@ import TestSupport
         #expect(!list.containsToken("close", inField: "connection"))
         #expect(list.connectionTokens == (close: false, keepAlive: true))
     }
+
+    // Lookups skip the scan when the list's name summary rules a name out: every name that is here (received or
+    // added, in any case, among 300 names of every length, so many share a summary bit and many do not) must
+    // still be found by every kind of lookup, and names that are not here must not be.
+    @Test func everyPresentNameIsFoundWhateverItsCase() throws {
+        let names = (1...300).map { index in
+            let letters = "abcdefghijklmnopqrstuvwxyz"
+            let last = letters[letters.index(letters.startIndex, offsetBy: index % 26)]
+            return "x-" + String(repeating: "n", count: index % 40) + "\(index)" + String(last)
+        }
+        let received = names.enumerated().filter { $0.offset % 3 == 0 }.map(\.element)
+        let addedNames = names.enumerated().filter { $0.offset % 3 == 1 }.map(\.element)
+        let absent = names.enumerated().filter { $0.offset % 3 == 2 }.map(\.element)
+        var parser = HTTP1HeadParser(maxHeadBytes: 65536, maxFields: 400)
+        var buffer = ByteBuffer(string: "GET / HTTP/1.1\r\n" + received.map { "\($0.uppercased()): v, tok\r\n" }.joined() + "\r\n")
+        var list = try #require(try parser.parseRequest(&buffer)).head.headers
+        for name in addedNames { list.add(name: name.uppercased(), value: "v, tok") }
+        let fromPairs = HeaderList(addedNames.map { ($0.uppercased(), "v") })
+        for name in received + addedNames {
+            #expect(list.contains(name: name), "\(name)")
+            #expect(list.first(name: name) == "v, tok", "\(name)")
+            #expect(list[name] == ["v, tok"] && list.values(name: name) == ["v, tok"], "\(name)")
+            #expect(list.count(name: name) == 1 && list.firstAndCount(name: name).count == 1, "\(name)")
+            #expect(list.containsToken("TOK", inField: name), "\(name)")
+        }
+        for name in received {
+            var seen = 0
+            list.forEachReceivedValue(name: name) { _ in seen += 1 }
+            #expect(seen == 1, "\(name)")
+        }
+        for name in addedNames {
+            #expect(list.addedValues(name: name) == ["v, tok"], "\(name)")
+            #expect(fromPairs.contains(name: name), "\(name)")
+        }
+        for name in absent {
+            #expect(!list.contains(name: name) && list.first(name: name) == nil && list.count(name: name) == 0, "\(name)")
+        }
+        for name in received + addedNames { list.remove(name: name) }
+        #expect(list.isEmpty)
+        list.add(name: received[0], value: "again")
+        #expect(list.first(name: received[0].uppercased()) == "again")
+    }
 }
