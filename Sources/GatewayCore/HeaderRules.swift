@@ -4,45 +4,37 @@ import GatewayPolicy
 
 /// Header rewriting at the proxy boundary, as pure functions on header lists.
 public enum HeaderRules {
-    /// Hop-by-hop headers (RFC 9110 §7.6.1) plus the legacy ones proxies must not forward. Lowercase.
-    static let hopByHop: [String] = [
-        "connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade",
-        "proxy-authorization",
-    ]
-
-    /// Response headers that only advertise the upstream's software.
-    public static let upstreamIdentity: [String] = ["server", "x-powered-by"]
-
     /// What goes upstream: no hop-by-hop headers; no `Expect` (the gateway answers it, sending 100 Continue
     /// once the upstream is connected); no `Content-Length` (the forwarder re-frames the body); and
     /// X-Forwarded-* and `Forwarded` per `setForwarded` (an untrusted client's `X-Forwarded-Prefix` and `Forwarded`
-    /// dropped too, whether or not the gateway sends its own). One pass over the received fields.
+    /// dropped too, whether or not the gateway sends its own). One pass over the received fields, one over the added
+    /// ones (all of an HTTP/2 request's fields); the fields the received Connection names go only from the received.
     public static func prepareUpstreamRequest(
         _ headers: inout HeaderList, peer: String, peerIsTrusted: Bool, proto: String, host: String?,
         forwardedHeader: Bool = false
     ) {
         let named = connectionNamedHeaders(headers)
-        headers.removeReceived { name in
-            if isHopByHop(name) || (!named.isEmpty && named.contains { ASCII.equalsCaseInsensitively(name, $0) }) { return true }
-            switch name.count {
-            case 6: return ASCII.equalsCaseInsensitively(name, "expect")
-            case 9 where !peerIsTrusted: return ASCII.equalsCaseInsensitively(name, "forwarded")
-            case 14: return ASCII.equalsCaseInsensitively(name, "content-length")
-            case 15 where !peerIsTrusted: return ASCII.equalsCaseInsensitively(name, "x-forwarded-for")
-            case 16 where !peerIsTrusted:
-                return ASCII.equalsCaseInsensitively(name, "x-forwarded-host") || ASCII.equalsCaseInsensitively(name, "x-forwarded-port")
-            case 17 where !peerIsTrusted: return ASCII.equalsCaseInsensitively(name, "x-forwarded-proto")
-            case 18 where !peerIsTrusted: return ASCII.equalsCaseInsensitively(name, "x-forwarded-prefix")
-            default: return false
-            }
-        }
-        if headers.hasAddedFields {
-            headers.removeAdded { name in
-                hopByHop.contains { name.equalsCaseInsensitively($0) } || name.equalsCaseInsensitively("expect")
-                    || name.equalsCaseInsensitively("content-length")
-            }
-        }
+        headers.removeReceived { isWithheldFromUpstream($0, peerIsTrusted: peerIsTrusted) || isNamed($0, in: named) }
+        if headers.hasAddedFields { headers.removeAdded { isWithheldFromUpstream($0, peerIsTrusted: peerIsTrusted) } }
         setForwarded(&headers, peer: peer, peerIsTrusted: peerIsTrusted, proto: proto, host: host, forwardedHeader: forwardedHeader)
+    }
+
+    /// A request field `prepareUpstreamRequest` does not pass on: hop-by-hop, `Expect`, `Content-Length`, and from
+    /// anyone but a trusted proxy the forwarding fields.
+    @inline(__always)
+    static func isWithheldFromUpstream(_ name: UnsafeRawBufferPointer, peerIsTrusted: Bool) -> Bool {
+        if isHopByHop(name) { return true }
+        switch name.count {
+        case 6: return ASCII.equalsCaseInsensitively(name, "expect")
+        case 9 where !peerIsTrusted: return ASCII.equalsCaseInsensitively(name, "forwarded")
+        case 14: return ASCII.equalsCaseInsensitively(name, "content-length")
+        case 15 where !peerIsTrusted: return ASCII.equalsCaseInsensitively(name, "x-forwarded-for")
+        case 16 where !peerIsTrusted:
+            return ASCII.equalsCaseInsensitively(name, "x-forwarded-host") || ASCII.equalsCaseInsensitively(name, "x-forwarded-port")
+        case 17 where !peerIsTrusted: return ASCII.equalsCaseInsensitively(name, "x-forwarded-proto")
+        case 18 where !peerIsTrusted: return ASCII.equalsCaseInsensitively(name, "x-forwarded-prefix")
+        default: return false
+        }
     }
 
     /// The protocol named by `Upgrade` when `Connection` lists `upgrade` (RFC 9110 §7.8), for a request asking
@@ -70,10 +62,7 @@ public enum HeaderRules {
         headers.removeReceived { isClientControlled($0, dropUnderscores: dropUnderscores, dropOverrides: dropOverrides) }
         if headers.hasAddedFields {
             // HTTP/2 requests' fields are all added ones: compared in place, no lowercased copies per field.
-            headers.removeAdded { name in
-                var name = name
-                return name.withUTF8 { isClientControlled(UnsafeRawBufferPointer($0), dropUnderscores: dropUnderscores, dropOverrides: dropOverrides) }
-            }
+            headers.removeAdded { isClientControlled($0, dropUnderscores: dropUnderscores, dropOverrides: dropOverrides) }
         }
     }
 
@@ -152,19 +141,18 @@ public enum HeaderRules {
     /// What goes to the client: no hop-by-hop headers and nothing that advertises the upstream's software.
     public static func prepareDownstreamResponse(_ headers: inout HeaderList) {
         let named = connectionNamedHeaders(headers)
-        headers.removeReceived { name in
-            if isHopByHop(name) || (!named.isEmpty && named.contains { ASCII.equalsCaseInsensitively(name, $0) }) { return true }
-            switch name.count {
-            case 6: return ASCII.equalsCaseInsensitively(name, "server")
-            case 12: return ASCII.equalsCaseInsensitively(name, "x-powered-by")
-            default: return false
-            }
-        }
-        if headers.hasAddedFields {
-            headers.removeAdded { name in
-                hopByHop.contains { name.equalsCaseInsensitively($0) } || upstreamIdentity.contains { name.equalsCaseInsensitively($0) }
-                    || named.contains { name.equalsCaseInsensitively($0) }
-            }
+        headers.removeReceived { isWithheldFromClient($0, named: named) }
+        if headers.hasAddedFields { headers.removeAdded { isWithheldFromClient($0, named: named) } }
+    }
+
+    /// Hop-by-hop (with the fields the Connection header names) or advertising the upstream's software.
+    @inline(__always)
+    private static func isWithheldFromClient(_ name: UnsafeRawBufferPointer, named: [String]) -> Bool {
+        if isHopByHop(name) || isNamed(name, in: named) { return true }
+        switch name.count {
+        case 6: return ASCII.equalsCaseInsensitively(name, "server")
+        case 12: return ASCII.equalsCaseInsensitively(name, "x-powered-by")
+        default: return false
         }
     }
 
@@ -192,15 +180,18 @@ public enum HeaderRules {
     /// Removes hop-by-hop headers, including every header the Connection header names, plus `extra`.
     public static func removeHopByHop(_ headers: inout HeaderList, alsoRemoving extra: [String] = []) {
         let named = connectionNamedHeaders(headers) + extra
-        headers.removeReceived { name in
-            isHopByHop(name) || (!named.isEmpty && named.contains { ASCII.equalsCaseInsensitively(name, $0) })
-        }
-        headers.removeAdded { name in
-            hopByHop.contains { name.equalsCaseInsensitively($0) } || named.contains { name.equalsCaseInsensitively($0) }
-        }
+        headers.removeReceived { isHopByHop($0) || isNamed($0, in: named) }
+        headers.removeAdded { isHopByHop($0) || isNamed($0, in: named) }
     }
 
-    /// Dispatches on length and first letter, so most names are ruled out with two comparisons.
+    /// One of `named` (the fields a Connection header names, lowercase).
+    @inline(__always)
+    private static func isNamed(_ name: UnsafeRawBufferPointer, in named: [String]) -> Bool {
+        !named.isEmpty && named.contains { ASCII.equalsCaseInsensitively(name, $0) }
+    }
+
+    /// Hop-by-hop fields (RFC 9110 §7.6.1) and the legacy ones proxies must not forward. Dispatches on length and
+    /// first letter, so most names are ruled out with two comparisons.
     @inline(__always)
     static func isHopByHop(_ name: UnsafeRawBufferPointer) -> Bool {
         switch (name.count, name.first.map(ASCII.lower)) {

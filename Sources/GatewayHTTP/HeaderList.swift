@@ -211,7 +211,7 @@ public struct HeaderList: Sendable, Sequence {
     public mutating func remove(name: String) {
         let (received, added) = mayHold(name)
         if received { markReceivedRemoved { bytes, field in Self.nameEquals(field, name, in: bytes) } }
-        if added { removeAdded { $0.equalsCaseInsensitively(name) } }
+        if added { removeAdded { ASCII.equalsCaseInsensitively($0, name) } }
     }
 
     /// Sets `name` to exactly one field with `value`.
@@ -228,11 +228,23 @@ public struct HeaderList: Sendable, Sequence {
         }
     }
 
-    /// Removes added fields whose name satisfies the predicate.
-    public mutating func removeAdded(where shouldRemove: (String) -> Bool) {
+    /// Removes added fields for which `shouldRemove(name)` is true; like `removeReceived`, it sees the name's bytes
+    /// (read in place: no copy of a name, no reference count touched per field).
+    public mutating func removeAdded(where shouldRemove: (UnsafeRawBufferPointer) -> Bool) {
         // Looked for first: `removeAll` copies the (usually shared) array even when it removes nothing.
-        guard added.contains(where: { shouldRemove($0.name) }) else { return }
-        added.removeAll { shouldRemove($0.name) }
+        let first = added.withUnsafeBufferPointer { fields in
+            fields.indices.first { Self.withBytes(of: fields[$0].name, shouldRemove) }
+        }
+        guard let first else { return }
+        added.removeSubrange(first...first)
+        added.removeAll { Self.withBytes(of: $0.name, shouldRemove) }
+    }
+
+    @inline(__always)
+    static func withBytes(of name: String, _ body: (UnsafeRawBufferPointer) -> Bool) -> Bool {
+        if let answer = name.utf8.withContiguousStorageIfAvailable({ body(UnsafeRawBufferPointer($0)) }) { return answer }
+        var name = name
+        return name.withUTF8 { body(UnsafeRawBufferPointer($0)) }
     }
 
     /// Marks the received fields `matches` picks as removed. The fields array is usually shared with the

@@ -162,6 +162,28 @@ import Testing
         #expect(received["x-keep"] == ["1"])
     }
 
+    // An HTTP/2 request's fields are all added ones (no received bytes): an untrusted client's Forwarded and
+    // X-Forwarded-Prefix go as a received one's do, hop-by-hop fields too, and a trusted proxy's stay.
+    @Test func untrustedFieldsGoFromHTTP2Requests() {
+        let fields = [
+            ("forwarded", "for=6.6.6.6"), ("x-forwarded-prefix", "/forged"), ("x-forwarded-for", "6.6.6.6"), ("te", "trailers"),
+            ("content-length", "5"), ("x-keep", "1"),
+        ]
+        var untrusted = HeaderList(fields)
+        HeaderRules.prepareUpstreamRequest(&untrusted, peer: "9.9.9.9", peerIsTrusted: false, proto: "https", host: "h")
+        #expect(untrusted["forwarded"] == [])
+        #expect(untrusted["x-forwarded-prefix"] == [])
+        #expect(untrusted["x-forwarded-for"] == ["9.9.9.9"])
+        #expect(untrusted["te"] == [] && untrusted["content-length"] == [])
+        #expect(untrusted["x-keep"] == ["1"])
+        var trusted = HeaderList(fields)
+        HeaderRules.prepareUpstreamRequest(&trusted, peer: "10.0.0.1", peerIsTrusted: true, proto: "https", host: "h")
+        #expect(trusted["forwarded"] == ["for=6.6.6.6"])
+        #expect(trusted["x-forwarded-prefix"] == ["/forged"])
+        #expect(trusted["x-forwarded-for"] == ["6.6.6.6, 10.0.0.1"])
+        #expect(trusted["te"] == [] && trusted["content-length"] == [])
+    }
+
     // The client is the rightmost address in X-Forwarded-For that is not a trusted proxy.
     @Test func clientAddress() {
         let trusted = AddressSet([CIDR("10.0.0.0/8")!])

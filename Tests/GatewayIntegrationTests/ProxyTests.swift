@@ -303,7 +303,8 @@ import Testing
     }
 
     // forwarded_header: the upstream gets an RFC 7239 Forwarded field for this hop; an untrusted client's own
-    // Forwarded never reaches it (with the setting off too), a trusted proxy's is extended.
+    // Forwarded (and X-Forwarded-Prefix) never reaches it (with the setting off too, over HTTP/2 too), a trusted
+    // proxy's is extended.
     @Test func forwardedFieldHonoursTrustedProxies() async throws {
         try await withUpstreams { upstreams in
             let spoof: [(String, String)] = [("Forwarded", "for=6.6.6.6;proto=https")]
@@ -311,6 +312,19 @@ import Testing
                 let response = try await gateway.request("GET", "/echo", headers: spoof)
                 #expect(response.status == 200)
                 #expect(response.echoedHeaders["forwarded"] == nil)
+            }
+            // Over HTTP/2, where every request field reaches the rules as one the gateway holds as text: the same.
+            let h2c = basicConfig().replacingOccurrences(of: #""port": 0 }"#, with: #""port": 0, "h2c": true }"#)
+            try await withGateway(h2c, upstreams: upstreams) { gateway in
+                let client = try await H2Client.connect(port: gateway.port)
+                let response = try await client.request("GET", "/echo", headers: spoof + [("x-forwarded-prefix", "/forged")])
+                await client.close()
+                #expect(response.status == 200)
+                let echoed = try JSONSerialization.jsonObject(with: Data(response.bytes)) as? [String: Any]
+                let headers = echoed?["headers"] as? [String: String]
+                #expect(headers?["x-forwarded-for"] == "127.0.0.1")
+                #expect(headers?["forwarded"] == nil)
+                #expect(headers?["x-forwarded-prefix"] == nil)
             }
             try await withGateway(basicConfig(top: #""forwarded_header": true,"#), upstreams: upstreams) { gateway in
                 let response = try await gateway.request("GET", "/echo", headers: spoof)
