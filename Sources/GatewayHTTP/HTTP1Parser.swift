@@ -342,7 +342,7 @@ public struct HTTP1HeadParser: Sendable {
             facts.transferEncodingCount += 1
             HeaderList.forEachToken(value) { element in
                 if facts.chunkedLast { facts.otherCoding = true }  // anything after chunked, even chunked again
-                if element.equalsCaseInsensitively("chunked".utf8) {
+                if ASCII.equalsCaseInsensitively(element, "chunked") {
                     facts.chunkedLast = true
                 } else {
                     facts.otherCoding = true
@@ -351,11 +351,11 @@ public struct HTTP1HeadParser: Sendable {
             }
         case 10 where ASCII.equalsCaseInsensitively(name, "connection"):
             HeaderList.forEachToken(value) { element in
-                if element.equalsCaseInsensitively("close".utf8) { facts.connectionClose = true }
-                if element.equalsCaseInsensitively("keep-alive".utf8) { facts.connectionKeepAlive = true }
+                if ASCII.equalsCaseInsensitively(element, "close") { facts.connectionClose = true }
+                if ASCII.equalsCaseInsensitively(element, "keep-alive") { facts.connectionKeepAlive = true }
             }
         case 6 where ASCII.equalsCaseInsensitively(name, "expect"):
-            if value.equalsCaseInsensitively("100-continue".utf8) { facts.expectContinue = true }
+            if ASCII.equalsCaseInsensitively(value, "100-continue") { facts.expectContinue = true }
         default:
             break
         }

@@ -135,7 +135,7 @@ public struct HeaderList: Sendable, Sequence {
             raw.withUnsafeReadableBytes { bytes in
                 for field in rawFields where !field.removed && Self.nameEquals(field, name, in: bytes) {
                     Self.forEachToken(Self.value(of: field, in: bytes)) { element in
-                        if element.equalsCaseInsensitively(token.utf8) { found = true }
+                        if ASCII.equalsCaseInsensitively(element, token) { found = true }
                     }
                     if found { return }
                 }
@@ -146,7 +146,7 @@ public struct HeaderList: Sendable, Sequence {
             var value = field.value
             value.withUTF8 { bytes in
                 Self.forEachToken(UnsafeRawBufferPointer(bytes)) { element in
-                    if element.equalsCaseInsensitively(token.utf8) { found = true }
+                    if ASCII.equalsCaseInsensitively(element, token) { found = true }
                 }
             }
         }
@@ -419,28 +419,14 @@ public struct HeaderList: Sendable, Sequence {
     }
 }
 
-extension Sequence<UInt8> {
-    /// ASCII case-insensitive comparison with another byte sequence.
-    @inlinable
-    public func equalsCaseInsensitively(_ other: some Sequence<UInt8>) -> Bool {
-        var mine = makeIterator()
-        var theirs = other.makeIterator()
-        while true {
-            switch (mine.next(), theirs.next()) {
-            case (nil, nil): return true
-            case (let a?, let b?):
-                if a != b && ASCII.lower(a) != ASCII.lower(b) { return false }
-            default: return false
-            }
-        }
-    }
-}
-
 extension String {
     /// On the two strings' contiguous bytes: iterating `UTF8View`s steps through the string's representation
     /// byte by byte, which HTTP/2 requests (every field name a `String`) paid on each name lookup.
     @inlinable
     public func equalsCaseInsensitively(_ other: String) -> Bool {
+        // Checked here although ASCII.equalsCaseInsensitively checks it too: `var mine = self` and `withUTF8` cost a
+        // retain and release of the string, which most comparisons (names of other lengths) need not pay.
+        guard utf8.count == other.utf8.count else { return false }
         var mine = self
         return mine.withUTF8 { ASCII.equalsCaseInsensitively(UnsafeRawBufferPointer($0), other) }
     }
