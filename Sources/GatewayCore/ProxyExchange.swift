@@ -100,24 +100,11 @@ final class ProxyExchange: ExchangeDriver, UpstreamCallDelegate, FilterSuspensio
     init(connection: GatewayConnection, request: consuming IncomingRequest, stream: DownstreamStream) {
         let framing = request.framing
         let expectsContinue = request.expectsContinue
-        var head = (consume request).head
-        // RFC 9112 §3.2.2: a server must accept the absolute form, and its authority replaces Host.
-        if let (authority, originForm) = HeaderRules.splitAbsoluteForm(head.target) {
-            head.target = originForm
-            head.headers.replaceOrAdd(name: "host", value: authority)
-        }
+        // Stored first and edited in place by `admit`: a local head assigned to the property last was copied by the
+        // optimiser (and the local released), and `consume` is refused there.
+        self.head = (consume request).head
         let (runtime, forwarder) = connection.snapshot()
-        HeaderRules.removeClientIdentityHeaders(
-            &head.headers, dropUnderscores: runtime.dropsUnderscoredFields, dropOverrides: runtime.dropsOverrideFields)
-        // One normalised path for routing, filters, the cache key and the upstream (see PathNormalizer).
-        for name in runtime.claimHeaders { head.headers.remove(name: name) }
-        // Only a trusted proxy may name the client; anyone else's field never reaches an upstream that would believe it.
-        if let name = runtime.clientIPHeader, !connection.info.peerIsTrustedProxy { head.headers.remove(name: name) }
-        switch PathNormalizer.normalize(head.target, encodedSlashes: runtime.encodedSlashes) {
-        case .success(let target): head.target = target
-        case .failure(let failure): self.pathFailure = failure
-        }
-        self.upgrade = head.version == .http1_1 ? HeaderRules.requestedUpgrade(head.headers) : nil
+        (self.upgrade, self.pathFailure) = Self.admit(&self.head, runtime: runtime, peerIsTrustedProxy: connection.info.peerIsTrustedProxy)
         self.connection = connection
         (self.runtime, self.forwarder) = (runtime, forwarder)
         self.framing = framing
@@ -125,16 +112,40 @@ final class ProxyExchange: ExchangeDriver, UpstreamCallDelegate, FilterSuspensio
         self.stream = stream
         let clientIP =
             connection.info.peerIsTrustedProxy
-            ? Self.trustedClientAddress(&head, connection: connection.info, runtime: runtime)
+            ? Self.trustedClientAddress(&self.head, connection: connection.info, runtime: runtime)
             : connection.peerText
         self.context = RequestContext(
-            connection: connection.info, clientIP: clientIP, method: head.method, uri: head.target, startedAt: EventClock.now(),
+            connection: connection.info, clientIP: clientIP, method: self.head.method, uri: self.head.target, startedAt: EventClock.now(),
             eventLoop: connection.eventLoop)
-        self.head = head  // last: moved, not copied
     }
 
     func start() {
         runFilters(.global, from: 0)
+    }
+
+    /// What every request goes through before the filters: the absolute form's authority as Host (RFC 9112 §3.2.2),
+    /// fields only the gateway or a trusted proxy may set removed, the path normalised. Returns the protocol an
+    /// HTTP/1.1 client asks to switch to, and why the path cannot be normalised. On the head in place: read from a
+    /// property instead, each field list passed on would be copied.
+    private static func admit(
+        _ head: inout RequestHead, runtime: GatewayRuntime, peerIsTrustedProxy: Bool
+    ) -> (upgrade: String?, pathFailure: PathNormalizer.Failure?) {
+        if let (authority, originForm) = HeaderRules.splitAbsoluteForm(head.target) {
+            head.target = originForm
+            head.headers.replaceOrAdd(name: "host", value: authority)
+        }
+        HeaderRules.removeClientIdentityHeaders(
+            &head.headers, dropUnderscores: runtime.dropsUnderscoredFields, dropOverrides: runtime.dropsOverrideFields)
+        for name in runtime.claimHeaders { head.headers.remove(name: name) }
+        // Only a trusted proxy may name the client; anyone else's field never reaches an upstream that would believe it.
+        if let name = runtime.clientIPHeader, !peerIsTrustedProxy { head.headers.remove(name: name) }
+        // One normalised path for routing, filters, the cache key and the upstream (see PathNormalizer).
+        var pathFailure: PathNormalizer.Failure?
+        switch PathNormalizer.normalize(head.target, encodedSlashes: runtime.encodedSlashes) {
+        case .success(let target): head.target = target
+        case .failure(let failure): pathFailure = failure
+        }
+        return (head.version == .http1_1 ? HeaderRules.requestedUpgrade(head.headers) : nil, pathFailure)
     }
 
     // MARK: Request phases
@@ -283,8 +294,9 @@ final class ProxyExchange: ExchangeDriver, UpstreamCallDelegate, FilterSuspensio
     private static func match(
         _ head: inout RequestHead, host: Substring, listener: String, clientIP: @autoclosure () -> IPAddress?, in routes: RouteTable
     ) -> RouteMatch {
-        routes.match(
-            host: host, path: head.path, query: head.query, method: head.method, headers: head.headers, listener: listener, clientIP: clientIP())
+        let query = head.query  // an autoclosure reading `head` itself made the call copy the field list
+        return routes.match(
+            host: host, path: head.path, query: query, method: head.method, headers: head.headers, listener: listener, clientIP: clientIP())
     }
 
     func forward() {
@@ -354,7 +366,8 @@ final class ProxyExchange: ExchangeDriver, UpstreamCallDelegate, FilterSuspensio
                 "no upstream credentials: the token endpoint gave none", metadata: ["request_id": "\(context.requestID)", "upstream": "\(destination.upstreamName)"])
             return respond(error: .upstreamCredentialsUnavailable)
         }
-        var upstreamHead = makeUpstreamHead(route)
+        var upstreamHead = RequestHead(method: head.method, target: head.target, version: .http1_1)
+        prepareUpstreamHead(&upstreamHead, for: route)
         if upgrade == nil && route.mirrorsThisRequest() { startMirror(route, head: upstreamHead) }  // the mirror never gets the token
         if let credentials = destination.credentials {
             let body: UpstreamBody = framing == .none ? .none : buffersBody && requestComplete ? .whole(heldBody) : .streamed
@@ -423,6 +436,13 @@ final class ProxyExchange: ExchangeDriver, UpstreamCallDelegate, FilterSuspensio
     /// the upgrade asked again, client-certificate subject, and the cache's validators when revalidating.
     func makeUpstreamHead(_ route: CompiledRoute) -> RequestHead {
         var upstreamHead = RequestHead(method: head.method, target: head.target, version: .http1_1)
+        prepareUpstreamHead(&upstreamHead, for: route)
+        return upstreamHead
+    }
+
+    /// `makeUpstreamHead` into a head the caller made (with the request's method and target): the forwarding path's
+    /// form, since returning the head from the function above made the optimiser copy it (and release the original).
+    private func prepareUpstreamHead(_ upstreamHead: inout RequestHead, for route: CompiledRoute) {
         if caching == nil {
             // Nothing reads the request's fields after forwarding but the cache: without one, the upstream head
             // takes the field lists over, so that editing them below copies nothing.
@@ -466,7 +486,6 @@ final class ProxyExchange: ExchangeDriver, UpstreamCallDelegate, FilterSuspensio
         if let caching, caching.revalidating, let stale = caching.stale {
             CacheState.addValidators(of: stale, to: &upstreamHead.headers)
         }
-        return upstreamHead
     }
 
     /// RFC 9110 §7.6.3: the protocol the message was received in, then the pseudonym.

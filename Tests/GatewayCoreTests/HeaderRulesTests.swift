@@ -305,6 +305,23 @@ import Testing
         var preloaded = ResponseHead(status: 200, headers: HeaderList())
         SecurityHeadersFilter(config).onResponse(&preloaded, context: SecurityHeadersConfigForTests.context(tls: true))
         #expect(preloaded.headers["strict-transport-security"] == ["max-age=31536000; includeSubDomains; preload"])
+
+        // Without HSTS every other field goes out, over plain HTTP as over TLS (HSTS is the one left out on plain HTTP).
+        var withoutHSTS = SecurityHeadersConfigForTests.make()
+        withoutHSTS.hstsMaxAgeSeconds = nil
+        withoutHSTS.permissionsPolicy = "camera=()"
+        for tls in [false, true] {
+            var plain = ResponseHead(status: 200, headers: HeaderList())
+            SecurityHeadersFilter(withoutHSTS).onResponse(&plain, context: SecurityHeadersConfigForTests.context(tls: tls))
+            var expected = ResponseHead(status: 200, headers: HeaderList())
+            SecurityHeadersFilter(config).onResponse(&expected, context: SecurityHeadersConfigForTests.context(tls: true))
+            expected.headers.remove(name: "strict-transport-security")
+            expected.headers.add(name: "permissions-policy", value: "camera=()")
+            let sent = plain.headers.map { "\($0.name): \($0.value)" }.sorted()
+            let wanted = expected.headers.map { "\($0.name): \($0.value)" }.sorted()
+            #expect(sent == wanted)
+            #expect(plain.headers["permissions-policy"] == ["camera=()"] && plain.headers["strict-transport-security"] == [])
+        }
     }
 }
 
