@@ -330,8 +330,7 @@ public enum HeaderRules {
     /// port below 65536. Empty is valid (a target without authority). What fails here (a space, `@`, `/`, `\`) is
     /// what Host-header injection against backends that build URLs from Host looks like.
     public static func isValidHost(_ host: String) -> Bool {
-        var host = host  // for withUTF8 (a native string is not copied)
-        return host.withUTF8 { bytes in
+        host.withUTF8Bytes { bytes in
             var nameEnd = 0
             if bytes.first == UInt8(ascii: "[") {
                 guard let close = bytes.firstIndex(of: UInt8(ascii: "]")),
@@ -349,7 +348,7 @@ public enum HeaderRules {
             }
             guard nameEnd < bytes.count else { return true }
             guard bytes[nameEnd] == UInt8(ascii: ":") else { return false }
-            let port = UnsafeRawBufferPointer(UnsafeBufferPointer(rebasing: bytes[(nameEnd + 1)...]))
+            let port = UnsafeRawBufferPointer(rebasing: bytes[(nameEnd + 1)...])
             return port.isEmpty || ASCII.parseDecimal(port).map { $0 <= 65_535 } == true
         }
     }
@@ -369,9 +368,8 @@ public enum HeaderRules {
 
     /// The Host header's name part, lowercased, without port ("Api.Example.com:8080" -> "api.example.com").
     public static func hostName(_ host: String) -> Substring {
-        var host = host  // for withUTF8 (a native string is not copied)
         // One pass over the contiguous bytes: String.UTF8View walks byte by byte with more checks.
-        let (end, hasUppercase) = host.withUTF8 { bytes -> (Int, Bool) in
+        let (end, hasUppercase) = host.withUTF8Bytes { bytes -> (Int, Bool) in
             var end = bytes.count
             if bytes.first == UInt8(ascii: "[") {  // IPv6 literal: keep up to the closing bracket
                 if let close = bytes.firstIndex(of: UInt8(ascii: "]")) { end = close + 1 }

@@ -41,10 +41,8 @@ public struct TraceContextFilter: GatewayFilter {
         return String(unsafeUninitializedCapacity: count) { buffer in
             var offset = 0
             func append(_ text: String) {
-                var text = text
-                text.withUTF8 { bytes in
-                    UnsafeMutableRawBufferPointer(UnsafeMutableBufferPointer(rebasing: buffer[offset...]))
-                        .copyMemory(from: UnsafeRawBufferPointer(bytes))
+                text.withUTF8Bytes { bytes in
+                    UnsafeMutableRawBufferPointer(UnsafeMutableBufferPointer(rebasing: buffer[offset...])).copyMemory(from: bytes)
                     offset += bytes.count
                 }
             }
@@ -75,8 +73,7 @@ public struct TraceContextFilter: GatewayFilter {
     }
 
     static func isTraceID(_ text: String) -> Bool {
-        var text = text
-        return text.withUTF8 { $0.count == 32 && isHex($0) && !allZero($0) }
+        text.withUTF8Bytes { $0.count == 32 && isHex($0) && !allZero($0) }
     }
 
     private static func isHex(_ bytes: some Sequence<UInt8>) -> Bool {
