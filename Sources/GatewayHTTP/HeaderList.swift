@@ -230,11 +230,8 @@ public struct HeaderList: Sendable, Sequence {
     /// (read in place: no copy of a name, no reference count touched per field).
     public mutating func removeAdded(where shouldRemove: (UnsafeRawBufferPointer) -> Bool) {
         // Looked for first: `removeAll` copies the (usually shared) array even when it removes nothing.
-        let first = added.withUnsafeBufferPointer { fields in
-            fields.indices.first { fields[$0].name.withUTF8Bytes(shouldRemove) }
-        }
-        guard let first else { return }
-        added.removeSubrange(first...first)
+        let any = added.withUnsafeBufferPointer { fields in fields.indices.contains { fields[$0].name.withUTF8Bytes(shouldRemove) } }
+        guard any else { return }
         added.removeAll { $0.name.withUTF8Bytes(shouldRemove) }
     }
 
