@@ -27,14 +27,13 @@ public enum RequestID {
     /// unguessable in practice, and no request pays for a `getrandom` system call. They identify
     /// requests; they are not secrets and are not used as such.
     public static func generate() -> String {
-        let random = ThreadRandom.current
-        return generate(high: random.next(), low: random.next())
+        ThreadRandom.withCurrent { random in generate(high: random.next(), low: random.next()) }
     }
 
     /// 64 random bits, never all zero (invalid): a W3C span (parent) id.
     public static func generateSpanBits() -> UInt64 {
         var value: UInt64 = 0
-        while value == 0 { value = ThreadRandom.current.next() }
+        while value == 0 { value = ThreadRandom.next() }
         return value
     }
 
@@ -77,7 +76,7 @@ public enum Chance {
     public static func happens(_ share: Double) -> Bool {
         if share >= 1 { return true }
         if share <= 0 { return false }
-        return Double(ThreadRandom.current.next() >> 11) / Double(1 << 53) < share
+        return Double(ThreadRandom.next() >> 11) / Double(1 << 53) < share
     }
 }
 
@@ -109,5 +108,9 @@ final class ThreadRandom {
 
     private static let slot = ThreadSlot()
 
-    static var current: ThreadRandom { slot.object(ThreadRandom.init) }
+    /// This thread's generator, lent without a retain (two draws per request: the request id and the span id).
+    static func withCurrent<Result>(_ body: (ThreadRandom) -> Result) -> Result { slot.withObject(ThreadRandom.init, body) }
+
+    /// One draw from this thread's generator.
+    static func next() -> UInt64 { withCurrent { $0.next() } }
 }

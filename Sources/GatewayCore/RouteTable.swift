@@ -247,9 +247,9 @@ public final class CompiledRoute: Sendable {
     ) -> (index: Int, setCookie: String?) {
         guard let split else { return (0, nil) }
         if let key = stickyOn?.value(in: headers, clientIP: clientIP, consumer: consumer) { return (split.choose(key: key), nil) }
-        guard let cookie = stickyCookieToSet else { return (split.choose(ThreadRandom.current.next()), nil) }
+        guard let cookie = stickyCookieToSet else { return (split.choose(ThreadRandom.next()), nil) }
         // A session cookie, unreadable by scripts, sent on same-site navigation; Secure where it came over TLS.
-        let value = RequestID.spanID(ThreadRandom.current.next())
+        let value = RequestID.spanID(ThreadRandom.next())
         return (split.choose(key: value), "\(cookie)=\(value); Path=/; HttpOnly; SameSite=Lax" + (isTLS ? "; Secure" : ""))
     }
 

@@ -29,6 +29,14 @@ final class ThreadSlot: Sendable {
         pthread_setspecific(key, Unmanaged<AnyObject>.passRetained(object).toOpaque())
         return object
     }
+
+    /// This thread's object lent to `body`, without the retain and release that `object` costs: the slot keeps it
+    /// alive until the thread ends, and `body` runs on this thread.
+    @inline(__always)
+    func withObject<Object: AnyObject, Result>(_ make: () -> Object, _ body: (Object) -> Result) -> Result {
+        if let pointer = pthread_getspecific(key) { return Unmanaged<Object>.fromOpaque(pointer)._withUnsafeGuaranteedRef(body) }
+        return body(object(make))
+    }
 }
 
 /// A small number for each thread, for per-thread shards of hot counters: the first `capacity` threads to ask

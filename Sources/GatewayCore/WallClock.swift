@@ -21,7 +21,8 @@ extension WallClock {
     /// `Sun, 06 Dec 2026 09:46:17 GMT`. Formatted at most once per second per thread, as NGINX caches its
     /// time string: every response the gateway sends without an upstream `Date` carries one.
     public static func httpDate() -> String {
-        DateText.current.text(forSecond: coarseSeconds())
+        let second = coarseSeconds()
+        return DateText.withCurrent { $0.text(forSecond: second) }
     }
 
     /// Whole seconds since the Unix epoch from the coarse real-time clock: no system call, and precise
@@ -48,5 +49,6 @@ private final class DateText {
 
     private static let slot = ThreadSlot()
 
-    static var current: DateText { slot.object(DateText.init) }
+    /// This thread's text, lent without a retain.
+    static func withCurrent<Result>(_ body: (DateText) -> Result) -> Result { slot.withObject(DateText.init, body) }
 }

@@ -1,5 +1,6 @@
 import CoreMetrics
 import Foundation
+import Synchronization
 import Testing
 @testable import GatewayCore
 
@@ -109,5 +110,37 @@ import Testing
         }
         for _ in 0..<count { start.signal() }
         done.wait()
+    }
+}
+
+/// `ThreadSlot.withObject` lends each thread its own object, made once on the thread's first use (the request id
+/// generator and the Date text live there): the same object on every later call, never another thread's.
+@Suite struct ThreadSlotTests {
+    final class Counter: @unchecked Sendable { var uses = 0 }
+
+    @Test func eachThreadGetsItsOwnObjectMadeOnce() {
+        let slot = ThreadSlot()
+        let threads = 8
+        let made = Mutex(0)
+        let results = Mutex<[(uses: Int, object: Counter)]>([])  // the objects kept: an ended thread's could be freed and its address reused
+        let done = DispatchGroup()
+        for _ in 0..<threads {
+            done.enter()
+            Thread.detachNewThread {
+                let make = { made.withLock { $0 += 1 }; return Counter() }
+                for _ in 0..<100 { slot.withObject(make) { $0.uses += 1 } }
+                let result = slot.withObject(make) { (uses: $0.uses, object: $0) }
+                results.withLock { $0.append(result) }
+                done.leave()
+            }
+        }
+        done.wait()
+        let all = results.withLock { $0 }
+        let distinct = Set(all.map { ObjectIdentifier($0.object) }).count
+        let madeCount = made.withLock { $0 }
+        let everyThreadUsedItsOwn = all.allSatisfy { $0.uses == 100 }
+        #expect(madeCount == threads)
+        #expect(all.count == threads && distinct == threads)
+        #expect(everyThreadUsedItsOwn)
     }
 }
