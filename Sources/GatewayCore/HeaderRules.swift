@@ -22,7 +22,7 @@ public enum HeaderRules {
     /// A request field `prepareUpstreamRequest` does not pass on: hop-by-hop, `Expect`, `Content-Length`, and from
     /// anyone but a trusted proxy the forwarding fields.
     @inline(__always)
-    static func isWithheldFromUpstream(_ name: UnsafeRawBufferPointer, peerIsTrusted: Bool) -> Bool {
+    private static func isWithheldFromUpstream(_ name: UnsafeRawBufferPointer, peerIsTrusted: Bool) -> Bool {
         if isHopByHop(name) { return true }
         switch name.count {
         case 6: return ASCII.equalsCaseInsensitively(name, "expect")

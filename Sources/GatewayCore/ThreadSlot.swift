@@ -21,21 +21,14 @@ final class ThreadSlot: Sendable {
         self.key = key
     }
 
-    /// This thread's object, made by `make` on the first call.
-    @inline(__always)
-    func object<Object: AnyObject>(_ make: () -> Object) -> Object {
-        if let pointer = pthread_getspecific(key) { return Unmanaged<Object>.fromOpaque(pointer).takeUnretainedValue() }
-        let object = make()
-        pthread_setspecific(key, Unmanaged<AnyObject>.passRetained(object).toOpaque())
-        return object
-    }
-
-    /// This thread's object lent to `body`, without the retain and release that `object` costs: the slot keeps it
-    /// alive until the thread ends, and `body` runs on this thread.
+    /// This thread's object, made by `make` on the first call, lent to `body` without a retain and release: the
+    /// slot keeps it alive until the thread ends, and `body` runs on this thread.
     @inline(__always)
     func withObject<Object: AnyObject, Result>(_ make: () -> Object, _ body: (Object) -> Result) -> Result {
         if let pointer = pthread_getspecific(key) { return Unmanaged<Object>.fromOpaque(pointer)._withUnsafeGuaranteedRef(body) }
-        return body(object(make))
+        let object = make()
+        pthread_setspecific(key, Unmanaged<AnyObject>.passRetained(object).toOpaque())
+        return body(object)
     }
 }
 

@@ -103,15 +103,12 @@ public struct HeaderList: Sendable, Sequence {
     public func firstAndCount(name: String) -> (first: String?, count: Int) {
         var first: String?
         var total = 0
-        let (received, added) = mayHold(name)
-        if received {
-            forEachReceivedValue(name: name) { value in
-                if total == 0 { first = String(decoding: value, as: UTF8.self) }
-                total += 1
-            }
+        forEachReceivedValue(name: name) { value in
+            if total == 0 { first = String(decoding: value, as: UTF8.self) }
+            total += 1
         }
-        guard added else { return (first, total) }
-        for field in self.added where field.name.equalsCaseInsensitively(name) {
+        guard mayHold(name).added else { return (first, total) }
+        for field in added where field.name.equalsCaseInsensitively(name) {
             if total == 0 { first = field.value }
             total += 1
         }
